@@ -1,0 +1,246 @@
+// Verifiers and interfaces of the attn dialect's ops.
+#include "dialects/attn/AttnOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/StringSet.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace heed::attn;
+
+#define GET_OP_CLASSES
+#include "dialects/attn/AttnOps.cpp.inc"
+
+namespace {
+
+bool isBufferElementType(Type t) {
+  return t.isF32() || t.isF16() || t.isBF16() || t.isInteger(8) ||
+         t.isInteger(32) || t.isInteger(64) || t.isInteger(1);
+}
+
+bool isStorageFloat(Type t) { return t.isF32() || t.isF16() || t.isBF16(); }
+
+bool isDimSymbol(StringRef s) {
+  if (s == "B" || s == "H" || s == "Hkv" || s == "Sq" || s == "Skv")
+    return true;
+  unsigned long long v;
+  return !s.empty() && !s.getAsInteger(10, v) && v > 0;
+}
+
+/// Checks the leading argument types and the terminator of a variant region.
+LogicalResult verifyRegion(VariantOp op, Region &region, StringRef name,
+                           ArrayRef<Type> leading, Type yielded) {
+  Block &block = region.front();
+  unsigned expected = leading.size() + op.getNumBuffers();
+  if (block.getNumArguments() != expected)
+    return op.emitOpError() << "'" << name << "' region must have " << expected
+                            << " arguments (" << leading.size()
+                            << " index/score arguments and one per buffer), got "
+                            << block.getNumArguments();
+  for (auto [i, t] : llvm::enumerate(leading))
+    if (block.getArgument(i).getType() != t)
+      return op.emitOpError() << "'" << name << "' region argument #" << i
+                              << " must be " << t << ", got "
+                              << block.getArgument(i).getType();
+  for (auto [i, t] : llvm::enumerate(op.getBufferTypes()))
+    if (block.getArgument(leading.size() + i).getType() !=
+        cast<TypeAttr>(t).getValue())
+      return op.emitOpError() << "'" << name << "' region argument #"
+                              << leading.size() + i
+                              << " must have the type of buffer #" << i;
+  auto yield = dyn_cast<YieldOp>(block.getTerminator());
+  if (!yield)
+    return op.emitOpError() << "'" << name
+                            << "' region must end with attn.yield";
+  if (yield.getValue().getType() != yielded)
+    return yield.emitOpError() << "in the '" << name << "' region must yield "
+                               << yielded << ", got "
+                               << yield.getValue().getType();
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// VariantOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult VariantOp::verify() {
+  size_t n = getBufferTypes().size();
+  if (getBufferNames().size() != n || getBufferShapes().size() != n)
+    return emitOpError() << "needs one name and one shape per buffer: "
+                         << n << " types, " << getBufferNames().size()
+                         << " names, " << getBufferShapes().size() << " shapes";
+  llvm::StringSet<> seen;
+  for (size_t i = 0; i < n; ++i) {
+    auto name = cast<StringAttr>(getBufferNames()[i]).getValue();
+    if (!seen.insert(name).second)
+      return emitOpError() << "buffer name '" << name << "' is used twice";
+    auto type = dyn_cast<MemRefType>(cast<TypeAttr>(getBufferTypes()[i]).getValue());
+    if (!type)
+      return emitOpError() << "buffer '" << name << "' must be a memref";
+    if (!isBufferElementType(type.getElementType()))
+      return emitOpError() << "buffer '" << name
+                           << "' has unsupported element type "
+                           << type.getElementType()
+                           << " (expected f32, f16, bf16, i1, i8, i32 or i64)";
+    auto shape = dyn_cast<ArrayAttr>(getBufferShapes()[i]);
+    if (!shape || shape.size() != static_cast<size_t>(type.getRank()))
+      return emitOpError() << "buffer '" << name << "' of rank "
+                           << type.getRank()
+                           << " needs a shape with as many dimensions";
+    for (Attribute dim : shape) {
+      auto s = dyn_cast<StringAttr>(dim);
+      if (!s || !isDimSymbol(s.getValue()))
+        return emitOpError() << "buffer '" << name << "' has dimension " << dim
+                             << "; expected \"B\", \"H\", \"Hkv\", \"Sq\", "
+                                "\"Skv\" or a positive integer";
+    }
+  }
+  return success();
+}
+
+LogicalResult VariantOp::verifyRegions() {
+  Builder b(getContext());
+  Type idx = b.getIndexType(), f32 = b.getF32Type();
+  if (failed(verifyRegion(*this, getScore(), "score", {f32, idx, idx, idx, idx},
+                          f32)))
+    return failure();
+  return verifyRegion(*this, getMask(), "mask", {idx, idx, idx, idx},
+                      b.getI1Type());
+}
+
+//===----------------------------------------------------------------------===//
+// LoadOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LoadOp::verify() {
+  auto type = cast<MemRefType>(getBuffer().getType());
+  if (static_cast<int64_t>(getIndices().size()) != type.getRank())
+    return emitOpError() << "needs " << type.getRank()
+                         << " indices for a buffer of rank " << type.getRank()
+                         << ", got " << getIndices().size();
+  Type elt = type.getElementType();
+  Type expected = isa<FloatType>(elt) ? Type(Float32Type::get(getContext()))
+                                      : Type(IntegerType::get(getContext(), 64));
+  if (getResult().getType() != expected)
+    return emitOpError() << "reading " << elt << " must produce " << expected;
+  return success();
+}
+
+void LoadOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>> &effects) {
+  effects.emplace_back(MemoryEffects::Read::get(), &getBufferMutable(),
+                       SideEffects::DefaultResource::get());
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto variant =
+      symbolTable.lookupNearestSymbolFrom<VariantOp>(*this, getVariantAttr());
+  if (!variant)
+    return emitOpError() << "refers to '" << getVariant()
+                         << "', which is not an attn.variant";
+  auto types = variant.getBufferTypes();
+  if (types.size() != getBuffers().size())
+    return emitOpError() << "variant '" << getVariant() << "' reads "
+                         << types.size() << " buffer(s), but "
+                         << getBuffers().size() << " were given";
+  for (auto [i, pair] : llvm::enumerate(llvm::zip(types, getBuffers()))) {
+    auto want = cast<MemRefType>(cast<TypeAttr>(std::get<0>(pair)).getValue());
+    auto got = cast<MemRefType>(std::get<1>(pair).getType());
+    if (want.getElementType() != got.getElementType() ||
+        want.getRank() != got.getRank())
+      return emitOpError() << "buffer #" << i << " ('"
+                           << cast<StringAttr>(variant.getBufferNames()[i]).getValue()
+                           << "') must be a rank-" << want.getRank() << " memref of "
+                           << want.getElementType() << ", got " << got;
+  }
+  return success();
+}
+
+LogicalResult AttentionOp::verify() {
+  if (getLayout() != "bhsd" && getLayout() != "bshd")
+    return emitOpError() << "layout must be \"bhsd\" or \"bshd\", got \""
+                         << getLayout() << "\"";
+  if (!std::isfinite(getScale().convertToFloat()))
+    return emitOpError() << "scale must be finite";
+  auto q = cast<MemRefType>(getQuery().getType());
+  auto k = cast<MemRefType>(getKey().getType());
+  auto v = cast<MemRefType>(getValue().getType());
+  auto o = cast<MemRefType>(getOut().getType());
+  const char *names[] = {"query", "key", "value", "out"};
+  MemRefType types[] = {q, k, v, o};
+  for (int i = 0; i < 4; ++i) {
+    if (types[i].getRank() != 4)
+      return emitOpError() << names[i] << " must have rank 4, got rank "
+                           << types[i].getRank();
+    if (!isStorageFloat(types[i].getElementType()))
+      return emitOpError() << names[i] << " must hold f32, f16 or bf16, got "
+                           << types[i].getElementType();
+    if (types[i].isDynamicDim(3))
+      return emitOpError() << names[i] << " must have a static head dimension";
+  }
+  if (q.getElementType() != k.getElementType() ||
+      q.getElementType() != v.getElementType())
+    return emitOpError() << "query, key and value must share an element type";
+  if (q.getDimSize(3) != k.getDimSize(3))
+    return emitOpError() << "query and key head dims differ: " << q.getDimSize(3)
+                         << " vs " << k.getDimSize(3);
+  if (v.getDimSize(3) != o.getDimSize(3))
+    return emitOpError() << "value and out head dims differ: " << v.getDimSize(3)
+                         << " vs " << o.getDimSize(3);
+  // Logical dims: batch 0, heads (1 or 2), sequence (2 or 1).
+  unsigned hd = isBSHD() ? 2 : 1, sd = isBSHD() ? 1 : 2;
+  auto mismatch = [](MemRefType a, MemRefType b, unsigned d) {
+    return !a.isDynamicDim(d) && !b.isDynamicDim(d) &&
+           a.getDimSize(d) != b.getDimSize(d);
+  };
+  if (mismatch(q, k, 0) || mismatch(q, v, 0) || mismatch(q, o, 0))
+    return emitOpError() << "batch sizes of query, key, value and out differ";
+  if (mismatch(k, v, hd) || mismatch(k, v, sd))
+    return emitOpError() << "key and value must have the same heads and length";
+  if (mismatch(q, o, hd) || mismatch(q, o, sd))
+    return emitOpError() << "query and out must have the same heads and length";
+  if (!q.isDynamicDim(hd) && !k.isDynamicDim(hd) &&
+      q.getDimSize(hd) % k.getDimSize(hd) != 0)
+    return emitOpError() << "query heads (" << q.getDimSize(hd)
+                         << ") must be a multiple of key/value heads ("
+                         << k.getDimSize(hd) << ")";
+  if (Value lse = getLse()) {
+    auto t = cast<MemRefType>(lse.getType());
+    if (t.getRank() != 3 || !t.getElementType().isF32())
+      return emitOpError() << "lse must be a rank-3 memref of f32 [B, Hq, Sq]";
+  }
+  if (Value status = getStatus()) {
+    auto t = cast<MemRefType>(status.getType());
+    if (t.getRank() != 1 || !t.getElementType().isInteger(32) ||
+        t.getDimSize(0) != 1)
+      return emitOpError() << "status must be memref<1xi32>";
+  }
+  if (static_cast<bool>(getWorkBegin()) != static_cast<bool>(getWorkEnd()))
+    return emitOpError() << "work needs both a begin and an end";
+  return success();
+}
+
+void AttentionOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>> &effects) {
+  for (OpOperand &operand : getOperation()->getOpOperands()) {
+    if (!isa<MemRefType>(operand.get().getType()))
+      continue;
+    bool written = operand.get() == getOut() || operand.get() == getLse() ||
+                   operand.get() == getStatus();
+    if (written)
+      effects.emplace_back(MemoryEffects::Write::get(), &operand,
+                           SideEffects::DefaultResource::get());
+    else
+      effects.emplace_back(MemoryEffects::Read::get(), &operand,
+                           SideEffects::DefaultResource::get());
+  }
+}

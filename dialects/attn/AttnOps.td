@@ -1,0 +1,113 @@
+// Ops of the attn dialect: attn.variant, attn.yield, attn.load, attn.attention.
+#ifndef HEED_ATTN_OPS
+#define HEED_ATTN_OPS
+
+include "AttnDialect.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/RegionKindInterface.td"
+
+def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
+  let summary = "An attention variant: a score modifier and a mask";
+  let description = [{
+    Holds two single-block regions evaluated per (b, h, q, kv) element:
+
+    * `score`: arguments `(%score: f32, %b: index, %h: index, %q: index,
+      %kv: index, buffers...)`, yields the modified score (f32). The incoming
+      score is `scale * dot(q_row, k_row)`.
+    * `mask`: arguments `(%b, %h, %q, %kv: index, buffers...)`, yields `i1`:
+      true where the key is visible to the query.
+
+    `buffers` lists the run-time tensors (memrefs) the regions read through
+    `attn.load`; `buffer_names` and `buffer_shapes` name them and give each
+    dimension symbolically ("B", "H", "Hkv", "Sq", "Skv" or a decimal
+    constant) so the runtime can check what it is given. `params` records the
+    compile-time parameter values the regions were built with.
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeArrayAttr:$buffer_types,
+                       StrArrayAttr:$buffer_names,
+                       ArrayAttr:$buffer_shapes,
+                       DictionaryAttr:$params);
+  let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask);
+  let assemblyFormat = [{
+    $sym_name `buffers` `(` $buffer_names `:` $buffer_types `)` `shapes` $buffer_shapes
+    `params` $params attr-dict-with-keyword `score` $score `mask` $mask
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
+  let extraClassDeclaration = [{
+    unsigned getNumBuffers() { return getBufferTypes().size(); }
+    /// Number of leading non-buffer arguments of each region.
+    static constexpr unsigned kScoreIndexArgs = 5; // score, b, h, q, kv
+    static constexpr unsigned kMaskIndexArgs = 4;  // b, h, q, kv
+  }];
+}
+
+def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator,
+    ParentOneOf<["VariantOp"]>]> {
+  let summary = "Yields the value of a variant region";
+  let arguments = (ins AnyType:$value);
+  let assemblyFormat = "$value attr-dict `:` type($value)";
+}
+
+def Attn_LoadOp : Attn_Op<"load", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Bounds-checked read of a run-time buffer";
+  let description = [{
+    Reads `buffer[indices]`. Unlike `memref.load`, an index out of range is
+    not undefined behaviour: the result is zero (false for i1) and, where the
+    enclosing attention op has a `status` operand, the 1-based number of the
+    buffer is recorded there so the runtime can report the error.
+    Integer elements are sign-extended to i64, floating point to f32.
+  }];
+  let arguments = (ins AnyMemRef:$buffer, Variadic<Index>:$indices);
+  let results = (outs AnyTypeOf<[I64, F32]>:$result);
+  let assemblyFormat = "$buffer `[` $indices `]` attr-dict `:` type($buffer) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Applies an attention variant to q, k, v";
+  let description = [{
+    `out = softmax(mod(scale * q k^T) masked) v`, per batch and head, in
+    destination-passing style on memrefs. Tensors are rank 4, in `layout`
+    "bhsd" ([batch, heads, seq, dim]) or "bshd" ([batch, seq, heads, dim]);
+    the head dims are static. The key/value heads may be fewer than the query
+    heads (GQA/MQA): query head h reads kv head h / (Hq / Hkv). Storage types
+    are f32, f16 or bf16; the arithmetic is f32. `lse` (rank 3, [B, Hq, Sq],
+    f32) receives the natural-log sum of exponentials of the scores per row,
+    -inf for a row whose keys are all masked (whose output is then zero).
+    `status` (memref<1xi32>) receives the buffer number of an out-of-range
+    `attn.load`. `work` restricts the op to the flattened work items
+    [begin, end) of the (batch, head, q-block) grid, for callers that split
+    the work across threads.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant,
+                       AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value,
+                       Variadic<AnyMemRef>:$buffers,
+                       AnyMemRef:$out,
+                       Optional<AnyMemRef>:$lse,
+                       Optional<AnyMemRef>:$status,
+                       Optional<Index>:$work_begin,
+                       Optional<Index>:$work_end,
+                       F32Attr:$scale,
+                       DefaultValuedStrAttr<StrAttr, "bhsd">:$layout);
+  let assemblyFormat = [{
+    $variant `ins` `(` $query `,` $key `,` $value `:` type($query) `,` type($key) `,` type($value) `)`
+    (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    `outs` `(` $out `:` type($out) `)`
+    (`lse` `(` $lse^ `:` type($lse) `)`)?
+    (`status` `(` $status^ `:` type($status) `)`)?
+    (`work` `(` $work_begin^ `,` $work_end `)`)?
+    attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    bool isBSHD() { return getLayout() == "bshd"; }
+  }];
+}
+
+#endif // HEED_ATTN_OPS

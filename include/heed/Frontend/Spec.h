@@ -1,0 +1,118 @@
+// The elaborated form of an attention variant: what both frontends produce and
+// what the IR emitter and the float64 reference consume.
+//
+// A Variant holds two closed expression trees, `score` (f32) and `mask`
+// (bool), over the indices b, h, q, kv, the incoming score, and run-time
+// buffers. Compile-time parameters have already been substituted (their
+// values are kept in `params` for the IR and the cache key); named library
+// functions such as causal() have been inlined. No MLIR types appear here.
+#ifndef HEED_FRONTEND_SPEC_H
+#define HEED_FRONTEND_SPEC_H
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace heed::spec {
+
+/// The scalar types of the spec language.
+enum class ScalarType { I64, F32, Bool };
+
+/// Element types a run-time buffer may hold.
+enum class ElemType { F32, F16, BF16, I8, I32, I64, Bool };
+
+/// The index variables every expression can read.
+enum class IndexVar { B, H, Q, KV };
+
+enum class ExprKind {
+  Const,  ///< literal: intValue / floatValue / boolValue by type
+  Index,  ///< one of b, h, q, kv (I64)
+  Score,  ///< the incoming score, scale * dot(q, k) (F32); only in `score`
+  Load,   ///< buffers[buffer][operands...]; F32 for float buffers, I64 for
+          ///< integer ones, Bool for bool buffers
+  Unary,  ///< op(operands[0])
+  Binary, ///< op(operands[0], operands[1])
+  Select, ///< operands[0] ? operands[1] : operands[2]
+  Cast,   ///< operands[0] converted to `type`
+};
+
+enum class Op {
+  None,
+  // unary
+  Neg, Not, Abs, Exp, Log, Tanh, Sqrt,
+  // binary arithmetic (operands and result of one type, I64 or F32)
+  Add, Sub, Mul, Div, Rem, Min, Max,
+  // comparisons (operands of one type, result Bool)
+  Eq, Ne, Lt, Le, Gt, Ge,
+  // boolean
+  And, Or,
+};
+
+struct Expr;
+using ExprPtr = std::shared_ptr<const Expr>;
+
+/// One node of an elaborated expression. Integer division and remainder
+/// round toward negative infinity (as in Python); division by zero yields 0.
+struct Expr {
+  ExprKind kind = ExprKind::Const;
+  ScalarType type = ScalarType::I64;
+  Op op = Op::None;
+  int64_t intValue = 0; ///< Const of I64 or Bool (0/1)
+  double floatValue = 0; ///< Const of F32
+  IndexVar index = IndexVar::B;
+  unsigned buffer = 0; ///< Load: position in Variant::buffers
+  std::vector<ExprPtr> operands;
+};
+
+/// A run-time tensor read by the variant. Each dimension is a symbol ("B",
+/// "H" for query heads, "Hkv", "Sq", "Skv") or a positive decimal integer.
+struct BufferDecl {
+  std::string name;
+  ElemType elem = ElemType::F32;
+  std::vector<std::string> shape;
+};
+
+/// A compile-time parameter and the value it was instantiated with.
+struct Param {
+  std::string name;
+  ScalarType type = ScalarType::I64;
+  int64_t intValue = 0;  ///< I64 and Bool
+  double floatValue = 0; ///< F32
+};
+
+struct Variant {
+  std::string name;
+  std::vector<Param> params;
+  std::vector<BufferDecl> buffers;
+  ExprPtr score; ///< F32; an identity modifier is ExprKind::Score itself
+  ExprPtr mask;  ///< Bool; no mask is the constant true
+};
+
+// Constructors for expression nodes. They assume well-typed operands; the
+// frontends type-check before calling them.
+ExprPtr makeInt(int64_t v);
+ExprPtr makeFloat(double v);
+ExprPtr makeBool(bool v);
+ExprPtr makeIndex(IndexVar v);
+ExprPtr makeScore();
+ExprPtr makeLoad(unsigned buffer, ScalarType type, std::vector<ExprPtr> indices);
+ExprPtr makeUnary(Op op, ExprPtr a);
+ExprPtr makeBinary(Op op, ExprPtr a, ExprPtr b);
+ExprPtr makeSelect(ExprPtr c, ExprPtr a, ExprPtr b);
+ExprPtr makeCast(ScalarType to, ExprPtr a);
+
+/// The spec-language type a buffer element reads as.
+ScalarType loadType(ElemType elem);
+const char *toString(ScalarType t);
+const char *toString(ElemType t);
+const char *toString(IndexVar v);
+const char *toString(Op op);
+bool isComparison(Op op);
+
+/// Renders an expression in spec syntax (for messages and debugging).
+std::string print(const Expr &e, const Variant *v = nullptr);
+
+} // namespace heed::spec
+
+#endif // HEED_FRONTEND_SPEC_H

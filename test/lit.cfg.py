@@ -1,0 +1,20 @@
+# lit configuration for heed's FileCheck tests.
+import os
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "heed"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".attn"]
+config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.heed_obj_root, "test")
+
+config.substitutions.append(("%heed_src", config.heed_src_root))
+config.substitutions.append(("%examples", os.path.join(config.heed_src_root, "examples")))
+
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.with_environment("PATH", config.heed_tools_dir, append_path=True)
+tools = ["heed-opt", "heed-compile", "heed-run", "FileCheck", "not", "count"]
+llvm_config.add_tool_substitutions(tools, [config.heed_tools_dir, config.llvm_tools_dir])
