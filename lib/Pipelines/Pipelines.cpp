@@ -1,1 +1,90 @@
-// placeholder: being written
+// heed's pass pipelines and the dialect/pass registration every tool shares.
+#include "heed/Pipelines/Pipelines.h"
+
+#include "dialects/attn/AttnOps.h"
+#include "heed/Conversion/Passes.h"
+#include "heed/Transforms/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Arith/Transforms/Passes.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Index/IR/IndexDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/UB/IR/UBOps.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+#include <mutex>
+
+using namespace mlir;
+
+namespace heed {
+
+void registerAllDialects(DialectRegistry &registry) {
+  registry.insert<attn::AttnDialect, arith::ArithDialect, math::MathDialect,
+                  memref::MemRefDialect, func::FuncDialect, scf::SCFDialect,
+                  vector::VectorDialect, cf::ControlFlowDialect,
+                  index::IndexDialect, ub::UBDialect, LLVM::LLVMDialect>();
+}
+
+void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
+  pm.addPass(createAttnSimplify());
+  AttnLowerToCPUOptions lowering;
+  lowering.blockQ = options.blockQ;
+  lowering.blockKV = options.blockKV;
+  pm.addPass(createAttnLowerToCPU(lowering));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void buildCPUToLLVMPipeline(OpPassManager &pm) {
+  pm.addPass(createApproximateMath());
+  pm.addPass(arith::createArithExpandOpsPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertVectorToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createUBToLLVMConversionPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createCanonicalizerPass());
+}
+
+namespace {
+struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
+  Option<int64_t> blockQ{*this, "block-q", llvm::cl::desc("query rows per work item"),
+                         llvm::cl::init(32)};
+  Option<int64_t> blockKV{*this, "block-kv", llvm::cl::desc("keys per KV block"),
+                          llvm::cl::init(16)};
+};
+} // namespace
+
+void registerAllPasses() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    registerHeedPasses();
+    registerHeedConversionPasses();
+    PassPipelineRegistration<CPUPipelineCLOptions>(
+        "heed-cpu-tiling", "attn -> tiled scf/vector code for the CPU",
+        [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV});
+        });
+    PassPipelineRegistration<>("heed-cpu-to-llvm",
+                               "tiled scf/vector code -> LLVM dialect",
+                               buildCPUToLLVMPipeline);
+    PassPipelineRegistration<CPUPipelineCLOptions>(
+        "heed-cpu-pipeline", "attn -> LLVM dialect for the CPU",
+        [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV});
+          buildCPUToLLVMPipeline(pm);
+        });
+  });
+}
+
+} // namespace heed

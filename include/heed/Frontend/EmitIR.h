@@ -18,12 +18,14 @@ class VariantOp;
 attn::VariantOp emitVariant(mlir::OpBuilder &builder, mlir::Location loc,
                             const spec::Variant &variant);
 
+/// The memref type of a buffer as the variant's regions and the attention op
+/// see it: dynamic dims, identity layout; bool is stored as i8.
+mlir::MemRefType bufferType(mlir::MLIRContext &context, const spec::BufferDecl &buffer);
+
 /// A new module holding only `variant`, loading the dialects it needs.
 mlir::OwningOpRef<mlir::ModuleOp> emitVariantModule(mlir::MLIRContext &context,
                                                     const spec::Variant &variant);
 
-/// Registers every dialect heed's IR uses (attn, arith, math, memref, func,
-/// scf, vector, llvm) with `registry`.
 } // namespace heed
 
 #endif // HEED_FRONTEND_EMITIR_H

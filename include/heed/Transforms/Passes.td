@@ -14,4 +14,15 @@ def AttnSimplify : Pass<"attn-simplify", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
 
+def ApproximateMath : Pass<"heed-approximate-math"> {
+  let summary = "Rewrite math.exp/log/tanh/... into polynomial approximations";
+  let description = [{
+    Replaces transcendental math ops (on scalars and vectors of f32) by
+    MLIR's polynomial approximations, so the CPU code stays vectorized and
+    calls no libm function per element.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+                           "mlir::vector::VectorDialect"];
+}
+
 #endif // HEED_TRANSFORMS_PASSES

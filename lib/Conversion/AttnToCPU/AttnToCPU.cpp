@@ -1,1 +1,514 @@
-// placeholder: being written
+// --attn-lower-to-cpu: attn.attention -> work-item loop, KV-block loop and
+// online softmax on vectors, with the variant's regions inlined at tile level.
+//
+// Per work item (batch, query head, block of blockQ query rows):
+//   qTile[i][:]   <- Q rows (as f32, zero past the end)
+//   for each KV block of blockKV keys:
+//     kT[d][j]    <- K transposed, vTile[j][:] <- V rows (zero past the end)
+//     for each valid query row i:
+//       s      = sum_d qTile[i][d] * kT[d][:]          vector<blockKV x f32>
+//       s      = score_mod(scale * s), masked -> -inf, times log2(e)
+//       m'     = max(m, max(s));  p = exp2(s - m');  alpha = exp2(m - m')
+//       l      = l * alpha + sum(p);  acc[i] = acc[i] * alpha + p . vTile
+//   out = acc / l, lse = (m + log2 l) * ln 2; a row with l == 0 gives 0, -inf.
+#include "heed/Conversion/Passes.h"
+
+#include "dialects/attn/AttnOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/SymbolTable.h"
+
+#include <cmath>
+
+namespace heed {
+#define GEN_PASS_DEF_ATTNLOWERTOCPU
+#include "heed/Conversion/Passes.h.inc"
+} // namespace heed
+
+using namespace mlir;
+using heed::attn::AttentionOp;
+using heed::attn::VariantOp;
+
+namespace {
+
+constexpr double kLog2E = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+/// Builds the lowered code of one attention op.
+class CPUAttentionLowering {
+public:
+  CPUAttentionLowering(AttentionOp op, VariantOp variant, int64_t blockQ,
+                       int64_t blockKV)
+      : op(op), variant(variant), b(op.getLoc(), op), blockQ(blockQ),
+        blockKV(blockKV) {}
+
+  LogicalResult run();
+
+private:
+  // Small constructors.
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value f32(double v) {
+    return arith::ConstantOp::create(b, b.getF32FloatAttr(static_cast<float>(v)));
+  }
+  Value splat(VectorType t, double v) {
+    return arith::ConstantOp::create(
+        b, DenseElementsAttr::get(t, b.getF32FloatAttr(static_cast<float>(v))));
+  }
+  Value minIdx(Value a, Value c) { return arith::MinSIOp::create(b, a, c); }
+
+  /// Memref indices of (batch, head, position, dim) in the op's layout.
+  SmallVector<Value> at(Value batch, Value head, Value pos, Value d) {
+    if (op.isBSHD())
+      return {batch, pos, head, d};
+    return {batch, head, pos, d};
+  }
+  Value dim(Value memref, unsigned logical) {
+    // logical: 0 batch, 1 heads, 2 sequence.
+    unsigned physical = logical;
+    if (op.isBSHD() && logical != 0)
+      physical = logical == 1 ? 2 : 1;
+    return memref::DimOp::create(b, memref, physical);
+  }
+
+  /// Loads `n` contiguous elements at `indices` as vector<n x f32>.
+  Value loadRow(Value memref, ValueRange indices, int64_t n) {
+    Type elt = cast<MemRefType>(memref.getType()).getElementType();
+    Value v = vector::LoadOp::create(b, VectorType::get({n}, elt), memref, indices);
+    if (!elt.isF32())
+      v = arith::ExtFOp::create(b, VectorType::get({n}, b.getF32Type()), v);
+    return v;
+  }
+  void storeRow(Value row, Value memref, ValueRange indices) {
+    Type elt = cast<MemRefType>(memref.getType()).getElementType();
+    if (!elt.isF32())
+      row = arith::TruncFOp::create(
+          b, VectorType::get(cast<VectorType>(row.getType()).getShape(), elt), row);
+    vector::StoreOp::create(b, row, memref, indices);
+  }
+
+  Value exp2(Value x);
+  FailureOr<Value> inlineRegion(Region &region, ArrayRef<Value> leading,
+                                Value laneValid);
+  LogicalResult checkRegion(Region &region, StringRef name);
+  void emitItem(Value item);
+  void emitKVBlock(Value kb);
+
+  AttentionOp op;
+  VariantOp variant;
+  ImplicitLocOpBuilder b;
+  int64_t blockQ, blockKV;
+  int64_t headDim = 0, headDimV = 0;
+  VectorType scoreType; // vector<blockKV x f32>
+
+  // Values live across the whole lowering.
+  Value q, k, v, out, lse, status;
+  SmallVector<Value> buffers, flatBuffers;
+  SmallVector<SmallVector<Value>> bufferDims;
+  Value numQBlocks, headsQ, seqQ, seqKV, group;
+  Value qTile, kT, vTile, acc, rowMax, rowSum, pRow;
+  // Per work item.
+  Value batch, headQ, headKV, q0, rows;
+  bool identityScore = false, constantTrueMask = false;
+};
+
+/// 2^x for x <= 0 (all softmax exponents are), on vectors: x = n + f with
+/// n = round(x), |f| <= 1/2; 2^f by a degree-7 Taylor polynomial of e^(f ln2)
+/// (relative error < 1e-8), 2^n by building the exponent bits. x <= -127
+/// (including -inf) gives exactly 0, so masked scores contribute nothing.
+Value CPUAttentionLowering::exp2(Value x) {
+  auto vt = cast<VectorType>(x.getType());
+  auto it = VectorType::get(vt.getShape(), b.getI32Type());
+  x = arith::MaximumFOp::create(b, x, splat(vt, -127.0));
+  Value n = math::RoundEvenOp::create(b, x);
+  Value f = arith::MulFOp::create(b, arith::SubFOp::create(b, x, n), splat(vt, kLn2));
+  double coeff[8] = {1, 1, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040};
+  Value p = splat(vt, coeff[7]);
+  for (int i = 6; i >= 0; --i)
+    p = math::FmaOp::create(b, p, f, splat(vt, coeff[i]));
+  Value ni = arith::FPToSIOp::create(b, it, n);
+  Value biased = arith::AddIOp::create(
+      b, ni, arith::ConstantOp::create(b, DenseElementsAttr::get(it, b.getI32IntegerAttr(127))));
+  Value bits = arith::ShLIOp::create(
+      b, biased, arith::ConstantOp::create(b, DenseElementsAttr::get(it, b.getI32IntegerAttr(23))));
+  Value scale = arith::BitcastOp::create(b, vt, bits);
+  return arith::MulFOp::create(b, p, scale);
+}
+
+/// Only elementwise arith/math ops, constants and attn.load can be inlined
+/// at tile level (each is applied to a vector of keys at once).
+LogicalResult CPUAttentionLowering::checkRegion(Region &region, StringRef name) {
+  for (Operation &inner : region.front()) {
+    if (isa<heed::attn::YieldOp, heed::attn::LoadOp, arith::ConstantOp>(inner))
+      continue;
+    bool elementwise = inner.hasTrait<OpTrait::Elementwise>() ||
+                       isa<arith::SelectOp>(inner);
+    if (!elementwise || inner.getNumRegions() != 0)
+      return inner.emitOpError()
+             << "in the '" << name
+             << "' region cannot be lowered to the CPU: only elementwise "
+                "arith/math ops, constants and attn.load are supported";
+  }
+  return success();
+}
+
+/// Clones `region` with every scalar widened to vector<blockKV>: the leading
+/// block arguments map to `leading` (vectors), buffers to the real memrefs.
+FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
+                                                    ArrayRef<Value> leading,
+                                                    Value laneValid) {
+  Block &block = region.front();
+  IRMapping map;
+  for (auto [arg, value] : llvm::zip(block.getArguments().take_front(leading.size()), leading))
+    map.map(arg, value);
+  auto widen = [&](Type t) { return VectorType::get({blockKV}, t); };
+  for (Operation &inner : block) {
+    if (auto yield = dyn_cast<heed::attn::YieldOp>(inner))
+      return map.lookup(yield.getValue());
+    if (auto cst = dyn_cast<arith::ConstantOp>(inner)) {
+      auto attr = cast<TypedAttr>(cst.getValue());
+      map.map(cst.getResult(),
+              arith::ConstantOp::create(b, DenseElementsAttr::get(widen(attr.getType()), attr)));
+      continue;
+    }
+    if (auto load = dyn_cast<heed::attn::LoadOp>(inner)) {
+      unsigned which = cast<BlockArgument>(load.getBuffer()).getArgNumber() - leading.size();
+      auto type = cast<MemRefType>(buffers[which].getType());
+      // Linear index and bounds check over every dimension.
+      VectorType idxType = widen(b.getIndexType());
+      Value linear, inBounds;
+      for (auto [d, index] : llvm::enumerate(load.getIndices())) {
+        Value i = map.lookup(index);
+        Value size = vector::BroadcastOp::create(b, idxType, bufferDims[which][d]);
+        Value lo = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, i,
+                                         vector::BroadcastOp::create(b, idxType, idx(0)));
+        Value hi = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, i, size);
+        Value ok = arith::AndIOp::create(b, lo, hi);
+        inBounds = inBounds ? Value(arith::AndIOp::create(b, inBounds, ok)) : ok;
+        linear = linear ? Value(arith::AddIOp::create(
+                              b, arith::MulIOp::create(b, linear, size), i))
+                        : i;
+      }
+      if (!linear) { // rank-0 buffer
+        linear = vector::BroadcastOp::create(b, idxType, idx(0));
+        inBounds = vector::BroadcastOp::create(
+            b, widen(b.getI1Type()), arith::ConstantIntOp::create(b, 1, 1));
+      }
+      Type elt = type.getElementType();
+      Value zero = arith::ConstantOp::create(
+          b, DenseElementsAttr::get(widen(elt), b.getZeroAttr(elt)));
+      Value got = vector::GatherOp::create(b, widen(elt), flatBuffers[which],
+                                           ValueRange{idx(0)}, linear, inBounds, zero);
+      Type result = load.getResult().getType();
+      if (elt != result) {
+        if (isa<FloatType>(elt))
+          got = arith::ExtFOp::create(b, widen(result), got);
+        else
+          got = arith::ExtSIOp::create(b, widen(result), got);
+      }
+      if (status) {
+        // Lanes past the last key do not count: their indices are not the user's.
+        Value trueVec = vector::BroadcastOp::create(
+            b, widen(b.getI1Type()), arith::ConstantIntOp::create(b, 1, 1));
+        Value bad = arith::AndIOp::create(b, arith::XOrIOp::create(b, inBounds, trueVec),
+                                          laneValid);
+        Value any = vector::ReductionOp::create(b, vector::CombiningKind::OR, bad);
+        auto ifOp = scf::IfOp::create(b, any, /*withElseRegion=*/false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        memref::StoreOp::create(
+            b, arith::ConstantIntOp::create(b, which + 1, 32), status, ValueRange{idx(0)});
+      }
+      map.map(load.getResult(), got);
+      continue;
+    }
+    Operation *clone = b.clone(inner, map);
+    for (OpResult r : clone->getResults())
+      r.setType(widen(r.getType()));
+  }
+  return failure();
+}
+
+void CPUAttentionLowering::emitKVBlock(Value kb) {
+  Value c0 = idx(0), c1 = idx(1);
+  Value kv0 = arith::MulIOp::create(b, kb, idx(blockKV));
+  Value cols = minIdx(idx(blockKV), arith::SubIOp::create(b, seqKV, kv0));
+  VectorType vRowType = VectorType::get({headDimV}, b.getF32Type());
+
+  // Stage K^T and V of this block as f32; zero the lanes past the last key
+  // so that 0 * garbage never makes a NaN.
+  auto staging = scf::ForOp::create(b, c0, idx(blockKV), c1);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(staging.getBody());
+    Value j = staging.getInductionVar();
+    Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, j, cols);
+    auto ifOp = scf::IfOp::create(b, valid, /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    Value pos = arith::AddIOp::create(b, kv0, j);
+    Value kRow = loadRow(k, at(batch, headKV, pos, c0), headDim);
+    for (int64_t d = 0; d < headDim; ++d)
+      memref::StoreOp::create(b, vector::ExtractOp::create(b, kRow, d), kT,
+                              ValueRange{idx(d), j});
+    vector::StoreOp::create(b, loadRow(v, at(batch, headKV, pos, c0), headDimV),
+                            vTile, ValueRange{j, c0});
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    Value zero = f32(0);
+    for (int64_t d = 0; d < headDim; ++d)
+      memref::StoreOp::create(b, zero, kT, ValueRange{idx(d), j});
+    vector::StoreOp::create(b, splat(vRowType, 0), vTile, ValueRange{j, c0});
+  }
+
+  Value kvVec = arith::AddIOp::create(
+      b, vector::BroadcastOp::create(b, VectorType::get({blockKV}, b.getIndexType()), kv0),
+      vector::StepOp::create(b, VectorType::get({blockKV}, b.getIndexType())));
+  Value laneValid = arith::CmpIOp::create(
+      b, arith::CmpIPredicate::slt, kvVec,
+      vector::BroadcastOp::create(b, kvVec.getType(), seqKV));
+
+  auto rowLoop = scf::ForOp::create(b, c0, rows, c1);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(rowLoop.getBody());
+  Value i = rowLoop.getInductionVar();
+
+  // s = Q[i] . K^T, as an outer-product accumulation over the head dim.
+  auto dot = scf::ForOp::create(b, c0, idx(headDim), c1, ValueRange{splat(scoreType, 0)});
+  {
+    OpBuilder::InsertionGuard inner(b);
+    b.setInsertionPointToStart(dot.getBody());
+    Value d = dot.getInductionVar();
+    Value qv = memref::LoadOp::create(b, qTile, ValueRange{i, d});
+    Value kRow = vector::LoadOp::create(b, scoreType, kT, ValueRange{d, c0});
+    Value s = vector::FMAOp::create(b, vector::BroadcastOp::create(b, scoreType, qv),
+                                    kRow, dot.getRegionIterArgs()[0]);
+    scf::YieldOp::create(b, s);
+  }
+  Value s = arith::MulFOp::create(b, dot.getResult(0),
+                                  splat(scoreType, op.getScale().convertToFloat()));
+
+  // The variant, at tile level.
+  VectorType idxVec = VectorType::get({blockKV}, b.getIndexType());
+  Value qPos = arith::AddIOp::create(b, q0, i);
+  Value bV = vector::BroadcastOp::create(b, idxVec, batch);
+  Value hV = vector::BroadcastOp::create(b, idxVec, headQ);
+  Value qV = vector::BroadcastOp::create(b, idxVec, qPos);
+  if (!identityScore)
+    s = *inlineRegion(variant.getScore(), {s, bV, hV, qV, kvVec}, laneValid);
+  Value visible = laneValid;
+  if (!constantTrueMask)
+    visible = arith::AndIOp::create(
+        b, visible, *inlineRegion(variant.getMask(), {bV, hV, qV, kvVec}, laneValid));
+  Value negInf = splat(scoreType, -INFINITY);
+  s = arith::SelectOp::create(
+      b, visible, arith::MulFOp::create(b, s, splat(scoreType, kLog2E)), negInf);
+
+  // Online softmax update of row i.
+  Value mOld = memref::LoadOp::create(b, rowMax, ValueRange{i});
+  Value blockMax = vector::ReductionOp::create(b, vector::CombiningKind::MAXNUMF, s);
+  Value mNew = arith::MaxNumFOp::create(b, mOld, blockMax);
+  Value allMasked = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, f32(-INFINITY));
+  Value mSafe = arith::SelectOp::create(b, allMasked, f32(0), mNew);
+  Value p = exp2(arith::SubFOp::create(b, s, vector::BroadcastOp::create(b, scoreType, mSafe)));
+  Value alphaVec = exp2(vector::BroadcastOp::create(
+      b, scoreType, arith::SubFOp::create(b, mOld, mSafe)));
+  Value alpha = vector::ExtractOp::create(b, alphaVec, 0);
+  Value lOld = memref::LoadOp::create(b, rowSum, ValueRange{i});
+  Value lNew = arith::AddFOp::create(
+      b, arith::MulFOp::create(b, lOld, alpha),
+      vector::ReductionOp::create(b, vector::CombiningKind::ADD, p));
+  memref::StoreOp::create(b, lNew, rowSum, ValueRange{i});
+  memref::StoreOp::create(b, mNew, rowMax, ValueRange{i});
+
+  // acc[i] = acc[i] * alpha + p . V; p goes through memory so each weight is
+  // a broadcast load rather than a register shuffle.
+  vector::StoreOp::create(b, p, pRow, ValueRange{c0});
+  Value accRow = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
+  accRow = arith::MulFOp::create(b, accRow, vector::BroadcastOp::create(b, vRowType, alpha));
+  auto pv = scf::ForOp::create(b, c0, cols, c1, ValueRange{accRow});
+  {
+    OpBuilder::InsertionGuard inner(b);
+    b.setInsertionPointToStart(pv.getBody());
+    Value j = pv.getInductionVar();
+    Value w = memref::LoadOp::create(b, pRow, ValueRange{j});
+    Value vRow = vector::LoadOp::create(b, vRowType, vTile, ValueRange{j, c0});
+    Value r = vector::FMAOp::create(b, vector::BroadcastOp::create(b, vRowType, w), vRow,
+                                    pv.getRegionIterArgs()[0]);
+    scf::YieldOp::create(b, r);
+  }
+  vector::StoreOp::create(b, pv.getResult(0), acc, ValueRange{i, c0});
+}
+
+void CPUAttentionLowering::emitItem(Value item) {
+  Value c0 = idx(0), c1 = idx(1);
+  Value qb = arith::RemUIOp::create(b, item, numQBlocks);
+  Value rest = arith::DivUIOp::create(b, item, numQBlocks);
+  headQ = arith::RemUIOp::create(b, rest, headsQ);
+  batch = arith::DivUIOp::create(b, rest, headsQ);
+  headKV = arith::DivUIOp::create(b, headQ, group);
+  q0 = arith::MulIOp::create(b, qb, idx(blockQ));
+  rows = minIdx(idx(blockQ), arith::SubIOp::create(b, seqQ, q0));
+  VectorType qRowType = VectorType::get({headDim}, b.getF32Type());
+  VectorType vRowType = VectorType::get({headDimV}, b.getF32Type());
+
+  // Q tile and the per-row softmax state.
+  {
+    auto init = scf::ForOp::create(b, c0, rows, c1);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(init.getBody());
+    Value i = init.getInductionVar();
+    Value row = loadRow(q, at(batch, headQ, arith::AddIOp::create(b, q0, i), c0), headDim);
+    vector::StoreOp::create(b, row, qTile, ValueRange{i, c0});
+    vector::StoreOp::create(b, splat(vRowType, 0), acc, ValueRange{i, c0});
+    memref::StoreOp::create(b, f32(-INFINITY), rowMax, ValueRange{i});
+    memref::StoreOp::create(b, f32(0), rowSum, ValueRange{i});
+  }
+  (void)qRowType;
+
+  Value numKVBlocks = arith::CeilDivUIOp::create(b, seqKV, idx(blockKV));
+  auto kvLoop = scf::ForOp::create(b, c0, numKVBlocks, c1);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(kvLoop.getBody());
+    emitKVBlock(kvLoop.getInductionVar());
+  }
+
+  // Normalize and write out.
+  auto fin = scf::ForOp::create(b, c0, rows, c1);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(fin.getBody());
+  Value i = fin.getInductionVar();
+  Value l = memref::LoadOp::create(b, rowSum, ValueRange{i});
+  Value m = memref::LoadOp::create(b, rowMax, ValueRange{i});
+  Value empty = arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, l, f32(0));
+  Value inv = arith::SelectOp::create(b, empty, f32(0), arith::DivFOp::create(b, f32(1), l));
+  Value row = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
+  row = arith::MulFOp::create(b, row, vector::BroadcastOp::create(b, vRowType, inv));
+  Value pos = arith::AddIOp::create(b, q0, i);
+  storeRow(row, out, at(batch, headQ, pos, c0));
+  if (lse) {
+    Value value = arith::MulFOp::create(
+        b, arith::AddFOp::create(b, m, math::Log2Op::create(b, l)), f32(kLn2));
+    value = arith::SelectOp::create(b, empty, f32(-INFINITY), value);
+    memref::StoreOp::create(b, value, lse, ValueRange{batch, headQ, pos});
+  }
+}
+
+LogicalResult CPUAttentionLowering::run() {
+  q = op.getQuery();
+  k = op.getKey();
+  v = op.getValue();
+  out = op.getOut();
+  lse = op.getLse();
+  status = op.getStatus();
+  headDim = cast<MemRefType>(q.getType()).getDimSize(3);
+  headDimV = cast<MemRefType>(v.getType()).getDimSize(3);
+  scoreType = VectorType::get({blockKV}, b.getF32Type());
+  for (Value t : {q, k, v, out}) {
+    auto type = cast<MemRefType>(t.getType());
+    if (!type.getLayout().isIdentity()) {
+      SmallVector<int64_t> strides;
+      int64_t offset;
+      if (failed(type.getStridesAndOffset(strides, offset)) || strides.back() != 1)
+        return op.emitOpError() << "needs tensors whose head dimension is contiguous";
+    }
+  }
+  if (failed(checkRegion(variant.getScore(), "score")) ||
+      failed(checkRegion(variant.getMask(), "mask")))
+    return failure();
+
+  // An identity modifier and an always-true mask cost nothing.
+  Block &scoreBlock = variant.getScore().front();
+  auto scoreYield = cast<heed::attn::YieldOp>(scoreBlock.getTerminator());
+  identityScore = scoreYield.getValue() == scoreBlock.getArgument(0);
+  Block &maskBlock = variant.getMask().front();
+  auto maskYield = cast<heed::attn::YieldOp>(maskBlock.getTerminator());
+  APInt maskValue;
+  constantTrueMask = matchPattern(maskYield.getValue(), m_ConstantInt(&maskValue)) &&
+                     maskValue.isOne();
+
+  // Buffers: flattened views for gathers, and their sizes for bounds checks.
+  for (Value buf : op.getBuffers()) {
+    auto type = cast<MemRefType>(buf.getType());
+    buffers.push_back(buf);
+    SmallVector<Value> dims;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      dims.push_back(memref::DimOp::create(b, buf, d));
+    bufferDims.push_back(dims);
+    if (type.getRank() == 1 && type.getLayout().isIdentity()) {
+      flatBuffers.push_back(buf);
+    } else if (!type.getLayout().isIdentity()) {
+      return op.emitOpError() << "needs contiguous (identity layout) buffers";
+    } else {
+      SmallVector<ReassociationIndices> all(1);
+      for (int64_t d = 0; d < type.getRank(); ++d)
+        all[0].push_back(d);
+      flatBuffers.push_back(memref::CollapseShapeOp::create(b, buf, all));
+    }
+  }
+
+  headsQ = dim(q, 1);
+  seqQ = dim(q, 2);
+  seqKV = dim(k, 2);
+  Value headsKV = dim(k, 1);
+  group = arith::DivUIOp::create(b, headsQ, headsKV);
+  numQBlocks = arith::CeilDivUIOp::create(b, seqQ, idx(blockQ));
+  Value total = arith::MulIOp::create(
+      b, arith::MulIOp::create(b, dim(q, 0), headsQ), numQBlocks);
+  Value begin = op.getWorkBegin() ? op.getWorkBegin() : idx(0);
+  Value end = op.getWorkEnd() ? minIdx(op.getWorkEnd(), total) : total;
+
+  Type f32Type = b.getF32Type();
+  qTile = memref::AllocaOp::create(b, MemRefType::get({blockQ, headDim}, f32Type));
+  kT = memref::AllocaOp::create(b, MemRefType::get({headDim, blockKV}, f32Type));
+  vTile = memref::AllocaOp::create(b, MemRefType::get({blockKV, headDimV}, f32Type));
+  acc = memref::AllocaOp::create(b, MemRefType::get({blockQ, headDimV}, f32Type));
+  rowMax = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
+  rowSum = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
+  pRow = memref::AllocaOp::create(b, MemRefType::get({blockKV}, f32Type));
+
+  auto items = scf::ForOp::create(b, begin, end, idx(1));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(items.getBody());
+    emitItem(items.getInductionVar());
+  }
+  op.erase();
+  return success();
+}
+
+struct AttnLowerToCPUPass
+    : heed::impl::AttnLowerToCPUBase<AttnLowerToCPUPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    if (blockQ < 1 || blockKV < 1 || (blockKV & (blockKV - 1)) != 0) {
+      module.emitError() << "attn-lower-to-cpu: block-q must be positive and "
+                            "block-kv a power of two";
+      return signalPassFailure();
+    }
+    SymbolTableCollection symbols;
+    SmallVector<AttentionOp> ops;
+    module.walk([&](AttentionOp op) { ops.push_back(op); });
+    for (AttentionOp op : ops) {
+      auto variant = symbols.lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
+      if (!variant) {
+        op.emitOpError() << "refers to an unknown variant";
+        return signalPassFailure();
+      }
+      CPUAttentionLowering lowering(op, variant, blockQ, blockKV);
+      if (failed(lowering.run()))
+        return signalPassFailure();
+    }
+    // Variants have been inlined where they were used.
+    SmallVector<VariantOp> variants;
+    module.walk([&](VariantOp v) { variants.push_back(v); });
+    for (VariantOp v : variants)
+      if (SymbolTable::symbolKnownUseEmpty(v, module))
+        v.erase();
+  }
+};
+
+} // namespace

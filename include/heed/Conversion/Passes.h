@@ -1,0 +1,21 @@
+// Lowerings of the attn dialect to target code (declared in Passes.td).
+#ifndef HEED_CONVERSION_PASSES_H
+#define HEED_CONVERSION_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+
+namespace heed {
+#define GEN_PASS_DECL
+#include "heed/Conversion/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "heed/Conversion/Passes.h.inc"
+} // namespace heed
+
+#endif

@@ -1,0 +1,19 @@
+// Target-independent passes on the attn dialect (declared in Passes.td).
+#ifndef HEED_TRANSFORMS_PASSES_H
+#define HEED_TRANSFORMS_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+
+namespace heed {
+#define GEN_PASS_DECL
+#include "heed/Transforms/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "heed/Transforms/Passes.h.inc"
+} // namespace heed
+
+#endif
