@@ -1,1 +1,134 @@
-// placeholder: being written
+// float64 reference attention with the variant's expressions interpreted.
+#include "heed/Runtime/Reference.h"
+
+#include "heed/Frontend/Evaluate.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+namespace heed {
+namespace {
+
+/// Logical [b, h, s, d] -> flat index of a contiguous tensor in `layout`.
+int64_t flat(const std::vector<int64_t> &shape, Layout layout, int64_t b, int64_t h,
+             int64_t s, int64_t d) {
+  if (layout == Layout::BSHD)
+    return ((b * shape[1] + s) * shape[2] + h) * shape[3] + d;
+  return ((b * shape[1] + h) * shape[2] + s) * shape[3] + d;
+}
+
+} // namespace
+
+ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
+                                   const HostTensor &k, const HostTensor &v,
+                                   Layout layout, double scale,
+                                   const std::vector<HostTensor> &buffers,
+                                   unsigned threads) {
+  bool bshd = layout == Layout::BSHD;
+  int64_t B = q.shape()[0];
+  int64_t Hq = q.shape()[bshd ? 2 : 1], Sq = q.shape()[bshd ? 1 : 2];
+  int64_t Hkv = k.shape()[bshd ? 2 : 1], Skv = k.shape()[bshd ? 1 : 2];
+  int64_t D = q.shape()[3], Dv = v.shape()[3];
+  int64_t group = Hkv ? Hq / Hkv : 1;
+
+  std::vector<spec::BufferData> data;
+  for (const HostTensor &t : buffers) {
+    spec::BufferData d;
+    d.shape = t.shape();
+    d.values.resize(t.size());
+    for (int64_t i = 0; i < t.size(); ++i)
+      d.values[i] = t.get(i);
+    data.push_back(std::move(d));
+  }
+
+  ReferenceResult r;
+  r.out.assign(B * Hq * Sq * Dv, 0);
+  r.lse.assign(B * Hq * Sq, 0);
+  std::atomic<int> outOfRange{0};
+  std::atomic<int64_t> nextRow{0};
+  int64_t rows = B * Hq * Sq;
+
+  auto worker = [&] {
+    std::vector<double> s(Skv), qrow(D);
+    int64_t row;
+    while ((row = nextRow.fetch_add(1)) < rows) {
+      int64_t i = row % Sq, h = (row / Sq) % Hq, b = row / (Sq * Hq);
+      int64_t hk = h / group;
+      for (int64_t d = 0; d < D; ++d)
+        qrow[d] = q.get(flat(q.shape(), layout, b, h, i, d));
+      double m = -std::numeric_limits<double>::infinity();
+      int oob = 0;
+      for (int64_t j = 0; j < Skv; ++j) {
+        double dot = 0;
+        for (int64_t d = 0; d < D; ++d)
+          dot += qrow[d] * k.get(flat(k.shape(), layout, b, hk, j, d));
+        spec::EvalPoint p{b, h, i, j, scale * dot};
+        double score = spec::evaluate(*variant.score, p, data, &oob);
+        bool visible = spec::evaluate(*variant.mask, p, data, &oob) != 0;
+        s[j] = visible ? score : -std::numeric_limits<double>::infinity();
+        m = std::max(m, s[j]);
+      }
+      if (oob)
+        outOfRange = oob;
+      double* o = &r.out[row * Dv];
+      if (m == -std::numeric_limits<double>::infinity()) {
+        r.lse[row] = m;
+        continue;
+      }
+      double l = 0;
+      for (int64_t j = 0; j < Skv; ++j) {
+        double p = std::exp(s[j] - m);
+        l += p;
+        if (p == 0)
+          continue;
+        for (int64_t d = 0; d < Dv; ++d)
+          o[d] += p * v.get(flat(v.shape(), layout, b, hk, j, d));
+      }
+      for (int64_t d = 0; d < Dv; ++d)
+        o[d] /= l;
+      r.lse[row] = m + std::log(l);
+    }
+  };
+  unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < n; ++t)
+    pool.emplace_back(worker);
+  worker();
+  for (std::thread &t : pool)
+    t.join();
+  r.outOfRange = outOfRange;
+  return r;
+}
+
+ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
+                         Layout layout) {
+  ErrorStats e;
+  bool bshd = layout == Layout::BSHD;
+  const auto &shape = got.shape();
+  int64_t B = shape[0], H = shape[bshd ? 2 : 1], S = shape[bshd ? 1 : 2], D = shape[3];
+  double refMax = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t d = 0; d < D; ++d) {
+          double want = ref[((b * H + h) * S + s) * D + d];
+          double have = got.get(flat(shape, layout, b, h, s, d));
+          refMax = std::max(refMax, std::fabs(want));
+          if (std::isnan(have)) {
+            ++e.nanCount;
+            continue;
+          }
+          e.maxAbs = std::max(e.maxAbs, std::fabs(have - want));
+        }
+  if (e.nanCount) {
+    e.maxAbs = e.relative = std::numeric_limits<double>::infinity();
+    return e;
+  }
+  e.relative = refMax > 0 ? e.maxAbs / refMax : e.maxAbs;
+  return e;
+}
+
+} // namespace heed

@@ -1,1 +1,195 @@
-// placeholder: being written
+// Tensor views, dtype helpers and host tensors.
+#include "heed/Runtime/Tensor.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace heed {
+
+size_t dtypeSize(DType t) {
+  switch (t) {
+  case DType::F32: case DType::I32: return 4;
+  case DType::F16: case DType::BF16: return 2;
+  case DType::I8: case DType::Bool: return 1;
+  case DType::I64: return 8;
+  }
+  return 0;
+}
+
+const char *toString(DType t) {
+  switch (t) {
+  case DType::F32: return "f32"; case DType::F16: return "f16";
+  case DType::BF16: return "bf16"; case DType::I8: return "i8";
+  case DType::I32: return "i32"; case DType::I64: return "i64";
+  case DType::Bool: return "bool";
+  }
+  return "?";
+}
+
+bool parseDType(const std::string &name, DType &out) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::I32,
+                  DType::I64, DType::Bool})
+    if (name == toString(t)) {
+      out = t;
+      return true;
+    }
+  return false;
+}
+
+int64_t TensorRef::numElements() const {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+std::vector<int64_t> TensorRef::effectiveStrides() const {
+  if (!strides.empty())
+    return strides;
+  std::vector<int64_t> s(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;)
+    s[i - 1] = s[i] * shape[i];
+  return s;
+}
+
+bool TensorRef::isContiguous() const {
+  if (strides.empty())
+    return true;
+  int64_t expect = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] != 1 && strides[i] != expect)
+      return false;
+    expect *= shape[i];
+  }
+  return true;
+}
+
+std::string TensorRef::describe() const {
+  return fmt::format("{}[{}]", toString(dtype), fmt::join(shape, ", "));
+}
+
+float bf16ToFloat(uint16_t v) {
+  uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t floatToBF16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if (std::isnan(f))
+    return 0x7fc0;
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+float f16ToFloat(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else { // subnormal
+      exp = 127 - 15 + 1;
+      while (!(mant & 0x400)) {
+        mant <<= 1;
+        --exp;
+      }
+      bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+    }
+  } else if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t floatToF16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  if (std::isnan(f))
+    return static_cast<uint16_t>(sign | 0x7e00);
+  float a = std::fabs(f);
+  if (a >= 65520.0f)
+    return static_cast<uint16_t>(sign | 0x7c00);
+  if (a < 6.103515625e-05f) { // subnormal half: round a / 2^-24 to an integer
+    float scaled = a * 16777216.0f;
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(scaled)));
+  }
+  uint32_t ax = x & 0x7fffffffu;
+  uint32_t mant = ax & 0x7fffff;
+  int32_t exp = static_cast<int32_t>(ax >> 23) - 127 + 15;
+  uint32_t half = (static_cast<uint32_t>(exp) << 10) | (mant >> 13);
+  uint32_t rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
+    ++half; // may carry into the exponent, which is still correct
+  return static_cast<uint16_t>(sign | half);
+}
+
+HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape)
+    : dtype_(dtype), shape_(std::move(shape)) {
+  count_ = 1;
+  for (int64_t d : shape_)
+    count_ *= d;
+  bytes_.assign(static_cast<size_t>(count_) * dtypeSize(dtype_), 0);
+}
+
+TensorRef HostTensor::ref() {
+  TensorRef r;
+  r.data = bytes_.data();
+  r.dtype = dtype_;
+  r.shape = shape_;
+  return r;
+}
+
+double HostTensor::get(int64_t i) const {
+  const unsigned char *p = bytes_.data() + i * dtypeSize(dtype_);
+  switch (dtype_) {
+  case DType::F32: { float v; std::memcpy(&v, p, 4); return v; }
+  case DType::F16: { uint16_t v; std::memcpy(&v, p, 2); return f16ToFloat(v); }
+  case DType::BF16: { uint16_t v; std::memcpy(&v, p, 2); return bf16ToFloat(v); }
+  case DType::I8: return static_cast<int8_t>(*p);
+  case DType::Bool: return *p ? 1 : 0;
+  case DType::I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+  case DType::I64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+  }
+  return 0;
+}
+
+void HostTensor::set(int64_t i, double value) {
+  unsigned char *p = bytes_.data() + i * dtypeSize(dtype_);
+  switch (dtype_) {
+  case DType::F32: { float v = static_cast<float>(value); std::memcpy(p, &v, 4); return; }
+  case DType::F16: { uint16_t v = floatToF16(static_cast<float>(value)); std::memcpy(p, &v, 2); return; }
+  case DType::BF16: { uint16_t v = floatToBF16(static_cast<float>(value)); std::memcpy(p, &v, 2); return; }
+  case DType::I8: *p = static_cast<unsigned char>(static_cast<int8_t>(value)); return;
+  case DType::Bool: *p = value != 0; return;
+  case DType::I32: { int32_t v = static_cast<int32_t>(value); std::memcpy(p, &v, 4); return; }
+  case DType::I64: { int64_t v = static_cast<int64_t>(value); std::memcpy(p, &v, 8); return; }
+  }
+}
+
+void HostTensor::fillUniform(std::mt19937_64 &rng, double lo, double hi) {
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (int64_t i = 0; i < count_; ++i)
+    set(i, dist(rng));
+}
+
+void HostTensor::poison() {
+  for (int64_t i = 0; i < count_; ++i) {
+    if (dtype_ == DType::F32 || dtype_ == DType::F16 || dtype_ == DType::BF16)
+      set(i, std::numeric_limits<double>::quiet_NaN());
+    else
+      bytes_[i * dtypeSize(dtype_)] = 0x7f;
+  }
+}
+
+} // namespace heed

@@ -1,1 +1,245 @@
-// placeholder: being written
+// Building the kernel module from a Variant and lowering it stage by stage.
+#include "KernelModule.h"
+
+#include "dialects/attn/AttnOps.h"
+#include "heed/Frontend/EmitIR.h"
+#include "heed/Pipelines/Pipelines.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <mutex>
+
+using namespace mlir;
+
+namespace heed {
+
+double KernelConfig::effectiveScale() const {
+  return scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(headDim));
+}
+
+llvm::Error KernelConfig::validate() const {
+  auto fail = [](std::string msg) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+  };
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16)
+    return fail(fmt::format("dtype must be f32, f16 or bf16, got {}", toString(dtype)));
+  for (int64_t d : {headDim, valueDim()})
+    if (d < 1 || d > 1024 || d % 8 != 0)
+      return fail(fmt::format("head dims must be multiples of 8 in [8, 1024], got {}", d));
+  if (!std::isfinite(scale))
+    return fail("scale must be finite");
+  if (blockQ < 1 || blockQ > 1024)
+    return fail(fmt::format("block-q must be in [1, 1024], got {}", blockQ));
+  if (blockKV < 1 || blockKV > 256 || (blockKV & (blockKV - 1)))
+    return fail(fmt::format("block-kv must be a power of two up to 256, got {}", blockKV));
+  return llvm::Error::success();
+}
+
+namespace detail {
+
+std::unique_ptr<MLIRContext> makeContext() {
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  auto context = std::make_unique<MLIRContext>(registry, MLIRContext::Threading::DISABLED);
+  context->loadAllAvailableDialects();
+  return context;
+}
+
+namespace {
+
+Type storageType(MLIRContext &ctx, DType t) {
+  switch (t) {
+  case DType::F16: return Float16Type::get(&ctx);
+  case DType::BF16: return BFloat16Type::get(&ctx);
+  default: return Float32Type::get(&ctx);
+  }
+}
+
+/// A rank-n memref with dynamic sizes and strides, innermost stride 1: it
+/// accepts any caller layout whose last dimension is contiguous.
+MemRefType stridedType(MLIRContext &ctx, ArrayRef<int64_t> shape, Type elt) {
+  SmallVector<int64_t> strides(shape.size(), ShapedType::kDynamic);
+  strides.back() = 1;
+  return MemRefType::get(shape, elt,
+                         StridedLayoutAttr::get(&ctx, ShapedType::kDynamic, strides));
+}
+
+/// Collects MLIR diagnostics while alive, for an llvm::Error.
+class DiagnosticCollector {
+public:
+  explicit DiagnosticCollector(MLIRContext &ctx)
+      : handler(&ctx, [this](Diagnostic &diag) {
+          llvm::raw_string_ostream os(text);
+          os << diag.getLocation() << ": " << diag << "\n";
+          for (Diagnostic &note : diag.getNotes())
+            os << "  note: " << note << "\n";
+          return success();
+        }) {}
+  llvm::Error error(StringRef what) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   fmt::format("{}:\n{}", what.str(), text));
+  }
+
+private:
+  std::string text;
+  ScopedDiagnosticHandler handler;
+};
+
+} // namespace
+
+OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &variant,
+                                        const KernelConfig &config) {
+  OpBuilder b(&ctx);
+  Location loc = NameLoc::get(b.getStringAttr(variant.name));
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  b.setInsertionPointToEnd(module->getBody());
+  emitVariant(b, loc, variant);
+
+  int64_t dyn = ShapedType::kDynamic;
+  Type elt = storageType(ctx, config.dtype);
+  MemRefType qk = stridedType(ctx, {dyn, dyn, dyn, config.headDim}, elt);
+  MemRefType vo = stridedType(ctx, {dyn, dyn, dyn, config.valueDim()}, elt);
+  SmallVector<Type> args = {qk, qk, vo};
+  for (const spec::BufferDecl &buf : variant.buffers)
+    args.push_back(bufferType(ctx, buf));
+  args.push_back(vo);
+  if (config.lse)
+    args.push_back(stridedType(ctx, {dyn, dyn, dyn}, b.getF32Type()));
+  args.push_back(MemRefType::get({1}, b.getI32Type()));
+  args.push_back(b.getIndexType());
+  args.push_back(b.getIndexType());
+
+  auto func = func::FuncOp::create(b, loc, kKernelName, b.getFunctionType(args, {}));
+  func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+  Block *body = func.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  auto arg = [&](unsigned i) { return body->getArgument(i); };
+  unsigned nb = variant.buffers.size();
+  SmallVector<Value> buffers;
+  for (unsigned i = 0; i < nb; ++i)
+    buffers.push_back(arg(3 + i));
+  unsigned next = 3 + nb;
+  Value out = arg(next++);
+  Value lse = config.lse ? arg(next++) : Value();
+  Value status = arg(next++);
+  Value begin = arg(next++), end = arg(next++);
+  attn::AttentionOp::create(
+      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2),
+      buffers, out, lse, status, begin, end,
+      b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
+      b.getStringAttr(config.layout == Layout::BSHD ? "bshd" : "bhsd"));
+  func::ReturnOp::create(b, loc);
+  return module;
+}
+
+llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
+  MLIRContext &ctx = *module.getContext();
+  DiagnosticCollector diags(ctx);
+  if (failed(verify(module)))
+    return diags.error("the generated attn IR does not verify");
+  PassManager pm(&ctx);
+  CPUPipelineOptions options;
+  options.blockQ = config.blockQ;
+  options.blockKV = config.blockKV;
+  buildCPUTilingPipeline(pm, options);
+  if (stage != Stage::Tiled)
+    buildCPUToLLVMPipeline(pm);
+  if (failed(pm.run(module)))
+    return diags.error("lowering to the CPU failed");
+  return llvm::Error::success();
+}
+
+llvm::Expected<std::unique_ptr<llvm::TargetMachine>> hostTargetMachine() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+  auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!builder)
+    return builder.takeError();
+  builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  return builder->createTargetMachine();
+}
+
+} // namespace detail
+
+namespace {
+
+/// Translates to LLVM IR and runs LLVM's -O3 for the host.
+llvm::Expected<std::unique_ptr<llvm::Module>>
+translateAndOptimize(ModuleOp module, llvm::LLVMContext &llvmContext,
+                     llvm::TargetMachine &tm) {
+  std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(module, llvmContext);
+  if (!llvmModule)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "translation to LLVM IR failed");
+  llvmModule->setDataLayout(tm.createDataLayout());
+  llvmModule->setTargetTriple(tm.getTargetTriple());
+  auto optimize = makeOptimizingTransformer(3, 0, &tm);
+  if (llvm::Error err = optimize(llvmModule.get()))
+    return std::move(err);
+  return std::move(llvmModule);
+}
+
+} // namespace
+
+llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfig &config,
+                                 Stage stage) {
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  std::unique_ptr<MLIRContext> ctx = detail::makeContext();
+  OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  if (stage == Stage::Attn) {
+    module->print(os);
+    return text;
+  }
+  if (llvm::Error err = detail::lowerTo(*module, config,
+                                        stage == Stage::Tiled ? Stage::Tiled : Stage::LLVM))
+    return std::move(err);
+  if (stage == Stage::Tiled || stage == Stage::LLVM) {
+    module->print(os);
+    return text;
+  }
+  auto tm = detail::hostTargetMachine();
+  if (!tm)
+    return tm.takeError();
+  llvm::LLVMContext llvmContext;
+  auto llvmModule = translateAndOptimize(*module, llvmContext, **tm);
+  if (!llvmModule)
+    return llvmModule.takeError();
+  if (stage == Stage::LLVMIR) {
+    (*llvmModule)->print(os, nullptr);
+    return text;
+  }
+  llvm::SmallVector<char, 0> buffer;
+  llvm::raw_svector_ostream objStream(buffer);
+  llvm::legacy::PassManager codegen;
+  if ((*tm)->addPassesToEmitFile(codegen, objStream, nullptr, llvm::CodeGenFileType::ObjectFile))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "the host target cannot emit object files");
+  codegen.run(**llvmModule);
+  return std::string(buffer.begin(), buffer.end());
+}
+
+} // namespace heed

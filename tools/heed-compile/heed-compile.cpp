@@ -1,1 +1,106 @@
-int main() { return 1; }
+// heed-compile: an .attn spec -> IR at any stage, or a host object file.
+#include "heed/Compiler/Compiler.h"
+#include "heed/Frontend/Parser.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/WithColor.h"
+
+#include <fmt/format.h>
+
+namespace cl = llvm::cl;
+
+namespace {
+cl::OptionCategory category("heed-compile options");
+cl::opt<std::string> input(cl::Positional, cl::desc("<spec.attn>"), cl::Required,
+                           cl::cat(category));
+cl::opt<std::string> output("o", cl::desc("output file (default: stdout)"),
+                            cl::init("-"), cl::cat(category));
+cl::opt<std::string> variantName("variant", cl::desc("variant to compile (default: the only one)"),
+                                 cl::cat(category));
+cl::list<std::string> params("param", cl::desc("override a param: name=value"),
+                             cl::cat(category));
+cl::opt<std::string> emitStage("emit", cl::desc("attn | tiled | llvm | llvm-ir | obj"),
+                               cl::init("attn"), cl::cat(category));
+cl::opt<std::string> dtype("dtype", cl::desc("q/k/v/out storage: f32 | f16 | bf16"),
+                           cl::init("f32"), cl::cat(category));
+cl::opt<int64_t> headDim("head-dim", cl::desc("head dim of q and k"), cl::init(64),
+                         cl::cat(category));
+cl::opt<int64_t> headDimV("head-dim-v", cl::desc("head dim of v (default: --head-dim)"),
+                          cl::init(0), cl::cat(category));
+cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
+                            cl::cat(category));
+cl::opt<bool> lse("lse", cl::desc("also write the log-sum-exp"), cl::cat(category));
+cl::opt<double> scale("scale", cl::desc("score scale (default 1/sqrt(head-dim))"),
+                      cl::init(0), cl::cat(category));
+cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item"), cl::init(32),
+                        cl::cat(category));
+cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
+                         cl::cat(category));
+
+int error(const llvm::Twine &msg) {
+  llvm::WithColor::error(llvm::errs(), "heed-compile") << msg << "\n";
+  return 1;
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(argc, argv, "heed spec compiler\n");
+
+  static const std::pair<const char *, heed::Stage> stages[] = {
+      {"attn", heed::Stage::Attn},     {"tiled", heed::Stage::Tiled},
+      {"llvm", heed::Stage::LLVM},     {"llvm-ir", heed::Stage::LLVMIR},
+      {"obj", heed::Stage::Object}};
+  const heed::Stage *stage = nullptr;
+  for (const auto &s : stages)
+    if (emitStage == s.first)
+      stage = &s.second;
+  if (!stage)
+    return error("unknown --emit=" + emitStage + " (expected attn, tiled, llvm, llvm-ir or obj)");
+
+  heed::KernelConfig config;
+  if (!heed::parseDType(dtype, config.dtype))
+    return error("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
+  if (layout != "bhsd" && layout != "bshd")
+    return error("unknown --layout=" + layout + " (expected bhsd or bshd)");
+  config.layout = layout == "bshd" ? heed::Layout::BSHD : heed::Layout::BHSD;
+  config.headDim = headDim;
+  config.headDimV = headDimV;
+  config.lse = lse;
+  config.scale = scale;
+  config.blockQ = blockQ;
+  config.blockKV = blockKV;
+
+  heed::spec::ParamOverrides overrides;
+  for (const std::string &p : params) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return error("--param expects name=value, got '" + p + "'");
+    overrides.emplace_back(p.substr(0, eq), p.substr(eq + 1));
+  }
+  auto variants = heed::spec::parseSpecFile(input, overrides);
+  if (!variants) {
+    llvm::errs() << llvm::toString(variants.takeError());
+    return 1;
+  }
+  auto variant = heed::spec::selectVariant(std::move(*variants), variantName);
+  if (!variant)
+    return error(llvm::toString(variant.takeError()));
+
+  auto text = heed::emit(*variant, config, *stage);
+  if (!text)
+    return error(llvm::toString(text.takeError()));
+  std::error_code ec;
+  llvm::ToolOutputFile out(output, ec,
+                           *stage == heed::Stage::Object ? llvm::sys::fs::OF_None
+                                                         : llvm::sys::fs::OF_Text);
+  if (ec)
+    return error("cannot write '" + output + "': " + ec.message());
+  out.os() << *text;
+  out.keep();
+  return 0;
+}

@@ -1,1 +1,317 @@
-int main() { return 1; }
+// heed-run: compile a spec, run it on random inputs, check it against the
+// float64 reference, and report errors, time and throughput.
+#include "heed/Compiler/Compiler.h"
+#include "heed/Frontend/Evaluate.h"
+#include "heed/Frontend/Parser.h"
+#include "heed/Runtime/Reference.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+namespace cl = llvm::cl;
+
+namespace {
+cl::OptionCategory category("heed-run options");
+cl::opt<std::string> input(cl::Positional, cl::desc("<spec.attn>"), cl::Required,
+                           cl::cat(category));
+cl::opt<std::string> variantName("variant", cl::desc("variant to run (default: the only one)"),
+                                 cl::cat(category));
+cl::list<std::string> params("param", cl::desc("override a param: name=value"),
+                             cl::cat(category));
+cl::list<std::string> bufferInits(
+    "buffer",
+    cl::desc("how to fill a buffer: name=uniform:LO:HI | bits:P | docs:MIN:MAX | "
+             "iota | const:X (default: floats uniform in [-1, 1), rank-1 integers "
+             "as document ids, other integers as bits with P = 0.5)"),
+    cl::cat(category));
+cl::opt<int64_t> batch("batch", cl::desc("batch size"), cl::init(1), cl::cat(category));
+cl::opt<int64_t> heads("heads", cl::desc("query heads"), cl::init(8), cl::cat(category));
+cl::opt<int64_t> kvHeads("kv-heads", cl::desc("key/value heads (default: --heads)"),
+                         cl::init(0), cl::cat(category));
+cl::opt<int64_t> seq("seq", cl::desc("query length"), cl::init(1024), cl::cat(category));
+cl::opt<int64_t> seqKV("seq-kv", cl::desc("key/value length (default: --seq)"), cl::init(0),
+                       cl::cat(category));
+cl::opt<int64_t> headDim("head-dim", cl::desc("head dim of q and k"), cl::init(64),
+                         cl::cat(category));
+cl::opt<int64_t> headDimV("head-dim-v", cl::desc("head dim of v (default: --head-dim)"),
+                          cl::init(0), cl::cat(category));
+cl::opt<std::string> dtype("dtype", cl::desc("f32 | f16 | bf16"), cl::init("f32"),
+                           cl::cat(category));
+cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
+                            cl::cat(category));
+cl::opt<bool> withLse("lse", cl::desc("also compute and check the log-sum-exp"),
+                      cl::cat(category));
+cl::opt<double> scale("scale", cl::desc("score scale (default 1/sqrt(head-dim))"),
+                      cl::init(0), cl::cat(category));
+cl::opt<unsigned> threads("threads", cl::desc("threads (default: all cores)"), cl::init(0),
+                          cl::cat(category));
+cl::opt<uint64_t> seed("seed", cl::desc("random seed (default: from the clock)"),
+                       cl::init(0), cl::cat(category));
+cl::opt<unsigned> repeat("repeat", cl::desc("timed runs (the median is reported)"),
+                         cl::init(5), cl::cat(category));
+cl::opt<bool> noCheck("no-check", cl::desc("skip the float64 reference"), cl::cat(category));
+cl::opt<double> tolerance("tolerance",
+                          cl::desc("max relative error (default 1e-5 f32, 1e-2 f16/bf16)"),
+                          cl::init(0), cl::cat(category));
+cl::opt<bool> json("json", cl::desc("print one JSON object instead of a table"),
+                   cl::cat(category));
+cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item"), cl::init(32),
+                        cl::cat(category));
+cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
+                         cl::cat(category));
+
+int error(const llvm::Twine &msg) {
+  llvm::WithColor::error(llvm::errs(), "heed-run") << msg << "\n";
+  return 1;
+}
+
+/// Fills buffer `t` (declared `decl`) as `how` says; returns an error text.
+std::string fillBuffer(heed::HostTensor &t, const heed::spec::BufferDecl &decl,
+                       std::string how, std::mt19937_64 &rng) {
+  bool isFloat = decl.elem == heed::spec::ElemType::F32 ||
+                 decl.elem == heed::spec::ElemType::F16 ||
+                 decl.elem == heed::spec::ElemType::BF16;
+  if (how.empty())
+    how = isFloat ? "uniform:-1:1" : (t.shape().size() == 1 ? "docs:1:64" : "bits:0.5");
+  llvm::SmallVector<llvm::StringRef> parts;
+  llvm::StringRef(how).split(parts, ':');
+  auto number = [&](size_t i, double &out) {
+    return i < parts.size() && !parts[i].getAsDouble(out);
+  };
+  double a = 0, b = 0;
+  if (parts[0] == "uniform" && number(1, a) && number(2, b) && a < b) {
+    t.fillUniform(rng, a, b);
+  } else if (parts[0] == "bits" && number(1, a)) {
+    std::bernoulli_distribution coin(std::clamp(a, 0.0, 1.0));
+    for (int64_t i = 0; i < t.size(); ++i)
+      t.set(i, coin(rng) ? 1 : 0);
+  } else if (parts[0] == "docs" && number(1, a) && number(2, b) && a >= 1 && a <= b) {
+    // Consecutive runs of equal ids with lengths uniform in [a, b].
+    std::uniform_int_distribution<int64_t> len(static_cast<int64_t>(a), static_cast<int64_t>(b));
+    int64_t id = 0, left = len(rng);
+    for (int64_t i = 0; i < t.size(); ++i) {
+      if (left-- == 0) {
+        ++id;
+        left = len(rng) - 1;
+      }
+      t.set(i, static_cast<double>(id));
+    }
+  } else if (parts[0] == "iota" && parts.size() == 1) {
+    for (int64_t i = 0; i < t.size(); ++i)
+      t.set(i, static_cast<double>(i));
+  } else if (parts[0] == "const" && number(1, a)) {
+    for (int64_t i = 0; i < t.size(); ++i)
+      t.set(i, a);
+  } else {
+    return fmt::format("cannot fill buffer '{}' with '{}'", decl.name, how);
+  }
+  return "";
+}
+
+std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int64_t d) {
+  return bshd ? std::vector<int64_t>{b, s, h, d} : std::vector<int64_t>{b, h, s, d};
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(argc, argv, "heed: run and check an attention variant\n");
+
+  heed::KernelConfig config;
+  if (!heed::parseDType(dtype, config.dtype))
+    return error("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
+  if (layout != "bhsd" && layout != "bshd")
+    return error("unknown --layout=" + layout + " (expected bhsd or bshd)");
+  bool bshd = layout == "bshd";
+  config.layout = bshd ? heed::Layout::BSHD : heed::Layout::BHSD;
+  config.headDim = headDim;
+  config.headDimV = headDimV;
+  config.lse = withLse;
+  config.scale = scale;
+  config.blockQ = blockQ;
+  config.blockKV = blockKV;
+  int64_t hkv = kvHeads ? kvHeads : heads, skv = seqKV ? seqKV : seq;
+  if (batch < 1 || heads < 1 || hkv < 1 || seq < 1 || skv < 1)
+    return error("--batch, --heads, --kv-heads, --seq and --seq-kv must be positive");
+  if (heads % hkv)
+    return error(fmt::format("--heads ({}) must be a multiple of --kv-heads ({})",
+                             heads.getValue(), hkv));
+
+  heed::spec::ParamOverrides overrides;
+  for (const std::string &p : params) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return error("--param expects name=value, got '" + p + "'");
+    overrides.emplace_back(p.substr(0, eq), p.substr(eq + 1));
+  }
+  auto variants = heed::spec::parseSpecFile(input, overrides);
+  if (!variants) {
+    llvm::errs() << llvm::toString(variants.takeError());
+    return 1;
+  }
+  auto selected = heed::spec::selectVariant(std::move(*variants), variantName);
+  if (!selected)
+    return error(llvm::toString(selected.takeError()));
+  const heed::spec::Variant &variant = *selected;
+
+  uint64_t usedSeed = seed ? seed.getValue()
+                           : static_cast<uint64_t>(
+                                 std::chrono::steady_clock::now().time_since_epoch().count());
+  std::mt19937_64 rng(usedSeed);
+  int64_t dv = config.valueDim();
+  heed::HostTensor q(config.dtype, layoutShape(bshd, batch, heads, seq, headDim));
+  heed::HostTensor k(config.dtype, layoutShape(bshd, batch, hkv, skv, headDim));
+  heed::HostTensor v(config.dtype, layoutShape(bshd, batch, hkv, skv, dv));
+  heed::HostTensor out(config.dtype, layoutShape(bshd, batch, heads, seq, dv));
+  heed::HostTensor lse(heed::DType::F32, {batch, heads, seq});
+  q.fillUniform(rng, -1, 1);
+  k.fillUniform(rng, -1, 1);
+  v.fillUniform(rng, -1, 1);
+
+  std::vector<heed::HostTensor> buffers;
+  for (const heed::spec::BufferDecl &decl : variant.buffers) {
+    std::vector<int64_t> shape;
+    for (const std::string &d : decl.shape) {
+      if (d == "B") shape.push_back(batch);
+      else if (d == "H") shape.push_back(heads);
+      else if (d == "Hkv") shape.push_back(hkv);
+      else if (d == "Sq") shape.push_back(seq);
+      else if (d == "Skv") shape.push_back(skv);
+      else shape.push_back(std::stoll(d));
+    }
+    heed::DType dt = heed::DType::F32;
+    heed::parseDType(heed::spec::toString(decl.elem), dt);
+    buffers.emplace_back(dt, shape);
+    std::string how;
+    for (const std::string &init : bufferInits)
+      if (llvm::StringRef(init).starts_with(decl.name + "="))
+        how = init.substr(decl.name.size() + 1);
+    std::string problem = fillBuffer(buffers.back(), decl, how, rng);
+    if (!problem.empty())
+      return error(problem);
+  }
+  for (const std::string &init : bufferInits) {
+    llvm::StringRef name = llvm::StringRef(init).split('=').first;
+    if (llvm::none_of(variant.buffers, [&](const auto &b) { return b.name == name; }))
+      return error(fmt::format("--buffer names '{}', which the variant does not declare",
+                               name.str()));
+  }
+
+  auto kernel = heed::Kernel::compile(variant, config);
+  if (!kernel)
+    return error(llvm::toString(kernel.takeError()));
+
+  heed::AttentionArgs args;
+  args.q = q.ref();
+  args.k = k.ref();
+  args.v = v.ref();
+  args.out = out.ref();
+  if (withLse)
+    args.lse = lse.ref();
+  for (heed::HostTensor &b : buffers)
+    args.buffers.push_back(b.ref());
+
+  out.poison();
+  lse.poison();
+  if (llvm::Error err = (*kernel)->run(args, threads))
+    return error(llvm::toString(std::move(err)));
+
+  // Useful work: visible (q, kv) pairs, from the interpreted mask.
+  std::vector<heed::spec::BufferData> data;
+  for (const heed::HostTensor &t : buffers) {
+    heed::spec::BufferData d{t.shape(), {}};
+    for (int64_t i = 0; i < t.size(); ++i)
+      d.values.push_back(t.get(i));
+    data.push_back(std::move(d));
+  }
+  double visible = 0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < seq; ++i)
+        for (int64_t j = 0; j < skv; ++j)
+          visible += heed::spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+  double density = visible / (double(batch) * heads * seq * skv);
+  double flops = 2.0 * visible * (headDim + dv);
+
+  // Timing: the first run above was the warm-up.
+  std::vector<double> times;
+  for (unsigned r = 0; r < std::max(1u, repeat.getValue()); ++r) {
+    auto start = std::chrono::steady_clock::now();
+    if (llvm::Error err = (*kernel)->run(args, threads))
+      return error(llvm::toString(std::move(err)));
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  double median = times[times.size() / 2];
+
+  // Check the last run's output against float64.
+  bool checked = !noCheck, passed = true;
+  heed::ErrorStats outErr, lseErr;
+  double tol = tolerance ? tolerance.getValue() : (config.dtype == heed::DType::F32 ? 1e-5 : 1e-2);
+  if (checked) {
+    heed::ReferenceResult ref = heed::referenceAttention(
+        variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads);
+    outErr = heed::compareOutput(out, ref.out, config.layout);
+    passed = outErr.relative <= tol;
+    if (withLse) {
+      for (int64_t i = 0; i < lse.size(); ++i) {
+        double want = ref.lse[i], have = lse.get(i);
+        double diff = (std::isinf(want) && want == have) ? 0 : std::fabs(have - want);
+        if (std::isnan(have) || std::isnan(diff))
+          diff = INFINITY;
+        lseErr.maxAbs = std::max(lseErr.maxAbs, diff);
+      }
+      passed = passed && lseErr.maxAbs <= std::max(1e-4, tol * 10);
+    }
+  }
+
+  std::string shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}",
+                                  batch.getValue(), heads.getValue(), hkv, seq.getValue(), skv,
+                                  headDim.getValue(), dv, dtype.getValue(), layout.getValue());
+  if (json) {
+    llvm::json::Object o{{"variant", variant.name},
+                         {"shape", shape},
+                         {"seed", static_cast<int64_t>(usedSeed)},
+                         {"compile_s", (*kernel)->compileSeconds()},
+                         {"time_s", median},
+                         {"density", density},
+                         {"gflops", flops / median / 1e9},
+                         {"threads", static_cast<int64_t>(threads.getValue())}};
+    if (checked) {
+      o["max_abs_error"] = outErr.maxAbs;
+      o["rel_error"] = outErr.relative;
+      o["tolerance"] = tol;
+      o["passed"] = passed;
+      if (withLse)
+        o["lse_max_abs_error"] = lseErr.maxAbs;
+    }
+    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+  } else {
+    llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", variant.name,
+                                shape, usedSeed);
+    llvm::outs() << fmt::format("compile   {:.3f} s\ntime      {:.3f} ms (median of {})\n",
+                                (*kernel)->compileSeconds(), median * 1e3, times.size());
+    llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
+                                flops / median / 1e9);
+    if (checked) {
+      llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.0e})\n",
+                                  outErr.maxAbs, outErr.relative, tol);
+      if (withLse)
+        llvm::outs() << fmt::format("lse error {:.3e}\n", lseErr.maxAbs);
+      llvm::outs() << (passed ? "check     PASSED\n" : "check     FAILED\n");
+    }
+  }
+  return passed ? 0 : 2;
+}

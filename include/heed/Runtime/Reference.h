@@ -1,0 +1,40 @@
+// The float64 reference attention that compiled kernels are checked against:
+// a plain loop nest with the variant's expressions interpreted in double.
+#ifndef HEED_RUNTIME_REFERENCE_H
+#define HEED_RUNTIME_REFERENCE_H
+
+#include "heed/Frontend/Spec.h"
+#include "heed/Runtime/Tensor.h"
+
+#include <vector>
+
+namespace heed {
+
+struct ReferenceResult {
+  std::vector<double> out; ///< [B, Hq, Sq, Dv], always BHSD
+  std::vector<double> lse; ///< [B, Hq, Sq]; -inf for fully masked rows
+  int outOfRange = 0;      ///< 1-based buffer number read out of range, or 0
+};
+
+/// q, k, v are in `layout`; buffers in the variant's order. Uses up to
+/// `threads` threads (0 = all cores).
+ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
+                                   const HostTensor &k, const HostTensor &v,
+                                   Layout layout, double scale,
+                                   const std::vector<HostTensor> &buffers,
+                                   unsigned threads = 0);
+
+/// Error of `got` ([B, Hq, Sq, Dv] in `layout`) against the reference:
+/// max |got - ref| and that divided by max |ref| (norm-wise relative error).
+/// NaN anywhere makes both infinite.
+struct ErrorStats {
+  double maxAbs = 0;
+  double relative = 0;
+  int64_t nanCount = 0;
+};
+ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
+                         Layout layout);
+
+} // namespace heed
+
+#endif

@@ -1,0 +1,74 @@
+// Tensors as heed's runtime sees them: a pointer, an element type, a shape
+// and strides (DLPack-like, no ownership), plus an owning host tensor for
+// tools and tests. No MLIR or LLVM types here.
+#ifndef HEED_RUNTIME_TENSOR_H
+#define HEED_RUNTIME_TENSOR_H
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace heed {
+
+enum class DType : uint8_t { F32, F16, BF16, I8, I32, I64, Bool };
+
+/// Order of the dims of q, k, v and out: [batch, heads, seq, dim] or
+/// [batch, seq, heads, dim].
+enum class Layout { BHSD, BSHD };
+
+size_t dtypeSize(DType t);
+const char *toString(DType t);
+/// Parses "f32", "f16", "bf16", "i8", "i32", "i64", "bool"; false if unknown.
+bool parseDType(const std::string &name, DType &out);
+
+/// A view of a tensor in memory. Strides count elements; empty strides mean
+/// contiguous row-major.
+struct TensorRef {
+  void *data = nullptr;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+
+  int64_t numElements() const;
+  /// The strides, computing row-major ones when none are given.
+  std::vector<int64_t> effectiveStrides() const;
+  bool isContiguous() const;
+  std::string describe() const; ///< "bf16[2, 8, 128, 64]"
+};
+
+float bf16ToFloat(uint16_t v);
+uint16_t floatToBF16(float v); ///< round to nearest even
+float f16ToFloat(uint16_t v);
+uint16_t floatToF16(float v); ///< round to nearest even
+
+/// A contiguous tensor owned on the host, with element access as double.
+class HostTensor {
+public:
+  HostTensor() = default;
+  HostTensor(DType dtype, std::vector<int64_t> shape);
+
+  TensorRef ref();
+  DType dtype() const { return dtype_; }
+  const std::vector<int64_t> &shape() const { return shape_; }
+  int64_t size() const { return count_; }
+
+  double get(int64_t flat) const;
+  void set(int64_t flat, double value); ///< rounds to the storage type
+
+  /// Uniform values in [lo, hi) (rounded to the storage type).
+  void fillUniform(std::mt19937_64 &rng, double lo, double hi);
+  /// NaN everywhere (0x7f for integer types), so unwritten outputs show.
+  void poison();
+
+private:
+  DType dtype_ = DType::F32;
+  std::vector<int64_t> shape_;
+  int64_t count_ = 0;
+  std::vector<unsigned char> bytes_;
+};
+
+} // namespace heed
+
+#endif // HEED_RUNTIME_TENSOR_H

@@ -1,0 +1,37 @@
+// Internals shared by emit() and Kernel::compile(): building the kernel
+// module, running the CPU pipelines, and the host target machine.
+#ifndef HEED_LIB_COMPILER_KERNELMODULE_H
+#define HEED_LIB_COMPILER_KERNELMODULE_H
+
+#include "heed/Compiler/Compiler.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/Target/TargetMachine.h"
+
+#include <memory>
+
+namespace heed::detail {
+
+/// Name of the kernel function; its C interface is `_mlir_ciface_<name>`.
+inline constexpr const char *kKernelName = "heed_kernel";
+
+/// A context with every dialect and translation heed needs.
+std::unique_ptr<mlir::MLIRContext> makeContext();
+
+/// The variant plus `func.func @heed_kernel(q, k, v, buffers..., out, [lse,]
+/// status, begin, end)` holding one attn.attention.
+mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
+                                                    const spec::Variant &variant,
+                                                    const KernelConfig &config);
+
+/// Runs the CPU pipelines on `module` up to `stage` (Tiled or LLVM).
+llvm::Error lowerTo(mlir::ModuleOp module, const KernelConfig &config, Stage stage);
+
+/// A target machine for this host's CPU and features (AVX-512 where present).
+llvm::Expected<std::unique_ptr<llvm::TargetMachine>> hostTargetMachine();
+
+} // namespace heed::detail
+
+#endif
