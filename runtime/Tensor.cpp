@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -181,6 +182,72 @@ void HostTensor::fillUniform(std::mt19937_64 &rng, double lo, double hi) {
   std::uniform_real_distribution<double> dist(lo, hi);
   for (int64_t i = 0; i < count_; ++i)
     set(i, dist(rng));
+}
+
+std::vector<int64_t> resolveDims(const std::vector<std::string> &dims,
+                                 const AttentionDims &sizes) {
+  std::vector<int64_t> out;
+  for (const std::string &d : dims) {
+    if (d == "B") out.push_back(sizes.batch);
+    else if (d == "H") out.push_back(sizes.headsQ);
+    else if (d == "Hkv") out.push_back(sizes.headsKV);
+    else if (d == "Sq") out.push_back(sizes.seqQ);
+    else if (d == "Skv") out.push_back(sizes.seqKV);
+    else {
+      char *end = nullptr;
+      long long v = std::strtoll(d.c_str(), &end, 10);
+      out.push_back(end && *end == 0 && v > 0 ? v : -1);
+    }
+  }
+  return out;
+}
+
+std::string HostTensor::fill(const std::string &spec, std::mt19937_64 &rng) {
+  bool isFloat = dtype_ == DType::F32 || dtype_ == DType::F16 || dtype_ == DType::BF16;
+  std::string how = spec;
+  if (how.empty())
+    how = isFloat ? "uniform:-1:1" : (shape_.size() == 1 ? "docs:1:64" : "bits:0.5");
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t colon; (colon = how.find(':', start)) != std::string::npos; start = colon + 1)
+    parts.push_back(how.substr(start, colon - start));
+  parts.push_back(how.substr(start));
+  auto number = [&](size_t i, double &out) {
+    if (i >= parts.size() || parts[i].empty())
+      return false;
+    char *end = nullptr;
+    out = std::strtod(parts[i].c_str(), &end);
+    return end && *end == 0;
+  };
+  double a = 0, b = 0;
+  if (parts[0] == "uniform" && parts.size() == 3 && number(1, a) && number(2, b) && a < b) {
+    fillUniform(rng, a, b);
+  } else if (parts[0] == "bits" && parts.size() == 2 && number(1, a)) {
+    std::bernoulli_distribution coin(std::min(1.0, std::max(0.0, a)));
+    for (int64_t i = 0; i < count_; ++i)
+      set(i, coin(rng) ? 1 : 0);
+  } else if (parts[0] == "docs" && parts.size() == 3 && number(1, a) && number(2, b) &&
+             a >= 1 && a <= b) {
+    std::uniform_int_distribution<int64_t> len(static_cast<int64_t>(a), static_cast<int64_t>(b));
+    int64_t id = 0, left = len(rng);
+    for (int64_t i = 0; i < count_; ++i) {
+      if (left-- == 0) {
+        ++id;
+        left = len(rng) - 1;
+      }
+      set(i, static_cast<double>(id));
+    }
+  } else if (parts[0] == "iota" && parts.size() == 1) {
+    for (int64_t i = 0; i < count_; ++i)
+      set(i, static_cast<double>(i));
+  } else if (parts[0] == "const" && parts.size() == 2 && number(1, a)) {
+    for (int64_t i = 0; i < count_; ++i)
+      set(i, a);
+  } else {
+    return fmt::format("cannot fill a {} tensor with '{}' (expected uniform:LO:HI, bits:P, "
+                       "docs:MIN:MAX, iota or const:X)", toString(dtype_), spec);
+  }
+  return "";
 }
 
 void HostTensor::poison() {

@@ -44,10 +44,10 @@ llvm::Error KernelConfig::validate() const {
       return fail(fmt::format("head dims must be multiples of 8 in [8, 1024], got {}", d));
   if (!std::isfinite(scale))
     return fail("scale must be finite");
-  if (blockQ < 1 || blockQ > 1024)
-    return fail(fmt::format("block-q must be in [1, 1024], got {}", blockQ));
-  if (blockKV < 1 || blockKV > 256 || (blockKV & (blockKV - 1)))
-    return fail(fmt::format("block-kv must be a power of two up to 256, got {}", blockKV));
+  if (blockQ < 1 || blockQ > 64 || (blockQ & (blockQ - 1)))
+    return fail(fmt::format("block-q must be a power of two up to 64, got {}", blockQ));
+  if (blockKV < 1 || blockKV > 64)
+    return fail(fmt::format("block-kv must be in [1, 64], got {}", blockKV));
   return llvm::Error::success();
 }
 

@@ -64,12 +64,8 @@ DType bufferDType(spec::ElemType e) {
   return DType::F32;
 }
 
-struct Dims {
-  int64_t batch, headsQ, headsKV, seqQ, seqKV;
-};
-
 /// Checks q, k, v, out, lse against the config; fills the logical sizes.
-llvm::Error checkTensors(const AttentionArgs &a, const KernelConfig &c, Dims &dims) {
+llvm::Error checkTensors(const AttentionArgs &a, const KernelConfig &c, AttentionDims &dims) {
   bool bshd = c.layout == Layout::BSHD;
   const char *layoutName = bshd ? "[B, S, H, D]" : "[B, H, S, D]";
   struct Named {
@@ -133,7 +129,7 @@ llvm::Error checkTensors(const AttentionArgs &a, const KernelConfig &c, Dims &di
   return llvm::Error::success();
 }
 
-llvm::Error checkBuffers(const AttentionArgs &a, const spec::Variant &v, const Dims &dims) {
+llvm::Error checkBuffers(const AttentionArgs &a, const spec::Variant &v, const AttentionDims &dims) {
   if (a.buffers.size() != v.buffers.size()) {
     std::vector<std::string> names;
     for (const spec::BufferDecl &b : v.buffers)
@@ -148,15 +144,7 @@ llvm::Error checkBuffers(const AttentionArgs &a, const spec::Variant &v, const D
     if (t.dtype != bufferDType(decl.elem))
       return fail(fmt::format("buffer '{}' must be {}, got {}", decl.name,
                               spec::toString(decl.elem), toString(t.dtype)));
-    std::vector<int64_t> want;
-    for (const std::string &d : decl.shape) {
-      if (d == "B") want.push_back(dims.batch);
-      else if (d == "H") want.push_back(dims.headsQ);
-      else if (d == "Hkv") want.push_back(dims.headsKV);
-      else if (d == "Sq") want.push_back(dims.seqQ);
-      else if (d == "Skv") want.push_back(dims.seqKV);
-      else want.push_back(std::stoll(d));
-    }
+    std::vector<int64_t> want = resolveDims(decl.shape, dims);
     if (t.shape != want)
       return fail(fmt::format("buffer '{}' must have shape [{}] = [{}], got {}", decl.name,
                               fmt::join(decl.shape, ", "), fmt::join(want, ", "),
@@ -211,7 +199,7 @@ llvm::Expected<std::unique_ptr<Kernel>> Kernel::compile(const spec::Variant &var
 
 llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads) const {
   const KernelConfig &c = impl->config;
-  Dims dims;
+  AttentionDims dims;
   if (llvm::Error err = checkTensors(args, c, dims))
     return err;
   if (llvm::Error err = checkBuffers(args, impl->variant, dims))

@@ -59,7 +59,7 @@ void buildCPUToLLVMPipeline(OpPassManager &pm) {
 namespace {
 struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
   Option<int64_t> blockQ{*this, "block-q", llvm::cl::desc("query rows per work item"),
-                         llvm::cl::init(32)};
+                         llvm::cl::init(16)};
   Option<int64_t> blockKV{*this, "block-kv", llvm::cl::desc("keys per KV block"),
                           llvm::cl::init(16)};
 };

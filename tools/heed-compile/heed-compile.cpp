@@ -35,7 +35,7 @@ cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
 cl::opt<bool> lse("lse", cl::desc("also write the log-sum-exp"), cl::cat(category));
 cl::opt<double> scale("scale", cl::desc("score scale (default 1/sqrt(head-dim))"),
                       cl::init(0), cl::cat(category));
-cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item"), cl::init(32),
+cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width)"), cl::init(16),
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
                          cl::cat(category));

@@ -65,7 +65,7 @@ cl::opt<double> tolerance("tolerance",
                           cl::init(0), cl::cat(category));
 cl::opt<bool> json("json", cl::desc("print one JSON object instead of a table"),
                    cl::cat(category));
-cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item"), cl::init(32),
+cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width)"), cl::init(16),
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
                          cl::cat(category));
@@ -73,49 +73,6 @@ cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16)
 int error(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "heed-run") << msg << "\n";
   return 1;
-}
-
-/// Fills buffer `t` (declared `decl`) as `how` says; returns an error text.
-std::string fillBuffer(heed::HostTensor &t, const heed::spec::BufferDecl &decl,
-                       std::string how, std::mt19937_64 &rng) {
-  bool isFloat = decl.elem == heed::spec::ElemType::F32 ||
-                 decl.elem == heed::spec::ElemType::F16 ||
-                 decl.elem == heed::spec::ElemType::BF16;
-  if (how.empty())
-    how = isFloat ? "uniform:-1:1" : (t.shape().size() == 1 ? "docs:1:64" : "bits:0.5");
-  llvm::SmallVector<llvm::StringRef> parts;
-  llvm::StringRef(how).split(parts, ':');
-  auto number = [&](size_t i, double &out) {
-    return i < parts.size() && !parts[i].getAsDouble(out);
-  };
-  double a = 0, b = 0;
-  if (parts[0] == "uniform" && number(1, a) && number(2, b) && a < b) {
-    t.fillUniform(rng, a, b);
-  } else if (parts[0] == "bits" && number(1, a)) {
-    std::bernoulli_distribution coin(std::clamp(a, 0.0, 1.0));
-    for (int64_t i = 0; i < t.size(); ++i)
-      t.set(i, coin(rng) ? 1 : 0);
-  } else if (parts[0] == "docs" && number(1, a) && number(2, b) && a >= 1 && a <= b) {
-    // Consecutive runs of equal ids with lengths uniform in [a, b].
-    std::uniform_int_distribution<int64_t> len(static_cast<int64_t>(a), static_cast<int64_t>(b));
-    int64_t id = 0, left = len(rng);
-    for (int64_t i = 0; i < t.size(); ++i) {
-      if (left-- == 0) {
-        ++id;
-        left = len(rng) - 1;
-      }
-      t.set(i, static_cast<double>(id));
-    }
-  } else if (parts[0] == "iota" && parts.size() == 1) {
-    for (int64_t i = 0; i < t.size(); ++i)
-      t.set(i, static_cast<double>(i));
-  } else if (parts[0] == "const" && number(1, a)) {
-    for (int64_t i = 0; i < t.size(); ++i)
-      t.set(i, a);
-  } else {
-    return fmt::format("cannot fill buffer '{}' with '{}'", decl.name, how);
-  }
-  return "";
 }
 
 std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int64_t d) {
@@ -182,15 +139,7 @@ int main(int argc, char **argv) {
 
   std::vector<heed::HostTensor> buffers;
   for (const heed::spec::BufferDecl &decl : variant.buffers) {
-    std::vector<int64_t> shape;
-    for (const std::string &d : decl.shape) {
-      if (d == "B") shape.push_back(batch);
-      else if (d == "H") shape.push_back(heads);
-      else if (d == "Hkv") shape.push_back(hkv);
-      else if (d == "Sq") shape.push_back(seq);
-      else if (d == "Skv") shape.push_back(skv);
-      else shape.push_back(std::stoll(d));
-    }
+    std::vector<int64_t> shape = heed::resolveDims(decl.shape, {batch, heads, hkv, seq, skv});
     heed::DType dt = heed::DType::F32;
     heed::parseDType(heed::spec::toString(decl.elem), dt);
     buffers.emplace_back(dt, shape);
@@ -198,9 +147,9 @@ int main(int argc, char **argv) {
     for (const std::string &init : bufferInits)
       if (llvm::StringRef(init).starts_with(decl.name + "="))
         how = init.substr(decl.name.size() + 1);
-    std::string problem = fillBuffer(buffers.back(), decl, how, rng);
+    std::string problem = buffers.back().fill(how, rng);
     if (!problem.empty())
-      return error(problem);
+      return error("buffer '" + decl.name + "': " + problem);
   }
   for (const std::string &init : bufferInits) {
     llvm::StringRef name = llvm::StringRef(init).split('=').first;

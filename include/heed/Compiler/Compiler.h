@@ -24,7 +24,7 @@ struct KernelConfig {
   Layout layout = Layout::BHSD;
   bool lse = false;    ///< the kernel also writes log-sum-exp [B, Hq, Sq] (f32)
   double scale = 0;    ///< 0 means 1 / sqrt(headDim)
-  int64_t blockQ = 32; ///< query rows per work item
+  int64_t blockQ = 16; ///< query rows per work item
   int64_t blockKV = 16; ///< keys per KV block
 
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }

@@ -8,10 +8,12 @@ def AttnLowerToCPU : Pass<"attn-lower-to-cpu", "mlir::ModuleOp"> {
   let summary = "Tile attn.attention into a KV-block loop with online softmax on vectors";
   let description = [{
     Replaces each `attn.attention` with loops over work items (batch, head,
-    q-block) and, inside, over KV blocks of `block-kv` keys. Per block the
-    scores of a query row form one `vector<block-kv x f32>`; the variant's
+    block of `block-q` query rows) and, inside, over KV blocks of `block-kv`
+    keys. Vector lanes are query rows: the scores of one key for all rows of
+    the item form a `vector<block-q x f32>`, so the softmax statistics of a
+    row stay in its lane and no horizontal reduction is needed. The variant's
     score and mask regions are inlined at that tile level, vectorized over the
-    keys; the running max, running sum and rescaled accumulator implement the
+    rows; the running max, running sum and rescaled accumulator implement the
     online softmax (exponentials in base 2, log2(e) folded into the scores).
     Rows whose keys are all masked produce zeros and lse = -inf. Out-of-range
     buffer reads produce zero and record the buffer number in `status`.
@@ -21,9 +23,10 @@ def AttnLowerToCPU : Pass<"attn-lower-to-cpu", "mlir::ModuleOp"> {
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect",
     "mlir::vector::VectorDialect"];
   let options = [
-    Option<"blockQ", "block-q", "int64_t", "32", "query rows per work item">,
+    Option<"blockQ", "block-q", "int64_t", "16",
+           "query rows per work item: the vector width (a power of two)">,
     Option<"blockKV", "block-kv", "int64_t", "16",
-           "keys per KV block (the vector width of a score row)">,
+           "keys per KV block">,
   ];
 }
 

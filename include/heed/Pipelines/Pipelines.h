@@ -17,7 +17,7 @@ void registerAllDialects(mlir::DialectRegistry &registry);
 void registerAllPasses();
 
 struct CPUPipelineOptions {
-  int64_t blockQ = 32;
+  int64_t blockQ = 16;
   int64_t blockKV = 16;
 };
 

@@ -43,6 +43,16 @@ uint16_t floatToBF16(float v); ///< round to nearest even
 float f16ToFloat(uint16_t v);
 uint16_t floatToF16(float v); ///< round to nearest even
 
+/// The run-time sizes a buffer's symbolic dims refer to.
+struct AttentionDims {
+  int64_t batch = 0, headsQ = 0, headsKV = 0, seqQ = 0, seqKV = 0;
+};
+
+/// Resolves symbolic dims ("B", "H" = query heads, "Hkv", "Sq", "Skv", or a
+/// decimal integer) to sizes; -1 for a dim that is none of these.
+std::vector<int64_t> resolveDims(const std::vector<std::string> &dims,
+                                 const AttentionDims &sizes);
+
 /// A contiguous tensor owned on the host, with element access as double.
 class HostTensor {
 public:
@@ -59,6 +69,12 @@ public:
 
   /// Uniform values in [lo, hi) (rounded to the storage type).
   void fillUniform(std::mt19937_64 &rng, double lo, double hi);
+  /// Fills as `how` says: "uniform:LO:HI", "bits:P" (0/1 with P(1) = P),
+  /// "docs:MIN:MAX" (runs of equal ids with lengths in [MIN, MAX]), "iota",
+  /// "const:X"; empty picks a default by type and rank (floats uniform in
+  /// [-1, 1), rank-1 integers docs:1:64, other integers bits:0.5). Returns an
+  /// error text, or "" on success.
+  std::string fill(const std::string &how, std::mt19937_64 &rng);
   /// NaN everywhere (0x7f for integer types), so unwritten outputs show.
   void poison();
 

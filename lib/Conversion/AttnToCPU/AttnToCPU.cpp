@@ -1,15 +1,18 @@
 // --attn-lower-to-cpu: attn.attention -> work-item loop, KV-block loop and
 // online softmax on vectors, with the variant's regions inlined at tile level.
 //
-// Per work item (batch, query head, block of blockQ query rows):
-//   qTile[i][:]   <- Q rows (as f32, zero past the end)
+// The vector lanes are query rows, so the softmax statistics of a row live
+// in one lane and no horizontal reduction is ever needed. Per work item
+// (batch, query head, block of blockQ query rows):
+//   qT[d][:]      <- Q transposed, as f32 (zero past the last row)
+//   m = -inf, l = 0 (vector<blockQ>), acc[i][:] = 0
 //   for each KV block of blockKV keys:
-//     kT[d][j]    <- K transposed, vTile[j][:] <- V rows (zero past the end)
-//     for each valid query row i:
-//       s      = sum_d qTile[i][d] * kT[d][:]          vector<blockKV x f32>
-//       s      = score_mod(scale * s), masked -> -inf, times log2(e)
-//       m'     = max(m, max(s));  p = exp2(s - m');  alpha = exp2(m - m')
-//       l      = l * alpha + sum(p);  acc[i] = acc[i] * alpha + p . vTile
+//     kS[j][:], vS[j][:] <- K and V rows as f32 (zero past the last key)
+//     sT[j]  = sum_d kS[j][d] * qT[d]            (outer products, d outer)
+//     sT[j]  = mask ? score_mod(scale * sT[j]) * log2(e) : -inf
+//     m'     = max(m, max_j sT[j]); alpha = exp2(m - m'); pT[j] = exp2(sT[j] - m')
+//     l      = l * alpha + sum_j pT[j]
+//     acc[i] = acc[i] * alpha[i] + sum_j pT[j][i] * vS[j]
 //   out = acc / l, lse = (m + log2 l) * ln 2; a row with l == 0 gives 0, -inf.
 #include "heed/Conversion/Passes.h"
 
@@ -94,23 +97,24 @@ private:
                                 Value laneValid);
   LogicalResult checkRegion(Region &region, StringRef name);
   void emitItem(Value item);
-  void emitKVBlock(Value kb);
+  /// One KV block; takes and returns the running (max, sum) vectors.
+  std::pair<Value, Value> emitKVBlock(Value kb, Value rowMax, Value rowSum);
 
   AttentionOp op;
   VariantOp variant;
   ImplicitLocOpBuilder b;
   int64_t blockQ, blockKV;
   int64_t headDim = 0, headDimV = 0;
-  VectorType scoreType; // vector<blockKV x f32>
+  VectorType laneType; // vector<blockQ x f32>: one lane per query row
 
   // Values live across the whole lowering.
   Value q, k, v, out, lse, status;
   SmallVector<Value> buffers, flatBuffers;
   SmallVector<SmallVector<Value>> bufferDims;
   Value numQBlocks, headsQ, seqQ, seqKV, group;
-  Value qTile, kT, vTile, acc, rowMax, rowSum, pRow;
+  Value qT, kS, vS, sT, acc, alphaBuf, statBuf;
   // Per work item.
-  Value batch, headQ, headKV, q0, rows;
+  Value batch, headQ, headKV, q0, rows, qVec, qValid;
   bool identityScore = false, constantTrueMask = false;
 };
 
@@ -154,7 +158,7 @@ LogicalResult CPUAttentionLowering::checkRegion(Region &region, StringRef name) 
   return success();
 }
 
-/// Clones `region` with every scalar widened to vector<blockKV>: the leading
+/// Clones `region` with every scalar widened to vector<blockQ>: the leading
 /// block arguments map to `leading` (vectors), buffers to the real memrefs.
 FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
                                                     ArrayRef<Value> leading,
@@ -163,7 +167,7 @@ FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
   IRMapping map;
   for (auto [arg, value] : llvm::zip(block.getArguments().take_front(leading.size()), leading))
     map.map(arg, value);
-  auto widen = [&](Type t) { return VectorType::get({blockKV}, t); };
+  auto widen = [&](Type t) { return VectorType::get({blockQ}, t); };
   for (Operation &inner : block) {
     if (auto yield = dyn_cast<heed::attn::YieldOp>(inner))
       return map.lookup(yield.getValue());
@@ -209,7 +213,8 @@ FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
           got = arith::ExtSIOp::create(b, widen(result), got);
       }
       if (status) {
-        // Lanes past the last key do not count: their indices are not the user's.
+        // Lanes past the last row or key do not count: their indices are not
+        // the user's.
         Value trueVec = vector::BroadcastOp::create(
             b, widen(b.getI1Type()), arith::ConstantIntOp::create(b, 1, 1));
         Value bad = arith::AndIOp::create(b, arith::XOrIOp::create(b, inBounds, trueVec),
@@ -231,16 +236,18 @@ FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
   return failure();
 }
 
-void CPUAttentionLowering::emitKVBlock(Value kb) {
+std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
+                                                          Value lOld) {
   Value c0 = idx(0), c1 = idx(1);
   Value kv0 = arith::MulIOp::create(b, kb, idx(blockKV));
   Value cols = minIdx(idx(blockKV), arith::SubIOp::create(b, seqKV, kv0));
   VectorType vRowType = VectorType::get({headDimV}, b.getF32Type());
+  VectorType kRowType = VectorType::get({headDim}, b.getF32Type());
 
-  // Stage K^T and V of this block as f32; zero the lanes past the last key
+  // Stage K and V rows of this block as f32; rows past the last key are zero
   // so that 0 * garbage never makes a NaN.
-  auto staging = scf::ForOp::create(b, c0, idx(blockKV), c1);
   {
+    auto staging = scf::ForOp::create(b, c0, idx(blockKV), c1);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(staging.getBody());
     Value j = staging.getInductionVar();
@@ -248,96 +255,110 @@ void CPUAttentionLowering::emitKVBlock(Value kb) {
     auto ifOp = scf::IfOp::create(b, valid, /*withElseRegion=*/true);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     Value pos = arith::AddIOp::create(b, kv0, j);
-    Value kRow = loadRow(k, at(batch, headKV, pos, c0), headDim);
-    for (int64_t d = 0; d < headDim; ++d)
-      memref::StoreOp::create(b, vector::ExtractOp::create(b, kRow, d), kT,
-                              ValueRange{idx(d), j});
-    vector::StoreOp::create(b, loadRow(v, at(batch, headKV, pos, c0), headDimV),
-                            vTile, ValueRange{j, c0});
+    vector::StoreOp::create(b, loadRow(k, at(batch, headKV, pos, c0), headDim), kS,
+                            ValueRange{j, c0});
+    vector::StoreOp::create(b, loadRow(v, at(batch, headKV, pos, c0), headDimV), vS,
+                            ValueRange{j, c0});
     b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-    Value zero = f32(0);
-    for (int64_t d = 0; d < headDim; ++d)
-      memref::StoreOp::create(b, zero, kT, ValueRange{idx(d), j});
-    vector::StoreOp::create(b, splat(vRowType, 0), vTile, ValueRange{j, c0});
+    vector::StoreOp::create(b, splat(kRowType, 0), kS, ValueRange{j, c0});
+    vector::StoreOp::create(b, splat(vRowType, 0), vS, ValueRange{j, c0});
   }
 
-  Value kvVec = arith::AddIOp::create(
-      b, vector::BroadcastOp::create(b, VectorType::get({blockKV}, b.getIndexType()), kv0),
-      vector::StepOp::create(b, VectorType::get({blockKV}, b.getIndexType())));
-  Value laneValid = arith::CmpIOp::create(
-      b, arith::CmpIPredicate::slt, kvVec,
-      vector::BroadcastOp::create(b, kvVec.getType(), seqKV));
-
-  auto rowLoop = scf::ForOp::create(b, c0, rows, c1);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(rowLoop.getBody());
-  Value i = rowLoop.getInductionVar();
-
-  // s = Q[i] . K^T, as an outer-product accumulation over the head dim.
-  auto dot = scf::ForOp::create(b, c0, idx(headDim), c1, ValueRange{splat(scoreType, 0)});
+  // sT[j] = Q kS[j]^T for all keys of the block at once: the head dim is the
+  // outer loop and the blockKV partial sums stay in registers.
+  SmallVector<Value> zeros(blockKV, splat(laneType, 0));
+  auto dot = scf::ForOp::create(b, c0, idx(headDim), c1, zeros);
   {
-    OpBuilder::InsertionGuard inner(b);
+    OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(dot.getBody());
     Value d = dot.getInductionVar();
-    Value qv = memref::LoadOp::create(b, qTile, ValueRange{i, d});
-    Value kRow = vector::LoadOp::create(b, scoreType, kT, ValueRange{d, c0});
-    Value s = vector::FMAOp::create(b, vector::BroadcastOp::create(b, scoreType, qv),
-                                    kRow, dot.getRegionIterArgs()[0]);
-    scf::YieldOp::create(b, s);
+    Value qv = vector::LoadOp::create(b, laneType, qT, ValueRange{d, c0});
+    SmallVector<Value> next;
+    for (int64_t j = 0; j < blockKV; ++j) {
+      Value kvScalar = memref::LoadOp::create(b, kS, ValueRange{idx(j), d});
+      next.push_back(vector::FMAOp::create(b, vector::BroadcastOp::create(b, laneType, kvScalar),
+                                           qv, dot.getRegionIterArgs()[j]));
+    }
+    scf::YieldOp::create(b, next);
   }
-  Value s = arith::MulFOp::create(b, dot.getResult(0),
-                                  splat(scoreType, op.getScale().convertToFloat()));
+  Value scaleVec = splat(laneType, op.getScale().convertToFloat());
+  for (int64_t j = 0; j < blockKV; ++j)
+    vector::StoreOp::create(b, arith::MulFOp::create(b, dot.getResult(j), scaleVec), sT,
+                            ValueRange{idx(j), c0});
 
-  // The variant, at tile level.
-  VectorType idxVec = VectorType::get({blockKV}, b.getIndexType());
-  Value qPos = arith::AddIOp::create(b, q0, i);
+  // The variant at tile level, one key (and all rows) at a time, and the
+  // block's row max.
+  VectorType idxVec = VectorType::get({blockQ}, b.getIndexType());
   Value bV = vector::BroadcastOp::create(b, idxVec, batch);
   Value hV = vector::BroadcastOp::create(b, idxVec, headQ);
-  Value qV = vector::BroadcastOp::create(b, idxVec, qPos);
-  if (!identityScore)
-    s = *inlineRegion(variant.getScore(), {s, bV, hV, qV, kvVec}, laneValid);
-  Value visible = laneValid;
-  if (!constantTrueMask)
-    visible = arith::AndIOp::create(
-        b, visible, *inlineRegion(variant.getMask(), {bV, hV, qV, kvVec}, laneValid));
-  Value negInf = splat(scoreType, -INFINITY);
-  s = arith::SelectOp::create(
-      b, visible, arith::MulFOp::create(b, s, splat(scoreType, kLog2E)), negInf);
-
-  // Online softmax update of row i.
-  Value mOld = memref::LoadOp::create(b, rowMax, ValueRange{i});
-  Value blockMax = vector::ReductionOp::create(b, vector::CombiningKind::MAXNUMF, s);
-  Value mNew = arith::MaxNumFOp::create(b, mOld, blockMax);
-  Value allMasked = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, f32(-INFINITY));
-  Value mSafe = arith::SelectOp::create(b, allMasked, f32(0), mNew);
-  Value p = exp2(arith::SubFOp::create(b, s, vector::BroadcastOp::create(b, scoreType, mSafe)));
-  Value alphaVec = exp2(vector::BroadcastOp::create(
-      b, scoreType, arith::SubFOp::create(b, mOld, mSafe)));
-  Value alpha = vector::ExtractOp::create(b, alphaVec, 0);
-  Value lOld = memref::LoadOp::create(b, rowSum, ValueRange{i});
-  Value lNew = arith::AddFOp::create(
-      b, arith::MulFOp::create(b, lOld, alpha),
-      vector::ReductionOp::create(b, vector::CombiningKind::ADD, p));
-  memref::StoreOp::create(b, lNew, rowSum, ValueRange{i});
-  memref::StoreOp::create(b, mNew, rowMax, ValueRange{i});
-
-  // acc[i] = acc[i] * alpha + p . V; p goes through memory so each weight is
-  // a broadcast load rather than a register shuffle.
-  vector::StoreOp::create(b, p, pRow, ValueRange{c0});
-  Value accRow = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
-  accRow = arith::MulFOp::create(b, accRow, vector::BroadcastOp::create(b, vRowType, alpha));
-  auto pv = scf::ForOp::create(b, c0, cols, c1, ValueRange{accRow});
+  Value negInf = splat(laneType, -INFINITY);
+  auto apply = scf::ForOp::create(b, c0, idx(blockKV), c1, ValueRange{mOld});
   {
-    OpBuilder::InsertionGuard inner(b);
-    b.setInsertionPointToStart(pv.getBody());
-    Value j = pv.getInductionVar();
-    Value w = memref::LoadOp::create(b, pRow, ValueRange{j});
-    Value vRow = vector::LoadOp::create(b, vRowType, vTile, ValueRange{j, c0});
-    Value r = vector::FMAOp::create(b, vector::BroadcastOp::create(b, vRowType, w), vRow,
-                                    pv.getRegionIterArgs()[0]);
-    scf::YieldOp::create(b, r);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(apply.getBody());
+    Value j = apply.getInductionVar();
+    Value kvPos = arith::AddIOp::create(b, kv0, j);
+    Value kvV = vector::BroadcastOp::create(b, idxVec, kvPos);
+    Value kvValid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, kvPos, seqKV);
+    Value laneValid = arith::AndIOp::create(
+        b, qValid, vector::BroadcastOp::create(b, VectorType::get({blockQ}, b.getI1Type()),
+                                               kvValid));
+    Value s = vector::LoadOp::create(b, laneType, sT, ValueRange{j, c0});
+    if (!identityScore)
+      s = *inlineRegion(variant.getScore(), {s, bV, hV, qVec, kvV}, laneValid);
+    Value visible = laneValid;
+    if (!constantTrueMask)
+      visible = arith::AndIOp::create(
+          b, visible, *inlineRegion(variant.getMask(), {bV, hV, qVec, kvV}, laneValid));
+    s = arith::SelectOp::create(b, visible, arith::MulFOp::create(b, s, splat(laneType, kLog2E)),
+                                negInf);
+    vector::StoreOp::create(b, s, sT, ValueRange{j, c0});
+    scf::YieldOp::create(b, ValueRange{arith::MaxNumFOp::create(b, apply.getRegionIterArgs()[0], s)});
   }
-  vector::StoreOp::create(b, pv.getResult(0), acc, ValueRange{i, c0});
+  Value mNew = apply.getResult(0);
+
+  // Online softmax: a row that has seen only masked keys keeps max -inf; its
+  // exponents use 0 instead so that -inf - -inf never makes a NaN.
+  Value allMasked = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, mNew, negInf);
+  Value mSafe = arith::SelectOp::create(b, allMasked, splat(laneType, 0), mNew);
+  Value alpha = exp2(arith::SubFOp::create(b, mOld, mSafe));
+  vector::StoreOp::create(b, alpha, alphaBuf, ValueRange{c0});
+  auto probs = scf::ForOp::create(b, c0, idx(blockKV), c1, ValueRange{splat(laneType, 0)});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(probs.getBody());
+    Value j = probs.getInductionVar();
+    Value s = vector::LoadOp::create(b, laneType, sT, ValueRange{j, c0});
+    Value p = exp2(arith::SubFOp::create(b, s, mSafe));
+    vector::StoreOp::create(b, p, sT, ValueRange{j, c0});
+    scf::YieldOp::create(b, ValueRange{arith::AddFOp::create(b, probs.getRegionIterArgs()[0], p)});
+  }
+  Value lNew = arith::AddFOp::create(b, arith::MulFOp::create(b, lOld, alpha), probs.getResult(0));
+
+  // acc[i] = acc[i] * alpha[i] + sum_j p[j][i] * vS[j]; each weight is a
+  // broadcast load from memory rather than a register shuffle.
+  auto rowLoop = scf::ForOp::create(b, c0, rows, c1);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(rowLoop.getBody());
+    Value i = rowLoop.getInductionVar();
+    Value a = memref::LoadOp::create(b, alphaBuf, ValueRange{i});
+    Value accRow = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
+    accRow = arith::MulFOp::create(b, accRow, vector::BroadcastOp::create(b, vRowType, a));
+    auto pv = scf::ForOp::create(b, c0, cols, c1, ValueRange{accRow});
+    {
+      OpBuilder::InsertionGuard inner(b);
+      b.setInsertionPointToStart(pv.getBody());
+      Value j = pv.getInductionVar();
+      Value w = memref::LoadOp::create(b, sT, ValueRange{j, i});
+      Value vRow = vector::LoadOp::create(b, vRowType, vS, ValueRange{j, c0});
+      scf::YieldOp::create(b, ValueRange{vector::FMAOp::create(
+                                  b, vector::BroadcastOp::create(b, vRowType, w), vRow,
+                                  pv.getRegionIterArgs()[0])});
+    }
+    vector::StoreOp::create(b, pv.getResult(0), acc, ValueRange{i, c0});
+  }
+  return {mNew, lNew};
 }
 
 void CPUAttentionLowering::emitItem(Value item) {
@@ -349,50 +370,73 @@ void CPUAttentionLowering::emitItem(Value item) {
   headKV = arith::DivUIOp::create(b, headQ, group);
   q0 = arith::MulIOp::create(b, qb, idx(blockQ));
   rows = minIdx(idx(blockQ), arith::SubIOp::create(b, seqQ, q0));
-  VectorType qRowType = VectorType::get({headDim}, b.getF32Type());
+  VectorType idxVec = VectorType::get({blockQ}, b.getIndexType());
+  qVec = arith::AddIOp::create(b, vector::BroadcastOp::create(b, idxVec, q0),
+                               vector::StepOp::create(b, idxVec));
+  qValid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, qVec,
+                                 vector::BroadcastOp::create(b, idxVec, seqQ));
   VectorType vRowType = VectorType::get({headDimV}, b.getF32Type());
 
-  // Q tile and the per-row softmax state.
+  // Q transposed (rows past the end are zero) and a zero accumulator. The
+  // transpose is done once per item and serves every KV block.
   {
-    auto init = scf::ForOp::create(b, c0, rows, c1);
+    auto init = scf::ForOp::create(b, c0, idx(blockQ), c1);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(init.getBody());
     Value i = init.getInductionVar();
-    Value row = loadRow(q, at(batch, headQ, arith::AddIOp::create(b, q0, i), c0), headDim);
-    vector::StoreOp::create(b, row, qTile, ValueRange{i, c0});
     vector::StoreOp::create(b, splat(vRowType, 0), acc, ValueRange{i, c0});
-    memref::StoreOp::create(b, f32(-INFINITY), rowMax, ValueRange{i});
-    memref::StoreOp::create(b, f32(0), rowSum, ValueRange{i});
+    Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, i, rows);
+    auto ifOp = scf::IfOp::create(b, valid, /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    Value pos = arith::AddIOp::create(b, q0, i);
+    Type qElt = cast<MemRefType>(q.getType()).getElementType();
+    for (int64_t d = 0; d < headDim; ++d) {
+      Value x = memref::LoadOp::create(b, q, at(batch, headQ, pos, idx(d)));
+      if (!qElt.isF32())
+        x = arith::ExtFOp::create(b, b.getF32Type(), x);
+      memref::StoreOp::create(b, x, qT, ValueRange{idx(d), i});
+    }
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    Value zero = f32(0);
+    for (int64_t d = 0; d < headDim; ++d)
+      memref::StoreOp::create(b, zero, qT, ValueRange{idx(d), i});
   }
-  (void)qRowType;
 
   Value numKVBlocks = arith::CeilDivUIOp::create(b, seqKV, idx(blockKV));
-  auto kvLoop = scf::ForOp::create(b, c0, numKVBlocks, c1);
+  auto kvLoop = scf::ForOp::create(b, c0, numKVBlocks, c1,
+                                   ValueRange{splat(laneType, -INFINITY), splat(laneType, 0)});
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(kvLoop.getBody());
-    emitKVBlock(kvLoop.getInductionVar());
+    auto [m, l] = emitKVBlock(kvLoop.getInductionVar(), kvLoop.getRegionIterArgs()[0],
+                              kvLoop.getRegionIterArgs()[1]);
+    scf::YieldOp::create(b, ValueRange{m, l});
   }
+  Value m = kvLoop.getResult(0), l = kvLoop.getResult(1);
 
-  // Normalize and write out.
+  // Normalize and write out: 1/l per row (0 for fully masked rows) and lse.
+  Value empty = arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, l, splat(laneType, 0));
+  Value inv = arith::SelectOp::create(
+      b, empty, splat(laneType, 0), arith::DivFOp::create(b, splat(laneType, 1), l));
+  vector::StoreOp::create(b, inv, alphaBuf, ValueRange{c0});
+  if (lse) {
+    Value value = arith::MulFOp::create(
+        b, arith::AddFOp::create(b, m, math::Log2Op::create(b, l)), splat(laneType, kLn2));
+    value = arith::SelectOp::create(b, empty, splat(laneType, -INFINITY), value);
+    vector::StoreOp::create(b, value, statBuf, ValueRange{c0});
+  }
   auto fin = scf::ForOp::create(b, c0, rows, c1);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(fin.getBody());
   Value i = fin.getInductionVar();
-  Value l = memref::LoadOp::create(b, rowSum, ValueRange{i});
-  Value m = memref::LoadOp::create(b, rowMax, ValueRange{i});
-  Value empty = arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, l, f32(0));
-  Value inv = arith::SelectOp::create(b, empty, f32(0), arith::DivFOp::create(b, f32(1), l));
+  Value scaleRow = memref::LoadOp::create(b, alphaBuf, ValueRange{i});
   Value row = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
-  row = arith::MulFOp::create(b, row, vector::BroadcastOp::create(b, vRowType, inv));
+  row = arith::MulFOp::create(b, row, vector::BroadcastOp::create(b, vRowType, scaleRow));
   Value pos = arith::AddIOp::create(b, q0, i);
   storeRow(row, out, at(batch, headQ, pos, c0));
-  if (lse) {
-    Value value = arith::MulFOp::create(
-        b, arith::AddFOp::create(b, m, math::Log2Op::create(b, l)), f32(kLn2));
-    value = arith::SelectOp::create(b, empty, f32(-INFINITY), value);
-    memref::StoreOp::create(b, value, lse, ValueRange{batch, headQ, pos});
-  }
+  if (lse)
+    memref::StoreOp::create(b, memref::LoadOp::create(b, statBuf, ValueRange{i}), lse,
+                            ValueRange{batch, headQ, pos});
 }
 
 LogicalResult CPUAttentionLowering::run() {
@@ -404,7 +448,7 @@ LogicalResult CPUAttentionLowering::run() {
   status = op.getStatus();
   headDim = cast<MemRefType>(q.getType()).getDimSize(3);
   headDimV = cast<MemRefType>(v.getType()).getDimSize(3);
-  scoreType = VectorType::get({blockKV}, b.getF32Type());
+  laneType = VectorType::get({blockQ}, b.getF32Type());
   for (Value t : {q, k, v, out}) {
     auto type = cast<MemRefType>(t.getType());
     if (!type.getLayout().isIdentity()) {
@@ -460,13 +504,13 @@ LogicalResult CPUAttentionLowering::run() {
   Value end = op.getWorkEnd() ? minIdx(op.getWorkEnd(), total) : total;
 
   Type f32Type = b.getF32Type();
-  qTile = memref::AllocaOp::create(b, MemRefType::get({blockQ, headDim}, f32Type));
-  kT = memref::AllocaOp::create(b, MemRefType::get({headDim, blockKV}, f32Type));
-  vTile = memref::AllocaOp::create(b, MemRefType::get({blockKV, headDimV}, f32Type));
+  qT = memref::AllocaOp::create(b, MemRefType::get({headDim, blockQ}, f32Type));
+  kS = memref::AllocaOp::create(b, MemRefType::get({blockKV, headDim}, f32Type));
+  vS = memref::AllocaOp::create(b, MemRefType::get({blockKV, headDimV}, f32Type));
+  sT = memref::AllocaOp::create(b, MemRefType::get({blockKV, blockQ}, f32Type));
   acc = memref::AllocaOp::create(b, MemRefType::get({blockQ, headDimV}, f32Type));
-  rowMax = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
-  rowSum = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
-  pRow = memref::AllocaOp::create(b, MemRefType::get({blockKV}, f32Type));
+  alphaBuf = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
+  statBuf = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
 
   auto items = scf::ForOp::create(b, begin, end, idx(1));
   {
@@ -484,9 +528,9 @@ struct AttnLowerToCPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (blockQ < 1 || blockKV < 1 || (blockKV & (blockKV - 1)) != 0) {
-      module.emitError() << "attn-lower-to-cpu: block-q must be positive and "
-                            "block-kv a power of two";
+    if (blockQ < 1 || blockKV < 1 || (blockQ & (blockQ - 1)) != 0) {
+      module.emitError() << "attn-lower-to-cpu: block-q must be a power of two "
+                            "(it is the vector width) and block-kv positive";
       return signalPassFailure();
     }
     SymbolTableCollection symbols;
