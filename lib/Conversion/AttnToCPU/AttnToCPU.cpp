@@ -337,26 +337,40 @@ std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
 
   // acc[i] = acc[i] * alpha[i] + sum_j p[j][i] * vS[j]; each weight is a
   // broadcast load from memory rather than a register shuffle.
-  auto rowLoop = scf::ForOp::create(b, c0, rows, c1);
+  // Rows go in pairs (blockQ is even or 1) so each V row loaded serves two
+  // accumulators; a pair's second row may lie past the end: its weights are
+  // 0, it stays 0 and is never written out.
+  int64_t pair = blockQ > 1 ? 2 : 1;
+  auto rowLoop = scf::ForOp::create(b, c0, rows, idx(pair));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(rowLoop.getBody());
-    Value i = rowLoop.getInductionVar();
-    Value a = memref::LoadOp::create(b, alphaBuf, ValueRange{i});
-    Value accRow = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
-    accRow = arith::MulFOp::create(b, accRow, vector::BroadcastOp::create(b, vRowType, a));
-    auto pv = scf::ForOp::create(b, c0, cols, c1, ValueRange{accRow});
+    Value i0 = rowLoop.getInductionVar();
+    SmallVector<Value> rowsOf, accRows;
+    for (int64_t r = 0; r < pair; ++r) {
+      Value i = r ? Value(arith::AddIOp::create(b, i0, idx(r))) : i0;
+      rowsOf.push_back(i);
+      Value a = memref::LoadOp::create(b, alphaBuf, ValueRange{i});
+      Value accRow = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
+      accRows.push_back(
+          arith::MulFOp::create(b, accRow, vector::BroadcastOp::create(b, vRowType, a)));
+    }
+    auto pv = scf::ForOp::create(b, c0, cols, c1, accRows);
     {
       OpBuilder::InsertionGuard inner(b);
       b.setInsertionPointToStart(pv.getBody());
       Value j = pv.getInductionVar();
-      Value w = memref::LoadOp::create(b, sT, ValueRange{j, i});
       Value vRow = vector::LoadOp::create(b, vRowType, vS, ValueRange{j, c0});
-      scf::YieldOp::create(b, ValueRange{vector::FMAOp::create(
-                                  b, vector::BroadcastOp::create(b, vRowType, w), vRow,
-                                  pv.getRegionIterArgs()[0])});
+      SmallVector<Value> next;
+      for (int64_t r = 0; r < pair; ++r) {
+        Value w = memref::LoadOp::create(b, sT, ValueRange{j, rowsOf[r]});
+        next.push_back(vector::FMAOp::create(b, vector::BroadcastOp::create(b, vRowType, w),
+                                             vRow, pv.getRegionIterArgs()[r]));
+      }
+      scf::YieldOp::create(b, next);
     }
-    vector::StoreOp::create(b, pv.getResult(0), acc, ValueRange{i, c0});
+    for (int64_t r = 0; r < pair; ++r)
+      vector::StoreOp::create(b, pv.getResult(r), acc, ValueRange{rowsOf[r], c0});
   }
   return {mNew, lNew};
 }
