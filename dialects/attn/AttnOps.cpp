@@ -109,8 +109,13 @@ LogicalResult VariantOp::verifyRegions() {
   if (failed(verifyRegion(*this, getScore(), "score", {f32, idx, idx, idx, idx},
                           f32)))
     return failure();
-  return verifyRegion(*this, getMask(), "mask", {idx, idx, idx, idx},
-                      b.getI1Type());
+  if (failed(verifyRegion(*this, getMask(), "mask", {idx, idx, idx, idx},
+                          b.getI1Type())))
+    return failure();
+  if (getBlocks().empty())
+    return success();
+  return verifyRegion(*this, getBlocks(), "blocks", {idx, idx, idx, idx, idx, idx},
+                      b.getI8Type());
 }
 
 //===----------------------------------------------------------------------===//
@@ -224,6 +229,12 @@ LogicalResult AttentionOp::verify() {
         t.getDimSize(0) != 1)
       return emitOpError() << "status must be memref<1xi32>";
   }
+  if (Value stats = getStats()) {
+    auto t = cast<MemRefType>(stats.getType());
+    if (t.getRank() != 1 || !t.getElementType().isInteger(64) ||
+        t.getDimSize(0) != 3)
+      return emitOpError() << "stats must be memref<3xi64>";
+  }
   if (static_cast<bool>(getWorkBegin()) != static_cast<bool>(getWorkEnd()))
     return emitOpError() << "work needs both a begin and an end";
   return success();
@@ -235,7 +246,7 @@ void AttentionOp::getEffects(
     if (!isa<MemRefType>(operand.get().getType()))
       continue;
     bool written = operand.get() == getOut() || operand.get() == getLse() ||
-                   operand.get() == getStatus();
+                   operand.get() == getStatus() || operand.get() == getStats();
     if (written)
       effects.emplace_back(MemoryEffects::Write::get(), &operand,
                            SideEffects::DefaultResource::get());

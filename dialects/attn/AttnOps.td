@@ -23,16 +23,25 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     dimension symbolically ("B", "H", "Hkv", "Sq", "Skv" or a decimal
     constant) so the runtime can check what it is given. `params` records the
     compile-time parameter values the regions were built with.
+
+    The optional third region, `blocks`, is written by `--attn-analyze-mask`:
+    arguments `(%b, %h, %q_lo, %q_hi, %kv_lo, %kv_hi: index, buffers...)`,
+    it yields an `i8` classifying the box of (q, kv) pairs
+    [q_lo, q_hi] x [kv_lo, kv_hi] for batch b, head h: 0 = EMPTY (the mask is
+    false on every pair), 2 = FULL (true on every pair), 1 = PARTIAL (either
+    may hold). It must be sound: EMPTY and FULL are only claimed when true.
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
                        TypeArrayAttr:$buffer_types,
                        StrArrayAttr:$buffer_names,
                        ArrayAttr:$buffer_shapes,
                        DictionaryAttr:$params);
-  let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask);
+  let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
+                 MaxSizedRegion<1>:$blocks);
   let assemblyFormat = [{
     $sym_name `buffers` `(` $buffer_names `:` $buffer_types `)` `shapes` $buffer_shapes
     `params` $params attr-dict-with-keyword `score` $score `mask` $mask
+    (`blocks` $blocks^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -41,6 +50,9 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     /// Number of leading non-buffer arguments of each region.
     static constexpr unsigned kScoreIndexArgs = 5; // score, b, h, q, kv
     static constexpr unsigned kMaskIndexArgs = 4;  // b, h, q, kv
+    static constexpr unsigned kBlocksIndexArgs = 6; // b, h, q_lo, q_hi, kv_lo, kv_hi
+    /// Block classes yielded by the `blocks` region.
+    enum BlockClass : int8_t { Empty = 0, Partial = 1, Full = 2 };
   }];
 }
 
@@ -81,7 +93,9 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     f32) receives the natural-log sum of exponentials of the scores per row,
     -inf for a row whose keys are all masked (whose output is then zero).
     `status` (memref<1xi32>) receives the buffer number of an out-of-range
-    `attn.load`. `work` restricts the op to the flattened work items
+    `attn.load`. `stats` (memref<3xi64>), where present, is incremented by
+    the KV blocks visited, and of them those known FULL and PARTIAL. `work`
+    restricts the op to the flattened work items
     [begin, end) of the (batch, head, q-block) grid, for callers that split
     the work across threads.
   }];
@@ -91,6 +105,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
                        AnyMemRef:$out,
                        Optional<AnyMemRef>:$lse,
                        Optional<AnyMemRef>:$status,
+                       Optional<AnyMemRef>:$stats,
                        Optional<Index>:$work_begin,
                        Optional<Index>:$work_end,
                        F32Attr:$scale,
@@ -101,6 +116,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     `outs` `(` $out `:` type($out) `)`
     (`lse` `(` $lse^ `:` type($lse) `)`)?
     (`status` `(` $status^ `:` type($status) `)`)?
+    (`stats` `(` $stats^ `:` type($stats) `)`)?
     (`work` `(` $work_begin^ `,` $work_end `)`)?
     attr-dict
   }];

@@ -124,6 +124,7 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   if (config.lse)
     args.push_back(stridedType(ctx, {dyn, dyn, dyn}, b.getF32Type()));
   args.push_back(MemRefType::get({1}, b.getI32Type()));
+  args.push_back(MemRefType::get({3}, b.getI64Type()));
   args.push_back(b.getIndexType());
   args.push_back(b.getIndexType());
 
@@ -140,10 +141,11 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   Value out = arg(next++);
   Value lse = config.lse ? arg(next++) : Value();
   Value status = arg(next++);
+  Value stats = arg(next++);
   Value begin = arg(next++), end = arg(next++);
   attn::AttentionOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2),
-      buffers, out, lse, status, begin, end,
+      buffers, out, lse, status, stats, begin, end,
       b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       b.getStringAttr(config.layout == Layout::BSHD ? "bshd" : "bhsd"));
   func::ReturnOp::create(b, loc);
@@ -159,6 +161,7 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   CPUPipelineOptions options;
   options.blockQ = config.blockQ;
   options.blockKV = config.blockKV;
+  options.analyzeMask = config.analyzeMask;
   buildCPUTilingPipeline(pm, options);
   if (stage != Stage::Tiled)
     buildCPUToLLVMPipeline(pm);

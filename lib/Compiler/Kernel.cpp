@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 
@@ -197,7 +198,8 @@ llvm::Expected<std::unique_ptr<Kernel>> Kernel::compile(const spec::Variant &var
   return std::unique_ptr<Kernel>(new Kernel(std::move(impl)));
 }
 
-llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads) const {
+llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads,
+                        RunStats *runStats) const {
   const KernelConfig &c = impl->config;
   AttentionDims dims;
   if (llvm::Error err = checkTensors(args, c, dims))
@@ -228,14 +230,18 @@ llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads) const {
   unsigned numTasks = static_cast<unsigned>(std::min<int64_t>(maxThreads, items));
   std::atomic<int64_t> next{0};
   std::vector<int32_t> statuses(numTasks, 0);
+  std::vector<std::array<int64_t, 3>> blockCounts(numTasks, {0, 0, 0});
   auto work = [&](unsigned task) {
     std::vector<Descriptor> local = descs;
     int32_t statusWord = 0;
     Descriptor statusDesc = describe(&statusWord, {1}, {1});
+    std::array<int64_t, 3> counts = {0, 0, 0};
+    Descriptor statsDesc = describe(counts.data(), {3}, {1});
     std::vector<void *> pointers;
     for (Descriptor &d : local)
       pointers.push_back(d.pointer());
     pointers.push_back(statusDesc.pointer());
+    pointers.push_back(statsDesc.pointer());
     int64_t begin = 0, end = 0;
     std::vector<void *> packed;
     for (void *&p : pointers)
@@ -248,6 +254,7 @@ llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads) const {
       impl->entry(packed.data());
     }
     statuses[task] = statusWord;
+    blockCounts[task] = counts;
   };
   if (numTasks == 1) {
     work(0);
@@ -256,6 +263,16 @@ llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads) const {
     for (unsigned t = 0; t < numTasks; ++t)
       group.async([&work, t] { work(t); });
     group.wait();
+  }
+  if (runStats) {
+    *runStats = RunStats{};
+    for (const auto &c : blockCounts) {
+      runStats->visitedBlocks += c[0];
+      runStats->fullBlocks += c[1];
+      runStats->partialBlocks += c[2];
+    }
+    runStats->totalBlocks =
+        items * ((dims.seqKV + c.blockKV - 1) / c.blockKV);
   }
   for (int32_t s : statuses)
     if (s > 0 && static_cast<size_t>(s) <= impl->variant.buffers.size())

@@ -21,7 +21,7 @@ inline constexpr const char *kKernelName = "heed_kernel";
 std::unique_ptr<mlir::MLIRContext> makeContext();
 
 /// The variant plus `func.func @heed_kernel(q, k, v, buffers..., out, [lse,]
-/// status, begin, end)` holding one attn.attention.
+/// status, stats, begin, end)` holding one attn.attention.
 mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
                                                     const spec::Variant &variant,
                                                     const KernelConfig &config);

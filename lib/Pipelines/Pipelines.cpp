@@ -31,6 +31,8 @@ void registerAllDialects(DialectRegistry &registry) {
 
 void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addPass(createAttnSimplify());
+  if (options.analyzeMask)
+    pm.addPass(createAttnAnalyzeMask());
   AttnLowerToCPUOptions lowering;
   lowering.blockQ = options.blockQ;
   lowering.blockKV = options.blockKV;
@@ -62,6 +64,9 @@ struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
                          llvm::cl::init(16)};
   Option<int64_t> blockKV{*this, "block-kv", llvm::cl::desc("keys per KV block"),
                           llvm::cl::init(16)};
+  Option<bool> analyzeMask{*this, "analyze-mask",
+                           llvm::cl::desc("skip KV blocks the mask empties"),
+                           llvm::cl::init(true)};
 };
 } // namespace
 
@@ -73,7 +78,7 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-tiling", "attn -> tiled scf/vector code for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV});
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask});
         });
     PassPipelineRegistration<>("heed-cpu-to-llvm",
                                "tiled scf/vector code -> LLVM dialect",
@@ -81,7 +86,7 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-pipeline", "attn -> LLVM dialect for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV});
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask});
           buildCPUToLLVMPipeline(pm);
         });
   });

@@ -26,6 +26,7 @@ struct KernelConfig {
   double scale = 0;    ///< 0 means 1 / sqrt(headDim)
   int64_t blockQ = 16; ///< query rows per work item
   int64_t blockKV = 16; ///< keys per KV block
+  bool analyzeMask = true; ///< skip KV blocks the mask empties, and the mask of full ones
 
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }
   double effectiveScale() const;
@@ -55,6 +56,13 @@ struct AttentionArgs {
   std::vector<TensorRef> buffers;
 };
 
+/// What one run did, summed over work items: KV blocks visited, and of them
+/// those the analysis proved FULL (no mask evaluated) and PARTIAL.
+struct RunStats {
+  int64_t visitedBlocks = 0, fullBlocks = 0, partialBlocks = 0;
+  int64_t totalBlocks = 0; ///< q-blocks x kv-blocks x batch x heads
+};
+
 /// A JIT-compiled CPU kernel. Thread-safe: run() may be called concurrently.
 class Kernel {
 public:
@@ -66,7 +74,8 @@ public:
   /// strides, buffer sizes), then runs on up to `threads` threads (0 = all
   /// cores). Fails with a message naming the offending tensor, or the buffer
   /// read out of range by the variant.
-  llvm::Error run(const AttentionArgs &args, unsigned threads = 0) const;
+  llvm::Error run(const AttentionArgs &args, unsigned threads = 0,
+                  RunStats *stats = nullptr) const;
 
   const spec::Variant &variant() const;
   const KernelConfig &config() const;

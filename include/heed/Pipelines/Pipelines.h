@@ -19,6 +19,7 @@ void registerAllPasses();
 struct CPUPipelineOptions {
   int64_t blockQ = 16;
   int64_t blockKV = 16;
+  bool analyzeMask = true; ///< run --attn-analyze-mask (skip EMPTY blocks)
 };
 
 /// attn (variant + attention ops) -> tiled scf/vector code. Printable stage

@@ -14,6 +14,24 @@ def AttnSimplify : Pass<"attn-simplify", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
 
+def AttnAnalyzeMask : Pass<"attn-analyze-mask", "mlir::ModuleOp"> {
+  let summary = "Derive a block classifier (EMPTY / FULL / PARTIAL) from each mask";
+  let description = [{
+    Fills the `blocks` region of every `attn.variant` with an abstract
+    interpretation of its mask over intervals: given a box of (q, kv) pairs
+    (and exact b, h) it yields 0 (EMPTY: the mask is false everywhere on the
+    box), 2 (FULL: true everywhere) or 1 (PARTIAL). It is sound by
+    construction (each abstract op over-approximates its concrete op) and exact
+    for masks built from comparisons of sums/differences of q, kv and
+    constants. It also sets `sparsity` on the variant: "dense" (no mask),
+    "empty", "closed_form", or "data_dependent" (the mask reads buffers or
+    floats, so boxes are PARTIAL unless decided by the rest of the mask).
+    The CPU lowering uses the classifier to skip EMPTY blocks and the mask of
+    FULL blocks.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect"];
+}
+
 def ApproximateMath : Pass<"heed-approximate-math"> {
   let summary = "Rewrite math.exp/log/tanh/... into polynomial approximations";
   let description = [{

@@ -98,7 +98,15 @@ private:
   LogicalResult checkRegion(Region &region, StringRef name);
   void emitItem(Value item);
   /// One KV block; takes and returns the running (max, sum) vectors.
-  std::pair<Value, Value> emitKVBlock(Value kb, Value rowMax, Value rowSum);
+  std::pair<Value, Value> emitKVBlock(Value kb, Value rowMax, Value rowSum,
+                                      Value partial);
+  /// Runs the variant's `blocks` classifier on [qLo, qHi] x [kvLo, kvHi].
+  Value classify(Value qLo, Value qHi, Value kvLo, Value kvHi);
+  /// The smallest x in [lo, hi) with pred(x), or hi; pred must be monotone
+  /// (false ... false true ... true).
+  Value searchFirst(Value lo, Value hi, llvm::function_ref<Value(Value)> pred);
+  /// Adds a visited block to `stats` (visited, full, partial), if present.
+  void countBlock(Value visited, Value partial);
 
   AttentionOp op;
   VariantOp variant;
@@ -108,14 +116,14 @@ private:
   VectorType laneType; // vector<blockQ x f32>: one lane per query row
 
   // Values live across the whole lowering.
-  Value q, k, v, out, lse, status;
+  Value q, k, v, out, lse, status, stats;
   SmallVector<Value> buffers, flatBuffers;
   SmallVector<SmallVector<Value>> bufferDims;
   Value numQBlocks, headsQ, seqQ, seqKV, group;
   Value qT, kS, vS, sT, acc, alphaBuf, statBuf;
   // Per work item.
   Value batch, headQ, headKV, q0, rows, qVec, qValid;
-  bool identityScore = false, constantTrueMask = false;
+  bool identityScore = false, constantTrueMask = false, hasClassifier = false;
 };
 
 /// 2^x for x <= 0 (all softmax exponents are), on vectors: x = n + f with
@@ -236,8 +244,52 @@ FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
   return failure();
 }
 
+Value CPUAttentionLowering::classify(Value qLo, Value qHi, Value kvLo, Value kvHi) {
+  Block &block = variant.getBlocks().front();
+  IRMapping map;
+  Value args[] = {batch, headQ, qLo, qHi, kvLo, kvHi};
+  for (unsigned i = 0; i < VariantOp::kBlocksIndexArgs; ++i)
+    map.map(block.getArgument(i), args[i]);
+  for (auto [i, buf] : llvm::enumerate(buffers))
+    map.map(block.getArgument(VariantOp::kBlocksIndexArgs + i), buf);
+  for (Operation &inner : block.without_terminator())
+    b.clone(inner, map);
+  return map.lookup(cast<heed::attn::YieldOp>(block.getTerminator()).getValue());
+}
+
+void CPUAttentionLowering::countBlock(Value visited, Value partial) {
+  if (!stats)
+    return;
+  auto bump = [&](int64_t slot, Value flag) {
+    Value old = memref::LoadOp::create(b, stats, ValueRange{idx(slot)});
+    Value inc = arith::ExtUIOp::create(b, b.getI64Type(), flag);
+    memref::StoreOp::create(b, arith::AddIOp::create(b, old, inc), stats, ValueRange{idx(slot)});
+  };
+  bump(0, visited);
+  bump(1, arith::XOrIOp::create(b, partial, arith::ConstantIntOp::create(b, 1, 1)));
+  bump(2, partial);
+}
+
+Value CPUAttentionLowering::searchFirst(Value lo, Value hi,
+                                        llvm::function_ref<Value(Value)> pred) {
+  Type idxType = b.getIndexType();
+  auto loop = scf::WhileOp::create(b, TypeRange{idxType, idxType}, ValueRange{lo, hi});
+  OpBuilder::InsertionGuard guard(b);
+  Block *before = b.createBlock(&loop.getBefore(), {}, {idxType, idxType}, {b.getLoc(), b.getLoc()});
+  Value more = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, before->getArgument(0),
+                                     before->getArgument(1));
+  scf::ConditionOp::create(b, more, before->getArguments());
+  Block *after = b.createBlock(&loop.getAfter(), {}, {idxType, idxType}, {b.getLoc(), b.getLoc()});
+  Value l = after->getArgument(0), h = after->getArgument(1);
+  Value mid = arith::DivUIOp::create(b, arith::AddIOp::create(b, l, h), idx(2));
+  Value p = pred(mid);
+  scf::YieldOp::create(b, ValueRange{arith::SelectOp::create(b, p, l, arith::AddIOp::create(b, mid, idx(1))),
+                                     arith::SelectOp::create(b, p, mid, h)});
+  return loop.getResult(0);
+}
+
 std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
-                                                          Value lOld) {
+                                                          Value lOld, Value partial) {
   Value c0 = idx(0), c1 = idx(1);
   Value kv0 = arith::MulIOp::create(b, kb, idx(blockKV));
   Value cols = minIdx(idx(blockKV), arith::SubIOp::create(b, seqKV, kv0));
@@ -307,9 +359,22 @@ std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
     if (!identityScore)
       s = *inlineRegion(variant.getScore(), {s, bV, hV, qVec, kvV}, laneValid);
     Value visible = laneValid;
-    if (!constantTrueMask)
-      visible = arith::AndIOp::create(
-          b, visible, *inlineRegion(variant.getMask(), {bV, hV, qVec, kvV}, laneValid));
+    if (!constantTrueMask) {
+      // FULL blocks (partial == false) skip the mask.
+      VectorType maskType = VectorType::get({blockQ}, b.getI1Type());
+      auto ifOp = scf::IfOp::create(b, TypeRange{maskType}, partial, /*withElseRegion=*/true);
+      {
+        OpBuilder::InsertionGuard inner(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        scf::YieldOp::create(
+            b, ValueRange{arith::AndIOp::create(
+                   b, visible,
+                   *inlineRegion(variant.getMask(), {bV, hV, qVec, kvV}, laneValid))});
+        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+        scf::YieldOp::create(b, ValueRange{visible});
+      }
+      visible = ifOp.getResult(0);
+    }
     s = arith::SelectOp::create(b, visible, arith::MulFOp::create(b, s, splat(laneType, kLog2E)),
                                 negInf);
     vector::StoreOp::create(b, s, sT, ValueRange{j, c0});
@@ -417,14 +482,60 @@ void CPUAttentionLowering::emitItem(Value item) {
   }
 
   Value numKVBlocks = arith::CeilDivUIOp::create(b, seqKV, idx(blockKV));
-  auto kvLoop = scf::ForOp::create(b, c0, numKVBlocks, c1,
+  Value qLo = q0, qHi = arith::SubIOp::create(b, arith::AddIOp::create(b, q0, rows), c1);
+  Value lastKV = arith::SubIOp::create(b, seqKV, c1);
+  Value first = c0, end = numKVBlocks;
+  if (hasClassifier) {
+    // Visit only blocks between the first and last that the mask may reach:
+    // both ends by binary search, since a box that is EMPTY stays EMPTY when
+    // it shrinks.
+    auto isEmpty = [&](Value lo, Value hi) {
+      return arith::CmpIOp::create(b, arith::CmpIPredicate::eq, classify(qLo, qHi, lo, hi),
+                                   arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+    };
+    first = searchFirst(c0, numKVBlocks, [&](Value x) -> Value {
+      Value hi = minIdx(arith::SubIOp::create(
+                            b, arith::MulIOp::create(b, arith::AddIOp::create(b, x, c1),
+                                                     idx(blockKV)), c1),
+                        lastKV);
+      return arith::XOrIOp::create(b, isEmpty(c0, hi), arith::ConstantIntOp::create(b, 1, 1));
+    });
+    end = searchFirst(first, numKVBlocks, [&](Value y) -> Value {
+      return isEmpty(arith::MulIOp::create(b, y, idx(blockKV)), lastKV);
+    });
+  }
+  Value trueValue = arith::ConstantIntOp::create(b, 1, 1);
+  auto kvLoop = scf::ForOp::create(b, first, end, c1,
                                    ValueRange{splat(laneType, -INFINITY), splat(laneType, 0)});
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(kvLoop.getBody());
-    auto [m, l] = emitKVBlock(kvLoop.getInductionVar(), kvLoop.getRegionIterArgs()[0],
-                              kvLoop.getRegionIterArgs()[1]);
-    scf::YieldOp::create(b, ValueRange{m, l});
+    Value kb = kvLoop.getInductionVar();
+    Value m = kvLoop.getRegionIterArgs()[0], l = kvLoop.getRegionIterArgs()[1];
+    if (!hasClassifier) {
+      countBlock(trueValue, trueValue);
+      auto [m2, l2] = emitKVBlock(kb, m, l, trueValue);
+      scf::YieldOp::create(b, ValueRange{m2, l2});
+    } else {
+      Value kv0 = arith::MulIOp::create(b, kb, idx(blockKV));
+      Value kvHi = minIdx(arith::AddIOp::create(b, kv0, idx(blockKV - 1)), lastKV);
+      Value cls = classify(qLo, qHi, kv0, kvHi);
+      Value visit = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, cls,
+                                          arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+      Value partial = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq, cls, arith::ConstantIntOp::create(b, VariantOp::Partial, 8));
+      auto ifOp = scf::IfOp::create(b, TypeRange{laneType, laneType}, visit, true);
+      {
+        OpBuilder::InsertionGuard inner(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        countBlock(trueValue, partial);
+        auto [m2, l2] = emitKVBlock(kb, m, l, partial);
+        scf::YieldOp::create(b, ValueRange{m2, l2});
+        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+        scf::YieldOp::create(b, ValueRange{m, l});
+      }
+      scf::YieldOp::create(b, ifOp.getResults());
+    }
   }
   Value m = kvLoop.getResult(0), l = kvLoop.getResult(1);
 
@@ -460,6 +571,8 @@ LogicalResult CPUAttentionLowering::run() {
   out = op.getOut();
   lse = op.getLse();
   status = op.getStatus();
+  stats = op.getStats();
+  hasClassifier = !variant.getBlocks().empty();
   headDim = cast<MemRefType>(q.getType()).getDimSize(3);
   headDimV = cast<MemRefType>(v.getType()).getDimSize(3);
   laneType = VectorType::get({blockQ}, b.getF32Type());
