@@ -20,6 +20,19 @@ int64_t flat(const std::vector<int64_t> &shape, Layout layout, int64_t b, int64_
   return ((b * shape[1] + h) * shape[2] + s) * shape[3] + d;
 }
 
+std::vector<spec::BufferData> widen(const std::vector<HostTensor> &buffers) {
+  std::vector<spec::BufferData> data;
+  for (const HostTensor &t : buffers) {
+    spec::BufferData d;
+    d.shape = t.shape();
+    d.values.resize(t.size());
+    for (int64_t i = 0; i < t.size(); ++i)
+      d.values[i] = t.get(i);
+    data.push_back(std::move(d));
+  }
+  return data;
+}
+
 } // namespace
 
 ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
@@ -34,15 +47,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   int64_t D = q.shape()[3], Dv = v.shape()[3];
   int64_t group = Hkv ? Hq / Hkv : 1;
 
-  std::vector<spec::BufferData> data;
-  for (const HostTensor &t : buffers) {
-    spec::BufferData d;
-    d.shape = t.shape();
-    d.values.resize(t.size());
-    for (int64_t i = 0; i < t.size(); ++i)
-      d.values[i] = t.get(i);
-    data.push_back(std::move(d));
-  }
+  std::vector<spec::BufferData> data = widen(buffers);
 
   ReferenceResult r;
   r.out.assign(B * Hq * Sq * Dv, 0);
@@ -101,6 +106,54 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
     t.join();
   r.outOfRange = outOfRange;
   return r;
+}
+
+
+MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
+                      const std::vector<HostTensor> &buffers, int64_t blockQ,
+                      int64_t blockKV, unsigned threads) {
+  std::vector<spec::BufferData> data = widen(buffers);
+  int64_t nq = (dims.seqQ + blockQ - 1) / blockQ, nk = (dims.seqKV + blockKV - 1) / blockKV;
+  int64_t heads = dims.batch * dims.headsQ;
+  std::atomic<int64_t> next{0};
+  std::vector<MaskCensus> partial(heads);
+  auto worker = [&] {
+    int64_t bh;
+    while ((bh = next.fetch_add(1)) < heads) {
+      MaskCensus &c = partial[bh];
+      int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
+      for (int64_t qb = 0; qb < nq; ++qb)
+        for (int64_t kb = 0; kb < nk; ++kb) {
+          int64_t seen = 0, pairs = 0;
+          for (int64_t i = qb * blockQ; i < std::min(dims.seqQ, (qb + 1) * blockQ); ++i)
+            for (int64_t j = kb * blockKV; j < std::min(dims.seqKV, (kb + 1) * blockKV); ++j) {
+              ++pairs;
+              seen += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+            }
+          c.visiblePairs += seen;
+          c.totalPairs += pairs;
+          c.nonEmptyBlocks += seen > 0;
+          c.fullBlocks += seen == pairs;
+          c.totalBlocks += 1;
+        }
+    }
+  };
+  unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < n; ++t)
+    pool.emplace_back(worker);
+  worker();
+  for (std::thread &t : pool)
+    t.join();
+  MaskCensus total;
+  for (const MaskCensus &c : partial) {
+    total.visiblePairs += c.visiblePairs;
+    total.totalPairs += c.totalPairs;
+    total.nonEmptyBlocks += c.nonEmptyBlocks;
+    total.fullBlocks += c.fullBlocks;
+    total.totalBlocks += c.totalBlocks;
+  }
+  return total;
 }
 
 ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,

@@ -59,7 +59,11 @@ cl::opt<uint64_t> seed("seed", cl::desc("random seed (default: from the clock)")
                        cl::init(0), cl::cat(category));
 cl::opt<unsigned> repeat("repeat", cl::desc("timed runs (the median is reported)"),
                          cl::init(5), cl::cat(category));
-cl::opt<bool> noCheck("no-check", cl::desc("skip the float64 reference"), cl::cat(category));
+cl::opt<bool> noCheck("no-check", cl::desc("skip the float64 reference and the mask census"),
+                      cl::cat(category));
+cl::opt<bool> noAnalysis("no-analysis",
+                         cl::desc("visit every KV block and evaluate the mask everywhere"),
+                         cl::cat(category));
 cl::opt<double> tolerance("tolerance",
                           cl::desc("max relative error (default 1e-5 f32, 1e-2 f16/bf16)"),
                           cl::init(0), cl::cat(category));
@@ -99,6 +103,7 @@ int main(int argc, char **argv) {
   config.scale = scale;
   config.blockQ = blockQ;
   config.blockKV = blockKV;
+  config.analyzeMask = !noAnalysis;
   int64_t hkv = kvHeads ? kvHeads : heads, skv = seqKV ? seqKV : seq;
   if (batch < 1 || heads < 1 || hkv < 1 || seq < 1 || skv < 1)
     return error("--batch, --heads, --kv-heads, --seq and --seq-kv must be positive");
@@ -177,28 +182,21 @@ int main(int argc, char **argv) {
   if (llvm::Error err = (*kernel)->run(args, threads))
     return error(llvm::toString(std::move(err)));
 
-  // Useful work: visible (q, kv) pairs, from the interpreted mask.
-  std::vector<heed::spec::BufferData> data;
-  for (const heed::HostTensor &t : buffers) {
-    heed::spec::BufferData d{t.shape(), {}};
-    for (int64_t i = 0; i < t.size(); ++i)
-      d.values.push_back(t.get(i));
-    data.push_back(std::move(d));
-  }
-  double visible = 0;
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < seq; ++i)
-        for (int64_t j = 0; j < skv; ++j)
-          visible += heed::spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
-  double density = visible / (double(batch) * heads * seq * skv);
-  double flops = 2.0 * visible * (headDim + dv);
+  // Useful work: visible (q, kv) pairs, from the interpreted mask; and the
+  // fewest blocks any kernel must visit (the same count bounds the analysis).
+  heed::MaskCensus census;
+  if (!noCheck)
+    census = heed::maskCensus(variant, {batch, heads, hkv, seq, skv}, buffers, config.blockQ,
+                              config.blockKV, threads);
+  double density = noCheck ? 1.0 : census.density();
+  double flops = 2.0 * density * double(batch) * heads * seq * skv * (headDim + dv);
 
   // Timing: the first run above was the warm-up.
   std::vector<double> times;
+  heed::RunStats stats;
   for (unsigned r = 0; r < std::max(1u, repeat.getValue()); ++r) {
     auto start = std::chrono::steady_clock::now();
-    if (llvm::Error err = (*kernel)->run(args, threads))
+    if (llvm::Error err = (*kernel)->run(args, threads, &stats))
       return error(llvm::toString(std::move(err)));
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
@@ -237,7 +235,15 @@ int main(int argc, char **argv) {
                          {"time_s", median},
                          {"density", density},
                          {"gflops", flops / median / 1e9},
-                         {"threads", static_cast<int64_t>(threads.getValue())}};
+                         {"threads", static_cast<int64_t>(threads.getValue())},
+                         {"blocks_visited", stats.visitedBlocks},
+                         {"blocks_full", stats.fullBlocks},
+                         {"blocks_partial", stats.partialBlocks},
+                         {"blocks_total", stats.totalBlocks}};
+    if (!noCheck) {
+      o["blocks_minimum"] = census.nonEmptyBlocks;
+      o["blocks_full_maximum"] = census.fullBlocks;
+    }
     if (checked) {
       o["max_abs_error"] = outErr.maxAbs;
       o["rel_error"] = outErr.relative;
@@ -254,6 +260,12 @@ int main(int argc, char **argv) {
                                 (*kernel)->compileSeconds(), median * 1e3, times.size());
     llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
                                 flops / median / 1e9);
+    llvm::outs() << fmt::format("blocks    {} visited of {} ({} full, {} partial)\n",
+                                stats.visitedBlocks, stats.totalBlocks, stats.fullBlocks,
+                                stats.partialBlocks);
+    if (!noCheck)
+      llvm::outs() << fmt::format("minimum   {} blocks must be visited, {} are full\n",
+                                  census.nonEmptyBlocks, census.fullBlocks);
     if (checked) {
       llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.0e})\n",
                                   outErr.maxAbs, outErr.relative, tol);

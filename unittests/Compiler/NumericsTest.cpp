@@ -27,6 +27,11 @@ struct Case {
   DType dtype = DType::F32;
   Layout layout = Layout::BHSD;
   std::vector<std::pair<std::string, std::string>> fills; // buffer -> how
+  /// The mask is a union of affine constraints (possibly under causal()): the
+  /// analysis must visit exactly the brute-force minimum of blocks and, for a
+  /// single family, find every FULL one.
+  bool exactBlocks = false;
+  bool exactFull = false;
 };
 
 uint64_t freshSeed() {
@@ -87,8 +92,40 @@ void check(const Case &c) {
   AttentionArgs args{q.ref(), k.ref(), v.ref(), out.ref(), lse.ref(), {}};
   for (HostTensor &b : buffers)
     args.buffers.push_back(b.ref());
-  llvm::Error err = (*kernel)->run(args);
+  RunStats stats;
+  llvm::Error err = (*kernel)->run(args, 0, &stats);
   ASSERT_FALSE(static_cast<bool>(err)) << llvm::toString(std::move(err));
+
+  // Soundness of the block analysis against brute force: never fewer blocks
+  // than some visible pair needs, never a FULL claim on a block with a masked
+  // pair (that would also show as a numerical error below).
+  MaskCensus census = maskCensus(*variant, {s.batch, s.heads, s.kvHeads, s.seqQ, s.seqKV},
+                                 buffers, config.blockQ, config.blockKV);
+  EXPECT_GE(stats.visitedBlocks, census.nonEmptyBlocks);
+  EXPECT_LE(stats.fullBlocks, census.fullBlocks);
+  EXPECT_EQ(stats.totalBlocks, census.totalBlocks);
+  if (c.exactBlocks)
+    EXPECT_EQ(stats.visitedBlocks, census.nonEmptyBlocks);
+  if (c.exactFull)
+    EXPECT_EQ(stats.fullBlocks, census.fullBlocks);
+
+  // The same kernel without the analysis gives the same numbers.
+  KernelConfig plain = config;
+  plain.analyzeMask = false;
+  auto unanalyzed = Kernel::compile(*variant, plain);
+  ASSERT_TRUE(static_cast<bool>(unanalyzed)) << llvm::toString(unanalyzed.takeError());
+  HostTensor out2(c.dtype, out.shape()), lse2(DType::F32, lse.shape());
+  out2.poison();
+  lse2.poison();
+  AttentionArgs args2 = args;
+  args2.out = out2.ref();
+  args2.lse = lse2.ref();
+  llvm::Error err2 = (*unanalyzed)->run(args2);
+  ASSERT_FALSE(static_cast<bool>(err2)) << llvm::toString(std::move(err2));
+  double onOff = 0;
+  for (int64_t i = 0; i < out.size(); ++i)
+    onOff = std::max(onOff, std::fabs(out.get(i) - out2.get(i)));
+  EXPECT_LE(onOff, c.dtype == DType::F32 ? 1e-6 : 1e-2) << "analysis on vs off";
 
   ReferenceResult ref = referenceAttention(*variant, q, k, v, c.layout,
                                            config.effectiveScale(), buffers);
@@ -117,12 +154,15 @@ std::string variantOf(const std::string &body, const std::string &decls = "") {
 
 TEST(Numerics, EveryMaskAndModifier) {
   std::vector<Case> cases = {
-      {"full", variantOf(""), kOdd},
-      {"causal", variantOf("mask = causal()"), kOdd},
-      {"sliding_window", variantOf("mask = sliding_window(9)"), kOdd},
-      {"band", variantOf("mask = band(5, 3)"), kOdd},
-      {"prefix_lm", variantOf("mask = prefix_lm(20)"), kOdd},
-      {"sinks_window", variantOf("mask = causal() && (sinks(4) || sliding_window(8))"), kOdd},
+      {"full", variantOf(""), kOdd, DType::F32, Layout::BHSD, {}, true, true},
+      {"causal", variantOf("mask = causal()"), kOdd, DType::F32, Layout::BHSD, {}, true, true},
+      {"sliding_window", variantOf("mask = sliding_window(9)"), kOdd, DType::F32,
+       Layout::BHSD, {}, true, true},
+      {"band", variantOf("mask = band(5, 3)"), kOdd, DType::F32, Layout::BHSD, {}, true, true},
+      {"prefix_lm", variantOf("mask = prefix_lm(20)"), kOdd, DType::F32, Layout::BHSD, {},
+       true, true},
+      {"sinks_window", variantOf("mask = causal() && (sinks(4) || sliding_window(8))"), kOdd,
+       DType::F32, Layout::BHSD, {}, true, true},
       {"document", variantOf("mask = document(doc) && causal()", "buffer doc: i32[Skv]"),
        kOdd, DType::F32, Layout::BHSD, {{"doc", "docs:3:20"}}},
       {"document_i64_bidir", variantOf("mask = document(doc)", "buffer doc: i64[Skv]"), kOdd,
@@ -202,6 +242,41 @@ TEST(Numerics, FullyMaskedRowsGiveZerosAndNegativeInfinity) {
   // Queries before position 10 see nothing: zeros out, lse = -inf, no NaN.
   check({"masked_rows", variantOf("mask = q >= 10 && causal()"), {1, 2, 2, 30, 30, 64, 64}});
   check({"all_masked", variantOf("mask = false"), {1, 1, 1, 20, 20, 64, 64}});
+}
+
+} // namespace
+
+namespace {
+
+/// Random unions of affine masks (optionally under causal()) with random
+/// parameters and sizes: the block analysis must be sound (numerics match
+/// float64) and visit exactly the blocks brute force says must be visited.
+TEST(Numerics, RandomAffineMaskCombinations) {
+  std::mt19937_64 rng(freshSeed());
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  auto atom = [&]() -> std::string {
+    switch (pick(0, 5)) {
+    case 0: return "causal()";
+    case 1: return "sliding_window(" + std::to_string(pick(1, 60)) + ")";
+    case 2: return "prefix_lm(" + std::to_string(pick(0, 50)) + ")";
+    case 3: return "sinks(" + std::to_string(pick(1, 20)) + ")";
+    case 4: return "band(" + std::to_string(pick(0, 30)) + ", " + std::to_string(pick(0, 30)) + ")";
+    default: return "q - kv >= " + std::to_string(pick(-40, 40));
+    }
+  };
+  for (int iter = 0; iter < 10; ++iter) {
+    std::string mask = atom();
+    for (int t = static_cast<int>(pick(0, 2)); t > 0; --t)
+      mask += " || " + atom();
+    if (pick(0, 1))
+      mask = "causal() && (" + mask + ")";
+    Shape s{1, 2, 1, pick(1, 120), pick(1, 120), 64, 64};
+    Case c{"random_" + std::to_string(iter) + ": " + mask, variantOf("mask = " + mask), s};
+    c.exactBlocks = true;
+    check(c);
+  }
 }
 
 } // namespace

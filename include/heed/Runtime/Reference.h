@@ -24,6 +24,18 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
                                    const std::vector<HostTensor> &buffers,
                                    unsigned threads = 0);
 
+/// The mask evaluated on every (b, h, q, kv), counted per tile of
+/// blockQ x blockKV pairs (the kernel's blocks): the brute-force minimum of
+/// blocks a kernel must visit, and the most it could treat as FULL.
+struct MaskCensus {
+  double visiblePairs = 0, totalPairs = 0;
+  int64_t nonEmptyBlocks = 0, fullBlocks = 0, totalBlocks = 0;
+  double density() const { return totalPairs ? visiblePairs / totalPairs : 0; }
+};
+MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
+                      const std::vector<HostTensor> &buffers, int64_t blockQ,
+                      int64_t blockKV, unsigned threads = 0);
+
 /// Error of `got` ([B, Hq, Sq, Dv] in `layout`) against the reference:
 /// max |got - ref| and that divided by max |ref| (norm-wise relative error).
 /// NaN anywhere makes both infinite.
