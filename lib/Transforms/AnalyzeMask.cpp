@@ -17,6 +17,8 @@
 
 #include "dialects/attn/AttnOps.h"
 
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
@@ -34,11 +36,15 @@ using heed::attn::VariantOp;
 
 namespace {
 
-/// An integer interval [lo, hi] (i64 values), or top (no bound known).
+/// An integer interval [lo, hi] (i64 values), or top (no bound known). An
+/// interval read from a buffer may be known only at run time: then `known`
+/// (i1) says whether [lo, hi] holds, and `data` marks it data-dependent.
 struct AbsInt {
   Value lo, hi;
   bool top = true;
   std::optional<int64_t> constant;
+  Value known;
+  bool data = false;
 };
 
 /// A boolean: may it be true, may it be false (i1 values).
@@ -69,7 +75,23 @@ private:
   Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
 
   AbsInt top() { return AbsInt{}; }
-  AbsInt interval(Value lo, Value hi) { return AbsInt{lo, hi, false, std::nullopt}; }
+  AbsInt interval(Value lo, Value hi) { return AbsInt{lo, hi, false, std::nullopt, {}, false}; }
+  /// `r` with the run-time validity and data dependence of `x` and `y`.
+  AbsInt inherit(AbsInt r, const AbsInt &x, const AbsInt &y) {
+    r.known = both(x.known, y.known);
+    r.data = x.data || y.data;
+    return r;
+  }
+  Value both(Value a, Value c) {
+    if (!a)
+      return c;
+    if (!c)
+      return a;
+    return andI(a, c);
+  }
+  /// mayX is forced true where the interval is not known.
+  Value orUnknown(Value known, Value may) { return known ? orI(notI(known), may) : may; }
+  AbsInt load(heed::attn::LoadOp load);
   AbsBool unknown(bool fromTop) { return AbsBool{i1(true), i1(true), fromTop}; }
 
   AbsInt intOf(Value v) {
@@ -90,6 +112,7 @@ private:
   Location loc;
   llvm::DenseMap<Value, AbsInt> ints;
   llvm::DenseMap<Value, AbsBool> bools;
+  llvm::DenseMap<Value, Value> bufferArgs; ///< mask buffer arg -> blocks buffer arg
 };
 
 bool isIntLike(Type t) { return t.isIndex() || (t.isInteger() && !t.isInteger(1)); }
@@ -98,23 +121,73 @@ AbsBool MaskInterpreter::compare(arith::CmpIPredicate p, const AbsInt &x, const 
   using P = arith::CmpIPredicate;
   if (x.top || y.top)
     return unknown(true);
+  Value known = both(x.known, y.known);
+  bool data = x.data || y.data;
+  auto make = [&](Value mayTrue, Value mayFalse) {
+    return AbsBool{orUnknown(known, mayTrue), orUnknown(known, mayFalse), data};
+  };
   switch (p) {
-  case P::slt: return {cmp(P::slt, x.lo, y.hi), cmp(P::sge, x.hi, y.lo)};
-  case P::sle: return {cmp(P::sle, x.lo, y.hi), cmp(P::sgt, x.hi, y.lo)};
-  case P::sgt: return {cmp(P::sgt, x.hi, y.lo), cmp(P::sle, x.lo, y.hi)};
-  case P::sge: return {cmp(P::sge, x.hi, y.lo), cmp(P::slt, x.lo, y.hi)};
+  case P::slt: return make(cmp(P::slt, x.lo, y.hi), cmp(P::sge, x.hi, y.lo));
+  case P::sle: return make(cmp(P::sle, x.lo, y.hi), cmp(P::sgt, x.hi, y.lo));
+  case P::sgt: return make(cmp(P::sgt, x.hi, y.lo), cmp(P::sle, x.lo, y.hi));
+  case P::sge: return make(cmp(P::sge, x.hi, y.lo), cmp(P::slt, x.lo, y.hi));
   case P::eq:
   case P::ne: {
     Value overlap = andI(cmp(P::sle, x.lo, y.hi), cmp(P::sle, y.lo, x.hi));
     Value single = andI(andI(cmp(P::eq, x.lo, x.hi), cmp(P::eq, y.lo, y.hi)),
                         cmp(P::eq, x.lo, y.lo));
     if (p == P::eq)
-      return {overlap, notI(single)};
-    return {notI(single), overlap};
+      return make(overlap, notI(single));
+    return make(notI(single), overlap);
   }
   default:
     return unknown(false); // unsigned comparisons: not reasoned about
   }
+}
+
+/// A buffer read is exact where every index is a single in-range value (a
+/// block-sparse layout read with block-aligned tiles, say); elsewhere it is
+/// unknown at run time.
+AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
+  Value buffer = bufferArgs.lookup(load.getBuffer());
+  if (!buffer || !isa<IntegerType>(cast<MemRefType>(buffer.getType()).getElementType()))
+    return top();
+  Value exact;
+  SmallVector<Value> at;
+  for (auto [d, index] : llvm::enumerate(load.getIndices())) {
+    AbsInt i = intOf(index);
+    if (i.top)
+      return top();
+    Value size = arith::IndexCastOp::create(
+        b, loc, b.getI64Type(), memref::DimOp::create(b, loc, buffer, d));
+    Value ok = andI(andI(cmp(arith::CmpIPredicate::eq, i.lo, i.hi),
+                         cmp(arith::CmpIPredicate::sge, i.lo, i64(0))),
+                    cmp(arith::CmpIPredicate::slt, i.lo, size));
+    if (i.known)
+      ok = andI(ok, i.known);
+    exact = exact ? andI(exact, ok) : ok;
+    at.push_back(i.lo);
+  }
+  if (!exact)
+    return top();
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getI64Type()}, exact, true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    SmallVector<Value> indices;
+    for (Value i : at)
+      indices.push_back(arith::IndexCastOp::create(b, loc, b.getIndexType(), i));
+    Value v = memref::LoadOp::create(b, loc, buffer, indices);
+    if (v.getType() != b.getI64Type())
+      v = arith::ExtSIOp::create(b, loc, b.getI64Type(), v);
+    scf::YieldOp::create(b, loc, v);
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    scf::YieldOp::create(b, loc, i64(0));
+  }
+  AbsInt r = interval(ifOp.getResult(0), ifOp.getResult(0));
+  r.known = exact;
+  r.data = true;
+  return r;
 }
 
 AbsInt MaskInterpreter::visitInt(Operation &op) {
@@ -127,6 +200,10 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
   }
   if (isa<arith::IndexCastOp, arith::IndexCastUIOp>(op) && isIntLike(op.getOperand(0).getType()))
     return intOf(op.getOperand(0));
+  if (auto ld = dyn_cast<heed::attn::LoadOp>(op))
+    return load(ld);
+  if (auto ext = dyn_cast<arith::ExtSIOp>(op); ext && isIntLike(ext.getIn().getType()))
+    return intOf(ext.getIn());
   if (auto ext = dyn_cast<arith::ExtUIOp>(op); ext && ext.getIn().getType().isInteger(1)) {
     AbsBool c = boolOf(ext.getIn());
     return interval(sel(c.mayFalse, i64(0), i64(1)), sel(c.mayTrue, i64(1), i64(0)));
@@ -146,30 +223,33 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
         Value qhi = arith::FloorDivSIOp::create(b, loc, x.hi, period);
         Value same = cmp(arith::CmpIPredicate::eq, qlo, qhi);
         Value base = arith::MulIOp::create(b, loc, qlo, period);
-        return interval(sel(same, arith::SubIOp::create(b, loc, x.lo, base), i64(0)),
-                        sel(same, arith::SubIOp::create(b, loc, x.hi, base),
-                            i64(*c.constant - 1)));
+        AbsInt r = interval(sel(same, arith::SubIOp::create(b, loc, x.lo, base), i64(0)),
+                            sel(same, arith::SubIOp::create(b, loc, x.hi, base),
+                                i64(*c.constant - 1)));
+        r.known = x.known;
+        r.data = x.data;
+        return r;
       }
     }
     if (x.top || y.top)
       return top();
     if (isa<arith::AddIOp>(op))
-      return interval(arith::AddIOp::create(b, loc, x.lo, y.lo),
-                      arith::AddIOp::create(b, loc, x.hi, y.hi));
+      return inherit(interval(arith::AddIOp::create(b, loc, x.lo, y.lo),
+                              arith::AddIOp::create(b, loc, x.hi, y.hi)), x, y);
     if (isa<arith::SubIOp>(op))
-      return interval(arith::SubIOp::create(b, loc, x.lo, y.hi),
-                      arith::SubIOp::create(b, loc, x.hi, y.lo));
+      return inherit(interval(arith::SubIOp::create(b, loc, x.lo, y.hi),
+                              arith::SubIOp::create(b, loc, x.hi, y.lo)), x, y);
     if (isa<arith::MinSIOp>(op))
-      return interval(min(x.lo, y.lo), min(x.hi, y.hi));
+      return inherit(interval(min(x.lo, y.lo), min(x.hi, y.hi)), x, y);
     if (isa<arith::MaxSIOp>(op))
-      return interval(max(x.lo, y.lo), max(x.hi, y.hi));
+      return inherit(interval(max(x.lo, y.lo), max(x.hi, y.hi)), x, y);
     if (isa<arith::MulIOp>(op)) {
       Value c[4] = {arith::MulIOp::create(b, loc, x.lo, y.lo),
                     arith::MulIOp::create(b, loc, x.lo, y.hi),
                     arith::MulIOp::create(b, loc, x.hi, y.lo),
                     arith::MulIOp::create(b, loc, x.hi, y.hi)};
-      return interval(min(min(c[0], c[1]), min(c[2], c[3])),
-                      max(max(c[0], c[1]), max(c[2], c[3])));
+      return inherit(interval(min(min(c[0], c[1]), min(c[2], c[3])),
+                              max(max(c[0], c[1]), max(c[2], c[3]))), x, y);
     }
     if (isa<arith::FloorDivSIOp>(op)) {
       // Monotone in each argument on either side of a divisor that excludes 0.
@@ -177,7 +257,7 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
         return top();
       Value lo = arith::FloorDivSIOp::create(b, loc, x.lo, y.lo);
       Value hi = arith::FloorDivSIOp::create(b, loc, x.hi, y.lo);
-      return *y.constant > 0 ? interval(lo, hi) : interval(hi, lo);
+      return inherit(*y.constant > 0 ? interval(lo, hi) : interval(hi, lo), x, y);
     }
     return top();
   }
@@ -191,7 +271,10 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
     Value nonPos = cmp(arith::CmpIPredicate::sle, x.hi, i64(0));
     Value lo = sel(nonNeg, x.lo, sel(nonPos, negHi, i64(0)));
     Value hi = sel(nonNeg, x.hi, sel(nonPos, negLo, max(negLo, x.hi)));
-    return interval(lo, hi);
+    AbsInt r = interval(lo, hi);
+    r.known = x.known;
+    r.data = x.data;
+    return r;
   }
   if (auto select = dyn_cast<arith::SelectOp>(op)) {
     AbsBool c = boolOf(select.getCondition());
@@ -202,7 +285,9 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
     Value both = andI(c.mayTrue, c.mayFalse);
     Value lo = sel(both, min(x.lo, y.lo), sel(c.mayTrue, x.lo, y.lo));
     Value hi = sel(both, max(x.hi, y.hi), sel(c.mayTrue, x.hi, y.hi));
-    return interval(lo, hi);
+    AbsInt r = inherit(interval(lo, hi), x, y);
+    r.data = r.data || c.fromTop;
+    return r;
   }
   return top();
 }
@@ -268,6 +353,9 @@ bool MaskInterpreter::run(Block &mask, Block &blocks) {
   ints[mask.getArgument(1)] = interval(hv, hv);
   ints[mask.getArgument(2)] = interval(arg(2), arg(3));
   ints[mask.getArgument(3)] = interval(arg(4), arg(5));
+  for (unsigned i = VariantOp::kMaskIndexArgs; i < mask.getNumArguments(); ++i)
+    bufferArgs[mask.getArgument(i)] =
+        blocks.getArgument(VariantOp::kBlocksIndexArgs + i - VariantOp::kMaskIndexArgs);
   for (Operation &op : mask.without_terminator())
     visit(op);
   auto yield = cast<heed::attn::YieldOp>(mask.getTerminator());

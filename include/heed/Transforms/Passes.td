@@ -29,7 +29,8 @@ def AttnAnalyzeMask : Pass<"attn-analyze-mask", "mlir::ModuleOp"> {
     The CPU lowering uses the classifier to skip EMPTY blocks and the mask of
     FULL blocks.
   }];
-  let dependentDialects = ["mlir::arith::ArithDialect"];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::scf::SCFDialect"];
 }
 
 def ApproximateMath : Pass<"heed-approximate-math"> {
