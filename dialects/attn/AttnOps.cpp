@@ -103,6 +103,21 @@ LogicalResult VariantOp::verify() {
   return success();
 }
 
+SmallVector<unsigned> VariantOp::getSummarizedBuffers() {
+  SmallVector<unsigned> out;
+  for (auto [i, t] : llvm::enumerate(getBufferTypes())) {
+    auto type = cast<MemRefType>(cast<TypeAttr>(t).getValue());
+    if (type.getRank() == 1 && isa<IntegerType>(type.getElementType()))
+      out.push_back(i);
+  }
+  return out;
+}
+
+static MemRefType summaryType(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic, 2},
+                         IntegerType::get(ctx, 64));
+}
+
 LogicalResult VariantOp::verifyRegions() {
   Builder b(getContext());
   Type idx = b.getIndexType(), f32 = b.getF32Type();
@@ -114,8 +129,29 @@ LogicalResult VariantOp::verifyRegions() {
     return failure();
   if (getBlocks().empty())
     return success();
-  return verifyRegion(*this, getBlocks(), "blocks", {idx, idx, idx, idx, idx, idx},
-                      b.getI8Type());
+  // The blocks region takes the buffers' summaries after the buffers.
+  Block &block = getBlocks().front();
+  unsigned summaries = getSummarizedBuffers().size();
+  unsigned expected = kBlocksIndexArgs + getNumBuffers() + summaries;
+  if (block.getNumArguments() != expected)
+    return emitOpError() << "'blocks' region must have " << expected
+                         << " arguments (6 index arguments, one per buffer and one "
+                            "per buffer summary), got "
+                         << block.getNumArguments();
+  for (unsigned i = expected - summaries; i < expected; ++i)
+    if (block.getArgument(i).getType() != summaryType(getContext()))
+      return emitOpError() << "'blocks' region argument #" << i
+                           << " must be a buffer summary " << summaryType(getContext());
+  SmallVector<Type> leading = {idx, idx, idx, idx, idx, idx};
+  for (unsigned i = 0; i < getNumBuffers(); ++i)
+    leading.push_back(cast<TypeAttr>(getBufferTypes()[i]).getValue());
+  for (auto [i, t] : llvm::enumerate(leading))
+    if (block.getArgument(i).getType() != t)
+      return emitOpError() << "'blocks' region argument #" << i << " must be " << t;
+  auto yield = dyn_cast<YieldOp>(block.getTerminator());
+  if (!yield || !yield.getValue().getType().isInteger(8))
+    return emitOpError() << "'blocks' region must yield an i8 block class";
+  return success();
 }
 
 //===----------------------------------------------------------------------===//
@@ -166,6 +202,16 @@ LogicalResult AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) 
                            << cast<StringAttr>(variant.getBufferNames()[i]).getValue()
                            << "') must be a rank-" << want.getRank() << " memref of "
                            << want.getElementType() << ", got " << got;
+  }
+  if (!getSummaries().empty()) {
+    unsigned want = variant.getSummarizedBuffers().size();
+    if (getSummaries().size() != want)
+      return emitOpError() << "variant '" << getVariant() << "' has " << want
+                           << " summarized buffer(s), but " << getSummaries().size()
+                           << " summaries were given";
+    for (Value s : getSummaries())
+      if (s.getType() != summaryType(getContext()))
+        return emitOpError() << "summaries must be " << summaryType(getContext());
   }
   return success();
 }

@@ -30,6 +30,10 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     [q_lo, q_hi] x [kv_lo, kv_hi] for batch b, head h: 0 = EMPTY (the mask is
     false on every pair), 2 = FULL (true on every pair), 1 = PARTIAL (either
     may hold). It must be sound: EMPTY and FULL are only claimed when true.
+    After the buffers come one summary per rank-1 integer buffer
+    (`memref<?x?x2xi64>`): a sparse table whose entry [k][i] holds the min and
+    max of the buffer over entries [i * 16, (i + 2^k) * 16), so the range of
+    values over any index interval is two lookups (document ids, say).
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
                        TypeArrayAttr:$buffer_types,
@@ -51,6 +55,10 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     static constexpr unsigned kScoreIndexArgs = 5; // score, b, h, q, kv
     static constexpr unsigned kMaskIndexArgs = 4;  // b, h, q, kv
     static constexpr unsigned kBlocksIndexArgs = 6; // b, h, q_lo, q_hi, kv_lo, kv_hi
+    /// Entries per block of a buffer summary (see the `blocks` region).
+    static constexpr int64_t kSummaryBlock = 16;
+    /// Positions of the buffers that get a summary: rank-1 integer buffers.
+    ::llvm::SmallVector<unsigned> getSummarizedBuffers();
     /// Block classes yielded by the `blocks` region.
     enum BlockClass : int8_t { Empty = 0, Partial = 1, Full = 2 };
   }];
@@ -93,7 +101,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     f32) receives the natural-log sum of exponentials of the scores per row,
     -inf for a row whose keys are all masked (whose output is then zero).
     `status` (memref<1xi32>) receives the buffer number of an out-of-range
-    `attn.load`. `stats` (memref<3xi64>), where present, is incremented by
+    `attn.load`. `summaries` are the tables the variant's `blocks` region
+    reads, one per rank-1 integer buffer, in order. `stats` (memref<3xi64>), where present, is incremented by
     the KV blocks visited, and of them those known FULL and PARTIAL. `work`
     restricts the op to the flattened work items
     [begin, end) of the (batch, head, q-block) grid, for callers that split
@@ -102,6 +111,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value,
                        Variadic<AnyMemRef>:$buffers,
+                       Variadic<AnyMemRef>:$summaries,
                        AnyMemRef:$out,
                        Optional<AnyMemRef>:$lse,
                        Optional<AnyMemRef>:$status,
@@ -113,6 +123,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
   let assemblyFormat = [{
     $variant `ins` `(` $query `,` $key `,` $value `:` type($query) `,` type($key) `,` type($value) `)`
     (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`summaries` `(` $summaries^ `:` type($summaries) `)`)?
     `outs` `(` $out `:` type($out) `)`
     (`lse` `(` $lse^ `:` type($lse) `)`)?
     (`status` `(` $status^ `:` type($status) `)`)?

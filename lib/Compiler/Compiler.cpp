@@ -6,6 +6,7 @@
 #include "heed/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/Verifier.h"
@@ -23,6 +24,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 using namespace mlir;
@@ -105,6 +107,88 @@ private:
 
 } // namespace
 
+std::vector<unsigned> summarizedBuffers(const spec::Variant &variant) {
+  std::vector<unsigned> out;
+  for (auto [i, buf] : llvm::enumerate(variant.buffers))
+    if (buf.shape.size() == 1 && buf.elem != spec::ElemType::F32 &&
+        buf.elem != spec::ElemType::F16 && buf.elem != spec::ElemType::BF16)
+      out.push_back(i);
+  return out;
+}
+
+std::string summaryFunctionName(unsigned n) { return "heed_summary_" + std::to_string(n); }
+
+namespace {
+
+/// func @name(%buffer, %table): table[0][i] = (min, max) of the buffer over
+/// block i of VariantOp::kSummaryBlock entries; table[k][i] combines
+/// table[k-1][i] and table[k-1][i + 2^(k-1)] (a sparse table).
+void buildSummaryFunction(OpBuilder &b, Location loc, StringRef name, MemRefType bufferType,
+                          MemRefType tableType) {
+  auto func = func::FuncOp::create(b, loc, name,
+                                   b.getFunctionType({bufferType, tableType}, {}));
+  func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+  Block *body = func.addEntryBlock();
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(body);
+  Value buffer = body->getArgument(0), table = body->getArgument(1);
+  auto idx = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
+  Value c0 = idx(0), c1 = idx(1), g = idx(attn::VariantOp::kSummaryBlock);
+  Value n = memref::DimOp::create(b, loc, buffer, 0);
+  Value levels = memref::DimOp::create(b, loc, table, 0);
+  Value blocks = memref::DimOp::create(b, loc, table, 1);
+  Type i64 = b.getI64Type();
+  Value big = arith::ConstantIntOp::create(b, loc, std::numeric_limits<int64_t>::max(), 64);
+  Value small = arith::ConstantIntOp::create(b, loc, std::numeric_limits<int64_t>::min(), 64);
+
+  auto base = scf::ForOp::create(b, loc, c0, blocks, c1);
+  {
+    OpBuilder::InsertionGuard inner(b);
+    b.setInsertionPointToStart(base.getBody());
+    Value blk = base.getInductionVar();
+    Value lo = arith::MulIOp::create(b, loc, blk, g);
+    Value hi = arith::MinSIOp::create(b, loc, arith::AddIOp::create(b, loc, lo, g), n);
+    auto scan = scf::ForOp::create(b, loc, lo, hi, c1, ValueRange{big, small});
+    {
+      OpBuilder::InsertionGuard in2(b);
+      b.setInsertionPointToStart(scan.getBody());
+      Value v = memref::LoadOp::create(b, loc, buffer, ValueRange{scan.getInductionVar()});
+      if (v.getType() != i64)
+        v = arith::ExtSIOp::create(b, loc, i64, v);
+      scf::YieldOp::create(b, loc, ValueRange{
+          arith::MinSIOp::create(b, loc, scan.getRegionIterArgs()[0], v),
+          arith::MaxSIOp::create(b, loc, scan.getRegionIterArgs()[1], v)});
+    }
+    memref::StoreOp::create(b, loc, scan.getResult(0), table, ValueRange{c0, blk, c0});
+    memref::StoreOp::create(b, loc, scan.getResult(1), table, ValueRange{c0, blk, c1});
+  }
+  auto level = scf::ForOp::create(b, loc, c1, levels, c1);
+  {
+    OpBuilder::InsertionGuard inner(b);
+    b.setInsertionPointToStart(level.getBody());
+    Value k = level.getInductionVar();
+    Value prev = arith::SubIOp::create(b, loc, k, c1);
+    Value half = arith::ShLIOp::create(b, loc, c1, prev);
+    Value span = arith::ShLIOp::create(b, loc, c1, k);
+    Value count = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, blocks, span), c1);
+    auto each = scf::ForOp::create(b, loc, c0, count, c1);
+    OpBuilder::InsertionGuard in2(b);
+    b.setInsertionPointToStart(each.getBody());
+    Value i = each.getInductionVar();
+    Value j = arith::AddIOp::create(b, loc, i, half);
+    auto get = [&](Value blk, Value which) {
+      return memref::LoadOp::create(b, loc, table, ValueRange{prev, blk, which}).getResult();
+    };
+    memref::StoreOp::create(b, loc, arith::MinSIOp::create(b, loc, get(i, c0), get(j, c0)),
+                            table, ValueRange{k, i, c0});
+    memref::StoreOp::create(b, loc, arith::MaxSIOp::create(b, loc, get(i, c1), get(j, c1)),
+                            table, ValueRange{k, i, c1});
+  }
+  func::ReturnOp::create(b, loc);
+}
+
+} // namespace
+
 OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &variant,
                                         const KernelConfig &config) {
   OpBuilder b(&ctx);
@@ -120,6 +204,10 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   SmallVector<Type> args = {qk, qk, vo};
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
+  MemRefType summaryType = MemRefType::get({dyn, dyn, 2}, b.getI64Type());
+  std::vector<unsigned> summarized = summarizedBuffers(variant);
+  for (size_t i = 0; i < summarized.size(); ++i)
+    args.push_back(summaryType);
   args.push_back(vo);
   if (config.lse)
     args.push_back(stridedType(ctx, {dyn, dyn, dyn}, b.getF32Type()));
@@ -134,10 +222,12 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   b.setInsertionPointToStart(body);
   auto arg = [&](unsigned i) { return body->getArgument(i); };
   unsigned nb = variant.buffers.size();
-  SmallVector<Value> buffers;
+  SmallVector<Value> buffers, summaries;
   for (unsigned i = 0; i < nb; ++i)
     buffers.push_back(arg(3 + i));
   unsigned next = 3 + nb;
+  for (size_t i = 0; i < summarized.size(); ++i)
+    summaries.push_back(arg(next++));
   Value out = arg(next++);
   Value lse = config.lse ? arg(next++) : Value();
   Value status = arg(next++);
@@ -145,10 +235,16 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   Value begin = arg(next++), end = arg(next++);
   attn::AttentionOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2),
-      buffers, out, lse, status, stats, begin, end,
+      buffers, summaries, out, lse, status, stats, begin, end,
       b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       b.getStringAttr(config.layout == Layout::BSHD ? "bshd" : "bhsd"));
   func::ReturnOp::create(b, loc);
+
+  for (auto [n, which] : llvm::enumerate(summarized)) {
+    b.setInsertionPointToEnd(module->getBody());
+    buildSummaryFunction(b, loc, summaryFunctionName(n),
+                         bufferType(ctx, variant.buffers[which]), summaryType);
+  }
   return module;
 }
 

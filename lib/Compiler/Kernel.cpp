@@ -6,21 +6,41 @@
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "llvm/Support/ThreadPool.h"
 #include "llvm/Support/Threading.h"
+#include "llvm/Support/xxhash.h"
 
 #include <fmt/format.h>
 
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 
 namespace heed {
+
+/// A built buffer summary and what it was built from.
+struct SummaryEntry {
+  unsigned buffer;
+  uint64_t hash;
+  int64_t length;
+  std::shared_ptr<const std::vector<int64_t>> table;
+  int64_t levels, blocks;
+};
 
 struct Kernel::Impl {
   spec::Variant variant;
   KernelConfig config;
   std::unique_ptr<mlir::ExecutionEngine> engine;
   void (*entry)(void **) = nullptr;
+  std::vector<unsigned> summarized;
+  std::vector<void (*)(void **)> summaryEntries;
   double compileSeconds = 0;
+
+  // Summaries are built once per buffer content: keyed by a hash of the bytes,
+  // so a changed buffer always gets a new table.
+  std::mutex summaryMutex;
+  std::vector<SummaryEntry> summaryCache;
+
+  SummaryEntry summarize(unsigned n, const TensorRef &buffer);
 };
 
 namespace {
@@ -160,6 +180,35 @@ llvm::Error checkBuffers(const AttentionArgs &a, const spec::Variant &v, const A
 
 } // namespace
 
+SummaryEntry Kernel::Impl::summarize(unsigned n, const TensorRef &buffer) {
+  int64_t length = buffer.numElements();
+  auto bytes = llvm::ArrayRef<uint8_t>(static_cast<const uint8_t *>(buffer.data),
+                                       static_cast<size_t>(length) * dtypeSize(buffer.dtype));
+  uint64_t hash = llvm::xxh3_64bits(bytes);
+  {
+    std::lock_guard<std::mutex> lock(summaryMutex);
+    for (const SummaryEntry &e : summaryCache)
+      if (e.buffer == n && e.hash == hash && e.length == length)
+        return e;
+  }
+  int64_t g = 16; // attn::VariantOp::kSummaryBlock
+  int64_t blocks = (length + g - 1) / g, levels = 1;
+  while ((int64_t(1) << levels) <= blocks)
+    ++levels;
+  auto table = std::make_shared<std::vector<int64_t>>(std::max<int64_t>(blocks, 1) * levels * 2);
+  Descriptor in = describe(buffer.data, {length}, {1});
+  Descriptor out = describe(table->data(), {levels, blocks, 2}, {blocks * 2, 2, 1});
+  void *pointers[] = {in.pointer(), out.pointer()};
+  void *packed[] = {&pointers[0], &pointers[1]};
+  summaryEntries[n](packed);
+  SummaryEntry e{n, hash, length, table, levels, blocks};
+  std::lock_guard<std::mutex> lock(summaryMutex);
+  if (summaryCache.size() >= 16)
+    summaryCache.erase(summaryCache.begin());
+  summaryCache.push_back(e);
+  return e;
+}
+
 Kernel::Kernel(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
 Kernel::~Kernel() = default;
 const spec::Variant &Kernel::variant() const { return impl->variant; }
@@ -189,6 +238,13 @@ llvm::Expected<std::unique_ptr<Kernel>> Kernel::compile(const spec::Variant &var
   if (!entry)
     return entry.takeError();
   auto impl = std::make_unique<Impl>();
+  impl->summarized = detail::summarizedBuffers(variant);
+  for (size_t n = 0; n < impl->summarized.size(); ++n) {
+    auto fn = (*engine)->lookupPacked("_mlir_ciface_" + detail::summaryFunctionName(n));
+    if (!fn)
+      return fn.takeError();
+    impl->summaryEntries.push_back(*fn);
+  }
   impl->variant = variant;
   impl->config = config;
   impl->engine = std::move(*engine);
@@ -222,6 +278,13 @@ llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads,
   add(args.v);
   for (const TensorRef &b : args.buffers)
     add(b);
+  std::vector<SummaryEntry> summaries; // keeps the tables alive during the run
+  for (size_t n = 0; n < impl->summarized.size(); ++n) {
+    summaries.push_back(impl->summarize(n, args.buffers[impl->summarized[n]]));
+    const SummaryEntry &e = summaries.back();
+    descs.push_back(describe(const_cast<int64_t *>(e.table->data()), {e.levels, e.blocks, 2},
+                             {e.blocks * 2, 2, 1}));
+  }
   add(args.out);
   if (c.lse)
     add(args.lse);

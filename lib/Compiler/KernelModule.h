@@ -11,6 +11,8 @@
 #include "llvm/Target/TargetMachine.h"
 
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace heed::detail {
 
@@ -20,11 +22,17 @@ inline constexpr const char *kKernelName = "heed_kernel";
 /// A context with every dialect and translation heed needs.
 std::unique_ptr<mlir::MLIRContext> makeContext();
 
-/// The variant plus `func.func @heed_kernel(q, k, v, buffers..., out, [lse,]
-/// status, stats, begin, end)` holding one attn.attention.
+/// The variant plus `func.func @heed_kernel(q, k, v, buffers..., summaries...,
+/// out, [lse,] status, stats, begin, end)` holding one attn.attention, and
+/// one `func.func @heed_summary_<n>(buffer, table)` per summarized buffer.
 mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
                                                     const spec::Variant &variant,
                                                     const KernelConfig &config);
+
+/// Positions of the buffers that get a run-time summary (rank-1 integer
+/// buffers: document ids and the like), and the function that builds one.
+std::vector<unsigned> summarizedBuffers(const spec::Variant &variant);
+std::string summaryFunctionName(unsigned n);
 
 /// Runs the CPU pipelines on `module` up to `stage` (Tiled or LLVM).
 llvm::Error lowerTo(mlir::ModuleOp module, const KernelConfig &config, Stage stage);

@@ -17,6 +17,7 @@
 
 #include "dialects/attn/AttnOps.h"
 
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Builders.h"
@@ -55,7 +56,8 @@ struct AbsBool {
 
 class MaskInterpreter {
 public:
-  MaskInterpreter(OpBuilder &b, Location loc) : b(b), loc(loc) {}
+  MaskInterpreter(OpBuilder &b, Location loc, ArrayRef<unsigned> summarized)
+      : b(b), loc(loc), summarized(summarized) {}
 
   /// Builds the blocks region body; returns whether the result depends on a
   /// value the analysis could not bound.
@@ -110,9 +112,13 @@ private:
 
   OpBuilder &b;
   Location loc;
+  ArrayRef<unsigned> summarized;
   llvm::DenseMap<Value, AbsInt> ints;
   llvm::DenseMap<Value, AbsBool> bools;
   llvm::DenseMap<Value, Value> bufferArgs; ///< mask buffer arg -> blocks buffer arg
+  llvm::DenseMap<Value, Value> summaryArgs; ///< mask buffer arg -> its summary
+  /// [min, max] of a summarized buffer over entries [lo, hi].
+  std::pair<Value, Value> summaryRange(Value summary, Value lo, Value hi);
 };
 
 bool isIntLike(Type t) { return t.isIndex() || (t.isInteger() && !t.isInteger(1)); }
@@ -145,13 +151,57 @@ AbsBool MaskInterpreter::compare(arith::CmpIPredicate p, const AbsInt &x, const 
   }
 }
 
+std::pair<Value, Value> MaskInterpreter::summaryRange(Value summary, Value lo, Value hi) {
+  // Sparse-table query: two overlapping power-of-two runs of blocks.
+  Value g = i64(VariantOp::kSummaryBlock);
+  Value blo = arith::DivSIOp::create(b, loc, lo, g);
+  Value bhi = arith::DivSIOp::create(b, loc, hi, g);
+  Value len = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, bhi, blo), i64(1));
+  Value level = arith::SubIOp::create(b, loc, i64(63), math::CountLeadingZerosOp::create(b, loc, len));
+  Value span = arith::ShLIOp::create(b, loc, i64(1), level);
+  Value second = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, bhi, span), i64(1));
+  auto at = [&](Value v) { return arith::IndexCastOp::create(b, loc, b.getIndexType(), v).getResult(); };
+  auto entry = [&](Value block, int64_t which) {
+    Value c = arith::ConstantIndexOp::create(b, loc, which);
+    return memref::LoadOp::create(b, loc, summary, ValueRange{at(level), at(block), c}).getResult();
+  };
+  return {min(entry(blo, 0), entry(second, 0)), max(entry(blo, 1), entry(second, 1))};
+}
+
 /// A buffer read is exact where every index is a single in-range value (a
-/// block-sparse layout read with block-aligned tiles, say); elsewhere it is
-/// unknown at run time.
+/// block-sparse layout read with block-aligned tiles, say). A rank-1 integer
+/// buffer read over an index interval takes the range of the buffer there
+/// from its summary (document ids). Elsewhere the read is unknown.
 AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
   Value buffer = bufferArgs.lookup(load.getBuffer());
   if (!buffer || !isa<IntegerType>(cast<MemRefType>(buffer.getType()).getElementType()))
     return top();
+  if (Value summary = summaryArgs.lookup(load.getBuffer())) {
+    AbsInt i = intOf(load.getIndices()[0]);
+    if (i.top)
+      return top();
+    Value size = arith::IndexCastOp::create(b, loc, b.getI64Type(),
+                                            memref::DimOp::create(b, loc, buffer, 0));
+    Value ok = andI(cmp(arith::CmpIPredicate::sle, i.lo, i.hi),
+                    andI(cmp(arith::CmpIPredicate::sge, i.lo, i64(0)),
+                         cmp(arith::CmpIPredicate::slt, i.hi, size)));
+    if (i.known)
+      ok = andI(ok, i.known);
+    Type t64 = b.getI64Type();
+    auto ifOp = scf::IfOp::create(b, loc, TypeRange{t64, t64}, ok, true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      auto [lo, hi] = summaryRange(summary, i.lo, i.hi);
+      scf::YieldOp::create(b, loc, ValueRange{lo, hi});
+      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(b, loc, ValueRange{i64(0), i64(0)});
+    }
+    AbsInt r = interval(ifOp.getResult(0), ifOp.getResult(1));
+    r.known = ok;
+    r.data = true;
+    return r;
+  }
   Value exact;
   SmallVector<Value> at;
   for (auto [d, index] : llvm::enumerate(load.getIndices())) {
@@ -353,9 +403,13 @@ bool MaskInterpreter::run(Block &mask, Block &blocks) {
   ints[mask.getArgument(1)] = interval(hv, hv);
   ints[mask.getArgument(2)] = interval(arg(2), arg(3));
   ints[mask.getArgument(3)] = interval(arg(4), arg(5));
-  for (unsigned i = VariantOp::kMaskIndexArgs; i < mask.getNumArguments(); ++i)
-    bufferArgs[mask.getArgument(i)] =
-        blocks.getArgument(VariantOp::kBlocksIndexArgs + i - VariantOp::kMaskIndexArgs);
+  unsigned numBuffers = mask.getNumArguments() - VariantOp::kMaskIndexArgs;
+  for (unsigned i = 0; i < numBuffers; ++i)
+    bufferArgs[mask.getArgument(VariantOp::kMaskIndexArgs + i)] =
+        blocks.getArgument(VariantOp::kBlocksIndexArgs + i);
+  for (auto [n, i] : llvm::enumerate(summarized))
+    summaryArgs[mask.getArgument(VariantOp::kMaskIndexArgs + i)] =
+        blocks.getArgument(VariantOp::kBlocksIndexArgs + numBuffers + n);
   for (Operation &op : mask.without_terminator())
     visit(op);
   auto yield = cast<heed::attn::YieldOp>(mask.getTerminator());
@@ -378,10 +432,14 @@ struct AttnAnalyzeMaskPass : heed::impl::AttnAnalyzeMaskBase<AttnAnalyzeMaskPass
       SmallVector<Type> args(VariantOp::kBlocksIndexArgs, idx);
       for (Attribute t : variant.getBufferTypes())
         args.push_back(cast<TypeAttr>(t).getValue());
+      SmallVector<unsigned> summarized = variant.getSummarizedBuffers();
+      for (size_t i = 0; i < summarized.size(); ++i)
+        args.push_back(MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic, 2},
+                                       b.getI64Type()));
       SmallVector<Location> locs(args.size(), variant.getLoc());
       Block *block = b.createBlock(&region, {}, args, locs);
       b.setInsertionPointToStart(block);
-      MaskInterpreter interpreter(b, variant.getLoc());
+      MaskInterpreter interpreter(b, variant.getLoc(), summarized);
       bool dataDependent = interpreter.run(mask, *block);
 
       // A summary for readers of the IR: how the blocks are known.

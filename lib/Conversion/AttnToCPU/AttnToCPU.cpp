@@ -252,6 +252,8 @@ Value CPUAttentionLowering::classify(Value qLo, Value qHi, Value kvLo, Value kvH
     map.map(block.getArgument(i), args[i]);
   for (auto [i, buf] : llvm::enumerate(buffers))
     map.map(block.getArgument(VariantOp::kBlocksIndexArgs + i), buf);
+  for (auto [i, summary] : llvm::enumerate(op.getSummaries()))
+    map.map(block.getArgument(VariantOp::kBlocksIndexArgs + buffers.size() + i), summary);
   for (Operation &inner : block.without_terminator())
     b.clone(inner, map);
   return map.lookup(cast<heed::attn::YieldOp>(block.getTerminator()).getValue());
@@ -573,6 +575,10 @@ LogicalResult CPUAttentionLowering::run() {
   status = op.getStatus();
   stats = op.getStats();
   hasClassifier = !variant.getBlocks().empty();
+  if (hasClassifier && op.getSummaries().empty() && !variant.getSummarizedBuffers().empty())
+    return op.emitOpError() << "needs the summaries of the variant's rank-1 integer "
+                               "buffers for its block classifier (or run without "
+                               "--attn-analyze-mask)";
   headDim = cast<MemRefType>(q.getType()).getDimSize(3);
   headDimV = cast<MemRefType>(v.getType()).getDimSize(3);
   laneType = VectorType::get({blockQ}, b.getF32Type());
