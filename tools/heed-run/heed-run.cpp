@@ -53,7 +53,7 @@ cl::opt<bool> withLse("lse", cl::desc("also compute and check the log-sum-exp"),
                       cl::cat(category));
 cl::opt<double> scale("scale", cl::desc("score scale (default 1/sqrt(head-dim))"),
                       cl::init(0), cl::cat(category));
-cl::opt<unsigned> threads("threads", cl::desc("threads (default: all cores)"), cl::init(0),
+cl::opt<unsigned> threads("num-threads", cl::desc("threads (default: all cores)"), cl::init(0),
                           cl::cat(category));
 cl::opt<uint64_t> seed("seed", cl::desc("random seed (default: from the clock)"),
                        cl::init(0), cl::cat(category));
