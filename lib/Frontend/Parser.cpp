@@ -83,10 +83,7 @@ struct Failure {
   std::string message;
 };
 
-bool isBuiltin(llvm::StringRef n) {
-  return n == "min" || n == "max" || n == "abs" || n == "exp" || n == "log" || n == "tanh" ||
-         n == "sqrt" || n == "select" || n == "clamp" || n == "f32" || n == "i64";
-}
+bool isBuiltin(llvm::StringRef n) { return isBuiltinName(n.str()); }
 
 bool isKeyword(llvm::StringRef n) {
   return n == "def" || n == "variant" || n == "param" || n == "buffer" || n == "let" ||
@@ -519,14 +516,6 @@ private:
       return e;
     return makeCast(t, std::move(e));
   }
-  /// Applies i64 -> f32 promotion to a pair of numeric operands.
-  bool unify(ExprPtr &a, ExprPtr &b) {
-    if (a->type == ScalarType::I64 && b->type == ScalarType::F32)
-      a = makeCast(ScalarType::F32, a);
-    else if (a->type == ScalarType::F32 && b->type == ScalarType::I64)
-      b = makeCast(ScalarType::F32, b);
-    return a->type == b->type;
-  }
   ExprPtr call(const Node &n, const llvm::StringMap<Binding> &scope, bool scoreAllowed);
   ExprPtr builtin(const Node &n, std::vector<ExprPtr> args);
 
@@ -549,65 +538,12 @@ std::string suggestion(llvm::StringRef name, const std::vector<std::string> &can
 }
 
 ExprPtr Elaborator::builtin(const Node &n, std::vector<ExprPtr> a) {
-  const std::string &f = n.name;
-  auto arity = [&](size_t want) {
-    if (a.size() == want)
-      return true;
-    fail(n.loc, "'" + f + "' takes " + std::to_string(want) + " argument" +
-                    (want == 1 ? "" : "s") + ", got " + std::to_string(a.size()));
-    return false;
-  };
-  auto numeric = [&](const ExprPtr &e, const char *what) {
-    if (e->type != ScalarType::Bool)
-      return true;
-    fail(n.loc, "'" + f + "' needs a number " + what + ", got bool");
-    return false;
-  };
-  if (f == "f32" || f == "i64") {
-    if (!arity(1))
-      return nullptr;
-    return promoteTo(a[0], f == "f32" ? ScalarType::F32 : ScalarType::I64);
-  }
-  if (f == "abs") {
-    if (!arity(1) || !numeric(a[0], "argument"))
-      return nullptr;
-    return makeUnary(Op::Abs, a[0]);
-  }
-  if (f == "exp" || f == "log" || f == "tanh" || f == "sqrt") {
-    if (!arity(1) || !numeric(a[0], "argument"))
-      return nullptr;
-    Op op = f == "exp" ? Op::Exp : f == "log" ? Op::Log : f == "tanh" ? Op::Tanh : Op::Sqrt;
-    return makeUnary(op, promoteTo(a[0], ScalarType::F32));
-  }
-  if (f == "min" || f == "max") {
-    if (!arity(2) || !numeric(a[0], "as first argument") || !numeric(a[1], "as second argument"))
-      return nullptr;
-    unify(a[0], a[1]);
-    return makeBinary(f == "min" ? Op::Min : Op::Max, a[0], a[1]);
-  }
-  if (f == "clamp") {
-    if (!arity(3))
-      return nullptr;
-    for (const ExprPtr &e : a)
-      if (!numeric(e, "argument"))
-        return nullptr;
-    unify(a[0], a[1]);
-    unify(a[0], a[2]);
-    unify(a[1], a[2]);
-    return makeBinary(Op::Min, makeBinary(Op::Max, a[0], a[1]), a[2]);
-  }
-  if (f == "select") {
-    if (!arity(3))
-      return nullptr;
-    if (a[0]->type != ScalarType::Bool)
-      return fail(n.loc, std::string("the condition of 'select' must be bool, got ") +
-                             toString(a[0]->type));
-    if (!unify(a[1], a[2]))
-      return fail(n.loc, std::string("the branches of 'select' have different types: ") +
-                             toString(a[1]->type) + " and " + toString(a[2]->type));
-    return makeSelect(a[0], a[1], a[2]);
-  }
-  return fail(n.loc, "unknown function '" + f + "'");
+  std::string error;
+  bool known = false;
+  ExprPtr r = typedBuiltin(n.name, std::move(a), error, known);
+  if (!known)
+    return fail(n.loc, "unknown function '" + n.name + "'");
+  return r ? r : fail(n.loc, error);
 }
 
 bool Elaborator::bindArgs(const Def &d, const Node *call, std::vector<Binding> &bound,
@@ -799,14 +735,9 @@ ExprPtr Elaborator::elaborate(const Node &n, const llvm::StringMap<Binding> &sco
     ExprPtr a = elaborate(*n.kids[0], scope, scoreAllowed);
     if (!a)
       return nullptr;
-    if (n.op == Tok::Bang) {
-      if (a->type != ScalarType::Bool)
-        return fail(n.loc, std::string("operator '!' needs a bool operand, got ") + toString(a->type));
-      return makeUnary(Op::Not, a);
-    }
-    if (a->type == ScalarType::Bool)
-      return fail(n.loc, "operator '-' needs a number, got bool");
-    return makeUnary(Op::Neg, a);
+    std::string error;
+    ExprPtr r = typedUnary(n.op == Tok::Bang ? Op::Not : Op::Neg, a, error);
+    return r ? r : fail(n.loc, error);
   }
   case Node::Binary: {
     ExprPtr a = elaborate(*n.kids[0], scope, scoreAllowed);
@@ -815,44 +746,26 @@ ExprPtr Elaborator::elaborate(const Node &n, const llvm::StringMap<Binding> &sco
     ExprPtr b = elaborate(*n.kids[1], scope, scoreAllowed);
     if (!b)
       return nullptr;
-    std::string sym = describe(n.op);
-    if (n.op == Tok::AndAnd || n.op == Tok::OrOr) {
-      if (a->type != ScalarType::Bool || b->type != ScalarType::Bool)
-        return fail(n.loc, "operator " + sym + " needs bool operands, got " + toString(a->type) +
-                               " and " + toString(b->type));
-      return makeBinary(n.op == Tok::AndAnd ? Op::And : Op::Or, a, b);
-    }
-    if (n.op == Tok::EqEq || n.op == Tok::Ne) {
-      if ((a->type == ScalarType::Bool) != (b->type == ScalarType::Bool))
-        return fail(n.loc, "operator " + sym + " compares " + toString(a->type) + " with " +
-                               toString(b->type));
-      unify(a, b);
-      return makeBinary(n.op == Tok::EqEq ? Op::Eq : Op::Ne, a, b);
-    }
-    if (a->type == ScalarType::Bool || b->type == ScalarType::Bool)
-      return fail(n.loc, "operator " + sym + " needs numbers, got " + toString(a->type) + " and " +
-                             toString(b->type));
-    if (n.op == Tok::Percent) {
-      if (a->type != ScalarType::I64 || b->type != ScalarType::I64)
-        return fail(n.loc, std::string("operator '%' needs i64 operands, got ") +
-                               toString(a->type) + " and " + toString(b->type));
-      return makeBinary(Op::Rem, a, b);
-    }
-    unify(a, b);
+    Op op = Op::None;
     switch (n.op) {
-    case Tok::Plus: return makeBinary(Op::Add, a, b);
-    case Tok::Minus: return makeBinary(Op::Sub, a, b);
-    case Tok::Star: return makeBinary(Op::Mul, a, b);
-    case Tok::Slash:
-      if (b->kind == ExprKind::Const && b->type == ScalarType::I64 && b->intValue == 0)
-        return fail(n.loc, "integer division by zero");
-      return makeBinary(Op::Div, a, b);
-    case Tok::Lt: return makeBinary(Op::Lt, a, b);
-    case Tok::Le: return makeBinary(Op::Le, a, b);
-    case Tok::Gt: return makeBinary(Op::Gt, a, b);
-    case Tok::Ge: return makeBinary(Op::Ge, a, b);
-    default: return fail(n.loc, "unsupported operator " + sym);
+    case Tok::OrOr: op = Op::Or; break;
+    case Tok::AndAnd: op = Op::And; break;
+    case Tok::EqEq: op = Op::Eq; break;
+    case Tok::Ne: op = Op::Ne; break;
+    case Tok::Lt: op = Op::Lt; break;
+    case Tok::Le: op = Op::Le; break;
+    case Tok::Gt: op = Op::Gt; break;
+    case Tok::Ge: op = Op::Ge; break;
+    case Tok::Plus: op = Op::Add; break;
+    case Tok::Minus: op = Op::Sub; break;
+    case Tok::Star: op = Op::Mul; break;
+    case Tok::Slash: op = Op::Div; break;
+    case Tok::Percent: op = Op::Rem; break;
+    default: return fail(n.loc, std::string("unsupported operator ") + describe(n.op));
     }
+    std::string error;
+    ExprPtr r = typedBinary(op, a, b, error);
+    return r ? r : fail(n.loc, error);
   }
   case Node::Ternary: {
     ExprPtr c = elaborate(*n.kids[0], scope, scoreAllowed);
@@ -867,10 +780,9 @@ ExprPtr Elaborator::elaborate(const Node &n, const llvm::StringMap<Binding> &sco
     ExprPtr b = elaborate(*n.kids[2], scope, scoreAllowed);
     if (!b)
       return nullptr;
-    if (!unify(a, b))
-      return fail(n.loc, std::string("the branches of '?:' have different types: ") +
-                             toString(a->type) + " and " + toString(b->type));
-    return makeSelect(c, a, b);
+    std::string error;
+    ExprPtr r = typedSelect(c, a, b, error);
+    return r ? r : fail(n.loc, "in '?:', " + error);
   }
   }
   return nullptr;

@@ -175,6 +175,150 @@ ExprPtr makeCast(ScalarType to, ExprPtr a) {
   return e;
 }
 
+namespace {
+
+std::string symbol(Op op) {
+  switch (op) {
+  case Op::Neg: return "'-'";
+  case Op::Not: return "'!'";
+  case Op::And: return "'&&'";
+  case Op::Or: return "'||'";
+  default:
+    break;
+  }
+  if (const char *s = infix(op))
+    return std::string("'") + s + "'";
+  return std::string("'") + toString(op) + "'";
+}
+
+/// i64 meets f32: the integer side becomes f32.
+void promote(ExprPtr &a, ExprPtr &b) {
+  if (a->type == ScalarType::I64 && b->type == ScalarType::F32)
+    a = makeCast(ScalarType::F32, a);
+  else if (a->type == ScalarType::F32 && b->type == ScalarType::I64)
+    b = makeCast(ScalarType::F32, b);
+}
+
+} // namespace
+
+ExprPtr typedUnary(Op op, ExprPtr a, std::string &error) {
+  if (op == Op::Not) {
+    if (a->type != ScalarType::Bool) {
+      error = std::string("operator '!' needs a bool operand, got ") + toString(a->type);
+      return nullptr;
+    }
+    return makeUnary(op, a);
+  }
+  if (a->type == ScalarType::Bool) {
+    error = (op == Op::Neg ? std::string("operator '-'") : "'" + std::string(toString(op)) + "'") +
+            " needs a number, got bool";
+    return nullptr;
+  }
+  if (op == Op::Exp || op == Op::Log || op == Op::Tanh || op == Op::Sqrt)
+    a = a->type == ScalarType::F32 ? a : makeCast(ScalarType::F32, a);
+  return makeUnary(op, a);
+}
+
+ExprPtr typedBinary(Op op, ExprPtr a, ExprPtr b, std::string &error) {
+  auto types = [&] { return std::string(toString(a->type)) + " and " + toString(b->type); };
+  if (op == Op::And || op == Op::Or) {
+    if (a->type != ScalarType::Bool || b->type != ScalarType::Bool) {
+      error = "operator " + symbol(op) + " needs bool operands, got " + types();
+      return nullptr;
+    }
+    return makeBinary(op, a, b);
+  }
+  if (op == Op::Eq || op == Op::Ne) {
+    if ((a->type == ScalarType::Bool) != (b->type == ScalarType::Bool)) {
+      error = "operator " + symbol(op) + " compares " + types();
+      return nullptr;
+    }
+    promote(a, b);
+    return makeBinary(op, a, b);
+  }
+  if (a->type == ScalarType::Bool || b->type == ScalarType::Bool) {
+    error = "operator " + symbol(op) + " needs numbers, got " + types();
+    return nullptr;
+  }
+  if (op == Op::Rem && (a->type != ScalarType::I64 || b->type != ScalarType::I64)) {
+    error = "operator '%' needs i64 operands, got " + types();
+    return nullptr;
+  }
+  promote(a, b);
+  if (op == Op::Div && b->kind == ExprKind::Const && b->type == ScalarType::I64 &&
+      b->intValue == 0) {
+    error = "integer division by zero";
+    return nullptr;
+  }
+  return makeBinary(op, a, b);
+}
+
+ExprPtr typedSelect(ExprPtr c, ExprPtr a, ExprPtr b, std::string &error) {
+  if (c->type != ScalarType::Bool) {
+    error = std::string("the condition must be bool, got ") + toString(c->type);
+    return nullptr;
+  }
+  promote(a, b);
+  if (a->type != b->type) {
+    error = std::string("the branches have different types: ") + toString(a->type) + " and " +
+            toString(b->type);
+    return nullptr;
+  }
+  return makeSelect(c, a, b);
+}
+
+bool isBuiltinName(const std::string &n) {
+  return n == "min" || n == "max" || n == "abs" || n == "exp" || n == "log" || n == "tanh" ||
+         n == "sqrt" || n == "select" || n == "clamp" || n == "f32" || n == "i64";
+}
+
+ExprPtr typedBuiltin(const std::string &f, std::vector<ExprPtr> a, std::string &error,
+                     bool &known) {
+  known = isBuiltinName(f);
+  if (!known)
+    return nullptr;
+  size_t want = (f == "min" || f == "max") ? 2 : (f == "select" || f == "clamp") ? 3 : 1;
+  if (a.size() != want) {
+    error = "'" + f + "' takes " + std::to_string(want) + " argument" + (want == 1 ? "" : "s") +
+            ", got " + std::to_string(a.size());
+    return nullptr;
+  }
+  if (f == "f32" || f == "i64") {
+    ScalarType to = f == "f32" ? ScalarType::F32 : ScalarType::I64;
+    return a[0]->type == to ? a[0] : makeCast(to, a[0]);
+  }
+  if (f == "abs")
+    return typedUnary(Op::Abs, a[0], error);
+  if (f == "exp")
+    return typedUnary(Op::Exp, a[0], error);
+  if (f == "log")
+    return typedUnary(Op::Log, a[0], error);
+  if (f == "tanh")
+    return typedUnary(Op::Tanh, a[0], error);
+  if (f == "sqrt")
+    return typedUnary(Op::Sqrt, a[0], error);
+  if (f == "min" || f == "max") {
+    if (a[0]->type == ScalarType::Bool || a[1]->type == ScalarType::Bool) {
+      error = "'" + f + "' needs numbers, got " + toString(a[0]->type) + " and " +
+              toString(a[1]->type);
+      return nullptr;
+    }
+    promote(a[0], a[1]);
+    return makeBinary(f == "min" ? Op::Min : Op::Max, a[0], a[1]);
+  }
+  if (f == "select") {
+    ExprPtr r = typedSelect(a[0], a[1], a[2], error);
+    if (!r)
+      error = "'select': " + error;
+    return r;
+  }
+  // clamp(x, lo, hi) = min(max(x, lo), hi)
+  ExprPtr lower = typedBuiltin("max", {a[0], a[1]}, error, known);
+  if (!lower)
+    return nullptr;
+  return typedBuiltin("min", {lower, a[2]}, error, known);
+}
+
 ScalarType loadType(ElemType elem) {
   switch (elem) {
   case ElemType::F32: case ElemType::F16: case ElemType::BF16:

@@ -102,6 +102,19 @@ ExprPtr makeBinary(Op op, ExprPtr a, ExprPtr b);
 ExprPtr makeSelect(ExprPtr c, ExprPtr a, ExprPtr b);
 ExprPtr makeCast(ScalarType to, ExprPtr a);
 
+// Type-checked construction, shared by both frontends so they apply the same
+// rules: i64 operands are converted to f32 when mixed with f32; `%` takes
+// i64; && || ! take bool; comparisons give bool. On a type error these return
+// null and set `error` to a message without location (the caller adds one).
+ExprPtr typedUnary(Op op, ExprPtr a, std::string &error);
+ExprPtr typedBinary(Op op, ExprPtr a, ExprPtr b, std::string &error);
+ExprPtr typedSelect(ExprPtr c, ExprPtr a, ExprPtr b, std::string &error);
+/// The built-in functions min, max, abs, exp, log, tanh, sqrt, select, clamp,
+/// f32, i64; `known` is false for any other name.
+ExprPtr typedBuiltin(const std::string &name, std::vector<ExprPtr> args, std::string &error,
+                     bool &known);
+bool isBuiltinName(const std::string &name);
+
 /// The spec-language type a buffer element reads as.
 ScalarType loadType(ElemType elem);
 const char *toString(ScalarType t);
