@@ -28,7 +28,8 @@ namespace {
 
 struct Node {
   enum Kind { Int, Float, Bool, Name, Call, Index, Unary, Binary, Ternary } kind;
-  llvm::SMLoc loc;
+  llvm::SMLoc loc;   ///< where errors about this node point (an operator's position)
+  llvm::SMLoc begin; ///< where the whole expression starts
   int64_t intValue = 0;
   double floatValue = 0;
   std::string name; ///< Name / Call callee / Index buffer
@@ -310,6 +311,7 @@ NodePtr Parser::expr(int depth) {
   auto n = std::make_unique<Node>();
   n->kind = Node::Ternary;
   n->loc = tok.loc();
+  n->begin = cond->begin;
   advance();
   NodePtr a = expr(depth + 1);
   if (!a || !expect(Tok::Colon, "':' of the conditional expression"))
@@ -344,6 +346,7 @@ NodePtr Parser::binary(int level, int depth) {
     n->kind = Node::Binary;
     n->op = tok.kind;
     n->loc = tok.loc();
+    n->begin = lhs->begin;
     advance();
     NodePtr rhs = binary(level + 1, depth);
     if (!rhs)
@@ -364,7 +367,7 @@ NodePtr Parser::unary(int depth) {
     auto n = std::make_unique<Node>();
     n->kind = Node::Unary;
     n->op = tok.kind;
-    n->loc = tok.loc();
+    n->loc = n->begin = tok.loc();
     advance();
     NodePtr operand = unary(depth + 1);
     if (!operand)
@@ -430,7 +433,7 @@ NodePtr Parser::postfix(int depth) {
 
 NodePtr Parser::primary(int depth) {
   auto n = std::make_unique<Node>();
-  n->loc = tok.loc();
+  n->loc = n->begin = tok.loc();
   switch (tok.kind) {
   case Tok::Int:
     n->kind = Node::Int;
@@ -858,14 +861,14 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
       if (!v)
         return el.failure;
       if (!isConstantExpr(*v))
-        return fail(s.value->loc, "the default of param '" + s.name + "' must be a constant");
+        return fail(s.value->begin, "the default of param '" + s.name + "' must be a constant");
       ScalarType want = s.type == ParamKind::F32 ? ScalarType::F32
                         : s.type == ParamKind::Bool ? ScalarType::Bool
                                                     : ScalarType::I64;
       if (want == ScalarType::F32 && v->type == ScalarType::I64)
         v = makeCast(ScalarType::F32, v);
       if (v->type != want)
-        return fail(s.value->loc, "param '" + s.name + "' is " + toString(want) +
+        return fail(s.value->begin, "param '" + s.name + "' is " + toString(want) +
                                       " but its default is " + toString(v->type));
       double value = evaluate(*v, {}, {});
       Param p;
@@ -973,11 +976,11 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
         if (v->type == ScalarType::I64)
           v = makeCast(ScalarType::F32, v);
         if (v->type != ScalarType::F32)
-          return fail(s.value->loc, std::string("the score must be a number, got ") + toString(v->type));
+          return fail(s.value->begin, std::string("the score must be a number, got ") + toString(v->type));
         out.score = v;
       } else {
         if (v->type != ScalarType::Bool)
-          return fail(s.value->loc, std::string("the mask must be bool, got ") + toString(v->type));
+          return fail(s.value->begin, std::string("the mask must be bool, got ") + toString(v->type));
         // A let that reads score cannot feed the mask.
         std::function<bool(const Expr &)> readsScore = [&](const Expr &e) {
           if (e.kind == ExprKind::Score)
@@ -988,7 +991,7 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
           return false;
         };
         if (readsScore(*v))
-          return fail(s.value->loc, "'score' is only available in the score modifier");
+          return fail(s.value->begin, "'score' is only available in the score modifier");
         out.mask = v;
       }
       break;
