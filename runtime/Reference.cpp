@@ -156,6 +156,37 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
   return total;
 }
 
+double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
+                   const std::vector<HostTensor> &buffers, int64_t rowStride,
+                   unsigned threads) {
+  std::vector<spec::BufferData> data = widen(buffers);
+  rowStride = std::max<int64_t>(1, rowStride);
+  int64_t rowsPerHead = (dims.seqQ + rowStride - 1) / rowStride;
+  int64_t rows = dims.batch * dims.headsQ * rowsPerHead;
+  std::atomic<int64_t> next{0};
+  std::vector<double> visible(std::max(1u, threads ? threads : std::thread::hardware_concurrency()));
+  auto worker = [&](unsigned t) {
+    int64_t r;
+    while ((r = next.fetch_add(1)) < rows) {
+      int64_t i = (r % rowsPerHead) * rowStride, bh = r / rowsPerHead;
+      int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
+      for (int64_t j = 0; j < dims.seqKV; ++j)
+        visible[t] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < visible.size(); ++t)
+    pool.emplace_back(worker, t);
+  worker(0);
+  for (std::thread &t : pool)
+    t.join();
+  double total = 0;
+  for (double v : visible)
+    total += v;
+  double pairs = double(rows) * dims.seqKV;
+  return pairs ? total / pairs : 0;
+}
+
 ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
                          Layout layout) {
   ErrorStats e;

@@ -5,7 +5,8 @@
 
 #include "heed/Frontend/Library.h"
 
-#include <functional>
+#include <cmath>
+#include <limits>
 #include <set>
 
 namespace heed::build {
@@ -16,23 +17,52 @@ struct BuilderState {
   std::vector<spec::BufferDecl> buffers;
   std::set<std::string> names;
   std::string declError;
+  /// What expressions reading this builder's buffers carry to name it. It is
+  /// separate from the state so those expressions (held here as score and
+  /// mask) do not keep the state alive in a cycle.
+  std::shared_ptr<const int> token = std::make_shared<const int>(0);
   Expr score = Expr(spec::makeScore());
   Expr mask = Expr(spec::makeBool(true));
 };
 
+/// The private parts of Expr and Buffer that the file-local helpers need.
+struct ExprAccess {
+  static const std::shared_ptr<const int> &owner(const Expr &e) { return e.owner_; }
+  static Expr withOwner(Expr e, std::shared_ptr<const int> owner) {
+    e.owner_ = std::move(owner);
+    return e;
+  }
+  static const std::shared_ptr<BuilderState> &state(const Buffer &b) { return b.owner_; }
+};
+
 namespace {
 
-const std::string &noError() {
-  static const std::string empty;
-  return empty;
+const char *const MixedBuilders =
+    "the expression reads buffers declared on two different VariantBuilders";
+
+/// The result node of an operation on `args`: carries the builder the
+/// arguments read buffers of, or fails if they name two.
+Expr combine(spec::ExprPtr node, const std::string &error,
+             std::initializer_list<const Expr *> args) {
+  std::shared_ptr<const int> owner;
+  for (const Expr *a : args) {
+    const std::shared_ptr<const int> &o = ExprAccess::owner(*a);
+    if (!o)
+      continue;
+    if (owner && owner != o)
+      return Expr::failure(MixedBuilders);
+    owner = o;
+  }
+  if (!node)
+    return Expr::failure(error);
+  return ExprAccess::withOwner(Expr(std::move(node)), std::move(owner));
 }
 
 Expr unary(spec::Op op, const Expr &a) {
   if (!a.ok())
     return a;
   std::string err;
-  spec::ExprPtr r = spec::typedUnary(op, a.node(), err);
-  return r ? Expr(r) : Expr::failure(err);
+  return combine(spec::typedUnary(op, a.node(), err), err, {&a});
 }
 
 Expr binary(spec::Op op, const Expr &a, const Expr &c) {
@@ -41,21 +71,20 @@ Expr binary(spec::Op op, const Expr &a, const Expr &c) {
   if (!c.ok())
     return c;
   std::string err;
-  spec::ExprPtr r = spec::typedBinary(op, a.node(), c.node(), err);
-  return r ? Expr(r) : Expr::failure(err);
+  return combine(spec::typedBinary(op, a.node(), c.node(), err), err, {&a, &c});
 }
 
-Expr builtin(const std::string &name, std::vector<Expr> args) {
+Expr builtin(const std::string &name, std::initializer_list<const Expr *> args) {
   std::vector<spec::ExprPtr> nodes;
-  for (const Expr &a : args) {
-    if (!a.ok())
-      return a;
-    nodes.push_back(a.node());
+  for (const Expr *a : args) {
+    if (!a->ok())
+      return *a;
+    nodes.push_back(a->node());
   }
   std::string err;
   bool known = false;
   spec::ExprPtr r = spec::typedBuiltin(name, std::move(nodes), err, known);
-  return r ? Expr(r) : Expr::failure(err);
+  return combine(std::move(r), err, args);
 }
 
 /// An argument of a library call: an expression or a buffer.
@@ -68,24 +97,40 @@ struct LibArg {
 
 Expr library(const char *name, std::vector<LibArg> args) {
   std::vector<spec::CallArg> callArgs;
-  std::vector<spec::BufferDecl> buffers;
+  std::shared_ptr<BuilderState> state;
+  std::shared_ptr<const int> owner;
+  auto claim = [&](const std::shared_ptr<const int> &o) {
+    if (o && owner && o != owner)
+      return false;
+    if (o)
+      owner = o;
+    return true;
+  };
   for (const LibArg &a : args) {
     if (a.buffer) {
-      if (a.buffer->index() < 0)
-        return Expr::failure(std::string(name) + ": a buffer argument was not declared "
-                                                 "with VariantBuilder::buffer");
-      buffers = a.buffer->declarations();
+      const std::shared_ptr<BuilderState> &s = ExprAccess::state(*a.buffer);
+      if (!s || a.buffer->index() < 0)
+        return Expr::failure(std::string(name) +
+                             ": a buffer argument was not declared with VariantBuilder::buffer");
+      if (!claim(s->token))
+        return Expr::failure(MixedBuilders);
+      state = s;
       callArgs.push_back(spec::CallArg::ofBuffer(a.buffer->index()));
       continue;
     }
     if (!a.expr.ok())
       return a.expr;
+    if (!claim(ExprAccess::owner(a.expr)))
+      return Expr::failure(MixedBuilders);
     callArgs.push_back(spec::CallArg::ofExpr(a.expr.node()));
   }
+  llvm::ArrayRef<spec::BufferDecl> buffers;
+  if (state)
+    buffers = state->buffers;
   llvm::Expected<spec::ExprPtr> r = spec::callLibrary(name, callArgs, buffers);
   if (!r)
     return Expr::failure(llvm::toString(r.takeError()));
-  return Expr(*r);
+  return ExprAccess::withOwner(Expr(*r), owner);
 }
 
 bool readsScore(const spec::Expr &e) {
@@ -97,9 +142,11 @@ bool readsScore(const spec::Expr &e) {
   return false;
 }
 
+/// The dimensions the text frontend accepts (after substituting params).
 bool validDim(const std::string &d) {
   if (d == "B" || d == "H" || d == "Hkv" || d == "Sq" || d == "Skv")
     return true;
+  // No leading zero, and at most 18 digits so that the value fits int64.
   if (d.empty() || d.size() > 18 || d[0] == '0')
     return false;
   for (char c : d)
@@ -108,20 +155,68 @@ bool validDim(const std::string &d) {
   return true;
 }
 
+/// Names must be identifiers, as in the text frontend: they become attribute
+/// names in the IR and keys in the kernel cache.
+bool isIdentifier(const std::string &s) {
+  auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  if (s.empty() || !alpha(s[0]))
+    return false;
+  for (char c : s)
+    if (!alpha(c) && !(c >= '0' && c <= '9'))
+      return false;
+  return true;
+}
+
+/// Records a declaration's name; the first bad one becomes the builder's error.
+bool declare(BuilderState &s, const std::string &name, const char *what) {
+  if (!s.declError.empty())
+    return false;
+  if (!isIdentifier(name)) {
+    s.declError = std::string(what) + " name '" + name + "' is not an identifier";
+    return false;
+  }
+  if (name == "b" || name == "h" || name == "q" || name == "kv" || name == "score" ||
+      spec::isBuiltinName(name)) {
+    s.declError = std::string(what) + " name '" + name + "' is reserved";
+    return false;
+  }
+  if (!s.names.insert(name).second) {
+    s.declError = "'" + name + "' is declared twice in variant '" + s.name + "'";
+    return false;
+  }
+  return true;
+}
+
 } // namespace
 
-Expr::Expr(int64_t v) : node_(spec::makeInt(v)) {}
-Expr::Expr(double v) : node_(spec::makeFloat(v)) {}
+// A negative literal is recorded as the text frontend records `-8`: negation
+// applied to the literal 8 (neither frontend folds; attn-simplify does).
+// INT64_MIN has no positive counterpart, and the text cannot write it either.
+Expr::Expr(int64_t v)
+    : node_(v < 0 && v != std::numeric_limits<int64_t>::min()
+                ? spec::makeUnary(spec::Op::Neg, spec::makeInt(-v))
+                : spec::makeInt(v)) {}
+Expr::Expr(double v)
+    : node_(std::signbit(v) && !std::isnan(v) ? spec::makeUnary(spec::Op::Neg, spec::makeFloat(-v))
+                                              : spec::makeFloat(v)) {}
+Expr::Expr(bool v) : node_(spec::makeBool(v)) {}
+Expr::Expr(spec::ExprPtr node) : node_(std::move(node)) {
+  if (!node_)
+    error_ = std::make_shared<const std::string>("a null spec::ExprPtr was wrapped in an Expr");
+}
 
 Expr Expr::failure(std::string message) {
-  Expr e{spec::ExprPtr()};
+  Expr e(false);
+  e.node_.reset();
   e.error_ = std::make_shared<const std::string>(std::move(message));
   return e;
 }
 
-const std::string &Expr::error() const { return error_ ? *error_ : noError(); }
+const std::string &Expr::error() const {
+  static const std::string none;
+  return error_ ? *error_ : none;
+}
 
-Expr boolean(bool v) { return Expr(spec::makeBool(v)); }
 Expr b() { return Expr(spec::makeIndex(spec::IndexVar::B)); }
 Expr h() { return Expr(spec::makeIndex(spec::IndexVar::H)); }
 Expr q() { return Expr(spec::makeIndex(spec::IndexVar::Q)); }
@@ -143,17 +238,17 @@ Expr operator>(Expr a, Expr c) { return binary(spec::Op::Gt, a, c); }
 Expr operator>=(Expr a, Expr c) { return binary(spec::Op::Ge, a, c); }
 Expr operator&&(Expr a, Expr c) { return binary(spec::Op::And, a, c); }
 Expr operator||(Expr a, Expr c) { return binary(spec::Op::Or, a, c); }
-Expr min(Expr a, Expr c) { return builtin("min", {a, c}); }
-Expr max(Expr a, Expr c) { return builtin("max", {a, c}); }
-Expr abs(Expr a) { return builtin("abs", {a}); }
-Expr exp(Expr a) { return builtin("exp", {a}); }
-Expr log(Expr a) { return builtin("log", {a}); }
-Expr tanh(Expr a) { return builtin("tanh", {a}); }
-Expr sqrt(Expr a) { return builtin("sqrt", {a}); }
-Expr select(Expr cond, Expr a, Expr c) { return builtin("select", {cond, a, c}); }
-Expr clamp(Expr x, Expr lo, Expr hi) { return builtin("clamp", {x, lo, hi}); }
-Expr toF32(Expr a) { return builtin("f32", {a}); }
-Expr toI64(Expr a) { return builtin("i64", {a}); }
+Expr min(Expr a, Expr c) { return builtin("min", {&a, &c}); }
+Expr max(Expr a, Expr c) { return builtin("max", {&a, &c}); }
+Expr abs(Expr a) { return builtin("abs", {&a}); }
+Expr exp(Expr a) { return builtin("exp", {&a}); }
+Expr log(Expr a) { return builtin("log", {&a}); }
+Expr tanh(Expr a) { return builtin("tanh", {&a}); }
+Expr sqrt(Expr a) { return builtin("sqrt", {&a}); }
+Expr select(Expr cond, Expr a, Expr c) { return builtin("select", {&cond, &a, &c}); }
+Expr clamp(Expr x, Expr lo, Expr hi) { return builtin("clamp", {&x, &lo, &hi}); }
+Expr toF32(Expr a) { return builtin("f32", {&a}); }
+Expr toI64(Expr a) { return builtin("i64", {&a}); }
 
 const std::vector<spec::BufferDecl> &Buffer::declarations() const {
   static const std::vector<spec::BufferDecl> none;
@@ -165,58 +260,48 @@ Expr Buffer::at(std::vector<Expr> indices) const {
     return Expr::failure("a buffer was indexed that no VariantBuilder declared");
   const spec::BufferDecl &decl = owner_->buffers[index_];
   if (indices.size() != decl.shape.size())
-    return Expr::failure("buffer '" + decl.name + "' has rank " + std::to_string(decl.shape.size()) +
-                         " but is indexed with " + std::to_string(indices.size()) + " index" +
+    return Expr::failure("buffer '" + decl.name + "' has rank " +
+                         std::to_string(decl.shape.size()) + " but is indexed with " +
+                         std::to_string(indices.size()) + " index" +
                          (indices.size() == 1 ? "" : "es"));
   std::vector<spec::ExprPtr> nodes;
   for (const Expr &i : indices) {
     if (!i.ok())
       return i;
+    const std::shared_ptr<const int> &o = ExprAccess::owner(i);
+    if (o && o != owner_->token)
+      return Expr::failure(MixedBuilders);
     if (i.node()->type != spec::ScalarType::I64)
       return Expr::failure("indices of buffer '" + decl.name + "' must be i64, got " +
                            spec::toString(i.node()->type));
     nodes.push_back(i.node());
   }
-  return Expr(spec::makeLoad(index_, spec::loadType(decl.elem), std::move(nodes)));
+  return ExprAccess::withOwner(
+      Expr(spec::makeLoad(index_, spec::loadType(decl.elem), std::move(nodes))), owner_->token);
 }
 
 VariantBuilder::VariantBuilder(std::string name) : state_(std::make_shared<BuilderState>()) {
   state_->name = std::move(name);
 }
 
-namespace {
-bool declare(BuilderState &s, const std::string &name, const char *what) {
-  if (!s.declError.empty())
-    return false;
-  if (name.empty() || name == "b" || name == "h" || name == "q" || name == "kv" ||
-      name == "score" || spec::isBuiltinName(name)) {
-    s.declError = std::string(what) + " name '" + name + "' is reserved or empty";
-    return false;
-  }
-  if (!s.names.insert(name).second) {
-    s.declError = "'" + name + "' is declared twice in variant '" + s.name + "'";
-    return false;
-  }
-  return true;
-}
-} // namespace
-
 Expr VariantBuilder::param(const std::string &name, int64_t value) {
-  declare(*state_, name, "param");
-  state_->params.push_back({name, spec::ScalarType::I64, value, 0});
-  return Expr(value);
+  if (declare(*state_, name, "param"))
+    state_->params.push_back({name, spec::ScalarType::I64, value, 0});
+  // The value itself, even when negative: the text frontend binds a param to
+  // one constant node, not to the literal that wrote its default.
+  return Expr(spec::makeInt(value));
 }
 
 Expr VariantBuilder::param(const std::string &name, double value) {
-  declare(*state_, name, "param");
-  state_->params.push_back({name, spec::ScalarType::F32, 0, value});
-  return Expr(value);
+  if (declare(*state_, name, "param"))
+    state_->params.push_back({name, spec::ScalarType::F32, 0, value});
+  return Expr(spec::makeFloat(value));
 }
 
-Expr VariantBuilder::paramBool(const std::string &name, bool value) {
-  declare(*state_, name, "param");
-  state_->params.push_back({name, spec::ScalarType::Bool, value ? 1 : 0, 0});
-  return boolean(value);
+Expr VariantBuilder::param(const std::string &name, bool value) {
+  if (declare(*state_, name, "param"))
+    state_->params.push_back({name, spec::ScalarType::Bool, value ? 1 : 0, 0});
+  return Expr(value);
 }
 
 Buffer VariantBuilder::buffer(const std::string &name, spec::ElemType elem,
@@ -225,7 +310,7 @@ Buffer VariantBuilder::buffer(const std::string &name, spec::ElemType elem,
   buf.owner_ = state_;
   if (!declare(*state_, name, "buffer"))
     return buf;
-  if (shape.empty() && state_->declError.empty())
+  if (shape.empty())
     state_->declError = "buffer '" + name + "' needs at least one dimension";
   for (const std::string &d : shape)
     if (!validDim(d) && state_->declError.empty())
@@ -240,17 +325,26 @@ void VariantBuilder::setScore(Expr e) { state_->score = std::move(e); }
 void VariantBuilder::setMask(Expr e) { state_->mask = std::move(e); }
 
 llvm::Expected<spec::Variant> VariantBuilder::build() const {
+  const BuilderState &s = *state_;
   auto fail = [&](const std::string &msg) {
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "variant '" + state_->name + "': " + msg);
+                                   "variant '" + s.name + "': " + msg);
   };
-  if (!state_->declError.empty())
-    return fail(state_->declError);
-  if (!state_->score.ok())
-    return fail("score: " + state_->score.error());
-  if (!state_->mask.ok())
-    return fail("mask: " + state_->mask.error());
-  spec::ExprPtr score = state_->score.node(), mask = state_->mask.node();
+  if (!isIdentifier(s.name))
+    return fail("the variant name is not an identifier");
+  if (!s.declError.empty())
+    return fail(s.declError);
+  if (!s.score.ok())
+    return fail("score: " + s.score.error());
+  if (!s.mask.ok())
+    return fail("mask: " + s.mask.error());
+  for (const Expr *e : {&s.score, &s.mask}) {
+    const std::shared_ptr<const int> &o = ExprAccess::owner(*e);
+    if (o && o != s.token)
+      return fail(std::string(e == &s.score ? "score" : "mask") +
+                  ": reads a buffer declared on another VariantBuilder");
+  }
+  spec::ExprPtr score = s.score.node(), mask = s.mask.node();
   if (score->type == spec::ScalarType::I64)
     score = spec::makeCast(spec::ScalarType::F32, score);
   if (score->type != spec::ScalarType::F32)
@@ -258,13 +352,13 @@ llvm::Expected<spec::Variant> VariantBuilder::build() const {
   if (mask->type != spec::ScalarType::Bool)
     return fail(std::string("the mask must be bool, got ") + spec::toString(mask->type));
   if (readsScore(*mask))
-    return fail("'score' is only available in the score modifier");
+    return fail("'score' is only available in the score modifier, not in the mask");
   spec::Variant v;
-  v.name = state_->name;
-  v.params = state_->params;
-  v.buffers = state_->buffers;
-  v.score = score;
-  v.mask = mask;
+  v.name = s.name;
+  v.params = s.params;
+  v.buffers = s.buffers;
+  v.score = std::move(score);
+  v.mask = std::move(mask);
   return v;
 }
 

@@ -1,41 +1,65 @@
 // The float64 interpreter of elaborated spec expressions (the reference).
 #include "heed/Frontend/Evaluate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 namespace heed::spec {
 namespace {
 
-/// A value of the interpreter: integers stay exact int64, floats are double.
+constexpr int64_t Int64Min = std::numeric_limits<int64_t>::min();
+constexpr int64_t Int64Max = std::numeric_limits<int64_t>::max();
+
+/// A value of the interpreter: i64 and bool stay exact in `i` (bool as 0/1),
+/// f32 is computed in double in `f`.
 struct Value {
   int64_t i = 0;
   double f = 0;
 };
 
+Value ofInt(int64_t i) { return {i, 0}; }
+Value ofBool(bool v) { return {v ? 1 : 0, 0}; }
+Value ofFloat(double f) { return {0, f}; }
+
+// Integer arithmetic wraps around like the kernel's two's-complement ops
+// instead of being undefined behaviour in C++.
+int64_t wrapAdd(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) + uint64_t(b)); }
+int64_t wrapSub(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) - uint64_t(b)); }
+int64_t wrapMul(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) * uint64_t(b)); }
+
+/// Division rounding toward -inf; a zero divisor gives 0 (the language's rule).
 int64_t floorDiv(int64_t a, int64_t b) {
   if (b == 0)
     return 0;
+  if (b == -1) // INT64_MIN / -1 overflows (and traps on x86): wrap instead
+    return wrapSub(0, a);
   int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0)))
+  if (a % b != 0 && ((a < 0) != (b < 0)))
     --q;
   return q;
 }
 
+/// The remainder of floorDiv: it has the divisor's sign; 0 for a zero divisor.
 int64_t floorRem(int64_t a, int64_t b) {
-  if (b == 0)
+  if (b == 0 || b == -1)
     return 0;
-  return a - floorDiv(a, b) * b;
+  int64_t r = a % b;
+  if (r != 0 && ((r < 0) != (b < 0)))
+    r += b;
+  return r;
 }
 
-int64_t toInt(double f) {
-  if (std::isnan(f))
+/// f32 -> i64: truncation toward zero; NaN and infinities give 0, finite
+/// values beyond the i64 range saturate.
+int64_t truncToInt(double f) {
+  if (!std::isfinite(f))
     return 0;
-  if (f >= 9.2233720368547758e18)
-    return std::numeric_limits<int64_t>::max();
-  if (f <= -9.2233720368547758e18)
-    return std::numeric_limits<int64_t>::min();
-  return static_cast<int64_t>(f); // truncation toward zero
+  if (f >= 9223372036854775808.0) // 2^63
+    return Int64Max;
+  if (f < -9223372036854775808.0)
+    return Int64Min;
+  return static_cast<int64_t>(f);
 }
 
 class Interpreter {
@@ -46,25 +70,31 @@ public:
   Value eval(const Expr &e) {
     switch (e.kind) {
     case ExprKind::Const:
-      return {e.intValue, e.floatValue};
+      return e.type == ScalarType::F32 ? ofFloat(e.floatValue) : ofInt(e.intValue);
     case ExprKind::Index:
       switch (e.index) {
-      case IndexVar::B: return {p.b, 0};
-      case IndexVar::H: return {p.h, 0};
-      case IndexVar::Q: return {p.q, 0};
-      case IndexVar::KV: return {p.kv, 0};
+      case IndexVar::B: return ofInt(p.b);
+      case IndexVar::H: return ofInt(p.h);
+      case IndexVar::Q: return ofInt(p.q);
+      case IndexVar::KV: return ofInt(p.kv);
       }
       return {};
     case ExprKind::Score:
-      return {0, p.score};
+      return ofFloat(p.score);
     case ExprKind::Load:
       return load(e);
     case ExprKind::Unary:
       return unary(e);
     case ExprKind::Binary:
       return binary(e);
-    case ExprKind::Select:
-      return eval(*e.operands[0]).i ? eval(*e.operands[1]) : eval(*e.operands[2]);
+    case ExprKind::Select: {
+      // All three operands are evaluated, as in the kernel, which computes
+      // whole vectors: an out-of-range read in the untaken branch counts too.
+      Value c = eval(*e.operands[0]);
+      Value a = eval(*e.operands[1]);
+      Value d = eval(*e.operands[2]);
+      return c.i ? a : d;
+    }
     case ExprKind::Cast:
       return cast(e);
     }
@@ -73,27 +103,34 @@ public:
 
 private:
   Value load(const Expr &e) {
+    // Indices are evaluated first, so reads nested in them are seen in order.
+    std::vector<int64_t> idx;
+    idx.reserve(e.operands.size());
+    for (const ExprPtr &o : e.operands)
+      idx.push_back(eval(*o).i);
     if (e.buffer >= buffers.size())
-      return fail(e.buffer);
+      return outside(e.buffer);
     const BufferData &buf = buffers[e.buffer];
-    if (buf.shape.size() != e.operands.size())
-      return fail(e.buffer);
-    int64_t flat = 0;
-    for (size_t d = 0; d < e.operands.size(); ++d) {
-      int64_t i = eval(*e.operands[d]).i;
-      if (i < 0 || i >= buf.shape[d])
-        return fail(e.buffer);
-      flat = flat * buf.shape[d] + i;
+    if (buf.shape.size() != idx.size())
+      return outside(e.buffer);
+    uint64_t flat = 0;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      if (idx[d] < 0 || idx[d] >= buf.shape[d])
+        return outside(e.buffer);
+      flat = flat * uint64_t(buf.shape[d]) + uint64_t(idx[d]);
     }
+    if (flat >= buf.values.size()) // the data is shorter than its shape says
+      return outside(e.buffer);
     double v = buf.values[flat];
-    if (e.type == ScalarType::F32)
-      return {0, v};
-    if (e.type == ScalarType::Bool)
-      return {v != 0 ? 1 : 0, 0};
-    return {static_cast<int64_t>(v), 0};
+    switch (e.type) {
+    case ScalarType::F32: return ofFloat(v);
+    case ScalarType::Bool: return ofBool(v != 0);
+    case ScalarType::I64: return ofInt(truncToInt(v));
+    }
+    return {};
   }
 
-  Value fail(unsigned buffer) {
+  Value outside(unsigned buffer) {
     if (outOfRange && *outOfRange == 0)
       *outOfRange = static_cast<int>(buffer) + 1;
     return {};
@@ -103,70 +140,66 @@ private:
     Value a = eval(*e.operands[0]);
     bool isFloat = e.operands[0]->type == ScalarType::F32;
     switch (e.op) {
-    case Op::Neg: return isFloat ? Value{0, -a.f} : Value{-a.i, 0};
-    case Op::Not: return {a.i ? 0 : 1, 0};
-    case Op::Abs: return isFloat ? Value{0, std::fabs(a.f)} : Value{a.i < 0 ? -a.i : a.i, 0};
-    case Op::Exp: return {0, std::exp(a.f)};
-    case Op::Log: return {0, std::log(a.f)};
-    case Op::Tanh: return {0, std::tanh(a.f)};
-    case Op::Sqrt: return {0, std::sqrt(a.f)};
+    case Op::Neg: return isFloat ? ofFloat(-a.f) : ofInt(wrapSub(0, a.i));
+    case Op::Not: return ofBool(a.i == 0);
+    case Op::Abs: return isFloat ? ofFloat(std::fabs(a.f)) : ofInt(a.i < 0 ? wrapSub(0, a.i) : a.i);
+    case Op::Exp: return ofFloat(std::exp(a.f));
+    case Op::Log: return ofFloat(std::log(a.f));
+    case Op::Tanh: return ofFloat(std::tanh(a.f));
+    case Op::Sqrt: return ofFloat(std::sqrt(a.f));
     default: return {};
     }
   }
 
   Value binary(const Expr &e) {
-    // && and || short-circuit, as their result does not depend on the other side.
-    if (e.op == Op::And)
-      return {eval(*e.operands[0]).i && eval(*e.operands[1]).i ? 1 : 0, 0};
-    if (e.op == Op::Or)
-      return {eval(*e.operands[0]).i || eval(*e.operands[1]).i ? 1 : 0, 0};
+    // Both sides of && and || are evaluated, for the same reason as Select.
     Value a = eval(*e.operands[0]), c = eval(*e.operands[1]);
-    ScalarType t = e.operands[0]->type;
-    if (t == ScalarType::F32) {
+    if (e.operands[0]->type == ScalarType::F32) {
       switch (e.op) {
-      case Op::Add: return {0, a.f + c.f};
-      case Op::Sub: return {0, a.f - c.f};
-      case Op::Mul: return {0, a.f * c.f};
-      case Op::Div: return {0, a.f / c.f};
-      case Op::Min: return {0, std::fmin(a.f, c.f)};
-      case Op::Max: return {0, std::fmax(a.f, c.f)};
-      case Op::Eq: return {a.f == c.f, 0};
-      case Op::Ne: return {a.f != c.f, 0};
-      case Op::Lt: return {a.f < c.f, 0};
-      case Op::Le: return {a.f <= c.f, 0};
-      case Op::Gt: return {a.f > c.f, 0};
-      case Op::Ge: return {a.f >= c.f, 0};
+      case Op::Add: return ofFloat(a.f + c.f);
+      case Op::Sub: return ofFloat(a.f - c.f);
+      case Op::Mul: return ofFloat(a.f * c.f);
+      case Op::Div: return ofFloat(a.f / c.f); // IEEE, as arith.divf
+      // fmin/fmax ignore a NaN operand (IEEE minNum/maxNum, arith.minnumf).
+      case Op::Min: return ofFloat(std::fmin(a.f, c.f));
+      case Op::Max: return ofFloat(std::fmax(a.f, c.f));
+      case Op::Eq: return ofBool(a.f == c.f);
+      case Op::Ne: return ofBool(a.f != c.f);
+      case Op::Lt: return ofBool(a.f < c.f);
+      case Op::Le: return ofBool(a.f <= c.f);
+      case Op::Gt: return ofBool(a.f > c.f);
+      case Op::Ge: return ofBool(a.f >= c.f);
       default: return {};
       }
     }
+    // i64, or bool as 0/1 (==, !=, &&, ||).
     switch (e.op) {
-    case Op::Add: return {static_cast<int64_t>(uint64_t(a.i) + uint64_t(c.i)), 0};
-    case Op::Sub: return {static_cast<int64_t>(uint64_t(a.i) - uint64_t(c.i)), 0};
-    case Op::Mul: return {static_cast<int64_t>(uint64_t(a.i) * uint64_t(c.i)), 0};
-    case Op::Div: return {floorDiv(a.i, c.i), 0};
-    case Op::Rem: return {floorRem(a.i, c.i), 0};
-    case Op::Min: return {std::min(a.i, c.i), 0};
-    case Op::Max: return {std::max(a.i, c.i), 0};
-    case Op::Eq: return {a.i == c.i, 0};
-    case Op::Ne: return {a.i != c.i, 0};
-    case Op::Lt: return {a.i < c.i, 0};
-    case Op::Le: return {a.i <= c.i, 0};
-    case Op::Gt: return {a.i > c.i, 0};
-    case Op::Ge: return {a.i >= c.i, 0};
+    case Op::Add: return ofInt(wrapAdd(a.i, c.i));
+    case Op::Sub: return ofInt(wrapSub(a.i, c.i));
+    case Op::Mul: return ofInt(wrapMul(a.i, c.i));
+    case Op::Div: return ofInt(floorDiv(a.i, c.i));
+    case Op::Rem: return ofInt(floorRem(a.i, c.i));
+    case Op::Min: return ofInt(std::min(a.i, c.i));
+    case Op::Max: return ofInt(std::max(a.i, c.i));
+    case Op::Eq: return ofBool(a.i == c.i);
+    case Op::Ne: return ofBool(a.i != c.i);
+    case Op::Lt: return ofBool(a.i < c.i);
+    case Op::Le: return ofBool(a.i <= c.i);
+    case Op::Gt: return ofBool(a.i > c.i);
+    case Op::Ge: return ofBool(a.i >= c.i);
+    case Op::And: return ofBool(a.i != 0 && c.i != 0);
+    case Op::Or: return ofBool(a.i != 0 || c.i != 0);
     default: return {};
     }
   }
 
   Value cast(const Expr &e) {
     Value a = eval(*e.operands[0]);
-    ScalarType from = e.operands[0]->type;
+    bool fromFloat = e.operands[0]->type == ScalarType::F32;
     switch (e.type) {
-    case ScalarType::F32:
-      return {0, from == ScalarType::F32 ? a.f : static_cast<double>(a.i)};
-    case ScalarType::I64:
-      return {from == ScalarType::F32 ? toInt(a.f) : a.i, 0};
-    case ScalarType::Bool:
-      return {from == ScalarType::F32 ? (a.f != 0) : (a.i != 0), 0};
+    case ScalarType::F32: return ofFloat(fromFloat ? a.f : static_cast<double>(a.i));
+    case ScalarType::I64: return ofInt(fromFloat ? truncToInt(a.f) : a.i);
+    case ScalarType::Bool: return ofBool(fromFloat ? a.f != 0 : a.i != 0);
     }
     return {};
   }

@@ -1,5 +1,7 @@
-// The lexer of the .attn spec language.
+// The lexer of the .attn spec language: text to tokens, with located lexical errors.
 #include "Lexer.h"
+
+#include "llvm/Support/FormatVariadic.h"
 
 #include <cctype>
 #include <cerrno>
@@ -44,34 +46,41 @@ const char *describe(Tok kind) {
   return "?";
 }
 
+namespace {
+bool isDigit(char c) { return std::isdigit(static_cast<unsigned char>(c)); }
+bool isIdentStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+bool isIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+} // namespace
+
 Token Lexer::number(const char *start) {
   bool isFloat = false;
-  while (pos < text.end() && std::isdigit(static_cast<unsigned char>(*pos)))
+  while (pos < text.end() && isDigit(*pos))
     ++pos;
   if (pos < text.end() && *pos == '.') {
     isFloat = true;
     ++pos;
-    while (pos < text.end() && std::isdigit(static_cast<unsigned char>(*pos)))
+    while (pos < text.end() && isDigit(*pos))
       ++pos;
   }
   if (pos < text.end() && (*pos == 'e' || *pos == 'E')) {
     const char *exp = pos + 1;
     if (exp < text.end() && (*exp == '+' || *exp == '-'))
       ++exp;
-    if (exp < text.end() && std::isdigit(static_cast<unsigned char>(*exp))) {
+    if (exp < text.end() && isDigit(*exp)) {
       isFloat = true;
       pos = exp;
-      while (pos < text.end() && std::isdigit(static_cast<unsigned char>(*pos)))
+      while (pos < text.end() && isDigit(*pos))
         ++pos;
     } else {
-      ++pos;
+      pos = exp;
       Token t = make(Tok::Error, start);
       t.error = "malformed number '" + t.text.str() + "': expected digits after the exponent";
       return t;
     }
   }
-  if (pos < text.end() && (std::isalpha(static_cast<unsigned char>(*pos)) || *pos == '_')) {
-    while (pos < text.end() && (std::isalnum(static_cast<unsigned char>(*pos)) || *pos == '_'))
+  // `12abc`, `1.5.2`, `0x10`: one bad token is clearer than two good ones.
+  if (pos < text.end() && (isIdentChar(*pos) || *pos == '.')) {
+    while (pos < text.end() && (isIdentChar(*pos) || *pos == '.'))
       ++pos;
     Token t = make(Tok::Error, start);
     t.error = "malformed number '" + t.text.str() + "'";
@@ -84,13 +93,13 @@ Token Lexer::number(const char *start) {
     t.floatValue = std::strtod(s.c_str(), nullptr);
     if (errno == ERANGE && std::isinf(t.floatValue)) {
       t.kind = Tok::Error;
-      t.error = "number '" + s + "' is out of range";
+      t.error = "floating-point literal out of range";
     }
   } else {
     t.intValue = std::strtoll(s.c_str(), nullptr, 10);
     if (errno == ERANGE) {
       t.kind = Tok::Error;
-      t.error = "integer literal '" + s + "' is out of range";
+      t.error = "integer literal out of range (the largest i64 is 9223372036854775807)";
     }
   }
   return t;
@@ -112,13 +121,12 @@ Token Lexer::next() {
   if (pos >= text.end())
     return make(Tok::End, start);
   char c = *pos++;
-  if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
-    while (pos < text.end() && (std::isalnum(static_cast<unsigned char>(*pos)) || *pos == '_'))
+  if (isIdentStart(c)) {
+    while (pos < text.end() && isIdentChar(*pos))
       ++pos;
     return make(Tok::Ident, start);
   }
-  if (std::isdigit(static_cast<unsigned char>(c)) ||
-      (c == '.' && pos < text.end() && std::isdigit(static_cast<unsigned char>(*pos)))) {
+  if (isDigit(c) || (c == '.' && pos < text.end() && isDigit(*pos))) {
     pos = start;
     return number(start);
   }
@@ -170,7 +178,9 @@ Token Lexer::next() {
   else if (std::isprint(static_cast<unsigned char>(c)))
     t.error = std::string("unexpected character '") + c + "'";
   else
-    t.error = "unexpected byte in the input";
+    t.error = llvm::formatv("unexpected byte 0x{0:x-2} (only ASCII is allowed outside comments)",
+                            static_cast<unsigned>(static_cast<unsigned char>(c)))
+                  .str();
   return t;
 }
 

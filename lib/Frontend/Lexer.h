@@ -25,9 +25,14 @@ struct Token {
   double floatValue = 0;
   std::string error; ///< for Tok::Error
   llvm::SMLoc loc() const { return llvm::SMLoc::getFromPointer(text.data()); }
+  /// Just past the token: ranges in diagnostics end here.
+  llvm::SMLoc endLoc() const { return llvm::SMLoc::getFromPointer(text.end()); }
 };
 
 /// Splits spec text into tokens; `#` starts a comment to the end of the line.
+/// Lexical errors come back as Tok::Error tokens (with a message) rather than
+/// stopping the lexer, so the parser reports them where it meets them. The
+/// lexer is cheap to copy, which the parser uses to look one token ahead.
 class Lexer {
 public:
   explicit Lexer(llvm::StringRef text) : text(text), pos(text.begin()) {}
@@ -46,6 +51,7 @@ private:
   const char *pos;
 };
 
+/// How a token kind is named in messages: "')'", "a name", ...
 const char *describe(Tok kind);
 
 } // namespace heed::spec

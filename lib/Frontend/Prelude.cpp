@@ -1,5 +1,6 @@
 // The prelude: heed's library of named masks and modifiers, written in the
-// spec language itself. Both frontends inline these definitions.
+// spec language itself. Both frontends inline these definitions (Parser.cpp
+// parses this text once, on first use); docs/spec-language.md quotes them.
 #include "heed/Frontend/Library.h"
 
 namespace heed::spec {
@@ -23,14 +24,18 @@ def document(doc: buffer) = doc[q] == doc[kv]
 def block_sparse(layout: buffer, bq: i64, bk: i64) = layout[h, q / bq, kv / bk] != 0
 
 # Neighborhood attention (NATTEN semantics) along one axis of length n:
-# kernel size k (odd), dilation d; the window shifts at the borders so every
-# query keeps k neighbours; causal keeps the k positions up to the query.
+# kernel size k (odd), dilation d. A key must share the query's residue
+# modulo d; counting in steps of d (ii, jj) along the query's dilation group
+# of `len` positions, the window of k keys is centred on the query and
+# shifted inward at the borders, so every query keeps k neighbours; causal
+# keeps the k positions up to the query. Helpers take the shared
+# subexpressions as arguments, so each is built once.
 def na_start(ii: i64, len: i64, k: i64) = clamp(ii - k / 2, 0, max(len - k, 0))
+def na_window(jj: i64, start: i64, k: i64) = jj >= start && jj < start + k
+def na_dilated(ii: i64, jj: i64, len: i64, k: i64, causal: bool) =
+  causal ? jj <= ii && ii - jj < k : na_window(jj, na_start(ii, len, k), k)
 def na_axis(i: i64, j: i64, n: i64, k: i64, d: i64, causal: bool) =
-  j % d == i % d &&
-  (causal ? j / d <= i / d && i / d - j / d < k
-          : j / d >= na_start(i / d, (n - i % d + d - 1) / d, k) &&
-            j / d < na_start(i / d, (n - i % d + d - 1) / d, k) + k)
+  j % d == i % d && na_dilated(i / d, j / d, (n - i % d + d - 1) / d, k, causal)
 def neighborhood_1d(n: i64, k: i64, d: i64 = 1, causal: bool = false) =
   na_axis(q, kv, n, k, d, causal)
 # Tokens row-major on an h0 x w grid.

@@ -104,10 +104,12 @@ void check(const Case &c) {
   EXPECT_GE(stats.visitedBlocks, census.nonEmptyBlocks);
   EXPECT_LE(stats.fullBlocks, census.fullBlocks);
   EXPECT_EQ(stats.totalBlocks, census.totalBlocks);
-  if (c.exactBlocks)
+  if (c.exactBlocks) {
     EXPECT_EQ(stats.visitedBlocks, census.nonEmptyBlocks);
-  if (c.exactFull)
+  }
+  if (c.exactFull) {
     EXPECT_EQ(stats.fullBlocks, census.fullBlocks);
+  }
 
   // The same kernel without the analysis gives the same numbers.
   KernelConfig plain = config;

@@ -4,67 +4,231 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 using namespace heed::spec;
 
 namespace {
+
+constexpr int64_t Int64Min = std::numeric_limits<int64_t>::min();
+constexpr int64_t Int64Max = std::numeric_limits<int64_t>::max();
+const double Inf = std::numeric_limits<double>::infinity();
 
 double eval(const ExprPtr &e, EvalPoint p = {}, const std::vector<BufferData> &bufs = {},
             int *oob = nullptr) {
   return evaluate(*e, p, bufs, oob);
 }
 
+ExprPtr bin(Op op, int64_t a, int64_t b) { return makeBinary(op, makeInt(a), makeInt(b)); }
+ExprPtr binF(Op op, double a, double b) { return makeBinary(op, makeFloat(a), makeFloat(b)); }
+ExprPtr toI64(ExprPtr e) { return makeCast(ScalarType::I64, std::move(e)); }
+ExprPtr toF32(ExprPtr e) { return makeCast(ScalarType::F32, std::move(e)); }
+ExprPtr toBool(ExprPtr e) { return makeCast(ScalarType::Bool, std::move(e)); }
+
 TEST(Evaluate, FloorDivisionAndRemainder) {
-  auto div = [](int64_t a, int64_t b) {
-    return eval(makeBinary(Op::Div, makeInt(a), makeInt(b)));
-  };
-  auto rem = [](int64_t a, int64_t b) {
-    return eval(makeBinary(Op::Rem, makeInt(a), makeInt(b)));
-  };
+  auto div = [](int64_t a, int64_t b) { return eval(bin(Op::Div, a, b)); };
+  auto rem = [](int64_t a, int64_t b) { return eval(bin(Op::Rem, a, b)); };
   EXPECT_EQ(div(7, 2), 3);
   EXPECT_EQ(div(-7, 2), -4);
   EXPECT_EQ(div(7, -2), -4);
+  EXPECT_EQ(div(-7, -2), 3);
   EXPECT_EQ(div(-8, 2), -4);
+  EXPECT_EQ(div(0, -3), 0);
+  EXPECT_EQ(rem(7, 3), 1);
   EXPECT_EQ(rem(-7, 3), 2);
   EXPECT_EQ(rem(7, -3), -2);
-  EXPECT_EQ(div(5, 0), 0);
-  EXPECT_EQ(rem(5, 0), 0);
+  EXPECT_EQ(rem(-7, -3), -1);
+  EXPECT_EQ(rem(-6, 3), 0);
+  // a == floor(a / b) * b + a % b for every sign combination.
+  for (int64_t a : {-9, -5, -1, 0, 1, 4, 9})
+    for (int64_t b : {-4, -3, -1, 1, 2, 5})
+      EXPECT_EQ(div(a, b) * b + rem(a, b), a) << a << " " << b;
+}
+
+TEST(Evaluate, DivisionByZeroAndOverflow) {
+  EXPECT_EQ(eval(bin(Op::Div, 5, 0)), 0);
+  EXPECT_EQ(eval(bin(Op::Rem, 5, 0)), 0);
+  EXPECT_EQ(eval(bin(Op::Div, -5, 0)), 0);
+  // INT64_MIN / -1 would trap in C++: it wraps like the kernel's arithmetic.
+  EXPECT_EQ(eval(bin(Op::Div, Int64Min, -1)), static_cast<double>(Int64Min));
+  EXPECT_EQ(eval(bin(Op::Rem, Int64Min, -1)), 0);
+  EXPECT_EQ(eval(makeUnary(Op::Neg, makeInt(Int64Min))), static_cast<double>(Int64Min));
+  EXPECT_EQ(eval(bin(Op::Add, Int64Max, 1)), static_cast<double>(Int64Min));
+  EXPECT_EQ(eval(bin(Op::Rem, Int64Min, 3)), 1); // -2^63 = -3074457345618258603 * 3 + 1
+  // Float division follows IEEE.
+  EXPECT_EQ(eval(binF(Op::Div, 1, 0)), Inf);
+  EXPECT_TRUE(std::isnan(eval(binF(Op::Div, 0, 0))));
+}
+
+TEST(Evaluate, IntegersStayExact) {
+  const int64_t big = (int64_t(1) << 53) + 1; // not representable as a double
+  EXPECT_EQ(eval(bin(Op::Eq, big, big - 1)), 0);
+  EXPECT_EQ(eval(bin(Op::Sub, big, big - 1)), 1);
+  EXPECT_EQ(eval(bin(Op::Lt, big - 1, big)), 1);
+  EXPECT_EQ(eval(bin(Op::Rem, big, 2)), 1);
+  EXPECT_EQ(eval(bin(Op::Max, big, big - 1)), static_cast<double>(big));
 }
 
 TEST(Evaluate, IndicesScoreAndPromotion) {
   EvalPoint p{1, 2, 10, 4, 0.25};
+  EXPECT_EQ(eval(makeIndex(IndexVar::B), p), 1);
+  EXPECT_EQ(eval(makeIndex(IndexVar::H), p), 2);
   EXPECT_EQ(eval(makeBinary(Op::Sub, makeIndex(IndexVar::Q), makeIndex(IndexVar::KV)), p), 6);
-  auto mixed = makeBinary(Op::Mul, makeScore(),
-                          makeCast(ScalarType::F32, makeIndex(IndexVar::H)));
+  EXPECT_EQ(eval(makeScore(), p), 0.25);
+  auto mixed = makeBinary(Op::Mul, makeScore(), toF32(makeIndex(IndexVar::H)));
   EXPECT_DOUBLE_EQ(eval(mixed, p), 0.5);
-  EXPECT_EQ(eval(makeCast(ScalarType::I64, makeFloat(-2.7))), -2);
-  EXPECT_EQ(eval(makeCast(ScalarType::I64, makeFloat(NAN))), 0);
-  EXPECT_EQ(eval(makeCast(ScalarType::I64, makeBool(true))), 1);
+  // The float64 reference does not round f32 operations to float.
+  EXPECT_EQ(eval(binF(Op::Add, 0.1, 0.2)), 0.1 + 0.2);
+  EXPECT_EQ(eval(toF32(makeInt(123456789))), 123456789.0);
+}
+
+TEST(Evaluate, Casts) {
+  EXPECT_EQ(eval(toI64(makeFloat(-2.7))), -2);
+  EXPECT_EQ(eval(toI64(makeFloat(2.7))), 2);
+  EXPECT_EQ(eval(toI64(makeFloat(-0.5))), 0);
+  EXPECT_EQ(eval(toI64(makeFloat(NAN))), 0);
+  EXPECT_EQ(eval(toI64(makeFloat(Inf))), 0);
+  EXPECT_EQ(eval(toI64(makeFloat(-Inf))), 0);
+  EXPECT_EQ(eval(toI64(makeFloat(1e300))), static_cast<double>(Int64Max));
+  EXPECT_EQ(eval(toI64(makeFloat(-1e300))), static_cast<double>(Int64Min));
+  EXPECT_EQ(eval(toI64(makeBool(true))), 1);
+  EXPECT_EQ(eval(toF32(makeBool(true))), 1.0);
+  EXPECT_EQ(eval(toF32(makeBool(false))), 0.0);
+  EXPECT_EQ(eval(toBool(makeInt(-3))), 1);
+  EXPECT_EQ(eval(toBool(makeInt(0))), 0);
+  EXPECT_EQ(eval(toBool(makeFloat(0.0))), 0);
+  EXPECT_EQ(eval(toBool(makeFloat(-0.0))), 0);
+  EXPECT_EQ(eval(toBool(makeFloat(0.1))), 1);
 }
 
 TEST(Evaluate, MathAndComparisons) {
-  EXPECT_NEAR(eval(makeUnary(Op::Tanh, makeFloat(0.5))), std::tanh(0.5), 1e-15);
-  EXPECT_NEAR(eval(makeUnary(Op::Exp, makeFloat(1))), std::exp(1.0), 1e-15);
-  EXPECT_EQ(eval(makeBinary(Op::Max, makeFloat(NAN), makeFloat(2))), 2);
-  EXPECT_EQ(eval(makeBinary(Op::Min, makeInt(-3), makeInt(2))), -3);
+  EXPECT_EQ(eval(makeUnary(Op::Tanh, makeFloat(0.5))), std::tanh(0.5));
+  EXPECT_EQ(eval(makeUnary(Op::Exp, makeFloat(1))), std::exp(1.0));
+  EXPECT_EQ(eval(makeUnary(Op::Log, makeFloat(2))), std::log(2.0));
+  EXPECT_EQ(eval(makeUnary(Op::Sqrt, makeFloat(2))), std::sqrt(2.0));
+  EXPECT_TRUE(std::isnan(eval(makeUnary(Op::Sqrt, makeFloat(-1)))));
+  EXPECT_EQ(eval(makeUnary(Op::Log, makeFloat(0))), -Inf);
+  EXPECT_EQ(eval(makeUnary(Op::Neg, makeFloat(1.5))), -1.5);
+  EXPECT_EQ(eval(makeUnary(Op::Abs, makeFloat(-1.5))), 1.5);
   EXPECT_EQ(eval(makeUnary(Op::Abs, makeInt(-3))), 3);
-  EXPECT_EQ(eval(makeBinary(Op::Le, makeInt(3), makeInt(3))), 1);
-  EXPECT_EQ(eval(makeSelect(makeBool(false), makeInt(1), makeInt(2))), 2);
-  EXPECT_EQ(eval(makeUnary(Op::Not, makeBool(false))), 1);
+  EXPECT_EQ(eval(makeUnary(Op::Neg, makeInt(3))), -3);
+  // min/max of floats ignore a NaN operand (IEEE minNum/maxNum).
+  EXPECT_EQ(eval(binF(Op::Max, NAN, 2)), 2);
+  EXPECT_EQ(eval(binF(Op::Max, 2, NAN)), 2);
+  EXPECT_EQ(eval(binF(Op::Min, NAN, -2)), -2);
+  EXPECT_EQ(eval(binF(Op::Min, 1.5, -2)), -2);
+  EXPECT_EQ(eval(bin(Op::Min, -3, 2)), -3);
+  EXPECT_EQ(eval(bin(Op::Max, -3, 2)), 2);
+  EXPECT_EQ(eval(bin(Op::Mul, -3, 7)), -21);
+  EXPECT_EQ(eval(binF(Op::Sub, 1, 0.25)), 0.75);
+  struct Truth {
+    Op op;
+    int lt, eq, gt; // the result for a < c, a == c, a > c
+  };
+  for (auto [op, lt, eq, gt] : {Truth{Op::Eq, 0, 1, 0}, Truth{Op::Ne, 1, 0, 1},
+                                Truth{Op::Lt, 1, 0, 0}, Truth{Op::Le, 1, 1, 0},
+                                Truth{Op::Gt, 0, 0, 1}, Truth{Op::Ge, 0, 1, 1}}) {
+    EXPECT_EQ(eval(bin(op, 1, 2)), lt);
+    EXPECT_EQ(eval(bin(op, 2, 2)), eq);
+    EXPECT_EQ(eval(bin(op, 3, 2)), gt);
+    EXPECT_EQ(eval(binF(op, 1.5, 2)), lt);
+    EXPECT_EQ(eval(binF(op, 2, 2)), eq);
+    EXPECT_EQ(eval(binF(op, 2.5, 2)), gt);
+  }
+  // Every comparison with NaN is false except !=.
+  EXPECT_EQ(eval(binF(Op::Eq, NAN, NAN)), 0);
+  EXPECT_EQ(eval(binF(Op::Ne, NAN, NAN)), 1);
+  EXPECT_EQ(eval(binF(Op::Lt, NAN, 1)), 0);
+  EXPECT_EQ(eval(binF(Op::Ge, NAN, 1)), 0);
 }
 
-TEST(Evaluate, BufferReadsAndOutOfRange) {
-  std::vector<BufferData> bufs = {{{2, 3}, {0, 1, 2, 3, 4, 5}}};
+TEST(Evaluate, BooleansAndSelect) {
+  auto t = makeBool(true), f = makeBool(false);
+  EXPECT_EQ(eval(makeBinary(Op::And, t, f)), 0);
+  EXPECT_EQ(eval(makeBinary(Op::And, t, t)), 1);
+  EXPECT_EQ(eval(makeBinary(Op::Or, f, t)), 1);
+  EXPECT_EQ(eval(makeBinary(Op::Or, f, f)), 0);
+  EXPECT_EQ(eval(makeBinary(Op::Eq, f, f)), 1);
+  EXPECT_EQ(eval(makeBinary(Op::Ne, t, f)), 1);
+  EXPECT_EQ(eval(makeUnary(Op::Not, f)), 1);
+  EXPECT_EQ(eval(makeUnary(Op::Not, t)), 0);
+  EXPECT_EQ(eval(makeSelect(f, makeInt(1), makeInt(2))), 2);
+  EXPECT_EQ(eval(makeSelect(t, makeFloat(1.5), makeFloat(2))), 1.5);
+  EXPECT_EQ(eval(makeSelect(t, t, f)), 1);
+}
+
+TEST(Evaluate, BufferReads) {
+  std::vector<BufferData> bufs = {
+      {{2, 3}, {0, 1, 2, 3, 4, 5}},        // i64 [2, 3]
+      {{3}, {0.5, -1.25, 3}},              // f32 [3]
+      {{2}, {0, 1}},                       // bool [2]
+  };
   auto at = [](int64_t i, int64_t j) {
     return makeLoad(0, ScalarType::I64, {makeInt(i), makeInt(j)});
   };
   int oob = 0;
   EXPECT_EQ(eval(at(1, 2), {}, bufs, &oob), 5);
+  EXPECT_EQ(eval(at(0, 1), {}, bufs, &oob), 1);
+  EXPECT_EQ(eval(at(1, 0), {}, bufs, &oob), 3);
+  EXPECT_EQ(eval(makeLoad(1, ScalarType::F32, {makeInt(1)}), {}, bufs, &oob), -1.25);
+  EXPECT_EQ(eval(makeLoad(2, ScalarType::Bool, {makeInt(1)}), {}, bufs, &oob), 1);
+  // Indices come from the point.
+  EvalPoint p{0, 0, 1, 2, 0};
+  EXPECT_EQ(eval(makeLoad(0, ScalarType::I64, {makeIndex(IndexVar::Q), makeIndex(IndexVar::KV)}),
+                 p, bufs, &oob),
+            5);
   EXPECT_EQ(oob, 0);
-  EXPECT_EQ(eval(at(2, 0), {}, bufs, &oob), 0);
+}
+
+TEST(Evaluate, OutOfRangeReadsZero) {
+  std::vector<BufferData> bufs = {{{2, 3}, {0, 1, 2, 3, 4, 5}}, {{2}, {7, 8}}};
+  auto at0 = [](int64_t i, int64_t j) {
+    return makeLoad(0, ScalarType::I64, {makeInt(i), makeInt(j)});
+  };
+  auto at1 = [](int64_t i) { return makeLoad(1, ScalarType::I64, {makeInt(i)}); };
+  int oob = 0;
+  EXPECT_EQ(eval(at0(2, 0), {}, bufs, &oob), 0);
   EXPECT_EQ(oob, 1);
   oob = 0;
-  EXPECT_EQ(eval(at(0, -1), {}, bufs, &oob), 0);
+  EXPECT_EQ(eval(at0(0, -1), {}, bufs, &oob), 0);
+  EXPECT_EQ(oob, 1);
+  oob = 0;
+  EXPECT_EQ(eval(at0(0, 3), {}, bufs, &oob), 0); // would be in range flattened
+  EXPECT_EQ(oob, 1);
+  // The first out-of-range buffer wins.
+  oob = 0;
+  EXPECT_EQ(eval(makeBinary(Op::Add, at1(5), at0(9, 9)), {}, bufs, &oob), 0);
+  EXPECT_EQ(oob, 2);
+  EXPECT_EQ(eval(at0(9, 9), {}, bufs, &oob), 0);
+  EXPECT_EQ(oob, 2);
+  // No pointer, no report, still 0.
+  EXPECT_EQ(eval(at1(-1), {}, bufs), 0);
+  // A missing buffer, a rank mismatch and data shorter than the shape read 0.
+  std::vector<BufferData> shortData = {{{4}, {1, 2}}};
+  oob = 0;
+  EXPECT_EQ(eval(at1(0), {}, {}, &oob), 0);
+  EXPECT_EQ(oob, 2);
+  oob = 0;
+  EXPECT_EQ(eval(at0(0, 0), {}, shortData, &oob), 0);
+  EXPECT_EQ(oob, 1);
+  oob = 0;
+  EXPECT_EQ(eval(makeLoad(0, ScalarType::I64, {makeInt(3)}), {}, shortData, &oob), 0);
+  EXPECT_EQ(oob, 1);
+}
+
+TEST(Evaluate, BothSidesAreEvaluated) {
+  // The kernel evaluates whole vectors, both sides of && || ?: included; the
+  // reference reports the same out-of-range reads.
+  std::vector<BufferData> bufs = {{{2}, {1, 1}}};
+  auto far = makeBinary(Op::Ne, makeLoad(0, ScalarType::I64, {makeInt(5)}), makeInt(0));
+  int oob = 0;
+  EXPECT_EQ(eval(makeBinary(Op::And, makeBool(false), far), {}, bufs, &oob), 0);
+  EXPECT_EQ(oob, 1);
+  oob = 0;
+  EXPECT_EQ(eval(makeBinary(Op::Or, makeBool(true), far), {}, bufs, &oob), 1);
+  EXPECT_EQ(oob, 1);
+  oob = 0;
+  EXPECT_EQ(eval(makeSelect(makeBool(true), makeBool(true), far), {}, bufs, &oob), 1);
   EXPECT_EQ(oob, 1);
 }
 

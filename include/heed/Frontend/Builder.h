@@ -11,7 +11,11 @@
 //   llvm::Expected<heed::spec::Variant> v = vb.build();
 //
 // Type errors do not throw: the first one travels with the expression and
-// build() returns it.
+// build() returns it as an llvm::Error.
+//
+// A call whose arguments are all C++ numbers, such as sqrt(2) or min(1, 2),
+// resolves to the <cmath>/<algorithm> function and records only its result;
+// write sqrt(Expr(2)) to record the call itself.
 #ifndef HEED_FRONTEND_BUILDER_H
 #define HEED_FRONTEND_BUILDER_H
 
@@ -20,33 +24,53 @@
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace heed::build {
 
+struct BuilderState;
+
+/// A traced expression: a spec::Expr node, or the first error met on the way
+/// to it. Operators on Exprs type-check like the spec language and record
+/// nodes; an error propagates through every later operator.
 class Expr {
 public:
-  Expr(int v) : Expr(static_cast<int64_t>(v)) {}
+  /// Literals. A negative one records negation of its magnitude, as the text
+  /// frontend does for `-8`, so both frontends give the same tree.
   Expr(int64_t v);
+  /// Any other integer literal (int, unsigned, long long, ...) is an i64;
+  /// values above INT64_MAX wrap.
+  template <typename T, typename = std::enable_if_t<std::is_integral_v<T> &&
+                                                    !std::is_same_v<T, bool>>>
+  Expr(T v) : Expr(static_cast<int64_t>(v)) {}
   Expr(double v);
-  Expr(spec::ExprPtr node) : node_(std::move(node)) {}
+  /// A bool literal: its own constructor so `true` never becomes the int 1.
+  Expr(bool v);
+  /// A string would otherwise convert to bool.
+  Expr(const char *) = delete;
+  explicit Expr(spec::ExprPtr node);
 
   static Expr failure(std::string message);
 
+  /// The recorded node; null when the expression failed.
   const spec::ExprPtr &node() const { return node_; }
   /// The first error recorded on the way to this expression, or "".
   const std::string &error() const;
   bool ok() const { return node_ != nullptr; }
 
 private:
+  friend struct ExprAccess;
   spec::ExprPtr node_;
   std::shared_ptr<const std::string> error_;
+  /// Identifies the VariantBuilder whose buffers the expression reads (null
+  /// if it reads none): buffer numbers mean nothing in another builder.
+  std::shared_ptr<const int> owner_;
 };
 
-/// A bool literal (a bare `true` would convert to int).
-Expr boolean(bool v);
 Expr b();
 Expr h();
 Expr q();
@@ -67,6 +91,7 @@ Expr operator<(Expr a, Expr c);
 Expr operator<=(Expr a, Expr c);
 Expr operator>(Expr a, Expr c);
 Expr operator>=(Expr a, Expr c);
+/// Records `a && c`; both sides are always traced (no short-circuit).
 Expr operator&&(Expr a, Expr c);
 Expr operator||(Expr a, Expr c);
 Expr min(Expr a, Expr c);
@@ -76,30 +101,37 @@ Expr exp(Expr a);
 Expr log(Expr a);
 Expr tanh(Expr a);
 Expr sqrt(Expr a);
+/// `cond ? a : c` of the spec language.
 Expr select(Expr cond, Expr a, Expr c);
+/// min(max(x, lo), hi).
 Expr clamp(Expr x, Expr lo, Expr hi);
+/// The casts f32(x) and i64(x): i64(f32) truncates toward zero.
 Expr toF32(Expr a);
 Expr toI64(Expr a);
 
-struct BuilderState;
-
-/// A run-time buffer declared on a VariantBuilder; index it to read it.
+/// A run-time buffer declared on a VariantBuilder; index it to read it:
+/// `slopes[h()]`, `layout(h(), q() / 64, kv() / 64)` or `layout({...})`.
 class Buffer {
 public:
   Expr at(std::vector<Expr> indices) const;
   Expr operator[](Expr i) const { return at({std::move(i)}); }
+  Expr operator()(std::initializer_list<Expr> indices) const { return at(indices); }
   template <typename... T> Expr operator()(T... indices) const {
     return at({Expr(indices)...});
   }
+  /// The position in the variant's buffer list; -1 if the declaration failed.
   int index() const { return index_; }
+  /// The buffers of the owning builder so far.
   const std::vector<spec::BufferDecl> &declarations() const;
 
 private:
   friend class VariantBuilder;
+  friend struct ExprAccess;
   std::shared_ptr<BuilderState> owner_;
   int index_ = -1;
 };
 
+/// Collects one variant. Copies share the same variant under construction.
 class VariantBuilder {
 public:
   explicit VariantBuilder(std::string name);
@@ -110,12 +142,15 @@ public:
     return param(name, static_cast<int64_t>(value));
   }
   Expr param(const std::string &name, double value);
-  Expr paramBool(const std::string &name, bool value);
+  Expr param(const std::string &name, bool value);
+  Expr param(const std::string &name, const char *) = delete;
   /// A run-time buffer; dims are "B", "H", "Hkv", "Sq", "Skv" or positive
   /// decimal integers.
   Buffer buffer(const std::string &name, spec::ElemType elem, std::vector<std::string> shape);
 
+  /// The score modifier (f32, or i64 converted); the default is `score()`.
   void setScore(Expr e);
+  /// The mask (bool); the default is the constant true.
   void setMask(Expr e);
 
   /// The variant, or the first error of any expression or declaration.
@@ -126,7 +161,8 @@ private:
 };
 
 /// The named masks and modifiers of heed's prelude, inlined from their
-/// spec-language definitions (see docs/spec-language.md).
+/// spec-language definitions (see docs/spec-language.md); the option structs
+/// hold the defaults of the optional parameters.
 namespace lib {
 Expr causal();
 Expr sliding_window(Expr w);
@@ -137,17 +173,17 @@ Expr document(const Buffer &doc);
 Expr block_sparse(const Buffer &layout, Expr bq, Expr bk);
 struct Neighborhood1D {
   Expr d = 1;
-  Expr causal = boolean(false);
+  Expr causal = false;
 };
 Expr neighborhood_1d(Expr n, Expr k, Neighborhood1D opts = {});
 struct Neighborhood2D {
   Expr dh = 1, dw = 1;
-  Expr causal_h = boolean(false), causal_w = boolean(false);
+  Expr causal_h = false, causal_w = false;
 };
 Expr neighborhood_2d(Expr h0, Expr w, Expr kh, Expr kw, Neighborhood2D opts = {});
 struct Neighborhood3D {
   Expr dil0 = 1, dil1 = 1, dil2 = 1;
-  Expr causal0 = boolean(false), causal1 = boolean(false), causal2 = boolean(false);
+  Expr causal0 = false, causal1 = false, causal2 = false;
 };
 Expr neighborhood_3d(Expr d0, Expr d1, Expr d2, Expr k0, Expr k1, Expr k2,
                      Neighborhood3D opts = {});

@@ -36,6 +36,12 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, int64_t blockQ,
                       int64_t blockKV, unsigned threads = 0);
 
+/// The fraction of visible (q, kv) pairs, from every `rowStride`-th query row
+/// (an estimate for benchmarks at long lengths; exact for rowStride 1).
+double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
+                   const std::vector<HostTensor> &buffers, int64_t rowStride,
+                   unsigned threads = 0);
+
 /// Error of `got` ([B, Hq, Sq, Dv] in `layout`) against the reference:
 /// max |got - ref| and that divided by max |ref| (norm-wise relative error).
 /// NaN anywhere makes both infinite.

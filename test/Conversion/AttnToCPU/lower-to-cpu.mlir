@@ -1,5 +1,16 @@
 // RUN: heed-opt %s --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s
-// RUN: heed-opt %s --attn-lower-to-cpu="block-q=8 block-kv=4" --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=SMALL
+// RUN: heed-opt %s --attn-lower-to-cpu="block-kv=8" --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=KV8
+// RUN: heed-opt %s --attn-lower-to-cpu="block-q=8 block-kv=4" --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=Q8
+// RUN: not heed-opt %s --attn-lower-to-cpu="block-q=12" --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
+// RUN: not heed-opt %s --attn-lower-to-cpu="block-kv=0" --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
+
+// BADQ: error: attn-lower-to-cpu: block-q must be a power of two (it is the vector width) and block-kv positive
+
+// The lowering puts query rows in vector lanes: with block-q = 16 the scores
+// of one key for the 16 rows of a work item are a vector<16xf32>, the running
+// max and sum of each row live in its lane, and `q` inside the inlined
+// regions is a vector<16xindex> of row indices. block-kv only sets the number
+// of keys per KV block (the K/V/score tiles and the unrolled dot products).
 
 attn.variant @causal buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
@@ -10,63 +21,257 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
   attn.yield %0 : i1
 }
 
-// The work-item loop, the KV-block loop carrying the running max and sum of
-// every row (one lane each), outer-product scores, the mask inlined on a
-// vector of query rows, and P.V into the accumulator tile.
-// CHECK-LABEL: func.func @lower_causal
+// Causal, GQA (8 query heads over 2 key/value heads), a value head dim (32)
+// different from the query/key one (64), lse requested.
+// CHECK-NOT: attn.variant
+// CHECK-LABEL: func.func @lower_causal(
+// CHECK-SAME: %[[Q:[^:]*]]: memref<?x8x?x64xf32>, %[[K:[^:]*]]: memref<?x2x?x64xf32>, %[[V:[^:]*]]: memref<?x2x?x32xf32>, %[[O:[^:]*]]: memref<?x8x?x32xf32>, %[[LSE:[^:]*]]: memref<?x8x?xf32>)
 // CHECK-NOT: attn.attention
+// Tiles on the stack: Q^T, K, V, scores^T, accumulator, two row vectors.
 // CHECK-DAG: memref.alloca() : memref<64x16xf32>
 // CHECK-DAG: memref.alloca() : memref<16x64xf32>
-// CHECK: scf.for
-// CHECK: scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>)
-// CHECK: vector.fma {{.*}} : vector<16xf32>
-// CHECK: arith.cmpi sge, {{.*}} : vector<16xindex>
-// CHECK: arith.maxnumf {{.*}} : vector<16xf32>
-// CHECK: vector.fma {{.*}} : vector<64xf32>
-// SMALL-LABEL: func.func @lower_causal
-// SMALL: vector.fma {{.*}} : vector<8xf32>
-// SMALL: arith.cmpi sge, {{.*}} : vector<8xindex>
-func.func @lower_causal(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
-  attn.attention @causal ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
-      outs(%o : memref<?x?x?x64xf32>) lse(%lse : memref<?x?x?xf32>) {scale = 1.250000e-01 : f32}
+// CHECK-DAG: memref.alloca() : memref<16x16xf32>
+// CHECK-DAG: memref.alloca() : memref<16x32xf32>
+// CHECK-DAG: memref.alloca() : memref<16xf32>
+// Work items: (batch, query head, block of 16 rows); kv head = h / (Hq / Hkv).
+// CHECK: scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK: %[[QB:.*]] = arith.remui %[[ITEM]], %{{.*}} : index
+// CHECK: %[[REST:.*]] = arith.divui %[[ITEM]], %{{.*}} : index
+// CHECK: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
+// CHECK: %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
+// CHECK: %[[HKV:.*]] = arith.divui %[[H]], %{{.*}} : index
+// CHECK: %[[ROWS:.*]] = vector.step : vector<16xindex>
+// The KV-block loop carries the running max and sum of every row.
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>) {
+// CHECK: vector.load %[[K]][%[[B]], %[[HKV]], %{{.*}}, %{{.*}}] : memref<?x2x?x64xf32>, vector<64xf32>
+// CHECK: vector.load %[[V]][%[[B]], %[[HKV]], %{{.*}}, %{{.*}}] : memref<?x2x?x32xf32>, vector<32xf32>
+// Scores by outer products over the head dim, then the scale.
+// CHECK: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
+// CHECK: arith.constant dense<1.250000e-01> : vector<16xf32>
+// The mask inlined on a vector of query rows; masked scores become -inf.
+// CHECK: scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}) -> (vector<16xf32>) {
+// CHECK: -> (vector<16xi1>) {
+// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: arith.select %{{.*}}, %{{.*}}, %{{.*}} : vector<16xi1>, vector<16xf32>
+// CHECK: arith.maxnumf %{{.*}}, %{{.*}} : vector<16xf32>
+// exp2 by range reduction (no libm call).
+// CHECK: math.roundeven %{{.*}} : vector<16xf32>
+// CHECK: arith.bitcast %{{.*}} : vector<16xi32> to vector<16xf32>
+// P.V into the accumulator rows (value head dim 32).
+// CHECK: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<32xf32>
+// CHECK: scf.yield %{{.*}}, %{{.*}} : vector<16xf32>, vector<16xf32>
+// Normalization, lse = (max + log2 sum) * ln 2, and the stores.
+// CHECK: math.log2 %{{.*}} : vector<16xf32>
+// CHECK: vector.store %{{.*}}, %[[O]][%[[B]], %[[H]], %{{.*}}, %{{.*}}] : memref<?x8x?x32xf32>, vector<32xf32>
+// CHECK: memref.store %{{.*}}, %[[LSE]][%[[B]], %[[H]], %{{.*}}] : memref<?x8x?xf32>
+// CHECK-NOT: attn.
+
+// block-kv=8: 8-key tiles and 8 partial dot products per head-dim step.
+// KV8-NOT: attn.variant
+// KV8-LABEL: func.func @lower_causal
+// KV8-DAG: memref.alloca() : memref<8x64xf32>
+// KV8-DAG: memref.alloca() : memref<8x32xf32>
+// KV8-DAG: memref.alloca() : memref<8x16xf32>
+// KV8: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>) {
+// KV8-COUNT-8: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
+// KV8-NOT: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
+// KV8: scf.yield
+
+// block-q=8: 8 query rows per item, so vectors of 8 lanes; no horizontal
+// reduction anywhere (there is no status operand here).
+// Q8-LABEL: func.func @lower_causal
+// Q8-NOT: vector.reduction
+// Q8-NOT: vector<16x
+// Q8: return
+func.func @lower_causal(%q: memref<?x8x?x64xf32>, %k: memref<?x2x?x64xf32>, %v: memref<?x2x?x32xf32>,
+                        %o: memref<?x8x?x32xf32>, %lse: memref<?x8x?xf32>) {
+  attn.attention @causal ins(%q, %k, %v : memref<?x8x?x64xf32>, memref<?x2x?x64xf32>, memref<?x2x?x32xf32>)
+      outs(%o : memref<?x8x?x32xf32>) lse(%lse : memref<?x8x?xf32>) {scale = 1.250000e-01 : f32}
   return
 }
 
 // -----
 
-// A buffer read becomes a masked gather; an out-of-range index is recorded
-// in the status word.
-attn.variant @alibi buffers(["slopes"] : [memref<?xf32>]) shapes [["H"]] params {} score {
-^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %slopes: memref<?xf32>):
+// Buffer reads: attn.load becomes a vector.gather over the query-row lanes
+// with an in-bounds mask (0 where out of range); a rank-2 buffer is read
+// through a collapsed view with a linearized index. Each read that is out of
+// range in a live lane stores the buffer's 1-based number into `status`.
+attn.variant @buffers buffers(["slopes", "layout"] : [memref<?xf32>, memref<?x?xi8>]) shapes [["H"], ["4", "4"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %slopes: memref<?xf32>, %layout: memref<?x?xi8>):
   %m = attn.load %slopes[%h] : memref<?xf32> -> f32
-  %r = arith.addf %s, %m : f32
+  %d = arith.subi %q, %kv : index
+  %di = arith.index_cast %d : index to i64
+  %df = arith.sitofp %di : i64 to f32
+  %bias = arith.mulf %m, %df : f32
+  %r = arith.subf %s, %bias : f32
   attn.yield %r : f32
 } mask {
-^bb0(%b: index, %h: index, %q: index, %kv: index, %slopes: memref<?xf32>):
+^bb0(%b: index, %h: index, %q: index, %kv: index, %slopes: memref<?xf32>, %layout: memref<?x?xi8>):
+  %c64 = arith.constant 64 : index
+  %qb = arith.divui %q, %c64 : index
+  %kb = arith.divui %kv, %c64 : index
+  %l = attn.load %layout[%qb, %kb] : memref<?x?xi8> -> i64
+  %z = arith.constant 0 : i64
+  %m = arith.cmpi ne, %l, %z : i64
+  attn.yield %m : i1
+}
+
+// CHECK-LABEL: func.func @lower_buffers(
+// CHECK-SAME: %[[SLOPES:[^:]*]]: memref<?xf32>, %[[LAYOUT:[^:]*]]: memref<?x?xi8>, %[[STATUS:[^:]*]]: memref<1xi32>)
+// CHECK: %[[FLAT:.*]] = memref.collapse_shape %[[LAYOUT]] {{\[}}[0, 1]] : memref<?x?xi8> into memref<?xi8>
+// ALiBi slope: bounds check of h against the buffer size, gather, status.
+// CHECK: %[[LO:.*]] = arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: %[[HI:.*]] = arith.cmpi slt, %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: %[[OK:.*]] = arith.andi %[[LO]], %[[HI]] : vector<16xi1>
+// CHECK: vector.gather %[[SLOPES]][%{{.*}}] [%{{.*}}], %[[OK]], %{{.*}} : memref<?xf32>, vector<16xindex>, vector<16xi1>, vector<16xf32> into vector<16xf32>
+// CHECK: %[[BAD:.*]] = vector.reduction <or>, %{{.*}} : vector<16xi1> into i1
+// CHECK: scf.if %[[BAD]] {
+// CHECK: %[[ONE:.*]] = arith.constant 1 : i32
+// CHECK: memref.store %[[ONE]], %[[STATUS]][%{{.*}}] : memref<1xi32>
+// The score modifier on vectors.
+// CHECK: arith.index_cast %{{.*}} : vector<16xindex> to vector<16xi64>
+// CHECK: arith.sitofp %{{.*}} : vector<16xi64> to vector<16xf32>
+// The block-layout mask: two bounds checks, a linear index, an i8 gather
+// sign-extended to i64, and buffer number 2 on error.
+// CHECK: -> (vector<16xi1>) {
+// CHECK: arith.divui %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: arith.muli %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: %[[LIN:.*]] = arith.addi %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: %[[G:.*]] = vector.gather %[[FLAT]][%{{.*}}] [%[[LIN]]], %{{.*}}, %{{.*}} : memref<?xi8>, vector<16xindex>, vector<16xi1>, vector<16xi8> into vector<16xi8>
+// CHECK: arith.extsi %[[G]] : vector<16xi8> to vector<16xi64>
+// CHECK: vector.reduction <or>
+// CHECK: %[[TWO:.*]] = arith.constant 2 : i32
+// CHECK: memref.store %[[TWO]], %[[STATUS]][%{{.*}}] : memref<1xi32>
+// CHECK: arith.cmpi ne, %{{.*}}, %{{.*}} : vector<16xi64>
+// CHECK-NOT: attn.
+// Q8-LABEL: func.func @lower_buffers
+// Q8: vector.gather {{.*}} : memref<?xf32>, vector<8xindex>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+// Q8: vector.reduction <or>, %{{.*}} : vector<8xi1> into i1
+func.func @lower_buffers(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %slopes: memref<?xf32>,
+                         %layout: memref<?x?xi8>, %status: memref<1xi32>) {
+  attn.attention @buffers ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+      buffers(%slopes, %layout : memref<?xf32>, memref<?x?xi8>) outs(%o : memref<?x?x?x64xf32>)
+      status(%status : memref<1xi32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+attn.variant @dense buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
   %t = arith.constant true
   attn.yield %t : i1
 }
-// CHECK-LABEL: func.func @lower_alibi
-// CHECK: vector.gather
-// CHECK: vector.reduction <or>
-// CHECK: scf.if
-// CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<1xi32>
-func.func @lower_alibi(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>, %slopes: memref<?xf32>, %status: memref<1xi32>) {
-  attn.attention @alibi ins(%q, %q, %q : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>)
-      buffers(%slopes : memref<?xf32>) outs(%o : memref<?x?x?x64xbf16>) status(%status : memref<1xi32>)
-      {scale = 1.250000e-01 : f32, layout = "bshd"}
+
+// bshd in bf16, GQA (8 query heads over 2): heads are dimension 2, sequence
+// dimension 1; elements widen to f32 on load and narrow on store. An
+// identity score and an always-true mask are not inlined at all (no
+// per-element mask region: only the bounds of the lanes remain).
+// CHECK-LABEL: func.func @lower_bshd(
+// CHECK-SAME: %[[Q:[^:]*]]: memref<?x?x8x64xbf16>, %[[K:[^:]*]]: memref<?x?x2x64xbf16>, %[[V:[^:]*]]: memref<?x?x2x64xbf16>, %[[O:[^:]*]]: memref<?x?x8x64xbf16>)
+// CHECK-DAG: %[[C1:.*]] = arith.constant 1 : index
+// CHECK-DAG: %[[C2:.*]] = arith.constant 2 : index
+// CHECK-DAG: memref.dim %[[Q]], %[[C2]] : memref<?x?x8x64xbf16>
+// CHECK-DAG: memref.dim %[[Q]], %[[C1]] : memref<?x?x8x64xbf16>
+// CHECK: scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK: %[[QB:.*]] = arith.remui %[[ITEM]], %{{.*}} : index
+// CHECK: %[[REST:.*]] = arith.divui %[[ITEM]], %{{.*}} : index
+// CHECK: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
+// CHECK: %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
+// CHECK: %[[HKV:.*]] = arith.divui %[[H]], %{{.*}} : index
+// CHECK: %[[POS:.*]] = arith.addi %{{.*}}, %{{.*}} : index
+// CHECK: memref.load %[[Q]][%[[B]], %[[POS]], %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>
+// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: %[[KROW:.*]] = vector.load %[[K]][%[[B]], %{{.*}}, %[[HKV]], %{{.*}}] : memref<?x?x2x64xbf16>, vector<64xbf16>
+// CHECK: arith.extf %[[KROW]] : vector<64xbf16> to vector<64xf32>
+// CHECK: vector.load %[[V]][%[[B]], %{{.*}}, %[[HKV]], %{{.*}}] : memref<?x?x2x64xbf16>, vector<64xbf16>
+// CHECK-NOT: -> (vector<16xi1>)
+// CHECK: %[[OUT:.*]] = arith.truncf %{{.*}} : vector<64xf32> to vector<64xbf16>
+// CHECK: vector.store %[[OUT]], %[[O]][%[[B]], %{{.*}}, %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>, vector<64xbf16>
+// CHECK-NOT: attn.
+// Q8-LABEL: func.func @lower_bshd
+// Q8-DAG: memref.alloca() : memref<64x8xf32>
+// Q8-DAG: memref.alloca() : memref<4x64xf32>
+// Q8-DAG: memref.alloca() : memref<4x8xf32>
+// Q8-DAG: memref.alloca() : memref<8x64xf32>
+// Q8: vector.step : vector<8xindex>
+// Q8: iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<8xf32>, vector<8xf32>)
+// Q8-COUNT-4: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<8xf32>
+// Q8: arith.maxnumf %{{.*}}, %{{.*}} : vector<8xf32>
+func.func @lower_bshd(%q: memref<?x?x8x64xbf16>, %k: memref<?x?x2x64xbf16>, %v: memref<?x?x2x64xbf16>,
+                      %o: memref<?x?x8x64xbf16>) {
+  attn.attention @dense ins(%q, %k, %v : memref<?x?x8x64xbf16>, memref<?x?x2x64xbf16>, memref<?x?x2x64xbf16>)
+      outs(%o : memref<?x?x8x64xbf16>) {scale = 1.250000e-01 : f32, layout = "bshd"}
   return
 }
 
 // -----
 
-attn.variant @bad buffers([] : []) shapes [] params {} score {
+// A variant with a `blocks` classifier (as --attn-analyze-mask writes it):
+// the KV range of each item is narrowed by two binary searches (scf.while),
+// EMPTY blocks are skipped, FULL blocks skip the mask, and `stats` counts
+// visited / FULL / PARTIAL blocks. `work` bounds the item loop.
+attn.variant @classified buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %0 = arith.cmpi sge, %q, %kv : index
+  attn.yield %0 : i1
+} blocks {
+^bb0(%b: index, %h: index, %qlo: index, %qhi: index, %kvlo: index, %kvhi: index):
+  %empty = arith.cmpi slt, %qhi, %kvlo : index
+  %full = arith.cmpi sge, %qlo, %kvhi : index
+  %c0 = arith.constant 0 : i8
+  %c1 = arith.constant 1 : i8
+  %c2 = arith.constant 2 : i8
+  %fp = arith.select %full, %c2, %c1 : i8
+  %r = arith.select %empty, %c0, %fp : i8
+  attn.yield %r : i8
+}
+
+// CHECK-LABEL: func.func @lower_classified(
+// CHECK-SAME: %[[STATS:[^:]*]]: memref<3xi64>, %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index)
+// CHECK: %[[LAST:.*]] = arith.minsi %[[END]], %{{.*}} : index
+// CHECK: scf.for %{{.*}} = %[[BEGIN]] to %[[LAST]] step %{{.*}} {
+// CHECK: %[[FIRST:.*]]:2 = scf.while
+// CHECK: %[[STOP:.*]]:2 = scf.while
+// CHECK: scf.for %{{.*}} = %[[FIRST]]#0 to %[[STOP]]#0 step %{{.*}} iter_args(
+// CHECK: %[[FP:.*]] = arith.select %{{.*}}, %{{.*}}, %{{.*}} : i8
+// CHECK: %[[CLS:.*]] = arith.select %{{.*}}, %{{.*}}, %[[FP]] : i8
+// CHECK: %[[VISIT:.*]] = arith.cmpi ne, %[[CLS]], %{{.*}} : i8
+// CHECK: %[[PARTIAL:.*]] = arith.cmpi eq, %[[CLS]], %{{.*}} : i8
+// CHECK: scf.if %[[VISIT]] -> (vector<16xf32>, vector<16xf32>) {
+// CHECK: memref.load %[[STATS]][%{{.*}}] : memref<3xi64>
+// CHECK: memref.store %{{.*}}, %[[STATS]][%{{.*}}] : memref<3xi64>
+// CHECK: scf.if %[[PARTIAL]] -> (vector<16xi1>) {
+// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: } else {
+// CHECK: scf.yield %{{.*}}, %{{.*}} : vector<16xf32>, vector<16xf32>
+// CHECK-NOT: attn.
+// Q8-LABEL: func.func @lower_classified
+// Q8: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<8xindex>
+func.func @lower_classified(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %stats: memref<3xi64>,
+                            %begin: index, %end: index) {
+  attn.attention @classified ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+      outs(%o : memref<?x?x?x64xf32>) stats(%stats : memref<3xi64>) work(%begin, %end) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// Errors. Only elementwise arith/math ops, constants and attn.load can be
+// widened to vectors of query rows.
+attn.variant @bad_if buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
 } mask {
 ^bb0(%b: index, %h: index, %q: index, %kv: index):
   %c = arith.cmpi sge, %q, %kv : index
-  // expected-error @+1 {{'scf.if' op in the 'mask' region cannot be lowered to the CPU}}
+  // expected-error @+1 {{'scf.if' op in the 'mask' region cannot be lowered to the CPU: only elementwise arith/math ops, constants and attn.load are supported}}
   %r = scf.if %c -> i1 {
     scf.yield %c : i1
   } else {
@@ -74,8 +279,110 @@ attn.variant @bad buffers([] : []) shapes [] params {} score {
   }
   attn.yield %r : i1
 }
-func.func @lower_bad(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
-  attn.attention @bad ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+func.func @lower_bad_if(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @bad_if ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
       outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+func.func private @bias(f32, index) -> f32
+attn.variant @bad_call buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  // expected-error @+1 {{'func.call' op in the 'score' region cannot be lowered to the CPU}}
+  %r = func.call @bias(%s, %kv) : (f32, index) -> f32
+  attn.yield %r : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+func.func @lower_bad_call(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @bad_call ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+      outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// A buffer read with memref.load instead of attn.load (no bounds check).
+attn.variant @bad_load buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %doc: memref<?xi32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %doc: memref<?xi32>):
+  // expected-error @+1 {{'memref.load' op in the 'mask' region cannot be lowered to the CPU}}
+  %x = memref.load %doc[%kv] : memref<?xi32>
+  %z = arith.constant 0 : i32
+  %m = arith.cmpi ne, %x, %z : i32
+  attn.yield %m : i1
+}
+func.func @lower_bad_load(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %doc: memref<?xi32>) {
+  attn.attention @bad_load ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+      buffers(%doc : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+// The head dimension must be contiguous (rows are loaded as vectors).
+func.func @lower_strided_head(%q: memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{'attn.attention' op needs tensors whose head dimension is contiguous}}
+  attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>, memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>, memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>)
+      outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+attn.variant @doc buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %doc: memref<?xi32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %doc: memref<?xi32>):
+  %x = attn.load %doc[%q] : memref<?xi32> -> i64
+  %y = attn.load %doc[%kv] : memref<?xi32> -> i64
+  %m = arith.cmpi eq, %x, %y : i64
+  attn.yield %m : i1
+}
+// Buffers must have the identity layout (they are read through flat views).
+func.func @lower_strided_buffer(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %doc: memref<?xi32, strided<[2]>>) {
+  // expected-error @+1 {{'attn.attention' op needs contiguous (identity layout) buffers}}
+  attn.attention @doc ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+      buffers(%doc : memref<?xi32, strided<[2]>>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+attn.variant @doc_blocks buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %doc: memref<?xi32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %doc: memref<?xi32>):
+  %x = attn.load %doc[%q] : memref<?xi32> -> i64
+  %y = attn.load %doc[%kv] : memref<?xi32> -> i64
+  %m = arith.cmpi eq, %x, %y : i64
+  attn.yield %m : i1
+} blocks {
+^bb0(%b: index, %h: index, %qlo: index, %qhi: index, %kvlo: index, %kvhi: index,
+     %doc: memref<?xi32>, %summary: memref<?x?x2xi64>):
+  %partial = arith.constant 1 : i8
+  attn.yield %partial : i8
+}
+// A classifier that reads buffer summaries needs them as operands.
+func.func @lower_missing_summaries(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %doc: memref<?xi32>) {
+  // expected-error @+1 {{'attn.attention' op needs the summaries of the variant's rank-1 integer buffers for its block classifier (or run without --attn-analyze-mask)}}
+  attn.attention @doc_blocks ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+      buffers(%doc : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
   return
 }

@@ -1,6 +1,11 @@
 // RUN: heed-opt %s -split-input-file -verify-diagnostics
 
-// expected-error @+1 {{needs one name and one shape per buffer}}
+// One case per verifier rule of the attn dialect (dialects/attn/AttnOps.cpp):
+// attn.variant (attributes, then the score/mask/blocks regions), attn.load,
+// then attn.attention (symbol uses, then operand types).
+
+// Buffer arrays of different lengths: two names, one type.
+// expected-error @+1 {{'attn.variant' op needs one name and one shape per buffer: 1 types, 2 names, 1 shapes}}
 attn.variant @v buffers(["a", "b"] : [memref<?xf32>]) shapes [["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
   attn.yield %s : f32
@@ -12,8 +17,9 @@ attn.variant @v buffers(["a", "b"] : [memref<?xf32>]) shapes [["H"]] params {} s
 
 // -----
 
-// expected-error @+1 {{buffer name 'a' is used twice}}
-attn.variant @v buffers(["a", "a"] : [memref<?xf32>, memref<?xf32>]) shapes [["H"], ["H"]] params {} score {
+// Buffer arrays of different lengths: one shape missing.
+// expected-error @+1 {{needs one name and one shape per buffer: 2 types, 2 names, 1 shapes}}
+attn.variant @v buffers(["a", "b"] : [memref<?xf32>, memref<?xf32>]) shapes [["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>, %c: memref<?xf32>):
   attn.yield %s : f32
 } mask {
@@ -24,19 +30,34 @@ attn.variant @v buffers(["a", "a"] : [memref<?xf32>, memref<?xf32>]) shapes [["H
 
 // -----
 
-// expected-error @+1 {{buffer 'a' must be a memref}}
-attn.variant @v buffers(["a"] : [f32]) shapes [["H"]] params {} score {
-^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: f32):
+// Duplicate buffer name.
+// expected-error @+1 {{buffer name 'a' is used twice}}
+attn.variant @v buffers(["a", "a"] : [memref<?xf32>, memref<?xi32>]) shapes [["H"], ["Skv"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>, %c: memref<?xi32>):
   attn.yield %s : f32
 } mask {
-^bb0(%b: index, %h: index, %q: index, %kv: index, %a: f32):
+^bb0(%b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>, %c: memref<?xi32>):
   %t = arith.constant true
   attn.yield %t : i1
 }
 
 // -----
 
-// expected-error @+1 {{buffer 'a' has unsupported element type 'f64'}}
+// A buffer that is not a memref.
+// expected-error @+1 {{buffer 'a' must be a memref}}
+attn.variant @v buffers(["a"] : [tensor<?xf32>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: tensor<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %a: tensor<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// Unsupported buffer element type (f64).
+// expected-error @+1 {{buffer 'a' has unsupported element type 'f64' (expected f32, f16, bf16, i1, i8, i32 or i64)}}
 attn.variant @v buffers(["a"] : [memref<?xf64>]) shapes [["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf64>):
   attn.yield %s : f32
@@ -48,6 +69,20 @@ attn.variant @v buffers(["a"] : [memref<?xf64>]) shapes [["H"]] params {} score 
 
 // -----
 
+// Unsupported buffer element type (i16).
+// expected-error @+1 {{buffer 'a' has unsupported element type 'i16'}}
+attn.variant @v buffers(["a"] : [memref<?xi16>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xi16>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %a: memref<?xi16>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// A shape with fewer dimensions than the buffer has.
 // expected-error @+1 {{buffer 'a' of rank 2 needs a shape with as many dimensions}}
 attn.variant @v buffers(["a"] : [memref<?x?xf32>]) shapes [["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?x?xf32>):
@@ -60,7 +95,21 @@ attn.variant @v buffers(["a"] : [memref<?x?xf32>]) shapes [["H"]] params {} scor
 
 // -----
 
-// expected-error @+1 {{buffer 'a' has dimension "Heads"}}
+// A shape that is not an array of dimensions.
+// expected-error @+1 {{buffer 'a' of rank 1 needs a shape with as many dimensions}}
+attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes ["H"] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// An unknown dimension symbol.
+// expected-error @+1 {{buffer 'a' has dimension "Heads"; expected "B", "H", "Hkv", "Sq", "Skv" or a positive integer}}
 attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes [["Heads"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
   attn.yield %s : f32
@@ -72,7 +121,34 @@ attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes [["Heads"]] params {} sc
 
 // -----
 
-// expected-error @+1 {{'score' region must have 5 arguments}}
+// A constant dimension must be positive.
+// expected-error @+1 {{buffer 'a' has dimension "0"}}
+attn.variant @v buffers(["a"] : [memref<?x?xf32>]) shapes [["H", "0"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?x?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %a: memref<?x?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// A dimension that is not a string.
+// expected-error @+1 {{buffer 'a' has dimension 4 : i64}}
+attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes [[4]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// Score region: one index argument missing.
+// expected-error @+1 {{'score' region must have 5 arguments (5 index/score arguments and one per buffer), got 4}}
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index):
   attn.yield %s : f32
@@ -84,6 +160,20 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 // -----
 
+// Mask region: the buffer argument missing.
+// expected-error @+1 {{'mask' region must have 5 arguments (4 index/score arguments and one per buffer), got 4}}
+attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// Score region: the score must be f32.
 // expected-error @+1 {{'score' region argument #0 must be 'f32', got 'f16'}}
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f16, %b: index, %h: index, %q: index, %kv: index):
@@ -97,6 +187,20 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 // -----
 
+// Mask region: indices must be index.
+// expected-error @+1 {{'mask' region argument #2 must be 'index', got 'i64'}}
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: i64, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// A buffer argument whose type differs from the declared buffer.
 // expected-error @+1 {{'score' region argument #5 must have the type of buffer #0}}
 attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes [["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xi32>):
@@ -109,21 +213,135 @@ attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes [["H"]] params {} score 
 
 // -----
 
-// expected-error @+7 {{must yield 'i1', got 'i32'}}
+// A region that does not end with attn.yield.
+// expected-error @+1 {{'score' region must end with attn.yield}}
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  llvm.unreachable
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// The score region must yield f32.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  %x = arith.truncf %s : f32 to f16
+  // expected-error @+1 {{'attn.yield' op in the 'score' region must yield 'f32', got 'f16'}}
+  attn.yield %x : f16
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+// -----
+
+// The mask region must yield i1.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
 } mask {
 ^bb0(%b: index, %h: index, %q: index, %kv: index):
   %t = arith.constant 1 : i32
+  // expected-error @+1 {{'attn.yield' op in the 'mask' region must yield 'i1', got 'i32'}}
   attn.yield %t : i32
 }
 
 // -----
 
+// Blocks region: a summary argument missing for the rank-1 integer buffer.
+// expected-error @+1 {{'blocks' region must have 8 arguments (6 index arguments, one per buffer and one per buffer summary), got 7}}
+attn.variant @v buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+} blocks {
+^bb0(%b: index, %h: index, %qlo: index, %qhi: index, %kvlo: index, %kvhi: index, %d: memref<?xi32>):
+  %c = arith.constant 1 : i8
+  attn.yield %c : i8
+}
+
+// -----
+
+// Blocks region: a summary must be memref<?x?x2xi64>.
+// expected-error @+1 {{'blocks' region argument #7 must be a buffer summary 'memref<?x?x2xi64>'}}
+attn.variant @v buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+} blocks {
+^bb0(%b: index, %h: index, %qlo: index, %qhi: index, %kvlo: index, %kvhi: index, %d: memref<?xi32>, %sum: memref<?x2xi64>):
+  %c = arith.constant 1 : i8
+  attn.yield %c : i8
+}
+
+// -----
+
+// Blocks region: the box corners must be index.
+// expected-error @+1 {{'blocks' region argument #3 must be 'index'}}
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+} blocks {
+^bb0(%b: index, %h: index, %qlo: index, %qhi: i64, %kvlo: index, %kvhi: index):
+  %c = arith.constant 1 : i8
+  attn.yield %c : i8
+}
+
+// -----
+
+// Blocks region: a buffer argument of the wrong type.
+// expected-error @+1 {{'blocks' region argument #6 must be 'memref<?xf32>'}}
+attn.variant @v buffers(["a"] : [memref<?xf32>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %a: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+} blocks {
+^bb0(%b: index, %h: index, %qlo: index, %qhi: index, %kvlo: index, %kvhi: index, %a: memref<?xf16>):
+  %c = arith.constant 1 : i8
+  attn.yield %c : i8
+}
+
+// -----
+
+// Blocks region: must yield an i8 block class.
+// expected-error @+1 {{'blocks' region must yield an i8 block class}}
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+} blocks {
+^bb0(%b: index, %h: index, %qlo: index, %qhi: index, %kvlo: index, %kvhi: index):
+  %c = arith.constant true
+  attn.yield %c : i1
+}
+
+// -----
+
+// attn.load needs one index per dimension.
 attn.variant @v buffers(["t"] : [memref<?x?xf32>]) shapes [["H", "H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %t: memref<?x?xf32>):
-  // expected-error @+1 {{needs 2 indices for a buffer of rank 2, got 1}}
+  // expected-error @+1 {{'attn.load' op needs 2 indices for a buffer of rank 2, got 1}}
   %x = attn.load %t[%h] : memref<?x?xf32> -> f32
   attn.yield %x : f32
 } mask {
@@ -134,9 +352,10 @@ attn.variant @v buffers(["t"] : [memref<?x?xf32>]) shapes [["H", "H"]] params {}
 
 // -----
 
+// Integer elements are read as i64.
 attn.variant @v buffers(["t"] : [memref<?xi32>]) shapes [["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %t: memref<?xi32>):
-  // expected-error @+1 {{reading 'i32' must produce 'i64'}}
+  // expected-error @+1 {{'attn.load' op reading 'i32' must produce 'i64'}}
   %x = attn.load %t[%h] : memref<?xi32> -> f32
   attn.yield %x : f32
 } mask {
@@ -147,6 +366,22 @@ attn.variant @v buffers(["t"] : [memref<?xi32>]) shapes [["H"]] params {} score 
 
 // -----
 
+// Float elements (f16 here) are read as f32.
+attn.variant @v buffers(["t"] : [memref<?xf16>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %t: memref<?xf16>):
+  // expected-error @+1 {{'attn.load' op reading 'f16' must produce 'f32'}}
+  %x = attn.load %t[%h] : memref<?xf16> -> i64
+  %y = arith.sitofp %x : i64 to f32
+  attn.yield %y : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %t: memref<?xf16>):
+  %c = arith.constant true
+  attn.yield %c : i1
+}
+
+// -----
+
+// The variant symbol does not exist.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -157,47 +392,140 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 }
 
 func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
-  // expected-error @+1 {{refers to 'missing', which is not an attn.variant}}
+  // expected-error @+1 {{'attn.attention' op refers to 'missing', which is not an attn.variant}}
   attn.attention @missing ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return
 }
 
 // -----
 
-attn.variant @vb buffers(["t"] : [memref<?xf32>]) shapes [["H"]] params {} score {
-^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %t: memref<?xf32>):
+// The symbol exists but is not a variant.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
 } mask {
-^bb0(%b: index, %h: index, %q: index, %kv: index, %t: memref<?xf32>):
-  %c = arith.constant true
-  attn.yield %c : i1
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
 }
 
 func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
-  // expected-error @+1 {{variant 'vb' reads 1 buffer(s), but 0 were given}}
-  attn.attention @vb ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  // expected-error @+1 {{refers to 'f', which is not an attn.variant}}
+  attn.attention @f ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return
 }
 
 // -----
 
-attn.variant @vb buffers(["t"] : [memref<?xf32>]) shapes [["H"]] params {} score {
-^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %t: memref<?xf32>):
+// Fewer buffers than the variant reads.
+attn.variant @v buffers(["t"] : [memref<?xf32>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %buf: memref<?xf32>):
   attn.yield %s : f32
 } mask {
-^bb0(%b: index, %h: index, %q: index, %kv: index, %t: memref<?xf32>):
-  %c = arith.constant true
-  attn.yield %c : i1
+^bb0(%b: index, %h: index, %q: index, %kv: index, %buf: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
 }
 
-func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %t: memref<?xi32>) {
-  // expected-error @+1 {{buffer #0 ('t') must be a rank-1 memref of 'f32'}}
-  attn.attention @vb ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%t : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{variant 'v' reads 1 buffer(s), but 0 were given}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return
 }
 
 // -----
 
+// More buffers than the variant reads.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %t: memref<?xf32>) {
+  // expected-error @+1 {{variant 'v' reads 0 buffer(s), but 1 were given}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%t : memref<?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// A buffer of the wrong element type.
+attn.variant @v buffers(["t"] : [memref<?xf32>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %buf: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %buf: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %t: memref<?xi32>) {
+  // expected-error @+1 {{buffer #0 ('t') must be a rank-1 memref of 'f32', got 'memref<?xi32>'}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%t : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// A buffer of the wrong rank (static sizes may differ, rank may not).
+attn.variant @v buffers(["t"] : [memref<?xf32>]) shapes [["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %buf: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %buf: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %t: memref<4x4xf32>) {
+  // expected-error @+1 {{buffer #0 ('t') must be a rank-1 memref of 'f32', got 'memref<4x4xf32>'}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%t : memref<4x4xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// Summaries: one per rank-1 integer buffer (doc), not per buffer.
+attn.variant @v buffers(["doc", "slopes"] : [memref<?xi32>, memref<?xf32>]) shapes [["Skv"], ["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>, %sl: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>, %sl: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %d: memref<?xi32>, %sl: memref<?xf32>, %s0: memref<?x?x2xi64>) {
+  // expected-error @+1 {{variant 'v' has 1 summarized buffer(s), but 2 summaries were given}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%d, %sl : memref<?xi32>, memref<?xf32>) summaries(%s0, %s0 : memref<?x?x2xi64>, memref<?x?x2xi64>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// Summaries must be memref<?x?x2xi64>.
+attn.variant @v buffers(["doc", "slopes"] : [memref<?xi32>, memref<?xf32>]) shapes [["Skv"], ["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>, %sl: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %d: memref<?xi32>, %sl: memref<?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %d: memref<?xi32>, %sl: memref<?xf32>, %s0: memref<?x?x2xi32>) {
+  // expected-error @+1 {{summaries must be 'memref<?x?x2xi64>'}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%d, %sl : memref<?xi32>, memref<?xf32>) summaries(%s0 : memref<?x?x2xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// Unknown layout.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -215,6 +543,7 @@ func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x
 
 // -----
 
+// The scale must be finite: +inf.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -224,14 +553,33 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
   attn.yield %t : i1
 }
 
-func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
   // expected-error @+1 {{scale must be finite}}
-  attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 0x7F800000 : f32}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 0x7F800000 : f32}
   return
 }
 
 // -----
 
+// The scale must be finite: NaN.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{scale must be finite}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 0x7FC00000 : f32}
+  return
+}
+
+// -----
+
+// Rank 4: a rank-3 query.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -249,6 +597,43 @@ func.func @f(%q: memref<?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x
 
 // -----
 
+// Rank 4: a rank-5 key.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{key must have rank 4, got rank 5}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// Rank 4: a rank-3 out.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x64xf32>) {
+  // expected-error @+1 {{out must have rank 4, got rank 3}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// Storage must be a float: an integer query.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -266,6 +651,25 @@ func.func @f(%q: memref<?x?x?x64xi32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x
 
 // -----
 
+// Storage must be f32, f16 or bf16: an f64 out.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf64>) {
+  // expected-error @+1 {{out must hold f32, f16 or bf16, got 'f64'}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf64>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// The head dimension must be static (query).
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -283,6 +687,25 @@ func.func @f(%q: memref<?x?x?x?xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?
 
 // -----
 
+// The head dimension must be static (value).
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x?xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{value must have a static head dimension}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// q, k and v share an element type.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -300,6 +723,7 @@ func.func @f(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memref<?x
 
 // -----
 
+// Query and key head dims agree.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -317,6 +741,7 @@ func.func @f(%q: memref<?x?x?x128xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?
 
 // -----
 
+// Value and out head dims agree.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -334,6 +759,7 @@ func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x
 
 // -----
 
+// Static batch sizes agree.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -351,6 +777,25 @@ func.func @f(%q: memref<2x?x?x64xf32>, %k: memref<3x?x?x64xf32>, %v: memref<?x?x
 
 // -----
 
+// Batch of out against query.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<2x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<1x?x?x64xf32>) {
+  // expected-error @+1 {{batch sizes of query, key, value and out differ}}
+  attn.attention @v ins(%q, %k, %v : memref<2x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<1x?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// Key and value have the same heads.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -368,6 +813,25 @@ func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x4x?x64xf32>, %v: memref<?x2x
 
 // -----
 
+// Key and value have the same length (bshd: dimension 1).
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x128x?x64xf32>, %v: memref<?x256x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{key and value must have the same heads and length}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x128x?x64xf32>, memref<?x256x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32, layout = "bshd"}
+  return
+}
+
+// -----
+
+// Query and out have the same heads.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -379,12 +843,31 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x8x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x4x?x64xf32>) {
   // expected-error @+1 {{query and out must have the same heads and length}}
-  attn.attention @v ins(%q, %k, %v : memref<?x8x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x4x?x64xf32>) {scale = 1.250000e-01 : f32}
+  attn.attention @v ins(%q, %k, %v : memref<?x8x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x4x?x64xf32>) {scale = 1.0 : f32}
   return
 }
 
 // -----
 
+// Query and out have the same length.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x100x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x99x64xf32>) {
+  // expected-error @+1 {{query and out must have the same heads and length}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x100x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x99x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// GQA: query heads a multiple of key/value heads (bhsd).
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -396,12 +879,13 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x6x?x64xf32>, %k: memref<?x4x?x64xf32>, %v: memref<?x4x?x64xf32>, %o: memref<?x6x?x64xf32>) {
   // expected-error @+1 {{query heads (6) must be a multiple of key/value heads (4)}}
-  attn.attention @v ins(%q, %k, %v : memref<?x6x?x64xf32>, memref<?x4x?x64xf32>, memref<?x4x?x64xf32>) outs(%o : memref<?x6x?x64xf32>) {scale = 1.250000e-01 : f32}
+  attn.attention @v ins(%q, %k, %v : memref<?x6x?x64xf32>, memref<?x4x?x64xf32>, memref<?x4x?x64xf32>) outs(%o : memref<?x6x?x64xf32>) {scale = 1.0 : f32}
   return
 }
 
 // -----
 
+// GQA in bshd: the heads are dimension 2.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -411,14 +895,15 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
   attn.yield %t : i1
 }
 
-func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %l: memref<?x?xf32>) {
-  // expected-error @+1 {{lse must be a rank-3 memref of f32}}
-  attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) lse(%l : memref<?x?xf32>) {scale = 1.0 : f32}
+func.func @f(%q: memref<?x?x8x64xf32>, %k: memref<?x?x3x64xf32>, %v: memref<?x?x3x64xf32>, %o: memref<?x?x8x64xf32>) {
+  // expected-error @+1 {{query heads (8) must be a multiple of key/value heads (3)}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x8x64xf32>, memref<?x?x3x64xf32>, memref<?x?x3x64xf32>) outs(%o : memref<?x?x8x64xf32>) {scale = 1.0 : f32, layout = "bshd"}
   return
 }
 
 // -----
 
+// lse must have rank 3.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -428,14 +913,51 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
   attn.yield %t : i1
 }
 
-func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: memref<2xi32>) {
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %l: memref<?x?xf32>) {
+  // expected-error @+1 {{lse must be a rank-3 memref of f32 [B, Hq, Sq]}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) lse(%l : memref<?x?xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// lse must hold f32.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %l: memref<?x?x?xf16>) {
+  // expected-error @+1 {{lse must be a rank-3 memref of f32 [B, Hq, Sq]}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) lse(%l : memref<?x?x?xf16>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// status must be memref<1xi32>: two elements.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: memref<2xi32>) {
   // expected-error @+1 {{status must be memref<1xi32>}}
-  attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) status(%s : memref<2xi32>) {scale = 1.0 : f32}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) status(%s : memref<2xi32>) {scale = 1.0 : f32}
   return
 }
 
 // -----
 
+// status must be memref<1xi32>: a dynamic size.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -445,8 +967,63 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
   attn.yield %t : i1
 }
 
-func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: memref<3xi32>) {
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: memref<?xi32>) {
+  // expected-error @+1 {{status must be memref<1xi32>}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) status(%s : memref<?xi32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// status must be memref<1xi32>: i64.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: memref<1xi64>) {
+  // expected-error @+1 {{status must be memref<1xi32>}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) status(%s : memref<1xi64>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// stats must be memref<3xi64>.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: memref<3xi32>) {
   // expected-error @+1 {{stats must be memref<3xi64>}}
-  attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) stats(%s : memref<3xi32>) {scale = 1.0 : f32}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) stats(%s : memref<3xi32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
+// work needs both bounds (only the generic form can leave one out).
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %begin: index) {
+  // expected-error @+1 {{'attn.attention' op work needs both a begin and an end}}
+  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0>}>
+      : (memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, index) -> ()
   return
 }
