@@ -5,12 +5,28 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <thread>
 
 namespace heed {
 namespace {
+
+unsigned threadCount(unsigned threads) {
+  return threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
+/// Runs body(0..n-1) on n threads (the caller's among them) and waits.
+void runOnThreads(unsigned threads, const std::function<void(unsigned)> &body) {
+  unsigned n = threadCount(threads);
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < n; ++t)
+    pool.emplace_back(body, t);
+  body(0);
+  for (std::thread &t : pool)
+    t.join();
+}
 
 /// Logical [b, h, s, d] -> flat index of a contiguous tensor in `layout`.
 int64_t flat(const std::vector<int64_t> &shape, Layout layout, int64_t b, int64_t h,
@@ -97,13 +113,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
       r.lse[row] = m + std::log(l);
     }
   };
-  unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < n; ++t)
-    pool.emplace_back(worker);
-  worker();
-  for (std::thread &t : pool)
-    t.join();
+  runOnThreads(threads, [&](unsigned) { worker(); });
   r.outOfRange = outOfRange;
   return r;
 }
@@ -138,13 +148,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
         }
     }
   };
-  unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < n; ++t)
-    pool.emplace_back(worker);
-  worker();
-  for (std::thread &t : pool)
-    t.join();
+  runOnThreads(threads, [&](unsigned) { worker(); });
   MaskCensus total;
   for (const MaskCensus &c : partial) {
     total.visiblePairs += c.visiblePairs;
@@ -164,7 +168,7 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
   int64_t rowsPerHead = (dims.seqQ + rowStride - 1) / rowStride;
   int64_t rows = dims.batch * dims.headsQ * rowsPerHead;
   std::atomic<int64_t> next{0};
-  std::vector<double> visible(std::max(1u, threads ? threads : std::thread::hardware_concurrency()));
+  std::vector<double> visible(threadCount(threads));
   auto worker = [&](unsigned t) {
     int64_t r;
     while ((r = next.fetch_add(1)) < rows) {
@@ -174,12 +178,7 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
         visible[t] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
     }
   };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < visible.size(); ++t)
-    pool.emplace_back(worker, t);
-  worker(0);
-  for (std::thread &t : pool)
-    t.join();
+  runOnThreads(static_cast<unsigned>(visible.size()), worker);
   double total = 0;
   for (double v : visible)
     total += v;

@@ -28,27 +28,6 @@ int64_t wrapAdd(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) 
 int64_t wrapSub(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) - uint64_t(b)); }
 int64_t wrapMul(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) * uint64_t(b)); }
 
-/// Division rounding toward -inf; a zero divisor gives 0 (the language's rule).
-int64_t floorDiv(int64_t a, int64_t b) {
-  if (b == 0)
-    return 0;
-  if (b == -1) // INT64_MIN / -1 overflows (and traps on x86): wrap instead
-    return wrapSub(0, a);
-  int64_t q = a / b;
-  if (a % b != 0 && ((a < 0) != (b < 0)))
-    --q;
-  return q;
-}
-
-/// The remainder of floorDiv: it has the divisor's sign; 0 for a zero divisor.
-int64_t floorRem(int64_t a, int64_t b) {
-  if (b == 0 || b == -1)
-    return 0;
-  int64_t r = a % b;
-  if (r != 0 && ((r < 0) != (b < 0)))
-    r += b;
-  return r;
-}
 
 /// f32 -> i64: truncation toward zero; NaN and infinities give 0, finite
 /// values beyond the i64 range saturate.
@@ -210,6 +189,28 @@ private:
 };
 
 } // namespace
+
+/// Division rounding toward -inf; a zero divisor gives 0 (the language's rule).
+int64_t floorDiv(int64_t a, int64_t b) {
+  if (b == 0)
+    return 0;
+  if (b == -1) // INT64_MIN / -1 overflows (and traps on x86): wrap instead
+    return wrapSub(0, a);
+  int64_t q = a / b;
+  if (a % b != 0 && ((a < 0) != (b < 0)))
+    --q;
+  return q;
+}
+
+/// The remainder of floorDiv: it has the divisor's sign; 0 for a zero divisor.
+int64_t floorRem(int64_t a, int64_t b) {
+  if (b == 0 || b == -1)
+    return 0;
+  int64_t r = a % b;
+  if (r != 0 && ((r < 0) != (b < 0)))
+    r += b;
+  return r;
+}
 
 double evaluate(const Expr &e, const EvalPoint &point, const std::vector<BufferData> &buffers,
                 int *outOfRange) {

@@ -4,6 +4,8 @@
 // go through the same code, for the spec files and for callLibrary().
 #include "heed/Frontend/Parser.h"
 
+#include "heed/Frontend/Evaluate.h"
+
 #include "Lexer.h"
 #include "heed/Frontend/Library.h"
 
@@ -1193,23 +1195,6 @@ struct ConstValue {
   double f = 0;  ///< F32
 };
 
-int64_t floorDiv(int64_t a, int64_t b) {
-  if (b == 0)
-    return 0;
-  if (a == std::numeric_limits<int64_t>::min() && b == -1)
-    return a; // wraps, like the other i64 arithmetic
-  int64_t q = a / b;
-  if (a % b != 0 && ((a < 0) != (b < 0)))
-    --q;
-  return q;
-}
-
-int64_t floorRem(int64_t a, int64_t b) {
-  if (b == 0 || b == -1)
-    return 0;
-  int64_t r = a % b;
-  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
-}
 
 int64_t wrap(uint64_t v) { return static_cast<int64_t>(v); }
 
@@ -1744,6 +1729,18 @@ llvm::Expected<std::vector<Variant>> parseAndElaborate(llvm::StringRef text,
 llvm::Expected<std::vector<Variant>> parseSpec(llvm::StringRef text, llvm::StringRef filename,
                                                const ParamOverrides &overrides) {
   return parseAndElaborate(text, filename, overrides);
+}
+
+llvm::Expected<ParamOverrides> parseParamAssignments(llvm::ArrayRef<std::string> settings) {
+  ParamOverrides overrides;
+  for (const std::string &p : settings) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                     "--param expects name=value, got '" + p + "'");
+    overrides.emplace_back(p.substr(0, eq), p.substr(eq + 1));
+  }
+  return overrides;
 }
 
 llvm::Expected<std::vector<Variant>> parseSpecFile(llvm::StringRef path,

@@ -75,14 +75,10 @@ int main(int argc, char **argv) {
   config.blockQ = blockQ;
   config.blockKV = blockKV;
 
-  heed::spec::ParamOverrides overrides;
-  for (const std::string &p : params) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return error("--param expects name=value, got '" + p + "'");
-    overrides.emplace_back(p.substr(0, eq), p.substr(eq + 1));
-  }
-  auto variants = heed::spec::parseSpecFile(input, overrides);
+  auto overrides = heed::spec::parseParamAssignments(params);
+  if (!overrides)
+    return error(llvm::toString(overrides.takeError()));
+  auto variants = heed::spec::parseSpecFile(input, *overrides);
   if (!variants) {
     llvm::errs() << llvm::toString(variants.takeError());
     return 1;

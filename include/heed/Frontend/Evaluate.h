@@ -22,6 +22,12 @@ struct EvalPoint {
   double score = 0;
 };
 
+/// The language's integer division and remainder: rounding toward -inf, a
+/// zero divisor gives 0, INT64_MIN / -1 wraps. Shared by the interpreter and
+/// the frontend's constant folding.
+int64_t floorDiv(int64_t a, int64_t b);
+int64_t floorRem(int64_t a, int64_t b);
+
 /// Evaluates `e` at `point`. Integer and bool results come back as doubles.
 /// An out-of-range buffer index sets `*outOfRange` (when non-null) to the
 /// 1-based buffer number and reads 0.

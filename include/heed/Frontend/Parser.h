@@ -17,6 +17,10 @@ namespace heed::spec {
 /// `name=value` settings that replace the defaults of a variant's params.
 using ParamOverrides = std::vector<std::pair<std::string, std::string>>;
 
+/// Turns command-line `name=value` settings into overrides; the error names
+/// the first malformed one.
+llvm::Expected<ParamOverrides> parseParamAssignments(llvm::ArrayRef<std::string> settings);
+
 /// Parses and elaborates every variant in `text`. On failure the error's
 /// message holds every diagnostic formatted like a compiler's:
 /// `file:line:col: error: message`, the source line, and a caret.
