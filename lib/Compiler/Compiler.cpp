@@ -187,6 +187,27 @@ void buildSummaryFunction(OpBuilder &b, Location loc, StringRef name, MemRefType
   func::ReturnOp::create(b, loc);
 }
 
+/// `func @heed_num_q_tiles(%sq: index) -> index` and
+/// `func @heed_num_kv_tiles(%skv: index) -> index`: how many query tiles a
+/// (batch, head) has, and how many KV blocks a query tile may visit. The
+/// runtime asks these instead of assuming a tiling: work items are
+/// B x Hq x heed_num_q_tiles(Sq).
+void buildTileCountFunctions(OpBuilder &b, Location loc, ModuleOp module,
+                             const KernelConfig &config) {
+  OpBuilder::InsertionGuard guard(b);
+  for (auto [name, block] : {std::pair<const char *, int64_t>{kNumQTilesName, config.blockQ},
+                             {kNumKVTilesName, config.blockKV}}) {
+    b.setInsertionPointToEnd(module.getBody());
+    auto func = func::FuncOp::create(
+        b, loc, name, b.getFunctionType({b.getIndexType()}, {b.getIndexType()}));
+    Block *body = func.addEntryBlock();
+    b.setInsertionPointToStart(body);
+    Value count = arith::CeilDivUIOp::create(
+        b, loc, body->getArgument(0), arith::ConstantIndexOp::create(b, loc, block));
+    func::ReturnOp::create(b, loc, count);
+  }
+}
+
 } // namespace
 
 OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &variant,
@@ -240,6 +261,7 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
       b.getStringAttr(config.layout == Layout::BSHD ? "bshd" : "bhsd"));
   func::ReturnOp::create(b, loc);
 
+  buildTileCountFunctions(b, loc, module.get(), config);
   for (auto [n, which] : llvm::enumerate(summarized)) {
     b.setInsertionPointToEnd(module->getBody());
     buildSummaryFunction(b, loc, summaryFunctionName(n),

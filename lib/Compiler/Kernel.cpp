@@ -31,6 +31,8 @@ struct Kernel::Impl {
   KernelConfig config;
   std::unique_ptr<mlir::ExecutionEngine> engine;
   void (*entry)(void **) = nullptr;
+  int64_t (*numQTiles)(int64_t) = nullptr;
+  int64_t (*numKVTiles)(int64_t) = nullptr;
   std::vector<unsigned> summarized;
   std::vector<void (*)(void **)> summaryEntries;
   double compileSeconds = 0;
@@ -245,6 +247,14 @@ llvm::Expected<std::unique_ptr<Kernel>> Kernel::compile(const spec::Variant &var
       return fn.takeError();
     impl->summaryEntries.push_back(*fn);
   }
+  for (auto [name, slot] : {std::pair<const char *, int64_t (**)(int64_t)>{
+                                detail::kNumQTilesName, &impl->numQTiles},
+                            {detail::kNumKVTilesName, &impl->numKVTiles}}) {
+    auto fn = (*engine)->lookup(name);
+    if (!fn)
+      return fn.takeError();
+    *slot = reinterpret_cast<int64_t (*)(int64_t)>(*fn);
+  }
   impl->variant = variant;
   impl->config = config;
   impl->engine = std::move(*engine);
@@ -262,8 +272,7 @@ llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads,
     return err;
   if (llvm::Error err = checkBuffers(args, impl->variant, dims))
     return err;
-  int64_t numQBlocks = (dims.seqQ + c.blockQ - 1) / c.blockQ;
-  int64_t items = dims.batch * dims.headsQ * numQBlocks;
+  int64_t items = dims.batch * dims.headsQ * impl->numQTiles(dims.seqQ);
   if (items == 0)
     return llvm::Error::success();
 
@@ -334,8 +343,7 @@ llvm::Error Kernel::run(const AttentionArgs &args, unsigned threads,
       runStats->fullBlocks += c[1];
       runStats->partialBlocks += c[2];
     }
-    runStats->totalBlocks =
-        items * ((dims.seqKV + c.blockKV - 1) / c.blockKV);
+    runStats->totalBlocks = items * impl->numKVTiles(dims.seqKV);
   }
   for (int32_t s : statuses)
     if (s > 0 && static_cast<size_t>(s) <= impl->variant.buffers.size())

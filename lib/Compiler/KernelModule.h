@@ -18,6 +18,10 @@ namespace heed::detail {
 
 /// Name of the kernel function; its C interface is `_mlir_ciface_<name>`.
 inline constexpr const char *kKernelName = "heed_kernel";
+/// `index -> index` functions in every kernel module: query tiles per
+/// (batch, head) for a query length, KV blocks for a key length.
+inline constexpr const char *kNumQTilesName = "heed_num_q_tiles";
+inline constexpr const char *kNumKVTilesName = "heed_num_kv_tiles";
 
 /// A context with every dialect and translation heed needs.
 std::unique_ptr<mlir::MLIRContext> makeContext();
