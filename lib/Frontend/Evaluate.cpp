@@ -130,6 +130,19 @@ private:
     }
   }
 
+  /// A comparison of two f32 or two i64 operands; empty for other ops.
+  template <typename T> Value compare(Op op, T x, T y) {
+    switch (op) {
+    case Op::Eq: return ofBool(x == y);
+    case Op::Ne: return ofBool(x != y);
+    case Op::Lt: return ofBool(x < y);
+    case Op::Le: return ofBool(x <= y);
+    case Op::Gt: return ofBool(x > y);
+    case Op::Ge: return ofBool(x >= y);
+    default: return {};
+    }
+  }
+
   Value binary(const Expr &e) {
     // Both sides of && and || are evaluated, for the same reason as Select.
     Value a = eval(*e.operands[0]), c = eval(*e.operands[1]);
@@ -142,13 +155,7 @@ private:
       // fmin/fmax ignore a NaN operand (IEEE minNum/maxNum, arith.minnumf).
       case Op::Min: return ofFloat(std::fmin(a.f, c.f));
       case Op::Max: return ofFloat(std::fmax(a.f, c.f));
-      case Op::Eq: return ofBool(a.f == c.f);
-      case Op::Ne: return ofBool(a.f != c.f);
-      case Op::Lt: return ofBool(a.f < c.f);
-      case Op::Le: return ofBool(a.f <= c.f);
-      case Op::Gt: return ofBool(a.f > c.f);
-      case Op::Ge: return ofBool(a.f >= c.f);
-      default: return {};
+      default: return compare(e.op, a.f, c.f);
       }
     }
     // i64, or bool as 0/1 (==, !=, &&, ||).
@@ -160,15 +167,9 @@ private:
     case Op::Rem: return ofInt(floorRem(a.i, c.i));
     case Op::Min: return ofInt(std::min(a.i, c.i));
     case Op::Max: return ofInt(std::max(a.i, c.i));
-    case Op::Eq: return ofBool(a.i == c.i);
-    case Op::Ne: return ofBool(a.i != c.i);
-    case Op::Lt: return ofBool(a.i < c.i);
-    case Op::Le: return ofBool(a.i <= c.i);
-    case Op::Gt: return ofBool(a.i > c.i);
-    case Op::Ge: return ofBool(a.i >= c.i);
     case Op::And: return ofBool(a.i != 0 && c.i != 0);
     case Op::Or: return ofBool(a.i != 0 || c.i != 0);
-    default: return {};
+    default: return compare(e.op, a.i, c.i);
     }
   }
 
