@@ -538,9 +538,10 @@ bool MaskInterpreter::run(Block &mask, Block &blocks, ArrayRef<int64_t> strides)
   return result.fromTop;
 }
 
-/// Collects the constants `v` is floor-divided by or reduced modulo (through
-/// index casts and sign extensions); false if `v` has any other use.
-bool gridDivisors(Value v, std::set<int64_t> &divisors) {
+/// Collects the constants `v` is floor-divided by (`divisors`) or reduced
+/// modulo (`moduli`), through index casts and sign extensions; false if `v`
+/// has any other use.
+bool gridDivisors(Value v, std::set<int64_t> &divisors, std::set<int64_t> &moduli) {
   auto constantOf = [](Value c) -> std::optional<int64_t> {
     APInt value;
     if (matchPattern(c, m_ConstantInt(&value)) && value.getSExtValue() > 1)
@@ -549,7 +550,7 @@ bool gridDivisors(Value v, std::set<int64_t> &divisors) {
   };
   for (Operation *user : v.getUsers()) {
     if (isa<arith::IndexCastOp, arith::ExtSIOp>(user)) {
-      if (!gridDivisors(user->getResult(0), divisors))
+      if (!gridDivisors(user->getResult(0), divisors, moduli))
         return false;
       continue;
     }
@@ -567,6 +568,7 @@ bool gridDivisors(Value v, std::set<int64_t> &divisors) {
     if (!sub || sub.getLhs() != v || !div || div.getLhs() != v ||
         constantOf(mul.getRhs()) != constantOf(div.getRhs()) || !constantOf(mul.getRhs()))
       return false;
+    moduli.insert(*constantOf(mul.getRhs()));
   }
   return true;
 }
@@ -574,10 +576,16 @@ bool gridDivisors(Value v, std::set<int64_t> &divisors) {
 /// The strides (s_0 > ... > s_{n-1} = 1) of the token grid q and kv are read
 /// through, or none if the mask reads them some other way.
 SmallVector<int64_t> detectGrid(Block &mask) {
-  std::set<int64_t> divisors;
-  if (!gridDivisors(mask.getArgument(2), divisors) ||
-      !gridDivisors(mask.getArgument(3), divisors) || divisors.empty())
+  std::set<int64_t> divisors, moduli;
+  if (!gridDivisors(mask.getArgument(2), divisors, moduli) ||
+      !gridDivisors(mask.getArgument(3), divisors, moduli) || divisors.empty() ||
+      moduli.empty())
     return {};
+  // The outermost digit (a row) and the innermost one (a column) are both
+  // read; quotients alone are blocks of a 1-D sequence (block_sparse).
+  if (*divisors.rbegin() < *moduli.rbegin() || *moduli.begin() > *divisors.begin())
+    return {};
+  divisors.insert(moduli.begin(), moduli.end());
   SmallVector<int64_t> strides(divisors.rbegin(), divisors.rend());
   for (size_t k = 1; k < strides.size(); ++k)
     if (strides[k - 1] % strides[k] != 0)
