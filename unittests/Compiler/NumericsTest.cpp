@@ -4,6 +4,7 @@
 // are poisoned with NaN before each run.
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/Tiling.h"
+#include "heed/Frontend/Builder.h"
 #include "heed/Frontend/Parser.h"
 #include "heed/Runtime/Reference.h"
 
@@ -396,6 +397,40 @@ TEST(Numerics, GridMaskWithOtherUsesStaysFlat) {
   // q is also read directly (causal()): no grid, flat tiles.
   check({"na2d_and_causal", variantOf("mask = neighborhood_2d(6, 10, 3, 3) && causal()"),
          {1, 2, 2, 60, 60, 64, 64}});
+}
+
+} // namespace
+
+namespace {
+
+/// Patch tiling needs no syntax: the C++ builder frontend's neighborhood
+/// masks get the same patches as the spec language's, and run correctly.
+TEST(Numerics, BuilderFrontendGetsPatchesToo) {
+  using namespace heed::build;
+  VariantBuilder vb("na3d");
+  Expr d1 = vb.param("d1", 6);
+  lib::Neighborhood3D opts;
+  opts.dil2 = 2;
+  vb.setMask(lib::neighborhood_3d(3, d1, 7, 3, 3, 5, opts));
+  auto built = vb.build();
+  ASSERT_TRUE(static_cast<bool>(built)) << llvm::toString(built.takeError());
+  auto parsed = spec::parseSpec("variant na3d {\n param d1: i64 = 6\n"
+                                " mask = neighborhood_3d(3, d1, 7, 3, 3, 5, dil2=2)\n}\n",
+                                "na3d.attn");
+  ASSERT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
+  KernelConfig config;
+  auto fromBuilder = kernelTiling(*built, config);
+  auto fromText = kernelTiling((*parsed)[0], config);
+  ASSERT_TRUE(static_cast<bool>(fromBuilder) && static_cast<bool>(fromText));
+  EXPECT_TRUE(fromBuilder->patched());
+  EXPECT_EQ(fromBuilder->describe(), fromText->describe());
+  EXPECT_EQ(fromBuilder->q.grid, (std::vector<int64_t>{6, 7}));
+
+  Case c{"builder_na3d", "", {1, 2, 2, 120, 120, 64, 64}};
+  c.spec = "variant na3d {\n param d1: i64 = 6\n"
+           " mask = neighborhood_3d(3, d1, 7, 3, 3, 5, dil2=2)\n}\n";
+  c.patched = true;
+  check(c);
 }
 
 } // namespace
