@@ -154,7 +154,9 @@ MaskCensus tiledMaskCensus(const spec::Variant &variant, const AttentionDims &di
         c.visiblePairs += seen[t];
         c.totalPairs += pairs;
         c.nonEmptyBlocks += seen[t] > 0;
-        c.fullBlocks += seen[t] == pairs;
+        // A block of holes only (a sequence ending mid-row) holds no pair:
+        // neither non-empty nor full, and kernels do not visit it.
+        c.fullBlocks += pairs > 0 && seen[t] == pairs;
         c.totalBlocks += 1;
       }
     }

@@ -374,8 +374,8 @@ TEST(Numerics, RandomNeighborhoodPatches) {
 TEST(Numerics, NeighborhoodPatchesExactBlocks) {
   // Without dilation the box classification of a patch pair is exact: the
   // kernel visits exactly the brute-force minimum of patch blocks and proves
-  // every full one FULL. (Whole grids: a sequence ending mid-row leaves tiles
-  // of holes only, which the kernel may still visit.)
+  // every full one FULL, on whole grids and on sequences ending mid-row
+  // (whose patches of holes only it skips).
   Case twoD{"na2d_exact", variantOf("mask = neighborhood_2d(9, 13, 5, 3)"),
             {1, 4, 2, 117, 117, 64, 64}};
   twoD.patched = twoD.exactBlocks = twoD.exactFull = true;
@@ -384,6 +384,10 @@ TEST(Numerics, NeighborhoodPatchesExactBlocks) {
               {1, 2, 1, 168, 168, 64, 64}};
   threeD.patched = threeD.exactBlocks = threeD.exactFull = true;
   check(threeD);
+  Case partialRow{"na2d_exact_partial_row", variantOf("mask = neighborhood_2d(9, 13, 5, 3)"),
+                  {1, 2, 2, 110, 110, 64, 64}};
+  partialRow.patched = partialRow.exactBlocks = partialRow.exactFull = true;
+  check(partialRow);
   // Block sizes other than 16, and a dtype/layout the flat path also meets.
   Case wide{"na2d_bq8_bkv32", variantOf("mask = neighborhood_2d(12, 20, 5, 5, 2, 1)"),
             {2, 2, 2, 235, 235, 64, 64}, DType::BF16, Layout::BSHD};

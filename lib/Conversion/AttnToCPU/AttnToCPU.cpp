@@ -596,6 +596,14 @@ std::pair<Value, Value> CPUAttentionLowering::visitClassified(Value kb, Value kv
   Value cls = classify(qLoTok, qHiTok, kvLo, kvHi);
   Value visit = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, cls,
                                       arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+  if (patched) {
+    // A patch whose first token is past the end is all holes (a sequence
+    // that ends mid-row): nothing to compute.
+    Value real = arith::AndIOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, kvLo, seqKV),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, qLoTok, seqQ));
+    visit = arith::AndIOp::create(b, visit, real);
+  }
   Value partial = arith::CmpIOp::create(
       b, arith::CmpIPredicate::eq, cls, arith::ConstantIntOp::create(b, VariantOp::Partial, 8));
   auto ifOp = scf::IfOp::create(b, TypeRange{laneType, laneType}, visit, true);
