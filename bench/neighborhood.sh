@@ -4,6 +4,7 @@
 #   1. visited-block density by brute force over the actual tiles: heed's
 #      4x4 patches, heed's flat 16-token tiles, flat 128-token tiles
 #   2. CPU time, f32 B=1 H=8 D=64, patch tiles / flat tiles / no analysis
+#   3. the same times for a 3-D neighborhood 7x7x7 on 16x16x32 (S = 8192)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/heed" build >/dev/null
@@ -28,3 +29,12 @@ row() {
 row "4x4 patches (default)"
 row "flat 16-token tiles (--no-patch-tiling)" --no-patch-tiling
 row "no analysis (--no-analysis)" --no-analysis
+
+spec="$root/bench/specs/neighborhood_16x16x32.attn"
+echo
+echo "3-D neighborhood 7x7x7 on 16x16x32 (S=8192), f32, B=1 H=8 D=64:"
+echo
+echo "| tiling | density | time (ms) | useful GFLOP/s | KV blocks visited | compile (ms) |"
+echo "| --- | --- | --- | --- | --- | --- |"
+row "2x2x4 patches (default)"
+row "flat 16-token tiles (--no-patch-tiling)" --no-patch-tiling
