@@ -930,6 +930,8 @@ LogicalResult CPUAttentionLowering::run() {
   statBuf = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
 
   auto items = scf::ForOp::create(b, begin, end, idx(1));
+  if (patched) // for readers of the tiled IR: which tiles the items are
+    items->setAttr("attn.patch_tiling", variant->getAttr("patch_tiling"));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(items.getBody());
