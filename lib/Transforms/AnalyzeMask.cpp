@@ -538,19 +538,62 @@ bool MaskInterpreter::run(Block &mask, Block &blocks, ArrayRef<int64_t> strides)
   return result.fromTop;
 }
 
-/// Collects the constants `v` is floor-divided by (`divisors`) or reduced
-/// modulo (`moduli`), through index casts and sign extensions; false if `v`
-/// has any other use.
-bool gridDivisors(Value v, std::set<int64_t> &divisors, std::set<int64_t> &moduli) {
-  auto constantOf = [](Value c) -> std::optional<int64_t> {
-    APInt value;
-    if (matchPattern(c, m_ConstantInt(&value)) && value.getSExtValue() > 1)
-      return value.getSExtValue();
-    return std::nullopt;
-  };
+std::optional<int64_t> constantAbove1(Value c) {
+  APInt value;
+  if (matchPattern(c, m_ConstantInt(&value)) && value.getSExtValue() > 1)
+    return value.getSExtValue();
+  return std::nullopt;
+}
+
+/// Dilation: a grid coordinate `v` = (t mod hi) floordiv lo (hi = 0: no
+/// remainder) that the mask reads both as v floordiv c and v mod c splits
+/// into two digits, with strides lo * c and lo (the residue), recorded in
+/// `splits` as (lo * c, lo). (Soundness is the interpretation's business:
+/// this only shapes the patches.)
+void dilationSplits(Value v, int64_t hi, int64_t lo,
+                    std::set<std::pair<int64_t, int64_t>> &splits, int depth = 0) {
+  if (depth > 3)
+    return;
+  std::set<int64_t> divided, reduced;
   for (Operation *user : v.getUsers()) {
     if (isa<arith::IndexCastOp, arith::ExtSIOp>(user)) {
-      if (!gridDivisors(user->getResult(0), divisors, moduli))
+      dilationSplits(user->getResult(0), hi, lo, splits, depth);
+      continue;
+    }
+    if (auto div = dyn_cast<arith::FloorDivSIOp>(user); div && div.getLhs() == v) {
+      if (std::optional<int64_t> c = constantAbove1(div.getRhs())) {
+        divided.insert(*c);
+        // Deeper axes: (t mod hi) floordiv (lo * c).
+        dilationSplits(div.getResult(), hi, lo * *c, splits, depth + 1);
+      }
+      continue;
+    }
+    auto sub = dyn_cast<arith::SubIOp>(user);
+    auto mul = sub ? sub.getRhs().getDefiningOp<arith::MulIOp>() : nullptr;
+    auto div = mul ? mul.getLhs().getDefiningOp<arith::FloorDivSIOp>() : nullptr;
+    if (sub && sub.getLhs() == v && div && div.getLhs() == v &&
+        constantAbove1(mul.getRhs()) && constantAbove1(mul.getRhs()) == constantAbove1(div.getRhs())) {
+      int64_t c = *constantAbove1(mul.getRhs());
+      reduced.insert(c);
+      // (t mod (lo * c)) floordiv lo.
+      dilationSplits(sub.getResult(), lo * c, lo, splits, depth + 1);
+    }
+  }
+  for (int64_t c : divided)
+    if (reduced.count(c) && (hi == 0 || hi % (lo * c) == 0))
+      splits.insert({lo * c, lo});
+}
+
+/// Collects the constants `v` is floor-divided by (`divisors`) or reduced
+/// modulo (`moduli`), through index casts and sign extensions; false if `v`
+/// has any other use. The quotients and remainders are searched for
+/// dilation splits.
+bool gridDivisors(Value v, std::set<int64_t> &divisors, std::set<int64_t> &moduli,
+                  std::set<std::pair<int64_t, int64_t>> &splits) {
+  auto constantOf = constantAbove1;
+  for (Operation *user : v.getUsers()) {
+    if (isa<arith::IndexCastOp, arith::ExtSIOp>(user)) {
+      if (!gridDivisors(user->getResult(0), divisors, moduli, splits))
         return false;
       continue;
     }
@@ -559,6 +602,7 @@ bool gridDivisors(Value v, std::set<int64_t> &divisors, std::set<int64_t> &modul
       if (!c)
         return false;
       divisors.insert(*c);
+      dilationSplits(div.getResult(), 0, *c, splits);
       continue;
     }
     // The remainder v - floordiv(v, c) * c.
@@ -569,31 +613,60 @@ bool gridDivisors(Value v, std::set<int64_t> &divisors, std::set<int64_t> &modul
         constantOf(mul.getRhs()) != constantOf(div.getRhs()) || !constantOf(mul.getRhs()))
       return false;
     moduli.insert(*constantOf(mul.getRhs()));
+    dilationSplits(sub.getResult(), *constantOf(mul.getRhs()), 1, splits);
   }
   return true;
 }
 
-/// The strides (s_0 > ... > s_{n-1} = 1) of the token grid q and kv are read
-/// through, or none if the mask reads them some other way.
-SmallVector<int64_t> detectGrid(Block &mask) {
+/// The token grid q and kv are read through: strides s_0 > ... > s_{n-1} = 1
+/// (none if the mask reads q or kv some other way), and which digits are
+/// dilation residues (patches keep one residue: NATTEN's dilation groups).
+struct Grid {
+  SmallVector<int64_t> strides;
+  SmallVector<bool> residue;
+};
+
+Grid detectGrid(Block &mask) {
   std::set<int64_t> divisors, moduli;
-  if (!gridDivisors(mask.getArgument(2), divisors, moduli) ||
-      !gridDivisors(mask.getArgument(3), divisors, moduli) || divisors.empty() ||
-      moduli.empty())
+  std::set<std::pair<int64_t, int64_t>> splits;
+  if (!gridDivisors(mask.getArgument(2), divisors, moduli, splits) ||
+      !gridDivisors(mask.getArgument(3), divisors, moduli, splits) ||
+      divisors.empty() || moduli.empty())
     return {};
   // The outermost digit (a row) and the innermost one (a column) are both
   // read; quotients alone are blocks of a 1-D sequence (block_sparse).
   if (*divisors.rbegin() < *moduli.rbegin() || *moduli.begin() > *divisors.begin())
     return {};
   divisors.insert(moduli.begin(), moduli.end());
-  SmallVector<int64_t> strides(divisors.rbegin(), divisors.rend());
-  for (size_t k = 1; k < strides.size(); ++k)
-    if (strides[k - 1] % strides[k] != 0)
-      return {};
-  if (strides.size() > 2) // up to 3-D grids
+  auto chain = [](const std::set<int64_t> &set) {
+    SmallVector<int64_t> strides(set.rbegin(), set.rend());
+    for (size_t k = 1; k < strides.size(); ++k)
+      if (strides[k - 1] % strides[k] != 0)
+        return SmallVector<int64_t>();
+    strides.push_back(1);
+    return strides;
+  };
+  SmallVector<int64_t> grid = chain(divisors);
+  if (grid.empty() || grid.size() > 3) // up to 3-D grids
     return {};
-  strides.push_back(1);
-  return strides;
+  // A split whose outer stride the token is divided by directly is the
+  // grid's own (t floordiv s1 mod (s0 / s1): a middle axis), not a dilation.
+  std::set<int64_t> withSplits = divisors, residues;
+  for (auto [outer, inner] : splits)
+    if (!divisors.count(outer)) {
+      withSplits.insert(outer);
+      residues.insert(inner);
+    }
+  withSplits.erase(1);
+  Grid result;
+  result.strides = grid;
+  if (SmallVector<int64_t> split = chain(withSplits); !split.empty() && split.size() <= 6)
+    result.strides = split;
+  else
+    residues.clear();
+  for (int64_t s : result.strides)
+    result.residue.push_back(residues.count(s) && s != result.strides.front());
+  return result;
 }
 
 /// A patch of `count` tokens on a grid with inner extents `extents`: the
@@ -601,14 +674,16 @@ SmallVector<int64_t> detectGrid(Block &mask) {
 /// (sum of the sides, which the number of tiles a window touches grows
 /// with); ties go to the widest innermost side. (count, 1, ...) is a flat
 /// tile of whole rows, so a grid that gains nothing keeps flat tiles' cost.
-SmallVector<int64_t> choosePatch(int64_t count, ArrayRef<int64_t> extents) {
+/// Residue digits of a dilation get side 1.
+SmallVector<int64_t> choosePatch(int64_t count, ArrayRef<int64_t> extents,
+                                 ArrayRef<bool> residue) {
   size_t dims = extents.size() + 1;
   SmallVector<int64_t> best, current(dims, 1);
   double bestCost = 0;
   std::function<void(size_t, int64_t)> search = [&](size_t k, int64_t left) {
     if (k + 1 == dims) {
       current[k] = left;
-      if (left > extents[k - 1])
+      if (left > extents[k - 1] || (residue[k] && left != 1))
         return;
       double waste = 1;
       int64_t sides = 0;
@@ -627,7 +702,7 @@ SmallVector<int64_t> choosePatch(int64_t count, ArrayRef<int64_t> extents) {
       }
       return;
     }
-    for (int64_t f = 1; f <= left; ++f)
+    for (int64_t f = 1; f <= (residue[k] ? 1 : left); ++f)
       if (left % f == 0 && (k == 0 || f <= extents[k - 1])) {
         current[k] = f;
         search(k + 1, left / f);
@@ -658,18 +733,21 @@ struct AttnAnalyzeMaskPass : heed::impl::AttnAnalyzeMaskBase<AttnAnalyzeMaskPass
       Block *block = b.createBlock(&region, {}, args, locs);
       b.setInsertionPointToStart(block);
       // Patch tiling where the mask sees a token grid (2-D or 3-D).
-      SmallVector<int64_t> strides;
+      Grid grid;
       variant->removeAttr("patch_tiling");
       if (patchTiling && blockQ >= 1 && blockKV >= 1)
-        strides = detectGrid(mask);
+        grid = detectGrid(mask);
+      SmallVector<int64_t> &strides = grid.strides;
       if (!strides.empty()) {
         SmallVector<int64_t> extents;
         for (size_t k = 1; k < strides.size(); ++k)
           extents.push_back(strides[k - 1] / strides[k]);
         NamedAttribute entries[] = {
             b.getNamedAttr("grid", b.getDenseI64ArrayAttr(extents)),
-            b.getNamedAttr("kv_patch", b.getDenseI64ArrayAttr(choosePatch(blockKV, extents))),
-            b.getNamedAttr("q_patch", b.getDenseI64ArrayAttr(choosePatch(blockQ, extents)))};
+            b.getNamedAttr("kv_patch", b.getDenseI64ArrayAttr(
+                                           choosePatch(blockKV, extents, grid.residue))),
+            b.getNamedAttr("q_patch", b.getDenseI64ArrayAttr(
+                                          choosePatch(blockQ, extents, grid.residue)))};
         variant->setAttr("patch_tiling", b.getDictionaryAttr(entries));
       }
       MaskInterpreter interpreter(b, variant.getLoc(), summarized);

@@ -384,6 +384,17 @@ TEST(Numerics, NeighborhoodPatchesExactBlocks) {
               {1, 2, 1, 168, 168, 64, 64}};
   threeD.patched = threeD.exactBlocks = threeD.exactFull = true;
   check(threeD);
+  // Dilation: patches keep one residue per dilated axis (NATTEN's dilation
+  // groups), so the residues compare exactly too.
+  Case dilated{"na2d_dilated_exact", variantOf("mask = neighborhood_2d(12, 20, 5, 3, 2, 2)"),
+               {1, 2, 2, 240, 240, 64, 64}};
+  dilated.patched = dilated.exactBlocks = dilated.exactFull = true;
+  check(dilated);
+  Case dilated3d{"na3d_dilated_exact",
+                 variantOf("mask = neighborhood_3d(4, 6, 8, 3, 3, 3, dil1=2, dil2=2)"),
+                 {1, 2, 1, 192, 192, 64, 64}};
+  dilated3d.patched = dilated3d.exactBlocks = dilated3d.exactFull = true;
+  check(dilated3d);
   Case partialRow{"na2d_exact_partial_row", variantOf("mask = neighborhood_2d(9, 13, 5, 3)"),
                   {1, 2, 2, 110, 110, 64, 64}};
   partialRow.patched = partialRow.exactBlocks = partialRow.exactFull = true;
@@ -428,6 +439,8 @@ TEST(Numerics, BuilderFrontendGetsPatchesToo) {
   ASSERT_TRUE(static_cast<bool>(fromBuilder) && static_cast<bool>(fromText));
   EXPECT_TRUE(fromBuilder->patched());
   EXPECT_EQ(fromBuilder->describe(), fromText->describe());
+  // dil2 = 2 splits the innermost axis of 7 only if 2 divides it: it does
+  // not, so the grid is the plain 6 x 7 one.
   EXPECT_EQ(fromBuilder->q.grid, (std::vector<int64_t>{6, 7}));
 
   Case c{"builder_na3d", "", {1, 2, 2, 120, 120, 64, 64}};
