@@ -21,7 +21,9 @@
 // box is a Cartesian product of digit intervals, with corner tokens q_lo and
 // q_hi. q and kv carry their digits through the interpretation: t floordiv
 // s_j keeps the digits up to j, t - floordiv(t, s_j) * s_j those after j,
-// both exactly; any other use sees the hull [q_lo, q_hi].
+// both exactly; any other use sees the hull [q_lo, q_hi]. A dilated axis
+// (read as both i floordiv d and i mod d) becomes two digits, and patches
+// keep one residue of it, so i mod d is exact on a patch.
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
