@@ -4,7 +4,8 @@
 #   1. visited-block density by brute force over the actual tiles: heed's
 #      4x4 patches, heed's flat 16-token tiles, flat 128-token tiles
 #   2. CPU time, f32 B=1 H=8 D=64, patch tiles / flat tiles / no analysis
-#   3. the same times for a 3-D neighborhood 7x7x7 on 16x16x32 (S = 8192)
+#   3. the same times for the 2-D neighborhood with dilation 2 x 2, and a 3-D
+#      neighborhood 7x7x7 on 16x16x32 (S = 8192)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/heed" build >/dev/null
@@ -29,6 +30,15 @@ row() {
 row "4x4 patches (default)"
 row "flat 16-token tiles (--no-patch-tiling)" --no-patch-tiling
 row "no analysis (--no-analysis)" --no-analysis
+
+spec="$root/bench/specs/neighborhood_64x128_dilated.attn"
+echo
+echo "2-D neighborhood 17x17, dilation 2x2, on 64x128 (S=8192), f32, B=1 H=8 D=64:"
+echo
+echo "| tiling | density | time (ms) | useful GFLOP/s | KV blocks visited | compile (ms) |"
+echo "| --- | --- | --- | --- | --- | --- |"
+row "4x1x4x1 patches, one dilation group (default)"
+row "flat 16-token tiles (--no-patch-tiling)" --no-patch-tiling
 
 spec="$root/bench/specs/neighborhood_16x16x32.attn"
 echo
