@@ -4,6 +4,7 @@
 #   2. heed, f32 B=1 H=8 S=2048 D=64 causal (issue 2's bar) and compile times
 #   3. heed at S=8192 with and without the mask analysis (issue 3's list)
 #   4. per-call block-structure cost: heed vs a brute-force O(S^2) block mask
+#   5. the 2-D neighborhood with patch tiles vs flat tiles (bench/neighborhood.sh)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/heed" build >/dev/null
@@ -53,3 +54,6 @@ echo
 echo "## Block structures per call (document mask, causal)"
 echo
 "$bin/heed-bench-block-structures"
+
+echo
+bash "$root/bench/neighborhood.sh"

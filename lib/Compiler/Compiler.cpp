@@ -191,15 +191,21 @@ void buildSummaryFunction(OpBuilder &b, Location loc, StringRef name, MemRefType
 /// `func @heed_num_kv_tiles(%skv: index) -> index`: how many query tiles a
 /// (batch, head) has, and how many KV blocks a query tile may visit. The
 /// runtime asks these instead of assuming a tiling: work items are
-/// B x Hq x heed_num_q_tiles(Sq).
+/// B x Hq x heed_num_q_tiles(Sq). The bodies count flat tiles; the CPU
+/// lowering redefines them (`attn.tile_count` names the variant and side)
+/// for the tiling it chooses.
 void buildTileCountFunctions(OpBuilder &b, Location loc, ModuleOp module,
-                             const KernelConfig &config) {
+                             const KernelConfig &config, StringRef variant) {
   OpBuilder::InsertionGuard guard(b);
   for (auto [name, block] : {std::pair<const char *, int64_t>{kNumQTilesName, config.blockQ},
                              {kNumKVTilesName, config.blockKV}}) {
     b.setInsertionPointToEnd(module.getBody());
     auto func = func::FuncOp::create(
         b, loc, name, b.getFunctionType({b.getIndexType()}, {b.getIndexType()}));
+    NamedAttribute entries[] = {
+        b.getNamedAttr("side", b.getStringAttr(StringRef(name) == kNumQTilesName ? "q" : "kv")),
+        b.getNamedAttr("variant", FlatSymbolRefAttr::get(b.getContext(), variant))};
+    func->setAttr("attn.tile_count", b.getDictionaryAttr(entries));
     Block *body = func.addEntryBlock();
     b.setInsertionPointToStart(body);
     Value count = arith::CeilDivUIOp::create(
@@ -261,7 +267,7 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
       b.getStringAttr(config.layout == Layout::BSHD ? "bshd" : "bhsd"));
   func::ReturnOp::create(b, loc);
 
-  buildTileCountFunctions(b, loc, module.get(), config);
+  buildTileCountFunctions(b, loc, module.get(), config, variant.name);
   for (auto [n, which] : llvm::enumerate(summarized)) {
     b.setInsertionPointToEnd(module->getBody());
     buildSummaryFunction(b, loc, summaryFunctionName(n),
@@ -280,6 +286,7 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   options.blockQ = config.blockQ;
   options.blockKV = config.blockKV;
   options.analyzeMask = config.analyzeMask;
+  options.patchTiling = config.patchTiling;
   buildCPUTilingPipeline(pm, options);
   if (stage != Stage::Tiled)
     buildCPUToLLVMPipeline(pm);

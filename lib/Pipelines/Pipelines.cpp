@@ -31,8 +31,13 @@ void registerAllDialects(DialectRegistry &registry) {
 
 void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addPass(createAttnSimplify());
-  if (options.analyzeMask)
-    pm.addPass(createAttnAnalyzeMask());
+  if (options.analyzeMask) {
+    AttnAnalyzeMaskOptions analysis;
+    analysis.blockQ = options.blockQ;
+    analysis.blockKV = options.blockKV;
+    analysis.patchTiling = options.patchTiling;
+    pm.addPass(createAttnAnalyzeMask(analysis));
+  }
   AttnLowerToCPUOptions lowering;
   lowering.blockQ = options.blockQ;
   lowering.blockKV = options.blockKV;
@@ -67,6 +72,10 @@ struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
   Option<bool> analyzeMask{*this, "analyze-mask",
                            llvm::cl::desc("skip KV blocks the mask empties"),
                            llvm::cl::init(true)};
+  Option<bool> patchTiling{*this, "patch-tiling",
+                           llvm::cl::desc("tile 2-D/3-D token grids by patches (with the "
+                                          "mask analysis)"),
+                           llvm::cl::init(true)};
 };
 } // namespace
 
@@ -78,7 +87,7 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-tiling", "attn -> tiled scf/vector code for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask});
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
         });
     PassPipelineRegistration<>("heed-cpu-to-llvm",
                                "tiled scf/vector code -> LLVM dialect",
@@ -86,7 +95,7 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-pipeline", "attn -> LLVM dialect for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask});
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
           buildCPUToLLVMPipeline(pm);
         });
   });

@@ -39,6 +39,11 @@ cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector wi
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
                          cl::cat(category));
+cl::opt<bool> noAnalysis("no-analysis", cl::desc("no mask analysis (visit every KV block)"),
+                         cl::cat(category));
+cl::opt<bool> noPatchTiling("no-patch-tiling",
+                            cl::desc("flat tiles even where the mask sees a 2-D/3-D token grid"),
+                            cl::cat(category));
 
 int error(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "heed-compile") << msg << "\n";
@@ -74,6 +79,8 @@ int main(int argc, char **argv) {
   config.scale = scale;
   config.blockQ = blockQ;
   config.blockKV = blockKV;
+  config.analyzeMask = !noAnalysis;
+  config.patchTiling = !noPatchTiling;
 
   auto overrides = heed::spec::parseParamAssignments(params);
   if (!overrides)

@@ -1,6 +1,7 @@
 // heed-run: compile a spec, run it on random inputs, check it against the
 // float64 reference, and report errors, time and throughput.
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Evaluate.h"
 #include "heed/Frontend/Parser.h"
 #include "heed/Runtime/Reference.h"
@@ -64,6 +65,9 @@ cl::opt<bool> noCheck("no-check", cl::desc("skip the float64 reference and the m
 cl::opt<bool> noAnalysis("no-analysis",
                          cl::desc("visit every KV block and evaluate the mask everywhere"),
                          cl::cat(category));
+cl::opt<bool> noPatchTiling("no-patch-tiling",
+                            cl::desc("flat tiles even where the mask sees a 2-D/3-D token grid"),
+                            cl::cat(category));
 cl::opt<double> tolerance("tolerance",
                           cl::desc("max relative error (default 1e-5 f32, 1e-2 f16/bf16)"),
                           cl::init(0), cl::cat(category));
@@ -104,6 +108,7 @@ int main(int argc, char **argv) {
   config.blockQ = blockQ;
   config.blockKV = blockKV;
   config.analyzeMask = !noAnalysis;
+  config.patchTiling = !noPatchTiling;
   int64_t hkv = kvHeads ? kvHeads : heads, skv = seqKV ? seqKV : seq;
   if (batch < 1 || heads < 1 || hkv < 1 || seq < 1 || skv < 1)
     return error("--batch, --heads, --kv-heads, --seq and --seq-kv must be positive");
@@ -179,11 +184,15 @@ int main(int argc, char **argv) {
     return error(llvm::toString(std::move(err)));
 
   // Useful work: visible (q, kv) pairs, from the interpreted mask; and the
-  // fewest blocks any kernel must visit (the same count bounds the analysis).
+  // fewest blocks any kernel with this kernel's tiling must visit (the same
+  // count bounds the analysis).
+  auto tiling = heed::kernelTiling(variant, config);
+  if (!tiling)
+    return error(llvm::toString(tiling.takeError()));
   heed::MaskCensus census;
   if (!noCheck)
-    census = heed::maskCensus(variant, {batch, heads, hkv, seq, skv}, buffers, config.blockQ,
-                              config.blockKV, threads);
+    census = heed::tiledMaskCensus(variant, {batch, heads, hkv, seq, skv}, buffers, *tiling,
+                                   threads);
   // Without the census (--no-check), estimate the density from ~256 rows.
   double density = noCheck ? heed::maskDensity(variant, {batch, heads, hkv, seq, skv}, buffers,
                                                std::max<int64_t>(1, seq / 256), threads)
@@ -235,6 +244,7 @@ int main(int argc, char **argv) {
                          {"density", density},
                          {"gflops", flops / median / 1e9},
                          {"threads", static_cast<int64_t>(threads.getValue())},
+                         {"tiling", tiling->describe()},
                          {"blocks_visited", stats.visitedBlocks},
                          {"blocks_full", stats.fullBlocks},
                          {"blocks_partial", stats.partialBlocks},
@@ -259,6 +269,7 @@ int main(int argc, char **argv) {
                                 (*kernel)->compileSeconds(), median * 1e3, times.size());
     llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
                                 flops / median / 1e9);
+    llvm::outs() << fmt::format("tiling    {}\n", tiling->describe());
     llvm::outs() << fmt::format("blocks    {} visited of {} ({} full, {} partial)\n",
                                 stats.visitedBlocks, stats.totalBlocks, stats.fullBlocks,
                                 stats.partialBlocks);

@@ -3,6 +3,8 @@
 // and layouts. Inputs are fresh random values (the seed is printed); outputs
 // are poisoned with NaN before each run.
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/Tiling.h"
+#include "heed/Frontend/Builder.h"
 #include "heed/Frontend/Parser.h"
 #include "heed/Runtime/Reference.h"
 
@@ -32,6 +34,10 @@ struct Case {
   /// single family, find every FULL one.
   bool exactBlocks = false;
   bool exactFull = false;
+  /// The mask sees a 2-D/3-D token grid: the kernel must tile it by patches
+  /// (and give the numbers of flat tiles).
+  bool patched = false;
+  int64_t blockQ = 16, blockKV = 16;
 };
 
 uint64_t freshSeed() {
@@ -56,6 +62,8 @@ void check(const Case &c) {
   config.headDim = c.shape.headDim;
   config.headDimV = c.shape.headDimV;
   config.lse = true;
+  config.blockQ = c.blockQ;
+  config.blockKV = c.blockKV;
   auto kernel = Kernel::compile(*variant, config);
   ASSERT_TRUE(static_cast<bool>(kernel)) << llvm::toString(kernel.takeError());
 
@@ -99,8 +107,11 @@ void check(const Case &c) {
   // Soundness of the block analysis against brute force: never fewer blocks
   // than some visible pair needs, never a FULL claim on a block with a masked
   // pair (that would also show as a numerical error below).
-  MaskCensus census = maskCensus(*variant, {s.batch, s.heads, s.kvHeads, s.seqQ, s.seqKV},
-                                 buffers, config.blockQ, config.blockKV);
+  auto tiling = kernelTiling(*variant, config);
+  ASSERT_TRUE(static_cast<bool>(tiling)) << llvm::toString(tiling.takeError());
+  EXPECT_EQ(tiling->patched(), c.patched) << tiling->describe();
+  MaskCensus census = tiledMaskCensus(*variant, {s.batch, s.heads, s.kvHeads, s.seqQ, s.seqKV},
+                                      buffers, *tiling);
   EXPECT_GE(stats.visitedBlocks, census.nonEmptyBlocks);
   EXPECT_LE(stats.fullBlocks, census.fullBlocks);
   EXPECT_EQ(stats.totalBlocks, census.totalBlocks);
@@ -128,6 +139,31 @@ void check(const Case &c) {
   for (int64_t i = 0; i < out.size(); ++i)
     onOff = std::max(onOff, std::fabs(out.get(i) - out2.get(i)));
   EXPECT_LE(onOff, c.dtype == DType::F32 ? 1e-6 : 1e-2) << "analysis on vs off";
+  if (c.patched) {
+    // Flat tiles with the analysis: the same numbers again.
+    KernelConfig flat = config;
+    flat.patchTiling = false;
+    auto flatKernel = Kernel::compile(*variant, flat);
+    ASSERT_TRUE(static_cast<bool>(flatKernel)) << llvm::toString(flatKernel.takeError());
+    HostTensor out3(c.dtype, out.shape()), lse3(DType::F32, lse.shape());
+    out3.poison();
+    lse3.poison();
+    AttentionArgs args3 = args;
+    args3.out = out3.ref();
+    args3.lse = lse3.ref();
+    RunStats flatStats;
+    llvm::Error err3 = (*flatKernel)->run(args3, 0, &flatStats);
+    ASSERT_FALSE(static_cast<bool>(err3)) << llvm::toString(std::move(err3));
+    double patchFlat = 0;
+    for (int64_t i = 0; i < out.size(); ++i)
+      patchFlat = std::max(patchFlat, std::fabs(out.get(i) - out3.get(i)));
+    EXPECT_LE(patchFlat, c.dtype == DType::F32 ? 1e-6 : 1e-2) << "patch vs flat tiles";
+    MaskCensus flatCensus = maskCensus(*variant, {s.batch, s.heads, s.kvHeads, s.seqQ,
+                                                  s.seqKV}, buffers, c.blockQ, c.blockKV);
+    EXPECT_GE(flatStats.visitedBlocks, flatCensus.nonEmptyBlocks);
+    EXPECT_LE(flatStats.fullBlocks, flatCensus.fullBlocks);
+    EXPECT_EQ(flatStats.totalBlocks, flatCensus.totalBlocks);
+  }
 
   ReferenceResult ref = referenceAttention(*variant, q, k, v, c.layout,
                                            config.effectiveScale(), buffers);
@@ -172,15 +208,21 @@ TEST(Numerics, EveryMaskAndModifier) {
       {"block_sparse",
        variantOf("mask = block_sparse(layout, 16, 16)", "buffer layout: i8[H, 5, 5]"), kOdd,
        DType::F32, Layout::BHSD, {{"layout", "bits:0.4"}}},
-      {"neighborhood_1d", variantOf("mask = neighborhood_1d(77, 7, 2)"), kOdd},
+      // Dilation 2: the mask reads q / 2 and q % 2, a grid of two columns.
+      {"neighborhood_1d", variantOf("mask = neighborhood_1d(77, 7, 2)"), kOdd, DType::F32,
+       Layout::BHSD, {}, false, false, true},
+      {"neighborhood_1d_d3", variantOf("mask = neighborhood_1d(77, 5, 3)"), kOdd, DType::F32,
+       Layout::BHSD, {}, false, false, true},
       {"neighborhood_1d_causal", variantOf("mask = neighborhood_1d(77, 5, 1, true)"), kOdd},
       {"neighborhood_2d",
-       variantOf("mask = neighborhood_2d(7, 11, kh=3, kw=5, dh=2)"), kOdd},
+       variantOf("mask = neighborhood_2d(7, 11, kh=3, kw=5, dh=2)"), kOdd, DType::F32,
+       Layout::BHSD, {}, false, false, true},
       {"neighborhood_2d_causal",
-       variantOf("mask = neighborhood_2d(7, 11, 3, 5, causal_h=true)"), kOdd},
+       variantOf("mask = neighborhood_2d(7, 11, 3, 5, causal_h=true)"), kOdd, DType::F32,
+       Layout::BHSD, {}, false, false, true},
       {"neighborhood_3d",
        variantOf("mask = neighborhood_3d(3, 5, 5, 3, 3, 3, dil2=2)"),
-       {1, 2, 2, 75, 75, 64, 64}},
+       {1, 2, 2, 75, 75, 64, 64}, DType::F32, Layout::BHSD, {}, false, false, true},
       {"alibi", variantOf("score = alibi(score, slopes)\nmask = causal()", "buffer slopes: f32[H]"),
        kOdd, DType::F32, Layout::BHSD, {{"slopes", "uniform:0:0.5"}}},
       {"softcap", variantOf("score = softcap(score, 1.5)\nmask = causal()"), kOdd},
@@ -279,6 +321,133 @@ TEST(Numerics, RandomAffineMaskCombinations) {
     c.exactBlocks = true;
     check(c);
   }
+}
+
+} // namespace
+
+namespace {
+
+/// Neighborhood masks on 2-D and 3-D grids with random sizes, windows,
+/// dilations and causality, Sq not a multiple of the grid or the patch, GQA:
+/// the kernel tiles them by patches. Numerics against float64 with patch
+/// tiles, flat tiles and no analysis (check() compares all three) are the
+/// per-block soundness test: a (q-patch, kv-patch) block wrongly EMPTY drops
+/// visible keys, one wrongly FULL lets masked keys in, and either moves the
+/// output far beyond rounding. The visited and FULL counts are checked
+/// against brute force over the same patches.
+TEST(Numerics, RandomNeighborhoodPatches) {
+  std::mt19937_64 rng(freshSeed());
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  auto odd = [&](int64_t most) { return 2 * pick(0, (most - 1) / 2) + 1; };
+  auto flag = [&] { return pick(0, 3) == 0 ? "true" : "false"; };
+  for (int iter = 0; iter < 8; ++iter) {
+    std::string mask;
+    int64_t tokens;
+    if (iter % 2 == 0) {
+      int64_t h0 = pick(2, 12), w = pick(2, 19);
+      tokens = h0 * w;
+      mask = "neighborhood_2d(" + std::to_string(h0) + ", " + std::to_string(w) + ", " +
+             std::to_string(std::min(odd(7), h0)) + ", " + std::to_string(std::min(odd(7), w)) +
+             ", " + std::to_string(pick(1, 2)) + ", " + std::to_string(pick(1, 3)) + ", " +
+             flag() + ", " + flag() + ")";
+    } else {
+      int64_t d0 = pick(2, 5), d1 = pick(2, 6), d2 = pick(2, 7);
+      tokens = d0 * d1 * d2;
+      mask = "neighborhood_3d(" + std::to_string(d0) + ", " + std::to_string(d1) + ", " +
+             std::to_string(d2) + ", " + std::to_string(std::min(odd(3), d0)) + ", " +
+             std::to_string(std::min(odd(5), d1)) + ", " + std::to_string(std::min(odd(5), d2)) +
+             ", " + std::to_string(pick(1, 2)) + ", 1, " + std::to_string(pick(1, 2)) + ", " +
+             flag() + ")";
+    }
+    // Up to a whole grid; often a length that ends mid-row or mid-patch.
+    int64_t seqLen = pick(std::max<int64_t>(1, tokens - 20), tokens);
+    int64_t kvHeads = pick(1, 2);
+    Shape s{1, kvHeads * pick(1, 2), kvHeads, seqLen, seqLen, 64, 64};
+    Case c{"patches_" + std::to_string(iter) + ": " + mask, variantOf("mask = " + mask), s};
+    c.patched = true;
+    check(c);
+  }
+}
+
+TEST(Numerics, NeighborhoodPatchesExactBlocks) {
+  // Without dilation the box classification of a patch pair is exact: the
+  // kernel visits exactly the brute-force minimum of patch blocks and proves
+  // every full one FULL, on whole grids and on sequences ending mid-row
+  // (whose patches of holes only it skips).
+  Case twoD{"na2d_exact", variantOf("mask = neighborhood_2d(9, 13, 5, 3)"),
+            {1, 4, 2, 117, 117, 64, 64}};
+  twoD.patched = twoD.exactBlocks = twoD.exactFull = true;
+  check(twoD);
+  Case threeD{"na3d_exact", variantOf("mask = neighborhood_3d(4, 6, 7, 3, 3, 5)"),
+              {1, 2, 1, 168, 168, 64, 64}};
+  threeD.patched = threeD.exactBlocks = threeD.exactFull = true;
+  check(threeD);
+  // Dilation: patches keep one residue per dilated axis (NATTEN's dilation
+  // groups), so the residues compare exactly too.
+  Case dilated{"na2d_dilated_exact", variantOf("mask = neighborhood_2d(12, 20, 5, 3, 2, 2)"),
+               {1, 2, 2, 240, 240, 64, 64}};
+  dilated.patched = dilated.exactBlocks = dilated.exactFull = true;
+  check(dilated);
+  Case dilated3d{"na3d_dilated_exact",
+                 variantOf("mask = neighborhood_3d(4, 6, 8, 3, 3, 3, dil1=2, dil2=2)"),
+                 {1, 2, 1, 192, 192, 64, 64}};
+  dilated3d.patched = dilated3d.exactBlocks = dilated3d.exactFull = true;
+  check(dilated3d);
+  Case partialRow{"na2d_exact_partial_row", variantOf("mask = neighborhood_2d(9, 13, 5, 3)"),
+                  {1, 2, 2, 110, 110, 64, 64}};
+  partialRow.patched = partialRow.exactBlocks = partialRow.exactFull = true;
+  check(partialRow);
+  // Block sizes other than 16, and a dtype/layout the flat path also meets.
+  Case wide{"na2d_bq8_bkv32", variantOf("mask = neighborhood_2d(12, 20, 5, 5, 2, 1)"),
+            {2, 2, 2, 235, 235, 64, 64}, DType::BF16, Layout::BSHD};
+  wide.patched = true;
+  wide.blockQ = 8;
+  wide.blockKV = 32;
+  check(wide);
+}
+
+TEST(Numerics, GridMaskWithOtherUsesStaysFlat) {
+  // q is also read directly (causal()): no grid, flat tiles.
+  check({"na2d_and_causal", variantOf("mask = neighborhood_2d(6, 10, 3, 3) && causal()"),
+         {1, 2, 2, 60, 60, 64, 64}});
+}
+
+} // namespace
+
+namespace {
+
+/// Patch tiling needs no syntax: the C++ builder frontend's neighborhood
+/// masks get the same patches as the spec language's, and run correctly.
+TEST(Numerics, BuilderFrontendGetsPatchesToo) {
+  using namespace heed::build;
+  VariantBuilder vb("na3d");
+  Expr d1 = vb.param("d1", 6);
+  lib::Neighborhood3D opts;
+  opts.dil2 = 2;
+  vb.setMask(lib::neighborhood_3d(3, d1, 7, 3, 3, 5, opts));
+  auto built = vb.build();
+  ASSERT_TRUE(static_cast<bool>(built)) << llvm::toString(built.takeError());
+  auto parsed = spec::parseSpec("variant na3d {\n param d1: i64 = 6\n"
+                                " mask = neighborhood_3d(3, d1, 7, 3, 3, 5, dil2=2)\n}\n",
+                                "na3d.attn");
+  ASSERT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
+  KernelConfig config;
+  auto fromBuilder = kernelTiling(*built, config);
+  auto fromText = kernelTiling((*parsed)[0], config);
+  ASSERT_TRUE(static_cast<bool>(fromBuilder) && static_cast<bool>(fromText));
+  EXPECT_TRUE(fromBuilder->patched());
+  EXPECT_EQ(fromBuilder->describe(), fromText->describe());
+  // dil2 = 2 splits the innermost axis of 7 only if 2 divides it: it does
+  // not, so the grid is the plain 6 x 7 one.
+  EXPECT_EQ(fromBuilder->q.grid, (std::vector<int64_t>{6, 7}));
+
+  Case c{"builder_na3d", "", {1, 2, 2, 120, 120, 64, 64}};
+  c.spec = "variant na3d {\n param d1: i64 = 6\n"
+           " mask = neighborhood_3d(3, d1, 7, 3, 3, 5, dil2=2)\n}\n";
+  c.patched = true;
+  check(c);
 }
 
 } // namespace

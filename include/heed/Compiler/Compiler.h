@@ -27,6 +27,8 @@ struct KernelConfig {
   int64_t blockQ = 16; ///< query rows per work item
   int64_t blockKV = 16; ///< keys per KV block
   bool analyzeMask = true; ///< skip KV blocks the mask empties, and the mask of full ones
+  /// With the analysis: tile masks on 2-D/3-D token grids by patches.
+  bool patchTiling = true;
 
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }
   double effectiveScale() const;

@@ -17,6 +17,11 @@ def AttnLowerToCPU : Pass<"attn-lower-to-cpu", "mlir::ModuleOp"> {
     online softmax (exponentials in base 2, log2(e) folded into the scores).
     Rows whose keys are all masked produce zeros and lse = -inf. Out-of-range
     buffer reads produce zero and record the buffer number in `status`.
+    A variant with `patch_tiling` (from --attn-analyze-mask) is tiled by
+    patches of its token grid: rows are gathered and scattered through the
+    patch permutation and KV patches are walked by nested loops. Functions
+    marked `attn.tile_count = {side = "q"|"kv", variant = @v}` get bodies
+    that count the tiles of a sequence length under the tiling used.
     The referenced variants are erased once no attention op uses them.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",

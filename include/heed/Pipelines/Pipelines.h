@@ -20,6 +20,7 @@ struct CPUPipelineOptions {
   int64_t blockQ = 16;
   int64_t blockKV = 16;
   bool analyzeMask = true; ///< run --attn-analyze-mask (skip EMPTY blocks)
+  bool patchTiling = true; ///< let the analysis tile token grids by patches
 };
 
 /// attn (variant + attention ops) -> tiled scf/vector code. Printable stage

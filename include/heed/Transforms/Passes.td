@@ -28,9 +28,24 @@ def AttnAnalyzeMask : Pass<"attn-analyze-mask", "mlir::ModuleOp"> {
     floats, so boxes are PARTIAL unless decided by the rest of the mask).
     The CPU lowering uses the classifier to skip EMPTY blocks and the mask of
     FULL blocks.
+
+    Patch tiling: where the mask reads q and kv only through floor divisions
+    and remainders by constants that form a chain of strides (a 2-D or 3-D
+    token grid, as the neighborhood masks do), the pass chooses a patch shape
+    per tile (`block-q` query tokens, `block-kv` keys) and records it as
+    `patch_tiling = {grid = [inner extents], q_patch = [...], kv_patch = [...]}`
+    on the variant. The `blocks` region then classifies Cartesian boxes of the
+    grid whose corners are `q_lo`/`q_hi` and `kv_lo`/`kv_hi`, and the
+    lowering walks tiles as patches. `patch-tiling=false` keeps flat tiles.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
                            "mlir::scf::SCFDialect"];
+  let options = [
+    Option<"blockQ", "block-q", "int64_t", "16", "query tokens per tile">,
+    Option<"blockKV", "block-kv", "int64_t", "16", "keys per KV tile">,
+    Option<"patchTiling", "patch-tiling", "bool", "true",
+           "tile token grids by multi-dimensional patches where the mask allows">,
+  ];
 }
 
 def ApproximateMath : Pass<"heed-approximate-math"> {

@@ -14,6 +14,15 @@
 //     l      = l * alpha + sum_j pT[j]
 //     acc[i] = acc[i] * alpha[i] + sum_j pT[j][i] * vS[j]
 //   out = acc / l, lse = (m + log2 l) * ln 2; a row with l == 0 gives 0, -inf.
+//
+// Patch tiling (the variant's `patch_tiling`, chosen by the mask analysis):
+// tokens lie on a grid, token = sum_k d_k * s_k, and a tile is a patch of
+// P_0 x ... x P_{n-1} grid points in row-major lane order, so Q/K/V rows are
+// gathered and output rows scattered through that permutation. Lanes past
+// the grid's edges or past the sequence are invalid (zero rows, masked
+// scores, never stored). The KV patches of a query patch are walked by nested
+// loops, one per grid dimension, each bounded by binary search; the blocks
+// region then classifies Cartesian boxes given by their corner tokens.
 #include "heed/Conversion/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -39,6 +48,59 @@ namespace {
 
 constexpr double kLog2E = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
+
+/// A tiling of a sequence: tokens on a grid with strides `strides`
+/// (s_{n-1} = 1) tiled by patches `patch`; flat tiles are strides {1}.
+struct Tiling {
+  SmallVector<int64_t> strides, patch;
+
+  size_t dims() const { return strides.size(); }
+  /// Extent of dim k > 0.
+  int64_t extent(size_t k) const { return strides[k - 1] / strides[k]; }
+  /// Patches along dim k > 0.
+  int64_t patches(size_t k) const { return (extent(k) + patch[k] - 1) / patch[k]; }
+  /// Lane digit of dim k for lane `lane`.
+  int64_t laneDigit(int64_t lane, size_t k) const {
+    int64_t inner = 1;
+    for (size_t m = k + 1; m < dims(); ++m)
+      inner *= patch[m];
+    return lane / inner % patch[k];
+  }
+};
+
+Tiling tilingOf(VariantOp variant, bool q, int64_t block) {
+  Tiling t;
+  auto attr = variant->getAttrOfType<DictionaryAttr>("patch_tiling");
+  if (!attr || variant.getBlocks().empty())
+    return Tiling{{1}, {block}};
+  ArrayRef<int64_t> grid = cast<DenseI64ArrayAttr>(attr.get("grid")).asArrayRef();
+  t.strides.assign(grid.size() + 1, 1);
+  for (size_t k = grid.size(); k > 0; --k)
+    t.strides[k - 1] = t.strides[k] * grid[k - 1];
+  ArrayRef<int64_t> patch =
+      cast<DenseI64ArrayAttr>(attr.get(q ? "q_patch" : "kv_patch")).asArrayRef();
+  t.patch.assign(patch.begin(), patch.end());
+  return t;
+}
+
+/// Extent of dim 0 for a sequence of `seq` tokens: ceil(seq / s_0).
+Value rowsOf(OpBuilder &b, Location loc, Value seq, const Tiling &t) {
+  if (t.strides[0] == 1)
+    return seq;
+  return arith::CeilDivUIOp::create(b, loc, seq, arith::ConstantIndexOp::create(b, loc, t.strides[0]));
+}
+
+/// Tiles of a sequence of `seq` tokens.
+Value countTiles(OpBuilder &b, Location loc, Value seq, const Tiling &t) {
+  Value n = arith::CeilDivUIOp::create(b, loc, rowsOf(b, loc, seq, t),
+                                       arith::ConstantIndexOp::create(b, loc, t.patch[0]));
+  int64_t inner = 1;
+  for (size_t k = 1; k < t.dims(); ++k)
+    inner *= t.patches(k);
+  if (inner == 1)
+    return n;
+  return arith::MulIOp::create(b, loc, n, arith::ConstantIndexOp::create(b, loc, inner));
+}
 
 /// Builds the lowered code of one attention op.
 class CPUAttentionLowering {
@@ -92,6 +154,22 @@ private:
     vector::StoreOp::create(b, row, memref, indices);
   }
 
+  // Patch tiling.
+  /// Digits of the first grid point of tile `tile`.
+  SmallVector<Value> tileOrigin(Value tile, const Tiling &t);
+  /// Token and validity of lane `lane` (index) of the tile at `origin`.
+  std::pair<Value, Value> laneToken(ArrayRef<Value> origin, Value lane, const Tiling &t,
+                                    Value rows0, Value seq);
+  /// The token of grid digits `d`.
+  Value tokenOf(ArrayRef<Value> d, const Tiling &t);
+  /// Last digits of the patch at `origin`, clipped to the grid.
+  SmallVector<Value> patchEnd(ArrayRef<Value> origin, const Tiling &t, Value rows0);
+  /// Loops over the KV patches of dims >= k (dims < k fixed to [lo, hi]).
+  std::pair<Value, Value> emitKVPatches(size_t k, SmallVector<Value> &lo,
+                                        SmallVector<Value> &hi, Value m, Value l);
+  /// Classifies the KV block [kvLo, kvHi] and visits it unless EMPTY.
+  std::pair<Value, Value> visitClassified(Value kb, Value kvLo, Value kvHi, Value m, Value l);
+
   Value exp2(Value x);
   FailureOr<Value> inlineRegion(Region &region, ArrayRef<Value> leading,
                                 Value laneValid);
@@ -124,7 +202,66 @@ private:
   // Per work item.
   Value batch, headQ, headKV, q0, rows, qVec, qValid;
   bool identityScore = false, constantTrueMask = false, hasClassifier = false;
+  // Tiling of queries and keys; patched = patch tiling (else flat tiles).
+  bool patched = false;
+  Tiling qTiling, kvTiling;
+  Value qRows0, kvRows0;        // extents of dim 0
+  SmallVector<Value> qOrigin, qEnd, kvOrigin;
+  Value qLoTok, qHiTok;         // corners of the query patch
 };
+
+SmallVector<Value> CPUAttentionLowering::tileOrigin(Value tile, const Tiling &t) {
+  SmallVector<Value> origin(t.dims());
+  for (size_t k = t.dims() - 1; k > 0; --k) {
+    Value m = idx(t.patches(k));
+    origin[k] = arith::MulIOp::create(b, arith::RemUIOp::create(b, tile, m), idx(t.patch[k]));
+    tile = arith::DivUIOp::create(b, tile, m);
+  }
+  origin[0] = arith::MulIOp::create(b, tile, idx(t.patch[0]));
+  return origin;
+}
+
+Value CPUAttentionLowering::tokenOf(ArrayRef<Value> d, const Tiling &t) {
+  Value token = d.back();
+  for (size_t k = 0; k + 1 < t.dims(); ++k)
+    token = arith::AddIOp::create(b, token, arith::MulIOp::create(b, d[k], idx(t.strides[k])));
+  return token;
+}
+
+std::pair<Value, Value> CPUAttentionLowering::laneToken(ArrayRef<Value> origin, Value lane,
+                                                        const Tiling &t, Value rows0,
+                                                        Value seq) {
+  SmallVector<Value> d;
+  Value valid;
+  int64_t inner = 1;
+  SmallVector<int64_t> inners(t.dims());
+  for (size_t k = t.dims(); k > 0; --k) {
+    inners[k - 1] = inner;
+    inner *= t.patch[k - 1];
+  }
+  for (size_t k = 0; k < t.dims(); ++k) {
+    Value l = arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(inners[k])),
+                                     idx(t.patch[k]));
+    d.push_back(arith::AddIOp::create(b, origin[k], l));
+    Value bound = k == 0 ? rows0 : idx(t.extent(k));
+    Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, d.back(), bound);
+    valid = valid ? Value(arith::AndIOp::create(b, valid, ok)) : ok;
+  }
+  Value token = tokenOf(d, t);
+  valid = arith::AndIOp::create(
+      b, valid, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, token, seq));
+  return {token, valid};
+}
+
+SmallVector<Value> CPUAttentionLowering::patchEnd(ArrayRef<Value> origin, const Tiling &t,
+                                                  Value rows0) {
+  SmallVector<Value> end;
+  for (size_t k = 0; k < t.dims(); ++k) {
+    Value last = k == 0 ? Value(arith::SubIOp::create(b, rows0, idx(1))) : idx(t.extent(k) - 1);
+    end.push_back(minIdx(arith::AddIOp::create(b, origin[k], idx(t.patch[k] - 1)), last));
+  }
+  return end;
+}
 
 /// 2^x for x <= 0 (all softmax exponents are), on vectors: x = n + f with
 /// n = round(x), |f| <= 1/2; 2^f by a degree-7 Taylor polynomial of e^(f ln2)
@@ -293,8 +430,21 @@ Value CPUAttentionLowering::searchFirst(Value lo, Value hi,
 std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
                                                           Value lOld, Value partial) {
   Value c0 = idx(0), c1 = idx(1);
-  Value kv0 = arith::MulIOp::create(b, kb, idx(blockKV));
-  Value cols = minIdx(idx(blockKV), arith::SubIOp::create(b, seqKV, kv0));
+  // Key j of the block: its token and whether it exists. Patches may have
+  // holes (past the grid's edges): every slot is staged and masked.
+  Value kv0, cols;
+  if (patched) {
+    cols = idx(blockKV);
+  } else {
+    kv0 = arith::MulIOp::create(b, kb, idx(blockKV));
+    cols = minIdx(idx(blockKV), arith::SubIOp::create(b, seqKV, kv0));
+  }
+  auto keyAt = [&](Value j) -> std::pair<Value, Value> {
+    if (patched)
+      return laneToken(kvOrigin, j, kvTiling, kvRows0, seqKV);
+    Value pos = arith::AddIOp::create(b, kv0, j);
+    return {pos, arith::CmpIOp::create(b, arith::CmpIPredicate::slt, pos, seqKV)};
+  };
   VectorType vRowType = VectorType::get({headDimV}, b.getF32Type());
   VectorType kRowType = VectorType::get({headDim}, b.getF32Type());
 
@@ -305,10 +455,9 @@ std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(staging.getBody());
     Value j = staging.getInductionVar();
-    Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, j, cols);
+    auto [pos, valid] = keyAt(j);
     auto ifOp = scf::IfOp::create(b, valid, /*withElseRegion=*/true);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    Value pos = arith::AddIOp::create(b, kv0, j);
     vector::StoreOp::create(b, loadRow(k, at(batch, headKV, pos, c0), headDim), kS,
                             ValueRange{j, c0});
     vector::StoreOp::create(b, loadRow(v, at(batch, headKV, pos, c0), headDimV), vS,
@@ -351,9 +500,8 @@ std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(apply.getBody());
     Value j = apply.getInductionVar();
-    Value kvPos = arith::AddIOp::create(b, kv0, j);
+    auto [kvPos, kvValid] = keyAt(j);
     Value kvV = vector::BroadcastOp::create(b, idxVec, kvPos);
-    Value kvValid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, kvPos, seqKV);
     Value laneValid = arith::AndIOp::create(
         b, qValid, vector::BroadcastOp::create(b, VectorType::get({blockQ}, b.getI1Type()),
                                                kvValid));
@@ -442,6 +590,86 @@ std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,
   return {mNew, lNew};
 }
 
+std::pair<Value, Value> CPUAttentionLowering::visitClassified(Value kb, Value kvLo, Value kvHi,
+                                                              Value m, Value l) {
+  Value trueValue = arith::ConstantIntOp::create(b, 1, 1);
+  Value cls = classify(qLoTok, qHiTok, kvLo, kvHi);
+  Value visit = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, cls,
+                                      arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+  if (patched) {
+    // A patch whose first token is past the end is all holes (a sequence
+    // that ends mid-row): nothing to compute.
+    Value real = arith::AndIOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, kvLo, seqKV),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, qLoTok, seqQ));
+    visit = arith::AndIOp::create(b, visit, real);
+  }
+  Value partial = arith::CmpIOp::create(
+      b, arith::CmpIPredicate::eq, cls, arith::ConstantIntOp::create(b, VariantOp::Partial, 8));
+  auto ifOp = scf::IfOp::create(b, TypeRange{laneType, laneType}, visit, true);
+  OpBuilder::InsertionGuard inner(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  countBlock(trueValue, partial);
+  auto [m2, l2] = emitKVBlock(kb, m, l, partial);
+  scf::YieldOp::create(b, ValueRange{m2, l2});
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  scf::YieldOp::create(b, ValueRange{m, l});
+  return {ifOp.getResult(0), ifOp.getResult(1)};
+}
+
+std::pair<Value, Value> CPUAttentionLowering::emitKVPatches(size_t k, SmallVector<Value> &lo,
+                                                            SmallVector<Value> &hi, Value m,
+                                                            Value l) {
+  // The box of patches [from, to] along dim k, the outer dims fixed, the
+  // inner ones whole; an EMPTY box stays EMPTY when it shrinks, so the
+  // first and last patches the query patch may see are found by bisection.
+  const Tiling &t = kvTiling;
+  Value c0 = idx(0), c1 = idx(1);
+  Value last = k == 0 ? Value(arith::SubIOp::create(b, kvRows0, c1)) : idx(t.extent(k) - 1);
+  Value count = k == 0 ? arith::CeilDivUIOp::create(b, kvRows0, idx(t.patch[0])).getResult()
+                       : idx(t.patches(k));
+  auto isEmpty = [&](Value from, Value to) {
+    SmallVector<Value> boxLo(lo), boxHi(hi);
+    boxLo.push_back(from);
+    boxHi.push_back(to);
+    for (size_t m = k + 1; m < t.dims(); ++m) {
+      boxLo.push_back(c0);
+      boxHi.push_back(idx(t.extent(m) - 1));
+    }
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                 classify(qLoTok, qHiTok, tokenOf(boxLo, t), tokenOf(boxHi, t)),
+                                 arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+  };
+  Value first = searchFirst(c0, count, [&](Value x) -> Value {
+    Value to = minIdx(arith::SubIOp::create(
+                          b, arith::MulIOp::create(b, arith::AddIOp::create(b, x, c1),
+                                                   idx(t.patch[k])), c1),
+                      last);
+    return arith::XOrIOp::create(b, isEmpty(c0, to), arith::ConstantIntOp::create(b, 1, 1));
+  });
+  Value end = searchFirst(first, count, [&](Value y) -> Value {
+    return isEmpty(arith::MulIOp::create(b, y, idx(t.patch[k])), last);
+  });
+  auto loop = scf::ForOp::create(b, first, end, c1, ValueRange{m, l});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value from = arith::MulIOp::create(b, loop.getInductionVar(), idx(t.patch[k]));
+  lo.push_back(from);
+  hi.push_back(minIdx(arith::AddIOp::create(b, from, idx(t.patch[k] - 1)), last));
+  Value mIn = loop.getRegionIterArgs()[0], lIn = loop.getRegionIterArgs()[1];
+  std::pair<Value, Value> next;
+  if (k + 1 < t.dims()) {
+    next = emitKVPatches(k + 1, lo, hi, mIn, lIn);
+  } else {
+    kvOrigin.assign(lo.begin(), lo.end());
+    next = visitClassified(Value(), tokenOf(lo, t), tokenOf(hi, t), mIn, lIn);
+  }
+  lo.pop_back();
+  hi.pop_back();
+  scf::YieldOp::create(b, ValueRange{next.first, next.second});
+  return {loop.getResult(0), loop.getResult(1)};
+}
+
 void CPUAttentionLowering::emitItem(Value item) {
   Value c0 = idx(0), c1 = idx(1);
   Value qb = arith::RemUIOp::create(b, item, numQBlocks);
@@ -449,13 +677,54 @@ void CPUAttentionLowering::emitItem(Value item) {
   headQ = arith::RemUIOp::create(b, rest, headsQ);
   batch = arith::DivUIOp::create(b, rest, headsQ);
   headKV = arith::DivUIOp::create(b, headQ, group);
-  q0 = arith::MulIOp::create(b, qb, idx(blockQ));
-  rows = minIdx(idx(blockQ), arith::SubIOp::create(b, seqQ, q0));
   VectorType idxVec = VectorType::get({blockQ}, b.getIndexType());
-  qVec = arith::AddIOp::create(b, vector::BroadcastOp::create(b, idxVec, q0),
-                               vector::StepOp::create(b, idxVec));
-  qValid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, qVec,
-                                 vector::BroadcastOp::create(b, idxVec, seqQ));
+  if (patched) {
+    // Lane i of the patch: its grid digits are the origin's plus constant
+    // offsets, so the tokens are origin token + a constant vector.
+    qOrigin = tileOrigin(qb, qTiling);
+    qEnd = patchEnd(qOrigin, qTiling, qRows0);
+    q0 = tokenOf(qOrigin, qTiling);
+    rows = idx(blockQ);
+    SmallVector<int64_t> offsets(blockQ, 0);
+    for (int64_t i = 0; i < blockQ; ++i)
+      for (size_t k = 0; k < qTiling.dims(); ++k)
+        offsets[i] += qTiling.laneDigit(i, k) * qTiling.strides[k];
+    auto constVec = [&](ArrayRef<int64_t> values) {
+      SmallVector<Attribute> attrs;
+      for (int64_t x : values)
+        attrs.push_back(b.getIndexAttr(x));
+      return arith::ConstantOp::create(b, DenseElementsAttr::get(idxVec, attrs)).getResult();
+    };
+    qVec = arith::AddIOp::create(b, vector::BroadcastOp::create(b, idxVec, q0),
+                                 constVec(offsets));
+    qValid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, qVec,
+                                   vector::BroadcastOp::create(b, idxVec, seqQ));
+    for (size_t k = 1; k < qTiling.dims(); ++k) {
+      SmallVector<int64_t> digit(blockQ);
+      for (int64_t i = 0; i < blockQ; ++i)
+        digit[i] = qTiling.laneDigit(i, k);
+      Value d = arith::AddIOp::create(b, vector::BroadcastOp::create(b, idxVec, qOrigin[k]),
+                                      constVec(digit));
+      qValid = arith::AndIOp::create(
+          b, qValid, arith::CmpIOp::create(b, arith::CmpIPredicate::slt, d,
+                                           vector::BroadcastOp::create(b, idxVec,
+                                                                       idx(qTiling.extent(k)))));
+    }
+  } else {
+    q0 = arith::MulIOp::create(b, qb, idx(blockQ));
+    rows = minIdx(idx(blockQ), arith::SubIOp::create(b, seqQ, q0));
+    qVec = arith::AddIOp::create(b, vector::BroadcastOp::create(b, idxVec, q0),
+                                 vector::StepOp::create(b, idxVec));
+    qValid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, qVec,
+                                   vector::BroadcastOp::create(b, idxVec, seqQ));
+  }
+  // Row i of the item: its token and whether it exists.
+  auto rowAt = [&](Value i) -> std::pair<Value, Value> {
+    if (patched)
+      return laneToken(qOrigin, i, qTiling, qRows0, seqQ);
+    return {arith::AddIOp::create(b, q0, i),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::slt, i, rows)};
+  };
   VectorType vRowType = VectorType::get({headDimV}, b.getF32Type());
 
   // Q transposed (rows past the end are zero) and a zero accumulator. The
@@ -466,10 +735,9 @@ void CPUAttentionLowering::emitItem(Value item) {
     b.setInsertionPointToStart(init.getBody());
     Value i = init.getInductionVar();
     vector::StoreOp::create(b, splat(vRowType, 0), acc, ValueRange{i, c0});
-    Value valid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, i, rows);
+    auto [pos, valid] = rowAt(i);
     auto ifOp = scf::IfOp::create(b, valid, /*withElseRegion=*/true);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    Value pos = arith::AddIOp::create(b, q0, i);
     Type qElt = cast<MemRefType>(q.getType()).getElementType();
     for (int64_t d = 0; d < headDim; ++d) {
       Value x = memref::LoadOp::create(b, q, at(batch, headQ, pos, idx(d)));
@@ -485,9 +753,13 @@ void CPUAttentionLowering::emitItem(Value item) {
 
   Value numKVBlocks = arith::CeilDivUIOp::create(b, seqKV, idx(blockKV));
   Value qLo = q0, qHi = arith::SubIOp::create(b, arith::AddIOp::create(b, q0, rows), c1);
+  if (patched)
+    qHi = tokenOf(qEnd, qTiling);
+  qLoTok = qLo;
+  qHiTok = qHi;
   Value lastKV = arith::SubIOp::create(b, seqKV, c1);
   Value first = c0, end = numKVBlocks;
-  if (hasClassifier) {
+  if (hasClassifier && !patched) {
     // Visit only blocks between the first and last that the mask may reach:
     // both ends by binary search, since a box that is EMPTY stays EMPTY when
     // it shrinks.
@@ -507,39 +779,30 @@ void CPUAttentionLowering::emitItem(Value item) {
     });
   }
   Value trueValue = arith::ConstantIntOp::create(b, 1, 1);
-  auto kvLoop = scf::ForOp::create(b, first, end, c1,
-                                   ValueRange{splat(laneType, -INFINITY), splat(laneType, 0)});
-  {
+  Value m, l;
+  if (patched) {
+    SmallVector<Value> lo, hi;
+    std::tie(m, l) = emitKVPatches(0, lo, hi, splat(laneType, -INFINITY), splat(laneType, 0));
+  } else {
+    auto kvLoop = scf::ForOp::create(b, first, end, c1,
+                                     ValueRange{splat(laneType, -INFINITY), splat(laneType, 0)});
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(kvLoop.getBody());
     Value kb = kvLoop.getInductionVar();
-    Value m = kvLoop.getRegionIterArgs()[0], l = kvLoop.getRegionIterArgs()[1];
+    Value mIn = kvLoop.getRegionIterArgs()[0], lIn = kvLoop.getRegionIterArgs()[1];
     if (!hasClassifier) {
       countBlock(trueValue, trueValue);
-      auto [m2, l2] = emitKVBlock(kb, m, l, trueValue);
+      auto [m2, l2] = emitKVBlock(kb, mIn, lIn, trueValue);
       scf::YieldOp::create(b, ValueRange{m2, l2});
     } else {
       Value kv0 = arith::MulIOp::create(b, kb, idx(blockKV));
       Value kvHi = minIdx(arith::AddIOp::create(b, kv0, idx(blockKV - 1)), lastKV);
-      Value cls = classify(qLo, qHi, kv0, kvHi);
-      Value visit = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, cls,
-                                          arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
-      Value partial = arith::CmpIOp::create(
-          b, arith::CmpIPredicate::eq, cls, arith::ConstantIntOp::create(b, VariantOp::Partial, 8));
-      auto ifOp = scf::IfOp::create(b, TypeRange{laneType, laneType}, visit, true);
-      {
-        OpBuilder::InsertionGuard inner(b);
-        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-        countBlock(trueValue, partial);
-        auto [m2, l2] = emitKVBlock(kb, m, l, partial);
-        scf::YieldOp::create(b, ValueRange{m2, l2});
-        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-        scf::YieldOp::create(b, ValueRange{m, l});
-      }
-      scf::YieldOp::create(b, ifOp.getResults());
+      auto [m2, l2] = visitClassified(kb, kv0, kvHi, mIn, lIn);
+      scf::YieldOp::create(b, ValueRange{m2, l2});
     }
+    m = kvLoop.getResult(0);
+    l = kvLoop.getResult(1);
   }
-  Value m = kvLoop.getResult(0), l = kvLoop.getResult(1);
 
   // Normalize and write out: 1/l per row (0 for fully masked rows) and lse.
   Value empty = arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, l, splat(laneType, 0));
@@ -556,16 +819,20 @@ void CPUAttentionLowering::emitItem(Value item) {
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(fin.getBody());
   Value i = fin.getInductionVar();
+  auto [pos, valid] = rowAt(i);
+  if (patched) {
+    // Holes of the patch are not the user's rows.
+    auto ifOp = scf::IfOp::create(b, valid, /*withElseRegion=*/false);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  }
   Value scaleRow = memref::LoadOp::create(b, alphaBuf, ValueRange{i});
   Value row = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
   row = arith::MulFOp::create(b, row, vector::BroadcastOp::create(b, vRowType, scaleRow));
-  Value pos = arith::AddIOp::create(b, q0, i);
   storeRow(row, out, at(batch, headQ, pos, c0));
   if (lse)
     memref::StoreOp::create(b, memref::LoadOp::create(b, statBuf, ValueRange{i}), lse,
                             ValueRange{batch, headQ, pos});
 }
-
 LogicalResult CPUAttentionLowering::run() {
   q = op.getQuery();
   k = op.getKey();
@@ -630,7 +897,24 @@ LogicalResult CPUAttentionLowering::run() {
   seqKV = dim(k, 2);
   Value headsKV = dim(k, 1);
   group = arith::DivUIOp::create(b, headsQ, headsKV);
-  numQBlocks = arith::CeilDivUIOp::create(b, seqQ, idx(blockQ));
+  qTiling = tilingOf(variant, /*q=*/true, blockQ);
+  kvTiling = tilingOf(variant, /*q=*/false, blockKV);
+  patched = qTiling.dims() > 1;
+  if (patched) {
+    auto product = [](const Tiling &t) {
+      int64_t n = 1;
+      for (int64_t p : t.patch)
+        n *= p;
+      return n;
+    };
+    if (product(qTiling) != blockQ || product(kvTiling) != blockKV ||
+        kvTiling.dims() != qTiling.dims())
+      return op.emitOpError() << "has a variant whose patch_tiling does not match block-q "
+                                 "and block-kv";
+    qRows0 = rowsOf(b, b.getLoc(), seqQ, qTiling);
+    kvRows0 = rowsOf(b, b.getLoc(), seqKV, kvTiling);
+  }
+  numQBlocks = countTiles(b, b.getLoc(), seqQ, qTiling);
   Value total = arith::MulIOp::create(
       b, arith::MulIOp::create(b, dim(q, 0), headsQ), numQBlocks);
   Value begin = op.getWorkBegin() ? op.getWorkBegin() : idx(0);
@@ -646,6 +930,8 @@ LogicalResult CPUAttentionLowering::run() {
   statBuf = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
 
   auto items = scf::ForOp::create(b, begin, end, idx(1));
+  if (patched) // for readers of the tiled IR: which tiles the items are
+    items->setAttr("attn.patch_tiling", variant->getAttr("patch_tiling"));
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(items.getBody());
@@ -678,6 +964,31 @@ struct AttnLowerToCPUPass
       CPUAttentionLowering lowering(op, variant, blockQ, blockKV);
       if (failed(lowering.run()))
         return signalPassFailure();
+    }
+    // The tile counts the runtime asks for, from the tiling chosen here.
+    SmallVector<func::FuncOp> counters;
+    module.walk([&](func::FuncOp f) {
+      if (f->hasAttr("attn.tile_count"))
+        counters.push_back(f);
+    });
+    for (func::FuncOp f : counters) {
+      auto info = f->getAttrOfType<DictionaryAttr>("attn.tile_count");
+      auto name = info ? info.getAs<FlatSymbolRefAttr>("variant") : nullptr;
+      auto side = info ? info.getAs<StringAttr>("side") : nullptr;
+      auto variant = name ? symbols.lookupNearestSymbolFrom<VariantOp>(f, name) : nullptr;
+      if (!variant || !side || f.getNumArguments() != 1 || f.isExternal()) {
+        f.emitOpError() << "has a malformed attn.tile_count";
+        return signalPassFailure();
+      }
+      bool isQ = side.getValue() == "q";
+      Tiling t = tilingOf(variant, isQ, isQ ? blockQ : blockKV);
+      Block &body = f.getBody().front();
+      Value seq = body.getArgument(0);
+      while (!body.empty())
+        body.back().erase();
+      OpBuilder b = OpBuilder::atBlockEnd(&body);
+      func::ReturnOp::create(b, f.getLoc(), countTiles(b, f.getLoc(), seq, t));
+      f->removeAttr("attn.tile_count");
     }
     // Variants have been inlined where they were used.
     SmallVector<VariantOp> variants;

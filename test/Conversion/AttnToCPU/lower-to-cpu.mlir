@@ -386,3 +386,11 @@ func.func @lower_missing_summaries(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64
       buffers(%doc : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
   return
 }
+
+// -----
+
+// A tile count function must name its variant (the lowering defines its body).
+// expected-error @+1 {{'func.func' op has a malformed attn.tile_count}}
+func.func @heed_num_q_tiles(%s: index) -> index attributes {attn.tile_count = {side = "q"}} {
+  return %s : index
+}

@@ -1,0 +1,51 @@
+// The tiling a compiled kernel uses, as the runtime and tools see it: flat
+// tiles of consecutive tokens, or patches of a 2-D/3-D token grid (chosen by
+// --attn-analyze-mask), and a brute-force census of the mask over its tiles.
+#ifndef HEED_COMPILER_TILING_H
+#define HEED_COMPILER_TILING_H
+
+#include "heed/Compiler/Compiler.h"
+#include "heed/Runtime/Reference.h"
+
+#include <vector>
+
+namespace heed {
+
+/// How one sequence is cut into tiles. Tokens lie row-major on a grid whose
+/// inner extents are `grid` (empty: a 1-D sequence); a tile is a patch with
+/// side `patch[k]` along grid dim k (one more entry than `grid`), its lanes in
+/// row-major order. Flat tiles of n tokens: grid {}, patch {n}.
+struct SequenceTiling {
+  std::vector<int64_t> grid;
+  std::vector<int64_t> patch;
+
+  static SequenceTiling flat(int64_t n) { return {{}, {n}}; }
+  int64_t tileSize() const;
+  /// Tiles of a sequence of `seq` tokens (what heed_num_q_tiles returns).
+  int64_t numTiles(int64_t seq) const;
+  /// The token of each lane of tile `tile`, or -1 for a lane past the grid's
+  /// edges or the sequence's end.
+  std::vector<int64_t> tokens(int64_t tile, int64_t seq) const;
+};
+
+struct KernelTiling {
+  SequenceTiling q, kv;
+  bool patched() const { return !q.grid.empty(); }
+  /// "flat 16 x 16" or "patches 4x4 / 4x4 on a ? x 128 grid".
+  std::string describe() const;
+};
+
+/// The tiling Kernel::compile(variant, config) chooses (runs the front of
+/// the pipeline: simplification and the mask analysis).
+llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
+                                          const KernelConfig &config);
+
+/// maskCensus over the blocks of `tiling`: every (q-tile, kv-tile) pair of
+/// every (b, h), brute force. totalBlocks matches RunStats::totalBlocks.
+MaskCensus tiledMaskCensus(const spec::Variant &variant, const AttentionDims &dims,
+                           const std::vector<HostTensor> &buffers,
+                           const KernelTiling &tiling, unsigned threads = 0);
+
+} // namespace heed
+
+#endif // HEED_COMPILER_TILING_H
