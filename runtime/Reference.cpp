@@ -120,35 +120,49 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
 
 
 MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
-                      const std::vector<HostTensor> &buffers, int64_t blockQ,
-                      int64_t blockKV, unsigned threads) {
+                      const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
+                      const TokenTiles &kvTiles, unsigned threads) {
   std::vector<spec::BufferData> data = widen(buffers);
-  int64_t nq = (dims.seqQ + blockQ - 1) / blockQ, nk = (dims.seqKV + blockKV - 1) / blockKV;
-  int64_t heads = dims.batch * dims.headsQ;
+  int64_t nq = static_cast<int64_t>(qTiles.size()), nk = static_cast<int64_t>(kvTiles.size());
+  // Key token -> its tile, and the real keys per tile.
+  std::vector<int64_t> kvTile(dims.seqKV, -1), kvCount(nk, 0);
+  for (int64_t t = 0; t < nk; ++t)
+    for (int64_t token : kvTiles[t])
+      if (token >= 0 && token < dims.seqKV) {
+        kvTile[token] = t;
+        ++kvCount[t];
+      }
+  int64_t items = dims.batch * dims.headsQ * nq;
   std::atomic<int64_t> next{0};
-  std::vector<MaskCensus> partial(heads);
-  auto worker = [&] {
-    int64_t bh;
-    while ((bh = next.fetch_add(1)) < heads) {
-      MaskCensus &c = partial[bh];
+  std::vector<MaskCensus> partial(threadCount(threads));
+  auto worker = [&](unsigned w) {
+    MaskCensus &c = partial[w];
+    std::vector<int64_t> seen(nk);
+    int64_t item;
+    while ((item = next.fetch_add(1)) < items) {
+      int64_t qt = item % nq, bh = item / nq;
       int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
-      for (int64_t qb = 0; qb < nq; ++qb)
-        for (int64_t kb = 0; kb < nk; ++kb) {
-          int64_t seen = 0, pairs = 0;
-          for (int64_t i = qb * blockQ; i < std::min(dims.seqQ, (qb + 1) * blockQ); ++i)
-            for (int64_t j = kb * blockKV; j < std::min(dims.seqKV, (kb + 1) * blockKV); ++j) {
-              ++pairs;
-              seen += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
-            }
-          c.visiblePairs += seen;
-          c.totalPairs += pairs;
-          c.nonEmptyBlocks += seen > 0;
-          c.fullBlocks += seen == pairs;
-          c.totalBlocks += 1;
-        }
+      std::fill(seen.begin(), seen.end(), 0);
+      int64_t rows = 0;
+      for (int64_t i : qTiles[qt]) {
+        if (i < 0 || i >= dims.seqQ)
+          continue;
+        ++rows;
+        for (int64_t j = 0; j < dims.seqKV; ++j)
+          if (kvTile[j] >= 0)
+            seen[kvTile[j]] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+      }
+      for (int64_t t = 0; t < nk; ++t) {
+        int64_t pairs = rows * kvCount[t];
+        c.visiblePairs += seen[t];
+        c.totalPairs += pairs;
+        c.nonEmptyBlocks += seen[t] > 0;
+        c.fullBlocks += pairs > 0 && seen[t] == pairs;
+        c.totalBlocks += 1;
+      }
     }
   };
-  runOnThreads(threads, [&](unsigned) { worker(); });
+  runOnThreads(static_cast<unsigned>(partial.size()), worker);
   MaskCensus total;
   for (const MaskCensus &c : partial) {
     total.visiblePairs += c.visiblePairs;
@@ -158,6 +172,20 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
     total.totalBlocks += c.totalBlocks;
   }
   return total;
+}
+
+MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
+                      const std::vector<HostTensor> &buffers, int64_t blockQ,
+                      int64_t blockKV, unsigned threads) {
+  auto flatTiles = [](int64_t seq, int64_t block) {
+    TokenTiles tiles((seq + block - 1) / block);
+    for (int64_t t = 0; t < static_cast<int64_t>(tiles.size()); ++t)
+      for (int64_t i = t * block; i < std::min(seq, (t + 1) * block); ++i)
+        tiles[t].push_back(i);
+    return tiles;
+  };
+  return maskCensus(variant, dims, buffers, flatTiles(dims.seqQ, blockQ),
+                    flatTiles(dims.seqKV, blockKV), threads);
 }
 
 double maskDensity(const spec::Variant &variant, const AttentionDims &dims,

@@ -1,10 +1,9 @@
-// The kernel's tiling seen from C++, and the brute-force census over it.
+// The kernel's tiling seen from C++.
 #include "heed/Compiler/Tiling.h"
 
 #include "KernelModule.h"
 
 #include "dialects/attn/AttnOps.h"
-#include "heed/Frontend/Evaluate.h"
 #include "heed/Pipelines/Pipelines.h"
 #include "heed/Transforms/Passes.h"
 
@@ -12,9 +11,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <atomic>
-#include <thread>
 
 using namespace mlir;
 
@@ -108,74 +104,11 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
   return tiling;
 }
 
-MaskCensus tiledMaskCensus(const spec::Variant &variant, const AttentionDims &dims,
-                           const std::vector<HostTensor> &buffers,
-                           const KernelTiling &tiling, unsigned threads) {
-  std::vector<spec::BufferData> data;
-  for (const HostTensor &t : buffers) {
-    spec::BufferData d;
-    d.shape = t.shape();
-    d.values.resize(t.size());
-    for (int64_t i = 0; i < t.size(); ++i)
-      d.values[i] = t.get(i);
-    data.push_back(std::move(d));
-  }
-  int64_t nq = tiling.q.numTiles(dims.seqQ), nk = tiling.kv.numTiles(dims.seqKV);
-  // Key token -> its tile, and the real keys per tile.
-  std::vector<int64_t> kvTile(dims.seqKV, -1), kvCount(nk, 0);
-  for (int64_t t = 0; t < nk; ++t)
-    for (int64_t token : tiling.kv.tokens(t, dims.seqKV))
-      if (token >= 0) {
-        kvTile[token] = t;
-        ++kvCount[t];
-      }
-  int64_t items = dims.batch * dims.headsQ * nq;
-  std::atomic<int64_t> next{0};
-  unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<MaskCensus> partial(n);
-  auto worker = [&](unsigned w) {
-    MaskCensus &c = partial[w];
-    std::vector<int64_t> seen(nk);
-    int64_t item;
-    while ((item = next.fetch_add(1)) < items) {
-      int64_t qt = item % nq, bh = item / nq;
-      int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
-      std::fill(seen.begin(), seen.end(), 0);
-      int64_t rows = 0;
-      for (int64_t i : tiling.q.tokens(qt, dims.seqQ)) {
-        if (i < 0)
-          continue;
-        ++rows;
-        for (int64_t j = 0; j < dims.seqKV; ++j)
-          seen[kvTile[j]] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
-      }
-      for (int64_t t = 0; t < nk; ++t) {
-        int64_t pairs = rows * kvCount[t];
-        c.visiblePairs += seen[t];
-        c.totalPairs += pairs;
-        c.nonEmptyBlocks += seen[t] > 0;
-        // A block of holes only (a sequence ending mid-row) holds no pair:
-        // neither non-empty nor full, and kernels do not visit it.
-        c.fullBlocks += pairs > 0 && seen[t] == pairs;
-        c.totalBlocks += 1;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned w = 1; w < n; ++w)
-    pool.emplace_back(worker, w);
-  worker(0);
-  for (std::thread &t : pool)
-    t.join();
-  MaskCensus total;
-  for (const MaskCensus &c : partial) {
-    total.visiblePairs += c.visiblePairs;
-    total.totalPairs += c.totalPairs;
-    total.nonEmptyBlocks += c.nonEmptyBlocks;
-    total.fullBlocks += c.fullBlocks;
-    total.totalBlocks += c.totalBlocks;
-  }
-  return total;
+TokenTiles SequenceTiling::tiles(int64_t seq) const {
+  TokenTiles out(numTiles(seq));
+  for (int64_t i = 0; i < static_cast<int64_t>(out.size()); ++i)
+    out[i] = tokens(i, seq);
+  return out;
 }
 
 } // namespace heed

@@ -26,6 +26,8 @@ struct SequenceTiling {
   /// The token of each lane of tile `tile`, or -1 for a lane past the grid's
   /// edges or the sequence's end.
   std::vector<int64_t> tokens(int64_t tile, int64_t seq) const;
+  /// tokens() of every tile.
+  TokenTiles tiles(int64_t seq) const;
 };
 
 struct KernelTiling {
@@ -42,9 +44,13 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
 
 /// maskCensus over the blocks of `tiling`: every (q-tile, kv-tile) pair of
 /// every (b, h), brute force. totalBlocks matches RunStats::totalBlocks.
-MaskCensus tiledMaskCensus(const spec::Variant &variant, const AttentionDims &dims,
-                           const std::vector<HostTensor> &buffers,
-                           const KernelTiling &tiling, unsigned threads = 0);
+/// (Defined in HeedReference: link it to call this.)
+inline MaskCensus tiledMaskCensus(const spec::Variant &variant, const AttentionDims &dims,
+                                  const std::vector<HostTensor> &buffers,
+                                  const KernelTiling &tiling, unsigned threads = 0) {
+  return maskCensus(variant, dims, buffers, tiling.q.tiles(dims.seqQ),
+                    tiling.kv.tiles(dims.seqKV), threads);
+}
 
 } // namespace heed
 

@@ -24,14 +24,25 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
                                    const std::vector<HostTensor> &buffers,
                                    unsigned threads = 0);
 
-/// The mask evaluated on every (b, h, q, kv), counted per tile of
-/// blockQ x blockKV pairs (the kernel's blocks): the brute-force minimum of
-/// blocks a kernel must visit, and the most it could treat as FULL.
+/// The mask evaluated on every (b, h, q, kv), counted per block (a q-tile x
+/// kv-tile pair, the kernel's unit of work): the brute-force minimum of blocks
+/// a kernel must visit, and the most it could treat as FULL.
 struct MaskCensus {
   double visiblePairs = 0, totalPairs = 0;
   int64_t nonEmptyBlocks = 0, fullBlocks = 0, totalBlocks = 0;
   double density() const { return totalPairs ? visiblePairs / totalPairs : 0; }
 };
+
+/// A sequence cut into tiles: the token of each lane of each tile, -1 for a
+/// lane that holds no token (past a grid's edge or the sequence's end).
+using TokenTiles = std::vector<std::vector<int64_t>>;
+
+/// The census over arbitrary tiles. A block of holes only holds no pair: it
+/// is neither non-empty nor full (kernels do not visit it).
+MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
+                      const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
+                      const TokenTiles &kvTiles, unsigned threads = 0);
+/// The census over flat tiles of blockQ and blockKV consecutive tokens.
 MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, int64_t blockQ,
                       int64_t blockKV, unsigned threads = 0);
