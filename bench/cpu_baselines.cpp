@@ -25,7 +25,11 @@ double fmaPeakGflops() {
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i)
       acc[i] = acc[i] * a + b;
-    asm volatile("" : "+x"(a));
+#ifdef __AVX512F__
+    asm volatile("" : "+v"(a)); // keeps `a` opaque without leaving registers
+#else
+    asm volatile("" : "+m"(a)); // 64-byte vectors fit no register here
+#endif
   }
   double s = std::chrono::duration<double>(Clock::now() - start).count();
   float sink = 0;

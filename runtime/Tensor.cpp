@@ -1,7 +1,6 @@
 // Tensor views, dtype helpers and host tensors.
 #include "heed/Runtime/Tensor.h"
 
-#include <fmt/format.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -69,7 +68,10 @@ bool TensorRef::isContiguous() const {
 }
 
 std::string TensorRef::describe() const {
-  return fmt::format("{}[{}]", toString(dtype), fmt::join(shape, ", "));
+  std::string text = std::string(toString(dtype)) + "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
 }
 
 float bf16ToFloat(uint16_t v) {
@@ -244,8 +246,8 @@ std::string HostTensor::fill(const std::string &spec, std::mt19937_64 &rng) {
     for (int64_t i = 0; i < count_; ++i)
       set(i, a);
   } else {
-    return fmt::format("cannot fill a {} tensor with '{}' (expected uniform:LO:HI, bits:P, "
-                       "docs:MIN:MAX, iota or const:X)", toString(dtype_), spec);
+    return std::string("cannot fill a ") + toString(dtype_) + " tensor with '" + spec +
+           "' (expected uniform:LO:HI, bits:P, docs:MIN:MAX, iota or const:X)";
   }
   return "";
 }

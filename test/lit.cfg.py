@@ -18,3 +18,6 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.heed_tools_dir, append_path=True)
 tools = ["heed-opt", "heed-compile", "heed-run", "FileCheck", "not", "count"]
 llvm_config.add_tool_substitutions(tools, [config.heed_tools_dir, config.llvm_tools_dir])
+
+# Tests never touch the user's kernel cache: they get one under the build dir.
+config.environment["HEED_CACHE_DIR"] = os.path.join(config.heed_obj_root, "test-cache")

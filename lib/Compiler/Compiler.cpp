@@ -19,10 +19,15 @@
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
+#include "llvm/TargetParser/Triple.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -33,6 +38,14 @@ namespace heed {
 
 double KernelConfig::effectiveScale() const {
   return scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(headDim));
+}
+
+std::string KernelConfig::canonical() const {
+  // A new field changes the size: add it below, then update the size.
+  static_assert(sizeof(KernelConfig) == 64, "KernelConfig changed: update canonical()");
+  return fmt::format("{} d={} dv={} layout={} lse={} scale={:a} block={}x{} analyze={} patches={}",
+                     toString(dtype), headDim, valueDim(), int(layout), int(lse),
+                     effectiveScale(), blockQ, blockKV, int(analyzeMask), int(patchTiling));
 }
 
 llvm::Error KernelConfig::validate() const {
@@ -114,6 +127,19 @@ std::vector<unsigned> summarizedBuffers(const spec::Variant &variant) {
         buf.elem != spec::ElemType::F16 && buf.elem != spec::ElemType::BF16)
       out.push_back(i);
   return out;
+}
+
+DType bufferDType(spec::ElemType e) {
+  switch (e) {
+  case spec::ElemType::F32: return DType::F32;
+  case spec::ElemType::F16: return DType::F16;
+  case spec::ElemType::BF16: return DType::BF16;
+  case spec::ElemType::I8: return DType::I8;
+  case spec::ElemType::I32: return DType::I32;
+  case spec::ElemType::I64: return DType::I64;
+  case spec::ElemType::Bool: return DType::Bool;
+  }
+  return DType::F32;
 }
 
 std::string summaryFunctionName(unsigned n) { return "heed_summary_" + std::to_string(n); }
@@ -295,17 +321,23 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   return llvm::Error::success();
 }
 
-llvm::Expected<std::unique_ptr<llvm::TargetMachine>> hostTargetMachine() {
+void initializeNativeTarget() {
   static std::once_flag once;
   std::call_once(once, [] {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
   });
-  auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
-  if (!builder)
-    return builder.takeError();
-  builder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
-  return builder->createTargetMachine();
+}
+
+llvm::Expected<std::unique_ptr<llvm::TargetMachine>> targetMachine(const CPUTarget &target) {
+  initializeNativeTarget();
+  llvm::orc::JITTargetMachineBuilder builder{llvm::Triple(target.triple)};
+  builder.setCPU(target.cpu);
+  llvm::SubtargetFeatures features(target.features);
+  builder.addFeatures(features.getFeatures());
+  builder.setRelocationModel(llvm::Reloc::PIC_);
+  builder.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  return builder.createTargetMachine();
 }
 
 } // namespace detail
@@ -315,17 +347,30 @@ namespace {
 /// Translates to LLVM IR and runs LLVM's -O3 for the host.
 llvm::Expected<std::unique_ptr<llvm::Module>>
 translateAndOptimize(ModuleOp module, llvm::LLVMContext &llvmContext,
-                     llvm::TargetMachine &tm) {
+                     llvm::TargetMachine &tm, bool packed = false) {
   std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(module, llvmContext);
   if (!llvmModule)
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    "translation to LLVM IR failed");
   llvmModule->setDataLayout(tm.createDataLayout());
   llvmModule->setTargetTriple(tm.getTargetTriple());
+  if (packed)
+    detail::addPackedWrappers(*llvmModule);
   auto optimize = makeOptimizingTransformer(3, 0, &tm);
   if (llvm::Error err = optimize(llvmModule.get()))
     return std::move(err);
   return std::move(llvmModule);
+}
+
+llvm::Expected<std::string> emitObject(llvm::Module &module, llvm::TargetMachine &tm) {
+  llvm::SmallVector<char, 0> buffer;
+  llvm::raw_svector_ostream objStream(buffer);
+  llvm::legacy::PassManager codegen;
+  if (tm.addPassesToEmitFile(codegen, objStream, nullptr, llvm::CodeGenFileType::ObjectFile))
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "the target cannot emit object files");
+  codegen.run(module);
+  return std::string(buffer.begin(), buffer.end());
 }
 
 } // namespace
@@ -349,7 +394,7 @@ llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfi
     module->print(os);
     return text;
   }
-  auto tm = detail::hostTargetMachine();
+  auto tm = detail::targetMachine(CPUTarget::host());
   if (!tm)
     return tm.takeError();
   llvm::LLVMContext llvmContext;
@@ -360,14 +405,124 @@ llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfi
     (*llvmModule)->print(os, nullptr);
     return text;
   }
-  llvm::SmallVector<char, 0> buffer;
-  llvm::raw_svector_ostream objStream(buffer);
-  llvm::legacy::PassManager codegen;
-  if ((*tm)->addPassesToEmitFile(codegen, objStream, nullptr, llvm::CodeGenFileType::ObjectFile))
+  return emitObject(**llvmModule, **tm);
+}
+
+CPUTarget CPUTarget::host() {
+  CPUTarget t;
+  t.triple = llvm::sys::getProcessTriple();
+  t.cpu = llvm::sys::getHostCPUName().str();
+  llvm::SubtargetFeatures features;
+  for (auto &[name, enabled] : llvm::sys::getHostCPUFeatures())
+    features.AddFeature(name, enabled);
+  t.features = features.getString();
+  return t;
+}
+
+llvm::Expected<CPUTarget> CPUTarget::parse(const std::string &name) {
+  if (name == "cpu" || name == "cpu:native" || name == "host")
+    return host();
+  llvm::StringRef rest(name);
+  if (!rest.consume_front("cpu:"))
+    return llvm::createStringError(
+        llvm::inconvertibleErrorCode(),
+        fmt::format("unknown target '{}': expected cpu, cpu:native or cpu:<LLVM CPU name> "
+                    "(e.g. cpu:x86-64-v3); GPU targets are not available in this build",
+                    name));
+  CPUTarget t;
+  t.triple = llvm::sys::getProcessTriple();
+  t.cpu = rest.str();
+  detail::initializeNativeTarget();
+  std::string error;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(t.triple, error);
+  if (!target)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), error);
+  std::unique_ptr<llvm::MCSubtargetInfo> info(
+      target->createMCSubtargetInfo(llvm::Triple(t.triple), t.cpu, ""));
+  if (!info || !info->isCPUStringValid(t.cpu))
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "the host target cannot emit object files");
-  codegen.run(**llvmModule);
-  return std::string(buffer.begin(), buffer.end());
+                                   fmt::format("unknown CPU '{}' for {}", t.cpu, t.triple));
+  return t;
+}
+
+std::string CPUTarget::artifactTarget() const {
+  return "cpu:" + llvm::Triple(triple).getArchName().str() + ":" + cpu;
+}
+
+KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &config) {
+  KernelInfo info;
+  info.name = variant.name;
+  info.dtype = config.dtype;
+  info.headDim = config.headDim;
+  info.headDimV = config.valueDim();
+  info.layout = config.layout;
+  info.lse = config.lse;
+  info.scale = config.effectiveScale();
+  for (const spec::BufferDecl &b : variant.buffers)
+    info.buffers.push_back({b.name, detail::bufferDType(b.elem), b.shape});
+  info.summarized = detail::summarizedBuffers(variant);
+  info.summaryBlock = attn::VariantOp::kSummaryBlock;
+  return info;
+}
+
+llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
+                                           const KernelConfig &config,
+                                           const CPUTarget &target) {
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  std::unique_ptr<MLIRContext> ctx = detail::makeContext();
+  OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
+  if (llvm::Error err = detail::lowerTo(*module, config, Stage::LLVM))
+    return std::move(err);
+  auto tm = detail::targetMachine(target);
+  if (!tm)
+    return tm.takeError();
+  llvm::LLVMContext llvmContext;
+  auto llvmModule = translateAndOptimize(*module, llvmContext, **tm, /*packed=*/true);
+  if (!llvmModule)
+    return llvmModule.takeError();
+  auto object = emitObject(**llvmModule, **tm);
+  if (!object)
+    return object.takeError();
+  auto shared = detail::linkSharedObject(*object);
+  if (!shared)
+    return shared.takeError();
+  return ArtifactEntry{target.artifactTarget(), describeKernel(variant, config),
+                       std::move(*shared)};
+}
+
+llvm::Expected<Artifact> compileArtifact(const spec::Variant &variant,
+                                         const KernelConfig &config,
+                                         const std::string &targets) {
+  llvm::SmallVector<llvm::StringRef> names;
+  llvm::StringRef(targets).split(names, ',', -1, /*KeepEmpty=*/false);
+  std::vector<std::string> expanded;
+  for (llvm::StringRef n : names) {
+    n = n.trim();
+    if (n == "cpu" && llvm::Triple(llvm::sys::getProcessTriple()).getArch() == llvm::Triple::x86_64) {
+      expanded.push_back("cpu:x86-64-v3");
+      expanded.push_back("cpu:x86-64");
+    } else {
+      expanded.push_back(n == "cpu" ? "cpu:native" : n.str());
+    }
+  }
+  if (expanded.empty())
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), "no target given");
+  Artifact artifact;
+  std::vector<std::string> seen;
+  for (const std::string &name : expanded) {
+    if (std::find(seen.begin(), seen.end(), name) != seen.end())
+      continue;
+    seen.push_back(name);
+    auto target = CPUTarget::parse(name);
+    if (!target)
+      return target.takeError();
+    auto entry = compileEntry(variant, config, *target);
+    if (!entry)
+      return entry.takeError();
+    artifact.entries.push_back(std::move(*entry));
+  }
+  return artifact;
 }
 
 } // namespace heed

@@ -8,6 +8,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/OwningOpRef.h"
+#include "llvm/IR/Module.h"
 #include "llvm/Target/TargetMachine.h"
 
 #include <memory>
@@ -38,11 +39,24 @@ mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
 std::vector<unsigned> summarizedBuffers(const spec::Variant &variant);
 std::string summaryFunctionName(unsigned n);
 
+/// The runtime dtype of a buffer element type.
+DType bufferDType(spec::ElemType elem);
+
 /// Runs the CPU pipelines on `module` up to `stage` (Tiled or LLVM).
 llvm::Error lowerTo(mlir::ModuleOp module, const KernelConfig &config, Stage stage);
 
-/// A target machine for this host's CPU and features (AVX-512 where present).
-llvm::Expected<std::unique_ptr<llvm::TargetMachine>> hostTargetMachine();
+/// Registers the host target with LLVM (once per process).
+void initializeNativeTarget();
+/// A target machine for `target`, position-independent code (for shared
+/// objects), -O3.
+llvm::Expected<std::unique_ptr<llvm::TargetMachine>> targetMachine(const CPUTarget &target);
+
+/// Adds `void heed_packed_<name>(void **args)` for every `_mlir_ciface_<name>`
+/// function: the calling convention the runtime uses for every kernel.
+void addPackedWrappers(llvm::Module &module);
+
+/// Links an object file into a shared object with ld.lld; returns its bytes.
+llvm::Expected<std::string> linkSharedObject(llvm::StringRef object);
 
 } // namespace heed::detail
 

@@ -48,7 +48,12 @@ void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options
 
 void buildCPUToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createApproximateMath());
-  pm.addPass(arith::createArithExpandOpsPass());
+  // bf16 conversions as integer arithmetic (round to nearest even): LLVM
+  // would otherwise call __truncsfbf2 on CPUs without native bf16, which
+  // GCC 12's libgcc lacks, so the kernel would not load.
+  arith::ArithExpandOpsPassOptions expand;
+  expand.includeBf16 = true;
+  pm.addPass(arith::createArithExpandOpsPass(expand));
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(createConvertVectorToLLVMPass());
   pm.addPass(memref::createExpandStridedMetadataPass());

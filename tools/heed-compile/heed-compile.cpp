@@ -1,14 +1,19 @@
-// heed-compile: an .attn spec -> IR at any stage, or a host object file.
+// heed-compile: an .attn spec -> IR at any stage, a host object file, or
+// (--aot) a package a deployed program builds against without MLIR/LLVM.
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/Export.h"
 #include "heed/Frontend/Parser.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
 
 #include <fmt/format.h>
+
+#include <cstdlib>
 
 namespace cl = llvm::cl;
 
@@ -16,7 +21,7 @@ namespace {
 cl::OptionCategory category("heed-compile options");
 cl::opt<std::string> input(cl::Positional, cl::desc("<spec.attn>"), cl::Required,
                            cl::cat(category));
-cl::opt<std::string> output("o", cl::desc("output file (default: stdout)"),
+cl::opt<std::string> output("o", cl::desc("output file (default: stdout); with --aot a directory"),
                             cl::init("-"), cl::cat(category));
 cl::opt<std::string> variantName("variant", cl::desc("variant to compile (default: the only one)"),
                                  cl::cat(category));
@@ -44,6 +49,28 @@ cl::opt<bool> noAnalysis("no-analysis", cl::desc("no mask analysis (visit every 
 cl::opt<bool> noPatchTiling("no-patch-tiling",
                             cl::desc("flat tiles even where the mask sees a 2-D/3-D token grid"),
                             cl::cat(category));
+
+cl::opt<bool> aot("aot",
+                  cl::desc("export for deployment: artifact, C header and source, CMake package, "
+                           "libheed_runtime.a (into the -o directory)"),
+                  cl::cat(category));
+cl::opt<std::string> targets("target",
+                             cl::desc("with --aot: comma-separated targets: cpu (portable "
+                                      "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>"),
+                             cl::init("cpu"), cl::cat(category));
+
+#ifndef HEED_RUNTIME_ARCHIVE
+#define HEED_RUNTIME_ARCHIVE ""
+#endif
+#ifndef HEED_C_HEADER
+#define HEED_C_HEADER ""
+#endif
+
+/// $name if set, else the path this build knows.
+std::string pathSetting(const char *name, const char *builtIn) {
+  const char *v = std::getenv(name);
+  return v && *v ? v : builtIn;
+}
 
 int error(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "heed-compile") << msg << "\n";
@@ -93,6 +120,26 @@ int main(int argc, char **argv) {
   auto variant = heed::spec::selectVariant(std::move(*variants), variantName);
   if (!variant)
     return error(llvm::toString(variant.takeError()));
+
+  if (aot) {
+    if (output == "-")
+      return error("--aot needs an output directory: -o DIR");
+    auto artifact = heed::compileArtifact(*variant, config, targets);
+    if (!artifact)
+      return error(llvm::toString(artifact.takeError()));
+    heed::AotPackageOptions options;
+    options.runtimeArchive = pathSetting("HEED_RUNTIME_ARCHIVE", HEED_RUNTIME_ARCHIVE);
+    options.header = pathSetting("HEED_C_HEADER", HEED_C_HEADER);
+    options.source = llvm::sys::path::filename(input).str();
+    if (llvm::Error err = heed::writeAotPackage(*artifact, output, options))
+      return error(llvm::toString(std::move(err)));
+    std::string list;
+    for (const heed::ArtifactEntry &e : artifact->entries)
+      list += (list.empty() ? "" : ", ") + e.target;
+    llvm::outs() << "heed-compile: exported '" << variant->name << "' (" << list << ") to "
+                 << output << "\n";
+    return 0;
+  }
 
   auto text = heed::emit(*variant, config, *stage);
   if (!text)

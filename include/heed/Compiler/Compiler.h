@@ -5,6 +5,8 @@
 #define HEED_COMPILER_COMPILER_H
 
 #include "heed/Frontend/Spec.h"
+#include "heed/Runtime/Artifact.h"
+#include "heed/Runtime/Launch.h"
 #include "heed/Runtime/Tensor.h"
 
 #include "llvm/Support/Error.h"
@@ -33,6 +35,9 @@ struct KernelConfig {
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }
   double effectiveScale() const;
   llvm::Error validate() const;
+  /// Every field, in one line: what the kernel cache keys on. Two configs
+  /// that compile to different kernels never share it.
+  std::string canonical() const;
 };
 
 /// Stages `emit` can print.
@@ -44,32 +49,57 @@ enum class Stage {
   Object, ///< a host object file (bytes)
 };
 
+/// The CPU a kernel is compiled for.
+struct CPUTarget {
+  std::string triple;   ///< e.g. x86_64-unknown-linux-gnu
+  std::string cpu;      ///< LLVM CPU name: znver4, x86-64-v3, ...
+  std::string features; ///< LLVM feature string ("" = the CPU's defaults)
+
+  /// This machine's CPU with every feature it has (what the JIT uses).
+  static CPUTarget host();
+  /// "cpu" (this machine) or "cpu:<cpu name>", e.g. "cpu:x86-64-v3" for any
+  /// x86-64 with AVX2/FMA; an error for anything else.
+  static llvm::Expected<CPUTarget> parse(const std::string &name);
+  /// The artifact entry's target string: "cpu:<arch>:<cpu>".
+  std::string artifactTarget() const;
+};
+
 /// Compiles `variant` to `stage` and returns the text (or object bytes).
 llvm::Expected<std::string> emit(const spec::Variant &variant,
                                  const KernelConfig &config, Stage stage);
 
-/// The tensors of one attention call. Shapes follow the config's layout:
-/// BHSD q [B, Hq, Sq, D], k [B, Hkv, Skv, D], v [B, Hkv, Skv, Dv],
-/// out [B, Hq, Sq, Dv]; BSHD swaps the heads and sequence dims. Buffers come
-/// in the variant's declaration order.
-struct AttentionArgs {
-  TensorRef q, k, v, out;
-  TensorRef lse; ///< [B, Hq, Sq] f32; required iff the config asks for it
-  std::vector<TensorRef> buffers;
-};
+/// Compiles `variant` for `target` into an artifact entry: a shared object
+/// the runtime (heed_runtime) loads, and the description it checks calls by.
+llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
+                                           const KernelConfig &config,
+                                           const CPUTarget &target);
 
-/// What one run did, summed over work items: KV blocks visited, and of them
-/// those the analysis proved FULL (no mask evaluated) and PARTIAL.
-struct RunStats {
-  int64_t visitedBlocks = 0, fullBlocks = 0, partialBlocks = 0;
-  int64_t totalBlocks = 0; ///< q-blocks x kv-blocks x batch x heads
-};
+/// Compiles `variant` for every target in `targets` (comma-separated) into
+/// one artifact; the runtime loads the first entry the machine runs.
+/// "cpu" is the portable bundle (x86-64-v3, then baseline x86-64, on
+/// x86-64 hosts), "cpu:native" this machine exactly, "cpu:<LLVM CPU>" one CPU.
+llvm::Expected<Artifact> compileArtifact(const spec::Variant &variant,
+                                         const KernelConfig &config,
+                                         const std::string &targets);
 
-/// A JIT-compiled CPU kernel. Thread-safe: run() may be called concurrently.
+/// The kernel description the runtime checks and launches by.
+KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &config);
+
+/// Where compile() found a kernel.
+enum class CacheOutcome { Compiled, DiskHit, MemoryHit };
+const char *toString(CacheOutcome outcome);
+
+/// A compiled CPU kernel, ready to run. Thread-safe: run() may be called
+/// concurrently.
 class Kernel {
 public:
+  /// Finds the kernel in the process-wide KernelCache (memory, then disk)
+  /// or compiles it for this machine.
   static llvm::Expected<std::unique_ptr<Kernel>>
   compile(const spec::Variant &variant, const KernelConfig &config);
+  /// Wraps a loaded binary.
+  Kernel(std::shared_ptr<LoadedKernel> loaded, const spec::Variant &variant,
+         const KernelConfig &config, double seconds, CacheOutcome outcome);
   ~Kernel();
 
   /// Checks every tensor against the variant and config (dtypes, shapes,
@@ -81,13 +111,14 @@ public:
 
   const spec::Variant &variant() const;
   const KernelConfig &config() const;
-  /// Seconds spent in compile(): MLIR pipeline and LLVM code generation.
+  /// Seconds compile() took (a cache hit included), and where it found it.
   double compileSeconds() const;
+  CacheOutcome cacheOutcome() const;
+  const std::shared_ptr<LoadedKernel> &loaded() const;
 
   struct Impl;
 
 private:
-  explicit Kernel(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl;
 };
 

@@ -1,0 +1,74 @@
+// Kernel artifacts: what the compiler produces and the runtime loads, for the
+// JIT's disk cache and for ahead-of-time deployment alike.
+//
+// An artifact holds one or more entries, one per target (the host CPU, an
+// x86-64 level, later GPU architectures); each entry is the binary (a shared
+// object for the CPU) plus the KernelInfo the runtime needs to check and
+// launch it without the compiler. The file starts with a header (magic,
+// format version, cache key, body size, SHA-256 of the body), so truncated,
+// corrupted and other-version files are detected before anything is loaded.
+#ifndef HEED_RUNTIME_ARTIFACT_H
+#define HEED_RUNTIME_ARTIFACT_H
+
+#include "heed/Runtime/Sha256.h"
+#include "heed/Runtime/Tensor.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace heed {
+
+/// A run-time buffer as the kernel reads it.
+struct BufferInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<std::string> shape; ///< symbols (B, H, Hkv, Sq, Skv) or integers
+};
+
+/// Everything the runtime checks and launches a kernel by.
+struct KernelInfo {
+  std::string name; ///< the variant's name
+  DType dtype = DType::F32;
+  int64_t headDim = 0, headDimV = 0;
+  Layout layout = Layout::BHSD;
+  bool lse = false;
+  double scale = 0; ///< the scale compiled in
+  std::vector<BufferInfo> buffers;
+  std::vector<unsigned> summarized; ///< buffers with a run-time min/max summary
+  int64_t summaryBlock = 16;        ///< entries per summary block
+
+  /// Line-oriented text ("key value"), stable across versions of heed that
+  /// share kArtifactVersion.
+  std::string serialize() const;
+  /// Parses serialize()'s output; returns "" or an error text.
+  std::string parse(const std::string &text);
+};
+
+/// The target an entry runs on: "cpu:<arch>:<cpu name>:<features>" for CPU
+/// shared objects, e.g. "cpu:x86_64:x86-64-v3:" or "cpu:x86_64:znver4:+avx512f,...";
+/// GPU targets are "cuda:sm_90a" and "hip:gfx942".
+struct ArtifactEntry {
+  std::string target;
+  KernelInfo info;
+  std::string binary;
+};
+
+inline constexpr uint32_t kArtifactVersion = 1;
+
+struct Artifact {
+  Digest key{}; ///< the cache key it was built for (all zero for AOT bundles)
+  std::vector<ArtifactEntry> entries;
+
+  std::string serialize() const;
+  /// Parses and verifies (magic, version, size, checksum). Returns "" or an
+  /// error text that says what is wrong.
+  std::string parse(const std::string &bytes);
+};
+
+/// Does this machine run `target`? If not, `why` says what it lacks.
+bool hostRuns(const std::string &target, std::string &why);
+
+} // namespace heed
+
+#endif

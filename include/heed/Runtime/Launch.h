@@ -1,0 +1,70 @@
+// Loading a compiled kernel binary and launching it on the caller's tensors.
+// Part of heed_runtime: no MLIR or LLVM here, so deployed programs link it
+// alone.
+#ifndef HEED_RUNTIME_LAUNCH_H
+#define HEED_RUNTIME_LAUNCH_H
+
+#include "heed/Runtime/Artifact.h"
+#include "heed/Runtime/Tensor.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace heed {
+
+/// The tensors of one attention call. Shapes follow the kernel's layout:
+/// BHSD q [B, Hq, Sq, D], k [B, Hkv, Skv, D], v [B, Hkv, Skv, Dv],
+/// out [B, Hq, Sq, Dv]; BSHD swaps the heads and sequence dims. Buffers come
+/// in the variant's declaration order.
+struct AttentionArgs {
+  TensorRef q, k, v, out;
+  TensorRef lse; ///< [B, Hq, Sq] f32; required iff the kernel writes it
+  std::vector<TensorRef> buffers;
+};
+
+/// What one run did, summed over work items: KV blocks visited, and of them
+/// those the analysis proved FULL (no mask evaluated) and PARTIAL.
+struct RunStats {
+  int64_t visitedBlocks = 0, fullBlocks = 0, partialBlocks = 0;
+  int64_t totalBlocks = 0; ///< q-tiles x kv-blocks x batch x heads
+};
+
+/// A kernel binary mapped into this process. Thread-safe: run() may be
+/// called concurrently.
+class LoadedKernel {
+public:
+  /// Loads the entry of `artifact` this machine runs; the error says which
+  /// targets the artifact has and why none fits.
+  static std::shared_ptr<LoadedKernel> load(const Artifact &artifact, std::string &error);
+  static std::shared_ptr<LoadedKernel> load(const ArtifactEntry &entry, std::string &error);
+  ~LoadedKernel();
+  LoadedKernel(const LoadedKernel &) = delete;
+  LoadedKernel &operator=(const LoadedKernel &) = delete;
+
+  /// Checks every tensor against the kernel (dtypes, shapes, strides, buffer
+  /// sizes), then runs on up to `threads` threads (0 = all cores). Returns
+  /// "" or a message naming the offending tensor, or the buffer the variant
+  /// read out of range.
+  std::string run(const AttentionArgs &args, unsigned threads = 0,
+                  RunStats *stats = nullptr) const;
+
+  const KernelInfo &info() const;
+  const std::string &target() const;
+
+  struct Impl;
+
+private:
+  explicit LoadedKernel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl;
+};
+
+/// Runs fn(0) .. fn(tasks - 1) on a process-wide pool of worker threads and
+/// waits for all of them.
+void runTasks(unsigned tasks, const std::function<void(unsigned)> &fn);
+unsigned hardwareThreads();
+
+} // namespace heed
+
+#endif

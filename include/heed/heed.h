@@ -1,0 +1,161 @@
+/* heed's C API: compile attention variants, load kernels, launch them.
+ *
+ * Two libraries implement it:
+ *   libheed          everything below (links MLIR/LLVM to compile);
+ *   libheed_runtime  loading and launching only (no MLIR/LLVM): what a
+ *                    program deployed with ahead-of-time kernels links.
+ * Functions marked [compiler] exist in libheed only.
+ *
+ * ABI: structs that may grow start with `struct_size`; set it with the
+ * *_init functions. Enum values and existing fields never change meaning.
+ * Every function that can fail returns a heed_status; heed_last_error()
+ * then gives the message (per thread, valid until the next call on that
+ * thread). Nothing here aborts on bad input. */
+#ifndef HEED_HEED_H
+#define HEED_HEED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HEED_ABI_VERSION 1
+
+typedef enum heed_status {
+  HEED_OK = 0,
+  HEED_ERROR_INVALID_ARGUMENT = 1, /* a tensor, option or pointer is wrong */
+  HEED_ERROR_SPEC = 2,             /* the spec does not parse or check */
+  HEED_ERROR_COMPILE = 3,          /* lowering or code generation failed */
+  HEED_ERROR_LOAD = 4,             /* an artifact is corrupt or for another target */
+  HEED_ERROR_RUN = 5,              /* the kernel reported an error (e.g. a buffer read out of range) */
+  HEED_ERROR_UNSUPPORTED = 6,      /* valid, but not available in this build/machine */
+  HEED_ERROR_IO = 7                /* a file could not be read or written */
+} heed_status;
+
+/* Element types (values are heed's, not DLPack's codes). */
+typedef enum heed_dtype {
+  HEED_F32 = 0, HEED_F16 = 1, HEED_BF16 = 2, HEED_I8 = 3, HEED_I32 = 4, HEED_I64 = 5,
+  HEED_BOOL = 6
+} heed_dtype;
+
+/* Device kinds use DLPack's DLDeviceType codes. */
+typedef enum heed_device_type {
+  HEED_DEVICE_CPU = 1, HEED_DEVICE_CUDA = 2, HEED_DEVICE_ROCM = 10
+} heed_device_type;
+
+typedef enum heed_layout { HEED_LAYOUT_BHSD = 0, HEED_LAYOUT_BSHD = 1 } heed_layout;
+
+/* A tensor view, DLPack-style. Strides count elements; NULL strides mean
+ * contiguous row-major. heed never takes ownership. */
+typedef struct heed_tensor {
+  void *data;
+  int32_t device_type; /* heed_device_type */
+  int32_t device_id;
+  int32_t dtype;       /* heed_dtype */
+  int32_t ndim;
+  const int64_t *shape;
+  const int64_t *strides;
+} heed_tensor;
+
+typedef struct heed_kernel heed_kernel;
+
+/* ---- errors and versions ---------------------------------------------- */
+const char *heed_last_error(void);
+const char *heed_status_string(heed_status status);
+int heed_abi_version(void);
+const char *heed_version(void);
+
+/* ---- compiling [compiler] ---------------------------------------------- */
+typedef struct heed_compile_options {
+  uint32_t struct_size;
+  int32_t dtype;        /* of q, k, v, out: HEED_F32 (default), HEED_F16, HEED_BF16 */
+  int64_t head_dim;     /* default 64 */
+  int64_t head_dim_v;   /* 0: head_dim */
+  int32_t layout;       /* heed_layout */
+  int32_t lse;          /* nonzero: the kernel also writes log-sum-exp */
+  double scale;         /* 0: 1/sqrt(head_dim) */
+  const char *variant;  /* which variant of the spec; NULL: the only one */
+  const char *params;   /* "name=value,name=value" overrides, or NULL */
+  const char *target;   /* NULL or "cpu": this machine; "cpu:x86-64-v3" etc. */
+  int32_t analyze_mask; /* default 1 */
+  int32_t use_cache;    /* default 1: memory and disk cache */
+} heed_compile_options;
+
+void heed_compile_options_init(heed_compile_options *options);
+
+/* Compiles spec text (the .attn language) to a kernel, through the cache.
+ * `source_name` labels error messages (e.g. a file name); may be NULL. */
+heed_status heed_compile(const char *spec_text, const char *source_name,
+                         const heed_compile_options *options, heed_kernel **kernel);
+/* Same, reading the spec from a file. */
+heed_status heed_compile_file(const char *path, const heed_compile_options *options,
+                              heed_kernel **kernel);
+/* Compiles and writes an artifact (the binary and its description) that
+ * heed_kernel_load_file() and AOT programs load. */
+heed_status heed_export(const char *spec_text, const char *source_name,
+                        const heed_compile_options *options, const char *artifact_path);
+
+/* ---- the kernel cache [compiler] --------------------------------------- */
+typedef struct heed_cache_stats {
+  uint32_t struct_size;
+  uint64_t memory_hits, disk_hits, compiles, rejected_entries, store_failures;
+  uint64_t disk_entries, disk_bytes, disk_limit_bytes;
+  const char *directory; /* "" when the disk cache is off */
+} heed_cache_stats;
+
+void heed_cache_stats_init(heed_cache_stats *stats);
+heed_status heed_cache_get_stats(heed_cache_stats *stats);
+/* Uses `directory` for the disk cache from now on (NULL or "": memory only). */
+heed_status heed_cache_set_directory(const char *directory);
+/* Empties the memory cache and removes every disk entry. */
+heed_status heed_cache_clear(void);
+
+/* ---- loading (runtime) -------------------------------------------------- */
+/* Loads an artifact from memory or a file; the entry for this machine is picked. */
+heed_status heed_kernel_load(const void *artifact, size_t size, heed_kernel **kernel);
+heed_status heed_kernel_load_file(const char *path, heed_kernel **kernel);
+void heed_kernel_release(heed_kernel *kernel);
+
+/* What the kernel was compiled for. */
+const char *heed_kernel_name(const heed_kernel *kernel);
+const char *heed_kernel_target(const heed_kernel *kernel);
+int32_t heed_kernel_dtype(const heed_kernel *kernel);
+int64_t heed_kernel_head_dim(const heed_kernel *kernel);
+int64_t heed_kernel_head_dim_v(const heed_kernel *kernel);
+int32_t heed_kernel_layout(const heed_kernel *kernel);
+int32_t heed_kernel_has_lse(const heed_kernel *kernel);
+double heed_kernel_scale(const heed_kernel *kernel);
+int32_t heed_kernel_num_buffers(const heed_kernel *kernel);
+/* The buffer's name, dtype, and symbolic shape ("H" or "B,Skv"); NULL when
+ * `index` is out of range. */
+const char *heed_kernel_buffer_name(const heed_kernel *kernel, int32_t index);
+int32_t heed_kernel_buffer_dtype(const heed_kernel *kernel, int32_t index);
+const char *heed_kernel_buffer_shape(const heed_kernel *kernel, int32_t index);
+
+/* ---- launching (runtime) ------------------------------------------------ */
+typedef struct heed_run_stats {
+  int64_t visited_blocks, full_blocks, partial_blocks, total_blocks;
+} heed_run_stats;
+
+typedef struct heed_attention_args {
+  uint32_t struct_size;
+  const heed_tensor *q, *k, *v, *out;
+  const heed_tensor *lse;     /* [B, Hq, Sq] f32, iff the kernel writes it; else NULL */
+  const heed_tensor *buffers; /* in the variant's declaration order */
+  int32_t num_buffers;
+  int32_t num_threads;        /* CPU: 0 = all cores */
+  void *stream;               /* GPU: the caller's stream (NULL: default) */
+  heed_run_stats *stats;      /* optional */
+} heed_attention_args;
+
+void heed_attention_args_init(heed_attention_args *args);
+/* Checks every tensor against the kernel, then runs it. */
+heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HEED_HEED_H */

@@ -1,0 +1,225 @@
+// The compiler half of the C API (heed.h): compiling specs through the
+// kernel cache, exporting artifacts, cache control. The runtime half
+// (loading, launching, errors) is runtime/CApi.cpp; libheed holds both.
+#include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/KernelCache.h"
+#include "heed/Frontend/Parser.h"
+#include "heed/Runtime/CApiSupport.h"
+
+#include "llvm/ADT/StringExtras.h"
+
+#include <exception>
+#include <fstream>
+
+using namespace heed;
+using heed::capi::fail;
+
+namespace {
+
+/// Options with every default filled in; an error names the bad field.
+std::string readOptions(const heed_compile_options *o, KernelConfig &config,
+                        std::string &variantName, std::vector<std::string> &params,
+                        std::string &target, bool &useCache) {
+  heed_compile_options defaults;
+  heed_compile_options_init(&defaults);
+  if (!o)
+    o = &defaults;
+  else if (o->struct_size < sizeof(heed_compile_options))
+    return "options.struct_size is not set (call heed_compile_options_init)";
+  switch (o->dtype) {
+  case HEED_F32: config.dtype = DType::F32; break;
+  case HEED_F16: config.dtype = DType::F16; break;
+  case HEED_BF16: config.dtype = DType::BF16; break;
+  default:
+    return "options.dtype must be HEED_F32, HEED_F16 or HEED_BF16, got " +
+           std::to_string(o->dtype);
+  }
+  if (o->layout != HEED_LAYOUT_BHSD && o->layout != HEED_LAYOUT_BSHD)
+    return "options.layout must be HEED_LAYOUT_BHSD or HEED_LAYOUT_BSHD, got " +
+           std::to_string(o->layout);
+  config.layout = o->layout == HEED_LAYOUT_BSHD ? Layout::BSHD : Layout::BHSD;
+  config.headDim = o->head_dim;
+  config.headDimV = o->head_dim_v;
+  config.lse = o->lse != 0;
+  config.scale = o->scale;
+  config.analyzeMask = o->analyze_mask != 0;
+  variantName = o->variant ? o->variant : "";
+  params.clear();
+  if (o->params) {
+    llvm::SmallVector<llvm::StringRef> parts;
+    llvm::StringRef(o->params).split(parts, ',', -1, /*KeepEmpty=*/false);
+    for (llvm::StringRef p : parts)
+      params.push_back(p.trim().str());
+  }
+  target = o->target ? o->target : "";
+  useCache = o->use_cache != 0;
+  if (llvm::Error err = config.validate())
+    return "options: " + llvm::toString(std::move(err));
+  return "";
+}
+
+/// Parses the spec and picks the variant; HEED_OK or the failure recorded.
+heed_status parseVariant(const char *text, const char *sourceName,
+                         const std::vector<std::string> &params, const std::string &name,
+                         spec::Variant &out) {
+  auto overrides = spec::parseParamAssignments(params);
+  if (!overrides)
+    return fail(HEED_ERROR_INVALID_ARGUMENT,
+                "options.params: " + llvm::toString(overrides.takeError()));
+  auto variants = spec::parseSpec(text, sourceName ? sourceName : "<spec>", *overrides);
+  if (!variants)
+    return fail(HEED_ERROR_SPEC, llvm::toString(variants.takeError()));
+  auto variant = spec::selectVariant(std::move(*variants), name);
+  if (!variant)
+    return fail(HEED_ERROR_SPEC, llvm::toString(variant.takeError()));
+  out = std::move(*variant);
+  return HEED_OK;
+}
+
+} // namespace
+
+extern "C" {
+
+void heed_compile_options_init(heed_compile_options *o) {
+  if (!o)
+    return;
+  *o = heed_compile_options{};
+  o->struct_size = sizeof(heed_compile_options);
+  o->dtype = HEED_F32;
+  o->head_dim = 64;
+  o->layout = HEED_LAYOUT_BHSD;
+  o->analyze_mask = 1;
+  o->use_cache = 1;
+}
+
+heed_status heed_compile(const char *specText, const char *sourceName,
+                         const heed_compile_options *options, heed_kernel **kernel) {
+  if (!specText || !kernel)
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_compile: NULL spec text or kernel pointer");
+  *kernel = nullptr;
+  try {
+    KernelConfig config;
+    std::string name, target;
+    std::vector<std::string> params;
+    bool useCache;
+    if (std::string err = readOptions(options, config, name, params, target, useCache);
+        !err.empty())
+      return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_compile: " + err);
+    spec::Variant variant;
+    if (heed_status s = parseVariant(specText, sourceName, params, name, variant))
+      return s;
+    if (!target.empty() && target != "cpu" && target != "cpu:native" && target != "host")
+      return fail(HEED_ERROR_UNSUPPORTED,
+                  "heed_compile builds kernels for this machine (target NULL or \"cpu\"), got '" +
+                      target + "'; use heed_export for other targets");
+    std::shared_ptr<LoadedKernel> loaded;
+    if (useCache) {
+      auto got = KernelCache::global().get(variant, config);
+      if (!got)
+        return fail(HEED_ERROR_COMPILE, llvm::toString(got.takeError()));
+      loaded = std::move(*got);
+    } else {
+      auto entry = compileEntry(variant, config, CPUTarget::host());
+      if (!entry)
+        return fail(HEED_ERROR_COMPILE, llvm::toString(entry.takeError()));
+      std::string error;
+      loaded = LoadedKernel::load(*entry, error);
+      if (!loaded)
+        return fail(HEED_ERROR_LOAD, error);
+    }
+    *kernel = capi::wrap(std::move(loaded));
+    return capi::ok();
+  } catch (const std::exception &e) {
+    return fail(HEED_ERROR_COMPILE, std::string("heed_compile: ") + e.what());
+  }
+}
+
+heed_status heed_compile_file(const char *path, const heed_compile_options *options,
+                              heed_kernel **kernel) {
+  if (!path || !kernel)
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_compile_file: NULL path or kernel pointer");
+  *kernel = nullptr;
+  std::string text, error;
+  if (!readFile(path, text, error))
+    return fail(HEED_ERROR_IO, error);
+  return heed_compile(text.c_str(), path, options, kernel);
+}
+
+heed_status heed_export(const char *specText, const char *sourceName,
+                        const heed_compile_options *options, const char *artifactPath) {
+  if (!specText || !artifactPath)
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_export: NULL spec text or artifact path");
+  try {
+    KernelConfig config;
+    std::string name, target;
+    std::vector<std::string> params;
+    bool useCache;
+    if (std::string err = readOptions(options, config, name, params, target, useCache);
+        !err.empty())
+      return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_export: " + err);
+    spec::Variant variant;
+    if (heed_status s = parseVariant(specText, sourceName, params, name, variant))
+      return s;
+    auto artifact = compileArtifact(variant, config, target.empty() ? "cpu" : target);
+    if (!artifact)
+      return fail(HEED_ERROR_UNSUPPORTED, llvm::toString(artifact.takeError()));
+    std::string bytes = artifact->serialize();
+    std::ofstream out(artifactPath, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+    out.close();
+    if (!out)
+      return fail(HEED_ERROR_IO, std::string("cannot write ") + artifactPath);
+    return capi::ok();
+  } catch (const std::exception &e) {
+    return fail(HEED_ERROR_COMPILE, std::string("heed_export: ") + e.what());
+  }
+}
+
+void heed_cache_stats_init(heed_cache_stats *stats) {
+  if (!stats)
+    return;
+  *stats = heed_cache_stats{};
+  stats->struct_size = sizeof(heed_cache_stats);
+  stats->directory = "";
+}
+
+heed_status heed_cache_get_stats(heed_cache_stats *stats) {
+  if (!stats || stats->struct_size < sizeof(heed_cache_stats))
+    return fail(HEED_ERROR_INVALID_ARGUMENT,
+                "heed_cache_get_stats: NULL or uninitialized stats (call heed_cache_stats_init)");
+  KernelCache &cache = KernelCache::global();
+  CacheStats s = cache.stats();
+  stats->memory_hits = s.memoryHits;
+  stats->disk_hits = s.diskHits;
+  stats->compiles = s.compiles;
+  stats->rejected_entries = s.rejectedEntries;
+  stats->store_failures = s.storeFailures;
+  stats->disk_entries = stats->disk_bytes = stats->disk_limit_bytes = 0;
+  static thread_local std::string directory;
+  directory.clear();
+  if (auto disk = cache.disk()) {
+    directory = disk->directory();
+    stats->disk_limit_bytes = disk->maxBytes();
+    for (const DiskCache::Entry &e : disk->list(/*verify=*/false)) {
+      ++stats->disk_entries;
+      stats->disk_bytes += e.bytes;
+    }
+  }
+  stats->directory = directory.c_str();
+  return capi::ok();
+}
+
+heed_status heed_cache_set_directory(const char *directory) {
+  KernelCache::global().setDirectory(directory ? directory : "");
+  return capi::ok();
+}
+
+heed_status heed_cache_clear(void) {
+  KernelCache &cache = KernelCache::global();
+  cache.clearMemory();
+  if (auto disk = cache.disk())
+    disk->clear();
+  return capi::ok();
+}
+
+} // extern "C"

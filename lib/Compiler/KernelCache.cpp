@@ -1,0 +1,228 @@
+// The kernel cache (see KernelCache.h): key, memory LRU, disk, compile.
+#include "heed/Compiler/KernelCache.h"
+
+#include "heed/BuildId.h"
+
+#include "llvm/Config/llvm-config.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+namespace heed {
+
+namespace {
+
+/// Exact, unambiguous text of an expression tree (floats in hex).
+void canonical(const spec::Expr &e, std::ostringstream &os) {
+  os << '(' << int(e.kind) << ' ' << int(e.type) << ' ' << int(e.op) << ' ';
+  switch (e.kind) {
+  case spec::ExprKind::Const:
+    if (e.type == spec::ScalarType::F32)
+      os << std::hexfloat << e.floatValue << std::defaultfloat;
+    else
+      os << e.intValue;
+    break;
+  case spec::ExprKind::Index: os << int(e.index); break;
+  case spec::ExprKind::Load: os << 'L' << e.buffer; break;
+  default: break;
+  }
+  for (const spec::ExprPtr &o : e.operands) {
+    os << ' ';
+    canonical(*o, os);
+  }
+  os << ')';
+}
+
+std::string canonical(const spec::Variant &v) {
+  std::ostringstream os;
+  os << "variant " << v.name.size() << ':' << v.name << '\n';
+  for (const spec::Param &p : v.params) {
+    os << "param " << p.name << ' ' << int(p.type) << ' ' << p.intValue << ' ' << std::hexfloat
+       << p.floatValue << std::defaultfloat << '\n';
+  }
+  for (const spec::BufferDecl &b : v.buffers) {
+    os << "buffer " << b.name << ' ' << int(b.elem);
+    for (const std::string &d : b.shape)
+      os << ' ' << d;
+    os << '\n';
+  }
+  os << "score ";
+  canonical(*v.score, os);
+  os << "\nmask ";
+  canonical(*v.mask, os);
+  os << '\n';
+  return os.str();
+}
+
+void warn(const std::string &message) { std::fprintf(stderr, "heed: warning: %s\n", message.c_str()); }
+
+size_t envSize(const char *name, size_t fallback) {
+  const char *v = std::getenv(name);
+  if (!v || !*v)
+    return fallback;
+  char *end = nullptr;
+  unsigned long long n = std::strtoull(v, &end, 10);
+  return end && *end == '\0' ? size_t(n) : fallback;
+}
+
+} // namespace
+
+const char *compilerIdentity() {
+  return "heed " HEED_VERSION_STRING " sources " HEED_SOURCE_HASH " llvm " LLVM_VERSION_STRING;
+}
+
+Digest KernelCache::key(const spec::Variant &variant, const KernelConfig &config,
+                        const CPUTarget &target) {
+  std::ostringstream os;
+  os << "heed kernel key 1\n" << compilerIdentity() << '\n'
+     << "target " << target.triple << ' ' << target.cpu << ' ' << target.features << '\n'
+     << "config " << config.canonical() << '\n'
+     << canonical(variant);
+  std::string text = os.str();
+  return sha256(text.data(), text.size());
+}
+
+KernelCache &KernelCache::global() {
+  static KernelCache cache = [] {
+    const char *mode = std::getenv("HEED_CACHE");
+    bool diskOff = mode && (std::strcmp(mode, "off") == 0 || std::strcmp(mode, "memory") == 0);
+    return KernelCache(diskOff ? "" : DiskCache::defaultDirectory(),
+                       DiskCache::defaultMaxBytes(),
+                       envSize("HEED_CACHE_MEMORY_ENTRIES", 64));
+  }();
+  return cache;
+}
+
+KernelCache::KernelCache(std::string directory, uint64_t maxDiskBytes, size_t memoryEntries)
+    : dir(std::move(directory)), maxDiskBytes(maxDiskBytes),
+      memoryEntries(std::max<size_t>(memoryEntries, 1)), host(CPUTarget::host()) {}
+
+void KernelCache::setDirectory(const std::string &directory) {
+  std::lock_guard<std::mutex> lock(mutex);
+  dir = directory;
+  diskWritable = true;
+}
+
+std::string KernelCache::directory() const {
+  std::lock_guard<std::mutex> lock(mutex);
+  return dir;
+}
+
+std::optional<DiskCache> KernelCache::disk() const {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (dir.empty())
+    return std::nullopt;
+  return DiskCache(dir, maxDiskBytes);
+}
+
+void KernelCache::clearMemory() {
+  std::lock_guard<std::mutex> lock(mutex);
+  lru.clear();
+  index.clear();
+}
+
+CacheStats KernelCache::stats() const {
+  std::lock_guard<std::mutex> lock(mutex);
+  return counters;
+}
+
+llvm::Expected<std::shared_ptr<LoadedKernel>>
+KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
+                 CacheOutcome *outcome) {
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  Digest k = key(variant, config, host);
+  std::optional<DiskCache> diskCache;
+  bool writable;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = index.find(k); it != index.end()) {
+      lru.splice(lru.begin(), lru, it->second);
+      ++counters.memoryHits;
+      if (outcome)
+        *outcome = CacheOutcome::MemoryHit;
+      return it->second->second;
+    }
+    if (!dir.empty())
+      diskCache.emplace(dir, maxDiskBytes);
+    writable = diskWritable;
+  }
+  auto remember = [&](std::shared_ptr<LoadedKernel> kernel) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (index.count(k))
+      return;
+    lru.emplace_front(k, kernel);
+    index[k] = lru.begin();
+    while (lru.size() > memoryEntries) {
+      index.erase(lru.back().first);
+      lru.pop_back();
+    }
+  };
+
+  if (diskCache) {
+    Artifact artifact;
+    std::string note;
+    auto result = diskCache->load(k, artifact, note);
+    if (result == DiskCache::LoadResult::Hit) {
+      std::string error;
+      if (auto kernel = LoadedKernel::load(artifact, error)) {
+        {
+          std::lock_guard<std::mutex> lock(mutex);
+          ++counters.diskHits;
+        }
+        remember(kernel);
+        if (outcome)
+          *outcome = CacheOutcome::DiskHit;
+        return kernel;
+      }
+      // It verified but does not load (e.g. copied from another machine):
+      // not trusted, rebuilt.
+      std::remove(diskCache->pathFor(k).c_str());
+      note = "cache entry " + diskCache->pathFor(k) + " does not load (" + error +
+             "); removed, rebuilding";
+      result = DiskCache::LoadResult::Rejected;
+    }
+    if (result == DiskCache::LoadResult::Rejected) {
+      warn(note);
+      std::lock_guard<std::mutex> lock(mutex);
+      ++counters.rejectedEntries;
+    }
+  }
+
+  auto entry = compileEntry(variant, config, host);
+  if (!entry)
+    return entry.takeError();
+  Artifact artifact;
+  artifact.key = k;
+  artifact.entries.push_back(std::move(*entry));
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++counters.compiles;
+  }
+  if (diskCache && writable) {
+    std::string error;
+    if (!diskCache->store(k, artifact, error)) {
+      bool first;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        first = diskWritable;
+        diskWritable = false;
+        ++counters.storeFailures;
+      }
+      if (first)
+        warn(error + "; kernels are cached in memory only from now on");
+    }
+  }
+  std::string error;
+  auto kernel = LoadedKernel::load(artifact, error);
+  if (!kernel)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), error);
+  remember(kernel);
+  if (outcome)
+    *outcome = CacheOutcome::Compiled;
+  return kernel;
+}
+
+} // namespace heed

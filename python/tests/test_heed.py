@@ -1,0 +1,675 @@
+#!/usr/bin/env python3
+"""Tests of heed's Python binding (python/heed) against a float64 numpy reference.
+
+Run with ``python3 -m unittest discover -s python/tests`` or as a script
+``python3 python/tests/test_heed.py -v``. The library is found as the package
+finds it ($HEED_LIBRARY, then build/lib/libheed.so). Every numerical test draws
+fresh inputs from a random seed that it prints; set HEED_TEST_SEED to replay
+one. Without numpy the script prints "SKIPPED: numpy not installed" and exits
+with 77.
+"""
+
+import atexit
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+# The disk cache goes to a private directory, never ~/.cache: set before the
+# library is loaded (it reads $HEED_CACHE_DIR when the cache is first used).
+_CACHE_DIR = tempfile.mkdtemp(prefix="heed-py-test-cache-")
+os.environ["HEED_CACHE_DIR"] = _CACHE_DIR
+atexit.register(shutil.rmtree, _CACHE_DIR, True)
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(os.path.dirname(_HERE))
+sys.path.insert(0, os.path.join(_REPO, "python"))
+
+try:
+    import numpy as np
+except ImportError:
+    np = None
+
+if np is None:
+    if __name__ == "__main__":
+        print("SKIPPED: numpy not installed")
+        sys.exit(77)
+    raise unittest.SkipTest("numpy not installed")
+
+import heed  # noqa: E402  (after the environment is set up)
+
+EXAMPLES = os.path.join(_REPO, "examples")
+CAUSAL = """
+# Causal attention, written inline.
+variant causal {
+  mask = causal()
+}
+"""
+FULL = "variant full { mask = true }"
+NEG_INF = -np.inf
+
+
+# ---- helpers -------------------------------------------------------------------
+
+
+def make_rng(test):
+    """A numpy Generator from a fresh seed (or $HEED_TEST_SEED), printed."""
+    env = os.environ.get("HEED_TEST_SEED")
+    if env:
+        seed = int(env)
+    else:
+        seed = (int.from_bytes(os.urandom(4), "little") ^ time.time_ns()) & 0xFFFFFFFF
+    print("\n[%s] seed=%d" % (test.id().rsplit(".", 1)[-1], seed), flush=True)
+    return np.random.default_rng(seed)
+
+
+def randn(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def nans(shape, dtype=np.float32):
+    """An output poisoned with NaN, so that anything left unwritten shows."""
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def reference(q, k, v, mask_fn=None, scale=None, layout="bhsd", score_fn=None):
+    """float64 attention: (out, lse).
+
+    mask_fn(b, h, qi, kv) and score_fn(s, b, h, qi, kv) take broadcastable index
+    arrays of shape [B,1,1,1], [1,H,1,1], [1,1,Sq,1], [1,1,1,Skv]. A query with
+    no visible key gets out 0 and lse -inf (as docs/spec-language.md and
+    runtime/Reference.cpp say); lse is the natural log of sum(exp(score)) over
+    the visible keys, the score scaled and modified.
+    """
+    q, k, v = (np.asarray(t, dtype=np.float64) for t in (q, k, v))
+    if layout == "bshd":
+        q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
+    B, Hq, Sq, D = q.shape
+    Hkv, Skv = k.shape[1], k.shape[2]
+    assert Hq % Hkv == 0
+    group = Hq // Hkv
+    k = np.repeat(k, group, axis=1)
+    v = np.repeat(v, group, axis=1)
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+    s = np.einsum("bhqd,bhkd->bhqk", q, k) * scale
+    b_i = np.arange(B).reshape(B, 1, 1, 1)
+    h_i = np.arange(Hq).reshape(1, Hq, 1, 1)
+    q_i = np.arange(Sq).reshape(1, 1, Sq, 1)
+    kv_i = np.arange(Skv).reshape(1, 1, 1, Skv)
+    if score_fn is not None:
+        s = score_fn(s, b_i, h_i, q_i, kv_i)
+    if mask_fn is not None:
+        mask = np.broadcast_to(mask_fn(b_i, h_i, q_i, kv_i), s.shape)
+        s = np.where(mask, s, NEG_INF)
+    m = s.max(axis=-1, keepdims=True) if Skv else np.full(s.shape[:-1] + (1,), NEG_INF)
+    seen = np.isfinite(m)
+    m0 = np.where(seen, m, 0.0)
+    p = np.exp(s - m0)  # exp(-inf) = 0 for masked keys
+    l = p.sum(axis=-1, keepdims=True)
+    out = np.where(seen, (p @ v) / np.where(seen, l, 1.0), 0.0)
+    lse = np.where(seen, m0 + np.log(np.where(seen, l, 1.0)), NEG_INF)[..., 0]
+    if layout == "bshd":
+        out = out.transpose(0, 2, 1, 3)
+    return out, lse
+
+
+def causal_mask(b, h, qi, kv):
+    return qi >= kv
+
+
+class DLPackOnly:
+    """A tensor seen only through __dlpack__ (like a torch CPU tensor)."""
+
+    def __init__(self, array):
+        self._array = array
+
+    def __dlpack__(self, stream=None):
+        return self._array.__dlpack__()
+
+    def __dlpack_device__(self):
+        return self._array.__dlpack_device__()
+
+
+class BF16Array:
+    """A bfloat16 array as ml_dtypes shows one: typestr '<V2', dtype.name
+    'bfloat16'; the bits live in a uint16 numpy array."""
+
+    class _DType:
+        name = "bfloat16"
+
+    def __init__(self, bits):
+        self.bits = bits
+        iface = dict(bits.__array_interface__)
+        iface["typestr"] = "<V2"
+        iface["descr"] = [("", "<V2")]
+        self.__array_interface__ = iface
+        self.dtype = self._DType()
+        self.shape = bits.shape
+
+    @classmethod
+    def from_float(cls, x):
+        """Rounds float32 values to bfloat16 (to nearest even)."""
+        u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+        return cls(u.astype(np.uint16))
+
+    def to_float(self):
+        return (self.bits.astype(np.uint32) << 16).view(np.float32)
+
+
+class FakeCuda:
+    """A tensor that claims to live on a CUDA device (never dereferenced)."""
+
+    def __init__(self, shape, typestr="<f4"):
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape), "typestr": typestr, "data": (0x10000, False),
+            "strides": None, "version": 3}
+
+
+class HeedTestCase(unittest.TestCase):
+    atol = 1e-4
+    rtol = 1e-4
+
+    def assertClose(self, got, want, atol=None, rtol=None, what="out"):
+        got = np.asarray(got, dtype=np.float64)
+        self.assertEqual(got.shape, want.shape, what)
+        self.assertFalse(np.isnan(got).any(), "%s: NaN left in the output" % what)
+        atol = self.atol if atol is None else atol
+        rtol = self.rtol if rtol is None else rtol
+        if not np.allclose(got, want, atol=atol, rtol=rtol, equal_nan=False):
+            diff = np.abs(got - want)
+            diff[np.isinf(want) & (got == want)] = 0
+            idx = np.unravel_index(np.nanargmax(diff), diff.shape)
+            self.fail("%s: max |error| %.3g at %s (got %r, want %r; atol %g, rtol %g)"
+                      % (what, diff[idx], idx, got[idx], want[idx], atol, rtol))
+
+    def assertLse(self, got, want):
+        got = np.asarray(got, dtype=np.float64)
+        self.assertEqual(got.shape, want.shape, "lse")
+        self.assertFalse(np.isnan(got).any(), "lse: NaN left")
+        ninf = np.isneginf(want)
+        np.testing.assert_array_equal(np.isneginf(got), ninf, "lse: -inf where no key is seen")
+        self.assertClose(got[~ninf], want[~ninf], atol=1e-4, rtol=1e-5, what="lse")
+
+
+# ---- numerics -------------------------------------------------------------------
+
+
+class NumericsTest(HeedTestCase):
+
+    def test_causal_inline_spec(self):
+        rng = make_rng(self)
+        B, H, S, D = 2, 3, 70, 32
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        kernel = heed.compile(CAUSAL, head_dim=D)
+        out = nans((B, H, S, D))
+        got = kernel(q, k, v, out=out)
+        self.assertIs(got, out)
+        want, _ = reference(q, k, v, causal_mask)
+        self.assertClose(out, want)
+        stats = kernel.last_stats
+        self.assertEqual(set(stats), {"visited_blocks", "full_blocks", "partial_blocks",
+                                      "total_blocks"})
+        self.assertGreater(stats["visited_blocks"], 0)
+        self.assertLessEqual(stats["visited_blocks"], stats["total_blocks"])
+        self.assertLessEqual(stats["full_blocks"] + stats["partial_blocks"],
+                             stats["visited_blocks"])
+
+    def test_attention_allocates(self):
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 33, 16
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        out = heed.attention(q, k, v, CAUSAL)
+        self.assertIsInstance(out, np.ndarray)
+        self.assertEqual(out.dtype, np.float32)
+        want, _ = reference(q, k, v, causal_mask)
+        self.assertClose(out, want)
+
+    def test_document_mask_buffer_dict(self):
+        rng = make_rng(self)
+        B, H, S, D = 2, 2, 96, 64
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        doc = np.sort(rng.integers(0, 5, size=S)).astype(np.int32)
+        spec = os.path.join(EXAMPLES, "document.attn")  # a path: heed_compile_file
+        out = nans((B, H, S, D))
+        got = heed.attention(q, k, v, spec, buffers={"doc_ids": doc}, out=out)
+        self.assertIs(got, out)
+        want, _ = reference(q, k, v, lambda b, h, qi, kv: (doc[qi] == doc[kv]) & (qi >= kv))
+        self.assertClose(out, want)
+
+        # The same through a Kernel, the buffer as a sequence.
+        kernel = heed.compile(spec, head_dim=D)
+        self.assertEqual(kernel.buffers, [("doc_ids", "int32", "Skv")])
+        out2 = kernel(q, k, v, out=nans((B, H, S, D)), buffers=[doc])
+        self.assertClose(out2, want)
+
+    def test_gqa(self):
+        rng = make_rng(self)
+        B, Hq, Hkv, S, D = 2, 4, 2, 50, 32
+        q = randn(rng, (B, Hq, S, D))
+        k, v = randn(rng, (B, Hkv, S, D)), randn(rng, (B, Hkv, S, D))
+        spec = "variant window { mask = sliding_window(9) || kv == q + 3 }"
+        out = nans((B, Hq, S, D))
+        heed.attention(q, k, v, spec, out=out)
+        want, _ = reference(q, k, v, lambda b, h, qi, kv: ((qi >= kv) & (qi - kv < 9))
+                            | (kv == qi + 3))
+        self.assertClose(out, want)
+
+    def test_mqa_full(self):
+        rng = make_rng(self)
+        B, Hq, S, D = 1, 3, 20, 8
+        q = randn(rng, (B, Hq, S, D))
+        k, v = randn(rng, (B, 1, S, D)), randn(rng, (B, 1, S, D))
+        out = heed.attention(q, k, v, FULL, out=nans((B, Hq, S, D)))
+        want, _ = reference(q, k, v)
+        self.assertClose(out, want)
+
+    def test_return_lse(self):
+        rng = make_rng(self)
+        B, Hq, Hkv, S, D = 1, 4, 2, 45, 32
+        q = randn(rng, (B, Hq, S, D))
+        k, v = randn(rng, (B, Hkv, S, D)), randn(rng, (B, Hkv, S, D))
+        out, lse = heed.attention(q, k, v, CAUSAL, return_lse=True,
+                                  out=nans((B, Hq, S, D)), lse=nans((B, Hq, S)))
+        self.assertEqual(lse.dtype, np.float32)
+        self.assertEqual(lse.shape, (B, Hq, S))
+        want, want_lse = reference(q, k, v, causal_mask)
+        self.assertClose(out, want)
+        self.assertLse(lse, want_lse)
+
+        # Allocated by the binding too.
+        out2, lse2 = heed.attention(q, k, v, CAUSAL, return_lse=True)
+        self.assertClose(out2, want)
+        self.assertLse(lse2, want_lse)
+
+    def test_rows_without_visible_keys(self):
+        # kv < q: query 0 sees nothing -> out 0, lse -inf.
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 19, 16
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        kernel = heed.compile("variant strict { mask = kv < q }", head_dim=D, lse=True)
+        self.assertTrue(kernel.has_lse)
+        out, lse = kernel(q, k, v, out=nans((B, H, S, D)), lse=nans((B, H, S)))
+        want, want_lse = reference(q, k, v, lambda b, h, qi, kv: kv < qi)
+        self.assertTrue(np.isneginf(want_lse[:, :, 0]).all())
+        self.assertClose(out, want)
+        self.assertLse(lse, want_lse)
+        np.testing.assert_array_equal(out[:, :, 0], 0)
+
+    def test_odd_sizes(self):
+        rng = make_rng(self)
+        B, H, Sq, Skv, D, Dv = 3, 2, 37, 53, 24, 40
+        q = randn(rng, (B, H, Sq, D))
+        k, v = randn(rng, (B, H, Skv, D)), randn(rng, (B, H, Skv, Dv))
+        out, lse = heed.attention(q, k, v, CAUSAL, return_lse=True,
+                                  out=nans((B, H, Sq, Dv)), lse=nans((B, H, Sq)))
+        want, want_lse = reference(q, k, v, causal_mask)
+        self.assertClose(out, want)
+        self.assertLse(lse, want_lse)
+
+    def test_bshd_layout(self):
+        rng = make_rng(self)
+        B, Hq, Hkv, Sq, Skv, D = 2, 4, 2, 31, 47, 32
+        q = randn(rng, (B, Sq, Hq, D))
+        k, v = randn(rng, (B, Skv, Hkv, D)), randn(rng, (B, Skv, Hkv, D))
+        kernel = heed.compile(CAUSAL, head_dim=D, layout="bshd", lse=True)
+        self.assertEqual(kernel.layout, "bshd")
+        out, lse = kernel(q, k, v, out=nans((B, Sq, Hq, D)), lse=nans((B, Hq, Sq)))
+        want, want_lse = reference(q, k, v, causal_mask, layout="bshd")
+        self.assertClose(out, want)
+        self.assertLse(lse, want_lse)
+        # attention() with layout='bshd' allocates [B, S, H, D].
+        out2 = heed.attention(q, k, v, CAUSAL, layout="bshd")
+        self.assertEqual(out2.shape, (B, Sq, Hq, D))
+        self.assertClose(out2, want)
+
+    def test_non_contiguous_views(self):
+        rng = make_rng(self)
+        B, H, S, D = 2, 3, 40, 32
+        # q: a BSHD buffer seen as BHSD (transposed view); k, v: slices of a
+        # packed [B, H, S, 2, D] tensor; out: a transposed view as well.
+        q = randn(rng, (B, S, H, D)).transpose(0, 2, 1, 3)
+        kv = randn(rng, (B, H, S, 2, D))
+        k, v = kv[:, :, :, 0, :], kv[:, :, :, 1, :]
+        self.assertFalse(q.flags.c_contiguous or k.flags.c_contiguous)
+        out_base = nans((B, S, H, D))
+        out = out_base.transpose(0, 2, 1, 3)
+        heed.attention(q, k, v, CAUSAL, out=out)
+        want, _ = reference(q, k, v, causal_mask)
+        self.assertClose(out, want)
+        self.assertClose(out_base.transpose(0, 2, 1, 3), want)
+
+    def test_dlpack_inputs(self):
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 24, 16
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        doc = np.sort(rng.integers(0, 3, size=S)).astype(np.int32)
+        out = nans((B, H, S, D))
+        heed.attention(DLPackOnly(q), DLPackOnly(k[:, :, :, :]), DLPackOnly(v),
+                       os.path.join(EXAMPLES, "document.attn"),
+                       buffers={"doc_ids": DLPackOnly(doc)}, out=DLPackOnly(out))
+        want, _ = reference(q, k, v, lambda b, h, qi, kv: (doc[qi] == doc[kv]) & (qi >= kv))
+        self.assertClose(out, want)
+
+    def test_float16(self):
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 48, 32
+        q, k, v = (randn(rng, (B, H, S, D), np.float16) for _ in range(3))
+        out, lse = heed.attention(q, k, v, CAUSAL, return_lse=True,
+                                  out=nans((B, H, S, D), np.float16), lse=nans((B, H, S)))
+        self.assertEqual(out.dtype, np.float16)
+        want, want_lse = reference(q, k, v, causal_mask)
+        self.assertClose(out, want, atol=3e-3, rtol=3e-3)
+        self.assertLse(lse, want_lse)
+
+    def test_bfloat16(self):
+        rng = make_rng(self)
+        B, Hq, Hkv, S, D = 1, 4, 2, 36, 32
+        q = BF16Array.from_float(randn(rng, (B, Hq, S, D)))
+        k = BF16Array.from_float(randn(rng, (B, Hkv, S, D)))
+        v = BF16Array.from_float(randn(rng, (B, Hkv, S, D)))
+        out = BF16Array(np.full((B, Hq, S, D), 0x7FC0, np.uint16))  # bf16 NaN
+        kernel = heed.compile(CAUSAL, dtype="bfloat16", head_dim=D)
+        self.assertEqual(kernel.dtype, "bfloat16")
+        kernel(q, k, v, out=out)
+        want, _ = reference(q.to_float(), k.to_float(), v.to_float(), causal_mask)
+        self.assertClose(out.to_float(), want, atol=1e-2, rtol=1e-2)
+        # attention() infers bfloat16 from q and allocates like q's dtype would
+        # need ml_dtypes; with out= given it needs nothing.
+        out2 = BF16Array(np.full((B, Hq, S, D), 0x7FC0, np.uint16))
+        heed.attention(q, k, v, CAUSAL, out=out2)
+        self.assertClose(out2.to_float(), want, atol=1e-2, rtol=1e-2)
+
+    def test_scale_and_score_modifier(self):
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 30, 16
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        slopes = rng.uniform(-0.5, 0.5, size=H).astype(np.float32)
+        scale = 0.37
+        out = nans((B, H, S, D))
+        heed.attention(q, k, v, os.path.join(EXAMPLES, "alibi.attn"),
+                       buffers=[slopes], scale=scale, out=out)
+        want, _ = reference(q, k, v, causal_mask, scale=scale,
+                            score_fn=lambda s, b, h, qi, kv: s + slopes.astype(np.float64)[h]
+                            * (kv - qi))
+        self.assertClose(out, want)
+
+    def test_params_override(self):
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 41, 16
+        window = int(rng.integers(2, 12))
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        spec = os.path.join(EXAMPLES, "sliding_window.attn")
+        out = heed.attention(q, k, v, spec, params={"window": window}, out=nans((B, H, S, D)))
+        want, _ = reference(q, k, v, lambda b, h, qi, kv: (qi >= kv) & (qi - kv < window))
+        self.assertClose(out, want)
+
+    def test_num_threads_and_no_mask_analysis(self):
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 64, 16
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        want, _ = reference(q, k, v, causal_mask)
+        kernel = heed.compile(CAUSAL, head_dim=D, analyze_mask=False, use_cache=False)
+        out = kernel.run(q, k, v, out=nans((B, H, S, D)), num_threads=1)
+        self.assertClose(out, want)
+        self.assertEqual(kernel.last_stats["visited_blocks"], kernel.last_stats["total_blocks"])
+
+    def test_export_and_load(self):
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 27, 32
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        want, want_lse = reference(q, k, v, causal_mask)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "causal.heed")
+            heed.export(CAUSAL, path, head_dim=D, lse=True)
+            with open(path, "rb") as f:
+                data = f.read()
+            for kernel in (heed.load(path), heed.load(data)):
+                self.assertEqual(kernel.name, "causal")
+                self.assertEqual(kernel.head_dim, D)
+                self.assertTrue(kernel.has_lse)
+                out, lse = kernel(q, k, v, out=nans((B, H, S, D)), lse=nans((B, H, S)))
+                self.assertClose(out, want)
+                self.assertLse(lse, want_lse)
+                kernel.close()
+
+
+# ---- kernels, errors, the cache -------------------------------------------------------
+
+
+class KernelTest(HeedTestCase):
+
+    def test_properties(self):
+        kernel = heed.compile(os.path.join(EXAMPLES, "relative_bias.attn"), head_dim=32,
+                              head_dim_v=16, dtype="float16", layout="bshd", lse=True)
+        self.assertEqual(kernel.name, "relative_bias")
+        self.assertEqual(kernel.dtype, "float16")
+        self.assertEqual(kernel.head_dim, 32)
+        self.assertEqual(kernel.head_dim_v, 16)
+        self.assertEqual(kernel.layout, "bshd")
+        self.assertTrue(kernel.has_lse)
+        self.assertAlmostEqual(kernel.scale, 1 / math.sqrt(32), places=6)
+        self.assertTrue(kernel.target.startswith("cpu"), kernel.target)
+        self.assertEqual(kernel.buffers, [("table", "float32", "H,33")])
+        self.assertIn("relative_bias", repr(kernel))
+        kernel.close()
+        kernel.close()  # twice is fine
+        with self.assertRaises(ValueError):
+            kernel.name
+        self.assertIn("closed", repr(kernel))
+        with heed.compile(CAUSAL, head_dim=8, scale=0.5) as k2:
+            self.assertEqual(k2.scale, 0.5)
+            self.assertEqual(k2.buffers, [])
+
+    def test_version(self):
+        self.assertEqual(heed.abi_version(), 1)
+        self.assertIsInstance(heed.version(), str)
+        self.assertTrue(heed.version())
+
+    def test_malformed_spec(self):
+        with self.assertRaises(heed.HeedError) as cm:
+            heed.compile("variant v {\n  mask = q &&\n}\n")
+        e = cm.exception
+        self.assertIsInstance(e, heed.SpecError)
+        self.assertEqual(e.status, heed.ERROR_SPEC)
+        self.assertRegex(str(e), r"<spec>:\d+:\d+: error: ")
+        print("\n  spec error: %s" % str(e).splitlines()[0])
+
+        with self.assertRaises(heed.SpecError) as cm:
+            heed.compile("variant v {\n  mask = causl()\n}")
+        self.assertIn("<spec>:2:", str(cm.exception))
+        self.assertIn("did you mean 'causal'", str(cm.exception))
+
+    def test_spec_error_in_file_names_the_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bad.attn")
+            with open(path, "w") as f:
+                f.write("variant v {\n  mask = q && kv\n}\n")
+            with self.assertRaises(heed.SpecError) as cm:
+                heed.compile(path)
+            self.assertRegex(str(cm.exception), re.escape(path) + r":2:\d+: error: ")
+
+    def test_variant_selection(self):
+        spec = "variant a { mask = causal() }\nvariant b { mask = kv <= q + 1 }"
+        with self.assertRaises(heed.SpecError) as cm:
+            heed.compile(spec, head_dim=8)
+        self.assertIn("variant", str(cm.exception))
+        self.assertEqual(heed.compile(spec, head_dim=8, variant="b").name, "b")
+
+    def test_missing_file(self):
+        with self.assertRaises(heed.HeedError) as cm:
+            heed.compile("/nonexistent/dir/x.attn")
+        self.assertEqual(cm.exception.status, heed.ERROR_IO)
+
+    def test_bad_options(self):
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile(CAUSAL, head_dim=12)
+        self.assertEqual(cm.exception.status, heed.ERROR_INVALID_ARGUMENT)
+        self.assertIn("head dim", str(cm.exception))
+        with self.assertRaises(heed.HeedError):
+            heed.compile(CAUSAL, dtype="int32")
+        with self.assertRaises(heed.HeedError):
+            heed.compile(CAUSAL, dtype="float64")
+        with self.assertRaises(heed.HeedError):
+            heed.compile(CAUSAL, layout="sbhd")
+        with self.assertRaises(heed.HeedError) as cm:
+            heed.compile(os.path.join(EXAMPLES, "sliding_window.attn"),
+                         params={"widow": 5})
+        self.assertIn("window", str(cm.exception))
+
+    def test_float64_input(self):
+        rng = make_rng(self)
+        q = rng.standard_normal((1, 2, 8, 16))  # float64
+        with self.assertRaises(heed.HeedError) as cm:
+            heed.attention(q, q, q, CAUSAL)
+        self.assertEqual(cm.exception.status, heed.ERROR_INVALID_ARGUMENT)
+        self.assertIn("float64", str(cm.exception))
+        kernel = heed.compile(CAUSAL, head_dim=16)
+        with self.assertRaises(heed.HeedError) as cm:
+            kernel(q, q, q, out=nans((1, 2, 8, 16)))
+        self.assertIn("float64", str(cm.exception))
+        # A supported dtype that is not the kernel's: the C library says so.
+        q16 = q.astype(np.float16)
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(q16, q16, q16, out=nans((1, 2, 8, 16)))
+        self.assertIn("f32", str(cm.exception))
+
+    def test_wrong_buffer_shape(self):
+        rng = make_rng(self)
+        S, D = 16, 16
+        q = randn(rng, (1, 1, S, D))
+        spec = os.path.join(EXAMPLES, "document.attn")
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.attention(q, q, q, spec, buffers={"doc_ids": np.zeros(S + 1, np.int32)})
+        self.assertEqual(cm.exception.status, heed.ERROR_INVALID_ARGUMENT)
+        self.assertIn("doc_ids", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:  # wrong dtype
+            heed.attention(q, q, q, spec, buffers={"doc_ids": np.zeros(S, np.int64)})
+        self.assertIn("doc_ids", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:  # wrong name
+            heed.attention(q, q, q, spec, buffers={"docs": np.zeros(S, np.int32)})
+        self.assertIn("doc_ids", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError):  # none at all
+            heed.attention(q, q, q, spec)
+
+    def test_buffer_read_out_of_range(self):
+        rng = make_rng(self)
+        q = randn(rng, (1, 1, 12, 8))
+        spec = "variant oob {\n  buffer t: i32[4]\n  mask = t[q] == 0\n}"
+        with self.assertRaises(heed.RunError) as cm:
+            heed.attention(q, q, q, spec, buffers=[np.zeros(4, np.int32)])
+        self.assertEqual(cm.exception.status, heed.ERROR_RUN)
+        self.assertIn("out of range", str(cm.exception))
+
+    def test_tensor_errors(self):
+        rng = make_rng(self)
+        kernel = heed.compile(CAUSAL, head_dim=16)
+        q = randn(rng, (1, 2, 8, 32))
+        # Head dim not contiguous.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(q[..., ::2], q[..., ::2], q[..., ::2], out=nans((1, 2, 8, 16)))
+        self.assertIn("contiguous", str(cm.exception))
+        # A byte stride that is no multiple of the element size.
+        raw = np.zeros(4096, np.uint8)
+        odd = np.ndarray((1, 2, 8, 16), np.float32, raw.data, 0, (4096, 1026, 66, 4))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(odd, odd, odd, out=nans((1, 2, 8, 16)))
+        self.assertIn("stride", str(cm.exception))
+        # A read-only output.
+        q16 = randn(rng, (1, 2, 8, 16))
+        ro = nans((1, 2, 8, 16))
+        ro.flags.writeable = False
+        with self.assertRaises(heed.InvalidArgumentError):
+            kernel(q16, q16, q16, out=ro)
+        # Not a tensor at all.
+        with self.assertRaises(TypeError):
+            kernel([1.0], q16, q16)
+        # Shapes that do not fit: the C library names the tensor.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(q16, q16, q16, out=nans((1, 2, 9, 16)))
+        self.assertIn("out", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:  # Hq % Hkv != 0
+            kernel(randn(rng, (1, 3, 8, 16)), q16, q16)
+        self.assertIn("multiple", str(cm.exception))
+        # lse given to a kernel without one.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(q16, q16, q16, lse=nans((1, 2, 8)))
+        self.assertIn("lse", str(cm.exception))
+
+    def test_cuda_tensors_unsupported(self):
+        kernel = heed.compile(CAUSAL, head_dim=16)
+        shape = (1, 2, 8, 16)
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            kernel(FakeCuda(shape), FakeCuda(shape), FakeCuda(shape), out=FakeCuda(shape))
+        self.assertEqual(cm.exception.status, heed.ERROR_UNSUPPORTED)
+        self.assertIn("device type 2", str(cm.exception))
+
+    def test_load_garbage(self):
+        with self.assertRaises(heed.HeedError) as cm:
+            heed.load(b"this is not a heed artifact")
+        self.assertEqual(cm.exception.status, heed.ERROR_LOAD)
+        with self.assertRaises(heed.HeedError) as cm:
+            heed.load("/nonexistent/kernel.heed")
+        self.assertEqual(cm.exception.status, heed.ERROR_IO)
+
+
+class CacheTest(HeedTestCase):
+
+    def test_stats_memory_hits(self):
+        stats = heed.cache_stats()
+        for key in ("memory_hits", "disk_hits", "compiles", "rejected_entries",
+                    "store_failures", "disk_entries", "disk_bytes", "disk_limit_bytes"):
+            self.assertIsInstance(stats[key], int, key)
+        self.assertIsInstance(stats["directory"], str)
+        spec = "variant hits { mask = kv <= q + 2 }"
+        heed.compile(spec, head_dim=24)
+        before = heed.cache_stats()
+        heed.compile(spec, head_dim=24)
+        after = heed.cache_stats()
+        self.assertGreater(after["memory_hits"], before["memory_hits"])
+        self.assertEqual(after["compiles"], before["compiles"])
+
+    def test_attention_python_cache(self):
+        rng = make_rng(self)
+        q = randn(rng, (1, 1, 8, 40))
+        spec = "variant pycache { mask = kv <= q + 1 }"
+        heed.attention(q, q, q, spec)
+        before = heed.cache_stats()
+        heed.attention(q, q, q, spec)
+        after = heed.cache_stats()
+        # The second call found the kernel in the Python-side cache.
+        self.assertEqual(after["memory_hits"], before["memory_hits"])
+        self.assertEqual(after["compiles"], before["compiles"])
+
+    def test_directory_and_clear(self):
+        other = tempfile.mkdtemp(prefix="heed-py-test-cache2-")
+        try:
+            heed.cache_set_directory(other)
+            self.assertEqual(os.path.realpath(heed.cache_stats()["directory"]),
+                             os.path.realpath(other))
+            # A variant no one compiled before (a fresh param value).
+            window = int.from_bytes(os.urandom(3), "little") + 3
+            before = heed.cache_stats()
+            heed.compile(os.path.join(EXAMPLES, "sliding_window.attn"), head_dim=16,
+                         params={"window": window})
+            after = heed.cache_stats()
+            self.assertEqual(after["compiles"], before["compiles"] + 1)
+            self.assertGreaterEqual(after["disk_entries"], 1)
+            self.assertGreater(after["disk_bytes"], 0)
+            heed.cache_clear()
+            self.assertEqual(heed.cache_stats()["disk_entries"], 0)
+        finally:
+            heed.cache_set_directory(_CACHE_DIR)
+            shutil.rmtree(other, ignore_errors=True)
+        self.assertEqual(os.path.realpath(heed.cache_stats()["directory"]),
+                         os.path.realpath(_CACHE_DIR))
+
+
+if __name__ == "__main__":
+    print("heed %s from %s; cache in %s" % (heed.version(), heed.library_path(), _CACHE_DIR))
+    unittest.main()

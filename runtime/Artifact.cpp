@@ -1,0 +1,235 @@
+// Artifact serialization and verification; KernelInfo text; host checks.
+#include "heed/Runtime/Artifact.h"
+
+#include <cstring>
+#include <sstream>
+
+namespace heed {
+namespace {
+
+constexpr char kMagic[8] = {'H', 'E', 'E', 'D', 'K', 'R', 'N', '\0'};
+constexpr size_t kHeaderSize = 8 + 4 + 4 + 32 + 8 + 32;
+
+void putU32(std::string &out, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    out += char(v >> (8 * i));
+}
+void putU64(std::string &out, uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    out += char(v >> (8 * i));
+}
+
+/// Reads little-endian fields with bounds checks.
+struct Reader {
+  const std::string &bytes;
+  size_t pos;
+  bool ok = true;
+  uint64_t take(int n) {
+    if (!ok || bytes.size() - pos < size_t(n)) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i)
+      v |= uint64_t(uint8_t(bytes[pos + i])) << (8 * i);
+    pos += n;
+    return v;
+  }
+  std::string takeString(uint64_t n) {
+    if (!ok || bytes.size() - pos < n) {
+      ok = false;
+      return {};
+    }
+    std::string s = bytes.substr(pos, n);
+    pos += n;
+    return s;
+  }
+};
+
+const char *layoutName(Layout l) { return l == Layout::BSHD ? "bshd" : "bhsd"; }
+
+std::string joinDims(const std::vector<std::string> &dims) {
+  std::string out;
+  for (size_t i = 0; i < dims.size(); ++i)
+    out += (i ? "," : "") + dims[i];
+  return out.empty() ? "-" : out;
+}
+
+} // namespace
+
+std::string KernelInfo::serialize() const {
+  std::ostringstream os;
+  os.precision(17);
+  os << "name " << name << "\n"
+     << "dtype " << toString(dtype) << "\n"
+     << "head_dim " << headDim << "\n"
+     << "head_dim_v " << headDimV << "\n"
+     << "layout " << layoutName(layout) << "\n"
+     << "lse " << (lse ? 1 : 0) << "\n"
+     << "scale " << scale << "\n"
+     << "summary_block " << summaryBlock << "\n";
+  for (const BufferInfo &b : buffers)
+    os << "buffer " << b.name << " " << toString(b.dtype) << " " << joinDims(b.shape) << "\n";
+  for (unsigned s : summarized)
+    os << "summarized " << s << "\n";
+  return os.str();
+}
+
+std::string KernelInfo::parse(const std::string &text) {
+  *this = KernelInfo{};
+  std::istringstream lines(text);
+  std::string line;
+  bool haveName = false, haveDType = false;
+  while (std::getline(lines, line)) {
+    if (line.empty())
+      continue;
+    std::istringstream fields(line);
+    std::string key;
+    fields >> key;
+    bool ok = true;
+    if (key == "name") {
+      ok = bool(fields >> name), haveName = ok;
+    } else if (key == "dtype") {
+      std::string t;
+      ok = (fields >> t) && parseDType(t, dtype), haveDType = ok;
+    } else if (key == "head_dim") {
+      ok = bool(fields >> headDim);
+    } else if (key == "head_dim_v") {
+      ok = bool(fields >> headDimV);
+    } else if (key == "layout") {
+      std::string l;
+      ok = bool(fields >> l) && (l == "bhsd" || l == "bshd");
+      layout = l == "bshd" ? Layout::BSHD : Layout::BHSD;
+    } else if (key == "lse") {
+      int v = 0;
+      ok = bool(fields >> v), lse = v != 0;
+    } else if (key == "scale") {
+      ok = bool(fields >> scale);
+    } else if (key == "summary_block") {
+      ok = bool(fields >> summaryBlock) && summaryBlock > 0;
+    } else if (key == "buffer") {
+      BufferInfo b;
+      std::string t, dims;
+      ok = (fields >> b.name >> t >> dims) && parseDType(t, b.dtype);
+      if (ok && dims != "-") {
+        std::istringstream parts(dims);
+        std::string d;
+        while (std::getline(parts, d, ','))
+          b.shape.push_back(d);
+      }
+      buffers.push_back(b);
+    } else if (key == "summarized") {
+      unsigned s = 0;
+      ok = bool(fields >> s);
+      summarized.push_back(s);
+    } // other keys: written by a newer heed of the same format; ignored
+    if (!ok)
+      return "bad kernel description line: '" + line + "'";
+  }
+  if (!haveName || !haveDType || headDim <= 0 || headDimV <= 0)
+    return "kernel description lacks its name, dtype or head dims";
+  for (unsigned s : summarized)
+    if (s >= buffers.size())
+      return "kernel description names a summarized buffer that does not exist";
+  return "";
+}
+
+std::string Artifact::serialize() const {
+  std::string body;
+  for (const ArtifactEntry &e : entries) {
+    std::string info = e.info.serialize();
+    putU32(body, uint32_t(e.target.size()));
+    body += e.target;
+    putU32(body, uint32_t(info.size()));
+    body += info;
+    putU64(body, e.binary.size());
+    body += e.binary;
+  }
+  std::string out(kMagic, 8);
+  putU32(out, kArtifactVersion);
+  putU32(out, uint32_t(entries.size()));
+  out.append(reinterpret_cast<const char *>(key.data()), key.size());
+  putU64(out, body.size());
+  Digest sum = sha256(body.data(), body.size());
+  out.append(reinterpret_cast<const char *>(sum.data()), sum.size());
+  return out + body;
+}
+
+std::string Artifact::parse(const std::string &bytes) {
+  entries.clear();
+  if (bytes.size() < kHeaderSize || std::memcmp(bytes.data(), kMagic, 8) != 0)
+    return "not a heed kernel artifact (bad magic or shorter than its header)";
+  Reader r{bytes, 8};
+  uint32_t version = uint32_t(r.take(4));
+  if (version != kArtifactVersion)
+    return "artifact format version " + std::to_string(version) + ", this heed reads version " +
+           std::to_string(kArtifactVersion);
+  uint32_t count = uint32_t(r.take(4));
+  std::memcpy(key.data(), bytes.data() + r.pos, 32);
+  r.pos += 32;
+  uint64_t bodySize = r.take(8);
+  Digest sum;
+  std::memcpy(sum.data(), bytes.data() + r.pos, 32);
+  r.pos += 32;
+  if (bytes.size() - kHeaderSize != bodySize)
+    return "artifact truncated or padded: header says " + std::to_string(bodySize) +
+           " body bytes, file has " + std::to_string(bytes.size() - kHeaderSize);
+  if (sha256(bytes.data() + kHeaderSize, bodySize) != sum)
+    return "artifact checksum mismatch (the file is corrupt)";
+  for (uint32_t i = 0; i < count; ++i) {
+    ArtifactEntry e;
+    e.target = r.takeString(r.take(4));
+    std::string info = r.takeString(r.take(4));
+    e.binary = r.takeString(r.take(8));
+    if (!r.ok)
+      return "artifact entry " + std::to_string(i) + " runs past the end of the file";
+    if (std::string err = e.info.parse(info); !err.empty())
+      return "artifact entry " + std::to_string(i) + ": " + err;
+    entries.push_back(std::move(e));
+  }
+  if (r.pos != bytes.size())
+    return "artifact has trailing bytes after its entries";
+  return "";
+}
+
+bool hostRuns(const std::string &target, std::string &why) {
+  // "cpu:<arch>:<cpu>[:<features>]"
+  if (target.rfind("cpu:", 0) != 0) {
+    why = "'" + target + "' is not a CPU target, and this runtime launches CPU kernels only";
+    return false;
+  }
+  std::string rest = target.substr(4);
+  std::string arch = rest.substr(0, rest.find(':'));
+  std::string cpu = rest.find(':') == std::string::npos ? "" : rest.substr(rest.find(':') + 1);
+  cpu = cpu.substr(0, cpu.find(':'));
+#if defined(__x86_64__)
+  const char *hostArch = "x86_64";
+#elif defined(__aarch64__)
+  const char *hostArch = "aarch64";
+#else
+  const char *hostArch = "unknown";
+#endif
+  if (arch != hostArch) {
+    why = "built for " + arch + ", this machine is " + hostArch;
+    return false;
+  }
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  bool ok = true;
+  if (cpu == "x86-64-v2")
+    ok = __builtin_cpu_supports("x86-64-v2");
+  else if (cpu == "x86-64-v3")
+    ok = __builtin_cpu_supports("x86-64-v3");
+  else if (cpu == "x86-64-v4")
+    ok = __builtin_cpu_supports("x86-64-v4");
+  if (!ok) {
+    why = "built for " + cpu + ", which this CPU does not support";
+    return false;
+  }
+#endif
+  // Other CPU names are host builds of the JIT: their cache key holds the
+  // host's exact CPU and features, so they are only found on a matching host.
+  return true;
+}
+
+} // namespace heed

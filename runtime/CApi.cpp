@@ -1,0 +1,224 @@
+// The runtime half of the C API (heed.h): errors, loading, introspection
+// and launching. The compiler half lives in lib/CAPI.
+#include "heed/Runtime/CApiSupport.h"
+#include "heed/Runtime/DiskCache.h"
+
+#include <exception>
+
+#ifndef HEED_VERSION_STRING
+#define HEED_VERSION_STRING "0.0.0"
+#endif
+
+struct heed_kernel {
+  std::shared_ptr<heed::LoadedKernel> kernel;
+  std::vector<std::string> bufferShapes;
+};
+
+namespace heed::capi {
+namespace {
+thread_local std::string lastError;
+} // namespace
+
+heed_status fail(heed_status status, const std::string &message) {
+  lastError = message;
+  return status;
+}
+
+heed_status ok() {
+  lastError.clear();
+  return HEED_OK;
+}
+
+heed_kernel *wrap(std::shared_ptr<LoadedKernel> kernel) {
+  auto *k = new heed_kernel{std::move(kernel), {}};
+  for (const BufferInfo &b : k->kernel->info().buffers) {
+    std::string s;
+    for (size_t i = 0; i < b.shape.size(); ++i)
+      s += (i ? "," : "") + b.shape[i];
+    k->bufferShapes.push_back(s);
+  }
+  return k;
+}
+
+} // namespace heed::capi
+
+using namespace heed;
+using heed::capi::fail;
+
+namespace {
+
+bool toDType(int32_t code, DType &out) {
+  if (code < HEED_F32 || code > HEED_BOOL)
+    return false;
+  out = static_cast<DType>(code); // heed_dtype mirrors heed::DType
+  return true;
+}
+
+/// Converts a C tensor; "" or an error naming `what`.
+std::string convert(const heed_tensor *t, const char *what, TensorRef &out) {
+  std::string name = what;
+  if (!t)
+    return name + " is missing (NULL)";
+  if (t->device_type != HEED_DEVICE_CPU)
+    return name + " lives on device type " + std::to_string(t->device_type) +
+           "; this build launches CPU kernels only (device type 1)";
+  if (!toDType(t->dtype, out.dtype))
+    return name + " has an unknown dtype code " + std::to_string(t->dtype);
+  if (t->ndim < 0 || t->ndim > 16 || (t->ndim > 0 && !t->shape))
+    return name + " has a bad rank or no shape";
+  out.data = t->data;
+  out.shape.assign(t->shape, t->shape + t->ndim);
+  out.strides.clear();
+  if (t->strides)
+    out.strides.assign(t->strides, t->strides + t->ndim);
+  return "";
+}
+
+} // namespace
+
+extern "C" {
+
+const char *heed_last_error(void) { return capi::lastError.c_str(); }
+
+const char *heed_status_string(heed_status status) {
+  switch (status) {
+  case HEED_OK: return "ok";
+  case HEED_ERROR_INVALID_ARGUMENT: return "invalid argument";
+  case HEED_ERROR_SPEC: return "spec error";
+  case HEED_ERROR_COMPILE: return "compile error";
+  case HEED_ERROR_LOAD: return "load error";
+  case HEED_ERROR_RUN: return "run error";
+  case HEED_ERROR_UNSUPPORTED: return "unsupported";
+  case HEED_ERROR_IO: return "I/O error";
+  }
+  return "unknown status";
+}
+
+int heed_abi_version(void) { return HEED_ABI_VERSION; }
+const char *heed_version(void) { return HEED_VERSION_STRING; }
+
+heed_status heed_kernel_load(const void *data, size_t size, heed_kernel **kernel) {
+  if (!kernel || (!data && size))
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_kernel_load: NULL argument");
+  *kernel = nullptr;
+  try {
+    Artifact artifact;
+    std::string bytes(static_cast<const char *>(data), size);
+    if (std::string err = artifact.parse(bytes); !err.empty())
+      return fail(HEED_ERROR_LOAD, err);
+    std::string error;
+    auto loaded = LoadedKernel::load(artifact, error);
+    if (!loaded)
+      return fail(HEED_ERROR_LOAD, error);
+    *kernel = capi::wrap(std::move(loaded));
+    return capi::ok();
+  } catch (const std::exception &e) {
+    return fail(HEED_ERROR_LOAD, std::string("heed_kernel_load: ") + e.what());
+  }
+}
+
+heed_status heed_kernel_load_file(const char *path, heed_kernel **kernel) {
+  if (!path || !kernel)
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_kernel_load_file: NULL argument");
+  *kernel = nullptr;
+  std::string bytes, error;
+  if (!readFile(path, bytes, error))
+    return fail(HEED_ERROR_IO, error);
+  heed_status s = heed_kernel_load(bytes.data(), bytes.size(), kernel);
+  if (s != HEED_OK)
+    return fail(s, std::string(path) + ": " + heed_last_error());
+  return s;
+}
+
+void heed_kernel_release(heed_kernel *kernel) { delete kernel; }
+
+const char *heed_kernel_name(const heed_kernel *k) {
+  return k ? k->kernel->info().name.c_str() : nullptr;
+}
+const char *heed_kernel_target(const heed_kernel *k) {
+  return k ? k->kernel->target().c_str() : nullptr;
+}
+int32_t heed_kernel_dtype(const heed_kernel *k) {
+  return k ? int32_t(k->kernel->info().dtype) : -1;
+}
+int64_t heed_kernel_head_dim(const heed_kernel *k) { return k ? k->kernel->info().headDim : -1; }
+int64_t heed_kernel_head_dim_v(const heed_kernel *k) {
+  return k ? k->kernel->info().headDimV : -1;
+}
+int32_t heed_kernel_layout(const heed_kernel *k) {
+  return k ? (k->kernel->info().layout == Layout::BSHD ? HEED_LAYOUT_BSHD : HEED_LAYOUT_BHSD)
+           : -1;
+}
+int32_t heed_kernel_has_lse(const heed_kernel *k) { return k ? k->kernel->info().lse : -1; }
+double heed_kernel_scale(const heed_kernel *k) { return k ? k->kernel->info().scale : 0; }
+int32_t heed_kernel_num_buffers(const heed_kernel *k) {
+  return k ? int32_t(k->kernel->info().buffers.size()) : -1;
+}
+const char *heed_kernel_buffer_name(const heed_kernel *k, int32_t i) {
+  if (!k || i < 0 || size_t(i) >= k->kernel->info().buffers.size())
+    return nullptr;
+  return k->kernel->info().buffers[i].name.c_str();
+}
+int32_t heed_kernel_buffer_dtype(const heed_kernel *k, int32_t i) {
+  if (!k || i < 0 || size_t(i) >= k->kernel->info().buffers.size())
+    return -1;
+  return int32_t(k->kernel->info().buffers[i].dtype);
+}
+const char *heed_kernel_buffer_shape(const heed_kernel *k, int32_t i) {
+  if (!k || i < 0 || size_t(i) >= k->bufferShapes.size())
+    return nullptr;
+  return k->bufferShapes[i].c_str();
+}
+
+void heed_attention_args_init(heed_attention_args *args) {
+  if (!args)
+    return;
+  *args = heed_attention_args{};
+  args->struct_size = sizeof(heed_attention_args);
+}
+
+heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args *a) {
+  if (!kernel || !a)
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: NULL kernel or arguments");
+  if (a->struct_size < sizeof(heed_attention_args))
+    return fail(HEED_ERROR_INVALID_ARGUMENT,
+                "heed_attention: args.struct_size is not set (call heed_attention_args_init)");
+  try {
+    AttentionArgs args;
+    std::string err;
+    if (!(err = convert(a->q, "q", args.q)).empty() ||
+        !(err = convert(a->k, "k", args.k)).empty() ||
+        !(err = convert(a->v, "v", args.v)).empty() ||
+        !(err = convert(a->out, "out", args.out)).empty() ||
+        (a->lse && !(err = convert(a->lse, "lse", args.lse)).empty()))
+      return fail(err.find("device type") != std::string::npos ? HEED_ERROR_UNSUPPORTED
+                                                                : HEED_ERROR_INVALID_ARGUMENT,
+                  err);
+    if (a->num_buffers < 0 || (a->num_buffers > 0 && !a->buffers))
+      return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: bad buffers / num_buffers");
+    for (int32_t i = 0; i < a->num_buffers; ++i) {
+      TensorRef t;
+      std::string name = "buffer " + std::to_string(i);
+      if (i < heed_kernel_num_buffers(kernel))
+        name = "buffer '" + kernel->kernel->info().buffers[i].name + "'";
+      if (!(err = convert(&a->buffers[i], name.c_str(), t)).empty())
+        return fail(HEED_ERROR_INVALID_ARGUMENT, err);
+      args.buffers.push_back(t);
+    }
+    if (a->num_threads < 0)
+      return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: num_threads must be >= 0");
+    RunStats stats;
+    err = kernel->kernel->run(args, unsigned(a->num_threads), &stats);
+    if (!err.empty())
+      return fail(err.find("out of range") != std::string::npos ? HEED_ERROR_RUN
+                                                                : HEED_ERROR_INVALID_ARGUMENT,
+                  err);
+    if (a->stats)
+      *a->stats = {stats.visitedBlocks, stats.fullBlocks, stats.partialBlocks, stats.totalBlocks};
+    return capi::ok();
+  } catch (const std::exception &e) {
+    return fail(HEED_ERROR_RUN, std::string("heed_attention: ") + e.what());
+  }
+}
+
+} // extern "C"

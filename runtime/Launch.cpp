@@ -1,0 +1,492 @@
+// Loading kernel binaries (shared objects mapped with dlopen from memory) and
+// launching them: argument checks against the KernelInfo, memref descriptors,
+// run-time buffer summaries, and the work split over a thread pool.
+#include "heed/Runtime/Launch.h"
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace heed {
+
+namespace {
+
+using PackedFn = void (*)(void **);
+using CountFn = int64_t (*)(int64_t);
+
+/// Symbols every CPU kernel binary defines (see lib/Compiler/Link.cpp).
+constexpr const char *kEntrySymbol = "heed_packed_heed_kernel";
+constexpr const char *kSummarySymbolPrefix = "heed_packed_heed_summary_";
+constexpr const char *kNumQTilesSymbol = "heed_num_q_tiles";
+constexpr const char *kNumKVTilesSymbol = "heed_num_kv_tiles";
+
+/// A fast 64-bit content hash for buffer summaries (not cryptographic: it
+/// tells a changed buffer from an unchanged one).
+uint64_t contentHash(const void *data, size_t size) {
+  const uint64_t p1 = 0x9E3779B185EBCA87ull, p2 = 0xC2B2AE3D27D4EB4Full;
+  auto rotl = [](uint64_t x, int r) { return (x << r) | (x >> (64 - r)); };
+  uint64_t lanes[4] = {p1 + p2, p2, 0, 0 - p1};
+  auto *p = static_cast<const unsigned char *>(data);
+  size_t i = 0;
+  for (; i + 32 <= size; i += 32)
+    for (int l = 0; l < 4; ++l) {
+      uint64_t w;
+      std::memcpy(&w, p + i + 8 * l, 8);
+      lanes[l] = rotl(lanes[l] + w * p2, 31) * p1;
+    }
+  uint64_t h = rotl(lanes[0], 1) + rotl(lanes[1], 7) + rotl(lanes[2], 12) + rotl(lanes[3], 18);
+  h += size;
+  for (; i < size; ++i)
+    h = rotl(h ^ (p[i] * p1), 11) * p2;
+  h ^= h >> 33, h *= p2, h ^= h >> 29, h *= p1, h ^= h >> 32;
+  return h;
+}
+
+/// A memref descriptor as the C interface expects it:
+/// {allocated, aligned, offset, sizes[rank], strides[rank]}.
+struct Descriptor {
+  std::vector<int64_t> words;
+  void *pointer() { return words.data(); }
+};
+
+Descriptor describe(const void *data, const std::vector<int64_t> &shape,
+                    const std::vector<int64_t> &strides) {
+  Descriptor d;
+  auto ptr = reinterpret_cast<int64_t>(data);
+  d.words = {ptr, ptr, 0};
+  d.words.insert(d.words.end(), shape.begin(), shape.end());
+  d.words.insert(d.words.end(), strides.begin(), strides.end());
+  return d;
+}
+
+std::string join(const std::vector<int64_t> &v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(v[i]);
+  return out;
+}
+
+/// Checks q, k, v, out, lse against the kernel; fills the logical sizes.
+std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionDims &dims) {
+  bool bshd = c.layout == Layout::BSHD;
+  std::string layoutName = bshd ? "[B, S, H, D]" : "[B, H, S, D]";
+  struct Named {
+    const char *name;
+    const TensorRef *t;
+    int64_t d;
+  } all[] = {{"q", &a.q, c.headDim}, {"k", &a.k, c.headDim},
+             {"v", &a.v, c.headDimV}, {"out", &a.out, c.headDimV}};
+  for (const Named &n : all) {
+    std::string name = n.name;
+    if (n.t->shape.size() != 4)
+      return name + " must have rank 4 " + layoutName + ", got " + n.t->describe();
+    if (n.t->dtype != c.dtype)
+      return name + " must be " + toString(c.dtype) + " (the kernel was compiled for it), got " +
+             toString(n.t->dtype);
+    if (n.t->shape[3] != n.d)
+      return name + " must have head dim " + std::to_string(n.d) + ", got " + n.t->describe();
+    if (!n.t->strides.empty() && n.t->strides.size() != 4)
+      return name + " has " + std::to_string(n.t->strides.size()) + " strides for rank 4";
+    if (n.t->effectiveStrides()[3] != 1)
+      return name + " must be contiguous in its last (head) dimension";
+    for (int64_t s : n.t->shape)
+      if (s < 0)
+        return name + " has a negative size: " + n.t->describe();
+    if (!n.t->data && n.t->numElements() > 0)
+      return name + " has no data pointer";
+  }
+  unsigned hd = bshd ? 2 : 1, sd = bshd ? 1 : 2;
+  dims = {a.q.shape[0], a.q.shape[hd], a.k.shape[hd], a.q.shape[sd], a.k.shape[sd]};
+  if (a.k.shape[0] != dims.batch || a.v.shape[0] != dims.batch || a.out.shape[0] != dims.batch)
+    return "batch sizes differ: q " + a.q.describe() + ", k " + a.k.describe() + ", v " +
+           a.v.describe() + ", out " + a.out.describe();
+  if (a.v.shape[hd] != dims.headsKV || a.v.shape[sd] != dims.seqKV)
+    return "k and v must have the same heads and length: k " + a.k.describe() + ", v " +
+           a.v.describe();
+  if (a.out.shape[hd] != dims.headsQ || a.out.shape[sd] != dims.seqQ)
+    return "out must have the heads and length of q: q " + a.q.describe() + ", out " +
+           a.out.describe();
+  if (dims.headsKV == 0 ? dims.headsQ != 0 : dims.headsQ % dims.headsKV != 0)
+    return "query heads (" + std::to_string(dims.headsQ) +
+           ") must be a multiple of key/value heads (" + std::to_string(dims.headsKV) + ")";
+  bool hasLse = !a.lse.shape.empty() || a.lse.data;
+  if (c.lse && !hasLse)
+    return "the kernel was compiled to write lse, but no lse tensor was given";
+  if (!c.lse && hasLse)
+    return "an lse tensor was given, but the kernel was compiled without lse";
+  if (c.lse) {
+    std::vector<int64_t> want = {dims.batch, dims.headsQ, dims.seqQ};
+    if (a.lse.dtype != DType::F32 || a.lse.shape != want)
+      return "lse must be f32[" + join(want) + "], got " + a.lse.describe();
+    if (!a.lse.strides.empty() && a.lse.strides.size() != 3)
+      return "lse has the wrong number of strides";
+    if (a.lse.effectiveStrides()[2] != 1)
+      return "lse must be contiguous in its last dimension";
+    if (!a.lse.data && a.lse.numElements() > 0)
+      return "lse has no data pointer";
+  }
+  return "";
+}
+
+std::string checkBuffers(const AttentionArgs &a, const KernelInfo &info,
+                         const AttentionDims &dims) {
+  if (a.buffers.size() != info.buffers.size()) {
+    std::string names;
+    for (const BufferInfo &b : info.buffers)
+      names += (names.empty() ? "" : ", ") + b.name;
+    return "variant '" + info.name + "' reads " + std::to_string(info.buffers.size()) +
+           " buffer(s) (" + names + "), but " + std::to_string(a.buffers.size()) + " were given";
+  }
+  for (size_t i = 0; i < info.buffers.size(); ++i) {
+    const BufferInfo &decl = info.buffers[i];
+    const TensorRef &t = a.buffers[i];
+    if (t.dtype != decl.dtype)
+      return "buffer '" + decl.name + "' must be " + toString(decl.dtype) + ", got " +
+             toString(t.dtype);
+    std::vector<int64_t> want = resolveDims(decl.shape, dims);
+    if (t.shape != want) {
+      std::string symbolic;
+      for (size_t d = 0; d < decl.shape.size(); ++d)
+        symbolic += (d ? ", " : "") + decl.shape[d];
+      return "buffer '" + decl.name + "' must have shape [" + symbolic + "] = [" + join(want) +
+             "], got " + t.describe();
+    }
+    if (!t.isContiguous())
+      return "buffer '" + decl.name + "' must be contiguous";
+    if (!t.data && t.numElements() > 0)
+      return "buffer '" + decl.name + "' has no data pointer";
+  }
+  return "";
+}
+
+/// A shared object mapped from memory, and the file it was mapped from.
+/// glibc's dlopen returns an already loaded object whose path name matches,
+/// so the file (and with it its /proc/self/fd/N or temporary name) stays
+/// open until the object is unloaded: no two loaded kernels share a name.
+struct MappedObject {
+  void *handle = nullptr;
+  int fd = -1;
+  std::string temporaryPath; ///< removed at unload; empty for memfd
+
+  MappedObject() = default;
+  MappedObject(const MappedObject &) = delete;
+  MappedObject &operator=(const MappedObject &) = delete;
+  ~MappedObject() {
+    if (handle)
+      dlclose(handle);
+    if (fd >= 0)
+      ::close(fd);
+    if (!temporaryPath.empty())
+      ::unlink(temporaryPath.c_str());
+  }
+};
+
+/// Maps a shared object held in memory: an anonymous memory file where the
+/// kernel supports it, else a temporary file.
+bool openSharedObject(const std::string &bytes, MappedObject &object, std::string &error) {
+  std::string path;
+#ifdef MFD_CLOEXEC
+  object.fd = memfd_create("heed-kernel", MFD_CLOEXEC);
+  if (object.fd >= 0)
+    path = "/proc/self/fd/" + std::to_string(object.fd);
+#endif
+  if (object.fd < 0) {
+    const char *tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/heed-kernel-XXXXXX";
+    std::vector<char> name(pattern.begin(), pattern.end());
+    name.push_back('\0');
+    object.fd = mkstemp(name.data());
+    if (object.fd < 0) {
+      error = std::string("cannot create a file to load the kernel from: ") +
+              std::strerror(errno);
+      return false;
+    }
+    path = object.temporaryPath = name.data();
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(object.fd, bytes.data() + done, bytes.size() - done);
+    if (n <= 0) {
+      error = std::string("cannot write the kernel binary for loading: ") + std::strerror(errno);
+      return false;
+    }
+    done += size_t(n);
+  }
+  object.handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!object.handle) {
+    const char *why = dlerror();
+    error = std::string("cannot load the kernel binary: ") + (why ? why : "unknown error");
+    return false;
+  }
+  return true;
+}
+
+/// A fixed set of worker threads fed from one queue.
+class ThreadPool {
+public:
+  explicit ThreadPool(unsigned n) {
+    for (unsigned i = 0; i < n; ++i)
+      workers.emplace_back([this] { loop(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    for (std::thread &t : workers)
+      t.join();
+  }
+  void submit(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      jobs.push_back(std::move(job));
+    }
+    wake.notify_one();
+  }
+
+private:
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        wake.wait(lock, [this] { return stopping || !jobs.empty(); });
+        if (stopping && jobs.empty())
+          return;
+        job = std::move(jobs.front());
+        jobs.pop_front();
+      }
+      job();
+    }
+  }
+  std::vector<std::thread> workers;
+  std::deque<std::function<void()>> jobs;
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+};
+
+} // namespace
+
+unsigned hardwareThreads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? n : 1;
+}
+
+void runTasks(unsigned tasks, const std::function<void(unsigned)> &fn) {
+  if (tasks <= 1) {
+    if (tasks == 1)
+      fn(0);
+    return;
+  }
+  static ThreadPool pool(hardwareThreads());
+  std::mutex mutex;
+  std::condition_variable done;
+  unsigned remaining = tasks - 1;
+  for (unsigned t = 1; t < tasks; ++t)
+    pool.submit([&, t] {
+      fn(t);
+      std::lock_guard<std::mutex> lock(mutex);
+      if (--remaining == 0)
+        done.notify_one();
+    });
+  fn(0); // the caller works too
+  std::unique_lock<std::mutex> lock(mutex);
+  done.wait(lock, [&] { return remaining == 0; });
+}
+
+/// A built buffer summary and what it was built from.
+struct SummaryEntry {
+  unsigned buffer;
+  uint64_t hash;
+  int64_t length;
+  std::shared_ptr<const std::vector<int64_t>> table;
+  int64_t levels, blocks;
+};
+
+struct LoadedKernel::Impl {
+  std::string target;
+  KernelInfo info;
+  MappedObject object;
+  PackedFn entry = nullptr;
+  CountFn numQTiles = nullptr, numKVTiles = nullptr;
+  std::vector<PackedFn> summaryEntries;
+
+  // Summaries are built once per buffer content: keyed by a hash of the
+  // bytes, so a changed buffer always gets a new table.
+  mutable std::mutex summaryMutex;
+  mutable std::vector<SummaryEntry> summaryCache;
+
+  SummaryEntry summarize(unsigned n, const TensorRef &buffer) const;
+};
+
+SummaryEntry LoadedKernel::Impl::summarize(unsigned n, const TensorRef &buffer) const {
+  int64_t length = buffer.numElements();
+  uint64_t hash = contentHash(buffer.data, size_t(length) * dtypeSize(buffer.dtype));
+  {
+    std::lock_guard<std::mutex> lock(summaryMutex);
+    for (const SummaryEntry &e : summaryCache)
+      if (e.buffer == n && e.hash == hash && e.length == length)
+        return e;
+  }
+  int64_t g = info.summaryBlock;
+  int64_t blocks = (length + g - 1) / g, levels = 1;
+  while ((int64_t(1) << levels) <= blocks)
+    ++levels;
+  auto table = std::make_shared<std::vector<int64_t>>(std::max<int64_t>(blocks, 1) * levels * 2);
+  Descriptor in = describe(buffer.data, {length}, {1});
+  Descriptor out = describe(table->data(), {levels, blocks, 2}, {blocks * 2, 2, 1});
+  void *pointers[] = {in.pointer(), out.pointer()};
+  void *packed[] = {&pointers[0], &pointers[1]};
+  summaryEntries[n](packed);
+  SummaryEntry e{n, hash, length, table, levels, blocks};
+  std::lock_guard<std::mutex> lock(summaryMutex);
+  if (summaryCache.size() >= 16)
+    summaryCache.erase(summaryCache.begin());
+  summaryCache.push_back(e);
+  return e;
+}
+
+LoadedKernel::LoadedKernel(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
+LoadedKernel::~LoadedKernel() = default;
+const KernelInfo &LoadedKernel::info() const { return impl->info; }
+const std::string &LoadedKernel::target() const { return impl->target; }
+
+std::shared_ptr<LoadedKernel> LoadedKernel::load(const Artifact &artifact, std::string &error) {
+  std::string reasons;
+  for (const ArtifactEntry &e : artifact.entries) {
+    std::string why;
+    if (hostRuns(e.target, why))
+      return load(e, error);
+    reasons += "\n  " + e.target + ": " + why;
+  }
+  error = artifact.entries.empty() ? "the artifact holds no kernel"
+                                   : "no kernel in the artifact runs on this machine:" + reasons;
+  return nullptr;
+}
+
+std::shared_ptr<LoadedKernel> LoadedKernel::load(const ArtifactEntry &entry, std::string &error) {
+  std::string why;
+  if (!hostRuns(entry.target, why)) {
+    error = "the kernel cannot run here: " + why;
+    return nullptr;
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->target = entry.target;
+  impl->info = entry.info;
+  if (!openSharedObject(entry.binary, impl->object, error))
+    return nullptr;
+  auto symbol = [&](const std::string &name) -> void * {
+    void *p = dlsym(impl->object.handle, name.c_str());
+    if (!p)
+      error = "the kernel binary lacks the symbol '" + name + "'";
+    return p;
+  };
+  impl->entry = reinterpret_cast<PackedFn>(symbol(kEntrySymbol));
+  impl->numQTiles = reinterpret_cast<CountFn>(symbol(kNumQTilesSymbol));
+  impl->numKVTiles = reinterpret_cast<CountFn>(symbol(kNumKVTilesSymbol));
+  for (size_t n = 0; n < entry.info.summarized.size(); ++n)
+    impl->summaryEntries.push_back(
+        reinterpret_cast<PackedFn>(symbol(kSummarySymbolPrefix + std::to_string(n))));
+  if (!impl->entry || !impl->numQTiles || !impl->numKVTiles)
+    return nullptr;
+  for (PackedFn f : impl->summaryEntries)
+    if (!f)
+      return nullptr;
+  return std::shared_ptr<LoadedKernel>(new LoadedKernel(std::move(impl)));
+}
+
+std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
+                              RunStats *runStats) const {
+  const KernelInfo &c = impl->info;
+  AttentionDims dims;
+  if (std::string err = checkTensors(args, c, dims); !err.empty())
+    return err;
+  if (std::string err = checkBuffers(args, c, dims); !err.empty())
+    return err;
+  int64_t items = dims.batch * dims.headsQ * impl->numQTiles(dims.seqQ);
+  if (runStats)
+    *runStats = RunStats{};
+  if (items == 0)
+    return "";
+
+  // Descriptors are shared (read-only) by all threads; each thread has its own
+  // status word and work range.
+  std::vector<Descriptor> descs;
+  auto add = [&](const TensorRef &t) {
+    descs.push_back(describe(t.data, t.shape, t.effectiveStrides()));
+  };
+  add(args.q);
+  add(args.k);
+  add(args.v);
+  for (const TensorRef &b : args.buffers)
+    add(b);
+  std::vector<SummaryEntry> summaries; // keeps the tables alive during the run
+  for (size_t n = 0; n < c.summarized.size(); ++n) {
+    summaries.push_back(impl->summarize(unsigned(n), args.buffers[c.summarized[n]]));
+    const SummaryEntry &e = summaries.back();
+    descs.push_back(describe(e.table->data(), {e.levels, e.blocks, 2}, {e.blocks * 2, 2, 1}));
+  }
+  add(args.out);
+  if (c.lse)
+    add(args.lse);
+
+  unsigned maxThreads = threads ? threads : hardwareThreads();
+  unsigned numTasks = static_cast<unsigned>(std::min<int64_t>(maxThreads, items));
+  std::atomic<int64_t> next{0};
+  std::vector<int32_t> statuses(numTasks, 0);
+  std::vector<std::array<int64_t, 3>> blockCounts(numTasks, {0, 0, 0});
+  PackedFn entry = impl->entry;
+  runTasks(numTasks, [&](unsigned task) {
+    std::vector<Descriptor> local = descs;
+    int32_t statusWord = 0;
+    Descriptor statusDesc = describe(&statusWord, {1}, {1});
+    std::array<int64_t, 3> counts = {0, 0, 0};
+    Descriptor statsDesc = describe(counts.data(), {3}, {1});
+    std::vector<void *> pointers;
+    for (Descriptor &d : local)
+      pointers.push_back(d.pointer());
+    pointers.push_back(statusDesc.pointer());
+    pointers.push_back(statsDesc.pointer());
+    int64_t begin = 0, end = 0;
+    std::vector<void *> packed;
+    for (void *&p : pointers)
+      packed.push_back(&p);
+    packed.push_back(&begin);
+    packed.push_back(&end);
+    // Items of a causal mask differ in cost: hand them out one by one.
+    while ((begin = next.fetch_add(1)) < items) {
+      end = begin + 1;
+      entry(packed.data());
+    }
+    statuses[task] = statusWord;
+    blockCounts[task] = counts;
+  });
+  if (runStats) {
+    for (const auto &n : blockCounts) {
+      runStats->visitedBlocks += n[0];
+      runStats->fullBlocks += n[1];
+      runStats->partialBlocks += n[2];
+    }
+    runStats->totalBlocks = items * impl->numKVTiles(dims.seqKV);
+  }
+  for (int32_t s : statuses)
+    if (s > 0 && static_cast<size_t>(s) <= c.buffers.size())
+      return "the variant read buffer '" + c.buffers[s - 1].name +
+             "' out of range (an index computed by the spec fell outside the buffer's "
+             "shape); outputs are not valid";
+  return "";
+}
+
+} // namespace heed

@@ -1,0 +1,349 @@
+// The kernel cache and artifacts under abuse: corrupted, truncated and
+// other-version entries, concurrent writer processes, an unwritable
+// directory, a full disk, binaries for another target. Each is handled with
+// no crash and a clear message, and the kernel that comes back is right.
+#include "heed/Compiler/KernelCache.h"
+#include "heed/Frontend/Parser.h"
+#include "heed/Runtime/Reference.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include <dirent.h>
+#include <csignal>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace heed;
+
+namespace {
+
+spec::Variant parse(const std::string &text) {
+  auto parsed = spec::parseSpec(text, "test.attn");
+  EXPECT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
+  auto v = spec::selectVariant(std::move(*parsed), "");
+  EXPECT_TRUE(static_cast<bool>(v)) << llvm::toString(v.takeError());
+  return *v;
+}
+
+/// A fresh directory, removed with everything in it at the end.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char name[] = "/tmp/heed-cache-test-XXXXXX";
+    path = mkdtemp(name);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+};
+
+std::string readBytes(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void writeBytes(const std::string &path, const std::string &bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+/// Every file under dir/v1 (entries and anything stray).
+std::vector<std::string> filesIn(const std::string &dir) {
+  std::vector<std::string> out;
+  if (DIR *d = opendir((dir + "/v" + std::to_string(kArtifactVersion)).c_str())) {
+    while (dirent *e = readdir(d))
+      if (e->d_name[0] != '.')
+        out.push_back(e->d_name);
+    closedir(d);
+  }
+  return out;
+}
+
+/// Runs `kernel` on fresh random inputs (seed printed, output poisoned) and
+/// checks it against the float64 reference.
+void expectCorrect(const LoadedKernel &kernel, const spec::Variant &variant, int64_t seq) {
+  unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  HostTensor q(DType::F32, {1, 2, seq, 64}), k(DType::F32, {1, 2, seq, 64}),
+      v(DType::F32, {1, 2, seq, 64}), out(DType::F32, {1, 2, seq, 64});
+  for (HostTensor *t : {&q, &k, &v})
+    t->fillUniform(rng, -1, 1);
+  out.poison();
+  std::string err = kernel.run({q.ref(), k.ref(), v.ref(), out.ref(), {}, {}});
+  ASSERT_EQ(err, "");
+  auto ref = referenceAttention(variant, q, k, v, Layout::BHSD, kernel.info().scale, {});
+  ErrorStats e = compareOutput(out, ref.out, Layout::BHSD);
+  EXPECT_EQ(e.nanCount, 0);
+  EXPECT_LT(e.maxAbs, 1e-4);
+}
+
+struct KernelCacheTest : ::testing::Test {
+  TempDir dir;
+  spec::Variant variant = parse("variant causal_test { mask = causal() }");
+  KernelConfig config;
+  Digest key = KernelCache::key(variant, config, CPUTarget::host());
+
+  std::string entryPath() const { return DiskCache(dir.path, 1 << 30).pathFor(key); }
+
+  /// A cache over `dir` with a cold memory cache (a new process, in effect).
+  std::shared_ptr<LoadedKernel> getFresh(CacheOutcome &outcome, CacheStats *stats = nullptr) {
+    KernelCache cache(dir.path, 1 << 30, 4);
+    auto got = cache.get(variant, config, &outcome);
+    EXPECT_TRUE(static_cast<bool>(got)) << llvm::toString(got.takeError());
+    if (stats)
+      *stats = cache.stats();
+    return got ? *got : nullptr;
+  }
+};
+
+TEST_F(KernelCacheTest, ColdDiskAndMemoryHits) {
+  KernelCache cache(dir.path, 1 << 30, 4);
+  CacheOutcome outcome;
+  ASSERT_TRUE(static_cast<bool>(cache.get(variant, config, &outcome)));
+  EXPECT_EQ(outcome, CacheOutcome::Compiled);
+  ASSERT_TRUE(static_cast<bool>(cache.get(variant, config, &outcome)));
+  EXPECT_EQ(outcome, CacheOutcome::MemoryHit);
+  auto kernel = getFresh(outcome);
+  EXPECT_EQ(outcome, CacheOutcome::DiskHit);
+  ASSERT_TRUE(kernel);
+  // Lengths are run-time arguments: one kernel serves them all.
+  for (int64_t seq : {1, 37, 200})
+    expectCorrect(*kernel, variant, seq);
+  EXPECT_EQ(cache.stats().compiles, 1u);
+}
+
+TEST_F(KernelCacheTest, KeyCoversWhatChangesTheKernel) {
+  KernelConfig other = config;
+  other.patchTiling = false;
+  EXPECT_NE(KernelCache::key(variant, other, CPUTarget::host()), key);
+  other = config;
+  other.scale = 0.5;
+  EXPECT_NE(KernelCache::key(variant, other, CPUTarget::host()), key);
+  spec::Variant window = parse("variant causal_test { mask = sliding_window(64) }");
+  EXPECT_NE(KernelCache::key(window, config, CPUTarget::host()), key);
+  auto v3 = CPUTarget::parse("cpu:x86-64-v3");
+  ASSERT_TRUE(static_cast<bool>(v3));
+  EXPECT_NE(KernelCache::key(variant, config, *v3), key);
+  EXPECT_EQ(KernelCache::key(parse("variant causal_test { mask = causal() }"), config,
+                             CPUTarget::host()),
+            key);
+}
+
+TEST_F(KernelCacheTest, CorruptedEntriesAreRebuilt) {
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(outcome));
+  std::string good = readBytes(entryPath());
+  ASSERT_GT(good.size(), 100u);
+  // A flipped byte in the magic, the version, the key, the checksum, the
+  // body's start, middle and end; a truncated file; an empty file; a file
+  // claiming a newer format version.
+  std::vector<std::pair<std::string, std::string>> damaged;
+  for (size_t at : {size_t(0), size_t(8), size_t(20), size_t(60), size_t(100), good.size() / 2,
+                    good.size() - 1}) {
+    std::string bad = good;
+    bad[at] ^= 0x5a;
+    damaged.push_back({"byte " + std::to_string(at) + " flipped", bad});
+  }
+  damaged.push_back({"truncated", good.substr(0, good.size() / 3)});
+  damaged.push_back({"empty", ""});
+  {
+    Artifact a;
+    ASSERT_EQ(a.parse(good), "");
+    std::string other = good;
+    // The version is the 32-bit word after the 8-byte magic.
+    uint32_t version = kArtifactVersion + 1;
+    std::memcpy(&other[8], &version, 4);
+    damaged.push_back({"another version", other});
+  }
+  for (const auto &[what, bytes] : damaged) {
+    SCOPED_TRACE(what);
+    writeBytes(entryPath(), bytes);
+    CacheStats stats;
+    testing::internal::CaptureStderr();
+    auto kernel = getFresh(outcome, &stats);
+    std::string warning = testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(kernel);
+    EXPECT_EQ(outcome, CacheOutcome::Compiled);
+    EXPECT_EQ(stats.rejectedEntries, 1u);
+    EXPECT_NE(warning.find("rejected"), std::string::npos) << warning;
+    expectCorrect(*kernel, variant, 45);
+    // The rebuilt entry is valid again.
+    Artifact rebuilt;
+    EXPECT_EQ(rebuilt.parse(readBytes(entryPath())), "");
+  }
+}
+
+TEST_F(KernelCacheTest, WrongTargetEntryIsRejected) {
+  // An entry that verifies but holds a binary for another machine (copied
+  // from elsewhere): not trusted, removed and rebuilt.
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(outcome));
+  Artifact a;
+  ASSERT_EQ(a.parse(readBytes(entryPath())), "");
+  a.entries[0].target = "cpu:aarch64:neoverse-v2";
+  writeBytes(entryPath(), a.serialize());
+  testing::internal::CaptureStderr();
+  CacheStats stats;
+  auto kernel = getFresh(outcome, &stats);
+  std::string warning = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(kernel);
+  EXPECT_EQ(outcome, CacheOutcome::Compiled);
+  EXPECT_EQ(stats.rejectedEntries, 1u);
+  EXPECT_NE(warning.find("aarch64"), std::string::npos) << warning;
+  expectCorrect(*kernel, variant, 33);
+}
+
+TEST(Artifact, WrongTargetsSayWhy) {
+  Artifact a;
+  KernelInfo info;
+  info.name = "k";
+  info.headDim = info.headDimV = 64;
+  a.entries.push_back({"cpu:aarch64:neoverse-v2", info, "not a binary"});
+  a.entries.push_back({"cuda:sm_90a", info, "not a cubin"});
+  std::string error;
+  EXPECT_EQ(LoadedKernel::load(a, error), nullptr);
+  EXPECT_NE(error.find("no kernel in the artifact runs on this machine"), std::string::npos);
+  EXPECT_NE(error.find("built for aarch64"), std::string::npos) << error;
+  EXPECT_NE(error.find("cuda:sm_90a"), std::string::npos) << error;
+  // A CPU entry for this machine whose bytes are not a shared object.
+  Artifact junk;
+  junk.entries.push_back({"cpu:x86_64:x86-64", info, std::string(64, 'x')});
+  EXPECT_EQ(LoadedKernel::load(junk, error), nullptr);
+  EXPECT_NE(error.find("cannot load the kernel binary"), std::string::npos) << error;
+  // Serialized, then damaged anywhere: parse says so.
+  std::string bytes = a.serialize();
+  Artifact back;
+  EXPECT_EQ(back.parse(bytes), "");
+  bytes[bytes.size() - 3] ^= 1;
+  EXPECT_NE(back.parse(bytes), "");
+}
+
+TEST_F(KernelCacheTest, UnwritableDirectoryDegradesToMemoryWithOneWarning) {
+  // A directory inside a regular file cannot be created, even by root.
+  std::string file = dir.path + "/not-a-directory";
+  writeBytes(file, "x");
+  KernelCache cache(file + "/cache", 1 << 30, 4);
+  testing::internal::CaptureStderr();
+  CacheOutcome outcome;
+  auto first = cache.get(variant, config, &outcome);
+  auto second = cache.get(parse("variant w { mask = sliding_window(8) }"), config, &outcome);
+  std::string warnings = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(static_cast<bool>(first)) << llvm::toString(first.takeError());
+  ASSERT_TRUE(static_cast<bool>(second)) << llvm::toString(second.takeError());
+  EXPECT_EQ(cache.stats().storeFailures, 1u);
+  size_t count = 0;
+  for (size_t at = 0; (at = warnings.find("warning", at)) != std::string::npos; ++at)
+    ++count;
+  EXPECT_EQ(count, 1u) << warnings;
+  EXPECT_NE(warnings.find("memory only"), std::string::npos) << warnings;
+  expectCorrect(**first, variant, 29);
+  auto again = cache.get(variant, config, &outcome);
+  ASSERT_TRUE(static_cast<bool>(again));
+  EXPECT_EQ(outcome, CacheOutcome::MemoryHit);
+  if (geteuid() != 0) { // permissions bind only non-root users
+    std::string ro = dir.path + "/read-only";
+    ::mkdir(ro.c_str(), 0555);
+    KernelCache roCache(ro, 1 << 30, 4);
+    testing::internal::CaptureStderr();
+    auto k = roCache.get(variant, config);
+    testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(static_cast<bool>(k));
+    EXPECT_EQ(roCache.stats().storeFailures, 1u);
+  }
+}
+
+TEST_F(KernelCacheTest, SizeLimitEvictsLeastRecentlyUsed) {
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(outcome));
+  uint64_t one = readBytes(entryPath()).size();
+  // Room for two entries: the third store evicts the oldest.
+  KernelCache cache(dir.path, one * 2 + one / 2, 4);
+  for (int w : {8, 16, 32}) {
+    auto got = cache.get(parse("variant w { mask = sliding_window(" + std::to_string(w) + ") }"),
+                         config);
+    ASSERT_TRUE(static_cast<bool>(got));
+    ::sleep(1); // mtime granularity: distinct last-use times
+  }
+  auto entries = DiskCache(dir.path, 0).list(true);
+  EXPECT_EQ(entries.size(), 2u);
+  uint64_t total = 0;
+  for (const auto &e : entries) {
+    total += e.bytes;
+    EXPECT_EQ(e.problem, "");
+    EXPECT_EQ(e.kernel, "w");
+  }
+  EXPECT_LE(total, one * 2 + one / 2);
+}
+
+#ifndef HEED_TOOLS_DIR
+#error "HEED_TOOLS_DIR must point at heed-run"
+#endif
+
+/// Runs a shell command; its exit status.
+int shell(const std::string &command) {
+  int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST_F(KernelCacheTest, ConcurrentProcessesLeaveOneValidEntry) {
+  // Six processes compile the same variant into one empty cache at once.
+  std::string run = std::string(HEED_TOOLS_DIR) + "/heed-run";
+  std::string spec = dir.path + "/race.attn";
+  writeBytes(spec, "variant race { mask = sliding_window(40) && causal() }\n");
+  writeBytes(dir.path + "/race.sh",
+             "cd \"$1\"\nfor i in 1 2 3 4 5 6; do\n"
+             "  HEED_CACHE_DIR=\"$1\" \"$2\" race.attn --seq=96 --num-threads=1 > out.$i 2>&1 &\n"
+             "done\nfail=0\nfor i in 1 2 3 4 5 6; do wait -n || fail=1; done\nexit $fail\n");
+  std::string cmd = "bash '" + dir.path + "/race.sh' '" + dir.path + "' '" + run + "'";
+  ASSERT_EQ(shell(cmd), 0) << readBytes(dir.path + "/out.1");
+  std::vector<std::string> files = filesIn(dir.path);
+  ASSERT_EQ(files.size(), 1u) << "stray files: " << files.size();
+  auto entries = DiskCache(dir.path, 1 << 30).list(/*verify=*/true);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].problem, "");
+  EXPECT_EQ(entries[0].kernel, "race");
+  // And every process checked its output against the reference.
+  for (int i = 1; i <= 6; ++i)
+    EXPECT_NE(readBytes(dir.path + "/out." + std::to_string(i)).find("PASS"),
+              std::string::npos)
+        << readBytes(dir.path + "/out." + std::to_string(i));
+}
+
+TEST_F(KernelCacheTest, FullDiskFailsCleanly) {
+  // A full disk, simulated by a file size limit in a child process (SIGXFSZ
+  // ignored: writes fail with EFBIG as they would with ENOSPC): the store
+  // fails with a message and leaves nothing partial. (KernelCache turns a
+  // failed store into memory-only caching: UnwritableDirectory... above.)
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(outcome));
+  Artifact artifact;
+  ASSERT_EQ(artifact.parse(readBytes(entryPath())), "");
+  std::string full = dir.path + "/full";
+  pid_t child = fork();
+  if (child == 0) {
+    struct rlimit limit = {4096, 4096};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    signal(SIGXFSZ, SIG_IGN);
+    std::string error;
+    bool stored = DiskCache(full, 1 << 30).store(key, artifact, error);
+    FILE *f = std::fopen((dir.path + "/store-error").c_str(), "w");
+    std::fputs(error.c_str(), f);
+    std::fclose(f);
+    _exit(stored ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the store did not fail";
+  std::string error = readBytes(dir.path + "/store-error");
+  EXPECT_NE(error.find("File too large"), std::string::npos) << error;
+  EXPECT_TRUE(filesIn(full).empty());
+}
+
+} // namespace
