@@ -202,7 +202,9 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
       if (i < heed_kernel_num_buffers(kernel))
         name = "buffer '" + kernel->kernel->info().buffers[i].name + "'";
       if (!(err = convert(&a->buffers[i], name.c_str(), t)).empty())
-        return fail(HEED_ERROR_INVALID_ARGUMENT, err);
+        return fail(err.find("device type") != std::string::npos ? HEED_ERROR_UNSUPPORTED
+                                                                  : HEED_ERROR_INVALID_ARGUMENT,
+                    err);
       args.buffers.push_back(t);
     }
     if (a->num_threads < 0)

@@ -16,7 +16,7 @@ config.substitutions.append(("%examples", os.path.join(config.heed_src_root, "ex
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.heed_tools_dir, append_path=True)
-tools = ["heed-opt", "heed-compile", "heed-run", "FileCheck", "not", "count"]
+tools = ["heed-opt", "heed-compile", "heed-run", "heed-cache", "FileCheck", "not", "count"]
 llvm_config.add_tool_substitutions(tools, [config.heed_tools_dir, config.llvm_tools_dir])
 
 # Tests never touch the user's kernel cache: they get one under the build dir.

@@ -8,52 +8,81 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
+#include <charconv>
 
 namespace heed {
 
 namespace {
 
-/// Exact, unambiguous text of an expression tree (floats in hex).
-void canonical(const spec::Expr &e, std::ostringstream &os) {
-  os << '(' << int(e.kind) << ' ' << int(e.type) << ' ' << int(e.op) << ' ';
+void append(std::string &out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void appendHexFloat(std::string &out, double v) {
+  char buf[40];
+  int n = std::snprintf(buf, sizeof buf, "%a", v);
+  out.append(buf, size_t(n));
+}
+
+/// Exact, unambiguous text of an expression tree (floats in hex). Plain
+/// appends: a memory-cache hit builds it for a large tree in microseconds.
+void canonical(const spec::Expr &e, std::string &out) {
+  out += '(';
+  append(out, int(e.kind));
+  out += ' ';
+  append(out, int(e.type));
+  out += ' ';
+  append(out, int(e.op));
+  out += ' ';
   switch (e.kind) {
   case spec::ExprKind::Const:
     if (e.type == spec::ScalarType::F32)
-      os << std::hexfloat << e.floatValue << std::defaultfloat;
+      appendHexFloat(out, e.floatValue);
     else
-      os << e.intValue;
+      append(out, e.intValue);
     break;
-  case spec::ExprKind::Index: os << int(e.index); break;
-  case spec::ExprKind::Load: os << 'L' << e.buffer; break;
+  case spec::ExprKind::Index: append(out, int(e.index)); break;
+  case spec::ExprKind::Load:
+    out += 'L';
+    append(out, e.buffer);
+    break;
   default: break;
   }
   for (const spec::ExprPtr &o : e.operands) {
-    os << ' ';
-    canonical(*o, os);
+    out += ' ';
+    canonical(*o, out);
   }
-  os << ')';
+  out += ')';
 }
 
 std::string canonical(const spec::Variant &v) {
-  std::ostringstream os;
-  os << "variant " << v.name.size() << ':' << v.name << '\n';
+  std::string out = "variant ";
+  append(out, int64_t(v.name.size()));
+  out += ':' + v.name + '\n';
   for (const spec::Param &p : v.params) {
-    os << "param " << p.name << ' ' << int(p.type) << ' ' << p.intValue << ' ' << std::hexfloat
-       << p.floatValue << std::defaultfloat << '\n';
+    out += "param " + p.name + ' ';
+    append(out, int(p.type));
+    out += ' ';
+    append(out, p.intValue);
+    out += ' ';
+    appendHexFloat(out, p.floatValue);
+    out += '\n';
   }
   for (const spec::BufferDecl &b : v.buffers) {
-    os << "buffer " << b.name << ' ' << int(b.elem);
+    out += "buffer " + b.name + ' ';
+    append(out, int(b.elem));
     for (const std::string &d : b.shape)
-      os << ' ' << d;
-    os << '\n';
+      out += ' ' + d;
+    out += '\n';
   }
-  os << "score ";
-  canonical(*v.score, os);
-  os << "\nmask ";
-  canonical(*v.mask, os);
-  os << '\n';
-  return os.str();
+  out += "score ";
+  canonical(*v.score, out);
+  out += "\nmask ";
+  canonical(*v.mask, out);
+  out += '\n';
+  return out;
 }
 
 void warn(const std::string &message) { std::fprintf(stderr, "heed: warning: %s\n", message.c_str()); }
@@ -73,15 +102,34 @@ const char *compilerIdentity() {
   return "heed " HEED_VERSION_STRING " sources " HEED_SOURCE_HASH " llvm " LLVM_VERSION_STRING;
 }
 
+/// The digest of what is the same for every kernel of one compiler and
+/// target (the target's feature string alone is ~1 KB): computed once per
+/// cache, so a memory hit hashes only the config and the variant.
+Digest KernelCache::targetDigest(const CPUTarget &target) {
+  std::string text = std::string("heed kernel key 1\n") + compilerIdentity() + "\ntarget " +
+                     target.triple + ' ' + target.cpu + ' ' + target.features + '\n';
+  return sha256(text.data(), text.size());
+}
+
+namespace {
+/// What the key hashes besides the target digest.
+std::string keyText(const spec::Variant &variant, const KernelConfig &config) {
+  return "config " + config.canonical() + '\n' + canonical(variant);
+}
+Digest keyOf(const Digest &target, const std::string &text) {
+  std::string all = toHex(target) + '\n' + text;
+  return sha256(all.data(), all.size());
+}
+} // namespace
+
+Digest KernelCache::key(const Digest &target, const spec::Variant &variant,
+                        const KernelConfig &config) {
+  return keyOf(target, keyText(variant, config));
+}
+
 Digest KernelCache::key(const spec::Variant &variant, const KernelConfig &config,
                         const CPUTarget &target) {
-  std::ostringstream os;
-  os << "heed kernel key 1\n" << compilerIdentity() << '\n'
-     << "target " << target.triple << ' ' << target.cpu << ' ' << target.features << '\n'
-     << "config " << config.canonical() << '\n'
-     << canonical(variant);
-  std::string text = os.str();
-  return sha256(text.data(), text.size());
+  return key(targetDigest(target), variant, config);
 }
 
 KernelCache &KernelCache::global() {
@@ -97,7 +145,8 @@ KernelCache &KernelCache::global() {
 
 KernelCache::KernelCache(std::string directory, uint64_t maxDiskBytes, size_t memoryEntries)
     : dir(std::move(directory)), maxDiskBytes(maxDiskBytes),
-      memoryEntries(std::max<size_t>(memoryEntries, 1)), host(CPUTarget::host()) {}
+      memoryEntries(std::max<size_t>(memoryEntries, 1)), host(CPUTarget::host()),
+      hostDigest(targetDigest(host)) {}
 
 void KernelCache::setDirectory(const std::string &directory) {
   std::lock_guard<std::mutex> lock(mutex);
@@ -133,7 +182,23 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
                  CacheOutcome *outcome) {
   if (llvm::Error err = config.validate())
     return std::move(err);
-  Digest k = key(variant, config, host);
+  // A memory hit should cost microseconds: the SHA-256 of a large
+  // variant's text is tens of them, so recent texts map to their keys
+  // (exact text comparison: as sound as hashing it).
+  std::string text = keyText(variant, config);
+  Digest k;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = keyMemo.find(text);
+    if (it != keyMemo.end()) {
+      k = it->second;
+    } else {
+      k = keyOf(hostDigest, text);
+      if (keyMemo.size() >= 4 * memoryEntries)
+        keyMemo.clear();
+      keyMemo.emplace(text, k);
+    }
+  }
   std::optional<DiskCache> diskCache;
   bool writable;
   {

@@ -240,6 +240,7 @@ int main(int argc, char **argv) {
                          {"shape", shape},
                          {"seed", static_cast<int64_t>(usedSeed)},
                          {"compile_s", (*kernel)->compileSeconds()},
+                         {"cache", heed::toString((*kernel)->cacheOutcome())},
                          {"time_s", median},
                          {"density", density},
                          {"gflops", flops / median / 1e9},
@@ -265,8 +266,10 @@ int main(int argc, char **argv) {
   } else {
     llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", variant.name,
                                 shape, usedSeed);
-    llvm::outs() << fmt::format("compile   {:.3f} s\ntime      {:.3f} ms (median of {})\n",
-                                (*kernel)->compileSeconds(), median * 1e3, times.size());
+    llvm::outs() << fmt::format("compile   {:.3f} s ({})\ntime      {:.3f} ms (median of {})\n",
+                                (*kernel)->compileSeconds(),
+                                heed::toString((*kernel)->cacheOutcome()), median * 1e3,
+                                times.size());
     llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
                                 flops / median / 1e9);
     llvm::outs() << fmt::format("tiling    {}\n", tiling->describe());

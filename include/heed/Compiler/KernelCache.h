@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 
 namespace heed {
 
@@ -45,6 +46,10 @@ public:
 
   static Digest key(const spec::Variant &variant, const KernelConfig &config,
                     const CPUTarget &target);
+  /// The same key from targetDigest(target), computed once per target.
+  static Digest key(const Digest &target, const spec::Variant &variant,
+                    const KernelConfig &config);
+  static Digest targetDigest(const CPUTarget &target);
 
   /// Uses `directory` from now on ("" = memory only).
   void setDirectory(const std::string &directory);
@@ -65,6 +70,8 @@ private:
   std::map<Digest, std::list<Entry>::iterator> index;
   CacheStats counters;
   CPUTarget host;
+  Digest hostDigest;
+  std::unordered_map<std::string, Digest> keyMemo; ///< key text -> key, recent ones
 };
 
 /// heed's version and a hash of the compiler sources it was built from.
