@@ -1,9 +1,10 @@
 # Writes ${OUT}: a header defining HEED_SOURCE_HASH, the SHA-256 of every
-# compiler source under ${ROOT} (lib, dialects, include). The kernel cache key
+# compiler source under ${ROOT} (lib, dialects, include, and runtime, whose
+# launch convention the kernels follow). The kernel cache key
 # contains it, so a rebuilt compiler never reuses kernels of an older one.
 file(GLOB_RECURSE sources
   ${ROOT}/lib/*.cpp ${ROOT}/lib/*.h ${ROOT}/dialects/*.cpp ${ROOT}/dialects/*.h
-  ${ROOT}/dialects/*.td ${ROOT}/include/*.h ${ROOT}/include/*.td)
+  ${ROOT}/dialects/*.td ${ROOT}/include/*.h ${ROOT}/include/*.td ${ROOT}/runtime/*.cpp)
 list(SORT sources)
 set(all "")
 foreach(f ${sources})

@@ -127,6 +127,25 @@ LogicalResult VariantOp::verifyRegions() {
   if (failed(verifyRegion(*this, getMask(), "mask", {idx, idx, idx, idx},
                           b.getI1Type())))
     return failure();
+  if (isRouted()) {
+    if (failed(verifyRegion(*this, getRoute(), "route", {idx, idx}, b.getI64Type())))
+      return failure();
+    std::optional<ArrayRef<int64_t>> cases = getRouteCases();
+    if (!cases || cases->empty())
+      return emitOpError() << "has a 'route' region but no route_cases";
+    llvm::SmallDenseSet<int64_t> values;
+    for (int64_t v : *cases)
+      if (!values.insert(v).second)
+        return emitOpError() << "lists route case " << v << " twice";
+    WalkResult nested = getRoute().walk([&](RouteOp r) {
+      r.emitOpError() << "cannot appear in the 'route' region it reads";
+      return WalkResult::interrupt();
+    });
+    if (nested.wasInterrupted())
+      return failure();
+  } else if (getRouteCases()) {
+    return emitOpError() << "has route_cases but no 'route' region";
+  }
   if (getBlocks().empty())
     return success();
   // The blocks region takes the buffers' summaries after the buffers.
@@ -151,6 +170,17 @@ LogicalResult VariantOp::verifyRegions() {
   auto yield = dyn_cast<YieldOp>(block.getTerminator());
   if (!yield || !yield.getValue().getType().isInteger(8))
     return emitOpError() << "'blocks' region must yield an i8 block class";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RouteOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RouteOp::verify() {
+  auto variant = (*this)->getParentOfType<VariantOp>();
+  if (!variant || !variant.isRouted())
+    return emitOpError() << "must be inside a variant with a 'route' region";
   return success();
 }
 

@@ -34,18 +34,28 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     (`memref<?x?x2xi64>`): a sparse table whose entry [k][i] holds the min and
     max of the buffer over entries [i * 16, (i + 2^k) * 16), so the range of
     values over any index interval is two lookups (document ids, say).
+
+    The optional fourth region, `route`, makes the variant routed per head
+    (DuoAttention, MoA): arguments `(%b, %h: index, buffers...)`, it yields
+    the head's route value (i64). `route_cases` lists the values that have a
+    case; inside `score`, `mask` and `blocks`, `attn.route` reads the value,
+    and the regions select each case's expression with it. Lowerings
+    specialize the kernel per case (`attn.route` becomes a constant), so a
+    case pays only for its own mask; a head whose value has no case sees no
+    key.
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
                        TypeArrayAttr:$buffer_types,
                        StrArrayAttr:$buffer_names,
                        ArrayAttr:$buffer_shapes,
-                       DictionaryAttr:$params);
+                       DictionaryAttr:$params,
+                       OptionalAttr<DenseI64ArrayAttr>:$route_cases);
   let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
-                 MaxSizedRegion<1>:$blocks);
+                 MaxSizedRegion<1>:$blocks, MaxSizedRegion<1>:$route);
   let assemblyFormat = [{
     $sym_name `buffers` `(` $buffer_names `:` $buffer_types `)` `shapes` $buffer_shapes
-    `params` $params attr-dict-with-keyword `score` $score `mask` $mask
-    (`blocks` $blocks^)?
+    `params` $params (`route_cases` $route_cases^)? attr-dict-with-keyword
+    (`route` $route^)? `score` $score `mask` $mask (`blocks` $blocks^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -55,6 +65,8 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     static constexpr unsigned kScoreIndexArgs = 5; // score, b, h, q, kv
     static constexpr unsigned kMaskIndexArgs = 4;  // b, h, q, kv
     static constexpr unsigned kBlocksIndexArgs = 6; // b, h, q_lo, q_hi, kv_lo, kv_hi
+    static constexpr unsigned kRouteIndexArgs = 2;  // b, h
+    bool isRouted() { return !getRoute().empty(); }
     /// Entries per block of a buffer summary (see the `blocks` region).
     static constexpr int64_t kSummaryBlock = 16;
     /// Positions of the buffers that get a summary: rank-1 integer buffers.
@@ -69,6 +81,19 @@ def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator,
   let summary = "Yields the value of a variant region";
   let arguments = (ins AnyType:$value);
   let assemblyFormat = "$value attr-dict `:` type($value)";
+}
+
+def Attn_RouteOp : Attn_Op<"route", [Pure]> {
+  let summary = "The route value of the current head";
+  let description = [{
+    Inside the `score`, `mask` and `blocks` regions of a routed variant: the
+    value the variant's `route` region yields for the current (b, h). It is
+    uniform over a head's work, so lowerings replace it by each case's
+    constant in a kernel specialized per case.
+  }];
+  let results = (outs I64:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
+  let hasVerifier = 1;
 }
 
 def Attn_LoadOp : Attn_Op<"load", [

@@ -77,6 +77,15 @@ std::string canonical(const spec::Variant &v) {
       out += ' ' + d;
     out += '\n';
   }
+  if (v.route) { // which subtree is the route decides how the kernel is specialized
+    out += "route ";
+    canonical(*v.route, out);
+    for (int64_t c : v.routeCases) {
+      out += ' ';
+      append(out, c);
+    }
+    out += '\n';
+  }
   out += "score ";
   canonical(*v.score, out);
   out += "\nmask ";

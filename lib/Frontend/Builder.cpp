@@ -23,6 +23,8 @@ struct BuilderState {
   std::shared_ptr<const int> token = std::make_shared<const int>(0);
   Expr score = Expr(spec::makeScore());
   Expr mask = Expr(spec::makeBool(true));
+  std::optional<Expr> route;
+  std::vector<RouteCase> routeCases;
 };
 
 /// The private parts of Expr and Buffer that the file-local helpers need.
@@ -323,6 +325,10 @@ Buffer VariantBuilder::buffer(const std::string &name, spec::ElemType elem,
 
 void VariantBuilder::setScore(Expr e) { state_->score = std::move(e); }
 void VariantBuilder::setMask(Expr e) { state_->mask = std::move(e); }
+void VariantBuilder::route(Expr selector, std::vector<RouteCase> cases) {
+  state_->route = std::move(selector);
+  state_->routeCases = std::move(cases);
+}
 
 llvm::Expected<spec::Variant> VariantBuilder::build() const {
   const BuilderState &s = *state_;
@@ -359,6 +365,44 @@ llvm::Expected<spec::Variant> VariantBuilder::build() const {
   v.buffers = s.buffers;
   v.score = std::move(score);
   v.mask = std::move(mask);
+  if (s.route) {
+    std::vector<const Expr *> all = {&*s.route};
+    for (const RouteCase &c : s.routeCases)
+      for (const std::optional<Expr> *e : {&c.score, &c.mask})
+        if (*e)
+          all.push_back(&**e);
+    for (const Expr *e : all) {
+      if (!e->ok())
+        return fail("route: " + e->error());
+      const std::shared_ptr<const int> &o = ExprAccess::owner(*e);
+      if (o && o != s.token)
+        return fail("route: reads a buffer declared on another VariantBuilder");
+    }
+    std::vector<spec::RouteCase> cases;
+    for (const RouteCase &c : s.routeCases) {
+      spec::RouteCase sc{c.value, nullptr, nullptr};
+      if (c.score) {
+        sc.score = c.score->node();
+        if (sc.score->type == spec::ScalarType::I64)
+          sc.score = spec::makeCast(spec::ScalarType::F32, sc.score);
+        if (sc.score->type != spec::ScalarType::F32)
+          return fail("route case " + std::to_string(c.value) + ": the score must be a number");
+      }
+      if (c.mask) {
+        sc.mask = c.mask->node();
+        if (sc.mask->type != spec::ScalarType::Bool)
+          return fail("route case " + std::to_string(c.value) + ": the mask must be bool");
+        if (readsScore(*sc.mask))
+          return fail("route case " + std::to_string(c.value) +
+                      ": 'score' is only available in the score modifier");
+      }
+      cases.push_back(sc);
+    }
+    if (readsScore(*s.route->node()))
+      return fail("route: a route cannot read the score");
+    if (std::string err = spec::applyRoute(v, s.route->node(), cases); !err.empty())
+      return fail("route: " + err);
+  }
   return v;
 }
 

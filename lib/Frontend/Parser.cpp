@@ -81,8 +81,18 @@ struct Def {
   bool fromPrelude = false;
 };
 
+struct Statement;
+
+/// One case of a route statement: the heads whose route value is `value`
+/// take the score and mask its statements set.
+struct RouteCaseDecl {
+  int64_t value = 0;
+  llvm::SMLoc loc;
+  std::vector<Statement> body; ///< Let, Score and Mask statements
+};
+
 struct Statement {
-  enum Kind { Param, Buffer, Let, Score, Mask };
+  enum Kind { Param, Buffer, Let, Score, Mask, Route };
   Kind kind = Let;
   llvm::SMLoc loc;                 ///< the statement's keyword
   llvm::SMLoc nameLoc;             ///< Param, Buffer, Let: the declared name
@@ -90,7 +100,8 @@ struct Statement {
   ParamKind type = ParamKind::I64; ///< Param
   ElemType elem = ElemType::F32;   ///< Buffer
   std::vector<std::pair<std::string, llvm::SMLoc>> dims; ///< Buffer
-  NodePtr value;
+  NodePtr value;                                          ///< Route: the selector
+  std::vector<RouteCaseDecl> cases;                       ///< Route
 };
 
 struct VariantDecl {
@@ -279,6 +290,8 @@ private:
   bool parseDef(Module &m);
   bool parseVariant(Module &m);
   bool parseStatement(VariantDecl &v);
+  bool parseStatement(std::vector<Statement> &into, bool inRoute);
+  bool parseRoute(Statement &s);
   bool parseBufferDecl(Statement &s);
   NodePtr expr();
   NodePtr binary(int minLevel);
@@ -387,10 +400,60 @@ bool Parser::parseVariant(Module &m) {
   return true;
 }
 
-bool Parser::parseStatement(VariantDecl &v) {
+bool Parser::parseStatement(VariantDecl &v) { return parseStatement(v.statements, false); }
+
+/// route SELECTOR { case N { statements } ... }
+bool Parser::parseRoute(Statement &s) {
+  advance(); // route
+  s.kind = Statement::Route;
+  if (!(s.value = expr()) || !expect(Tok::LBrace, "'{' and the route's cases"))
+    return false;
+  while (tok.kind != Tok::RBrace) {
+    if (tok.kind == Tok::Semi) {
+      advance();
+      continue;
+    }
+    if (!isIdent("case"))
+      return failHere("'case' or '}'");
+    RouteCaseDecl c;
+    c.loc = tok.loc();
+    advance();
+    bool negative = tok.kind == Tok::Minus;
+    if (negative)
+      advance();
+    if (tok.kind != Tok::Int)
+      return failHere("the case's route value (an integer)");
+    c.value = negative ? -tok.intValue : tok.intValue;
+    advance();
+    if (!expect(Tok::LBrace, "'{' and the case's statements"))
+      return false;
+    while (tok.kind != Tok::RBrace) {
+      if (tok.kind == Tok::End)
+        return fail(c.loc, "route case is not closed: expected '}'");
+      if (tok.kind == Tok::Semi) {
+        advance();
+        continue;
+      }
+      if (!parseStatement(c.body, /*inRoute=*/true))
+        return false;
+    }
+    advance();
+    s.cases.push_back(std::move(c));
+  }
+  advance();
+  return true;
+}
+
+bool Parser::parseStatement(std::vector<Statement> &into, bool inRoute) {
   Statement s;
   s.loc = tok.loc();
-  if (isIdent("param")) {
+  if (inRoute && (isIdent("param") || isIdent("buffer") || isIdent("route"))) {
+    return failHere("'let', 'score', 'mask' or '}' (params, buffers and routes are declared "
+                    "outside route cases)");
+  } else if (isIdent("route")) {
+    if (!parseRoute(s))
+      return false;
+  } else if (isIdent("param")) {
     advance();
     s.kind = Statement::Param;
     if (!name(s.name, s.nameLoc, "a parameter name") ||
@@ -421,17 +484,18 @@ bool Parser::parseStatement(VariantDecl &v) {
   } else {
     std::string hint;
     if (tok.kind == Tok::Ident) {
-      hint = didYouMean(tok.text, {"param", "buffer", "let", "score", "mask"});
+      hint = didYouMean(tok.text, {"param", "buffer", "let", "score", "mask", "route"});
       // `x = ...` is most likely a let without its keyword.
       Lexer ahead = lexer;
       if (hint.empty() && ahead.next().kind == Tok::Assign)
         hint = "; did you mean 'let " + tok.text.str() + " = ...'?";
     }
-    failHere("'param', 'buffer', 'let', 'score', 'mask' or '}'");
+    failHere(inRoute ? "'let', 'score', 'mask' or '}'"
+                     : "'param', 'buffer', 'let', 'score', 'mask', 'route' or '}'");
     failure->message += hint;
     return false;
   }
-  v.statements.push_back(std::move(s));
+  into.push_back(std::move(s));
   return true;
 }
 
@@ -686,6 +750,7 @@ struct TreeInfo {
   uint64_t size = 1;
   bool readsScore = false;
   bool varies = false; ///< reads an index, the score or a buffer
+  bool readsToken = false; ///< reads q or kv
 };
 
 /// One argument of a call, from the source (`node`) or from callLibrary
@@ -811,12 +876,15 @@ TreeInfo Elaborator::info(const ExprPtr &root) {
     t.readsScore = e->kind == ExprKind::Score;
     t.varies = e->kind == ExprKind::Index || e->kind == ExprKind::Score ||
                e->kind == ExprKind::Load;
+    t.readsToken = e->kind == ExprKind::Index &&
+                   (e->index == IndexVar::Q || e->index == IndexVar::KV);
     for (const ExprPtr &o : e->operands) {
       const TreeInfo &c = infos.find(o.get())->second;
       t.depth = std::max(t.depth, c.depth + 1);
       t.size = std::min(t.size + c.size, kMaxTreeSize + 1);
       t.readsScore |= c.readsScore;
       t.varies |= c.varies;
+      t.readsToken |= c.readsToken;
     }
     infos[e.get()] = t;
     measured.push_back(e);
@@ -1540,9 +1608,39 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
   el.declaredLater = &later;
 
   llvm::StringMap<llvm::SMLoc> declared;
-  const Statement *scoreStmt = nullptr, *maskStmt = nullptr;
+  const Statement *scoreStmt = nullptr, *maskStmt = nullptr, *routeStmt = nullptr;
   out.score = makeScore();
   out.mask = makeBool(true);
+  ExprPtr route;
+  llvm::SMLoc routeLoc;
+  std::vector<RouteCase> cases;
+  // A score or mask statement, checked and stored in `slot`.
+  auto output = [&](const Statement &s, const Scope &sc,
+                    ExprPtr &slot) -> std::optional<Failure> {
+    bool isScore = s.kind == Statement::Score;
+    ExprPtr v = el.elaborate(*s.value, sc, isScore);
+    if (!v)
+      return el.failure;
+    if (isScore) {
+      if (v->type == ScalarType::I64)
+        v = makeCast(ScalarType::F32, v);
+      if (v->type != ScalarType::F32)
+        return fail(s.value->begin,
+                    std::string("the score must be a number, got ") + toString(v->type),
+                    {s.value->range()});
+    } else {
+      if (v->type != ScalarType::Bool)
+        return fail(s.value->begin,
+                    std::string("the mask must be bool, got ") + toString(v->type),
+                    {s.value->range()});
+      // Names are checked as they are read; this catches any other path.
+      if (el.info(v).readsScore)
+        return fail(s.value->begin, "'score' is only available in the score modifier",
+                    {s.value->range()});
+    }
+    slot = v;
+    return std::nullopt;
+  };
   for (const Statement &s : decl.statements) {
     if (s.kind == Statement::Param || s.kind == Statement::Buffer || s.kind == Statement::Let) {
       if (isReserved(s.name))
@@ -1645,32 +1743,74 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
                         "' is set twice in variant '" + decl.name + "'",
                     {}, {{first->loc, "first set here"}});
       first = &s;
-      ExprPtr v = el.elaborate(*s.value, scope, isScore);
-      if (!v)
+      if (auto f = output(s, scope, isScore ? out.score : out.mask))
+        return f;
+      break;
+    }
+    case Statement::Route: {
+      if (routeStmt)
+        return fail(s.loc, "variant '" + decl.name + "' has two routes",
+                    {}, {{routeStmt->loc, "first route here"}});
+      routeStmt = &s;
+      ExprPtr r = el.elaborate(*s.value, scope, /*scoreAllowed=*/false);
+      if (!r)
         return el.failure;
-      if (isScore) {
-        if (v->type == ScalarType::I64)
-          v = makeCast(ScalarType::F32, v);
-        if (v->type != ScalarType::F32)
-          return fail(s.value->begin,
-                      std::string("the score must be a number, got ") + toString(v->type),
-                      {s.value->range()});
-        out.score = v;
-      } else {
-        if (v->type != ScalarType::Bool)
-          return fail(s.value->begin,
-                      std::string("the mask must be bool, got ") + toString(v->type),
-                      {s.value->range()});
-        // Names are checked as they are read; this catches any other path.
-        if (el.info(v).readsScore)
-          return fail(s.value->begin, "'score' is only available in the score modifier",
-                      {s.value->range()});
-        out.mask = v;
+      if (el.info(r).readsToken)
+        return fail(s.value->begin,
+                    "a route may depend on the batch and head only (b, h, buffers read at "
+                    "them), not on q or kv: it picks one variant per head",
+                    {s.value->range()});
+      if (r->type != ScalarType::I64 && r->type != ScalarType::Bool)
+        return fail(s.value->begin,
+                    std::string("a route selects by an integer (or bool), got ") +
+                        toString(r->type),
+                    {s.value->range()});
+      routeLoc = s.value->begin;
+      route = r;
+      llvm::DenseMap<int64_t, llvm::SMLoc> seen;
+      for (const RouteCaseDecl &c : s.cases) {
+        auto [it, fresh] = seen.try_emplace(c.value, c.loc);
+        if (!fresh)
+          return fail(c.loc, "route case " + std::to_string(c.value) + " appears twice", {},
+                      {{it->second, "first here"}});
+        RouteCase co{c.value, nullptr, nullptr};
+        Scope caseScope = scope;
+        const Statement *caseScore = nullptr, *caseMask = nullptr;
+        for (const Statement &cs : c.body) {
+          if (cs.kind == Statement::Let) {
+            if (isReserved(cs.name))
+              return fail(cs.nameLoc,
+                          "'" + cs.name + "' is a reserved word and cannot be declared");
+            if (declared.count(cs.name) || caseScope.count(cs.name))
+              return fail(cs.nameLoc, "'" + cs.name + "' is already declared");
+            ExprPtr v = el.elaborate(*cs.value, caseScope, /*scoreAllowed=*/true);
+            if (!v)
+              return el.failure;
+            caseScope[cs.name] = Binding{v, -1, true};
+            continue;
+          }
+          bool isScore = cs.kind == Statement::Score;
+          const Statement *&first = isScore ? caseScore : caseMask;
+          if (first)
+            return fail(cs.loc,
+                        std::string("'") + (isScore ? "score" : "mask") +
+                            "' is set twice in route case " + std::to_string(c.value),
+                        {}, {{first->loc, "first set here"}});
+          first = &cs;
+          if (auto f = output(cs, caseScope, isScore ? co.score : co.mask))
+            return f;
+        }
+        cases.push_back(co);
       }
+      if (cases.empty())
+        return fail(s.loc, "a route needs at least one case");
       break;
     }
     }
   }
+  if (route)
+    if (std::string err = applyRoute(out, route, cases); !err.empty())
+      return fail(routeLoc, err);
   el.declaredLater = nullptr;
   return std::nullopt;
 }

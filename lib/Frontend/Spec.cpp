@@ -1,6 +1,8 @@
 // Construction and printing of elaborated spec expressions.
 #include "heed/Frontend/Spec.h"
 
+#include <set>
+
 #include <cassert>
 #include <sstream>
 
@@ -380,6 +382,53 @@ std::string print(const Expr &e, const Variant *v) {
   std::ostringstream os;
   printExpr(os, e, v, 0);
   return os.str();
+}
+
+bool readsToken(const Expr &e) {
+  std::vector<const Expr *> stack = {&e};
+  std::set<const Expr *> seen;
+  while (!stack.empty()) {
+    const Expr *x = stack.back();
+    stack.pop_back();
+    if (!seen.insert(x).second)
+      continue;
+    if (x->kind == ExprKind::Index && (x->index == IndexVar::Q || x->index == IndexVar::KV))
+      return true;
+    for (const ExprPtr &o : x->operands)
+      stack.push_back(o.get());
+  }
+  return false;
+}
+
+std::string applyRoute(Variant &v, ExprPtr route, const std::vector<RouteCase> &cases) {
+  if (route->type == ScalarType::Bool)
+    route = makeCast(ScalarType::I64, route);
+  if (route->type != ScalarType::I64)
+    return std::string("a route selects by an integer (or bool), got ") + toString(route->type);
+  if (readsToken(*route))
+    return "a route may depend on the batch and head only (b, h, buffers read at them), not "
+           "on q or kv: it picks one variant per head";
+  if (cases.empty())
+    return "a route needs at least one case";
+  std::set<int64_t> values;
+  for (const RouteCase &c : cases)
+    if (!values.insert(c.value).second)
+      return "route case " + std::to_string(c.value) + " appears twice";
+  // Heads take their case's score and mask (the variant's own where the case
+  // sets none); a head whose route value has no case sees no key.
+  ExprPtr mask = makeBool(false), score = v.score;
+  for (auto it = cases.rbegin(); it != cases.rend(); ++it) {
+    ExprPtr is = makeBinary(Op::Eq, route, makeInt(it->value));
+    mask = makeSelect(is, it->mask ? it->mask : v.mask, mask);
+    score = makeSelect(is, it->score ? it->score : v.score, score);
+  }
+  v.mask = mask;
+  v.score = score;
+  v.route = route;
+  v.routeCases.clear();
+  for (const RouteCase &c : cases)
+    v.routeCases.push_back(c.value);
+  return "";
 }
 
 } // namespace heed::spec

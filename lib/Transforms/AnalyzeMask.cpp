@@ -219,8 +219,21 @@ AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      // One index (a per-head table read at h, say): the entry itself, not
+      // the range of its 16-entry summary block.
+      Value point = cmp(arith::CmpIPredicate::eq, i.lo, i.hi);
+      auto pick = scf::IfOp::create(b, loc, TypeRange{t64, t64}, point, true);
+      b.setInsertionPointToStart(&pick.getThenRegion().front());
+      Value v = memref::LoadOp::create(
+          b, loc, buffer, ValueRange{arith::IndexCastOp::create(b, loc, b.getIndexType(), i.lo)});
+      if (v.getType() != t64)
+        v = arith::ExtSIOp::create(b, loc, t64, v);
+      scf::YieldOp::create(b, loc, ValueRange{v, v});
+      b.setInsertionPointToStart(&pick.getElseRegion().front());
       auto [lo, hi] = summaryRange(summary, i.lo, i.hi);
       scf::YieldOp::create(b, loc, ValueRange{lo, hi});
+      b.setInsertionPointAfter(pick);
+      scf::YieldOp::create(b, loc, pick.getResults());
       b.setInsertionPointToStart(&ifOp.getElseRegion().front());
       scf::YieldOp::create(b, loc, ValueRange{i64(0), i64(0)});
     }
@@ -279,6 +292,12 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
     return intOf(op.getOperand(0));
   if (auto ld = dyn_cast<heed::attn::LoadOp>(op))
     return load(ld);
+  if (isa<heed::attn::RouteOp>(op)) {
+    // The head's route value: exact (one value per b, h), read in the blocks
+    // region too, where specialized lowerings make it each case's constant.
+    Value r = heed::attn::RouteOp::create(b, loc, b.getI64Type());
+    return interval(r, r);
+  }
   if (auto ext = dyn_cast<arith::ExtSIOp>(op); ext && isIntLike(ext.getIn().getType()))
     return intOf(ext.getIn());
   if (auto ext = dyn_cast<arith::ExtUIOp>(op); ext && ext.getIn().getType().isInteger(1)) {

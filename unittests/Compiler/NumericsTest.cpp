@@ -3,6 +3,7 @@
 // and layouts. Inputs are fresh random values (the seed is printed); outputs
 // are poisoned with NaN before each run.
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/KernelCache.h"
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Builder.h"
 #include "heed/Frontend/Parser.h"
@@ -448,6 +449,81 @@ TEST(Numerics, BuilderFrontendGetsPatchesToo) {
            " mask = neighborhood_3d(3, d1, 7, 3, 3, 5, dil2=2)\n}\n";
   c.patched = true;
   check(c);
+}
+
+} // namespace
+
+namespace {
+
+/// Head routing with random cases: each case an affine mask (a union of
+/// windows, sinks, prefixes, under causal or not) and sometimes its own score
+/// modifier; the route from a run-time head table (with values that match no
+/// case: those heads see nothing) or from h at compile time. check() runs
+/// with the analysis on and off against float64, and the visited blocks
+/// must be the brute-force minimum: each head pays only for its own case.
+TEST(Numerics, RandomHeadRouting) {
+  std::mt19937_64 rng(freshSeed());
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  auto atom = [&]() -> std::string {
+    switch (pick(0, 3)) {
+    case 0: return "causal()";
+    case 1: return "sliding_window(" + std::to_string(pick(1, 60)) + ") && causal()";
+    case 2: return "sinks(" + std::to_string(pick(1, 20)) + ")";
+    default: return "prefix_lm(" + std::to_string(pick(0, 50)) + ")";
+    }
+  };
+  for (int iter = 0; iter < 6; ++iter) {
+    int64_t numCases = pick(1, 3);
+    bool table = iter % 2 == 0;
+    std::string body = table ? "buffer kind: i32[H]\nroute kind[h] {\n"
+                             : "route h % " + std::to_string(numCases + 1) + " {\n";
+    for (int64_t c = 0; c < numCases; ++c) {
+      std::string mask = atom();
+      if (pick(0, 1))
+        mask += " || " + atom();
+      body += "  case " + std::to_string(c) + " { mask = " + mask;
+      if (pick(0, 2) == 0)
+        body += "; score = score * " + std::to_string(pick(1, 3)) + ".0";
+      body += " }\n";
+    }
+    body += "}";
+    Shape s{pick(1, 2), pick(2, 6), 1, pick(1, 120), pick(1, 120), 64, 64};
+    Case c{"routing_" + std::to_string(iter), variantOf(body), s};
+    // Route values 0 .. numCases: the last matches no case.
+    c.fills = {{"kind", "uniform:0:" + std::to_string(numCases + 1)}};
+    c.exactBlocks = true;
+    std::printf("[ spec     ] %s\n", c.spec.c_str());
+    check(c);
+  }
+}
+
+/// The C++ builder routes too, to the same kernel as the text.
+TEST(Numerics, BuilderRoutesLikeText) {
+  build::VariantBuilder vb("duo");
+  auto streaming = vb.buffer("streaming", spec::ElemType::I32, {"H"});
+  vb.route(streaming[build::h()],
+           {{0, std::nullopt, build::lib::causal()},
+            {1, std::nullopt,
+             (build::lib::sinks(4) || build::lib::sliding_window(32)) && build::lib::causal()}});
+  auto built = vb.build();
+  ASSERT_TRUE(static_cast<bool>(built)) << llvm::toString(built.takeError());
+  auto parsed = spec::parseSpec(
+      "variant duo {\n buffer streaming: i32[H]\n route streaming[h] {\n"
+      "  case 0 { mask = causal() }\n"
+      "  case 1 { mask = (sinks(4) || sliding_window(32)) && causal() }\n }\n}\n",
+      "duo.attn");
+  ASSERT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
+  KernelConfig config;
+  EXPECT_EQ(KernelCache::key(*built, config, CPUTarget::host()),
+            KernelCache::key(parsed->front(), config, CPUTarget::host()));
+  // A route reading q is refused.
+  build::VariantBuilder bad("bad");
+  bad.route(build::q(), {{0, std::nullopt, build::lib::causal()}});
+  auto refused = bad.build();
+  ASSERT_FALSE(static_cast<bool>(refused));
+  EXPECT_NE(llvm::toString(refused.takeError()).find("not on q or kv"), std::string::npos);
 }
 
 } // namespace

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -131,6 +132,13 @@ private:
   int index_ = -1;
 };
 
+/// One case of VariantBuilder::route; an unset score or mask is the
+/// variant's own.
+struct RouteCase {
+  int64_t value = 0;
+  std::optional<Expr> score, mask;
+};
+
 /// Collects one variant. Copies share the same variant under construction.
 class VariantBuilder {
 public:
@@ -152,6 +160,10 @@ public:
   void setScore(Expr e);
   /// The mask (bool); the default is the constant true.
   void setMask(Expr e);
+  /// Routes heads (DuoAttention, MoA): head h takes the case whose value is
+  /// `selector` at (b, h) (an integer or bool of b, h and buffers, never q or
+  /// kv); a head that matches no case sees no key. See spec::Variant::route.
+  void route(Expr selector, std::vector<RouteCase> cases);
 
   /// The variant, or the first error of any expression or declaration.
   llvm::Expected<spec::Variant> build() const;

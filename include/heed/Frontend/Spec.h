@@ -87,6 +87,13 @@ struct Variant {
   std::vector<BufferDecl> buffers;
   ExprPtr score; ///< F32; an identity modifier is ExprKind::Score itself
   ExprPtr mask;  ///< Bool; no mask is the constant true
+  /// Per-head routing (DuoAttention, MoA): an I64 expression of b and h
+  /// (and buffers read there), or null. `score` and `mask` are then
+  /// select(route == c_0, case 0's, select(route == c_1, ...)) over the case
+  /// values `routeCases`, and they share this node, so the compiler can
+  /// specialize the kernel per case; a head that matches no case sees no key.
+  ExprPtr route;
+  std::vector<int64_t> routeCases;
 };
 
 // Constructors for expression nodes. They assume well-typed operands; the
@@ -125,6 +132,20 @@ bool isComparison(Op op);
 
 /// Renders an expression in spec syntax (for messages and debugging).
 std::string print(const Expr &e, const Variant *v = nullptr);
+
+/// One case of a route: the score and mask of the heads whose route value
+/// is `value`; null takes the variant's own.
+struct RouteCase {
+  int64_t value = 0;
+  ExprPtr score, mask;
+};
+
+/// Routes `v` per head (see Variant::route): `route` is I64 and reads no q,
+/// kv or score; the case values are distinct. Returns "" or what is wrong.
+std::string applyRoute(Variant &v, ExprPtr route, const std::vector<RouteCase> &cases);
+
+/// Does `e` read q or kv?
+bool readsToken(const Expr &e);
 
 } // namespace heed::spec
 

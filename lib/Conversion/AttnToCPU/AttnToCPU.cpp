@@ -175,6 +175,9 @@ private:
                                 Value laneValid);
   LogicalResult checkRegion(Region &region, StringRef name);
   void emitItem(Value item);
+  /// A routed variant: the item's route value picks a copy of the item
+  /// specialized for its case (attn.route a constant there).
+  void emitRoutedItem(Value item);
   /// One KV block; takes and returns the running (max, sum) vectors.
   std::pair<Value, Value> emitKVBlock(Value kb, Value rowMax, Value rowSum,
                                       Value partial);
@@ -202,6 +205,8 @@ private:
   // Per work item.
   Value batch, headQ, headKV, q0, rows, qVec, qValid;
   bool identityScore = false, constantTrueMask = false, hasClassifier = false;
+  /// The case the code being emitted is specialized for (routed variants).
+  int64_t routeValue = 0;
   // Tiling of queries and keys; patched = patch tiling (else flat tiles).
   bool patched = false;
   Tiling qTiling, kvTiling;
@@ -290,7 +295,8 @@ Value CPUAttentionLowering::exp2(Value x) {
 /// at tile level (each is applied to a vector of keys at once).
 LogicalResult CPUAttentionLowering::checkRegion(Region &region, StringRef name) {
   for (Operation &inner : region.front()) {
-    if (isa<heed::attn::YieldOp, heed::attn::LoadOp, arith::ConstantOp>(inner))
+    if (isa<heed::attn::YieldOp, heed::attn::LoadOp, heed::attn::RouteOp, arith::ConstantOp>(
+            inner))
       continue;
     bool elementwise = inner.hasTrait<OpTrait::Elementwise>() ||
                        isa<arith::SelectOp>(inner);
@@ -316,6 +322,13 @@ FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
   for (Operation &inner : block) {
     if (auto yield = dyn_cast<heed::attn::YieldOp>(inner))
       return map.lookup(yield.getValue());
+    if (auto route = dyn_cast<heed::attn::RouteOp>(inner)) {
+      map.map(route.getResult(),
+              arith::ConstantOp::create(
+                  b, DenseElementsAttr::get(widen(b.getI64Type()),
+                                            Attribute(b.getI64IntegerAttr(routeValue)))));
+      continue;
+    }
     if (auto cst = dyn_cast<arith::ConstantOp>(inner)) {
       auto attr = cast<TypedAttr>(cst.getValue());
       map.map(cst.getResult(),
@@ -391,9 +404,52 @@ Value CPUAttentionLowering::classify(Value qLo, Value qHi, Value kvLo, Value kvH
     map.map(block.getArgument(VariantOp::kBlocksIndexArgs + i), buf);
   for (auto [i, summary] : llvm::enumerate(op.getSummaries()))
     map.map(block.getArgument(VariantOp::kBlocksIndexArgs + buffers.size() + i), summary);
-  for (Operation &inner : block.without_terminator())
+  for (Operation &inner : block.without_terminator()) {
+    if (auto route = dyn_cast<heed::attn::RouteOp>(inner)) {
+      map.map(route.getResult(), arith::ConstantIntOp::create(b, routeValue, 64));
+      continue;
+    }
     b.clone(inner, map);
+  }
   return map.lookup(cast<heed::attn::YieldOp>(block.getTerminator()).getValue());
+}
+
+void CPUAttentionLowering::emitRoutedItem(Value item) {
+  Value rest = arith::DivUIOp::create(b, item, numQBlocks);
+  Value head = arith::RemUIOp::create(b, rest, headsQ);
+  Value bat = arith::DivUIOp::create(b, rest, headsQ);
+  // The route region, evaluated like the others (lane 0 of a vector).
+  VectorType idxVec = VectorType::get({blockQ}, b.getIndexType());
+  Value allLanes = vector::BroadcastOp::create(b, VectorType::get({blockQ}, b.getI1Type()),
+                                               arith::ConstantIntOp::create(b, 1, 1));
+  Value routeVec = *inlineRegion(variant.getRoute(),
+                                 {vector::BroadcastOp::create(b, idxVec, bat),
+                                  vector::BroadcastOp::create(b, idxVec, head)},
+                                 allLanes);
+  Value route = vector::ExtractOp::create(b, routeVec, ArrayRef<int64_t>{0});
+  ArrayRef<int64_t> cases = *variant.getRouteCases();
+  // Values with no case: a sentinel that matches none, so the mask is false
+  // (the analysis leaves every block EMPTY; the rows come out zero).
+  int64_t none = *std::min_element(cases.begin(), cases.end());
+  none = none == std::numeric_limits<int64_t>::min() ? *std::max_element(cases.begin(), cases.end()) + 1
+                                                     : none - 1;
+  // The switch is on index values: out-of-range i64 values go to default
+  // only through an explicit check.
+  SmallVector<int64_t> indexCases(cases.begin(), cases.end());
+  auto sw = scf::IndexSwitchOp::create(b, TypeRange{},
+                                       arith::IndexCastOp::create(b, b.getIndexType(), route),
+                                       indexCases, indexCases.size());
+  auto fill = [&](Region &region, int64_t value) {
+    OpBuilder::InsertionGuard guard(b);
+    Block *block = b.createBlock(&region);
+    b.setInsertionPointToStart(block);
+    routeValue = value;
+    emitItem(item);
+    scf::YieldOp::create(b);
+  };
+  for (auto [i, value] : llvm::enumerate(cases))
+    fill(sw.getCaseRegions()[i], value);
+  fill(sw.getDefaultRegion(), none);
 }
 
 void CPUAttentionLowering::countBlock(Value visited, Value partial) {
@@ -859,7 +915,8 @@ LogicalResult CPUAttentionLowering::run() {
     }
   }
   if (failed(checkRegion(variant.getScore(), "score")) ||
-      failed(checkRegion(variant.getMask(), "mask")))
+      failed(checkRegion(variant.getMask(), "mask")) ||
+      (variant.isRouted() && failed(checkRegion(variant.getRoute(), "route"))))
     return failure();
 
   // An identity modifier and an always-true mask cost nothing.
@@ -935,7 +992,10 @@ LogicalResult CPUAttentionLowering::run() {
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(items.getBody());
-    emitItem(items.getInductionVar());
+    if (variant.isRouted())
+      emitRoutedItem(items.getInductionVar());
+    else
+      emitItem(items.getInductionVar());
   }
   op.erase();
   return success();

@@ -31,14 +31,17 @@ Type elementType(MLIRContext &ctx, spec::ElemType t) {
 class RegionEmitter {
 public:
   RegionEmitter(OpBuilder &b, Location loc, const spec::Variant &v, Block &block,
-                bool hasScore)
-      : b(b), loc(loc), variant(v), block(block), hasScore(hasScore) {}
+                bool hasScore, bool readsRoute)
+      : b(b), loc(loc), variant(v), block(block), hasScore(hasScore), readsRoute(readsRoute) {}
 
   Value emit(const spec::Expr &e) {
     auto it = cache.find(&e);
     if (it != cache.end())
       return it->second;
-    Value v = emitUncached(e);
+    // The route selector inside score and mask is the head's route value.
+    Value v = readsRoute && &e == variant.route.get()
+                  ? Value(attn::RouteOp::create(b, loc, i64()))
+                  : emitUncached(e);
     cache[&e] = v;
     return v;
   }
@@ -70,7 +73,8 @@ private:
     case spec::ExprKind::Score:
       return block.getArgument(0);
     case spec::ExprKind::Load: {
-      unsigned first = (hasScore ? 5 : 4);
+      // The buffers are the region's last arguments (after score/indices).
+      unsigned first = block.getNumArguments() - variant.buffers.size();
       Value buffer = block.getArgument(first + e.buffer);
       SmallVector<Value> indices;
       for (const spec::ExprPtr &i : e.operands)
@@ -191,6 +195,7 @@ private:
   const spec::Variant &variant;
   Block &block;
   bool hasScore;
+  bool readsRoute;
   llvm::DenseMap<const spec::Expr *, Value> cache;
   Value indexValues[4];
 };
@@ -230,21 +235,26 @@ attn::VariantOp emitVariant(OpBuilder &builder, Location loc,
   auto op = attn::VariantOp::create(
       builder, loc, builder.getStringAttr(variant.name), builder.getArrayAttr(types),
       builder.getArrayAttr(names), builder.getArrayAttr(shapes),
-      builder.getDictionaryAttr(params));
+      builder.getDictionaryAttr(params),
+      variant.route ? builder.getDenseI64ArrayAttr(variant.routeCases) : DenseI64ArrayAttr());
 
   OpBuilder::InsertionGuard guard(builder);
   Type idx = builder.getIndexType();
   auto fill = [&](Region &region, SmallVector<Type> leading,
-                  const spec::ExprPtr &expr, bool hasScore) {
+                  const spec::ExprPtr &expr, bool hasScore, bool readsRoute) {
     leading.append(bufferTypes.begin(), bufferTypes.end());
     SmallVector<Location> locs(leading.size(), loc);
     Block *block = builder.createBlock(&region, {}, leading, locs);
-    RegionEmitter emitter(builder, loc, variant, *block, hasScore);
+    RegionEmitter emitter(builder, loc, variant, *block, hasScore, readsRoute);
     Value result = emitter.emit(*expr);
     attn::YieldOp::create(builder, loc, result);
   };
-  fill(op.getScore(), {builder.getF32Type(), idx, idx, idx, idx}, variant.score, true);
-  fill(op.getMask(), {idx, idx, idx, idx}, variant.mask, false);
+  bool routed = variant.route != nullptr;
+  fill(op.getScore(), {builder.getF32Type(), idx, idx, idx, idx}, variant.score, true, routed);
+  fill(op.getMask(), {idx, idx, idx, idx}, variant.mask, false, routed);
+  // The route region sees b and h at the positions of the index arguments.
+  if (routed)
+    fill(op.getRoute(), {idx, idx}, variant.route, false, false);
   return op;
 }
 
