@@ -72,6 +72,8 @@ std::string KernelInfo::serialize() const {
     os << "buffer " << b.name << " " << toString(b.dtype) << " " << joinDims(b.shape) << "\n";
   for (unsigned s : summarized)
     os << "summarized " << s << "\n";
+  if (gate.size() == 4)
+    os << "gate " << gate[0] << " " << gate[1] << " " << gate[2] << " " << gate[3] << "\n";
   return os.str();
 }
 
@@ -118,6 +120,9 @@ std::string KernelInfo::parse(const std::string &text) {
           b.shape.push_back(d);
       }
       buffers.push_back(b);
+    } else if (key == "gate") {
+      gate.assign(4, 0);
+      ok = bool(fields >> gate[0] >> gate[1] >> gate[2] >> gate[3]);
     } else if (key == "summarized") {
       unsigned s = 0;
       ok = bool(fields >> s);
@@ -131,6 +136,14 @@ std::string KernelInfo::parse(const std::string &text) {
   for (unsigned s : summarized)
     if (s >= buffers.size())
       return "kernel description names a summarized buffer that does not exist";
+  if (!gate.empty()) {
+    bool valid = gate[0] >= 0 && size_t(gate[0]) < buffers.size() &&
+                 buffers[gate[0]].shape.size() == 3;
+    for (int d = 1; valid && d < 4; ++d)
+      valid = gate[d] >= 0 && gate[d] < 3;
+    if (!valid || gate[1] == gate[2] || gate[1] == gate[3] || gate[2] == gate[3])
+      return "kernel description has a malformed gate";
+  }
   return "";
 }
 
@@ -192,6 +205,33 @@ std::string Artifact::parse(const std::string &bytes) {
   return "";
 }
 
+namespace {
+/// Does this CPU have the x86 extension `f` (one of kCheckedX86Features)?
+bool cpuSupports(const std::string &f) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (f == "sse4.1") return __builtin_cpu_supports("sse4.1");
+  if (f == "sse4.2") return __builtin_cpu_supports("sse4.2");
+  if (f == "popcnt") return __builtin_cpu_supports("popcnt");
+  if (f == "avx") return __builtin_cpu_supports("avx");
+  if (f == "avx2") return __builtin_cpu_supports("avx2");
+  if (f == "fma") return __builtin_cpu_supports("fma");
+  if (f == "bmi") return __builtin_cpu_supports("bmi");
+  if (f == "bmi2") return __builtin_cpu_supports("bmi2");
+  if (f == "avx512f") return __builtin_cpu_supports("avx512f");
+  if (f == "avx512bw") return __builtin_cpu_supports("avx512bw");
+  if (f == "avx512dq") return __builtin_cpu_supports("avx512dq");
+  if (f == "avx512vl") return __builtin_cpu_supports("avx512vl");
+  if (f == "avx512cd") return __builtin_cpu_supports("avx512cd");
+  if (f == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
+  if (f == "avx512bf16") return __builtin_cpu_supports("avx512bf16");
+  if (f == "avx512vbmi") return __builtin_cpu_supports("avx512vbmi");
+#endif
+  (void)f;
+  return false;
+}
+} // namespace
+
 bool hostRuns(const std::string &target, std::string &why) {
   // "cpu:<arch>:<cpu>[:<features>]"
   if (target.rfind("cpu:", 0) != 0) {
@@ -227,8 +267,27 @@ bool hostRuns(const std::string &target, std::string &why) {
     return false;
   }
 #endif
-  // Other CPU names are host builds of the JIT: their cache key holds the
-  // host's exact CPU and features, so they are only found on a matching host.
+  // The extensions the code may use, as the compiler listed them.
+  size_t third = rest.find(':', rest.find(':') + 1);
+  if (third != std::string::npos && rest.find(':') != std::string::npos) {
+    std::string list = rest.substr(third + 1), missing;
+    size_t start = 0;
+    while (start < list.size()) {
+      size_t comma = list.find(',', start);
+      std::string f = list.substr(start, comma == std::string::npos ? std::string::npos
+                                                                     : comma - start);
+      if (!f.empty() && !cpuSupports(f))
+        missing += (missing.empty() ? "" : ", ") + f;
+      if (comma == std::string::npos)
+        break;
+      start = comma + 1;
+    }
+    if (!missing.empty()) {
+      why = "built for " + cpu + ", whose code uses " + missing +
+            ", which this CPU does not have";
+      return false;
+    }
+  }
   return true;
 }
 

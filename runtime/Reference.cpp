@@ -92,11 +92,15 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         s[j] = visible ? score : -std::numeric_limits<double>::infinity();
         m = std::max(m, s[j]);
       }
+      // A gated row: scaled by its gate; not routed (0) means zero and -inf.
+      double gate = 1;
+      if (variant.gate)
+        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0}, data, &oob);
       if (oob)
         outOfRange = oob;
       double* o = &r.out[row * Dv];
-      if (m == -std::numeric_limits<double>::infinity()) {
-        r.lse[row] = m;
+      if (m == -std::numeric_limits<double>::infinity() || gate == 0) {
+        r.lse[row] = -std::numeric_limits<double>::infinity();
         continue;
       }
       double l = 0;
@@ -109,7 +113,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
           o[d] += p * v.get(flat(v.shape(), layout, b, hk, j, d));
       }
       for (int64_t d = 0; d < Dv; ++d)
-        o[d] /= l;
+        o[d] = o[d] / l * gate;
       r.lse[row] = m + std::log(l);
     }
   };
@@ -133,6 +137,18 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
         ++kvCount[t];
       }
   int64_t items = dims.batch * dims.headsQ * nq;
+  // Gated variants: the kernel's q-tiles of head (b, h) are chunks of its
+  // routed rows (as many per tile as the flat tiles hold); rows not routed
+  // are no work.
+  std::vector<std::vector<int64_t>> routed;
+  if (variant.gate) {
+    routed.resize(size_t(dims.batch * dims.headsQ));
+    for (int64_t b = 0; b < dims.batch; ++b)
+      for (int64_t h = 0; h < dims.headsQ; ++h)
+        for (int64_t i = 0; i < dims.seqQ; ++i)
+          if (spec::evaluate(*variant.gate, {b, h, i, 0, 0}, data) != 0)
+            routed[size_t(b * dims.headsQ + h)].push_back(i);
+  }
   std::atomic<int64_t> next{0};
   std::vector<MaskCensus> partial(threadCount(threads));
   auto worker = [&](unsigned w) {
@@ -144,7 +160,20 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
       int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
       std::fill(seen.begin(), seen.end(), 0);
       int64_t rows = 0;
-      for (int64_t i : qTiles[qt]) {
+      std::vector<int64_t> chunk;
+      if (variant.gate) {
+        const std::vector<int64_t> &r = routed[size_t(bh)];
+        size_t per = qTiles[0].size(), from = size_t(qt) * per;
+        for (size_t k = from; k < std::min(r.size(), from + per); ++k)
+          chunk.push_back(r[k]);
+        // All pairs of the tile's slots count toward the total.
+        int64_t slots = 0;
+        for (int64_t i : qTiles[qt])
+          slots += i >= 0 && i < dims.seqQ;
+        for (int64_t t = 0; t < nk; ++t)
+          c.totalPairs += double(slots - int64_t(chunk.size())) * kvCount[t];
+      }
+      for (int64_t i : variant.gate ? chunk : qTiles[qt]) {
         if (i < 0 || i >= dims.seqQ)
           continue;
         ++rows;
@@ -202,6 +231,8 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
     while ((r = next.fetch_add(1)) < rows) {
       int64_t i = (r % rowsPerHead) * rowStride, bh = r / rowsPerHead;
       int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
+      if (variant.gate && spec::evaluate(*variant.gate, {b, h, i, 0, 0}, data) == 0)
+        continue; // not routed: no work
       for (int64_t j = 0; j < dims.seqKV; ++j)
         visible[t] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
     }

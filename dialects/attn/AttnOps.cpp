@@ -146,6 +146,22 @@ LogicalResult VariantOp::verifyRegions() {
   } else if (getRouteCases()) {
     return emitOpError() << "has route_cases but no 'route' region";
   }
+  if (std::optional<ArrayRef<int64_t>> gate = getGate()) {
+    if (gate->size() != 4)
+      return emitOpError() << "gate must be [buffer, dim_b, dim_q, dim_h]";
+    int64_t buf = (*gate)[0];
+    if (buf < 0 || buf >= int64_t(getNumBuffers()))
+      return emitOpError() << "gate reads buffer #" << buf << ", but the variant has "
+                           << getNumBuffers();
+    auto type = cast<MemRefType>(cast<TypeAttr>(getBufferTypes()[buf]).getValue());
+    if (type.getRank() != 3 || !isa<FloatType>(type.getElementType()))
+      return emitOpError() << "gate buffer #" << buf << " must be a rank-3 float buffer, got "
+                           << type;
+    llvm::SmallDenseSet<int64_t> dims;
+    for (int64_t d : gate->drop_front())
+      if (d < 0 || d > 2 || !dims.insert(d).second)
+        return emitOpError() << "gate dims must be a permutation of 0, 1, 2";
+  }
   if (getBlocks().empty())
     return success();
   // The blocks region takes the buffers' summaries after the buffers.
@@ -233,6 +249,11 @@ LogicalResult AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) 
                            << "') must be a rank-" << want.getRank() << " memref of "
                            << want.getElementType() << ", got " << got;
   }
+  if (variant.isGated() != bool(getGateRows()) || bool(getGateRows()) != bool(getGateCounts()))
+    return emitOpError() << (variant.isGated()
+                                 ? "needs gate_rows and gate_counts: variant '"
+                                 : "takes no gate_rows or gate_counts: variant '")
+                         << getVariant() << (variant.isGated() ? "' is gated" : "' is not gated");
   if (!getSummaries().empty()) {
     unsigned want = variant.getSummarizedBuffers().size();
     if (getSummaries().size() != want)

@@ -43,18 +43,27 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     specialize the kernel per case (`attn.route` becomes a constant), so a
     case pays only for its own mask; a head whose value has no case sees no
     key.
+
+    `gate` (MoH per-token head gating), where present, is
+    `array<i64: buffer, dim_b, dim_q, dim_h>`: the output row (b, h, q) is
+    scaled by `buffer[...]` read with b, q, h in dimensions dim_b, dim_q,
+    dim_h of that rank-3 float buffer; rows whose gate is 0 are not routed
+    (output 0, lse -inf). The attention op then takes `gate_rows` and
+    `gate_counts`: per (b, h), the query rows with a nonzero gate, ascending,
+    then the others, and how many are routed.
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
                        TypeArrayAttr:$buffer_types,
                        StrArrayAttr:$buffer_names,
                        ArrayAttr:$buffer_shapes,
                        DictionaryAttr:$params,
-                       OptionalAttr<DenseI64ArrayAttr>:$route_cases);
+                       OptionalAttr<DenseI64ArrayAttr>:$route_cases,
+                       OptionalAttr<DenseI64ArrayAttr>:$gate);
   let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
                  MaxSizedRegion<1>:$blocks, MaxSizedRegion<1>:$route);
   let assemblyFormat = [{
     $sym_name `buffers` `(` $buffer_names `:` $buffer_types `)` `shapes` $buffer_shapes
-    `params` $params (`route_cases` $route_cases^)? attr-dict-with-keyword
+    `params` $params (`route_cases` $route_cases^)? (`gate` $gate^)? attr-dict-with-keyword
     (`route` $route^)? `score` $score `mask` $mask (`blocks` $blocks^)?
   }];
   let hasVerifier = 1;
@@ -67,6 +76,7 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     static constexpr unsigned kBlocksIndexArgs = 6; // b, h, q_lo, q_hi, kv_lo, kv_hi
     static constexpr unsigned kRouteIndexArgs = 2;  // b, h
     bool isRouted() { return !getRoute().empty(); }
+    bool isGated() { return getGate().has_value(); }
     /// Entries per block of a buffer summary (see the `blocks` region).
     static constexpr int64_t kSummaryBlock = 16;
     /// Positions of the buffers that get a summary: rank-1 integer buffers.
@@ -129,6 +139,10 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     `attn.load`. `summaries` are the tables the variant's `blocks` region
     reads, one per rank-1 integer buffer, in order. `stats` (memref<3xi64>), where present, is incremented by
     the KV blocks visited, and of them those known FULL and PARTIAL. `work`
+    `gate_rows` (memref<?xi32>, [B * Hq * Sq]) and `gate_counts`
+    (memref<?xi32>, [B * Hq]) are required iff the variant is gated: the
+    q-tiles of head (b, h) are taken from its routed rows, so the work
+    follows the routed fraction. `work`
     restricts the op to the flattened work items
     [begin, end) of the (batch, head, q-block) grid, for callers that split
     the work across threads.
@@ -141,6 +155,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
                        Optional<AnyMemRef>:$lse,
                        Optional<AnyMemRef>:$status,
                        Optional<AnyMemRef>:$stats,
+                       Optional<AnyMemRef>:$gate_rows,
+                       Optional<AnyMemRef>:$gate_counts,
                        Optional<Index>:$work_begin,
                        Optional<Index>:$work_end,
                        F32Attr:$scale,
@@ -153,6 +169,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     (`lse` `(` $lse^ `:` type($lse) `)`)?
     (`status` `(` $status^ `:` type($status) `)`)?
     (`stats` `(` $stats^ `:` type($stats) `)`)?
+    (`gate_rows` `(` $gate_rows^ `:` type($gate_rows) `)`)?
+    (`gate_counts` `(` $gate_counts^ `:` type($gate_counts) `)`)?
     (`work` `(` $work_begin^ `,` $work_end `)`)?
     attr-dict
   }];

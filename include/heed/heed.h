@@ -78,7 +78,10 @@ typedef struct heed_compile_options {
   double scale;         /* 0: 1/sqrt(head_dim) */
   const char *variant;  /* which variant of the spec; NULL: the only one */
   const char *params;   /* "name=value,name=value" overrides, or NULL */
-  const char *target;   /* NULL or "cpu": this machine; "cpu:x86-64-v3" etc. */
+  const char *target;   /* heed_compile: NULL or "cpu" (this machine, the only choice).
+                         * heed_export: comma-separated; NULL or "cpu" is the portable
+                         * pair x86-64-v3 + x86-64, "cpu:native" this machine exactly,
+                         * "cpu:<LLVM CPU name>" one CPU (e.g. "cpu:znver4"). */
   int32_t analyze_mask; /* default 1 */
   int32_t use_cache;    /* default 1: memory and disk cache */
 } heed_compile_options;

@@ -160,9 +160,15 @@ heed_status heed_export(const char *specText, const char *sourceName,
     spec::Variant variant;
     if (heed_status s = parseVariant(specText, sourceName, params, name, variant))
       return s;
-    auto artifact = compileArtifact(variant, config, target.empty() ? "cpu" : target);
+    std::string targets = target.empty() ? "cpu" : target;
+    // An unknown target is unsupported; anything else that fails is the compile.
+    for (llvm::StringRef t : llvm::split(targets, ','))
+      if (t.trim() != "cpu")
+        if (auto parsed = CPUTarget::parse(t.trim().str()); !parsed)
+          return fail(HEED_ERROR_UNSUPPORTED, llvm::toString(parsed.takeError()));
+    auto artifact = compileArtifact(variant, config, targets);
     if (!artifact)
-      return fail(HEED_ERROR_UNSUPPORTED, llvm::toString(artifact.takeError()));
+      return fail(HEED_ERROR_COMPILE, llvm::toString(artifact.takeError()));
     std::string bytes = artifact->serialize();
     std::ofstream out(artifactPath, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), std::streamsize(bytes.size()));

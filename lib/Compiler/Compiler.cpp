@@ -261,6 +261,11 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   std::vector<unsigned> summarized = summarizedBuffers(variant);
   for (size_t i = 0; i < summarized.size(); ++i)
     args.push_back(summaryType);
+  MemRefType rowsType = MemRefType::get({dyn}, b.getI32Type());
+  if (variant.gate) { // the routed rows per (b, h) and their counts
+    args.push_back(rowsType);
+    args.push_back(rowsType);
+  }
   args.push_back(vo);
   if (config.lse)
     args.push_back(stridedType(ctx, {dyn, dyn, dyn}, b.getF32Type()));
@@ -281,6 +286,11 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   unsigned next = 3 + nb;
   for (size_t i = 0; i < summarized.size(); ++i)
     summaries.push_back(arg(next++));
+  Value gateRows, gateCounts;
+  if (variant.gate) {
+    gateRows = arg(next++);
+    gateCounts = arg(next++);
+  }
   Value out = arg(next++);
   Value lse = config.lse ? arg(next++) : Value();
   Value status = arg(next++);
@@ -288,7 +298,7 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   Value begin = arg(next++), end = arg(next++);
   attn::AttentionOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2),
-      buffers, summaries, out, lse, status, stats, begin, end,
+      buffers, summaries, out, lse, status, stats, gateRows, gateCounts, begin, end,
       b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       b.getStringAttr(config.layout == Layout::BSHD ? "bshd" : "bhsd"));
   func::ReturnOp::create(b, loc);
@@ -446,7 +456,24 @@ llvm::Expected<CPUTarget> CPUTarget::parse(const std::string &name) {
 }
 
 std::string CPUTarget::artifactTarget() const {
-  return "cpu:" + llvm::Triple(triple).getArchName().str() + ":" + cpu;
+  std::string out = "cpu:" + llvm::Triple(triple).getArchName().str() + ":" + cpu;
+  // The instruction-set extensions the code may use that the runtime can
+  // check for (hostRuns): a kernel for a CPU this machine is not refuses to
+  // load instead of dying on an illegal instruction.
+  detail::initializeNativeTarget();
+  std::string error;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(llvm::Triple(triple), error);
+  if (!target || llvm::Triple(triple).getArch() != llvm::Triple::x86_64)
+    return out;
+  std::unique_ptr<llvm::MCSubtargetInfo> info(
+      target->createMCSubtargetInfo(llvm::Triple(triple), cpu, features));
+  if (!info)
+    return out;
+  std::string used;
+  for (const char *f : kCheckedX86Features)
+    if (info->checkFeatures(std::string("+") + f))
+      used += (used.empty() ? "" : ",") + std::string(f);
+  return out + ":" + used;
 }
 
 KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &config) {
@@ -461,6 +488,8 @@ KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &conf
   for (const spec::BufferDecl &b : variant.buffers)
     info.buffers.push_back({b.name, detail::bufferDType(b.elem), b.shape});
   info.summarized = detail::summarizedBuffers(variant);
+  if (variant.gate)
+    info.gate = spec::gateLayout(*variant.gate);
   info.summaryBlock = attn::VariantOp::kSummaryBlock;
   return info;
 }

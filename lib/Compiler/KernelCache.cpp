@@ -86,6 +86,11 @@ std::string canonical(const spec::Variant &v) {
     }
     out += '\n';
   }
+  if (v.gate) {
+    out += "gate ";
+    canonical(*v.gate, out);
+    out += '\n';
+  }
   out += "score ";
   canonical(*v.score, out);
   out += "\nmask ";

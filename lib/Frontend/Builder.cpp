@@ -25,6 +25,7 @@ struct BuilderState {
   Expr mask = Expr(spec::makeBool(true));
   std::optional<Expr> route;
   std::vector<RouteCase> routeCases;
+  std::optional<Expr> gate;
 };
 
 /// The private parts of Expr and Buffer that the file-local helpers need.
@@ -325,6 +326,7 @@ Buffer VariantBuilder::buffer(const std::string &name, spec::ElemType elem,
 
 void VariantBuilder::setScore(Expr e) { state_->score = std::move(e); }
 void VariantBuilder::setMask(Expr e) { state_->mask = std::move(e); }
+void VariantBuilder::setGate(Expr gate) { state_->gate = std::move(gate); }
 void VariantBuilder::route(Expr selector, std::vector<RouteCase> cases) {
   state_->route = std::move(selector);
   state_->routeCases = std::move(cases);
@@ -402,6 +404,15 @@ llvm::Expected<spec::Variant> VariantBuilder::build() const {
       return fail("route: a route cannot read the score");
     if (std::string err = spec::applyRoute(v, s.route->node(), cases); !err.empty())
       return fail("route: " + err);
+  }
+  if (s.gate) {
+    if (!s.gate->ok())
+      return fail("gate: " + s.gate->error());
+    const std::shared_ptr<const int> &o = ExprAccess::owner(*s.gate);
+    if (o && o != s.token)
+      return fail("gate: reads a buffer declared on another VariantBuilder");
+    if (std::string err = spec::applyGate(v, s.gate->node()); !err.empty())
+      return fail("gate: " + err);
   }
   return v;
 }

@@ -92,7 +92,7 @@ struct RouteCaseDecl {
 };
 
 struct Statement {
-  enum Kind { Param, Buffer, Let, Score, Mask, Route };
+  enum Kind { Param, Buffer, Let, Score, Mask, Route, Gate };
   Kind kind = Let;
   llvm::SMLoc loc;                 ///< the statement's keyword
   llvm::SMLoc nameLoc;             ///< Param, Buffer, Let: the declared name
@@ -474,6 +474,13 @@ bool Parser::parseStatement(std::vector<Statement> &into, bool inRoute) {
       return false;
     if (!(s.value = expr()))
       return false;
+  } else if (!inRoute && isIdent("gate")) {
+    s.kind = Statement::Gate;
+    advance();
+    if (!expect(Tok::Assign))
+      return false;
+    if (!(s.value = expr()))
+      return false;
   } else if (isIdent("score") || isIdent("mask")) {
     s.kind = isIdent("score") ? Statement::Score : Statement::Mask;
     advance();
@@ -484,14 +491,14 @@ bool Parser::parseStatement(std::vector<Statement> &into, bool inRoute) {
   } else {
     std::string hint;
     if (tok.kind == Tok::Ident) {
-      hint = didYouMean(tok.text, {"param", "buffer", "let", "score", "mask", "route"});
+      hint = didYouMean(tok.text, {"param", "buffer", "let", "score", "mask", "route", "gate"});
       // `x = ...` is most likely a let without its keyword.
       Lexer ahead = lexer;
       if (hint.empty() && ahead.next().kind == Tok::Assign)
         hint = "; did you mean 'let " + tok.text.str() + " = ...'?";
     }
     failHere(inRoute ? "'let', 'score', 'mask' or '}'"
-                     : "'param', 'buffer', 'let', 'score', 'mask', 'route' or '}'");
+                     : "'param', 'buffer', 'let', 'score', 'mask', 'route', 'gate' or '}'");
     failure->message += hint;
     return false;
   }
@@ -1608,7 +1615,8 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
   el.declaredLater = &later;
 
   llvm::StringMap<llvm::SMLoc> declared;
-  const Statement *scoreStmt = nullptr, *maskStmt = nullptr, *routeStmt = nullptr;
+  const Statement *scoreStmt = nullptr, *maskStmt = nullptr, *routeStmt = nullptr,
+                  *gateStmt = nullptr;
   out.score = makeScore();
   out.mask = makeBool(true);
   ExprPtr route;
@@ -1745,6 +1753,18 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
       first = &s;
       if (auto f = output(s, scope, isScore ? out.score : out.mask))
         return f;
+      break;
+    }
+    case Statement::Gate: {
+      if (gateStmt)
+        return fail(s.loc, "'gate' is set twice in variant '" + decl.name + "'", {},
+                    {{gateStmt->loc, "first set here"}});
+      gateStmt = &s;
+      ExprPtr g = el.elaborate(*s.value, scope, /*scoreAllowed=*/false);
+      if (!g)
+        return el.failure;
+      if (std::string err = applyGate(out, g); !err.empty())
+        return fail(s.value->begin, err, {s.value->range()});
       break;
     }
     case Statement::Route: {

@@ -384,6 +384,37 @@ std::string print(const Expr &e, const Variant *v) {
   return os.str();
 }
 
+std::string applyGate(Variant &v, ExprPtr gate) {
+  const char *form = "the gate must read a float buffer at b, q and h, each once, e.g. "
+                     "'gate = router[b, q, h]' with 'buffer router: f32[B, Sq, H]'";
+  if (gate->kind != ExprKind::Load || gate->type != ScalarType::F32 ||
+      gate->operands.size() != 3)
+    return form;
+  std::set<IndexVar> seen;
+  const BufferDecl &buf = v.buffers[gate->buffer];
+  for (size_t d = 0; d < 3; ++d) {
+    const Expr &i = *gate->operands[d];
+    if (i.kind != ExprKind::Index || i.index == IndexVar::KV || !seen.insert(i.index).second)
+      return form;
+    const char *want = i.index == IndexVar::B ? "B" : i.index == IndexVar::Q ? "Sq" : "H";
+    if (buf.shape[d] != want)
+      return "the gate buffer '" + buf.name + "' is read at " + toString(i.index) +
+             " in dimension " + std::to_string(d) + ", which must then be " + want +
+             ", not " + buf.shape[d];
+  }
+  v.gate = gate;
+  return "";
+}
+
+std::vector<int64_t> gateLayout(const Expr &gate) {
+  std::vector<int64_t> out = {int64_t(gate.buffer), 0, 0, 0};
+  for (size_t d = 0; d < gate.operands.size(); ++d) {
+    IndexVar v = gate.operands[d]->index;
+    out[v == IndexVar::B ? 1 : v == IndexVar::Q ? 2 : 3] = int64_t(d);
+  }
+  return out;
+}
+
 bool readsToken(const Expr &e) {
   std::vector<const Expr *> stack = {&e};
   std::set<const Expr *> seen;

@@ -756,7 +756,7 @@ struct AttnAnalyzeMaskPass : heed::impl::AttnAnalyzeMaskBase<AttnAnalyzeMaskPass
       // Patch tiling where the mask sees a token grid (2-D or 3-D).
       Grid grid;
       variant->removeAttr("patch_tiling");
-      if (patchTiling && blockQ >= 1 && blockKV >= 1)
+      if (patchTiling && !variant.isGated() && blockQ >= 1 && blockKV >= 1) // gated: q-tiles are routed rows
         grid = detectGrid(mask);
       SmallVector<int64_t> &strides = grid.strides;
       if (!strides.empty()) {

@@ -731,7 +731,8 @@ class Kernel:
 
     @property
     def target(self):
-        """The target it was compiled for (e.g. 'cpu:x86-64-v3')."""
+        """The target it was compiled for: 'cpu:<arch>:<cpu>:<extensions>', e.g.
+        'cpu:x86_64:x86-64-v3:sse4.1,...,fma,bmi,bmi2'."""
         return _lib.heed_kernel_target(self._h()).decode()
 
     @property
@@ -969,7 +970,8 @@ def export(spec, artifact_path, *, variant=None, dtype="float32", head_dim=64, h
            layout="bhsd", lse=False, scale=None, params=None, analyze_mask=True, target=None):
     """Compiles `spec` (text or a ``.attn`` path) and writes an artifact to
     `artifact_path`, which :func:`load` (and AOT programs) can load. `target`:
-    None or 'cpu' for this machine, or e.g. 'cpu:x86-64-v3'. Other arguments as
+    comma-separated; None or 'cpu' is the portable pair x86-64-v3 + x86-64,
+    'cpu:native' this machine exactly, 'cpu:<LLVM CPU>' one CPU. Other arguments as
     in :func:`compile`."""
     _need_compiler("heed_export")
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params,

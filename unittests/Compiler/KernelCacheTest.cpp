@@ -347,3 +347,37 @@ TEST_F(KernelCacheTest, FullDiskFailsCleanly) {
 }
 
 } // namespace
+
+namespace {
+
+/// A kernel built for a CPU with extensions this machine lacks refuses to
+/// load (it would die on an illegal instruction), and says which.
+TEST(Artifact, KernelForAnotherCPURefusesToLoad) {
+  std::string lacking;
+  for (const char *f : kCheckedX86Features) {
+    std::string why;
+    if (!hostRuns(std::string("cpu:x86_64:probe:") + f, why)) {
+      lacking = f;
+      EXPECT_NE(why.find(f), std::string::npos) << why;
+      break;
+    }
+  }
+  if (lacking.empty()) {
+    std::printf("[ note     ] this CPU has every checked extension: nothing to refuse\n");
+    return;
+  }
+  auto parsed = spec::parseSpec("variant v { mask = causal() }", "v.attn");
+  ASSERT_TRUE(static_cast<bool>(parsed));
+  // Sapphire Rapids has every extension on the list.
+  auto artifact = compileArtifact(parsed->front(), KernelConfig{}, "cpu:sapphirerapids");
+  ASSERT_TRUE(static_cast<bool>(artifact)) << llvm::toString(artifact.takeError());
+  ASSERT_EQ(artifact->entries.size(), 1u);
+  EXPECT_NE(artifact->entries[0].target.find(lacking), std::string::npos)
+      << artifact->entries[0].target;
+  std::string error;
+  EXPECT_EQ(LoadedKernel::load(*artifact, error), nullptr);
+  EXPECT_NE(error.find("which this CPU does not have"), std::string::npos) << error;
+  EXPECT_NE(error.find(lacking), std::string::npos) << error;
+}
+
+} // namespace

@@ -164,6 +164,9 @@ public:
   /// `selector` at (b, h) (an integer or bool of b, h and buffers, never q or
   /// kv); a head that matches no case sees no key. See spec::Variant::route.
   void route(Expr selector, std::vector<RouteCase> cases);
+  /// Per-token head gating (MoH): a float buffer read at b, q and h, e.g.
+  /// router({b(), q(), h()}). See spec::Variant::gate.
+  void setGate(Expr gate);
 
   /// The variant, or the first error of any expression or declaration.
   llvm::Expected<spec::Variant> build() const;

@@ -94,6 +94,11 @@ struct Variant {
   /// specialize the kernel per case; a head that matches no case sees no key.
   ExprPtr route;
   std::vector<int64_t> routeCases;
+  /// Per-token head gating (MoH), or null: a read of a float buffer at
+  /// (b, q, h), its indices in any order (e.g. router[b, q, h]). Each output
+  /// row is scaled by it; a row whose gate is 0 is not routed to the head:
+  /// its output is 0 and its lse -inf, and the kernel spends nothing on it.
+  ExprPtr gate;
 };
 
 // Constructors for expression nodes. They assume well-typed operands; the
@@ -143,6 +148,12 @@ struct RouteCase {
 /// Routes `v` per head (see Variant::route): `route` is I64 and reads no q,
 /// kv or score; the case values are distinct. Returns "" or what is wrong.
 std::string applyRoute(Variant &v, ExprPtr route, const std::vector<RouteCase> &cases);
+
+/// Gates `v` by `gate` (see Variant::gate). Returns "" or what is wrong.
+std::string applyGate(Variant &v, ExprPtr gate);
+
+/// [buffer, dim of b, dim of q, dim of h] of a gate (see applyGate).
+std::vector<int64_t> gateLayout(const Expr &gate);
 
 /// Does `e` read q or kv?
 bool readsToken(const Expr &e);

@@ -37,6 +37,8 @@ struct KernelInfo {
   std::vector<BufferInfo> buffers;
   std::vector<unsigned> summarized; ///< buffers with a run-time min/max summary
   int64_t summaryBlock = 16;        ///< entries per summary block
+  /// Per-token head gating: [buffer, dim of b, dim of q, dim of h], or empty.
+  std::vector<int64_t> gate;
 
   /// Line-oriented text ("key value"), stable across versions of heed that
   /// share kArtifactVersion.
@@ -65,6 +67,13 @@ struct Artifact {
   /// error text that says what is wrong.
   std::string parse(const std::string &bytes);
 };
+
+/// x86 extensions a CPU entry's target lists when its code may use them
+/// ("cpu:x86_64:<cpu>:avx2,fma,..."); hostRuns checks each on this machine.
+inline constexpr const char *kCheckedX86Features[] = {
+    "sse4.1", "sse4.2",   "popcnt",   "avx",      "avx2",     "fma",
+    "bmi",    "bmi2",     "avx512f",  "avx512bw", "avx512dq", "avx512vl",
+    "avx512cd", "avx512vnni", "avx512bf16", "avx512vbmi"};
 
 /// Does this machine run `target`? If not, `why` says what it lacks.
 bool hostRuns(const std::string &target, std::string &why);

@@ -198,6 +198,10 @@ private:
 
   // Values live across the whole lowering.
   Value q, k, v, out, lse, status, stats;
+  /// Gated variants (MoH): routed rows per (b, h) and their counts; the gate
+  /// buffer and which of its dims b, q and h index.
+  Value gateRows, gateCounts, gateBuffer, gateSlot0, gatedQHi;
+  int64_t gateDims[3] = {0, 1, 2};
   SmallVector<Value> buffers, flatBuffers;
   SmallVector<SmallVector<Value>> bufferDims;
   Value numQBlocks, headsQ, seqQ, seqKV, group;
@@ -444,7 +448,8 @@ void CPUAttentionLowering::emitRoutedItem(Value item) {
     Block *block = b.createBlock(&region);
     b.setInsertionPointToStart(block);
     routeValue = value;
-    emitItem(item);
+    emitItem(item); // may leave the insertion point in a nested region
+    b.setInsertionPointToEnd(block);
     scf::YieldOp::create(b);
   };
   for (auto [i, value] : llvm::enumerate(cases))
@@ -766,6 +771,53 @@ void CPUAttentionLowering::emitItem(Value item) {
                                            vector::BroadcastOp::create(b, idxVec,
                                                                        idx(qTiling.extent(k)))));
     }
+  } else if (gateRows) {
+    // The item's rows are routed rows of head (b, h): slots [slot0, slot0 +
+    // rows) of its list. A tile past the routed ones only writes zeros.
+    Value bh = arith::AddIOp::create(b, arith::MulIOp::create(b, batch, headsQ), headQ);
+    Value base = arith::MulIOp::create(b, bh, seqQ);
+    Value slot0 = arith::MulIOp::create(b, qb, idx(blockQ));
+    rows = minIdx(idx(blockQ), arith::SubIOp::create(b, seqQ, slot0));
+    gateSlot0 = arith::AddIOp::create(b, base, slot0);
+    Value count = arith::IndexCastOp::create(
+        b, b.getIndexType(), memref::LoadOp::create(b, gateCounts, ValueRange{bh}));
+    Value idle = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, slot0, count);
+    auto ifOp = scf::IfOp::create(b, idle, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      auto zeros = scf::ForOp::create(b, c0, rows, c1);
+      b.setInsertionPointToStart(zeros.getBody());
+      Value pos = arith::IndexCastOp::create(
+          b, b.getIndexType(),
+          memref::LoadOp::create(
+              b, gateRows, ValueRange{arith::AddIOp::create(b, gateSlot0, zeros.getInductionVar())}));
+      storeRow(splat(VectorType::get({headDimV}, b.getF32Type()), 0), out,
+               at(batch, headQ, pos, c0));
+      if (lse)
+        memref::StoreOp::create(b, f32(-INFINITY), lse, ValueRange{batch, headQ, pos});
+    }
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    VectorType i32Vec = VectorType::get({blockQ}, b.getI32Type());
+    Value lanes = vector::StepOp::create(b, idxVec);
+    qValid = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, lanes,
+                                   vector::BroadcastOp::create(b, idxVec, rows));
+    Value tokens = vector::GatherOp::create(
+        b, i32Vec, gateRows, ValueRange{gateSlot0}, lanes, qValid,
+        arith::ConstantOp::create(b, DenseElementsAttr::get(i32Vec, Attribute(b.getI32IntegerAttr(0)))));
+    qVec = arith::IndexCastOp::create(b, idxVec, tokens);
+    // The box of the routed rows (ascending): the unrouted rows after them
+    // in the last routed tile come out as gate 0 * anything = 0.
+    auto tokenAt = [&](Value slot) {
+      return arith::IndexCastOp::create(
+                 b, b.getIndexType(),
+                 memref::LoadOp::create(b, gateRows, ValueRange{arith::AddIOp::create(b, base, slot)}))
+          .getResult();
+    };
+    q0 = tokenAt(slot0);
+    Value lastRouted = arith::SubIOp::create(
+        b, minIdx(arith::AddIOp::create(b, slot0, rows), count), c1);
+    gatedQHi = tokenAt(lastRouted);
   } else {
     q0 = arith::MulIOp::create(b, qb, idx(blockQ));
     rows = minIdx(idx(blockQ), arith::SubIOp::create(b, seqQ, q0));
@@ -778,6 +830,12 @@ void CPUAttentionLowering::emitItem(Value item) {
   auto rowAt = [&](Value i) -> std::pair<Value, Value> {
     if (patched)
       return laneToken(qOrigin, i, qTiling, qRows0, seqQ);
+    if (gateRows)
+      return {arith::IndexCastOp::create(
+                  b, b.getIndexType(),
+                  memref::LoadOp::create(b, gateRows,
+                                         ValueRange{arith::AddIOp::create(b, gateSlot0, i)})),
+              arith::CmpIOp::create(b, arith::CmpIPredicate::slt, i, rows)};
     return {arith::AddIOp::create(b, q0, i),
             arith::CmpIOp::create(b, arith::CmpIPredicate::slt, i, rows)};
   };
@@ -811,6 +869,8 @@ void CPUAttentionLowering::emitItem(Value item) {
   Value qLo = q0, qHi = arith::SubIOp::create(b, arith::AddIOp::create(b, q0, rows), c1);
   if (patched)
     qHi = tokenOf(qEnd, qTiling);
+  if (gateRows)
+    qHi = gatedQHi;
   qLoTok = qLo;
   qHiTok = qHi;
   Value lastKV = arith::SubIOp::create(b, seqKV, c1);
@@ -882,12 +942,27 @@ void CPUAttentionLowering::emitItem(Value item) {
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
   }
   Value scaleRow = memref::LoadOp::create(b, alphaBuf, ValueRange{i});
+  Value gate;
+  if (gateRows) {
+    // Scaled by the row's gate; a row not routed (gate 0) is 0 with lse -inf.
+    Value at3[3];
+    at3[gateDims[0]] = batch, at3[gateDims[1]] = pos, at3[gateDims[2]] = headQ;
+    gate = memref::LoadOp::create(b, gateBuffer, ValueRange{at3[0], at3[1], at3[2]});
+    if (!gate.getType().isF32())
+      gate = arith::ExtFOp::create(b, b.getF32Type(), gate);
+    scaleRow = arith::MulFOp::create(b, scaleRow, gate);
+  }
   Value row = vector::LoadOp::create(b, vRowType, acc, ValueRange{i, c0});
   row = arith::MulFOp::create(b, row, vector::BroadcastOp::create(b, vRowType, scaleRow));
   storeRow(row, out, at(batch, headQ, pos, c0));
-  if (lse)
-    memref::StoreOp::create(b, memref::LoadOp::create(b, statBuf, ValueRange{i}), lse,
-                            ValueRange{batch, headQ, pos});
+  if (lse) {
+    Value value = memref::LoadOp::create(b, statBuf, ValueRange{i});
+    if (gate)
+      value = arith::SelectOp::create(
+          b, arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, gate, f32(0)), f32(-INFINITY),
+          value);
+    memref::StoreOp::create(b, value, lse, ValueRange{batch, headQ, pos});
+  }
 }
 LogicalResult CPUAttentionLowering::run() {
   q = op.getQuery();
@@ -897,6 +972,8 @@ LogicalResult CPUAttentionLowering::run() {
   lse = op.getLse();
   status = op.getStatus();
   stats = op.getStats();
+  gateRows = op.getGateRows();
+  gateCounts = op.getGateCounts();
   hasClassifier = !variant.getBlocks().empty();
   if (hasClassifier && op.getSummaries().empty() && !variant.getSummarizedBuffers().empty())
     return op.emitOpError() << "needs the summaries of the variant's rank-1 integer "
@@ -947,6 +1024,15 @@ LogicalResult CPUAttentionLowering::run() {
         all[0].push_back(d);
       flatBuffers.push_back(memref::CollapseShapeOp::create(b, buf, all));
     }
+  }
+
+  if (variant.isGated() != bool(gateRows))
+    return op.emitOpError() << "needs gate_rows and gate_counts exactly when its variant is gated";
+  if (gateRows) {
+    ArrayRef<int64_t> gate = *variant.getGate();
+    gateBuffer = buffers[gate[0]];
+    for (int d = 0; d < 3; ++d)
+      gateDims[d] = gate[d + 1];
   }
 
   headsQ = dim(q, 1);

@@ -236,7 +236,9 @@ attn::VariantOp emitVariant(OpBuilder &builder, Location loc,
       builder, loc, builder.getStringAttr(variant.name), builder.getArrayAttr(types),
       builder.getArrayAttr(names), builder.getArrayAttr(shapes),
       builder.getDictionaryAttr(params),
-      variant.route ? builder.getDenseI64ArrayAttr(variant.routeCases) : DenseI64ArrayAttr());
+      variant.route ? builder.getDenseI64ArrayAttr(variant.routeCases) : DenseI64ArrayAttr(),
+      variant.gate ? builder.getDenseI64ArrayAttr(spec::gateLayout(*variant.gate))
+                   : DenseI64ArrayAttr());
 
   OpBuilder::InsertionGuard guard(builder);
   Type idx = builder.getIndexType();
