@@ -518,6 +518,26 @@ TEST(Numerics, BuilderRoutesLikeText) {
   KernelConfig config;
   EXPECT_EQ(KernelCache::key(*built, config, CPUTarget::host()),
             KernelCache::key(parsed->front(), config, CPUTarget::host()));
+  // Gating from the builder: the same key as the text.
+  build::VariantBuilder gb("moh");
+  auto router = gb.buffer("router", spec::ElemType::F32, {"B", "Sq", "H"});
+  gb.setGate(router({build::b(), build::q(), build::h()}));
+  gb.setMask(build::lib::causal());
+  auto gated = gb.build();
+  ASSERT_TRUE(static_cast<bool>(gated)) << llvm::toString(gated.takeError());
+  auto gatedText = spec::parseSpec("variant moh {\n buffer router: f32[B, Sq, H]\n"
+                                   " gate = router[b, q, h]\n mask = causal()\n}\n",
+                                   "moh.attn");
+  ASSERT_TRUE(static_cast<bool>(gatedText)) << llvm::toString(gatedText.takeError());
+  EXPECT_EQ(KernelCache::key(*gated, config, CPUTarget::host()),
+            KernelCache::key(gatedText->front(), config, CPUTarget::host()));
+  build::VariantBuilder badGate("bg");
+  auto r2 = badGate.buffer("r", spec::ElemType::F32, {"B", "Skv", "H"});
+  badGate.setGate(r2({build::b(), build::kv(), build::h()}));
+  auto refusedGate = badGate.build();
+  ASSERT_FALSE(static_cast<bool>(refusedGate));
+  EXPECT_NE(llvm::toString(refusedGate.takeError()).find("gate must read a float buffer"),
+            std::string::npos);
   // A route reading q is refused.
   build::VariantBuilder bad("bad");
   bad.route(build::q(), {{0, std::nullopt, build::lib::causal()}});
