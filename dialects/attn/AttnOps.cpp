@@ -310,7 +310,10 @@ LogicalResult AttentionOp::verify() {
     return emitOpError() << "key and value must have the same heads and length";
   if (mismatch(q, o, hd) || mismatch(q, o, sd))
     return emitOpError() << "query and out must have the same heads and length";
-  if (!q.isDynamicDim(hd) && !k.isDynamicDim(hd) &&
+  if (!k.isDynamicDim(hd) && k.getDimSize(hd) == 0 &&
+      (q.isDynamicDim(hd) || q.getDimSize(hd) != 0))
+    return emitOpError() << "key/value heads are 0 but query heads are not";
+  if (!q.isDynamicDim(hd) && !k.isDynamicDim(hd) && k.getDimSize(hd) != 0 &&
       q.getDimSize(hd) % k.getDimSize(hd) != 0)
     return emitOpError() << "query heads (" << q.getDimSize(hd)
                          << ") must be a multiple of key/value heads ("
@@ -319,6 +322,13 @@ LogicalResult AttentionOp::verify() {
     auto t = cast<MemRefType>(lse.getType());
     if (t.getRank() != 3 || !t.getElementType().isF32())
       return emitOpError() << "lse must be a rank-3 memref of f32 [B, Hq, Sq]";
+    // [B, Hq, Sq] whatever the layout: static sizes must agree with q's.
+    auto differs = [&](unsigned ld, unsigned qd) {
+      return !t.isDynamicDim(ld) && !q.isDynamicDim(qd) && t.getDimSize(ld) != q.getDimSize(qd);
+    };
+    if (differs(0, 0) || differs(1, hd) || differs(2, sd))
+      return emitOpError() << "lse must be [B, Hq, Sq] of the query: got " << t << " for query "
+                           << q;
   }
   if (Value status = getStatus()) {
     auto t = cast<MemRefType>(status.getType());

@@ -114,7 +114,8 @@ def Attn_LoadOp : Attn_Op<"load", [
     not undefined behaviour: the result is zero (false for i1) and, where the
     enclosing attention op has a `status` operand, the 1-based number of the
     buffer is recorded there so the runtime can report the error.
-    Integer elements are sign-extended to i64, floating point to f32.
+    Integer elements are sign-extended to i64 (i1 zero-extended: true is 1),
+    floating point to f32.
   }];
   let arguments = (ins AnyMemRef:$buffer, Variadic<Index>:$indices);
   let results = (outs AnyTypeOf<[I64, F32]>:$result);

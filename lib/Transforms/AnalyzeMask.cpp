@@ -227,7 +227,8 @@ AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
       Value v = memref::LoadOp::create(
           b, loc, buffer, ValueRange{arith::IndexCastOp::create(b, loc, b.getIndexType(), i.lo)});
       if (v.getType() != t64)
-        v = arith::ExtSIOp::create(b, loc, t64, v);
+        v = v.getType().isInteger(1) ? Value(arith::ExtUIOp::create(b, loc, t64, v))
+                                     : Value(arith::ExtSIOp::create(b, loc, t64, v));
       scf::YieldOp::create(b, loc, ValueRange{v, v});
       b.setInsertionPointToStart(&pick.getElseRegion().front());
       auto [lo, hi] = summaryRange(summary, i.lo, i.hi);
@@ -269,7 +270,8 @@ AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
       indices.push_back(arith::IndexCastOp::create(b, loc, b.getIndexType(), i));
     Value v = memref::LoadOp::create(b, loc, buffer, indices);
     if (v.getType() != b.getI64Type())
-      v = arith::ExtSIOp::create(b, loc, b.getI64Type(), v);
+      v = v.getType().isInteger(1) ? Value(arith::ExtUIOp::create(b, loc, b.getI64Type(), v))
+                                   : Value(arith::ExtSIOp::create(b, loc, b.getI64Type(), v));
     scf::YieldOp::create(b, loc, v);
     b.setInsertionPointToStart(&ifOp.getElseRegion().front());
     scf::YieldOp::create(b, loc, i64(0));

@@ -372,7 +372,8 @@ FailureOr<Value> CPUAttentionLowering::inlineRegion(Region &region,
         if (isa<FloatType>(elt))
           got = arith::ExtFOp::create(b, widen(result), got);
         else
-          got = arith::ExtSIOp::create(b, widen(result), got);
+          got = elt.isInteger(1) ? Value(arith::ExtUIOp::create(b, widen(result), got))
+                                 : Value(arith::ExtSIOp::create(b, widen(result), got));
       }
       if (status) {
         // Lanes past the last row or key do not count: their indices are not
@@ -1016,6 +1017,10 @@ LogicalResult CPUAttentionLowering::run() {
     bufferDims.push_back(dims);
     if (type.getRank() == 1 && type.getLayout().isIdentity()) {
       flatBuffers.push_back(buf);
+    } else if (type.getRank() == 0) { // one element: a view of shape [1]
+      flatBuffers.push_back(memref::ReinterpretCastOp::create(
+          b, b.getLoc(), MemRefType::get({1}, type.getElementType()), buf, /*offset=*/0,
+          /*sizes=*/ArrayRef<int64_t>{1}, /*strides=*/ArrayRef<int64_t>{1}));
     } else if (!type.getLayout().isIdentity()) {
       return op.emitOpError() << "needs contiguous (identity layout) buffers";
     } else {

@@ -394,3 +394,28 @@ func.func @lower_missing_summaries(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64
 func.func @heed_num_q_tiles(%s: index) -> index attributes {attn.tile_count = {side = "q"}} {
   return %s : index
 }
+
+// -----
+
+// A rank-0 buffer is read through a one-element view; an i1 buffer reads
+// true as 1 (zero-extended), not -1.
+attn.variant @scalar_and_bits buffers(["bias", "on"] : [memref<f32>, memref<?xi1>]) shapes [[], ["H"]] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %bias: memref<f32>, %on: memref<?xi1>):
+  %x = attn.load %bias[] : memref<f32> -> f32
+  %r = arith.addf %s, %x : f32
+  attn.yield %r : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %bias: memref<f32>, %on: memref<?xi1>):
+  %x = attn.load %on[%h] : memref<?xi1> -> i64
+  %one = arith.constant 1 : i64
+  %m = arith.cmpi eq, %x, %one : i64
+  attn.yield %m : i1
+}
+// CHECK-LABEL: func.func @lower_scalar_and_bits
+// CHECK: memref.reinterpret_cast %{{.*}} to offset: [0], sizes: [1], strides: [1] : memref<f32> to memref<1xf32>
+// CHECK: arith.extui %{{.*}} : vector<16xi1> to vector<16xi64>
+func.func @lower_scalar_and_bits(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %bias: memref<f32>, %on: memref<?xi1>) {
+  attn.attention @scalar_and_bits ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
+      buffers(%bias, %on : memref<f32>, memref<?xi1>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+  return
+}

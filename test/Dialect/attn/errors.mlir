@@ -939,6 +939,42 @@ func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x
 
 // -----
 
+// lse sizes must match the query's [B, Hq, Sq] (bshd: heads are dim 2 of q).
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<2x100x8x64xf32>, %k: memref<2x100x8x64xf32>, %v: memref<2x100x8x64xf32>, %o: memref<2x100x8x64xf32>, %l: memref<2x100x8xf32>) {
+  // expected-error @+1 {{lse must be [B, Hq, Sq] of the query: got 'memref<2x100x8xf32>' for query 'memref<2x100x8x64xf32>'}}
+  attn.attention @v ins(%q, %k, %v : memref<2x100x8x64xf32>, memref<2x100x8x64xf32>, memref<2x100x8x64xf32>) outs(%o : memref<2x100x8x64xf32>) lse(%l : memref<2x100x8xf32>) {scale = 1.0 : f32, layout = "bshd"}
+  return
+}
+
+// -----
+
+// Zero key/value heads with query heads: no division by zero, an error.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x4x?x64xf32>, %k: memref<?x0x?x64xf32>, %v: memref<?x0x?x64xf32>, %o: memref<?x4x?x64xf32>) {
+  // expected-error @+1 {{key/value heads are 0 but query heads are not}}
+  attn.attention @v ins(%q, %k, %v : memref<?x4x?x64xf32>, memref<?x0x?x64xf32>, memref<?x0x?x64xf32>) outs(%o : memref<?x4x?x64xf32>) {scale = 1.0 : f32}
+  return
+}
+
+// -----
+
 // status must be memref<1xi32>: two elements.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
