@@ -21,3 +21,12 @@ llvm_config.add_tool_substitutions(tools, [config.heed_tools_dir, config.llvm_to
 
 # Tests never touch the user's kernel cache: they get one under the build dir.
 config.environment["HEED_CACHE_DIR"] = os.path.join(config.heed_obj_root, "test-cache")
+
+# ptxas (the CUDA toolkit) makes cubins; without it, PTX tests still run.
+import shutil
+if shutil.which("ptxas") or os.path.exists("/usr/local/cuda/bin/ptxas") or \
+   os.environ.get("HEED_PTXAS") or os.environ.get("CUDA_HOME"):
+    config.available_features.add("ptxas")
+for name in ("CUDA_HOME", "HEED_PTXAS"):
+    if name in os.environ:
+        config.environment[name] = os.environ[name]

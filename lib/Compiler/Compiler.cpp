@@ -97,27 +97,6 @@ MemRefType stridedType(MLIRContext &ctx, ArrayRef<int64_t> shape, Type elt) {
                          StridedLayoutAttr::get(&ctx, ShapedType::kDynamic, strides));
 }
 
-/// Collects MLIR diagnostics while alive, for an llvm::Error.
-class DiagnosticCollector {
-public:
-  explicit DiagnosticCollector(MLIRContext &ctx)
-      : handler(&ctx, [this](Diagnostic &diag) {
-          llvm::raw_string_ostream os(text);
-          os << diag.getLocation() << ": " << diag << "\n";
-          for (Diagnostic &note : diag.getNotes())
-            os << "  note: " << note << "\n";
-          return success();
-        }) {}
-  llvm::Error error(StringRef what) {
-    return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   fmt::format("{}:\n{}", what.str(), text));
-  }
-
-private:
-  std::string text;
-  ScopedDiagnosticHandler handler;
-};
-
 } // namespace
 
 std::vector<unsigned> summarizedBuffers(const spec::Variant &variant) {
@@ -314,7 +293,7 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
 
 llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   MLIRContext &ctx = *module.getContext();
-  DiagnosticCollector diags(ctx);
+  detail::DiagnosticCollector diags(ctx);
   if (failed(verify(module)))
     return diags.error("the generated attn IR does not verify");
   PassManager pm(&ctx);

@@ -6,9 +6,13 @@
 #include "heed/Compiler/Compiler.h"
 
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/OwningOpRef.h"
 #include "llvm/IR/Module.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <fmt/format.h>
 #include "llvm/Target/TargetMachine.h"
 
 #include <memory>
@@ -16,6 +20,28 @@
 #include <vector>
 
 namespace heed::detail {
+
+/// Collects MLIR diagnostics while alive, for an llvm::Error.
+class DiagnosticCollector {
+public:
+  explicit DiagnosticCollector(mlir::MLIRContext &ctx)
+      : handler(&ctx, [this](mlir::Diagnostic &diag) {
+          llvm::raw_string_ostream os(text);
+          os << diag.getLocation() << ": " << diag << "\n";
+          for (mlir::Diagnostic &note : diag.getNotes())
+            os << "  note: " << note << "\n";
+          return mlir::success();
+        }) {}
+  llvm::Error error(llvm::StringRef what) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   fmt::format("{}:\n{}", what.str(), text));
+  }
+
+private:
+  std::string text;
+  mlir::ScopedDiagnosticHandler handler;
+};
+
 
 /// Name of the kernel function; its C interface is `_mlir_ciface_<name>`.
 inline constexpr const char *kKernelName = "heed_kernel";

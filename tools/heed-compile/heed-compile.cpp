@@ -2,6 +2,7 @@
 // (--aot) a package a deployed program builds against without MLIR/LLVM.
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/Export.h"
+#include "heed/Compiler/GPU.h"
 #include "heed/Frontend/Parser.h"
 
 #include "llvm/Support/CommandLine.h"
@@ -27,7 +28,9 @@ cl::opt<std::string> variantName("variant", cl::desc("variant to compile (defaul
                                  cl::cat(category));
 cl::list<std::string> params("param", cl::desc("override a param: name=value"),
                              cl::cat(category));
-cl::opt<std::string> emitStage("emit", cl::desc("attn | tiled | llvm | llvm-ir | obj"),
+cl::opt<std::string> emitStage("emit",
+                               cl::desc("attn | tiled | llvm | llvm-ir | obj (CPU); "
+                                        "gpu | ptx | cubin (NVIDIA, with --target=sm_XX)"),
                                cl::init("attn"), cl::cat(category));
 cl::opt<std::string> dtype("dtype", cl::desc("q/k/v/out storage: f32 | f16 | bf16"),
                            cl::init("f32"), cl::cat(category));
@@ -56,7 +59,8 @@ cl::opt<bool> aot("aot",
                   cl::cat(category));
 cl::opt<std::string> targets("target",
                              cl::desc("with --aot: comma-separated targets: cpu (portable "
-                                      "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>"),
+                                      "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>; "
+                                      "with --emit=ptx|cubin: sm_80, sm_90, ... (default sm_90)"),
                              cl::init("cpu"), cl::cat(category));
 
 #ifndef HEED_RUNTIME_ARCHIVE
@@ -83,6 +87,7 @@ int main(int argc, char **argv) {
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv, "heed spec compiler\n");
 
+  bool gpuStage = emitStage == "gpu" || emitStage == "ptx" || emitStage == "cubin";
   static const std::pair<const char *, heed::Stage> stages[] = {
       {"attn", heed::Stage::Attn},     {"tiled", heed::Stage::Tiled},
       {"llvm", heed::Stage::LLVM},     {"llvm-ir", heed::Stage::LLVMIR},
@@ -91,8 +96,9 @@ int main(int argc, char **argv) {
   for (const auto &s : stages)
     if (emitStage == s.first)
       stage = &s.second;
-  if (!stage)
-    return error("unknown --emit=" + emitStage + " (expected attn, tiled, llvm, llvm-ir or obj)");
+  if (!stage && !gpuStage)
+    return error("unknown --emit=" + emitStage +
+                 " (expected attn, tiled, llvm, llvm-ir, obj, gpu, ptx or cubin)");
 
   heed::KernelConfig config;
   if (!heed::parseDType(dtype, config.dtype))
@@ -138,6 +144,44 @@ int main(int argc, char **argv) {
       list += (list.empty() ? "" : ", ") + e.target;
     llvm::outs() << "heed-compile: exported '" << variant->name << "' (" << list << ") to "
                  << output << "\n";
+    return 0;
+  }
+
+  if (gpuStage) {
+    std::string text;
+    if (emitStage == "gpu") {
+      auto module = heed::emitGPUModule(*variant, config);
+      if (!module)
+        return error(llvm::toString(module.takeError()));
+      text = *module;
+    } else {
+      auto target = heed::CUDATarget::parse(targets == "cpu" ? "sm_90" : targets.getValue());
+      if (!target)
+        return error(llvm::toString(target.takeError()));
+      auto binary = heed::compileCUDA(*variant, config, *target);
+      if (!binary)
+        return error(llvm::toString(binary.takeError()));
+      if (emitStage == "cubin") {
+        if (!binary->cubin)
+          return error("--emit=cubin needs ptxas (the CUDA toolkit: set CUDA_HOME or "
+                       "HEED_PTXAS); --emit=ptx works without it");
+        text = *binary->cubin;
+      } else {
+        text = binary->ptx;
+      }
+      // The resource report, as the issue's users expect from nvcc -Xptxas -v.
+      if (!binary->resources.empty())
+        llvm::errs() << binary->resources;
+      else
+        llvm::errs() << "heed-compile: ptxas not found: PTX only (the driver JIT-compiles it)\n";
+    }
+    std::error_code ec;
+    llvm::ToolOutputFile out(output, ec, emitStage == "cubin" ? llvm::sys::fs::OF_None
+                                                              : llvm::sys::fs::OF_Text);
+    if (ec)
+      return error("cannot write '" + output + "': " + ec.message());
+    out.os() << text;
+    out.keep();
     return 0;
   }
 

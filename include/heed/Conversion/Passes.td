@@ -35,4 +35,26 @@ def AttnLowerToCPU : Pass<"attn-lower-to-cpu", "mlir::ModuleOp"> {
   ];
 }
 
+def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
+  let summary = "attn.attention as a portable SIMT GPU kernel (the GPU baseline)";
+  let description = [{
+    Each function holding one `attn.attention` becomes a `gpu.func` kernel
+    with the same arguments in `gpu.module @heed_gpu`: one thread per query
+    row (grid (ceil(Sq / block-rows), Hq, B), `block-rows` threads per
+    block), the keys walked with an online softmax in f32, the variant's
+    score, mask and route regions inlined as scalar code, buffer reads
+    bounds-checked (0 and `status` set when out of range). Fully masked
+    rows give zeros and lse -inf. No tensor cores, no shared memory, no block
+    skipping: it is the reference the tensor-core lowering is checked
+    against, and lowers through both NVVM and ROCDL. Gated variants are
+    rejected.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect"];
+  let options = [
+    Option<"blockRows", "block-rows", "int64_t", "128",
+           "threads (query rows) per block, recorded on the kernel as attn.block_rows">,
+  ];
+}
+
 #endif // HEED_CONVERSION_PASSES
