@@ -279,6 +279,13 @@ private:
 
 } // namespace
 
+std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info,
+                               AttentionDims &dims) {
+  if (std::string err = checkTensors(args, info, dims); !err.empty())
+    return err;
+  return checkBuffers(args, info, dims);
+}
+
 unsigned hardwareThreads() {
   unsigned n = std::thread::hardware_concurrency();
   return n ? n : 1;
@@ -411,9 +418,7 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
                               RunStats *runStats) const {
   const KernelInfo &c = impl->info;
   AttentionDims dims;
-  if (std::string err = checkTensors(args, c, dims); !err.empty())
-    return err;
-  if (std::string err = checkBuffers(args, c, dims); !err.empty())
+  if (std::string err = checkAttentionArgs(args, c, dims); !err.empty())
     return err;
   int64_t items = dims.batch * dims.headsQ * impl->numQTiles(dims.seqQ);
   if (runStats)

@@ -1,6 +1,8 @@
 // heed-run: compile a spec, run it on random inputs, check it against the
 // float64 reference, and report errors, time and throughput.
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/GPU.h"
+#include "heed/Runtime/CUDA.h"
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Evaluate.h"
 #include "heed/Frontend/Parser.h"
@@ -46,6 +48,10 @@ cl::opt<int64_t> headDim("head-dim", cl::desc("head dim of q and k"), cl::init(6
                          cl::cat(category));
 cl::opt<int64_t> headDimV("head-dim-v", cl::desc("head dim of v (default: --head-dim)"),
                           cl::init(0), cl::cat(category));
+cl::opt<std::string> target("target",
+                            cl::desc("cpu (default) | cuda | cuda:sm_XX: where to run (cuda: "
+                                     "the SIMT GPU baseline kernel, needs a GPU and driver)"),
+                            cl::init("cpu"), cl::cat(category));
 cl::opt<std::string> dtype("dtype", cl::desc("f32 | f16 | bf16"), cl::init("f32"),
                            cl::cat(category));
 cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
@@ -88,6 +94,93 @@ std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int
 }
 
 } // namespace
+
+/// --target=cuda: the SIMT kernel on device 0, checked like the CPU kernel.
+/// Exit code 77 (SKIPPED for ctest) when there is no GPU or driver.
+int runOnCUDA(const heed::spec::Variant &variant, const heed::KernelConfig &config,
+              heed::HostTensor &q, heed::HostTensor &k, heed::HostTensor &v,
+              heed::HostTensor &out, heed::HostTensor &lse,
+              std::vector<heed::HostTensor> &buffers, uint64_t seed) {
+  std::string why;
+  if (!heed::cuda::driver(why)) {
+    llvm::outs() << "heed-run: SKIPPED: " << why << "\n";
+    return 77;
+  }
+  llvm::StringRef chip = llvm::StringRef(target).drop_front(4).ltrim(':');
+  auto cudaTarget = heed::CUDATarget::parse(chip.empty() ? "sm_90" : chip.str());
+  if (!cudaTarget)
+    return error(llvm::toString(cudaTarget.takeError()));
+  auto start = std::chrono::steady_clock::now();
+  auto binary = heed::compileCUDA(variant, config, *cudaTarget);
+  if (!binary)
+    return error(llvm::toString(binary.takeError()));
+  double compileS =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto module = heed::cuda::KernelModule::load(binary->cubin ? *binary->cubin : binary->ptx,
+                                               binary->kernelName, why);
+  if (!module)
+    return error(why);
+  // Device copies of every tensor, same shapes and layouts.
+  std::vector<std::unique_ptr<heed::cuda::DeviceBuffer>> device;
+  auto toDevice = [&](heed::HostTensor &t, bool upload) -> heed::TensorRef {
+    heed::TensorRef host = t.ref(), d = host;
+    size_t bytes = size_t(t.size()) * heed::dtypeSize(t.dtype());
+    auto buf = heed::cuda::DeviceBuffer::allocate(std::max<size_t>(bytes, 1), why);
+    if (!buf)
+      return d;
+    if (upload)
+      why = buf->upload(host.data, bytes);
+    d.data = buf->data();
+    device.push_back(std::move(buf));
+    return d;
+  };
+  heed::AttentionArgs args;
+  args.q = toDevice(q, true);
+  args.k = toDevice(k, true);
+  args.v = toDevice(v, true);
+  out.poison();
+  lse.poison();
+  args.out = toDevice(out, true);
+  if (config.lse)
+    args.lse = toDevice(lse, true);
+  for (heed::HostTensor &b : buffers)
+    args.buffers.push_back(toDevice(b, true));
+  if (!why.empty())
+    return error(why);
+  heed::KernelInfo info = heed::describeKernel(variant, config);
+  start = std::chrono::steady_clock::now();
+  if (std::string err = module->launchAttention(info, args, binary->blockRows, nullptr);
+      !err.empty())
+    return error(err);
+  double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto fromDevice = [&](heed::HostTensor &t, const heed::TensorRef &d) {
+    heed::TensorRef host = t.ref();
+    for (auto &buf : device)
+      if (buf->data() == d.data)
+        return buf->download(host.data, size_t(t.size()) * heed::dtypeSize(t.dtype()));
+    return std::string("internal: no device copy");
+  };
+  if (std::string err = fromDevice(out, args.out); !err.empty())
+    return error(err);
+  if (config.lse)
+    if (std::string err = fromDevice(lse, args.lse); !err.empty())
+      return error(err);
+  heed::ReferenceResult ref = heed::referenceAttention(variant, q, k, v, config.layout,
+                                                       config.effectiveScale(), buffers);
+  heed::ErrorStats e = heed::compareOutput(out, ref.out, config.layout);
+  double tol = tolerance ? tolerance.getValue()
+                         : (config.dtype == heed::DType::F32 ? 1e-5 : 1e-2);
+  bool passed = e.relative <= tol && e.nanCount == 0;
+  llvm::outs() << fmt::format("variant   {}\ntarget    cuda {} ({})\nseed      {}\n",
+                              variant.name, cudaTarget->chip,
+                              binary->cubin ? "cubin" : "PTX, JIT by the driver", seed);
+  llvm::outs() << fmt::format("compile   {:.3f} s\ntime      {:.3f} ms (one launch)\n",
+                              compileS, runS * 1e3);
+  llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.0e})\n",
+                              e.maxAbs, e.relative, tol);
+  llvm::outs() << "check     " << (passed ? "PASSED" : "FAILED") << "\n";
+  return passed ? 0 : 1;
+}
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
@@ -163,6 +256,11 @@ int main(int argc, char **argv) {
       return error(fmt::format("--buffer names '{}', which the variant does not declare",
                                name.str()));
   }
+
+  if (llvm::StringRef(target).starts_with("cuda"))
+    return runOnCUDA(variant, config, q, k, v, out, lse, buffers, usedSeed);
+  if (target != "cpu")
+    return error("unknown --target=" + target + " (expected cpu, cuda or cuda:sm_XX)");
 
   auto kernel = heed::Kernel::compile(variant, config);
   if (!kernel)

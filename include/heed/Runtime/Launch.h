@@ -60,6 +60,12 @@ private:
   std::unique_ptr<Impl> impl;
 };
 
+/// Checks q, k, v, out, lse and the buffers against a kernel's description
+/// (dtypes, ranks, shapes, strides, buffer sizes); fills the logical sizes.
+/// "" or a message naming the offending tensor. Every backend calls it.
+std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info,
+                               AttentionDims &dims);
+
 /// Runs fn(0) .. fn(tasks - 1) on a process-wide pool of worker threads and
 /// waits for all of them.
 void runTasks(unsigned tasks, const std::function<void(unsigned)> &fn);

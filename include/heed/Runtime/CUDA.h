@@ -1,0 +1,61 @@
+// The CUDA driver API, loaded with dlopen: heed binaries run (on the CPU) on
+// machines without a GPU or driver, and say so clearly when asked for one.
+// Part of heed_runtime: no MLIR or LLVM here.
+#ifndef HEED_RUNTIME_CUDA_H
+#define HEED_RUNTIME_CUDA_H
+
+#include "heed/Runtime/Artifact.h"
+#include "heed/Runtime/Launch.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace heed::cuda {
+
+/// The driver, loaded and initialized once per process (device 0's primary
+/// context). Null with `error` saying why: no libcuda.so.1, no device, or the
+/// driver's own message.
+struct Driver;
+Driver *driver(std::string &error);
+
+/// Device memory (freed on destruction).
+class DeviceBuffer {
+public:
+  static std::unique_ptr<DeviceBuffer> allocate(size_t bytes, std::string &error);
+  ~DeviceBuffer();
+  void *data() const { return reinterpret_cast<void *>(pointer); }
+  size_t size() const { return bytes; }
+  std::string upload(const void *host, size_t n);
+  std::string download(void *host, size_t n) const;
+
+private:
+  DeviceBuffer() = default;
+  unsigned long long pointer = 0; // CUdeviceptr
+  size_t bytes = 0;
+};
+
+/// A kernel image (cubin, or PTX the driver compiles) in device 0's primary
+/// context.
+class KernelModule {
+public:
+  static std::unique_ptr<KernelModule> load(const std::string &image, const std::string &entry,
+                                            std::string &error);
+  ~KernelModule();
+
+  /// Launches heed's SIMT attention kernel (--attn-lower-to-gpu) on device
+  /// tensors: grid (ceil(Sq / blockRows), Hq, B), blockRows threads, on
+  /// `stream` (null: the default stream), and waits for it. Checks the
+  /// tensors against `info` like LoadedKernel::run; "" or an error.
+  std::string launchAttention(const KernelInfo &info, const AttentionArgs &args,
+                              int64_t blockRows, void *stream) const;
+
+private:
+  KernelModule() = default;
+  void *module = nullptr, *function = nullptr;
+};
+
+} // namespace heed::cuda
+
+#endif

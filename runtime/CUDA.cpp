@@ -1,0 +1,264 @@
+// The CUDA driver API through dlopen (see CUDA.h). Only the handful of entry
+// points heed uses are resolved; every failure becomes a message naming the
+// call and the driver's own description of the error.
+#include "heed/Runtime/CUDA.h"
+
+#include <dlfcn.h>
+
+#include <mutex>
+#include <vector>
+
+namespace heed::cuda {
+
+namespace {
+
+using CUresult = int;
+using CUdevice = int;
+using CUcontext = void *;
+using CUmodule = void *;
+using CUfunction = void *;
+using CUstream = void *;
+using CUdeviceptr = unsigned long long;
+
+} // namespace
+
+struct Driver {
+  void *library = nullptr;
+  CUcontext context = nullptr;
+  CUresult (*cuInit)(unsigned) = nullptr;
+  CUresult (*cuDeviceGetCount)(int *) = nullptr;
+  CUresult (*cuDeviceGet)(CUdevice *, int) = nullptr;
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice) = nullptr;
+  CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
+  CUresult (*cuGetErrorString)(CUresult, const char **) = nullptr;
+  CUresult (*cuModuleLoadData)(CUmodule *, const void *) = nullptr;
+  CUresult (*cuModuleUnload)(CUmodule) = nullptr;
+  CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *) = nullptr;
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, CUstream, void **, void **) = nullptr;
+  CUresult (*cuStreamSynchronize)(CUstream) = nullptr;
+  CUresult (*cuMemAlloc)(CUdeviceptr *, size_t) = nullptr;
+  CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
+  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t) = nullptr;
+  CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t) = nullptr;
+  CUresult (*cuMemsetD8)(CUdeviceptr, unsigned char, size_t) = nullptr;
+
+  /// "" or "<call> failed: <driver message> (code N)".
+  std::string check(CUresult r, const char *call) const {
+    if (r == 0)
+      return "";
+    const char *text = nullptr;
+    if (cuGetErrorString)
+      cuGetErrorString(r, &text);
+    return std::string(call) + " failed: " + (text ? text : "unknown CUDA error") + " (code " +
+           std::to_string(r) + ")";
+  }
+  /// Makes device 0's primary context current on the calling thread.
+  std::string bind() const { return check(cuCtxSetCurrent(context), "cuCtxSetCurrent"); }
+};
+
+Driver *driver(std::string &error) {
+  static std::once_flag once;
+  static Driver *loaded = nullptr;
+  static std::string why;
+  std::call_once(once, [] {
+    auto d = std::make_unique<Driver>();
+    d->library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!d->library) {
+      const char *e = dlerror();
+      why = std::string("no CUDA driver: libcuda.so.1 cannot be loaded (") +
+            (e ? e : "not found") + "); run on the CPU instead";
+      return;
+    }
+    bool ok = true;
+    auto resolve = [&](auto &fn, const char *name, const char *alias = nullptr) {
+      void *p = dlsym(d->library, alias ? alias : name);
+      if (!p && alias)
+        p = dlsym(d->library, name);
+      if (!p) {
+        why = std::string("the CUDA driver lacks ") + name;
+        ok = false;
+      }
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
+    };
+    resolve(d->cuInit, "cuInit");
+    resolve(d->cuDeviceGetCount, "cuDeviceGetCount");
+    resolve(d->cuDeviceGet, "cuDeviceGet");
+    resolve(d->cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
+    resolve(d->cuCtxSetCurrent, "cuCtxSetCurrent");
+    resolve(d->cuGetErrorString, "cuGetErrorString");
+    resolve(d->cuModuleLoadData, "cuModuleLoadData");
+    resolve(d->cuModuleUnload, "cuModuleUnload");
+    resolve(d->cuModuleGetFunction, "cuModuleGetFunction");
+    resolve(d->cuLaunchKernel, "cuLaunchKernel");
+    resolve(d->cuStreamSynchronize, "cuStreamSynchronize");
+    resolve(d->cuMemAlloc, "cuMemAlloc", "cuMemAlloc_v2");
+    resolve(d->cuMemFree, "cuMemFree", "cuMemFree_v2");
+    resolve(d->cuMemcpyHtoD, "cuMemcpyHtoD", "cuMemcpyHtoD_v2");
+    resolve(d->cuMemcpyDtoH, "cuMemcpyDtoH", "cuMemcpyDtoH_v2");
+    resolve(d->cuMemsetD8, "cuMemsetD8", "cuMemsetD8_v2");
+    if (!ok)
+      return;
+    if ((why = d->check(d->cuInit(0), "cuInit")).size())
+      return;
+    int count = 0;
+    if ((why = d->check(d->cuDeviceGetCount(&count), "cuDeviceGetCount")).size())
+      return;
+    if (count == 0) {
+      why = "the CUDA driver sees no GPU";
+      return;
+    }
+    CUdevice dev = 0;
+    if ((why = d->check(d->cuDeviceGet(&dev, 0), "cuDeviceGet")).size() ||
+        (why = d->check(d->cuDevicePrimaryCtxRetain(&d->context, dev),
+                        "cuDevicePrimaryCtxRetain"))
+            .size())
+      return;
+    loaded = d.release();
+  });
+  if (!loaded)
+    error = why;
+  return loaded;
+}
+
+std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &error) {
+  Driver *d = driver(error);
+  if (!d || !(error = d->bind()).empty())
+    return nullptr;
+  std::unique_ptr<DeviceBuffer> b(new DeviceBuffer());
+  b->bytes = bytes;
+  if (bytes && !(error = d->check(d->cuMemAlloc(&b->pointer, bytes), "cuMemAlloc")).empty())
+    return nullptr;
+  return b;
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  std::string error;
+  if (Driver *d = driver(error); d && pointer)
+    d->cuMemFree(pointer);
+}
+
+std::string DeviceBuffer::upload(const void *host, size_t n) {
+  std::string error;
+  Driver *d = driver(error);
+  if (!d)
+    return error;
+  if (n > bytes)
+    return "upload of " + std::to_string(n) + " bytes into a buffer of " + std::to_string(bytes);
+  if (!(error = d->bind()).empty() || !n)
+    return error;
+  return d->check(d->cuMemcpyHtoD(pointer, host, n), "cuMemcpyHtoD");
+}
+
+std::string DeviceBuffer::download(void *host, size_t n) const {
+  std::string error;
+  Driver *d = driver(error);
+  if (!d)
+    return error;
+  if (n > bytes)
+    return "download of " + std::to_string(n) + " bytes from a buffer of " +
+           std::to_string(bytes);
+  if (!(error = d->bind()).empty() || !n)
+    return error;
+  return d->check(d->cuMemcpyDtoH(host, pointer, n), "cuMemcpyDtoH");
+}
+
+std::unique_ptr<KernelModule> KernelModule::load(const std::string &image,
+                                                 const std::string &entry, std::string &error) {
+  Driver *d = driver(error);
+  if (!d || !(error = d->bind()).empty())
+    return nullptr;
+  std::unique_ptr<KernelModule> m(new KernelModule());
+  // PTX must be NUL-terminated for the driver's JIT; a cubin is binary.
+  std::string copy = image;
+  copy.push_back('\0');
+  if (!(error = d->check(d->cuModuleLoadData(&m->module, copy.data()), "cuModuleLoadData"))
+           .empty())
+    return nullptr;
+  if (!(error = d->check(d->cuModuleGetFunction(&m->function, m->module, entry.c_str()),
+                         "cuModuleGetFunction"))
+           .empty())
+    return nullptr;
+  return m;
+}
+
+KernelModule::~KernelModule() {
+  std::string error;
+  if (Driver *d = driver(error); d && module)
+    d->cuModuleUnload(module);
+}
+
+std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
+                                          int64_t blockRows, void *stream) const {
+  std::string error;
+  Driver *d = driver(error);
+  if (!d)
+    return error;
+  AttentionDims dims;
+  if (std::string err = checkAttentionArgs(args, info, dims); !err.empty())
+    return err;
+  if (!info.gate.empty())
+    return "gated kernels do not run on the GPU yet";
+  if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0)
+    return "";
+  if (!(error = d->bind()).empty())
+    return error;
+  // Device words for status (i32) and stats (3 x i64).
+  auto status = DeviceBuffer::allocate(4, error);
+  auto stats = status ? DeviceBuffer::allocate(24, error) : nullptr;
+  if (!stats)
+    return error;
+  d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(status->data()), 0, 4);
+  d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(stats->data()), 0, 24);
+
+  // The kernel takes memref descriptors expanded into scalars: allocated and
+  // aligned pointers, offset, sizes, strides (MLIR's default GPU calling
+  // convention), then the two index arguments of the work range.
+  std::vector<int64_t> words;
+  auto memref = [&](const void *data, const std::vector<int64_t> &shape,
+                    const std::vector<int64_t> &strides) {
+    auto p = reinterpret_cast<int64_t>(data);
+    words.push_back(p);
+    words.push_back(p);
+    words.push_back(0);
+    words.insert(words.end(), shape.begin(), shape.end());
+    words.insert(words.end(), strides.begin(), strides.end());
+  };
+  auto tensor = [&](const TensorRef &t) { memref(t.data, t.shape, t.effectiveStrides()); };
+  tensor(args.q);
+  tensor(args.k);
+  tensor(args.v);
+  for (const TensorRef &b : args.buffers)
+    tensor(b);
+  for (size_t n = 0; n < info.summarized.size(); ++n)
+    memref(nullptr, {0, 0, 2}, {0, 2, 1}); // unread by the SIMT kernel
+  tensor(args.out);
+  if (info.lse)
+    tensor(args.lse);
+  memref(status->data(), {1}, {1});
+  memref(stats->data(), {3}, {1});
+  words.push_back(0);
+  words.push_back(0);
+  std::vector<void *> params;
+  for (int64_t &w : words)
+    params.push_back(&w);
+  unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
+  if (!(error = d->check(d->cuLaunchKernel(function, gridX, unsigned(dims.headsQ),
+                                           unsigned(dims.batch), unsigned(blockRows), 1, 1, 0,
+                                           stream, params.data(), nullptr),
+                         "cuLaunchKernel"))
+           .empty())
+    return error;
+  if (!(error = d->check(d->cuStreamSynchronize(stream), "cuStreamSynchronize")).empty())
+    return error;
+  int32_t bad = 0;
+  if (!(error = status->download(&bad, 4)).empty())
+    return error;
+  if (bad > 0 && size_t(bad) <= info.buffers.size())
+    return "the variant read buffer '" + info.buffers[bad - 1].name +
+           "' out of range (an index computed by the spec fell outside the buffer's "
+           "shape); outputs are not valid";
+  return "";
+}
+
+} // namespace heed::cuda

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# GPU numerical tests (ctest label gpu): every example spec, odd sizes, GQA,
+# f32/bf16, lse, BSHD, on the SIMT CUDA kernel against the float64
+# reference. Exit 77 (reported SKIPPED by ctest, never passed) where there is
+# no GPU or driver.
+#   run-examples.sh BIN_DIR EXAMPLES_DIR
+set -uo pipefail
+bin="$1" ex="$2"
+fail=0
+run() {
+  "$bin/heed-run" "$@" --target=cuda --repeat=1
+  local rc=$?
+  if [ $rc -eq 77 ]; then exit 77; fi
+  if [ $rc -ne 0 ]; then echo "FAILED: heed-run $*"; fail=1; fi
+}
+# The argument sets of test/Integration/CPU/examples.test (plus GQA and lse).
+run "$ex/causal.attn" --batch=2 --heads=4 --kv-heads=2 --seq=77 --lse
+run "$ex/sliding_window.attn" --seq=333 --param window=50 --lse
+run "$ex/document.attn" --seq=301 --buffer doc_ids=docs:10:90
+run "$ex/prefix_lm.attn" --seq=150 --dtype=bf16
+run "$ex/neighborhood_2d.attn" --seq=384 --heads=2
+run "$ex/block_sparse.attn" --seq=256 --heads=3 --buffer layout=bits:0.3
+run "$ex/alibi.attn" --seq=99 --head-dim=128 --layout=bshd
+run "$ex/softcap.attn" --seq=65 --head-dim=256 --dtype=f16
+run "$ex/sinks.attn" --seq=200 --lse
+run "$ex/relative_bias.attn" --seq=90 --heads=2
+run "$ex/custom.attn" --seq=170
+run "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --buffer streaming=bits:0.5 --lse
+run "$ex/moa.attn" --seq=613 --heads=6 --lse --dtype=bf16
+# Larger and odd: many blocks of rows, MQA.
+run "$ex/causal.attn" --seq=1000 --heads=8 --kv-heads=1 --dtype=bf16 --layout=bshd --head-dim=128
+run "$ex/document.attn" --seq=777 --batch=2 --dtype=f16 --lse --buffer=doc_ids=docs:20:200
+exit $fail
