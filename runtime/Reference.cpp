@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <functional>
 #include <cmath>
 #include <limits>
@@ -72,7 +73,9 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   std::atomic<int64_t> nextRow{0};
   int64_t rows = B * Hq * Sq;
 
+  std::mutex maxMutex;
   auto worker = [&] {
+    double maxScore = 0;
     std::vector<double> s(Skv), qrow(D);
     int64_t row;
     while ((row = nextRow.fetch_add(1)) < rows) {
@@ -90,6 +93,8 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         double score = spec::evaluate(*variant.score, p, data, &oob);
         bool visible = spec::evaluate(*variant.mask, p, data, &oob) != 0;
         s[j] = visible ? score : -std::numeric_limits<double>::infinity();
+        if (visible)
+          maxScore = std::max(maxScore, std::fabs(score));
         m = std::max(m, s[j]);
       }
       // A gated row: scaled by its gate; not routed (0) means zero and -inf.
@@ -116,6 +121,8 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         o[d] = o[d] / l * gate;
       r.lse[row] = m + std::log(l);
     }
+    std::lock_guard<std::mutex> lock(maxMutex);
+    r.maxAbsScore = std::max(r.maxAbsScore, maxScore);
   };
   runOnThreads(threads, [&](unsigned) { worker(); });
   r.outOfRange = outOfRange;

@@ -169,14 +169,14 @@ int runOnCUDA(const heed::spec::Variant &variant, const heed::KernelConfig &conf
                                                        config.effectiveScale(), buffers);
   heed::ErrorStats e = heed::compareOutput(out, ref.out, config.layout);
   double tol = tolerance ? tolerance.getValue()
-                         : (config.dtype == heed::DType::F32 ? 1e-5 : 1e-2);
+                         : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
   bool passed = e.relative <= tol && e.nanCount == 0;
   llvm::outs() << fmt::format("variant   {}\ntarget    cuda {} ({})\nseed      {}\n",
                               variant.name, cudaTarget->chip,
                               binary->cubin ? "cubin" : "PTX, JIT by the driver", seed);
   llvm::outs() << fmt::format("compile   {:.3f} s\ntime      {:.3f} ms (one launch)\n",
                               compileS, runS * 1e3);
-  llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.0e})\n",
+  llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
                               e.maxAbs, e.relative, tol);
   llvm::outs() << "check     " << (passed ? "PASSED" : "FAILED") << "\n";
   return passed ? 0 : 1;
@@ -317,6 +317,8 @@ int main(int argc, char **argv) {
     heed::ReferenceResult ref = heed::referenceAttention(
         variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads);
     outErr = heed::compareOutput(out, ref.out, config.layout);
+    if (!tolerance && config.dtype == heed::DType::F32)
+      tol = ref.f32Tolerance();
     passed = outErr.relative <= tol;
     if (withLse) {
       for (int64_t i = 0; i < lse.size(); ++i) {
@@ -378,7 +380,7 @@ int main(int argc, char **argv) {
       llvm::outs() << fmt::format("minimum   {} blocks must be visited, {} are full\n",
                                   census.nonEmptyBlocks, census.fullBlocks);
     if (checked) {
-      llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.0e})\n",
+      llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
                                   outErr.maxAbs, outErr.relative, tol);
       if (withLse)
         llvm::outs() << fmt::format("lse error {:.3e}\n", lseErr.maxAbs);

@@ -170,7 +170,7 @@ void check(const Case &c) {
                                            config.effectiveScale(), buffers);
   ASSERT_EQ(ref.outOfRange, 0) << "the test inputs read a buffer out of range";
   ErrorStats e = compareOutput(out, ref.out, c.layout);
-  double tol = c.dtype == DType::F32 ? 1e-5 : 1e-2;
+  double tol = c.dtype == DType::F32 ? ref.f32Tolerance() : 1e-2;
   EXPECT_EQ(e.nanCount, 0);
   EXPECT_LE(e.relative, tol) << "max abs error " << e.maxAbs;
   double lseErr = 0;

@@ -6,6 +6,7 @@
 #include "heed/Frontend/Spec.h"
 #include "heed/Runtime/Tensor.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace heed {
@@ -14,6 +15,12 @@ struct ReferenceResult {
   std::vector<double> out; ///< [B, Hq, Sq, Dv], always BHSD
   std::vector<double> lse; ///< [B, Hq, Sq]; -inf for fully masked rows
   int outOfRange = 0;      ///< 1-based buffer number read out of range, or 0
+  double maxAbsScore = 0;  ///< largest |modified score| of a visible pair
+  /// The error a correct f32 kernel may show: float32 rounds a score of
+  /// magnitude |s| by up to |s| 2^-24, which moves its softmax weight by
+  /// that much relatively. Scores of a few units allow 1e-5; ALiBi's
+  /// thousands (a slope times a distance) allow proportionally more.
+  double f32Tolerance() const { return std::max(1e-5, 4 * maxAbsScore * 0x1p-24); }
 };
 
 /// q, k, v are in `layout`; buffers in the variant's order. Uses up to
