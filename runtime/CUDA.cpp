@@ -189,7 +189,8 @@ KernelModule::~KernelModule() {
 }
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                                          int64_t blockRows, void *stream) const {
+                                          int64_t blockRows, int64_t threads,
+                                          void *stream) const {
   std::string error;
   Driver *d = driver(error);
   if (!d)
@@ -244,7 +245,7 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
     params.push_back(&w);
   unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
   if (!(error = d->check(d->cuLaunchKernel(function, gridX, unsigned(dims.headsQ),
-                                           unsigned(dims.batch), unsigned(blockRows), 1, 1, 0,
+                                           unsigned(dims.batch), unsigned(threads), 1, 1, 0,
                                            stream, params.data(), nullptr),
                          "cuLaunchKernel"))
            .empty())

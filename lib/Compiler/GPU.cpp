@@ -104,6 +104,31 @@ llvm::Error lower(ModuleOp module, llvm::function_ref<void(OpPassManager &)> bui
   return llvm::Error::success();
 }
 
+bool tensorCoresApply(const spec::Variant &variant, const KernelConfig &config) {
+  return config.dtype == DType::F16 && config.headDim % 16 == 0 && config.headDim <= 128 &&
+         config.valueDim() % 16 == 0 && config.valueDim() <= 128 && !variant.gate;
+}
+
+llvm::Expected<bool> useTensorCores(const spec::Variant &variant, const KernelConfig &config,
+                                    GPUKernelKind kind) {
+  bool applies = tensorCoresApply(variant, config);
+  if (kind == GPUKernelKind::TensorCores && !applies)
+    return fail("the tensor-core kernel needs f16, head dims that are multiples of 16 up to "
+                "128, and no gate (so far)");
+  return kind == GPUKernelKind::SIMT ? false : applies;
+}
+
+void addGPULowering(OpPassManager &pm, bool tensorCores, int64_t blockRows) {
+  pm.addPass(createAttnSimplify());
+  if (tensorCores) {
+    pm.addPass(createAttnLowerToNVGPU());
+  } else {
+    AttnLowerToGPUOptions gpu;
+    gpu.blockRows = blockRows;
+    pm.addPass(createAttnLowerToGPU(gpu));
+  }
+}
+
 } // namespace
 
 llvm::Expected<CUDATarget> CUDATarget::parse(const std::string &name) {
@@ -135,14 +160,16 @@ std::string findPtxas() {
 }
 
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
-                                          const KernelConfig &config) {
+                                          const KernelConfig &config, GPUKernelKind kind) {
   if (llvm::Error err = config.validate())
     return std::move(err);
+  auto tensorCores = useTensorCores(variant, config, kind);
+  if (!tensorCores)
+    return tensorCores.takeError();
   std::unique_ptr<MLIRContext> ctx = makeGPUContext();
   OwningOpRef<ModuleOp> module = gpuKernelModule(*ctx, variant, config);
-  if (llvm::Error err = lower(*module, [](OpPassManager &pm) {
-        pm.addPass(createAttnSimplify());
-        pm.addPass(createAttnLowerToGPU());
+  if (llvm::Error err = lower(*module, [&](OpPassManager &pm) {
+        addGPULowering(pm, *tensorCores, 128);
       }))
     return std::move(err);
   std::string text;
@@ -153,17 +180,17 @@ llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
 
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
-                                            const CUDATarget &target) {
+                                            const CUDATarget &target, GPUKernelKind kind) {
   if (llvm::Error err = config.validate())
     return std::move(err);
+  auto tensorCores = useTensorCores(variant, config, kind);
+  if (!tensorCores)
+    return tensorCores.takeError();
   std::unique_ptr<MLIRContext> ctx = makeGPUContext();
   OwningOpRef<ModuleOp> module = gpuKernelModule(*ctx, variant, config);
-  int64_t blockRows = 128;
+  int64_t blockRows = *tensorCores ? 64 : 128, threads = 128;
   if (llvm::Error err = lower(*module, [&](OpPassManager &pm) {
-        pm.addPass(createAttnSimplify());
-        AttnLowerToGPUOptions gpu;
-        gpu.blockRows = blockRows;
-        pm.addPass(createAttnLowerToGPU(gpu));
+        addGPULowering(pm, *tensorCores, blockRows);
         gpu::GPUToNVVMPipelineOptions nvvm;
         nvvm.cubinChip = target.chip;
         nvvm.cubinFeatures = "+ptx80";
@@ -175,6 +202,8 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   GPUKernelBinary out;
   out.kernelName = detail::kKernelName;
   out.blockRows = blockRows;
+  out.threads = threads;
+  out.tensorCores = *tensorCores;
   module->walk([&](gpu::BinaryOp binary) {
     for (Attribute a : binary.getObjects())
       if (auto object = dyn_cast<gpu::ObjectAttr>(a))

@@ -63,6 +63,11 @@ cl::opt<std::string> targets("target",
                                       "with --emit=ptx|cubin: sm_80, sm_90, ... (default sm_90)"),
                              cl::init("cpu"), cl::cat(category));
 
+cl::opt<std::string> gpuKernel("gpu-kernel",
+                               cl::desc("with --emit=gpu|ptx|cubin: auto (tensor cores where "
+                                        "they apply) | tensor-cores | simt"),
+                               cl::init("auto"), cl::cat(category));
+
 #ifndef HEED_RUNTIME_ARCHIVE
 #define HEED_RUNTIME_ARCHIVE ""
 #endif
@@ -148,9 +153,16 @@ int main(int argc, char **argv) {
   }
 
   if (gpuStage) {
+    heed::GPUKernelKind kind = heed::GPUKernelKind::Auto;
+    if (gpuKernel == "tensor-cores")
+      kind = heed::GPUKernelKind::TensorCores;
+    else if (gpuKernel == "simt")
+      kind = heed::GPUKernelKind::SIMT;
+    else if (gpuKernel != "auto")
+      return error("unknown --gpu-kernel=" + gpuKernel + " (expected auto, tensor-cores or simt)");
     std::string text;
     if (emitStage == "gpu") {
-      auto module = heed::emitGPUModule(*variant, config);
+      auto module = heed::emitGPUModule(*variant, config, kind);
       if (!module)
         return error(llvm::toString(module.takeError()));
       text = *module;
@@ -158,7 +170,7 @@ int main(int argc, char **argv) {
       auto target = heed::CUDATarget::parse(targets == "cpu" ? "sm_90" : targets.getValue());
       if (!target)
         return error(llvm::toString(target.takeError()));
-      auto binary = heed::compileCUDA(*variant, config, *target);
+      auto binary = heed::compileCUDA(*variant, config, *target, kind);
       if (!binary)
         return error(llvm::toString(binary.takeError()));
       if (emitStage == "cubin") {

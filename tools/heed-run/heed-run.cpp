@@ -149,7 +149,7 @@ int runOnCUDA(const heed::spec::Variant &variant, const heed::KernelConfig &conf
     return error(why);
   heed::KernelInfo info = heed::describeKernel(variant, config);
   start = std::chrono::steady_clock::now();
-  if (std::string err = module->launchAttention(info, args, binary->blockRows, nullptr);
+  if (std::string err = module->launchAttention(info, args, binary->blockRows, binary->threads, nullptr);
       !err.empty())
     return error(err);
   double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -171,9 +171,10 @@ int runOnCUDA(const heed::spec::Variant &variant, const heed::KernelConfig &conf
   double tol = tolerance ? tolerance.getValue()
                          : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
   bool passed = e.relative <= tol && e.nanCount == 0;
-  llvm::outs() << fmt::format("variant   {}\ntarget    cuda {} ({})\nseed      {}\n",
+  llvm::outs() << fmt::format("variant   {}\ntarget    cuda {} ({}, {} kernel)\nseed      {}\n",
                               variant.name, cudaTarget->chip,
-                              binary->cubin ? "cubin" : "PTX, JIT by the driver", seed);
+                              binary->cubin ? "cubin" : "PTX, JIT by the driver",
+                              binary->tensorCores ? "tensor-core" : "SIMT", seed);
   llvm::outs() << fmt::format("compile   {:.3f} s\ntime      {:.3f} ms (one launch)\n",
                               compileS, runS * 1e3);
   llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",

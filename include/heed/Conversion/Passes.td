@@ -57,4 +57,22 @@ def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
   ];
 }
 
+def AttnLowerToNVGPU : Pass<"attn-lower-to-nvgpu", "mlir::ModuleOp"> {
+  let summary = "attn.attention as a FlashAttention-2 kernel on tensor cores (nvgpu mma.sync)";
+  let description = [{
+    Like --attn-lower-to-gpu, but each block of 128 threads (4 warps) owns 64
+    query rows: Q in registers as mma.sync A fragments (nvgpu.ldmatrix from
+    shared memory), K/V tiles of 64 keys staged in padded shared memory,
+    S = Q K^T and O += P V on nvgpu.mma.sync m16n8k16 (f16 in, f32
+    accumulate; V through ldmatrix.trans), the online softmax on the
+    accumulator fragments with quad shuffles, the variant's score and mask
+    per fragment element, P converted to f16 in registers and fed to the PV
+    product. Grid (ceil(Sq / 64), Hq, B). First version: f16, head dims
+    multiples of 16 up to 128, no cp.async pipelining, no block skipping.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
+    "mlir::nvgpu::NVGPUDialect", "mlir::vector::VectorDialect"];
+}
+
 #endif // HEED_CONVERSION_PASSES

@@ -44,12 +44,12 @@ public:
                                             std::string &error);
   ~KernelModule();
 
-  /// Launches heed's SIMT attention kernel (--attn-lower-to-gpu) on device
-  /// tensors: grid (ceil(Sq / blockRows), Hq, B), blockRows threads, on
+  /// Launches a heed attention kernel (--attn-lower-to-gpu or -nvgpu) on
+  /// device tensors: grid (ceil(Sq / blockRows), Hq, B), `threads` threads, on
   /// `stream` (null: the default stream), and waits for it. Checks the
   /// tensors against `info` like LoadedKernel::run; "" or an error.
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                              int64_t blockRows, void *stream) const;
+                              int64_t blockRows, int64_t threads, void *stream) const;
 
 private:
   KernelModule() = default;

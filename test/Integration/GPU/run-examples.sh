@@ -27,6 +27,15 @@ run "$ex/relative_bias.attn" --seq=90 --heads=2
 run "$ex/custom.attn" --seq=170
 run "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --buffer streaming=bits:0.5 --lse
 run "$ex/moa.attn" --seq=613 --heads=6 --lse --dtype=bf16
+# The tensor-core kernel (f16): masks, modifiers, buffers, routing, GQA,
+# odd sizes, head dims 64 and 128, BSHD, lse.
+for f in causal sliding_window sinks prefix_lm softcap alibi relative_bias custom; do
+  run "$ex/$f.attn" --seq=333 --heads=4 --kv-heads=2 --dtype=f16 --lse
+done
+run "$ex/document.attn" --seq=1001 --dtype=f16 --head-dim=128 --layout=bshd --buffer doc_ids=docs:10:300
+run "$ex/neighborhood_2d.attn" --seq=384 --heads=2 --dtype=f16
+run "$ex/block_sparse.attn" --seq=256 --heads=3 --dtype=f16 --buffer layout=bits:0.3
+run "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --dtype=f16 --buffer streaming=bits:0.5
 # Larger and odd: many blocks of rows, MQA.
 run "$ex/causal.attn" --seq=1000 --heads=8 --kv-heads=1 --dtype=bf16 --layout=bshd --head-dim=128
 run "$ex/document.attn" --seq=777 --batch=2 --dtype=f16 --lse --buffer=doc_ids=docs:20:200
