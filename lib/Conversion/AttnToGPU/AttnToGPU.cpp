@@ -395,6 +395,8 @@ LogicalResult MMALowering::emit() {
   for (int64_t d = 0; d < Dv / 8; ++d)
     init.push_back(zeroC);
   Value numTiles = arith::CeilDivUIOp::create(b, loc, seqKV, idx(kKeys));
+  Value lastQ = arith::SubIOp::create(b, loc, seqQ, idx(1));
+  Value lastKV = arith::SubIOp::create(b, loc, seqKV, idx(1));
   auto loop = scf::ForOp::create(b, loc, idx(0), numTiles, idx(1), init);
   {
     OpBuilder::InsertionGuard g(b);
@@ -438,11 +440,16 @@ LogicalResult MMALowering::emit() {
           x = arith::MulFOp::create(b, loc, x, f32(scale));
           Value kvPos = arith::AddIOp::create(
               b, loc, kv0, arith::AddIOp::create(b, loc, idx(n * 8 + j), colPair));
+          // Rows past Sq and keys past Skv are padding: the variant is
+          // evaluated at the last real row/key instead (and the result
+          // dropped), so their buffer reads are never reported out of range.
+          Value qEval = arith::MinUIOp::create(b, loc, rowQ[i], lastQ);
+          Value kvEval = arith::MinUIOp::create(b, loc, kvPos, lastKV);
           if (!identityScore)
-            x = inlineRegion(variant.getScore(), {x, batch, head, rowQ[i], kvPos});
+            x = inlineRegion(variant.getScore(), {x, batch, head, qEval, kvEval});
           Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, seqKV);
           ok = arith::AndIOp::create(b, loc, ok,
-                                     inlineRegion(variant.getMask(), {batch, head, rowQ[i], kvPos}));
+                                     inlineRegion(variant.getMask(), {batch, head, qEval, kvEval}));
           x = arith::SelectOp::create(b, loc, ok, x, negInf);
           sv[n].push_back(x);
           rowMax[i] = arith::MaximumFOp::create(b, loc, rowMax[i], x);
