@@ -121,6 +121,13 @@ llvm::Expected<bool> useTensorCores(const spec::Variant &variant, const KernelCo
 void addGPULowering(OpPassManager &pm, bool tensorCores, int64_t blockRows) {
   pm.addPass(createAttnSimplify());
   if (tensorCores) {
+    // The block classifier: the tensor-core kernel skips KV tiles it proves
+    // EMPTY (flat tiles: patch tiling is a CPU layout).
+    AttnAnalyzeMaskOptions analysis;
+    analysis.blockQ = 64;
+    analysis.blockKV = 64;
+    analysis.patchTiling = false;
+    pm.addPass(createAttnAnalyzeMask(analysis));
     pm.addPass(createAttnLowerToNVGPU());
   } else {
     AttnLowerToGPUOptions gpu;

@@ -25,6 +25,8 @@
 // region then classifies Cartesian boxes given by their corner tokens.
 #include "heed/Conversion/Passes.h"
 
+#include "../BlockSearch.h"
+
 #include "dialects/attn/AttnOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -473,20 +475,7 @@ void CPUAttentionLowering::countBlock(Value visited, Value partial) {
 
 Value CPUAttentionLowering::searchFirst(Value lo, Value hi,
                                         llvm::function_ref<Value(Value)> pred) {
-  Type idxType = b.getIndexType();
-  auto loop = scf::WhileOp::create(b, TypeRange{idxType, idxType}, ValueRange{lo, hi});
-  OpBuilder::InsertionGuard guard(b);
-  Block *before = b.createBlock(&loop.getBefore(), {}, {idxType, idxType}, {b.getLoc(), b.getLoc()});
-  Value more = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, before->getArgument(0),
-                                     before->getArgument(1));
-  scf::ConditionOp::create(b, more, before->getArguments());
-  Block *after = b.createBlock(&loop.getAfter(), {}, {idxType, idxType}, {b.getLoc(), b.getLoc()});
-  Value l = after->getArgument(0), h = after->getArgument(1);
-  Value mid = arith::DivUIOp::create(b, arith::AddIOp::create(b, l, h), idx(2));
-  Value p = pred(mid);
-  scf::YieldOp::create(b, ValueRange{arith::SelectOp::create(b, p, l, arith::AddIOp::create(b, mid, idx(1))),
-                                     arith::SelectOp::create(b, p, mid, h)});
-  return loop.getResult(0);
+  return heed::searchFirst(b, b.getLoc(), lo, hi, pred);
 }
 
 std::pair<Value, Value> CPUAttentionLowering::emitKVBlock(Value kb, Value mOld,

@@ -14,6 +14,8 @@
 // (ceil(Sq / block-rows), Hq, B) blocks of `block-rows` threads.
 #include "heed/Conversion/Passes.h"
 
+#include "../BlockSearch.h"
+
 #include "dialects/attn/AttnOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -290,6 +292,9 @@ private:
                  int64_t width);
   /// Max or sum over the 4 lanes of a quad.
   Value quadReduce(Value x, bool max);
+  /// The variant's `blocks` classifier on a box (i8: 0 EMPTY, 1 PARTIAL,
+  /// 2 FULL), where it needs no buffer summaries; null otherwise.
+  Value classify(Value batch, Value head, Value qLo, Value qHi, Value kvLo, Value kvHi);
   gpu::GPUFuncOp kernel;
   Value lane, warp;
 };
@@ -320,6 +325,27 @@ void MMALowering::stageTile(Value global, Value smem, Value batch, Value hd, Val
             .getResult());
   }
   vector::StoreOp::create(b, loc, ifOp.getResult(0), smem, ValueRange{r, c});
+}
+
+Value MMALowering::classify(Value batch, Value head, Value qLo, Value qHi, Value kvLo,
+                           Value kvHi) {
+  if (variant.getBlocks().empty() || !variant.getSummarizedBuffers().empty())
+    return {};
+  Block &block = variant.getBlocks().front();
+  IRMapping map;
+  Value args[] = {batch, head, qLo, qHi, kvLo, kvHi};
+  for (unsigned i = 0; i < VariantOp::kBlocksIndexArgs; ++i)
+    map.map(block.getArgument(i), args[i]);
+  for (auto [i, buf] : llvm::enumerate(op.getBuffers()))
+    map.map(block.getArgument(VariantOp::kBlocksIndexArgs + i), buf);
+  for (Operation &inner : block.without_terminator()) {
+    if (auto r = dyn_cast<heed::attn::RouteOp>(inner)) {
+      map.map(r.getResult(), route);
+      continue;
+    }
+    b.clone(inner, map);
+  }
+  return map.lookup(cast<heed::attn::YieldOp>(block.getTerminator()).getValue());
 }
 
 Value MMALowering::quadReduce(Value x, bool max) {
@@ -397,7 +423,29 @@ LogicalResult MMALowering::emit() {
   Value numTiles = arith::CeilDivUIOp::create(b, loc, seqKV, idx(kKeys));
   Value lastQ = arith::SubIOp::create(b, loc, seqQ, idx(1));
   Value lastKV = arith::SubIOp::create(b, loc, seqKV, idx(1));
-  auto loop = scf::ForOp::create(b, loc, idx(0), numTiles, idx(1), init);
+  // Visit only the KV tiles between the first and last the mask may reach
+  // for this block's rows (the analysis' classifier, by binary search).
+  Value first = idx(0), end = numTiles;
+  Value qHiBox = arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, q0, idx(kRows - 1)),
+                                        lastQ);
+  auto isEmpty = [&](Value lo, Value hi) -> Value {
+    Value cls = classify(batch, head, q0, qHiBox, lo, hi);
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
+                                 arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
+  };
+  if (!variant.getBlocks().empty() && variant.getSummarizedBuffers().empty()) {
+    Value one = arith::ConstantIntOp::create(b, loc, 1, 1);
+    first = heed::searchFirst(b, loc, idx(0), numTiles, [&](Value t) -> Value {
+      Value hi = arith::MinUIOp::create(
+          b, loc, arith::SubIOp::create(b, loc, arith::MulIOp::create(b, loc, arith::AddIOp::create(b, loc, t, idx(1)), idx(kKeys)), idx(1)),
+          lastKV);
+      return arith::XOrIOp::create(b, loc, isEmpty(idx(0), hi), one);
+    });
+    end = heed::searchFirst(b, loc, first, numTiles, [&](Value t) -> Value {
+      return isEmpty(arith::MulIOp::create(b, loc, t, idx(kKeys)), lastKV);
+    });
+  }
+  auto loop = scf::ForOp::create(b, loc, first, end, idx(1), init);
   {
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(loop.getBody());
