@@ -54,24 +54,32 @@ bool toDType(int32_t code, DType &out) {
   return true;
 }
 
-/// Converts a C tensor; "" or an error naming `what`.
-std::string convert(const heed_tensor *t, const char *what, TensorRef &out) {
-  std::string name = what;
-  if (!t)
-    return name + " is missing (NULL)";
-  if (t->device_type != HEED_DEVICE_CPU)
-    return name + " lives on device type " + std::to_string(t->device_type) +
-           "; this build launches CPU kernels only (device type 1)";
-  if (!toDType(t->dtype, out.dtype))
-    return name + " has an unknown dtype code " + std::to_string(t->dtype);
-  if (t->ndim < 0 || t->ndim > 16 || (t->ndim > 0 && !t->shape))
-    return name + " has a bad rank or no shape";
+/// Converts a C tensor; HEED_OK, or the status with `error` naming `what`.
+heed_status convert(const heed_tensor *t, const std::string &what, TensorRef &out,
+                    std::string &error) {
+  if (!t) {
+    error = what + " is missing (NULL)";
+    return HEED_ERROR_INVALID_ARGUMENT;
+  }
+  if (t->device_type != HEED_DEVICE_CPU) {
+    error = what + " lives on device type " + std::to_string(t->device_type) +
+            "; this build launches CPU kernels only (device type 1)";
+    return HEED_ERROR_UNSUPPORTED;
+  }
+  if (!toDType(t->dtype, out.dtype)) {
+    error = what + " has an unknown dtype code " + std::to_string(t->dtype);
+    return HEED_ERROR_INVALID_ARGUMENT;
+  }
+  if (t->ndim < 0 || t->ndim > 16 || (t->ndim > 0 && !t->shape)) {
+    error = what + " has a bad rank or no shape";
+    return HEED_ERROR_INVALID_ARGUMENT;
+  }
   out.data = t->data;
   out.shape.assign(t->shape, t->shape + t->ndim);
   out.strides.clear();
   if (t->strides)
     out.strides.assign(t->strides, t->strides + t->ndim);
-  return "";
+  return HEED_OK;
 }
 
 } // namespace
@@ -186,14 +194,15 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
   try {
     AttentionArgs args;
     std::string err;
-    if (!(err = convert(a->q, "q", args.q)).empty() ||
-        !(err = convert(a->k, "k", args.k)).empty() ||
-        !(err = convert(a->v, "v", args.v)).empty() ||
-        !(err = convert(a->out, "out", args.out)).empty() ||
-        (a->lse && !(err = convert(a->lse, "lse", args.lse)).empty()))
-      return fail(err.find("device type") != std::string::npos ? HEED_ERROR_UNSUPPORTED
-                                                                : HEED_ERROR_INVALID_ARGUMENT,
-                  err);
+    const std::pair<const heed_tensor *, TensorRef *> tensors[] = {
+        {a->q, &args.q}, {a->k, &args.k}, {a->v, &args.v}, {a->out, &args.out}};
+    const char *names[] = {"q", "k", "v", "out"};
+    for (int i = 0; i < 4; ++i)
+      if (heed_status s = convert(tensors[i].first, names[i], *tensors[i].second, err))
+        return fail(s, err);
+    if (a->lse)
+      if (heed_status s = convert(a->lse, "lse", args.lse, err))
+        return fail(s, err);
     if (a->num_buffers < 0 || (a->num_buffers > 0 && !a->buffers))
       return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: bad buffers / num_buffers");
     for (int32_t i = 0; i < a->num_buffers; ++i) {
@@ -201,20 +210,16 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
       std::string name = "buffer " + std::to_string(i);
       if (i < heed_kernel_num_buffers(kernel))
         name = "buffer '" + kernel->kernel->info().buffers[i].name + "'";
-      if (!(err = convert(&a->buffers[i], name.c_str(), t)).empty())
-        return fail(err.find("device type") != std::string::npos ? HEED_ERROR_UNSUPPORTED
-                                                                  : HEED_ERROR_INVALID_ARGUMENT,
-                    err);
+      if (heed_status s = convert(&a->buffers[i], name, t, err))
+        return fail(s, err);
       args.buffers.push_back(t);
     }
     if (a->num_threads < 0)
       return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: num_threads must be >= 0");
     RunStats stats;
     err = kernel->kernel->run(args, unsigned(a->num_threads), &stats);
-    if (!err.empty())
-      return fail(err.find("out of range") != std::string::npos ? HEED_ERROR_RUN
-                                                                : HEED_ERROR_INVALID_ARGUMENT,
-                  err);
+    if (!err.empty()) // a failed check, or the kernel's own out-of-range report
+      return fail(stats.outOfRangeBuffer ? HEED_ERROR_RUN : HEED_ERROR_INVALID_ARGUMENT, err);
     if (a->stats)
       *a->stats = {stats.visitedBlocks, stats.fullBlocks, stats.partialBlocks, stats.totalBlocks};
     return capi::ok();

@@ -525,10 +525,13 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     runStats->totalBlocks = items * impl->numKVTiles(dims.seqKV);
   }
   for (int32_t s : statuses)
-    if (s > 0 && static_cast<size_t>(s) <= c.buffers.size())
+    if (s > 0 && static_cast<size_t>(s) <= c.buffers.size()) {
+      if (runStats)
+        runStats->outOfRangeBuffer = s;
       return "the variant read buffer '" + c.buffers[s - 1].name +
              "' out of range (an index computed by the spec fell outside the buffer's "
              "shape); outputs are not valid";
+    }
   return "";
 }
 

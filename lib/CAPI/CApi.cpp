@@ -16,10 +16,19 @@ using heed::capi::fail;
 
 namespace {
 
-/// Options with every default filled in; an error names the bad field.
-std::string readOptions(const heed_compile_options *o, KernelConfig &config,
-                        std::string &variantName, std::vector<std::string> &params,
-                        std::string &target, bool &useCache) {
+/// What heed_compile and heed_export were asked for: options with every
+/// default filled in, and the variant parsed from the spec.
+struct Request {
+  KernelConfig config;
+  std::string variantName, target;
+  std::vector<std::string> params;
+  bool useCache = true;
+  spec::Variant variant;
+};
+
+/// Reads the options into `r`; "" or an error naming the bad field.
+std::string readOptions(const heed_compile_options *o, Request &r) {
+  KernelConfig &config = r.config;
   heed_compile_options defaults;
   heed_compile_options_init(&defaults);
   if (!o)
@@ -43,36 +52,38 @@ std::string readOptions(const heed_compile_options *o, KernelConfig &config,
   config.lse = o->lse != 0;
   config.scale = o->scale;
   config.analyzeMask = o->analyze_mask != 0;
-  variantName = o->variant ? o->variant : "";
-  params.clear();
+  r.variantName = o->variant ? o->variant : "";
+  r.params.clear();
   if (o->params) {
     llvm::SmallVector<llvm::StringRef> parts;
     llvm::StringRef(o->params).split(parts, ',', -1, /*KeepEmpty=*/false);
     for (llvm::StringRef p : parts)
-      params.push_back(p.trim().str());
+      r.params.push_back(p.trim().str());
   }
-  target = o->target ? o->target : "";
-  useCache = o->use_cache != 0;
+  r.target = o->target ? o->target : "";
+  r.useCache = o->use_cache != 0;
   if (llvm::Error err = config.validate())
     return "options: " + llvm::toString(std::move(err));
   return "";
 }
 
-/// Parses the spec and picks the variant; HEED_OK or the failure recorded.
-heed_status parseVariant(const char *text, const char *sourceName,
-                         const std::vector<std::string> &params, const std::string &name,
-                         spec::Variant &out) {
-  auto overrides = spec::parseParamAssignments(params);
+/// Reads the options and parses the spec into `r`; HEED_OK or the failure
+/// recorded (`caller` prefixes option errors).
+heed_status readRequest(const char *caller, const char *text, const char *sourceName,
+                        const heed_compile_options *options, Request &r) {
+  if (std::string err = readOptions(options, r); !err.empty())
+    return fail(HEED_ERROR_INVALID_ARGUMENT, std::string(caller) + ": " + err);
+  auto overrides = spec::parseParamAssignments(r.params);
   if (!overrides)
     return fail(HEED_ERROR_INVALID_ARGUMENT,
                 "options.params: " + llvm::toString(overrides.takeError()));
   auto variants = spec::parseSpec(text, sourceName ? sourceName : "<spec>", *overrides);
   if (!variants)
     return fail(HEED_ERROR_SPEC, llvm::toString(variants.takeError()));
-  auto variant = spec::selectVariant(std::move(*variants), name);
+  auto variant = spec::selectVariant(std::move(*variants), r.variantName);
   if (!variant)
     return fail(HEED_ERROR_SPEC, llvm::toString(variant.takeError()));
-  out = std::move(*variant);
+  r.variant = std::move(*variant);
   return HEED_OK;
 }
 
@@ -98,28 +109,21 @@ heed_status heed_compile(const char *specText, const char *sourceName,
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_compile: NULL spec text or kernel pointer");
   *kernel = nullptr;
   try {
-    KernelConfig config;
-    std::string name, target;
-    std::vector<std::string> params;
-    bool useCache;
-    if (std::string err = readOptions(options, config, name, params, target, useCache);
-        !err.empty())
-      return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_compile: " + err);
-    spec::Variant variant;
-    if (heed_status s = parseVariant(specText, sourceName, params, name, variant))
+    Request r;
+    if (heed_status s = readRequest("heed_compile", specText, sourceName, options, r))
       return s;
-    if (!target.empty() && target != "cpu" && target != "cpu:native" && target != "host")
+    if (!r.target.empty() && r.target != "cpu" && r.target != "cpu:native" && r.target != "host")
       return fail(HEED_ERROR_UNSUPPORTED,
                   "heed_compile builds kernels for this machine (target NULL or \"cpu\"), got '" +
-                      target + "'; use heed_export for other targets");
+                      r.target + "'; use heed_export for other targets");
     std::shared_ptr<LoadedKernel> loaded;
-    if (useCache) {
-      auto got = KernelCache::global().get(variant, config);
+    if (r.useCache) {
+      auto got = KernelCache::global().get(r.variant, r.config);
       if (!got)
         return fail(HEED_ERROR_COMPILE, llvm::toString(got.takeError()));
       loaded = std::move(*got);
     } else {
-      auto entry = compileEntry(variant, config, CPUTarget::host());
+      auto entry = compileEntry(r.variant, r.config, CPUTarget::host());
       if (!entry)
         return fail(HEED_ERROR_COMPILE, llvm::toString(entry.takeError()));
       std::string error;
@@ -150,23 +154,16 @@ heed_status heed_export(const char *specText, const char *sourceName,
   if (!specText || !artifactPath)
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_export: NULL spec text or artifact path");
   try {
-    KernelConfig config;
-    std::string name, target;
-    std::vector<std::string> params;
-    bool useCache;
-    if (std::string err = readOptions(options, config, name, params, target, useCache);
-        !err.empty())
-      return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_export: " + err);
-    spec::Variant variant;
-    if (heed_status s = parseVariant(specText, sourceName, params, name, variant))
+    Request r;
+    if (heed_status s = readRequest("heed_export", specText, sourceName, options, r))
       return s;
-    std::string targets = target.empty() ? "cpu" : target;
+    std::string targets = r.target.empty() ? "cpu" : r.target;
     // An unknown target is unsupported; anything else that fails is the compile.
     for (llvm::StringRef t : llvm::split(targets, ','))
       if (t.trim() != "cpu")
         if (auto parsed = CPUTarget::parse(t.trim().str()); !parsed)
           return fail(HEED_ERROR_UNSUPPORTED, llvm::toString(parsed.takeError()));
-    auto artifact = compileArtifact(variant, config, targets);
+    auto artifact = compileArtifact(r.variant, r.config, targets);
     if (!artifact)
       return fail(HEED_ERROR_COMPILE, llvm::toString(artifact.takeError()));
     std::string bytes = artifact->serialize();

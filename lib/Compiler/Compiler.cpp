@@ -423,7 +423,7 @@ llvm::Expected<CPUTarget> CPUTarget::parse(const std::string &name) {
   t.cpu = rest.str();
   detail::initializeNativeTarget();
   std::string error;
-  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(t.triple, error);
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(llvm::Triple(t.triple), error);
   if (!target)
     return llvm::createStringError(llvm::inconvertibleErrorCode(), error);
   std::unique_ptr<llvm::MCSubtargetInfo> info(

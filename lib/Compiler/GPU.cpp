@@ -118,6 +118,41 @@ llvm::Expected<bool> useTensorCores(const spec::Variant &variant, const KernelCo
   return kind == GPUKernelKind::SIMT ? false : applies;
 }
 
+/// A variant's kernel module lowered to the gpu dialect (and then by
+/// `then`, if given), with the kernel's launch shape.
+struct LoweredGPUModule {
+  std::unique_ptr<MLIRContext> context;
+  OwningOpRef<ModuleOp> module;
+  bool tensorCores = false;
+  int64_t blockRows = 0, threads = 0; ///< query rows and threads per block
+};
+
+void addGPULowering(OpPassManager &pm, bool tensorCores, int64_t blockRows);
+
+llvm::Expected<LoweredGPUModule>
+lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelKind kind,
+            llvm::function_ref<void(OpPassManager &)> then = {}) {
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  auto tensorCores = useTensorCores(variant, config, kind);
+  if (!tensorCores)
+    return tensorCores.takeError();
+  LoweredGPUModule out;
+  out.tensorCores = *tensorCores;
+  // The tensor-core kernel: 4 warps own 64 rows; the SIMT one: a row a thread.
+  out.blockRows = out.tensorCores ? 64 : 128;
+  out.threads = 128;
+  out.context = makeGPUContext();
+  out.module = gpuKernelModule(*out.context, variant, config);
+  if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
+        addGPULowering(pm, out.tensorCores, out.blockRows);
+        if (then)
+          then(pm);
+      }))
+    return std::move(err);
+  return out;
+}
+
 void addGPULowering(OpPassManager &pm, bool tensorCores, int64_t blockRows) {
   pm.addPass(createAttnSimplify());
   if (tensorCores) {
@@ -168,49 +203,34 @@ std::string findPtxas() {
 
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
                                           const KernelConfig &config, GPUKernelKind kind) {
-  if (llvm::Error err = config.validate())
-    return std::move(err);
-  auto tensorCores = useTensorCores(variant, config, kind);
-  if (!tensorCores)
-    return tensorCores.takeError();
-  std::unique_ptr<MLIRContext> ctx = makeGPUContext();
-  OwningOpRef<ModuleOp> module = gpuKernelModule(*ctx, variant, config);
-  if (llvm::Error err = lower(*module, [&](OpPassManager &pm) {
-        addGPULowering(pm, *tensorCores, 128);
-      }))
-    return std::move(err);
+  auto lowered = lowerForGPU(variant, config, kind);
+  if (!lowered)
+    return lowered.takeError();
   std::string text;
   llvm::raw_string_ostream os(text);
-  module->print(os);
+  lowered->module->print(os);
   return text;
 }
 
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &target, GPUKernelKind kind) {
-  if (llvm::Error err = config.validate())
-    return std::move(err);
-  auto tensorCores = useTensorCores(variant, config, kind);
-  if (!tensorCores)
-    return tensorCores.takeError();
-  std::unique_ptr<MLIRContext> ctx = makeGPUContext();
-  OwningOpRef<ModuleOp> module = gpuKernelModule(*ctx, variant, config);
-  int64_t blockRows = *tensorCores ? 64 : 128, threads = 128;
-  if (llvm::Error err = lower(*module, [&](OpPassManager &pm) {
-        addGPULowering(pm, *tensorCores, blockRows);
-        gpu::GPUToNVVMPipelineOptions nvvm;
-        nvvm.cubinChip = target.chip;
-        nvvm.cubinFeatures = "+ptx80";
-        nvvm.cubinFormat = "isa"; // PTX text; ptxas makes the cubin
-        gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
-      }))
-    return std::move(err);
+  auto lowered = lowerForGPU(variant, config, kind, [&](OpPassManager &pm) {
+    gpu::GPUToNVVMPipelineOptions nvvm;
+    nvvm.cubinChip = target.chip;
+    nvvm.cubinFeatures = "+ptx80";
+    nvvm.cubinFormat = "isa"; // PTX text; ptxas makes the cubin
+    gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+  });
+  if (!lowered)
+    return lowered.takeError();
+  OwningOpRef<ModuleOp> &module = lowered->module;
 
   GPUKernelBinary out;
   out.kernelName = detail::kKernelName;
-  out.blockRows = blockRows;
-  out.threads = threads;
-  out.tensorCores = *tensorCores;
+  out.blockRows = lowered->blockRows;
+  out.threads = lowered->threads;
+  out.tensorCores = lowered->tensorCores;
   module->walk([&](gpu::BinaryOp binary) {
     for (Attribute a : binary.getObjects())
       if (auto object = dyn_cast<gpu::ObjectAttr>(a))

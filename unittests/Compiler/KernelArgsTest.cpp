@@ -3,19 +3,15 @@
 #include "heed/Compiler/Compiler.h"
 #include "heed/Frontend/Parser.h"
 
+#include "TestSpecs.h"
+
 #include <gtest/gtest.h>
 
 using namespace heed;
 
 namespace {
 
-spec::Variant parse(const std::string &text) {
-  auto parsed = spec::parseSpec(text, "test.attn");
-  EXPECT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
-  auto v = spec::selectVariant(std::move(*parsed), "");
-  EXPECT_TRUE(static_cast<bool>(v)) << llvm::toString(v.takeError());
-  return *v;
-}
+using test::parse;
 
 std::string errorOf(llvm::Error err) {
   return err ? llvm::toString(std::move(err)) : std::string("<no error>");

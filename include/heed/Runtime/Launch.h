@@ -29,6 +29,7 @@ struct AttentionArgs {
 struct RunStats {
   int64_t visitedBlocks = 0, fullBlocks = 0, partialBlocks = 0;
   int64_t totalBlocks = 0; ///< q-tiles x kv-blocks x batch x heads
+  int outOfRangeBuffer = 0; ///< 1-based buffer the variant read out of range, or 0
 };
 
 /// A kernel binary mapped into this process. Thread-safe: run() may be

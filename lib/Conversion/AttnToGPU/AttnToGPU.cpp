@@ -43,14 +43,16 @@ using heed::attn::VariantOp;
 
 namespace {
 
-class SIMTLowering {
+/// What both GPU kernels share: the op and its variant, layout-aware
+/// indexing, and the variant's regions inlined as scalar code.
+class GPUKernelLowering {
 public:
-  SIMTLowering(OpBuilder &b, AttentionOp op, VariantOp variant)
+  GPUKernelLowering(OpBuilder &b, AttentionOp op, VariantOp variant)
       : b(b), loc(op.getLoc()), op(op), variant(variant) {}
-  virtual ~SIMTLowering() = default;
+  virtual ~GPUKernelLowering() = default;
 
   /// Emits the kernel body at the builder's insertion point.
-  virtual LogicalResult emit();
+  virtual LogicalResult emit() = 0;
 
 protected:
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
@@ -90,7 +92,7 @@ protected:
   Value route; ///< the head's route value (routed variants)
 };
 
-Value SIMTLowering::inlineRegion(Region &region, ArrayRef<Value> leading) {
+Value GPUKernelLowering::inlineRegion(Region &region, ArrayRef<Value> leading) {
   Block &block = region.front();
   IRMapping map;
   for (auto [arg, value] : llvm::zip(block.getArguments().take_front(leading.size()), leading))
@@ -147,6 +149,13 @@ Value SIMTLowering::inlineRegion(Region &region, ArrayRef<Value> leading) {
   return {};
 }
 
+/// The SIMT baseline (--attn-lower-to-gpu): one thread per query row.
+class SIMTLowering : public GPUKernelLowering {
+public:
+  using GPUKernelLowering::GPUKernelLowering;
+  LogicalResult emit() override;
+};
+
 LogicalResult SIMTLowering::emit() {
   if (variant.isGated())
     return op.emitOpError() << "gated variants are not lowered to the GPU yet";
@@ -168,11 +177,8 @@ LogicalResult SIMTLowering::emit() {
   b.setInsertionPointToStart(&guard.getThenRegion().front());
   Value headKV = arith::DivUIOp::create(b, loc, head, group);
 
-  if (variant.isRouted()) {
-    Block &rb = variant.getRoute().front();
-    (void)rb;
+  if (variant.isRouted())
     route = inlineRegion(variant.getRoute(), {batch, head});
-  }
 
   // The query row (f32) and a zero accumulator, in private memory.
   auto privateType = [&](int64_t n) { return MemRefType::get({n}, b.getF32Type()); };
@@ -277,11 +283,11 @@ LogicalResult SIMTLowering::emit() {
 /// First version: f16 only (nvgpu.mma.sync has no bf16 in LLVM 22), head
 /// dims multiples of 16 up to 128, no cp.async pipelining, every KV tile
 /// visited (no block skipping yet).
-class MMALowering : public SIMTLowering {
+class MMALowering : public GPUKernelLowering {
 public:
   static constexpr int64_t kRows = 64, kKeys = 64, kPad = 8, kThreads = 128;
   MMALowering(OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel)
-      : SIMTLowering(b, op, variant), kernel(kernel) {}
+      : GPUKernelLowering(b, op, variant), kernel(kernel) {}
   LogicalResult emit() override;
 
 private:
@@ -581,7 +587,7 @@ LogicalResult MMALowering::emit() {
 /// of `gpu.module @heed_gpu`, its body emitted by `make(...)->emit()`.
 LogicalResult lowerKernels(
     ModuleOp module, int64_t blockRows, int64_t threads, TypeRange workgroup,
-    llvm::function_ref<std::unique_ptr<SIMTLowering>(OpBuilder &, AttentionOp, VariantOp,
+    llvm::function_ref<std::unique_ptr<GPUKernelLowering>(OpBuilder &, AttentionOp, VariantOp,
                                                      gpu::GPUFuncOp)>
         make) {
   SymbolTableCollection symbols;
@@ -617,7 +623,7 @@ LogicalResult lowerKernels(
       map.map(from, to);
     b.setInsertionPointToStart(&body);
     auto cloned = cast<AttentionOp>(b.clone(*op, map));
-    std::unique_ptr<SIMTLowering> lowering = make(b, cloned, variant, kernel);
+    std::unique_ptr<GPUKernelLowering> lowering = make(b, cloned, variant, kernel);
     if (failed(lowering->emit()))
       return failure();
     cloned.erase();
@@ -636,7 +642,7 @@ struct AttnLowerToGPUPass : heed::impl::AttnLowerToGPUBase<AttnLowerToGPUPass> {
   using Base::Base;
   void runOnOperation() override {
     auto make = [](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp) {
-      return std::make_unique<SIMTLowering>(b, op, variant);
+      return std::unique_ptr<GPUKernelLowering>(std::make_unique<SIMTLowering>(b, op, variant));
     };
     if (failed(lowerKernels(getOperation(), blockRows, blockRows, {}, make)))
       signalPassFailure();
@@ -658,7 +664,8 @@ struct AttnLowerToNVGPUPass : heed::impl::AttnLowerToNVGPUBase<AttnLowerToNVGPUP
                                 Float16Type::get(module.getContext()), MemRefLayoutAttrInterface{},
                                 space);
     auto make = [](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
-      return std::make_unique<MMALowering>(b, op, variant, kernel);
+      return std::unique_ptr<GPUKernelLowering>(
+          std::make_unique<MMALowering>(b, op, variant, kernel));
     };
     if (failed(lowerKernels(module, MMALowering::kRows, MMALowering::kThreads,
                             TypeRange{tile, tile}, make)))
