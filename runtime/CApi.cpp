@@ -10,7 +10,10 @@
 #endif
 
 struct heed_kernel {
-  std::shared_ptr<heed::LoadedKernel> kernel;
+  std::shared_ptr<heed::LoadedKernel> kernel; ///< CPU code; null for a CUDA-only kernel
+  std::shared_ptr<const heed::capi::DeviceLauncher> device; ///< null: no CUDA
+  heed::KernelInfo info;
+  std::string target;
   std::vector<std::string> bufferShapes;
 };
 
@@ -29,15 +32,31 @@ heed_status ok() {
   return HEED_OK;
 }
 
-heed_kernel *wrap(std::shared_ptr<LoadedKernel> kernel) {
-  auto *k = new heed_kernel{std::move(kernel), {}};
-  for (const BufferInfo &b : k->kernel->info().buffers) {
+namespace {
+heed_kernel *makeKernel(std::shared_ptr<LoadedKernel> kernel,
+                        std::shared_ptr<const DeviceLauncher> device, const KernelInfo &info,
+                        const std::string &target) {
+  auto *k = new heed_kernel{std::move(kernel), std::move(device), info, target, {}};
+  for (const BufferInfo &b : k->info.buffers) {
     std::string s;
     for (size_t i = 0; i < b.shape.size(); ++i)
       s += (i ? "," : "") + b.shape[i];
     k->bufferShapes.push_back(s);
   }
   return k;
+}
+} // namespace
+
+heed_kernel *wrap(std::shared_ptr<LoadedKernel> kernel,
+                  std::shared_ptr<const DeviceLauncher> device) {
+  const KernelInfo &info = kernel->info();
+  const std::string &target = kernel->target();
+  return makeKernel(std::move(kernel), std::move(device), info, target);
+}
+
+heed_kernel *wrapDeviceOnly(const KernelInfo &info, const std::string &target,
+                            std::shared_ptr<const DeviceLauncher> device) {
+  return makeKernel(nullptr, std::move(device), info, target);
 }
 
 } // namespace heed::capi
@@ -54,18 +73,38 @@ bool toDType(int32_t code, DType &out) {
   return true;
 }
 
-/// Converts a C tensor; HEED_OK, or the status with `error` naming `what`.
+/// Where a tensor of the call lives.
+struct Placement {
+  std::string what;
+  int32_t deviceType = HEED_DEVICE_CPU, deviceId = 0;
+
+  bool sameDevice(const Placement &o) const {
+    return deviceType == o.deviceType && (deviceType == HEED_DEVICE_CPU || deviceId == o.deviceId);
+  }
+  std::string device() const {
+    return deviceType == HEED_DEVICE_CPU ? "the CPU"
+                                         : "CUDA device " + std::to_string(deviceId);
+  }
+};
+
+/// Converts a C tensor and records where it lives; HEED_OK, or the status
+/// with `error` naming `what`.
 heed_status convert(const heed_tensor *t, const std::string &what, TensorRef &out,
-                    std::string &error) {
+                    std::vector<Placement> &placements, std::string &error) {
   if (!t) {
     error = what + " is missing (NULL)";
     return HEED_ERROR_INVALID_ARGUMENT;
   }
-  if (t->device_type != HEED_DEVICE_CPU) {
+  if (t->device_type != HEED_DEVICE_CPU && t->device_type != HEED_DEVICE_CUDA) {
     error = what + " lives on device type " + std::to_string(t->device_type) +
-            "; this build launches CPU kernels only (device type 1)";
+            "; heed runs on CPU tensors (device type 1) and CUDA tensors (device type 2)";
     return HEED_ERROR_UNSUPPORTED;
   }
+  if (t->device_type == HEED_DEVICE_CUDA && t->device_id < 0) {
+    error = what + " has a negative CUDA device id " + std::to_string(t->device_id);
+    return HEED_ERROR_INVALID_ARGUMENT;
+  }
+  placements.push_back({what, t->device_type, t->device_id});
   if (!toDType(t->dtype, out.dtype)) {
     error = what + " has an unknown dtype code " + std::to_string(t->dtype);
     return HEED_ERROR_INVALID_ARGUMENT;
@@ -80,6 +119,17 @@ heed_status convert(const heed_tensor *t, const std::string &what, TensorRef &ou
   if (t->strides)
     out.strides.assign(t->strides, t->strides + t->ndim);
   return HEED_OK;
+}
+
+/// "" when every tensor of the call lives on one device, else the message.
+std::string checkOneDevice(const std::vector<Placement> &placements) {
+  for (const Placement &p : placements)
+    if (!p.sameDevice(placements.front()))
+      return "heed_attention: " + placements.front().what + " is on " +
+             placements.front().device() + " but " + p.what + " is on " + p.device() +
+             "; every tensor of one call (q, k, v, out, lse, buffers) must be on the same "
+             "device";
+  return "";
 }
 
 } // namespace
@@ -141,36 +191,36 @@ heed_status heed_kernel_load_file(const char *path, heed_kernel **kernel) {
 void heed_kernel_release(heed_kernel *kernel) { delete kernel; }
 
 const char *heed_kernel_name(const heed_kernel *k) {
-  return k ? k->kernel->info().name.c_str() : nullptr;
+  return k ? k->info.name.c_str() : nullptr;
 }
 const char *heed_kernel_target(const heed_kernel *k) {
-  return k ? k->kernel->target().c_str() : nullptr;
+  return k ? k->target.c_str() : nullptr;
 }
 int32_t heed_kernel_dtype(const heed_kernel *k) {
-  return k ? int32_t(k->kernel->info().dtype) : -1;
+  return k ? int32_t(k->info.dtype) : -1;
 }
-int64_t heed_kernel_head_dim(const heed_kernel *k) { return k ? k->kernel->info().headDim : -1; }
+int64_t heed_kernel_head_dim(const heed_kernel *k) { return k ? k->info.headDim : -1; }
 int64_t heed_kernel_head_dim_v(const heed_kernel *k) {
-  return k ? k->kernel->info().headDimV : -1;
+  return k ? k->info.headDimV : -1;
 }
 int32_t heed_kernel_layout(const heed_kernel *k) {
-  return k ? (k->kernel->info().layout == Layout::BSHD ? HEED_LAYOUT_BSHD : HEED_LAYOUT_BHSD)
+  return k ? (k->info.layout == Layout::BSHD ? HEED_LAYOUT_BSHD : HEED_LAYOUT_BHSD)
            : -1;
 }
-int32_t heed_kernel_has_lse(const heed_kernel *k) { return k ? k->kernel->info().lse : -1; }
-double heed_kernel_scale(const heed_kernel *k) { return k ? k->kernel->info().scale : 0; }
+int32_t heed_kernel_has_lse(const heed_kernel *k) { return k ? k->info.lse : -1; }
+double heed_kernel_scale(const heed_kernel *k) { return k ? k->info.scale : 0; }
 int32_t heed_kernel_num_buffers(const heed_kernel *k) {
-  return k ? int32_t(k->kernel->info().buffers.size()) : -1;
+  return k ? int32_t(k->info.buffers.size()) : -1;
 }
 const char *heed_kernel_buffer_name(const heed_kernel *k, int32_t i) {
-  if (!k || i < 0 || size_t(i) >= k->kernel->info().buffers.size())
+  if (!k || i < 0 || size_t(i) >= k->info.buffers.size())
     return nullptr;
-  return k->kernel->info().buffers[i].name.c_str();
+  return k->info.buffers[i].name.c_str();
 }
 int32_t heed_kernel_buffer_dtype(const heed_kernel *k, int32_t i) {
-  if (!k || i < 0 || size_t(i) >= k->kernel->info().buffers.size())
+  if (!k || i < 0 || size_t(i) >= k->info.buffers.size())
     return -1;
-  return int32_t(k->kernel->info().buffers[i].dtype);
+  return int32_t(k->info.buffers[i].dtype);
 }
 const char *heed_kernel_buffer_shape(const heed_kernel *k, int32_t i) {
   if (!k || i < 0 || size_t(i) >= k->bufferShapes.size())
@@ -197,11 +247,12 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
     const std::pair<const heed_tensor *, TensorRef *> tensors[] = {
         {a->q, &args.q}, {a->k, &args.k}, {a->v, &args.v}, {a->out, &args.out}};
     const char *names[] = {"q", "k", "v", "out"};
+    std::vector<Placement> placed;
     for (int i = 0; i < 4; ++i)
-      if (heed_status s = convert(tensors[i].first, names[i], *tensors[i].second, err))
+      if (heed_status s = convert(tensors[i].first, names[i], *tensors[i].second, placed, err))
         return fail(s, err);
     if (a->lse)
-      if (heed_status s = convert(a->lse, "lse", args.lse, err))
+      if (heed_status s = convert(a->lse, "lse", args.lse, placed, err))
         return fail(s, err);
     if (a->num_buffers < 0 || (a->num_buffers > 0 && !a->buffers))
       return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: bad buffers / num_buffers");
@@ -209,11 +260,34 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
       TensorRef t;
       std::string name = "buffer " + std::to_string(i);
       if (i < heed_kernel_num_buffers(kernel))
-        name = "buffer '" + kernel->kernel->info().buffers[i].name + "'";
-      if (heed_status s = convert(&a->buffers[i], name, t, err))
+        name = "buffer '" + kernel->info.buffers[i].name + "'";
+      if (heed_status s = convert(&a->buffers[i], name, t, placed, err))
         return fail(s, err);
       args.buffers.push_back(t);
     }
+    if (std::string e = checkOneDevice(placed); !e.empty())
+      return fail(HEED_ERROR_INVALID_ARGUMENT, e);
+    if (placed.front().deviceType == HEED_DEVICE_CUDA) {
+      if (!kernel->device)
+        return fail(HEED_ERROR_UNSUPPORTED,
+                    "heed_attention: kernel '" + kernel->info.name +
+                        "' holds CPU code only (it was loaded from an artifact); to run it "
+                        "on CUDA tensors (device type 2), compile its spec with heed_compile");
+      AttentionDims dims;
+      if (std::string e = checkAttentionArgs(args, kernel->info, dims); !e.empty())
+        return fail(HEED_ERROR_INVALID_ARGUMENT, e);
+      if (heed_status s = kernel->device->launch(args, placed.front().deviceId, a->stream))
+        return s;
+      if (a->stats) // the GPU kernels do not count blocks
+        *a->stats = {-1, -1, -1, -1};
+      return capi::ok();
+    }
+    if (!kernel->kernel)
+      return fail(HEED_ERROR_UNSUPPORTED,
+                  "heed_attention: kernel '" + kernel->info.name + "' was compiled for " +
+                      kernel->target +
+                      " only; its tensors must be CUDA tensors (device type 2). Compile it "
+                      "with target NULL or \"cpu\" to run it on CPU tensors");
     if (a->num_threads < 0)
       return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: num_threads must be >= 0");
     RunStats stats;

@@ -28,6 +28,7 @@ struct Driver {
   CUresult (*cuInit)(unsigned) = nullptr;
   CUresult (*cuDeviceGetCount)(int *) = nullptr;
   CUresult (*cuDeviceGet)(CUdevice *, int) = nullptr;
+  CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice) = nullptr;
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice) = nullptr;
   CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
   CUresult (*cuGetErrorString)(CUresult, const char **) = nullptr;
@@ -84,6 +85,7 @@ Driver *driver(std::string &error) {
     resolve(d->cuInit, "cuInit");
     resolve(d->cuDeviceGetCount, "cuDeviceGetCount");
     resolve(d->cuDeviceGet, "cuDeviceGet");
+    resolve(d->cuDeviceGetAttribute, "cuDeviceGetAttribute");
     resolve(d->cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
     resolve(d->cuCtxSetCurrent, "cuCtxSetCurrent");
     resolve(d->cuGetErrorString, "cuGetErrorString");
@@ -119,6 +121,23 @@ Driver *driver(std::string &error) {
   if (!loaded)
     error = why;
   return loaded;
+}
+
+int computeCapability(std::string &error) {
+  Driver *d = driver(error);
+  if (!d)
+    return -1;
+  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR (cuda.h).
+  constexpr int kMajor = 75, kMinor = 76;
+  CUdevice dev = 0;
+  int major = 0, minor = 0;
+  if (!(error = d->check(d->cuDeviceGet(&dev, 0), "cuDeviceGet")).empty() ||
+      !(error = d->check(d->cuDeviceGetAttribute(&major, kMajor, dev), "cuDeviceGetAttribute"))
+           .empty() ||
+      !(error = d->check(d->cuDeviceGetAttribute(&minor, kMinor, dev), "cuDeviceGetAttribute"))
+           .empty())
+    return -1;
+  return major * 10 + minor;
 }
 
 std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &error) {

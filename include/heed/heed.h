@@ -78,7 +78,10 @@ typedef struct heed_compile_options {
   double scale;         /* 0: 1/sqrt(head_dim) */
   const char *variant;  /* which variant of the spec; NULL: the only one */
   const char *params;   /* "name=value,name=value" overrides, or NULL */
-  const char *target;   /* heed_compile: NULL or "cpu" (this machine, the only choice).
+  const char *target;   /* heed_compile: NULL or "cpu": this machine's CPU, and the kernel
+                         * runs on CUDA tensors too (compiled for the GPU at the first
+                         * such call); "cuda": CUDA tensors only, no CPU code; "cuda:sm_XX"
+                         * (e.g. "cuda:sm_90"): CUDA only, compiled now for that chip.
                          * heed_export: comma-separated; NULL or "cpu" is the portable
                          * pair x86-64-v3 + x86-64, "cpu:native" this machine exactly,
                          * "cpu:<LLVM CPU name>" one CPU (e.g. "cpu:znver4"). */
@@ -138,6 +141,7 @@ int32_t heed_kernel_buffer_dtype(const heed_kernel *kernel, int32_t index);
 const char *heed_kernel_buffer_shape(const heed_kernel *kernel, int32_t index);
 
 /* ---- launching (runtime) ------------------------------------------------ */
+/* Block counts of a CPU run; all -1 after a CUDA run (the GPU kernels do not count). */
 typedef struct heed_run_stats {
   int64_t visited_blocks, full_blocks, partial_blocks, total_blocks;
 } heed_run_stats;
@@ -149,12 +153,20 @@ typedef struct heed_attention_args {
   const heed_tensor *buffers; /* in the variant's declaration order */
   int32_t num_buffers;
   int32_t num_threads;        /* CPU: 0 = all cores */
-  void *stream;               /* GPU: the caller's stream (NULL: default) */
+  void *stream;               /* CUDA: the CUstream / cudaStream_t to launch on (NULL: the
+                               * default stream); the call returns when the kernel is done */
   heed_run_stats *stats;      /* optional */
 } heed_attention_args;
 
 void heed_attention_args_init(heed_attention_args *args);
-/* Checks every tensor against the kernel, then runs it. */
+/* Checks every tensor against the kernel, then runs it where the tensors are:
+ * all on the CPU (device_type HEED_DEVICE_CPU), or all on one CUDA device
+ * (HEED_DEVICE_CUDA, data = device pointers; device 0 only so far), else
+ * HEED_ERROR_INVALID_ARGUMENT. On CUDA the kernel from heed_compile is compiled
+ * for the device's compute capability at the first call and kept loaded for
+ * the process (shared by every kernel handle of the same variant and options);
+ * without a CUDA driver or GPU the call is HEED_ERROR_UNSUPPORTED, and so are
+ * CUDA tensors given to a kernel loaded from an artifact (CPU code only). */
 heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args *args);
 
 #ifdef __cplusplus

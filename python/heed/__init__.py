@@ -2,7 +2,7 @@
 
 heed compiles attention variants written in its ``.attn`` spec language (a
 score modifier, a mask, compile-time params and run-time buffers; see
-``docs/spec-language.md``) into fused CPU kernels. This package wraps the C
+``docs/spec-language.md``) into fused CPU and NVIDIA GPU kernels. This package wraps the C
 API (``include/heed/heed.h``) with :mod:`ctypes`; nothing is compiled for
 Python, and :mod:`numpy` is imported only when an array must be allocated.
 
@@ -19,10 +19,20 @@ Quick start::
     out, lse = kernel(q, k, v, buffers={"doc_ids": doc_ids})
 
 Tensors are anything with ``__array_interface__`` (numpy),
-``__cuda_array_interface__`` (CUDA tensors of torch/cupy; this build of heed
-answers :class:`UnsupportedError` for them) or ``__dlpack__`` (torch CPU
-tensors, including bfloat16 and bool). They are used in place, without
-copies: strided views work as long as the last dimension is contiguous.
+``__cuda_array_interface__`` (cupy, numba) or ``__dlpack__`` (torch CPU
+tensors, including bfloat16 and bool), and torch CUDA tensors (read directly:
+device pointer, shape, strides). They are used in place, without copies:
+strided views work as long as the last dimension is contiguous.
+
+CUDA tensors (every tensor of a call on one GPU, device 0 so far) run heed's
+GPU kernel, compiled for the device's compute capability at the first call
+and kept loaded for the process; the launch goes to ``stream=`` if given, else
+torch's current stream for torch tensors (cupy's for cupy arrays), else the
+default stream, and the call returns once the kernel has finished. Without a
+CUDA driver such a call raises :class:`UnsupportedError` saying so::
+
+    q = torch.randn(4, 16, 8192, 128, device="cuda", dtype=torch.bfloat16)
+    out = heed.attention(q, q, q, "examples/causal.attn")   # on the GPU
 
 The shared library is found through ``$HEED_LIBRARY`` (a full path), then
 ``<repo>/build/lib/libheed.so`` next to this package, then
@@ -127,7 +137,7 @@ class RunError(HeedError):
 
 class UnsupportedError(HeedError):
     """HEED_ERROR_UNSUPPORTED: valid, but not available in this build or machine
-    (for example CUDA tensors with a CPU-only build)."""
+    (for example CUDA tensors where there is no CUDA driver or GPU)."""
 
 
 class HeedIOError(HeedError):
@@ -489,13 +499,19 @@ class _Tensor:
     """A heed_tensor viewing a Python tensor, with everything it points to
     (the object, its shape and stride arrays, a DLPack capsule) kept alive."""
 
-    __slots__ = ("struct", "obj", "keep", "shape", "dtype", "device_type", "name")
+    __slots__ = ("struct", "obj", "keep", "shape", "dtype", "device_type", "device_id",
+                 "stream", "name")
 
     def __init__(self, obj, name, writable=False):
         self.obj = obj
         self.name = name
         self.keep = []
-        if hasattr(obj, "__array_interface__"):
+        self.stream = None  # a stream the producer named (__cuda_array_interface__ v3)
+        if _is_torch_gpu(obj):
+            # Before the interfaces: torch's __cuda_array_interface__ raises for
+            # tensors that require grad, and old versions lack bfloat16 there.
+            self._from_torch(obj)
+        elif hasattr(obj, "__array_interface__"):
             self._from_interface(obj, obj.__array_interface__, DEVICE_CPU, writable)
         elif hasattr(obj, "__cuda_array_interface__"):
             self._from_interface(obj, obj.__cuda_array_interface__, DEVICE_CUDA, writable)
@@ -549,7 +565,24 @@ class _Tensor:
         device_id = 0
         if device_type == DEVICE_CUDA:
             device_id = self._cuda_device_id(obj)
+            stream = iface.get("stream")
+            if isinstance(stream, int) and not isinstance(stream, bool):
+                self.stream = stream
         self._set(ptr, device_type, device_id, dtype, shape, strides)
+
+    def _from_torch(self, t):
+        torch = sys.modules["torch"]
+        if t.layout != torch.strided:
+            raise _invalid("%s: a %s torch tensor; heed takes dense (strided) tensors"
+                           % (self.name, t.layout))
+        dtype = _dtype_code(t.dtype, self.name)
+        index = t.device.index
+        if index is None:
+            index = torch.cuda.current_device()
+        # A ROCm build of torch calls its GPUs "cuda" too.
+        device_type = DEVICE_ROCM if getattr(torch.version, "hip", None) else DEVICE_CUDA
+        self._set(int(t.data_ptr()), device_type, int(index), dtype, tuple(t.shape),
+                  list(t.stride()))
 
     def _typestr_dtype(self, obj, typestr):
         if len(typestr) >= 3 and typestr[1:] in _TYPESTR:
@@ -623,6 +656,7 @@ class _Tensor:
         self.shape = shape
         self.dtype = dtype
         self.device_type = device_type
+        self.device_id = device_id
         ndim = len(shape)
         shape_arr = (ctypes.c_int64 * max(ndim, 1))(*shape)
         self.keep.append(shape_arr)
@@ -635,6 +669,46 @@ class _Tensor:
             data=ptr or None, device_type=device_type, device_id=device_id, dtype=dtype,
             ndim=ndim, shape=ctypes.cast(shape_arr, ctypes.POINTER(ctypes.c_int64)),
             strides=strides_p)
+
+
+def _is_torch_gpu(obj):
+    """Whether `obj` is a torch tensor on a GPU (without importing torch)."""
+    mod = type(obj).__module__ or ""
+    return mod.split(".")[0] == "torch" and getattr(obj, "is_cuda", False) is True
+
+
+def _stream_handle(stream, what="stream"):
+    """A CUstream handle (int) from an int, a torch.cuda.Stream (``cuda_stream``)
+    or a cupy stream (``ptr``); None stays None (the default stream)."""
+    if stream is None:
+        return None
+    if isinstance(stream, bool):
+        raise _invalid("%s: %r is not a CUDA stream" % (what, stream))
+    if isinstance(stream, int):
+        return stream
+    for attr in ("cuda_stream", "ptr"):
+        handle = getattr(stream, attr, None)
+        if isinstance(handle, int) and not isinstance(handle, bool):
+            return handle
+    raise _invalid("%s: expected a CUDA stream (an int handle, a torch.cuda.Stream or a "
+                   "cupy stream), got %s" % (what, type(stream).__name__))
+
+
+def _current_stream(tensors):
+    """The stream to launch on for CUDA `tensors` when none was given: torch's
+    current stream on their device for torch tensors, cupy's current stream for
+    cupy arrays, a stream named by __cuda_array_interface__, else None."""
+    first = tensors[0].obj
+    if _is_torch_gpu(first):
+        torch = sys.modules["torch"]
+        return int(torch.cuda.current_stream(first.device).cuda_stream)
+    if (type(first).__module__ or "").split(".")[0] == "cupy":
+        cupy = sys.modules["cupy"]
+        return int(cupy.cuda.get_current_stream().ptr)
+    for t in tensors:
+        if t.stream is not None:
+            return t.stream
+    return None
 
 
 def _alloc(like, shape, dtype):
@@ -825,7 +899,7 @@ class Kernel:
             out = (b, hq, sq, self.head_dim_v)
         return out, (b, hq, sq)
 
-    def run(self, q, k, v, out=None, lse=None, buffers=(), num_threads=0):
+    def run(self, q, k, v, out=None, lse=None, buffers=(), num_threads=0, stream=None):
         """Runs the kernel: ``out = attention(q, k, v)``.
 
         q, k, v: tensors of the kernel's dtype and layout (k, v may have fewer
@@ -833,13 +907,18 @@ class Kernel:
         allocated (numpy, or torch for torch inputs) when None. lse: f32
         ``[B, Hq, Sq]`` for a kernel compiled with ``lse=True``; allocated when
         None. buffers: the variant's run-time buffers, a dict name -> tensor or a
-        sequence in declaration order. num_threads: 0 = all cores.
+        sequence in declaration order. num_threads: 0 = all cores (CPU).
+        stream: for CUDA tensors, the stream to launch on (an int handle, a
+        torch.cuda.Stream or a cupy stream); None: torch's (or cupy's) current
+        stream, else the default stream. The call returns when the kernel has
+        finished.
 
         Returns out, or (out, lse) when the kernel writes the log-sum-exp.
-        Raises HeedError (InvalidArgumentError for a tensor that does not fit,
-        RunError for a buffer read out of range, UnsupportedError for tensors on
-        a device this build cannot run on). ``last_stats`` then holds the block
-        counts of the run.
+        Raises HeedError (InvalidArgumentError for a tensor that does not fit or
+        tensors on different devices, RunError for a buffer read out of range,
+        UnsupportedError for tensors on a device heed cannot run on here, e.g.
+        CUDA tensors without a CUDA driver). ``last_stats`` then holds the block
+        counts of a CPU run (None after a GPU run: the GPU kernels do not count).
         """
         handle = self._h()
         bufs = self._order_buffers(buffers)
@@ -875,6 +954,13 @@ class Kernel:
             args.buffers = ctypes.cast(buf_array, ctypes.POINTER(heed_tensor))
         args.num_buffers = len(bts)
         args.num_threads = num_threads
+        if qt.device_type == DEVICE_CUDA:
+            handle_s = _stream_handle(stream)
+            if handle_s is None:
+                handle_s = _current_stream([qt, kt, vt, ot])
+            args.stream = handle_s
+        elif stream is not None:
+            _stream_handle(stream)  # a bad value is an error on every device
         stats = heed_run_stats()
         args.stats = ctypes.pointer(stats)
         status = _lib.heed_attention(handle, ctypes.byref(args))
@@ -882,7 +968,7 @@ class Kernel:
         keep = (qt, kt, vt, ot, lt, bts, buf_array)
         del keep
         _check(status)
-        self.last_stats = {
+        self.last_stats = None if stats.visited_blocks < 0 else {
             "visited_blocks": int(stats.visited_blocks),
             "full_blocks": int(stats.full_blocks),
             "partial_blocks": int(stats.partial_blocks),
@@ -946,7 +1032,10 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     of v and out (0: head_dim). layout: 'bhsd' or 'bshd'. lse: also write the
     log-sum-exp. scale: of the scores (None: 1/sqrt(head_dim)). params: dict of
     param overrides ({'window': 512}). analyze_mask: skip the blocks the mask
-    empties. use_cache: use the memory and disk cache. target: None or 'cpu'.
+    empties. use_cache: use the memory and disk cache. target: None or 'cpu'
+    (CPU code; the kernel runs on CUDA tensors too, compiled for the GPU at the
+    first such call), 'cuda' (CUDA tensors only: no CPU code is compiled) or
+    'cuda:sm_XX' (CUDA only, compiled now for that chip).
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.
@@ -1041,7 +1130,8 @@ def _params_key(params):
 
 
 def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant=None,
-              params=None, layout="bhsd", *, out=None, lse=None, num_threads=0):
+              params=None, layout="bhsd", *, out=None, lse=None, num_threads=0,
+              stream=None):
     """Attention with a variant, in the manner of torch's ``flex_attention``.
 
     q: ``[B, Hq, Sq, D]``, k: ``[B, Hkv, Skv, D]``, v: ``[B, Hkv, Skv, Dv]``
@@ -1055,6 +1145,8 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
     exp(score) over visible keys; ``-inf`` where a query sees no key, whose
     output is 0). out / lse: optional tensors to write into instead of
     allocating (lse only with return_lse). num_threads: 0 = all cores.
+    CUDA tensors (torch, cupy) run on the GPU, on `stream` or the current
+    stream (see :meth:`Kernel.run`); for them only GPU code is compiled.
     Kernels are kept in a small cache keyed by the spec and the options, so
     repeated calls compile nothing.
     """
@@ -1071,8 +1163,11 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
                        "bfloat16)" % DTYPE_NAMES[qt.dtype])
     head_dim, head_dim_v = qt.shape[3], vt.shape[3]
     layout_code = _layout_code(layout)
+    # GPU tensors: a GPU-only kernel (no CPU code compiled for nothing).
+    target = "cuda" if qt.device_type == DEVICE_CUDA else None
     key = (_spec_key(spec), variant, qt.dtype, head_dim, head_dim_v, layout_code,
-           bool(return_lse), None if scale is None else float(scale), _params_key(params))
+           bool(return_lse), None if scale is None else float(scale), _params_key(params),
+           target)
     with _KERNELS_LOCK:
         kernel = _KERNELS.get(key)
         if kernel is not None:
@@ -1080,14 +1175,15 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
     if kernel is None:
         kernel = compile(spec, variant=variant, dtype=qt.dtype, head_dim=head_dim,
                          head_dim_v=head_dim_v, layout=layout_code, lse=return_lse,
-                         scale=scale, params=params)
+                         scale=scale, params=params, target=target)
         with _KERNELS_LOCK:
             _KERNELS[key] = kernel
             while len(_KERNELS) > _KERNELS_MAX:
                 _KERNELS.popitem(last=False)
     del qt, vt
     return kernel.run(q, k, v, out=out, lse=lse,
-                      buffers=buffers if buffers is not None else (), num_threads=num_threads)
+                      buffers=buffers if buffers is not None else (), num_threads=num_threads,
+                      stream=stream)
 
 
 # ---- the cache ---------------------------------------------------------------

@@ -163,12 +163,33 @@ class BF16Array:
 
 
 class FakeCuda:
-    """A tensor that claims to live on a CUDA device (never dereferenced)."""
+    """A tensor that claims to live on a CUDA device (never dereferenced:
+    tests that would launch on it run only where there is no CUDA driver)."""
 
     def __init__(self, shape, typestr="<f4"):
         self.__cuda_array_interface__ = {
             "shape": tuple(shape), "typestr": typestr, "data": (0x10000, False),
             "strides": None, "version": 3}
+
+
+def cuda_driver_loads():
+    """Whether libcuda.so.1 loads here (then fake device pointers must never
+    reach a launch)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        return True
+    except OSError:
+        return False
+
+
+def torch_cuda():
+    """torch, when it is installed and sees a CUDA GPU; else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() and not torch.version.hip else None
 
 
 class HeedTestCase(unittest.TestCase):
@@ -601,13 +622,53 @@ class KernelTest(HeedTestCase):
             kernel(q16, q16, q16, lse=nans((1, 2, 8)))
         self.assertIn("lse", str(cm.exception))
 
-    def test_cuda_tensors_unsupported(self):
+    def test_cuda_tensors_without_driver(self):
+        if cuda_driver_loads():
+            self.skipTest("a CUDA driver is present (TorchCudaTest runs instead)")
         kernel = heed.compile(CAUSAL, head_dim=16)
         shape = (1, 2, 8, 16)
         with self.assertRaises(heed.UnsupportedError) as cm:
             kernel(FakeCuda(shape), FakeCuda(shape), FakeCuda(shape), out=FakeCuda(shape))
         self.assertEqual(cm.exception.status, heed.ERROR_UNSUPPORTED)
         self.assertIn("device type 2", str(cm.exception))
+        self.assertIn("CUDA driver", str(cm.exception))
+        # attention() compiles a CUDA-only kernel for them: the same answer.
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            heed.attention(FakeCuda(shape), FakeCuda(shape), FakeCuda(shape), CAUSAL,
+                           out=FakeCuda(shape), stream=7)
+        self.assertIn("device type 2", str(cm.exception))
+        # The CPU path still works afterwards.
+        rng = make_rng(self)
+        q = randn(rng, shape)
+        self.assertClose(kernel(q, q, q), reference(q, q, q, causal_mask)[0])
+
+    def test_cuda_mixed_devices(self):
+        kernel = heed.compile(CAUSAL, head_dim=16)
+        shape = (1, 2, 8, 16)
+        host = nans(shape)
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(FakeCuda(shape), host, host, out=host)
+        self.assertIn("same device", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError):
+            kernel(FakeCuda(shape), FakeCuda(shape), FakeCuda(shape), out=FakeCuda(shape),
+                   stream=object())
+        with self.assertRaises(heed.InvalidArgumentError):
+            kernel(host, host, host, stream=True)
+
+    def test_cuda_only_kernels(self):
+        # Compiled now for sm_90 (PTX, and a cubin where ptxas is), no GPU needed.
+        kernel = heed.compile(CAUSAL, head_dim=16, dtype="float16", target="cuda:sm_90")
+        self.assertEqual(kernel.target, "cuda:sm_90")
+        self.assertEqual((kernel.name, kernel.head_dim, kernel.dtype),
+                         ("causal", 16, "float16"))
+        q = nans((1, 2, 8, 16), np.float16)
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            kernel(q, q, q)
+        self.assertIn("cuda:sm_90 only", str(cm.exception))
+        self.assertEqual(heed.compile(CAUSAL, head_dim=16, target="cuda").target, "cuda")
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            heed.compile(CAUSAL, head_dim=16, target="cuda:sm_75")
+        self.assertIn("sm_80", str(cm.exception))
 
     def test_load_garbage(self):
         with self.assertRaises(heed.HeedError) as cm:
@@ -616,6 +677,60 @@ class KernelTest(HeedTestCase):
         with self.assertRaises(heed.HeedError) as cm:
             heed.load("/nonexistent/kernel.heed")
         self.assertEqual(cm.exception.status, heed.ERROR_IO)
+
+
+class TorchCudaTest(HeedTestCase):
+    """torch CUDA tensors against the float64 reference (GPU machines only)."""
+
+    def setUp(self):
+        self.torch = torch_cuda()
+        if self.torch is None:
+            self.skipTest("no torch with a CUDA GPU")
+
+    def check(self, dtype, atol, spec=CAUSAL, mask=causal_mask, shape=(2, 4, 200, 64)):
+        torch = self.torch
+        rng = make_rng(self)
+        tq, tk, tv = (torch.from_numpy(randn(rng, shape)).to("cuda", dtype) for _ in range(3))
+        # The reference sees the inputs as rounded to `dtype`.
+        want, _ = reference(*(t.float().cpu().numpy() for t in (tq, tk, tv)), mask)
+        out = heed.attention(tq, tk, tv, spec)
+        self.assertEqual((out.device.type, out.dtype), ("cuda", dtype))
+        self.assertClose(out.float().cpu().numpy(), want, atol=atol, rtol=atol)
+        # Again (the module is loaded once), on a side stream, into out=.
+        stream = torch.cuda.Stream()
+        again = torch.full_like(out, float("nan"))
+        with torch.cuda.stream(stream):
+            heed.attention(tq, tk, tv, spec, out=again)
+        stream.synchronize()
+        self.assertTrue(torch.equal(out, again))
+
+    def test_f32(self):
+        self.check(self.torch.float32, 1e-4)
+
+    def test_f16(self):
+        self.check(self.torch.float16, 2e-2)
+
+    def test_bf16(self):
+        self.check(self.torch.bfloat16, 5e-2)
+
+    def test_window_bshd_strided(self):
+        torch = self.torch
+        rng = make_rng(self)
+        q, k, v = (randn(rng, (1, 3, 150, 32)) for _ in range(3))
+        spec = os.path.join(EXAMPLES, "sliding_window.attn")
+        kernel = heed.compile(spec, head_dim=32, params={"window": 40}, layout="bshd")
+        # BSHD views of BHSD storage: strided, last dim contiguous.
+        tq, tk, tv = (torch.from_numpy(x).cuda().transpose(1, 2) for x in (q, k, v))
+        out = kernel(tq, tk, tv)
+        self.assertIsNone(kernel.last_stats)
+        want, _ = reference(q, k, v, lambda b, h, i, j: (j <= i) & (i - j < 40))
+        self.assertClose(out.transpose(1, 2).cpu().numpy(), want)
+
+    def test_cpu_and_cuda_mixed(self):
+        torch = self.torch
+        q = torch.zeros(1, 2, 8, 16, device="cuda")
+        with self.assertRaises(heed.InvalidArgumentError):
+            heed.attention(q, q.cpu(), q, CAUSAL)
 
 
 class CacheTest(HeedTestCase):

@@ -3,6 +3,7 @@
  * every check holds; each failure is printed with its line. */
 #include "heed/heed.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,156 @@ static heed_status run(heed_kernel *k, Problem *p) {
 static const char *kSpec = "# a window over causal\n"
                            "variant win {\n  param W: i64 = 16\n"
                            "  mask = sliding_window(W) && causal() }\n";
+
+/* ---- CUDA tensors ---------------------------------------------------------
+ * Where the driver works, the kernel runs on device copies and must match the
+ * reference; elsewhere a CUDA call is HEED_ERROR_UNSUPPORTED with a message
+ * that says why, and the CPU keeps working. */
+
+typedef int (*CuInit)(unsigned);
+typedef int (*CuDeviceGetCount)(int *);
+typedef int (*CuDeviceGet)(int *, int);
+typedef int (*CuPrimaryCtxRetain)(void **, int);
+typedef int (*CuCtxSetCurrent)(void *);
+typedef int (*CuMemAlloc)(unsigned long long *, size_t);
+typedef int (*CuMemFree)(unsigned long long);
+typedef int (*CuMemcpyHtoD)(unsigned long long, const void *, size_t);
+typedef int (*CuMemcpyDtoH)(void *, unsigned long long, size_t);
+
+typedef struct {
+  CuMemAlloc alloc;
+  CuMemFree release;
+  CuMemcpyHtoD toDevice;
+  CuMemcpyDtoH toHost;
+} Cuda;
+
+/* 1 with `cu` filled when libcuda.so.1 loads and sees a GPU (device 0's
+ * primary context made current), else 0. */
+static int openCuda(Cuda *cu) {
+  void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return 0;
+  CuInit init = (CuInit)dlsym(lib, "cuInit");
+  CuDeviceGetCount count = (CuDeviceGetCount)dlsym(lib, "cuDeviceGetCount");
+  CuDeviceGet get = (CuDeviceGet)dlsym(lib, "cuDeviceGet");
+  CuPrimaryCtxRetain retain = (CuPrimaryCtxRetain)dlsym(lib, "cuDevicePrimaryCtxRetain");
+  CuCtxSetCurrent setCurrent = (CuCtxSetCurrent)dlsym(lib, "cuCtxSetCurrent");
+  cu->alloc = (CuMemAlloc)dlsym(lib, "cuMemAlloc_v2");
+  cu->release = (CuMemFree)dlsym(lib, "cuMemFree_v2");
+  cu->toDevice = (CuMemcpyHtoD)dlsym(lib, "cuMemcpyHtoD_v2");
+  cu->toHost = (CuMemcpyDtoH)dlsym(lib, "cuMemcpyDtoH_v2");
+  int n = 0, dev = 0;
+  void *ctx = NULL;
+  if (!init || !count || !get || !retain || !setCurrent || !cu->alloc || !cu->release ||
+      !cu->toDevice || !cu->toHost || init(0) || count(&n) || n == 0 || get(&dev, 0) ||
+      retain(&ctx, dev) || setCurrent(ctx))
+    return 0;
+  return 1;
+}
+
+/* The problem's tensors as seen on CUDA device 0 (pointers `q`.. `out`). */
+static void onCuda(const Problem *p, heed_tensor t[4], void *q, void *k, void *v, void *out) {
+  t[0] = p->tq, t[1] = p->tk, t[2] = p->tv, t[3] = p->to;
+  void *data[4] = {q, k, v, out};
+  for (int i = 0; i < 4; ++i) t[i].device_type = HEED_DEVICE_CUDA, t[i].device_id = 0,
+                              t[i].data = data[i];
+}
+
+static heed_status runTensors(heed_kernel *k, heed_tensor t[4], heed_run_stats *stats) {
+  heed_attention_args a;
+  heed_attention_args_init(&a);
+  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.stats = stats;
+  return heed_attention(k, &a);
+}
+
+static void cudaChecks(heed_kernel *k, Problem *p, int window) {
+  size_t nq = (size_t)B * HQ * S * D * 4, nkv = (size_t)B * HKV * S * D * 4;
+  heed_tensor t[4];
+  /* Every tensor of a call on one device: a clear argument error, either way. */
+  onCuda(p, t, p->q, p->k, p->v, p->out);
+  heed_attention_args a;
+  heed_attention_args_init(&a);
+  a.q = &t[0], a.k = &p->tk, a.v = &p->tv, a.out = &p->to;
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "same device") != NULL);
+  CHECK(strstr(heed_last_error(), "CUDA device 0") != NULL);
+  heed_tensor other = t[1];
+  other.device_id = 1;
+  a.k = &other, a.v = &t[2], a.out = &t[3];
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "CUDA device 1") != NULL);
+  /* Shapes are checked before any launch (and without a driver). */
+  int64_t wrongShape[4] = {B, HQ, S, 32};
+  heed_tensor wq = t[0];
+  wq.shape = wrongShape;
+  a.q = &wq, a.k = &t[1];
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "head dim") != NULL);
+  heed_tensor rocm = t[0];
+  rocm.device_type = HEED_DEVICE_ROCM;
+  a.q = &rocm;
+  CHECK(heed_attention(k, &a) == HEED_ERROR_UNSUPPORTED);
+  CHECK(strstr(heed_last_error(), "device type 10") != NULL);
+
+  /* Kernels for CUDA only: "cuda" (chip of the first call) and "cuda:sm_90"
+   * (compiled now: PTX, and a cubin where ptxas is). */
+  heed_compile_options o;
+  heed_compile_options_init(&o);
+  o.params = "W=24", o.target = "cuda:sm_90";
+  heed_kernel *sm90 = NULL, *lazy = NULL, *bad = NULL;
+  CHECK(heed_compile(kSpec, "win.attn", &o, &sm90) == HEED_OK);
+  CHECK(sm90 && strcmp(heed_kernel_target(sm90), "cuda:sm_90") == 0);
+  CHECK(sm90 && heed_kernel_head_dim(sm90) == D && strcmp(heed_kernel_name(sm90), "win") == 0);
+  if (sm90) {
+    CHECK(run(sm90, p) == HEED_ERROR_UNSUPPORTED); /* CPU tensors */
+    CHECK(strstr(heed_last_error(), "cuda:sm_90 only") != NULL);
+  }
+  o.target = "cuda";
+  CHECK(heed_compile(kSpec, "win.attn", &o, &lazy) == HEED_OK);
+  CHECK(lazy && strcmp(heed_kernel_target(lazy), "cuda") == 0);
+  o.target = "cuda:sm_70";
+  CHECK(heed_compile(kSpec, "win.attn", &o, &bad) == HEED_ERROR_UNSUPPORTED);
+  CHECK(strstr(heed_last_error(), "sm_80") != NULL);
+  o.target = "cuda:gfx942";
+  CHECK(heed_compile(kSpec, "win.attn", &o, &bad) == HEED_ERROR_UNSUPPORTED);
+
+  Cuda cu;
+  if (!openCuda(&cu)) {
+    /* No driver: unsupported, saying so, for every kind of kernel. */
+    heed_kernel *kernels[3] = {k, sm90, lazy};
+    for (int i = 0; i < 3; ++i) {
+      if (!kernels[i]) continue;
+      CHECK(runTensors(kernels[i], t, NULL) == HEED_ERROR_UNSUPPORTED);
+      CHECK(strstr(heed_last_error(), "device type 2") != NULL);
+      CHECK(strstr(heed_last_error(), "CUDA") != NULL);
+      printf("no CUDA: %s\n", heed_last_error());
+    }
+  } else {
+    unsigned long long dq = 0, dk = 0, dv = 0, dout = 0;
+    CHECK(cu.alloc(&dq, nq) == 0 && cu.alloc(&dk, nkv) == 0 && cu.alloc(&dv, nkv) == 0 &&
+          cu.alloc(&dout, nq) == 0);
+    CHECK(cu.toDevice(dq, p->q, nq) == 0 && cu.toDevice(dk, p->k, nkv) == 0 &&
+          cu.toDevice(dv, p->v, nkv) == 0);
+    onCuda(p, t, (void *)dq, (void *)dk, (void *)dv, (void *)dout);
+    heed_kernel *kernels[2] = {k, lazy};
+    for (int i = 0; i < 2; ++i) {
+      if (!kernels[i]) continue;
+      for (size_t j = 0; j < nq / 4; ++j) p->out[j] = NAN;
+      CHECK(cu.toDevice(dout, p->out, nq) == 0);
+      heed_run_stats stats;
+      CHECK(runTensors(kernels[i], t, &stats) == HEED_OK);
+      CHECK(stats.visited_blocks == -1);
+      CHECK(cu.toHost(p->out, dout, nq) == 0);
+      double err = causalWindowError(p, window, heed_kernel_scale(kernels[i]));
+      printf("CUDA (%s): max error %.3g\n", heed_kernel_target(kernels[i]), err);
+      CHECK(err < 1e-4);
+    }
+    /* A second call finds the loaded module. */
+    CHECK(runTensors(k, t, NULL) == HEED_OK);
+    cu.release(dq), cu.release(dk), cu.release(dv), cu.release(dout);
+  }
+  heed_kernel_release(sm90);
+  heed_kernel_release(lazy);
+}
 
 int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -200,15 +351,17 @@ int main(int argc, char **argv) {
   a.out = &p.to, a.q = &wq;
   CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "head dim") != NULL);
-  heed_tensor gpu = p.tq;
-  gpu.device_type = HEED_DEVICE_CUDA;
-  a.q = &gpu;
-  CHECK(heed_attention(k, &a) == HEED_ERROR_UNSUPPORTED);
   a.q = &p.tq;
   heed_tensor extra = p.tq;
   a.buffers = &extra, a.num_buffers = 1;
   CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "buffer") != NULL);
+
+  /* CUDA tensors; then the CPU path works as before. */
+  cudaChecks(k, &p, 24);
+  for (size_t i = 0; i < (size_t)B * HQ * S * D; ++i) p.out[i] = NAN;
+  CHECK(run(k, &p) == HEED_OK);
+  CHECK(causalWindowError(&p, 24, heed_kernel_scale(k)) < 1e-4);
 
   /* A buffer read out of range is a run error naming the buffer. */
   heed_kernel *table = NULL;

@@ -20,6 +20,10 @@ namespace heed::cuda {
 struct Driver;
 Driver *driver(std::string &error);
 
+/// Device 0's compute capability as major * 10 + minor (90 for an H100 or
+/// H200, 80 for an A100), or -1 with `error` saying why.
+int computeCapability(std::string &error);
+
 /// Device memory (freed on destruction).
 class DeviceBuffer {
 public:
