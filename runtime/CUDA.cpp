@@ -3,6 +3,8 @@
 // call and the driver's own description of the error.
 #include "heed/Runtime/CUDA.h"
 
+#include "heed/Runtime/GPUKernelArgs.h"
+
 #include <dlfcn.h>
 
 #include <mutex>
@@ -231,41 +233,11 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(status->data()), 0, 4);
   d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(stats->data()), 0, 24);
 
-  // The kernel takes memref descriptors expanded into scalars: allocated and
-  // aligned pointers, offset, sizes, strides (MLIR's default GPU calling
-  // convention), then the two index arguments of the work range.
-  std::vector<int64_t> words;
-  auto memref = [&](const void *data, const std::vector<int64_t> &shape,
-                    const std::vector<int64_t> &strides) {
-    auto p = reinterpret_cast<int64_t>(data);
-    words.push_back(p);
-    words.push_back(p);
-    words.push_back(0);
-    words.insert(words.end(), shape.begin(), shape.end());
-    words.insert(words.end(), strides.begin(), strides.end());
-  };
-  auto tensor = [&](const TensorRef &t) { memref(t.data, t.shape, t.effectiveStrides()); };
-  tensor(args.q);
-  tensor(args.k);
-  tensor(args.v);
-  for (const TensorRef &b : args.buffers)
-    tensor(b);
-  for (size_t n = 0; n < info.summarized.size(); ++n)
-    memref(nullptr, {0, 0, 2}, {0, 2, 1}); // unread by the SIMT kernel
-  tensor(args.out);
-  if (info.lse)
-    tensor(args.lse);
-  memref(status->data(), {1}, {1});
-  memref(stats->data(), {3}, {1});
-  words.push_back(0);
-  words.push_back(0);
-  std::vector<void *> params;
-  for (int64_t &w : words)
-    params.push_back(&w);
+  GPUKernelArgs params(info, args, status->data(), stats->data());
   unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
   if (!(error = d->check(d->cuLaunchKernel(function, gridX, unsigned(dims.headsQ),
                                            unsigned(dims.batch), unsigned(threads), 1, 1, 0,
-                                           stream, params.data(), nullptr),
+                                           stream, params.params(), nullptr),
                          "cuLaunchKernel"))
            .empty())
     return error;
@@ -274,11 +246,7 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   int32_t bad = 0;
   if (!(error = status->download(&bad, 4)).empty())
     return error;
-  if (bad > 0 && size_t(bad) <= info.buffers.size())
-    return "the variant read buffer '" + info.buffers[bad - 1].name +
-           "' out of range (an index computed by the spec fell outside the buffer's "
-           "shape); outputs are not valid";
-  return "";
+  return gpuKernelStatusMessage(info, bad);
 }
 
 } // namespace heed::cuda

@@ -16,7 +16,8 @@ config.substitutions.append(("%examples", os.path.join(config.heed_src_root, "ex
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.heed_tools_dir, append_path=True)
-tools = ["heed-opt", "heed-compile", "heed-run", "heed-cache", "FileCheck", "not", "count"]
+tools = ["heed-opt", "heed-compile", "heed-run", "heed-cache", "FileCheck", "not", "count",
+         "llvm-readobj"]
 llvm_config.add_tool_substitutions(tools, [config.heed_tools_dir, config.llvm_tools_dir])
 
 # Tests never touch the user's kernel cache: they get one under the build dir.
@@ -30,3 +31,10 @@ if shutil.which("ptxas") or os.path.exists("/usr/local/cuda/bin/ptxas") or \
 for name in ("CUDA_HOME", "HEED_PTXAS"):
     if name in os.environ:
         config.environment[name] = os.environ[name]
+
+# ld.lld links AMD code objects (HSACO); without it, AMDGCN tests still run.
+if os.path.exists(os.path.join(config.llvm_tools_dir, "ld.lld")) or shutil.which("ld.lld") or \
+   os.environ.get("HEED_LLD"):
+    config.available_features.add("lld")
+if "HEED_LLD" in os.environ:
+    config.environment["HEED_LLD"] = os.environ["HEED_LLD"]

@@ -1,5 +1,9 @@
-// The NVIDIA compile path (see GPU.h): kernel module -> --attn-lower-to-gpu
-// -> gpu-lower-to-nvvm-pipeline (PTX in a gpu.binary) -> ptxas -> cubin.
+// The GPU compile paths (see GPU.h): kernel module -> a GPU kernel
+// (--attn-lower-to-nvgpu / --attn-lower-to-amdgpu on matrix cores, else the
+// SIMT --attn-lower-to-gpu), then
+//   NVIDIA: gpu-lower-to-nvvm-pipeline (PTX in a gpu.binary) -> ptxas -> cubin;
+//   AMD:    heed-gpu-to-rocdl (AMDGCN assembly in a gpu.binary) -> the
+//           assembler of LLVM's AMDGPU backend -> ld.lld -> HSACO.
 #include "heed/Compiler/GPU.h"
 
 #include "KernelModule.h"
@@ -28,6 +32,11 @@
 #include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVM.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Target/LLVM/ROCDL/Target.h"
+#include "mlir/Target/LLVM/ROCDL/Utils.h"
+#include "mlir/Target/LLVMIR/Dialect/ROCDL/ROCDLToLLVMIRTranslation.h"
+#include "mlir/Dialect/AMDGPU/IR/AMDGPUDialect.h"
+#include "mlir/Dialect/LLVMIR/ROCDLDialect.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
@@ -56,7 +65,7 @@ llvm::Error fail(const std::string &message) {
 std::unique_ptr<MLIRContext> makeGPUContext() {
   DialectRegistry registry;
   heed::registerAllDialects(registry);
-  registry.insert<gpu::GPUDialect, NVVM::NVVMDialect>();
+  registry.insert<gpu::GPUDialect, NVVM::NVVMDialect, ROCDL::ROCDLDialect, amdgpu::AMDGPUDialect>();
   // What the NVVM pipeline needs: each dialect's conversion to LLVM, the
   // LLVM IR translations, and the NVVM target that serializes to PTX.
   arith::registerConvertArithToLLVMInterface(registry);
@@ -75,8 +84,11 @@ std::unique_ptr<MLIRContext> makeGPUContext() {
   registerGPUDialectTranslation(registry);
   registerNVVMDialectTranslation(registry);
   NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+  registerROCDLDialectTranslation(registry);
+  ROCDL::registerROCDLTargetInterfaceExternalModels(registry);
   auto context = std::make_unique<MLIRContext>(registry, MLIRContext::Threading::DISABLED);
   context->loadAllAvailableDialects();
+  context->printOpOnDiagnostic(false); // errors name the variant, not a module dump
   return context;
 }
 
@@ -104,17 +116,25 @@ llvm::Error lower(ModuleOp module, llvm::function_ref<void(OpPassManager &)> bui
   return llvm::Error::success();
 }
 
-bool tensorCoresApply(const spec::Variant &variant, const KernelConfig &config) {
-  return config.dtype == DType::F16 && config.headDim % 16 == 0 && config.headDim <= 128 &&
-         config.valueDim() % 16 == 0 && config.valueDim() <= 128 && !variant.gate;
+/// Whether the matrix-core kernel of `vendor` takes this configuration.
+bool matrixCoresApply(const spec::Variant &variant, const KernelConfig &config,
+                      GPUVendor vendor) {
+  // The AMD kernel's O tiles are MFMA-sized (up to 32 value dims).
+  int64_t valueMultiple = vendor == GPUVendor::AMD ? 32 : 16;
+  return (config.dtype == DType::F16 || config.dtype == DType::BF16) &&
+         config.headDim % 16 == 0 && config.headDim <= 128 &&
+         config.valueDim() % valueMultiple == 0 && config.valueDim() <= 128 && !variant.gate;
 }
 
-llvm::Expected<bool> useTensorCores(const spec::Variant &variant, const KernelConfig &config,
-                                    GPUKernelKind kind) {
-  bool applies = tensorCoresApply(variant, config);
+llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelConfig &config,
+                                    GPUKernelKind kind, GPUVendor vendor) {
+  bool applies = matrixCoresApply(variant, config, vendor);
   if (kind == GPUKernelKind::TensorCores && !applies)
-    return fail("the tensor-core kernel needs f16, head dims that are multiples of 16 up to "
-                "128, and no gate (so far)");
+    return fail(vendor == GPUVendor::AMD
+                    ? "the MFMA kernel needs f16 or bf16, head dims that are multiples of 16 "
+                      "(v: of 32) up to 128, and no gate (so far)"
+                    : "the tensor-core kernel needs f16 or bf16, head dims that are multiples "
+                      "of 16 up to 128, and no gate (so far)");
   return kind == GPUKernelKind::SIMT ? false : applies;
 }
 
@@ -123,29 +143,49 @@ llvm::Expected<bool> useTensorCores(const spec::Variant &variant, const KernelCo
 struct LoweredGPUModule {
   std::unique_ptr<MLIRContext> context;
   OwningOpRef<ModuleOp> module;
-  bool tensorCores = false;
+  bool matrixCores = false;
   int64_t blockRows = 0, threads = 0; ///< query rows and threads per block
 };
 
-void addGPULowering(OpPassManager &pm, bool tensorCores, int64_t blockRows);
-
 llvm::Expected<LoweredGPUModule>
 lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelKind kind,
-            llvm::function_ref<void(OpPassManager &)> then = {}) {
+            GPUVendor vendor, llvm::function_ref<void(OpPassManager &)> then = {},
+            int64_t mfma = 32) {
   if (llvm::Error err = config.validate())
     return std::move(err);
-  auto tensorCores = useTensorCores(variant, config, kind);
-  if (!tensorCores)
-    return tensorCores.takeError();
+  auto matrixCores = useMatrixCores(variant, config, kind, vendor);
+  if (!matrixCores)
+    return matrixCores.takeError();
   LoweredGPUModule out;
-  out.tensorCores = *tensorCores;
-  // The tensor-core kernel: 4 warps own 64 rows; the SIMT one: a row a thread.
-  out.blockRows = out.tensorCores ? 64 : 128;
-  out.threads = 128;
+  out.matrixCores = *matrixCores;
+  // NVIDIA: 4 warps own 64 rows; AMD: 4 waves of 64 lanes own 4 x `mfma`
+  // rows; SIMT: a row a thread.
+  out.blockRows = !out.matrixCores ? 128 : vendor == GPUVendor::AMD ? 4 * mfma : 64;
+  out.threads = out.matrixCores && vendor == GPUVendor::AMD ? 256 : 128;
   out.context = makeGPUContext();
   out.module = gpuKernelModule(*out.context, variant, config);
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
-        addGPULowering(pm, out.tensorCores, out.blockRows);
+        pm.addPass(createAttnSimplify());
+        if (out.matrixCores) {
+          // The block classifier: the matrix-core kernels skip KV tiles it
+          // proves EMPTY (flat tiles: patch tiling is a CPU layout).
+          AttnAnalyzeMaskOptions analysis;
+          analysis.blockQ = out.blockRows;
+          analysis.blockKV = 64;
+          analysis.patchTiling = false;
+          pm.addPass(createAttnAnalyzeMask(analysis));
+          if (vendor == GPUVendor::AMD) {
+            AttnLowerToAMDGPUOptions amd;
+            amd.mfma = mfma;
+            pm.addPass(createAttnLowerToAMDGPU(amd));
+          } else {
+            pm.addPass(createAttnLowerToNVGPU());
+          }
+        } else {
+          AttnLowerToGPUOptions gpu;
+          gpu.blockRows = out.blockRows;
+          pm.addPass(createAttnLowerToGPU(gpu));
+        }
         if (then)
           then(pm);
       }))
@@ -153,22 +193,13 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   return out;
 }
 
-void addGPULowering(OpPassManager &pm, bool tensorCores, int64_t blockRows) {
-  pm.addPass(createAttnSimplify());
-  if (tensorCores) {
-    // The block classifier: the tensor-core kernel skips KV tiles it proves
-    // EMPTY (flat tiles: patch tiling is a CPU layout).
-    AttnAnalyzeMaskOptions analysis;
-    analysis.blockQ = 64;
-    analysis.blockKV = 64;
-    analysis.patchTiling = false;
-    pm.addPass(createAttnAnalyzeMask(analysis));
-    pm.addPass(createAttnLowerToNVGPU());
-  } else {
-    AttnLowerToGPUOptions gpu;
-    gpu.blockRows = blockRows;
-    pm.addPass(createAttnLowerToGPU(gpu));
-  }
+/// The value of `key:` in the AMDGPU metadata of an assembly listing.
+std::string metadataValue(llvm::StringRef isa, llvm::StringRef key) {
+  size_t at = isa.find(("." + key + ":").str());
+  if (at == llvm::StringRef::npos)
+    return "?";
+  llvm::StringRef rest = isa.drop_front(at + key.size() + 2).ltrim(" ");
+  return rest.take_until([](char c) { return c == '\n' || c == ' '; }).str();
 }
 
 } // namespace
@@ -202,8 +233,9 @@ std::string findPtxas() {
 }
 
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
-                                          const KernelConfig &config, GPUKernelKind kind) {
-  auto lowered = lowerForGPU(variant, config, kind);
+                                          const KernelConfig &config, GPUKernelKind kind,
+                                          GPUVendor vendor) {
+  auto lowered = lowerForGPU(variant, config, kind, vendor);
   if (!lowered)
     return lowered.takeError();
   std::string text;
@@ -215,7 +247,7 @@ llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &target, GPUKernelKind kind) {
-  auto lowered = lowerForGPU(variant, config, kind, [&](OpPassManager &pm) {
+  auto lowered = lowerForGPU(variant, config, kind, GPUVendor::NVIDIA, [&](OpPassManager &pm) {
     gpu::GPUToNVVMPipelineOptions nvvm;
     nvvm.cubinChip = target.chip;
     nvvm.cubinFeatures = "+ptx80";
@@ -230,7 +262,7 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   out.kernelName = detail::kKernelName;
   out.blockRows = lowered->blockRows;
   out.threads = lowered->threads;
-  out.tensorCores = lowered->tensorCores;
+  out.tensorCores = lowered->matrixCores;
   module->walk([&](gpu::BinaryOp binary) {
     for (Attribute a : binary.getObjects())
       if (auto object = dyn_cast<gpu::ObjectAttr>(a))
@@ -278,6 +310,121 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     return fail("cannot read the cubin ptxas wrote");
   out.cubin = (*cubin)->getBuffer().str();
   out.resources = log;
+  return out;
+}
+
+llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name) {
+  if (name == "auto")
+    return GPUKernelKind::Auto;
+  if (name == "tensor-cores" || name == "matrix-cores")
+    return GPUKernelKind::TensorCores;
+  if (name == "simt")
+    return GPUKernelKind::SIMT;
+  return fail("unknown --gpu-kernel=" + name + " (expected auto, tensor-cores or simt)");
+}
+
+llvm::Expected<AMDGPUTarget> AMDGPUTarget::parse(const std::string &name) {
+  static const char *const known[] = {"gfx90a", "gfx942", "gfx950"};
+  for (const char *chip : known)
+    if (name == chip)
+      return AMDGPUTarget{name};
+  if (llvm::StringRef(name).starts_with("gfx"))
+    return fail("AMD target '" + name +
+                "' is not supported: heed's MFMA kernels need gfx90a (MI200), gfx942 (MI300) "
+                "or gfx950");
+  return fail("unknown AMD target '" + name + "': expected gfx90a, gfx942 or gfx950");
+}
+
+std::string findLld() {
+  if (const char *p = std::getenv("HEED_LLD"); p && *p)
+    return p;
+  std::string bundled = std::string(HEED_LLVM_TOOLS_DIR) + "/ld.lld";
+  if (llvm::sys::fs::can_execute(bundled))
+    return bundled;
+  if (auto p = llvm::sys::findProgramByName("ld.lld"))
+    return *p;
+  return "";
+}
+
+llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
+                                                 const KernelConfig &config,
+                                                 const AMDGPUTarget &target,
+                                                 GPUKernelKind kind) {
+  if (target.mfma != 32 && target.mfma != 16)
+    return fail("the MFMA shape is 32 (32x32x8) or 16 (16x16x16)");
+  auto lowered = lowerForGPU(
+      variant, config, kind, GPUVendor::AMD,
+      [&](OpPassManager &pm) { buildGPUToROCDLPipeline(pm, target.chip); }, target.mfma);
+  if (!lowered)
+    return lowered.takeError();
+  AMDGPUKernelBinary out;
+  out.kernelName = detail::kKernelName;
+  out.blockRows = lowered->blockRows;
+  out.threads = lowered->threads;
+  out.matrixCores = lowered->matrixCores;
+  lowered->module->walk([&](gpu::BinaryOp binary) {
+    for (Attribute a : binary.getObjects())
+      if (auto object = dyn_cast<gpu::ObjectAttr>(a))
+        out.isa = object.getObject().getValue().str();
+  });
+  if (out.isa.empty())
+    return fail("the ROCDL pipeline produced no AMDGCN assembly");
+  llvm::StringRef isa = out.isa;
+  out.resources = fmt::format(
+      "{} on {}: {} VGPRs, {} AGPRs, {} SGPRs, {} bytes LDS, {} bytes scratch, {} VGPR "
+      "spills, {} SGPR spills\n",
+      out.kernelName, target.chip, metadataValue(isa, "vgpr_count"),
+      metadataValue(isa, "agpr_count"), metadataValue(isa, "sgpr_count"),
+      metadataValue(isa, "group_segment_fixed_size"),
+      metadataValue(isa, "private_segment_fixed_size"), metadataValue(isa, "vgpr_spill_count"),
+      metadataValue(isa, "sgpr_spill_count"));
+
+  // Assemble (LLVM's AMDGPU MC layer, in process) and link with lld into a
+  // shared code object, as the ROCm loader expects.
+  std::string diagnostic;
+  auto object = ROCDL::assembleIsa(out.isa, "amdgcn-amd-amdhsa", target.chip, "", [&] {
+    diagnostic = "cannot assemble the AMDGCN";
+    return lowered->module->emitError();
+  });
+  if (failed(object))
+    return fail(diagnostic);
+  std::string lld = findLld();
+  if (lld.empty())
+    return out; // no HSACO without a linker: --emit=amdgcn still works
+  llvm::SmallString<128> objPath, hsacoPath, logPath;
+  if (auto ec = llvm::sys::fs::createTemporaryFile("heed-kernel", "o", objPath))
+    return fail("cannot create a temporary file: " + ec.message());
+  llvm::sys::fs::createTemporaryFile("heed-kernel", "hsaco", hsacoPath);
+  llvm::sys::fs::createTemporaryFile("heed-lld", "log", logPath);
+  auto cleanup = llvm::make_scope_exit([&] {
+    for (auto *p : {&objPath, &hsacoPath, &logPath})
+      llvm::sys::fs::remove(*p);
+  });
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(objPath, ec, llvm::sys::fs::OF_None);
+    os.write(object->data(), object->size());
+    os.flush();
+    if (ec || os.has_error()) {
+      os.clear_error();
+      return fail("cannot write the AMDGPU object for lld");
+    }
+  }
+  llvm::SmallVector<llvm::StringRef> args = {lld, "-shared", "-o", hsacoPath, objPath};
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath),
+                                                llvm::StringRef(logPath)};
+  std::string message;
+  int rc = llvm::sys::ExecuteAndWait(lld, args, std::nullopt, redirects, 0, 0, &message);
+  if (rc != 0) {
+    std::string log;
+    if (auto buf = llvm::MemoryBuffer::getFile(logPath))
+      log = (*buf)->getBuffer().str();
+    return fail(fmt::format("ld.lld ({}) failed ({}): {}{}", lld, rc, message, log));
+  }
+  auto hsaco = llvm::MemoryBuffer::getFile(hsacoPath);
+  if (!hsaco)
+    return fail("cannot read the code object lld wrote");
+  out.hsaco = (*hsaco)->getBuffer().str();
   return out;
 }
 

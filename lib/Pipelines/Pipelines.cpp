@@ -8,9 +8,13 @@
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Conversion/GPUToROCDL/GPUToROCDLPass.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Index/IR/IndexDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Dialect/UB/IR/UBOps.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -84,6 +88,36 @@ struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
 };
 } // namespace
 
+void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
+  pm.addPass(createSCFToControlFlowPass());
+  GpuROCDLAttachTargetOptions target;
+  target.chip = chip;
+  pm.addPass(createGpuROCDLAttachTarget(target));
+  OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  // The AMDGPU backend has no tanh (no libcall without the device library):
+  // expand it into exponentials.
+  math::MathExpandOpsPassOptions expand;
+  expand.opMnemonics = {"tanh"};
+  kernels.addPass(math::createMathExpandOpsPass(expand));
+  ConvertGpuOpsToROCDLOpsOptions rocdl;
+  rocdl.chipset = chip;
+  rocdl.runtime = gpu::amd::Runtime::HIP;
+  kernels.addPass(createConvertGpuOpsToROCDLOps(rocdl));
+  kernels.addPass(createCanonicalizerPass());
+  kernels.addPass(createCSEPass());
+  kernels.addPass(createReconcileUnrealizedCastsPass());
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = "isa";
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+}
+
+namespace {
+struct ROCDLPipelineCLOptions : public PassPipelineOptions<ROCDLPipelineCLOptions> {
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("AMD GPU: gfx90a, gfx942, ..."),
+                           llvm::cl::init("gfx942")};
+};
+} // namespace
+
 void registerAllPasses() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -102,6 +136,11 @@ void registerAllPasses() {
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
           buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
           buildCPUToLLVMPipeline(pm);
+        });
+    PassPipelineRegistration<ROCDLPipelineCLOptions>(
+        "heed-gpu-to-rocdl", "gpu-dialect kernels -> AMDGCN assembly (gpu.binary)",
+        [](OpPassManager &pm, const ROCDLPipelineCLOptions &o) {
+          buildGPUToROCDLPipeline(pm, o.chip);
         });
   });
 }

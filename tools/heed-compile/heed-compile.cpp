@@ -30,7 +30,9 @@ cl::list<std::string> params("param", cl::desc("override a param: name=value"),
                              cl::cat(category));
 cl::opt<std::string> emitStage("emit",
                                cl::desc("attn | tiled | llvm | llvm-ir | obj (CPU); "
-                                        "gpu | ptx | cubin (NVIDIA, with --target=sm_XX)"),
+                                        "gpu (with --target=sm_XX or gfxNNN) | ptx | cubin "
+                                        "(NVIDIA, --target=sm_XX) | amdgcn | hsaco (AMD, "
+                                        "--target=gfxNNN)"),
                                cl::init("attn"), cl::cat(category));
 cl::opt<std::string> dtype("dtype", cl::desc("q/k/v/out storage: f32 | f16 | bf16"),
                            cl::init("f32"), cl::cat(category));
@@ -60,13 +62,20 @@ cl::opt<bool> aot("aot",
 cl::opt<std::string> targets("target",
                              cl::desc("with --aot: comma-separated targets: cpu (portable "
                                       "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>; "
-                                      "with --emit=ptx|cubin: sm_80, sm_90, ... (default sm_90)"),
+                                      "with --emit=ptx|cubin: sm_80, sm_90, ... (default sm_90); "
+                                      "with --emit=amdgcn|hsaco: gfx90a, gfx942 (default), "
+                                      "gfx950"),
                              cl::init("cpu"), cl::cat(category));
 
 cl::opt<std::string> gpuKernel("gpu-kernel",
-                               cl::desc("with --emit=gpu|ptx|cubin: auto (tensor cores where "
-                                        "they apply) | tensor-cores | simt"),
+                               cl::desc("with a GPU --emit: auto (matrix cores where they "
+                                        "apply) | tensor-cores (MFMA on AMD) | simt"),
                                cl::init("auto"), cl::cat(category));
+
+cl::opt<int64_t> mfma("mfma",
+                      cl::desc("with --emit=amdgcn|hsaco: the MFMA shape, 32 (32x32x8) or 16 "
+                               "(16x16x16)"),
+                      cl::init(32), cl::cat(category));
 
 #ifndef HEED_RUNTIME_ARCHIVE
 #define HEED_RUNTIME_ARCHIVE ""
@@ -92,7 +101,9 @@ int main(int argc, char **argv) {
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv, "heed spec compiler\n");
 
-  bool gpuStage = emitStage == "gpu" || emitStage == "ptx" || emitStage == "cubin";
+  bool amdStage = emitStage == "amdgcn" || emitStage == "hsaco";
+  bool binaryStage = emitStage == "cubin" || emitStage == "hsaco";
+  bool gpuStage = emitStage == "gpu" || emitStage == "ptx" || emitStage == "cubin" || amdStage;
   static const std::pair<const char *, heed::Stage> stages[] = {
       {"attn", heed::Stage::Attn},     {"tiled", heed::Stage::Tiled},
       {"llvm", heed::Stage::LLVM},     {"llvm-ir", heed::Stage::LLVMIR},
@@ -103,7 +114,7 @@ int main(int argc, char **argv) {
       stage = &s.second;
   if (!stage && !gpuStage)
     return error("unknown --emit=" + emitStage +
-                 " (expected attn, tiled, llvm, llvm-ir, obj, gpu, ptx or cubin)");
+                 " (expected attn, tiled, llvm, llvm-ir, obj, gpu, ptx, cubin, amdgcn or hsaco)");
 
   heed::KernelConfig config;
   if (!heed::parseDType(dtype, config.dtype))
@@ -153,19 +164,36 @@ int main(int argc, char **argv) {
   }
 
   if (gpuStage) {
-    heed::GPUKernelKind kind = heed::GPUKernelKind::Auto;
-    if (gpuKernel == "tensor-cores")
-      kind = heed::GPUKernelKind::TensorCores;
-    else if (gpuKernel == "simt")
-      kind = heed::GPUKernelKind::SIMT;
-    else if (gpuKernel != "auto")
-      return error("unknown --gpu-kernel=" + gpuKernel + " (expected auto, tensor-cores or simt)");
+    auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
+    if (!parsedKind)
+      return error(llvm::toString(parsedKind.takeError()));
+    heed::GPUKernelKind kind = *parsedKind;
     std::string text;
+    bool amdTarget = llvm::StringRef(targets).starts_with("gfx");
     if (emitStage == "gpu") {
-      auto module = heed::emitGPUModule(*variant, config, kind);
+      auto module = heed::emitGPUModule(*variant, config, kind,
+                                        amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA);
       if (!module)
         return error(llvm::toString(module.takeError()));
       text = *module;
+    } else if (amdStage) {
+      auto target = heed::AMDGPUTarget::parse(targets == "cpu" ? "gfx942" : targets.getValue());
+      if (!target)
+        return error(llvm::toString(target.takeError()));
+      target->mfma = mfma;
+      auto binary = heed::compileAMDGPU(*variant, config, *target, kind);
+      if (!binary)
+        return error(llvm::toString(binary.takeError()));
+      if (emitStage == "hsaco") {
+        if (!binary->hsaco)
+          return error("--emit=hsaco needs ld.lld (apt install lld-22, or set HEED_LLD); "
+                       "--emit=amdgcn works without it");
+        text = *binary->hsaco;
+      } else {
+        text = binary->isa;
+      }
+      // The resource report: registers, LDS, scratch (stderr).
+      llvm::errs() << "heed-compile: " << binary->resources;
     } else {
       auto target = heed::CUDATarget::parse(targets == "cpu" ? "sm_90" : targets.getValue());
       if (!target)
@@ -188,7 +216,7 @@ int main(int argc, char **argv) {
         llvm::errs() << "heed-compile: ptxas not found: PTX only (the driver JIT-compiles it)\n";
     }
     std::error_code ec;
-    llvm::ToolOutputFile out(output, ec, emitStage == "cubin" ? llvm::sys::fs::OF_None
+    llvm::ToolOutputFile out(output, ec, binaryStage ? llvm::sys::fs::OF_None
                                                               : llvm::sys::fs::OF_Text);
     if (ec)
       return error("cannot write '" + output + "': " + ec.message());

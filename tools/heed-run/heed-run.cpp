@@ -3,6 +3,7 @@
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/GPU.h"
 #include "heed/Runtime/CUDA.h"
+#include "heed/Runtime/HIP.h"
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Evaluate.h"
 #include "heed/Frontend/Parser.h"
@@ -49,9 +50,14 @@ cl::opt<int64_t> headDim("head-dim", cl::desc("head dim of q and k"), cl::init(6
 cl::opt<int64_t> headDimV("head-dim-v", cl::desc("head dim of v (default: --head-dim)"),
                           cl::init(0), cl::cat(category));
 cl::opt<std::string> target("target",
-                            cl::desc("cpu (default) | cuda | cuda:sm_XX: where to run (cuda: "
-                                     "the SIMT GPU baseline kernel, needs a GPU and driver)"),
+                            cl::desc("cpu (default) | cuda[:sm_XX] (NVIDIA, needs a GPU and "
+                                     "driver) | rocm[:gfxNNN] (AMD, needs a GPU and ROCm; "
+                                     "default gfx942)"),
                             cl::init("cpu"), cl::cat(category));
+cl::opt<std::string> gpuKernel("gpu-kernel",
+                               cl::desc("on a GPU: auto (matrix cores where they apply) | "
+                                        "tensor-cores (MFMA on AMD) | simt"),
+                               cl::init("auto"), cl::cat(category));
 cl::opt<std::string> dtype("dtype", cl::desc("f32 | f16 | bf16"), cl::init("f32"),
                            cl::cat(category));
 cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
@@ -95,37 +101,88 @@ std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int
 
 } // namespace
 
-/// --target=cuda: the SIMT kernel on device 0, checked like the CPU kernel.
-/// Exit code 77 (SKIPPED for ctest) when there is no GPU or driver.
-int runOnCUDA(const heed::spec::Variant &variant, const heed::KernelConfig &config,
-              heed::HostTensor &q, heed::HostTensor &k, heed::HostTensor &v,
-              heed::HostTensor &out, heed::HostTensor &lse,
-              std::vector<heed::HostTensor> &buffers, uint64_t seed) {
+/// A compiled GPU kernel, whichever vendor's.
+struct GPUImage {
+  std::string image, kernelName, chip, format;
+  int64_t blockRows = 0, threads = 0;
+  bool matrixCores = false;
+};
+
+/// The two GPU runtimes, for runOnGPU.
+struct CUDABackend {
+  using Buffer = heed::cuda::DeviceBuffer;
+  using Module = heed::cuda::KernelModule;
+  static bool available(std::string &why) { return heed::cuda::driver(why) != nullptr; }
+  static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
+                                          const heed::KernelConfig &config,
+                                          llvm::StringRef chip, heed::GPUKernelKind kind) {
+    auto target = heed::CUDATarget::parse(chip.empty() ? "sm_90" : chip.str());
+    if (!target)
+      return target.takeError();
+    auto binary = heed::compileCUDA(variant, config, *target, kind);
+    if (!binary)
+      return binary.takeError();
+    return GPUImage{binary->cubin ? *binary->cubin : binary->ptx,
+                    binary->kernelName,
+                    target->chip,
+                    binary->cubin ? "cubin" : "PTX, JIT by the driver",
+                    binary->blockRows,
+                    binary->threads,
+                    binary->tensorCores};
+  }
+};
+struct HIPBackend {
+  using Buffer = heed::hip::DeviceBuffer;
+  using Module = heed::hip::KernelModule;
+  static bool available(std::string &why) { return heed::hip::runtime(why) != nullptr; }
+  static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
+                                          const heed::KernelConfig &config,
+                                          llvm::StringRef chip, heed::GPUKernelKind kind) {
+    auto target = heed::AMDGPUTarget::parse(chip.empty() ? "gfx942" : chip.str());
+    if (!target)
+      return target.takeError();
+    auto binary = heed::compileAMDGPU(variant, config, *target, kind);
+    if (!binary)
+      return binary.takeError();
+    if (!binary->hsaco)
+      return llvm::createStringError("running on ROCm needs ld.lld to link the code object");
+    return GPUImage{*binary->hsaco,      binary->kernelName, target->chip, "hsaco",
+                    binary->blockRows,   binary->threads,    binary->matrixCores};
+  }
+};
+
+/// --target=cuda|rocm: the kernel on device 0, checked like the CPU kernel.
+/// Exit code 77 (SKIPPED for ctest) when there is no GPU or runtime.
+template <class Backend>
+int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config,
+             heed::HostTensor &q, heed::HostTensor &k, heed::HostTensor &v,
+             heed::HostTensor &out, heed::HostTensor &lse,
+             std::vector<heed::HostTensor> &buffers, uint64_t seed) {
+  auto kind = heed::parseGPUKernelKind(gpuKernel);
+  if (!kind)
+    return error(llvm::toString(kind.takeError()));
   std::string why;
-  if (!heed::cuda::driver(why)) {
+  if (!Backend::available(why)) {
     llvm::outs() << "heed-run: SKIPPED: " << why << "\n";
     return 77;
   }
-  llvm::StringRef chip = llvm::StringRef(target).drop_front(4).ltrim(':');
-  auto cudaTarget = heed::CUDATarget::parse(chip.empty() ? "sm_90" : chip.str());
-  if (!cudaTarget)
-    return error(llvm::toString(cudaTarget.takeError()));
+  llvm::StringRef platform = llvm::StringRef(target).split(':').first;
+  llvm::StringRef chip = llvm::StringRef(target).split(':').second;
   auto start = std::chrono::steady_clock::now();
-  auto binary = heed::compileCUDA(variant, config, *cudaTarget);
+  auto binary = Backend::compile(variant, config, chip, *kind);
   if (!binary)
     return error(llvm::toString(binary.takeError()));
   double compileS =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  auto module = heed::cuda::KernelModule::load(binary->cubin ? *binary->cubin : binary->ptx,
-                                               binary->kernelName, why);
+  auto module = Backend::Module::load(binary->image, binary->kernelName, why);
   if (!module)
     return error(why);
   // Device copies of every tensor, same shapes and layouts.
-  std::vector<std::unique_ptr<heed::cuda::DeviceBuffer>> device;
+  std::vector<std::unique_ptr<typename Backend::Buffer>> device;
   auto toDevice = [&](heed::HostTensor &t, bool upload) -> heed::TensorRef {
     heed::TensorRef host = t.ref(), d = host;
     size_t bytes = size_t(t.size()) * heed::dtypeSize(t.dtype());
-    auto buf = heed::cuda::DeviceBuffer::allocate(std::max<size_t>(bytes, 1), why);
+    auto buf = Backend::Buffer::allocate(std::max<size_t>(bytes, 1), why);
     if (!buf)
       return d;
     if (upload)
@@ -171,10 +228,9 @@ int runOnCUDA(const heed::spec::Variant &variant, const heed::KernelConfig &conf
   double tol = tolerance ? tolerance.getValue()
                          : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
   bool passed = e.relative <= tol && e.nanCount == 0;
-  llvm::outs() << fmt::format("variant   {}\ntarget    cuda {} ({}, {} kernel)\nseed      {}\n",
-                              variant.name, cudaTarget->chip,
-                              binary->cubin ? "cubin" : "PTX, JIT by the driver",
-                              binary->tensorCores ? "tensor-core" : "SIMT", seed);
+  llvm::outs() << fmt::format("variant   {}\ntarget    {} {} ({}, {} kernel)\nseed      {}\n",
+                              variant.name, platform.str(), binary->chip, binary->format,
+                              binary->matrixCores ? "matrix-core" : "SIMT", seed);
   llvm::outs() << fmt::format("compile   {:.3f} s\ntime      {:.3f} ms (one launch)\n",
                               compileS, runS * 1e3);
   llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
@@ -258,10 +314,14 @@ int main(int argc, char **argv) {
                                name.str()));
   }
 
-  if (llvm::StringRef(target).starts_with("cuda"))
-    return runOnCUDA(variant, config, q, k, v, out, lse, buffers, usedSeed);
+  llvm::StringRef platform = llvm::StringRef(target).split(':').first;
+  if (platform == "cuda")
+    return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
+  if (platform == "rocm")
+    return runOnGPU<HIPBackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
   if (target != "cpu")
-    return error("unknown --target=" + target + " (expected cpu, cuda or cuda:sm_XX)");
+    return error("unknown --target=" + target +
+                 " (expected cpu, cuda, cuda:sm_XX, rocm or rocm:gfxNNN)");
 
   auto kernel = heed::Kernel::compile(variant, config);
   if (!kernel)

@@ -1,6 +1,8 @@
-// Compiling a variant for NVIDIA GPUs: the kernel module lowered through
+// Compiling a variant for GPUs. NVIDIA: the kernel module lowered through
 // NVVM to PTX (LLVM's NVPTX backend), then to a cubin with ptxas when the
-// CUDA toolkit is present. See docs/passes.md ("GPU").
+// CUDA toolkit is present. AMD: through ROCDL to AMDGCN (LLVM's AMDGPU
+// backend), then to a code object (HSACO) linked by ld.lld. See
+// docs/passes.md ("GPU").
 #ifndef HEED_COMPILER_GPU_H
 #define HEED_COMPILER_GPU_H
 
@@ -30,18 +32,52 @@ struct GPUKernelBinary {
   std::string resources;            ///< ptxas -v: registers, shared memory, spills
 };
 
-/// Lowers `variant` to the module of --attn-lower-to-gpu (stage "gpu") or
-/// all the way to PTX and, with ptxas, a cubin.
-/// Which kernel: the tensor-core one where it applies (f16, head dims
-/// multiples of 16 up to 128, no gate), else the SIMT baseline; or forced.
+/// An AMD target: "gfx90a" (MI200), "gfx942" (MI300), "gfx950".
+struct AMDGPUTarget {
+  std::string chip;
+  int64_t mfma = 32; ///< the MFMA shape: 32 (32x32x8) or 16 (16x16x16)
+  static llvm::Expected<AMDGPUTarget> parse(const std::string &name);
+};
+
+/// What the AMD compile produced.
+struct AMDGPUKernelBinary {
+  std::string kernelName;
+  int64_t blockRows = 0;    ///< query rows per block (grid x = ceil(Sq / blockRows))
+  int64_t threads = 0;      ///< work items per block
+  bool matrixCores = false; ///< --attn-lower-to-amdgpu (else the SIMT baseline)
+  std::string isa;          ///< AMDGCN assembly with the kernel metadata
+  std::optional<std::string> hsaco; ///< the code object, when ld.lld was found
+  std::string resources;    ///< VGPRs, AGPRs, SGPRs, LDS, scratch, spills
+};
+
+/// Which kernel: the matrix-core one where it applies (f16 or bf16, head
+/// dims multiples of 16 up to 128 (AMD: v multiples of 32), no gate), else
+/// the SIMT baseline; or forced. TensorCores means MFMA on AMD.
 enum class GPUKernelKind { Auto, TensorCores, SIMT };
+enum class GPUVendor { NVIDIA, AMD };
+/// "auto" | "tensor-cores" (also "matrix-cores") | "simt".
+llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
+
+/// Lowers `variant` to the gpu-dialect module of the kernel chosen (stage
+/// "gpu").
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
                                           const KernelConfig &config,
-                                          GPUKernelKind kind = GPUKernelKind::Auto);
+                                          GPUKernelKind kind = GPUKernelKind::Auto,
+                                          GPUVendor vendor = GPUVendor::NVIDIA);
+/// All the way to PTX and, with ptxas, a cubin.
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &target,
                                             GPUKernelKind kind = GPUKernelKind::Auto);
+
+/// All the way to AMDGCN and, with ld.lld, an HSACO code object.
+llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
+                                                 const KernelConfig &config,
+                                                 const AMDGPUTarget &target,
+                                                 GPUKernelKind kind = GPUKernelKind::Auto);
+
+/// ld.lld from $HEED_LLD, LLVM's tools directory or PATH; "" if none.
+std::string findLld();
 
 /// ptxas from $HEED_PTXAS, $CUDA_HOME/bin, /usr/local/cuda/bin or PATH; "" if none.
 std::string findPtxas();

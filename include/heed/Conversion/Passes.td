@@ -58,21 +58,45 @@ def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
 }
 
 def AttnLowerToNVGPU : Pass<"attn-lower-to-nvgpu", "mlir::ModuleOp"> {
-  let summary = "attn.attention as a FlashAttention-2 kernel on tensor cores (nvgpu mma.sync)";
+  let summary = "attn.attention as a FlashAttention-2 kernel on NVIDIA tensor cores (mma.sync)";
   let description = [{
     Like --attn-lower-to-gpu, but each block of 128 threads (4 warps) owns 64
     query rows: Q in registers as mma.sync A fragments (nvgpu.ldmatrix from
     shared memory), K/V tiles of 64 keys staged in padded shared memory,
-    S = Q K^T and O += P V on nvgpu.mma.sync m16n8k16 (f16 in, f32
-    accumulate; V through ldmatrix.trans), the online softmax on the
-    accumulator fragments with quad shuffles, the variant's score and mask
-    per fragment element, P converted to f16 in registers and fed to the PV
-    product. Grid (ceil(Sq / 64), Hq, B). First version: f16, head dims
-    multiples of 16 up to 128, no cp.async pipelining, no block skipping.
+    S = Q K^T and O += P V on mma.sync m16n8k16 (f16 or bf16 in, f32
+    accumulate; V through ldmatrix.trans; f16 via nvgpu.mma.sync, bf16 via
+    nvvm.mma.sync), the online softmax on the accumulator fragments with
+    quad shuffles, the variant's score and mask per fragment element, P
+    converted in registers and fed to the PV product, and only the KV tiles
+    the mask analysis' classifier cannot prove EMPTY visited. Grid
+    (ceil(Sq / 64), Hq, B). Head dims multiples of 16 up to 128; no cp.async
+    pipelining yet. The tile loop is shared with --attn-lower-to-amdgpu.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
-    "mlir::nvgpu::NVGPUDialect", "mlir::vector::VectorDialect"];
+    "mlir::nvgpu::NVGPUDialect", "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",
+    "mlir::vector::VectorDialect"];
+}
+
+def AttnLowerToAMDGPU : Pass<"attn-lower-to-amdgpu", "mlir::ModuleOp"> {
+  let summary = "attn.attention as a FlashAttention-2 kernel on AMD matrix cores (MFMA)";
+  let description = [{
+    The tile loop of --attn-lower-to-nvgpu on MFMA (wave64, f16 or bf16 in,
+    f32 accumulate; amdgpu.mfma 32x32x8 or 16x16x16): a block of 4 waves owns
+    4 x `mfma` query rows; the kernel computes S^T = K Q^T so that each lane
+    owns one query row (row statistics in-lane plus one or two shuffles) and
+    the S^T accumulators are directly the B operand of O^T += V^T P^T; K tiles
+    of 64 keys are staged in LDS, V tiles transposed, Q's operands are loaded
+    from global memory once. Grid (ceil(Sq / (4 mfma)), Hq, B), 256 threads.
+    Head dims: multiples of 16 (v: of `mfma`) up to 128.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
+    "mlir::amdgpu::AMDGPUDialect", "mlir::vector::VectorDialect"];
+  let options = [
+    Option<"mfma", "mfma", "int64_t", "32",
+           "MFMA shape: 32 (32x32x8) or 16 (16x16x16)">,
+  ];
 }
 
 #endif // HEED_CONVERSION_PASSES

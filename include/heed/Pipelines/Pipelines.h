@@ -6,6 +6,7 @@
 #include "mlir/Pass/PassManager.h"
 
 #include <cstdint>
+#include <string>
 
 namespace heed {
 
@@ -29,6 +30,16 @@ void buildCPUTilingPipeline(mlir::OpPassManager &pm, const CPUPipelineOptions &o
 
 /// tiled scf/vector/memref code -> LLVM dialect. Printable stage `--emit=llvm`.
 void buildCPUToLLVMPipeline(mlir::OpPassManager &pm);
+
+/// gpu-dialect kernels (--attn-lower-to-gpu, --attn-lower-to-amdgpu) ->
+/// AMDGCN assembly in a gpu.binary, for `chip` (gfx90a, gfx942, ...):
+/// scf -> cf, rocdl-attach-target, math-expand-ops{ops=tanh}, convert-gpu-to-rocdl (amdgpu.mfma ->
+/// rocdl intrinsics; math through LLVM intrinsics, so no ROCm device
+/// library is linked), gpu-module-to-binary{format=isa} (LLVM's AMDGPU
+/// backend). LLVM 22 has no one-shot ROCm pipeline, so heed assembles it.
+/// The code object (HSACO) is then assembled and linked by lld (see
+/// heed::compileAMDGPU).
+void buildGPUToROCDLPipeline(mlir::OpPassManager &pm, const std::string &chip);
 
 } // namespace heed
 

@@ -5,35 +5,29 @@
 // This is heed's GPU baseline: target-neutral (NVVM and ROCDL lower it), the
 // same semantics as the CPU kernel (masked rows give zeros and lse -inf,
 // out-of-range buffer reads give 0 and set `status`), simple enough to be
-// obviously right, and the harness the tensor-core lowering
-// (--attn-lower-to-nvgpu) is checked against. It is not fast: no tensor
-// cores, no shared-memory staging, no block skipping.
+// obviously right, and the harness the matrix-core lowerings
+// (--attn-lower-to-nvgpu, --attn-lower-to-amdgpu) are checked against. It is
+// not fast: no matrix cores, no shared-memory staging, no block skipping.
 //
 // The function holding the attention op becomes a `gpu.func ... kernel` of
 // the same arguments in `gpu.module @heed_gpu`; launch it on a grid of
 // (ceil(Sq / block-rows), Hq, B) blocks of `block-rows` threads.
+//
+// Also here: what every GPU kernel shares (GPUKernel.h): GPUKernelLowering's
+// indexing and region inlining, and lowerKernels.
 #include "heed/Conversion/Passes.h"
 
-#include "../BlockSearch.h"
+#include "GPUKernel.h"
 
-#include "dialects/attn/AttnOps.h"
-
-#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
-#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
-#include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 
 #include <cmath>
 
 namespace heed {
 #define GEN_PASS_DEF_ATTNLOWERTOGPU
-#define GEN_PASS_DEF_ATTNLOWERTONVGPU
 #include "heed/Conversion/Passes.h.inc"
 } // namespace heed
 
@@ -41,56 +35,34 @@ using namespace mlir;
 using heed::attn::AttentionOp;
 using heed::attn::VariantOp;
 
-namespace {
+namespace heed::gpu_kernel {
 
-/// What both GPU kernels share: the op and its variant, layout-aware
-/// indexing, and the variant's regions inlined as scalar code.
-class GPUKernelLowering {
-public:
-  GPUKernelLowering(OpBuilder &b, AttentionOp op, VariantOp variant)
-      : b(b), loc(op.getLoc()), op(op), variant(variant) {}
-  virtual ~GPUKernelLowering() = default;
+Value GPUKernelLowering::dim(Value t, unsigned d) {
+  unsigned phys = d;
+  if (op.isBSHD() && (d == 1 || d == 2))
+    phys = 3 - d;
+  return memref::DimOp::create(b, loc, t, phys);
+}
 
-  /// Emits the kernel body at the builder's insertion point.
-  virtual LogicalResult emit() = 0;
+SmallVector<Value> GPUKernelLowering::at(Value batch, Value head, Value pos, Value d) {
+  if (op.isBSHD())
+    return {batch, pos, head, d};
+  return {batch, head, pos, d};
+}
 
-protected:
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value f32(double v) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v)); }
-  /// Logical dim `d` (0 batch, 1 heads, 2 seq, 3 dim) of a rank-4 tensor.
-  Value dim(Value t, unsigned d) {
-    unsigned phys = d;
-    if (op.isBSHD() && (d == 1 || d == 2))
-      phys = 3 - d;
-    return memref::DimOp::create(b, loc, t, phys);
-  }
-  SmallVector<Value> at(Value batch, Value head, Value pos, Value d) {
-    if (op.isBSHD())
-      return {batch, pos, head, d};
-    return {batch, head, pos, d};
-  }
-  Value loadF32(Value t, ValueRange indices) {
-    Value x = memref::LoadOp::create(b, loc, t, indices);
-    if (!x.getType().isF32())
-      x = arith::ExtFOp::create(b, loc, b.getF32Type(), x);
-    return x;
-  }
-  void storeF32(Value x, Value t, ValueRange indices) {
-    Type elt = cast<MemRefType>(t.getType()).getElementType();
-    if (!elt.isF32())
-      x = arith::TruncFOp::create(b, loc, elt, x);
-    memref::StoreOp::create(b, loc, x, t, indices);
-  }
-  /// Clones `region` with scalars: leading block arguments -> `leading`,
-  /// buffers -> the op's buffers; attn.load becomes a bounds-checked load.
-  Value inlineRegion(Region &region, ArrayRef<Value> leading);
+Value GPUKernelLowering::loadF32(Value t, ValueRange indices) {
+  Value x = memref::LoadOp::create(b, loc, t, indices);
+  if (!x.getType().isF32())
+    x = arith::ExtFOp::create(b, loc, b.getF32Type(), x);
+  return x;
+}
 
-  OpBuilder &b;
-  Location loc;
-  AttentionOp op;
-  VariantOp variant;
-  Value route; ///< the head's route value (routed variants)
-};
+void GPUKernelLowering::storeF32(Value x, Value t, ValueRange indices) {
+  Type elt = cast<MemRefType>(t.getType()).getElementType();
+  if (!elt.isF32())
+    x = arith::TruncFOp::create(b, loc, elt, x);
+  memref::StoreOp::create(b, loc, x, t, indices);
+}
 
 Value GPUKernelLowering::inlineRegion(Region &region, ArrayRef<Value> leading) {
   Block &block = region.front();
@@ -149,11 +121,17 @@ Value GPUKernelLowering::inlineRegion(Region &region, ArrayRef<Value> leading) {
   return {};
 }
 
+namespace {
+
 /// The SIMT baseline (--attn-lower-to-gpu): one thread per query row.
 class SIMTLowering : public GPUKernelLowering {
 public:
-  using GPUKernelLowering::GPUKernelLowering;
+  SIMTLowering(OpBuilder &b, AttentionOp op, VariantOp variant, int64_t blockRows)
+      : GPUKernelLowering(b, op, variant), blockRows(blockRows) {}
   LogicalResult emit() override;
+
+private:
+  int64_t blockRows; ///< the block size (a constant: ROCDL's block_dim needs ockl)
 };
 
 LogicalResult SIMTLowering::emit() {
@@ -169,8 +147,16 @@ LogicalResult SIMTLowering::emit() {
   Value head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   Value lane = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value width = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
-  Value row = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, rowBlock, width), lane);
+  Value row =
+      arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, rowBlock, idx(blockRows)), lane);
+  // Private buffers at the top of the kernel (a static frame: AMDGPU cannot
+  // allocate stack dynamically).
+  auto privateSpace = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Private);
+  auto privateType = [&](int64_t n) {
+    return MemRefType::get({n}, b.getF32Type(), MemRefLayoutAttrInterface{}, privateSpace);
+  };
+  Value qRow = memref::AllocaOp::create(b, loc, privateType(headDim));
+  Value acc = memref::AllocaOp::create(b, loc, privateType(headDimV));
   Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, seqQ);
   auto guard = scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
   OpBuilder::InsertionGuard ig(b);
@@ -181,9 +167,6 @@ LogicalResult SIMTLowering::emit() {
     route = inlineRegion(variant.getRoute(), {batch, head});
 
   // The query row (f32) and a zero accumulator, in private memory.
-  auto privateType = [&](int64_t n) { return MemRefType::get({n}, b.getF32Type()); };
-  Value qRow = memref::AllocaOp::create(b, loc, privateType(headDim));
-  Value acc = memref::AllocaOp::create(b, loc, privateType(headDimV));
   {
     auto loop = scf::ForOp::create(b, loc, idx(0), idx(headDim), idx(1));
     OpBuilder::InsertionGuard g(b);
@@ -271,317 +254,7 @@ LogicalResult SIMTLowering::emit() {
   return success();
 }
 
-/// FlashAttention-2 on tensor cores (mma.sync m16n8k16, f16 in, f32
-/// accumulate): a block of 4 warps owns 64 query rows (16 per warp), K/V
-/// tiles of 64 keys are staged in shared memory (rows padded by 8 halves:
-/// no bank conflicts on ldmatrix), S = Q K^T and O += P V run on mma.sync
-/// with the fragments loaded by ldmatrix (V transposed), the online softmax
-/// runs on the accumulator fragments (row max and sum over the 4 lanes of a
-/// quad by shuffles), the variant's score and mask are evaluated per
-/// fragment element with (q, kv) from the fragment layout, and P goes from
-/// the S accumulators straight into the A operand of the PV product.
-/// First version: f16 only (nvgpu.mma.sync has no bf16 in LLVM 22), head
-/// dims multiples of 16 up to 128, no cp.async pipelining, every KV tile
-/// visited (no block skipping yet).
-class MMALowering : public GPUKernelLowering {
-public:
-  static constexpr int64_t kRows = 64, kKeys = 64, kPad = 8, kThreads = 128;
-  MMALowering(OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel)
-      : GPUKernelLowering(b, op, variant), kernel(kernel) {}
-  LogicalResult emit() override;
-
-private:
-  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 32); }
-  /// Copies rows [row0, row0 + 64) of a [.., S, D] tensor of head `hd` into
-  /// `smem` (zero rows past `seq`), 8 halves per thread and step.
-  void stageTile(Value global, Value smem, Value batch, Value hd, Value row0, Value seq,
-                 int64_t width);
-  /// Max or sum over the 4 lanes of a quad.
-  Value quadReduce(Value x, bool max);
-  /// The variant's `blocks` classifier on a box (i8: 0 EMPTY, 1 PARTIAL,
-  /// 2 FULL), where it needs no buffer summaries; null otherwise.
-  Value classify(Value batch, Value head, Value qLo, Value qHi, Value kvLo, Value kvHi);
-  gpu::GPUFuncOp kernel;
-  Value lane, warp;
-};
-
-void MMALowering::stageTile(Value global, Value smem, Value batch, Value hd, Value row0,
-                            Value seq, int64_t width) {
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  int64_t chunks = kRows * width / 8;
-  auto loop = scf::ForOp::create(b, loc, tid, idx(chunks), idx(kThreads));
-  OpBuilder::InsertionGuard g(b);
-  b.setInsertionPointToStart(loop.getBody());
-  Value i = loop.getInductionVar();
-  Value r = arith::DivUIOp::create(b, loc, i, idx(width / 8));
-  Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, idx(width / 8)), idx(8));
-  Value pos = arith::AddIOp::create(b, loc, row0, r);
-  Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
-  VectorType v8 = VectorType::get({8}, b.getF16Type());
-  auto ifOp = scf::IfOp::create(b, loc, TypeRange{v8}, in, true);
-  {
-    OpBuilder::InsertionGuard g2(b);
-    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    scf::YieldOp::create(b, loc,
-                         vector::LoadOp::create(b, loc, v8, global, at(batch, hd, pos, c)).getResult());
-    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-    scf::YieldOp::create(
-        b, loc,
-        arith::ConstantOp::create(b, loc, DenseElementsAttr::get(v8, b.getF16FloatAttr(0)))
-            .getResult());
-  }
-  vector::StoreOp::create(b, loc, ifOp.getResult(0), smem, ValueRange{r, c});
-}
-
-Value MMALowering::classify(Value batch, Value head, Value qLo, Value qHi, Value kvLo,
-                           Value kvHi) {
-  if (variant.getBlocks().empty() || !variant.getSummarizedBuffers().empty())
-    return {};
-  Block &block = variant.getBlocks().front();
-  IRMapping map;
-  Value args[] = {batch, head, qLo, qHi, kvLo, kvHi};
-  for (unsigned i = 0; i < VariantOp::kBlocksIndexArgs; ++i)
-    map.map(block.getArgument(i), args[i]);
-  for (auto [i, buf] : llvm::enumerate(op.getBuffers()))
-    map.map(block.getArgument(VariantOp::kBlocksIndexArgs + i), buf);
-  for (Operation &inner : block.without_terminator()) {
-    if (auto r = dyn_cast<heed::attn::RouteOp>(inner)) {
-      map.map(r.getResult(), route);
-      continue;
-    }
-    b.clone(inner, map);
-  }
-  return map.lookup(cast<heed::attn::YieldOp>(block.getTerminator()).getValue());
-}
-
-Value MMALowering::quadReduce(Value x, bool max) {
-  for (int64_t offset : {1, 2}) {
-    Value other = gpu::ShuffleOp::create(b, loc, x, i32(offset), i32(32), gpu::ShuffleMode::XOR)
-                      .getShuffleResult();
-    x = max ? Value(arith::MaximumFOp::create(b, loc, x, other))
-            : Value(arith::AddFOp::create(b, loc, x, other));
-  }
-  return x;
-}
-
-LogicalResult MMALowering::emit() {
-  Value q = op.getQuery(), k = op.getKey(), v = op.getValue(), out = op.getOut();
-  Value lse = op.getLse();
-  auto qType = cast<MemRefType>(q.getType());
-  int64_t D = qType.getDimSize(3), Dv = cast<MemRefType>(v.getType()).getDimSize(3);
-  if (!qType.getElementType().isF16())
-    return op.emitOpError() << "--attn-lower-to-nvgpu handles f16 so far (bf16 needs "
-                               "nvvm.mma.sync: nvgpu.mma.sync cannot type it in LLVM 22); use "
-                               "--attn-lower-to-gpu";
-  if (D % 16 || Dv % 16 || D > 128 || Dv > 128)
-    return op.emitOpError() << "--attn-lower-to-nvgpu needs head dims that are multiples of "
-                               "16, at most 128 so far";
-  if (variant.isGated())
-    return op.emitOpError() << "gated variants are not lowered to the GPU yet";
-  Value bufA = kernel.getWorkgroupAttributions()[0], bufV = kernel.getWorkgroupAttributions()[1];
-  Type f16 = b.getF16Type(), f32t = b.getF32Type();
-  VectorType aType = VectorType::get({4, 2}, f16), bType = VectorType::get({2, 2}, f16);
-  VectorType cType = VectorType::get({2, 2}, f32t);
-  Value seqQ = dim(q, 2), seqKV = dim(k, 2), headsQ = dim(q, 1), headsKV = dim(k, 1);
-  Value group = arith::DivUIOp::create(b, loc, headsQ, headsKV);
-  Value qTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-  Value headKV = arith::DivUIOp::create(b, loc, head, group);
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  warp = arith::DivUIOp::create(b, loc, tid, idx(32));
-  lane = arith::RemUIOp::create(b, loc, tid, idx(32));
-  Value q0 = arith::MulIOp::create(b, loc, qTile, idx(kRows));
-  if (variant.isRouted())
-    route = inlineRegion(variant.getRoute(), {batch, head});
-
-  // Q tile -> shared memory -> A fragments in registers (D / 16 of them).
-  stageTile(q, bufA, batch, head, q0, seqQ, D);
-  gpu::BarrierOp::create(b, loc);
-  Value laneMod16 = arith::RemUIOp::create(b, loc, lane, idx(16));
-  Value laneDiv16 = arith::DivUIOp::create(b, loc, lane, idx(16));
-  Value warpRow = arith::MulIOp::create(b, loc, warp, idx(16));
-  SmallVector<Value> qFrag;
-  for (int64_t kk = 0; kk < D / 16; ++kk) {
-    Value r = arith::AddIOp::create(b, loc, warpRow, laneMod16);
-    Value c = arith::AddIOp::create(b, loc, idx(kk * 16),
-                                    arith::MulIOp::create(b, loc, laneDiv16, idx(8)));
-    qFrag.push_back(nvgpu::LdMatrixOp::create(b, loc, aType, bufA, ValueRange{r, c},
-                                              /*transpose=*/false, /*numTiles=*/4));
-  }
-  // This thread's rows (of its warp's 16) and columns within an n-tile of 8.
-  Value rowInWarp = arith::DivUIOp::create(b, loc, lane, idx(4));
-  Value colPair = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, lane, idx(4)), idx(2));
-  Value rowQ[2];
-  for (int i = 0; i < 2; ++i)
-    rowQ[i] = arith::AddIOp::create(
-        b, loc, q0, arith::AddIOp::create(b, loc, warpRow,
-                                          arith::AddIOp::create(b, loc, rowInWarp, idx(8 * i))));
-
-  // The KV loop: running max and partial sums for the thread's 2 rows, and
-  // the O accumulators (Dv / 8 fragments).
-  float scale = op.getScale().convertToFloat();
-  Value negInf = f32(-INFINITY);
-  SmallVector<Value> init = {negInf, negInf, f32(0), f32(0)};
-  Value zeroC = arith::ConstantOp::create(b, loc, DenseElementsAttr::get(cType, b.getF32FloatAttr(0)));
-  for (int64_t d = 0; d < Dv / 8; ++d)
-    init.push_back(zeroC);
-  Value numTiles = arith::CeilDivUIOp::create(b, loc, seqKV, idx(kKeys));
-  Value lastQ = arith::SubIOp::create(b, loc, seqQ, idx(1));
-  Value lastKV = arith::SubIOp::create(b, loc, seqKV, idx(1));
-  // Visit only the KV tiles between the first and last the mask may reach
-  // for this block's rows (the analysis' classifier, by binary search).
-  Value first = idx(0), end = numTiles;
-  Value qHiBox = arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, q0, idx(kRows - 1)),
-                                        lastQ);
-  auto isEmpty = [&](Value lo, Value hi) -> Value {
-    Value cls = classify(batch, head, q0, qHiBox, lo, hi);
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
-                                 arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
-  };
-  if (!variant.getBlocks().empty() && variant.getSummarizedBuffers().empty()) {
-    Value one = arith::ConstantIntOp::create(b, loc, 1, 1);
-    first = heed::searchFirst(b, loc, idx(0), numTiles, [&](Value t) -> Value {
-      Value hi = arith::MinUIOp::create(
-          b, loc, arith::SubIOp::create(b, loc, arith::MulIOp::create(b, loc, arith::AddIOp::create(b, loc, t, idx(1)), idx(kKeys)), idx(1)),
-          lastKV);
-      return arith::XOrIOp::create(b, loc, isEmpty(idx(0), hi), one);
-    });
-    end = heed::searchFirst(b, loc, first, numTiles, [&](Value t) -> Value {
-      return isEmpty(arith::MulIOp::create(b, loc, t, idx(kKeys)), lastKV);
-    });
-  }
-  auto loop = scf::ForOp::create(b, loc, first, end, idx(1), init);
-  {
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value t = loop.getInductionVar();
-    ValueRange it = loop.getRegionIterArgs();
-    Value m[2] = {it[0], it[1]}, l[2] = {it[2], it[3]};
-    SmallVector<Value> o(it.begin() + 4, it.end());
-    Value kv0 = arith::MulIOp::create(b, loc, t, idx(kKeys));
-    gpu::BarrierOp::create(b, loc); // the previous tile (or Q) is consumed
-    stageTile(k, bufA, batch, headKV, kv0, seqKV, D);
-    stageTile(v, bufV, batch, headKV, kv0, seqKV, Dv);
-    gpu::BarrierOp::create(b, loc);
-
-    // S = Q K^T: 8 n-tiles of 8 keys.
-    Value laneMod8 = arith::RemUIOp::create(b, loc, lane, idx(8));
-    Value half = arith::RemUIOp::create(b, loc, arith::DivUIOp::create(b, loc, lane, idx(8)), idx(2));
-    SmallVector<Value> sAcc;
-    for (int64_t n = 0; n < kKeys / 8; ++n) {
-      Value acc = zeroC;
-      for (int64_t kk = 0; kk < D / 16; ++kk) {
-        Value r = arith::AddIOp::create(b, loc, idx(n * 8), laneMod8);
-        Value c = arith::AddIOp::create(b, loc, idx(kk * 16), arith::MulIOp::create(b, loc, half, idx(8)));
-        Value kFrag = nvgpu::LdMatrixOp::create(b, loc, bType, bufA, ValueRange{r, c},
-                                                /*transpose=*/false, /*numTiles=*/2);
-        acc = nvgpu::MmaSyncOp::create(b, loc, qFrag[kk], kFrag, acc,
-                                       ArrayRef<int64_t>{16, 8, 16});
-      }
-      sAcc.push_back(acc);
-    }
-    // Scale, score modifier and mask per element; keys past the end masked.
-    Block &scoreBlock = variant.getScore().front();
-    bool identityScore =
-        cast<heed::attn::YieldOp>(scoreBlock.getTerminator()).getValue() == scoreBlock.getArgument(0);
-    Value rowMax[2] = {negInf, negInf};
-    SmallVector<SmallVector<Value, 4>> sv(kKeys / 8);
-    for (int64_t n = 0; n < kKeys / 8; ++n)
-      for (int64_t i = 0; i < 2; ++i)
-        for (int64_t j = 0; j < 2; ++j) {
-          Value x = vector::ExtractOp::create(b, loc, sAcc[n], ArrayRef<int64_t>{i, j});
-          x = arith::MulFOp::create(b, loc, x, f32(scale));
-          Value kvPos = arith::AddIOp::create(
-              b, loc, kv0, arith::AddIOp::create(b, loc, idx(n * 8 + j), colPair));
-          // Rows past Sq and keys past Skv are padding: the variant is
-          // evaluated at the last real row/key instead (and the result
-          // dropped), so their buffer reads are never reported out of range.
-          Value qEval = arith::MinUIOp::create(b, loc, rowQ[i], lastQ);
-          Value kvEval = arith::MinUIOp::create(b, loc, kvPos, lastKV);
-          if (!identityScore)
-            x = inlineRegion(variant.getScore(), {x, batch, head, qEval, kvEval});
-          Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, seqKV);
-          ok = arith::AndIOp::create(b, loc, ok,
-                                     inlineRegion(variant.getMask(), {batch, head, qEval, kvEval}));
-          x = arith::SelectOp::create(b, loc, ok, x, negInf);
-          sv[n].push_back(x);
-          rowMax[i] = arith::MaximumFOp::create(b, loc, rowMax[i], x);
-        }
-    // Online softmax per row (statistics shared by the quad).
-    Value mNew[2], mUse[2], alpha[2], rowSum[2] = {f32(0), f32(0)};
-    for (int i = 0; i < 2; ++i) {
-      mNew[i] = arith::MaximumFOp::create(b, loc, m[i], quadReduce(rowMax[i], true));
-      Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mNew[i], negInf);
-      mUse[i] = arith::SelectOp::create(b, loc, none, f32(0), mNew[i]);
-      alpha[i] = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, m[i], mUse[i]));
-    }
-    SmallVector<Value> p(kKeys / 8); // P as f16 fragments, one per n-tile
-    VectorType hType = VectorType::get({2, 2}, f16);
-    for (int64_t n = 0; n < kKeys / 8; ++n) {
-      Value frag = arith::ConstantOp::create(b, loc, DenseElementsAttr::get(hType, b.getF16FloatAttr(0)));
-      for (int64_t i = 0; i < 2; ++i)
-        for (int64_t j = 0; j < 2; ++j) {
-          Value e = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, sv[n][i * 2 + j], mUse[i]));
-          rowSum[i] = arith::AddFOp::create(b, loc, rowSum[i], e);
-          frag = vector::InsertOp::create(b, loc, arith::TruncFOp::create(b, loc, f16, e), frag,
-                                          ArrayRef<int64_t>{i, j});
-        }
-      p[n] = frag;
-    }
-    Value lNew[2];
-    for (int i = 0; i < 2; ++i)
-      lNew[i] = arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l[i], alpha[i]), rowSum[i]);
-    // Rescale O rows, then O += P V (k = 16 keys per mma).
-    Value alphaVec = vector::FromElementsOp::create(
-        b, loc, cType, ValueRange{alpha[0], alpha[0], alpha[1], alpha[1]});
-    for (Value &od : o)
-      od = arith::MulFOp::create(b, loc, od, alphaVec);
-    for (int64_t t16 = 0; t16 < kKeys / 16; ++t16) {
-      // A fragment of P: rows r / r + 8 of keys [16 t, 16 t + 8) and [+8, +16).
-      Value a = arith::ConstantOp::create(b, loc, DenseElementsAttr::get(aType, b.getF16FloatAttr(0)));
-      for (int64_t i = 0; i < 2; ++i) {
-        a = vector::InsertOp::create(b, loc, vector::ExtractOp::create(b, loc, p[2 * t16], ArrayRef<int64_t>{i}), a, ArrayRef<int64_t>{i});
-        a = vector::InsertOp::create(b, loc, vector::ExtractOp::create(b, loc, p[2 * t16 + 1], ArrayRef<int64_t>{i}), a, ArrayRef<int64_t>{2 + i});
-      }
-      for (int64_t d = 0; d < Dv / 8; ++d) {
-        Value r = arith::AddIOp::create(b, loc, idx(t16 * 16), laneMod16);
-        Value vFrag = nvgpu::LdMatrixOp::create(b, loc, bType, bufV, ValueRange{r, idx(d * 8)},
-                                                /*transpose=*/true, /*numTiles=*/2);
-        o[d] = nvgpu::MmaSyncOp::create(b, loc, a, vFrag, o[d], ArrayRef<int64_t>{16, 8, 16});
-      }
-    }
-    SmallVector<Value> next = {mNew[0], mNew[1], lNew[0], lNew[1]};
-    next.append(o.begin(), o.end());
-    scf::YieldOp::create(b, loc, next);
-  }
-  // Normalize, write the thread's elements of O and (one lane per row) lse.
-  for (int i = 0; i < 2; ++i) {
-    Value mFinal = loop.getResult(i);
-    Value lFinal = quadReduce(loop.getResult(2 + i), false);
-    Value empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLE, lFinal, f32(0));
-    Value inv = arith::SelectOp::create(b, loc, empty, f32(0), arith::DivFOp::create(b, loc, f32(1), lFinal));
-    Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, rowQ[i], seqQ);
-    auto ifOp = scf::IfOp::create(b, loc, inRange, false);
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    for (int64_t d = 0; d < Dv / 8; ++d)
-      for (int64_t j = 0; j < 2; ++j) {
-        Value x = vector::ExtractOp::create(b, loc, loop.getResult(4 + d), ArrayRef<int64_t>{i, j});
-        Value col = arith::AddIOp::create(b, loc, idx(d * 8 + j), colPair);
-        storeF32(arith::MulFOp::create(b, loc, x, inv), out, at(batch, head, rowQ[i], col));
-      }
-    if (lse) {
-      Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, colPair, idx(0));
-      auto once = scf::IfOp::create(b, loc, first, false);
-      b.setInsertionPointToStart(&once.getThenRegion().front());
-      Value value = arith::AddFOp::create(b, loc, mFinal, math::LogOp::create(b, loc, lFinal));
-      memref::StoreOp::create(b, loc, arith::SelectOp::create(b, loc, empty, f32(-INFINITY), value),
-                              lse, ValueRange{batch, head, rowQ[i]});
-    }
-  }
-  return success();
-}
+} // namespace
 
 /// Turns every function holding one attn.attention into a gpu.func kernel
 /// of `gpu.module @heed_gpu`, its body emitted by `make(...)->emit()`.
@@ -638,37 +311,33 @@ LogicalResult lowerKernels(
   return success();
 }
 
+std::pair<int64_t, Type> widestOperand(ModuleOp module) {
+  int64_t width = 0;
+  Type elt = Float16Type::get(module.getContext());
+  module.walk([&](AttentionOp op) {
+    auto q = cast<MemRefType>(op.getQuery().getType());
+    width = std::max({width, q.getDimSize(3),
+                      cast<MemRefType>(op.getValue().getType()).getDimSize(3)});
+    elt = q.getElementType();
+  });
+  return {width, elt};
+}
+
+} // namespace heed::gpu_kernel
+
+namespace {
+
+using namespace heed::gpu_kernel;
+
 struct AttnLowerToGPUPass : heed::impl::AttnLowerToGPUBase<AttnLowerToGPUPass> {
   using Base::Base;
   void runOnOperation() override {
-    auto make = [](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp) {
-      return std::unique_ptr<GPUKernelLowering>(std::make_unique<SIMTLowering>(b, op, variant));
+    int64_t rows = blockRows;
+    auto make = [rows](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp) {
+      return std::unique_ptr<GPUKernelLowering>(
+          std::make_unique<SIMTLowering>(b, op, variant, rows));
     };
     if (failed(lowerKernels(getOperation(), blockRows, blockRows, {}, make)))
-      signalPassFailure();
-  }
-};
-
-struct AttnLowerToNVGPUPass : heed::impl::AttnLowerToNVGPUBase<AttnLowerToNVGPUPass> {
-  using Base::Base;
-  void runOnOperation() override {
-    ModuleOp module = getOperation();
-    // Two shared-memory tiles: Q then K (Q lives in registers once loaded), and V.
-    int64_t width = 0;
-    module.walk([&](AttentionOp op) {
-      width = std::max({width, cast<MemRefType>(op.getQuery().getType()).getDimSize(3),
-                        cast<MemRefType>(op.getValue().getType()).getDimSize(3)});
-    });
-    auto space = gpu::AddressSpaceAttr::get(module.getContext(), gpu::AddressSpace::Workgroup);
-    auto tile = MemRefType::get({MMALowering::kRows, width + MMALowering::kPad},
-                                Float16Type::get(module.getContext()), MemRefLayoutAttrInterface{},
-                                space);
-    auto make = [](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
-      return std::unique_ptr<GPUKernelLowering>(
-          std::make_unique<MMALowering>(b, op, variant, kernel));
-    };
-    if (failed(lowerKernels(module, MMALowering::kRows, MMALowering::kThreads,
-                            TypeRange{tile, tile}, make)))
       signalPassFailure();
   }
 };

@@ -1,36 +1,39 @@
 #!/usr/bin/env bash
 # GPU numerical tests (ctest label gpu): every example spec, odd sizes, GQA,
-# f32/bf16, lse, BSHD, on the SIMT CUDA kernel against the float64
-# reference. Exit 77 (reported SKIPPED by ctest, never passed) where there is
-# no GPU or driver.
-#   run-examples.sh BIN_DIR EXAMPLES_DIR
+# f32/f16/bf16, lse, BSHD, on the SIMT kernel and on the matrix-core kernel
+# (mma.sync on NVIDIA, MFMA on AMD) against the float64 reference. Exit 77
+# (reported SKIPPED by ctest, never passed) where there is no GPU or runtime.
+#   run-examples.sh BIN_DIR EXAMPLES_DIR [cuda|rocm]
 set -uo pipefail
-bin="$1" ex="$2"
+bin="$1" ex="$2" platform="${3:-cuda}"
 fail=0
 run() {
-  "$bin/heed-run" "$@" --target=cuda --repeat=1
+  "$bin/heed-run" "$@" --target="$platform" --repeat=1
   local rc=$?
   if [ $rc -eq 77 ]; then exit 77; fi
   if [ $rc -ne 0 ]; then echo "FAILED: heed-run $*"; fail=1; fi
 }
-# The argument sets of test/Integration/CPU/examples.test (plus GQA and lse).
-run "$ex/causal.attn" --batch=2 --heads=4 --kv-heads=2 --seq=77 --lse
-run "$ex/sliding_window.attn" --seq=333 --param window=50 --lse
-run "$ex/document.attn" --seq=301 --buffer doc_ids=docs:10:90
-run "$ex/prefix_lm.attn" --seq=150 --dtype=bf16
-run "$ex/neighborhood_2d.attn" --seq=384 --heads=2
-run "$ex/block_sparse.attn" --seq=256 --heads=3 --buffer layout=bits:0.3
-run "$ex/alibi.attn" --seq=99 --head-dim=128 --layout=bshd
-run "$ex/softcap.attn" --seq=65 --head-dim=256 --dtype=f16
-run "$ex/sinks.attn" --seq=200 --lse
-run "$ex/relative_bias.attn" --seq=90 --heads=2
-run "$ex/custom.attn" --seq=170
-run "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --buffer streaming=bits:0.5 --lse
-run "$ex/moa.attn" --seq=613 --heads=6 --lse --dtype=bf16
-# The tensor-core kernel (f16): masks, modifiers, buffers, routing, GQA,
-# odd sizes, head dims 64 and 128, BSHD, lse.
+# The SIMT kernel: the argument sets of test/Integration/CPU/examples.test
+# (plus GQA and lse).
+simt() { run "$@" --gpu-kernel=simt; }
+simt "$ex/causal.attn" --batch=2 --heads=4 --kv-heads=2 --seq=77 --lse
+simt "$ex/sliding_window.attn" --seq=333 --param window=50 --lse
+simt "$ex/document.attn" --seq=301 --buffer doc_ids=docs:10:90
+simt "$ex/prefix_lm.attn" --seq=150 --dtype=bf16
+simt "$ex/neighborhood_2d.attn" --seq=384 --heads=2
+simt "$ex/block_sparse.attn" --seq=256 --heads=3 --buffer layout=bits:0.3
+simt "$ex/alibi.attn" --seq=99 --head-dim=128 --layout=bshd
+simt "$ex/softcap.attn" --seq=65 --head-dim=256 --dtype=f16
+simt "$ex/sinks.attn" --seq=200 --lse
+simt "$ex/relative_bias.attn" --seq=90 --heads=2
+simt "$ex/custom.attn" --seq=170
+simt "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --buffer streaming=bits:0.5 --lse
+simt "$ex/moa.attn" --seq=613 --heads=6 --lse --dtype=bf16
+# The matrix-core kernel (f16 and bf16): masks, modifiers, buffers, routing,
+# GQA, odd sizes, head dims 64 and 128, BSHD, lse.
 for f in causal sliding_window sinks prefix_lm softcap alibi relative_bias custom; do
   run "$ex/$f.attn" --seq=333 --heads=4 --kv-heads=2 --dtype=f16 --lse
+  run "$ex/$f.attn" --seq=190 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd
 done
 run "$ex/document.attn" --seq=1001 --dtype=f16 --head-dim=128 --layout=bshd --buffer doc_ids=docs:10:300
 run "$ex/neighborhood_2d.attn" --seq=384 --heads=2 --dtype=f16

@@ -1,0 +1,233 @@
+// The FlashAttention-2 tile loop both matrix-core kernels share (see
+// GPUKernel.h): grid (ceil(Sq / blockRows), Hq, B); each block loads its Q
+// rows once, walks the KV tiles the mask analysis cannot rule out, and per
+// tile computes S on the matrix cores, evaluates the variant's score and
+// mask per accumulator element (with (q, kv) from the fragment layout),
+// updates the online softmax (row max and sum across the lanes holding a
+// row), and accumulates O += P V; then normalizes and writes O and lse.
+// Masked rows give zeros and lse -inf, like the CPU kernel.
+#include "GPUKernel.h"
+
+#include "../BlockSearch.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/IRMapping.h"
+
+#include <cmath>
+
+using namespace mlir;
+using heed::attn::VariantOp;
+
+namespace heed::gpu_kernel {
+
+void TiledKernelLowering::stageTile(Value global, Value smem, Value hd, Value row0, Value seq,
+                                    int64_t rows, int64_t width, bool transposed) {
+  int64_t chunks = rows * width / 8;
+  auto loop = scf::ForOp::create(b, loc, tid, idx(chunks), idx(shape.threads()));
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value i = loop.getInductionVar();
+  Value r = arith::DivUIOp::create(b, loc, i, idx(width / 8));
+  Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, idx(width / 8)), idx(8));
+  Value pos = arith::AddIOp::create(b, loc, row0, r);
+  Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
+  VectorType v8 = VectorType::get({8}, elt);
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{v8}, in, true);
+  {
+    OpBuilder::InsertionGuard g2(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    scf::YieldOp::create(b, loc,
+                         vector::LoadOp::create(b, loc, v8, global, at(batch, hd, pos, c)).getResult());
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    scf::YieldOp::create(
+        b, loc,
+        arith::ConstantOp::create(b, loc, DenseElementsAttr::get(v8, b.getZeroAttr(elt)))
+            .getResult());
+  }
+  if (!transposed) {
+    vector::StoreOp::create(b, loc, ifOp.getResult(0), smem, ValueRange{r, c});
+    return;
+  }
+  for (int64_t e = 0; e < 8; ++e)
+    memref::StoreOp::create(b, loc,
+                            vector::ExtractOp::create(b, loc, ifOp.getResult(0), ArrayRef<int64_t>{e}),
+                            smem, ValueRange{arith::AddIOp::create(b, loc, c, idx(e)), r});
+}
+
+Value TiledKernelLowering::classify(Value qLo, Value qHi, Value kvLo, Value kvHi) {
+  if (variant.getBlocks().empty() || !variant.getSummarizedBuffers().empty())
+    return {};
+  Block &block = variant.getBlocks().front();
+  IRMapping map;
+  Value args[] = {batch, head, qLo, qHi, kvLo, kvHi};
+  for (unsigned i = 0; i < VariantOp::kBlocksIndexArgs; ++i)
+    map.map(block.getArgument(i), args[i]);
+  for (auto [i, buf] : llvm::enumerate(op.getBuffers()))
+    map.map(block.getArgument(VariantOp::kBlocksIndexArgs + i), buf);
+  for (Operation &inner : block.without_terminator()) {
+    if (auto r = dyn_cast<heed::attn::RouteOp>(inner)) {
+      map.map(r.getResult(), route);
+      continue;
+    }
+    b.clone(inner, map);
+  }
+  return map.lookup(cast<heed::attn::YieldOp>(block.getTerminator()).getValue());
+}
+
+LogicalResult TiledKernelLowering::emit() {
+  Value q = op.getQuery(), k = op.getKey(), v = op.getValue(), out = op.getOut();
+  Value lse = op.getLse();
+  auto qType = cast<MemRefType>(q.getType());
+  D = qType.getDimSize(3);
+  Dv = cast<MemRefType>(v.getType()).getDimSize(3);
+  elt = qType.getElementType();
+  if (variant.isGated())
+    return op.emitOpError() << "gated variants are not lowered to the GPU yet";
+  if (std::string why = unsupported(); !why.empty())
+    return op.emitOpError() << why << "; use --attn-lower-to-gpu";
+
+  seqQ = dim(q, 2);
+  seqKV = dim(k, 2);
+  Value headsQ = dim(q, 1), headsKV = dim(k, 1);
+  Value group = arith::DivUIOp::create(b, loc, headsQ, headsKV);
+  Value qTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  headKV = arith::DivUIOp::create(b, loc, head, group);
+  tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  wave = arith::DivUIOp::create(b, loc, tid, idx(shape.waveSize));
+  lane = arith::RemUIOp::create(b, loc, tid, idx(shape.waveSize));
+  Value q0 = arith::MulIOp::create(b, loc, qTile, idx(shape.blockRows()));
+  if (variant.isRouted())
+    route = inlineRegion(variant.getRoute(), {batch, head});
+  begin();
+  loadQ(q0);
+  const unsigned slots = shape.rowSlots;
+  SmallVector<Value> rowQ;
+  for (unsigned s = 0; s < slots; ++s)
+    rowQ.push_back(arith::AddIOp::create(b, loc, q0, slotRow(s)));
+
+  // Loop state: running max and partial sum per row slot, O accumulators.
+  float scale = op.getScale().convertToFloat();
+  Value negInf = f32(-INFINITY);
+  SmallVector<Value> init(slots, negInf);
+  init.append(slots, f32(0));
+  SmallVector<Value> zeroO = zeroOutput();
+  init.append(zeroO.begin(), zeroO.end());
+  const int64_t keys = shape.keysPerTile;
+  Value numTiles = arith::CeilDivUIOp::create(b, loc, seqKV, idx(keys));
+  Value lastQ = arith::SubIOp::create(b, loc, seqQ, idx(1));
+  Value lastKV = arith::SubIOp::create(b, loc, seqKV, idx(1));
+
+  // Visit only the KV tiles between the first and last the mask may reach
+  // for this block's rows (the analysis' classifier, by binary search).
+  Value first = idx(0), end = numTiles;
+  Value qHiBox = arith::MinUIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, q0, idx(shape.blockRows() - 1)), lastQ);
+  auto isEmpty = [&](Value lo, Value hi) -> Value {
+    Value cls = classify(q0, qHiBox, lo, hi);
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
+                                 arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
+  };
+  if (!variant.getBlocks().empty() && variant.getSummarizedBuffers().empty()) {
+    Value one = arith::ConstantIntOp::create(b, loc, 1, 1);
+    first = heed::searchFirst(b, loc, idx(0), numTiles, [&](Value t) -> Value {
+      Value next = arith::MulIOp::create(b, loc, arith::AddIOp::create(b, loc, t, idx(1)), idx(keys));
+      Value hi = arith::MinUIOp::create(b, loc, arith::SubIOp::create(b, loc, next, idx(1)), lastKV);
+      return arith::XOrIOp::create(b, loc, isEmpty(idx(0), hi), one);
+    });
+    end = heed::searchFirst(b, loc, first, numTiles, [&](Value t) -> Value {
+      return isEmpty(arith::MulIOp::create(b, loc, t, idx(keys)), lastKV);
+    });
+  }
+
+  Block &scoreBlock = variant.getScore().front();
+  bool identityScore =
+      cast<heed::attn::YieldOp>(scoreBlock.getTerminator()).getValue() == scoreBlock.getArgument(0);
+  auto loop = scf::ForOp::create(b, loc, first, end, idx(1), init);
+  {
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    ValueRange it = loop.getRegionIterArgs();
+    SmallVector<Value> m(it.begin(), it.begin() + slots);
+    SmallVector<Value> l(it.begin() + slots, it.begin() + 2 * slots);
+    SmallVector<Value> o(it.begin() + 2 * slots, it.end());
+    Value kv0 = arith::MulIOp::create(b, loc, loop.getInductionVar(), idx(keys));
+    gpu::BarrierOp::create(b, loc); // the previous tile (or Q) is consumed
+    stageKV(kv0);
+    gpu::BarrierOp::create(b, loc);
+
+    // Scale, score modifier and mask per element; keys past the end masked.
+    SmallVector<Element> elements = scoreElements(scores());
+    SmallVector<Value> rowMax(slots, negInf);
+    for (Element &e : elements) {
+      Value x = arith::MulFOp::create(b, loc, e.value, f32(scale));
+      Value kvPos = arith::AddIOp::create(b, loc, kv0, e.col);
+      // Rows past Sq and keys past Skv are padding: the variant is
+      // evaluated at the last real row/key instead (and the result
+      // dropped), so their buffer reads are never reported out of range.
+      Value qEval = arith::MinUIOp::create(b, loc, rowQ[e.slot], lastQ);
+      Value kvEval = arith::MinUIOp::create(b, loc, kvPos, lastKV);
+      if (!identityScore)
+        x = inlineRegion(variant.getScore(), {x, batch, head, qEval, kvEval});
+      Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, seqKV);
+      ok = arith::AndIOp::create(b, loc, ok,
+                                 inlineRegion(variant.getMask(), {batch, head, qEval, kvEval}));
+      e.value = arith::SelectOp::create(b, loc, ok, x, negInf);
+      rowMax[e.slot] = arith::MaximumFOp::create(b, loc, rowMax[e.slot], e.value);
+    }
+    // Online softmax per row (statistics shared by the lanes of a row).
+    SmallVector<Value> mNew(slots), mUse(slots), alpha(slots), rowSum(slots, f32(0));
+    for (unsigned s = 0; s < slots; ++s) {
+      mNew[s] = arith::MaximumFOp::create(b, loc, m[s], rowReduce(rowMax[s], true));
+      Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mNew[s], negInf);
+      mUse[s] = arith::SelectOp::create(b, loc, none, f32(0), mNew[s]);
+      alpha[s] = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, m[s], mUse[s]));
+    }
+    SmallVector<Value> p;
+    for (Element &e : elements) {
+      Value x = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, e.value, mUse[e.slot]));
+      rowSum[e.slot] = arith::AddFOp::create(b, loc, rowSum[e.slot], x);
+      p.push_back(x);
+    }
+    SmallVector<Value> next = mNew;
+    for (unsigned s = 0; s < slots; ++s)
+      next.push_back(
+          arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l[s], alpha[s]), rowSum[s]));
+    for (Value &acc : o)
+      acc = scaleRows(acc, alpha);
+    accumulatePV(p, o);
+    next.append(o.begin(), o.end());
+    scf::YieldOp::create(b, loc, next);
+  }
+
+  // Normalize, write the lane's elements of O and (one lane per row) lse.
+  SmallVector<Value> o(loop.getResults().begin() + 2 * slots, loop.getResults().end());
+  SmallVector<Element> outputs = outputElements(o);
+  for (unsigned s = 0; s < slots; ++s) {
+    Value mFinal = loop.getResult(s);
+    Value lFinal = rowReduce(loop.getResult(slots + s), false);
+    Value empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLE, lFinal, f32(0));
+    Value inv = arith::SelectOp::create(b, loc, empty, f32(0),
+                                        arith::DivFOp::create(b, loc, f32(1), lFinal));
+    Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, rowQ[s], seqQ);
+    auto ifOp = scf::IfOp::create(b, loc, inRange, false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    for (const Element &e : outputs)
+      if (e.slot == s)
+        storeF32(arith::MulFOp::create(b, loc, e.value, inv), out, at(batch, head, rowQ[s], e.col));
+    if (lse) {
+      auto once = scf::IfOp::create(b, loc, ownsRowStats(), false);
+      b.setInsertionPointToStart(&once.getThenRegion().front());
+      Value value = arith::AddFOp::create(b, loc, mFinal, math::LogOp::create(b, loc, lFinal));
+      memref::StoreOp::create(b, loc, arith::SelectOp::create(b, loc, empty, negInf, value), lse,
+                              ValueRange{batch, head, rowQ[s]});
+    }
+  }
+  return success();
+}
+
+} // namespace heed::gpu_kernel
