@@ -40,6 +40,7 @@ struct Driver {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
                              unsigned, unsigned, CUstream, void **, void **) = nullptr;
   CUresult (*cuStreamSynchronize)(CUstream) = nullptr;
+  CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t) = nullptr;
   CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
   CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t) = nullptr;
@@ -96,6 +97,7 @@ Driver *driver(std::string &error) {
     resolve(d->cuModuleGetFunction, "cuModuleGetFunction");
     resolve(d->cuLaunchKernel, "cuLaunchKernel");
     resolve(d->cuStreamSynchronize, "cuStreamSynchronize");
+    resolve(d->cuFuncSetAttribute, "cuFuncSetAttribute");
     resolve(d->cuMemAlloc, "cuMemAlloc", "cuMemAlloc_v2");
     resolve(d->cuMemFree, "cuMemFree", "cuMemFree_v2");
     resolve(d->cuMemcpyHtoD, "cuMemcpyHtoD", "cuMemcpyHtoD_v2");
@@ -211,7 +213,7 @@ KernelModule::~KernelModule() {
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
                                           int64_t blockRows, int64_t threads,
-                                          void *stream) const {
+                                          void *stream, int64_t sharedBytes) const {
   std::string error;
   Driver *d = driver(error);
   if (!d)
@@ -233,10 +235,19 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(status->data()), 0, 4);
   d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(stats->data()), 0, 24);
 
+  // Past 48 KB of dynamic shared memory a kernel must be opted in
+  // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
+  constexpr int kMaxDynamicShared = 8;
+  if (sharedBytes > 48 * 1024 &&
+      !(error = d->check(d->cuFuncSetAttribute(function, kMaxDynamicShared, int(sharedBytes)),
+                         "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"))
+           .empty())
+    return error;
   GPUKernelArgs params(info, args, status->data(), stats->data());
   unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
   if (!(error = d->check(d->cuLaunchKernel(function, gridX, unsigned(dims.headsQ),
-                                           unsigned(dims.batch), unsigned(threads), 1, 1, 0,
+                                           unsigned(dims.batch), unsigned(threads), 1, 1,
+                                           unsigned(sharedBytes),
                                            stream, params.params(), nullptr),
                          "cuLaunchKernel"))
            .empty())

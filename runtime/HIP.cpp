@@ -179,7 +179,7 @@ KernelModule::~KernelModule() {
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
                                           int64_t blockRows, int64_t threads,
-                                          void *stream) const {
+                                          void *stream, int64_t sharedBytes) const {
   std::string error;
   Runtime *r = runtime(error);
   if (!r)
@@ -205,7 +205,8 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
   if (!(error = r->check(r->hipModuleLaunchKernel(function, gridX, unsigned(dims.headsQ),
                                                   unsigned(dims.batch), unsigned(threads), 1, 1,
-                                                  0, stream, params.params(), nullptr),
+                                                  unsigned(sharedBytes), stream, params.params(),
+                                                  nullptr),
                          "hipModuleLaunchKernel"))
            .empty())
     return error;

@@ -139,12 +139,15 @@ llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelCo
 }
 
 /// A variant's kernel module lowered to the gpu dialect (and then by
-/// `then`, if given), with the kernel's launch shape.
+/// `then`, if given), with the kernel's launch shape as the lowering
+/// recorded it on the kernel (attn.block_rows, attn.threads,
+/// attn.shared_bytes).
 struct LoweredGPUModule {
   std::unique_ptr<MLIRContext> context;
   OwningOpRef<ModuleOp> module;
   bool matrixCores = false;
   int64_t blockRows = 0, threads = 0; ///< query rows and threads per block
+  int64_t sharedBytes = 0;            ///< dynamic shared memory per block
 };
 
 llvm::Expected<LoweredGPUModule>
@@ -158,10 +161,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
     return matrixCores.takeError();
   LoweredGPUModule out;
   out.matrixCores = *matrixCores;
-  // NVIDIA: 4 warps own 64 rows; AMD: 4 waves of 64 lanes own 4 x `mfma`
-  // rows; SIMT: a row a thread.
-  out.blockRows = !out.matrixCores ? 128 : vendor == GPUVendor::AMD ? 4 * mfma : 64;
-  out.threads = out.matrixCores && vendor == GPUVendor::AMD ? 256 : 128;
+  // The SIMT kernel: a row a thread, 128 per block.
+  constexpr int64_t kSIMTRows = 128;
   out.context = makeGPUContext();
   out.module = gpuKernelModule(*out.context, variant, config);
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
@@ -170,7 +171,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
           // The block classifier: the matrix-core kernels skip KV tiles it
           // proves EMPTY (flat tiles: patch tiling is a CPU layout).
           AttnAnalyzeMaskOptions analysis;
-          analysis.blockQ = out.blockRows;
+          analysis.blockQ = 64;
           analysis.blockKV = 64;
           analysis.patchTiling = false;
           pm.addPass(createAttnAnalyzeMask(analysis));
@@ -183,13 +184,23 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
           }
         } else {
           AttnLowerToGPUOptions gpu;
-          gpu.blockRows = out.blockRows;
+          gpu.blockRows = kSIMTRows;
           pm.addPass(createAttnLowerToGPU(gpu));
         }
-        if (then)
-          then(pm);
       }))
     return std::move(err);
+  out.module->walk([&](gpu::GPUFuncOp kernel) {
+    auto get = [&](llvm::StringRef name) {
+      auto a = kernel->getAttrOfType<IntegerAttr>(name);
+      return a ? a.getInt() : 0;
+    };
+    out.blockRows = get("attn.block_rows");
+    out.threads = get("attn.threads");
+    out.sharedBytes = get("attn.shared_bytes");
+  });
+  if (then)
+    if (llvm::Error err = lower(*out.module, then))
+      return std::move(err);
   return out;
 }
 
@@ -262,6 +273,7 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   out.kernelName = detail::kKernelName;
   out.blockRows = lowered->blockRows;
   out.threads = lowered->threads;
+  out.sharedBytes = lowered->sharedBytes;
   out.tensorCores = lowered->matrixCores;
   module->walk([&](gpu::BinaryOp binary) {
     for (Attribute a : binary.getObjects())

@@ -104,7 +104,7 @@ std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int
 /// A compiled GPU kernel, whichever vendor's.
 struct GPUImage {
   std::string image, kernelName, chip, format;
-  int64_t blockRows = 0, threads = 0;
+  int64_t blockRows = 0, threads = 0, sharedBytes = 0;
   bool matrixCores = false;
 };
 
@@ -128,6 +128,7 @@ struct CUDABackend {
                     binary->cubin ? "cubin" : "PTX, JIT by the driver",
                     binary->blockRows,
                     binary->threads,
+                    binary->sharedBytes,
                     binary->tensorCores};
   }
 };
@@ -146,8 +147,8 @@ struct HIPBackend {
       return binary.takeError();
     if (!binary->hsaco)
       return llvm::createStringError("running on ROCm needs ld.lld to link the code object");
-    return GPUImage{*binary->hsaco,      binary->kernelName, target->chip, "hsaco",
-                    binary->blockRows,   binary->threads,    binary->matrixCores};
+    return GPUImage{*binary->hsaco,    binary->kernelName, target->chip, "hsaco",
+                    binary->blockRows, binary->threads,    0,            binary->matrixCores};
   }
 };
 
@@ -206,7 +207,8 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     return error(why);
   heed::KernelInfo info = heed::describeKernel(variant, config);
   start = std::chrono::steady_clock::now();
-  if (std::string err = module->launchAttention(info, args, binary->blockRows, binary->threads, nullptr);
+  if (std::string err = module->launchAttention(info, args, binary->blockRows, binary->threads, nullptr,
+                                                 binary->sharedBytes);
       !err.empty())
     return error(err);
   double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

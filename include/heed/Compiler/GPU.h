@@ -26,6 +26,7 @@ struct GPUKernelBinary {
   std::string kernelName; ///< the entry point
   int64_t blockRows = 0;  ///< query rows per block (grid x = ceil(Sq / blockRows))
   int64_t threads = 0;    ///< threads per block
+  int64_t sharedBytes = 0;  ///< dynamic shared memory per block (launch with it)
   bool tensorCores = false; ///< --attn-lower-to-nvgpu (else the SIMT baseline)
   std::string ptx;
   std::optional<std::string> cubin; ///< when ptxas was found

@@ -52,8 +52,11 @@ public:
   /// device tensors: grid (ceil(Sq / blockRows), Hq, B), `threads` threads, on
   /// `stream` (null: the default stream), and waits for it. Checks the
   /// tensors against `info` like LoadedKernel::run; "" or an error.
+  /// `sharedBytes` of dynamic shared memory per block (GPUKernelBinary::
+  /// sharedBytes; above 48 KB the kernel is opted in first).
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                              int64_t blockRows, int64_t threads, void *stream) const;
+                              int64_t blockRows, int64_t threads, void *stream,
+                              int64_t sharedBytes = 0) const;
 
 private:
   KernelModule() = default;

@@ -51,8 +51,11 @@ public:
   /// device tensors: grid (ceil(Sq / blockRows), Hq, B), `threads` work
   /// items, on `stream` (a hipStream_t; null: the null stream), and waits
   /// for it. Checks the tensors against `info`; "" or an error.
+  /// `sharedBytes`: dynamic LDS per block (heed's AMD kernels use static
+  /// LDS: 0).
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                              int64_t blockRows, int64_t threads, void *stream) const;
+                              int64_t blockRows, int64_t threads, void *stream,
+                              int64_t sharedBytes = 0) const;
 
 private:
   KernelModule() = default;

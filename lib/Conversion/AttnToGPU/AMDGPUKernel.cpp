@@ -94,9 +94,9 @@ protected:
       qFrag.push_back(ifOp.getResult(0));
     }
   }
-  void stageKV(Value kv0) override {
-    stageTile(op.getKey(), bufK, headKV, kv0, seqKV, shape.keysPerTile, D);
-    stageTile(op.getValue(), bufVT, headKV, kv0, seqKV, shape.keysPerTile, Dv,
+  void stageKV(Value kv0, Value) override {
+    stageTile(op.getKey(), bufK, {}, headKV, kv0, seqKV, shape.keysPerTile, D);
+    stageTile(op.getValue(), bufVT, {}, headKV, kv0, seqKV, shape.keysPerTile, Dv,
               /*transposed=*/true);
   }
   /// S^T = K Q^T: one MxM accumulator per M keys of the tile.

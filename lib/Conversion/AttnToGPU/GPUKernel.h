@@ -79,6 +79,9 @@ public:
     int64_t rowsPerWave = 16; ///< query rows a wave owns
     int64_t keysPerTile = 64; ///< keys per KV tile
     unsigned rowSlots = 1;    ///< distinct query rows a lane holds
+    /// K/V buffers in workgroup memory: 1 (copy, then compute) or 2 (the
+    /// next tile's copies run asynchronously while this one is computed).
+    int64_t stages = 1;
     int64_t blockRows() const { return waves * rowsPerWave; }
     int64_t threads() const { return waves * waveSize; }
   };
@@ -105,9 +108,11 @@ protected:
   virtual Value slotRow(unsigned slot) = 0;
   /// Q rows [q0, q0 + blockRows) into the wave's operand registers.
   virtual void loadQ(Value q0) = 0;
-  /// K and V rows [kv0, kv0 + keysPerTile) into workgroup memory (the
-  /// kernel brackets it with barriers).
-  virtual void stageKV(Value kv0) = 0;
+  /// K and V rows [kv0, kv0 + keysPerTile) into workgroup buffer `stage`.
+  /// With one stage the kernel brackets it with barriers; with two, the
+  /// copies may be asynchronous and waitKV() waits for them.
+  virtual void stageKV(Value kv0, Value stage) = 0;
+  virtual void waitKV() {}
   /// S = Q K^T for the wave's rows and the tile's keys: accumulators.
   virtual llvm::SmallVector<Value> scores() = 0;
   /// The elements of `acc` (from scores()), in a fixed order.
@@ -126,10 +131,10 @@ protected:
 
   // ---- Shared by the targets -----------------------------------------
   /// Copies rows [row0, row0 + rows) of a [.., S, width] tensor of head
-  /// `hd` into `smem` ([rows][>= width], zeros past `seq`), 8 elements per
-  /// thread and step; transposed: into smem [width][>= rows].
-  void stageTile(Value global, Value smem, Value hd, Value row0, Value seq, int64_t rows,
-                 int64_t width, bool transposed = false);
+  /// `hd` into `smem` ([prefix..][rows][>= width], zeros past `seq`), 8
+  /// elements per thread and step; transposed: into smem [width][>= rows].
+  void stageTile(Value global, Value smem, mlir::ValueRange prefix, Value hd, Value row0,
+                 Value seq, int64_t rows, int64_t width, bool transposed = false);
   /// The variant's `blocks` classifier on a box (i8: 0 EMPTY, 1 PARTIAL,
   /// 2 FULL), where it needs no buffer summaries; null otherwise.
   Value classify(Value qLo, Value qHi, Value kvLo, Value kvHi);
@@ -140,6 +145,7 @@ protected:
   mlir::Type elt;          ///< f16 or bf16
   Value batch, head, headKV, seqQ, seqKV;
   Value tid, lane, wave;
+  Value computeStage; ///< the workgroup buffer holding the tile being computed
 };
 
 /// Turns every function holding one attn.attention into a gpu.func kernel

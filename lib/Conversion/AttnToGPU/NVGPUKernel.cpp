@@ -1,8 +1,11 @@
 // --attn-lower-to-nvgpu: the FlashAttention-2 tile loop (TiledKernel.cpp)
 // on NVIDIA tensor cores, mma.sync m16n8k16 with f16 or bf16 in and f32
 // accumulate. A block of 4 warps owns 64 query rows (16 per warp); K/V
-// tiles of 64 keys are staged in shared memory (rows padded by 8 elements:
-// no bank conflicts on ldmatrix); Q, K and V fragments come from
+// tiles of 64 keys are staged in shared memory in two stages by cp.async
+// (tile t + 1 is copied while tile t is computed; rows padded by 8
+// elements: no bank conflicts on ldmatrix); the buffers live in dynamic
+// shared memory (attn.shared_bytes on the kernel: 69632 bytes at head dim
+// 128, past the 48 KB static limit). Q, K and V fragments come from
 // ldmatrix (V transposed); P goes from the S accumulators straight into
 // the A operand of the PV product. Row statistics are shared by the 4
 // lanes of a quad (shuffles). f16 runs on nvgpu.mma.sync; bf16 on
@@ -18,6 +21,7 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 namespace heed {
@@ -43,6 +47,7 @@ public:
     s.rowsPerWave = 16;
     s.keysPerTile = 64;
     s.rowSlots = 2;
+    s.stages = 2;
     return s;
   }
   NVGPUKernelLowering(OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel)
@@ -58,8 +63,21 @@ protected:
     return "";
   }
   void begin() override {
-    bufA = kernel.getWorkgroupAttributions()[0];
-    bufV = kernel.getWorkgroupAttributions()[1];
+    // Two stages of K (Q staged in the first before the loop) and of V, in
+    // dynamic shared memory.
+    auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+    auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                                 MemRefLayoutAttrInterface{}, space);
+    Value shared = gpu::DynamicSharedMemoryOp::create(b, loc, bytes);
+    auto tiles = [&](int64_t width) {
+      return MemRefType::get({shape.stages, shape.keysPerTile, width + kPad}, elt,
+                             MemRefLayoutAttrInterface{}, space);
+    };
+    int64_t kBytes = shape.stages * shape.keysPerTile * (D + kPad) * 2;
+    int64_t vBytes = shape.stages * shape.keysPerTile * (Dv + kPad) * 2;
+    bufA = memref::ViewOp::create(b, loc, tiles(D), shared, idx(0), ValueRange{});
+    bufV = memref::ViewOp::create(b, loc, tiles(Dv), shared, idx(kBytes), ValueRange{});
+    kernel->setAttr("attn.shared_bytes", b.getI64IntegerAttr(kBytes + vBytes));
     laneMod8 = arith::RemUIOp::create(b, loc, lane, idx(8));
     laneMod16 = arith::RemUIOp::create(b, loc, lane, idx(16));
     laneDiv16 = arith::DivUIOp::create(b, loc, lane, idx(16));
@@ -74,19 +92,29 @@ protected:
   }
   /// Q tile -> shared memory -> A fragments in registers (D / 16 of them).
   void loadQ(Value q0) override {
-    stageTile(op.getQuery(), bufA, head, q0, seqQ, shape.blockRows(), D);
+    stageTile(op.getQuery(), bufA, {idx(0)}, head, q0, seqQ, shape.blockRows(), D);
     gpu::BarrierOp::create(b, loc);
     for (int64_t kk = 0; kk < D / 16; ++kk) {
       Value r = arith::AddIOp::create(b, loc, warpRow, laneMod16);
       Value c = arith::AddIOp::create(b, loc, idx(kk * 16),
                                       arith::MulIOp::create(b, loc, laneDiv16, idx(8)));
-      qFrag.push_back(nvgpu::LdMatrixOp::create(b, loc, aType(), bufA, ValueRange{r, c},
+      qFrag.push_back(nvgpu::LdMatrixOp::create(b, loc, aType(), bufA, ValueRange{idx(0), r, c},
                                                 /*transpose=*/false, /*numTiles=*/4));
     }
   }
-  void stageKV(Value kv0) override {
-    stageTile(op.getKey(), bufA, headKV, kv0, seqKV, shape.keysPerTile, D);
-    stageTile(op.getValue(), bufV, headKV, kv0, seqKV, shape.keysPerTile, Dv);
+  /// cp.async, 16 bytes per copy (zero-filled past Skv), one group per tile.
+  void stageKV(Value kv0, Value stage) override {
+    copyAsync(op.getKey(), bufA, stage, kv0, D);
+    copyAsync(op.getValue(), bufV, stage, kv0, Dv);
+    // cp.async.commit_group (the tokens of the copies are not needed: the
+    // wait waits for every group).
+    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType(), ValueRange{});
+    if (!firstGroup)
+      firstGroup = group;
+  }
+  /// cp.async.wait_group 0: this lane's copies of the tile are done.
+  void waitKV() override {
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, firstGroup, b.getI32IntegerAttr(0));
   }
   /// S = Q K^T: 8 n-tiles of 8 keys.
   SmallVector<Value> scores() override {
@@ -97,7 +125,8 @@ protected:
         Value r = arith::AddIOp::create(b, loc, idx(n * 8), laneMod8);
         Value col = arith::AddIOp::create(b, loc, idx(kk * 16),
                                           arith::MulIOp::create(b, loc, half, idx(8)));
-        Value kFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufA, ValueRange{r, col},
+        Value kFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufA,
+                                                ValueRange{computeStage, r, col},
                                                 /*transpose=*/false, /*numTiles=*/2);
         c = mma(qFrag[kk], kFrag, c);
       }
@@ -137,7 +166,8 @@ protected:
       Value aFrag = vector::FromElementsOp::create(b, loc, aType(), a);
       for (int64_t d = 0; d < Dv / 8; ++d) {
         Value r = arith::AddIOp::create(b, loc, idx(t16 * 16), laneMod16);
-        Value vFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufV, ValueRange{r, idx(d * 8)},
+        Value vFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufV,
+                                                ValueRange{computeStage, r, idx(d * 8)},
                                                 /*transpose=*/true, /*numTiles=*/2);
         o[d] = mma(aFrag, vFrag, o[d]);
       }
@@ -149,6 +179,28 @@ protected:
   }
 
 private:
+  Type tokenType() { return nvgpu::DeviceAsyncTokenType::get(b.getContext()); }
+  /// Rows [row0, row0 + keysPerTile) of a K or V tensor into smem[stage]:
+  /// each thread copies 8 elements per step (a loop: unrolled, the
+  /// loop-invariant addresses of every copy would stay live in registers);
+  /// rows past Skv read nothing (src-size 0) and are zero-filled.
+  void copyAsync(Value global, Value smem, Value stage, Value row0, int64_t width) {
+    int64_t perRow = width / 8, chunks = shape.keysPerTile * perRow;
+    Value last = arith::SubIOp::create(b, loc, seqKV, idx(1));
+    auto loop = scf::ForOp::create(b, loc, tid, idx(chunks), idx(shape.threads()));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    Value r = arith::DivUIOp::create(b, loc, i, idx(perRow));
+    Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, idx(perRow)), idx(8));
+    Value pos = arith::AddIOp::create(b, loc, row0, r);
+    Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seqKV);
+    Value src = arith::SelectOp::create(b, loc, in, pos, last);
+    Value count = arith::SelectOp::create(b, loc, in, idx(8), idx(0));
+    nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(), smem, ValueRange{stage, r, c}, global,
+                                     at(batch, headKV, src, c), b.getIndexAttr(8), count,
+                                     b.getUnitAttr());
+  }
   VectorType aType() { return VectorType::get({4, 2}, elt); }
   VectorType bType() { return VectorType::get({2, 2}, elt); }
   VectorType cType() { return VectorType::get({2, 2}, b.getF32Type()); }
@@ -199,7 +251,8 @@ private:
     return vector::FromElementsOp::create(b, loc, cType(), parts);
   }
 
-  Value bufA, bufV; ///< shared memory: Q then K tiles; V tiles
+  Value bufA, bufV; ///< shared memory [stage][key][dim]: Q then K tiles; V tiles
+  Value firstGroup; ///< a cp.async group token (the wait waits for all groups)
   Value laneMod8, laneMod16, laneDiv16, half, warpRow, rowInWarp, colPair;
   SmallVector<Value> qFrag;
 };
@@ -207,19 +260,13 @@ private:
 struct AttnLowerToNVGPUPass : heed::impl::AttnLowerToNVGPUBase<AttnLowerToNVGPUPass> {
   using Base::Base;
   void runOnOperation() override {
-    ModuleOp module = getOperation();
-    // Two shared-memory tiles: Q then K (Q lives in registers once loaded), and V.
-    auto [width, elt] = widestOperand(module);
     TiledKernelLowering::Shape shape = NVGPUKernelLowering::kernelShape();
-    auto space = gpu::AddressSpaceAttr::get(module.getContext(), gpu::AddressSpace::Workgroup);
-    auto tile = MemRefType::get({std::max(shape.blockRows(), shape.keysPerTile),
-                                 width + NVGPUKernelLowering::kPad},
-                                elt, MemRefLayoutAttrInterface{}, space);
     auto make = [](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
       return std::unique_ptr<GPUKernelLowering>(
           std::make_unique<NVGPUKernelLowering>(b, op, variant, kernel));
     };
-    if (failed(lowerKernels(module, shape.blockRows(), shape.threads(), TypeRange{tile, tile},
+    // The buffers are dynamic shared memory (sized per kernel: see begin()).
+    if (failed(lowerKernels(getOperation(), shape.blockRows(), shape.threads(), TypeRange{},
                             make)))
       signalPassFailure();
   }

@@ -22,8 +22,9 @@ using heed::attn::VariantOp;
 
 namespace heed::gpu_kernel {
 
-void TiledKernelLowering::stageTile(Value global, Value smem, Value hd, Value row0, Value seq,
-                                    int64_t rows, int64_t width, bool transposed) {
+void TiledKernelLowering::stageTile(Value global, Value smem, ValueRange prefix, Value hd,
+                                    Value row0, Value seq, int64_t rows, int64_t width,
+                                    bool transposed) {
   int64_t chunks = rows * width / 8;
   auto loop = scf::ForOp::create(b, loc, tid, idx(chunks), idx(shape.threads()));
   OpBuilder::InsertionGuard g(b);
@@ -46,14 +47,19 @@ void TiledKernelLowering::stageTile(Value global, Value smem, Value hd, Value ro
         arith::ConstantOp::create(b, loc, DenseElementsAttr::get(v8, b.getZeroAttr(elt)))
             .getResult());
   }
+  SmallVector<Value> indices(prefix.begin(), prefix.end());
   if (!transposed) {
-    vector::StoreOp::create(b, loc, ifOp.getResult(0), smem, ValueRange{r, c});
+    indices.append({r, c});
+    vector::StoreOp::create(b, loc, ifOp.getResult(0), smem, indices);
     return;
   }
-  for (int64_t e = 0; e < 8; ++e)
-    memref::StoreOp::create(b, loc,
-                            vector::ExtractOp::create(b, loc, ifOp.getResult(0), ArrayRef<int64_t>{e}),
-                            smem, ValueRange{arith::AddIOp::create(b, loc, c, idx(e)), r});
+  for (int64_t e = 0; e < 8; ++e) {
+    SmallVector<Value> at = indices;
+    at.append({arith::AddIOp::create(b, loc, c, idx(e)), r});
+    memref::StoreOp::create(
+        b, loc, vector::ExtractOp::create(b, loc, ifOp.getResult(0), ArrayRef<int64_t>{e}), smem,
+        at);
+  }
 }
 
 Value TiledKernelLowering::classify(Value qLo, Value qHi, Value kvLo, Value kvHi) {
@@ -146,6 +152,14 @@ LogicalResult TiledKernelLowering::emit() {
   Block &scoreBlock = variant.getScore().front();
   bool identityScore =
       cast<heed::attn::YieldOp>(scoreBlock.getTerminator()).getValue() == scoreBlock.getArgument(0);
+  // With two stages, tile t + 1 is copied while tile t is computed: the
+  // first tile's copies start here, once every wave has read Q.
+  const bool pipelined = shape.stages == 2;
+  auto stageOf = [&](Value t) { return arith::RemUIOp::create(b, loc, t, idx(shape.stages)); };
+  if (pipelined) {
+    gpu::BarrierOp::create(b, loc);
+    stageKV(arith::MulIOp::create(b, loc, first, idx(keys)), stageOf(first));
+  }
   auto loop = scf::ForOp::create(b, loc, first, end, idx(1), init);
   {
     OpBuilder::InsertionGuard g(b);
@@ -154,10 +168,25 @@ LogicalResult TiledKernelLowering::emit() {
     SmallVector<Value> m(it.begin(), it.begin() + slots);
     SmallVector<Value> l(it.begin() + slots, it.begin() + 2 * slots);
     SmallVector<Value> o(it.begin() + 2 * slots, it.end());
-    Value kv0 = arith::MulIOp::create(b, loc, loop.getInductionVar(), idx(keys));
-    gpu::BarrierOp::create(b, loc); // the previous tile (or Q) is consumed
-    stageKV(kv0);
-    gpu::BarrierOp::create(b, loc);
+    Value t = loop.getInductionVar();
+    Value kv0 = arith::MulIOp::create(b, loc, t, idx(keys));
+    if (pipelined) {
+      // This lane's copies of tile t are done; after the barrier everyone's
+      // are, and every wave is past tile t - 1, whose buffer tile t + 1 takes.
+      waitKV();
+      gpu::BarrierOp::create(b, loc);
+      Value next = arith::AddIOp::create(b, loc, t, idx(1));
+      auto more = scf::IfOp::create(
+          b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, next, end), false);
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPointToStart(&more.getThenRegion().front());
+      stageKV(arith::AddIOp::create(b, loc, kv0, idx(keys)), stageOf(next));
+    } else {
+      gpu::BarrierOp::create(b, loc); // the previous tile (or Q) is consumed
+      stageKV(kv0, idx(0));
+      gpu::BarrierOp::create(b, loc);
+    }
+    computeStage = pipelined ? Value(stageOf(t)) : idx(0);
 
     // Scale, score modifier and mask per element; keys past the end masked.
     SmallVector<Element> elements = scoreElements(scores());
