@@ -10,8 +10,8 @@
 #endif
 
 struct heed_kernel {
-  std::shared_ptr<heed::LoadedKernel> kernel; ///< CPU code; null for a CUDA-only kernel
-  std::shared_ptr<const heed::capi::DeviceLauncher> device; ///< null: no CUDA
+  std::shared_ptr<heed::LoadedKernel> kernel; ///< CPU code; null for a GPU-only kernel
+  std::shared_ptr<const heed::capi::DeviceLauncher> device; ///< null: CPU tensors only
   heed::KernelInfo info;
   std::string target;
   std::vector<std::string> bufferShapes;
@@ -30,6 +30,15 @@ heed_status fail(heed_status status, const std::string &message) {
 heed_status ok() {
   lastError.clear();
   return HEED_OK;
+}
+
+std::string deviceName(int32_t deviceType, int32_t deviceId) {
+  switch (deviceType) {
+  case HEED_DEVICE_CPU: return "the CPU";
+  case HEED_DEVICE_CUDA: return "CUDA device " + std::to_string(deviceId);
+  case HEED_DEVICE_ROCM: return "ROCm device " + std::to_string(deviceId);
+  }
+  return "device type " + std::to_string(deviceType) + " id " + std::to_string(deviceId);
 }
 
 namespace {
@@ -81,10 +90,7 @@ struct Placement {
   bool sameDevice(const Placement &o) const {
     return deviceType == o.deviceType && (deviceType == HEED_DEVICE_CPU || deviceId == o.deviceId);
   }
-  std::string device() const {
-    return deviceType == HEED_DEVICE_CPU ? "the CPU"
-                                         : "CUDA device " + std::to_string(deviceId);
-  }
+  std::string device() const { return capi::deviceName(deviceType, deviceId); }
 };
 
 /// Converts a C tensor and records where it lives; HEED_OK, or the status
@@ -95,13 +101,15 @@ heed_status convert(const heed_tensor *t, const std::string &what, TensorRef &ou
     error = what + " is missing (NULL)";
     return HEED_ERROR_INVALID_ARGUMENT;
   }
-  if (t->device_type != HEED_DEVICE_CPU && t->device_type != HEED_DEVICE_CUDA) {
+  if (t->device_type != HEED_DEVICE_CPU && t->device_type != HEED_DEVICE_CUDA &&
+      t->device_type != HEED_DEVICE_ROCM) {
     error = what + " lives on device type " + std::to_string(t->device_type) +
-            "; heed runs on CPU tensors (device type 1) and CUDA tensors (device type 2)";
+            "; heed runs on CPU tensors (device type 1), CUDA tensors (device type 2) and "
+            "ROCm tensors (device type 10)";
     return HEED_ERROR_UNSUPPORTED;
   }
-  if (t->device_type == HEED_DEVICE_CUDA && t->device_id < 0) {
-    error = what + " has a negative CUDA device id " + std::to_string(t->device_id);
+  if (t->device_type != HEED_DEVICE_CPU && t->device_id < 0) {
+    error = what + " has a negative device id " + std::to_string(t->device_id);
     return HEED_ERROR_INVALID_ARGUMENT;
   }
   placements.push_back({what, t->device_type, t->device_id});
@@ -267,16 +275,20 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
     }
     if (std::string e = checkOneDevice(placed); !e.empty())
       return fail(HEED_ERROR_INVALID_ARGUMENT, e);
-    if (placed.front().deviceType == HEED_DEVICE_CUDA) {
+    const Placement &where = placed.front();
+    if (where.deviceType != HEED_DEVICE_CPU) {
       if (!kernel->device)
         return fail(HEED_ERROR_UNSUPPORTED,
                     "heed_attention: kernel '" + kernel->info.name +
                         "' holds CPU code only (it was loaded from an artifact); to run it "
-                        "on CUDA tensors (device type 2), compile its spec with heed_compile");
+                        "on " + where.device() + " (device type " +
+                        std::to_string(where.deviceType) +
+                        "), compile its spec with heed_compile");
       AttentionDims dims;
       if (std::string e = checkAttentionArgs(args, kernel->info, dims); !e.empty())
         return fail(HEED_ERROR_INVALID_ARGUMENT, e);
-      if (heed_status s = kernel->device->launch(args, placed.front().deviceId, a->stream))
+      if (heed_status s =
+              kernel->device->launch(args, where.deviceType, where.deviceId, a->stream))
         return s;
       if (a->stats) // the GPU kernels do not count blocks
         *a->stats = {-1, -1, -1, -1};
@@ -285,9 +297,9 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
     if (!kernel->kernel)
       return fail(HEED_ERROR_UNSUPPORTED,
                   "heed_attention: kernel '" + kernel->info.name + "' was compiled for " +
-                      kernel->target +
-                      " only; its tensors must be CUDA tensors (device type 2). Compile it "
-                      "with target NULL or \"cpu\" to run it on CPU tensors");
+                      kernel->target + " only; its tensors must be " +
+                      (kernel->device ? kernel->device->devices() : "GPU tensors") +
+                      ". Compile it with target NULL or \"cpu\" to run it on CPU tensors");
     if (a->num_threads < 0)
       return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: num_threads must be >= 0");
     RunStats stats;

@@ -79,9 +79,12 @@ typedef struct heed_compile_options {
   const char *variant;  /* which variant of the spec; NULL: the only one */
   const char *params;   /* "name=value,name=value" overrides, or NULL */
   const char *target;   /* heed_compile: NULL or "cpu": this machine's CPU, and the kernel
-                         * runs on CUDA tensors too (compiled for the GPU at the first
-                         * such call); "cuda": CUDA tensors only, no CPU code; "cuda:sm_XX"
-                         * (e.g. "cuda:sm_90"): CUDA only, compiled now for that chip.
+                         * runs on CUDA and ROCm tensors too (compiled for the GPU at the
+                         * first such call); "cuda": CUDA tensors only, no CPU code;
+                         * "cuda:sm_XX" (e.g. "cuda:sm_90"): CUDA only, compiled now for
+                         * that chip; "rocm": ROCm tensors only (for gfx942: HIP gives heed
+                         * no chip query); "rocm:gfx90a", "rocm:gfx942", "rocm:gfx950": ROCm
+                         * only, compiled now for that chip.
                          * heed_export: comma-separated; NULL or "cpu" is the portable
                          * pair x86-64-v3 + x86-64, "cpu:native" this machine exactly,
                          * "cpu:<LLVM CPU name>" one CPU (e.g. "cpu:znver4"). */
@@ -141,7 +144,7 @@ int32_t heed_kernel_buffer_dtype(const heed_kernel *kernel, int32_t index);
 const char *heed_kernel_buffer_shape(const heed_kernel *kernel, int32_t index);
 
 /* ---- launching (runtime) ------------------------------------------------ */
-/* Block counts of a CPU run; all -1 after a CUDA run (the GPU kernels do not count). */
+/* Block counts of a CPU run; all -1 after a GPU run (the GPU kernels do not count). */
 typedef struct heed_run_stats {
   int64_t visited_blocks, full_blocks, partial_blocks, total_blocks;
 } heed_run_stats;
@@ -153,20 +156,24 @@ typedef struct heed_attention_args {
   const heed_tensor *buffers; /* in the variant's declaration order */
   int32_t num_buffers;
   int32_t num_threads;        /* CPU: 0 = all cores */
-  void *stream;               /* CUDA: the CUstream / cudaStream_t to launch on (NULL: the
+  void *stream;               /* GPU: the stream to launch on, a CUstream / cudaStream_t for
+                               * CUDA tensors, a hipStream_t for ROCm tensors (NULL: the
                                * default stream); the call returns when the kernel is done */
   heed_run_stats *stats;      /* optional */
 } heed_attention_args;
 
 void heed_attention_args_init(heed_attention_args *args);
 /* Checks every tensor against the kernel, then runs it where the tensors are:
- * all on the CPU (device_type HEED_DEVICE_CPU), or all on one CUDA device
- * (HEED_DEVICE_CUDA, data = device pointers; device 0 only so far), else
- * HEED_ERROR_INVALID_ARGUMENT. On CUDA the kernel from heed_compile is compiled
- * for the device's compute capability at the first call and kept loaded for
- * the process (shared by every kernel handle of the same variant and options);
- * without a CUDA driver or GPU the call is HEED_ERROR_UNSUPPORTED, and so are
- * CUDA tensors given to a kernel loaded from an artifact (CPU code only). */
+ * all on the CPU (device_type HEED_DEVICE_CPU), or all on one GPU, CUDA
+ * (HEED_DEVICE_CUDA) or ROCm (HEED_DEVICE_ROCM), data = device pointers,
+ * device 0 only so far; else HEED_ERROR_INVALID_ARGUMENT. On a GPU the kernel
+ * from heed_compile is compiled at the first call, for the device's compute
+ * capability on CUDA, for the chip of the target or gfx942 on ROCm, and kept
+ * loaded for the process (shared by every kernel handle of the same variant,
+ * options and chip). Without the GPU's runtime (CUDA driver, HIP) or a GPU the
+ * call is HEED_ERROR_UNSUPPORTED, and so are GPU tensors given to a kernel
+ * loaded from an artifact (CPU code only). ROCm launches have never run on an
+ * AMD GPU (none where heed is developed). */
 heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args *args);
 
 #ifdef __cplusplus

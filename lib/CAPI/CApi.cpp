@@ -1,10 +1,9 @@
 // The compiler half of the C API (heed.h): compiling specs through the
 // kernel cache, exporting artifacts, cache control. The runtime half
 // (loading, launching, errors) is runtime/CApi.cpp; libheed holds both.
-#include "CUDALauncher.h"
+#include "GPULauncher.h"
 
 #include "heed/Compiler/Compiler.h"
-#include "heed/Compiler/GPU.h"
 #include "heed/Compiler/KernelCache.h"
 #include "heed/Frontend/Parser.h"
 #include "heed/Runtime/CApiSupport.h"
@@ -115,28 +114,28 @@ heed_status heed_compile(const char *specText, const char *sourceName,
     Request r;
     if (heed_status s = readRequest("heed_compile", specText, sourceName, options, r))
       return s;
-    llvm::StringRef target(r.target);
-    if (target == "cuda" || target.starts_with("cuda:")) {
-      // CUDA only: no CPU code; compiled for the GPU of the first call, or
-      // now for a chip given as "cuda:sm_XX".
-      std::string chip = target.drop_front(4).ltrim(':').str();
-      if (!chip.empty())
-        if (auto parsed = CUDATarget::parse(chip); !parsed)
-          return fail(HEED_ERROR_UNSUPPORTED, "heed_compile: target '" + r.target +
-                                                  "': " + llvm::toString(parsed.takeError()));
-      auto launcher = std::make_shared<capi::CUDALauncher>(r.variant, r.config, chip, r.useCache);
+    capi::GPUChoice gpu;
+    std::string badChip;
+    if (capi::parseGPUTarget(r.target, gpu, badChip)) {
+      // One GPU platform only: no CPU code; compiled for the chip of the
+      // first call, or now for a chip given as "cuda:sm_XX" / "rocm:gfxNNN".
+      if (!badChip.empty())
+        return fail(HEED_ERROR_UNSUPPORTED,
+                    "heed_compile: target '" + r.target + "': " + badChip);
+      auto launcher = std::make_shared<capi::GPULauncher>(
+          r.variant, r.config, std::vector<capi::GPUChoice>{gpu}, r.useCache);
       if (heed_status s = launcher->compileNow())
         return s;
       KernelInfo info = launcher->info();
-      *kernel = capi::wrapDeviceOnly(info, chip.empty() ? "cuda" : "cuda:" + chip,
-                                     std::move(launcher));
+      *kernel = capi::wrapDeviceOnly(info, gpu.label(), std::move(launcher));
       return capi::ok();
     }
     if (!r.target.empty() && r.target != "cpu" && r.target != "cpu:native" && r.target != "host")
       return fail(HEED_ERROR_UNSUPPORTED,
                   "heed_compile builds kernels for this machine: target NULL or \"cpu\" (CPU "
-                  "code; CUDA code too, compiled at the first call on CUDA tensors), "
-                  "\"cuda\" or \"cuda:sm_XX\" (CUDA only); got '" +
+                  "code; GPU code too, compiled at the first call on CUDA or ROCm tensors), "
+                  "\"cuda\" or \"cuda:sm_XX\" (CUDA only), \"rocm\" or \"rocm:gfxNNN\" "
+                  "(ROCm only); got '" +
                       r.target + "'; use heed_export for other CPUs");
     std::shared_ptr<LoadedKernel> loaded;
     if (r.useCache) {
@@ -153,9 +152,10 @@ heed_status heed_compile(const char *specText, const char *sourceName,
       if (!loaded)
         return fail(HEED_ERROR_LOAD, error);
     }
-    // The same kernel runs on CUDA tensors: compiled for the GPU at the first such call.
-    *kernel = capi::wrap(std::move(loaded),
-                         std::make_shared<capi::CUDALauncher>(r.variant, r.config, "", r.useCache));
+    // The same kernel runs on GPU tensors: compiled for the GPU at the first such call.
+    *kernel = capi::wrap(std::move(loaded), std::make_shared<capi::GPULauncher>(
+                                                r.variant, r.config, capi::everyGPU(),
+                                                r.useCache));
     return capi::ok();
   } catch (const std::exception &e) {
     return fail(HEED_ERROR_COMPILE, std::string("heed_compile: ") + e.what());
@@ -244,7 +244,7 @@ heed_status heed_cache_set_directory(const char *directory) {
 heed_status heed_cache_clear(void) {
   KernelCache &cache = KernelCache::global();
   cache.clearMemory();
-  capi::clearCUDAModules();
+  capi::clearGPUModules();
   if (auto disk = cache.disk())
     disk->clear();
   return capi::ok();

@@ -2,7 +2,7 @@
 
 heed compiles attention variants written in its ``.attn`` spec language (a
 score modifier, a mask, compile-time params and run-time buffers; see
-``docs/spec-language.md``) into fused CPU and NVIDIA GPU kernels. This package wraps the C
+``docs/spec-language.md``) into fused CPU, NVIDIA and AMD GPU kernels. This package wraps the C
 API (``include/heed/heed.h``) with :mod:`ctypes`; nothing is compiled for
 Python, and :mod:`numpy` is imported only when an array must be allocated.
 
@@ -20,7 +20,7 @@ Quick start::
 
 Tensors are anything with ``__array_interface__`` (numpy),
 ``__cuda_array_interface__`` (cupy, numba) or ``__dlpack__`` (torch CPU
-tensors, including bfloat16 and bool), and torch CUDA tensors (read directly:
+tensors, including bfloat16 and bool), and torch GPU tensors (read directly:
 device pointer, shape, strides). They are used in place, without copies:
 strided views work as long as the last dimension is contiguous.
 
@@ -33,6 +33,11 @@ CUDA driver such a call raises :class:`UnsupportedError` saying so::
 
     q = torch.randn(4, 16, 8192, 128, device="cuda", dtype=torch.bfloat16)
     out = heed.attention(q, q, q, "examples/causal.attn")   # on the GPU
+
+A ROCm build of torch calls its AMD GPUs "cuda" too (``torch.version.hip`` is
+set): its tensors are ROCm tensors to heed (device type 10), run the AMD kernel
+(compiled for gfx942 unless a ``target='rocm:gfxNNN'`` kernel is used) on
+torch's current HIP stream. That path has never run on an AMD GPU.
 
 The shared library is found through ``$HEED_LIBRARY`` (a full path), then
 ``<repo>/build/lib/libheed.so`` next to this package, then
@@ -678,8 +683,9 @@ def _is_torch_gpu(obj):
 
 
 def _stream_handle(stream, what="stream"):
-    """A CUstream handle (int) from an int, a torch.cuda.Stream (``cuda_stream``)
-    or a cupy stream (``ptr``); None stays None (the default stream)."""
+    """A CUstream / hipStream_t handle (int) from an int, a torch.cuda.Stream
+    (``cuda_stream``, a HIP stream on ROCm torch) or a cupy stream (``ptr``);
+    None stays None (the default stream)."""
     if stream is None:
         return None
     if isinstance(stream, bool):
@@ -695,7 +701,7 @@ def _stream_handle(stream, what="stream"):
 
 
 def _current_stream(tensors):
-    """The stream to launch on for CUDA `tensors` when none was given: torch's
+    """The stream to launch on for GPU `tensors` when none was given: torch's
     current stream on their device for torch tensors, cupy's current stream for
     cupy arrays, a stream named by __cuda_array_interface__, else None."""
     first = tensors[0].obj
@@ -908,16 +914,16 @@ class Kernel:
         ``[B, Hq, Sq]`` for a kernel compiled with ``lse=True``; allocated when
         None. buffers: the variant's run-time buffers, a dict name -> tensor or a
         sequence in declaration order. num_threads: 0 = all cores (CPU).
-        stream: for CUDA tensors, the stream to launch on (an int handle, a
-        torch.cuda.Stream or a cupy stream); None: torch's (or cupy's) current
-        stream, else the default stream. The call returns when the kernel has
-        finished.
+        stream: for GPU (CUDA or ROCm) tensors, the stream to launch on (an int
+        handle, a torch.cuda.Stream or a cupy stream); None: torch's (or
+        cupy's) current stream, else the default stream. The call returns when
+        the kernel has finished.
 
         Returns out, or (out, lse) when the kernel writes the log-sum-exp.
         Raises HeedError (InvalidArgumentError for a tensor that does not fit or
         tensors on different devices, RunError for a buffer read out of range,
         UnsupportedError for tensors on a device heed cannot run on here, e.g.
-        CUDA tensors without a CUDA driver). ``last_stats`` then holds the block
+        CUDA tensors without a CUDA driver, ROCm tensors without ROCm). ``last_stats`` then holds the block
         counts of a CPU run (None after a GPU run: the GPU kernels do not count).
         """
         handle = self._h()
@@ -954,7 +960,7 @@ class Kernel:
             args.buffers = ctypes.cast(buf_array, ctypes.POINTER(heed_tensor))
         args.num_buffers = len(bts)
         args.num_threads = num_threads
-        if qt.device_type == DEVICE_CUDA:
+        if qt.device_type in (DEVICE_CUDA, DEVICE_ROCM):
             handle_s = _stream_handle(stream)
             if handle_s is None:
                 handle_s = _current_stream([qt, kt, vt, ot])
@@ -1033,9 +1039,11 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     log-sum-exp. scale: of the scores (None: 1/sqrt(head_dim)). params: dict of
     param overrides ({'window': 512}). analyze_mask: skip the blocks the mask
     empties. use_cache: use the memory and disk cache. target: None or 'cpu'
-    (CPU code; the kernel runs on CUDA tensors too, compiled for the GPU at the
-    first such call), 'cuda' (CUDA tensors only: no CPU code is compiled) or
-    'cuda:sm_XX' (CUDA only, compiled now for that chip).
+    (CPU code; the kernel runs on CUDA and ROCm tensors too, compiled for the
+    GPU at the first such call), 'cuda' (CUDA tensors only: no CPU code is
+    compiled), 'cuda:sm_XX' (CUDA only, compiled now for that chip), 'rocm'
+    (ROCm tensors only, for gfx942) or 'rocm:gfx90a' / 'rocm:gfx942' /
+    'rocm:gfx950' (ROCm only, compiled now for that chip).
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.
@@ -1145,8 +1153,9 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
     exp(score) over visible keys; ``-inf`` where a query sees no key, whose
     output is 0). out / lse: optional tensors to write into instead of
     allocating (lse only with return_lse). num_threads: 0 = all cores.
-    CUDA tensors (torch, cupy) run on the GPU, on `stream` or the current
-    stream (see :meth:`Kernel.run`); for them only GPU code is compiled.
+    GPU tensors (torch, cupy; torch's ROCm build included) run on the GPU, on
+    `stream` or the current stream (see :meth:`Kernel.run`); for them only GPU
+    code is compiled.
     Kernels are kept in a small cache keyed by the spec and the options, so
     repeated calls compile nothing.
     """
@@ -1164,7 +1173,7 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
     head_dim, head_dim_v = qt.shape[3], vt.shape[3]
     layout_code = _layout_code(layout)
     # GPU tensors: a GPU-only kernel (no CPU code compiled for nothing).
-    target = "cuda" if qt.device_type == DEVICE_CUDA else None
+    target = {DEVICE_CUDA: "cuda", DEVICE_ROCM: "rocm"}.get(qt.device_type)
     key = (_spec_key(spec), variant, qt.dtype, head_dim, head_dim_v, layout_code,
            bool(return_lse), None if scale is None else float(scale), _params_key(params),
            target)

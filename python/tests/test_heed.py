@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 import unittest
 
 # The disk cache goes to a private directory, never ~/.cache: set before the
@@ -731,6 +732,126 @@ class TorchCudaTest(HeedTestCase):
         q = torch.zeros(1, 2, 8, 16, device="cuda")
         with self.assertRaises(heed.InvalidArgumentError):
             heed.attention(q, q.cpu(), q, CAUSAL)
+
+
+def hip_runtime_loads():
+    """Whether libamdhip64.so loads here (then fake device pointers must never
+    reach a launch)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libamdhip64.so")
+        return True
+    except OSError:
+        return False
+
+
+class _FakeTorchTensor:
+    """What heed reads of a torch tensor on a GPU (never dereferenced)."""
+
+    def __init__(self, torch, shape, dtype, ptr):
+        self.is_cuda = True
+        self.layout = torch.strided
+        self.dtype = dtype
+        self.device = types.SimpleNamespace(type="cuda", index=0)
+        self.shape = tuple(shape)
+        self._ptr = ptr
+
+    def data_ptr(self):
+        return self._ptr
+
+    def stride(self):
+        strides, step = [], 1
+        for n in reversed(self.shape):
+            strides.insert(0, step)
+            step *= n
+        return tuple(strides)
+
+
+_FakeTorchTensor.__module__ = "torch"  # how heed tells a torch tensor
+
+
+class TorchRocmTest(HeedTestCase):
+    """torch's ROCm build, as heed sees it, through a stand-in torch module (no
+    AMD GPU or ROCm torch exists where heed is developed): its "cuda" tensors
+    are ROCm tensors (device type 10), launched on torch's current stream, and
+    heed.attention compiles a ROCm-only kernel for them."""
+
+    STREAM = 0x5150
+
+    def setUp(self):
+        if hip_runtime_loads():
+            self.skipTest("a HIP runtime is present (fake pointers must not reach it)")
+        torch = types.ModuleType("torch")
+        torch.strided = "torch.strided"
+        torch.float32 = types.SimpleNamespace(name="float32")
+        torch.version = types.SimpleNamespace(hip="6.2.41133", cuda=None)
+        torch.cuda = types.SimpleNamespace(
+            current_device=lambda: 0,
+            current_stream=lambda device=None: types.SimpleNamespace(cuda_stream=self.STREAM))
+        # heed finds torch in sys.modules; a real one is put back afterwards.
+        real_torch = sys.modules.get("torch")
+        sys.modules["torch"] = torch
+        self.addCleanup(self._restore_torch, real_torch)
+        self.torch = torch
+        # What reaches the C library.
+        self.calls = []
+        real = heed._lib.heed_attention
+
+        def spy(kernel, args):
+            a = args._obj
+            self.calls.append((a.q.contents.device_type, a.stream, heed._lib.heed_kernel_target(
+                kernel)))
+            return real(kernel, args)
+
+        heed._lib.heed_attention = spy
+        self.addCleanup(setattr, heed._lib, "heed_attention", real)
+
+    @staticmethod
+    def _restore_torch(real_torch):
+        if real_torch is None:
+            sys.modules.pop("torch", None)
+        else:
+            sys.modules["torch"] = real_torch
+
+    def tensor(self, ptr=0x10000, shape=(1, 2, 8, 16)):
+        return _FakeTorchTensor(self.torch, shape, self.torch.float32, ptr)
+
+    def test_rocm_tensors(self):
+        kernel = heed.compile(CAUSAL, head_dim=16)
+        q, out = self.tensor(), self.tensor(0x20000)
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            kernel(q, q, q, out=out)
+        self.assertIn("device type 10", str(cm.exception))
+        self.assertIn("ROCm", str(cm.exception))
+        self.assertEqual(self.calls[-1][:2], (heed.DEVICE_ROCM, self.STREAM))
+        with self.assertRaises(heed.UnsupportedError):
+            kernel(q, q, q, out=out, stream=7)
+        self.assertEqual(self.calls[-1][1], 7)
+        # attention(): a ROCm-only kernel (a CUDA one would refuse them as such).
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            heed.attention(q, q, q, CAUSAL, out=out)
+        self.assertIn("no HIP runtime", str(cm.exception))
+        self.assertEqual(self.calls[-1], (heed.DEVICE_ROCM, self.STREAM, b"rocm"))
+        # Mixed with CPU tensors: an argument error.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(q, nans(q.shape), nans(q.shape), out=nans(q.shape))
+        self.assertIn("ROCm device 0", str(cm.exception))
+        # The CPU path still works afterwards.
+        rng = make_rng(self)
+        x = randn(rng, q.shape)
+        self.assertClose(kernel(x, x, x), reference(x, x, x, causal_mask)[0])
+
+    def test_rocm_only_kernels(self):
+        kernel = heed.compile(CAUSAL, head_dim=16, dtype="float16", target="rocm:gfx90a")
+        self.assertEqual(kernel.target, "rocm:gfx90a")
+        q = nans((1, 2, 8, 16), np.float16)
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            kernel(q, q, q)
+        self.assertIn("rocm:gfx90a only", str(cm.exception))
+        self.assertEqual(heed.compile(CAUSAL, head_dim=16, target="rocm").target, "rocm")
+        with self.assertRaises(heed.UnsupportedError) as cm:
+            heed.compile(CAUSAL, head_dim=16, target="rocm:gfx1100")
+        self.assertIn("gfx942", str(cm.exception))
 
 
 class CacheTest(HeedTestCase):

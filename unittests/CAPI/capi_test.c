@@ -87,31 +87,59 @@ static const char *kSpec = "# a window over causal\n"
                            "variant win {\n  param W: i64 = 16\n"
                            "  mask = sliding_window(W) && causal() }\n";
 
-/* ---- CUDA tensors ---------------------------------------------------------
- * Where the driver works, the kernel runs on device copies and must match the
- * reference; elsewhere a CUDA call is HEED_ERROR_UNSUPPORTED with a message
- * that says why, and the CPU keeps working. */
+/* ---- GPU tensors (CUDA and ROCm) ------------------------------------------
+ * Where a platform's runtime works, the kernel runs on device copies and must
+ * match the reference; elsewhere a call on its tensors is
+ * HEED_ERROR_UNSUPPORTED with a message that says why, and the CPU keeps
+ * working. No AMD GPU exists where heed is developed: the ROCm numerics have
+ * never run. */
+
+/* A GPU runtime's memory calls, with one signature for both platforms. */
+typedef struct {
+  int (*alloc)(void **, size_t);
+  int (*release)(void *);
+  int (*toDevice)(void *, const void *, size_t);
+  int (*toHost)(void *, void *, size_t);
+} GpuMemory;
+
+/* What the checks need to know of a platform. */
+typedef struct {
+  const char *name;       /* "CUDA", as heed's messages say it */
+  int32_t deviceType;
+  const char *target;     /* heed_compile's target */
+  const char *chipTarget; /* the target with a chip (compiled in heed_compile) */
+  const char *badTarget;  /* a chip heed does not compile for */
+  const char *goodChip;   /* named in the message about it */
+  const char *otherChip;  /* the other platform's chip: unsupported here */
+  int (*open)(GpuMemory *); /* 1 with the calls when the runtime sees a GPU */
+} GpuPlatform;
 
 typedef int (*CuInit)(unsigned);
 typedef int (*CuDeviceGetCount)(int *);
 typedef int (*CuDeviceGet)(int *, int);
 typedef int (*CuPrimaryCtxRetain)(void **, int);
 typedef int (*CuCtxSetCurrent)(void *);
-typedef int (*CuMemAlloc)(unsigned long long *, size_t);
-typedef int (*CuMemFree)(unsigned long long);
-typedef int (*CuMemcpyHtoD)(unsigned long long, const void *, size_t);
-typedef int (*CuMemcpyDtoH)(void *, unsigned long long, size_t);
+static int (*cuMemAlloc)(unsigned long long *, size_t);
+static int (*cuMemFree)(unsigned long long);
+static int (*cuMemcpyHtoD)(unsigned long long, const void *, size_t);
+static int (*cuMemcpyDtoH)(void *, unsigned long long, size_t);
 
-typedef struct {
-  CuMemAlloc alloc;
-  CuMemFree release;
-  CuMemcpyHtoD toDevice;
-  CuMemcpyDtoH toHost;
-} Cuda;
+static int cudaAlloc(void **p, size_t n) {
+  unsigned long long d = 0;
+  int r = cuMemAlloc(&d, n);
+  *p = (void *)(uintptr_t)d;
+  return r;
+}
+static int cudaRelease(void *p) { return cuMemFree((unsigned long long)(uintptr_t)p); }
+static int cudaToDevice(void *d, const void *h, size_t n) {
+  return cuMemcpyHtoD((unsigned long long)(uintptr_t)d, h, n);
+}
+static int cudaToHost(void *h, void *d, size_t n) {
+  return cuMemcpyDtoH(h, (unsigned long long)(uintptr_t)d, n);
+}
 
-/* 1 with `cu` filled when libcuda.so.1 loads and sees a GPU (device 0's
- * primary context made current), else 0. */
-static int openCuda(Cuda *cu) {
+/* libcuda.so.1 with device 0's primary context made current. */
+static int openCuda(GpuMemory *m) {
   void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!lib) return 0;
   CuInit init = (CuInit)dlsym(lib, "cuInit");
@@ -119,25 +147,58 @@ static int openCuda(Cuda *cu) {
   CuDeviceGet get = (CuDeviceGet)dlsym(lib, "cuDeviceGet");
   CuPrimaryCtxRetain retain = (CuPrimaryCtxRetain)dlsym(lib, "cuDevicePrimaryCtxRetain");
   CuCtxSetCurrent setCurrent = (CuCtxSetCurrent)dlsym(lib, "cuCtxSetCurrent");
-  cu->alloc = (CuMemAlloc)dlsym(lib, "cuMemAlloc_v2");
-  cu->release = (CuMemFree)dlsym(lib, "cuMemFree_v2");
-  cu->toDevice = (CuMemcpyHtoD)dlsym(lib, "cuMemcpyHtoD_v2");
-  cu->toHost = (CuMemcpyDtoH)dlsym(lib, "cuMemcpyDtoH_v2");
+  *(void **)&cuMemAlloc = dlsym(lib, "cuMemAlloc_v2");
+  *(void **)&cuMemFree = dlsym(lib, "cuMemFree_v2");
+  *(void **)&cuMemcpyHtoD = dlsym(lib, "cuMemcpyHtoD_v2");
+  *(void **)&cuMemcpyDtoH = dlsym(lib, "cuMemcpyDtoH_v2");
   int n = 0, dev = 0;
   void *ctx = NULL;
-  if (!init || !count || !get || !retain || !setCurrent || !cu->alloc || !cu->release ||
-      !cu->toDevice || !cu->toHost || init(0) || count(&n) || n == 0 || get(&dev, 0) ||
+  if (!init || !count || !get || !retain || !setCurrent || !cuMemAlloc || !cuMemFree ||
+      !cuMemcpyHtoD || !cuMemcpyDtoH || init(0) || count(&n) || n == 0 || get(&dev, 0) ||
       retain(&ctx, dev) || setCurrent(ctx))
     return 0;
+  m->alloc = cudaAlloc, m->release = cudaRelease, m->toDevice = cudaToDevice,
+  m->toHost = cudaToHost;
   return 1;
 }
 
-/* The problem's tensors as seen on CUDA device 0 (pointers `q`.. `out`). */
-static void onCuda(const Problem *p, heed_tensor t[4], void *q, void *k, void *v, void *out) {
+static int (*hipMalloc)(void **, size_t);
+static int (*hipFree)(void *);
+static int (*hipMemcpyHtoD)(void *, const void *, size_t);
+static int (*hipMemcpyDtoH)(void *, void *, size_t);
+
+/* libamdhip64.so with device 0 current. */
+static int openHip(GpuMemory *m) {
+  void *lib = dlopen("libamdhip64.so", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return 0;
+  int (*init)(unsigned) = NULL, (*count)(int *) = NULL, (*setDevice)(int) = NULL;
+  *(void **)&init = dlsym(lib, "hipInit");
+  *(void **)&count = dlsym(lib, "hipGetDeviceCount");
+  *(void **)&setDevice = dlsym(lib, "hipSetDevice");
+  *(void **)&hipMalloc = dlsym(lib, "hipMalloc");
+  *(void **)&hipFree = dlsym(lib, "hipFree");
+  *(void **)&hipMemcpyHtoD = dlsym(lib, "hipMemcpyHtoD");
+  *(void **)&hipMemcpyDtoH = dlsym(lib, "hipMemcpyDtoH");
+  int n = 0;
+  if (!init || !count || !setDevice || !hipMalloc || !hipFree || !hipMemcpyHtoD ||
+      !hipMemcpyDtoH || init(0) || count(&n) || n == 0 || setDevice(0))
+    return 0;
+  m->alloc = hipMalloc, m->release = hipFree, m->toDevice = hipMemcpyHtoD,
+  m->toHost = hipMemcpyDtoH;
+  return 1;
+}
+
+static const GpuPlatform kCuda = {"CUDA", HEED_DEVICE_CUDA, "cuda", "cuda:sm_90", "cuda:sm_70",
+                                  "sm_80", "cuda:gfx942", openCuda};
+static const GpuPlatform kRocm = {"ROCm", HEED_DEVICE_ROCM, "rocm", "rocm:gfx942",
+                                  "rocm:gfx1100", "gfx942", "rocm:sm_90", openHip};
+
+/* The problem's tensors as seen on device 0 of `type` (pointers `q`.. `out`). */
+static void onDevice(const Problem *p, int32_t type, heed_tensor t[4], void *q, void *k, void *v,
+                     void *out) {
   t[0] = p->tq, t[1] = p->tk, t[2] = p->tv, t[3] = p->to;
   void *data[4] = {q, k, v, out};
-  for (int i = 0; i < 4; ++i) t[i].device_type = HEED_DEVICE_CUDA, t[i].device_id = 0,
-                              t[i].data = data[i];
+  for (int i = 0; i < 4; ++i) t[i].device_type = type, t[i].device_id = 0, t[i].data = data[i];
 }
 
 static heed_status runTensors(heed_kernel *k, heed_tensor t[4], heed_run_stats *stats) {
@@ -147,11 +208,10 @@ static heed_status runTensors(heed_kernel *k, heed_tensor t[4], heed_run_stats *
   return heed_attention(k, &a);
 }
 
-static void cudaChecks(heed_kernel *k, Problem *p, int window) {
-  size_t nq = (size_t)B * HQ * S * D * 4, nkv = (size_t)B * HKV * S * D * 4;
+/* What holds whatever the machine has: tensors of one call on one device. */
+static void deviceArgumentChecks(heed_kernel *k, Problem *p) {
   heed_tensor t[4];
-  /* Every tensor of a call on one device: a clear argument error, either way. */
-  onCuda(p, t, p->q, p->k, p->v, p->out);
+  onDevice(p, HEED_DEVICE_CUDA, t, p->q, p->k, p->v, p->out);
   heed_attention_args a;
   heed_attention_args_init(&a);
   a.q = &t[0], a.k = &p->tk, a.v = &p->tv, a.out = &p->to;
@@ -163,77 +223,100 @@ static void cudaChecks(heed_kernel *k, Problem *p, int window) {
   a.k = &other, a.v = &t[2], a.out = &t[3];
   CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "CUDA device 1") != NULL);
+  /* CUDA and ROCm in one call. */
+  heed_tensor rocm = t[0];
+  rocm.device_type = HEED_DEVICE_ROCM;
+  a.q = &rocm, a.k = &t[1];
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "ROCm device 0") != NULL);
+  CHECK(strstr(heed_last_error(), "CUDA device 0") != NULL);
   /* Shapes are checked before any launch (and without a driver). */
   int64_t wrongShape[4] = {B, HQ, S, 32};
   heed_tensor wq = t[0];
   wq.shape = wrongShape;
-  a.q = &wq, a.k = &t[1];
+  a.q = &wq;
   CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "head dim") != NULL);
-  heed_tensor rocm = t[0];
-  rocm.device_type = HEED_DEVICE_ROCM;
-  a.q = &rocm;
+  /* A device type heed does not know. */
+  heed_tensor vulkan = t[0];
+  vulkan.device_type = 7;
+  a.q = &vulkan;
   CHECK(heed_attention(k, &a) == HEED_ERROR_UNSUPPORTED);
-  CHECK(strstr(heed_last_error(), "device type 10") != NULL);
+  CHECK(strstr(heed_last_error(), "device type 7") != NULL);
+}
 
-  /* Kernels for CUDA only: "cuda" (chip of the first call) and "cuda:sm_90"
-   * (compiled now: PTX, and a cubin where ptxas is). */
+/* `k` (CPU code and GPU code on demand) and the platform-only kernels on
+ * `pl`'s tensors. */
+static void gpuChecks(const GpuPlatform *pl, heed_kernel *k, Problem *p, int window) {
+  size_t nq = (size_t)B * HQ * S * D * 4, nkv = (size_t)B * HKV * S * D * 4;
+  heed_tensor t[4];
+  onDevice(p, pl->deviceType, t, p->q, p->k, p->v, p->out);
+
+  /* Kernels for one platform only: without a chip (compiled at the first
+   * call) and with one (compiled now: no GPU needed). */
   heed_compile_options o;
   heed_compile_options_init(&o);
-  o.params = "W=24", o.target = "cuda:sm_90";
-  heed_kernel *sm90 = NULL, *lazy = NULL, *bad = NULL;
-  CHECK(heed_compile(kSpec, "win.attn", &o, &sm90) == HEED_OK);
-  CHECK(sm90 && strcmp(heed_kernel_target(sm90), "cuda:sm_90") == 0);
-  CHECK(sm90 && heed_kernel_head_dim(sm90) == D && strcmp(heed_kernel_name(sm90), "win") == 0);
-  if (sm90) {
-    CHECK(run(sm90, p) == HEED_ERROR_UNSUPPORTED); /* CPU tensors */
-    CHECK(strstr(heed_last_error(), "cuda:sm_90 only") != NULL);
+  o.params = "W=24", o.target = pl->chipTarget;
+  heed_kernel *chip = NULL, *lazy = NULL, *bad = NULL;
+  CHECK(heed_compile(kSpec, "win.attn", &o, &chip) == HEED_OK);
+  CHECK(chip && strcmp(heed_kernel_target(chip), pl->chipTarget) == 0);
+  CHECK(chip && heed_kernel_head_dim(chip) == D && strcmp(heed_kernel_name(chip), "win") == 0);
+  if (chip) {
+    char only[64];
+    snprintf(only, sizeof only, "%s only", pl->chipTarget);
+    CHECK(run(chip, p) == HEED_ERROR_UNSUPPORTED); /* CPU tensors */
+    CHECK(strstr(heed_last_error(), only) != NULL);
+    CHECK(strstr(heed_last_error(), pl->name) != NULL);
   }
-  o.target = "cuda";
+  o.target = pl->target;
   CHECK(heed_compile(kSpec, "win.attn", &o, &lazy) == HEED_OK);
-  CHECK(lazy && strcmp(heed_kernel_target(lazy), "cuda") == 0);
-  o.target = "cuda:sm_70";
+  CHECK(lazy && strcmp(heed_kernel_target(lazy), pl->target) == 0);
+  o.target = pl->badTarget;
   CHECK(heed_compile(kSpec, "win.attn", &o, &bad) == HEED_ERROR_UNSUPPORTED);
-  CHECK(strstr(heed_last_error(), "sm_80") != NULL);
-  o.target = "cuda:gfx942";
+  CHECK(strstr(heed_last_error(), pl->goodChip) != NULL);
+  o.target = pl->otherChip;
   CHECK(heed_compile(kSpec, "win.attn", &o, &bad) == HEED_ERROR_UNSUPPORTED);
 
-  Cuda cu;
-  if (!openCuda(&cu)) {
-    /* No driver: unsupported, saying so, for every kind of kernel. */
-    heed_kernel *kernels[3] = {k, sm90, lazy};
+  GpuMemory m;
+  if (!pl->open(&m)) {
+    /* No runtime: unsupported, saying so, for every kind of kernel. */
+    char type[32];
+    snprintf(type, sizeof type, "device type %d", pl->deviceType);
+    heed_kernel *kernels[3] = {k, chip, lazy};
     for (int i = 0; i < 3; ++i) {
       if (!kernels[i]) continue;
       CHECK(runTensors(kernels[i], t, NULL) == HEED_ERROR_UNSUPPORTED);
-      CHECK(strstr(heed_last_error(), "device type 2") != NULL);
-      CHECK(strstr(heed_last_error(), "CUDA") != NULL);
-      printf("no CUDA: %s\n", heed_last_error());
+      CHECK(strstr(heed_last_error(), type) != NULL);
+      CHECK(strstr(heed_last_error(), pl->name) != NULL);
+      printf("no %s: %s\n", pl->name, heed_last_error());
     }
+    if (pl->deviceType == HEED_DEVICE_ROCM)
+      CHECK(strstr(heed_last_error(), "no HIP runtime") != NULL);
   } else {
-    unsigned long long dq = 0, dk = 0, dv = 0, dout = 0;
-    CHECK(cu.alloc(&dq, nq) == 0 && cu.alloc(&dk, nkv) == 0 && cu.alloc(&dv, nkv) == 0 &&
-          cu.alloc(&dout, nq) == 0);
-    CHECK(cu.toDevice(dq, p->q, nq) == 0 && cu.toDevice(dk, p->k, nkv) == 0 &&
-          cu.toDevice(dv, p->v, nkv) == 0);
-    onCuda(p, t, (void *)dq, (void *)dk, (void *)dv, (void *)dout);
+    void *dq = NULL, *dk = NULL, *dv = NULL, *dout = NULL;
+    CHECK(m.alloc(&dq, nq) == 0 && m.alloc(&dk, nkv) == 0 && m.alloc(&dv, nkv) == 0 &&
+          m.alloc(&dout, nq) == 0);
+    CHECK(m.toDevice(dq, p->q, nq) == 0 && m.toDevice(dk, p->k, nkv) == 0 &&
+          m.toDevice(dv, p->v, nkv) == 0);
+    onDevice(p, pl->deviceType, t, dq, dk, dv, dout);
     heed_kernel *kernels[2] = {k, lazy};
     for (int i = 0; i < 2; ++i) {
       if (!kernels[i]) continue;
       for (size_t j = 0; j < nq / 4; ++j) p->out[j] = NAN;
-      CHECK(cu.toDevice(dout, p->out, nq) == 0);
+      CHECK(m.toDevice(dout, p->out, nq) == 0);
       heed_run_stats stats;
       CHECK(runTensors(kernels[i], t, &stats) == HEED_OK);
       CHECK(stats.visited_blocks == -1);
-      CHECK(cu.toHost(p->out, dout, nq) == 0);
+      CHECK(m.toHost(p->out, dout, nq) == 0);
       double err = causalWindowError(p, window, heed_kernel_scale(kernels[i]));
-      printf("CUDA (%s): max error %.3g\n", heed_kernel_target(kernels[i]), err);
+      printf("%s (%s): max error %.3g\n", pl->name, heed_kernel_target(kernels[i]), err);
       CHECK(err < 1e-4);
     }
     /* A second call finds the loaded module. */
     CHECK(runTensors(k, t, NULL) == HEED_OK);
-    cu.release(dq), cu.release(dk), cu.release(dv), cu.release(dout);
+    m.release(dq), m.release(dk), m.release(dv), m.release(dout);
   }
-  heed_kernel_release(sm90);
+  heed_kernel_release(chip);
   heed_kernel_release(lazy);
 }
 
@@ -293,6 +376,12 @@ int main(int argc, char **argv) {
     CHECK(run(loaded, &p2) == HEED_OK);
     CHECK(memcmp(p.out, p2.out, n * 4) == 0);
     free(p2.out);
+    /* Artifacts hold CPU code only: GPU tensors are unsupported, saying why. */
+    heed_tensor t[4];
+    onDevice(&p, HEED_DEVICE_ROCM, t, p.q, p.k, p.v, p.out);
+    CHECK(runTensors(loaded, t, NULL) == HEED_ERROR_UNSUPPORTED);
+    CHECK(strstr(heed_last_error(), "CPU code only") != NULL);
+    CHECK(strstr(heed_last_error(), "ROCm device 0") != NULL);
     heed_kernel_release(loaded);
   }
 
@@ -357,8 +446,10 @@ int main(int argc, char **argv) {
   CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "buffer") != NULL);
 
-  /* CUDA tensors; then the CPU path works as before. */
-  cudaChecks(k, &p, 24);
+  /* GPU tensors; then the CPU path works as before. */
+  deviceArgumentChecks(k, &p);
+  gpuChecks(&kCuda, k, &p, 24);
+  gpuChecks(&kRocm, k, &p, 24);
   for (size_t i = 0; i < (size_t)B * HQ * S * D; ++i) p.out[i] = NAN;
   CHECK(run(k, &p) == HEED_OK);
   CHECK(causalWindowError(&p, 24, heed_kernel_scale(k)) < 1e-4);

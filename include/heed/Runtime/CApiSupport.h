@@ -15,25 +15,32 @@ namespace heed::capi {
 heed_status fail(heed_status status, const std::string &message);
 /// Clears the last error and returns HEED_OK.
 heed_status ok();
-/// Runs a kernel on CUDA tensors. The compiler half (libheed) attaches one
-/// to every kernel heed_compile makes: it keeps the variant, compiles it for
-/// the GPU it meets and caches the loaded module. Kernels loaded from
-/// artifacts have none (they hold CPU code only).
+/// "the CPU", "CUDA device 0", "ROCm device 1": where tensors of that
+/// heed_device_type and id live, for messages.
+std::string deviceName(int32_t deviceType, int32_t deviceId);
+
+/// Runs a kernel on GPU tensors (CUDA or ROCm). The compiler half (libheed)
+/// attaches one to every kernel heed_compile makes: it keeps the variant,
+/// compiles it for the GPU it meets and caches the loaded module. Kernels
+/// loaded from artifacts have none (they hold CPU code only).
 class DeviceLauncher {
 public:
   virtual ~DeviceLauncher() = default;
-  /// Launches on tensors of CUDA device `deviceId` (already checked against
-  /// the kernel) on `stream`; returns when the kernel has finished. HEED_OK,
-  /// or the status with the message recorded by fail().
-  virtual heed_status launch(const AttentionArgs &args, int32_t deviceId,
+  /// Launches on tensors of device `deviceId` of heed_device_type
+  /// `deviceType` (already checked against the kernel) on `stream`; returns
+  /// when the kernel has finished. HEED_OK, or the status with the message
+  /// recorded by fail().
+  virtual heed_status launch(const AttentionArgs &args, int32_t deviceType, int32_t deviceId,
                              void *stream) const = 0;
+  /// The tensors it runs on, for messages: "CUDA tensors (device type 2)".
+  virtual std::string devices() const = 0;
 };
 
 /// A C handle owning a reference to the CPU kernel `kernel` and, if given,
-/// the launcher for CUDA tensors.
+/// the launcher for GPU tensors.
 heed_kernel *wrap(std::shared_ptr<LoadedKernel> kernel,
                   std::shared_ptr<const DeviceLauncher> device = nullptr);
-/// A C handle for a kernel with no CPU code: it runs on CUDA tensors only.
+/// A C handle for a kernel with no CPU code: it runs on GPU tensors only.
 heed_kernel *wrapDeviceOnly(const KernelInfo &info, const std::string &target,
                             std::shared_ptr<const DeviceLauncher> device);
 

@@ -1,0 +1,170 @@
+/* heed_attention on ROCm tensors against a stand-in HIP runtime (fake_hip.c,
+ * found through LD_LIBRARY_PATH): the chip (gfx942 unless the target names
+ * one), a module compiled and loaded once per (variant, options, chip) and
+ * shared by kernel handles, the launch shape of the MFMA and SIMT kernels,
+ * the caller's stream and pointers in hipModuleLaunchKernel, HIP's errors,
+ * and heed_cache_clear dropping the table. Nothing runs on a GPU: no AMD GPU
+ * exists where heed is developed. */
+#include "heed/heed.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+#define CHECK(cond)                                                                       \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, \
+              #cond, heed_last_error());                                                  \
+      ++failures;                                                                         \
+    }                                                                                     \
+  } while (0)
+
+typedef struct {
+  int loads, launches, lastMachine, lastMach;
+  unsigned grid[3], block;
+  void *stream;
+  int64_t q;
+} FakeHipLog;
+
+enum { B = 2, H = 3, S = 200, D = 64, EM_AMDGPU = 224, GFX90A = 0x3f, GFX942 = 0x4c };
+
+static heed_status runOn(heed_kernel *k, heed_tensor t[4], void *stream) {
+  heed_attention_args a;
+  heed_attention_args_init(&a);
+  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.stream = stream;
+  return heed_attention(k, &a);
+}
+
+int main(void) {
+  void *lib = dlopen("libamdhip64.so", RTLD_NOW | RTLD_LOCAL);
+  const FakeHipLog *(*logOf)(void) =
+      lib ? (const FakeHipLog *(*)(void))dlsym(lib, "fake_hip_log") : NULL;
+  if (!logOf) {
+    fprintf(stderr, "capi_rocm_wiring_test: the stand-in libamdhip64.so is not first on "
+                    "LD_LIBRARY_PATH (run it through ctest)\n");
+    return 1;
+  }
+  const FakeHipLog *log = logOf();
+  const char *spec = "variant win { param W: i64 = 16\n mask = sliding_window(W) }";
+  static unsigned short q[B * H * S * D], out[B * H * S * D];
+  static float q32[B * H * S * D], out32[B * H * S * D];
+  int64_t shape[4] = {B, H, S, D};
+  heed_tensor t[4], t32[4];
+  for (int i = 0; i < 4; ++i) {
+    heed_tensor x = {i == 3 ? out : q, HEED_DEVICE_ROCM, 0, HEED_F16, 4, shape, NULL};
+    t[i] = x;
+    heed_tensor y = {i == 3 ? out32 : q32, HEED_DEVICE_ROCM, 0, HEED_F32, 4, shape, NULL};
+    t32[i] = y;
+  }
+  heed_compile_options o;
+  heed_compile_options_init(&o);
+  o.dtype = HEED_F16;
+  heed_kernel *k = NULL, *k2 = NULL, *k3 = NULL, *own = NULL, *gfx942 = NULL, *gfx90a = NULL,
+              *simt = NULL, *cudaOnly = NULL;
+  CHECK(heed_compile(spec, "win.attn", &o, &k) == HEED_OK);
+  if (!k) return 1;
+
+  /* First call: compiled for gfx942 (no chip given), an AMDGPU code object
+   * loaded, launched on the caller's stream with the caller's pointer. The
+   * f16 kernel is the MFMA one: 4 waves of 64 (256 threads) own 4 x 32 rows. */
+  CHECK(runOn(k, t, (void *)0x1234) == HEED_OK);
+  CHECK(log->loads == 1 && log->launches == 1);
+  CHECK(log->lastMachine == EM_AMDGPU && log->lastMach == GFX942);
+  CHECK(log->stream == (void *)0x1234);
+  CHECK(log->q == (int64_t)(intptr_t)q);
+  CHECK(log->grid[0] == (S + 127) / 128 && log->grid[1] == H && log->grid[2] == B);
+  CHECK(log->block == 256);
+  /* Again, and from a second handle of the same variant and options: no new load. */
+  CHECK(runOn(k, t, NULL) == HEED_OK);
+  CHECK(log->stream == NULL);
+  CHECK(heed_compile(spec, "win.attn", &o, &k2) == HEED_OK);
+  CHECK(k2 && runOn(k2, t, NULL) == HEED_OK);
+  CHECK(log->loads == 1 && log->launches == 3);
+  heed_run_stats stats;
+  heed_attention_args a;
+  heed_attention_args_init(&a);
+  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.stats = &stats;
+  CHECK(heed_attention(k, &a) == HEED_OK && stats.visited_blocks == -1);
+  /* Other options: another module. */
+  o.params = "W=32";
+  CHECK(heed_compile(spec, "win.attn", &o, &k3) == HEED_OK);
+  CHECK(k3 && runOn(k3, t, NULL) == HEED_OK && log->loads == 2);
+  o.params = NULL;
+  /* use_cache = 0: the handle keeps its own module. */
+  o.use_cache = 0;
+  CHECK(heed_compile(spec, "win.attn", &o, &own) == HEED_OK);
+  CHECK(own && runOn(own, t, NULL) == HEED_OK && log->loads == 3);
+  o.use_cache = 1;
+  /* "rocm:gfx942" is the key of the default chip: compiled now, the loaded module shared. */
+  o.target = "rocm:gfx942";
+  CHECK(heed_compile(spec, "win.attn", &o, &gfx942) == HEED_OK);
+  CHECK(gfx942 && strcmp(heed_kernel_target(gfx942), "rocm:gfx942") == 0);
+  CHECK(gfx942 && runOn(gfx942, t, NULL) == HEED_OK && log->loads == 3);
+  /* Another chip: its own module. */
+  o.target = "rocm:gfx90a";
+  CHECK(heed_compile(spec, "win.attn", &o, &gfx90a) == HEED_OK);
+  CHECK(gfx90a && runOn(gfx90a, t, NULL) == HEED_OK && log->loads == 4);
+  CHECK(log->lastMach == GFX90A && log->block == 256);
+  /* f32 runs the SIMT kernel: 128 threads, a row each. */
+  o.target = "rocm";
+  o.dtype = HEED_F32;
+  CHECK(heed_compile(spec, "win.attn", &o, &simt) == HEED_OK);
+  CHECK(simt && strcmp(heed_kernel_target(simt), "rocm") == 0);
+  CHECK(simt && runOn(simt, t32, NULL) == HEED_OK && log->loads == 5);
+  CHECK(log->lastMach == GFX942 && log->block == 128 && log->grid[0] == (S + 127) / 128);
+  CHECK(log->q == (int64_t)(intptr_t)q32);
+  o.dtype = HEED_F16;
+  /* heed_cache_clear drops the table: a new handle loads again; the old keeps its module. */
+  CHECK(heed_cache_clear() == HEED_OK);
+  heed_kernel_release(k2);
+  k2 = NULL;
+  o.target = NULL;
+  CHECK(heed_compile(spec, "win.attn", &o, &k2) == HEED_OK);
+  CHECK(k2 && runOn(k2, t, NULL) == HEED_OK && log->loads == 6);
+  CHECK(runOn(k, t, NULL) == HEED_OK && log->loads == 6);
+
+  /* HIP's errors come back with its message. */
+  setenv("FAKE_HIP_LAUNCH_ERROR", "1", 1);
+  CHECK(runOn(k, t, NULL) == HEED_ERROR_RUN);
+  CHECK(strstr(heed_last_error(), "hipModuleLaunchKernel failed: fake HIP error") != NULL);
+  unsetenv("FAKE_HIP_LAUNCH_ERROR");
+  /* ROCm device 1 is not supported yet. */
+  heed_tensor t1[4];
+  memcpy(t1, t, sizeof t1);
+  for (int i = 0; i < 4; ++i) t1[i].device_id = 1;
+  CHECK(runOn(k, t1, NULL) == HEED_ERROR_UNSUPPORTED);
+  CHECK(strstr(heed_last_error(), "device 0 only") != NULL);
+  CHECK(strstr(heed_last_error(), "HIP_VISIBLE_DEVICES") != NULL);
+  /* Mixed platforms: an argument error naming both devices. */
+  memcpy(t1, t, sizeof t1);
+  t1[2].device_type = HEED_DEVICE_CUDA;
+  CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "ROCm device 0") != NULL);
+  CHECK(strstr(heed_last_error(), "CUDA device 0") != NULL);
+  /* A kernel for one platform refuses the other's tensors and the CPU's. */
+  o.target = "cuda";
+  CHECK(heed_compile(spec, "win.attn", &o, &cudaOnly) == HEED_OK);
+  CHECK(cudaOnly && runOn(cudaOnly, t, NULL) == HEED_ERROR_UNSUPPORTED);
+  CHECK(strstr(heed_last_error(), "cuda only") != NULL);
+  CHECK(strstr(heed_last_error(), "ROCm device 0") != NULL);
+  for (int i = 0; i < 4; ++i) t1[i] = t[i], t1[i].device_type = HEED_DEVICE_CUDA;
+  CHECK(gfx90a && runOn(gfx90a, t1, NULL) == HEED_ERROR_UNSUPPORTED);
+  CHECK(strstr(heed_last_error(), "rocm:gfx90a only") != NULL);
+  for (int i = 0; i < 4; ++i) t1[i].device_type = HEED_DEVICE_CPU;
+  CHECK(gfx90a && runOn(gfx90a, t1, NULL) == HEED_ERROR_UNSUPPORTED);
+  CHECK(strstr(heed_last_error(), "ROCm tensors (device type 10)") != NULL);
+  CHECK(log->launches == 11);
+
+  heed_kernel *kernels[] = {k, k2, k3, own, gfx942, gfx90a, simt, cudaOnly};
+  for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
+    heed_kernel_release(kernels[i]);
+  if (failures) {
+    fprintf(stderr, "capi_rocm_wiring_test: %d check(s) FAILED\n", failures);
+    return 1;
+  }
+  printf("capi_rocm_wiring_test: PASSED (%d loads, %d launches)\n", log->loads, log->launches);
+  return 0;
+}
