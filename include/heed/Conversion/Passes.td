@@ -69,9 +69,16 @@ def AttnLowerToNVGPU : Pass<"attn-lower-to-nvgpu", "mlir::ModuleOp"> {
     quad shuffles, the variant's score and mask per fragment element, P
     converted in registers and fed to the PV product, and only the KV tiles
     the mask analysis' classifier cannot prove EMPTY visited. Grid
-    (ceil(Sq / 64), Hq, B). Head dims multiples of 16 up to 128; no cp.async
-    pipelining yet. The tile loop is shared with --attn-lower-to-amdgpu.
+    (ceil(Sq / 64), Hq, B). K/V tiles are copied by cp.async into two stages
+    of dynamic shared memory (the next tile's copies overlap this tile's
+    math); EMPTY tiles inside the range are skipped and FULL ones run without
+    the mask. Head dims multiples of 16 up to 128. The tile loop is shared
+    with --attn-lower-to-amdgpu.
   }];
+  let options = [
+    Option<"keysPerTile", "keys-per-tile", "int64_t", "0",
+           "keys per KV tile: 32 or 64; 0 chooses by head dim (64 up to 64, else 32)">,
+  ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
     "mlir::nvgpu::NVGPUDialect", "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",

@@ -41,18 +41,21 @@ using namespace heed::gpu_kernel;
 class AMDGPUKernelLowering : public TiledKernelLowering {
 public:
   static constexpr int64_t kPad = 4;
-  static Shape kernelShape(int64_t m) {
+  /// Keys per tile by head dim, as on NVIDIA: 64 up to D = 64, else 32
+  /// (the S^T accumulators of 64 keys leave too few registers).
+  static Shape kernelShape(int64_t m, int64_t headDim) {
     Shape s;
     s.waveSize = 64;
     s.waves = 4;
     s.rowsPerWave = m;
-    s.keysPerTile = 64;
+    s.keysPerTile = headDim <= 64 ? 64 : 32;
     s.rowSlots = 1;
     return s;
   }
   AMDGPUKernelLowering(OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel,
-                       int64_t m)
-      : TiledKernelLowering(b, op, variant, kernel, kernelShape(m)), M(m), K(4 * (64 / m)),
+                       int64_t m, int64_t width)
+      : TiledKernelLowering(b, op, variant, kernel, kernelShape(m, width)), M(m),
+        K(4 * (64 / m)),
         E(m * m / 64) {}
 
 protected:
@@ -192,16 +195,17 @@ struct AttnLowerToAMDGPUPass : heed::impl::AttnLowerToAMDGPUBase<AttnLowerToAMDG
       return signalPassFailure();
     }
     auto [width, elt] = widestOperand(module);
-    TiledKernelLowering::Shape shape = AMDGPUKernelLowering::kernelShape(mfma);
+    // The LDS tiles are sized for the widest head dim, and so is the tile.
+    TiledKernelLowering::Shape shape = AMDGPUKernelLowering::kernelShape(mfma, width);
     auto space = gpu::AddressSpaceAttr::get(module.getContext(), gpu::AddressSpace::Workgroup);
     auto lds = [&](int64_t rows, int64_t cols) {
       return MemRefType::get({rows, cols + AMDGPUKernelLowering::kPad}, elt,
                              MemRefLayoutAttrInterface{}, space);
     };
-    int64_t m = mfma;
-    auto make = [m](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
+    int64_t m = mfma, w = width;
+    auto make = [m, w](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
       return std::unique_ptr<GPUKernelLowering>(
-          std::make_unique<AMDGPUKernelLowering>(b, op, variant, kernel, m));
+          std::make_unique<AMDGPUKernelLowering>(b, op, variant, kernel, m, w));
     };
     if (failed(lowerKernels(module, shape.blockRows(), shape.threads(),
                             TypeRange{lds(shape.keysPerTile, width), lds(width, shape.keysPerTile)},

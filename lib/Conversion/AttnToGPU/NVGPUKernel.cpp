@@ -40,18 +40,24 @@ using namespace heed::gpu_kernel;
 class NVGPUKernelLowering : public TiledKernelLowering {
 public:
   static constexpr int64_t kPad = 8;
-  static Shape kernelShape() {
+  /// Keys per tile: `keys`, or by head dim (0): 64 up to D = 64, 32 above,
+  /// where the S fragments of 64 keys leave too few registers for the
+  /// variant's code.
+  static Shape kernelShape(int64_t headDim = 64, int64_t keys = 0) {
     Shape s;
     s.waveSize = 32;
     s.waves = 4;
     s.rowsPerWave = 16;
-    s.keysPerTile = 64;
+    s.keysPerTile = keys ? keys : headDim <= 64 ? 64 : 32;
     s.rowSlots = 2;
     s.stages = 2;
     return s;
   }
-  NVGPUKernelLowering(OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel)
-      : TiledKernelLowering(b, op, variant, kernel, kernelShape()) {}
+  NVGPUKernelLowering(OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel,
+                      int64_t keys)
+      : TiledKernelLowering(
+            b, op, variant, kernel,
+            kernelShape(cast<MemRefType>(op.getQuery().getType()).getDimSize(3), keys)) {}
 
 protected:
   std::string unsupported() override {
@@ -260,10 +266,18 @@ private:
 struct AttnLowerToNVGPUPass : heed::impl::AttnLowerToNVGPUBase<AttnLowerToNVGPUPass> {
   using Base::Base;
   void runOnOperation() override {
+    if (keysPerTile != 0 && keysPerTile != 32 && keysPerTile != 64) {
+      getOperation().emitError() << "--attn-lower-to-nvgpu: keys-per-tile must be 0 (by head "
+                                    "dim), 32 or 64, not "
+                                 << keysPerTile.getValue();
+      return signalPassFailure();
+    }
+    // Rows and threads do not depend on the tile's keys.
     TiledKernelLowering::Shape shape = NVGPUKernelLowering::kernelShape();
-    auto make = [](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
+    int64_t keys = keysPerTile;
+    auto make = [keys](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
       return std::unique_ptr<GPUKernelLowering>(
-          std::make_unique<NVGPUKernelLowering>(b, op, variant, kernel));
+          std::make_unique<NVGPUKernelLowering>(b, op, variant, kernel, keys));
     };
     // The buffers are dynamic shared memory (sized per kernel: see begin()).
     if (failed(lowerKernels(getOperation(), shape.blockRows(), shape.threads(), TypeRange{},

@@ -137,7 +137,20 @@ LogicalResult TiledKernelLowering::emit() {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
                                  arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
   };
-  if (!variant.getBlocks().empty() && variant.getSummarizedBuffers().empty()) {
+  const bool classifies = !variant.getBlocks().empty() && variant.getSummarizedBuffers().empty();
+  // The class of KV tile t for this block's rows (null without a classifier).
+  auto tileClass = [&](Value kvLo) -> Value {
+    if (!classifies)
+      return {};
+    Value kvHi = arith::MinUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, kvLo, idx(keys - 1)), lastKV);
+    return classify(q0, qHiBox, kvLo, kvHi);
+  };
+  auto isClass = [&](Value cls, int64_t which) -> Value {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
+                                 arith::ConstantIntOp::create(b, loc, which, 8));
+  };
+  if (classifies) {
     Value one = arith::ConstantIntOp::create(b, loc, 1, 1);
     first = heed::searchFirst(b, loc, idx(0), numTiles, [&](Value t) -> Value {
       Value next = arith::MulIOp::create(b, loc, arith::AddIOp::create(b, loc, t, idx(1)), idx(keys));
@@ -175,12 +188,21 @@ LogicalResult TiledKernelLowering::emit() {
       // are, and every wave is past tile t - 1, whose buffer tile t + 1 takes.
       waitKV();
       gpu::BarrierOp::create(b, loc);
+      // (EMPTY tiles inside the range are neither copied nor computed.)
       Value next = arith::AddIOp::create(b, loc, t, idx(1));
+      Value kvNext = arith::AddIOp::create(b, loc, kv0, idx(keys));
       auto more = scf::IfOp::create(
           b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, next, end), false);
       OpBuilder::InsertionGuard g2(b);
       b.setInsertionPointToStart(&more.getThenRegion().front());
-      stageKV(arith::AddIOp::create(b, loc, kv0, idx(keys)), stageOf(next));
+      if (Value cls = tileClass(kvNext)) {
+        auto copy = scf::IfOp::create(
+            b, loc, arith::XOrIOp::create(b, loc, isClass(cls, VariantOp::Empty),
+                                          arith::ConstantIntOp::create(b, loc, 1, 1)),
+            false);
+        b.setInsertionPointToStart(&copy.getThenRegion().front());
+      }
+      stageKV(kvNext, stageOf(next));
     } else {
       gpu::BarrierOp::create(b, loc); // the previous tile (or Q) is consumed
       stageKV(kv0, idx(0));
@@ -188,48 +210,96 @@ LogicalResult TiledKernelLowering::emit() {
     }
     computeStage = pipelined ? Value(stageOf(t)) : idx(0);
 
-    // Scale, score modifier and mask per element; keys past the end masked.
-    SmallVector<Element> elements = scoreElements(scores());
-    SmallVector<Value> rowMax(slots, negInf);
-    for (Element &e : elements) {
-      Value x = arith::MulFOp::create(b, loc, e.value, f32(scale));
-      Value kvPos = arith::AddIOp::create(b, loc, kv0, e.col);
-      // Rows past Sq and keys past Skv are padding: the variant is
-      // evaluated at the last real row/key instead (and the result
-      // dropped), so their buffer reads are never reported out of range.
-      Value qEval = arith::MinUIOp::create(b, loc, rowQ[e.slot], lastQ);
-      Value kvEval = arith::MinUIOp::create(b, loc, kvPos, lastKV);
-      if (!identityScore)
-        x = inlineRegion(variant.getScore(), {x, batch, head, qEval, kvEval});
-      Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, seqKV);
-      ok = arith::AndIOp::create(b, loc, ok,
-                                 inlineRegion(variant.getMask(), {batch, head, qEval, kvEval}));
-      e.value = arith::SelectOp::create(b, loc, ok, x, negInf);
-      rowMax[e.slot] = arith::MaximumFOp::create(b, loc, rowMax[e.slot], e.value);
+    // The tile's class: EMPTY tiles inside the range are skipped, FULL ones
+    // run a copy of the tile code without the mask (a whole copy: merging
+    // masked and unmasked scores at a join would keep 32 more values live).
+    Value cls = tileClass(kv0);
+    auto computeTile = [&](bool withMask) -> SmallVector<Value> {
+      // Scale, score modifier and mask per element; keys past the end masked.
+      SmallVector<Element> elements = scoreElements(scores());
+      // Rows past Sq and keys past Skv are padding: the variant is evaluated
+      // at the last real row/key instead (and the result dropped), so their
+      // buffer reads are never reported out of range.
+      SmallVector<Value> xs, kvPos, qEval, kvEval;
+      for (Element &e : elements) {
+        kvPos.push_back(arith::AddIOp::create(b, loc, kv0, e.col));
+        qEval.push_back(arith::MinUIOp::create(b, loc, rowQ[e.slot], lastQ));
+        kvEval.push_back(arith::MinUIOp::create(b, loc, kvPos.back(), lastKV));
+        Value x = arith::MulFOp::create(b, loc, e.value, f32(scale));
+        if (!identityScore)
+          x = inlineRegion(variant.getScore(), {x, batch, head, qEval.back(), kvEval.back()});
+        xs.push_back(x);
+      }
+      auto visible = [&]() {
+        SmallVector<Value> ok;
+        for (size_t i = 0; i < elements.size(); ++i)
+          ok.push_back(arith::AndIOp::create(
+              b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos[i], seqKV),
+              inlineRegion(variant.getMask(), {batch, head, qEval[i], kvEval[i]})));
+        return ok;
+      };
+      if (withMask) {
+        SmallVector<Value> ok = visible();
+        for (auto [x, v] : llvm::zip(xs, ok))
+          x = arith::SelectOp::create(b, loc, v, x, negInf);
+      }
+      SmallVector<Value> rowMax(slots, negInf);
+      for (auto [e, x] : llvm::zip(elements, xs)) {
+        e.value = x;
+        rowMax[e.slot] = arith::MaximumFOp::create(b, loc, rowMax[e.slot], x);
+      }
+      // Online softmax per row (statistics shared by the lanes of a row).
+      SmallVector<Value> mNew(slots), mUse(slots), alpha(slots), rowSum(slots, f32(0));
+      for (unsigned s = 0; s < slots; ++s) {
+        mNew[s] = arith::MaximumFOp::create(b, loc, m[s], rowReduce(rowMax[s], true));
+        Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mNew[s], negInf);
+        mUse[s] = arith::SelectOp::create(b, loc, none, f32(0), mNew[s]);
+        alpha[s] = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, m[s], mUse[s]));
+      }
+      SmallVector<Value> p;
+      for (Element &e : elements) {
+        Value x =
+            math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, e.value, mUse[e.slot]));
+        rowSum[e.slot] = arith::AddFOp::create(b, loc, rowSum[e.slot], x);
+        p.push_back(x);
+      }
+      SmallVector<Value> next = mNew;
+      for (unsigned s = 0; s < slots; ++s)
+        next.push_back(arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l[s], alpha[s]),
+                                             rowSum[s]));
+      SmallVector<Value> acc = o;
+      for (Value &a : acc)
+        a = scaleRows(a, alpha);
+      accumulatePV(p, acc);
+      next.append(acc.begin(), acc.end());
+      return next;
+    };
+    if (cls) {
+      Value notEmpty = arith::XOrIOp::create(b, loc, isClass(cls, VariantOp::Empty),
+                                             arith::ConstantIntOp::create(b, loc, 1, 1));
+      // FULL: every (q, kv) of the box is visible and no key is past Skv.
+      Value full = arith::AndIOp::create(
+          b, loc, isClass(cls, VariantOp::Full),
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
+                                arith::AddIOp::create(b, loc, kv0, idx(keys)), seqKV));
+      TypeRange types = TypeRange(ValueRange(it));
+      auto tile = scf::IfOp::create(b, loc, types, notEmpty, true);
+      {
+        OpBuilder::InsertionGuard g2(b);
+        b.setInsertionPointToStart(&tile.getThenRegion().front());
+        auto masked = scf::IfOp::create(b, loc, types, full, true);
+        scf::YieldOp::create(b, loc, masked.getResults());
+        b.setInsertionPointToStart(&masked.getThenRegion().front());
+        scf::YieldOp::create(b, loc, computeTile(false));
+        b.setInsertionPointToStart(&masked.getElseRegion().front());
+        scf::YieldOp::create(b, loc, computeTile(true));
+        b.setInsertionPointToStart(&tile.getElseRegion().front());
+        scf::YieldOp::create(b, loc, ValueRange(it));
+      }
+      scf::YieldOp::create(b, loc, tile.getResults());
+    } else {
+      scf::YieldOp::create(b, loc, computeTile(true));
     }
-    // Online softmax per row (statistics shared by the lanes of a row).
-    SmallVector<Value> mNew(slots), mUse(slots), alpha(slots), rowSum(slots, f32(0));
-    for (unsigned s = 0; s < slots; ++s) {
-      mNew[s] = arith::MaximumFOp::create(b, loc, m[s], rowReduce(rowMax[s], true));
-      Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mNew[s], negInf);
-      mUse[s] = arith::SelectOp::create(b, loc, none, f32(0), mNew[s]);
-      alpha[s] = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, m[s], mUse[s]));
-    }
-    SmallVector<Value> p;
-    for (Element &e : elements) {
-      Value x = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, e.value, mUse[e.slot]));
-      rowSum[e.slot] = arith::AddFOp::create(b, loc, rowSum[e.slot], x);
-      p.push_back(x);
-    }
-    SmallVector<Value> next = mNew;
-    for (unsigned s = 0; s < slots; ++s)
-      next.push_back(
-          arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l[s], alpha[s]), rowSum[s]));
-    for (Value &acc : o)
-      acc = scaleRows(acc, alpha);
-    accumulatePV(p, o);
-    next.append(o.begin(), o.end());
-    scf::YieldOp::create(b, loc, next);
   }
 
   // Normalize, write the lane's elements of O and (one lane per row) lse.
