@@ -24,6 +24,7 @@ simt "$ex/neighborhood_2d.attn" --seq=384 --heads=2
 simt "$ex/block_sparse.attn" --seq=256 --heads=3 --buffer layout=bits:0.3
 simt "$ex/alibi.attn" --seq=99 --head-dim=128 --layout=bshd
 simt "$ex/softcap.attn" --seq=65 --head-dim=256 --dtype=f16
+run "$ex/softcap.attn" --seq=65 --head-dim=256 --dtype=bf16 --lse   # tensor cores, 66 KB of shared memory
 simt "$ex/sinks.attn" --seq=200 --lse
 simt "$ex/relative_bias.attn" --seq=90 --heads=2
 simt "$ex/custom.attn" --seq=170
