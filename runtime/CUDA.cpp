@@ -243,7 +243,29 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
                          "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"))
            .empty())
     return error;
-  GPUKernelArgs params(info, args, status->data(), stats->data());
+  // The summaries the block classifier reads (document ids), built on the
+  // host from the device buffers once the caller's stream has written them.
+  std::vector<SummaryTable> tables;
+  std::vector<std::unique_ptr<DeviceBuffer>> tableBuffers;
+  std::vector<DeviceSummary> summaries;
+  if (!info.summarized.empty()) {
+    if (!(error = d->check(d->cuStreamSynchronize(stream), "cuStreamSynchronize")).empty())
+      return error;
+    auto download = [&](void *host, const void *device, size_t n) {
+      return d->check(d->cuMemcpyDtoH(host, reinterpret_cast<CUdeviceptr>(device), n), "cuMemcpyDtoH");
+    };
+    if (!(error = summarizeDeviceBuffers(info, args, download, tables)).empty())
+      return error;
+    for (const SummaryTable &t : tables) {
+      size_t bytes = t.data.size() * sizeof(int64_t);
+      auto buf = DeviceBuffer::allocate(bytes, error);
+      if (!buf || !(error = buf->upload(t.data.data(), bytes)).empty())
+        return error;
+      summaries.push_back({buf->data(), t.levels, t.blocks});
+      tableBuffers.push_back(std::move(buf));
+    }
+  }
+  GPUKernelArgs params(info, args, summaries, status->data(), stats->data());
   unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
   if (!(error = d->check(d->cuLaunchKernel(function, gridX, unsigned(dims.headsQ),
                                            unsigned(dims.batch), unsigned(threads), 1, 1,

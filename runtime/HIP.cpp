@@ -201,7 +201,29 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   if (!(error = r->check(r->hipMemset(status->data(), 0, 4), "hipMemset")).empty() ||
       !(error = r->check(r->hipMemset(stats->data(), 0, 24), "hipMemset")).empty())
     return error;
-  GPUKernelArgs params(info, args, status->data(), stats->data());
+  // The summaries the block classifier reads (document ids), built on the
+  // host from the device buffers once the caller's stream has written them.
+  std::vector<SummaryTable> tables;
+  std::vector<std::unique_ptr<DeviceBuffer>> tableBuffers;
+  std::vector<DeviceSummary> summaries;
+  if (!info.summarized.empty()) {
+    if (!(error = r->check(r->hipStreamSynchronize(stream), "hipStreamSynchronize")).empty())
+      return error;
+    auto download = [&](void *host, const void *device, size_t n) {
+      return r->check(r->hipMemcpyDtoH(host, const_cast<void *>(device), n), "hipMemcpyDtoH");
+    };
+    if (!(error = summarizeDeviceBuffers(info, args, download, tables)).empty())
+      return error;
+    for (const SummaryTable &t : tables) {
+      size_t bytes = t.data.size() * sizeof(int64_t);
+      auto buf = DeviceBuffer::allocate(bytes, error);
+      if (!buf || !(error = buf->upload(t.data.data(), bytes)).empty())
+        return error;
+      summaries.push_back({buf->data(), t.levels, t.blocks});
+      tableBuffers.push_back(std::move(buf));
+    }
+  }
+  GPUKernelArgs params(info, args, summaries, status->data(), stats->data());
   unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
   if (!(error = r->check(r->hipModuleLaunchKernel(function, gridX, unsigned(dims.headsQ),
                                                   unsigned(dims.batch), unsigned(threads), 1, 1,

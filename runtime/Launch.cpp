@@ -3,6 +3,8 @@
 // run-time buffer summaries, and the work split over a thread pool.
 #include "heed/Runtime/Launch.h"
 
+#include "heed/Runtime/BufferSummary.h"
+
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -26,7 +28,6 @@ using CountFn = int64_t (*)(int64_t);
 
 /// Symbols every CPU kernel binary defines (see lib/Compiler/Link.cpp).
 constexpr const char *kEntrySymbol = "heed_packed_heed_kernel";
-constexpr const char *kSummarySymbolPrefix = "heed_packed_heed_summary_";
 constexpr const char *kNumQTilesSymbol = "heed_num_q_tiles";
 constexpr const char *kNumKVTilesSymbol = "heed_num_kv_tiles";
 
@@ -328,7 +329,6 @@ struct LoadedKernel::Impl {
   MappedObject object;
   PackedFn entry = nullptr;
   CountFn numQTiles = nullptr, numKVTiles = nullptr;
-  std::vector<PackedFn> summaryEntries;
 
   // Summaries are built once per buffer content: keyed by a hash of the
   // bytes, so a changed buffer always gets a new table.
@@ -347,16 +347,9 @@ SummaryEntry LoadedKernel::Impl::summarize(unsigned n, const TensorRef &buffer) 
       if (e.buffer == n && e.hash == hash && e.length == length)
         return e;
   }
-  int64_t g = info.summaryBlock;
-  int64_t blocks = (length + g - 1) / g, levels = 1;
-  while ((int64_t(1) << levels) <= blocks)
-    ++levels;
-  auto table = std::make_shared<std::vector<int64_t>>(std::max<int64_t>(blocks, 1) * levels * 2);
-  Descriptor in = describe(buffer.data, {length}, {1});
-  Descriptor out = describe(table->data(), {levels, blocks, 2}, {blocks * 2, 2, 1});
-  void *pointers[] = {in.pointer(), out.pointer()};
-  void *packed[] = {&pointers[0], &pointers[1]};
-  summaryEntries[n](packed);
+  SummaryTable built = buildSummaryTable(buffer, info.summaryBlock);
+  int64_t levels = built.levels, blocks = built.blocks;
+  auto table = std::make_shared<std::vector<int64_t>>(std::move(built.data));
   SummaryEntry e{n, hash, length, table, levels, blocks};
   std::lock_guard<std::mutex> lock(summaryMutex);
   if (summaryCache.size() >= 16)
@@ -403,14 +396,8 @@ std::shared_ptr<LoadedKernel> LoadedKernel::load(const ArtifactEntry &entry, std
   impl->entry = reinterpret_cast<PackedFn>(symbol(kEntrySymbol));
   impl->numQTiles = reinterpret_cast<CountFn>(symbol(kNumQTilesSymbol));
   impl->numKVTiles = reinterpret_cast<CountFn>(symbol(kNumKVTilesSymbol));
-  for (size_t n = 0; n < entry.info.summarized.size(); ++n)
-    impl->summaryEntries.push_back(
-        reinterpret_cast<PackedFn>(symbol(kSummarySymbolPrefix + std::to_string(n))));
   if (!impl->entry || !impl->numQTiles || !impl->numKVTiles)
     return nullptr;
-  for (PackedFn f : impl->summaryEntries)
-    if (!f)
-      return nullptr;
   return std::shared_ptr<LoadedKernel>(new LoadedKernel(std::move(impl)));
 }
 

@@ -121,76 +121,7 @@ DType bufferDType(spec::ElemType e) {
   return DType::F32;
 }
 
-std::string summaryFunctionName(unsigned n) { return "heed_summary_" + std::to_string(n); }
-
 namespace {
-
-/// func @name(%buffer, %table): table[0][i] = (min, max) of the buffer over
-/// block i of VariantOp::kSummaryBlock entries; table[k][i] combines
-/// table[k-1][i] and table[k-1][i + 2^(k-1)] (a sparse table).
-void buildSummaryFunction(OpBuilder &b, Location loc, StringRef name, MemRefType bufferType,
-                          MemRefType tableType) {
-  auto func = func::FuncOp::create(b, loc, name,
-                                   b.getFunctionType({bufferType, tableType}, {}));
-  func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
-  Block *body = func.addEntryBlock();
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(body);
-  Value buffer = body->getArgument(0), table = body->getArgument(1);
-  auto idx = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
-  Value c0 = idx(0), c1 = idx(1), g = idx(attn::VariantOp::kSummaryBlock);
-  Value n = memref::DimOp::create(b, loc, buffer, 0);
-  Value levels = memref::DimOp::create(b, loc, table, 0);
-  Value blocks = memref::DimOp::create(b, loc, table, 1);
-  Type i64 = b.getI64Type();
-  Value big = arith::ConstantIntOp::create(b, loc, std::numeric_limits<int64_t>::max(), 64);
-  Value small = arith::ConstantIntOp::create(b, loc, std::numeric_limits<int64_t>::min(), 64);
-
-  auto base = scf::ForOp::create(b, loc, c0, blocks, c1);
-  {
-    OpBuilder::InsertionGuard inner(b);
-    b.setInsertionPointToStart(base.getBody());
-    Value blk = base.getInductionVar();
-    Value lo = arith::MulIOp::create(b, loc, blk, g);
-    Value hi = arith::MinSIOp::create(b, loc, arith::AddIOp::create(b, loc, lo, g), n);
-    auto scan = scf::ForOp::create(b, loc, lo, hi, c1, ValueRange{big, small});
-    {
-      OpBuilder::InsertionGuard in2(b);
-      b.setInsertionPointToStart(scan.getBody());
-      Value v = memref::LoadOp::create(b, loc, buffer, ValueRange{scan.getInductionVar()});
-      if (v.getType() != i64)
-        v = arith::ExtSIOp::create(b, loc, i64, v);
-      scf::YieldOp::create(b, loc, ValueRange{
-          arith::MinSIOp::create(b, loc, scan.getRegionIterArgs()[0], v),
-          arith::MaxSIOp::create(b, loc, scan.getRegionIterArgs()[1], v)});
-    }
-    memref::StoreOp::create(b, loc, scan.getResult(0), table, ValueRange{c0, blk, c0});
-    memref::StoreOp::create(b, loc, scan.getResult(1), table, ValueRange{c0, blk, c1});
-  }
-  auto level = scf::ForOp::create(b, loc, c1, levels, c1);
-  {
-    OpBuilder::InsertionGuard inner(b);
-    b.setInsertionPointToStart(level.getBody());
-    Value k = level.getInductionVar();
-    Value prev = arith::SubIOp::create(b, loc, k, c1);
-    Value half = arith::ShLIOp::create(b, loc, c1, prev);
-    Value span = arith::ShLIOp::create(b, loc, c1, k);
-    Value count = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, blocks, span), c1);
-    auto each = scf::ForOp::create(b, loc, c0, count, c1);
-    OpBuilder::InsertionGuard in2(b);
-    b.setInsertionPointToStart(each.getBody());
-    Value i = each.getInductionVar();
-    Value j = arith::AddIOp::create(b, loc, i, half);
-    auto get = [&](Value blk, Value which) {
-      return memref::LoadOp::create(b, loc, table, ValueRange{prev, blk, which}).getResult();
-    };
-    memref::StoreOp::create(b, loc, arith::MinSIOp::create(b, loc, get(i, c0), get(j, c0)),
-                            table, ValueRange{k, i, c0});
-    memref::StoreOp::create(b, loc, arith::MaxSIOp::create(b, loc, get(i, c1), get(j, c1)),
-                            table, ValueRange{k, i, c1});
-  }
-  func::ReturnOp::create(b, loc);
-}
 
 /// `func @heed_num_q_tiles(%sq: index) -> index` and
 /// `func @heed_num_kv_tiles(%skv: index) -> index`: how many query tiles a
@@ -283,11 +214,6 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   func::ReturnOp::create(b, loc);
 
   buildTileCountFunctions(b, loc, module.get(), config, variant.name);
-  for (auto [n, which] : llvm::enumerate(summarized)) {
-    b.setInsertionPointToEnd(module->getBody());
-    buildSummaryFunction(b, loc, summaryFunctionName(n),
-                         bufferType(ctx, variant.buffers[which]), summaryType);
-  }
   return module;
 }
 

@@ -54,16 +54,15 @@ inline constexpr const char *kNumKVTilesName = "heed_num_kv_tiles";
 std::unique_ptr<mlir::MLIRContext> makeContext();
 
 /// The variant plus `func.func @heed_kernel(q, k, v, buffers..., summaries...,
-/// out, [lse,] status, stats, begin, end)` holding one attn.attention, and
-/// one `func.func @heed_summary_<n>(buffer, table)` per summarized buffer.
+/// out, [lse,] status, stats, begin, end)` holding one attn.attention. The
+/// summaries are built by the runtime (buildSummaryTable, GPUKernelArgs.h).
 mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
                                                     const spec::Variant &variant,
                                                     const KernelConfig &config);
 
 /// Positions of the buffers that get a run-time summary (rank-1 integer
-/// buffers: document ids and the like), and the function that builds one.
+/// buffers: document ids and the like).
 std::vector<unsigned> summarizedBuffers(const spec::Variant &variant);
-std::string summaryFunctionName(unsigned n);
 
 /// The runtime dtype of a buffer element type.
 DType bufferDType(spec::ElemType elem);

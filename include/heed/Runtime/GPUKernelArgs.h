@@ -7,20 +7,37 @@
 #define HEED_RUNTIME_GPUKERNELARGS_H
 
 #include "heed/Runtime/Artifact.h"
+#include "heed/Runtime/BufferSummary.h"
 #include "heed/Runtime/Launch.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace heed {
 
+/// The summaries of `info.summarized` for a GPU launch, from device
+/// buffers: `download(host, device, bytes)` copies one buffer to the host
+/// ("" or an error). Returns "" or an error.
+std::string summarizeDeviceBuffers(
+    const KernelInfo &info, const AttentionArgs &args,
+    const std::function<std::string(void *, const void *, size_t)> &download,
+    std::vector<SummaryTable> &out);
+
+/// A summary table in device memory.
+struct DeviceSummary {
+  const void *data = nullptr;
+  int64_t levels = 1, blocks = 1;
+};
+
 class GPUKernelArgs {
 public:
-  /// q, k, v, the buffers, null summaries (the GPU kernels read none), out,
+  /// q, k, v, the buffers, the summaries (one per `info.summarized`), out,
   /// lse if the kernel writes it, then the status word (i32) and the stats
   /// (3 x i64) at device addresses `status` and `stats`.
-  GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args, void *status, void *stats);
+  GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
+                const std::vector<DeviceSummary> &summaries, void *status, void *stats);
   GPUKernelArgs(const GPUKernelArgs &) = delete;
   GPUKernelArgs &operator=(const GPUKernelArgs &) = delete;
   /// What cuLaunchKernel / hipModuleLaunchKernel take as kernelParams.

@@ -63,7 +63,9 @@ void TiledKernelLowering::stageTile(Value global, Value smem, ValueRange prefix,
 }
 
 Value TiledKernelLowering::classify(Value qLo, Value qHi, Value kvLo, Value kvHi) {
-  if (variant.getBlocks().empty() || !variant.getSummarizedBuffers().empty())
+  // Summaries (document ids) come from the runtime as kernel arguments.
+  if (variant.getBlocks().empty() ||
+      op.getSummaries().size() != variant.getSummarizedBuffers().size())
     return {};
   Block &block = variant.getBlocks().front();
   IRMapping map;
@@ -72,6 +74,8 @@ Value TiledKernelLowering::classify(Value qLo, Value qHi, Value kvLo, Value kvHi
     map.map(block.getArgument(i), args[i]);
   for (auto [i, buf] : llvm::enumerate(op.getBuffers()))
     map.map(block.getArgument(VariantOp::kBlocksIndexArgs + i), buf);
+  for (auto [i, summary] : llvm::enumerate(op.getSummaries()))
+    map.map(block.getArgument(VariantOp::kBlocksIndexArgs + op.getBuffers().size() + i), summary);
   for (Operation &inner : block.without_terminator()) {
     if (auto r = dyn_cast<heed::attn::RouteOp>(inner)) {
       map.map(r.getResult(), route);
@@ -137,7 +141,8 @@ LogicalResult TiledKernelLowering::emit() {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
                                  arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
   };
-  const bool classifies = !variant.getBlocks().empty() && variant.getSummarizedBuffers().empty();
+  const bool classifies = !variant.getBlocks().empty() &&
+                          op.getSummaries().size() == variant.getSummarizedBuffers().size();
   // The class of KV tile t for this block's rows (null without a classifier).
   auto tileClass = [&](Value kvLo) -> Value {
     if (!classifies)

@@ -1,0 +1,50 @@
+// See BufferSummary.h.
+#include "heed/Runtime/BufferSummary.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+namespace heed {
+
+SummaryTable buildSummaryTable(const TensorRef &buffer, int64_t g) {
+  int64_t length = buffer.numElements();
+  int64_t stride = buffer.effectiveStrides().empty() ? 1 : buffer.effectiveStrides()[0];
+  auto value = [&](int64_t i) -> int64_t {
+    const char *p = static_cast<const char *>(buffer.data) + i * stride * int64_t(dtypeSize(buffer.dtype));
+    switch (buffer.dtype) {
+    case DType::I8: return *reinterpret_cast<const int8_t *>(p);
+    case DType::I32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+    case DType::I64: { int64_t v; std::memcpy(&v, p, 8); return v; }
+    case DType::Bool: return *reinterpret_cast<const uint8_t *>(p) != 0;
+    default: return 0; // summaries are of integer buffers only
+    }
+  };
+  SummaryTable t;
+  t.blocks = std::max<int64_t>((length + g - 1) / g, 1);
+  t.levels = 1;
+  while ((int64_t(1) << t.levels) <= t.blocks)
+    ++t.levels;
+  t.data.assign(size_t(t.levels * t.blocks * 2), 0);
+  auto at = [&](int64_t level, int64_t blk, int64_t which) -> int64_t & {
+    return t.data[size_t((level * t.blocks + blk) * 2 + which)];
+  };
+  for (int64_t blk = 0; blk < t.blocks; ++blk) {
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+    for (int64_t i = blk * g; i < std::min(blk * g + g, length); ++i) {
+      lo = std::min(lo, value(i));
+      hi = std::max(hi, value(i));
+    }
+    at(0, blk, 0) = lo;
+    at(0, blk, 1) = hi;
+  }
+  for (int64_t k = 1; k < t.levels; ++k)
+    for (int64_t i = 0; i + (int64_t(1) << k) <= t.blocks; ++i) {
+      int64_t j = i + (int64_t(1) << (k - 1));
+      at(k, i, 0) = std::min(at(k - 1, i, 0), at(k - 1, j, 0));
+      at(k, i, 1) = std::max(at(k - 1, i, 1), at(k - 1, j, 1));
+    }
+  return t;
+}
+
+} // namespace heed
