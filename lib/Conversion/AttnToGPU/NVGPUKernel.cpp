@@ -68,18 +68,19 @@ protected:
     return "";
   }
   void begin() override {
-    // Two stages of K (Q staged in the first before the loop) and of V, in
-    // dynamic shared memory.
+    // Two stages of K and of V in dynamic shared memory, each [rows][dim + 8]
+    // with stage s at rows [s keys, (s + 1) keys); Q is staged through the K
+    // buffer before the loop, so it has at least blockRows rows.
     auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
     auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
                                  MemRefLayoutAttrInterface{}, space);
     Value shared = gpu::DynamicSharedMemoryOp::create(b, loc, bytes);
+    int64_t rows = std::max(shape.stages * shape.keysPerTile, shape.blockRows());
     auto tiles = [&](int64_t width) {
-      return MemRefType::get({shape.stages, shape.keysPerTile, width + kPad}, elt,
-                             MemRefLayoutAttrInterface{}, space);
+      return MemRefType::get({rows, width + kPad}, elt, MemRefLayoutAttrInterface{}, space);
     };
-    int64_t kBytes = shape.stages * shape.keysPerTile * (D + kPad) * 2;
-    int64_t vBytes = shape.stages * shape.keysPerTile * (Dv + kPad) * 2;
+    int64_t kBytes = rows * (D + kPad) * 2;
+    int64_t vBytes = rows * (Dv + kPad) * 2;
     bufA = memref::ViewOp::create(b, loc, tiles(D), shared, idx(0), ValueRange{});
     bufV = memref::ViewOp::create(b, loc, tiles(Dv), shared, idx(kBytes), ValueRange{});
     kernel->setAttr("attn.shared_bytes", b.getI64IntegerAttr(kBytes + vBytes));
@@ -97,13 +98,13 @@ protected:
   }
   /// Q tile -> shared memory -> A fragments in registers (D / 16 of them).
   void loadQ(Value q0) override {
-    stageTile(op.getQuery(), bufA, {idx(0)}, head, q0, seqQ, shape.blockRows(), D);
+    stageTile(op.getQuery(), bufA, {}, head, q0, seqQ, shape.blockRows(), D);
     gpu::BarrierOp::create(b, loc);
     for (int64_t kk = 0; kk < D / 16; ++kk) {
       Value r = arith::AddIOp::create(b, loc, warpRow, laneMod16);
       Value c = arith::AddIOp::create(b, loc, idx(kk * 16),
                                       arith::MulIOp::create(b, loc, laneDiv16, idx(8)));
-      qFrag.push_back(nvgpu::LdMatrixOp::create(b, loc, aType(), bufA, ValueRange{idx(0), r, c},
+      qFrag.push_back(nvgpu::LdMatrixOp::create(b, loc, aType(), bufA, ValueRange{r, c},
                                                 /*transpose=*/false, /*numTiles=*/4));
     }
   }
@@ -131,7 +132,7 @@ protected:
         Value col = arith::AddIOp::create(b, loc, idx(kk * 16),
                                           arith::MulIOp::create(b, loc, half, idx(8)));
         Value kFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufA,
-                                                ValueRange{computeStage, r, col},
+                                                ValueRange{stageRow(computeStage, r), col},
                                                 /*transpose=*/false, /*numTiles=*/2);
         c = mma(qFrag[kk], kFrag, c);
       }
@@ -172,7 +173,7 @@ protected:
       for (int64_t d = 0; d < Dv / 8; ++d) {
         Value r = arith::AddIOp::create(b, loc, idx(t16 * 16), laneMod16);
         Value vFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufV,
-                                                ValueRange{computeStage, r, idx(d * 8)},
+                                                ValueRange{stageRow(computeStage, r), idx(d * 8)},
                                                 /*transpose=*/true, /*numTiles=*/2);
         o[d] = mma(aFrag, vFrag, o[d]);
       }
@@ -184,6 +185,11 @@ protected:
   }
 
 private:
+  /// Row `r` of stage `stage` in a K/V buffer.
+  Value stageRow(Value stage, Value r) {
+    return arith::AddIOp::create(b, loc,
+                                 arith::MulIOp::create(b, loc, stage, idx(shape.keysPerTile)), r);
+  }
   Type tokenType() { return nvgpu::DeviceAsyncTokenType::get(b.getContext()); }
   /// Rows [row0, row0 + keysPerTile) of a K or V tensor into smem[stage]:
   /// each thread copies 8 elements per step (a loop: unrolled, the
@@ -202,7 +208,7 @@ private:
     Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seqKV);
     Value src = arith::SelectOp::create(b, loc, in, pos, last);
     Value count = arith::SelectOp::create(b, loc, in, idx(8), idx(0));
-    nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(), smem, ValueRange{stage, r, c}, global,
+    nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(), smem, ValueRange{stageRow(stage, r), c}, global,
                                      at(batch, headKV, src, c), b.getIndexAttr(8), count,
                                      b.getUnitAttr());
   }
@@ -256,7 +262,7 @@ private:
     return vector::FromElementsOp::create(b, loc, cType(), parts);
   }
 
-  Value bufA, bufV; ///< shared memory [stage][key][dim]: Q then K tiles; V tiles
+  Value bufA, bufV; ///< shared memory [stage * keys + key][dim]: Q then K tiles; V tiles
   Value firstGroup; ///< a cp.async group token (the wait waits for all groups)
   Value laneMod8, laneMod16, laneDiv16, half, warpRow, rowInWarp, colPair;
   SmallVector<Value> qFrag;
