@@ -74,6 +74,11 @@ std::string KernelInfo::serialize() const {
     os << "summarized " << s << "\n";
   if (gate.size() == 4)
     os << "gate " << gate[0] << " " << gate[1] << " " << gate[2] << " " << gate[3] << "\n";
+  if (gpu)
+    os << "gpu_image " << gpu->format << "\n"
+       << "gpu_kernel " << gpu->kernelName << "\n"
+       << "gpu_launch " << gpu->blockRows << " " << gpu->threads << " " << gpu->sharedBytes
+       << " " << (gpu->matrixCores ? 1 : 0) << "\n";
   return os.str();
 }
 
@@ -82,6 +87,7 @@ std::string KernelInfo::parse(const std::string &text) {
   std::istringstream lines(text);
   std::string line;
   bool haveName = false, haveDType = false;
+  auto gpuLaunch = [&]() -> GPULaunch & { return gpu ? *gpu : gpu.emplace(); };
   while (std::getline(lines, line)) {
     if (line.empty())
       continue;
@@ -123,6 +129,15 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "gate") {
       gate.assign(4, 0);
       ok = bool(fields >> gate[0] >> gate[1] >> gate[2] >> gate[3]);
+    } else if (key == "gpu_image") {
+      ok = bool(fields >> gpuLaunch().format);
+    } else if (key == "gpu_kernel") {
+      ok = bool(fields >> gpuLaunch().kernelName);
+    } else if (key == "gpu_launch") {
+      GPULaunch &g = gpuLaunch();
+      int matrix = 0;
+      ok = bool(fields >> g.blockRows >> g.threads >> g.sharedBytes >> matrix);
+      g.matrixCores = matrix != 0;
     } else if (key == "summarized") {
       unsigned s = 0;
       ok = bool(fields >> s);
@@ -144,6 +159,10 @@ std::string KernelInfo::parse(const std::string &text) {
     if (!valid || gate[1] == gate[2] || gate[1] == gate[3] || gate[2] == gate[3])
       return "kernel description has a malformed gate";
   }
+  if (gpu && ((gpu->format != "cubin" && gpu->format != "ptx" && gpu->format != "hsaco") ||
+              gpu->kernelName.empty() || gpu->blockRows <= 0 || gpu->threads <= 0 ||
+              gpu->sharedBytes < 0))
+    return "kernel description has a malformed GPU launch (gpu_image, gpu_kernel, gpu_launch)";
   return "";
 }
 
@@ -232,7 +251,46 @@ bool cpuSupports(const std::string &f) {
 }
 } // namespace
 
+bool isGPUTarget(const std::string &target) {
+  return target.rfind("cuda:", 0) == 0 || target.rfind("hip:", 0) == 0;
+}
+
+std::string checkGPUEntry(const ArtifactEntry &entry, const std::string &target) {
+  if (entry.target != target)
+    return "an entry for '" + entry.target + "', not '" + target + "'";
+  if (!isGPUTarget(target))
+    return "'" + target + "' is not a GPU target";
+  if (!entry.info.gpu)
+    return "a GPU entry without its launch shape";
+  const GPULaunch &g = *entry.info.gpu;
+  bool cuda = target.rfind("cuda:", 0) == 0;
+  if (cuda ? g.format != "cubin" && g.format != "ptx" : g.format != "hsaco")
+    return "a " + g.format + " image for '" + target + "'";
+  const std::string &image = entry.binary;
+  if (g.format == "ptx") {
+    if (image.find(".version") == std::string::npos ||
+        image.find(".entry " + g.kernelName) == std::string::npos)
+      return "PTX without a .version or the entry '" + g.kernelName + "'";
+    return "";
+  }
+  // ELF64, little-endian; e_machine at byte 18: EM_CUDA 190, EM_AMDGPU 224.
+  constexpr uint16_t kCUDAMachine = 190, kAMDGPUMachine = 224;
+  if (image.size() < 64 || image.compare(0, 4, "\x7f" "ELF") != 0 || image[4] != 2 ||
+      image[5] != 1)
+    return "a " + g.format + " image that is not a 64-bit ELF file";
+  uint16_t machine = uint16_t(uint8_t(image[18]) | uint8_t(image[19]) << 8);
+  if (machine != (cuda ? kCUDAMachine : kAMDGPUMachine))
+    return "a " + g.format + " image for ELF machine " + std::to_string(machine);
+  if (image.find(g.kernelName) == std::string::npos)
+    return "a " + g.format + " image without the kernel '" + g.kernelName + "'";
+  return "";
+}
+
 bool hostRuns(const std::string &target, std::string &why) {
+  if (isGPUTarget(target)) {
+    why = "'" + target + "' is a GPU image, not CPU code";
+    return false;
+  }
   // "cpu:<arch>:<cpu>[:<features>]"
   if (target.rfind("cpu:", 0) != 0) {
     why = "'" + target + "' is not a CPU target, and this runtime launches CPU kernels only";

@@ -197,6 +197,8 @@ std::vector<DiskCache::Entry> DiskCache::list(bool verify) const {
         for (const ArtifactEntry &ae : a.entries) {
           entry.kernel = ae.info.name;
           entry.targets += (entry.targets.empty() ? "" : " ") + ae.target;
+          if (const auto &g = ae.info.gpu) // e.g. "cuda:sm_90 (cubin, matrix cores)"
+            entry.targets += " (" + g->format + (g->matrixCores ? ", matrix cores)" : ", SIMT)");
         }
       }
     }

@@ -16,13 +16,11 @@ namespace heed::capi {
 
 namespace {
 
-/// A compiled kernel, as the platform's module loader takes it.
+/// A compiled kernel, as the platform's module loader takes it: a kernel
+/// cache entry (image in `binary`, launch shape in `info.gpu`).
 struct GPUBinary {
-  std::string kernelName;
-  int64_t blockRows = 0, threads = 0;
-  int64_t sharedBytes = 0; ///< dynamic shared memory per block
-  std::string image;     ///< what the loader is given
-  std::string imageKind; ///< "cubin", "PTX", "HSACO" (messages)
+  std::shared_ptr<const ArtifactEntry> entry;
+  const GPULaunch &launch() const { return *entry->info.gpu; }
 };
 
 /// A loaded module of either platform.
@@ -39,8 +37,8 @@ public:
   explicit PlatformModule(std::unique_ptr<Module> module) : module(std::move(module)) {}
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args,
                               const GPUBinary &binary, void *stream) const override {
-    return module->launchAttention(info, args, binary.blockRows, binary.threads, stream,
-                                   binary.sharedBytes);
+    const GPULaunch &l = binary.launch();
+    return module->launchAttention(info, args, l.blockRows, l.threads, stream, l.sharedBytes);
   }
 
 private:
@@ -49,7 +47,7 @@ private:
 
 template <typename Module>
 std::unique_ptr<GPUModule> loadModule(const GPUBinary &binary, std::string &error) {
-  auto module = Module::load(binary.image, binary.kernelName, error);
+  auto module = Module::load(binary.entry->binary, binary.launch().kernelName, error);
   if (!module)
     return nullptr;
   return std::make_unique<PlatformModule<Module>>(std::move(module));
@@ -62,7 +60,7 @@ struct GPUPlatform {
   int32_t deviceType;         ///< heed_device_type of its tensors
   const char *name;           ///< "CUDA": messages
   const char *target;         ///< "cuda": heed_compile's target
-  const char *triple;         ///< of the module key
+  GPUVendor vendor;           ///< whose compiler
   const char *visibleDevices; ///< the variable that picks the GPU
   /// "" when the runtime is usable, else why not.
   std::string (*unavailable)();
@@ -70,16 +68,13 @@ struct GPUPlatform {
   std::string (*deviceChip)(std::string &error);
   /// "" when heed compiles for `chip`, else why not.
   std::string (*checkChip)(const std::string &chip);
-  /// HEED_OK with `out`, or the status with `error`.
-  heed_status (*compile)(const spec::Variant &variant, const KernelConfig &config,
-                         const std::string &chip, GPUBinary &out, std::string &error);
   std::unique_ptr<GPUModule> (*load)(const GPUBinary &binary, std::string &error);
 };
 
 constexpr const char *kDefaultAMDChip = "gfx942";
 
 const GPUPlatform kPlatforms[] = {
-    {GPUPlatformKind::CUDA, HEED_DEVICE_CUDA, "CUDA", "cuda", "nvptx64-nvidia-cuda",
+    {GPUPlatformKind::CUDA, HEED_DEVICE_CUDA, "CUDA", "cuda", GPUVendor::NVIDIA,
      "CUDA_VISIBLE_DEVICES",
      [] {
        std::string why;
@@ -93,19 +88,8 @@ const GPUPlatform kPlatforms[] = {
        auto target = CUDATarget::parse(chip);
        return target ? std::string() : llvm::toString(target.takeError());
      },
-     [](const spec::Variant &variant, const KernelConfig &config, const std::string &chip,
-        GPUBinary &out, std::string &error) {
-       auto binary = compileCUDA(variant, config, CUDATarget{chip});
-       if (!binary) {
-         error = llvm::toString(binary.takeError());
-         return HEED_ERROR_COMPILE;
-       }
-       out = {binary->kernelName, binary->blockRows, binary->threads, binary->sharedBytes,
-              binary->cubin ? *binary->cubin : binary->ptx, binary->cubin ? "cubin" : "PTX"};
-       return HEED_OK;
-     },
      loadModule<cuda::KernelModule>},
-    {GPUPlatformKind::ROCm, HEED_DEVICE_ROCM, "ROCm", "rocm", "amdgcn-amd-amdhsa",
+    {GPUPlatformKind::ROCm, HEED_DEVICE_ROCM, "ROCm", "rocm", GPUVendor::AMD,
      "HIP_VISIBLE_DEVICES",
      [] {
        std::string why;
@@ -115,22 +99,6 @@ const GPUPlatform kPlatforms[] = {
      [](const std::string &chip) {
        auto target = AMDGPUTarget::parse(chip);
        return target ? std::string() : llvm::toString(target.takeError());
-     },
-     [](const spec::Variant &variant, const KernelConfig &config, const std::string &chip,
-        GPUBinary &out, std::string &error) {
-       auto binary = compileAMDGPU(variant, config, AMDGPUTarget{chip});
-       if (!binary) {
-         error = llvm::toString(binary.takeError());
-         return HEED_ERROR_COMPILE;
-       }
-       if (!binary->hsaco) {
-         error = "no ld.lld to link the HSACO code object (install lld or set HEED_LLD)";
-         return HEED_ERROR_UNSUPPORTED;
-       }
-       // heed's AMD kernels allocate their LDS statically.
-       out = {binary->kernelName, binary->blockRows, binary->threads, 0, *binary->hsaco,
-              "HSACO"};
-       return HEED_OK;
      },
      loadModule<hip::KernelModule>},
 };
@@ -165,13 +133,11 @@ ModuleTable &table() {
   return *t;
 }
 
-/// The kernel cache's key, with the platform's triple and the chip as the
-/// target: the canonical variant, config and compiler identity, as for CPU
-/// kernels.
+/// The kernel cache's key of the GPU kernel: the canonical variant, config,
+/// platform, chip and compiler identity.
 std::string moduleKey(const spec::Variant &variant, const KernelConfig &config,
                       const GPUPlatform &platform, const std::string &chip) {
-  CPUTarget target{platform.triple, chip, "gpu-kernel=auto"};
-  return toHex(KernelCache::key(variant, config, target));
+  return toHex(KernelCache::key(variant, config, GPUTarget{platform.vendor, chip}));
 }
 
 } // namespace
@@ -249,11 +215,25 @@ heed_status GPULauncher::compile(GPUModuleSlot &slot, GPUPlatformKind platform,
   const GPUPlatform &p = platformOf(platform);
   if (std::string why = p.checkChip(chip); !why.empty())
     return fail(HEED_ERROR_UNSUPPORTED, why);
-  GPUBinary binary;
-  std::string error;
-  if (heed_status status = p.compile(variant, config, chip, binary, error))
-    return fail(status, "compiling variant '" + variant.name + "' for " + chip + ": " + error);
-  slot.binary = std::move(binary);
+  // Through the kernel cache (memory, disk) unless use_cache = 0.
+  GPUTarget target{p.vendor, chip};
+  auto entry = [&]() -> llvm::Expected<std::shared_ptr<const ArtifactEntry>> {
+    if (shared)
+      return KernelCache::global().getGPU(variant, config, target);
+    auto compiled = compileGPUEntry(variant, config, target);
+    if (!compiled)
+      return compiled.takeError();
+    return std::make_shared<const ArtifactEntry>(std::move(*compiled));
+  }();
+  if (!entry) {
+    // Without ld.lld there is no HSACO: not a compile failure, a missing tool.
+    heed_status status = p.vendor == GPUVendor::AMD && findLld().empty()
+                             ? HEED_ERROR_UNSUPPORTED
+                             : HEED_ERROR_COMPILE;
+    return fail(status, "compiling variant '" + variant.name + "' for " + chip + ": " +
+                            llvm::toString(entry.takeError()));
+  }
+  slot.binary = GPUBinary{std::move(*entry)};
   return HEED_OK;
 }
 
@@ -318,7 +298,7 @@ heed_status GPULauncher::launch(const AttentionArgs &args, int32_t deviceType, i
       auto loaded = p->load(b, why);
       if (!loaded)
         return fail(HEED_ERROR_LOAD, "heed_attention: loading variant '" + variant.name + "' (" +
-                                         chip + ", " + b.imageKind + "): " + why);
+                                         chip + ", " + b.launch().format + "): " + why);
       s->module = std::move(loaded);
     }
     module = s->module.get();

@@ -48,8 +48,9 @@ struct GPUModuleSlot;
 class GPULauncher final : public DeviceLauncher {
 public:
   /// Serves tensors of the platforms in `choices`. `shared`: find and keep
-  /// the modules in the process-wide table (heed_compile's use_cache), else
-  /// this launcher keeps its own.
+  /// the modules in the process-wide table and the images in the kernel
+  /// cache, memory and disk (heed_compile's use_cache), else this launcher
+  /// compiles and keeps its own.
   GPULauncher(spec::Variant variant, KernelConfig config, std::vector<GPUChoice> choices,
               bool shared);
 

@@ -337,6 +337,53 @@ llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name) {
   return fail("unknown --gpu-kernel=" + name + " (expected auto, tensor-cores or simt)");
 }
 
+std::string GPUTarget::entryTarget() const {
+  return (vendor == GPUVendor::AMD ? "hip:" : "cuda:") + chip;
+}
+
+std::string GPUTarget::canonical() const {
+  const char *kinds[] = {"auto", "tensor-cores", "simt"};
+  std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
+  if (vendor == GPUVendor::AMD)
+    text += " mfma=" + std::to_string(mfma);
+  return text;
+}
+
+llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
+                                              const KernelConfig &config,
+                                              const GPUTarget &target) {
+  ArtifactEntry entry;
+  entry.target = target.entryTarget();
+  entry.info = describeKernel(variant, config);
+  GPULaunch &launch = entry.info.gpu.emplace();
+  if (target.vendor == GPUVendor::NVIDIA) {
+    auto chip = CUDATarget::parse(target.chip);
+    if (!chip)
+      return chip.takeError();
+    auto binary = compileCUDA(variant, config, *chip, target.kind);
+    if (!binary)
+      return binary.takeError();
+    launch = {binary->cubin ? "cubin" : "ptx", binary->kernelName,  binary->blockRows,
+              binary->threads,                 binary->sharedBytes, binary->tensorCores};
+    entry.binary = binary->cubin ? std::move(*binary->cubin) : std::move(binary->ptx);
+    return entry;
+  }
+  auto chip = AMDGPUTarget::parse(target.chip);
+  if (!chip)
+    return chip.takeError();
+  chip->mfma = target.mfma;
+  auto binary = compileAMDGPU(variant, config, *chip, target.kind);
+  if (!binary)
+    return binary.takeError();
+  if (!binary->hsaco)
+    return fail("no ld.lld to link the HSACO code object (install lld or set HEED_LLD)");
+  // heed's AMD kernels allocate their LDS statically.
+  launch = {"hsaco", binary->kernelName, binary->blockRows, binary->threads, 0,
+            binary->matrixCores};
+  entry.binary = std::move(*binary->hsaco);
+  return entry;
+}
+
 llvm::Expected<AMDGPUTarget> AMDGPUTarget::parse(const std::string &name) {
   static const char *const known[] = {"gfx90a", "gfx942", "gfx950"};
   for (const char *chip : known)

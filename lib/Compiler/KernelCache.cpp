@@ -136,6 +136,18 @@ Digest keyOf(const Digest &target, const std::string &text) {
 }
 } // namespace
 
+/// GPU targets write "gpu-target": no CPU target's text is the same.
+Digest KernelCache::targetDigest(const GPUTarget &target) {
+  std::string text = std::string("heed kernel key 1\n") + compilerIdentity() + "\ngpu-target " +
+                     target.canonical() + '\n';
+  return sha256(text.data(), text.size());
+}
+
+Digest KernelCache::key(const spec::Variant &variant, const KernelConfig &config,
+                        const GPUTarget &target) {
+  return key(targetDigest(target), variant, config);
+}
+
 Digest KernelCache::key(const Digest &target, const spec::Variant &variant,
                         const KernelConfig &config) {
   return keyOf(target, keyText(variant, config));
@@ -180,64 +192,65 @@ std::optional<DiskCache> KernelCache::disk() const {
   return DiskCache(dir, maxDiskBytes);
 }
 
-void KernelCache::clearMemory() {
-  std::lock_guard<std::mutex> lock(mutex);
-  lru.clear();
-  index.clear();
-}
-
 CacheStats KernelCache::stats() const {
   std::lock_guard<std::mutex> lock(mutex);
   return counters;
 }
 
-llvm::Expected<std::shared_ptr<LoadedKernel>>
-KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
-                 CacheOutcome *outcome) {
-  if (llvm::Error err = config.validate())
-    return std::move(err);
-  // A memory hit should cost microseconds: the SHA-256 of a large
-  // variant's text is tens of them, so recent texts map to their keys
-  // (exact text comparison: as sound as hashing it).
-  std::string text = keyText(variant, config);
-  Digest k;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = keyMemo.find(text);
-    if (it != keyMemo.end()) {
-      k = it->second;
-    } else {
-      k = keyOf(hostDigest, text);
-      if (keyMemo.size() >= 4 * memoryEntries)
-        keyMemo.clear();
-      keyMemo.emplace(text, k);
-    }
+template <class T> std::shared_ptr<T> KernelCache::Recent<T>::find(const Digest &key) {
+  auto it = index.find(key);
+  if (it == index.end())
+    return nullptr;
+  order.splice(order.begin(), order, it->second);
+  return it->second->second;
+}
+
+template <class T>
+void KernelCache::Recent<T>::put(const Digest &key, std::shared_ptr<T> value, size_t limit) {
+  if (index.count(key))
+    return; // another thread got there first: keep the one callers already hold
+  order.emplace_front(key, std::move(value));
+  index[key] = order.begin();
+  while (order.size() > limit) {
+    index.erase(order.back().first);
+    order.pop_back();
   }
+}
+
+template <class T> void KernelCache::Recent<T>::clear() {
+  order.clear();
+  index.clear();
+}
+
+void KernelCache::clearMemory() {
+  std::lock_guard<std::mutex> lock(mutex);
+  kernels.clear();
+  gpuImages.clear();
+}
+
+template <class T>
+llvm::Expected<std::shared_ptr<T>>
+KernelCache::lookup(const Digest &k, Recent<T> &memory,
+                    llvm::function_ref<std::shared_ptr<T>(const Artifact &, std::string &)> load,
+                    llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile,
+                    CacheOutcome *outcome) {
   std::optional<DiskCache> diskCache;
   bool writable;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = index.find(k); it != index.end()) {
-      lru.splice(lru.begin(), lru, it->second);
+    if (std::shared_ptr<T> hit = memory.find(k)) {
       ++counters.memoryHits;
       if (outcome)
         *outcome = CacheOutcome::MemoryHit;
-      return it->second->second;
+      return hit;
     }
     if (!dir.empty())
       diskCache.emplace(dir, maxDiskBytes);
     writable = diskWritable;
   }
-  auto remember = [&](std::shared_ptr<LoadedKernel> kernel) {
+  auto remember = [&](std::shared_ptr<T> value) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (index.count(k))
-      return;
-    lru.emplace_front(k, kernel);
-    index[k] = lru.begin();
-    while (lru.size() > memoryEntries) {
-      index.erase(lru.back().first);
-      lru.pop_back();
-    }
+    memory.put(k, std::move(value), memoryEntries);
   };
 
   if (diskCache) {
@@ -246,18 +259,18 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
     auto result = diskCache->load(k, artifact, note);
     if (result == DiskCache::LoadResult::Hit) {
       std::string error;
-      if (auto kernel = LoadedKernel::load(artifact, error)) {
+      if (std::shared_ptr<T> value = load(artifact, error)) {
         {
           std::lock_guard<std::mutex> lock(mutex);
           ++counters.diskHits;
         }
-        remember(kernel);
+        remember(value);
         if (outcome)
           *outcome = CacheOutcome::DiskHit;
-        return kernel;
+        return value;
       }
-      // It verified but does not load (e.g. copied from another machine):
-      // not trusted, rebuilt.
+      // It verified but does not load (e.g. copied from another machine, or
+      // an entry of the wrong kind): not trusted, rebuilt.
       std::remove(diskCache->pathFor(k).c_str());
       note = "cache entry " + diskCache->pathFor(k) + " does not load (" + error +
              "); removed, rebuilding";
@@ -270,7 +283,7 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
     }
   }
 
-  auto entry = compileEntry(variant, config, host);
+  auto entry = compile();
   if (!entry)
     return entry.takeError();
   Artifact artifact;
@@ -295,13 +308,67 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
     }
   }
   std::string error;
-  auto kernel = LoadedKernel::load(artifact, error);
-  if (!kernel)
+  std::shared_ptr<T> value = load(artifact, error);
+  if (!value)
     return llvm::createStringError(llvm::inconvertibleErrorCode(), error);
-  remember(kernel);
+  remember(value);
   if (outcome)
     *outcome = CacheOutcome::Compiled;
-  return kernel;
+  return value;
+}
+
+llvm::Expected<std::shared_ptr<LoadedKernel>>
+KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
+                 CacheOutcome *outcome) {
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  // A memory hit should cost microseconds: the SHA-256 of a large
+  // variant's text is tens of them, so recent texts map to their keys
+  // (exact text comparison: as sound as hashing it).
+  std::string text = keyText(variant, config);
+  Digest k;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = keyMemo.find(text);
+    if (it != keyMemo.end()) {
+      k = it->second;
+    } else {
+      k = keyOf(hostDigest, text);
+      if (keyMemo.size() >= 4 * memoryEntries)
+        keyMemo.clear();
+      keyMemo.emplace(text, k);
+    }
+  }
+  return lookup<LoadedKernel>(
+      k, kernels,
+      [](const Artifact &artifact, std::string &error) {
+        return LoadedKernel::load(artifact, error); // CPU entries only (hostRuns)
+      },
+      [&] { return compileEntry(variant, config, host); }, outcome);
+}
+
+llvm::Expected<std::shared_ptr<const ArtifactEntry>>
+KernelCache::getGPU(const spec::Variant &variant, const KernelConfig &config,
+                    const GPUTarget &target, CacheOutcome *outcome) {
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  // GPU images are looked up once per process and launcher (the C API and
+  // heed-run keep the loaded module), so the key is hashed every time.
+  std::string entryTarget = target.entryTarget();
+  return lookup<const ArtifactEntry>(
+      key(variant, config, target), gpuImages,
+      [&](const Artifact &artifact, std::string &error) -> std::shared_ptr<const ArtifactEntry> {
+        if (artifact.entries.size() != 1) {
+          error = "a GPU cache entry holds one image, this one " +
+                  std::to_string(artifact.entries.size());
+          return nullptr;
+        }
+        error = checkGPUEntry(artifact.entries.front(), entryTarget);
+        if (!error.empty())
+          return nullptr;
+        return std::make_shared<const ArtifactEntry>(artifact.entries.front());
+      },
+      [&] { return compileGPUEntry(variant, config, target); }, outcome);
 }
 
 } // namespace heed

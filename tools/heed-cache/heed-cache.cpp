@@ -1,6 +1,7 @@
 // heed-cache: inspect and empty the on-disk kernel cache.
 //
-//   heed-cache list    every entry, most recently used first (verified)
+//   heed-cache list    every entry, most recently used first (verified); GPU
+//                      entries show their image, e.g. "cuda:sm_90 (cubin, matrix cores)"
 //   heed-cache stats   directory, entry count, bytes, limit
 //   heed-cache clear   remove every entry
 //

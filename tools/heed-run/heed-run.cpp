@@ -2,6 +2,7 @@
 // float64 reference, and report errors, time and throughput.
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/GPU.h"
+#include "heed/Compiler/KernelCache.h"
 #include "heed/Runtime/CUDA.h"
 #include "heed/Runtime/HIP.h"
 #include "heed/Compiler/Tiling.h"
@@ -101,12 +102,25 @@ std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int
 
 } // namespace
 
-/// A compiled GPU kernel, whichever vendor's.
+/// A GPU kernel from the kernel cache (memory, disk, or compiled now).
 struct GPUImage {
-  std::string image, kernelName, chip, format;
-  int64_t blockRows = 0, threads = 0, sharedBytes = 0;
-  bool matrixCores = false;
+  std::shared_ptr<const heed::ArtifactEntry> entry; ///< image in `binary`, shape in info.gpu
+  std::string chip;
+  heed::CacheOutcome outcome = heed::CacheOutcome::Compiled;
+  const heed::GPULaunch &launch() const { return *entry->info.gpu; }
 };
+
+static llvm::Expected<GPUImage> cachedGPUKernel(const heed::spec::Variant &variant,
+                                                const heed::KernelConfig &config,
+                                                const heed::GPUTarget &target) {
+  GPUImage out;
+  out.chip = target.chip;
+  auto entry = heed::KernelCache::global().getGPU(variant, config, target, &out.outcome);
+  if (!entry)
+    return entry.takeError();
+  out.entry = std::move(*entry);
+  return out;
+}
 
 /// The two GPU runtimes, for runOnGPU.
 struct CUDABackend {
@@ -119,17 +133,7 @@ struct CUDABackend {
     auto target = heed::CUDATarget::parse(chip.empty() ? "sm_90" : chip.str());
     if (!target)
       return target.takeError();
-    auto binary = heed::compileCUDA(variant, config, *target, kind);
-    if (!binary)
-      return binary.takeError();
-    return GPUImage{binary->cubin ? *binary->cubin : binary->ptx,
-                    binary->kernelName,
-                    target->chip,
-                    binary->cubin ? "cubin" : "PTX, JIT by the driver",
-                    binary->blockRows,
-                    binary->threads,
-                    binary->sharedBytes,
-                    binary->tensorCores};
+    return cachedGPUKernel(variant, config, {heed::GPUVendor::NVIDIA, target->chip, kind});
   }
 };
 struct HIPBackend {
@@ -142,13 +146,9 @@ struct HIPBackend {
     auto target = heed::AMDGPUTarget::parse(chip.empty() ? "gfx942" : chip.str());
     if (!target)
       return target.takeError();
-    auto binary = heed::compileAMDGPU(variant, config, *target, kind);
-    if (!binary)
-      return binary.takeError();
-    if (!binary->hsaco)
-      return llvm::createStringError("running on ROCm needs ld.lld to link the code object");
-    return GPUImage{*binary->hsaco,    binary->kernelName, target->chip, "hsaco",
-                    binary->blockRows, binary->threads,    0,            binary->matrixCores};
+    // Without ld.lld, compileGPUEntry says so: ROCm loads only code objects.
+    return cachedGPUKernel(variant, config,
+                           {heed::GPUVendor::AMD, target->chip, kind, target->mfma});
   }
 };
 
@@ -175,7 +175,8 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     return error(llvm::toString(binary.takeError()));
   double compileS =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  auto module = Backend::Module::load(binary->image, binary->kernelName, why);
+  const heed::GPULaunch &launch = binary->launch();
+  auto module = Backend::Module::load(binary->entry->binary, launch.kernelName, why);
   if (!module)
     return error(why);
   // Device copies of every tensor, same shapes and layouts.
@@ -207,8 +208,8 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     return error(why);
   heed::KernelInfo info = heed::describeKernel(variant, config);
   start = std::chrono::steady_clock::now();
-  if (std::string err = module->launchAttention(info, args, binary->blockRows, binary->threads, nullptr,
-                                                 binary->sharedBytes);
+  if (std::string err = module->launchAttention(info, args, launch.blockRows, launch.threads,
+                                                 nullptr, launch.sharedBytes);
       !err.empty())
     return error(err);
   double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -231,10 +232,11 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
                          : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
   bool passed = e.relative <= tol && e.nanCount == 0;
   llvm::outs() << fmt::format("variant   {}\ntarget    {} {} ({}, {} kernel)\nseed      {}\n",
-                              variant.name, platform.str(), binary->chip, binary->format,
-                              binary->matrixCores ? "matrix-core" : "SIMT", seed);
-  llvm::outs() << fmt::format("compile   {:.3f} s\ntime      {:.3f} ms (one launch)\n",
-                              compileS, runS * 1e3);
+                              variant.name, platform.str(), binary->chip,
+                              launch.format == "ptx" ? "PTX, JIT by the driver" : launch.format,
+                              launch.matrixCores ? "matrix-core" : "SIMT", seed);
+  llvm::outs() << fmt::format("compile   {:.3f} s ({})\ntime      {:.3f} ms (one launch)\n",
+                              compileS, heed::toString(binary->outcome), runS * 1e3);
   llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
                               e.maxAbs, e.relative, tol);
   llvm::outs() << "check     " << (passed ? "PASSED" : "FAILED") << "\n";

@@ -375,3 +375,251 @@ TEST(Artifact, KernelForAnotherCPURefusesToLoad) {
 }
 
 } // namespace
+
+// GPU kernels in the same cache: images (cubin or PTX, HSACO) with their
+// launch shape, keyed by platform, chip, kernel kind and MFMA shape. No GPU
+// is needed: nothing here loads a module. The damage cases use f32 (the
+// SIMT kernel, ~0.2 s a compile); the first test f16 (matrix cores, ~1 s).
+namespace {
+
+struct GPUKernelCacheTest : ::testing::Test {
+  TempDir dir;
+  spec::Variant variant = parse("variant causal_test { mask = causal() }");
+  KernelConfig f16 = [] {
+    KernelConfig c;
+    c.dtype = DType::F16;
+    return c;
+  }();
+  KernelConfig f32;
+  GPUTarget sm90{GPUVendor::NVIDIA, "sm_90"};
+  GPUTarget gfx942{GPUVendor::AMD, "gfx942"};
+
+  std::string pathOf(const Digest &key) const { return DiskCache(dir.path, 1 << 30).pathFor(key); }
+
+  /// getGPU from a cache with a cold memory (a new process, in effect).
+  std::shared_ptr<const ArtifactEntry> getFresh(const KernelConfig &config,
+                                                const GPUTarget &target, CacheOutcome &outcome,
+                                                CacheStats *stats = nullptr) {
+    KernelCache cache(dir.path, 1 << 30, 4);
+    auto got = cache.getGPU(variant, config, target, &outcome);
+    EXPECT_TRUE(static_cast<bool>(got)) << llvm::toString(got.takeError());
+    if (stats)
+      *stats = cache.stats();
+    return got ? *got : nullptr;
+  }
+
+  /// With the entry on disk damaged or foreign: a fresh cache rejects it
+  /// (one rejection, a warning mentioning `inWarning`) and compiles anew an
+  /// entry that checks.
+  void expectRejectedAndRebuilt(const KernelConfig &config, const GPUTarget &target,
+                                const std::string &inWarning) {
+    CacheOutcome outcome;
+    CacheStats stats;
+    testing::internal::CaptureStderr();
+    auto entry = getFresh(config, target, outcome, &stats);
+    std::string warning = testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(entry);
+    EXPECT_EQ(outcome, CacheOutcome::Compiled);
+    EXPECT_EQ(stats.rejectedEntries, 1u);
+    EXPECT_NE(warning.find(inWarning), std::string::npos) << warning;
+    EXPECT_EQ(checkGPUEntry(*entry, target.entryTarget()), "");
+    Artifact rebuilt;
+    EXPECT_EQ(rebuilt.parse(readBytes(pathOf(KernelCache::key(variant, config, target)))), "");
+  }
+};
+
+void expectSameEntry(const ArtifactEntry &a, const ArtifactEntry &b) {
+  EXPECT_EQ(a.target, b.target);
+  EXPECT_TRUE(a.binary == b.binary) << "the images differ";
+  ASSERT_TRUE(a.info.gpu && b.info.gpu);
+  EXPECT_EQ(a.info.gpu->format, b.info.gpu->format);
+  EXPECT_EQ(a.info.gpu->kernelName, b.info.gpu->kernelName);
+  EXPECT_EQ(a.info.gpu->blockRows, b.info.gpu->blockRows);
+  EXPECT_EQ(a.info.gpu->threads, b.info.gpu->threads);
+  EXPECT_EQ(a.info.gpu->sharedBytes, b.info.gpu->sharedBytes);
+  EXPECT_EQ(a.info.gpu->matrixCores, b.info.gpu->matrixCores);
+  EXPECT_EQ(a.info.serialize(), b.info.serialize());
+}
+
+TEST_F(GPUKernelCacheTest, CompiledOnceThenDiskHitInANewProcess) {
+  for (const GPUTarget &target : {sm90, gfx942}) {
+    SCOPED_TRACE(target.entryTarget());
+    KernelCache cache(dir.path, 1 << 30, 4);
+    CacheOutcome outcome;
+    auto first = cache.getGPU(variant, f16, target, &outcome);
+    ASSERT_TRUE(static_cast<bool>(first)) << llvm::toString(first.takeError());
+    EXPECT_EQ(outcome, CacheOutcome::Compiled);
+    const ArtifactEntry &entry = **first;
+    EXPECT_EQ(entry.target, target.entryTarget());
+    EXPECT_EQ(checkGPUEntry(entry, target.entryTarget()), "");
+    const GPULaunch &launch = *entry.info.gpu;
+    EXPECT_TRUE(launch.matrixCores); // f16, head dim 64
+    EXPECT_GT(launch.blockRows, 0);
+    EXPECT_GT(launch.threads, 0);
+    if (target.vendor == GPUVendor::NVIDIA) {
+      EXPECT_EQ(launch.format, findPtxas().empty() ? "ptx" : "cubin");
+      EXPECT_GT(launch.sharedBytes, 0); // the tensor-core kernel stages K and V in shared memory
+    } else {
+      EXPECT_EQ(launch.format, "hsaco");
+      EXPECT_EQ(launch.sharedBytes, 0); // static LDS
+    }
+    auto again = cache.getGPU(variant, f16, target, &outcome);
+    ASSERT_TRUE(static_cast<bool>(again));
+    EXPECT_EQ(outcome, CacheOutcome::MemoryHit);
+    EXPECT_EQ(again->get(), first->get());
+
+    auto fresh = getFresh(f16, target, outcome);
+    ASSERT_TRUE(fresh);
+    EXPECT_EQ(outcome, CacheOutcome::DiskHit);
+    expectSameEntry(*fresh, entry);
+    EXPECT_EQ(cache.stats().compiles, 1u);
+  }
+  auto listed = DiskCache(dir.path, 1 << 30).list(/*verify=*/true);
+  ASSERT_EQ(listed.size(), 2u);
+  std::string targets = listed[0].targets + " " + listed[1].targets;
+  EXPECT_NE(targets.find("cuda:sm_90 ("), std::string::npos) << targets;
+  EXPECT_NE(targets.find("hip:gfx942 (hsaco, matrix cores)"), std::string::npos) << targets;
+}
+
+TEST_F(GPUKernelCacheTest, KeyCoversPlatformChipKindAndMFMA) {
+  Digest base = KernelCache::key(variant, f32, sm90);
+  auto differs = [&](GPUTarget t) { return KernelCache::key(variant, f32, t) != base; };
+  EXPECT_TRUE(differs({GPUVendor::NVIDIA, "sm_80"}));
+  EXPECT_TRUE(differs({GPUVendor::NVIDIA, "sm_90a"}));
+  EXPECT_TRUE(differs({GPUVendor::NVIDIA, "sm_90", GPUKernelKind::SIMT}));
+  EXPECT_TRUE(differs({GPUVendor::AMD, "sm_90"}));
+  EXPECT_FALSE(differs({GPUVendor::NVIDIA, "sm_90", GPUKernelKind::Auto, 16})); // no MFMA on NVIDIA
+  EXPECT_NE(KernelCache::key(variant, f32, gfx942),
+            KernelCache::key(variant, f32, GPUTarget{GPUVendor::AMD, "gfx942",
+                                                     GPUKernelKind::Auto, 16}));
+  EXPECT_NE(KernelCache::key(variant, f32, gfx942),
+            KernelCache::key(variant, f32, GPUTarget{GPUVendor::AMD, "gfx90a"}));
+  EXPECT_NE(KernelCache::key(variant, f16, sm90), base);
+  EXPECT_NE(KernelCache::key(variant, f32, CPUTarget::host()), base);
+  EXPECT_EQ(KernelCache::key(parse("variant causal_test { mask = causal() }"), f32, sm90), base);
+
+  // In the cache: another chip is another entry, compiled, not a disk hit.
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(f32, sm90, outcome));
+  auto sm80 = getFresh(f32, GPUTarget{GPUVendor::NVIDIA, "sm_80"}, outcome);
+  ASSERT_TRUE(sm80);
+  EXPECT_EQ(outcome, CacheOutcome::Compiled);
+  EXPECT_EQ(sm80->target, "cuda:sm_80");
+  EXPECT_EQ(DiskCache(dir.path, 1 << 30).list(false).size(), 2u);
+}
+
+TEST_F(GPUKernelCacheTest, DamagedEntriesAreRebuilt) {
+  // A flipped byte (CUDA) and a truncated file (ROCm): detected by the
+  // artifact's checksum and size before anything is used.
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(f32, sm90, outcome));
+  std::string cudaPath = pathOf(KernelCache::key(variant, f32, sm90));
+  std::string good = readBytes(cudaPath);
+  ASSERT_GT(good.size(), 1000u);
+  std::string bad = good;
+  bad[good.size() / 2] ^= 0x5a;
+  writeBytes(cudaPath, bad);
+  expectRejectedAndRebuilt(f32, sm90, "checksum");
+  EXPECT_EQ(readBytes(cudaPath), good); // the same kernel again
+
+  ASSERT_TRUE(getFresh(f32, gfx942, outcome));
+  std::string hipPath = pathOf(KernelCache::key(variant, f32, gfx942));
+  good = readBytes(hipPath);
+  writeBytes(hipPath, good.substr(0, good.size() - 100));
+  expectRejectedAndRebuilt(f32, gfx942, "truncated");
+}
+
+TEST_F(GPUKernelCacheTest, EntriesOfTheWrongKindAreNeverUsed) {
+  CacheOutcome outcome;
+  auto gpu = getFresh(f32, sm90, outcome);
+  ASSERT_TRUE(gpu);
+  Digest cpuKey = KernelCache::key(variant, f32, CPUTarget::host());
+  Digest gpuKey = KernelCache::key(variant, f32, sm90);
+
+  // The CPU loader never opens a GPU image ...
+  std::string error;
+  EXPECT_EQ(LoadedKernel::load(*gpu, error), nullptr);
+  EXPECT_NE(error.find("GPU image"), std::string::npos) << error;
+  // ... so a GPU entry where the CPU kernel's should be (a forged key) is
+  // rejected by get(), and a CPU kernel is built and runs.
+  Artifact forged;
+  forged.key = cpuKey;
+  forged.entries.push_back(*gpu);
+  std::string cpuPath = pathOf(cpuKey);
+  ASSERT_TRUE(DiskCache(dir.path, 1 << 30).store(cpuKey, forged, error)) << error;
+  {
+    KernelCache cache(dir.path, 1 << 30, 4);
+    testing::internal::CaptureStderr();
+    auto kernel = cache.get(variant, f32, &outcome);
+    std::string warning = testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(static_cast<bool>(kernel)) << llvm::toString(kernel.takeError());
+    EXPECT_EQ(outcome, CacheOutcome::Compiled);
+    EXPECT_EQ(cache.stats().rejectedEntries, 1u);
+    EXPECT_NE(warning.find("GPU image"), std::string::npos) << warning;
+    EXPECT_EQ((*kernel)->target().rfind("cpu:", 0), 0u);
+    expectCorrect(**kernel, variant, 37);
+  }
+
+  // And a CPU entry where the GPU image's should be: rejected by getGPU.
+  Artifact cpu;
+  ASSERT_EQ(cpu.parse(readBytes(cpuPath)), "");
+  cpu.key = gpuKey;
+  ASSERT_TRUE(DiskCache(dir.path, 1 << 30).store(gpuKey, cpu, error)) << error;
+  expectRejectedAndRebuilt(f32, sm90, "not 'cuda:sm_90'");
+}
+
+TEST(GPUArtifact, CheckGPUEntrySaysWhatIsWrong) {
+  KernelInfo info;
+  info.name = "k";
+  info.headDim = info.headDimV = 64;
+  info.gpu = GPULaunch{"cubin", "heed_kernel", 128, 128, 0, false};
+  // An ELF64 header for EM_CUDA (190) and the kernel's name in its strings.
+  std::string cubin(64, '\0');
+  cubin.replace(0, 4, "\x7f" "ELF");
+  cubin[4] = 2, cubin[5] = 1, cubin[18] = char(190);
+  cubin += "heed_kernel";
+  ArtifactEntry e{"cuda:sm_90", info, cubin};
+  EXPECT_EQ(checkGPUEntry(e, "cuda:sm_90"), "");
+  EXPECT_NE(checkGPUEntry(e, "cuda:sm_80").find("not 'cuda:sm_80'"), std::string::npos);
+
+  auto problem = [&](auto change) {
+    ArtifactEntry bad = e;
+    change(bad);
+    return checkGPUEntry(bad, bad.target);
+  };
+  EXPECT_NE(problem([](ArtifactEntry &b) { b.info.gpu.reset(); }).find("launch shape"),
+            std::string::npos);
+  EXPECT_NE(problem([](ArtifactEntry &b) { b.binary[18] = char(224); }).find("ELF machine 224"),
+            std::string::npos);
+  EXPECT_NE(problem([](ArtifactEntry &b) { b.binary[0] = 'x'; }).find("not a 64-bit ELF"),
+            std::string::npos);
+  EXPECT_NE(problem([](ArtifactEntry &b) { b.binary.resize(64); }).find("without the kernel"),
+            std::string::npos);
+  EXPECT_NE(problem([](ArtifactEntry &b) { b.target = "hip:gfx942"; }).find("a cubin image"),
+            std::string::npos);
+  EXPECT_NE(problem([](ArtifactEntry &b) { b.target = "cpu:x86_64:x86-64"; })
+                .find("not a GPU target"),
+            std::string::npos);
+  EXPECT_NE(problem([](ArtifactEntry &b) {
+              b.info.gpu->format = "ptx";
+              b.binary = ".version 8.0\n.target sm_90\n";
+            }).find("PTX without"),
+            std::string::npos);
+  EXPECT_EQ(problem([](ArtifactEntry &b) {
+              b.info.gpu->format = "ptx";
+              b.binary = ".version 8.0\n.target sm_90\n.visible .entry heed_kernel(";
+            }),
+            "");
+  // The launch shape survives the text form; a malformed one does not parse.
+  KernelInfo back;
+  EXPECT_EQ(back.parse(info.serialize()), "");
+  ASSERT_TRUE(back.gpu);
+  EXPECT_EQ(back.gpu->blockRows, 128);
+  EXPECT_EQ(back.gpu->kernelName, "heed_kernel");
+  EXPECT_NE(back.parse(info.serialize() + "gpu_launch 0 128 0 0\n").find("malformed GPU launch"),
+            std::string::npos);
+  EXPECT_NE(back.parse(info.serialize() + "gpu_image sass\n").find("malformed GPU launch"),
+            std::string::npos);
+}
+
+} // namespace

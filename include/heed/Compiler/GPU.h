@@ -59,6 +59,21 @@ enum class GPUVendor { NVIDIA, AMD };
 /// "auto" | "tensor-cores" (also "matrix-cores") | "simt".
 llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
 
+/// A GPU kernel to build: the platform, the chip, which kernel and (AMD) the
+/// MFMA shape; what the kernel cache keys GPU kernels by, beside the variant
+/// and config.
+struct GPUTarget {
+  GPUVendor vendor = GPUVendor::NVIDIA;
+  std::string chip; ///< "sm_90", "gfx942"
+  GPUKernelKind kind = GPUKernelKind::Auto;
+  int64_t mfma = 32; ///< AMD only
+
+  /// The artifact entry's target: "cuda:<chip>" or "hip:<chip>".
+  std::string entryTarget() const;
+  /// Every field that changes the kernel, in one line (the cache key's).
+  std::string canonical() const;
+};
+
 /// Lowers `variant` to the gpu-dialect module of the kernel chosen (stage
 /// "gpu").
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
@@ -76,6 +91,14 @@ llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
                                                  const KernelConfig &config,
                                                  const AMDGPUTarget &target,
                                                  GPUKernelKind kind = GPUKernelKind::Auto);
+
+/// compileCUDA or compileAMDGPU as an artifact entry: target
+/// target.entryTarget(), binary the image the platform's module loader takes
+/// (the cubin, or the PTX when there is no ptxas; the HSACO, an error without
+/// ld.lld), info describeKernel's with the launch shape in info.gpu.
+llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
+                                              const KernelConfig &config,
+                                              const GPUTarget &target);
 
 /// ld.lld from $HEED_LLD, LLVM's tools directory or PATH; "" if none.
 std::string findLld();

@@ -1,18 +1,26 @@
-// The kernel cache: memory (bounded LRU of loaded kernels) -> disk
-// (DiskCache, content-addressed artifacts) -> compile.
+// The kernel cache: memory (bounded LRUs of loaded CPU kernels and of GPU
+// images) -> disk (DiskCache, content-addressed artifacts) -> compile.
 //
 // The key is a SHA-256 over the canonical form of the variant (its
 // expression trees, parameters and buffers, exactly: floats in hex), the
 // kernel configuration (dtype, head dims, layout, lse, scale, tiles,
-// analysis), the target (triple, CPU, every feature), and the compiler's
-// identity (heed version, a hash of heed's compiler sources, the LLVM
-// version). Batch, heads and sequence lengths are run-time arguments and
-// not part of it: a new length never recompiles.
+// analysis), the target (CPU: triple, CPU, every feature; GPU: platform,
+// chip, kernel kind, MFMA shape), and the compiler's identity (heed
+// version, a hash of heed's compiler sources, the LLVM version). Batch,
+// heads and sequence lengths are run-time arguments and not part of it: a
+// new length never recompiles.
+//
+// A CPU key and a GPU key never meet (their target texts differ), and each
+// side checks what it reads: get() loads only CPU entries (hostRuns),
+// getGPU() returns only an entry that checkGPUEntry accepts for its target.
 #ifndef HEED_COMPILER_KERNELCACHE_H
 #define HEED_COMPILER_KERNELCACHE_H
 
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/GPU.h"
 #include "heed/Runtime/DiskCache.h"
+
+#include "llvm/ADT/STLFunctionalExtras.h"
 
 #include <list>
 #include <map>
@@ -44,12 +52,24 @@ public:
   get(const spec::Variant &variant, const KernelConfig &config,
       CacheOutcome *outcome = nullptr);
 
+  /// The GPU kernel for (variant, config) on `target`: an entry whose
+  /// target is target.entryTarget(), whose binary is the image the
+  /// platform's module loader takes (a cubin, or PTX the CUDA driver
+  /// JIT-compiles when there was no ptxas; an HSACO) and whose info.gpu is
+  /// the launch shape. Memory, then disk, then compileGPUEntry and store.
+  llvm::Expected<std::shared_ptr<const ArtifactEntry>>
+  getGPU(const spec::Variant &variant, const KernelConfig &config, const GPUTarget &target,
+         CacheOutcome *outcome = nullptr);
+
   static Digest key(const spec::Variant &variant, const KernelConfig &config,
                     const CPUTarget &target);
+  static Digest key(const spec::Variant &variant, const KernelConfig &config,
+                    const GPUTarget &target);
   /// The same key from targetDigest(target), computed once per target.
   static Digest key(const Digest &target, const spec::Variant &variant,
                     const KernelConfig &config);
   static Digest targetDigest(const CPUTarget &target);
+  static Digest targetDigest(const GPUTarget &target);
 
   /// Uses `directory` from now on ("" = memory only).
   void setDirectory(const std::string &directory);
@@ -60,14 +80,30 @@ public:
   CacheStats stats() const;
 
 private:
-  using Entry = std::pair<Digest, std::shared_ptr<LoadedKernel>>;
+  /// The most recently used values by key, at most `limit` of them.
+  template <class T> struct Recent {
+    using Entry = std::pair<Digest, std::shared_ptr<T>>;
+    std::list<Entry> order; ///< most recently used first
+    std::map<Digest, typename std::list<Entry>::iterator> index;
+    std::shared_ptr<T> find(const Digest &key);
+    void put(const Digest &key, std::shared_ptr<T> value, size_t limit);
+    void clear();
+  };
+  /// Memory -> disk (`load` turns a verified artifact into a T, or says why
+  /// it cannot) -> `compile` and store.
+  template <class T>
+  llvm::Expected<std::shared_ptr<T>>
+  lookup(const Digest &key, Recent<T> &memory,
+         llvm::function_ref<std::shared_ptr<T>(const Artifact &, std::string &)> load,
+         llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile, CacheOutcome *outcome);
+
   mutable std::mutex mutex;
   std::string dir;
   uint64_t maxDiskBytes;
   size_t memoryEntries;
   bool diskWritable = true;
-  std::list<Entry> lru; ///< most recently used first
-  std::map<Digest, std::list<Entry>::iterator> index;
+  Recent<LoadedKernel> kernels;         ///< CPU
+  Recent<const ArtifactEntry> gpuImages; ///< GPU
   CacheStats counters;
   CPUTarget host;
   Digest hostDigest;

@@ -14,6 +14,7 @@
 #include "heed/Runtime/Tensor.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,18 @@ struct BufferInfo {
   std::string name;
   DType dtype = DType::F32;
   std::vector<std::string> shape; ///< symbols (B, H, Hkv, Sq, Skv) or integers
+};
+
+/// How a GPU entry's image is launched. KernelInfo keys gpu_image,
+/// gpu_kernel and gpu_launch: a heed of the same kArtifactVersion that
+/// predates them ignores them (and never loads a GPU entry, see hostRuns).
+struct GPULaunch {
+  std::string format;       ///< "cubin", "ptx" (the CUDA driver JIT-compiles it) or "hsaco"
+  std::string kernelName;   ///< the entry point
+  int64_t blockRows = 0;    ///< query rows per block: grid x = ceil(Sq / blockRows)
+  int64_t threads = 0;      ///< threads per block
+  int64_t sharedBytes = 0;  ///< dynamic shared memory per block
+  bool matrixCores = false; ///< tensor cores (NVIDIA) or MFMA (AMD), else the SIMT kernel
 };
 
 /// Everything the runtime checks and launches a kernel by.
@@ -39,6 +52,7 @@ struct KernelInfo {
   int64_t summaryBlock = 16;        ///< entries per summary block
   /// Per-token head gating: [buffer, dim of b, dim of q, dim of h], or empty.
   std::vector<int64_t> gate;
+  std::optional<GPULaunch> gpu; ///< GPU entries only
 
   /// Line-oriented text ("key value"), stable across versions of heed that
   /// share kArtifactVersion.
@@ -49,7 +63,8 @@ struct KernelInfo {
 
 /// The target an entry runs on: "cpu:<arch>:<cpu name>:<features>" for CPU
 /// shared objects, e.g. "cpu:x86_64:x86-64-v3:" or "cpu:x86_64:znver4:+avx512f,...";
-/// GPU targets are "cuda:sm_90a" and "hip:gfx942".
+/// GPU images are "cuda:<chip>" (a cubin or PTX, e.g. "cuda:sm_90a") and
+/// "hip:<chip>" (an HSACO, e.g. "hip:gfx942"), with info.gpu set.
 struct ArtifactEntry {
   std::string target;
   KernelInfo info;
@@ -75,8 +90,18 @@ inline constexpr const char *kCheckedX86Features[] = {
     "bmi",    "bmi2",     "avx512f",  "avx512bw", "avx512dq", "avx512vl",
     "avx512cd", "avx512vnni", "avx512bf16", "avx512vbmi"};
 
-/// Does this machine run `target`? If not, `why` says what it lacks.
+/// Does this machine run `target`? If not, `why` says what it lacks. Never
+/// true for a GPU target: the CPU loader opens shared objects only.
 bool hostRuns(const std::string &target, std::string &why);
+
+/// "cuda:..." or "hip:...".
+bool isGPUTarget(const std::string &target);
+
+/// "" when `entry` is a GPU image for `target` ("cuda:<chip>", "hip:<chip>")
+/// that a module loader may be given: the same target, a launch shape, an
+/// image of the platform's format (an ELF for the platform's machine with
+/// the kernel's symbol, or PTX with its entry). Else what is wrong.
+std::string checkGPUEntry(const ArtifactEntry &entry, const std::string &target);
 
 } // namespace heed
 

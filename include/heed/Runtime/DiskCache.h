@@ -43,7 +43,9 @@ public:
     std::string key;    ///< hex
     uint64_t bytes = 0;
     int64_t lastUse = 0; ///< seconds since the epoch (file mtime)
-    std::string kernel, targets; ///< from the artifact, when it verifies
+    /// From the artifact, when it verifies; a GPU entry's target is followed by
+    /// its image format and kernel, e.g. "hip:gfx942 (hsaco, matrix cores)".
+    std::string kernel, targets;
     std::string problem;         ///< why it does not verify, or ""
   };
   /// Every entry, most recently used first; verifies each when `verify`.
