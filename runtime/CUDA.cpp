@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace heed::cuda {
@@ -235,6 +236,20 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(status->data()), 0, 4);
   d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(stats->data()), 0, 24);
 
+  // The tensor-core kernel (the one with dynamic shared memory) copies K
+  // and V rows with 16-byte cp.async: rows must start 16-byte aligned.
+  if (sharedBytes > 0)
+    for (const auto &[name, t] : {std::pair<const char *, const TensorRef *>{"k", &args.k},
+                                  {"v", &args.v}}) {
+      bool aligned = reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
+      std::vector<int64_t> strides = t->effectiveStrides();
+      for (size_t d = 0; d + 1 < strides.size(); ++d)
+        aligned = aligned && (strides[d] * int64_t(dtypeSize(t->dtype))) % 16 == 0;
+      if (!aligned)
+        return std::string("the tensor-core kernel reads ") + name +
+               " in 16-byte rows: its data pointer and its batch, head and sequence strides "
+               "must be multiples of 16 bytes (compile with the SIMT kernel for other views)";
+    }
   // Past 48 KB of dynamic shared memory a kernel must be opted in
   // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
   constexpr int kMaxDynamicShared = 8;

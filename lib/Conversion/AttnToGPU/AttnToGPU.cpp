@@ -212,11 +212,13 @@ LogicalResult SIMTLowering::emit() {
     if (yield.getValue() != scoreBlock.getArgument(0))
       s = inlineRegion(variant.getScore(), {s, batch, head, row, kv});
     Value mNew = arith::MaximumFOp::create(b, loc, m, s);
-    // m = -inf (nothing seen yet): alpha = 0 instead of exp(NaN).
-    Value alpha = arith::SelectOp::create(
-        b, loc, arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m, negInf), f32(0),
-        math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, m, mNew)));
-    Value p = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, s, mNew));
+    // While the max is -inf (nothing seen yet, or a score modifier gave -inf),
+    // exponents are taken against 0: alpha = p = 0 instead of exp(NaN).
+    Value mUse = arith::SelectOp::create(
+        b, loc, arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mNew, negInf), f32(0),
+        mNew);
+    Value alpha = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, m, mUse));
+    Value p = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, s, mUse));
     Value lNew = arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l, alpha), p);
     {
       auto loop = scf::ForOp::create(b, loc, idx(0), idx(headDimV), idx(1));

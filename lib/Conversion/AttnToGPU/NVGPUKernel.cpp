@@ -114,13 +114,11 @@ protected:
     copyAsync(op.getValue(), bufV, stage, kv0, Dv);
     // cp.async.commit_group (the tokens of the copies are not needed: the
     // wait waits for every group).
-    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType(), ValueRange{});
-    if (!firstGroup)
-      firstGroup = group;
+    nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType(), ValueRange{});
   }
   /// cp.async.wait_group 0: this lane's copies of the tile are done.
   void waitKV() override {
-    nvgpu::DeviceAsyncWaitOp::create(b, loc, firstGroup, b.getI32IntegerAttr(0));
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
   }
   /// S = Q K^T: 8 n-tiles of 8 keys.
   SmallVector<Value> scores() override {
@@ -263,7 +261,6 @@ private:
   }
 
   Value bufA, bufV; ///< shared memory [stage * keys + key][dim]: Q then K tiles; V tiles
-  Value firstGroup; ///< a cp.async group token (the wait waits for all groups)
   Value laneMod8, laneMod16, laneDiv16, half, warpRow, rowInWarp, colPair;
   SmallVector<Value> qFrag;
 };

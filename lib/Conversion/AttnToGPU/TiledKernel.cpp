@@ -176,6 +176,12 @@ LogicalResult TiledKernelLowering::emit() {
   auto stageOf = [&](Value t) { return arith::RemUIOp::create(b, loc, t, idx(shape.stages)); };
   if (pipelined) {
     gpu::BarrierOp::create(b, loc);
+    // (Tile `first` is never EMPTY: the search makes it the first tile with
+    // a visible key. No tile at all, e.g. Skv = 0: no copy.)
+    auto any = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, first, end), false);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&any.getThenRegion().front());
     stageKV(arith::MulIOp::create(b, loc, first, idx(keys)), stageOf(first));
   }
   auto loop = scf::ForOp::create(b, loc, first, end, idx(1), init);
@@ -210,7 +216,19 @@ LogicalResult TiledKernelLowering::emit() {
       stageKV(kvNext, stageOf(next));
     } else {
       gpu::BarrierOp::create(b, loc); // the previous tile (or Q) is consumed
-      stageKV(kv0, idx(0));
+      {
+        // EMPTY tiles are not copied (the condition is uniform over the
+        // block, so the barriers stay outside it).
+        OpBuilder::InsertionGuard g2(b);
+        if (Value cls = tileClass(kv0)) {
+          auto copy = scf::IfOp::create(
+              b, loc, arith::XOrIOp::create(b, loc, isClass(cls, VariantOp::Empty),
+                                            arith::ConstantIntOp::create(b, loc, 1, 1)),
+              false);
+          b.setInsertionPointToStart(&copy.getThenRegion().front());
+        }
+        stageKV(kv0, idx(0));
+      }
       gpu::BarrierOp::create(b, loc);
     }
     computeStage = pipelined ? Value(stageOf(t)) : idx(0);
