@@ -341,11 +341,42 @@ std::string GPUTarget::entryTarget() const {
   return (vendor == GPUVendor::AMD ? "hip:" : "cuda:") + chip;
 }
 
+/// The ptxas that makes cubins, as the cache key sees it: its --version
+/// output (so a new CUDA toolkit, or ptxas appearing where there was none
+/// and only PTX was kept, gives new keys). Once per process.
+static const std::string &ptxasIdentity() {
+  static const std::string identity = [] {
+    std::string ptxas = findPtxas();
+    if (ptxas.empty())
+      return std::string("none");
+    llvm::SmallString<128> logPath;
+    if (llvm::sys::fs::createTemporaryFile("heed-ptxas-version", "log", logPath))
+      return ptxas;
+    std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath),
+                                                  llvm::StringRef(logPath)};
+    llvm::StringRef args[] = {ptxas, "--version"};
+    llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects);
+    std::string version = ptxas;
+    if (auto buf = llvm::MemoryBuffer::getFile(logPath)) {
+      llvm::StringRef text = (*buf)->getBuffer();
+      // The line naming the release, e.g. "Cuda compilation tools, release 13.0, V13.0.48".
+      for (llvm::StringRef line : llvm::split(text, '\n'))
+        if (line.contains("release"))
+          version = line.trim().str();
+    }
+    llvm::sys::fs::remove(logPath);
+    return version;
+  }();
+  return identity;
+}
+
 std::string GPUTarget::canonical() const {
   const char *kinds[] = {"auto", "tensor-cores", "simt"};
   std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
   if (vendor == GPUVendor::AMD)
     text += " mfma=" + std::to_string(mfma);
+  else
+    text += " ptxas=" + ptxasIdentity();
   return text;
 }
 

@@ -497,6 +497,14 @@ TEST_F(GPUKernelCacheTest, KeyCoversPlatformChipKindAndMFMA) {
   EXPECT_NE(KernelCache::key(variant, f16, sm90), base);
   EXPECT_NE(KernelCache::key(variant, f32, CPUTarget::host()), base);
   EXPECT_EQ(KernelCache::key(parse("variant causal_test { mask = causal() }"), f32, sm90), base);
+  // CUDA keys name the ptxas that makes the cubin (or that there is none).
+  std::string canonical = sm90.canonical();
+  if (findPtxas().empty())
+    EXPECT_NE(canonical.find("ptxas=none"), std::string::npos) << canonical;
+  else
+    EXPECT_NE(canonical.find("ptxas=Cuda compilation tools, release"), std::string::npos)
+        << canonical;
+  EXPECT_EQ(gfx942.canonical().find("ptxas"), std::string::npos) << gfx942.canonical();
 
   // In the cache: another chip is another entry, compiled, not a disk hit.
   CacheOutcome outcome;
