@@ -78,6 +78,8 @@ def AttnLowerToNVGPU : Pass<"attn-lower-to-nvgpu", "mlir::ModuleOp"> {
   let options = [
     Option<"keysPerTile", "keys-per-tile", "int64_t", "0",
            "keys per KV tile: 32 or 64; 0 chooses by head dim (64 up to 64, else 32)">,
+    Option<"warps", "warps", "int64_t", "4",
+           "warps per block (1, 2, 4 or 8), 16 query rows each">,
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",

@@ -43,10 +43,11 @@ public:
   /// Keys per tile: `keys`, or by head dim (0): 64 up to D = 64, 32 above,
   /// where the S fragments of 64 keys leave too few registers for the
   /// variant's code.
-  static Shape kernelShape(int64_t headDim = 64, int64_t keys = 0) {
+  /// `warps` warps of 16 query rows each per block.
+  static Shape kernelShape(int64_t headDim = 64, int64_t keys = 0, int64_t warps = 4) {
     Shape s;
     s.waveSize = 32;
-    s.waves = 4;
+    s.waves = warps;
     s.rowsPerWave = 16;
     s.keysPerTile = keys ? keys : headDim <= 64 ? 64 : 32;
     s.rowSlots = 2;
@@ -54,10 +55,10 @@ public:
     return s;
   }
   NVGPUKernelLowering(OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel,
-                      int64_t keys)
+                      int64_t keys, int64_t warps)
       : TiledKernelLowering(
             b, op, variant, kernel,
-            kernelShape(cast<MemRefType>(op.getQuery().getType()).getDimSize(3), keys)) {}
+            kernelShape(cast<MemRefType>(op.getQuery().getType()).getDimSize(3), keys, warps)) {}
 
 protected:
   std::string unsupported() override {
@@ -274,12 +275,17 @@ struct AttnLowerToNVGPUPass : heed::impl::AttnLowerToNVGPUBase<AttnLowerToNVGPUP
                                  << keysPerTile.getValue();
       return signalPassFailure();
     }
+    if (warps != 1 && warps != 2 && warps != 4 && warps != 8) {
+      getOperation().emitError() << "--attn-lower-to-nvgpu: warps must be 1, 2, 4 or 8, not "
+                                 << warps.getValue();
+      return signalPassFailure();
+    }
     // Rows and threads do not depend on the tile's keys.
-    TiledKernelLowering::Shape shape = NVGPUKernelLowering::kernelShape();
-    int64_t keys = keysPerTile;
-    auto make = [keys](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
+    TiledKernelLowering::Shape shape = NVGPUKernelLowering::kernelShape(64, 0, warps);
+    int64_t keys = keysPerTile, w = warps;
+    auto make = [keys, w](OpBuilder &b, AttentionOp op, VariantOp variant, gpu::GPUFuncOp kernel) {
       return std::unique_ptr<GPUKernelLowering>(
-          std::make_unique<NVGPUKernelLowering>(b, op, variant, kernel, keys));
+          std::make_unique<NVGPUKernelLowering>(b, op, variant, kernel, keys, w));
     };
     // The buffers are dynamic shared memory (sized per kernel: see begin()).
     if (failed(lowerKernels(getOperation(), shape.blockRows(), shape.threads(), TypeRange{},
