@@ -3,7 +3,7 @@
 // call and the driver's own description of the error.
 #include "heed/Runtime/CUDA.h"
 
-#include "heed/Runtime/GPUKernelArgs.h"
+#include "heed/Runtime/GPUAttentionLaunch.h"
 
 #include <dlfcn.h>
 
@@ -217,39 +217,8 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
                                           void *stream, int64_t sharedBytes) const {
   std::string error;
   Driver *d = driver(error);
-  if (!d)
+  if (!d || !(error = d->bind()).empty())
     return error;
-  AttentionDims dims;
-  if (std::string err = checkAttentionArgs(args, info, dims); !err.empty())
-    return err;
-  if (!info.gate.empty())
-    return "gated kernels do not run on the GPU yet";
-  if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0)
-    return "";
-  if (!(error = d->bind()).empty())
-    return error;
-  // Device words for status (i32) and stats (3 x i64).
-  auto status = DeviceBuffer::allocate(4, error);
-  auto stats = status ? DeviceBuffer::allocate(24, error) : nullptr;
-  if (!stats)
-    return error;
-  d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(status->data()), 0, 4);
-  d->cuMemsetD8(reinterpret_cast<CUdeviceptr>(stats->data()), 0, 24);
-
-  // The tensor-core kernel (the one with dynamic shared memory) copies K
-  // and V rows with 16-byte cp.async: rows must start 16-byte aligned.
-  if (sharedBytes > 0)
-    for (const auto &[name, t] : {std::pair<const char *, const TensorRef *>{"k", &args.k},
-                                  {"v", &args.v}}) {
-      bool aligned = reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
-      std::vector<int64_t> strides = t->effectiveStrides();
-      for (size_t d = 0; d + 1 < strides.size(); ++d)
-        aligned = aligned && (strides[d] * int64_t(dtypeSize(t->dtype))) % 16 == 0;
-      if (!aligned)
-        return std::string("the tensor-core kernel reads ") + name +
-               " in 16-byte rows: its data pointer and its batch, head and sequence strides "
-               "must be multiples of 16 bytes (compile with the SIMT kernel for other views)";
-    }
   // Past 48 KB of dynamic shared memory a kernel must be opted in
   // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
   constexpr int kMaxDynamicShared = 8;
@@ -258,43 +227,46 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
                          "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"))
            .empty())
     return error;
-  // The summaries the block classifier reads (document ids), built on the
-  // host from the device buffers once the caller's stream has written them.
-  std::vector<SummaryTable> tables;
-  std::vector<std::unique_ptr<DeviceBuffer>> tableBuffers;
-  std::vector<DeviceSummary> summaries;
-  if (!info.summarized.empty()) {
-    if (!(error = d->check(d->cuStreamSynchronize(stream), "cuStreamSynchronize")).empty())
-      return error;
-    auto download = [&](void *host, const void *device, size_t n) {
-      return d->check(d->cuMemcpyDtoH(host, reinterpret_cast<CUdeviceptr>(device), n), "cuMemcpyDtoH");
+  auto dev = [](const void *p) { return reinterpret_cast<CUdeviceptr>(p); };
+  GPUDriverCalls calls;
+  calls.allocate = [&](size_t n, void **p) {
+    CUdeviceptr x = 0;
+    std::string e = d->check(d->cuMemAlloc(&x, n), "cuMemAlloc");
+    *p = reinterpret_cast<void *>(x);
+    return e;
+  };
+  calls.free = [&](void *p) { d->cuMemFree(dev(p)); };
+  calls.zero = [&](void *p, size_t n) { return d->check(d->cuMemsetD8(dev(p), 0, n), "cuMemsetD8"); };
+  calls.upload = [&](void *p, const void *host, size_t n) {
+    return d->check(d->cuMemcpyHtoD(dev(p), host, n), "cuMemcpyHtoD");
+  };
+  calls.download = [&](void *host, const void *p, size_t n) {
+    return d->check(d->cuMemcpyDtoH(host, dev(p), n), "cuMemcpyDtoH");
+  };
+  calls.launch = [&](unsigned x, unsigned y, unsigned z, void **params) {
+    return d->check(d->cuLaunchKernel(function, x, y, z, unsigned(threads), 1, 1,
+                                      unsigned(sharedBytes), stream, params, nullptr),
+                    "cuLaunchKernel");
+  };
+  calls.synchronize = [&] { return d->check(d->cuStreamSynchronize(stream), "cuStreamSynchronize"); };
+  // The tensor-core kernel (the one with dynamic shared memory) copies K
+  // and V rows with 16-byte cp.async: rows must start 16-byte aligned.
+  if (sharedBytes > 0)
+    calls.checkTensors = [](const AttentionArgs &args) -> std::string {
+      for (const auto &[name, t] : {std::pair<const char *, const TensorRef *>{"k", &args.k},
+                                    {"v", &args.v}}) {
+        bool aligned = reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
+        std::vector<int64_t> strides = t->effectiveStrides();
+        for (size_t i = 0; i + 1 < strides.size(); ++i)
+          aligned = aligned && (strides[i] * int64_t(dtypeSize(t->dtype))) % 16 == 0;
+        if (!aligned)
+          return std::string("the tensor-core kernel reads ") + name +
+                 " in 16-byte rows: its data pointer and its batch, head and sequence strides "
+                 "must be multiples of 16 bytes (compile with the SIMT kernel for other views)";
+      }
+      return "";
     };
-    if (!(error = summarizeDeviceBuffers(info, args, download, tables)).empty())
-      return error;
-    for (const SummaryTable &t : tables) {
-      size_t bytes = t.data.size() * sizeof(int64_t);
-      auto buf = DeviceBuffer::allocate(bytes, error);
-      if (!buf || !(error = buf->upload(t.data.data(), bytes)).empty())
-        return error;
-      summaries.push_back({buf->data(), t.levels, t.blocks});
-      tableBuffers.push_back(std::move(buf));
-    }
-  }
-  GPUKernelArgs params(info, args, summaries, status->data(), stats->data());
-  unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
-  if (!(error = d->check(d->cuLaunchKernel(function, gridX, unsigned(dims.headsQ),
-                                           unsigned(dims.batch), unsigned(threads), 1, 1,
-                                           unsigned(sharedBytes),
-                                           stream, params.params(), nullptr),
-                         "cuLaunchKernel"))
-           .empty())
-    return error;
-  if (!(error = d->check(d->cuStreamSynchronize(stream), "cuStreamSynchronize")).empty())
-    return error;
-  int32_t bad = 0;
-  if (!(error = status->download(&bad, 4)).empty())
-    return error;
-  return gpuKernelStatusMessage(info, bad);
+  return launchGPUAttention(info, args, blockRows, calls);
 }
 
 } // namespace heed::cuda

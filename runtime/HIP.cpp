@@ -1,11 +1,11 @@
 // The HIP runtime through dlopen (see HIP.h). Only the entry points heed uses
 // are resolved; every failure becomes a message naming the call and HIP's
 // own description of the error. Kernel arguments are packed as for CUDA
-// (GPUKernelArgs.h): ROCDL kernels take the same expanded memref
+// (GPUAttentionLaunch.h): ROCDL kernels take the same expanded memref
 // descriptors.
 #include "heed/Runtime/HIP.h"
 
-#include "heed/Runtime/GPUKernelArgs.h"
+#include "heed/Runtime/GPUAttentionLaunch.h"
 
 #include <dlfcn.h>
 
@@ -182,62 +182,27 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
                                           void *stream, int64_t sharedBytes) const {
   std::string error;
   Runtime *r = runtime(error);
-  if (!r)
+  if (!r || !(error = r->bind()).empty())
     return error;
-  AttentionDims dims;
-  if (std::string err = checkAttentionArgs(args, info, dims); !err.empty())
-    return err;
-  if (!info.gate.empty())
-    return "gated kernels do not run on the GPU yet";
-  if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0)
-    return "";
-  if (!(error = r->bind()).empty())
-    return error;
-  // Device words for status (i32) and stats (3 x i64).
-  auto status = DeviceBuffer::allocate(4, error);
-  auto stats = status ? DeviceBuffer::allocate(24, error) : nullptr;
-  if (!stats)
-    return error;
-  if (!(error = r->check(r->hipMemset(status->data(), 0, 4), "hipMemset")).empty() ||
-      !(error = r->check(r->hipMemset(stats->data(), 0, 24), "hipMemset")).empty())
-    return error;
-  // The summaries the block classifier reads (document ids), built on the
-  // host from the device buffers once the caller's stream has written them.
-  std::vector<SummaryTable> tables;
-  std::vector<std::unique_ptr<DeviceBuffer>> tableBuffers;
-  std::vector<DeviceSummary> summaries;
-  if (!info.summarized.empty()) {
-    if (!(error = r->check(r->hipStreamSynchronize(stream), "hipStreamSynchronize")).empty())
-      return error;
-    auto download = [&](void *host, const void *device, size_t n) {
-      return r->check(r->hipMemcpyDtoH(host, const_cast<void *>(device), n), "hipMemcpyDtoH");
-    };
-    if (!(error = summarizeDeviceBuffers(info, args, download, tables)).empty())
-      return error;
-    for (const SummaryTable &t : tables) {
-      size_t bytes = t.data.size() * sizeof(int64_t);
-      auto buf = DeviceBuffer::allocate(bytes, error);
-      if (!buf || !(error = buf->upload(t.data.data(), bytes)).empty())
-        return error;
-      summaries.push_back({buf->data(), t.levels, t.blocks});
-      tableBuffers.push_back(std::move(buf));
-    }
-  }
-  GPUKernelArgs params(info, args, summaries, status->data(), stats->data());
-  unsigned gridX = unsigned((dims.seqQ + blockRows - 1) / blockRows);
-  if (!(error = r->check(r->hipModuleLaunchKernel(function, gridX, unsigned(dims.headsQ),
-                                                  unsigned(dims.batch), unsigned(threads), 1, 1,
-                                                  unsigned(sharedBytes), stream, params.params(),
-                                                  nullptr),
-                         "hipModuleLaunchKernel"))
-           .empty())
-    return error;
-  if (!(error = r->check(r->hipStreamSynchronize(stream), "hipStreamSynchronize")).empty())
-    return error;
-  int32_t bad = 0;
-  if (!(error = status->download(&bad, 4)).empty())
-    return error;
-  return gpuKernelStatusMessage(info, bad);
+  GPUDriverCalls calls;
+  calls.allocate = [&](size_t n, void **p) { return r->check(r->hipMalloc(p, n), "hipMalloc"); };
+  calls.free = [&](void *p) { r->hipFree(p); };
+  calls.zero = [&](void *p, size_t n) { return r->check(r->hipMemset(p, 0, n), "hipMemset"); };
+  calls.upload = [&](void *p, const void *host, size_t n) {
+    return r->check(r->hipMemcpyHtoD(p, host, n), "hipMemcpyHtoD");
+  };
+  calls.download = [&](void *host, const void *p, size_t n) {
+    return r->check(r->hipMemcpyDtoH(host, const_cast<void *>(p), n), "hipMemcpyDtoH");
+  };
+  calls.launch = [&](unsigned x, unsigned y, unsigned z, void **params) {
+    return r->check(r->hipModuleLaunchKernel(function, x, y, z, unsigned(threads), 1, 1,
+                                             unsigned(sharedBytes), stream, params, nullptr),
+                    "hipModuleLaunchKernel");
+  };
+  calls.synchronize = [&] {
+    return r->check(r->hipStreamSynchronize(stream), "hipStreamSynchronize");
+  };
+  return launchGPUAttention(info, args, blockRows, calls);
 }
 
 } // namespace heed::hip

@@ -55,7 +55,7 @@ std::unique_ptr<mlir::MLIRContext> makeContext();
 
 /// The variant plus `func.func @heed_kernel(q, k, v, buffers..., summaries...,
 /// out, [lse,] status, stats, begin, end)` holding one attn.attention. The
-/// summaries are built by the runtime (buildSummaryTable, GPUKernelArgs.h).
+/// summaries are built by the runtime (buildSummaryTable, GPUAttentionLaunch.h).
 mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
                                                     const spec::Variant &variant,
                                                     const KernelConfig &config);

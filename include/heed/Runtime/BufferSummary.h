@@ -1,7 +1,7 @@
 // Buffer summaries: what a variant's block classifier reads to reason about
 // a rank-1 integer buffer (document ids and the like) over a range of
 // entries. Built by the runtime per call (CPU: cached by buffer content in
-// runtime/Launch.cpp; GPU: from the device buffer, GPUKernelArgs.h) and
+// runtime/Launch.cpp; GPU: from the device buffer, GPUAttentionLaunch.h) and
 // passed to the kernel as a memref<levels x blocks x 2 x i64>.
 #ifndef HEED_RUNTIME_BUFFERSUMMARY_H
 #define HEED_RUNTIME_BUFFERSUMMARY_H
