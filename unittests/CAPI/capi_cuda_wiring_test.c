@@ -6,20 +6,12 @@
  * a GPU: numerics are capi_test's (where there is one). */
 #include "heed/heed.h"
 
+#include "capi_check.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, \
-              #cond, heed_last_error());                                                  \
-      ++failures;                                                                         \
-    }                                                                                     \
-  } while (0)
 
 typedef struct {
   int loads, launches, lastChip;
@@ -29,13 +21,6 @@ typedef struct {
 } FakeCudaLog;
 
 enum { B = 2, H = 3, S = 200, D = 64 };
-
-static heed_status runOn(heed_kernel *k, heed_tensor t[4], void *stream) {
-  heed_attention_args a;
-  heed_attention_args_init(&a);
-  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.stream = stream;
-  return heed_attention(k, &a);
-}
 
 int main(void) {
   void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);

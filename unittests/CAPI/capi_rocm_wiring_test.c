@@ -7,20 +7,12 @@
  * exists where heed is developed. */
 #include "heed/heed.h"
 
+#include "capi_check.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0;
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, \
-              #cond, heed_last_error());                                                  \
-      ++failures;                                                                         \
-    }                                                                                     \
-  } while (0)
 
 typedef struct {
   int loads, launches, lastMachine, lastMach;
@@ -30,13 +22,6 @@ typedef struct {
 } FakeHipLog;
 
 enum { B = 2, H = 3, S = 200, D = 64, EM_AMDGPU = 224, GFX90A = 0x3f, GFX942 = 0x4c };
-
-static heed_status runOn(heed_kernel *k, heed_tensor t[4], void *stream) {
-  heed_attention_args a;
-  heed_attention_args_init(&a);
-  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.stream = stream;
-  return heed_attention(k, &a);
-}
 
 int main(void) {
   void *lib = dlopen("libamdhip64.so", RTLD_NOW | RTLD_LOCAL);

@@ -3,22 +3,14 @@
  * every check holds; each failure is printed with its line. */
 #include "heed/heed.h"
 
+#include "capi_check.h"
+
 #include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int failures = 0;
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, \
-              #cond, heed_last_error());                                                  \
-      ++failures;                                                                         \
-    }                                                                                     \
-  } while (0)
 
 static uint64_t state;
 static double uniform(void) {
