@@ -206,6 +206,57 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   return out;
 }
 
+/// What an external tool (ptxas, ld.lld) produced.
+struct ToolRun {
+  std::string output; ///< the output file's bytes ("" when it wrote none)
+  std::string log;    ///< its stdout and stderr
+};
+
+/// Runs `tool` with `input` in a temporary file: `args(in, out)` gives its
+/// arguments after the program name, `in` and `out` being temporary paths
+/// (suffixes `inSuffix`, `outSuffix`). Every file is removed afterwards; a
+/// nonzero exit is an error naming the tool, with its log.
+llvm::Expected<ToolRun>
+runTool(const std::string &tool, const char *name, llvm::StringRef input, const char *inSuffix,
+        const char *outSuffix,
+        llvm::function_ref<llvm::SmallVector<std::string>(llvm::StringRef, llvm::StringRef)>
+            args) {
+  llvm::SmallString<128> inPath, outPath, logPath;
+  if (auto ec = llvm::sys::fs::createTemporaryFile("heed-tool", inSuffix, inPath))
+    return fail("cannot create a temporary file: " + ec.message());
+  llvm::sys::fs::createTemporaryFile("heed-tool", outSuffix, outPath);
+  llvm::sys::fs::createTemporaryFile("heed-tool", "log", logPath);
+  auto cleanup = llvm::make_scope_exit([&] {
+    for (auto *p : {&inPath, &outPath, &logPath})
+      llvm::sys::fs::remove(*p);
+  });
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(inPath, ec, llvm::sys::fs::OF_None);
+    os << input;
+    os.flush();
+    if (ec || os.has_error()) {
+      os.clear_error();
+      return fail(fmt::format("cannot write the input for {}", name));
+    }
+  }
+  llvm::SmallVector<std::string> argv = args(inPath, outPath);
+  llvm::SmallVector<llvm::StringRef> refs = {tool};
+  refs.append(argv.begin(), argv.end());
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath),
+                                                llvm::StringRef(logPath)};
+  std::string message;
+  int rc = llvm::sys::ExecuteAndWait(tool, refs, std::nullopt, redirects, 0, 0, &message);
+  ToolRun run;
+  if (auto buf = llvm::MemoryBuffer::getFile(logPath))
+    run.log = (*buf)->getBuffer().str();
+  if (rc != 0)
+    return fail(fmt::format("{} ({}) failed ({}): {}{}", name, tool, rc, message, run.log));
+  if (auto buf = llvm::MemoryBuffer::getFile(outPath))
+    run.output = (*buf)->getBuffer().str();
+  return run;
+}
+
 /// The value of `key:` in the AMDGPU metadata of an assembly listing.
 std::string metadataValue(llvm::StringRef isa, llvm::StringRef key) {
   size_t at = isa.find(("." + key + ":").str());
@@ -288,42 +339,18 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   std::string ptxas = findPtxas();
   if (ptxas.empty())
     return out; // PTX only: the driver JIT-compiles it
-  llvm::SmallString<128> ptxPath, cubinPath, logPath;
-  if (auto ec = llvm::sys::fs::createTemporaryFile("heed-kernel", "ptx", ptxPath))
-    return fail("cannot create a temporary file: " + ec.message());
-  llvm::sys::fs::createTemporaryFile("heed-kernel", "cubin", cubinPath);
-  llvm::sys::fs::createTemporaryFile("heed-ptxas", "log", logPath);
-  auto cleanup = llvm::make_scope_exit([&] {
-    for (auto *p : {&ptxPath, &cubinPath, &logPath})
-      llvm::sys::fs::remove(*p);
-  });
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(ptxPath, ec);
-    os << out.ptx;
-    os.flush();
-    if (ec || os.has_error()) {
-      os.clear_error();
-      return fail("cannot write the PTX for ptxas");
-    }
-  }
-  std::string arch = "-arch=" + target.chip;
-  llvm::SmallVector<llvm::StringRef> args = {ptxas, arch, "-v", "-O3", "-o", cubinPath,
-                                             ptxPath};
-  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath),
-                                                llvm::StringRef(logPath)};
-  std::string message;
-  int rc = llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects, 0, 0, &message);
-  std::string log;
-  if (auto buf = llvm::MemoryBuffer::getFile(logPath))
-    log = (*buf)->getBuffer().str();
-  if (rc != 0)
-    return fail(fmt::format("ptxas ({}) failed ({}): {}{}", ptxas, rc, message, log));
-  auto cubin = llvm::MemoryBuffer::getFile(cubinPath);
-  if (!cubin)
+  auto run = runTool(ptxas, "ptxas", out.ptx, "ptx", "cubin",
+                     [&](llvm::StringRef in, llvm::StringRef cubin) {
+                       return llvm::SmallVector<std::string>{"-arch=" + target.chip, "-v",
+                                                             "-O3", "-o", cubin.str(),
+                                                             in.str()};
+                     });
+  if (!run)
+    return run.takeError();
+  if (run->output.empty())
     return fail("cannot read the cubin ptxas wrote");
-  out.cubin = (*cubin)->getBuffer().str();
-  out.resources = log;
+  out.cubin = std::move(run->output);
+  out.resources = std::move(run->log);
   return out;
 }
 
@@ -349,22 +376,19 @@ static const std::string &ptxasIdentity() {
     std::string ptxas = findPtxas();
     if (ptxas.empty())
       return std::string("none");
-    llvm::SmallString<128> logPath;
-    if (llvm::sys::fs::createTemporaryFile("heed-ptxas-version", "log", logPath))
-      return ptxas;
-    std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath),
-                                                  llvm::StringRef(logPath)};
-    llvm::StringRef args[] = {ptxas, "--version"};
-    llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects);
     std::string version = ptxas;
-    if (auto buf = llvm::MemoryBuffer::getFile(logPath)) {
-      llvm::StringRef text = (*buf)->getBuffer();
-      // The line naming the release, e.g. "Cuda compilation tools, release 13.0, V13.0.48".
-      for (llvm::StringRef line : llvm::split(text, '\n'))
-        if (line.contains("release"))
-          version = line.trim().str();
+    auto run = runTool(ptxas, "ptxas", "", "txt", "txt",
+                       [](llvm::StringRef, llvm::StringRef) {
+                         return llvm::SmallVector<std::string>{"--version"};
+                       });
+    if (!run) {
+      llvm::consumeError(run.takeError());
+      return version;
     }
-    llvm::sys::fs::remove(logPath);
+    // The line naming the release, e.g. "Cuda compilation tools, release 13.0, V13.0.48".
+    for (llvm::StringRef line : llvm::split(run->log, '\n'))
+      if (line.contains("release"))
+        version = line.trim().str();
     return version;
   }();
   return identity;
@@ -483,40 +507,16 @@ llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
   std::string lld = findLld();
   if (lld.empty())
     return out; // no HSACO without a linker: --emit=amdgcn still works
-  llvm::SmallString<128> objPath, hsacoPath, logPath;
-  if (auto ec = llvm::sys::fs::createTemporaryFile("heed-kernel", "o", objPath))
-    return fail("cannot create a temporary file: " + ec.message());
-  llvm::sys::fs::createTemporaryFile("heed-kernel", "hsaco", hsacoPath);
-  llvm::sys::fs::createTemporaryFile("heed-lld", "log", logPath);
-  auto cleanup = llvm::make_scope_exit([&] {
-    for (auto *p : {&objPath, &hsacoPath, &logPath})
-      llvm::sys::fs::remove(*p);
-  });
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(objPath, ec, llvm::sys::fs::OF_None);
-    os.write(object->data(), object->size());
-    os.flush();
-    if (ec || os.has_error()) {
-      os.clear_error();
-      return fail("cannot write the AMDGPU object for lld");
-    }
-  }
-  llvm::SmallVector<llvm::StringRef> args = {lld, "-shared", "-o", hsacoPath, objPath};
-  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(logPath),
-                                                llvm::StringRef(logPath)};
-  std::string message;
-  int rc = llvm::sys::ExecuteAndWait(lld, args, std::nullopt, redirects, 0, 0, &message);
-  if (rc != 0) {
-    std::string log;
-    if (auto buf = llvm::MemoryBuffer::getFile(logPath))
-      log = (*buf)->getBuffer().str();
-    return fail(fmt::format("ld.lld ({}) failed ({}): {}{}", lld, rc, message, log));
-  }
-  auto hsaco = llvm::MemoryBuffer::getFile(hsacoPath);
-  if (!hsaco)
+  auto run = runTool(lld, "ld.lld", llvm::StringRef(object->data(), object->size()), "o",
+                     "hsaco", [](llvm::StringRef in, llvm::StringRef hsaco) {
+                       return llvm::SmallVector<std::string>{"-shared", "-o", hsaco.str(),
+                                                             in.str()};
+                     });
+  if (!run)
+    return run.takeError();
+  if (run->output.empty())
     return fail("cannot read the code object lld wrote");
-  out.hsaco = (*hsaco)->getBuffer().str();
+  out.hsaco = std::move(run->output);
   return out;
 }
 

@@ -155,6 +155,21 @@ LogicalResult TiledKernelLowering::emit() {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
                                  arith::ConstantIntOp::create(b, loc, which, 8));
   };
+  auto notEmpty = [&](Value cls) -> Value {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
+                                 arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
+  };
+  // K/V rows from kvLo into buffer `stage`, unless the tile's class `cls`
+  // (null: unknown) is EMPTY. The class is uniform over the block, so the
+  // barriers around stay outside the condition.
+  auto stageUnlessEmpty = [&](Value cls, Value kvLo, Value stage) {
+    OpBuilder::InsertionGuard g(b);
+    if (cls) {
+      auto copy = scf::IfOp::create(b, loc, notEmpty(cls), false);
+      b.setInsertionPointToStart(&copy.getThenRegion().front());
+    }
+    stageKV(kvLo, stage);
+  };
   if (classifies) {
     Value one = arith::ConstantIntOp::create(b, loc, 1, 1);
     first = heed::searchFirst(b, loc, idx(0), numTiles, [&](Value t) -> Value {
@@ -194,49 +209,31 @@ LogicalResult TiledKernelLowering::emit() {
     SmallVector<Value> o(it.begin() + 2 * slots, it.end());
     Value t = loop.getInductionVar();
     Value kv0 = arith::MulIOp::create(b, loc, t, idx(keys));
+    // The tile's class (null without a classifier): EMPTY tiles inside the
+    // range are neither copied nor computed, FULL ones skip the mask.
+    Value cls = tileClass(kv0);
     if (pipelined) {
       // This lane's copies of tile t are done; after the barrier everyone's
       // are, and every wave is past tile t - 1, whose buffer tile t + 1 takes.
       waitKV();
       gpu::BarrierOp::create(b, loc);
-      // (EMPTY tiles inside the range are neither copied nor computed.)
       Value next = arith::AddIOp::create(b, loc, t, idx(1));
       Value kvNext = arith::AddIOp::create(b, loc, kv0, idx(keys));
       auto more = scf::IfOp::create(
           b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, next, end), false);
       OpBuilder::InsertionGuard g2(b);
       b.setInsertionPointToStart(&more.getThenRegion().front());
-      if (Value cls = tileClass(kvNext)) {
-        auto copy = scf::IfOp::create(
-            b, loc, arith::XOrIOp::create(b, loc, isClass(cls, VariantOp::Empty),
-                                          arith::ConstantIntOp::create(b, loc, 1, 1)),
-            false);
-        b.setInsertionPointToStart(&copy.getThenRegion().front());
-      }
-      stageKV(kvNext, stageOf(next));
+      stageUnlessEmpty(tileClass(kvNext), kvNext, stageOf(next));
     } else {
       gpu::BarrierOp::create(b, loc); // the previous tile (or Q) is consumed
-      {
-        // EMPTY tiles are not copied (the condition is uniform over the
-        // block, so the barriers stay outside it).
-        OpBuilder::InsertionGuard g2(b);
-        if (Value cls = tileClass(kv0)) {
-          auto copy = scf::IfOp::create(
-              b, loc, arith::XOrIOp::create(b, loc, isClass(cls, VariantOp::Empty),
-                                            arith::ConstantIntOp::create(b, loc, 1, 1)),
-              false);
-          b.setInsertionPointToStart(&copy.getThenRegion().front());
-        }
-        stageKV(kv0, idx(0));
-      }
+      stageUnlessEmpty(cls, kv0, idx(0));
       gpu::BarrierOp::create(b, loc);
     }
     computeStage = pipelined ? Value(stageOf(t)) : idx(0);
 
-    // The tile's class: EMPTY tiles inside the range are skipped, FULL ones
-    // run a copy of the tile code without the mask (a whole copy: merging
-    // masked and unmasked scores at a join would keep 32 more values live).
-    Value cls = tileClass(kv0);
+    // FULL tiles run a copy of the tile code without the mask (a whole copy:
+    // merging masked and unmasked scores at a join would keep 32 more values
+    // live).
     auto computeTile = [&](bool withMask) -> SmallVector<Value> {
       // Scale, score modifier and mask per element; keys past the end masked.
       SmallVector<Element> elements = scoreElements(scores());
@@ -298,15 +295,14 @@ LogicalResult TiledKernelLowering::emit() {
       return next;
     };
     if (cls) {
-      Value notEmpty = arith::XOrIOp::create(b, loc, isClass(cls, VariantOp::Empty),
-                                             arith::ConstantIntOp::create(b, loc, 1, 1));
+
       // FULL: every (q, kv) of the box is visible and no key is past Skv.
       Value full = arith::AndIOp::create(
           b, loc, isClass(cls, VariantOp::Full),
           arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
                                 arith::AddIOp::create(b, loc, kv0, idx(keys)), seqKV));
       TypeRange types = TypeRange(ValueRange(it));
-      auto tile = scf::IfOp::create(b, loc, types, notEmpty, true);
+      auto tile = scf::IfOp::create(b, loc, types, notEmpty(cls), true);
       {
         OpBuilder::InsertionGuard g2(b);
         b.setInsertionPointToStart(&tile.getThenRegion().front());
