@@ -147,9 +147,7 @@ llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelCo
 struct LoweredGPUModule {
   std::unique_ptr<MLIRContext> context;
   OwningOpRef<ModuleOp> module;
-  bool matrixCores = false;
-  int64_t blockRows = 0, threads = 0; ///< query rows and threads per block
-  int64_t sharedBytes = 0;            ///< dynamic shared memory per block
+  GPULaunch launch; ///< all but the format
 };
 
 llvm::Expected<LoweredGPUModule>
@@ -162,14 +160,15 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   if (!matrixCores)
     return matrixCores.takeError();
   LoweredGPUModule out;
-  out.matrixCores = *matrixCores;
+  out.launch.kernelName = detail::kKernelName;
+  out.launch.matrixCores = *matrixCores;
   // The SIMT kernel: a row a thread, 128 per block.
   constexpr int64_t kSIMTRows = 128;
   out.context = makeGPUContext();
   out.module = gpuKernelModule(*out.context, variant, config);
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
         pm.addPass(createAttnSimplify());
-        if (out.matrixCores) {
+        if (out.launch.matrixCores) {
           // The block classifier: the matrix-core kernels skip KV tiles it
           // proves EMPTY (flat tiles: patch tiling is a CPU layout).
           AttnAnalyzeMaskOptions analysis;
@@ -196,9 +195,9 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
       auto a = kernel->getAttrOfType<IntegerAttr>(name);
       return a ? a.getInt() : 0;
     };
-    out.blockRows = get("attn.block_rows");
-    out.threads = get("attn.threads");
-    out.sharedBytes = get("attn.shared_bytes");
+    out.launch.blockRows = get("attn.block_rows");
+    out.launch.threads = get("attn.threads");
+    out.launch.sharedBytes = get("attn.shared_bytes");
   });
   if (then)
     if (llvm::Error err = lower(*out.module, then))
@@ -323,11 +322,8 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   OwningOpRef<ModuleOp> &module = lowered->module;
 
   GPUKernelBinary out;
-  out.kernelName = detail::kKernelName;
-  out.blockRows = lowered->blockRows;
-  out.threads = lowered->threads;
-  out.sharedBytes = lowered->sharedBytes;
-  out.tensorCores = lowered->matrixCores;
+  out.launch = lowered->launch;
+  out.launch.format = "ptx";
   module->walk([&](gpu::BinaryOp binary) {
     for (Attribute a : binary.getObjects())
       if (auto object = dyn_cast<gpu::ObjectAttr>(a))
@@ -350,6 +346,7 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   if (run->output.empty())
     return fail("cannot read the cubin ptxas wrote");
   out.cubin = std::move(run->output);
+  out.launch.format = "cubin";
   out.resources = std::move(run->log);
   return out;
 }
@@ -418,8 +415,7 @@ llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
     auto binary = compileCUDA(variant, config, *chip, target.kind);
     if (!binary)
       return binary.takeError();
-    launch = {binary->cubin ? "cubin" : "ptx", binary->kernelName,  binary->blockRows,
-              binary->threads,                 binary->sharedBytes, binary->tensorCores};
+    launch = binary->launch;
     entry.binary = binary->cubin ? std::move(*binary->cubin) : std::move(binary->ptx);
     return entry;
   }
@@ -432,9 +428,7 @@ llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
     return binary.takeError();
   if (!binary->hsaco)
     return fail("no ld.lld to link the HSACO code object (install lld or set HEED_LLD)");
-  // heed's AMD kernels allocate their LDS statically.
-  launch = {"hsaco", binary->kernelName, binary->blockRows, binary->threads, 0,
-            binary->matrixCores};
+  launch = binary->launch;
   entry.binary = std::move(*binary->hsaco);
   return entry;
 }
@@ -474,10 +468,8 @@ llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
   if (!lowered)
     return lowered.takeError();
   AMDGPUKernelBinary out;
-  out.kernelName = detail::kKernelName;
-  out.blockRows = lowered->blockRows;
-  out.threads = lowered->threads;
-  out.matrixCores = lowered->matrixCores;
+  out.launch = lowered->launch;
+  out.launch.format = "hsaco";
   lowered->module->walk([&](gpu::BinaryOp binary) {
     for (Attribute a : binary.getObjects())
       if (auto object = dyn_cast<gpu::ObjectAttr>(a))
@@ -489,7 +481,7 @@ llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
   out.resources = fmt::format(
       "{} on {}: {} VGPRs, {} AGPRs, {} SGPRs, {} bytes LDS, {} bytes scratch, {} VGPR "
       "spills, {} SGPR spills\n",
-      out.kernelName, target.chip, metadataValue(isa, "vgpr_count"),
+      out.launch.kernelName, target.chip, metadataValue(isa, "vgpr_count"),
       metadataValue(isa, "agpr_count"), metadataValue(isa, "sgpr_count"),
       metadataValue(isa, "group_segment_fixed_size"),
       metadataValue(isa, "private_segment_fixed_size"), metadataValue(isa, "vgpr_spill_count"),

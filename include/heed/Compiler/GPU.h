@@ -23,11 +23,7 @@ struct CUDATarget {
 
 /// What the GPU compile produced.
 struct GPUKernelBinary {
-  std::string kernelName; ///< the entry point
-  int64_t blockRows = 0;  ///< query rows per block (grid x = ceil(Sq / blockRows))
-  int64_t threads = 0;    ///< threads per block
-  int64_t sharedBytes = 0;  ///< dynamic shared memory per block (launch with it)
-  bool tensorCores = false; ///< --attn-lower-to-nvgpu (else the SIMT baseline)
+  GPULaunch launch; ///< entry point, block shape, dynamic shared memory ("cubin" or "ptx")
   std::string ptx;
   std::optional<std::string> cubin; ///< when ptxas was found
   std::string resources;            ///< ptxas -v: registers, shared memory, spills
@@ -42,10 +38,7 @@ struct AMDGPUTarget {
 
 /// What the AMD compile produced.
 struct AMDGPUKernelBinary {
-  std::string kernelName;
-  int64_t blockRows = 0;    ///< query rows per block (grid x = ceil(Sq / blockRows))
-  int64_t threads = 0;      ///< work items per block
-  bool matrixCores = false; ///< --attn-lower-to-amdgpu (else the SIMT baseline)
+  GPULaunch launch; ///< entry point, block shape ("hsaco"; LDS is static)
   std::string isa;          ///< AMDGCN assembly with the kernel metadata
   std::optional<std::string> hsaco; ///< the code object, when ld.lld was found
   std::string resources;    ///< VGPRs, AGPRs, SGPRs, LDS, scratch, spills
