@@ -8,6 +8,7 @@ using namespace heed::attn;
 #include "dialects/attn/AttnDialect.cpp.inc"
 
 void AttnDialect::initialize() {
+  registerAttributes();
   addOperations<
 #define GET_OP_LIST
 #include "dialects/attn/AttnOps.cpp.inc"

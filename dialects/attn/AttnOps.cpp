@@ -268,9 +268,6 @@ LogicalResult AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) 
 }
 
 LogicalResult AttentionOp::verify() {
-  if (getLayout() != "bhsd" && getLayout() != "bshd")
-    return emitOpError() << "layout must be \"bhsd\" or \"bshd\", got \""
-                         << getLayout() << "\"";
   if (!std::isfinite(getScale().convertToFloat()))
     return emitOpError() << "scale must be finite";
   auto q = cast<MemRefType>(getQuery().getType());
@@ -361,4 +358,10 @@ void AttentionOp::getEffects(
       effects.emplace_back(MemoryEffects::Read::get(), &operand,
                            SideEffects::DefaultResource::get());
   }
+}
+
+LogicalResult NumTilesOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  if (!symbols.lookupNearestSymbolFrom<VariantOp>(*this, getVariantAttr()))
+    return emitOpError() << "refers to an unknown variant " << getVariantAttr();
+  return success();
 }

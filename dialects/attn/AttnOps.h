@@ -2,6 +2,7 @@
 #ifndef HEED_DIALECTS_ATTN_ATTNOPS_H
 #define HEED_DIALECTS_ATTN_ATTNOPS_H
 
+#include "dialects/attn/AttnAttrs.h"
 #include "dialects/attn/AttnDialect.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OpDefinition.h"

@@ -3,6 +3,7 @@
 #define HEED_ATTN_OPS
 
 include "AttnDialect.td"
+include "AttnAttrs.td"
 include "mlir/IR/SymbolInterfaces.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/RegionKindInterface.td"
@@ -35,6 +36,10 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     max of the buffer over entries [i * 16, (i + 2^k) * 16), so the range of
     values over any index interval is two lookups (document ids, say).
 
+    `--attn-analyze-mask` also records `sparsity` (how the blocks are known)
+    and, where the mask reads q and kv through a token grid, `grid`: the
+    classifier then takes boxes of that grid (see `#attn.grid`).
+
     The optional fourth region, `route`, makes the variant routed per head
     (DuoAttention, MoA): arguments `(%b, %h: index, buffers...)`, it yields
     the head's route value (i64). `route_cases` lists the values that have a
@@ -58,7 +63,9 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
                        ArrayAttr:$buffer_shapes,
                        DictionaryAttr:$params,
                        OptionalAttr<DenseI64ArrayAttr>:$route_cases,
-                       OptionalAttr<DenseI64ArrayAttr>:$gate);
+                       OptionalAttr<DenseI64ArrayAttr>:$gate,
+                       OptionalAttr<Attn_SparsityAttr>:$sparsity,
+                       OptionalAttr<Attn_GridAttr>:$grid);
   let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
                  MaxSizedRegion<1>:$blocks, MaxSizedRegion<1>:$route);
   let assemblyFormat = [{
@@ -81,8 +88,6 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     static constexpr int64_t kSummaryBlock = 16;
     /// Positions of the buffers that get a summary: rank-1 integer buffers.
     ::llvm::SmallVector<unsigned> getSummarizedBuffers();
-    /// Block classes yielded by the `blocks` region.
-    enum BlockClass : int8_t { Empty = 0, Partial = 1, Full = 2 };
   }];
 }
 
@@ -146,7 +151,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     follows the routed fraction. `work`
     restricts the op to the flattened work items
     [begin, end) of the (batch, head, q-block) grid, for callers that split
-    the work across threads.
+    the work across threads. `tiling`, chosen by `--attn-choose-tiling`, says
+    how the lowering cuts both sequences into tiles.
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value,
@@ -161,7 +167,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
                        Optional<Index>:$work_begin,
                        Optional<Index>:$work_end,
                        F32Attr:$scale,
-                       DefaultValuedStrAttr<StrAttr, "bhsd">:$layout);
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout,
+                       OptionalAttr<Attn_TilingAttr>:$tiling);
   let assemblyFormat = [{
     $variant `ins` `(` $query `,` $key `,` $value `:` type($query) `,` type($key) `,` type($value) `)`
     (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
@@ -177,8 +184,28 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
-    bool isBSHD() { return getLayout() == "bshd"; }
+    bool isBSHD() { return getLayout() == ::heed::attn::Layout::BSHD; }
   }];
+}
+
+def Attn_NumTilesOp : Attn_Op<"num_tiles", [Pure,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "Tiles of a sequence of `seq` tokens under a variant's tiling";
+  let description = [{
+    How many tiles of `side` a sequence of `seq` tokens has under the tiling
+    the attention ops of `variant` use: the runtime asks this (through the
+    host functions `heed_num_q_tiles` / `heed_num_kv_tiles`) instead of
+    assuming a tiling. `--attn-choose-tiling` sets `tiling`; the lowerings
+    expand it into index arithmetic.
+
+    ```mlir
+    %n = attn.num_tiles %seq of @causal side <q> : index
+    ```
+  }];
+  let arguments = (ins Index:$seq, FlatSymbolRefAttr:$variant, Attn_SideAttr:$side,
+                       OptionalAttr<Attn_TilingAttr>:$tiling);
+  let results = (outs Index:$result);
+  let assemblyFormat = "$seq `of` $variant `side` $side attr-dict `:` type($result)";
 }
 
 #endif // HEED_ATTN_OPS

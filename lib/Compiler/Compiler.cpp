@@ -127,25 +127,21 @@ namespace {
 /// `func @heed_num_kv_tiles(%skv: index) -> index`: how many query tiles a
 /// (batch, head) has, and how many KV blocks a query tile may visit. The
 /// runtime asks these instead of assuming a tiling: work items are
-/// B x Hq x heed_num_q_tiles(Sq). The bodies count flat tiles; the CPU
-/// lowering redefines them (`attn.tile_count` names the variant and side)
-/// for the tiling it chooses.
-void buildTileCountFunctions(OpBuilder &b, Location loc, ModuleOp module,
-                             const KernelConfig &config, StringRef variant) {
+/// B x Hq x heed_num_q_tiles(Sq). Their bodies are `attn.num_tiles` of the
+/// variant, which the lowering expands for the tiling it uses.
+void buildTileCountFunctions(OpBuilder &b, Location loc, ModuleOp module, StringRef variant) {
   OpBuilder::InsertionGuard guard(b);
-  for (auto [name, block] : {std::pair<const char *, int64_t>{kNumQTilesName, config.blockQ},
-                             {kNumKVTilesName, config.blockKV}}) {
+  for (auto [name, side] : {std::pair<const char *, attn::Side>{kNumQTilesName, attn::Side::Q},
+                            {kNumKVTilesName, attn::Side::KV}}) {
     b.setInsertionPointToEnd(module.getBody());
     auto func = func::FuncOp::create(
         b, loc, name, b.getFunctionType({b.getIndexType()}, {b.getIndexType()}));
-    NamedAttribute entries[] = {
-        b.getNamedAttr("side", b.getStringAttr(StringRef(name) == kNumQTilesName ? "q" : "kv")),
-        b.getNamedAttr("variant", FlatSymbolRefAttr::get(b.getContext(), variant))};
-    func->setAttr("attn.tile_count", b.getDictionaryAttr(entries));
     Block *body = func.addEntryBlock();
     b.setInsertionPointToStart(body);
-    Value count = arith::CeilDivUIOp::create(
-        b, loc, body->getArgument(0), arith::ConstantIndexOp::create(b, loc, block));
+    Value count = attn::NumTilesOp::create(b, loc, b.getIndexType(), body->getArgument(0),
+                                           FlatSymbolRefAttr::get(b.getContext(), variant),
+                                           attn::SideAttr::get(b.getContext(), side),
+                                           attn::TilingAttr());
     func::ReturnOp::create(b, loc, count);
   }
 }
@@ -210,10 +206,12 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2),
       buffers, summaries, out, lse, status, stats, gateRows, gateCounts, begin, end,
       b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
-      b.getStringAttr(config.layout == Layout::BSHD ? "bshd" : "bhsd"));
+      attn::LayoutAttr::get(&ctx, config.layout == Layout::BSHD ? attn::Layout::BSHD
+                                                                : attn::Layout::BHSD),
+      attn::TilingAttr());
   func::ReturnOp::create(b, loc);
 
-  buildTileCountFunctions(b, loc, module.get(), config, variant.name);
+  buildTileCountFunctions(b, loc, module.get(), variant.name);
   return module;
 }
 

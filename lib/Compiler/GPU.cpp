@@ -16,7 +16,6 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/GPU/Pipelines/Passes.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
@@ -142,8 +141,7 @@ llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelCo
 
 /// A variant's kernel module lowered to the gpu dialect (and then by
 /// `then`, if given), with the kernel's launch shape as the lowering
-/// recorded it on the kernel (attn.block_rows, attn.threads,
-/// attn.shared_bytes).
+/// recorded it on the kernel (`attn.launch`).
 struct LoweredGPUModule {
   std::unique_ptr<MLIRContext> context;
   OwningOpRef<ModuleOp> module;
@@ -166,38 +164,23 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   constexpr int64_t kSIMTRows = 128;
   out.context = makeGPUContext();
   out.module = gpuKernelModule(*out.context, variant, config);
+  GPUPipelineOptions options;
+  options.matrixCores = out.launch.matrixCores;
+  options.simtRows = kSIMTRows;
+  options.mfma = mfma;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
-        pm.addPass(createAttnSimplify());
-        if (out.launch.matrixCores) {
-          // The block classifier: the matrix-core kernels skip KV tiles it
-          // proves EMPTY (flat tiles: patch tiling is a CPU layout).
-          AttnAnalyzeMaskOptions analysis;
-          analysis.blockQ = 64;
-          analysis.blockKV = 64;
-          analysis.patchTiling = false;
-          pm.addPass(createAttnAnalyzeMask(analysis));
-          if (vendor == GPUVendor::AMD) {
-            AttnLowerToAMDGPUOptions amd;
-            amd.mfma = mfma;
-            pm.addPass(createAttnLowerToAMDGPU(amd));
-          } else {
-            pm.addPass(createAttnLowerToNVGPU());
-          }
-        } else {
-          AttnLowerToGPUOptions gpu;
-          gpu.blockRows = kSIMTRows;
-          pm.addPass(createAttnLowerToGPU(gpu));
-        }
+        if (vendor == GPUVendor::AMD)
+          buildAMDGPUKernelPipeline(pm, options);
+        else
+          buildNVGPUKernelPipeline(pm, options);
       }))
     return std::move(err);
   out.module->walk([&](gpu::GPUFuncOp kernel) {
-    auto get = [&](llvm::StringRef name) {
-      auto a = kernel->getAttrOfType<IntegerAttr>(name);
-      return a ? a.getInt() : 0;
-    };
-    out.launch.blockRows = get("attn.block_rows");
-    out.launch.threads = get("attn.threads");
-    out.launch.sharedBytes = get("attn.shared_bytes");
+    if (auto shape = kernel->getAttrOfType<attn::LaunchAttr>(attn::kLaunchAttrName)) {
+      out.launch.blockRows = shape.getBlockRows();
+      out.launch.threads = shape.getThreads();
+      out.launch.sharedBytes = shape.getSharedBytes();
+    }
   });
   if (then)
     if (llvm::Error err = lower(*out.module, then))
@@ -311,11 +294,7 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &target, GPUKernelKind kind) {
   auto lowered = lowerForGPU(variant, config, kind, GPUVendor::NVIDIA, [&](OpPassManager &pm) {
-    gpu::GPUToNVVMPipelineOptions nvvm;
-    nvvm.cubinChip = target.chip;
-    nvvm.cubinFeatures = "+ptx80";
-    nvvm.cubinFormat = "isa"; // PTX text; ptxas makes the cubin
-    gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+    buildNVVMBinaryPipeline(pm, target.chip);
   });
   if (!lowered)
     return lowered.takeError();

@@ -4,6 +4,7 @@
 #include "KernelModule.h"
 
 #include "dialects/attn/AttnOps.h"
+#include "dialects/attn/TileMath.h"
 #include "heed/Pipelines/Pipelines.h"
 #include "heed/Transforms/Passes.h"
 
@@ -16,45 +17,22 @@ using namespace mlir;
 
 namespace heed {
 
-int64_t SequenceTiling::tileSize() const {
-  int64_t n = 1;
-  for (int64_t p : patch)
-    n *= p;
-  return n;
-}
+int64_t SequenceTiling::tileSize() const { return attn::tileSize(patch); }
 
-int64_t SequenceTiling::numTiles(int64_t seq) const {
-  int64_t stride0 = 1;
-  for (int64_t e : grid)
-    stride0 *= e;
-  int64_t rows = (seq + stride0 - 1) / stride0;
-  int64_t n = (rows + patch[0] - 1) / patch[0];
-  for (size_t k = 0; k < grid.size(); ++k)
-    n *= (grid[k] + patch[k + 1] - 1) / patch[k + 1];
-  return n;
-}
+int64_t SequenceTiling::numTiles(int64_t seq) const { return attn::numTiles(grid, patch, seq); }
 
 std::vector<int64_t> SequenceTiling::tokens(int64_t tile, int64_t seq) const {
-  size_t dims = patch.size();
-  std::vector<int64_t> origin(dims), extent(dims, 0);
-  for (size_t k = dims - 1; k > 0; --k) {
-    extent[k] = grid[k - 1];
-    int64_t m = (extent[k] + patch[k] - 1) / patch[k];
-    origin[k] = tile % m * patch[k];
-    tile /= m;
-  }
-  origin[0] = tile * patch[0];
+  SmallVector<int64_t> origin = attn::tileOrigin(grid, patch, tile);
+  int64_t rows = attn::gridRows(grid, seq);
   std::vector<int64_t> out(tileSize());
+  SmallVector<int64_t> digits(patch.size());
   for (int64_t lane = 0; lane < tileSize(); ++lane) {
-    int64_t rest = lane, token = 0, stride = 1;
     bool valid = true;
-    for (size_t k = dims; k-- > 0;) {
-      int64_t d = origin[k] + rest % patch[k];
-      rest /= patch[k];
-      valid = valid && (k == 0 || d < extent[k]);
-      token += d * stride;
-      stride *= k == 0 ? 1 : extent[k];
+    for (size_t k = 0; k < patch.size(); ++k) {
+      digits[k] = origin[k] + attn::laneDigit(patch, lane, k);
+      valid = valid && digits[k] < (k == 0 ? rows : grid[k - 1]);
     }
+    int64_t token = attn::tokenOf<int64_t>(grid, digits);
     out[lane] = valid && token < seq ? token : -1;
   }
   return out;
@@ -82,24 +60,18 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
   PassManager pm(ctx.get());
   pm.addPass(createAttnSimplify());
-  AttnAnalyzeMaskOptions options;
+  AttnChooseTilingOptions options;
   options.blockQ = config.blockQ;
   options.blockKV = config.blockKV;
-  options.patchTiling = config.patchTiling;
-  pm.addPass(createAttnAnalyzeMask(options));
+  options.patches = config.patchTiling;
+  pm.addPass(createAttnChooseTiling(options));
   if (failed(pm.run(*module)))
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                   "the mask analysis failed on " + variant.name);
-  module->walk([&](attn::VariantOp op) {
-    auto attr = op->getAttrOfType<DictionaryAttr>("patch_tiling");
-    if (!attr)
-      return;
-    auto get = [&](StringRef name) {
-      ArrayRef<int64_t> v = cast<DenseI64ArrayAttr>(attr.get(name)).asArrayRef();
-      return std::vector<int64_t>(v.begin(), v.end());
-    };
-    tiling.q = {get("grid"), get("q_patch")};
-    tiling.kv = {get("grid"), get("kv_patch")};
+                                   "choosing the tiling failed on " + variant.name);
+  module->walk([&](attn::AttentionOp op) {
+    attn::TilingAttr t = op.getTilingAttr();
+    tiling.q = {t.getGrid().vec(), t.getQ().vec()};
+    tiling.kv = {t.getGrid().vec(), t.getKv().vec()};
   });
   return tiling;
 }

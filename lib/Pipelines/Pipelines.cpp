@@ -11,6 +11,7 @@
 #include "mlir/Conversion/GPUToROCDL/GPUToROCDLPass.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Pipelines/Passes.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Index/IR/IndexDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -35,17 +36,14 @@ void registerAllDialects(DialectRegistry &registry) {
 
 void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addPass(createAttnSimplify());
-  if (options.analyzeMask) {
-    AttnAnalyzeMaskOptions analysis;
-    analysis.blockQ = options.blockQ;
-    analysis.blockKV = options.blockKV;
-    analysis.patchTiling = options.patchTiling;
-    pm.addPass(createAttnAnalyzeMask(analysis));
-  }
-  AttnLowerToCPUOptions lowering;
-  lowering.blockQ = options.blockQ;
-  lowering.blockKV = options.blockKV;
-  pm.addPass(createAttnLowerToCPU(lowering));
+  AttnChooseTilingOptions tiling;
+  tiling.blockQ = options.blockQ;
+  tiling.blockKV = options.blockKV;
+  tiling.patches = options.analyzeMask && options.patchTiling;
+  pm.addPass(createAttnChooseTiling(tiling));
+  if (options.analyzeMask)
+    pm.addPass(createAttnAnalyzeMask());
+  pm.addPass(createAttnLowerToCPU());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }
@@ -111,7 +109,80 @@ void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
   pm.addPass(createGpuModuleToBinaryPass(binary));
 }
 
+void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
+  pm.addPass(createAttnSimplify());
+  if (!options.matrixCores) {
+    AttnLowerToGPUOptions simt;
+    simt.blockRows = options.simtRows;
+    pm.addPass(createAttnLowerToGPU(simt));
+    return;
+  }
+  // Flat tiles: the classifier takes boxes of consecutive tokens.
+  if (options.analyzeMask)
+    pm.addPass(createAttnAnalyzeMask());
+  AttnLowerToNVGPUOptions nvgpu;
+  nvgpu.keysPerTile = options.keysPerTile;
+  nvgpu.warps = options.warps;
+  pm.addPass(createAttnLowerToNVGPU(nvgpu));
+}
+
+void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip) {
+  gpu::GPUToNVVMPipelineOptions nvvm;
+  nvvm.cubinChip = chip;
+  nvvm.cubinFeatures = "+ptx80";
+  nvvm.cubinFormat = "isa"; // PTX text; ptxas makes the cubin
+  gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+}
+
+void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
+  pm.addPass(createAttnSimplify());
+  if (!options.matrixCores) {
+    AttnLowerToGPUOptions simt;
+    simt.blockRows = options.simtRows;
+    pm.addPass(createAttnLowerToGPU(simt));
+    return;
+  }
+  if (options.analyzeMask)
+    pm.addPass(createAttnAnalyzeMask());
+  AttnLowerToAMDGPUOptions amd;
+  amd.mfma = options.mfma;
+  pm.addPass(createAttnLowerToAMDGPU(amd));
+}
+
 namespace {
+/// The command-line options of heed-nvgpu-pipeline and heed-amdgpu-pipeline.
+struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("sm_80, sm_90, ... or gfx90a, gfx942, ...")};
+  Option<std::string> kernel{*this, "kernel",
+                             llvm::cl::desc("matrix-cores (tensor cores / MFMA) or simt"),
+                             llvm::cl::init("matrix-cores")};
+  Option<bool> analyzeMask{*this, "analyze-mask",
+                           llvm::cl::desc("skip KV tiles the mask empties"),
+                           llvm::cl::init(true)};
+  Option<int64_t> keysPerTile{*this, "keys-per-tile",
+                              llvm::cl::desc("NVIDIA: keys per KV tile, 32 or 64 (0: by head dim)"),
+                              llvm::cl::init(0)};
+  Option<int64_t> warps{*this, "warps", llvm::cl::desc("NVIDIA: warps per block (1, 2, 4, 8)"),
+                        llvm::cl::init(4)};
+  Option<int64_t> mfma{*this, "mfma", llvm::cl::desc("AMD: MFMA shape, 32 or 16"),
+                       llvm::cl::init(32)};
+  Option<int64_t> simtRows{*this, "simt-rows",
+                           llvm::cl::desc("SIMT: query rows (threads) per block"),
+                           llvm::cl::init(128)};
+
+  GPUPipelineOptions get(const char *defaultChip) const {
+    GPUPipelineOptions o;
+    o.chip = chip.empty() ? std::string(defaultChip) : std::string(chip);
+    o.matrixCores = kernel != "simt";
+    o.analyzeMask = analyzeMask;
+    o.keysPerTile = keysPerTile;
+    o.warps = warps;
+    o.mfma = mfma;
+    o.simtRows = simtRows;
+    return o;
+  }
+};
+
 struct ROCDLPipelineCLOptions : public PassPipelineOptions<ROCDLPipelineCLOptions> {
   Option<std::string> chip{*this, "chip", llvm::cl::desc("AMD GPU: gfx90a, gfx942, ..."),
                            llvm::cl::init("gfx942")};
@@ -136,6 +207,22 @@ void registerAllPasses() {
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
           buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
           buildCPUToLLVMPipeline(pm);
+        });
+    PassPipelineRegistration<GPUPipelineCLOptions>(
+        "heed-nvgpu-pipeline",
+        "attn -> an NVIDIA kernel (tensor cores or SIMT) -> PTX in a gpu.binary",
+        [](OpPassManager &pm, const GPUPipelineCLOptions &o) {
+          GPUPipelineOptions options = o.get("sm_90");
+          buildNVGPUKernelPipeline(pm, options);
+          buildNVVMBinaryPipeline(pm, options.chip);
+        });
+    PassPipelineRegistration<GPUPipelineCLOptions>(
+        "heed-amdgpu-pipeline",
+        "attn -> an AMD kernel (MFMA or SIMT) -> AMDGCN assembly in a gpu.binary",
+        [](OpPassManager &pm, const GPUPipelineCLOptions &o) {
+          GPUPipelineOptions options = o.get("gfx942");
+          buildAMDGPUKernelPipeline(pm, options);
+          buildGPUToROCDLPipeline(pm, options.chip);
         });
     PassPipelineRegistration<ROCDLPipelineCLOptions>(
         "heed-gpu-to-rocdl", "gpu-dialect kernels -> AMDGCN assembly (gpu.binary)",

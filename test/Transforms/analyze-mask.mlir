@@ -3,7 +3,7 @@
 // Causal: EMPTY where even the box's highest q is below its lowest kv, FULL
 // where its lowest q is at or above its highest kv.
 // CHECK-LABEL: attn.variant @causal
-// CHECK-SAME: sparsity = "closed_form"
+// CHECK-SAME: sparsity = #attn.sparsity<closed_form>
 // CHECK: blocks {
 // CHECK: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[QLO:.*]]: index, %[[QHI:.*]]: index, %[[KLO:.*]]: index, %[[KHI:.*]]: index):
 // CHECK-DAG: %[[qhi:.*]] = arith.index_cast %[[QHI]]
@@ -23,7 +23,7 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 
 // No mask: every box is FULL.
 // CHECK-LABEL: attn.variant @dense
-// CHECK-SAME: sparsity = "dense"
+// CHECK-SAME: sparsity = #attn.sparsity<dense>
 // CHECK: blocks {
 // CHECK: %[[FULL:.*]] = arith.constant 2 : i8
 attn.variant @dense buffers([] : []) shapes [] params {} score {
@@ -40,7 +40,7 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // Document ids: the blocks region takes the buffer's summary (a sparse
 // min/max table) and reads value ranges from it.
 // CHECK-LABEL: attn.variant @document
-// CHECK-SAME: sparsity = "data_dependent"
+// CHECK-SAME: sparsity = #attn.sparsity<data_dependent>
 // CHECK: blocks {
 // CHECK: memref<?xi32>, %[[SUM:.*]]: memref<?x?x2xi64>
 // CHECK: math.ctlz
@@ -61,7 +61,7 @@ attn.variant @document buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] param
 // A float read from a buffer cannot be bounded: boxes stay PARTIAL (never
 // wrongly EMPTY or FULL).
 // CHECK-LABEL: attn.variant @floaty
-// CHECK-SAME: sparsity = "data_dependent"
+// CHECK-SAME: sparsity = #attn.sparsity<data_dependent>
 // CHECK: blocks {
 // CHECK: %[[PARTIAL:.*]] = arith.constant 1 : i8
 // CHECK: attn.yield

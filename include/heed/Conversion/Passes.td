@@ -17,22 +17,16 @@ def AttnLowerToCPU : Pass<"attn-lower-to-cpu", "mlir::ModuleOp"> {
     online softmax (exponentials in base 2, log2(e) folded into the scores).
     Rows whose keys are all masked produce zeros and lse = -inf. Out-of-range
     buffer reads produce zero and record the buffer number in `status`.
-    A variant with `patch_tiling` (from --attn-analyze-mask) is tiled by
-    patches of its token grid: rows are gathered and scattered through the
-    patch permutation and KV patches are walked by nested loops. Functions
-    marked `attn.tile_count = {side = "q"|"kv", variant = @v}` get bodies
-    that count the tiles of a sequence length under the tiling used.
-    The referenced variants are erased once no attention op uses them.
+    The tiles are the op's `tiling` (from --attn-choose-tiling): `block-q`
+    (a power of two up to 64, the vector width) query rows and `block-kv`
+    keys, or patches of a token grid: rows are gathered and scattered
+    through the patch permutation and KV patches are walked by nested loops.
+    `attn.num_tiles` ops become the tile counts of their tiling. The
+    referenced variants are erased once no attention op uses them.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect",
     "mlir::vector::VectorDialect"];
-  let options = [
-    Option<"blockQ", "block-q", "int64_t", "16",
-           "query rows per work item: the vector width (a power of two)">,
-    Option<"blockKV", "block-kv", "int64_t", "16",
-           "keys per KV block">,
-  ];
 }
 
 def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
@@ -53,7 +47,7 @@ def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect"];
   let options = [
     Option<"blockRows", "block-rows", "int64_t", "128",
-           "threads (query rows) per block, recorded on the kernel as attn.block_rows">,
+           "threads (query rows) per block, recorded in the kernel's attn.launch">,
   ];
 }
 

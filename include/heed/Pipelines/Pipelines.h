@@ -31,6 +31,31 @@ void buildCPUTilingPipeline(mlir::OpPassManager &pm, const CPUPipelineOptions &o
 /// tiled scf/vector/memref code -> LLVM dialect. Printable stage `--emit=llvm`.
 void buildCPUToLLVMPipeline(mlir::OpPassManager &pm);
 
+/// Options of the GPU pipelines. The dtype and head dims come from the IR.
+struct GPUPipelineOptions {
+  std::string chip;         ///< "sm_90", "gfx942", ...
+  bool matrixCores = true;  ///< the tensor-core / MFMA kernel, else the SIMT one
+  bool analyzeMask = true;  ///< matrix cores: skip the KV tiles the mask empties
+  int64_t keysPerTile = 0;  ///< NVIDIA: keys per KV tile (0: by head dim)
+  int64_t warps = 4;        ///< NVIDIA: warps per block, 16 query rows each
+  int64_t mfma = 32;        ///< AMD: the MFMA shape, 32 or 16
+  int64_t simtRows = 128;   ///< SIMT: query rows (threads) per block
+};
+
+/// attn -> a gpu.func kernel in `gpu.module @heed_gpu` for NVIDIA
+/// (--attn-lower-to-nvgpu or the SIMT --attn-lower-to-gpu), its launch shape
+/// in `attn.launch`. Printable stage `--emit=gpu`.
+void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
+
+/// gpu-dialect kernels -> PTX for `chip` in a gpu.binary (MLIR's
+/// gpu-lower-to-nvvm-pipeline: NVVM, LLVM's NVPTX backend; PTX ISA 8.0 so
+/// that sm_90 can be targeted). ptxas then makes the cubin (heed::compileCUDA).
+void buildNVVMBinaryPipeline(mlir::OpPassManager &pm, const std::string &chip);
+
+/// attn -> a gpu.func kernel for AMD (--attn-lower-to-amdgpu or the SIMT
+/// --attn-lower-to-gpu).
+void buildAMDGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
+
 /// gpu-dialect kernels (--attn-lower-to-gpu, --attn-lower-to-amdgpu) ->
 /// AMDGCN assembly in a gpu.binary, for `chip` (gfx90a, gfx942, ...):
 /// scf -> cf, rocdl-attach-target, math-expand-ops{ops=tanh}, convert-gpu-to-rocdl (amdgpu.mfma ->

@@ -14,6 +14,31 @@ def AttnSimplify : Pass<"attn-simplify", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
 
+def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
+  let summary = "Choose how each attention op cuts q and kv into tiles (#attn.tiling)";
+  let description = [{
+    Sets `tiling` on every `attn.attention` (and `attn.num_tiles`): flat tiles
+    of `block-q` queries and `block-kv` keys, or, where the variant's mask
+    reads q and kv only through floor divisions and remainders by constants
+    that form a chain of strides (a 2-D or 3-D token grid, as the
+    neighborhood masks do) and `patches` is set, patches of that grid with
+    block-q / block-kv lanes each, shaped to waste the fewest lanes past the
+    grid's edges. It then records the grid on the variant (`#attn.grid`), so
+    that --attn-analyze-mask (run after it) classifies grid boxes. Gated
+    variants keep flat tiles (their query tiles are routed rows).
+
+    ```mlir
+    attn.attention @nbhd ... {tiling = #attn.tiling<q = [4, 4], kv = [4, 4], grid = [128]>}
+    ```
+  }];
+  let options = [
+    Option<"blockQ", "block-q", "int64_t", "16", "query tokens per tile">,
+    Option<"blockKV", "block-kv", "int64_t", "16", "keys per KV tile">,
+    Option<"patches", "patches", "bool", "true",
+           "tile token grids by multi-dimensional patches where the mask allows">,
+  ];
+}
+
 def AttnAnalyzeMask : Pass<"attn-analyze-mask", "mlir::ModuleOp"> {
   let summary = "Derive a block classifier (EMPTY / FULL / PARTIAL) from each mask";
   let description = [{
@@ -23,29 +48,19 @@ def AttnAnalyzeMask : Pass<"attn-analyze-mask", "mlir::ModuleOp"> {
     box), 2 (FULL: true everywhere) or 1 (PARTIAL). It is sound by
     construction (each abstract op over-approximates its concrete op) and exact
     for masks built from comparisons of sums/differences of q, kv and
-    constants. It also sets `sparsity` on the variant: "dense" (no mask),
-    "empty", "closed_form", or "data_dependent" (the mask reads buffers or
+    constants. It also sets `sparsity` on the variant: dense (no mask),
+    empty, closed_form, or data_dependent (the mask reads buffers or
     floats, so boxes are PARTIAL unless decided by the rest of the mask).
-    The CPU lowering uses the classifier to skip EMPTY blocks and the mask of
-    FULL blocks.
+    The lowerings use the classifier to skip EMPTY tiles and the mask of
+    FULL ones.
 
-    Patch tiling: where the mask reads q and kv only through floor divisions
-    and remainders by constants that form a chain of strides (a 2-D or 3-D
-    token grid, as the neighborhood masks do), the pass chooses a patch shape
-    per tile (`block-q` query tokens, `block-kv` keys) and records it as
-    `patch_tiling = {grid = [inner extents], q_patch = [...], kv_patch = [...]}`
-    on the variant. The `blocks` region then classifies Cartesian boxes of the
-    grid whose corners are `q_lo`/`q_hi` and `kv_lo`/`kv_hi`, and the
-    lowering walks tiles as patches. `patch-tiling=false` keeps flat tiles.
+    Where the variant has a `grid` (from --attn-choose-tiling), the box is a
+    Cartesian box of that token grid whose corners are `q_lo`/`q_hi` and
+    `kv_lo`/`kv_hi`: q and kv then carry their grid digits through the
+    interpretation, so neighborhood masks classify patches exactly.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
                            "mlir::scf::SCFDialect"];
-  let options = [
-    Option<"blockQ", "block-q", "int64_t", "16", "query tokens per tile">,
-    Option<"blockKV", "block-kv", "int64_t", "16", "keys per KV tile">,
-    Option<"patchTiling", "patch-tiling", "bool", "true",
-           "tile token grids by multi-dimensional patches where the mask allows">,
-  ];
 }
 
 def ApproximateMath : Pass<"heed-approximate-math"> {

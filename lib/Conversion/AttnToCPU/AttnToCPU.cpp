@@ -28,6 +28,7 @@
 #include "../BlockSearch.h"
 
 #include "dialects/attn/AttnOps.h"
+#include "dialects/attn/TileMath.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
@@ -70,17 +71,10 @@ struct Tiling {
   }
 };
 
-Tiling tilingOf(VariantOp variant, bool q, int64_t block) {
+Tiling tilingOf(heed::attn::TilingAttr attr, heed::attn::Side side) {
   Tiling t;
-  auto attr = variant->getAttrOfType<DictionaryAttr>("patch_tiling");
-  if (!attr || variant.getBlocks().empty())
-    return Tiling{{1}, {block}};
-  ArrayRef<int64_t> grid = cast<DenseI64ArrayAttr>(attr.get("grid")).asArrayRef();
-  t.strides.assign(grid.size() + 1, 1);
-  for (size_t k = grid.size(); k > 0; --k)
-    t.strides[k - 1] = t.strides[k] * grid[k - 1];
-  ArrayRef<int64_t> patch =
-      cast<DenseI64ArrayAttr>(attr.get(q ? "q_patch" : "kv_patch")).asArrayRef();
+  t.strides = heed::attn::gridStrides(attr.getGrid());
+  ArrayRef<int64_t> patch = attr.getPatch(side);
   t.patch.assign(patch.begin(), patch.end());
   return t;
 }
@@ -107,10 +101,10 @@ Value countTiles(OpBuilder &b, Location loc, Value seq, const Tiling &t) {
 /// Builds the lowered code of one attention op.
 class CPUAttentionLowering {
 public:
-  CPUAttentionLowering(AttentionOp op, VariantOp variant, int64_t blockQ,
-                       int64_t blockKV)
-      : op(op), variant(variant), b(op.getLoc(), op), blockQ(blockQ),
-        blockKV(blockKV) {}
+  CPUAttentionLowering(AttentionOp op, VariantOp variant)
+      : op(op), variant(variant), b(op.getLoc(), op),
+        blockQ(op.getTilingAttr().getTileSize(heed::attn::Side::Q)),
+        blockKV(op.getTilingAttr().getTileSize(heed::attn::Side::KV)) {}
 
   LogicalResult run();
 
@@ -646,7 +640,7 @@ std::pair<Value, Value> CPUAttentionLowering::visitClassified(Value kb, Value kv
   Value trueValue = arith::ConstantIntOp::create(b, 1, 1);
   Value cls = classify(qLoTok, qHiTok, kvLo, kvHi);
   Value visit = arith::CmpIOp::create(b, arith::CmpIPredicate::ne, cls,
-                                      arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+                                      arith::ConstantIntOp::create(b, int64_t(heed::attn::BlockClass::Empty), 8));
   if (patched) {
     // A patch whose first token is past the end is all holes (a sequence
     // that ends mid-row): nothing to compute.
@@ -656,7 +650,7 @@ std::pair<Value, Value> CPUAttentionLowering::visitClassified(Value kb, Value kv
     visit = arith::AndIOp::create(b, visit, real);
   }
   Value partial = arith::CmpIOp::create(
-      b, arith::CmpIPredicate::eq, cls, arith::ConstantIntOp::create(b, VariantOp::Partial, 8));
+      b, arith::CmpIPredicate::eq, cls, arith::ConstantIntOp::create(b, int64_t(heed::attn::BlockClass::Partial), 8));
   auto ifOp = scf::IfOp::create(b, TypeRange{laneType, laneType}, visit, true);
   OpBuilder::InsertionGuard inner(b);
   b.setInsertionPointToStart(&ifOp.getThenRegion().front());
@@ -689,7 +683,7 @@ std::pair<Value, Value> CPUAttentionLowering::emitKVPatches(size_t k, SmallVecto
     }
     return arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
                                  classify(qLoTok, qHiTok, tokenOf(boxLo, t), tokenOf(boxHi, t)),
-                                 arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+                                 arith::ConstantIntOp::create(b, int64_t(heed::attn::BlockClass::Empty), 8));
   };
   Value first = searchFirst(c0, count, [&](Value x) -> Value {
     Value to = minIdx(arith::SubIOp::create(
@@ -871,7 +865,7 @@ void CPUAttentionLowering::emitItem(Value item) {
     // it shrinks.
     auto isEmpty = [&](Value lo, Value hi) {
       return arith::CmpIOp::create(b, arith::CmpIPredicate::eq, classify(qLo, qHi, lo, hi),
-                                   arith::ConstantIntOp::create(b, VariantOp::Empty, 8));
+                                   arith::ConstantIntOp::create(b, int64_t(heed::attn::BlockClass::Empty), 8));
     };
     first = searchFirst(c0, numKVBlocks, [&](Value x) -> Value {
       Value hi = minIdx(arith::SubIOp::create(
@@ -1034,20 +1028,15 @@ LogicalResult CPUAttentionLowering::run() {
   seqKV = dim(k, 2);
   Value headsKV = dim(k, 1);
   group = arith::DivUIOp::create(b, headsQ, headsKV);
-  qTiling = tilingOf(variant, /*q=*/true, blockQ);
-  kvTiling = tilingOf(variant, /*q=*/false, blockKV);
+  qTiling = tilingOf(op.getTilingAttr(), heed::attn::Side::Q);
+  kvTiling = tilingOf(op.getTilingAttr(), heed::attn::Side::KV);
   patched = qTiling.dims() > 1;
   if (patched) {
-    auto product = [](const Tiling &t) {
-      int64_t n = 1;
-      for (int64_t p : t.patch)
-        n *= p;
-      return n;
-    };
-    if (product(qTiling) != blockQ || product(kvTiling) != blockKV ||
-        kvTiling.dims() != qTiling.dims())
-      return op.emitOpError() << "has a variant whose patch_tiling does not match block-q "
-                                 "and block-kv";
+    if (variant.getGridAttr() == nullptr ||
+        variant.getGridAttr().getExtents() != op.getTilingAttr().getGrid())
+      return op.emitOpError() << "is tiled by patches of a grid its variant's classifier "
+                                 "does not use (run --attn-choose-tiling before "
+                                 "--attn-analyze-mask)";
     qRows0 = rowsOf(b, b.getLoc(), seqQ, qTiling);
     kvRows0 = rowsOf(b, b.getLoc(), seqKV, kvTiling);
   }
@@ -1067,8 +1056,7 @@ LogicalResult CPUAttentionLowering::run() {
   statBuf = memref::AllocaOp::create(b, MemRefType::get({blockQ}, f32Type));
 
   auto items = scf::ForOp::create(b, begin, end, idx(1));
-  if (patched) // for readers of the tiled IR: which tiles the items are
-    items->setAttr("attn.patch_tiling", variant->getAttr("patch_tiling"));
+  items->setAttr("attn.tiling", op.getTilingAttr()); // for readers of the tiled IR
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(items.getBody());
@@ -1087,11 +1075,6 @@ struct AttnLowerToCPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (blockQ < 1 || blockKV < 1 || (blockQ & (blockQ - 1)) != 0) {
-      module.emitError() << "attn-lower-to-cpu: block-q must be a power of two "
-                            "(it is the vector width) and block-kv positive";
-      return signalPassFailure();
-    }
     SymbolTableCollection symbols;
     SmallVector<AttentionOp> ops;
     module.walk([&](AttentionOp op) { ops.push_back(op); });
@@ -1101,34 +1084,33 @@ struct AttnLowerToCPUPass
         op.emitOpError() << "refers to an unknown variant";
         return signalPassFailure();
       }
-      CPUAttentionLowering lowering(op, variant, blockQ, blockKV);
+      heed::attn::TilingAttr tiling = op.getTilingAttr();
+      if (!tiling) {
+        op.emitOpError() << "has no tiling: run --attn-choose-tiling first";
+        return signalPassFailure();
+      }
+      int64_t q = tiling.getTileSize(heed::attn::Side::Q);
+      if (q > 64 || (q & (q - 1)) || tiling.getTileSize(heed::attn::Side::KV) > 64) {
+        op.emitOpError() << "needs tiles of at most 64 keys and a power of two up to 64 "
+                            "queries (the vector width) on the CPU";
+        return signalPassFailure();
+      }
+      CPUAttentionLowering lowering(op, variant);
       if (failed(lowering.run()))
         return signalPassFailure();
     }
-    // The tile counts the runtime asks for, from the tiling chosen here.
-    SmallVector<func::FuncOp> counters;
-    module.walk([&](func::FuncOp f) {
-      if (f->hasAttr("attn.tile_count"))
-        counters.push_back(f);
-    });
-    for (func::FuncOp f : counters) {
-      auto info = f->getAttrOfType<DictionaryAttr>("attn.tile_count");
-      auto name = info ? info.getAs<FlatSymbolRefAttr>("variant") : nullptr;
-      auto side = info ? info.getAs<StringAttr>("side") : nullptr;
-      auto variant = name ? symbols.lookupNearestSymbolFrom<VariantOp>(f, name) : nullptr;
-      if (!variant || !side || f.getNumArguments() != 1 || f.isExternal()) {
-        f.emitOpError() << "has a malformed attn.tile_count";
+    // The tile counts the runtime asks for, from the tiling chosen.
+    SmallVector<heed::attn::NumTilesOp> counts;
+    module.walk([&](heed::attn::NumTilesOp op) { counts.push_back(op); });
+    for (heed::attn::NumTilesOp count : counts) {
+      if (!count.getTilingAttr()) {
+        count.emitOpError() << "has no tiling: run --attn-choose-tiling first";
         return signalPassFailure();
       }
-      bool isQ = side.getValue() == "q";
-      Tiling t = tilingOf(variant, isQ, isQ ? blockQ : blockKV);
-      Block &body = f.getBody().front();
-      Value seq = body.getArgument(0);
-      while (!body.empty())
-        body.back().erase();
-      OpBuilder b = OpBuilder::atBlockEnd(&body);
-      func::ReturnOp::create(b, f.getLoc(), countTiles(b, f.getLoc(), seq, t));
-      f->removeAttr("attn.tile_count");
+      OpBuilder b(count);
+      Tiling t = tilingOf(count.getTilingAttr(), count.getSide());
+      count.replaceAllUsesWith(countTiles(b, count.getLoc(), count.getSeq(), t));
+      count.erase();
     }
     // Variants have been inlined where they were used.
     SmallVector<VariantOp> variants;

@@ -289,8 +289,8 @@ LogicalResult lowerKernels(
     auto kernel =
         gpu::GPUFuncOp::create(b, f.getLoc(), f.getName(), f.getFunctionType(), workgroup);
     kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-    kernel->setAttr("attn.block_rows", b.getI64IntegerAttr(blockRows));
-    kernel->setAttr("attn.threads", b.getI64IntegerAttr(threads));
+    kernel->setAttr(heed::attn::kLaunchAttrName,
+                    heed::attn::LaunchAttr::get(b.getContext(), blockRows, threads, 0));
     // The function's arguments become the kernel's.
     Block &body = kernel.getBody().front();
     IRMapping map;
@@ -306,10 +306,13 @@ LogicalResult lowerKernels(
     gpu::ReturnOp::create(b, f.getLoc());
     f.erase();
   }
+  // Variants have been inlined into the kernels; host code (tile counts) may
+  // still name them.
   SmallVector<VariantOp> variants;
   module.walk([&](VariantOp v) { variants.push_back(v); });
   for (VariantOp v : variants)
-    v.erase();
+    if (SymbolTable::symbolKnownUseEmpty(v, module))
+      v.erase();
   return success();
 }
 

@@ -4,7 +4,7 @@
 // tiles of 64 keys are staged in shared memory in two stages by cp.async
 // (tile t + 1 is copied while tile t is computed; rows padded by 8
 // elements: no bank conflicts on ldmatrix); the buffers live in dynamic
-// shared memory (attn.shared_bytes on the kernel: 67584 bytes at head dim
+// shared memory (`shared_bytes` of the kernel's attn.launch: 67584 bytes at head dim
 // 256, past the 48 KB static limit). Q, K and V fragments come from
 // ldmatrix (V transposed); P goes from the S accumulators straight into
 // the A operand of the PV product. Row statistics are shared by the 4
@@ -84,7 +84,10 @@ protected:
     int64_t vBytes = rows * (Dv + kPad) * 2;
     bufA = memref::ViewOp::create(b, loc, tiles(D), shared, idx(0), ValueRange{});
     bufV = memref::ViewOp::create(b, loc, tiles(Dv), shared, idx(kBytes), ValueRange{});
-    kernel->setAttr("attn.shared_bytes", b.getI64IntegerAttr(kBytes + vBytes));
+    auto launch = kernel->getAttrOfType<heed::attn::LaunchAttr>(heed::attn::kLaunchAttrName);
+    kernel->setAttr(heed::attn::kLaunchAttrName,
+                    heed::attn::LaunchAttr::get(b.getContext(), launch.getBlockRows(),
+                                                launch.getThreads(), kBytes + vBytes));
     laneMod8 = arith::RemUIOp::create(b, loc, lane, idx(8));
     laneMod16 = arith::RemUIOp::create(b, loc, lane, idx(16));
     laneDiv16 = arith::DivUIOp::create(b, loc, lane, idx(16));

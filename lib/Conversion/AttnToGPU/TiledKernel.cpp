@@ -139,7 +139,7 @@ LogicalResult TiledKernelLowering::emit() {
   auto isEmpty = [&](Value lo, Value hi) -> Value {
     Value cls = classify(q0, qHiBox, lo, hi);
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
-                                 arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
+                                 arith::ConstantIntOp::create(b, loc, int64_t(heed::attn::BlockClass::Empty), 8));
   };
   const bool classifies = !variant.getBlocks().empty() &&
                           op.getSummaries().size() == variant.getSummarizedBuffers().size();
@@ -157,7 +157,7 @@ LogicalResult TiledKernelLowering::emit() {
   };
   auto notEmpty = [&](Value cls) -> Value {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
-                                 arith::ConstantIntOp::create(b, loc, VariantOp::Empty, 8));
+                                 arith::ConstantIntOp::create(b, loc, int64_t(heed::attn::BlockClass::Empty), 8));
   };
   // K/V rows from kvLo into buffer `stage`, unless the tile's class `cls`
   // (null: unknown) is EMPTY. The class is uniform over the block, so the
@@ -298,7 +298,7 @@ LogicalResult TiledKernelLowering::emit() {
 
       // FULL: every (q, kv) of the box is visible and no key is past Skv.
       Value full = arith::AndIOp::create(
-          b, loc, isClass(cls, VariantOp::Full),
+          b, loc, isClass(cls, int64_t(heed::attn::BlockClass::Full)),
           arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
                                 arith::AddIOp::create(b, loc, kv0, idx(keys)), seqKV));
       TypeRange types = TypeRange(ValueRange(it));

@@ -238,7 +238,8 @@ attn::VariantOp emitVariant(OpBuilder &builder, Location loc,
       builder.getDictionaryAttr(params),
       variant.route ? builder.getDenseI64ArrayAttr(variant.routeCases) : DenseI64ArrayAttr(),
       variant.gate ? builder.getDenseI64ArrayAttr(spec::gateLayout(*variant.gate))
-                   : DenseI64ArrayAttr());
+                   : DenseI64ArrayAttr(),
+      /*sparsity=*/attn::SparsityAttr(), /*grid=*/attn::GridAttr());
 
   OpBuilder::InsertionGuard guard(builder);
   Type idx = builder.getIndexType();

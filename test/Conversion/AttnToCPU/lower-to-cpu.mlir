@@ -1,10 +1,10 @@
-// RUN: heed-opt %s --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s
-// RUN: heed-opt %s --attn-lower-to-cpu="block-kv=8" --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=KV8
-// RUN: heed-opt %s --attn-lower-to-cpu="block-q=8 block-kv=4" --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=Q8
-// RUN: not heed-opt %s --attn-lower-to-cpu="block-q=12" --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
-// RUN: not heed-opt %s --attn-lower-to-cpu="block-kv=0" --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
+// RUN: heed-opt %s --attn-choose-tiling --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: heed-opt %s --attn-choose-tiling="block-kv=8" --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=KV8
+// RUN: heed-opt %s --attn-choose-tiling="block-q=8 block-kv=4" --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=Q8
+// RUN: not heed-opt %s --attn-choose-tiling="block-q=12" --attn-lower-to-cpu --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
+// RUN: not heed-opt %s --attn-choose-tiling="block-kv=65" --attn-lower-to-cpu --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
 
-// BADQ: error: attn-lower-to-cpu: block-q must be a power of two (it is the vector width) and block-kv positive
+// BADQ: error: 'attn.attention' op needs tiles of at most 64 keys and a power of two up to 64 queries (the vector width) on the CPU
 
 // The lowering puts query rows in vector lanes: with block-q = 16 the scores
 // of one key for the 16 rows of a work item are a vector<16xf32>, the running
@@ -64,7 +64,7 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK: math.log2 %{{.*}} : vector<16xf32>
 // CHECK: vector.store %{{.*}}, %[[O]][%[[B]], %[[H]], %{{.*}}, %{{.*}}] : memref<?x8x?x32xf32>, vector<32xf32>
 // CHECK: memref.store %{{.*}}, %[[LSE]][%[[B]], %[[H]], %{{.*}}] : memref<?x8x?xf32>
-// CHECK-NOT: attn.
+// CHECK-NOT: {{^ *attn\.}}
 
 // block-kv=8: 8-key tiles and 8 partial dot products per head-dim step.
 // KV8-NOT: attn.variant
@@ -143,7 +143,7 @@ attn.variant @buffers buffers(["slopes", "layout"] : [memref<?xf32>, memref<?x?x
 // CHECK: %[[TWO:.*]] = arith.constant 2 : i32
 // CHECK: memref.store %[[TWO]], %[[STATUS]][%{{.*}}] : memref<1xi32>
 // CHECK: arith.cmpi ne, %{{.*}}, %{{.*}} : vector<16xi64>
-// CHECK-NOT: attn.
+// CHECK-NOT: {{^ *attn\.}}
 // Q8-LABEL: func.func @lower_buffers
 // Q8: vector.gather {{.*}} : memref<?xf32>, vector<8xindex>, vector<8xi1>, vector<8xf32> into vector<8xf32>
 // Q8: vector.reduction <or>, %{{.*}} : vector<8xi1> into i1
@@ -191,7 +191,7 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // CHECK-NOT: -> (vector<16xi1>)
 // CHECK: %[[OUT:.*]] = arith.truncf %{{.*}} : vector<64xf32> to vector<64xbf16>
 // CHECK: vector.store %[[OUT]], %[[O]][%[[B]], %{{.*}}, %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>, vector<64xbf16>
-// CHECK-NOT: attn.
+// CHECK-NOT: {{^ *attn\.}}
 // Q8-LABEL: func.func @lower_bshd
 // Q8-DAG: memref.alloca() : memref<64x8xf32>
 // Q8-DAG: memref.alloca() : memref<4x64xf32>
@@ -204,7 +204,7 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 func.func @lower_bshd(%q: memref<?x?x8x64xbf16>, %k: memref<?x?x2x64xbf16>, %v: memref<?x?x2x64xbf16>,
                       %o: memref<?x?x8x64xbf16>) {
   attn.attention @dense ins(%q, %k, %v : memref<?x?x8x64xbf16>, memref<?x?x2x64xbf16>, memref<?x?x2x64xbf16>)
-      outs(%o : memref<?x?x8x64xbf16>) {scale = 1.250000e-01 : f32, layout = "bshd"}
+      outs(%o : memref<?x?x8x64xbf16>) {scale = 1.250000e-01 : f32, layout = #attn.layout<bshd>}
   return
 }
 
@@ -251,7 +251,7 @@ attn.variant @classified buffers([] : []) shapes [] params {} score {
 // CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: } else {
 // CHECK: scf.yield %{{.*}}, %{{.*}} : vector<16xf32>, vector<16xf32>
-// CHECK-NOT: attn.
+// CHECK-NOT: {{^ *attn\.}}
 // Q8-LABEL: func.func @lower_classified
 // Q8: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<8xindex>
 func.func @lower_classified(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %stats: memref<3xi64>,
@@ -385,14 +385,6 @@ func.func @lower_missing_summaries(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64
   attn.attention @doc_blocks ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
       buffers(%doc : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
   return
-}
-
-// -----
-
-// A tile count function must name its variant (the lowering defines its body).
-// expected-error @+1 {{'func.func' op has a malformed attn.tile_count}}
-func.func @heed_num_q_tiles(%s: index) -> index attributes {attn.tile_count = {side = "q"}} {
-  return %s : index
 }
 
 // -----

@@ -1,6 +1,5 @@
-// RUN: heed-opt %s --attn-simplify --attn-analyze-mask --attn-lower-to-cpu --canonicalize --cse | FileCheck %s
-// RUN: heed-opt %s --attn-simplify --attn-analyze-mask="patch-tiling=false" --attn-lower-to-cpu --canonicalize --cse | FileCheck %s --check-prefix=FLAT
-// RUN: not heed-opt %s --attn-simplify --attn-analyze-mask="block-q=8" --attn-lower-to-cpu 2>&1 | FileCheck %s --check-prefix=MISMATCH
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling --attn-analyze-mask --attn-lower-to-cpu --canonicalize --cse | FileCheck %s
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="patches=false" --attn-analyze-mask --attn-lower-to-cpu --canonicalize --cse | FileCheck %s --check-prefix=FLAT
 
 // A window on a ? x 24 grid, tiled by 4 x 4 patches. The lowering defines
 // the tile counts the runtime sizes its work with (ceil(ceil(S / 24) / 4)
@@ -16,7 +15,7 @@
 // CHECK: scf.for
 // CHECK: vector.fma
 // CHECK-LABEL: func.func @heed_num_q_tiles
-// CHECK-NOT: attn.tile_count
+// CHECK-NOT: attn.num_tiles
 // CHECK-DAG: %[[C24:.*]] = arith.constant 24 : index
 // CHECK-DAG: %[[C4:.*]] = arith.constant 4 : index
 // CHECK-DAG: %[[C6:.*]] = arith.constant 6 : index
@@ -28,7 +27,6 @@
 // FLAT: %[[C16:.*]] = arith.constant 16 : index
 // FLAT: %[[N:.*]] = arith.ceildivui %arg0, %[[C16]]
 // FLAT: return %[[N]]
-// MISMATCH: error: 'attn.attention' op has a variant whose patch_tiling does not match block-q and block-kv
 attn.variant @grid2d buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -56,6 +54,7 @@ func.func @lower_grid(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
       outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
   return
 }
-func.func @heed_num_q_tiles(%s: index) -> index attributes {attn.tile_count = {side = "q", variant = @grid2d}} {
-  return %s : index
+func.func @heed_num_q_tiles(%s: index) -> index {
+  %n = attn.num_tiles %s of @grid2d side <q> : index
+  return %n : index
 }

@@ -104,6 +104,6 @@ func.func @alibi_kernel(%q: memref<?x?x8x64xf32>, %k: memref<?x?x2x64xf32>, %o: 
                         %slopes: memref<?xf32>, %status: memref<1xi32>, %begin: index, %end: index) {
   attn.attention @alibi ins(%q, %k, %k : memref<?x?x8x64xf32>, memref<?x?x2x64xf32>, memref<?x?x2x64xf32>)
       buffers(%slopes : memref<?xf32>) outs(%o : memref<?x?x8x64xf32>) status(%status : memref<1xi32>)
-      work(%begin, %end) {scale = 0.125 : f32, layout = "bshd"}
+      work(%begin, %end) {scale = 0.125 : f32, layout = #attn.layout<bshd>}
   return
 }

@@ -84,7 +84,7 @@ attn.variant @buffers buffers(["slopes", "doc", "layout", "bias", "table", "keep
 // summary per rank-1 integer buffer after the buffers; extra attributes go
 // after `attributes`. The attention op passes the summaries.
 // CHECK-LABEL: attn.variant @document
-// CHECK-SAME: buffers(["doc"] : [memref<?xi32>]) shapes {{\[}}["Skv"]] params {} attributes {sparsity = "data_dependent"} score {
+// CHECK-SAME: buffers(["doc"] : [memref<?xi32>]) shapes {{\[}}["Skv"]] params {} attributes {sparsity = #attn.sparsity<data_dependent>} score {
 // CHECK: } mask {
 // CHECK: } blocks {
 // CHECK-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?x?x2xi64>):
@@ -92,7 +92,7 @@ attn.variant @buffers buffers(["slopes", "doc", "layout", "bias", "table", "keep
 // CHECK-LABEL: func.func @with_summaries
 // CHECK: attn.attention @document ins(%{{.*}}, %{{.*}}, %{{.*}} : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%{{.*}} : memref<?xi32>) summaries(%{{.*}} : memref<?x?x2xi64>) outs(%{{.*}} : memref<?x?x?x64xf32>) stats(%{{.*}} : memref<3xi64>) {scale = 1.250000e-01 : f32}
 attn.variant @document buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {}
-    attributes {sparsity = "data_dependent"} score {
+    attributes {sparsity = #attn.sparsity<data_dependent>} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %doc: memref<?xi32>):
   attn.yield %s : f32
 } mask {
@@ -133,7 +133,7 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 // CHECK: attn.attention @plain ins(%{{.*}}, %{{.*}}, %{{.*}} : memref<2x4x128x64xf16>, memref<2x4x256x64xf16>, memref<2x4x256x64xf16>) outs(%{{.*}} : memref<2x4x128x64xf16>) {scale = 1.000000e+00 : f32}{{$}}
 func.func @minimal(%q: memref<2x4x128x64xf16>, %k: memref<2x4x256x64xf16>, %o: memref<2x4x128x64xf16>) {
   attn.attention @plain ins(%q, %k, %k : memref<2x4x128x64xf16>, memref<2x4x256x64xf16>, memref<2x4x256x64xf16>)
-      outs(%o : memref<2x4x128x64xf16>) {scale = 1.0 : f32, layout = "bhsd"}
+      outs(%o : memref<2x4x128x64xf16>) {scale = 1.0 : f32, layout = #attn.layout<bhsd>}
   return
 }
 
@@ -151,11 +151,11 @@ func.func @gqa_bhsd(%q: memref<?x16x?x128xbf16>, %k: memref<?x4x?x128xbf16>, %v:
 // MQA in bshd (heads are dimension 2: 8 query heads over 1), status present,
 // lse absent; out may hold another float type than q/k/v.
 // CHECK-LABEL: func.func @mqa_bshd
-// CHECK: attn.attention @plain ins(%{{.*}}, %{{.*}}, %{{.*}} : memref<?x?x8x64xf16>, memref<?x?x1x64xf16>, memref<?x?x1x64xf16>) outs(%{{.*}} : memref<?x?x8x64xf32>) status(%{{.*}} : memref<1xi32>) {layout = "bshd", scale = 1.250000e-01 : f32}{{$}}
+// CHECK: attn.attention @plain ins(%{{.*}}, %{{.*}}, %{{.*}} : memref<?x?x8x64xf16>, memref<?x?x1x64xf16>, memref<?x?x1x64xf16>) outs(%{{.*}} : memref<?x?x8x64xf32>) status(%{{.*}} : memref<1xi32>) {layout = #attn.layout<bshd>, scale = 1.250000e-01 : f32}{{$}}
 func.func @mqa_bshd(%q: memref<?x?x8x64xf16>, %k: memref<?x?x1x64xf16>, %v: memref<?x?x1x64xf16>,
                     %o: memref<?x?x8x64xf32>, %status: memref<1xi32>) {
   attn.attention @plain ins(%q, %k, %v : memref<?x?x8x64xf16>, memref<?x?x1x64xf16>, memref<?x?x1x64xf16>)
-      outs(%o : memref<?x?x8x64xf32>) status(%status : memref<1xi32>) {scale = 0.125 : f32, layout = "bshd"}
+      outs(%o : memref<?x?x8x64xf32>) status(%status : memref<1xi32>) {scale = 0.125 : f32, layout = #attn.layout<bshd>}
   return
 }
 
@@ -179,7 +179,7 @@ attn.variant @alibi buffers(["slopes"] : [memref<?xf32>]) shapes [["H"]] params 
 // CHECK-SAME: buffers(%{{.*}} : memref<?xf32>)
 // CHECK-SAME: outs(%{{.*}} : memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>)
 // CHECK-SAME: lse(%{{.*}} : memref<?x?x?xf32>) status(%{{.*}} : memref<1xi32>) stats(%{{.*}} : memref<3xi64>) work(%{{.*}}, %{{.*}})
-// CHECK-SAME: {layout = "bshd", scale = 1.250000e-01 : f32}
+// CHECK-SAME: {layout = #attn.layout<bshd>, scale = 1.250000e-01 : f32}
 func.func @bshd_strided(%q: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>,
                         %k: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>,
                         %v: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>,
@@ -190,7 +190,7 @@ func.func @bshd_strided(%q: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?
       buffers(%slopes : memref<?xf32>)
       outs(%o : memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>)
       lse(%lse : memref<?x?x?xf32>) status(%status : memref<1xi32>) stats(%stats : memref<3xi64>)
-      work(%begin, %end) {scale = 0.125 : f32, layout = "bshd"}
+      work(%begin, %end) {scale = 0.125 : f32, layout = #attn.layout<bshd>}
   return
 }
 

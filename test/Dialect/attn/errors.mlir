@@ -536,8 +536,9 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 }
 
 func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
-  // expected-error @+1 {{layout must be "bhsd" or "bshd", got "sbhd"}}
-  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32, layout = "sbhd"}
+  // expected-error @+2 {{expected ::heed::attn::Layout to be one of: bhsd, bshd}}
+  // expected-error @+1 {{failed to parse Attn_LayoutAttr parameter 'value'}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32, layout = #attn.layout<sbhd>}
   return
 }
 
@@ -825,7 +826,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x128x?x64xf32>, %v: memref<?x256x?x64xf32>, %o: memref<?x?x?x64xf32>) {
   // expected-error @+1 {{key and value must have the same heads and length}}
-  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x128x?x64xf32>, memref<?x256x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32, layout = "bshd"}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x128x?x64xf32>, memref<?x256x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32, layout = #attn.layout<bshd>}
   return
 }
 
@@ -897,7 +898,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x?x8x64xf32>, %k: memref<?x?x3x64xf32>, %v: memref<?x?x3x64xf32>, %o: memref<?x?x8x64xf32>) {
   // expected-error @+1 {{query heads (8) must be a multiple of key/value heads (3)}}
-  attn.attention @v ins(%q, %k, %v : memref<?x?x8x64xf32>, memref<?x?x3x64xf32>, memref<?x?x3x64xf32>) outs(%o : memref<?x?x8x64xf32>) {scale = 1.0 : f32, layout = "bshd"}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x8x64xf32>, memref<?x?x3x64xf32>, memref<?x?x3x64xf32>) outs(%o : memref<?x?x8x64xf32>) {scale = 1.0 : f32, layout = #attn.layout<bshd>}
   return
 }
 
@@ -951,7 +952,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<2x100x8x64xf32>, %k: memref<2x100x8x64xf32>, %v: memref<2x100x8x64xf32>, %o: memref<2x100x8x64xf32>, %l: memref<2x100x8xf32>) {
   // expected-error @+1 {{lse must be [B, Hq, Sq] of the query: got 'memref<2x100x8xf32>' for query 'memref<2x100x8x64xf32>'}}
-  attn.attention @v ins(%q, %k, %v : memref<2x100x8x64xf32>, memref<2x100x8x64xf32>, memref<2x100x8x64xf32>) outs(%o : memref<2x100x8x64xf32>) lse(%l : memref<2x100x8xf32>) {scale = 1.0 : f32, layout = "bshd"}
+  attn.attention @v ins(%q, %k, %v : memref<2x100x8x64xf32>, memref<2x100x8x64xf32>, memref<2x100x8x64xf32>) outs(%o : memref<2x100x8x64xf32>) lse(%l : memref<2x100x8xf32>) {scale = 1.0 : f32, layout = #attn.layout<bshd>}
   return
 }
 
@@ -1062,4 +1063,47 @@ func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %begin: index) 
   "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0>}>
       : (memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, index) -> ()
   return
+}
+
+// -----
+
+// A tiling's patches need one side per grid dim.
+// expected-error @+1 {{each side's patch needs one side per grid dim (2), got 2 and 1}}
+func.func @f() attributes {t = #attn.tiling<q = [4, 4], kv = [16], grid = [24]>} { return }
+
+// -----
+
+// expected-error @+1 {{a patch side cannot exceed its grid extent 8}}
+func.func @f() attributes {t = #attn.tiling<q = [1, 16], kv = [2, 8], grid = [8]>} { return }
+
+// -----
+
+// expected-error @+1 {{tile sides must be in [1, 4096], got 0}}
+func.func @f() attributes {t = #attn.tiling<q = [0], kv = [16]>} { return }
+
+// -----
+
+// expected-error @+1 {{grid extents must be in [1, 2^30], got 0}}
+func.func @f() attributes {g = #attn.grid<[0]>} { return }
+
+// -----
+
+// expected-error @+1 {{a residue dim must be an inner dim in [1, 2], got 3}}
+func.func @f() attributes {g = #attn.grid<[4, 8], residues = [3]>} { return }
+
+// -----
+
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%n: index) -> index {
+  // expected-error @+1 {{refers to an unknown variant @w}}
+  %c = attn.num_tiles %n of @w side <q> : index
+  return %c : index
 }

@@ -1,23 +1,33 @@
-// RUN: heed-opt %s --attn-simplify --attn-analyze-mask --split-input-file | FileCheck %s
-// RUN: heed-opt %s --attn-simplify --attn-analyze-mask="patch-tiling=false" --split-input-file | FileCheck %s --check-prefix=FLAT
-// RUN: heed-opt %s --attn-simplify --attn-analyze-mask="block-q=8 block-kv=32" --split-input-file | FileCheck %s --check-prefix=SIZES
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling --attn-analyze-mask --split-input-file | FileCheck %s
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="patches=false" --attn-analyze-mask --split-input-file | FileCheck %s --check-prefix=FLAT
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=8 block-kv=32" --split-input-file | FileCheck %s --check-prefix=SIZES
+// RUN: not heed-opt %s --attn-choose-tiling="block-q=0" 2>&1 | FileCheck %s --check-prefix=BAD
+
+// BAD: error: attn-choose-tiling: block-q and block-kv must be in [1, 4096]
 
 // A window on a ? x 24 grid: q and kv are read only as row (floordiv 24)
-// and column (remainder 24), so tiles are 4 x 4 patches, and the blocks
-// region decodes the corner tokens of a box into row and column intervals.
+// and column (remainder 24), so tiles are 4 x 4 patches (the attention op's
+// tiling, and the kv tile count's), the variant records the grid and the
+// blocks region decodes the corner tokens of a box into row and column
+// intervals.
 // CHECK-LABEL: attn.variant @grid2d
-// CHECK-SAME: patch_tiling = {grid = array<i64: 24>, kv_patch = array<i64: 4, 4>, q_patch = array<i64: 4, 4>}
-// CHECK-SAME: sparsity = "closed_form"
+// CHECK-SAME: grid = #attn.grid<[24]>
+// CHECK-SAME: sparsity = #attn.sparsity<closed_form>
 // CHECK: blocks {
 // CHECK: ^bb0(%{{.*}}: index, %{{.*}}: index, %[[QLO:.*]]: index, %[[QHI:.*]]: index, %{{.*}}: index, %{{.*}}: index):
 // CHECK: %[[qlo:.*]] = arith.index_cast %[[QLO]]
 // CHECK: arith.floordivsi %[[qlo]], %c24_i64
 // CHECK: attn.yield %{{.*}} : i8
+// CHECK-LABEL: func.func @grid2d_attention
+// CHECK: attn.attention @grid2d {{.*}}tiling = #attn.tiling<q = [4, 4], kv = [4, 4], grid = [24]>
+// CHECK: attn.num_tiles %{{.*}} of @grid2d side <kv> {tiling = #attn.tiling<q = [4, 4], kv = [4, 4], grid = [24]>}
 // FLAT-LABEL: attn.variant @grid2d
-// FLAT-NOT: patch_tiling
-// FLAT: sparsity = "closed_form"
+// FLAT-NOT: grid
+// FLAT: sparsity = #attn.sparsity<closed_form>
+// FLAT: tiling = #attn.tiling<q = [16], kv = [16]>
 // SIZES-LABEL: attn.variant @grid2d
-// SIZES-SAME: patch_tiling = {grid = array<i64: 24>, kv_patch = array<i64: 4, 8>, q_patch = array<i64: 2, 4>}
+// SIZES-SAME: grid = #attn.grid<[24]>
+// SIZES: tiling = #attn.tiling<q = [2, 4], kv = [4, 8], grid = [24]>
 attn.variant @grid2d buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -41,13 +51,20 @@ attn.variant @grid2d buffers([] : []) shapes [] params {} score {
   attn.yield %m : i1
 }
 
+func.func @grid2d_attention(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %n: index) -> index {
+  attn.attention @grid2d ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  %c = attn.num_tiles %n of @grid2d side <kv> : index
+  return %c : index
+}
+
 // -----
 
 // Three levels: floordiv 30 (the outermost digit), floordiv 5 then
 // remainder 6 (the middle one), remainder 5 (the innermost): a ? x 6 x 5 grid,
 // tiled by 8 x 2 x 1 patches (no lane past an edge).
 // CHECK-LABEL: attn.variant @grid3d
-// CHECK-SAME: patch_tiling = {grid = array<i64: 6, 5>, kv_patch = array<i64: 8, 2, 1>, q_patch = array<i64: 8, 2, 1>}
+// CHECK-SAME: grid = #attn.grid<[6, 5]>
+// CHECK: attn.attention @grid3d {{.*}}tiling = #attn.tiling<q = [8, 2, 1], kv = [8, 2, 1], grid = [6, 5]>
 attn.variant @grid3d buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32
@@ -78,12 +95,17 @@ attn.variant @grid3d buffers([] : []) shapes [] params {} score {
   attn.yield %m : i1
 }
 
+func.func @grid3d_attention(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @grid3d ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
 // -----
 
 // Quotients only (a block layout read, say): blocks of a 1-D sequence, not
 // a grid; and q read directly: not a grid either. Both keep flat tiles.
 // CHECK-LABEL: attn.variant @quotients
-// CHECK-NOT: patch_tiling
+// CHECK-NOT: grid
 // CHECK: sparsity
 attn.variant @quotients buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
@@ -100,7 +122,7 @@ attn.variant @quotients buffers([] : []) shapes [] params {} score {
 // -----
 
 // CHECK-LABEL: attn.variant @direct
-// CHECK-NOT: patch_tiling
+// CHECK-NOT: grid
 // CHECK: sparsity
 attn.variant @direct buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
