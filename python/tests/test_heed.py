@@ -507,6 +507,29 @@ class KernelTest(HeedTestCase):
         self.assertIn("<spec>:2:", str(cm.exception))
         self.assertIn("did you mean 'causal'", str(cm.exception))
 
+    def test_nul_in_strings(self):
+        # C would read the text only up to the NUL: refused before any C call.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile("variant v { mask = causal() }\0 garbage that C would not see")
+        self.assertIn("NUL", str(cm.exception))
+        self.assertIn("spec", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError):
+            heed.compile(CAUSAL, variant="causal\0x")
+        with self.assertRaises(heed.InvalidArgumentError):
+            heed.compile(os.path.join(EXAMPLES, "sliding_window.attn"),
+                         params={"window": "8\0"})
+
+    def test_duplicate_param_overrides(self):
+        spec = os.path.join(EXAMPLES, "sliding_window.attn")
+        for params in ("window=2,window=3", [("window", 2), ("window", 3)]):
+            with self.assertRaises(heed.InvalidArgumentError) as cm:
+                heed.compile(spec, params=params)
+            self.assertIn("'window' is given twice", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError):
+            heed.compile(spec, params="window")
+        self.assertEqual(heed.compile(spec, head_dim=16, params="window=3").name,
+                         "sliding_window")
+
     def test_spec_error_in_file_names_the_file(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "bad.attn")
