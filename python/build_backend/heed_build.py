@@ -12,7 +12,6 @@ puts python/ on the path instead and loads the build tree's library.
 import base64
 import ctypes
 import hashlib
-import io
 import os
 import re
 import sysconfig

@@ -61,7 +61,7 @@ bundled by ``pip install ./python`` (``heed/lib/libheed.so``), then
 ``ctypes.util.find_library("heed")``.
 """
 
-from . import _capi, _library
+from . import _library
 from ._capi import (ABI_VERSION, BF16, BOOL, DEVICE_CPU, DEVICE_CUDA, DEVICE_ROCM,
                     ERROR_COMPILE, ERROR_INVALID_ARGUMENT, ERROR_IO, ERROR_LOAD, ERROR_RUN,
                     ERROR_SPEC, ERROR_UNSUPPORTED, F16, F32, I8, I32, I64, LAYOUT_BHSD,
@@ -71,6 +71,9 @@ from ._kernels import (Kernel, attention, cache_clear, cache_set_directory, cach
 from ._tensors import DTYPE_NAMES
 from .errors import (CompileError, HeedError, HeedIOError, InvalidArgumentError, LoadError,
                      RunError, SpecError, UnsupportedError)
+from .flex import (BlockMask, TraceError, and_masks, clamp, create_block_mask, exp, explain,
+                   flex_attention, log, maximum, minimum, noop_mask, or_masks, sigmoid, sqrt,
+                   tanh, where)
 
 __all__ = [
     "HeedError", "InvalidArgumentError", "SpecError", "CompileError", "LoadError",
@@ -79,7 +82,12 @@ __all__ = [
     "cache_stats", "cache_clear", "cache_set_directory",
     "version", "abi_version", "library_path",
     "F32", "F16", "BF16", "I8", "I32", "I64", "BOOL",
-    "LAYOUT_BHSD", "LAYOUT_BSHD",
+    "LAYOUT_BHSD", "LAYOUT_BSHD", "DTYPE_NAMES", "ABI_VERSION", "OK", "ERROR_INVALID_ARGUMENT",
+    "ERROR_SPEC", "ERROR_COMPILE", "ERROR_LOAD", "ERROR_RUN", "ERROR_UNSUPPORTED", "ERROR_IO",
+    "DEVICE_CPU", "DEVICE_CUDA", "DEVICE_ROCM",
+    "flex_attention", "create_block_mask", "BlockMask", "and_masks", "or_masks", "noop_mask",
+    "explain", "TraceError", "where", "exp", "log", "tanh", "sqrt", "sigmoid", "minimum",
+    "maximum", "clamp",
 ]
 
 #: The loaded library (a ctypes.CDLL with every heed.h function declared).

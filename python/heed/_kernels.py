@@ -6,7 +6,6 @@ import ctypes
 import os
 import threading
 
-from . import _library
 from ._capi import (BF16, DEVICE_CUDA, DEVICE_ROCM, ERROR_IO, F16, F32, LAYOUT_BSHD,
                     heed_attention_args, heed_cache_stats, heed_compile_options,
                     heed_run_stats, heed_tensor, kernel_p)

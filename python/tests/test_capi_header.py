@@ -11,7 +11,6 @@ import ctypes
 import importlib.util
 import os
 import re
-import sys
 import unittest
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -7,6 +7,7 @@ without it the backend takes build/lib/libheed.so. Reports SKIPPED (exit 77) whe
 venv module or pip is missing.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -54,11 +55,9 @@ def run(cmd, env, cwd, label=None):
 
 
 def main():
-    try:
-        import venv  # noqa: F401
-        import ensurepip  # noqa: F401
-    except ImportError as e:
-        print("SKIPPED: no venv/ensurepip for %s (%s)" % (sys.executable, e))
+    missing = [m for m in ("venv", "ensurepip") if importlib.util.find_spec(m) is None]
+    if missing:
+        print("SKIPPED: no %s for %s" % (" or ".join(missing), sys.executable))
         return 77
     tmp = tempfile.mkdtemp(prefix="heed-venv-")
     try:
