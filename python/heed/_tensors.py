@@ -178,6 +178,9 @@ class Tensor:
                  "stream", "name")
 
     def __init__(self, obj, name, writable=False):
+        if getattr(obj, "requires_grad", False) is True and \
+                (type(obj).__module__ or "").split(".")[0] == "torch":
+            obj = obj.detach()  # heed reads the data; torch refuses DLPack of grad tensors
         self.obj = obj
         self.name = name
         self.keep = []

@@ -272,23 +272,21 @@ def build(score_mod=None, block_mask=None, positions=False):
     return _trace.emit(mask=mask, score=score, positions=positions)
 
 
-def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=None,
-                   enable_gqa=False, return_lse=False, kernel_options=None, *,
-                   return_aux=None, out=None, lse=None):
-    """FlexAttention's ``flex_attention`` on heed.
+def _torch_ops():
+    """heed.torch_ops, or None for a torch without torch.library.custom_op (< 2.4)."""
+    try:
+        from . import torch_ops
+    except (ImportError, AttributeError):
+        return None
+    return torch_ops
 
-    query ``[B, Hq, L, E]``, key ``[B, Hkv, S, E]``, value ``[B, Hkv, S, Ev]``: numpy
-    arrays or torch tensors (float32, float16, bfloat16; CPU, or CUDA for torch).
-    score_mod(score, b, h, q_idx, kv_idx) and block_mask (from :func:`create_block_mask`)
-    as in torch; scale defaults to 1/sqrt(E); enable_gqa must be set when Hq != Hkv.
-    Returns the output ``[B, Hq, L, Ev]`` of q's dtype, or ``(out, lse)`` with
-    ``return_lse=True`` (lse float32 ``[B, Hq, L]``, natural log, ``-inf`` for a query
-    that sees no key, whose output is 0 — as torch's). ``return_aux`` (torch >= 2.9's
-    ``AuxRequest(lse=True)``) returns ``(out, aux)`` with ``aux.lse``.
 
-    kernel_options: FlexAttention's tuning keys are accepted and have no effect here;
-    heed reads ``num_threads`` (CPU threads, 0 = all cores) and ``stream``. ``out`` and
-    ``lse`` (heed's additions): tensors to write into instead of allocating."""
+def _is_torch(x):
+    return (type(x).__module__ or "").split(".")[0] == "torch"
+
+
+def check_call(query, key, value, block_mask, enable_gqa):
+    """Checks a flex_attention call's shapes as torch does; returns (q, k, v) shapes."""
     qs, ks, vs = _shape(query, "query"), _shape(key, "key"), _shape(value, "value")
     if len(qs) != 4 or len(ks) != 4 or len(vs) != 4:
         raise invalid("flex_attention takes rank-4 [B, H, S, D] query, key and value; got "
@@ -313,6 +311,34 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
         if block_mask.seq_lengths != (qs[2], ks[2]):
             raise invalid("block_mask was made for Q_LEN=%d, KV_LEN=%d but query has %d and "
                           "key %d positions" % (block_mask.seq_lengths + (qs[2], ks[2])))
+    return qs, ks, vs
+
+
+def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=None,
+                   enable_gqa=False, return_lse=False, kernel_options=None, *,
+                   return_aux=None, out=None, lse=None):
+    """FlexAttention's ``flex_attention`` on heed.
+
+    query ``[B, Hq, L, E]``, key ``[B, Hkv, S, E]``, value ``[B, Hkv, S, Ev]``: numpy
+    arrays or torch tensors (float32, float16, bfloat16; CPU, or CUDA for torch).
+    score_mod(score, b, h, q_idx, kv_idx) and block_mask (from :func:`create_block_mask`)
+    as in torch; scale defaults to 1/sqrt(E); enable_gqa must be set when Hq != Hkv.
+    Returns the output ``[B, Hq, L, Ev]`` of q's dtype, or ``(out, lse)`` with
+    ``return_lse=True`` (lse float32 ``[B, Hq, L]``, natural log, ``-inf`` for a query
+    that sees no key, whose output is 0 — as torch's). ``return_aux`` (torch >= 2.9's
+    ``AuxRequest(lse=True)``) returns ``(out, aux)`` with ``aux.lse``.
+
+    kernel_options: FlexAttention's tuning keys are accepted and have no effect here;
+    heed reads ``num_threads`` (CPU threads, 0 = all cores) and ``stream``. ``out`` and
+    ``lse`` (heed's additions): tensors to write into instead of allocating."""
+    check_call(query, key, value, block_mask, enable_gqa)
+    if out is None and lse is None and _is_torch(query) and not (
+            kernel_options and any(k in _HEED_OPTIONS for k in kernel_options)):
+        torch_ops = _torch_ops()
+        if torch_ops is not None:
+            return torch_ops.flex_attention(query, key, value, score_mod, block_mask, scale,
+                                            enable_gqa, return_lse, kernel_options,
+                                            return_aux=return_aux)
     want_lse = bool(return_lse) or bool(getattr(return_aux, "lse", False))
     num_threads, stream = _kernel_options(kernel_options)
     emitted = build(score_mod, block_mask)
