@@ -87,7 +87,7 @@ __all__ = [
     "DEVICE_CPU", "DEVICE_CUDA", "DEVICE_ROCM",
     "flex_attention", "create_block_mask", "BlockMask", "and_masks", "or_masks", "noop_mask",
     "explain", "TraceError", "where", "exp", "log", "tanh", "sqrt", "sigmoid", "minimum",
-    "maximum", "clamp",
+    "maximum", "clamp", "show_blocks",
 ]
 
 #: The loaded library (a ctypes.CDLL with every heed.h function declared).
@@ -95,6 +95,13 @@ _lib = _library.lib
 
 #: heed's version string (``heed_version()``).
 __version__ = _library.version
+
+
+def show_blocks(block_mask, path=None, **kwargs):
+    """The EMPTY / FULL / PARTIAL blocks of a block mask, as text or a PNG (see
+    :func:`heed.pictures.show_blocks`)."""
+    from . import pictures  # numpy, and matplotlib for a PNG, only when asked for
+    return pictures.show_blocks(block_mask, path, **kwargs)
 
 
 def version():
