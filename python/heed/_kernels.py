@@ -428,6 +428,17 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
     """
     if lse is not None and not return_lse:
         raise invalid("lse= was given but return_lse is False")
+    kernel = kernel_for(q, v, spec, return_lse, scale, variant, params, layout)
+    return kernel.run(q, k, v, out=out, lse=lse,
+                      buffers=buffers if buffers is not None else (), num_threads=num_threads,
+                      stream=stream)
+
+
+def kernel_for(q, v, spec, return_lse=False, scale=None, variant=None, params=None,
+               layout="bhsd"):
+    """The Kernel :func:`attention` runs for these q and v (dtype and head dims from
+    them; a GPU-only kernel for GPU tensors), from a small cache keyed by the spec and
+    the options."""
     qt = Tensor(q, "q")
     vt = Tensor(v, "v")
     if len(qt.shape) != 4 or len(vt.shape) != 4:
@@ -436,7 +447,7 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
             list(qt.shape), list(vt.shape)))
     if qt.dtype not in (F32, F16, BF16):
         raise invalid("q: dtype %s is not supported for attention (float32, float16 or "
-                       "bfloat16)" % DTYPE_NAMES[qt.dtype])
+                      "bfloat16)" % DTYPE_NAMES[qt.dtype])
     head_dim, head_dim_v = qt.shape[3], vt.shape[3]
     layout_id = layout_code(layout)
     # GPU tensors: a GPU-only kernel (no CPU code compiled for nothing).
@@ -456,10 +467,7 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
             _KERNELS[key] = kernel
             while len(_KERNELS) > _KERNELS_MAX:
                 _KERNELS.popitem(last=False)
-    del qt, vt
-    return kernel.run(q, k, v, out=out, lse=lse,
-                      buffers=buffers if buffers is not None else (), num_threads=num_threads,
-                      stream=stream)
+    return kernel
 
 
 # ---- the cache ---------------------------------------------------------------

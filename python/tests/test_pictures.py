@@ -5,6 +5,7 @@ blocks no hidden one), the text view, the PNG (matplotlib where installed, else 
 ImportError naming it), BlockMask.sparsity() and print(block_mask). Exit 77 without numpy.
 """
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -18,11 +19,7 @@ heed_testing.require(__name__)
 import heed  # noqa: E402
 from heed import pictures  # noqa: E402
 
-try:
-    import matplotlib  # noqa: F401
-    HAVE_MPL = True
-except ImportError:
-    HAVE_MPL = False
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 
 
 def brute_classes(mask_fn, B, H, Sq, Skv, bq, bk):
