@@ -72,7 +72,8 @@ class OpTest(HeedTestCase):
                                   test_utils=("test_schema", "test_faketensor",
                                               "test_autograd_registration"))
 
-    def test_compile_keeps_one_node(self):
+    def compiled(self, body, **compile_kwargs):
+        """(fn compiled with torch.compile, the FX graphs it made, q, k, v)."""
         graphs = []
 
         def backend(gm, example_inputs):
@@ -81,41 +82,33 @@ class OpTest(HeedTestCase):
 
         rng = make_rng(self)
         q, k, v = (t(randn(rng, (1, 2, 40, 16))) for _ in range(3))
+        return torch.compile(body, backend=backend, **compile_kwargs), graphs, q, k, v
 
-        @torch.compile(backend=backend, fullgraph=True)
-        def fn(q, k, v):
-            return heed.torch_ops.attention(q * 2, k, v, CAUSAL) + 1
+    @staticmethod
+    def targets(graphs):
+        return [str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"]
 
+    def test_compile_keeps_one_node(self):
+        fn, graphs, q, k, v = self.compiled(
+            lambda q, k, v: heed.torch_ops.attention(q * 2, k, v, CAUSAL) + 1, fullgraph=True)
         got = fn(q, k, v)
         want, _ = reference(q.numpy() * 2, k.numpy(), v.numpy(), ref_causal)
         self.assertClose(got.numpy(), want + 1)
         self.assertEqual(len(graphs), 1)
-        targets = [n.target for n in graphs[0].graph.nodes if n.op == "call_function"]
-        heed_nodes = [x for x in targets if "heed" in str(x)]
-        print("\n  graph: %s" % [str(x) for x in targets])
-        self.assertEqual(len(heed_nodes), 1, targets)
+        targets = self.targets(graphs)
+        print("\n  graph: %s" % targets)
+        self.assertEqual(sum("heed" in x for x in targets), 1, targets)
 
     def test_compile_flex(self):
         # heed.flex_attention under torch.compile: the trace runs outside the graph
         # (a graph break), the kernel is one node.
-        graphs = []
-
-        def backend(gm, example_inputs):
-            graphs.append(gm)
-            return gm
-
-        rng = make_rng(self)
-        q, k, v = (t(randn(rng, (1, 2, 40, 16))) for _ in range(3))
         bm = heed.create_block_mask(ref_causal, 1, 1, 40, 40)
-
-        @torch.compile(backend=backend)
-        def fn(q, k, v):
-            return heed.flex_attention(q, k, v, block_mask=bm) * 3
-
+        fn, graphs, q, k, v = self.compiled(
+            lambda q, k, v: heed.flex_attention(q, k, v, block_mask=bm) * 3)
         got = fn(q, k, v)
         self.assertClose(got.numpy(), 3 * reference(q.numpy(), k.numpy(), v.numpy(),
                                                     ref_causal)[0])
-        nodes = [str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"]
+        nodes = self.targets(graphs)
         print("\n  graphs: %d, nodes: %s" % (len(graphs), nodes))
         self.assertEqual(sum("heed" in x for x in nodes), 1, nodes)
 
