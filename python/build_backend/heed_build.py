@@ -12,9 +12,11 @@ puts python/ on the path instead and loads the build tree's library.
 import base64
 import ctypes
 import hashlib
+import io
 import os
 import re
 import sysconfig
+import tarfile
 import zipfile
 
 _PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +50,12 @@ def _library(config_settings):
 
 
 def _version(lib_path=None):
+    pkg_info = os.path.join(_PYTHON_DIR, "PKG-INFO")  # in an sdist
+    if os.path.isfile(pkg_info):
+        with open(pkg_info) as f:
+            m = re.search(r"^Version: (\S+)$", f.read(), flags=re.M)
+        if m:
+            return m.group(1)
     cmake = os.path.join(_REPO, "CMakeLists.txt")
     try:
         with open(cmake) as f:
@@ -158,6 +166,30 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     wheel.add(info + "/METADATA", _metadata(version).encode())
     wheel.add(info + "/WHEEL", _wheel_file(tag).encode())
     wheel.close(info)
+    return filename
+
+
+def get_requires_for_build_sdist(config_settings=None):
+    return []
+
+
+def build_sdist(sdist_directory, config_settings=None):
+    """The Python sources with PKG-INFO (a wheel built from it needs libheed.so named by
+    --config-settings libheed=PATH or $HEED_LIBRARY)."""
+    version = _version()
+    base = "%s-%s" % (_NAME, version)
+    filename = base + ".tar.gz"
+    files = [(os.path.join(_PYTHON_DIR, "pyproject.toml"), "pyproject.toml"),
+             (os.path.abspath(__file__), "build_backend/heed_build.py")]
+    files += list(_package_files())
+    with tarfile.open(os.path.join(sdist_directory, filename), "w:gz", format=tarfile.PAX_FORMAT) \
+            as tar:
+        for path, arcname in files + [(None, "PKG-INFO")]:
+            data = _metadata(version).encode() if path is None else _read(path)
+            info = tarfile.TarInfo("%s/%s" % (base, arcname))
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
     return filename
 
 
