@@ -5,7 +5,8 @@ kernel. Sound by construction: every operation maps intervals to intervals that 
 every value it can produce (integer overflow, division by an interval holding 0, NaN and
 out-of-range buffer reads widen to "anything"), so "cannot be true" is a proof that the
 pair is empty; "may be true" is only a maybe (then the kernel runs, and its own analysis
-skips what it can). Buffer reads take the min and max of the buffer over the index box.
+skips what it can). Buffer reads take the min and max of the buffer over the index box. Float intervals are
+computed in float64 and widened past the f32 kernel's rounding.
 """
 
 import math
@@ -176,7 +177,25 @@ def bounds(value, ranges):
     return memo[id(value)]
 
 
+def _widen(interval, rel, absolute):
+    lo, hi = interval
+    return (lo - abs(lo) * rel - absolute, hi + abs(hi) * rel + absolute)
+
+
 def _eval(n, memo, ranges):
+    """The interval of node `n`. The kernel computes floats in f32 (constants, buffer
+    values, each operation rounded; exp/log/tanh/sqrt approximated), this in float64:
+    every f32 interval is widened by more than those errors, so that comparisons of
+    floats stay sound."""
+    result = _eval_exact(n, memo, ranges)
+    if n.kind == "f32" and n.op != "var":
+        if n.op in ("exp", "log", "tanh", "sqrt"):
+            return _widen(result, 1e-4, 1e-6)
+        return _widen(result, 2.0 ** -20, 1e-37)
+    return result
+
+
+def _eval_exact(n, memo, ranges):
     op, kind = n.op, n.kind
     integer = kind == "i64"
     if op == "var":
