@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""heed with torch: the ``heed::attention`` torch op (schema, fake implementation,
+torch.compile keeps it as one node, autograd refuses), heed.flex_attention on torch CPU
+tensors against float64 and against torch's own flex_attention (the nine variants of
+python/examples/flex_nine.py), DLPack both ways. CUDA tensors where a GPU is present.
+
+Exit 77 (SKIPPED) without torch, as under ctest's system Python (Debian's torch is too
+old); run it with a Python that has torch, e.g. ``/work/venv-torch/bin/python
+python/tests/test_torch.py`` (docs/python.md).
+"""
+
+import os
+import sys
+import unittest
+
+import heed_testing
+from heed_testing import HeedTestCase, REPO, make_rng, np, randn, reference
+
+try:
+    import torch
+    from torch.nn.attention import flex_attention as torch_flex
+except ImportError:
+    torch = torch_flex = None
+if torch is not None and not hasattr(torch.library, "custom_op"):
+    torch = None  # before 2.4: no torch.library.custom_op
+
+heed_testing.require(__name__, torch=torch)
+
+import heed  # noqa: E402
+import heed.torch_ops  # noqa: E402
+
+sys.path.insert(0, os.path.join(REPO, "python", "examples"))
+import flex_nine  # noqa: E402
+import test_flex  # noqa: E402  (its float64 references of the nine variants)
+
+CAUSAL = "variant causal { mask = causal() }"
+
+
+def t(x):
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def ref_causal(b, h, q, kv):
+    return q >= kv
+
+
+class OpTest(HeedTestCase):
+
+    def test_op_matches_reference(self):
+        rng = make_rng(self)
+        q, k, v = (randn(rng, (2, 3, 45, 32)) for _ in range(3))
+        out, lse = heed.torch_ops.attention(t(q), t(k), t(v), CAUSAL, return_lse=True)
+        self.assertIsInstance(out, torch.Tensor)
+        want, want_lse = reference(q, k, v, ref_causal)
+        self.assertClose(out.numpy(), want)
+        self.assertLse(lse.numpy(), want_lse)
+        # Buffers, and a spec given as a path.
+        doc = np.sort(rng.integers(0, 4, size=45)).astype(np.int32)
+        out = heed.torch_ops.attention(t(q), t(k), t(v),
+                                       os.path.join(REPO, "examples", "document.attn"),
+                                       buffers=[t(doc)])
+        want, _ = reference(q, k, v, lambda b, h, i, j: (doc[i] == doc[j]) & (i >= j))
+        self.assertClose(out.numpy(), want)
+
+    def test_opcheck(self):
+        # torch's own checks of the registration: schema, fake tensor, autograd, AOT.
+        rng = make_rng(self)
+        q, k, v = (t(randn(rng, (1, 2, 20, 16))) for _ in range(3))
+        for lse in (False, True):
+            torch.library.opcheck(torch.ops.heed.attention.default,
+                                  (q, k, v, CAUSAL, [], None, lse, "bhsd"),
+                                  test_utils=("test_schema", "test_faketensor",
+                                              "test_autograd_registration"))
+
+    def compiled(self, body, **compile_kwargs):
+        """(fn compiled with torch.compile, the FX graphs it made, q, k, v)."""
+        graphs = []
+
+        def backend(gm, example_inputs):
+            graphs.append(gm)
+            return gm
+
+        rng = make_rng(self)
+        q, k, v = (t(randn(rng, (1, 2, 40, 16))) for _ in range(3))
+        return torch.compile(body, backend=backend, **compile_kwargs), graphs, q, k, v
+
+    @staticmethod
+    def targets(graphs):
+        return [str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"]
+
+    def test_compile_keeps_one_node(self):
+        fn, graphs, q, k, v = self.compiled(
+            lambda q, k, v: heed.torch_ops.attention(q * 2, k, v, CAUSAL) + 1, fullgraph=True)
+        got = fn(q, k, v)
+        want, _ = reference(q.numpy() * 2, k.numpy(), v.numpy(), ref_causal)
+        self.assertClose(got.numpy(), want + 1)
+        self.assertEqual(len(graphs), 1)
+        targets = self.targets(graphs)
+        print("\n  graph: %s" % targets)
+        self.assertEqual(sum("heed" in x for x in targets), 1, targets)
+
+    def test_compile_flex(self):
+        # heed.flex_attention under torch.compile: the trace runs outside the graph
+        # (a graph break), the kernel is one node.
+        bm = heed.create_block_mask(ref_causal, 1, 1, 40, 40)
+        fn, graphs, q, k, v = self.compiled(
+            lambda q, k, v: heed.flex_attention(q, k, v, block_mask=bm) * 3)
+        got = fn(q, k, v)
+        self.assertClose(got.numpy(), 3 * reference(q.numpy(), k.numpy(), v.numpy(),
+                                                    ref_causal)[0])
+        nodes = self.targets(graphs)
+        print("\n  graphs: %d, nodes: %s" % (len(graphs), nodes))
+        self.assertEqual(sum("heed" in x for x in nodes), 1, nodes)
+
+    def test_no_backward(self):
+        rng = make_rng(self)
+        q = t(randn(rng, (1, 1, 8, 16))).requires_grad_()
+        out = heed.torch_ops.attention(q, q, q, CAUSAL)
+        with self.assertRaises(NotImplementedError) as cm:
+            out.sum().backward()
+        self.assertIn("no backward", str(cm.exception))
+
+    def test_dlpack_both_ways(self):
+        rng = make_rng(self)
+        q, k, v = (randn(rng, (1, 2, 30, 16)) for _ in range(3))
+        # torch CPU tensors in (read through __dlpack__), bf16 included.
+        tq, tk, tv = (t(x).to(torch.bfloat16) for x in (q, k, v))
+        out = heed.attention(tq, tk, tv, CAUSAL)
+        self.assertEqual(out.dtype, torch.bfloat16)
+        want, _ = reference(*(x.float().numpy() for x in (tq, tk, tv)), ref_causal)
+        self.assertClose(out.float().numpy(), want, atol=2e-2, rtol=2e-2)
+        # heed's numpy output out, into torch without a copy.
+        np_out = heed.attention(q, k, v, CAUSAL)
+        shared = torch.from_dlpack(np_out)
+        self.assertEqual(shared.data_ptr(), np_out.__array_interface__["data"][0])
+        self.assertClose(shared.numpy(), reference(q, k, v, ref_causal)[0])
+
+
+class FlexTorchTest(HeedTestCase):
+
+    def test_nine_variants_against_float64_and_torch_flex(self):
+        rng = make_rng(self)
+        S, H, D = 256, 4, 64
+        qn, kn, vn = (randn(rng, (1, H, S, D)) for _ in range(3))
+        qn *= 2
+        q, k, v = t(qn), t(kn), t(vn)
+        seed = int(rng.integers(1 << 31))
+        refs = test_flex.NineTest()
+        for variant in flex_nine.make_variants(S, H, seed, torch.as_tensor):
+            with self.subTest(variant=variant.name):
+                ours = flex_nine.run(variant, q, k, v)
+                # Specialized floats: after a few variants torch's internal compile of
+                # flex_attention turns the captured softcap (a Python float) into a
+                # SymFloat that its own flex_attention op then refuses.
+                with torch._dynamo.config.patch(specialize_float=True):
+                    theirs = flex_nine.run(variant, q, k, v, torch_flex.flex_attention,
+                                           torch_flex.create_block_mask)
+                want, _ = reference(qn, kn, vn, refs.reference_mask(variant),
+                                    score_fn=refs.reference_score(variant))
+                self.assertIsInstance(ours, torch.Tensor)
+                self.assertClose(ours.numpy(), want, what=variant.name)
+                self.assertClose(theirs.numpy(), want, atol=1e-4, what="torch " + variant.name)
+                print("  %-16s heed vs float64 %.2g, heed vs torch flex %.2g" % (
+                    variant.name, float(np.abs(ours.numpy() - want).max()),
+                    float((ours - theirs).abs().max())))
+
+    def test_lse_matches_torch(self):
+        rng = make_rng(self)
+        q, k, v = (t(randn(rng, (2, 4, 70, 32))) for _ in range(3))
+
+        def softcap(score, b, h, q_idx, kv_idx):
+            return 5 * torch.tanh(score / 5)
+
+        def mask(b, h, q_idx, kv_idx):
+            return (q_idx >= kv_idx) & (kv_idx > 3)
+        bm = heed.create_block_mask(mask, None, None, 70, 70)
+        out, lse = heed.flex_attention(q, k, v, score_mod=softcap, block_mask=bm,
+                                       return_lse=True)
+        tbm = torch_flex.create_block_mask(mask, None, None, 70, 70, device="cpu")
+        tout, tlse = torch_flex.flex_attention(q, k, v, score_mod=softcap, block_mask=tbm,
+                                               return_lse=True)
+        self.assertClose(out.numpy(), tout.double().numpy(), atol=1e-5)
+        finite = torch.isfinite(tlse)
+        self.assertTrue(torch.equal(torch.isfinite(lse), finite))
+        self.assertClose(lse[finite].numpy(), tlse[finite].double().numpy(), atol=1e-5)
+        # Rows 0..3 see no key: out 0 and lse -inf, in both.
+        self.assertTrue(bool((out[:, :, :4] == 0).all()))
+
+    def test_torch_functions_trace(self):
+        def score(score, b, h, q_idx, kv_idx):
+            bias = torch.where(q_idx >= kv_idx, torch.exp(-(q_idx - kv_idx).abs().float() / 8),
+                               torch.zeros_like(score))
+            return torch.clamp(score + bias, min=-5.0, max=5.0)
+        lines = [ln.strip() for ln in heed.explain(score).splitlines() if ln.startswith("  ")]
+        print("\n  %s" % lines)
+        self.assertEqual(lines, ["score = min(max((score + select((q >= kv), exp(((-f32(abs((q - "
+                                 "kv)))) / 8.0)), 0.0)), (-5.0)), 5.0)"])
+        with self.assertRaises(heed.TraceError) as cm:
+            heed.explain(lambda s, b, h, q, kv: s + torch.sin(q))
+        self.assertIn("torch.sin", str(cm.exception))
+
+    def test_captured_torch_tensor_anywhere(self):
+        # Torch tensors reached through attributes are seen (__torch_function__).
+        rng = make_rng(self)
+        qn, kn, vn = (randn(rng, (1, 2, 33, 16)) for _ in range(3))
+
+        class Model:
+            pass
+        m = Model()
+        m.table = torch.tensor(rng.standard_normal(2).astype(np.float32))
+        out = heed.flex_attention(t(qn), t(kn), t(vn),
+                                  score_mod=lambda s, b, h, q, kv: s + m.table[h])
+        want, _ = reference(qn, kn, vn, score_fn=lambda s, b, h, i, j:
+                            s + m.table.numpy().astype(np.float64)[h])
+        self.assertClose(out.numpy(), want)
+
+    @unittest.skipUnless(torch is not None and torch.cuda.is_available()
+                         and not torch.version.hip, "no CUDA GPU")
+    def test_cuda(self):
+        rng = make_rng(self)
+        qn, kn, vn = (randn(rng, (1, 4, 200, 64)) for _ in range(3))
+        doc = np.sort(rng.integers(0, 5, size=200)).astype(np.int32)
+        dt = torch.as_tensor(doc).cuda()
+
+        def mask(b, h, q_idx, kv_idx):
+            return (dt[q_idx] == dt[kv_idx]) & (q_idx >= kv_idx)
+        bm = heed.create_block_mask(mask, None, None, 200, 200, device="cuda")
+        q, k, v = (t(x).cuda().to(torch.bfloat16) for x in (qn, kn, vn))
+        want, _ = reference(*(x.float().cpu().numpy() for x in (q, k, v)),
+                            lambda b, h, i, j: (doc[i] == doc[j]) & (i >= j))
+        out = heed.flex_attention(q, k, v, block_mask=bm)  # through torch.ops.heed.attention
+        self.assertEqual(out.device.type, "cuda")
+        self.assertClose(out.float().cpu().numpy(), want, atol=3e-2, rtol=3e-2)
+        poisoned = torch.full_like(q, float("nan"))
+        heed.flex_attention(q, k, v, block_mask=bm, out=poisoned)  # heed's own path
+        self.assertClose(poisoned.float().cpu().numpy(), want, atol=3e-2, rtol=3e-2)
+
+
+if __name__ == "__main__":
+    unittest.main()
