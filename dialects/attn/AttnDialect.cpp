@@ -1,6 +1,7 @@
 // Registration of the attn dialect.
 #include "dialects/attn/AttnDialect.h"
 #include "dialects/attn/AttnOps.h"
+#include "dialects/attn/AttnTileOps.h"
 
 using namespace mlir;
 using namespace heed::attn;
@@ -9,8 +10,13 @@ using namespace heed::attn;
 
 void AttnDialect::initialize() {
   registerAttributes();
+  registerTypes();
   addOperations<
 #define GET_OP_LIST
 #include "dialects/attn/AttnOps.cpp.inc"
+      >();
+  addOperations<
+#define GET_OP_LIST
+#include "dialects/attn/AttnTileOps.cpp.inc"
       >();
 }

@@ -226,8 +226,10 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   options.blockKV = config.blockKV;
   options.analyzeMask = config.analyzeMask;
   options.patchTiling = config.patchTiling;
-  buildCPUTilingPipeline(pm, options);
-  if (stage != Stage::Tiled)
+  buildCPUTilePipeline(pm, options);
+  if (stage != Stage::Tile)
+    buildTileToCPUPipeline(pm);
+  if (stage != Stage::Tile && stage != Stage::Tiled)
     buildCPUToLLVMPipeline(pm);
   if (failed(pm.run(module)))
     return diags.error("lowering to the CPU failed");
@@ -300,10 +302,10 @@ llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfi
     module->print(os);
     return text;
   }
-  if (llvm::Error err = detail::lowerTo(*module, config,
-                                        stage == Stage::Tiled ? Stage::Tiled : Stage::LLVM))
+  bool textStage = stage == Stage::Tile || stage == Stage::Tiled || stage == Stage::LLVM;
+  if (llvm::Error err = detail::lowerTo(*module, config, textStage ? stage : Stage::LLVM))
     return std::move(err);
-  if (stage == Stage::Tiled || stage == Stage::LLVM) {
+  if (textStage) {
     module->print(os);
     return text;
   }

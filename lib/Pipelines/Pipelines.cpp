@@ -34,7 +34,7 @@ void registerAllDialects(DialectRegistry &registry) {
                   index::IndexDialect, ub::UBDialect, LLVM::LLVMDialect>();
 }
 
-void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
+void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addPass(createAttnSimplify());
   AttnChooseTilingOptions tiling;
   tiling.blockQ = options.blockQ;
@@ -43,9 +43,23 @@ void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options
   pm.addPass(createAttnChooseTiling(tiling));
   if (options.analyzeMask)
     pm.addPass(createAttnAnalyzeMask());
-  pm.addPass(createAttnLowerToCPU());
+  pm.addPass(createAttnToTile());
+  if (options.analyzeMask)
+    pm.addPass(createAttnSkipTiles());
+  pm.addPass(createAttnSpecializeRoutes());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
+}
+
+void buildTileToCPUPipeline(OpPassManager &pm) {
+  pm.addPass(createConvertAttnTileToCPU());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
+  buildCPUTilePipeline(pm, options);
+  buildTileToCPUPipeline(pm);
 }
 
 void buildCPUToLLVMPipeline(OpPassManager &pm) {
@@ -194,6 +208,11 @@ void registerAllPasses() {
   std::call_once(once, [] {
     registerHeedPasses();
     registerHeedConversionPasses();
+    PassPipelineRegistration<CPUPipelineCLOptions>(
+        "heed-cpu-tile", "attn -> the tile IR with the CPU's schedule passes",
+        [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
+          buildCPUTilePipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
+        });
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-tiling", "attn -> tiled scf/vector code for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {

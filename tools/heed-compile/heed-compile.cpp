@@ -29,7 +29,7 @@ cl::opt<std::string> variantName("variant", cl::desc("variant to compile (defaul
 cl::list<std::string> params("param", cl::desc("override a param: name=value"),
                              cl::cat(category));
 cl::opt<std::string> emitStage("emit",
-                               cl::desc("attn | tiled | llvm | llvm-ir | obj (CPU); "
+                               cl::desc("attn | tile | tiled | llvm | llvm-ir | obj (CPU); "
                                         "gpu (with --target=sm_XX or gfxNNN) | ptx | cubin "
                                         "(NVIDIA, --target=sm_XX) | amdgcn | hsaco (AMD, "
                                         "--target=gfxNNN)"),
@@ -105,7 +105,8 @@ int main(int argc, char **argv) {
   bool binaryStage = emitStage == "cubin" || emitStage == "hsaco";
   bool gpuStage = emitStage == "gpu" || emitStage == "ptx" || emitStage == "cubin" || amdStage;
   static const std::pair<const char *, heed::Stage> stages[] = {
-      {"attn", heed::Stage::Attn},     {"tiled", heed::Stage::Tiled},
+      {"attn", heed::Stage::Attn},     {"tile", heed::Stage::Tile},
+      {"tiled", heed::Stage::Tiled},
       {"llvm", heed::Stage::LLVM},     {"llvm-ir", heed::Stage::LLVMIR},
       {"obj", heed::Stage::Object}};
   const heed::Stage *stage = nullptr;
@@ -114,7 +115,7 @@ int main(int argc, char **argv) {
       stage = &s.second;
   if (!stage && !gpuStage)
     return error("unknown --emit=" + emitStage +
-                 " (expected attn, tiled, llvm, llvm-ir, obj, gpu, ptx, cubin, amdgcn or hsaco)");
+                 " (expected attn, tile, tiled, llvm, llvm-ir, obj, gpu, ptx, cubin, amdgcn or hsaco)");
 
   heed::KernelConfig config;
   if (!heed::parseDType(dtype, config.dtype))

@@ -43,7 +43,8 @@ struct KernelConfig {
 /// Stages `emit` can print.
 enum class Stage {
   Attn,   ///< the attn dialect: variant + kernel function with attn.attention
-  Tiled,  ///< after tiling: scf/vector/memref loops with online softmax
+  Tile,   ///< the tile IR after the schedule passes (attn.tile.* ops)
+  Tiled,  ///< after the CPU lowering: scf/vector/memref loops with online softmax
   LLVM,   ///< LLVM dialect
   LLVMIR, ///< LLVM IR (optimized as for the JIT)
   Object, ///< a host object file (bytes)

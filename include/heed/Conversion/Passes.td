@@ -4,29 +4,41 @@
 
 include "mlir/Pass/PassBase.td"
 
-def AttnLowerToCPU : Pass<"attn-lower-to-cpu", "mlir::ModuleOp"> {
-  let summary = "Tile attn.attention into a KV-block loop with online softmax on vectors";
+def AttnToTile : Pass<"attn-to-tile", "mlir::ModuleOp"> {
+  let summary = "attn.attention -> its FlashAttention loop in tile ops";
   let description = [{
-    Replaces each `attn.attention` with loops over work items (batch, head,
-    block of `block-q` query rows) and, inside, over KV blocks of `block-kv`
-    keys. Vector lanes are query rows: the scores of one key for all rows of
-    the item form a `vector<block-q x f32>`, so the softmax statistics of a
-    row stay in its lane and no horizontal reduction is needed. The variant's
-    score and mask regions are inlined at that tile level, vectorized over the
-    rows; the running max, running sum and rescaled accumulator implement the
-    online softmax (exponentials in base 2, log2(e) folded into the scores).
-    Rows whose keys are all masked produce zeros and lse = -inf. Out-of-range
-    buffer reads produce zero and record the buffer number in `status`.
-    The tiles are the op's `tiling` (from --attn-choose-tiling): `block-q`
-    (a power of two up to 64, the vector width) query rows and `block-kv`
-    keys, or patches of a token grid: rows are gathered and scattered
-    through the patch permutation and KV patches are walked by nested loops.
-    `attn.num_tiles` ops become the tile counts of their tiling. The
-    referenced variants are erased once no attention op uses them.
+    Replaces each `attn.attention` (which must carry a `tiling`, from
+    --attn-choose-tiling) with an `attn.tile.work` over its (batch, query
+    head, query tile) items whose body loads the query tile, walks every key
+    tile (one loop per grid dim for patches) carrying the accumulator and
+    the running max and sum, and per key tile loads K and V, computes the
+    scores, applies the variant, updates the online softmax and accumulates
+    P V; then normalizes and stores. With a `blocks` region (from
+    --attn-analyze-mask) each key tile is classified (`attn.tile.classify`)
+    and FULL tiles skip the mask; narrowing the loops to the tiles the mask
+    can reach is --attn-skip-tiles'. The variants stay (the target patterns
+    inline their regions).
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::scf::SCFDialect"];
+}
+
+def ConvertAttnTileToCPU : Pass<"convert-attn-tile-to-cpu", "mlir::ModuleOp"> {
+  let summary = "Tile ops -> scf/vector/memref code for the CPU";
+  let description = [{
+    Lowers the tile ops of --attn-to-tile (and the schedule passes after it)
+    by dialect conversion: the work items become a loop over [begin, end),
+    tiles become stack buffers and vectors with the query rows in vector
+    lanes (one lane per row: a row's softmax statistics stay in its lane),
+    the variant's regions are inlined vectorized over the rows with
+    bounds-checked gathers for buffer reads, the online softmax runs in base
+    2 with a polynomial exp2, and the classifier, the key-range searches,
+    route values, statistics and tile counts use the patterns every target
+    shares (lib/Conversion/TileCommon). Variants no op refers to any more
+    are erased.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
-    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect",
-    "mlir::vector::VectorDialect"];
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::vector::VectorDialect"];
 }
 
 def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {

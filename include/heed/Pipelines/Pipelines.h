@@ -24,7 +24,16 @@ struct CPUPipelineOptions {
   bool patchTiling = true; ///< let the analysis tile token grids by patches
 };
 
-/// attn (variant + attention ops) -> tiled scf/vector code. Printable stage
+/// attn (variant + attention ops) -> the tile IR after the CPU's schedule
+/// passes: simplify, choose-tiling, analyze-mask, attn-to-tile, skip-tiles,
+/// specialize-routes. Printable stage `--emit=tile`.
+void buildCPUTilePipeline(mlir::OpPassManager &pm, const CPUPipelineOptions &options);
+
+/// The tile IR -> scf/vector/memref code (convert-attn-tile-to-cpu,
+/// canonicalize, CSE).
+void buildTileToCPUPipeline(mlir::OpPassManager &pm);
+
+/// The two above: attn -> tiled scf/vector code. Printable stage
 /// `--emit=tiled`.
 void buildCPUTilingPipeline(mlir::OpPassManager &pm, const CPUPipelineOptions &options);
 

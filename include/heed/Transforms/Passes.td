@@ -63,6 +63,32 @@ def AttnAnalyzeMask : Pass<"attn-analyze-mask", "mlir::ModuleOp"> {
                            "mlir::scf::SCFDialect"];
 }
 
+def AttnSkipTiles : Pass<"attn-skip-tiles", "mlir::ModuleOp"> {
+  let summary = "Visit only the key tiles the mask does not empty";
+  let description = [{
+    On the tile loops of --attn-to-tile with classified key tiles
+    (`attn.tile.classify`, present when the variant has a `blocks` region):
+    narrows each key loop (one per grid dim) to the tiles whose boxes the
+    classifier cannot prove EMPTY (`attn.tile.kv_range`: both ends by binary
+    search), and runs a tile's work only where its class is not EMPTY
+    (`scf.if`; the loop state passes through otherwise). FULL tiles already
+    skip the mask.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
+def AttnSpecializeRoutes : Pass<"attn-specialize-routes", "mlir::ModuleOp"> {
+  let summary = "Specialize a routed variant's work items per route case";
+  let description = [{
+    After `attn.tile.route` in a work item, switches (`scf.index_switch`) on
+    the route value into one copy of the item's code per case of the
+    variant, with the value a constant there, so each case pays only for its
+    own mask and score; heads whose value has no case take a value matching
+    none.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
 def ApproximateMath : Pass<"heed-approximate-math"> {
   let summary = "Rewrite math.exp/log/tanh/... into polynomial approximations";
   let description = [{

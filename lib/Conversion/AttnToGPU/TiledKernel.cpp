@@ -8,7 +8,7 @@
 // Masked rows give zeros and lse -inf, like the CPU kernel.
 #include "GPUKernel.h"
 
-#include "../BlockSearch.h"
+#include "../TileCommon/BlockSearch.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"

@@ -2,8 +2,8 @@
 // the mask analysis: a box that is EMPTY stays EMPTY when it shrinks, so
 // "the prefix up to block t is not EMPTY" and "the suffix from block t is
 // EMPTY" are monotone in t.
-#ifndef HEED_LIB_CONVERSION_BLOCKSEARCH_H
-#define HEED_LIB_CONVERSION_BLOCKSEARCH_H
+#ifndef HEED_LIB_CONVERSION_TILECOMMON_BLOCKSEARCH_H
+#define HEED_LIB_CONVERSION_TILECOMMON_BLOCKSEARCH_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"

@@ -1,16 +1,15 @@
-// RUN: heed-opt %s --attn-choose-tiling --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s
-// RUN: heed-opt %s --attn-choose-tiling="block-kv=8" --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=KV8
-// RUN: heed-opt %s --attn-choose-tiling="block-q=8 block-kv=4" --attn-lower-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=Q8
-// RUN: not heed-opt %s --attn-choose-tiling="block-q=12" --attn-lower-to-cpu --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
-// RUN: not heed-opt %s --attn-choose-tiling="block-kv=65" --attn-lower-to-cpu --split-input-file 2>&1 | FileCheck %s --check-prefix=BADQ
-
-// BADQ: error: 'attn.attention' op needs tiles of at most 64 keys and a power of two up to 64 queries (the vector width) on the CPU
+// RUN: heed-opt %s --attn-choose-tiling --attn-to-tile --attn-skip-tiles --attn-specialize-routes --convert-attn-tile-to-cpu --canonicalize --cse --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: heed-opt %s --attn-choose-tiling="block-kv=8" --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=KV8
+// RUN: heed-opt %s --attn-choose-tiling="block-q=8 block-kv=4" --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=Q8
+// attn.attention through the CPU's tile schedule (--attn-to-tile,
+// --attn-skip-tiles, --attn-specialize-routes) and its patterns
+// (--convert-attn-tile-to-cpu), end to end.
 
 // The lowering puts query rows in vector lanes: with block-q = 16 the scores
 // of one key for the 16 rows of a work item are a vector<16xf32>, the running
 // max and sum of each row live in its lane, and `q` inside the inlined
-// regions is a vector<16xindex> of row indices. block-kv only sets the number
-// of keys per KV block (the K/V/score tiles and the unrolled dot products).
+// regions is a vector<16xindex> of row tokens. block-kv only sets the number
+// of keys per KV tile (the K/V/score tiles and the unrolled dot products).
 
 attn.variant @causal buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
@@ -27,30 +26,28 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK-LABEL: func.func @lower_causal(
 // CHECK-SAME: %[[Q:[^:]*]]: memref<?x8x?x64xf32>, %[[K:[^:]*]]: memref<?x2x?x64xf32>, %[[V:[^:]*]]: memref<?x2x?x32xf32>, %[[O:[^:]*]]: memref<?x8x?x32xf32>, %[[LSE:[^:]*]]: memref<?x8x?xf32>)
 // CHECK-NOT: attn.attention
-// Tiles on the stack: Q^T, K, V, scores^T, accumulator, two row vectors.
+// Tiles on the stack: Q^T, K, V, scores^T, the accumulator.
 // CHECK-DAG: memref.alloca() : memref<64x16xf32>
 // CHECK-DAG: memref.alloca() : memref<16x64xf32>
 // CHECK-DAG: memref.alloca() : memref<16x16xf32>
 // CHECK-DAG: memref.alloca() : memref<16x32xf32>
-// CHECK-DAG: memref.alloca() : memref<16xf32>
-// Work items: (batch, query head, block of 16 rows); kv head = h / (Hq / Hkv).
+// Work items: (batch, query head, tile of 16 rows); kv head = h / (Hq / Hkv).
 // CHECK: scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
-// CHECK: %[[QB:.*]] = arith.remui %[[ITEM]], %{{.*}} : index
-// CHECK: %[[REST:.*]] = arith.divui %[[ITEM]], %{{.*}} : index
-// CHECK: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
-// CHECK: %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
+// CHECK-DAG: %[[REST:.*]] = arith.divui %[[ITEM]], %{{.*}} : index
+// CHECK-DAG: %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
+// CHECK-DAG: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
+// CHECK-DAG: %[[QB:.*]] = arith.remui %[[ITEM]], %{{.*}} : index
 // CHECK: %[[HKV:.*]] = arith.divui %[[H]], %{{.*}} : index
-// CHECK: %[[ROWS:.*]] = vector.step : vector<16xindex>
-// The KV-block loop carries the running max and sum of every row.
+// CHECK: %[[ROWS:.*]] = arith.addi %{{.*}}, %{{.*}} : vector<16xindex>
+// The KV loop carries the running max and sum of every row (the
+// accumulator is updated in place).
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>) {
 // CHECK: vector.load %[[K]][%[[B]], %[[HKV]], %{{.*}}, %{{.*}}] : memref<?x2x?x64xf32>, vector<64xf32>
 // CHECK: vector.load %[[V]][%[[B]], %[[HKV]], %{{.*}}, %{{.*}}] : memref<?x2x?x32xf32>, vector<32xf32>
 // Scores by outer products over the head dim, then the scale.
 // CHECK: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
-// CHECK: arith.constant dense<1.250000e-01> : vector<16xf32>
+// CHECK: arith.mulf %{{.*}}, %{{.*}} : vector<16xf32>
 // The mask inlined on a vector of query rows; masked scores become -inf.
-// CHECK: scf.for %{{.*}} iter_args(%{{.*}} = %{{.*}}) -> (vector<16xf32>) {
-// CHECK: -> (vector<16xi1>) {
 // CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: arith.select %{{.*}}, %{{.*}}, %{{.*}} : vector<16xi1>, vector<16xf32>
 // CHECK: arith.maxnumf %{{.*}}, %{{.*}} : vector<16xf32>
@@ -60,7 +57,7 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // P.V into the accumulator rows (value head dim 32).
 // CHECK: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<32xf32>
 // CHECK: scf.yield %{{.*}}, %{{.*}} : vector<16xf32>, vector<16xf32>
-// Normalization, lse = (max + log2 sum) * ln 2, and the stores.
+// Normalization, lse = max + log2(sum) ln 2, and the stores.
 // CHECK: math.log2 %{{.*}} : vector<16xf32>
 // CHECK: vector.store %{{.*}}, %[[O]][%[[B]], %[[H]], %{{.*}}, %{{.*}}] : memref<?x8x?x32xf32>, vector<32xf32>
 // CHECK: memref.store %{{.*}}, %[[LSE]][%[[B]], %[[H]], %{{.*}}] : memref<?x8x?xf32>
@@ -120,28 +117,25 @@ attn.variant @buffers buffers(["slopes", "layout"] : [memref<?xf32>, memref<?x?x
 // CHECK-SAME: %[[SLOPES:[^:]*]]: memref<?xf32>, %[[LAYOUT:[^:]*]]: memref<?x?xi8>, %[[STATUS:[^:]*]]: memref<1xi32>)
 // CHECK: %[[FLAT:.*]] = memref.collapse_shape %[[LAYOUT]] {{\[}}[0, 1]] : memref<?x?xi8> into memref<?xi8>
 // ALiBi slope: bounds check of h against the buffer size, gather, status.
-// CHECK: %[[LO:.*]] = arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
-// CHECK: %[[HI:.*]] = arith.cmpi slt, %{{.*}}, %{{.*}} : vector<16xindex>
-// CHECK: %[[OK:.*]] = arith.andi %[[LO]], %[[HI]] : vector<16xi1>
+// CHECK-DAG: %[[LO:.*]] = arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK-DAG: %[[HI:.*]] = arith.cmpi slt, %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: %[[OK:.*]] = arith.andi %{{.*}}, %{{.*}} : vector<16xi1>
 // CHECK: vector.gather %[[SLOPES]][%{{.*}}] [%{{.*}}], %[[OK]], %{{.*}} : memref<?xf32>, vector<16xindex>, vector<16xi1>, vector<16xf32> into vector<16xf32>
 // CHECK: %[[BAD:.*]] = vector.reduction <or>, %{{.*}} : vector<16xi1> into i1
 // CHECK: scf.if %[[BAD]] {
-// CHECK: %[[ONE:.*]] = arith.constant 1 : i32
-// CHECK: memref.store %[[ONE]], %[[STATUS]][%{{.*}}] : memref<1xi32>
+// CHECK: memref.store %c1_i32, %[[STATUS]][%{{.*}}] : memref<1xi32>
 // The score modifier on vectors.
 // CHECK: arith.index_cast %{{.*}} : vector<16xindex> to vector<16xi64>
 // CHECK: arith.sitofp %{{.*}} : vector<16xi64> to vector<16xf32>
 // The block-layout mask: two bounds checks, a linear index, an i8 gather
 // sign-extended to i64, and buffer number 2 on error.
-// CHECK: -> (vector<16xi1>) {
 // CHECK: arith.divui %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: arith.muli %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: %[[LIN:.*]] = arith.addi %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: %[[G:.*]] = vector.gather %[[FLAT]][%{{.*}}] [%[[LIN]]], %{{.*}}, %{{.*}} : memref<?xi8>, vector<16xindex>, vector<16xi1>, vector<16xi8> into vector<16xi8>
-// CHECK: arith.extsi %[[G]] : vector<16xi8> to vector<16xi64>
 // CHECK: vector.reduction <or>
-// CHECK: %[[TWO:.*]] = arith.constant 2 : i32
-// CHECK: memref.store %[[TWO]], %[[STATUS]][%{{.*}}] : memref<1xi32>
+// CHECK: memref.store %c2_i32, %[[STATUS]][%{{.*}}] : memref<1xi32>
+// CHECK: arith.extsi %[[G]] : vector<16xi8> to vector<16xi64>
 // CHECK: arith.cmpi ne, %{{.*}}, %{{.*}} : vector<16xi64>
 // CHECK-NOT: {{^ *attn\.}}
 // Q8-LABEL: func.func @lower_buffers
@@ -173,16 +167,13 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // CHECK-LABEL: func.func @lower_bshd(
 // CHECK-SAME: %[[Q:[^:]*]]: memref<?x?x8x64xbf16>, %[[K:[^:]*]]: memref<?x?x2x64xbf16>, %[[V:[^:]*]]: memref<?x?x2x64xbf16>, %[[O:[^:]*]]: memref<?x?x8x64xbf16>)
 // CHECK-DAG: %[[C1:.*]] = arith.constant 1 : index
-// CHECK-DAG: %[[C2:.*]] = arith.constant 2 : index
-// CHECK-DAG: memref.dim %[[Q]], %[[C2]] : memref<?x?x8x64xbf16>
 // CHECK-DAG: memref.dim %[[Q]], %[[C1]] : memref<?x?x8x64xbf16>
 // CHECK: scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
-// CHECK: %[[QB:.*]] = arith.remui %[[ITEM]], %{{.*}} : index
-// CHECK: %[[REST:.*]] = arith.divui %[[ITEM]], %{{.*}} : index
-// CHECK: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
-// CHECK: %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
+// CHECK-DAG: %[[REST:.*]] = arith.divui %[[ITEM]], %{{.*}} : index
+// CHECK-DAG: %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
+// CHECK-DAG: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
 // CHECK: %[[HKV:.*]] = arith.divui %[[H]], %{{.*}} : index
-// CHECK: %[[POS:.*]] = arith.addi %{{.*}}, %{{.*}} : index
+// CHECK: %[[POS:.*]] = vector.extract %{{.*}}[%{{.*}}] : index from vector<16xindex>
 // CHECK: memref.load %[[Q]][%[[B]], %[[POS]], %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>
 // CHECK: arith.extf %{{.*}} : bf16 to f32
 // CHECK: %[[KROW:.*]] = vector.load %[[K]][%[[B]], %{{.*}}, %[[HKV]], %{{.*}}] : memref<?x?x2x64xbf16>, vector<64xbf16>
@@ -197,8 +188,8 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // Q8-DAG: memref.alloca() : memref<4x64xf32>
 // Q8-DAG: memref.alloca() : memref<4x8xf32>
 // Q8-DAG: memref.alloca() : memref<8x64xf32>
-// Q8: vector.step : vector<8xindex>
-// Q8: iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<8xf32>, vector<8xf32>)
+// Q8: arith.addi %{{.*}}, %{{.*}} : vector<8xindex>
+// Q8: iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (memref<8x64xf32>, vector<8xf32>, vector<8xf32>)
 // Q8-COUNT-4: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<8xf32>
 // Q8: arith.maxnumf %{{.*}}, %{{.*}} : vector<8xf32>
 func.func @lower_bshd(%q: memref<?x?x8x64xbf16>, %k: memref<?x?x2x64xbf16>, %v: memref<?x?x2x64xbf16>,
@@ -235,16 +226,16 @@ attn.variant @classified buffers([] : []) shapes [] params {} score {
 
 // CHECK-LABEL: func.func @lower_classified(
 // CHECK-SAME: %[[STATS:[^:]*]]: memref<3xi64>, %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index)
-// CHECK: %[[LAST:.*]] = arith.minsi %[[END]], %{{.*}} : index
+// CHECK: %[[LAST:.*]] = arith.minui %[[END]], %{{.*}} : index
 // CHECK: scf.for %{{.*}} = %[[BEGIN]] to %[[LAST]] step %{{.*}} {
 // CHECK: %[[FIRST:.*]]:2 = scf.while
 // CHECK: %[[STOP:.*]]:2 = scf.while
 // CHECK: scf.for %{{.*}} = %[[FIRST]]#0 to %[[STOP]]#0 step %{{.*}} iter_args(
 // CHECK: %[[FP:.*]] = arith.select %{{.*}}, %{{.*}}, %{{.*}} : i8
 // CHECK: %[[CLS:.*]] = arith.select %{{.*}}, %{{.*}}, %[[FP]] : i8
-// CHECK: %[[VISIT:.*]] = arith.cmpi ne, %[[CLS]], %{{.*}} : i8
+// CHECK: %[[NONEMPTY:.*]] = arith.cmpi ne, %[[CLS]], %{{.*}} : i8
+// CHECK: scf.if %{{.*}} -> (vector<16xf32>, vector<16xf32>) {
 // CHECK: %[[PARTIAL:.*]] = arith.cmpi eq, %[[CLS]], %{{.*}} : i8
-// CHECK: scf.if %[[VISIT]] -> (vector<16xf32>, vector<16xf32>) {
 // CHECK: memref.load %[[STATS]][%{{.*}}] : memref<3xi64>
 // CHECK: memref.store %{{.*}}, %[[STATS]][%{{.*}}] : memref<3xi64>
 // CHECK: scf.if %[[PARTIAL]] -> (vector<16xi1>) {
@@ -336,7 +327,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 }
 // The head dimension must be contiguous (rows are loaded as vectors).
 func.func @lower_strided_head(%q: memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>, %o: memref<?x?x?x64xf32>) {
-  // expected-error @+1 {{'attn.attention' op needs tensors whose head dimension is contiguous}}
+  // expected-error @+1 {{'attn.tile.load' op needs tensors whose head dimension is contiguous}}
   attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>, memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>, memref<?x?x?x64xf32, strided<[?, ?, ?, 2], offset: ?>>)
       outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
   return
@@ -356,7 +347,7 @@ attn.variant @doc buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {} 
 }
 // Buffers must have the identity layout (they are read through flat views).
 func.func @lower_strided_buffer(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %doc: memref<?xi32, strided<[2]>>) {
-  // expected-error @+1 {{'attn.attention' op needs contiguous (identity layout) buffers}}
+  // expected-error @+1 {{'attn.tile.apply' op needs contiguous (identity layout) buffers on the CPU}}
   attn.attention @doc ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
       buffers(%doc : memref<?xi32, strided<[2]>>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
   return

@@ -1,0 +1,185 @@
+// Verifiers and interfaces of the attn dialect's tile-level ops.
+#include "dialects/attn/AttnTileOps.h"
+#include "dialects/attn/AttnOps.h"
+#include "dialects/attn/TileMath.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+
+using namespace mlir;
+using namespace heed::attn;
+
+#define GET_OP_CLASSES
+#include "dialects/attn/AttnTileOps.cpp.inc"
+
+namespace {
+
+using Effects = SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>;
+
+void addReads(Effects &effects, MutableOperandRange operands) {
+  for (OpOperand &operand : operands)
+    effects.emplace_back(MemoryEffects::Read::get(), &operand,
+                         SideEffects::DefaultResource::get());
+}
+
+void addWrites(Effects &effects, MutableOperandRange operands) {
+  for (OpOperand &operand : operands)
+    effects.emplace_back(MemoryEffects::Write::get(), &operand,
+                         SideEffects::DefaultResource::get());
+}
+
+/// The variant `name` refers to, or an error on `op`.
+FailureOr<VariantOp> lookupVariant(Operation *op, FlatSymbolRefAttr name,
+                                   SymbolTableCollection &symbols) {
+  auto variant = symbols.lookupNearestSymbolFrom<VariantOp>(op, name);
+  if (!variant)
+    return op->emitOpError() << "refers to an unknown variant " << name;
+  return variant;
+}
+
+LogicalResult needsBlocks(Operation *op, FlatSymbolRefAttr name, SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(op, name, symbols);
+  if (failed(variant))
+    return failure();
+  if (variant->getBlocks().empty())
+    return op->emitOpError() << "needs the blocks region of " << name
+                             << " (run --attn-analyze-mask)";
+  return success();
+}
+
+} // namespace
+
+LogicalResult TileWorkOp::verify() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != 3 ||
+      !llvm::all_of(body.getArgumentTypes(), [](Type t) { return t.isIndex(); }))
+    return emitOpError() << "body must take three index arguments (batch, head, tile)";
+  if (static_cast<bool>(getBegin()) != static_cast<bool>(getEnd()))
+    return emitOpError() << "range needs both a begin and an end";
+  return success();
+}
+
+LogicalResult TileSpanOp::verify() {
+  ArrayRef<int64_t> patch = getTiling().getPatch(getSide());
+  if (getCoords().size() != 1 && getCoords().size() != patch.size())
+    return emitOpError() << "takes one tile number or " << patch.size()
+                         << " patch coordinates, got " << getCoords().size();
+  if (getResult().getType().getSize() != tileSize(patch))
+    return emitOpError() << "span size " << getResult().getType().getSize()
+                         << " differs from the tile's " << tileSize(patch) << " lanes";
+  return success();
+}
+
+void TileLoadOp::getEffects(Effects &effects) { addReads(effects, getTensorMutable()); }
+
+LogicalResult TileLoadOp::verify() {
+  auto tensor = cast<MemRefType>(getTensor().getType());
+  auto tile = cast<TileType>(getResult().getType());
+  if (tile.getRole() != TileRole::Q && tile.getRole() != TileRole::K &&
+      tile.getRole() != TileRole::V)
+    return emitOpError() << "loads q, k or v tiles";
+  if (tensor.getRank() != 4 || tensor.isDynamicDim(3))
+    return emitOpError() << "needs a rank-4 tensor with a static head dim";
+  if (tile.getCols() != tensor.getDimSize(3) || tile.getElementType() != tensor.getElementType())
+    return emitOpError() << "tile " << tile << " does not match the tensor's head dim and type";
+  if (tile.getRows() != getSpan().getType().getSize())
+    return emitOpError() << "tile rows differ from the span's lanes";
+  return success();
+}
+
+LogicalResult TileQKOp::verify() {
+  auto q = cast<TileType>(getQ().getType()), k = cast<TileType>(getK().getType());
+  auto s = cast<TileType>(getResult().getType());
+  if (q.getCols() != k.getCols() || s.getRows() != q.getRows() || s.getCols() != k.getRows())
+    return emitOpError() << "needs q [R x D], k [N x D] and a result [R x N]";
+  return success();
+}
+
+LogicalResult TileApplyOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  if (failed(variant))
+    return failure();
+  if (variant->getNumBuffers() != getBuffers().size())
+    return emitOpError() << "takes " << variant->getNumBuffers() << " buffers for "
+                         << getVariantAttr();
+  if (variant->isRouted() != static_cast<bool>(getRoute()))
+    return emitOpError() << "takes a route value exactly when its variant is routed";
+  return success();
+}
+
+void TileApplyOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getStatusMutable());
+}
+
+LogicalResult TilePVOp::verify() {
+  auto p = cast<TileType>(getProbs().getType()), v = cast<TileType>(getV().getType());
+  auto acc = cast<TileType>(getAcc().getType()), alpha = cast<TileType>(getAlpha().getType());
+  if (p.getCols() != v.getRows() || acc.getRows() != p.getRows() ||
+      acc.getCols() != v.getCols() || alpha.getRows() != p.getRows() ||
+      getResult().getType() != acc)
+    return emitOpError() << "needs p [R x N], v [N x Dv], acc [R x Dv] and alpha [R]";
+  return success();
+}
+
+void TileStoreOp::getEffects(Effects &effects) {
+  addWrites(effects, getOutMutable());
+  addWrites(effects, getLseMutable());
+  addReads(effects, getGateMutable());
+}
+
+LogicalResult TileStoreOp::verify() {
+  if (cast<TileType>(getAcc().getType()).getRows() != getSpan().getType().getSize())
+    return emitOpError() << "accumulator rows differ from the span's lanes";
+  if (static_cast<bool>(getGate()) != getGateDims().has_value())
+    return emitOpError() << "a gate needs gate_dims and gate_dims a gate";
+  if (getGateDims() && getGateDims()->size() != 3)
+    return emitOpError() << "gate_dims lists the gate's dims of b, q and h";
+  return success();
+}
+
+LogicalResult TileClassifyOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  return needsBlocks(*this, getVariantAttr(), symbols);
+}
+
+void TileClassifyOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addReads(effects, getSummariesMutable());
+}
+
+LogicalResult TileKVRangeOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  return needsBlocks(*this, getVariantAttr(), symbols);
+}
+
+void TileKVRangeOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addReads(effects, getSummariesMutable());
+}
+
+LogicalResult TileKVRangeOp::verify() {
+  int64_t dims = getTiling().getKv().size();
+  if (getDim() < 0 || getDim() >= dims)
+    return emitOpError() << "dim must be in [0, " << dims << ")";
+  if (static_cast<int64_t>(getOuter().size()) != getDim())
+    return emitOpError() << "takes the coordinates of the " << getDim() << " outer dim(s)";
+  return success();
+}
+
+LogicalResult TileRouteOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  if (failed(variant))
+    return failure();
+  if (!variant->isRouted())
+    return emitOpError() << getVariantAttr() << " is not routed";
+  return success();
+}
+
+void TileRouteOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getStatusMutable());
+}
+
+void TileCountOp::getEffects(Effects &effects) {
+  addReads(effects, getStatsMutable());
+  addWrites(effects, getStatsMutable());
+}

@@ -1,0 +1,309 @@
+// The tile level of the attn dialect: the small ops `--attn-to-tile` breaks
+// an `attn.attention` into. Their arrangement (loops, branches, which ops a
+// schedule pass adds or duplicates) is the kernel's schedule; each target
+// lowers the ops themselves through its own patterns (lib/Conversion/TileTo*).
+// See docs/dialect.md, "The tile level".
+#ifndef HEED_ATTN_TILE_OPS
+#define HEED_ATTN_TILE_OPS
+
+include "AttnDialect.td"
+include "AttnAttrs.td"
+include "AttnTypes.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+
+class Attn_TileOp<string mnemonic, list<Trait> traits = []>
+    : Attn_Op<"tile." # mnemonic, traits>;
+
+//===----------------------------------------------------------------------===//
+// Work and tokens
+//===----------------------------------------------------------------------===//
+
+def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedOperandSegments,
+    RecursiveMemoryEffects]> {
+  let summary = "The work items: one per (batch, query head, query tile)";
+  let description = [{
+    Runs its body once per work item (b, h, t) of the grid B x H x T, in any
+    order and in parallel. `range(begin, end)`, where given, restricts it to
+    the flattened items [begin, end) of that grid (t fastest), for callers
+    that split the work across threads. The CPU runs the items as a loop;
+    a GPU runs one per thread block, with t, h, b the block's x, y, z.
+
+    ```mlir
+    attn.tile.work %B, %H, %T range(%begin, %end) {
+    ^bb0(%b: index, %h: index, %t: index):
+      ...
+    }
+    ```
+  }];
+  let arguments = (ins Index:$batches, Index:$heads, Index:$tiles,
+                       Optional<Index>:$begin, Optional<Index>:$end);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    $batches `,` $heads `,` $tiles (`range` `(` $begin^ `,` $end `)`)? $body attr-dict
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileSpanOp : Attn_TileOp<"span", [Pure]> {
+  let summary = "The tokens of a tile of a sequence under a tiling";
+  let description = [{
+    The tile of `side` (its rows, or its keys) of a sequence of `seq` tokens
+    under `tiling`: with one coordinate, the tile's number; with one per
+    grid dim, its patch coordinates (patch-tiled key walks). Lanes past the
+    sequence or past the grid's edges are holes.
+
+    ```mlir
+    %rows = attn.tile.span %Sq [%t] tiling #attn.tiling<q = [16], kv = [16]> side <q> : !attn.span<16>
+    ```
+  }];
+  let arguments = (ins Index:$seq, Variadic<Index>:$coords, Attn_TilingAttr:$tiling,
+                       Attn_SideAttr:$side);
+  let results = (outs Attn_SpanType:$result);
+  let assemblyFormat = [{
+    $seq `[` $coords `]` `tiling` $tiling `side` $side attr-dict `:` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileRoutedSpanOp : Attn_TileOp<"routed_span", [Pure]> {
+  let summary = "The query rows of a gated head's tile, read from its routed-row list";
+  let description = [{
+    Lane i (i < `lanes`) is the query row `rows[offset + i]`; lanes past
+    `lanes` are holes. The first `routed` lanes are the head's routed rows
+    (ascending); the box of the span (`attn.tile.span_box`) is theirs.
+  }];
+  let arguments = (ins MemRefRankOf<[I32], [1]>:$rows, Index:$offset, Index:$lanes,
+                       Index:$routed);
+  let results = (outs Attn_SpanType:$result);
+  let assemblyFormat = [{
+    $rows `[` $offset `]` `lanes` `(` $lanes `)` `routed` `(` $routed `)` attr-dict
+    `:` type($rows) `->` type($result)
+  }];
+}
+
+def Attn_TileSpanBoxOp : Attn_TileOp<"span_box", [Pure]> {
+  let summary = "The first and last token a span's box covers";
+  let description = [{
+    Tokens `lo` and `hi` such that every real lane's token lies in the box
+    they span: the interval [lo, hi] for flat tiles and routed rows, the
+    Cartesian box of grid points with corners lo and hi for patches. What
+    the classifier (`blocks` region) is asked about.
+  }];
+  let arguments = (ins Attn_SpanType:$span);
+  let results = (outs Index:$lo, Index:$hi);
+  let assemblyFormat = "$span attr-dict `:` type($span)";
+}
+
+//===----------------------------------------------------------------------===//
+// Tiles
+//===----------------------------------------------------------------------===//
+
+def Attn_TileLoadOp : Attn_TileOp<"load", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "A q, k or v tile: the rows of a span, for one batch and head";
+  let description = [{
+    Rows `span` of `tensor[batch, head]` (in `layout`); holes read as zeros.
+    The role of the result says which operand it is.
+
+    ```mlir
+    %q = attn.tile.load %Q[%b, %h] span(%rows) : memref<?x?x?x64xbf16> -> !attn.tile<16x64xbf16, q>
+    ```
+  }];
+  let arguments = (ins AnyMemRef:$tensor, Index:$batch, Index:$head, Attn_SpanType:$span,
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
+  let results = (outs Attn_AnyTile:$result);
+  let assemblyFormat = [{
+    $tensor `[` $batch `,` $head `]` `span` `(` $span `)` attr-dict `:` type($tensor) `,`
+    type($span) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileFillOp : Attn_TileOp<"fill", [Pure]> {
+  let summary = "A tile with every element `value`";
+  let arguments = (ins F32Attr:$value);
+  let results = (outs Attn_AnyTile:$result);
+  let assemblyFormat = "$value attr-dict `:` type($result)";
+}
+
+def Attn_TileQKOp : Attn_TileOp<"qk", [Pure]> {
+  let summary = "Scores S = scale * Q K^T";
+  let arguments = (ins Attn_TileOf<"Q">:$q, Attn_TileOf<"K">:$k, F32Attr:$scale);
+  let results = (outs Attn_TileOf<"S">:$result);
+  let assemblyFormat = [{
+    $q `,` $k attr-dict `:` type($q) `,` type($k) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileApplyOp : Attn_TileOp<"apply", [
+    AttrSizedOperandSegments, AllTypesMatch<["scores", "result"]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The variant's score modifier and mask on every element of a score tile";
+  let description = [{
+    Element (i, j) becomes score(s, b, h, q_i, kv_j) where mask(b, h, q_i,
+    kv_j) holds, -inf where it does not or where row i or key j is a hole.
+    With `mask_if(%p)`, the mask is evaluated only when %p is true (a FULL
+    tile passes false: every pair is visible). Buffer reads are
+    bounds-checked (`attn.load`): out of range gives 0 and records the
+    buffer's 1-based number in `status`. `route` is the head's route value
+    (routed variants).
+
+    ```mlir
+    %s2 = attn.tile.apply @causal(%s) [%b, %h] rows(%rows) cols(%keys) mask_if(%partial)
+        : !attn.tile<16x16xf32, s>, !attn.span<16>, !attn.span<16>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores, Index:$batch,
+                       Index:$head, Attn_SpanType:$rows, Attn_SpanType:$cols,
+                       Variadic<AnyMemRef>:$buffers, Optional<I64>:$route,
+                       Optional<MemRefOf<[I32]>>:$status, Optional<I1>:$maskIf);
+  let results = (outs Attn_TileOf<"S">:$result);
+  let assemblyFormat = [{
+    $variant `(` $scores `)` `[` $batch `,` $head `]` `rows` `(` $rows `)` `cols` `(` $cols `)`
+    (`buffers` `(` $buffers^ `:` type($buffers) `)`)? (`route` `(` $route^ `)`)?
+    (`status` `(` $status^ `:` type($status) `)`)? (`mask_if` `(` $maskIf^ `)`)?
+    attr-dict `:` type($scores) `,` type($rows) `,` type($cols)
+  }];
+}
+
+def Attn_TileSoftmaxOp : Attn_TileOp<"softmax", [Pure, AllTypesMatch<["scores", "probs"]>,
+    AllTypesMatch<["max", "sum", "newMax", "newSum", "alpha"]>]> {
+  let summary = "One step of the online softmax over a score tile";
+  let description = [{
+    With the running max `m` and sum `l` of each row:
+    m' = max(m, max_j s[., j]); alpha = exp(m - m'); p = exp(s - m');
+    l' = l * alpha + sum_j p[., j]. While m' is -inf (nothing visible yet)
+    the exponents are taken against 0, so alpha = p = 0, never NaN.
+  }];
+  let arguments = (ins Attn_TileOf<"S">:$scores, Attn_TileOf<"Row">:$max,
+                       Attn_TileOf<"Row">:$sum);
+  let results = (outs Attn_TileOf<"Row">:$newMax, Attn_TileOf<"Row">:$newSum,
+                      Attn_TileOf<"S">:$probs, Attn_TileOf<"Row">:$alpha);
+  let assemblyFormat = [{
+    $scores `,` $max `,` $sum attr-dict `:` type($scores) `,` type($max)
+  }];
+}
+
+def Attn_TilePVOp : Attn_TileOp<"pv", [Pure, AllTypesMatch<["acc", "result"]>]> {
+  let summary = "acc' = acc * alpha (per row) + P V";
+  let description = [{
+    Lowered in place on targets whose accumulators live in memory: `acc`
+    must not be used after this op (attn-to-tile's loops only carry it).
+  }];
+  let arguments = (ins Attn_TileOf<"S">:$probs, Attn_TileOf<"V">:$v,
+                       Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$alpha);
+  let results = (outs Attn_TileOf<"Acc">:$result);
+  let assemblyFormat = [{
+    $probs `,` $v `,` $acc `,` $alpha attr-dict `:` type($probs) `,` type($v) `,` type($acc)
+    `,` type($alpha)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Normalize and write the output rows (and lse) of a tile";
+  let description = [{
+    Row i of `span`: out[batch, head, q_i] = acc[i] / l[i] (0 where l = 0:
+    every key masked), lse[batch, head, q_i] = m[i] + log l[i] (-inf there).
+    With `gate(buffer)`, the row is scaled by the gate read at
+    (b, q_i, h) in the buffer's dims `gate_dims`; a 0 gate gives lse -inf.
+    Holes are not written.
+  }];
+  let arguments = (ins Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$max,
+                       Attn_TileOf<"Row">:$sum, AnyMemRef:$out, Index:$batch, Index:$head,
+                       Attn_SpanType:$span, Optional<AnyMemRef>:$lse,
+                       Optional<AnyMemRef>:$gate,
+                       OptionalAttr<DenseI64ArrayAttr>:$gate_dims,
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
+  let assemblyFormat = [{
+    $acc `,` $max `,` $sum `to` $out `[` $batch `,` $head `]` `span` `(` $span `)`
+    (`lse` `(` $lse^ `:` type($lse) `)`)? (`gate` `(` $gate^ `:` type($gate) `)`)?
+    attr-dict `:` type($acc) `,` type($max) `,` type($sum) `,` type($out) `,` type($span)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Block skipping, routing, statistics
+//===----------------------------------------------------------------------===//
+
+def Attn_TileClassifyOp : Attn_TileOp<"classify", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The variant's block class (0 EMPTY, 1 PARTIAL, 2 FULL) of a box";
+  let description = [{
+    Runs the variant's `blocks` region (from --attn-analyze-mask) on the box
+    [qLo, qHi] x [kvLo, kvHi] of batch b and query head h.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Index:$batch, Index:$head, Index:$qLo,
+                       Index:$qHi, Index:$kvLo, Index:$kvHi, Variadic<AnyMemRef>:$buffers,
+                       Variadic<AnyMemRef>:$summaries, Optional<I64>:$route);
+  let results = (outs I8:$result);
+  let assemblyFormat = [{
+    $variant `[` $batch `,` $head `]` `box` `(` $qLo `,` $qHi `,` $kvLo `,` $kvHi `)`
+    (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`summaries` `(` $summaries^ `:` type($summaries) `)`)? (`route` `(` $route^ `)`)?
+    attr-dict
+  }];
+}
+
+def Attn_TileKVRangeOp : Attn_TileOp<"kv_range", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The key tiles a query box may see, along one dim of the key tiling";
+  let description = [{
+    The first and one-past-the-last tile coordinate along `dim` of the key
+    tiling whose boxes the classifier cannot prove EMPTY for the query box
+    [qLo, qHi], the coordinates of the outer dims fixed to `outer` and the
+    inner dims whole. Both ends are found by binary search: a box that is
+    EMPTY stays EMPTY when it shrinks. For flat tiles (dim 0, no outer
+    coordinates) it is the range of key tiles.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Index:$batch, Index:$head, Index:$qLo,
+                       Index:$qHi, Index:$seq, Variadic<Index>:$outer,
+                       Variadic<AnyMemRef>:$buffers, Variadic<AnyMemRef>:$summaries,
+                       Optional<I64>:$route, Attn_TilingAttr:$tiling, I64Attr:$dim);
+  let results = (outs Index:$first, Index:$end);
+  let assemblyFormat = [{
+    $variant `[` $batch `,` $head `]` `rows` `(` $qLo `,` $qHi `)` `of` $seq
+    `outer` `[` $outer `]` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`summaries` `(` $summaries^ `:` type($summaries) `)`)? (`route` `(` $route^ `)`)?
+    `tiling` $tiling `dim` $dim attr-dict
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileRouteOp : Attn_TileOp<"route", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The route value of head (b, h): the variant's `route` region";
+  let description = [{
+    Buffer reads out of range give 0 and record the buffer's number in
+    `status`, as in attn.tile.apply.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Index:$batch, Index:$head,
+                       Variadic<AnyMemRef>:$buffers, Optional<MemRefOf<[I32]>>:$status);
+  let results = (outs I64:$result);
+  let assemblyFormat = [{
+    $variant `[` $batch `,` $head `]` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`status` `(` $status^ `:` type($status) `)`)? attr-dict
+  }];
+}
+
+def Attn_TileCountOp : Attn_TileOp<"count", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Counts a visited key tile in the statistics";
+  let description = [{
+    stats[0] += 1 (visited); stats[1] += 1 if `class` is FULL; stats[2] += 1
+    if it is PARTIAL.
+  }];
+  let arguments = (ins MemRefOf<[I64]>:$stats, I8:$blockClass);
+  let assemblyFormat = "$stats `class` `(` $blockClass `)` attr-dict `:` type($stats)";
+}
+
+#endif // HEED_ATTN_TILE_OPS

@@ -1,0 +1,98 @@
+// Inlining a variant's regions into target code (see VariantRegions.h).
+#include "VariantRegions.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/TypeUtilities.h"
+
+using namespace mlir;
+
+namespace heed {
+
+Value extendLoaded(OpBuilder &b, Location loc, Value v, Type resultType) {
+  Type elt = getElementTypeOrSelf(v.getType());
+  Type target = resultType;
+  if (auto vec = dyn_cast<VectorType>(v.getType()))
+    target = VectorType::get(vec.getShape(), resultType);
+  if (elt == resultType)
+    return v;
+  if (isa<FloatType>(elt))
+    return arith::ExtFOp::create(b, loc, target, v);
+  if (elt.isInteger(1))
+    return arith::ExtUIOp::create(b, loc, target, v);
+  return arith::ExtSIOp::create(b, loc, target, v);
+}
+
+Value scalarLoad(OpBuilder &b, Location loc, attn::LoadOp load, Value buffer,
+                 ValueRange indices, unsigned which, Value status) {
+  Value ok = arith::ConstantIntOp::create(b, loc, 1, 1);
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  for (auto [d, i] : llvm::enumerate(indices)) {
+    Value size = memref::DimOp::create(b, loc, buffer, d);
+    Value in = arith::AndIOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size));
+    ok = arith::AndIOp::create(b, loc, ok, in);
+  }
+  Type result = load.getResult().getType();
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{result}, ok, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  Value v = memref::LoadOp::create(b, loc, buffer, indices);
+  scf::YieldOp::create(b, loc, extendLoaded(b, loc, v, result));
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  if (status)
+    memref::StoreOp::create(b, loc, arith::ConstantIntOp::create(b, loc, which + 1, 32), status,
+                            ValueRange{zero});
+  scf::YieldOp::create(b, loc, arith::ConstantOp::create(b, loc, b.getZeroAttr(result)).getResult());
+  return ifOp.getResult(0);
+}
+
+Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const RegionInlining &how) {
+  Block &block = region.front();
+  IRMapping map;
+  unsigned numLeading = how.leading.size();
+  for (auto [arg, value] : llvm::zip(block.getArguments().take_front(numLeading), how.leading))
+    map.map(arg, value);
+  for (auto [arg, value] : llvm::zip(block.getArguments().drop_front(numLeading), how.buffers))
+    map.map(arg, value);
+  auto widen = [&](Type t) -> Type {
+    return how.width ? VectorType::get({how.width}, t) : t;
+  };
+  for (Operation &inner : block) {
+    if (auto yield = dyn_cast<attn::YieldOp>(inner))
+      return map.lookup(yield.getValue());
+    if (auto route = dyn_cast<attn::RouteOp>(inner)) {
+      map.map(route.getResult(), how.route);
+      continue;
+    }
+    if (auto load = dyn_cast<attn::LoadOp>(inner)) {
+      unsigned which = cast<BlockArgument>(load.getBuffer()).getArgNumber() - numLeading;
+      SmallVector<Value> indices;
+      for (Value i : load.getIndices())
+        indices.push_back(map.lookup(i));
+      Value buffer = how.buffers[which];
+      Value got = how.load ? how.load(b, load, buffer, indices, which)
+                           : scalarLoad(b, loc, load, buffer, indices, which, how.status);
+      map.map(load.getResult(), got);
+      continue;
+    }
+    if (auto cst = dyn_cast<arith::ConstantOp>(inner); cst && how.width) {
+      auto attr = cast<TypedAttr>(cst.getValue());
+      map.map(cst.getResult(),
+              arith::ConstantOp::create(
+                  b, loc, DenseElementsAttr::get(cast<ShapedType>(widen(attr.getType())), attr))
+                  .getResult());
+      continue;
+    }
+    Operation *clone = b.clone(inner, map);
+    if (how.width)
+      for (OpResult r : clone->getResults())
+        r.setType(widen(r.getType()));
+  }
+  llvm_unreachable("a variant region ends with attn.yield");
+}
+
+} // namespace heed

@@ -1,0 +1,62 @@
+// The CPU lowering of the tile ops (private to lib/Conversion/TileToCPU):
+// how tiles are represented, and one populate function per op family.
+//
+// A tile of R query rows is processed with the rows in vector lanes: the
+// scores of one key for every row form a vector<R x f32>, so a row's softmax
+// statistics stay in its lane and no horizontal reduction is ever needed.
+//   q   [R x D]  -> memref<D x R x f32>   (transposed: qT[d] is a vector over rows)
+//   k/v [N x D]  -> memref<N x D x f32>   (rows as f32; holes are zero rows)
+//   s   [R x N]  -> memref<N x R x f32>   (key-major: sT[j] is a vector over rows)
+//   acc [R x Dv] -> memref<R x Dv x f32>
+//   row [R]      -> vector<R x f32>
+//   span<N>      -> (vector<N x index> tokens, vector<N x i1> real, index lo, index hi)
+// Memrefs are stack buffers at the function's entry; the ops that produce
+// an s or acc tile from one of the same role (apply, softmax, pv) update it
+// in place.
+#ifndef HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
+#define HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
+
+#include "dialects/attn/AttnTileOps.h"
+
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+namespace heed::cpu {
+
+class CPUTypeConverter : public mlir::TypeConverter {
+public:
+  explicit CPUTypeConverter(mlir::MLIRContext *ctx);
+};
+
+/// The converted values of a span.
+struct Span {
+  mlir::Value tokens, real, lo, hi;
+  explicit Span(mlir::ValueRange converted)
+      : tokens(converted[0]), real(converted[1]), lo(converted[2]), hi(converted[3]) {}
+};
+
+/// A stack buffer of `type` at the entry of the function holding `anchor`.
+mlir::Value allocaAtEntry(mlir::OpBuilder &b, mlir::Operation *anchor, mlir::MemRefType type);
+mlir::Value splat(mlir::OpBuilder &b, mlir::Location loc, mlir::VectorType type, double value);
+mlir::Value index(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
+/// 2^x on f32 vectors by a polynomial (x <= -127, -inf included, gives 0).
+mlir::Value exp2(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
+/// Indices of (batch, head, position, d) in `layout`.
+llvm::SmallVector<mlir::Value> at(attn::Layout layout, mlir::Value batch, mlir::Value head,
+                                  mlir::Value pos, mlir::Value d);
+
+/// What the CPU patterns cannot lower, as errors before any rewriting: a
+/// variant region with non-elementwise ops or strided multi-dim buffers;
+/// tensors whose head dim is not contiguous.
+mlir::LogicalResult checkSupported(attn::TileApplyOp op);
+mlir::LogicalResult checkHeadDimContiguous(mlir::Operation *op, mlir::Value tensor);
+
+void populateStructurePatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+void populateVariantPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+
+} // namespace heed::cpu
+
+#endif

@@ -1,0 +1,191 @@
+// CPU patterns for the tile ops that move data: attn.tile.load (q transposed,
+// k/v as f32 rows, holes as zero rows), attn.tile.fill, attn.tile.store
+// (normalize, gate, write the real rows and their lse).
+#include "CPUPatterns.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::cpu {
+namespace {
+
+constexpr double kLn2 = 0.6931471805599453;
+
+Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
+  return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
+}
+
+struct LoadLowering : OpConversionPattern<TileLoadOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileLoadOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = cast<TileType>(op.getResult().getType());
+    auto bufType = cast<MemRefType>(getTypeConverter()->convertType(type));
+    Value buf = allocaAtEntry(rewriter, op, bufType);
+    Value tensor = adaptor.getTensor().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    Span span(adaptor.getSpan());
+    int64_t width = type.getCols();
+    auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                   index(rewriter, loc, type.getRows()), index(rewriter, loc, 1));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    Value token = extractAt(rewriter, loc, span.tokens, i);
+    Value zero = index(rewriter, loc, 0);
+    auto ifOp = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i),
+                                  /*withElseRegion=*/true);
+    if (type.getRole() == TileRole::Q) {
+      // Transposed, element by element: qT[d][i] (done once per work item).
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      for (int64_t d = 0; d < width; ++d) {
+        Value x = memref::LoadOp::create(rewriter, loc, tensor,
+                                         at(op.getLayout(), batch, head, token, index(rewriter, loc, d)));
+        if (!x.getType().isF32())
+          x = arith::ExtFOp::create(rewriter, loc, rewriter.getF32Type(), x);
+        memref::StoreOp::create(rewriter, loc, x, buf, ValueRange{index(rewriter, loc, d), i});
+      }
+      rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      Value f0 = arith::ConstantOp::create(rewriter, loc, rewriter.getF32FloatAttr(0));
+      for (int64_t d = 0; d < width; ++d)
+        memref::StoreOp::create(rewriter, loc, f0, buf, ValueRange{index(rewriter, loc, d), i});
+    } else {
+      // A key's row as f32; holes are zero rows, so that 0 * garbage never
+      // makes a NaN.
+      auto rowType = VectorType::get({width}, type.getElementType());
+      auto f32Row = VectorType::get({width}, rewriter.getF32Type());
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value row = vector::LoadOp::create(rewriter, loc, rowType, tensor,
+                                         at(op.getLayout(), batch, head, token, zero));
+      if (!type.getElementType().isF32())
+        row = arith::ExtFOp::create(rewriter, loc, f32Row, row);
+      vector::StoreOp::create(rewriter, loc, row, buf, ValueRange{i, zero});
+      rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      vector::StoreOp::create(rewriter, loc, splat(rewriter, loc, f32Row, 0), buf,
+                              ValueRange{i, zero});
+    }
+    rewriter.replaceOp(op, buf);
+    return success();
+  }
+};
+
+struct FillLowering : OpConversionPattern<TileFillOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileFillOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    double value = op.getValue().convertToDouble();
+    Type type = getTypeConverter()->convertType(op.getResult().getType());
+    if (auto vec = dyn_cast<VectorType>(type)) {
+      rewriter.replaceOp(op, splat(rewriter, loc, vec, value));
+      return success();
+    }
+    auto bufType = cast<MemRefType>(type);
+    Value buf = allocaAtEntry(rewriter, op, bufType);
+    auto rowType = VectorType::get({bufType.getDimSize(1)}, rewriter.getF32Type());
+    Value row = splat(rewriter, loc, rowType, value);
+    auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                   index(rewriter, loc, bufType.getDimSize(0)),
+                                   index(rewriter, loc, 1));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(loop.getBody());
+    vector::StoreOp::create(rewriter, loc, row, buf,
+                            ValueRange{loop.getInductionVar(), index(rewriter, loc, 0)});
+    rewriter.replaceOp(op, buf);
+    return success();
+  }
+};
+
+struct StoreLowering : OpConversionPattern<TileStoreOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value acc = adaptor.getAcc().front(), m = adaptor.getMax().front(), l = adaptor.getSum().front();
+    Value out = adaptor.getOut().front(), batch = adaptor.getBatch().front();
+    Value head = adaptor.getHead().front();
+    Span span(adaptor.getSpan());
+    auto laneType = cast<VectorType>(l.getType());
+    int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
+    auto rowType = VectorType::get({width}, rewriter.getF32Type());
+    // 1 / l per row (0 for rows with no visible key) and lse = m + ln l.
+    Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, l,
+                                        splat(rewriter, loc, laneType, 0));
+    Value inv = arith::SelectOp::create(
+        rewriter, loc, empty, splat(rewriter, loc, laneType, 0),
+        arith::DivFOp::create(rewriter, loc, splat(rewriter, loc, laneType, 1), l));
+    Value lseVec = arith::AddFOp::create(
+        rewriter, loc, m,
+        arith::MulFOp::create(rewriter, loc, math::Log2Op::create(rewriter, loc, l),
+                              splat(rewriter, loc, laneType, kLn2)));
+    lseVec = arith::SelectOp::create(rewriter, loc, empty,
+                                     splat(rewriter, loc, laneType, -INFINITY), lseVec);
+    auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                   index(rewriter, loc, laneType.getDimSize(0)),
+                                   index(rewriter, loc, 1));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    Value token = extractAt(rewriter, loc, span.tokens, i);
+    auto real = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i), false);
+    rewriter.setInsertionPointToStart(&real.getThenRegion().front());
+    Value scale = extractAt(rewriter, loc, inv, i);
+    Value gate;
+    if (op.getGate()) {
+      // Scaled by the row's gate; a row not routed (gate 0) is 0 with lse -inf.
+      ArrayRef<int64_t> dims = *op.getGateDims();
+      Value index3[3];
+      index3[dims[0]] = batch, index3[dims[1]] = token, index3[dims[2]] = head;
+      gate = memref::LoadOp::create(rewriter, loc, adaptor.getGate().front(),
+                                    ValueRange{index3[0], index3[1], index3[2]});
+      if (!gate.getType().isF32())
+        gate = arith::ExtFOp::create(rewriter, loc, rewriter.getF32Type(), gate);
+      scale = arith::MulFOp::create(rewriter, loc, scale, gate);
+    }
+    Value zero = index(rewriter, loc, 0);
+    Value row = vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{i, zero});
+    row = arith::MulFOp::create(rewriter, loc, row,
+                                vector::BroadcastOp::create(rewriter, loc, rowType, scale));
+    Type outElt = cast<MemRefType>(out.getType()).getElementType();
+    if (!outElt.isF32())
+      row = arith::TruncFOp::create(rewriter, loc, VectorType::get({width}, outElt), row);
+    vector::StoreOp::create(rewriter, loc, row, out, at(op.getLayout(), batch, head, token, zero));
+    if (!adaptor.getLse().empty()) {
+      Value value = extractAt(rewriter, loc, lseVec, i);
+      if (gate)
+        value = arith::SelectOp::create(
+            rewriter, loc,
+            arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate,
+                                  arith::ConstantOp::create(rewriter, loc, rewriter.getF32FloatAttr(0))),
+            arith::ConstantOp::create(rewriter, loc, rewriter.getF32FloatAttr(-INFINITY)), value);
+      memref::StoreOp::create(rewriter, loc, value, adaptor.getLse().front(),
+                              ValueRange{batch, head, token});
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
+
+LogicalResult checkHeadDimContiguous(Operation *op, Value tensor) {
+  auto type = cast<MemRefType>(tensor.getType());
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(type.getStridesAndOffset(strides, offset)) || strides.back() != 1)
+    return op->emitOpError() << "needs tensors whose head dimension is contiguous";
+  return success();
+}
+
+void populateLoadStorePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<LoadLowering, FillLowering, StoreLowering>(converter, patterns.getContext());
+}
+
+} // namespace heed::cpu

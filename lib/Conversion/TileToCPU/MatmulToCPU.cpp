@@ -1,0 +1,111 @@
+// CPU patterns for the two products of the attention loop:
+//   attn.tile.qk: S = scale * Q K^T with the head dim as the outer loop and
+//     the N partial sums (one vector over the rows per key) in registers;
+//   attn.tile.pv: acc = acc * alpha + P V, rows in pairs so that each V row
+//     loaded serves two accumulators, the weights broadcast from memory.
+#include "CPUPatterns.h"
+
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::cpu {
+namespace {
+
+struct QKLowering : OpConversionPattern<TileQKOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileQKOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value qT = adaptor.getQ(), kS = adaptor.getK();
+    auto sType = cast<MemRefType>(getTypeConverter()->convertType(op.getResult().getType()));
+    int64_t keys = sType.getDimSize(0), rows = sType.getDimSize(1);
+    int64_t depth = cast<MemRefType>(qT.getType()).getDimSize(0);
+    auto laneType = VectorType::get({rows}, rewriter.getF32Type());
+    Value sT = allocaAtEntry(rewriter, op, sType);
+    SmallVector<Value> zeros(keys, splat(rewriter, loc, laneType, 0));
+    auto dot = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                  index(rewriter, loc, depth), index(rewriter, loc, 1), zeros);
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(dot.getBody());
+      Value d = dot.getInductionVar();
+      Value qv = vector::LoadOp::create(rewriter, loc, laneType, qT,
+                                        ValueRange{d, index(rewriter, loc, 0)});
+      SmallVector<Value> next;
+      for (int64_t j = 0; j < keys; ++j) {
+        Value k = memref::LoadOp::create(rewriter, loc, kS, ValueRange{index(rewriter, loc, j), d});
+        next.push_back(vector::FMAOp::create(
+            rewriter, loc, vector::BroadcastOp::create(rewriter, loc, laneType, k), qv,
+            dot.getRegionIterArgs()[j]));
+      }
+      scf::YieldOp::create(rewriter, loc, next);
+    }
+    Value scale = splat(rewriter, loc, laneType, op.getScale().convertToDouble());
+    for (int64_t j = 0; j < keys; ++j)
+      vector::StoreOp::create(rewriter, loc,
+                              arith::MulFOp::create(rewriter, loc, dot.getResult(j), scale), sT,
+                              ValueRange{index(rewriter, loc, j), index(rewriter, loc, 0)});
+    rewriter.replaceOp(op, sT);
+    return success();
+  }
+};
+
+struct PVLowering : OpConversionPattern<TilePVOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TilePVOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value pT = adaptor.getProbs(), vS = adaptor.getV(), acc = adaptor.getAcc();
+    Value alpha = adaptor.getAlpha();
+    auto pType = cast<MemRefType>(pT.getType());
+    int64_t keys = pType.getDimSize(0), rows = pType.getDimSize(1);
+    int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
+    auto rowType = VectorType::get({width}, rewriter.getF32Type());
+    Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
+    int64_t pair = rows > 1 ? 2 : 1;
+    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, rows),
+                                      index(rewriter, loc, pair));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(rowLoop.getBody());
+    SmallVector<Value> rowIds, accRows;
+    for (int64_t r = 0; r < pair; ++r) {
+      Value i = arith::AddIOp::create(rewriter, loc, rowLoop.getInductionVar(),
+                                      index(rewriter, loc, r));
+      rowIds.push_back(i);
+      Value a = vector::ExtractOp::create(rewriter, loc, alpha, ArrayRef<OpFoldResult>{i});
+      Value row = vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{i, c0});
+      accRows.push_back(arith::MulFOp::create(
+          rewriter, loc, row, vector::BroadcastOp::create(rewriter, loc, rowType, a)));
+    }
+    auto keyLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys), c1, accRows);
+    {
+      OpBuilder::InsertionGuard inner(rewriter);
+      rewriter.setInsertionPointToStart(keyLoop.getBody());
+      Value j = keyLoop.getInductionVar();
+      Value v = vector::LoadOp::create(rewriter, loc, rowType, vS, ValueRange{j, c0});
+      SmallVector<Value> next;
+      for (int64_t r = 0; r < pair; ++r) {
+        Value w = memref::LoadOp::create(rewriter, loc, pT, ValueRange{j, rowIds[r]});
+        next.push_back(vector::FMAOp::create(
+            rewriter, loc, vector::BroadcastOp::create(rewriter, loc, rowType, w), v,
+            keyLoop.getRegionIterArgs()[r]));
+      }
+      scf::YieldOp::create(rewriter, loc, next);
+    }
+    for (int64_t r = 0; r < pair; ++r)
+      vector::StoreOp::create(rewriter, loc, keyLoop.getResult(r), acc, ValueRange{rowIds[r], c0});
+    rewriter.replaceOp(op, acc);
+    return success();
+  }
+};
+
+} // namespace
+
+void populateMatmulPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<QKLowering, PVLowering>(converter, patterns.getContext());
+}
+
+} // namespace heed::cpu

@@ -1,0 +1,100 @@
+// CPU pattern for attn.tile.softmax, the online softmax step, in base 2:
+// exponents are exp2(s log2(e) - m log2(e)) by a polynomial on vectors (no
+// libm call), and the probabilities overwrite the scores in place.
+#include "CPUPatterns.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::cpu {
+
+constexpr double kLog2E = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+/// 2^x for x <= 0 (all softmax exponents are): x = n + f with n = round(x),
+/// |f| <= 1/2; 2^f by a degree-7 Taylor polynomial of e^(f ln 2) (relative
+/// error < 1e-8), 2^n by building the exponent bits. x <= -127 (including
+/// -inf) gives exactly 0, so masked scores contribute nothing.
+Value exp2(OpBuilder &b, Location loc, Value x) {
+  auto vt = cast<VectorType>(x.getType());
+  auto it = VectorType::get(vt.getShape(), b.getI32Type());
+  x = arith::MaximumFOp::create(b, loc, x, splat(b, loc, vt, -127.0));
+  Value n = math::RoundEvenOp::create(b, loc, x);
+  Value f = arith::MulFOp::create(b, loc, arith::SubFOp::create(b, loc, x, n), splat(b, loc, vt, kLn2));
+  const double coeff[8] = {1, 1, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040};
+  Value p = splat(b, loc, vt, coeff[7]);
+  for (int i = 6; i >= 0; --i)
+    p = math::FmaOp::create(b, loc, p, f, splat(b, loc, vt, coeff[i]));
+  auto intSplat = [&](int32_t v) {
+    return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(it, b.getI32IntegerAttr(v)));
+  };
+  Value biased = arith::AddIOp::create(b, loc, arith::FPToSIOp::create(b, loc, it, n), intSplat(127));
+  Value bits = arith::ShLIOp::create(b, loc, biased, intSplat(23));
+  return arith::MulFOp::create(b, loc, p, arith::BitcastOp::create(b, loc, vt, bits));
+}
+
+namespace {
+
+struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileSoftmaxOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value sT = adaptor.getScores(), m = adaptor.getMax(), l = adaptor.getSum();
+    auto laneType = cast<VectorType>(m.getType());
+    int64_t keys = cast<MemRefType>(sT.getType()).getDimSize(0);
+    Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
+    Value end = index(rewriter, loc, keys);
+    auto load = [&](Value j) {
+      return vector::LoadOp::create(rewriter, loc, laneType, sT, ValueRange{j, c0}).getResult();
+    };
+    auto maxLoop = scf::ForOp::create(rewriter, loc, c0, end, c1, ValueRange{m});
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(maxLoop.getBody());
+      scf::YieldOp::create(rewriter, loc,
+                           ValueRange{arith::MaxNumFOp::create(rewriter, loc,
+                                                               maxLoop.getRegionIterArgs()[0],
+                                                               load(maxLoop.getInductionVar()))});
+    }
+    Value mNew = maxLoop.getResult(0);
+    // A row that has seen only masked keys keeps max -inf; its exponents are
+    // taken against 0 so that -inf - -inf never makes a NaN.
+    Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew,
+                                       splat(rewriter, loc, laneType, -INFINITY));
+    Value mSafe = arith::SelectOp::create(rewriter, loc, none, splat(rewriter, loc, laneType, 0), mNew);
+    Value log2e = splat(rewriter, loc, laneType, kLog2E);
+    Value shift = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, mSafe, log2e));
+    Value alpha = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, m, log2e, shift));
+    auto probLoop = scf::ForOp::create(rewriter, loc, c0, end, c1,
+                                       ValueRange{splat(rewriter, loc, laneType, 0)});
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(probLoop.getBody());
+      Value j = probLoop.getInductionVar();
+      Value p = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, load(j), log2e, shift));
+      vector::StoreOp::create(rewriter, loc, p, sT, ValueRange{j, c0});
+      scf::YieldOp::create(rewriter, loc,
+                           ValueRange{arith::AddFOp::create(rewriter, loc,
+                                                            probLoop.getRegionIterArgs()[0], p)});
+    }
+    Value lNew = arith::AddFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, l, alpha),
+                                       probLoop.getResult(0));
+    rewriter.replaceOp(op, {mNew, lNew, sT, alpha});
+    return success();
+  }
+};
+
+} // namespace
+
+void populateSoftmaxPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<SoftmaxLowering>(converter, patterns.getContext());
+}
+
+} // namespace heed::cpu

@@ -1,0 +1,253 @@
+// --convert-attn-tile-to-cpu: the tile ops as scf/vector/memref/arith code
+// for the CPU (see CPUPatterns.h for the representation): the pass, the type
+// converter, and the structure patterns (work items, spans).
+#include "heed/Conversion/Passes.h"
+
+#include "CPUPatterns.h"
+
+#include "../TileCommon/IndexExpr.h"
+#include "../TileCommon/Patterns.h"
+
+#include "dialects/attn/AttnOps.h"
+#include "dialects/attn/TileMath.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/SCF/Transforms/Patterns.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+
+namespace heed {
+#define GEN_PASS_DEF_CONVERTATTNTILETOCPU
+#include "heed/Conversion/Passes.h.inc"
+} // namespace heed
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::cpu {
+
+CPUTypeConverter::CPUTypeConverter(MLIRContext *ctx) {
+  addConversion([](Type t) { return t; });
+  addConversion([ctx](TileType t) -> Type {
+    Type f32 = Float32Type::get(ctx);
+    switch (t.getRole()) {
+    case TileRole::Q:
+      return MemRefType::get({t.getCols(), t.getRows()}, f32);
+    case TileRole::S:
+      return MemRefType::get({t.getCols(), t.getRows()}, f32);
+    case TileRole::Row:
+      return VectorType::get({t.getRows()}, f32);
+    default: // k, v, acc
+      return MemRefType::get({t.getRows(), t.getCols()}, f32);
+    }
+  });
+  addConversion([ctx](SpanType t, SmallVectorImpl<Type> &results) -> LogicalResult {
+    Type index = IndexType::get(ctx);
+    results.push_back(VectorType::get({t.getSize()}, index));
+    results.push_back(VectorType::get({t.getSize()}, IntegerType::get(ctx, 1)));
+    results.push_back(index);
+    results.push_back(index);
+    return success();
+  });
+}
+
+Value allocaAtEntry(OpBuilder &b, Operation *anchor, MemRefType type) {
+  OpBuilder::InsertionGuard guard(b);
+  auto func = anchor->getParentOfType<FunctionOpInterface>();
+  b.setInsertionPointToStart(&func.getFunctionBody().front());
+  return memref::AllocaOp::create(b, anchor->getLoc(), type);
+}
+
+Value splat(OpBuilder &b, Location loc, VectorType type, double value) {
+  return arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(type, b.getF32FloatAttr(static_cast<float>(value))));
+}
+
+Value index(OpBuilder &b, Location loc, int64_t value) {
+  return arith::ConstantIndexOp::create(b, loc, value);
+}
+
+SmallVector<Value> at(Layout layout, Value batch, Value head, Value pos, Value d) {
+  if (layout == Layout::BSHD)
+    return {batch, pos, head, d};
+  return {batch, head, pos, d};
+}
+
+namespace {
+
+/// attn.tile.work -> a loop over the flattened items in [begin, end).
+struct WorkLowering : OpConversionPattern<TileWorkOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    IndexExpr tiles(rewriter, loc, adaptor.getTiles()), heads(rewriter, loc, adaptor.getHeads());
+    Value total = arith::MulIOp::create(
+        rewriter, loc, arith::MulIOp::create(rewriter, loc, adaptor.getBatches(), heads), tiles);
+    Value begin = adaptor.getBegin() ? adaptor.getBegin() : index(rewriter, loc, 0);
+    Value end = adaptor.getEnd() ? arith::MinUIOp::create(rewriter, loc, adaptor.getEnd(), total)
+                                 : total;
+    auto loop = scf::ForOp::create(rewriter, loc, begin, end, index(rewriter, loc, 1));
+    rewriter.setInsertionPointToStart(loop.getBody());
+    Value item = loop.getInductionVar();
+    Value rest = arith::DivUIOp::create(rewriter, loc, item, tiles);
+    Value values[] = {arith::DivUIOp::create(rewriter, loc, rest, heads),
+                      arith::RemUIOp::create(rewriter, loc, rest, heads),
+                      arith::RemUIOp::create(rewriter, loc, item, tiles)};
+    rewriter.inlineBlockBefore(&op.getBody().front(), loop.getBody()->getTerminator(), values);
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// A tile's tokens: origin token + the lanes' constant offsets, real where
+/// inside the grid and before the sequence's end.
+struct SpanLowering : OpConversionPattern<TileSpanOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileSpanOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    ArrayRef<int64_t> grid = op.getTiling().getGrid();
+    ArrayRef<int64_t> patch = op.getTiling().getPatch(op.getSide());
+    int64_t lanes = tileSize(patch);
+    IndexExpr seq(rewriter, loc, adaptor.getSeq());
+    SmallVector<IndexExpr> origin;
+    if (adaptor.getCoords().size() == 1)
+      origin = tileOrigin(grid, patch, seq.with(adaptor.getCoords()[0]));
+    else
+      for (auto [k, c] : llvm::enumerate(adaptor.getCoords()))
+        origin.push_back(seq.with(c) * patch[k]);
+    IndexExpr rows = gridRows(grid, seq);
+    SmallVector<IndexExpr> end;
+    for (size_t k = 0; k < patch.size(); ++k) {
+      IndexExpr last = k == 0 ? rows - seq.constant(1) : seq.constant(grid[k - 1] - 1);
+      end.push_back(min(origin[k] + (patch[k] - 1), last));
+    }
+    IndexExpr lo = tokenOf<IndexExpr>(grid, origin);
+    IndexExpr hi = tokenOf<IndexExpr>(grid, end);
+    // Lane l: origin + sum_k laneDigit(l, k) * s_k.
+    SmallVector<int64_t> strides = gridStrides(grid);
+    auto idxVec = VectorType::get({lanes}, rewriter.getIndexType());
+    auto constVec = [&](function_ref<int64_t(int64_t)> f) -> Value {
+      SmallVector<Attribute> values;
+      for (int64_t l = 0; l < lanes; ++l)
+        values.push_back(rewriter.getIndexAttr(f(l)));
+      return arith::ConstantOp::create(rewriter, loc, DenseElementsAttr::get(idxVec, values));
+    };
+    auto bcast = [&](Value v) { return vector::BroadcastOp::create(rewriter, loc, idxVec, v); };
+    Value tokens = arith::AddIOp::create(rewriter, loc, bcast(lo), constVec([&](int64_t l) {
+      int64_t offset = 0;
+      for (size_t k = 0; k < patch.size(); ++k)
+        offset += laneDigit(patch, l, k) * strides[k];
+      return offset;
+    }));
+    Value real = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, tokens,
+                                       bcast(adaptor.getSeq()));
+    for (size_t k = 1; k < patch.size(); ++k) {
+      Value digit = arith::AddIOp::create(rewriter, loc, bcast(origin[k]), constVec([&](int64_t l) {
+        return laneDigit(patch, l, k);
+      }));
+      Value inside = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, digit,
+                                           bcast(index(rewriter, loc, grid[k - 1])));
+      real = arith::AndIOp::create(rewriter, loc, real, inside);
+    }
+    rewriter.replaceOpWithMultiple(op, {{tokens, real, lo.value, hi.value}});
+    return success();
+  }
+};
+
+/// A gated head's tile: lane i is rows[offset + i] for i < lanes.
+struct RoutedSpanLowering : OpConversionPattern<TileRoutedSpanOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileRoutedSpanOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    int64_t lanes = op.getResult().getType().getSize();
+    auto idxVec = VectorType::get({lanes}, rewriter.getIndexType());
+    auto i32Vec = VectorType::get({lanes}, rewriter.getI32Type());
+    Value step = vector::StepOp::create(rewriter, loc, idxVec);
+    Value real = arith::CmpIOp::create(
+        rewriter, loc, arith::CmpIPredicate::ult, step,
+        vector::BroadcastOp::create(rewriter, loc, idxVec, adaptor.getLanes()));
+    Value zeros = arith::ConstantOp::create(
+        rewriter, loc, DenseElementsAttr::get(i32Vec, rewriter.getI32IntegerAttr(0)));
+    Value rows = vector::GatherOp::create(rewriter, loc, i32Vec, adaptor.getRows(),
+                                          ValueRange{adaptor.getOffset()}, step, real, zeros);
+    Value tokens = arith::IndexCastOp::create(rewriter, loc, idxVec, rows);
+    auto tokenAt = [&](Value slot) -> Value {
+      Value row = memref::LoadOp::create(rewriter, loc, adaptor.getRows(), ValueRange{slot});
+      return arith::IndexCastOp::create(rewriter, loc, rewriter.getIndexType(), row);
+    };
+    // The box of the routed lanes (a tile with none never asks for it).
+    IndexExpr offset(rewriter, loc, adaptor.getOffset());
+    Value one = index(rewriter, loc, 1);
+    Value lastRouted = arith::MaxUIOp::create(rewriter, loc, adaptor.getRouted(), one);
+    Value hiSlot = arith::SubIOp::create(rewriter, loc, offset + offset.with(lastRouted), one);
+    rewriter.replaceOpWithMultiple(op, {{tokens, real, tokenAt(offset), tokenAt(hiSlot)}});
+    return success();
+  }
+};
+
+struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileSpanBoxOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Span span(adaptor.getSpan());
+    rewriter.replaceOp(op, {span.lo, span.hi});
+    return success();
+  }
+};
+
+} // namespace
+
+void populateStructurePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, SpanBoxLowering>(
+      converter, patterns.getContext());
+}
+
+} // namespace heed::cpu
+
+namespace {
+
+struct ConvertAttnTileToCPUPass
+    : heed::impl::ConvertAttnTileToCPUBase<ConvertAttnTileToCPUPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    MLIRContext *ctx = &getContext();
+    WalkResult supported = module.walk([](Operation *op) {
+      LogicalResult ok = success();
+      if (auto apply = dyn_cast<TileApplyOp>(op))
+        ok = heed::cpu::checkSupported(apply);
+      else if (auto load = dyn_cast<TileLoadOp>(op))
+        ok = heed::cpu::checkHeadDimContiguous(op, load.getTensor());
+      else if (auto store = dyn_cast<TileStoreOp>(op))
+        ok = heed::cpu::checkHeadDimContiguous(op, store.getOut());
+      return failed(ok) ? WalkResult::interrupt() : WalkResult::advance();
+    });
+    if (supported.wasInterrupted())
+      return signalPassFailure();
+    heed::cpu::CPUTypeConverter converter(ctx);
+    RewritePatternSet patterns(ctx);
+    heed::populateTileCommonPatterns(converter, patterns);
+    heed::cpu::populateStructurePatterns(converter, patterns);
+    heed::cpu::populateLoadStorePatterns(converter, patterns);
+    heed::cpu::populateMatmulPatterns(converter, patterns);
+    heed::cpu::populateSoftmaxPatterns(converter, patterns);
+    heed::cpu::populateVariantPatterns(converter, patterns);
+    ConversionTarget target(*ctx);
+    target.addLegalDialect<arith::ArithDialect, math::MathDialect, memref::MemRefDialect,
+                           vector::VectorDialect, scf::SCFDialect, func::FuncDialect>();
+    target.addIllegalDialect<AttnDialect>();
+    // Variants stay until no op refers to them (their regions were inlined).
+    target.addLegalOp<VariantOp, heed::attn::YieldOp, heed::attn::LoadOp, heed::attn::RouteOp>();
+    scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, target);
+    if (failed(applyPartialConversion(module, target, std::move(patterns))))
+      return signalPassFailure();
+    SmallVector<VariantOp> variants;
+    module.walk([&](VariantOp v) { variants.push_back(v); });
+    for (VariantOp v : variants)
+      if (SymbolTable::symbolKnownUseEmpty(v, module))
+        v.erase();
+  }
+};
+
+} // namespace
