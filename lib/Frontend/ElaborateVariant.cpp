@@ -12,106 +12,6 @@
 namespace heed::spec::detail {
 namespace {
 
-//===----------------------------------------------------------------------===//
-// Constant folding of param defaults (semantics of Spec.h)
-//===----------------------------------------------------------------------===//
-
-struct ConstValue {
-  int64_t i = 0; ///< I64 and Bool
-  double f = 0;  ///< F32
-};
-
-
-int64_t wrap(uint64_t v) { return static_cast<int64_t>(v); }
-
-/// Folds a tree that reads no index, score or buffer (depth is bounded by
-/// kMaxTreeDepth, so recursion is safe).
-ConstValue fold(const Expr &e) {
-  auto at = [&](size_t i) { return fold(*e.operands[i]); };
-  switch (e.kind) {
-  case ExprKind::Const:
-    return {e.intValue, e.floatValue};
-  case ExprKind::Cast: {
-    ConstValue a = at(0);
-    ScalarType from = e.operands[0]->type;
-    if (e.type == ScalarType::F32)
-      return {0, from == ScalarType::F32 ? a.f : static_cast<double>(a.i)};
-    if (from != ScalarType::F32)
-      return {e.type == ScalarType::Bool ? int64_t(a.i != 0) : a.i, 0};
-    if (e.type == ScalarType::Bool)
-      return {a.f != 0, 0};
-    if (std::isnan(a.f))
-      return {0, 0};
-    if (a.f >= 9.2233720368547758e18)
-      return {std::numeric_limits<int64_t>::max(), 0};
-    if (a.f <= -9.2233720368547758e18)
-      return {std::numeric_limits<int64_t>::min(), 0};
-    return {static_cast<int64_t>(a.f), 0};
-  }
-  case ExprKind::Select:
-    return at(0).i ? at(1) : at(2);
-  case ExprKind::Unary: {
-    ConstValue a = at(0);
-    bool isFloat = e.operands[0]->type == ScalarType::F32;
-    switch (e.op) {
-    case Op::Neg: return isFloat ? ConstValue{0, -a.f} : ConstValue{wrap(-uint64_t(a.i)), 0};
-    case Op::Not: return {!a.i, 0};
-    case Op::Abs:
-      return isFloat ? ConstValue{0, std::fabs(a.f)}
-                     : ConstValue{a.i < 0 ? wrap(-uint64_t(a.i)) : a.i, 0};
-    case Op::Exp: return {0, std::exp(a.f)};
-    case Op::Log: return {0, std::log(a.f)};
-    case Op::Tanh: return {0, std::tanh(a.f)};
-    case Op::Sqrt: return {0, std::sqrt(a.f)};
-    default: return {};
-    }
-  }
-  case ExprKind::Binary: {
-    ConstValue a = at(0), c = at(1);
-    if (e.op == Op::And)
-      return {a.i && c.i, 0};
-    if (e.op == Op::Or)
-      return {a.i || c.i, 0};
-    if (e.operands[0]->type == ScalarType::F32) {
-      switch (e.op) {
-      case Op::Add: return {0, a.f + c.f};
-      case Op::Sub: return {0, a.f - c.f};
-      case Op::Mul: return {0, a.f * c.f};
-      case Op::Div: return {0, a.f / c.f};
-      case Op::Min: return {0, std::fmin(a.f, c.f)};
-      case Op::Max: return {0, std::fmax(a.f, c.f)};
-      case Op::Eq: return {a.f == c.f, 0};
-      case Op::Ne: return {a.f != c.f, 0};
-      case Op::Lt: return {a.f < c.f, 0};
-      case Op::Le: return {a.f <= c.f, 0};
-      case Op::Gt: return {a.f > c.f, 0};
-      case Op::Ge: return {a.f >= c.f, 0};
-      default: return {};
-      }
-    }
-    switch (e.op) {
-    case Op::Add: return {wrap(uint64_t(a.i) + uint64_t(c.i)), 0};
-    case Op::Sub: return {wrap(uint64_t(a.i) - uint64_t(c.i)), 0};
-    case Op::Mul: return {wrap(uint64_t(a.i) * uint64_t(c.i)), 0};
-    case Op::Div: return {floorDiv(a.i, c.i), 0};
-    case Op::Rem: return {floorRem(a.i, c.i), 0};
-    case Op::Min: return {std::min(a.i, c.i), 0};
-    case Op::Max: return {std::max(a.i, c.i), 0};
-    case Op::Eq: return {a.i == c.i, 0};
-    case Op::Ne: return {a.i != c.i, 0};
-    case Op::Lt: return {a.i < c.i, 0};
-    case Op::Le: return {a.i <= c.i, 0};
-    case Op::Gt: return {a.i > c.i, 0};
-    case Op::Ge: return {a.i >= c.i, 0};
-    default: return {};
-    }
-  }
-  default:
-    return {};
-  }
-}
-
-
 /// Parses an override's text as a value of `type`; an error message if it is not one.
 std::optional<std::string> parseOverride(ScalarType type, llvm::StringRef text, Param &p) {
   switch (type) {
@@ -124,9 +24,9 @@ std::optional<std::string> parseOverride(ScalarType type, llvm::StringRef text, 
   }
   case ScalarType::F32: {
     double v;
-    if (text.getAsDouble(v) || !std::isfinite(v))
-      return std::string("expected a finite number");
-    p.floatValue = v;
+    if (text.getAsDouble(v) || !std::isfinite(v) || overflowsF32(v))
+      return std::string("expected a finite number within the f32 range");
+    p.floatValue = roundToF32(v);
     return std::nullopt;
   }
   case ScalarType::Bool:
@@ -141,7 +41,6 @@ std::optional<std::string> parseOverride(ScalarType type, llvm::StringRef text, 
 bool isSymbolDim(llvm::StringRef d) {
   return d == "B" || d == "H" || d == "Hkv" || d == "Sq" || d == "Skv";
 }
-
 
 } // namespace
 
@@ -228,7 +127,7 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
       Param p;
       p.name = s.name;
       p.type = want;
-      ConstValue c = fold(*v);
+      Scalar c = evaluateConstant(*v);
       p.intValue = c.i;
       p.floatValue = c.f;
       if (want == ScalarType::F32 && !std::isfinite(p.floatValue))

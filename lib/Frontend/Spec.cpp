@@ -1,9 +1,12 @@
 // Construction and printing of elaborated spec expressions.
 #include "heed/Frontend/Spec.h"
 
+#include "heed/Frontend/Evaluate.h"
+
 #include <set>
 
 #include <cassert>
+#include <cstdlib>
 #include <sstream>
 
 namespace heed::spec {
@@ -47,10 +50,17 @@ void printExpr(std::ostream &os, const Expr &e, const Variant *v, int outer) {
     else if (e.type == ScalarType::I64)
       os << e.intValue;
     else {
-      std::ostringstream f;
-      f.precision(9);
-      f << e.floatValue;
-      std::string s = f.str();
+      // The shortest text that reads back as the same f32.
+      std::string s;
+      for (int digits = 6; digits <= 9; ++digits) {
+        std::ostringstream f;
+        f.precision(digits);
+        f << e.floatValue;
+        s = f.str();
+        if (static_cast<float>(std::strtod(s.c_str(), nullptr)) ==
+            static_cast<float>(e.floatValue))
+          break;
+      }
       if (s.find_first_of(".eEn") == std::string::npos)
         s += ".0";
       os << s;
@@ -131,7 +141,7 @@ ExprPtr makeInt(int64_t v) {
 }
 ExprPtr makeFloat(double v) {
   auto e = node(ExprKind::Const, ScalarType::F32);
-  e->floatValue = v;
+  e->floatValue = roundToF32(v);
   return e;
 }
 ExprPtr makeBool(bool v) {

@@ -60,6 +60,8 @@ TEST(Builder, Literals) {
   EXPECT_EQ(Expr(7u).node()->intValue, 7);
   EXPECT_EQ(Expr(0.25).node()->type, spec::ScalarType::F32);
   EXPECT_EQ(Expr(0.25f).node()->floatValue, 0.25);
+  // An f32 literal holds the nearest f32.
+  EXPECT_EQ(Expr(0.1).node()->floatValue, double(0.1f));
   EXPECT_EQ(spec::print(*(q() > kv() || true).node()), "q > kv || true");
 
   // Negative literals are negations, as `-8` in the text.
@@ -329,6 +331,17 @@ TEST(Builder, DeclarationErrors) {
   {
     VariantBuilder vb("not a name");
     EXPECT_BUILD_ERROR(vb, "the variant name is not an identifier");
+  }
+  // f32 values beyond the f32 range, as the text's `1e39`.
+  for (double big : {1e39, -1e39, std::numeric_limits<double>::infinity()}) {
+    VariantBuilder vb("v");
+    vb.param("p", big);
+    EXPECT_BUILD_ERROR(vb, "param 'p' is not a finite f32");
+  }
+  {
+    VariantBuilder vb("v");
+    vb.setScore(score() * 1e39);
+    EXPECT_BUILD_ERROR(vb, "f32 literal 1.000000e+39 out of range (the largest f32 is 3.40282347e38)");
   }
 }
 
