@@ -2,8 +2,12 @@
 // check and elaborate it, pick a variant.
 #include "Elaborate.h"
 
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
+
+#include <optional>
 
 namespace heed::spec {
 using namespace detail;
@@ -60,9 +64,12 @@ llvm::Expected<std::vector<Variant>> parseAndElaborate(llvm::StringRef text,
 
 } // namespace
 
-
 llvm::Expected<std::vector<Variant>> parseSpec(llvm::StringRef text, llvm::StringRef filename,
                                                const ParamOverrides &overrides) {
+  if (text.size() > kMaxSpecBytes)
+    return plainError(filename + ": error: the spec is " + llvm::Twine(text.size()) +
+                      " bytes; a spec may have at most " + llvm::Twine(kMaxSpecBytes) +
+                      " bytes (1 MiB)\n");
   return parseAndElaborate(text, filename, overrides);
 }
 
@@ -80,10 +87,40 @@ llvm::Expected<ParamOverrides> parseParamAssignments(llvm::ArrayRef<std::string>
 
 llvm::Expected<std::vector<Variant>> parseSpecFile(llvm::StringRef path,
                                                    const ParamOverrides &overrides) {
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
+  auto cannotRead = [&](const llvm::Twine &why) {
+    return plainError("error: cannot read '" + path + "': " + why + "\n");
+  };
+  // Only a regular file of bounded size is read: a device (/dev/zero) would be
+  // read until memory runs out, and opening a FIFO blocks until a writer comes.
+  auto check = [&](const llvm::sys::fs::file_status &st) -> std::optional<llvm::Error> {
+    if (st.type() == llvm::sys::fs::file_type::directory_file)
+      return cannotRead("it is a directory");
+    if (st.type() != llvm::sys::fs::file_type::regular_file)
+      return cannotRead("not a regular file");
+    if (st.getSize() > kMaxSpecBytes)
+      return cannotRead("the file is " + llvm::Twine(st.getSize()) +
+                        " bytes; a spec may have at most " + llvm::Twine(kMaxSpecBytes) +
+                        " bytes (1 MiB)");
+    return std::nullopt;
+  };
+  llvm::sys::fs::file_status st;
+  if (std::error_code ec = llvm::sys::fs::status(path, st))
+    return cannotRead(ec.message());
+  if (std::optional<llvm::Error> err = check(st))
+    return std::move(*err);
+  llvm::Expected<llvm::sys::fs::file_t> file = llvm::sys::fs::openNativeFileForRead(path);
+  if (!file)
+    return cannotRead(llvm::toString(file.takeError()));
+  auto closeFile = llvm::make_scope_exit([&] { llvm::sys::fs::closeFile(*file); });
+  // The file may have been replaced since: check what was opened.
+  if (std::error_code ec = llvm::sys::fs::status(*file, st))
+    return cannotRead(ec.message());
+  if (std::optional<llvm::Error> err = check(st))
+    return std::move(*err);
+  auto buffer = llvm::MemoryBuffer::getOpenFile(*file, path, st.getSize(),
+                                                /*RequiresNullTerminator=*/false);
   if (!buffer)
-    return plainError("error: cannot read '" + path + "': " + buffer.getError().message() +
-                      "\n");
+    return cannotRead(buffer.getError().message());
   return parseSpec((*buffer)->getBuffer(), path, overrides);
 }
 

@@ -742,6 +742,14 @@ TEST(ParserErrors, LimitsStopHostileInput) {
   std::string chained = errorOf(chain + "variant v { mask = g99(q) > 0 }");
   EXPECT_NE(chained.find("calls nested too deeply"), std::string::npos);
   EXPECT_NE(chained.find("in between not shown"), std::string::npos);
+  // Size: at most kMaxSpecBytes, however the text arrives.
+  std::string padded = "variant v { mask = causal() }\n";
+  padded += std::string(kMaxSpecBytes - padded.size(), '#');
+  EXPECT_EQ(errorOf(padded), "<no error>");
+  EXPECT_NE(errorOf(padded + "#").find("t.attn: error: the spec is 1048577 bytes; a spec may "
+                                       "have at most 1048576 bytes (1 MiB)"),
+            std::string::npos)
+      << errorOf(padded + "#").substr(0, 200);
 }
 
 TEST(ParserErrors, SurvivesTruncationAndNoise) {
