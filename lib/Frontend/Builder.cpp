@@ -288,6 +288,8 @@ Expr Buffer::at(std::vector<Expr> indices) const {
     if (i.node()->type != spec::ScalarType::I64)
       return Expr::failure("indices of buffer '" + decl.name + "' must be i64, got " +
                            spec::toString(i.node()->type));
+    if (std::string err = spec::constantIndexError(decl, nodes.size(), *i.node()); !err.empty())
+      return Expr::failure(err);
     nodes.push_back(i.node());
   }
   return ExprAccess::withOwner(

@@ -370,6 +370,8 @@ ExprPtr Elaborator::index(const Node &n, const Scope &scope, bool scoreAllowed) 
     if (i->type != ScalarType::I64)
       return fail(k->begin, std::string("buffer indices must be i64, got ") + toString(i->type),
                   {k->range()});
+    if (std::string err = constantIndexError(buf, indices.size(), *i); !err.empty())
+      return fail(k->begin, err, {k->range()});
     indices.push_back(i);
   }
   return makeLoad(it->second.buffer, loadType(buf.elem), std::move(indices));

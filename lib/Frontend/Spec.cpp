@@ -3,6 +3,7 @@
 
 #include "heed/Frontend/Evaluate.h"
 
+#include <algorithm>
 #include <set>
 
 #include <cassert>
@@ -439,6 +440,30 @@ bool readsToken(const Expr &e) {
       stack.push_back(o.get());
   }
   return false;
+}
+
+std::string constantIndexError(const BufferDecl &buf, size_t dim, const Expr &index) {
+  std::vector<const Expr *> stack = {&index};
+  while (!stack.empty()) {
+    const Expr *x = stack.back();
+    stack.pop_back();
+    if (x->kind == ExprKind::Index || x->kind == ExprKind::Score || x->kind == ExprKind::Load)
+      return "";
+    for (const ExprPtr &o : x->operands)
+      stack.push_back(o.get());
+  }
+  int64_t at = evaluateConstant(index).i;
+  int64_t extent = 0;
+  bool known = dim < buf.shape.size() && !buf.shape[dim].empty() &&
+               std::all_of(buf.shape[dim].begin(), buf.shape[dim].end(),
+                           [](char c) { return c >= '0' && c <= '9'; });
+  if (known)
+    extent = std::strtoll(buf.shape[dim].c_str(), nullptr, 10);
+  if (at >= 0 && (!known || at < extent))
+    return "";
+  return "index " + std::to_string(at) + " is out of range for dimension " +
+         std::to_string(dim) + " of buffer '" + buf.name + "' (" +
+         (known ? "size " + buf.shape[dim] : "indices start at 0") + ")";
 }
 
 std::string applyRoute(Variant &v, ExprPtr route, const std::vector<RouteCase> &cases) {

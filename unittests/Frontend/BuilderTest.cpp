@@ -162,6 +162,18 @@ TEST(Builder, BufferIndexing) {
             "layout[h, 0, 1] > 0) && keep[q]");
 }
 
+TEST(Builder, ConstantIndexOutOfRange) {
+  VariantBuilder vb("v");
+  Buffer t = vb.buffer("t", spec::ElemType::F32, {"16"});
+  Buffer u = vb.buffer("u", spec::ElemType::F32, {"H"});
+  EXPECT_EQ(t[Expr(100)].error(),
+            "index 100 is out of range for dimension 0 of buffer 't' (size 16)");
+  EXPECT_EQ(u[Expr(3) - 4].error(),
+            "index -1 is out of range for dimension 0 of buffer 'u' (indices start at 0)");
+  EXPECT_TRUE(t[Expr(15)].ok());
+  EXPECT_TRUE(u[Expr(1000)].ok());
+}
+
 TEST(Builder, LibraryComesFromThePrelude) {
   VariantBuilder vb("v");
   Buffer doc = vb.buffer("doc", spec::ElemType::I32, {"Skv"});

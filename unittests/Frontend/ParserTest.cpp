@@ -752,6 +752,26 @@ TEST(ParserErrors, LimitsStopHostileInput) {
       << errorOf(padded + "#").substr(0, 200);
 }
 
+// A constant index is checked against the buffer's declared size.
+TEST(ParserErrors, ConstantIndexOutOfRange) {
+  EXPECT_NE(errorOf("variant v { buffer t: f32[16]\n score = t[100] }")
+                .find("2:12: error: index 100 is out of range for dimension 0 of buffer 't' "
+                      "(size 16)"),
+            std::string::npos);
+  EXPECT_NE(errorOf("variant v { buffer t: f32[H]\n score = t[3 - 4] }")
+                .find("index -1 is out of range for dimension 0 of buffer 't' (indices start at 0)"),
+            std::string::npos);
+  // In a function, where it is inlined with the buffer.
+  std::string inFunction =
+      errorOf("def f(x: buffer) = x[16]\nvariant v { buffer t: f32[16]\n score = f(t) }");
+  EXPECT_NE(inFunction.find("1:22: error: index 16 is out of range for dimension 0 of buffer 't'"),
+            std::string::npos)
+      << inFunction;
+  EXPECT_NE(inFunction.find("3:10: note: in this call to 'f'"), std::string::npos) << inFunction;
+  EXPECT_EQ(errorOf("variant v { buffer t: f32[16, Sq]\n score = t[15, 99999] + t[h, q] }"),
+            "<no error>");
+}
+
 TEST(ParserErrors, SurvivesTruncationAndNoise) {
   const std::string valid =
       "def near(a: i64, w: i64 = 3) = abs(a - kv) < w # comment\n"

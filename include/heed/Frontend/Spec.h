@@ -159,6 +159,11 @@ std::vector<int64_t> gateLayout(const Expr &gate);
 /// Does `e` read q or kv?
 bool readsToken(const Expr &e);
 
+/// "" or why `index`, used as index `dim` of `buf`, is out of range: checked
+/// where it is a constant (reads no index, score or buffer) and, unless it
+/// is negative, where the dimension is a number.
+std::string constantIndexError(const BufferDecl &buf, size_t dim, const Expr &index);
+
 } // namespace heed::spec
 
 #endif // HEED_FRONTEND_SPEC_H
