@@ -48,9 +48,9 @@
 
 #include <functional>
 #include <limits>
-#include <tuple>
 #include <optional>
 #include <set>
+#include <tuple>
 
 namespace heed {
 #define GEN_PASS_DEF_ATTNANALYZEMASK
@@ -132,8 +132,8 @@ private:
     Value sign = arith::ShRSIOp::create(b, loc, m.getLow(), i64(63));
     return {m.getLow(), cmp(arith::CmpIPredicate::eq, m.getHigh(), sign)};
   }
-  /// x * c for x in [lo, hi], and whether no product overflowed: comparisons
-  /// with the range of x whose products fit, which folds to constants.
+  /// x * c for x in [lo, hi], and whether no product overflowed: the bounds
+  /// compared with the range of x whose products fit (constants here).
   std::tuple<Value, Value, Value> mulByConstant(const AbsInt &x, int64_t c);
 
   AbsInt top() { return AbsInt{}; }
