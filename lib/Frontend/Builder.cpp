@@ -3,7 +3,10 @@
 // prelude (spec::callLibrary).
 #include "heed/Frontend/Builder.h"
 
+#include "heed/Frontend/Evaluate.h"
 #include "heed/Frontend/Library.h"
+
+#include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
 #include <limits>
@@ -201,7 +204,15 @@ Expr::Expr(int64_t v)
                 : spec::makeInt(v)) {}
 Expr::Expr(double v)
     : node_(std::signbit(v) && !std::isnan(v) ? spec::makeUnary(spec::Op::Neg, spec::makeFloat(-v))
-                                              : spec::makeFloat(v)) {}
+                                              : spec::makeFloat(v)) {
+  // As the text's `1e39`: an f32 literal that rounds to infinity is an error.
+  if (spec::overflowsF32(v)) {
+    node_.reset();
+    error_ = std::make_shared<const std::string>(
+        llvm::formatv("f32 literal {0:e} out of range (the largest f32 is 3.40282347e38)", v)
+            .str());
+  }
+}
 Expr::Expr(bool v) : node_(spec::makeBool(v)) {}
 Expr::Expr(spec::ExprPtr node) : node_(std::move(node)) {
   if (!node_)
@@ -277,6 +288,8 @@ Expr Buffer::at(std::vector<Expr> indices) const {
     if (i.node()->type != spec::ScalarType::I64)
       return Expr::failure("indices of buffer '" + decl.name + "' must be i64, got " +
                            spec::toString(i.node()->type));
+    if (std::string err = spec::constantIndexError(decl, nodes.size(), *i.node()); !err.empty())
+      return Expr::failure(err);
     nodes.push_back(i.node());
   }
   return ExprAccess::withOwner(
@@ -297,7 +310,10 @@ Expr VariantBuilder::param(const std::string &name, int64_t value) {
 
 Expr VariantBuilder::param(const std::string &name, double value) {
   if (declare(*state_, name, "param"))
-    state_->params.push_back({name, spec::ScalarType::F32, 0, value});
+    state_->params.push_back({name, spec::ScalarType::F32, 0, spec::roundToF32(value)});
+  // The text frontend's rule for a param's value.
+  if ((!std::isfinite(value) || spec::overflowsF32(value)) && state_->declError.empty())
+    state_->declError = "param '" + name + "' is not a finite f32";
   return Expr(spec::makeFloat(value));
 }
 

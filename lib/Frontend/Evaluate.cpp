@@ -1,4 +1,5 @@
-// The float64 interpreter of elaborated spec expressions (the reference).
+// The interpreter of elaborated spec expressions and the language's scalar
+// rules (Evaluate.h).
 #include "heed/Frontend/Evaluate.h"
 
 #include <algorithm>
@@ -11,35 +12,20 @@ namespace {
 constexpr int64_t Int64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t Int64Max = std::numeric_limits<int64_t>::max();
 
-/// A value of the interpreter: i64 and bool stay exact in `i` (bool as 0/1),
-/// f32 is computed in double in `f`.
-struct Value {
-  int64_t i = 0;
-  double f = 0;
-};
+using Value = Scalar;
 
 Value ofInt(int64_t i) { return {i, 0}; }
 Value ofBool(bool v) { return {v ? 1 : 0, 0}; }
-Value ofFloat(double f) { return {0, f}; }
+/// Every f32 operation rounds its exact result once, as the kernel's f32
+/// arithmetic does (for + - * / and sqrt, rounding the double result is the
+/// same as rounding the exact one: a double carries more than 2 x 24 + 2 bits).
+Value ofFloat(double f) { return {0, roundToF32(f)}; }
 
 // Integer arithmetic wraps around like the kernel's two's-complement ops
 // instead of being undefined behaviour in C++.
 int64_t wrapAdd(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) + uint64_t(b)); }
 int64_t wrapSub(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) - uint64_t(b)); }
 int64_t wrapMul(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) * uint64_t(b)); }
-
-
-/// f32 -> i64: truncation toward zero; NaN and infinities give 0, finite
-/// values beyond the i64 range saturate.
-int64_t truncToInt(double f) {
-  if (!std::isfinite(f))
-    return 0;
-  if (f >= 9223372036854775808.0) // 2^63
-    return Int64Max;
-  if (f < -9223372036854775808.0)
-    return Int64Min;
-  return static_cast<int64_t>(f);
-}
 
 class Interpreter {
 public:
@@ -104,7 +90,7 @@ private:
     switch (e.type) {
     case ScalarType::F32: return ofFloat(v);
     case ScalarType::Bool: return ofBool(v != 0);
-    case ScalarType::I64: return ofInt(truncToInt(v));
+    case ScalarType::I64: return ofInt(toInt64(v));
     }
     return {};
   }
@@ -177,8 +163,9 @@ private:
     Value a = eval(*e.operands[0]);
     bool fromFloat = e.operands[0]->type == ScalarType::F32;
     switch (e.type) {
-    case ScalarType::F32: return ofFloat(fromFloat ? a.f : static_cast<double>(a.i));
-    case ScalarType::I64: return ofInt(fromFloat ? truncToInt(a.f) : a.i);
+    // i64 -> f32 rounds once, to nearest (through double it could round twice).
+    case ScalarType::F32: return ofFloat(fromFloat ? a.f : double(static_cast<float>(a.i)));
+    case ScalarType::I64: return ofInt(fromFloat ? toInt64(a.f) : a.i);
     case ScalarType::Bool: return ofBool(fromFloat ? a.f != 0 : a.i != 0);
     }
     return {};
@@ -191,7 +178,6 @@ private:
 
 } // namespace
 
-/// Division rounding toward -inf; a zero divisor gives 0 (the language's rule).
 int64_t floorDiv(int64_t a, int64_t b) {
   if (b == 0)
     return 0;
@@ -203,7 +189,6 @@ int64_t floorDiv(int64_t a, int64_t b) {
   return q;
 }
 
-/// The remainder of floorDiv: it has the divisor's sign; 0 for a zero divisor.
 int64_t floorRem(int64_t a, int64_t b) {
   if (b == 0 || b == -1)
     return 0;
@@ -213,9 +198,42 @@ int64_t floorRem(int64_t a, int64_t b) {
   return r;
 }
 
+int64_t toInt64(double f) {
+  if (std::isnan(f))
+    return 0;
+  if (f >= 0x1p63)
+    return Int64Max;
+  if (f < -0x1p63)
+    return Int64Min;
+  return static_cast<int64_t>(f);
+}
+
+/// The smallest magnitude that rounds to infinity in f32: the largest float
+/// plus half its ulp (the tie goes to the even neighbour, 2^128).
+constexpr double kF32Overflow = 0x1.ffffffp127;
+
+bool overflowsF32(double v) { return std::isfinite(v) && std::fabs(v) >= kF32Overflow; }
+
+double roundToF32(double v) {
+  // A double beyond the float range is undefined behaviour to convert.
+  if (std::fabs(v) >= kF32Overflow)
+    return std::copysign(std::numeric_limits<double>::infinity(), v);
+  return static_cast<float>(v);
+}
+
+Scalar evaluateScalar(const Expr &e, const EvalPoint &point,
+                      const std::vector<BufferData> &buffers, int *outOfRange) {
+  return Interpreter(point, buffers, outOfRange).eval(e);
+}
+
+Scalar evaluateConstant(const Expr &e) {
+  static const std::vector<BufferData> none;
+  return evaluateScalar(e, EvalPoint{}, none);
+}
+
 double evaluate(const Expr &e, const EvalPoint &point, const std::vector<BufferData> &buffers,
                 int *outOfRange) {
-  Value v = Interpreter(point, buffers, outOfRange).eval(e);
+  Scalar v = evaluateScalar(e, point, buffers, outOfRange);
   return e.type == ScalarType::F32 ? v.f : static_cast<double>(v.i);
 }
 

@@ -1,6 +1,8 @@
 // The lexer of the .attn spec language: text to tokens, with located lexical errors.
 #include "Lexer.h"
 
+#include "heed/Frontend/Evaluate.h"
+
 #include "llvm/Support/FormatVariadic.h"
 
 #include <cctype>
@@ -91,9 +93,11 @@ Token Lexer::number(const char *start) {
   errno = 0;
   if (isFloat) {
     t.floatValue = std::strtod(s.c_str(), nullptr);
-    if (errno == ERANGE && std::isinf(t.floatValue)) {
+    // Literals are f32: one that rounds to infinity there is an error (one
+    // too small for f32 rounds to 0 or a subnormal, as in C).
+    if ((errno == ERANGE && std::isinf(t.floatValue)) || overflowsF32(t.floatValue)) {
       t.kind = Tok::Error;
-      t.error = "floating-point literal out of range";
+      t.error = "floating-point literal out of range (the largest f32 is 3.40282347e38)";
     }
   } else {
     t.intValue = std::strtoll(s.c_str(), nullptr, 10);

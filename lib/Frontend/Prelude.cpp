@@ -1,7 +1,13 @@
 // The prelude: heed's library of named masks and modifiers, written in the
-// spec language itself. Both frontends inline these definitions (Parser.cpp
-// parses this text once, on first use); docs/spec-language.md quotes them.
+// spec language itself. Both frontends inline these definitions (the text is
+// parsed and checked once, on first use); docs/spec-language.md quotes them.
+#include "Elaborate.h"
+
 #include "heed/Frontend/Library.h"
+
+#include "llvm/Support/ErrorHandling.h"
+
+#include <mutex>
 
 namespace heed::spec {
 
@@ -58,6 +64,59 @@ def softcap(s: f32, c: f32) = c * tanh(s / c)
 # Relative position bias from a [H, 2r+1] table, distances clamped at +-r.
 def relative_bias(s: f32, table: buffer, r: i64) = s + table[h, clamp(kv - q, -r, r) + r]
 )attn";
+}
+
+namespace detail {
+
+const Module &preludeModule() {
+  static Module module;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::optional<Failure> f = parseModule(preludeText(), module);
+    for (auto &d : module.defs)
+      d->fromPrelude = true;
+    if (!f)
+      f = checkDefs(module, nullptr);
+    // The prelude ships with heed: a failure here is a bug in heed, not in
+    // the user's input (and ParserTest parses it).
+    if (f)
+      llvm::report_fatal_error(llvm::Twine("heed prelude is invalid: ") + f->message);
+  });
+  return module;
+}
+
+} // namespace detail
+
+using namespace detail;
+
+llvm::Expected<ExprPtr> callLibrary(llvm::StringRef name, llvm::ArrayRef<CallArg> args,
+                                    llvm::ArrayRef<BufferDecl> buffers) {
+  const Module &prelude = preludeModule();
+  const Def *def = nullptr;
+  std::vector<std::string> names;
+  for (const auto &d : prelude.defs) {
+    names.push_back(d->name);
+    if (d->name == name)
+      def = d.get();
+  }
+  if (!def)
+    return plainError("unknown library function '" + name + "'" + didYouMean(name, names));
+  std::vector<BufferDecl> bufferList(buffers.begin(), buffers.end());
+  const Module *modules[] = {&prelude};
+  Elaborator el(modules);
+  el.buffers = &bufferList;
+  el.libraryMode = true;
+  std::vector<Actual> actuals;
+  for (const CallArg &a : args) {
+    Actual act;
+    act.expr = a.expr;
+    act.buffer = a.buffer;
+    actuals.push_back(std::move(act));
+  }
+  ExprPtr r = el.callDef(*def, actuals, llvm::SMLoc(), {}, /*scoreAllowed=*/true);
+  if (!r)
+    return plainError(el.failure ? el.failure->message : name.str() + ": elaboration failed");
+  return r;
 }
 
 } // namespace heed::spec

@@ -1,9 +1,13 @@
 // Construction and printing of elaborated spec expressions.
 #include "heed/Frontend/Spec.h"
 
+#include "heed/Frontend/Evaluate.h"
+
+#include <algorithm>
 #include <set>
 
 #include <cassert>
+#include <cstdlib>
 #include <sstream>
 
 namespace heed::spec {
@@ -47,10 +51,17 @@ void printExpr(std::ostream &os, const Expr &e, const Variant *v, int outer) {
     else if (e.type == ScalarType::I64)
       os << e.intValue;
     else {
-      std::ostringstream f;
-      f.precision(9);
-      f << e.floatValue;
-      std::string s = f.str();
+      // The shortest text that reads back as the same f32.
+      std::string s;
+      for (int digits = 6; digits <= 9; ++digits) {
+        std::ostringstream f;
+        f.precision(digits);
+        f << e.floatValue;
+        s = f.str();
+        if (static_cast<float>(std::strtod(s.c_str(), nullptr)) ==
+            static_cast<float>(e.floatValue))
+          break;
+      }
       if (s.find_first_of(".eEn") == std::string::npos)
         s += ".0";
       os << s;
@@ -131,7 +142,7 @@ ExprPtr makeInt(int64_t v) {
 }
 ExprPtr makeFloat(double v) {
   auto e = node(ExprKind::Const, ScalarType::F32);
-  e->floatValue = v;
+  e->floatValue = roundToF32(v);
   return e;
 }
 ExprPtr makeBool(bool v) {
@@ -429,6 +440,30 @@ bool readsToken(const Expr &e) {
       stack.push_back(o.get());
   }
   return false;
+}
+
+std::string constantIndexError(const BufferDecl &buf, size_t dim, const Expr &index) {
+  std::vector<const Expr *> stack = {&index};
+  while (!stack.empty()) {
+    const Expr *x = stack.back();
+    stack.pop_back();
+    if (x->kind == ExprKind::Index || x->kind == ExprKind::Score || x->kind == ExprKind::Load)
+      return "";
+    for (const ExprPtr &o : x->operands)
+      stack.push_back(o.get());
+  }
+  int64_t at = evaluateConstant(index).i;
+  int64_t extent = 0;
+  bool known = dim < buf.shape.size() && !buf.shape[dim].empty() &&
+               std::all_of(buf.shape[dim].begin(), buf.shape[dim].end(),
+                           [](char c) { return c >= '0' && c <= '9'; });
+  if (known)
+    extent = std::strtoll(buf.shape[dim].c_str(), nullptr, 10);
+  if (at >= 0 && (!known || at < extent))
+    return "";
+  return "index " + std::to_string(at) + " is out of range for dimension " +
+         std::to_string(dim) + " of buffer '" + buf.name + "' (" +
+         (known ? "size " + buf.shape[dim] : "indices start at 0") + ")";
 }
 
 std::string applyRoute(Variant &v, ExprPtr route, const std::vector<RouteCase> &cases) {

@@ -14,6 +14,16 @@
 // constants (causal, windows, prefix-LM, sinks, bands and their && || !),
 // interval arithmetic on a box is exact, so the classification is exact.
 //
+// i64 arithmetic wraps (docs/spec-language.md, "Semantics"), and a wrapped
+// value can lie anywhere: an interval holds only where no value of the box
+// overflows. Each bound the blocks region computes with + - * (and negation,
+// abs, division by -1) comes with an i1 saying that neither end overflowed,
+// found with compare-and-xor checks or a widening multiply; where one did,
+// the interval is not `known` and every comparison on it is unknown (PARTIAL).
+// The check is exact for the ends, and the ends bound the box: a sum, a
+// difference or a product of intervals overflows somewhere in the box only
+// if it does at an end (a corner for products).
+//
 // Patch tiling: where --attn-choose-tiling found that the mask reads q and kv
 // only through floor divisions and remainders by constants s_0 > s_1 > ...
 // (each dividing the one before), tokens lie on a grid, token = sum_k d_k *
@@ -36,7 +46,9 @@
 #include "mlir/IR/Matchers.h"
 #include "llvm/ADT/DenseMap.h"
 
+#include <limits>
 #include <optional>
+#include <tuple>
 
 namespace heed {
 #define GEN_PASS_DEF_ATTNANALYZEMASK
@@ -96,6 +108,32 @@ private:
   Value notI(Value x) { return arith::XOrIOp::create(b, loc, x, i1(true)); }
   Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
 
+  /// x + y, x - y and x * y, each with an i1 that holds where the result did
+  /// not overflow (wrapped).
+  std::pair<Value, Value> addChecked(Value x, Value y) {
+    // Overflow iff the sum's sign differs from both operands'.
+    Value s = arith::AddIOp::create(b, loc, x, y);
+    Value xs = arith::XOrIOp::create(b, loc, x, s);
+    Value signs = arith::AndIOp::create(b, loc, xs, arith::XOrIOp::create(b, loc, y, s));
+    return {s, cmp(arith::CmpIPredicate::sge, signs, i64(0))};
+  }
+  std::pair<Value, Value> subChecked(Value x, Value y) {
+    // Overflow iff the operands' signs differ and the result's differs from x's.
+    Value d = arith::SubIOp::create(b, loc, x, y);
+    Value xy = arith::XOrIOp::create(b, loc, x, y);
+    Value signs = arith::AndIOp::create(b, loc, xy, arith::XOrIOp::create(b, loc, x, d));
+    return {d, cmp(arith::CmpIPredicate::sge, signs, i64(0))};
+  }
+  std::pair<Value, Value> mulChecked(Value x, Value y) {
+    // The 128-bit product fits in 64 bits iff its high half is the sign of the low.
+    auto m = arith::MulSIExtendedOp::create(b, loc, x, y);
+    Value sign = arith::ShRSIOp::create(b, loc, m.getLow(), i64(63));
+    return {m.getLow(), cmp(arith::CmpIPredicate::eq, m.getHigh(), sign)};
+  }
+  /// x * c for x in [lo, hi], and whether no product overflowed: the bounds
+  /// compared with the range of x whose products fit (constants here).
+  std::tuple<Value, Value, Value> mulByConstant(const AbsInt &x, int64_t c);
+
   AbsInt top() { return AbsInt{}; }
   AbsInt interval(Value lo, Value hi) { return AbsInt{lo, hi, false, std::nullopt, {}, false}; }
   /// `r` with the run-time validity and data dependence of `x` and `y`.
@@ -104,8 +142,14 @@ private:
     r.data = x.data || y.data;
     return r;
   }
+  /// `r` from `x` and `y` (see inherit), holding only where `ok`.
+  AbsInt checked(AbsInt r, Value ok, const AbsInt &x, const AbsInt &y) {
+    r = inherit(r, x, y);
+    r.known = both(r.known, ok);
+    return r;
+  }
   Value both(Value a, Value c) {
-    if (!a)
+    if (!a || a == c)
       return c;
     if (!c)
       return a;
@@ -280,6 +324,24 @@ AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
   return r;
 }
 
+std::tuple<Value, Value, Value> MaskInterpreter::mulByConstant(const AbsInt &x, int64_t c) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  Value lo = arith::MulIOp::create(b, loc, x.lo, i64(c));
+  Value hi = arith::MulIOp::create(b, loc, x.hi, i64(c));
+  if (c < 0)
+    std::swap(lo, hi);
+  if (c == 0)
+    return {lo, hi, i1(true)};
+  // The x whose products with c fit: [first, last] (C++ division truncates,
+  // which rounds each bound inwards here).
+  int64_t first = c == -1 ? kMin + 1 : c > 0 ? kMin / c : kMax / c;
+  int64_t last = c == -1 ? kMax : c > 0 ? kMax / c : kMin / c;
+  Value ok = andI(cmp(arith::CmpIPredicate::sge, x.lo, i64(first)),
+                  cmp(arith::CmpIPredicate::sle, x.hi, i64(last)));
+  return {lo, hi, ok};
+}
+
 AbsInt MaskInterpreter::visitInt(Operation &op) {
   APInt value;
   if (matchPattern(op.getResult(0), m_ConstantInt(&value))) {
@@ -314,43 +376,67 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
       AbsInt c = mul ? intOf(mul.getRhs()) : top();
       if (div && div.getLhs() == op.getOperand(0) && c.constant && *c.constant > 0 &&
           intOf(div.getRhs()).constant == c.constant) {
+        // Computed with wrapping, the remainder is still exact (the true
+        // value fits, so the wrapped one is it): [0, c - 1] always holds.
         Value period = i64(*c.constant);
         Value qlo = arith::FloorDivSIOp::create(b, loc, x.lo, period);
         Value qhi = arith::FloorDivSIOp::create(b, loc, x.hi, period);
         Value same = cmp(arith::CmpIPredicate::eq, qlo, qhi);
+        if (x.known)
+          same = andI(same, x.known);
         Value base = arith::MulIOp::create(b, loc, qlo, period);
         AbsInt r = interval(sel(same, arith::SubIOp::create(b, loc, x.lo, base), i64(0)),
                             sel(same, arith::SubIOp::create(b, loc, x.hi, base),
                                 i64(*c.constant - 1)));
-        r.known = x.known;
         r.data = x.data;
         return r;
       }
     }
     if (x.top || y.top)
       return top();
-    if (isa<arith::AddIOp>(op))
-      return inherit(interval(arith::AddIOp::create(b, loc, x.lo, y.lo),
-                              arith::AddIOp::create(b, loc, x.hi, y.hi)), x, y);
-    if (isa<arith::SubIOp>(op))
-      return inherit(interval(arith::SubIOp::create(b, loc, x.lo, y.hi),
-                              arith::SubIOp::create(b, loc, x.hi, y.lo)), x, y);
+    if (isa<arith::AddIOp>(op)) {
+      auto [lo, loOk] = addChecked(x.lo, y.lo);
+      auto [hi, hiOk] = addChecked(x.hi, y.hi);
+      return checked(interval(lo, hi), andI(loOk, hiOk), x, y);
+    }
+    if (isa<arith::SubIOp>(op)) {
+      auto [lo, loOk] = subChecked(x.lo, y.hi);
+      auto [hi, hiOk] = subChecked(x.hi, y.lo);
+      return checked(interval(lo, hi), andI(loOk, hiOk), x, y);
+    }
+    // min and max cannot overflow.
     if (isa<arith::MinSIOp>(op))
       return inherit(interval(min(x.lo, y.lo), min(x.hi, y.hi)), x, y);
     if (isa<arith::MaxSIOp>(op))
       return inherit(interval(max(x.lo, y.lo), max(x.hi, y.hi)), x, y);
     if (isa<arith::MulIOp>(op)) {
-      Value c[4] = {arith::MulIOp::create(b, loc, x.lo, y.lo),
-                    arith::MulIOp::create(b, loc, x.lo, y.hi),
-                    arith::MulIOp::create(b, loc, x.hi, y.lo),
-                    arith::MulIOp::create(b, loc, x.hi, y.hi)};
-      return inherit(interval(min(min(c[0], c[1]), min(c[2], c[3])),
-                              max(max(c[0], c[1]), max(c[2], c[3]))), x, y);
+      if (x.constant && !y.constant)
+        std::swap(x, y);
+      if (y.constant) {
+        auto [lo, hi, ok] = mulByConstant(x, *y.constant);
+        return checked(interval(lo, hi), ok, x, y);
+      }
+      std::pair<Value, Value> c[4];
+      c[0] = mulChecked(x.lo, y.lo);
+      c[1] = mulChecked(x.lo, y.hi);
+      c[2] = mulChecked(x.hi, y.lo);
+      c[3] = mulChecked(x.hi, y.hi);
+      Value ok = andI(andI(c[0].second, c[1].second), andI(c[2].second, c[3].second));
+      return checked(interval(min(min(c[0].first, c[1].first), min(c[2].first, c[3].first)),
+                              max(max(c[0].first, c[1].first), max(c[2].first, c[3].first))),
+                     ok, x, y);
     }
     if (isa<arith::FloorDivSIOp>(op)) {
       // Monotone in each argument on either side of a divisor that excludes 0.
       if (!y.constant || *y.constant == 0)
         return top();
+      if (*y.constant == -1) {
+        // Negation, which wraps at the smallest i64 (and a floordivsi by -1
+        // of it would trap in the blocks region itself).
+        auto [lo, loOk] = subChecked(i64(0), x.hi);
+        auto [hi, hiOk] = subChecked(i64(0), x.lo);
+        return checked(interval(lo, hi), andI(loOk, hiOk), x, y);
+      }
       Value lo = arith::FloorDivSIOp::create(b, loc, x.lo, y.lo);
       Value hi = arith::FloorDivSIOp::create(b, loc, x.hi, y.lo);
       return inherit(*y.constant > 0 ? interval(lo, hi) : interval(hi, lo), x, y);
@@ -361,16 +447,14 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
     AbsInt x = intOf(abs.getOperand());
     if (x.top)
       return top();
-    Value negLo = arith::SubIOp::create(b, loc, i64(0), x.lo);
+    // abs of the smallest i64 wraps to itself: then the interval does not hold.
+    auto [negLo, ok] = subChecked(i64(0), x.lo);
     Value negHi = arith::SubIOp::create(b, loc, i64(0), x.hi);
     Value nonNeg = cmp(arith::CmpIPredicate::sge, x.lo, i64(0));
     Value nonPos = cmp(arith::CmpIPredicate::sle, x.hi, i64(0));
     Value lo = sel(nonNeg, x.lo, sel(nonPos, negHi, i64(0)));
     Value hi = sel(nonNeg, x.hi, sel(nonPos, negLo, max(negLo, x.hi)));
-    AbsInt r = interval(lo, hi);
-    r.known = x.known;
-    r.data = x.data;
-    return r;
+    return checked(interval(lo, hi), ok, x, x);
   }
   if (auto select = dyn_cast<arith::SelectOp>(op)) {
     AbsBool c = boolOf(select.getCondition());

@@ -592,3 +592,33 @@ TEST(Numerics, GatedHeads) {
 }
 
 } // namespace
+
+namespace {
+
+/// i64 arithmetic wraps (docs/spec-language.md, "Semantics"): where a mask's
+/// arithmetic can overflow on a box, the analysis must not claim it EMPTY or
+/// FULL from bounds that wrapped (issue 19's first reproducer visited 0 of 16
+/// blocks). check() holds the kernel to the brute-force census, to itself
+/// without the analysis and to the reference.
+TEST(Numerics, WrappingArithmeticInTheMask) {
+  const Shape s = {1, 2, 2, 64, 77, 64, 64};
+  const std::string max = "9223372036854775807", min = "(-9223372036854775807 - 1)";
+  const std::vector<std::pair<std::string, std::string>> masks = {
+      {"param x: i64 = " + max, "mask = q + x > kv"},
+      {"param x: i64 = " + max, "mask = kv - q + x > 0"},
+      {"param x: i64 = " + min, "mask = q - x < kv"},
+      {"param x: i64 = 4611686018427387904", "mask = q * x > kv"},
+      {"param x: i64 = 4611686018427387904", "mask = (q - kv) * x >= 0"},
+      {"param x: i64 = 3074457345618258602", "mask = kv * x > q * x"},
+      {"param m: i64 = " + min, "mask = abs(q + m) > kv"},
+      {"param m: i64 = " + min, "mask = (q + m) / -1 < kv"},
+      {"param m: i64 = " + min, "mask = m / (h - 1) < kv || q < 3"},
+      {"param x: i64 = " + max, "mask = min(q + x, 100) > kv"},
+      {"param x: i64 = " + max, "mask = (q * x) % 7 < 3 && kv <= q"},
+      {"", "mask = i64(f32(q - 40) * 1e30) > kv"},
+  };
+  for (const auto &[decls, mask] : masks)
+    check({mask, variantOf(mask, decls), s});
+}
+
+} // namespace

@@ -60,6 +60,8 @@ TEST(Builder, Literals) {
   EXPECT_EQ(Expr(7u).node()->intValue, 7);
   EXPECT_EQ(Expr(0.25).node()->type, spec::ScalarType::F32);
   EXPECT_EQ(Expr(0.25f).node()->floatValue, 0.25);
+  // An f32 literal holds the nearest f32.
+  EXPECT_EQ(Expr(0.1).node()->floatValue, double(0.1f));
   EXPECT_EQ(spec::print(*(q() > kv() || true).node()), "q > kv || true");
 
   // Negative literals are negations, as `-8` in the text.
@@ -158,6 +160,18 @@ TEST(Builder, BufferIndexing) {
   EXPECT_EQ(spec::print(*v->mask, &*v),
             "(layout[h, q / 64, kv / 64] != 0 || layout[h, q / 64, kv / 64] == 1 || "
             "layout[h, 0, 1] > 0) && keep[q]");
+}
+
+TEST(Builder, ConstantIndexOutOfRange) {
+  VariantBuilder vb("v");
+  Buffer t = vb.buffer("t", spec::ElemType::F32, {"16"});
+  Buffer u = vb.buffer("u", spec::ElemType::F32, {"H"});
+  EXPECT_EQ(t[Expr(100)].error(),
+            "index 100 is out of range for dimension 0 of buffer 't' (size 16)");
+  EXPECT_EQ(u[Expr(3) - 4].error(),
+            "index -1 is out of range for dimension 0 of buffer 'u' (indices start at 0)");
+  EXPECT_TRUE(t[Expr(15)].ok());
+  EXPECT_TRUE(u[Expr(1000)].ok());
 }
 
 TEST(Builder, LibraryComesFromThePrelude) {
@@ -329,6 +343,17 @@ TEST(Builder, DeclarationErrors) {
   {
     VariantBuilder vb("not a name");
     EXPECT_BUILD_ERROR(vb, "the variant name is not an identifier");
+  }
+  // f32 values beyond the f32 range, as the text's `1e39`.
+  for (double big : {1e39, -1e39, std::numeric_limits<double>::infinity()}) {
+    VariantBuilder vb("v");
+    vb.param("p", big);
+    EXPECT_BUILD_ERROR(vb, "param 'p' is not a finite f32");
+  }
+  {
+    VariantBuilder vb("v");
+    vb.setScore(score() * 1e39);
+    EXPECT_BUILD_ERROR(vb, "f32 literal 1.000000e+39 out of range (the largest f32 is 3.40282347e38)");
   }
 }
 

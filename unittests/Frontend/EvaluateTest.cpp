@@ -1,5 +1,8 @@
-// The float64 interpreter: the semantics the compiled kernels are held to.
+// The interpreter: the semantics the compiled kernels are held to.
 #include "heed/Frontend/Evaluate.h"
+
+#include "SemanticsCases.h"
+#include "heed/Frontend/Parser.h"
 
 #include <gtest/gtest.h>
 
@@ -77,9 +80,12 @@ TEST(Evaluate, IndicesScoreAndPromotion) {
   EXPECT_EQ(eval(makeScore(), p), 0.25);
   auto mixed = makeBinary(Op::Mul, makeScore(), toF32(makeIndex(IndexVar::H)));
   EXPECT_DOUBLE_EQ(eval(mixed, p), 0.5);
-  // The float64 reference does not round f32 operations to float.
-  EXPECT_EQ(eval(binF(Op::Add, 0.1, 0.2)), 0.1 + 0.2);
-  EXPECT_EQ(eval(toF32(makeInt(123456789))), 123456789.0);
+  // f32 operations round to float, as the kernel's do.
+  EXPECT_EQ(eval(binF(Op::Add, 0.1, 0.2)), double(0.1f + 0.2f));
+  EXPECT_NE(eval(binF(Op::Add, 0.1, 0.2)), 0.1 + 0.2);
+  EXPECT_EQ(eval(toF32(makeInt(123456789))), 123456792.0);
+  // An incoming score is an f32 too.
+  EXPECT_EQ(eval(makeScore(), EvalPoint{0, 0, 0, 0, 0.1}), double(0.1f));
 }
 
 TEST(Evaluate, Casts) {
@@ -87,8 +93,9 @@ TEST(Evaluate, Casts) {
   EXPECT_EQ(eval(toI64(makeFloat(2.7))), 2);
   EXPECT_EQ(eval(toI64(makeFloat(-0.5))), 0);
   EXPECT_EQ(eval(toI64(makeFloat(NAN))), 0);
-  EXPECT_EQ(eval(toI64(makeFloat(Inf))), 0);
-  EXPECT_EQ(eval(toI64(makeFloat(-Inf))), 0);
+  // Saturating, as the kernel's conversion.
+  EXPECT_EQ(eval(toI64(makeFloat(Inf))), static_cast<double>(Int64Max));
+  EXPECT_EQ(eval(toI64(makeFloat(-Inf))), static_cast<double>(Int64Min));
   EXPECT_EQ(eval(toI64(makeFloat(1e300))), static_cast<double>(Int64Max));
   EXPECT_EQ(eval(toI64(makeFloat(-1e300))), static_cast<double>(Int64Min));
   EXPECT_EQ(eval(toI64(makeBool(true))), 1);
@@ -102,10 +109,11 @@ TEST(Evaluate, Casts) {
 }
 
 TEST(Evaluate, MathAndComparisons) {
-  EXPECT_EQ(eval(makeUnary(Op::Tanh, makeFloat(0.5))), std::tanh(0.5));
-  EXPECT_EQ(eval(makeUnary(Op::Exp, makeFloat(1))), std::exp(1.0));
-  EXPECT_EQ(eval(makeUnary(Op::Log, makeFloat(2))), std::log(2.0));
-  EXPECT_EQ(eval(makeUnary(Op::Sqrt, makeFloat(2))), std::sqrt(2.0));
+  // The f32 nearest to the exact result.
+  EXPECT_EQ(eval(makeUnary(Op::Tanh, makeFloat(0.5))), double(float(std::tanh(0.5))));
+  EXPECT_EQ(eval(makeUnary(Op::Exp, makeFloat(1))), double(float(std::exp(1.0))));
+  EXPECT_EQ(eval(makeUnary(Op::Log, makeFloat(2))), double(float(std::log(2.0))));
+  EXPECT_EQ(eval(makeUnary(Op::Sqrt, makeFloat(2))), double(std::sqrt(2.0f)));
   EXPECT_TRUE(std::isnan(eval(makeUnary(Op::Sqrt, makeFloat(-1)))));
   EXPECT_EQ(eval(makeUnary(Op::Log, makeFloat(0))), -Inf);
   EXPECT_EQ(eval(makeUnary(Op::Neg, makeFloat(1.5))), -1.5);
@@ -230,6 +238,68 @@ TEST(Evaluate, BothSidesAreEvaluated) {
   oob = 0;
   EXPECT_EQ(eval(makeSelect(makeBool(true), makeBool(true), far), {}, bufs, &oob), 1);
   EXPECT_EQ(oob, 1);
+}
+
+/// Does `got` (of the case's type) match `want`? NaN matches NaN.
+bool matches(const semantics::Want &want, const Scalar &got) {
+  if (want.type != ScalarType::F32)
+    return got.i == want.i;
+  return std::isnan(want.f) ? std::isnan(got.f) : got.f == want.f;
+}
+
+std::string show(const Scalar &v, ScalarType type) {
+  return type == ScalarType::F32 ? std::to_string(v.f) : std::to_string(v.i);
+}
+
+// The table of edge cases, folded as a param's default and interpreted at run
+// time (x then reads q, so nothing folds), against its hand-written values.
+TEST(Semantics, FolderAndInterpreterFollowTheTable) {
+  for (const semantics::SemanticsCase &c : semantics::semanticsCases()) {
+    SCOPED_TRACE(c.expr + " with x = " + std::to_string(c.x));
+    // At run time: the expression is the left side of the mask's ==.
+    auto parsed = parseSpec("variant v {\n let x = " + semantics::literal(c.x) +
+                                " + q\n mask = (" + c.expr + ") == (" + c.expr + ")\n}",
+                            "case.attn");
+    ASSERT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
+    const Expr &tree = *parsed->front().mask->operands[0];
+    ASSERT_EQ(tree.type, c.want.type);
+    Scalar got = evaluateScalar(tree, EvalPoint{}, {});
+    EXPECT_TRUE(matches(c.want, got)) << "interpreted: " << show(got, tree.type);
+
+    // Folded: the default of a param (an f32 param must be finite).
+    bool finite = c.want.type != ScalarType::F32 || std::isfinite(c.want.f);
+    auto folded = parseSpec("variant v {\n param x: i64 = " + semantics::literal(c.x) +
+                                "\n param p: " + toString(c.want.type) + " = " + c.expr +
+                                "\n}",
+                            "case.attn");
+    if (!finite) {
+      ASSERT_FALSE(static_cast<bool>(folded));
+      EXPECT_NE(llvm::toString(folded.takeError()).find("is not finite"), std::string::npos);
+      continue;
+    }
+    ASSERT_TRUE(static_cast<bool>(folded)) << llvm::toString(folded.takeError());
+    const Param &p = folded->front().params[1];
+    Scalar value{p.intValue, p.floatValue};
+    EXPECT_TRUE(matches(c.want, value)) << "folded: " << show(value, p.type);
+  }
+}
+
+TEST(Semantics, F32RoundingHelpers) {
+  EXPECT_EQ(roundToF32(0.1), double(0.1f));
+  EXPECT_EQ(roundToF32(3.4028234663852886e38), 3.4028234663852886e38); // the largest f32
+  // Beyond it, up to half an ulp, values still round down to it; from there, to infinity.
+  EXPECT_EQ(roundToF32(0x1.fffffefffffffp127), 3.4028234663852886e38);
+  EXPECT_EQ(roundToF32(0x1.ffffffp127), Inf);
+  EXPECT_EQ(roundToF32(-1e39), -Inf);
+  EXPECT_TRUE(std::isnan(roundToF32(NAN)));
+  EXPECT_FALSE(overflowsF32(3.4028234663852886e38));
+  EXPECT_TRUE(overflowsF32(1e39));
+  EXPECT_FALSE(overflowsF32(Inf)); // not finite: not an overflow of a literal
+  EXPECT_EQ(roundToF32(1e-50), 0.0); // underflow rounds to zero
+  EXPECT_EQ(toInt64(0x1p63), Int64Max);
+  EXPECT_EQ(toInt64(-0x1p63), Int64Min);
+  EXPECT_EQ(toInt64(-0x1p62), -(int64_t(1) << 62));
+  EXPECT_EQ(toInt64(-0.9), 0);
 }
 
 } // namespace

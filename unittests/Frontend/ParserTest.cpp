@@ -501,7 +501,8 @@ TEST(ParserSemantics, MasksAndModifiersPointwise) {
       p.score = 1.5;
       double s = 1.5 + 0.5 * double(kv - q);
       s += table.values[std::clamp<int64_t>(kv - q, -2, 2) + 2];
-      EXPECT_DOUBLE_EQ(evaluate(*mod.score, p, {slopes, table}), 10.0 * std::tanh(s / 10.0));
+      // f32 arithmetic: equal to f32 precision.
+      EXPECT_FLOAT_EQ(evaluate(*mod.score, p, {slopes, table}), 10.0 * std::tanh(s / 10.0));
     }
 }
 
@@ -741,6 +742,34 @@ TEST(ParserErrors, LimitsStopHostileInput) {
   std::string chained = errorOf(chain + "variant v { mask = g99(q) > 0 }");
   EXPECT_NE(chained.find("calls nested too deeply"), std::string::npos);
   EXPECT_NE(chained.find("in between not shown"), std::string::npos);
+  // Size: at most kMaxSpecBytes, however the text arrives.
+  std::string padded = "variant v { mask = causal() }\n";
+  padded += std::string(kMaxSpecBytes - padded.size(), '#');
+  EXPECT_EQ(errorOf(padded), "<no error>");
+  EXPECT_NE(errorOf(padded + "#").find("t.attn: error: the spec is 1048577 bytes; a spec may "
+                                       "have at most 1048576 bytes (1 MiB)"),
+            std::string::npos)
+      << errorOf(padded + "#").substr(0, 200);
+}
+
+// A constant index is checked against the buffer's declared size.
+TEST(ParserErrors, ConstantIndexOutOfRange) {
+  EXPECT_NE(errorOf("variant v { buffer t: f32[16]\n score = t[100] }")
+                .find("2:12: error: index 100 is out of range for dimension 0 of buffer 't' "
+                      "(size 16)"),
+            std::string::npos);
+  EXPECT_NE(errorOf("variant v { buffer t: f32[H]\n score = t[3 - 4] }")
+                .find("index -1 is out of range for dimension 0 of buffer 't' (indices start at 0)"),
+            std::string::npos);
+  // In a function, where it is inlined with the buffer.
+  std::string inFunction =
+      errorOf("def f(x: buffer) = x[16]\nvariant v { buffer t: f32[16]\n score = f(t) }");
+  EXPECT_NE(inFunction.find("1:22: error: index 16 is out of range for dimension 0 of buffer 't'"),
+            std::string::npos)
+      << inFunction;
+  EXPECT_NE(inFunction.find("3:10: note: in this call to 'f'"), std::string::npos) << inFunction;
+  EXPECT_EQ(errorOf("variant v { buffer t: f32[16, Sq]\n score = t[15, 99999] + t[h, q] }"),
+            "<no error>");
 }
 
 TEST(ParserErrors, SurvivesTruncationAndNoise) {

@@ -8,6 +8,7 @@
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
+#include <cstddef>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,7 +34,12 @@ parseSpec(llvm::StringRef text, llvm::StringRef filename,
 llvm::Expected<Variant> selectVariant(std::vector<Variant> variants,
                                       llvm::StringRef name);
 
-/// Reads `path` and parses it (see parseSpec).
+/// The largest spec parseSpec and parseSpecFile accept, in bytes (1 MiB): a
+/// spec is a few lines, and a bound keeps hostile input from exhausting memory.
+constexpr size_t kMaxSpecBytes = size_t(1) << 20;
+
+/// Reads `path` and parses it (see parseSpec). Only a regular file of at most
+/// kMaxSpecBytes is read: a device, a FIFO or a directory is an error.
 llvm::Expected<std::vector<Variant>>
 parseSpecFile(llvm::StringRef path, const ParamOverrides &overrides = {});
 

@@ -52,14 +52,15 @@ enum class Op {
 struct Expr;
 using ExprPtr = std::shared_ptr<const Expr>;
 
-/// One node of an elaborated expression. Integer division and remainder
-/// round toward negative infinity (as in Python); division by zero yields 0.
+/// One node of an elaborated expression. What each operation computes (i64
+/// wrapping, floor division, f32 rounding, conversions) is defined once, by
+/// the interpreter in Evaluate.h, and documented in docs/spec-language.md.
 struct Expr {
   ExprKind kind = ExprKind::Const;
   ScalarType type = ScalarType::I64;
   Op op = Op::None;
   int64_t intValue = 0; ///< Const of I64 or Bool (0/1)
-  double floatValue = 0; ///< Const of F32
+  double floatValue = 0; ///< Const of F32: a float value (makeFloat rounds)
   IndexVar index = IndexVar::B;
   unsigned buffer = 0; ///< Load: position in Variant::buffers
   std::vector<ExprPtr> operands;
@@ -157,6 +158,11 @@ std::vector<int64_t> gateLayout(const Expr &gate);
 
 /// Does `e` read q or kv?
 bool readsToken(const Expr &e);
+
+/// "" or why `index`, used as index `dim` of `buf`, is out of range: checked
+/// where it is a constant (reads no index, score or buffer) and, unless it
+/// is negative, where the dimension is a number.
+std::string constantIndexError(const BufferDecl &buf, size_t dim, const Expr &index);
 
 } // namespace heed::spec
 

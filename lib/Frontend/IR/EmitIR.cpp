@@ -8,6 +8,8 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "llvm/ADT/DenseMap.h"
 
+#include <limits>
+
 using namespace mlir;
 
 namespace heed {
@@ -88,6 +90,9 @@ private:
     case spec::ExprKind::Unary:
       return unary(e.op, emit(*e.operands[0]), e.type);
     case spec::ExprKind::Binary:
+      if ((e.op == spec::Op::Div || e.op == spec::Op::Rem) &&
+          e.operands[0]->type == spec::ScalarType::I64)
+        return intDivRem(e.op, emit(*e.operands[0]), *e.operands[1]);
       return binary(e.op, emit(*e.operands[0]), emit(*e.operands[1]),
                     e.operands[0]->type);
     case spec::ExprKind::Select:
@@ -119,17 +124,53 @@ private:
     llvm_unreachable("not a unary op");
   }
 
-  /// Integer division and remainder round toward -inf; a zero divisor gives 0
-  /// instead of a trap, so no user spec can crash a kernel.
-  Value intDivRem(spec::Op op, Value a, Value d) {
-    Value zero = intConst(0);
-    Value isZero = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, d, zero);
-    Value safe = arith::SelectOp::create(b, loc, isZero, intConst(1), d);
+  /// Integer division and remainder round toward -inf. A zero divisor gives
+  /// 0, and -1 gives -x and 0 (INT64_MIN / -1 wraps), instead of a trap, so no
+  /// user spec can crash a kernel (spec::floorDiv, spec::floorRem).
+  Value intDivRem(spec::Op op, Value a, const spec::Expr &divisor) {
+    // A constant other than 0 and -1 needs no guard: the plain floor division,
+    // whose remainder the mask analysis recognizes.
+    if (divisor.kind == spec::ExprKind::Const && divisor.intValue != 0 &&
+        divisor.intValue != -1) {
+      Value d = intConst(divisor.intValue);
+      Value quot = arith::FloorDivSIOp::create(b, loc, a, d);
+      if (op == spec::Op::Div)
+        return quot;
+      return arith::SubIOp::create(b, loc, a, arith::MulIOp::create(b, loc, quot, d));
+    }
+    Value d = emit(divisor);
+    using IP = arith::CmpIPredicate;
+    Value isZero = arith::CmpIOp::create(b, loc, IP::eq, d, intConst(0));
+    Value isMinusOne = arith::CmpIOp::create(b, loc, IP::eq, d, intConst(-1));
+    Value safe = arith::SelectOp::create(
+        b, loc, arith::OrIOp::create(b, loc, isZero, isMinusOne), intConst(1), d);
     Value quot = arith::FloorDivSIOp::create(b, loc, a, safe);
-    Value r = quot;
+    // With the divisor 1 in place of 0 or -1 the remainder is already 0.
     if (op == spec::Op::Rem)
-      r = arith::SubIOp::create(b, loc, a, arith::MulIOp::create(b, loc, quot, safe));
-    return arith::SelectOp::create(b, loc, isZero, zero, r);
+      return arith::SubIOp::create(b, loc, a, arith::MulIOp::create(b, loc, quot, safe));
+    Value negated = arith::SubIOp::create(b, loc, intConst(0), a);
+    return arith::SelectOp::create(b, loc, isZero, intConst(0),
+                                   arith::SelectOp::create(b, loc, isMinusOne, negated, quot));
+  }
+
+  /// f32 -> i64 saturates and takes NaN to 0 (spec::toInt64): arith.fptosi
+  /// alone is poison out of range, so it only sees in-range values.
+  Value floatToInt(Value v) {
+    using FP = arith::CmpFPredicate;
+    auto f32Const = [&](double c) {
+      return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(c)));
+    };
+    Value limit = f32Const(0x1p63), negLimit = f32Const(-0x1p63);
+    Value tooHigh = arith::CmpFOp::create(b, loc, FP::OGE, v, limit);
+    Value tooLow = arith::CmpFOp::create(b, loc, FP::OLT, v, negLimit);
+    // Ordered comparisons: NaN is neither, and fails `inRange` too.
+    Value inRange = arith::AndIOp::create(b, loc, arith::CmpFOp::create(b, loc, FP::OGE, v, negLimit),
+                                          arith::CmpFOp::create(b, loc, FP::OLT, v, limit));
+    Value safe = arith::SelectOp::create(b, loc, inRange, v, f32Const(0));
+    Value r = arith::FPToSIOp::create(b, loc, i64(), safe);
+    r = arith::SelectOp::create(b, loc, tooHigh, intConst(std::numeric_limits<int64_t>::max()), r);
+    return arith::SelectOp::create(b, loc, tooLow, intConst(std::numeric_limits<int64_t>::min()),
+                                   r);
   }
 
   Value binary(spec::Op op, Value a, Value c, spec::ScalarType operandType) {
@@ -149,9 +190,7 @@ private:
     case spec::Op::Mul:
       return isFloat ? Value(arith::MulFOp::create(b, loc, a, c)) : Value(arith::MulIOp::create(b, loc, a, c));
     case spec::Op::Div:
-      return isFloat ? Value(arith::DivFOp::create(b, loc, a, c)) : intDivRem(op, a, c);
-    case spec::Op::Rem:
-      return intDivRem(op, a, c);
+      return arith::DivFOp::create(b, loc, a, c); // i64: intDivRem
     case spec::Op::Min:
       return isFloat ? Value(arith::MinNumFOp::create(b, loc, a, c)) : Value(arith::MinSIOp::create(b, loc, a, c));
     case spec::Op::Max:
@@ -176,7 +215,7 @@ private:
     if (from == T::I64 && to == T::F32)
       return arith::SIToFPOp::create(b, loc, f32(), v);
     if (from == T::F32 && to == T::I64)
-      return arith::FPToSIOp::create(b, loc, i64(), v);
+      return floatToInt(v);
     if (from == T::Bool && to == T::I64)
       return arith::ExtUIOp::create(b, loc, i64(), v);
     if (from == T::Bool && to == T::F32)
