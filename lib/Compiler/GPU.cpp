@@ -315,6 +315,7 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     nvvm.cubinChip = target.chip;
     nvvm.cubinFeatures = "+ptx80";
     nvvm.cubinFormat = "isa"; // PTX text; ptxas makes the cubin
+    pm.addPass(createHeedExternDynamicShared()); // .extern .shared, not a 1-byte global
     gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
   });
   if (!lowered)
