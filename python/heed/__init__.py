@@ -24,11 +24,13 @@ tensors, including bfloat16 and bool), and torch GPU tensors (read directly:
 device pointer, shape, strides). They are used in place, without copies:
 strided views work as long as the last dimension is contiguous.
 
-CUDA tensors (every tensor of a call on one GPU, device 0 so far) run heed's
+CUDA tensors (every tensor of a call on one GPU, any device) run heed's
 GPU kernel, compiled for the device's compute capability at the first call
 and kept loaded for the process; the launch goes to ``stream=`` if given, else
 torch's current stream for torch tensors (cupy's for cupy arrays), else the
-default stream, and the call returns once the kernel has finished. Without a
+default stream, and the call returns once the kernel is queued there (a
+buffer read out of range is reported by a later call on that stream; see
+docs/runtime.md, "GPU launches"). Without a
 CUDA driver such a call raises :class:`UnsupportedError` saying so::
 
     q = torch.randn(4, 16, 8192, 128, device="cuda", dtype=torch.bfloat16)
@@ -916,8 +918,8 @@ class Kernel:
         sequence in declaration order. num_threads: 0 = all cores (CPU).
         stream: for GPU (CUDA or ROCm) tensors, the stream to launch on (an int
         handle, a torch.cuda.Stream or a cupy stream); None: torch's (or
-        cupy's) current stream, else the default stream. The call returns when
-        the kernel has finished.
+        cupy's) current stream, else the default stream. The call returns once
+        the kernel is queued on it.
 
         Returns out, or (out, lse) when the kernel writes the log-sum-exp.
         Raises HeedError (InvalidArgumentError for a tensor that does not fit or
