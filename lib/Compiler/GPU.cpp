@@ -281,8 +281,9 @@ llvm::Expected<CUDATarget> CUDATarget::parse(const std::string &name) {
 }
 
 std::string findPtxas() {
+  // "none": PTX only, which the driver compiles at load.
   if (const char *p = std::getenv("HEED_PTXAS"); p && *p)
-    return p;
+    return std::string(p) == "none" ? "" : p;
   std::vector<std::string> dirs;
   if (const char *home = std::getenv("CUDA_HOME"); home && *home)
     dirs.push_back(std::string(home) + "/bin");

@@ -61,7 +61,10 @@ cl::opt<bool> aot("aot",
                   cl::cat(category));
 cl::opt<std::string> targets("target",
                              cl::desc("with --aot: comma-separated targets: cpu (portable "
-                                      "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>; "
+                                      "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>, "
+                                      "NVIDIA chips sm_80, sm_90, ... (cubin with ptxas, plus "
+                                      "the newest chip's PTX), AMD chips gfx90a, gfx942, "
+                                      "gfx950 (HSACO), e.g. --target=cpu,sm_80,sm_90,gfx942; "
                                       "with --emit=ptx|cubin: sm_80, sm_90, ... (default sm_90); "
                                       "with --emit=amdgcn|hsaco: gfx90a, gfx942 (default), "
                                       "gfx950"),
@@ -146,7 +149,10 @@ int main(int argc, char **argv) {
   if (aot) {
     if (output == "-")
       return error("--aot needs an output directory: -o DIR");
-    auto artifact = heed::compileArtifact(*variant, config, targets);
+    auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
+    if (!parsedKind)
+      return error(llvm::toString(parsedKind.takeError()));
+    auto artifact = heed::compileExportArtifact(*variant, config, targets, {*parsedKind, mfma});
     if (!artifact)
       return error(llvm::toString(artifact.takeError()));
     heed::AotPackageOptions options;
@@ -157,7 +163,8 @@ int main(int argc, char **argv) {
       return error(llvm::toString(std::move(err)));
     std::string list;
     for (const heed::ArtifactEntry &e : artifact->entries)
-      list += (list.empty() ? "" : ", ") + e.target;
+      list += (list.empty() ? "" : ", ") + e.target +
+              (e.info.gpu ? " (" + e.info.gpu->format + ")" : "");
     llvm::outs() << "heed-compile: exported '" << variant->name << "' (" << list << ") to "
                  << output << "\n";
     return 0;

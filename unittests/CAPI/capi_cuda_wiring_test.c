@@ -25,7 +25,7 @@ typedef struct {
 } FakeCudaCall;
 
 typedef struct {
-  int loads, launches, lastChip;
+  int loads, launches, lastChip, lastPTX;
   unsigned grid[3], block;
   void *stream;
   int64_t q;
@@ -245,22 +245,57 @@ int main(int argc, char **argv) {
   CHECK(doc && runWith(doc, t, &docBuffer, 1, s) == HEED_OK);
   CHECK(log->syncs == syncs + 1 && log->allocs == allocs && allOn(s, 0));
 
-  /* An artifact with CUDA entries (argv[1], from heed-compile --aot
-   * --target=sm_80,sm_90): the device's chip picks the entry. */
-  if (argc > 1) {
-    heed_kernel *loaded = NULL;
-    CHECK(heed_kernel_load_file(argv[1], &loaded) == HEED_OK);
-    if (loaded) {
+  /* Artifacts with CUDA entries (heed-compile --aot): argv[1] for
+   * --target=sm_80,sm_90 (two cubins and sm_90's PTX), argv[2] for sm_80
+   * alone (a cubin and its PTX). The device's chip picks the entry: its own
+   * cubin, else a cubin of its major version, else the newest PTX not newer
+   * than it (the driver compiles that). */
+  if (argc < 3) {
+    fprintf(stderr, "capi_cuda_wiring_test: needs the two artifacts (run it through ctest)\n");
+    ++failures;
+  } else {
+    static const struct {
+      const char *cc;
+      int artifact, chip, ptx;
+    } picks[] = {{"90", 1, 90, 0}, {"90", 2, 80, 1}, {"86", 1, 80, 0},
+                 {"86", 2, 80, 0}, {"100", 1, 90, 1}, {"100", 2, 80, 1}};
+    static float qf[B * H * S * D], of[B * H * S * D];
+    place(qf, sizeof qf, 0), place(of, sizeof of, 0);
+    heed_tensor tf[4];
+    for (int i = 0; i < 4; ++i)
+      tf[i] = t[i], tf[i].dtype = HEED_F32, tf[i].data = i == 3 ? of : qf;
+    for (size_t i = 0; i < sizeof picks / sizeof picks[0]; ++i) {
+      setenv("FAKE_CUDA_CC", picks[i].cc, 1);
+      heed_kernel *loaded = NULL;
+      CHECK(heed_kernel_load_file(argv[picks[i].artifact], &loaded) == HEED_OK);
+      if (!loaded) continue;
+      /* GPU entries only: no CPU code. */
+      CHECK(strncmp(heed_kernel_target(loaded), "cuda:sm_", 8) == 0);
       int loads = log->loads;
-      heed_tensor tf[4];
-      static float qf[B * H * S * D], of[B * H * S * D];
-      place(qf, sizeof qf, 0), place(of, sizeof of, 0);
-      for (int i = 0; i < 4; ++i)
-        tf[i] = t[i], tf[i].dtype = HEED_F32, tf[i].data = i == 3 ? of : qf;
       CHECK(runOn(loaded, tf, s) == HEED_OK);
-      CHECK(log->loads == loads + 1 && log->lastChip == 90 && log->stream == s);
+      CHECK(log->loads == loads + 1 && log->stream == s);
+      if (log->lastChip != picks[i].chip || log->lastPTX != picks[i].ptx) {
+        fprintf(stderr, "compute capability %s, artifact %d: loaded %s for sm_%d\n",
+                picks[i].cc, picks[i].artifact, log->lastPTX ? "PTX" : "a cubin",
+                log->lastChip);
+        ++failures;
+      }
+      heed_tensor cpu[4];
+      memcpy(cpu, tf, sizeof cpu);
+      for (int j = 0; j < 4; ++j) cpu[j].device_type = HEED_DEVICE_CPU;
+      CHECK(runOn(loaded, cpu, NULL) == HEED_ERROR_UNSUPPORTED);
       heed_kernel_release(loaded);
     }
+    unsetenv("FAKE_CUDA_CC");
+    /* No entry for the chip: a load error that lists why each does not fit. */
+    setenv("FAKE_CUDA_CC", "75", 1);
+    heed_kernel *old = NULL;
+    CHECK(heed_kernel_load_file(argv[2], &old) == HEED_OK);
+    CHECK(old && runOn(old, tf, s) == HEED_ERROR_LOAD);
+    CHECK(strstr(heed_last_error(), "no entry of the artifact runs on cuda sm_75") != NULL);
+    CHECK(strstr(heed_last_error(), "newer than the device") != NULL);
+    heed_kernel_release(old);
+    unsetenv("FAKE_CUDA_CC");
   }
 
   heed_kernel_release(k);

@@ -24,6 +24,7 @@ typedef struct {
 typedef struct {
   int loads, launches;
   int lastChip; /* from the image: cubin e_flags or the PTX .target; -1 unknown */
+  int lastPTX;  /* the last image was PTX (the driver would compile it) */
   unsigned grid[3], block;
   void *stream;
   int64_t q;           /* the first kernel argument: q's device pointer */
@@ -111,6 +112,7 @@ int cuModuleLoadData(void **m, const void *image) {
   const unsigned char *b = image;
   ++fakeLog.loads;
   fakeLog.lastChip = -1;
+  fakeLog.lastPTX = 0;
   if (b[0] == 0x7f && b[1] == 'E' && b[2] == 'L' && b[3] == 'F') {
     uint32_t flags;
     memcpy(&flags, b + 48, 4); /* Elf64_Ehdr.e_flags */
@@ -119,6 +121,7 @@ int cuModuleLoadData(void **m, const void *image) {
   } else {
     const char *t = strstr((const char *)image, ".target sm_");
     if (t) fakeLog.lastChip = atoi(t + 11);
+    fakeLog.lastPTX = strstr((const char *)image, ".version") != NULL;
   }
   *m = (void *)0x77;
   return 0;

@@ -96,7 +96,8 @@ llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
 /// ld.lld from $HEED_LLD, LLVM's tools directory or PATH; "" if none.
 std::string findLld();
 
-/// ptxas from $HEED_PTXAS, $CUDA_HOME/bin, /usr/local/cuda/bin or PATH; "" if none.
+/// ptxas from $HEED_PTXAS, $CUDA_HOME/bin, /usr/local/cuda/bin or PATH; "" if
+/// none, or with HEED_PTXAS=none (PTX only: the driver compiles it at load).
 std::string findPtxas();
 
 } // namespace heed
