@@ -75,6 +75,11 @@ cl::opt<std::string> gpuKernel("gpu-kernel",
                                         "apply) | tensor-cores (MFMA on AMD) | simt"),
                                cl::init("auto"), cl::cat(category));
 
+cl::opt<bool> timeCompile("time",
+                          cl::desc("print where a GPU compile's time goes (MLIR passes, LLVM "
+                                   "IR and NVPTX, ptxas) on stderr; the same as HEED_TIMING=1"),
+                          cl::cat(category));
+
 cl::opt<int64_t> mfma("mfma",
                       cl::desc("with --emit=amdgcn|hsaco: the MFMA shape, 32 (32x32x8) or 16 "
                                "(16x16x16)"),
@@ -103,6 +108,8 @@ int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv, "heed spec compiler\n");
+  if (timeCompile)
+    setenv("HEED_TIMING", "1", 1);
 
   bool amdStage = emitStage == "amdgcn" || emitStage == "hsaco";
   bool binaryStage = emitStage == "cubin" || emitStage == "hsaco";
