@@ -31,6 +31,7 @@ cd "$(dirname "$self")/../.."
 source bench/gpu-session/common.sh
 export OUT=${OUT:-/tmp/heed-out} HEED_DIR=${HEED_DIR:-/tmp/heed} WORK=${WORK:-/tmp/heed-session}
 export SEED=${SEED:-$(date +%s)}
+export HEED_CACHE_DIR=$WORK/cache # heed never writes to the machine's home
 
 json_escape() {
   local s=${1//\\/\\\\}

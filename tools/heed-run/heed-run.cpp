@@ -4,6 +4,7 @@
 #include "heed/Compiler/GPU.h"
 #include "heed/Compiler/KernelCache.h"
 #include "heed/Runtime/CUDA.h"
+#include "heed/Runtime/GPUImage.h"
 #include "heed/Runtime/HIP.h"
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Evaluate.h"
@@ -185,10 +186,8 @@ struct CUDABackend {
   using Module = heed::cuda::KernelModule;
   static constexpr const char *kPlatform = "cuda";
   static bool available(std::string &why) { return heed::cuda::driver(why) != nullptr; }
-  /// Device 0's chip: "sm_<compute capability>".
   static std::string deviceChip(std::string &why) {
-    int capability = heed::cuda::computeCapability(0, why);
-    return capability < 0 ? "" : "sm_" + std::to_string(capability);
+    return heed::gpuChip(heed::GPUPlatform::CUDA, 0, why);
   }
   static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
                                           const heed::KernelConfig &config,
@@ -204,7 +203,9 @@ struct HIPBackend {
   using Module = heed::hip::KernelModule;
   static constexpr const char *kPlatform = "hip";
   static bool available(std::string &why) { return heed::hip::runtime(why) != nullptr; }
-  static std::string deviceChip(std::string &) { return "gfx942"; }
+  static std::string deviceChip(std::string &why) {
+    return heed::gpuChip(heed::GPUPlatform::HIP, 0, why);
+  }
   static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
                                           const heed::KernelConfig &config,
                                           llvm::StringRef chip, heed::GPUKernelKind kind) {

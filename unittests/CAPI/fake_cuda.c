@@ -9,11 +9,13 @@
  * record a kernel error with fake_cuda_fail_next_launch, and holds events
  * unfinished with fake_cuda_hold_events. Never installed; found only through
  * the test's LD_LIBRARY_PATH. */
+#include "fake_placed.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_CALLS = 256, MAX_PLACED = 64, MAX_STATUS = 16 };
+enum { MAX_CALLS = 256, MAX_STATUS = 16 };
 
 typedef struct {
   char kind;    /* 'L' launch, 'M' memset, 'U' upload, 'D' download, 'E' event record, 'S' sync */
@@ -40,14 +42,8 @@ static FakeCudaLog fakeLog;
 const FakeCudaLog *fake_cuda_log(void) { return &fakeLog; }
 void fake_cuda_clear_calls(void) { fakeLog.calls = 0; }
 
-static struct { uintptr_t begin, end; int device; } placed[MAX_PLACED];
-static int numPlaced;
 /* Host memory the test uses as device `device`'s. */
-void fake_cuda_place(const void *p, size_t bytes, int device) {
-  if (numPlaced < MAX_PLACED)
-    placed[numPlaced].begin = (uintptr_t)p, placed[numPlaced].end = (uintptr_t)p + bytes,
-    placed[numPlaced++].device = device;
-}
+void fake_cuda_place(const void *p, size_t bytes, int device) { fakePlace(p, bytes, device); }
 
 static int failNext;
 void fake_cuda_fail_next_launch(int status) { failNext = status; }
@@ -99,13 +95,7 @@ int cuCtxSetCurrent(void *c) {
 int cuGetErrorString(int r, const char **s) { (void)r; *s = "fake CUDA error"; return 0; }
 
 int cuPointerGetAttribute(void *data, int attribute, unsigned long long p) {
-  if (attribute != 9) return 1; /* only DEVICE_ORDINAL */
-  for (int i = 0; i < numPlaced; ++i)
-    if (p >= placed[i].begin && p < placed[i].end) {
-      *(int *)data = placed[i].device;
-      return 0;
-    }
-  return 1; /* CUDA_ERROR_INVALID_VALUE: not CUDA memory */
+  return fakeDeviceOrdinal(data, attribute, (uintptr_t)p); /* 1: CUDA_ERROR_INVALID_VALUE */
 }
 
 int cuModuleLoadData(void **m, const void *image) {
@@ -161,7 +151,7 @@ int cuFuncSetAttribute(void *f, int attribute, int value) {
 int cuMemAlloc_v2(unsigned long long *p, size_t n) {
   ++fakeLog.allocs;
   *p = (unsigned long long)(uintptr_t)calloc(1, n ? n : 1);
-  if (*p) fake_cuda_place((void *)(uintptr_t)*p, n ? n : 1, current);
+  if (*p) fakePlace((void *)(uintptr_t)*p, n ? n : 1, current);
   return *p ? 0 : 2; /* out of memory */
 }
 int cuMemFree_v2(unsigned long long p) { free((void *)(uintptr_t)p); return 0; }

@@ -5,11 +5,13 @@
  * its "device" arrays with fake_hip_place (hipPointerGetAttribute fails for
  * other memory). Never installed; found only through the test's
  * LD_LIBRARY_PATH. */
+#include "fake_placed.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_CALLS = 256, MAX_PLACED = 32 };
+enum { MAX_CALLS = 256 };
 
 typedef struct {
   char kind; /* 'L' launch, 'M' memset, 'U' upload, 'D' download, 'E' event record, 'S' sync */
@@ -33,13 +35,7 @@ static FakeHipLog fakeLog;
 const FakeHipLog *fake_hip_log(void) { return &fakeLog; }
 void fake_hip_clear_calls(void) { fakeLog.calls = 0; }
 
-static struct { uintptr_t begin, end; int device; } placed[MAX_PLACED];
-static int numPlaced;
-void fake_hip_place(const void *p, size_t bytes, int device) {
-  if (numPlaced < MAX_PLACED)
-    placed[numPlaced].begin = (uintptr_t)p, placed[numPlaced].end = (uintptr_t)p + bytes,
-    placed[numPlaced++].device = device;
-}
+void fake_hip_place(const void *p, size_t bytes, int device) { fakePlace(p, bytes, device); }
 
 static int current;
 static void record(char kind, void *stream) {
@@ -57,13 +53,7 @@ int hipSetDevice(int d) {
   return 0;
 }
 int hipPointerGetAttribute(void *data, int attribute, void *p) {
-  if (attribute != 9) return 1; /* only DEVICE_ORDINAL */
-  for (int i = 0; i < numPlaced; ++i)
-    if ((uintptr_t)p >= placed[i].begin && (uintptr_t)p < placed[i].end) {
-      *(int *)data = placed[i].device;
-      return 0;
-    }
-  return 1; /* hipErrorInvalidValue */
+  return fakeDeviceOrdinal(data, attribute, (uintptr_t)p); /* 1: hipErrorInvalidValue */
 }
 const char *hipGetErrorString(int r) { (void)r; return "fake HIP error"; }
 
@@ -108,7 +98,7 @@ int hipStreamSynchronize(void *s) {
 int hipMalloc(void **p, size_t n) {
   ++fakeLog.allocs;
   *p = calloc(1, n ? n : 1);
-  if (*p) fake_hip_place(*p, n ? n : 1, current);
+  if (*p) fakePlace(*p, n ? n : 1, current);
   return *p ? 0 : 2; /* out of memory */
 }
 int hipFree(void *p) { free(p); return 0; }
