@@ -9,13 +9,15 @@
 #   setup      20   unpack to /tmp/heed, what the machine has (GPU, driver,
 #                   runtime, compute-sanitizer, ptxas, torch)
 #   aot        15   the deployed program (no LLVM/MLIR) on CUDA device 0
-#   numerics  110   cases.txt's numerics cases: heed-run against float64 on
+#   numerics   90   cases.txt's numerics cases: heed-run against float64 on
 #                   precompiled artifacts, both kernels
-#   sanitizer 130   compute-sanitizer memcheck, racecheck, synccheck, initcheck
+#   sanitizer 120   compute-sanitizer memcheck, racecheck, synccheck, initcheck
 #                   on the six sanitize cases
-#   compile    25   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
+#   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
-#   bench     120   bench/gpu_attention.py (raw JSON rewritten after each row)
+#   bench    rest   bench/gpu_attention.py (raw JSON rewritten after each row):
+#                   what the earlier steps left, at least 150 s when each used
+#                   its whole budget
 # TOTAL_BUDGET (420 s: with a machine start, one call of at most 9 minutes)
 # caps the whole; a step gets what is left of it if that is less, and one
 # with under 5 s left is NOT RUN. STEPS=numerics,bench selects (setup always
@@ -389,14 +391,15 @@ STEP=setup detail "${GPU_NAME:-no GPU ($GPU_WHY)}, $runtime, $(nproc) cores; com
 record setup PASS $(($(now) - t0)) "${BUDGET_SETUP:-20}"
 
 steps=${STEPS:-aot,numerics,sanitizer,compile,bench}
+echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, compile ${BUDGET_COMPILE:-20}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
 for step in aot numerics sanitizer compile bench; do
   [[ ,$steps, == *,$step,* ]] || continue
   case $step in
     aot) budget=${BUDGET_AOT:-15}; log=misc.log ;;
-    numerics) budget=${BUDGET_NUMERICS:-110}; log=numerics.log ;;
-    sanitizer) budget=${BUDGET_SANITIZER:-130}; log=sanitizer.log ;;
-    compile) budget=${BUDGET_COMPILE:-25}; log=misc.log ;;
-    bench) budget=${BUDGET_BENCH:-120}; log=bench.log ;;
+    numerics) budget=${BUDGET_NUMERICS:-90}; log=numerics.log ;;
+    sanitizer) budget=${BUDGET_SANITIZER:-120}; log=sanitizer.log ;;
+    compile) budget=${BUDGET_COMPILE:-20}; log=misc.log ;;
+    bench) budget=${BUDGET_BENCH:-$((deadline - $(now) - 5))}; log=bench.log ;; # what is left
   esac
   allowed=$((deadline - $(now) - 5))
   [ $allowed -gt $budget ] && allowed=$budget
