@@ -8,15 +8,20 @@ times, for each attention variant:
   sdpa     F.scaled_dot_product_attention, flash and cuDNN backends (full and
            causal only)
 and prints useful TFLOP/s (4*B*H*Sq*Skv*D*density, the density counted
-exactly from the mask), heed/flex ratios, cold compile times of heed and flex,
-flex's block-mask build time and heed's first-call overhead. heed's output is
+exactly from the mask), heed/flex ratios, compile times (heed: cold, memory
+hit in the same process, disk hit in a new one; flex: cold), flex's
+block-mask build time and heed's first-call overhead. heed's output is
 checked against flex's (max abs error printed; a float32 reference on sampled
 rows checks both): a figure is only printed for an output that passed.
 
 Timing: CUDA events around each call on the current stream, after warm-up
-calls; the median of --repeat calls. heed's call returns when its kernel has
-finished (it reads the kernel's status word back), so its times include that
-synchronisation, as a caller sees it.
+calls; the median of --repeat calls. heed's call returns once its kernel is
+queued on that stream (docs/runtime.md, "GPU launches"); heed_synchronize
+after the timed calls reports an error a kernel recorded.
+
+The raw JSON (--json) is rewritten after every row, so a run stopped by a
+time limit keeps what it measured; --budget stops starting new rows after
+that many seconds and records the rest as not run.
 
 Exit codes: 0 all checks passed, 1 a check failed or an implementation broke,
 77 "SKIPPED: no CUDA GPU" (no torch, or torch sees no CUDA device).
@@ -61,7 +66,12 @@ def parse_args(argv):
     p.add_argument("--tol", type=float, default=3e-2,
                    help="max abs error allowed between heed and flex outputs (bf16; default 3e-2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="PATH", help="also write every result as JSON to PATH")
+    p.add_argument("--json", metavar="PATH",
+                   help="also write every result as JSON to PATH, rewritten after each row")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="start no new row after this many seconds (the rest: not run)")
+    p.add_argument("--no-compile-hits", action="store_true",
+                   help="skip heed's memory-hit and disk-hit compile timings")
     p.add_argument("--warm-compile-cache", action="store_true",
                    help="keep torch's on-disk Inductor/Triton caches (default: a fresh one, so "
                         "flex's compile time is cold)")
@@ -315,14 +325,59 @@ def tflops(flops, ms):
 # ---- the run -----------------------------------------------------------------------
 
 
+def heed_synchronize(torch, heed, device):
+    """Waits for torch's current stream and raises the error a heed kernel
+    recorded on it (heed_synchronize: launches return once queued)."""
+    import ctypes
+    fn = heed._lib.heed_synchronize
+    fn.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    stream = torch.cuda.current_stream(device).cuda_stream
+    heed._check(fn(2, device.index or 0, stream))
+
+
+# Compiles in a fresh process against the same disk cache: the disk hit, timed
+# around heed.compile alone (the interpreter and the library load excluded).
+DISK_HIT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import heed
+a = json.loads(sys.argv[2])
+t0 = time.perf_counter()
+heed.compile(a["spec"], dtype="bfloat16", head_dim=a["D"], params=a["params"] or None,
+             target=a["target"])
+print(json.dumps({"disk_hit_s": time.perf_counter() - t0, "stats": heed.cache_stats()}))
+"""
+
+
+def compile_hits(heed, v, D, target, r):
+    """heed's memory hit (this process) and disk hit (a new one), into r."""
+    import subprocess
+    t0 = time.perf_counter()
+    heed.compile(v.spec, dtype="bfloat16", head_dim=D, params=v.params or None, target=target)
+    r["memory_hit_s"] = time.perf_counter() - t0
+    args = json.dumps({"spec": v.spec, "D": D, "params": v.params, "target": target})
+    done = subprocess.run([sys.executable, "-c", DISK_HIT, os.path.join(REPO, "python"), args],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode == 0:
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        r["disk_hit_s"] = got["disk_hit_s"]
+        r["disk_hit_compiles"] = got["stats"]["compiles"]  # 0 when it was a hit
+    else:
+        r["disk_hit_error"] = done.stderr.strip()[-400:]
+
+
 def run_heed(torch, heed, v, q, k, val, chip, a):
     """heed: cold compile for this GPU's chip, first call, steady time, output."""
     r = {}
     D = q.shape[-1]
+    target = "cuda:" + chip
     t0 = time.perf_counter()
     kernel = heed.compile(v.spec, dtype="bfloat16", head_dim=D, params=v.params or None,
-                          target="cuda:" + chip)
+                          target=target)
     r["compile_s"] = time.perf_counter() - t0
+    if not a.no_compile_hits:
+        compile_hits(heed, v, D, target, r)
     out = torch.full_like(q, float("nan"))
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -332,9 +387,10 @@ def run_heed(torch, heed, v, q, k, val, chip, a):
     r["ms"] = time_ms(torch, lambda: kernel(q, k, val, out=out, buffers=v.buffers),
                       a.warmup, a.repeat)
     r["first_call_overhead_ms"] = first_s * 1e3 - r["ms"]
+    heed_synchronize(torch, heed, q.device)
     out.fill_(float("nan"))  # the output checked is the one of a call of its own
     kernel(q, k, val, out=out, buffers=v.buffers)
-    torch.cuda.synchronize()
+    heed_synchronize(torch, heed, q.device)
     return r, out
 
 
@@ -441,6 +497,20 @@ def gpu_main(a):
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     densities = {v.name: density(torch, v, H, S, device) for v in variants}
     results, failed = [], False
+    started = time.perf_counter()
+    not_run = []
+
+    def write_json():
+        if not a.json:
+            return
+        tmp = a.json + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"info": info, "results": results, "not_run": not_run,
+                       "complete": not not_run and len(results) == len(a.dims) * len(variants)},
+                      fh, indent=1)
+        os.replace(tmp, a.json)
+
+    write_json()
     for D in a.dims:
         g = torch.Generator(device=device).manual_seed(a.seed + D)
         q, k, val = (torch.randn(B, H, S, D, device=device, dtype=torch.bfloat16, generator=g)
@@ -454,6 +524,10 @@ def gpu_main(a):
               "max abs vs f32 ref (heed / flex) |")
         print("| --- " * 15 + "|")
         for v in variants:
+            if a.budget is not None and time.perf_counter() - started > a.budget:
+                not_run.append({"variant": v.name, "D": D})
+                print("| %s | not run: the %g s budget is spent |" % (v.label, a.budget))
+                continue
             dens = densities[v.name]
             flops = 4.0 * B * H * S * S * D * dens
             row = {"variant": v.name, "label": v.label, "D": D, "density": dens,
@@ -514,6 +588,7 @@ def gpu_main(a):
                       fmt(h.get("flex_error"), "%.2e"),
                       fmt(h.get("ref_error"), "%.2e"), fmt(f.get("ref_error"), "%.2e")))
             sys.stdout.flush()
+            write_json()
         del q, k, val
         torch.cuda.empty_cache()
     errors = [(r["variant"], r["D"], impl, r[impl]["error"]) for r in results
@@ -528,10 +603,18 @@ def gpu_main(a):
         print("FAILED: heed %s D=%d differs from flex by more than %g (or NaN); no figure "
               "posted" % (name, D, a.tol))
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"info": info, "results": results}, fh, indent=1)
+        write_json()
         print("wrote %s" % a.json)
-    return 1 if failed else 0
+    if heed_rows := [r for r in results if "compile_s" in r.get("heed", {})]:
+        cold = statistics.median(r["heed"]["compile_s"] for r in heed_rows)
+        print("heed compile, median over %d kernels: cold %.3f s" % (len(heed_rows), cold) +
+              "".join(", %s %.4f s" % (name, statistics.median(r["heed"][key] for r in heed_rows))
+                      for name, key in (("memory hit", "memory_hit_s"), ("disk hit", "disk_hit_s"))
+                      if all(key in r["heed"] for r in heed_rows)))
+    if not_run:
+        print("NOT RUN (budget): %s" % ", ".join("%s D=%d" % (n["variant"], n["D"])
+                                                for n in not_run))
+    return 1 if failed or not_run else 0
 
 
 def cpu_check(a):

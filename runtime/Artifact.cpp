@@ -286,6 +286,88 @@ std::string checkGPUEntry(const ArtifactEntry &entry, const std::string &target)
   return "";
 }
 
+namespace {
+/// "sm_90a" -> {90, true}; false when `chip` is not an NVIDIA chip name.
+bool parseSM(const std::string &chip, int &version, bool &archSpecific) {
+  if (chip.rfind("sm_", 0) != 0 || chip.size() < 5)
+    return false;
+  std::string digits = chip.substr(3);
+  archSpecific = digits.back() == 'a';
+  if (archSpecific)
+    digits.pop_back();
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  version = std::stoi(digits);
+  return true;
+}
+} // namespace
+
+const ArtifactEntry *selectGPUEntry(const Artifact &artifact, const std::string &platform,
+                                    const std::string &chip, std::string &why) {
+  const std::string prefix = platform + ":";
+  const ArtifactEntry *best = nullptr;
+  int bestRank = 0; // higher is better
+  std::string reasons;
+  auto reject = [&](const ArtifactEntry &e, const std::string &because) {
+    reasons += (reasons.empty() ? "" : "; ") + e.target +
+               (e.info.gpu ? " (" + e.info.gpu->format + ")" : "") + ": " + because;
+  };
+  int device = 0;
+  bool deviceArch = false;
+  bool cuda = platform == "cuda";
+  if (cuda && (!parseSM(chip, device, deviceArch) || deviceArch)) {
+    why = "'" + chip + "' is not a CUDA device chip (expected sm_<compute capability>)";
+    return nullptr;
+  }
+  for (const ArtifactEntry &e : artifact.entries) {
+    if (e.target.rfind(prefix, 0) != 0) {
+      reject(e, "not a " + platform + " entry");
+      continue;
+    }
+    if (!e.info.gpu) {
+      reject(e, "no launch shape");
+      continue;
+    }
+    std::string entryChip = e.target.substr(prefix.size());
+    int rank = 0;
+    if (!cuda) {
+      if (entryChip == chip)
+        rank = 1;
+      else
+        reject(e, "built for " + entryChip + ", the device is " + chip);
+    } else {
+      int version = 0;
+      bool arch = false;
+      if (!parseSM(entryChip, version, arch)) {
+        reject(e, "not an NVIDIA chip");
+        continue;
+      }
+      bool ptx = e.info.gpu->format == "ptx";
+      // Ranks: exact cubin 3000+, same-major cubin 2000+minor, PTX 1000+version.
+      if (!ptx && version == device)
+        rank = 3000;
+      else if (!ptx && !arch && version / 10 == device / 10 && version < device)
+        rank = 2000 + version;
+      else if (ptx && (arch ? version == device : version <= device))
+        rank = 1000 + version;
+      else if (ptx)
+        reject(e, "PTX for " + entryChip + ", newer than the device's " + chip);
+      else
+        reject(e, "a cubin for " + entryChip + " runs only on " +
+                      (arch ? entryChip : "sm_" + std::to_string(version / 10) + "x") +
+                      " devices, the device is " + chip);
+    }
+    if (rank > bestRank) {
+      best = &e;
+      bestRank = rank;
+    }
+  }
+  if (!best)
+    why = "no entry of the artifact runs on " + platform + " " + chip +
+          (reasons.empty() ? std::string(": the artifact is empty") : ": " + reasons);
+  return best;
+}
+
 bool hostRuns(const std::string &target, std::string &why) {
   if (isGPUTarget(target)) {
     why = "'" + target + "' is a GPU image, not CPU code";

@@ -172,11 +172,21 @@ heed_status heed_kernel_load(const void *data, size_t size, heed_kernel **kernel
     std::string bytes(static_cast<const char *>(data), size);
     if (std::string err = artifact.parse(bytes); !err.empty())
       return fail(HEED_ERROR_LOAD, err);
+    // GPU entries run on GPU tensors; an artifact of GPU entries only has no CPU code.
+    std::shared_ptr<const capi::ImageLauncher> gpu = capi::artifactLauncher(artifact);
     std::string error;
     auto loaded = LoadedKernel::load(artifact, error);
-    if (!loaded)
+    if (!loaded && !gpu)
       return fail(HEED_ERROR_LOAD, error);
-    *kernel = capi::wrap(std::move(loaded));
+    if (loaded) {
+      *kernel = capi::wrap(std::move(loaded), std::move(gpu));
+      return capi::ok();
+    }
+    std::string target; // the first GPU entry's
+    for (const ArtifactEntry &e : artifact.entries)
+      if (target.empty() && isGPUTarget(e.target))
+        target = e.target;
+    *kernel = capi::wrapDeviceOnly(gpu->info(), target, gpu);
     return capi::ok();
   } catch (const std::exception &e) {
     return fail(HEED_ERROR_LOAD, std::string("heed_kernel_load: ") + e.what());
@@ -280,10 +290,11 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
       if (!kernel->device)
         return fail(HEED_ERROR_UNSUPPORTED,
                     "heed_attention: kernel '" + kernel->info.name +
-                        "' holds CPU code only (it was loaded from an artifact); to run it "
-                        "on " + where.device() + " (device type " +
+                        "' holds CPU code only (it was loaded from an artifact without GPU "
+                        "entries); to run it on " + where.device() + " (device type " +
                         std::to_string(where.deviceType) +
-                        "), compile its spec with heed_compile");
+                        "), export it with a GPU target (heed-compile --aot "
+                        "--target=cpu,sm_90) or compile its spec with heed_compile");
       AttentionDims dims;
       if (std::string e = checkAttentionArgs(args, kernel->info, dims); !e.empty())
         return fail(HEED_ERROR_INVALID_ARGUMENT, e);

@@ -22,12 +22,13 @@ using CUmodule = void *;
 using CUfunction = void *;
 using CUstream = void *;
 using CUdeviceptr = unsigned long long;
+using CUevent = void *;
 
 } // namespace
 
 struct Driver {
   void *library = nullptr;
-  CUcontext context = nullptr;
+  int deviceCount = 0;
   CUresult (*cuInit)(unsigned) = nullptr;
   CUresult (*cuDeviceGetCount)(int *) = nullptr;
   CUresult (*cuDeviceGet)(CUdevice *, int) = nullptr;
@@ -35,6 +36,7 @@ struct Driver {
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice) = nullptr;
   CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
   CUresult (*cuGetErrorString)(CUresult, const char **) = nullptr;
+  CUresult (*cuPointerGetAttribute)(void *, int, CUdeviceptr) = nullptr;
   CUresult (*cuModuleLoadData)(CUmodule *, const void *) = nullptr;
   CUresult (*cuModuleUnload)(CUmodule) = nullptr;
   CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *) = nullptr;
@@ -44,9 +46,19 @@ struct Driver {
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int) = nullptr;
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t) = nullptr;
   CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
+  CUresult (*cuMemAllocHost)(void **, size_t) = nullptr;
   CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t) = nullptr;
   CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t) = nullptr;
-  CUresult (*cuMemsetD8)(CUdeviceptr, unsigned char, size_t) = nullptr;
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream) = nullptr;
+  CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream) = nullptr;
+  CUresult (*cuMemsetD32Async)(CUdeviceptr, unsigned, size_t, CUstream) = nullptr;
+  CUresult (*cuEventCreate)(CUevent *, unsigned) = nullptr;
+  CUresult (*cuEventRecord)(CUevent, CUstream) = nullptr;
+  CUresult (*cuEventQuery)(CUevent) = nullptr;
+
+  std::mutex mutex;                 ///< guards contexts
+  std::vector<CUcontext> contexts;  ///< primary contexts, retained at first use
+  GPUStreamStates streams;
 
   /// "" or "<call> failed: <driver message> (code N)".
   std::string check(CUresult r, const char *call) const {
@@ -58,8 +70,28 @@ struct Driver {
     return std::string(call) + " failed: " + (text ? text : "unknown CUDA error") + " (code " +
            std::to_string(r) + ")";
   }
-  /// Makes device 0's primary context current on the calling thread.
-  std::string bind() const { return check(cuCtxSetCurrent(context), "cuCtxSetCurrent"); }
+  /// Makes `device`'s primary context current on the calling thread,
+  /// retaining it the first time.
+  std::string bind(int device) {
+    if (device < 0 || device >= deviceCount)
+      return "CUDA device " + std::to_string(device) + " does not exist (the driver sees " +
+             std::to_string(deviceCount) + ")";
+    CUcontext context = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!contexts[device]) {
+        CUdevice dev = 0;
+        if (std::string e = check(cuDeviceGet(&dev, device), "cuDeviceGet"); !e.empty())
+          return e;
+        if (std::string e = check(cuDevicePrimaryCtxRetain(&contexts[device], dev),
+                                  "cuDevicePrimaryCtxRetain");
+            !e.empty())
+          return e;
+      }
+      context = contexts[device];
+    }
+    return check(cuCtxSetCurrent(context), "cuCtxSetCurrent");
+  }
 };
 
 Driver *driver(std::string &error) {
@@ -93,6 +125,7 @@ Driver *driver(std::string &error) {
     resolve(d->cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
     resolve(d->cuCtxSetCurrent, "cuCtxSetCurrent");
     resolve(d->cuGetErrorString, "cuGetErrorString");
+    resolve(d->cuPointerGetAttribute, "cuPointerGetAttribute");
     resolve(d->cuModuleLoadData, "cuModuleLoadData");
     resolve(d->cuModuleUnload, "cuModuleUnload");
     resolve(d->cuModuleGetFunction, "cuModuleGetFunction");
@@ -101,26 +134,26 @@ Driver *driver(std::string &error) {
     resolve(d->cuFuncSetAttribute, "cuFuncSetAttribute");
     resolve(d->cuMemAlloc, "cuMemAlloc", "cuMemAlloc_v2");
     resolve(d->cuMemFree, "cuMemFree", "cuMemFree_v2");
+    resolve(d->cuMemAllocHost, "cuMemAllocHost", "cuMemAllocHost_v2");
     resolve(d->cuMemcpyHtoD, "cuMemcpyHtoD", "cuMemcpyHtoD_v2");
     resolve(d->cuMemcpyDtoH, "cuMemcpyDtoH", "cuMemcpyDtoH_v2");
-    resolve(d->cuMemsetD8, "cuMemsetD8", "cuMemsetD8_v2");
+    resolve(d->cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync", "cuMemcpyHtoDAsync_v2");
+    resolve(d->cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync", "cuMemcpyDtoHAsync_v2");
+    resolve(d->cuMemsetD32Async, "cuMemsetD32Async");
+    resolve(d->cuEventCreate, "cuEventCreate");
+    resolve(d->cuEventRecord, "cuEventRecord");
+    resolve(d->cuEventQuery, "cuEventQuery");
     if (!ok)
       return;
     if ((why = d->check(d->cuInit(0), "cuInit")).size())
       return;
-    int count = 0;
-    if ((why = d->check(d->cuDeviceGetCount(&count), "cuDeviceGetCount")).size())
+    if ((why = d->check(d->cuDeviceGetCount(&d->deviceCount), "cuDeviceGetCount")).size())
       return;
-    if (count == 0) {
+    if (d->deviceCount <= 0) {
       why = "the CUDA driver sees no GPU";
       return;
     }
-    CUdevice dev = 0;
-    if ((why = d->check(d->cuDeviceGet(&dev, 0), "cuDeviceGet")).size() ||
-        (why = d->check(d->cuDevicePrimaryCtxRetain(&d->context, dev),
-                        "cuDevicePrimaryCtxRetain"))
-            .size())
-      return;
+    d->contexts.assign(size_t(d->deviceCount), nullptr);
     loaded = d.release();
   });
   if (!loaded)
@@ -128,15 +161,33 @@ Driver *driver(std::string &error) {
   return loaded;
 }
 
-int computeCapability(std::string &error) {
+int deviceOf(const void *pointer, std::string &error) {
   Driver *d = driver(error);
   if (!d)
     return -1;
+  // CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL (cuda.h).
+  constexpr int kDeviceOrdinal = 9;
+  int ordinal = -1;
+  error = d->check(d->cuPointerGetAttribute(&ordinal, kDeviceOrdinal,
+                                            reinterpret_cast<CUdeviceptr>(pointer)),
+                   "cuPointerGetAttribute(DEVICE_ORDINAL)");
+  return error.empty() ? ordinal : -1;
+}
+
+int computeCapability(int device, std::string &error) {
+  Driver *d = driver(error);
+  if (!d)
+    return -1;
+  if (device < 0 || device >= d->deviceCount) {
+    error = "CUDA device " + std::to_string(device) + " does not exist (the driver sees " +
+            std::to_string(d->deviceCount) + ")";
+    return -1;
+  }
   // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR (cuda.h).
   constexpr int kMajor = 75, kMinor = 76;
   CUdevice dev = 0;
   int major = 0, minor = 0;
-  if (!(error = d->check(d->cuDeviceGet(&dev, 0), "cuDeviceGet")).empty() ||
+  if (!(error = d->check(d->cuDeviceGet(&dev, device), "cuDeviceGet")).empty() ||
       !(error = d->check(d->cuDeviceGetAttribute(&major, kMajor, dev), "cuDeviceGetAttribute"))
            .empty() ||
       !(error = d->check(d->cuDeviceGetAttribute(&minor, kMinor, dev), "cuDeviceGetAttribute"))
@@ -145,12 +196,104 @@ int computeCapability(std::string &error) {
   return major * 10 + minor;
 }
 
-std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &error) {
+namespace {
+
+/// The driver's calls on one device and the caller's stream.
+class StreamDriver final : public GPUStreamDriver {
+public:
+  StreamDriver(Driver &d, CUstream stream, CUfunction function = nullptr, int64_t threads = 0,
+               int64_t sharedBytes = 0)
+      : d(d), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes) {}
+
+  std::string allocate(size_t bytes, void **p) override {
+    CUdeviceptr x = 0;
+    std::string e = d.check(d.cuMemAlloc(&x, bytes), "cuMemAlloc");
+    *p = reinterpret_cast<void *>(x);
+    return e;
+  }
+  void free(void *p) override { d.cuMemFree(dev(p)); }
+  std::string allocateHost(size_t bytes, void **p) override {
+    return d.check(d.cuMemAllocHost(p, bytes), "cuMemAllocHost");
+  }
+  std::string createEvent(void **event) override {
+    constexpr unsigned kDisableTiming = 2; // CU_EVENT_DISABLE_TIMING
+    return d.check(d.cuEventCreate(event, kDisableTiming), "cuEventCreate");
+  }
+  std::string zeroAsync(void *p, size_t words) override {
+    return d.check(d.cuMemsetD32Async(dev(p), 0, words, stream), "cuMemsetD32Async");
+  }
+  std::string uploadAsync(void *p, const void *host, size_t n) override {
+    return d.check(d.cuMemcpyHtoDAsync(dev(p), host, n, stream), "cuMemcpyHtoDAsync");
+  }
+  std::string downloadAsync(void *host, const void *p, size_t n) override {
+    return d.check(d.cuMemcpyDtoHAsync(host, dev(p), n, stream), "cuMemcpyDtoHAsync");
+  }
+  std::string recordEvent(void *event) override {
+    return d.check(d.cuEventRecord(event, stream), "cuEventRecord");
+  }
+  std::string launch(unsigned x, unsigned y, unsigned z, void **params) override {
+    return d.check(d.cuLaunchKernel(function, x, y, z, unsigned(threads), 1, 1,
+                                    unsigned(sharedBytes), stream, params, nullptr),
+                   "cuLaunchKernel");
+  }
+  std::string synchronize() override {
+    return d.check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
+  }
+  std::string queryEvent(void *event, bool &done) override {
+    constexpr CUresult kNotReady = 600; // CUDA_ERROR_NOT_READY
+    CUresult r = d.cuEventQuery(event);
+    done = r == 0;
+    return r == kNotReady ? "" : d.check(r, "cuEventQuery");
+  }
+  std::string download(void *host, const void *p, size_t n) override {
+    return d.check(d.cuMemcpyDtoH(host, dev(p), n), "cuMemcpyDtoH");
+  }
+  std::string checkTensors(const AttentionArgs &args) override {
+    // The tensor-core kernel (the one with dynamic shared memory) copies K
+    // and V rows with 16-byte cp.async: rows must start 16-byte aligned.
+    if (sharedBytes <= 0)
+      return "";
+    for (const auto &[name, t] :
+         {std::pair<const char *, const TensorRef *>{"k", &args.k}, {"v", &args.v}}) {
+      bool aligned = reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
+      std::vector<int64_t> strides = t->effectiveStrides();
+      for (size_t i = 0; i + 1 < strides.size(); ++i)
+        aligned = aligned && (strides[i] * int64_t(dtypeSize(t->dtype))) % 16 == 0;
+      if (!aligned)
+        return std::string("the tensor-core kernel reads ") + name +
+               " in 16-byte rows: its data pointer and its batch, head and sequence strides "
+               "must be multiples of 16 bytes (compile with the SIMT kernel for other views)";
+    }
+    return "";
+  }
+
+private:
+  static CUdeviceptr dev(const void *p) { return reinterpret_cast<CUdeviceptr>(p); }
+  Driver &d;
+  CUstream stream;
+  CUfunction function;
+  int64_t threads, sharedBytes;
+};
+
+} // namespace
+
+std::string synchronize(int device, void *stream) {
+  std::string error;
   Driver *d = driver(error);
-  if (!d || !(error = d->bind()).empty())
+  if (!d || !(error = d->bind(device)).empty())
+    return error;
+  StreamDriver calls(*d, stream);
+  return checkGPUStream(calls, d->streams.get(device, stream));
+}
+
+std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &error,
+                                                     int device) {
+  Driver *d = driver(error);
+  if (!d || !(error = d->bind(device)).empty())
     return nullptr;
   std::unique_ptr<DeviceBuffer> b(new DeviceBuffer());
   b->bytes = bytes;
+  b->device = device;
   if (bytes && !(error = d->check(d->cuMemAlloc(&b->pointer, bytes), "cuMemAlloc")).empty())
     return nullptr;
   return b;
@@ -158,7 +301,7 @@ std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &
 
 DeviceBuffer::~DeviceBuffer() {
   std::string error;
-  if (Driver *d = driver(error); d && pointer)
+  if (Driver *d = driver(error); d && pointer && d->bind(device).empty())
     d->cuMemFree(pointer);
 }
 
@@ -169,7 +312,7 @@ std::string DeviceBuffer::upload(const void *host, size_t n) {
     return error;
   if (n > bytes)
     return "upload of " + std::to_string(n) + " bytes into a buffer of " + std::to_string(bytes);
-  if (!(error = d->bind()).empty() || !n)
+  if (!(error = d->bind(device)).empty() || !n)
     return error;
   return d->check(d->cuMemcpyHtoD(pointer, host, n), "cuMemcpyHtoD");
 }
@@ -182,25 +325,38 @@ std::string DeviceBuffer::download(void *host, size_t n) const {
   if (n > bytes)
     return "download of " + std::to_string(n) + " bytes from a buffer of " +
            std::to_string(bytes);
-  if (!(error = d->bind()).empty() || !n)
+  if (!(error = d->bind(device)).empty() || !n)
     return error;
   return d->check(d->cuMemcpyDtoH(host, pointer, n), "cuMemcpyDtoH");
 }
 
 std::unique_ptr<KernelModule> KernelModule::load(const std::string &image,
-                                                 const std::string &entry, std::string &error) {
+                                                 const GPULaunch &launch, int device,
+                                                 std::string &error) {
   Driver *d = driver(error);
-  if (!d || !(error = d->bind()).empty())
+  if (!d || !(error = d->bind(device)).empty())
     return nullptr;
   std::unique_ptr<KernelModule> m(new KernelModule());
+  m->shape = launch;
+  m->deviceOrdinal = device;
   // PTX must be NUL-terminated for the driver's JIT; a cubin is binary.
   std::string copy = image;
   copy.push_back('\0');
   if (!(error = d->check(d->cuModuleLoadData(&m->module, copy.data()), "cuModuleLoadData"))
            .empty())
     return nullptr;
-  if (!(error = d->check(d->cuModuleGetFunction(&m->function, m->module, entry.c_str()),
+  if (!(error = d->check(d->cuModuleGetFunction(&m->function, m->module,
+                                                launch.kernelName.c_str()),
                          "cuModuleGetFunction"))
+           .empty())
+    return nullptr;
+  // Past 48 KB of dynamic shared memory a kernel must be opted in
+  // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
+  constexpr int kMaxDynamicShared = 8;
+  if (launch.sharedBytes > 48 * 1024 &&
+      !(error = d->check(d->cuFuncSetAttribute(m->function, kMaxDynamicShared,
+                                               int(launch.sharedBytes)),
+                         "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"))
            .empty())
     return nullptr;
   return m;
@@ -208,65 +364,19 @@ std::unique_ptr<KernelModule> KernelModule::load(const std::string &image,
 
 KernelModule::~KernelModule() {
   std::string error;
-  if (Driver *d = driver(error); d && module)
+  if (Driver *d = driver(error); d && module && d->bind(deviceOrdinal).empty())
     d->cuModuleUnload(module);
 }
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                                          int64_t blockRows, int64_t threads,
-                                          void *stream, int64_t sharedBytes) const {
+                                          void *stream, const GPULaunchOptions &options) const {
   std::string error;
   Driver *d = driver(error);
-  if (!d || !(error = d->bind()).empty())
+  if (!d || !(error = d->bind(deviceOrdinal)).empty())
     return error;
-  // Past 48 KB of dynamic shared memory a kernel must be opted in
-  // (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
-  constexpr int kMaxDynamicShared = 8;
-  if (sharedBytes > 48 * 1024 &&
-      !(error = d->check(d->cuFuncSetAttribute(function, kMaxDynamicShared, int(sharedBytes)),
-                         "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"))
-           .empty())
-    return error;
-  auto dev = [](const void *p) { return reinterpret_cast<CUdeviceptr>(p); };
-  GPUDriverCalls calls;
-  calls.allocate = [&](size_t n, void **p) {
-    CUdeviceptr x = 0;
-    std::string e = d->check(d->cuMemAlloc(&x, n), "cuMemAlloc");
-    *p = reinterpret_cast<void *>(x);
-    return e;
-  };
-  calls.free = [&](void *p) { d->cuMemFree(dev(p)); };
-  calls.zero = [&](void *p, size_t n) { return d->check(d->cuMemsetD8(dev(p), 0, n), "cuMemsetD8"); };
-  calls.upload = [&](void *p, const void *host, size_t n) {
-    return d->check(d->cuMemcpyHtoD(dev(p), host, n), "cuMemcpyHtoD");
-  };
-  calls.download = [&](void *host, const void *p, size_t n) {
-    return d->check(d->cuMemcpyDtoH(host, dev(p), n), "cuMemcpyDtoH");
-  };
-  calls.launch = [&](unsigned x, unsigned y, unsigned z, void **params) {
-    return d->check(d->cuLaunchKernel(function, x, y, z, unsigned(threads), 1, 1,
-                                      unsigned(sharedBytes), stream, params, nullptr),
-                    "cuLaunchKernel");
-  };
-  calls.synchronize = [&] { return d->check(d->cuStreamSynchronize(stream), "cuStreamSynchronize"); };
-  // The tensor-core kernel (the one with dynamic shared memory) copies K
-  // and V rows with 16-byte cp.async: rows must start 16-byte aligned.
-  if (sharedBytes > 0)
-    calls.checkTensors = [](const AttentionArgs &args) -> std::string {
-      for (const auto &[name, t] : {std::pair<const char *, const TensorRef *>{"k", &args.k},
-                                    {"v", &args.v}}) {
-        bool aligned = reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
-        std::vector<int64_t> strides = t->effectiveStrides();
-        for (size_t i = 0; i + 1 < strides.size(); ++i)
-          aligned = aligned && (strides[i] * int64_t(dtypeSize(t->dtype))) % 16 == 0;
-        if (!aligned)
-          return std::string("the tensor-core kernel reads ") + name +
-                 " in 16-byte rows: its data pointer and its batch, head and sequence strides "
-                 "must be multiples of 16 bytes (compile with the SIMT kernel for other views)";
-      }
-      return "";
-    };
-  return launchGPUAttention(info, args, blockRows, calls);
+  StreamDriver calls(*d, stream, function, shape.threads, shape.sharedBytes);
+  return launchGPUAttention(info, args, shape, calls, d->streams.get(deviceOrdinal, stream),
+                            options);
 }
 
 } // namespace heed::cuda

@@ -18,14 +18,17 @@ using hipError_t = int;
 using hipModule_t = void *;
 using hipFunction_t = void *;
 using hipStream_t = void *;
+using hipEvent_t = void *;
 } // namespace
 
 struct Runtime {
   void *library = nullptr;
+  int deviceCount = 0;
   hipError_t (*hipInit)(unsigned) = nullptr;
   hipError_t (*hipGetDeviceCount)(int *) = nullptr;
   hipError_t (*hipSetDevice)(int) = nullptr;
   const char *(*hipGetErrorString)(hipError_t) = nullptr;
+  hipError_t (*hipPointerGetAttribute)(void *, int, void *) = nullptr; ///< optional
   hipError_t (*hipModuleLoadData)(hipModule_t *, const void *) = nullptr;
   hipError_t (*hipModuleUnload)(hipModule_t) = nullptr;
   hipError_t (*hipModuleGetFunction)(hipFunction_t *, hipModule_t, const char *) = nullptr;
@@ -35,9 +38,17 @@ struct Runtime {
   hipError_t (*hipStreamSynchronize)(hipStream_t) = nullptr;
   hipError_t (*hipMalloc)(void **, size_t) = nullptr;
   hipError_t (*hipFree)(void *) = nullptr;
+  hipError_t (*hipHostMalloc)(void **, size_t, unsigned) = nullptr;
   hipError_t (*hipMemcpyHtoD)(void *, const void *, size_t) = nullptr;
   hipError_t (*hipMemcpyDtoH)(void *, void *, size_t) = nullptr;
-  hipError_t (*hipMemset)(void *, int, size_t) = nullptr;
+  hipError_t (*hipMemcpyHtoDAsync)(void *, const void *, size_t, hipStream_t) = nullptr;
+  hipError_t (*hipMemcpyDtoHAsync)(void *, void *, size_t, hipStream_t) = nullptr;
+  hipError_t (*hipMemsetD32Async)(void *, int, size_t, hipStream_t) = nullptr;
+  hipError_t (*hipEventCreateWithFlags)(hipEvent_t *, unsigned) = nullptr;
+  hipError_t (*hipEventRecord)(hipEvent_t, hipStream_t) = nullptr;
+  hipError_t (*hipEventQuery)(hipEvent_t) = nullptr;
+
+  GPUStreamStates streams;
 
   /// "" or "<call> failed: <HIP message> (code N)".
   std::string check(hipError_t r, const char *call) const {
@@ -47,8 +58,13 @@ struct Runtime {
     return std::string(call) + " failed: " + (text ? text : "unknown HIP error") + " (code " +
            std::to_string(r) + ")";
   }
-  /// Device 0 for the calling thread.
-  std::string bind() const { return check(hipSetDevice(0), "hipSetDevice"); }
+  /// `device` for the calling thread.
+  std::string bind(int device) const {
+    if (device < 0 || device >= deviceCount)
+      return "ROCm device " + std::to_string(device) + " does not exist (HIP sees " +
+             std::to_string(deviceCount) + ")";
+    return check(hipSetDevice(device), "hipSetDevice");
+  }
 };
 
 Runtime *runtime(std::string &error) {
@@ -71,9 +87,9 @@ Runtime *runtime(std::string &error) {
       return;
     }
     bool ok = true;
-    auto resolve = [&](auto &fn, const char *name) {
+    auto resolve = [&](auto &fn, const char *name, bool required = true) {
       void *p = dlsym(r->library, name);
-      if (!p) {
+      if (!p && required) {
         why = std::string("the HIP runtime lacks ") + name;
         ok = false;
       }
@@ -83,6 +99,7 @@ Runtime *runtime(std::string &error) {
     resolve(r->hipGetDeviceCount, "hipGetDeviceCount");
     resolve(r->hipSetDevice, "hipSetDevice");
     resolve(r->hipGetErrorString, "hipGetErrorString");
+    resolve(r->hipPointerGetAttribute, "hipPointerGetAttribute", /*required=*/false);
     resolve(r->hipModuleLoadData, "hipModuleLoadData");
     resolve(r->hipModuleUnload, "hipModuleUnload");
     resolve(r->hipModuleGetFunction, "hipModuleGetFunction");
@@ -90,22 +107,25 @@ Runtime *runtime(std::string &error) {
     resolve(r->hipStreamSynchronize, "hipStreamSynchronize");
     resolve(r->hipMalloc, "hipMalloc");
     resolve(r->hipFree, "hipFree");
+    resolve(r->hipHostMalloc, "hipHostMalloc");
     resolve(r->hipMemcpyHtoD, "hipMemcpyHtoD");
     resolve(r->hipMemcpyDtoH, "hipMemcpyDtoH");
-    resolve(r->hipMemset, "hipMemset");
+    resolve(r->hipMemcpyHtoDAsync, "hipMemcpyHtoDAsync");
+    resolve(r->hipMemcpyDtoHAsync, "hipMemcpyDtoHAsync");
+    resolve(r->hipMemsetD32Async, "hipMemsetD32Async");
+    resolve(r->hipEventCreateWithFlags, "hipEventCreateWithFlags");
+    resolve(r->hipEventRecord, "hipEventRecord");
+    resolve(r->hipEventQuery, "hipEventQuery");
     if (!ok)
       return;
     if ((why = r->check(r->hipInit(0), "hipInit")).size())
       return;
-    int count = 0;
-    if ((why = r->check(r->hipGetDeviceCount(&count), "hipGetDeviceCount")).size())
+    if ((why = r->check(r->hipGetDeviceCount(&r->deviceCount), "hipGetDeviceCount")).size())
       return;
-    if (count == 0) {
+    if (r->deviceCount <= 0) {
       why = "the HIP runtime sees no AMD GPU";
       return;
     }
-    if ((why = r->bind()).size())
-      return;
     loaded = r.release();
   });
   if (!loaded)
@@ -113,12 +133,96 @@ Runtime *runtime(std::string &error) {
   return loaded;
 }
 
-std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &error) {
+int deviceOf(const void *pointer, std::string &error) {
   Runtime *r = runtime(error);
-  if (!r || !(error = r->bind()).empty())
+  if (!r)
+    return -1;
+  if (!r->hipPointerGetAttribute)
+    return -1; // an older HIP: the caller's device id stands
+  constexpr int kDeviceOrdinal = 9; // HIP_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+  int ordinal = -1;
+  error = r->check(r->hipPointerGetAttribute(&ordinal, kDeviceOrdinal, const_cast<void *>(pointer)),
+                   "hipPointerGetAttribute(DEVICE_ORDINAL)");
+  return error.empty() ? ordinal : -1;
+}
+
+namespace {
+
+/// HIP's calls on one device and the caller's stream.
+class StreamDriver final : public GPUStreamDriver {
+public:
+  StreamDriver(Runtime &r, hipStream_t stream, hipFunction_t function = nullptr,
+               int64_t threads = 0, int64_t sharedBytes = 0)
+      : r(r), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes) {}
+
+  std::string allocate(size_t bytes, void **p) override {
+    return r.check(r.hipMalloc(p, bytes), "hipMalloc");
+  }
+  void free(void *p) override { r.hipFree(p); }
+  std::string allocateHost(size_t bytes, void **p) override {
+    return r.check(r.hipHostMalloc(p, bytes, 0), "hipHostMalloc");
+  }
+  std::string createEvent(void **event) override {
+    constexpr unsigned kDisableTiming = 2; // hipEventDisableTiming
+    return r.check(r.hipEventCreateWithFlags(event, kDisableTiming), "hipEventCreateWithFlags");
+  }
+  std::string zeroAsync(void *p, size_t words) override {
+    return r.check(r.hipMemsetD32Async(p, 0, words, stream), "hipMemsetD32Async");
+  }
+  std::string uploadAsync(void *p, const void *host, size_t n) override {
+    return r.check(r.hipMemcpyHtoDAsync(p, host, n, stream), "hipMemcpyHtoDAsync");
+  }
+  std::string downloadAsync(void *host, const void *p, size_t n) override {
+    return r.check(r.hipMemcpyDtoHAsync(host, const_cast<void *>(p), n, stream),
+                   "hipMemcpyDtoHAsync");
+  }
+  std::string recordEvent(void *event) override {
+    return r.check(r.hipEventRecord(event, stream), "hipEventRecord");
+  }
+  std::string launch(unsigned x, unsigned y, unsigned z, void **params) override {
+    return r.check(r.hipModuleLaunchKernel(function, x, y, z, unsigned(threads), 1, 1,
+                                           unsigned(sharedBytes), stream, params, nullptr),
+                   "hipModuleLaunchKernel");
+  }
+  std::string synchronize() override {
+    return r.check(r.hipStreamSynchronize(stream), "hipStreamSynchronize");
+  }
+  std::string queryEvent(void *event, bool &done) override {
+    constexpr hipError_t kNotReady = 600; // hipErrorNotReady
+    hipError_t e = r.hipEventQuery(event);
+    done = e == 0;
+    return e == kNotReady ? "" : r.check(e, "hipEventQuery");
+  }
+  std::string download(void *host, const void *p, size_t n) override {
+    return r.check(r.hipMemcpyDtoH(host, const_cast<void *>(p), n), "hipMemcpyDtoH");
+  }
+
+private:
+  Runtime &r;
+  hipStream_t stream;
+  hipFunction_t function;
+  int64_t threads, sharedBytes;
+};
+
+} // namespace
+
+std::string synchronize(int device, void *stream) {
+  std::string error;
+  Runtime *r = runtime(error);
+  if (!r || !(error = r->bind(device)).empty())
+    return error;
+  StreamDriver calls(*r, stream);
+  return checkGPUStream(calls, r->streams.get(device, stream));
+}
+
+std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &error,
+                                                     int device) {
+  Runtime *r = runtime(error);
+  if (!r || !(error = r->bind(device)).empty())
     return nullptr;
   std::unique_ptr<DeviceBuffer> b(new DeviceBuffer());
   b->bytes = bytes;
+  b->device = device;
   if (bytes && !(error = r->check(r->hipMalloc(&b->pointer, bytes), "hipMalloc")).empty())
     return nullptr;
   return b;
@@ -126,7 +230,7 @@ std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, std::string &
 
 DeviceBuffer::~DeviceBuffer() {
   std::string error;
-  if (Runtime *r = runtime(error); r && pointer)
+  if (Runtime *r = runtime(error); r && pointer && r->bind(device).empty())
     r->hipFree(pointer);
 }
 
@@ -137,7 +241,7 @@ std::string DeviceBuffer::upload(const void *host, size_t n) {
     return error;
   if (n > bytes)
     return "upload of " + std::to_string(n) + " bytes into a buffer of " + std::to_string(bytes);
-  if (!(error = r->bind()).empty() || !n)
+  if (!(error = r->bind(device)).empty() || !n)
     return error;
   return r->check(r->hipMemcpyHtoD(pointer, host, n), "hipMemcpyHtoD");
 }
@@ -150,21 +254,25 @@ std::string DeviceBuffer::download(void *host, size_t n) const {
   if (n > bytes)
     return "download of " + std::to_string(n) + " bytes from a buffer of " +
            std::to_string(bytes);
-  if (!(error = r->bind()).empty() || !n)
+  if (!(error = r->bind(device)).empty() || !n)
     return error;
   return r->check(r->hipMemcpyDtoH(host, pointer, n), "hipMemcpyDtoH");
 }
 
 std::unique_ptr<KernelModule> KernelModule::load(const std::string &image,
-                                                 const std::string &entry, std::string &error) {
+                                                 const GPULaunch &launch, int device,
+                                                 std::string &error) {
   Runtime *r = runtime(error);
-  if (!r || !(error = r->bind()).empty())
+  if (!r || !(error = r->bind(device)).empty())
     return nullptr;
   std::unique_ptr<KernelModule> m(new KernelModule());
+  m->shape = launch;
+  m->deviceOrdinal = device;
   if (!(error = r->check(r->hipModuleLoadData(&m->module, image.data()), "hipModuleLoadData"))
            .empty())
     return nullptr;
-  if (!(error = r->check(r->hipModuleGetFunction(&m->function, m->module, entry.c_str()),
+  if (!(error = r->check(r->hipModuleGetFunction(&m->function, m->module,
+                                                 launch.kernelName.c_str()),
                          "hipModuleGetFunction"))
            .empty())
     return nullptr;
@@ -173,36 +281,19 @@ std::unique_ptr<KernelModule> KernelModule::load(const std::string &image,
 
 KernelModule::~KernelModule() {
   std::string error;
-  if (Runtime *r = runtime(error); r && module)
+  if (Runtime *r = runtime(error); r && module && r->bind(deviceOrdinal).empty())
     r->hipModuleUnload(module);
 }
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                                          int64_t blockRows, int64_t threads,
-                                          void *stream, int64_t sharedBytes) const {
+                                          void *stream, const GPULaunchOptions &options) const {
   std::string error;
   Runtime *r = runtime(error);
-  if (!r || !(error = r->bind()).empty())
+  if (!r || !(error = r->bind(deviceOrdinal)).empty())
     return error;
-  GPUDriverCalls calls;
-  calls.allocate = [&](size_t n, void **p) { return r->check(r->hipMalloc(p, n), "hipMalloc"); };
-  calls.free = [&](void *p) { r->hipFree(p); };
-  calls.zero = [&](void *p, size_t n) { return r->check(r->hipMemset(p, 0, n), "hipMemset"); };
-  calls.upload = [&](void *p, const void *host, size_t n) {
-    return r->check(r->hipMemcpyHtoD(p, host, n), "hipMemcpyHtoD");
-  };
-  calls.download = [&](void *host, const void *p, size_t n) {
-    return r->check(r->hipMemcpyDtoH(host, const_cast<void *>(p), n), "hipMemcpyDtoH");
-  };
-  calls.launch = [&](unsigned x, unsigned y, unsigned z, void **params) {
-    return r->check(r->hipModuleLaunchKernel(function, x, y, z, unsigned(threads), 1, 1,
-                                             unsigned(sharedBytes), stream, params, nullptr),
-                    "hipModuleLaunchKernel");
-  };
-  calls.synchronize = [&] {
-    return r->check(r->hipStreamSynchronize(stream), "hipStreamSynchronize");
-  };
-  return launchGPUAttention(info, args, blockRows, calls);
+  StreamDriver calls(*r, stream, function, shape.threads, shape.sharedBytes);
+  return launchGPUAttention(info, args, shape, calls, r->streams.get(deviceOrdinal, stream),
+                            options);
 }
 
 } // namespace heed::hip

@@ -158,23 +158,42 @@ typedef struct heed_attention_args {
   int32_t num_threads;        /* CPU: 0 = all cores */
   void *stream;               /* GPU: the stream to launch on, a CUstream / cudaStream_t for
                                * CUDA tensors, a hipStream_t for ROCm tensors (NULL: the
-                               * default stream); the call returns when the kernel is done */
+                               * default stream); the call returns once the kernel is queued
+                               * there (see heed_synchronize) */
   heed_run_stats *stats;      /* optional */
 } heed_attention_args;
 
 void heed_attention_args_init(heed_attention_args *args);
 /* Checks every tensor against the kernel, then runs it where the tensors are:
  * all on the CPU (device_type HEED_DEVICE_CPU), or all on one GPU, CUDA
- * (HEED_DEVICE_CUDA) or ROCm (HEED_DEVICE_ROCM), data = device pointers,
- * device 0 only so far; else HEED_ERROR_INVALID_ARGUMENT. On a GPU the kernel
- * from heed_compile is compiled at the first call, for the device's compute
- * capability on CUDA, for the chip of the target or gfx942 on ROCm, and kept
- * loaded for the process (shared by every kernel handle of the same variant,
- * options and chip). Without the GPU's runtime (CUDA driver, HIP) or a GPU the
- * call is HEED_ERROR_UNSUPPORTED, and so are GPU tensors given to a kernel
- * loaded from an artifact (CPU code only). ROCm launches have never run on an
- * AMD GPU (none where heed is developed). */
+ * (HEED_DEVICE_CUDA) or ROCm (HEED_DEVICE_ROCM), data = device pointers of
+ * device device_id (checked against the driver's record of q's memory); else
+ * HEED_ERROR_INVALID_ARGUMENT. On a GPU the kernel from heed_compile is
+ * compiled at the first call, for the device's compute capability on CUDA,
+ * for the chip of the target or gfx942 on ROCm, and kept loaded for the
+ * process (shared by every kernel handle of the same variant, options and
+ * chip); a kernel loaded from an artifact takes the artifact's entry for the
+ * device's chip. Without the GPU's runtime (CUDA driver, HIP) or a GPU the call
+ * is HEED_ERROR_UNSUPPORTED, and so are GPU tensors given to a kernel whose
+ * artifact has no GPU entry. ROCm launches have never run on an AMD GPU (none
+ * where heed is developed).
+ *
+ * A GPU call returns once its work is queued on `stream`, in stream order with
+ * the caller's own work; it allocates and waits for nothing after the first
+ * call on a stream (except kernels that read a buffer summary, such as
+ * document masks, which wait for the stream and read that buffer). An error
+ * the kernel itself records (a buffer read out of range) is reported
+ * HEED_ERROR_RUN by the next heed_attention on that stream that finds it
+ * finished (which then launches nothing), or by heed_synchronize. With the
+ * environment variable HEED_GPU_SYNC=1 every GPU call waits and reports its
+ * own error. */
 heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args *args);
+
+/* Waits for `stream` (NULL: the default stream) of GPU `device_id`
+ * (device_type HEED_DEVICE_CUDA or HEED_DEVICE_ROCM) and reports an error a
+ * heed kernel launched on it recorded since the last report: HEED_ERROR_RUN,
+ * naming the variant and the buffer, else HEED_OK. [runtime] */
+heed_status heed_synchronize(int32_t device_type, int32_t device_id, void *stream);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 // C API kernels on GPU tensors (CUDA and ROCm): the variant compiled for the
-// chip the call meets, the loaded modules kept in memory, launches on the
-// caller's stream. One code path; what differs between the platforms is a
-// table of GPUPlatform entries in GPULauncher.cpp.
+// chip the call meets, the loaded images kept in memory, launched by
+// ImageLauncher (the runtime's sequence, shared with kernels loaded from
+// artifacts). What differs between the platforms is a table in
+// GPULauncher.cpp.
 #ifndef HEED_CAPI_GPULAUNCHER_H
 #define HEED_CAPI_GPULAUNCHER_H
 
@@ -18,14 +19,11 @@
 
 namespace heed::capi {
 
-/// The GPU platforms of the C API, by the heed_device_type of their tensors.
-enum class GPUPlatformKind { CUDA, ROCm };
-
 /// A platform a launcher serves, and the chip to compile for: "" takes it
 /// from the device at the first launch (CUDA: its compute capability; ROCm:
 /// gfx942, HIP has no arch query through heed's dlopen'ed API).
 struct GPUChoice {
-  GPUPlatformKind platform;
+  GPUPlatform platform;
   std::string chip;
   /// heed_kernel_target's text: "cuda", "cuda:sm_90", "rocm", "rocm:gfx942".
   std::string label() const;
@@ -45,7 +43,7 @@ std::vector<GPUChoice> everyGPU();
 /// by every kernel handle of the same key.
 struct GPUModuleSlot;
 
-class GPULauncher final : public DeviceLauncher {
+class GPULauncher final : public ImageLauncher {
 public:
   /// Serves tensors of the platforms in `choices`. `shared`: find and keep
   /// the modules in the process-wide table and the images in the kernel
@@ -58,25 +56,26 @@ public:
   /// (modules are loaded at the first launch). HEED_OK or the failure.
   heed_status compileNow() const;
 
-  heed_status launch(const AttentionArgs &args, int32_t deviceType, int32_t deviceId,
-                     void *stream) const override;
   std::string devices() const override;
 
-  const KernelInfo &info() const { return kernelInfo; }
+protected:
+  bool serves(GPUPlatform platform, std::string &chip) const override;
+  std::string builtFor() const override;
+  heed_status image(GPUPlatform platform, const std::string &chip,
+                    std::shared_ptr<const GPUImage> &out) const override;
 
 private:
-  std::shared_ptr<GPUModuleSlot> slot(GPUPlatformKind platform, const std::string &chip) const;
-  heed_status compile(GPUModuleSlot &slot, GPUPlatformKind platform,
+  std::shared_ptr<GPUModuleSlot> slot(GPUPlatform platform, const std::string &chip) const;
+  heed_status compile(GPUModuleSlot &slot, GPUPlatform platform,
                       const std::string &chip) const;
 
   spec::Variant variant;
   KernelConfig config;
-  KernelInfo kernelInfo;
   std::vector<GPUChoice> choices;
   bool shared;
   mutable std::mutex mutex;
   /// By platform and chip.
-  mutable std::map<std::pair<GPUPlatformKind, std::string>, std::shared_ptr<GPUModuleSlot>>
+  mutable std::map<std::pair<GPUPlatform, std::string>, std::shared_ptr<GPUModuleSlot>>
       slots;
 };
 

@@ -49,6 +49,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdlib>
 
 using namespace mlir;
@@ -106,9 +107,55 @@ OwningOpRef<ModuleOp> gpuKernelModule(MLIRContext &ctx, const spec::Variant &var
   return module;
 }
 
+/// Where a compile's time went, for HEED_TIMING: MLIR passes, and
+/// gpu-module-to-binary (LLVM IR translation and the target's backend).
+struct CompileTimes {
+  double passes = 0, codegen = 0;
+};
+/// The compile being timed on this thread, if any.
+thread_local CompileTimes *timedCompile = nullptr;
+
+bool timingRequested() {
+  const char *t = std::getenv("HEED_TIMING");
+  return t && *t && std::string(t) != "0";
+}
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// Adds each top-level pass's time (nested pipelines inside their adaptor)
+/// to `times`.
+class PassTimer final : public PassInstrumentation {
+public:
+  explicit PassTimer(CompileTimes &times) : times(times) {}
+  void runBeforePass(Pass *, Operation *) override {
+    if (depth++ == 0)
+      start = std::chrono::steady_clock::now();
+  }
+  void runAfterPass(Pass *pass, Operation *) override { finish(pass); }
+  void runAfterPassFailed(Pass *pass, Operation *) override { finish(pass); }
+
+private:
+  void finish(Pass *pass) {
+    if (--depth != 0)
+      return;
+    (pass->getArgument() == "gpu-module-to-binary" ? times.codegen : times.passes) +=
+        secondsSince(start);
+  }
+  CompileTimes &times;
+  int depth = 0;
+  std::chrono::steady_clock::time_point start;
+};
+
 llvm::Error lower(ModuleOp module, llvm::function_ref<void(OpPassManager &)> build) {
   detail::DiagnosticCollector diags(*module.getContext());
   PassManager pm(module.getContext());
+  if (timedCompile) {
+    pm.addInstrumentation(std::make_unique<PassTimer>(*timedCompile));
+    if (std::string(std::getenv("HEED_TIMING")) == "2")
+      pm.enableTiming(); // MLIR's report, pass by pass, on stderr
+  }
   build(pm);
   if (failed(pm.run(module)))
     return diags.error("lowering to the GPU failed");
@@ -250,6 +297,11 @@ std::string metadataValue(llvm::StringRef isa, llvm::StringRef key) {
 
 } // namespace
 
+std::string ptxasOptions() {
+  const char *o = std::getenv("HEED_PTXAS_OPTIONS");
+  return o && *o ? o : "-O3";
+}
+
 llvm::Expected<CUDATarget> CUDATarget::parse(const std::string &name) {
   llvm::StringRef n(name);
   unsigned version = 0;
@@ -264,8 +316,9 @@ llvm::Expected<CUDATarget> CUDATarget::parse(const std::string &name) {
 }
 
 std::string findPtxas() {
+  // "none": PTX only, which the driver compiles at load.
   if (const char *p = std::getenv("HEED_PTXAS"); p && *p)
-    return p;
+    return std::string(p) == "none" ? "" : p;
   std::vector<std::string> dirs;
   if (const char *home = std::getenv("CUDA_HOME"); home && *home)
     dirs.push_back(std::string(home) + "/bin");
@@ -293,6 +346,12 @@ llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &target, GPUKernelKind kind) {
+  CompileTimes times;
+  bool timed = timingRequested();
+  auto start = std::chrono::steady_clock::now();
+  if (timed)
+    timedCompile = &times;
+  auto stopTiming = llvm::make_scope_exit([] { timedCompile = nullptr; });
   auto lowered = lowerForGPU(variant, config, kind, GPUVendor::NVIDIA, [&](OpPassManager &pm) {
     buildNVVMBinaryPipeline(pm, target.chip);
   });
@@ -311,17 +370,37 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   if (out.ptx.empty())
     return fail("the NVVM pipeline produced no PTX");
 
+  // HEED_TIMING: one line per compile on stderr.
+  auto report = [&](double ptxasSeconds) {
+    if (!timed)
+      return;
+    double total = secondsSince(start);
+    llvm::errs() << fmt::format(
+        "heed timing: {} {} kernel: {:.0f} ms = MLIR passes {:.0f} + LLVM IR and NVPTX "
+        "(gpu-module-to-binary) {:.0f} + ptxas {} + the rest (kernel IR, I/O) {:.0f}\n",
+        target.chip, out.launch.matrixCores ? "tensor-core" : "SIMT", total * 1e3,
+        times.passes * 1e3, times.codegen * 1e3,
+        ptxasSeconds < 0 ? std::string("skipped") : fmt::format("{:.0f}", ptxasSeconds * 1e3),
+        (total - times.passes - times.codegen - std::max(ptxasSeconds, 0.0)) * 1e3);
+  };
   std::string ptxas = findPtxas();
-  if (ptxas.empty())
+  if (ptxas.empty()) {
+    report(-1);
     return out; // PTX only: the driver JIT-compiles it
+  }
+  auto ptxasStart = std::chrono::steady_clock::now();
   auto run = runTool(ptxas, "ptxas", out.ptx, "ptx", "cubin",
                      [&](llvm::StringRef in, llvm::StringRef cubin) {
-                       return llvm::SmallVector<std::string>{"-arch=" + target.chip, "-v",
-                                                             "-O3", "-o", cubin.str(),
-                                                             in.str()};
+                       llvm::SmallVector<std::string> args{"-arch=" + target.chip, "-v"};
+                       for (llvm::StringRef o : llvm::split(ptxasOptions(), ' '))
+                         if (!o.empty())
+                           args.push_back(o.str());
+                       args.append({"-o", cubin.str(), in.str()});
+                       return args;
                      });
   if (!run)
     return run.takeError();
+  report(secondsSince(ptxasStart));
   if (run->output.empty())
     return fail("cannot read the cubin ptxas wrote");
   out.cubin = std::move(run->output);
@@ -376,7 +455,7 @@ std::string GPUTarget::canonical() const {
   if (vendor == GPUVendor::AMD)
     text += " mfma=" + std::to_string(mfma);
   else
-    text += " ptxas=" + ptxasIdentity();
+    text += " ptxas=" + ptxasIdentity() + " options=" + ptxasOptions();
   return text;
 }
 

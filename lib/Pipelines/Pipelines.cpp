@@ -145,6 +145,7 @@ void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip) {
   nvvm.cubinChip = chip;
   nvvm.cubinFeatures = "+ptx80";
   nvvm.cubinFormat = "isa"; // PTX text; ptxas makes the cubin
+  pm.addPass(createHeedExternDynamicShared()); // .extern .shared, not a 1-byte global
   gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
 }
 

@@ -24,11 +24,13 @@ tensors, including bfloat16 and bool), and torch GPU tensors (read directly:
 device pointer, shape, strides). They are used in place, without copies:
 strided views work as long as the last dimension is contiguous.
 
-CUDA tensors (every tensor of a call on one GPU, device 0 so far) run heed's
+CUDA tensors (every tensor of a call on one GPU, any device) run heed's
 GPU kernel, compiled for the device's compute capability at the first call
 and kept loaded for the process; the launch goes to ``stream=`` if given, else
 torch's current stream for torch tensors (cupy's for cupy arrays), else the
-default stream, and the call returns once the kernel has finished. Without a
+default stream, and the call returns once the kernel is queued there (a
+buffer read out of range is reported by a later call on that stream or by
+:func:`synchronize`; see docs/runtime.md, "GPU launches"). Without a
 CUDA driver such a call raises :class:`UnsupportedError` saying so::
 
     q = torch.randn(4, 16, 8192, 128, device="cuda", dtype=torch.bfloat16)
@@ -67,7 +69,7 @@ from ._capi import (ABI_VERSION, BF16, BOOL, DEVICE_CPU, DEVICE_CUDA, DEVICE_ROC
                     ERROR_SPEC, ERROR_UNSUPPORTED, F16, F32, I8, I32, I64, LAYOUT_BHSD,
                     LAYOUT_BSHD, OK)
 from ._kernels import (Kernel, attention, cache_clear, cache_set_directory, cache_stats,
-                       compile, export, load)
+                       compile, export, load, synchronize)
 from ._tensors import DTYPE_NAMES
 from .errors import (CompileError, HeedError, HeedIOError, InvalidArgumentError, LoadError,
                      RunError, SpecError, UnsupportedError)
@@ -78,7 +80,7 @@ from .flex import (BlockMask, TraceError, and_masks, clamp, create_block_mask, e
 __all__ = [
     "HeedError", "InvalidArgumentError", "SpecError", "CompileError", "LoadError",
     "RunError", "UnsupportedError", "HeedIOError",
-    "Kernel", "compile", "load", "export", "attention",
+    "Kernel", "compile", "load", "export", "attention", "synchronize",
     "cache_stats", "cache_clear", "cache_set_directory",
     "version", "abi_version", "library_path",
     "F32", "F16", "BF16", "I8", "I32", "I64", "BOOL",

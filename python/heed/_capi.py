@@ -163,4 +163,5 @@ SIGNATURES = {
     "heed_kernel_buffer_shape": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),
     "heed_attention_args_init": (None, [ctypes.POINTER(heed_attention_args)], False),
     "heed_attention": (status_t, [kernel_p, ctypes.POINTER(heed_attention_args)], False),
+    "heed_synchronize": (status_t, [ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p], False),
 }

@@ -183,8 +183,10 @@ class Kernel:
         sequence in declaration order. num_threads: 0 = all cores (CPU).
         stream: for GPU (CUDA or ROCm) tensors, the stream to launch on (an int
         handle, a torch.cuda.Stream or a cupy stream); None: torch's (or
-        cupy's) current stream, else the default stream. The call returns when
-        the kernel has finished.
+        cupy's) current stream, else the default stream. The call returns once
+        the kernel is queued on it (an error the kernel records, such as a
+        buffer read out of range, is raised by a later call on that stream or
+        by :func:`synchronize`).
 
         Returns out, or (out, lse) when the kernel writes the log-sum-exp.
         Raises HeedError (InvalidArgumentError for a tensor that does not fit or
@@ -500,3 +502,14 @@ def cache_set_directory(path):
     need_compiler("heed_cache_set_directory")
     check(lib.heed_cache_set_directory(encode(os.fspath(path), "the directory") if path
                                        else b""))
+
+
+def synchronize(device="cuda", device_id=0, stream=None):
+    """Waits for ``stream`` (None: the default stream) of GPU ``device_id``
+    ("cuda" or "rocm") and raises the error a heed kernel launched there
+    recorded since the last report (a RunError naming the buffer read out of
+    range), if any."""
+    types = {"cuda": DEVICE_CUDA, "rocm": DEVICE_ROCM}
+    if device not in types:
+        raise invalid("synchronize: device must be 'cuda' or 'rocm', not %r" % (device,))
+    check(lib.heed_synchronize(types[device], int(device_id), stream_handle(stream)))

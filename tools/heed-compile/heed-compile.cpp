@@ -61,7 +61,10 @@ cl::opt<bool> aot("aot",
                   cl::cat(category));
 cl::opt<std::string> targets("target",
                              cl::desc("with --aot: comma-separated targets: cpu (portable "
-                                      "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>; "
+                                      "x86-64-v3 + x86-64), cpu:native, cpu:<LLVM CPU>, "
+                                      "NVIDIA chips sm_80, sm_90, ... (cubin with ptxas, plus "
+                                      "the newest chip's PTX), AMD chips gfx90a, gfx942, "
+                                      "gfx950 (HSACO), e.g. --target=cpu,sm_80,sm_90,gfx942; "
                                       "with --emit=ptx|cubin: sm_80, sm_90, ... (default sm_90); "
                                       "with --emit=amdgcn|hsaco: gfx90a, gfx942 (default), "
                                       "gfx950"),
@@ -71,6 +74,11 @@ cl::opt<std::string> gpuKernel("gpu-kernel",
                                cl::desc("with a GPU --emit: auto (matrix cores where they "
                                         "apply) | tensor-cores (MFMA on AMD) | simt"),
                                cl::init("auto"), cl::cat(category));
+
+cl::opt<bool> timeCompile("time",
+                          cl::desc("print where a GPU compile's time goes (MLIR passes, LLVM "
+                                   "IR and NVPTX, ptxas) on stderr; the same as HEED_TIMING=1"),
+                          cl::cat(category));
 
 cl::opt<int64_t> mfma("mfma",
                       cl::desc("with --emit=amdgcn|hsaco: the MFMA shape, 32 (32x32x8) or 16 "
@@ -100,6 +108,8 @@ int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(argc, argv, "heed spec compiler\n");
+  if (timeCompile)
+    setenv("HEED_TIMING", "1", 1);
 
   bool amdStage = emitStage == "amdgcn" || emitStage == "hsaco";
   bool binaryStage = emitStage == "cubin" || emitStage == "hsaco";
@@ -147,7 +157,10 @@ int main(int argc, char **argv) {
   if (aot) {
     if (output == "-")
       return error("--aot needs an output directory: -o DIR");
-    auto artifact = heed::compileArtifact(*variant, config, targets);
+    auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
+    if (!parsedKind)
+      return error(llvm::toString(parsedKind.takeError()));
+    auto artifact = heed::compileExportArtifact(*variant, config, targets, {*parsedKind, mfma});
     if (!artifact)
       return error(llvm::toString(artifact.takeError()));
     heed::AotPackageOptions options;
@@ -158,7 +171,8 @@ int main(int argc, char **argv) {
       return error(llvm::toString(std::move(err)));
     std::string list;
     for (const heed::ArtifactEntry &e : artifact->entries)
-      list += (list.empty() ? "" : ", ") + e.target;
+      list += (list.empty() ? "" : ", ") + e.target +
+              (e.info.gpu ? " (" + e.info.gpu->format + ")" : "");
     llvm::outs() << "heed-compile: exported '" << variant->name << "' (" << list << ") to "
                  << output << "\n";
     return 0;

@@ -4,6 +4,7 @@
 #include "heed/Compiler/GPU.h"
 #include "heed/Compiler/KernelCache.h"
 #include "heed/Runtime/CUDA.h"
+#include "heed/Runtime/GPUImage.h"
 #include "heed/Runtime/HIP.h"
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Evaluate.h"
@@ -13,6 +14,7 @@
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -55,6 +57,12 @@ cl::opt<std::string> target("target",
                                      "driver) | rocm[:gfxNNN] (AMD, needs a GPU and ROCm; "
                                      "default gfx942)"),
                             cl::init("cpu"), cl::cat(category));
+cl::opt<std::string> artifactPath(
+    "artifact",
+    cl::desc("on a GPU: run the kernel of this artifact (heed-compile --aot ... -o DIR: "
+             "DIR/<name>.heedk) instead of compiling; the entry for the device's chip is "
+             "taken, and must match the spec and kernel options given"),
+    cl::cat(category));
 cl::opt<std::string> gpuKernel("gpu-kernel",
                                cl::desc("on a GPU: auto (matrix cores where they apply) | "
                                         "tensor-cores (MFMA on AMD) | simt"),
@@ -102,6 +110,19 @@ std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int
 
 } // namespace
 
+/// The largest |lse - reference| (inf for a NaN; equal infinities agree).
+static double lseError(const heed::HostTensor &lse, const std::vector<double> &reference) {
+  double worst = 0;
+  for (int64_t i = 0; i < lse.size(); ++i) {
+    double want = reference[i], have = lse.get(i);
+    double diff = (std::isinf(want) && want == have) ? 0 : std::fabs(have - want);
+    if (std::isnan(have) || std::isnan(diff))
+      diff = INFINITY;
+    worst = std::max(worst, diff);
+  }
+  return worst;
+}
+
 /// A GPU kernel from the kernel cache (memory, disk, or compiled now).
 struct GPUImage {
   std::shared_ptr<const heed::ArtifactEntry> entry; ///< image in `binary`, shape in info.gpu
@@ -122,15 +143,56 @@ static llvm::Expected<GPUImage> cachedGPUKernel(const heed::spec::Variant &varia
   return out;
 }
 
+/// --artifact: the entry for `chip` of a precompiled artifact, checked
+/// against what the spec and options would compile.
+static llvm::Expected<GPUImage> artifactKernel(const heed::spec::Variant &variant,
+                                               const heed::KernelConfig &config,
+                                               const char *platform, const std::string &chip) {
+  auto fail = [&](const std::string &why) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   artifactPath + ": " + why);
+  };
+  auto bytes = llvm::MemoryBuffer::getFile(artifactPath, /*IsText=*/false);
+  if (!bytes)
+    return fail(bytes.getError().message());
+  heed::Artifact artifact;
+  if (std::string why = artifact.parse((*bytes)->getBuffer().str()); !why.empty())
+    return fail(why);
+  std::string why;
+  const heed::ArtifactEntry *entry = heed::selectGPUEntry(artifact, platform, chip, why);
+  if (!entry)
+    return fail(why);
+  heed::KernelInfo want = heed::describeKernel(variant, config);
+  const heed::KernelInfo &have = entry->info;
+  if (have.name != want.name || have.dtype != want.dtype || have.headDim != want.headDim ||
+      have.headDimV != want.headDimV || have.layout != want.layout || have.lse != want.lse ||
+      have.buffers.size() != want.buffers.size() ||
+      std::fabs(have.scale - want.scale) > 1e-6 * std::fabs(want.scale))
+    return fail("its kernel ('" + have.name + "', " + heed::toString(have.dtype) + ", D=" +
+                std::to_string(have.headDim) + (have.lse ? ", lse" : "") +
+                ") is not the one these options compile ('" + want.name + "', " +
+                heed::toString(want.dtype) + ", D=" + std::to_string(want.headDim) +
+                (want.lse ? ", lse" : "") + "): export it with the same --dtype, "
+                "--head-dim, --layout, --lse, --scale and --param");
+  GPUImage out;
+  out.chip = chip;
+  out.entry = std::make_shared<const heed::ArtifactEntry>(*entry);
+  return out;
+}
+
 /// The two GPU runtimes, for runOnGPU.
 struct CUDABackend {
   using Buffer = heed::cuda::DeviceBuffer;
   using Module = heed::cuda::KernelModule;
+  static constexpr const char *kPlatform = "cuda";
   static bool available(std::string &why) { return heed::cuda::driver(why) != nullptr; }
+  static std::string deviceChip(std::string &why) {
+    return heed::gpuChip(heed::GPUPlatform::CUDA, 0, why);
+  }
   static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
                                           const heed::KernelConfig &config,
                                           llvm::StringRef chip, heed::GPUKernelKind kind) {
-    auto target = heed::CUDATarget::parse(chip.empty() ? "sm_90" : chip.str());
+    auto target = heed::CUDATarget::parse(chip.str());
     if (!target)
       return target.takeError();
     return cachedGPUKernel(variant, config, {heed::GPUVendor::NVIDIA, target->chip, kind});
@@ -139,7 +201,11 @@ struct CUDABackend {
 struct HIPBackend {
   using Buffer = heed::hip::DeviceBuffer;
   using Module = heed::hip::KernelModule;
+  static constexpr const char *kPlatform = "hip";
   static bool available(std::string &why) { return heed::hip::runtime(why) != nullptr; }
+  static std::string deviceChip(std::string &why) {
+    return heed::gpuChip(heed::GPUPlatform::HIP, 0, why);
+  }
   static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
                                           const heed::KernelConfig &config,
                                           llvm::StringRef chip, heed::GPUKernelKind kind) {
@@ -168,17 +234,22 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     return 77;
   }
   llvm::StringRef platform = llvm::StringRef(target).split(':').first;
-  llvm::StringRef chip = llvm::StringRef(target).split(':').second;
+  std::string chip = llvm::StringRef(target).split(':').second.str();
+  if (chip.empty() && (chip = Backend::deviceChip(why)).empty())
+    return error(why);
   auto start = std::chrono::steady_clock::now();
-  auto binary = Backend::compile(variant, config, chip, *kind);
+  auto binary = artifactPath.empty() ? Backend::compile(variant, config, chip, *kind)
+                                     : artifactKernel(variant, config, Backend::kPlatform, chip);
   if (!binary)
     return error(llvm::toString(binary.takeError()));
   double compileS =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const heed::GPULaunch &launch = binary->launch();
-  auto module = Backend::Module::load(binary->entry->binary, launch.kernelName, why);
+  start = std::chrono::steady_clock::now();
+  auto module = Backend::Module::load(binary->entry->binary, launch, 0, why);
   if (!module)
     return error(why);
+  double loadS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Device copies of every tensor, same shapes and layouts.
   std::vector<std::unique_ptr<typename Backend::Buffer>> device;
   auto toDevice = [&](heed::HostTensor &t, bool upload) -> heed::TensorRef {
@@ -208,9 +279,9 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     return error(why);
   heed::KernelInfo info = heed::describeKernel(variant, config);
   start = std::chrono::steady_clock::now();
-  if (std::string err = module->launchAttention(info, args, launch.blockRows, launch.threads,
-                                                 nullptr, launch.sharedBytes);
-      !err.empty())
+  heed::GPULaunchOptions synchronous;
+  synchronous.synchronous = true; // the kernel's own error belongs to this check
+  if (std::string err = module->launchAttention(info, args, nullptr, synchronous); !err.empty())
     return error(err);
   double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   auto fromDevice = [&](heed::HostTensor &t, const heed::TensorRef &d) {
@@ -231,14 +302,28 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   double tol = tolerance ? tolerance.getValue()
                          : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
   bool passed = e.relative <= tol && e.nanCount == 0;
-  llvm::outs() << fmt::format("variant   {}\ntarget    {} {} ({}, {} kernel)\nseed      {}\n",
-                              variant.name, platform.str(), binary->chip,
+  double lseErr = config.lse ? lseError(lse, ref.lse) : 0;
+  passed = passed && lseErr <= std::max(1e-4, tol * 10);
+  llvm::outs() << fmt::format("variant   {}\ntarget    {} {} ({}, {} kernel{})\nseed      {}\n",
+                              variant.name, platform.str(), chip,
                               launch.format == "ptx" ? "PTX, JIT by the driver" : launch.format,
-                              launch.matrixCores ? "matrix-core" : "SIMT", seed);
-  llvm::outs() << fmt::format("compile   {:.3f} s ({})\ntime      {:.3f} ms (one launch)\n",
-                              compileS, heed::toString(binary->outcome), runS * 1e3);
+                              launch.matrixCores ? "matrix-core" : "SIMT",
+                              artifactPath.empty() ? "" : ", entry " + binary->entry->target,
+                              seed);
+  if (artifactPath.empty())
+    llvm::outs() << fmt::format("compile   {:.3f} s ({})\n", compileS,
+                                heed::toString(binary->outcome));
+  else
+    llvm::outs() << fmt::format("artifact  {} (read in {:.3f} s)\n", artifactPath.getValue(),
+                                compileS);
+  llvm::outs() << fmt::format("load      {:.3f} s (module load{})\ntime      {:.3f} ms (one "
+                              "launch, waited for)\n",
+                              loadS, launch.format == "ptx" ? " and the driver's JIT" : "",
+                              runS * 1e3);
   llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
                               e.maxAbs, e.relative, tol);
+  if (config.lse)
+    llvm::outs() << fmt::format("lse error {:.3e}\n", lseErr);
   llvm::outs() << "check     " << (passed ? "PASSED" : "FAILED") << "\n";
   return passed ? 0 : 1;
 }
@@ -386,13 +471,7 @@ int main(int argc, char **argv) {
       tol = ref.f32Tolerance();
     passed = outErr.relative <= tol;
     if (withLse) {
-      for (int64_t i = 0; i < lse.size(); ++i) {
-        double want = ref.lse[i], have = lse.get(i);
-        double diff = (std::isinf(want) && want == have) ? 0 : std::fabs(have - want);
-        if (std::isnan(have) || std::isnan(diff))
-          diff = INFINITY;
-        lseErr.maxAbs = std::max(lseErr.maxAbs, diff);
-      }
+      lseErr.maxAbs = lseError(lse, ref.lse);
       passed = passed && lseErr.maxAbs <= std::max(1e-4, tol * 10);
     }
   }

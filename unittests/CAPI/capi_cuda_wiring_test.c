@@ -1,9 +1,14 @@
 /* heed_attention on CUDA tensors against a stand-in driver (fake_cuda.c, found
  * through LD_LIBRARY_PATH): the chip comes from the device's compute
- * capability, a module is compiled and loaded once per (variant, options, chip)
- * and shared by kernel handles, the launch goes to the caller's stream with
- * the caller's pointers, and heed_cache_clear drops the table. Nothing runs on
- * a GPU: numerics are capi_test's (where there is one). */
+ * capability, a module is compiled and loaded once per (variant, options, chip,
+ * device) and shared by kernel handles; every call of a launch goes to the
+ * caller's stream in the context of the tensors' device (told by the driver
+ * from q's pointer), nothing is allocated or waited for after the first launch
+ * on a stream, a kernel's own error comes back at the next launch on that
+ * stream or from heed_synchronize (at once with HEED_GPU_SYNC=1), and
+ * heed_cache_clear drops the table. Kernels loaded from artifacts with CUDA
+ * entries take the entry for the device's chip. Nothing runs on a GPU:
+ * numerics are capi_test's and the GPU session's (bench/gpu-session). */
 #include "heed/heed.h"
 
 #include "capi_check.h"
@@ -14,15 +19,56 @@
 #include <string.h>
 
 typedef struct {
-  int loads, launches, lastChip;
+  char kind;
+  void *stream;
+  int device;
+} FakeCudaCall;
+
+typedef struct {
+  int loads, launches, lastChip, lastPTX;
   unsigned grid[3], block;
   void *stream;
   int64_t q;
+  int launchDevice;
+  int allocs, hostAllocs, events, syncs, blockingCopies;
+  int calls;
+  FakeCudaCall call[256];
 } FakeCudaLog;
 
 enum { B = 2, H = 3, S = 200, D = 64 };
 
-int main(void) {
+static const FakeCudaLog *log_;
+static void (*clearCalls)(void);
+static void (*place)(const void *, size_t, int);
+static void (*failNextLaunch)(int);
+static void (*holdEvents)(int);
+
+/* Every stream-ordered call since the last clear was on `stream` in device
+ * `device`'s context, and there were some. */
+static int allOn(void *stream, int device) {
+  if (log_->calls == 0) return 0;
+  for (int i = 0; i < log_->calls; ++i)
+    if (log_->call[i].stream != stream || log_->call[i].device != device) {
+      fprintf(stderr, "call %d ('%c') on stream %p device %d, expected %p device %d\n", i,
+              log_->call[i].kind, log_->call[i].stream, log_->call[i].device, stream, device);
+      return 0;
+    }
+  return 1;
+}
+
+/* q, k, v, out and the buffers on `stream`. */
+static heed_status runWith(heed_kernel *k, heed_tensor t[4], const heed_tensor *buffers,
+                           int n, void *stream) {
+  heed_attention_args a;
+  heed_attention_args_init(&a);
+  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.stream = stream;
+  a.buffers = buffers, a.num_buffers = n;
+  return heed_attention(k, &a);
+}
+
+int main(int argc, char **argv) {
+  /* Two devices; heed reads the count when it first loads the driver. */
+  setenv("FAKE_CUDA_DEVICES", "2", 1);
   void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
   const FakeCudaLog *(*logOf)(void) =
       lib ? (const FakeCudaLog *(*)(void))dlsym(lib, "fake_cuda_log") : NULL;
@@ -31,9 +77,16 @@ int main(void) {
                     "LD_LIBRARY_PATH (run it through ctest)\n");
     return 1;
   }
-  const FakeCudaLog *log = logOf();
+  *(void **)&clearCalls = dlsym(lib, "fake_cuda_clear_calls");
+  *(void **)&place = dlsym(lib, "fake_cuda_place");
+  *(void **)&failNextLaunch = dlsym(lib, "fake_cuda_fail_next_launch");
+  *(void **)&holdEvents = dlsym(lib, "fake_cuda_hold_events");
+  const FakeCudaLog *log = log_ = logOf();
   const char *spec = "variant win { param W: i64 = 16\n mask = sliding_window(W) }";
   static unsigned short q[B * H * S * D], out[B * H * S * D];
+  static unsigned short q1[B * H * S * D], out1[B * H * S * D], host[B * H * S * D];
+  place(q, sizeof q, 0), place(out, sizeof out, 0);
+  place(q1, sizeof q1, 1), place(out1, sizeof out1, 1);
   int64_t shape[4] = {B, H, S, D};
   heed_tensor t[4];
   for (int i = 0; i < 4; ++i) {
@@ -48,19 +101,36 @@ int main(void) {
   if (!k) return 1;
 
   /* First call: compiled for sm_90 (the stand-in's 9.0), loaded, launched on
-   * the caller's stream with the caller's pointer. */
+   * the caller's stream with the caller's pointer; every call of it (the
+   * status words zeroed, the launch, the status copied back, the event) on
+   * that stream in device 0's context. */
+  clearCalls();
   CHECK(runOn(k, t, (void *)0x1234) == HEED_OK);
   CHECK(log->loads == 1 && log->launches == 1);
   CHECK(log->lastChip == 90);
-  CHECK(log->stream == (void *)0x1234);
+  CHECK(log->stream == (void *)0x1234 && log->launchDevice == 0);
   CHECK(log->q == (int64_t)(intptr_t)q);
   CHECK(log->grid[1] == H && log->grid[2] == B && log->grid[0] >= 1 && log->block > 0);
-  /* Again, and from a second handle of the same variant and options: no new load. */
+  CHECK(allOn((void *)0x1234, 0));
+  CHECK(log->syncs == 0 && log->blockingCopies == 0);
+  /* The steady state: no allocation, no wait, no call off the stream. */
+  int allocs = log->allocs, hostAllocs = log->hostAllocs, events = log->events;
+  clearCalls();
+  for (int i = 0; i < 5; ++i)
+    CHECK(runOn(k, t, (void *)0x1234) == HEED_OK);
+  CHECK(allOn((void *)0x1234, 0));
+  CHECK(log->allocs == allocs && log->hostAllocs == hostAllocs && log->events == events);
+  CHECK(log->syncs == 0 && log->blockingCopies == 0);
+  /* A new stream gets its own words once. */
+  clearCalls();
   CHECK(runOn(k, t, NULL) == HEED_OK);
-  CHECK(log->stream == NULL);
+  CHECK(log->stream == NULL && allOn(NULL, 0));
+  CHECK(log->allocs == allocs + 1 && log->hostAllocs == hostAllocs + 1 &&
+        log->events == events + 1);
+  /* A second handle of the same variant and options: no new load. */
   CHECK(heed_compile(spec, "win.attn", &o, &k2) == HEED_OK);
   CHECK(k2 && runOn(k2, t, NULL) == HEED_OK);
-  CHECK(log->loads == 1 && log->launches == 3);
+  CHECK(log->loads == 1 && log->launches == 8);
   heed_run_stats stats;
   heed_attention_args a;
   heed_attention_args_init(&a);
@@ -90,17 +160,150 @@ int main(void) {
   CHECK(heed_compile(spec, "win.attn", &o, &k2) == HEED_OK);
   CHECK(k2 && runOn(k2, t, NULL) == HEED_OK && log->loads == 5);
   CHECK(runOn(k, t, NULL) == HEED_OK && log->loads == 5);
-  /* CUDA device 1 is not supported yet; the CPU path is untouched. */
+
+  /* Device 1: the module is loaded in device 1's context and everything of
+   * the launch happens there. */
   heed_tensor t1[4];
   memcpy(t1, t, sizeof t1);
-  for (int i = 0; i < 4; ++i) t1[i].device_id = 1;
-  CHECK(runOn(k, t1, NULL) == HEED_ERROR_UNSUPPORTED);
-  CHECK(strstr(heed_last_error(), "device 0 only") != NULL);
+  for (int i = 0; i < 4; ++i) t1[i].device_id = 1, t1[i].data = i == 3 ? out1 : q1;
+  clearCalls();
+  CHECK(runOn(k, t1, (void *)0x99) == HEED_OK);
+  CHECK(log->loads == 6 && log->launchDevice == 1 && log->q == (int64_t)(intptr_t)q1);
+  CHECK(allOn((void *)0x99, 1));
+  CHECK(runOn(k, t1, (void *)0x99) == HEED_OK && log->loads == 6);
+  /* The driver's word on where q lives beats a wrong label, and host memory
+   * or a device that does not exist is refused before any launch. */
+  int launches = log->launches;
+  for (int i = 0; i < 4; ++i) t1[i].device_id = 0;
+  CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "labelled CUDA device 0") != NULL);
+  CHECK(strstr(heed_last_error(), "on device 1") != NULL);
+  for (int i = 0; i < 4; ++i) t1[i].data = host;
+  CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "not memory of a CUDA device") != NULL);
+  place(host, sizeof host, 2);
+  for (int i = 0; i < 4; ++i) t1[i].device_id = 2;
+  CHECK(runOn(k, t1, NULL) == HEED_ERROR_RUN);
+  CHECK(strstr(heed_last_error(), "CUDA device 2 does not exist") != NULL);
+  CHECK(log->launches == launches);
+
+  /* A kernel's own error (here: a buffer read out of range) comes back after
+   * the fact, naming the variant and the buffer. */
+  static float slopes[H];
+  place(slopes, sizeof slopes, 0);
+  int64_t slopeShape[1] = {H};
+  heed_tensor buffer = {slopes, HEED_DEVICE_CUDA, 0, HEED_F32, 1, slopeShape, NULL};
+  heed_kernel *alibi = NULL;
+  CHECK(heed_compile("variant ali { buffer slopes: f32[H]\n score = alibi(score, slopes)\n"
+                     " mask = causal() }",
+                     "ali.attn", &o, &alibi) == HEED_OK);
+  void *s = (void *)0x5150;
+  CHECK(alibi && runWith(alibi, t, &buffer, 1, s) == HEED_OK);
+  holdEvents(1); /* the GPU has not got there yet */
+  failNextLaunch(1);
+  CHECK(runWith(alibi, t, &buffer, 1, s) == HEED_OK);
+  CHECK(runWith(alibi, t, &buffer, 1, s) == HEED_OK); /* not seen yet: launches */
+  launches = log->launches;
+  holdEvents(0);
+  CHECK(runWith(alibi, t, &buffer, 1, s) == HEED_ERROR_RUN);
+  CHECK(strstr(heed_last_error(), "variant 'ali' read buffer 'slopes' out of range") != NULL);
+  CHECK(strstr(heed_last_error(), "earlier launch") != NULL);
+  CHECK(log->launches == launches); /* this call launched nothing */
+  CHECK(runWith(alibi, t, &buffer, 1, s) == HEED_OK); /* reported once, then cleared */
+  /* heed_synchronize waits for the stream and reports it. */
+  int syncs = log->syncs;
+  failNextLaunch(1);
+  CHECK(runWith(alibi, t, &buffer, 1, s) == HEED_OK);
+  CHECK(heed_synchronize(HEED_DEVICE_CUDA, 0, s) == HEED_ERROR_RUN);
+  CHECK(strstr(heed_last_error(), "'slopes'") != NULL);
+  CHECK(log->syncs == syncs + 1);
+  CHECK(heed_synchronize(HEED_DEVICE_CUDA, 0, s) == HEED_OK);
+  CHECK(heed_synchronize(HEED_DEVICE_CPU, 0, s) == HEED_ERROR_INVALID_ARGUMENT);
+  /* HEED_GPU_SYNC=1: every launch waits and reports its own error. */
+  setenv("HEED_GPU_SYNC", "1", 1);
+  syncs = log->syncs;
+  failNextLaunch(1);
+  CHECK(runWith(alibi, t, &buffer, 1, s) == HEED_ERROR_RUN);
+  CHECK(strstr(heed_last_error(), "outputs are not valid") != NULL);
+  CHECK(strstr(heed_last_error(), "earlier") == NULL);
+  CHECK(log->syncs == syncs + 1);
+  unsetenv("HEED_GPU_SYNC");
+
+  /* A kernel that reads a buffer summary (document ids) waits for the stream
+   * to read the buffer: the one exception; its summary memory is reused. */
+  static int32_t docs[S];
+  for (int i = 0; i < S; ++i) docs[i] = i / 50;
+  place(docs, sizeof docs, 0);
+  int64_t docShape[1] = {S};
+  heed_tensor docBuffer = {docs, HEED_DEVICE_CUDA, 0, HEED_I32, 1, docShape, NULL};
+  heed_kernel *doc = NULL;
+  CHECK(heed_compile("variant doc { buffer doc_ids: i32[Skv]\n mask = document(doc_ids) }",
+                     "doc.attn", &o, &doc) == HEED_OK);
+  CHECK(doc && runWith(doc, t, &docBuffer, 1, s) == HEED_OK);
+  allocs = log->allocs, syncs = log->syncs;
+  clearCalls();
+  CHECK(doc && runWith(doc, t, &docBuffer, 1, s) == HEED_OK);
+  CHECK(log->syncs == syncs + 1 && log->allocs == allocs && allOn(s, 0));
+
+  /* Artifacts with CUDA entries (heed-compile --aot): argv[1] for
+   * --target=sm_80,sm_90 (two cubins and sm_90's PTX), argv[2] for sm_80
+   * alone (a cubin and its PTX). The device's chip picks the entry: its own
+   * cubin, else a cubin of its major version, else the newest PTX not newer
+   * than it (the driver compiles that). */
+  if (argc < 3) {
+    fprintf(stderr, "capi_cuda_wiring_test: needs the two artifacts (run it through ctest)\n");
+    ++failures;
+  } else {
+    static const struct {
+      const char *cc;
+      int artifact, chip, ptx;
+    } picks[] = {{"90", 1, 90, 0}, {"90", 2, 80, 1}, {"86", 1, 80, 0},
+                 {"86", 2, 80, 0}, {"100", 1, 90, 1}, {"100", 2, 80, 1}};
+    static float qf[B * H * S * D], of[B * H * S * D];
+    place(qf, sizeof qf, 0), place(of, sizeof of, 0);
+    heed_tensor tf[4];
+    for (int i = 0; i < 4; ++i)
+      tf[i] = t[i], tf[i].dtype = HEED_F32, tf[i].data = i == 3 ? of : qf;
+    for (size_t i = 0; i < sizeof picks / sizeof picks[0]; ++i) {
+      setenv("FAKE_CUDA_CC", picks[i].cc, 1);
+      heed_kernel *loaded = NULL;
+      CHECK(heed_kernel_load_file(argv[picks[i].artifact], &loaded) == HEED_OK);
+      if (!loaded) continue;
+      /* GPU entries only: no CPU code. */
+      CHECK(strncmp(heed_kernel_target(loaded), "cuda:sm_", 8) == 0);
+      int loads = log->loads;
+      CHECK(runOn(loaded, tf, s) == HEED_OK);
+      CHECK(log->loads == loads + 1 && log->stream == s);
+      if (log->lastChip != picks[i].chip || log->lastPTX != picks[i].ptx) {
+        fprintf(stderr, "compute capability %s, artifact %d: loaded %s for sm_%d\n",
+                picks[i].cc, picks[i].artifact, log->lastPTX ? "PTX" : "a cubin",
+                log->lastChip);
+        ++failures;
+      }
+      heed_tensor cpu[4];
+      memcpy(cpu, tf, sizeof cpu);
+      for (int j = 0; j < 4; ++j) cpu[j].device_type = HEED_DEVICE_CPU;
+      CHECK(runOn(loaded, cpu, NULL) == HEED_ERROR_UNSUPPORTED);
+      heed_kernel_release(loaded);
+    }
+    unsetenv("FAKE_CUDA_CC");
+    /* No entry for the chip: a load error that lists why each does not fit. */
+    setenv("FAKE_CUDA_CC", "75", 1);
+    heed_kernel *old = NULL;
+    CHECK(heed_kernel_load_file(argv[2], &old) == HEED_OK);
+    CHECK(old && runOn(old, tf, s) == HEED_ERROR_LOAD);
+    CHECK(strstr(heed_last_error(), "no entry of the artifact runs on cuda sm_75") != NULL);
+    CHECK(strstr(heed_last_error(), "newer than the device") != NULL);
+    heed_kernel_release(old);
+    unsetenv("FAKE_CUDA_CC");
+  }
 
   heed_kernel_release(k);
   heed_kernel_release(k2);
   heed_kernel_release(own);
   heed_kernel_release(fixed);
+  heed_kernel_release(alibi);
+  heed_kernel_release(doc);
   if (failures) {
     fprintf(stderr, "capi_cuda_wiring_test: %d check(s) FAILED\n", failures);
     return 1;

@@ -2,8 +2,9 @@
  * found through LD_LIBRARY_PATH): the chip (gfx942 unless the target names
  * one), a module compiled and loaded once per (variant, options, chip) and
  * shared by kernel handles, the launch shape of the MFMA and SIMT kernels,
- * the caller's stream and pointers in hipModuleLaunchKernel, HIP's errors,
- * and heed_cache_clear dropping the table. Nothing runs on a GPU: no AMD GPU
+ * the caller's stream and pointers in hipModuleLaunchKernel and every other
+ * call of a launch, nothing allocated or waited for after the first launch on
+ * a stream, HIP's errors, and heed_cache_clear dropping the table. Nothing runs on a GPU: no AMD GPU
  * exists where heed is developed. */
 #include "heed/heed.h"
 
@@ -15,10 +16,19 @@
 #include <string.h>
 
 typedef struct {
+  char kind;
+  void *stream;
+  int device;
+} FakeHipCall;
+
+typedef struct {
   int loads, launches, lastMachine, lastMach;
   unsigned grid[3], block;
   void *stream;
   int64_t q;
+  int allocs, syncs, blockingCopies;
+  int calls;
+  FakeHipCall call[256];
 } FakeHipLog;
 
 enum { B = 2, H = 3, S = 200, D = 64, EM_AMDGPU = 224, GFX90A = 0x3f, GFX942 = 0x4c };
@@ -33,9 +43,14 @@ int main(void) {
     return 1;
   }
   const FakeHipLog *log = logOf();
+  void (*clearCalls)(void) = NULL, (*place)(const void *, size_t, int) = NULL;
+  *(void **)&clearCalls = dlsym(lib, "fake_hip_clear_calls");
+  *(void **)&place = dlsym(lib, "fake_hip_place");
   const char *spec = "variant win { param W: i64 = 16\n mask = sliding_window(W) }";
   static unsigned short q[B * H * S * D], out[B * H * S * D];
   static float q32[B * H * S * D], out32[B * H * S * D];
+  place(q, sizeof q, 0), place(out, sizeof out, 0);
+  place(q32, sizeof q32, 0), place(out32, sizeof out32, 0);
   int64_t shape[4] = {B, H, S, D};
   heed_tensor t[4], t32[4];
   for (int i = 0; i < 4; ++i) {
@@ -55,8 +70,19 @@ int main(void) {
   /* First call: compiled for gfx942 (no chip given), an AMDGPU code object
    * loaded, launched on the caller's stream with the caller's pointer. The
    * f16 kernel is the MFMA one: 4 waves of 64 (256 threads) own 4 x 32 rows. */
+  clearCalls();
   CHECK(runOn(k, t, (void *)0x1234) == HEED_OK);
   CHECK(log->loads == 1 && log->launches == 1);
+  int onStream = log->calls > 0;
+  for (int i = 0; i < log->calls; ++i)
+    onStream = onStream && log->call[i].stream == (void *)0x1234 && log->call[i].device == 0;
+  CHECK(onStream);
+  CHECK(log->syncs == 0 && log->blockingCopies == 0);
+  /* The steady state: nothing allocated or waited for. */
+  int allocs = log->allocs;
+  for (int i = 0; i < 3; ++i)
+    CHECK(runOn(k, t, (void *)0x1234) == HEED_OK);
+  CHECK(log->allocs == allocs && log->syncs == 0 && log->blockingCopies == 0);
   CHECK(log->lastMachine == EM_AMDGPU && log->lastMach == GFX942);
   CHECK(log->stream == (void *)0x1234);
   CHECK(log->q == (int64_t)(intptr_t)q);
@@ -67,7 +93,7 @@ int main(void) {
   CHECK(log->stream == NULL);
   CHECK(heed_compile(spec, "win.attn", &o, &k2) == HEED_OK);
   CHECK(k2 && runOn(k2, t, NULL) == HEED_OK);
-  CHECK(log->loads == 1 && log->launches == 3);
+  CHECK(log->loads == 1 && log->launches == 6);
   heed_run_stats stats;
   heed_attention_args a;
   heed_attention_args_init(&a);
@@ -116,13 +142,16 @@ int main(void) {
   CHECK(runOn(k, t, NULL) == HEED_ERROR_RUN);
   CHECK(strstr(heed_last_error(), "hipModuleLaunchKernel failed: fake HIP error") != NULL);
   unsetenv("FAKE_HIP_LAUNCH_ERROR");
-  /* ROCm device 1 is not supported yet. */
+  /* Tensors labelled device 1 whose memory HIP places on device 0; host memory. */
   heed_tensor t1[4];
   memcpy(t1, t, sizeof t1);
   for (int i = 0; i < 4; ++i) t1[i].device_id = 1;
-  CHECK(runOn(k, t1, NULL) == HEED_ERROR_UNSUPPORTED);
-  CHECK(strstr(heed_last_error(), "device 0 only") != NULL);
-  CHECK(strstr(heed_last_error(), "HIP_VISIBLE_DEVICES") != NULL);
+  CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "labelled ROCm device 1") != NULL);
+  static unsigned short hostMemory[B * H * S * D];
+  for (int i = 0; i < 4; ++i) t1[i].device_id = 0, t1[i].data = hostMemory;
+  CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "not memory of a ROCm device") != NULL);
   /* Mixed platforms: an argument error naming both devices. */
   memcpy(t1, t, sizeof t1);
   t1[2].device_type = HEED_DEVICE_CUDA;
@@ -141,7 +170,7 @@ int main(void) {
   for (int i = 0; i < 4; ++i) t1[i].device_type = HEED_DEVICE_CPU;
   CHECK(gfx90a && runOn(gfx90a, t1, NULL) == HEED_ERROR_UNSUPPORTED);
   CHECK(strstr(heed_last_error(), "ROCm tensors (device type 10)") != NULL);
-  CHECK(log->launches == 11);
+  CHECK(log->launches == 14);
 
   heed_kernel *kernels[] = {k, k2, k3, own, gfx942, gfx90a, simt, cudaOnly};
   for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)

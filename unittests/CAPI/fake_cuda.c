@@ -1,44 +1,108 @@
 /* A stand-in libcuda.so.1 for capi_cuda_wiring_test.c: "device" memory is host
- * memory, kernels do nothing, and every module load and launch is recorded so
- * the test can see what heed asked of the driver. The compute capability is
- * $FAKE_CUDA_CC (e.g. 86), default 90. Never installed; found only through the
- * test's LD_LIBRARY_PATH. */
+ * memory, kernels do nothing, and every module load, launch and stream-ordered
+ * call is recorded so the test can see what heed asked of the driver: on which
+ * stream, in which device's context, and whether anything allocated or waited.
+ * $FAKE_CUDA_CC is the compute capability (e.g. 86, default 90),
+ * $FAKE_CUDA_DEVICES the device count (default 1). The test places its own
+ * "device" arrays on a device with fake_cuda_place (cuPointerGetAttribute
+ * fails for other host memory, as the real driver does), makes the next launch
+ * record a kernel error with fake_cuda_fail_next_launch, and holds events
+ * unfinished with fake_cuda_hold_events. Never installed; found only through
+ * the test's LD_LIBRARY_PATH. */
+#include "fake_placed.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+enum { MAX_CALLS = 256, MAX_STATUS = 16 };
+
+typedef struct {
+  char kind;    /* 'L' launch, 'M' memset, 'U' upload, 'D' download, 'E' event record, 'S' sync */
+  void *stream;
+  int device;   /* of the context current at the call */
+} FakeCudaCall;
+
 typedef struct {
   int loads, launches;
   int lastChip; /* from the image: cubin e_flags or the PTX .target; -1 unknown */
+  int lastPTX;  /* the last image was PTX (the driver would compile it) */
   unsigned grid[3], block;
   void *stream;
-  int64_t q; /* the first kernel argument: q's device pointer */
+  int64_t q;           /* the first kernel argument: q's device pointer */
+  int launchDevice;    /* the device whose context was current at the last launch */
+  int allocs, hostAllocs, events; /* cuMemAlloc, cuMemAllocHost, cuEventCreate */
+  int syncs;           /* cuStreamSynchronize */
+  int blockingCopies;  /* cuMemcpyHtoD/DtoH and cuMemsetD8: ordered on no stream */
+  int calls;           /* entries in `call` since the last fake_cuda_clear_calls */
+  FakeCudaCall call[MAX_CALLS];
 } FakeCudaLog;
 
 static FakeCudaLog fakeLog;
 const FakeCudaLog *fake_cuda_log(void) { return &fakeLog; }
+void fake_cuda_clear_calls(void) { fakeLog.calls = 0; }
+
+/* Host memory the test uses as device `device`'s. */
+void fake_cuda_place(const void *p, size_t bytes, int device) { fakePlace(p, bytes, device); }
+
+static int failNext;
+void fake_cuda_fail_next_launch(int status) { failNext = status; }
+static int holdEvents;
+void fake_cuda_hold_events(int hold) { holdEvents = hold; }
+
+/* The status word of each stream: what heed zeroes as 8 words at its first
+ * launch there (status i32 and stats 3 x i64). */
+static struct { void *stream; int device; int32_t *word; } statusOf[MAX_STATUS];
+static int numStatus;
 
 static int capability(void) {
   const char *cc = getenv("FAKE_CUDA_CC");
   return cc && *cc ? atoi(cc) : 90;
 }
+static int deviceCount(void) {
+  const char *n = getenv("FAKE_CUDA_DEVICES");
+  return n && *n ? atoi(n) : 1;
+}
+
+/* Contexts are 0x42 + device. */
+static int current = -1;
+static void record(char kind, void *stream) {
+  if (fakeLog.calls < MAX_CALLS) {
+    FakeCudaCall c = {kind, stream, current};
+    fakeLog.call[fakeLog.calls++] = c;
+  }
+}
 
 int cuInit(unsigned flags) { (void)flags; return 0; }
-int cuDeviceGetCount(int *n) { *n = 1; return 0; }
-int cuDeviceGet(int *d, int i) { *d = i; return 0; }
+int cuDeviceGetCount(int *n) { *n = deviceCount(); return 0; }
+int cuDeviceGet(int *d, int i) {
+  if (i < 0 || i >= deviceCount()) return 101; /* invalid device */
+  *d = i;
+  return 0;
+}
 int cuDeviceGetAttribute(int *v, int attribute, int d) {
   (void)d;
   *v = attribute == 75 ? capability() / 10 : attribute == 76 ? capability() % 10 : 0;
   return 0;
 }
-int cuDevicePrimaryCtxRetain(void **c, int d) { (void)d; *c = (void *)0x42; return 0; }
-int cuCtxSetCurrent(void *c) { return c == (void *)0x42 ? 0 : 201; /* invalid context */ }
+int cuDevicePrimaryCtxRetain(void **c, int d) { *c = (void *)(uintptr_t)(0x42 + d); return 0; }
+int cuCtxSetCurrent(void *c) {
+  int d = (int)((uintptr_t)c - 0x42);
+  if (d < 0 || d >= deviceCount()) return 201; /* invalid context */
+  current = d;
+  return 0;
+}
 int cuGetErrorString(int r, const char **s) { (void)r; *s = "fake CUDA error"; return 0; }
+
+int cuPointerGetAttribute(void *data, int attribute, unsigned long long p) {
+  return fakeDeviceOrdinal(data, attribute, (uintptr_t)p); /* 1: CUDA_ERROR_INVALID_VALUE */
+}
 
 int cuModuleLoadData(void **m, const void *image) {
   const unsigned char *b = image;
   ++fakeLog.loads;
   fakeLog.lastChip = -1;
+  fakeLog.lastPTX = 0;
   if (b[0] == 0x7f && b[1] == 'E' && b[2] == 'L' && b[3] == 'F') {
     uint32_t flags;
     memcpy(&flags, b + 48, 4); /* Elf64_Ehdr.e_flags */
@@ -47,6 +111,7 @@ int cuModuleLoadData(void **m, const void *image) {
   } else {
     const char *t = strstr((const char *)image, ".target sm_");
     if (t) fakeLog.lastChip = atoi(t + 11);
+    fakeLog.lastPTX = strstr((const char *)image, ".version") != NULL;
   }
   *m = (void *)0x77;
   return 0;
@@ -61,30 +126,88 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
                    unsigned bz, unsigned shared, void *stream, void **params, void **extra) {
   (void)f, (void)by, (void)bz, (void)shared, (void)extra;
   ++fakeLog.launches;
+  record('L', stream);
   fakeLog.grid[0] = gx, fakeLog.grid[1] = gy, fakeLog.grid[2] = gz, fakeLog.block = bx;
   fakeLog.stream = stream;
+  fakeLog.launchDevice = current;
   memcpy(&fakeLog.q, params[0], sizeof fakeLog.q);
+  if (failNext)
+    for (int i = 0; i < numStatus; ++i)
+      if (statusOf[i].stream == stream && statusOf[i].device == current) {
+        *statusOf[i].word = failNext;
+        failNext = 0;
+      }
   return 0;
 }
-int cuStreamSynchronize(void *s) { (void)s; return 0; }
+int cuStreamSynchronize(void *s) {
+  ++fakeLog.syncs;
+  record('S', s);
+  return 0;
+}
 int cuFuncSetAttribute(void *f, int attribute, int value) {
   (void)f, (void)attribute, (void)value;
   return 0;
 }
 int cuMemAlloc_v2(unsigned long long *p, size_t n) {
+  ++fakeLog.allocs;
   *p = (unsigned long long)(uintptr_t)calloc(1, n ? n : 1);
+  if (*p) fakePlace((void *)(uintptr_t)*p, n ? n : 1, current);
   return *p ? 0 : 2; /* out of memory */
 }
 int cuMemFree_v2(unsigned long long p) { free((void *)(uintptr_t)p); return 0; }
+int cuMemAllocHost_v2(void **p, size_t n) {
+  ++fakeLog.hostAllocs;
+  *p = calloc(1, n ? n : 1);
+  return *p ? 0 : 2;
+}
 int cuMemcpyHtoD_v2(unsigned long long d, const void *h, size_t n) {
+  ++fakeLog.blockingCopies;
   memcpy((void *)(uintptr_t)d, h, n);
   return 0;
 }
 int cuMemcpyDtoH_v2(void *h, unsigned long long d, size_t n) {
+  ++fakeLog.blockingCopies;
   memcpy(h, (const void *)(uintptr_t)d, n);
   return 0;
 }
 int cuMemsetD8_v2(unsigned long long d, unsigned char v, size_t n) {
+  ++fakeLog.blockingCopies;
   memset((void *)(uintptr_t)d, v, n);
   return 0;
+}
+int cuMemcpyHtoDAsync_v2(unsigned long long d, const void *h, size_t n, void *stream) {
+  record('U', stream);
+  memcpy((void *)(uintptr_t)d, h, n);
+  return 0;
+}
+int cuMemcpyDtoHAsync_v2(void *h, unsigned long long d, size_t n, void *stream) {
+  record('D', stream);
+  memcpy(h, (const void *)(uintptr_t)d, n);
+  return 0;
+}
+int cuMemsetD32Async(unsigned long long d, unsigned v, size_t n, void *stream) {
+  record('M', stream);
+  uint32_t *w = (uint32_t *)(uintptr_t)d;
+  for (size_t i = 0; i < n; ++i) w[i] = v;
+  if (n == 8 && numStatus < MAX_STATUS) {
+    statusOf[numStatus].stream = stream;
+    statusOf[numStatus].device = current;
+    statusOf[numStatus++].word = (int32_t *)w;
+  }
+  return 0;
+}
+int cuEventCreate(void **e, unsigned flags) {
+  (void)flags;
+  ++fakeLog.events;
+  *e = (void *)(uintptr_t)(0x1000 + fakeLog.events);
+  return 0;
+}
+int cuEventRecord(void *e, void *stream) {
+  (void)e;
+  record('E', stream);
+  return 0;
+}
+int cuEventQuery(void *e) {
+  (void)e;
+  return holdEvents ? 600 : 0; /* CUDA_ERROR_NOT_READY */
 }

@@ -96,7 +96,12 @@ llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
 /// ld.lld from $HEED_LLD, LLVM's tools directory or PATH; "" if none.
 std::string findLld();
 
-/// ptxas from $HEED_PTXAS, $CUDA_HOME/bin, /usr/local/cuda/bin or PATH; "" if none.
+/// The options heed gives ptxas after -arch and -v: $HEED_PTXAS_OPTIONS
+/// (space-separated, e.g. "-O1"), else "-O3". Part of the kernel cache key.
+std::string ptxasOptions();
+
+/// ptxas from $HEED_PTXAS, $CUDA_HOME/bin, /usr/local/cuda/bin or PATH; "" if
+/// none, or with HEED_PTXAS=none (PTX only: the driver compiles it at load).
 std::string findPtxas();
 
 } // namespace heed

@@ -114,4 +114,36 @@ def AttnLowerToAMDGPU : Pass<"attn-lower-to-amdgpu", "mlir::ModuleOp"> {
   ];
 }
 
+def HeedExternDynamicShared : Pass<"heed-extern-dynamic-shared", "mlir::ModuleOp"> {
+  let summary = "Declare a GPU kernel's dynamic shared memory as an external zero-length array";
+  let description = [{
+    The upstream lowering of `gpu.dynamic_shared_memory` (convert-gpu-to-nvvm)
+    addresses the kernel's dynamic shared memory through an *internal*
+    zero-length `llvm.mlir.global` in the shared address space, which the
+    NVPTX backend prints as a 1-byte `.shared .align 16 .b8 name;`: ptxas then
+    reports "1 bytes smem", tens of kilobytes of tiles are addressed past a
+    1-byte object (undefined behaviour for LLVM's optimizer), and a static
+    shared variable could be placed over them. This pass makes every such
+    zero-length global of each `gpu.module` an external declaration
+    (`external addrspace(3) global [0 x i8], align 16`), which the NVPTX
+    backend prints as `.extern .shared .align 16 .b8 name[];` (what CUDA C++
+    writes `extern __shared__ char name[];`).
+
+    It runs either after convert-gpu-to-nvvm (it then rewrites the global the
+    lowering made) or before it: a `gpu.module` that still uses
+    `gpu.dynamic_shared_memory` and has no suitable global gets the external
+    declaration, which the lowering reuses (it takes an existing zero-length
+    global of the shared address space and the right alignment). Globals of
+    other address spaces, and shared arrays with a size, are left alone.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+  let options = [
+    Option<"addressSpace", "address-space", "unsigned", "3",
+           "the shared (workgroup) address space: 3 for NVVM">,
+    Option<"alignment", "alignment", "unsigned", "16",
+           "alignment in bytes of a declaration the pass adds (convert-gpu-to-nvvm "
+           "reuses a global of its own alignment, 16)">,
+  ];
+}
+
 #endif // HEED_CONVERSION_PASSES

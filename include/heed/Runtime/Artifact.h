@@ -103,6 +103,17 @@ bool isGPUTarget(const std::string &target);
 /// the kernel's symbol, or PTX with its entry). Else what is wrong.
 std::string checkGPUEntry(const ArtifactEntry &entry, const std::string &target);
 
+/// The GPU entry of `artifact` a device runs: `platform` is "cuda" or "hip",
+/// `chip` the device's ("sm_90" from compute capability 9.0, "gfx942").
+/// CUDA, best first: a cubin for that chip (or its arch-specific "a"
+/// variant), a cubin of the same major version and a lower minor (binary
+/// compatible), then the PTX of the newest chip not newer than the device,
+/// which the driver compiles for it (an "a" PTX only for its own chip). HIP:
+/// the HSACO of that chip. Null with `why` listing each entry and why it
+/// does not fit.
+const ArtifactEntry *selectGPUEntry(const Artifact &artifact, const std::string &platform,
+                                    const std::string &chip, std::string &why);
+
 } // namespace heed
 
 #endif

@@ -1,10 +1,12 @@
 // The CUDA driver API, loaded with dlopen: heed binaries run (on the CPU) on
 // machines without a GPU or driver, and say so clearly when asked for one.
-// Part of heed_runtime: no MLIR or LLVM here.
+// Every device is used through its primary context, the one the CUDA runtime
+// (and so PyTorch) uses. Part of heed_runtime: no MLIR or LLVM here.
 #ifndef HEED_RUNTIME_CUDA_H
 #define HEED_RUNTIME_CUDA_H
 
 #include "heed/Runtime/Artifact.h"
+#include "heed/Runtime/GPUAttentionLaunch.h"
 #include "heed/Runtime/Launch.h"
 
 #include <cstddef>
@@ -14,20 +16,31 @@
 
 namespace heed::cuda {
 
-/// The driver, loaded and initialized once per process (device 0's primary
-/// context). Null with `error` saying why: no libcuda.so.1, no device, or the
-/// driver's own message.
+/// The driver, loaded and initialized (cuInit) once per process. Null with
+/// `error` saying why: no libcuda.so.1, no device, or the driver's own
+/// message.
 struct Driver;
 Driver *driver(std::string &error);
 
-/// Device 0's compute capability as major * 10 + minor (90 for an H100 or
-/// H200, 80 for an A100), or -1 with `error` saying why.
-int computeCapability(std::string &error);
+/// The ordinal of the device whose memory `pointer` is
+/// (cuPointerGetAttribute DEVICE_ORDINAL), or -1 with `error` saying why
+/// (no driver, or not CUDA memory).
+int deviceOf(const void *pointer, std::string &error);
 
-/// Device memory (freed on destruction).
+/// The compute capability of `device` as major * 10 + minor (90 for an H100
+/// or H200, 80 for an A100), or -1 with `error` saying why.
+int computeCapability(int device, std::string &error);
+
+/// Waits for `stream` (null: the legacy default stream) on `device` and
+/// reports the first error a heed kernel launched on it recorded since the
+/// last report. "" or that error.
+std::string synchronize(int device, void *stream);
+
+/// Device memory of one device (freed on destruction).
 class DeviceBuffer {
 public:
-  static std::unique_ptr<DeviceBuffer> allocate(size_t bytes, std::string &error);
+  static std::unique_ptr<DeviceBuffer> allocate(size_t bytes, std::string &error,
+                                                int device = 0);
   ~DeviceBuffer();
   void *data() const { return reinterpret_cast<void *>(pointer); }
   size_t size() const { return bytes; }
@@ -38,28 +51,33 @@ private:
   DeviceBuffer() = default;
   unsigned long long pointer = 0; // CUdeviceptr
   size_t bytes = 0;
+  int device = 0;
 };
 
-/// A kernel image (cubin, or PTX the driver compiles) in device 0's primary
-/// context.
+/// A kernel image (cubin, or PTX the driver compiles) loaded on one device.
 class KernelModule {
 public:
-  static std::unique_ptr<KernelModule> load(const std::string &image, const std::string &entry,
-                                            std::string &error);
+  /// Loads `image` into `device`'s primary context and finds
+  /// `launch.kernelName`; a kernel with more than 48 KB of dynamic shared
+  /// memory (launch.sharedBytes) is opted in here, once.
+  static std::unique_ptr<KernelModule> load(const std::string &image, const GPULaunch &launch,
+                                            int device, std::string &error);
   ~KernelModule();
 
-  /// Launches a heed attention kernel (--attn-lower-to-gpu or -nvgpu) on
-  /// device tensors: grid (ceil(Sq / blockRows), Hq, B), `threads` threads, on
-  /// `stream` (null: the default stream), and waits for it. Checks the
-  /// tensors against `info` like LoadedKernel::run; "" or an error.
-  /// `sharedBytes` of dynamic shared memory per block (GPUKernelBinary::
-  /// sharedBytes; above 48 KB the kernel is opted in first).
-  std::string launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                              int64_t blockRows, int64_t threads, void *stream,
-                              int64_t sharedBytes = 0) const;
+  /// Queues a heed attention kernel (--attn-lower-to-gpu or -nvgpu) on
+  /// tensors of this module's device, on `stream` (a CUstream or
+  /// cudaStream_t; null: the legacy default stream): grid
+  /// (ceil(Sq / blockRows), Hq, B). Checks the tensors against `info` like
+  /// LoadedKernel::run. "" or an error (see launchGPUAttention for when a
+  /// kernel's own error is reported).
+  std::string launchAttention(const KernelInfo &info, const AttentionArgs &args, void *stream,
+                              const GPULaunchOptions &options = {}) const;
+  int device() const { return deviceOrdinal; }
 
 private:
   KernelModule() = default;
+  GPULaunch shape;
+  int deviceOrdinal = 0;
   void *module = nullptr, *function = nullptr;
 };
 

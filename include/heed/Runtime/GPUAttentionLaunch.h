@@ -3,8 +3,17 @@
 // the block classifier reads, the kernel arguments (each memref as its
 // descriptor expanded into scalars: allocated and aligned pointers, offset,
 // sizes, strides, MLIR's default GPU calling convention, then the two index
-// arguments of the work range), the launch on the caller's stream, the wait,
-// and the out-of-range report. Each runtime supplies its driver's calls.
+// arguments of the work range), the launch, and the out-of-range report.
+//
+// Everything a launch does goes on the caller's stream. Nothing is allocated
+// and nothing waits in the steady state: the words the kernel writes, a
+// page-locked copy of its status and an event live in a GPUStreamState per
+// (device, stream), made at the first launch there and reused. The kernel's
+// own error (a buffer read out of range) is reported after the fact, by the
+// next launch on that stream that finds the earlier work finished, or by
+// checkGPUStream; a synchronous launch waits and reports it at once. Each
+// runtime supplies its driver's calls (GPUStreamDriver). See
+// docs/runtime.md ("GPU launches").
 #ifndef HEED_RUNTIME_GPUATTENTIONLAUNCH_H
 #define HEED_RUNTIME_GPUATTENTIONLAUNCH_H
 
@@ -12,32 +21,89 @@
 #include "heed/Runtime/Launch.h"
 
 #include <cstdint>
-#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace heed {
 
-/// The calls of one GPU driver API (CUDA or HIP) a launch makes; each
-/// returns "" or the driver's error.
-struct GPUDriverCalls {
-  std::function<std::string(size_t bytes, void **device)> allocate;
-  std::function<void(void *device)> free;
-  std::function<std::string(void *device, size_t bytes)> zero;
-  std::function<std::string(void *device, const void *host, size_t bytes)> upload;
-  std::function<std::string(void *host, const void *device, size_t bytes)> download;
-  /// The kernel on the caller's stream, grid (x, y, z), with these params.
-  std::function<std::string(unsigned x, unsigned y, unsigned z, void **params)> launch;
-  /// Waits for the caller's stream.
-  std::function<std::string()> synchronize;
-  /// Optional: what this kernel needs of the tensors beyond checkAttentionArgs.
-  std::function<std::string(const AttentionArgs &)> checkTensors;
+struct GPULaunchOptions {
+  /// Wait for the kernel and report its error in this call (heed-run, and
+  /// every C API launch when HEED_GPU_SYNC=1). Otherwise the call returns
+  /// once the work is queued on the stream.
+  bool synchronous = false;
+  /// The options the C API launches with: synchronous iff $HEED_GPU_SYNC is
+  /// set to something other than "" or "0".
+  static GPULaunchOptions fromEnvironment();
 };
 
-/// Checks the tensors against `info`, launches on a grid of
-/// (ceil(Sq / blockRows), Hq, B) blocks, waits, and reports an out-of-range
-/// buffer read. "" or an error.
+/// One GPU driver API (CUDA or HIP) bound to one device and the caller's
+/// stream. Each call returns "" or the driver's error.
+class GPUStreamDriver {
+public:
+  virtual ~GPUStreamDriver() = default;
+  // What a stream's state is made of (once per device and stream).
+  virtual std::string allocate(size_t bytes, void **device) = 0;
+  virtual void free(void *device) = 0;
+  virtual std::string allocateHost(size_t bytes, void **host) = 0; ///< page-locked
+  virtual std::string createEvent(void **event) = 0;
+  // Ordered on the caller's stream.
+  virtual std::string zeroAsync(void *device, size_t words32) = 0;
+  virtual std::string uploadAsync(void *device, const void *host, size_t bytes) = 0;
+  virtual std::string downloadAsync(void *host, const void *device, size_t bytes) = 0;
+  virtual std::string recordEvent(void *event) = 0;
+  /// The kernel, grid (x, y, z), with these parameters.
+  virtual std::string launch(unsigned x, unsigned y, unsigned z, void **params) = 0;
+  /// Waits for everything queued on the caller's stream.
+  virtual std::string synchronize() = 0;
+  /// Whether the work before the event's last record has finished; never waits.
+  virtual std::string queryEvent(void *event, bool &done) = 0;
+  /// A blocking copy out of device memory (the buffers a summary is built
+  /// from, once the stream has been synchronized).
+  virtual std::string download(void *host, const void *device, size_t bytes) = 0;
+  /// What this kernel needs of the tensors beyond checkAttentionArgs.
+  virtual std::string checkTensors(const AttentionArgs &) { return ""; }
+};
+
+/// What heed keeps per (device, stream), made at the first launch there.
+struct GPUStreamState {
+  std::mutex mutex;     ///< one launch at a time per stream
+  bool ready = false;   ///< made (below)
+  void *words = nullptr; ///< device: status (i32 at 0) and stats (3 x i64 at 8)
+  int32_t *hostStatus = nullptr; ///< page-locked copy of the status, written by the stream
+  void *event = nullptr; ///< recorded after that copy
+  bool pending = false;  ///< launches not yet seen finished
+  /// Variants launched since the status was last read: an error names them.
+  std::vector<std::pair<std::string, std::vector<std::string>>> launched;
+  void *summaries = nullptr; ///< device memory for buffer summaries, grown on demand
+  size_t summaryBytes = 0;
+};
+
+/// The states of one runtime, by device and stream; never freed (a stream
+/// handle may come back). Thread-safe.
+class GPUStreamStates {
+public:
+  GPUStreamState &get(int device, void *stream);
+
+private:
+  std::mutex mutex;
+  std::map<std::pair<int, void *>, std::unique_ptr<GPUStreamState>> states;
+};
+
+/// Checks the tensors against `info`, reports an error an earlier launch on
+/// this stream recorded (then launches nothing), and queues the kernel on a
+/// grid of (ceil(Sq / launch.blockRows), Hq, B) blocks of launch.threads.
+/// "" or an error.
 std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args,
-                               int64_t blockRows, const GPUDriverCalls &calls);
+                               const GPULaunch &launch, GPUStreamDriver &driver,
+                               GPUStreamState &state, const GPULaunchOptions &options);
+
+/// Waits for the stream and reports the error a launch on it recorded since
+/// the last report ("" when none).
+std::string checkGPUStream(GPUStreamDriver &driver, GPUStreamState &state);
 
 } // namespace heed
 

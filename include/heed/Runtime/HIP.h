@@ -10,6 +10,7 @@
 #define HEED_RUNTIME_HIP_H
 
 #include "heed/Runtime/Artifact.h"
+#include "heed/Runtime/GPUAttentionLaunch.h"
 #include "heed/Runtime/Launch.h"
 
 #include <cstddef>
@@ -19,15 +20,26 @@
 
 namespace heed::hip {
 
-/// libamdhip64.so, loaded and initialized once per process (device 0). Null
-/// with `error` saying why: no HIP runtime, no device, or HIP's own message.
+/// libamdhip64.so, loaded and initialized once per process. Null with
+/// `error` saying why: no HIP runtime, no device, or HIP's own message.
 struct Runtime;
 Runtime *runtime(std::string &error);
 
-/// Device memory (freed on destruction).
+/// The ordinal of the device whose memory `pointer` is
+/// (hipPointerGetAttribute DEVICE_ORDINAL), or -1: with `error` saying why
+/// when it is not HIP memory, with `error` empty when this HIP runtime has
+/// no hipPointerGetAttribute (the caller's device id then stands).
+int deviceOf(const void *pointer, std::string &error);
+
+/// Waits for `stream` on `device` and reports the first error a heed kernel
+/// launched on it recorded since the last report. "" or that error.
+std::string synchronize(int device, void *stream);
+
+/// Device memory of one device (freed on destruction).
 class DeviceBuffer {
 public:
-  static std::unique_ptr<DeviceBuffer> allocate(size_t bytes, std::string &error);
+  static std::unique_ptr<DeviceBuffer> allocate(size_t bytes, std::string &error,
+                                                int device = 0);
   ~DeviceBuffer();
   void *data() const { return pointer; }
   size_t size() const { return bytes; }
@@ -38,27 +50,28 @@ private:
   DeviceBuffer() = default;
   void *pointer = nullptr;
   size_t bytes = 0;
+  int device = 0;
 };
 
-/// A code object (HSACO from heed::compileAMDGPU) loaded on device 0.
+/// A code object (HSACO from heed::compileAMDGPU) loaded on one device.
 class KernelModule {
 public:
-  static std::unique_ptr<KernelModule> load(const std::string &image, const std::string &entry,
-                                            std::string &error);
+  static std::unique_ptr<KernelModule> load(const std::string &image, const GPULaunch &launch,
+                                            int device, std::string &error);
   ~KernelModule();
 
-  /// Launches a heed attention kernel (--attn-lower-to-amdgpu or -gpu) on
-  /// device tensors: grid (ceil(Sq / blockRows), Hq, B), `threads` work
-  /// items, on `stream` (a hipStream_t; null: the null stream), and waits
-  /// for it. Checks the tensors against `info`; "" or an error.
-  /// `sharedBytes`: dynamic LDS per block (heed's AMD kernels use static
-  /// LDS: 0).
-  std::string launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                              int64_t blockRows, int64_t threads, void *stream,
-                              int64_t sharedBytes = 0) const;
+  /// Queues a heed attention kernel (--attn-lower-to-amdgpu or -gpu) on
+  /// tensors of this module's device, on `stream` (a hipStream_t; null: the
+  /// null stream): grid (ceil(Sq / blockRows), Hq, B). Checks the tensors
+  /// against `info`. "" or an error (see launchGPUAttention).
+  std::string launchAttention(const KernelInfo &info, const AttentionArgs &args, void *stream,
+                              const GPULaunchOptions &options = {}) const;
+  int device() const { return deviceOrdinal; }
 
 private:
   KernelModule() = default;
+  GPULaunch shape;
+  int deviceOrdinal = 0;
   void *module = nullptr, *function = nullptr;
 };
 
