@@ -193,13 +193,16 @@ def Attn_TilePVOp : Attn_TileOp<"pv", [Pure, AllTypesMatch<["acc", "result"]>]> 
   let description = [{
     Lowered in place on targets whose accumulators live in memory: `acc`
     must not be used after this op (attn-to-tile's loops only carry it).
+    With `rows(%span)`, only the rows that are real lanes of the span matter
+    (the others are never stored): a target may skip them.
   }];
   let arguments = (ins Attn_TileOf<"S">:$probs, Attn_TileOf<"V">:$v,
-                       Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$alpha);
+                       Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$alpha,
+                       Optional<Attn_SpanType>:$rows);
   let results = (outs Attn_TileOf<"Acc">:$result);
   let assemblyFormat = [{
-    $probs `,` $v `,` $acc `,` $alpha attr-dict `:` type($probs) `,` type($v) `,` type($acc)
-    `,` type($alpha)
+    $probs `,` $v `,` $acc `,` $alpha (`rows` `(` $rows^ `:` type($rows) `)`)? attr-dict `:`
+    type($probs) `,` type($v) `,` type($acc) `,` type($alpha)
   }];
   let hasVerifier = 1;
 }

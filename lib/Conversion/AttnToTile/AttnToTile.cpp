@@ -227,7 +227,7 @@ SmallVector<Value> TileLoopBuilder::buildKeyTile(Value keySpan, ValueRange carri
   auto softmax = TileSoftmaxOp::create(b, loc, max.getType(), sum.getType(), sType,
                                        max.getType(), s, max, sum);
   Value next = TilePVOp::create(b, loc, acc.getType(), softmax.getProbs(), v, acc,
-                                softmax.getAlpha());
+                                softmax.getAlpha(), queries);
   return {next, softmax.getNewMax(), softmax.getNewSum()};
 }
 

@@ -9,7 +9,8 @@
 //   s   [R x N]  -> memref<N x R x f32>   (key-major: sT[j] is a vector over rows)
 //   acc [R x Dv] -> memref<R x Dv x f32>
 //   row [R]      -> vector<R x f32>
-//   span<N>      -> (vector<N x index> tokens, vector<N x i1> real, index lo, index hi)
+//   span<N>      -> (vector<N x index> tokens, vector<N x i1> real, index lo, index hi,
+//                    index lanes: the real lanes lie in [0, lanes))
 // Memrefs are stack buffers at the function's entry; the ops that produce
 // an s or acc tile from one of the same role (apply, softmax, pv) update it
 // in place.
@@ -30,9 +31,10 @@ public:
 
 /// The converted values of a span.
 struct Span {
-  mlir::Value tokens, real, lo, hi;
+  mlir::Value tokens, real, lo, hi, lanes;
   explicit Span(mlir::ValueRange converted)
-      : tokens(converted[0]), real(converted[1]), lo(converted[2]), hi(converted[3]) {}
+      : tokens(converted[0]), real(converted[1]), lo(converted[2]), hi(converted[3]),
+        lanes(converted[4]) {}
 };
 
 /// A stack buffer of `type` at the entry of the function holding `anchor`.

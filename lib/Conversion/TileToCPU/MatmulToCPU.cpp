@@ -55,19 +55,22 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
 
 struct PVLowering : OpConversionPattern<TilePVOp> {
   using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(TilePVOp op, OpAdaptor adaptor,
+  LogicalResult matchAndRewrite(TilePVOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    Value pT = adaptor.getProbs(), vS = adaptor.getV(), acc = adaptor.getAcc();
-    Value alpha = adaptor.getAlpha();
+    Value pT = adaptor.getProbs().front(), vS = adaptor.getV().front();
+    Value acc = adaptor.getAcc().front(), alpha = adaptor.getAlpha().front();
     auto pType = cast<MemRefType>(pT.getType());
     int64_t keys = pType.getDimSize(0), rows = pType.getDimSize(1);
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     auto rowType = VectorType::get({width}, rewriter.getF32Type());
     Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
     int64_t pair = rows > 1 ? 2 : 1;
-    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, rows),
-                                      index(rewriter, loc, pair));
+    // Only the rows that can be real (a query tile at the sequence's end, a
+    // decode step's one row); a pair's second row may be a hole: its
+    // weights are 0 and it is never stored.
+    Value end = adaptor.getRows().empty() ? index(rewriter, loc, rows) : Span(adaptor.getRows()).lanes;
+    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, end, index(rewriter, loc, pair));
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToStart(rowLoop.getBody());
     SmallVector<Value> rowIds, accRows;

@@ -46,6 +46,7 @@ CPUTypeConverter::CPUTypeConverter(MLIRContext *ctx) {
     results.push_back(VectorType::get({t.getSize()}, IntegerType::get(ctx, 1)));
     results.push_back(index);
     results.push_back(index);
+    results.push_back(index);
     return success();
   });
 }
@@ -150,7 +151,11 @@ struct SpanLowering : OpConversionPattern<TileSpanOp> {
                                            bcast(index(rewriter, loc, grid[k - 1])));
       real = arith::AndIOp::create(rewriter, loc, real, inside);
     }
-    rewriter.replaceOpWithMultiple(op, {{tokens, real, lo.value, hi.value}});
+    // Flat tiles: the real lanes are a prefix, min(N, seq - lo) of them
+    // (lo < seq inside the loops); patches may have holes anywhere.
+    Value count = patch.size() == 1 ? Value(min(seq.constant(lanes), seq - lo))
+                                    : index(rewriter, loc, lanes);
+    rewriter.replaceOpWithMultiple(op, {{tokens, real, lo.value, hi.value, count}});
     return success();
   }
 };
@@ -182,7 +187,8 @@ struct RoutedSpanLowering : OpConversionPattern<TileRoutedSpanOp> {
     Value one = index(rewriter, loc, 1);
     Value lastRouted = arith::MaxUIOp::create(rewriter, loc, adaptor.getRouted(), one);
     Value hiSlot = arith::SubIOp::create(rewriter, loc, offset + offset.with(lastRouted), one);
-    rewriter.replaceOpWithMultiple(op, {{tokens, real, tokenAt(offset), tokenAt(hiSlot)}});
+    rewriter.replaceOpWithMultiple(
+        op, {{tokens, real, tokenAt(offset), tokenAt(hiSlot), adaptor.getLanes()}});
     return success();
   }
 };
