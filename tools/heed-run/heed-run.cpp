@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 namespace cl = llvm::cl;
 
@@ -300,9 +301,28 @@ int main(int argc, char **argv) {
   config.blockKV = blockKV;
   config.analyzeMask = !noAnalysis;
   config.patchTiling = !noPatchTiling;
-  int64_t hkv = kvHeads ? kvHeads : heads, skv = seqKV ? seqKV : seq;
-  if (batch < 1 || heads < 1 || hkv < 1 || seq < 1 || skv < 1)
-    return error("--batch, --heads, --kv-heads, --seq and --seq-kv must be positive");
+  // An option given is taken as given: 0 never means "the default".
+  if (headDimV.getNumOccurrences() && headDimV < 1)
+    return error(fmt::format("--head-dim-v must be positive, got {} (leave it out for "
+                             "--head-dim)",
+                             headDimV.getValue()));
+  if (llvm::Error err = config.validate())
+    return error(llvm::toString(std::move(err)));
+  if (tolerance.getNumOccurrences() &&
+      !(std::isfinite(tolerance.getValue()) && tolerance.getValue() > 0))
+    return error(fmt::format("--tolerance must be a finite positive number, got {}",
+                             tolerance.getValue()));
+  int64_t hkv = kvHeads.getNumOccurrences() ? kvHeads.getValue() : heads.getValue();
+  int64_t skv = seqKV.getNumOccurrences() ? seqKV.getValue() : seq.getValue();
+  // A key/value length of 0 is a real run (every row attends to nothing:
+  // out 0, lse -inf); the other sizes must be positive, or there is
+  // nothing to run and nothing to check.
+  if (batch < 1 || heads < 1 || hkv < 1 || seq < 1)
+    return error(fmt::format("--batch, --heads, --kv-heads and --seq must be positive, got "
+                             "{}, {}, {} and {}",
+                             batch.getValue(), heads.getValue(), hkv, seq.getValue()));
+  if (skv < 0)
+    return error(fmt::format("--seq-kv must be at least 0, got {}", skv));
   if (heads % hkv)
     return error(fmt::format("--heads ({}) must be a multiple of --kv-heads ({})",
                              heads.getValue(), hkv));
@@ -325,11 +345,18 @@ int main(int argc, char **argv) {
                                  std::chrono::steady_clock::now().time_since_epoch().count());
   std::mt19937_64 rng(usedSeed);
   int64_t dv = config.valueDim();
-  heed::HostTensor q(config.dtype, layoutShape(bshd, batch, heads, seq, headDim));
-  heed::HostTensor k(config.dtype, layoutShape(bshd, batch, hkv, skv, headDim));
-  heed::HostTensor v(config.dtype, layoutShape(bshd, batch, hkv, skv, dv));
-  heed::HostTensor out(config.dtype, layoutShape(bshd, batch, heads, seq, dv));
-  heed::HostTensor lse(heed::DType::F32, {batch, heads, seq});
+  // Sizes go through heed's limits (checkShape) before anything is allocated.
+  heed::HostTensor q, k, v, out, lse;
+  for (auto [name, tensor, shape] :
+       {std::tuple{"q", &q, layoutShape(bshd, batch, heads, seq, headDim)},
+        std::tuple{"k", &k, layoutShape(bshd, batch, hkv, skv, headDim)},
+        std::tuple{"v", &v, layoutShape(bshd, batch, hkv, skv, dv)},
+        std::tuple{"out", &out, layoutShape(bshd, batch, heads, seq, dv)},
+        std::tuple{"lse", &lse, std::vector<int64_t>{batch, heads, seq}}})
+    if (std::string err = heed::HostTensor::create(
+            name, std::string(name) == "lse" ? heed::DType::F32 : config.dtype, shape, *tensor);
+        !err.empty())
+      return error(err);
   q.fillUniform(rng, -1, 1);
   k.fillUniform(rng, -1, 1);
   v.fillUniform(rng, -1, 1);
@@ -339,7 +366,11 @@ int main(int argc, char **argv) {
     std::vector<int64_t> shape = heed::resolveDims(decl.shape, {batch, heads, hkv, seq, skv});
     heed::DType dt = heed::DType::F32;
     heed::parseDType(heed::spec::toString(decl.elem), dt);
-    buffers.emplace_back(dt, shape);
+    buffers.emplace_back();
+    if (std::string err =
+            heed::HostTensor::create("buffer '" + decl.name + "'", dt, shape, buffers.back());
+        !err.empty())
+      return error(err);
     std::string how;
     for (const std::string &init : bufferInits)
       if (llvm::StringRef(init).starts_with(decl.name + "="))
