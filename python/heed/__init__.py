@@ -391,12 +391,21 @@ def _need_compiler(fn):
 # ---- small conversions -----------------------------------------------------
 
 
-def _encode(s):
+def _encode(s, what="a string argument"):
+    """The bytes of a C string argument. A NUL inside would end the string
+    there and the rest would be silently ignored, so it is an error."""
     if s is None:
         return None
     if isinstance(s, bytes):
-        return s
-    return os.fsencode(s) if isinstance(s, os.PathLike) else str(s).encode("utf-8")
+        data = s
+    elif isinstance(s, os.PathLike):
+        data = os.fsencode(s)
+    else:
+        data = str(s).encode("utf-8")
+    if b"\0" in data:
+        raise _invalid("%s contains a NUL character (at byte %d): C strings end there, so "
+                       "the rest would be ignored" % (what, data.index(b"\0")))
+    return data
 
 
 def _dtype_code(dtype, what="dtype"):
@@ -436,7 +445,7 @@ def _format_params(params):
     if params is None:
         return None
     if isinstance(params, (str, bytes)):
-        return _encode(params)
+        return _encode(params, "params")
     items = params.items() if hasattr(params, "items") else params
     parts = []
     for name, value in items:
@@ -451,7 +460,7 @@ def _format_params(params):
             if bad in name or bad in text:
                 raise _invalid("params: %r=%r contains %r" % (name, value, bad))
         parts.append("%s=%s" % (name, text))
-    return ",".join(parts).encode("utf-8") if parts else None
+    return _encode(",".join(parts), "params") if parts else None
 
 
 # ---- tensors -------------------------------------------------------------------
@@ -1019,7 +1028,7 @@ def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, t
     o.layout = _layout_code(layout)
     o.lse = 1 if lse else 0
     o.scale = 0.0 if scale is None else float(scale)
-    keep = [_encode(variant), _format_params(params), _encode(target)]
+    keep = [_encode(variant, "variant"), _format_params(params), _encode(target, "target")]
     o.variant, o.params, o.target = keep
     o.analyze_mask = 1 if analyze_mask else 0
     o.use_cache = 1 if use_cache else 0
@@ -1053,10 +1062,10 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
                           target, analyze_mask, use_cache)
     handle = _kernel_p()
     if _is_path(spec):
-        status = _lib.heed_compile_file(_encode(os.fspath(spec)), ctypes.byref(opts),
-                                        ctypes.byref(handle))
+        status = _lib.heed_compile_file(_encode(os.fspath(spec), "spec path"),
+                                        ctypes.byref(opts), ctypes.byref(handle))
     else:
-        text = spec if isinstance(spec, bytes) else spec.encode("utf-8")
+        text = _encode(spec, "spec text")
         status = _lib.heed_compile(text, b"<spec>", ctypes.byref(opts), ctypes.byref(handle))
     del keep
     _check(status)
@@ -1080,12 +1089,13 @@ def export(spec, artifact_path, *, variant=None, dtype="float32", head_dim=64, h
                 text = f.read()
         except OSError as e:
             raise HeedIOError(ERROR_IO, "cannot read '%s': %s" % (path, e.strerror or e))
-        source = _encode(path)
+        text = _encode(text, "spec file '%s'" % path)
+        source = _encode(path, "spec path")
     else:
-        text = spec if isinstance(spec, bytes) else spec.encode("utf-8")
+        text = _encode(spec, "spec text")
         source = b"<spec>"
     status = _lib.heed_export(text, source, ctypes.byref(opts),
-                              _encode(os.fspath(artifact_path)))
+                              _encode(os.fspath(artifact_path), "artifact path"))
     del keep
     _check(status)
 
@@ -1101,7 +1111,7 @@ def load(path_or_bytes):
         status = _lib.heed_kernel_load(buf, len(data), ctypes.byref(handle))
         del buf
     elif isinstance(path_or_bytes, (str, os.PathLike)):
-        status = _lib.heed_kernel_load_file(_encode(os.fspath(path_or_bytes)),
+        status = _lib.heed_kernel_load_file(_encode(os.fspath(path_or_bytes), "artifact path"),
                                             ctypes.byref(handle))
     else:
         raise TypeError("load() takes a path or bytes, got %s" % type(path_or_bytes).__name__)
@@ -1223,4 +1233,5 @@ def cache_clear():
 def cache_set_directory(path):
     """Uses `path` for the disk cache from now on (None or '': memory only)."""
     _need_compiler("heed_cache_set_directory")
-    _check(_lib.heed_cache_set_directory(_encode(os.fspath(path)) if path else b""))
+    _check(_lib.heed_cache_set_directory(_encode(os.fspath(path), "cache directory")
+                                         if path else b""))

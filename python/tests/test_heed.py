@@ -733,6 +733,35 @@ class HostileInputTest(HeedTestCase):
         self.assertIn("q has 2147483648 elements in dim 2, more than heed's limit",
                       str(cm.exception))
 
+    def test_nul_in_strings(self):
+        # A C string ends at a NUL: the rest of the spec was silently dropped.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile("variant v { mask = causal() }\0 variant w { mask = true }")
+        self.assertIn("spec text contains a NUL character (at byte 29)", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError):
+            heed.compile(b"variant v { mask = causal() }\0")
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile(os.path.join(EXAMPLES, "sliding_window.attn"),
+                         params={"window": "4\0 junk"})
+        self.assertIn("params contains a NUL", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile(CAUSAL, variant="causal\0x")
+        self.assertIn("variant contains a NUL", str(cm.exception))
+        path = os.path.join(tempfile.mkdtemp(prefix="heed-py-nul-"), "nul.attn")
+        with open(path, "wb") as f:
+            f.write(b"variant v { mask = causal() }\0junk")
+        with self.assertRaises(heed.SpecError) as cm:
+            heed.compile(path)
+        self.assertIn("NUL byte (at byte 29)", str(cm.exception))
+        shutil.rmtree(os.path.dirname(path), True)
+
+    def test_param_given_twice(self):
+        spec = os.path.join(EXAMPLES, "sliding_window.attn")
+        for params in ("window=2,window=3", [("window", 2), ("window", 3)]):
+            with self.assertRaises(heed.InvalidArgumentError) as cm:
+                heed.compile(spec, params=params)
+            self.assertIn("sets 'window' more than once", str(cm.exception))
+
 
 class TorchCudaTest(HeedTestCase):
     """torch CUDA tensors against the float64 reference (GPU machines only)."""

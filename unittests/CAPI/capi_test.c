@@ -408,6 +408,47 @@ static void aliasChecks(heed_kernel *k, heed_kernel *withLse, Problem *p) {
   }
 }
 
+/* A released (or made-up) handle is an error with a message, never a use
+ * after free; num_buffers past what the kernel reads is refused before any
+ * buffer is read; params given twice are an error. */
+static void handleAndArgumentChecks(const Problem *p) {
+  heed_kernel *k = NULL;
+  CHECK(heed_compile(kSpec, "win.attn", NULL, &k) == HEED_OK);
+  if (!k) return;
+  heed_tensor t[4] = {p->tq, p->tk, p->tv, p->to};
+  /* num_buffers 3 with one tensor behind the pointer (was read past it). */
+  heed_tensor one = p->tq;
+  heed_attention_args a;
+  heed_attention_args_init(&a);
+  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.buffers = &one, a.num_buffers = 3;
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "reads 0 buffer(s), but num_buffers is 3") != NULL);
+  a.num_buffers = -1;
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "num_buffers is -1") != NULL);
+
+  heed_kernel_release(k);
+  const char *released = "not a live kernel handle";
+  CHECK(heed_kernel_name(k) == NULL && strstr(heed_last_error(), released) != NULL);
+  CHECK(heed_kernel_head_dim(k) == -1 && heed_kernel_num_buffers(k) == -1);
+  CHECK(heed_kernel_buffer_name(k, 0) == NULL);
+  CHECK(runTensors(k, t, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), released) != NULL);
+  heed_kernel_release(k); /* a second release: refused, not a double free */
+  CHECK(strstr(heed_last_error(), "heed_kernel_release") != NULL);
+  int64_t junk[8] = {0};
+  heed_kernel *forged = (heed_kernel *)junk;
+  CHECK(heed_kernel_target(forged) == NULL && strstr(heed_last_error(), released) != NULL);
+  CHECK(runTensors(forged, t, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+
+  heed_compile_options o;
+  heed_compile_options_init(&o);
+  o.params = "W=2, W=3";
+  heed_kernel *bad = NULL;
+  CHECK(heed_compile(kSpec, NULL, &o, &bad) == HEED_ERROR_INVALID_ARGUMENT && bad == NULL);
+  CHECK(strstr(heed_last_error(), "sets 'W' more than once") != NULL);
+}
+
 int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : "/tmp";
   uint64_t seed = (uint64_t)time(0) ^ (uint64_t)clock();
@@ -534,7 +575,7 @@ int main(int argc, char **argv) {
   CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "buffer") != NULL);
 
-  /* Hostile sizes and aliasing: refused with a message, nothing written. */
+  /* Hostile sizes, aliasing, handles: refused with a message, nothing written. */
   sizeChecks(k, &p);
   heed_compile_options ol;
   heed_compile_options_init(&ol);
@@ -543,6 +584,20 @@ int main(int argc, char **argv) {
   CHECK(heed_compile(kSpec, "win.attn", &ol, &withLse) == HEED_OK);
   aliasChecks(k, withLse, &p);
   heed_kernel_release(withLse);
+  handleAndArgumentChecks(&p);
+  {
+    /* A spec file with a NUL in it (heed_compile would stop reading there). */
+    char nulPath[600];
+    snprintf(nulPath, sizeof nulPath, "%s/nul.attn", dir);
+    FILE *nf = fopen(nulPath, "wb");
+    CHECK(nf != NULL);
+    if (nf) {
+      fwrite("variant v { mask = causal() }\0junk", 1, 34, nf);
+      fclose(nf);
+      CHECK(heed_compile_file(nulPath, NULL, &bad) == HEED_ERROR_SPEC && bad == NULL);
+      CHECK(strstr(heed_last_error(), "NUL byte (at byte 29)") != NULL);
+    }
+  }
 
   /* GPU tensors; then the CPU path works as before. */
   deviceArgumentChecks(k, &p);
