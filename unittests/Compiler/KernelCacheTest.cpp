@@ -106,24 +106,27 @@ struct KernelCacheTest : ::testing::Test {
 
   /// With the entry on disk damaged or foreign: a fresh cache rejects it
   /// (one rejection, a warning mentioning `inWarning`), compiles anew, and
-  /// the kernel is right on a length of `seq`.
-  void expectRejectedAndRebuilt(const std::string &inWarning, int64_t seq) {
+  /// the kernel is right on a length of `seq`. For `of`, else the fixture's
+  /// variant.
+  void expectRejectedAndRebuilt(const std::string &inWarning, int64_t seq,
+                                const spec::Variant *of = nullptr) {
     CacheOutcome outcome;
     CacheStats stats;
     testing::internal::CaptureStderr();
-    auto kernel = getFresh(outcome, &stats);
+    auto kernel = getFresh(outcome, &stats, of);
     std::string warning = testing::internal::GetCapturedStderr();
     ASSERT_TRUE(kernel);
     EXPECT_EQ(outcome, CacheOutcome::Compiled);
     EXPECT_EQ(stats.rejectedEntries, 1u);
     EXPECT_NE(warning.find(inWarning), std::string::npos) << warning;
-    expectCorrect(*kernel, variant, seq);
+    expectCorrect(*kernel, of ? *of : variant, seq);
   }
 
   /// A cache over `dir` with a cold memory cache (a new process, in effect).
-  std::shared_ptr<LoadedKernel> getFresh(CacheOutcome &outcome, CacheStats *stats = nullptr) {
+  std::shared_ptr<LoadedKernel> getFresh(CacheOutcome &outcome, CacheStats *stats = nullptr,
+                                         const spec::Variant *of = nullptr) {
     KernelCache cache(dir.path, 1 << 30, 4);
-    auto got = cache.get(variant, config, &outcome);
+    auto got = cache.get(of ? *of : variant, config, &outcome);
     EXPECT_TRUE(static_cast<bool>(got)) << llvm::toString(got.takeError());
     if (stats)
       *stats = cache.stats();
@@ -222,23 +225,11 @@ TEST_F(KernelCacheTest, AnEntryCopiedOntoAnotherKeyIsNeverServed) {
     ASSERT_TRUE(static_cast<bool>(cache.get(window, config)));
   }
   std::string causalEntry = readBytes(entryPath());
-  auto expectWindowRebuilt = [&](const std::string &inWarning) {
-    KernelCache cache(dir.path, 1 << 30, 4);
-    CacheOutcome outcome;
-    testing::internal::CaptureStderr();
-    auto kernel = cache.get(window, config, &outcome);
-    std::string warning = testing::internal::GetCapturedStderr();
-    ASSERT_TRUE(static_cast<bool>(kernel)) << llvm::toString(kernel.takeError());
-    EXPECT_EQ(outcome, CacheOutcome::Compiled);
-    EXPECT_EQ(cache.stats().rejectedEntries, 1u);
-    EXPECT_NE(warning.find(inWarning), std::string::npos) << warning;
-    expectCorrect(**kernel, window, 45);
-  };
   // The key in the header patched: the checksum covers it.
   std::string patched = causalEntry;
   std::memcpy(&patched[16], windowKey.data(), 32);
   writeBytes(windowPath, patched);
-  expectWindowRebuilt("checksum");
+  expectRejectedAndRebuilt("checksum", 45, &window);
   // Key and checksum made consistent: the stored request is not this one.
   Digest storedKey;
   std::string storedRequest;
@@ -247,7 +238,7 @@ TEST_F(KernelCacheTest, AnEntryCopiedOntoAnotherKeyIsNeverServed) {
   EXPECT_EQ(storedRequest, request);
   artifact.key = windowKey;
   writeBytes(windowPath, DiskCache::encodeEntry(windowKey, storedRequest, artifact));
-  expectWindowRebuilt("written for another kernel");
+  expectRejectedAndRebuilt("written for another kernel", 45, &window);
 }
 
 TEST_F(KernelCacheTest, SpecialFilesNeitherHangNorLoad) {
