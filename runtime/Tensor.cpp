@@ -131,11 +131,11 @@ std::string checkView(const std::string &what, const TensorRef &t, ByteRange *ra
     std::vector<int64_t> strides = t.effectiveStrides();
     r.hi = size;
     for (size_t i = 0; i < t.shape.size(); ++i) {
-      int64_t offset;
+      int64_t offset, span;
       if (__builtin_mul_overflow(strides[i], size, &offset) ||
           __builtin_mul_overflow(offset, t.shape[i] - 1, &offset) ||
           __builtin_add_overflow(offset < 0 ? r.lo : r.hi, offset, offset < 0 ? &r.lo : &r.hi) ||
-          r.hi - r.lo > kMaxTensorBytes)
+          __builtin_sub_overflow(r.hi, r.lo, &span) || span > kMaxTensorBytes)
         return tooLarge(what, t.describe() + " with strides " + joinStrides(strides));
     }
     if (!t.data)

@@ -350,6 +350,12 @@ static void sizeChecks(heed_kernel *k, Problem *p) {
   t[0] = p->tq, t[1] = p->tk, t[2] = p->tv, t[3] = p->to;
   t[1].strides = far;
   expectRefused(k, t, p, "k is too large");
+  /* One end far up, the other far down: each offset fits in 64 bits, their
+   * difference does not (it wrapped to a small span). */
+  int64_t apart[4] = {(int64_t)HQ * S * D, 11728124029610, -30340035978102461, 1};
+  t[1] = p->tk, t[0].strides = apart;
+  expectRefused(k, t, p, "q is too large");
+  t[0] = p->tq;
   int64_t negative[4] = {B, -HKV, S, D};
   t[1] = p->tk, t[2].shape = negative;
   expectRefused(k, t, p, "v has a negative size in dim 1");
