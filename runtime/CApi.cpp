@@ -4,6 +4,8 @@
 #include "heed/Runtime/DiskCache.h"
 
 #include <exception>
+#include <mutex>
+#include <unordered_set>
 
 #ifndef HEED_VERSION_STRING
 #define HEED_VERSION_STRING "0.0.0"
@@ -16,6 +18,22 @@ struct heed_kernel {
   std::string target;
   std::vector<std::string> bufferShapes;
 };
+
+namespace {
+/// Every heed_kernel handed out and not yet released. Each call checks its
+/// handle here before touching it, so a released (or never issued) handle is
+/// an error with a message, not a use after free. Looking the pointer up
+/// reads nothing through it. (A released handle whose address malloc gives
+/// to a new kernel is that kernel: the check cannot see that far.)
+struct LiveKernels {
+  std::mutex mutex;
+  std::unordered_set<const heed_kernel *> handles;
+};
+LiveKernels &liveKernels() {
+  static LiveKernels *live = new LiveKernels; // never destroyed: calls may come at exit
+  return *live;
+}
+} // namespace
 
 namespace heed::capi {
 namespace {
@@ -52,6 +70,9 @@ heed_kernel *makeKernel(std::shared_ptr<LoadedKernel> kernel,
       s += (i ? "," : "") + b.shape[i];
     k->bufferShapes.push_back(s);
   }
+  LiveKernels &live = liveKernels();
+  std::lock_guard<std::mutex> lock(live.mutex);
+  live.handles.insert(k);
   return k;
 }
 } // namespace
@@ -74,6 +95,23 @@ using namespace heed;
 using heed::capi::fail;
 
 namespace {
+
+/// Is `k` a handle heed issued and has not released? If not, records why
+/// as the last error (naming `caller`).
+bool isLive(const heed_kernel *k, const char *caller) {
+  if (!k) {
+    fail(HEED_ERROR_INVALID_ARGUMENT, std::string(caller) + ": NULL kernel");
+    return false;
+  }
+  LiveKernels &live = liveKernels();
+  std::lock_guard<std::mutex> lock(live.mutex);
+  if (live.handles.count(k))
+    return true;
+  fail(HEED_ERROR_INVALID_ARGUMENT,
+       std::string(caller) + ": not a live kernel handle (released already, or never "
+                             "returned by heed_compile / heed_kernel_load)");
+  return false;
+}
 
 bool toDType(int32_t code, DType &out) {
   if (code < HEED_F32 || code > HEED_BOOL)
@@ -206,42 +244,63 @@ heed_status heed_kernel_load_file(const char *path, heed_kernel **kernel) {
   return s;
 }
 
-void heed_kernel_release(heed_kernel *kernel) { delete kernel; }
+void heed_kernel_release(heed_kernel *kernel) {
+  if (!kernel)
+    return;
+  {
+    LiveKernels &live = liveKernels();
+    std::lock_guard<std::mutex> lock(live.mutex);
+    if (!live.handles.erase(kernel)) {
+      fail(HEED_ERROR_INVALID_ARGUMENT,
+           "heed_kernel_release: not a live kernel handle (released already, or never "
+           "returned by heed_compile / heed_kernel_load); nothing released");
+      return;
+    }
+  }
+  delete kernel;
+}
 
 const char *heed_kernel_name(const heed_kernel *k) {
-  return k ? k->info.name.c_str() : nullptr;
+  return isLive(k, "heed_kernel_name") ? k->info.name.c_str() : nullptr;
 }
 const char *heed_kernel_target(const heed_kernel *k) {
-  return k ? k->target.c_str() : nullptr;
+  return isLive(k, "heed_kernel_target") ? k->target.c_str() : nullptr;
 }
 int32_t heed_kernel_dtype(const heed_kernel *k) {
-  return k ? int32_t(k->info.dtype) : -1;
+  return isLive(k, "heed_kernel_dtype") ? int32_t(k->info.dtype) : -1;
 }
-int64_t heed_kernel_head_dim(const heed_kernel *k) { return k ? k->info.headDim : -1; }
+int64_t heed_kernel_head_dim(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_head_dim") ? k->info.headDim : -1;
+}
 int64_t heed_kernel_head_dim_v(const heed_kernel *k) {
-  return k ? k->info.headDimV : -1;
+  return isLive(k, "heed_kernel_head_dim_v") ? k->info.headDimV : -1;
 }
 int32_t heed_kernel_layout(const heed_kernel *k) {
-  return k ? (k->info.layout == Layout::BSHD ? HEED_LAYOUT_BSHD : HEED_LAYOUT_BHSD)
-           : -1;
+  if (!isLive(k, "heed_kernel_layout"))
+    return -1;
+  return k->info.layout == Layout::BSHD ? HEED_LAYOUT_BSHD : HEED_LAYOUT_BHSD;
 }
-int32_t heed_kernel_has_lse(const heed_kernel *k) { return k ? k->info.lse : -1; }
-double heed_kernel_scale(const heed_kernel *k) { return k ? k->info.scale : 0; }
+int32_t heed_kernel_has_lse(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_has_lse") ? k->info.lse : -1;
+}
+double heed_kernel_scale(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_scale") ? k->info.scale : 0;
+}
 int32_t heed_kernel_num_buffers(const heed_kernel *k) {
-  return k ? int32_t(k->info.buffers.size()) : -1;
+  return isLive(k, "heed_kernel_num_buffers") ? int32_t(k->info.buffers.size()) : -1;
 }
 const char *heed_kernel_buffer_name(const heed_kernel *k, int32_t i) {
-  if (!k || i < 0 || size_t(i) >= k->info.buffers.size())
+  if (!isLive(k, "heed_kernel_buffer_name") || i < 0 || size_t(i) >= k->info.buffers.size())
     return nullptr;
   return k->info.buffers[i].name.c_str();
 }
 int32_t heed_kernel_buffer_dtype(const heed_kernel *k, int32_t i) {
-  if (!k || i < 0 || size_t(i) >= k->info.buffers.size())
+  if (!isLive(k, "heed_kernel_buffer_dtype") || i < 0 || size_t(i) >= k->info.buffers.size())
     return -1;
   return int32_t(k->info.buffers[i].dtype);
 }
 const char *heed_kernel_buffer_shape(const heed_kernel *k, int32_t i) {
-  if (!k || i < 0 || size_t(i) >= k->bufferShapes.size())
+  if (!isLive(k, "heed_kernel_buffer_shape") || i < 0 || size_t(i) >= k->bufferShapes.size())
     return nullptr;
   return k->bufferShapes[i].c_str();
 }
@@ -254,8 +313,10 @@ void heed_attention_args_init(heed_attention_args *args) {
 }
 
 heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args *a) {
-  if (!kernel || !a)
-    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: NULL kernel or arguments");
+  if (!a)
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: NULL arguments");
+  if (!isLive(kernel, "heed_attention"))
+    return HEED_ERROR_INVALID_ARGUMENT;
   if (a->struct_size < sizeof(heed_attention_args))
     return fail(HEED_ERROR_INVALID_ARGUMENT,
                 "heed_attention: args.struct_size is not set (call heed_attention_args_init)");
@@ -272,13 +333,26 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
     if (a->lse)
       if (heed_status s = convert(a->lse, "lse", args.lse, placed, err))
         return fail(s, err);
-    if (a->num_buffers < 0 || (a->num_buffers > 0 && !a->buffers))
-      return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: bad buffers / num_buffers");
+    // C arrays carry no length: a count other than the kernel's is refused
+    // before any element is read, so no more than it declares is read.
+    const std::vector<BufferInfo> &declared = kernel->info.buffers;
+    if (a->num_buffers < 0 || size_t(a->num_buffers) != declared.size()) {
+      std::string names;
+      for (const BufferInfo &b : declared)
+        names += (names.empty() ? "" : ", ") + b.name;
+      return fail(HEED_ERROR_INVALID_ARGUMENT,
+                  "heed_attention: variant '" + kernel->info.name + "' reads " +
+                      std::to_string(declared.size()) + " buffer(s)" +
+                      (names.empty() ? "" : " (" + names + ")") + ", but num_buffers is " +
+                      std::to_string(a->num_buffers));
+    }
+    if (a->num_buffers > 0 && !a->buffers)
+      return fail(HEED_ERROR_INVALID_ARGUMENT,
+                  "heed_attention: num_buffers is " + std::to_string(a->num_buffers) +
+                      " but buffers is NULL");
     for (int32_t i = 0; i < a->num_buffers; ++i) {
       TensorRef t;
-      std::string name = "buffer " + std::to_string(i);
-      if (i < heed_kernel_num_buffers(kernel))
-        name = "buffer '" + kernel->info.buffers[i].name + "'";
+      std::string name = "buffer '" + declared[i].name + "'";
       if (heed_status s = convert(&a->buffers[i], name, t, placed, err))
         return fail(s, err);
       args.buffers.push_back(t);

@@ -96,16 +96,13 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
              toString(n.t->dtype);
     if (n.t->shape[3] != n.d)
       return name + " must have head dim " + std::to_string(n.d) + ", got " + n.t->describe();
-    if (!n.t->strides.empty() && n.t->strides.size() != 4)
-      return name + " has " + std::to_string(n.t->strides.size()) + " strides for rank 4";
+    if (std::string err = checkView(name, *n.t); !err.empty())
+      return err;
     if (n.t->effectiveStrides()[3] != 1)
       return name + " must be contiguous in its last (head) dimension";
-    for (int64_t s : n.t->shape)
-      if (s < 0)
-        return name + " has a negative size: " + n.t->describe();
-    if (!n.t->data && n.t->numElements() > 0)
-      return name + " has no data pointer";
   }
+  if (std::string err = checkWritable("out", a.out); !err.empty())
+    return err;
   unsigned hd = bshd ? 2 : 1, sd = bshd ? 1 : 2;
   dims = {a.q.shape[0], a.q.shape[hd], a.k.shape[hd], a.q.shape[sd], a.k.shape[sd]};
   if (a.k.shape[0] != dims.batch || a.v.shape[0] != dims.batch || a.out.shape[0] != dims.batch)
@@ -129,12 +126,12 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
     std::vector<int64_t> want = {dims.batch, dims.headsQ, dims.seqQ};
     if (a.lse.dtype != DType::F32 || a.lse.shape != want)
       return "lse must be f32[" + join(want) + "], got " + a.lse.describe();
-    if (!a.lse.strides.empty() && a.lse.strides.size() != 3)
-      return "lse has the wrong number of strides";
+    if (std::string err = checkView("lse", a.lse); !err.empty())
+      return err;
     if (a.lse.effectiveStrides()[2] != 1)
       return "lse must be contiguous in its last dimension";
-    if (!a.lse.data && a.lse.numElements() > 0)
-      return "lse has no data pointer";
+    if (std::string err = checkWritable("lse", a.lse); !err.empty())
+      return err;
   }
   return "";
 }
@@ -162,10 +159,52 @@ std::string checkBuffers(const AttentionArgs &a, const KernelInfo &info,
       return "buffer '" + decl.name + "' must have shape [" + symbolic + "] = [" + join(want) +
              "], got " + t.describe();
     }
+    if (std::string err = checkView("buffer '" + decl.name + "'", t); !err.empty())
+      return err;
     if (!t.isContiguous())
       return "buffer '" + decl.name + "' must be contiguous";
-    if (!t.data && t.numElements() > 0)
-      return "buffer '" + decl.name + "' has no data pointer";
+  }
+  return "";
+}
+
+/// The memory a tensor of the call occupies, as addresses [lo, hi).
+struct Extent {
+  std::string name;
+  uintptr_t lo = 0, hi = 0;
+};
+
+Extent extentOf(std::string name, const TensorRef &t) {
+  ByteRange r;
+  checkView(name, t, &r); // already checked: only the range is wanted
+  auto base = reinterpret_cast<uintptr_t>(t.data);
+  return {std::move(name), base + uintptr_t(r.lo), base + uintptr_t(r.hi)};
+}
+
+/// The outputs (out, lse) share no byte with an input or with each other:
+/// the kernel writes them while it still reads its inputs, and in an order
+/// of its choosing. Extents are compared as address ranges, from each
+/// view's lowest to its highest byte (sufficient; it also rejects outputs
+/// interleaved with an input between the input's elements).
+std::string checkOutputsApart(const AttentionArgs &a, const KernelInfo &info) {
+  std::vector<Extent> inputs = {extentOf("q", a.q), extentOf("k", a.k), extentOf("v", a.v)};
+  for (size_t i = 0; i < a.buffers.size(); ++i)
+    inputs.push_back(extentOf("buffer '" + info.buffers[i].name + "'", a.buffers[i]));
+  std::vector<Extent> outputs = {extentOf("out", a.out)};
+  if (info.lse)
+    outputs.push_back(extentOf("lse", a.lse));
+  auto meet = [](const Extent &x, const Extent &y) {
+    return x.lo < x.hi && y.lo < y.hi && x.lo < y.hi && y.lo < x.hi;
+  };
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    for (const Extent &in : inputs)
+      if (meet(outputs[o], in))
+        return outputs[o].name + " overlaps " + in.name +
+               " in memory; an output must not share memory with an input (q, k, v, "
+               "buffers) or with the other output";
+    for (size_t p = o + 1; p < outputs.size(); ++p)
+      if (meet(outputs[o], outputs[p]))
+        return outputs[o].name + " and " + outputs[p].name +
+               " overlap in memory; each output needs memory of its own";
   }
   return "";
 }
@@ -284,7 +323,9 @@ std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info
                                AttentionDims &dims) {
   if (std::string err = checkTensors(args, info, dims); !err.empty())
     return err;
-  return checkBuffers(args, info, dims);
+  if (std::string err = checkBuffers(args, info, dims); !err.empty())
+    return err;
+  return checkOutputsApart(args, info);
 }
 
 unsigned hardwareThreads() {

@@ -93,7 +93,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         double score = spec::evaluate(*variant.score, p, data, &oob);
         bool visible = spec::evaluate(*variant.mask, p, data, &oob) != 0;
         s[j] = visible ? score : -std::numeric_limits<double>::infinity();
-        if (visible)
+        if (visible && std::isfinite(score))
           maxScore = std::max(maxScore, std::fabs(score));
         m = std::max(m, s[j]);
       }
@@ -252,32 +252,71 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
   return pairs ? total / pairs : 0;
 }
 
+namespace {
+/// Accumulates ErrorStats one (got, reference) pair at a time.
+struct Comparison {
+  ErrorStats e;
+  double refMax = 0;
+
+  void add(double have, double want) {
+    if (std::isnan(want)) {
+      ++e.referenceNaNs;
+    } else if (std::isnan(have)) {
+      ++e.nanCount;
+    } else if (std::isinf(want) || std::isinf(have)) {
+      e.infMismatches += have != want;
+    } else {
+      refMax = std::max(refMax, std::fabs(want));
+      e.maxAbs = std::max(e.maxAbs, std::fabs(have - want));
+    }
+  }
+  ErrorStats finish() {
+    if (!e.clean()) {
+      e.maxAbs = e.relative = std::numeric_limits<double>::infinity();
+      return e;
+    }
+    e.relative = refMax > 0 ? e.maxAbs / refMax : e.maxAbs;
+    return e;
+  }
+};
+} // namespace
+
+bool ErrorStats::passes(double tolerance) const {
+  return clean() && std::isfinite(tolerance) && relative <= tolerance;
+}
+
+std::string ErrorStats::problem() const {
+  std::string text;
+  auto add = [&](int64_t n, const char *what) {
+    if (n)
+      text += (text.empty() ? "" : "; ") + std::to_string(n) + what;
+  };
+  add(nanCount, " NaN in the output where the reference has none");
+  add(referenceNaNs, " NaN in the float64 reference (the variant's scores are not finite "
+                     "there: the output is undefined and cannot be checked)");
+  add(infMismatches, " entries infinite on one side only, or of the other sign");
+  return text;
+}
+
 ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
                          Layout layout) {
-  ErrorStats e;
+  Comparison c;
   bool bshd = layout == Layout::BSHD;
   const auto &shape = got.shape();
   int64_t B = shape[0], H = shape[bshd ? 2 : 1], S = shape[bshd ? 1 : 2], D = shape[3];
-  double refMax = 0;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t s = 0; s < S; ++s)
-        for (int64_t d = 0; d < D; ++d) {
-          double want = ref[((b * H + h) * S + s) * D + d];
-          double have = got.get(flat(shape, layout, b, h, s, d));
-          refMax = std::max(refMax, std::fabs(want));
-          if (std::isnan(have)) {
-            ++e.nanCount;
-            continue;
-          }
-          e.maxAbs = std::max(e.maxAbs, std::fabs(have - want));
-        }
-  if (e.nanCount) {
-    e.maxAbs = e.relative = std::numeric_limits<double>::infinity();
-    return e;
-  }
-  e.relative = refMax > 0 ? e.maxAbs / refMax : e.maxAbs;
-  return e;
+        for (int64_t d = 0; d < D; ++d)
+          c.add(got.get(flat(shape, layout, b, h, s, d)), ref[((b * H + h) * S + s) * D + d]);
+  return c.finish();
+}
+
+ErrorStats compareLse(const HostTensor &got, const std::vector<double> &ref) {
+  Comparison c;
+  for (int64_t i = 0; i < got.size(); ++i)
+    c.add(got.get(i), ref[size_t(i)]);
+  return c.finish();
 }
 
 } // namespace heed

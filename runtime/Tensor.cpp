@@ -1,11 +1,12 @@
 // Tensor views, dtype helpers and host tensors.
 #include "heed/Runtime/Tensor.h"
 
-
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 
 namespace heed {
 
@@ -72,6 +73,107 @@ std::string TensorRef::describe() const {
   for (size_t i = 0; i < shape.size(); ++i)
     text += (i ? ", " : "") + std::to_string(shape[i]);
   return text + "]";
+}
+
+namespace {
+
+std::string describeShape(DType dtype, const std::vector<int64_t> &shape) {
+  TensorRef t;
+  t.dtype = dtype;
+  t.shape = shape;
+  return t.describe();
+}
+
+std::string joinStrides(const std::vector<int64_t> &strides) {
+  std::string text = "[";
+  for (size_t i = 0; i < strides.size(); ++i)
+    text += (i ? ", " : "") + std::to_string(strides[i]);
+  return text + "]";
+}
+
+std::string tooLarge(const std::string &what, const std::string &view) {
+  return what + " is too large: " + view + " spans more than heed's limit of 2^48 bytes";
+}
+
+} // namespace
+
+std::string checkShape(const std::string &what, DType dtype, const std::vector<int64_t> &shape,
+                       int64_t *bytes) {
+  int64_t total = int64_t(dtypeSize(dtype));
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0)
+      return what + " has a negative size in dim " + std::to_string(i) + ": " +
+             describeShape(dtype, shape);
+    if (shape[i] > kMaxDim)
+      return what + " has " + std::to_string(shape[i]) + " elements in dim " +
+             std::to_string(i) + ", more than heed's limit of " + std::to_string(kMaxDim) +
+             " (2^31 - 1) per dim";
+  }
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end())
+    total = 0;
+  for (int64_t d : shape)
+    if (total && (__builtin_mul_overflow(total, d, &total) || total > kMaxTensorBytes))
+      return tooLarge(what, describeShape(dtype, shape));
+  if (bytes)
+    *bytes = total;
+  return "";
+}
+
+std::string checkView(const std::string &what, const TensorRef &t, ByteRange *range) {
+  if (std::string err = checkShape(what, t.dtype, t.shape); !err.empty())
+    return err;
+  if (!t.strides.empty() && t.strides.size() != t.shape.size())
+    return what + " has " + std::to_string(t.strides.size()) + " strides for rank " +
+           std::to_string(t.shape.size());
+  ByteRange r;
+  if (t.numElements() > 0) {
+    int64_t size = int64_t(dtypeSize(t.dtype));
+    std::vector<int64_t> strides = t.effectiveStrides();
+    r.hi = size;
+    for (size_t i = 0; i < t.shape.size(); ++i) {
+      int64_t offset, span;
+      if (__builtin_mul_overflow(strides[i], size, &offset) ||
+          __builtin_mul_overflow(offset, t.shape[i] - 1, &offset) ||
+          __builtin_add_overflow(offset < 0 ? r.lo : r.hi, offset, offset < 0 ? &r.lo : &r.hi) ||
+          __builtin_sub_overflow(r.hi, r.lo, &span) || span > kMaxTensorBytes)
+        return tooLarge(what, t.describe() + " with strides " + joinStrides(strides));
+    }
+    if (!t.data)
+      return what + " has no data pointer";
+    auto base = reinterpret_cast<uintptr_t>(t.data);
+    if ((r.lo < 0 && base < uintptr_t(-r.lo)) ||
+        std::numeric_limits<uintptr_t>::max() - base < uintptr_t(r.hi))
+      return what + " wraps around the address space: " + t.describe() + " with strides " +
+             joinStrides(strides) + " from its data pointer";
+  }
+  if (range)
+    *range = r;
+  return "";
+}
+
+std::string checkWritable(const std::string &what, const TensorRef &t) {
+  if (t.numElements() == 0)
+    return "";
+  std::vector<int64_t> strides = t.effectiveStrides();
+  std::vector<std::pair<int64_t, int64_t>> dims; // (stride, extent) of dims that step
+  for (size_t i = 0; i < t.shape.size(); ++i) {
+    if (t.shape[i] < 2)
+      continue;
+    if (strides[i] < 0)
+      return what + " has a negative stride " + joinStrides(strides) +
+             "; heed writes outputs through non-negative strides only";
+    dims.emplace_back(strides[i], t.shape[i]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t span = 1; // elements covered by the dims inside the current one
+  for (const auto &[stride, extent] : dims) {
+    if (stride < span)
+      return what + " overlaps itself: with strides " + joinStrides(strides) + " for " +
+             t.describe() + " two of its indices address the same memory, so one output "
+             "would overwrite another";
+    span = stride * (extent - 1) + span; // fits: checkView bounded the whole span
+  }
+  return "";
 }
 
 float bf16ToFloat(uint16_t v) {
@@ -143,6 +245,19 @@ HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape)
   for (int64_t d : shape_)
     count_ *= d;
   bytes_.assign(static_cast<size_t>(count_) * dtypeSize(dtype_), 0);
+}
+
+std::string HostTensor::create(const std::string &what, DType dtype, std::vector<int64_t> shape,
+                               HostTensor &out) {
+  int64_t bytes = 0;
+  if (std::string err = checkShape(what, dtype, shape, &bytes); !err.empty())
+    return err;
+  try {
+    out = HostTensor(dtype, std::move(shape));
+  } catch (const std::bad_alloc &) {
+    return "cannot allocate " + std::to_string(bytes) + " bytes for " + what;
+  }
+  return "";
 }
 
 TensorRef HostTensor::ref() {

@@ -48,7 +48,10 @@ typedef enum heed_device_type {
 typedef enum heed_layout { HEED_LAYOUT_BHSD = 0, HEED_LAYOUT_BSHD = 1 } heed_layout;
 
 /* A tensor view, DLPack-style. Strides count elements; NULL strides mean
- * contiguous row-major. heed never takes ownership. */
+ * contiguous row-major. heed never takes ownership. Every dim is at most
+ * 2^31 - 1 and a view spans at most 2^48 bytes (checked without overflow);
+ * outputs (out, lse) must not overlap themselves (no zero, inner or negative
+ * strides), an input, or each other. docs/runtime.md, "Limits". */
 typedef struct heed_tensor {
   void *data;
   int32_t device_type; /* heed_device_type */
@@ -77,7 +80,7 @@ typedef struct heed_compile_options {
   int32_t lse;          /* nonzero: the kernel also writes log-sum-exp */
   double scale;         /* 0: 1/sqrt(head_dim) */
   const char *variant;  /* which variant of the spec; NULL: the only one */
-  const char *params;   /* "name=value,name=value" overrides, or NULL */
+  const char *params;   /* "name=value,name=value" overrides (each name once), or NULL */
   const char *target;   /* heed_compile: NULL or "cpu": this machine's CPU, and the kernel
                          * runs on CUDA and ROCm tensors too (compiled for the GPU at the
                          * first such call); "cuda": CUDA tensors only, no CPU code;
@@ -125,9 +128,13 @@ heed_status heed_cache_clear(void);
 /* Loads an artifact from memory or a file; the entry for this machine is picked. */
 heed_status heed_kernel_load(const void *artifact, size_t size, heed_kernel **kernel);
 heed_status heed_kernel_load_file(const char *path, heed_kernel **kernel);
+/* Every call checks that its kernel handle is live: a released handle (or a
+ * pointer heed never returned) is HEED_ERROR_INVALID_ARGUMENT, and releasing
+ * it again releases nothing (the last error says so). NULL is allowed. */
 void heed_kernel_release(heed_kernel *kernel);
 
-/* What the kernel was compiled for. */
+/* What the kernel was compiled for (NULL / -1 for a handle that is not live,
+ * with the reason as the last error). */
 const char *heed_kernel_name(const heed_kernel *kernel);
 const char *heed_kernel_target(const heed_kernel *kernel);
 int32_t heed_kernel_dtype(const heed_kernel *kernel);
@@ -154,7 +161,8 @@ typedef struct heed_attention_args {
   const heed_tensor *q, *k, *v, *out;
   const heed_tensor *lse;     /* [B, Hq, Sq] f32, iff the kernel writes it; else NULL */
   const heed_tensor *buffers; /* in the variant's declaration order */
-  int32_t num_buffers;
+  int32_t num_buffers;        /* exactly heed_kernel_num_buffers(): any other count is
+                               * refused before `buffers` is read */
   int32_t num_threads;        /* CPU: 0 = all cores */
   void *stream;               /* GPU: the stream to launch on, a CUstream / cudaStream_t for
                                * CUDA tensors, a hipStream_t for ROCm tensors (NULL: the

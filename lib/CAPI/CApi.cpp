@@ -9,6 +9,7 @@
 #include "heed/Runtime/CApiSupport.h"
 
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <exception>
 #include <fstream>
@@ -59,8 +60,15 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   if (o->params) {
     llvm::SmallVector<llvm::StringRef> parts;
     llvm::StringRef(o->params).split(parts, ',', -1, /*KeepEmpty=*/false);
-    for (llvm::StringRef p : parts)
+    llvm::StringSet<> names;
+    for (llvm::StringRef p : parts) {
+      // The spec language would take the last of two values silently.
+      llvm::StringRef name = p.split('=').first.trim();
+      if (!names.insert(name).second)
+        return "options.params sets '" + name.str() + "' more than once (\"" + o->params +
+               "\"); give each param once";
       r.params.push_back(p.trim().str());
+    }
   }
   r.target = o->target ? o->target : "";
   r.useCache = o->use_cache != 0;
@@ -170,6 +178,10 @@ heed_status heed_compile_file(const char *path, const heed_compile_options *opti
   std::string text, error;
   if (!readFile(path, text, error))
     return fail(HEED_ERROR_IO, error);
+  // heed_compile takes a C string: a NUL would silently end the spec there.
+  if (size_t nul = text.find('\0'); nul != std::string::npos)
+    return fail(HEED_ERROR_SPEC, std::string(path) + ": the spec contains a NUL byte (at byte " +
+                                     std::to_string(nul) + ")");
   return heed_compile(text.c_str(), path, options, kernel);
 }
 

@@ -130,10 +130,12 @@ namespace {
 std::string keyText(const spec::Variant &variant, const KernelConfig &config) {
   return "config " + config.canonical() + '\n' + canonical(variant);
 }
-Digest keyOf(const Digest &target, const std::string &text) {
-  std::string all = toHex(target) + '\n' + text;
-  return sha256(all.data(), all.size());
+/// The request a key is the SHA-256 of; a disk entry stores it, and a
+/// lookup compares it with its own.
+std::string requestOf(const Digest &target, const std::string &text) {
+  return toHex(target) + '\n' + text;
 }
+Digest keyOf(const std::string &request) { return sha256(request.data(), request.size()); }
 } // namespace
 
 /// GPU targets write "gpu-target": no CPU target's text is the same.
@@ -150,12 +152,17 @@ Digest KernelCache::key(const spec::Variant &variant, const KernelConfig &config
 
 Digest KernelCache::key(const Digest &target, const spec::Variant &variant,
                         const KernelConfig &config) {
-  return keyOf(target, keyText(variant, config));
+  return keyOf(request(target, variant, config));
 }
 
 Digest KernelCache::key(const spec::Variant &variant, const KernelConfig &config,
                         const CPUTarget &target) {
   return key(targetDigest(target), variant, config);
+}
+
+std::string KernelCache::request(const Digest &target, const spec::Variant &variant,
+                                 const KernelConfig &config) {
+  return requestOf(target, keyText(variant, config));
 }
 
 KernelCache &KernelCache::global() {
@@ -230,7 +237,7 @@ void KernelCache::clearMemory() {
 
 template <class T>
 llvm::Expected<std::shared_ptr<T>>
-KernelCache::lookup(const Digest &k, Recent<T> &memory,
+KernelCache::lookup(const Digest &k, const std::string &request, Recent<T> &memory,
                     llvm::function_ref<std::shared_ptr<T>(const Artifact &, std::string &)> load,
                     llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile,
                     CacheOutcome *outcome) {
@@ -256,7 +263,7 @@ KernelCache::lookup(const Digest &k, Recent<T> &memory,
   if (diskCache) {
     Artifact artifact;
     std::string note;
-    auto result = diskCache->load(k, artifact, note);
+    auto result = diskCache->load(k, request, artifact, note);
     if (result == DiskCache::LoadResult::Hit) {
       std::string error;
       if (std::shared_ptr<T> value = load(artifact, error)) {
@@ -271,9 +278,7 @@ KernelCache::lookup(const Digest &k, Recent<T> &memory,
       }
       // It verified but does not load (e.g. copied from another machine, or
       // an entry of the wrong kind): not trusted, rebuilt.
-      std::remove(diskCache->pathFor(k).c_str());
-      note = "cache entry " + diskCache->pathFor(k) + " does not load (" + error +
-             "); removed, rebuilding";
+      note = DiskCache::discard(diskCache->pathFor(k), "it does not load: " + error);
       result = DiskCache::LoadResult::Rejected;
     }
     if (result == DiskCache::LoadResult::Rejected) {
@@ -295,7 +300,7 @@ KernelCache::lookup(const Digest &k, Recent<T> &memory,
   }
   if (diskCache && writable) {
     std::string error;
-    if (!diskCache->store(k, artifact, error)) {
+    if (!diskCache->store(k, request, artifact, error)) {
       bool first;
       {
         std::lock_guard<std::mutex> lock(mutex);
@@ -325,7 +330,7 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
   // A memory hit should cost microseconds: the SHA-256 of a large
   // variant's text is tens of them, so recent texts map to their keys
   // (exact text comparison: as sound as hashing it).
-  std::string text = keyText(variant, config);
+  std::string text = requestOf(hostDigest, keyText(variant, config));
   Digest k;
   {
     std::lock_guard<std::mutex> lock(mutex);
@@ -333,14 +338,14 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
     if (it != keyMemo.end()) {
       k = it->second;
     } else {
-      k = keyOf(hostDigest, text);
+      k = keyOf(text);
       if (keyMemo.size() >= 4 * memoryEntries)
         keyMemo.clear();
       keyMemo.emplace(text, k);
     }
   }
   return lookup<LoadedKernel>(
-      k, kernels,
+      k, text, kernels,
       [](const Artifact &artifact, std::string &error) {
         return LoadedKernel::load(artifact, error); // CPU entries only (hostRuns)
       },
@@ -355,8 +360,9 @@ KernelCache::getGPU(const spec::Variant &variant, const KernelConfig &config,
   // GPU images are looked up once per process and launcher (the C API and
   // heed-run keep the loaded module), so the key is hashed every time.
   std::string entryTarget = target.entryTarget();
+  std::string text = request(targetDigest(target), variant, config);
   return lookup<const ArtifactEntry>(
-      key(variant, config, target), gpuImages,
+      keyOf(text), text, gpuImages,
       [&](const Artifact &artifact, std::string &error) -> std::shared_ptr<const ArtifactEntry> {
         if (artifact.entries.size() != 1) {
           error = "a GPU cache entry holds one image, this one " +

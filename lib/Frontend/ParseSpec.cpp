@@ -80,7 +80,13 @@ llvm::Expected<ParamOverrides> parseParamAssignments(llvm::ArrayRef<std::string>
     if (eq == std::string::npos || eq == 0)
       return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                      "--param expects name=value, got '" + p + "'");
-    overrides.emplace_back(p.substr(0, eq), p.substr(eq + 1));
+    std::string name = p.substr(0, eq);
+    for (const auto &[seen, value] : overrides)
+      if (seen == name)
+        return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                       "--param '" + name + "' is given twice (" + name + "=" +
+                                           value + " and " + p + ")");
+    overrides.emplace_back(std::move(name), p.substr(eq + 1));
   }
   return overrides;
 }

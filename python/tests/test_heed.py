@@ -84,12 +84,17 @@ class BF16Array:
 
 class FakeCuda:
     """A tensor that claims to live on a CUDA device (never dereferenced:
-    tests that would launch on it run only where there is no CUDA driver)."""
+    tests that would launch on it run only where there is no CUDA driver).
+    Each has an address of its own: outputs sharing an input's memory are
+    refused before any launch."""
+
+    _next_address = 1 << 32
 
     def __init__(self, shape, typestr="<f4"):
+        FakeCuda._next_address += 1 << 32
         self.__cuda_array_interface__ = {
-            "shape": tuple(shape), "typestr": typestr, "data": (0x10000, False),
-            "strides": None, "version": 3}
+            "shape": tuple(shape), "typestr": typestr,
+            "data": (FakeCuda._next_address, False), "strides": None, "version": 3}
 
 
 def cuda_driver_loads():
@@ -594,6 +599,84 @@ class KernelTest(HeedTestCase):
         with self.assertRaises(heed.HeedError) as cm:
             heed.load("/nonexistent/kernel.heed")
         self.assertEqual(cm.exception.status, heed.ERROR_IO)
+
+
+class HostileInputTest(HeedTestCase):
+    """Misuse gets a clear error from the binding or the C library, and no
+    output is written."""
+
+    def test_outputs_that_overlap_are_refused(self):
+        rng = make_rng(self)
+        kernel = heed.compile(CAUSAL, head_dim=16, lse=True)
+        q, k, v = (randn(rng, (1, 2, 8, 16)) for _ in range(3))
+        v_before = v.copy()
+        with self.assertRaises(heed.InvalidArgumentError) as cm:  # out = v
+            kernel(q, k, v, out=v, lse=nans((1, 2, 8)))
+        self.assertIn("out overlaps v in memory", str(cm.exception))
+        np.testing.assert_array_equal(v, v_before)
+        base = nans((1, 2, 8, 16))
+        s = base.strides
+        cases = [
+            (np.lib.stride_tricks.as_strided(base, (1, 2, 8, 16), (s[0], 0, s[2], s[3])),
+             "out overlaps itself"),  # both heads on one row
+            (np.lib.stride_tricks.as_strided(base, (1, 2, 8, 16), (s[0], s[1], s[2] // 2, s[3])),
+             "out overlaps itself"),  # half strides
+            (base[:, :, ::-1], "out has a negative stride"),
+        ]
+        for out, why in cases:
+            with self.assertRaises(heed.InvalidArgumentError) as cm:
+                kernel(q, k, v, out=out, lse=nans((1, 2, 8)))
+            self.assertIn(why, str(cm.exception))
+        self.assertTrue(np.isnan(base).all(), "a refused call wrote its output")
+        out = nans((1, 2, 8, 16))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:  # lse inside out
+            kernel(q, k, v, out=out, lse=out.reshape(-1)[:16].reshape(1, 2, 8))
+        self.assertIn("out and lse overlap in memory", str(cm.exception))
+        # Inputs may alias each other: q = k = v is a valid call.
+        out, lse = nans((1, 2, 8, 16)), nans((1, 2, 8))
+        kernel(q, q, q, out=out, lse=lse)
+        want, want_lse = reference(q, q, q, causal_mask)
+        self.assertClose(out, want)
+        self.assertLse(lse, want_lse)
+
+    def test_sizes_past_the_limits(self):
+        kernel = heed.compile(CAUSAL, head_dim=16)
+        tiny = np.zeros(16, np.float32)
+        # 2^31 rows of one broadcast row: no memory, one dim past the limit.
+        huge = np.lib.stride_tricks.as_strided(tiny, (1, 1, 2 ** 31, 16), (0, 0, 0, 4))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            kernel(huge, huge, huge, out=nans((1, 1, 8, 16)))
+        self.assertIn("q has 2147483648 elements in dim 2, more than heed's limit",
+                      str(cm.exception))
+
+    def test_nul_in_strings(self):
+        # A C string ends at a NUL: the rest of the spec was silently dropped.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile("variant v { mask = causal() }\0 variant w { mask = true }")
+        self.assertRegex(str(cm.exception), r"NUL character.*byte 29")
+        with self.assertRaises(heed.InvalidArgumentError):
+            heed.compile(b"variant v { mask = causal() }\0")
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile(os.path.join(EXAMPLES, "sliding_window.attn"),
+                         params={"window": "4\0 junk"})
+        self.assertIn("params contains a NUL", str(cm.exception))
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile(CAUSAL, variant="causal\0x")
+        self.assertIn("variant contains a NUL", str(cm.exception))
+        path = os.path.join(tempfile.mkdtemp(prefix="heed-py-nul-"), "nul.attn")
+        with open(path, "wb") as f:
+            f.write(b"variant v { mask = causal() }\0junk")
+        with self.assertRaises(heed.SpecError) as cm:
+            heed.compile(path)
+        self.assertIn("NUL byte (at byte 29)", str(cm.exception))
+        shutil.rmtree(os.path.dirname(path), True)
+
+    def test_param_given_twice(self):
+        spec = os.path.join(EXAMPLES, "sliding_window.attn")
+        for params in ("window=2,window=3", [("window", 2), ("window", 3)]):
+            with self.assertRaises(heed.InvalidArgumentError) as cm:
+                heed.compile(spec, params=params)
+            self.assertRegex(str(cm.exception), r"'window' (is given twice|more than once)")
 
 
 class TorchCudaTest(HeedTestCase):

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 namespace cl = llvm::cl;
 
@@ -90,7 +91,8 @@ cl::opt<bool> noPatchTiling("no-patch-tiling",
                             cl::desc("flat tiles even where the mask sees a 2-D/3-D token grid"),
                             cl::cat(category));
 cl::opt<double> tolerance("tolerance",
-                          cl::desc("max relative error (default 1e-5 f32, 1e-2 f16/bf16)"),
+                          cl::desc("max relative error, finite and positive (default: f32 "
+                                   "1e-5, more for large scores, at most 1e-2; f16/bf16 1e-2)"),
                           cl::init(0), cl::cat(category));
 cl::opt<bool> json("json", cl::desc("print one JSON object instead of a table"),
                    cl::cat(category));
@@ -108,20 +110,48 @@ std::vector<int64_t> layoutShape(bool bshd, int64_t b, int64_t h, int64_t s, int
   return bshd ? std::vector<int64_t>{b, s, h, d} : std::vector<int64_t>{b, h, s, d};
 }
 
-} // namespace
+/// The self-check of one run against the float64 reference.
+struct Check {
+  heed::ErrorStats out, lse;
+  double tolerance = 0, lseTolerance = 0;
+  bool passed = false;
+};
 
-/// The largest |lse - reference| (inf for a NaN; equal infinities agree).
-static double lseError(const heed::HostTensor &lse, const std::vector<double> &reference) {
-  double worst = 0;
-  for (int64_t i = 0; i < lse.size(); ++i) {
-    double want = reference[i], have = lse.get(i);
-    double diff = (std::isinf(want) && want == have) ? 0 : std::fabs(have - want);
-    if (std::isnan(have) || std::isnan(diff))
-      diff = INFINITY;
-    worst = std::max(worst, diff);
+/// Compares out (and lse when the kernel writes it) with the reference.
+/// The tolerance is --tolerance, else by dtype (f32: by the largest finite
+/// score, see ReferenceResult::f32Tolerance); never infinite, and a NaN or
+/// an infinity where the reference has none fails whatever it is.
+Check checkAgainst(const heed::ReferenceResult &ref, const heed::KernelConfig &config,
+                   const heed::HostTensor &out, const heed::HostTensor &lse) {
+  Check c;
+  c.tolerance = tolerance.getNumOccurrences()
+                    ? tolerance.getValue()
+                    : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
+  c.out = heed::compareOutput(out, ref.out, config.layout);
+  c.passed = c.out.passes(c.tolerance);
+  if (config.lse) {
+    c.lse = heed::compareLse(lse, ref.lse);
+    c.lseTolerance = std::max(1e-4, c.tolerance * 10);
+    c.passed = c.passed && c.lse.clean() && c.lse.maxAbs <= c.lseTolerance;
   }
-  return worst;
+  return c;
 }
+
+void printCheck(const Check &c, bool showLse) {
+  llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
+                              c.out.maxAbs, c.out.relative, c.tolerance);
+  if (!c.out.clean())
+    llvm::outs() << "problem   out: " << c.out.problem() << "\n";
+  if (showLse) {
+    llvm::outs() << fmt::format("lse error {:.3e} (tolerance {:.1e})\n", c.lse.maxAbs,
+                                c.lseTolerance);
+    if (!c.lse.clean())
+      llvm::outs() << "problem   lse: " << c.lse.problem() << "\n";
+  }
+  llvm::outs() << "check     " << (c.passed ? "PASSED" : "FAILED") << "\n";
+}
+
+} // namespace
 
 /// A GPU kernel from the kernel cache (memory, disk, or compiled now).
 struct GPUImage {
@@ -298,12 +328,7 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
       return error(err);
   heed::ReferenceResult ref = heed::referenceAttention(variant, q, k, v, config.layout,
                                                        config.effectiveScale(), buffers);
-  heed::ErrorStats e = heed::compareOutput(out, ref.out, config.layout);
-  double tol = tolerance ? tolerance.getValue()
-                         : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
-  bool passed = e.relative <= tol && e.nanCount == 0;
-  double lseErr = config.lse ? lseError(lse, ref.lse) : 0;
-  passed = passed && lseErr <= std::max(1e-4, tol * 10);
+  Check check = checkAgainst(ref, config, out, lse);
   llvm::outs() << fmt::format("variant   {}\ntarget    {} {} ({}, {} kernel{})\nseed      {}\n",
                               variant.name, platform.str(), chip,
                               launch.format == "ptx" ? "PTX, JIT by the driver" : launch.format,
@@ -320,12 +345,8 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
                               "launch, waited for)\n",
                               loadS, launch.format == "ptx" ? " and the driver's JIT" : "",
                               runS * 1e3);
-  llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
-                              e.maxAbs, e.relative, tol);
-  if (config.lse)
-    llvm::outs() << fmt::format("lse error {:.3e}\n", lseErr);
-  llvm::outs() << "check     " << (passed ? "PASSED" : "FAILED") << "\n";
-  return passed ? 0 : 1;
+  printCheck(check, config.lse);
+  return check.passed ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -348,9 +369,28 @@ int main(int argc, char **argv) {
   config.blockKV = blockKV;
   config.analyzeMask = !noAnalysis;
   config.patchTiling = !noPatchTiling;
-  int64_t hkv = kvHeads ? kvHeads : heads, skv = seqKV ? seqKV : seq;
-  if (batch < 1 || heads < 1 || hkv < 1 || seq < 1 || skv < 1)
-    return error("--batch, --heads, --kv-heads, --seq and --seq-kv must be positive");
+  // An option given is taken as given: 0 never means "the default".
+  if (headDimV.getNumOccurrences() && headDimV < 1)
+    return error(fmt::format("--head-dim-v must be positive, got {} (leave it out for "
+                             "--head-dim)",
+                             headDimV.getValue()));
+  if (llvm::Error err = config.validate())
+    return error(llvm::toString(std::move(err)));
+  if (tolerance.getNumOccurrences() &&
+      !(std::isfinite(tolerance.getValue()) && tolerance.getValue() > 0))
+    return error(fmt::format("--tolerance must be a finite positive number, got {}",
+                             tolerance.getValue()));
+  int64_t hkv = kvHeads.getNumOccurrences() ? kvHeads.getValue() : heads.getValue();
+  int64_t skv = seqKV.getNumOccurrences() ? seqKV.getValue() : seq.getValue();
+  // A key/value length of 0 is a real run (every row attends to nothing:
+  // out 0, lse -inf); the other sizes must be positive, or there is
+  // nothing to run and nothing to check.
+  if (batch < 1 || heads < 1 || hkv < 1 || seq < 1)
+    return error(fmt::format("--batch, --heads, --kv-heads and --seq must be positive, got "
+                             "{}, {}, {} and {}",
+                             batch.getValue(), heads.getValue(), hkv, seq.getValue()));
+  if (skv < 0)
+    return error(fmt::format("--seq-kv must be at least 0, got {}", skv));
   if (heads % hkv)
     return error(fmt::format("--heads ({}) must be a multiple of --kv-heads ({})",
                              heads.getValue(), hkv));
@@ -373,11 +413,18 @@ int main(int argc, char **argv) {
                                  std::chrono::steady_clock::now().time_since_epoch().count());
   std::mt19937_64 rng(usedSeed);
   int64_t dv = config.valueDim();
-  heed::HostTensor q(config.dtype, layoutShape(bshd, batch, heads, seq, headDim));
-  heed::HostTensor k(config.dtype, layoutShape(bshd, batch, hkv, skv, headDim));
-  heed::HostTensor v(config.dtype, layoutShape(bshd, batch, hkv, skv, dv));
-  heed::HostTensor out(config.dtype, layoutShape(bshd, batch, heads, seq, dv));
-  heed::HostTensor lse(heed::DType::F32, {batch, heads, seq});
+  // Sizes go through heed's limits (checkShape) before anything is allocated.
+  heed::HostTensor q, k, v, out, lse;
+  for (auto [name, tensor, shape] :
+       {std::tuple{"q", &q, layoutShape(bshd, batch, heads, seq, headDim)},
+        std::tuple{"k", &k, layoutShape(bshd, batch, hkv, skv, headDim)},
+        std::tuple{"v", &v, layoutShape(bshd, batch, hkv, skv, dv)},
+        std::tuple{"out", &out, layoutShape(bshd, batch, heads, seq, dv)},
+        std::tuple{"lse", &lse, std::vector<int64_t>{batch, heads, seq}}})
+    if (std::string err = heed::HostTensor::create(
+            name, std::string(name) == "lse" ? heed::DType::F32 : config.dtype, shape, *tensor);
+        !err.empty())
+      return error(err);
   q.fillUniform(rng, -1, 1);
   k.fillUniform(rng, -1, 1);
   v.fillUniform(rng, -1, 1);
@@ -387,7 +434,11 @@ int main(int argc, char **argv) {
     std::vector<int64_t> shape = heed::resolveDims(decl.shape, {batch, heads, hkv, seq, skv});
     heed::DType dt = heed::DType::F32;
     heed::parseDType(heed::spec::toString(decl.elem), dt);
-    buffers.emplace_back(dt, shape);
+    buffers.emplace_back();
+    if (std::string err =
+            heed::HostTensor::create("buffer '" + decl.name + "'", dt, shape, buffers.back());
+        !err.empty())
+      return error(err);
     std::string how;
     for (const std::string &init : bufferInits)
       if (llvm::StringRef(init).starts_with(decl.name + "="))
@@ -461,19 +512,12 @@ int main(int argc, char **argv) {
 
   // Check the last run's output against float64.
   bool checked = !noCheck, passed = true;
-  heed::ErrorStats outErr, lseErr;
-  double tol = tolerance ? tolerance.getValue() : (config.dtype == heed::DType::F32 ? 1e-5 : 1e-2);
+  Check check;
   if (checked) {
     heed::ReferenceResult ref = heed::referenceAttention(
         variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads);
-    outErr = heed::compareOutput(out, ref.out, config.layout);
-    if (!tolerance && config.dtype == heed::DType::F32)
-      tol = ref.f32Tolerance();
-    passed = outErr.relative <= tol;
-    if (withLse) {
-      lseErr.maxAbs = lseError(lse, ref.lse);
-      passed = passed && lseErr.maxAbs <= std::max(1e-4, tol * 10);
-    }
+    check = checkAgainst(ref, config, out, lse);
+    passed = check.passed;
   }
 
   std::string shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}",
@@ -499,12 +543,21 @@ int main(int argc, char **argv) {
       o["blocks_full_maximum"] = census.fullBlocks;
     }
     if (checked) {
-      o["max_abs_error"] = outErr.maxAbs;
-      o["rel_error"] = outErr.relative;
-      o["tolerance"] = tol;
+      // JSON has no infinity: an error that is not finite is null.
+      auto number = [](double x) -> llvm::json::Value {
+        return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
+      };
+      o["max_abs_error"] = number(check.out.maxAbs);
+      o["rel_error"] = number(check.out.relative);
+      o["tolerance"] = check.tolerance;
       o["passed"] = passed;
-      if (withLse)
-        o["lse_max_abs_error"] = lseErr.maxAbs;
+      if (!check.out.clean())
+        o["problem"] = check.out.problem();
+      if (withLse) {
+        o["lse_max_abs_error"] = number(check.lse.maxAbs);
+        if (!check.lse.clean())
+          o["lse_problem"] = check.lse.problem();
+      }
     }
     llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
   } else {
@@ -523,13 +576,8 @@ int main(int argc, char **argv) {
     if (!noCheck)
       llvm::outs() << fmt::format("minimum   {} blocks must be visited, {} are full\n",
                                   census.nonEmptyBlocks, census.fullBlocks);
-    if (checked) {
-      llvm::outs() << fmt::format("max error {:.3e} (relative {:.3e}, tolerance {:.1e})\n",
-                                  outErr.maxAbs, outErr.relative, tol);
-      if (withLse)
-        llvm::outs() << fmt::format("lse error {:.3e}\n", lseErr.maxAbs);
-      llvm::outs() << (passed ? "check     PASSED\n" : "check     FAILED\n");
-    }
+    if (checked)
+      printCheck(check, withLse);
   }
   return passed ? 0 : 2;
 }

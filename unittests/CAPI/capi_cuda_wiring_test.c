@@ -84,7 +84,8 @@ int main(int argc, char **argv) {
   const FakeCudaLog *log = log_ = logOf();
   const char *spec = "variant win { param W: i64 = 16\n mask = sliding_window(W) }";
   static unsigned short q[B * H * S * D], out[B * H * S * D];
-  static unsigned short q1[B * H * S * D], out1[B * H * S * D], host[B * H * S * D];
+  static unsigned short q1[B * H * S * D], out1[B * H * S * D], host[B * H * S * D],
+      hostOut[B * H * S * D];
   place(q, sizeof q, 0), place(out, sizeof out, 0);
   place(q1, sizeof q1, 1), place(out1, sizeof out1, 1);
   int64_t shape[4] = {B, H, S, D};
@@ -178,10 +179,11 @@ int main(int argc, char **argv) {
   CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "labelled CUDA device 0") != NULL);
   CHECK(strstr(heed_last_error(), "on device 1") != NULL);
-  for (int i = 0; i < 4; ++i) t1[i].data = host;
+  for (int i = 0; i < 4; ++i) t1[i].data = i == 3 ? hostOut : host; /* out apart from q */
   CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "not memory of a CUDA device") != NULL);
   place(host, sizeof host, 2);
+  place(hostOut, sizeof hostOut, 2);
   for (int i = 0; i < 4; ++i) t1[i].device_id = 2;
   CHECK(runOn(k, t1, NULL) == HEED_ERROR_RUN);
   CHECK(strstr(heed_last_error(), "CUDA device 2 does not exist") != NULL);

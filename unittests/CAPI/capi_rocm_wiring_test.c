@@ -148,8 +148,9 @@ int main(void) {
   for (int i = 0; i < 4; ++i) t1[i].device_id = 1;
   CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "labelled ROCm device 1") != NULL);
-  static unsigned short hostMemory[B * H * S * D];
-  for (int i = 0; i < 4; ++i) t1[i].device_id = 0, t1[i].data = hostMemory;
+  static unsigned short hostMemory[B * H * S * D], hostOut[B * H * S * D];
+  for (int i = 0; i < 4; ++i) /* out apart from q: outputs may not alias inputs */
+    t1[i].device_id = 0, t1[i].data = i == 3 ? hostOut : hostMemory;
   CHECK(runOn(k, t1, NULL) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "not memory of a ROCm device") != NULL);
   /* Mixed platforms: an argument error naming both devices. */

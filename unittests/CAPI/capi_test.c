@@ -312,6 +312,149 @@ static void gpuChecks(const GpuPlatform *pl, heed_kernel *k, Problem *p, int win
   heed_kernel_release(lazy);
 }
 
+/* All NaN: nothing was written to out. */
+static int untouched(const float *out, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (out[i] == out[i]) return 0;
+  return 1;
+}
+
+/* heed_attention on q, k, v, out = t[0..3] is refused as an invalid
+ * argument whose message holds `why`, and out keeps its NaN poison. */
+static void expectRefused(heed_kernel *k, heed_tensor t[4], const Problem *p, const char *why) {
+  size_t n = (size_t)B * HQ * S * D;
+  for (size_t i = 0; i < n; ++i) p->out[i] = NAN;
+  heed_status s = runTensors(k, t, NULL);
+  CHECK(s == HEED_ERROR_INVALID_ARGUMENT);
+  if (!strstr(heed_last_error(), why)) {
+    fprintf(stderr, "expected \"%s\" in the message\n", why);
+    CHECK(strstr(heed_last_error(), why) != NULL);
+  }
+  CHECK(untouched(p->out, n));
+}
+
+/* Sizes past heed's limits: every product is checked, nothing runs. */
+static void sizeChecks(heed_kernel *k, Problem *p) {
+  heed_tensor t[4] = {p->tq, p->tk, p->tv, p->to};
+  /* 2^40 heads of 2^40 rows: the element count overflows 64 bits (was OK
+   * with nothing computed). */
+  int64_t huge[4] = {1, (int64_t)1 << 40, (int64_t)1 << 40, D};
+  for (int i = 0; i < 4; ++i) t[i].shape = huge;
+  expectRefused(k, t, p, "q has 1099511627776 elements in dim 1, more than heed's limit");
+  /* Every dim within the limit, the bytes past it. */
+  int64_t wide[4] = {(int64_t)1 << 30, (int64_t)1 << 30, S, D};
+  for (int i = 0; i < 4; ++i) t[i].shape = wide;
+  expectRefused(k, t, p, "q is too large");
+  /* A stride of 2^61 elements: its byte offset overflows 64 bits. */
+  int64_t far[4] = {(int64_t)1 << 61, (int64_t)S * D, D, 1};
+  t[0] = p->tq, t[1] = p->tk, t[2] = p->tv, t[3] = p->to;
+  t[1].strides = far;
+  expectRefused(k, t, p, "k is too large");
+  /* One end far up, the other far down: each offset fits in 64 bits, their
+   * difference does not (it wrapped to a small span). */
+  int64_t apart[4] = {(int64_t)HQ * S * D, 11728124029610, -30340035978102461, 1};
+  t[1] = p->tk, t[0].strides = apart;
+  expectRefused(k, t, p, "q is too large");
+  t[0] = p->tq;
+  int64_t negative[4] = {B, -HKV, S, D};
+  t[1] = p->tk, t[2].shape = negative;
+  expectRefused(k, t, p, "v has a negative size in dim 1");
+  /* A view that wraps around the address space: rows going down from the
+   * first page. */
+  int64_t back[4] = {(int64_t)HQ * S * D, (int64_t)S * D, -D, 1};
+  t[2] = p->tv, t[0].strides = back, t[0].data = (void *)(uintptr_t)4096;
+  expectRefused(k, t, p, "q wraps around the address space");
+}
+
+/* Outputs that overlap themselves or an input: refused, naming the tensors. */
+static void aliasChecks(heed_kernel *k, heed_kernel *withLse, Problem *p) {
+  heed_tensor t[4] = {p->tq, p->tk, p->tv, p->to};
+  /* out = v (was accepted: wrong results). */
+  t[3].data = p->v;
+  expectRefused(k, t, p, "out overlaps v in memory");
+  /* out overlapping q by a few elements. */
+  t[3].data = p->q + 10;
+  expectRefused(k, t, p, "out overlaps q in memory");
+  /* Zero and half strides: two indices on one element. */
+  t[3].data = p->out;
+  int64_t zero[4] = {(int64_t)HQ * S * D, 0, D, 1};
+  t[3].strides = zero;
+  expectRefused(k, t, p, "out overlaps itself");
+  int64_t half[4] = {(int64_t)HQ * S * D, (int64_t)S * D, D / 2, 1};
+  t[3].strides = half;
+  expectRefused(k, t, p, "out overlaps itself");
+  /* A negative stride from the first row would write before `data`. */
+  int64_t down[4] = {(int64_t)HQ * S * D, (int64_t)S * D, -D, 1};
+  t[3].strides = down;
+  expectRefused(k, t, p, "out has a negative stride");
+  /* Inputs may alias each other and be read through any strides. */
+  t[3].strides = NULL;
+  heed_tensor same[4] = {p->tk, p->tk, p->tk, p->to};
+  int64_t kvAsQ[4] = {B, HKV, S, D};
+  same[3].shape = kvAsQ;
+  CHECK(runTensors(k, same, NULL) == HEED_OK);
+  if (withLse) {
+    heed_attention_args a;
+    heed_attention_args_init(&a);
+    float lse[B * HQ * S];
+    int64_t ls[3] = {B, HQ, S};
+    heed_tensor tl = {lse, HEED_DEVICE_CPU, 0, HEED_F32, 3, ls, 0};
+    a.q = &p->tq, a.k = &p->tk, a.v = &p->tv, a.out = &p->to, a.lse = &tl;
+    CHECK(heed_attention(withLse, &a) == HEED_OK);
+    tl.data = p->out + 7; /* lse inside out */
+    CHECK(heed_attention(withLse, &a) == HEED_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(heed_last_error(), "out and lse overlap in memory") != NULL);
+    tl.data = p->k; /* lse over an input */
+    CHECK(heed_attention(withLse, &a) == HEED_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(heed_last_error(), "lse overlaps k in memory") != NULL);
+    int64_t lzero[3] = {HQ * S, 0, 1}; /* every head's row on one row */
+    tl.data = lse, tl.strides = lzero;
+    CHECK(heed_attention(withLse, &a) == HEED_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(heed_last_error(), "lse overlaps itself") != NULL);
+  }
+}
+
+/* A released (or made-up) handle is an error with a message, never a use
+ * after free; num_buffers past what the kernel reads is refused before any
+ * buffer is read; params given twice are an error. */
+static void handleAndArgumentChecks(const Problem *p) {
+  heed_kernel *k = NULL;
+  CHECK(heed_compile(kSpec, "win.attn", NULL, &k) == HEED_OK);
+  if (!k) return;
+  heed_tensor t[4] = {p->tq, p->tk, p->tv, p->to};
+  /* num_buffers 3 with one tensor behind the pointer (was read past it). */
+  heed_tensor one = p->tq;
+  heed_attention_args a;
+  heed_attention_args_init(&a);
+  a.q = &t[0], a.k = &t[1], a.v = &t[2], a.out = &t[3], a.buffers = &one, a.num_buffers = 3;
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "reads 0 buffer(s), but num_buffers is 3") != NULL);
+  a.num_buffers = -1;
+  CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "num_buffers is -1") != NULL);
+
+  heed_kernel_release(k);
+  const char *released = "not a live kernel handle";
+  CHECK(heed_kernel_name(k) == NULL && strstr(heed_last_error(), released) != NULL);
+  CHECK(heed_kernel_head_dim(k) == -1 && heed_kernel_num_buffers(k) == -1);
+  CHECK(heed_kernel_buffer_name(k, 0) == NULL);
+  CHECK(runTensors(k, t, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), released) != NULL);
+  heed_kernel_release(k); /* a second release: refused, not a double free */
+  CHECK(strstr(heed_last_error(), "heed_kernel_release") != NULL);
+  int64_t junk[8] = {0};
+  heed_kernel *forged = (heed_kernel *)junk;
+  CHECK(heed_kernel_target(forged) == NULL && strstr(heed_last_error(), released) != NULL);
+  CHECK(runTensors(forged, t, NULL) == HEED_ERROR_INVALID_ARGUMENT);
+
+  heed_compile_options o;
+  heed_compile_options_init(&o);
+  o.params = "W=2, W=3";
+  heed_kernel *bad = NULL;
+  CHECK(heed_compile(kSpec, NULL, &o, &bad) == HEED_ERROR_INVALID_ARGUMENT && bad == NULL);
+  CHECK(strstr(heed_last_error(), "sets 'W' more than once") != NULL);
+}
+
 int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : "/tmp";
   uint64_t seed = (uint64_t)time(0) ^ (uint64_t)clock();
@@ -437,6 +580,30 @@ int main(int argc, char **argv) {
   a.buffers = &extra, a.num_buffers = 1;
   CHECK(heed_attention(k, &a) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "buffer") != NULL);
+
+  /* Hostile sizes, aliasing, handles: refused with a message, nothing written. */
+  sizeChecks(k, &p);
+  heed_compile_options ol;
+  heed_compile_options_init(&ol);
+  ol.lse = 1, ol.params = "W=24";
+  heed_kernel *withLse = NULL;
+  CHECK(heed_compile(kSpec, "win.attn", &ol, &withLse) == HEED_OK);
+  aliasChecks(k, withLse, &p);
+  heed_kernel_release(withLse);
+  handleAndArgumentChecks(&p);
+  {
+    /* A spec file with a NUL in it (heed_compile would stop reading there). */
+    char nulPath[600];
+    snprintf(nulPath, sizeof nulPath, "%s/nul.attn", dir);
+    FILE *nf = fopen(nulPath, "wb");
+    CHECK(nf != NULL);
+    if (nf) {
+      fwrite("variant v { mask = causal() }\0junk", 1, 34, nf);
+      fclose(nf);
+      CHECK(heed_compile_file(nulPath, NULL, &bad) == HEED_ERROR_SPEC && bad == NULL);
+      CHECK(strstr(heed_last_error(), "NUL byte (at byte 29)") != NULL);
+    }
+  }
 
   /* GPU tensors; then the CPU path works as before. */
   deviceArgumentChecks(k, &p);

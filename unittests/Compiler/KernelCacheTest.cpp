@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include <dirent.h>
@@ -49,16 +50,29 @@ void writeBytes(const std::string &path, const std::string &bytes) {
   out.write(bytes.data(), std::streamsize(bytes.size()));
 }
 
-/// Every file under dir/v1 (entries and anything stray).
+/// Every file under dir/v<format> (entries and anything stray).
 std::vector<std::string> filesIn(const std::string &dir) {
   std::vector<std::string> out;
-  if (DIR *d = opendir((dir + "/v" + std::to_string(kArtifactVersion)).c_str())) {
+  if (DIR *d = opendir((dir + "/v" + std::to_string(kCacheFormatVersion)).c_str())) {
     while (dirent *e = readdir(d))
       if (e->d_name[0] != '.')
         out.push_back(e->d_name);
     closedir(d);
   }
   return out;
+}
+
+/// The artifact inside the cache entry at `path` ("" in `problem` when the
+/// entry verifies).
+Artifact artifactIn(const std::string &path, std::string *problem = nullptr) {
+  Digest key;
+  std::string request, why;
+  Artifact a;
+  why = DiskCache::decodeEntry(readBytes(path), key, request, a);
+  EXPECT_EQ(why, "") << path;
+  if (problem)
+    *problem = why;
+  return a;
 }
 
 /// Runs `kernel` on fresh random inputs (seed printed, output poisoned) and
@@ -85,29 +99,34 @@ struct KernelCacheTest : ::testing::Test {
   spec::Variant variant = parse("variant causal_test { mask = causal() }");
   KernelConfig config;
   Digest key = KernelCache::key(variant, config, CPUTarget::host());
+  std::string request =
+      KernelCache::request(KernelCache::targetDigest(CPUTarget::host()), variant, config);
 
   std::string entryPath() const { return DiskCache(dir.path, 1 << 30).pathFor(key); }
 
   /// With the entry on disk damaged or foreign: a fresh cache rejects it
   /// (one rejection, a warning mentioning `inWarning`), compiles anew, and
-  /// the kernel is right on a length of `seq`.
-  void expectRejectedAndRebuilt(const std::string &inWarning, int64_t seq) {
+  /// the kernel is right on a length of `seq`. For `of`, else the fixture's
+  /// variant.
+  void expectRejectedAndRebuilt(const std::string &inWarning, int64_t seq,
+                                const spec::Variant *of = nullptr) {
     CacheOutcome outcome;
     CacheStats stats;
     testing::internal::CaptureStderr();
-    auto kernel = getFresh(outcome, &stats);
+    auto kernel = getFresh(outcome, &stats, of);
     std::string warning = testing::internal::GetCapturedStderr();
     ASSERT_TRUE(kernel);
     EXPECT_EQ(outcome, CacheOutcome::Compiled);
     EXPECT_EQ(stats.rejectedEntries, 1u);
     EXPECT_NE(warning.find(inWarning), std::string::npos) << warning;
-    expectCorrect(*kernel, variant, seq);
+    expectCorrect(*kernel, of ? *of : variant, seq);
   }
 
   /// A cache over `dir` with a cold memory cache (a new process, in effect).
-  std::shared_ptr<LoadedKernel> getFresh(CacheOutcome &outcome, CacheStats *stats = nullptr) {
+  std::shared_ptr<LoadedKernel> getFresh(CacheOutcome &outcome, CacheStats *stats = nullptr,
+                                         const spec::Variant *of = nullptr) {
     KernelCache cache(dir.path, 1 << 30, 4);
-    auto got = cache.get(variant, config, &outcome);
+    auto got = cache.get(of ? *of : variant, config, &outcome);
     EXPECT_TRUE(static_cast<bool>(got)) << llvm::toString(got.takeError());
     if (stats)
       *stats = cache.stats();
@@ -166,11 +185,9 @@ TEST_F(KernelCacheTest, CorruptedEntriesAreRebuilt) {
   damaged.push_back({"truncated", good.substr(0, good.size() / 3)});
   damaged.push_back({"empty", ""});
   {
-    Artifact a;
-    ASSERT_EQ(a.parse(good), "");
     std::string other = good;
     // The version is the 32-bit word after the 8-byte magic.
-    uint32_t version = kArtifactVersion + 1;
+    uint32_t version = kCacheFormatVersion + 1;
     std::memcpy(&other[8], &version, 4);
     damaged.push_back({"another version", other});
   }
@@ -179,8 +196,7 @@ TEST_F(KernelCacheTest, CorruptedEntriesAreRebuilt) {
     writeBytes(entryPath(), bytes);
     expectRejectedAndRebuilt("rejected", 45);
     // The rebuilt entry is valid again.
-    Artifact rebuilt;
-    EXPECT_EQ(rebuilt.parse(readBytes(entryPath())), "");
+    artifactIn(entryPath());
   }
 }
 
@@ -189,11 +205,93 @@ TEST_F(KernelCacheTest, WrongTargetEntryIsRejected) {
   // from elsewhere): not trusted, removed and rebuilt.
   CacheOutcome outcome;
   ASSERT_TRUE(getFresh(outcome));
-  Artifact a;
-  ASSERT_EQ(a.parse(readBytes(entryPath())), "");
+  Artifact a = artifactIn(entryPath());
+  ASSERT_EQ(a.entries.size(), 1u);
   a.entries[0].target = "cpu:aarch64:neoverse-v2";
-  writeBytes(entryPath(), a.serialize());
+  writeBytes(entryPath(), DiskCache::encodeEntry(key, request, a));
   expectRejectedAndRebuilt("aarch64", 33);
+}
+
+TEST_F(KernelCacheTest, AnEntryCopiedOntoAnotherKeyIsNeverServed) {
+  // Two kernels of one name whose outputs differ; the first one's entry is
+  // copied onto the second one's file.
+  spec::Variant window =
+      parse("variant causal_test { mask = sliding_window(3) && causal() }");
+  Digest windowKey = KernelCache::key(window, config, CPUTarget::host());
+  std::string windowPath = DiskCache(dir.path, 1 << 30).pathFor(windowKey);
+  {
+    KernelCache cache(dir.path, 1 << 30, 4);
+    ASSERT_TRUE(static_cast<bool>(cache.get(variant, config)));
+    ASSERT_TRUE(static_cast<bool>(cache.get(window, config)));
+  }
+  std::string causalEntry = readBytes(entryPath());
+  // The key in the header patched: the checksum covers it.
+  std::string patched = causalEntry;
+  std::memcpy(&patched[16], windowKey.data(), 32);
+  writeBytes(windowPath, patched);
+  expectRejectedAndRebuilt("checksum", 45, &window);
+  // Key and checksum made consistent: the stored request is not this one.
+  Digest storedKey;
+  std::string storedRequest;
+  Artifact artifact;
+  ASSERT_EQ(DiskCache::decodeEntry(causalEntry, storedKey, storedRequest, artifact), "");
+  EXPECT_EQ(storedRequest, request);
+  artifact.key = windowKey;
+  writeBytes(windowPath, DiskCache::encodeEntry(windowKey, storedRequest, artifact));
+  expectRejectedAndRebuilt("written for another kernel", 45, &window);
+}
+
+TEST_F(KernelCacheTest, SpecialFilesNeitherHangNorLoad) {
+  // Each was a hang (a FIFO blocks open(); /dev/zero never ends) or is
+  // never to be trusted (a link may point anywhere). If one hangs again,
+  // SIGALRM ends the test instead of the suite's timeout.
+  alarm(300);
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(outcome)); // creates the directory
+  std::string path = entryPath();
+  std::string valid = dir.path + "/valid-entry";
+  writeBytes(valid, readBytes(path));
+  struct Case {
+    const char *what, *inWarning;
+    std::function<void()> make;
+    bool removable;
+  } cases[] = {
+      {"a link to /dev/zero", "symbolic link", [&] { ASSERT_EQ(symlink("/dev/zero", path.c_str()), 0); }, true},
+      {"a link to a valid entry", "symbolic link", [&] { ASSERT_EQ(symlink(valid.c_str(), path.c_str()), 0); }, true},
+      {"a FIFO", "a FIFO, not a regular file", [&] { ASSERT_EQ(mkfifo(path.c_str(), 0644), 0); }, true},
+      {"a directory", "a directory, not a regular file", [&] { ASSERT_EQ(mkdir(path.c_str(), 0755), 0); }, false},
+      {"a file past the size limit", "more than an entry may have",
+       [&] { ASSERT_EQ(truncate((writeBytes(path, ""), path.c_str()), off_t(kMaxCacheEntryBytes + 1)), 0); },
+       true},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    ::unlink(path.c_str());
+    ::rmdir(path.c_str());
+    c.make();
+    auto listed = DiskCache(dir.path, uint64_t(1) << 40).list(/*verify=*/true);
+    ASSERT_EQ(listed.size(), 1u);
+    EXPECT_NE(listed[0].problem.find(c.inWarning), std::string::npos) << listed[0].problem;
+    KernelCache cache(dir.path, uint64_t(1) << 40, 4);
+    testing::internal::CaptureStderr();
+    auto kernel = cache.get(variant, config, &outcome);
+    std::string warning = testing::internal::GetCapturedStderr();
+    ASSERT_TRUE(static_cast<bool>(kernel)) << llvm::toString(kernel.takeError());
+    EXPECT_EQ(outcome, CacheOutcome::Compiled);
+    EXPECT_NE(warning.find(c.inWarning), std::string::npos) << warning;
+    // "removed" only when it was.
+    EXPECT_EQ(warning.find("removed,") != std::string::npos, c.removable) << warning;
+    if (!c.removable) {
+      EXPECT_NE(warning.find("could not remove it"), std::string::npos) << warning;
+    }
+    expectCorrect(**kernel, variant, 21);
+  }
+  ::rmdir(path.c_str());
+  // /dev/zero itself stays what it was.
+  struct stat st;
+  ASSERT_EQ(stat("/dev/zero", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  alarm(0);
 }
 
 TEST(Artifact, WrongTargetsSayWhy) {
@@ -288,6 +386,39 @@ int shell(const std::string &command) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+TEST_F(KernelCacheTest, ReadOnlyCacheNeverSaysRemoved) {
+  // A corrupt entry in a directory heed-run may read but not write: the
+  // warning says the entry could not be removed (it said "removed"), and
+  // the entry is left as it was. Permissions do not bind root, so as root
+  // heed-run runs as nobody.
+  CacheOutcome outcome;
+  ASSERT_TRUE(getFresh(outcome));
+  std::string bad = readBytes(entryPath());
+  bad[bad.size() / 2] ^= 1;
+  writeBytes(entryPath(), bad);
+  std::string folder = entryPath().substr(0, entryPath().rfind('/'));
+  ASSERT_EQ(chmod(dir.path.c_str(), 0755), 0);
+  ASSERT_EQ(chmod((dir.path + "/v" + std::to_string(kCacheFormatVersion)).c_str(), 0555), 0);
+  writeBytes(dir.path + "/ro.attn", "variant causal_test { mask = causal() }\n");
+  chmod((dir.path + "/ro.attn").c_str(), 0644);
+  std::string asUser = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+  std::string cmd = "HEED_CACHE_DIR='" + dir.path + "' " + asUser + "'" + HEED_TOOLS_DIR +
+                    "/heed-run' '" + dir.path + "/ro.attn' --seq=33 > '" + dir.path +
+                    "/ro.out' 2>&1";
+  int status = shell(cmd);
+  chmod((dir.path + "/v" + std::to_string(kCacheFormatVersion)).c_str(), 0755);
+  std::string output = readBytes(dir.path + "/ro.out");
+  ASSERT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("was rejected (cache entry checksum mismatch"), std::string::npos)
+      << output;
+  EXPECT_NE(output.find("could not remove it (Permission denied), rebuilding without it"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(output.find("removed,"), std::string::npos) << output;
+  EXPECT_NE(output.find("check     PASSED"), std::string::npos) << output;
+  EXPECT_EQ(readBytes(entryPath()), bad); // still there, untouched
+}
+
 TEST_F(KernelCacheTest, ConcurrentProcessesLeaveOneValidEntry) {
   // Six processes compile the same variant into one empty cache at once.
   std::string run = std::string(HEED_TOOLS_DIR) + "/heed-run";
@@ -319,8 +450,7 @@ TEST_F(KernelCacheTest, FullDiskFailsCleanly) {
   // failed store into memory-only caching: UnwritableDirectory... above.)
   CacheOutcome outcome;
   ASSERT_TRUE(getFresh(outcome));
-  Artifact artifact;
-  ASSERT_EQ(artifact.parse(readBytes(entryPath())), "");
+  Artifact artifact = artifactIn(entryPath());
   std::string full = dir.path + "/full";
   pid_t child = fork();
   if (child == 0) {
@@ -328,7 +458,7 @@ TEST_F(KernelCacheTest, FullDiskFailsCleanly) {
     setrlimit(RLIMIT_FSIZE, &limit);
     signal(SIGXFSZ, SIG_IGN);
     std::string error;
-    bool stored = DiskCache(full, 1 << 30).store(key, artifact, error);
+    bool stored = DiskCache(full, 1 << 30).store(key, request, artifact, error);
     FILE *f = std::fopen((dir.path + "/store-error").c_str(), "w");
     std::fputs(error.c_str(), f);
     std::fclose(f);
@@ -423,8 +553,7 @@ struct GPUKernelCacheTest : ::testing::Test {
     EXPECT_EQ(stats.rejectedEntries, 1u);
     EXPECT_NE(warning.find(inWarning), std::string::npos) << warning;
     EXPECT_EQ(checkGPUEntry(*entry, target.entryTarget()), "");
-    Artifact rebuilt;
-    EXPECT_EQ(rebuilt.parse(readBytes(pathOf(KernelCache::key(variant, config, target)))), "");
+    artifactIn(pathOf(KernelCache::key(variant, config, target)));
   }
 };
 
@@ -554,7 +683,9 @@ TEST_F(GPUKernelCacheTest, EntriesOfTheWrongKindAreNeverUsed) {
   forged.key = cpuKey;
   forged.entries.push_back(*gpu);
   std::string cpuPath = pathOf(cpuKey);
-  ASSERT_TRUE(DiskCache(dir.path, 1 << 30).store(cpuKey, forged, error)) << error;
+  std::string cpuRequest =
+      KernelCache::request(KernelCache::targetDigest(CPUTarget::host()), variant, f32);
+  ASSERT_TRUE(DiskCache(dir.path, 1 << 30).store(cpuKey, cpuRequest, forged, error)) << error;
   {
     KernelCache cache(dir.path, 1 << 30, 4);
     testing::internal::CaptureStderr();
@@ -569,10 +700,10 @@ TEST_F(GPUKernelCacheTest, EntriesOfTheWrongKindAreNeverUsed) {
   }
 
   // And a CPU entry where the GPU image's should be: rejected by getGPU.
-  Artifact cpu;
-  ASSERT_EQ(cpu.parse(readBytes(cpuPath)), "");
+  Artifact cpu = artifactIn(cpuPath);
   cpu.key = gpuKey;
-  ASSERT_TRUE(DiskCache(dir.path, 1 << 30).store(gpuKey, cpu, error)) << error;
+  std::string gpuRequest = KernelCache::request(KernelCache::targetDigest(sm90), variant, f32);
+  ASSERT_TRUE(DiskCache(dir.path, 1 << 30).store(gpuKey, gpuRequest, cpu, error)) << error;
   expectRejectedAndRebuilt(f32, sm90, "not 'cuda:sm_90'");
 }
 

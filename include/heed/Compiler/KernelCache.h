@@ -13,6 +13,9 @@
 // A CPU key and a GPU key never meet (their target texts differ), and each
 // side checks what it reads: get() loads only CPU entries (hostRuns),
 // getGPU() returns only an entry that checkGPUEntry accepts for its target.
+// A disk entry carries the text its key was computed from under its
+// checksum, and is served only to a request with the same text: a file
+// copied or renamed onto another key's entry is rejected and rebuilt.
 #ifndef HEED_COMPILER_KERNELCACHE_H
 #define HEED_COMPILER_KERNELCACHE_H
 
@@ -70,6 +73,11 @@ public:
                     const KernelConfig &config);
   static Digest targetDigest(const CPUTarget &target);
   static Digest targetDigest(const GPUTarget &target);
+  /// The text a key is the SHA-256 of (the target digest, the config and the
+  /// canonical variant). A disk entry stores it, and a lookup serves an
+  /// entry only when the stored text is its own.
+  static std::string request(const Digest &target, const spec::Variant &variant,
+                             const KernelConfig &config);
 
   /// Uses `directory` from now on ("" = memory only).
   void setDirectory(const std::string &directory);
@@ -93,7 +101,7 @@ private:
   /// it cannot) -> `compile` and store.
   template <class T>
   llvm::Expected<std::shared_ptr<T>>
-  lookup(const Digest &key, Recent<T> &memory,
+  lookup(const Digest &key, const std::string &request, Recent<T> &memory,
          llvm::function_ref<std::shared_ptr<T>(const Artifact &, std::string &)> load,
          llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile, CacheOutcome *outcome);
 

@@ -7,20 +7,28 @@
 #include "heed/Runtime/Tensor.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 namespace heed {
+
+/// The largest tolerance a self-check uses: past it a norm-wise relative
+/// error no longer says the output is right.
+inline constexpr double kMaxTolerance = 1e-2;
 
 struct ReferenceResult {
   std::vector<double> out; ///< [B, Hq, Sq, Dv], always BHSD
   std::vector<double> lse; ///< [B, Hq, Sq]; -inf for fully masked rows
   int outOfRange = 0;      ///< 1-based buffer number read out of range, or 0
-  double maxAbsScore = 0;  ///< largest |modified score| of a visible pair
+  double maxAbsScore = 0;  ///< largest finite |modified score| of a visible pair
   /// The error a correct f32 kernel may show: float32 rounds a score of
   /// magnitude |s| by up to |s| 2^-24, which moves its softmax weight by
   /// that much relatively. Scores of a few units allow 1e-5; ALiBi's
-  /// thousands (a slope times a distance) allow proportionally more.
-  double f32Tolerance() const { return std::max(1e-5, 4 * maxAbsScore * 0x1p-24); }
+  /// thousands (a slope times a distance) allow proportionally more, up to
+  /// kMaxTolerance (|s| of about 40000): a check never becomes vacuous.
+  double f32Tolerance() const {
+    return std::min(kMaxTolerance, std::max(1e-5, 4 * maxAbsScore * 0x1p-24));
+  }
 };
 
 /// q, k, v are in `layout`; buffers in the variant's order. Uses up to
@@ -60,16 +68,31 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
                    const std::vector<HostTensor> &buffers, int64_t rowStride,
                    unsigned threads = 0);
 
-/// Error of `got` ([B, Hq, Sq, Dv] in `layout`) against the reference:
-/// max |got - ref| and that divided by max |ref| (norm-wise relative error).
-/// NaN anywhere makes both infinite.
+/// Error of `got` against the reference. Only entries where both are
+/// finite enter maxAbs and relative; every other entry must agree exactly in
+/// kind: a NaN in `got` (nanCount), a NaN in the reference (referenceNaNs:
+/// the variant's scores were not finite there, so nothing can be checked),
+/// or a +-inf on one side only or of the other sign (infMismatches). Any of
+/// them makes maxAbs and relative infinite, so no tolerance passes it.
 struct ErrorStats {
-  double maxAbs = 0;
-  double relative = 0;
-  int64_t nanCount = 0;
+  double maxAbs = 0;   ///< max |got - ref| over finite pairs
+  double relative = 0; ///< maxAbs / max finite |ref| (norm-wise relative error)
+  int64_t nanCount = 0, referenceNaNs = 0, infMismatches = 0;
+
+  /// No NaN and no disagreement about infinities.
+  bool clean() const { return !nanCount && !referenceNaNs && !infMismatches; }
+  /// clean(), and the relative error within a finite `tolerance`.
+  bool passes(double tolerance) const;
+  /// What made the comparison unclean ("" when clean), e.g. "12 NaN in the
+  /// output where the reference has none".
+  std::string problem() const;
 };
+/// `got` is [B, Hq, Sq, Dv] in `layout`.
 ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
                          Layout layout);
+/// Log-sum-exp [B, Hq, Sq] against the reference's (absolute errors; rows
+/// the mask empties must be -inf in both).
+ErrorStats compareLse(const HostTensor &got, const std::vector<double> &ref);
 
 } // namespace heed
 

@@ -38,6 +38,45 @@ struct TensorRef {
   std::string describe() const; ///< "bf16[2, 8, 128, 64]"
 };
 
+/// Limits on every tensor heed reads or writes (docs/runtime.md, "Limits"):
+/// a dim holds at most kMaxDim elements (the kernels count tiles and grid
+/// blocks in 32 bits), and a view spans at most kMaxTensorBytes (more than
+/// any address space heed runs in), so that no size or offset computation
+/// can overflow. checkShape and checkView enforce them; every entry point
+/// (checkAttentionArgs, so the C++ API, the C API, Python and GPU launches;
+/// heed-run's options) goes through them.
+inline constexpr int64_t kMaxDim = (int64_t(1) << 31) - 1;
+inline constexpr int64_t kMaxTensorBytes = int64_t(1) << 48;
+
+/// "" when a contiguous tensor of `dtype` and `shape` is within the limits:
+/// every dim in [0, kMaxDim] and the size (products checked for overflow)
+/// at most kMaxTensorBytes; else a message naming `what`. `bytes` gets the
+/// size.
+std::string checkShape(const std::string &what, DType dtype, const std::vector<int64_t> &shape,
+                       int64_t *bytes = nullptr);
+
+/// The bytes a view's elements occupy, relative to its data pointer: [lo,
+/// hi), lo < 0 where strides are negative; empty (lo == hi == 0) when the
+/// view has no element.
+struct ByteRange {
+  int64_t lo = 0, hi = 0;
+  bool empty() const { return hi <= lo; }
+};
+
+/// "" when `t` is a view heed may read: its shape passes checkShape, its
+/// strides (if given) are one per dim, the bytes it spans (computed without
+/// overflow) are at most kMaxTensorBytes and do not wrap around the address
+/// space, and it has a data pointer unless it is empty. Else a message
+/// naming `what`. `range` gets the bytes it spans.
+std::string checkView(const std::string &what, const TensorRef &t, ByteRange *range = nullptr);
+
+/// "" when heed may write `t` (a view that passed checkView): no two
+/// distinct indices address overlapping bytes. The test is cheap and
+/// sufficient: strides are non-negative, and with the dims of more than one
+/// element ordered by stride, each stride is at least the span of the dims
+/// inside it. Else a message naming `what`.
+std::string checkWritable(const std::string &what, const TensorRef &t);
+
 float bf16ToFloat(uint16_t v);
 uint16_t floatToBF16(float v); ///< round to nearest even
 float f16ToFloat(uint16_t v);
@@ -57,7 +96,13 @@ std::vector<int64_t> resolveDims(const std::vector<std::string> &dims,
 class HostTensor {
 public:
   HostTensor() = default;
+  /// A tensor of a shape the caller knows to be within the limits.
   HostTensor(DType dtype, std::vector<int64_t> shape);
+  /// A tensor of any requested shape: "" and `out` set, or a message naming
+  /// `what` when the shape breaks a limit (checkShape) or the memory cannot
+  /// be allocated. Never throws.
+  static std::string create(const std::string &what, DType dtype, std::vector<int64_t> shape,
+                            HostTensor &out);
 
   TensorRef ref();
   DType dtype() const { return dtype_; }
