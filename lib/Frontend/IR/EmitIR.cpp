@@ -93,11 +93,19 @@ private:
       if ((e.op == spec::Op::Div || e.op == spec::Op::Rem) &&
           e.operands[0]->type == spec::ScalarType::I64)
         return intDivRem(e.op, emit(*e.operands[0]), *e.operands[1]);
-      return binary(e.op, emit(*e.operands[0]), emit(*e.operands[1]),
-                    e.operands[0]->type);
-    case spec::ExprKind::Select:
-      return arith::SelectOp::create(b, loc, emit(*e.operands[0]),
-                                     emit(*e.operands[1]), emit(*e.operands[2]));
+      {
+        // One operand at a time: the order of a call's arguments is
+        // unspecified, and the IR must not depend on the C++ compiler.
+        Value lhs = emit(*e.operands[0]);
+        Value rhs = emit(*e.operands[1]);
+        return binary(e.op, lhs, rhs, e.operands[0]->type);
+      }
+    case spec::ExprKind::Select: {
+      Value cond = emit(*e.operands[0]);
+      Value yes = emit(*e.operands[1]);
+      Value no = emit(*e.operands[2]);
+      return arith::SelectOp::create(b, loc, cond, yes, no);
+    }
     case spec::ExprKind::Cast:
       return cast(emit(*e.operands[0]), e.operands[0]->type, e.type);
     }
