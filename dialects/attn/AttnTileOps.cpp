@@ -70,7 +70,11 @@ LogicalResult TileSpanOp::verify() {
   return success();
 }
 
-void TileLoadOp::getEffects(Effects &effects) { addReads(effects, getTensorMutable()); }
+void TileLoadOp::getEffects(Effects &effects) {
+  addReads(effects, getTensorMutable());
+  if (getStage()) // the staging slots attn.tile.copy_kv writes
+    effects.emplace_back(MemoryEffects::Read::get(), SideEffects::DefaultResource::get());
+}
 
 LogicalResult TileLoadOp::verify() {
   auto tensor = cast<MemRefType>(getTensor().getType());
@@ -85,6 +89,14 @@ LogicalResult TileLoadOp::verify() {
   if (tile.getRows() != getSpan().getType().getSize())
     return emitOpError() << "tile rows differ from the span's lanes";
   return success();
+}
+
+void TileCopyKVOp::getEffects(Effects &effects) {
+  addReads(effects, getKeyMutable());
+  addReads(effects, getValueMutable());
+  // Writes the staging slots: a resource of its own is not modelled, so the
+  // op is kept in order with the waits and loads around it.
+  effects.emplace_back(MemoryEffects::Write::get(), SideEffects::DefaultResource::get());
 }
 
 LogicalResult TileQKOp::verify() {

@@ -59,10 +59,11 @@ def Attn_TileSpanOp : Attn_TileOp<"span", [Pure]> {
     ```
   }];
   let arguments = (ins Index:$seq, Variadic<Index>:$coords, Attn_TilingAttr:$tiling,
-                       Attn_SideAttr:$side);
+                       Attn_SideAttr:$side, UnitAttr:$in_bounds);
   let results = (outs Attn_SpanType:$result);
   let assemblyFormat = [{
-    $seq `[` $coords `]` `tiling` $tiling `side` $side attr-dict `:` type($result)
+    $seq `[` $coords `]` `tiling` $tiling `side` $side (`in_bounds` $in_bounds^)? attr-dict
+    `:` type($result)
   }];
   let hasVerifier = 1;
 }
@@ -105,18 +106,21 @@ def Attn_TileLoadOp : Attn_TileOp<"load", [
   let summary = "A q, k or v tile: the rows of a span, for one batch and head";
   let description = [{
     Rows `span` of `tensor[batch, head]` (in `layout`); holes read as zeros.
-    The role of the result says which operand it is.
+    The role of the result says which operand it is. With `stage(%s)`, the
+    tile is the one `attn.tile.copy_kv` put in staging slot %s (after an
+    `attn.tile.wait_kv`), not a new read of the tensor.
 
     ```mlir
     %q = attn.tile.load %Q[%b, %h] span(%rows) : memref<?x?x?x64xbf16> -> !attn.tile<16x64xbf16, q>
     ```
   }];
   let arguments = (ins AnyMemRef:$tensor, Index:$batch, Index:$head, Attn_SpanType:$span,
+                       Optional<Index>:$stage,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
   let results = (outs Attn_AnyTile:$result);
   let assemblyFormat = [{
-    $tensor `[` $batch `,` $head `]` `span` `(` $span `)` attr-dict `:` type($tensor) `,`
-    type($span) `->` type($result)
+    $tensor `[` $batch `,` $head `]` `span` `(` $span `)` (`stage` `(` $stage^ `)`)? attr-dict
+    `:` type($tensor) `,` type($span) `->` type($result)
   }];
   let hasVerifier = 1;
 }
@@ -229,6 +233,44 @@ def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
     attr-dict `:` type($acc) `,` type($max) `,` type($sum) `,` type($out) `,` type($span)
   }];
   let hasVerifier = 1;
+}
+
+def Attn_TileCopyKVOp : Attn_TileOp<"copy_kv", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Stages the K and V rows of a key span in a slot of workgroup memory";
+  let description = [{
+    Copies rows `span` of `key[batch, head]` and `value[batch, head]` into
+    staging slot `stage` (of `stages`), where `attn.tile.load ... stage(%s)`
+    reads them once an `attn.tile.wait_kv` has completed the copy. With
+    `async`, the copy may still run when the op returns (cp.async on NVIDIA);
+    otherwise it is done when every thread has passed the next wait.
+    Written by --attn-pipeline-kv.
+  }];
+  let arguments = (ins AnyMemRef:$key, AnyMemRef:$value, Index:$batch, Index:$head,
+                       Attn_SpanType:$span, Index:$stage, I64Attr:$stages, UnitAttr:$async,
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
+  let assemblyFormat = [{
+    $key `,` $value `[` $batch `,` $head `]` `span` `(` $span `)` `stage` `(` $stage `)`
+    `of` $stages (`async` $async^)? attr-dict `:` type($key) `,` type($value) `,` type($span)
+  }];
+}
+
+def Attn_TileWaitKVOp : Attn_TileOp<"wait_kv"> {
+  let summary = "Waits for this work item's K/V copies, then for every thread of it";
+  let description = [{
+    After it, the slots every `attn.tile.copy_kv` issued before it filled
+    hold their rows for every thread (a workgroup barrier on GPUs).
+  }];
+  let assemblyFormat = "attr-dict";
+}
+
+def Attn_TileBarrierOp : Attn_TileOp<"barrier"> {
+  let summary = "Every thread of the work item reaches this point before any goes on";
+  let description = [{
+    A workgroup barrier on GPUs (staging buffers are reused: the query
+    tile's staging and the key slots may share memory), nothing on the CPU.
+  }];
+  let assemblyFormat = "attr-dict";
 }
 
 //===----------------------------------------------------------------------===//

@@ -131,13 +131,27 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
     pm.addPass(createAttnLowerToGPU(simt));
     return;
   }
-  // Flat tiles: the classifier takes boxes of consecutive tokens.
+  // Query tiles of 16 rows per warp; keys per tile by head dim unless set.
+  AttnChooseTilingOptions tiling;
+  tiling.blockQ = 16 * options.warps;
+  tiling.blockKV = options.keysPerTile;
+  tiling.patches = false;
+  pm.addPass(createAttnChooseTiling(tiling));
   if (options.analyzeMask)
     pm.addPass(createAttnAnalyzeMask());
-  AttnLowerToNVGPUOptions nvgpu;
-  nvgpu.keysPerTile = options.keysPerTile;
-  nvgpu.warps = options.warps;
-  pm.addPass(createAttnLowerToNVGPU(nvgpu));
+  pm.addPass(createAttnToTile());
+  if (options.analyzeMask)
+    pm.addPass(createAttnSkipTiles());
+  AttnPipelineKVOptions pipeline;
+  pipeline.stages = 2;
+  pm.addPass(createAttnPipelineKV(pipeline));
+  if (options.analyzeMask)
+    pm.addPass(createAttnSpecializeFullTiles());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createConvertAttnTileToNVGPU());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
 }
 
 void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip) {

@@ -211,13 +211,26 @@ struct AttnChooseTilingPass : heed::impl::AttnChooseTilingBase<AttnChooseTilingP
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (blockQ < 1 || blockKV < 1 || blockQ > 4096 || blockKV > 4096) {
-      module.emitError() << "attn-choose-tiling: block-q and block-kv must be in [1, 4096]";
+    if (blockQ < 1 || blockKV < 0 || blockQ > 4096 || blockKV > 4096) {
+      module.emitError() << "attn-choose-tiling: block-q must be in [1, 4096] and block-kv in "
+                            "[0, 4096] (0: by head dim)";
       return signalPassFailure();
     }
     MLIRContext *ctx = module.getContext();
+    // Keys per tile by head dim (block-kv = 0): the widest head dim of the
+    // attention ops using a variant.
+    llvm::DenseMap<Operation *, int64_t> widest;
+    SymbolTableCollection lookups;
+    module.walk([&](heed::attn::AttentionOp op) {
+      if (auto v = lookups.lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr())) {
+        int64_t d = std::max(cast<MemRefType>(op.getQuery().getType()).getDimSize(3),
+                             cast<MemRefType>(op.getValue().getType()).getDimSize(3));
+        widest[v] = std::max(widest.lookup(v), d);
+      }
+    });
     llvm::DenseMap<Operation *, heed::attn::TilingAttr> chosen;
     module.walk([&](VariantOp variant) {
+      int64_t blockKV = this->blockKV ? int64_t(this->blockKV) : widest.lookup(variant) <= 64 ? 64 : 32;
       variant.removeGridAttr();
       Grid grid;
       if (patches && !variant.isGated())

@@ -3,7 +3,7 @@
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=8 block-kv=32" --split-input-file | FileCheck %s --check-prefix=SIZES
 // RUN: not heed-opt %s --attn-choose-tiling="block-q=0" 2>&1 | FileCheck %s --check-prefix=BAD
 
-// BAD: error: attn-choose-tiling: block-q and block-kv must be in [1, 4096]
+// BAD: error: attn-choose-tiling: block-q must be in [1, 4096] and block-kv in [0, 4096] (0: by head dim)
 
 // A window on a ? x 24 grid: q and kv are read only as row (floordiv 24)
 // and column (remainder 24), so tiles are 4 x 4 patches (the attention op's

@@ -41,6 +41,27 @@ def ConvertAttnTileToCPU : Pass<"convert-attn-tile-to-cpu", "mlir::ModuleOp"> {
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::vector::VectorDialect"];
 }
 
+def ConvertAttnTileToNVGPU : Pass<"convert-attn-tile-to-nvgpu", "mlir::ModuleOp"> {
+  let summary = "Tile ops -> a FlashAttention-2 kernel on NVIDIA tensor cores (mma.sync)";
+  let description = [{
+    Each function holding an `attn.tile.work` becomes a `gpu.func` kernel of
+    `gpu.module @heed_gpu` (one work item per block: grid (query tiles, Hq,
+    B)), and its tile ops become the MatrixCoreTarget of mma.sync m16n8k16
+    (lib/Conversion/TileToGPU holds the target-neutral patterns): 16 query
+    rows per warp, Q in registers as A fragments (ldmatrix), K/V tiles in
+    the slots of dynamic shared memory that `attn.tile.copy_kv` fills by
+    cp.async (so the key loop must have gone through --attn-pipeline-kv),
+    S = Q K^T and O += P V on mma.sync (f16 via nvgpu.mma.sync, bf16 via
+    nvvm.mma.sync), the variant per fragment element, row statistics over
+    quads. The kernel's `attn.launch` records the block shape and the
+    dynamic shared memory. Head dims multiples of 16 up to 256.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
+    "mlir::nvgpu::NVGPUDialect", "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",
+    "mlir::vector::VectorDialect"];
+}
+
 def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
   let summary = "attn.attention as a portable SIMT GPU kernel (the GPU baseline)";
   let description = [{
@@ -63,40 +84,10 @@ def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
   ];
 }
 
-def AttnLowerToNVGPU : Pass<"attn-lower-to-nvgpu", "mlir::ModuleOp"> {
-  let summary = "attn.attention as a FlashAttention-2 kernel on NVIDIA tensor cores (mma.sync)";
-  let description = [{
-    Like --attn-lower-to-gpu, but each block of 128 threads (4 warps) owns 64
-    query rows: Q in registers as mma.sync A fragments (nvgpu.ldmatrix from
-    shared memory), K/V tiles of 64 keys staged in padded shared memory,
-    S = Q K^T and O += P V on mma.sync m16n8k16 (f16 or bf16 in, f32
-    accumulate; V through ldmatrix.trans; f16 via nvgpu.mma.sync, bf16 via
-    nvvm.mma.sync), the online softmax on the accumulator fragments with
-    quad shuffles, the variant's score and mask per fragment element, P
-    converted in registers and fed to the PV product, and only the KV tiles
-    the mask analysis' classifier cannot prove EMPTY visited. Grid
-    (ceil(Sq / 64), Hq, B). K/V tiles are copied by cp.async into two stages
-    of dynamic shared memory (the next tile's copies overlap this tile's
-    math); EMPTY tiles inside the range are skipped and FULL ones run without
-    the mask. Head dims multiples of 16 up to 128. The tile loop is shared
-    with --attn-lower-to-amdgpu.
-  }];
-  let options = [
-    Option<"keysPerTile", "keys-per-tile", "int64_t", "0",
-           "keys per KV tile: 32 or 64; 0 chooses by head dim (64 up to 64, else 32)">,
-    Option<"warps", "warps", "int64_t", "4",
-           "warps per block (1, 2, 4 or 8), 16 query rows each">,
-  ];
-  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
-    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
-    "mlir::nvgpu::NVGPUDialect", "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",
-    "mlir::vector::VectorDialect"];
-}
-
 def AttnLowerToAMDGPU : Pass<"attn-lower-to-amdgpu", "mlir::ModuleOp"> {
   let summary = "attn.attention as a FlashAttention-2 kernel on AMD matrix cores (MFMA)";
   let description = [{
-    The tile loop of --attn-lower-to-nvgpu on MFMA (wave64, f16 or bf16 in,
+    The FlashAttention-2 tile loop (TiledKernel.cpp) on MFMA (wave64, f16 or bf16 in,
     f32 accumulate; amdgpu.mfma 32x32x8 or 16x16x16): a block of 4 waves owns
     4 x `mfma` query rows; the kernel computes S^T = K Q^T so that each lane
     owns one query row (row statistics in-lane plus one or two shuffles) and

@@ -52,7 +52,9 @@ struct GPUPipelineOptions {
 };
 
 /// attn -> a gpu.func kernel in `gpu.module @heed_gpu` for NVIDIA
-/// (--attn-lower-to-nvgpu or the SIMT --attn-lower-to-gpu), its launch shape
+/// (the tile schedule -- choose-tiling, attn-to-tile, skip-tiles,
+/// pipeline-kv{stages=2}, specialize-full-tiles -- then
+/// --convert-attn-tile-to-nvgpu; or the SIMT --attn-lower-to-gpu), its launch shape
 /// in `attn.launch`. Printable stage `--emit=gpu`.
 void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
 

@@ -33,7 +33,9 @@ def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
   }];
   let options = [
     Option<"blockQ", "block-q", "int64_t", "16", "query tokens per tile">,
-    Option<"blockKV", "block-kv", "int64_t", "16", "keys per KV tile">,
+    Option<"blockKV", "block-kv", "int64_t", "16",
+           "keys per KV tile; 0: by head dim, 64 up to head dim 64, else 32 (matrix-core "
+           "kernels: fewer score registers beside wide accumulators)">,
     Option<"patches", "patches", "bool", "true",
            "tile token grids by multi-dimensional patches where the mask allows">,
   ];
@@ -85,6 +87,35 @@ def AttnSpecializeRoutes : Pass<"attn-specialize-routes", "mlir::ModuleOp"> {
     variant, with the value a constant there, so each case pays only for its
     own mask and score; heads whose value has no case take a value matching
     none.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
+def AttnPipelineKV : Pass<"attn-pipeline-kv", "mlir::ModuleOp"> {
+  let summary = "Stage the key loop's K/V tiles in workgroup memory, N slots deep";
+  let description = [{
+    Each flat key loop's K and V loads become reads of a staging slot
+    (`attn.tile.load ... stage(%s)`) that `attn.tile.copy_kv` fills:
+    with `stages=1` each tile is copied (unless EMPTY), waited for and
+    computed in turn; with `stages=2` tile t + 1's copy (asynchronous, unless
+    EMPTY) runs while tile t is computed, after a prologue that copies the
+    first tile. The next tile's class comes from a copy of the code that
+    classifies a tile.
+  }];
+  let options = [
+    Option<"stages", "stages", "int64_t", "2", "staging slots: 1 or 2">,
+  ];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
+def AttnSpecializeFullTiles : Pass<"attn-specialize-full-tiles", "mlir::ModuleOp"> {
+  let summary = "A mask-free copy of the tile's code for FULL tiles inside the sequence";
+  let description = [{
+    Inside a key loop's EMPTY check, the tile's code is versioned on
+    "the classifier says FULL and no key is past the sequence's end": that
+    copy evaluates no mask (`mask_if` false) and its key span is `in_bounds`.
+    For matrix-core targets, where merging masked and unmasked scores at a
+    join would keep every score of the tile live across it.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }

@@ -173,7 +173,7 @@ void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex
     qBox[1] = box.getHi();
   }
   q = TileLoadOp::create(b, loc, tile(rows, headDim, storage, TileRole::Q), op.getQuery(),
-                         batch, head, queries, op.getLayoutAttr());
+                         batch, head, queries, /*stage=*/Value(), op.getLayoutAttr());
   store(buildKeyLoops(emptyState()));
 }
 
@@ -217,9 +217,10 @@ SmallVector<Value> TileLoopBuilder::buildKeyTile(Value keySpan, ValueRange carri
     TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
   }
   Value k = TileLoadOp::create(b, loc, tile(keys, headDim, storage, TileRole::K), op.getKey(),
-                               batch, headKV, keySpan, op.getLayoutAttr());
+                               batch, headKV, keySpan, /*stage=*/Value(), op.getLayoutAttr());
   Value v = TileLoadOp::create(b, loc, tile(keys, valueDim, storage, TileRole::V),
-                               op.getValue(), batch, headKV, keySpan, op.getLayoutAttr());
+                               op.getValue(), batch, headKV, keySpan, /*stage=*/Value(),
+                               op.getLayoutAttr());
   TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
   Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
   s = TileApplyOp::create(b, loc, sType, op.getVariantAttr(), s, batch, head, queries, keySpan,

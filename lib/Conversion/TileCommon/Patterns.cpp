@@ -19,9 +19,7 @@ namespace heed {
 namespace {
 
 /// The variant an op names (its verifier made sure it exists).
-VariantOp variantOf(Operation *op, FlatSymbolRefAttr name) {
-  return SymbolTable::lookupNearestSymbolFrom<VariantOp>(op, name);
-}
+VariantOp variantOf(Operation *op, FlatSymbolRefAttr name) { return lookupVariant(op, name); }
 
 /// The blocks region of `variant` on the box [qLo, qHi] x [kvLo, kvHi].
 Value classify(OpBuilder &b, Location loc, VariantOp variant, Value batch, Value head,
@@ -156,9 +154,12 @@ struct NumTilesLowering : OpConversionPattern<NumTilesOp> {
 
 } // namespace
 
-void populateTileCommonPatterns(const TypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<ClassifyLowering, KVRangeLowering, RouteLowering, CountLowering,
-               NumTilesLowering>(converter, patterns.getContext());
+void populateTileCommonPatterns(const TypeConverter &converter, RewritePatternSet &patterns,
+                                bool statistics) {
+  patterns.add<ClassifyLowering, KVRangeLowering, RouteLowering, NumTilesLowering>(
+      converter, patterns.getContext());
+  if (statistics)
+    patterns.add<CountLowering>(converter, patterns.getContext());
 }
 
 } // namespace heed

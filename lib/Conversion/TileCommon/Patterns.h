@@ -9,10 +9,11 @@ namespace heed {
 
 /// attn.tile.classify (the blocks region, scalar), attn.tile.kv_range (two
 /// binary searches on the classifier), attn.tile.route (the route region,
-/// scalar), attn.tile.count (the statistics) and attn.num_tiles (the
-/// tiling arithmetic).
+/// scalar), attn.num_tiles (the tiling arithmetic) and, with `statistics`,
+/// attn.tile.count (increments of the stats buffer; targets that keep no
+/// statistics lower it themselves).
 void populateTileCommonPatterns(const mlir::TypeConverter &converter,
-                                mlir::RewritePatternSet &patterns);
+                                mlir::RewritePatternSet &patterns, bool statistics = true);
 
 } // namespace heed
 

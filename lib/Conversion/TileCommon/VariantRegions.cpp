@@ -11,6 +11,14 @@ using namespace mlir;
 
 namespace heed {
 
+attn::VariantOp lookupVariant(Operation *op, FlatSymbolRefAttr name) {
+  for (Operation *scope = op->getParentWithTrait<OpTrait::SymbolTable>(); scope;
+       scope = scope->getParentWithTrait<OpTrait::SymbolTable>())
+    if (auto v = dyn_cast_or_null<attn::VariantOp>(SymbolTable::lookupSymbolIn(scope, name)))
+      return v;
+  return {};
+}
+
 Value extendLoaded(OpBuilder &b, Location loc, Value v, Type resultType) {
   Type elt = getElementTypeOrSelf(v.getType());
   Type target = resultType;

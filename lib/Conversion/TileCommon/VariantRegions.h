@@ -31,6 +31,11 @@ struct RegionInlining {
   mlir::Value status;
 };
 
+/// The variant `name` refers to, searched in every symbol table around `op`
+/// (a GPU kernel's gpu.module is one: the variants stay in the module
+/// around it).
+attn::VariantOp lookupVariant(mlir::Operation *op, mlir::FlatSymbolRefAttr name);
+
 /// Clones the ops of `region` at the builder's insertion point with the
 /// mapping of `how`; returns the value its attn.yield yields.
 mlir::Value inlineVariantRegion(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,

@@ -111,7 +111,7 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileApplyOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
+    VariantOp variant = lookupVariant(op, op.getVariantAttr());
     Location loc = op.getLoc();
     Value sT = adaptor.getScores().front();
     Span rows(adaptor.getRows()), cols(adaptor.getCols());
@@ -188,7 +188,7 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
 } // namespace
 
 LogicalResult checkSupported(TileApplyOp op) {
-  auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
+  VariantOp variant = lookupVariant(op, op.getVariantAttr());
   for (auto [region, name] : {std::pair<Region *, const char *>{&variant.getScore(), "score"},
                               {&variant.getMask(), "mask"}})
     for (Operation &inner : region->front()) {

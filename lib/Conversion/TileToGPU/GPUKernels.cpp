@@ -1,0 +1,269 @@
+// What every GPU lowering of the tile ops shares: kernels outlined from the
+// functions holding the work, work items on thread blocks, flat spans,
+// barriers, and the driver that lowers each kernel with its target.
+#include "MatrixCore.h"
+
+#include "../TileCommon/Patterns.h"
+
+#include "dialects/attn/AttnOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/SCF/Transforms/Patterns.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/IRMapping.h"
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::gpu_tile {
+
+Value index(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
+Value threadId(OpBuilder &b, Location loc) {
+  return gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+}
+
+SmallVector<Value> at(Layout layout, Value batch, Value head, Value pos, Value d) {
+  if (layout == Layout::BSHD)
+    return {batch, pos, head, d};
+  return {batch, head, pos, d};
+}
+
+void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
+               Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
+               int64_t width, int64_t threads, bool transposed) {
+  Type elt = cast<MemRefType>(global.getType()).getElementType();
+  int64_t chunks = rows * width / 8;
+  auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
+                                 index(b, loc, threads));
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value i = loop.getInductionVar();
+  Value r = arith::DivUIOp::create(b, loc, i, index(b, loc, width / 8));
+  Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, index(b, loc, width / 8)),
+                                  index(b, loc, 8));
+  Value pos = arith::AddIOp::create(b, loc, row0, r);
+  Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
+  VectorType v8 = VectorType::get({8}, elt);
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{v8}, in, true);
+  {
+    OpBuilder::InsertionGuard g2(b);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    scf::YieldOp::create(
+        b, loc, vector::LoadOp::create(b, loc, v8, global, at(layout, batch, head, pos, c)).getResult());
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    scf::YieldOp::create(
+        b, loc,
+        arith::ConstantOp::create(b, loc, DenseElementsAttr::get(v8, b.getZeroAttr(elt))).getResult());
+  }
+  SmallVector<Value> indices(prefix.begin(), prefix.end());
+  if (!transposed) {
+    indices.append({r, c});
+    vector::StoreOp::create(b, loc, ifOp.getResult(0), smem, indices);
+    return;
+  }
+  for (int64_t e = 0; e < 8; ++e) {
+    SmallVector<Value> to = indices;
+    to.append({arith::AddIOp::create(b, loc, c, index(b, loc, e)), r});
+    memref::StoreOp::create(
+        b, loc, vector::ExtractOp::create(b, loc, ifOp.getResult(0), ArrayRef<int64_t>{e}), smem, to);
+  }
+}
+
+SmallVector<gpu::GPUFuncOp> outlineKernels(ModuleOp module) {
+  SmallVector<func::FuncOp> withWork, host;
+  module.walk([&](func::FuncOp f) {
+    (f.getOps<TileWorkOp>().empty() ? host : withWork).push_back(f);
+  });
+  SmallVector<gpu::GPUFuncOp> kernels;
+  if (withWork.empty())
+    return kernels;
+  OpBuilder b(module.getContext());
+  b.setInsertionPointToEnd(module.getBody());
+  auto gpuModule = gpu::GPUModuleOp::create(b, module.getLoc(), "heed_gpu");
+  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), b.getUnitAttr());
+  for (func::FuncOp f : withWork) {
+    b.setInsertionPointToEnd(gpuModule.getBody());
+    auto kernel = gpu::GPUFuncOp::create(b, f.getLoc(), f.getName(), f.getFunctionType());
+    kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    Block &body = kernel.getBody().front();
+    IRMapping map;
+    for (auto [from, to] : llvm::zip(f.getArguments(), body.getArguments()))
+      map.map(from, to);
+    b.setInsertionPointToStart(&body);
+    for (Operation &op : f.getBody().front().without_terminator())
+      b.clone(op, map);
+    gpu::ReturnOp::create(b, f.getLoc());
+    kernels.push_back(kernel);
+    f.erase();
+  }
+  return kernels;
+}
+
+namespace {
+
+/// A work item per thread block: (b, h, t) = the block's (z, y, x).
+struct WorkLowering : OpConversionPattern<TileWorkOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value ids[] = {gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::z),
+                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::y),
+                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::x)};
+    rewriter.inlineBlockBefore(&op.getBody().front(), op, ids);
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// A flat tile's first token and the sequence's length.
+struct SpanLowering : OpConversionPattern<TileSpanOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileSpanOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    if (op.getTiling().isPatched() || adaptor.getCoords().size() != 1)
+      return rewriter.notifyMatchFailure(op, "patch tiles are not lowered to GPUs");
+    int64_t lanes = op.getResult().getType().getSize();
+    Value lo = arith::MulIOp::create(rewriter, op.getLoc(), adaptor.getCoords()[0],
+                                     index(rewriter, op.getLoc(), lanes));
+    rewriter.replaceOpWithMultiple(op, {{lo, adaptor.getSeq()}});
+    return success();
+  }
+};
+
+struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileSpanBoxOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value lo = adaptor.getSpan()[0], seq = adaptor.getSpan()[1];
+    int64_t lanes = op.getSpan().getType().getSize();
+    Value hi = arith::MinUIOp::create(
+        rewriter, loc, arith::AddIOp::create(rewriter, loc, lo, index(rewriter, loc, lanes - 1)),
+        arith::SubIOp::create(rewriter, loc, seq, index(rewriter, loc, 1)));
+    rewriter.replaceOp(op, {lo, hi});
+    return success();
+  }
+};
+
+struct BarrierLowering : OpConversionPattern<TileBarrierOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileBarrierOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    rewriter.replaceOpWithNewOp<gpu::BarrierOp>(op);
+    return success();
+  }
+};
+
+/// The statistics are the CPU's: a GPU kernel does not count its tiles.
+struct CountLowering : OpConversionPattern<TileCountOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileCountOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// The kernel's geometry from its tiles: q [rows x D], k [keys x D], v
+/// [keys x Dv].
+FailureOr<KernelShape> readShape(gpu::GPUFuncOp kernel) {
+  KernelShape shape;
+  int64_t rows = 0;
+  kernel.walk([&](TileLoadOp load) {
+    auto type = cast<TileType>(load.getResult().getType());
+    if (type.getRole() == TileRole::Q) {
+      rows = type.getRows();
+      shape.headDim = type.getCols();
+      shape.elt = type.getElementType();
+    } else if (type.getRole() == TileRole::K) {
+      shape.keys = type.getRows();
+    } else {
+      shape.valueDim = type.getCols();
+    }
+  });
+  if (!rows || !shape.valueDim)
+    return kernel.emitOpError() << "holds no attention tile loop";
+  shape.waves = rows; // completed by the target: rows / rowsPerWave
+  return shape;
+}
+
+/// What a GPU kernel cannot have, as errors before any rewriting.
+LogicalResult checkKernel(gpu::GPUFuncOp kernel) {
+  WalkResult result = kernel.walk([&](Operation *op) {
+    if (isa<TileRoutedSpanOp>(op)) {
+      op->emitOpError() << "gated variants are not lowered to the GPU yet";
+      return WalkResult::interrupt();
+    }
+    if (auto span = dyn_cast<TileSpanOp>(op); span && span.getTiling().isPatched()) {
+      op->emitOpError() << "patch tiles are not lowered to the GPU (choose flat tiles)";
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return failure(result.wasInterrupted());
+}
+
+} // namespace
+
+void populateGPUStructurePatterns(const TypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<WorkLowering, SpanLowering, SpanBoxLowering, BarrierLowering, CountLowering>(
+      converter, patterns.getContext());
+  populateTileCommonPatterns(converter, patterns, /*statistics=*/false);
+}
+
+LogicalResult lowerMatrixCoreKernels(
+    ModuleOp module, StringRef name,
+    function_ref<std::unique_ptr<MatrixCoreTarget>(const KernelShape &)> makeTarget,
+    function_ref<void(KernelShape &)> completeShape) {
+  MLIRContext *ctx = module.getContext();
+  for (gpu::GPUFuncOp kernel : outlineKernels(module)) {
+    FailureOr<KernelShape> shape = readShape(kernel);
+    if (failed(shape) || failed(checkKernel(kernel)))
+      return failure();
+    completeShape(*shape);
+    std::unique_ptr<MatrixCoreTarget> target = makeTarget(*shape);
+    if (std::string why = target->unsupported(); !why.empty())
+      return kernel.emitOpError() << name << ": " << why << "; use the SIMT kernel";
+    target->prepareKernel(kernel);
+    MatrixCoreTypeConverter converter(*target);
+    RewritePatternSet patterns(ctx);
+    populateGPUStructurePatterns(converter, patterns);
+    populateMatrixCorePatterns(converter, *target, patterns);
+    ConversionTarget legal(*ctx);
+    // Whatever the target's patterns make (nvgpu, nvvm, amdgpu, ...) stays.
+    legal.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    legal.addIllegalDialect<AttnDialect>();
+    legal.addLegalOp<VariantOp, YieldOp, LoadOp, RouteOp>();
+    scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, legal);
+    if (failed(applyPartialConversion(kernel, legal, std::move(patterns))))
+      return failure();
+    kernel->setAttr(kLaunchAttrName,
+                    LaunchAttr::get(ctx, shape->blockRows(), shape->threads(),
+                                    target->dynamicSharedBytes()));
+  }
+  // Host code: the tile counts (attn.num_tiles) of the tiling used.
+  TypeConverter identity;
+  identity.addConversion([](Type t) { return t; });
+  RewritePatternSet host(ctx);
+  populateTileCommonPatterns(identity, host, /*statistics=*/false);
+  ConversionTarget hostLegal(*ctx);
+  hostLegal.addIllegalOp<NumTilesOp>();
+  hostLegal.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+  if (failed(applyPartialConversion(module, hostLegal, std::move(host))))
+    return failure();
+  // Variants no op names any more go.
+  SmallVector<VariantOp> variants;
+  module.walk([&](VariantOp v) { variants.push_back(v); });
+  for (VariantOp v : variants)
+    if (SymbolTable::symbolKnownUseEmpty(v, module))
+      v.erase();
+  return success();
+}
+
+} // namespace heed::gpu_tile

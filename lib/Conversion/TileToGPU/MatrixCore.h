@@ -1,0 +1,154 @@
+// The GPU lowering of the tile ops (lib/Conversion/TileToGPU): what every
+// GPU target shares, and the target interface of the matrix-core ones.
+//
+// A GPU kernel runs one work item per thread block. On matrix cores a block
+// of `waves` waves owns the query tile's rows (`rowsPerWave` per wave); each
+// lane holds accumulator elements of `rowSlots` distinct rows. The tiles
+// become per-lane values, 1:N:
+//   q   -> the lane's operand fragments of Q (loaded once per item)
+//   k/v -> the staging slot holding the tile (workgroup memory)
+//   s   -> the lane's accumulator fragments of S = Q K^T
+//   acc -> the lane's accumulator fragments of O
+//   row -> one f32 per row slot (max: the row's value; sum: this lane's part)
+//   span (flat tiles) -> (first token, sequence length)
+// What differs per target (fragment layouts, staging, the matrix
+// instruction, lane reductions) is a MatrixCoreTarget, as Triton's
+// TargetInfo splits its lowerings: NVIDIA (TileToNVGPU: mma.sync, ldmatrix,
+// cp.async) and AMD (TileToAMDGPU: MFMA, LDS).
+#ifndef HEED_LIB_CONVERSION_TILETOGPU_MATRIXCORE_H
+#define HEED_LIB_CONVERSION_TILETOGPU_MATRIXCORE_H
+
+#include "dialects/attn/AttnTileOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+#include <memory>
+
+namespace heed::gpu_tile {
+
+using mlir::Location;
+using mlir::OpBuilder;
+using mlir::Value;
+
+/// The block and tile geometry of one kernel.
+struct KernelShape {
+  int64_t waveSize = 32;    ///< lanes per wave (warp)
+  int64_t waves = 4;        ///< waves per block
+  int64_t rowsPerWave = 16; ///< query rows a wave owns
+  int64_t keys = 64;        ///< keys per key tile
+  unsigned rowSlots = 1;    ///< distinct query rows a lane holds
+  int64_t headDim = 0, valueDim = 0;
+  mlir::Type elt;           ///< f16 or bf16
+  int64_t blockRows() const { return waves * rowsPerWave; }
+  int64_t threads() const { return waves * waveSize; }
+};
+
+/// One accumulator element of a lane: which of its row slots it belongs to
+/// and its column (the key within the tile, or the value dim).
+struct Element {
+  Value value;
+  unsigned slot;
+  Value col;
+};
+
+/// The target interface of the matrix-core kernels.
+class MatrixCoreTarget {
+public:
+  explicit MatrixCoreTarget(KernelShape shape) : shape(shape) {}
+  virtual ~MatrixCoreTarget() = default;
+
+  /// Why this target cannot take the kernel ("" if it can).
+  virtual std::string unsupported() const = 0;
+  /// The per-lane types of a tile.
+  virtual void convertTile(attn::TileType type, llvm::SmallVectorImpl<mlir::Type> &out) const = 0;
+  /// Workgroup memory the kernel needs beyond its attributions (bytes of
+  /// dynamic shared memory, recorded in its attn.launch).
+  virtual int64_t dynamicSharedBytes() const { return 0; }
+  /// Called once per kernel before the patterns run (e.g. to add workgroup
+  /// attributions).
+  virtual void prepareKernel(mlir::gpu::GPUFuncOp kernel) const {}
+
+  /// The block-relative query row of the lane's row `slot`.
+  virtual Value slotRow(OpBuilder &b, Location loc, unsigned slot) const = 0;
+  /// Q rows [q0, q0 + blockRows) of (batch, head) as the lane's fragments.
+  virtual llvm::SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch,
+                                         Value head, Value q0, Value seq,
+                                         attn::Layout layout) const = 0;
+  /// K and V rows [kv0, kv0 + keys) into staging slot `stage` (zeros past
+  /// `seq`); may be asynchronous until waitKV().
+  virtual void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
+                      Value kv0, Value seq, Value stage, attn::Layout layout) const = 0;
+  /// This lane's copies are done, then every lane of the block is here.
+  virtual void waitKV(OpBuilder &b, Location loc) const = 0;
+  /// S = Q K^T for the lane's rows and the keys of slot `stage`.
+  virtual llvm::SmallVector<Value> scores(OpBuilder &b, Location loc, mlir::ValueRange q,
+                                          Value stage) const = 0;
+  /// The elements of accumulator fragments (S or O), in a fixed order, and
+  /// the fragments with their elements replaced by `values` (that order).
+  virtual llvm::SmallVector<Element> elements(OpBuilder &b, Location loc,
+                                              mlir::ValueRange fragments) const = 0;
+  virtual llvm::SmallVector<Value> assemble(OpBuilder &b, Location loc,
+                                            mlir::ValueRange fragments,
+                                            llvm::ArrayRef<Value> values) const = 0;
+  /// Max or sum of `x` over the lanes that hold the same row.
+  virtual Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const = 0;
+  /// Each row of an O accumulator fragment times its slot's factor.
+  virtual Value scaleRows(OpBuilder &b, Location loc, Value acc,
+                          llvm::ArrayRef<Value> perSlot) const = 0;
+  /// O += P V: P per element in elements() order (f32), V in slot `stage`.
+  virtual void accumulatePV(OpBuilder &b, Location loc, llvm::ArrayRef<Value> p, Value stage,
+                            llvm::MutableArrayRef<Value> o) const = 0;
+  /// Whether this lane writes the lse of its rows (one lane per row).
+  virtual Value ownsRowStats(OpBuilder &b, Location loc) const = 0;
+
+  const KernelShape shape;
+};
+
+/// The tile-level type converter of a matrix-core target.
+class MatrixCoreTypeConverter : public mlir::TypeConverter {
+public:
+  explicit MatrixCoreTypeConverter(const MatrixCoreTarget &target);
+};
+
+/// Index helpers every GPU pattern uses.
+Value index(OpBuilder &b, Location loc, int64_t v);
+Value threadId(OpBuilder &b, Location loc);
+/// Indices of (batch, head, pos, d) in `layout`.
+llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value pos, Value d);
+
+/// Copies rows [row0, row0 + rows) of a [.., S, width] tensor of (batch,
+/// head) into `smem` ([prefix..][rows][>= width], zeros past `seq`), 8
+/// elements per thread and step over `threads` threads; transposed: into
+/// smem [width][>= rows].
+void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::ValueRange prefix,
+               attn::Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
+               int64_t width, int64_t threads, bool transposed = false);
+
+/// Moves each function holding an attn.tile.work into a `gpu.func` kernel
+/// (same arguments) of `gpu.module @heed_gpu`, and erases the host
+/// functions that name no kernel. Returns the kernels.
+llvm::SmallVector<mlir::gpu::GPUFuncOp> outlineKernels(mlir::ModuleOp module);
+
+/// The patterns of every GPU target: work items on block ids, flat spans,
+/// barriers, statistics (not kept on GPUs), and TileCommon's.
+void populateGPUStructurePatterns(const mlir::TypeConverter &converter,
+                                  mlir::RewritePatternSet &patterns);
+
+/// The tile ops on a matrix-core target.
+void populateMatrixCorePatterns(const mlir::TypeConverter &converter,
+                                const MatrixCoreTarget &target,
+                                mlir::RewritePatternSet &patterns);
+
+/// Lowers the tile ops of every kernel of `module` with a target from
+/// `makeTarget(shape)` (the shape read off the kernel's tiles); records
+/// each kernel's attn.launch. `name` prefixes errors.
+mlir::LogicalResult lowerMatrixCoreKernels(
+    mlir::ModuleOp module, llvm::StringRef name,
+    llvm::function_ref<std::unique_ptr<MatrixCoreTarget>(const KernelShape &)> makeTarget,
+    llvm::function_ref<void(KernelShape &)> completeShape);
+
+} // namespace heed::gpu_tile
+
+#endif

@@ -1,0 +1,316 @@
+// The tile ops on matrix cores, target-neutral (see MatrixCore.h): each op
+// becomes lane-level code through the MatrixCoreTarget. The variant's score
+// and mask run per accumulator element with (q, kv) from the fragment
+// layout; the online softmax keeps each row's max (shared by the lanes of
+// the row) and this lane's part of its sum; the output is normalized once.
+#include "MatrixCore.h"
+
+#include "../TileCommon/VariantRegions.h"
+
+#include "dialects/attn/AttnOps.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/Matchers.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::gpu_tile {
+
+MatrixCoreTypeConverter::MatrixCoreTypeConverter(const MatrixCoreTarget &target) {
+  addConversion([](Type t) { return t; });
+  addConversion([&target](TileType t, SmallVectorImpl<Type> &out) -> LogicalResult {
+    target.convertTile(t, out);
+    return success();
+  });
+  addConversion([](SpanType t, SmallVectorImpl<Type> &out) -> LogicalResult {
+    Type index = IndexType::get(t.getContext());
+    out.append({index, index}); // first token, sequence length
+    return success();
+  });
+}
+
+namespace {
+
+Value f32(OpBuilder &b, Location loc, double v) {
+  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
+}
+
+/// A pattern with the target at hand.
+template <typename Op> struct TargetPattern : OpConversionPattern<Op> {
+  TargetPattern(const TypeConverter &converter, MLIRContext *ctx, const MatrixCoreTarget &target)
+      : OpConversionPattern<Op>(converter, ctx), target(target) {}
+  const MatrixCoreTarget &target;
+};
+
+struct LoadLowering : TargetPattern<TileLoadOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileLoadOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    auto role = cast<TileType>(op.getResult().getType()).getRole();
+    if (role != TileRole::Q) {
+      // K and V are read where attn.tile.copy_kv staged them.
+      if (adaptor.getStage().empty())
+        return op.emitOpError() << "reads K/V without staging: run --attn-pipeline-kv";
+      rewriter.replaceOpWithMultiple(op, {adaptor.getStage()});
+      return success();
+    }
+    ValueRange span = adaptor.getSpan();
+    SmallVector<Value> q = target.loadQ(rewriter, op.getLoc(), adaptor.getTensor().front(),
+                                        adaptor.getBatch().front(), adaptor.getHead().front(),
+                                        span[0], span[1], op.getLayout());
+    rewriter.replaceOpWithMultiple(op, {q});
+    return success();
+  }
+};
+
+struct CopyKVLowering : TargetPattern<TileCopyKVOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileCopyKVOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    ValueRange span = adaptor.getSpan();
+    target.copyKV(rewriter, op.getLoc(), adaptor.getKey().front(), adaptor.getValue().front(),
+                  adaptor.getBatch().front(), adaptor.getHead().front(), span[0], span[1],
+                  adaptor.getStage().front(), op.getLayout());
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+struct WaitKVLowering : TargetPattern<TileWaitKVOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileWaitKVOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    target.waitKV(rewriter, op.getLoc());
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+struct FillLowering : TargetPattern<TileFillOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileFillOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    SmallVector<Type> types;
+    target.convertTile(cast<TileType>(op.getResult().getType()), types);
+    auto value = rewriter.getF32FloatAttr(op.getValue().convertToFloat());
+    SmallVector<Value> values;
+    for (Type t : types) {
+      auto vec = dyn_cast<VectorType>(t);
+      values.push_back(arith::ConstantOp::create(
+          rewriter, op.getLoc(), vec ? TypedAttr(DenseElementsAttr::get(vec, value)) : value));
+    }
+    rewriter.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
+struct QKLowering : TargetPattern<TileQKOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileQKOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    SmallVector<Value> s = target.scores(rewriter, loc, adaptor.getQ(), adaptor.getK().front());
+    for (Value &frag : s) {
+      auto type = cast<VectorType>(frag.getType());
+      Value scale = arith::ConstantOp::create(
+          rewriter, loc, DenseElementsAttr::get(type, rewriter.getF32FloatAttr(
+                                                          op.getScale().convertToFloat())));
+      frag = arith::MulFOp::create(rewriter, loc, frag, scale);
+    }
+    rewriter.replaceOpWithMultiple(op, {s});
+    return success();
+  }
+};
+
+bool isConstant(Value v, bool value) {
+  APInt c;
+  return v && matchPattern(v, m_ConstantInt(&c)) && c.getBoolValue() == value;
+}
+
+/// Score modifier and mask per element. Rows past Sq and keys past Skv are
+/// padding: the variant is evaluated at the last real row / key instead
+/// (and the result dropped), so their buffer reads are never reported.
+struct ApplyLowering : TargetPattern<TileApplyOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileApplyOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    VariantOp variant = lookupVariant(op, op.getVariantAttr());
+    ValueRange rows = adaptor.getRows(), cols = adaptor.getCols();
+    Value one = index(rewriter, loc, 1);
+    Value lastQ = arith::SubIOp::create(rewriter, loc, rows[1], one);
+    Value lastKV = arith::SubIOp::create(rewriter, loc, cols[1], one);
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    auto span = op.getCols().getDefiningOp<TileSpanOp>();
+    bool inBounds = span && span.getInBounds();
+    // A dynamic mask_if may be ignored: the mask holds on FULL tiles anyway.
+    bool masked = !isConstant(op.getMaskIf(), false);
+    Block &scoreBlock = variant.getScore().front();
+    bool identity = cast<YieldOp>(scoreBlock.getTerminator()).getValue() == scoreBlock.getArgument(0);
+    SmallVector<Value> buffers;
+    for (ValueRange buf : adaptor.getBuffers())
+      buffers.push_back(buf.front());
+    RegionInlining how;
+    how.buffers = buffers;
+    how.route = adaptor.getRoute().empty() ? Value() : adaptor.getRoute().front();
+    how.status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
+    // A row slot's query token, clamped to the last real row (padding rows
+    // are evaluated there), once per slot.
+    SmallVector<Value> rowQ;
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s)
+      rowQ.push_back(arith::MinUIOp::create(
+          rewriter, loc,
+          arith::AddIOp::create(rewriter, loc, rows[0], target.slotRow(rewriter, loc, s)), lastQ));
+    Value negInf = f32(rewriter, loc, -INFINITY);
+    // Every element's visibility first, then each score with its select:
+    // the masks' bounds-checked reads do not keep the tile's scores live.
+    SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
+    SmallVector<Value> values, visible, kvEval;
+    for (Element &e : elements) {
+      Value kvPos = arith::AddIOp::create(rewriter, loc, cols[0], e.col);
+      kvEval.push_back(arith::MinUIOp::create(rewriter, loc, kvPos, lastKV));
+      Value v = inBounds ? Value() : Value(arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, kvPos, cols[1]));
+      if (masked) {
+        Value leading[] = {batch, head, rowQ[e.slot], kvEval.back()};
+        how.leading = leading;
+        Value m = inlineVariantRegion(rewriter, loc, variant.getMask(), how);
+        v = v ? Value(arith::AndIOp::create(rewriter, loc, v, m)) : m;
+      }
+      visible.push_back(v);
+    }
+    for (auto [i, e] : llvm::enumerate(elements)) {
+      Value x = e.value;
+      if (!identity) {
+        Value leading[] = {x, batch, head, rowQ[e.slot], kvEval[i]};
+        how.leading = leading;
+        x = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
+      }
+      values.push_back(visible[i] ? Value(arith::SelectOp::create(rewriter, loc, visible[i], x, negInf)) : x);
+    }
+    rewriter.replaceOpWithMultiple(op, {target.assemble(rewriter, loc, adaptor.getScores(), values)});
+    return success();
+  }
+};
+
+/// The online softmax per row slot: the row's max over the lanes holding
+/// it; p and this lane's part of the sum.
+struct SoftmaxLowering : TargetPattern<TileSoftmaxOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileSoftmaxOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    unsigned slots = target.shape.rowSlots;
+    ValueRange m = adaptor.getMax(), l = adaptor.getSum();
+    Value negInf = f32(rewriter, loc, -INFINITY);
+    SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
+    SmallVector<Value> rowMax(slots, negInf);
+    for (Element &e : elements)
+      rowMax[e.slot] = arith::MaximumFOp::create(rewriter, loc, rowMax[e.slot], e.value);
+    SmallVector<Value> mNew(slots), mUse(slots), alpha(slots), rowSum(slots, f32(rewriter, loc, 0));
+    for (unsigned s = 0; s < slots; ++s) {
+      mNew[s] = arith::MaximumFOp::create(rewriter, loc, m[s],
+                                          target.rowReduce(rewriter, loc, rowMax[s], true));
+      // Nothing visible yet: exponents against 0, so alpha = p = 0, not NaN.
+      Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew[s], negInf);
+      mUse[s] = arith::SelectOp::create(rewriter, loc, none, f32(rewriter, loc, 0), mNew[s]);
+      alpha[s] = math::ExpOp::create(rewriter, loc, arith::SubFOp::create(rewriter, loc, m[s], mUse[s]));
+    }
+    SmallVector<Value> p;
+    for (Element &e : elements) {
+      Value x = math::ExpOp::create(rewriter, loc,
+                                    arith::SubFOp::create(rewriter, loc, e.value, mUse[e.slot]));
+      rowSum[e.slot] = arith::AddFOp::create(rewriter, loc, rowSum[e.slot], x);
+      p.push_back(x);
+    }
+    SmallVector<Value> lNew;
+    for (unsigned s = 0; s < slots; ++s)
+      lNew.push_back(arith::AddFOp::create(
+          rewriter, loc, arith::MulFOp::create(rewriter, loc, l[s], alpha[s]), rowSum[s]));
+    SmallVector<Value> probs = target.assemble(rewriter, loc, adaptor.getScores(), p);
+    rewriter.replaceOpWithMultiple(op, {mNew, lNew, probs, alpha});
+    return success();
+  }
+};
+
+struct PVLowering : TargetPattern<TilePVOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TilePVOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    SmallVector<Value> acc;
+    for (Value frag : adaptor.getAcc())
+      acc.push_back(target.scaleRows(rewriter, loc, frag, llvm::to_vector(adaptor.getAlpha())));
+    SmallVector<Value> p;
+    for (Element &e : target.elements(rewriter, loc, adaptor.getProbs()))
+      p.push_back(e.value);
+    target.accumulatePV(rewriter, loc, p, adaptor.getV().front(), acc);
+    rewriter.replaceOpWithMultiple(op, {acc});
+    return success();
+  }
+};
+
+/// Normalizes and writes the lane's elements of O and (one lane per row)
+/// the lse; rows past Sq are not written.
+struct StoreLowering : TargetPattern<TileStoreOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    if (op.getGate())
+      return op.emitOpError() << "gated variants are not lowered to the GPU yet";
+    ValueRange span = adaptor.getSpan();
+    Value out = adaptor.getOut().front(), batch = adaptor.getBatch().front();
+    Value head = adaptor.getHead().front();
+    Type outElt = cast<MemRefType>(out.getType()).getElementType();
+    SmallVector<Element> outputs = target.elements(rewriter, loc, adaptor.getAcc());
+    Value negInf = f32(rewriter, loc, -INFINITY);
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value row = arith::AddIOp::create(rewriter, loc, span[0], target.slotRow(rewriter, loc, s));
+      Value lFinal = target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
+      Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, lFinal,
+                                          f32(rewriter, loc, 0));
+      Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
+                                          arith::DivFOp::create(rewriter, loc, f32(rewriter, loc, 1), lFinal));
+      Value inRange = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, row, span[1]);
+      auto ifOp = scf::IfOp::create(rewriter, loc, inRange, false);
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      for (const Element &e : outputs) {
+        if (e.slot != s)
+          continue;
+        Value x = arith::MulFOp::create(rewriter, loc, e.value, inv);
+        if (!outElt.isF32())
+          x = arith::TruncFOp::create(rewriter, loc, outElt, x);
+        memref::StoreOp::create(rewriter, loc, x, out, at(op.getLayout(), batch, head, row, e.col));
+      }
+      if (!adaptor.getLse().empty()) {
+        auto once = scf::IfOp::create(rewriter, loc, target.ownsRowStats(rewriter, loc), false);
+        rewriter.setInsertionPointToStart(&once.getThenRegion().front());
+        Value value = arith::AddFOp::create(rewriter, loc, adaptor.getMax()[s],
+                                            math::LogOp::create(rewriter, loc, lFinal));
+        memref::StoreOp::create(rewriter, loc,
+                                arith::SelectOp::create(rewriter, loc, empty, negInf, value),
+                                adaptor.getLse().front(), ValueRange{batch, head, row});
+      }
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
+
+void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCoreTarget &target,
+                                RewritePatternSet &patterns) {
+  patterns.add<LoadLowering, CopyKVLowering, WaitKVLowering, FillLowering, QKLowering,
+               ApplyLowering, SoftmaxLowering, PVLowering, StoreLowering>(
+      converter, patterns.getContext(), target);
+}
+
+} // namespace heed::gpu_tile

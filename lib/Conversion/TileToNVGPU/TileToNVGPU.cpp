@@ -1,0 +1,335 @@
+// --convert-attn-tile-to-nvgpu: the tile ops on NVIDIA tensor cores, the
+// MatrixCoreTarget of mma.sync m16n8k16 (f16 or bf16 in, f32 accumulate).
+// A block of 4 warps (by default) owns the query tile, 16 rows per warp.
+// Q is staged through shared memory once and kept in registers as A
+// fragments (ldmatrix); K/V tiles are copied by cp.async into slots of
+// dynamic shared memory, rows padded by 8 elements (no bank conflicts on
+// ldmatrix); S = Q K^T and O += P V run on mma.sync (V through
+// ldmatrix.trans); P goes from the S accumulators straight into the A
+// operand. Row statistics are shared by the 4 lanes of a quad (shuffles).
+// f16 runs on nvgpu.mma.sync, bf16 on nvvm.mma.sync (nvgpu.mma.sync cannot
+// type bf16 in LLVM 22).
+//
+// The m16n8k16 fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
+// lane l holds rows l/4 and l/4 + 8 of its warp's 16, columns 2 (l%4) and
+// 2 (l%4) + 1 of each 8-column n-tile.
+#include "heed/Conversion/Passes.h"
+
+#include "../TileToGPU/MatrixCore.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+namespace heed {
+#define GEN_PASS_DEF_CONVERTATTNTILETONVGPU
+#include "heed/Conversion/Passes.h.inc"
+} // namespace heed
+
+using namespace mlir;
+using namespace heed::gpu_tile;
+using heed::attn::Layout;
+using heed::attn::TileRole;
+using heed::attn::TileType;
+
+namespace {
+
+class NVGPUTarget : public MatrixCoreTarget {
+public:
+  static constexpr int64_t kPad = 8;
+  static constexpr int64_t kStages = 2;
+  using MatrixCoreTarget::MatrixCoreTarget;
+
+  std::string unsupported() const override {
+    Type elt = shape.elt;
+    if (!elt.isF16() && !elt.isBF16())
+      return "tensor cores take f16 or bf16";
+    if (shape.headDim % 16 || shape.valueDim % 16 || shape.headDim > 256 || shape.valueDim > 256)
+      return "tensor cores need head dims that are multiples of 16, at most 256";
+    if (shape.keys % 16 || shape.rowsPerWave != 16 || shape.blockRows() % 16)
+      return "tensor cores need key tiles of a multiple of 16 keys and 16 query rows per warp";
+    return "";
+  }
+
+  void convertTile(TileType t, SmallVectorImpl<Type> &out) const override {
+    MLIRContext *ctx = t.getContext();
+    switch (t.getRole()) {
+    case TileRole::Q:
+      out.append(t.getCols() / 16, aType());
+      return;
+    case TileRole::K:
+    case TileRole::V:
+      out.push_back(IndexType::get(ctx)); // the staging slot
+      return;
+    case TileRole::S:
+    case TileRole::Acc:
+      out.append(t.getCols() / 8, cType(ctx));
+      return;
+    case TileRole::Row:
+      out.append(shape.rowSlots, Float32Type::get(ctx));
+      return;
+    }
+  }
+
+  /// Two slots of K and of V, each [rows][dim + 8] with slot s at rows
+  /// [s keys, (s + 1) keys); Q is staged through the K buffer before the
+  /// loop, so it has at least blockRows rows.
+  int64_t bufferRows() const { return std::max(kStages * shape.keys, shape.blockRows()); }
+  int64_t kBytes() const { return bufferRows() * (shape.headDim + kPad) * 2; }
+  int64_t dynamicSharedBytes() const override {
+    return kBytes() + bufferRows() * (shape.valueDim + kPad) * 2;
+  }
+
+  Value slotRow(OpBuilder &b, Location loc, unsigned slot) const override {
+    Value lane = laneId(b, loc);
+    Value rowInWarp = arith::DivUIOp::create(b, loc, lane, index(b, loc, 4));
+    return arith::AddIOp::create(b, loc, warpRow(b, loc),
+                                 arith::AddIOp::create(b, loc, rowInWarp, index(b, loc, 8 * slot)));
+  }
+
+  /// Q tile -> shared memory -> A fragments in registers (D / 16 of them).
+  SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head, Value q0,
+                           Value seq, Layout layout) const override {
+    Value bufA = buffer(b, loc, /*value=*/false);
+    stageRows(b, loc, q, bufA, {}, layout, batch, head, q0, seq, shape.blockRows(),
+              shape.headDim, shape.threads());
+    gpu::BarrierOp::create(b, loc);
+    Value lane = laneId(b, loc);
+    Value laneMod16 = arith::RemUIOp::create(b, loc, lane, index(b, loc, 16));
+    Value laneDiv16 = arith::DivUIOp::create(b, loc, lane, index(b, loc, 16));
+    SmallVector<Value> frags;
+    for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
+      Value r = arith::AddIOp::create(b, loc, warpRow(b, loc), laneMod16);
+      Value c = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
+                                      arith::MulIOp::create(b, loc, laneDiv16, index(b, loc, 8)));
+      frags.push_back(nvgpu::LdMatrixOp::create(b, loc, aType(), bufA, ValueRange{r, c},
+                                                /*transpose=*/false, /*numTiles=*/4));
+    }
+    return frags;
+  }
+
+  /// cp.async, 16 bytes per copy (zero-filled past the sequence), one
+  /// group per tile.
+  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
+              Value seq, Value stage, Layout layout) const override {
+    copyAsync(b, loc, k, buffer(b, loc, false), stage, batch, head, kv0, seq, shape.headDim, layout);
+    copyAsync(b, loc, v, buffer(b, loc, true), stage, batch, head, kv0, seq, shape.valueDim, layout);
+    // cp.async.commit_group (the wait waits for every group).
+    nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType(b), ValueRange{});
+  }
+  /// cp.async.wait_group 0, then the block's barrier.
+  void waitKV(OpBuilder &b, Location loc) const override {
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+    gpu::BarrierOp::create(b, loc);
+  }
+
+  /// S = Q K^T: keys / 8 n-tiles of 8 keys.
+  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {
+    Value bufA = buffer(b, loc, false);
+    Value lane = laneId(b, loc);
+    Value laneMod8 = arith::RemUIOp::create(b, loc, lane, index(b, loc, 8));
+    Value half = arith::RemUIOp::create(b, loc, arith::DivUIOp::create(b, loc, lane, index(b, loc, 8)),
+                                        index(b, loc, 2));
+    SmallVector<Value> acc;
+    for (int64_t n = 0; n < shape.keys / 8; ++n) {
+      Value c = zeroC(b, loc);
+      for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
+        Value r = arith::AddIOp::create(b, loc, index(b, loc, n * 8), laneMod8);
+        Value col = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
+                                          arith::MulIOp::create(b, loc, half, index(b, loc, 8)));
+        Value kFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufA,
+                                                ValueRange{stageRow(b, loc, stage, r), col},
+                                                /*transpose=*/false, /*numTiles=*/2);
+        c = mma(b, loc, q[kk], kFrag, c);
+      }
+      acc.push_back(c);
+    }
+    return acc;
+  }
+
+  /// The elements of m16n8 accumulators, n-tile by n-tile: (row slot i,
+  /// column 8 n + 2 (l%4) + j).
+  SmallVector<Element> elements(OpBuilder &b, Location loc, ValueRange acc) const override {
+    Value colPair = arith::MulIOp::create(
+        b, loc, arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4)), index(b, loc, 2));
+    SmallVector<Element> out;
+    for (auto [n, c] : llvm::enumerate(acc))
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 2; ++j)
+          out.push_back({vector::ExtractOp::create(b, loc, c, ArrayRef<int64_t>{i, j}), unsigned(i),
+                         arith::AddIOp::create(b, loc, index(b, loc, int64_t(n) * 8 + j), colPair)});
+    return out;
+  }
+  SmallVector<Value> assemble(OpBuilder &b, Location loc, ValueRange frags,
+                              ArrayRef<Value> values) const override {
+    SmallVector<Value> out;
+    for (size_t n = 0; n < frags.size(); ++n)
+      out.push_back(vector::FromElementsOp::create(b, loc, cType(b.getContext()),
+                                                   values.slice(4 * n, 4)));
+    return out;
+  }
+
+  Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
+    for (int64_t offset : {1, 2}) {
+      Value other = gpu::ShuffleOp::create(b, loc, x, i32(b, loc, offset), i32(b, loc, 32),
+                                           gpu::ShuffleMode::XOR)
+                        .getShuffleResult();
+      x = max ? Value(arith::MaximumFOp::create(b, loc, x, other))
+              : Value(arith::AddFOp::create(b, loc, x, other));
+    }
+    return x;
+  }
+  Value scaleRows(OpBuilder &b, Location loc, Value acc, ArrayRef<Value> perSlot) const override {
+    Value factors = vector::FromElementsOp::create(
+        b, loc, cType(b.getContext()), ValueRange{perSlot[0], perSlot[0], perSlot[1], perSlot[1]});
+    return arith::MulFOp::create(b, loc, acc, factors);
+  }
+
+  /// O += P V, k = 16 keys per mma: P's A fragment for keys [16 t, 16 t +
+  /// 16) is the S accumulators of n-tiles 2 t and 2 t + 1, converted.
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+                    MutableArrayRef<Value> o) const override {
+    Value bufV = buffer(b, loc, true);
+    Value laneMod16 = arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 16));
+    auto element = [&](int64_t n, int64_t i, int64_t j) {
+      return arith::TruncFOp::create(b, loc, shape.elt, p[n * 4 + i * 2 + j]);
+    };
+    for (int64_t t16 = 0; t16 < shape.keys / 16; ++t16) {
+      SmallVector<Value> a;
+      // Rows r and r + 8 of keys [16 t, 16 t + 8), then of [+8, +16).
+      for (int64_t n : {2 * t16, 2 * t16 + 1})
+        for (int64_t i = 0; i < 2; ++i)
+          for (int64_t j = 0; j < 2; ++j)
+            a.push_back(element(n, i, j));
+      Value aFrag = vector::FromElementsOp::create(b, loc, aType(), a);
+      for (int64_t d = 0; d < shape.valueDim / 8; ++d) {
+        Value r = arith::AddIOp::create(b, loc, index(b, loc, t16 * 16), laneMod16);
+        Value vFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufV,
+                                                ValueRange{stageRow(b, loc, stage, r), index(b, loc, d * 8)},
+                                                /*transpose=*/true, /*numTiles=*/2);
+        o[d] = mma(b, loc, aFrag, vFrag, o[d]);
+      }
+    }
+  }
+  Value ownsRowStats(OpBuilder &b, Location loc) const override {
+    Value quad = arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4));
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, quad, index(b, loc, 0));
+  }
+
+private:
+  static Value i32(OpBuilder &b, Location loc, int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, v, 32);
+  }
+  Value laneId(OpBuilder &b, Location loc) const {
+    return arith::RemUIOp::create(b, loc, threadId(b, loc), index(b, loc, 32));
+  }
+  Value warpRow(OpBuilder &b, Location loc) const {
+    Value warp = arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, 32));
+    return arith::MulIOp::create(b, loc, warp, index(b, loc, 16));
+  }
+  /// The K (Q) or V buffer in dynamic shared memory.
+  Value buffer(OpBuilder &b, Location loc, bool value) const {
+    auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+    auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(), MemRefLayoutAttrInterface{},
+                                 space);
+    Value shared = gpu::DynamicSharedMemoryOp::create(b, loc, bytes);
+    int64_t width = value ? shape.valueDim : shape.headDim;
+    auto type = MemRefType::get({bufferRows(), width + kPad}, shape.elt,
+                                MemRefLayoutAttrInterface{}, space);
+    return memref::ViewOp::create(b, loc, type, shared, index(b, loc, value ? kBytes() : 0),
+                                  ValueRange{});
+  }
+  /// Row `r` of slot `stage` in a K/V buffer.
+  Value stageRow(OpBuilder &b, Location loc, Value stage, Value r) const {
+    return arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, stage, index(b, loc, shape.keys)),
+                                 r);
+  }
+  static Type tokenType(OpBuilder &b) { return nvgpu::DeviceAsyncTokenType::get(b.getContext()); }
+  /// Rows [row0, row0 + keys) of a K or V tensor into smem[stage]: each
+  /// thread copies 8 elements per step (a loop: unrolled, the loop-invariant
+  /// addresses of every copy would stay live in registers); rows past the
+  /// sequence read nothing (src-size 0) and are zero-filled.
+  void copyAsync(OpBuilder &b, Location loc, Value global, Value smem, Value stage, Value batch,
+                 Value head, Value row0, Value seq, int64_t width, Layout layout) const {
+    int64_t perRow = width / 8, chunks = shape.keys * perRow;
+    Value last = arith::SubIOp::create(b, loc, seq, index(b, loc, 1));
+    auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
+                                   index(b, loc, shape.threads()));
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    Value r = arith::DivUIOp::create(b, loc, i, index(b, loc, perRow));
+    Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, index(b, loc, perRow)),
+                                    index(b, loc, 8));
+    Value pos = arith::AddIOp::create(b, loc, row0, r);
+    Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
+    Value src = arith::SelectOp::create(b, loc, in, pos, last);
+    Value count = arith::SelectOp::create(b, loc, in, index(b, loc, 8), index(b, loc, 0));
+    nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(b), smem, ValueRange{stageRow(b, loc, stage, r), c},
+                                     global, at(layout, batch, head, src, c), b.getIndexAttr(8), count,
+                                     b.getUnitAttr());
+  }
+  VectorType aType() const { return VectorType::get({4, 2}, shape.elt); }
+  VectorType bType() const { return VectorType::get({2, 2}, shape.elt); }
+  static VectorType cType(MLIRContext *ctx) { return VectorType::get({2, 2}, Float32Type::get(ctx)); }
+  Value zeroC(OpBuilder &b, Location loc) const {
+    return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(cType(b.getContext()),
+                                                                    b.getF32FloatAttr(0)));
+  }
+  /// C += A B on one m16n8k16 tensor-core op.
+  Value mma(OpBuilder &b, Location loc, Value a, Value bFrag, Value c) const;
+};
+
+Value NVGPUTarget::mma(OpBuilder &b, Location loc, Value a, Value bFrag, Value c) const {
+  if (shape.elt.isF16())
+    return nvgpu::MmaSyncOp::create(b, loc, a, bFrag, c, ArrayRef<int64_t>{16, 8, 16});
+  // bf16: nvvm.mma.sync on the registers (pairs of bf16 as i32).
+  auto registers = [&](Value frag, int64_t n) {
+    SmallVector<Value> regs;
+    VectorType i32x1 = VectorType::get({1}, b.getI32Type());
+    for (int64_t r = 0; r < n; ++r) {
+      Value pair = vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{r});
+      regs.push_back(vector::ExtractOp::create(
+          b, loc, vector::BitCastOp::create(b, loc, i32x1, pair), ArrayRef<int64_t>{0}));
+    }
+    return regs;
+  };
+  SmallVector<Value> cRegs;
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 2; ++j)
+      cRegs.push_back(vector::ExtractOp::create(b, loc, c, ArrayRef<int64_t>{i, j}));
+  Type f32t = b.getF32Type();
+  auto result = LLVM::LLVMStructType::getLiteral(b.getContext(), {f32t, f32t, f32t, f32t});
+  Value d = NVVM::MmaOp::create(
+      b, loc, result, registers(a, 4), registers(bFrag, 2), cRegs, ArrayRef<int64_t>{16, 8, 16},
+      std::nullopt, std::nullopt,
+      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16, NVVM::MMATypes::bf16},
+      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
+  SmallVector<Value> parts;
+  for (int64_t e = 0; e < 4; ++e)
+    parts.push_back(LLVM::ExtractValueOp::create(b, loc, d, ArrayRef<int64_t>{e}));
+  return vector::FromElementsOp::create(b, loc, cType(b.getContext()), parts);
+}
+
+struct ConvertAttnTileToNVGPUPass
+    : heed::impl::ConvertAttnTileToNVGPUBase<ConvertAttnTileToNVGPUPass> {
+  void runOnOperation() override {
+    auto complete = [](KernelShape &shape) {
+      int64_t rows = shape.waves; // the query tile's rows
+      shape.waveSize = 32;
+      shape.rowsPerWave = 16;
+      shape.waves = std::max<int64_t>(rows / 16, 1);
+      shape.rowSlots = 2;
+    };
+    auto make = [](const KernelShape &shape) {
+      return std::unique_ptr<MatrixCoreTarget>(std::make_unique<NVGPUTarget>(shape));
+    };
+    if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-nvgpu", make, complete)))
+      signalPassFailure();
+  }
+};
+
+} // namespace
