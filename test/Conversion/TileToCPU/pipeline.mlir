@@ -6,6 +6,18 @@
 // RUN:   --implicit-check-not='{{[ "](attn|scf|vector|memref|arith|math|cf|func|index|ub|builtin)\.[a-z]}}'
 // RUN: heed-opt %s --heed-cpu-tiling | FileCheck %s --check-prefix=TILED --implicit-check-not=' attn.'
 // RUN: heed-opt %s --heed-cpu-tiling="analyze-mask=false" | FileCheck %s --check-prefix=NOANALYSIS --implicit-check-not=' attn.'
+// RUN: heed-opt %s --heed-cpu-tile | FileCheck %s --check-prefix=TILE
+// RUN: heed-opt %s --heed-cpu-tile | heed-opt --convert-attn-tile-to-cpu --canonicalize --cse | FileCheck %s --check-prefix=TILED --implicit-check-not=' attn.'
+
+// heed-cpu-tile stops at the tile IR, after the CPU's schedule passes: the
+// key loop narrowed (attn.tile.kv_range), its tiles classified, the routed
+// variant specialized per case; --convert-attn-tile-to-cpu finishes it.
+// TILE-LABEL: func.func @kernel
+// TILE: attn.tile.work
+// TILE: attn.tile.kv_range
+// TILE: attn.tile.classify
+// TILE: attn.tile.apply
+// TILE: attn.tile.store
 
 // The whole CPU pipeline leaves only the LLVM dialect (the implicit checks:
 // no attn/scf/vector/memref/arith/math/cf/func/index/ub op, no unrealized
