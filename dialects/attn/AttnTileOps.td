@@ -242,7 +242,8 @@ def Attn_TileCopyKVOp : Attn_TileOp<"copy_kv", [
     Copies rows `span` of `key[batch, head]` and `value[batch, head]` into
     staging slot `stage` (of `stages`), where `attn.tile.load ... stage(%s)`
     reads them once an `attn.tile.wait_kv` has completed the copy. With
-    `async`, the copy may still run when the op returns (cp.async on NVIDIA);
+    `async`, the copy may still run when the op returns (cp.async on NVIDIA)
+    and belongs to the group the next `attn.tile.commit_kv` closes;
     otherwise it is done when every thread has passed the next wait.
     Written by --attn-pipeline-kv.
   }];
@@ -255,12 +256,26 @@ def Attn_TileCopyKVOp : Attn_TileOp<"copy_kv", [
   }];
 }
 
-def Attn_TileWaitKVOp : Attn_TileOp<"wait_kv"> {
-  let summary = "Waits for this work item's K/V copies, then for every thread of it";
+def Attn_TileCommitKVOp : Attn_TileOp<"commit_kv"> {
+  let summary = "Closes a group of K/V copies (possibly empty)";
   let description = [{
-    After it, the slots every `attn.tile.copy_kv` issued before it filled
-    hold their rows for every thread (a workgroup barrier on GPUs).
+    The `attn.tile.copy_kv` ops issued since the previous commit form one
+    group, which `attn.tile.wait_kv {pending = n}` counts. A pipeline commits
+    once per tile it prefetches, copies or not (an EMPTY tile gives an empty
+    group), so that "the n newest groups may be in flight" always means "the
+    tile to compute has arrived" (cp.async.commit_group on NVIDIA).
   }];
+  let assemblyFormat = "attr-dict";
+}
+
+def Attn_TileWaitKVOp : Attn_TileOp<"wait_kv"> {
+  let summary = "Waits for K/V copies, then for every thread of the work item";
+  let description = [{
+    After it, the slots filled by the copies of every group but the
+    `pending` newest hold their rows for every thread (cp.async.wait_group
+    `pending` and a workgroup barrier on GPUs).
+  }];
+  let arguments = (ins DefaultValuedAttr<I64Attr, "0">:$pending);
   let assemblyFormat = "attr-dict";
 }
 

@@ -143,7 +143,7 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
   if (options.analyzeMask)
     pm.addPass(createAttnSkipTiles());
   AttnPipelineKVOptions pipeline;
-  pipeline.stages = 2;
+  pipeline.stages = options.kvStages;
   pm.addPass(createAttnPipelineKV(pipeline));
   if (options.analyzeMask)
     pm.addPass(createAttnSpecializeFullTiles());
@@ -193,6 +193,9 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
                               llvm::cl::init(0)};
   Option<int64_t> warps{*this, "warps", llvm::cl::desc("NVIDIA: warps per block (1, 2, 4, 8)"),
                         llvm::cl::init(4)};
+  Option<int64_t> kvStages{*this, "kv-stages",
+                           llvm::cl::desc("NVIDIA: K/V tiles in flight, 1..4 (attn-pipeline-kv)"),
+                           llvm::cl::init(2)};
   Option<int64_t> mfma{*this, "mfma", llvm::cl::desc("AMD: MFMA shape, 32 or 16"),
                        llvm::cl::init(32)};
   Option<int64_t> simtRows{*this, "simt-rows",
@@ -206,6 +209,7 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     o.analyzeMask = analyzeMask;
     o.keysPerTile = keysPerTile;
     o.warps = warps;
+    o.kvStages = kvStages;
     o.mfma = mfma;
     o.simtRows = simtRows;
     return o;

@@ -1,14 +1,18 @@
-// --attn-pipeline-kv{stages=N}: the key loop's K/V tiles are staged in
-// workgroup memory by `attn.tile.copy_kv` and read from there
+// --attn-pipeline-kv{stages=N}: the key loop's K/V tiles are staged in N
+// slots of workgroup memory by `attn.tile.copy_kv` and read from there
 // (`attn.tile.load ... stage(%s)`).
 //   stages=1: each tile is copied, waited for and computed in turn
 //     (barrier; copy unless EMPTY; wait; compute).
-//   stages=2: tile t + 1 is copied asynchronously into the other slot while
-//     tile t is computed (a prologue copies the first tile; in the loop:
-//     wait for tile t, then start tile t + 1's copy unless it is EMPTY,
-//     then compute tile t).
-// The class of tile t + 1 is computed by a copy of the code that classifies
-// tile t, so EMPTY tiles are never copied.
+//   stages=N>1: tiles t + 1 .. t + N - 1 are in flight (asynchronously, in
+//     their slots) while tile t is computed: a prologue issues the first
+//     N - 1 tiles, one commit (copy group) each; in the loop, wait until at
+//     most N - 2 groups are in flight (tile t has arrived, everyone is past
+//     tile t - 1, whose slot is reused), issue tile t + N - 1 and commit,
+//     then compute tile t.
+// Every prefetched tile commits a group, copied or not, so the count of
+// groups in flight always means the same tiles. The class of a prefetched
+// tile comes from a copy of the code that classifies a tile, so EMPTY tiles
+// are never copied.
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -105,45 +109,52 @@ void copyUnlessEmpty(OpBuilder &b, KeyLoop key, Value span, Value cls, Value sta
                        /*async=*/stages > 1 ? b.getUnitAttr() : UnitAttr(), key.k.getLayoutAttr());
 }
 
+/// Issues tile `tile` into its slot if it is before the loop's end (and not
+/// EMPTY), then commits a group either way.
+void prefetch(OpBuilder &b, KeyLoop key, Value tile, int64_t stages) {
+  Location loc = key.k.getLoc();
+  {
+    auto inRange = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tile, key.loop.getUpperBound()),
+        false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&inRange.getThenRegion().front());
+    auto [span, cls] = cloneTileHeader(b, key, tile);
+    Value slot = arith::RemUIOp::create(b, loc, tile, arith::ConstantIndexOp::create(b, loc, stages));
+    copyUnlessEmpty(b, key, span, cls, slot, stages);
+  }
+  TileCommitKVOp::create(b, loc);
+}
+
 void pipeline(KeyLoop key, int64_t stages) {
   OpBuilder b(key.loop);
   Location loc = key.k.getLoc();
   Value iv = key.loop.getInductionVar();
-  auto slotOf = [&](Value t) -> Value {
-    if (stages == 1)
-      return arith::ConstantIndexOp::create(b, loc, 0);
-    return arith::RemUIOp::create(b, loc, t, arith::ConstantIndexOp::create(b, loc, stages));
+  auto offset = [&](Value t, int64_t k) -> Value {
+    return k ? Value(arith::AddIOp::create(b, loc, t, arith::ConstantIndexOp::create(b, loc, k))) : t;
   };
   if (stages > 1) {
     // The prologue: every thread is done with what the slots held (the
-    // query tile may have been staged there), then tile `first`'s copies.
+    // query tile may have been staged there), then tiles first .. first +
+    // N - 2 are issued.
     TileBarrierOp::create(b, loc);
-    Value first = key.loop.getLowerBound(), end = key.loop.getUpperBound();
-    auto any = scf::IfOp::create(
-        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, first, end), false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&any.getThenRegion().front());
-    auto [span, cls] = cloneTileHeader(b, key, first);
-    copyUnlessEmpty(b, key, span, cls, slotOf(first), stages);
+    for (int64_t k = 0; k + 1 < stages; ++k)
+      prefetch(b, key, offset(key.loop.getLowerBound(), k), stages);
   }
   b.setInsertionPoint(key.firstUse);
-  Value slot = slotOf(iv);
+  Value slot = stages == 1 ? Value(arith::ConstantIndexOp::create(b, loc, 0))
+                           : Value(arith::RemUIOp::create(
+                                 b, loc, iv, arith::ConstantIndexOp::create(b, loc, stages)));
   if (stages == 1) {
     TileBarrierOp::create(b, loc); // the previous tile is consumed
     copyUnlessEmpty(b, key, key.span, key.classify, slot, stages);
-    TileWaitKVOp::create(b, loc);
+    TileCommitKVOp::create(b, loc);
+    TileWaitKVOp::create(b, loc, /*pending=*/0);
   } else {
     // Tile t's copies are done everywhere and every thread is past tile
-    // t - 1, whose slot tile t + 1 takes.
-    TileWaitKVOp::create(b, loc);
-    Value next = arith::AddIOp::create(b, loc, iv, arith::ConstantIndexOp::create(b, loc, 1));
-    auto more = scf::IfOp::create(
-        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, next, key.loop.getUpperBound()),
-        false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&more.getThenRegion().front());
-    auto [span, cls] = cloneTileHeader(b, key, next);
-    copyUnlessEmpty(b, key, span, cls, slotOf(next), stages);
+    // t - 1, whose slot tile t + N - 1 takes.
+    TileWaitKVOp::create(b, loc, /*pending=*/stages - 2);
+    prefetch(b, key, offset(iv, stages - 1), stages);
   }
   key.k.getStageMutable().assign(slot);
   key.v.getStageMutable().assign(slot);
@@ -152,8 +163,8 @@ void pipeline(KeyLoop key, int64_t stages) {
 struct AttnPipelineKVPass : heed::impl::AttnPipelineKVBase<AttnPipelineKVPass> {
   using Base::Base;
   void runOnOperation() override {
-    if (stages != 1 && stages != 2) {
-      getOperation().emitError() << "attn-pipeline-kv: stages must be 1 or 2, not "
+    if (stages < 1 || stages > 4) {
+      getOperation().emitError() << "attn-pipeline-kv: stages must be in [1, 4], not "
                                  << stages.getValue();
       return signalPassFailure();
     }

@@ -1,6 +1,9 @@
 // RUN: heed-opt %s --heed-nvgpu-pipeline="chip=sm_80" | FileCheck %s
 // RUN: heed-opt %s --heed-nvgpu-pipeline | FileCheck %s --check-prefix=SM90
 // RUN: heed-opt %s --heed-nvgpu-pipeline="kernel=simt" | FileCheck %s --check-prefix=SIMT
+// RUN: heed-opt %s --heed-nvgpu-pipeline="kv-stages=3" | FileCheck %s --check-prefix=THREE
+// RUN: heed-opt %s --heed-nvgpu-pipeline="kv-stages=1" | FileCheck %s --check-prefix=ONE
+// RUN: not heed-opt %s --heed-nvgpu-pipeline="kv-stages=5" 2>&1 | FileCheck %s --check-prefix=BAD
 // heed-nvgpu-pipeline, by name: attn -> the tensor-core kernel -> NVVM ->
 // PTX in a gpu.binary (what heed-compile --emit=ptx prints and ptxas takes).
 
@@ -12,6 +15,11 @@
 // CHECK-NOT: attn.
 // SM90: #nvvm.target<chip = "sm_90", features = "+ptx80">
 // SM90-SAME: .target sm_90
+// kv-stages=N: N K/V tiles in flight; the loop waits until at most N - 2
+// copy groups are pending (1 stage: copy, then wait for all of it).
+// THREE: cp.async.wait_group \091;
+// ONE: cp.async.wait_group \090;
+// BAD: attn-pipeline-kv: stages must be in [1, 4], not 5
 // SIMT: gpu.binary @heed_gpu
 // SIMT-NOT: mma.sync
 attn.variant @causal buffers([] : []) shapes [] params {} score {

@@ -1,6 +1,7 @@
 // RUN: heed-opt %s --attn-choose-tiling="block-q=64 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-pipeline-kv --split-input-file | FileCheck %s
 // RUN: heed-opt %s --attn-choose-tiling="block-q=64 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-pipeline-kv="stages=1" --split-input-file | FileCheck %s --check-prefix=ONE
-// RUN: not heed-opt %s --attn-choose-tiling --attn-to-tile --attn-pipeline-kv="stages=4" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: heed-opt %s --attn-choose-tiling="block-q=64 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-pipeline-kv="stages=3" --split-input-file | FileCheck %s --check-prefix=THREE
+// RUN: not heed-opt %s --attn-choose-tiling --attn-to-tile --attn-pipeline-kv="stages=5" 2>&1 | FileCheck %s --check-prefix=BAD
 // --attn-pipeline-kv: the key loop's K/V tiles staged in workgroup memory.
 
 attn.variant @causal buffers([] : []) shapes [] params {} score {
@@ -13,7 +14,8 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 }
 // Two slots: every thread is done with the slots (the query tile may have
 // been staged there), then the prologue copies the first tile (unless
-// EMPTY: its class comes from a copy of the tile's classifier).
+// EMPTY: its class comes from a copy of the tile's classifier) and closes
+// its group -- always, so that group counts stay uniform.
 // CHECK-LABEL: func.func @kernel
 // CHECK: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
 // CHECK: attn.tile.barrier
@@ -24,28 +26,50 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK: %[[SLOT0:.*]] = arith.remui %[[FIRST]], %c2
 // CHECK: scf.if
 // CHECK: attn.tile.copy_kv %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] span(%[[S0]]) stage(%[[SLOT0]]) of 2 async
-// In the loop: wait for tile t, start tile t + 1's copy, compute tile t
-// from its slot.
+// CHECK: attn.tile.commit_kv
+// In the loop: wait until no group is pending (tile t is in), start tile
+// t + 1's copy and close its group, compute tile t from its slot.
 // CHECK: scf.for %[[T:[^ ]*]] = %[[FIRST]] to %[[END]]
 // CHECK: %[[SLOT:.*]] = arith.remui %[[T]], %c2
 // CHECK: attn.tile.wait_kv
+// CHECK-NOT: pending
 // CHECK: %[[NEXT:.*]] = arith.addi %[[T]], %c1
 // CHECK: %[[MORE:.*]] = arith.cmpi ult, %[[NEXT]], %[[END]]
 // CHECK: scf.if %[[MORE]] {
 // CHECK: attn.tile.span %{{.*}}[%[[NEXT]]]
 // CHECK: attn.tile.classify
 // CHECK: attn.tile.copy_kv {{.*}} of 2 async
+// CHECK: attn.tile.commit_kv
 // CHECK: attn.tile.load {{.*}} stage(%[[SLOT]]) {{.*}}-> !attn.tile<64x64xbf16, k>
 // CHECK: attn.tile.load {{.*}} stage(%[[SLOT]]) {{.*}}-> !attn.tile<64x64xbf16, v>
-// One slot: barrier, copy unless EMPTY, wait, compute.
+// Three slots: the prologue issues tiles first and first + 1 (one group
+// each); the loop waits until at most one group is pending, then starts
+// tile t + 2 in the slot tile t - 1 used.
+// THREE-LABEL: func.func @kernel
+// THREE: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
+// THREE: attn.tile.copy_kv {{.*}} of 3 async
+// THREE: attn.tile.commit_kv
+// THREE: %[[SECOND:.*]] = arith.addi %[[FIRST]], %c1
+// THREE: arith.cmpi ult, %[[SECOND]], %[[END]]
+// THREE: attn.tile.copy_kv {{.*}} of 3 async
+// THREE: attn.tile.commit_kv
+// THREE: scf.for %[[T:[^ ]*]] = %[[FIRST]] to %[[END]]
+// THREE: %[[SLOT:.*]] = arith.remui %[[T]], %c3
+// THREE: attn.tile.wait_kv {pending = 1 : i64}
+// THREE: arith.addi %[[T]], %c2
+// THREE: attn.tile.copy_kv {{.*}} of 3 async
+// THREE: attn.tile.commit_kv
+// THREE: attn.tile.load {{.*}} stage(%[[SLOT]]) {{.*}}-> !attn.tile<64x64xbf16, k>
+// One slot: barrier, copy unless EMPTY, close the group, wait, compute.
 // ONE-LABEL: func.func @kernel
 // ONE-NOT: attn.tile.barrier
 // ONE: scf.for
 // ONE: attn.tile.barrier
 // ONE: attn.tile.copy_kv {{.*}} stage(%c0{{.*}}) of 1 :
+// ONE: attn.tile.commit_kv
 // ONE: attn.tile.wait_kv
 // ONE: attn.tile.load {{.*}} stage(%c0{{.*}})
-// BAD: error: attn-pipeline-kv: stages must be 1 or 2, not 4
+// BAD: error: attn-pipeline-kv: stages must be in [1, 4], not 5
 func.func @kernel(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>, %lse: memref<?x?x?xf32>) {
   attn.attention @causal ins(%q, %k, %v : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>) outs(%o : memref<?x?x?x64xbf16>) lse(%lse : memref<?x?x?xf32>) {scale = 1.250000e-01 : f32}
   return

@@ -47,13 +47,14 @@ struct GPUPipelineOptions {
   bool analyzeMask = true;  ///< matrix cores: skip the KV tiles the mask empties
   int64_t keysPerTile = 0;  ///< NVIDIA: keys per KV tile (0: by head dim)
   int64_t warps = 4;        ///< NVIDIA: warps per block, 16 query rows each
+  int64_t kvStages = 2;     ///< NVIDIA: K/V tiles in flight (attn-pipeline-kv stages, 1..4)
   int64_t mfma = 32;        ///< AMD: the MFMA shape, 32 or 16
   int64_t simtRows = 128;   ///< SIMT: query rows (threads) per block
 };
 
 /// attn -> a gpu.func kernel in `gpu.module @heed_gpu` for NVIDIA
 /// (the tile schedule -- choose-tiling, attn-to-tile, skip-tiles,
-/// pipeline-kv{stages=2}, specialize-full-tiles -- then
+/// pipeline-kv{stages=kvStages}, specialize-full-tiles -- then
 /// --convert-attn-tile-to-nvgpu; or the SIMT --attn-lower-to-gpu), its launch shape
 /// in `attn.launch`. Printable stage `--emit=gpu`.
 void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);

@@ -97,13 +97,15 @@ def AttnPipelineKV : Pass<"attn-pipeline-kv", "mlir::ModuleOp"> {
     Each flat key loop's K and V loads become reads of a staging slot
     (`attn.tile.load ... stage(%s)`) that `attn.tile.copy_kv` fills:
     with `stages=1` each tile is copied (unless EMPTY), waited for and
-    computed in turn; with `stages=2` tile t + 1's copy (asynchronous, unless
-    EMPTY) runs while tile t is computed, after a prologue that copies the
-    first tile. The next tile's class comes from a copy of the code that
-    classifies a tile.
+    computed in turn; with `stages=N` the copies of tiles t + 1 .. t + N - 1
+    (asynchronous, one `attn.tile.commit_kv` group per tile, empty for an
+    EMPTY tile) are in flight while tile t is computed, after a prologue
+    that issues the first N - 1 tiles; `attn.tile.wait_kv {pending = N - 2}`
+    waits for tile t. A prefetched tile's class comes from a copy of the
+    code that classifies a tile.
   }];
   let options = [
-    Option<"stages", "stages", "int64_t", "2", "staging slots: 1 or 2">,
+    Option<"stages", "stages", "int64_t", "2", "staging slots, 1 to 4">,
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }

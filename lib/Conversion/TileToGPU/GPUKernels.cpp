@@ -187,6 +187,7 @@ FailureOr<KernelShape> readShape(gpu::GPUFuncOp kernel) {
       shape.valueDim = type.getCols();
     }
   });
+  kernel.walk([&](TileCopyKVOp copy) { shape.stages = std::max(shape.stages, static_cast<int64_t>(copy.getStages())); });
   if (!rows || !shape.valueDim)
     return kernel.emitOpError() << "holds no attention tile loop";
   shape.waves = rows; // completed by the target: rows / rowsPerWave

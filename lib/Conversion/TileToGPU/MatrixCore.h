@@ -38,6 +38,7 @@ struct KernelShape {
   int64_t waves = 4;        ///< waves per block
   int64_t rowsPerWave = 16; ///< query rows a wave owns
   int64_t keys = 64;        ///< keys per key tile
+  int64_t stages = 1;       ///< K/V staging slots (attn.tile.copy_kv's `stages`)
   unsigned rowSlots = 1;    ///< distinct query rows a lane holds
   int64_t headDim = 0, valueDim = 0;
   mlir::Type elt;           ///< f16 or bf16
@@ -80,8 +81,11 @@ public:
   /// `seq`); may be asynchronous until waitKV().
   virtual void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
                       Value kv0, Value seq, Value stage, attn::Layout layout) const = 0;
-  /// This lane's copies are done, then every lane of the block is here.
-  virtual void waitKV(OpBuilder &b, Location loc) const = 0;
+  /// Closes a group of asynchronous copies (nothing for synchronous ones).
+  virtual void commitKV(OpBuilder &b, Location loc) const {}
+  /// This lane's copy groups but the `pending` newest are done, then every
+  /// lane of the block is here.
+  virtual void waitKV(OpBuilder &b, Location loc, int64_t pending) const = 0;
   /// S = Q K^T for the lane's rows and the keys of slot `stage`.
   virtual llvm::SmallVector<Value> scores(OpBuilder &b, Location loc, mlir::ValueRange q,
                                           Value stage) const = 0;

@@ -82,11 +82,21 @@ struct CopyKVLowering : TargetPattern<TileCopyKVOp> {
   }
 };
 
+struct CommitKVLowering : TargetPattern<TileCommitKVOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileCommitKVOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    target.commitKV(rewriter, op.getLoc());
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
 struct WaitKVLowering : TargetPattern<TileWaitKVOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileWaitKVOp op, OpAdaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    target.waitKV(rewriter, op.getLoc());
+    target.waitKV(rewriter, op.getLoc(), op.getPending());
     rewriter.eraseOp(op);
     return success();
   }
@@ -308,7 +318,8 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
 
 void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCoreTarget &target,
                                 RewritePatternSet &patterns) {
-  patterns.add<LoadLowering, CopyKVLowering, WaitKVLowering, FillLowering, QKLowering,
+  patterns.add<LoadLowering, CopyKVLowering, CommitKVLowering, WaitKVLowering, FillLowering,
+               QKLowering,
                ApplyLowering, SoftmaxLowering, PVLowering, StoreLowering>(
       converter, patterns.getContext(), target);
 }

@@ -40,7 +40,6 @@ namespace {
 class NVGPUTarget : public MatrixCoreTarget {
 public:
   static constexpr int64_t kPad = 8;
-  static constexpr int64_t kStages = 2;
   using MatrixCoreTarget::MatrixCoreTarget;
 
   std::string unsupported() const override {
@@ -74,10 +73,10 @@ public:
     }
   }
 
-  /// Two slots of K and of V, each [rows][dim + 8] with slot s at rows
+  /// The slots of K and of V, each [rows][dim + 8] with slot s at rows
   /// [s keys, (s + 1) keys); Q is staged through the K buffer before the
   /// loop, so it has at least blockRows rows.
-  int64_t bufferRows() const { return std::max(kStages * shape.keys, shape.blockRows()); }
+  int64_t bufferRows() const { return std::max(shape.stages * shape.keys, shape.blockRows()); }
   int64_t kBytes() const { return bufferRows() * (shape.headDim + kPad) * 2; }
   int64_t dynamicSharedBytes() const override {
     return kBytes() + bufferRows() * (shape.valueDim + kPad) * 2;
@@ -111,18 +110,19 @@ public:
     return frags;
   }
 
-  /// cp.async, 16 bytes per copy (zero-filled past the sequence), one
-  /// group per tile.
+  /// cp.async, 16 bytes per copy (zero-filled past the sequence).
   void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
               Value seq, Value stage, Layout layout) const override {
     copyAsync(b, loc, k, buffer(b, loc, false), stage, batch, head, kv0, seq, shape.headDim, layout);
     copyAsync(b, loc, v, buffer(b, loc, true), stage, batch, head, kv0, seq, shape.valueDim, layout);
-    // cp.async.commit_group (the wait waits for every group).
+  }
+  /// cp.async.commit_group (the group may be empty).
+  void commitKV(OpBuilder &b, Location loc) const override {
     nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType(b), ValueRange{});
   }
-  /// cp.async.wait_group 0, then the block's barrier.
-  void waitKV(OpBuilder &b, Location loc) const override {
-    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  /// cp.async.wait_group `pending`, then the block's barrier.
+  void waitKV(OpBuilder &b, Location loc, int64_t pending) const override {
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, pending);
     gpu::BarrierOp::create(b, loc);
   }
 
