@@ -249,11 +249,13 @@ LogicalResult AttentionOp::verifySymbolUses(SymbolTableCollection &symbolTable) 
                            << "') must be a rank-" << want.getRank() << " memref of "
                            << want.getElementType() << ", got " << got;
   }
-  if (variant.isGated() != bool(getGateRows()) || bool(getGateRows()) != bool(getGateCounts()))
-    return emitOpError() << (variant.isGated()
-                                 ? "needs gate_rows and gate_counts: variant '"
-                                 : "takes no gate_rows or gate_counts: variant '")
-                         << getVariant() << (variant.isGated() ? "' is gated" : "' is not gated");
+  // A gated variant's routed rows come with the runtime's operands
+  // (--attn-runtime-abi); --attn-to-tile requires them.
+  if (bool(getGateRows()) != bool(getGateCounts()))
+    return emitOpError() << "needs both gate_rows and gate_counts or neither";
+  if (getGateRows() && !variant.isGated())
+    return emitOpError() << "takes no gate_rows or gate_counts: variant '" << getVariant()
+                         << "' is not gated";
   if (!getSummaries().empty()) {
     unsigned want = variant.getSummarizedBuffers().size();
     if (getSummaries().size() != want)

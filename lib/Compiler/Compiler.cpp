@@ -163,23 +163,9 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   SmallVector<Type> args = {qk, qk, vo};
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
-  MemRefType summaryType = MemRefType::get({dyn, dyn, 2}, b.getI64Type());
-  std::vector<unsigned> summarized = summarizedBuffers(variant);
-  for (size_t i = 0; i < summarized.size(); ++i)
-    args.push_back(summaryType);
-  MemRefType rowsType = MemRefType::get({dyn}, b.getI32Type());
-  if (variant.gate) { // the routed rows per (b, h) and their counts
-    args.push_back(rowsType);
-    args.push_back(rowsType);
-  }
   args.push_back(vo);
   if (config.lse)
     args.push_back(stridedType(ctx, {dyn, dyn, dyn}, b.getF32Type()));
-  args.push_back(MemRefType::get({1}, b.getI32Type()));
-  args.push_back(MemRefType::get({3}, b.getI64Type()));
-  args.push_back(b.getIndexType());
-  args.push_back(b.getIndexType());
-
   auto func = func::FuncOp::create(b, loc, kKernelName, b.getFunctionType(args, {}));
   func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
   Block *body = func.addEntryBlock();
@@ -190,22 +176,13 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   for (unsigned i = 0; i < nb; ++i)
     buffers.push_back(arg(3 + i));
   unsigned next = 3 + nb;
-  for (size_t i = 0; i < summarized.size(); ++i)
-    summaries.push_back(arg(next++));
-  Value gateRows, gateCounts;
-  if (variant.gate) {
-    gateRows = arg(next++);
-    gateCounts = arg(next++);
-  }
   Value out = arg(next++);
   Value lse = config.lse ? arg(next++) : Value();
-  Value status = arg(next++);
-  Value stats = arg(next++);
-  Value begin = arg(next++), end = arg(next++);
   attn::AttentionOp::create(
-      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2),
-      buffers, summaries, out, lse, status, stats, gateRows, gateCounts, begin, end,
-      b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
+      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2), buffers,
+      /*summaries=*/ValueRange{}, out, lse, /*status=*/Value(), /*stats=*/Value(),
+      /*gate_rows=*/Value(), /*gate_counts=*/Value(), /*work_begin=*/Value(),
+      /*work_end=*/Value(), b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       attn::LayoutAttr::get(&ctx, config.layout == Layout::BSHD ? attn::Layout::BSHD
                                                                 : attn::Layout::BHSD),
       attn::TilingAttr());

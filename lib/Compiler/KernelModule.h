@@ -53,9 +53,10 @@ inline constexpr const char *kNumKVTilesName = "heed_num_kv_tiles";
 /// A context with every dialect and translation heed needs.
 std::unique_ptr<mlir::MLIRContext> makeContext();
 
-/// The variant plus `func.func @heed_kernel(q, k, v, buffers..., summaries...,
-/// out, [lse,] status, stats, begin, end)` holding one attn.attention. The
-/// summaries are built by the runtime (buildSummaryTable, GPUAttentionLaunch.h).
+/// The variant plus `func.func @heed_kernel(q, k, v, buffers..., out, [lse])`
+/// holding one attn.attention: the math alone. Every pipeline starts with
+/// --attn-runtime-abi, which adds the runtime's arguments (summaries, routed
+/// rows, status, stats, work range; see lib/Transforms/RuntimeABI.cpp).
 mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
                                                     const spec::Variant &variant,
                                                     const KernelConfig &config);

@@ -35,6 +35,7 @@ void registerAllDialects(DialectRegistry &registry) {
 }
 
 void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
+  pm.addPass(createAttnRuntimeABI());
   pm.addPass(createAttnSimplify());
   AttnChooseTilingOptions tiling;
   tiling.blockQ = options.blockQ;
@@ -124,6 +125,7 @@ void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
 }
 
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
+  pm.addPass(createAttnRuntimeABI());
   pm.addPass(createAttnSimplify());
   if (!options.matrixCores) {
     AttnLowerToGPUOptions simt;
@@ -164,6 +166,7 @@ void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip) {
 }
 
 void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
+  pm.addPass(createAttnRuntimeABI());
   pm.addPass(createAttnSimplify());
   if (!options.matrixCores) {
     AttnLowerToGPUOptions simt;

@@ -14,6 +14,26 @@ def AttnSimplify : Pass<"attn-simplify", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect"];
 }
 
+def AttnRuntimeABI : Pass<"attn-runtime-abi", "mlir::ModuleOp"> {
+  let summary = "Give each attention function the arguments heed's runtime passes";
+  let description = [{
+    For every function holding an `attn.attention` with no runtime operands
+    (no status, stats or work), inserts the arguments the runtime calls a
+    kernel with and hands them to the op: a summary (`memref<?x?x2xi64>`)
+    per rank-1 integer buffer of the variant and, for a gated variant, the
+    routed rows and their counts (`memref<?xi32>` twice), before the output;
+    then `status` (`memref<1xi32>`), `stats` (`memref<3xi64>`) and the work
+    range (`index`, `index`) at the end:
+
+        (q, k, v, buffers..., summaries..., [gate_rows, gate_counts,]
+         out, [lse,] status, stats, begin, end)
+
+    Ops that already have them (hand-written IR) are left alone. The
+    frontend and the builder API emit the op without them; every heed
+    pipeline starts with this pass.
+  }];
+}
+
 def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
   let summary = "Choose how each attention op cuts q and kv into tiles (#attn.tiling)";
   let description = [{

@@ -268,7 +268,12 @@ struct AttnToTilePass : heed::impl::AttnToTileBase<AttnToTilePass> {
       if (!variant.getBlocks().empty() && op.getSummaries().size() !=
                                                variant.getSummarizedBuffers().size()) {
         op.emitOpError() << "needs the summaries of the variant's rank-1 integer buffers for "
-                            "its block classifier (or run without --attn-analyze-mask)";
+                            "its block classifier (run --attn-runtime-abi, or run without --attn-analyze-mask)";
+        return signalPassFailure();
+      }
+      if (variant.isGated() && !op.getGateRows()) {
+        op.emitOpError() << "needs gate_rows and gate_counts: variant '" << op.getVariant()
+                         << "' is gated (run --attn-runtime-abi)";
         return signalPassFailure();
       }
       TileLoopBuilder(op, variant).build();

@@ -46,7 +46,23 @@ attn.variant @doc buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] params {} 
   attn.yield %p : i8
 }
 func.func @missing_summaries(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %doc: memref<?xi32>) {
-  // expected-error @+1 {{'attn.attention' op needs the summaries of the variant's rank-1 integer buffers for its block classifier (or run without --attn-analyze-mask)}}
+  // expected-error @+1 {{'attn.attention' op needs the summaries of the variant's rank-1 integer buffers for its block classifier (run --attn-runtime-abi, or run without --attn-analyze-mask)}}
   attn.attention @doc ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%doc : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32, tiling = #attn.tiling<q = [16], kv = [16]>}
+  return
+}
+
+// -----
+
+attn.variant @g buffers(["r"] : [memref<?x?x?xf32>]) shapes [["B", "Sq", "H"]] params {} gate [0, 0, 1, 2] score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %r: memref<?x?x?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %r: memref<?x?x?xf32>):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+func.func @gated_without_rows(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %r: memref<?x?x?xf32>) {
+  // expected-error @+1 {{'attn.attention' op needs gate_rows and gate_counts: variant 'g' is gated (run --attn-runtime-abi)}}
+  attn.attention @g ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%r : memref<?x?x?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32, tiling = #attn.tiling<q = [16], kv = [16]>}
   return
 }

@@ -372,7 +372,7 @@ attn.variant @doc_blocks buffers(["doc"] : [memref<?xi32>]) shapes [["Skv"]] par
 }
 // A classifier that reads buffer summaries needs them as operands.
 func.func @lower_missing_summaries(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %doc: memref<?xi32>) {
-  // expected-error @+1 {{'attn.attention' op needs the summaries of the variant's rank-1 integer buffers for its block classifier (or run without --attn-analyze-mask)}}
+  // expected-error @+1 {{'attn.attention' op needs the summaries of the variant's rank-1 integer buffers for its block classifier (run --attn-runtime-abi, or run without --attn-analyze-mask)}}
   attn.attention @doc_blocks ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
       buffers(%doc : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
   return

@@ -47,10 +47,12 @@ attn.variant @v buffers(["r"] : [memref<?x?x?xf32>]) shapes [["B", "Sq", "H"]] p
   %t = arith.constant true
   attn.yield %t : i1
 }
+// The routed rows come with the runtime's operands (--attn-runtime-abi), so
+// a gated variant's op may lack them, but not half of them.
 func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>,
-             %r: memref<?x?x?xf32>, %o: memref<?x?x?x64xf32>) {
-  // expected-error @+1 {{needs gate_rows and gate_counts: variant 'v' is gated}}
-  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%r : memref<?x?x?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
+             %r: memref<?x?x?xf32>, %o: memref<?x?x?x64xf32>, %rows: memref<?xi32>) {
+  // expected-error @+1 {{needs both gate_rows and gate_counts or neither}}
+  attn.attention @v ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%r : memref<?x?x?xf32>) outs(%o : memref<?x?x?x64xf32>) gate_rows(%rows : memref<?xi32>) {scale = 1.0 : f32}
   return
 }
 
