@@ -59,7 +59,7 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
   PassManager pm(ctx.get());
-  pm.addPass(createAttnSimplify());
+  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   AttnChooseTilingOptions options;
   options.blockQ = config.blockQ;
   options.blockKV = config.blockKV;

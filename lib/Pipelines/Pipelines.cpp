@@ -36,14 +36,14 @@ void registerAllDialects(DialectRegistry &registry) {
 
 void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addPass(createAttnRuntimeABI());
-  pm.addPass(createAttnSimplify());
+  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   AttnChooseTilingOptions tiling;
   tiling.blockQ = options.blockQ;
   tiling.blockKV = options.blockKV;
   tiling.patches = options.analyzeMask && options.patchTiling;
   pm.addPass(createAttnChooseTiling(tiling));
   if (options.analyzeMask)
-    pm.addPass(createAttnAnalyzeMask());
+    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
   pm.addPass(createAttnToTile());
   if (options.analyzeMask)
     pm.addPass(createAttnSkipTiles());
@@ -126,7 +126,7 @@ void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
 
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   pm.addPass(createAttnRuntimeABI());
-  pm.addPass(createAttnSimplify());
+  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (!options.matrixCores) {
     AttnLowerToGPUOptions simt;
     simt.blockRows = options.simtRows;
@@ -140,7 +140,7 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
   tiling.patches = false;
   pm.addPass(createAttnChooseTiling(tiling));
   if (options.analyzeMask)
-    pm.addPass(createAttnAnalyzeMask());
+    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
   pm.addPass(createAttnToTile());
   if (options.analyzeMask)
     pm.addPass(createAttnSkipTiles());
@@ -167,7 +167,7 @@ void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip) {
 
 void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   pm.addPass(createAttnRuntimeABI());
-  pm.addPass(createAttnSimplify());
+  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (!options.matrixCores) {
     AttnLowerToGPUOptions simt;
     simt.blockRows = options.simtRows;
@@ -175,7 +175,7 @@ void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &opti
     return;
   }
   if (options.analyzeMask)
-    pm.addPass(createAttnAnalyzeMask());
+    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
   AttnLowerToAMDGPUOptions amd;
   amd.mfma = options.mfma;
   pm.addPass(createAttnLowerToAMDGPU(amd));

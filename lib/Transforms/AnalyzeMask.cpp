@@ -647,7 +647,8 @@ struct AttnAnalyzeMaskPass : heed::impl::AttnAnalyzeMaskBase<AttnAnalyzeMaskPass
   using Base::Base;
 
   void runOnOperation() override {
-    getOperation().walk([&](VariantOp variant) {
+    VariantOp variant = getOperation();
+    {
       Block &mask = variant.getMask().front();
       Region &region = variant.getBlocks();
       region.getBlocks().clear();
@@ -680,7 +681,7 @@ struct AttnAnalyzeMaskPass : heed::impl::AttnAnalyzeMaskBase<AttnAnalyzeMaskPass
       else if (dataDependent)
         kind = Sparsity::DataDependent;
       variant.setSparsityAttr(heed::attn::SparsityAttr::get(b.getContext(), kind));
-    });
+    }
   }
 };
 

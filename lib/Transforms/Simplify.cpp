@@ -1,4 +1,5 @@
-// --attn-simplify: folds and canonicalizes the regions of attn.variant ops.
+// --attn-simplify: folds and canonicalizes the regions of an attn.variant
+// (a pass on the variant: it is isolated from above).
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -18,29 +19,30 @@ using namespace mlir;
 namespace {
 
 struct AttnSimplifyPass : heed::impl::AttnSimplifyBase<AttnSimplifyPass> {
-  void runOnOperation() override {
-    MLIRContext *ctx = &getContext();
+  /// The patterns, once per pass instance (not once per variant).
+  LogicalResult initialize(MLIRContext *ctx) override {
     RewritePatternSet patterns(ctx);
     for (Dialect *d : ctx->getLoadedDialects())
       d->getCanonicalizationPatterns(patterns);
     for (RegisteredOperationName op : ctx->getRegisteredOperations())
       op.getCanonicalizationPatterns(patterns, ctx);
-    FrozenRewritePatternSet frozen(std::move(patterns));
+    frozen = FrozenRewritePatternSet(std::move(patterns));
+    return success();
+  }
 
-    SmallVector<Operation *> variants;
-    getOperation().walk([&](heed::attn::VariantOp op) { variants.push_back(op); });
+  void runOnOperation() override {
+    Operation *variant = getOperation();
     GreedyRewriteConfig config;
     config.setUseTopDownTraversal(true);
-    for (Operation *op : variants) {
-      // The variant is isolated from above: simplify its regions alone.
-      for (Region &region : op->getRegions())
-        if (failed(applyPatternsGreedily(region, frozen, config)))
-          return signalPassFailure();
-      IRRewriter rewriter(ctx);
-      DominanceInfo dom(op);
-      eliminateCommonSubExpressions(rewriter, dom, op);
-    }
+    for (Region &region : variant->getRegions())
+      if (failed(applyPatternsGreedily(region, frozen, config)))
+        return signalPassFailure();
+    IRRewriter rewriter(&getContext());
+    DominanceInfo dom(variant);
+    eliminateCommonSubExpressions(rewriter, dom, variant);
   }
+
+  FrozenRewritePatternSet frozen;
 };
 
 } // namespace

@@ -2,6 +2,8 @@
 #ifndef HEED_TRANSFORMS_PASSES_H
 #define HEED_TRANSFORMS_PASSES_H
 
+#include "dialects/attn/AttnOps.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"

@@ -4,11 +4,12 @@
 
 include "mlir/Pass/PassBase.td"
 
-def AttnSimplify : Pass<"attn-simplify", "mlir::ModuleOp"> {
+def AttnSimplify : Pass<"attn-simplify", "heed::attn::VariantOp"> {
   let summary = "Fold and canonicalize the score and mask regions of variants";
   let description = [{
-    Runs arith/math folding and canonicalization patterns plus CSE inside every
-    `attn.variant`, so later passes see the simplest form of each expression
+    Runs arith/math folding and canonicalization patterns plus CSE inside an
+    `attn.variant` (isolated from above: variants are simplified in
+    parallel), so later passes see the simplest form of each expression
     (constant parameters folded, `x * 1.0` gone, `true && m` reduced to `m`).
   }];
   let dependentDialects = ["mlir::arith::ArithDialect"];
@@ -61,10 +62,10 @@ def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
   ];
 }
 
-def AttnAnalyzeMask : Pass<"attn-analyze-mask", "mlir::ModuleOp"> {
+def AttnAnalyzeMask : Pass<"attn-analyze-mask", "heed::attn::VariantOp"> {
   let summary = "Derive a block classifier (EMPTY / FULL / PARTIAL) from each mask";
   let description = [{
-    Fills the `blocks` region of every `attn.variant` with an abstract
+    Fills the `blocks` region of an `attn.variant` with an abstract
     interpretation of its mask over intervals: given a box of (q, kv) pairs
     (and exact b, h) it yields 0 (EMPTY: the mask is false everywhere on the
     box), 2 (FULL: true everywhere) or 1 (PARTIAL). It is sound by
