@@ -12,8 +12,13 @@
 // CHECK-NOT: attn.
 // SM90: #nvvm.target<chip = "sm_90", features = "+ptx80">
 // SM90-SAME: .target sm_90
+// The SIMT kernel (kernel=simt: the tile IR through
+// --convert-attn-tile-to-simt): scalar code, exponents on ex2.approx.
 // SIMT: gpu.binary @heed_gpu
+// SIMT-SAME: .visible .entry heed_kernel(
+// SIMT-SAME: ex2.approx
 // SIMT-NOT: mma.sync
+// SIMT-NOT: attn.
 attn.variant @causal buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32

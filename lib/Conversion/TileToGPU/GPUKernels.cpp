@@ -27,6 +27,12 @@ Value threadId(OpBuilder &b, Location loc) {
   return gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
 }
 
+SmallVector<Value, 3> workItemIds(OpBuilder &b, Location loc) {
+  return {gpu::BlockIdOp::create(b, loc, gpu::Dimension::z),
+          gpu::BlockIdOp::create(b, loc, gpu::Dimension::y),
+          gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)};
+}
+
 SmallVector<Value> at(Layout layout, Value batch, Value head, Value pos, Value d) {
   if (layout == Layout::BSHD)
     return {batch, pos, head, d};
@@ -111,11 +117,7 @@ struct WorkLowering : OpConversionPattern<TileWorkOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    Value ids[] = {gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::z),
-                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::y),
-                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::x)};
-    rewriter.inlineBlockBefore(&op.getBody().front(), op, ids);
+    rewriter.inlineBlockBefore(&op.getBody().front(), op, workItemIds(rewriter, op.getLoc()));
     rewriter.eraseOp(op);
     return success();
   }

@@ -115,6 +115,8 @@ public:
 /// Index helpers every GPU pattern uses.
 Value index(OpBuilder &b, Location loc, int64_t v);
 Value threadId(OpBuilder &b, Location loc);
+/// A work item's (b, h, t) on a GPU: its block's (z, y, x).
+llvm::SmallVector<Value, 3> workItemIds(OpBuilder &b, Location loc);
 /// Indices of (batch, head, pos, d) in `layout`.
 llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value pos, Value d);
 

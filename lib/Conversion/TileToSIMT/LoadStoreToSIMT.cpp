@@ -5,18 +5,13 @@
 // lse).
 #include "SIMTPatterns.h"
 
-#include "../TileToGPU/MatrixCore.h"
-
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
 
 #include <cmath>
 
 using namespace mlir;
 using namespace heed::attn;
-using heed::gpu_tile::at;
-using heed::gpu_tile::index;
 
 namespace heed::simt {
 namespace {
@@ -48,14 +43,10 @@ struct WorkLowering : OpConversionPattern<TileWorkOp> {
         rows = span;
     if (!rows)
       return rewriter.notifyMatchFailure(op, "no query span");
-    Value ids[] = {gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::z),
-                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::y),
-                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::x)};
+    SmallVector<Value, 3> ids = gpu_tile::workItemIds(rewriter, loc);
     int64_t lanes = rows.getResult().getType().getSize();
-    Value first = arith::MulIOp::create(rewriter, loc, ids[2], index(rewriter, loc, lanes));
-    Value inside = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult,
-                                         threadRow(rewriter, loc, first), rows.getSeq());
-    auto ifOp = scf::IfOp::create(rewriter, loc, inside, /*withElseRegion=*/false);
+    Value first = arith::MulIOp::create(rewriter, loc, ids[2], index(rewriter, loc, lanes)), row;
+    auto ifOp = ifRowInSequence(rewriter, loc, first, rows.getSeq(), row);
     rewriter.inlineBlockBefore(&body, ifOp.getThenRegion().front().getTerminator(), ids);
     rewriter.eraseOp(op);
     return success();
@@ -133,9 +124,8 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     Value m = adaptor.getMax().front(), l = adaptor.getSum().front();
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
-    Value row = threadRow(rewriter, loc, span[0]);
-    Value real = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, row, span[1]);
-    auto ifOp = scf::IfOp::create(rewriter, loc, real, /*withElseRegion=*/false);
+    Value row;
+    auto ifOp = ifRowInSequence(rewriter, loc, span[0], span[1], row);
     rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
     Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, l, f32(rewriter, loc, 0));
     Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
@@ -160,8 +150,7 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
 
 } // namespace
 
-void populateLoadStorePatterns(const SIMTTypeConverter &converter, const KernelInfo &,
-                               RewritePatternSet &patterns) {
+void populateLoadStorePatterns(const SIMTTypeConverter &converter, RewritePatternSet &patterns) {
   patterns.add<WorkLowering, LoadLowering, FillLowering, StoreLowering>(converter,
                                                                        patterns.getContext());
 }

@@ -18,11 +18,17 @@
 #ifndef HEED_LIB_CONVERSION_TILETOSIMT_SIMTPATTERNS_H
 #define HEED_LIB_CONVERSION_TILETOSIMT_SIMTPATTERNS_H
 
+#include "../TileToGPU/MatrixCore.h"
+
 #include "dialects/attn/AttnTileOps.h"
 
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Transforms/DialectConversion.h"
 
 namespace heed::simt {
+
+using gpu_tile::at;
+using gpu_tile::index;
 
 /// What one kernel's patterns need to know: the K and V tensors' types and
 /// layouts (a k/v tile's converted values include its tensor).
@@ -35,6 +41,8 @@ struct KernelInfo {
 class SIMTTypeConverter : public mlir::TypeConverter {
 public:
   explicit SIMTTypeConverter(const KernelInfo &kernel);
+  /// The kernel the tiles are converted for (the patterns read it here).
+  const KernelInfo &kernel;
 };
 
 /// The token of key `j` of the key tile starting at `first` in a sequence
@@ -59,16 +67,20 @@ mlir::Value f32(mlir::OpBuilder &b, mlir::Location loc, double value);
 mlir::Value toF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 /// The thread's token in a query span starting at `first`.
 mlir::Value threadRow(mlir::OpBuilder &b, mlir::Location loc, mlir::Value first);
+/// An scf.if (no else) on the thread's token in the span (first, seq) being
+/// in the sequence; `row` is set to the token.
+mlir::scf::IfOp ifRowInSequence(mlir::OpBuilder &b, mlir::Location loc, mlir::Value first,
+                                mlir::Value seq, mlir::Value &row);
 /// A loop over [0, n) whose body `body(d)` builds.
 void forEach(mlir::OpBuilder &b, mlir::Location loc, int64_t n,
              llvm::function_ref<void(mlir::Value)> body);
 
 /// Work items (a thread whose row is past Sq leaves), tile loads, fills and
 /// stores.
-void populateLoadStorePatterns(const SIMTTypeConverter &converter, const KernelInfo &kernel,
+void populateLoadStorePatterns(const SIMTTypeConverter &converter,
                                mlir::RewritePatternSet &patterns);
 /// qk, the variant, the online softmax and pv.
-void populateMathPatterns(const SIMTTypeConverter &converter, const KernelInfo &kernel,
+void populateMathPatterns(const SIMTTypeConverter &converter,
                           mlir::RewritePatternSet &patterns);
 
 } // namespace heed::simt

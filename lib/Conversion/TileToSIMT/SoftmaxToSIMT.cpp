@@ -6,29 +6,23 @@
 #include "SIMTPatterns.h"
 
 #include "../TileCommon/VariantRegions.h"
-#include "../TileToGPU/MatrixCore.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Matchers.h"
 
 #include <cmath>
 
 using namespace mlir;
 using namespace heed::attn;
-using heed::gpu_tile::at;
-using heed::gpu_tile::index;
 
 namespace heed::simt {
 namespace {
 
-/// A pattern with the kernel's K/V layouts at hand.
-template <typename Op> struct KernelPattern : OpConversionPattern<Op> {
-  KernelPattern(const TypeConverter &converter, MLIRContext *ctx, const KernelInfo &kernel)
-      : OpConversionPattern<Op>(converter, ctx), kernel(kernel) {}
-  const KernelInfo &kernel;
-};
+/// The kernel a pattern's tiles are converted for.
+template <typename Pattern> const KernelInfo &kernelOf(const Pattern *pattern) {
+  return pattern->template getTypeConverter<SIMTTypeConverter>()->kernel;
+}
 
 /// s_j = scale * q . K[key j]: one loop over the head dim, the N dot
 /// products carried by it, under a guard (an scf.if, true for now) that the
@@ -36,8 +30,8 @@ template <typename Op> struct KernelPattern : OpConversionPattern<Op> {
 /// evaluated first and a thread skips the dot products of keys it does not
 /// see, as the per-key SIMT kernel did (and AMDGPU allocates fewer
 /// registers when a mask's buffer reads come before the dot products).
-struct QKLowering : KernelPattern<TileQKOp> {
-  using KernelPattern::KernelPattern;
+struct QKLowering : OpConversionPattern<TileQKOp> {
+  using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileQKOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -69,7 +63,7 @@ struct QKLowering : KernelPattern<TileQKOp> {
       SmallVector<Value> next;
       for (int64_t j = 0; j < keys; ++j) {
         Value y = memref::LoadOp::create(rewriter, loc, k.tensor,
-                                         at(kernel.keyLayout, k.batch, k.head, tokens[j], d));
+                                         at(kernelOf(this).keyLayout, k.batch, k.head, tokens[j], d));
         next.push_back(math::FmaOp::create(rewriter, loc, x, toF32(rewriter, loc, y),
                                            dot.getRegionIterArgs()[j]));
       }
@@ -261,8 +255,8 @@ struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
 /// dim. Where every p_j is 0 (masked keys) acc stays as it is: alpha is then
 /// 1, or 0 while acc is still 0, so skipping is exact (as the old per-key
 /// kernel skipped masked keys) and 0 * V never makes a NaN.
-struct PVLowering : KernelPattern<TilePVOp> {
-  using KernelPattern::KernelPattern;
+struct PVLowering : OpConversionPattern<TilePVOp> {
+  using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TilePVOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -284,7 +278,7 @@ struct PVLowering : KernelPattern<TilePVOp> {
                                       memref::LoadOp::create(rewriter, loc, acc, ValueRange{d}), alpha);
       for (auto [w, token] : llvm::zip(p, tokens)) {
         Value y = memref::LoadOp::create(rewriter, loc, v.tensor,
-                                         at(kernel.valueLayout, v.batch, v.head, token, d));
+                                         at(kernelOf(this).valueLayout, v.batch, v.head, token, d));
         x = math::FmaOp::create(rewriter, loc, w, toF32(rewriter, loc, y), x);
       }
       memref::StoreOp::create(rewriter, loc, x, acc, ValueRange{d});
@@ -296,11 +290,9 @@ struct PVLowering : KernelPattern<TilePVOp> {
 
 } // namespace
 
-void populateMathPatterns(const SIMTTypeConverter &converter, const KernelInfo &kernel,
-                          RewritePatternSet &patterns) {
-  MLIRContext *ctx = patterns.getContext();
-  patterns.add<QKLowering, PVLowering>(converter, ctx, kernel);
-  patterns.add<ApplyLowering, SoftmaxLowering>(converter, ctx);
+void populateMathPatterns(const SIMTTypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<QKLowering, ApplyLowering, SoftmaxLowering, PVLowering>(converter,
+                                                                      patterns.getContext());
 }
 
 } // namespace heed::simt

@@ -9,8 +9,6 @@
 
 #include "SIMTPatterns.h"
 
-#include "../TileToGPU/MatrixCore.h"
-
 #include "dialects/attn/AttnOps.h"
 
 namespace heed {
@@ -20,11 +18,10 @@ namespace heed {
 
 using namespace mlir;
 using namespace heed::attn;
-using heed::gpu_tile::index;
 
 namespace heed::simt {
 
-SIMTTypeConverter::SIMTTypeConverter(const KernelInfo &kernel) {
+SIMTTypeConverter::SIMTTypeConverter(const KernelInfo &kernel) : kernel(kernel) {
   addConversion([](Type t) { return t; });
   addConversion([&kernel](TileType t, SmallVectorImpl<Type> &out) -> LogicalResult {
     MLIRContext *ctx = t.getContext();
@@ -78,6 +75,12 @@ Value toF32(OpBuilder &b, Location loc, Value x) {
 
 Value threadRow(OpBuilder &b, Location loc, Value first) {
   return arith::AddIOp::create(b, loc, first, gpu_tile::threadId(b, loc));
+}
+
+scf::IfOp ifRowInSequence(OpBuilder &b, Location loc, Value first, Value seq, Value &row) {
+  row = threadRow(b, loc, first);
+  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, seq);
+  return scf::IfOp::create(b, loc, inside, /*withElseRegion=*/false);
 }
 
 void forEach(OpBuilder &b, Location loc, int64_t n, function_ref<void(Value)> body) {
@@ -142,8 +145,8 @@ struct ConvertAttnTileToSIMTPass
         return failure();
       SIMTTypeConverter converter(*info);
       RewritePatternSet patterns(kernel.getContext());
-      populateLoadStorePatterns(converter, *info, patterns);
-      populateMathPatterns(converter, *info, patterns);
+      populateLoadStorePatterns(converter, patterns);
+      populateMathPatterns(converter, patterns);
       if (failed(gpu_tile::convertGPUKernel(kernel, converter, std::move(patterns))))
         return failure();
       kernel->setAttr(kLaunchAttrName,
