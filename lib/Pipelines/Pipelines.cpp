@@ -124,13 +124,32 @@ void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
   pm.addPass(createGpuModuleToBinaryPass(binary));
 }
 
+namespace {
+/// The SIMT kernel's schedule after attn-simplify (NVIDIA and AMD alike): a
+/// block of `simtRows` threads owns a query tile, a thread a row; keys one
+/// at a time (a tile of one key keeps the kernel's registers where the
+/// per-key kernel had them; see docs/passes.md).
+void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
+  constexpr int64_t kSIMTKeys = 1;
+  AttnChooseTilingOptions tiling;
+  tiling.blockQ = options.simtRows;
+  tiling.blockKV = kSIMTKeys;
+  tiling.patches = false;
+  pm.addPass(createAttnChooseTiling(tiling));
+  pm.addPass(createAttnToTile());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createConvertAttnTileToSIMT());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+} // namespace
+
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   pm.addPass(createAttnRuntimeABI());
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (!options.matrixCores) {
-    AttnLowerToGPUOptions simt;
-    simt.blockRows = options.simtRows;
-    pm.addPass(createAttnLowerToGPU(simt));
+    buildSIMTKernelPipeline(pm, options);
     return;
   }
   // Query tiles of 16 rows per warp; keys per tile by head dim unless set.
@@ -169,9 +188,7 @@ void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &opti
   pm.addPass(createAttnRuntimeABI());
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (!options.matrixCores) {
-    AttnLowerToGPUOptions simt;
-    simt.blockRows = options.simtRows;
-    pm.addPass(createAttnLowerToGPU(simt));
+    buildSIMTKernelPipeline(pm, options);
     return;
   }
   if (options.analyzeMask)

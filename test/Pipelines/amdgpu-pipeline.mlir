@@ -9,8 +9,12 @@
 // CHECK-NOT: attn.
 // GFX90A: #rocdl.target<chip = "gfx90a">
 // GFX90A-SAME: v_mfma_f32_16x16x16
+// The SIMT kernel (kernel=simt: the tile IR through
+// --convert-attn-tile-to-simt): no MFMA, its private arrays in registers.
 // SIMT: gpu.binary @heed_gpu
 // SIMT-NOT: v_mfma
+// SIMT-SAME: .private_segment_fixed_size: 0
+// SIMT-NOT: attn.
 attn.variant @causal buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32

@@ -20,8 +20,13 @@
 // THREE: cp.async.wait_group \091;
 // ONE: cp.async.wait_group \090;
 // BAD: attn-pipeline-kv: stages must be in [1, 4], not 5
+// The SIMT kernel (kernel=simt: the tile IR through
+// --convert-attn-tile-to-simt): scalar code, exponents on ex2.approx.
 // SIMT: gpu.binary @heed_gpu
+// SIMT-SAME: .visible .entry heed_kernel(
+// SIMT-SAME: ex2.approx
 // SIMT-NOT: mma.sync
+// SIMT-NOT: attn.
 attn.variant @causal buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
   attn.yield %s : f32

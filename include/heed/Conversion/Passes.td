@@ -62,26 +62,25 @@ def ConvertAttnTileToNVGPU : Pass<"convert-attn-tile-to-nvgpu", "mlir::ModuleOp"
     "mlir::vector::VectorDialect"];
 }
 
-def AttnLowerToGPU : Pass<"attn-lower-to-gpu", "mlir::ModuleOp"> {
-  let summary = "attn.attention as a portable SIMT GPU kernel (the GPU baseline)";
+def ConvertAttnTileToSIMT : Pass<"convert-attn-tile-to-simt", "mlir::ModuleOp"> {
+  let summary = "Tile ops -> the portable SIMT GPU kernel (the GPU baseline)";
   let description = [{
-    Each function holding one `attn.attention` becomes a `gpu.func` kernel
-    with the same arguments in `gpu.module @heed_gpu`: one thread per query
-    row (grid (ceil(Sq / block-rows), Hq, B), `block-rows` threads per
-    block), the keys walked with an online softmax in f32, the variant's
-    score, mask and route regions inlined as scalar code, buffer reads
-    bounds-checked (0 and `status` set when out of range). Fully masked
-    rows give zeros and lse -inf. No tensor cores, no shared memory, no block
-    skipping: it is the reference the tensor-core lowering is checked
-    against, and lowers through both NVVM and ROCDL. Gated variants are
-    rejected.
+    Each function holding an `attn.tile.work` becomes a `gpu.func` kernel of
+    `gpu.module @heed_gpu` with the same arguments: one work item per block
+    (grid (query tiles, Hq, B)), one thread per row of the query tile (the
+    block has as many threads as the tile has rows, recorded in the kernel's
+    `attn.launch`; a thread past Sq leaves). Each thread keeps its query row
+    and its accumulator in private memory and walks the key tiles with an
+    online softmax in f32: the dot products and P V read the keys' rows from
+    global memory (no shared memory, no staging: run no --attn-pipeline-kv),
+    the variant's score, mask and route regions are inlined as scalar code,
+    buffer reads bounds-checked (0 and `status` set when out of range), P V
+    is skipped where every weight is 0. Fully masked rows give zeros and lse
+    -inf. Any dtype (f32, f16, bf16) and head dim; NVVM and ROCDL both lower
+    it. Gated variants and patch tiles are rejected.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect"];
-  let options = [
-    Option<"blockRows", "block-rows", "int64_t", "128",
-           "threads (query rows) per block, recorded in the kernel's attn.launch">,
-  ];
 }
 
 def AttnLowerToAMDGPU : Pass<"attn-lower-to-amdgpu", "mlir::ModuleOp"> {

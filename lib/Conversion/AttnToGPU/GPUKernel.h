@@ -1,8 +1,7 @@
 // What heed's GPU kernels share (private to lib/Conversion/AttnToGPU):
 //
 //   GPUKernelLowering    the op, its variant, layout-aware indexing and the
-//                        variant's regions inlined as scalar code (every
-//                        GPU kernel);
+//                        variant's regions inlined as scalar code;
 //   TiledKernelLowering  the FlashAttention-2 tile loop on matrix cores,
 //                        target-neutral: block and wave structure, the KV
 //                        range from the mask analysis, score and mask per

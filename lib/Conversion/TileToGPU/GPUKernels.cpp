@@ -27,6 +27,12 @@ Value threadId(OpBuilder &b, Location loc) {
   return gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
 }
 
+SmallVector<Value, 3> workItemIds(OpBuilder &b, Location loc) {
+  return {gpu::BlockIdOp::create(b, loc, gpu::Dimension::z),
+          gpu::BlockIdOp::create(b, loc, gpu::Dimension::y),
+          gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)};
+}
+
 SmallVector<Value> at(Layout layout, Value batch, Value head, Value pos, Value d) {
   if (layout == Layout::BSHD)
     return {batch, pos, head, d};
@@ -111,11 +117,7 @@ struct WorkLowering : OpConversionPattern<TileWorkOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    Value ids[] = {gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::z),
-                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::y),
-                   gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::x)};
-    rewriter.inlineBlockBefore(&op.getBody().front(), op, ids);
+    rewriter.inlineBlockBefore(&op.getBody().front(), op, workItemIds(rewriter, op.getLoc()));
     rewriter.eraseOp(op);
     return success();
   }
@@ -218,36 +220,25 @@ void populateGPUStructurePatterns(const TypeConverter &converter, RewritePattern
   populateTileCommonPatterns(converter, patterns, /*statistics=*/false);
 }
 
-LogicalResult lowerMatrixCoreKernels(
-    ModuleOp module, StringRef name,
-    function_ref<std::unique_ptr<MatrixCoreTarget>(const KernelShape &)> makeTarget,
-    function_ref<void(KernelShape &)> completeShape) {
+LogicalResult convertGPUKernel(gpu::GPUFuncOp kernel, const TypeConverter &converter,
+                               RewritePatternSet &&patterns) {
+  MLIRContext *ctx = kernel.getContext();
+  populateGPUStructurePatterns(converter, patterns);
+  ConversionTarget legal(*ctx);
+  // Whatever the target's patterns make (nvgpu, nvvm, amdgpu, ...) stays.
+  legal.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+  legal.addIllegalDialect<AttnDialect>();
+  legal.addLegalOp<VariantOp, YieldOp, LoadOp, RouteOp>();
+  scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, legal);
+  return applyPartialConversion(kernel, legal, std::move(patterns));
+}
+
+LogicalResult lowerGPUKernels(ModuleOp module,
+                              function_ref<LogicalResult(gpu::GPUFuncOp)> lowerKernel) {
   MLIRContext *ctx = module.getContext();
-  for (gpu::GPUFuncOp kernel : outlineKernels(module)) {
-    FailureOr<KernelShape> shape = readShape(kernel);
-    if (failed(shape) || failed(checkKernel(kernel)))
+  for (gpu::GPUFuncOp kernel : outlineKernels(module))
+    if (failed(checkKernel(kernel)) || failed(lowerKernel(kernel)))
       return failure();
-    completeShape(*shape);
-    std::unique_ptr<MatrixCoreTarget> target = makeTarget(*shape);
-    if (std::string why = target->unsupported(); !why.empty())
-      return kernel.emitOpError() << name << ": " << why << "; use the SIMT kernel";
-    target->prepareKernel(kernel);
-    MatrixCoreTypeConverter converter(*target);
-    RewritePatternSet patterns(ctx);
-    populateGPUStructurePatterns(converter, patterns);
-    populateMatrixCorePatterns(converter, *target, patterns);
-    ConversionTarget legal(*ctx);
-    // Whatever the target's patterns make (nvgpu, nvvm, amdgpu, ...) stays.
-    legal.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
-    legal.addIllegalDialect<AttnDialect>();
-    legal.addLegalOp<VariantOp, YieldOp, LoadOp, RouteOp>();
-    scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, legal);
-    if (failed(applyPartialConversion(kernel, legal, std::move(patterns))))
-      return failure();
-    kernel->setAttr(kLaunchAttrName,
-                    LaunchAttr::get(ctx, shape->blockRows(), shape->threads(),
-                                    target->dynamicSharedBytes()));
-  }
   // Host code: the tile counts (attn.num_tiles) of the tiling used.
   TypeConverter identity;
   identity.addConversion([](Type t) { return t; });
@@ -265,6 +256,31 @@ LogicalResult lowerMatrixCoreKernels(
     if (SymbolTable::symbolKnownUseEmpty(v, module))
       v.erase();
   return success();
+}
+
+LogicalResult lowerMatrixCoreKernels(
+    ModuleOp module, StringRef name,
+    function_ref<std::unique_ptr<MatrixCoreTarget>(const KernelShape &)> makeTarget,
+    function_ref<void(KernelShape &)> completeShape) {
+  return lowerGPUKernels(module, [&](gpu::GPUFuncOp kernel) -> LogicalResult {
+    FailureOr<KernelShape> shape = readShape(kernel);
+    if (failed(shape))
+      return failure();
+    completeShape(*shape);
+    std::unique_ptr<MatrixCoreTarget> target = makeTarget(*shape);
+    if (std::string why = target->unsupported(); !why.empty())
+      return kernel.emitOpError() << name << ": " << why << "; use the SIMT kernel";
+    target->prepareKernel(kernel);
+    MatrixCoreTypeConverter converter(*target);
+    RewritePatternSet patterns(kernel.getContext());
+    populateMatrixCorePatterns(converter, *target, patterns);
+    if (failed(convertGPUKernel(kernel, converter, std::move(patterns))))
+      return failure();
+    kernel->setAttr(kLaunchAttrName,
+                    LaunchAttr::get(kernel.getContext(), shape->blockRows(), shape->threads(),
+                                    target->dynamicSharedBytes()));
+    return success();
+  });
 }
 
 } // namespace heed::gpu_tile

@@ -119,6 +119,8 @@ public:
 /// Index helpers every GPU pattern uses.
 Value index(OpBuilder &b, Location loc, int64_t v);
 Value threadId(OpBuilder &b, Location loc);
+/// A work item's (b, h, t) on a GPU: its block's (z, y, x).
+llvm::SmallVector<Value, 3> workItemIds(OpBuilder &b, Location loc);
 /// Indices of (batch, head, pos, d) in `layout`.
 llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value pos, Value d);
 
@@ -144,6 +146,21 @@ void populateGPUStructurePatterns(const mlir::TypeConverter &converter,
 void populateMatrixCorePatterns(const mlir::TypeConverter &converter,
                                 const MatrixCoreTarget &target,
                                 mlir::RewritePatternSet &patterns);
+
+/// Outlines the kernels of `module` (outlineKernels), rejects what no GPU
+/// kernel has (gated variants, patch tiles), lowers each kernel's tile ops
+/// with `lowerKernel`, then the host code's tile counts, and erases the
+/// variants no op names any more.
+mlir::LogicalResult
+lowerGPUKernels(mlir::ModuleOp module,
+                llvm::function_ref<mlir::LogicalResult(mlir::gpu::GPUFuncOp)> lowerKernel);
+
+/// Applies `patterns` with populateGPUStructurePatterns' and the SCF
+/// structural type conversions to `kernel`: every attn op but the variants'
+/// must go.
+mlir::LogicalResult convertGPUKernel(mlir::gpu::GPUFuncOp kernel,
+                                     const mlir::TypeConverter &converter,
+                                     mlir::RewritePatternSet &&patterns);
 
 /// Lowers the tile ops of every kernel of `module` with a target from
 /// `makeTarget(shape)` (the shape read off the kernel's tiles); records

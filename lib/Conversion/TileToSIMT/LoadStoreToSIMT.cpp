@@ -1,0 +1,158 @@
+// SIMT patterns for the work items and the tile ops that move data:
+// attn.tile.work (a thread past the query sequence leaves), attn.tile.load
+// (the thread's query row into private memory; k/v tiles stay in global
+// memory), attn.tile.fill, attn.tile.store (normalize, write the row and its
+// lse).
+#include "SIMTPatterns.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::simt {
+namespace {
+
+/// A private buffer at the kernel's entry.
+Value allocaAtEntry(OpBuilder &b, Operation *anchor, Type type) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&anchor->getParentOfType<gpu::GPUFuncOp>().getBody().front());
+  return memref::AllocaOp::create(b, anchor->getLoc(), cast<MemRefType>(type));
+}
+
+/// A work item per thread block, as on every GPU target, but a thread whose
+/// query row is past the sequence has nothing to do and, with no barrier to
+/// reach, skips the item (the last query tile's spare warps would otherwise
+/// walk every key). Takes precedence over the shared work pattern.
+struct WorkLowering : OpConversionPattern<TileWorkOp> {
+  WorkLowering(const TypeConverter &converter, MLIRContext *ctx)
+      : OpConversionPattern(converter, ctx, /*benefit=*/2) {}
+  LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Block &body = op.getBody().front();
+    // The item's query span: its tile and Sq (defined outside the item).
+    TileSpanOp rows;
+    for (auto span : body.getOps<TileSpanOp>())
+      if (span.getSide() == Side::Q && span.getCoords().size() == 1 &&
+          span.getCoords()[0] == body.getArgument(2) &&
+          span.getSeq().getParentRegion()->isProperAncestor(&op.getBody()))
+        rows = span;
+    if (!rows)
+      return rewriter.notifyMatchFailure(op, "no query span");
+    SmallVector<Value, 3> ids = gpu_tile::workItemIds(rewriter, loc);
+    int64_t lanes = rows.getResult().getType().getSize();
+    Value first = arith::MulIOp::create(rewriter, loc, ids[2], index(rewriter, loc, lanes)), row;
+    auto ifOp = ifRowInSequence(rewriter, loc, first, rows.getSeq(), row);
+    rewriter.inlineBlockBefore(&body, ifOp.getThenRegion().front().getTerminator(), ids);
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+struct LoadLowering : OpConversionPattern<TileLoadOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileLoadOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    ValueRange span = adaptor.getSpan();
+    Value tensor = adaptor.getTensor().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    auto type = cast<TileType>(op.getResult().getType());
+    if (type.getRole() != TileRole::Q) {
+      // Nothing to stage: qk and pv read the rows where they are.
+      rewriter.replaceOpWithMultiple(op, {{tensor, batch, head, span[0], span[1]}});
+      return success();
+    }
+    // The thread's row in f32; a row past the sequence (a hole) reads zeros.
+    Value buf = allocaAtEntry(rewriter, op, getTypeConverter()->convertType(type));
+    Value row = threadRow(rewriter, loc, span[0]);
+    Value real = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, row, span[1]);
+    Value src = arith::SelectOp::create(rewriter, loc, real, row, span[0]);
+    Value zero = f32(rewriter, loc, 0);
+    forEach(rewriter, loc, type.getCols(), [&](Value d) {
+      Value x = toF32(rewriter, loc,
+                      memref::LoadOp::create(rewriter, loc, tensor,
+                                             at(op.getLayout(), batch, head, src, d)));
+      memref::StoreOp::create(rewriter, loc, arith::SelectOp::create(rewriter, loc, real, x, zero),
+                              buf, ValueRange{d});
+    });
+    rewriter.replaceOp(op, buf);
+    return success();
+  }
+};
+
+struct FillLowering : OpConversionPattern<TileFillOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileFillOp op, OpAdaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = cast<TileType>(op.getResult().getType());
+    Value value = f32(rewriter, loc, op.getValue().convertToDouble());
+    switch (type.getRole()) {
+    case TileRole::S:
+      rewriter.replaceOpWithMultiple(op, {SmallVector<Value>(type.getCols(), value)});
+      return success();
+    case TileRole::Row:
+      rewriter.replaceOp(op, value);
+      return success();
+    case TileRole::Acc: {
+      Value buf = allocaAtEntry(rewriter, op, getTypeConverter()->convertType(type));
+      forEach(rewriter, loc, type.getCols(),
+              [&](Value d) { memref::StoreOp::create(rewriter, loc, value, buf, ValueRange{d}); });
+      rewriter.replaceOp(op, buf);
+      return success();
+    }
+    default:
+      return rewriter.notifyMatchFailure(op, "q, k and v tiles are loaded, not filled");
+    }
+  }
+};
+
+/// out[row] = acc / l (0 where l = 0: every key masked) and lse = m + log l
+/// (-inf there), for a thread whose row is in the sequence.
+struct StoreLowering : OpConversionPattern<TileStoreOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    ValueRange span = adaptor.getSpan();
+    Value out = adaptor.getOut().front(), acc = adaptor.getAcc().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    Value m = adaptor.getMax().front(), l = adaptor.getSum().front();
+    Type outElt = cast<MemRefType>(out.getType()).getElementType();
+    Value row;
+    auto ifOp = ifRowInSequence(rewriter, loc, span[0], span[1], row);
+    rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, l, f32(rewriter, loc, 0));
+    Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
+                                        arith::DivFOp::create(rewriter, loc, f32(rewriter, loc, 1), l));
+    forEach(rewriter, loc, cast<MemRefType>(acc.getType()).getDimSize(0), [&](Value d) {
+      Value x = arith::MulFOp::create(rewriter, loc,
+                                      memref::LoadOp::create(rewriter, loc, acc, ValueRange{d}), inv);
+      if (!outElt.isF32())
+        x = arith::TruncFOp::create(rewriter, loc, outElt, x);
+      memref::StoreOp::create(rewriter, loc, x, out, at(op.getLayout(), batch, head, row, d));
+    });
+    if (!adaptor.getLse().empty()) {
+      Value lse = arith::AddFOp::create(rewriter, loc, m, math::LogOp::create(rewriter, loc, l));
+      lse = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, -INFINITY), lse);
+      memref::StoreOp::create(rewriter, loc, lse, adaptor.getLse().front(),
+                              ValueRange{batch, head, row});
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
+
+void populateLoadStorePatterns(const SIMTTypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<WorkLowering, LoadLowering, FillLowering, StoreLowering>(converter,
+                                                                       patterns.getContext());
+}
+
+} // namespace heed::simt
