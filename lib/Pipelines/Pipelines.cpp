@@ -171,11 +171,30 @@ void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &opti
     pm.addPass(createAttnLowerToGPU(simt));
     return;
   }
+  // Query tiles of 4 waves of `mfma` rows; keys per tile by head dim; one
+  // synchronous LDS slot.
+  AttnChooseTilingOptions tiling;
+  tiling.blockQ = 4 * options.mfma;
+  tiling.blockKV = 0;
+  tiling.patches = false;
+  pm.addPass(createAttnChooseTiling(tiling));
   if (options.analyzeMask)
     pm.addPass(createAttnAnalyzeMask());
-  AttnLowerToAMDGPUOptions amd;
+  pm.addPass(createAttnToTile());
+  if (options.analyzeMask)
+    pm.addPass(createAttnSkipTiles());
+  AttnPipelineKVOptions pipeline;
+  pipeline.stages = 1;
+  pm.addPass(createAttnPipelineKV(pipeline));
+  if (options.analyzeMask)
+    pm.addPass(createAttnSpecializeFullTiles());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  ConvertAttnTileToAMDGPUOptions amd;
   amd.mfma = options.mfma;
-  pm.addPass(createAttnLowerToAMDGPU(amd));
+  pm.addPass(createConvertAttnTileToAMDGPU(amd));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
 }
 
 namespace {

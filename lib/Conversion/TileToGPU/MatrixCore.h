@@ -67,8 +67,8 @@ public:
   /// dynamic shared memory, recorded in its attn.launch).
   virtual int64_t dynamicSharedBytes() const { return 0; }
   /// Called once per kernel before the patterns run (e.g. to add workgroup
-  /// attributions).
-  virtual void prepareKernel(mlir::gpu::GPUFuncOp kernel) const {}
+  /// attributions and keep them for the lowering).
+  virtual void prepareKernel(mlir::gpu::GPUFuncOp kernel) {}
 
   /// The block-relative query row of the lane's row `slot`.
   virtual Value slotRow(OpBuilder &b, Location loc, unsigned slot) const = 0;
