@@ -1,5 +1,5 @@
 // The GPU compile paths (see GPU.h): kernel module -> a GPU kernel
-// (the tile IR through --convert-attn-tile-to-nvgpu / --attn-lower-to-amdgpu on matrix cores, else the
+// (the tile IR through --convert-attn-tile-to-nvgpu / -amdgpu on matrix cores, else the
 // SIMT --attn-lower-to-gpu), then
 //   NVIDIA: gpu-lower-to-nvvm-pipeline (PTX in a gpu.binary) -> ptxas -> cubin;
 //   AMD:    heed-gpu-to-rocdl (AMDGCN assembly in a gpu.binary) -> the

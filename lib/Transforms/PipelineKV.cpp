@@ -130,7 +130,9 @@ void pipeline(KeyLoop key, int64_t stages) {
   Value slot = slotOf(iv);
   if (stages == 1) {
     TileBarrierOp::create(b, loc); // the previous tile is consumed
-    copyUnlessEmpty(b, key, key.span, key.classify, slot, stages);
+    // (No classifier without --attn-analyze-mask: every tile is copied.)
+    copyUnlessEmpty(b, key, key.span, key.classify ? key.classify.getResult() : Value(), slot,
+                    stages);
     TileWaitKVOp::create(b, loc);
   } else {
     // Tile t's copies are done everywhere and every thread is past tile

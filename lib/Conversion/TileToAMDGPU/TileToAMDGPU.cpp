@@ -42,9 +42,10 @@ namespace {
 
 /// Moves the arithmetic of each branch of the schedule that reads nothing
 /// the branch defines before the branch (e.g. the FULL test of a tile, in
-/// the branch of the tiles that are not EMPTY). Computed inside, it makes
-/// LLVM's AMDGPU backend schedule the tile code with up to 40 more VGPRs
-/// (causal, bf16, D = 128: 264 VGPRs, so one wave per SIMD, against 226).
+/// the branch of the tiles that are not EMPTY). LLVM's AMDGPU backend
+/// structurizes even uniform branches, so what the second branch needs is
+/// live through the first: computed inside, the FULL test cost up to 40
+/// VGPRs (causal, bf16, D = 128: 264, so one wave per SIMD, against 226).
 void hoistBranchInvariants(gpu::GPUFuncOp kernel) {
   kernel.walk([](scf::IfOp ifOp) {
     for (Region &region : ifOp->getRegions())
