@@ -35,8 +35,6 @@ namespace heed {
 using namespace mlir;
 using namespace heed::gpu_tile;
 using heed::attn::Layout;
-using heed::attn::TileRole;
-using heed::attn::TileType;
 
 namespace {
 
@@ -79,24 +77,12 @@ public:
     return "";
   }
 
-  void convertTile(TileType t, SmallVectorImpl<Type> &out) const override {
-    MLIRContext *ctx = t.getContext();
-    switch (t.getRole()) {
-    case TileRole::Q:
-      out.append(t.getCols() / K, operandType());
-      return;
-    case TileRole::K:
-    case TileRole::V:
-      out.push_back(IndexType::get(ctx)); // the staging slot
-      return;
-    case TileRole::S:
-    case TileRole::Acc:
-      out.append(t.getCols() / M, accType(ctx));
-      return;
-    case TileRole::Row:
-      out.append(shape.rowSlots, Float32Type::get(ctx));
-      return;
-    }
+  /// B operands of K head-dim columns (4 per lane); M x M accumulators.
+  std::pair<VectorType, int64_t> operandFragment(MLIRContext *) const override {
+    return {operandType(), K};
+  }
+  std::pair<VectorType, int64_t> accumulatorFragment(MLIRContext *ctx) const override {
+    return {accType(ctx), M};
   }
 
   /// The LDS slots: K as [stages][keys][D + 4], V transposed as
@@ -128,21 +114,10 @@ public:
                            Value seq, Layout layout) const override {
     Value row = arith::AddIOp::create(b, loc, q0, slotRow(b, loc, 0));
     Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, seq);
-    VectorType v4 = operandType();
     SmallVector<Value> frags;
     for (int64_t kk = 0; kk < shape.headDim / K; ++kk) {
       Value d = arith::AddIOp::create(b, loc, index(b, loc, kk * K), group4(b, loc));
-      auto ifOp = scf::IfOp::create(b, loc, TypeRange{v4}, in, true);
-      OpBuilder::InsertionGuard g(b);
-      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      scf::YieldOp::create(
-          b, loc, vector::LoadOp::create(b, loc, v4, q, at(layout, batch, head, row, d)).getResult());
-      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-      scf::YieldOp::create(b, loc,
-                           arith::ConstantOp::create(
-                               b, loc, DenseElementsAttr::get(v4, b.getZeroAttr(shape.elt)))
-                               .getResult());
-      frags.push_back(ifOp.getResult(0));
+      frags.push_back(loadOrZero(b, loc, operandType(), q, at(layout, batch, head, row, d), in));
     }
     return frags;
   }
@@ -186,25 +161,10 @@ public:
       }
     return out;
   }
-  SmallVector<Value> assemble(OpBuilder &b, Location loc, ValueRange frags,
-                              ArrayRef<Value> values) const override {
-    SmallVector<Value> out;
-    for (size_t t = 0; t < frags.size(); ++t)
-      out.push_back(vector::FromElementsOp::create(b, loc, accType(b.getContext()),
-                                                   values.slice(t * E, E)));
-    return out;
-  }
 
   /// The lanes holding a query row: l, l + M, ... (a column of the tile).
   Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
-    for (int64_t offset = M; offset < 64; offset *= 2) {
-      Value other = gpu::ShuffleOp::create(b, loc, x, i32(b, loc, offset), i32(b, loc, 64),
-                                           gpu::ShuffleMode::XOR)
-                        .getShuffleResult();
-      x = max ? Value(arith::MaximumFOp::create(b, loc, x, other))
-              : Value(arith::AddFOp::create(b, loc, x, other));
-    }
-    return x;
+    return xorReduce(b, loc, x, M, 64, 64, max);
   }
   Value scaleRows(OpBuilder &b, Location loc, Value acc, ArrayRef<Value> perSlot) const override {
     return arith::MulFOp::create(
@@ -235,12 +195,7 @@ public:
   }
 
 private:
-  static Value i32(OpBuilder &b, Location loc, int64_t v) {
-    return arith::ConstantIntOp::create(b, loc, v, 32);
-  }
-  static Value laneId(OpBuilder &b, Location loc) {
-    return arith::RemUIOp::create(b, loc, threadId(b, loc), index(b, loc, 64));
-  }
+  static Value laneId(OpBuilder &b, Location loc) { return heed::gpu_tile::laneId(b, loc, 64); }
   /// l % M: the lane's column of an accumulator (its query row).
   Value col(OpBuilder &b, Location loc) const {
     return arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, M));
