@@ -1,6 +1,6 @@
 // The GPU compile paths (see GPU.h): kernel module -> a GPU kernel
-// (the tile IR through --convert-attn-tile-to-nvgpu / --attn-lower-to-amdgpu on matrix cores, else the
-// tile IR through the SIMT --convert-attn-tile-to-simt), then
+// (the tile IR through --convert-attn-tile-to-nvgpu / -amdgpu on matrix cores, else
+// through the SIMT --convert-attn-tile-to-simt), then
 //   NVIDIA: gpu-lower-to-nvvm-pipeline (PTX in a gpu.binary) -> ptxas -> cubin;
 //   AMD:    heed-gpu-to-rocdl (AMDGCN assembly in a gpu.binary) -> the
 //           assembler of LLVM's AMDGPU backend -> ld.lld -> HSACO.

@@ -143,6 +143,31 @@ void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &option
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }
+
+/// The matrix-core kernels' schedule after attn-simplify (NVIDIA and AMD
+/// alike): flat tiles of `blockQ` x `blockKV` (0: by head dim), the mask
+/// analysis and tile skipping where asked, `stages` K/V tiles in flight, FULL
+/// tiles specialized.
+void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &options,
+                             int64_t blockQ, int64_t blockKV, int64_t stages) {
+  AttnChooseTilingOptions tiling;
+  tiling.blockQ = blockQ;
+  tiling.blockKV = blockKV;
+  tiling.patches = false;
+  pm.addPass(createAttnChooseTiling(tiling));
+  if (options.analyzeMask)
+    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
+  pm.addPass(createAttnToTile());
+  if (options.analyzeMask)
+    pm.addPass(createAttnSkipTiles());
+  AttnPipelineKVOptions pipeline;
+  pipeline.stages = stages;
+  pm.addPass(createAttnPipelineKV(pipeline));
+  if (options.analyzeMask)
+    pm.addPass(createAttnSpecializeFullTiles());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
 } // namespace
 
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
@@ -153,23 +178,8 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
     return;
   }
   // Query tiles of 16 rows per warp; keys per tile by head dim unless set.
-  AttnChooseTilingOptions tiling;
-  tiling.blockQ = 16 * options.warps;
-  tiling.blockKV = options.keysPerTile;
-  tiling.patches = false;
-  pm.addPass(createAttnChooseTiling(tiling));
-  if (options.analyzeMask)
-    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
-  pm.addPass(createAttnToTile());
-  if (options.analyzeMask)
-    pm.addPass(createAttnSkipTiles());
-  AttnPipelineKVOptions pipeline;
-  pipeline.stages = options.kvStages;
-  pm.addPass(createAttnPipelineKV(pipeline));
-  if (options.analyzeMask)
-    pm.addPass(createAttnSpecializeFullTiles());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  buildMatrixCoreSchedule(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
+                          options.kvStages);
   pm.addPass(createConvertAttnTileToNVGPU());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -191,11 +201,15 @@ void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &opti
     buildSIMTKernelPipeline(pm, options);
     return;
   }
-  if (options.analyzeMask)
-    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
-  AttnLowerToAMDGPUOptions amd;
+  // Query tiles of 4 waves of `mfma` rows; keys per tile by head dim; one
+  // synchronous LDS slot.
+  buildMatrixCoreSchedule(pm, options, /*blockQ=*/4 * options.mfma, /*blockKV=*/0,
+                          /*stages=*/1);
+  ConvertAttnTileToAMDGPUOptions amd;
   amd.mfma = options.mfma;
-  pm.addPass(createAttnLowerToAMDGPU(amd));
+  pm.addPass(createConvertAttnTileToAMDGPU(amd));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
 }
 
 namespace {

@@ -147,7 +147,9 @@ void pipeline(KeyLoop key, int64_t stages) {
                                  b, loc, iv, arith::ConstantIndexOp::create(b, loc, stages)));
   if (stages == 1) {
     TileBarrierOp::create(b, loc); // the previous tile is consumed
-    copyUnlessEmpty(b, key, key.span, key.classify, slot, stages);
+    // (No classifier without --attn-analyze-mask: every tile is copied.)
+    copyUnlessEmpty(b, key, key.span, key.classify ? key.classify.getResult() : Value(), slot,
+                    stages);
     TileCommitKVOp::create(b, loc);
     TileWaitKVOp::create(b, loc, /*pending=*/0);
   } else {

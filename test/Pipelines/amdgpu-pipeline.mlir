@@ -1,14 +1,19 @@
 // RUN: heed-opt %s --heed-amdgpu-pipeline | FileCheck %s
 // RUN: heed-opt %s --heed-amdgpu-pipeline="chip=gfx90a mfma=16" | FileCheck %s --check-prefix=GFX90A
+// RUN: heed-opt %s --heed-amdgpu-pipeline="analyze-mask=false" | FileCheck %s --check-prefix=NOMASK
 // RUN: heed-opt %s --heed-amdgpu-pipeline="kernel=simt" | FileCheck %s --check-prefix=SIMT
-// heed-amdgpu-pipeline, by name: attn -> the MFMA kernel -> ROCDL -> AMDGCN
-// assembly in a gpu.binary (what heed-compile --emit=amdgcn prints).
+// heed-amdgpu-pipeline, by name: attn -> the tile schedule -> the MFMA
+// kernel (--convert-attn-tile-to-amdgpu) -> ROCDL -> AMDGCN assembly in a
+// gpu.binary (what heed-compile --emit=amdgcn prints).
 
 // CHECK: gpu.binary @heed_gpu [#gpu.object<#rocdl.target<chip = "gfx942">
 // CHECK-SAME: v_mfma_f32_32x32x8_f16
 // CHECK-NOT: attn.
 // GFX90A: #rocdl.target<chip = "gfx90a">
 // GFX90A-SAME: v_mfma_f32_16x16x16
+// Without the mask analysis (no classifier: every key tile is staged).
+// NOMASK: gpu.binary @heed_gpu
+// NOMASK-SAME: v_mfma_f32_32x32x8_f16
 // The SIMT kernel (kernel=simt: the tile IR through
 // --convert-attn-tile-to-simt): no MFMA, its private arrays in registers.
 // SIMT: gpu.binary @heed_gpu

@@ -62,6 +62,34 @@ def ConvertAttnTileToNVGPU : Pass<"convert-attn-tile-to-nvgpu", "mlir::ModuleOp"
     "mlir::vector::VectorDialect"];
 }
 
+def ConvertAttnTileToAMDGPU : Pass<"convert-attn-tile-to-amdgpu", "mlir::ModuleOp"> {
+  let summary = "Tile ops -> a FlashAttention-2 kernel on AMD matrix cores (MFMA)";
+  let description = [{
+    Each function holding an `attn.tile.work` becomes a `gpu.func` kernel of
+    `gpu.module @heed_gpu` (one work item per block: grid (query tiles, Hq,
+    B)), and its tile ops become the MatrixCoreTarget of MFMA (wave64, f16 or
+    bf16 in, f32 accumulate; amdgpu.mfma 32x32x8 or 16x16x16;
+    lib/Conversion/TileToGPU holds the target-neutral patterns): a wave of
+    64 lanes owns `mfma` query rows (so the query tile must be a multiple of
+    `mfma` rows: 4 x `mfma` on heed-amdgpu-pipeline); the kernel computes
+    S^T = K Q^T so that each lane owns one query row (row statistics
+    in-lane plus one or two shuffles) and the S^T accumulators are directly
+    the B operand of O^T += V^T P^T. K tiles are staged in LDS, V tiles
+    transposed (workgroup attributions, one slot per staging slot of
+    `attn.tile.copy_kv`, rows padded by 4 elements) by synchronous copies,
+    so the key loop must have gone through --attn-pipeline-kv (stages=1 on
+    heed-amdgpu-pipeline); Q's B operands are loaded from global memory once.
+    Head dims: multiples of 16 (v: of `mfma`) up to 128.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
+    "mlir::amdgpu::AMDGPUDialect", "mlir::vector::VectorDialect"];
+  let options = [
+    Option<"mfma", "mfma", "int64_t", "32",
+           "MFMA shape: 32 (32x32x8) or 16 (16x16x16)">,
+  ];
+}
+
 def ConvertAttnTileToSIMT : Pass<"convert-attn-tile-to-simt", "mlir::ModuleOp"> {
   let summary = "Tile ops -> the portable SIMT GPU kernel (the GPU baseline)";
   let description = [{
@@ -81,27 +109,6 @@ def ConvertAttnTileToSIMT : Pass<"convert-attn-tile-to-simt", "mlir::ModuleOp"> 
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect"];
-}
-
-def AttnLowerToAMDGPU : Pass<"attn-lower-to-amdgpu", "mlir::ModuleOp"> {
-  let summary = "attn.attention as a FlashAttention-2 kernel on AMD matrix cores (MFMA)";
-  let description = [{
-    The FlashAttention-2 tile loop (TiledKernel.cpp) on MFMA (wave64, f16 or bf16 in,
-    f32 accumulate; amdgpu.mfma 32x32x8 or 16x16x16): a block of 4 waves owns
-    4 x `mfma` query rows; the kernel computes S^T = K Q^T so that each lane
-    owns one query row (row statistics in-lane plus one or two shuffles) and
-    the S^T accumulators are directly the B operand of O^T += V^T P^T; K tiles
-    of 64 keys are staged in LDS, V tiles transposed, Q's operands are loaded
-    from global memory once. Grid (ceil(Sq / (4 mfma)), Hq, B), 256 threads.
-    Head dims: multiples of 16 (v: of `mfma`) up to 128.
-  }];
-  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
-    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
-    "mlir::amdgpu::AMDGPUDialect", "mlir::vector::VectorDialect"];
-  let options = [
-    Option<"mfma", "mfma", "int64_t", "32",
-           "MFMA shape: 32 (32x32x8) or 16 (16x16x16)">,
-  ];
 }
 
 def HeedExternDynamicShared : Pass<"heed-extern-dynamic-shared", "mlir::ModuleOp"> {

@@ -64,11 +64,13 @@ void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions 
 /// that sm_90 can be targeted). ptxas then makes the cubin (heed::compileCUDA).
 void buildNVVMBinaryPipeline(mlir::OpPassManager &pm, const std::string &chip);
 
-/// attn -> a gpu.func kernel for AMD (--attn-lower-to-amdgpu or the SIMT
-/// --attn-lower-to-gpu).
+/// attn -> a gpu.func kernel for AMD: the tile schedule (choose-tiling with
+/// 4 waves of `mfma` rows, pipeline-kv with one synchronous slot, FULL-tile
+/// specialization) and --convert-attn-tile-to-amdgpu, or the SIMT
+/// --attn-lower-to-gpu.
 void buildAMDGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
 
-/// gpu-dialect kernels (--attn-lower-to-gpu, --attn-lower-to-amdgpu) ->
+/// gpu-dialect kernels (--attn-lower-to-gpu, --convert-attn-tile-to-amdgpu) ->
 /// AMDGCN assembly in a gpu.binary, for `chip` (gfx90a, gfx942, ...):
 /// scf -> cf, rocdl-attach-target, math-expand-ops{ops=tanh}, convert-gpu-to-rocdl (amdgpu.mfma ->
 /// rocdl intrinsics; math through LLVM intrinsics, so no ROCm device

@@ -60,7 +60,7 @@ public:
                                             int device, std::string &error);
   ~KernelModule();
 
-  /// Queues a heed attention kernel (--attn-lower-to-amdgpu or -gpu) on
+  /// Queues a heed attention kernel (MFMA or SIMT) on
   /// tensors of this module's device, on `stream` (a hipStream_t; null: the
   /// null stream): grid (ceil(Sq / blockRows), Hq, B). Checks the tensors
   /// against `info`. "" or an error (see launchGPUAttention).

@@ -23,6 +23,10 @@ Value index(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIndexOp::create(b, loc, v);
 }
 
+Value i32(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIntOp::create(b, loc, v, 32);
+}
+
 Value threadId(OpBuilder &b, Location loc) {
   return gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
 }
@@ -33,10 +37,41 @@ SmallVector<Value, 3> workItemIds(OpBuilder &b, Location loc) {
           gpu::BlockIdOp::create(b, loc, gpu::Dimension::x)};
 }
 
+Value laneId(OpBuilder &b, Location loc, int64_t waveSize) {
+  return arith::RemUIOp::create(b, loc, threadId(b, loc), index(b, loc, waveSize));
+}
+
+Value xorReduce(OpBuilder &b, Location loc, Value x, int64_t from, int64_t to, int64_t width,
+                bool max) {
+  for (int64_t offset = from; offset < to; offset *= 2) {
+    Value other = gpu::ShuffleOp::create(b, loc, x, i32(b, loc, offset), i32(b, loc, width),
+                                         gpu::ShuffleMode::XOR)
+                      .getShuffleResult();
+    x = max ? Value(arith::MaximumFOp::create(b, loc, x, other))
+            : Value(arith::AddFOp::create(b, loc, x, other));
+  }
+  return x;
+}
+
 SmallVector<Value> at(Layout layout, Value batch, Value head, Value pos, Value d) {
   if (layout == Layout::BSHD)
     return {batch, pos, head, d};
   return {batch, head, pos, d};
+}
+
+Value loadOrZero(OpBuilder &b, Location loc, VectorType type, Value memref, ValueRange indices,
+                 Value in) {
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{type}, in, true);
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  scf::YieldOp::create(b, loc, vector::LoadOp::create(b, loc, type, memref, indices).getResult());
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  scf::YieldOp::create(
+      b, loc,
+      arith::ConstantOp::create(
+          b, loc, DenseElementsAttr::get(type, b.getZeroAttr(type.getElementType())))
+          .getResult());
+  return ifOp.getResult(0);
 }
 
 void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
@@ -54,29 +89,19 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
                                   index(b, loc, 8));
   Value pos = arith::AddIOp::create(b, loc, row0, r);
   Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
-  VectorType v8 = VectorType::get({8}, elt);
-  auto ifOp = scf::IfOp::create(b, loc, TypeRange{v8}, in, true);
-  {
-    OpBuilder::InsertionGuard g2(b);
-    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    scf::YieldOp::create(
-        b, loc, vector::LoadOp::create(b, loc, v8, global, at(layout, batch, head, pos, c)).getResult());
-    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-    scf::YieldOp::create(
-        b, loc,
-        arith::ConstantOp::create(b, loc, DenseElementsAttr::get(v8, b.getZeroAttr(elt))).getResult());
-  }
+  Value chunk = loadOrZero(b, loc, VectorType::get({8}, elt), global,
+                           at(layout, batch, head, pos, c), in);
   SmallVector<Value> indices(prefix.begin(), prefix.end());
   if (!transposed) {
     indices.append({r, c});
-    vector::StoreOp::create(b, loc, ifOp.getResult(0), smem, indices);
+    vector::StoreOp::create(b, loc, chunk, smem, indices);
     return;
   }
   for (int64_t e = 0; e < 8; ++e) {
     SmallVector<Value> to = indices;
     to.append({arith::AddIOp::create(b, loc, c, index(b, loc, e)), r});
     memref::StoreOp::create(
-        b, loc, vector::ExtractOp::create(b, loc, ifOp.getResult(0), ArrayRef<int64_t>{e}), smem, to);
+        b, loc, vector::ExtractOp::create(b, loc, chunk, ArrayRef<int64_t>{e}), smem, to);
   }
 }
 

@@ -62,14 +62,19 @@ public:
 
   /// Why this target cannot take the kernel ("" if it can).
   virtual std::string unsupported() const = 0;
-  /// The per-lane types of a tile.
-  virtual void convertTile(attn::TileType type, llvm::SmallVectorImpl<mlir::Type> &out) const = 0;
+  /// A Q tile is one operand fragment of this type per `second` head-dim
+  /// columns; an S or O tile one accumulator fragment per `second` columns.
+  virtual std::pair<mlir::VectorType, int64_t> operandFragment(mlir::MLIRContext *ctx) const = 0;
+  virtual std::pair<mlir::VectorType, int64_t> accumulatorFragment(mlir::MLIRContext *ctx) const = 0;
+  /// The per-lane types of a tile: its fragments, the staging slot (K, V)
+  /// or one f32 per row slot (row statistics).
+  void convertTile(attn::TileType type, llvm::SmallVectorImpl<mlir::Type> &out) const;
   /// Workgroup memory the kernel needs beyond its attributions (bytes of
   /// dynamic shared memory, recorded in its attn.launch).
   virtual int64_t dynamicSharedBytes() const { return 0; }
   /// Called once per kernel before the patterns run (e.g. to add workgroup
-  /// attributions).
-  virtual void prepareKernel(mlir::gpu::GPUFuncOp kernel) const {}
+  /// attributions and keep them for the lowering).
+  virtual void prepareKernel(mlir::gpu::GPUFuncOp kernel) {}
 
   /// The block-relative query row of the lane's row `slot`.
   virtual Value slotRow(OpBuilder &b, Location loc, unsigned slot) const = 0;
@@ -89,13 +94,13 @@ public:
   /// S = Q K^T for the lane's rows and the keys of slot `stage`.
   virtual llvm::SmallVector<Value> scores(OpBuilder &b, Location loc, mlir::ValueRange q,
                                           Value stage) const = 0;
-  /// The elements of accumulator fragments (S or O), in a fixed order, and
-  /// the fragments with their elements replaced by `values` (that order).
+  /// The elements of accumulator fragments (S or O), fragment by fragment,
+  /// each in its own fixed order; assemble() gives the fragments with their
+  /// elements replaced by `values` (that order).
   virtual llvm::SmallVector<Element> elements(OpBuilder &b, Location loc,
                                               mlir::ValueRange fragments) const = 0;
-  virtual llvm::SmallVector<Value> assemble(OpBuilder &b, Location loc,
-                                            mlir::ValueRange fragments,
-                                            llvm::ArrayRef<Value> values) const = 0;
+  llvm::SmallVector<Value> assemble(OpBuilder &b, Location loc, mlir::ValueRange fragments,
+                                    llvm::ArrayRef<Value> values) const;
   /// Max or sum of `x` over the lanes that hold the same row.
   virtual Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const = 0;
   /// Each row of an O accumulator fragment times its slot's factor.
@@ -118,11 +123,23 @@ public:
 
 /// Index helpers every GPU pattern uses.
 Value index(OpBuilder &b, Location loc, int64_t v);
+Value i32(OpBuilder &b, Location loc, int64_t v);
 Value threadId(OpBuilder &b, Location loc);
 /// A work item's (b, h, t) on a GPU: its block's (z, y, x).
 llvm::SmallVector<Value, 3> workItemIds(OpBuilder &b, Location loc);
+/// The thread's lane in its wave of `waveSize` lanes.
+Value laneId(OpBuilder &b, Location loc, int64_t waveSize);
+/// Max or sum of `x` over the lanes whose ids differ from this lane's in
+/// the bits `from`, 2 `from`, ... below `to` (xor shuffles of `width` lanes).
+Value xorReduce(OpBuilder &b, Location loc, Value x, int64_t from, int64_t to, int64_t width,
+                bool max);
 /// Indices of (batch, head, pos, d) in `layout`.
 llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value pos, Value d);
+
+/// A vector `type` read from `memref` at `indices` where `in` holds, zeros
+/// elsewhere.
+Value loadOrZero(OpBuilder &b, Location loc, mlir::VectorType type, Value memref,
+                 mlir::ValueRange indices, Value in);
 
 /// Copies rows [row0, row0 + rows) of a [.., S, width] tensor of (batch,
 /// head) into `smem` ([prefix..][rows][>= width], zeros past `seq`), 8

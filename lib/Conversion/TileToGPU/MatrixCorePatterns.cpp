@@ -22,6 +22,42 @@ using namespace heed::attn;
 
 namespace heed::gpu_tile {
 
+void MatrixCoreTarget::convertTile(TileType t, SmallVectorImpl<Type> &out) const {
+  MLIRContext *ctx = t.getContext();
+  switch (t.getRole()) {
+  case TileRole::Q: {
+    auto [type, cols] = operandFragment(ctx);
+    out.append(t.getCols() / cols, type);
+    return;
+  }
+  case TileRole::K:
+  case TileRole::V:
+    out.push_back(IndexType::get(ctx)); // the staging slot
+    return;
+  case TileRole::S:
+  case TileRole::Acc: {
+    auto [type, cols] = accumulatorFragment(ctx);
+    out.append(t.getCols() / cols, type);
+    return;
+  }
+  case TileRole::Row:
+    out.append(shape.rowSlots, Float32Type::get(ctx));
+    return;
+  }
+}
+
+SmallVector<Value> MatrixCoreTarget::assemble(OpBuilder &b, Location loc, ValueRange fragments,
+                                              ArrayRef<Value> values) const {
+  SmallVector<Value> out;
+  for (Value frag : fragments) {
+    auto type = cast<VectorType>(frag.getType());
+    int64_t n = type.getNumElements();
+    out.push_back(vector::FromElementsOp::create(b, loc, type, values.take_front(n)));
+    values = values.drop_front(n);
+  }
+  return out;
+}
+
 MatrixCoreTypeConverter::MatrixCoreTypeConverter(const MatrixCoreTarget &target) {
   addConversion([](Type t) { return t; });
   addConversion([&target](TileType t, SmallVectorImpl<Type> &out) -> LogicalResult {

@@ -32,8 +32,6 @@ namespace heed {
 using namespace mlir;
 using namespace heed::gpu_tile;
 using heed::attn::Layout;
-using heed::attn::TileRole;
-using heed::attn::TileType;
 
 namespace {
 
@@ -53,24 +51,12 @@ public:
     return "";
   }
 
-  void convertTile(TileType t, SmallVectorImpl<Type> &out) const override {
-    MLIRContext *ctx = t.getContext();
-    switch (t.getRole()) {
-    case TileRole::Q:
-      out.append(t.getCols() / 16, aType());
-      return;
-    case TileRole::K:
-    case TileRole::V:
-      out.push_back(IndexType::get(ctx)); // the staging slot
-      return;
-    case TileRole::S:
-    case TileRole::Acc:
-      out.append(t.getCols() / 8, cType(ctx));
-      return;
-    case TileRole::Row:
-      out.append(shape.rowSlots, Float32Type::get(ctx));
-      return;
-    }
+  /// A fragments of 16 head-dim columns; accumulators of 8-column n-tiles.
+  std::pair<VectorType, int64_t> operandFragment(MLIRContext *) const override {
+    return {aType(), 16};
+  }
+  std::pair<VectorType, int64_t> accumulatorFragment(MLIRContext *ctx) const override {
+    return {cType(ctx), 8};
   }
 
   /// The slots of K and of V, each [rows][dim + 8] with slot s at rows
@@ -163,24 +149,10 @@ public:
                          arith::AddIOp::create(b, loc, index(b, loc, int64_t(n) * 8 + j), colPair)});
     return out;
   }
-  SmallVector<Value> assemble(OpBuilder &b, Location loc, ValueRange frags,
-                              ArrayRef<Value> values) const override {
-    SmallVector<Value> out;
-    for (size_t n = 0; n < frags.size(); ++n)
-      out.push_back(vector::FromElementsOp::create(b, loc, cType(b.getContext()),
-                                                   values.slice(4 * n, 4)));
-    return out;
-  }
 
+  /// The quad: lanes 4 (l/4) .. 4 (l/4) + 3.
   Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
-    for (int64_t offset : {1, 2}) {
-      Value other = gpu::ShuffleOp::create(b, loc, x, i32(b, loc, offset), i32(b, loc, 32),
-                                           gpu::ShuffleMode::XOR)
-                        .getShuffleResult();
-      x = max ? Value(arith::MaximumFOp::create(b, loc, x, other))
-              : Value(arith::AddFOp::create(b, loc, x, other));
-    }
-    return x;
+    return xorReduce(b, loc, x, 1, 4, 32, max);
   }
   Value scaleRows(OpBuilder &b, Location loc, Value acc, ArrayRef<Value> perSlot) const override {
     Value factors = vector::FromElementsOp::create(
@@ -220,12 +192,7 @@ public:
   }
 
 private:
-  static Value i32(OpBuilder &b, Location loc, int64_t v) {
-    return arith::ConstantIntOp::create(b, loc, v, 32);
-  }
-  Value laneId(OpBuilder &b, Location loc) const {
-    return arith::RemUIOp::create(b, loc, threadId(b, loc), index(b, loc, 32));
-  }
+  static Value laneId(OpBuilder &b, Location loc) { return heed::gpu_tile::laneId(b, loc, 32); }
   Value warpRow(OpBuilder &b, Location loc) const {
     Value warp = arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, 32));
     return arith::MulIOp::create(b, loc, warp, index(b, loc, 16));

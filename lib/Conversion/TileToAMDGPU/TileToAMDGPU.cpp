@@ -1,0 +1,255 @@
+// --convert-attn-tile-to-amdgpu: the tile ops on AMD matrix cores, the
+// MatrixCoreTarget of MFMA (wave64, f16 or bf16 in, f32 accumulate),
+// shapes 32x32x8 (default) or 16x16x16, for gfx90a (MI200), gfx942 (MI300)
+// and gfx950.
+//
+// The kernel computes S^T = K Q^T rather than S = Q K^T: in an MFMA
+// accumulator a lane holds one column and M*M/64 rows, so with queries as
+// columns each lane owns one query row (one row slot) and its keys, the
+// row statistics are mostly in-lane (one or two shuffles finish them), and
+// the S^T accumulators are, element for element, the B operand of
+// O^T += V^T P^T (no data movement between the two products). A block of
+// waves owns M query rows each; K tiles are staged in LDS row by row and V
+// tiles transposed (workgroup attributions, rows padded by 4 elements), by
+// synchronous copies; Q's B operands are loaded from global memory once.
+//
+// MFMA MxMxK operand layouts (AMD's matrix instruction calculator), G =
+// 64 / M lane groups, K = 4 G, lane l: A[row l%M][k 4 (l/M) .. +4],
+// B[k 4 (l/M) .. +4][col l%M], accumulator element i at row (i/4) 4G +
+// 4 (l/M) + i%4, col l%M.
+#include "heed/Conversion/Passes.h"
+
+#include "../TileToGPU/MatrixCore.h"
+
+#include "mlir/Dialect/AMDGPU/IR/AMDGPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+namespace heed {
+#define GEN_PASS_DEF_CONVERTATTNTILETOAMDGPU
+#include "heed/Conversion/Passes.h.inc"
+} // namespace heed
+
+using namespace mlir;
+using namespace heed::gpu_tile;
+using heed::attn::Layout;
+
+namespace {
+
+/// Moves the arithmetic of each branch of the schedule that reads nothing
+/// the branch defines before the branch (e.g. the FULL test of a tile, in
+/// the branch of the tiles that are not EMPTY). LLVM's AMDGPU backend
+/// structurizes even uniform branches, so what the second branch needs is
+/// live through the first: computed inside, the FULL test cost up to 40
+/// VGPRs (causal, bf16, D = 128: 264, so one wave per SIMD, against 226).
+void hoistBranchInvariants(gpu::GPUFuncOp kernel) {
+  kernel.walk([](scf::IfOp ifOp) {
+    for (Region &region : ifOp->getRegions())
+      for (Operation &op : llvm::make_early_inc_range(region.getOps())) {
+        bool invariant = llvm::all_of(op.getOperands(), [&](Value v) {
+          return !ifOp->isAncestor(v.getParentRegion()->getParentOp());
+        });
+        if (invariant && isa<arith::ArithDialect>(op.getDialect()) && isPure(&op))
+          op.moveBefore(ifOp);
+      }
+  });
+}
+
+class AMDGPUTarget : public MatrixCoreTarget {
+public:
+  static constexpr int64_t kPad = 4;
+  /// `m`: the MFMA shape (M = N).
+  AMDGPUTarget(const KernelShape &shape, int64_t m)
+      : MatrixCoreTarget(shape), M(m), K(4 * (64 / m)), E(m * m / 64) {}
+
+  std::string unsupported() const override {
+    Type elt = shape.elt;
+    if (!elt.isF16() && !elt.isBF16())
+      return "MFMA takes f16 or bf16";
+    if (shape.headDim % 16 || shape.valueDim % M || shape.headDim > 128 || shape.valueDim > 128)
+      return "MFMA needs head dims that are multiples of 16 (and of the MFMA size for v), at "
+             "most 128 so far";
+    if (shape.waves < 1 || shape.keys % M)
+      return "MFMA " + std::to_string(M) + " needs query and key tiles of a multiple of " +
+             std::to_string(M) + " rows";
+    return "";
+  }
+
+  /// B operands of K head-dim columns (4 per lane); M x M accumulators.
+  std::pair<VectorType, int64_t> operandFragment(MLIRContext *) const override {
+    return {operandType(), K};
+  }
+  std::pair<VectorType, int64_t> accumulatorFragment(MLIRContext *ctx) const override {
+    return {accType(ctx), M};
+  }
+
+  /// The LDS slots: K as [stages][keys][D + 4], V transposed as
+  /// [stages][Dv][keys + 4] (V^T rows are contiguous for the A operand),
+  /// one slot per staging slot the kernel's copies use.
+  void prepareKernel(gpu::GPUFuncOp kernel) override {
+    hoistBranchInvariants(kernel);
+    int64_t stages = 1;
+    kernel.walk([&](heed::attn::TileCopyKVOp copy) {
+      stages = std::max<int64_t>(stages, copy.getStages());
+    });
+    auto space = gpu::AddressSpaceAttr::get(kernel.getContext(), gpu::AddressSpace::Workgroup);
+    auto lds = [&](int64_t rows, int64_t cols) {
+      return MemRefType::get({stages, rows, cols + kPad}, shape.elt, MemRefLayoutAttrInterface{},
+                             space);
+    };
+    bufK = kernel.addWorkgroupAttribution(lds(shape.keys, shape.headDim), kernel.getLoc());
+    bufVT = kernel.addWorkgroupAttribution(lds(shape.valueDim, shape.keys), kernel.getLoc());
+  }
+
+  Value slotRow(OpBuilder &b, Location loc, unsigned) const override {
+    Value wave = arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, 64));
+    return arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, wave, index(b, loc, M)),
+                                 col(b, loc));
+  }
+
+  /// The lane's query row as D / K B operands of 4 elements (zeros past Sq).
+  SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head, Value q0,
+                           Value seq, Layout layout) const override {
+    Value row = arith::AddIOp::create(b, loc, q0, slotRow(b, loc, 0));
+    Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, seq);
+    SmallVector<Value> frags;
+    for (int64_t kk = 0; kk < shape.headDim / K; ++kk) {
+      Value d = arith::AddIOp::create(b, loc, index(b, loc, kk * K), group4(b, loc));
+      frags.push_back(loadOrZero(b, loc, operandType(), q, at(layout, batch, head, row, d), in));
+    }
+    return frags;
+  }
+
+  /// Synchronous copies: K row by row, V transposed.
+  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
+              Value seq, Value stage, Layout layout) const override {
+    stageRows(b, loc, k, bufK, stage, layout, batch, head, kv0, seq,
+              shape.keys, shape.headDim, shape.threads());
+    stageRows(b, loc, v, bufVT, stage, layout, batch, head, kv0, seq,
+              shape.keys, shape.valueDim, shape.threads(), /*transposed=*/true);
+  }
+  /// The copies are synchronous: the block's barrier is the wait.
+  void waitKV(OpBuilder &b, Location loc) const override { gpu::BarrierOp::create(b, loc); }
+
+  /// S^T = K Q^T: one MxM accumulator per M keys of the tile.
+  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {
+    SmallVector<Value> acc;
+    for (int64_t t = 0; t < shape.keys / M; ++t) {
+      Value c = zeroAcc(b, loc);
+      Value r = arith::AddIOp::create(b, loc, index(b, loc, t * M), col(b, loc));
+      for (int64_t kk = 0; kk < shape.headDim / K; ++kk) {
+        Value d = arith::AddIOp::create(b, loc, index(b, loc, kk * K), group4(b, loc));
+        Value a = vector::LoadOp::create(b, loc, operandType(), bufK, ValueRange{stage, r, d});
+        c = mfma(b, loc, a, q[kk], c);
+      }
+      acc.push_back(c);
+    }
+    return acc;
+  }
+
+  /// Accumulator t's element i is at row t M + (i/4) K + 4 (l/M) + i%4 (a
+  /// key, or a value dim) of the lane's query column.
+  SmallVector<Element> elements(OpBuilder &b, Location loc, ValueRange acc) const override {
+    SmallVector<Element> out;
+    for (auto [t, c] : llvm::enumerate(acc))
+      for (int64_t i = 0; i < E; ++i) {
+        int64_t fixed = int64_t(t) * M + (i / 4) * K + i % 4;
+        out.push_back({vector::ExtractOp::create(b, loc, c, ArrayRef<int64_t>{i}), 0,
+                       arith::AddIOp::create(b, loc, index(b, loc, fixed), group4(b, loc))});
+      }
+    return out;
+  }
+
+  /// The lanes holding a query row: l, l + M, ... (a column of the tile).
+  Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
+    return xorReduce(b, loc, x, M, 64, 64, max);
+  }
+  Value scaleRows(OpBuilder &b, Location loc, Value acc, ArrayRef<Value> perSlot) const override {
+    return arith::MulFOp::create(
+        b, loc, acc, vector::BroadcastOp::create(b, loc, accType(b.getContext()), perSlot[0]));
+  }
+
+  /// O^T += V^T P^T, K keys per MFMA: the B operand for keys [K j, K j + K)
+  /// of key tile t is elements 4 j .. 4 j + 3 of S^T accumulator t.
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+                    MutableArrayRef<Value> o) const override {
+    for (int64_t step = 0; step < shape.keys / K; ++step) {
+      int64_t t = step / (M / K), j = step % (M / K);
+      SmallVector<Value> parts;
+      for (int64_t e = 0; e < 4; ++e)
+        parts.push_back(arith::TruncFOp::create(b, loc, shape.elt, p[t * E + 4 * j + e]));
+      Value bOp = vector::FromElementsOp::create(b, loc, operandType(), parts);
+      Value key = arith::AddIOp::create(b, loc, index(b, loc, step * K), group4(b, loc));
+      for (int64_t dt = 0; dt < shape.valueDim / M; ++dt) {
+        Value dv = arith::AddIOp::create(b, loc, index(b, loc, dt * M), col(b, loc));
+        Value a = vector::LoadOp::create(b, loc, operandType(), bufVT, ValueRange{stage, dv, key});
+        o[dt] = mfma(b, loc, a, bOp, o[dt]);
+      }
+    }
+  }
+  /// Lanes l < M: the first lane of each query column.
+  Value ownsRowStats(OpBuilder &b, Location loc) const override {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, laneId(b, loc), index(b, loc, M));
+  }
+
+private:
+  static Value laneId(OpBuilder &b, Location loc) { return heed::gpu_tile::laneId(b, loc, 64); }
+  /// l % M: the lane's column of an accumulator (its query row).
+  Value col(OpBuilder &b, Location loc) const {
+    return arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, M));
+  }
+  /// 4 (l / M): the lane's first row (k) within a group of K.
+  Value group4(OpBuilder &b, Location loc) const {
+    return arith::MulIOp::create(
+        b, loc, arith::DivUIOp::create(b, loc, laneId(b, loc), index(b, loc, M)), index(b, loc, 4));
+  }
+  VectorType operandType() const { return VectorType::get({4}, shape.elt); }
+  VectorType accType(MLIRContext *ctx) const {
+    return VectorType::get({E}, Float32Type::get(ctx));
+  }
+  Value zeroAcc(OpBuilder &b, Location loc) const {
+    return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(accType(b.getContext()),
+                                                                    b.getF32FloatAttr(0)));
+  }
+  Value mfma(OpBuilder &b, Location loc, Value a, Value bOp, Value c) const {
+    return amdgpu::MFMAOp::create(b, loc, accType(b.getContext()), M, M, K, /*blocks=*/1, a, bOp, c);
+  }
+
+  const int64_t M, K, E; ///< MFMA M = N, K; accumulator elements per lane
+  Value bufK, bufVT;     ///< the LDS slots (workgroup attributions)
+};
+
+struct ConvertAttnTileToAMDGPUPass
+    : heed::impl::ConvertAttnTileToAMDGPUBase<ConvertAttnTileToAMDGPUPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    int64_t m = mfma;
+    if (m != 32 && m != 16) {
+      module.emitError() << "--convert-attn-tile-to-amdgpu: mfma must be 32 (32x32x8) or 16 "
+                            "(16x16x16), not "
+                         << m;
+      return signalPassFailure();
+    }
+    // A wave of 64 lanes per M query rows, one row slot per lane; a query
+    // tile that is not a multiple of M rows gets no waves (unsupported).
+    auto complete = [m](KernelShape &shape) {
+      int64_t rows = shape.waves; // the query tile's rows
+      shape.waveSize = 64;
+      shape.rowsPerWave = m;
+      shape.waves = rows % m ? 0 : rows / m;
+      shape.rowSlots = 1;
+    };
+    if (failed(lowerMatrixCoreKernels(
+            module, "--convert-attn-tile-to-amdgpu",
+            [m](const KernelShape &shape) {
+              return std::unique_ptr<MatrixCoreTarget>(std::make_unique<AMDGPUTarget>(shape, m));
+            },
+            complete)))
+      signalPassFailure();
+  }
+};
+
+} // namespace
