@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 namespace {
@@ -89,6 +90,21 @@ void interpret(const heed::spec::Variant &v, uint64_t hash) {
   }
 }
 
+/// Bugs found by fuzzing that are open in code outside the frontend and
+/// the analysis (docs/testing.md, "Findings"): inputs that hit them are
+/// skipped, so that the fuzzer keeps looking for others. Remove an entry
+/// when its bug is fixed, and add its reproducer to fuzz/regressions/.
+bool hitsKnownOpenBug(const heed::spec::Variant &v) {
+  // The attn.variant verifier keeps route cases in a SmallDenseSet
+  // (dialects/attn/AttnOps.cpp:136), whose reserved keys are INT64_MAX and
+  // INT64_MAX - 1: such a case is "listed twice" (an assertion in builds
+  // with assertions).
+  for (int64_t c : v.routeCases)
+    if (c >= std::numeric_limits<int64_t>::max() - 1)
+      return true;
+  return false;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -110,6 +126,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t i = 0; i < variants->size() && i < kMaxCompiledVariants; ++i) {
     const heed::spec::Variant &v = (*variants)[i];
     interpret(v, hash);
+    if (hitsKnownOpenBug(v))
+      continue;
     // A variant the frontend accepted must compile: a failure of the
     // pipeline on it is a compiler bug, reported like a crash.
     auto tiled = heed::emit(v, config, heed::Stage::Tiled);
