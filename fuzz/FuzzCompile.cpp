@@ -4,6 +4,7 @@
 // error; libFuzzer (fuzz/run.sh) and the corpus replay (heed-fuzz-replay) both
 // call LLVMFuzzerTestOneInput.
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Evaluate.h"
 #include "heed/Frontend/Parser.h"
 #include "heed/Runtime/Tensor.h"
@@ -23,6 +24,9 @@ namespace {
 constexpr size_t kMaxInputBytes = 8192;
 /// The variants of one input that are compiled (a file may define many).
 constexpr size_t kMaxCompiledVariants = 4;
+/// 64 tokens on a grid with rows of up to 2^16 tokens, in patches of one lane:
+/// the most tiles a tiling may make of them.
+constexpr int64_t kMaxTilesOf64Tokens = (int64_t(1) << 16) + 64;
 /// Buffers the interpreter reads get data only up to this many elements.
 constexpr int64_t kMaxBufferElements = 1 << 14;
 
@@ -37,9 +41,10 @@ uint64_t hashOf(const uint8_t *data, size_t size) {
 
 /// Tile shapes the CPU pipeline accepts, odd ones included, with and
 /// without the mask analysis and patch tiling.
+constexpr uint64_t kNumConfigs = 6;
 heed::KernelConfig configFor(uint64_t hash) {
   heed::KernelConfig c;
-  switch (hash % 6) {
+  switch (hash % kNumConfigs) {
   case 0: break; // the default: 16 x 16, analysis and patches
   case 1: c.blockQ = 8; c.blockKV = 7; break;
   case 2: c.blockQ = 64; c.blockKV = 64; c.patchTiling = false; break;
@@ -105,6 +110,37 @@ bool hitsKnownOpenBug(const heed::spec::Variant &v) {
   return false;
 }
 
+/// Compiles `v` under `config` to the tiled stage and checks its tiling.
+void compile(const heed::spec::Variant &v, const heed::KernelConfig &config) {
+  // A variant the frontend accepted must compile: a failure of the pipeline
+  // on it is a compiler bug, reported like a crash.
+  auto tiled = heed::emit(v, config, heed::Stage::Tiled);
+  if (!tiled) {
+    std::fprintf(stderr, "heed-fuzz: variant '%s' parsed but did not compile (%s):\n%s\n",
+                 v.name.c_str(), config.canonical().c_str(),
+                 llvm::toString(tiled.takeError()).c_str());
+    std::abort();
+  }
+  // The tiling the runtime sees: a short sequence makes a bounded number of
+  // tiles (grid rows are at most 2^16 tokens: ChooseTiling.cpp).
+  auto tiling = heed::kernelTiling(v, config);
+  if (!tiling) {
+    std::fprintf(stderr, "heed-fuzz: variant '%s' compiled but has no tiling (%s):\n%s\n",
+                 v.name.c_str(), config.canonical().c_str(),
+                 llvm::toString(tiling.takeError()).c_str());
+    std::abort();
+  }
+  for (const heed::SequenceTiling *side : {&tiling->q, &tiling->kv}) {
+    int64_t tiles = side->numTiles(64);
+    if (tiles < 1 || tiles > kMaxTilesOf64Tokens) {
+      std::fprintf(stderr, "heed-fuzz: variant '%s' cuts 64 tokens into %lld tiles (%s, %s)\n",
+                   v.name.c_str(), static_cast<long long>(tiles), tiling->describe().c_str(),
+                   config.canonical().c_str());
+      std::abort();
+    }
+  }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -121,22 +157,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     return 0;
   }
+  // The replay takes every configuration (HEED_FUZZ_ALL_CONFIGS=1), so that
+  // a reproducer does not depend on the bytes that pick one.
+  static const bool allConfigs = [] {
+    const char *v = std::getenv("HEED_FUZZ_ALL_CONFIGS");
+    return v && std::string(v) == "1";
+  }();
   uint64_t hash = hashOf(data, size);
-  heed::KernelConfig config = configFor(hash);
   for (size_t i = 0; i < variants->size() && i < kMaxCompiledVariants; ++i) {
     const heed::spec::Variant &v = (*variants)[i];
     interpret(v, hash);
     if (hitsKnownOpenBug(v))
       continue;
-    // A variant the frontend accepted must compile: a failure of the
-    // pipeline on it is a compiler bug, reported like a crash.
-    auto tiled = heed::emit(v, config, heed::Stage::Tiled);
-    if (!tiled) {
-      std::fprintf(stderr, "heed-fuzz: variant '%s' parsed but did not compile (%s):\n%s\n",
-                   v.name.c_str(), config.canonical().c_str(),
-                   llvm::toString(tiled.takeError()).c_str());
-      std::abort();
+    if (!allConfigs) {
+      compile(v, configFor(hash));
+      continue;
     }
+    for (uint64_t c = 0; c < kNumConfigs; ++c)
+      compile(v, configFor(c));
   }
   return 0;
 }

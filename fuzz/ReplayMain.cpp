@@ -8,7 +8,9 @@
 // --list-from names a file of folders (fuzz/seed-dirs.txt), relative to
 // --root. A file with lit `#--- NAME` sections is run whole and also section
 // by section. --write-seeds writes every input into DIR instead of running it
-// (fuzz/run.sh builds libFuzzer's seed corpus with it).
+// (fuzz/run.sh builds libFuzzer's seed corpus with it). With
+// HEED_FUZZ_ALL_CONFIGS=1 (as the test sets it) each input is compiled under
+// every kernel configuration the target knows, not the one its hash picks.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <random>
 #include <sstream>
 #include <string>
@@ -56,12 +57,15 @@ public:
   explicit Generator(uint64_t seed) : rng(seed) {}
 
   std::string variant() {
-    // A quarter of the variants see tokens on a grid of rows of `gridWidth`:
-    // their masks read q and kv only as row and column, so the kernel tiles
-    // them by patches.
+    // A quarter of the variants see tokens on a 2-D grid of rows of
+    // `gridWidth`, or a 3-D one of `gridDepth` x `gridWidth` planes: their
+    // masks read q and kv only as grid coordinates, so the kernel tiles them
+    // by patches.
     if (chance(0.25)) {
       const int64_t widths[] = {3, 4, 5, 6, 8, 10, 12, 16};
       gridWidth = widths[pick(std::size(widths))];
+      if (chance(0.3))
+        gridDepth = 2 + pick(4);
     }
     std::ostringstream body;
     int numParams = pick(3);
@@ -142,7 +146,14 @@ private:
   std::string token(const char *name) {
     if (!gridWidth)
       return name;
-    return std::string("(") + name + (pick(2) ? " / " : " % ") + std::to_string(gridWidth) + ")";
+    std::string w = std::to_string(gridWidth), n = name;
+    if (!gridDepth)
+      return "(" + n + (pick(2) ? " / " : " % ") + w + ")";
+    switch (pick(3)) {
+    case 0: return "(" + n + " / " + std::to_string(gridWidth * gridDepth) + ")";
+    case 1: return "(" + n + " / " + w + " % " + std::to_string(gridDepth) + ")";
+    default: return "(" + n + " % " + w + ")";
+    }
   }
 
   /// An index into a token-indexed buffer: in range by construction.
@@ -247,6 +258,10 @@ private:
   std::string flag() { return pick(2) ? "true" : "false"; }
 
   std::string libraryMask(int depth) {
+    if (gridDepth)
+      return "neighborhood_3d(" + smallPositive(4) + ", " + std::to_string(gridDepth) + ", " +
+             std::to_string(gridWidth) + ", " + arg(depth) + ", " + arg(depth) + ", " +
+             arg(depth) + ", dil2=" + dilation() + ", causal0=" + flag() + ")";
     if (gridWidth)
       return "neighborhood_2d(" + smallPositive(12) + ", " + std::to_string(gridWidth) +
              ", kh=" + arg(depth) + ", kw=" + arg(depth) + ", dh=" + dilation() +
@@ -331,7 +346,7 @@ private:
   bool useDoc = false, useBig = false, useLayout = false, useWin = false, useFlag = false,
        useFb = false, useSlopes = false, useTable = false;
   int tableRadius = 1 + static_cast<int>(rng() % 6);
-  int64_t gridWidth = 0;
+  int64_t gridWidth = 0, gridDepth = 0;
 };
 
 /// Fills a variant's buffer the way its name says (see Generator).
@@ -526,7 +541,14 @@ TEST(AnalysisDifferential, RandomVariantsAgreeWithBruteForceAndFloat64) {
   auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < count; ++i) {
     std::vector<std::string> problems;
-    runVariant(seed + i, totals, problems);
+    // An exception (an allocation of tiles, say) is one variant's failure.
+    try {
+      runVariant(seed + i, totals, problems);
+    } catch (const std::exception &e) {
+      problems.push_back("seed=" + std::to_string(seed + i) + " (rerun: HEED_DIFF_SEED=" +
+                         std::to_string(seed + i) + " HEED_DIFF_VARIANTS=1): exception: " +
+                         e.what() + "\n" + Generator(seed + i).variant());
+    }
     if (!problems.empty())
       ++totals.failures;
     for (const std::string &p : problems) {
