@@ -45,12 +45,30 @@ constexpr uint64_t kNumConfigs = 6;
 heed::KernelConfig configFor(uint64_t hash) {
   heed::KernelConfig c;
   switch (hash % kNumConfigs) {
-  case 0: break; // the default: 16 x 16, analysis and patches
-  case 1: c.blockQ = 8; c.blockKV = 7; break;
-  case 2: c.blockQ = 64; c.blockKV = 64; c.patchTiling = false; break;
-  case 3: c.blockQ = 1; c.blockKV = 1; break;
-  case 4: c.blockQ = 4; c.blockKV = 13; c.dtype = heed::DType::BF16; c.lse = true; break;
-  case 5: c.analyzeMask = false; break;
+  case 0:
+    break; // the default: 16 x 16, analysis and patches
+  case 1:
+    c.blockQ = 8;
+    c.blockKV = 7;
+    break;
+  case 2:
+    c.blockQ = 64;
+    c.blockKV = 64;
+    c.patchTiling = false;
+    break;
+  case 3:
+    c.blockQ = 1;
+    c.blockKV = 1;
+    break;
+  case 4:
+    c.blockQ = 4;
+    c.blockKV = 13;
+    c.dtype = heed::DType::BF16;
+    c.lse = true;
+    break;
+  case 5:
+    c.analyzeMask = false;
+    break;
   }
   return c;
 }

@@ -140,8 +140,7 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "replay %s\n", in.name.c_str());
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t *>(in.text.data()), in.text.size());
   }
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("replayed %zu inputs in %.2f s: no crash\n", inputs.size(), seconds);
   return 0;
 }

@@ -72,13 +72,12 @@ void dilationSplits(Value v, int64_t hi, int64_t lo,
     auto sub = dyn_cast<arith::SubIOp>(user);
     auto mul = sub ? sub.getRhs().getDefiningOp<arith::MulIOp>() : nullptr;
     auto div = mul ? mul.getLhs().getDefiningOp<arith::FloorDivSIOp>() : nullptr;
-    if (sub && sub.getLhs() == v && div && div.getLhs() == v &&
-        constantAbove1(mul.getRhs()) && constantAbove1(mul.getRhs()) == constantAbove1(div.getRhs()) &&
-        lo <= kMaxGridStride / *constantAbove1(mul.getRhs())) {
-      int64_t c = *constantAbove1(mul.getRhs());
-      reduced.insert(c);
+    std::optional<int64_t> c = mul ? constantAbove1(mul.getRhs()) : std::nullopt;
+    if (sub && sub.getLhs() == v && div && div.getLhs() == v && c &&
+        c == constantAbove1(div.getRhs()) && lo <= kMaxGridStride / *c) {
+      reduced.insert(*c);
       // (t mod (lo * c)) floordiv lo.
-      dilationSplits(sub.getResult(), lo * c, lo, splits, depth + 1);
+      dilationSplits(sub.getResult(), lo * *c, lo, splits, depth + 1);
     }
   }
   for (int64_t c : divided)
