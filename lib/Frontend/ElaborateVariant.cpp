@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <map>
 
 namespace heed::spec::detail {
 namespace {
@@ -236,7 +237,9 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
                     {s.value->range()});
       routeLoc = s.value->begin;
       route = r;
-      llvm::DenseMap<int64_t, llvm::SMLoc> seen;
+      // Not a DenseMap: its reserved keys are the i64 values INT64_MAX and
+      // INT64_MAX - 1, which are valid case values.
+      std::map<int64_t, llvm::SMLoc> seen;
       for (const RouteCaseDecl &c : s.cases) {
         auto [it, fresh] = seen.try_emplace(c.value, c.loc);
         if (!fresh)

@@ -31,9 +31,16 @@ using heed::attn::VariantOp;
 
 namespace {
 
+/// Grid strides, and their products, are at most 2^16 tokens. A larger
+/// divisor (q % 2^62, say) is no grid: patches of its rows would make
+/// billions of tiles, and products of such strides overflow.
+constexpr int64_t kMaxGridStride = int64_t(1) << 16;
+
+/// A constant that can be a grid stride: in (1, kMaxGridStride].
 std::optional<int64_t> constantAbove1(Value c) {
   APInt value;
-  if (matchPattern(c, m_ConstantInt(&value)) && value.getSExtValue() > 1)
+  if (matchPattern(c, m_ConstantInt(&value)) && value.getSExtValue() > 1 &&
+      value.getSExtValue() <= kMaxGridStride)
     return value.getSExtValue();
   return std::nullopt;
 }
@@ -54,7 +61,8 @@ void dilationSplits(Value v, int64_t hi, int64_t lo,
       continue;
     }
     if (auto div = dyn_cast<arith::FloorDivSIOp>(user); div && div.getLhs() == v) {
-      if (std::optional<int64_t> c = constantAbove1(div.getRhs())) {
+      if (std::optional<int64_t> c = constantAbove1(div.getRhs());
+          c && lo <= kMaxGridStride / *c) {
         divided.insert(*c);
         // Deeper axes: (t mod hi) floordiv (lo * c).
         dilationSplits(div.getResult(), hi, lo * *c, splits, depth + 1);
@@ -64,12 +72,12 @@ void dilationSplits(Value v, int64_t hi, int64_t lo,
     auto sub = dyn_cast<arith::SubIOp>(user);
     auto mul = sub ? sub.getRhs().getDefiningOp<arith::MulIOp>() : nullptr;
     auto div = mul ? mul.getLhs().getDefiningOp<arith::FloorDivSIOp>() : nullptr;
-    if (sub && sub.getLhs() == v && div && div.getLhs() == v &&
-        constantAbove1(mul.getRhs()) && constantAbove1(mul.getRhs()) == constantAbove1(div.getRhs())) {
-      int64_t c = *constantAbove1(mul.getRhs());
-      reduced.insert(c);
+    std::optional<int64_t> c = mul ? constantAbove1(mul.getRhs()) : std::nullopt;
+    if (sub && sub.getLhs() == v && div && div.getLhs() == v && c &&
+        c == constantAbove1(div.getRhs()) && lo <= kMaxGridStride / *c) {
+      reduced.insert(*c);
       // (t mod (lo * c)) floordiv lo.
-      dilationSplits(sub.getResult(), lo * c, lo, splits, depth + 1);
+      dilationSplits(sub.getResult(), lo * *c, lo, splits, depth + 1);
     }
   }
   for (int64_t c : divided)
