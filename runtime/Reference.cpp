@@ -9,6 +9,7 @@
 #include <functional>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <thread>
 
 namespace heed {
@@ -37,6 +38,37 @@ int64_t flat(const std::vector<int64_t> &shape, Layout layout, int64_t b, int64_
   return ((b * shape[1] + h) * shape[2] + s) * shape[3] + d;
 }
 
+/// A q, k or v tensor read as float64 rows of its head dim: widened once
+/// where that takes at most kWidenLimit doubles, else read in place.
+class Rows {
+public:
+  static constexpr int64_t kWidenLimit = int64_t(1) << 28; // 2 GiB
+
+  Rows(const HostTensor &t, Layout layout) : t(t), layout(layout), dim(t.shape()[3]) {
+    if (t.size() > kWidenLimit)
+      return;
+    wide.resize(size_t(t.size()));
+    for (int64_t i = 0; i < t.size(); ++i)
+      wide[size_t(i)] = t.get(i);
+  }
+  /// Row (b, h, s) into `scratch` (or in place); returns the row.
+  const double *row(int64_t b, int64_t h, int64_t s, std::vector<double> &scratch) const {
+    int64_t base = flat(t.shape(), layout, b, h, s, 0);
+    if (!wide.empty())
+      return &wide[size_t(base)];
+    scratch.resize(size_t(dim));
+    for (int64_t d = 0; d < dim; ++d)
+      scratch[size_t(d)] = t.get(base + d);
+    return scratch.data();
+  }
+
+private:
+  const HostTensor &t;
+  Layout layout;
+  int64_t dim;
+  std::vector<double> wide;
+};
+
 std::vector<spec::BufferData> widen(const std::vector<HostTensor> &buffers) {
   std::vector<spec::BufferData> data;
   for (const HostTensor &t : buffers) {
@@ -56,7 +88,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
                                    const HostTensor &k, const HostTensor &v,
                                    Layout layout, double scale,
                                    const std::vector<HostTensor> &buffers,
-                                   unsigned threads) {
+                                   unsigned threads, const std::vector<uint8_t> *onlyRows) {
   bool bshd = layout == Layout::BSHD;
   int64_t B = q.shape()[0];
   int64_t Hq = q.shape()[bshd ? 2 : 1], Sq = q.shape()[bshd ? 1 : 2];
@@ -73,53 +105,97 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   std::atomic<int64_t> nextRow{0};
   int64_t rows = B * Hq * Sq;
 
+  // The mask and the score compiled once; a mask that reads neither b nor h
+  // is evaluated once per query position and shared by every (b, h) row of
+  // it (each work unit is then one position with all its rows).
+  spec::ExprProgram maskProgram(*variant.mask), scoreProgram(*variant.score);
+  Rows kRows(k, layout), vRows(v, layout);
+  bool sharedMask = !maskProgram.reads(spec::IndexVar::B) && !maskProgram.reads(spec::IndexVar::H);
+  int64_t rowsPerUnit = sharedMask ? B * Hq : 1;
+  int64_t units = rows / std::max<int64_t>(1, rowsPerUnit);
+  std::vector<int64_t> keys(Skv);
+  for (int64_t j = 0; j < Skv; ++j)
+    keys[j] = j;
+
+  // A score that reads no buffer is evaluated at the visible keys only; one
+  // that does, at every key (its reads are checked everywhere).
+  bool scoreEverywhere = scoreProgram.readsBuffers();
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
   std::mutex maxMutex;
   auto worker = [&] {
     double maxScore = 0;
-    std::vector<double> s(Skv), qrow(D);
-    int64_t row;
-    while ((row = nextRow.fetch_add(1)) < rows) {
+    std::vector<double> s(Skv), dots(Skv), visible(Skv), qrow(D);
+    std::vector<int64_t> shown; // the visible keys, in order
+    std::vector<double> kScratch, vScratch;
+    spec::ExprEvaluator mask(maskProgram, data), score(scoreProgram, data);
+    int64_t unit;
+    while ((unit = nextRow.fetch_add(1)) < units) {
+     bool maskReady = false;
+     for (int64_t u = 0; u < rowsPerUnit; ++u) {
+      // Rows are (b, h, i) in BHSD order; a shared mask's unit is one i.
+      int64_t row = sharedMask ? u * Sq + unit : unit;
       int64_t i = row % Sq, h = (row / Sq) % Hq, b = row / (Sq * Hq);
       int64_t hk = h / group;
+      if (onlyRows && !(*onlyRows)[size_t(row)])
+        continue;
+      if (!sharedMask || !maskReady) {
+        maskReady = true;
+        mask.setRow(b, h, i);
+        mask.evaluate(keys.data(), nullptr, size_t(Skv), visible.data());
+        shown.clear();
+        for (int64_t j = 0; j < Skv; ++j)
+          if (visible[j] != 0)
+            shown.push_back(j);
+      }
+      const std::vector<int64_t> &at = scoreEverywhere ? keys : shown;
       for (int64_t d = 0; d < D; ++d)
         qrow[d] = q.get(flat(q.shape(), layout, b, h, i, d));
-      double m = -std::numeric_limits<double>::infinity();
-      int oob = 0;
-      for (int64_t j = 0; j < Skv; ++j) {
+      for (size_t n = 0; n < at.size(); ++n) {
         double dot = 0;
-        for (int64_t d = 0; d < D; ++d)
-          dot += qrow[d] * k.get(flat(k.shape(), layout, b, hk, j, d));
-        spec::EvalPoint p{b, h, i, j, scale * dot};
-        double score = spec::evaluate(*variant.score, p, data, &oob);
-        bool visible = spec::evaluate(*variant.mask, p, data, &oob) != 0;
-        s[j] = visible ? score : -std::numeric_limits<double>::infinity();
-        if (visible && std::isfinite(score))
-          maxScore = std::max(maxScore, std::fabs(score));
-        m = std::max(m, s[j]);
+        if (visible[at[n]] != 0) {
+          const double *kr = kRows.row(b, hk, at[n], kScratch);
+          for (int64_t d = 0; d < D; ++d)
+            dot += qrow[d] * kr[d];
+        }
+        dots[n] = scale * dot;
+      }
+      score.setRow(b, h, i);
+      score.evaluate(at.data(), dots.data(), at.size(), s.data());
+      double m = kNegInf;
+      for (size_t n = 0; n < at.size(); ++n) {
+        if (visible[at[n]] == 0)
+          s[n] = kNegInf;
+        else if (std::isfinite(s[n]))
+          maxScore = std::max(maxScore, std::fabs(s[n]));
+        m = std::max(m, s[n]);
       }
       // A gated row: scaled by its gate; not routed (0) means zero and -inf.
+      int oob = 0;
       double gate = 1;
       if (variant.gate)
         gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0}, data, &oob);
-      if (oob)
-        outOfRange = oob;
+      if (int first = oob ? oob : (mask.outOfRange() ? mask.outOfRange() : score.outOfRange()))
+        outOfRange = first;
       double* o = &r.out[row * Dv];
-      if (m == -std::numeric_limits<double>::infinity() || gate == 0) {
-        r.lse[row] = -std::numeric_limits<double>::infinity();
+      if (m == kNegInf || gate == 0) {
+        r.lse[row] = kNegInf;
         continue;
       }
       double l = 0;
-      for (int64_t j = 0; j < Skv; ++j) {
-        double p = std::exp(s[j] - m);
+      for (size_t n = 0; n < at.size(); ++n) {
+        double p = std::exp(s[n] - m);
         l += p;
         if (p == 0)
           continue;
+        const double *vr = vRows.row(b, hk, at[n], vScratch);
         for (int64_t d = 0; d < Dv; ++d)
-          o[d] += p * v.get(flat(v.shape(), layout, b, hk, j, d));
+          o[d] += p * vr[d];
       }
       for (int64_t d = 0; d < Dv; ++d)
         o[d] = o[d] / l * gate;
       r.lse[row] = m + std::log(l);
+     }
     }
     std::lock_guard<std::mutex> lock(maxMutex);
     r.maxAbsScore = std::max(r.maxAbsScore, maxScore);
@@ -129,6 +205,34 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   return r;
 }
 
+
+double referenceCostSeconds(const spec::Variant &variant, const AttentionDims &dims,
+                            int64_t headDim, int64_t headDimV, double density) {
+  // Measured on the 3-D neighborhood at 8192 tokens (a 40-node mask): about
+  // 40 ns per mask evaluation and 1 ns per multiply-add of a visible pair.
+  constexpr double kMaskSeconds = 40e-9, kProductSeconds = 1e-9;
+  spec::ExprProgram mask(*variant.mask);
+  double rows = double(dims.batch) * double(dims.headsQ) * double(dims.seqQ);
+  double pairs = rows * double(dims.seqKV);
+  bool shared = !mask.reads(spec::IndexVar::B) && !mask.reads(spec::IndexVar::H);
+  double maskPairs = shared ? double(dims.seqQ) * double(dims.seqKV) : pairs;
+  return maskPairs * kMaskSeconds + density * pairs * double(headDim + headDimV) * kProductSeconds;
+}
+
+std::vector<uint8_t> sampleRows(int64_t total, int64_t count, uint64_t seed) {
+  std::vector<uint8_t> flags(size_t(std::max<int64_t>(0, total)), 0);
+  if (count >= total) {
+    std::fill(flags.begin(), flags.end(), 1);
+    return flags;
+  }
+  // Floyd's algorithm: `count` distinct rows, each subset equally likely.
+  std::mt19937_64 rng(seed);
+  for (int64_t j = total - count; j < total; ++j) {
+    int64_t t = std::uniform_int_distribution<int64_t>(0, j)(rng);
+    flags[size_t(flags[size_t(t)] ? j : t)] = 1;
+  }
+  return flags;
+}
 
 MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
@@ -143,7 +247,16 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
         kvTile[token] = t;
         ++kvCount[t];
       }
-  int64_t items = dims.batch * dims.headsQ * nq;
+  // A mask that reads neither b nor h and no gating: every (b, h) has the
+  // same census, counted once and multiplied.
+  spec::ExprProgram maskProgram(*variant.mask);
+  bool shared = !variant.gate && !maskProgram.reads(spec::IndexVar::B) &&
+                !maskProgram.reads(spec::IndexVar::H);
+  int64_t copies = shared ? dims.batch * dims.headsQ : 1;
+  int64_t items = dims.batch * dims.headsQ * nq / std::max<int64_t>(1, copies);
+  std::vector<int64_t> keys(dims.seqKV);
+  for (int64_t j = 0; j < dims.seqKV; ++j)
+    keys[j] = j;
   // Gated variants: the kernel's q-tiles of head (b, h) are chunks of its
   // routed rows (as many per tile as the flat tiles hold); rows not routed
   // are no work.
@@ -161,6 +274,8 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
   auto worker = [&](unsigned w) {
     MaskCensus &c = partial[w];
     std::vector<int64_t> seen(nk);
+    std::vector<double> visible(dims.seqKV);
+    spec::ExprEvaluator mask(maskProgram, data);
     int64_t item;
     while ((item = next.fetch_add(1)) < items) {
       int64_t qt = item % nq, bh = item / nq;
@@ -184,9 +299,11 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
         if (i < 0 || i >= dims.seqQ)
           continue;
         ++rows;
+        mask.setRow(b, h, i);
+        mask.evaluate(keys.data(), nullptr, keys.size(), visible.data());
         for (int64_t j = 0; j < dims.seqKV; ++j)
           if (kvTile[j] >= 0)
-            seen[kvTile[j]] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+            seen[kvTile[j]] += visible[j] != 0;
       }
       for (int64_t t = 0; t < nk; ++t) {
         int64_t pairs = rows * kvCount[t];
@@ -201,11 +318,11 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
   runOnThreads(static_cast<unsigned>(partial.size()), worker);
   MaskCensus total;
   for (const MaskCensus &c : partial) {
-    total.visiblePairs += c.visiblePairs;
-    total.totalPairs += c.totalPairs;
-    total.nonEmptyBlocks += c.nonEmptyBlocks;
-    total.fullBlocks += c.fullBlocks;
-    total.totalBlocks += c.totalBlocks;
+    total.visiblePairs += c.visiblePairs * double(copies);
+    total.totalPairs += c.totalPairs * double(copies);
+    total.nonEmptyBlocks += c.nonEmptyBlocks * copies;
+    total.fullBlocks += c.fullBlocks * copies;
+    total.totalBlocks += c.totalBlocks * copies;
   }
   return total;
 }
@@ -233,15 +350,23 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
   int64_t rows = dims.batch * dims.headsQ * rowsPerHead;
   std::atomic<int64_t> next{0};
   std::vector<double> visible(threadCount(threads));
+  spec::ExprProgram maskProgram(*variant.mask);
+  std::vector<int64_t> keys(dims.seqKV);
+  for (int64_t j = 0; j < dims.seqKV; ++j)
+    keys[j] = j;
   auto worker = [&](unsigned t) {
+    spec::ExprEvaluator mask(maskProgram, data);
+    std::vector<double> row(dims.seqKV);
     int64_t r;
     while ((r = next.fetch_add(1)) < rows) {
       int64_t i = (r % rowsPerHead) * rowStride, bh = r / rowsPerHead;
       int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
       if (variant.gate && spec::evaluate(*variant.gate, {b, h, i, 0, 0}, data) == 0)
         continue; // not routed: no work
-      for (int64_t j = 0; j < dims.seqKV; ++j)
-        visible[t] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+      mask.setRow(b, h, i);
+      mask.evaluate(keys.data(), nullptr, keys.size(), row.data());
+      for (double x : row)
+        visible[t] += x != 0;
     }
   };
   runOnThreads(static_cast<unsigned>(visible.size()), worker);
@@ -299,7 +424,7 @@ std::string ErrorStats::problem() const {
 }
 
 ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
-                         Layout layout) {
+                         Layout layout, const std::vector<uint8_t> *rows) {
   Comparison c;
   bool bshd = layout == Layout::BSHD;
   const auto &shape = got.shape();
@@ -308,14 +433,17 @@ ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
     for (int64_t h = 0; h < H; ++h)
       for (int64_t s = 0; s < S; ++s)
         for (int64_t d = 0; d < D; ++d)
-          c.add(got.get(flat(shape, layout, b, h, s, d)), ref[((b * H + h) * S + s) * D + d]);
+          if (!rows || (*rows)[size_t((b * H + h) * S + s)])
+            c.add(got.get(flat(shape, layout, b, h, s, d)), ref[((b * H + h) * S + s) * D + d]);
   return c.finish();
 }
 
-ErrorStats compareLse(const HostTensor &got, const std::vector<double> &ref) {
+ErrorStats compareLse(const HostTensor &got, const std::vector<double> &ref,
+                      const std::vector<uint8_t> *rows) {
   Comparison c;
   for (int64_t i = 0; i < got.size(); ++i)
-    c.add(got.get(i), ref[size_t(i)]);
+    if (!rows || (*rows)[size_t(i)])
+      c.add(got.get(i), ref[size_t(i)]);
   return c.finish();
 }
 

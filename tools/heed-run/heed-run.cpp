@@ -84,6 +84,15 @@ cl::opt<unsigned> repeat("repeat", cl::desc("timed runs (the median is reported)
                          cl::init(5), cl::cat(category));
 cl::opt<bool> noCheck("no-check", cl::desc("skip the float64 reference and the mask census"),
                       cl::cat(category));
+cl::opt<int64_t> checkRows(
+    "check-rows",
+    cl::desc("rows the float64 check computes: 0 = all of them unless that would take more "
+             "than --check-budget (then a random sample that fits, said in the output), "
+             "N = N random rows, -1 = all"),
+    cl::init(0), cl::cat(category));
+cl::opt<double> checkBudget("check-budget",
+                            cl::desc("CPU seconds the automatic check may take (default 40)"),
+                            cl::init(40), cl::cat(category));
 cl::opt<bool> noAnalysis("no-analysis",
                          cl::desc("visit every KV block and evaluate the mask everywhere"),
                          cl::cat(category));
@@ -117,20 +126,62 @@ struct Check {
   bool passed = false;
 };
 
+/// Which rows the float64 check computes: all, or a random sample when the
+/// full check would take more than the budget (or --check-rows asks).
+struct CheckPlan {
+  int64_t total = 0, count = 0;
+  double fullSeconds = 0;   ///< estimated CPU seconds of the full check
+  std::vector<uint8_t> rows; ///< flags per BHSD row; empty: all rows
+  bool sampled() const { return !rows.empty(); }
+  const std::vector<uint8_t> *flags() const { return rows.empty() ? nullptr : &rows; }
+  std::string describe(uint64_t seed) const {
+    if (!sampled())
+      return fmt::format("all {} rows", total);
+    return fmt::format("{} of {} rows at random (seed {}; the full check: about {:.0f} CPU s, "
+                       "--check-rows=-1)",
+                       count, total, seed, fullSeconds);
+  }
+};
+
+CheckPlan planCheck(const heed::spec::Variant &variant, const heed::AttentionDims &dims,
+                    const std::vector<heed::HostTensor> &buffers, int64_t headDim,
+                    int64_t headDimV, uint64_t seed) {
+  CheckPlan plan;
+  plan.total = dims.batch * dims.headsQ * dims.seqQ;
+  plan.count = plan.total;
+  // The density from ~256 rows (cheap), for the cost estimate.
+  double density =
+      heed::maskDensity(variant, dims, buffers, std::max<int64_t>(1, dims.seqQ / 256));
+  plan.fullSeconds = heed::referenceCostSeconds(variant, dims, headDim, headDimV, density);
+  int64_t want = plan.total;
+  if (checkRows > 0)
+    want = std::min<int64_t>(checkRows, plan.total);
+  else if (checkRows == 0 && plan.fullSeconds > checkBudget)
+    want = std::max<int64_t>(
+        std::min<int64_t>(256, plan.total),
+        int64_t(double(plan.total) * checkBudget / std::max(plan.fullSeconds, 1e-9)));
+  if (want < plan.total) {
+    plan.count = want;
+    plan.rows = heed::sampleRows(plan.total, want, seed ^ 0x5eed5eedULL);
+  }
+  return plan;
+}
+
 /// Compares out (and lse when the kernel writes it) with the reference.
 /// The tolerance is --tolerance, else by dtype (f32: by the largest finite
 /// score, see ReferenceResult::f32Tolerance); never infinite, and a NaN or
 /// an infinity where the reference has none fails whatever it is.
 Check checkAgainst(const heed::ReferenceResult &ref, const heed::KernelConfig &config,
-                   const heed::HostTensor &out, const heed::HostTensor &lse) {
+                   const heed::HostTensor &out, const heed::HostTensor &lse,
+                   const CheckPlan &plan) {
   Check c;
   c.tolerance = tolerance.getNumOccurrences()
                     ? tolerance.getValue()
                     : (config.dtype == heed::DType::F32 ? ref.f32Tolerance() : 1e-2);
-  c.out = heed::compareOutput(out, ref.out, config.layout);
+  c.out = heed::compareOutput(out, ref.out, config.layout, plan.flags());
   c.passed = c.out.passes(c.tolerance);
   if (config.lse) {
-    c.lse = heed::compareLse(lse, ref.lse);
+    c.lse = heed::compareLse(lse, ref.lse, plan.flags());
     c.lseTolerance = std::max(1e-4, c.tolerance * 10);
     c.passed = c.passed && c.lse.clean() && c.lse.maxAbs <= c.lseTolerance;
   }
@@ -326,9 +377,13 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   if (config.lse)
     if (std::string err = fromDevice(lse, args.lse); !err.empty())
       return error(err);
-  heed::ReferenceResult ref = heed::referenceAttention(variant, q, k, v, config.layout,
-                                                       config.effectiveScale(), buffers);
-  Check check = checkAgainst(ref, config, out, lse);
+  bool bshd = config.layout == heed::Layout::BSHD;
+  heed::AttentionDims dims{q.shape()[0], q.shape()[bshd ? 2 : 1], k.shape()[bshd ? 2 : 1],
+                           q.shape()[bshd ? 1 : 2], k.shape()[bshd ? 1 : 2]};
+  CheckPlan plan = planCheck(variant, dims, buffers, q.shape()[3], v.shape()[3], seed);
+  heed::ReferenceResult ref = heed::referenceAttention(
+      variant, q, k, v, config.layout, config.effectiveScale(), buffers, 0, plan.flags());
+  Check check = checkAgainst(ref, config, out, lse, plan);
   llvm::outs() << fmt::format("variant   {}\ntarget    {} {} ({}, {} kernel{})\nseed      {}\n",
                               variant.name, platform.str(), chip,
                               launch.format == "ptx" ? "PTX, JIT by the driver" : launch.format,
@@ -345,6 +400,7 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
                               "launch, waited for)\n",
                               loadS, launch.format == "ptx" ? " and the driver's JIT" : "",
                               runS * 1e3);
+  llvm::outs() << "checked   " << plan.describe(seed) << "\n";
   printCheck(check, config.lse);
   return check.passed ? 0 : 1;
 }
@@ -488,14 +544,19 @@ int main(int argc, char **argv) {
   auto tiling = heed::kernelTiling(variant, config);
   if (!tiling)
     return error(llvm::toString(tiling.takeError()));
-  heed::MaskCensus census;
+  // The census is as dear as the full check: it is counted when the check
+  // covers every row, else the density is estimated from ~256 rows.
+  heed::AttentionDims dims{batch, heads, hkv, seq, skv};
+  CheckPlan plan;
   if (!noCheck)
-    census = heed::tiledMaskCensus(variant, {batch, heads, hkv, seq, skv}, buffers, *tiling,
-                                   threads);
-  // Without the census (--no-check), estimate the density from ~256 rows.
-  double density = noCheck ? heed::maskDensity(variant, {batch, heads, hkv, seq, skv}, buffers,
-                                               std::max<int64_t>(1, seq / 256), threads)
-                           : census.density();
+    plan = planCheck(variant, dims, buffers, headDim, dv, usedSeed);
+  bool counted = !noCheck && !plan.sampled();
+  heed::MaskCensus census;
+  if (counted)
+    census = heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
+  double density = counted ? census.density()
+                           : heed::maskDensity(variant, dims, buffers,
+                                               std::max<int64_t>(1, seq / 256), threads);
   double flops = 2.0 * density * double(batch) * heads * seq * skv * (headDim + dv);
 
   // Timing: the first run above was the warm-up.
@@ -515,8 +576,8 @@ int main(int argc, char **argv) {
   Check check;
   if (checked) {
     heed::ReferenceResult ref = heed::referenceAttention(
-        variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads);
-    check = checkAgainst(ref, config, out, lse);
+        variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads, plan.flags());
+    check = checkAgainst(ref, config, out, lse, plan);
     passed = check.passed;
   }
 
@@ -538,9 +599,13 @@ int main(int argc, char **argv) {
                          {"blocks_full", stats.fullBlocks},
                          {"blocks_partial", stats.partialBlocks},
                          {"blocks_total", stats.totalBlocks}};
-    if (!noCheck) {
+    if (counted) {
       o["blocks_minimum"] = census.nonEmptyBlocks;
       o["blocks_full_maximum"] = census.fullBlocks;
+    }
+    if (checked) {
+      o["checked_rows"] = plan.count;
+      o["total_rows"] = plan.total;
     }
     if (checked) {
       // JSON has no infinity: an error that is not finite is null.
@@ -573,11 +638,15 @@ int main(int argc, char **argv) {
     llvm::outs() << fmt::format("blocks    {} visited of {} ({} full, {} partial)\n",
                                 stats.visitedBlocks, stats.totalBlocks, stats.fullBlocks,
                                 stats.partialBlocks);
-    if (!noCheck)
+    if (counted)
       llvm::outs() << fmt::format("minimum   {} blocks must be visited, {} are full\n",
                                   census.nonEmptyBlocks, census.fullBlocks);
-    if (checked)
+    else if (checked)
+      llvm::outs() << "minimum   not counted (as dear as the full check)\n";
+    if (checked) {
+      llvm::outs() << "checked   " << plan.describe(usedSeed) << "\n";
       printCheck(check, withLse);
+    }
   }
   return passed ? 0 : 2;
 }

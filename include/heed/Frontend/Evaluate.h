@@ -62,6 +62,58 @@ double evaluate(const Expr &e, const EvalPoint &point,
                 const std::vector<BufferData> &buffers,
                 int *outOfRange = nullptr);
 
+/// An expression compiled for evaluation at many points (the float64
+/// reference and the mask census, which visit every (q, kv) pair): the
+/// expression's DAG in topological order, each shared node once, and the
+/// nodes that read neither kv nor the score (nor anything that does) split
+/// off, so that they are evaluated once per (b, h, q) row instead of once per
+/// pair. It applies the same operations as evaluateScalar (one definition
+/// each) and gives the same results, out-of-range reads included.
+class ExprProgram {
+public:
+  explicit ExprProgram(const Expr &root);
+  /// Whether the expression reads `v` (through any node, load indices too).
+  bool reads(IndexVar v) const { return readMask & (1u << unsigned(v)); }
+  bool readsScore() const { return score; }
+  /// Whether it reads a buffer (an evaluation may then report out-of-range).
+  bool readsBuffers() const { return loads; }
+
+private:
+  friend class ExprEvaluator;
+  struct Node {
+    const Expr *expr;
+    std::vector<int32_t> operands;
+    bool perPair = false; ///< reads kv or the score
+  };
+  std::vector<Node> nodes; ///< operands before users; the root last
+  unsigned readMask = 0;
+  bool score = false, loads = false;
+};
+
+/// An ExprProgram's evaluation state (one per thread): setRow() evaluates the
+/// per-row nodes, evaluate() the rest for a batch of (kv, score) points.
+class ExprEvaluator {
+public:
+  ExprEvaluator(const ExprProgram &program, const std::vector<BufferData> &buffers);
+  void setRow(int64_t b, int64_t h, int64_t q);
+  /// out[i] = evaluate(root, {b, h, q, kv[i], score[i]}) for i < n, with
+  /// (b, h, q) from the last setRow(); `score` may be null if the program
+  /// reads no score.
+  void evaluate(const int64_t *kv, const double *score, size_t n, double *out);
+  /// The 1-based number of the first buffer read out of range, or 0.
+  int outOfRange() const { return oob; }
+
+private:
+  void evaluateChunk(const int64_t *kv, const double *score, size_t n, double *out);
+
+  const ExprProgram &program;
+  const std::vector<BufferData> &buffers;
+  int64_t b = 0, h = 0, q = 0;
+  std::vector<Scalar> row;     ///< per node: its value if per-row
+  std::vector<Scalar> columns; ///< per node x kChunk: its values if per-pair
+  int oob = 0;
+};
+
 } // namespace heed::spec
 
 #endif // HEED_FRONTEND_EVALUATE_H

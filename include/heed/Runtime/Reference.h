@@ -7,6 +7,7 @@
 #include "heed/Runtime/Tensor.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,12 +33,24 @@ struct ReferenceResult {
 };
 
 /// q, k, v are in `layout`; buffers in the variant's order. Uses up to
-/// `threads` threads (0 = all cores).
+/// `threads` threads (0 = all cores). With `rows` (one flag per (b, h, i)
+/// row, BHSD order), only the flagged rows are computed (the others stay 0).
 ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
                                    const HostTensor &k, const HostTensor &v,
                                    Layout layout, double scale,
                                    const std::vector<HostTensor> &buffers,
-                                   unsigned threads = 0);
+                                   unsigned threads = 0,
+                                   const std::vector<uint8_t> *rows = nullptr);
+
+/// How long the float64 check of a shape takes, roughly (CPU seconds over
+/// all threads): the mask at every (row, key) pair it must see (once per
+/// query position when the mask reads neither b nor h) and the products of
+/// the visible pairs (`density` of them).
+double referenceCostSeconds(const spec::Variant &variant, const AttentionDims &dims,
+                            int64_t headDim, int64_t headDimV, double density);
+
+/// `count` distinct rows of `total` drawn at random from `seed`, as flags.
+std::vector<uint8_t> sampleRows(int64_t total, int64_t count, uint64_t seed);
 
 /// The mask evaluated on every (b, h, q, kv), counted per block (a q-tile x
 /// kv-tile pair, the kernel's unit of work): the brute-force minimum of blocks
@@ -87,12 +100,14 @@ struct ErrorStats {
   /// output where the reference has none".
   std::string problem() const;
 };
-/// `got` is [B, Hq, Sq, Dv] in `layout`.
+/// `got` is [B, Hq, Sq, Dv] in `layout`. With `rows` (flags per BHSD row, as
+/// referenceAttention takes them), only the flagged rows are compared.
 ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,
-                         Layout layout);
+                         Layout layout, const std::vector<uint8_t> *rows = nullptr);
 /// Log-sum-exp [B, Hq, Sq] against the reference's (absolute errors; rows
 /// the mask empties must be -inf in both).
-ErrorStats compareLse(const HostTensor &got, const std::vector<double> &ref);
+ErrorStats compareLse(const HostTensor &got, const std::vector<double> &ref,
+                      const std::vector<uint8_t> *rows = nullptr);
 
 } // namespace heed
 
