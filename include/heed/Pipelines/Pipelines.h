@@ -55,7 +55,7 @@ struct GPUPipelineOptions {
 /// attn -> a gpu.func kernel in `gpu.module @heed_gpu` for NVIDIA
 /// (the tile schedule -- choose-tiling, attn-to-tile, skip-tiles,
 /// pipeline-kv{stages=kvStages}, specialize-full-tiles -- then
-/// --convert-attn-tile-to-nvgpu; or the SIMT --attn-lower-to-gpu), its launch shape
+/// --convert-attn-tile-to-nvgpu; or the SIMT schedule and --convert-attn-tile-to-simt), its launch shape
 /// in `attn.launch`. Printable stage `--emit=gpu`.
 void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
 
@@ -67,10 +67,10 @@ void buildNVVMBinaryPipeline(mlir::OpPassManager &pm, const std::string &chip);
 /// attn -> a gpu.func kernel for AMD: the tile schedule (choose-tiling with
 /// 4 waves of `mfma` rows, pipeline-kv with one synchronous slot, FULL-tile
 /// specialization) and --convert-attn-tile-to-amdgpu, or the SIMT
-/// --attn-lower-to-gpu.
+/// schedule and --convert-attn-tile-to-simt.
 void buildAMDGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
 
-/// gpu-dialect kernels (--attn-lower-to-gpu, --convert-attn-tile-to-amdgpu) ->
+/// gpu-dialect kernels (--convert-attn-tile-to-amdgpu or -simt) ->
 /// AMDGCN assembly in a gpu.binary, for `chip` (gfx90a, gfx942, ...):
 /// scf -> cf, rocdl-attach-target, math-expand-ops{ops=tanh}, convert-gpu-to-rocdl (amdgpu.mfma ->
 /// rocdl intrinsics; math through LLVM intrinsics, so no ROCm device

@@ -64,7 +64,7 @@ public:
                                             int device, std::string &error);
   ~KernelModule();
 
-  /// Queues a heed attention kernel (--attn-lower-to-gpu or -nvgpu) on
+  /// Queues a heed attention kernel (--convert-attn-tile-to-nvgpu or -simt) on
   /// tensors of this module's device, on `stream` (a CUstream or
   /// cudaStream_t; null: the legacy default stream): grid
   /// (ceil(Sq / blockRows), Hq, B). Checks the tensors against `info` like
