@@ -12,7 +12,8 @@
 // Every prefetched tile commits a group, copied or not, so the count of
 // groups in flight always means the same tiles. The class of a prefetched
 // tile comes from a copy of the code that classifies a tile, so EMPTY tiles
-// are never copied.
+// are never copied; with N > 1 the classes of the tiles in flight are
+// carried through the loop, so a tile is classified once.
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -20,6 +21,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/SetVector.h"
 
 namespace heed {
@@ -110,20 +112,52 @@ void copyUnlessEmpty(OpBuilder &b, KeyLoop key, Value span, Value cls, Value sta
 }
 
 /// Issues tile `tile` into its slot if it is before the loop's end (and not
-/// EMPTY), then commits a group either way.
-void prefetch(OpBuilder &b, KeyLoop key, Value tile, int64_t stages) {
+/// EMPTY), then commits a group either way. Returns the tile's class (EMPTY
+/// past the end), or null without a classifier.
+Value prefetch(OpBuilder &b, KeyLoop key, Value tile, int64_t stages) {
   Location loc = key.k.getLoc();
+  Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tile,
+                                        key.loop.getUpperBound());
+  TypeRange classType = key.classify ? TypeRange(b.getI8Type()) : TypeRange();
+  auto ifOp = scf::IfOp::create(b, loc, classType, inRange, /*withElseRegion=*/!!key.classify);
   {
-    auto inRange = scf::IfOp::create(
-        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tile, key.loop.getUpperBound()),
-        false);
     OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&inRange.getThenRegion().front());
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     auto [span, cls] = cloneTileHeader(b, key, tile);
     Value slot = arith::RemUIOp::create(b, loc, tile, arith::ConstantIndexOp::create(b, loc, stages));
     copyUnlessEmpty(b, key, span, cls, slot, stages);
+    if (key.classify) {
+      scf::YieldOp::create(b, loc, cls);
+      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(
+          b, loc, Value(arith::ConstantIntOp::create(b, loc, static_cast<int64_t>(BlockClass::Empty), 8)));
+    }
   }
   TileCommitKVOp::create(b, loc);
+  return key.classify ? ifOp.getResult(0) : Value();
+}
+
+/// The classes of the tiles in flight ride along the loop (tile t's first),
+/// so that each tile is classified once, when it is prefetched, instead of
+/// again when it is computed: the loop gets N - 1 i8 iter_args, shifted by
+/// one each iteration, and the loop body's classifier is replaced by the
+/// first.
+void carryClasses(KeyLoop &key, ArrayRef<Value> inFlight, Value next) {
+  IRRewriter rewriter(key.loop.getContext());
+  rewriter.setInsertionPoint(key.loop);
+  unsigned first = key.loop.getNumRegionIterArgs();
+  auto loop = cast<scf::ForOp>(*key.loop.replaceWithAdditionalYields(
+      rewriter, inFlight, /*replaceInitOperandUsesInLoop=*/false,
+      [&](OpBuilder &, Location, ArrayRef<BlockArgument> carried) {
+        SmallVector<Value> yielded(carried.begin() + 1, carried.end());
+        yielded.push_back(next);
+        return yielded;
+      }));
+  Value current = loop.getRegionIterArgs()[first];
+  rewriter.replaceAllUsesWith(key.classify.getResult(), current);
+  rewriter.eraseOp(key.classify);
+  key.classify = {};
+  key.loop = loop;
 }
 
 void pipeline(KeyLoop key, int64_t stages) {
@@ -133,18 +167,21 @@ void pipeline(KeyLoop key, int64_t stages) {
   auto offset = [&](Value t, int64_t k) -> Value {
     return k ? Value(arith::AddIOp::create(b, loc, t, arith::ConstantIndexOp::create(b, loc, k))) : t;
   };
+  SmallVector<Value> inFlight; // the classes of the prologue's tiles
   if (stages > 1) {
     // The prologue: every thread is done with what the slots held (the
     // query tile may have been staged there), then tiles first .. first +
     // N - 2 are issued.
     TileBarrierOp::create(b, loc);
     for (int64_t k = 0; k + 1 < stages; ++k)
-      prefetch(b, key, offset(key.loop.getLowerBound(), k), stages);
+      inFlight.push_back(prefetch(b, key, offset(key.loop.getLowerBound(), k), stages));
   }
   b.setInsertionPoint(key.firstUse);
   Value slot = stages == 1 ? Value(arith::ConstantIndexOp::create(b, loc, 0))
                            : Value(arith::RemUIOp::create(
                                  b, loc, iv, arith::ConstantIndexOp::create(b, loc, stages)));
+  key.k.getStageMutable().assign(slot);
+  key.v.getStageMutable().assign(slot);
   if (stages == 1) {
     TileBarrierOp::create(b, loc); // the previous tile is consumed
     // (No classifier without --attn-analyze-mask: every tile is copied.)
@@ -152,14 +189,14 @@ void pipeline(KeyLoop key, int64_t stages) {
                     stages);
     TileCommitKVOp::create(b, loc);
     TileWaitKVOp::create(b, loc, /*pending=*/0);
-  } else {
-    // Tile t's copies are done everywhere and every thread is past tile
-    // t - 1, whose slot tile t + N - 1 takes.
-    TileWaitKVOp::create(b, loc, /*pending=*/stages - 2);
-    prefetch(b, key, offset(iv, stages - 1), stages);
+    return;
   }
-  key.k.getStageMutable().assign(slot);
-  key.v.getStageMutable().assign(slot);
+  // Tile t's copies are done everywhere and every thread is past tile
+  // t - 1, whose slot tile t + N - 1 takes.
+  TileWaitKVOp::create(b, loc, /*pending=*/stages - 2);
+  Value next = prefetch(b, key, offset(iv, stages - 1), stages);
+  if (key.classify)
+    carryClasses(key, inFlight, next);
 }
 
 struct AttnPipelineKVPass : heed::impl::AttnPipelineKVBase<AttnPipelineKVPass> {

@@ -23,12 +23,19 @@ using namespace heed::attn;
 
 namespace {
 
-/// The tile's class and key span behind `apply`'s mask_if = (cls == PARTIAL).
-std::pair<TileClassifyOp, TileSpanOp> tileOf(TileApplyOp apply) {
+/// The tile's class and key span behind `apply`'s mask_if = (cls == PARTIAL):
+/// the class is an attn.tile.classify of the tile, or carried through the key
+/// loop by --attn-pipeline-kv (an iter_arg of the loop).
+std::pair<Value, TileSpanOp> tileOf(TileApplyOp apply) {
   auto cmp = apply.getMaskIf() ? apply.getMaskIf().getDefiningOp<arith::CmpIOp>() : nullptr;
-  auto cls = cmp ? cmp.getLhs().getDefiningOp<TileClassifyOp>() : nullptr;
+  Value cls = cmp ? cmp.getLhs() : Value();
+  auto carried = dyn_cast_or_null<BlockArgument>(cls);
+  bool known = cls && (cls.getDefiningOp<TileClassifyOp>() ||
+                       (carried && isa<scf::ForOp>(carried.getOwner()->getParentOp())));
+  if (!known)
+    return {};
   auto span = apply.getCols().getDefiningOp<TileSpanOp>();
-  if (!cls || !span || span.getInBounds() || span.getCoords().size() != 1 ||
+  if (!span || span.getInBounds() || span.getCoords().size() != 1 ||
       span.getTiling().isPatched())
     return {};
   return {cls, span};
@@ -36,7 +43,7 @@ std::pair<TileClassifyOp, TileSpanOp> tileOf(TileApplyOp apply) {
 
 /// Replaces the ops of `block` (but its terminator) by `scf.if (full) {a
 /// copy with the mask off and the span in bounds} else {the ops}`.
-void specialize(Block *block, TileApplyOp apply, TileClassifyOp cls, TileSpanOp span) {
+void specialize(Block *block, TileApplyOp apply, Value cls, TileSpanOp span) {
   auto yield = cast<scf::YieldOp>(block->getTerminator());
   SmallVector<Operation *> ops;
   for (Operation &op : block->without_terminator())

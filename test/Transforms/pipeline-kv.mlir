@@ -20,28 +20,35 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
 // CHECK: attn.tile.barrier
 // CHECK: %[[ANY:.*]] = arith.cmpi ult, %[[FIRST]], %[[END]] : index
-// CHECK: scf.if %[[ANY]] {
+// CHECK: %[[CLS0:.*]] = scf.if %[[ANY]] -> (i8) {
 // CHECK: %[[S0:.*]] = attn.tile.span %{{.*}}[%[[FIRST]]] {{.*}} side <kv>
 // CHECK: %[[C0:.*]] = attn.tile.classify
 // CHECK: %[[SLOT0:.*]] = arith.remui %[[FIRST]], %c2
 // CHECK: scf.if
 // CHECK: attn.tile.copy_kv %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] span(%[[S0]]) stage(%[[SLOT0]]) of 2 async
+// CHECK: scf.yield %[[C0]] : i8
 // CHECK: attn.tile.commit_kv
 // In the loop: wait until no group is pending (tile t is in), start tile
-// t + 1's copy and close its group, compute tile t from its slot.
-// CHECK: scf.for %[[T:[^ ]*]] = %[[FIRST]] to %[[END]]
+// t + 1's copy and close its group, compute tile t from its slot. A tile is
+// classified once, when it is prefetched: its class rides along the loop
+// (an i8 iter_arg), and the loop body classifies no other tile.
+// CHECK: scf.for %[[T:[^ ]*]] = %[[FIRST]] to %[[END]] {{.*}}, %[[CLS:[^ ]*]] = %[[CLS0]]) -> ({{.*}}, i8)
+// CHECK-NOT: attn.tile.classify
+// CHECK: arith.cmpi ne, %[[CLS]], %{{.*}} : i8
 // CHECK: %[[SLOT:.*]] = arith.remui %[[T]], %c2
 // CHECK: attn.tile.wait_kv
 // CHECK-NOT: pending
 // CHECK: %[[NEXT:.*]] = arith.addi %[[T]], %c1
 // CHECK: %[[MORE:.*]] = arith.cmpi ult, %[[NEXT]], %[[END]]
-// CHECK: scf.if %[[MORE]] {
+// CHECK: %[[CLS1:.*]] = scf.if %[[MORE]] -> (i8) {
 // CHECK: attn.tile.span %{{.*}}[%[[NEXT]]]
 // CHECK: attn.tile.classify
 // CHECK: attn.tile.copy_kv {{.*}} of 2 async
 // CHECK: attn.tile.commit_kv
+// CHECK-NOT: attn.tile.classify
 // CHECK: attn.tile.load {{.*}} stage(%[[SLOT]]) {{.*}}-> !attn.tile<64x64xbf16, k>
 // CHECK: attn.tile.load {{.*}} stage(%[[SLOT]]) {{.*}}-> !attn.tile<64x64xbf16, v>
+// CHECK: scf.yield {{.*}}, %[[CLS1]] : {{.*}}, i8
 // Three slots: the prologue issues tiles first and first + 1 (one group
 // each); the loop waits until at most one group is pending, then starts
 // tile t + 2 in the slot tile t - 1 used.
@@ -53,13 +60,15 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // THREE: arith.cmpi ult, %[[SECOND]], %[[END]]
 // THREE: attn.tile.copy_kv {{.*}} of 3 async
 // THREE: attn.tile.commit_kv
-// THREE: scf.for %[[T:[^ ]*]] = %[[FIRST]] to %[[END]]
+// Two classes in flight: tile t's and tile t + 1's, shifted each iteration.
+// THREE: scf.for %[[T:[^ ]*]] = %[[FIRST]] to %[[END]] {{.*}}, %[[A:[^ ]*]] = %{{.*}}, %[[B:[^ ]*]] = %{{.*}}) -> ({{.*}}, i8, i8)
 // THREE: %[[SLOT:.*]] = arith.remui %[[T]], %c3
 // THREE: attn.tile.wait_kv {pending = 1 : i64}
 // THREE: arith.addi %[[T]], %c2
 // THREE: attn.tile.copy_kv {{.*}} of 3 async
 // THREE: attn.tile.commit_kv
 // THREE: attn.tile.load {{.*}} stage(%[[SLOT]]) {{.*}}-> !attn.tile<64x64xbf16, k>
+// THREE: scf.yield {{.*}}, %[[B]], %{{.*}} : {{.*}}, i8, i8
 // One slot: barrier, copy unless EMPTY, close the group, wait, compute.
 // ONE-LABEL: func.func @kernel
 // ONE-NOT: attn.tile.barrier
