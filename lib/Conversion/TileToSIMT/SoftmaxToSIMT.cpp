@@ -140,9 +140,8 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
       OpBuilder::InsertionGuard insertion(rewriter);
       if (guard)
         rewriter.setInsertionPoint(guard);
-      rowQ = arith::MinUIOp::create(
-          rewriter, loc, threadRow(rewriter, loc, rows[0]),
-          arith::SubIOp::create(rewriter, loc, rows[1], index(rewriter, loc, 1)));
+      rowQ = gpu_tile::QueryRows::of(op.getRows(), rows)
+                 .clampedToken(rewriter, loc, gpu_tile::threadId(rewriter, loc));
       visibility(rewriter, loc, op, variant, how, batch, head, rowQ, cols, maskIf,
                  scores.size(), tokens, visible);
       // A key always visible (null) keeps the guard true.
