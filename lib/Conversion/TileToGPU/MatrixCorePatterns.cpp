@@ -209,8 +209,15 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
     // A row slot's query token, clamped to the last real row (padding rows
     // are evaluated there), once per slot.
     SmallVector<Value> rowQ;
-    for (unsigned s = 0; s < target.shape.rowSlots; ++s)
-      rowQ.push_back(rows.clampedToken(rewriter, loc, target.slotRow(rewriter, loc, s)));
+    {
+      // A gated tile's row tokens are list reads: once per work item (where
+      // its span is), not per key tile (LLVM keeps loads below barriers).
+      OpBuilder::InsertionGuard guard(rewriter);
+      if (rows.list)
+        rewriter.setInsertionPointAfterValue(rows.end);
+      for (unsigned s = 0; s < target.shape.rowSlots; ++s)
+        rowQ.push_back(rows.clampedToken(rewriter, loc, target.slotRow(rewriter, loc, s)));
+    }
     Value negInf = f32(rewriter, loc, -INFINITY);
     // Every element's visibility first, then each score with its select:
     // the masks' bounds-checked reads do not keep the tile's scores live.
