@@ -118,6 +118,11 @@ Value rowGate(OpBuilder &b, Location loc, TileStoreOp op, ValueRange gate, Value
   return g.getType().isF32() ? g : arith::ExtFOp::create(b, loc, b.getF32Type(), g);
 }
 
+void QueryRows::moveToSpan(OpBuilder &b) const {
+  if (list)
+    b.setInsertionPointAfterValue(end);
+}
+
 void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
                Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
                int64_t width, int64_t threads, bool transposed, Value rowList) {

@@ -73,6 +73,10 @@ struct QueryRows {
   /// Row r's token, or the last real row's past it (padding rows evaluate
   /// the variant there).
   Value clampedToken(OpBuilder &b, Location loc, Value r) const;
+  /// For a gated tile, moves `b` to where the span is defined, so that what
+  /// is read from the list there is read once per work item, not per key
+  /// tile (LLVM keeps loads below barriers); else leaves `b` where it is.
+  void moveToSpan(OpBuilder &b) const;
 };
 
 /// The target interface of the matrix-core kernels.

@@ -210,11 +210,8 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
     // are evaluated there), once per slot.
     SmallVector<Value> rowQ;
     {
-      // A gated tile's row tokens are list reads: once per work item (where
-      // its span is), not per key tile (LLVM keeps loads below barriers).
       OpBuilder::InsertionGuard guard(rewriter);
-      if (rows.list)
-        rewriter.setInsertionPointAfterValue(rows.end);
+      rows.moveToSpan(rewriter);
       for (unsigned s = 0; s < target.shape.rowSlots; ++s)
         rowQ.push_back(rows.clampedToken(rewriter, loc, target.slotRow(rewriter, loc, s)));
     }

@@ -140,8 +140,12 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
       OpBuilder::InsertionGuard insertion(rewriter);
       if (guard)
         rewriter.setInsertionPoint(guard);
-      rowQ = gpu_tile::QueryRows::of(op.getRows(), rows)
-                 .clampedToken(rewriter, loc, gpu_tile::threadId(rewriter, loc));
+      auto queryRows = gpu_tile::QueryRows::of(op.getRows(), rows);
+      {
+        OpBuilder::InsertionGuard atSpan(rewriter);
+        queryRows.moveToSpan(rewriter);
+        rowQ = queryRows.clampedToken(rewriter, loc, gpu_tile::threadId(rewriter, loc));
+      }
       visibility(rewriter, loc, op, variant, how, batch, head, rowQ, cols, maskIf,
                  scores.size(), tokens, visible);
       // A key always visible (null) keeps the guard true.
