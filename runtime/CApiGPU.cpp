@@ -37,10 +37,6 @@ heed_status ImageLauncher::launch(const AttentionArgs &args, int32_t deviceType,
     return fail(HEED_ERROR_UNSUPPORTED, "heed_attention: cannot run on " + where +
                                             " (device type " + std::to_string(deviceType) +
                                             "): " + why);
-  if (!kernelInfo.gate.empty())
-    return fail(HEED_ERROR_UNSUPPORTED, "heed_attention: variant '" + kernelInfo.name +
-                                            "' gates heads per token (gate = ...), which "
-                                            "runs on CPU tensors only so far");
   if (std::string why = checkGPUDevice(*platform, args, deviceId); !why.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: " + why);
   if (chip.empty()) {

@@ -2,6 +2,7 @@
 #include "heed/Runtime/GPUAttentionLaunch.h"
 
 #include "heed/Runtime/BufferSummary.h"
+#include "heed/Runtime/GateRows.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -12,20 +13,35 @@ namespace heed {
 
 namespace {
 
+/// Buffer `which` copied out of device memory (every element its strides
+/// reach), as a host tensor whose data lives in `host`; "" or the error.
+std::string downloadBuffer(const KernelInfo &info, const AttentionArgs &args, unsigned which,
+                           GPUStreamDriver &driver, std::vector<char> &host, TensorRef &copy,
+                           const char *purpose) {
+  const TensorRef &device = args.buffers[which];
+  std::vector<int64_t> strides = device.effectiveStrides();
+  int64_t last = 0;
+  for (size_t d = 0; d < device.shape.size(); ++d)
+    last += (device.shape[d] - 1) * strides[d];
+  size_t bytes = size_t(device.numElements() > 0 ? last + 1 : 0) * dtypeSize(device.dtype);
+  host.assign(std::max<size_t>(bytes, 1), 0);
+  if (bytes)
+    if (std::string err = driver.download(host.data(), device.data, bytes); !err.empty())
+      return "reading buffer '" + info.buffers[which].name + "' for its " + purpose + ": " + err;
+  copy = device;
+  copy.data = host.data();
+  return "";
+}
+
 /// The summaries of `info.summarized` from device buffers, built on the host.
 std::string summarizeDeviceBuffers(const KernelInfo &info, const AttentionArgs &args,
                                    GPUStreamDriver &driver, std::vector<SummaryTable> &out) {
   for (unsigned which : info.summarized) {
-    const TensorRef &device = args.buffers[which];
-    int64_t length = device.numElements();
-    int64_t stride = device.effectiveStrides().empty() ? 1 : device.effectiveStrides()[0];
-    size_t bytes = size_t(length > 0 ? (length - 1) * stride + 1 : 0) * dtypeSize(device.dtype);
-    std::vector<char> host(std::max<size_t>(bytes, 1));
-    if (bytes)
-      if (std::string err = driver.download(host.data(), device.data, bytes); !err.empty())
-        return "reading buffer '" + info.buffers[which].name + "' for its summary: " + err;
-    TensorRef copy = device;
-    copy.data = host.data();
+    std::vector<char> host;
+    TensorRef copy;
+    if (std::string err = downloadBuffer(info, args, which, driver, host, copy, "summary");
+        !err.empty())
+      return err;
     out.push_back(buildSummaryTable(copy, info.summaryBlock));
   }
   return "";
@@ -37,13 +53,21 @@ struct DeviceSummary {
   int64_t levels = 1, blocks = 1;
 };
 
+/// A gated kernel's routed-row lists in device memory (GateRows.h).
+struct DeviceGateRows {
+  const void *rows = nullptr, *counts = nullptr;
+  int64_t rowCount = 0, countCount = 0;
+};
+
 /// The kernel's arguments, a pointer per scalar as the driver APIs take them:
-/// q, k, v, the buffers, the summaries, out, lse if written, the status word
-/// (i32) and the stats (3 x i64), the work range.
+/// q, k, v, the buffers, the summaries, the gate rows and counts of a gated
+/// kernel, out, lse if written, the status word (i32) and the stats (3 x
+/// i64), the work range.
 class GPUKernelArgs {
 public:
   GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
-                const std::vector<DeviceSummary> &summaries, void *status, void *stats);
+                const std::vector<DeviceSummary> &summaries, const DeviceGateRows &gate,
+                void *status, void *stats);
   GPUKernelArgs(const GPUKernelArgs &) = delete;
   GPUKernelArgs &operator=(const GPUKernelArgs &) = delete;
   void **params() { return pointers.data(); }
@@ -54,8 +78,8 @@ private:
 };
 
 GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
-                             const std::vector<DeviceSummary> &summaries, void *status,
-                             void *stats) {
+                             const std::vector<DeviceSummary> &summaries,
+                             const DeviceGateRows &gate, void *status, void *stats) {
   auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                     const std::vector<int64_t> &strides) {
     auto p = reinterpret_cast<int64_t>(data);
@@ -74,6 +98,10 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
   for (size_t n = 0; n < info.summarized.size(); ++n) {
     DeviceSummary t = n < summaries.size() ? summaries[n] : DeviceSummary{};
     memref(t.data, {t.levels, t.blocks, 2}, {t.blocks * 2, 2, 1});
+  }
+  if (!info.gate.empty()) {
+    memref(gate.rows, {gate.rowCount}, {1});
+    memref(gate.counts, {gate.countCount}, {1});
   }
   tensor(args.out);
   if (info.lse)
@@ -179,19 +207,32 @@ std::string collect(GPUStreamDriver &driver, GPUStreamState &state, bool waited,
   return message;
 }
 
-/// The summaries the block classifier reads (document ids), built on the
-/// host from the device buffers once the caller's stream has written them,
-/// and uploaded into the state's summary memory.
-std::string uploadSummaries(const KernelInfo &info, const AttentionArgs &args,
-                            GPUStreamDriver &driver, GPUStreamState &state,
-                            std::vector<DeviceSummary> &summaries) {
+/// The tables built on the host from device buffers, once the caller's
+/// stream has written them, and uploaded into the state's table memory: the
+/// summaries the block classifier reads (document ids) and a gated kernel's
+/// routed-row lists.
+std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
+                             const AttentionDims &dims, GPUStreamDriver &driver,
+                             GPUStreamState &state, std::vector<DeviceSummary> &summaries,
+                             DeviceGateRows &gateRows) {
   std::string error;
   if (!(error = driver.synchronize()).empty())
     return error;
   std::vector<SummaryTable> built;
   if (!(error = summarizeDeviceBuffers(info, args, driver, built)).empty())
     return error;
-  size_t total = 0;
+  GateRows gate;
+  if (!info.gate.empty()) {
+    std::vector<char> host;
+    TensorRef copy;
+    if (!(error = downloadBuffer(info, args, unsigned(info.gate[0]), driver, host, copy,
+                                 "routed rows"))
+             .empty())
+      return error;
+    gate = buildGateRows(copy, info.gate, dims.batch, dims.headsQ, dims.seqQ);
+  }
+  size_t gateBytes = (gate.rows.size() + gate.counts.size()) * sizeof(int32_t);
+  size_t total = gateBytes;
   for (const SummaryTable &t : built)
     total += t.data.size() * sizeof(int64_t);
   // The stream is idle (synchronized above): the old memory is unused.
@@ -213,6 +254,17 @@ std::string uploadSummaries(const KernelInfo &info, const AttentionArgs &args,
     summaries.push_back({at, t.levels, t.blocks});
     offset += bytes;
   }
+  if (!gateBytes)
+    return "";
+  void *rows = static_cast<char *>(state.summaries) + offset;
+  void *counts = static_cast<char *>(rows) + gate.rows.size() * sizeof(int32_t);
+  if (!(error = driver.uploadAsync(rows, gate.rows.data(), gate.rows.size() * sizeof(int32_t)))
+           .empty() ||
+      !(error = driver.uploadAsync(counts, gate.counts.data(),
+                                   gate.counts.size() * sizeof(int32_t)))
+           .empty())
+    return error;
+  gateRows = {rows, counts, int64_t(gate.rows.size()), int64_t(gate.counts.size())};
   return "";
 }
 
@@ -224,8 +276,6 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   AttentionDims dims;
   if (std::string err = checkAttentionArgs(args, info, dims); !err.empty())
     return err;
-  if (!info.gate.empty())
-    return "gated kernels do not run on the GPU yet";
   if (std::string err = driver.checkTensors(args); !err.empty())
     return err;
   if (launch.blockRows <= 0 || launch.threads <= 0)
@@ -239,11 +289,12 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   if (!(error = collect(driver, state, /*waited=*/false, /*thisLaunch=*/false)).empty())
     return error;
   std::vector<DeviceSummary> summaries;
-  if (!info.summarized.empty() &&
-      !(error = uploadSummaries(info, args, driver, state, summaries)).empty())
+  DeviceGateRows gateRows;
+  if ((!info.summarized.empty() || !info.gate.empty()) &&
+      !(error = uploadHostTables(info, args, dims, driver, state, summaries, gateRows)).empty())
     return error;
   void *stats = static_cast<char *>(state.words) + 8;
-  GPUKernelArgs params(info, args, summaries, state.words, stats);
+  GPUKernelArgs params(info, args, summaries, gateRows, state.words, stats);
   unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);
   if (!(error = driver.launch(gridX, unsigned(dims.headsQ), unsigned(dims.batch),
                               params.params()))

@@ -4,6 +4,7 @@
 #include "heed/Runtime/Launch.h"
 
 #include "heed/Runtime/BufferSummary.h"
+#include "heed/Runtime/GateRows.h"
 
 #include <array>
 #include <atomic>
@@ -471,43 +472,12 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     const SummaryEntry &e = summaries.back();
     descs.push_back(describe(e.table->data(), {e.levels, e.blocks, 2}, {e.blocks * 2, 2, 1}));
   }
-  // Gated kernels: per (b, h), the query rows routed to the head (nonzero
-  // gate) in order, then the others, and how many are routed. O(B H Sq).
-  std::vector<int32_t> gateRows, gateCounts;
+  // Gated kernels: each head's routed rows, then the others (GateRows.h).
+  GateRows gate;
   if (c.gate.size() == 4) {
-    const TensorRef &g = args.buffers[c.gate[0]];
-    int64_t B = dims.batch, H = dims.headsQ, S = dims.seqQ;
-    gateRows.resize(size_t(B * H * S));
-    gateCounts.resize(size_t(B * H));
-    const std::vector<int64_t> &shape = g.shape;
-    auto nonzero = [&](int64_t linear) {
-      if (g.dtype == DType::F32) {
-        float f;
-        std::memcpy(&f, static_cast<const char *>(g.data) + linear * 4, 4);
-        return f != 0;
-      }
-      uint16_t bits;
-      std::memcpy(&bits, static_cast<const char *>(g.data) + linear * 2, 2);
-      return (bits & 0x7fff) != 0; // f16 and bf16: +-0 are the zeros
-    };
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h) {
-        int32_t *rows = &gateRows[size_t((b * H + h) * S)];
-        int64_t routed = 0, unrouted = 0;
-        // First pass counts, second places: routed ascending, then the rest.
-        std::vector<uint8_t> on(static_cast<size_t>(S));
-        for (int64_t q = 0; q < S; ++q) {
-          int64_t at[3];
-          at[c.gate[1]] = b, at[c.gate[2]] = q, at[c.gate[3]] = h;
-          on[q] = nonzero((at[0] * shape[1] + at[1]) * shape[2] + at[2]);
-          routed += on[q];
-        }
-        for (int64_t q = 0, r = 0; q < S; ++q)
-          rows[on[q] ? r++ : routed + unrouted++] = int32_t(q);
-        gateCounts[size_t(b * H + h)] = int32_t(routed);
-      }
-    descs.push_back(describe(gateRows.data(), {int64_t(gateRows.size())}, {1}));
-    descs.push_back(describe(gateCounts.data(), {int64_t(gateCounts.size())}, {1}));
+    gate = buildGateRows(args.buffers[c.gate[0]], c.gate, dims.batch, dims.headsQ, dims.seqQ);
+    descs.push_back(describe(gate.rows.data(), {int64_t(gate.rows.size())}, {1}));
+    descs.push_back(describe(gate.counts.data(), {int64_t(gate.counts.size())}, {1}));
   }
   add(args.out);
   if (c.lse)

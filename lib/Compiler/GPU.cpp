@@ -165,13 +165,13 @@ llvm::Error lower(ModuleOp module, llvm::function_ref<void(OpPassManager &)> bui
 /// Whether the matrix-core kernel of `vendor` takes this configuration.
 bool matrixCoresApply(const spec::Variant &variant, const KernelConfig &config,
                       GPUVendor vendor) {
-  // The AMD kernel's O tiles are MFMA-sized (up to 32 value dims); its head
-  // dims stop at 128, the NVIDIA kernel's at 256.
+  // The AMD kernel's O tiles are MFMA-sized (up to 32 value dims). Head
+  // dims stop at 256 on both (Dqk and Dv apart: MLA's 192/128).
   int64_t valueMultiple = vendor == GPUVendor::AMD ? 32 : 16;
-  int64_t maxDim = vendor == GPUVendor::AMD ? 128 : 256;
+  int64_t maxDim = 256;
   return (config.dtype == DType::F16 || config.dtype == DType::BF16) &&
          config.headDim % 16 == 0 && config.headDim <= maxDim &&
-         config.valueDim() % valueMultiple == 0 && config.valueDim() <= maxDim && !variant.gate;
+         config.valueDim() % valueMultiple == 0 && config.valueDim() <= maxDim;
 }
 
 llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelConfig &config,
@@ -180,9 +180,9 @@ llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelCo
   if (kind == GPUKernelKind::TensorCores && !applies)
     return fail(vendor == GPUVendor::AMD
                     ? "the MFMA kernel needs f16 or bf16, head dims that are multiples of 16 "
-                      "(v: of 32) up to 128, and no gate (so far)"
+                      "(v: of 32) up to 256"
                     : "the tensor-core kernel needs f16 or bf16, head dims that are multiples "
-                      "of 16 up to 256, and no gate (so far)");
+                      "of 16 up to 256");
   return kind == GPUKernelKind::SIMT ? false : applies;
 }
 

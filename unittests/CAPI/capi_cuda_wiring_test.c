@@ -42,6 +42,8 @@ static void (*clearCalls)(void);
 static void (*place)(const void *, size_t, int);
 static void (*failNextLaunch)(int);
 static void (*holdEvents)(int);
+static void (*keepParams)(int);
+static const int64_t *(*keptParams)(void);
 
 /* Every stream-ordered call since the last clear was on `stream` in device
  * `device`'s context, and there were some. */
@@ -81,6 +83,8 @@ int main(int argc, char **argv) {
   *(void **)&place = dlsym(lib, "fake_cuda_place");
   *(void **)&failNextLaunch = dlsym(lib, "fake_cuda_fail_next_launch");
   *(void **)&holdEvents = dlsym(lib, "fake_cuda_hold_events");
+  *(void **)&keepParams = dlsym(lib, "fake_cuda_keep_params");
+  *(void **)&keptParams = dlsym(lib, "fake_cuda_params");
   const FakeCudaLog *log = log_ = logOf();
   const char *spec = "variant win { param W: i64 = 16\n mask = sliding_window(W) }";
   static unsigned short q[B * H * S * D], out[B * H * S * D];
@@ -247,6 +251,49 @@ int main(int argc, char **argv) {
   CHECK(doc && runWith(doc, t, &docBuffer, 1, s) == HEED_OK);
   CHECK(log->syncs == syncs + 1 && log->allocs == allocs && allOn(s, 0));
 
+  /* A gated kernel (MoH: gate = router[b, q, h]) gets each (b, h)'s routed
+   * rows, ascending, then the others, and the routed counts, built from the
+   * device's router (a wait, as for summaries) and passed after the buffers:
+   * q, k, v (11 words each), router (9), gate_rows (5), gate_counts (5), out. */
+  static unsigned short router[B * S * H];
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < S; ++i)
+      for (int h = 0; h < H; ++h)
+        router[(b * S + i) * H + h] = (i * 7 + h * 3 + b) % 5 < 2 ? 0x3c00 : 0x8000; /* 1, -0 */
+  place(router, sizeof router, 0);
+  int64_t routerShape[3] = {B, S, H};
+  heed_tensor routerBuffer = {router, HEED_DEVICE_CUDA, 0, HEED_F16, 3, routerShape, NULL};
+  heed_kernel *moh = NULL;
+  CHECK(heed_compile("variant moh { buffer router: f16[B, Sq, H]\n gate = router[b, q, h]\n"
+                     " mask = causal() }",
+                     "moh.attn", &o, &moh) == HEED_OK);
+  syncs = log->syncs;
+  keepParams(75);
+  CHECK(moh && runWith(moh, t, &routerBuffer, 1, s) == HEED_OK);
+  CHECK(log->syncs == syncs + 1);
+  const int64_t *arg = keptParams();
+  CHECK(arg[33 + 1] == (int64_t)(intptr_t)router && arg[33 + 3] == B);
+  CHECK(arg[42 + 3] == B * H * S && arg[42 + 4] == 1 && arg[47 + 3] == B * H);
+  CHECK(arg[52 + 1] == (int64_t)(intptr_t)out && arg[52 + 3] == B);
+  const int32_t *rows = (const int32_t *)(intptr_t)arg[42 + 1];
+  const int32_t *counts = (const int32_t *)(intptr_t)arg[47 + 1];
+  for (int b = 0; rows && counts && b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      const int32_t *list = rows + (b * H + h) * S;
+      int routed = 0, at = 0, bad = 0;
+      for (int i = 0; i < S; ++i)
+        routed += (i * 7 + h * 3 + b) % 5 < 2;
+      for (int pass = 0; pass < 2; ++pass)
+        for (int i = 0; i < S; ++i)
+          if (((i * 7 + h * 3 + b) % 5 < 2) == (pass == 0))
+            bad += list[at++] != i;
+      if (counts[b * H + h] != routed || bad) {
+        fprintf(stderr, "gate rows of (b %d, h %d): count %d (expected %d), %d misplaced\n", b,
+                h, counts[b * H + h], routed, bad);
+        ++failures;
+      }
+    }
+
   /* Artifacts with CUDA entries (heed-compile --aot): argv[1] for
    * --target=sm_80,sm_90 (two cubins and sm_90's PTX), argv[2] for sm_80
    * alone (a cubin and its PTX). The device's chip picks the entry: its own
@@ -306,6 +353,7 @@ int main(int argc, char **argv) {
   heed_kernel_release(fixed);
   heed_kernel_release(alibi);
   heed_kernel_release(doc);
+  heed_kernel_release(moh);
   if (failures) {
     fprintf(stderr, "capi_cuda_wiring_test: %d check(s) FAILED\n", failures);
     return 1;

@@ -7,7 +7,8 @@
  * "device" arrays on a device with fake_cuda_place (cuPointerGetAttribute
  * fails for other host memory, as the real driver does), makes the next launch
  * record a kernel error with fake_cuda_fail_next_launch, and holds events
- * unfinished with fake_cuda_hold_events. Never installed; found only through
+ * unfinished with fake_cuda_hold_events, and keeps the arguments of the next
+ * launch with fake_cuda_keep_params. Never installed; found only through
  * the test's LD_LIBRARY_PATH. */
 #include "fake_placed.h"
 
@@ -44,6 +45,15 @@ void fake_cuda_clear_calls(void) { fakeLog.calls = 0; }
 
 /* Host memory the test uses as device `device`'s. */
 void fake_cuda_place(const void *p, size_t bytes, int device) { fakePlace(p, bytes, device); }
+
+/* The values of the first n parameters of the next launch (each a pointer to
+ * a 64-bit word or smaller scalar), for a test that knows the kernel's
+ * argument list. */
+enum { MAX_PARAMS = 128 };
+static int keepParams;
+static int64_t keptParams[MAX_PARAMS];
+void fake_cuda_keep_params(int n) { keepParams = n < MAX_PARAMS ? n : MAX_PARAMS; }
+const int64_t *fake_cuda_params(void) { return keptParams; }
 
 static int failNext;
 void fake_cuda_fail_next_launch(int status) { failNext = status; }
@@ -131,6 +141,9 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   fakeLog.stream = stream;
   fakeLog.launchDevice = current;
   memcpy(&fakeLog.q, params[0], sizeof fakeLog.q);
+  for (int i = 0; i < keepParams; ++i)
+    memcpy(&keptParams[i], params[i], sizeof keptParams[i]);
+  keepParams = 0;
   if (failNext)
     for (int i = 0; i < numStatus; ++i)
       if (statusOf[i].stream == stream && statusOf[i].device == current) {

@@ -45,7 +45,7 @@ struct AMDGPUKernelBinary {
 };
 
 /// Which kernel: the matrix-core one where it applies (f16 or bf16, head
-/// dims multiples of 16 up to 256 (AMD: up to 128, v multiples of 32), no gate), else
+/// dims multiples of 16 up to 256 (AMD: v multiples of 32)), else
 /// the SIMT baseline; or forced. TensorCores means MFMA on AMD.
 enum class GPUKernelKind { Auto, TensorCores, SIMT };
 enum class GPUVendor { NVIDIA, AMD };

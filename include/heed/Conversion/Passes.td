@@ -79,7 +79,8 @@ def ConvertAttnTileToAMDGPU : Pass<"convert-attn-tile-to-amdgpu", "mlir::ModuleO
     `attn.tile.copy_kv`, rows padded by 4 elements) by synchronous copies,
     so the key loop must have gone through --attn-pipeline-kv (stages=1 on
     heed-amdgpu-pipeline); Q's B operands are loaded from global memory once.
-    Head dims: multiples of 16 (v: of `mfma`) up to 128.
+    Head dims: multiples of 16 (v: of `mfma`) up to 256, q/k and v apart
+    (MLA's 192/128).
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",

@@ -1,6 +1,6 @@
 // Launching a heed GPU attention kernel, the part the CUDA and HIP runtimes
 // share: the tensor checks, the status and stats words, the buffer summaries
-// the block classifier reads, the kernel arguments (each memref as its
+// the block classifier reads and a gated kernel's routed rows, the kernel arguments (each memref as its
 // descriptor expanded into scalars: allocated and aligned pointers, offset,
 // sizes, strides, MLIR's default GPU calling convention, then the two index
 // arguments of the work range), the launch, and the out-of-range report.
@@ -78,7 +78,9 @@ struct GPUStreamState {
   bool pending = false;  ///< launches not yet seen finished
   /// Variants launched since the status was last read: an error names them.
   std::vector<std::pair<std::string, std::vector<std::string>>> launched;
-  void *summaries = nullptr; ///< device memory for buffer summaries, grown on demand
+  /// Device memory for the tables built on the host (buffer summaries, a
+  /// gated kernel's routed rows), grown on demand.
+  void *summaries = nullptr;
   size_t summaryBytes = 0;
 };
 

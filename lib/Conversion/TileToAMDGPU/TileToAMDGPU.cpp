@@ -68,9 +68,9 @@ public:
     Type elt = shape.elt;
     if (!elt.isF16() && !elt.isBF16())
       return "MFMA takes f16 or bf16";
-    if (shape.headDim % 16 || shape.valueDim % M || shape.headDim > 128 || shape.valueDim > 128)
+    if (shape.headDim % 16 || shape.valueDim % M || shape.headDim > 256 || shape.valueDim > 256)
       return "MFMA needs head dims that are multiples of 16 (and of the MFMA size for v), at "
-             "most 128 so far";
+             "most 256";
     if (shape.waves < 1 || shape.keys % M)
       return "MFMA " + std::to_string(M) + " needs query and key tiles of a multiple of " +
              std::to_string(M) + " rows";
@@ -109,11 +109,12 @@ public:
                                  col(b, loc));
   }
 
-  /// The lane's query row as D / K B operands of 4 elements (zeros past Sq).
-  SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head, Value q0,
-                           Value seq, Layout layout) const override {
-    Value row = arith::AddIOp::create(b, loc, q0, slotRow(b, loc, 0));
-    Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, seq);
+  /// The lane's query row as D / K B operands of 4 elements (zeros for a
+  /// row that is not real).
+  SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
+                           const QueryRows &rows, Layout layout) const override {
+    Value in = rows.contains(b, loc, slotRow(b, loc, 0));
+    Value row = rows.token(b, loc, slotRow(b, loc, 0), in);
     SmallVector<Value> frags;
     for (int64_t kk = 0; kk < shape.headDim / K; ++kk) {
       Value d = arith::AddIOp::create(b, loc, index(b, loc, kk * K), group4(b, loc));

@@ -74,9 +74,58 @@ Value loadOrZero(OpBuilder &b, Location loc, VectorType type, Value memref, Valu
   return ifOp.getResult(0);
 }
 
+/// The token at slot `slot` of a routed-row list.
+static Value listToken(OpBuilder &b, Location loc, Value list, Value slot) {
+  Value row = memref::LoadOp::create(b, loc, list, ValueRange{slot});
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), row);
+}
+
+QueryRows QueryRows::of(Value span, ValueRange converted) {
+  auto routed = span.getDefiningOp<TileRoutedSpanOp>();
+  return {converted[0], converted[1], routed ? routed.getRows() : Value()};
+}
+
+Value QueryRows::contains(OpBuilder &b, Location loc, Value r) const {
+  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                               arith::AddIOp::create(b, loc, first, r), end);
+}
+
+Value QueryRows::token(OpBuilder &b, Location loc, Value r, Value real) const {
+  Value slot = arith::AddIOp::create(b, loc, first, r);
+  if (!list)
+    return slot;
+  if (real)
+    slot = arith::SelectOp::create(b, loc, real, slot, first);
+  return listToken(b, loc, list, slot);
+}
+
+Value QueryRows::clampedToken(OpBuilder &b, Location loc, Value r) const {
+  Value last = arith::SubIOp::create(b, loc, end, index(b, loc, 1));
+  Value slot = arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, first, r), last);
+  return list ? listToken(b, loc, list, slot) : slot;
+}
+
+Value rowGate(OpBuilder &b, Location loc, TileStoreOp op, ValueRange gate, Value batch,
+              Value head, Value row) {
+  if (gate.empty())
+    return {};
+  ArrayRef<int64_t> dims = *op.getGateDims();
+  Value indices[3];
+  indices[dims[0]] = batch;
+  indices[dims[1]] = row;
+  indices[dims[2]] = head;
+  Value g = memref::LoadOp::create(b, loc, gate.front(), indices);
+  return g.getType().isF32() ? g : arith::ExtFOp::create(b, loc, b.getF32Type(), g);
+}
+
+void QueryRows::moveToSpan(OpBuilder &b) const {
+  if (list)
+    b.setInsertionPointAfterValue(end);
+}
+
 void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
                Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
-               int64_t width, int64_t threads, bool transposed) {
+               int64_t width, int64_t threads, bool transposed, Value rowList) {
   Type elt = cast<MemRefType>(global.getType()).getElementType();
   int64_t chunks = rows * width / 8;
   auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
@@ -87,8 +136,9 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
   Value r = arith::DivUIOp::create(b, loc, i, index(b, loc, width / 8));
   Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, index(b, loc, width / 8)),
                                   index(b, loc, 8));
-  Value pos = arith::AddIOp::create(b, loc, row0, r);
-  Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
+  QueryRows map{row0, seq, rowList};
+  Value in = map.contains(b, loc, r);
+  Value pos = map.token(b, loc, r, in);
   Value chunk = loadOrZero(b, loc, VectorType::get({8}, elt), global,
                            at(layout, batch, head, pos, c), in);
   SmallVector<Value> indices(prefix.begin(), prefix.end());
@@ -163,12 +213,36 @@ struct SpanLowering : OpConversionPattern<TileSpanOp> {
   }
 };
 
+/// A gated head's tile: its rows' list slots [offset, offset + lanes).
+struct RoutedSpanLowering : OpConversionPattern<TileRoutedSpanOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileRoutedSpanOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Value end = arith::AddIOp::create(rewriter, op.getLoc(), adaptor.getOffset(),
+                                      adaptor.getLanes());
+    rewriter.replaceOpWithMultiple(op, {{adaptor.getOffset(), end}});
+    return success();
+  }
+};
+
+/// The box of a span: a flat tile's first and last token; a gated tile's
+/// first and last routed row (the list is ascending there; a tile with no
+/// routed row never asks).
 struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileSpanBoxOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Value lo = adaptor.getSpan()[0], seq = adaptor.getSpan()[1];
+    if (auto routed = op.getSpan().getDefiningOp<TileRoutedSpanOp>()) {
+      Value one = index(rewriter, loc, 1);
+      Value count = arith::MaxUIOp::create(rewriter, loc, routed.getRouted(), one);
+      Value last = arith::SubIOp::create(rewriter, loc,
+                                         arith::AddIOp::create(rewriter, loc, lo, count), one);
+      rewriter.replaceOp(op, {listToken(rewriter, loc, routed.getRows(), lo),
+                              listToken(rewriter, loc, routed.getRows(), last)});
+      return success();
+    }
     int64_t lanes = op.getSpan().getType().getSize();
     Value hi = arith::MinUIOp::create(
         rewriter, loc, arith::AddIOp::create(rewriter, loc, lo, index(rewriter, loc, lanes - 1)),
@@ -224,10 +298,6 @@ FailureOr<KernelShape> readShape(gpu::GPUFuncOp kernel) {
 /// What a GPU kernel cannot have, as errors before any rewriting.
 LogicalResult checkKernel(gpu::GPUFuncOp kernel) {
   WalkResult result = kernel.walk([&](Operation *op) {
-    if (isa<TileRoutedSpanOp>(op)) {
-      op->emitOpError() << "gated variants are not lowered to the GPU yet";
-      return WalkResult::interrupt();
-    }
     if (auto span = dyn_cast<TileSpanOp>(op); span && span.getTiling().isPatched()) {
       op->emitOpError() << "patch tiles are not lowered to the GPU (choose flat tiles)";
       return WalkResult::interrupt();
@@ -240,7 +310,7 @@ LogicalResult checkKernel(gpu::GPUFuncOp kernel) {
 } // namespace
 
 void populateGPUStructurePatterns(const TypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<WorkLowering, SpanLowering, SpanBoxLowering, BarrierLowering, CountLowering>(
+  patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, SpanBoxLowering, BarrierLowering, CountLowering>(
       converter, patterns.getContext());
   populateTileCommonPatterns(converter, patterns, /*statistics=*/false);
 }

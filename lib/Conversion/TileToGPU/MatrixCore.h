@@ -10,7 +10,9 @@
 //   s   -> the lane's accumulator fragments of S = Q K^T
 //   acc -> the lane's accumulator fragments of O
 //   row -> one f32 per row slot (max: the row's value; sum: this lane's part)
-//   span (flat tiles) -> (first token, sequence length)
+//   span -> (first, end): flat tiles (first token, sequence length); a
+//           gated head's tile (list slot of its first row, slot past its
+//           last), the tokens read from the routed-row list (QueryRows)
 // What differs per target (fragment layouts, staging, the matrix
 // instruction, lane reductions) is a MatrixCoreTarget, as Triton's
 // TargetInfo splits its lowerings: NVIDIA (TileToNVGPU: mma.sync, ldmatrix,
@@ -54,6 +56,29 @@ struct Element {
   Value col;
 };
 
+/// A tile's query rows: block-relative row r is real where first + r <
+/// end and is token first + r, or, for a gated head's tile (`list`, the
+/// head's routed-row list), token list[first + r] (`first` is then the list
+/// slot of the tile's first row).
+struct QueryRows {
+  Value first, end, list;
+  /// The rows of `span` (the op's original operand) from its converted
+  /// values.
+  static QueryRows of(Value span, mlir::ValueRange converted);
+  /// Whether row `r` is real.
+  Value contains(OpBuilder &b, Location loc, Value r) const;
+  /// Row r's token; where `real` (if given) is false, the tile's first
+  /// row's instead (a gated tile's list is not read past its end).
+  Value token(OpBuilder &b, Location loc, Value r, Value real = {}) const;
+  /// Row r's token, or the last real row's past it (padding rows evaluate
+  /// the variant there).
+  Value clampedToken(OpBuilder &b, Location loc, Value r) const;
+  /// For a gated tile, moves `b` to where the span is defined, so that what
+  /// is read from the list there is read once per work item, not per key
+  /// tile (LLVM keeps loads below barriers); else leaves `b` where it is.
+  void moveToSpan(OpBuilder &b) const;
+};
+
 /// The target interface of the matrix-core kernels.
 class MatrixCoreTarget {
 public:
@@ -78,9 +103,10 @@ public:
 
   /// The block-relative query row of the lane's row `slot`.
   virtual Value slotRow(OpBuilder &b, Location loc, unsigned slot) const = 0;
-  /// Q rows [q0, q0 + blockRows) of (batch, head) as the lane's fragments.
+  /// The block's query rows of (batch, head) as the lane's fragments
+  /// (zeros for rows that are not real).
   virtual llvm::SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch,
-                                         Value head, Value q0, Value seq,
+                                         Value head, const QueryRows &rows,
                                          attn::Layout layout) const = 0;
   /// K and V rows [kv0, kv0 + keys) into staging slot `stage` (zeros past
   /// `seq`); may be asynchronous until waitKV().
@@ -141,13 +167,19 @@ llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value 
 Value loadOrZero(OpBuilder &b, Location loc, mlir::VectorType type, Value memref,
                  mlir::ValueRange indices, Value in);
 
+/// The gate of query token `row` as f32: `gate` is the store's converted
+/// gate operand (none: null).
+Value rowGate(OpBuilder &b, Location loc, attn::TileStoreOp op, mlir::ValueRange gate,
+              Value batch, Value head, Value row);
+
 /// Copies rows [row0, row0 + rows) of a [.., S, width] tensor of (batch,
 /// head) into `smem` ([prefix..][rows][>= width], zeros past `seq`), 8
 /// elements per thread and step over `threads` threads; transposed: into
-/// smem [width][>= rows].
+/// smem [width][>= rows]. With `rowList`, row i is token rowList[row0 + i]
+/// (zeros where row0 + i >= seq).
 void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::ValueRange prefix,
                attn::Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
-               int64_t width, int64_t threads, bool transposed = false);
+               int64_t width, int64_t threads, bool transposed = false, Value rowList = {});
 
 /// Moves each function holding an attn.tile.work into a `gpu.func` kernel
 /// (same arguments) of `gpu.module @heed_gpu`, and erases the host
@@ -165,7 +197,7 @@ void populateMatrixCorePatterns(const mlir::TypeConverter &converter,
                                 mlir::RewritePatternSet &patterns);
 
 /// Outlines the kernels of `module` (outlineKernels), rejects what no GPU
-/// kernel has (gated variants, patch tiles), lowers each kernel's tile ops
+/// kernel has (patch tiles), lowers each kernel's tile ops
 /// with `lowerKernel`, then the host code's tile counts, and erases the
 /// variants no op names any more.
 mlir::LogicalResult

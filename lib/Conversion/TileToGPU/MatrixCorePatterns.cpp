@@ -96,10 +96,10 @@ struct LoadLowering : TargetPattern<TileLoadOp> {
       rewriter.replaceOpWithMultiple(op, {adaptor.getStage()});
       return success();
     }
-    ValueRange span = adaptor.getSpan();
     SmallVector<Value> q = target.loadQ(rewriter, op.getLoc(), adaptor.getTensor().front(),
                                         adaptor.getBatch().front(), adaptor.getHead().front(),
-                                        span[0], span[1], op.getLayout());
+                                        QueryRows::of(op.getSpan(), adaptor.getSpan()),
+                                        op.getLayout());
     rewriter.replaceOpWithMultiple(op, {q});
     return success();
   }
@@ -188,9 +188,9 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     VariantOp variant = lookupVariant(op, op.getVariantAttr());
-    ValueRange rows = adaptor.getRows(), cols = adaptor.getCols();
+    ValueRange cols = adaptor.getCols();
+    QueryRows rows = QueryRows::of(op.getRows(), adaptor.getRows());
     Value one = index(rewriter, loc, 1);
-    Value lastQ = arith::SubIOp::create(rewriter, loc, rows[1], one);
     Value lastKV = arith::SubIOp::create(rewriter, loc, cols[1], one);
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     auto span = op.getCols().getDefiningOp<TileSpanOp>();
@@ -209,10 +209,12 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
     // A row slot's query token, clamped to the last real row (padding rows
     // are evaluated there), once per slot.
     SmallVector<Value> rowQ;
-    for (unsigned s = 0; s < target.shape.rowSlots; ++s)
-      rowQ.push_back(arith::MinUIOp::create(
-          rewriter, loc,
-          arith::AddIOp::create(rewriter, loc, rows[0], target.slotRow(rewriter, loc, s)), lastQ));
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rows.moveToSpan(rewriter);
+      for (unsigned s = 0; s < target.shape.rowSlots; ++s)
+        rowQ.push_back(rows.clampedToken(rewriter, loc, target.slotRow(rewriter, loc, s)));
+    }
     Value negInf = f32(rewriter, loc, -INFINITY);
     // Every element's visibility first, then each score with its select:
     // the masks' bounds-checked reads do not keep the tile's scores live.
@@ -302,31 +304,37 @@ struct PVLowering : TargetPattern<TilePVOp> {
 };
 
 /// Normalizes and writes the lane's elements of O and (one lane per row)
-/// the lse; rows past Sq are not written.
+/// the lse; rows that are not real are not written. With a gate, a row is
+/// scaled by its gate, and a row whose gate is 0 has lse -inf.
 struct StoreLowering : TargetPattern<TileStoreOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    if (op.getGate())
-      return op.emitOpError() << "gated variants are not lowered to the GPU yet";
-    ValueRange span = adaptor.getSpan();
+    QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
     Value out = adaptor.getOut().front(), batch = adaptor.getBatch().front();
     Value head = adaptor.getHead().front();
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
     SmallVector<Element> outputs = target.elements(rewriter, loc, adaptor.getAcc());
     Value negInf = f32(rewriter, loc, -INFINITY);
     for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
-      Value row = arith::AddIOp::create(rewriter, loc, span[0], target.slotRow(rewriter, loc, s));
+      Value slotRow = target.slotRow(rewriter, loc, s);
       Value lFinal = target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
       Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, lFinal,
                                           f32(rewriter, loc, 0));
       Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
                                           arith::DivFOp::create(rewriter, loc, f32(rewriter, loc, 1), lFinal));
-      Value inRange = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, row, span[1]);
-      auto ifOp = scf::IfOp::create(rewriter, loc, inRange, false);
+      auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, slotRow), false);
       OpBuilder::InsertionGuard guard(rewriter);
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value row = rows.token(rewriter, loc, slotRow);
+      if (Value gate = rowGate(rewriter, loc, op, adaptor.getGate(), batch, head, row)) {
+        inv = arith::MulFOp::create(rewriter, loc, inv, gate);
+        empty = arith::OrIOp::create(
+            rewriter, loc, empty,
+            arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate,
+                                  f32(rewriter, loc, 0)));
+      }
       for (const Element &e : outputs) {
         if (e.slot != s)
           continue;

@@ -76,11 +76,11 @@ public:
   }
 
   /// Q tile -> shared memory -> A fragments in registers (D / 16 of them).
-  SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head, Value q0,
-                           Value seq, Layout layout) const override {
+  SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
+                           const QueryRows &rows, Layout layout) const override {
     Value bufA = buffer(b, loc, /*value=*/false);
-    stageRows(b, loc, q, bufA, {}, layout, batch, head, q0, seq, shape.blockRows(),
-              shape.headDim, shape.threads());
+    stageRows(b, loc, q, bufA, {}, layout, batch, head, rows.first, rows.end, shape.blockRows(),
+              shape.headDim, shape.threads(), /*transposed=*/false, rows.list);
     gpu::BarrierOp::create(b, loc);
     Value lane = laneId(b, loc);
     Value laneMod16 = arith::RemUIOp::create(b, loc, lane, index(b, loc, 16));

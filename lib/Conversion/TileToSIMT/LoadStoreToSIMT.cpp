@@ -67,11 +67,12 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
       rewriter.replaceOpWithMultiple(op, {{tensor, batch, head, span[0], span[1]}});
       return success();
     }
-    // The thread's row in f32; a row past the sequence (a hole) reads zeros.
+    // The thread's row in f32; a row that is not real (a hole) reads zeros.
     Value buf = allocaAtEntry(rewriter, op, getTypeConverter()->convertType(type));
-    Value row = threadRow(rewriter, loc, span[0]);
-    Value real = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, row, span[1]);
-    Value src = arith::SelectOp::create(rewriter, loc, real, row, span[0]);
+    auto rows = gpu_tile::QueryRows::of(op.getSpan(), span);
+    Value thread = gpu_tile::threadId(rewriter, loc);
+    Value real = rows.contains(rewriter, loc, thread);
+    Value src = rows.token(rewriter, loc, thread, real);
     Value zero = f32(rewriter, loc, 0);
     forEach(rewriter, loc, type.getCols(), [&](Value d) {
       Value x = toF32(rewriter, loc,
@@ -113,7 +114,8 @@ struct FillLowering : OpConversionPattern<TileFillOp> {
 };
 
 /// out[row] = acc / l (0 where l = 0: every key masked) and lse = m + log l
-/// (-inf there), for a thread whose row is in the sequence.
+/// (-inf there), for a thread whose row is real; with a gate, the row times
+/// its gate (lse -inf where the gate is 0).
 struct StoreLowering : OpConversionPattern<TileStoreOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
@@ -124,12 +126,21 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     Value m = adaptor.getMax().front(), l = adaptor.getSum().front();
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
-    Value row;
-    auto ifOp = ifRowInSequence(rewriter, loc, span[0], span[1], row);
+    auto rows = gpu_tile::QueryRows::of(op.getSpan(), span);
+    Value thread = gpu_tile::threadId(rewriter, loc);
+    auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, thread),
+                                  /*withElseRegion=*/false);
     rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    Value row = rows.token(rewriter, loc, thread);
     Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, l, f32(rewriter, loc, 0));
     Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
                                         arith::DivFOp::create(rewriter, loc, f32(rewriter, loc, 1), l));
+    if (Value gate = gpu_tile::rowGate(rewriter, loc, op, adaptor.getGate(), batch, head, row)) {
+      inv = arith::MulFOp::create(rewriter, loc, inv, gate);
+      empty = arith::OrIOp::create(
+          rewriter, loc, empty,
+          arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate, f32(rewriter, loc, 0)));
+    }
     forEach(rewriter, loc, cast<MemRefType>(acc.getType()).getDimSize(0), [&](Value d) {
       Value x = arith::MulFOp::create(rewriter, loc,
                                       memref::LoadOp::create(rewriter, loc, acc, ValueRange{d}), inv);

@@ -10,7 +10,9 @@
 //   s   [R x N]  -> N f32: the row's scores
 //   acc [R x Dv] -> memref<Dv x f32, private>, updated in place
 //   row [R]      -> one f32
-//   span         -> (first token, sequence length)
+//   span         -> (first token, sequence length); a gated head's query
+//                   tile: (first list slot, slot past the last), the tokens
+//                   read from its routed-row list (gpu_tile::QueryRows)
 // Private buffers are allocated at the kernel's entry (AMDGPU cannot
 // allocate stack dynamically), and the loops over the head dims stay loops:
 // NVIDIA then keeps q and acc in local memory (L1) instead of D + Dv
@@ -65,8 +67,6 @@ struct KeyTile {
 mlir::Value f32(mlir::OpBuilder &b, mlir::Location loc, double value);
 /// `x` (f32, f16 or bf16) as f32.
 mlir::Value toF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
-/// The thread's token in a query span starting at `first`.
-mlir::Value threadRow(mlir::OpBuilder &b, mlir::Location loc, mlir::Value first);
 /// An scf.if (no else) on the thread's token in the span (first, seq) being
 /// in the sequence; `row` is set to the token.
 mlir::scf::IfOp ifRowInSequence(mlir::OpBuilder &b, mlir::Location loc, mlir::Value first,

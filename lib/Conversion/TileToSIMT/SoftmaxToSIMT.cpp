@@ -140,9 +140,12 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
       OpBuilder::InsertionGuard insertion(rewriter);
       if (guard)
         rewriter.setInsertionPoint(guard);
-      rowQ = arith::MinUIOp::create(
-          rewriter, loc, threadRow(rewriter, loc, rows[0]),
-          arith::SubIOp::create(rewriter, loc, rows[1], index(rewriter, loc, 1)));
+      auto queryRows = gpu_tile::QueryRows::of(op.getRows(), rows);
+      {
+        OpBuilder::InsertionGuard atSpan(rewriter);
+        queryRows.moveToSpan(rewriter);
+        rowQ = queryRows.clampedToken(rewriter, loc, gpu_tile::threadId(rewriter, loc));
+      }
       visibility(rewriter, loc, op, variant, how, batch, head, rowQ, cols, maskIf,
                  scores.size(), tokens, visible);
       // A key always visible (null) keeps the guard true.

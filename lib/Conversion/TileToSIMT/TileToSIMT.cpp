@@ -49,7 +49,7 @@ SIMTTypeConverter::SIMTTypeConverter(const KernelInfo &kernel) : kernel(kernel) 
   });
   addConversion([](SpanType t, SmallVectorImpl<Type> &out) -> LogicalResult {
     Type indexType = IndexType::get(t.getContext());
-    out.append({indexType, indexType}); // first token, sequence length
+    out.append({indexType, indexType}); // as on matrix cores: gpu_tile::QueryRows
     return success();
   });
 }
@@ -73,12 +73,8 @@ Value toF32(OpBuilder &b, Location loc, Value x) {
   return arith::ExtFOp::create(b, loc, b.getF32Type(), x);
 }
 
-Value threadRow(OpBuilder &b, Location loc, Value first) {
-  return arith::AddIOp::create(b, loc, first, gpu_tile::threadId(b, loc));
-}
-
 scf::IfOp ifRowInSequence(OpBuilder &b, Location loc, Value first, Value seq, Value &row) {
-  row = threadRow(b, loc, first);
+  row = arith::AddIOp::create(b, loc, first, gpu_tile::threadId(b, loc));
   Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, seq);
   return scf::IfOp::create(b, loc, inside, /*withElseRegion=*/false);
 }
@@ -102,10 +98,6 @@ FailureOr<KernelInfo> readKernel(gpu::GPUFuncOp kernel) {
         (isa<TileLoadOp>(op) && cast<TileLoadOp>(op).getStage())) {
       op->emitOpError() << "the SIMT kernel reads K/V from global memory: it takes no staged "
                            "tiles (do not run --attn-pipeline-kv)";
-      return WalkResult::interrupt();
-    }
-    if (auto store = dyn_cast<TileStoreOp>(op); store && store.getGate()) {
-      op->emitOpError() << "gated variants are not lowered to the GPU yet";
       return WalkResult::interrupt();
     }
     auto load = dyn_cast<TileLoadOp>(op);

@@ -126,7 +126,25 @@ func.func @bshd_kernel(%q: memref<?x?x?x32xbf16>, %k: memref<?x?x?x32xbf16>, %v:
 
 // -----
 
-// Gated variants are not lowered to the GPU yet.
+// A gated variant: thread x owns slot first + x of the head's routed-row list
+// (its token read there), the stored row is scaled by its gate, and a 0 gate
+// gives lse -inf.
+// CHECK-LABEL: gpu.func @gated
+// CHECK: %[[COUNT:.*]] = memref.load %arg4[%{{.*}}] : memref<?xi32>
+// CHECK: %[[COUNTIDX:.*]] = arith.index_cast %[[COUNT]]
+// CHECK: %[[IDLE:.*]] = arith.cmpi uge, %{{.*}}, %[[COUNTIDX]] : index
+// CHECK: scf.if %[[IDLE]] {
+// CHECK: memref.load %arg2[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
+// CHECK: } else {
+// CHECK: %[[SLOT:.*]] = arith.select
+// CHECK: %[[ROW:.*]] = memref.load %arg3[%[[SLOT]]] : memref<?xi32>
+// CHECK: %[[TOKEN:.*]] = arith.index_cast %[[ROW]]
+// CHECK: memref.load %arg0[%{{.*}}, %{{.*}}, %[[TOKEN]], %{{.*}}]
+// CHECK: scf.for
+// CHECK: math.exp
+// CHECK: %[[GATE:.*]] = memref.load %arg2
+// CHECK: arith.mulf %{{.*}}, %[[GATE]] : f32
+// CHECK: memref.store %{{.*}}, %arg1
 attn.variant @moh buffers(["router"] : [memref<?x?x?xf32>]) shapes [["B", "Sq", "H"]] params {} gate [0, 0, 1, 2] score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %router: memref<?x?x?xf32>):
   attn.yield %s : f32
@@ -136,7 +154,6 @@ attn.variant @moh buffers(["router"] : [memref<?x?x?xf32>]) shapes [["B", "Sq", 
   attn.yield %m : i1
 }
 func.func @gated(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %router: memref<?x?x?xf32>, %rows: memref<?xi32>, %counts: memref<?xi32>) {
-  // expected-error @+1 {{gated variants are not lowered to the GPU yet}}
   attn.attention @moh ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%router : memref<?x?x?xf32>) outs(%o : memref<?x?x?x64xf32>) gate_rows(%rows : memref<?xi32>) gate_counts(%counts : memref<?xi32>) {scale = 1.250000e-01 : f32}
   return
 }

@@ -30,6 +30,7 @@ simt "$ex/relative_bias.attn" --seq=90 --heads=2
 simt "$ex/custom.attn" --seq=170
 simt "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --buffer streaming=bits:0.5 --lse
 simt "$ex/moa.attn" --seq=613 --heads=6 --lse --dtype=bf16
+simt "$ex/moh.attn" --seq=200 --heads=3 --lse --buffer router=bits:0.3
 # The matrix-core kernel (f16 and bf16): masks, modifiers, buffers, routing,
 # GQA, odd sizes, head dims 64 and 128, BSHD, lse.
 for f in causal sliding_window sinks prefix_lm softcap alibi relative_bias custom; do
@@ -40,6 +41,12 @@ run "$ex/document.attn" --seq=1001 --dtype=f16 --head-dim=128 --layout=bshd --bu
 run "$ex/neighborhood_2d.attn" --seq=384 --heads=2 --dtype=f16
 run "$ex/block_sparse.attn" --seq=256 --heads=3 --dtype=f16 --buffer layout=bits:0.3
 run "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --dtype=f16 --buffer streaming=bits:0.5
+# Gated heads (MoH): each head's routed rows tiled densely; weights of both signs.
+run "$ex/moh.attn" --seq=333 --heads=4 --kv-heads=2 --dtype=f16 --lse --buffer router=bits:0.25
+run "$ex/moh.attn" --seq=1001 --batch=2 --heads=8 --kv-heads=2 --dtype=bf16 --head-dim=128 --layout=bshd --buffer router=uniform:-1:1
+# Large heads: 256, and MLA's 192 for q/k with 128 for v.
+run "$ex/causal.attn" --seq=333 --heads=2 --dtype=bf16 --head-dim=256 --lse
+run "$ex/sliding_window.attn" --seq=333 --heads=4 --kv-heads=2 --dtype=f16 --head-dim=192 --head-dim-v=128 --lse
 # Larger and odd: many blocks of rows, MQA.
 run "$ex/causal.attn" --seq=1000 --heads=8 --kv-heads=1 --dtype=bf16 --layout=bshd --head-dim=128
 run "$ex/document.attn" --seq=777 --batch=2 --dtype=f16 --lse --buffer=doc_ids=docs:20:200

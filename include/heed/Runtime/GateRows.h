@@ -1,0 +1,32 @@
+// The routed-row lists of a gated kernel (gate = buffer[...], MoH): per
+// (batch, query head), the query rows routed to the head (nonzero gate) in
+// ascending order, then the others, and how many are routed. The kernel
+// tiles each head's routed rows densely (--attn-to-tile); the runtime builds
+// the lists per call from the gate buffer in host memory (CPU:
+// runtime/Launch.cpp; GPU: from a copy of the device buffer,
+// GPUAttentionLaunch.cpp) and passes them as the kernel's gate_rows and
+// gate_counts (memref<B*H*Sq x i32>, memref<B*H x i32>).
+#ifndef HEED_RUNTIME_GATEROWS_H
+#define HEED_RUNTIME_GATEROWS_H
+
+#include "heed/Runtime/Tensor.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace heed {
+
+struct GateRows {
+  std::vector<int32_t> rows;   ///< [(b * H + h) * S + i]
+  std::vector<int32_t> counts; ///< [b * H + h]
+};
+
+/// The lists for `batches` x `heads` x `seq` query rows. `gate` is the
+/// variant's gate buffer in host memory (f32, f16 or bf16; any strides);
+/// `layout` is KernelInfo::gate: (buffer, dim of b, dim of q, dim of h).
+GateRows buildGateRows(const TensorRef &gate, const std::vector<int64_t> &layout,
+                       int64_t batches, int64_t heads, int64_t seq);
+
+} // namespace heed
+
+#endif

@@ -1,0 +1,41 @@
+// RUN: heed-opt %s --attn-choose-tiling="block-q=64 block-kv=0 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-pipeline-kv --attn-specialize-full-tiles --convert-attn-tile-to-nvgpu --canonicalize --cse | FileCheck %s
+// A gated variant (MoH) on tensor cores (mma.sync): work item (b, h, t)
+// takes list slots [64 t, 64 t + 64) of head (b, h)'s routed-row list
+// (%arg5; %arg6 holds the routed counts). A block past the routed count only
+// stores zeros; the others stage Q through shared memory, reading each row
+// through the list, and the store scales the row by its gate
+// (router[b, q, h]).
+
+// CHECK-LABEL: gpu.func @gated
+// CHECK: %[[COUNT:.*]] = memref.load %arg6[%{{.*}}] : memref<?xi32>
+// CHECK: %[[COUNTIDX:.*]] = arith.index_cast %[[COUNT]] : i32 to index
+// CHECK: %[[IDLE:.*]] = arith.cmpi uge, %{{.*}}, %[[COUNTIDX]] : index
+// CHECK: scf.if %[[IDLE]] {
+// CHECK: memref.load %arg4[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
+// CHECK: } else {
+// Q staged through shared memory, each 8-element chunk of a row read through
+// the list (the tile's first slot where the row is past the tile).
+// CHECK: scf.for
+// CHECK: %[[REAL:.*]] = arith.cmpi ult, %[[SLOT:.*]], %{{.*}} : index
+// CHECK: %[[SAFE:.*]] = arith.select %[[REAL]], %[[SLOT]], %{{.*}} : index
+// CHECK: %[[ROW:.*]] = memref.load %arg5[%[[SAFE]]] : memref<?xi32>
+// CHECK: %[[TOKEN:.*]] = arith.index_cast %[[ROW]] : i32 to index
+// CHECK: vector.load %arg0[%{{.*}}, %{{.*}}, %[[TOKEN]], %{{.*}}] : memref<?x?x?x64xf16>, vector<8xf16>
+// CHECK: gpu.barrier
+// CHECK: nvgpu.ldmatrix
+// CHECK: nvgpu.mma.sync
+// CHECK: %[[GATE:.*]] = memref.load %arg4[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
+// CHECK: arith.mulf %{{.*}}, %[[GATE]] : f32
+// CHECK: memref.store %{{.*}}, %arg3[
+attn.variant @moh buffers(["router"] : [memref<?x?x?xf32>]) shapes [["B", "Sq", "H"]] params {} gate [0, 0, 1, 2] score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %router: memref<?x?x?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %router: memref<?x?x?xf32>):
+  %m = arith.cmpi uge, %q, %kv : index
+  attn.yield %m : i1
+}
+func.func @gated(%q: memref<?x?x?x64xf16>, %k: memref<?x?x?x64xf16>, %v: memref<?x?x?x64xf16>, %o: memref<?x?x?x64xf16>, %router: memref<?x?x?xf32>, %rows: memref<?xi32>, %counts: memref<?xi32>) {
+  attn.attention @moh ins(%q, %k, %v : memref<?x?x?x64xf16>, memref<?x?x?x64xf16>, memref<?x?x?x64xf16>) buffers(%router : memref<?x?x?xf32>) outs(%o : memref<?x?x?x64xf16>) gate_rows(%rows : memref<?xi32>) gate_counts(%counts : memref<?xi32>) {scale = 1.250000e-01 : f32}
+  return
+}
