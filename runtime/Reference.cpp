@@ -69,6 +69,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   ReferenceResult r;
   r.out.assign(B * Hq * Sq * Dv, 0);
   r.lse.assign(B * Hq * Sq, 0);
+  r.lseDefined = variant.normalize != spec::Normalization::Sigmoid;
   std::atomic<int> outOfRange{0};
   std::atomic<int64_t> nextRow{0};
   int64_t rows = B * Hq * Sq;
@@ -83,7 +84,6 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
       int64_t hk = h / group;
       for (int64_t d = 0; d < D; ++d)
         qrow[d] = q.get(flat(q.shape(), layout, b, h, i, d));
-      double m = -std::numeric_limits<double>::infinity();
       int oob = 0;
       for (int64_t j = 0; j < Skv; ++j) {
         double dot = 0;
@@ -95,7 +95,6 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         s[j] = visible ? score : -std::numeric_limits<double>::infinity();
         if (visible && std::isfinite(score))
           maxScore = std::max(maxScore, std::fabs(score));
-        m = std::max(m, s[j]);
       }
       // A gated row: scaled by its gate; not routed (0) means zero and -inf.
       double gate = 1;
@@ -103,23 +102,26 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0}, data, &oob);
       if (oob)
         outOfRange = oob;
-      double* o = &r.out[row * Dv];
-      if (m == -std::numeric_limits<double>::infinity() || gate == 0) {
+      if (gate == 0) {
         r.lse[row] = -std::numeric_limits<double>::infinity();
         continue;
       }
-      double l = 0;
+      double sink = 0;
+      if (variant.sink)
+        sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0}, data, &oob);
+      if (oob)
+        outOfRange = oob;
+      // The scores become the row's weights under the variant's normalization.
+      r.lse[row] = spec::normalizeRow(variant, s, sink);
+      double *o = &r.out[row * Dv];
       for (int64_t j = 0; j < Skv; ++j) {
-        double p = std::exp(s[j] - m);
-        l += p;
-        if (p == 0)
+        if (s[j] == 0)
           continue;
         for (int64_t d = 0; d < Dv; ++d)
-          o[d] += p * v.get(flat(v.shape(), layout, b, hk, j, d));
+          o[d] += s[j] * v.get(flat(v.shape(), layout, b, hk, j, d));
       }
       for (int64_t d = 0; d < Dv; ++d)
-        o[d] = o[d] / l * gate;
-      r.lse[row] = m + std::log(l);
+        o[d] *= gate;
     }
     std::lock_guard<std::mutex> lock(maxMutex);
     r.maxAbsScore = std::max(r.maxAbsScore, maxScore);

@@ -126,9 +126,10 @@ void TileApplyOp::getEffects(Effects &effects) {
 
 LogicalResult TilePVOp::verify() {
   auto p = cast<TileType>(getProbs().getType()), v = cast<TileType>(getV().getType());
-  auto acc = cast<TileType>(getAcc().getType()), alpha = cast<TileType>(getAlpha().getType());
+  auto acc = cast<TileType>(getAcc().getType());
+  bool alphaFits = !getAlpha() || cast<TileType>(getAlpha().getType()).getRows() == p.getRows();
   if (p.getCols() != v.getRows() || acc.getRows() != p.getRows() ||
-      acc.getCols() != v.getCols() || alpha.getRows() != p.getRows() ||
+      acc.getCols() != v.getCols() || !alphaFits ||
       getResult().getType() != acc)
     return emitOpError() << "needs p [R x N], v [N x Dv], acc [R x Dv] and alpha [R]";
   return success();
@@ -147,6 +148,8 @@ LogicalResult TileStoreOp::verify() {
     return emitOpError() << "a gate needs gate_dims and gate_dims a gate";
   if (getGateDims() && getGateDims()->size() != 3)
     return emitOpError() << "gate_dims lists the gate's dims of b, q and h";
+  if (getSink() && isSigmoid())
+    return emitOpError() << "a sink logit needs softmax, not sigmoid";
   return success();
 }
 
@@ -187,6 +190,20 @@ LogicalResult TileRouteOp::verifySymbolUses(SymbolTableCollection &symbols) {
 }
 
 void TileRouteOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getStatusMutable());
+}
+
+LogicalResult TileSinkOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  if (failed(variant))
+    return failure();
+  if (!variant->hasSink())
+    return emitOpError() << getVariantAttr() << " has no sink logit";
+  return success();
+}
+
+void TileSinkOp::getEffects(Effects &effects) {
   addReads(effects, getBuffersMutable());
   addWrites(effects, getStatusMutable());
 }

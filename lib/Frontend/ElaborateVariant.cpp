@@ -1,5 +1,6 @@
 // Elaboration of a variant's statements: params (with command-line
-// overrides), buffers, lets, score, mask, routes and gates.
+// overrides), buffers, lets, score, mask, routes, gates and the
+// normalization.
 #include "Elaborate.h"
 
 #include "heed/Frontend/Evaluate.h"
@@ -66,7 +67,7 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
 
   llvm::StringMap<llvm::SMLoc> declared;
   const Statement *scoreStmt = nullptr, *maskStmt = nullptr, *routeStmt = nullptr,
-                  *gateStmt = nullptr;
+                  *gateStmt = nullptr, *normalizeStmt = nullptr;
   out.score = makeScore();
   out.mask = makeBool(true);
   ExprPtr route;
@@ -214,6 +215,25 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
       if (!g)
         return el.failure;
       if (std::string err = applyGate(out, g); !err.empty())
+        return fail(s.value->begin, err, {s.value->range()});
+      break;
+    }
+    case Statement::Normalize: {
+      if (normalizeStmt)
+        return fail(s.loc, "'normalize' is set twice in variant '" + decl.name + "'", {},
+                    {{normalizeStmt->loc, "first set here"}});
+      normalizeStmt = &s;
+      ExprPtr arg;
+      if (s.value && !(arg = el.elaborate(*s.value, scope, /*scoreAllowed=*/false)))
+        return el.failure;
+      std::string err;
+      if (s.name == "sigmoid")
+        err = applySigmoid(out, arg);
+      else if (s.name == "softmax_off_by_one")
+        err = applySink(out, makeFloat(0));
+      else
+        err = applySink(out, arg);
+      if (!err.empty())
         return fail(s.value->begin, err, {s.value->range()});
       break;
     }

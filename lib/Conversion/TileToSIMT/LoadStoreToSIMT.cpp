@@ -5,6 +5,8 @@
 // lse).
 #include "SIMTPatterns.h"
 
+#include "../TileCommon/Normalize.h"
+
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 
@@ -113,7 +115,8 @@ struct FillLowering : OpConversionPattern<TileFillOp> {
 };
 
 /// out[row] = acc / l (0 where l = 0: every key masked) and lse = m + log l
-/// (-inf there), for a thread whose row is in the sequence.
+/// (-inf there), for a thread whose row is in the sequence; with a sink or
+/// for sigmoid as finishRow says.
 struct StoreLowering : OpConversionPattern<TileStoreOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
@@ -127,9 +130,10 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     Value row;
     auto ifOp = ifRowInSequence(rewriter, loc, span[0], span[1], row);
     rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, l, f32(rewriter, loc, 0));
-    Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
-                                        arith::DivFOp::create(rewriter, loc, f32(rewriter, loc, 1), l));
+    RowFinish finish = finishRow(rewriter, loc, m, l,
+                                 adaptor.getSink().empty() ? Value() : adaptor.getSink().front(),
+                                 op.isSigmoid(), mathExp, mathLog);
+    Value inv = finish.scale;
     forEach(rewriter, loc, cast<MemRefType>(acc.getType()).getDimSize(0), [&](Value d) {
       Value x = arith::MulFOp::create(rewriter, loc,
                                       memref::LoadOp::create(rewriter, loc, acc, ValueRange{d}), inv);
@@ -138,9 +142,7 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
       memref::StoreOp::create(rewriter, loc, x, out, at(op.getLayout(), batch, head, row, d));
     });
     if (!adaptor.getLse().empty()) {
-      Value lse = arith::AddFOp::create(rewriter, loc, m, math::LogOp::create(rewriter, loc, l));
-      lse = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, -INFINITY), lse);
-      memref::StoreOp::create(rewriter, loc, lse, adaptor.getLse().front(),
+      memref::StoreOp::create(rewriter, loc, finish.lse, adaptor.getLse().front(),
                               ValueRange{batch, head, row});
     }
     rewriter.eraseOp(op);
