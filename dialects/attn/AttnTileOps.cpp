@@ -47,6 +47,19 @@ LogicalResult needsBlocks(Operation *op, FlatSymbolRefAttr name, SymbolTableColl
   return success();
 }
 
+/// The variant `name` must have the per-head region `has` checks for (route,
+/// sink); `lacks` says what it is otherwise.
+LogicalResult needsHeadRegion(Operation *op, FlatSymbolRefAttr name,
+                              SymbolTableCollection &symbols, bool (VariantOp::*has)(),
+                              StringRef lacks) {
+  FailureOr<VariantOp> variant = lookupVariant(op, name, symbols);
+  if (failed(variant))
+    return failure();
+  if (!((*variant).*has)())
+    return op->emitOpError() << name << " " << lacks;
+  return success();
+}
+
 } // namespace
 
 LogicalResult TileWorkOp::verify() {
@@ -181,12 +194,7 @@ LogicalResult TileKVRangeOp::verify() {
 }
 
 LogicalResult TileRouteOp::verifySymbolUses(SymbolTableCollection &symbols) {
-  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
-  if (failed(variant))
-    return failure();
-  if (!variant->isRouted())
-    return emitOpError() << getVariantAttr() << " is not routed";
-  return success();
+  return needsHeadRegion(*this, getVariantAttr(), symbols, &VariantOp::isRouted, "is not routed");
 }
 
 void TileRouteOp::getEffects(Effects &effects) {
@@ -195,12 +203,8 @@ void TileRouteOp::getEffects(Effects &effects) {
 }
 
 LogicalResult TileSinkOp::verifySymbolUses(SymbolTableCollection &symbols) {
-  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
-  if (failed(variant))
-    return failure();
-  if (!variant->hasSink())
-    return emitOpError() << getVariantAttr() << " has no sink logit";
-  return success();
+  return needsHeadRegion(*this, getVariantAttr(), symbols, &VariantOp::hasSink,
+                         "has no sink logit");
 }
 
 void TileSinkOp::getEffects(Effects &effects) {
