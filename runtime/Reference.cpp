@@ -101,6 +101,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   ReferenceResult r;
   r.out.assign(B * Hq * Sq * Dv, 0);
   r.lse.assign(B * Hq * Sq, 0);
+  r.lseDefined = variant.normalize != spec::Normalization::Sigmoid;
   std::atomic<int> outOfRange{0};
   std::atomic<int64_t> nextRow{0};
   int64_t rows = B * Hq * Sq;
@@ -160,41 +161,43 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         }
         dots[n] = scale * dot;
       }
+      // The scores of the keys in `at` (-inf where masked); keys left out
+      // are masked, so they weigh 0 under every normalization.
+      s.resize(at.size());
       score.setRow(b, h, i);
       score.evaluate(at.data(), dots.data(), at.size(), s.data());
-      double m = kNegInf;
       for (size_t n = 0; n < at.size(); ++n) {
         if (visible[at[n]] == 0)
           s[n] = kNegInf;
         else if (std::isfinite(s[n]))
           maxScore = std::max(maxScore, std::fabs(s[n]));
-        m = std::max(m, s[n]);
       }
       // A gated row: scaled by its gate; not routed (0) means zero and -inf.
       int oob = 0;
       double gate = 1;
       if (variant.gate)
         gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0}, data, &oob);
+      double sink = 0;
+      if (variant.sink)
+        sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0}, data, &oob);
       if (int first = oob ? oob : (mask.outOfRange() ? mask.outOfRange() : score.outOfRange()))
         outOfRange = first;
-      double* o = &r.out[row * Dv];
-      if (m == kNegInf || gate == 0) {
+      if (gate == 0) {
         r.lse[row] = kNegInf;
         continue;
       }
-      double l = 0;
+      // The scores become the row's weights under the variant's normalization.
+      r.lse[row] = spec::normalizeRow(variant, s, sink);
+      double *o = &r.out[row * Dv];
       for (size_t n = 0; n < at.size(); ++n) {
-        double p = std::exp(s[n] - m);
-        l += p;
-        if (p == 0)
+        if (s[n] == 0)
           continue;
         const double *vr = vRows.row(b, hk, at[n], vScratch);
         for (int64_t d = 0; d < Dv; ++d)
-          o[d] += p * vr[d];
+          o[d] += s[n] * vr[d];
       }
       for (int64_t d = 0; d < Dv; ++d)
-        o[d] = o[d] / l * gate;
-      r.lse[row] = m + std::log(l);
+        o[d] *= gate;
      }
     }
     std::lock_guard<std::mutex> lock(maxMutex);

@@ -51,6 +51,24 @@ def Attn_SparsityAttr : EnumAttr<Attn_Dialect, Attn_Sparsity, "sparsity"> {
   let assemblyFormat = "`<` $value `>`";
 }
 
+def Attn_Normalization : I32EnumAttr<"Normalization",
+    "how a row's attention weights are made from its scores", [
+    I32EnumAttrCase<"Softmax", 0, "softmax">,
+    I32EnumAttrCase<"Sigmoid", 1, "sigmoid">]> {
+  let cppNamespace = "::heed::attn";
+  let genSpecializedAttr = 0;
+  let description = [{
+    softmax: w_j = exp(s_j) / (sum_k exp(s_k) [+ exp(sink)]), the row
+    normalized (with a `sink` logit where the variant has one). sigmoid
+    (FlashSigmoid): w_j = 1 / (1 + exp(-(s_j + bias))), every weight on its
+    own, no row normalization (so no running max and no rescaling).
+  }];
+}
+def Attn_NormalizationAttr : EnumAttr<Attn_Dialect, Attn_Normalization, "normalization"> {
+  let summary = "softmax (the default) or sigmoid";
+  let assemblyFormat = "`<` $value `>`";
+}
+
 def Attn_Side : I32EnumAttr<"Side", "which sequence a tile count is of", [
     I32EnumAttrCase<"Q", 0, "q">,
     I32EnumAttrCase<"KV", 1, "kv">]> {

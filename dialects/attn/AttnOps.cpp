@@ -146,6 +146,8 @@ LogicalResult VariantOp::verifyRegions() {
   } else if (getRouteCases()) {
     return emitOpError() << "has route_cases but no 'route' region";
   }
+  if (failed(verifyNormalization()))
+    return failure();
   if (std::optional<ArrayRef<int64_t>> gate = getGate()) {
     if (gate->size() != 4)
       return emitOpError() << "gate must be [buffer, dim_b, dim_q, dim_h]";
@@ -187,6 +189,24 @@ LogicalResult VariantOp::verifyRegions() {
   if (!yield || !yield.getValue().getType().isInteger(8))
     return emitOpError() << "'blocks' region must yield an i8 block class";
   return success();
+}
+
+LogicalResult VariantOp::verifyNormalization() {
+  bool sigmoid = getNormalization() == Normalization::Sigmoid;
+  if (getSigmoidBias() && !sigmoid)
+    return emitOpError() << "has a sigmoid_bias but normalizes by softmax";
+  if (!hasSink())
+    return success();
+  if (sigmoid)
+    return emitOpError() << "has a 'sink' region, but a sink logit needs softmax";
+  Type idx = IndexType::get(getContext());
+  if (failed(verifyRegion(*this, getSink(), "sink", {idx, idx}, Float32Type::get(getContext()))))
+    return failure();
+  WalkResult routed = getSink().walk([&](RouteOp r) {
+    r.emitOpError() << "cannot appear in the 'sink' region (a sink is per head, not per route)";
+    return WalkResult::interrupt();
+  });
+  return failure(routed.wasInterrupted());
 }
 
 //===----------------------------------------------------------------------===//

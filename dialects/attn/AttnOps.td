@@ -65,13 +65,17 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
                        OptionalAttr<DenseI64ArrayAttr>:$route_cases,
                        OptionalAttr<DenseI64ArrayAttr>:$gate,
                        OptionalAttr<Attn_SparsityAttr>:$sparsity,
-                       OptionalAttr<Attn_GridAttr>:$grid);
+                       OptionalAttr<Attn_GridAttr>:$grid,
+                       OptionalAttr<Attn_NormalizationAttr>:$normalize,
+                       OptionalAttr<F32Attr>:$sigmoid_bias);
   let regions = (region SizedRegion<1>:$score, SizedRegion<1>:$mask,
-                 MaxSizedRegion<1>:$blocks, MaxSizedRegion<1>:$route);
+                 MaxSizedRegion<1>:$blocks, MaxSizedRegion<1>:$route,
+                 MaxSizedRegion<1>:$sink);
   let assemblyFormat = [{
     $sym_name `buffers` `(` $buffer_names `:` $buffer_types `)` `shapes` $buffer_shapes
-    `params` $params (`route_cases` $route_cases^)? (`gate` $gate^)? attr-dict-with-keyword
-    (`route` $route^)? `score` $score `mask` $mask (`blocks` $blocks^)?
+    `params` $params (`route_cases` $route_cases^)? (`gate` $gate^)?
+    (`normalize` $normalize^)? (`sigmoid_bias` $sigmoid_bias^)? attr-dict-with-keyword
+    (`route` $route^)? (`sink` $sink^)? `score` $score `mask` $mask (`blocks` $blocks^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -82,7 +86,14 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     static constexpr unsigned kMaskIndexArgs = 4;  // b, h, q, kv
     static constexpr unsigned kBlocksIndexArgs = 6; // b, h, q_lo, q_hi, kv_lo, kv_hi
     static constexpr unsigned kRouteIndexArgs = 2;  // b, h
+    static constexpr unsigned kSinkIndexArgs = 2;   // b, h
     bool isRouted() { return !getRoute().empty(); }
+    bool hasSink() { return !getSink().empty(); }
+    /// Checks normalize, sigmoid_bias and the sink region.
+    ::mlir::LogicalResult verifyNormalization();
+    ::heed::attn::Normalization getNormalization() {
+      return getNormalize().value_or(::heed::attn::Normalization::Softmax);
+    }
     bool isGated() { return getGate().has_value(); }
     /// Entries per block of a buffer summary (see the `blocks` region).
     static constexpr int64_t kSummaryBlock = 16;
@@ -133,14 +144,17 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
   let summary = "Applies an attention variant to q, k, v";
   let description = [{
-    `out = softmax(mod(scale * q k^T) masked) v`, per batch and head, in
+    `out = normalize(mod(scale * q k^T) masked) v`, per batch and head, in
     destination-passing style on memrefs. Tensors are rank 4, in `layout`
     "bhsd" ([batch, heads, seq, dim]) or "bshd" ([batch, seq, heads, dim]);
     the head dims are static. The key/value heads may be fewer than the query
     heads (GQA/MQA): query head h reads kv head h / (Hq / Hkv). Storage types
     are f32, f16 or bf16; the arithmetic is f32. `lse` (rank 3, [B, Hq, Sq],
     f32) receives the natural-log sum of exponentials of the scores per row,
-    -inf for a row whose keys are all masked (whose output is then zero).
+    -inf for a row whose keys are all masked (whose output is then zero);
+    with a sink logit the sum includes exp(sink) (a fully masked row's lse
+    is the sink). A sigmoid variant has no lse: its rows are not normalized,
+    and the lse output, where given, is filled with NaN.
     `status` (memref<1xi32>) receives the buffer number of an out-of-range
     `attn.load`. `summaries` are the tables the variant's `blocks` region
     reads, one per rank-1 integer buffer, in order. `stats` (memref<3xi64>), where present, is incremented by

@@ -47,6 +47,19 @@ LogicalResult needsBlocks(Operation *op, FlatSymbolRefAttr name, SymbolTableColl
   return success();
 }
 
+/// The variant `name` must have the per-head region `has` checks for (route,
+/// sink); `lacks` says what it is otherwise.
+LogicalResult needsHeadRegion(Operation *op, FlatSymbolRefAttr name,
+                              SymbolTableCollection &symbols, bool (VariantOp::*has)(),
+                              StringRef lacks) {
+  FailureOr<VariantOp> variant = lookupVariant(op, name, symbols);
+  if (failed(variant))
+    return failure();
+  if (!((*variant).*has)())
+    return op->emitOpError() << name << " " << lacks;
+  return success();
+}
+
 } // namespace
 
 LogicalResult TileWorkOp::verify() {
@@ -126,9 +139,10 @@ void TileApplyOp::getEffects(Effects &effects) {
 
 LogicalResult TilePVOp::verify() {
   auto p = cast<TileType>(getProbs().getType()), v = cast<TileType>(getV().getType());
-  auto acc = cast<TileType>(getAcc().getType()), alpha = cast<TileType>(getAlpha().getType());
+  auto acc = cast<TileType>(getAcc().getType());
+  bool alphaFits = !getAlpha() || cast<TileType>(getAlpha().getType()).getRows() == p.getRows();
   if (p.getCols() != v.getRows() || acc.getRows() != p.getRows() ||
-      acc.getCols() != v.getCols() || alpha.getRows() != p.getRows() ||
+      acc.getCols() != v.getCols() || !alphaFits ||
       getResult().getType() != acc)
     return emitOpError() << "needs p [R x N], v [N x Dv], acc [R x Dv] and alpha [R]";
   return success();
@@ -147,6 +161,8 @@ LogicalResult TileStoreOp::verify() {
     return emitOpError() << "a gate needs gate_dims and gate_dims a gate";
   if (getGateDims() && getGateDims()->size() != 3)
     return emitOpError() << "gate_dims lists the gate's dims of b, q and h";
+  if (getSink() && isSigmoid())
+    return emitOpError() << "a sink logit needs softmax, not sigmoid";
   return success();
 }
 
@@ -178,15 +194,20 @@ LogicalResult TileKVRangeOp::verify() {
 }
 
 LogicalResult TileRouteOp::verifySymbolUses(SymbolTableCollection &symbols) {
-  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
-  if (failed(variant))
-    return failure();
-  if (!variant->isRouted())
-    return emitOpError() << getVariantAttr() << " is not routed";
-  return success();
+  return needsHeadRegion(*this, getVariantAttr(), symbols, &VariantOp::isRouted, "is not routed");
 }
 
 void TileRouteOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getStatusMutable());
+}
+
+LogicalResult TileSinkOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  return needsHeadRegion(*this, getVariantAttr(), symbols, &VariantOp::hasSink,
+                         "has no sink logit");
+}
+
+void TileSinkOp::getEffects(Effects &effects) {
   addReads(effects, getBuffersMutable());
   addWrites(effects, getStatusMutable());
 }

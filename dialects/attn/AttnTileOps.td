@@ -192,23 +192,41 @@ def Attn_TileSoftmaxOp : Attn_TileOp<"softmax", [Pure, AllTypesMatch<["scores", 
   }];
 }
 
-def Attn_TilePVOp : Attn_TileOp<"pv", [Pure, AllTypesMatch<["acc", "result"]>]> {
+def Attn_TilePVOp : Attn_TileOp<"pv", [Pure, AttrSizedOperandSegments,
+    AllTypesMatch<["acc", "result"]>]> {
   let summary = "acc' = acc * alpha (per row) + P V";
   let description = [{
     Lowered in place on targets whose accumulators live in memory: `acc`
     must not be used after this op (attn-to-tile's loops only carry it).
+    Without `alpha` (sigmoid: weights are not rescaled), acc' = acc + P V.
     With `rows(%span)`, only the rows that are real lanes of the span matter
     (the others are never stored): a target may skip them.
   }];
   let arguments = (ins Attn_TileOf<"S">:$probs, Attn_TileOf<"V">:$v,
-                       Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$alpha,
+                       Attn_TileOf<"Acc">:$acc, Optional<Attn_TileOf<"Row">>:$alpha,
                        Optional<Attn_SpanType>:$rows);
   let results = (outs Attn_TileOf<"Acc">:$result);
   let assemblyFormat = [{
-    $probs `,` $v `,` $acc `,` $alpha (`rows` `(` $rows^ `:` type($rows) `)`)? attr-dict `:`
-    type($probs) `,` type($v) `,` type($acc) `,` type($alpha)
+    $probs `,` $v `,` $acc (`,` $alpha^)? (`rows` `(` $rows^ `:` type($rows) `)`)? attr-dict `:`
+    type($probs) `,` type($v) `,` type($acc) (`,` type($alpha)^)?
   }];
   let hasVerifier = 1;
+}
+
+def Attn_TileSigmoidOp : Attn_TileOp<"sigmoid", [Pure, AllTypesMatch<["scores", "probs"]>]> {
+  let summary = "Sigmoid weights of a score tile: p = 1 / (1 + exp(-(s + bias)))";
+  let description = [{
+    The weights of a sigmoid variant (FlashSigmoid), element by element: no
+    row statistics, so the key loop carries only the accumulator and
+    `attn.tile.pv` takes no rescale. A masked score (-inf) gives 0.
+
+    ```mlir
+    %p = attn.tile.sigmoid %s bias -2.0 : !attn.tile<16x16xf32, s>
+    ```
+  }];
+  let arguments = (ins Attn_TileOf<"S">:$scores, F32Attr:$bias);
+  let results = (outs Attn_TileOf<"S">:$probs);
+  let assemblyFormat = "$scores `bias` $bias attr-dict `:` type($scores)";
 }
 
 def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
@@ -217,6 +235,11 @@ def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
   let description = [{
     Row i of `span`: out[batch, head, q_i] = acc[i] / l[i] (0 where l = 0:
     every key masked), lse[batch, head, q_i] = m[i] + log l[i] (-inf there).
+    With `sink(%x)`, the sink logit x joins the denominator: with
+    m* = max(m, x), out = acc e^(m - m*) / (l e^(m - m*) + e^(x - m*)) and
+    lse = m* + log(l e^(m - m*) + e^(x - m*)) (x for a fully masked row).
+    With `normalize <sigmoid>`, the row is not normalized: out = acc (max
+    and sum are not read) and lse, where given, is NaN.
     With `gate(buffer)`, the row is scaled by the gate read at
     (b, q_i, h) in the buffer's dims `gate_dims`; a 0 gate gives lse -inf.
     Holes are not written.
@@ -224,15 +247,21 @@ def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
   let arguments = (ins Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$max,
                        Attn_TileOf<"Row">:$sum, AnyMemRef:$out, Index:$batch, Index:$head,
                        Attn_SpanType:$span, Optional<AnyMemRef>:$lse,
-                       Optional<AnyMemRef>:$gate,
+                       Optional<AnyMemRef>:$gate, Optional<F32>:$sink,
                        OptionalAttr<DenseI64ArrayAttr>:$gate_dims,
+                       OptionalAttr<Attn_NormalizationAttr>:$normalize,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
   let assemblyFormat = [{
     $acc `,` $max `,` $sum `to` $out `[` $batch `,` $head `]` `span` `(` $span `)`
     (`lse` `(` $lse^ `:` type($lse) `)`)? (`gate` `(` $gate^ `:` type($gate) `)`)?
-    attr-dict `:` type($acc) `,` type($max) `,` type($sum) `,` type($out) `,` type($span)
+    (`sink` `(` $sink^ `)`)? (`normalize` $normalize^)? attr-dict `:` type($acc) `,` type($max) `,` type($sum) `,` type($out) `,` type($span)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    bool isSigmoid() {
+      return getNormalize() == ::heed::attn::Normalization::Sigmoid;
+    }
+  }];
 }
 
 def Attn_TileCopyKVOp : Attn_TileOp<"copy_kv", [
@@ -349,6 +378,24 @@ def Attn_TileRouteOp : Attn_TileOp<"route", [AttrSizedOperandSegments,
   let arguments = (ins FlatSymbolRefAttr:$variant, Index:$batch, Index:$head,
                        Variadic<AnyMemRef>:$buffers, Optional<MemRefOf<[I32]>>:$status);
   let results = (outs I64:$result);
+  let assemblyFormat = [{
+    $variant `[` $batch `,` $head `]` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`status` `(` $status^ `:` type($status) `)`)? attr-dict
+  }];
+}
+
+def Attn_TileSinkOp : Attn_TileOp<"sink", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The sink logit of head (b, h): the variant's `sink` region";
+  let description = [{
+    What `attn.tile.store ... sink(%x)` adds to the softmax denominator.
+    Buffer reads out of range give 0 and record the buffer's number in
+    `status`, as in attn.tile.apply.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Index:$batch, Index:$head,
+                       Variadic<AnyMemRef>:$buffers, Optional<MemRefOf<[I32]>>:$status);
+  let results = (outs F32:$result);
   let assemblyFormat = [{
     $variant `[` $batch `,` $head `]` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`status` `(` $status^ `:` type($status) `)`)? attr-dict

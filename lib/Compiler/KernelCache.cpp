@@ -91,6 +91,17 @@ std::string canonical(const spec::Variant &v) {
     canonical(*v.gate, out);
     out += '\n';
   }
+  if (v.normalize != spec::Normalization::Softmax || v.sink) {
+    out += "normalize ";
+    append(out, int(v.normalize));
+    out += ' ';
+    appendHexFloat(out, v.sigmoidBias);
+    if (v.sink) {
+      out += " sink ";
+      canonical(*v.sink, out);
+    }
+    out += '\n';
+  }
   out += "score ";
   canonical(*v.score, out);
   out += "\nmask ";

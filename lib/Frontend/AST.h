@@ -88,15 +88,17 @@ struct RouteCaseDecl {
 };
 
 struct Statement {
-  enum Kind { Param, Buffer, Let, Score, Mask, Route, Gate };
+  enum Kind { Param, Buffer, Let, Score, Mask, Route, Gate, Normalize };
   Kind kind = Let;
   llvm::SMLoc loc;                 ///< the statement's keyword
-  llvm::SMLoc nameLoc;             ///< Param, Buffer, Let: the declared name
+  llvm::SMLoc nameLoc;             ///< Param, Buffer, Let: the declared name;
+                                   ///< Normalize: the normalization's name
   std::string name;
   ParamKind type = ParamKind::I64; ///< Param
   ElemType elem = ElemType::F32;   ///< Buffer
   std::vector<std::pair<std::string, llvm::SMLoc>> dims; ///< Buffer
-  NodePtr value;                                          ///< Route: the selector
+  NodePtr value;  ///< Route: the selector; Normalize: the argument, if any
+  std::string argName; ///< Normalize: the argument's keyword ("sink", "bias")
   std::vector<RouteCaseDecl> cases;                       ///< Route
 };
 

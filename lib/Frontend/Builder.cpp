@@ -29,6 +29,7 @@ struct BuilderState {
   std::optional<Expr> route;
   std::vector<RouteCase> routeCases;
   std::optional<Expr> gate;
+  Normalize normalize;
 };
 
 /// The private parts of Expr and Buffer that the file-local helpers need.
@@ -343,6 +344,8 @@ Buffer VariantBuilder::buffer(const std::string &name, spec::ElemType elem,
 void VariantBuilder::setScore(Expr e) { state_->score = std::move(e); }
 void VariantBuilder::setMask(Expr e) { state_->mask = std::move(e); }
 void VariantBuilder::setGate(Expr gate) { state_->gate = std::move(gate); }
+
+void VariantBuilder::setNormalize(Normalize n) { state_->normalize = std::move(n); }
 void VariantBuilder::route(Expr selector, std::vector<RouteCase> cases) {
   state_->route = std::move(selector);
   state_->routeCases = std::move(cases);
@@ -430,6 +433,19 @@ llvm::Expected<spec::Variant> VariantBuilder::build() const {
     if (std::string err = spec::applyGate(v, s.gate->node()); !err.empty())
       return fail("gate: " + err);
   }
+  const std::optional<Expr> &arg = s.normalize.argument;
+  if (arg) {
+    if (!arg->ok())
+      return fail("normalize: " + arg->error());
+    const std::shared_ptr<const int> &o = ExprAccess::owner(*arg);
+    if (o && o != s.token)
+      return fail("normalize: reads a buffer declared on another VariantBuilder");
+  }
+  spec::ExprPtr node = arg ? arg->node() : nullptr;
+  std::string err = s.normalize.kind == spec::Normalization::Sigmoid ? spec::applySigmoid(v, node)
+                                                                      : spec::applySink(v, node);
+  if (!err.empty())
+    return fail("normalize: " + err);
   return v;
 }
 

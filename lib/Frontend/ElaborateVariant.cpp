@@ -1,5 +1,6 @@
 // Elaboration of a variant's statements: params (with command-line
-// overrides), buffers, lets, score, mask, routes and gates.
+// overrides), buffers, lets, score, mask, routes, gates and the
+// normalization.
 #include "Elaborate.h"
 
 #include "heed/Frontend/Evaluate.h"
@@ -66,7 +67,16 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
 
   llvm::StringMap<llvm::SMLoc> declared;
   const Statement *scoreStmt = nullptr, *maskStmt = nullptr, *routeStmt = nullptr,
-                  *gateStmt = nullptr;
+                  *gateStmt = nullptr, *normalizeStmt = nullptr;
+  // A statement that may appear once per variant: the first, or an error.
+  auto once = [&](const Statement *&first, const Statement &s,
+                  const char *what) -> std::optional<Failure> {
+    if (first)
+      return fail(s.loc, std::string("'") + what + "' is set twice in variant '" + decl.name + "'",
+                  {}, {{first->loc, "first set here"}});
+    first = &s;
+    return std::nullopt;
+  };
   out.score = makeScore();
   out.mask = makeBool(true);
   ExprPtr route;
@@ -195,25 +205,36 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
     case Statement::Mask: {
       bool isScore = s.kind == Statement::Score;
       const Statement *&first = isScore ? scoreStmt : maskStmt;
-      if (first)
-        return fail(s.loc,
-                    std::string("'") + (isScore ? "score" : "mask") +
-                        "' is set twice in variant '" + decl.name + "'",
-                    {}, {{first->loc, "first set here"}});
-      first = &s;
+      if (auto f = once(first, s, isScore ? "score" : "mask"))
+        return f;
       if (auto f = output(s, scope, isScore ? out.score : out.mask))
         return f;
       break;
     }
     case Statement::Gate: {
-      if (gateStmt)
-        return fail(s.loc, "'gate' is set twice in variant '" + decl.name + "'", {},
-                    {{gateStmt->loc, "first set here"}});
-      gateStmt = &s;
+      if (auto f = once(gateStmt, s, "gate"))
+        return f;
       ExprPtr g = el.elaborate(*s.value, scope, /*scoreAllowed=*/false);
       if (!g)
         return el.failure;
       if (std::string err = applyGate(out, g); !err.empty())
+        return fail(s.value->begin, err, {s.value->range()});
+      break;
+    }
+    case Statement::Normalize: {
+      if (auto f = once(normalizeStmt, s, "normalize"))
+        return f;
+      ExprPtr arg;
+      if (s.value && !(arg = el.elaborate(*s.value, scope, /*scoreAllowed=*/false)))
+        return el.failure;
+      std::string err;
+      if (s.name == "sigmoid")
+        err = applySigmoid(out, arg);
+      else if (s.name == "softmax_off_by_one")
+        err = applySink(out, makeFloat(0));
+      else
+        err = applySink(out, arg);
+      if (!err.empty())
         return fail(s.value->begin, err, {s.value->range()});
       break;
     }

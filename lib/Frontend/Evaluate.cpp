@@ -438,4 +438,27 @@ void ExprEvaluator::evaluateChunk(const int64_t *kv, const double *score, size_t
     out[i] = f ? r[i].f : static_cast<double>(r[i].i);
 }
 
+double normalizeRow(const Variant &v, std::vector<double> &scores, double sink) {
+  if (v.normalize == Normalization::Sigmoid) {
+    for (double &s : scores)
+      s = 1 / (1 + std::exp(-(s + v.sigmoidBias)));
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  double m = -std::numeric_limits<double>::infinity();
+  for (double s : scores)
+    m = std::max(m, s);
+  if (v.sink)
+    m = std::max(m, sink);
+  if (m == -std::numeric_limits<double>::infinity()) {
+    std::fill(scores.begin(), scores.end(), 0.0);
+    return m;
+  }
+  double l = v.sink ? std::exp(sink - m) : 0;
+  for (double &s : scores)
+    l += (s = std::exp(s - m));
+  for (double &s : scores)
+    s /= l;
+  return m + std::log(l);
+}
+
 } // namespace heed::spec

@@ -80,6 +80,7 @@ private:
   bool parseStatement(VariantDecl &v);
   bool parseStatement(std::vector<Statement> &into, bool inRoute);
   bool parseRoute(Statement &s);
+  bool parseNormalize(Statement &s);
   bool parseBufferDecl(Statement &s);
   NodePtr expr();
   NodePtr binary(int minLevel);
@@ -232,6 +233,47 @@ bool Parser::parseRoute(Statement &s) {
   return true;
 }
 
+/// normalize = softmax | softmax(sink = EXPR) | softmax_off_by_one
+///           | sigmoid | sigmoid(EXPR) | sigmoid(bias = EXPR)
+bool Parser::parseNormalize(Statement &s) {
+  advance(); // normalize
+  s.kind = Statement::Normalize;
+  if (!expect(Tok::Assign, "'=' and a normalization"))
+    return false;
+  const std::vector<std::string> names = {"softmax", "sigmoid", "softmax_off_by_one"};
+  if (tok.kind != Tok::Ident)
+    return failHere("a normalization (softmax, softmax_off_by_one or sigmoid)");
+  if (std::find(names.begin(), names.end(), tok.text.str()) == names.end()) {
+    std::string hint = didYouMean(tok.text, names);
+    return fail(tok.loc(), "unknown normalization '" + tok.text.str() +
+                               "' (expected softmax, softmax_off_by_one or sigmoid)" + hint);
+  }
+  s.name = tok.text.str();
+  s.nameLoc = tok.loc();
+  advance();
+  if (tok.kind != Tok::LParen)
+    return true;
+  if (s.name == "softmax_off_by_one")
+    return failHere("the end of the statement (softmax_off_by_one takes no arguments)");
+  advance();
+  const char *keyword = s.name == "softmax" ? "sink" : "bias";
+  Lexer ahead = lexer;
+  if (tok.kind == Tok::Ident && ahead.next().kind == Tok::Assign) {
+    if (tok.text != keyword)
+      return fail(tok.loc(), "unknown argument '" + tok.text.str() + "' of " + s.name +
+                                 " (it takes '" + keyword + " = ...')");
+    s.argName = keyword;
+    advance();
+    advance();
+  } else if (s.name == "softmax") {
+    return failHere("'sink = ' and the sink logit (e.g. softmax(sink = sinks[h]))");
+  }
+  if (!(s.value = expr()))
+    return false;
+  return expect(Tok::RParen, s.name == "softmax" ? "')' (softmax takes one argument, the sink)"
+                                                 : "')' (sigmoid takes one argument, the bias)");
+}
+
 bool Parser::parseStatement(std::vector<Statement> &into, bool inRoute) {
   Statement s;
   s.loc = tok.loc();
@@ -262,6 +304,9 @@ bool Parser::parseStatement(std::vector<Statement> &into, bool inRoute) {
       return false;
     if (!(s.value = expr()))
       return false;
+  } else if (!inRoute && isIdent("normalize")) {
+    if (!parseNormalize(s))
+      return false;
   } else if (!inRoute && isIdent("gate")) {
     s.kind = Statement::Gate;
     advance();
@@ -279,14 +324,16 @@ bool Parser::parseStatement(std::vector<Statement> &into, bool inRoute) {
   } else {
     std::string hint;
     if (tok.kind == Tok::Ident) {
-      hint = didYouMean(tok.text, {"param", "buffer", "let", "score", "mask", "route", "gate"});
+      hint = didYouMean(tok.text, {"param", "buffer", "let", "score", "mask", "route", "gate",
+                                   "normalize"});
       // `x = ...` is most likely a let without its keyword.
       Lexer ahead = lexer;
       if (hint.empty() && ahead.next().kind == Tok::Assign)
         hint = "; did you mean 'let " + tok.text.str() + " = ...'?";
     }
     failHere(inRoute ? "'let', 'score', 'mask' or '}'"
-                     : "'param', 'buffer', 'let', 'score', 'mask', 'route', 'gate' or '}'");
+                     : "'param', 'buffer', 'let', 'score', 'mask', 'route', 'gate', "
+                       "'normalize' or '}'");
     failure->message += hint;
     return false;
   }

@@ -4,6 +4,7 @@
 #include "heed/Frontend/Evaluate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <cassert>
@@ -426,7 +427,10 @@ std::vector<int64_t> gateLayout(const Expr &gate) {
   return out;
 }
 
-bool readsToken(const Expr &e) {
+namespace {
+
+/// Does any node of `e` satisfy `pred`?
+template <typename Pred> bool anyNode(const Expr &e, Pred pred) {
   std::vector<const Expr *> stack = {&e};
   std::set<const Expr *> seen;
   while (!stack.empty()) {
@@ -434,12 +438,63 @@ bool readsToken(const Expr &e) {
     stack.pop_back();
     if (!seen.insert(x).second)
       continue;
-    if (x->kind == ExprKind::Index && (x->index == IndexVar::Q || x->index == IndexVar::KV))
+    if (pred(*x))
       return true;
     for (const ExprPtr &o : x->operands)
       stack.push_back(o.get());
   }
   return false;
+}
+
+} // namespace
+
+bool readsToken(const Expr &e) {
+  return anyNode(e, [](const Expr &x) {
+    return x.kind == ExprKind::Index && (x.index == IndexVar::Q || x.index == IndexVar::KV);
+  });
+}
+
+const char *toString(Normalization n) {
+  return n == Normalization::Sigmoid ? "sigmoid" : "softmax";
+}
+
+std::string applySigmoid(Variant &v, const ExprPtr &bias) {
+  double value = 0;
+  if (bias) {
+    if (anyNode(*bias, [](const Expr &x) {
+          return x.kind == ExprKind::Index || x.kind == ExprKind::Score ||
+                 x.kind == ExprKind::Load;
+        }))
+      return "the sigmoid bias must be a constant (literals and params), not read b, h, q, "
+             "kv, score or a buffer";
+    if (bias->type == ScalarType::Bool)
+      return "the sigmoid bias must be a number, got bool";
+    Scalar c = evaluateConstant(*bias);
+    value = bias->type == ScalarType::F32 ? c.f : roundToF32(static_cast<double>(c.i));
+    if (!std::isfinite(value))
+      return "the sigmoid bias must be finite";
+  }
+  v.normalize = Normalization::Sigmoid;
+  v.sigmoidBias = value;
+  v.sink = nullptr;
+  return "";
+}
+
+std::string applySink(Variant &v, ExprPtr sink) {
+  v.normalize = Normalization::Softmax;
+  v.sigmoidBias = 0;
+  v.sink = nullptr;
+  if (!sink)
+    return "";
+  if (sink->type == ScalarType::Bool)
+    return "a sink logit must be a number, got bool";
+  if (readsToken(*sink) || anyNode(*sink, [](const Expr &x) { return x.kind == ExprKind::Score; }))
+    return "a sink logit may depend on the batch and head only (b, h, buffers read at them), "
+           "not on q, kv or score: it is one extra logit per head";
+  if (sink->type == ScalarType::I64)
+    sink = makeCast(ScalarType::F32, sink);
+  v.sink = sink;
+  return "";
 }
 
 std::string constantIndexError(const BufferDecl &buf, size_t dim, const Expr &index) {

@@ -1032,12 +1032,14 @@ class Emitted:
         self.buffers = buffers
 
 
-def emit(mask=None, score=None, positions=False, name="flex"):
+def emit(mask=None, score=None, positions=False, name="flex", sinks=None):
     """The ``.attn`` text of one variant with mask and score given as Values (None: the
     default), and its :class:`Buffer` list in declaration order. With `positions`, the
     indices are read at global positions: ``q`` is ``q + heed_pos[0]``, ``kv`` is
     ``kv + heed_pos[1]``, ``b`` is ``b + heed_pos[2]``, ``h`` is ``h + heed_pos[3]``, with
-    ``buffer heed_pos: i64[4]`` declared first."""
+    ``buffer heed_pos: i64[4]`` declared first. `sinks`, a rank-1 :class:`Buffer` of one
+    logit per query head, declares it last and adds ``normalize = softmax(sink =
+    NAME[h])`` (learned attention sinks, docs/spec-language.md "Normalization")."""
     roots = [v for v in (mask, score) if v is not None]
     uses = {}
     order = []  # nodes, children first
@@ -1081,6 +1083,9 @@ def emit(mask=None, score=None, positions=False, name="flex"):
         if n.op == "read" and id(n.args[0]) not in buffer_names:
             buffer_names[id(n.args[0])] = fresh(n.args[0].hint)
             buffers.append(n.args[0])
+    if sinks is not None:
+        buffer_names[id(sinks)] = fresh(sinks.hint)
+        buffers.append(sinks)
     depth = {}
     lets = []
     text = {}
@@ -1135,6 +1140,9 @@ def emit(mask=None, score=None, positions=False, name="flex"):
         lines.append("  score = %s" % text[id(score)])
     if mask is not None:
         lines.append("  mask = %s" % text[id(mask)])
+    if sinks is not None:
+        head = "(h + %s[3])" % POS if positions else "h"
+        lines.append("  normalize = softmax(sink = %s[%s])" % (buffer_names[id(sinks)], head))
     lines.append("}")
     return Emitted("\n".join(lines) + "\n", buffers)
 

@@ -259,8 +259,9 @@ def _kernel_options(options):
     return options.get("num_threads", 0), options.get("stream")
 
 
-def build(score_mod=None, block_mask=None, positions=False):
-    """The traced variant of a flex_attention call: :class:`_trace.Emitted`."""
+def build(score_mod=None, block_mask=None, positions=False, sinks=None):
+    """The traced variant of a flex_attention call: :class:`_trace.Emitted`; `sinks`
+    (one logit per query head) makes it softmax with learned sink logits."""
     mask = block_mask.trace.value if block_mask is not None else None
     if mask is not None and mask.op == "const" and mask.args[0] is True:
         mask = None
@@ -269,7 +270,13 @@ def build(score_mod=None, block_mask=None, positions=False):
         score = _trace.trace_score(score_mod).value
         if score.op == "var":
             score = None
-    return _trace.emit(mask=mask, score=score, positions=positions)
+    sink_buffer = None
+    if sinks is not None:
+        sink_buffer = _trace.Buffer(sinks, "sinks")
+        if len(sink_buffer.shape) != 1 or sink_buffer.elem not in ("f32", "f16", "bf16"):
+            raise invalid("sinks must be a rank-1 float tensor of one logit per query head, "
+                          "got %s of shape %s" % (sink_buffer.elem, list(sink_buffer.shape)))
+    return _trace.emit(mask=mask, score=score, positions=positions, sinks=sink_buffer)
 
 
 def _torch_ops():
@@ -316,7 +323,7 @@ def check_call(query, key, value, block_mask, enable_gqa):
 
 def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=None,
                    enable_gqa=False, return_lse=False, kernel_options=None, *,
-                   return_aux=None, out=None, lse=None):
+                   return_aux=None, out=None, lse=None, sinks=None):
     """FlexAttention's ``flex_attention`` on heed.
 
     query ``[B, Hq, L, E]``, key ``[B, Hkv, S, E]``, value ``[B, Hkv, S, Ev]``: numpy
@@ -330,9 +337,15 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
 
     kernel_options: FlexAttention's tuning keys are accepted and have no effect here;
     heed reads ``num_threads`` (CPU threads, 0 = all cores) and ``stream``. ``out`` and
-    ``lse`` (heed's additions): tensors to write into instead of allocating."""
-    check_call(query, key, value, block_mask, enable_gqa)
-    if out is None and lse is None and _is_torch(query) and not (
+    ``lse`` (heed's additions): tensors to write into instead of allocating. ``sinks``
+    (heed's addition): a float tensor ``[Hq]`` of learned sink logits, one per query
+    head, that join each row's softmax denominator only (as gpt-oss); the lse then
+    includes them."""
+    qs, _, _ = check_call(query, key, value, block_mask, enable_gqa)
+    if sinks is not None and tuple(_shape(sinks, "sinks")) != (qs[1],):
+        raise invalid("sinks must have shape [%d] (one logit per query head), got %s"
+                      % (qs[1], list(_shape(sinks, "sinks"))))
+    if sinks is None and out is None and lse is None and _is_torch(query) and not (
             kernel_options and any(k in _HEED_OPTIONS for k in kernel_options)):
         torch_ops = _torch_ops()
         if torch_ops is not None:
@@ -341,7 +354,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
                                             return_aux=return_aux)
     want_lse = bool(return_lse) or bool(getattr(return_aux, "lse", False))
     num_threads, stream = _kernel_options(kernel_options)
-    emitted = build(score_mod, block_mask)
+    emitted = build(score_mod, block_mask, sinks=sinks)
     buffers = [_convert_buffer(b, query) for b in emitted.buffers]
     result = _kernels.attention(query, key, value, emitted.text, buffers=buffers, scale=scale,
                                 return_lse=want_lse, num_threads=num_threads, stream=stream,

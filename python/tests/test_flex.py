@@ -152,6 +152,26 @@ class GymTest(HeedTestCase):
         out = run_flex(q, k, v, mask_mod=causal)
         self.assertClose(out, reference(q, k, v, ref_causal)[0])
 
+    def test_sink_logits(self):
+        # gpt-oss's learned sinks: one logit per query head in the denominator only.
+        rng, q, k, v = inputs(self, H=4, Hkv=2)
+        sinks = (randn(rng, (4,)) * 2).astype(np.float32)
+        out, lse = run_flex(q, k, v, mask_mod=causal, enable_gqa=True, return_lse=True,
+                            sinks=sinks)
+        q64, k64, v64 = (np.repeat(np.asarray(t, np.float64), r, axis=1)
+                         for t, r in ((q, 1), (k, 2), (v, 2)))
+        s = np.einsum("bhqd,bhkd->bhqk", q64, k64) / math.sqrt(q.shape[3])
+        S = s.shape[2]
+        s = np.where(np.tril(np.ones((S, S), bool)), s, -np.inf)
+        x = sinks.astype(np.float64).reshape(1, 4, 1, 1)
+        m = np.maximum(s.max(axis=-1, keepdims=True), x)
+        p = np.exp(s - m)
+        l = p.sum(axis=-1, keepdims=True) + np.exp(x - m)
+        self.assertClose(out, (p @ v64) / l)
+        self.assertClose(lse, (m + np.log(l))[..., 0], what="lse")
+        with self.assertRaises(heed.HeedError):
+            run_flex(q, k, v, mask_mod=causal, enable_gqa=True, sinks=sinks[:3])
+
     def test_sliding_window(self):
         rng, q, k, v = inputs(self)
         w = int(rng.integers(3, 40))

@@ -238,4 +238,33 @@ TEST(FrontendsMeet, NegativeLiteralsAndParams) {
              vb);
 }
 
+
+TEST(FrontendsMeet, SinkLogits) {
+  VariantBuilder vb("sink_logits");
+  Buffer sinks = vb.buffer("sinks", spec::ElemType::F32, {"H"});
+  vb.setNormalize(Normalize::softmax(sinks({h()})));
+  vb.setMask(lib::sliding_window(128));
+  expectSame(R"(variant sink_logits {
+                  buffer sinks: f32[H]
+                  normalize = softmax(sink = sinks[h])
+                  mask = sliding_window(128)
+                })",
+             vb);
+}
+
+TEST(FrontendsMeet, SigmoidAndOffByOne) {
+  VariantBuilder vb("sigmoid");
+  vb.setNormalize(Normalize::sigmoid(vb.param("bias", -6.93)));
+  vb.setMask(lib::causal());
+  expectSame(R"(variant sigmoid {
+                  param bias: f32 = -6.93
+                  normalize = sigmoid(bias = bias)
+                  mask = causal()
+                })",
+             vb);
+  VariantBuilder obo("off_by_one");
+  obo.setNormalize(Normalize::softmaxOffByOne());
+  expectSame("variant off_by_one { normalize = softmax_off_by_one }", obo);
+}
+
 } // namespace

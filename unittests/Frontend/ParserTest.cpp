@@ -531,7 +531,7 @@ TEST(ParserErrors, LocatedWithCaret) {
       {"variant v { mask = (q > kv }", "1:28", "expected ')', got '}'"},
       {"variant v { mask = q > }", "1:24", "expected an expression, got '}'"},
       {"variant v { mask = q >= kv kv }", "1:28", "expected 'param', 'buffer', 'let', 'score', "
-                                                  "'mask', 'route', 'gate' or '}', got 'kv'"},
+                                                  "'mask', 'route', 'gate', 'normalize' or '}', got 'kv'"},
       {"variant v { maks = causal() }", "1:13", "got 'maks'; did you mean 'mask'?"},
       {"variant v { x = 1 }", "1:13", "did you mean 'let x = ...'?"},
       {"variant v { param w = 3 }", "1:21", "expected ':' and the param's type, got '='"},

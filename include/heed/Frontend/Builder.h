@@ -139,6 +139,27 @@ struct RouteCase {
   std::optional<Expr> score, mask;
 };
 
+/// A row normalization for VariantBuilder::setNormalize (the spec's
+/// `normalize` clause; see spec::Normalization).
+struct Normalize {
+  /// Plain softmax (the default).
+  static Normalize softmax() { return {}; }
+  /// Softmax with a sink logit per head: an f32 (or i64) expression of b, h
+  /// and buffers, e.g. sinks({h()}).
+  static Normalize softmax(Expr sink) { return {spec::Normalization::Softmax, std::move(sink)}; }
+  /// Softmax with +1 in the denominator (a sink logit of 0).
+  static Normalize softmaxOffByOne() { return softmax(Expr(0.0)); }
+  /// Sigmoid weights 1 / (1 + e^-(s + bias)), rows not normalized; `bias` a
+  /// constant (literals and params).
+  static Normalize sigmoid(Expr bias = Expr(0.0)) {
+    return {spec::Normalization::Sigmoid, std::move(bias)};
+  }
+
+  spec::Normalization kind = spec::Normalization::Softmax;
+  /// The sink (softmax) or the bias (sigmoid), if any.
+  std::optional<Expr> argument;
+};
+
 /// Collects one variant. Copies share the same variant under construction.
 class VariantBuilder {
 public:
@@ -167,6 +188,8 @@ public:
   /// Per-token head gating (MoH): a float buffer read at b, q and h, e.g.
   /// router({b(), q(), h()}). See spec::Variant::gate.
   void setGate(Expr gate);
+  /// How rows are normalized; softmax unless set.
+  void setNormalize(Normalize n);
 
   /// The variant, or the first error of any expression or declaration.
   llvm::Expected<spec::Variant> build() const;

@@ -62,6 +62,15 @@ double evaluate(const Expr &e, const EvalPoint &point,
                 const std::vector<BufferData> &buffers,
                 int *outOfRange = nullptr);
 
+/// The weights of one row under `v`'s normalization, in place: `scores`
+/// holds the row's modified scores, -inf where masked. Softmax: w_j =
+/// e^(s_j - m) / l with l = sum_k e^(s_k - m) [+ e^(sink - m)], m the largest
+/// of the scores [and the sink]; returns the lse m + ln l, -inf (and all
+/// weights 0) when nothing is visible and there is no sink. Sigmoid: w_j =
+/// 1 / (1 + e^-(s_j + bias)); returns NaN (no lse is defined). `sink` is the
+/// head's sink logit, read only where `v` has one.
+double normalizeRow(const Variant &v, std::vector<double> &scores, double sink);
+
 /// An expression compiled for evaluation at many points (the float64
 /// reference and the mask census, which visit every (q, kv) pair): the
 /// expression's DAG in topological order, each shared node once, and the

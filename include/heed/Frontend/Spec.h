@@ -82,6 +82,13 @@ struct Param {
   double floatValue = 0; ///< F32
 };
 
+/// How a row's weights come from its scores (see docs/spec-language.md,
+/// "Normalization").
+enum class Normalization {
+  Softmax, ///< w_j = e^s_j / (sum_k e^s_k [+ e^sink])
+  Sigmoid, ///< w_j = 1 / (1 + e^-(s_j + sigmoidBias)), rows not normalized
+};
+
 struct Variant {
   std::string name;
   std::vector<Param> params;
@@ -100,7 +107,25 @@ struct Variant {
   /// row is scaled by it; a row whose gate is 0 is not routed to the head:
   /// its output is 0 and its lse -inf, and the kernel spends nothing on it.
   ExprPtr gate;
+  /// The row normalization; softmax unless the spec's `normalize` says
+  /// otherwise.
+  Normalization normalize = Normalization::Softmax;
+  /// Sigmoid: the constant bias b of 1 / (1 + e^-(s + b)), an f32 value.
+  double sigmoidBias = 0;
+  /// Softmax with a sink logit (learned attention sinks), or null: an F32
+  /// expression of b, h and buffers (never q, kv or score) added to the
+  /// denominator only, as e^sink. softmax_off_by_one is the constant 0.
+  ExprPtr sink;
 };
+
+/// The spec-language name of a normalization ("softmax", "sigmoid").
+const char *toString(Normalization n);
+
+/// Sets `v`'s normalization: sigmoid with `bias` (a constant), or softmax
+/// with `sink` (an F32 expression of b, h and buffers; null for none).
+/// Returns "" or what is wrong.
+std::string applySigmoid(Variant &v, const ExprPtr &bias);
+std::string applySink(Variant &v, ExprPtr sink);
 
 // Constructors for expression nodes. They assume well-typed operands; the
 // frontends type-check before calling them.

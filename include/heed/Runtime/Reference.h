@@ -20,6 +20,9 @@ inline constexpr double kMaxTolerance = 1e-2;
 struct ReferenceResult {
   std::vector<double> out; ///< [B, Hq, Sq, Dv], always BHSD
   std::vector<double> lse; ///< [B, Hq, Sq]; -inf for fully masked rows
+  /// False for sigmoid variants: their rows are not normalized, no lse is
+  /// defined (kernels write NaN; `lse` holds NaN).
+  bool lseDefined = true;
   int outOfRange = 0;      ///< 1-based buffer number read out of range, or 0
   double maxAbsScore = 0;  ///< largest finite |modified score| of a visible pair
   /// The error a correct f32 kernel may show: float32 rounds a score of

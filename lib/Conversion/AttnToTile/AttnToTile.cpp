@@ -12,7 +12,12 @@
 //     %m2, %l2, %p, %alpha = attn.tile.softmax %s2, %max, %sum
 //     %acc2 = attn.tile.pv %p, %v, %acc, %alpha
 //   }
-//   attn.tile.store %acc, %max, %sum to %O[%b, %h] span(%rows)
+//   attn.tile.store %acc, %max, %sum to %O[%b, %h] span(%rows) [sink(%x)]
+//
+// A sigmoid variant's loop carries only acc: attn.tile.sigmoid makes the
+// weights element by element, attn.tile.pv takes no rescale, and the store
+// does not normalize. A sink logit (the head's, from attn.tile.sink, or a
+// constant) enters only the store's normalization.
 //
 // Key tiles that are patches of a token grid are walked by one loop per grid
 // dim. The loop visits every key tile: narrowing it to the tiles the mask can
@@ -29,6 +34,7 @@
 #include "dialects/attn/TileMath.h"
 
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/SymbolTable.h"
 
 #include <cmath>
@@ -87,6 +93,10 @@ private:
   SmallVector<Value> buildKeyLoops(ValueRange init);
   SmallVector<Value> buildKeyTile(Value keys, ValueRange carried);
   void store(ValueRange state);
+  /// The head's sink logit: a constant where the sink region yields one
+  /// (softmax-off-by-one), else the region run by attn.tile.sink.
+  Value sinkLogit();
+  bool isSigmoid() { return variant.getNormalization() == Normalization::Sigmoid; }
 
   AttentionOp op;
   VariantOp variant;
@@ -96,7 +106,7 @@ private:
   int64_t rows = 0, keys = 0, headDim = 0, valueDim = 0;
   Type storage;
   // Per work item.
-  Value batch, head, headKV, queries, route, qBox[2];
+  Value batch, head, headKV, queries, route, sink, qBox[2];
   Value q, seqQ, seqKV;
 };
 
@@ -154,6 +164,8 @@ void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex
   if (variant.isRouted())
     route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
                                 op.getBuffers(), op.getStatus());
+  if (variant.hasSink())
+    sink = sinkLogit();
   TileType accType = tile(rows, valueDim, b.getF32Type(), TileRole::Acc);
   TileType rowType = tile(rows, 1, b.getF32Type(), TileRole::Row);
   auto emptyState = [&]() -> SmallVector<Value> {
@@ -174,7 +186,23 @@ void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex
   }
   q = TileLoadOp::create(b, loc, tile(rows, headDim, storage, TileRole::Q), op.getQuery(),
                          batch, head, queries, /*stage=*/Value(), op.getLayoutAttr());
-  store(buildKeyLoops(emptyState()));
+  if (!isSigmoid()) {
+    store(buildKeyLoops(emptyState()));
+    return;
+  }
+  // Sigmoid rows have no statistics: the store reads neither max nor sum.
+  SmallVector<Value> state = emptyState();
+  state[0] = buildKeyLoops(state[0]).front();
+  store(state);
+}
+
+Value TileLoopBuilder::sinkLogit() {
+  auto yield = cast<YieldOp>(variant.getSink().front().getTerminator());
+  FloatAttr constant;
+  if (matchPattern(yield.getValue(), m_Constant(&constant)))
+    return arith::ConstantOp::create(b, loc, cast<TypedAttr>(constant));
+  return TileSinkOp::create(b, loc, b.getF32Type(), op.getVariantAttr(), batch, head,
+                            op.getBuffers(), op.getStatus());
 }
 
 SmallVector<Value> TileLoopBuilder::buildKeyLoops(ValueRange init) {
@@ -202,7 +230,7 @@ SmallVector<Value> TileLoopBuilder::buildKeyLoops(ValueRange init) {
 }
 
 SmallVector<Value> TileLoopBuilder::buildKeyTile(Value keySpan, ValueRange carried) {
-  Value acc = carried[0], max = carried[1], sum = carried[2];
+  Value acc = carried[0];
   Value maskIf;
   if (!variant.getBlocks().empty()) {
     auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
@@ -225,6 +253,13 @@ SmallVector<Value> TileLoopBuilder::buildKeyTile(Value keySpan, ValueRange carri
   Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
   s = TileApplyOp::create(b, loc, sType, op.getVariantAttr(), s, batch, head, queries, keySpan,
                           op.getBuffers(), route, op.getStatus(), maskIf);
+  if (isSigmoid()) {
+    Value p = TileSigmoidOp::create(b, loc, sType, s, variant.getSigmoidBiasAttr()
+                                                          ? variant.getSigmoidBiasAttr()
+                                                          : b.getF32FloatAttr(0));
+    return {TilePVOp::create(b, loc, acc.getType(), p, v, acc, /*alpha=*/Value(), queries)};
+  }
+  Value max = carried[1], sum = carried[2];
   auto softmax = TileSoftmaxOp::create(b, loc, max.getType(), sum.getType(), sType,
                                        max.getType(), s, max, sum);
   Value next = TilePVOp::create(b, loc, acc.getType(), softmax.getProbs(), v, acc,
@@ -239,8 +274,11 @@ void TileLoopBuilder::store(ValueRange state) {
     gate = op.getBuffers()[(*g)[0]];
     gateDims = b.getDenseI64ArrayAttr(g->drop_front());
   }
+  NormalizationAttr normalize;
+  if (isSigmoid())
+    normalize = NormalizationAttr::get(b.getContext(), Normalization::Sigmoid);
   TileStoreOp::create(b, loc, state[0], state[1], state[2], op.getOut(), batch, head, queries,
-                      op.getLse(), gate, gateDims, op.getLayoutAttr());
+                      op.getLse(), gate, sink, gateDims, normalize, op.getLayoutAttr());
 }
 
 struct AttnToTilePass : heed::impl::AttnToTileBase<AttnToTilePass> {

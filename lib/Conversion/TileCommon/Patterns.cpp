@@ -1,6 +1,6 @@
 // The tile ops that lower to the same scalar code on every target: the
-// classifier, the key-range search, the route value, the statistics and the
-// tile counts.
+// classifier, the key-range search, the route value, the sink logit, the
+// statistics and the tile counts.
 #include "Patterns.h"
 
 #include "BlockSearch.h"
@@ -99,20 +99,25 @@ struct KVRangeLowering : OpConversionPattern<TileKVRangeOp> {
   }
 };
 
-struct RouteLowering : OpConversionPattern<TileRouteOp> {
-  using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(TileRouteOp op, OpAdaptor adaptor,
+/// An op that runs one of the variant's per-head regions (route, sink) on
+/// (b, h): attn.tile.route, attn.tile.sink.
+template <typename HeadOp, Region &(VariantOp::*region)()>
+struct HeadRegionLowering : OpConversionPattern<HeadOp> {
+  using OpConversionPattern<HeadOp>::OpConversionPattern;
+  LogicalResult matchAndRewrite(HeadOp op, typename HeadOp::Adaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Value leading[] = {adaptor.getBatch(), adaptor.getHead()};
     RegionInlining how;
     how.leading = leading;
     how.buffers = adaptor.getBuffers();
     how.status = adaptor.getStatus();
-    rewriter.replaceOp(op, inlineVariantRegion(rewriter, op.getLoc(),
-                                               variantOf(op, op.getVariantAttr()).getRoute(), how));
+    VariantOp variant = variantOf(op, op.getVariantAttr());
+    rewriter.replaceOp(op, inlineVariantRegion(rewriter, op.getLoc(), (variant.*region)(), how));
     return success();
   }
 };
+using RouteLowering = HeadRegionLowering<TileRouteOp, &VariantOp::getRoute>;
+using SinkLowering = HeadRegionLowering<TileSinkOp, &VariantOp::getSink>;
 
 struct CountLowering : OpConversionPattern<TileCountOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -156,7 +161,7 @@ struct NumTilesLowering : OpConversionPattern<NumTilesOp> {
 
 void populateTileCommonPatterns(const TypeConverter &converter, RewritePatternSet &patterns,
                                 bool statistics) {
-  patterns.add<ClassifyLowering, KVRangeLowering, RouteLowering, NumTilesLowering>(
+  patterns.add<ClassifyLowering, KVRangeLowering, RouteLowering, SinkLowering, NumTilesLowering>(
       converter, patterns.getContext());
   if (statistics)
     patterns.add<CountLowering>(converter, patterns.getContext());

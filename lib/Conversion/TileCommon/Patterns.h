@@ -8,8 +8,8 @@
 namespace heed {
 
 /// attn.tile.classify (the blocks region, scalar), attn.tile.kv_range (two
-/// binary searches on the classifier), attn.tile.route (the route region,
-/// scalar), attn.num_tiles (the tiling arithmetic) and, with `statistics`,
+/// binary searches on the classifier), attn.tile.route and attn.tile.sink
+/// (the route and sink regions, scalar), attn.num_tiles (the tiling arithmetic) and, with `statistics`,
 /// attn.tile.count (increments of the stats buffer; targets that keep no
 /// statistics lower it themselves).
 void populateTileCommonPatterns(const mlir::TypeConverter &converter,

@@ -43,6 +43,9 @@ mlir::Value splat(mlir::OpBuilder &b, mlir::Location loc, mlir::VectorType type,
 mlir::Value index(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
 /// 2^x on f32 vectors by a polynomial (x <= -127, -inf included, gives 0).
 mlir::Value exp2(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
+/// e^x (x <= 0) and ln x on f32 vectors: exp2 and log2 scaled.
+mlir::Value cpuExp(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
+mlir::Value cpuLog(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 /// Indices of (batch, head, position, d) in `layout`.
 llvm::SmallVector<mlir::Value> at(attn::Layout layout, mlir::Value batch, mlir::Value head,
                                   mlir::Value pos, mlir::Value d);

@@ -3,6 +3,8 @@
 // (normalize, gate, write the real rows and their lse).
 #include "CPUPatterns.h"
 
+#include "../TileCommon/Normalize.h"
+
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -14,8 +16,6 @@ using namespace heed::attn;
 
 namespace heed::cpu {
 namespace {
-
-constexpr double kLn2 = 0.6931471805599453;
 
 Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
   return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
@@ -115,18 +115,9 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     auto laneType = cast<VectorType>(l.getType());
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     auto rowType = VectorType::get({width}, rewriter.getF32Type());
-    // 1 / l per row (0 for rows with no visible key) and lse = m + ln l.
-    Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, l,
-                                        splat(rewriter, loc, laneType, 0));
-    Value inv = arith::SelectOp::create(
-        rewriter, loc, empty, splat(rewriter, loc, laneType, 0),
-        arith::DivFOp::create(rewriter, loc, splat(rewriter, loc, laneType, 1), l));
-    Value lseVec = arith::AddFOp::create(
-        rewriter, loc, m,
-        arith::MulFOp::create(rewriter, loc, math::Log2Op::create(rewriter, loc, l),
-                              splat(rewriter, loc, laneType, kLn2)));
-    lseVec = arith::SelectOp::create(rewriter, loc, empty,
-                                     splat(rewriter, loc, laneType, -INFINITY), lseVec);
+    Value sink = adaptor.getSink().empty() ? Value() : adaptor.getSink().front();
+    RowFinish finish = finishRow(rewriter, loc, m, l, sink, op.isSigmoid(), cpuExp, cpuLog);
+    Value inv = finish.scale, lseVec = finish.lse;
     auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
                                    index(rewriter, loc, laneType.getDimSize(0)),
                                    index(rewriter, loc, 1));

@@ -59,7 +59,8 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Value pT = adaptor.getProbs().front(), vS = adaptor.getV().front();
-    Value acc = adaptor.getAcc().front(), alpha = adaptor.getAlpha().front();
+    Value acc = adaptor.getAcc().front();
+    Value alpha = adaptor.getAlpha().empty() ? Value() : adaptor.getAlpha().front();
     auto pType = cast<MemRefType>(pT.getType());
     int64_t keys = pType.getDimSize(0), rows = pType.getDimSize(1);
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
@@ -78,10 +79,13 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
       Value i = arith::AddIOp::create(rewriter, loc, rowLoop.getInductionVar(),
                                       index(rewriter, loc, r));
       rowIds.push_back(i);
-      Value a = vector::ExtractOp::create(rewriter, loc, alpha, ArrayRef<OpFoldResult>{i});
       Value row = vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{i, c0});
-      accRows.push_back(arith::MulFOp::create(
-          rewriter, loc, row, vector::BroadcastOp::create(rewriter, loc, rowType, a)));
+      if (alpha) {
+        Value a = vector::ExtractOp::create(rewriter, loc, alpha, ArrayRef<OpFoldResult>{i});
+        row = arith::MulFOp::create(rewriter, loc, row,
+                                    vector::BroadcastOp::create(rewriter, loc, rowType, a));
+      }
+      accRows.push_back(row);
     }
     auto keyLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys), c1, accRows);
     {

@@ -1,7 +1,10 @@
-// CPU pattern for attn.tile.softmax, the online softmax step, in base 2:
+// CPU patterns for attn.tile.softmax, the online softmax step, in base 2:
 // exponents are exp2(s log2(e) - m log2(e)) by a polynomial on vectors (no
-// libm call), and the probabilities overwrite the scores in place.
+// libm call), and the probabilities overwrite the scores in place; and for
+// attn.tile.sigmoid, the same polynomial per key, in place.
 #include "CPUPatterns.h"
+
+#include "../TileCommon/Normalize.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -39,7 +42,40 @@ Value exp2(OpBuilder &b, Location loc, Value x) {
   return arith::MulFOp::create(b, loc, p, arith::BitcastOp::create(b, loc, vt, bits));
 }
 
+Value cpuExp(OpBuilder &b, Location loc, Value x) {
+  auto vt = cast<VectorType>(x.getType());
+  return exp2(b, loc, arith::MulFOp::create(b, loc, x, splat(b, loc, vt, kLog2E)));
+}
+
+Value cpuLog(OpBuilder &b, Location loc, Value x) {
+  auto vt = cast<VectorType>(x.getType());
+  return arith::MulFOp::create(b, loc, math::Log2Op::create(b, loc, x), splat(b, loc, vt, kLn2));
+}
+
 namespace {
+
+/// Sigmoid weights key by key: no row statistics.
+struct SigmoidLowering : OpConversionPattern<TileSigmoidOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileSigmoidOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value sT = adaptor.getScores();
+    auto sType = cast<MemRefType>(sT.getType());
+    auto laneType = VectorType::get({sType.getDimSize(1)}, rewriter.getF32Type());
+    Value c0 = index(rewriter, loc, 0);
+    auto loop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, sType.getDimSize(0)),
+                                   index(rewriter, loc, 1));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(loop.getBody());
+    Value j = loop.getInductionVar();
+    Value s = vector::LoadOp::create(rewriter, loc, laneType, sT, ValueRange{j, c0});
+    Value p = sigmoid(rewriter, loc, s, op.getBias().convertToDouble(), cpuExp);
+    vector::StoreOp::create(rewriter, loc, p, sT, ValueRange{j, c0});
+    rewriter.replaceOp(op, sT);
+    return success();
+  }
+};
 
 struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -94,7 +130,7 @@ struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
 } // namespace
 
 void populateSoftmaxPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<SoftmaxLowering>(converter, patterns.getContext());
+  patterns.add<SoftmaxLowering, SigmoidLowering>(converter, patterns.getContext());
 }
 
 } // namespace heed::cpu

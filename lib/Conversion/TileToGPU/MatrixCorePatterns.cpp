@@ -5,6 +5,7 @@
 // the row) and this lane's part of its sum; the output is normalized once.
 #include "MatrixCore.h"
 
+#include "../TileCommon/Normalize.h"
 #include "../TileCommon/VariantRegions.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -286,14 +287,29 @@ struct SoftmaxLowering : TargetPattern<TileSoftmaxOp> {
   }
 };
 
+/// Sigmoid weights per element: no row statistics, no shuffles.
+struct SigmoidLowering : TargetPattern<TileSigmoidOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileSigmoidOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    SmallVector<Value> p;
+    for (Element &e : target.elements(rewriter, loc, adaptor.getScores()))
+      p.push_back(sigmoid(rewriter, loc, e.value, op.getBias().convertToDouble(), mathExp));
+    rewriter.replaceOpWithMultiple(op, {target.assemble(rewriter, loc, adaptor.getScores(), p)});
+    return success();
+  }
+};
+
 struct PVLowering : TargetPattern<TilePVOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TilePVOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    SmallVector<Value> acc;
-    for (Value frag : adaptor.getAcc())
-      acc.push_back(target.scaleRows(rewriter, loc, frag, llvm::to_vector(adaptor.getAlpha())));
+    SmallVector<Value> acc(adaptor.getAcc());
+    if (!adaptor.getAlpha().empty())
+      for (Value &frag : acc)
+        frag = target.scaleRows(rewriter, loc, frag, llvm::to_vector(adaptor.getAlpha()));
     SmallVector<Value> p;
     for (Element &e : target.elements(rewriter, loc, adaptor.getProbs()))
       p.push_back(e.value);
@@ -316,24 +332,26 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
     Value head = adaptor.getHead().front();
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
     SmallVector<Element> outputs = target.elements(rewriter, loc, adaptor.getAcc());
-    Value negInf = f32(rewriter, loc, -INFINITY);
     for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
       Value slotRow = target.slotRow(rewriter, loc, s);
-      Value lFinal = target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
-      Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, lFinal,
-                                          f32(rewriter, loc, 0));
-      Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
-                                          arith::DivFOp::create(rewriter, loc, f32(rewriter, loc, 1), lFinal));
+      // The lanes' parts of the sum, reduced once (sigmoid rows have none).
+      Value lFinal = op.isSigmoid() ? adaptor.getSum()[s]
+                                    : target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
+      RowFinish finish = finishRow(rewriter, loc, adaptor.getMax()[s], lFinal,
+                                   adaptor.getSink().empty() ? Value() : adaptor.getSink().front(),
+                                   op.isSigmoid(), mathExp, mathLog);
+      Value inv = finish.scale, lse = finish.lse;
       auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, slotRow), false);
       OpBuilder::InsertionGuard guard(rewriter);
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
       Value row = rows.token(rewriter, loc, slotRow);
       if (Value gate = rowGate(rewriter, loc, op, adaptor.getGate(), batch, head, row)) {
+        // Scaled by its gate; a row not routed (gate 0) has lse -inf.
         inv = arith::MulFOp::create(rewriter, loc, inv, gate);
-        empty = arith::OrIOp::create(
-            rewriter, loc, empty,
-            arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate,
-                                  f32(rewriter, loc, 0)));
+        Value notRouted = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate,
+                                                f32(rewriter, loc, 0));
+        lse = arith::SelectOp::create(rewriter, loc, notRouted,
+                                      f32(rewriter, loc, -INFINITY), lse);
       }
       for (const Element &e : outputs) {
         if (e.slot != s)
@@ -346,11 +364,8 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
       if (!adaptor.getLse().empty()) {
         auto once = scf::IfOp::create(rewriter, loc, target.ownsRowStats(rewriter, loc), false);
         rewriter.setInsertionPointToStart(&once.getThenRegion().front());
-        Value value = arith::AddFOp::create(rewriter, loc, adaptor.getMax()[s],
-                                            math::LogOp::create(rewriter, loc, lFinal));
-        memref::StoreOp::create(rewriter, loc,
-                                arith::SelectOp::create(rewriter, loc, empty, negInf, value),
-                                adaptor.getLse().front(), ValueRange{batch, head, row});
+        memref::StoreOp::create(rewriter, loc, lse, adaptor.getLse().front(),
+                                ValueRange{batch, head, row});
       }
     }
     rewriter.eraseOp(op);
@@ -364,7 +379,7 @@ void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCore
                                 RewritePatternSet &patterns) {
   patterns.add<LoadLowering, CopyKVLowering, CommitKVLowering, WaitKVLowering, FillLowering,
                QKLowering,
-               ApplyLowering, SoftmaxLowering, PVLowering, StoreLowering>(
+               ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering>(
       converter, patterns.getContext(), target);
 }
 

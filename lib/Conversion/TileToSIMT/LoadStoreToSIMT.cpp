@@ -5,6 +5,8 @@
 // lse).
 #include "SIMTPatterns.h"
 
+#include "../TileCommon/Normalize.h"
+
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 
@@ -114,8 +116,9 @@ struct FillLowering : OpConversionPattern<TileFillOp> {
 };
 
 /// out[row] = acc / l (0 where l = 0: every key masked) and lse = m + log l
-/// (-inf there), for a thread whose row is real; with a gate, the row times
-/// its gate (lse -inf where the gate is 0).
+/// (-inf there), for a thread whose row is real; with a sink or for sigmoid
+/// as finishRow says; with a gate, the row times its gate (lse -inf where the
+/// gate is 0).
 struct StoreLowering : OpConversionPattern<TileStoreOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
@@ -132,14 +135,15 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
                                   /*withElseRegion=*/false);
     rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
     Value row = rows.token(rewriter, loc, thread);
-    Value empty = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OLE, l, f32(rewriter, loc, 0));
-    Value inv = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, 0),
-                                        arith::DivFOp::create(rewriter, loc, f32(rewriter, loc, 1), l));
+    RowFinish finish = finishRow(rewriter, loc, m, l,
+                                 adaptor.getSink().empty() ? Value() : adaptor.getSink().front(),
+                                 op.isSigmoid(), mathExp, mathLog);
+    Value inv = finish.scale, lse = finish.lse;
     if (Value gate = gpu_tile::rowGate(rewriter, loc, op, adaptor.getGate(), batch, head, row)) {
       inv = arith::MulFOp::create(rewriter, loc, inv, gate);
-      empty = arith::OrIOp::create(
-          rewriter, loc, empty,
-          arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate, f32(rewriter, loc, 0)));
+      Value notRouted = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate,
+                                              f32(rewriter, loc, 0));
+      lse = arith::SelectOp::create(rewriter, loc, notRouted, f32(rewriter, loc, -INFINITY), lse);
     }
     forEach(rewriter, loc, cast<MemRefType>(acc.getType()).getDimSize(0), [&](Value d) {
       Value x = arith::MulFOp::create(rewriter, loc,
@@ -149,8 +153,6 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
       memref::StoreOp::create(rewriter, loc, x, out, at(op.getLayout(), batch, head, row, d));
     });
     if (!adaptor.getLse().empty()) {
-      Value lse = arith::AddFOp::create(rewriter, loc, m, math::LogOp::create(rewriter, loc, l));
-      lse = arith::SelectOp::create(rewriter, loc, empty, f32(rewriter, loc, -INFINITY), lse);
       memref::StoreOp::create(rewriter, loc, lse, adaptor.getLse().front(),
                               ValueRange{batch, head, row});
     }

@@ -1,10 +1,11 @@
 // SIMT patterns for the attention step of one key tile, on the thread's
 // row: attn.tile.qk (dot products with the keys' rows in global memory),
 // attn.tile.apply (the variant's score and mask per key, scalar),
-// attn.tile.softmax (the online update, in-thread) and attn.tile.pv (acc
+// attn.tile.softmax (the online update, in-thread), attn.tile.sigmoid and attn.tile.pv (acc
 // scaled and accumulated in place, skipped when every weight is 0).
 #include "SIMTPatterns.h"
 
+#include "../TileCommon/Normalize.h"
 #include "../TileCommon/VariantRegions.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -254,6 +255,19 @@ struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
   }
 };
 
+/// Sigmoid weights, key by key in the thread.
+struct SigmoidLowering : OpConversionPattern<TileSigmoidOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileSigmoidOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    SmallVector<Value> p;
+    for (Value s : adaptor.getScores())
+      p.push_back(sigmoid(rewriter, op.getLoc(), s, op.getBias().convertToDouble(), mathExp));
+    rewriter.replaceOpWithMultiple(op, {p});
+    return success();
+  }
+};
+
 /// acc = acc * alpha + sum_j p_j V[key j], in place, one pass over the head
 /// dim. Where every p_j is 0 (masked keys) acc stays as it is: alpha is then
 /// 1, or 0 while acc is still 0, so skipping is exact (as the old per-key
@@ -263,7 +277,8 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
   LogicalResult matchAndRewrite(TilePVOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    Value acc = adaptor.getAcc().front(), alpha = adaptor.getAlpha().front();
+    Value acc = adaptor.getAcc().front();
+    Value alpha = adaptor.getAlpha().empty() ? Value() : adaptor.getAlpha().front();
     ValueRange p = adaptor.getProbs();
     KeyTile v(adaptor.getV());
     Value zero = f32(rewriter, loc, 0), any;
@@ -277,8 +292,9 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
     forEach(rewriter, loc, cast<MemRefType>(acc.getType()).getDimSize(0), [&](Value d) {
-      Value x = arith::MulFOp::create(rewriter, loc,
-                                      memref::LoadOp::create(rewriter, loc, acc, ValueRange{d}), alpha);
+      Value x = memref::LoadOp::create(rewriter, loc, acc, ValueRange{d});
+      if (alpha)
+        x = arith::MulFOp::create(rewriter, loc, x, alpha);
       for (auto [w, token] : llvm::zip(p, tokens)) {
         Value y = memref::LoadOp::create(rewriter, loc, v.tensor,
                                          at(kernelOf(this).valueLayout, v.batch, v.head, token, d));
@@ -294,7 +310,7 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
 } // namespace
 
 void populateMathPatterns(const SIMTTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<QKLowering, ApplyLowering, SoftmaxLowering, PVLowering>(converter,
+  patterns.add<QKLowering, ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering>(converter,
                                                                       patterns.getContext());
 }
 

@@ -286,7 +286,13 @@ attn::VariantOp emitVariant(OpBuilder &builder, Location loc,
       variant.route ? builder.getDenseI64ArrayAttr(variant.routeCases) : DenseI64ArrayAttr(),
       variant.gate ? builder.getDenseI64ArrayAttr(spec::gateLayout(*variant.gate))
                    : DenseI64ArrayAttr(),
-      /*sparsity=*/attn::SparsityAttr(), /*grid=*/attn::GridAttr());
+      /*sparsity=*/attn::SparsityAttr(), /*grid=*/attn::GridAttr(),
+      variant.normalize == spec::Normalization::Sigmoid
+          ? attn::NormalizationAttr::get(&ctx, attn::Normalization::Sigmoid)
+          : attn::NormalizationAttr(),
+      variant.normalize == spec::Normalization::Sigmoid
+          ? builder.getF32FloatAttr(static_cast<float>(variant.sigmoidBias))
+          : FloatAttr());
 
   OpBuilder::InsertionGuard guard(builder);
   Type idx = builder.getIndexType();
@@ -305,6 +311,9 @@ attn::VariantOp emitVariant(OpBuilder &builder, Location loc,
   // The route region sees b and h at the positions of the index arguments.
   if (routed)
     fill(op.getRoute(), {idx, idx}, variant.route, false, false);
+  // So does the sink region.
+  if (variant.sink)
+    fill(op.getSink(), {idx, idx}, variant.sink, false, false);
   return op;
 }
 

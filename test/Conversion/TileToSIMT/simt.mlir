@@ -113,12 +113,12 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK-DAG: memref.alloca() : memref<48xf32, #gpu.address_space<private>>
 // CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %block_id_y, %{{.*}}] : memref<?x?x?x32xbf16>
 // CHECK: arith.extf %{{.*}} : bf16 to f32
-// CHECK: arith.truncf %{{.*}} : f32 to bf16
-// CHECK: memref.store %{{.*}}, %{{.*}}[%block_id_z, %{{.*}}, %block_id_y, %{{.*}}] : memref<?x?x?x48xbf16>
 // CHECK: %[[LOG:.*]] = math.log
 // CHECK: %[[LSE:.*]] = arith.addf %{{.*}}, %[[LOG]]
-// CHECK: arith.select %{{.*}}, %cst{{.*}}, %[[LSE]]
-// CHECK: memref.store {{.*}} : memref<?x?x?xf32>
+// CHECK: %[[SEL:.*]] = arith.select %{{.*}}, %cst{{.*}}, %[[LSE]]
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+// CHECK: memref.store %{{.*}}, %{{.*}}[%block_id_z, %{{.*}}, %block_id_y, %{{.*}}] : memref<?x?x?x48xbf16>
+// CHECK: memref.store %[[SEL]], {{.*}} : memref<?x?x?xf32>
 func.func @bshd_kernel(%q: memref<?x?x?x32xbf16>, %k: memref<?x?x?x32xbf16>, %v: memref<?x?x?x48xbf16>, %o: memref<?x?x?x48xbf16>, %lse: memref<?x?x?xf32>) {
   attn.attention @causal ins(%q, %k, %v : memref<?x?x?x32xbf16>, memref<?x?x?x32xbf16>, memref<?x?x?x48xbf16>) outs(%o : memref<?x?x?x48xbf16>) lse(%lse : memref<?x?x?xf32>) {scale = 0.17677669 : f32, layout = #attn.layout<bshd>}
   return

@@ -31,9 +31,12 @@ simt "$ex/custom.attn" --seq=170
 simt "$ex/duo_attention.attn" --seq=700 --heads=6 --kv-heads=3 --buffer streaming=bits:0.5 --lse
 simt "$ex/moa.attn" --seq=613 --heads=6 --lse --dtype=bf16
 simt "$ex/moh.attn" --seq=200 --heads=3 --lse --buffer router=bits:0.3
+simt "$ex/sink_logits.attn" --seq=300 --heads=4 --kv-heads=2 --param window=40 --lse
+simt "$ex/sigmoid.attn" --seq=211 --heads=3 --lse
 # The matrix-core kernel (f16 and bf16): masks, modifiers, buffers, routing,
 # GQA, odd sizes, head dims 64 and 128, BSHD, lse.
-for f in causal sliding_window sinks prefix_lm softcap alibi relative_bias custom; do
+for f in causal sliding_window sinks prefix_lm softcap alibi relative_bias custom sink_logits \
+         sigmoid; do
   run "$ex/$f.attn" --seq=333 --heads=4 --kv-heads=2 --dtype=f16 --lse
   run "$ex/$f.attn" --seq=190 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd
 done
