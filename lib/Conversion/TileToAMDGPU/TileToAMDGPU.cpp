@@ -131,7 +131,7 @@ public:
               shape.keys, shape.valueDim, shape.threads(), /*transposed=*/true);
   }
   /// The copies are synchronous: the block's barrier is the wait.
-  void waitKV(OpBuilder &b, Location loc) const override { gpu::BarrierOp::create(b, loc); }
+  void waitKV(OpBuilder &b, Location loc, int64_t) const override { gpu::BarrierOp::create(b, loc); }
 
   /// S^T = K Q^T: one MxM accumulator per M keys of the tile.
   SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {
