@@ -42,6 +42,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 
 namespace heed {
 #define GEN_PASS_DEF_CONVERTATTNTILETOHOPPER
@@ -461,6 +462,22 @@ struct ConvertAttnTileToHopperPass
     auto make = [](const KernelShape &shape) {
       return std::unique_ptr<MatrixCoreTarget>(std::make_unique<HopperTarget>(shape));
     };
+    // A slot's barrier counts its phases from the kernel's start, the waits
+    // from their loop's first tile: one pipelined key loop per kernel.
+    llvm::DenseMap<Operation *, Operation *> loopOf; // function -> its key loop
+    WalkResult walk = getOperation().walk([&](heed::attn::TileWaitKVOp wait) {
+      auto loop = wait->getParentOfType<scf::ForOp>();
+      Operation *func = wait->getParentOfType<FunctionOpInterface>();
+      auto [it, inserted] = loopOf.try_emplace(func, loop);
+      if (loop && (inserted || it->second == loop))
+        return WalkResult::advance();
+      wait.emitOpError() << "--convert-attn-tile-to-hopper: the wgmma kernel takes one "
+                            "pipelined key loop per kernel (routed variants are not lowered "
+                            "to it yet); use the tensor-core kernel";
+      return WalkResult::interrupt();
+    });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
     if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-hopper", make,
                                       complete)))
       signalPassFailure();
