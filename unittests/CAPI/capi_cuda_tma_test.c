@@ -9,24 +9,12 @@
 #include "heed/heed.h"
 
 #include "capi_check.h"
+#include "fake_tensor_maps.h"
 
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-typedef struct {
-  int type, rank, interleave, swizzle, l2, oobFill;
-  const void *address;
-  uint64_t dims[5], strides[4];
-  unsigned box[5], elementStrides[5];
-} FakeTensorMap;
-typedef struct {
-  int maps;
-  FakeTensorMap map[4];
-  int passed;
-  unsigned sharedBytes;
-} FakeTensorMapLog;
 
 enum { B = 2, H = 3, S = 200, D = 128 };
 /* heed's parameters before the maps: q, k, v, out (4-D memref descriptors of

@@ -10,6 +10,7 @@
  * unfinished with fake_cuda_hold_events. Never installed; found only through
  * the test's LD_LIBRARY_PATH. */
 #include "fake_placed.h"
+#include "fake_tensor_maps.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -125,22 +126,9 @@ int cuModuleGetFunction(void **f, void *m, const char *name) {
 /* The tensor maps encoded since the last launch (fake_cuda_tensor_maps), and
  * whether that launch passed each one, by value, as parameter
  * `mapParam` + i (set by the test: the index after heed's other parameters). */
-enum { MAX_MAPS = 4 };
-typedef struct {
-  int type, rank, interleave, swizzle, l2, oobFill;
-  const void *address;
-  uint64_t dims[5], strides[4];
-  unsigned box[5], elementStrides[5];
-} FakeTensorMap;
-typedef struct {
-  int maps;                  /* encoded since the launch before the last one */
-  FakeTensorMap map[MAX_MAPS];
-  int passed;                /* of those, the last launch's parameters holding them */
-  unsigned sharedBytes;      /* that launch's dynamic shared memory */
-} FakeTensorMapLog;
 static FakeTensorMapLog mapLog;
 static int mapParam = -1, pendingMaps;
-static void *mapAt[MAX_MAPS];
+static void *mapAt[FAKE_MAX_MAPS];
 const FakeTensorMapLog *fake_cuda_tensor_maps(void) { return &mapLog; }
 void fake_cuda_expect_map_params(int first) { mapParam = first; }
 
@@ -150,7 +138,7 @@ int cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address,
                            int oobFill) {
   if (rank < 1 || rank > 5 || ((uintptr_t)map % 64)) return 1; /* CUDA_ERROR_INVALID_VALUE */
   if (pendingMaps == 0) mapLog.maps = 0;
-  if (mapLog.maps >= MAX_MAPS) return 1;
+  if (mapLog.maps >= FAKE_MAX_MAPS) return 1;
   FakeTensorMap *m = &mapLog.map[mapLog.maps];
   memset(m, 0, sizeof *m);
   m->type = type, m->rank = (int)rank, m->address = address;

@@ -452,13 +452,6 @@ void HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
 struct ConvertAttnTileToHopperPass
     : heed::impl::ConvertAttnTileToHopperBase<ConvertAttnTileToHopperPass> {
   void runOnOperation() override {
-    auto complete = [](KernelShape &shape) {
-      int64_t rows = shape.waves; // the query tile's rows
-      shape.waveSize = 32;
-      shape.rowsPerWave = 16;
-      shape.waves = std::max<int64_t>(rows / 16, 1);
-      shape.rowSlots = 2;
-    };
     auto make = [](const KernelShape &shape) {
       return std::unique_ptr<MatrixCoreTarget>(std::make_unique<HopperTarget>(shape));
     };
@@ -479,7 +472,7 @@ struct ConvertAttnTileToHopperPass
     if (walk.wasInterrupted())
       return signalPassFailure();
     if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-hopper", make,
-                                      complete)))
+                                      WarpFragmentTarget::completeShape)))
       signalPassFailure();
   }
 };

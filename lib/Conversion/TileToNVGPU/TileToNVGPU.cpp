@@ -226,17 +226,11 @@ Value NVGPUTarget::mma(OpBuilder &b, Location loc, Value a, Value bFrag, Value c
 struct ConvertAttnTileToNVGPUPass
     : heed::impl::ConvertAttnTileToNVGPUBase<ConvertAttnTileToNVGPUPass> {
   void runOnOperation() override {
-    auto complete = [](KernelShape &shape) {
-      int64_t rows = shape.waves; // the query tile's rows
-      shape.waveSize = 32;
-      shape.rowsPerWave = 16;
-      shape.waves = std::max<int64_t>(rows / 16, 1);
-      shape.rowSlots = 2;
-    };
     auto make = [](const KernelShape &shape) {
       return std::unique_ptr<MatrixCoreTarget>(std::make_unique<NVGPUTarget>(shape));
     };
-    if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-nvgpu", make, complete)))
+    if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-nvgpu", make,
+                                      WarpFragmentTarget::completeShape)))
       signalPassFailure();
   }
 };

@@ -18,6 +18,16 @@ class WarpFragmentTarget : public MatrixCoreTarget {
 public:
   using MatrixCoreTarget::MatrixCoreTarget;
 
+  /// The block of a query tile read off the kernel (`waves` holds its rows):
+  /// warps of 16 rows, two row slots per lane.
+  static void completeShape(KernelShape &shape) {
+    int64_t rows = shape.waves;
+    shape.waveSize = 32;
+    shape.rowsPerWave = 16;
+    shape.waves = std::max<int64_t>(rows / 16, 1);
+    shape.rowSlots = 2;
+  }
+
   /// Accumulators of 8-column n-tiles.
   std::pair<mlir::VectorType, int64_t> accumulatorFragment(mlir::MLIRContext *ctx) const override {
     return {cType(ctx), 8};
