@@ -358,7 +358,12 @@ llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
 
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
-                                            const CUDATarget &target, GPUKernelKind kind) {
+                                            const CUDATarget &device, GPUKernelKind kind) {
+  // wgmma is an sm_90a instruction: an sm_90 device runs the sm_90a code
+  // (what heed-run and the C API name a compute capability 9.0 device).
+  CUDATarget target = device;
+  if (kind == GPUKernelKind::Wgmma && target.chip == "sm_90")
+    target.chip = "sm_90a";
   CompileTimes times;
   bool timed = timingRequested();
   auto start = std::chrono::steady_clock::now();
@@ -366,7 +371,8 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     timedCompile = &times;
   auto stopTiming = llvm::make_scope_exit([] { timedCompile = nullptr; });
   if (kind == GPUKernelKind::Wgmma && target.chip != "sm_90a")
-    return fail("the wgmma kernel needs --target=sm_90a (wgmma is an sm_90a feature), not " +
+    return fail("the wgmma kernel needs --target=sm_90a (or sm_90: wgmma is an sm_90a "
+                "feature), not " +
                 target.chip);
   auto lowered = lowerForGPU(variant, config, kind, GPUVendor::NVIDIA, [&](OpPassManager &pm) {
     buildNVVMBinaryPipeline(pm, target.chip, kind == GPUKernelKind::Wgmma);
