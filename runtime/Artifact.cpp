@@ -79,6 +79,8 @@ std::string KernelInfo::serialize() const {
        << "gpu_kernel " << gpu->kernelName << "\n"
        << "gpu_launch " << gpu->blockRows << " " << gpu->threads << " " << gpu->sharedBytes
        << " " << (gpu->matrixCores ? 1 : 0) << "\n";
+  if (gpu && gpu->tensorMapRowsQ > 0)
+    os << "gpu_tensor_maps " << gpu->tensorMapRowsQ << " " << gpu->tensorMapRowsKV << "\n";
   return os.str();
 }
 
@@ -138,6 +140,10 @@ std::string KernelInfo::parse(const std::string &text) {
       int matrix = 0;
       ok = bool(fields >> g.blockRows >> g.threads >> g.sharedBytes >> matrix);
       g.matrixCores = matrix != 0;
+    } else if (key == "gpu_tensor_maps") {
+      GPULaunch &g = gpuLaunch();
+      ok = bool(fields >> g.tensorMapRowsQ >> g.tensorMapRowsKV) && g.tensorMapRowsQ > 0 &&
+           g.tensorMapRowsKV > 0;
     } else if (key == "summarized") {
       unsigned s = 0;
       ok = bool(fields >> s);

@@ -55,6 +55,10 @@ struct Driver {
   CUresult (*cuEventCreate)(CUevent *, unsigned) = nullptr;
   CUresult (*cuEventRecord)(CUevent, CUstream) = nullptr;
   CUresult (*cuEventQuery)(CUevent) = nullptr;
+  /// CUDA 12+ (the wgmma kernel's TMA descriptors); null on older drivers.
+  CUresult (*cuTensorMapEncodeTiled)(void *, int, unsigned, void *, const uint64_t *,
+                                     const uint64_t *, const unsigned *, const unsigned *, int,
+                                     int, int, int) = nullptr;
 
   std::mutex mutex;                 ///< guards contexts
   std::vector<CUcontext> contexts;  ///< primary contexts, retained at first use
@@ -145,6 +149,8 @@ Driver *driver(std::string &error) {
     resolve(d->cuEventQuery, "cuEventQuery");
     if (!ok)
       return;
+    d->cuTensorMapEncodeTiled = reinterpret_cast<decltype(d->cuTensorMapEncodeTiled)>(
+        dlsym(d->library, "cuTensorMapEncodeTiled"));
     if ((why = d->check(d->cuInit(0), "cuInit")).size())
       return;
     if ((why = d->check(d->cuDeviceGetCount(&d->deviceCount), "cuDeviceGetCount")).size())
@@ -265,6 +271,39 @@ public:
                "must be multiples of 16 bytes (compile with the SIMT kernel for other views)";
     }
     return "";
+  }
+
+  std::string encodeTensorMap(void *map, const TensorRef &t, Layout layout,
+                              int64_t rows) override {
+    if (!d.cuTensorMapEncodeTiled)
+      return "the CUDA driver lacks cuTensorMapEncodeTiled (the wgmma kernel needs CUDA 12 "
+             "or newer)";
+    std::vector<int64_t> strides = t.effectiveStrides();
+    size_t elt = dtypeSize(t.dtype);
+    if ((t.dtype != DType::F16 && t.dtype != DType::BF16) || t.shape.size() != 4 ||
+        strides.size() != 4 || strides[3] != 1)
+      return "the wgmma kernel reads f16/bf16 [B, H, S, D] or [B, S, H, D] tensors with a "
+             "contiguous head dim";
+    // The tensor map's dims run innermost first: the tensor's, reversed.
+    uint64_t dims[4], bytes[3];
+    unsigned box[4] = {64, 1, 1, 1}, elementStrides[4] = {1, 1, 1, 1};
+    for (int i = 0; i < 4; ++i)
+      dims[i] = uint64_t(t.shape[3 - i]);
+    for (int i = 1; i < 4; ++i) {
+      bytes[i - 1] = uint64_t(strides[3 - i]) * elt;
+      if (bytes[i - 1] % 16)
+        return "the wgmma kernel's TMA needs batch, head and sequence strides of a multiple "
+               "of 16 bytes";
+    }
+    if (reinterpret_cast<uintptr_t>(t.data) % 16)
+      return "the wgmma kernel's TMA needs tensors whose data is 16-byte aligned";
+    box[layout == Layout::BHSD ? 1 : 2] = unsigned(rows);
+    // CUtensorMapDataType FLOAT16 = 6, BFLOAT16 = 9; no interleave; 128B
+    // swizzle (3); L2 promotion of 128 bytes (2); zeros out of bounds (0).
+    int type = t.dtype == DType::F16 ? 6 : 9;
+    return d.check(d.cuTensorMapEncodeTiled(map, type, 4, t.data, dims, bytes, box,
+                                            elementStrides, 0, 3, 2, 0),
+                   "cuTensorMapEncodeTiled");
   }
 
 private:

@@ -59,15 +59,21 @@ struct DeviceGateRows {
   int64_t rowCount = 0, countCount = 0;
 };
 
+/// A CUtensorMap's bytes, as the driver encodes them.
+struct alignas(64) TensorMapBytes {
+  unsigned char bytes[128];
+};
+
 /// The kernel's arguments, a pointer per scalar as the driver APIs take them:
 /// q, k, v, the buffers, the summaries, the gate rows and counts of a gated
 /// kernel, out, lse if written, the status word (i32) and the stats (3 x
 /// i64), the work range.
 class GPUKernelArgs {
 public:
+  /// `maps`: the wgmma kernel's tensor maps, passed by value after the rest.
   GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
                 const std::vector<DeviceSummary> &summaries, const DeviceGateRows &gate,
-                void *status, void *stats);
+                void *status, void *stats, std::vector<TensorMapBytes> &maps);
   GPUKernelArgs(const GPUKernelArgs &) = delete;
   GPUKernelArgs &operator=(const GPUKernelArgs &) = delete;
   void **params() { return pointers.data(); }
@@ -79,7 +85,8 @@ private:
 
 GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
                              const std::vector<DeviceSummary> &summaries,
-                             const DeviceGateRows &gate, void *status, void *stats) {
+                             const DeviceGateRows &gate, void *status, void *stats,
+                             std::vector<TensorMapBytes> &maps) {
   auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                     const std::vector<int64_t> &strides) {
     auto p = reinterpret_cast<int64_t>(data);
@@ -112,6 +119,8 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
   words.push_back(0);
   for (int64_t &w : words)
     pointers.push_back(&w);
+  for (TensorMapBytes &m : maps)
+    pointers.push_back(m.bytes);
 }
 
 } // namespace
@@ -293,8 +302,19 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   if ((!info.summarized.empty() || !info.gate.empty()) &&
       !(error = uploadHostTables(info, args, dims, driver, state, summaries, gateRows)).empty())
     return error;
+  // The wgmma kernel's TMA descriptors of q, k and v.
+  std::vector<TensorMapBytes> maps;
+  if (launch.tensorMapRowsQ > 0) {
+    maps.resize(3);
+    const TensorRef *tensors[] = {&args.q, &args.k, &args.v};
+    for (int i = 0; i < 3; ++i)
+      if (!(error = driver.encodeTensorMap(maps[i].bytes, *tensors[i], info.layout,
+                                           i ? launch.tensorMapRowsKV : launch.tensorMapRowsQ))
+               .empty())
+        return error;
+  }
   void *stats = static_cast<char *>(state.words) + 8;
-  GPUKernelArgs params(info, args, summaries, gateRows, state.words, stats);
+  GPUKernelArgs params(info, args, summaries, gateRows, state.words, stats, maps);
   unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);
   if (!(error = driver.launch(gridX, unsigned(dims.headsQ), unsigned(dims.batch),
                               params.params()))

@@ -177,6 +177,11 @@ bool matrixCoresApply(const spec::Variant &variant, const KernelConfig &config,
 llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelConfig &config,
                                     GPUKernelKind kind, GPUVendor vendor) {
   bool applies = matrixCoresApply(variant, config, vendor);
+  if (kind == GPUKernelKind::Wgmma &&
+      (vendor != GPUVendor::NVIDIA || !applies || config.headDim % 64 ||
+       config.valueDim() % 64))
+    return fail("the wgmma kernel is NVIDIA's (sm_90a) and needs f16 or bf16, head dims that "
+                "are multiples of 64 up to 256, and no gate (so far)");
   if (kind == GPUKernelKind::TensorCores && !applies)
     return fail(vendor == GPUVendor::AMD
                     ? "the MFMA kernel needs f16 or bf16, head dims that are multiples of 16 "
@@ -213,6 +218,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   out.module = gpuKernelModule(*out.context, variant, config);
   GPUPipelineOptions options;
   options.matrixCores = out.launch.matrixCores;
+  options.wgmma = kind == GPUKernelKind::Wgmma;
   options.simtRows = kSIMTRows;
   options.mfma = mfma;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
@@ -227,6 +233,13 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
       out.launch.blockRows = shape.getBlockRows();
       out.launch.threads = shape.getThreads();
       out.launch.sharedBytes = shape.getSharedBytes();
+    }
+    // The wgmma kernel's tensor maps: (described argument, box rows) of Q,
+    // then of K and V.
+    if (auto maps = kernel->getAttrOfType<DenseI64ArrayAttr>("heed.tensor_maps");
+        maps && maps.size() == 6) {
+      out.launch.tensorMapRowsQ = maps[1];
+      out.launch.tensorMapRowsKV = maps[3];
     }
   });
   if (then)
@@ -345,15 +358,24 @@ llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
 
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
-                                            const CUDATarget &target, GPUKernelKind kind) {
+                                            const CUDATarget &device, GPUKernelKind kind) {
+  // wgmma is an sm_90a instruction: an sm_90 device runs the sm_90a code
+  // (what heed-run and the C API name a compute capability 9.0 device).
+  CUDATarget target = device;
+  if (kind == GPUKernelKind::Wgmma && target.chip == "sm_90")
+    target.chip = "sm_90a";
   CompileTimes times;
   bool timed = timingRequested();
   auto start = std::chrono::steady_clock::now();
   if (timed)
     timedCompile = &times;
   auto stopTiming = llvm::make_scope_exit([] { timedCompile = nullptr; });
+  if (kind == GPUKernelKind::Wgmma && target.chip != "sm_90a")
+    return fail("the wgmma kernel needs --target=sm_90a (or sm_90: wgmma is an sm_90a "
+                "feature), not " +
+                target.chip);
   auto lowered = lowerForGPU(variant, config, kind, GPUVendor::NVIDIA, [&](OpPassManager &pm) {
-    buildNVVMBinaryPipeline(pm, target.chip);
+    buildNVVMBinaryPipeline(pm, target.chip, kind == GPUKernelKind::Wgmma);
   });
   if (!lowered)
     return lowered.takeError();
@@ -416,7 +438,9 @@ llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name) {
     return GPUKernelKind::TensorCores;
   if (name == "simt")
     return GPUKernelKind::SIMT;
-  return fail("unknown --gpu-kernel=" + name + " (expected auto, tensor-cores or simt)");
+  if (name == "wgmma")
+    return GPUKernelKind::Wgmma;
+  return fail("unknown --gpu-kernel=" + name + " (expected auto, tensor-cores, simt or wgmma)");
 }
 
 std::string GPUTarget::entryTarget() const {
@@ -450,7 +474,7 @@ static const std::string &ptxasIdentity() {
 }
 
 std::string GPUTarget::canonical() const {
-  const char *kinds[] = {"auto", "tensor-cores", "simt"};
+  const char *kinds[] = {"auto", "tensor-cores", "simt", "wgmma"};
   std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
   if (vendor == GPUVendor::AMD)
     text += " mfma=" + std::to_string(mfma);

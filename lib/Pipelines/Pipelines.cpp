@@ -177,21 +177,71 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
     buildSIMTKernelPipeline(pm, options);
     return;
   }
-  // Query tiles of 16 rows per warp; keys per tile by head dim unless set.
+  // Query tiles of 16 rows per warp (wgmma: 64 per warpgroup); keys per
+  // tile by head dim unless set.
   buildMatrixCoreSchedule(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
                           options.kvStages);
-  pm.addPass(createConvertAttnTileToNVGPU());
+  if (options.wgmma)
+    pm.addPass(createConvertAttnTileToHopper());
+  else
+    pm.addPass(createConvertAttnTileToNVGPU());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }
 
-void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip) {
+void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip, bool tensorMaps) {
   gpu::GPUToNVVMPipelineOptions nvvm;
   nvvm.cubinChip = chip;
   nvvm.cubinFeatures = "+ptx80";
   nvvm.cubinFormat = "isa"; // PTX text; ptxas makes the cubin
   pm.addPass(createHeedExternDynamicShared()); // .extern .shared, not a 1-byte global
-  gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+  if (!tensorMaps) {
+    gpu::buildLowerToNVVMPassPipeline(pm, nvvm);
+    return;
+  }
+  // gpu-lower-to-nvvm-pipeline's passes (LLVM 22), with the tensor maps made
+  // byval grid constants once the kernel is an llvm.func: upstream builds the
+  // pipeline in one piece, and convert-gpu-to-nvvm drops argument attributes.
+  pm.addPass(createConvertNVGPUToNVVMPass());
+  pm.addPass(createGpuKernelOutliningPass());
+  pm.addPass(createConvertVectorToSCFPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertNVVMToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  GpuNVVMAttachTargetOptions target;
+  target.triple = nvvm.cubinTriple;
+  target.chip = chip;
+  target.features = nvvm.cubinFeatures;
+  target.optLevel = nvvm.optLevel;
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createArithToLLVMConversionPass());
+  ConvertIndexToLLVMPassOptions index;
+  index.indexBitwidth = nvvm.indexBitWidth;
+  pm.addPass(createConvertIndexToLLVMPass(index));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createStripDebugInfoPass());
+  ConvertGpuOpsToNVVMOpsOptions kernel;
+  kernel.useBarePtrCallConv = nvvm.kernelUseBarePtrCallConv;
+  kernel.indexBitwidth = nvvm.indexBitWidth;
+  pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps(kernel));
+  pm.addPass(createHeedTensorMapParams());
+  pm.addNestedPass<gpu::GPUModuleOp>(createCanonicalizerPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createCSEPass());
+  pm.addNestedPass<gpu::GPUModuleOp>(createReconcileUnrealizedCastsPass());
+  GpuToLLVMConversionPassOptions host;
+  host.hostBarePtrCallConv = nvvm.hostUseBarePtrCallConv;
+  host.kernelBarePtrCallConv = nvvm.kernelUseBarePtrCallConv;
+  pm.addPass(createGpuToLLVMConversionPass(host));
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = nvvm.cubinFormat;
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
 void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
@@ -217,7 +267,8 @@ namespace {
 struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
   Option<std::string> chip{*this, "chip", llvm::cl::desc("sm_80, sm_90, ... or gfx90a, gfx942, ...")};
   Option<std::string> kernel{*this, "kernel",
-                             llvm::cl::desc("matrix-cores (tensor cores / MFMA) or simt"),
+                             llvm::cl::desc("matrix-cores (tensor cores / MFMA), simt, or "
+                                            "wgmma (NVIDIA sm_90a: wgmma, TMA, mbarriers)"),
                              llvm::cl::init("matrix-cores")};
   Option<bool> analyzeMask{*this, "analyze-mask",
                            llvm::cl::desc("skip KV tiles the mask empties"),
@@ -240,6 +291,7 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     GPUPipelineOptions o;
     o.chip = chip.empty() ? std::string(defaultChip) : std::string(chip);
     o.matrixCores = kernel != "simt";
+    o.wgmma = kernel == "wgmma";
     o.analyzeMask = analyzeMask;
     o.keysPerTile = keysPerTile;
     o.warps = warps;
@@ -286,7 +338,7 @@ void registerAllPasses() {
         [](OpPassManager &pm, const GPUPipelineCLOptions &o) {
           GPUPipelineOptions options = o.get("sm_90");
           buildNVGPUKernelPipeline(pm, options);
-          buildNVVMBinaryPipeline(pm, options.chip);
+          buildNVVMBinaryPipeline(pm, options.chip, options.wgmma);
         });
     PassPipelineRegistration<GPUPipelineCLOptions>(
         "heed-amdgpu-pipeline",

@@ -72,7 +72,8 @@ cl::opt<std::string> targets("target",
 
 cl::opt<std::string> gpuKernel("gpu-kernel",
                                cl::desc("with a GPU --emit: auto (matrix cores where they "
-                                        "apply) | tensor-cores (MFMA on AMD) | simt"),
+                                        "apply) | tensor-cores (MFMA on AMD) | simt | wgmma "
+                                        "(Hopper, --target=sm_90a; not yet checked on a GPU)"),
                                cl::init("auto"), cl::cat(category));
 
 cl::opt<bool> timeCompile("time",

@@ -1,6 +1,6 @@
 /* A stand-in libcuda.so.1 for capi_cuda_wiring_test.c: "device" memory is host
- * memory, kernels do nothing, and every module load, launch and stream-ordered
- * call is recorded so the test can see what heed asked of the driver: on which
+ * memory, kernels do nothing, and every module load, launch, tensor map
+ * (cuTensorMapEncodeTiled) and stream-ordered call is recorded so the test can see what heed asked of the driver: on which
  * stream, in which device's context, and whether anything allocated or waited.
  * $FAKE_CUDA_CC is the compute capability (e.g. 86, default 90),
  * $FAKE_CUDA_DEVICES the device count (default 1). The test places its own
@@ -11,6 +11,7 @@
  * launch with fake_cuda_keep_params. Never installed; found only through
  * the test's LD_LIBRARY_PATH. */
 #include "fake_placed.h"
+#include "fake_tensor_maps.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -132,10 +133,49 @@ int cuModuleGetFunction(void **f, void *m, const char *name) {
   *f = (void *)0x88;
   return 0;
 }
+/* The tensor maps encoded since the last launch (fake_cuda_tensor_maps), and
+ * whether that launch passed each one, by value, as parameter
+ * `mapParam` + i (set by the test: the index after heed's other parameters). */
+static FakeTensorMapLog mapLog;
+static int mapParam = -1, pendingMaps;
+static void *mapAt[FAKE_MAX_MAPS];
+const FakeTensorMapLog *fake_cuda_tensor_maps(void) { return &mapLog; }
+void fake_cuda_expect_map_params(int first) { mapParam = first; }
+
+int cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address,
+                           const uint64_t *dims, const uint64_t *strides, const unsigned *box,
+                           const unsigned *elementStrides, int interleave, int swizzle, int l2,
+                           int oobFill) {
+  if (rank < 1 || rank > 5 || ((uintptr_t)map % 64)) return 1; /* CUDA_ERROR_INVALID_VALUE */
+  if (pendingMaps == 0) mapLog.maps = 0;
+  if (mapLog.maps >= FAKE_MAX_MAPS) return 1;
+  FakeTensorMap *m = &mapLog.map[mapLog.maps];
+  memset(m, 0, sizeof *m);
+  m->type = type, m->rank = (int)rank, m->address = address;
+  m->interleave = interleave, m->swizzle = swizzle, m->l2 = l2, m->oobFill = oobFill;
+  for (unsigned i = 0; i < rank; ++i) {
+    m->dims[i] = dims[i], m->box[i] = box[i], m->elementStrides[i] = elementStrides[i];
+    if (i + 1 < rank) m->strides[i] = strides[i];
+  }
+  /* The map's bytes: its index and address, so a launch can tell them apart. */
+  memset(map, 0, 128);
+  memcpy(map, &mapLog.maps, sizeof(int));
+  memcpy((char *)map + 8, &address, sizeof address);
+  mapAt[mapLog.maps++] = map;
+  ++pendingMaps;
+  return 0;
+}
+
 int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned bz, unsigned shared, void *stream, void **params, void **extra) {
   (void)f, (void)by, (void)bz, (void)shared, (void)extra;
   ++fakeLog.launches;
+  mapLog.passed = 0;
+  mapLog.sharedBytes = shared;
+  for (int i = 0; pendingMaps && mapParam >= 0 && i < mapLog.maps; ++i)
+    mapLog.passed += params[mapParam + i] == mapAt[i] &&
+                     memcmp(params[mapParam + i], &i, sizeof i) == 0;
+  pendingMaps = 0;
   record('L', stream);
   fakeLog.grid[0] = gx, fakeLog.grid[1] = gy, fakeLog.grid[2] = gz, fakeLog.block = bx;
   fakeLog.stream = stream;

@@ -46,10 +46,12 @@ struct AMDGPUKernelBinary {
 
 /// Which kernel: the matrix-core one where it applies (f16 or bf16, head
 /// dims multiples of 16 up to 256 (AMD: v multiples of 32)), else
-/// the SIMT baseline; or forced. TensorCores means MFMA on AMD.
-enum class GPUKernelKind { Auto, TensorCores, SIMT };
+/// the SIMT baseline; or forced. TensorCores means MFMA on AMD. Wgmma is the
+/// Hopper kernel (sm_90a: wgmma, TMA, mbarriers), only when asked for: it has
+/// not passed numerics on a GPU yet.
+enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma };
 enum class GPUVendor { NVIDIA, AMD };
-/// "auto" | "tensor-cores" (also "matrix-cores") | "simt".
+/// "auto" | "tensor-cores" (also "matrix-cores") | "simt" | "wgmma".
 llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
 
 /// A GPU kernel to build: the platform, the chip, which kernel and (AMD) the

@@ -112,6 +112,42 @@ def ConvertAttnTileToSIMT : Pass<"convert-attn-tile-to-simt", "mlir::ModuleOp"> 
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect"];
 }
 
+def ConvertAttnTileToHopper : Pass<"convert-attn-tile-to-hopper", "mlir::ModuleOp"> {
+  let summary = "Tile ops -> a Hopper (sm_90a) kernel: wgmma, TMA, mbarriers";
+  let description = [{
+    Like --convert-attn-tile-to-nvgpu (kernels outlined into `gpu.module
+    @heed_gpu`, the target-neutral patterns of lib/Conversion/TileToGPU), with
+    the MatrixCoreTarget of Hopper's warpgroup instructions: one warpgroup per
+    64 query rows; Q, K and V tiles by TMA (cp.async.bulk.tensor) into
+    128B-swizzled dynamic shared memory, completing on mbarriers (Q once; one
+    barrier per `attn.tile.copy_kv` slot); S = Q K^T as SS wgmma
+    (nvvm.wgmma.mma_async with separate commit/wait), O += P V as RS wgmma
+    (P from the S accumulators in registers; inline PTX). The tensor maps are
+    three `!llvm.ptr` parameters appended to the kernel (Q, K, V; the kernel's
+    `heed.tensor_maps` lists the parameter each describes), built by the
+    runtime; --heed-tensor-map-params makes them byval grid constants after
+    convert-gpu-to-nvvm. f16/bf16, head dims multiples of 64 up to 256, key
+    tiles of a multiple of 16 keys. Needs sm_90a.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
+    "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect", "mlir::vector::VectorDialect"];
+}
+
+def HeedTensorMapParams : Pass<"heed-tensor-map-params", "mlir::ModuleOp"> {
+  let summary = "A Hopper kernel's tensor-map parameters as byval nvvm.grid_constant";
+  let description = [{
+    convert-gpu-to-nvvm drops argument attributes, and `nvvm.grid_constant`
+    may only sit on an llvm.func kernel's arguments: so after that lowering,
+    the last N parameters of each llvm.func carrying `heed.tensor_maps` (N
+    entries) get `llvm.byval = !llvm.array<128 x i8>`, `llvm.align = 64` and
+    `nvvm.grid_constant`. The launch then passes each CUtensorMap by value
+    and the kernel addresses it in parameter space (what CUDA C++ writes
+    `const __grid_constant__ CUtensorMap`).
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect", "mlir::NVVM::NVVMDialect"];
+}
+
 def HeedExternDynamicShared : Pass<"heed-extern-dynamic-shared", "mlir::ModuleOp"> {
   let summary = "Declare a GPU kernel's dynamic shared memory as an external zero-length array";
   let description = [{

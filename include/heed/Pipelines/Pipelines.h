@@ -44,6 +44,7 @@ void buildCPUToLLVMPipeline(mlir::OpPassManager &pm);
 struct GPUPipelineOptions {
   std::string chip;         ///< "sm_90", "gfx942", ...
   bool matrixCores = true;  ///< the tensor-core / MFMA kernel, else the SIMT one
+  bool wgmma = false;       ///< NVIDIA matrix cores: the Hopper kernel (sm_90a; wgmma, TMA)
   bool analyzeMask = true;  ///< matrix cores: skip the KV tiles the mask empties
   int64_t keysPerTile = 0;  ///< NVIDIA: keys per KV tile (0: by head dim)
   int64_t warps = 4;        ///< NVIDIA: warps per block, 16 query rows each
@@ -62,7 +63,10 @@ void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions 
 /// gpu-dialect kernels -> PTX for `chip` in a gpu.binary (MLIR's
 /// gpu-lower-to-nvvm-pipeline: NVVM, LLVM's NVPTX backend; PTX ISA 8.0 so
 /// that sm_90 can be targeted). ptxas then makes the cubin (heed::compileCUDA).
-void buildNVVMBinaryPipeline(mlir::OpPassManager &pm, const std::string &chip);
+/// With `tensorMaps` (the wgmma kernel), the same passes with
+/// --heed-tensor-map-params after convert-gpu-to-nvvm.
+void buildNVVMBinaryPipeline(mlir::OpPassManager &pm, const std::string &chip,
+                             bool tensorMaps = false);
 
 /// attn -> a gpu.func kernel for AMD: the tile schedule (choose-tiling with
 /// 4 waves of `mfma` rows, pipeline-kv with one synchronous slot, FULL-tile

@@ -37,6 +37,10 @@ struct GPULaunch {
   int64_t threads = 0;      ///< threads per block
   int64_t sharedBytes = 0;  ///< dynamic shared memory per block
   bool matrixCores = false; ///< tensor cores (NVIDIA) or MFMA (AMD), else the SIMT kernel
+  /// The wgmma kernel (sm_90a): the box rows of the Q and of the K/V tensor
+  /// maps (cuTensorMapEncodeTiled), passed by value after the other
+  /// parameters; 0 when the kernel takes none.
+  int64_t tensorMapRowsQ = 0, tensorMapRowsKV = 0;
 };
 
 /// Everything the runtime checks and launches a kernel by.

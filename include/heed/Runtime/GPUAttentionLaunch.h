@@ -66,6 +66,13 @@ public:
   virtual std::string download(void *host, const void *device, size_t bytes) = 0;
   /// What this kernel needs of the tensors beyond checkAttentionArgs.
   virtual std::string checkTensors(const AttentionArgs &) { return ""; }
+  /// The wgmma kernel's tensor map (128 bytes at `map`) of a [B, H, S, D]
+  /// or [B, S, H, D] f16/bf16 tensor: boxes of 64 columns (128 bytes,
+  /// 128B-swizzled) by `rows` sequence rows, zeros outside the tensor.
+  virtual std::string encodeTensorMap(void *map, const TensorRef &, Layout, int64_t rows) {
+    (void)map, (void)rows;
+    return "this GPU platform has no tensor maps (the wgmma kernel is CUDA's)";
+  }
 };
 
 /// What heed keeps per (device, stream), made at the first launch there.

@@ -15,7 +15,7 @@
 // 2 (l%4) + 1 of each 8-column n-tile.
 #include "heed/Conversion/Passes.h"
 
-#include "../TileToGPU/MatrixCore.h"
+#include "WarpFragments.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
@@ -35,10 +35,10 @@ using heed::attn::Layout;
 
 namespace {
 
-class NVGPUTarget : public MatrixCoreTarget {
+class NVGPUTarget : public WarpFragmentTarget {
 public:
   static constexpr int64_t kPad = 8;
-  using MatrixCoreTarget::MatrixCoreTarget;
+  using WarpFragmentTarget::WarpFragmentTarget;
 
   std::string unsupported() const override {
     Type elt = shape.elt;
@@ -51,12 +51,9 @@ public:
     return "";
   }
 
-  /// A fragments of 16 head-dim columns; accumulators of 8-column n-tiles.
+  /// A fragments of 16 head-dim columns.
   std::pair<VectorType, int64_t> operandFragment(MLIRContext *) const override {
     return {aType(), 16};
-  }
-  std::pair<VectorType, int64_t> accumulatorFragment(MLIRContext *ctx) const override {
-    return {cType(ctx), 8};
   }
 
   /// The slots of K and of V, each [rows][dim + 8] with slot s at rows
@@ -66,13 +63,6 @@ public:
   int64_t kBytes() const { return bufferRows() * (shape.headDim + kPad) * 2; }
   int64_t dynamicSharedBytes() const override {
     return kBytes() + bufferRows() * (shape.valueDim + kPad) * 2;
-  }
-
-  Value slotRow(OpBuilder &b, Location loc, unsigned slot) const override {
-    Value lane = laneId(b, loc);
-    Value rowInWarp = arith::DivUIOp::create(b, loc, lane, index(b, loc, 4));
-    return arith::AddIOp::create(b, loc, warpRow(b, loc),
-                                 arith::AddIOp::create(b, loc, rowInWarp, index(b, loc, 8 * slot)));
   }
 
   /// Q tile -> shared memory -> A fragments in registers (D / 16 of them).
@@ -136,47 +126,14 @@ public:
     return acc;
   }
 
-  /// The elements of m16n8 accumulators, n-tile by n-tile: (row slot i,
-  /// column 8 n + 2 (l%4) + j).
-  SmallVector<Element> elements(OpBuilder &b, Location loc, ValueRange acc) const override {
-    Value colPair = arith::MulIOp::create(
-        b, loc, arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4)), index(b, loc, 2));
-    SmallVector<Element> out;
-    for (auto [n, c] : llvm::enumerate(acc))
-      for (int64_t i = 0; i < 2; ++i)
-        for (int64_t j = 0; j < 2; ++j)
-          out.push_back({vector::ExtractOp::create(b, loc, c, ArrayRef<int64_t>{i, j}), unsigned(i),
-                         arith::AddIOp::create(b, loc, index(b, loc, int64_t(n) * 8 + j), colPair)});
-    return out;
-  }
-
-  /// The quad: lanes 4 (l/4) .. 4 (l/4) + 3.
-  Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
-    return xorReduce(b, loc, x, 1, 4, 32, max);
-  }
-  Value scaleRows(OpBuilder &b, Location loc, Value acc, ArrayRef<Value> perSlot) const override {
-    Value factors = vector::FromElementsOp::create(
-        b, loc, cType(b.getContext()), ValueRange{perSlot[0], perSlot[0], perSlot[1], perSlot[1]});
-    return arith::MulFOp::create(b, loc, acc, factors);
-  }
-
   /// O += P V, k = 16 keys per mma: P's A fragment for keys [16 t, 16 t +
   /// 16) is the S accumulators of n-tiles 2 t and 2 t + 1, converted.
   void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
                     MutableArrayRef<Value> o) const override {
     Value bufV = buffer(b, loc, true);
     Value laneMod16 = arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 16));
-    auto element = [&](int64_t n, int64_t i, int64_t j) {
-      return arith::TruncFOp::create(b, loc, shape.elt, p[n * 4 + i * 2 + j]);
-    };
     for (int64_t t16 = 0; t16 < shape.keys / 16; ++t16) {
-      SmallVector<Value> a;
-      // Rows r and r + 8 of keys [16 t, 16 t + 8), then of [+8, +16).
-      for (int64_t n : {2 * t16, 2 * t16 + 1})
-        for (int64_t i = 0; i < 2; ++i)
-          for (int64_t j = 0; j < 2; ++j)
-            a.push_back(element(n, i, j));
-      Value aFrag = vector::FromElementsOp::create(b, loc, aType(), a);
+      Value aFrag = vector::FromElementsOp::create(b, loc, aType(), pOperand(b, loc, p, t16));
       for (int64_t d = 0; d < shape.valueDim / 8; ++d) {
         Value r = arith::AddIOp::create(b, loc, index(b, loc, t16 * 16), laneMod16);
         Value vFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufV,
@@ -186,17 +143,7 @@ public:
       }
     }
   }
-  Value ownsRowStats(OpBuilder &b, Location loc) const override {
-    Value quad = arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4));
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, quad, index(b, loc, 0));
-  }
-
 private:
-  static Value laneId(OpBuilder &b, Location loc) { return heed::gpu_tile::laneId(b, loc, 32); }
-  Value warpRow(OpBuilder &b, Location loc) const {
-    Value warp = arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, 32));
-    return arith::MulIOp::create(b, loc, warp, index(b, loc, 16));
-  }
   /// The K (Q) or V buffer in dynamic shared memory.
   Value buffer(OpBuilder &b, Location loc, bool value) const {
     auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
@@ -241,11 +188,6 @@ private:
   }
   VectorType aType() const { return VectorType::get({4, 2}, shape.elt); }
   VectorType bType() const { return VectorType::get({2, 2}, shape.elt); }
-  static VectorType cType(MLIRContext *ctx) { return VectorType::get({2, 2}, Float32Type::get(ctx)); }
-  Value zeroC(OpBuilder &b, Location loc) const {
-    return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(cType(b.getContext()),
-                                                                    b.getF32FloatAttr(0)));
-  }
   /// C += A B on one m16n8k16 tensor-core op.
   Value mma(OpBuilder &b, Location loc, Value a, Value bFrag, Value c) const;
 };
@@ -284,17 +226,11 @@ Value NVGPUTarget::mma(OpBuilder &b, Location loc, Value a, Value bFrag, Value c
 struct ConvertAttnTileToNVGPUPass
     : heed::impl::ConvertAttnTileToNVGPUBase<ConvertAttnTileToNVGPUPass> {
   void runOnOperation() override {
-    auto complete = [](KernelShape &shape) {
-      int64_t rows = shape.waves; // the query tile's rows
-      shape.waveSize = 32;
-      shape.rowsPerWave = 16;
-      shape.waves = std::max<int64_t>(rows / 16, 1);
-      shape.rowSlots = 2;
-    };
     auto make = [](const KernelShape &shape) {
       return std::unique_ptr<MatrixCoreTarget>(std::make_unique<NVGPUTarget>(shape));
     };
-    if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-nvgpu", make, complete)))
+    if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-nvgpu", make,
+                                      WarpFragmentTarget::completeShape)))
       signalPassFailure();
   }
 };

@@ -1,0 +1,519 @@
+// --convert-attn-tile-to-hopper: the tile ops on Hopper (sm_90a), the
+// MatrixCoreTarget of wgmma with TMA and mbarriers (issue 16, first step).
+//
+// One consumer warpgroup (4 warps) owns 64 query rows; a block holds
+// blockRows / 64 of them. Q, K and V tiles come by TMA (cp.async.bulk.tensor,
+// one 64-column box of 128-byte rows per TMA) into 128B-swizzled dynamic
+// shared memory, each load completing on an mbarrier: one for Q (loaded once
+// per block), one per K/V staging slot of --attn-pipeline-kv. Thread 0 issues
+// the copies (arrive.expect_tx, then the TMAs); every thread waits on the
+// slot's barrier (try_wait.parity) where attn.tile.wait_kv stands, then on the
+// block's barrier (the slot the next prefetch takes is free).
+//
+// S = Q K^T is SS wgmma (both operands by shared-memory descriptor,
+// nvvm.wgmma.mma_async m64nKk16, one per 16 head-dim columns, then one commit
+// and wait). O += P V is RS wgmma: P goes from the S accumulators straight
+// into A registers (the register layout of wgmma's A is mma.sync's), V by a
+// descriptor of its MN-major (transposed) tile. The RS form is llvm.inline_asm
+// with tied accumulator operands: MLIR 22's nvvm.wgmma.mma_async takes only
+// descriptors, and nvvm.inline_ptx gives no SSA value for a read-write
+// operand. RS rather than SS because P needs no trip through shared memory,
+// no proxy fence and no extra barrier.
+//
+// The accumulators (S, O) keep mma.sync's per-warp m16n8 fragments
+// (WarpFragmentTarget), so the variant, the softmax and the epilogue are the
+// NVIDIA patterns'. The tensor maps are three kernel parameters appended
+// after the others (Q, K, V, listed in `heed.tensor_maps`), which
+// --heed-tensor-map-params makes byval `nvvm.grid_constant` parameters once
+// the kernel is an llvm.func; the runtime builds them (cuTensorMapEncodeTiled).
+//
+// Every tile of the key loop's range is copied, EMPTY ones too (the copy is
+// taken out of the pipeline's EMPTY guard): each slot's barrier then completes
+// one phase per tile, so the parity a tile waits for follows from its index.
+// EMPTY tiles are still not computed.
+#include "heed/Conversion/Passes.h"
+
+#include "../TileToNVGPU/WarpFragments.h"
+
+#include "dialects/attn/AttnTileOps.h"
+
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+
+namespace heed {
+#define GEN_PASS_DEF_CONVERTATTNTILETOHOPPER
+#define GEN_PASS_DEF_HEEDTENSORMAPPARAMS
+#include "heed/Conversion/Passes.h.inc"
+} // namespace heed
+
+using namespace mlir;
+using namespace heed::gpu_tile;
+using heed::attn::Layout;
+
+namespace {
+
+constexpr int64_t kBoxCols = 64;    ///< f16/bf16 columns of a 128-byte swizzled row
+constexpr int64_t kRowBytes = 128;  ///< a row of a TMA box
+constexpr int64_t kAtomBytes = 1024; ///< 8 rows: the 128B swizzle pattern's period
+constexpr int64_t kMapBytes = 128;  ///< a CUtensorMap
+constexpr llvm::StringLiteral kTensorMapsAttr = "heed.tensor_maps";
+
+class HopperTarget : public WarpFragmentTarget {
+public:
+  using WarpFragmentTarget::WarpFragmentTarget;
+
+  std::string unsupported() const override {
+    Type elt = shape.elt;
+    if (!elt.isF16() && !elt.isBF16())
+      return "wgmma takes f16 or bf16";
+    if (shape.headDim % kBoxCols || shape.valueDim % kBoxCols || shape.headDim > 256 ||
+        shape.valueDim > 256)
+      return "the wgmma kernel needs head dims that are multiples of 64, at most 256";
+    if (shape.keys % 16 || shape.keys > 256)
+      return "the wgmma kernel needs key tiles of a multiple of 16 keys, at most 256";
+    if (shape.blockRows() % 64 || shape.blockRows() > 256)
+      return "the wgmma kernel needs query tiles of 64 rows per warpgroup (at most 4)";
+    return "";
+  }
+
+  /// Q stays in shared memory: its "fragment" is the wgmma descriptor of
+  /// the warpgroup's 64 rows (one per tile).
+  std::pair<VectorType, int64_t> operandFragment(MLIRContext *ctx) const override {
+    return {VectorType::get({1}, IntegerType::get(ctx, 64)), shape.headDim};
+  }
+
+  int64_t qBytes() const { return shape.blockRows() * shape.headDim * 2; }
+  int64_t kBytes() const { return shape.keys * shape.headDim * 2; }
+  int64_t vBytes() const { return shape.keys * shape.valueDim * 2; }
+  int64_t kOffset() const { return qBytes(); }
+  int64_t vOffset() const { return qBytes() + shape.stages * kBytes(); }
+  /// Barrier 0 is Q's, 1 + s slot s's.
+  int64_t barrierOffset() const { return vOffset() + shape.stages * vBytes(); }
+  /// One swizzle period more than the layout: the base is aligned at run time.
+  int64_t dynamicSharedBytes() const override {
+    return barrierOffset() + 8 * (1 + shape.stages) + kAtomBytes;
+  }
+
+  void prepareKernel(gpu::GPUFuncOp kernel) override;
+
+  /// (Flat tiles: TMA reads rows first .. first + rows; gated tiles, whose
+  /// rows come from a list, are refused by the pass.)
+  SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
+                           const QueryRows &queries, Layout layout) const override {
+    Value q0 = queries.first;
+    Value bar = sharedPtr(b, loc, barrier(b, loc, index(b, loc, 0)));
+    {
+      auto leader = ifLeader(b, loc);
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(&leader.getThenRegion().front());
+      expectBytes(b, loc, bar, qBytes());
+      tileByTMA(b, loc, tensorMaps.lookup(q), base(b, loc, 0), bar, shape.blockRows(),
+                shape.headDim, layout, batch, head, q0);
+    }
+    wait(b, loc, bar, i32(b, loc, 0));
+    // This warpgroup's 64 rows of each column box.
+    Value warpgroup = arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, 128));
+    Value rows = arith::AddIOp::create(
+        b, loc, base(b, loc, 0),
+        arith::MulIOp::create(b, loc, warpgroup, index(b, loc, 64 * kRowBytes)));
+    Value desc = descriptor(b, loc, rows, /*leading=*/16, /*stride=*/kAtomBytes);
+    return {vector::FromElementsOp::create(b, loc, VectorType::get({1}, b.getI64Type()),
+                                           ValueRange{desc})};
+  }
+
+  /// Thread 0: the slot's barrier expects the K and V bytes, then the TMAs.
+  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
+              Value seq, Value stage, Layout layout) const override {
+    auto leader = ifLeader(b, loc);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&leader.getThenRegion().front());
+    Value slot = arith::AddIOp::create(b, loc, stage, index(b, loc, 1));
+    Value bar = sharedPtr(b, loc, barrier(b, loc, slot));
+    expectBytes(b, loc, bar, kBytes() + vBytes());
+    tileByTMA(b, loc, tensorMaps.lookup(k), slotBase(b, loc, kOffset(), kBytes(), stage), bar,
+              shape.keys, shape.headDim, layout, batch, head, kv0);
+    tileByTMA(b, loc, tensorMaps.lookup(v), slotBase(b, loc, vOffset(), vBytes(), stage), bar,
+              shape.keys, shape.valueDim, layout, batch, head, kv0);
+  }
+
+  /// The barrier of the tile this iteration of the key loop computes (tile
+  /// t in slot t % stages, its (t - first) / stages-th use: that parity),
+  /// then the block's barrier.
+  void waitKV(OpBuilder &b, Location loc, int64_t pending) const override {
+    Value slot = index(b, loc, 0), use = index(b, loc, 0);
+    Operation *parent = b.getInsertionBlock()->getParentOp();
+    auto loop = dyn_cast<scf::ForOp>(parent);
+    if (!loop)
+      loop = parent->getParentOfType<scf::ForOp>();
+    if (loop) {
+      Value iv = loop.getInductionVar();
+      Value n = index(b, loc, shape.stages);
+      Value tile = arith::DivUIOp::create(
+          b, loc, arith::SubIOp::create(b, loc, iv, loop.getLowerBound()), loop.getStep());
+      slot = arith::RemUIOp::create(b, loc, iv, n);
+      use = arith::DivUIOp::create(b, loc, tile, n);
+    }
+    Value parity = arith::IndexCastOp::create(
+        b, loc, b.getI32Type(), arith::AndIOp::create(b, loc, use, index(b, loc, 1)));
+    wait(b, loc,
+         sharedPtr(b, loc, barrier(b, loc, arith::AddIOp::create(b, loc, slot, index(b, loc, 1)))),
+         parity);
+    gpu::BarrierOp::create(b, loc);
+  }
+
+  /// S = Q K^T: m64nKk16 wgmma over the head dim, K by its descriptor.
+  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {
+    Value qDesc = vector::ExtractOp::create(b, loc, q.front(), ArrayRef<int64_t>{0});
+    Value kDesc = descriptor(b, loc, slotBase(b, loc, kOffset(), kBytes(), stage), 16, kAtomBytes);
+    // The first wgmma does not read D (scale-d 0): no registers to zero
+    // after the fence.
+    Value acc = LLVM::PoisonOp::create(b, loc, accumulatorStruct(b.getContext(), shape.keys));
+    NVVM::WgmmaFenceAlignedOp::create(b, loc);
+    for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
+      // Column box kk / 4, 32 bytes (16 columns) into its swizzled rows.
+      int64_t inBox = (kk % 4) * 32;
+      Value a = advance(b, loc, qDesc, (kk / 4) * shape.blockRows() * kRowBytes + inBox);
+      Value bDesc = advance(b, loc, kDesc, (kk / 4) * shape.keys * kRowBytes + inBox);
+      acc = wgmma(b, loc, acc, a, bDesc, shape.keys, /*accumulate=*/kk > 0);
+    }
+    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
+    return unpack(b, loc, pinAfterWait(b, loc, acc), shape.keys);
+  }
+
+  /// O += P V, 16 keys per RS wgmma m64nDk16: P's A registers from the S
+  /// accumulators, V (MN-major: value dims contiguous) by descriptor --
+  /// column boxes `keys` rows apart (leading), 8-key groups 1024 bytes
+  /// apart (stride).
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+                    MutableArrayRef<Value> o) const override {
+    Value vDesc = descriptor(b, loc, slotBase(b, loc, vOffset(), vBytes(), stage),
+                             shape.keys * kRowBytes, kAtomBytes);
+    SmallVector<Value> d;
+    for (Value frag : o)
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 2; ++j)
+          d.push_back(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i, j}));
+    SmallVector<Value> a, descs;
+    for (int64_t t = 0; t < shape.keys / 16; ++t) {
+      llvm::append_range(a, packPairs(b, loc, pOperand(b, loc, p, t)));
+      descs.push_back(advance(b, loc, vDesc, t * 16 * kRowBytes));
+    }
+    Value out = wgmmaRS(b, loc, d, a, descs);
+    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
+    SmallVector<Value> frags = unpack(b, loc, pinAfterWait(b, loc, out), shape.valueDim);
+    llvm::copy(frags, o.begin());
+  }
+
+private:
+  /// The kernel's tensor map parameter of each tensor (prepareKernel).
+  llvm::DenseMap<Value, Value> tensorMaps;
+
+  /// The 1024-aligned base of the layout in dynamic shared memory (a
+  /// shared-window address), plus `offset`.
+  Value base(OpBuilder &b, Location loc, int64_t offset) const {
+    auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+    auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                                 MemRefLayoutAttrInterface{}, space);
+    Value shared = gpu::DynamicSharedMemoryOp::create(b, loc, bytes);
+    Value p = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, shared);
+    Value up = arith::AddIOp::create(b, loc, p, index(b, loc, kAtomBytes - 1));
+    Value aligned = arith::AndIOp::create(b, loc, up, index(b, loc, ~(kAtomBytes - 1)));
+    return offset ? Value(arith::AddIOp::create(b, loc, aligned, index(b, loc, offset))) : aligned;
+  }
+  Value slotBase(OpBuilder &b, Location loc, int64_t offset, int64_t bytes, Value stage) const {
+    return arith::AddIOp::create(b, loc, base(b, loc, offset),
+                                 arith::MulIOp::create(b, loc, stage, index(b, loc, bytes)));
+  }
+  Value barrier(OpBuilder &b, Location loc, Value which) const {
+    return arith::AddIOp::create(b, loc, base(b, loc, barrierOffset()),
+                                 arith::MulIOp::create(b, loc, which, index(b, loc, 8)));
+  }
+  static Value sharedPtr(OpBuilder &b, Location loc, Value address) {
+    Value i64 = arith::IndexCastOp::create(b, loc, b.getI64Type(), address);
+    return LLVM::IntToPtrOp::create(b, loc, LLVM::LLVMPointerType::get(b.getContext(), 3), i64);
+  }
+  static scf::IfOp ifLeader(OpBuilder &b, Location loc) {
+    Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, threadId(b, loc),
+                                        index(b, loc, 0));
+    return scf::IfOp::create(b, loc, first, /*withElseRegion=*/false);
+  }
+  static void expectBytes(OpBuilder &b, Location loc, Value bar, int64_t bytes) {
+    NVVM::MBarrierArriveExpectTxOp::create(b, loc, Type(), bar, i32(b, loc, bytes),
+                                           NVVM::MemScopeKindAttr(), BoolAttr(), Value());
+  }
+  static void wait(OpBuilder &b, Location loc, Value bar, Value parity) {
+    NVVM::MBarrierTryWaitParityOp::create(b, loc, bar, parity, i32(b, loc, 10000000));
+  }
+  /// Rows [row0, row0 + rows) x `width` columns of (batch, head) into `dst`,
+  /// one TMA box of 64 columns after another (`rows` x 128 bytes each).
+  /// The tensor map's dims are the tensor's, innermost first.
+  static void tileByTMA(OpBuilder &b, Location loc, Value map, Value dst, Value bar, int64_t rows,
+                        int64_t width, Layout layout, Value batch, Value head, Value row0) {
+    auto cluster = LLVM::LLVMPointerType::get(b.getContext(), 7);
+    for (int64_t c = 0; c < width / kBoxCols; ++c) {
+      Value to = LLVM::AddrSpaceCastOp::create(
+          b, loc, cluster,
+          sharedPtr(b, loc,
+                    arith::AddIOp::create(b, loc, dst, index(b, loc, c * rows * kRowBytes))));
+      SmallVector<Value> coords;
+      for (Value x : llvm::reverse(at(layout, batch, head, row0, index(b, loc, c * kBoxCols))))
+        coords.push_back(arith::IndexCastOp::create(b, loc, b.getI32Type(), x));
+      NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
+          b, loc, to, map, coords, bar, ValueRange{}, Value(), Value(),
+          NVVM::TMALoadMode::TILE, /*isCTAOnly=*/false, NVVM::CTAGroupKindAttr(), Value());
+    }
+  }
+  /// A wgmma descriptor (PTX ISA, "Matrix Descriptor Format") of the
+  /// 128B-swizzled tile at shared address `address`.
+  static Value descriptor(OpBuilder &b, Location loc, Value address, int64_t leading,
+                          int64_t stride) {
+    Value a = arith::IndexCastOp::create(b, loc, b.getI64Type(), address);
+    a = arith::ShRUIOp::create(
+        b, loc, arith::AndIOp::create(b, loc, a, arith::ConstantIntOp::create(b, loc, 0x3FFFF, 64)),
+        arith::ConstantIntOp::create(b, loc, 4, 64));
+    int64_t fixed = ((leading >> 4) << 16) | ((stride >> 4) << 32) | (int64_t(1) << 62);
+    return arith::OrIOp::create(b, loc, a, arith::ConstantIntOp::create(b, loc, fixed, 64));
+  }
+  /// `desc` with its start address `bytes` further.
+  static Value advance(OpBuilder &b, Location loc, Value desc, int64_t bytes) {
+    if (!bytes)
+      return desc;
+    return arith::AddIOp::create(b, loc, desc, arith::ConstantIntOp::create(b, loc, bytes >> 4, 64));
+  }
+  static LLVM::LLVMStructType accumulatorStruct(MLIRContext *ctx, int64_t n) {
+    return LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(n / 2, Float32Type::get(ctx)));
+  }
+  NVVM::WGMMATypes inputType() const {
+    return shape.elt.isF16() ? NVVM::WGMMATypes::f16 : NVVM::WGMMATypes::bf16;
+  }
+  /// acc (+)= A B^T, both K-major in shared memory, m64nNk16.
+  Value wgmma(OpBuilder &b, Location loc, Value acc, Value a, Value bDesc, int64_t n,
+              bool accumulate) const {
+    MLIRContext *ctx = b.getContext();
+    auto in = NVVM::WGMMATypesAttr::get(ctx, inputType());
+    auto one = NVVM::WGMMAScaleInAttr::get(ctx, NVVM::WGMMAScaleIn::one);
+    return NVVM::WgmmaMmaAsyncOp::create(
+        b, loc, acc.getType(), acc, a, bDesc, NVVM::MMAShapeAttr::get(ctx, 64, n, 16), in, in,
+        NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::f32),
+        NVVM::WGMMAScaleOutAttr::get(ctx, accumulate ? NVVM::WGMMAScaleOut::one
+                                                      : NVVM::WGMMAScaleOut::zero),
+        one, one,
+        NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
+        NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::col), NVVM::MMAIntOverflowAttr());
+  }
+  /// The accumulator struct as m16n8 fragments (4 f32 per 8 columns).
+  SmallVector<Value> unpack(OpBuilder &b, Location loc, Value acc, int64_t n) const {
+    SmallVector<Value> frags;
+    for (int64_t t = 0; t < n / 8; ++t) {
+      SmallVector<Value> e;
+      for (int64_t i = 0; i < 4; ++i)
+        e.push_back(LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{t * 4 + i}));
+      frags.push_back(vector::FromElementsOp::create(b, loc, cType(b.getContext()), e));
+    }
+    return frags;
+  }
+  /// Pairs of 16-bit elements as the i32 registers wgmma's A takes.
+  SmallVector<Value> packPairs(OpBuilder &b, Location loc, ArrayRef<Value> halves) const {
+    auto pair = VectorType::get({2}, shape.elt);
+    auto word = VectorType::get({1}, b.getI32Type());
+    SmallVector<Value> regs;
+    for (size_t r = 0; r + 1 < halves.size(); r += 2) {
+      Value v = vector::FromElementsOp::create(b, loc, pair, halves.slice(r, 2));
+      regs.push_back(vector::ExtractOp::create(b, loc, vector::BitCastOp::create(b, loc, word, v),
+                                               ArrayRef<int64_t>{0}));
+    }
+    return regs;
+  }
+  /// d += A B for each 16 keys, A in registers (4 x b32 per step), B = V by
+  /// descriptor, MN-major (imm-trans-b 1): one asm statement holding the
+  /// fence and every step, so that all its register inputs are written
+  /// before the fence (written between two steps, ptxas would fence again);
+  /// the accumulators tied in and out.
+  Value wgmmaRS(OpBuilder &b, Location loc, ArrayRef<Value> d, ArrayRef<Value> a,
+                ArrayRef<Value> descs) const {
+    int64_t n = int64_t(d.size()), steps = int64_t(descs.size());
+    auto reg = [](int64_t i) { return "$" + std::to_string(i); };
+    std::string type = shape.elt.isF16() ? "f16" : "bf16";
+    std::string accumulators, constraints;
+    for (int64_t i = 0; i < n; ++i) {
+      accumulators += (i ? ", " : "") + reg(i);
+      constraints += i ? ",=f" : "=f";
+    }
+    // Operands after the outputs: the A registers, the descriptors, the
+    // scale-d register (1: accumulate), then the tied accumulators.
+    int64_t scale = n + 5 * steps;
+    std::string ptx = "{\n.reg .pred p;\nsetp.ne.b32 p, " + reg(scale) +
+                      ", 0;\nwgmma.fence.sync.aligned;\n";
+    for (int64_t t = 0; t < steps; ++t) {
+      int64_t r = n + 4 * t;
+      ptx += "wgmma.mma_async.sync.aligned.m64n" + std::to_string(2 * n) + "k16.f32." + type +
+             "." + type + " {" + accumulators + "}, {" + reg(r) + ", " + reg(r + 1) + ", " +
+             reg(r + 2) + ", " + reg(r + 3) + "}, " + reg(n + 4 * steps + t) + ", p, 1, 1, 1;\n";
+    }
+    ptx += "}";
+    SmallVector<Value> operands(a.begin(), a.end());
+    llvm::append_range(operands, descs);
+    operands.push_back(i32(b, loc, 1));
+    for (int64_t i = 0; i < 4 * steps; ++i)
+      constraints += ",r";
+    for (int64_t t = 0; t < steps; ++t)
+      constraints += ",l";
+    constraints += ",r";
+    for (int64_t i = 0; i < n; ++i) {
+      constraints += "," + std::to_string(i);
+      operands.push_back(d[i]);
+    }
+    return inlineAsm(b, loc, accumulatorStruct(b.getContext(), 2 * n), operands, ptx,
+                     constraints);
+  }
+  static Value inlineAsm(OpBuilder &b, Location loc, Type result, ValueRange operands,
+                         StringRef ptx, StringRef constraints) {
+    return LLVM::InlineAsmOp::create(
+               b, loc, result, operands, ptx, constraints, /*has_side_effects=*/true,
+               /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
+               LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT), ArrayAttr())
+        .getResult(0);
+  }
+  /// The accumulator struct through an empty asm statement with side effects
+  /// (each register tied in and out), after wgmma.wait_group: the wgmma
+  /// writes them asynchronously, and nothing else keeps LLVM from moving
+  /// their first reads above the wait.
+  static Value pinAfterWait(OpBuilder &b, Location loc, Value acc) {
+    auto type = cast<LLVM::LLVMStructType>(acc.getType());
+    int64_t n = int64_t(type.getBody().size());
+    SmallVector<Value> values;
+    std::string constraints;
+    for (int64_t i = 0; i < n; ++i) {
+      values.push_back(LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{i}));
+      constraints += i ? ",=f" : "=f";
+    }
+    for (int64_t i = 0; i < n; ++i)
+      constraints += "," + std::to_string(i);
+    return inlineAsm(b, loc, type, values, "", constraints);
+  }
+};
+
+/// The tensor maps as parameters, the barriers initialized at the kernel's
+/// entry, and the copies out of their EMPTY guards (see the file comment).
+void HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
+  MLIRContext *ctx = kernel.getContext();
+  SmallVector<Value> tensors;
+  kernel.walk([&](heed::attn::TileLoadOp load) {
+    if (cast<heed::attn::TileType>(load.getResult().getType()).getRole() ==
+        heed::attn::TileRole::Q)
+      tensors.push_back(load.getTensor());
+  });
+  SmallVector<heed::attn::TileCopyKVOp> copies;
+  kernel.walk([&](heed::attn::TileCopyKVOp copy) { copies.push_back(copy); });
+  if (!copies.empty()) {
+    tensors.push_back(copies.front().getKey());
+    tensors.push_back(copies.front().getValue());
+  }
+  SmallVector<int64_t> described; // (kernel argument, box rows) per map
+  auto ptr = LLVM::LLVMPointerType::get(ctx);
+  for (auto [i, t] : llvm::enumerate(tensors)) {
+    if (tensorMaps.count(t))
+      continue;
+    unsigned at = kernel.getNumArguments();
+    if (failed(kernel.insertArgument(at, ptr, DictionaryAttr::get(ctx), kernel.getLoc())))
+      continue;
+    tensorMaps[t] = kernel.getArgument(at);
+    auto arg = dyn_cast<BlockArgument>(t);
+    described.push_back(arg ? int64_t(arg.getArgNumber()) : -1);
+    described.push_back(i == 0 ? shape.blockRows() : shape.keys);
+  }
+  kernel->setAttr(kTensorMapsAttr, DenseI64ArrayAttr::get(ctx, described));
+  for (heed::attn::TileCopyKVOp copy : copies) {
+    auto guard = dyn_cast<scf::IfOp>(copy->getParentOp());
+    auto test = guard ? guard.getCondition().getDefiningOp<arith::CmpIOp>() : arith::CmpIOp();
+    if (test && test.getLhs().getDefiningOp<heed::attn::TileClassifyOp>())
+      copy->moveBefore(guard);
+  }
+  OpBuilder b(ctx);
+  b.setInsertionPointToStart(&kernel.getBody().front());
+  Location loc = kernel.getLoc();
+  {
+    auto leader = ifLeader(b, loc);
+    OpBuilder::InsertionGuard g(b);
+    b.setInsertionPointToStart(&leader.getThenRegion().front());
+    for (int64_t i = 0; i <= shape.stages; ++i)
+      NVVM::MBarrierInitOp::create(b, loc, sharedPtr(b, loc, barrier(b, loc, index(b, loc, i))),
+                                   i32(b, loc, 1), Value());
+    // The initialized barriers are visible to the TMA unit (the async proxy).
+    NVVM::FenceProxyOp::create(b, loc, NVVM::ProxyKind::async_shared,
+                               NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
+  }
+  gpu::BarrierOp::create(b, loc);
+}
+
+struct ConvertAttnTileToHopperPass
+    : heed::impl::ConvertAttnTileToHopperBase<ConvertAttnTileToHopperPass> {
+  void runOnOperation() override {
+    auto make = [](const KernelShape &shape) {
+      return std::unique_ptr<MatrixCoreTarget>(std::make_unique<HopperTarget>(shape));
+    };
+    // A slot's barrier counts its phases from the kernel's start, the waits
+    // from their loop's first tile: one pipelined key loop per kernel.
+    llvm::DenseMap<Operation *, Operation *> loopOf; // function -> its key loop
+    WalkResult walk = getOperation().walk([&](heed::attn::TileWaitKVOp wait) {
+      auto loop = wait->getParentOfType<scf::ForOp>();
+      Operation *func = wait->getParentOfType<FunctionOpInterface>();
+      auto [it, inserted] = loopOf.try_emplace(func, loop);
+      if (loop && (inserted || it->second == loop))
+        return WalkResult::advance();
+      wait.emitOpError() << "--convert-attn-tile-to-hopper: the wgmma kernel takes one "
+                            "pipelined key loop per kernel (routed variants are not lowered "
+                            "to it yet); use the tensor-core kernel";
+      return WalkResult::interrupt();
+    });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
+    // TMA copies boxes of consecutive rows: a gated head's routed rows are a list.
+    WalkResult gated = getOperation().walk([&](heed::attn::TileStoreOp store) {
+      if (!store.getGate())
+        return WalkResult::advance();
+      store.emitOpError() << "--convert-attn-tile-to-hopper: gated variants are not lowered "
+                             "to the wgmma kernel yet; use the tensor-core kernel";
+      return WalkResult::interrupt();
+    });
+    if (gated.wasInterrupted())
+      return signalPassFailure();
+    if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-hopper", make,
+                                      WarpFragmentTarget::completeShape)))
+      signalPassFailure();
+  }
+};
+
+/// The last parameters of each kernel with `heed.tensor_maps` (one per
+/// (argument, rows) pair) become 128-byte byval `nvvm.grid_constant` parameters: the kernel
+/// addresses the CUtensorMap where the launch put it, in parameter space.
+struct TensorMapParamsPass : heed::impl::HeedTensorMapParamsBase<TensorMapParamsPass> {
+  void runOnOperation() override {
+    getOperation().walk([&](LLVM::LLVMFuncOp func) {
+      auto maps = func->getAttrOfType<DenseI64ArrayAttr>(kTensorMapsAttr);
+      if (!maps)
+        return;
+      MLIRContext *ctx = func.getContext();
+      unsigned count = unsigned(maps.size()) / 2, args = func.getNumArguments();
+      if (count > args) {
+        func.emitError() << "has " << count << " tensor maps but " << args << " parameters";
+        return signalPassFailure();
+      }
+      auto map = LLVM::LLVMArrayType::get(IntegerType::get(ctx, 8), kMapBytes);
+      for (unsigned i = args - count; i < args; ++i) {
+        func.setArgAttr(i, LLVM::LLVMDialect::getByValAttrName(), TypeAttr::get(map));
+        func.setArgAttr(i, LLVM::LLVMDialect::getAlignAttrName(),
+                        IntegerAttr::get(IntegerType::get(ctx, 64), 64));
+        func.setArgAttr(i, "nvvm.grid_constant", UnitAttr::get(ctx));
+      }
+    });
+  }
+};
+
+} // namespace

@@ -1,0 +1,108 @@
+// The accumulator side of NVIDIA's warp-level matrix layouts, shared by the
+// mma.sync target (TileToNVGPU) and the wgmma one (TileToHopper): an
+// m16n8 accumulator per 8 columns, warp w owning rows [16 w, 16 w + 16) of
+// the block, lane l rows l/4 and l/4 + 8, columns 2 (l%4) and 2 (l%4) + 1.
+// wgmma's m64nN accumulators are that layout for the 4 warps of a
+// warpgroup (PTX ISA, "Register Fragments" of wgmma.mma_async), so both
+// targets read, reduce and rescale S and O the same way.
+#ifndef HEED_LIB_CONVERSION_TILETONVGPU_WARPFRAGMENTS_H
+#define HEED_LIB_CONVERSION_TILETONVGPU_WARPFRAGMENTS_H
+
+#include "../TileToGPU/MatrixCore.h"
+
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+namespace heed::gpu_tile {
+
+class WarpFragmentTarget : public MatrixCoreTarget {
+public:
+  using MatrixCoreTarget::MatrixCoreTarget;
+
+  /// The block of a query tile read off the kernel (`waves` holds its rows):
+  /// warps of 16 rows, two row slots per lane.
+  static void completeShape(KernelShape &shape) {
+    int64_t rows = shape.waves;
+    shape.waveSize = 32;
+    shape.rowsPerWave = 16;
+    shape.waves = std::max<int64_t>(rows / 16, 1);
+    shape.rowSlots = 2;
+  }
+
+  /// Accumulators of 8-column n-tiles.
+  std::pair<mlir::VectorType, int64_t> accumulatorFragment(mlir::MLIRContext *ctx) const override {
+    return {cType(ctx), 8};
+  }
+
+  Value slotRow(OpBuilder &b, Location loc, unsigned slot) const override {
+    Value rowInWarp = mlir::arith::DivUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4));
+    return mlir::arith::AddIOp::create(
+        b, loc, warpRow(b, loc),
+        mlir::arith::AddIOp::create(b, loc, rowInWarp, index(b, loc, 8 * slot)));
+  }
+
+  /// The elements of m16n8 accumulators, n-tile by n-tile: (row slot i,
+  /// column 8 n + 2 (l%4) + j).
+  llvm::SmallVector<Element> elements(OpBuilder &b, Location loc,
+                                      mlir::ValueRange acc) const override {
+    Value colPair = mlir::arith::MulIOp::create(
+        b, loc, mlir::arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4)),
+        index(b, loc, 2));
+    llvm::SmallVector<Element> out;
+    for (auto [n, c] : llvm::enumerate(acc))
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 2; ++j)
+          out.push_back(
+              {mlir::vector::ExtractOp::create(b, loc, c, llvm::ArrayRef<int64_t>{i, j}),
+               unsigned(i),
+               mlir::arith::AddIOp::create(b, loc, index(b, loc, int64_t(n) * 8 + j), colPair)});
+    return out;
+  }
+
+  /// The quad: lanes 4 (l/4) .. 4 (l/4) + 3.
+  Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
+    return xorReduce(b, loc, x, 1, 4, 32, max);
+  }
+  Value scaleRows(OpBuilder &b, Location loc, Value acc,
+                  llvm::ArrayRef<Value> perSlot) const override {
+    Value factors = mlir::vector::FromElementsOp::create(
+        b, loc, cType(b.getContext()),
+        mlir::ValueRange{perSlot[0], perSlot[0], perSlot[1], perSlot[1]});
+    return mlir::arith::MulFOp::create(b, loc, acc, factors);
+  }
+  Value ownsRowStats(OpBuilder &b, Location loc) const override {
+    Value quad = mlir::arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4));
+    return mlir::arith::CmpIOp::create(b, loc, mlir::arith::CmpIPredicate::eq, quad,
+                                       index(b, loc, 0));
+  }
+
+protected:
+  /// The A operand (register layout of mma m16n8k16 and of wgmma's k16) of
+  /// P for keys [16 t, 16 t + 16), in shape.elt: the elements of S n-tiles
+  /// 2 t and 2 t + 1 (elements() order) -- rows r and r + 8 of the first 8
+  /// keys, then of the next 8.
+  llvm::SmallVector<Value> pOperand(OpBuilder &b, Location loc, llvm::ArrayRef<Value> p,
+                                    int64_t t) const {
+    llvm::SmallVector<Value> a;
+    for (int64_t n : {2 * t, 2 * t + 1})
+      for (int64_t e = 0; e < 4; ++e)
+        a.push_back(mlir::arith::TruncFOp::create(b, loc, shape.elt, p[n * 4 + e]));
+    return a;
+  }
+  static Value laneId(OpBuilder &b, Location loc) { return heed::gpu_tile::laneId(b, loc, 32); }
+  /// The first block row of this thread's warp.
+  static Value warpRow(OpBuilder &b, Location loc) {
+    Value warp = mlir::arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, 32));
+    return mlir::arith::MulIOp::create(b, loc, warp, index(b, loc, 16));
+  }
+  static mlir::VectorType cType(mlir::MLIRContext *ctx) {
+    return mlir::VectorType::get({2, 2}, mlir::Float32Type::get(ctx));
+  }
+  static Value zeroC(OpBuilder &b, Location loc) {
+    return mlir::arith::ConstantOp::create(
+        b, loc, mlir::DenseElementsAttr::get(cType(b.getContext()), b.getF32FloatAttr(0)));
+  }
+};
+
+} // namespace heed::gpu_tile
+
+#endif
