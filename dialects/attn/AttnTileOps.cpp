@@ -195,3 +195,83 @@ void TileCountOp::getEffects(Effects &effects) {
   addReads(effects, getStatsMutable());
   addWrites(effects, getStatsMutable());
 }
+
+void GradAddOp::getEffects(Effects &effects) {
+  addReads(effects, getGradientMutable());
+  addWrites(effects, getGradientMutable());
+}
+
+LogicalResult GradAddOp::verify() {
+  auto type = cast<MemRefType>(getGradient().getType());
+  if (!type.getElementType().isF32())
+    return emitOpError() << "accumulates into an f32 gradient, got " << type;
+  if (type.getRank() != static_cast<int64_t>(getIndices().size()))
+    return emitOpError() << "takes " << type.getRank() << " indices for " << type;
+  return success();
+}
+
+LogicalResult AttentionBackwardOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  if (failed(variant))
+    return failure();
+  if (variant->getNumBuffers() != getBuffers().size())
+    return emitOpError() << "takes " << variant->getNumBuffers() << " buffers for "
+                         << getVariantAttr();
+  return success();
+}
+
+void AttentionBackwardOp::getEffects(Effects &effects) {
+  using Range = MutableOperandRange;
+  for (Range r : {Range(getQueryMutable()), Range(getKeyMutable()), Range(getValueMutable()),
+                  Range(getDoutMutable()), Range(getLseMutable()), Range(getDeltaMutable()),
+                  getBuffersMutable(), getSummariesMutable()})
+    addReads(effects, r);
+  for (Range r : {Range(getDqMutable()), getGradientsMutable(), getStatsMutable()}) {
+    addReads(effects, r);
+    addWrites(effects, r);
+  }
+  for (Range r : {Range(getDkMutable()), Range(getDvMutable()), getStatusMutable()})
+    addWrites(effects, r);
+}
+
+void TileLoadRowsOp::getEffects(Effects &effects) { addReads(effects, getTensorMutable()); }
+
+LogicalResult TileProbsOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  return lookupVariant(*this, getVariantAttr(), symbols);
+}
+
+void TileProbsOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getStatusMutable());
+}
+
+LogicalResult TileGradScoresOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  if (failed(variant))
+    return failure();
+  if (!(*variant)->hasAttr("derivative_of"))
+    return emitOpError() << getVariantAttr() << " is not a derivative variant (run --attn-differentiate)";
+  if (variant->getNumBuffers() != getBuffers().size())
+    return emitOpError() << "takes " << variant->getNumBuffers() << " buffers for "
+                         << getVariantAttr();
+  return success();
+}
+
+void TileGradScoresOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getBuffersMutable());
+}
+
+LogicalResult TileGradKVOp::verify() {
+  auto x = cast<TileType>(getX().getType()), y = cast<TileType>(getY().getType());
+  auto acc = cast<TileType>(getAcc().getType());
+  if (x.getRows() != y.getRows() || acc.getRows() != x.getCols() || acc.getCols() != y.getCols())
+    return emitOpError() << "needs x [R x N], y [R x D] and acc [N x D]";
+  return success();
+}
+
+void TileWriteRowsOp::getEffects(Effects &effects) {
+  if (getAccumulate())
+    addReads(effects, getTensorMutable());
+  addWrites(effects, getTensorMutable());
+}

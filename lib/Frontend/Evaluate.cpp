@@ -16,10 +16,6 @@ using Value = Scalar;
 
 Value ofInt(int64_t i) { return {i, 0}; }
 Value ofBool(bool v) { return {v ? 1 : 0, 0}; }
-/// Every f32 operation rounds its exact result once, as the kernel's f32
-/// arithmetic does (for + - * / and sqrt, rounding the double result is the
-/// same as rounding the exact one: a double carries more than 2 x 24 + 2 bits).
-Value ofFloat(double f) { return {0, roundToF32(f)}; }
 
 // Integer arithmetic wraps around like the kernel's two's-complement ops
 // instead of being undefined behaviour in C++.
@@ -29,8 +25,9 @@ int64_t wrapMul(int64_t a, int64_t b) { return static_cast<int64_t>(uint64_t(a) 
 
 class Interpreter {
 public:
-  Interpreter(const EvalPoint &p, const std::vector<BufferData> &buffers, int *outOfRange)
-      : p(p), buffers(buffers), outOfRange(outOfRange) {}
+  Interpreter(const EvalPoint &p, const std::vector<BufferData> &buffers, int *outOfRange,
+              bool exact = false)
+      : p(p), buffers(buffers), outOfRange(outOfRange), exact(exact) {}
 
   Value eval(const Expr &e) {
     switch (e.kind) {
@@ -66,7 +63,85 @@ public:
     return {};
   }
 
+  /// Adds adjoint * d(e)/d(x) to the gradient of every f32 input x of `e`
+  /// (the score, float buffer elements); the derivative conventions are
+  /// PyTorch autograd's (docs/backward.md).
+  void backprop(const Expr &e, double adjoint, ScoreGradient &g) {
+    if (adjoint == 0 || e.type != ScalarType::F32)
+      return;
+    auto operand = [&](size_t i) { return eval(*e.operands[i]).f; };
+    switch (e.kind) {
+    case ExprKind::Score:
+      g.dScore += adjoint;
+      return;
+    case ExprKind::Load:
+      return backpropLoad(e, adjoint, g);
+    case ExprKind::Select:
+      return backprop(*e.operands[eval(*e.operands[0]).i ? 1 : 2], adjoint, g);
+    case ExprKind::Cast: // from i64 (or f32 itself): nothing flows through an integer
+      if (e.operands[0]->type == ScalarType::F32)
+        backprop(*e.operands[0], adjoint, g);
+      return;
+    case ExprKind::Unary: {
+      double a = operand(0);
+      double d = 0;
+      switch (e.op) {
+      case Op::Neg: d = -1; break;
+      case Op::Abs: d = a > 0 ? 1 : a < 0 ? -1 : 0; break; // sign(x), 0 at 0
+      case Op::Exp: d = std::exp(a); break;
+      case Op::Log: d = 1 / a; break;
+      case Op::Tanh: d = 1 - std::tanh(a) * std::tanh(a); break;
+      case Op::Sqrt: d = 0.5 / std::sqrt(a); break;
+      default: return;
+      }
+      return backprop(*e.operands[0], adjoint * d, g);
+    }
+    case ExprKind::Binary: {
+      double a = operand(0), c = operand(1);
+      double da = 0, dc = 0;
+      switch (e.op) {
+      case Op::Add: da = 1; dc = 1; break;
+      case Op::Sub: da = 1; dc = -1; break;
+      case Op::Mul: da = c; dc = a; break;
+      case Op::Div: da = 1 / c; dc = -a / (c * c); break;
+      // torch.minimum/maximum: the chosen side, half to each on a tie.
+      case Op::Min: da = a < c ? 1 : a > c ? 0 : 0.5; dc = 1 - da; break;
+      case Op::Max: da = a > c ? 1 : a < c ? 0 : 0.5; dc = 1 - da; break;
+      default: return;
+      }
+      backprop(*e.operands[0], adjoint * da, g);
+      backprop(*e.operands[1], adjoint * dc, g);
+      return;
+    }
+    default:
+      return;
+    }
+  }
+
 private:
+  void backpropLoad(const Expr &e, double adjoint, ScoreGradient &g) {
+    std::vector<int64_t> idx;
+    for (const ExprPtr &o : e.operands)
+      idx.push_back(eval(*o).i);
+    if (e.buffer >= buffers.size() || buffers[e.buffer].shape.size() != idx.size())
+      return;
+    const BufferData &buf = buffers[e.buffer];
+    uint64_t flat = 0;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      if (idx[d] < 0 || idx[d] >= buf.shape[d])
+        return; // read as 0: no element to differentiate
+      flat = flat * uint64_t(buf.shape[d]) + uint64_t(idx[d]);
+    }
+    if (flat < buf.values.size())
+      g.buffers.push_back({e.buffer, flat, adjoint});
+  }
+
+  /// Every f32 operation rounds its exact result once, as the kernel's f32
+  /// arithmetic does (for + - * / and sqrt, rounding the double result is the
+  /// same as rounding the exact one: a double carries more than 2 x 24 + 2
+  /// bits); in exact mode nothing is rounded.
+  Value ofFloat(double f) const { return {0, exact ? f : roundToF32(f)}; }
+
   Value load(const Expr &e) {
     // Indices are evaluated first, so reads nested in them are seen in order.
     std::vector<int64_t> idx;
@@ -174,6 +249,7 @@ private:
   const EvalPoint &p;
   const std::vector<BufferData> &buffers;
   int *outOfRange;
+  bool exact;
 };
 
 } // namespace
@@ -224,6 +300,17 @@ double roundToF32(double v) {
 Scalar evaluateScalar(const Expr &e, const EvalPoint &point,
                       const std::vector<BufferData> &buffers, int *outOfRange) {
   return Interpreter(point, buffers, outOfRange).eval(e);
+}
+
+double evaluateExact(const Expr &e, const EvalPoint &point,
+                     const std::vector<BufferData> &buffers, int *outOfRange) {
+  Scalar v = Interpreter(point, buffers, outOfRange, /*exact=*/true).eval(e);
+  return e.type == ScalarType::F32 ? v.f : static_cast<double>(v.i);
+}
+
+void backpropagate(const Expr &e, const EvalPoint &point, const std::vector<BufferData> &buffers,
+                   double adjoint, ScoreGradient &gradient) {
+  Interpreter(point, buffers, nullptr, /*exact=*/true).backprop(e, adjoint, gradient);
 }
 
 Scalar evaluateConstant(const Expr &e) {

@@ -3,6 +3,7 @@
 #ifndef HEED_RUNTIME_REFERENCE_H
 #define HEED_RUNTIME_REFERENCE_H
 
+#include "heed/Frontend/Evaluate.h"
 #include "heed/Frontend/Spec.h"
 #include "heed/Runtime/Tensor.h"
 
@@ -38,6 +39,9 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
                                    Layout layout, double scale,
                                    const std::vector<HostTensor> &buffers,
                                    unsigned threads = 0);
+
+/// Buffers as the interpreter reads them (values widened to double).
+std::vector<spec::BufferData> widenBuffers(const std::vector<HostTensor> &buffers);
 
 /// The mask evaluated on every (b, h, q, kv), counted per block (a q-tile x
 /// kv-tile pair, the kernel's unit of work): the brute-force minimum of blocks

@@ -17,6 +17,7 @@
 #ifndef HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
 #define HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
 
+#include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -47,6 +48,14 @@ mlir::Value exp2(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 llvm::SmallVector<mlir::Value> at(attn::Layout layout, mlir::Value batch, mlir::Value head,
                                   mlir::Value pos, mlir::Value d);
 
+/// attn.load on vectors of indices (VariantToCPU.cpp): a masked gather;
+/// lanes out of range read 0 and, where `laneValid`, set `status`.
+mlir::Value gatherLoad(mlir::OpBuilder &b, mlir::Location loc, mlir::Operation *anchor,
+                       attn::LoadOp load, mlir::Value buffer, mlir::ValueRange indices,
+                       unsigned which, mlir::Value laneValid, mlir::Value status);
+bool isIdentityScore(attn::VariantOp variant);
+bool isConstantTrueMask(attn::VariantOp variant);
+
 /// What the CPU patterns cannot lower, as errors before any rewriting: a
 /// variant region with non-elementwise ops or strided multi-dim buffers;
 /// tensors whose head dim is not contiguous.
@@ -58,6 +67,8 @@ void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewriteP
 void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateVariantPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+/// The backward's tile ops (BackwardToCPU.cpp, docs/backward.md).
+void populateBackwardPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 
 } // namespace heed::cpu
 

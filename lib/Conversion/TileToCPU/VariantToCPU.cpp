@@ -20,7 +20,6 @@ using namespace mlir;
 using namespace heed::attn;
 
 namespace heed::cpu {
-namespace {
 
 /// A buffer as one flat memref (for gathers) and its dims, made once at the
 /// function's entry.
@@ -106,6 +105,8 @@ bool isConstantTrueMask(VariantOp variant) {
   Value yielded = cast<YieldOp>(variant.getMask().front().getTerminator()).getValue();
   return matchPattern(yielded, m_ConstantInt(&value)) && value.isOne();
 }
+
+namespace {
 
 struct ApplyLowering : OpConversionPattern<TileApplyOp> {
   using OpConversionPattern::OpConversionPattern;
