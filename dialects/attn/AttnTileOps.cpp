@@ -47,6 +47,17 @@ LogicalResult needsBlocks(Operation *op, FlatSymbolRefAttr name, SymbolTableColl
   return success();
 }
 
+/// The variant `name` refers to, checked to take `buffers` buffers.
+FailureOr<VariantOp> variantTaking(Operation *op, FlatSymbolRefAttr name, size_t buffers,
+                                   SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(op, name, symbols);
+  if (failed(variant))
+    return failure();
+  if (variant->getNumBuffers() != buffers)
+    return op->emitOpError() << "takes " << variant->getNumBuffers() << " buffers for " << name;
+  return variant;
+}
+
 } // namespace
 
 LogicalResult TileWorkOp::verify() {
@@ -108,12 +119,10 @@ LogicalResult TileQKOp::verify() {
 }
 
 LogicalResult TileApplyOp::verifySymbolUses(SymbolTableCollection &symbols) {
-  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  FailureOr<VariantOp> variant =
+      variantTaking(*this, getVariantAttr(), getBuffers().size(), symbols);
   if (failed(variant))
     return failure();
-  if (variant->getNumBuffers() != getBuffers().size())
-    return emitOpError() << "takes " << variant->getNumBuffers() << " buffers for "
-                         << getVariantAttr();
   if (variant->isRouted() != static_cast<bool>(getRoute()))
     return emitOpError() << "takes a route value exactly when its variant is routed";
   return success();
@@ -211,13 +220,7 @@ LogicalResult GradAddOp::verify() {
 }
 
 LogicalResult AttentionBackwardOp::verifySymbolUses(SymbolTableCollection &symbols) {
-  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
-  if (failed(variant))
-    return failure();
-  if (variant->getNumBuffers() != getBuffers().size())
-    return emitOpError() << "takes " << variant->getNumBuffers() << " buffers for "
-                         << getVariantAttr();
-  return success();
+  return variantTaking(*this, getVariantAttr(), getBuffers().size(), symbols);
 }
 
 void AttentionBackwardOp::getEffects(Effects &effects) {
@@ -246,14 +249,13 @@ void TileProbsOp::getEffects(Effects &effects) {
 }
 
 LogicalResult TileGradScoresOp::verifySymbolUses(SymbolTableCollection &symbols) {
-  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  FailureOr<VariantOp> variant =
+      variantTaking(*this, getVariantAttr(), getBuffers().size(), symbols);
   if (failed(variant))
     return failure();
   if (!(*variant)->hasAttr("derivative_of"))
-    return emitOpError() << getVariantAttr() << " is not a derivative variant (run --attn-differentiate)";
-  if (variant->getNumBuffers() != getBuffers().size())
-    return emitOpError() << "takes " << variant->getNumBuffers() << " buffers for "
-                         << getVariantAttr();
+    return emitOpError() << getVariantAttr()
+                         << " is not a derivative variant (run --attn-differentiate)";
   return success();
 }
 

@@ -19,6 +19,7 @@
 #include "llvm/IR/LLVMContext.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 
@@ -60,11 +61,9 @@ OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant 
                                           const KernelConfig &config,
                                           const std::vector<unsigned> &gradients,
                                           const std::vector<unsigned> &summarized) {
-  OpBuilder b(&ctx);
-  Location loc = NameLoc::get(b.getStringAttr(variant.name));
-  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
-  b.setInsertionPointToEnd(module->getBody());
-  emitVariant(b, loc, variant);
+  OwningOpRef<ModuleOp> module = emitVariantModule(ctx, variant);
+  auto b = OpBuilder::atBlockEnd(module->getBody());
+  Location loc = module->getLoc();
   int64_t dyn = ShapedType::kDynamic;
   Type elt = detail::storageType(ctx, config.dtype), f32 = b.getF32Type();
   MemRefType qk = detail::stridedType(ctx, {dyn, dyn, dyn, config.headDim}, elt);
@@ -376,14 +375,12 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     }
   }
   if (stats) {
-    *stats = RunStats{};
-    for (const auto &n : counts) {
-      stats->visitedBlocks += n[0];
-      stats->fullBlocks += n[1];
-      stats->partialBlocks += n[2];
-    }
+    std::array<int64_t, 3> total = {0, 0, 0};
+    for (const auto &n : counts)
+      for (size_t i = 0; i < 3; ++i)
+        total[i] += n[i];
     int64_t qTiles = (Sq + c.blockQ - 1) / c.blockQ;
-    stats->totalBlocks = B * Hq * qTiles * impl->numKVTiles(Skv);
+    *stats = RunStats{total[0], total[1], total[2], B * Hq * qTiles * impl->numKVTiles(Skv), 0};
   }
   for (int32_t s : statuses)
     if (s > 0 && size_t(s) <= impl->variant.buffers.size()) {

@@ -14,6 +14,7 @@ struct BackwardOptions {
   unsigned threads = 0, repeat = 5;
   double tolerance = 0; ///< 0: by dtype
   bool json = false;
+  bool check = true; ///< compare with the float64 reference (else time only)
   uint64_t seed = 0;
   std::string shape; ///< for the report
 };

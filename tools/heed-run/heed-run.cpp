@@ -475,6 +475,7 @@ int main(int argc, char **argv) {
     o.repeat = repeat;
     o.tolerance = tolerance.getNumOccurrences() ? tolerance.getValue() : 0;
     o.json = json;
+    o.check = !noCheck;
     o.seed = usedSeed;
     o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,

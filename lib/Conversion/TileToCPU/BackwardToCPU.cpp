@@ -131,7 +131,6 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
     auto sType = cast<MemRefType>(sT.getType());
     int64_t keys = sType.getDimSize(0), lanes = sType.getDimSize(1);
     auto laneType = VectorType::get({lanes}, rewriter.getF32Type());
-    auto maskType = VectorType::get({lanes}, rewriter.getI1Type());
     Value pT = allocaAtEntry(rewriter, op, sType);
     Value status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
     SmallVector<Value> buffers = firsts(adaptor.getBuffers());
@@ -151,28 +150,10 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
         how.leading = leading;
         s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
       }
-      Value visible = arith::AndIOp::create(rewriter, loc, c.laneValid, live);
-      if (!isConstantTrueMask(variant)) {
-        Value leading[] = {c.b, c.h, rows.tokens, c.kv};
-        how.leading = leading;
-        auto masked = [&]() {
-          return arith::AndIOp::create(rewriter, loc, visible,
-                                       inlineVariantRegion(rewriter, loc, variant.getMask(), how))
-              .getResult();
-        };
-        if (adaptor.getMaskIf().empty()) {
-          visible = masked();
-        } else {
-          auto ifOp = scf::IfOp::create(rewriter, loc, TypeRange{maskType},
-                                        adaptor.getMaskIf().front(), true);
-          OpBuilder::InsertionGuard inner(rewriter);
-          rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
-          scf::YieldOp::create(rewriter, loc, ValueRange{masked()});
-          rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
-          scf::YieldOp::create(rewriter, loc, ValueRange{visible});
-          visible = ifOp.getResult(0);
-        }
-      }
+      Value leading[] = {c.b, c.h, rows.tokens, c.kv};
+      Value visible = visibleLanes(rewriter, loc, variant, how, leading,
+                                   arith::AndIOp::create(rewriter, loc, c.laneValid, live),
+                                   adaptor.getMaskIf());
       Value p = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, s, log2e, shift));
       p = arith::SelectOp::create(rewriter, loc, visible, p, splat(rewriter, loc, laneType, 0));
       vector::StoreOp::create(rewriter, loc, p, pT, ValueRange{j, c0});

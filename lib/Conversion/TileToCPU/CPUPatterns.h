@@ -17,6 +17,8 @@
 #ifndef HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
 #define HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
 
+#include "../TileCommon/VariantRegions.h"
+
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 
@@ -54,6 +56,12 @@ mlir::Value gatherLoad(mlir::OpBuilder &b, mlir::Location loc, mlir::Operation *
                        attn::LoadOp load, mlir::Value buffer, mlir::ValueRange indices,
                        unsigned which, mlir::Value laneValid, mlir::Value status);
 bool isIdentityScore(attn::VariantOp variant);
+/// The lanes of a key column where the variant's mask holds (its `leading`
+/// arguments b, h, q, kv as vectors) among `laneValid`; with `maskIf`, the
+/// mask is evaluated only when it is true (FULL tiles pass false).
+mlir::Value visibleLanes(mlir::OpBuilder &b, mlir::Location loc, attn::VariantOp variant,
+                         RegionInlining &how, mlir::ValueRange leading, mlir::Value laneValid,
+                         mlir::ValueRange maskIf);
 bool isConstantTrueMask(attn::VariantOp variant);
 
 /// What the CPU patterns cannot lower, as errors before any rewriting: a
