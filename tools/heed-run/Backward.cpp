@@ -56,7 +56,12 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   auto forward = Kernel::compile(variant, config);
   if (!forward)
     return error(llvm::toString(forward.takeError()));
-  auto backward = BackwardKernel::compile(variant, config);
+  KernelConfig backwardConfig = config;
+  if (options.blockKV)
+    backwardConfig.blockKV = options.blockKV;
+  if (llvm::Error err = backwardConfig.validate())
+    return error("--backward-block-kv: " + llvm::toString(std::move(err)));
+  auto backward = BackwardKernel::compile(variant, backwardConfig);
   if (!backward)
     return error(llvm::toString(backward.takeError()));
   bool bshd = config.layout == Layout::BSHD;
@@ -151,7 +156,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
       !options.check || (std::isfinite(worst) && worst <= tolerance && !ref.outOfRange);
 
   AttentionDims dims{B, Hq, Hkv, Sq, Skv};
-  MaskCensus census = maskCensus(variant, dims, buffers, config.blockQ, config.blockKV,
+  MaskCensus census = maskCensus(variant, dims, buffers, config.blockQ, backwardConfig.blockKV,
                                  options.threads);
   double flops = 2.0 * census.density() * double(B) * Hq * Sq * Skv *
                  (config.headDim + config.valueDim());
@@ -174,7 +179,9 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
                          {"blocks_full", bstats.fullBlocks},
                          {"blocks_total", bstats.totalBlocks},
                          {"blocks_minimum", census.nonEmptyBlocks},
-                         {"threads", static_cast<int64_t>(options.threads)}};
+                         {"threads", static_cast<int64_t>(options.threads)},
+                         {"backward_tiles", fmt::format("{}x{}", backwardConfig.blockQ,
+                                                        backwardConfig.blockKV)}};
     if (options.check) {
       o["grad_max_rel_error"] = number(worst);
       o["tolerance"] = tolerance;
@@ -188,7 +195,9 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   } else {
     llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", variant.name,
                                 options.shape, options.seed);
-    llvm::outs() << fmt::format("compile   {:.3f} s (backward)\n", (*backward)->compileSeconds());
+    llvm::outs() << fmt::format("compile   {:.3f} s (backward, tiles {}x{})\n",
+                                (*backward)->compileSeconds(), backwardConfig.blockQ,
+                                backwardConfig.blockKV);
     llvm::outs() << fmt::format("forward   {:.3f} ms\nbackward  {:.3f} ms ({:.2f}x forward), "
                                 "{:.3f} TFLOP/s (2.5x the forward's useful work)\n",
                                 *forwardTime * 1e3, *backwardTime * 1e3,

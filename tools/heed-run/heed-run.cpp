@@ -102,6 +102,11 @@ cl::opt<bool> backward("backward",
                        cl::desc("also run the backward pass on a random dout and check dq, dk, "
                                 "dv and the buffers' gradients against float64 (CPU)"),
                        cl::cat(category));
+cl::opt<int64_t> backwardBlockKV(
+    "backward-block-kv",
+    cl::desc("with --backward: keys per tile of the backward kernel (default 64: its loads "
+             "per query tile are amortized over more keys; 0: --block-kv)"),
+    cl::init(64), cl::cat(category));
 cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width)"), cl::init(16),
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
@@ -476,6 +481,7 @@ int main(int argc, char **argv) {
     o.tolerance = tolerance.getNumOccurrences() ? tolerance.getValue() : 0;
     o.json = json;
     o.check = !noCheck;
+    o.blockKV = backwardBlockKV;
     o.seed = usedSeed;
     o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
