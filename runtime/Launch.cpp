@@ -443,6 +443,10 @@ std::shared_ptr<LoadedKernel> LoadedKernel::load(const ArtifactEntry &entry, std
   return std::shared_ptr<LoadedKernel>(new LoadedKernel(std::move(impl)));
 }
 
+void *LoadedKernel::symbol(const std::string &name) const {
+  return dlsym(impl->object.handle, name.c_str());
+}
+
 std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
                               RunStats *runStats) const {
   const KernelInfo &c = impl->info;

@@ -69,7 +69,9 @@ private:
   std::vector<double> wide;
 };
 
-std::vector<spec::BufferData> widen(const std::vector<HostTensor> &buffers) {
+} // namespace
+
+std::vector<spec::BufferData> widenBuffers(const std::vector<HostTensor> &buffers) {
   std::vector<spec::BufferData> data;
   for (const HostTensor &t : buffers) {
     spec::BufferData d;
@@ -81,8 +83,6 @@ std::vector<spec::BufferData> widen(const std::vector<HostTensor> &buffers) {
   }
   return data;
 }
-
-} // namespace
 
 ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
                                    const HostTensor &k, const HostTensor &v,
@@ -96,7 +96,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   int64_t D = q.shape()[3], Dv = v.shape()[3];
   int64_t group = Hkv ? Hq / Hkv : 1;
 
-  std::vector<spec::BufferData> data = widen(buffers);
+  std::vector<spec::BufferData> data = widenBuffers(buffers);
 
   ReferenceResult r;
   r.out.assign(B * Hq * Sq * Dv, 0);
@@ -240,7 +240,7 @@ std::vector<uint8_t> sampleRows(int64_t total, int64_t count, uint64_t seed) {
 MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
                       const TokenTiles &kvTiles, unsigned threads) {
-  std::vector<spec::BufferData> data = widen(buffers);
+  std::vector<spec::BufferData> data = widenBuffers(buffers);
   int64_t nq = static_cast<int64_t>(qTiles.size()), nk = static_cast<int64_t>(kvTiles.size());
   // Key token -> its tile, and the real keys per tile.
   std::vector<int64_t> kvTile(dims.seqKV, -1), kvCount(nk, 0);
@@ -347,7 +347,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
 double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
                    const std::vector<HostTensor> &buffers, int64_t rowStride,
                    unsigned threads) {
-  std::vector<spec::BufferData> data = widen(buffers);
+  std::vector<spec::BufferData> data = widenBuffers(buffers);
   rowStride = std::max<int64_t>(1, rowStride);
   int64_t rowsPerHead = (dims.seqQ + rowStride - 1) / rowStride;
   int64_t rows = dims.batch * dims.headsQ * rowsPerHead;

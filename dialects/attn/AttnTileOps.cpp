@@ -60,6 +60,17 @@ LogicalResult needsHeadRegion(Operation *op, FlatSymbolRefAttr name,
   return success();
 }
 
+/// The variant `name` refers to, checked to take `buffers` buffers.
+FailureOr<VariantOp> variantTaking(Operation *op, FlatSymbolRefAttr name, size_t buffers,
+                                   SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant = lookupVariant(op, name, symbols);
+  if (failed(variant))
+    return failure();
+  if (variant->getNumBuffers() != buffers)
+    return op->emitOpError() << "takes " << variant->getNumBuffers() << " buffers for " << name;
+  return variant;
+}
+
 } // namespace
 
 LogicalResult TileWorkOp::verify() {
@@ -121,12 +132,10 @@ LogicalResult TileQKOp::verify() {
 }
 
 LogicalResult TileApplyOp::verifySymbolUses(SymbolTableCollection &symbols) {
-  FailureOr<VariantOp> variant = lookupVariant(*this, getVariantAttr(), symbols);
+  FailureOr<VariantOp> variant =
+      variantTaking(*this, getVariantAttr(), getBuffers().size(), symbols);
   if (failed(variant))
     return failure();
-  if (variant->getNumBuffers() != getBuffers().size())
-    return emitOpError() << "takes " << variant->getNumBuffers() << " buffers for "
-                         << getVariantAttr();
   if (variant->isRouted() != static_cast<bool>(getRoute()))
     return emitOpError() << "takes a route value exactly when its variant is routed";
   return success();
@@ -215,4 +224,77 @@ void TileSinkOp::getEffects(Effects &effects) {
 void TileCountOp::getEffects(Effects &effects) {
   addReads(effects, getStatsMutable());
   addWrites(effects, getStatsMutable());
+}
+
+void GradAddOp::getEffects(Effects &effects) {
+  addReads(effects, getGradientMutable());
+  addWrites(effects, getGradientMutable());
+}
+
+LogicalResult GradAddOp::verify() {
+  auto type = cast<MemRefType>(getGradient().getType());
+  if (!type.getElementType().isF32())
+    return emitOpError() << "accumulates into an f32 gradient, got " << type;
+  if (type.getRank() != static_cast<int64_t>(getIndices().size()))
+    return emitOpError() << "takes " << type.getRank() << " indices for " << type;
+  return success();
+}
+
+LogicalResult AttentionBackwardOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  return variantTaking(*this, getVariantAttr(), getBuffers().size(), symbols);
+}
+
+void AttentionBackwardOp::getEffects(Effects &effects) {
+  using Range = MutableOperandRange;
+  for (Range r : {Range(getQueryMutable()), Range(getKeyMutable()), Range(getValueMutable()),
+                  Range(getDoutMutable()), Range(getLseMutable()), Range(getDeltaMutable()),
+                  getBuffersMutable(), getSummariesMutable()})
+    addReads(effects, r);
+  for (Range r : {Range(getDqMutable()), getGradientsMutable(), getStatsMutable()}) {
+    addReads(effects, r);
+    addWrites(effects, r);
+  }
+  for (Range r : {Range(getDkMutable()), Range(getDvMutable()), getStatusMutable()})
+    addWrites(effects, r);
+}
+
+void TileLoadRowsOp::getEffects(Effects &effects) { addReads(effects, getTensorMutable()); }
+
+LogicalResult TileProbsOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  return lookupVariant(*this, getVariantAttr(), symbols);
+}
+
+void TileProbsOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getStatusMutable());
+}
+
+LogicalResult TileGradScoresOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant =
+      variantTaking(*this, getVariantAttr(), getBuffers().size(), symbols);
+  if (failed(variant))
+    return failure();
+  if (!(*variant)->hasAttr("derivative_of"))
+    return emitOpError() << getVariantAttr()
+                         << " is not a derivative variant (run --attn-differentiate)";
+  return success();
+}
+
+void TileGradScoresOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getBuffersMutable());
+}
+
+LogicalResult TileGradKVOp::verify() {
+  auto x = cast<TileType>(getX().getType()), y = cast<TileType>(getY().getType());
+  auto acc = cast<TileType>(getAcc().getType());
+  if (x.getRows() != y.getRows() || acc.getRows() != x.getCols() || acc.getCols() != y.getCols())
+    return emitOpError() << "needs x [R x N], y [R x D] and acc [N x D]";
+  return success();
+}
+
+void TileWriteRowsOp::getEffects(Effects &effects) {
+  if (getAccumulate())
+    addReads(effects, getTensorMutable());
+  addWrites(effects, getTensorMutable());
 }

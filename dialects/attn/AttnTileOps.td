@@ -413,4 +413,178 @@ def Attn_TileCountOp : Attn_TileOp<"count", [
   let assemblyFormat = "$stats `class` `(` $blockClass `)` attr-dict `:` type($stats)";
 }
 
+//===----------------------------------------------------------------------===//
+// The backward pass (docs/backward.md)
+//===----------------------------------------------------------------------===//
+
+def Attn_GradAddOp : Attn_Op<"grad_add", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "A buffer element's share of the gradient, in a derivative score region";
+  let description = [{
+    Inside the score region of a derivative variant (written by
+    `--attn-differentiate`): the partial derivative `value` of the modified
+    score with respect to the buffer element read at `indices`. Lowerings
+    add dS * value to `gradient[indices]`, where dS is the gradient of the
+    loss with respect to the modified score of the (b, h, q, kv) element
+    the region is evaluated for, and reduce the contributions of different
+    work items deterministically. Indices out of range add nothing (the
+    forward read 0 there).
+
+    ```mlir
+    attn.grad_add %one to %dtable[%h, %col] : f32, memref<?x33xf32>
+    ```
+  }];
+  let arguments = (ins F32:$value, AnyMemRef:$gradient, Variadic<Index>:$indices);
+  let assemblyFormat = [{
+    $value `to` $gradient `[` $indices `]` attr-dict `:` type($value) `,` type($gradient)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_AttentionBackwardOp : Attn_Op<"attention_backward", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The gradients of an attn.attention: dq, dk, dv and the buffers'";
+  let description = [{
+    FlashAttention-2's backward of `attn.attention @variant` (same q, k, v,
+    buffers, scale, layout): given the forward's `lse` [B, Hq, Sq] and
+    `delta` = rowsum(dout * out) [B, Hq, Sq] (both f32), writes dk and dv
+    (shaped and laid out like k and v; the sums over the query heads of a
+    GQA group), adds the rows of dq into `dq` (f32, [B, Hq, Sq, D] in
+    `layout`, accumulated, not overwritten, so that callers that split the
+    work give each part its own and reduce them in a fixed order), and adds
+    dS * d score'/d buffer into `gradients` (f32, shaped like the float
+    buffers the derivative variant `@<variant>_grad` lists in `gradients`).
+    `work(begin, end)` restricts it to the items [begin, end) of the
+    (batch, kv head, key tile) grid. `stats` counts the (query tile, key
+    tile) blocks visited, as attn.attention's does.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant,
+                       AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value, AnyMemRef:$dout,
+                       AnyMemRef:$lse, AnyMemRef:$delta,
+                       Variadic<AnyMemRef>:$buffers,
+                       Variadic<AnyMemRef>:$summaries,
+                       AnyMemRef:$dq, AnyMemRef:$dk, AnyMemRef:$dv,
+                       Variadic<AnyMemRef>:$gradients,
+                       Optional<AnyMemRef>:$status,
+                       Optional<AnyMemRef>:$stats,
+                       Optional<Index>:$work_begin,
+                       Optional<Index>:$work_end,
+                       F32Attr:$scale,
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout,
+                       OptionalAttr<Attn_TilingAttr>:$tiling);
+  let assemblyFormat = [{
+    $variant `ins` `(` $query `,` $key `,` $value `,` $dout `:` type($query) `,` type($key) `,`
+    type($value) `,` type($dout) `)`
+    `lse` `(` $lse `,` $delta `:` type($lse) `,` type($delta) `)`
+    (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`summaries` `(` $summaries^ `:` type($summaries) `)`)?
+    `grads` `(` $dq `,` $dk `,` $dv `:` type($dq) `,` type($dk) `,` type($dv) `)`
+    (`buffer_grads` `(` $gradients^ `:` type($gradients) `)`)?
+    (`status` `(` $status^ `:` type($status) `)`)?
+    (`stats` `(` $stats^ `:` type($stats) `)`)?
+    (`work` `(` $work_begin^ `,` $work_end `)`)?
+    attr-dict
+  }];
+}
+
+def Attn_TileLoadRowsOp : Attn_TileOp<"load_rows", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "A per-row f32 statistic (lse, delta) of a span's rows";
+  let description = [{
+    Lane i is `tensor[batch, head, token_i]` (a [B, H, S] f32 tensor); holes
+    read 0.
+  }];
+  let arguments = (ins AnyMemRef:$tensor, Index:$batch, Index:$head, Attn_SpanType:$span);
+  let results = (outs Attn_TileOf<"Row">:$result);
+  let assemblyFormat = [{
+    $tensor `[` $batch `,` $head `]` `span` `(` $span `)` attr-dict
+    `:` type($tensor) `,` type($span) `->` type($result)
+  }];
+}
+
+def Attn_TileProbsOp : Attn_TileOp<"probs", [AttrSizedOperandSegments,
+    AllTypesMatch<["scores", "result"]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "P = exp(score'(s) - lse) where visible, recomputed from the forward's lse";
+  let description = [{
+    Element (i, j): exp(score(s, b, h, q_i, kv_j) - lse_i) where the mask
+    holds (evaluated only when `mask_if` is true, as in attn.tile.apply),
+    0 elsewhere, at holes and in rows whose lse is -inf. `scores` is not
+    modified (the backward still needs the raw scores).
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores,
+                       Attn_TileOf<"Row">:$lse, Index:$batch, Index:$head,
+                       Attn_SpanType:$rows, Attn_SpanType:$cols,
+                       Variadic<AnyMemRef>:$buffers, Optional<I64>:$route,
+                       Optional<MemRefOf<[I32]>>:$status, Optional<I1>:$maskIf);
+  let results = (outs Attn_TileOf<"S">:$result);
+  let assemblyFormat = [{
+    $variant `(` $scores `)` `lse` `(` $lse `)` `[` $batch `,` $head `]` `rows` `(` $rows `)`
+    `cols` `(` $cols `)` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`route` `(` $route^ `)`)? (`status` `(` $status^ `:` type($status) `)`)?
+    (`mask_if` `(` $maskIf^ `)`)?
+    attr-dict `:` type($scores) `,` type($lse) `,` type($rows) `,` type($cols)
+  }];
+}
+
+def Attn_TileGradScoresOp : Attn_TileOp<"grad_scores", [AttrSizedOperandSegments,
+    AllTypesMatch<["scores", "probs", "dp", "result"]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "dS = P * (dP - delta) * d score'/d s, and the buffers' gradients";
+  let description = [{
+    `variant` is a derivative variant (`--attn-differentiate`); its score
+    region runs at each element's raw score s, and its `attn.grad_add`s add
+    dS * value into the gradient buffers (the last operands of `buffers`).
+    Elements whose P is 0 contribute nothing.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores,
+                       Attn_TileOf<"S">:$probs, Attn_TileOf<"S">:$dp,
+                       Attn_TileOf<"Row">:$delta, Index:$batch, Index:$head,
+                       Attn_SpanType:$rows, Attn_SpanType:$cols,
+                       Variadic<AnyMemRef>:$buffers, Optional<I64>:$route);
+  let results = (outs Attn_TileOf<"S">:$result);
+  let assemblyFormat = [{
+    $variant `(` $scores `,` $probs `,` $dp `)` `delta` `(` $delta `)` `[` $batch `,` $head `]`
+    `rows` `(` $rows `)` `cols` `(` $cols `)` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`route` `(` $route^ `)`)?
+    attr-dict `:` type($scores) `,` type($delta) `,` type($rows) `,` type($cols)
+  }];
+}
+
+def Attn_TileGradKVOp : Attn_TileOp<"grad_kv", [Pure, AllTypesMatch<["acc", "result"]>]> {
+  let summary = "acc' = acc + X^T Y: dV += P^T dO and dK += dS^T Q";
+  let description = [{
+    `x` [R x N] (probabilities or score gradients), `y` [R x D] (rows of
+    dO or Q, role K: row-major), `acc` [N x D]. Lowered in place, like
+    attn.tile.pv.
+  }];
+  let arguments = (ins Attn_TileOf<"S">:$x, Attn_TileOf<"K">:$y, Attn_TileOf<"Acc">:$acc);
+  let results = (outs Attn_TileOf<"Acc">:$result);
+  let assemblyFormat = [{
+    $x `,` $y `,` $acc attr-dict `:` type($x) `,` type($y) `,` type($acc)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileWriteRowsOp : Attn_TileOp<"write_rows", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Writes (or, with `accumulate`, adds) an accumulator's rows to a tensor";
+  let description = [{
+    Row i of `acc`, times `scale`, goes to tensor[batch, head, token_i] in
+    `layout` (converted to the tensor's element type); with `accumulate` it
+    is added to what is there (f32 tensors). Holes are not written.
+  }];
+  let arguments = (ins Attn_TileOf<"Acc">:$acc, AnyMemRef:$tensor, Index:$batch, Index:$head,
+                       Attn_SpanType:$span, UnitAttr:$accumulate,
+                       DefaultValuedAttr<F32Attr, "1.0f">:$scale,
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
+  let assemblyFormat = [{
+    $acc `to` $tensor `[` $batch `,` $head `]` `span` `(` $span `)` (`accumulate` $accumulate^)?
+    attr-dict `:` type($acc) `,` type($tensor) `,` type($span)
+  }];
+}
+
 #endif // HEED_ATTN_TILE_OPS

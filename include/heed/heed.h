@@ -203,6 +203,47 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
  * naming the variant and the buffer, else HEED_OK. [runtime] */
 heed_status heed_synchronize(int32_t device_type, int32_t device_id, void *stream);
 
+/* ---- the backward pass [compiler] (CPU; docs/backward.md) --------------- */
+typedef struct heed_backward heed_backward;
+
+/* Compiles the backward of the spec's variant for this machine's CPU (the
+ * options as heed_compile's; lse and target are ignored, use_cache too: the
+ * backward is compiled on every call). HEED_ERROR_COMPILE names the buffer or
+ * op where the score cannot be differentiated; HEED_ERROR_UNSUPPORTED for
+ * gated (MoH) variants. */
+heed_status heed_backward_compile(const char *spec_text, const char *source_name,
+                                  const heed_compile_options *options,
+                                  heed_backward **backward);
+/* NULL is allowed; a handle heed did not return (or released) is refused. */
+void heed_backward_release(heed_backward *backward);
+/* How many buffer gradients the backward writes (-1 for a bad handle), and
+ * the variant buffer (its index) whose gradient is the i-th: the float
+ * buffers the score is differentiable in, in declaration order. */
+int32_t heed_backward_num_buffer_grads(const heed_backward *backward);
+int32_t heed_backward_buffer_grad_index(const heed_backward *backward, int32_t i);
+
+typedef struct heed_backward_args {
+  uint32_t struct_size;
+  /* CPU tensors. q, k, v, buffers as given to heed_attention; out and lse
+   * (f32 [B, Hq, Sq]) as the forward (compiled with lse) wrote them; dout
+   * shaped like out. */
+  const heed_tensor *q, *k, *v, *out, *lse, *dout;
+  const heed_tensor *buffers;
+  int32_t num_buffers;
+  /* Written: dq, dk, dv shaped like q, k, v in the kernel's dtype; one
+   * contiguous f32 tensor per buffer gradient, shaped like its buffer. */
+  const heed_tensor *dq, *dk, *dv;
+  const heed_tensor *buffer_grads;
+  int32_t num_buffer_grads;
+  int32_t num_threads; /* 0 = all cores; the result is bitwise reproducible per count */
+  heed_run_stats *stats; /* optional */
+} heed_backward_args;
+
+void heed_backward_args_init(heed_backward_args *args);
+/* Runs the backward: HEED_OK, or the status with the reason as the last error. */
+heed_status heed_attention_backward(const heed_backward *backward,
+                                    const heed_backward_args *args);
+
 #ifdef __cplusplus
 }
 #endif

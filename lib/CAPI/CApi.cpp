@@ -2,6 +2,7 @@
 // kernel cache, exporting artifacts, cache control. The runtime half
 // (loading, launching, errors) is runtime/CApi.cpp; libheed holds both.
 #include "GPULauncher.h"
+#include "Request.h"
 
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/KernelCache.h"
@@ -16,18 +17,10 @@
 
 using namespace heed;
 using heed::capi::fail;
+using heed::capi::Request;
+using heed::capi::readRequest;
 
 namespace {
-
-/// What heed_compile and heed_export were asked for: options with every
-/// default filled in, and the variant parsed from the spec.
-struct Request {
-  KernelConfig config;
-  std::string variantName, target;
-  std::vector<std::string> params;
-  bool useCache = true;
-  spec::Variant variant;
-};
 
 /// Reads the options into `r`; "" or an error naming the bad field.
 std::string readOptions(const heed_compile_options *o, Request &r) {
@@ -77,9 +70,9 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   return "";
 }
 
-/// Reads the options and parses the spec into `r`; HEED_OK or the failure
-/// recorded (`caller` prefixes option errors).
-heed_status readRequest(const char *caller, const char *text, const char *sourceName,
+} // namespace
+
+heed_status heed::capi::readRequest(const char *caller, const char *text, const char *sourceName,
                         const heed_compile_options *options, Request &r) {
   if (std::string err = readOptions(options, r); !err.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, std::string(caller) + ": " + err);
@@ -96,8 +89,6 @@ heed_status readRequest(const char *caller, const char *text, const char *source
   r.variant = std::move(*variant);
   return HEED_OK;
 }
-
-} // namespace
 
 extern "C" {
 

@@ -78,8 +78,6 @@ std::unique_ptr<MLIRContext> makeContext() {
   return context;
 }
 
-namespace {
-
 Type storageType(MLIRContext &ctx, DType t) {
   switch (t) {
   case DType::F16: return Float16Type::get(&ctx);
@@ -96,8 +94,6 @@ MemRefType stridedType(MLIRContext &ctx, ArrayRef<int64_t> shape, Type elt) {
   return MemRefType::get(shape, elt,
                          StridedLayoutAttr::get(&ctx, ShapedType::kDynamic, strides));
 }
-
-} // namespace
 
 std::vector<unsigned> summarizedBuffers(const spec::Variant &variant) {
   std::vector<unsigned> out;
@@ -121,8 +117,6 @@ DType bufferDType(spec::ElemType e) {
   return DType::F32;
 }
 
-namespace {
-
 /// `func @heed_num_q_tiles(%sq: index) -> index` and
 /// `func @heed_num_kv_tiles(%skv: index) -> index`: how many query tiles a
 /// (batch, head) has, and how many KV blocks a query tile may visit. The
@@ -145,8 +139,6 @@ void buildTileCountFunctions(OpBuilder &b, Location loc, ModuleOp module, String
     func::ReturnOp::create(b, loc, count);
   }
 }
-
-} // namespace
 
 OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &variant,
                                         const KernelConfig &config) {
@@ -232,14 +224,10 @@ llvm::Expected<std::unique_ptr<llvm::TargetMachine>> targetMachine(const CPUTarg
   return builder.createTargetMachine();
 }
 
-} // namespace detail
-
-namespace {
-
 /// Translates to LLVM IR and runs LLVM's -O3 for the host.
 llvm::Expected<std::unique_ptr<llvm::Module>>
 translateAndOptimize(ModuleOp module, llvm::LLVMContext &llvmContext,
-                     llvm::TargetMachine &tm, bool packed = false) {
+                     llvm::TargetMachine &tm, bool packed) {
   std::unique_ptr<llvm::Module> llvmModule = translateModuleToLLVMIR(module, llvmContext);
   if (!llvmModule)
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
@@ -265,7 +253,10 @@ llvm::Expected<std::string> emitObject(llvm::Module &module, llvm::TargetMachine
   return std::string(buffer.begin(), buffer.end());
 }
 
-} // namespace
+} // namespace detail
+
+using detail::emitObject;
+using detail::translateAndOptimize;
 
 llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfig &config,
                                  Stage stage) {

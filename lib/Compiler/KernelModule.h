@@ -81,6 +81,23 @@ llvm::Expected<std::unique_ptr<llvm::TargetMachine>> targetMachine(const CPUTarg
 /// function: the calling convention the runtime uses for every kernel.
 void addPackedWrappers(llvm::Module &module);
 
+/// The element type of a storage dtype (f32, f16, bf16).
+mlir::Type storageType(mlir::MLIRContext &ctx, DType t);
+/// A memref of `shape` with dynamic strides but a contiguous last dim.
+mlir::MemRefType stridedType(mlir::MLIRContext &ctx, llvm::ArrayRef<int64_t> shape,
+                             mlir::Type elt);
+/// Adds @heed_num_q_tiles and @heed_num_kv_tiles (index -> index) of
+/// `variant`'s tiling to `module`.
+void buildTileCountFunctions(mlir::OpBuilder &b, mlir::Location loc, mlir::ModuleOp module,
+                             llvm::StringRef variant);
+/// Translates an LLVM-dialect module to LLVM IR and runs -O3 for `tm`
+/// (with `packed`, adds the heed_packed_ wrappers).
+llvm::Expected<std::unique_ptr<llvm::Module>>
+translateAndOptimize(mlir::ModuleOp module, llvm::LLVMContext &llvmContext,
+                     llvm::TargetMachine &tm, bool packed = false);
+/// The object file of `module` for `tm`.
+llvm::Expected<std::string> emitObject(llvm::Module &module, llvm::TargetMachine &tm);
+
 /// Links an object file into a shared object with ld.lld; returns its bytes.
 llvm::Expected<std::string> linkSharedObject(llvm::StringRef object);
 

@@ -24,6 +24,9 @@ Value ofBool(bool v) { return {v ? 1 : 0, 0}; }
 /// arithmetic does (for + - * / and sqrt, rounding the double result is the
 /// same as rounding the exact one: a double carries more than 2 x 24 + 2 bits).
 Value ofFloat(double f) { return {0, roundToF32(f)}; }
+/// In exact mode (the backward reference, finite differences) nothing is
+/// rounded to f32.
+Value ofFloat(double f, bool exact) { return {0, exact ? f : roundToF32(f)}; }
 
 // Integer arithmetic wraps around like the kernel's two's-complement ops
 // instead of being undefined behaviour in C++.
@@ -42,7 +45,7 @@ Value outside(unsigned buffer, int *outOfRange) {
 
 /// A read of `e`'s buffer at `idx` (e.operands.size() indices).
 Value applyLoad(const Expr &e, const int64_t *idx, const std::vector<BufferData> &buffers,
-                int *outOfRange) {
+                int *outOfRange, bool exact = false) {
   if (e.buffer >= buffers.size())
     return outside(e.buffer, outOfRange);
   const BufferData &buf = buffers[e.buffer];
@@ -58,22 +61,23 @@ Value applyLoad(const Expr &e, const int64_t *idx, const std::vector<BufferData>
     return outside(e.buffer, outOfRange);
   double v = buf.values[flat];
   switch (e.type) {
-  case ScalarType::F32: return ofFloat(v);
+  case ScalarType::F32: return ofFloat(v, exact);
   case ScalarType::Bool: return ofBool(v != 0);
   case ScalarType::I64: return ofInt(toInt64(v));
   }
   return {};
 }
 
-Value applyUnary(Op op, bool isFloat, Value a) {
+Value applyUnary(Op op, bool isFloat, Value a, bool exact = false) {
   switch (op) {
-  case Op::Neg: return isFloat ? ofFloat(-a.f) : ofInt(wrapSub(0, a.i));
+  case Op::Neg: return isFloat ? ofFloat(-a.f, exact) : ofInt(wrapSub(0, a.i));
   case Op::Not: return ofBool(a.i == 0);
-  case Op::Abs: return isFloat ? ofFloat(std::fabs(a.f)) : ofInt(a.i < 0 ? wrapSub(0, a.i) : a.i);
-  case Op::Exp: return ofFloat(std::exp(a.f));
-  case Op::Log: return ofFloat(std::log(a.f));
-  case Op::Tanh: return ofFloat(std::tanh(a.f));
-  case Op::Sqrt: return ofFloat(std::sqrt(a.f));
+  case Op::Abs:
+    return isFloat ? ofFloat(std::fabs(a.f), exact) : ofInt(a.i < 0 ? wrapSub(0, a.i) : a.i);
+  case Op::Exp: return ofFloat(std::exp(a.f), exact);
+  case Op::Log: return ofFloat(std::log(a.f), exact);
+  case Op::Tanh: return ofFloat(std::tanh(a.f), exact);
+  case Op::Sqrt: return ofFloat(std::sqrt(a.f), exact);
   default: return {};
   }
 }
@@ -94,16 +98,16 @@ template <typename T> Value compare(Op op, T x, T y) {
 /// Binary operation `op`; `isFloat`: the operands are f32 (else i64, or bool
 /// as 0/1). A template so that a loop over many points has the operation
 /// fixed (applyBinary dispatches to it).
-template <Op op> inline Value binaryOp(bool isFloat, Value a, Value c) {
+template <Op op> inline Value binaryOp(bool isFloat, Value a, Value c, bool exact = false) {
   if (isFloat) {
     switch (op) {
-    case Op::Add: return ofFloat(a.f + c.f);
-    case Op::Sub: return ofFloat(a.f - c.f);
-    case Op::Mul: return ofFloat(a.f * c.f);
-    case Op::Div: return ofFloat(a.f / c.f); // IEEE, as arith.divf
+    case Op::Add: return ofFloat(a.f + c.f, exact);
+    case Op::Sub: return ofFloat(a.f - c.f, exact);
+    case Op::Mul: return ofFloat(a.f * c.f, exact);
+    case Op::Div: return ofFloat(a.f / c.f, exact); // IEEE, as arith.divf
     // fmin/fmax ignore a NaN operand (IEEE minNum/maxNum, arith.minnumf).
-    case Op::Min: return ofFloat(std::fmin(a.f, c.f));
-    case Op::Max: return ofFloat(std::fmax(a.f, c.f));
+    case Op::Min: return ofFloat(std::fmin(a.f, c.f), exact);
+    case Op::Max: return ofFloat(std::fmax(a.f, c.f), exact);
     default: return compare(op, a.f, c.f);
     }
   }
@@ -138,16 +142,17 @@ template <typename F> void withBinaryOp(Op op, F &&f) {
   }
 }
 
-Value applyBinary(Op op, bool isFloat, Value a, Value c) {
+Value applyBinary(Op op, bool isFloat, Value a, Value c, bool exact = false) {
   Value r;
-  withBinaryOp(op, [&](auto o) { r = binaryOp<decltype(o)::value>(isFloat, a, c); });
+  withBinaryOp(op, [&](auto o) { r = binaryOp<decltype(o)::value>(isFloat, a, c, exact); });
   return r;
 }
 
-Value applyCast(ScalarType to, bool fromFloat, Value a) {
+Value applyCast(ScalarType to, bool fromFloat, Value a, bool exact = false) {
   switch (to) {
   // i64 -> f32 rounds once, to nearest (through double it could round twice).
-  case ScalarType::F32: return ofFloat(fromFloat ? a.f : double(static_cast<float>(a.i)));
+  case ScalarType::F32:
+    return ofFloat(fromFloat ? a.f : double(static_cast<float>(a.i)), exact);
   case ScalarType::I64: return ofInt(fromFloat ? toInt64(a.f) : a.i);
   case ScalarType::Bool: return ofBool(fromFloat ? a.f != 0 : a.i != 0);
   }
@@ -158,16 +163,18 @@ Value applySelect(Value c, Value a, Value d) { return c.i ? a : d; }
 
 bool isFloat(const ExprPtr &e) { return e->type == ScalarType::F32; }
 
-/// The tree interpreter: one point, no state (param folding, single reads).
+/// The tree interpreter: one point, no state (param folding, single reads);
+/// in exact mode (the backward reference) f32 operations are not rounded.
 class Interpreter {
 public:
-  Interpreter(const EvalPoint &p, const std::vector<BufferData> &buffers, int *outOfRange)
-      : p(p), buffers(buffers), outOfRange(outOfRange) {}
+  Interpreter(const EvalPoint &p, const std::vector<BufferData> &buffers, int *outOfRange,
+              bool exact = false)
+      : p(p), buffers(buffers), outOfRange(outOfRange), exact(exact) {}
 
   Value eval(const Expr &e) {
     switch (e.kind) {
     case ExprKind::Const:
-      return e.type == ScalarType::F32 ? ofFloat(e.floatValue) : ofInt(e.intValue);
+      return e.type == ScalarType::F32 ? ofFloat(e.floatValue, exact) : ofInt(e.intValue);
     case ExprKind::Index:
       switch (e.index) {
       case IndexVar::B: return ofInt(p.b);
@@ -177,21 +184,18 @@ public:
       }
       return {};
     case ExprKind::Score:
-      return ofFloat(p.score);
+      return ofFloat(p.score, exact);
     case ExprKind::Load: {
       // Indices are evaluated first, so reads nested in them are seen in order.
-      std::vector<int64_t> idx;
-      idx.reserve(e.operands.size());
-      for (const ExprPtr &o : e.operands)
-        idx.push_back(eval(*o).i);
-      return applyLoad(e, idx.data(), buffers, outOfRange);
+      std::vector<int64_t> idx = indices(e);
+      return applyLoad(e, idx.data(), buffers, outOfRange, exact);
     }
     case ExprKind::Unary:
-      return applyUnary(e.op, isFloat(e.operands[0]), eval(*e.operands[0]));
+      return applyUnary(e.op, isFloat(e.operands[0]), eval(*e.operands[0]), exact);
     case ExprKind::Binary: {
       // Both sides of && and || are evaluated, for the same reason as Select.
       Value a = eval(*e.operands[0]), c = eval(*e.operands[1]);
-      return applyBinary(e.op, isFloat(e.operands[0]), a, c);
+      return applyBinary(e.op, isFloat(e.operands[0]), a, c, exact);
     }
     case ExprKind::Select: {
       // All three operands are evaluated, as in the kernel, which computes
@@ -202,15 +206,94 @@ public:
       return applySelect(c, a, d);
     }
     case ExprKind::Cast:
-      return applyCast(e.type, isFloat(e.operands[0]), eval(*e.operands[0]));
+      return applyCast(e.type, isFloat(e.operands[0]), eval(*e.operands[0]), exact);
     }
     return {};
   }
 
+  /// Adds adjoint * d(e)/d(x) to the gradient of every f32 input x of `e`
+  /// (the score, float buffer elements); the derivative conventions are
+  /// PyTorch autograd's (docs/backward.md).
+  void backprop(const Expr &e, double adjoint, ScoreGradient &g) {
+    if (adjoint == 0 || e.type != ScalarType::F32)
+      return;
+    auto operand = [&](size_t i) { return eval(*e.operands[i]).f; };
+    switch (e.kind) {
+    case ExprKind::Score:
+      g.dScore += adjoint;
+      return;
+    case ExprKind::Load:
+      return backpropLoad(e, adjoint, g);
+    case ExprKind::Select:
+      return backprop(*e.operands[eval(*e.operands[0]).i ? 1 : 2], adjoint, g);
+    case ExprKind::Cast: // from i64 (or f32 itself): nothing flows through an integer
+      if (e.operands[0]->type == ScalarType::F32)
+        backprop(*e.operands[0], adjoint, g);
+      return;
+    case ExprKind::Unary: {
+      double a = operand(0);
+      double d = 0;
+      switch (e.op) {
+      case Op::Neg: d = -1; break;
+      case Op::Abs: d = a > 0 ? 1 : a < 0 ? -1 : 0; break; // sign(x), 0 at 0
+      case Op::Exp: d = std::exp(a); break;
+      case Op::Log: d = 1 / a; break;
+      case Op::Tanh: d = 1 - std::tanh(a) * std::tanh(a); break;
+      case Op::Sqrt: d = 0.5 / std::sqrt(a); break;
+      default: return;
+      }
+      return backprop(*e.operands[0], adjoint * d, g);
+    }
+    case ExprKind::Binary: {
+      double a = operand(0), c = operand(1);
+      double da = 0, dc = 0;
+      switch (e.op) {
+      case Op::Add: da = 1; dc = 1; break;
+      case Op::Sub: da = 1; dc = -1; break;
+      case Op::Mul: da = c; dc = a; break;
+      case Op::Div: da = 1 / c; dc = -a / (c * c); break;
+      // torch.minimum/maximum: the chosen side, half to each on a tie.
+      case Op::Min: da = a < c ? 1 : a > c ? 0 : 0.5; dc = 1 - da; break;
+      case Op::Max: da = a > c ? 1 : a < c ? 0 : 0.5; dc = 1 - da; break;
+      default: return;
+      }
+      backprop(*e.operands[0], adjoint * da, g);
+      backprop(*e.operands[1], adjoint * dc, g);
+      return;
+    }
+    default:
+      return;
+    }
+  }
+
 private:
+  std::vector<int64_t> indices(const Expr &e) {
+    std::vector<int64_t> idx;
+    idx.reserve(e.operands.size());
+    for (const ExprPtr &o : e.operands)
+      idx.push_back(eval(*o).i);
+    return idx;
+  }
+
+  void backpropLoad(const Expr &e, double adjoint, ScoreGradient &g) {
+    std::vector<int64_t> idx = indices(e);
+    if (e.buffer >= buffers.size() || buffers[e.buffer].shape.size() != idx.size())
+      return;
+    const BufferData &buf = buffers[e.buffer];
+    uint64_t flat = 0;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      if (idx[d] < 0 || idx[d] >= buf.shape[d])
+        return; // read as 0: no element to differentiate
+      flat = flat * uint64_t(buf.shape[d]) + uint64_t(idx[d]);
+    }
+    if (flat < buf.values.size())
+      g.buffers.push_back({e.buffer, flat, adjoint});
+  }
+
   const EvalPoint &p;
   const std::vector<BufferData> &buffers;
   int *outOfRange;
+  bool exact;
 };
 
 } // namespace
@@ -261,6 +344,17 @@ double roundToF32(double v) {
 Scalar evaluateScalar(const Expr &e, const EvalPoint &point,
                       const std::vector<BufferData> &buffers, int *outOfRange) {
   return Interpreter(point, buffers, outOfRange).eval(e);
+}
+
+double evaluateExact(const Expr &e, const EvalPoint &point,
+                     const std::vector<BufferData> &buffers, int *outOfRange) {
+  Scalar v = Interpreter(point, buffers, outOfRange, /*exact=*/true).eval(e);
+  return e.type == ScalarType::F32 ? v.f : static_cast<double>(v.i);
+}
+
+void backpropagate(const Expr &e, const EvalPoint &point, const std::vector<BufferData> &buffers,
+                   double adjoint, ScoreGradient &gradient) {
+  Interpreter(point, buffers, nullptr, /*exact=*/true).backprop(e, adjoint, gradient);
 }
 
 Scalar evaluateConstant(const Expr &e) {

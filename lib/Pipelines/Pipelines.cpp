@@ -63,6 +63,19 @@ void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options
   buildTileToCPUPipeline(pm);
 }
 
+void buildCPUBackwardTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
+  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
+  if (options.analyzeMask)
+    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
+  pm.addPass(createAttnDifferentiate());
+  pm.addPass(createAttnBackwardToTile({options.blockQ, options.blockKV}));
+  // No CSE before the lowering: the CPU updates accumulator tiles in place,
+  // and CSE would merge two zero fills of one type (dK and dV, or dQ) into
+  // one buffer.
+  pm.addPass(createCanonicalizerPass());
+  buildTileToCPUPipeline(pm);
+}
+
 void buildCPUToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createApproximateMath());
   // bf16 conversions as integer arithmetic (round to nearest even): LLVM
@@ -330,6 +343,13 @@ void registerAllPasses() {
         "heed-cpu-pipeline", "attn -> LLVM dialect for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
           buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
+          buildCPUToLLVMPipeline(pm);
+        });
+    PassPipelineRegistration<CPUPipelineCLOptions>(
+        "heed-cpu-backward-pipeline",
+        "attn.attention_backward -> LLVM dialect for the CPU (docs/backward.md)",
+        [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
+          buildCPUBackwardTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, false});
           buildCPUToLLVMPipeline(pm);
         });
     PassPipelineRegistration<GPUPipelineCLOptions>(

@@ -71,6 +71,7 @@ from ._capi import (ABI_VERSION, BF16, BOOL, DEVICE_CPU, DEVICE_CUDA, DEVICE_ROC
 from ._kernels import (Kernel, attention, cache_clear, cache_set_directory, cache_stats,
                        compile, export, load, synchronize)
 from ._tensors import DTYPE_NAMES
+from .backward import Backward, compile_backward
 from .errors import (CompileError, HeedError, HeedIOError, InvalidArgumentError, LoadError,
                      RunError, SpecError, UnsupportedError)
 from .flex import (BlockMask, TraceError, and_masks, clamp, create_block_mask, exp, explain,
@@ -81,6 +82,7 @@ __all__ = [
     "HeedError", "InvalidArgumentError", "SpecError", "CompileError", "LoadError",
     "RunError", "UnsupportedError", "HeedIOError",
     "Kernel", "compile", "load", "export", "attention", "synchronize",
+    "Backward", "compile_backward",
     "cache_stats", "cache_clear", "cache_set_directory",
     "version", "abi_version", "library_path",
     "F32", "F16", "BF16", "I8", "I32", "I64", "BOOL",

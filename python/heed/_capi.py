@@ -119,11 +119,35 @@ class heed_attention_args(ctypes.Structure):
     ]
 
 
+class heed_backward_args(ctypes.Structure):
+    """``heed_backward_args``; set up with ``heed_backward_args_init`` (docs/backward.md)."""
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("q", ctypes.POINTER(heed_tensor)),
+        ("k", ctypes.POINTER(heed_tensor)),
+        ("v", ctypes.POINTER(heed_tensor)),
+        ("out", ctypes.POINTER(heed_tensor)),
+        ("lse", ctypes.POINTER(heed_tensor)),
+        ("dout", ctypes.POINTER(heed_tensor)),
+        ("buffers", ctypes.POINTER(heed_tensor)),
+        ("num_buffers", ctypes.c_int32),
+        ("dq", ctypes.POINTER(heed_tensor)),
+        ("dk", ctypes.POINTER(heed_tensor)),
+        ("dv", ctypes.POINTER(heed_tensor)),
+        ("buffer_grads", ctypes.POINTER(heed_tensor)),
+        ("num_buffer_grads", ctypes.c_int32),
+        ("num_threads", ctypes.c_int32),
+        ("stats", ctypes.POINTER(heed_run_stats)),
+    ]
+
+
 #: Every struct of heed.h by its C name.
 STRUCTS = {cls.__name__: cls for cls in (heed_tensor, heed_compile_options, heed_cache_stats,
-                                         heed_run_stats, heed_attention_args)}
+                                         heed_run_stats, heed_attention_args,
+                                         heed_backward_args)}
 
 kernel_p = ctypes.c_void_p  # heed_kernel * (opaque)
+backward_p = ctypes.c_void_p  # heed_backward * (opaque)
 status_t = ctypes.c_int     # heed_status (a C enum)
 
 #: name: (restype, argtypes, compiler_only). compiler_only functions are absent
@@ -164,4 +188,13 @@ SIGNATURES = {
     "heed_attention_args_init": (None, [ctypes.POINTER(heed_attention_args)], False),
     "heed_attention": (status_t, [kernel_p, ctypes.POINTER(heed_attention_args)], False),
     "heed_synchronize": (status_t, [ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p], False),
+    "heed_backward_compile": (status_t, [ctypes.c_char_p, ctypes.c_char_p,
+                                         ctypes.POINTER(heed_compile_options),
+                                         ctypes.POINTER(backward_p)], True),
+    "heed_backward_release": (None, [backward_p], True),
+    "heed_backward_num_buffer_grads": (ctypes.c_int32, [backward_p], True),
+    "heed_backward_buffer_grad_index": (ctypes.c_int32, [backward_p, ctypes.c_int32], True),
+    "heed_backward_args_init": (None, [ctypes.POINTER(heed_backward_args)], True),
+    "heed_attention_backward": (status_t, [backward_p, ctypes.POINTER(heed_backward_args)],
+                                True),
 }

@@ -1,5 +1,7 @@
 // heed-run: compile a spec, run it on random inputs, check it against the
 // float64 reference, and report errors, time and throughput.
+#include "Backward.h"
+
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/GPU.h"
 #include "heed/Compiler/KernelCache.h"
@@ -105,6 +107,15 @@ cl::opt<double> tolerance("tolerance",
                           cl::init(0), cl::cat(category));
 cl::opt<bool> json("json", cl::desc("print one JSON object instead of a table"),
                    cl::cat(category));
+cl::opt<bool> backward("backward",
+                       cl::desc("also run the backward pass on a random dout and check dq, dk, "
+                                "dv and the buffers' gradients against float64 (CPU)"),
+                       cl::cat(category));
+cl::opt<int64_t> backwardBlockKV(
+    "backward-block-kv",
+    cl::desc("with --backward: keys per tile of the backward kernel (default 64: its loads "
+             "per query tile are amortized over more keys; 0: --block-kv)"),
+    cl::init(64), cl::cat(category));
 cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width)"), cl::init(16),
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
@@ -523,6 +534,20 @@ int main(int argc, char **argv) {
     return error("unknown --target=" + target +
                  " (expected cpu, cuda, cuda:sm_XX, rocm or rocm:gfxNNN)");
 
+  if (backward) {
+    heed::run::BackwardOptions o;
+    o.threads = threads;
+    o.repeat = repeat;
+    o.tolerance = tolerance.getNumOccurrences() ? tolerance.getValue() : 0;
+    o.json = json;
+    o.check = !noCheck;
+    o.blockKV = backwardBlockKV;
+    o.seed = usedSeed;
+    o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
+                          heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
+                          dtype.getValue(), layout.getValue());
+    return heed::run::runBackward(variant, config, q, k, v, buffers, rng, o);
+  }
   auto kernel = heed::Kernel::compile(variant, config);
   if (!kernel)
     return error(llvm::toString(kernel.takeError()));

@@ -23,6 +23,30 @@ def AttnToTile : Pass<"attn-to-tile", "mlir::ModuleOp"> {
                            "mlir::scf::SCFDialect"];
 }
 
+def AttnBackwardToTile : Pass<"attn-backward-to-tile", "mlir::ModuleOp"> {
+  let summary = "attn.attention_backward -> its KV-major FlashAttention-2 loop in tile ops";
+  let description = [{
+    Replaces each `attn.attention_backward` with an `attn.tile.work` over its
+    (batch, kv head, key tile) items (docs/backward.md): load K (and V as
+    keys, K as values), then for every query head of the GQA group and every
+    query tile the classifier does not prove EMPTY: recompute S, P from the
+    lse (`attn.tile.probs`, the mask only on PARTIAL tiles), dV += P^T dO
+    (`attn.tile.grad_kv`), dP = dO V^T (`attn.tile.qk`), dS
+    (`attn.tile.grad_scores` with the derivative variant `@<variant>_grad`,
+    which also accumulates the buffers' gradients), dK += dS^T Q, and the
+    tile's dQ = dS K (`attn.tile.pv`) added into dq (`attn.tile.write_rows
+    accumulate`); finally dK and dV are written. Needs the derivative
+    variant (--attn-differentiate); tiles flat by `block-q` x `block-kv`
+    unless the op has a `tiling`.
+  }];
+  let options = [
+    Option<"blockQ", "block-q", "int64_t", "16", "query rows per tile">,
+    Option<"blockKV", "block-kv", "int64_t", "16", "keys per tile">,
+  ];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
+                           "mlir::scf::SCFDialect"];
+}
+
 def ConvertAttnTileToCPU : Pass<"convert-attn-tile-to-cpu", "mlir::ModuleOp"> {
   let summary = "Tile ops -> scf/vector/memref code for the CPU";
   let description = [{

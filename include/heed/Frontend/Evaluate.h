@@ -123,6 +123,32 @@ private:
   int oob = 0;
 };
 
+/// evaluate in float64: f32 operations are not rounded to f32 (the backward
+/// reference and finite differences need a smooth function of the inputs).
+double evaluateExact(const Expr &e, const EvalPoint &point,
+                     const std::vector<BufferData> &buffers, int *outOfRange = nullptr);
+
+/// Partial derivatives of an f32 expression, scaled by an adjoint.
+struct ScoreGradient {
+  double dScore = 0; ///< with respect to the incoming score
+  /// (buffer, flat element, contribution) per float buffer element read;
+  /// an element read twice appears twice.
+  struct Entry {
+    unsigned buffer;
+    uint64_t element;
+    double value;
+  };
+  std::vector<Entry> buffers;
+};
+
+/// Reverse-mode differentiation of `e` at `point` in float64: adds
+/// adjoint * de/dx to `gradient` for every f32 input x. Non-smooth points
+/// take PyTorch autograd's conventions: abs' (0) = 0, min/max split a tie
+/// evenly, select differentiates the taken branch only. Integer and boolean
+/// subexpressions (indices, masks, conditions) carry no gradient.
+void backpropagate(const Expr &e, const EvalPoint &point, const std::vector<BufferData> &buffers,
+                   double adjoint, ScoreGradient &gradient);
+
 } // namespace heed::spec
 
 #endif // HEED_FRONTEND_EVALUATE_H

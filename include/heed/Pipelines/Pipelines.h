@@ -37,6 +37,11 @@ void buildTileToCPUPipeline(mlir::OpPassManager &pm);
 /// `--emit=tiled`.
 void buildCPUTilingPipeline(mlir::OpPassManager &pm, const CPUPipelineOptions &options);
 
+/// attn.attention_backward -> tiled scf/vector code: simplify,
+/// analyze-mask, attn-differentiate, attn-backward-to-tile (flat tiles),
+/// then the tile-to-CPU lowering (docs/backward.md).
+void buildCPUBackwardTilingPipeline(mlir::OpPassManager &pm, const CPUPipelineOptions &options);
+
 /// tiled scf/vector/memref code -> LLVM dialect. Printable stage `--emit=llvm`.
 void buildCPUToLLVMPipeline(mlir::OpPassManager &pm);
 

@@ -53,6 +53,9 @@ public:
 
   const KernelInfo &info() const;
   const std::string &target() const;
+  /// The address of a symbol of the binary, or null (entry points other
+  /// than the attention kernel's, such as the backward's).
+  void *symbol(const std::string &name) const;
 
   struct Impl;
 

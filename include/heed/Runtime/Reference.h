@@ -3,6 +3,7 @@
 #ifndef HEED_RUNTIME_REFERENCE_H
 #define HEED_RUNTIME_REFERENCE_H
 
+#include "heed/Frontend/Evaluate.h"
 #include "heed/Frontend/Spec.h"
 #include "heed/Runtime/Tensor.h"
 
@@ -54,6 +55,9 @@ double referenceCostSeconds(const spec::Variant &variant, const AttentionDims &d
 
 /// `count` distinct rows of `total` drawn at random from `seed`, as flags.
 std::vector<uint8_t> sampleRows(int64_t total, int64_t count, uint64_t seed);
+
+/// Buffers as the interpreter reads them (values widened to double).
+std::vector<spec::BufferData> widenBuffers(const std::vector<HostTensor> &buffers);
 
 /// The mask evaluated on every (b, h, q, kv), counted per block (a q-tile x
 /// kv-tile pair, the kernel's unit of work): the brute-force minimum of blocks

@@ -154,4 +154,27 @@ def ApproximateMath : Pass<"heed-approximate-math"> {
                            "mlir::vector::VectorDialect"];
 }
 
+def AttnDifferentiate : Pass<"attn-differentiate", "mlir::ModuleOp"> {
+  let summary = "Derive each variant's derivative variant for the backward pass";
+  let description = [{
+    For every `attn.variant @v` (not itself a derivative), writes `@v_grad`
+    after it: its buffers are v's, then one f32 gradient buffer `d<name>`
+    (same rank and symbolic shape) per float buffer the score is
+    differentiable in; attribute `derivative_of = "v"` (a name, so that it does not keep v alive) and `gradients` (the
+    positions of those buffers in v). Its `score` region yields
+    d score' / d score at (score, b, h, q, kv) and, for every float buffer
+    element read there, states its partial derivative with
+    `attn.grad_add` (lowerings scale it by dS and accumulate it). Its mask
+    and route regions are v's (a mask needs no derivative).
+
+    Derivatives are PyTorch autograd's at non-smooth points: abs'(0) = 0,
+    max/min split a tie evenly, select differentiates the branch taken.
+    A float buffer read by the score only through comparisons or integer
+    conversions (a gradient of zero almost everywhere) and an f32 op with no
+    derivative rule are compile-time errors naming the buffer or op.
+    See docs/backward.md.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect"];
+}
+
 #endif // HEED_TRANSFORMS_PASSES

@@ -17,6 +17,9 @@
 #ifndef HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
 #define HEED_LIB_CONVERSION_TILETOCPU_CPUPATTERNS_H
 
+#include "../TileCommon/VariantRegions.h"
+
+#include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -50,6 +53,20 @@ mlir::Value cpuLog(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 llvm::SmallVector<mlir::Value> at(attn::Layout layout, mlir::Value batch, mlir::Value head,
                                   mlir::Value pos, mlir::Value d);
 
+/// attn.load on vectors of indices (VariantToCPU.cpp): a masked gather;
+/// lanes out of range read 0 and, where `laneValid`, set `status`.
+mlir::Value gatherLoad(mlir::OpBuilder &b, mlir::Location loc, mlir::Operation *anchor,
+                       attn::LoadOp load, mlir::Value buffer, mlir::ValueRange indices,
+                       unsigned which, mlir::Value laneValid, mlir::Value status);
+bool isIdentityScore(attn::VariantOp variant);
+/// The lanes of a key column where the variant's mask holds (its `leading`
+/// arguments b, h, q, kv as vectors) among `laneValid`; with `maskIf`, the
+/// mask is evaluated only when it is true (FULL tiles pass false).
+mlir::Value visibleLanes(mlir::OpBuilder &b, mlir::Location loc, attn::VariantOp variant,
+                         RegionInlining &how, mlir::ValueRange leading, mlir::Value laneValid,
+                         mlir::ValueRange maskIf);
+bool isConstantTrueMask(attn::VariantOp variant);
+
 /// What the CPU patterns cannot lower, as errors before any rewriting: a
 /// variant region with non-elementwise ops or strided multi-dim buffers;
 /// tensors whose head dim is not contiguous.
@@ -61,6 +78,8 @@ void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewriteP
 void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateVariantPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+/// The backward's tile ops (BackwardToCPU.cpp, docs/backward.md).
+void populateBackwardPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 
 } // namespace heed::cpu
 

@@ -239,12 +239,14 @@ struct ConvertAttnTileToCPUPass
     heed::cpu::populateMatmulPatterns(converter, patterns);
     heed::cpu::populateSoftmaxPatterns(converter, patterns);
     heed::cpu::populateVariantPatterns(converter, patterns);
+    heed::cpu::populateBackwardPatterns(converter, patterns);
     ConversionTarget target(*ctx);
     target.addLegalDialect<arith::ArithDialect, math::MathDialect, memref::MemRefDialect,
                            vector::VectorDialect, scf::SCFDialect, func::FuncDialect>();
     target.addIllegalDialect<AttnDialect>();
     // Variants stay until no op refers to them (their regions were inlined).
-    target.addLegalOp<VariantOp, heed::attn::YieldOp, heed::attn::LoadOp, heed::attn::RouteOp>();
+    target.addLegalOp<VariantOp, heed::attn::YieldOp, heed::attn::LoadOp, heed::attn::RouteOp,
+                      GradAddOp>();
     scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, target);
     if (failed(applyPartialConversion(module, target, std::move(patterns))))
       return signalPassFailure();

@@ -20,7 +20,6 @@ using namespace mlir;
 using namespace heed::attn;
 
 namespace heed::cpu {
-namespace {
 
 /// A buffer as one flat memref (for gathers) and its dims, made once at the
 /// function's entry.
@@ -107,6 +106,31 @@ bool isConstantTrueMask(VariantOp variant) {
   return matchPattern(yielded, m_ConstantInt(&value)) && value.isOne();
 }
 
+Value visibleLanes(OpBuilder &b, Location loc, VariantOp variant, RegionInlining &how,
+                   ValueRange leading, Value laneValid, ValueRange maskIf) {
+  if (isConstantTrueMask(variant))
+    return laneValid;
+  how.leading = leading;
+  auto masked = [&]() {
+    return arith::AndIOp::create(b, loc, laneValid,
+                                 inlineVariantRegion(b, loc, variant.getMask(), how))
+        .getResult();
+  };
+  if (maskIf.empty())
+    return masked();
+  // FULL tiles skip the mask: every pair of the box is visible.
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{laneValid.getType()}, maskIf.front(),
+                                /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  scf::YieldOp::create(b, loc, ValueRange{masked()});
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  scf::YieldOp::create(b, loc, ValueRange{laneValid});
+  return ifOp.getResult(0);
+}
+
+namespace {
+
 struct ApplyLowering : OpConversionPattern<TileApplyOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileApplyOp op, OneToNOpAdaptor adaptor,
@@ -155,29 +179,9 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
       how.leading = leading;
       s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
     }
-    Value visible = laneValid;
-    if (!isConstantTrueMask(variant)) {
-      Value leading[] = {bV, hV, rows.tokens, kv};
-      how.leading = leading;
-      auto masked = [&]() {
-        return arith::AndIOp::create(rewriter, loc, laneValid,
-                                     inlineVariantRegion(rewriter, loc, variant.getMask(), how))
-            .getResult();
-      };
-      if (adaptor.getMaskIf().empty()) {
-        visible = masked();
-      } else {
-        // FULL tiles skip the mask: every pair of the box is visible.
-        auto ifOp = scf::IfOp::create(rewriter, loc, TypeRange{maskType},
-                                      adaptor.getMaskIf().front(), /*withElseRegion=*/true);
-        OpBuilder::InsertionGuard inner(rewriter);
-        rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
-        scf::YieldOp::create(rewriter, loc, ValueRange{masked()});
-        rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
-        scf::YieldOp::create(rewriter, loc, ValueRange{laneValid});
-        visible = ifOp.getResult(0);
-      }
-    }
+    Value leading[] = {bV, hV, rows.tokens, kv};
+    Value visible = visibleLanes(rewriter, loc, variant, how, leading, laneValid,
+                                 adaptor.getMaskIf());
     s = arith::SelectOp::create(rewriter, loc, visible, s, splat(rewriter, loc, laneType, -INFINITY));
     vector::StoreOp::create(rewriter, loc, s, sT, ValueRange{j, c0});
     rewriter.replaceOp(op, sT);

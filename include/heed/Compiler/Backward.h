@@ -1,0 +1,59 @@
+// The backward pass of a variant on the CPU: a compiled kernel that, given
+// the forward's output and log-sum-exp and the gradient of the output, gives
+// the gradients of q, k, v and of the variant's float buffers
+// (docs/backward.md).
+#ifndef HEED_COMPILER_BACKWARD_H
+#define HEED_COMPILER_BACKWARD_H
+
+#include "heed/Compiler/Compiler.h"
+
+#include <memory>
+#include <vector>
+
+namespace heed {
+
+/// The tensors of one backward call, in the kernel's layout (as
+/// AttentionArgs): q, k, v, buffers and the forward's out and lse (f32
+/// [B, Hq, Sq]); dout shaped like out. dq, dk, dv are written, shaped like
+/// q, k, v in the kernel's dtype. bufferGrads: one contiguous f32 tensor per
+/// entry of BackwardKernel::gradientBuffers(), shaped like that buffer; written.
+struct BackwardArgs {
+  TensorRef q, k, v, out, lse, dout;
+  std::vector<TensorRef> buffers;
+  TensorRef dq, dk, dv;
+  std::vector<TensorRef> bufferGrads;
+};
+
+class BackwardKernel {
+public:
+  /// Compiles the backward of `variant` for `config` (its dtype, head dims,
+  /// layout, scale, tiles; `lse` is ignored) for this machine. Fails with
+  /// the compiler's message where the score is not differentiable.
+  static llvm::Expected<std::unique_ptr<BackwardKernel>> compile(const spec::Variant &variant,
+                                                                 const KernelConfig &config);
+  ~BackwardKernel();
+
+  /// The positions of the buffers whose gradients the kernel computes: the
+  /// float buffers the score is differentiable in.
+  const std::vector<unsigned> &gradientBuffers() const;
+
+  /// Runs on up to `threads` threads (0 = all cores): delta = rowsum(dout *
+  /// out), then the KV-major kernel with each thread's dq and buffer
+  /// gradients in memory of its own, summed in thread order (bitwise
+  /// reproducible for a given thread count). `stats` gets the blocks
+  /// visited.
+  llvm::Error run(const BackwardArgs &args, unsigned threads = 0,
+                  RunStats *stats = nullptr) const;
+
+  double compileSeconds() const;
+
+  struct Impl;
+
+private:
+  explicit BackwardKernel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl;
+};
+
+} // namespace heed
+
+#endif // HEED_COMPILER_BACKWARD_H

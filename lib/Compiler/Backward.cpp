@@ -1,0 +1,395 @@
+// BackwardKernel: the backward kernel module of a variant, its compilation
+// through heed-cpu-backward-pipeline, and the run: delta pre-pass, the
+// KV-major kernel on threads with private dq and buffer gradients, and
+// their reduction in a fixed order (docs/backward.md).
+#include "heed/Compiler/Backward.h"
+
+#include "KernelModule.h"
+
+#include "dialects/attn/AttnOps.h"
+#include "dialects/attn/AttnTileOps.h"
+#include "heed/Frontend/EmitIR.h"
+#include "heed/Pipelines/Pipelines.h"
+#include "heed/Runtime/BufferSummary.h"
+#include "heed/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/IR/LLVMContext.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+
+namespace heed {
+
+using namespace mlir;
+
+namespace {
+
+using PackedFn = void (*)(void **);
+using CountFn = int64_t (*)(int64_t);
+
+llvm::Error fail(const std::string &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+/// The float buffers --attn-differentiate gives gradients to, or its error.
+llvm::Expected<std::vector<unsigned>> gradientPositions(MLIRContext &ctx,
+                                                        const spec::Variant &variant) {
+  OwningOpRef<ModuleOp> module = emitVariantModule(ctx, variant);
+  detail::DiagnosticCollector diags(ctx);
+  PassManager pm(&ctx);
+  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
+  pm.addPass(createAttnDifferentiate());
+  if (failed(pm.run(*module)))
+    return diags.error("the variant cannot be differentiated");
+  auto grad = module->lookupSymbol<attn::VariantOp>(variant.name + "_grad");
+  std::vector<unsigned> out;
+  if (auto positions = grad->getAttrOfType<DenseI64ArrayAttr>("gradients"))
+    for (int64_t p : positions.asArrayRef())
+      out.push_back(static_cast<unsigned>(p));
+  return out;
+}
+
+/// func @heed_kernel(q, k, v, dout, lse, delta, buffers..., summaries...,
+///                   dq, dk, dv, gradients..., status, stats, begin, end)
+/// holding one attn.attention_backward, and the tile-count functions.
+OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant &variant,
+                                          const KernelConfig &config,
+                                          const std::vector<unsigned> &gradients,
+                                          const std::vector<unsigned> &summarized) {
+  OwningOpRef<ModuleOp> module = emitVariantModule(ctx, variant);
+  auto b = OpBuilder::atBlockEnd(module->getBody());
+  Location loc = module->getLoc();
+  int64_t dyn = ShapedType::kDynamic;
+  Type elt = detail::storageType(ctx, config.dtype), f32 = b.getF32Type();
+  MemRefType qk = detail::stridedType(ctx, {dyn, dyn, dyn, config.headDim}, elt);
+  MemRefType vo = detail::stridedType(ctx, {dyn, dyn, dyn, config.valueDim()}, elt);
+  MemRefType rows = detail::stridedType(ctx, {dyn, dyn, dyn}, f32);
+  MemRefType dqType = detail::stridedType(ctx, {dyn, dyn, dyn, config.headDim}, f32);
+  SmallVector<Type> args = {qk, qk, vo, vo, rows, rows};
+  for (const spec::BufferDecl &buf : variant.buffers)
+    args.push_back(bufferType(ctx, buf));
+  for (size_t i = 0; i < summarized.size(); ++i)
+    args.push_back(MemRefType::get({dyn, dyn, 2}, b.getI64Type()));
+  args.append({dqType, qk, vo});
+  for (unsigned g : gradients)
+    args.push_back(MemRefType::get(bufferType(ctx, variant.buffers[g]).getShape(), f32));
+  args.append({MemRefType::get({1}, b.getI32Type()), MemRefType::get({3}, b.getI64Type()),
+               b.getIndexType(), b.getIndexType()});
+  auto func = func::FuncOp::create(b, loc, detail::kKernelName, b.getFunctionType(args, {}));
+  func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+  Block *body = func.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  ValueRange a = body->getArguments();
+  size_t nb = variant.buffers.size(), ns = summarized.size(), ng = gradients.size();
+  size_t at = 6 + nb + ns;
+  auto tiling = attn::TilingAttr::getFlat(&ctx, config.blockQ, config.blockKV);
+  attn::AttentionBackwardOp::create(
+      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), a[0], a[1], a[2], a[3], a[4], a[5],
+      a.slice(6, nb), a.slice(6 + nb, ns), a[at], a[at + 1], a[at + 2], a.slice(at + 3, ng),
+      a[at + 3 + ng], a[at + 4 + ng], a[at + 5 + ng], a[at + 6 + ng],
+      b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
+      attn::LayoutAttr::get(&ctx, config.layout == Layout::BSHD ? attn::Layout::BSHD
+                                                                : attn::Layout::BHSD),
+      tiling);
+  func::ReturnOp::create(b, loc);
+  detail::buildTileCountFunctions(b, loc, module.get(), variant.name);
+  module->walk([&](attn::NumTilesOp op) { op.setTilingAttr(tiling); });
+  return module;
+}
+
+/// A memref descriptor as the C interface expects it:
+/// {allocated, aligned, offset, sizes[rank], strides[rank]}.
+std::vector<int64_t> descriptor(const void *data, const std::vector<int64_t> &shape,
+                                const std::vector<int64_t> &strides) {
+  auto ptr = reinterpret_cast<int64_t>(data);
+  std::vector<int64_t> words = {ptr, ptr, 0};
+  words.insert(words.end(), shape.begin(), shape.end());
+  words.insert(words.end(), strides.begin(), strides.end());
+  return words;
+}
+
+std::vector<int64_t> rowMajor(const std::vector<int64_t> &shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;)
+    strides[d - 1] = strides[d] * shape[d];
+  return strides;
+}
+
+double readAt(const TensorRef &t, int64_t offset) {
+  const char *p = static_cast<const char *>(t.data) + offset * int64_t(dtypeSize(t.dtype));
+  if (t.dtype == DType::F32) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return t.dtype == DType::BF16 ? bf16ToFloat(bits) : f16ToFloat(bits);
+}
+
+void writeAt(const TensorRef &t, int64_t offset, float value) {
+  char *p = static_cast<char *>(t.data) + offset * int64_t(dtypeSize(t.dtype));
+  if (t.dtype == DType::F32) {
+    std::memcpy(p, &value, 4);
+    return;
+  }
+  uint16_t bits = t.dtype == DType::BF16 ? floatToBF16(value) : floatToF16(value);
+  std::memcpy(p, &bits, 2);
+}
+
+int64_t offsetOf(const std::vector<int64_t> &strides, std::initializer_list<int64_t> index) {
+  int64_t o = 0, d = 0;
+  for (int64_t i : index)
+    o += i * strides[size_t(d++)];
+  return o;
+}
+
+} // namespace
+
+struct BackwardKernel::Impl {
+  std::shared_ptr<LoadedKernel> loaded;
+  spec::Variant variant;
+  KernelConfig config;
+  std::vector<unsigned> gradients, summarized;
+  PackedFn entry = nullptr;
+  CountFn numKVTiles = nullptr;
+  double seconds = 0;
+};
+
+BackwardKernel::BackwardKernel(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
+BackwardKernel::~BackwardKernel() = default;
+const std::vector<unsigned> &BackwardKernel::gradientBuffers() const { return impl->gradients; }
+double BackwardKernel::compileSeconds() const { return impl->seconds; }
+
+llvm::Expected<std::unique_ptr<BackwardKernel>>
+BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config) {
+  auto start = std::chrono::steady_clock::now();
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  if (variant.gate)
+    return fail(fmt::format("variant '{}' is gated: the backward of gated (MoH) variants is "
+                            "not implemented yet",
+                            variant.name));
+  auto impl = std::make_unique<Impl>();
+  impl->variant = variant;
+  impl->config = config;
+  std::unique_ptr<MLIRContext> ctx = detail::makeContext();
+  auto gradients = gradientPositions(*ctx, variant);
+  if (!gradients)
+    return gradients.takeError();
+  impl->gradients = *gradients;
+  if (config.analyzeMask)
+    impl->summarized = detail::summarizedBuffers(variant);
+  OwningOpRef<ModuleOp> module =
+      buildBackwardModule(*ctx, variant, config, impl->gradients, impl->summarized);
+  {
+    detail::DiagnosticCollector diags(*ctx);
+    if (failed(verify(*module)))
+      return diags.error("the generated backward IR does not verify");
+    PassManager pm(ctx.get());
+    CPUPipelineOptions options;
+    options.blockQ = config.blockQ;
+    options.blockKV = config.blockKV;
+    options.analyzeMask = config.analyzeMask;
+    options.patchTiling = false;
+    buildCPUBackwardTilingPipeline(pm, options);
+    buildCPUToLLVMPipeline(pm);
+    if (failed(pm.run(*module)))
+      return diags.error("lowering the backward to the CPU failed");
+  }
+  CPUTarget target = CPUTarget::host();
+  auto tm = detail::targetMachine(target);
+  if (!tm)
+    return tm.takeError();
+  llvm::LLVMContext llvmContext;
+  auto llvmModule = detail::translateAndOptimize(*module, llvmContext, **tm, /*packed=*/true);
+  if (!llvmModule)
+    return llvmModule.takeError();
+  auto object = detail::emitObject(**llvmModule, **tm);
+  if (!object)
+    return object.takeError();
+  auto shared = detail::linkSharedObject(*object);
+  if (!shared)
+    return shared.takeError();
+  std::string error;
+  impl->loaded = LoadedKernel::load(
+      ArtifactEntry{target.artifactTarget(), describeKernel(variant, config), std::move(*shared)},
+      error);
+  if (!impl->loaded)
+    return fail(error);
+  impl->entry = reinterpret_cast<PackedFn>(impl->loaded->symbol("heed_packed_heed_kernel"));
+  impl->numKVTiles = reinterpret_cast<CountFn>(impl->loaded->symbol("heed_num_kv_tiles"));
+  if (!impl->entry || !impl->numKVTiles)
+    return fail("the backward kernel binary lacks its entry points");
+  impl->seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return std::unique_ptr<BackwardKernel>(new BackwardKernel(std::move(impl)));
+}
+
+llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
+                                RunStats *stats) const {
+  const KernelConfig &c = impl->config;
+  bool bshd = c.layout == Layout::BSHD;
+  auto logical = [&](const TensorRef &t, int d) { // 0 batch, 1 heads, 2 sequence, 3 dim
+    return t.shape[size_t(bshd && d != 0 && d != 3 ? 3 - d : d)];
+  };
+  struct Named {
+    const char *name;
+    const TensorRef *t;
+    int64_t dim;
+  };
+  for (Named n : {Named{"q", &args.q, c.headDim}, Named{"k", &args.k, c.headDim},
+                  Named{"v", &args.v, c.valueDim()}, Named{"out", &args.out, c.valueDim()},
+                  Named{"dout", &args.dout, c.valueDim()}, Named{"dq", &args.dq, c.headDim},
+                  Named{"dk", &args.dk, c.headDim}, Named{"dv", &args.dv, c.valueDim()}}) {
+    if (n.t->shape.size() != 4 || n.t->shape[3] != n.dim || n.t->dtype != c.dtype ||
+        n.t->effectiveStrides()[3] != 1 || !n.t->data)
+      return fail(fmt::format("{} must be a {} tensor of rank 4 with head dim {} (contiguous), "
+                              "got {}",
+                              n.name, toString(c.dtype), n.dim, n.t->describe()));
+  }
+  int64_t B = logical(args.q, 0), Hq = logical(args.q, 1), Sq = logical(args.q, 2);
+  int64_t Hkv = logical(args.k, 1), Skv = logical(args.k, 2);
+  int64_t D = c.headDim, Dv = c.valueDim();
+  for (const TensorRef *t : {&args.out, &args.dout, &args.dq})
+    if (logical(*t, 0) != B || logical(*t, 1) != Hq || logical(*t, 2) != Sq)
+      return fail("out, dout and dq must have q's batch, heads and length, got " + t->describe());
+  for (const TensorRef *t : {&args.k, &args.v, &args.dk, &args.dv})
+    if (logical(*t, 0) != B || logical(*t, 1) != Hkv || logical(*t, 2) != Skv)
+      return fail("k, v, dk and dv must have one batch, heads and length, got " + t->describe());
+  if (Hkv == 0 || Hq % Hkv != 0)
+    return fail(fmt::format("query heads ({}) must be a multiple of kv heads ({})", Hq, Hkv));
+  if (args.lse.dtype != DType::F32 || args.lse.shape != std::vector<int64_t>{B, Hq, Sq})
+    return fail("lse must be f32 [B, Hq, Sq], got " + args.lse.describe());
+  if (args.buffers.size() != impl->variant.buffers.size())
+    return fail(fmt::format("the variant takes {} buffers, got {}", impl->variant.buffers.size(),
+                            args.buffers.size()));
+  if (args.bufferGrads.size() != impl->gradients.size())
+    return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",
+                            impl->gradients.size(), args.bufferGrads.size()));
+  for (size_t g = 0; g < impl->gradients.size(); ++g) {
+    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[impl->gradients[g]];
+    if (t.dtype != DType::F32 || t.shape != buf.shape || !t.isContiguous())
+      return fail(fmt::format("the gradient of buffer '{}' must be contiguous f32 shaped like "
+                              "it ({}), got {}",
+                              impl->variant.buffers[impl->gradients[g]].name, buf.describe(),
+                              t.describe()));
+  }
+
+  // delta = rowsum(dout * out), [B, Hq, Sq].
+  std::vector<float> delta(size_t(B * Hq * Sq));
+  std::vector<int64_t> so = args.out.effectiveStrides(), sd = args.dout.effectiveStrides();
+  auto idx4 = [&](const std::vector<int64_t> &s, int64_t b, int64_t h, int64_t i, int64_t d) {
+    return bshd ? offsetOf(s, {b, i, h, d}) : offsetOf(s, {b, h, i, d});
+  };
+  runTasks(unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq))),
+           [&](unsigned task) {
+             unsigned n = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq)));
+             for (int64_t bh = task; bh < B * Hq; bh += n)
+               for (int64_t i = 0; i < Sq; ++i) {
+                 double sum = 0;
+                 for (int64_t d = 0; d < Dv; ++d)
+                   sum += readAt(args.dout, idx4(sd, bh / Hq, bh % Hq, i, d)) *
+                          readAt(args.out, idx4(so, bh / Hq, bh % Hq, i, d));
+                 delta[size_t(bh * Sq + i)] = float(sum);
+               }
+           });
+
+  std::vector<SummaryTable> tables;
+  for (unsigned s : impl->summarized)
+    tables.push_back(buildSummaryTable(args.buffers[s], attn::VariantOp::kSummaryBlock));
+
+  int64_t items = B * Hkv * impl->numKVTiles(Skv);
+  unsigned tasks = unsigned(std::max<int64_t>(
+      1, std::min<int64_t>(threads ? threads : hardwareThreads(), std::max<int64_t>(items, 1))));
+  std::vector<int64_t> dqShape = args.dq.shape, dqStrides = rowMajor(dqShape);
+  size_t dqSize = size_t(B * Hq * Sq * D);
+  std::vector<std::vector<float>> dqs(tasks, std::vector<float>(dqSize, 0.0f));
+  std::vector<std::vector<std::vector<float>>> grads(tasks);
+  for (auto &g : grads)
+    for (const TensorRef &t : args.bufferGrads)
+      g.emplace_back(size_t(t.numElements()), 0.0f);
+  std::vector<int32_t> statuses(tasks, 0);
+  std::vector<std::array<int64_t, 3>> counts(tasks, {0, 0, 0});
+  auto add = [](std::vector<std::vector<int64_t>> &d, const TensorRef &t) {
+    d.push_back(descriptor(t.data, t.shape, t.effectiveStrides()));
+  };
+  runTasks(tasks, [&](unsigned task) {
+    std::vector<std::vector<int64_t>> d;
+    for (const TensorRef *t : {&args.q, &args.k, &args.v, &args.dout, &args.lse})
+      add(d, *t);
+    d.push_back(descriptor(delta.data(), {B, Hq, Sq}, {Hq * Sq, Sq, 1}));
+    for (const TensorRef &t : args.buffers)
+      add(d, t);
+    for (const SummaryTable &s : tables)
+      d.push_back(descriptor(s.data.data(), {s.levels, s.blocks, 2}, {s.blocks * 2, 2, 1}));
+    d.push_back(descriptor(dqs[task].data(), dqShape, dqStrides));
+    add(d, args.dk);
+    add(d, args.dv);
+    for (size_t g = 0; g < args.bufferGrads.size(); ++g)
+      d.push_back(descriptor(grads[task][g].data(), args.bufferGrads[g].shape,
+                             rowMajor(args.bufferGrads[g].shape)));
+    d.push_back(descriptor(&statuses[task], {1}, {1}));
+    d.push_back(descriptor(counts[task].data(), {3}, {1}));
+    std::vector<void *> pointers;
+    for (auto &words : d)
+      pointers.push_back(words.data());
+    int64_t begin = 0, end = 0;
+    std::vector<void *> packed;
+    for (void *&p : pointers)
+      packed.push_back(&p);
+    packed.push_back(&begin);
+    packed.push_back(&end);
+    // A fixed assignment of items to tasks: each task's dq and gradients
+    // are the same sums on every run.
+    for (begin = task; begin < items; begin += tasks) {
+      end = begin + 1;
+      impl->entry(packed.data());
+    }
+  });
+  // The reduction, in task order.
+  std::vector<int64_t> sq = args.dq.effectiveStrides();
+  for (size_t e = 0; e < dqSize; ++e) {
+    float sum = 0;
+    for (unsigned t = 0; t < tasks; ++t)
+      sum += dqs[t][e];
+    int64_t rest = int64_t(e), o = 0;
+    for (size_t dim = 4; dim-- > 0;) {
+      o += (rest % dqShape[dim]) * sq[dim];
+      rest /= dqShape[dim];
+    }
+    writeAt(args.dq, o, sum);
+  }
+  for (size_t g = 0; g < args.bufferGrads.size(); ++g) {
+    auto *out = static_cast<float *>(args.bufferGrads[g].data);
+    for (size_t e = 0; e < grads[0][g].size(); ++e) {
+      float sum = 0;
+      for (unsigned t = 0; t < tasks; ++t)
+        sum += grads[t][g][e];
+      out[e] = sum;
+    }
+  }
+  if (stats) {
+    std::array<int64_t, 3> total = {0, 0, 0};
+    for (const auto &n : counts)
+      for (size_t i = 0; i < 3; ++i)
+        total[i] += n[i];
+    int64_t qTiles = (Sq + c.blockQ - 1) / c.blockQ;
+    *stats = RunStats{total[0], total[1], total[2], B * Hq * qTiles * impl->numKVTiles(Skv), 0};
+  }
+  for (int32_t s : statuses)
+    if (s > 0 && size_t(s) <= impl->variant.buffers.size()) {
+      if (stats)
+        stats->outOfRangeBuffer = s;
+      return fail("the variant read buffer '" + impl->variant.buffers[size_t(s) - 1].name +
+                  "' out of range; the gradients are not valid");
+    }
+  return llvm::Error::success();
+}
+
+} // namespace heed

@@ -1,0 +1,262 @@
+// --attn-backward-to-tile: each attn.attention_backward becomes the
+// KV-major loop of FlashAttention-2's backward in tile ops. Per work item
+// (batch b, kv head hk, key tile kt):
+//
+//   %keys = attn.tile.span %Skv [%kt]
+//   %k, %kv, %vk = K as keys, K as values, V as keys
+//   for each query head h of hk's group, for each query tile qt, carrying (dK, dV):
+//     [%cls = classify; EMPTY: skip; FULL: no mask]
+//     %s  = attn.tile.qk %q, %k                   (raw scores)
+//     %p  = attn.tile.probs @v(%s) lse(%lse)      (exp(score'(s) - lse))
+//     dV += attn.tile.grad_kv %p, %dO_rows
+//     %dp = attn.tile.qk %dO, %vk                 (dO V^T)
+//     %ds = attn.tile.grad_scores @v_grad(%s, %p, %dp) delta(%delta)
+//     dK += attn.tile.grad_kv %ds, %q_rows
+//     attn.tile.write_rows (attn.tile.pv %ds, %kv) to dq accumulate {scale}
+//   attn.tile.write_rows dK {scale}, dV
+//
+// The item owns its dK and dV rows (summed over the group's heads in a
+// fixed order), so only dq and the buffers' gradients are shared between
+// items; their accumulations are plain adds that a caller makes
+// deterministic by giving each thread its own (docs/backward.md).
+#include "heed/Conversion/Passes.h"
+
+#include "dialects/attn/AttnOps.h"
+#include "dialects/attn/AttnTileOps.h"
+
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/SymbolTable.h"
+
+#include <cmath>
+
+namespace heed {
+#define GEN_PASS_DEF_ATTNBACKWARDTOTILE
+#include "heed/Conversion/Passes.h.inc"
+} // namespace heed
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace {
+
+class BackwardLoopBuilder {
+public:
+  BackwardLoopBuilder(AttentionBackwardOp op, VariantOp variant, VariantOp grad, TilingAttr tiling)
+      : op(op), variant(variant), grad(grad), b(op), loc(op.getLoc()), tiling(tiling) {}
+
+  void build();
+
+private:
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value dim(Value tensor, unsigned logical) {
+    unsigned physical = logical;
+    if (op.getLayout() == Layout::BSHD && logical != 0)
+      physical = 3 - logical;
+    return memref::DimOp::create(b, loc, tensor, physical);
+  }
+  TileType tile(int64_t rows, int64_t cols, Type elt, TileRole role) {
+    if (role == TileRole::Row)
+      return TileType::get(b.getContext(), {rows}, elt, role);
+    return TileType::get(b.getContext(), {rows, cols}, elt, role);
+  }
+  Value fill(TileType type, double value) {
+    return TileFillOp::create(b, loc, type, b.getF32FloatAttr(static_cast<float>(value)));
+  }
+  Value span(Value seq, Value coord, Side side) {
+    auto type = SpanType::get(b.getContext(), tiling.getTileSize(side));
+    return TileSpanOp::create(b, loc, type, seq, coord, tiling, SideAttr::get(b.getContext(), side));
+  }
+  Value load(Value tensor, Value head, Value span, int64_t rows, int64_t cols, TileRole role) {
+    Type elt = cast<MemRefType>(tensor.getType()).getElementType();
+    return TileLoadOp::create(b, loc, tile(rows, cols, elt, role), tensor, batch, head, span,
+                              /*stage=*/Value(), op.getLayoutAttr());
+  }
+  Value classValue(BlockClass c) {
+    return arith::ConstantIntOp::create(b, loc, static_cast<int64_t>(c), 8);
+  }
+
+  void buildItem(Value headKV, Value keyTile);
+  /// One (query head, query tile) block: returns the updated (dK, dV).
+  SmallVector<Value> buildBlock(Value head, Value rows, Value route, Value maskIf,
+                                ValueRange carried);
+
+  AttentionBackwardOp op;
+  VariantOp variant, grad;
+  OpBuilder b;
+  Location loc;
+  TilingAttr tiling;
+  int64_t rows = 0, keys = 0, headDim = 0, valueDim = 0;
+  Value batch, seqQ, seqKV, keySpan, kvBox[2];
+  Value k, kAsV, vAsK;
+};
+
+void BackwardLoopBuilder::build() {
+  rows = tiling.getTileSize(Side::Q);
+  keys = tiling.getTileSize(Side::KV);
+  headDim = cast<MemRefType>(op.getQuery().getType()).getDimSize(3);
+  valueDim = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
+  seqQ = dim(op.getQuery(), 2);
+  seqKV = dim(op.getKey(), 2);
+  Value batches = dim(op.getQuery(), 0), headsKV = dim(op.getKey(), 1);
+  Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqKV, op.getVariantAttr(),
+                                   SideAttr::get(b.getContext(), Side::KV), tiling);
+  auto work = TileWorkOp::create(b, loc, batches, headsKV, tiles, op.getWorkBegin(),
+                                 op.getWorkEnd());
+  Block *body = b.createBlock(&work.getBody(), {}, {b.getIndexType(), b.getIndexType(),
+                                                   b.getIndexType()},
+                              {loc, loc, loc});
+  b.setInsertionPointToStart(body);
+  batch = body->getArgument(0);
+  buildItem(body->getArgument(1), body->getArgument(2));
+}
+
+void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
+  keySpan = span(seqKV, keyTile, Side::KV);
+  bool classify = !variant.getBlocks().empty();
+  if (classify) {
+    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
+    kvBox[0] = box.getLo();
+    kvBox[1] = box.getHi();
+  }
+  k = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
+  kAsV = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::V);
+  vAsK = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
+  Value group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), dim(op.getKey(), 1));
+  Value qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
+                                    SideAttr::get(b.getContext(), Side::Q), tiling);
+  // dK from +0 and dV from -0: equal types must not make them one value
+  // (accumulators are updated in place on the CPU).
+  SmallVector<Value> init = {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
+                             fill(tile(keys, valueDim, b.getF32Type(), TileRole::Acc), -0.0)};
+  auto heads = scf::ForOp::create(b, loc, idx(0), group, idx(1), init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(heads.getBody());
+    Value head = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, headKV, group), heads.getInductionVar());
+    Value route;
+    if (variant.isRouted())
+      route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
+                                  op.getBuffers(), op.getStatus());
+    auto qLoop = scf::ForOp::create(b, loc, idx(0), qTiles, idx(1), heads.getRegionIterArgs());
+    {
+      OpBuilder::InsertionGuard inner(b);
+      b.setInsertionPointToStart(qLoop.getBody());
+      Value rowSpan = span(seqQ, qLoop.getInductionVar(), Side::Q);
+      ValueRange carried = qLoop.getRegionIterArgs();
+      SmallVector<Value> next;
+      if (classify) {
+        auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
+        Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch,
+                                           head, box.getLo(), box.getHi(), kvBox[0], kvBox[1],
+                                           op.getBuffers(), op.getSummaries(), route);
+        Value visit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
+                                            classValue(BlockClass::Empty));
+        Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
+                                              classValue(BlockClass::Partial));
+        // EMPTY blocks are never visited; FULL ones skip the mask.
+        auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        if (Value stats = op.getStats())
+          TileCountOp::create(b, loc, stats, cls);
+        scf::YieldOp::create(b, loc, buildBlock(head, rowSpan, route, partial, carried));
+        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+        scf::YieldOp::create(b, loc, carried);
+        b.setInsertionPointAfter(ifOp);
+        next = ifOp.getResults();
+      } else {
+        if (Value stats = op.getStats())
+          TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
+        next = buildBlock(head, rowSpan, route, Value(), carried);
+      }
+      scf::YieldOp::create(b, loc, next);
+    }
+    scf::YieldOp::create(b, loc, qLoop.getResults());
+  }
+  FloatAttr scale = op.getScaleAttr();
+  TileWriteRowsOp::create(b, loc, heads.getResult(0), op.getDk(), batch, headKV, keySpan,
+                          /*accumulate=*/UnitAttr(), scale, op.getLayoutAttr());
+  TileWriteRowsOp::create(b, loc, heads.getResult(1), op.getDv(), batch, headKV, keySpan,
+                          /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
+}
+
+SmallVector<Value> BackwardLoopBuilder::buildBlock(Value head, Value rowSpan, Value route,
+                                                   Value maskIf, ValueRange carried) {
+  Value dk = carried[0], dv = carried[1];
+  Value q = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::Q);
+  Value qRows = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::K);
+  Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q);
+  Value dORows = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::K);
+  TileType rowType = tile(rows, 1, b.getF32Type(), TileRole::Row);
+  Value lse = TileLoadRowsOp::create(b, loc, rowType, op.getLse(), batch, head, rowSpan);
+  Value delta = TileLoadRowsOp::create(b, loc, rowType, op.getDelta(), batch, head, rowSpan);
+  TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
+  Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
+  Value p = TileProbsOp::create(b, loc, sType, op.getVariantAttr(), s, lse, batch, head, rowSpan,
+                                keySpan, op.getBuffers(), route, op.getStatus(), maskIf);
+  dv = TileGradKVOp::create(b, loc, dv.getType(), p, dORows, dv);
+  Value dp = TileQKOp::create(b, loc, sType, dO, vAsK, b.getF32FloatAttr(1));
+  SmallVector<Value> buffers(op.getBuffers());
+  buffers.append(op.getGradients().begin(), op.getGradients().end());
+  Value ds = TileGradScoresOp::create(b, loc, sType, FlatSymbolRefAttr::get(grad.getSymNameAttr()),
+                                      s, p, dp, delta, batch, head, rowSpan, keySpan, buffers,
+                                      route);
+  dk = TileGradKVOp::create(b, loc, dk.getType(), ds, qRows, dk);
+  TileType dqType = tile(rows, headDim, b.getF32Type(), TileRole::Acc);
+  Value dq = TilePVOp::create(b, loc, dqType, ds, kAsV, fill(dqType, 0), fill(rowType, 1), rowSpan);
+  TileWriteRowsOp::create(b, loc, dq, op.getDq(), batch, head, rowSpan, b.getUnitAttr(),
+                          op.getScaleAttr(), op.getLayoutAttr());
+  return {dk, dv};
+}
+
+struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardToTilePass> {
+  using AttnBackwardToTileBase::AttnBackwardToTileBase;
+
+  void runOnOperation() override {
+    SymbolTableCollection symbols;
+    SmallVector<AttentionBackwardOp> ops;
+    getOperation().walk([&](AttentionBackwardOp op) { ops.push_back(op); });
+    for (AttentionBackwardOp op : ops) {
+      auto variant = symbols.lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
+      if (!variant) {
+        op.emitOpError() << "refers to an unknown variant";
+        return signalPassFailure();
+      }
+      auto grad = symbols.lookupNearestSymbolFrom<VariantOp>(
+          op, StringAttr::get(&getContext(), op.getVariant() + "_grad"));
+      if (!grad || !grad->hasAttr("derivative_of")) {
+        op.emitOpError() << "needs the derivative variant @" << op.getVariant()
+                         << "_grad (run --attn-differentiate first)";
+        return signalPassFailure();
+      }
+      if (variant.isGated()) {
+        op.emitOpError() << "variant '" << op.getVariant()
+                         << "' is gated: the backward of gated (MoH) variants is not "
+                            "implemented yet";
+        return signalPassFailure();
+      }
+      if (grad.getNumBuffers() != op.getBuffers().size() + op.getGradients().size()) {
+        op.emitOpError() << "takes one gradient buffer per buffer @" << op.getVariant()
+                         << "_grad differentiates";
+        return signalPassFailure();
+      }
+      TilingAttr tiling = op.getTilingAttr();
+      if (!tiling)
+        tiling = TilingAttr::getFlat(&getContext(), blockQ, blockKV);
+      if (tiling.isPatched()) {
+        op.emitOpError() << "takes flat tiles (patches are not implemented in the backward)";
+        return signalPassFailure();
+      }
+      if (!variant.getBlocks().empty() &&
+          op.getSummaries().size() != variant.getSummarizedBuffers().size()) {
+        op.emitOpError() << "needs the summaries of the variant's rank-1 integer buffers for "
+                            "its block classifier";
+        return signalPassFailure();
+      }
+      BackwardLoopBuilder(op, variant, grad, tiling).build();
+      op.erase();
+    }
+  }
+};
+
+} // namespace

@@ -1,0 +1,342 @@
+// CPU patterns for the backward's tile ops (docs/backward.md), in the CPU
+// representation of CPUPatterns.h (rows in vector lanes):
+//   attn.tile.load_rows    lse / delta of a span's rows, as a vector
+//   attn.tile.probs        P = exp(score'(s) - lse), masked, into a new tile
+//   attn.tile.grad_scores  dS = P (dP - delta) f'(s); the derivative region's
+//                          attn.grad_add become lane-by-lane adds
+//   attn.tile.grad_kv      acc[j] += sum_i x[j][i] y[i] (dV, dK)
+//   attn.tile.write_rows   rows of an accumulator, scaled, written or added
+#include "CPUPatterns.h"
+
+#include "../TileCommon/VariantRegions.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::cpu {
+namespace {
+
+Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
+  return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
+}
+
+/// What the variant's regions see for key j of a score tile, vectorized
+/// over the rows: the leading (b, h, q, kv) arguments and which lanes are
+/// real (row, key) pairs.
+struct KeyColumn {
+  Value b, h, kv, laneValid;
+};
+
+/// The loop over the keys of a score tile with `body(j, column)` inside.
+void forEachKey(ConversionPatternRewriter &rewriter, Location loc, int64_t keys, Value batch,
+                Value head, const Span &rows, const Span &cols, int64_t lanes,
+                function_ref<void(Value, const KeyColumn &)> body) {
+  auto idxType = VectorType::get({lanes}, rewriter.getIndexType());
+  auto maskType = VectorType::get({lanes}, rewriter.getI1Type());
+  KeyColumn c;
+  c.b = vector::BroadcastOp::create(rewriter, loc, idxType, batch);
+  c.h = vector::BroadcastOp::create(rewriter, loc, idxType, head);
+  auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0), index(rewriter, loc, keys),
+                                 index(rewriter, loc, 1));
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPointToStart(loop.getBody());
+  Value j = loop.getInductionVar();
+  c.kv = vector::BroadcastOp::create(rewriter, loc, idxType, extractAt(rewriter, loc, cols.tokens, j));
+  Value keyReal = extractAt(rewriter, loc, cols.real, j);
+  c.laneValid = arith::AndIOp::create(rewriter, loc, rows.real,
+                                      vector::BroadcastOp::create(rewriter, loc, maskType, keyReal));
+  body(j, c);
+}
+
+/// The inlining of a variant's region for one key column.
+RegionInlining inlining(Operation *op, Location loc, ArrayRef<Value> buffers, Value route,
+                        int64_t lanes, const KeyColumn &c, Value status) {
+  RegionInlining how;
+  how.buffers = buffers;
+  how.route = route;
+  how.width = lanes;
+  how.load = [op, loc, laneValid = c.laneValid, status](OpBuilder &b, heed::attn::LoadOp load,
+                                                        Value buffer, ValueRange indices,
+                                                        unsigned which) {
+    return gatherLoad(b, loc, op, load, buffer, indices, which, laneValid, status);
+  };
+  return how;
+}
+
+SmallVector<Value> firsts(ArrayRef<ValueRange> ranges) {
+  SmallVector<Value> out;
+  for (ValueRange r : ranges)
+    out.push_back(r.front());
+  return out;
+}
+
+Value broadcastRoute(ConversionPatternRewriter &rewriter, Location loc, ValueRange route,
+                     int64_t lanes) {
+  if (route.empty())
+    return Value();
+  return vector::BroadcastOp::create(rewriter, loc,
+                                     VectorType::get({lanes}, rewriter.getI64Type()),
+                                     route.front());
+}
+
+struct LoadRowsLowering : OpConversionPattern<TileLoadRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileLoadRowsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = cast<VectorType>(getTypeConverter()->convertType(op.getResult().getType()));
+    Span span(adaptor.getSpan());
+    Value tensor = adaptor.getTensor().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                   index(rewriter, loc, type.getDimSize(0)),
+                                   index(rewriter, loc, 1), ValueRange{splat(rewriter, loc, type, 0)});
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(loop.getBody());
+      Value i = loop.getInductionVar();
+      auto ifOp = scf::IfOp::create(rewriter, loc, TypeRange{rewriter.getF32Type()},
+                                    extractAt(rewriter, loc, span.real, i), true);
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value x = memref::LoadOp::create(rewriter, loc, tensor,
+                                       ValueRange{batch, head, extractAt(rewriter, loc, span.tokens, i)});
+      scf::YieldOp::create(rewriter, loc, x);
+      rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(rewriter, loc, ValueRange{arith::ConstantOp::create(
+                                               rewriter, loc, rewriter.getF32FloatAttr(0))});
+      rewriter.setInsertionPointAfter(ifOp);
+      Value v = vector::InsertOp::create(rewriter, loc, ifOp.getResult(0),
+                                         loop.getRegionIterArgs()[0], ArrayRef<OpFoldResult>{i});
+      scf::YieldOp::create(rewriter, loc, v);
+    }
+    rewriter.replaceOp(op, loop.getResult(0));
+    return success();
+  }
+};
+
+struct ProbsLowering : OpConversionPattern<TileProbsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileProbsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    VariantOp variant = lookupVariant(op, op.getVariantAttr());
+    Location loc = op.getLoc();
+    Value sT = adaptor.getScores().front(), lse = adaptor.getLse().front();
+    Span rows(adaptor.getRows()), cols(adaptor.getCols());
+    auto sType = cast<MemRefType>(sT.getType());
+    int64_t keys = sType.getDimSize(0), lanes = sType.getDimSize(1);
+    auto laneType = VectorType::get({lanes}, rewriter.getF32Type());
+    Value pT = allocaAtEntry(rewriter, op, sType);
+    Value status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
+    SmallVector<Value> buffers = firsts(adaptor.getBuffers());
+    Value route = broadcastRoute(rewriter, loc, adaptor.getRoute(), lanes);
+    // exp(s - lse) = 2^(s log2 e - lse log2 e); rows whose lse is -inf see no key.
+    Value log2e = splat(rewriter, loc, laneType, M_LOG2E);
+    Value shift = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, lse, log2e));
+    Value live = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
+                                       splat(rewriter, loc, laneType, -INFINITY));
+    Value c0 = index(rewriter, loc, 0);
+    forEachKey(rewriter, loc, keys, adaptor.getBatch().front(), adaptor.getHead().front(), rows,
+               cols, lanes, [&](Value j, const KeyColumn &c) {
+      RegionInlining how = inlining(op, loc, buffers, route, lanes, c, status);
+      Value s = vector::LoadOp::create(rewriter, loc, laneType, sT, ValueRange{j, c0});
+      if (!isIdentityScore(variant)) {
+        Value leading[] = {s, c.b, c.h, rows.tokens, c.kv};
+        how.leading = leading;
+        s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
+      }
+      Value leading[] = {c.b, c.h, rows.tokens, c.kv};
+      Value visible = visibleLanes(rewriter, loc, variant, how, leading,
+                                   arith::AndIOp::create(rewriter, loc, c.laneValid, live),
+                                   adaptor.getMaskIf());
+      Value p = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, s, log2e, shift));
+      p = arith::SelectOp::create(rewriter, loc, visible, p, splat(rewriter, loc, laneType, 0));
+      vector::StoreOp::create(rewriter, loc, p, pT, ValueRange{j, c0});
+    });
+    rewriter.replaceOp(op, pT);
+    return success();
+  }
+};
+
+/// attn.grad_add on vectors: lane by lane (indices may repeat across
+/// lanes), the active lanes add dS * value to gradient[indices] where the
+/// indices are in range.
+void scatterAdd(OpBuilder &b, Location loc, GradAddOp add, Value ds, Value active) {
+  // The accessors' types are the scalar op's: read the widened operands.
+  auto laneType = cast<VectorType>(ds.getType());
+  Value contribution = arith::MulFOp::create(b, loc, ds, add->getOperand(0));
+  Value gradient = add->getOperand(1);
+  auto loop = scf::ForOp::create(b, loc, index(b, loc, 0), index(b, loc, laneType.getDimSize(0)),
+                                 index(b, loc, 1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value l = loop.getInductionVar();
+  Value ok = extractAt(b, loc, active, l);
+  SmallVector<Value> indices;
+  Value zero = index(b, loc, 0);
+  for (auto [d, v] : llvm::enumerate(add->getOperands().drop_front(2))) {
+    Value i = extractAt(b, loc, v, l);
+    Value size = memref::DimOp::create(b, loc, gradient, d);
+    ok = arith::AndIOp::create(
+        b, loc, ok,
+        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
+                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
+    indices.push_back(i);
+  }
+  auto ifOp = scf::IfOp::create(b, loc, ok, false);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  Value old = memref::LoadOp::create(b, loc, gradient, indices);
+  Value sum = arith::AddFOp::create(b, loc, old, extractAt(b, loc, contribution, l));
+  memref::StoreOp::create(b, loc, sum, gradient, indices);
+}
+
+struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileGradScoresOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    VariantOp grad = lookupVariant(op, op.getVariantAttr());
+    Location loc = op.getLoc();
+    Value sT = adaptor.getScores().front(), pT = adaptor.getProbs().front();
+    Value dpT = adaptor.getDp().front(), delta = adaptor.getDelta().front();
+    Span rows(adaptor.getRows()), cols(adaptor.getCols());
+    auto sType = cast<MemRefType>(sT.getType());
+    int64_t keys = sType.getDimSize(0), lanes = sType.getDimSize(1);
+    auto laneType = VectorType::get({lanes}, rewriter.getF32Type());
+    Value dsT = allocaAtEntry(rewriter, op, sType);
+    SmallVector<Value> buffers = firsts(adaptor.getBuffers());
+    Value route = broadcastRoute(rewriter, loc, adaptor.getRoute(), lanes);
+    Value c0 = index(rewriter, loc, 0);
+    Block &region = grad.getScore().front();
+    bool constantOne = false;
+    if (auto cst = cast<YieldOp>(region.getTerminator()).getValue().getDefiningOp<arith::ConstantOp>())
+      constantOne = cast<FloatAttr>(cst.getValue()).getValueAsDouble() == 1.0;
+    bool hasGradAdds = !region.getOps<GradAddOp>().empty();
+    forEachKey(rewriter, loc, keys, adaptor.getBatch().front(), adaptor.getHead().front(), rows,
+               cols, lanes, [&](Value j, const KeyColumn &c) {
+      auto load = [&](Value t) {
+        return vector::LoadOp::create(rewriter, loc, laneType, t, ValueRange{j, c0}).getResult();
+      };
+      Value p = load(pT);
+      Value ds = arith::MulFOp::create(rewriter, loc, p,
+                                       arith::SubFOp::create(rewriter, loc, load(dpT), delta));
+      if (!constantOne || hasGradAdds) {
+        RegionInlining how = inlining(op, loc, buffers, route, lanes, c, Value());
+        Value leading[] = {load(sT), c.b, c.h, rows.tokens, c.kv};
+        how.leading = leading;
+        // The region's grad_adds come out as ops on vectors, right before
+        // the insertion point: found there, they become lane-by-lane adds.
+        Block *block = rewriter.getInsertionBlock();
+        Block::iterator end = rewriter.getInsertionPoint();
+        Operation *before = end == block->begin() ? nullptr : &*std::prev(end);
+        Value derivative = inlineVariantRegion(rewriter, loc, grad.getScore(), how);
+        SmallVector<GradAddOp> adds;
+        for (Operation &inlined :
+             llvm::make_range(before ? std::next(Block::iterator(before)) : block->begin(), end))
+          if (auto add = dyn_cast<GradAddOp>(inlined))
+            adds.push_back(add);
+        Value active = arith::AndIOp::create(
+            rewriter, loc, c.laneValid,
+            arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, p,
+                                  splat(rewriter, loc, laneType, 0)));
+        for (GradAddOp add : adds) {
+          scatterAdd(rewriter, loc, add, ds, active);
+          rewriter.eraseOp(add);
+        }
+        // Pairs with P = 0 (masked, holes) give 0 even where the derivative
+        // is not finite there.
+        if (!constantOne)
+          ds = arith::SelectOp::create(rewriter, loc, active,
+                                       arith::MulFOp::create(rewriter, loc, ds, derivative),
+                                       splat(rewriter, loc, laneType, 0));
+      }
+      vector::StoreOp::create(rewriter, loc, ds, dsT, ValueRange{j, c0});
+    });
+    rewriter.replaceOp(op, dsT);
+    return success();
+  }
+};
+
+struct GradKVLowering : OpConversionPattern<TileGradKVOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileGradKVOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value xT = adaptor.getX(), y = adaptor.getY(), acc = adaptor.getAcc();
+    auto xType = cast<MemRefType>(xT.getType());
+    int64_t keys = xType.getDimSize(0), rows = xType.getDimSize(1);
+    int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
+    auto rowType = VectorType::get({width}, rewriter.getF32Type());
+    Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
+    auto keyLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys), c1);
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(keyLoop.getBody());
+    Value j = keyLoop.getInductionVar();
+    Value row = vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{j, c0});
+    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, rows), c1,
+                                      ValueRange{row});
+    {
+      OpBuilder::InsertionGuard inner(rewriter);
+      rewriter.setInsertionPointToStart(rowLoop.getBody());
+      Value i = rowLoop.getInductionVar();
+      Value w = memref::LoadOp::create(rewriter, loc, xT, ValueRange{j, i});
+      Value yi = vector::LoadOp::create(rewriter, loc, rowType, y, ValueRange{i, c0});
+      scf::YieldOp::create(rewriter, loc,
+                           ValueRange{vector::FMAOp::create(
+                               rewriter, loc, vector::BroadcastOp::create(rewriter, loc, rowType, w),
+                               yi, rowLoop.getRegionIterArgs()[0])});
+    }
+    vector::StoreOp::create(rewriter, loc, rowLoop.getResult(0), acc, ValueRange{j, c0});
+    rewriter.replaceOp(op, acc);
+    return success();
+  }
+};
+
+struct WriteRowsLowering : OpConversionPattern<TileWriteRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileWriteRowsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value acc = adaptor.getAcc().front(), tensor = adaptor.getTensor().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    Span span(adaptor.getSpan());
+    auto accType = cast<MemRefType>(acc.getType());
+    int64_t width = accType.getDimSize(1);
+    auto rowType = VectorType::get({width}, rewriter.getF32Type());
+    Type elt = cast<MemRefType>(tensor.getType()).getElementType();
+    Value c0 = index(rewriter, loc, 0);
+    Value scale = splat(rewriter, loc, rowType, op.getScale().convertToDouble());
+    auto loop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, accType.getDimSize(0)),
+                                   index(rewriter, loc, 1));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    auto real = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i), false);
+    rewriter.setInsertionPointToStart(&real.getThenRegion().front());
+    SmallVector<Value> at = heed::cpu::at(op.getLayout(), batch, head,
+                                          extractAt(rewriter, loc, span.tokens, i), c0);
+    Value row = arith::MulFOp::create(
+        rewriter, loc, vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{i, c0}), scale);
+    if (op.getAccumulate())
+      row = arith::AddFOp::create(rewriter, loc, row,
+                                  vector::LoadOp::create(rewriter, loc, rowType, tensor, at));
+    else if (!elt.isF32())
+      row = arith::TruncFOp::create(rewriter, loc, VectorType::get({width}, elt), row);
+    vector::StoreOp::create(rewriter, loc, row, tensor, at);
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
+
+void populateBackwardPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
+  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, GradKVLowering,
+               WriteRowsLowering>(converter, patterns.getContext());
+}
+
+} // namespace heed::cpu

@@ -1,0 +1,118 @@
+"""The backward pass on the CPU (docs/backward.md): gradients of attention with
+respect to q, k, v and the variant's float buffers, through heed_backward_* of the
+C API."""
+
+import ctypes
+import os
+
+from ._capi import F32, backward_p, heed_backward_args, heed_run_stats, heed_tensor
+from ._kernels import _is_path, _options
+from ._library import check, lib, need_compiler
+from ._tensors import Tensor, alloc, encode
+from .errors import invalid
+
+
+class Backward:
+    """A compiled backward kernel (a ``heed_backward``), made by :func:`compile_backward`."""
+
+    _release = None  # set below; survives module teardown through the class
+
+    def __init__(self, handle, buffer_names, dtype_code):
+        self._handle = handle
+        self._dtype = dtype_code
+        count = lib.heed_backward_num_buffer_grads(handle)
+        #: The names of the buffers whose gradients run() returns, in order.
+        self.gradient_buffers = [
+            buffer_names[lib.heed_backward_buffer_grad_index(handle, i)] for i in range(count)]
+        self._buffer_names = buffer_names
+        self.last_stats = None
+
+    def close(self):
+        """Releases the kernel (later calls raise)."""
+        if self._handle:
+            Backward._release(self._handle)
+            self._handle = None
+
+    def __del__(self):
+        self.close()
+
+    def run(self, q, k, v, out, lse, dout, buffers=None, num_threads=0):
+        """The gradients of ``sum(dout * out)``: returns (dq, dk, dv, grads), grads a dict
+        buffer name -> f32 gradient shaped like the buffer. out and lse (f32
+        [B, Hq, Sq]) are the forward's (a kernel compiled with ``lse=True``); buffers a
+        dict name -> tensor or a sequence in declaration order. Tensors are numpy
+        arrays on the CPU."""
+        if not self._handle:
+            raise invalid("the backward kernel was closed")
+        if buffers is None:
+            buffers = []
+        elif hasattr(buffers, "keys"):
+            missing = [n for n in self._buffer_names if n not in buffers]
+            if missing:
+                raise invalid("missing buffer %s" % ", ".join("'%s'" % n for n in missing))
+            buffers = [buffers[n] for n in self._buffer_names]
+        ts = {name: Tensor(x, name) for name, x in
+              (("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse), ("dout", dout))}
+        grads_out = {"dq": alloc(q, tuple(q.shape), self._dtype),
+                     "dk": alloc(q, tuple(k.shape), self._dtype),
+                     "dv": alloc(q, tuple(v.shape), self._dtype)}
+        gts = {name: Tensor(x, name, writable=True) for name, x in grads_out.items()}
+        bts = [Tensor(b, "buffer %d" % i) for i, b in enumerate(buffers)]
+        index = {n: i for i, n in enumerate(self._buffer_names)}
+        bgrads = [alloc(q, tuple(buffers[index[n]].shape), F32) for n in self.gradient_buffers]
+        bgts = [Tensor(g, "gradient of '%s'" % n, writable=True)
+                for g, n in zip(bgrads, self.gradient_buffers)]
+        args = heed_backward_args()
+        lib.heed_backward_args_init(ctypes.byref(args))
+        for name, t in ts.items():
+            setattr(args, name, ctypes.pointer(t.struct))
+        for name, t in gts.items():
+            setattr(args, name, ctypes.pointer(t.struct))
+        arrays = []
+        for field, count, tensors in (("buffers", "num_buffers", bts),
+                                      ("buffer_grads", "num_buffer_grads", bgts)):
+            if tensors:
+                array = (heed_tensor * len(tensors))(*[t.struct for t in tensors])
+                arrays.append(array)
+                setattr(args, field, ctypes.cast(array, ctypes.POINTER(heed_tensor)))
+            setattr(args, count, len(tensors))
+        args.num_threads = int(num_threads or 0)
+        stats = heed_run_stats()
+        args.stats = ctypes.pointer(stats)
+        status = lib.heed_attention_backward(self._handle, ctypes.byref(args))
+        keep = (ts, gts, bts, bgts, arrays)
+        del keep
+        check(status)
+        self.last_stats = {"visited_blocks": int(stats.visited_blocks),
+                           "total_blocks": int(stats.total_blocks)}
+        return (grads_out["dq"], grads_out["dk"], grads_out["dv"],
+                dict(zip(self.gradient_buffers, bgrads)))
+
+    __call__ = run
+
+
+Backward._release = lib.heed_backward_release
+
+
+def compile_backward(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
+                     layout="bhsd", scale=None, params=None, analyze_mask=True):
+    """Compiles the backward of a variant for this machine's CPU (the options of
+    :func:`heed.compile`; the forward to pair it with is compiled with ``lse=True``).
+    Raises CompileError naming the buffer where the score is not differentiable."""
+    need_compiler("heed_backward_compile")
+    from ._kernels import compile as compile_forward
+    names = compile_forward(spec, variant=variant, dtype=dtype, head_dim=head_dim,
+                            head_dim_v=head_dim_v, layout=layout, scale=scale,
+                            params=params, analyze_mask=analyze_mask).buffer_names
+    opts, keep = _options(dtype, head_dim, head_dim_v, layout, False, scale, variant, params,
+                          None, analyze_mask, True)
+    if _is_path(spec):
+        with open(os.fspath(spec)) as f:
+            text = encode(f.read(), "the spec")
+    else:
+        text = encode(spec, "the spec")
+    handle = backward_p()
+    status = lib.heed_backward_compile(text, b"<spec>", ctypes.byref(opts), ctypes.byref(handle))
+    del keep
+    check(status)
+    return Backward(handle, names, opts.dtype)

@@ -1,0 +1,198 @@
+// The float64 reference backward pass (ReferenceBackward.h).
+#include "heed/Runtime/ReferenceBackward.h"
+
+#include "heed/Runtime/Reference.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+namespace heed {
+
+bool isFloatBuffer(spec::ElemType elem) {
+  return elem == spec::ElemType::F32 || elem == spec::ElemType::F16 ||
+         elem == spec::ElemType::BF16;
+}
+
+ReferenceGradients referenceBackward(const spec::Variant &variant, const BackwardProblem &p,
+                                     unsigned threads) {
+  const double inf = std::numeric_limits<double>::infinity();
+  int64_t B = p.batch, Hq = p.headsQ, Hkv = p.headsKV, Sq = p.seqQ, Skv = p.seqKV;
+  int64_t D = p.headDim, Dv = p.valueDim;
+  int64_t group = Hkv ? Hq / Hkv : 1;
+  ReferenceGradients r;
+  r.out.assign(size_t(B * Hq * Sq * Dv), 0);
+  r.lse.assign(size_t(B * Hq * Sq), -inf);
+  r.dq.assign(size_t(B * Hq * Sq * D), 0);
+  r.dk.assign(size_t(B * Hkv * Skv * D), 0);
+  r.dv.assign(size_t(B * Hkv * Skv * Dv), 0);
+  r.dBuffers.resize(variant.buffers.size());
+  for (size_t i = 0; i < variant.buffers.size() && i < p.buffers.size(); ++i)
+    if (isFloatBuffer(variant.buffers[i].elem))
+      r.dBuffers[i].assign(p.buffers[i].values.size(), 0);
+
+  // One task per (b, kv head): it owns dK, dV of that head and dQ of the
+  // group's query heads, so only buffer gradients need a reduction.
+  std::atomic<int64_t> next{0};
+  std::atomic<int> outOfRange{0};
+  std::mutex reduce;
+  auto worker = [&] {
+    std::vector<std::vector<double>> dBuf(r.dBuffers.size());
+    for (size_t i = 0; i < dBuf.size(); ++i)
+      dBuf[i].assign(r.dBuffers[i].size(), 0);
+    std::vector<double> s(static_cast<size_t>(Skv)), prob(static_cast<size_t>(Skv));
+    std::vector<double> o(static_cast<size_t>(Dv)), dO(static_cast<size_t>(Dv));
+    int oob = 0;
+    double maxScore = 0;
+    int64_t task;
+    while ((task = next.fetch_add(1)) < B * Hkv) {
+      int64_t b = task / Hkv, hk = task % Hkv;
+      const double *K = &p.k[size_t((b * Hkv + hk) * Skv * D)];
+      const double *V = &p.v[size_t((b * Hkv + hk) * Skv * Dv)];
+      double *dK = &r.dk[size_t((b * Hkv + hk) * Skv * D)];
+      double *dV = &r.dv[size_t((b * Hkv + hk) * Skv * Dv)];
+      for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
+        for (int64_t i = 0; i < Sq; ++i) {
+          int64_t row = (b * Hq + h) * Sq + i;
+          const double *Q = &p.q[size_t(row * D)];
+          double m = -inf;
+          for (int64_t j = 0; j < Skv; ++j) {
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d)
+              dot += Q[d] * K[j * D + d];
+            spec::EvalPoint at{b, h, i, j, p.scale * dot};
+            bool visible = spec::evaluate(*variant.mask, at, p.buffers, &oob) != 0;
+            s[size_t(j)] = visible ? spec::evaluateExact(*variant.score, at, p.buffers, &oob) : -inf;
+            if (visible && std::isfinite(s[size_t(j)]))
+              maxScore = std::max(maxScore, std::fabs(s[size_t(j)]));
+            m = std::max(m, s[size_t(j)]);
+          }
+          double gate = 1;
+          spec::EvalPoint rowAt{b, h, i, 0, 0};
+          if (variant.gate)
+            gate = spec::evaluateExact(*variant.gate, rowAt, p.buffers, &oob);
+          if (m == -inf || gate == 0)
+            continue;
+          double l = 0;
+          for (int64_t j = 0; j < Skv; ++j)
+            l += prob[size_t(j)] = std::exp(s[size_t(j)] - m);
+          std::fill(o.begin(), o.end(), 0);
+          for (int64_t j = 0; j < Skv; ++j) {
+            prob[size_t(j)] /= l;
+            for (int64_t d = 0; d < Dv; ++d)
+              o[size_t(d)] += prob[size_t(j)] * V[j * Dv + d];
+          }
+          r.lse[size_t(row)] = m + std::log(l);
+          double dGate = 0, delta = 0;
+          for (int64_t d = 0; d < Dv; ++d) {
+            double g = p.dOut[size_t(row * Dv + d)];
+            r.out[size_t(row * Dv + d)] = gate * o[size_t(d)];
+            dGate += g * o[size_t(d)];
+            dO[size_t(d)] = gate * g;
+            delta += dO[size_t(d)] * o[size_t(d)];
+          }
+          spec::ScoreGradient grad;
+          if (variant.gate)
+            spec::backpropagate(*variant.gate, rowAt, p.buffers, dGate, grad);
+          double *dQ = &r.dq[size_t(row * D)];
+          for (int64_t j = 0; j < Skv; ++j) {
+            double pj = prob[size_t(j)];
+            if (pj == 0)
+              continue;
+            double dp = 0;
+            for (int64_t d = 0; d < Dv; ++d) {
+              dV[j * Dv + d] += pj * dO[size_t(d)];
+              dp += dO[size_t(d)] * V[j * Dv + d];
+            }
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d)
+              dot += Q[d] * K[j * D + d];
+            grad.dScore = 0;
+            spec::backpropagate(*variant.score, {b, h, i, j, p.scale * dot}, p.buffers,
+                                pj * (dp - delta), grad);
+            double dRaw = p.scale * grad.dScore;
+            for (int64_t d = 0; d < D; ++d) {
+              dQ[d] += dRaw * K[j * D + d];
+              dK[j * D + d] += dRaw * Q[d];
+            }
+          }
+          for (const spec::ScoreGradient::Entry &e : grad.buffers)
+            if (!dBuf[e.buffer].empty())
+              dBuf[e.buffer][e.element] += e.value;
+        }
+    }
+    if (oob)
+      outOfRange = oob;
+    std::lock_guard<std::mutex> lock(reduce);
+    r.maxAbsScore = std::max(r.maxAbsScore, maxScore);
+    for (size_t i = 0; i < dBuf.size(); ++i)
+      for (size_t e = 0; e < dBuf[i].size(); ++e)
+        r.dBuffers[i][e] += dBuf[i][e];
+  };
+  unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+  n = unsigned(std::min<int64_t>(n, std::max<int64_t>(1, B * Hkv)));
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < n; ++t)
+    pool.emplace_back(worker);
+  worker();
+  for (std::thread &t : pool)
+    t.join();
+  r.outOfRange = outOfRange;
+  return r;
+}
+
+std::vector<double> bhsdValues(const HostTensor &t, Layout layout) {
+  const std::vector<int64_t> &s = t.shape();
+  std::vector<double> out(size_t(t.size()));
+  if (layout == Layout::BHSD) {
+    for (int64_t i = 0; i < t.size(); ++i)
+      out[size_t(i)] = t.get(i);
+    return out;
+  }
+  int64_t B = s[0], S = s[1], H = s[2], D = s[3];
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t x = 0; x < S; ++x)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t d = 0; d < D; ++d)
+          out[size_t(((b * H + h) * S + x) * D + d)] = t.get(((b * S + x) * H + h) * D + d);
+  return out;
+}
+
+BackwardProblem backwardProblem(const HostTensor &q, const HostTensor &k, const HostTensor &v,
+                                const HostTensor &dOut, Layout layout, double scale,
+                                const std::vector<HostTensor> &buffers) {
+  bool bshd = layout == Layout::BSHD;
+  BackwardProblem p;
+  p.batch = q.shape()[0];
+  p.headsQ = q.shape()[bshd ? 2 : 1];
+  p.seqQ = q.shape()[bshd ? 1 : 2];
+  p.headsKV = k.shape()[bshd ? 2 : 1];
+  p.seqKV = k.shape()[bshd ? 1 : 2];
+  p.headDim = q.shape()[3];
+  p.valueDim = v.shape()[3];
+  p.scale = scale;
+  p.q = bhsdValues(q, layout);
+  p.k = bhsdValues(k, layout);
+  p.v = bhsdValues(v, layout);
+  p.dOut = bhsdValues(dOut, layout);
+  p.buffers = widenBuffers(buffers);
+  return p;
+}
+
+double normwiseError(const std::vector<double> &got, const std::vector<double> &ref) {
+  if (got.size() != ref.size())
+    return std::numeric_limits<double>::infinity();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(got[i]) || std::isnan(ref[i]))
+      return std::numeric_limits<double>::infinity();
+    diff += (got[i] - ref[i]) * (got[i] - ref[i]);
+    norm += ref[i] * ref[i];
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+} // namespace heed

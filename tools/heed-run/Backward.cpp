@@ -1,0 +1,219 @@
+// heed-run --backward (Backward.h): forward with lse, then the backward on
+// a random dout; dq, dk, dv and every buffer gradient compared normwise
+// with the float64 reference backward.
+#include "Backward.h"
+
+#include "heed/Compiler/Backward.h"
+#include "heed/Compiler/Tiling.h"
+#include "heed/Runtime/Reference.h"
+#include "heed/Runtime/ReferenceBackward.h"
+
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace heed::run {
+namespace {
+
+int error(const std::string &msg) {
+  llvm::WithColor::error(llvm::errs(), "heed-run") << msg << "\n";
+  return 1;
+}
+
+/// The median time of `repeat` calls of `fn` (which may fail).
+llvm::Expected<double> medianTime(unsigned repeat, const std::function<llvm::Error()> &fn) {
+  std::vector<double> times;
+  for (unsigned r = 0; r < std::max(1u, repeat); ++r) {
+    auto start = std::chrono::steady_clock::now();
+    if (llvm::Error err = fn())
+      return std::move(err);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+std::vector<double> values(const HostTensor &t) {
+  std::vector<double> out(size_t(t.size()));
+  for (int64_t i = 0; i < t.size(); ++i)
+    out[size_t(i)] = t.get(i);
+  return out;
+}
+
+} // namespace
+
+int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
+                HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
+                const BackwardOptions &options) {
+  config.lse = true;
+  auto forward = Kernel::compile(variant, config);
+  if (!forward)
+    return error(llvm::toString(forward.takeError()));
+  KernelConfig backwardConfig = config;
+  if (options.blockKV)
+    backwardConfig.blockKV = options.blockKV;
+  if (llvm::Error err = backwardConfig.validate())
+    return error("--backward-block-kv: " + llvm::toString(std::move(err)));
+  auto backward = BackwardKernel::compile(variant, backwardConfig);
+  if (!backward)
+    return error(llvm::toString(backward.takeError()));
+  bool bshd = config.layout == Layout::BSHD;
+  const std::vector<int64_t> &qs = q.shape(), &ks = k.shape();
+  int64_t B = qs[0], Hq = qs[bshd ? 2 : 1], Sq = qs[bshd ? 1 : 2];
+  int64_t Hkv = ks[bshd ? 2 : 1], Skv = ks[bshd ? 1 : 2];
+  std::vector<int64_t> outShape = qs;
+  outShape[3] = config.valueDim();
+  HostTensor out, lse, dout, dq, dk, dv;
+  for (auto [name, t, dt, shape] :
+       {std::tuple{"out", &out, config.dtype, outShape},
+        std::tuple{"lse", &lse, DType::F32, std::vector<int64_t>{B, Hq, Sq}},
+        std::tuple{"dout", &dout, config.dtype, outShape},
+        std::tuple{"dq", &dq, config.dtype, qs}, std::tuple{"dk", &dk, config.dtype, ks},
+        std::tuple{"dv", &dv, config.dtype, v.shape()}})
+    if (std::string err = HostTensor::create(name, dt, shape, *t); !err.empty())
+      return error(err);
+  dout.fillUniform(rng, -1, 1);
+  const std::vector<unsigned> &gradBuffers = (*backward)->gradientBuffers();
+  std::vector<HostTensor> grads(gradBuffers.size());
+  for (size_t g = 0; g < gradBuffers.size(); ++g)
+    if (std::string err = HostTensor::create("gradient of '" + variant.buffers[gradBuffers[g]].name + "'",
+                                             DType::F32, buffers[gradBuffers[g]].shape(), grads[g]);
+        !err.empty())
+      return error(err);
+
+  AttentionArgs fwd;
+  fwd.q = q.ref();
+  fwd.k = k.ref();
+  fwd.v = v.ref();
+  fwd.out = out.ref();
+  fwd.lse = lse.ref();
+  BackwardArgs bwd;
+  bwd.q = fwd.q;
+  bwd.k = fwd.k;
+  bwd.v = fwd.v;
+  bwd.out = fwd.out;
+  bwd.lse = fwd.lse;
+  bwd.dout = dout.ref();
+  for (HostTensor &b : buffers) {
+    fwd.buffers.push_back(b.ref());
+    bwd.buffers.push_back(b.ref());
+  }
+  bwd.dq = dq.ref();
+  bwd.dk = dk.ref();
+  bwd.dv = dv.ref();
+  for (HostTensor &g : grads)
+    bwd.bufferGrads.push_back(g.ref());
+  out.poison();
+  lse.poison();
+  for (HostTensor *t : {&dq, &dk, &dv})
+    t->poison();
+  for (HostTensor &g : grads)
+    g.poison();
+
+  RunStats fstats, bstats;
+  auto forwardTime = medianTime(options.repeat, [&] { return (*forward)->run(fwd, options.threads, &fstats); });
+  if (!forwardTime)
+    return error(llvm::toString(forwardTime.takeError()));
+  auto backwardTime = medianTime(options.repeat, [&] { return (*backward)->run(bwd, options.threads, &bstats); });
+  if (!backwardTime)
+    return error(llvm::toString(backwardTime.takeError()));
+
+  ReferenceGradients ref;
+  if (options.check)
+    ref = referenceBackward(
+        variant, backwardProblem(q, k, v, dout, config.layout, config.effectiveScale(), buffers),
+        options.threads);
+  double tolerance = options.tolerance
+                         ? options.tolerance
+                         : config.dtype == DType::F32
+                               ? std::min(kMaxTolerance,
+                                          std::max(1e-5, 16 * ref.maxAbsScore * 0x1p-24))
+                               : 1e-2;
+  struct Gradient {
+    std::string name;
+    double error;
+  };
+  std::vector<Gradient> errors;
+  if (options.check) {
+    errors = {{"dq", normwiseError(bhsdValues(dq, config.layout), ref.dq)},
+              {"dk", normwiseError(bhsdValues(dk, config.layout), ref.dk)},
+              {"dv", normwiseError(bhsdValues(dv, config.layout), ref.dv)}};
+    for (size_t g = 0; g < gradBuffers.size(); ++g)
+      errors.push_back({"d" + variant.buffers[gradBuffers[g]].name,
+                        normwiseError(values(grads[g]), ref.dBuffers[gradBuffers[g]])});
+  }
+  double worst = 0;
+  for (const Gradient &g : errors)
+    worst = std::isfinite(worst) && !(g.error <= worst) ? g.error : worst;
+  bool passed =
+      !options.check || (std::isfinite(worst) && worst <= tolerance && !ref.outOfRange);
+
+  AttentionDims dims{B, Hq, Hkv, Sq, Skv};
+  MaskCensus census = maskCensus(variant, dims, buffers, config.blockQ, backwardConfig.blockKV,
+                                 options.threads);
+  double flops = 2.0 * census.density() * double(B) * Hq * Sq * Skv *
+                 (config.headDim + config.valueDim());
+  double backwardFlops = 2.5 * flops;
+
+  auto number = [](double x) -> llvm::json::Value {
+    return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
+  };
+  if (options.json) {
+    llvm::json::Object o{{"variant", variant.name},
+                         {"shape", options.shape},
+                         {"seed", static_cast<int64_t>(options.seed)},
+                         {"compile_s", (*backward)->compileSeconds()},
+                         {"forward_time_s", *forwardTime},
+                         {"backward_time_s", *backwardTime},
+                         {"backward_over_forward", *backwardTime / *forwardTime},
+                         {"backward_tflops", backwardFlops / *backwardTime / 1e12},
+                         {"density", census.density()},
+                         {"blocks_visited", bstats.visitedBlocks},
+                         {"blocks_full", bstats.fullBlocks},
+                         {"blocks_total", bstats.totalBlocks},
+                         {"blocks_minimum", census.nonEmptyBlocks},
+                         {"threads", static_cast<int64_t>(options.threads)},
+                         {"backward_tiles", fmt::format("{}x{}", backwardConfig.blockQ,
+                                                        backwardConfig.blockKV)}};
+    if (options.check) {
+      o["grad_max_rel_error"] = number(worst);
+      o["tolerance"] = tolerance;
+      o["backward_passed"] = passed;
+    }
+    llvm::json::Object per;
+    for (const Gradient &g : errors)
+      per[g.name] = number(g.error);
+    o["grad_rel_errors"] = std::move(per);
+    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+  } else {
+    llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", variant.name,
+                                options.shape, options.seed);
+    llvm::outs() << fmt::format("compile   {:.3f} s (backward, tiles {}x{})\n",
+                                (*backward)->compileSeconds(), backwardConfig.blockQ,
+                                backwardConfig.blockKV);
+    llvm::outs() << fmt::format("forward   {:.3f} ms\nbackward  {:.3f} ms ({:.2f}x forward), "
+                                "{:.3f} TFLOP/s (2.5x the forward's useful work)\n",
+                                *forwardTime * 1e3, *backwardTime * 1e3,
+                                *backwardTime / *forwardTime, backwardFlops / *backwardTime / 1e12);
+    llvm::outs() << fmt::format("blocks    {} visited of {} ({} full); minimum {}\n",
+                                bstats.visitedBlocks, bstats.totalBlocks, bstats.fullBlocks,
+                                census.nonEmptyBlocks);
+    for (const Gradient &g : errors)
+      llvm::outs() << fmt::format("{:<9} relative error {:.3e} (normwise)\n", g.name, g.error);
+    if (ref.outOfRange)
+      llvm::outs() << "problem   the reference read a buffer out of range\n";
+    if (options.check)
+      llvm::outs() << fmt::format("backward  {} (tolerance {:.1e})\n",
+                                  passed ? "PASSED" : "FAILED", tolerance);
+  }
+  return passed ? 0 : 2;
+}
+
+} // namespace heed::run

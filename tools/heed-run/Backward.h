@@ -1,0 +1,30 @@
+// heed-run --backward: the forward and backward kernels of a spec on random
+// inputs, checked against the float64 reference backward.
+#ifndef HEED_TOOLS_HEED_RUN_BACKWARD_H
+#define HEED_TOOLS_HEED_RUN_BACKWARD_H
+
+#include "heed/Compiler/Compiler.h"
+
+#include <random>
+#include <vector>
+
+namespace heed::run {
+
+struct BackwardOptions {
+  unsigned threads = 0, repeat = 5;
+  double tolerance = 0; ///< 0: by dtype
+  bool json = false;
+  bool check = true; ///< compare with the float64 reference (else time only)
+  int64_t blockKV = 0; ///< keys per tile of the backward (0: the forward's)
+  uint64_t seed = 0;
+  std::string shape; ///< for the report
+};
+
+/// Runs and checks; returns the exit code (0 passed, 2 failed, 1 error).
+int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
+                HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
+                const BackwardOptions &options);
+
+} // namespace heed::run
+
+#endif
