@@ -17,9 +17,7 @@ std::string summarizeDeviceBuffers(const KernelInfo &info, const AttentionArgs &
                                    GPUStreamDriver &driver, std::vector<SummaryTable> &out) {
   for (unsigned which : info.summarized) {
     const TensorRef &device = args.buffers[which];
-    int64_t length = device.numElements();
-    int64_t stride = device.effectiveStrides().empty() ? 1 : device.effectiveStrides()[0];
-    size_t bytes = size_t(length > 0 ? (length - 1) * stride + 1 : 0) * dtypeSize(device.dtype);
+    size_t bytes = size_t(summarySpan(device)) * dtypeSize(device.dtype);
     std::vector<char> host(std::max<size_t>(bytes, 1));
     if (bytes)
       if (std::string err = driver.download(host.data(), device.data, bytes); !err.empty())

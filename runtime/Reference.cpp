@@ -65,6 +65,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   int64_t group = Hkv ? Hq / Hkv : 1;
 
   std::vector<spec::BufferData> data = widen(buffers);
+  const spec::EvalShape shape{B, Hq, Hkv, Sq, Skv};
 
   ReferenceResult r;
   r.out.assign(B * Hq * Sq * Dv, 0);
@@ -89,7 +90,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         double dot = 0;
         for (int64_t d = 0; d < D; ++d)
           dot += qrow[d] * k.get(flat(k.shape(), layout, b, hk, j, d));
-        spec::EvalPoint p{b, h, i, j, scale * dot};
+        spec::EvalPoint p{b, h, i, j, scale * dot, shape};
         double score = spec::evaluate(*variant.score, p, data, &oob);
         bool visible = spec::evaluate(*variant.mask, p, data, &oob) != 0;
         s[j] = visible ? score : -std::numeric_limits<double>::infinity();
@@ -100,7 +101,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
       // A gated row: scaled by its gate; not routed (0) means zero and -inf.
       double gate = 1;
       if (variant.gate)
-        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0}, data, &oob);
+        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0, shape}, data, &oob);
       if (oob)
         outOfRange = oob;
       double* o = &r.out[row * Dv];
@@ -134,6 +135,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
                       const TokenTiles &kvTiles, unsigned threads) {
   std::vector<spec::BufferData> data = widen(buffers);
+  const spec::EvalShape shape{dims.batch, dims.headsQ, dims.headsKV, dims.seqQ, dims.seqKV};
   int64_t nq = static_cast<int64_t>(qTiles.size()), nk = static_cast<int64_t>(kvTiles.size());
   // Key token -> its tile, and the real keys per tile.
   std::vector<int64_t> kvTile(dims.seqKV, -1), kvCount(nk, 0);
@@ -153,7 +155,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
     for (int64_t b = 0; b < dims.batch; ++b)
       for (int64_t h = 0; h < dims.headsQ; ++h)
         for (int64_t i = 0; i < dims.seqQ; ++i)
-          if (spec::evaluate(*variant.gate, {b, h, i, 0, 0}, data) != 0)
+          if (spec::evaluate(*variant.gate, {b, h, i, 0, 0, shape}, data) != 0)
             routed[size_t(b * dims.headsQ + h)].push_back(i);
   }
   std::atomic<int64_t> next{0};
@@ -186,7 +188,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
         ++rows;
         for (int64_t j = 0; j < dims.seqKV; ++j)
           if (kvTile[j] >= 0)
-            seen[kvTile[j]] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+            seen[kvTile[j]] += spec::evaluate(*variant.mask, {b, h, i, j, 0, shape}, data) != 0;
       }
       for (int64_t t = 0; t < nk; ++t) {
         int64_t pairs = rows * kvCount[t];
@@ -228,6 +230,7 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
                    const std::vector<HostTensor> &buffers, int64_t rowStride,
                    unsigned threads) {
   std::vector<spec::BufferData> data = widen(buffers);
+  const spec::EvalShape shape{dims.batch, dims.headsQ, dims.headsKV, dims.seqQ, dims.seqKV};
   rowStride = std::max<int64_t>(1, rowStride);
   int64_t rowsPerHead = (dims.seqQ + rowStride - 1) / rowStride;
   int64_t rows = dims.batch * dims.headsQ * rowsPerHead;
@@ -238,10 +241,10 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
     while ((r = next.fetch_add(1)) < rows) {
       int64_t i = (r % rowsPerHead) * rowStride, bh = r / rowsPerHead;
       int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
-      if (variant.gate && spec::evaluate(*variant.gate, {b, h, i, 0, 0}, data) == 0)
+      if (variant.gate && spec::evaluate(*variant.gate, {b, h, i, 0, 0, shape}, data) == 0)
         continue; // not routed: no work
       for (int64_t j = 0; j < dims.seqKV; ++j)
-        visible[t] += spec::evaluate(*variant.mask, {b, h, i, j, 0}, data) != 0;
+        visible[t] += spec::evaluate(*variant.mask, {b, h, i, j, 0, shape}, data) != 0;
     }
   };
   runOnThreads(static_cast<unsigned>(visible.size()), worker);

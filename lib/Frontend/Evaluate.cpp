@@ -42,6 +42,11 @@ public:
       case IndexVar::H: return ofInt(p.h);
       case IndexVar::Q: return ofInt(p.q);
       case IndexVar::KV: return ofInt(p.kv);
+      case IndexVar::NumB: return ofInt(p.shape.batches);
+      case IndexVar::NumH: return ofInt(p.shape.heads);
+      case IndexVar::NumHkv: return ofInt(p.shape.headsKV);
+      case IndexVar::Sq: return ofInt(p.shape.seqQ);
+      case IndexVar::Skv: return ofInt(p.shape.seqKV);
       }
       return {};
     case ExprKind::Score:

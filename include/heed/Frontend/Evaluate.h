@@ -20,9 +20,15 @@ struct BufferData {
   std::vector<double> values;
 };
 
+/// The run-time sizes an expression may read (B, H, Hkv, Sq, Skv).
+struct EvalShape {
+  int64_t batches = 0, heads = 0, headsKV = 0, seqQ = 0, seqKV = 0;
+};
+
 struct EvalPoint {
   int64_t b = 0, h = 0, q = 0, kv = 0;
   double score = 0; ///< rounded to f32 where the expression reads it
+  EvalShape shape;
 };
 
 /// A value of the language: i64 and bool exactly in `i` (bool as 0/1), f32 in

@@ -130,8 +130,11 @@ public:
     stageRows(b, loc, v, bufVT, stage, layout, batch, head, kv0, seq,
               shape.keys, shape.valueDim, shape.threads(), /*transposed=*/true);
   }
-  /// The copies are synchronous: the block's barrier is the wait.
-  void waitKV(OpBuilder &b, Location loc) const override { gpu::BarrierOp::create(b, loc); }
+  /// The copies are synchronous (nothing stays pending): the block's barrier
+  /// is the wait.
+  void waitKV(OpBuilder &b, Location loc, int64_t pending) const override {
+    gpu::BarrierOp::create(b, loc);
+  }
 
   /// S^T = K Q^T: one MxM accumulator per M keys of the tile.
   SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {

@@ -10,7 +10,9 @@
 //   acc [R x Dv] -> memref<R x Dv x f32>
 //   row [R]      -> vector<R x f32>
 //   span<N>      -> (vector<N x index> tokens, vector<N x i1> real, index lo, index hi,
-//                    index lanes: the real lanes lie in [0, lanes))
+//                    index lanes: the real lanes lie in [0, lanes),
+//                    vector<N x index> heads: each lane's query head offset from
+//                    the work item's head; 0 but in packed GQA tiles)
 // Memrefs are stack buffers at the function's entry; the ops that produce
 // an s or acc tile from one of the same role (apply, softmax, pv) update it
 // in place.
@@ -31,11 +33,15 @@ public:
 
 /// The converted values of a span.
 struct Span {
-  mlir::Value tokens, real, lo, hi, lanes;
+  mlir::Value tokens, real, lo, hi, lanes, heads;
   explicit Span(mlir::ValueRange converted)
       : tokens(converted[0]), real(converted[1]), lo(converted[2]), hi(converted[3]),
-        lanes(converted[4]) {}
+        lanes(converted[4]), heads(converted[5]) {}
 };
+
+/// The query head of lane `i` of `span`: `head` plus the lane's offset.
+mlir::Value laneHead(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,
+                     mlir::Value i);
 
 /// A stack buffer of `type` at the entry of the function holding `anchor`.
 mlir::Value allocaAtEntry(mlir::OpBuilder &b, mlir::Operation *anchor, mlir::MemRefType type);

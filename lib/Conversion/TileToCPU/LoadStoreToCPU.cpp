@@ -45,9 +45,10 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     if (type.getRole() == TileRole::Q) {
       // Transposed, element by element: qT[d][i] (done once per work item).
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value rowHead = laneHead(rewriter, loc, span, head, i);
       for (int64_t d = 0; d < width; ++d) {
         Value x = memref::LoadOp::create(rewriter, loc, tensor,
-                                         at(op.getLayout(), batch, head, token, index(rewriter, loc, d)));
+                                         at(op.getLayout(), batch, rowHead, token, index(rewriter, loc, d)));
         if (!x.getType().isF32())
           x = arith::ExtFOp::create(rewriter, loc, rewriter.getF32Type(), x);
         memref::StoreOp::create(rewriter, loc, x, buf, ValueRange{index(rewriter, loc, d), i});
@@ -136,6 +137,7 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     Value token = extractAt(rewriter, loc, span.tokens, i);
     auto real = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i), false);
     rewriter.setInsertionPointToStart(&real.getThenRegion().front());
+    head = laneHead(rewriter, loc, span, head, i);
     Value scale = extractAt(rewriter, loc, inv, i);
     Value gate;
     if (op.getGate()) {
