@@ -39,6 +39,14 @@ struct Span {
         lanes(converted[4]), heads(converted[5]) {}
 };
 
+/// The packed GQA span a query tile was loaded over, where its head dim is a
+/// whole number of row vectors (rows | D), else null. Such a tile is stored
+/// row-major in its memref<D x R>: row r's d-th element at
+/// [r * D/R + d / R, d % R], so its chunk c of R elements is one vector at
+/// [r * D/R + c, 0], and attn.tile.qk runs along the head dim over its real
+/// rows only (decode: few rows, every key read once).
+attn::TilePackedSpanOp packedQuery(mlir::Value qTile);
+
 /// The query head of lane `i` of `span`: `head` plus the lane's offset.
 mlir::Value laneHead(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,
                      mlir::Value i);
