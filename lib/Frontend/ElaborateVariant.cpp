@@ -83,7 +83,8 @@ const Node *renderDim(const Node &n, const std::vector<Param> &params, std::stri
       return bad;
     if (const Node *bad = renderDim(*n.kids[1], params, b, y))
       return bad;
-    text = call ? n.name + "(" + a + ", " + b + ")" : "(" + a + " " + op + " " + b + ")";
+    // No spaces: the text is one field of the kernel artifact's buffer line.
+    text = call ? n.name + "(" + a + "," + b + ")" : "(" + a + op + b + ")";
     value.reset();
     if (x && y) {
       if (call && n.name == "cdiv")

@@ -6,6 +6,7 @@
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Parser.h"
+#include "heed/Runtime/Artifact.h"
 #include "heed/Runtime/Reference.h"
 
 #include <gtest/gtest.h>
@@ -156,10 +157,24 @@ TEST(Decode, BufferShapedByTheLengths) {
   llvm::Error err = kernel->run(args);
   ASSERT_TRUE(static_cast<bool>(err));
   std::string msg = llvm::toString(std::move(err));
-  EXPECT_NE(msg.find("buffer 'layout' must have shape [H, cdiv(Sq, 16), cdiv(Skv, 16)] = "
+  EXPECT_NE(msg.find("buffer 'layout' must have shape [H, cdiv(Sq,16), cdiv(Skv,16)] = "
                      "[2, 1, 3]"),
             std::string::npos)
       << msg;
+}
+
+TEST(Decode, ShapeExpressionsSurviveTheArtifact) {
+  // A kernel's description keeps each dim whole through the disk cache.
+  KernelInfo info;
+  info.name = "v";
+  info.headDim = info.headDimV = 64;
+  info.buffers.push_back({"layout", DType::I8, {"H", "cdiv(Sq,16)", "((max(Skv,4)+1)/2)"}});
+  KernelInfo back;
+  ASSERT_EQ(back.parse(info.serialize()), "");
+  ASSERT_EQ(back.buffers.size(), 1u);
+  EXPECT_EQ(back.buffers[0].shape, info.buffers[0].shape);
+  EXPECT_EQ(resolveDims(back.buffers[0].shape, {2, 3, 1, 33, 7}),
+            (std::vector<int64_t>{3, 3, 4}));
 }
 
 TEST(Decode, PerBatchDocumentsVisitTheMinimum) {

@@ -84,9 +84,9 @@ TEST(Shapes, BufferDimensionsAreExpressions) {
                        " buffer c: f32[cdiv(300, bq), (Sq)]\n"
                        " mask = block_sparse(layout, bq, 128) }");
   ASSERT_EQ(v.buffers.size(), 3u);
-  EXPECT_EQ(v.buffers[0].shape, (std::vector<std::string>{"H", "cdiv(Sq, 128)", "cdiv(Skv, 128)"}));
+  EXPECT_EQ(v.buffers[0].shape, (std::vector<std::string>{"H", "cdiv(Sq,128)", "cdiv(Skv,128)"}));
   EXPECT_EQ(v.buffers[1].shape,
-            (std::vector<std::string>{"((Skv + 1) / 2)", "((max(Sq, 4) * 2) - (Hkv % 3))"}));
+            (std::vector<std::string>{"((Skv+1)/2)", "((max(Sq,4)*2)-(Hkv%3))"}));
   // Constant expressions fold; a parenthesized size is the size.
   EXPECT_EQ(v.buffers[2].shape, (std::vector<std::string>{"3", "Sq"}));
 }
@@ -117,7 +117,7 @@ TEST(Shapes, Errors) {
                 .find("a buffer dimension is an expression of"),
             std::string::npos);
   EXPECT_NE(errorOf("variant v { buffer t: f32[4 - 6] }")
-                .find("buffer dimensions must be positive, got (4 - 6) = -2"),
+                .find("buffer dimensions must be positive, got (4-6) = -2"),
             std::string::npos);
   EXPECT_NE(errorOf("variant v { buffer r: f32[B, Sq, H]\n gate = r[b, Sq, h] }"), "<no error>");
 }

@@ -90,7 +90,7 @@ struct AttentionDims {
 
 /// Resolves symbolic dims ("B", "H" = query heads, "Hkv", "Sq", "Skv", a
 /// decimal integer, or an expression of them in the frontend's canonical
-/// form: "cdiv(Sq, 128)", "(H * 2)") to sizes; -1 for a dim that is none of
+/// form: "cdiv(Sq,128)", "(H*2)") to sizes; -1 for a dim that is none of
 /// these or that is not positive for `sizes`.
 std::vector<int64_t> resolveDims(const std::vector<std::string> &dims,
                                  const AttentionDims &sizes);
