@@ -122,10 +122,19 @@ std::string KernelInfo::parse(const std::string &text) {
       std::string t, dims;
       ok = (fields >> b.name >> t >> dims) && parseDType(t, b.dtype);
       if (ok && dims != "-") {
-        std::istringstream parts(dims);
+        // Commas inside a dim's parentheses (cdiv(Sq,128)) are its own.
         std::string d;
-        while (std::getline(parts, d, ','))
-          b.shape.push_back(d);
+        int depth = 0;
+        for (char c : dims) {
+          depth += c == '(' ? 1 : c == ')' ? -1 : 0;
+          if (c == ',' && depth == 0) {
+            b.shape.push_back(d);
+            d.clear();
+          } else {
+            d += c;
+          }
+        }
+        b.shape.push_back(d);
       }
       buffers.push_back(b);
     } else if (key == "gate") {

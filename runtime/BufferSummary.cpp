@@ -7,11 +7,38 @@
 
 namespace heed {
 
+int64_t summaryOffset(const TensorRef &buffer, int64_t i) {
+  const std::vector<int64_t> &strides = buffer.effectiveStrides();
+  if (strides.empty())
+    return i;
+  // Entry i in row-major order over the logical shape.
+  int64_t offset = 0;
+  for (size_t d = strides.size(); d-- > 0;) {
+    int64_t n = std::max<int64_t>(buffer.shape[d], 1);
+    offset += (i % n) * strides[d];
+    i /= n;
+  }
+  return offset;
+}
+
+int64_t summarySpan(const TensorRef &buffer) {
+  int64_t length = buffer.numElements();
+  return length > 0 ? summaryOffset(buffer, length - 1) + 1 : 0;
+}
+
 SummaryTable buildSummaryTable(const TensorRef &buffer, int64_t g) {
   int64_t length = buffer.numElements();
-  int64_t stride = buffer.effectiveStrides().empty() ? 1 : buffer.effectiveStrides()[0];
+  // Rank 2: rows end to end, each padded to whole blocks with its last entry
+  // (so a block never mixes two rows and the padding widens no range).
+  int64_t rowLength = buffer.shape.size() == 2 ? buffer.shape[1] : length;
+  int64_t rowStride = buffer.shape.size() == 2 ? (rowLength + g - 1) / g * g : length;
+  if (buffer.shape.size() == 2 && rowLength > 0)
+    length = buffer.shape[0] * rowStride;
   auto value = [&](int64_t i) -> int64_t {
-    const char *p = static_cast<const char *>(buffer.data) + i * stride * int64_t(dtypeSize(buffer.dtype));
+    if (rowStride > 0 && rowLength > 0)
+      i = i / rowStride * rowLength + std::min(i % rowStride, rowLength - 1);
+    const char *p = static_cast<const char *>(buffer.data) +
+                    summaryOffset(buffer, i) * int64_t(dtypeSize(buffer.dtype));
     switch (buffer.dtype) {
     case DType::I8: return *reinterpret_cast<const int8_t *>(p);
     case DType::I32: { int32_t v; std::memcpy(&v, p, 4); return v; }

@@ -97,6 +97,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   int64_t group = Hkv ? Hq / Hkv : 1;
 
   std::vector<spec::BufferData> data = widenBuffers(buffers);
+  const spec::EvalShape shape{B, Hq, Hkv, Sq, Skv};
 
   ReferenceResult r;
   r.out.assign(B * Hq * Sq * Dv, 0);
@@ -129,7 +130,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
     std::vector<double> s(Skv), dots(Skv), visible(Skv), qrow(D);
     std::vector<int64_t> shown; // the visible keys, in order
     std::vector<double> kScratch, vScratch;
-    spec::ExprEvaluator mask(maskProgram, data), score(scoreProgram, data);
+    spec::ExprEvaluator mask(maskProgram, data, shape), score(scoreProgram, data, shape);
     int64_t unit;
     while ((unit = nextRow.fetch_add(1)) < units) {
      bool maskReady = false;
@@ -176,10 +177,10 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
       int oob = 0;
       double gate = 1;
       if (variant.gate)
-        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0}, data, &oob);
+        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0, shape}, data, &oob);
       double sink = 0;
       if (variant.sink)
-        sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0}, data, &oob);
+        sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0, shape}, data, &oob);
       if (int first = oob ? oob : (mask.outOfRange() ? mask.outOfRange() : score.outOfRange()))
         outOfRange = first;
       if (gate == 0) {
@@ -241,6 +242,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
                       const TokenTiles &kvTiles, unsigned threads) {
   std::vector<spec::BufferData> data = widenBuffers(buffers);
+  const spec::EvalShape shape{dims.batch, dims.headsQ, dims.headsKV, dims.seqQ, dims.seqKV};
   int64_t nq = static_cast<int64_t>(qTiles.size()), nk = static_cast<int64_t>(kvTiles.size());
   // Key token -> its tile, and the real keys per tile.
   std::vector<int64_t> kvTile(dims.seqKV, -1), kvCount(nk, 0);
@@ -269,7 +271,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
     for (int64_t b = 0; b < dims.batch; ++b)
       for (int64_t h = 0; h < dims.headsQ; ++h)
         for (int64_t i = 0; i < dims.seqQ; ++i)
-          if (spec::evaluate(*variant.gate, {b, h, i, 0, 0}, data) != 0)
+          if (spec::evaluate(*variant.gate, {b, h, i, 0, 0, shape}, data) != 0)
             routed[size_t(b * dims.headsQ + h)].push_back(i);
   }
   std::atomic<int64_t> next{0};
@@ -278,7 +280,7 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
     MaskCensus &c = partial[w];
     std::vector<int64_t> seen(nk);
     std::vector<double> visible(dims.seqKV);
-    spec::ExprEvaluator mask(maskProgram, data);
+    spec::ExprEvaluator mask(maskProgram, data, shape);
     int64_t item;
     while ((item = next.fetch_add(1)) < items) {
       int64_t qt = item % nq, bh = item / nq;
@@ -348,6 +350,7 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
                    const std::vector<HostTensor> &buffers, int64_t rowStride,
                    unsigned threads) {
   std::vector<spec::BufferData> data = widenBuffers(buffers);
+  const spec::EvalShape shape{dims.batch, dims.headsQ, dims.headsKV, dims.seqQ, dims.seqKV};
   rowStride = std::max<int64_t>(1, rowStride);
   int64_t rowsPerHead = (dims.seqQ + rowStride - 1) / rowStride;
   int64_t rows = dims.batch * dims.headsQ * rowsPerHead;
@@ -358,13 +361,13 @@ double maskDensity(const spec::Variant &variant, const AttentionDims &dims,
   for (int64_t j = 0; j < dims.seqKV; ++j)
     keys[j] = j;
   auto worker = [&](unsigned t) {
-    spec::ExprEvaluator mask(maskProgram, data);
+    spec::ExprEvaluator mask(maskProgram, data, shape);
     std::vector<double> row(dims.seqKV);
     int64_t r;
     while ((r = next.fetch_add(1)) < rows) {
       int64_t i = (r % rowsPerHead) * rowStride, bh = r / rowsPerHead;
       int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
-      if (variant.gate && spec::evaluate(*variant.gate, {b, h, i, 0, 0}, data) == 0)
+      if (variant.gate && spec::evaluate(*variant.gate, {b, h, i, 0, 0, shape}, data) == 0)
         continue; // not routed: no work
       mask.setRow(b, h, i);
       mask.evaluate(keys.data(), nullptr, keys.size(), row.data());

@@ -39,6 +39,8 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
   std::atomic<int64_t> next{0};
   std::atomic<int> outOfRange{0};
   std::mutex reduce;
+  // The run-time sizes a variant may read (B, H, Hkv, Sq, Skv).
+  const spec::EvalShape shape{B, Hq, Hkv, Sq, Skv};
   auto worker = [&] {
     std::vector<std::vector<double>> dBuf(r.dBuffers.size());
     for (size_t i = 0; i < dBuf.size(); ++i)
@@ -63,7 +65,7 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
             double dot = 0;
             for (int64_t d = 0; d < D; ++d)
               dot += Q[d] * K[j * D + d];
-            spec::EvalPoint at{b, h, i, j, p.scale * dot};
+            spec::EvalPoint at{b, h, i, j, p.scale * dot, shape};
             bool visible = spec::evaluate(*variant.mask, at, p.buffers, &oob) != 0;
             s[size_t(j)] = visible ? spec::evaluateExact(*variant.score, at, p.buffers, &oob) : -inf;
             if (visible && std::isfinite(s[size_t(j)]))
@@ -71,7 +73,7 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
             m = std::max(m, s[size_t(j)]);
           }
           double gate = 1;
-          spec::EvalPoint rowAt{b, h, i, 0, 0};
+          spec::EvalPoint rowAt{b, h, i, 0, 0, shape};
           if (variant.gate)
             gate = spec::evaluateExact(*variant.gate, rowAt, p.buffers, &oob);
           if (m == -inf || gate == 0)

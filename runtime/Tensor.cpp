@@ -2,9 +2,11 @@
 #include "heed/Runtime/Tensor.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <new>
 
@@ -301,22 +303,141 @@ void HostTensor::fillUniform(std::mt19937_64 &rng, double lo, double hi) {
     set(i, dist(rng));
 }
 
+namespace {
+
+/// Reads a dimension in the frontend's canonical form (docs/spec-language.md,
+/// "buffer"): integers, B H Hkv Sq Skv, + - * / %, cdiv min max, parentheses.
+/// Computes its value for `sizes` and its C expression over `names`.
+class DimReader {
+public:
+  DimReader(const std::string &text, const AttentionDims &sizes,
+            const std::function<std::string(const std::string &)> &names)
+      : text(text), sizes(sizes), names(names) {}
+
+  /// false where the text is not a dimension or its value is undefined.
+  bool read(int64_t &value, std::string &c) {
+    return sum(value, c) && (skip(), pos == text.size());
+  }
+
+private:
+  void skip() {
+    while (pos < text.size() && text[pos] == ' ')
+      ++pos;
+  }
+  bool eat(char ch) {
+    skip();
+    if (pos < text.size() && text[pos] == ch) {
+      ++pos;
+      return true;
+    }
+    return false;
+  }
+  bool sum(int64_t &v, std::string &c) {
+    if (!product(v, c))
+      return false;
+    while (true) {
+      bool add = eat('+');
+      if (!add && !eat('-'))
+        return true;
+      int64_t r;
+      std::string rc;
+      if (!product(r, rc))
+        return false;
+      v = add ? v + r : v - r;
+      c = "(" + c + (add ? " + " : " - ") + rc + ")";
+    }
+  }
+  bool product(int64_t &v, std::string &c) {
+    if (!atom(v, c))
+      return false;
+    while (true) {
+      char op = eat('*') ? '*' : eat('/') ? '/' : eat('%') ? '%' : 0;
+      if (!op)
+        return true;
+      int64_t r;
+      std::string rc;
+      if (!atom(r, rc) || (op != '*' && r <= 0))
+        return false;
+      // Sizes are non-negative, so C's truncation is the floor here.
+      v = op == '*' ? v * r : op == '/' ? floorDiv(v, r) : v - floorDiv(v, r) * r;
+      c = "(" + c + " " + op + " " + rc + ")";
+    }
+  }
+  static int64_t floorDiv(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+  }
+  bool atom(int64_t &v, std::string &c) {
+    skip();
+    if (eat('('))
+      return sum(v, c) && eat(')');
+    size_t start = pos;
+    while (pos < text.size() && std::isalnum(static_cast<unsigned char>(text[pos])))
+      ++pos;
+    std::string word = text.substr(start, pos - start);
+    if (word.empty())
+      return false;
+    if (std::isdigit(static_cast<unsigned char>(word[0]))) {
+      char *end = nullptr;
+      v = std::strtoll(word.c_str(), &end, 10);
+      c = word;
+      return end && *end == 0;
+    }
+    if (word == "cdiv" || word == "min" || word == "max") {
+      int64_t a, b;
+      std::string ac, bc;
+      if (!eat('(') || !sum(a, ac) || !eat(',') || !sum(b, bc) || !eat(')'))
+        return false;
+      if (word == "cdiv") {
+        if (b <= 0)
+          return false;
+        v = floorDiv(a + b - 1, b);
+        c = "((" + ac + " + " + bc + " - 1) / " + bc + ")";
+      } else {
+        v = word == "min" ? std::min(a, b) : std::max(a, b);
+        c = "(" + ac + (word == "min" ? " < " : " > ") + bc + " ? " + ac + " : " + bc + ")";
+      }
+      return true;
+    }
+    const int64_t *size = word == "B"     ? &sizes.batch
+                          : word == "H"   ? &sizes.headsQ
+                          : word == "Hkv" ? &sizes.headsKV
+                          : word == "Sq"  ? &sizes.seqQ
+                          : word == "Skv" ? &sizes.seqKV
+                                          : nullptr;
+    if (!size)
+      return false;
+    v = *size;
+    c = names(word);
+    return true;
+  }
+
+  const std::string &text;
+  const AttentionDims &sizes;
+  const std::function<std::string(const std::string &)> &names;
+  size_t pos = 0;
+};
+
+} // namespace
+
 std::vector<int64_t> resolveDims(const std::vector<std::string> &dims,
                                  const AttentionDims &sizes) {
   std::vector<int64_t> out;
+  auto same = [](const std::string &n) { return n; };
   for (const std::string &d : dims) {
-    if (d == "B") out.push_back(sizes.batch);
-    else if (d == "H") out.push_back(sizes.headsQ);
-    else if (d == "Hkv") out.push_back(sizes.headsKV);
-    else if (d == "Sq") out.push_back(sizes.seqQ);
-    else if (d == "Skv") out.push_back(sizes.seqKV);
-    else {
-      char *end = nullptr;
-      long long v = std::strtoll(d.c_str(), &end, 10);
-      out.push_back(end && *end == 0 && v > 0 ? v : -1);
-    }
+    int64_t v = -1;
+    std::string c;
+    out.push_back(DimReader(d, sizes, same).read(v, c) && v > 0 ? v : -1);
   }
   return out;
+}
+
+std::string dimToC(const std::string &dim,
+                   const std::function<std::string(const std::string &)> &names) {
+  int64_t v = 0;
+  std::string c;
+  AttentionDims ones{1, 1, 1, 1, 1};
+  return DimReader(dim, ones, names).read(v, c) ? c : "";
 }
 
 std::string HostTensor::fill(const std::string &spec, std::mt19937_64 &rng) {

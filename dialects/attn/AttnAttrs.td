@@ -79,6 +79,19 @@ def Attn_SideAttr : EnumAttr<Attn_Dialect, Attn_Side, "side"> {
   let assemblyFormat = "`<` $value `>`";
 }
 
+def Attn_Shape : I32EnumAttr<"Shape", "a run-time size a variant reads", [
+    I32EnumAttrCase<"B", 0, "B">,
+    I32EnumAttrCase<"H", 1, "H">,
+    I32EnumAttrCase<"Hkv", 2, "Hkv">,
+    I32EnumAttrCase<"Sq", 3, "Sq">,
+    I32EnumAttrCase<"Skv", 4, "Skv">]> {
+  let cppNamespace = "::heed::attn";
+  let genSpecializedAttr = 0;
+}
+def Attn_ShapeAttr : EnumAttr<Attn_Dialect, Attn_Shape, "shape"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
 //===----------------------------------------------------------------------===//
 // Attributes
 //===----------------------------------------------------------------------===//

@@ -30,6 +30,44 @@ bool isDimSymbol(StringRef s) {
   return !s.empty() && !s.getAsInteger(10, v) && v > 0;
 }
 
+/// A dimension as the frontends write it: a size, a positive integer, or an
+/// expression of sizes and integers with + - * / % ( ) and cdiv, min, max
+/// (docs/spec-language.md; the runtime evaluates it per call).
+bool isDim(StringRef s) {
+  if (isDimSymbol(s))
+    return true;
+  int depth = 0;
+  bool operand = false, combined = false;
+  for (size_t i = 0; i < s.size();) {
+    char c = s[i];
+    if (llvm::isAlnum(c)) {
+      size_t end = i;
+      while (end < s.size() && llvm::isAlnum(s[end]))
+        ++end;
+      StringRef word = s.slice(i, end);
+      unsigned long long v;
+      if (!isDimSymbol(word) && word != "cdiv" && word != "min" && word != "max" &&
+          word.getAsInteger(10, v))
+        return false;
+      operand = true;
+      i = end;
+      continue;
+    }
+    if (c == '(')
+      ++depth;
+    else if (c == ')')
+      --depth;
+    else if (!StringRef(" +-*/%,").contains(c))
+      return false;
+    if (depth < 0)
+      return false;
+    combined |= c != ' ';
+    ++i;
+  }
+  // A lone word is a size or a positive integer (isDimSymbol), nothing else.
+  return depth == 0 && operand && combined;
+}
+
 /// Checks the leading argument types and the terminator of a variant region.
 LogicalResult verifyRegion(VariantOp op, Region &region, StringRef name,
                            ArrayRef<Type> leading, Type yielded) {
@@ -94,10 +132,10 @@ LogicalResult VariantOp::verify() {
                            << " needs a shape with as many dimensions";
     for (Attribute dim : shape) {
       auto s = dyn_cast<StringAttr>(dim);
-      if (!s || !isDimSymbol(s.getValue()))
+      if (!s || !isDim(s.getValue()))
         return emitOpError() << "buffer '" << name << "' has dimension " << dim
                              << "; expected \"B\", \"H\", \"Hkv\", \"Sq\", "
-                                "\"Skv\" or a positive integer";
+                                "\"Skv\" or a positive integer, or an expression of them";
     }
   }
   return success();
@@ -107,7 +145,7 @@ SmallVector<unsigned> VariantOp::getSummarizedBuffers() {
   SmallVector<unsigned> out;
   for (auto [i, t] : llvm::enumerate(getBufferTypes())) {
     auto type = cast<MemRefType>(cast<TypeAttr>(t).getValue());
-    if (type.getRank() == 1 && isa<IntegerType>(type.getElementType()))
+    if ((type.getRank() == 1 || type.getRank() == 2) && isa<IntegerType>(type.getElementType()))
       out.push_back(i);
   }
   return out;
@@ -217,6 +255,16 @@ LogicalResult RouteOp::verify() {
   auto variant = (*this)->getParentOfType<VariantOp>();
   if (!variant || !variant.isRouted())
     return emitOpError() << "must be inside a variant with a 'route' region";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ShapeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ShapeOp::verify() {
+  if (!(*this)->getParentOfType<VariantOp>())
+    return emitOpError() << "must be inside a variant's region";
   return success();
 }
 

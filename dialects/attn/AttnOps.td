@@ -31,7 +31,7 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     [q_lo, q_hi] x [kv_lo, kv_hi] for batch b, head h: 0 = EMPTY (the mask is
     false on every pair), 2 = FULL (true on every pair), 1 = PARTIAL (either
     may hold). It must be sound: EMPTY and FULL are only claimed when true.
-    After the buffers come one summary per rank-1 integer buffer
+    After the buffers come one summary per rank-1 or rank-2 integer buffer
     (`memref<?x?x2xi64>`): a sparse table whose entry [k][i] holds the min and
     max of the buffer over entries [i * 16, (i + 2^k) * 16), so the range of
     values over any index interval is two lookups (document ids, say).
@@ -97,7 +97,7 @@ def Attn_VariantOp : Attn_Op<"variant", [Symbol, IsolatedFromAbove]> {
     bool isGated() { return getGate().has_value(); }
     /// Entries per block of a buffer summary (see the `blocks` region).
     static constexpr int64_t kSummaryBlock = 16;
-    /// Positions of the buffers that get a summary: rank-1 integer buffers.
+    /// Positions of the buffers that get a summary: rank-1 or rank-2 integer buffers.
     ::llvm::SmallVector<unsigned> getSummarizedBuffers();
   }];
 }
@@ -119,6 +119,26 @@ def Attn_RouteOp : Attn_Op<"route", [Pure]> {
   }];
   let results = (outs I64:$result);
   let assemblyFormat = "attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def Attn_ShapeOp : Attn_Op<"shape", [Pure]> {
+  let summary = "A run-time size (B, H, Hkv, Sq or Skv) read inside a variant";
+  let description = [{
+    Inside the `score`, `mask`, `blocks` and `route` regions of a variant: the
+    size of the attention it is applied to, read from its operands when the
+    kernel runs (the batch count, the query and key/value head counts, the
+    query and key sequence lengths). Nothing about it is compiled in, so one
+    kernel serves every length. Lowerings inline it as the value the tile
+    loop bound for its sizes (`attn.tile.bind_shapes`).
+
+    ```mlir
+    %skv = attn.shape <Skv> : i64
+    ```
+  }];
+  let arguments = (ins Attn_ShapeAttr:$shape);
+  let results = (outs I64:$result);
+  let assemblyFormat = "$shape attr-dict `:` type($result)";
   let hasVerifier = 1;
 }
 
@@ -157,7 +177,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     and the lse output, where given, is filled with NaN.
     `status` (memref<1xi32>) receives the buffer number of an out-of-range
     `attn.load`. `summaries` are the tables the variant's `blocks` region
-    reads, one per rank-1 integer buffer, in order. `stats` (memref<3xi64>), where present, is incremented by
+    reads, one per rank-1 or rank-2 integer buffer, in order. `stats` (memref<3xi64>), where present, is incremented by
     the KV blocks visited, and of them those known FULL and PARTIAL. `work`
     `gate_rows` (memref<?xi32>, [B * Hq * Sq]) and `gate_counts`
     (memref<?xi32>, [B * Hq]) are required iff the variant is gated: the

@@ -221,6 +221,11 @@ void TileSinkOp::getEffects(Effects &effects) {
   addWrites(effects, getStatusMutable());
 }
 
+void TileBindShapesOp::getEffects(Effects &effects) {
+  // An unspecified write keeps the binding until the target pass erases it.
+  effects.emplace_back(MemoryEffects::Write::get());
+}
+
 void TileCountOp::getEffects(Effects &effects) {
   addReads(effects, getStatsMutable());
   addWrites(effects, getStatsMutable());

@@ -68,6 +68,29 @@ def Attn_TileSpanOp : Attn_TileOp<"span", [Pure]> {
   let hasVerifier = 1;
 }
 
+def Attn_TilePackedSpanOp : Attn_TileOp<"packed_span", [Pure]> {
+  let summary = "The rows of a query tile that packs the query heads of a GQA group";
+  let description = [{
+    Written by --attn-pack-gqa. The `group` query heads that share one
+    key/value head are laid end to end: virtual row `v = g * seq + q` is
+    query `q` of head `g` of the group, and tile `tile` holds virtual rows
+    [tile * N, tile * N + N) of `group * seq`. Each lane's token is its `q`
+    and it carries its head's offset `g` in the group, so one tile reads the
+    group's key/value tiles once for all its heads (decode: Sq = 1 and a
+    group of 4 is one tile of 4 rows). The work item's head is the group's
+    first query head.
+
+    ```mlir
+    %rows = attn.tile.packed_span %Sq group %g [%t] tiling #attn.tiling<q = [16], kv = [16]> : !attn.span<16>
+    ```
+  }];
+  let arguments = (ins Index:$seq, Index:$group, Index:$tile, Attn_TilingAttr:$tiling);
+  let results = (outs Attn_SpanType:$result);
+  let assemblyFormat = [{
+    $seq `group` $group `[` $tile `]` `tiling` $tiling attr-dict `:` type($result)
+  }];
+}
+
 def Attn_TileRoutedSpanOp : Attn_TileOp<"routed_span", [Pure]> {
   let summary = "The query rows of a gated head's tile, read from its routed-row list";
   let description = [{
@@ -399,6 +422,25 @@ def Attn_TileSinkOp : Attn_TileOp<"sink", [AttrSizedOperandSegments,
   let assemblyFormat = [{
     $variant `[` $batch `,` $head `]` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`status` `(` $status^ `:` type($status) `)`)? attr-dict
+  }];
+}
+
+def Attn_TileBindShapesOp : Attn_TileOp<"bind_shapes", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The run-time sizes the variant's attn.shape ops read below it";
+  let description = [{
+    Emitted by --attn-to-tile before the work loop when the variant reads
+    run-time sizes: the batch count, query heads, key/value heads and the
+    query and key lengths, each read from the attention's operands. Where a
+    target inlines a variant region, an `attn.shape` becomes the operand
+    of the nearest enclosing binding; the target pass erases the binding
+    afterwards. It has an effect only so that nothing removes it before then.
+  }];
+  let arguments = (ins Index:$batches, Index:$heads, Index:$headsKV, Index:$seqQ,
+                       Index:$seqKV);
+  let assemblyFormat = [{
+    `B` `=` $batches `,` `H` `=` $heads `,` `Hkv` `=` $headsKV `,` `Sq` `=` $seqQ `,`
+    `Skv` `=` $seqKV attr-dict
   }];
 }
 

@@ -98,7 +98,7 @@ MemRefType stridedType(MLIRContext &ctx, ArrayRef<int64_t> shape, Type elt) {
 std::vector<unsigned> summarizedBuffers(const spec::Variant &variant) {
   std::vector<unsigned> out;
   for (auto [i, buf] : llvm::enumerate(variant.buffers))
-    if (buf.shape.size() == 1 && buf.elem != spec::ElemType::F32 &&
+    if ((buf.shape.size() == 1 || buf.shape.size() == 2) && buf.elem != spec::ElemType::F32 &&
         buf.elem != spec::ElemType::F16 && buf.elem != spec::ElemType::BF16)
       out.push_back(i);
   return out;

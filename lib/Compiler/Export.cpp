@@ -58,14 +58,16 @@ const char *cDType(DType t) {
   return "-1";
 }
 
-/// A C expression for one symbolic buffer dimension.
+/// A C expression for one buffer dimension (a size, an integer or an
+/// expression of them).
 std::string dimExpr(const std::string &d) {
-  if (d == "B") return "batch";
-  if (d == "H") return "heads_q";
-  if (d == "Hkv") return "heads_kv";
-  if (d == "Sq") return "seq_q";
-  if (d == "Skv") return "seq_kv";
-  return d; // an integer literal
+  return dimToC(d, [](const std::string &name) -> std::string {
+    if (name == "B") return "batch";
+    if (name == "H") return "heads_q";
+    if (name == "Hkv") return "heads_kv";
+    if (name == "Sq") return "seq_q";
+    return "seq_kv";
+  });
 }
 
 /// The typed run function's parameters after the kernel (and, for the

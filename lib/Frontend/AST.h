@@ -97,6 +97,9 @@ struct Statement {
   ParamKind type = ParamKind::I64; ///< Param
   ElemType elem = ElemType::F32;   ///< Buffer
   std::vector<std::pair<std::string, llvm::SMLoc>> dims; ///< Buffer
+  /// Buffer: per dimension, its expression where it is more than a name or
+  /// an integer (cdiv(Sq, 128)), else null.
+  std::vector<NodePtr> dimExprs;
   NodePtr value;  ///< Route: the selector; Normalize: the argument, if any
   std::string argName; ///< Normalize: the argument's keyword ("sink", "bias")
   std::vector<RouteCaseDecl> cases;                       ///< Route
@@ -136,7 +139,7 @@ struct Failure {
 inline bool isReserved(llvm::StringRef n) {
   return n == "def" || n == "variant" || n == "param" || n == "buffer" || n == "let" ||
          n == "true" || n == "false" || n == "score" || n == "mask" || n == "b" || n == "h" ||
-         n == "q" || n == "kv";
+         n == "q" || n == "kv" || n == "B" || n == "H" || n == "Hkv" || n == "Sq" || n == "Skv";
 }
 
 inline bool isBuiltin(llvm::StringRef n) { return isBuiltinName(n.str()); }
@@ -149,14 +152,13 @@ inline const std::vector<std::string> &builtinNames() {
 }
 
 inline std::optional<IndexVar> indexVar(llvm::StringRef n) {
-  if (n == "b")
-    return IndexVar::B;
-  if (n == "h")
-    return IndexVar::H;
-  if (n == "q")
-    return IndexVar::Q;
-  if (n == "kv")
-    return IndexVar::KV;
+  static const std::pair<const char *, IndexVar> names[] = {
+      {"b", IndexVar::B},        {"h", IndexVar::H},     {"q", IndexVar::Q},
+      {"kv", IndexVar::KV},      {"B", IndexVar::NumB},  {"H", IndexVar::NumH},
+      {"Hkv", IndexVar::NumHkv}, {"Sq", IndexVar::Sq},   {"Skv", IndexVar::Skv}};
+  for (const auto &[name, var] : names)
+    if (n == name)
+      return var;
   return std::nullopt;
 }
 

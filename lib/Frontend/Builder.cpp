@@ -236,6 +236,11 @@ Expr b() { return Expr(spec::makeIndex(spec::IndexVar::B)); }
 Expr h() { return Expr(spec::makeIndex(spec::IndexVar::H)); }
 Expr q() { return Expr(spec::makeIndex(spec::IndexVar::Q)); }
 Expr kv() { return Expr(spec::makeIndex(spec::IndexVar::KV)); }
+Expr batches() { return Expr(spec::makeIndex(spec::IndexVar::NumB)); }
+Expr heads() { return Expr(spec::makeIndex(spec::IndexVar::NumH)); }
+Expr headsKV() { return Expr(spec::makeIndex(spec::IndexVar::NumHkv)); }
+Expr seqQ() { return Expr(spec::makeIndex(spec::IndexVar::Sq)); }
+Expr seqKV() { return Expr(spec::makeIndex(spec::IndexVar::Skv)); }
 Expr score() { return Expr(spec::makeScore()); }
 
 Expr operator+(Expr a, Expr c) { return binary(spec::Op::Add, a, c); }
@@ -451,6 +456,7 @@ llvm::Expected<spec::Variant> VariantBuilder::build() const {
 
 namespace lib {
 Expr causal() { return library("causal", {}); }
+Expr causal_bottom_right() { return library("causal_bottom_right", {}); }
 Expr sliding_window(Expr w) { return library("sliding_window", {w}); }
 Expr band(Expr left, Expr right) { return library("band", {left, right}); }
 Expr prefix_lm(Expr n) { return library("prefix_lm", {n}); }

@@ -325,6 +325,16 @@ ExprPtr Elaborator::callDef(const Def &d, llvm::ArrayRef<Actual> args, llvm::SML
   std::vector<Binding> bound;
   if (!bindArgs(d, args, site, scope, scoreAllowed, bound))
     return nullptr;
+  // A library function given a rank-2 buffer (per-batch ids, doc[b, t])
+  // takes its `_batched` form where the library has one: document(doc).
+  if (d.fromPrelude && buffers)
+    for (auto [p, arg] : llvm::zip(d.params, bound))
+      if (p.kind == ParamKind::Buffer && arg.buffer >= 0 &&
+          (*buffers)[size_t(arg.buffer)].shape.size() == 2) {
+        auto alt = defs.find(d.name + "_batched");
+        if (alt != defs.end() && alt->second->fromPrelude && alt->second != &d)
+          return callDef(*alt->second, args, site, scope, scoreAllowed);
+      }
   // Recursion is rejected before elaboration (checkDefs); this is a safeguard.
   for (const Frame &f : frames)
     if (f.def == &d)

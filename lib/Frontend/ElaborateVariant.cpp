@@ -44,6 +44,66 @@ bool isSymbolDim(llvm::StringRef d) {
   return d == "B" || d == "H" || d == "Hkv" || d == "Sq" || d == "Skv";
 }
 
+/// A buffer dimension's expression in canonical text (what the runtime's
+/// resolveDims reads): sizes, integers and i64 params (replaced by their
+/// values) under + - * / % and cdiv, min, max. `value` is set where it reads
+/// no size. Returns the node that is not allowed, or null.
+const Node *renderDim(const Node &n, const std::vector<Param> &params, std::string &text,
+                      std::optional<int64_t> &value) {
+  switch (n.kind) {
+  case Node::Int:
+    text = std::to_string(n.intValue);
+    value = n.intValue;
+    return nullptr;
+  case Node::Name: {
+    if (isSymbolDim(n.name)) {
+      text = n.name;
+      value.reset();
+      return nullptr;
+    }
+    auto param = std::find_if(params.begin(), params.end(),
+                              [&](const Param &p) { return p.name == n.name; });
+    if (param == params.end() || param->type != ScalarType::I64)
+      return &n;
+    text = std::to_string(param->intValue);
+    value = param->intValue;
+    return nullptr;
+  }
+  case Node::Binary:
+  case Node::Call: {
+    bool call = n.kind == Node::Call;
+    if (call && (n.kids.size() != 2 || (n.name != "cdiv" && n.name != "min" && n.name != "max")))
+      return &n;
+    const char *op = n.op == Tok::Plus ? "+" : n.op == Tok::Minus ? "-" : n.op == Tok::Star ? "*"
+                     : n.op == Tok::Slash ? "/" : n.op == Tok::Percent ? "%" : nullptr;
+    if (!call && !op)
+      return &n;
+    std::string a, b;
+    std::optional<int64_t> x, y;
+    if (const Node *bad = renderDim(*n.kids[0], params, a, x))
+      return bad;
+    if (const Node *bad = renderDim(*n.kids[1], params, b, y))
+      return bad;
+    // No spaces: the text is one field of the kernel artifact's buffer line.
+    text = call ? n.name + "(" + a + "," + b + ")" : "(" + a + op + b + ")";
+    value.reset();
+    if (x && y) {
+      if (call && n.name == "cdiv")
+        value = *y > 0 ? floorDiv(*x + *y - 1, *y) : 0;
+      else if (call)
+        value = n.name == "min" ? std::min(*x, *y) : std::max(*x, *y);
+      else if (n.op == Tok::Plus || n.op == Tok::Minus || n.op == Tok::Star)
+        value = n.op == Tok::Plus ? *x + *y : n.op == Tok::Minus ? *x - *y : *x * *y;
+      else
+        value = n.op == Tok::Slash ? floorDiv(*x, *y) : floorRem(*x, *y);
+    }
+    return nullptr;
+  }
+  default:
+    return &n;
+  }
+}
+
 } // namespace
 
 /// Elaborates one variant; params take overrides where given.
@@ -163,7 +223,23 @@ std::optional<Failure> elaborateVariant(Elaborator &el, const VariantDecl &decl,
       BufferDecl buf;
       buf.name = s.name;
       buf.elem = s.elem;
-      for (const auto &[dim, loc] : s.dims) {
+      for (size_t d = 0; d < s.dims.size(); ++d) {
+        const auto &[dim, loc] = s.dims[d];
+        if (const Node *e = d < s.dimExprs.size() ? s.dimExprs[d].get() : nullptr) {
+          std::string text;
+          std::optional<int64_t> value;
+          if (const Node *bad = renderDim(*e, out.params, text, value))
+            return fail(bad->loc,
+                        "a buffer dimension is an expression of B, H, Hkv, Sq, Skv, integers "
+                        "and i64 params with + - * / % and cdiv, min, max",
+                        {bad->range()});
+          if (value && *value <= 0)
+            return fail(loc, "buffer dimensions must be positive, got " + text + " = " +
+                                 std::to_string(*value),
+                        {e->range()});
+          buf.shape.push_back(value ? std::to_string(*value) : text);
+          continue;
+        }
         if (isSymbolDim(dim) || std::isdigit(static_cast<unsigned char>(dim[0]))) {
           buf.shape.push_back(dim);
           continue;

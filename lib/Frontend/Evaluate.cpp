@@ -181,6 +181,11 @@ public:
       case IndexVar::H: return ofInt(p.h);
       case IndexVar::Q: return ofInt(p.q);
       case IndexVar::KV: return ofInt(p.kv);
+      case IndexVar::NumB: return ofInt(p.shape.batches);
+      case IndexVar::NumH: return ofInt(p.shape.heads);
+      case IndexVar::NumHkv: return ofInt(p.shape.headsKV);
+      case IndexVar::Sq: return ofInt(p.shape.seqQ);
+      case IndexVar::Skv: return ofInt(p.shape.seqKV);
       }
       return {};
     case ExprKind::Score:
@@ -404,13 +409,14 @@ ExprProgram::ExprProgram(const Expr &root) {
   }
 }
 
-ExprEvaluator::ExprEvaluator(const ExprProgram &program, const std::vector<BufferData> &buffers)
-    : program(program), buffers(buffers), row(program.nodes.size()),
+ExprEvaluator::ExprEvaluator(const ExprProgram &program, const std::vector<BufferData> &buffers,
+                             EvalShape shape)
+    : program(program), buffers(buffers), shape(shape), row(program.nodes.size()),
       columns(program.nodes.size() * kChunk) {}
 
 void ExprEvaluator::setRow(int64_t b, int64_t h, int64_t q) {
   this->b = b, this->h = h, this->q = q;
-  EvalPoint point{b, h, q, 0, 0};
+  EvalPoint point{b, h, q, 0, 0, shape};
   for (size_t n = 0; n < program.nodes.size(); ++n) {
     const ExprProgram::Node &node = program.nodes[n];
     if (node.perPair)

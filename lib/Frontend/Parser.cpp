@@ -361,17 +361,25 @@ bool Parser::parseBufferDecl(Statement &s) {
   if (!expect(Tok::LBracket, "'[' and the buffer's dimensions"))
     return false;
   while (true) {
-    if (tok.kind == Tok::Int) {
-      if (tok.intValue <= 0)
-        return fail(tok.loc(), "buffer dimensions must be positive, got " + tok.text.str());
+    if (tok.kind != Tok::Int && tok.kind != Tok::Ident && tok.kind != Tok::LParen)
+      return failHere("a dimension (B, H, Hkv, Sq, Skv, a positive integer, an i64 param or "
+                      "an expression of them)");
+    // A dimension is an expression (cdiv(Sq, 128)); a lone name or integer
+    // is kept as its text.
+    llvm::SMLoc loc = tok.loc();
+    NodePtr dim = expr();
+    if (!dim)
+      return false;
+    if (dim->kind == Node::Int) {
+      if (dim->intValue <= 0)
+        return fail(loc, "buffer dimensions must be positive, got " + std::to_string(dim->intValue));
       // Normalized, so "007" and "7" describe the same shape.
-      s.dims.emplace_back(std::to_string(tok.intValue), tok.loc());
-    } else if (tok.kind == Tok::Ident) {
-      s.dims.emplace_back(tok.text.str(), tok.loc());
+      s.dims.emplace_back(std::to_string(dim->intValue), loc);
+      s.dimExprs.push_back(nullptr);
     } else {
-      return failHere("a dimension (B, H, Hkv, Sq, Skv, a positive integer or an i64 param)");
+      s.dims.emplace_back(dim->kind == Node::Name ? dim->name : std::string(), loc);
+      s.dimExprs.push_back(dim->kind == Node::Name ? nullptr : std::move(dim));
     }
-    advance();
     if (tok.kind != Tok::Comma)
       break;
     advance();

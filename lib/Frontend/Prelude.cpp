@@ -24,8 +24,13 @@ def band(left: i64, right: i64) = kv >= q - left && kv <= q + right
 def prefix_lm(n: i64) = kv < n || q >= kv
 # Attention sinks: the first n tokens, to be combined: sinks(4) || sliding_window(256).
 def sinks(n: i64) = kv < n
+# Causal, aligned to the bottom right: the last query sees every key, query q
+# the keys up to q + Skv - Sq (decode, chunked prefill, speculative tails).
+def causal_bottom_right() = q + (Skv - Sq) >= kv
 # Packed documents: doc holds one document id per token.
 def document(doc: buffer) = doc[q] == doc[kv]
+# Per-batch packed documents, doc[b, t]; document(doc) with a rank-2 doc is this.
+def document_batched(doc: buffer) = doc[b, q] == doc[b, kv]
 # layout[h, i, j] != 0 enables block (i, j) of bq x bk tokens.
 def block_sparse(layout: buffer, bq: i64, bk: i64) = layout[h, q / bq, kv / bk] != 0
 

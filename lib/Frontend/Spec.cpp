@@ -367,6 +367,9 @@ const char *toString(IndexVar v) {
   switch (v) {
   case IndexVar::B: return "b"; case IndexVar::H: return "h";
   case IndexVar::Q: return "q"; case IndexVar::KV: return "kv";
+  case IndexVar::NumB: return "B"; case IndexVar::NumH: return "H";
+  case IndexVar::NumHkv: return "Hkv"; case IndexVar::Sq: return "Sq";
+  case IndexVar::Skv: return "Skv";
   }
   return "?";
 }
@@ -406,7 +409,8 @@ std::string applyGate(Variant &v, ExprPtr gate) {
   const BufferDecl &buf = v.buffers[gate->buffer];
   for (size_t d = 0; d < 3; ++d) {
     const Expr &i = *gate->operands[d];
-    if (i.kind != ExprKind::Index || i.index == IndexVar::KV || !seen.insert(i.index).second)
+    if (i.kind != ExprKind::Index || i.index == IndexVar::KV || isShape(i.index) ||
+        !seen.insert(i.index).second)
       return form;
     const char *want = i.index == IndexVar::B ? "B" : i.index == IndexVar::Q ? "Sq" : "H";
     if (buf.shape[d] != want)

@@ -48,6 +48,9 @@ void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) 
   if (options.analyzeMask)
     pm.addPass(createAttnSkipTiles());
   pm.addPass(createAttnSpecializeRoutes());
+  // Decode: a GQA group's query heads in one tile when Sq is small (chosen
+  // at run time, so the same kernel serves prefill).
+  pm.addPass(createAttnPackGQA());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

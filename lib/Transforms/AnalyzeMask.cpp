@@ -10,6 +10,9 @@
 // floats, unknown ops) are "top", which makes every comparison on them
 // unknown: the box is then PARTIAL, never wrongly EMPTY or FULL.
 //
+// The run-time sizes (attn.shape: B, H, Hkv, Sq, Skv) are read in the blocks
+// region too, where each is one value of the launch: an exact interval.
+//
 // For masks that are comparisons of sums and differences of q, kv and
 // constants (causal, windows, prefix-LM, sinks, bands and their && || !),
 // interval arithmetic on a box is exact, so the classification is exact.
@@ -188,6 +191,10 @@ private:
   llvm::DenseMap<Value, Value> summaryArgs; ///< mask buffer arg -> its summary
   /// [min, max] of a summarized buffer over entries [lo, hi].
   std::pair<Value, Value> summaryRange(Value summary, Value lo, Value hi);
+  /// [min, max] of `buffer` (at `row` if rank 2) over entries [lo, hi] of the
+  /// row, exactly: `base` is where the row starts in the summary.
+  std::pair<Value, Value> exactRange(Value buffer, Value row, Value summary, Value base,
+                                     Value lo, Value hi);
 };
 
 bool isIntLike(Type t) { return t.isIndex() || (t.isInteger() && !t.isInteger(1)); }
@@ -237,25 +244,103 @@ std::pair<Value, Value> MaskInterpreter::summaryRange(Value summary, Value lo, V
   return {min(entry(blo, 0), entry(second, 0)), max(entry(blo, 1), entry(second, 1))};
 }
 
+std::pair<Value, Value> MaskInterpreter::exactRange(Value buffer, Value row, Value summary,
+                                                    Value base, Value lo, Value hi) {
+  // The whole summary blocks inside [lo, hi] from the table; the entries
+  // before and after them (fewer than a block at each end: a query tile
+  // shifted by Skv - Sq is not block-aligned) read one by one.
+  Value g = i64(VariantOp::kSummaryBlock);
+  Value one = i64(1);
+  Value firstFull = arith::CeilDivSIOp::create(b, loc, lo, g);
+  Value endFull = arith::FloorDivSIOp::create(b, loc, arith::AddIOp::create(b, loc, hi, one), g);
+  Value hasFull = cmp(arith::CmpIPredicate::slt, firstFull, endFull);
+  Value fullLo = arith::MulIOp::create(b, loc, firstFull, g);
+  Value fullEnd = arith::MulIOp::create(b, loc, endFull, g);
+  Value headEnd = sel(hasFull, fullLo, arith::AddIOp::create(b, loc, hi, one));
+  Value tailLo = sel(hasFull, fullEnd, headEnd);
+  Type t64 = b.getI64Type();
+  auto idx = [&](Value v) { return arith::IndexCastOp::create(b, loc, b.getIndexType(), v).getResult(); };
+  auto scan = [&](Value from, Value to, Value mn, Value mx) -> std::pair<Value, Value> {
+    auto loop = scf::ForOp::create(b, loc, idx(from), idx(to), idx(one), ValueRange{mn, mx});
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    SmallVector<Value> at;
+    if (row)
+      at.push_back(idx(row));
+    at.push_back(loop.getInductionVar());
+    Value v = memref::LoadOp::create(b, loc, buffer, at);
+    if (v.getType() != t64)
+      v = v.getType().isInteger(1) ? Value(arith::ExtUIOp::create(b, loc, t64, v))
+                                   : Value(arith::ExtSIOp::create(b, loc, t64, v));
+    Value args[] = {min(loop.getRegionIterArgs()[0], v), max(loop.getRegionIterArgs()[1], v)};
+    scf::YieldOp::create(b, loc, args);
+    return {loop.getResult(0), loop.getResult(1)};
+  };
+  auto [mn, mx] = scan(lo, headEnd, i64(std::numeric_limits<int64_t>::max()),
+                       i64(std::numeric_limits<int64_t>::min()));
+  std::tie(mn, mx) = scan(tailLo, arith::AddIOp::create(b, loc, hi, one), mn, mx);
+  auto full = scf::IfOp::create(b, loc, TypeRange{t64, t64}, hasFull, true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&full.getThenRegion().front());
+    auto [tlo, thi] = summaryRange(summary, arith::AddIOp::create(b, loc, base, fullLo),
+                                   arith::SubIOp::create(b, loc,
+                                                         arith::AddIOp::create(b, loc, base, fullEnd),
+                                                         one));
+    scf::YieldOp::create(b, loc, ValueRange{min(mn, tlo), max(mx, thi)});
+    b.setInsertionPointToStart(&full.getElseRegion().front());
+    scf::YieldOp::create(b, loc, ValueRange{mn, mx});
+  }
+  return {full.getResult(0), full.getResult(1)};
+}
+
 /// A buffer read is exact where every index is a single in-range value (a
 /// block-sparse layout read with block-aligned tiles, say). A rank-1 integer
-/// buffer read over an index interval takes the range of the buffer there
-/// from its summary (document ids). Elsewhere the read is unknown.
+/// buffer read over an index interval, or a rank-2 one read at one row over
+/// an interval, takes the range of the buffer there from its summary
+/// (document ids, per-batch document ids). Elsewhere the read is unknown.
 AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
   Value buffer = bufferArgs.lookup(load.getBuffer());
   if (!buffer || !isa<IntegerType>(cast<MemRefType>(buffer.getType()).getElementType()))
     return top();
   if (Value summary = summaryArgs.lookup(load.getBuffer())) {
-    AbsInt i = intOf(load.getIndices()[0]);
+    // A rank-2 buffer (per-batch document ids, doc[b, t]) is summarized as
+    // its rows laid end to end, each padded to whole summary blocks (with its
+    // last entry), so no block mixes two rows: with an exact row, entries
+    // [lo, hi] of the row are [row * n' + lo, row * n' + hi] there, where n'
+    // is n rounded up to the block size.
+    auto type = cast<MemRefType>(buffer.getType());
+    unsigned last = type.getRank() - 1;
+    AbsInt i = intOf(load.getIndices()[last]);
     if (i.top)
       return top();
-    Value size = arith::IndexCastOp::create(b, loc, b.getI64Type(),
-                                            memref::DimOp::create(b, loc, buffer, 0));
+    auto dimOf = [&](unsigned d) {
+      return arith::IndexCastOp::create(b, loc, b.getI64Type(),
+                                        memref::DimOp::create(b, loc, buffer, d))
+          .getResult();
+    };
+    Value size = dimOf(last);
     Value ok = andI(cmp(arith::CmpIPredicate::sle, i.lo, i.hi),
                     andI(cmp(arith::CmpIPredicate::sge, i.lo, i64(0)),
                          cmp(arith::CmpIPredicate::slt, i.hi, size)));
     if (i.known)
       ok = andI(ok, i.known);
+    Value row, base = i64(0);
+    if (last == 1) {
+      AbsInt r = intOf(load.getIndices()[0]);
+      if (r.top)
+        return top();
+      ok = andI(ok, andI(cmp(arith::CmpIPredicate::eq, r.lo, r.hi),
+                         andI(cmp(arith::CmpIPredicate::sge, r.lo, i64(0)),
+                              cmp(arith::CmpIPredicate::slt, r.lo, dimOf(0)))));
+      if (r.known)
+        ok = andI(ok, r.known);
+      row = r.lo;
+      Value g = i64(VariantOp::kSummaryBlock);
+      Value padded = arith::MulIOp::create(
+          b, loc, arith::CeilDivSIOp::create(b, loc, size, g), g);
+      base = arith::MulIOp::create(b, loc, r.lo, padded);
+    }
     Type t64 = b.getI64Type();
     auto ifOp = scf::IfOp::create(b, loc, TypeRange{t64, t64}, ok, true);
     {
@@ -266,14 +351,20 @@ AbsInt MaskInterpreter::load(heed::attn::LoadOp load) {
       Value point = cmp(arith::CmpIPredicate::eq, i.lo, i.hi);
       auto pick = scf::IfOp::create(b, loc, TypeRange{t64, t64}, point, true);
       b.setInsertionPointToStart(&pick.getThenRegion().front());
-      Value v = memref::LoadOp::create(
-          b, loc, buffer, ValueRange{arith::IndexCastOp::create(b, loc, b.getIndexType(), i.lo)});
+      auto at = [&](Value v) {
+        return arith::IndexCastOp::create(b, loc, b.getIndexType(), v).getResult();
+      };
+      SmallVector<Value> indices;
+      if (row)
+        indices.push_back(at(row));
+      indices.push_back(at(i.lo));
+      Value v = memref::LoadOp::create(b, loc, buffer, indices);
       if (v.getType() != t64)
         v = v.getType().isInteger(1) ? Value(arith::ExtUIOp::create(b, loc, t64, v))
                                      : Value(arith::ExtSIOp::create(b, loc, t64, v));
       scf::YieldOp::create(b, loc, ValueRange{v, v});
       b.setInsertionPointToStart(&pick.getElseRegion().front());
-      auto [lo, hi] = summaryRange(summary, i.lo, i.hi);
+      auto [lo, hi] = exactRange(buffer, row, summary, base, i.lo, i.hi);
       scf::YieldOp::create(b, loc, ValueRange{lo, hi});
       b.setInsertionPointAfter(pick);
       scf::YieldOp::create(b, loc, pick.getResults());
@@ -358,6 +449,12 @@ AbsInt MaskInterpreter::visitInt(Operation &op) {
     // The head's route value: exact (one value per b, h), read in the blocks
     // region too, where specialized lowerings make it each case's constant.
     Value r = heed::attn::RouteOp::create(b, loc, b.getI64Type());
+    return interval(r, r);
+  }
+  if (auto shape = dyn_cast<heed::attn::ShapeOp>(op)) {
+    // A run-time size is one value per launch, and the blocks region is
+    // evaluated at run time: read there, it is exact.
+    Value r = heed::attn::ShapeOp::create(b, loc, b.getI64Type(), shape.getShapeAttr());
     return interval(r, r);
   }
   if (auto ext = dyn_cast<arith::ExtSIOp>(op); ext && isIntLike(ext.getIn().getType()))

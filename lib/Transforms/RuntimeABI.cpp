@@ -2,7 +2,7 @@
 // arguments heed's runtime passes beside the tensors, and the op the
 // operands that read them. The frontend, the builder API and hand-written
 // IR state only the math (q, k, v, the variant's buffers, out, lse); what the
-// runtime adds -- the summaries of rank-1 integer buffers, a gated variant's
+// runtime adds -- the summaries of rank-1 or rank-2 integer buffers, a gated variant's
 // routed rows, the status word, the block statistics and the work range --
 // is one contract, written here once, not threaded through every producer:
 //   (q, k, v, buffers..., summaries..., [gate_rows, gate_counts,] out, [lse,]
@@ -47,7 +47,7 @@ LogicalResult addABI(func::FuncOp func, AttentionOp op, VariantOp variant) {
   if (!op.getSummaries().empty() || op.getGateRows())
     return op.emitOpError() << "attn-runtime-abi: has summaries or gate rows but no status, "
                                "stats or work: give all of the runtime's operands or none";
-  // Before `out`: a summary per rank-1 integer buffer, then the routed rows.
+  // Before `out`: a summary per rank-1 or rank-2 integer buffer, then the routed rows.
   int64_t dyn = ShapedType::kDynamic;
   SmallVector<Type> before(variant.getSummarizedBuffers().size(),
                            MemRefType::get({dyn, dyn, 2}, b.getI64Type()));

@@ -138,7 +138,7 @@ TEST(Parser, PreludeIsValidAndShipped) {
 }
 
 TEST(Parser, CallLibraryChecksArguments) {
-  std::vector<BufferDecl> bufs = {{"doc", ElemType::I32, {"B", "Skv"}}};
+  std::vector<BufferDecl> bufs = {{"doc", ElemType::I32, {"B", "H", "Skv"}}};
   auto err = [&](const char *name, std::vector<CallArg> args) {
     auto e = callLibrary(name, args, bufs);
     return e ? std::string("<no error>") : llvm::toString(e.takeError());
@@ -155,7 +155,7 @@ TEST(Parser, CallLibraryChecksArguments) {
             "document: argument 'doc' must be a buffer");
   EXPECT_EQ(err("document", {CallArg::ofBuffer(7)}), "document: argument 'doc' must be a buffer");
   EXPECT_EQ(err("document", {CallArg::ofBuffer(0)}),
-            "document: buffer 'doc' has rank 2 but is indexed with 1 index");
+            "document: buffer 'doc' has rank 3 but is indexed with 1 index");
   EXPECT_EQ(err("slidingwindow", {}),
             "unknown library function 'slidingwindow'; did you mean 'sliding_window'?");
   EXPECT_EQ(err("neighborhood_1d", {CallArg::ofExpr(makeInt(8)), CallArg::ofExpr(makeInt(3)),
@@ -636,8 +636,8 @@ TEST(ParserErrors, LocatedWithCaret) {
        "argument 'n' of 'sinks' must be i64, got a buffer"},
       {"variant v { mask = document(dc) }", "1:29", "unknown buffer 'dc'"},
       {"def f(t: buffer) = t > 1\nvariant v { }", "1:20", "buffer 't' must be indexed"},
-      {"variant v { buffer doc: i32[B, Skv]\n mask = document(doc) }", "2:9",
-       "in call to 'document': buffer 'doc' has rank 2 but is indexed with 1 index"},
+      {"variant v { buffer doc: i32[B, H, Skv]\n mask = document(doc) }", "2:9",
+       "in call to 'document': buffer 'doc' has rank 3 but is indexed with 1 index"},
       // duplicates and reserved words
       {"variant v { param w: i64 = 1\n param w: i64 = 2 }", "2:8", "'w' is declared twice in variant 'v'"},
       {"variant v { let kv = 1 }", "1:17", "'kv' is a reserved word and cannot be declared"},

@@ -76,6 +76,13 @@ Expr b();
 Expr h();
 Expr q();
 Expr kv();
+/// The run-time sizes (the text form's B, H, Hkv, Sq, Skv): read from the
+/// operands when the kernel runs, never compiled in.
+Expr batches();
+Expr heads();
+Expr headsKV();
+Expr seqQ();
+Expr seqKV();
 /// The incoming score (scale * q.k); only valid in the score modifier.
 Expr score();
 
@@ -203,6 +210,8 @@ private:
 /// hold the defaults of the optional parameters.
 namespace lib {
 Expr causal();
+/// q + (Skv - Sq) >= kv: causal aligned to the end of the keys (decode).
+Expr causal_bottom_right();
 Expr sliding_window(Expr w);
 Expr band(Expr left, Expr right);
 Expr prefix_lm(Expr n);

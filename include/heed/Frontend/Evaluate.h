@@ -20,9 +20,15 @@ struct BufferData {
   std::vector<double> values;
 };
 
+/// The run-time sizes an expression may read (B, H, Hkv, Sq, Skv).
+struct EvalShape {
+  int64_t batches = 0, heads = 0, headsKV = 0, seqQ = 0, seqKV = 0;
+};
+
 struct EvalPoint {
   int64_t b = 0, h = 0, q = 0, kv = 0;
   double score = 0; ///< rounded to f32 where the expression reads it
+  EvalShape shape;
 };
 
 /// A value of the language: i64 and bool exactly in `i` (bool as 0/1), f32 in
@@ -103,7 +109,9 @@ private:
 /// per-row nodes, evaluate() the rest for a batch of (kv, score) points.
 class ExprEvaluator {
 public:
-  ExprEvaluator(const ExprProgram &program, const std::vector<BufferData> &buffers);
+  /// `shape`: the run-time sizes (B, H, Hkv, Sq, Skv) the expression may read.
+  ExprEvaluator(const ExprProgram &program, const std::vector<BufferData> &buffers,
+                EvalShape shape = {});
   void setRow(int64_t b, int64_t h, int64_t q);
   /// out[i] = evaluate(root, {b, h, q, kv[i], score[i]}) for i < n, with
   /// (b, h, q) from the last setRow(); `score` may be null if the program
@@ -117,6 +125,7 @@ private:
 
   const ExprProgram &program;
   const std::vector<BufferData> &buffers;
+  EvalShape shape;
   int64_t b = 0, h = 0, q = 0;
   std::vector<Scalar> row;     ///< per node: its value if per-row
   std::vector<Scalar> columns; ///< per node x kChunk: its values if per-pair

@@ -22,8 +22,15 @@ enum class ScalarType { I64, F32, Bool };
 /// Element types a run-time buffer may hold.
 enum class ElemType { F32, F16, BF16, I8, I32, I64, Bool };
 
-/// The index variables every expression can read.
-enum class IndexVar { B, H, Q, KV };
+/// The index variables every expression can read: the indices b, h, q, kv
+/// of the (query, key) pair, then the run-time sizes B (batches), H (query
+/// heads), Hkv (key/value heads), Sq and Skv (sequence lengths). The sizes
+/// are read from the operands when the kernel runs, so a new length needs no
+/// recompilation.
+enum class IndexVar { B, H, Q, KV, NumB, NumH, NumHkv, Sq, Skv };
+
+/// Is `v` one of the run-time sizes (B, H, Hkv, Sq, Skv)?
+inline bool isShape(IndexVar v) { return v >= IndexVar::NumB; }
 
 enum class ExprKind {
   Const,  ///< literal: intValue / floatValue / boolValue by type

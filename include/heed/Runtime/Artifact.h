@@ -24,7 +24,8 @@ namespace heed {
 struct BufferInfo {
   std::string name;
   DType dtype = DType::F32;
-  std::vector<std::string> shape; ///< symbols (B, H, Hkv, Sq, Skv) or integers
+  /// Sizes (B, H, Hkv, Sq, Skv), integers or expressions of them (resolveDims)
+  std::vector<std::string> shape;
 };
 
 /// How a GPU entry's image is launched. KernelInfo keys gpu_image,

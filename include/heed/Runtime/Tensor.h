@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -87,10 +88,17 @@ struct AttentionDims {
   int64_t batch = 0, headsQ = 0, headsKV = 0, seqQ = 0, seqKV = 0;
 };
 
-/// Resolves symbolic dims ("B", "H" = query heads, "Hkv", "Sq", "Skv", or a
-/// decimal integer) to sizes; -1 for a dim that is none of these.
+/// Resolves symbolic dims ("B", "H" = query heads, "Hkv", "Sq", "Skv", a
+/// decimal integer, or an expression of them in the frontend's canonical
+/// form: "cdiv(Sq,128)", "(H*2)") to sizes; -1 for a dim that is none of
+/// these or that is not positive for `sizes`.
 std::vector<int64_t> resolveDims(const std::vector<std::string> &dims,
                                  const AttentionDims &sizes);
+
+/// The C expression of a dim (as resolveDims reads it), each size name
+/// replaced by `names(name)`; "" if it is not a dim.
+std::string dimToC(const std::string &dim,
+                   const std::function<std::string(const std::string &)> &names);
 
 /// A contiguous tensor owned on the host, with element access as double.
 class HostTensor {

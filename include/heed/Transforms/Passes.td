@@ -21,7 +21,7 @@ def AttnRuntimeABI : Pass<"attn-runtime-abi", "mlir::ModuleOp"> {
     For every function holding an `attn.attention` with no runtime operands
     (no status, stats or work), inserts the arguments the runtime calls a
     kernel with and hands them to the op: a summary (`memref<?x?x2xi64>`)
-    per rank-1 integer buffer of the variant and, for a gated variant, the
+    per rank-1 or rank-2 integer buffer of the variant and, for a gated variant, the
     routed rows and their counts (`memref<?xi32>` twice), before the output;
     then `status` (`memref<1xi32>`), `stats` (`memref<3xi64>`) and the work
     range (`index`, `index`) at the end:
@@ -96,6 +96,24 @@ def AttnSkipTiles : Pass<"attn-skip-tiles", "mlir::ModuleOp"> {
     search), and runs a tile's work only where its class is not EMPTY
     (`scf.if`; the loop state passes through otherwise). FULL tiles already
     skip the mask.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
+def AttnPackGQA : Pass<"attn-pack-gqa", "mlir::ModuleOp"> {
+  let summary = "Pack the query heads of a GQA group into one query tile when Sq is small";
+  let description = [{
+    Decode and speculative decode (a few queries per sequence, Sq * group <=
+    the query tile's rows): instead of one work item per query head, each
+    reading the whole key/value cache of its group, one work item per
+    key/value head whose query tile holds every head of the group
+    (`attn.tile.packed_span`: Sq = 1 and 4 heads per group is one tile of 4
+    rows), so the cache is read once per group. The choice is made when the
+    kernel runs, from its sizes: each work loop becomes
+    `scf.if (group > 1 && group * Sq <= rows) { packed } else { as before }`,
+    so one kernel serves prefill and decode. Loops whose key-tile classifier
+    reads the head, routed and gated variants are left as they are. Each
+    visited block counts once per head of the tile in the statistics.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }

@@ -122,6 +122,9 @@ void TileLoopBuilder::build() {
   Value batches = dim(op.getQuery(), 0), heads = dim(op.getQuery(), 1);
   Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
                                    SideAttr::get(b.getContext(), Side::Q), tiling);
+  // Sizes the variant reads (attn.shape) are bound once, above the loop.
+  if (variant->walk([](ShapeOp) { return WalkResult::interrupt(); }).wasInterrupted())
+    TileBindShapesOp::create(b, loc, batches, heads, dim(op.getKey(), 1), seqQ, seqKV);
   auto work = TileWorkOp::create(b, loc, batches, heads, tiles, op.getWorkBegin(),
                                  op.getWorkEnd());
   Block *body = b.createBlock(&work.getBody(), {}, {b.getIndexType(), b.getIndexType(),

@@ -1,9 +1,12 @@
 // Inlining a variant's regions into target code (see VariantRegions.h).
 #include "VariantRegions.h"
 
+#include "dialects/attn/AttnTileOps.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/TypeUtilities.h"
 
@@ -58,6 +61,24 @@ Value scalarLoad(OpBuilder &b, Location loc, attn::LoadOp load, Value buffer,
   return ifOp.getResult(0);
 }
 
+Value boundShape(OpBuilder &b, attn::Shape shape) {
+  // The nearest binding before the insertion point, in its block or in the
+  // blocks around it.
+  Block *block = b.getInsertionBlock();
+  Block::iterator end = b.getInsertionPoint();
+  while (block) {
+    for (Operation &op : llvm::make_range(block->begin(), end))
+      if (auto bind = dyn_cast<attn::TileBindShapesOp>(op))
+        return bind->getOperand(static_cast<unsigned>(shape));
+    Operation *parent = block->getParentOp();
+    if (!parent || !parent->getBlock())
+      break;
+    block = parent->getBlock();
+    end = Block::iterator(parent);
+  }
+  return {};
+}
+
 Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const RegionInlining &how) {
   Block &block = region.front();
   IRMapping map;
@@ -74,6 +95,18 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
       return map.lookup(yield.getValue());
     if (auto route = dyn_cast<attn::RouteOp>(inner)) {
       map.map(route.getResult(), how.route);
+      continue;
+    }
+    if (auto shape = dyn_cast<attn::ShapeOp>(inner)) {
+      Value size = boundShape(b, shape.getShape());
+      if (!size) { // no binding in scope: left for the target to reject
+        map.map(shape.getResult(), b.clone(inner)->getResult(0));
+        continue;
+      }
+      Value v = arith::IndexCastOp::create(b, loc, b.getI64Type(), size);
+      if (how.width)
+        v = vector::BroadcastOp::create(b, loc, widen(b.getI64Type()), v);
+      map.map(shape.getResult(), v);
       continue;
     }
     if (auto load = dyn_cast<attn::LoadOp>(inner)) {

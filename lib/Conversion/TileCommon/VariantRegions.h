@@ -36,6 +36,10 @@ struct RegionInlining {
 /// around it).
 attn::VariantOp lookupVariant(mlir::Operation *op, mlir::FlatSymbolRefAttr name);
 
+/// The size `shape` as bound by the nearest attn.tile.bind_shapes before
+/// the builder's insertion point (an index value), or null where none is.
+mlir::Value boundShape(mlir::OpBuilder &b, attn::Shape shape);
+
 /// Clones the ops of `region` at the builder's insertion point with the
 /// mapping of `how`; returns the value its attn.yield yields.
 mlir::Value inlineVariantRegion(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,

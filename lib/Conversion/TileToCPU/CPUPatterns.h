@@ -10,7 +10,9 @@
 //   acc [R x Dv] -> memref<R x Dv x f32>
 //   row [R]      -> vector<R x f32>
 //   span<N>      -> (vector<N x index> tokens, vector<N x i1> real, index lo, index hi,
-//                    index lanes: the real lanes lie in [0, lanes))
+//                    index lanes: the real lanes lie in [0, lanes),
+//                    vector<N x index> heads: each lane's query head offset from
+//                    the work item's head; 0 but in packed GQA tiles)
 // Memrefs are stack buffers at the function's entry; the ops that produce
 // an s or acc tile from one of the same role (apply, softmax, pv) update it
 // in place.
@@ -34,11 +36,23 @@ public:
 
 /// The converted values of a span.
 struct Span {
-  mlir::Value tokens, real, lo, hi, lanes;
+  mlir::Value tokens, real, lo, hi, lanes, heads;
   explicit Span(mlir::ValueRange converted)
       : tokens(converted[0]), real(converted[1]), lo(converted[2]), hi(converted[3]),
-        lanes(converted[4]) {}
+        lanes(converted[4]), heads(converted[5]) {}
 };
+
+/// The packed GQA span a query tile was loaded over, where its head dim is a
+/// whole number of row vectors (rows | D), else null. Such a tile is stored
+/// row-major in its memref<D x R>: row r's d-th element at
+/// [r * D/R + d / R, d % R], so its chunk c of R elements is one vector at
+/// [r * D/R + c, 0], and attn.tile.qk runs along the head dim over its real
+/// rows only (decode: few rows, every key read once).
+attn::TilePackedSpanOp packedQuery(mlir::Value qTile);
+
+/// The query head of lane `i` of `span`: `head` plus the lane's offset.
+mlir::Value laneHead(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,
+                     mlir::Value i);
 
 /// A stack buffer of `type` at the entry of the function holding `anchor`.
 mlir::Value allocaAtEntry(mlir::OpBuilder &b, mlir::Operation *anchor, mlir::MemRefType type);

@@ -43,19 +43,30 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     auto ifOp = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i),
                                   /*withElseRegion=*/true);
     if (type.getRole() == TileRole::Q) {
-      // Transposed, element by element: qT[d][i] (done once per work item).
+      // Transposed, element by element: qT[d][i] (done once per work item);
+      // a packed GQA tile row-major instead (see packedQuery).
+      int64_t rows = type.getRows();
+      bool rowMajor = static_cast<bool>(packedQuery(op.getResult()));
+      auto slot = [&](int64_t d) -> SmallVector<Value> {
+        if (!rowMajor)
+          return {index(rewriter, loc, d), i};
+        Value chunk = arith::MulIOp::create(rewriter, loc, i, index(rewriter, loc, width / rows));
+        return {arith::AddIOp::create(rewriter, loc, chunk, index(rewriter, loc, d / rows)),
+                index(rewriter, loc, d % rows)};
+      };
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value rowHead = laneHead(rewriter, loc, span, head, i);
       for (int64_t d = 0; d < width; ++d) {
         Value x = memref::LoadOp::create(rewriter, loc, tensor,
-                                         at(op.getLayout(), batch, head, token, index(rewriter, loc, d)));
+                                         at(op.getLayout(), batch, rowHead, token, index(rewriter, loc, d)));
         if (!x.getType().isF32())
           x = arith::ExtFOp::create(rewriter, loc, rewriter.getF32Type(), x);
-        memref::StoreOp::create(rewriter, loc, x, buf, ValueRange{index(rewriter, loc, d), i});
+        memref::StoreOp::create(rewriter, loc, x, buf, slot(d));
       }
       rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
       Value f0 = arith::ConstantOp::create(rewriter, loc, rewriter.getF32FloatAttr(0));
       for (int64_t d = 0; d < width; ++d)
-        memref::StoreOp::create(rewriter, loc, f0, buf, ValueRange{index(rewriter, loc, d), i});
+        memref::StoreOp::create(rewriter, loc, f0, buf, slot(d));
     } else {
       // A key's row as f32; holes are zero rows, so that 0 * garbage never
       // makes a NaN.
@@ -127,6 +138,7 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     Value token = extractAt(rewriter, loc, span.tokens, i);
     auto real = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i), false);
     rewriter.setInsertionPointToStart(&real.getThenRegion().front());
+    head = laneHead(rewriter, loc, span, head, i);
     Value scale = extractAt(rewriter, loc, inv, i);
     Value gate;
     if (op.getGate()) {

@@ -14,6 +14,47 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
+/// S^T for a packed GQA query tile (see packedQuery): per real row, the N
+/// dot products along the head dim, R elements at a time, then one
+/// reduction each. Decode has few real rows, so each key element costs a
+/// load and one FMA per row instead of a broadcast FMA over every lane.
+void packedScores(ConversionPatternRewriter &rewriter, Location loc, TilePackedSpanOp packed,
+                  Value qRows, Value kS, Value sT, int64_t keys, int64_t rows, int64_t depth,
+                  double scale) {
+  auto chunkType = VectorType::get({rows}, rewriter.getF32Type());
+  // The tile's real rows: min(R, group * Sq - tile * R).
+  Value seq = rewriter.getRemappedValue(packed.getSeq());
+  Value total = arith::MulIOp::create(rewriter, loc, seq, rewriter.getRemappedValue(packed.getGroup()));
+  Value first = arith::MulIOp::create(rewriter, loc, rewriter.getRemappedValue(packed.getTile()),
+                                      index(rewriter, loc, rows));
+  Value real = arith::MinUIOp::create(rewriter, loc, index(rewriter, loc, rows),
+                                      arith::SubIOp::create(rewriter, loc, total, first));
+  auto rowLoop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0), real,
+                                    index(rewriter, loc, 1));
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPointToStart(rowLoop.getBody());
+  Value r = rowLoop.getInductionVar();
+  Value rowBase = arith::MulIOp::create(rewriter, loc, r, index(rewriter, loc, depth / rows));
+  SmallVector<Value> acc(keys, splat(rewriter, loc, chunkType, 0));
+  for (int64_t c = 0; c < depth / rows; ++c) {
+    Value at = arith::AddIOp::create(rewriter, loc, rowBase, index(rewriter, loc, c));
+    Value q = vector::LoadOp::create(rewriter, loc, chunkType, qRows,
+                                     ValueRange{at, index(rewriter, loc, 0)});
+    for (int64_t j = 0; j < keys; ++j) {
+      Value k = vector::LoadOp::create(rewriter, loc, chunkType, kS,
+                                       ValueRange{index(rewriter, loc, j), index(rewriter, loc, c * rows)});
+      acc[j] = vector::FMAOp::create(rewriter, loc, q, k, acc[j]);
+    }
+  }
+  Value factor = arith::ConstantOp::create(rewriter, loc,
+                                           rewriter.getF32FloatAttr(static_cast<float>(scale)));
+  for (int64_t j = 0; j < keys; ++j) {
+    Value dot = vector::ReductionOp::create(rewriter, loc, vector::CombiningKind::ADD, acc[j]);
+    memref::StoreOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, dot, factor), sT,
+                            ValueRange{index(rewriter, loc, j), r});
+  }
+}
+
 struct QKLowering : OpConversionPattern<TileQKOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileQKOp op, OpAdaptor adaptor,
@@ -25,6 +66,12 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
     int64_t depth = cast<MemRefType>(qT.getType()).getDimSize(0);
     auto laneType = VectorType::get({rows}, rewriter.getF32Type());
     Value sT = allocaAtEntry(rewriter, op, sType);
+    if (TilePackedSpanOp packed = packedQuery(op.getQ())) {
+      packedScores(rewriter, loc, packed, qT, kS, sT, keys, rows, depth,
+                   op.getScale().convertToDouble());
+      rewriter.replaceOp(op, sT);
+      return success();
+    }
     SmallVector<Value> zeros(keys, splat(rewriter, loc, laneType, 0));
     auto dot = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
                                   index(rewriter, loc, depth), index(rewriter, loc, 1), zeros);
@@ -110,6 +157,17 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
 };
 
 } // namespace
+
+TilePackedSpanOp packedQuery(Value qTile) {
+  auto load = qTile.getDefiningOp<TileLoadOp>();
+  if (!load)
+    return {};
+  auto type = cast<TileType>(load.getResult().getType());
+  auto packed = load.getSpan().getDefiningOp<TilePackedSpanOp>();
+  if (!packed || type.getRole() != TileRole::Q || type.getCols() % type.getRows() != 0)
+    return {};
+  return packed;
+}
 
 void populateMatmulPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
   patterns.add<QKLowering, PVLowering>(converter, patterns.getContext());

@@ -47,6 +47,7 @@ CPUTypeConverter::CPUTypeConverter(MLIRContext *ctx) {
     results.push_back(index);
     results.push_back(index);
     results.push_back(index);
+    results.push_back(VectorType::get({t.getSize()}, index));
     return success();
   });
 }
@@ -65,6 +66,17 @@ Value splat(OpBuilder &b, Location loc, VectorType type, double value) {
 
 Value index(OpBuilder &b, Location loc, int64_t value) {
   return arith::ConstantIndexOp::create(b, loc, value);
+}
+
+Value laneHead(OpBuilder &b, Location loc, const Span &span, Value head, Value i) {
+  Value offset = vector::ExtractOp::create(b, loc, span.heads, ArrayRef<OpFoldResult>{i});
+  return arith::AddIOp::create(b, loc, head, offset);
+}
+
+/// Every lane in its work item's head (spans that do not pack heads).
+static Value sameHeads(OpBuilder &b, Location loc, int64_t lanes) {
+  auto type = VectorType::get({lanes}, b.getIndexType());
+  return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(type, b.getIndexAttr(0)));
 }
 
 SmallVector<Value> at(Layout layout, Value batch, Value head, Value pos, Value d) {
@@ -155,7 +167,8 @@ struct SpanLowering : OpConversionPattern<TileSpanOp> {
     // (lo < seq inside the loops); patches may have holes anywhere.
     Value count = patch.size() == 1 ? Value(min(seq.constant(lanes), seq - lo))
                                     : index(rewriter, loc, lanes);
-    rewriter.replaceOpWithMultiple(op, {{tokens, real, lo.value, hi.value, count}});
+    rewriter.replaceOpWithMultiple(
+        op, {{tokens, real, lo.value, hi.value, count, sameHeads(rewriter, loc, lanes)}});
     return success();
   }
 };
@@ -187,8 +200,49 @@ struct RoutedSpanLowering : OpConversionPattern<TileRoutedSpanOp> {
     Value one = index(rewriter, loc, 1);
     Value lastRouted = arith::MaxUIOp::create(rewriter, loc, adaptor.getRouted(), one);
     Value hiSlot = arith::SubIOp::create(rewriter, loc, offset + offset.with(lastRouted), one);
-    rewriter.replaceOpWithMultiple(
-        op, {{tokens, real, tokenAt(offset), tokenAt(hiSlot), adaptor.getLanes()}});
+    rewriter.replaceOpWithMultiple(op, {{tokens, real, tokenAt(offset), tokenAt(hiSlot),
+                                         adaptor.getLanes(), sameHeads(rewriter, loc, lanes)}});
+    return success();
+  }
+};
+
+/// A packed GQA tile (attn.tile.packed_span): lane l is virtual row
+/// v = tile * N + l of group * seq, query v % seq of the group's head v / seq.
+struct PackedSpanLowering : OpConversionPattern<TilePackedSpanOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TilePackedSpanOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    IndexExpr seq(rewriter, loc, adaptor.getSeq());
+    int64_t lanes = op.getResult().getType().getSize();
+    auto idxVec = VectorType::get({lanes}, rewriter.getIndexType());
+    // A zero length has no tile; the divisor stays non-zero regardless.
+    IndexExpr divisor =
+        seq.with(arith::MaxUIOp::create(rewriter, loc, seq.value, seq.constant(1).value));
+    IndexExpr total = seq.with(arith::MulIOp::create(rewriter, loc, adaptor.getSeq(),
+                                                     adaptor.getGroup()));
+    IndexExpr first = seq.with(adaptor.getTile()) * lanes;
+    auto bcast = [&](Value v) { return vector::BroadcastOp::create(rewriter, loc, idxVec, v); };
+    Value rows = arith::AddIOp::create(rewriter, loc, bcast(first),
+                                       vector::StepOp::create(rewriter, loc, idxVec));
+    Value real = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, rows,
+                                       bcast(total));
+    Value heads = arith::DivUIOp::create(rewriter, loc, rows, bcast(divisor));
+    Value tokens = arith::SubIOp::create(rewriter, loc, rows,
+                                         arith::MulIOp::create(rewriter, loc, heads, bcast(divisor)));
+    // The box of the real lanes' queries: exact within one head, the whole
+    // sequence where the tile crosses into the next head.
+    IndexExpr count = min(seq.constant(lanes), total - first);
+    IndexExpr last = first + count - seq.constant(1);
+    Value firstHead = arith::DivUIOp::create(rewriter, loc, first.value, divisor.value);
+    Value lastHead = arith::DivUIOp::create(rewriter, loc, last.value, divisor.value);
+    Value one = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq, firstHead, lastHead);
+    IndexExpr base = seq.with(arith::MulIOp::create(rewriter, loc, firstHead, divisor.value));
+    Value lo = arith::SelectOp::create(rewriter, loc, one, (first - base).value,
+                                       seq.constant(0).value);
+    Value hi = arith::SelectOp::create(rewriter, loc, one, (last - base).value,
+                                       (seq - seq.constant(1)).value);
+    rewriter.replaceOpWithMultiple(op, {{tokens, real, lo, hi, count.value, heads}});
     return success();
   }
 };
@@ -206,7 +260,8 @@ struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
 } // namespace
 
 void populateStructurePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, SpanBoxLowering>(
+  patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, PackedSpanLowering,
+               SpanBoxLowering>(
       converter, patterns.getContext());
 }
 
@@ -246,10 +301,15 @@ struct ConvertAttnTileToCPUPass
     target.addIllegalDialect<AttnDialect>();
     // Variants stay until no op refers to them (their regions were inlined).
     target.addLegalOp<VariantOp, heed::attn::YieldOp, heed::attn::LoadOp, heed::attn::RouteOp,
-                      GradAddOp>();
+                      GradAddOp, heed::attn::ShapeOp, TileBindShapesOp>();
     scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, target);
     if (failed(applyPartialConversion(module, target, std::move(patterns))))
       return signalPassFailure();
+    // The sizes were inlined where the regions read them (boundShape).
+    SmallVector<TileBindShapesOp> bindings;
+    module.walk([&](TileBindShapesOp op) { bindings.push_back(op); });
+    for (TileBindShapesOp op : bindings)
+      op.erase();
     SmallVector<VariantOp> variants;
     module.walk([&](VariantOp v) { variants.push_back(v); });
     for (VariantOp v : variants)

@@ -146,7 +146,9 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
     auto idxType = VectorType::get({lanes}, rewriter.getIndexType());
     Value c0 = index(rewriter, loc, 0);
     Value bV = vector::BroadcastOp::create(rewriter, loc, idxType, adaptor.getBatch().front());
-    Value hV = vector::BroadcastOp::create(rewriter, loc, idxType, adaptor.getHead().front());
+    Value hV = arith::AddIOp::create(
+        rewriter, loc, vector::BroadcastOp::create(rewriter, loc, idxType, adaptor.getHead().front()),
+        rows.heads);
     Value route;
     if (!adaptor.getRoute().empty())
       route = vector::BroadcastOp::create(rewriter, loc, VectorType::get({lanes}, rewriter.getI64Type()),
@@ -196,7 +198,8 @@ LogicalResult checkSupported(TileApplyOp op) {
   for (auto [region, name] : {std::pair<Region *, const char *>{&variant.getScore(), "score"},
                               {&variant.getMask(), "mask"}})
     for (Operation &inner : region->front()) {
-      if (isa<YieldOp, heed::attn::LoadOp, heed::attn::RouteOp, arith::ConstantOp>(inner))
+      if (isa<YieldOp, heed::attn::LoadOp, heed::attn::RouteOp, heed::attn::ShapeOp,
+              arith::ConstantOp>(inner))
         continue;
       // Only elementwise ops can be widened to vectors over the rows.
       bool elementwise = inner.hasTrait<OpTrait::Elementwise>() || isa<arith::SelectOp>(inner);

@@ -54,6 +54,15 @@ private:
   Value intConst(int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 64); }
 
   Value index(spec::IndexVar var) {
+    if (spec::isShape(var)) {
+      Value &slot = indexValues[static_cast<unsigned>(var)];
+      if (!slot) {
+        auto shape = static_cast<attn::Shape>(static_cast<unsigned>(var) -
+                                              static_cast<unsigned>(spec::IndexVar::NumB));
+        slot = attn::ShapeOp::create(b, loc, i64(), attn::ShapeAttr::get(b.getContext(), shape));
+      }
+      return slot;
+    }
     unsigned pos = (hasScore ? 1 : 0) + static_cast<unsigned>(var);
     Value &slot = indexValues[static_cast<unsigned>(var)];
     if (!slot)
@@ -244,7 +253,7 @@ private:
   bool hasScore;
   bool readsRoute;
   llvm::DenseMap<const spec::Expr *, Value> cache;
-  Value indexValues[4];
+  Value indexValues[9];
 };
 
 } // namespace

@@ -1,0 +1,176 @@
+// --attn-pack-gqa: decode's schedule for grouped-query attention. When the
+// queries of a whole GQA group fit one query tile (group * Sq <= rows), one
+// work item per key/value head computes every query head of its group from
+// one pass over the group's keys and values, instead of one pass per query
+// head. Chosen at run time, so the kernel still serves any length:
+//
+//   scf.if (group > 1 && group * Sq <= rows) {
+//     attn.tile.work over (B, Hkv, tiles of group * Sq) {
+//       head = hkv * group                       (the group's first query head)
+//       %rows = attn.tile.packed_span %Sq group %g [%t]
+//       ... the item's code, unchanged ...
+//     }
+//   } else {
+//     attn.tile.work over (B, H, tiles of Sq) { ... as before ... }
+//   }
+//
+// The item's code needs no other change: the key/value head it computes
+// from its head is the group's, the query tile's lanes carry their heads'
+// offsets (loads, stores and the variant's regions read them per lane), and
+// the key-tile classifier, which sees one head per item, is required not to
+// read the head.
+#include "heed/Transforms/Passes.h"
+
+#include "dialects/attn/AttnOps.h"
+#include "dialects/attn/AttnTileOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "llvm/ADT/SmallPtrSet.h"
+
+namespace heed {
+#define GEN_PASS_DEF_ATTNPACKGQA
+#include "heed/Transforms/Passes.h.inc"
+} // namespace heed
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace {
+
+/// What packing a work loop needs from it; null members where it cannot be
+/// packed.
+struct Packable {
+  TileSpanOp rows;   ///< the item's query tile
+  NumTilesOp tiles;  ///< the loop's query tile count
+  TileLoadOp key;    ///< a key tile load (its tensor gives Hkv)
+  explicit operator bool() const { return rows && tiles && key; }
+};
+
+/// Can `v` change what its region yields? Conservatively yes where it flows
+/// into a terminator, a region or an op with effects (a buffer read); no
+/// where every value computed from it is unused (the analysis casts every
+/// argument, used or not).
+bool reachesYield(Value v) {
+  SmallVector<Value> work = {v};
+  llvm::SmallPtrSet<Operation *, 16> seen;
+  while (!work.empty()) {
+    Value x = work.pop_back_val();
+    for (Operation *user : x.getUsers()) {
+      if (user->hasTrait<OpTrait::IsTerminator>() || user->getNumRegions() != 0 ||
+          !isMemoryEffectFree(user))
+        return true;
+      if (seen.insert(user).second)
+        llvm::append_range(work, user->getResults());
+    }
+  }
+  return false;
+}
+
+/// Does `variant`'s key-tile classifier read the head (its argument 1)?
+bool classifierReadsHead(Operation *user, FlatSymbolRefAttr name) {
+  auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(user, name);
+  return !variant ||
+         (!variant.getBlocks().empty() && reachesYield(variant.getBlocks().front().getArgument(1)));
+}
+
+Packable analyze(TileWorkOp work) {
+  Packable p;
+  Block &body = work.getBody().front();
+  p.tiles = work.getTiles().getDefiningOp<NumTilesOp>();
+  bool ok = true;
+  work.walk([&](Operation *op) {
+    if (isa<TileRouteOp, TileRoutedSpanOp, TilePackedSpanOp>(op))
+      ok = false;
+    else if (auto cls = dyn_cast<TileClassifyOp>(op))
+      ok &= !classifierReadsHead(op, cls.getVariantAttr());
+    else if (auto range = dyn_cast<TileKVRangeOp>(op))
+      ok &= !classifierReadsHead(op, range.getVariantAttr());
+    else if (auto load = dyn_cast<TileLoadOp>(op);
+             load && cast<TileType>(load.getResult().getType()).getRole() == TileRole::K)
+      p.key = load;
+    return ok ? WalkResult::advance() : WalkResult::interrupt();
+  });
+  if (!ok)
+    return {};
+  // The query tile: the flat span of the item's tile coordinate.
+  for (TileSpanOp span : body.getOps<TileSpanOp>()) {
+    if (span.getSide() != Side::Q)
+      continue;
+    if (p.rows || span.getCoords().size() != 1 || span.getCoords()[0] != body.getArgument(2))
+      return {};
+    p.rows = span;
+  }
+  return p;
+}
+
+void pack(TileWorkOp work, Packable p) {
+  OpBuilder b(work);
+  Location loc = work.getLoc();
+  // Hkv from the key tensor, the group, and the run-time choice.
+  Value keys = p.key.getTensor();
+  unsigned headDim = p.key.getLayout() == Layout::BSHD ? 2 : 1;
+  Value headsKV = memref::DimOp::create(b, loc, keys, headDim);
+  Value group = arith::DivUIOp::create(b, loc, work.getHeads(), headsKV);
+  Value seq = p.rows.getSeq();
+  Value packedSeq = arith::MulIOp::create(b, loc, seq, group);
+  int64_t rows = p.rows.getResult().getType().getSize();
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  Value grouped = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, group, one);
+  Value fits = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, packedSeq,
+                                     arith::ConstantIndexOp::create(b, loc, rows));
+  Value choose = arith::AndIOp::create(b, loc, grouped, fits);
+  auto ifOp = scf::IfOp::create(b, loc, choose, /*withElseRegion=*/true);
+
+  // The loop as it was, when the group's queries do not fit one tile.
+  work->moveBefore(ifOp.elseBlock()->getTerminator());
+
+  b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+  Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), packedSeq,
+                                   p.tiles.getVariantAttr(), p.tiles.getSideAttr(),
+                                   p.tiles.getTilingAttr());
+  IRMapping map;
+  auto packed = cast<TileWorkOp>(b.clone(*work, map));
+  packed.getHeadsMutable().assign(headsKV);
+  packed.getTilesMutable().assign(tiles);
+
+  Block &body = packed.getBody().front();
+  BlockArgument item = body.getArgument(1);
+  b.setInsertionPointToStart(&body);
+  // The work item's head becomes the group's first query head.
+  Value first = arith::MulIOp::create(b, loc, item, group);
+  item.replaceAllUsesExcept(first, first.getDefiningOp());
+
+  auto span = cast<TileSpanOp>(map.lookup(p.rows.getOperation()));
+  b.setInsertionPoint(span);
+  Value packedRows = TilePackedSpanOp::create(b, loc, span.getResult().getType(), seq, group,
+                                              span.getCoords()[0], span.getTilingAttr());
+  span.getResult().replaceAllUsesWith(packedRows);
+  span.erase();
+
+  // A visited key tile serves every head of the group: it counts once per head,
+  // as the per-head brute-force census counts it.
+  SmallVector<TileCountOp> counts;
+  packed.walk([&](TileCountOp count) { counts.push_back(count); });
+  for (TileCountOp count : counts) {
+    b.setInsertionPoint(count);
+    auto perHead = scf::ForOp::create(b, loc, arith::ConstantIndexOp::create(b, loc, 0), group, one);
+    count->moveBefore(perHead.getBody()->getTerminator());
+  }
+}
+
+struct AttnPackGQAPass : heed::impl::AttnPackGQABase<AttnPackGQAPass> {
+  void runOnOperation() override {
+    SmallVector<TileWorkOp> works;
+    getOperation().walk([&](TileWorkOp work) { works.push_back(work); });
+    for (TileWorkOp work : works)
+      if (Packable p = analyze(work))
+        pack(work, p);
+  }
+};
+
+} // namespace

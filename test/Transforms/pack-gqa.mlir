@@ -1,0 +1,61 @@
+// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa --split-input-file | FileCheck %s
+// --attn-pack-gqa: when a GQA group's queries fit one query tile (decided
+// at run time), one work item per key/value head over a packed query tile.
+
+attn.variant @causal buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %m = arith.cmpi uge, %q, %kv : index
+  attn.yield %m : i1
+}
+// CHECK-LABEL: func.func @decode
+// CHECK-SAME: (%[[Q:[a-z0-9]+]]: memref<?x?x?x64xbf16>, %[[K:[a-z0-9]+]]: memref<?x?x?x64xbf16>
+// CHECK-DAG: %[[SQ:.*]] = memref.dim %[[Q]], %c2
+// CHECK-DAG: %[[HQ:.*]] = memref.dim %[[Q]], %c1
+// CHECK-DAG: %[[HKV:.*]] = memref.dim %[[K]], %c1
+// CHECK: %[[G:.*]] = arith.divui %[[HQ]], %[[HKV]]
+// CHECK: %[[PACKED:.*]] = arith.muli %[[SQ]], %[[G]]
+// CHECK-DAG: %[[GROUPED:.*]] = arith.cmpi ugt, %[[G]], %c1
+// CHECK-DAG: %[[FITS:.*]] = arith.cmpi ule, %[[PACKED]], %c16
+// CHECK: %[[CHOOSE:.*]] = arith.andi %[[GROUPED]], %[[FITS]]
+// CHECK: scf.if %[[CHOOSE]] {
+// CHECK: %[[TILES:.*]] = attn.num_tiles %[[PACKED]] of @causal side <q>
+// CHECK: attn.tile.work %{{.*}}, %[[HKV]], %[[TILES]]
+// CHECK: ^bb0(%{{[a-z0-9]+}}: index, %[[KVH:[a-z0-9]+]]: index, %[[T:[a-z0-9]+]]: index):
+// CHECK: %[[FIRST:.*]] = arith.muli %[[KVH]], %[[G]]
+// CHECK: attn.tile.packed_span %[[SQ]] group %[[G]][%[[T]]]
+// CHECK: attn.tile.load %[[Q]][%{{.*}}, %[[FIRST]]]
+// CHECK: scf.for %{{.*}} = %c0{{.*}} to %[[G]] step %c1{{.*}} {
+// CHECK-NEXT: attn.tile.count
+// CHECK: } else {
+// CHECK: attn.tile.work %{{.*}}, %[[HQ]], 
+// CHECK: attn.tile.span %[[SQ]]
+// CHECK-NOT: attn.tile.packed_span
+func.func @decode(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>, %stats: memref<3xi64>) {
+  attn.attention @causal ins(%q, %k, %v : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>) outs(%o : memref<?x?x?x64xbf16>) stats(%stats : memref<3xi64>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// A classifier that reads the head (a per-head window) sees one head per
+// work item: such loops stay as they are.
+attn.variant @window_of_h buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %d = arith.subi %q, %kv : index
+  %m = arith.cmpi slt, %d, %h : index
+  attn.yield %m : i1
+}
+// CHECK-LABEL: func.func @per_head
+// CHECK-NOT: scf.if
+// CHECK-NOT: attn.tile.packed_span
+// CHECK: return
+func.func @per_head(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @window_of_h ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
