@@ -505,11 +505,7 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     pointers.push_back(statusDesc.pointer());
     pointers.push_back(statsDesc.pointer());
     int64_t begin = 0, end = 0;
-    std::vector<void *> packed;
-    for (void *&p : pointers)
-      packed.push_back(&p);
-    packed.push_back(&begin);
-    packed.push_back(&end);
+    std::vector<void *> packed = packKernelArgs(pointers, begin, end);
     // Items of a causal mask differ in cost: hand them out one by one.
     while ((begin = next.fetch_add(1)) < items) {
       end = begin + 1;
@@ -535,6 +531,16 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
              "shape); outputs are not valid";
     }
   return "";
+}
+
+std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &begin,
+                                   int64_t &end) {
+  std::vector<void *> packed;
+  for (void *&p : descriptors)
+    packed.push_back(&p);
+  packed.push_back(&begin);
+  packed.push_back(&end);
+  return packed;
 }
 
 } // namespace heed

@@ -340,11 +340,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     for (auto &words : d)
       pointers.push_back(words.data());
     int64_t begin = 0, end = 0;
-    std::vector<void *> packed;
-    for (void *&p : pointers)
-      packed.push_back(&p);
-    packed.push_back(&begin);
-    packed.push_back(&end);
+    std::vector<void *> packed = packKernelArgs(pointers, begin, end);
     // A fixed assignment of items to tasks: each task's dq and gradients
     // are the same sums on every run.
     for (begin = task; begin < items; begin += tasks) {

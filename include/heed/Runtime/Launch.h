@@ -75,6 +75,12 @@ std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info
 void runTasks(unsigned tasks, const std::function<void(unsigned)> &fn);
 unsigned hardwareThreads();
 
+/// The argument array of a JIT kernel's packed C interface: a pointer to
+/// each memref descriptor's pointer in `descriptors`, then to the work range
+/// (begin, end), which the caller sets before each call.
+std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &begin,
+                                   int64_t &end);
+
 } // namespace heed
 
 #endif

@@ -29,6 +29,7 @@
 
 #include "../TileCommon/IndexExpr.h"
 
+#include "TileBuilding.h"
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 #include "dialects/attn/TileMath.h"
@@ -51,31 +52,15 @@ using heed::IndexExpr;
 namespace {
 
 /// Builds the tile loop of one attention op.
-class TileLoopBuilder {
+class TileLoopBuilder : heed::attn_to_tile::TileBuilder {
 public:
   TileLoopBuilder(AttentionOp op, VariantOp variant)
-      : op(op), variant(variant), b(op), loc(op.getLoc()), tiling(op.getTilingAttr()) {}
+      : TileBuilder(op, op.isBSHD()), op(op), variant(variant), tiling(op.getTilingAttr()) {}
 
   void build();
 
 private:
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
   IndexExpr expr(Value v) { return IndexExpr(b, loc, v); }
-  /// Logical dim (0 batch, 1 heads, 2 sequence) of a rank-4 tensor.
-  Value dim(Value tensor, unsigned logical) {
-    unsigned physical = logical;
-    if (op.isBSHD() && logical != 0)
-      physical = 3 - logical;
-    return memref::DimOp::create(b, loc, tensor, physical);
-  }
-  TileType tile(int64_t rows, int64_t cols, Type elt, TileRole role) {
-    if (role == TileRole::Row)
-      return TileType::get(b.getContext(), {rows}, elt, role);
-    return TileType::get(b.getContext(), {rows, cols}, elt, role);
-  }
-  Value fill(TileType type, double value) {
-    return TileFillOp::create(b, loc, type, b.getF32FloatAttr(static_cast<float>(value)));
-  }
   Value classValue(BlockClass c) {
     return arith::ConstantIntOp::create(b, loc, static_cast<int64_t>(c), 8);
   }
@@ -100,8 +85,6 @@ private:
 
   AttentionOp op;
   VariantOp variant;
-  OpBuilder b;
-  Location loc;
   TilingAttr tiling;
   int64_t rows = 0, keys = 0, headDim = 0, valueDim = 0;
   Type storage;

@@ -21,6 +21,7 @@
 // deterministic by giving each thread its own (docs/backward.md).
 #include "heed/Conversion/Passes.h"
 
+#include "TileBuilding.h"
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 
@@ -39,29 +40,15 @@ using namespace heed::attn;
 
 namespace {
 
-class BackwardLoopBuilder {
+class BackwardLoopBuilder : heed::attn_to_tile::TileBuilder {
 public:
   BackwardLoopBuilder(AttentionBackwardOp op, VariantOp variant, VariantOp grad, TilingAttr tiling)
-      : op(op), variant(variant), grad(grad), b(op), loc(op.getLoc()), tiling(tiling) {}
+      : TileBuilder(op, op.getLayout() == Layout::BSHD), op(op), variant(variant), grad(grad),
+        tiling(tiling) {}
 
   void build();
 
 private:
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value dim(Value tensor, unsigned logical) {
-    unsigned physical = logical;
-    if (op.getLayout() == Layout::BSHD && logical != 0)
-      physical = 3 - logical;
-    return memref::DimOp::create(b, loc, tensor, physical);
-  }
-  TileType tile(int64_t rows, int64_t cols, Type elt, TileRole role) {
-    if (role == TileRole::Row)
-      return TileType::get(b.getContext(), {rows}, elt, role);
-    return TileType::get(b.getContext(), {rows, cols}, elt, role);
-  }
-  Value fill(TileType type, double value) {
-    return TileFillOp::create(b, loc, type, b.getF32FloatAttr(static_cast<float>(value)));
-  }
   Value span(Value seq, Value coord, Side side) {
     auto type = SpanType::get(b.getContext(), tiling.getTileSize(side));
     return TileSpanOp::create(b, loc, type, seq, coord, tiling, SideAttr::get(b.getContext(), side));
@@ -82,8 +69,6 @@ private:
 
   AttentionBackwardOp op;
   VariantOp variant, grad;
-  OpBuilder b;
-  Location loc;
   TilingAttr tiling;
   int64_t rows = 0, keys = 0, headDim = 0, valueDim = 0;
   Value batch, seqQ, seqKV, keySpan, kvBox[2];

@@ -1,0 +1,57 @@
+// What --attn-to-tile (forward) and --attn-backward-to-tile build alike:
+// logical dims of the attention's rank-4 tensors, tile types and fills.
+#ifndef HEED_LIB_CONVERSION_ATTNTOTILE_TILEBUILDING_H
+#define HEED_LIB_CONVERSION_ATTNTOTILE_TILEBUILDING_H
+
+#include "dialects/attn/AttnTileOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/Builders.h"
+
+namespace heed::attn_to_tile {
+
+/// Logical dim `logical` (0 batch, 1 heads, 2 sequence) of a rank-4 tensor
+/// stored BHSD, or BSHD when `bshd`.
+inline mlir::Value logicalDim(mlir::OpBuilder &b, mlir::Location loc, mlir::Value tensor,
+                              bool bshd, unsigned logical) {
+  unsigned physical = bshd && logical != 0 ? 3 - logical : logical;
+  return mlir::memref::DimOp::create(b, loc, tensor, physical);
+}
+
+/// A rows x cols tile of `role` (a row-statistics tile has rows only).
+inline attn::TileType tileType(mlir::MLIRContext *ctx, int64_t rows, int64_t cols,
+                               mlir::Type elt, attn::TileRole role) {
+  if (role == attn::TileRole::Row)
+    return attn::TileType::get(ctx, {rows}, elt, role);
+  return attn::TileType::get(ctx, {rows, cols}, elt, role);
+}
+
+inline mlir::Value fillTile(mlir::OpBuilder &b, mlir::Location loc, attn::TileType type,
+                            double value) {
+  return attn::TileFillOp::create(b, loc, type, b.getF32FloatAttr(static_cast<float>(value)));
+}
+
+/// The builder both lowerings build their loops with, and its helpers.
+class TileBuilder {
+protected:
+  TileBuilder(mlir::Operation *anchor, bool bshd) : b(anchor), loc(anchor->getLoc()), bshd(bshd) {}
+
+  mlir::Value idx(int64_t v) { return mlir::arith::ConstantIndexOp::create(b, loc, v); }
+  /// Logical dim (0 batch, 1 heads, 2 sequence) of a rank-4 tensor.
+  mlir::Value dim(mlir::Value tensor, unsigned logical) {
+    return logicalDim(b, loc, tensor, bshd, logical);
+  }
+  attn::TileType tile(int64_t rows, int64_t cols, mlir::Type elt, attn::TileRole role) {
+    return tileType(b.getContext(), rows, cols, elt, role);
+  }
+  mlir::Value fill(attn::TileType type, double value) { return fillTile(b, loc, type, value); }
+
+  mlir::OpBuilder b;
+  mlir::Location loc;
+  bool bshd;
+};
+
+} // namespace heed::attn_to_tile
+
+#endif
