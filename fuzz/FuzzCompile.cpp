@@ -118,10 +118,10 @@ void interpret(const heed::spec::Variant &v, uint64_t hash) {
 /// skipped, so that the fuzzer keeps looking for others. Remove an entry
 /// when its bug is fixed, and add its reproducer to fuzz/regressions/.
 bool hitsKnownOpenBug(const heed::spec::Variant &v) {
-  // The attn.variant verifier keeps route cases in a SmallDenseSet
-  // (dialects/attn/AttnOps.cpp:136), whose reserved keys are INT64_MAX and
-  // INT64_MAX - 1: such a case is "listed twice" (an assertion in builds
-  // with assertions).
+  // Upstream's scf.index_switch verifier (MLIR 22), which --attn-specialize-
+  // routes emits, keeps case values in a DenseSet whose reserved keys are
+  // INT64_MAX and INT64_MAX - 1: such a case is "duplicate". (heed's own
+  // attn.variant verifier had the same bug, fixed.)
   for (int64_t c : v.routeCases)
     if (c >= std::numeric_limits<int64_t>::max() - 1)
       return true;

@@ -7,6 +7,7 @@
 #include "llvm/ADT/StringSet.h"
 
 #include <cmath>
+#include <set>
 
 using namespace mlir;
 using namespace heed::attn;
@@ -171,7 +172,8 @@ LogicalResult VariantOp::verifyRegions() {
     std::optional<ArrayRef<int64_t>> cases = getRouteCases();
     if (!cases || cases->empty())
       return emitOpError() << "has a 'route' region but no route_cases";
-    llvm::SmallDenseSet<int64_t> values;
+    // Any i64 is a case value, the largest two included (a DenseSet reserves them).
+    std::set<int64_t> values;
     for (int64_t v : *cases)
       if (!values.insert(v).second)
         return emitOpError() << "lists route case " << v << " twice";
