@@ -86,6 +86,10 @@ Packable analyze(TileWorkOp work) {
   work.walk([&](Operation *op) {
     if (isa<TileRouteOp, TileRoutedSpanOp, TilePackedSpanOp>(op))
       ok = false;
+    // Patch tiles (neighborhood masks on a token grid) are not packed: a
+    // packed tile's rows are one token per head, not a patch of the grid.
+    else if (auto span = dyn_cast<TileSpanOp>(op); span && span.getTiling().isPatched())
+      ok = false;
     else if (auto cls = dyn_cast<TileClassifyOp>(op))
       ok &= !classifierReadsHead(op, cls.getVariantAttr());
     else if (auto range = dyn_cast<TileKVRangeOp>(op))
