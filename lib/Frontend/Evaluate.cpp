@@ -402,7 +402,6 @@ ExprProgram::ExprProgram(const Expr &root) {
     }
     if (done->kind == ExprKind::Index)
       readMask |= 1u << unsigned(done->index);
-    score |= done->kind == ExprKind::Score;
     loads |= done->kind == ExprKind::Load;
     ids[done] = static_cast<int32_t>(nodes.size());
     nodes.push_back(node);

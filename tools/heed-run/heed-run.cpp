@@ -142,6 +142,7 @@ struct Check {
 /// full check would take more than the budget (or --check-rows asks).
 struct CheckPlan {
   int64_t total = 0, count = 0;
+  double density = 0;       ///< visible pairs, estimated from ~256 rows
   double fullSeconds = 0;   ///< estimated CPU seconds of the full check
   std::vector<uint8_t> rows; ///< flags per BHSD row; empty: all rows
   bool sampled() const { return !rows.empty(); }
@@ -149,7 +150,7 @@ struct CheckPlan {
   std::string describe(uint64_t seed) const {
     if (!sampled())
       return fmt::format("all {} rows", total);
-    return fmt::format("{} of {} rows at random (seed {}; the full check: about {:.0f} CPU s, "
+    return fmt::format("{} of {} rows at random (seed {}; the full check: about {:.2g} CPU s, "
                        "--check-rows=-1)",
                        count, total, seed, fullSeconds);
   }
@@ -162,9 +163,9 @@ CheckPlan planCheck(const heed::spec::Variant &variant, const heed::AttentionDim
   plan.total = dims.batch * dims.headsQ * dims.seqQ;
   plan.count = plan.total;
   // The density from ~256 rows (cheap), for the cost estimate.
-  double density =
+  plan.density =
       heed::maskDensity(variant, dims, buffers, std::max<int64_t>(1, dims.seqQ / 256));
-  plan.fullSeconds = heed::referenceCostSeconds(variant, dims, headDim, headDimV, density);
+  plan.fullSeconds = heed::referenceCostSeconds(variant, dims, headDim, headDimV, plan.density);
   int64_t want = plan.total;
   if (checkRows > 0)
     want = std::min<int64_t>(checkRows, plan.total);
@@ -583,9 +584,12 @@ int main(int argc, char **argv) {
   heed::MaskCensus census;
   if (counted)
     census = heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
-  double density = counted ? census.density()
-                           : heed::maskDensity(variant, dims, buffers,
-                                               std::max<int64_t>(1, seq / 256), threads);
+  // Without the census, the density planCheck estimated (or, with
+  // --no-check, the same estimate here).
+  double density = counted    ? census.density()
+                   : !noCheck ? plan.density
+                              : heed::maskDensity(variant, dims, buffers,
+                                                  std::max<int64_t>(1, seq / 256), threads);
   double flops = 2.0 * density * double(batch) * heads * seq * skv * (headDim + dv);
 
   // Timing: the first run above was the warm-up.

@@ -89,7 +89,6 @@ public:
   explicit ExprProgram(const Expr &root);
   /// Whether the expression reads `v` (through any node, load indices too).
   bool reads(IndexVar v) const { return readMask & (1u << unsigned(v)); }
-  bool readsScore() const { return score; }
   /// Whether it reads a buffer (an evaluation may then report out-of-range).
   bool readsBuffers() const { return loads; }
 
@@ -102,7 +101,7 @@ private:
   };
   std::vector<Node> nodes; ///< operands before users; the root last
   unsigned readMask = 0;
-  bool score = false, loads = false;
+  bool loads = false;
 };
 
 /// An ExprProgram's evaluation state (one per thread): setRow() evaluates the
