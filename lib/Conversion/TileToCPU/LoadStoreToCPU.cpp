@@ -21,6 +21,28 @@ Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
   return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
 }
 
+/// Keys ahead of the one being staged whose row is prefetched: the staging
+/// loop reads K and V one row at a time, and without prefetches a decode
+/// step (every key read once) waits on memory row by row (docs/decode.md).
+constexpr int64_t kPrefetchKeys = 64;
+
+/// Prefetches the row of key `token + kPrefetchKeys` (clamped to the last
+/// key), one prefetch per 64-byte line of its `rowBytes`.
+void prefetchAhead(OpBuilder &b, Location loc, Layout layout, Value tensor, Value batch,
+                   Value head, Value token, int64_t rowBytes) {
+  auto type = cast<MemRefType>(tensor.getType());
+  int64_t seqDim = layout == Layout::BSHD ? 1 : 2;
+  Value last = arith::SubIOp::create(b, loc, memref::DimOp::create(b, loc, tensor, seqDim),
+                                     index(b, loc, 1));
+  Value ahead = arith::MinUIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, token, index(b, loc, kPrefetchKeys)), last);
+  int64_t perLine = 64 * 8 / type.getElementType().getIntOrFloatBitWidth();
+  for (int64_t byte = 0; byte < rowBytes; byte += 64)
+    memref::PrefetchOp::create(b, loc, tensor,
+                               at(layout, batch, head, ahead, index(b, loc, byte / 64 * perLine)),
+                               /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
+}
+
 struct LoadLowering : OpConversionPattern<TileLoadOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileLoadOp op, OneToNOpAdaptor adaptor,
@@ -73,6 +95,8 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
       auto rowType = VectorType::get({width}, type.getElementType());
       auto f32Row = VectorType::get({width}, rewriter.getF32Type());
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      prefetchAhead(rewriter, loc, op.getLayout(), tensor, batch, head, token,
+                    width * type.getElementType().getIntOrFloatBitWidth() / 8);
       Value row = vector::LoadOp::create(rewriter, loc, rowType, tensor,
                                          at(op.getLayout(), batch, head, token, zero));
       if (!type.getElementType().isF32())
