@@ -68,6 +68,11 @@ std::string KernelInfo::serialize() const {
      << "lse " << (lse ? 1 : 0) << "\n"
      << "scale " << scale << "\n"
      << "summary_block " << summaryBlock << "\n";
+  // Serving layouts only where used, so other descriptions read as before.
+  if (kvLens)
+    os << "kv_lens 1\n";
+  if (pageSize > 0)
+    os << "page_size " << pageSize << "\n";
   for (const BufferInfo &b : buffers)
     os << "buffer " << b.name << " " << toString(b.dtype) << " " << joinDims(b.shape) << "\n";
   for (unsigned s : summarized)
@@ -113,6 +118,11 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "lse") {
       int v = 0;
       ok = bool(fields >> v), lse = v != 0;
+    } else if (key == "kv_lens") {
+      int v = 0;
+      ok = bool(fields >> v), kvLens = v != 0;
+    } else if (key == "page_size") {
+      ok = bool(fields >> pageSize) && pageSize > 0;
     } else if (key == "scale") {
       ok = bool(fields >> scale);
     } else if (key == "summary_block") {

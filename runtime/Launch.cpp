@@ -78,6 +78,71 @@ std::string join(const std::vector<int64_t> &v) {
   return out;
 }
 
+/// "" or why `t` is not an i32 tensor of `shape` heed can read.
+std::string checkIndexTensor(const std::string &name, const TensorRef &t,
+                             const std::vector<int64_t> &shape, const std::string &symbolic) {
+  if (t.dtype != DType::I32 || t.shape != shape)
+    return name + " must be i32[" + symbolic + "] = i32[" + join(shape) + "], got " +
+           t.describe();
+  if (std::string err = checkView(name, t); !err.empty())
+    return err;
+  return "";
+}
+
+/// kv_lens and the page table of a serving call (docs/decode.md): shapes,
+/// and every length and page the kernel will read in range. On return
+/// dims.seqKV is the keys a batch entry can hold (k's length, or max_pages *
+/// page size), which is what `Skv` means in buffer shapes.
+std::string checkServing(const AttentionArgs &a, const KernelInfo &c, AttentionDims &dims) {
+  bool given = a.kvLens.data || !a.kvLens.shape.empty() || a.pageTable.data ||
+               !a.pageTable.shape.empty();
+  if (!c.kvLens)
+    return given ? "kv_lens or a page table was given, but the kernel was compiled without "
+                   "them (compile with kv lengths or a page size)"
+                 : "";
+  if (std::string err = checkIndexTensor("kv_lens", a.kvLens, {dims.batch}, "B"); !err.empty())
+    return err;
+  int64_t capacity = dims.seqKV;
+  int64_t pages = 0;
+  if (c.pageSize > 0) {
+    if (a.k.shape[c.layout == Layout::BSHD ? 1 : 2] != c.pageSize)
+      return "the k cache's page size must be " + std::to_string(c.pageSize) +
+             " (the kernel was compiled for it), got " + a.k.describe();
+    if (a.pageTable.shape.size() != 2)
+      return "page_table must be i32[B, max_pages], got " + a.pageTable.describe();
+    if (std::string err = checkIndexTensor("page_table", a.pageTable,
+                                           {dims.batch, a.pageTable.shape[1]}, "B, max_pages");
+        !err.empty())
+      return err;
+    pages = a.k.shape[0];
+    if (__builtin_mul_overflow(a.pageTable.shape[1], c.pageSize, &capacity) ||
+        capacity > kMaxDim)
+      return "page_table's max_pages * page size exceeds " + std::to_string(kMaxDim) + " keys";
+  }
+  auto element = [](const TensorRef &t, int64_t i, int64_t j) {
+    std::vector<int64_t> st = t.effectiveStrides();
+    int64_t offset = i * st[0] + (t.shape.size() > 1 ? j * st[1] : 0);
+    return static_cast<const int32_t *>(t.data)[offset];
+  };
+  for (int64_t b = 0; b < dims.batch; ++b) {
+    int32_t len = element(a.kvLens, b, 0);
+    if (len < 0 || len > capacity)
+      return "kv_lens[" + std::to_string(b) + "] = " + std::to_string(len) + " is outside [0, " +
+             std::to_string(capacity) + "] (" +
+             (c.pageSize > 0 ? "max_pages * page size" : "the keys k holds") + ")";
+    if (c.pageSize > 0)
+      for (int64_t p = 0; p * c.pageSize < len; ++p) {
+        int32_t page = element(a.pageTable, b, p);
+        if (page < 0 || page >= pages)
+          return "page_table[" + std::to_string(b) + ", " + std::to_string(p) + "] = " +
+                 std::to_string(page) + " is not a page of the cache (it has " +
+                 std::to_string(pages) + ")";
+      }
+  }
+  dims.seqKV = capacity;
+  return "";
+}
+
 /// Checks q, k, v, out, lse against the kernel; fills the logical sizes.
 std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionDims &dims) {
   bool bshd = c.layout == Layout::BSHD;
@@ -106,12 +171,18 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
     return err;
   unsigned hd = bshd ? 2 : 1, sd = bshd ? 1 : 2;
   dims = {a.q.shape[0], a.q.shape[hd], a.k.shape[hd], a.q.shape[sd], a.k.shape[sd]};
-  if (a.k.shape[0] != dims.batch || a.v.shape[0] != dims.batch || a.out.shape[0] != dims.batch)
+  bool paged = c.pageSize > 0;
+  if ((!paged && (a.k.shape[0] != dims.batch || a.v.shape[0] != dims.batch)) ||
+      a.out.shape[0] != dims.batch)
     return "batch sizes differ: q " + a.q.describe() + ", k " + a.k.describe() + ", v " +
            a.v.describe() + ", out " + a.out.describe();
-  if (a.v.shape[hd] != dims.headsKV || a.v.shape[sd] != dims.seqKV)
-    return "k and v must have the same heads and length: k " + a.k.describe() + ", v " +
-           a.v.describe();
+  if (a.v.shape[hd] != dims.headsKV || a.v.shape[sd] != dims.seqKV ||
+      (paged && a.v.shape[0] != a.k.shape[0]))
+    return std::string(paged ? "the k and v caches must have the same pages, heads and page size"
+                             : "k and v must have the same heads and length") +
+           ": k " + a.k.describe() + ", v " + a.v.describe();
+  if (std::string err = checkServing(a, c, dims); !err.empty())
+    return err;
   if (a.out.shape[hd] != dims.headsQ || a.out.shape[sd] != dims.seqQ)
     return "out must have the heads and length of q: q " + a.q.describe() + ", out " +
            a.out.describe();
@@ -188,6 +259,10 @@ Extent extentOf(std::string name, const TensorRef &t) {
 /// interleaved with an input between the input's elements).
 std::string checkOutputsApart(const AttentionArgs &a, const KernelInfo &info) {
   std::vector<Extent> inputs = {extentOf("q", a.q), extentOf("k", a.k), extentOf("v", a.v)};
+  if (info.kvLens)
+    inputs.push_back(extentOf("kv_lens", a.kvLens));
+  if (info.pageSize > 0)
+    inputs.push_back(extentOf("page_table", a.pageTable));
   for (size_t i = 0; i < a.buffers.size(); ++i)
     inputs.push_back(extentOf("buffer '" + info.buffers[i].name + "'", a.buffers[i]));
   std::vector<Extent> outputs = {extentOf("out", a.out)};
@@ -468,6 +543,10 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   add(args.q);
   add(args.k);
   add(args.v);
+  if (c.kvLens)
+    add(args.kvLens);
+  if (c.pageSize > 0)
+    add(args.pageTable);
   for (const TensorRef &b : args.buffers)
     add(b);
   std::vector<SummaryEntry> summaries; // keeps the tables alive during the run
@@ -521,6 +600,13 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
       runStats->partialBlocks += n[2];
     }
     runStats->totalBlocks = items * impl->numKVTiles(dims.seqKV);
+    if (c.kvLens) { // each batch entry's own keys
+      runStats->totalBlocks = 0;
+      for (int64_t b = 0; b < dims.batch; ++b)
+        runStats->totalBlocks += items / dims.batch *
+                                 impl->numKVTiles(static_cast<const int32_t *>(
+                                     args.kvLens.data)[b * args.kvLens.effectiveStrides()[0]]);
+    }
   }
   for (int32_t s : statuses)
     if (s > 0 && static_cast<size_t>(s) <= c.buffers.size()) {

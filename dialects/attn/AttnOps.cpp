@@ -373,8 +373,17 @@ LogicalResult AttentionOp::verify() {
     return !a.isDynamicDim(d) && !b.isDynamicDim(d) &&
            a.getDimSize(d) != b.getDimSize(d);
   };
-  if (mismatch(q, k, 0) || mismatch(q, v, 0) || mismatch(q, o, 0))
+  // A paged key/value cache counts pages, not batch entries, in dim 0.
+  bool paged = static_cast<bool>(getPageTable());
+  if ((!paged && (mismatch(q, k, 0) || mismatch(q, v, 0))) || mismatch(q, o, 0))
     return emitOpError() << "batch sizes of query, key, value and out differ";
+  if (paged && !getKvLens())
+    return emitOpError() << "a page_table needs kv_lens (a page table has no lengths)";
+  if (paged && (k.isDynamicDim(sd) || v.isDynamicDim(sd)))
+    return emitOpError() << "a paged key/value cache needs a static page size (dim " << sd
+                         << " of key and value)";
+  if (mismatch(k, v, 0) && paged)
+    return emitOpError() << "key and value caches must have the same number of pages";
   if (mismatch(k, v, hd) || mismatch(k, v, sd))
     return emitOpError() << "key and value must have the same heads and length";
   if (mismatch(q, o, hd) || mismatch(q, o, sd))

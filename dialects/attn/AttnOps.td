@@ -187,9 +187,20 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     [begin, end) of the (batch, head, q-block) grid, for callers that split
     the work across threads. `tiling`, chosen by `--attn-choose-tiling`, says
     how the lowering cuts both sequences into tiles.
+
+    Serving layouts (docs/decode.md): with `kv_lens` (i32 [B]), batch entry
+    b has kv_lens[b] keys (the key tensor's length is a capacity), and the
+    variant's `Skv` is kv_lens[b]. With `page_table` (i32 [B, max_pages],
+    which requires `kv_lens`), key and value are a paged cache: their batch
+    dim counts pages and their (static) sequence dim is the page size, so
+    key token t of batch entry b lives in page page_table[b, t / P], slot
+    t % P (vLLM's and FlashInfer's convention; bshd is their NHD layout,
+    bhsd their HND).
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value,
+                       Optional<MemRefRankOf<[I32], [1]>>:$kv_lens,
+                       Optional<MemRefRankOf<[I32], [2]>>:$page_table,
                        Variadic<AnyMemRef>:$buffers,
                        Variadic<AnyMemRef>:$summaries,
                        AnyMemRef:$out,
@@ -205,6 +216,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
                        OptionalAttr<Attn_TilingAttr>:$tiling);
   let assemblyFormat = [{
     $variant `ins` `(` $query `,` $key `,` $value `:` type($query) `,` type($key) `,` type($value) `)`
+    (`kv_lens` `(` $kv_lens^ `:` type($kv_lens) `)`)?
+    (`page_table` `(` $page_table^ `:` type($page_table) `)`)?
     (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`summaries` `(` $summaries^ `:` type($summaries) `)`)?
     `outs` `(` $out `:` type($out) `)`

@@ -96,6 +96,8 @@ LogicalResult TileSpanOp::verify() {
 
 void TileLoadOp::getEffects(Effects &effects) {
   addReads(effects, getTensorMutable());
+  if (getPageTable())
+    addReads(effects, getPageTableMutable());
   if (getStage()) // the staging slots attn.tile.copy_kv writes
     effects.emplace_back(MemoryEffects::Read::get(), SideEffects::DefaultResource::get());
 }
@@ -112,6 +114,14 @@ LogicalResult TileLoadOp::verify() {
     return emitOpError() << "tile " << tile << " does not match the tensor's head dim and type";
   if (tile.getRows() != getSpan().getType().getSize())
     return emitOpError() << "tile rows differ from the span's lanes";
+  if (getPageTable()) {
+    if (tile.getRole() == TileRole::Q || getStage())
+      return emitOpError() << "reads pages for k and v tiles loaded from the tensor only";
+    unsigned seqDim = getLayout() == Layout::BSHD ? 1 : 2;
+    if (tensor.isDynamicDim(seqDim))
+      return emitOpError() << "needs a paged tensor whose page size (dim " << seqDim
+                           << ") is static";
+  }
   return success();
 }
 

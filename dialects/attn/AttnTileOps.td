@@ -124,14 +124,16 @@ def Attn_TileSpanBoxOp : Attn_TileOp<"span_box", [Pure]> {
 // Tiles
 //===----------------------------------------------------------------------===//
 
-def Attn_TileLoadOp : Attn_TileOp<"load", [
+def Attn_TileLoadOp : Attn_TileOp<"load", [AttrSizedOperandSegments,
     DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
   let summary = "A q, k or v tile: the rows of a span, for one batch and head";
   let description = [{
     Rows `span` of `tensor[batch, head]` (in `layout`); holes read as zeros.
     The role of the result says which operand it is. With `stage(%s)`, the
     tile is the one `attn.tile.copy_kv` put in staging slot %s (after an
-    `attn.tile.wait_kv`), not a new read of the tensor.
+    `attn.tile.wait_kv`), not a new read of the tensor. With `pages(%table)`
+    (k and v only), `tensor` is a paged cache: token t of `batch` is slot
+    t % P of page %table[batch, t / P], P the tensor's static sequence dim.
 
     ```mlir
     %q = attn.tile.load %Q[%b, %h] span(%rows) : memref<?x?x?x64xbf16> -> !attn.tile<16x64xbf16, q>
@@ -139,10 +141,12 @@ def Attn_TileLoadOp : Attn_TileOp<"load", [
   }];
   let arguments = (ins AnyMemRef:$tensor, Index:$batch, Index:$head, Attn_SpanType:$span,
                        Optional<Index>:$stage,
+                       Optional<MemRefRankOf<[I32], [2]>>:$page_table,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
   let results = (outs Attn_AnyTile:$result);
   let assemblyFormat = [{
-    $tensor `[` $batch `,` $head `]` `span` `(` $span `)` (`stage` `(` $stage^ `)`)? attr-dict
+    $tensor `[` $batch `,` $head `]` `span` `(` $span `)` (`stage` `(` $stage^ `)`)?
+    (`pages` `(` $page_table^ `:` type($page_table) `)`)? attr-dict
     `:` type($tensor) `,` type($span) `->` type($result)
   }];
   let hasVerifier = 1;

@@ -42,10 +42,12 @@ double KernelConfig::effectiveScale() const {
 
 std::string KernelConfig::canonical() const {
   // A new field changes the size: add it below, then update the size.
-  static_assert(sizeof(KernelConfig) == 64, "KernelConfig changed: update canonical()");
-  return fmt::format("{} d={} dv={} layout={} lse={} scale={:a} block={}x{} analyze={} patches={}",
-                     toString(dtype), headDim, valueDim(), int(layout), int(lse),
-                     effectiveScale(), blockQ, blockKV, int(analyzeMask), int(patchTiling));
+  static_assert(sizeof(KernelConfig) == 72, "KernelConfig changed: update canonical()");
+  return fmt::format(
+      "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} analyze={} patches={} kv_lens={} "
+      "page={}",
+      toString(dtype), headDim, valueDim(), int(layout), int(lse), effectiveScale(), blockQ,
+      blockKV, int(analyzeMask), int(patchTiling), int(hasKVLens()), pageSize);
 }
 
 llvm::Error KernelConfig::validate() const {
@@ -63,6 +65,9 @@ llvm::Error KernelConfig::validate() const {
     return fail(fmt::format("block-q must be a power of two up to 64, got {}", blockQ));
   if (blockKV < 1 || blockKV > 64)
     return fail(fmt::format("block-kv must be in [1, 64], got {}", blockKV));
+  if (pageSize < 0 || pageSize > 4096)
+    return fail(fmt::format("page size must be in [1, 4096] (0: no paged cache), got {}",
+                            pageSize));
   return llvm::Error::success();
 }
 
@@ -152,7 +157,19 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   Type elt = storageType(ctx, config.dtype);
   MemRefType qk = stridedType(ctx, {dyn, dyn, dyn, config.headDim}, elt);
   MemRefType vo = stridedType(ctx, {dyn, dyn, dyn, config.valueDim()}, elt);
-  SmallVector<Type> args = {qk, qk, vo};
+  MemRefType k = qk, v = vo;
+  if (config.paged()) { // [pages, P, Hkv, D] or [pages, Hkv, P, D]
+    int64_t p = config.pageSize;
+    bool bshd = config.layout == Layout::BSHD;
+    k = stridedType(ctx, {dyn, bshd ? p : dyn, bshd ? dyn : p, config.headDim}, elt);
+    v = stridedType(ctx, {dyn, bshd ? p : dyn, bshd ? dyn : p, config.valueDim()}, elt);
+  }
+  SmallVector<Type> args = {qk, k, v};
+  unsigned serving = 0; // kv_lens, page_table
+  if (config.hasKVLens())
+    args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
+  if (config.paged())
+    args.push_back(stridedType(ctx, {dyn, dyn}, b.getI32Type())), ++serving;
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
   args.push_back(vo);
@@ -166,12 +183,15 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   unsigned nb = variant.buffers.size();
   SmallVector<Value> buffers, summaries;
   for (unsigned i = 0; i < nb; ++i)
-    buffers.push_back(arg(3 + i));
-  unsigned next = 3 + nb;
+    buffers.push_back(arg(3 + serving + i));
+  unsigned next = 3 + serving + nb;
   Value out = arg(next++);
   Value lse = config.lse ? arg(next++) : Value();
+  Value kvLens = config.hasKVLens() ? arg(3) : Value();
+  Value pageTable = config.paged() ? arg(4) : Value();
   attn::AttentionOp::create(
-      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2), buffers,
+      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2), kvLens,
+      pageTable, buffers,
       /*summaries=*/ValueRange{}, out, lse, /*status=*/Value(), /*stats=*/Value(),
       /*gate_rows=*/Value(), /*gate_counts=*/Value(), /*work_begin=*/Value(),
       /*work_end=*/Value(), b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
@@ -357,6 +377,8 @@ KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &conf
   info.headDimV = config.valueDim();
   info.layout = config.layout;
   info.lse = config.lse;
+  info.kvLens = config.hasKVLens();
+  info.pageSize = config.pageSize;
   info.scale = config.effectiveScale();
   for (const spec::BufferDecl &b : variant.buffers)
     info.buffers.push_back({b.name, detail::bufferDType(b.elem), b.shape});

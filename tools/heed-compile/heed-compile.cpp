@@ -55,6 +55,15 @@ cl::opt<bool> noPatchTiling("no-patch-tiling",
                             cl::desc("flat tiles even where the mask sees a 2-D/3-D token grid"),
                             cl::cat(category));
 
+cl::opt<bool> kvLens("kv-lens",
+                     cl::desc("the call passes kv_lens (i32 [B]): each batch entry's number of "
+                              "keys (docs/decode.md)"),
+                     cl::cat(category));
+cl::opt<int64_t> pageSize("page-size",
+                          cl::desc("k and v are a paged cache of pages of this many keys, read "
+                                   "through a page table (implies --kv-lens)"),
+                          cl::init(0), cl::cat(category));
+
 cl::opt<bool> aot("aot",
                   cl::desc("export for deployment: artifact, C header and source, CMake package, "
                            "libheed_runtime.a (into the -o directory)"),
@@ -142,6 +151,8 @@ int main(int argc, char **argv) {
   config.blockKV = blockKV;
   config.analyzeMask = !noAnalysis;
   config.patchTiling = !noPatchTiling;
+  config.kvLens = kvLens;
+  config.pageSize = pageSize;
 
   auto overrides = heed::spec::parseParamAssignments(params);
   if (!overrides)

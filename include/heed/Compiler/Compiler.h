@@ -31,8 +31,17 @@ struct KernelConfig {
   bool analyzeMask = true; ///< skip KV blocks the mask empties, and the mask of full ones
   /// With the analysis: tile masks on 2-D/3-D token grids by patches.
   bool patchTiling = true;
+  /// Serving layouts (docs/decode.md). kvLens: the call passes kv_lens
+  /// (i32 [B]), each batch entry's number of keys (k and v hold at least
+  /// that many). pageSize > 0: k and v are a paged cache [pages, pageSize,
+  /// Hkv, D] (bshd; bhsd: [pages, Hkv, pageSize, D]) read through a page
+  /// table (i32 [B, max_pages]), with kv_lens.
+  bool kvLens = false;
+  int64_t pageSize = 0;
 
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }
+  bool paged() const { return pageSize > 0; }
+  bool hasKVLens() const { return kvLens || paged(); }
   double effectiveScale() const;
   llvm::Error validate() const;
   /// Every field, in one line: what the kernel cache keys on. Two configs

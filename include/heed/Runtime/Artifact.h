@@ -51,6 +51,8 @@ struct KernelInfo {
   int64_t headDim = 0, headDimV = 0;
   Layout layout = Layout::BHSD;
   bool lse = false;
+  bool kvLens = false;  ///< the call passes kv_lens (i32 [B])
+  int64_t pageSize = 0; ///< > 0: k and v are a paged cache read through a page table
   double scale = 0; ///< the scale compiled in
   std::vector<BufferInfo> buffers;
   std::vector<unsigned> summarized; ///< buffers with a run-time min/max summary

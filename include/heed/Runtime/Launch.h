@@ -22,6 +22,10 @@ struct AttentionArgs {
   TensorRef q, k, v, out;
   TensorRef lse; ///< [B, Hq, Sq] f32; required iff the kernel writes it
   std::vector<TensorRef> buffers;
+  /// Serving layouts (KernelInfo::kvLens, pageSize; docs/decode.md):
+  /// kv_lens i32 [B], each batch entry's keys; page_table i32 [B, max_pages]
+  /// with k, v as pages [pages, P, Hkv, D] (BSHD) or [pages, Hkv, P, D] (BHSD).
+  TensorRef kvLens, pageTable;
 };
 
 /// What one run did, summed over work items: KV blocks visited, and of them

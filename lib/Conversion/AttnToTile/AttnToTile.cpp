@@ -70,6 +70,14 @@ private:
   }
 
   void buildItem(Value batch, Value head, Value tileIndex);
+  bool readsShapes() {
+    return variant->walk([](ShapeOp) { return WalkResult::interrupt(); }).wasInterrupted();
+  }
+  /// The keys the key tensor holds per batch entry: its length, or for a
+  /// paged cache max_pages * page size.
+  Value kvCapacity();
+  /// Batch entry `batch`'s keys: kv_lens[batch] clamped to [0, capacity].
+  Value kvLength(Value batch);
   /// The query span of a gated head's tile, and whether the tile is past
   /// the head's routed rows.
   std::pair<Value, Value> gatedRows(Value batch, Value head, Value tileIndex);
@@ -101,12 +109,13 @@ void TileLoopBuilder::build() {
   valueDim = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
   storage = qType.getElementType();
   seqQ = dim(op.getQuery(), 2);
-  seqKV = dim(op.getKey(), 2);
+  seqKV = kvCapacity();
   Value batches = dim(op.getQuery(), 0), heads = dim(op.getQuery(), 1);
   Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
                                    SideAttr::get(b.getContext(), Side::Q), tiling);
-  // Sizes the variant reads (attn.shape) are bound once, above the loop.
-  if (variant->walk([](ShapeOp) { return WalkResult::interrupt(); }).wasInterrupted())
+  // Sizes the variant reads (attn.shape) are bound once, above the loop
+  // (and again per work item where each batch entry has its own Skv).
+  if (readsShapes())
     TileBindShapesOp::create(b, loc, batches, heads, dim(op.getKey(), 1), seqQ, seqKV);
   auto work = TileWorkOp::create(b, loc, batches, heads, tiles, op.getWorkBegin(),
                                  op.getWorkEnd());
@@ -115,6 +124,21 @@ void TileLoopBuilder::build() {
                               {loc, loc, loc});
   b.setInsertionPointToStart(body);
   buildItem(body->getArgument(0), body->getArgument(1), body->getArgument(2));
+}
+
+Value TileLoopBuilder::kvCapacity() {
+  if (!op.getPageTable())
+    return dim(op.getKey(), 2);
+  Value pages = memref::DimOp::create(b, loc, op.getPageTable(), 1);
+  int64_t pageSize = cast<MemRefType>(op.getKey().getType()).getDimSize(bshd ? 1 : 2);
+  return arith::MulIOp::create(b, loc, pages, idx(pageSize));
+}
+
+Value TileLoopBuilder::kvLength(Value batch) {
+  Value len = memref::LoadOp::create(b, loc, op.getKvLens(), ValueRange{batch});
+  len = arith::MaxSIOp::create(b, loc, len, arith::ConstantIntOp::create(b, loc, 0, 32));
+  len = arith::IndexCastUIOp::create(b, loc, b.getIndexType(), len);
+  return arith::MinUIOp::create(b, loc, len, seqKV);
 }
 
 std::pair<Value, Value> TileLoopBuilder::gatedRows(Value batch, Value head, Value tileIndex) {
@@ -140,6 +164,12 @@ std::pair<Value, Value> TileLoopBuilder::gatedRows(Value batch, Value head, Valu
 void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex) {
   batch = itemBatch;
   head = itemHead;
+  if (op.getKvLens()) {
+    seqKV = kvLength(batch);
+    if (readsShapes())
+      TileBindShapesOp::create(b, loc, dim(op.getQuery(), 0), dim(op.getQuery(), 1),
+                               dim(op.getKey(), 1), seqQ, seqKV);
+  }
   Value group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), dim(op.getKey(), 1));
   headKV = arith::DivUIOp::create(b, loc, head, group);
   Value idle;
@@ -171,7 +201,8 @@ void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex
     qBox[1] = box.getHi();
   }
   q = TileLoadOp::create(b, loc, tile(rows, headDim, storage, TileRole::Q), op.getQuery(),
-                         batch, head, queries, /*stage=*/Value(), op.getLayoutAttr());
+                         batch, head, queries, /*stage=*/Value(), /*page_table=*/Value(),
+                         op.getLayoutAttr());
   if (!isSigmoid()) {
     store(buildKeyLoops(emptyState()));
     return;
@@ -231,10 +262,11 @@ SmallVector<Value> TileLoopBuilder::buildKeyTile(Value keySpan, ValueRange carri
     TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
   }
   Value k = TileLoadOp::create(b, loc, tile(keys, headDim, storage, TileRole::K), op.getKey(),
-                               batch, headKV, keySpan, /*stage=*/Value(), op.getLayoutAttr());
+                               batch, headKV, keySpan, /*stage=*/Value(), op.getPageTable(),
+                               op.getLayoutAttr());
   Value v = TileLoadOp::create(b, loc, tile(keys, valueDim, storage, TileRole::V),
                                op.getValue(), batch, headKV, keySpan, /*stage=*/Value(),
-                               op.getLayoutAttr());
+                               op.getPageTable(), op.getLayoutAttr());
   TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
   Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
   s = TileApplyOp::create(b, loc, sType, op.getVariantAttr(), s, batch, head, queries, keySpan,

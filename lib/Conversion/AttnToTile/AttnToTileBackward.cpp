@@ -56,7 +56,7 @@ private:
   Value load(Value tensor, Value head, Value span, int64_t rows, int64_t cols, TileRole role) {
     Type elt = cast<MemRefType>(tensor.getType()).getElementType();
     return TileLoadOp::create(b, loc, tile(rows, cols, elt, role), tensor, batch, head, span,
-                              /*stage=*/Value(), op.getLayoutAttr());
+                              /*stage=*/Value(), /*page_table=*/Value(), op.getLayoutAttr());
   }
   Value classValue(BlockClass c) {
     return arith::ConstantIntOp::create(b, loc, static_cast<int64_t>(c), 8);

@@ -26,22 +26,88 @@ Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
 /// step (every key read once) waits on memory row by row (docs/decode.md).
 constexpr int64_t kPrefetchKeys = 64;
 
-/// Prefetches the row of key `token + kPrefetchKeys` (clamped to the last
-/// key), one prefetch per 64-byte line of its `rowBytes`.
-void prefetchAhead(OpBuilder &b, Location loc, Layout layout, Value tensor, Value batch,
-                   Value head, Value token, int64_t rowBytes) {
-  auto type = cast<MemRefType>(tensor.getType());
-  int64_t seqDim = layout == Layout::BSHD ? 1 : 2;
-  Value last = arith::SubIOp::create(b, loc, memref::DimOp::create(b, loc, tensor, seqDim),
-                                     index(b, loc, 1));
-  Value ahead = arith::MinUIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, token, index(b, loc, kPrefetchKeys)), last);
-  int64_t perLine = 64 * 8 / type.getElementType().getIntOrFloatBitWidth();
-  for (int64_t byte = 0; byte < rowBytes; byte += 64)
-    memref::PrefetchOp::create(b, loc, tensor,
-                               at(layout, batch, head, ahead, index(b, loc, byte / 64 * perLine)),
-                               /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
-}
+/// Where key token t of a batch entry lives in a K or V tensor: contiguous
+/// ([batch][t]), or a paged cache ([page_table[batch, t / P]][t % P]).
+class KeyRows {
+public:
+  KeyRows(OpBuilder &b, Location loc, TileLoadOp op, Value tensor, Value table, Value batch)
+      : b(b), loc(loc), layout(op.getLayout()), tensor(tensor), table(table), batch(batch) {
+    auto type = cast<MemRefType>(tensor.getType());
+    seqDim = layout == Layout::BSHD ? 1 : 2;
+    if (table)
+      pageSize = type.getDimSize(seqDim);
+  }
+
+  /// (the index of the batch entry or page, the position in it) of `token`.
+  std::pair<Value, Value> locate(Value token, Value page = {}) {
+    if (!table)
+      return {batch, token};
+    if (!page)
+      page = lookup(arith::DivUIOp::create(b, loc, token, index(b, loc, pageSize)));
+    return {page, arith::RemUIOp::create(b, loc, token, index(b, loc, pageSize))};
+  }
+
+  /// The pages of a flat tile of `keys` keys from `lo` and of the tile
+  /// kPrefetchKeys ahead, if pages hold whole tiles: one page-table read per
+  /// tile instead of one per key; else null.
+  std::pair<Value, Value> tilePages(TileLoadOp op, Value lo, int64_t keys) {
+    auto span = op.getSpan().getDefiningOp<TileSpanOp>();
+    if (!table || !span || span.getCoords().size() != 1 || pageSize % keys != 0 ||
+        kPrefetchKeys % keys != 0)
+      return {};
+    Value last = arith::SubIOp::create(b, loc, memref::DimOp::create(b, loc, table, 1),
+                                       index(b, loc, 1));
+    auto pageOf = [&](Value token) {
+      Value slot = arith::DivUIOp::create(b, loc, token, index(b, loc, pageSize));
+      return lookup(arith::MinUIOp::create(b, loc, slot, last));
+    };
+    return {pageOf(lo),
+            pageOf(arith::AddIOp::create(b, loc, lo, index(b, loc, kPrefetchKeys)))};
+  }
+
+  /// Prefetches the row of key `token + kPrefetchKeys` (clamped to the last
+  /// key the tensor or page table can hold; a page number read from the
+  /// table clamped to the cache), one prefetch per 64-byte line. `page`:
+  /// that key's page where the caller read it already.
+  void prefetchAhead(Value head, Value token, int64_t width, Value page = {}) {
+    Value capacity = memref::DimOp::create(b, loc, tensor, seqDim);
+    if (table)
+      capacity = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, table, 1),
+                                       index(b, loc, pageSize));
+    Value last = arith::SubIOp::create(b, loc, capacity, index(b, loc, 1));
+    Value ahead = arith::MinUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, token, index(b, loc, kPrefetchKeys)), last);
+    if (table) {
+      if (!page)
+        page = lookup(arith::DivUIOp::create(b, loc, ahead, index(b, loc, pageSize)));
+      Value pages = memref::DimOp::create(b, loc, tensor, 0);
+      page = arith::MinUIOp::create(b, loc, page,
+                                    arith::SubIOp::create(b, loc, pages, index(b, loc, 1)));
+    }
+    auto [outer, pos] = locate(ahead, page);
+    Type elt = cast<MemRefType>(tensor.getType()).getElementType();
+    int64_t perLine = 64 * 8 / elt.getIntOrFloatBitWidth();
+    for (int64_t d = 0; d < width; d += perLine)
+      memref::PrefetchOp::create(b, loc, tensor, at(layout, outer, head, pos, index(b, loc, d)),
+                                 /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
+  }
+
+private:
+  /// page_table[batch, slot] as an index (negative entries become huge and
+  /// are clamped where only a prefetch reads them; the runtime checks the
+  /// entries a load reads).
+  Value lookup(Value slot) {
+    Value page = memref::LoadOp::create(b, loc, table, ValueRange{batch, slot});
+    return arith::IndexCastUIOp::create(b, loc, b.getIndexType(), page);
+  }
+
+  OpBuilder &b;
+  Location loc;
+  Layout layout;
+  Value tensor, table, batch;
+  unsigned seqDim = 2;
+  int64_t pageSize = 0;
+};
 
 struct LoadLowering : OpConversionPattern<TileLoadOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -55,6 +121,9 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     Span span(adaptor.getSpan());
     int64_t width = type.getCols();
+    Value table = adaptor.getPageTable().empty() ? Value() : adaptor.getPageTable().front();
+    KeyRows keyRows(rewriter, loc, op, tensor, table, batch);
+    auto [tilePage, aheadPage] = keyRows.tilePages(op, span.lo, type.getRows());
     auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
                                    index(rewriter, loc, type.getRows()), index(rewriter, loc, 1));
     OpBuilder::InsertionGuard guard(rewriter);
@@ -95,10 +164,10 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
       auto rowType = VectorType::get({width}, type.getElementType());
       auto f32Row = VectorType::get({width}, rewriter.getF32Type());
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      prefetchAhead(rewriter, loc, op.getLayout(), tensor, batch, head, token,
-                    width * type.getElementType().getIntOrFloatBitWidth() / 8);
+      keyRows.prefetchAhead(head, token, width, aheadPage);
+      auto [outer, pos] = keyRows.locate(token, tilePage);
       Value row = vector::LoadOp::create(rewriter, loc, rowType, tensor,
-                                         at(op.getLayout(), batch, head, token, zero));
+                                         at(op.getLayout(), outer, head, pos, zero));
       if (!type.getElementType().isF32())
         row = arith::ExtFOp::create(rewriter, loc, f32Row, row);
       vector::StoreOp::create(rewriter, loc, row, buf, ValueRange{i, zero});

@@ -147,3 +147,47 @@ func.func @routed(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %kind: mem
   attn.attention @duo ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%kind : memref<?xi32>) summaries(%sum : memref<?x?x2xi64>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return
 }
+
+// -----
+
+// Serving layouts: kv_lens gives each batch entry its own keys (clamped to
+// what the cache holds, max_pages * page size for a paged cache), which the
+// key loop, the key spans and the variant's Skv (bound again per work item)
+// all use; k and v tiles are read through the page table.
+attn.variant @end_aligned buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %skv = attn.shape <Skv> : i64
+  %sq = attn.shape <Sq> : i64
+  %d = arith.subi %skv, %sq : i64
+  %qi = arith.index_cast %q : index to i64
+  %end = arith.addi %qi, %d : i64
+  %kvi = arith.index_cast %kv : index to i64
+  %m = arith.cmpi sge, %end, %kvi : i64
+  attn.yield %m : i1
+}
+
+// CHECK-LABEL: func.func @paged
+// CHECK-SAME: %[[K:[^:]*]]: memref<?x16x?x64xf32>, %[[V:[^:]*]]: memref<?x16x?x64xf32>, %[[LENS:[^:]*]]: memref<?xi32>, %[[PT:[^:]*]]: memref<?x?xi32>
+// CHECK: %[[PAGES:.*]] = memref.dim %[[PT]], %c1
+// CHECK: %[[CAP:.*]] = arith.muli %[[PAGES]], %c16
+// CHECK: attn.tile.bind_shapes {{.*}} Skv = %[[CAP]]
+// CHECK: attn.tile.work
+// CHECK: ^bb0(%[[B:.*]]: index, %{{.*}}: index, %{{.*}}: index):
+// CHECK: %[[LEN:.*]] = memref.load %[[LENS]][%[[B]]]
+// CHECK: %[[POS:.*]] = arith.maxsi %[[LEN]], %c0_i32
+// CHECK: %[[IDX:.*]] = arith.index_castui %[[POS]]
+// CHECK: %[[SKV:.*]] = arith.minui %[[IDX]], %[[CAP]]
+// CHECK: attn.tile.bind_shapes {{.*}} Skv = %[[SKV]]
+// CHECK: scf.for
+// CHECK: %[[KS:.*]] = attn.tile.span %[[SKV]][%{{.*}}] {{.*}} side <kv>
+// CHECK: attn.tile.load %[[K]][%[[B]], %{{.*}}] span(%[[KS]]) pages(%[[PT]] : memref<?x?xi32>) {layout = #attn.layout<bshd>}
+// CHECK: attn.tile.load %[[V]][%[[B]], %{{.*}}] span(%[[KS]]) pages(%[[PT]] : memref<?x?xi32>) {layout = #attn.layout<bshd>}
+// NOBLOCKS-LABEL: func.func @paged
+// NOBLOCKS: attn.tile.load {{.*}} pages(
+func.func @paged(%q: memref<?x?x?x64xf32>, %k: memref<?x16x?x64xf32>, %v: memref<?x16x?x64xf32>, %lens: memref<?xi32>, %pt: memref<?x?xi32>, %o: memref<?x?x?x64xf32>, %begin: index, %end: index) {
+  attn.attention @end_aligned ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x16x?x64xf32>, memref<?x16x?x64xf32>) kv_lens(%lens : memref<?xi32>) page_table(%pt : memref<?x?xi32>) outs(%o : memref<?x?x?x64xf32>) work(%begin, %end) {layout = #attn.layout<bshd>, scale = 1.250000e-01 : f32}
+  return
+}

@@ -399,6 +399,30 @@ func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x
 
 // -----
 
+// Serving layouts: a page table needs the lengths and a static page size.
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<?x?x?x64xf32>, %k: memref<?x16x?x64xf32>, %o: memref<?x?x?x64xf32>, %pt: memref<?x?xi32>) {
+  // expected-error @+1 {{'attn.attention' op a page_table needs kv_lens (a page table has no lengths)}}
+  attn.attention @v ins(%q, %k, %k : memref<?x?x?x64xf32>, memref<?x16x?x64xf32>, memref<?x16x?x64xf32>) page_table(%pt : memref<?x?xi32>) outs(%o : memref<?x?x?x64xf32>) {layout = #attn.layout<bshd>, scale = 1.250000e-01 : f32}
+  return
+}
+
+func.func @g(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lens: memref<?xi32>, %pt: memref<?x?xi32>) {
+  // expected-error @+1 {{'attn.attention' op a paged key/value cache needs a static page size (dim 1 of key and value)}}
+  attn.attention @v ins(%q, %k, %k : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) kv_lens(%lens : memref<?xi32>) page_table(%pt : memref<?x?xi32>) outs(%o : memref<?x?x?x64xf32>) {layout = #attn.layout<bshd>, scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
 // The symbol exists but is not a variant.
 attn.variant @v buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
@@ -1060,7 +1084,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %begin: index) {
   // expected-error @+1 {{'attn.attention' op work needs both a begin and an end}}
-  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0>}>
+  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0>}>
       : (memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, index) -> ()
   return
 }

@@ -71,6 +71,22 @@ func.func @f(%Q: memref<?x?x?x64xf32>, %s: !attn.span<8>, %n: index) {
 
 // -----
 
+func.func @f(%Q: memref<?x16x?x64xf32>, %p: memref<?x?xi32>, %s: !attn.span<16>, %n: index) {
+  // expected-error @+1 {{reads pages for k and v tiles loaded from the tensor only}}
+  %t = attn.tile.load %Q[%n, %n] span(%s) pages(%p : memref<?x?xi32>) {layout = #attn.layout<bshd>} : memref<?x16x?x64xf32>, !attn.span<16> -> !attn.tile<16x64xf32, q>
+  return
+}
+
+// -----
+
+func.func @f(%K: memref<?x?x?x64xf32>, %p: memref<?x?xi32>, %s: !attn.span<16>, %n: index) {
+  // expected-error @+1 {{needs a paged tensor whose page size (dim 2) is static}}
+  %t = attn.tile.load %K[%n, %n] span(%s) pages(%p : memref<?x?xi32>) : memref<?x?x?x64xf32>, !attn.span<16> -> !attn.tile<16x64xf32, k>
+  return
+}
+
+// -----
+
 func.func @f(%q: !attn.tile<16x64xf32, q>, %k: !attn.tile<16x32xf32, k>) {
   // expected-error @+1 {{needs q [R x D], k [N x D] and a result [R x N]}}
   %s = attn.tile.qk %q, %k {scale = 1.0 : f32} : !attn.tile<16x64xf32, q>, !attn.tile<16x32xf32, k> -> !attn.tile<16x16xf32, s>
