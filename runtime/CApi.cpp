@@ -289,6 +289,12 @@ double heed_kernel_scale(const heed_kernel *k) {
 int32_t heed_kernel_num_buffers(const heed_kernel *k) {
   return isLive(k, "heed_kernel_num_buffers") ? int32_t(k->info.buffers.size()) : -1;
 }
+int32_t heed_kernel_has_kv_lens(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_has_kv_lens") ? int32_t(k->info.kvLens) : -1;
+}
+int64_t heed_kernel_page_size(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_page_size") ? k->info.pageSize : -1;
+}
 const char *heed_kernel_buffer_name(const heed_kernel *k, int32_t i) {
   if (!isLive(k, "heed_kernel_buffer_name") || i < 0 || size_t(i) >= k->info.buffers.size())
     return nullptr;
@@ -317,9 +323,11 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: NULL arguments");
   if (!isLive(kernel, "heed_attention"))
     return HEED_ERROR_INVALID_ARGUMENT;
-  if (a->struct_size < sizeof(heed_attention_args))
+  if (a->struct_size < offsetof(heed_attention_args, kv_lens))
     return fail(HEED_ERROR_INVALID_ARGUMENT,
                 "heed_attention: args.struct_size is not set (call heed_attention_args_init)");
+  // A caller's (older) struct that ends before the serving tensors has none.
+  bool serving = a->struct_size >= sizeof(heed_attention_args);
   try {
     AttentionArgs args;
     std::string err;
@@ -332,6 +340,12 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
         return fail(s, err);
     if (a->lse)
       if (heed_status s = convert(a->lse, "lse", args.lse, placed, err))
+        return fail(s, err);
+    if (serving && a->kv_lens)
+      if (heed_status s = convert(a->kv_lens, "kv_lens", args.kvLens, placed, err))
+        return fail(s, err);
+    if (serving && a->page_table)
+      if (heed_status s = convert(a->page_table, "page_table", args.pageTable, placed, err))
         return fail(s, err);
     // C arrays carry no length: a count other than the kernel's is refused
     // before any element is read, so no more than it declares is read.

@@ -88,7 +88,8 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
                                    const HostTensor &k, const HostTensor &v,
                                    Layout layout, double scale,
                                    const std::vector<HostTensor> &buffers,
-                                   unsigned threads, const std::vector<uint8_t> *onlyRows) {
+                                   unsigned threads, const std::vector<uint8_t> *onlyRows,
+                                   const std::vector<int64_t> *kvLens) {
   bool bshd = layout == Layout::BSHD;
   int64_t B = q.shape()[0];
   int64_t Hq = q.shape()[bshd ? 2 : 1], Sq = q.shape()[bshd ? 1 : 2];
@@ -112,7 +113,8 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   // it (each work unit is then one position with all its rows).
   spec::ExprProgram maskProgram(*variant.mask), scoreProgram(*variant.score);
   Rows kRows(k, layout), vRows(v, layout);
-  bool sharedMask = !maskProgram.reads(spec::IndexVar::B) && !maskProgram.reads(spec::IndexVar::H);
+  bool sharedMask = !kvLens && !maskProgram.reads(spec::IndexVar::B) &&
+                    !maskProgram.reads(spec::IndexVar::H);
   int64_t rowsPerUnit = sharedMask ? B * Hq : 1;
   int64_t units = rows / std::max<int64_t>(1, rowsPerUnit);
   std::vector<int64_t> keys(Skv);
@@ -141,16 +143,28 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
       int64_t hk = h / group;
       if (onlyRows && !(*onlyRows)[size_t(row)])
         continue;
+      // A serving call's entry sees its own keys and reads its own Skv.
+      int64_t rowKeys = kvLens ? (*kvLens)[size_t(b)] : Skv;
+      spec::EvalShape rowShape = shape;
+      rowShape.seqKV = rowKeys;
+      if (kvLens) {
+        mask.setShape(rowShape);
+        score.setShape(rowShape);
+      }
       if (!sharedMask || !maskReady) {
         maskReady = true;
         mask.setRow(b, h, i);
-        mask.evaluate(keys.data(), nullptr, size_t(Skv), visible.data());
+        mask.evaluate(keys.data(), nullptr, size_t(rowKeys), visible.data());
         shown.clear();
-        for (int64_t j = 0; j < Skv; ++j)
+        for (int64_t j = 0; j < rowKeys; ++j)
           if (visible[j] != 0)
             shown.push_back(j);
       }
-      const std::vector<int64_t> &at = scoreEverywhere ? keys : shown;
+      std::vector<int64_t> firstKeys;
+      if (scoreEverywhere && rowKeys < Skv)
+        firstKeys.assign(keys.begin(), keys.begin() + rowKeys);
+      const std::vector<int64_t> &at =
+          !scoreEverywhere ? shown : rowKeys < Skv ? firstKeys : keys;
       for (int64_t d = 0; d < D; ++d)
         qrow[d] = q.get(flat(q.shape(), layout, b, h, i, d));
       for (size_t n = 0; n < at.size(); ++n) {
@@ -177,10 +191,10 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
       int oob = 0;
       double gate = 1;
       if (variant.gate)
-        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0, shape}, data, &oob);
+        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0, rowShape}, data, &oob);
       double sink = 0;
       if (variant.sink)
-        sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0, shape}, data, &oob);
+        sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0, rowShape}, data, &oob);
       if (int first = oob ? oob : (mask.outOfRange() ? mask.outOfRange() : score.outOfRange()))
         outOfRange = first;
       if (gate == 0) {
@@ -209,6 +223,29 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   return r;
 }
 
+
+HostTensor gatherPages(const HostTensor &cache, const HostTensor &pageTable,
+                       const std::vector<int64_t> &kvLens, int64_t pageSize, Layout layout) {
+  bool bshd = layout == Layout::BSHD;
+  int64_t batch = pageTable.shape()[0], maxPages = pageTable.shape()[1];
+  int64_t heads = cache.shape()[bshd ? 2 : 1], dim = cache.shape()[3];
+  int64_t capacity = maxPages * pageSize;
+  auto at = [&](int64_t outer, int64_t h, int64_t s, int64_t seq) {
+    return bshd ? ((outer * seq + s) * heads + h) * dim : ((outer * heads + h) * seq + s) * dim;
+  };
+  HostTensor out(cache.dtype(), bshd ? std::vector<int64_t>{batch, capacity, heads, dim}
+                                     : std::vector<int64_t>{batch, heads, capacity, dim});
+  for (int64_t i = 0; i < out.size(); ++i)
+    out.set(i, 0);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < kvLens[size_t(b)]; ++t) {
+      auto page = static_cast<int64_t>(pageTable.get(b * maxPages + t / pageSize));
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t d = 0; d < dim; ++d)
+          out.set(at(b, h, t, capacity) + d, cache.get(at(page, h, t % pageSize, pageSize) + d));
+    }
+  return out;
+}
 
 double referenceCostSeconds(const spec::Variant &variant, const AttentionDims &dims,
                             int64_t headDim, int64_t headDimV, double density) {
@@ -240,7 +277,7 @@ std::vector<uint8_t> sampleRows(int64_t total, int64_t count, uint64_t seed) {
 
 MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
-                      const TokenTiles &kvTiles, unsigned threads) {
+                      const TokenTiles &kvTiles, unsigned threads, int64_t onlyBatch) {
   std::vector<spec::BufferData> data = widenBuffers(buffers);
   const spec::EvalShape shape{dims.batch, dims.headsQ, dims.headsKV, dims.seqQ, dims.seqKV};
   int64_t nq = static_cast<int64_t>(qTiles.size()), nk = static_cast<int64_t>(kvTiles.size());
@@ -255,10 +292,11 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
   // A mask that reads neither b nor h and no gating: every (b, h) has the
   // same census, counted once and multiplied.
   spec::ExprProgram maskProgram(*variant.mask);
-  bool shared = !variant.gate && !maskProgram.reads(spec::IndexVar::B) &&
+  bool shared = onlyBatch < 0 && !variant.gate && !maskProgram.reads(spec::IndexVar::B) &&
                 !maskProgram.reads(spec::IndexVar::H);
   int64_t copies = shared ? dims.batch * dims.headsQ : 1;
-  int64_t items = dims.batch * dims.headsQ * nq / std::max<int64_t>(1, copies);
+  int64_t batches = onlyBatch < 0 ? dims.batch : 1;
+  int64_t items = batches * dims.headsQ * nq / std::max<int64_t>(1, copies);
   std::vector<int64_t> keys(dims.seqKV);
   for (int64_t j = 0; j < dims.seqKV; ++j)
     keys[j] = j;
@@ -284,6 +322,8 @@ MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
     int64_t item;
     while ((item = next.fetch_add(1)) < items) {
       int64_t qt = item % nq, bh = item / nq;
+      if (onlyBatch >= 0)
+        bh += onlyBatch * dims.headsQ;
       int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
       std::fill(seen.begin(), seen.end(), 0);
       int64_t rows = 0;

@@ -93,6 +93,12 @@ typedef struct heed_compile_options {
                          * "cpu:<LLVM CPU name>" one CPU (e.g. "cpu:znver4"). */
   int32_t analyze_mask; /* default 1 */
   int32_t use_cache;    /* default 1: memory and disk cache */
+  /* Serving layouts (docs/decode.md; CPU only for now). Fields added in heed
+   * 0.2: a struct_size that ends before them means 0. */
+  int32_t kv_lens;      /* nonzero: calls pass kv_lens, each batch entry's number of keys */
+  int64_t page_size;    /* > 0: k and v are a paged cache of pages of this many keys
+                         * ([pages, page_size, Hkv, D] for BSHD, [pages, Hkv, page_size, D]
+                         * for BHSD) read through a page table; implies kv_lens */
 } heed_compile_options;
 
 void heed_compile_options_init(heed_compile_options *options);
@@ -144,6 +150,10 @@ int32_t heed_kernel_layout(const heed_kernel *kernel);
 int32_t heed_kernel_has_lse(const heed_kernel *kernel);
 double heed_kernel_scale(const heed_kernel *kernel);
 int32_t heed_kernel_num_buffers(const heed_kernel *kernel);
+/* 1 when calls pass kv_lens, 0 when not; the page size of a paged-cache
+ * kernel, 0 for contiguous keys (-1 for a handle that is not live). */
+int32_t heed_kernel_has_kv_lens(const heed_kernel *kernel);
+int64_t heed_kernel_page_size(const heed_kernel *kernel);
 /* The buffer's name, dtype, and symbolic shape ("H" or "B,Skv"); NULL when
  * `index` is out of range. */
 const char *heed_kernel_buffer_name(const heed_kernel *kernel, int32_t index);
@@ -169,6 +179,12 @@ typedef struct heed_attention_args {
                                * default stream); the call returns once the kernel is queued
                                * there (see heed_synchronize) */
   heed_run_stats *stats;      /* optional */
+  /* Serving calls (heed 0.2; a struct_size that ends before them means NULL):
+   * kv_lens i32 [B], entry b's keys (at most what k holds per entry, or
+   * max_pages * page_size); page_table i32 [B, max_pages], the pages of
+   * entry b in order (entries past its keys are not read). */
+  const heed_tensor *kv_lens;
+  const heed_tensor *page_table;
 } heed_attention_args;
 
 void heed_attention_args_init(heed_attention_args *args);

@@ -29,8 +29,10 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   heed_compile_options_init(&defaults);
   if (!o)
     o = &defaults;
-  else if (o->struct_size < sizeof(heed_compile_options))
+  else if (o->struct_size < offsetof(heed_compile_options, kv_lens))
     return "options.struct_size is not set (call heed_compile_options_init)";
+  // Fields a caller's (older) struct ends before keep their defaults.
+  bool serving = o->struct_size >= sizeof(heed_compile_options);
   switch (o->dtype) {
   case HEED_F32: config.dtype = DType::F32; break;
   case HEED_F16: config.dtype = DType::F16; break;
@@ -48,6 +50,8 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   config.lse = o->lse != 0;
   config.scale = o->scale;
   config.analyzeMask = o->analyze_mask != 0;
+  config.kvLens = serving && o->kv_lens != 0;
+  config.pageSize = serving ? o->page_size : 0;
   r.variantName = o->variant ? o->variant : "";
   r.params.clear();
   if (o->params) {

@@ -73,6 +73,8 @@ class heed_compile_options(ctypes.Structure):
         ("target", ctypes.c_char_p),
         ("analyze_mask", ctypes.c_int32),
         ("use_cache", ctypes.c_int32),
+        ("kv_lens", ctypes.c_int32),
+        ("page_size", ctypes.c_int64),
     ]
 
 
@@ -116,6 +118,8 @@ class heed_attention_args(ctypes.Structure):
         ("num_threads", ctypes.c_int32),
         ("stream", ctypes.c_void_p),
         ("stats", ctypes.POINTER(heed_run_stats)),
+        ("kv_lens", ctypes.POINTER(heed_tensor)),
+        ("page_table", ctypes.POINTER(heed_tensor)),
     ]
 
 
@@ -182,6 +186,8 @@ SIGNATURES = {
     "heed_kernel_has_lse": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_scale": (ctypes.c_double, [kernel_p], False),
     "heed_kernel_num_buffers": (ctypes.c_int32, [kernel_p], False),
+    "heed_kernel_has_kv_lens": (ctypes.c_int32, [kernel_p], False),
+    "heed_kernel_page_size": (ctypes.c_int64, [kernel_p], False),
     "heed_kernel_buffer_name": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),
     "heed_kernel_buffer_dtype": (ctypes.c_int32, [kernel_p, ctypes.c_int32], False),
     "heed_kernel_buffer_shape": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),

@@ -113,6 +113,16 @@ class Kernel:
         return bool(lib.heed_kernel_has_lse(self._h()))
 
     @property
+    def has_kv_lens(self):
+        """Whether calls pass kv_lens (each batch entry's number of keys)."""
+        return bool(lib.heed_kernel_has_kv_lens(self._h()))
+
+    @property
+    def page_size(self):
+        """Keys per page of a paged-cache kernel; 0 for contiguous keys."""
+        return int(lib.heed_kernel_page_size(self._h()))
+
+    @property
     def scale(self):
         """The score scale (1/sqrt(head_dim) unless set)."""
         return float(lib.heed_kernel_scale(self._h()))
@@ -172,7 +182,8 @@ class Kernel:
             out = (b, hq, sq, self.head_dim_v)
         return out, (b, hq, sq)
 
-    def run(self, q, k, v, out=None, lse=None, buffers=(), num_threads=0, stream=None):
+    def run(self, q, k, v, out=None, lse=None, buffers=(), num_threads=0, stream=None,
+            kv_lens=None, page_table=None):
         """Runs the kernel: ``out = attention(q, k, v)``.
 
         q, k, v: tensors of the kernel's dtype and layout (k, v may have fewer
@@ -187,6 +198,10 @@ class Kernel:
         the kernel is queued on it (an error the kernel records, such as a
         buffer read out of range, is raised by a later call on that stream or
         by :func:`synchronize`).
+        kv_lens, page_table: for a kernel compiled with ``kv_lens=True`` or a
+        ``page_size`` (serving): int32 ``[B]`` keys per batch entry, and int32
+        ``[B, max_pages]`` the pages of each entry in order; k and v are then
+        the cache (docs/decode.md).
 
         Returns out, or (out, lse) when the kernel writes the log-sum-exp.
         Raises HeedError (InvalidArgumentError for a tensor that does not fit or
@@ -207,6 +222,8 @@ class Kernel:
                 lse = alloc(q, lse_shape, F32)
         ot = Tensor(out, "out", writable=True)
         lt = Tensor(lse, "lse", writable=True) if lse is not None else None
+        st = [Tensor(t, name) if t is not None else None
+              for t, name in ((kv_lens, "kv_lens"), (page_table, "page_table"))]
         bts = [Tensor(b, "buffer '%s'" % n if n else "buffer %d" % i)
                for i, (b, n) in enumerate(zip(bufs, self.buffer_names + [None] * len(bufs)))]
         if num_threads is None:
@@ -229,6 +246,10 @@ class Kernel:
             args.buffers = ctypes.cast(buf_array, ctypes.POINTER(heed_tensor))
         args.num_buffers = len(bts)
         args.num_threads = num_threads
+        if st[0] is not None:
+            args.kv_lens = ctypes.pointer(st[0].struct)
+        if st[1] is not None:
+            args.page_table = ctypes.pointer(st[1].struct)
         if qt.device_type in (DEVICE_CUDA, DEVICE_ROCM):
             handle_s = stream_handle(stream)
             if handle_s is None:
@@ -240,7 +261,7 @@ class Kernel:
         args.stats = ctypes.pointer(stats)
         status = lib.heed_attention(handle, ctypes.byref(args))
         # Everything the call pointed into stays referenced until here.
-        keep = (qt, kt, vt, ot, lt, bts, buf_array)
+        keep = (qt, kt, vt, ot, lt, bts, buf_array, st)
         del keep
         check(status)
         self.last_stats = None if stats.visited_blocks < 0 else {
@@ -274,7 +295,7 @@ def _is_path(spec):
 
 
 def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, target,
-             analyze_mask, use_cache):
+             analyze_mask, use_cache, kv_lens=False, page_size=0):
     """A heed_compile_options (and the byte strings it points to)."""
     need_compiler("heed_compile_options_init")
     o = heed_compile_options()
@@ -292,12 +313,14 @@ def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, t
     o.variant, o.params, o.target = keep
     o.analyze_mask = 1 if analyze_mask else 0
     o.use_cache = 1 if use_cache else 0
+    o.kv_lens = 1 if kv_lens else 0
+    o.page_size = int(page_size or 0)
     return o, keep
 
 
 def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
             layout="bhsd", lse=False, scale=None, params=None, analyze_mask=True,
-            use_cache=True, target=None):
+            use_cache=True, target=None, kv_lens=False, page_size=0):
     """Compiles an attention variant to a :class:`Kernel`, through heed's cache.
 
     spec: spec text (``"variant causal { mask = causal() }"``) or the path of a
@@ -313,13 +336,18 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     compiled), 'cuda:sm_XX' (CUDA only, compiled now for that chip), 'rocm'
     (ROCm tensors only, for gfx942) or 'rocm:gfx90a' / 'rocm:gfx942' /
     'rocm:gfx950' (ROCm only, compiled now for that chip).
+    kv_lens: calls pass ``kv_lens`` (int32 ``[B]``), each batch entry's number
+    of keys (serving; CPU only for now). page_size: k and v are a paged cache
+    ``[pages, page_size, Hkv, D]`` (bshd; bhsd ``[pages, Hkv, page_size, D]``)
+    read through a ``page_table`` (int32 ``[B, max_pages]``); implies kv_lens
+    (docs/decode.md).
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.
     """
     need_compiler("heed_compile")
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params,
-                          target, analyze_mask, use_cache)
+                          target, analyze_mask, use_cache, kv_lens, page_size)
     handle = kernel_p()
     if _is_path(spec):
         status = lib.heed_compile_file(encode(os.fspath(spec), "the spec's path"),

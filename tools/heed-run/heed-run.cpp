@@ -1,6 +1,7 @@
 // heed-run: compile a spec, run it on random inputs, check it against the
 // float64 reference, and report errors, time and throughput.
 #include "Backward.h"
+#include "Serving.h"
 
 #include "heed/Compiler/Compiler.h"
 #include "heed/Compiler/GPU.h"
@@ -116,6 +117,16 @@ cl::opt<int64_t> backwardBlockKV(
     cl::desc("with --backward: keys per tile of the backward kernel (default 64: its loads "
              "per query tile are amortized over more keys; 0: --block-kv)"),
     cl::init(64), cl::cat(category));
+cl::opt<std::string> kvLensSpec(
+    "kv-lens",
+    cl::desc("a serving call: each batch entry's number of keys, L0,L1,... (one per entry), L "
+             "(all), or random:MIN:MAX; --seq-kv (default: the longest) is what an entry can "
+             "hold (docs/decode.md)"),
+    cl::cat(category));
+cl::opt<int64_t> pageSize("page-size",
+                          cl::desc("k and v in a paged cache of pages of this many keys, in a "
+                                   "random page order, read through a page table"),
+                          cl::init(0), cl::cat(category));
 cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width)"), cl::init(16),
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
@@ -441,6 +452,9 @@ int main(int argc, char **argv) {
   config.blockKV = blockKV;
   config.analyzeMask = !noAnalysis;
   config.patchTiling = !noPatchTiling;
+  bool serving = kvLensSpec.getNumOccurrences() || pageSize.getNumOccurrences();
+  config.kvLens = serving;
+  config.pageSize = pageSize;
   // An option given is taken as given: 0 never means "the default".
   if (headDimV.getNumOccurrences() && headDimV < 1)
     return error(fmt::format("--head-dim-v must be positive, got {} (leave it out for "
@@ -453,7 +467,10 @@ int main(int argc, char **argv) {
     return error(fmt::format("--tolerance must be a finite positive number, got {}",
                              tolerance.getValue()));
   int64_t hkv = kvHeads.getNumOccurrences() ? kvHeads.getValue() : heads.getValue();
-  int64_t skv = seqKV.getNumOccurrences() ? seqKV.getValue() : seq.getValue();
+  int64_t skv = seqKV.getNumOccurrences()
+                    ? seqKV.getValue()
+                    : serving ? heed::run::defaultCapacity(kvLensSpec, seq.getValue())
+                              : seq.getValue();
   // A key/value length of 0 is a real run (every row attends to nothing:
   // out 0, lse -inf); the other sizes must be positive, or there is
   // nothing to run and nothing to check.
@@ -526,7 +543,15 @@ int main(int argc, char **argv) {
                                name.str()));
   }
 
+  heed::run::ServingCall call;
+  if (serving)
+    if (std::string err = call.prepare(kvLensSpec, pageSize, batch, skv, k, v, config.layout, rng);
+        !err.empty())
+      return error(err);
   llvm::StringRef platform = llvm::StringRef(target).split(':').first;
+  if (serving && (platform != "cpu" || backward))
+    return error("--kv-lens and --page-size run the forward on the CPU only for now "
+                 "(docs/decode.md)");
   if (platform == "cuda")
     return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
   if (platform == "rocm")
@@ -562,6 +587,8 @@ int main(int argc, char **argv) {
     args.lse = lse.ref();
   for (heed::HostTensor &b : buffers)
     args.buffers.push_back(b.ref());
+  if (serving)
+    call.bind(args);
 
   out.poison();
   lse.poison();
@@ -583,14 +610,20 @@ int main(int argc, char **argv) {
   bool counted = !noCheck && !plan.sampled();
   heed::MaskCensus census;
   if (counted)
-    census = heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
+    census = serving ? heed::servingMaskCensus(variant, dims, buffers, *tiling, call.lens, threads)
+                     : heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
   // Without the census, the density planCheck estimated (or, with
   // --no-check, the same estimate here).
   double density = counted    ? census.density()
                    : !noCheck ? plan.density
                               : heed::maskDensity(variant, dims, buffers,
                                                   std::max<int64_t>(1, seq / 256), threads);
-  double flops = 2.0 * density * double(batch) * heads * seq * skv * (headDim + dv);
+  // A serving call's pairs are its entries' own keys.
+  double pairs = double(batch) * heads * seq * (serving ? double(call.totalKeys()) / batch : skv);
+  double flops = 2.0 * density * pairs * (headDim + dv);
+  // K and V once per key/value head: what decode is bound by.
+  double kvBytes = double(serving ? call.totalKeys() : batch * skv) * hkv * (headDim + dv) *
+                   double(heed::dtypeSize(config.dtype));
 
   // Timing: the first run above was the warm-up.
   std::vector<double> times;
@@ -609,7 +642,8 @@ int main(int argc, char **argv) {
   Check check;
   if (checked) {
     heed::ReferenceResult ref = heed::referenceAttention(
-        variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads, plan.flags());
+        variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads, plan.flags(),
+        serving ? &call.lens : nullptr);
     check = checkAgainst(ref, config, out, lse, plan);
     passed = check.passed;
   }
@@ -626,12 +660,17 @@ int main(int argc, char **argv) {
                          {"time_s", median},
                          {"density", density},
                          {"gflops", flops / median / 1e9},
+                         {"kv_gbps", kvBytes / median / 1e9},
                          {"threads", static_cast<int64_t>(threads.getValue())},
                          {"tiling", tiling->describe()},
                          {"blocks_visited", stats.visitedBlocks},
                          {"blocks_full", stats.fullBlocks},
                          {"blocks_partial", stats.partialBlocks},
                          {"blocks_total", stats.totalBlocks}};
+    if (serving) {
+      o["kv_keys"] = call.totalKeys();
+      o["page_size"] = pageSize.getValue();
+    }
     if (counted) {
       o["blocks_minimum"] = census.nonEmptyBlocks;
       o["blocks_full_maximum"] = census.fullBlocks;
@@ -665,8 +704,12 @@ int main(int argc, char **argv) {
                                 (*kernel)->compileSeconds(),
                                 heed::toString((*kernel)->cacheOutcome()), median * 1e3,
                                 times.size());
+    if (serving)
+      llvm::outs() << "serving   " << call.describe() << "\n";
     llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
                                 flops / median / 1e9);
+    llvm::outs() << fmt::format("K/V       {:.2f} GB/s (each key and value read once)\n",
+                                kvBytes / median / 1e9);
     llvm::outs() << fmt::format("tiling    {}\n", tiling->describe());
     llvm::outs() << fmt::format("blocks    {} visited of {} ({} full, {} partial)\n",
                                 stats.visitedBlocks, stats.totalBlocks, stats.fullBlocks,

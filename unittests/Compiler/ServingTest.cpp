@@ -1,8 +1,8 @@
 // Serving layouts on the CPU (docs/decode.md): per-sequence key lengths
 // (kv_lens) and paged key/value caches read through a page table, at
 // decode, speculative and prefill shapes, both layouts, page sizes from 1 up,
-// f32 and bf16. Each batch entry is checked against the float64 reference
-// run on that entry's own contiguous keys (fresh random inputs, seed
+// f32 and bf16. Checked against the float64 reference on the keys the cache
+// stands for, each batch entry with its own length (fresh random inputs, seed
 // printed, outputs poisoned), and the visited blocks against the
 // brute-force census of each entry; bad lengths and page tables are errors.
 #include "heed/Compiler/Compiler.h"
@@ -40,15 +40,6 @@ struct Shape {
   int64_t batch, heads, kvHeads, seqQ;
   std::vector<int64_t> lens; ///< keys per batch entry
 };
-
-/// Offset of element (b, h, s, d) of a rank-4 tensor in `layout` whose
-/// dims are (batch, heads, seq) logically.
-int64_t offset(Layout layout, int64_t heads, int64_t seq, int64_t b, int64_t h, int64_t s,
-               int64_t d) {
-  if (layout == Layout::BSHD)
-    return ((b * seq + s) * heads + h) * kDim + d;
-  return ((b * heads + h) * seq + s) * kDim + d;
-}
 
 std::vector<int64_t> shapeOf(Layout layout, int64_t batch, int64_t heads, int64_t seq) {
   if (layout == Layout::BSHD)
@@ -101,29 +92,38 @@ public:
     RunStats stats;
     llvm::Error err = kernel->run(args, 0, &stats);
     ASSERT_FALSE(static_cast<bool>(err)) << llvm::toString(std::move(err));
-    int64_t minimum = 0;
-    for (int64_t b = 0; b < s.batch; ++b)
-      minimum += checkEntry(s, c, b);
-    EXPECT_GE(stats.visitedBlocks, minimum);
+
+    // The reference on the keys the cache stands for, each entry its own.
+    HostTensor k = c.k, v = c.v;
+    if (config.paged()) {
+      k = gatherPages(c.k, c.pageTable, s.lens, config.pageSize, config.layout);
+      v = gatherPages(c.v, c.pageTable, s.lens, config.pageSize, config.layout);
+    }
+    ReferenceResult ref = referenceAttention(variant, c.q, k, v, config.layout,
+                                             config.effectiveScale(), c.buffers, 0, nullptr,
+                                             &s.lens);
+    ASSERT_EQ(ref.outOfRange, 0);
+    ErrorStats e = compareOutput(c.out, ref.out, config.layout);
+    EXPECT_TRUE(e.passes(config.dtype == DType::F32 ? ref.f32Tolerance() : 1e-2))
+        << e.problem() << " max abs error " << e.maxAbs;
+    ErrorStats l = compareLse(c.lse, ref.lse);
+    EXPECT_TRUE(l.passes(1e-4)) << l.problem() << " max lse error " << l.maxAbs;
+
+    auto tiling = kernelTiling(variant, config);
+    ASSERT_TRUE(static_cast<bool>(tiling)) << llvm::toString(tiling.takeError());
+    AttentionDims dims{s.batch, s.heads, s.kvHeads, s.seqQ, capacity};
+    MaskCensus census = servingMaskCensus(variant, dims, c.buffers, *tiling, s.lens);
+    EXPECT_GE(stats.visitedBlocks, census.nonEmptyBlocks);
+    EXPECT_LE(stats.fullBlocks, census.fullBlocks);
+    EXPECT_EQ(stats.totalBlocks, census.totalBlocks);
     if (exactBlocks) {
-      EXPECT_EQ(stats.visitedBlocks, minimum);
+      EXPECT_EQ(stats.visitedBlocks, census.nonEmptyBlocks);
     }
   }
 
   Kernel *get() { return kernel.get(); }
 
 private:
-  /// The keys of entry b at logical position t: the cache's element.
-  int64_t keyOffset(const Call &c, int64_t b, int64_t h, int64_t t, int64_t d,
-                    int64_t capacity, int64_t kvHeads) const {
-    if (!config.paged())
-      return offset(config.layout, kvHeads, capacity, b, h, t, d);
-    int64_t p = config.pageSize;
-    int64_t maxPages = c.pageTable.shape()[1];
-    auto page = static_cast<int64_t>(c.pageTable.get(b * maxPages + t / p));
-    return offset(config.layout, kvHeads, p, page, h, t % p, d);
-  }
-
   void build(const Shape &s, int64_t capacity, std::mt19937_64 &rng, Call &c) {
     Layout layout = config.layout;
     c.q = HostTensor(config.dtype, shapeOf(layout, s.batch, s.heads, s.seqQ));
@@ -164,71 +164,6 @@ private:
     }
     c.out.poison();
     c.lse.poison();
-  }
-
-  /// Entry b against the reference on its own keys; returns its census'
-  /// minimum of blocks.
-  int64_t checkEntry(const Shape &s, const Call &c, int64_t b) {
-    int64_t len = s.lens[b], capacity = resolveCapacity(c, s);
-    Layout layout = config.layout;
-    HostTensor q(config.dtype, {1, s.heads, s.seqQ, kDim}),
-        k(config.dtype, {1, s.kvHeads, len, kDim}), v(config.dtype, {1, s.kvHeads, len, kDim});
-    for (int64_t h = 0; h < s.heads; ++h)
-      for (int64_t i = 0; i < s.seqQ; ++i)
-        for (int64_t d = 0; d < kDim; ++d)
-          q.set((h * s.seqQ + i) * kDim + d,
-                c.q.get(offset(layout, s.heads, s.seqQ, b, h, i, d)));
-    for (int64_t h = 0; h < s.kvHeads; ++h)
-      for (int64_t t = 0; t < len; ++t)
-        for (int64_t d = 0; d < kDim; ++d) {
-          int64_t from = keyOffset(c, b, h, t, d, capacity, s.kvHeads);
-          k.set((h * len + t) * kDim + d, c.k.get(from));
-          v.set((h * len + t) * kDim + d, c.v.get(from));
-        }
-    // Buffers indexed by the batch entry first keep that entry's slice.
-    std::vector<HostTensor> buffers;
-    for (size_t i = 0; i < variant.buffers.size(); ++i) {
-      const HostTensor &full = c.buffers[i];
-      if (variant.buffers[i].shape.empty() || variant.buffers[i].shape[0] != "B") {
-        buffers.push_back(full);
-        continue;
-      }
-      std::vector<int64_t> shape = full.shape();
-      shape[0] = 1;
-      HostTensor slice(full.dtype(), shape);
-      for (int64_t j = 0; j < slice.size(); ++j)
-        slice.set(j, full.get(b * slice.size() + j));
-      buffers.push_back(std::move(slice));
-    }
-    ReferenceResult ref =
-        referenceAttention(variant, q, k, v, Layout::BHSD, config.effectiveScale(), buffers);
-    EXPECT_EQ(ref.outOfRange, 0);
-    HostTensor out(config.dtype, {1, s.heads, s.seqQ, kDim}), lse(DType::F32, {1, s.heads, s.seqQ});
-    for (int64_t h = 0; h < s.heads; ++h)
-      for (int64_t i = 0; i < s.seqQ; ++i) {
-        lse.set(h * s.seqQ + i, c.lse.get((b * s.heads + h) * s.seqQ + i));
-        for (int64_t d = 0; d < kDim; ++d)
-          out.set((h * s.seqQ + i) * kDim + d,
-                  c.out.get(offset(layout, s.heads, s.seqQ, b, h, i, d)));
-      }
-    SCOPED_TRACE("batch entry " + std::to_string(b) + " (" + std::to_string(len) + " keys)");
-    ErrorStats e = compareOutput(out, ref.out, Layout::BHSD);
-    EXPECT_TRUE(e.passes(config.dtype == DType::F32 ? ref.f32Tolerance() : 1e-2))
-        << e.problem() << " max abs error " << e.maxAbs;
-    ErrorStats l = compareLse(lse, ref.lse);
-    EXPECT_TRUE(l.passes(1e-4)) << l.problem() << " max lse error " << l.maxAbs;
-    auto tiling = kernelTiling(variant, config);
-    EXPECT_TRUE(static_cast<bool>(tiling)) << llvm::toString(tiling.takeError());
-    if (!tiling)
-      return 0;
-    AttentionDims dims{1, s.heads, s.kvHeads, s.seqQ, len};
-    return tiledMaskCensus(variant, dims, buffers, *tiling).nonEmptyBlocks;
-  }
-
-  int64_t resolveCapacity(const Call &c, const Shape &) const {
-    if (config.paged())
-      return c.pageTable.shape()[1] * config.pageSize;
-    return c.k.shape()[config.layout == Layout::BSHD ? 1 : 2];
   }
 
   const spec::Variant &variant;

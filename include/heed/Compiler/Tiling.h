@@ -52,6 +52,26 @@ inline MaskCensus tiledMaskCensus(const spec::Variant &variant, const AttentionD
                     tiling.kv.tiles(dims.seqKV), threads);
 }
 
+/// tiledMaskCensus of a serving call: batch entry b with kvLens[b] keys.
+inline MaskCensus servingMaskCensus(const spec::Variant &variant, const AttentionDims &dims,
+                                    const std::vector<HostTensor> &buffers,
+                                    const KernelTiling &tiling,
+                                    const std::vector<int64_t> &kvLens, unsigned threads = 0) {
+  MaskCensus total;
+  for (int64_t b = 0; b < dims.batch; ++b) {
+    AttentionDims entry = dims;
+    entry.seqKV = kvLens[size_t(b)];
+    MaskCensus c = maskCensus(variant, entry, buffers, tiling.q.tiles(dims.seqQ),
+                              tiling.kv.tiles(entry.seqKV), threads, b);
+    total.visiblePairs += c.visiblePairs;
+    total.totalPairs += c.totalPairs;
+    total.nonEmptyBlocks += c.nonEmptyBlocks;
+    total.fullBlocks += c.fullBlocks;
+    total.totalBlocks += c.totalBlocks;
+  }
+  return total;
+}
+
 } // namespace heed
 
 #endif // HEED_COMPILER_TILING_H

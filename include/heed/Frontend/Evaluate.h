@@ -112,6 +112,9 @@ public:
   ExprEvaluator(const ExprProgram &program, const std::vector<BufferData> &buffers,
                 EvalShape shape = {});
   void setRow(int64_t b, int64_t h, int64_t q);
+  /// New run-time sizes (a batch entry with keys of its own); takes effect
+  /// at the next setRow().
+  void setShape(EvalShape s) { shape = s; }
   /// out[i] = evaluate(root, {b, h, q, kv[i], score[i]}) for i < n, with
   /// (b, h, q) from the last setRow(); `score` may be null if the program
   /// reads no score.

@@ -39,12 +39,23 @@ struct ReferenceResult {
 /// q, k, v are in `layout`; buffers in the variant's order. Uses up to
 /// `threads` threads (0 = all cores). With `rows` (one flag per (b, h, i)
 /// row, BHSD order), only the flagged rows are computed (the others stay 0).
+/// With `kvLens` (one per batch entry, at most k's length), entry b sees
+/// its first kvLens[b] keys and reads Skv = kvLens[b] (a serving call).
 ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
                                    const HostTensor &k, const HostTensor &v,
                                    Layout layout, double scale,
                                    const std::vector<HostTensor> &buffers,
                                    unsigned threads = 0,
-                                   const std::vector<uint8_t> *rows = nullptr);
+                                   const std::vector<uint8_t> *rows = nullptr,
+                                   const std::vector<int64_t> *kvLens = nullptr);
+
+/// The contiguous keys (or values) a paged cache holds for a call: [B, Hkv,
+/// capacity, D] in `layout` (capacity = max_pages * pageSize), entry b's
+/// token t from page pageTable[b, t / pageSize], slot t % pageSize, for t <
+/// kvLens[b]; 0 past it. The cache is [pages, pageSize, Hkv, D] (BSHD) or
+/// [pages, Hkv, pageSize, D] (BHSD); the table's used entries must be pages.
+HostTensor gatherPages(const HostTensor &cache, const HostTensor &pageTable,
+                       const std::vector<int64_t> &kvLens, int64_t pageSize, Layout layout);
 
 /// How long the float64 check of a shape takes, roughly (CPU seconds over
 /// all threads): the mask at every (row, key) pair it must see (once per
@@ -74,9 +85,12 @@ using TokenTiles = std::vector<std::vector<int64_t>>;
 
 /// The census over arbitrary tiles. A block of holes only holds no pair: it
 /// is neither non-empty nor full (kernels do not visit it).
+/// With `onlyBatch` >= 0, only that batch entry's blocks are counted (with
+/// its own dims.seqKV: a serving call's entry, see servingMaskCensus).
 MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, const TokenTiles &qTiles,
-                      const TokenTiles &kvTiles, unsigned threads = 0);
+                      const TokenTiles &kvTiles, unsigned threads = 0,
+                      int64_t onlyBatch = -1);
 /// The census over flat tiles of blockQ and blockKV consecutive tokens.
 MaskCensus maskCensus(const spec::Variant &variant, const AttentionDims &dims,
                       const std::vector<HostTensor> &buffers, int64_t blockQ,

@@ -1,0 +1,42 @@
+// heed-run --kv-lens / --page-size: a serving call (docs/decode.md) built
+// from contiguous random keys: each batch entry's key length, and the keys
+// and values scattered into a paged cache in a random page order.
+#ifndef HEED_TOOLS_HEED_RUN_SERVING_H
+#define HEED_TOOLS_HEED_RUN_SERVING_H
+
+#include "heed/Runtime/Launch.h"
+#include "heed/Runtime/Tensor.h"
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace heed::run {
+
+/// The keys an entry can hold when --seq-kv is not given: the longest of
+/// `lensSpec`'s lengths (MAX for random:MIN:MAX), else `fallback`.
+int64_t defaultCapacity(const std::string &lensSpec, int64_t fallback);
+
+struct ServingCall {
+  std::vector<int64_t> lens; ///< keys per batch entry
+  HostTensor kvLens;         ///< i32 [B]
+  HostTensor pageTable, kPages, vPages; ///< with a page size only
+  int64_t pageSize = 0;
+
+  /// Parses `lensSpec` ("" = every entry `capacity` keys; "L" for every
+  /// entry; "L0,L1,..." one per entry; "random:MIN:MAX" drawn from `rng`),
+  /// each length in [0, capacity]; with pageSize > 0 scatters k and v
+  /// ([B, Hkv, capacity, D] in `layout`) into pages. "" or what is wrong.
+  std::string prepare(const std::string &lensSpec, int64_t pageSize, int64_t batch,
+                      int64_t capacity, const HostTensor &k, const HostTensor &v, Layout layout,
+                      std::mt19937_64 &rng);
+  /// Points `args` at the lengths and, when paged, the pages and table.
+  void bind(AttentionArgs &args);
+  /// Keys all entries hold together (the K/V bytes a kernel must read once).
+  int64_t totalKeys() const;
+  std::string describe() const; ///< "kv_lens=..., page size P (N pages)" for the report
+};
+
+} // namespace heed::run
+
+#endif
