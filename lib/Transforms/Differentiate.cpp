@@ -199,7 +199,8 @@ void Differentiator::propagate(Operation *op, Value adj) {
   accumulate(y, dy);
 }
 
-/// The values `block`'s result depends on through ops with a derivative.
+/// The values `block`'s result depends on through f32 ops. An op without a
+/// rule passes its operands on, so that the Differentiator names it.
 DenseSet<Value> liveValues(Block &block) {
   DenseSet<Value> live{block.getTerminator()->getOperand(0)};
   for (Operation &op : llvm::reverse(block.without_terminator())) {
@@ -207,8 +208,11 @@ DenseSet<Value> liveValues(Block &block) {
       continue;
     FailureOr<SmallVector<Value>> operands = differentiableOperands(&op);
     if (succeeded(operands))
-      for (Value x : *operands)
-        live.insert(x);
+      live.insert(operands->begin(), operands->end());
+    else
+      for (Value x : op.getOperands())
+        if (isF32(x))
+          live.insert(x);
   }
   return live;
 }
