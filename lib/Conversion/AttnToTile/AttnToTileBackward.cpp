@@ -70,6 +70,9 @@ private:
   }
 
   void buildItem(Value headKV, Value keyTile);
+  /// A (query head, query tile) block, skipped where EMPTY: returns the
+  /// updated (dK, dV).
+  SmallVector<Value> visitBlock(Value head, Value route, Value rowSpan, ValueRange carried);
   /// The sink logit's gradient, on the items of key tile 0.
   void buildSinkGradient(Value headKV, Value keyTile);
   /// head = hk * group + g for g in the group (with its route where
@@ -92,6 +95,7 @@ private:
   TilingAttr tiling;
   int64_t rows = 0, keys = 0, headDim = 0, valueDim = 0;
   Value batch, seqQ, seqKV, keySpan, kvBox[2], group, qTiles;
+  bool classify = false;
   Value k, kAsV, vAsK;
 };
 
@@ -117,7 +121,7 @@ void BackwardLoopBuilder::build() {
 
 void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
   keySpan = span(seqKV, keyTile, Side::KV);
-  bool classify = !variant.getBlocks().empty();
+  classify = !variant.getBlocks().empty();
   if (classify) {
     auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
     kvBox[0] = box.getLo();
@@ -133,36 +137,11 @@ void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
   // (accumulators are updated in place on the CPU).
   SmallVector<Value> init = {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
                              fill(tile(keys, valueDim, b.getF32Type(), TileRole::Acc), -0.0)};
-  ValueRange grads = forEachQueryTile(headKV, init, /*withRoute=*/true, [&](Value head, Value route,
-                                                                           Value rowSpan,
-                                                                           ValueRange carried) {
-      SmallVector<Value> next;
-      if (classify) {
-        auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
-        Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch,
-                                           head, box.getLo(), box.getHi(), kvBox[0], kvBox[1],
-                                           op.getBuffers(), op.getSummaries(), route);
-        Value visit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
-                                            classValue(BlockClass::Empty));
-        Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
-                                              classValue(BlockClass::Partial));
-        // EMPTY blocks are never visited; FULL ones skip the mask.
-        auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
-        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-        if (Value stats = op.getStats())
-          TileCountOp::create(b, loc, stats, cls);
-        scf::YieldOp::create(b, loc, buildBlock(head, rowSpan, route, partial, carried));
-        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-        scf::YieldOp::create(b, loc, carried);
-        b.setInsertionPointAfter(ifOp);
-        next = ifOp.getResults();
-      } else {
-        if (Value stats = op.getStats())
-          TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
-        next = buildBlock(head, rowSpan, route, Value(), carried);
-      }
-      return next;
-  });
+  ValueRange grads = forEachQueryTile(
+      headKV, init, /*withRoute=*/true,
+      [&](Value head, Value route, Value rowSpan, ValueRange carried) {
+        return visitBlock(head, route, rowSpan, carried);
+      });
   FloatAttr scale = op.getScaleAttr();
   TileWriteRowsOp::create(b, loc, grads[0], op.getDk(), batch, headKV, keySpan,
                           /*accumulate=*/UnitAttr(), scale, op.getLayoutAttr());
@@ -170,6 +149,36 @@ void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
                           /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
   if (grad.hasSink() && !grad.getSink().front().getOps<GradAddOp>().empty())
     buildSinkGradient(headKV, keyTile);
+}
+
+SmallVector<Value> BackwardLoopBuilder::visitBlock(Value head, Value route, Value rowSpan,
+                                                   ValueRange carried) {
+  SmallVector<Value> next;
+  if (classify) {
+    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
+    Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch,
+                                       head, box.getLo(), box.getHi(), kvBox[0], kvBox[1],
+                                       op.getBuffers(), op.getSummaries(), route);
+    Value visit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
+                                        classValue(BlockClass::Empty));
+    Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
+                                          classValue(BlockClass::Partial));
+    // EMPTY blocks are never visited; FULL ones skip the mask.
+    auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    if (Value stats = op.getStats())
+      TileCountOp::create(b, loc, stats, cls);
+    scf::YieldOp::create(b, loc, buildBlock(head, rowSpan, route, partial, carried));
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    scf::YieldOp::create(b, loc, carried);
+    b.setInsertionPointAfter(ifOp);
+    next = ifOp.getResults();
+  } else {
+    if (Value stats = op.getStats())
+      TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
+    next = buildBlock(head, rowSpan, route, Value(), carried);
+  }
+  return next;
 }
 
 ValueRange BackwardLoopBuilder::forEachQueryTile(Value headKV, ValueRange init, bool withRoute,

@@ -254,15 +254,11 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
         return vector::LoadOp::create(rewriter, loc, laneType, t, ValueRange{j, c0}).getResult();
       };
       Value p = load(pT);
+      auto mul = [&](Value x, Value y) { return arith::MulFOp::create(rewriter, loc, x, y); };
+      auto sub = [&](Value x, Value y) { return arith::SubFOp::create(rewriter, loc, x, y); };
       // Softmax: P (dP - delta); sigmoid: dP P (1 - P), rows not normalized.
-      Value ds = isSigmoid
-                     ? arith::MulFOp::create(
-                           rewriter, loc, load(dpT),
-                           arith::MulFOp::create(rewriter, loc, p,
-                                                 arith::SubFOp::create(
-                                                     rewriter, loc, splat(rewriter, loc, laneType, 1), p)))
-                     : arith::MulFOp::create(rewriter, loc, p,
-                                             arith::SubFOp::create(rewriter, loc, load(dpT), delta));
+      Value ds = isSigmoid ? mul(load(dpT), mul(p, sub(splat(rewriter, loc, laneType, 1), p)))
+                           : mul(p, sub(load(dpT), delta));
       if (!constantOne || hasGradAdds) {
         RegionInlining how = inlining(op, loc, buffers, route, lanes, c, Value());
         Value leading[] = {load(sT), c.b, c.h, rows.tokens, c.kv};
