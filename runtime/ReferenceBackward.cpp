@@ -17,15 +17,129 @@ bool isFloatBuffer(spec::ElemType elem) {
          elem == spec::ElemType::BF16;
 }
 
+namespace {
+
+/// One worker of the reference backward: the rows of (b, kv head) tasks,
+/// with its own buffer gradients (reduced by the caller).
+class RowBackward {
+public:
+  RowBackward(const spec::Variant &variant, const BackwardProblem &p, ReferenceGradients &r)
+      : variant(variant), p(p), r(r), shape{p.batch, p.headsQ, p.headsKV, p.seqQ, p.seqKV},
+        s(size_t(p.seqKV)), w(size_t(p.seqKV)), o(size_t(p.valueDim)), dO(size_t(p.valueDim)) {
+    dBuf.resize(r.dBuffers.size());
+    for (size_t i = 0; i < dBuf.size(); ++i)
+      dBuf[i].assign(r.dBuffers[i].size(), 0);
+  }
+
+  /// Row i of query head h in batch b, whose kv head is hk.
+  void row(int64_t b, int64_t h, int64_t hk, int64_t i);
+
+  std::vector<std::vector<double>> dBuf;
+  int oob = 0;
+  double maxScore = 0;
+
+private:
+  double dotQK(const double *Q, const double *K, int64_t j) const {
+    double dot = 0;
+    for (int64_t d = 0; d < p.headDim; ++d)
+      dot += Q[d] * K[j * p.headDim + d];
+    return p.scale * dot;
+  }
+  void addEntries(const spec::ScoreGradient &grad) {
+    for (const spec::ScoreGradient::Entry &e : grad.buffers)
+      if (!dBuf[e.buffer].empty())
+        dBuf[e.buffer][e.element] += e.value;
+  }
+
+  const spec::Variant &variant;
+  const BackwardProblem &p;
+  ReferenceGradients &r;
+  spec::EvalShape shape;
+  std::vector<double> s, w, o, dO;
+};
+
+void RowBackward::row(int64_t b, int64_t h, int64_t hk, int64_t i) {
+  const double inf = std::numeric_limits<double>::infinity();
+  int64_t D = p.headDim, Dv = p.valueDim, Skv = p.seqKV;
+  bool sigmoid = variant.normalize == spec::Normalization::Sigmoid;
+  int64_t row = (b * p.headsQ + h) * p.seqQ + i;
+  const double *Q = &p.q[size_t(row * D)];
+  const double *K = &p.k[size_t((b * p.headsKV + hk) * Skv * D)];
+  const double *V = &p.v[size_t((b * p.headsKV + hk) * Skv * Dv)];
+  double *dK = &r.dk[size_t((b * p.headsKV + hk) * Skv * D)];
+  double *dV = &r.dv[size_t((b * p.headsKV + hk) * Skv * Dv)];
+  for (int64_t j = 0; j < Skv; ++j) {
+    spec::EvalPoint at{b, h, i, j, dotQK(Q, K, j), shape};
+    bool visible = spec::evaluate(*variant.mask, at, p.buffers, &oob) != 0;
+    s[size_t(j)] = visible ? spec::evaluateExact(*variant.score, at, p.buffers, &oob) : -inf;
+    if (visible && std::isfinite(s[size_t(j)]))
+      maxScore = std::max(maxScore, std::fabs(s[size_t(j)]));
+  }
+  spec::EvalPoint rowAt{b, h, i, 0, 0, shape};
+  double gate = variant.gate ? spec::evaluateExact(*variant.gate, rowAt, p.buffers, &oob) : 1;
+  spec::EvalPoint headAt{b, h, 0, 0, 0, shape};
+  double sink = variant.sink ? spec::evaluateExact(*variant.sink, headAt, p.buffers, &oob) : 0;
+  if (gate == 0)
+    return; // not routed: out 0, nothing flows back
+  // The weights: softmax (with the sink in the denominator) or sigmoid.
+  w = s;
+  double lse = spec::normalizeRow(variant, w, sink);
+  r.lse[size_t(row)] = lse;
+  if (!sigmoid && lse == -inf)
+    return; // nothing visible and no sink
+  std::fill(o.begin(), o.end(), 0);
+  for (int64_t j = 0; j < Skv; ++j)
+    for (int64_t d = 0; d < Dv; ++d)
+      o[size_t(d)] += w[size_t(j)] * V[j * Dv + d];
+  double dGate = 0, delta = 0;
+  for (int64_t d = 0; d < Dv; ++d) {
+    double g = p.dOut[size_t(row * Dv + d)];
+    r.out[size_t(row * Dv + d)] = gate * o[size_t(d)];
+    dGate += g * o[size_t(d)];
+    dO[size_t(d)] = gate * g;
+    delta += dO[size_t(d)] * o[size_t(d)];
+  }
+  spec::ScoreGradient grad;
+  if (variant.gate)
+    spec::backpropagate(*variant.gate, rowAt, p.buffers, dGate, grad);
+  // The sink logit's share of the denominator: d out / d sink = -w_sink out.
+  if (variant.sink)
+    spec::backpropagate(*variant.sink, headAt, p.buffers, -std::exp(sink - lse) * delta, grad);
+  double *dQ = &r.dq[size_t(row * D)];
+  for (int64_t j = 0; j < Skv; ++j) {
+    double wj = w[size_t(j)];
+    if (wj == 0)
+      continue;
+    double dp = 0;
+    for (int64_t d = 0; d < Dv; ++d) {
+      dV[j * Dv + d] += wj * dO[size_t(d)];
+      dp += dO[size_t(d)] * V[j * Dv + d];
+    }
+    // d out / d s_j: softmax w_j (v_j - out), sigmoid w_j (1 - w_j) v_j.
+    double dS = sigmoid ? dp * wj * (1 - wj) : wj * (dp - delta);
+    grad.dScore = 0;
+    spec::backpropagate(*variant.score, {b, h, i, j, dotQK(Q, K, j), shape}, p.buffers, dS, grad);
+    double dRaw = p.scale * grad.dScore;
+    for (int64_t d = 0; d < D; ++d) {
+      dQ[d] += dRaw * K[j * D + d];
+      dK[j * D + d] += dRaw * Q[d];
+    }
+  }
+  addEntries(grad);
+}
+
+} // namespace
+
 ReferenceGradients referenceBackward(const spec::Variant &variant, const BackwardProblem &p,
                                      unsigned threads) {
-  const double inf = std::numeric_limits<double>::infinity();
   int64_t B = p.batch, Hq = p.headsQ, Hkv = p.headsKV, Sq = p.seqQ, Skv = p.seqKV;
   int64_t D = p.headDim, Dv = p.valueDim;
   int64_t group = Hkv ? Hq / Hkv : 1;
   ReferenceGradients r;
   r.out.assign(size_t(B * Hq * Sq * Dv), 0);
-  r.lse.assign(size_t(B * Hq * Sq), -inf);
+  r.lse.assign(size_t(B * Hq * Sq), variant.normalize == spec::Normalization::Sigmoid
+                                         ? std::numeric_limits<double>::quiet_NaN()
+                                         : -std::numeric_limits<double>::infinity());
   r.dq.assign(size_t(B * Hq * Sq * D), 0);
   r.dk.assign(size_t(B * Hkv * Skv * D), 0);
   r.dv.assign(size_t(B * Hkv * Skv * Dv), 0);
@@ -39,100 +153,22 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
   std::atomic<int64_t> next{0};
   std::atomic<int> outOfRange{0};
   std::mutex reduce;
-  // The run-time sizes a variant may read (B, H, Hkv, Sq, Skv).
-  const spec::EvalShape shape{B, Hq, Hkv, Sq, Skv};
   auto worker = [&] {
-    std::vector<std::vector<double>> dBuf(r.dBuffers.size());
-    for (size_t i = 0; i < dBuf.size(); ++i)
-      dBuf[i].assign(r.dBuffers[i].size(), 0);
-    std::vector<double> s(static_cast<size_t>(Skv)), prob(static_cast<size_t>(Skv));
-    std::vector<double> o(static_cast<size_t>(Dv)), dO(static_cast<size_t>(Dv));
-    int oob = 0;
-    double maxScore = 0;
+    RowBackward rows(variant, p, r);
     int64_t task;
     while ((task = next.fetch_add(1)) < B * Hkv) {
       int64_t b = task / Hkv, hk = task % Hkv;
-      const double *K = &p.k[size_t((b * Hkv + hk) * Skv * D)];
-      const double *V = &p.v[size_t((b * Hkv + hk) * Skv * Dv)];
-      double *dK = &r.dk[size_t((b * Hkv + hk) * Skv * D)];
-      double *dV = &r.dv[size_t((b * Hkv + hk) * Skv * Dv)];
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
-        for (int64_t i = 0; i < Sq; ++i) {
-          int64_t row = (b * Hq + h) * Sq + i;
-          const double *Q = &p.q[size_t(row * D)];
-          double m = -inf;
-          for (int64_t j = 0; j < Skv; ++j) {
-            double dot = 0;
-            for (int64_t d = 0; d < D; ++d)
-              dot += Q[d] * K[j * D + d];
-            spec::EvalPoint at{b, h, i, j, p.scale * dot, shape};
-            bool visible = spec::evaluate(*variant.mask, at, p.buffers, &oob) != 0;
-            s[size_t(j)] = visible ? spec::evaluateExact(*variant.score, at, p.buffers, &oob) : -inf;
-            if (visible && std::isfinite(s[size_t(j)]))
-              maxScore = std::max(maxScore, std::fabs(s[size_t(j)]));
-            m = std::max(m, s[size_t(j)]);
-          }
-          double gate = 1;
-          spec::EvalPoint rowAt{b, h, i, 0, 0, shape};
-          if (variant.gate)
-            gate = spec::evaluateExact(*variant.gate, rowAt, p.buffers, &oob);
-          if (m == -inf || gate == 0)
-            continue;
-          double l = 0;
-          for (int64_t j = 0; j < Skv; ++j)
-            l += prob[size_t(j)] = std::exp(s[size_t(j)] - m);
-          std::fill(o.begin(), o.end(), 0);
-          for (int64_t j = 0; j < Skv; ++j) {
-            prob[size_t(j)] /= l;
-            for (int64_t d = 0; d < Dv; ++d)
-              o[size_t(d)] += prob[size_t(j)] * V[j * Dv + d];
-          }
-          r.lse[size_t(row)] = m + std::log(l);
-          double dGate = 0, delta = 0;
-          for (int64_t d = 0; d < Dv; ++d) {
-            double g = p.dOut[size_t(row * Dv + d)];
-            r.out[size_t(row * Dv + d)] = gate * o[size_t(d)];
-            dGate += g * o[size_t(d)];
-            dO[size_t(d)] = gate * g;
-            delta += dO[size_t(d)] * o[size_t(d)];
-          }
-          spec::ScoreGradient grad;
-          if (variant.gate)
-            spec::backpropagate(*variant.gate, rowAt, p.buffers, dGate, grad);
-          double *dQ = &r.dq[size_t(row * D)];
-          for (int64_t j = 0; j < Skv; ++j) {
-            double pj = prob[size_t(j)];
-            if (pj == 0)
-              continue;
-            double dp = 0;
-            for (int64_t d = 0; d < Dv; ++d) {
-              dV[j * Dv + d] += pj * dO[size_t(d)];
-              dp += dO[size_t(d)] * V[j * Dv + d];
-            }
-            double dot = 0;
-            for (int64_t d = 0; d < D; ++d)
-              dot += Q[d] * K[j * D + d];
-            grad.dScore = 0;
-            spec::backpropagate(*variant.score, {b, h, i, j, p.scale * dot}, p.buffers,
-                                pj * (dp - delta), grad);
-            double dRaw = p.scale * grad.dScore;
-            for (int64_t d = 0; d < D; ++d) {
-              dQ[d] += dRaw * K[j * D + d];
-              dK[j * D + d] += dRaw * Q[d];
-            }
-          }
-          for (const spec::ScoreGradient::Entry &e : grad.buffers)
-            if (!dBuf[e.buffer].empty())
-              dBuf[e.buffer][e.element] += e.value;
-        }
+        for (int64_t i = 0; i < Sq; ++i)
+          rows.row(b, h, hk, i);
     }
-    if (oob)
-      outOfRange = oob;
+    if (rows.oob)
+      outOfRange = rows.oob;
     std::lock_guard<std::mutex> lock(reduce);
-    r.maxAbsScore = std::max(r.maxAbsScore, maxScore);
-    for (size_t i = 0; i < dBuf.size(); ++i)
-      for (size_t e = 0; e < dBuf[i].size(); ++e)
-        r.dBuffers[i][e] += dBuf[i][e];
+    r.maxAbsScore = std::max(r.maxAbsScore, rows.maxScore);
+    for (size_t i = 0; i < rows.dBuf.size(); ++i)
+      for (size_t e = 0; e < rows.dBuf[i].size(); ++e)
+        r.dBuffers[i][e] += rows.dBuf[i][e];
   };
   unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
   n = unsigned(std::min<int64_t>(n, std::max<int64_t>(1, B * Hkv)));

@@ -300,6 +300,22 @@ void TileGradScoresOp::getEffects(Effects &effects) {
   addWrites(effects, getBuffersMutable());
 }
 
+LogicalResult TileGradSinkOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  FailureOr<VariantOp> variant =
+      variantTaking(*this, getVariantAttr(), getBuffers().size(), symbols);
+  if (failed(variant))
+    return failure();
+  if (!(*variant)->hasAttr("derivative_of") || !variant->hasSink())
+    return emitOpError() << getVariantAttr()
+                         << " is not the derivative variant of one with a sink logit";
+  return success();
+}
+
+void TileGradSinkOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getBuffersMutable());
+}
+
 LogicalResult TileGradKVOp::verify() {
   auto x = cast<TileType>(getX().getType()), y = cast<TileType>(getY().getType());
   auto acc = cast<TileType>(getAcc().getType());

@@ -557,8 +557,9 @@ def Attn_TileProbsOp : Attn_TileOp<"probs", [AttrSizedOperandSegments,
   let description = [{
     Element (i, j): exp(score(s, b, h, q_i, kv_j) - lse_i) where the mask
     holds (evaluated only when `mask_if` is true, as in attn.tile.apply),
-    0 elsewhere, at holes and in rows whose lse is -inf. `scores` is not
-    modified (the backward still needs the raw scores).
+    0 elsewhere, at holes and in rows whose lse is -inf. A sigmoid
+    variant's weights are 1 / (1 + exp(-(score' + bias))) and `lse` is not
+    read. `scores` is not modified (the backward still needs the raw scores).
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores,
                        Attn_TileOf<"Row">:$lse, Index:$batch, Index:$head,
@@ -584,7 +585,8 @@ def Attn_TileGradScoresOp : Attn_TileOp<"grad_scores", [AttrSizedOperandSegments
     `variant` is a derivative variant (`--attn-differentiate`); its score
     region runs at each element's raw score s, and its `attn.grad_add`s add
     dS * value into the gradient buffers (the last operands of `buffers`).
-    Elements whose P is 0 contribute nothing.
+    Elements whose P is 0 contribute nothing. A sigmoid variant has no row
+    normalization: dS = dP * P (1 - P) * d score'/d s, `delta` unused.
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores,
                        Attn_TileOf<"S">:$probs, Attn_TileOf<"S">:$dp,
@@ -597,6 +599,28 @@ def Attn_TileGradScoresOp : Attn_TileOp<"grad_scores", [AttrSizedOperandSegments
     `rows` `(` $rows `)` `cols` `(` $cols `)` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`route` `(` $route^ `)`)?
     attr-dict `:` type($scores) `,` type($delta) `,` type($rows) `,` type($cols)
+  }];
+}
+
+def Attn_TileGradSinkOp : Attn_TileOp<"grad_sink", [AllTypesMatch<["lse", "delta"]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The sink logit's gradient over a span's rows, into the buffers it reads";
+  let description = [{
+    `variant` is a derivative variant whose `sink` region yields the head's
+    sink logit x and states its partial derivatives with `attn.grad_add`.
+    With a = -sum_i exp(x - lse_i) delta_i over the span's real rows (the
+    loss's gradient with respect to x: d out_i / d x = -exp(x - lse_i)
+    out_i), adds a * value to each grad_add's gradient element. Rows whose
+    lse is -inf add nothing.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"Row">:$lse,
+                       Attn_TileOf<"Row">:$delta, Index:$batch, Index:$head,
+                       Attn_SpanType:$rows, Variadic<AnyMemRef>:$buffers);
+  let assemblyFormat = [{
+    $variant `lse` `(` $lse `)` `delta` `(` $delta `)` `[` $batch `,` $head `]`
+    `rows` `(` $rows `)` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    attr-dict `:` type($lse) `,` type($rows)
   }];
 }
 

@@ -284,13 +284,16 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
                               t.describe()));
   }
 
-  // delta = rowsum(dout * out), [B, Hq, Sq].
+  // delta = rowsum(dout * out), [B, Hq, Sq]; sigmoid rows (not normalized)
+  // need none.
   std::vector<float> delta(size_t(B * Hq * Sq));
   std::vector<int64_t> so = args.out.effectiveStrides(), sd = args.dout.effectiveStrides();
   auto idx4 = [&](const std::vector<int64_t> &s, int64_t b, int64_t h, int64_t i, int64_t d) {
     return bshd ? offsetOf(s, {b, i, h, d}) : offsetOf(s, {b, h, i, d});
   };
-  runTasks(unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq))),
+  bool needsDelta = impl->variant.normalize != spec::Normalization::Sigmoid;
+  runTasks(needsDelta ? unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq)))
+                      : 0,
            [&](unsigned task) {
              unsigned n = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq)));
              for (int64_t bh = task; bh < B * Hq; bh += n)

@@ -1,5 +1,6 @@
 // --attn-differentiate: the derivative variant of each attn.variant, by
-// reverse-mode differentiation of its score region (docs/backward.md).
+// reverse-mode differentiation of its score and sink regions
+// (docs/backward.md).
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -37,15 +38,32 @@ FailureOr<SmallVector<Value>> differentiableOperands(Operation *op) {
   return failure();
 }
 
-/// Reverse-mode differentiation of one cloned score block.
+/// A variant region that is differentiated: its block and where its
+/// buffer arguments start.
+struct DiffRegion {
+  Block *block;
+  unsigned firstBuffer;
+  const char *what; // for errors: "score", "sink logit"
+};
+
+/// The score region, then the sink region where the variant has one.
+SmallVector<DiffRegion, 2> diffRegions(VariantOp v) {
+  SmallVector<DiffRegion, 2> out = {{&v.getScore().front(), VariantOp::kScoreIndexArgs, "score"}};
+  if (v.hasSink())
+    out.push_back({&v.getSink().front(), VariantOp::kSinkIndexArgs, "sink logit"});
+  return out;
+}
+
+/// Reverse-mode differentiation of one cloned region block.
 class Differentiator {
 public:
-  Differentiator(Block &block, ArrayRef<Value> gradients, ArrayRef<int> gradientOf)
-      : block(block), b(block.getParentOp()->getContext()), gradients(gradients),
-        gradientOf(gradientOf) {}
+  Differentiator(DiffRegion region, ArrayRef<Value> gradients, ArrayRef<int> gradientOf)
+      : block(*region.block), region(region), b(block.getParentOp()->getContext()),
+        gradients(gradients), gradientOf(gradientOf) {}
 
-  /// Emits the adjoint code before the block's yield and makes it yield
-  /// d result / d score.
+  /// Emits the adjoint code before the block's yield. The score region then
+  /// yields d result / d score; the sink region keeps yielding the sink
+  /// logit (its lowering needs the value to weigh the partials).
   LogicalResult run();
 
 private:
@@ -63,6 +81,7 @@ private:
   void propagate(Operation *op, Value adjoint);
 
   Block &block;
+  DiffRegion region;
   OpBuilder b;
   ArrayRef<Value> gradients;
   ArrayRef<int> gradientOf; // buffer position -> index into gradients, or -1
@@ -81,8 +100,9 @@ LogicalResult Differentiator::run() {
       continue;
     FailureOr<SmallVector<Value>> operands = differentiableOperands(&op);
     if (failed(operands))
-      return op.emitOpError() << "has no derivative rule: the score cannot be differentiated "
-                                 "(docs/backward.md lists the supported ops)";
+      return op.emitOpError() << "has no derivative rule: the " << region.what
+                              << " cannot be differentiated (docs/backward.md lists the "
+                                 "supported ops)";
     for (Value v : *operands)
       if (isF32(v))
         live.insert(v);
@@ -93,6 +113,8 @@ LogicalResult Differentiator::run() {
   for (Operation *op : ops)
     if (Value adjoint = adjoints.lookup(op->getResult(0)))
       propagate(op, adjoint);
+  if (region.firstBuffer != VariantOp::kScoreIndexArgs)
+    return success();
   Value dScore = adjoints.lookup(block.getArgument(0));
   if (!dScore)
     dScore = constant(yield->getLoc(), 0);
@@ -112,7 +134,7 @@ void Differentiator::propagate(Operation *op, Value adj) {
   Value r = op->getResult(0);
   if (auto load = dyn_cast<LoadOp>(op)) {
     auto buffer = cast<BlockArgument>(load.getBuffer());
-    int slot = gradientOf[buffer.getArgNumber() - VariantOp::kScoreIndexArgs];
+    int slot = gradientOf[buffer.getArgNumber() - region.firstBuffer];
     if (slot >= 0)
       GradAddOp::create(b, loc, adj, gradients[slot], load.getIndices());
     return;
@@ -177,37 +199,52 @@ void Differentiator::propagate(Operation *op, Value adj) {
   accumulate(y, dy);
 }
 
-/// Which float buffers the score reads differentiably, or an error naming
-/// one it reads but is not differentiable in.
-FailureOr<SmallVector<unsigned>> differentiableBuffers(VariantOp v) {
-  Block &score = v.getScore().front();
-  Value result = score.getTerminator()->getOperand(0);
-  DenseSet<Value> live{result};
-  for (Operation &op : llvm::reverse(score.without_terminator())) {
+/// The values `block`'s result depends on through f32 ops. An op without a
+/// rule passes its operands on, so that the Differentiator names it.
+DenseSet<Value> liveValues(Block &block) {
+  DenseSet<Value> live{block.getTerminator()->getOperand(0)};
+  for (Operation &op : llvm::reverse(block.without_terminator())) {
     if (llvm::none_of(op.getResults(), [&](Value r) { return live.contains(r); }))
       continue;
     FailureOr<SmallVector<Value>> operands = differentiableOperands(&op);
     if (succeeded(operands))
-      for (Value x : *operands)
-        live.insert(x);
+      live.insert(operands->begin(), operands->end());
+    else
+      for (Value x : op.getOperands())
+        if (isF32(x))
+          live.insert(x);
   }
+  return live;
+}
+
+/// Which float buffers the score or the sink logit reads differentiably, or
+/// an error naming one they read but are not differentiable in.
+FailureOr<SmallVector<unsigned>> differentiableBuffers(VariantOp v) {
+  SmallVector<DiffRegion, 2> regions = diffRegions(v);
+  SmallVector<DenseSet<Value>, 2> live;
+  for (const DiffRegion &r : regions)
+    live.push_back(liveValues(*r.block));
   SmallVector<unsigned> out;
   for (unsigned i = 0; i < v.getNumBuffers(); ++i) {
-    BlockArgument arg = score.getArgument(VariantOp::kScoreIndexArgs + i);
-    auto type = cast<MemRefType>(arg.getType());
+    auto type = cast<MemRefType>(cast<TypeAttr>(v.getBufferTypes()[i]).getValue());
     if (!isa<FloatType>(type.getElementType()))
       continue;
     bool read = false, reaches = false;
-    for (Operation *user : arg.getUsers())
-      if (auto load = dyn_cast<LoadOp>(user); load && isF32(load.getResult())) {
-        read = true;
-        reaches |= live.contains(load.getResult());
-      }
-    if (read && !reaches)
-      return v.emitOpError() << "score is not differentiable in buffer '"
+    for (auto [r, values] : llvm::zip(regions, live))
+      for (Operation *user : r.block->getArgument(r.firstBuffer + i).getUsers())
+        if (auto load = dyn_cast<LoadOp>(user); load && isF32(load.getResult())) {
+          read = true;
+          reaches |= values.contains(load.getResult());
+        }
+    if (read && !reaches) {
+      StringRef what = v.hasSink() ? "score and sink logit" : "score";
+      return v.emitOpError() << what << (v.hasSink() ? " are" : " is")
+                             << " not differentiable in buffer '"
                              << cast<StringAttr>(v.getBufferNames()[i]).getValue()
-                             << "': it reaches the score only through comparisons or integer "
-                                "conversions, so its gradient is zero almost everywhere";
+                             << "': it reaches the " << what
+                             << " only through comparisons or integer conversions, so its "
+                                "gradient is zero almost everywhere";
+    }
     if (reaches)
       out.push_back(i);
   }
@@ -259,21 +296,25 @@ LogicalResult differentiate(VariantOp v, SymbolTable &symbols) {
   SmallVector<int64_t> positions(buffers->begin(), buffers->end());
   grad->setAttr("gradients", b.getDenseI64ArrayAttr(positions));
   // The classifier stays the forward's (the backward kernel classifies with v).
-  for (Region *r : {&grad.getScore(), &grad.getMask(), &grad.getBlocks(), &grad.getRoute()})
+  for (Region *r : {&grad.getScore(), &grad.getMask(), &grad.getBlocks(), &grad.getRoute(),
+                    &grad.getSink()})
     r->getBlocks().clear();
   Location loc = v.getLoc();
   cloneRegion(v.getScore(), grad.getScore(), gradTypes, loc);
   cloneRegion(v.getMask(), grad.getMask(), gradTypes, loc);
   if (v.isRouted())
     cloneRegion(v.getRoute(), grad.getRoute(), gradTypes, loc);
-  Block &score = grad.getScore().front();
-  SmallVector<Value> gradients(score.getArguments().take_back(gradTypes.size()));
-  if (failed(Differentiator(score, gradients, gradientOf).run())) {
-    grad.erase();
-    return failure();
-  }
+  if (v.hasSink())
+    cloneRegion(v.getSink(), grad.getSink(), gradTypes, loc);
   IRRewriter rewriter(ctx);
-  (void)runRegionDCE(rewriter, grad.getScore());
+  for (DiffRegion r : diffRegions(grad)) {
+    SmallVector<Value> gradients(r.block->getArguments().take_back(gradTypes.size()));
+    if (failed(Differentiator(r, gradients, gradientOf).run())) {
+      grad.erase();
+      return failure();
+    }
+    (void)runRegionDCE(rewriter, *r.block->getParent());
+  }
   return success();
 }
 

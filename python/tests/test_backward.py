@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """heed.compile_backward (python/heed/backward.py) against a float64 numpy backward of
-ALiBi with a causal mask and GQA: dq, dk, dv and the slopes' gradient, normwise, on
-fresh random inputs (seed printed). Exits 77 (SKIPPED) without numpy."""
+ALiBi with a causal mask and GQA (dq, dk, dv and the slopes' gradient), and of causal
+attention with a learned sink logit (the sinks' gradient) and with sigmoid weights,
+normwise, on fresh random inputs (seed printed). Exits 77 (SKIPPED) without numpy."""
 
 import unittest
 
@@ -43,6 +44,49 @@ def reference_backward(q, k, v, slopes, dout, scale):
     return dq, dk, dv, dslopes
 
 
+SINK = """variant sink {
+  buffer sinks: f32[H]
+  normalize = softmax(sink = sinks[h])
+  mask = causal()
+}"""
+
+SIGMOID = """variant sig {
+  normalize = sigmoid(bias = -2.0)
+  mask = causal()
+}"""
+
+
+def reference_normalized(q, k, v, dout, scale, sinks=None, bias=None):
+    """float64, causal, GQA: (dq, dk, dv, dsinks) under softmax with a sink logit per
+    head (sinks given) or sigmoid weights 1 / (1 + e^-(s + bias)) (bias given)."""
+    q, k, v, dout = (np.asarray(t, np.float64) for t in (q, k, v, dout))
+    group = q.shape[1] // k.shape[1]
+    kq, vq = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    sq, skv = q.shape[2], k.shape[2]
+    visible = np.arange(skv)[None, :] <= np.arange(sq)[:, None]
+    s = np.where(visible, scale * q @ kq.transpose(0, 1, 3, 2), -np.inf)
+    dsinks = None
+    if bias is not None:
+        p = 1 / (1 + np.exp(-(s + bias)))
+        dp = dout @ vq.transpose(0, 1, 3, 2)
+        ds = dp * p * (1 - p)
+    else:
+        x = np.asarray(sinks, np.float64)[None, :, None, None]
+        m = np.maximum(s.max(axis=-1, keepdims=True), x)
+        lse = m + np.log(np.exp(s - m).sum(axis=-1, keepdims=True) + np.exp(x - m))
+        p = np.exp(s - lse)
+        delta = (dout * (p @ vq)).sum(axis=-1, keepdims=True)
+        dp = dout @ vq.transpose(0, 1, 3, 2)
+        ds = p * (dp - delta)
+        dsinks = (-np.exp(x - lse) * delta).sum(axis=(0, 2, 3))
+    dq = scale * ds @ kq
+    dkq, dvq = scale * ds.transpose(0, 1, 3, 2) @ q, p.transpose(0, 1, 3, 2) @ dout
+    b, hkv = k.shape[0], k.shape[1]
+    dk = dkq.reshape(b, hkv, group, skv, -1).sum(axis=2)
+    dv = dvq.reshape(b, hkv, group, skv, -1).sum(axis=2)
+    return dq, dk, dv, dsinks
+
+
 def normwise(got, want):
     return float(np.linalg.norm(np.asarray(got, np.float64) - want) / np.linalg.norm(want))
 
@@ -65,6 +109,24 @@ class BackwardTest(HeedTestCase):
                                   want):
             self.assertLess(normwise(got, ref), 1e-5, name)
         self.assertGreater(backward.last_stats["visited_blocks"], 0)
+
+    def test_sink_and_sigmoid_match_float64(self):
+        rng = make_rng(self)
+        b, hq, hkv, s, d = 2, 4, 2, 37, 32
+        q, k, v = randn(rng, (b, hq, s, d)), randn(rng, (b, hkv, s, d)), randn(rng, (b, hkv, s, d))
+        dout = randn(rng, (b, hq, s, d))
+        sinks = randn(rng, (hq,))
+        for spec, buffers, kwargs in ((SINK, {"sinks": sinks}, {"sinks": sinks}),
+                                      (SIGMOID, {}, {"bias": -2.0})):
+            out, lse = heed.compile(spec, head_dim=d, lse=True)(q, k, v, buffers=buffers)
+            backward = heed.compile_backward(spec, head_dim=d)
+            self.assertEqual(backward.gradient_buffers, list(buffers))
+            dq, dk, dv, grads = backward(q, k, v, out, lse, dout, buffers=buffers)
+            want = reference_normalized(q, k, v, dout, 1 / np.sqrt(d), **kwargs)
+            got = (dq, dk, dv, grads.get("sinks"))
+            for name, g, ref in zip(("dq", "dk", "dv", "dsinks"), got, want):
+                if ref is not None:
+                    self.assertLess(normwise(g, ref), 1e-5, f"{name} of {spec.split()[1]}")
 
     def test_not_differentiable_is_a_compile_error(self):
         spec = "variant t { buffer w: f32[Skv]\n score = w[kv] > 0.0 ? score : -1000.0 }"

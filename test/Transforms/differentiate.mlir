@@ -183,3 +183,82 @@ attn.variant @remainder buffers([] : []) shapes [] params {} score {
   %m = arith.constant true
   attn.yield %m : i1
 }
+
+// -----
+
+// A sink logit: the derivative's sink region keeps yielding the logit (its
+// lowering weighs the partials by it) and states d sink / d sinks[h] =
+// 2 (1 - tanh^2) with attn.grad_add; the buffer the sink reads gets a
+// gradient although the score does not read it.
+// CHECK-LABEL: attn.variant @sink_grad buffers(["sinks", "dsinks"] : [memref<?xf32>, memref<?xf32>]) shapes {{\[}}["H"], ["H"]]
+// CHECK-SAME: gradients = array<i64: 0>
+// CHECK: sink {
+// CHECK-NEXT: ^bb0(%{{.*}}: index, %[[H:.*]]: index, %[[SK:.*]]: memref<?xf32>, %[[DSK:.*]]: memref<?xf32>):
+// CHECK-DAG: %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
+// CHECK-DAG: %[[TWO:.*]] = arith.constant 2.000000e+00 : f32
+// CHECK: %[[X:.*]] = attn.load %[[SK]][%[[H]]]
+// CHECK: %[[T:.*]] = math.tanh %[[X]] : f32
+// CHECK: %[[LOGIT:.*]] = arith.mulf %[[T]], %[[TWO]] : f32
+// CHECK: %[[T2:.*]] = arith.mulf %[[T]], %[[T]] : f32
+// CHECK: %[[SECH:.*]] = arith.subf %[[ONE]], %[[T2]] : f32
+// CHECK: %[[D:.*]] = arith.mulf %[[SECH]], %[[TWO]] : f32
+// CHECK: attn.grad_add %[[D]] to %[[DSK]][%[[H]]] : f32, memref<?xf32>
+// CHECK-NEXT: attn.yield %[[LOGIT]] : f32
+// CHECK: score {
+// CHECK-NOT: attn.grad_add
+// CHECK: mask {
+attn.variant @sink buffers(["sinks"] : [memref<?xf32>]) shapes [["H"]] params {} sink {
+^bb0(%b: index, %h: index, %sk: memref<?xf32>):
+  %x = attn.load %sk[%h] : memref<?xf32> -> f32
+  %t = math.tanh %x : f32
+  %c = arith.constant 2.0 : f32
+  %r = arith.mulf %c, %t : f32
+  attn.yield %r : f32
+} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %sk: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %sk: memref<?xf32>):
+  %m = arith.cmpi sge, %q, %kv : index
+  attn.yield %m : i1
+}
+
+// -----
+
+// A sink logit that reads a float buffer only through a comparison.
+// expected-error @+1 {{score and sink logit are not differentiable in buffer 'sinks': it reaches the score and sink logit only through comparisons or integer conversions}}
+attn.variant @sink_step buffers(["sinks"] : [memref<?xf32>]) shapes [["H"]] params {} sink {
+^bb0(%b: index, %h: index, %sk: memref<?xf32>):
+  %x = attn.load %sk[%h] : memref<?xf32> -> f32
+  %z = arith.constant 0.0 : f32
+  %c = arith.cmpf ogt, %x, %z : f32
+  %one = arith.constant 1.0 : f32
+  %r = arith.select %c, %one, %z : f32
+  attn.yield %r : f32
+} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %sk: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %sk: memref<?xf32>):
+  %m = arith.constant true
+  attn.yield %m : i1
+}
+
+// -----
+
+// An f32 op without a derivative rule in the sink region is named.
+attn.variant @sink_remainder buffers(["sinks"] : [memref<?xf32>]) shapes [["H"]] params {} sink {
+^bb0(%b: index, %h: index, %sk: memref<?xf32>):
+  %x = attn.load %sk[%h] : memref<?xf32> -> f32
+  %c = arith.constant 3.0 : f32
+  // expected-error @+1 {{'arith.remf' op has no derivative rule: the sink logit cannot be differentiated}}
+  %r = arith.remf %x, %c : f32
+  attn.yield %r : f32
+} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %sk: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %sk: memref<?xf32>):
+  %m = arith.constant true
+  attn.yield %m : i1
+}

@@ -134,6 +134,34 @@ const Case cases[] = {
      "variant g { buffer router: f32[B, Sq, H]\n buffer slopes: f32[H]\n"
      " gate = router[b, q, h]\n score = alibi(score, slopes)\n mask = causal() }",
      2, 1, 6, 6},
+    // Normalizations. `q >= kv + 2` leaves rows 0 and 1 without a key:
+    // their output is 0 and only the sink is in their denominator.
+    {"sink_gqa",
+     "variant s { buffer sinks: f32[H]\n normalize = softmax(sink = sinks[h])\n"
+     " mask = q >= kv + 2 }",
+     4, 2, 6, 6},
+    {"sink_expression_alibi",
+     "variant s { buffer sinks: f32[H]\n buffer slopes: f32[H]\n"
+     " normalize = softmax(sink = 2.0 * tanh(sinks[h]) - slopes[h] * sinks[h])\n"
+     " score = alibi(score, slopes)\n mask = sliding_window(3) }",
+     2, 2, 6, 7},
+    {"off_by_one", "variant o { normalize = softmax_off_by_one\n mask = causal() }", 2, 1, 5, 5},
+    {"sigmoid_relative_bias",
+     "variant g { buffer table: f32[H, 7]\n normalize = sigmoid(bias = -1.5)\n"
+     " score = relative_bias(score, table, 3)\n mask = causal() }",
+     4, 2, 7, 7},
+    {"sigmoid_softcap_window",
+     "variant g { normalize = sigmoid\n score = softcap(score, 0.8)\n"
+     " mask = sliding_window(3) }",
+     2, 2, 6, 5},
+    {"gated_sink",
+     "variant g { buffer router: f32[B, Sq, H]\n buffer sinks: f32[H]\n"
+     " gate = router[b, q, h]\n normalize = softmax(sink = sinks[h])\n mask = causal() }",
+     2, 1, 6, 6},
+    {"gated_sigmoid",
+     "variant g { buffer router: f32[B, Sq, H]\n gate = router[b, q, h]\n"
+     " normalize = sigmoid(bias = 0.5)\n mask = causal() }",
+     2, 2, 5, 6},
 };
 
 INSTANTIATE_TEST_SUITE_P(Variants, BackwardReference, ::testing::ValuesIn(cases),

@@ -33,7 +33,9 @@ struct ReferenceGradients {
 
 /// Every f32 operation of the variant runs in float64 (evaluateExact), so
 /// the result is the derivative of a smooth function that finite differences
-/// can check. The conventions at non-smooth points are PyTorch's
+/// can check. Each normalization is differentiated (docs/backward.md): a
+/// sink logit's gradient flows into the buffers its expression reads;
+/// sigmoid rows have no lse (NaN). The conventions at non-smooth points are PyTorch's
 /// (spec::backpropagate); a gated row whose gate is 0 is not routed and
 /// contributes nothing. Uses up to `threads` threads (0 = all cores).
 ReferenceGradients referenceBackward(const spec::Variant &variant, const BackwardProblem &p,

@@ -14,6 +14,13 @@
 //     dK += attn.tile.grad_kv %ds, %q_rows
 //     attn.tile.write_rows (attn.tile.pv %ds, %kv) to dq accumulate {scale}
 //   attn.tile.write_rows dK {scale}, dV
+//   [sink logit reading buffers, key tile 0 only: for each query head h of
+//    the group, for each query tile: attn.tile.grad_sink @v_grad lse, delta]
+//
+// A sigmoid variant's probs are sigmoid weights (no lse is read) and its
+// grad_scores drop delta (rows are not normalized). A sink logit needs
+// nothing in the block: the forward's lse includes it, so P and dS are
+// softmax's; only the logit's own gradient is added, once per row.
 //
 // The item owns its dK and dV rows (summed over the group's heads in a
 // fixed order), so only dq and the buffers' gradients are shared between
@@ -63,6 +70,22 @@ private:
   }
 
   void buildItem(Value headKV, Value keyTile);
+  /// A (query head, query tile) block, skipped where EMPTY: returns the
+  /// updated (dK, dV).
+  SmallVector<Value> visitBlock(Value head, Value route, Value rowSpan, ValueRange carried);
+  /// The sink logit's gradient, on the items of key tile 0.
+  void buildSinkGradient(Value headKV, Value keyTile);
+  /// head = hk * group + g for g in the group (with its route where
+  /// `withRoute` and the variant is routed), then the query tiles:
+  /// `body(head, route, rows, carried)` inside, carrying `init`; returns
+  /// the results.
+  using QueryTileBody = function_ref<SmallVector<Value>(Value, Value, Value, ValueRange)>;
+  ValueRange forEachQueryTile(Value headKV, ValueRange init, bool withRoute, QueryTileBody body);
+  SmallVector<Value> buffersAndGradients() {
+    SmallVector<Value> all(op.getBuffers());
+    all.append(op.getGradients().begin(), op.getGradients().end());
+    return all;
+  }
   /// One (query head, query tile) block: returns the updated (dK, dV).
   SmallVector<Value> buildBlock(Value head, Value rows, Value route, Value maskIf,
                                 ValueRange carried);
@@ -71,7 +94,8 @@ private:
   VariantOp variant, grad;
   TilingAttr tiling;
   int64_t rows = 0, keys = 0, headDim = 0, valueDim = 0;
-  Value batch, seqQ, seqKV, keySpan, kvBox[2];
+  Value batch, seqQ, seqKV, keySpan, kvBox[2], group, qTiles;
+  bool classify = false;
   Value k, kAsV, vAsK;
 };
 
@@ -97,7 +121,7 @@ void BackwardLoopBuilder::build() {
 
 void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
   keySpan = span(seqKV, keyTile, Side::KV);
-  bool classify = !variant.getBlocks().empty();
+  classify = !variant.getBlocks().empty();
   if (classify) {
     auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
     kvBox[0] = box.getLo();
@@ -106,63 +130,96 @@ void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
   k = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
   kAsV = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::V);
   vAsK = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
-  Value group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), dim(op.getKey(), 1));
-  Value qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
-                                    SideAttr::get(b.getContext(), Side::Q), tiling);
+  group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), dim(op.getKey(), 1));
+  qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
+                              SideAttr::get(b.getContext(), Side::Q), tiling);
   // dK from +0 and dV from -0: equal types must not make them one value
   // (accumulators are updated in place on the CPU).
   SmallVector<Value> init = {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
                              fill(tile(keys, valueDim, b.getF32Type(), TileRole::Acc), -0.0)};
-  auto heads = scf::ForOp::create(b, loc, idx(0), group, idx(1), init);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(heads.getBody());
-    Value head = arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, headKV, group), heads.getInductionVar());
-    Value route;
-    if (variant.isRouted())
-      route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
-                                  op.getBuffers(), op.getStatus());
-    auto qLoop = scf::ForOp::create(b, loc, idx(0), qTiles, idx(1), heads.getRegionIterArgs());
-    {
-      OpBuilder::InsertionGuard inner(b);
-      b.setInsertionPointToStart(qLoop.getBody());
-      Value rowSpan = span(seqQ, qLoop.getInductionVar(), Side::Q);
-      ValueRange carried = qLoop.getRegionIterArgs();
-      SmallVector<Value> next;
-      if (classify) {
-        auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
-        Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch,
-                                           head, box.getLo(), box.getHi(), kvBox[0], kvBox[1],
-                                           op.getBuffers(), op.getSummaries(), route);
-        Value visit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
-                                            classValue(BlockClass::Empty));
-        Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
-                                              classValue(BlockClass::Partial));
-        // EMPTY blocks are never visited; FULL ones skip the mask.
-        auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
-        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-        if (Value stats = op.getStats())
-          TileCountOp::create(b, loc, stats, cls);
-        scf::YieldOp::create(b, loc, buildBlock(head, rowSpan, route, partial, carried));
-        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-        scf::YieldOp::create(b, loc, carried);
-        b.setInsertionPointAfter(ifOp);
-        next = ifOp.getResults();
-      } else {
-        if (Value stats = op.getStats())
-          TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
-        next = buildBlock(head, rowSpan, route, Value(), carried);
-      }
-      scf::YieldOp::create(b, loc, next);
-    }
-    scf::YieldOp::create(b, loc, qLoop.getResults());
-  }
+  ValueRange grads = forEachQueryTile(
+      headKV, init, /*withRoute=*/true,
+      [&](Value head, Value route, Value rowSpan, ValueRange carried) {
+        return visitBlock(head, route, rowSpan, carried);
+      });
   FloatAttr scale = op.getScaleAttr();
-  TileWriteRowsOp::create(b, loc, heads.getResult(0), op.getDk(), batch, headKV, keySpan,
+  TileWriteRowsOp::create(b, loc, grads[0], op.getDk(), batch, headKV, keySpan,
                           /*accumulate=*/UnitAttr(), scale, op.getLayoutAttr());
-  TileWriteRowsOp::create(b, loc, heads.getResult(1), op.getDv(), batch, headKV, keySpan,
+  TileWriteRowsOp::create(b, loc, grads[1], op.getDv(), batch, headKV, keySpan,
                           /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
+  if (grad.hasSink() && !grad.getSink().front().getOps<GradAddOp>().empty())
+    buildSinkGradient(headKV, keyTile);
+}
+
+SmallVector<Value> BackwardLoopBuilder::visitBlock(Value head, Value route, Value rowSpan,
+                                                   ValueRange carried) {
+  SmallVector<Value> next;
+  if (classify) {
+    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
+    Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch,
+                                       head, box.getLo(), box.getHi(), kvBox[0], kvBox[1],
+                                       op.getBuffers(), op.getSummaries(), route);
+    Value visit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
+                                        classValue(BlockClass::Empty));
+    Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
+                                          classValue(BlockClass::Partial));
+    // EMPTY blocks are never visited; FULL ones skip the mask.
+    auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    if (Value stats = op.getStats())
+      TileCountOp::create(b, loc, stats, cls);
+    scf::YieldOp::create(b, loc, buildBlock(head, rowSpan, route, partial, carried));
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+    scf::YieldOp::create(b, loc, carried);
+    b.setInsertionPointAfter(ifOp);
+    next = ifOp.getResults();
+  } else {
+    if (Value stats = op.getStats())
+      TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
+    next = buildBlock(head, rowSpan, route, Value(), carried);
+  }
+  return next;
+}
+
+ValueRange BackwardLoopBuilder::forEachQueryTile(Value headKV, ValueRange init, bool withRoute,
+                                                 QueryTileBody body) {
+  auto heads = scf::ForOp::create(b, loc, idx(0), group, idx(1), init);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(heads.getBody());
+  Value head = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, headKV, group),
+                                     heads.getInductionVar());
+  Value route;
+  if (withRoute && variant.isRouted())
+    route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
+                                op.getBuffers(), op.getStatus());
+  auto qLoop = scf::ForOp::create(b, loc, idx(0), qTiles, idx(1), heads.getRegionIterArgs());
+  // A loop without results comes with its (empty) yield.
+  if (!init.empty())
+    scf::YieldOp::create(b, loc, qLoop.getResults());
+  b.setInsertionPointToStart(qLoop.getBody());
+  Value rowSpan = span(seqQ, qLoop.getInductionVar(), Side::Q);
+  SmallVector<Value> next = body(head, route, rowSpan, qLoop.getRegionIterArgs());
+  if (!init.empty())
+    scf::YieldOp::create(b, loc, next);
+  return heads.getResults();
+}
+
+void BackwardLoopBuilder::buildSinkGradient(Value headKV, Value keyTile) {
+  // The logit is per row, not per key: one key tile's items add it.
+  Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, keyTile, idx(0));
+  auto ifOp = scf::IfOp::create(b, loc, first, /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  TileType rowType = tile(rows, 1, b.getF32Type(), TileRole::Row);
+  SmallVector<Value> buffers = buffersAndGradients();
+  forEachQueryTile(headKV, {}, /*withRoute=*/false, [&](Value head, Value, Value rowSpan,
+                                                       ValueRange) {
+    Value lse = TileLoadRowsOp::create(b, loc, rowType, op.getLse(), batch, head, rowSpan);
+    Value delta = TileLoadRowsOp::create(b, loc, rowType, op.getDelta(), batch, head, rowSpan);
+    TileGradSinkOp::create(b, loc, FlatSymbolRefAttr::get(grad.getSymNameAttr()), lse, delta,
+                           batch, head, rowSpan, buffers);
+    return SmallVector<Value>{};
+  });
 }
 
 SmallVector<Value> BackwardLoopBuilder::buildBlock(Value head, Value rowSpan, Value route,
@@ -173,16 +230,20 @@ SmallVector<Value> BackwardLoopBuilder::buildBlock(Value head, Value rowSpan, Va
   Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q);
   Value dORows = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::K);
   TileType rowType = tile(rows, 1, b.getF32Type(), TileRole::Row);
-  Value lse = TileLoadRowsOp::create(b, loc, rowType, op.getLse(), batch, head, rowSpan);
-  Value delta = TileLoadRowsOp::create(b, loc, rowType, op.getDelta(), batch, head, rowSpan);
+  // Sigmoid rows have no lse (the forward writes NaN) and no delta.
+  bool sigmoid = variant.getNormalization() == Normalization::Sigmoid;
+  Value lse = sigmoid ? fill(rowType, 0)
+                      : TileLoadRowsOp::create(b, loc, rowType, op.getLse(), batch, head, rowSpan);
+  Value delta = sigmoid
+                    ? lse
+                    : TileLoadRowsOp::create(b, loc, rowType, op.getDelta(), batch, head, rowSpan);
   TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
   Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
   Value p = TileProbsOp::create(b, loc, sType, op.getVariantAttr(), s, lse, batch, head, rowSpan,
                                 keySpan, op.getBuffers(), route, op.getStatus(), maskIf);
   dv = TileGradKVOp::create(b, loc, dv.getType(), p, dORows, dv);
   Value dp = TileQKOp::create(b, loc, sType, dO, vAsK, b.getF32FloatAttr(1));
-  SmallVector<Value> buffers(op.getBuffers());
-  buffers.append(op.getGradients().begin(), op.getGradients().end());
+  SmallVector<Value> buffers = buffersAndGradients();
   Value ds = TileGradScoresOp::create(b, loc, sType, FlatSymbolRefAttr::get(grad.getSymNameAttr()),
                                       s, p, dp, delta, batch, head, rowSpan, keySpan, buffers,
                                       route);

@@ -1,13 +1,18 @@
 // CPU patterns for the backward's tile ops (docs/backward.md), in the CPU
 // representation of CPUPatterns.h (rows in vector lanes):
 //   attn.tile.load_rows    lse / delta of a span's rows, as a vector
-//   attn.tile.probs        P = exp(score'(s) - lse), masked, into a new tile
-//   attn.tile.grad_scores  dS = P (dP - delta) f'(s); the derivative region's
-//                          attn.grad_add become lane-by-lane adds
+//   attn.tile.probs        P = exp(score'(s) - lse) (sigmoid: the weights),
+//                          masked, into a new tile
+//   attn.tile.grad_scores  dS = P (dP - delta) f'(s) (sigmoid: dP P (1 - P)
+//                          f'(s)); the derivative region's attn.grad_add
+//                          become lane-by-lane adds
+//   attn.tile.grad_sink    the sink logit's gradient over a span's rows,
+//                          through the scalar sink region's attn.grad_add
 //   attn.tile.grad_kv      acc[j] += sum_i x[j][i] y[i] (dV, dK)
 //   attn.tile.write_rows   rows of an accumulator, scaled, written or added
 #include "CPUPatterns.h"
 
+#include "../TileCommon/Normalize.h"
 #include "../TileCommon/VariantRegions.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -135,11 +140,15 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
     Value status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
     SmallVector<Value> buffers = firsts(adaptor.getBuffers());
     Value route = broadcastRoute(rewriter, loc, adaptor.getRoute(), lanes);
-    // exp(s - lse) = 2^(s log2 e - lse log2 e); rows whose lse is -inf see no key.
+    // exp(s - lse) = 2^(s log2 e - lse log2 e); rows whose lse is -inf see
+    // no key. Sigmoid weights need no lse.
+    bool isSigmoid = variant.getNormalization() == Normalization::Sigmoid;
+    double bias = variant.getSigmoidBiasAttr() ? variant.getSigmoidBiasAttr().getValueAsDouble() : 0;
     Value log2e = splat(rewriter, loc, laneType, M_LOG2E);
     Value shift = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, lse, log2e));
-    Value live = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
-                                       splat(rewriter, loc, laneType, -INFINITY));
+    Value live = isSigmoid ? Value()
+                           : arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
+                                                   splat(rewriter, loc, laneType, -INFINITY));
     Value c0 = index(rewriter, loc, 0);
     forEachKey(rewriter, loc, keys, adaptor.getBatch().front(), adaptor.getHead().front(), rows,
                cols, lanes, [&](Value j, const KeyColumn &c) {
@@ -151,10 +160,11 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
         s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
       }
       Value leading[] = {c.b, c.h, rows.tokens, c.kv};
-      Value visible = visibleLanes(rewriter, loc, variant, how, leading,
-                                   arith::AndIOp::create(rewriter, loc, c.laneValid, live),
+      Value valid = live ? arith::AndIOp::create(rewriter, loc, c.laneValid, live) : c.laneValid;
+      Value visible = visibleLanes(rewriter, loc, variant, how, leading, valid,
                                    adaptor.getMaskIf());
-      Value p = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, s, log2e, shift));
+      Value p = isSigmoid ? sigmoid(rewriter, loc, s, bias, cpuExp)
+                          : exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, s, log2e, shift));
       p = arith::SelectOp::create(rewriter, loc, visible, p, splat(rewriter, loc, laneType, 0));
       vector::StoreOp::create(rewriter, loc, p, pT, ValueRange{j, c0});
     });
@@ -163,6 +173,24 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
   }
 };
 
+/// gradient[indices] += value where `ok` holds and every index is in range.
+void addInRange(OpBuilder &b, Location loc, Value gradient, ArrayRef<Value> indices, Value value,
+                Value ok) {
+  Value zero = index(b, loc, 0);
+  for (auto [d, i] : llvm::enumerate(indices)) {
+    Value size = memref::DimOp::create(b, loc, gradient, d);
+    ok = arith::AndIOp::create(
+        b, loc, ok,
+        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
+                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
+  }
+  auto ifOp = scf::IfOp::create(b, loc, ok, false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  Value old = memref::LoadOp::create(b, loc, gradient, indices);
+  memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, value), gradient, indices);
+}
+
 /// attn.grad_add on vectors: lane by lane (indices may repeat across
 /// lanes), the active lanes add dS * value to gradient[indices] where the
 /// indices are in range.
@@ -170,29 +198,32 @@ void scatterAdd(OpBuilder &b, Location loc, GradAddOp add, Value ds, Value activ
   // The accessors' types are the scalar op's: read the widened operands.
   auto laneType = cast<VectorType>(ds.getType());
   Value contribution = arith::MulFOp::create(b, loc, ds, add->getOperand(0));
-  Value gradient = add->getOperand(1);
   auto loop = scf::ForOp::create(b, loc, index(b, loc, 0), index(b, loc, laneType.getDimSize(0)),
                                  index(b, loc, 1));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value l = loop.getInductionVar();
-  Value ok = extractAt(b, loc, active, l);
   SmallVector<Value> indices;
-  Value zero = index(b, loc, 0);
-  for (auto [d, v] : llvm::enumerate(add->getOperands().drop_front(2))) {
-    Value i = extractAt(b, loc, v, l);
-    Value size = memref::DimOp::create(b, loc, gradient, d);
-    ok = arith::AndIOp::create(
-        b, loc, ok,
-        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
-                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
-    indices.push_back(i);
-  }
-  auto ifOp = scf::IfOp::create(b, loc, ok, false);
-  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-  Value old = memref::LoadOp::create(b, loc, gradient, indices);
-  Value sum = arith::AddFOp::create(b, loc, old, extractAt(b, loc, contribution, l));
-  memref::StoreOp::create(b, loc, sum, gradient, indices);
+  for (Value v : add->getOperands().drop_front(2))
+    indices.push_back(extractAt(b, loc, v, l));
+  addInRange(b, loc, add->getOperand(1), indices, extractAt(b, loc, contribution, l),
+             extractAt(b, loc, active, l));
+}
+
+/// Inlines a derivative region at the rewriter's insertion point and
+/// returns what it yields; `adds` receives its attn.grad_adds (inlined
+/// right before the insertion point), for the caller to lower and erase.
+Value inlineDerivative(ConversionPatternRewriter &rewriter, Location loc, Region &region,
+                       const RegionInlining &how, SmallVectorImpl<GradAddOp> &adds) {
+  Block *block = rewriter.getInsertionBlock();
+  Block::iterator end = rewriter.getInsertionPoint();
+  Operation *before = end == block->begin() ? nullptr : &*std::prev(end);
+  Value result = inlineVariantRegion(rewriter, loc, region, how);
+  for (Operation &inlined :
+       llvm::make_range(before ? std::next(Block::iterator(before)) : block->begin(), end))
+    if (auto add = dyn_cast<GradAddOp>(inlined))
+      adds.push_back(add);
+  return result;
 }
 
 struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
@@ -216,29 +247,26 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
     if (auto cst = cast<YieldOp>(region.getTerminator()).getValue().getDefiningOp<arith::ConstantOp>())
       constantOne = cast<FloatAttr>(cst.getValue()).getValueAsDouble() == 1.0;
     bool hasGradAdds = !region.getOps<GradAddOp>().empty();
+    bool isSigmoid = grad.getNormalization() == Normalization::Sigmoid;
     forEachKey(rewriter, loc, keys, adaptor.getBatch().front(), adaptor.getHead().front(), rows,
                cols, lanes, [&](Value j, const KeyColumn &c) {
       auto load = [&](Value t) {
         return vector::LoadOp::create(rewriter, loc, laneType, t, ValueRange{j, c0}).getResult();
       };
       Value p = load(pT);
-      Value ds = arith::MulFOp::create(rewriter, loc, p,
-                                       arith::SubFOp::create(rewriter, loc, load(dpT), delta));
+      auto mul = [&](Value x, Value y) { return arith::MulFOp::create(rewriter, loc, x, y); };
+      auto sub = [&](Value x, Value y) { return arith::SubFOp::create(rewriter, loc, x, y); };
+      // Softmax: P (dP - delta); sigmoid: dP P (1 - P), rows not normalized.
+      Value ds = isSigmoid ? mul(load(dpT), mul(p, sub(splat(rewriter, loc, laneType, 1), p)))
+                           : mul(p, sub(load(dpT), delta));
       if (!constantOne || hasGradAdds) {
         RegionInlining how = inlining(op, loc, buffers, route, lanes, c, Value());
         Value leading[] = {load(sT), c.b, c.h, rows.tokens, c.kv};
         how.leading = leading;
-        // The region's grad_adds come out as ops on vectors, right before
-        // the insertion point: found there, they become lane-by-lane adds.
-        Block *block = rewriter.getInsertionBlock();
-        Block::iterator end = rewriter.getInsertionPoint();
-        Operation *before = end == block->begin() ? nullptr : &*std::prev(end);
-        Value derivative = inlineVariantRegion(rewriter, loc, grad.getScore(), how);
+        // The region's grad_adds come out as ops on vectors: they become
+        // lane-by-lane adds.
         SmallVector<GradAddOp> adds;
-        for (Operation &inlined :
-             llvm::make_range(before ? std::next(Block::iterator(before)) : block->begin(), end))
-          if (auto add = dyn_cast<GradAddOp>(inlined))
-            adds.push_back(add);
+        Value derivative = inlineDerivative(rewriter, loc, grad.getScore(), how, adds);
         Value active = arith::AndIOp::create(
             rewriter, loc, c.laneValid,
             arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, p,
@@ -257,6 +285,50 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
       vector::StoreOp::create(rewriter, loc, ds, dsT, ValueRange{j, c0});
     });
     rewriter.replaceOp(op, dsT);
+    return success();
+  }
+};
+
+/// The sink logit x of (b, h) and a = -sum_i exp(x - lse_i) delta_i over
+/// the span's real rows; each grad_add of the scalar sink region adds
+/// a * value.
+struct GradSinkLowering : OpConversionPattern<TileGradSinkOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileGradSinkOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    VariantOp grad = lookupVariant(op, op.getVariantAttr());
+    Location loc = op.getLoc();
+    Value lse = adaptor.getLse().front(), delta = adaptor.getDelta().front();
+    Span rows(adaptor.getRows());
+    auto laneType = cast<VectorType>(lse.getType());
+    SmallVector<Value> buffers = firsts(adaptor.getBuffers());
+    Value leading[] = {adaptor.getBatch().front(), adaptor.getHead().front()};
+    RegionInlining how;
+    how.leading = leading;
+    how.buffers = buffers;
+    SmallVector<GradAddOp> adds;
+    Value sink = inlineDerivative(rewriter, loc, grad.getSink(), how, adds);
+    // lse >= x up to rounding; the min keeps cpuExp's argument <= 0.
+    Value zero = splat(rewriter, loc, laneType, 0);
+    Value x = vector::BroadcastOp::create(rewriter, loc, laneType, sink);
+    Value w = cpuExp(rewriter, loc,
+                     arith::MinimumFOp::create(rewriter, loc,
+                                               arith::SubFOp::create(rewriter, loc, x, lse), zero));
+    Value live = arith::AndIOp::create(
+        rewriter, loc, rows.real,
+        arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
+                              splat(rewriter, loc, laneType, -INFINITY)));
+    Value terms = arith::SelectOp::create(rewriter, loc, live,
+                                          arith::MulFOp::create(rewriter, loc, w, delta), zero);
+    Value adjoint = arith::NegFOp::create(
+        rewriter, loc, vector::ReductionOp::create(rewriter, loc, vector::CombiningKind::ADD, terms));
+    Value yes = arith::ConstantIntOp::create(rewriter, loc, 1, 1);
+    for (GradAddOp add : adds) {
+      addInRange(rewriter, loc, add.getGradient(), SmallVector<Value>(add.getIndices()),
+                 arith::MulFOp::create(rewriter, loc, adjoint, add.getValue()), yes);
+      rewriter.eraseOp(add);
+    }
+    rewriter.eraseOp(op);
     return success();
   }
 };
@@ -335,8 +407,8 @@ struct WriteRowsLowering : OpConversionPattern<TileWriteRowsOp> {
 } // namespace
 
 void populateBackwardPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, GradKVLowering,
-               WriteRowsLowering>(converter, patterns.getContext());
+  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, GradSinkLowering,
+               GradKVLowering, WriteRowsLowering>(converter, patterns.getContext());
 }
 
 } // namespace heed::cpu

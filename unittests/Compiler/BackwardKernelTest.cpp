@@ -1,0 +1,161 @@
+// The CPU backward kernel (BackwardKernel) against the float64 reference
+// backward for each normalization: softmax, softmax with a sink logit
+// (whose buffer gets a gradient), softmax_off_by_one and sigmoid.
+#include "heed/Compiler/Backward.h"
+#include "heed/Compiler/Compiler.h"
+#include "heed/Runtime/ReferenceBackward.h"
+
+#include "TestSpecs.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <random>
+
+using namespace heed;
+
+namespace {
+
+struct Case {
+  const char *name, *spec;
+  int64_t headsQ, headsKV, seqQ, seqKV;
+  DType dtype;
+};
+
+std::vector<double> values(const HostTensor &t) {
+  std::vector<double> out(size_t(t.size()));
+  for (int64_t i = 0; i < t.size(); ++i)
+    out[size_t(i)] = t.get(i);
+  return out;
+}
+
+class BackwardKernelNormalizations : public ::testing::TestWithParam<Case> {};
+
+TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
+  const Case &c = GetParam();
+  spec::Variant variant = test::parse(c.spec);
+  KernelConfig config;
+  config.dtype = c.dtype;
+  config.headDim = 32;
+  config.lse = true;
+  auto forward = Kernel::compile(variant, config);
+  ASSERT_TRUE(static_cast<bool>(forward)) << llvm::toString(forward.takeError());
+  auto backward = BackwardKernel::compile(variant, config);
+  ASSERT_TRUE(static_cast<bool>(backward)) << llvm::toString(backward.takeError());
+
+  unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937_64 rng(seed);
+  const int64_t B = 2, D = config.headDim;
+  HostTensor q(c.dtype, {B, c.headsQ, c.seqQ, D}), k(c.dtype, {B, c.headsKV, c.seqKV, D});
+  HostTensor v(c.dtype, {B, c.headsKV, c.seqKV, D}), dout(c.dtype, {B, c.headsQ, c.seqQ, D});
+  HostTensor out(c.dtype, {B, c.headsQ, c.seqQ, D}), lse(DType::F32, {B, c.headsQ, c.seqQ});
+  HostTensor dq(c.dtype, q.shape()), dk(c.dtype, k.shape()), dv(c.dtype, v.shape());
+  for (HostTensor *t : {&q, &k, &v, &dout})
+    t->fillUniform(rng, -1, 1);
+  AttentionDims dims{B, c.headsQ, c.headsKV, c.seqQ, c.seqKV};
+  std::vector<HostTensor> buffers;
+  for (const spec::BufferDecl &decl : variant.buffers) {
+    ASSERT_EQ(decl.elem, spec::ElemType::F32) << "the cases use f32 buffers";
+    buffers.emplace_back(DType::F32, resolveDims(decl.shape, dims));
+    buffers.back().fillUniform(rng, -1, 1);
+  }
+  const std::vector<unsigned> &gradBuffers = (*backward)->gradientBuffers();
+  std::vector<HostTensor> grads;
+  for (unsigned g : gradBuffers)
+    grads.emplace_back(DType::F32, buffers[g].shape());
+
+  AttentionArgs fwd;
+  fwd.q = q.ref();
+  fwd.k = k.ref();
+  fwd.v = v.ref();
+  fwd.out = out.ref();
+  fwd.lse = lse.ref();
+  BackwardArgs bwd;
+  bwd.q = fwd.q;
+  bwd.k = fwd.k;
+  bwd.v = fwd.v;
+  bwd.out = fwd.out;
+  bwd.lse = fwd.lse;
+  bwd.dout = dout.ref();
+  for (HostTensor &b : buffers) {
+    fwd.buffers.push_back(b.ref());
+    bwd.buffers.push_back(b.ref());
+  }
+  bwd.dq = dq.ref();
+  bwd.dk = dk.ref();
+  bwd.dv = dv.ref();
+  for (HostTensor &g : grads)
+    bwd.bufferGrads.push_back(g.ref());
+  for (HostTensor *t : {&out, &lse, &dq, &dk, &dv})
+    t->poison();
+  for (HostTensor &g : grads)
+    g.poison();
+  if (llvm::Error err = (*forward)->run(fwd, 2))
+    FAIL() << llvm::toString(std::move(err));
+  if (llvm::Error err = (*backward)->run(bwd, 2))
+    FAIL() << llvm::toString(std::move(err));
+
+  ReferenceGradients ref = referenceBackward(
+      variant, backwardProblem(q, k, v, dout, Layout::BHSD, config.effectiveScale(), buffers));
+  ASSERT_EQ(ref.outOfRange, 0);
+  double tolerance = c.dtype == DType::F32 ? std::max(1e-5, 16 * ref.maxAbsScore * 0x1p-24) : 1e-2;
+  auto check = [&](const std::string &what, const std::vector<double> &got,
+                   const std::vector<double> &want) {
+    double err = normwiseError(got, want);
+    std::printf("%s %s: normwise error %.3g\n", c.name, what.c_str(), err);
+    EXPECT_LE(err, tolerance) << what << " of " << c.name << " (seed " << seed << ")";
+  };
+  check("dq", bhsdValues(dq, Layout::BHSD), ref.dq);
+  check("dk", bhsdValues(dk, Layout::BHSD), ref.dk);
+  check("dv", bhsdValues(dv, Layout::BHSD), ref.dv);
+  for (size_t g = 0; g < gradBuffers.size(); ++g)
+    check("d" + variant.buffers[gradBuffers[g]].name, values(grads[g]),
+          ref.dBuffers[gradBuffers[g]]);
+}
+
+// `q >= kv + 3` leaves the first rows without a key (output 0, the sink's
+// whole weight); odd lengths leave holes in the last tiles.
+const Case cases[] = {
+    {"sink_gqa",
+     "variant s { buffer sinks: f32[H]\n normalize = softmax(sink = sinks[h])\n"
+     " mask = q >= kv + 3 }",
+     4, 2, 37, 37, DType::F32},
+    {"sink_expression_alibi_window",
+     "variant s { buffer sinks: f32[H]\n buffer slopes: f32[H]\n"
+     " normalize = softmax(sink = 2.0 * tanh(sinks[h]) - slopes[h])\n"
+     " score = alibi(score, slopes)\n mask = sliding_window(9) }",
+     2, 2, 45, 45, DType::F32},
+    {"sink_bf16",
+     "variant s { buffer sinks: f32[H]\n normalize = softmax(sink = sinks[h])\n"
+     " mask = causal() }",
+     4, 2, 40, 40, DType::BF16},
+    {"off_by_one_window",
+     "variant o { normalize = softmax_off_by_one\n mask = sliding_window(7) }", 4, 1, 33, 33,
+     DType::F32},
+    {"sigmoid_relative_bias",
+     "variant g { buffer table: f32[H, 9]\n normalize = sigmoid(bias = -3.0)\n"
+     " score = relative_bias(score, table, 4)\n mask = causal() }",
+     4, 2, 39, 39, DType::F32},
+    {"sigmoid_softcap_window",
+     "variant g { normalize = sigmoid\n score = softcap(score, 2.0)\n"
+     " mask = sliding_window(11) }",
+     2, 2, 30, 41, DType::F32},
+    {"sigmoid_bf16", "variant g { normalize = sigmoid(bias = -1.0)\n mask = causal() }", 4, 2, 40,
+     40, DType::BF16},
+};
+
+INSTANTIATE_TEST_SUITE_P(Variants, BackwardKernelNormalizations, ::testing::ValuesIn(cases),
+                         [](const auto &info) { return std::string(info.param.name); });
+
+TEST(BackwardKernel, SinkNotDifferentiableInItsBufferIsACompileError) {
+  spec::Variant v = test::parse(
+      "variant s { buffer sinks: f32[H]\n"
+      " normalize = softmax(sink = select(sinks[h] > 0.0, 1.0, -1.0))\n mask = causal() }");
+  auto backward = BackwardKernel::compile(v, KernelConfig{});
+  ASSERT_FALSE(static_cast<bool>(backward));
+  std::string message = llvm::toString(backward.takeError());
+  EXPECT_NE(message.find("not differentiable in buffer 'sinks'"), std::string::npos) << message;
+}
+
+} // namespace
