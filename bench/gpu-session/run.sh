@@ -12,7 +12,7 @@
 #   numerics   90   cases.txt's numerics cases: heed-run against float64 on
 #                   precompiled artifacts, both kernels
 #   sanitizer 120   compute-sanitizer memcheck, racecheck, synccheck, initcheck
-#                   on the six sanitize cases
+#                   on cases.txt's sanitize cases
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
 #   bench    rest   bench/gpu_attention.py (raw JSON rewritten after each row):

@@ -294,6 +294,61 @@ int main(int argc, char **argv) {
       }
     }
 
+  /* Variants that read the sizes (Sq, Skv, B) compile for the GPU and take
+   * buffers sized by expressions of them, checked against each call's sizes;
+   * a new length is the same module (lengths are not in the cache key): the
+   * kernel reads them from q's and k's memref descriptors (shape at words 3
+   * to 6 of each 11). */
+  static int8_t layout[H * 2 * 2];
+  memset(layout, 1, sizeof layout);
+  place(layout, sizeof layout, 0);
+  int64_t layoutShape[3] = {H, 2, 2}; /* [H, cdiv(Sq, 128), cdiv(Skv, 128)] at S = 200 */
+  heed_tensor layoutBuffer = {layout, HEED_DEVICE_CUDA, 0, HEED_I8, 3, layoutShape, NULL};
+  heed_kernel *tables = NULL;
+  CHECK(heed_compile("variant tables { buffer layout: i8[H, cdiv(Sq, 128), cdiv(Skv, 128)]\n"
+                     " mask = block_sparse(layout, 128, 128) && causal_bottom_right() }",
+                     "tables.attn", &o, &tables) == HEED_OK);
+  keepParams(33);
+  CHECK(tables && runWith(tables, t, &layoutBuffer, 1, s) == HEED_OK);
+  int tableLoads = log->loads;
+  launches = log->launches;
+  CHECK(keptParams()[5] == S && keptParams()[11 + 5] == S);
+  layoutShape[1] = 1;
+  CHECK(runWith(tables, t, &layoutBuffer, 1, s) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(),
+               "buffer 'layout' must have shape [H, cdiv(Sq,128), cdiv(Skv,128)] = [3, 2, 2]") !=
+        NULL);
+  CHECK(log->launches == launches);
+  /* Sq = Skv = 100: the layout is [H, 1, 1], the module the same. */
+  int64_t shortShape[4] = {B, H, 100, D};
+  heed_tensor shortT[4];
+  memcpy(shortT, t, sizeof shortT);
+  for (int i = 0; i < 4; ++i) shortT[i].shape = shortShape;
+  layoutShape[2] = 1;
+  keepParams(33); /* the next launch's */
+  CHECK(runWith(tables, shortT, &layoutBuffer, 1, s) == HEED_OK);
+  CHECK(log->loads == tableLoads && log->launches == launches + 1);
+  CHECK(keptParams()[5] == 100 && keptParams()[11 + 5] == 100);
+  /* Per-batch document ids (rank 2, [B, Skv]) with the bottom-right causal
+   * mask: summarized per row from the device buffer, like rank-1 ids. */
+  static int32_t docRows[B * S];
+  for (int i = 0; i < B * S; ++i) docRows[i] = (i % S) / 40 + i / S;
+  place(docRows, sizeof docRows, 0);
+  int64_t docRowsShape[2] = {B, S};
+  heed_tensor docRowsBuffer = {docRows, HEED_DEVICE_CUDA, 0, HEED_I32, 2, docRowsShape, NULL};
+  heed_kernel *decodeDoc = NULL;
+  CHECK(heed_compile("variant decode_document { buffer doc_ids: i32[B, Skv]\n"
+                     " mask = doc_ids[b, max(q + (Skv - Sq), 0)] == doc_ids[b, kv] &&"
+                     " causal_bottom_right() }",
+                     "decode_document.attn", &o, &decodeDoc) == HEED_OK);
+  syncs = log->syncs;
+  CHECK(decodeDoc && runWith(decodeDoc, t, &docRowsBuffer, 1, s) == HEED_OK);
+  CHECK(log->syncs == syncs + 1);
+  docRowsShape[1] = S - 1;
+  CHECK(runWith(decodeDoc, t, &docRowsBuffer, 1, s) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "buffer 'doc_ids' must have shape [B, Skv] = [2, 200]") !=
+        NULL);
+
   /* Artifacts with CUDA entries (heed-compile --aot): argv[1] for
    * --target=sm_80,sm_90 (two cubins and sm_90's PTX), argv[2] for sm_80
    * alone (a cubin and its PTX). The device's chip picks the entry: its own
@@ -354,6 +409,8 @@ int main(int argc, char **argv) {
   heed_kernel_release(alibi);
   heed_kernel_release(doc);
   heed_kernel_release(moh);
+  heed_kernel_release(tables);
+  heed_kernel_release(decodeDoc);
   if (failures) {
     fprintf(stderr, "capi_cuda_wiring_test: %d check(s) FAILED\n", failures);
     return 1;

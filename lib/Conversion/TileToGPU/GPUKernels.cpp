@@ -315,6 +315,27 @@ void populateGPUStructurePatterns(const TypeConverter &converter, RewritePattern
   populateTileCommonPatterns(converter, patterns, /*statistics=*/false);
 }
 
+/// Erases the kernel's attn.tile.bind_shapes once the regions reading the
+/// sizes are inlined: the sizes are the memref.dim of the kernel's own
+/// tensor arguments, so no length is compiled into the kernel. An attn.shape
+/// left outside a variant (inlined where no binding was in scope) is an
+/// error, not a silent constant.
+static LogicalResult eraseShapeBindings(gpu::GPUFuncOp kernel) {
+  WalkResult unbound = kernel.walk([](ShapeOp shape) {
+    if (shape->getParentOfType<VariantOp>())
+      return WalkResult::advance();
+    shape.emitOpError() << "reads a size with no attn.tile.bind_shapes above it";
+    return WalkResult::interrupt();
+  });
+  if (unbound.wasInterrupted())
+    return failure();
+  SmallVector<TileBindShapesOp> bindings;
+  kernel.walk([&](TileBindShapesOp op) { bindings.push_back(op); });
+  for (TileBindShapesOp op : bindings)
+    op.erase();
+  return success();
+}
+
 LogicalResult convertGPUKernel(gpu::GPUFuncOp kernel, const TypeConverter &converter,
                                RewritePatternSet &&patterns) {
   MLIRContext *ctx = kernel.getContext();
@@ -323,9 +344,13 @@ LogicalResult convertGPUKernel(gpu::GPUFuncOp kernel, const TypeConverter &conve
   // Whatever the target's patterns make (nvgpu, nvvm, amdgpu, ...) stays.
   legal.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
   legal.addIllegalDialect<AttnDialect>();
-  legal.addLegalOp<VariantOp, YieldOp, LoadOp, RouteOp>();
+  // attn.shape stays in the variants' regions; the binding stays until every
+  // region reading it is inlined (boundShape), then goes below.
+  legal.addLegalOp<VariantOp, YieldOp, LoadOp, RouteOp, ShapeOp, TileBindShapesOp>();
   scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, legal);
-  return applyPartialConversion(kernel, legal, std::move(patterns));
+  if (failed(applyPartialConversion(kernel, legal, std::move(patterns))))
+    return failure();
+  return eraseShapeBindings(kernel);
 }
 
 LogicalResult lowerGPUKernels(ModuleOp module,
