@@ -88,7 +88,14 @@ mlir::LogicalResult checkSupported(attn::TileApplyOp op);
 mlir::LogicalResult checkHeadDimContiguous(mlir::Operation *op, mlir::Value tensor);
 
 void populateStructurePatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
-void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+/// The k/v loads whose rows are read once per kernel call (a decode step's
+/// packed GQA tiles, a paged cache): their staging prefetches the rows ahead.
+/// Elsewhere (prefill) K/V tiles are reused from cache, and the prefetches
+/// would only cost instructions.
+using StreamingLoads = llvm::DenseSet<mlir::Operation *>;
+StreamingLoads findStreamingLoads(mlir::ModuleOp module);
+void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns,
+                               const StreamingLoads &streaming);
 void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateVariantPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);

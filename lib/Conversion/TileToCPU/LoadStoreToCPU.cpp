@@ -110,7 +110,10 @@ private:
 };
 
 struct LoadLowering : OpConversionPattern<TileLoadOp> {
-  using OpConversionPattern::OpConversionPattern;
+  LoadLowering(const CPUTypeConverter &converter, MLIRContext *ctx,
+               const StreamingLoads &streaming)
+      : OpConversionPattern(converter, ctx), streaming(streaming) {}
+  const StreamingLoads &streaming;
   LogicalResult matchAndRewrite(TileLoadOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -164,7 +167,8 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
       auto rowType = VectorType::get({width}, type.getElementType());
       auto f32Row = VectorType::get({width}, rewriter.getF32Type());
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      keyRows.prefetchAhead(head, token, width, aheadPage);
+      if (streaming.contains(op))
+        keyRows.prefetchAhead(head, token, width, aheadPage);
       auto [outer, pos] = keyRows.locate(token, tilePage);
       Value row = vector::LoadOp::create(rewriter, loc, rowType, tensor,
                                          at(op.getLayout(), outer, head, pos, zero));
@@ -280,8 +284,10 @@ LogicalResult checkHeadDimContiguous(Operation *op, Value tensor) {
   return success();
 }
 
-void populateLoadStorePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<LoadLowering, FillLowering, StoreLowering>(converter, patterns.getContext());
+void populateLoadStorePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns,
+                               const StreamingLoads &streaming) {
+  patterns.add<LoadLowering>(converter, patterns.getContext(), streaming);
+  patterns.add<FillLowering, StoreLowering>(converter, patterns.getContext());
 }
 
 } // namespace heed::cpu

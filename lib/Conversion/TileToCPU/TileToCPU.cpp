@@ -259,6 +259,22 @@ struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
 
 } // namespace
 
+StreamingLoads findStreamingLoads(ModuleOp module) {
+  StreamingLoads streaming;
+  module.walk([&](TileLoadOp load) {
+    auto role = cast<TileType>(load.getResult().getType()).getRole();
+    if (role == TileRole::Q || load.getStage())
+      return;
+    auto work = load->getParentOfType<TileWorkOp>();
+    bool packed = work && work.getBody()
+                              .walk([](TilePackedSpanOp) { return WalkResult::interrupt(); })
+                              .wasInterrupted();
+    if (packed || load.getPageTable())
+      streaming.insert(load);
+  });
+  return streaming;
+}
+
 void populateStructurePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
   patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, PackedSpanLowering,
                SpanBoxLowering>(
@@ -286,11 +302,12 @@ struct ConvertAttnTileToCPUPass
     });
     if (supported.wasInterrupted())
       return signalPassFailure();
+    heed::cpu::StreamingLoads streaming = heed::cpu::findStreamingLoads(module);
     heed::cpu::CPUTypeConverter converter(ctx);
     RewritePatternSet patterns(ctx);
     heed::populateTileCommonPatterns(converter, patterns);
     heed::cpu::populateStructurePatterns(converter, patterns);
-    heed::cpu::populateLoadStorePatterns(converter, patterns);
+    heed::cpu::populateLoadStorePatterns(converter, patterns, streaming);
     heed::cpu::populateMatmulPatterns(converter, patterns);
     heed::cpu::populateSoftmaxPatterns(converter, patterns);
     heed::cpu::populateVariantPatterns(converter, patterns);

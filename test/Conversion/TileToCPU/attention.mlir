@@ -176,11 +176,8 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // CHECK: %[[POS:.*]] = vector.extract %{{.*}}[%{{.*}}] : index from vector<16xindex>
 // CHECK: memref.load %[[Q]][%[[B]], %[[POS]], %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>
 // CHECK: arith.extf %{{.*}} : bf16 to f32
-// Each staged K/V row first prefetches the row 64 keys ahead (clamped to the
-// last key), one prefetch per 64-byte line: two for 64 bf16.
-// CHECK: %[[AHEAD:.*]] = arith.minui %{{.*}}, %{{.*}} : index
-// CHECK: memref.prefetch %[[K]][%[[B]], %[[AHEAD]], %[[HKV]], %{{.*}}], read, locality<3>, data : memref<?x?x2x64xbf16>
-// CHECK: memref.prefetch %[[K]][%[[B]], %[[AHEAD]], %[[HKV]], %{{.*}}], read, locality<3>, data : memref<?x?x2x64xbf16>
+// A prefill's K/V rows are reused by every query tile (from cache): no
+// prefetches (decode's streaming loads have them: pipeline.mlir, paged.mlir).
 // CHECK-NOT: memref.prefetch
 // CHECK: %[[KROW:.*]] = vector.load %[[K]][%[[B]], %{{.*}}, %[[HKV]], %{{.*}}] : memref<?x?x2x64xbf16>, vector<64xbf16>
 // CHECK: arith.extf %[[KROW]] : vector<64xbf16> to vector<64xf32>
