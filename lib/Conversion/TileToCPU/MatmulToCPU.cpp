@@ -14,6 +14,34 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
+/// The sums of R vectors of R lanes (R a power of two) as one vector, lane j
+/// the sum of vector j: a transposing tree of shuffles and adds, log2(R)
+/// levels, R - 1 adds in all, where R separate horizontal reductions take
+/// R log2(R) dependent steps.
+Value sumAcross(OpBuilder &b, Location loc, ArrayRef<Value> vectors) {
+  int64_t lanes = cast<VectorType>(vectors.front().getType()).getDimSize(0);
+  SmallVector<Value> level(vectors);
+  // Each vector holds lanes / width segments of `width` lanes, segment s
+  // partial sums of one vector of the input; pairs halve the width.
+  for (int64_t width = lanes; width > 1; width /= 2) {
+    SmallVector<Value> next;
+    for (size_t i = 0; i < level.size(); i += 2) {
+      SmallVector<int64_t> lo, hi;
+      for (int64_t from : {int64_t(0), lanes})
+        for (int64_t seg = 0; seg < lanes; seg += width)
+          for (int64_t k = 0; k < width / 2; ++k) {
+            lo.push_back(from + seg + k);
+            hi.push_back(from + seg + width / 2 + k);
+          }
+      Value a = level[i], c = level[i + 1];
+      next.push_back(arith::AddFOp::create(b, loc, vector::ShuffleOp::create(b, loc, a, c, lo),
+                                           vector::ShuffleOp::create(b, loc, a, c, hi)));
+    }
+    level = std::move(next);
+  }
+  return level.front();
+}
+
 /// S^T for a packed GQA query tile (see packedQuery): per real row, the N
 /// dot products along the head dim, R elements at a time, then one
 /// reduction each. Decode has few real rows, so each key element costs a
@@ -48,7 +76,18 @@ void packedScores(ConversionPatternRewriter &rewriter, Location loc, TilePackedS
   }
   Value factor = arith::ConstantOp::create(rewriter, loc,
                                            rewriter.getF32FloatAttr(static_cast<float>(scale)));
-  for (int64_t j = 0; j < keys; ++j) {
+  int64_t whole = llvm::isPowerOf2_64(rows) && rows > 1 ? keys / rows * rows : 0;
+  // R keys at a time: their R sums in one vector (sumAcross), one multiply.
+  Value scaleVec = splat(rewriter, loc, chunkType, scale);
+  for (int64_t j0 = 0; j0 < whole; j0 += rows) {
+    Value dots = arith::MulFOp::create(
+        rewriter, loc, sumAcross(rewriter, loc, ArrayRef<Value>(acc).slice(j0, rows)), scaleVec);
+    for (int64_t j = 0; j < rows; ++j)
+      memref::StoreOp::create(rewriter, loc,
+                              vector::ExtractOp::create(rewriter, loc, dots, ArrayRef<int64_t>{j}),
+                              sT, ValueRange{index(rewriter, loc, j0 + j), r});
+  }
+  for (int64_t j = whole; j < keys; ++j) {
     Value dot = vector::ReductionOp::create(rewriter, loc, vector::CombiningKind::ADD, acc[j]);
     memref::StoreOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, dot, factor), sT,
                             ValueRange{index(rewriter, loc, j), r});
