@@ -73,6 +73,8 @@ std::string KernelInfo::serialize() const {
     os << "kv_lens 1\n";
   if (pageSize > 0)
     os << "page_size " << pageSize << "\n";
+  if (splitKV)
+    os << "split_kv 1\n";
   for (const BufferInfo &b : buffers)
     os << "buffer " << b.name << " " << toString(b.dtype) << " " << joinDims(b.shape) << "\n";
   for (unsigned s : summarized)
@@ -121,6 +123,9 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "kv_lens") {
       int v = 0;
       ok = bool(fields >> v), kvLens = v != 0;
+    } else if (key == "split_kv") {
+      int v = 0;
+      ok = bool(fields >> v), splitKV = v != 0;
     } else if (key == "page_size") {
       ok = bool(fields >> pageSize) && pageSize > 0;
     } else if (key == "scale") {

@@ -567,33 +567,82 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     add(args.lse);
 
   unsigned maxThreads = threads ? threads : hardwareThreads();
-  unsigned numTasks = static_cast<unsigned>(std::min<int64_t>(maxThreads, items));
-  std::atomic<int64_t> next{0};
-  std::vector<int32_t> statuses(numTasks, 0);
-  std::vector<std::array<int64_t, 3>> blockCounts(numTasks, {0, 0, 0});
-  PackedFn entry = impl->entry;
-  runTasks(numTasks, [&](unsigned task) {
-    std::vector<Descriptor> local = descs;
-    int32_t statusWord = 0;
-    Descriptor statusDesc = describe(&statusWord, {1}, {1});
-    std::array<int64_t, 3> counts = {0, 0, 0};
-    Descriptor statsDesc = describe(counts.data(), {3}, {1});
-    std::vector<void *> pointers;
-    for (Descriptor &d : local)
-      pointers.push_back(d.pointer());
-    pointers.push_back(statusDesc.pointer());
-    pointers.push_back(statsDesc.pointer());
-    int64_t begin = 0, end = 0;
-    std::vector<void *> packed = packKernelArgs(pointers, begin, end);
-    // Items of a causal mask differ in cost: hand them out one by one.
-    while ((begin = next.fetch_add(1)) < items) {
-      end = begin + 1;
-      entry(packed.data());
+  // Split-KV: phase 1 computes `splits` key ranges per item into the
+  // workspace, phase 2 merges them; phase 0 is the whole item at once.
+  std::vector<int64_t> lens;
+  if (c.kvLens)
+    for (int64_t b = 0; b < dims.batch; ++b)
+      lens.push_back(static_cast<const int32_t *>(
+          args.kvLens.data)[b * args.kvLens.effectiveStrides()[0]]);
+  int64_t splits = c.splitKV ? chooseKVSplits(dims, lens, maxThreads, impl->numQTiles,
+                                              impl->numKVTiles)
+                             : 1;
+  std::vector<float> partialAcc, partialStats;
+  std::vector<Descriptor> partials;
+  if (c.splitKV) {
+    std::vector<int64_t> accShape = {splits, dims.batch, dims.headsQ, dims.seqQ, c.headDimV};
+    std::vector<int64_t> statShape = {splits, dims.batch, dims.headsQ, dims.seqQ, 2};
+    if (splits > 1) {
+      partialAcc.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * c.headDimV));
+      partialStats.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * 2));
+    } else {
+      accShape.assign(5, 0), statShape.assign(5, 0); // never read
     }
-    statuses[task] = statusWord;
-    blockCounts[task] = counts;
-  });
+    partials.push_back(describe(partialAcc.data(), accShape, TensorRef{nullptr, DType::F32, accShape, {}}.effectiveStrides()));
+    partials.push_back(describe(partialStats.data(), statShape, TensorRef{nullptr, DType::F32, statShape, {}}.effectiveStrides()));
+  }
+  std::vector<int32_t> statuses;
+  std::vector<std::array<int64_t, 3>> blockCounts;
+  PackedFn entry = impl->entry;
+  auto runPhase = [&](int64_t phase, int64_t phaseItems) {
+    unsigned numTasks = static_cast<unsigned>(std::min<int64_t>(maxThreads, phaseItems));
+    std::atomic<int64_t> next{0};
+    statuses.assign(numTasks, 0);
+    blockCounts.assign(numTasks, {0, 0, 0});
+    runTasks(numTasks, [&](unsigned task) {
+      std::vector<Descriptor> local = descs;
+      int32_t statusWord = 0;
+      Descriptor statusDesc = describe(&statusWord, {1}, {1});
+      std::array<int64_t, 3> counts = {0, 0, 0};
+      Descriptor statsDesc = describe(counts.data(), {3}, {1});
+      std::vector<Descriptor> work = partials;
+      std::vector<void *> pointers, after;
+      for (Descriptor &d : local)
+        pointers.push_back(d.pointer());
+      pointers.push_back(statusDesc.pointer());
+      pointers.push_back(statsDesc.pointer());
+      int64_t begin = 0, end = 0, phaseArg = phase, splitsArg = splits;
+      std::vector<void *> workPointers;
+      for (Descriptor &d : work)
+        workPointers.push_back(d.pointer());
+      if (c.splitKV) {
+        after = {&phaseArg, &splitsArg};
+        for (void *&p : workPointers)
+          after.push_back(&p);
+      }
+      std::vector<void *> packed = packKernelArgs(pointers, begin, end);
+      packed.insert(packed.end(), after.begin(), after.end());
+      // Items of a causal mask differ in cost: hand them out one by one.
+      while ((begin = next.fetch_add(1)) < phaseItems) {
+        end = begin + 1;
+        entry(packed.data());
+      }
+      statuses[task] = statusWord;
+      blockCounts[task] = counts;
+    });
+  };
+  if (splits > 1) {
+    runPhase(1, items * splits);
+    std::vector<int32_t> partialStatuses = statuses;
+    std::vector<std::array<int64_t, 3>> partialCounts = blockCounts;
+    runPhase(2, items);
+    statuses.insert(statuses.end(), partialStatuses.begin(), partialStatuses.end());
+    blockCounts = partialCounts; // the merge visits no key tile
+  } else {
+    runPhase(0, items);
+  }
   if (runStats) {
+    runStats->splits = splits;
     for (const auto &n : blockCounts) {
       runStats->visitedBlocks += n[0];
       runStats->fullBlocks += n[1];
@@ -617,6 +666,35 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
              "shape); outputs are not valid";
     }
   return "";
+}
+
+int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
+                       unsigned threads, int64_t (*numQTiles)(int64_t),
+                       int64_t (*numKVTiles)(int64_t)) {
+  if (const char *forced = std::getenv("HEED_SPLIT_KV"); forced && *forced) {
+    long n = std::strtol(forced, nullptr, 10);
+    if (n >= 1)
+      return std::min<long>(n, 256);
+  }
+  if (dims.batch <= 0 || dims.headsKV <= 0)
+    return 1;
+  // The items the kernel runs: one per key/value head when --attn-pack-gqa
+  // packs the group into one query tile (its condition), else per query
+  // head and query tile.
+  int64_t group = dims.headsQ / dims.headsKV;
+  bool packed = group > 1 && numQTiles(group * dims.seqQ) == 1;
+  int64_t perEntry = packed ? dims.headsKV : dims.headsQ * numQTiles(dims.seqQ);
+  int64_t total = 0, longest = 0;
+  for (int64_t b = 0; b < dims.batch; ++b) {
+    int64_t tiles = numKVTiles(kvLens.empty() ? dims.seqKV : kvLens[size_t(b)]);
+    total += tiles * perEntry;
+    longest = std::max(longest, tiles);
+  }
+  // About four parts per thread, none under 8 key tiles (the merge reads
+  // each part's state once per row: it must stay small beside the part).
+  int64_t chunk = std::max<int64_t>(8, total / (4 * int64_t(std::max(1u, threads))));
+  int64_t splits = std::min<int64_t>(32, (longest + chunk - 1) / chunk);
+  return std::max<int64_t>(1, splits);
 }
 
 std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &begin,

@@ -422,6 +422,8 @@ LogicalResult AttentionOp::verify() {
   }
   if (static_cast<bool>(getWorkBegin()) != static_cast<bool>(getWorkEnd()))
     return emitOpError() << "work needs both a begin and an end";
+  if (static_cast<bool>(getSplitPhase()) != static_cast<bool>(getPartialStats()))
+    return emitOpError() << "split needs its phase, count and partials together";
   return success();
 }
 
@@ -431,7 +433,8 @@ void AttentionOp::getEffects(
     if (!isa<MemRefType>(operand.get().getType()))
       continue;
     bool written = operand.get() == getOut() || operand.get() == getLse() ||
-                   operand.get() == getStatus() || operand.get() == getStats();
+                   operand.get() == getStatus() || operand.get() == getStats() ||
+                   operand.get() == getPartialAcc() || operand.get() == getPartialStats();
     if (written)
       effects.emplace_back(MemoryEffects::Write::get(), &operand,
                            SideEffects::DefaultResource::get());

@@ -188,6 +188,13 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     the work across threads. `tiling`, chosen by `--attn-choose-tiling`, says
     how the lowering cuts both sequences into tiles.
 
+    `split(phase, count) partials(acc, stats)`: the run-time operands of
+    the CPU's split-KV schedule (--attn-runtime-abi{split-kv}, consumed by
+    --attn-split-kv; docs/decode.md): phase 0 computes the op whole, phase 1
+    the partial state of `count` key ranges per work item into the
+    workspace (f32 [count, B, Hq, Sq, Dv] and [count, B, Hq, Sq, 2]),
+    phase 2 merges them into out and lse.
+
     Serving layouts (docs/decode.md): with `kv_lens` (i32 [B]), batch entry
     b has kv_lens[b] keys (the key tensor's length is a capacity), and the
     variant's `Skv` is kv_lens[b]. With `page_table` (i32 [B, max_pages],
@@ -211,6 +218,10 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
                        Optional<AnyMemRef>:$gate_counts,
                        Optional<Index>:$work_begin,
                        Optional<Index>:$work_end,
+                       Optional<Index>:$split_phase,
+                       Optional<Index>:$split_count,
+                       Optional<MemRefRankOf<[F32], [5]>>:$partial_acc,
+                       Optional<MemRefRankOf<[F32], [5]>>:$partial_stats,
                        F32Attr:$scale,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout,
                        OptionalAttr<Attn_TilingAttr>:$tiling);
@@ -227,6 +238,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     (`gate_rows` `(` $gate_rows^ `:` type($gate_rows) `)`)?
     (`gate_counts` `(` $gate_counts^ `:` type($gate_counts) `)`)?
     (`work` `(` $work_begin^ `,` $work_end `)`)?
+    (`split` `(` $split_phase^ `,` $split_count `)` `partials` `(` $partial_acc `,`
+     $partial_stats `:` type($partial_acc) `,` type($partial_stats) `)`)?
     attr-dict
   }];
   let hasVerifier = 1;

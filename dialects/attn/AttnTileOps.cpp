@@ -80,6 +80,8 @@ LogicalResult TileWorkOp::verify() {
     return emitOpError() << "body must take three index arguments (batch, head, tile)";
   if (static_cast<bool>(getBegin()) != static_cast<bool>(getEnd()))
     return emitOpError() << "range needs both a begin and an end";
+  if (static_cast<bool>(getSplitPhase()) != static_cast<bool>(getPartialStats()))
+    return emitOpError() << "split needs its phase, count and partials together";
   return success();
 }
 
@@ -165,6 +167,16 @@ LogicalResult TilePVOp::verify() {
       getResult().getType() != acc)
     return emitOpError() << "needs p [R x N], v [N x Dv], acc [R x Dv] and alpha [R]";
   return success();
+}
+
+void TileStorePartialOp::getEffects(Effects &effects) {
+  addWrites(effects, getPartialAccMutable());
+  addWrites(effects, getPartialStatsMutable());
+}
+
+void TileMergePartialsOp::getEffects(Effects &effects) {
+  addReads(effects, getPartialAccMutable());
+  addReads(effects, getPartialStatsMutable());
 }
 
 void TileStoreOp::getEffects(Effects &effects) {

@@ -27,7 +27,10 @@ def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedO
     Runs its body once per work item (b, h, t) of the grid B x H x T, in any
     order and in parallel. `range(begin, end)`, where given, restricts it to
     the flattened items [begin, end) of that grid (t fastest), for callers
-    that split the work across threads. The CPU runs the items as a loop;
+    that split the work across threads. `split(phase, count) partials(acc,
+    stats)` are the run-time operands of the split-KV schedule (the call's
+    phase, its key ranges per work item, the workspace of partial states):
+    --attn-split-kv consumes them. The CPU runs the items as a loop;
     a GPU runs one per thread block, with t, h, b the block's x, y, z.
 
     ```mlir
@@ -38,10 +41,15 @@ def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedO
     ```
   }];
   let arguments = (ins Index:$batches, Index:$heads, Index:$tiles,
-                       Optional<Index>:$begin, Optional<Index>:$end);
+                       Optional<Index>:$begin, Optional<Index>:$end,
+                       Optional<Index>:$split_phase, Optional<Index>:$split_count,
+                       Optional<MemRefRankOf<[F32], [5]>>:$partial_acc,
+                       Optional<MemRefRankOf<[F32], [5]>>:$partial_stats);
   let regions = (region SizedRegion<1>:$body);
   let assemblyFormat = [{
-    $batches `,` $heads `,` $tiles (`range` `(` $begin^ `,` $end `)`)? $body attr-dict
+    $batches `,` $heads `,` $tiles (`range` `(` $begin^ `,` $end `)`)?
+    (`split` `(` $split_phase^ `,` $split_count `)` `partials` `(` $partial_acc `,`
+     $partial_stats `:` type($partial_acc) `,` type($partial_stats) `)`)? $body attr-dict
   }];
   let hasVerifier = 1;
 }
@@ -288,6 +296,53 @@ def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
     bool isSigmoid() {
       return getNormalize() == ::heed::attn::Normalization::Sigmoid;
     }
+  }];
+}
+
+def Attn_TileStorePartialOp : Attn_TileOp<"store_partial", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Write a split's online-softmax state of a tile's rows (split-KV)";
+  let description = [{
+    Written by --attn-split-kv in place of `attn.tile.store` in the partial
+    phase: row i of `span` (query token q_i, head `head` plus the lane's
+    head offset) writes its unnormalized accumulator to
+    `partial_acc[split, batch, head_i, q_i, :]` and its running max and sum
+    to `partial_stats[split, batch, head_i, q_i, 0 and 1]`
+    ([splits, B, Hq, Sq, Dv] and [splits, B, Hq, Sq, 2], f32). Holes are
+    not written.
+  }];
+  let arguments = (ins Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$max,
+                       Attn_TileOf<"Row">:$sum, MemRefRankOf<[F32], [5]>:$partial_acc,
+                       MemRefRankOf<[F32], [5]>:$partial_stats, Index:$split, Index:$batch,
+                       Index:$head, Attn_SpanType:$span);
+  let assemblyFormat = [{
+    $acc `,` $max `,` $sum `to` $partial_acc `,` $partial_stats `[` $split `,` $batch `,`
+    $head `]` `span` `(` $span `)` attr-dict `:` type($acc) `,` type($max) `,` type($sum) `,`
+    type($partial_acc) `,` type($partial_stats) `,` type($span)
+  }];
+}
+
+def Attn_TileMergePartialsOp : Attn_TileOp<"merge_partials", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The state of a tile's rows merged from its splits' partial states";
+  let description = [{
+    Written by --attn-split-kv in the merge phase: for each row of `span`,
+    the states `attn.tile.store_partial` wrote for splits 0 .. count - 1
+    merged as one online-softmax step each (max m = max of the maxes, sum
+    and accumulator rescaled by e^(m_s - m)); with `sigmoid`, the
+    accumulators summed (max and sum are -inf and 0). The result feeds
+    `attn.tile.store`, which normalizes as if one key loop had run. Holes
+    give the empty state.
+  }];
+  let arguments = (ins MemRefRankOf<[F32], [5]>:$partial_acc,
+                       MemRefRankOf<[F32], [5]>:$partial_stats, Index:$count, Index:$batch,
+                       Index:$head, Attn_SpanType:$span, UnitAttr:$sigmoid);
+  let results = (outs Attn_TileOf<"Acc">:$acc, Attn_TileOf<"Row">:$max,
+                      Attn_TileOf<"Row">:$sum);
+  let assemblyFormat = [{
+    $partial_acc `,` $partial_stats `[` $batch `,` $head `]` `splits` `(` $count `)` `span`
+    `(` $span `)` attr-dict `:` type($partial_acc) `,` type($partial_stats) `,` type($span)
+    `->` type($acc) `,` type($max) `,` type($sum)
   }];
 }
 

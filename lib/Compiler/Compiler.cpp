@@ -194,7 +194,8 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
       pageTable, buffers,
       /*summaries=*/ValueRange{}, out, lse, /*status=*/Value(), /*stats=*/Value(),
       /*gate_rows=*/Value(), /*gate_counts=*/Value(), /*work_begin=*/Value(),
-      /*work_end=*/Value(), b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
+      /*work_end=*/Value(), /*split_phase=*/Value(), /*split_count=*/Value(),
+      /*partial_acc=*/Value(), /*partial_stats=*/Value(), b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       attn::LayoutAttr::get(&ctx, config.layout == Layout::BSHD ? attn::Layout::BSHD
                                                                 : attn::Layout::BHSD),
       attn::TilingAttr());
@@ -411,7 +412,9 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
   auto shared = detail::linkSharedObject(*object);
   if (!shared)
     return shared.takeError();
-  return ArtifactEntry{target.artifactTarget(), describeKernel(variant, config),
+  KernelInfo info = describeKernel(variant, config);
+  info.splitKV = true; // the CPU pipeline's --attn-runtime-abi{split-kv}
+  return ArtifactEntry{target.artifactTarget(), std::move(info),
                        std::move(*shared)};
 }
 

@@ -35,7 +35,9 @@ void registerAllDialects(DialectRegistry &registry) {
 }
 
 void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
-  pm.addPass(createAttnRuntimeABI());
+  AttnRuntimeABIOptions abi;
+  abi.splitKV = true; // the CPU runtime runs the split-KV phases
+  pm.addPass(createAttnRuntimeABI(abi));
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   AttnChooseTilingOptions tiling;
   tiling.blockQ = options.blockQ;
@@ -51,6 +53,9 @@ void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) 
   // Decode: a GQA group's query heads in one tile when Sq is small (chosen
   // at run time, so the same kernel serves prefill).
   pm.addPass(createAttnPackGQA());
+  // Long key ranges cut across work items when the call has few of them
+  // (the runtime picks the number of parts, 1 by default).
+  pm.addPass(createAttnSplitKV());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

@@ -78,6 +78,15 @@ bool classifierReadsHead(Operation *user, FlatSymbolRefAttr name) {
          (!variant.getBlocks().empty() && reachesYield(variant.getBlocks().front().getArgument(1)));
 }
 
+/// Does `variant`'s sink logit read the head (a per-head sink, as gpt-oss's)?
+/// attn.tile.sink computes one logit per work item, while a packed tile's
+/// rows belong to several heads.
+bool sinkReadsHead(Operation *user, FlatSymbolRefAttr name) {
+  auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(user, name);
+  return !variant ||
+         (!variant.getSink().empty() && reachesYield(variant.getSink().front().getArgument(1)));
+}
+
 Packable analyze(TileWorkOp work) {
   Packable p;
   Block &body = work.getBody().front();
@@ -94,6 +103,8 @@ Packable analyze(TileWorkOp work) {
       ok &= !classifierReadsHead(op, cls.getVariantAttr());
     else if (auto range = dyn_cast<TileKVRangeOp>(op))
       ok &= !classifierReadsHead(op, range.getVariantAttr());
+    else if (auto sink = dyn_cast<TileSinkOp>(op))
+      ok &= !sinkReadsHead(op, sink.getVariantAttr());
     else if (auto load = dyn_cast<TileLoadOp>(op);
              load && cast<TileType>(load.getResult().getType()).getRole() == TileRole::K)
       p.key = load;

@@ -6,7 +6,7 @@
 // routed rows, the status word, the block statistics and the work range --
 // is one contract, written here once, not threaded through every producer:
 //   (q, k, v, buffers..., summaries..., [gate_rows, gate_counts,] out, [lse,]
-//    status, stats, begin, end)
+//    status, stats, begin, end[, phase, splits, partial_acc, partial_stats])
 // The runtime (and the AOT loader) calls kernels with exactly this order.
 #include "heed/Transforms/Passes.h"
 
@@ -36,7 +36,7 @@ std::optional<unsigned> argumentOf(func::FuncOp func, Value v) {
   return arg.getArgNumber();
 }
 
-LogicalResult addABI(func::FuncOp func, AttentionOp op, VariantOp variant) {
+LogicalResult addABI(func::FuncOp func, AttentionOp op, VariantOp variant, bool splitKV) {
   MLIRContext *ctx = func.getContext();
   Builder b(ctx);
   Location loc = op.getLoc();
@@ -54,10 +54,14 @@ LogicalResult addABI(func::FuncOp func, AttentionOp op, VariantOp variant) {
   unsigned summaries = before.size();
   if (variant.isGated())
     before.append(2, MemRefType::get({dyn}, b.getI32Type()));
-  // At the end: status, stats, begin, end.
+  // At the end: status, stats, begin, end[, phase, splits, partial acc,
+  // partial stats].
   SmallVector<Type> after = {MemRefType::get({1}, b.getI32Type()),
                              MemRefType::get({3}, b.getI64Type()), b.getIndexType(),
                              b.getIndexType()};
+  auto partialType = MemRefType::get({dyn, dyn, dyn, dyn, dyn}, b.getF32Type());
+  if (splitKV)
+    after.append({b.getIndexType(), b.getIndexType(), partialType, partialType});
   unsigned end = func.getNumArguments() + before.size();
   SmallVector<unsigned> at(before.size(), *out);
   at.append(after.size(), func.getNumArguments());
@@ -80,10 +84,17 @@ LogicalResult addABI(func::FuncOp func, AttentionOp op, VariantOp variant) {
   op.getStatsMutable().assign(arg(end + 1));
   op.getWorkBeginMutable().assign(arg(end + 2));
   op.getWorkEndMutable().assign(arg(end + 3));
+  if (splitKV) {
+    op.getSplitPhaseMutable().assign(arg(end + 4));
+    op.getSplitCountMutable().assign(arg(end + 5));
+    op.getPartialAccMutable().assign(arg(end + 6));
+    op.getPartialStatsMutable().assign(arg(end + 7));
+  }
   return success();
 }
 
 struct AttnRuntimeABIPass : heed::impl::AttnRuntimeABIBase<AttnRuntimeABIPass> {
+  using AttnRuntimeABIBase::AttnRuntimeABIBase;
   void runOnOperation() override {
     ModuleOp module = getOperation();
     for (auto func : module.getOps<func::FuncOp>()) {
@@ -102,7 +113,7 @@ struct AttnRuntimeABIPass : heed::impl::AttnRuntimeABIBase<AttnRuntimeABIPass> {
       }
       auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(ops[0],
                                                                     ops[0].getVariantAttr());
-      if (!variant || failed(addABI(func, ops[0], variant)))
+      if (!variant || failed(addABI(func, ops[0], variant, splitKV)))
         return signalPassFailure();
     }
   }

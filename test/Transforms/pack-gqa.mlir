@@ -59,3 +59,29 @@ func.func @per_head(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
   attn.attention @window_of_h ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return
 }
+
+// -----
+
+// A sink logit that reads the head (gpt-oss's learned per-head sinks):
+// attn.tile.sink gives one logit per work item, a packed tile's rows belong
+// to several heads: such loops stay as they are.
+attn.variant @sink_of_h buffers(["sinks"] : [memref<?xf32>]) shapes [["H"]] params {} sink {
+^bb0(%b: index, %h: index, %sinks: memref<?xf32>):
+  %x = attn.load %sinks[%h] : memref<?xf32> -> f32
+  attn.yield %x : f32
+} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %sinks2: memref<?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %sinks3: memref<?xf32>):
+  %m = arith.cmpi uge, %q, %kv : index
+  attn.yield %m : i1
+}
+// CHECK-LABEL: func.func @per_head_sink
+// CHECK: attn.tile.sink
+// CHECK-NOT: attn.tile.packed_span
+// CHECK: return
+func.func @per_head_sink(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %sinks: memref<?xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @sink_of_h ins(%q, %k, %k : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%sinks : memref<?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}

@@ -666,7 +666,8 @@ int main(int argc, char **argv) {
                          {"blocks_visited", stats.visitedBlocks},
                          {"blocks_full", stats.fullBlocks},
                          {"blocks_partial", stats.partialBlocks},
-                         {"blocks_total", stats.totalBlocks}};
+                         {"blocks_total", stats.totalBlocks},
+                         {"kv_splits", stats.splits}};
     if (serving) {
       o["kv_keys"] = call.totalKeys();
       o["page_size"] = pageSize.getValue();
@@ -711,6 +712,9 @@ int main(int argc, char **argv) {
     llvm::outs() << fmt::format("K/V       {:.2f} GB/s (each key and value read once)\n",
                                 kvBytes / median / 1e9);
     llvm::outs() << fmt::format("tiling    {}\n", tiling->describe());
+    if (stats.splits > 1)
+      llvm::outs() << fmt::format("split-KV  {} key ranges per work item, merged\n",
+                                  stats.splits);
     llvm::outs() << fmt::format("blocks    {} visited of {} ({} full, {} partial)\n",
                                 stats.visitedBlocks, stats.totalBlocks, stats.fullBlocks,
                                 stats.partialBlocks);

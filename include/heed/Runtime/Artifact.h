@@ -53,6 +53,9 @@ struct KernelInfo {
   bool lse = false;
   bool kvLens = false;  ///< the call passes kv_lens (i32 [B])
   int64_t pageSize = 0; ///< > 0: k and v are a paged cache read through a page table
+  /// CPU kernels: the entry takes the split-KV phase, count and workspace
+  /// after the work range (docs/decode.md, "Split-KV").
+  bool splitKV = false;
   double scale = 0; ///< the scale compiled in
   std::vector<BufferInfo> buffers;
   std::vector<unsigned> summarized; ///< buffers with a run-time min/max summary

@@ -34,6 +34,8 @@ struct RunStats {
   int64_t visitedBlocks = 0, fullBlocks = 0, partialBlocks = 0;
   int64_t totalBlocks = 0; ///< q-tiles x kv-blocks x batch x heads
   int outOfRangeBuffer = 0; ///< 1-based buffer the variant read out of range, or 0
+  /// Key ranges per work item (split-KV, chosen per call; 1: not split).
+  int64_t splits = 1;
 };
 
 /// A kernel binary mapped into this process. Thread-safe: run() may be
@@ -84,6 +86,14 @@ unsigned hardwareThreads();
 /// (begin, end), which the caller sets before each call.
 std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &begin,
                                    int64_t &end);
+
+/// Key ranges per work item for a call (split-KV; docs/decode.md): enough
+/// parts of the longest item's key tiles for about four per thread, each
+/// of at least 8 tiles, at most 32; 1 when the items already keep the
+/// threads busy. HEED_SPLIT_KV=N in the environment forces N.
+int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
+                       unsigned threads, int64_t (*numQTiles)(int64_t),
+                       int64_t (*numKVTiles)(int64_t));
 
 } // namespace heed
 

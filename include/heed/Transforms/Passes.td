@@ -32,7 +32,16 @@ def AttnRuntimeABI : Pass<"attn-runtime-abi", "mlir::ModuleOp"> {
     Ops that already have them (hand-written IR) are left alone. The
     frontend and the builder API emit the op without them; every heed
     pipeline starts with this pass.
+
+    With `split-kv` (the CPU pipeline), four more at the very end: the
+    call's split-KV phase and number of key ranges (`index`, `index`) and
+    the workspace of partial states (`memref<?x?x?x?x?xf32>` twice), which
+    --attn-split-kv turns into the three phases (docs/decode.md).
   }];
+  let options = [
+    Option<"splitKV", "split-kv", "bool", /*default=*/"false",
+           "also pass the split-KV phase, count and workspace">,
+  ];
 }
 
 def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
@@ -112,8 +121,32 @@ def AttnPackGQA : Pass<"attn-pack-gqa", "mlir::ModuleOp"> {
     kernel runs, from its sizes: each work loop becomes
     `scf.if (group > 1 && group * Sq <= rows) { packed } else { as before }`,
     so one kernel serves prefill and decode. Loops whose key-tile classifier
-    reads the head, routed and gated variants are left as they are. Each
+    or sink logit reads the head, routed and gated variants are left as they
+    are. Each
     visited block counts once per head of the tile in the statistics.
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
+def AttnSplitKV : Pass<"attn-split-kv", "mlir::ModuleOp"> {
+  let summary = "Split each work item's key range across work items, merged by log-sum-exp";
+  let description = [{
+    FlashDecoding's schedule, for calls with fewer work items than cores or
+    with a few long sequences among short ones: every work loop carrying
+    `split(phase, count) partials(acc, stats)` becomes
+    `scf.index_switch phase`:
+    0: the loop as it was (one key range per item);
+    1: the partial phase: `tiles * count` items, item (b, h, t * count + s)
+       running key tiles [first + s c, min(end, first + (s + 1) c)) of its
+       range [first, end), c = ceil((end - first) / count), and writing its
+       state with `attn.tile.store_partial`;
+    2: the merge phase: the loop's items again, each merging its splits'
+       states (`attn.tile.merge_partials`) into the state its store
+       normalizes, sink, gate and lse included.
+    The runtime chooses `count` per call from the work and the machine and
+    runs phase 1 then phase 2 (or phase 0 alone). Work loops whose shape it
+    does not know (a gated item's idle branch, a routed item's switch) run
+    whole in phase 0 and 1 and do nothing in phase 2.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }

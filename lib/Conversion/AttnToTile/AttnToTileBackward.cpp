@@ -110,7 +110,9 @@ void BackwardLoopBuilder::build() {
   Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqKV, op.getVariantAttr(),
                                    SideAttr::get(b.getContext(), Side::KV), tiling);
   auto work = TileWorkOp::create(b, loc, batches, headsKV, tiles, op.getWorkBegin(),
-                                 op.getWorkEnd());
+                                 op.getWorkEnd(), /*split_phase=*/Value(),
+                                 /*split_count=*/Value(), /*partial_acc=*/Value(),
+                                 /*partial_stats=*/Value());
   Block *body = b.createBlock(&work.getBody(), {}, {b.getIndexType(), b.getIndexType(),
                                                    b.getIndexType()},
                               {loc, loc, loc});

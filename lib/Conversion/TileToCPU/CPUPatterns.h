@@ -99,6 +99,8 @@ void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewriteP
 void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateVariantPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+/// The split-KV schedule's partial states (PartialsToCPU.cpp).
+void populatePartialPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 /// The backward's tile ops (BackwardToCPU.cpp, docs/backward.md).
 void populateBackwardPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 

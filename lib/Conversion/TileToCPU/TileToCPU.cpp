@@ -298,6 +298,8 @@ struct ConvertAttnTileToCPUPass
         ok = heed::cpu::checkHeadDimContiguous(op, load.getTensor());
       else if (auto store = dyn_cast<TileStoreOp>(op))
         ok = heed::cpu::checkHeadDimContiguous(op, store.getOut());
+      else if (auto work = dyn_cast<TileWorkOp>(op); work && work.getSplitPhase())
+        ok = work.emitOpError() << "has split-KV operands: run --attn-split-kv first";
       return failed(ok) ? WalkResult::interrupt() : WalkResult::advance();
     });
     if (supported.wasInterrupted())
@@ -311,6 +313,7 @@ struct ConvertAttnTileToCPUPass
     heed::cpu::populateMatmulPatterns(converter, patterns);
     heed::cpu::populateSoftmaxPatterns(converter, patterns);
     heed::cpu::populateVariantPatterns(converter, patterns);
+    heed::cpu::populatePartialPatterns(converter, patterns);
     heed::cpu::populateBackwardPatterns(converter, patterns);
     ConversionTarget target(*ctx);
     target.addLegalDialect<arith::ArithDialect, math::MathDialect, memref::MemRefDialect,

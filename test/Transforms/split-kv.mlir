@@ -1,0 +1,76 @@
+// RUN: heed-opt %s --attn-runtime-abi="split-kv=true" --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-split-kv --canonicalize --split-input-file | FileCheck %s
+// --attn-runtime-abi{split-kv} gives the kernel the split-KV phase, count and
+// workspace; --attn-split-kv makes the three phases of each work loop.
+
+attn.variant @plain buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %m = arith.cmpi uge, %q, %kv : index
+  attn.yield %m : i1
+}
+
+// CHECK-LABEL: func.func @split(
+// CHECK-SAME: %[[STATS:[^:]*]]: memref<3xi64>, %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index, %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %[[PACC:[^:]*]]: memref<?x?x?x?x?xf32>, %[[PSTATS:[^:]*]]: memref<?x?x?x?x?xf32>)
+// CHECK: %[[T:.*]] = attn.num_tiles
+// CHECK: scf.index_switch %[[PHASE]]
+// Phase 1: count items per query tile, each over part of the key range.
+// CHECK: case 1 {
+// CHECK: %[[TS:.*]] = arith.muli %[[T]], %[[COUNT]] : index
+// CHECK: attn.tile.work %{{.*}}, %{{.*}}, %[[TS]] range(%[[BEGIN]], %[[END]]) {
+// CHECK: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[I:.*]]: index):
+// CHECK: %[[TILE:.*]] = arith.divui %[[I]], %[[COUNT]] : index
+// CHECK: %[[PART:.*]] = arith.remui %[[I]], %[[COUNT]] : index
+// CHECK: attn.tile.span %{{.*}}[%[[TILE]]] {{.*}} side <q>
+// CHECK: %[[FIRST:.*]], %[[LAST:.*]] = attn.tile.kv_range
+// CHECK: %[[SIZE:.*]] = arith.ceildivui %{{.*}}, %[[COUNT]] : index
+// CHECK: %[[OFF:.*]] = arith.muli %[[PART]], %[[SIZE]] : index
+// CHECK: %[[LO:.*]] = arith.addi %[[FIRST]], %[[OFF]] : index
+// CHECK: %[[HI:.*]] = arith.minui
+// CHECK: %[[LO2:.*]] = arith.minui %[[LO]], %[[HI]] : index
+// CHECK: %[[R:.*]]:3 = scf.for %{{.*}} = %[[LO2]] to %[[HI]]
+// CHECK: attn.tile.count %[[STATS]]
+// CHECK: attn.tile.store_partial %[[R]]#0, %[[R]]#1, %[[R]]#2 to %[[PACC]], %[[PSTATS]][%[[PART]], %[[B]], %[[H]]] span(
+// CHECK-NOT: attn.tile.store {{.*}} to
+// Phase 2: the merge, no key loop, then the store as before.
+// CHECK: case 2 {
+// CHECK: attn.tile.work %{{.*}}, %{{.*}}, %[[T]] range(%[[BEGIN]], %[[END]]) {
+// CHECK-NOT: scf.for
+// CHECK-NOT: attn.tile.count
+// CHECK: %[[ACC:.*]], %[[MAX:.*]], %[[SUM:.*]] = attn.tile.merge_partials %[[PACC]], %[[PSTATS]][%{{.*}}, %{{.*}}] splits(%[[COUNT]]) span(
+// CHECK: attn.tile.store %[[ACC]], %[[MAX]], %[[SUM]] to
+// Phase 0: the loop as it was.
+// CHECK: default {
+// CHECK: attn.tile.work %{{.*}}, %{{.*}}, %[[T]] range(%[[BEGIN]], %[[END]]) {
+// CHECK: scf.for
+// CHECK: attn.tile.store
+func.func @split(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @plain ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+// -----
+
+// A gated variant's item (an idle branch around its key loop): computed
+// whole in phases 0 and 1, nothing in phase 2.
+attn.variant @gated buffers(["router"] : [memref<?x?x?xf32>]) shapes [["B", "Sq", "H"]] params {} gate [0, 0, 1, 2] score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %r: memref<?x?x?xf32>):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index, %r: memref<?x?x?xf32>):
+  %m = arith.cmpi uge, %q, %kv : index
+  attn.yield %m : i1
+}
+
+// CHECK-LABEL: func.func @gated_kernel(
+// CHECK-SAME: %[[PHASE:[^:]*]]: index, %{{[^:]*}}: index, %{{[^:]*}}: memref<?x?x?x?x?xf32>, %{{[^:]*}}: memref<?x?x?x?x?xf32>)
+// CHECK-NOT: index_switch
+// CHECK: %[[NOT:.*]] = arith.cmpi ne, %[[PHASE]], %c2 : index
+// CHECK: scf.if %[[NOT]] {
+// CHECK-NEXT: attn.tile.work
+// CHECK-NOT: store_partial
+func.func @gated_kernel(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %router: memref<?x?x?xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @gated ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%router : memref<?x?x?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
