@@ -176,7 +176,10 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
     llvm::json::Object o{{"variant", variant.name},
                          {"shape", options.shape},
                          {"seed", static_cast<int64_t>(options.seed)},
-                         {"compile_s", (*backward)->compileSeconds()},
+                         {"compile_s", (*forward)->compileSeconds()},
+                         {"cache", toString((*forward)->cacheOutcome())},
+                         {"backward_compile_s", (*backward)->compileSeconds()},
+                         {"backward_cache", toString((*backward)->cacheOutcome())},
                          {"forward_time_s", *forwardTime},
                          {"backward_time_s", *backwardTime},
                          {"backward_over_forward", *backwardTime / *forwardTime},
@@ -204,8 +207,11 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   } else {
     llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", variant.name,
                                 options.shape, options.seed);
-    llvm::outs() << fmt::format("compile   {:.3f} s (backward, tiles {}x{})\n",
-                                (*backward)->compileSeconds(), backwardConfig.blockQ,
+    llvm::outs() << fmt::format("compile   {:.3f} s forward ({}), {:.3f} s backward ({}, tiles "
+                                "{}x{})\n",
+                                (*forward)->compileSeconds(), toString((*forward)->cacheOutcome()),
+                                (*backward)->compileSeconds(),
+                                toString((*backward)->cacheOutcome()), backwardConfig.blockQ,
                                 backwardConfig.blockKV);
     llvm::outs() << fmt::format("forward   {:.3f} ms\nbackward  {:.3f} ms ({:.2f}x forward), "
                                 "{:.3f} TFLOP/s (2.5x the forward's useful work)\n",
