@@ -267,6 +267,8 @@ struct BackwardKernel::Impl {
   BackwardSymbols symbols;
   double seconds = 0;
   CacheOutcome outcome = CacheOutcome::Compiled;
+
+  llvm::Error checkArgs(const BackwardArgs &args, AttentionDims &dims) const;
 };
 
 BackwardKernel::BackwardKernel(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
@@ -334,9 +336,9 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   return std::unique_ptr<BackwardKernel>(new BackwardKernel(std::move(impl)));
 }
 
-llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
-                                RunStats *stats) const {
-  const KernelConfig &c = impl->config;
+/// Checks every tensor of a call against the kernel; fills the sizes.
+llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionDims &dims) const {
+  const KernelConfig &c = config;
   bool bshd = c.layout == Layout::BSHD;
   auto logical = [&](const TensorRef &t, int d) { // 0 batch, 1 heads, 2 sequence, 3 dim
     return t.shape[size_t(bshd && d != 0 && d != 3 ? 3 - d : d)];
@@ -358,7 +360,6 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   }
   int64_t B = logical(args.q, 0), Hq = logical(args.q, 1), Sq = logical(args.q, 2);
   int64_t Hkv = logical(args.k, 1), Skv = logical(args.k, 2);
-  int64_t D = c.headDim, Dv = c.valueDim();
   for (const TensorRef *t : {&args.out, &args.dout, &args.dq})
     if (logical(*t, 0) != B || logical(*t, 1) != Hq || logical(*t, 2) != Sq)
       return fail("out, dout and dq must have q's batch, heads and length, got " + t->describe());
@@ -369,43 +370,64 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     return fail(fmt::format("query heads ({}) must be a multiple of kv heads ({})", Hq, Hkv));
   if (args.lse.dtype != DType::F32 || args.lse.shape != std::vector<int64_t>{B, Hq, Sq})
     return fail("lse must be f32 [B, Hq, Sq], got " + args.lse.describe());
-  if (args.buffers.size() != impl->variant.buffers.size())
-    return fail(fmt::format("the variant takes {} buffers, got {}", impl->variant.buffers.size(),
+  if (args.buffers.size() != variant.buffers.size())
+    return fail(fmt::format("the variant takes {} buffers, got {}", variant.buffers.size(),
                             args.buffers.size()));
-  if (args.bufferGrads.size() != impl->symbols.gradients.size())
+  if (args.bufferGrads.size() != symbols.gradients.size())
     return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",
-                            impl->symbols.gradients.size(), args.bufferGrads.size()));
-  for (size_t g = 0; g < impl->symbols.gradients.size(); ++g) {
-    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[impl->symbols.gradients[g]];
+                            symbols.gradients.size(), args.bufferGrads.size()));
+  for (size_t g = 0; g < symbols.gradients.size(); ++g) {
+    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[symbols.gradients[g]];
     if (t.dtype != DType::F32 || t.shape != buf.shape || !t.isContiguous())
       return fail(fmt::format("the gradient of buffer '{}' must be contiguous f32 shaped like "
                               "it ({}), got {}",
-                              impl->variant.buffers[impl->symbols.gradients[g]].name, buf.describe(),
+                              variant.buffers[symbols.gradients[g]].name, buf.describe(),
                               t.describe()));
   }
+  dims = AttentionDims{B, Hq, Hkv, Sq, Skv};
+  return llvm::Error::success();
+}
 
-  // delta = rowsum(dout * out), [B, Hq, Sq]; sigmoid rows (not normalized)
-  // need none.
-  std::vector<float> delta(size_t(B * Hq * Sq));
-  std::vector<int64_t> so = args.out.effectiveStrides(), sd = args.dout.effectiveStrides();
+namespace {
+
+/// delta = rowsum(dout * out), [B, Hq, Sq], each summed in double on the
+/// host threads.
+std::vector<float> rowDeltas(const TensorRef &out, const TensorRef &dout, Layout layout,
+                             const AttentionDims &dims, int64_t Dv) {
+  int64_t rows = dims.batch * dims.headsQ, Sq = dims.seqQ, Hq = dims.headsQ;
+  std::vector<float> delta(size_t(rows * Sq));
+  std::vector<int64_t> so = out.effectiveStrides(), sd = dout.effectiveStrides();
   auto idx4 = [&](const std::vector<int64_t> &s, int64_t b, int64_t h, int64_t i, int64_t d) {
-    return bshd ? offsetOf(s, {b, i, h, d}) : offsetOf(s, {b, h, i, d});
+    return layout == Layout::BSHD ? offsetOf(s, {b, i, h, d}) : offsetOf(s, {b, h, i, d});
   };
-  bool needsDelta = impl->variant.normalize != spec::Normalization::Sigmoid;
-  runTasks(needsDelta ? unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq)))
-                      : 0,
-           [&](unsigned task) {
-             unsigned n = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq)));
-             for (int64_t bh = task; bh < B * Hq; bh += n)
-               for (int64_t i = 0; i < Sq; ++i) {
-                 double sum = 0;
-                 for (int64_t d = 0; d < Dv; ++d)
-                   sum += readAt(args.dout, idx4(sd, bh / Hq, bh % Hq, i, d)) *
-                          readAt(args.out, idx4(so, bh / Hq, bh % Hq, i, d));
-                 delta[size_t(bh * Sq + i)] = float(sum);
-               }
-           });
+  unsigned tasks = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), rows)));
+  runTasks(tasks, [&](unsigned task) {
+    for (int64_t bh = task; bh < rows; bh += tasks)
+      for (int64_t i = 0; i < Sq; ++i) {
+        double sum = 0;
+        for (int64_t d = 0; d < Dv; ++d)
+          sum += readAt(dout, idx4(sd, bh / Hq, bh % Hq, i, d)) *
+                 readAt(out, idx4(so, bh / Hq, bh % Hq, i, d));
+        delta[size_t(bh * Sq + i)] = float(sum);
+      }
+  });
+  return delta;
+}
 
+} // namespace
+
+llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
+                                RunStats *stats) const {
+  AttentionDims dims;
+  if (llvm::Error err = impl->checkArgs(args, dims))
+    return err;
+  const KernelConfig &c = impl->config;
+  int64_t B = dims.batch, Hq = dims.headsQ, Hkv = dims.headsKV, Sq = dims.seqQ,
+          Skv = dims.seqKV, D = c.headDim;
+  // Sigmoid rows are not normalized: no delta (zeros the kernel never reads).
+  std::vector<float> delta = impl->variant.normalize == spec::Normalization::Sigmoid
+                                 ? std::vector<float>(size_t(B * Hq * Sq))
+                                 : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
   std::vector<SummaryTable> tables;
   for (unsigned s : impl->summarized)
     tables.push_back(buildSummaryTable(args.buffers[s], attn::VariantOp::kSummaryBlock));
