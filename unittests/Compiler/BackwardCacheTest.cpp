@@ -7,52 +7,27 @@
 #include "heed/Compiler/KernelCache.h"
 #include "heed/Runtime/ReferenceBackward.h"
 
+#include "CacheFiles.h"
 #include "TestSpecs.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <random>
-
-#include <dirent.h>
-#include <unistd.h>
 
 using namespace heed;
 
 namespace {
 
-/// A fresh directory, removed with everything in it at the end.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char name[] = "/tmp/heed-backward-cache-test-XXXXXX";
-    path = mkdtemp(name);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
-std::string readBytes(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void writeBytes(const std::string &path, const std::string &bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
+using test::readBytes;
+using test::TempDir;
+using test::writeBytes;
 
 /// The entry files of the disk cache under `dir`.
 std::vector<std::string> entriesIn(const std::string &dir) {
   std::vector<std::string> out;
-  std::string sub = dir + "/v" + std::to_string(kCacheFormatVersion);
-  if (DIR *d = opendir(sub.c_str())) {
-    while (dirent *e = readdir(d))
-      if (e->d_name[0] != '.')
-        out.push_back(sub + "/" + e->d_name);
-    closedir(d);
-  }
+  for (const std::string &name : test::filesIn(dir))
+    out.push_back(dir + "/v" + std::to_string(kCacheFormatVersion) + "/" + name);
   return out;
 }
 
@@ -83,18 +58,8 @@ void expectGradientsRight(const BackwardKernel &backward, const spec::Variant &v
   if (llvm::Error err = (*forward)->run(fwd, 2))
     FAIL() << llvm::toString(std::move(err));
   ASSERT_EQ(backward.gradientBuffers(), std::vector<unsigned>{0});
-  BackwardArgs bwd;
-  bwd.q = q.ref();
-  bwd.k = k.ref();
-  bwd.v = v.ref();
-  bwd.out = out.ref();
-  bwd.lse = lse.ref();
-  bwd.dout = dout.ref();
-  bwd.buffers = {slopes.ref()};
-  bwd.dq = dq.ref();
-  bwd.dk = dk.ref();
-  bwd.dv = dv.ref();
-  bwd.bufferGrads = {dslopes.ref()};
+  BackwardArgs bwd{q.ref(),  k.ref(),  v.ref(),  out.ref(), lse.ref(), dout.ref(), {slopes.ref()},
+                   dq.ref(), dk.ref(), dv.ref(), {dslopes.ref()}};
   if (llvm::Error err = backward.run(bwd, 2))
     FAIL() << llvm::toString(std::move(err));
   ReferenceGradients ref = referenceBackward(
