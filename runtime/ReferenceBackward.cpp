@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <tuple>
 #include <thread>
 
 namespace heed {
@@ -29,12 +30,14 @@ public:
     dBuf.resize(r.dBuffers.size());
     for (size_t i = 0; i < dBuf.size(); ++i)
       dBuf[i].assign(r.dBuffers[i].size(), 0);
+    sensitivity.dBuffers.assign(r.dBuffers.size(), 0);
   }
 
   /// Row i of query head h in batch b, whose kv head is hk.
   void row(int64_t b, int64_t h, int64_t hk, int64_t i);
 
   std::vector<std::vector<double>> dBuf;
+  DeltaSensitivity sensitivity; ///< sums of squares until the reduction
   int oob = 0;
   double maxScore = 0;
 
@@ -45,6 +48,8 @@ private:
       dot += Q[d] * K[j * p.headDim + d];
     return p.scale * dot;
   }
+  void addDeltaSensitivity(const spec::EvalPoint &rowAt, int64_t row, const double *Q,
+                           const double *K, double lse, double sink);
   void addEntries(const spec::ScoreGradient &grad) {
     for (const spec::ScoreGradient::Entry &e : grad.buffers)
       if (!dBuf[e.buffer].empty())
@@ -97,7 +102,8 @@ void RowBackward::row(int64_t b, int64_t h, int64_t hk, int64_t i) {
     r.out[size_t(row * Dv + d)] = gate * o[size_t(d)];
     dGate += g * o[size_t(d)];
     dO[size_t(d)] = gate * g;
-    delta += dO[size_t(d)] * o[size_t(d)];
+    delta += p.storedOut.empty() ? dO[size_t(d)] * o[size_t(d)]
+                                 : g * p.storedOut[size_t(row * Dv + d)];
   }
   spec::ScoreGradient grad;
   if (variant.gate)
@@ -126,6 +132,61 @@ void RowBackward::row(int64_t b, int64_t h, int64_t hk, int64_t i) {
     }
   }
   addEntries(grad);
+  if (p.deltaSensitivity && !sigmoid)
+    addDeltaSensitivity(rowAt, row, Q, K, lse, sink);
+}
+
+/// The gradients' derivatives in delta_i: d dS_ij / d delta_i = -P_ij, and
+/// a sink's logit gets -exp(sink - lse_i). Weighted by var(delta_i) when
+/// each out element is off by a uniform fraction of itself in [-1, 1]
+/// (variance out^2 / 3).
+void RowBackward::addDeltaSensitivity(const spec::EvalPoint &rowAt, int64_t row, const double *Q,
+                                      const double *K, double lse, double sink) {
+  int64_t D = p.headDim, Dv = p.valueDim;
+  double var = 0, qq = 0;
+  for (int64_t d = 0; d < Dv; ++d) {
+    double x = p.dOut[size_t(row * Dv + d)] * r.out[size_t(row * Dv + d)];
+    var += x * x / 3;
+  }
+  if (var == 0)
+    return;
+  for (int64_t d = 0; d < D; ++d)
+    qq += Q[d] * Q[d];
+  std::vector<double> hq(size_t(D), 0);
+  double hk = 0;
+  spec::ScoreGradient h;
+  for (int64_t j = 0; j < p.seqKV; ++j) {
+    if (w[size_t(j)] == 0)
+      continue;
+    h.dScore = 0;
+    spec::EvalPoint at{rowAt.b, rowAt.h, rowAt.q, j, dotQK(Q, K, j), shape};
+    spec::backpropagate(*variant.score, at, p.buffers, -w[size_t(j)], h);
+    double dRaw = p.scale * h.dScore;
+    for (int64_t d = 0; d < D; ++d)
+      hq[size_t(d)] += dRaw * K[j * D + d];
+    hk += dRaw * dRaw * qq; // dk_j moves by dRaw q_i: distinct rows j
+  }
+  if (variant.sink)
+    spec::backpropagate(*variant.sink, {rowAt.b, rowAt.h, 0, 0, 0, shape}, p.buffers,
+                        -std::exp(sink - lse), h);
+  for (double x : hq)
+    sensitivity.dq += var * x * x;
+  sensitivity.dk += var * hk;
+  // An element read at several keys: its contributions add before squaring.
+  std::sort(h.buffers.begin(), h.buffers.end(), [](const auto &a, const auto &b) {
+    return std::tie(a.buffer, a.element) < std::tie(b.buffer, b.element);
+  });
+  for (size_t e = 0; e < h.buffers.size();) {
+    double sum = 0;
+    size_t f = e;
+    for (; f < h.buffers.size() && h.buffers[f].buffer == h.buffers[e].buffer &&
+           h.buffers[f].element == h.buffers[e].element;
+         ++f)
+      sum += h.buffers[f].value;
+    if (h.buffers[e].buffer < sensitivity.dBuffers.size() && !dBuf[h.buffers[e].buffer].empty())
+      sensitivity.dBuffers[h.buffers[e].buffer] += var * sum * sum;
+    e = f;
+  }
 }
 
 } // namespace
@@ -144,6 +205,7 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
   r.dk.assign(size_t(B * Hkv * Skv * D), 0);
   r.dv.assign(size_t(B * Hkv * Skv * Dv), 0);
   r.dBuffers.resize(variant.buffers.size());
+  r.deltaRms.dBuffers.assign(variant.buffers.size(), 0);
   for (size_t i = 0; i < variant.buffers.size() && i < p.buffers.size(); ++i)
     if (isFloatBuffer(variant.buffers[i].elem))
       r.dBuffers[i].assign(p.buffers[i].values.size(), 0);
@@ -166,6 +228,10 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
       outOfRange = rows.oob;
     std::lock_guard<std::mutex> lock(reduce);
     r.maxAbsScore = std::max(r.maxAbsScore, rows.maxScore);
+    r.deltaRms.dq += rows.sensitivity.dq;
+    r.deltaRms.dk += rows.sensitivity.dk;
+    for (size_t i = 0; i < rows.sensitivity.dBuffers.size(); ++i)
+      r.deltaRms.dBuffers[i] += rows.sensitivity.dBuffers[i];
     for (size_t i = 0; i < rows.dBuf.size(); ++i)
       for (size_t e = 0; e < rows.dBuf[i].size(); ++e)
         r.dBuffers[i][e] += rows.dBuf[i][e];
@@ -179,6 +245,10 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
   for (std::thread &t : pool)
     t.join();
   r.outOfRange = outOfRange;
+  r.deltaRms.dq = std::sqrt(r.deltaRms.dq);
+  r.deltaRms.dk = std::sqrt(r.deltaRms.dk);
+  for (double &x : r.deltaRms.dBuffers)
+    x = std::sqrt(x);
   return r;
 }
 
@@ -218,6 +288,19 @@ BackwardProblem backwardProblem(const HostTensor &q, const HostTensor &k, const 
   p.dOut = bhsdValues(dOut, layout);
   p.buffers = widenBuffers(buffers);
   return p;
+}
+
+double gradientTolerance(DType dtype, double maxAbsScore, double deltaRms,
+                         const std::vector<double> &ref) {
+  double u = dtype == DType::F32 ? 0x1p-24 : dtype == DType::F16 ? 0x1p-11 : 0x1p-8;
+  double base = dtype == DType::F32
+                    ? std::min(kMaxTolerance, std::max(1e-5, 16 * maxAbsScore * 0x1p-24))
+                    : 1e-2;
+  double norm = 0;
+  for (double x : ref)
+    norm += x * x;
+  norm = std::sqrt(norm);
+  return norm > 0 ? base + 4 * u * deltaRms / norm : base;
 }
 
 double normwiseError(const std::vector<double> &got, const std::vector<double> &ref) {

@@ -223,8 +223,8 @@ heed_status heed_synchronize(int32_t device_type, int32_t device_id, void *strea
 typedef struct heed_backward heed_backward;
 
 /* Compiles the backward of the spec's variant for this machine's CPU (the
- * options as heed_compile's; lse and target are ignored, use_cache too: the
- * backward is compiled on every call). HEED_ERROR_COMPILE names the buffer or
+ * options as heed_compile's; lse and target are ignored), through the kernel
+ * cache (memory, then disk) unless use_cache = 0. HEED_ERROR_COMPILE names the buffer or
  * op where the score cannot be differentiated; HEED_ERROR_UNSUPPORTED for
  * gated (MoH) variants. */
 heed_status heed_backward_compile(const char *spec_text, const char *source_name,

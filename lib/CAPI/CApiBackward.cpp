@@ -1,8 +1,10 @@
 // The backward pass in the C API (heed.h, "the backward pass"): compiling a
-// heed::BackwardKernel and running it on CPU tensors.
+// heed::BackwardKernel (through the kernel cache unless use_cache = 0) and
+// running it on CPU tensors.
 #include "Request.h"
 
 #include "heed/Compiler/Backward.h"
+#include "heed/Compiler/KernelCache.h"
 #include "heed/Runtime/CApiSupport.h"
 
 #include <exception>
@@ -73,7 +75,8 @@ heed_status heed_backward_compile(const char *specText, const char *sourceName,
       return fail(HEED_ERROR_UNSUPPORTED, "heed_backward_compile: variant '" + r.variant.name +
                                               "' is gated: the backward of gated (MoH) "
                                               "variants is not implemented yet");
-    auto kernel = BackwardKernel::compile(r.variant, r.config);
+    auto kernel = BackwardKernel::compile(r.variant, r.config,
+                                          r.useCache ? &KernelCache::global() : nullptr);
     if (!kernel)
       return fail(HEED_ERROR_COMPILE, llvm::toString(kernel.takeError()));
     auto *handle = new heed_backward{std::move(*kernel)};

@@ -8,11 +8,13 @@
 
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
+#include "heed/Compiler/KernelCache.h"
 #include "heed/Frontend/EmitIR.h"
 #include "heed/Pipelines/Pipelines.h"
 #include "heed/Runtime/BufferSummary.h"
 #include "heed/Transforms/Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Pass/PassManager.h"
@@ -52,6 +54,30 @@ llvm::Expected<std::vector<unsigned>> gradientPositions(MLIRContext &ctx,
     for (int64_t p : positions.asArrayRef())
       out.push_back(static_cast<unsigned>(p));
   return out;
+}
+
+/// The backward's symbol that lists its gradient buffers.
+constexpr const char *kGradientBufferName = "heed_gradient_buffer";
+
+/// func @heed_gradient_buffer(i) -> the variant buffer whose gradient is the
+/// i-th, -1 past the last: the list travels with the binary, so a cached
+/// kernel needs no --attn-differentiate run to know it.
+void buildGradientListFunction(OpBuilder &b, Location loc, ModuleOp module,
+                               const std::vector<unsigned> &gradients) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(module.getBody());
+  auto func = func::FuncOp::create(b, loc, kGradientBufferName,
+                                   b.getFunctionType({b.getIndexType()}, {b.getIndexType()}));
+  Block *body = func.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  Value result = arith::ConstantIndexOp::create(b, loc, -1);
+  for (size_t n = 0; n < gradients.size(); ++n) {
+    Value isN = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, body->getArgument(0),
+                                      arith::ConstantIndexOp::create(b, loc, int64_t(n)));
+    result = arith::SelectOp::create(b, loc, isN,
+                                     arith::ConstantIndexOp::create(b, loc, gradients[n]), result);
+  }
+  func::ReturnOp::create(b, loc, result);
 }
 
 /// func @heed_kernel(q, k, v, dout, lse, delta, buffers..., summaries...,
@@ -98,8 +124,55 @@ OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant 
       tiling);
   func::ReturnOp::create(b, loc);
   detail::buildTileCountFunctions(b, loc, module.get(), variant.name);
+  buildGradientListFunction(b, loc, module.get(), gradients);
   module->walk([&](attn::NumTilesOp op) { op.setTilingAttr(tiling); });
   return module;
+}
+
+/// The backward of `variant` for this machine's CPU as a cache entry: a
+/// shared object whose KernelInfo names it "<variant>.backward".
+llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
+                                                   const KernelConfig &config) {
+  std::unique_ptr<MLIRContext> ctx = detail::makeContext();
+  auto gradients = gradientPositions(*ctx, variant);
+  if (!gradients)
+    return gradients.takeError();
+  std::vector<unsigned> summarized;
+  if (config.analyzeMask)
+    summarized = detail::summarizedBuffers(variant);
+  OwningOpRef<ModuleOp> module = buildBackwardModule(*ctx, variant, config, *gradients, summarized);
+  {
+    detail::DiagnosticCollector diags(*ctx);
+    if (failed(verify(*module)))
+      return diags.error("the generated backward IR does not verify");
+    PassManager pm(ctx.get());
+    CPUPipelineOptions options;
+    options.blockQ = config.blockQ;
+    options.blockKV = config.blockKV;
+    options.analyzeMask = config.analyzeMask;
+    options.patchTiling = false;
+    buildCPUBackwardTilingPipeline(pm, options);
+    buildCPUToLLVMPipeline(pm);
+    if (failed(pm.run(*module)))
+      return diags.error("lowering the backward to the CPU failed");
+  }
+  CPUTarget target = CPUTarget::host();
+  auto tm = detail::targetMachine(target);
+  if (!tm)
+    return tm.takeError();
+  llvm::LLVMContext llvmContext;
+  auto llvmModule = detail::translateAndOptimize(*module, llvmContext, **tm, /*packed=*/true);
+  if (!llvmModule)
+    return llvmModule.takeError();
+  auto object = detail::emitObject(**llvmModule, **tm);
+  if (!object)
+    return object.takeError();
+  auto shared = detail::linkSharedObject(*object);
+  if (!shared)
+    return shared.takeError();
+  KernelInfo info = describeKernel(variant, config);
+  info.name = variant.name + ".backward"; // what heed-cache lists
+  return ArtifactEntry{target.artifactTarget(), std::move(info), std::move(*shared)};
 }
 
 /// A memref descriptor as the C interface expects it:
@@ -151,23 +224,69 @@ int64_t offsetOf(const std::vector<int64_t> &strides, std::initializer_list<int6
 
 } // namespace
 
+namespace {
+
+/// What run() takes from a backward binary.
+struct BackwardSymbols {
+  PackedFn entry = nullptr;
+  CountFn numKVTiles = nullptr;
+  std::vector<unsigned> gradients;
+};
+
+/// The entry points and gradient list of a backward binary of `variant`; ""
+/// or why it is not one (a cache entry that says so is rebuilt).
+std::string readBackwardSymbols(const LoadedKernel &binary, const spec::Variant &variant,
+                                BackwardSymbols &out) {
+  auto listed = reinterpret_cast<CountFn>(binary.symbol(kGradientBufferName));
+  out.entry = reinterpret_cast<PackedFn>(binary.symbol("heed_packed_heed_kernel"));
+  out.numKVTiles = reinterpret_cast<CountFn>(binary.symbol(detail::kNumKVTilesName));
+  if (!listed || !out.entry || !out.numKVTiles)
+    return "the binary is not a backward kernel (it lacks the backward's entry points)";
+  out.gradients.clear();
+  for (int64_t i = 0, at; (at = listed(i)) >= 0; ++i) {
+    spec::ElemType elem =
+        size_t(at) < variant.buffers.size() ? variant.buffers[size_t(at)].elem : spec::ElemType::I32;
+    bool isFloat = elem == spec::ElemType::F32 || elem == spec::ElemType::F16 ||
+                   elem == spec::ElemType::BF16;
+    if (!isFloat || (!out.gradients.empty() && unsigned(at) <= out.gradients.back()))
+      return fmt::format("the binary lists buffer {} as a gradient of variant '{}', which has "
+                         "no such float buffer in that order",
+                         at, variant.name);
+    out.gradients.push_back(unsigned(at));
+  }
+  return "";
+}
+
+} // namespace
+
 struct BackwardKernel::Impl {
   std::shared_ptr<LoadedKernel> loaded;
   spec::Variant variant;
   KernelConfig config;
-  std::vector<unsigned> gradients, summarized;
-  PackedFn entry = nullptr;
-  CountFn numKVTiles = nullptr;
+  std::vector<unsigned> summarized;
+  BackwardSymbols symbols;
   double seconds = 0;
+  CacheOutcome outcome = CacheOutcome::Compiled;
+
+  llvm::Error checkArgs(const BackwardArgs &args, AttentionDims &dims) const;
 };
 
 BackwardKernel::BackwardKernel(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
 BackwardKernel::~BackwardKernel() = default;
-const std::vector<unsigned> &BackwardKernel::gradientBuffers() const { return impl->gradients; }
+const std::vector<unsigned> &BackwardKernel::gradientBuffers() const {
+  return impl->symbols.gradients;
+}
 double BackwardKernel::compileSeconds() const { return impl->seconds; }
+CacheOutcome BackwardKernel::cacheOutcome() const { return impl->outcome; }
 
 llvm::Expected<std::unique_ptr<BackwardKernel>>
 BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config) {
+  return compile(variant, config, &KernelCache::global());
+}
+
+llvm::Expected<std::unique_ptr<BackwardKernel>>
+BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config,
+                        KernelCache *cache) {
   auto start = std::chrono::steady_clock::now();
   if (llvm::Error err = config.validate())
     return std::move(err);
@@ -180,63 +299,46 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
                             variant.name));
   auto impl = std::make_unique<Impl>();
   impl->variant = variant;
+  // What the kernel depends on: lse and patch tiling do not change it, so
+  // configs that differ in them share one cache entry.
   impl->config = config;
-  std::unique_ptr<MLIRContext> ctx = detail::makeContext();
-  auto gradients = gradientPositions(*ctx, variant);
-  if (!gradients)
-    return gradients.takeError();
-  impl->gradients = *gradients;
-  if (config.analyzeMask)
+  impl->config.lse = false;
+  impl->config.patchTiling = false;
+  if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
-  OwningOpRef<ModuleOp> module =
-      buildBackwardModule(*ctx, variant, config, impl->gradients, impl->summarized);
-  {
-    detail::DiagnosticCollector diags(*ctx);
-    if (failed(verify(*module)))
-      return diags.error("the generated backward IR does not verify");
-    PassManager pm(ctx.get());
-    CPUPipelineOptions options;
-    options.blockQ = config.blockQ;
-    options.blockKV = config.blockKV;
-    options.analyzeMask = config.analyzeMask;
-    options.patchTiling = false;
-    buildCPUBackwardTilingPipeline(pm, options);
-    buildCPUToLLVMPipeline(pm);
-    if (failed(pm.run(*module)))
-      return diags.error("lowering the backward to the CPU failed");
+  auto build = [&] { return compileBackwardEntry(variant, impl->config); };
+  std::shared_ptr<LoadedKernel> loaded;
+  if (cache) {
+    auto got = cache->getKind(
+        "backward", variant, impl->config, build,
+        [&](const LoadedKernel &binary) {
+          BackwardSymbols symbols;
+          return readBackwardSymbols(binary, variant, symbols);
+        },
+        &impl->outcome);
+    if (!got)
+      return got.takeError();
+    loaded = std::move(*got);
+  } else {
+    auto entry = build();
+    if (!entry)
+      return entry.takeError();
+    std::string error;
+    loaded = LoadedKernel::load(*entry, error);
+    if (!loaded)
+      return fail(error);
   }
-  CPUTarget target = CPUTarget::host();
-  auto tm = detail::targetMachine(target);
-  if (!tm)
-    return tm.takeError();
-  llvm::LLVMContext llvmContext;
-  auto llvmModule = detail::translateAndOptimize(*module, llvmContext, **tm, /*packed=*/true);
-  if (!llvmModule)
-    return llvmModule.takeError();
-  auto object = detail::emitObject(**llvmModule, **tm);
-  if (!object)
-    return object.takeError();
-  auto shared = detail::linkSharedObject(*object);
-  if (!shared)
-    return shared.takeError();
-  std::string error;
-  impl->loaded = LoadedKernel::load(
-      ArtifactEntry{target.artifactTarget(), describeKernel(variant, config), std::move(*shared)},
-      error);
-  if (!impl->loaded)
+  if (std::string error = readBackwardSymbols(*loaded, variant, impl->symbols); !error.empty())
     return fail(error);
-  impl->entry = reinterpret_cast<PackedFn>(impl->loaded->symbol("heed_packed_heed_kernel"));
-  impl->numKVTiles = reinterpret_cast<CountFn>(impl->loaded->symbol("heed_num_kv_tiles"));
-  if (!impl->entry || !impl->numKVTiles)
-    return fail("the backward kernel binary lacks its entry points");
+  impl->loaded = std::move(loaded);
   impl->seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return std::unique_ptr<BackwardKernel>(new BackwardKernel(std::move(impl)));
 }
 
-llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
-                                RunStats *stats) const {
-  const KernelConfig &c = impl->config;
+/// Checks every tensor of a call against the kernel; fills the sizes.
+llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionDims &dims) const {
+  const KernelConfig &c = config;
   bool bshd = c.layout == Layout::BSHD;
   auto logical = [&](const TensorRef &t, int d) { // 0 batch, 1 heads, 2 sequence, 3 dim
     return t.shape[size_t(bshd && d != 0 && d != 3 ? 3 - d : d)];
@@ -258,7 +360,6 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   }
   int64_t B = logical(args.q, 0), Hq = logical(args.q, 1), Sq = logical(args.q, 2);
   int64_t Hkv = logical(args.k, 1), Skv = logical(args.k, 2);
-  int64_t D = c.headDim, Dv = c.valueDim();
   for (const TensorRef *t : {&args.out, &args.dout, &args.dq})
     if (logical(*t, 0) != B || logical(*t, 1) != Hq || logical(*t, 2) != Sq)
       return fail("out, dout and dq must have q's batch, heads and length, got " + t->describe());
@@ -269,48 +370,69 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     return fail(fmt::format("query heads ({}) must be a multiple of kv heads ({})", Hq, Hkv));
   if (args.lse.dtype != DType::F32 || args.lse.shape != std::vector<int64_t>{B, Hq, Sq})
     return fail("lse must be f32 [B, Hq, Sq], got " + args.lse.describe());
-  if (args.buffers.size() != impl->variant.buffers.size())
-    return fail(fmt::format("the variant takes {} buffers, got {}", impl->variant.buffers.size(),
+  if (args.buffers.size() != variant.buffers.size())
+    return fail(fmt::format("the variant takes {} buffers, got {}", variant.buffers.size(),
                             args.buffers.size()));
-  if (args.bufferGrads.size() != impl->gradients.size())
+  if (args.bufferGrads.size() != symbols.gradients.size())
     return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",
-                            impl->gradients.size(), args.bufferGrads.size()));
-  for (size_t g = 0; g < impl->gradients.size(); ++g) {
-    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[impl->gradients[g]];
+                            symbols.gradients.size(), args.bufferGrads.size()));
+  for (size_t g = 0; g < symbols.gradients.size(); ++g) {
+    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[symbols.gradients[g]];
     if (t.dtype != DType::F32 || t.shape != buf.shape || !t.isContiguous())
       return fail(fmt::format("the gradient of buffer '{}' must be contiguous f32 shaped like "
                               "it ({}), got {}",
-                              impl->variant.buffers[impl->gradients[g]].name, buf.describe(),
+                              variant.buffers[symbols.gradients[g]].name, buf.describe(),
                               t.describe()));
   }
+  dims = AttentionDims{B, Hq, Hkv, Sq, Skv};
+  return llvm::Error::success();
+}
 
-  // delta = rowsum(dout * out), [B, Hq, Sq]; sigmoid rows (not normalized)
-  // need none.
-  std::vector<float> delta(size_t(B * Hq * Sq));
-  std::vector<int64_t> so = args.out.effectiveStrides(), sd = args.dout.effectiveStrides();
+namespace {
+
+/// delta = rowsum(dout * out), [B, Hq, Sq], each summed in double on the
+/// host threads.
+std::vector<float> rowDeltas(const TensorRef &out, const TensorRef &dout, Layout layout,
+                             const AttentionDims &dims, int64_t Dv) {
+  int64_t rows = dims.batch * dims.headsQ, Sq = dims.seqQ, Hq = dims.headsQ;
+  std::vector<float> delta(size_t(rows * Sq));
+  std::vector<int64_t> so = out.effectiveStrides(), sd = dout.effectiveStrides();
   auto idx4 = [&](const std::vector<int64_t> &s, int64_t b, int64_t h, int64_t i, int64_t d) {
-    return bshd ? offsetOf(s, {b, i, h, d}) : offsetOf(s, {b, h, i, d});
+    return layout == Layout::BSHD ? offsetOf(s, {b, i, h, d}) : offsetOf(s, {b, h, i, d});
   };
-  bool needsDelta = impl->variant.normalize != spec::Normalization::Sigmoid;
-  runTasks(needsDelta ? unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq)))
-                      : 0,
-           [&](unsigned task) {
-             unsigned n = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), B * Hq)));
-             for (int64_t bh = task; bh < B * Hq; bh += n)
-               for (int64_t i = 0; i < Sq; ++i) {
-                 double sum = 0;
-                 for (int64_t d = 0; d < Dv; ++d)
-                   sum += readAt(args.dout, idx4(sd, bh / Hq, bh % Hq, i, d)) *
-                          readAt(args.out, idx4(so, bh / Hq, bh % Hq, i, d));
-                 delta[size_t(bh * Sq + i)] = float(sum);
-               }
-           });
+  unsigned tasks = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), rows)));
+  runTasks(tasks, [&](unsigned task) {
+    for (int64_t bh = task; bh < rows; bh += tasks)
+      for (int64_t i = 0; i < Sq; ++i) {
+        double sum = 0;
+        for (int64_t d = 0; d < Dv; ++d)
+          sum += readAt(dout, idx4(sd, bh / Hq, bh % Hq, i, d)) *
+                 readAt(out, idx4(so, bh / Hq, bh % Hq, i, d));
+        delta[size_t(bh * Sq + i)] = float(sum);
+      }
+  });
+  return delta;
+}
 
+} // namespace
+
+llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
+                                RunStats *stats) const {
+  AttentionDims dims;
+  if (llvm::Error err = impl->checkArgs(args, dims))
+    return err;
+  const KernelConfig &c = impl->config;
+  int64_t B = dims.batch, Hq = dims.headsQ, Hkv = dims.headsKV, Sq = dims.seqQ,
+          Skv = dims.seqKV, D = c.headDim;
+  // Sigmoid rows are not normalized: no delta (zeros the kernel never reads).
+  std::vector<float> delta = impl->variant.normalize == spec::Normalization::Sigmoid
+                                 ? std::vector<float>(size_t(B * Hq * Sq))
+                                 : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
   std::vector<SummaryTable> tables;
   for (unsigned s : impl->summarized)
     tables.push_back(buildSummaryTable(args.buffers[s], attn::VariantOp::kSummaryBlock));
 
-  int64_t items = B * Hkv * impl->numKVTiles(Skv);
+  int64_t items = B * Hkv * impl->symbols.numKVTiles(Skv);
   unsigned tasks = unsigned(std::max<int64_t>(
       1, std::min<int64_t>(threads ? threads : hardwareThreads(), std::max<int64_t>(items, 1))));
   std::vector<int64_t> dqShape = args.dq.shape, dqStrides = rowMajor(dqShape);
@@ -351,7 +473,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     // are the same sums on every run.
     for (begin = task; begin < items; begin += tasks) {
       end = begin + 1;
-      impl->entry(packed.data());
+      impl->symbols.entry(packed.data());
     }
   });
   // The reduction, in task order.
@@ -382,7 +504,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       for (size_t i = 0; i < 3; ++i)
         total[i] += n[i];
     int64_t qTiles = (Sq + c.blockQ - 1) / c.blockQ;
-    *stats = RunStats{total[0], total[1], total[2], B * Hq * qTiles * impl->numKVTiles(Skv), 0};
+    *stats = RunStats{total[0], total[1], total[2], B * Hq * qTiles * impl->symbols.numKVTiles(Skv), 0};
   }
   for (int32_t s : statuses)
     if (s > 0 && size_t(s) <= impl->variant.buffers.size()) {

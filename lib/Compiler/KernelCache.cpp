@@ -137,9 +137,12 @@ Digest KernelCache::targetDigest(const CPUTarget &target) {
 }
 
 namespace {
-/// What the key hashes besides the target digest.
-std::string keyText(const spec::Variant &variant, const KernelConfig &config) {
-  return "config " + config.canonical() + '\n' + canonical(variant);
+/// What the key hashes besides the target digest. The forward's has no
+/// kind line (it starts with "config"), every other kind's one.
+std::string keyText(const spec::Variant &variant, const KernelConfig &config,
+                    llvm::StringRef kind = "") {
+  std::string text = kind.empty() ? "" : "kind " + kind.str() + '\n';
+  return text + "config " + config.canonical() + '\n' + canonical(variant);
 }
 /// The request a key is the SHA-256 of; a disk entry stores it, and a
 /// lookup compares it with its own.
@@ -167,13 +170,28 @@ Digest KernelCache::key(const Digest &target, const spec::Variant &variant,
 }
 
 Digest KernelCache::key(const spec::Variant &variant, const KernelConfig &config,
-                        const CPUTarget &target) {
-  return key(targetDigest(target), variant, config);
+                        const CPUTarget &target, llvm::StringRef kind) {
+  return keyOf(request(targetDigest(target), variant, config, kind));
 }
 
 std::string KernelCache::request(const Digest &target, const spec::Variant &variant,
-                                 const KernelConfig &config) {
-  return requestOf(target, keyText(variant, config));
+                                 const KernelConfig &config, llvm::StringRef kind) {
+  return requestOf(target, keyText(variant, config, kind));
+}
+
+/// A memory hit should cost microseconds: the SHA-256 of a large
+/// variant's text is tens of them, so recent texts map to their keys
+/// (exact text comparison: as sound as hashing it).
+Digest KernelCache::memoKey(const std::string &text) {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = keyMemo.find(text);
+  if (it != keyMemo.end())
+    return it->second;
+  Digest k = keyOf(text);
+  if (keyMemo.size() >= 4 * memoryEntries)
+    keyMemo.clear();
+  keyMemo.emplace(text, k);
+  return k;
 }
 
 KernelCache &KernelCache::global() {
@@ -338,29 +356,37 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
                  CacheOutcome *outcome) {
   if (llvm::Error err = config.validate())
     return std::move(err);
-  // A memory hit should cost microseconds: the SHA-256 of a large
-  // variant's text is tens of them, so recent texts map to their keys
-  // (exact text comparison: as sound as hashing it).
   std::string text = requestOf(hostDigest, keyText(variant, config));
-  Digest k;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = keyMemo.find(text);
-    if (it != keyMemo.end()) {
-      k = it->second;
-    } else {
-      k = keyOf(text);
-      if (keyMemo.size() >= 4 * memoryEntries)
-        keyMemo.clear();
-      keyMemo.emplace(text, k);
-    }
-  }
+  Digest k = memoKey(text);
   return lookup<LoadedKernel>(
       k, text, kernels,
       [](const Artifact &artifact, std::string &error) {
         return LoadedKernel::load(artifact, error); // CPU entries only (hostRuns)
       },
       [&] { return compileEntry(variant, config, host); }, outcome);
+}
+
+llvm::Expected<std::shared_ptr<LoadedKernel>>
+KernelCache::getKind(llvm::StringRef kind, const spec::Variant &variant,
+                     const KernelConfig &config,
+                     llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile,
+                     llvm::function_ref<std::string(const LoadedKernel &)> check,
+                     CacheOutcome *outcome) {
+  if (llvm::Error err = config.validate())
+    return std::move(err);
+  if (kind.empty())
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "KernelCache::getKind: a kernel kind needs a name");
+  std::string text = requestOf(hostDigest, keyText(variant, config, kind));
+  return lookup<LoadedKernel>(
+      memoKey(text), text, kernels,
+      [&](const Artifact &artifact, std::string &error) -> std::shared_ptr<LoadedKernel> {
+        std::shared_ptr<LoadedKernel> loaded = LoadedKernel::load(artifact, error);
+        if (loaded)
+          error = check(*loaded);
+        return error.empty() ? loaded : nullptr;
+      },
+      compile, outcome);
 }
 
 llvm::Expected<std::shared_ptr<const ArtifactEntry>>

@@ -95,17 +95,21 @@ Backward._release = lib.heed_backward_release
 
 
 def compile_backward(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
-                     layout="bhsd", scale=None, params=None, analyze_mask=True):
+                     layout="bhsd", scale=None, params=None, analyze_mask=True,
+                     use_cache=True):
     """Compiles the backward of a variant for this machine's CPU (the options of
     :func:`heed.compile`; the forward to pair it with is compiled with ``lse=True``).
-    Raises CompileError naming the buffer where the score is not differentiable."""
+    use_cache: find it in (and add it to) the kernel cache, memory then disk, as the
+    forward. Raises CompileError naming the buffer where the score is not
+    differentiable."""
     need_compiler("heed_backward_compile")
     from ._kernels import compile as compile_forward
     names = compile_forward(spec, variant=variant, dtype=dtype, head_dim=head_dim,
                             head_dim_v=head_dim_v, layout=layout, scale=scale,
-                            params=params, analyze_mask=analyze_mask).buffer_names
+                            params=params, analyze_mask=analyze_mask,
+                            use_cache=use_cache).buffer_names
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, False, scale, variant, params,
-                          None, analyze_mask, True)
+                          None, analyze_mask, use_cache)
     if _is_path(spec):
         with open(os.fspath(spec)) as f:
             text = encode(f.read(), "the spec")

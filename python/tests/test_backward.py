@@ -2,7 +2,8 @@
 """heed.compile_backward (python/heed/backward.py) against a float64 numpy backward of
 ALiBi with a causal mask and GQA (dq, dk, dv and the slopes' gradient), and of causal
 attention with a learned sink logit (the sinks' gradient) and with sigmoid weights,
-normwise, on fresh random inputs (seed printed). Exits 77 (SKIPPED) without numpy."""
+normwise, on fresh random inputs (seed printed); the kernel cache's counters with
+use_cache on and off. Exits 77 (SKIPPED) without numpy."""
 
 import unittest
 
@@ -127,6 +128,19 @@ class BackwardTest(HeedTestCase):
             for name, g, ref in zip(("dq", "dk", "dv", "dsinks"), got, want):
                 if ref is not None:
                     self.assertLess(normwise(g, ref), 1e-5, f"{name} of {spec.split()[1]}")
+
+    def test_backward_goes_through_the_kernel_cache(self):
+        counters = ("memory_hits", "disk_hits", "compiles")
+        heed.compile_backward(ALIBI, head_dim=32)
+        before = heed.cache_stats()
+        heed.compile_backward(ALIBI, head_dim=32)
+        after = heed.cache_stats()
+        # The forward (compiled for the buffer names) and the backward: memory hits.
+        self.assertEqual(after["memory_hits"] - before["memory_hits"], 2)
+        self.assertEqual(after["compiles"], before["compiles"])
+        heed.compile_backward(ALIBI, head_dim=32, use_cache=False)
+        self.assertEqual({c: heed.cache_stats()[c] for c in counters},
+                         {c: after[c] for c in counters})
 
     def test_not_differentiable_is_a_compile_error(self):
         spec = "variant t { buffer w: f32[Skv]\n score = w[kv] > 0.0 ? score : -1000.0 }"

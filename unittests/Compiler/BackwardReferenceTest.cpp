@@ -30,12 +30,9 @@ struct Case {
 
 class BackwardReference : public ::testing::TestWithParam<Case> {};
 
-TEST_P(BackwardReference, MatchesCentralFiniteDifferences) {
-  const Case &c = GetParam();
-  spec::Variant variant = test::parse(c.spec);
-  unsigned seed = std::random_device{}();
-  std::printf("seed %u\n", seed);
-  std::mt19937_64 rng(seed);
+/// A problem of `c`'s shape on uniform values in [-1, 1] (gates: some rows
+/// 0, the others away from 0).
+BackwardProblem randomProblem(const spec::Variant &variant, const Case &c, std::mt19937_64 &rng) {
   std::uniform_real_distribution<double> uniform(-1, 1);
   BackwardProblem p;
   p.batch = 2;
@@ -64,12 +61,21 @@ TEST_P(BackwardReference, MatchesCentralFiniteDifferences) {
     for (int64_t e : d.shape)
       n *= e;
     d.values = draw(n);
-    // Gates: some rows not routed (0), the others weighted away from 0.
     if (variant.gate)
       for (double &e : d.values)
         e = e < -0.3 ? 0 : 1.5 + e;
     p.buffers.push_back(std::move(d));
   }
+  return p;
+}
+
+TEST_P(BackwardReference, MatchesCentralFiniteDifferences) {
+  const Case &c = GetParam();
+  spec::Variant variant = test::parse(c.spec);
+  unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937_64 rng(seed);
+  BackwardProblem p = randomProblem(variant, c, rng);
   ReferenceGradients g = referenceBackward(variant, p);
   ASSERT_EQ(g.outOfRange, 0);
 
@@ -166,6 +172,68 @@ const Case cases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Variants, BackwardReference, ::testing::ValuesIn(cases),
                          [](const auto &info) { return std::string(info.param.name); });
+
+// deltaRms predicts how much delta computed from a rounded out moves the
+// gradients: out perturbed by uniform relative errors in [-u, u] (the
+// model it states), the root-mean-square change over trials is u * deltaRms.
+TEST(BackwardReference, DeltaSensitivityPredictsARoundedOutput) {
+  unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(-1, 1);
+  for (const Case &c : cases) {
+    std::string name = c.name;
+    if (name != "alibi_gqa" && name != "relative_bias" && name != "sink_expression_alibi" &&
+        name != "gated")
+      continue;
+    SCOPED_TRACE(name + ", seed " + std::to_string(seed));
+    spec::Variant variant = test::parse(c.spec);
+    BackwardProblem p = randomProblem(variant, c, rng);
+    p.deltaSensitivity = true;
+    ReferenceGradients exact = referenceBackward(variant, p);
+    p.deltaSensitivity = false;
+    const double u = 1e-3;
+    const int trials = 40;
+    // dq, dk, then the buffers that get gradients (a gate's is dOut . out,
+    // not delta's: not part of it).
+    auto gradients = [&](const ReferenceGradients &r) {
+      std::vector<std::pair<std::string, const std::vector<double> *>> out = {{"dq", &r.dq},
+                                                                              {"dk", &r.dk}};
+      for (size_t i = 0; i < variant.buffers.size(); ++i)
+        if (!r.dBuffers[i].empty() &&
+            !(variant.gate && spec::gateLayout(*variant.gate)[0] == int64_t(i)))
+          out.push_back({"d" + variant.buffers[i].name, &r.dBuffers[i]});
+      return out;
+    };
+    std::vector<double> predicted = {exact.deltaRms.dq, exact.deltaRms.dk};
+    for (size_t i = 0; i < variant.buffers.size(); ++i)
+      if (!exact.dBuffers[i].empty() &&
+          !(variant.gate && spec::gateLayout(*variant.gate)[0] == int64_t(i)))
+        predicted.push_back(exact.deltaRms.dBuffers[i]);
+    auto refs = gradients(exact);
+    std::vector<double> squares(refs.size(), 0);
+    for (int t = 0; t < trials; ++t) {
+      p.storedOut = exact.out;
+      for (double &o : p.storedOut)
+        o *= 1 + u * uniform(rng);
+      ReferenceGradients moved = referenceBackward(variant, p);
+      auto got = gradients(moved);
+      for (size_t g = 0; g < refs.size(); ++g)
+        for (size_t e = 0; e < refs[g].second->size(); ++e) {
+          double d = (*got[g].second)[e] - (*refs[g].second)[e];
+          squares[g] += d * d / trials;
+        }
+    }
+    for (size_t g = 0; g < refs.size(); ++g) {
+      double measured = std::sqrt(squares[g]), want = u * predicted[g];
+      std::printf("%s %s: rms change %.4g, predicted %.4g\n", c.name, refs[g].first.c_str(),
+                  measured, want);
+      ASSERT_GT(want, 0) << refs[g].first;
+      // 40 trials: the measured rms is within about 12% (one sigma).
+      EXPECT_NEAR(measured / want, 1, 0.4) << refs[g].first;
+    }
+  }
+}
 
 TEST(BackwardReference, NonFloatBuffersGetNoGradient) {
   spec::Variant v = test::parse("variant d { buffer doc: i32[Skv]\n mask = document(doc) }");

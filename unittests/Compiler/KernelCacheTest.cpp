@@ -5,6 +5,7 @@
 #include "heed/Compiler/KernelCache.h"
 #include "heed/Frontend/Parser.h"
 
+#include "CacheFiles.h"
 #include "TestSpecs.h"
 #include "heed/Runtime/Reference.h"
 
@@ -28,39 +29,11 @@ using namespace heed;
 
 namespace {
 
+using test::filesIn;
 using test::parse;
-
-/// A fresh directory, removed with everything in it at the end.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char name[] = "/tmp/heed-cache-test-XXXXXX";
-    path = mkdtemp(name);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
-std::string readBytes(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void writeBytes(const std::string &path, const std::string &bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-/// Every file under dir/v<format> (entries and anything stray).
-std::vector<std::string> filesIn(const std::string &dir) {
-  std::vector<std::string> out;
-  if (DIR *d = opendir((dir + "/v" + std::to_string(kCacheFormatVersion)).c_str())) {
-    while (dirent *e = readdir(d))
-      if (e->d_name[0] != '.')
-        out.push_back(e->d_name);
-    closedir(d);
-  }
-  return out;
-}
+using test::readBytes;
+using test::TempDir;
+using test::writeBytes;
 
 /// The artifact inside the cache entry at `path` ("" in `problem` when the
 /// entry verifies).

@@ -24,13 +24,21 @@ struct BackwardArgs {
   std::vector<TensorRef> bufferGrads;
 };
 
+class KernelCache;
+
 class BackwardKernel {
 public:
-  /// Compiles the backward of `variant` for `config` (its dtype, head dims,
-  /// layout, scale, tiles; `lse` is ignored) for this machine. Fails with
-  /// the compiler's message where the score is not differentiable.
+  /// Finds the backward of `variant` for `config` (its dtype, head dims,
+  /// layout, scale, tiles, analysis; `lse` and `patchTiling` are ignored)
+  /// in the process-wide KernelCache (memory, then disk) or compiles it for
+  /// this machine. Fails with the compiler's message where the score is not
+  /// differentiable.
   static llvm::Expected<std::unique_ptr<BackwardKernel>> compile(const spec::Variant &variant,
                                                                  const KernelConfig &config);
+  /// The same through `cache` (KernelCache::getKind, kind "backward"), or
+  /// compiled with no cache at all when it is null.
+  static llvm::Expected<std::unique_ptr<BackwardKernel>>
+  compile(const spec::Variant &variant, const KernelConfig &config, KernelCache *cache);
   ~BackwardKernel();
 
   /// The positions of the buffers whose gradients the kernel computes: the
@@ -45,7 +53,10 @@ public:
   llvm::Error run(const BackwardArgs &args, unsigned threads = 0,
                   RunStats *stats = nullptr) const;
 
+  /// Seconds compile() took (a cache hit included), and where it found the
+  /// kernel.
   double compileSeconds() const;
+  CacheOutcome cacheOutcome() const;
 
   struct Impl;
 

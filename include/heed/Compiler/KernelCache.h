@@ -16,6 +16,8 @@
 // A disk entry carries the text its key was computed from under its
 // checksum, and is served only to a request with the same text: a file
 // copied or renamed onto another key's entry is rejected and rebuilt.
+// Kernels of another kind (the backward, getKind) write "kind NAME" in
+// their key text: a forward and a backward of one variant never meet.
 #ifndef HEED_COMPILER_KERNELCACHE_H
 #define HEED_COMPILER_KERNELCACHE_H
 
@@ -55,6 +57,18 @@ public:
   get(const spec::Variant &variant, const KernelConfig &config,
       CacheOutcome *outcome = nullptr);
 
+  /// A CPU kernel of another kind than the attention forward for (variant,
+  /// config) on this machine (`kind` names it, e.g. "backward": its key and
+  /// request say so, and never equal a forward's or another kind's).
+  /// Memory, then disk, then `compile` and store, as get(); `check` says
+  /// why a binary loaded from disk is not one of this kind ("" when it is),
+  /// and such an entry is rejected and rebuilt.
+  llvm::Expected<std::shared_ptr<LoadedKernel>>
+  getKind(llvm::StringRef kind, const spec::Variant &variant, const KernelConfig &config,
+          llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile,
+          llvm::function_ref<std::string(const LoadedKernel &)> check,
+          CacheOutcome *outcome = nullptr);
+
   /// The GPU kernel for (variant, config) on `target`: an entry whose
   /// target is target.entryTarget(), whose binary is the image the
   /// platform's module loader takes (a cubin, or PTX the CUDA driver
@@ -64,8 +78,9 @@ public:
   getGPU(const spec::Variant &variant, const KernelConfig &config, const GPUTarget &target,
          CacheOutcome *outcome = nullptr);
 
+  /// `kind` "" is the attention forward (get()), else getKind()'s.
   static Digest key(const spec::Variant &variant, const KernelConfig &config,
-                    const CPUTarget &target);
+                    const CPUTarget &target, llvm::StringRef kind = "");
   static Digest key(const spec::Variant &variant, const KernelConfig &config,
                     const GPUTarget &target);
   /// The same key from targetDigest(target), computed once per target.
@@ -77,7 +92,7 @@ public:
   /// canonical variant). A disk entry stores it, and a lookup serves an
   /// entry only when the stored text is its own.
   static std::string request(const Digest &target, const spec::Variant &variant,
-                             const KernelConfig &config);
+                             const KernelConfig &config, llvm::StringRef kind = "");
 
   /// Uses `directory` from now on ("" = memory only).
   void setDirectory(const std::string &directory);
@@ -104,6 +119,9 @@ private:
   lookup(const Digest &key, const std::string &request, Recent<T> &memory,
          llvm::function_ref<std::shared_ptr<T>(const Artifact &, std::string &)> load,
          llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile, CacheOutcome *outcome);
+
+  /// The key of a request text, from keyMemo when it is recent.
+  Digest memoKey(const std::string &text);
 
   mutable std::mutex mutex;
   std::string dir;

@@ -19,6 +19,24 @@ struct BackwardProblem {
   double scale = 1;
   std::vector<double> q, k, v, dOut;
   std::vector<spec::BufferData> buffers;
+  /// Empty, or the output (BHSD) delta_i = rowsum(dOut_i * out_i) is
+  /// computed from: a kernel's stored output gives the gradients that
+  /// kernel computes, in exact arithmetic (out, lse and the weights stay
+  /// the exact ones).
+  std::vector<double> storedOut;
+  /// Also compute ReferenceGradients::deltaRms (about doubles the time).
+  bool deltaSensitivity = false;
+};
+
+/// How far rounding the output moves the gradients of a kernel that
+/// computes delta_i = rowsum(dOut_i * out_i) from its stored output (every
+/// gradient but dv is affine in delta): with out rounded to a unit roundoff
+/// u, each element off by a fraction of itself uniform in [-u, u] and the
+/// rows independent, a gradient g moves by u * rms normwise in root mean
+/// square, rms = sqrt(sum_i var(delta_i) ||d g / d delta_i||^2) at u = 1.
+struct DeltaSensitivity {
+  double dq = 0, dk = 0;
+  std::vector<double> dBuffers; ///< per buffer, as ReferenceGradients::dBuffers
 };
 
 /// The forward (out, lse) and the gradients of sum(dOut * out), all BHSD.
@@ -29,6 +47,7 @@ struct ReferenceGradients {
   std::vector<std::vector<double>> dBuffers;
   int outOfRange = 0; ///< 1-based buffer number read out of range, or 0
   double maxAbsScore = 0; ///< largest finite |modified score| of a visible pair
+  DeltaSensitivity deltaRms; ///< with BackwardProblem::deltaSensitivity
 };
 
 /// Every f32 operation of the variant runs in float64 (evaluateExact), so
@@ -48,6 +67,15 @@ BackwardProblem backwardProblem(const HostTensor &q, const HostTensor &k, const 
 
 /// A tensor in `layout` as BHSD doubles.
 std::vector<double> bhsdValues(const HostTensor &t, Layout layout);
+
+/// The normwise error a kernel storing q, k, v and out in `dtype` may have
+/// on a gradient whose reference is `ref` (docs/backward.md, "Accuracy"):
+/// f32, 1e-5, more where the scores are large (|s| * 2^-24 * 16, at most
+/// kMaxTolerance); f16 and bf16, 1e-2 plus 4 standard deviations of the
+/// change that computing delta from the stored output causes
+/// (`deltaRms` * u / ||ref||, u = 2^-11 for f16, 2^-8 for bf16; 0 for dv).
+double gradientTolerance(DType dtype, double maxAbsScore, double deltaRms,
+                         const std::vector<double> &ref);
 
 /// Is a buffer of this element type differentiated (f32, f16, bf16)?
 bool isFloatBuffer(spec::ElemType elem);
