@@ -182,28 +182,13 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
         !err.empty())
       return error(err);
 
-  AttentionArgs fwd;
-  fwd.q = q.ref();
-  fwd.k = k.ref();
-  fwd.v = v.ref();
-  fwd.out = out.ref();
-  fwd.lse = lse.ref();
-  BackwardArgs bwd;
-  bwd.q = fwd.q;
-  bwd.k = fwd.k;
-  bwd.v = fwd.v;
-  bwd.out = fwd.out;
-  bwd.lse = fwd.lse;
-  bwd.dout = dout.ref();
-  for (HostTensor &b : buffers) {
+  AttentionArgs fwd{q.ref(), k.ref(), v.ref(), out.ref(), lse.ref(), {}};
+  for (HostTensor &b : buffers)
     fwd.buffers.push_back(b.ref());
-    bwd.buffers.push_back(b.ref());
-  }
-  bwd.dq = dq.ref();
-  bwd.dk = dk.ref();
-  bwd.dv = dv.ref();
+  std::vector<TensorRef> gradRefs;
   for (HostTensor &g : grads)
-    bwd.bufferGrads.push_back(g.ref());
+    gradRefs.push_back(g.ref());
+  BackwardArgs bwd = BackwardArgs::of(fwd, dout.ref(), dq.ref(), dk.ref(), dv.ref(), gradRefs);
   out.poison();
   lse.poison();
   for (HostTensor *t : {&dq, &dk, &dv})

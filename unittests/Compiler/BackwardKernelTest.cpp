@@ -66,28 +66,13 @@ TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
   for (unsigned g : gradBuffers)
     grads.emplace_back(DType::F32, buffers[g].shape());
 
-  AttentionArgs fwd;
-  fwd.q = q.ref();
-  fwd.k = k.ref();
-  fwd.v = v.ref();
-  fwd.out = out.ref();
-  fwd.lse = lse.ref();
-  BackwardArgs bwd;
-  bwd.q = fwd.q;
-  bwd.k = fwd.k;
-  bwd.v = fwd.v;
-  bwd.out = fwd.out;
-  bwd.lse = fwd.lse;
-  bwd.dout = dout.ref();
-  for (HostTensor &b : buffers) {
+  AttentionArgs fwd{q.ref(), k.ref(), v.ref(), out.ref(), lse.ref(), {}};
+  for (HostTensor &b : buffers)
     fwd.buffers.push_back(b.ref());
-    bwd.buffers.push_back(b.ref());
-  }
-  bwd.dq = dq.ref();
-  bwd.dk = dk.ref();
-  bwd.dv = dv.ref();
+  std::vector<TensorRef> gradRefs;
   for (HostTensor &g : grads)
-    bwd.bufferGrads.push_back(g.ref());
+    gradRefs.push_back(g.ref());
+  BackwardArgs bwd = BackwardArgs::of(fwd, dout.ref(), dq.ref(), dk.ref(), dv.ref(), gradRefs);
   for (HostTensor *t : {&out, &lse, &dq, &dk, &dv})
     t->poison();
   for (HostTensor &g : grads)

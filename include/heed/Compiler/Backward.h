@@ -22,6 +22,14 @@ struct BackwardArgs {
   std::vector<TensorRef> buffers;
   TensorRef dq, dk, dv;
   std::vector<TensorRef> bufferGrads;
+
+  /// The backward of the forward call `fwd` (its q, k, v, out, lse and
+  /// buffers), with the incoming gradient and where the gradients go.
+  static BackwardArgs of(const AttentionArgs &fwd, TensorRef dout, TensorRef dq, TensorRef dk,
+                         TensorRef dv, std::vector<TensorRef> bufferGrads) {
+    return {fwd.q, fwd.k, fwd.v, fwd.out, fwd.lse, dout, fwd.buffers,
+            dq,    dk,    dv,    std::move(bufferGrads)};
+  }
 };
 
 class KernelCache;
