@@ -190,6 +190,8 @@ LogicalResult TileStoreOp::verify() {
     return emitOpError() << "accumulator rows differ from the span's lanes";
   if (static_cast<bool>(getGate()) != getGateDims().has_value())
     return emitOpError() << "a gate needs gate_dims and gate_dims a gate";
+  if (getSink() && getLaneSinks())
+    return emitOpError() << "takes one sink logit per tile or one per row, not both";
   if (getGateDims() && getGateDims()->size() != 3)
     return emitOpError() << "gate_dims lists the gate's dims of b, q and h";
   if (getSink() && isSigmoid())
@@ -239,6 +241,16 @@ LogicalResult TileSinkOp::verifySymbolUses(SymbolTableCollection &symbols) {
 }
 
 void TileSinkOp::getEffects(Effects &effects) {
+  addReads(effects, getBuffersMutable());
+  addWrites(effects, getStatusMutable());
+}
+
+LogicalResult TileLaneSinksOp::verifySymbolUses(SymbolTableCollection &symbols) {
+  return needsHeadRegion(*this, getVariantAttr(), symbols, &VariantOp::hasSink,
+                         "has no sink logit");
+}
+
+void TileLaneSinksOp::getEffects(Effects &effects) {
   addReads(effects, getBuffersMutable());
   addWrites(effects, getStatusMutable());
 }

@@ -273,6 +273,8 @@ def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
     With `sink(%x)`, the sink logit x joins the denominator: with
     m* = max(m, x), out = acc e^(m - m*) / (l e^(m - m*) + e^(x - m*)) and
     lse = m* + log(l e^(m - m*) + e^(x - m*)) (x for a fully masked row).
+    `lane_sinks(%xs)` is the same with a logit per row (a packed GQA tile's
+    heads: `attn.tile.lane_sinks`).
     With `normalize <sigmoid>`, the row is not normalized: out = acc (max
     and sum are not read) and lse, where given, is NaN.
     With `gate(buffer)`, the row is scaled by the gate read at
@@ -283,13 +285,15 @@ def Attn_TileStoreOp : Attn_TileOp<"store", [AttrSizedOperandSegments,
                        Attn_TileOf<"Row">:$sum, AnyMemRef:$out, Index:$batch, Index:$head,
                        Attn_SpanType:$span, Optional<AnyMemRef>:$lse,
                        Optional<AnyMemRef>:$gate, Optional<F32>:$sink,
+                       Optional<Attn_TileOf<"Row">>:$lane_sinks,
                        OptionalAttr<DenseI64ArrayAttr>:$gate_dims,
                        OptionalAttr<Attn_NormalizationAttr>:$normalize,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
   let assemblyFormat = [{
     $acc `,` $max `,` $sum `to` $out `[` $batch `,` $head `]` `span` `(` $span `)`
     (`lse` `(` $lse^ `:` type($lse) `)`)? (`gate` `(` $gate^ `:` type($gate) `)`)?
-    (`sink` `(` $sink^ `)`)? (`normalize` $normalize^)? attr-dict `:` type($acc) `,` type($max) `,` type($sum) `,` type($out) `,` type($span)
+    (`sink` `(` $sink^ `)`)? (`lane_sinks` `(` $lane_sinks^ `:` type($lane_sinks) `)`)?
+    (`normalize` $normalize^)? attr-dict `:` type($acc) `,` type($max) `,` type($sum) `,` type($out) `,` type($span)
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
@@ -481,6 +485,27 @@ def Attn_TileSinkOp : Attn_TileOp<"sink", [AttrSizedOperandSegments,
   let assemblyFormat = [{
     $variant `[` $batch `,` $head `]` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`status` `(` $status^ `:` type($status) `)`)? attr-dict
+  }];
+}
+
+def Attn_TileLaneSinksOp : Attn_TileOp<"lane_sinks", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "The sink logit of each row's head: a packed GQA tile's per-lane sinks";
+  let description = [{
+    `attn.tile.sink` for a query tile whose rows belong to several heads
+    (`attn.tile.packed_span`, --attn-pack-gqa): lane i gets the variant's
+    `sink` region on (b, h + the lane's head offset). Feeds
+    `attn.tile.store ... lane_sinks(%x)`. Holes get 0.
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$variant, Index:$batch, Index:$head,
+                       Attn_SpanType:$rows, Variadic<AnyMemRef>:$buffers,
+                       Optional<MemRefOf<[I32]>>:$status);
+  let results = (outs Attn_TileOf<"Row">:$result);
+  let assemblyFormat = [{
+    $variant `[` $batch `,` $head `]` `rows` `(` $rows `)`
+    (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
+    (`status` `(` $status^ `:` type($status) `)`)? attr-dict `:` type($rows) `->` type($result)
   }];
 }
 

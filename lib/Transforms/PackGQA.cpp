@@ -80,7 +80,7 @@ bool classifierReadsHead(Operation *user, FlatSymbolRefAttr name) {
 
 /// Does `variant`'s sink logit read the head (a per-head sink, as gpt-oss's)?
 /// attn.tile.sink computes one logit per work item, while a packed tile's
-/// rows belong to several heads.
+/// rows belong to several heads: such sinks become attn.tile.lane_sinks.
 bool sinkReadsHead(Operation *user, FlatSymbolRefAttr name) {
   auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(user, name);
   return !variant ||
@@ -104,7 +104,10 @@ Packable analyze(TileWorkOp work) {
     else if (auto range = dyn_cast<TileKVRangeOp>(op))
       ok &= !classifierReadsHead(op, range.getVariantAttr());
     else if (auto sink = dyn_cast<TileSinkOp>(op))
-      ok &= !sinkReadsHead(op, sink.getVariantAttr());
+      // A per-head sink becomes per row (attn.tile.lane_sinks) where it
+      // only feeds the store.
+      ok &= !sinkReadsHead(op, sink.getVariantAttr()) ||
+            llvm::all_of(sink->getUsers(), [](Operation *u) { return isa<TileStoreOp>(u); });
     else if (auto load = dyn_cast<TileLoadOp>(op);
              load && cast<TileType>(load.getResult().getType()).getRole() == TileRole::K)
       p.key = load;
@@ -166,6 +169,27 @@ void pack(TileWorkOp work, Packable p) {
                                               span.getCoords()[0], span.getTilingAttr());
   span.getResult().replaceAllUsesWith(packedRows);
   span.erase();
+
+  // Per-head sinks: one logit per row, each for its row's head.
+  SmallVector<TileSinkOp> sinks;
+  packed.walk([&](TileSinkOp sink) {
+    if (sinkReadsHead(sink, sink.getVariantAttr()))
+      sinks.push_back(sink);
+  });
+  for (TileSinkOp sink : sinks) {
+    b.setInsertionPoint(sink);
+    auto rowType = TileType::get(b.getContext(), {cast<SpanType>(packedRows.getType()).getSize()},
+                                 b.getF32Type(), TileRole::Row);
+    Value perRow = TileLaneSinksOp::create(b, loc, rowType, sink.getVariantAttr(),
+                                           sink.getBatch(), sink.getHead(), packedRows,
+                                           sink.getBuffers(), sink.getStatus());
+    for (Operation *user : llvm::make_early_inc_range(sink->getUsers())) {
+      auto store = cast<TileStoreOp>(user);
+      store.getSinkMutable().clear();
+      store.getLaneSinksMutable().assign(perRow);
+    }
+    sink.erase();
+  }
 
   // A visited key tile serves every head of the group: it counts once per head,
   // as the per-head brute-force census counts it.

@@ -64,7 +64,8 @@ func.func @per_head(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
 
 // A sink logit that reads the head (gpt-oss's learned per-head sinks):
 // attn.tile.sink gives one logit per work item, a packed tile's rows belong
-// to several heads: such loops stay as they are.
+// to several heads: the packed copy computes one per row instead
+// (attn.tile.lane_sinks on the packed span) and the store takes those.
 attn.variant @sink_of_h buffers(["sinks"] : [memref<?xf32>]) shapes [["H"]] params {} sink {
 ^bb0(%b: index, %h: index, %sinks: memref<?xf32>):
   %x = attn.load %sinks[%h] : memref<?xf32> -> f32
@@ -78,8 +79,15 @@ attn.variant @sink_of_h buffers(["sinks"] : [memref<?xf32>]) shapes [["H"]] para
   attn.yield %m : i1
 }
 // CHECK-LABEL: func.func @per_head_sink
-// CHECK: attn.tile.sink
-// CHECK-NOT: attn.tile.packed_span
+// CHECK: scf.if
+// CHECK: %[[ROWS:.*]] = attn.tile.packed_span
+// CHECK: %[[SINKS:.*]] = attn.tile.lane_sinks @sink_of_h[%{{.*}}, %{{.*}}] rows(%[[ROWS]]) buffers(%{{.*}} : memref<?xf32>) : <16> -> !attn.tile<16xf32, row>
+// CHECK-NOT: attn.tile.sink
+// CHECK: attn.tile.store {{.*}} span(%[[ROWS]]) lane_sinks(%[[SINKS]] : !attn.tile<16xf32, row>)
+// The unpacked loop keeps one logit per item.
+// CHECK: } else {
+// CHECK: %[[SINK:.*]] = attn.tile.sink @sink_of_h
+// CHECK: attn.tile.store {{.*}} sink(%[[SINK]])
 // CHECK: return
 func.func @per_head_sink(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %sinks: memref<?xf32>, %o: memref<?x?x?x64xf32>) {
   attn.attention @sink_of_h ins(%q, %k, %k : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%sinks : memref<?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}

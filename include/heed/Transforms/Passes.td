@@ -121,8 +121,9 @@ def AttnPackGQA : Pass<"attn-pack-gqa", "mlir::ModuleOp"> {
     kernel runs, from its sizes: each work loop becomes
     `scf.if (group > 1 && group * Sq <= rows) { packed } else { as before }`,
     so one kernel serves prefill and decode. Loops whose key-tile classifier
-    or sink logit reads the head, routed and gated variants are left as they
-    are. Each
+    reads the head, routed and gated variants are left as they are; a sink
+    logit that reads the head becomes one per row (`attn.tile.lane_sinks`).
+    Each
     visited block counts once per head of the tile in the statistics.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];

@@ -297,7 +297,8 @@ void TileLoopBuilder::store(ValueRange state) {
   if (isSigmoid())
     normalize = NormalizationAttr::get(b.getContext(), Normalization::Sigmoid);
   TileStoreOp::create(b, loc, state[0], state[1], state[2], op.getOut(), batch, head, queries,
-                      op.getLse(), gate, sink, gateDims, normalize, op.getLayoutAttr());
+                      op.getLse(), gate, sink, /*lane_sinks=*/Value(), gateDims, normalize,
+                      op.getLayoutAttr());
 }
 
 struct AttnToTilePass : heed::impl::AttnToTileBase<AttnToTilePass> {

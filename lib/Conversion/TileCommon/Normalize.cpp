@@ -29,8 +29,8 @@ RowFinish finishRow(OpBuilder &b, Location loc, Value m, Value l, Value sink, bo
   if (sigmoid)
     return {c(1), c(std::numeric_limits<double>::quiet_NaN())};
   if (sink) {
-    if (auto vec = dyn_cast<VectorType>(type))
-      sink = vector::BroadcastOp::create(b, loc, vec, sink);
+    if (auto vec = dyn_cast<VectorType>(type); vec && sink.getType() != vec)
+      sink = vector::BroadcastOp::create(b, loc, vec, sink); // else a logit per row
     // m = -inf (nothing visible) gives c = 0: the sink takes the whole row.
     Value top = arith::MaximumFOp::create(b, loc, m, sink);
     Value carry = exp(b, loc, arith::SubFOp::create(b, loc, m, top));

@@ -184,6 +184,46 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
   }
 };
 
+/// attn.tile.lane_sinks: the variant's sink region per lane, on the lane's
+/// head, gathered into a row vector through the stack (holes: 0).
+struct LaneSinksLowering : OpConversionPattern<TileLaneSinksOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileLaneSinksOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto rowType = cast<VectorType>(getTypeConverter()->convertType(op.getResult().getType()));
+    int64_t lanes = rowType.getDimSize(0);
+    Value buf = allocaAtEntry(rewriter, op, MemRefType::get({lanes}, rewriter.getF32Type()));
+    Value zero = index(rewriter, loc, 0);
+    vector::StoreOp::create(rewriter, loc, splat(rewriter, loc, rowType, 0), buf, ValueRange{zero});
+    Span span(adaptor.getRows());
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    SmallVector<Value> buffers;
+    for (ValueRange b : adaptor.getBuffers())
+      buffers.push_back(b.front());
+    auto loop = scf::ForOp::create(rewriter, loc, zero, index(rewriter, loc, lanes),
+                                   index(rewriter, loc, 1));
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(loop.getBody());
+      Value i = loop.getInductionVar();
+      auto real = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i), false);
+      rewriter.setInsertionPointToStart(&real.getThenRegion().front());
+      Value leading[] = {batch, laneHead(rewriter, loc, span, head, i)};
+      RegionInlining how;
+      how.leading = leading;
+      how.buffers = buffers;
+      if (!adaptor.getStatus().empty())
+        how.status = adaptor.getStatus().front();
+      auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
+      Value x = inlineVariantRegion(rewriter, loc, variant.getSink(), how);
+      memref::StoreOp::create(rewriter, loc, x, buf, ValueRange{i});
+    }
+    rewriter.replaceOp(op, vector::LoadOp::create(rewriter, loc, rowType, buf, ValueRange{zero}));
+    return success();
+  }
+};
+
 struct FillLowering : OpConversionPattern<TileFillOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileFillOp op, OpAdaptor adaptor,
@@ -223,7 +263,9 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     auto laneType = cast<VectorType>(l.getType());
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     auto rowType = VectorType::get({width}, rewriter.getF32Type());
-    Value sink = adaptor.getSink().empty() ? Value() : adaptor.getSink().front();
+    Value sink = !adaptor.getSink().empty()        ? adaptor.getSink().front()
+                 : !adaptor.getLaneSinks().empty() ? adaptor.getLaneSinks().front()
+                                                   : Value();
     RowFinish finish = finishRow(rewriter, loc, m, l, sink, op.isSigmoid(), cpuExp, cpuLog);
     Value inv = finish.scale, lseVec = finish.lse;
     auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
@@ -287,7 +329,7 @@ LogicalResult checkHeadDimContiguous(Operation *op, Value tensor) {
 void populateLoadStorePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns,
                                const StreamingLoads &streaming) {
   patterns.add<LoadLowering>(converter, patterns.getContext(), streaming);
-  patterns.add<FillLowering, StoreLowering>(converter, patterns.getContext());
+  patterns.add<FillLowering, StoreLowering, LaneSinksLowering>(converter, patterns.getContext());
 }
 
 } // namespace heed::cpu

@@ -326,6 +326,8 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
+    if (op.getLaneSinks()) // --attn-pack-gqa's per-row sinks: a CPU schedule
+      return rewriter.notifyMatchFailure(op, "per-row sink logits are lowered on the CPU only");
     Location loc = op.getLoc();
     QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
     Value out = adaptor.getOut().front(), batch = adaptor.getBatch().front();

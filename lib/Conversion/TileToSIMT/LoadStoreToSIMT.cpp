@@ -123,6 +123,8 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
+    if (op.getLaneSinks()) // --attn-pack-gqa's per-row sinks: a CPU schedule
+      return rewriter.notifyMatchFailure(op, "per-row sink logits are lowered on the CPU only");
     Location loc = op.getLoc();
     ValueRange span = adaptor.getSpan();
     Value out = adaptor.getOut().front(), acc = adaptor.getAcc().front();
