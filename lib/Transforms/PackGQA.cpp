@@ -120,6 +120,10 @@ Packable analyze(TileWorkOp work) {
       return {};
     p.rows = span;
   }
+  // Per-entry query lengths (q_lens) are read inside the item: the run-time
+  // choice above the loop cannot see them, so such loops stay per head.
+  if (p.rows && work->isAncestor(p.rows.getSeq().getParentBlock()->getParentOp()))
+    return {};
   return p;
 }
 
