@@ -163,11 +163,14 @@ struct CheckPlan {
   double density = 0;       ///< visible pairs, estimated from ~256 rows
   double fullSeconds = 0;   ///< estimated CPU seconds of the full check
   std::vector<uint8_t> rows; ///< flags per BHSD row; empty: all rows
+  bool random = false;       ///< rows drawn at random (else all, or all within q_lens)
   bool sampled() const { return !rows.empty(); }
   const std::vector<uint8_t> *flags() const { return rows.empty() ? nullptr : &rows; }
   std::string describe(uint64_t seed) const {
     if (!sampled())
       return fmt::format("all {} rows", total);
+    if (!random)
+      return fmt::format("all {} rows within q_lens (of {})", count, total);
     return fmt::format("{} of {} rows at random (seed {}; the full check: about {:.2g} CPU s, "
                        "--check-rows=-1)",
                        count, total, seed, fullSeconds);
@@ -194,6 +197,7 @@ CheckPlan planCheck(const heed::spec::Variant &variant, const heed::AttentionDim
   if (want < plan.total) {
     plan.count = want;
     plan.rows = heed::sampleRows(plan.total, want, seed ^ 0x5eed5eedULL);
+    plan.random = true;
   }
   return plan;
 }
