@@ -711,11 +711,14 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
   // packs the group into one query tile (its condition), else per query
   // head and query tile.
   int64_t group = dims.headsQ / dims.headsKV;
-  bool packed = !qLens && group > 1 && numQTiles(group * dims.seqQ) == 1;
+  // (With q_lens the choice is on the capacity, and an entry with no query
+  // runs nothing.)
+  bool packed = group > 1 && numQTiles(group * dims.seqQ) == 1;
   int64_t total = 0, longest = 0;
   for (int64_t b = 0; b < dims.batch; ++b) {
-    int64_t perEntry = packed ? dims.headsKV
-                              : dims.headsQ * numQTiles(qLens ? (*qLens)[size_t(b)] : dims.seqQ);
+    int64_t queries = qLens ? (*qLens)[size_t(b)] : dims.seqQ;
+    int64_t perEntry = packed ? (queries > 0 ? dims.headsKV : 0)
+                              : dims.headsQ * numQTiles(queries);
     int64_t tiles = numKVTiles(kvLens.empty() ? dims.seqKV : kvLens[size_t(b)]);
     total += tiles * perEntry;
     if (perEntry > 0) // an entry with no queries runs no key tile

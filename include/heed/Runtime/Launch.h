@@ -95,8 +95,8 @@ std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &be
 /// parts of the longest item's key tiles for about four per thread, each
 /// of at least 8 tiles, at most 32; 1 when the items already keep the
 /// threads busy. HEED_SPLIT_KV=N in the environment forces N. With
-/// `qLens` (a kernel compiled for q_lens: never GQA-packed), entry b has
-/// qLens[b] queries.
+/// `qLens` (a kernel compiled for q_lens), entry b has qLens[b] queries
+/// (GQA packing is chosen on the capacity, dims.seqQ, as the kernel does).
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
                        int64_t (*numKVTiles)(int64_t),
