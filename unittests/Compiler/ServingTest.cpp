@@ -341,6 +341,17 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
   EXPECT_FALSE(back.qLens);
 }
 
+// The split-KV cost model counts each entry's own queries: a long entry with
+// no query this call runs nothing and calls for no split.
+TEST(Serving, SplitCostModelCountsEntriesWithQueries) {
+  unsetenv("HEED_SPLIT_KV");
+  auto tiles16 = [](int64_t n) { return (n + 15) / 16; };
+  AttentionDims dims{2, 8, 8, 1, 32768};
+  std::vector<int64_t> keys = {32768, 16}, none = {0, 1}, both = {1, 1};
+  EXPECT_EQ(chooseKVSplits(dims, keys, 64, +tiles16, +tiles16, &both), 32);
+  EXPECT_EQ(chooseKVSplits(dims, keys, 64, +tiles16, +tiles16, &none), 1);
+}
+
 TEST(Serving, BadQueryLengthsAreErrors) {
   spec::Variant variant = parse("variant v { mask = causal_bottom_right() }");
   KernelConfig config = servingConfig(DType::F32, Layout::BHSD, 0);
