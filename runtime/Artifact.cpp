@@ -73,6 +73,8 @@ std::string KernelInfo::serialize() const {
     os << "kv_lens 1\n";
   if (pageSize > 0)
     os << "page_size " << pageSize << "\n";
+  if (qLens)
+    os << "q_lens 1\n";
   if (splitKV)
     os << "split_kv 1\n";
   for (const BufferInfo &b : buffers)
@@ -123,6 +125,9 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "kv_lens") {
       int v = 0;
       ok = bool(fields >> v), kvLens = v != 0;
+    } else if (key == "q_lens") {
+      int v = 0;
+      ok = bool(fields >> v), qLens = v != 0;
     } else if (key == "split_kv") {
       int v = 0;
       ok = bool(fields >> v), splitKV = v != 0;

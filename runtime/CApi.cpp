@@ -295,6 +295,9 @@ int32_t heed_kernel_has_kv_lens(const heed_kernel *k) {
 int64_t heed_kernel_page_size(const heed_kernel *k) {
   return isLive(k, "heed_kernel_page_size") ? k->info.pageSize : -1;
 }
+int32_t heed_kernel_has_q_lens(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_has_q_lens") ? int32_t(k->info.qLens) : -1;
+}
 const char *heed_kernel_buffer_name(const heed_kernel *k, int32_t i) {
   if (!isLive(k, "heed_kernel_buffer_name") || i < 0 || size_t(i) >= k->info.buffers.size())
     return nullptr;
@@ -327,7 +330,8 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
     return fail(HEED_ERROR_INVALID_ARGUMENT,
                 "heed_attention: args.struct_size is not set (call heed_attention_args_init)");
   // A caller's (older) struct that ends before the serving tensors has none.
-  bool serving = a->struct_size >= sizeof(heed_attention_args);
+  bool serving = a->struct_size >= offsetof(heed_attention_args, q_lens);
+  bool ragged = a->struct_size >= offsetof(heed_attention_args, q_lens) + sizeof(a->q_lens);
   try {
     AttentionArgs args;
     std::string err;
@@ -346,6 +350,9 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
         return fail(s, err);
     if (serving && a->page_table)
       if (heed_status s = convert(a->page_table, "page_table", args.pageTable, placed, err))
+        return fail(s, err);
+    if (ragged && a->q_lens)
+      if (heed_status s = convert(a->q_lens, "q_lens", args.qLens, placed, err))
         return fail(s, err);
     // C arrays carry no length: a count other than the kernel's is refused
     // before any element is read, so no more than it declares is read.

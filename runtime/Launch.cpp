@@ -78,6 +78,14 @@ std::string join(const std::vector<int64_t> &v) {
   return out;
 }
 
+/// The lengths in an i32 [B] tensor (kv_lens, q_lens) already checked.
+std::vector<int64_t> entryLengths(const TensorRef &t, int64_t batch) {
+  std::vector<int64_t> lens;
+  for (int64_t b = 0; b < batch; ++b)
+    lens.push_back(static_cast<const int32_t *>(t.data)[b * t.effectiveStrides()[0]]);
+  return lens;
+}
+
 /// "" or why `t` is not an i32 tensor of `shape` heed can read.
 std::string checkIndexTensor(const std::string &name, const TensorRef &t,
                              const std::vector<int64_t> &shape, const std::string &symbolic) {
@@ -143,6 +151,24 @@ std::string checkServing(const AttentionArgs &a, const KernelInfo &c, AttentionD
   return "";
 }
 
+/// q_lens of a call (docs/decode.md): its shape, and each entry's queries
+/// within what q holds (dims.seqQ, a capacity).
+std::string checkQLens(const AttentionArgs &a, const KernelInfo &c, const AttentionDims &dims) {
+  bool given = a.qLens.data || !a.qLens.shape.empty();
+  if (!c.qLens)
+    return given ? "q_lens was given, but the kernel was compiled without it (compile with "
+                   "query lengths)"
+                 : "";
+  if (std::string err = checkIndexTensor("q_lens", a.qLens, {dims.batch}, "B"); !err.empty())
+    return err;
+  std::vector<int64_t> lens = entryLengths(a.qLens, dims.batch);
+  for (int64_t b = 0; b < dims.batch; ++b)
+    if (lens[size_t(b)] < 0 || lens[size_t(b)] > dims.seqQ)
+      return "q_lens[" + std::to_string(b) + "] = " + std::to_string(lens[size_t(b)]) +
+             " is outside [0, " + std::to_string(dims.seqQ) + "] (the queries q holds)";
+  return "";
+}
+
 /// Checks q, k, v, out, lse against the kernel; fills the logical sizes.
 std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionDims &dims) {
   bool bshd = c.layout == Layout::BSHD;
@@ -182,6 +208,8 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
                              : "k and v must have the same heads and length") +
            ": k " + a.k.describe() + ", v " + a.v.describe();
   if (std::string err = checkServing(a, c, dims); !err.empty())
+    return err;
+  if (std::string err = checkQLens(a, c, dims); !err.empty())
     return err;
   if (a.out.shape[hd] != dims.headsQ || a.out.shape[sd] != dims.seqQ)
     return "out must have the heads and length of q: q " + a.q.describe() + ", out " +
@@ -263,6 +291,8 @@ std::string checkOutputsApart(const AttentionArgs &a, const KernelInfo &info) {
     inputs.push_back(extentOf("kv_lens", a.kvLens));
   if (info.pageSize > 0)
     inputs.push_back(extentOf("page_table", a.pageTable));
+  if (info.qLens)
+    inputs.push_back(extentOf("q_lens", a.qLens));
   for (size_t i = 0; i < a.buffers.size(); ++i)
     inputs.push_back(extentOf("buffer '" + info.buffers[i].name + "'", a.buffers[i]));
   std::vector<Extent> outputs = {extentOf("out", a.out)};
@@ -547,6 +577,8 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     add(args.kvLens);
   if (c.pageSize > 0)
     add(args.pageTable);
+  if (c.qLens)
+    add(args.qLens);
   for (const TensorRef &b : args.buffers)
     add(b);
   std::vector<SummaryEntry> summaries; // keeps the tables alive during the run
@@ -569,13 +601,13 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   unsigned maxThreads = threads ? threads : hardwareThreads();
   // Split-KV: phase 1 computes `splits` key ranges per item into the
   // workspace, phase 2 merges them; phase 0 is the whole item at once.
-  std::vector<int64_t> lens;
+  std::vector<int64_t> lens, qLens;
   if (c.kvLens)
-    for (int64_t b = 0; b < dims.batch; ++b)
-      lens.push_back(static_cast<const int32_t *>(
-          args.kvLens.data)[b * args.kvLens.effectiveStrides()[0]]);
+    lens = entryLengths(args.kvLens, dims.batch);
+  if (c.qLens)
+    qLens = entryLengths(args.qLens, dims.batch);
   int64_t splits = c.splitKV ? chooseKVSplits(dims, lens, maxThreads, impl->numQTiles,
-                                              impl->numKVTiles)
+                                              impl->numKVTiles, c.qLens ? &qLens : nullptr)
                              : 1;
   std::vector<float> partialAcc, partialStats;
   std::vector<Descriptor> partials;
@@ -648,14 +680,11 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
       runStats->fullBlocks += n[1];
       runStats->partialBlocks += n[2];
     }
-    runStats->totalBlocks = items * impl->numKVTiles(dims.seqKV);
-    if (c.kvLens) { // each batch entry's own keys
-      runStats->totalBlocks = 0;
-      for (int64_t b = 0; b < dims.batch; ++b)
-        runStats->totalBlocks += items / dims.batch *
-                                 impl->numKVTiles(static_cast<const int32_t *>(
-                                     args.kvLens.data)[b * args.kvLens.effectiveStrides()[0]]);
-    }
+    // Each batch entry's own query tiles and keys.
+    for (int64_t b = 0; b < dims.batch; ++b)
+      runStats->totalBlocks +=
+          dims.headsQ * impl->numQTiles(c.qLens ? qLens[size_t(b)] : dims.seqQ) *
+          impl->numKVTiles(c.kvLens ? lens[size_t(b)] : dims.seqKV);
   }
   for (int32_t s : statuses)
     if (s > 0 && static_cast<size_t>(s) <= c.buffers.size()) {
@@ -670,7 +699,7 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
 
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
-                       int64_t (*numKVTiles)(int64_t)) {
+                       int64_t (*numKVTiles)(int64_t), const std::vector<int64_t> *qLens) {
   if (const char *forced = std::getenv("HEED_SPLIT_KV"); forced && *forced) {
     long n = std::strtol(forced, nullptr, 10);
     if (n >= 1)
@@ -682,13 +711,18 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
   // packs the group into one query tile (its condition), else per query
   // head and query tile.
   int64_t group = dims.headsQ / dims.headsKV;
+  // (With q_lens the choice is on the capacity, and an entry with no query
+  // runs nothing.)
   bool packed = group > 1 && numQTiles(group * dims.seqQ) == 1;
-  int64_t perEntry = packed ? dims.headsKV : dims.headsQ * numQTiles(dims.seqQ);
   int64_t total = 0, longest = 0;
   for (int64_t b = 0; b < dims.batch; ++b) {
+    int64_t queries = qLens ? (*qLens)[size_t(b)] : dims.seqQ;
+    int64_t perEntry = packed ? (queries > 0 ? dims.headsKV : 0)
+                              : dims.headsQ * numQTiles(queries);
     int64_t tiles = numKVTiles(kvLens.empty() ? dims.seqKV : kvLens[size_t(b)]);
     total += tiles * perEntry;
-    longest = std::max(longest, tiles);
+    if (perEntry > 0) // an entry with no queries runs no key tile
+      longest = std::max(longest, tiles);
   }
   // About four parts per thread, none under 8 key tiles (the merge reads
   // each part's state once per row: it must stay small beside the part).

@@ -84,12 +84,23 @@ std::vector<spec::BufferData> widenBuffers(const std::vector<HostTensor> &buffer
   return data;
 }
 
+std::vector<uint8_t> queryRows(const std::vector<int64_t> &qLens, int64_t heads, int64_t seqQ) {
+  std::vector<uint8_t> rows;
+  rows.reserve(qLens.size() * size_t(heads * seqQ));
+  for (int64_t len : qLens)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < seqQ; ++i)
+        rows.push_back(i < len);
+  return rows;
+}
+
 ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
                                    const HostTensor &k, const HostTensor &v,
                                    Layout layout, double scale,
                                    const std::vector<HostTensor> &buffers,
                                    unsigned threads, const std::vector<uint8_t> *onlyRows,
-                                   const std::vector<int64_t> *kvLens) {
+                                   const std::vector<int64_t> *kvLens,
+                                   const std::vector<int64_t> *qLens) {
   bool bshd = layout == Layout::BSHD;
   int64_t B = q.shape()[0];
   int64_t Hq = q.shape()[bshd ? 2 : 1], Sq = q.shape()[bshd ? 1 : 2];
@@ -113,7 +124,7 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
   // it (each work unit is then one position with all its rows).
   spec::ExprProgram maskProgram(*variant.mask), scoreProgram(*variant.score);
   Rows kRows(k, layout), vRows(v, layout);
-  bool sharedMask = !kvLens && !maskProgram.reads(spec::IndexVar::B) &&
+  bool sharedMask = !kvLens && !qLens && !maskProgram.reads(spec::IndexVar::B) &&
                     !maskProgram.reads(spec::IndexVar::H);
   int64_t rowsPerUnit = sharedMask ? B * Hq : 1;
   int64_t units = rows / std::max<int64_t>(1, rowsPerUnit);
@@ -143,11 +154,15 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
       int64_t hk = h / group;
       if (onlyRows && !(*onlyRows)[size_t(row)])
         continue;
-      // A serving call's entry sees its own keys and reads its own Skv.
+      if (qLens && i >= (*qLens)[size_t(b)])
+        continue; // past the entry's queries: not computed
+      // A serving call's entry sees its own keys and reads its own Skv, Sq.
       int64_t rowKeys = kvLens ? (*kvLens)[size_t(b)] : Skv;
       spec::EvalShape rowShape = shape;
       rowShape.seqKV = rowKeys;
-      if (kvLens) {
+      if (qLens)
+        rowShape.seqQ = (*qLens)[size_t(b)];
+      if (kvLens || qLens) {
         mask.setShape(rowShape);
         score.setShape(rowShape);
       }

@@ -379,6 +379,12 @@ LogicalResult AttentionOp::verify() {
     return emitOpError() << "batch sizes of query, key, value and out differ";
   if (paged && !getKvLens())
     return emitOpError() << "a page_table needs kv_lens (a page table has no lengths)";
+  if (Value qLens = getQLens()) {
+    auto t = cast<MemRefType>(qLens.getType());
+    if (!t.isDynamicDim(0) && !q.isDynamicDim(0) && t.getDimSize(0) != q.getDimSize(0))
+      return emitOpError() << "q_lens must hold one length per batch entry: got " << t
+                           << " for query " << q;
+  }
   if (paged && (k.isDynamicDim(sd) || v.isDynamicDim(sd)))
     return emitOpError() << "a paged key/value cache needs a static page size (dim " << sd
                          << " of key and value)";

@@ -203,11 +203,18 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     key token t of batch entry b lives in page page_table[b, t / P], slot
     t % P (vLLM's and FlashInfer's convention; bshd is their NHD layout,
     bhsd their HND).
+
+    With `q_lens` (i32 [B]), batch entry b has q_lens[b] queries (the query
+    tensor's length is a capacity, like the keys' with `kv_lens`): the
+    variant's `Sq` is q_lens[b], and the rows of out and lse past it are
+    neither computed nor written (FlashAttention's varlen calls on a padded
+    batch: chunked prefill, speculative drafts of different lengths).
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value,
                        Optional<MemRefRankOf<[I32], [1]>>:$kv_lens,
                        Optional<MemRefRankOf<[I32], [2]>>:$page_table,
+                       Optional<MemRefRankOf<[I32], [1]>>:$q_lens,
                        Variadic<AnyMemRef>:$buffers,
                        Variadic<AnyMemRef>:$summaries,
                        AnyMemRef:$out,
@@ -229,6 +236,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     $variant `ins` `(` $query `,` $key `,` $value `:` type($query) `,` type($key) `,` type($value) `)`
     (`kv_lens` `(` $kv_lens^ `:` type($kv_lens) `)`)?
     (`page_table` `(` $page_table^ `:` type($page_table) `)`)?
+    (`q_lens` `(` $q_lens^ `:` type($q_lens) `)`)?
     (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`summaries` `(` $summaries^ `:` type($summaries) `)`)?
     `outs` `(` $out `:` type($out) `)`

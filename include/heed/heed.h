@@ -99,6 +99,8 @@ typedef struct heed_compile_options {
   int64_t page_size;    /* > 0: k and v are a paged cache of pages of this many keys
                          * ([pages, page_size, Hkv, D] for BSHD, [pages, Hkv, page_size, D]
                          * for BHSD) read through a page table; implies kv_lens */
+  /* Ragged queries (added after the serving fields; a struct_size that ends before it means 0). */
+  int32_t q_lens;       /* nonzero: calls pass q_lens, each batch entry's number of queries */
 } heed_compile_options;
 
 void heed_compile_options_init(heed_compile_options *options);
@@ -154,6 +156,8 @@ int32_t heed_kernel_num_buffers(const heed_kernel *kernel);
  * kernel, 0 for contiguous keys (-1 for a handle that is not live). */
 int32_t heed_kernel_has_kv_lens(const heed_kernel *kernel);
 int64_t heed_kernel_page_size(const heed_kernel *kernel);
+/* 1 when calls pass q_lens, 0 when not (-1 for a handle that is not live). */
+int32_t heed_kernel_has_q_lens(const heed_kernel *kernel);
 /* The buffer's name, dtype, and symbolic shape ("H" or "B,Skv"); NULL when
  * `index` is out of range. */
 const char *heed_kernel_buffer_name(const heed_kernel *kernel, int32_t index);
@@ -185,6 +189,10 @@ typedef struct heed_attention_args {
    * entry b in order (entries past its keys are not read). */
   const heed_tensor *kv_lens;
   const heed_tensor *page_table;
+  /* Ragged queries (added after the serving fields; a struct_size that ends before it means NULL):
+   * q_lens i32 [B], entry b's queries (at most what q holds per entry); the
+   * rows of out and lse past them are not written. */
+  const heed_tensor *q_lens;
 } heed_attention_args;
 
 void heed_attention_args_init(heed_attention_args *args);

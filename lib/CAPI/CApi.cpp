@@ -32,7 +32,8 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   else if (o->struct_size < offsetof(heed_compile_options, kv_lens))
     return "options.struct_size is not set (call heed_compile_options_init)";
   // Fields a caller's (older) struct ends before keep their defaults.
-  bool serving = o->struct_size >= sizeof(heed_compile_options);
+  bool serving = o->struct_size >= offsetof(heed_compile_options, q_lens);
+  bool ragged = o->struct_size >= offsetof(heed_compile_options, q_lens) + sizeof(o->q_lens);
   switch (o->dtype) {
   case HEED_F32: config.dtype = DType::F32; break;
   case HEED_F16: config.dtype = DType::F16; break;
@@ -52,6 +53,7 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   config.analyzeMask = o->analyze_mask != 0;
   config.kvLens = serving && o->kv_lens != 0;
   config.pageSize = serving ? o->page_size : 0;
+  config.qLens = ragged && o->q_lens != 0;
   r.variantName = o->variant ? o->variant : "";
   r.params.clear();
   if (o->params) {

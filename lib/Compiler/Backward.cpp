@@ -290,9 +290,9 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   auto start = std::chrono::steady_clock::now();
   if (llvm::Error err = config.validate())
     return std::move(err);
-  if (config.hasKVLens())
-    return fail("the backward takes contiguous keys of one length: per-sequence key lengths "
-                "and paged KV caches are for inference (docs/decode.md)");
+  if (config.hasKVLens() || config.qLens)
+    return fail("the backward takes contiguous queries and keys of one length: per-sequence "
+                "lengths and paged KV caches are for inference (docs/decode.md)");
   if (variant.gate)
     return fail(fmt::format("variant '{}' is gated: the backward of gated (MoH) variants is "
                             "not implemented yet",

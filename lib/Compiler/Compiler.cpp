@@ -41,13 +41,14 @@ double KernelConfig::effectiveScale() const {
 }
 
 std::string KernelConfig::canonical() const {
-  // A new field changes the size: add it below, then update the size.
+  // A new field changes the size: add it below, then update the size (qLens
+  // took padding after kvLens: the size stayed).
   static_assert(sizeof(KernelConfig) == 72, "KernelConfig changed: update canonical()");
   return fmt::format(
       "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} analyze={} patches={} kv_lens={} "
-      "page={}",
+      "page={} q_lens={}",
       toString(dtype), headDim, valueDim(), int(layout), int(lse), effectiveScale(), blockQ,
-      blockKV, int(analyzeMask), int(patchTiling), int(hasKVLens()), pageSize);
+      blockKV, int(analyzeMask), int(patchTiling), int(hasKVLens()), pageSize, int(qLens));
 }
 
 llvm::Error KernelConfig::validate() const {
@@ -165,11 +166,13 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
     v = stridedType(ctx, {dyn, bshd ? p : dyn, bshd ? dyn : p, config.valueDim()}, elt);
   }
   SmallVector<Type> args = {qk, k, v};
-  unsigned serving = 0; // kv_lens, page_table
+  unsigned serving = 0; // kv_lens, page_table, q_lens
   if (config.hasKVLens())
     args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
   if (config.paged())
     args.push_back(stridedType(ctx, {dyn, dyn}, b.getI32Type())), ++serving;
+  if (config.qLens)
+    args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
   args.push_back(vo);
@@ -189,9 +192,10 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   Value lse = config.lse ? arg(next++) : Value();
   Value kvLens = config.hasKVLens() ? arg(3) : Value();
   Value pageTable = config.paged() ? arg(4) : Value();
+  Value qLens = config.qLens ? arg(2 + serving) : Value();
   attn::AttentionOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2), kvLens,
-      pageTable, buffers,
+      pageTable, qLens, buffers,
       /*summaries=*/ValueRange{}, out, lse, /*status=*/Value(), /*stats=*/Value(),
       /*gate_rows=*/Value(), /*gate_counts=*/Value(), /*work_begin=*/Value(),
       /*work_end=*/Value(), /*split_phase=*/Value(), /*split_count=*/Value(),
@@ -380,6 +384,7 @@ KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &conf
   info.lse = config.lse;
   info.kvLens = config.hasKVLens();
   info.pageSize = config.pageSize;
+  info.qLens = config.qLens;
   info.scale = config.effectiveScale();
   for (const spec::BufferDecl &b : variant.buffers)
     info.buffers.push_back({b.name, detail::bufferDType(b.elem), b.shape});

@@ -206,11 +206,11 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
             int64_t mfma = 32) {
   if (llvm::Error err = config.validate())
     return std::move(err);
-  if (config.hasKVLens())
+  if (config.hasKVLens() || config.qLens)
     return llvm::createStringError(
         llvm::inconvertibleErrorCode(),
-        "per-sequence key lengths and paged KV caches run on the CPU only for now: the GPU "
-        "targets do not lower them yet (docs/decode.md)");
+        "per-sequence query/key lengths and paged KV caches run on the CPU only for now: the "
+        "GPU targets do not lower them yet (docs/decode.md)");
   auto matrixCores = useMatrixCores(variant, config, kind, vendor);
   if (!matrixCores)
     return matrixCores.takeError();

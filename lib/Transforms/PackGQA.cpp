@@ -14,6 +14,11 @@
 //     attn.tile.work over (B, H, tiles of Sq) { ... as before ... }
 //   }
 //
+// With q_lens the choice is made on the capacity (group * capacity <= rows:
+// one packed tile per item), and the packed span holds the item's entry's
+// own queries; an entry with none is idle as before (its tile 0 is past
+// its length).
+//
 // The item's code needs no other change: the key/value head it computes
 // from its head is the group's, the query tile's lanes carry their heads'
 // offsets (loads, stores and the variant's regions read them per lane), and
@@ -134,8 +139,9 @@ void pack(TileWorkOp work, Packable p) {
   unsigned headDim = p.key.getLayout() == Layout::BSHD ? 2 : 1;
   Value headsKV = memref::DimOp::create(b, loc, keys, headDim);
   Value group = arith::DivUIOp::create(b, loc, work.getHeads(), headsKV);
-  Value seq = p.rows.getSeq();
-  Value packedSeq = arith::MulIOp::create(b, loc, seq, group);
+  // The choice reads the loop's query length, the capacity where each batch
+  // entry has its own (q_lens: the item's span reads that entry's length).
+  Value packedSeq = arith::MulIOp::create(b, loc, p.tiles.getSeq(), group);
   int64_t rows = p.rows.getResult().getType().getSize();
   Value one = arith::ConstantIndexOp::create(b, loc, 1);
   Value grouped = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, group, one);
@@ -165,8 +171,9 @@ void pack(TileWorkOp work, Packable p) {
 
   auto span = cast<TileSpanOp>(map.lookup(p.rows.getOperation()));
   b.setInsertionPoint(span);
-  Value packedRows = TilePackedSpanOp::create(b, loc, span.getResult().getType(), seq, group,
-                                              span.getCoords()[0], span.getTilingAttr());
+  Value packedRows = TilePackedSpanOp::create(b, loc, span.getResult().getType(),
+                                              span.getSeq(), group, span.getCoords()[0],
+                                              span.getTilingAttr());
   span.getResult().replaceAllUsesWith(packedRows);
   span.erase();
 

@@ -75,6 +75,7 @@ class heed_compile_options(ctypes.Structure):
         ("use_cache", ctypes.c_int32),
         ("kv_lens", ctypes.c_int32),
         ("page_size", ctypes.c_int64),
+        ("q_lens", ctypes.c_int32),
     ]
 
 
@@ -120,6 +121,7 @@ class heed_attention_args(ctypes.Structure):
         ("stats", ctypes.POINTER(heed_run_stats)),
         ("kv_lens", ctypes.POINTER(heed_tensor)),
         ("page_table", ctypes.POINTER(heed_tensor)),
+        ("q_lens", ctypes.POINTER(heed_tensor)),
     ]
 
 
@@ -188,6 +190,7 @@ SIGNATURES = {
     "heed_kernel_num_buffers": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_has_kv_lens": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_page_size": (ctypes.c_int64, [kernel_p], False),
+    "heed_kernel_has_q_lens": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_buffer_name": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),
     "heed_kernel_buffer_dtype": (ctypes.c_int32, [kernel_p, ctypes.c_int32], False),
     "heed_kernel_buffer_shape": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),

@@ -118,6 +118,11 @@ class Kernel:
         return bool(lib.heed_kernel_has_kv_lens(self._h()))
 
     @property
+    def has_q_lens(self):
+        """Whether calls pass q_lens (each batch entry's number of queries)."""
+        return bool(lib.heed_kernel_has_q_lens(self._h()))
+
+    @property
     def page_size(self):
         """Keys per page of a paged-cache kernel; 0 for contiguous keys."""
         return int(lib.heed_kernel_page_size(self._h()))
@@ -183,7 +188,7 @@ class Kernel:
         return out, (b, hq, sq)
 
     def run(self, q, k, v, out=None, lse=None, buffers=(), num_threads=0, stream=None,
-            kv_lens=None, page_table=None):
+            kv_lens=None, page_table=None, q_lens=None):
         """Runs the kernel: ``out = attention(q, k, v)``.
 
         q, k, v: tensors of the kernel's dtype and layout (k, v may have fewer
@@ -202,6 +207,11 @@ class Kernel:
         ``page_size`` (serving): int32 ``[B]`` keys per batch entry, and int32
         ``[B, max_pages]`` the pages of each entry in order; k and v are then
         the cache (docs/decode.md).
+        q_lens: for a kernel compiled with ``q_lens=True`` (ragged queries):
+        int32 ``[B]`` queries per batch entry, q's length being a capacity; the
+        rows of out and lse past an entry's queries are not written (an ``out``
+        allocated here holds whatever the allocator left there: pass ``out``
+        to control them).
 
         Returns out, or (out, lse) when the kernel writes the log-sum-exp.
         Raises HeedError (InvalidArgumentError for a tensor that does not fit or
@@ -223,7 +233,8 @@ class Kernel:
         ot = Tensor(out, "out", writable=True)
         lt = Tensor(lse, "lse", writable=True) if lse is not None else None
         st = [Tensor(t, name) if t is not None else None
-              for t, name in ((kv_lens, "kv_lens"), (page_table, "page_table"))]
+              for t, name in ((kv_lens, "kv_lens"), (page_table, "page_table"),
+                              (q_lens, "q_lens"))]
         bts = [Tensor(b, "buffer '%s'" % n if n else "buffer %d" % i)
                for i, (b, n) in enumerate(zip(bufs, self.buffer_names + [None] * len(bufs)))]
         if num_threads is None:
@@ -250,6 +261,8 @@ class Kernel:
             args.kv_lens = ctypes.pointer(st[0].struct)
         if st[1] is not None:
             args.page_table = ctypes.pointer(st[1].struct)
+        if st[2] is not None:
+            args.q_lens = ctypes.pointer(st[2].struct)
         if qt.device_type in (DEVICE_CUDA, DEVICE_ROCM):
             handle_s = stream_handle(stream)
             if handle_s is None:
@@ -295,7 +308,7 @@ def _is_path(spec):
 
 
 def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, target,
-             analyze_mask, use_cache, kv_lens=False, page_size=0):
+             analyze_mask, use_cache, kv_lens=False, page_size=0, q_lens=False):
     """A heed_compile_options (and the byte strings it points to)."""
     need_compiler("heed_compile_options_init")
     o = heed_compile_options()
@@ -315,12 +328,13 @@ def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, t
     o.use_cache = 1 if use_cache else 0
     o.kv_lens = 1 if kv_lens else 0
     o.page_size = int(page_size or 0)
+    o.q_lens = 1 if q_lens else 0
     return o, keep
 
 
 def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
             layout="bhsd", lse=False, scale=None, params=None, analyze_mask=True,
-            use_cache=True, target=None, kv_lens=False, page_size=0):
+            use_cache=True, target=None, kv_lens=False, page_size=0, q_lens=False):
     """Compiles an attention variant to a :class:`Kernel`, through heed's cache.
 
     spec: spec text (``"variant causal { mask = causal() }"``) or the path of a
@@ -340,14 +354,16 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     of keys (serving; CPU only for now). page_size: k and v are a paged cache
     ``[pages, page_size, Hkv, D]`` (bshd; bhsd ``[pages, Hkv, page_size, D]``)
     read through a ``page_table`` (int32 ``[B, max_pages]``); implies kv_lens
-    (docs/decode.md).
+    (docs/decode.md). q_lens: calls pass ``q_lens`` (int32 ``[B]``), each batch
+    entry's number of queries (ragged queries on a padded batch; CPU only).
+
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.
     """
     need_compiler("heed_compile")
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params,
-                          target, analyze_mask, use_cache, kv_lens, page_size)
+                          target, analyze_mask, use_cache, kv_lens, page_size, q_lens)
     handle = kernel_p()
     if _is_path(spec):
         status = lib.heed_compile_file(encode(os.fspath(spec), "the spec's path"),

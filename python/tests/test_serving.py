@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Serving calls from Python (docs/decode.md): a kernel compiled with ``page_size``
 reads k and v from a paged cache through ``page_table`` with each batch entry's
-``kv_lens``; checked against a float64 numpy decode (bottom-right causal with a
-window, GQA) on fresh random inputs (seed printed); bad lengths raise. Exits 77
-(SKIPPED) without numpy."""
+``kv_lens``, and a kernel compiled with ``q_lens`` takes each entry's number of
+queries (rows past them stay unwritten); checked against a float64 numpy decode
+(bottom-right causal with a window, GQA) on fresh random inputs (seed printed);
+bad lengths raise. Exits 77 (SKIPPED) without numpy."""
 
 import unittest
 
@@ -19,16 +20,18 @@ WINDOW = """variant decode_window {
 }"""
 
 
-def reference(q, keys, values, lens, scale):
-    """float64 out [B, Sq, Hq, D] of bshd q and per-entry contiguous keys."""
-    b, sq, hq, d = q.shape
-    out = np.zeros((b, sq, hq, values[0].shape[-1]))
+def reference(q, keys, values, lens, scale, q_lens=None):
+    """float64 out [B, Sq, Hq, D] of bshd q and per-entry contiguous keys; with
+    q_lens, entry i's first q_lens[i] queries (Sq = q_lens[i]), NaN past them."""
+    b, capacity, hq, d = q.shape
+    out = np.full((b, capacity, hq, values[0].shape[-1]), np.nan)
     for i in range(b):
         skv = lens[i]
+        sq = capacity if q_lens is None else q_lens[i]
         k, v = keys[i].astype(np.float64), values[i].astype(np.float64)  # [Skv, Hkv, D]
         group = hq // k.shape[1]
         for h in range(hq):
-            s = scale * q[i, :, h, :].astype(np.float64) @ k[:, h // group, :].T  # [Sq, Skv]
+            s = scale * q[i, :sq, h, :].astype(np.float64) @ k[:, h // group, :].T  # [Sq, Skv]
             pos = np.arange(sq)[:, None] + (skv - sq)
             kv = np.arange(skv)[None, :]
             visible = (pos >= kv) & (pos - kv < 40)
@@ -37,7 +40,7 @@ def reference(q, keys, values, lens, scale):
             m = np.where(np.isfinite(m), m, 0)
             p = np.where(visible, np.exp(s - m), 0)
             den = p.sum(axis=1, keepdims=True)
-            out[i, :, h, :] = np.where(den > 0, p @ v[:, h // group, :] / np.where(den > 0, den, 1), 0)
+            out[i, :sq, h, :] = np.where(den > 0, p @ v[:, h // group, :] / np.where(den > 0, den, 1), 0)
     return out
 
 
@@ -79,6 +82,32 @@ class ServingTest(HeedTestCase):
         with self.assertRaises(heed.InvalidArgumentError) as e:
             kernel(q, k_cache, v_cache, kv_lens=bad, page_table=table)
         self.assertIn("kv_lens[1] = 113 is outside [0, 112]", str(e.exception))
+
+    def test_ragged_queries_match_float64(self):
+        rng = make_rng(self)
+        b, hq, hkv, capacity, skv, d = 4, 4, 2, 6, 50, 32
+        lens = np.array([50, 3, 20, 41], dtype=np.int32)
+        q_lens = np.array([6, 1, 0, 4], dtype=np.int32)
+        kernel = heed.compile(WINDOW, head_dim=d, layout="bshd", kv_lens=True, q_lens=True)
+        self.assertTrue(kernel.has_q_lens)
+        q = randn(rng, (b, capacity, hq, d))
+        k = randn(rng, (b, skv, hkv, d))
+        v = randn(rng, (b, skv, hkv, d))
+        out = np.full((b, capacity, hq, d), np.nan, np.float32)
+        kernel(q, k, v, out=out, kv_lens=lens, q_lens=q_lens)
+        want = reference(q, [k[i, :n] for i, n in enumerate(lens)],
+                         [v[i, :n] for i, n in enumerate(lens)], lens, d ** -0.5, q_lens)
+        written = ~np.isnan(want)
+        self.assertTrue(np.array_equal(~np.isnan(out), written),
+                        "rows past q_lens were written, or rows within were not")
+        err = np.abs(out[written] - want[written]).max() / np.abs(want[written]).max()
+        self.assertLess(err, 1e-5)
+
+        bad = q_lens.copy()
+        bad[3] = capacity + 1
+        with self.assertRaises(heed.InvalidArgumentError) as e:
+            kernel(q, k, v, kv_lens=lens, q_lens=bad)
+        self.assertIn("q_lens[3] = 7 is outside [0, 6]", str(e.exception))
 
 
 if __name__ == "__main__":

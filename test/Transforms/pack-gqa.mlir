@@ -38,6 +38,26 @@ func.func @decode(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memr
   return
 }
 
+// Ragged queries: the choice is made on the capacity (q's length), and the
+// packed span holds the item's entry's own queries.
+// CHECK-LABEL: func.func @ragged
+// CHECK-SAME: (%[[Q:[a-z0-9]+]]: memref<?x?x?x64xbf16>, %[[K:[a-z0-9]+]]: memref<?x?x?x64xbf16>, %{{[a-z0-9]+}}: memref<?x?x?x64xbf16>, %[[QL:[a-z0-9]+]]: memref<?xi32>
+// CHECK-DAG: %[[CAP:.*]] = memref.dim %[[Q]], %c2
+// CHECK: %[[G:.*]] = arith.divui
+// CHECK: %[[PACKED:.*]] = arith.muli %[[CAP]], %[[G]]
+// CHECK: scf.if
+// CHECK: attn.tile.work
+// CHECK: ^bb0(%[[B:[a-z0-9]+]]: index,
+// CHECK: memref.load %[[QL]][%[[B]]]
+// CHECK: %[[SQ:.*]] = arith.minui %{{.*}}, %[[CAP]]
+// CHECK: attn.tile.packed_span %[[SQ]] group %[[G]]
+// CHECK: } else {
+// CHECK: attn.tile.span
+func.func @ragged(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memref<?x?x?x64xbf16>, %ql: memref<?xi32>, %o: memref<?x?x?x64xbf16>) {
+  attn.attention @causal ins(%q, %k, %v : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>) q_lens(%ql : memref<?xi32>) outs(%o : memref<?x?x?x64xbf16>) {scale = 1.250000e-01 : f32}
+  return
+}
+
 // -----
 
 // A classifier that reads the head (a per-head window) sees one head per

@@ -59,6 +59,10 @@ cl::opt<bool> kvLens("kv-lens",
                      cl::desc("the call passes kv_lens (i32 [B]): each batch entry's number of "
                               "keys (docs/decode.md)"),
                      cl::cat(category));
+cl::opt<bool> qLens("q-lens",
+                    cl::desc("the call passes q_lens (i32 [B]): each batch entry's number of "
+                             "queries (docs/decode.md)"),
+                    cl::cat(category));
 cl::opt<int64_t> pageSize("page-size",
                           cl::desc("k and v are a paged cache of pages of this many keys, read "
                                    "through a page table (implies --kv-lens)"),
@@ -152,6 +156,7 @@ int main(int argc, char **argv) {
   config.analyzeMask = !noAnalysis;
   config.patchTiling = !noPatchTiling;
   config.kvLens = kvLens;
+  config.qLens = qLens;
   config.pageSize = pageSize;
 
   auto overrides = heed::spec::parseParamAssignments(params);

@@ -13,8 +13,12 @@ namespace heed::run {
 
 namespace {
 
+/// Lengths from --kv-lens or --q-lens (`option`); what an entry can hold is
+/// `capacity` (`bound` names the option that sets it).
 std::string parseLens(llvm::StringRef spec, int64_t batch, int64_t capacity,
-                      std::mt19937_64 &rng, std::vector<int64_t> &lens) {
+                      std::mt19937_64 &rng, std::vector<int64_t> &lens,
+                      const char *option = "--kv-lens", const char *bound = "--seq-kv",
+                      const char *what = "keys") {
   lens.clear();
   if (spec.empty()) {
     lens.assign(size_t(batch), capacity);
@@ -24,7 +28,7 @@ std::string parseLens(llvm::StringRef spec, int64_t batch, int64_t capacity,
     auto [lo, hi] = spec.split(':');
     int64_t min = 0, max = 0;
     if (lo.getAsInteger(10, min) || hi.getAsInteger(10, max) || min < 0 || min > max)
-      return "--kv-lens=random:MIN:MAX needs integers 0 <= MIN <= MAX";
+      return fmt::format("{}=random:MIN:MAX needs integers 0 <= MIN <= MAX", option);
     std::uniform_int_distribution<int64_t> pick(min, max);
     for (int64_t b = 0; b < batch; ++b)
       lens.push_back(pick(rng));
@@ -34,19 +38,19 @@ std::string parseLens(llvm::StringRef spec, int64_t batch, int64_t capacity,
     for (llvm::StringRef p : parts) {
       int64_t n = 0;
       if (p.trim().getAsInteger(10, n) || n < 0)
-        return fmt::format("--kv-lens: '{}' is not a length (a non-negative integer)", p.str());
+        return fmt::format("{}: '{}' is not a length (a non-negative integer)", option,
+                           p.str());
       lens.push_back(n);
     }
     if (lens.size() == 1)
       lens.assign(size_t(batch), lens[0]);
     if (int64_t(lens.size()) != batch)
-      return fmt::format("--kv-lens gives {} lengths for --batch={}", lens.size(), batch);
+      return fmt::format("{} gives {} lengths for --batch={}", option, lens.size(), batch);
   }
   for (int64_t len : lens)
     if (len > capacity)
-      return fmt::format("--kv-lens: {} keys is more than --seq-kv ({}), the keys an entry "
-                         "can hold",
-                         len, capacity);
+      return fmt::format("{}: {} {} is more than {} ({}), the {} an entry can hold", option, len,
+                         what, bound, capacity, what);
   return "";
 }
 
@@ -132,7 +136,32 @@ std::string ServingCall::prepare(const std::string &lensSpec, int64_t pageSizeIn
   return "";
 }
 
+std::string ServingCall::prepareQueries(const std::string &lensSpec, int64_t batch,
+                                        int64_t capacity, std::mt19937_64 &rng) {
+  if (std::string err =
+          parseLens(lensSpec, batch, capacity, rng, queries, "--q-lens", "--seq", "queries");
+      !err.empty())
+    return err;
+  if (std::string err = HostTensor::create("q_lens", DType::I32, {batch}, qLens); !err.empty())
+    return err;
+  for (int64_t b = 0; b < batch; ++b)
+    qLens.set(b, double(queries[size_t(b)]));
+  return "";
+}
+
+double ServingCall::pairs(int64_t heads, int64_t seqQ, int64_t seqKV) const {
+  double total = 0;
+  size_t batch = std::max(lens.size(), queries.size());
+  for (size_t b = 0; b < batch; ++b)
+    total += double(queries.empty() ? seqQ : queries[b]) * double(lens.empty() ? seqKV : lens[b]);
+  return total * double(heads);
+}
+
 void ServingCall::bind(AttentionArgs &args) {
+  if (!queries.empty())
+    args.qLens = qLens.ref();
+  if (lens.empty())
+    return;
   args.kvLens = kvLens.ref();
   if (pageSize > 0) {
     args.k = kPages.ref();
@@ -146,15 +175,21 @@ int64_t ServingCall::totalKeys() const {
 }
 
 std::string ServingCall::describe() const {
-  std::string list;
-  for (size_t i = 0; i < lens.size() && i < 8; ++i)
-    list += (i ? "," : "") + std::to_string(lens[i]);
-  if (lens.size() > 8)
-    list += ",...";
-  std::string text = fmt::format("kv_lens {} ({} keys in all)", list, totalKeys());
+  auto list = [](const std::vector<int64_t> &v) {
+    std::string text;
+    for (size_t i = 0; i < v.size() && i < 8; ++i)
+      text += (i ? "," : "") + std::to_string(v[i]);
+    return v.size() > 8 ? text + ",..." : text;
+  };
+  std::vector<std::string> parts;
+  if (!lens.empty())
+    parts.push_back(fmt::format("kv_lens {} ({} keys in all)", list(lens), totalKeys()));
   if (pageSize > 0)
-    text += fmt::format(", paged: {} pages of {} keys", kPages.shape()[0], pageSize);
-  return text;
+    parts.push_back(fmt::format("paged: {} pages of {} keys", kPages.shape()[0], pageSize));
+  if (!queries.empty())
+    parts.push_back(fmt::format("q_lens {} ({} queries in all)", list(queries),
+                                std::accumulate(queries.begin(), queries.end(), int64_t(0))));
+  return llvm::join(parts, ", ");
 }
 
 } // namespace heed::run

@@ -1,6 +1,7 @@
-// heed-run --kv-lens / --page-size: a serving call (docs/decode.md) built
-// from contiguous random keys: each batch entry's key length, and the keys
-// and values scattered into a paged cache in a random page order.
+// heed-run --kv-lens / --page-size / --q-lens: a serving call (docs/decode.md)
+// built from contiguous random keys: each batch entry's key length, the keys
+// and values scattered into a paged cache in a random page order, and each
+// entry's number of queries.
 #ifndef HEED_TOOLS_HEED_RUN_SERVING_H
 #define HEED_TOOLS_HEED_RUN_SERVING_H
 
@@ -22,6 +23,8 @@ struct ServingCall {
   HostTensor kvLens;         ///< i32 [B]
   HostTensor pageTable, kPages, vPages; ///< with a page size only
   int64_t pageSize = 0;
+  std::vector<int64_t> queries; ///< queries per batch entry (with --q-lens)
+  HostTensor qLens;             ///< i32 [B] (with --q-lens)
 
   /// Parses `lensSpec` ("" = every entry `capacity` keys; "L" for every
   /// entry; "L0,L1,..." one per entry; "random:MIN:MAX" drawn from `rng`),
@@ -30,11 +33,18 @@ struct ServingCall {
   std::string prepare(const std::string &lensSpec, int64_t pageSize, int64_t batch,
                       int64_t capacity, const HostTensor &k, const HostTensor &v, Layout layout,
                       std::mt19937_64 &rng);
+  /// Parses --q-lens (the syntax of prepare's, each length in [0, capacity]).
+  std::string prepareQueries(const std::string &lensSpec, int64_t batch, int64_t capacity,
+                             std::mt19937_64 &rng);
   /// Points `args` at the lengths and, when paged, the pages and table.
   void bind(AttentionArgs &args);
+  /// The (query, key) pairs of the call: each entry's queries (`seqQ`
+  /// without --q-lens) times its keys (`seqKV` without --kv-lens).
+  double pairs(int64_t heads, int64_t seqQ, int64_t seqKV) const;
   /// Keys all entries hold together (the K/V bytes a kernel must read once).
   int64_t totalKeys() const;
-  std::string describe() const; ///< "kv_lens=..., page size P (N pages)" for the report
+  /// "kv_lens ..., paged: N pages of P keys, q_lens ..." for the report
+  std::string describe() const;
 };
 
 } // namespace heed::run

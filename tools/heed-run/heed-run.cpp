@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <numeric>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -123,6 +124,12 @@ cl::opt<std::string> kvLensSpec(
              "(all), or random:MIN:MAX; --seq-kv (default: the longest) is what an entry can "
              "hold (docs/decode.md)"),
     cl::cat(category));
+cl::opt<std::string> qLensSpec(
+    "q-lens",
+    cl::desc("ragged queries: each batch entry's number of queries, L0,L1,... (one per entry), "
+             "L (all), or random:MIN:MAX; --seq is what an entry can hold; rows past an "
+             "entry's queries are not written (docs/decode.md)"),
+    cl::cat(category));
 cl::opt<int64_t> pageSize("page-size",
                           cl::desc("k and v in a paged cache of pages of this many keys, in a "
                                    "random page order, read through a page table"),
@@ -156,11 +163,14 @@ struct CheckPlan {
   double density = 0;       ///< visible pairs, estimated from ~256 rows
   double fullSeconds = 0;   ///< estimated CPU seconds of the full check
   std::vector<uint8_t> rows; ///< flags per BHSD row; empty: all rows
+  bool random = false;       ///< rows drawn at random (else all, or all within q_lens)
   bool sampled() const { return !rows.empty(); }
   const std::vector<uint8_t> *flags() const { return rows.empty() ? nullptr : &rows; }
   std::string describe(uint64_t seed) const {
     if (!sampled())
       return fmt::format("all {} rows", total);
+    if (!random)
+      return fmt::format("all {} rows within q_lens (of {})", count, total);
     return fmt::format("{} of {} rows at random (seed {}; the full check: about {:.2g} CPU s, "
                        "--check-rows=-1)",
                        count, total, seed, fullSeconds);
@@ -187,8 +197,20 @@ CheckPlan planCheck(const heed::spec::Variant &variant, const heed::AttentionDim
   if (want < plan.total) {
     plan.count = want;
     plan.rows = heed::sampleRows(plan.total, want, seed ^ 0x5eed5eedULL);
+    plan.random = true;
   }
   return plan;
+}
+
+/// Checks only rows an entry's queries hold (--q-lens): the others are not
+/// written.
+void restrictToQueries(CheckPlan &plan, const std::vector<uint8_t> &computed) {
+  if (plan.rows.empty())
+    plan.rows = computed;
+  else
+    for (size_t r = 0; r < plan.rows.size(); ++r)
+      plan.rows[r] &= computed[r];
+  plan.count = std::count(plan.rows.begin(), plan.rows.end(), uint8_t(1));
 }
 
 /// Compares out (and lse when the kernel writes it) with the reference.
@@ -455,6 +477,8 @@ int main(int argc, char **argv) {
   bool serving = kvLensSpec.getNumOccurrences() || pageSize.getNumOccurrences();
   config.kvLens = serving;
   config.pageSize = pageSize;
+  bool ragged = qLensSpec.getNumOccurrences() > 0;
+  config.qLens = ragged;
   // An option given is taken as given: 0 never means "the default".
   if (headDimV.getNumOccurrences() && headDimV < 1)
     return error(fmt::format("--head-dim-v must be positive, got {} (leave it out for "
@@ -548,9 +572,12 @@ int main(int argc, char **argv) {
     if (std::string err = call.prepare(kvLensSpec, pageSize, batch, skv, k, v, config.layout, rng);
         !err.empty())
       return error(err);
+  if (ragged)
+    if (std::string err = call.prepareQueries(qLensSpec, batch, seq, rng); !err.empty())
+      return error(err);
   llvm::StringRef platform = llvm::StringRef(target).split(':').first;
-  if (serving && (platform != "cpu" || backward))
-    return error("--kv-lens and --page-size run the forward on the CPU only for now "
+  if ((serving || ragged) && (platform != "cpu" || backward))
+    return error("--kv-lens, --q-lens and --page-size run the forward on the CPU only for now "
                  "(docs/decode.md)");
   if (platform == "cuda")
     return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
@@ -587,7 +614,7 @@ int main(int argc, char **argv) {
     args.lse = lse.ref();
   for (heed::HostTensor &b : buffers)
     args.buffers.push_back(b.ref());
-  if (serving)
+  if (serving || ragged)
     call.bind(args);
 
   out.poison();
@@ -608,10 +635,15 @@ int main(int argc, char **argv) {
   if (!noCheck)
     plan = planCheck(variant, dims, buffers, headDim, dv, usedSeed);
   bool counted = !noCheck && !plan.sampled();
+  // Rows past an entry's queries are not written: not compared.
+  if (!noCheck && ragged)
+    restrictToQueries(plan, heed::queryRows(call.queries, heads, seq));
   heed::MaskCensus census;
   if (counted)
-    census = serving ? heed::servingMaskCensus(variant, dims, buffers, *tiling, call.lens, threads)
-                     : heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
+    census = serving || ragged
+                 ? heed::servingMaskCensus(variant, dims, buffers, *tiling, call.lens, threads,
+                                           call.queries)
+                 : heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
   // Without the census, the density planCheck estimated (or, with
   // --no-check, the same estimate here).
   double density = counted    ? census.density()
@@ -619,7 +651,9 @@ int main(int argc, char **argv) {
                               : heed::maskDensity(variant, dims, buffers,
                                                   std::max<int64_t>(1, seq / 256), threads);
   // A serving call's pairs are its entries' own keys.
-  double pairs = double(batch) * heads * seq * (serving ? double(call.totalKeys()) / batch : skv);
+  double pairs = call.pairs(heads, seq, skv);
+  if (!serving && !ragged)
+    pairs = double(batch) * heads * seq * double(skv);
   double flops = 2.0 * density * pairs * (headDim + dv);
   // K and V once per key/value head: what decode is bound by.
   double kvBytes = double(serving ? call.totalKeys() : batch * skv) * hkv * (headDim + dv) *
@@ -643,7 +677,7 @@ int main(int argc, char **argv) {
   if (checked) {
     heed::ReferenceResult ref = heed::referenceAttention(
         variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads, plan.flags(),
-        serving ? &call.lens : nullptr);
+        serving ? &call.lens : nullptr, ragged ? &call.queries : nullptr);
     check = checkAgainst(ref, config, out, lse, plan);
     passed = check.passed;
   }
@@ -672,6 +706,8 @@ int main(int argc, char **argv) {
       o["kv_keys"] = call.totalKeys();
       o["page_size"] = pageSize.getValue();
     }
+    if (ragged)
+      o["q_rows"] = std::accumulate(call.queries.begin(), call.queries.end(), int64_t(0));
     if (counted) {
       o["blocks_minimum"] = census.nonEmptyBlocks;
       o["blocks_full_maximum"] = census.fullBlocks;
@@ -705,7 +741,7 @@ int main(int argc, char **argv) {
                                 (*kernel)->compileSeconds(),
                                 heed::toString((*kernel)->cacheOutcome()), median * 1e3,
                                 times.size());
-    if (serving)
+    if (serving || ragged)
       llvm::outs() << "serving   " << call.describe() << "\n";
     llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
                                 flops / median / 1e9);

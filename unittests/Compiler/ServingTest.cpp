@@ -1,5 +1,6 @@
 // Serving layouts on the CPU (docs/decode.md): per-sequence key lengths
-// (kv_lens) and paged key/value caches read through a page table, at
+// (kv_lens), query lengths (q_lens: rows past them must stay unwritten) and
+// paged key/value caches read through a page table, at
 // decode, speculative and prefill shapes, both layouts, page sizes from 1 up,
 // f32 and bf16. Checked against the float64 reference on the keys the cache
 // stands for, each batch entry with its own length (fresh random inputs, seed
@@ -13,7 +14,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 
@@ -38,7 +41,8 @@ constexpr int64_t kDim = 64;
 
 struct Shape {
   int64_t batch, heads, kvHeads, seqQ;
-  std::vector<int64_t> lens; ///< keys per batch entry
+  std::vector<int64_t> lens;  ///< keys per batch entry (empty: no kv_lens)
+  std::vector<int64_t> qLens; ///< queries per batch entry (with q_lens)
 };
 
 std::vector<int64_t> shapeOf(Layout layout, int64_t batch, int64_t heads, int64_t seq) {
@@ -50,7 +54,7 @@ std::vector<int64_t> shapeOf(Layout layout, int64_t batch, int64_t heads, int64_
 /// One call: the kernel's tensors (paged or contiguous with a capacity) and,
 /// per batch entry, the reference's contiguous BHSD tensors.
 struct Call {
-  HostTensor q, k, v, out, lse, kvLens, pageTable;
+  HostTensor q, k, v, out, lse, kvLens, pageTable, qLens;
   std::vector<HostTensor> buffers;
 };
 
@@ -76,6 +80,11 @@ public:
                        " Sq=" + std::to_string(s.seqQ) + " lens=";
     for (int64_t len : s.lens)
       name += std::to_string(len) + ",";
+    if (config.qLens) {
+      name += " q_lens=";
+      for (int64_t len : s.qLens)
+        name += std::to_string(len) + ",";
+    }
     SCOPED_TRACE(name + " seed=" + std::to_string(seed));
     std::printf("[ case     ] %s seed=%llu\n", name.c_str(),
                 static_cast<unsigned long long>(seed));
@@ -86,12 +95,17 @@ public:
     for (HostTensor &b : c.buffers)
       views.push_back(b.ref());
     AttentionArgs args{c.q.ref(), c.k.ref(), c.v.ref(), c.out.ref(), c.lse.ref(), views};
-    args.kvLens = c.kvLens.ref();
+    if (config.hasKVLens())
+      args.kvLens = c.kvLens.ref();
     if (config.paged())
       args.pageTable = c.pageTable.ref();
+    if (config.qLens)
+      args.qLens = c.qLens.ref();
     RunStats stats;
     llvm::Error err = kernel->run(args, 0, &stats);
     ASSERT_FALSE(static_cast<bool>(err)) << llvm::toString(std::move(err));
+    if (const char *forced = std::getenv("HEED_SPLIT_KV"))
+      EXPECT_EQ(stats.splits, std::atol(forced)) << "the forced split was not taken";
 
     // The reference on the keys the cache stands for, each entry its own.
     HostTensor k = c.k, v = c.v;
@@ -99,20 +113,27 @@ public:
       k = gatherPages(c.k, c.pageTable, s.lens, config.pageSize, config.layout);
       v = gatherPages(c.v, c.pageTable, s.lens, config.pageSize, config.layout);
     }
+    const std::vector<int64_t> *kvLens = config.hasKVLens() ? &s.lens : nullptr;
+    const std::vector<int64_t> *qLens = config.qLens ? &s.qLens : nullptr;
+    std::vector<uint8_t> rows = queryRows(s.qLens, s.heads, s.seqQ);
+    const std::vector<uint8_t> *only = qLens ? &rows : nullptr;
     ReferenceResult ref = referenceAttention(variant, c.q, k, v, config.layout,
-                                             config.effectiveScale(), c.buffers, 0, nullptr,
-                                             &s.lens);
+                                             config.effectiveScale(), c.buffers, 0, only,
+                                             kvLens, qLens);
     ASSERT_EQ(ref.outOfRange, 0);
-    ErrorStats e = compareOutput(c.out, ref.out, config.layout);
+    ErrorStats e = compareOutput(c.out, ref.out, config.layout, only);
     EXPECT_TRUE(e.passes(config.dtype == DType::F32 ? ref.f32Tolerance() : 1e-2))
         << e.problem() << " max abs error " << e.maxAbs;
-    ErrorStats l = compareLse(c.lse, ref.lse);
+    ErrorStats l = compareLse(c.lse, ref.lse, only);
     EXPECT_TRUE(l.passes(1e-4)) << l.problem() << " max lse error " << l.maxAbs;
+    if (qLens)
+      expectUnwritten(c, s, rows);
 
     auto tiling = kernelTiling(variant, config);
     ASSERT_TRUE(static_cast<bool>(tiling)) << llvm::toString(tiling.takeError());
     AttentionDims dims{s.batch, s.heads, s.kvHeads, s.seqQ, capacity};
-    MaskCensus census = servingMaskCensus(variant, dims, c.buffers, *tiling, s.lens);
+    MaskCensus census = servingMaskCensus(variant, dims, c.buffers, *tiling, s.lens, 0,
+                                          s.qLens);
     EXPECT_GE(stats.visitedBlocks, census.nonEmptyBlocks);
     EXPECT_LE(stats.fullBlocks, census.fullBlocks);
     EXPECT_EQ(stats.totalBlocks, census.totalBlocks);
@@ -124,14 +145,35 @@ public:
   Kernel *get() { return kernel.get(); }
 
 private:
+  /// Rows past an entry's queries are not written: still NaN.
+  void expectUnwritten(const Call &c, const Shape &s, const std::vector<uint8_t> &rows) {
+    bool bshd = config.layout == Layout::BSHD;
+    int64_t written = 0;
+    for (int64_t row = 0; row < int64_t(rows.size()); ++row) {
+      if (rows[size_t(row)])
+        continue;
+      int64_t i = row % s.seqQ, h = (row / s.seqQ) % s.heads, b = row / (s.seqQ * s.heads);
+      written += !std::isnan(c.lse.get(row));
+      for (int64_t d = 0; d < kDim; ++d) {
+        int64_t at = bshd ? ((b * s.seqQ + i) * s.heads + h) * kDim + d
+                          : ((b * s.heads + h) * s.seqQ + i) * kDim + d;
+        written += !std::isnan(c.out.get(at));
+      }
+    }
+    EXPECT_EQ(written, 0) << "elements written past q_lens";
+  }
+
   void build(const Shape &s, int64_t capacity, std::mt19937_64 &rng, Call &c) {
     Layout layout = config.layout;
     c.q = HostTensor(config.dtype, shapeOf(layout, s.batch, s.heads, s.seqQ));
     c.out = HostTensor(config.dtype, shapeOf(layout, s.batch, s.heads, s.seqQ));
     c.lse = HostTensor(DType::F32, {s.batch, s.heads, s.seqQ});
     c.kvLens = HostTensor(DType::I32, {s.batch});
-    for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t b = 0; b < int64_t(s.lens.size()); ++b)
       c.kvLens.set(b, double(s.lens[b]));
+    c.qLens = HostTensor(DType::I32, {s.batch});
+    for (int64_t b = 0; b < int64_t(s.qLens.size()); ++b)
+      c.qLens.set(b, double(s.qLens[b]));
     if (config.paged()) {
       int64_t p = config.pageSize, maxPages = (capacity + p - 1) / p;
       // A pool larger than needed, pages handed out in a random order; the
@@ -229,6 +271,127 @@ TEST(Serving, PerSequenceLengthsOnContiguousKeys) {
         serving.check(s, 320, c.exact);
     }
   }
+}
+
+/// Ragged queries (q_lens): decode with an entry out of the batch (0), a
+/// speculative batch of different draft lengths, chunked prefill with one
+/// chunk of the whole capacity, one across a tile edge and one of a query.
+const Shape kRaggedShapes[] = {
+    {3, 8, 2, 1, {300, 1, 129}, {1, 0, 1}},
+    {3, 4, 1, 4, {77, 300, 5}, {4, 1, 0}},
+    {3, 4, 2, 33, {320, 40, 64}, {33, 17, 1}},
+    {2, 2, 2, 40, {17, 320}, {40, 13}},
+};
+
+/// Sets HEED_SPLIT_KV for the scope (unset after).
+struct ForcedSplits {
+  explicit ForcedSplits(const char *n) { setenv("HEED_SPLIT_KV", n, 1); }
+  ~ForcedSplits() { unsetenv("HEED_SPLIT_KV"); }
+};
+
+void checkRagged(const Case &c, const spec::Variant &variant) {
+  struct RaggedConfig {
+    DType dtype;
+    Layout layout;
+    bool kvLens;
+    int64_t page;
+  } configs[] = {{DType::F32, Layout::BHSD, false, 0},
+                 {DType::BF16, Layout::BSHD, true, 0},
+                 {DType::F32, Layout::BSHD, true, 16},
+                 {DType::BF16, Layout::BHSD, true, 5}};
+  for (const RaggedConfig &r : configs) {
+    KernelConfig config = servingConfig(r.dtype, r.layout, r.page);
+    config.kvLens = r.kvLens;
+    config.qLens = true;
+    Serving serving(variant, config);
+    for (Shape s : kRaggedShapes) {
+      if (!r.kvLens)
+        s.lens.clear();
+      serving.check(s, 320, c.exact);
+    }
+  }
+}
+
+TEST(Serving, RaggedQueriesMatchTheReference) {
+  for (const Case &c : kCases)
+    checkRagged(c, parse(c.spec));
+}
+
+// The split-KV phases with ragged queries: the merge must leave the rows past
+// q_lens unwritten too.
+TEST(Serving, RaggedQueriesSplitKV) {
+  ForcedSplits forced("3");
+  for (const Case &c : {kCases[0], kCases[3]})
+    checkRagged(c, parse(c.spec));
+}
+
+// q_lens changes the kernel's arguments: it is in the cache key and in the
+// kernel's description (artifacts, the C API).
+TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
+  KernelConfig plain = servingConfig(DType::F32, Layout::BHSD, 16), ragged = plain;
+  ragged.qLens = true;
+  EXPECT_NE(plain.canonical(), ragged.canonical());
+  spec::Variant variant = parse("variant v { mask = causal_bottom_right() }");
+  KernelInfo info = describeKernel(variant, ragged), back;
+  ASSERT_TRUE(info.qLens);
+  ASSERT_EQ(back.parse(info.serialize()), "");
+  EXPECT_TRUE(back.qLens);
+  EXPECT_EQ(back.pageSize, 16);
+  ASSERT_EQ(back.parse(describeKernel(variant, plain).serialize()), "");
+  EXPECT_FALSE(back.qLens);
+}
+
+// The split-KV cost model counts each entry's own queries: a long entry with
+// no query this call runs nothing and calls for no split.
+TEST(Serving, SplitCostModelCountsEntriesWithQueries) {
+  unsetenv("HEED_SPLIT_KV");
+  auto tiles16 = [](int64_t n) { return (n + 15) / 16; };
+  AttentionDims dims{2, 8, 8, 1, 32768};
+  std::vector<int64_t> keys = {32768, 16}, none = {0, 1}, both = {1, 1};
+  EXPECT_EQ(chooseKVSplits(dims, keys, 64, +tiles16, +tiles16, &both), 32);
+  EXPECT_EQ(chooseKVSplits(dims, keys, 64, +tiles16, +tiles16, &none), 1);
+}
+
+TEST(Serving, BadQueryLengthsAreErrors) {
+  spec::Variant variant = parse("variant v { mask = causal_bottom_right() }");
+  KernelConfig config = servingConfig(DType::F32, Layout::BHSD, 0);
+  config.kvLens = false;
+  config.qLens = true;
+  Serving serving(variant, config);
+  Serving without(variant, servingConfig(DType::F32, Layout::BHSD, 0));
+  ASSERT_TRUE(serving.get() && without.get());
+  HostTensor q(DType::F32, {2, 2, 4, kDim}), out(DType::F32, {2, 2, 4, kDim}),
+      lse(DType::F32, {2, 2, 4}), k(DType::F32, {2, 1, 8, kDim}), lens(DType::I32, {2}),
+      kvLens(DType::I32, {2}), wrongShape(DType::I32, {3});
+  std::mt19937_64 rng(11);
+  q.fillUniform(rng, -1, 1);
+  k.fillUniform(rng, -1, 1);
+  auto run = [&](Kernel *kernel, HostTensor *qLens, HostTensor *kvs) {
+    AttentionArgs args{q.ref(), k.ref(), k.ref(), out.ref(), lse.ref(), {}};
+    if (qLens)
+      args.qLens = qLens->ref();
+    if (kvs)
+      args.kvLens = kvs->ref();
+    llvm::Error err = kernel->run(args);
+    return err ? llvm::toString(std::move(err)) : std::string();
+  };
+  auto expectError = [](const std::string &got, const std::string &want) {
+    EXPECT_NE(got.find(want), std::string::npos) << "got: '" << got << "'";
+  };
+  lens.set(0, 4);
+  lens.set(1, 0);
+  EXPECT_EQ(run(serving.get(), &lens, nullptr), "");
+  lens.set(1, 5);
+  expectError(run(serving.get(), &lens, nullptr), "q_lens[1] = 5 is outside [0, 4]");
+  lens.set(1, -1);
+  expectError(run(serving.get(), &lens, nullptr), "q_lens[1] = -1 is outside [0, 4]");
+  expectError(run(serving.get(), nullptr, nullptr), "q_lens must be i32[B]");
+  expectError(run(serving.get(), &wrongShape, nullptr), "q_lens must be i32[B] = i32[2]");
+  kvLens.set(0, 8);
+  kvLens.set(1, 8);
+  lens.set(1, 2);
+  expectError(run(without.get(), &lens, &kvLens),
+              "q_lens was given, but the kernel was compiled without it");
 }
 
 TEST(Serving, BadLengthsAndPageTablesAreErrors) {

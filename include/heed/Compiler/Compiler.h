@@ -37,6 +37,10 @@ struct KernelConfig {
   /// Hkv, D] (bshd; bhsd: [pages, Hkv, pageSize, D]) read through a page
   /// table (i32 [B, max_pages]), with kv_lens.
   bool kvLens = false;
+  /// qLens: the call passes q_lens (i32 [B]), each batch entry's number of
+  /// queries (q holds at least that many; rows of out and lse past them
+  /// are not written).
+  bool qLens = false;
   int64_t pageSize = 0;
 
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }

@@ -52,16 +52,22 @@ inline MaskCensus tiledMaskCensus(const spec::Variant &variant, const AttentionD
                     tiling.kv.tiles(dims.seqKV), threads);
 }
 
-/// tiledMaskCensus of a serving call: batch entry b with kvLens[b] keys.
+/// tiledMaskCensus of a serving call: batch entry b with kvLens[b] keys
+/// (dims.seqKV where kvLens is empty) and qLens[b] queries (dims.seqQ
+/// where empty).
 inline MaskCensus servingMaskCensus(const spec::Variant &variant, const AttentionDims &dims,
                                     const std::vector<HostTensor> &buffers,
                                     const KernelTiling &tiling,
-                                    const std::vector<int64_t> &kvLens, unsigned threads = 0) {
+                                    const std::vector<int64_t> &kvLens, unsigned threads = 0,
+                                    const std::vector<int64_t> &qLens = {}) {
   MaskCensus total;
   for (int64_t b = 0; b < dims.batch; ++b) {
     AttentionDims entry = dims;
-    entry.seqKV = kvLens[size_t(b)];
-    MaskCensus c = maskCensus(variant, entry, buffers, tiling.q.tiles(dims.seqQ),
+    if (!kvLens.empty())
+      entry.seqKV = kvLens[size_t(b)];
+    if (!qLens.empty())
+      entry.seqQ = qLens[size_t(b)];
+    MaskCensus c = maskCensus(variant, entry, buffers, tiling.q.tiles(entry.seqQ),
                               tiling.kv.tiles(entry.seqKV), threads, b);
     total.visiblePairs += c.visiblePairs;
     total.totalPairs += c.totalPairs;

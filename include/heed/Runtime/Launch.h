@@ -26,6 +26,10 @@ struct AttentionArgs {
   /// kv_lens i32 [B], each batch entry's keys; page_table i32 [B, max_pages]
   /// with k, v as pages [pages, P, Hkv, D] (BSHD) or [pages, Hkv, P, D] (BHSD).
   TensorRef kvLens, pageTable;
+  /// KernelInfo::qLens: q_lens i32 [B], each batch entry's queries (q's
+  /// length is a capacity; out and lse rows past an entry's queries are not
+  /// written).
+  TensorRef qLens;
 };
 
 /// What one run did, summed over work items: KV blocks visited, and of them
@@ -90,10 +94,13 @@ std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &be
 /// Key ranges per work item for a call (split-KV; docs/decode.md): enough
 /// parts of the longest item's key tiles for about four per thread, each
 /// of at least 8 tiles, at most 32; 1 when the items already keep the
-/// threads busy. HEED_SPLIT_KV=N in the environment forces N.
+/// threads busy. HEED_SPLIT_KV=N in the environment forces N. With
+/// `qLens` (a kernel compiled for q_lens), entry b has qLens[b] queries
+/// (GQA packing is chosen on the capacity, dims.seqQ, as the kernel does).
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
-                       int64_t (*numKVTiles)(int64_t));
+                       int64_t (*numKVTiles)(int64_t),
+                       const std::vector<int64_t> *qLens = nullptr);
 
 } // namespace heed
 

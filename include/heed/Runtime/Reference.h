@@ -41,13 +41,16 @@ struct ReferenceResult {
 /// row, BHSD order), only the flagged rows are computed (the others stay 0).
 /// With `kvLens` (one per batch entry, at most k's length), entry b sees
 /// its first kvLens[b] keys and reads Skv = kvLens[b] (a serving call).
+/// With `qLens` (one per batch entry, at most q's length), entry b's rows
+/// 0 .. qLens[b] - 1 are computed with Sq = qLens[b]; the others stay 0.
 ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
                                    const HostTensor &k, const HostTensor &v,
                                    Layout layout, double scale,
                                    const std::vector<HostTensor> &buffers,
                                    unsigned threads = 0,
                                    const std::vector<uint8_t> *rows = nullptr,
-                                   const std::vector<int64_t> *kvLens = nullptr);
+                                   const std::vector<int64_t> *kvLens = nullptr,
+                                   const std::vector<int64_t> *qLens = nullptr);
 
 /// The contiguous keys (or values) a paged cache holds for a call: [B, Hkv,
 /// capacity, D] in `layout` (capacity = max_pages * pageSize), entry b's
@@ -121,6 +124,10 @@ struct ErrorStats {
   /// output where the reference has none".
   std::string problem() const;
 };
+/// The rows a call with q_lens computes, as flags per BHSD row (b, h, i):
+/// i < qLens[b]. What compareOutput/compareLse and referenceAttention take.
+std::vector<uint8_t> queryRows(const std::vector<int64_t> &qLens, int64_t heads, int64_t seqQ);
+
 /// `got` is [B, Hq, Sq, Dv] in `layout`. With `rows` (flags per BHSD row, as
 /// referenceAttention takes them), only the flagged rows are compared.
 ErrorStats compareOutput(const HostTensor &got, const std::vector<double> &ref,

@@ -78,6 +78,11 @@ private:
   Value kvCapacity();
   /// Batch entry `batch`'s keys: kv_lens[batch] clamped to [0, capacity].
   Value kvLength(Value batch);
+  /// Batch entry `batch`'s length from `lens` (kv_lens or q_lens), clamped
+  /// to [0, capacity].
+  Value entryLength(Value lens, Value batch, Value capacity);
+  /// Binds the item's sequence lengths where each entry has its own.
+  void bindItemLengths(Value tileIndex);
   /// The query span of a gated head's tile, and whether the tile is past
   /// the head's routed rows.
   std::pair<Value, Value> gatedRows(Value batch, Value head, Value tileIndex);
@@ -136,10 +141,34 @@ Value TileLoopBuilder::kvCapacity() {
 }
 
 Value TileLoopBuilder::kvLength(Value batch) {
-  Value len = memref::LoadOp::create(b, loc, op.getKvLens(), ValueRange{batch});
+  return entryLength(op.getKvLens(), batch, seqKV);
+}
+
+Value TileLoopBuilder::entryLength(Value lens, Value batch, Value capacity) {
+  Value len = memref::LoadOp::create(b, loc, lens, ValueRange{batch});
   len = arith::MaxSIOp::create(b, loc, len, arith::ConstantIntOp::create(b, loc, 0, 32));
   len = arith::IndexCastUIOp::create(b, loc, b.getIndexType(), len);
-  return arith::MinUIOp::create(b, loc, len, seqKV);
+  return arith::MinUIOp::create(b, loc, len, capacity);
+}
+
+void TileLoopBuilder::bindItemLengths(Value tileIndex) {
+  if (!op.getKvLens() && !op.getQLens())
+    return;
+  if (op.getKvLens())
+    seqKV = kvLength(batch);
+  if (op.getQLens()) {
+    // The grid covers the query capacity; an item past its entry's queries
+    // sees no keys, and its tile is all holes, so it writes nothing (the
+    // split-KV phases keep their shape: no branch around the store).
+    seqQ = entryLength(op.getQLens(), batch, seqQ);
+    Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
+                                     SideAttr::get(b.getContext(), Side::Q), tiling);
+    Value past = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, tileIndex, tiles);
+    seqKV = arith::SelectOp::create(b, loc, past, idx(0), seqKV);
+  }
+  if (readsShapes())
+    TileBindShapesOp::create(b, loc, dim(op.getQuery(), 0), dim(op.getQuery(), 1),
+                             dim(op.getKey(), 1), seqQ, seqKV);
 }
 
 std::pair<Value, Value> TileLoopBuilder::gatedRows(Value batch, Value head, Value tileIndex) {
@@ -165,12 +194,7 @@ std::pair<Value, Value> TileLoopBuilder::gatedRows(Value batch, Value head, Valu
 void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex) {
   batch = itemBatch;
   head = itemHead;
-  if (op.getKvLens()) {
-    seqKV = kvLength(batch);
-    if (readsShapes())
-      TileBindShapesOp::create(b, loc, dim(op.getQuery(), 0), dim(op.getQuery(), 1),
-                               dim(op.getKey(), 1), seqQ, seqKV);
-  }
+  bindItemLengths(tileIndex);
   Value group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), dim(op.getKey(), 1));
   headKV = arith::DivUIOp::create(b, loc, head, group);
   Value idle;
@@ -332,6 +356,11 @@ struct AttnToTilePass : heed::impl::AttnToTileBase<AttnToTilePass> {
       if (variant.isGated() && !op.getGateRows()) {
         op.emitOpError() << "needs gate_rows and gate_counts: variant '" << op.getVariant()
                          << "' is gated (run --attn-runtime-abi)";
+        return signalPassFailure();
+      }
+      if (variant.isGated() && op.getQLens()) {
+        op.emitOpError() << "cannot take q_lens: variant '" << op.getVariant()
+                         << "' is gated (its routed rows are listed over the whole Sq)";
         return signalPassFailure();
       }
       TileLoopBuilder(op, variant).build();

@@ -191,3 +191,28 @@ func.func @paged(%q: memref<?x?x?x64xf32>, %k: memref<?x16x?x64xf32>, %v: memref
   attn.attention @end_aligned ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x16x?x64xf32>, memref<?x16x?x64xf32>) kv_lens(%lens : memref<?xi32>) page_table(%pt : memref<?x?xi32>) outs(%o : memref<?x?x?x64xf32>) work(%begin, %end) {layout = #attn.layout<bshd>, scale = 1.250000e-01 : f32}
   return
 }
+
+// q_lens: the grid covers the query capacity; each item binds its entry's
+// Sq (and Skv), and an item past its entry's query tiles sees no keys.
+// CHECK-LABEL: func.func @ragged
+// CHECK-SAME: %[[KL:[^:]*]]: memref<?xi32>, %[[QL:[^:]*]]: memref<?xi32>
+// CHECK: %[[SQCAP:.*]] = memref.dim %{{.*}}, %c2
+// CHECK: %[[SKVCAP:.*]] = memref.dim %{{.*}}, %c2
+// CHECK: %[[TILES:.*]] = attn.num_tiles %[[SQCAP]]
+// CHECK: attn.tile.work {{.*}}, %[[TILES]]
+// CHECK: ^bb0(%[[B:.*]]: index, %{{.*}}: index, %[[T:.*]]: index):
+// CHECK: memref.load %[[KL]][%[[B]]]
+// CHECK: %[[SKV:.*]] = arith.minui %{{.*}}, %[[SKVCAP]]
+// CHECK: memref.load %[[QL]][%[[B]]]
+// CHECK: %[[SQ:.*]] = arith.minui %{{.*}}, %[[SQCAP]]
+// CHECK: %[[ITILES:.*]] = attn.num_tiles %[[SQ]]
+// CHECK: %[[PAST:.*]] = arith.cmpi uge, %[[T]], %[[ITILES]]
+// CHECK: %[[SKV2:.*]] = arith.select %[[PAST]], %{{.*}}, %[[SKV]]
+// CHECK: attn.tile.bind_shapes {{.*}} Sq = %[[SQ]], Skv = %[[SKV2]]
+// CHECK: attn.tile.span %[[SQ]][%[[T]]] {{.*}} side <q>
+// CHECK: scf.for
+// CHECK: attn.tile.span %[[SKV2]][%{{.*}}] {{.*}} side <kv>
+func.func @ragged(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %kl: memref<?xi32>, %ql: memref<?xi32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @end_aligned ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) kv_lens(%kl : memref<?xi32>) q_lens(%ql : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}

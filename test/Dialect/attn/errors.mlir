@@ -421,6 +421,12 @@ func.func @g(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %o: memref<?x?x
   return
 }
 
+func.func @h(%q: memref<2x?x?x64xf32>, %k: memref<2x?x?x64xf32>, %o: memref<2x?x?x64xf32>, %lens: memref<3xi32>) {
+  // expected-error @+1 {{'attn.attention' op q_lens must hold one length per batch entry: got 'memref<3xi32>' for query 'memref<2x?x?x64xf32>'}}
+  attn.attention @v ins(%q, %k, %k : memref<2x?x?x64xf32>, memref<2x?x?x64xf32>, memref<2x?x?x64xf32>) q_lens(%lens : memref<3xi32>) outs(%o : memref<2x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
 // -----
 
 // The symbol exists but is not a variant.
@@ -1084,7 +1090,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %begin: index) {
   // expected-error @+1 {{'attn.attention' op work needs both a begin and an end}}
-  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0>}>
+  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0>}>
       : (memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, index) -> ()
   return
 }
