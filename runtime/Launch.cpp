@@ -552,6 +552,85 @@ void *LoadedKernel::symbol(const std::string &name) const {
   return dlsym(impl->object.handle, name.c_str());
 }
 
+namespace {
+
+/// The split-KV workspace of a call (partial accumulators [S, B, Hq, Sq,
+/// Dv] and statistics [S, B, Hq, Sq, 2], f32) and its descriptors; empty
+/// (never read) when the call is not split.
+struct SplitWorkspace {
+  int64_t splits;
+  std::vector<float> acc, stats;
+  std::vector<Descriptor> descriptors;
+
+  SplitWorkspace(const KernelInfo &c, const AttentionDims &dims, int64_t splits) : splits(splits) {
+    std::vector<int64_t> accShape = {splits, dims.batch, dims.headsQ, dims.seqQ, c.headDimV};
+    std::vector<int64_t> statShape = {splits, dims.batch, dims.headsQ, dims.seqQ, 2};
+    if (splits > 1) {
+      acc.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * c.headDimV));
+      stats.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * 2));
+    } else {
+      accShape.assign(5, 0), statShape.assign(5, 0);
+    }
+    auto rowMajor = [](const std::vector<int64_t> &shape) {
+      return TensorRef{nullptr, DType::F32, shape, {}}.effectiveStrides();
+    };
+    descriptors.push_back(describe(acc.data(), accShape, rowMajor(accShape)));
+    descriptors.push_back(describe(stats.data(), statShape, rowMajor(statShape)));
+  }
+};
+
+/// What the items of one phase reported: each task's status word and block
+/// counts (visited, full, partial).
+struct PhaseCounts {
+  std::vector<int32_t> statuses;
+  std::vector<std::array<int64_t, 3>> blocks;
+};
+
+/// Runs items [0, items) of `phase` on up to `threads` tasks, handed out one
+/// by one (a causal mask's items differ in cost). Each task has its own
+/// status word, block counts and work range; `workspace` (kernels with the
+/// split-KV operands) adds the phase, the split count and the workspace.
+PhaseCounts runItems(PackedFn entry, const std::vector<Descriptor> &descs,
+                     const SplitWorkspace *workspace, int64_t phase, int64_t items,
+                     unsigned threads) {
+  unsigned numTasks = static_cast<unsigned>(std::min<int64_t>(threads, items));
+  std::atomic<int64_t> next{0};
+  PhaseCounts out{std::vector<int32_t>(numTasks, 0),
+                  std::vector<std::array<int64_t, 3>>(numTasks, {0, 0, 0})};
+  runTasks(numTasks, [&](unsigned task) {
+    std::vector<Descriptor> local = descs;
+    int32_t statusWord = 0;
+    Descriptor statusDesc = describe(&statusWord, {1}, {1});
+    std::array<int64_t, 3> counts = {0, 0, 0};
+    Descriptor statsDesc = describe(counts.data(), {3}, {1});
+    std::vector<Descriptor> work = workspace ? workspace->descriptors : std::vector<Descriptor>{};
+    std::vector<void *> pointers, workPointers, after;
+    for (Descriptor &d : local)
+      pointers.push_back(d.pointer());
+    pointers.push_back(statusDesc.pointer());
+    pointers.push_back(statsDesc.pointer());
+    int64_t begin = 0, end = 0, phaseArg = phase, splitsArg = workspace ? workspace->splits : 1;
+    for (Descriptor &d : work)
+      workPointers.push_back(d.pointer());
+    if (workspace) {
+      after = {&phaseArg, &splitsArg};
+      for (void *&p : workPointers)
+        after.push_back(&p);
+    }
+    std::vector<void *> packed = packKernelArgs(pointers, begin, end);
+    packed.insert(packed.end(), after.begin(), after.end());
+    while ((begin = next.fetch_add(1)) < items) {
+      end = begin + 1;
+      entry(packed.data());
+    }
+    out.statuses[task] = statusWord;
+    out.blocks[task] = counts;
+  });
+  return out;
+}
+
+} // namespace
+
 std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
                               RunStats *runStats) const {
   const KernelInfo &c = impl->info;
@@ -609,73 +688,22 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   int64_t splits = c.splitKV ? chooseKVSplits(dims, lens, maxThreads, impl->numQTiles,
                                               impl->numKVTiles, c.qLens ? &qLens : nullptr)
                              : 1;
-  std::vector<float> partialAcc, partialStats;
-  std::vector<Descriptor> partials;
-  if (c.splitKV) {
-    std::vector<int64_t> accShape = {splits, dims.batch, dims.headsQ, dims.seqQ, c.headDimV};
-    std::vector<int64_t> statShape = {splits, dims.batch, dims.headsQ, dims.seqQ, 2};
-    if (splits > 1) {
-      partialAcc.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * c.headDimV));
-      partialStats.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * 2));
-    } else {
-      accShape.assign(5, 0), statShape.assign(5, 0); // never read
-    }
-    partials.push_back(describe(partialAcc.data(), accShape, TensorRef{nullptr, DType::F32, accShape, {}}.effectiveStrides()));
-    partials.push_back(describe(partialStats.data(), statShape, TensorRef{nullptr, DType::F32, statShape, {}}.effectiveStrides()));
-  }
-  std::vector<int32_t> statuses;
-  std::vector<std::array<int64_t, 3>> blockCounts;
-  PackedFn entry = impl->entry;
+  SplitWorkspace workspace(c, dims, splits);
+  PhaseCounts counts;
   auto runPhase = [&](int64_t phase, int64_t phaseItems) {
-    unsigned numTasks = static_cast<unsigned>(std::min<int64_t>(maxThreads, phaseItems));
-    std::atomic<int64_t> next{0};
-    statuses.assign(numTasks, 0);
-    blockCounts.assign(numTasks, {0, 0, 0});
-    runTasks(numTasks, [&](unsigned task) {
-      std::vector<Descriptor> local = descs;
-      int32_t statusWord = 0;
-      Descriptor statusDesc = describe(&statusWord, {1}, {1});
-      std::array<int64_t, 3> counts = {0, 0, 0};
-      Descriptor statsDesc = describe(counts.data(), {3}, {1});
-      std::vector<Descriptor> work = partials;
-      std::vector<void *> pointers, after;
-      for (Descriptor &d : local)
-        pointers.push_back(d.pointer());
-      pointers.push_back(statusDesc.pointer());
-      pointers.push_back(statsDesc.pointer());
-      int64_t begin = 0, end = 0, phaseArg = phase, splitsArg = splits;
-      std::vector<void *> workPointers;
-      for (Descriptor &d : work)
-        workPointers.push_back(d.pointer());
-      if (c.splitKV) {
-        after = {&phaseArg, &splitsArg};
-        for (void *&p : workPointers)
-          after.push_back(&p);
-      }
-      std::vector<void *> packed = packKernelArgs(pointers, begin, end);
-      packed.insert(packed.end(), after.begin(), after.end());
-      // Items of a causal mask differ in cost: hand them out one by one.
-      while ((begin = next.fetch_add(1)) < phaseItems) {
-        end = begin + 1;
-        entry(packed.data());
-      }
-      statuses[task] = statusWord;
-      blockCounts[task] = counts;
-    });
+    return runItems(impl->entry, descs, c.splitKV ? &workspace : nullptr, phase, phaseItems,
+                    maxThreads);
   };
   if (splits > 1) {
-    runPhase(1, items * splits);
-    std::vector<int32_t> partialStatuses = statuses;
-    std::vector<std::array<int64_t, 3>> partialCounts = blockCounts;
-    runPhase(2, items);
-    statuses.insert(statuses.end(), partialStatuses.begin(), partialStatuses.end());
-    blockCounts = partialCounts; // the merge visits no key tile
+    counts = runPhase(1, items * splits);
+    PhaseCounts merge = runPhase(2, items); // the merge visits no key tile
+    counts.statuses.insert(counts.statuses.end(), merge.statuses.begin(), merge.statuses.end());
   } else {
-    runPhase(0, items);
+    counts = runPhase(0, items);
   }
   if (runStats) {
     runStats->splits = splits;
-    for (const auto &n : blockCounts) {
+    for (const auto &n : counts.blocks) {
       runStats->visitedBlocks += n[0];
       runStats->fullBlocks += n[1];
       runStats->partialBlocks += n[2];
@@ -686,7 +714,7 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
           dims.headsQ * impl->numQTiles(c.qLens ? qLens[size_t(b)] : dims.seqQ) *
           impl->numKVTiles(c.kvLens ? lens[size_t(b)] : dims.seqKV);
   }
-  for (int32_t s : statuses)
+  for (int32_t s : counts.statuses)
     if (s > 0 && static_cast<size_t>(s) <= c.buffers.size()) {
       if (runStats)
         runStats->outOfRangeBuffer = s;

@@ -4,6 +4,7 @@
 #include "heed/Frontend/Evaluate.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <mutex>
 #include <functional>
@@ -92,6 +93,40 @@ std::vector<uint8_t> queryRows(const std::vector<int64_t> &qLens, int64_t heads,
       for (int64_t i = 0; i < seqQ; ++i)
         rows.push_back(i < len);
   return rows;
+}
+
+/// A row's scores `s` (over keys `at`) made its weights under the variant's
+/// gate, sink and normalization; `lse` and `out` (Dv values, zero on entry)
+/// written. A gated row not routed (gate 0) is zero with lse -inf. Returns
+/// the 1-based buffer the gate or sink read out of range, or 0.
+static int weighRow(const spec::Variant &variant, const std::vector<spec::BufferData> &data,
+             const spec::EvalShape &shape, std::array<int64_t, 3> bhi, std::vector<double> &s,
+             const std::vector<int64_t> &at,
+             const std::function<const double *(int64_t, std::vector<double> &)> &valueRow,
+             std::vector<double> &scratch, int64_t Dv, double &lse, double *out) {
+  auto [b, h, i] = bhi;
+  int oob = 0;
+  double gate = 1;
+  if (variant.gate)
+    gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0, shape}, data, &oob);
+  double sink = 0;
+  if (variant.sink)
+    sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0, shape}, data, &oob);
+  if (gate == 0) {
+    lse = -std::numeric_limits<double>::infinity();
+    return oob;
+  }
+  lse = spec::normalizeRow(variant, s, sink);
+  for (size_t n = 0; n < at.size(); ++n) {
+    if (s[n] == 0)
+      continue;
+    const double *vr = valueRow(at[n], scratch);
+    for (int64_t d = 0; d < Dv; ++d)
+      out[d] += s[n] * vr[d];
+  }
+  for (int64_t d = 0; d < Dv; ++d)
+    out[d] *= gate;
+  return oob;
 }
 
 ReferenceResult referenceAttention(const spec::Variant &variant, const HostTensor &q,
@@ -202,32 +237,13 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
         else if (std::isfinite(s[n]))
           maxScore = std::max(maxScore, std::fabs(s[n]));
       }
-      // A gated row: scaled by its gate; not routed (0) means zero and -inf.
-      int oob = 0;
-      double gate = 1;
-      if (variant.gate)
-        gate = spec::evaluate(*variant.gate, spec::EvalPoint{b, h, i, 0, 0, rowShape}, data, &oob);
-      double sink = 0;
-      if (variant.sink)
-        sink = spec::evaluate(*variant.sink, spec::EvalPoint{b, h, 0, 0, 0, rowShape}, data, &oob);
+      int oob = weighRow(variant, data, rowShape, {b, h, i}, s, at,
+                         [&](int64_t key, std::vector<double> &scratch) {
+                           return vRows.row(b, hk, key, scratch);
+                         },
+                         vScratch, Dv, r.lse[row], &r.out[row * Dv]);
       if (int first = oob ? oob : (mask.outOfRange() ? mask.outOfRange() : score.outOfRange()))
         outOfRange = first;
-      if (gate == 0) {
-        r.lse[row] = kNegInf;
-        continue;
-      }
-      // The scores become the row's weights under the variant's normalization.
-      r.lse[row] = spec::normalizeRow(variant, s, sink);
-      double *o = &r.out[row * Dv];
-      for (size_t n = 0; n < at.size(); ++n) {
-        if (s[n] == 0)
-          continue;
-        const double *vr = vRows.row(b, hk, at[n], vScratch);
-        for (int64_t d = 0; d < Dv; ++d)
-          o[d] += s[n] * vr[d];
-      }
-      for (int64_t d = 0; d < Dv; ++d)
-        o[d] *= gate;
      }
     }
     std::lock_guard<std::mutex> lock(maxMutex);
