@@ -476,19 +476,22 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       impl->symbols.entry(packed.data());
     }
   });
-  // The reduction, in task order.
+  // The reduction, in task order (the same sums on every run), a row of D
+  // at a time, rows spread over the tasks.
   std::vector<int64_t> sq = args.dq.effectiveStrides();
-  for (size_t e = 0; e < dqSize; ++e) {
-    float sum = 0;
-    for (unsigned t = 0; t < tasks; ++t)
-      sum += dqs[t][e];
-    int64_t rest = int64_t(e), o = 0;
-    for (size_t dim = 4; dim-- > 0;) {
-      o += (rest % dqShape[dim]) * sq[dim];
-      rest /= dqShape[dim];
+  int64_t rows = int64_t(dqSize) / std::max<int64_t>(D, 1);
+  runTasks(tasks, [&](unsigned task) {
+    for (int64_t r = task; r < rows; r += tasks) {
+      int64_t o = (r / (dqShape[1] * dqShape[2])) * sq[0] + (r / dqShape[2] % dqShape[1]) * sq[1] +
+                  (r % dqShape[2]) * sq[2];
+      for (int64_t d = 0; d < D; ++d) {
+        float sum = 0;
+        for (unsigned t = 0; t < tasks; ++t)
+          sum += dqs[t][size_t(r * D + d)];
+        writeAt(args.dq, o + d * sq[3], sum);
+      }
     }
-    writeAt(args.dq, o, sum);
-  }
+  });
   for (size_t g = 0; g < args.bufferGrads.size(); ++g) {
     auto *out = static_cast<float *>(args.bufferGrads[g].data);
     for (size_t e = 0; e < grads[0][g].size(); ++e) {
