@@ -54,6 +54,11 @@ attn::TilePackedSpanOp packedQuery(mlir::Value qTile);
 mlir::Value laneHead(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,
                      mlir::Value i);
 
+/// Emits `body(lane, head, token)` for each real lane of `span` (a loop over
+/// its lanes, each under `if real`): the lane's head and token.
+void forRealLanes(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,
+                  int64_t lanes, llvm::function_ref<void(mlir::Value, mlir::Value, mlir::Value)> body);
+
 /// A stack buffer of `type` at the entry of the function holding `anchor`.
 mlir::Value allocaAtEntry(mlir::OpBuilder &b, mlir::Operation *anchor, mlir::MemRefType type);
 mlir::Value splat(mlir::OpBuilder &b, mlir::Location loc, mlir::VectorType type, double value);

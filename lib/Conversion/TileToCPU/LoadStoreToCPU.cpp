@@ -201,24 +201,17 @@ struct LaneSinksLowering : OpConversionPattern<TileLaneSinksOp> {
     SmallVector<Value> buffers;
     for (ValueRange b : adaptor.getBuffers())
       buffers.push_back(b.front());
-    auto loop = scf::ForOp::create(rewriter, loc, zero, index(rewriter, loc, lanes),
-                                   index(rewriter, loc, 1));
-    {
-      OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(loop.getBody());
-      Value i = loop.getInductionVar();
-      auto real = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i), false);
-      rewriter.setInsertionPointToStart(&real.getThenRegion().front());
-      Value leading[] = {batch, laneHead(rewriter, loc, span, head, i)};
+    auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
+    forRealLanes(rewriter, loc, span, head, lanes, [&](Value i, Value laneHead, Value) {
+      Value leading[] = {batch, laneHead};
       RegionInlining how;
       how.leading = leading;
       how.buffers = buffers;
       if (!adaptor.getStatus().empty())
         how.status = adaptor.getStatus().front();
-      auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
       Value x = inlineVariantRegion(rewriter, loc, variant.getSink(), how);
       memref::StoreOp::create(rewriter, loc, x, buf, ValueRange{i});
-    }
+    });
     rewriter.replaceOp(op, vector::LoadOp::create(rewriter, loc, rowType, buf, ValueRange{zero}));
     return success();
   }

@@ -20,19 +20,6 @@ Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
   return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
 }
 
-/// Runs `body(lane, head, token)` for each real lane of `span`.
-void forRealLanes(OpBuilder &b, Location loc, const Span &span, Value head, int64_t lanes,
-                  llvm::function_ref<void(Value, Value, Value)> body) {
-  auto loop = scf::ForOp::create(b, loc, index(b, loc, 0), index(b, loc, lanes),
-                                 index(b, loc, 1));
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(loop.getBody());
-  Value i = loop.getInductionVar();
-  auto real = scf::IfOp::create(b, loc, extractAt(b, loc, span.real, i), false);
-  b.setInsertionPointToStart(&real.getThenRegion().front());
-  body(i, laneHead(b, loc, span, head, i), extractAt(b, loc, span.tokens, i));
-}
-
 struct StorePartialLowering : OpConversionPattern<TileStorePartialOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileStorePartialOp op, OneToNOpAdaptor adaptor,

@@ -73,6 +73,21 @@ Value laneHead(OpBuilder &b, Location loc, const Span &span, Value head, Value i
   return arith::AddIOp::create(b, loc, head, offset);
 }
 
+void forRealLanes(OpBuilder &b, Location loc, const Span &span, Value head, int64_t lanes,
+                  llvm::function_ref<void(Value, Value, Value)> body) {
+  auto loop = scf::ForOp::create(b, loc, index(b, loc, 0), index(b, loc, lanes),
+                                 index(b, loc, 1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value i = loop.getInductionVar();
+  auto lane = [&](Value vec) {
+    return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i}).getResult();
+  };
+  auto real = scf::IfOp::create(b, loc, lane(span.real), false);
+  b.setInsertionPointToStart(&real.getThenRegion().front());
+  body(i, laneHead(b, loc, span, head, i), lane(span.tokens));
+}
+
 /// Every lane in its work item's head (spans that do not pack heads).
 static Value sameHeads(OpBuilder &b, Location loc, int64_t lanes) {
   auto type = VectorType::get({lanes}, b.getIndexType());
