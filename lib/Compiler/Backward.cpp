@@ -401,13 +401,23 @@ std::vector<float> rowDeltas(const TensorRef &out, const TensorRef &dout, Layout
     return layout == Layout::BSHD ? offsetOf(s, {b, i, h, d}) : offsetOf(s, {b, h, i, d});
   };
   unsigned tasks = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), rows)));
+  // f32 rows are read straight (the common case: training keeps f32 or
+  // reads bf16 through readAt); the last dim is contiguous (checked).
+  bool f32 = out.dtype == DType::F32 && dout.dtype == DType::F32;
   runTasks(tasks, [&](unsigned task) {
     for (int64_t bh = task; bh < rows; bh += tasks)
       for (int64_t i = 0; i < Sq; ++i) {
+        int64_t ro = idx4(so, bh / Hq, bh % Hq, i, 0), rd = idx4(sd, bh / Hq, bh % Hq, i, 0);
         double sum = 0;
-        for (int64_t d = 0; d < Dv; ++d)
-          sum += readAt(dout, idx4(sd, bh / Hq, bh % Hq, i, d)) *
-                 readAt(out, idx4(so, bh / Hq, bh % Hq, i, d));
+        if (f32) {
+          const float *o = static_cast<const float *>(out.data) + ro;
+          const float *g = static_cast<const float *>(dout.data) + rd;
+          for (int64_t d = 0; d < Dv; ++d)
+            sum += double(g[d]) * double(o[d]);
+        } else {
+          for (int64_t d = 0; d < Dv; ++d)
+            sum += readAt(dout, rd + d * sd.back()) * readAt(out, ro + d * so.back());
+        }
         delta[size_t(bh * Sq + i)] = float(sum);
       }
   });
@@ -437,7 +447,11 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       1, std::min<int64_t>(threads ? threads : hardwareThreads(), std::max<int64_t>(items, 1))));
   std::vector<int64_t> dqShape = args.dq.shape, dqStrides = rowMajor(dqShape);
   size_t dqSize = size_t(B * Hq * Sq * D);
-  std::vector<std::vector<float>> dqs(tasks, std::vector<float>(dqSize, 0.0f));
+  // Each task's dq, zeroed by the task itself (in parallel, and its pages
+  // first touched by the thread that adds into them).
+  std::vector<std::unique_ptr<float[]>> dqs(tasks);
+  for (auto &dq : dqs)
+    dq.reset(new float[dqSize]);
   std::vector<std::vector<std::vector<float>>> grads(tasks);
   for (auto &g : grads)
     for (const TensorRef &t : args.bufferGrads)
@@ -456,7 +470,8 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       add(d, t);
     for (const SummaryTable &s : tables)
       d.push_back(descriptor(s.data.data(), {s.levels, s.blocks, 2}, {s.blocks * 2, 2, 1}));
-    d.push_back(descriptor(dqs[task].data(), dqShape, dqStrides));
+    std::fill_n(dqs[task].get(), dqSize, 0.0f);
+    d.push_back(descriptor(dqs[task].get(), dqShape, dqStrides));
     add(d, args.dk);
     add(d, args.dv);
     for (size_t g = 0; g < args.bufferGrads.size(); ++g)
