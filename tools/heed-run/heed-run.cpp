@@ -454,6 +454,246 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   return check.passed ? 0 : 1;
 }
 
+/// The variant's buffers at `dims`, filled as --buffer says (or by default);
+/// "" or what is wrong (a shape past the limits, a bad fill, a --buffer
+/// naming no buffer).
+std::string makeBuffers(const heed::spec::Variant &variant, const heed::AttentionDims &dims,
+                        std::mt19937_64 &rng, std::vector<heed::HostTensor> &buffers) {
+  for (const heed::spec::BufferDecl &decl : variant.buffers) {
+    std::vector<int64_t> shape = heed::resolveDims(decl.shape, dims);
+    heed::DType dt = heed::DType::F32;
+    heed::parseDType(heed::spec::toString(decl.elem), dt);
+    buffers.emplace_back();
+    if (std::string err =
+            heed::HostTensor::create("buffer '" + decl.name + "'", dt, shape, buffers.back());
+        !err.empty())
+      return err;
+    std::string how;
+    for (const std::string &init : bufferInits)
+      if (llvm::StringRef(init).starts_with(decl.name + "="))
+        how = init.substr(decl.name.size() + 1);
+    if (std::string problem = buffers.back().fill(how, rng); !problem.empty())
+      return "buffer '" + decl.name + "': " + problem;
+  }
+  for (const std::string &init : bufferInits) {
+    llvm::StringRef name = llvm::StringRef(init).split('=').first;
+    if (llvm::none_of(variant.buffers, [&](const auto &b) { return b.name == name; }))
+      return fmt::format("--buffer names '{}', which the variant does not declare", name.str());
+  }
+  return "";
+}
+
+/// What a CPU run measured and checked: printed as JSON or as a table.
+struct RunReport {
+  std::string variant, shape, tiling, cache;
+  uint64_t seed = 0;
+  double compileS = 0, median = 0, density = 0, flops = 0, kvBytes = 0;
+  size_t runs = 0;
+  heed::RunStats stats;
+  const heed::run::ServingCall *call = nullptr; ///< serving or ragged calls
+  bool serving = false, ragged = false, counted = false, checked = false, passed = true;
+  heed::MaskCensus census;
+  CheckPlan plan;
+  Check check;
+
+  void printJSON() const {
+    llvm::json::Object o{{"variant", variant},
+                         {"shape", shape},
+                         {"seed", static_cast<int64_t>(seed)},
+                         {"compile_s", compileS},
+                         {"cache", cache},
+                         {"time_s", median},
+                         {"density", density},
+                         {"gflops", flops / median / 1e9},
+                         {"kv_gbps", kvBytes / median / 1e9},
+                         {"threads", static_cast<int64_t>(threads.getValue())},
+                         {"tiling", tiling},
+                         {"blocks_visited", stats.visitedBlocks},
+                         {"blocks_full", stats.fullBlocks},
+                         {"blocks_partial", stats.partialBlocks},
+                         {"blocks_total", stats.totalBlocks},
+                         {"kv_splits", stats.splits}};
+    if (serving) {
+      o["kv_keys"] = call->totalKeys();
+      o["page_size"] = pageSize.getValue();
+    }
+    if (ragged)
+      o["q_rows"] = std::accumulate(call->queries.begin(), call->queries.end(), int64_t(0));
+    if (counted) {
+      o["blocks_minimum"] = census.nonEmptyBlocks;
+      o["blocks_full_maximum"] = census.fullBlocks;
+    }
+    if (checked) {
+      o["checked_rows"] = plan.count;
+      o["total_rows"] = plan.total;
+      // JSON has no infinity: an error that is not finite is null.
+      auto number = [](double x) -> llvm::json::Value {
+        return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
+      };
+      o["max_abs_error"] = number(check.out.maxAbs);
+      o["rel_error"] = number(check.out.relative);
+      o["tolerance"] = check.tolerance;
+      o["passed"] = passed;
+      if (!check.out.clean())
+        o["problem"] = check.out.problem();
+      if (withLse) {
+        o["lse_max_abs_error"] = number(check.lse.maxAbs);
+        if (!check.lse.clean())
+          o["lse_problem"] = check.lse.problem();
+      }
+    }
+    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+  }
+
+  void printText() const {
+    llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", variant, shape,
+                                seed);
+    llvm::outs() << fmt::format("compile   {:.3f} s ({})\ntime      {:.3f} ms (median of {})\n",
+                                compileS, cache, median * 1e3, runs);
+    if (call)
+      llvm::outs() << "serving   " << call->describe() << "\n";
+    llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
+                                flops / median / 1e9);
+    llvm::outs() << fmt::format("K/V       {:.2f} GB/s (each key and value read once)\n",
+                                kvBytes / median / 1e9);
+    llvm::outs() << fmt::format("tiling    {}\n", tiling);
+    if (stats.splits > 1)
+      llvm::outs() << fmt::format("split-KV  {} key ranges per work item, merged\n",
+                                  stats.splits);
+    llvm::outs() << fmt::format("blocks    {} visited of {} ({} full, {} partial)\n",
+                                stats.visitedBlocks, stats.totalBlocks, stats.fullBlocks,
+                                stats.partialBlocks);
+    if (counted)
+      llvm::outs() << fmt::format("minimum   {} blocks must be visited, {} are full\n",
+                                  census.nonEmptyBlocks, census.fullBlocks);
+    else if (checked)
+      llvm::outs() << "minimum   not counted (as dear as the full check)\n";
+    if (checked) {
+      llvm::outs() << "checked   " << plan.describe(seed) << "\n";
+      printCheck(check, withLse);
+    }
+  }
+};
+
+/// The CPU run: compile (through the cache), run, time, check against
+/// float64 and report; the exit code (0 passed, 2 failed, 1 error).
+int runOnCPU(const heed::spec::Variant &variant, const heed::KernelConfig &config,
+             const heed::AttentionDims &dims, heed::HostTensor &q, heed::HostTensor &k,
+             heed::HostTensor &v, heed::HostTensor &out, heed::HostTensor &lse,
+             std::vector<heed::HostTensor> &buffers, heed::run::ServingCall &call, bool serving,
+             bool ragged, uint64_t usedSeed) {
+  int64_t hkv = dims.headsKV, skv = dims.seqKV, dv = config.valueDim();
+  auto kernel = heed::Kernel::compile(variant, config);
+  if (!kernel)
+    return error(llvm::toString(kernel.takeError()));
+
+  heed::AttentionArgs args;
+  args.q = q.ref();
+  args.k = k.ref();
+  args.v = v.ref();
+  args.out = out.ref();
+  if (withLse)
+    args.lse = lse.ref();
+  for (heed::HostTensor &b : buffers)
+    args.buffers.push_back(b.ref());
+  if (serving || ragged)
+    call.bind(args);
+
+  out.poison();
+  lse.poison();
+  if (llvm::Error err = (*kernel)->run(args, threads))
+    return error(llvm::toString(std::move(err)));
+
+  // Useful work: visible (q, kv) pairs, from the interpreted mask; and the
+  // fewest blocks any kernel with this kernel's tiling must visit (the same
+  // count bounds the analysis).
+  auto tiling = heed::kernelTiling(variant, config);
+  if (!tiling)
+    return error(llvm::toString(tiling.takeError()));
+  // The census is as dear as the full check: it is counted when the check
+  // covers every row, else the density is estimated from ~256 rows.
+  CheckPlan plan;
+  if (!noCheck)
+    plan = planCheck(variant, dims, buffers, headDim, dv, usedSeed);
+  bool counted = !noCheck && !plan.sampled();
+  // Rows past an entry's queries are not written: not compared.
+  if (!noCheck && ragged)
+    restrictToQueries(plan, heed::queryRows(call.queries, heads, seq));
+  heed::MaskCensus census;
+  if (counted)
+    census = serving || ragged
+                 ? heed::servingMaskCensus(variant, dims, buffers, *tiling, call.lens, threads,
+                                           call.queries)
+                 : heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
+  // Without the census, the density planCheck estimated (or, with
+  // --no-check, the same estimate here).
+  double density = counted    ? census.density()
+                   : !noCheck ? plan.density
+                              : heed::maskDensity(variant, dims, buffers,
+                                                  std::max<int64_t>(1, seq / 256), threads);
+  // A serving call's pairs are its entries' own keys.
+  double pairs = call.pairs(heads, seq, skv);
+  if (!serving && !ragged)
+    pairs = double(batch) * heads * seq * double(skv);
+  double flops = 2.0 * density * pairs * (headDim + dv);
+  // K and V once per key/value head: what decode is bound by.
+  double kvBytes = double(serving ? call.totalKeys() : batch * skv) * hkv * (headDim + dv) *
+                   double(heed::dtypeSize(config.dtype));
+
+  // Timing: the first run above was the warm-up.
+  std::vector<double> times;
+  heed::RunStats stats;
+  for (unsigned r = 0; r < std::max(1u, repeat.getValue()); ++r) {
+    auto start = std::chrono::steady_clock::now();
+    if (llvm::Error err = (*kernel)->run(args, threads, &stats))
+      return error(llvm::toString(std::move(err)));
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  double median = times[times.size() / 2];
+
+  // Check the last run's output against float64.
+  bool checked = !noCheck, passed = true;
+  Check check;
+  if (checked) {
+    heed::ReferenceResult ref = heed::referenceAttention(
+        variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads, plan.flags(),
+        serving ? &call.lens : nullptr, ragged ? &call.queries : nullptr);
+    check = checkAgainst(ref, config, out, lse, plan);
+    passed = check.passed;
+  }
+
+  RunReport report;
+  report.variant = variant.name;
+  report.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
+                             heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
+                             dtype.getValue(), layout.getValue());
+  report.seed = usedSeed;
+  report.compileS = (*kernel)->compileSeconds();
+  report.cache = heed::toString((*kernel)->cacheOutcome());
+  report.median = median;
+  report.runs = times.size();
+  report.density = density;
+  report.flops = flops;
+  report.kvBytes = kvBytes;
+  report.tiling = tiling->describe();
+  report.stats = stats;
+  report.call = serving || ragged ? &call : nullptr;
+  report.serving = serving;
+  report.ragged = ragged;
+  report.counted = counted;
+  report.census = census;
+  report.checked = checked;
+  report.plan = plan;
+  report.check = check;
+  report.passed = passed;
+  if (json)
+    report.printJSON();
+  else
+    report.printText();
+  return passed ? 0 : 2;
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(category);
@@ -543,29 +783,9 @@ int main(int argc, char **argv) {
   v.fillUniform(rng, -1, 1);
 
   std::vector<heed::HostTensor> buffers;
-  for (const heed::spec::BufferDecl &decl : variant.buffers) {
-    std::vector<int64_t> shape = heed::resolveDims(decl.shape, {batch, heads, hkv, seq, skv});
-    heed::DType dt = heed::DType::F32;
-    heed::parseDType(heed::spec::toString(decl.elem), dt);
-    buffers.emplace_back();
-    if (std::string err =
-            heed::HostTensor::create("buffer '" + decl.name + "'", dt, shape, buffers.back());
-        !err.empty())
-      return error(err);
-    std::string how;
-    for (const std::string &init : bufferInits)
-      if (llvm::StringRef(init).starts_with(decl.name + "="))
-        how = init.substr(decl.name.size() + 1);
-    std::string problem = buffers.back().fill(how, rng);
-    if (!problem.empty())
-      return error("buffer '" + decl.name + "': " + problem);
-  }
-  for (const std::string &init : bufferInits) {
-    llvm::StringRef name = llvm::StringRef(init).split('=').first;
-    if (llvm::none_of(variant.buffers, [&](const auto &b) { return b.name == name; }))
-      return error(fmt::format("--buffer names '{}', which the variant does not declare",
-                               name.str()));
-  }
+  if (std::string err = makeBuffers(variant, {batch, heads, hkv, seq, skv}, rng, buffers);
+      !err.empty())
+    return error(err);
 
   heed::run::ServingCall call;
   if (serving)
@@ -601,168 +821,6 @@ int main(int argc, char **argv) {
                           dtype.getValue(), layout.getValue());
     return heed::run::runBackward(variant, config, q, k, v, buffers, rng, o);
   }
-  auto kernel = heed::Kernel::compile(variant, config);
-  if (!kernel)
-    return error(llvm::toString(kernel.takeError()));
-
-  heed::AttentionArgs args;
-  args.q = q.ref();
-  args.k = k.ref();
-  args.v = v.ref();
-  args.out = out.ref();
-  if (withLse)
-    args.lse = lse.ref();
-  for (heed::HostTensor &b : buffers)
-    args.buffers.push_back(b.ref());
-  if (serving || ragged)
-    call.bind(args);
-
-  out.poison();
-  lse.poison();
-  if (llvm::Error err = (*kernel)->run(args, threads))
-    return error(llvm::toString(std::move(err)));
-
-  // Useful work: visible (q, kv) pairs, from the interpreted mask; and the
-  // fewest blocks any kernel with this kernel's tiling must visit (the same
-  // count bounds the analysis).
-  auto tiling = heed::kernelTiling(variant, config);
-  if (!tiling)
-    return error(llvm::toString(tiling.takeError()));
-  // The census is as dear as the full check: it is counted when the check
-  // covers every row, else the density is estimated from ~256 rows.
-  heed::AttentionDims dims{batch, heads, hkv, seq, skv};
-  CheckPlan plan;
-  if (!noCheck)
-    plan = planCheck(variant, dims, buffers, headDim, dv, usedSeed);
-  bool counted = !noCheck && !plan.sampled();
-  // Rows past an entry's queries are not written: not compared.
-  if (!noCheck && ragged)
-    restrictToQueries(plan, heed::queryRows(call.queries, heads, seq));
-  heed::MaskCensus census;
-  if (counted)
-    census = serving || ragged
-                 ? heed::servingMaskCensus(variant, dims, buffers, *tiling, call.lens, threads,
-                                           call.queries)
-                 : heed::tiledMaskCensus(variant, dims, buffers, *tiling, threads);
-  // Without the census, the density planCheck estimated (or, with
-  // --no-check, the same estimate here).
-  double density = counted    ? census.density()
-                   : !noCheck ? plan.density
-                              : heed::maskDensity(variant, dims, buffers,
-                                                  std::max<int64_t>(1, seq / 256), threads);
-  // A serving call's pairs are its entries' own keys.
-  double pairs = call.pairs(heads, seq, skv);
-  if (!serving && !ragged)
-    pairs = double(batch) * heads * seq * double(skv);
-  double flops = 2.0 * density * pairs * (headDim + dv);
-  // K and V once per key/value head: what decode is bound by.
-  double kvBytes = double(serving ? call.totalKeys() : batch * skv) * hkv * (headDim + dv) *
-                   double(heed::dtypeSize(config.dtype));
-
-  // Timing: the first run above was the warm-up.
-  std::vector<double> times;
-  heed::RunStats stats;
-  for (unsigned r = 0; r < std::max(1u, repeat.getValue()); ++r) {
-    auto start = std::chrono::steady_clock::now();
-    if (llvm::Error err = (*kernel)->run(args, threads, &stats))
-      return error(llvm::toString(std::move(err)));
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  double median = times[times.size() / 2];
-
-  // Check the last run's output against float64.
-  bool checked = !noCheck, passed = true;
-  Check check;
-  if (checked) {
-    heed::ReferenceResult ref = heed::referenceAttention(
-        variant, q, k, v, config.layout, config.effectiveScale(), buffers, threads, plan.flags(),
-        serving ? &call.lens : nullptr, ragged ? &call.queries : nullptr);
-    check = checkAgainst(ref, config, out, lse, plan);
-    passed = check.passed;
-  }
-
-  std::string shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}",
-                                  batch.getValue(), heads.getValue(), hkv, seq.getValue(), skv,
-                                  headDim.getValue(), dv, dtype.getValue(), layout.getValue());
-  if (json) {
-    llvm::json::Object o{{"variant", variant.name},
-                         {"shape", shape},
-                         {"seed", static_cast<int64_t>(usedSeed)},
-                         {"compile_s", (*kernel)->compileSeconds()},
-                         {"cache", heed::toString((*kernel)->cacheOutcome())},
-                         {"time_s", median},
-                         {"density", density},
-                         {"gflops", flops / median / 1e9},
-                         {"kv_gbps", kvBytes / median / 1e9},
-                         {"threads", static_cast<int64_t>(threads.getValue())},
-                         {"tiling", tiling->describe()},
-                         {"blocks_visited", stats.visitedBlocks},
-                         {"blocks_full", stats.fullBlocks},
-                         {"blocks_partial", stats.partialBlocks},
-                         {"blocks_total", stats.totalBlocks},
-                         {"kv_splits", stats.splits}};
-    if (serving) {
-      o["kv_keys"] = call.totalKeys();
-      o["page_size"] = pageSize.getValue();
-    }
-    if (ragged)
-      o["q_rows"] = std::accumulate(call.queries.begin(), call.queries.end(), int64_t(0));
-    if (counted) {
-      o["blocks_minimum"] = census.nonEmptyBlocks;
-      o["blocks_full_maximum"] = census.fullBlocks;
-    }
-    if (checked) {
-      o["checked_rows"] = plan.count;
-      o["total_rows"] = plan.total;
-    }
-    if (checked) {
-      // JSON has no infinity: an error that is not finite is null.
-      auto number = [](double x) -> llvm::json::Value {
-        return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
-      };
-      o["max_abs_error"] = number(check.out.maxAbs);
-      o["rel_error"] = number(check.out.relative);
-      o["tolerance"] = check.tolerance;
-      o["passed"] = passed;
-      if (!check.out.clean())
-        o["problem"] = check.out.problem();
-      if (withLse) {
-        o["lse_max_abs_error"] = number(check.lse.maxAbs);
-        if (!check.lse.clean())
-          o["lse_problem"] = check.lse.problem();
-      }
-    }
-    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
-  } else {
-    llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", variant.name,
-                                shape, usedSeed);
-    llvm::outs() << fmt::format("compile   {:.3f} s ({})\ntime      {:.3f} ms (median of {})\n",
-                                (*kernel)->compileSeconds(),
-                                heed::toString((*kernel)->cacheOutcome()), median * 1e3,
-                                times.size());
-    if (serving || ragged)
-      llvm::outs() << "serving   " << call.describe() << "\n";
-    llvm::outs() << fmt::format("density   {:.4f}\nGFLOP/s   {:.2f} (useful work)\n", density,
-                                flops / median / 1e9);
-    llvm::outs() << fmt::format("K/V       {:.2f} GB/s (each key and value read once)\n",
-                                kvBytes / median / 1e9);
-    llvm::outs() << fmt::format("tiling    {}\n", tiling->describe());
-    if (stats.splits > 1)
-      llvm::outs() << fmt::format("split-KV  {} key ranges per work item, merged\n",
-                                  stats.splits);
-    llvm::outs() << fmt::format("blocks    {} visited of {} ({} full, {} partial)\n",
-                                stats.visitedBlocks, stats.totalBlocks, stats.fullBlocks,
-                                stats.partialBlocks);
-    if (counted)
-      llvm::outs() << fmt::format("minimum   {} blocks must be visited, {} are full\n",
-                                  census.nonEmptyBlocks, census.fullBlocks);
-    else if (checked)
-      llvm::outs() << "minimum   not counted (as dear as the full check)\n";
-    if (checked) {
-      llvm::outs() << "checked   " << plan.describe(usedSeed) << "\n";
-      printCheck(check, withLse);
-    }
-  }
-  return passed ? 0 : 2;
+  return runOnCPU(variant, config, {batch, heads, hkv, seq, skv}, q, k, v, out, lse, buffers,
+                  call, serving, ragged, usedSeed);
 }
