@@ -81,8 +81,9 @@ std::string join(const std::vector<int64_t> &v) {
 /// The lengths in an i32 [B] tensor (kv_lens, q_lens) already checked.
 std::vector<int64_t> entryLengths(const TensorRef &t, int64_t batch) {
   std::vector<int64_t> lens;
+  int64_t stride = t.effectiveStrides()[0];
   for (int64_t b = 0; b < batch; ++b)
-    lens.push_back(static_cast<const int32_t *>(t.data)[b * t.effectiveStrides()[0]]);
+    lens.push_back(static_cast<const int32_t *>(t.data)[b * stride]);
   return lens;
 }
 
@@ -127,20 +128,18 @@ std::string checkServing(const AttentionArgs &a, const KernelInfo &c, AttentionD
         capacity > kMaxDim)
       return "page_table's max_pages * page size exceeds " + std::to_string(kMaxDim) + " keys";
   }
-  auto element = [](const TensorRef &t, int64_t i, int64_t j) {
-    std::vector<int64_t> st = t.effectiveStrides();
-    int64_t offset = i * st[0] + (t.shape.size() > 1 ? j * st[1] : 0);
-    return static_cast<const int32_t *>(t.data)[offset];
-  };
+  std::vector<int64_t> lens = entryLengths(a.kvLens, dims.batch), table;
+  if (c.pageSize > 0)
+    table = a.pageTable.effectiveStrides();
   for (int64_t b = 0; b < dims.batch; ++b) {
-    int32_t len = element(a.kvLens, b, 0);
+    int64_t len = lens[size_t(b)];
     if (len < 0 || len > capacity)
       return "kv_lens[" + std::to_string(b) + "] = " + std::to_string(len) + " is outside [0, " +
              std::to_string(capacity) + "] (" +
              (c.pageSize > 0 ? "max_pages * page size" : "the keys k holds") + ")";
     if (c.pageSize > 0)
       for (int64_t p = 0; p * c.pageSize < len; ++p) {
-        int32_t page = element(a.pageTable, b, p);
+        int32_t page = static_cast<const int32_t *>(a.pageTable.data)[b * table[0] + p * table[1]];
         if (page < 0 || page >= pages)
           return "page_table[" + std::to_string(b) + ", " + std::to_string(p) + "] = " +
                  std::to_string(page) + " is not a page of the cache (it has " +

@@ -96,14 +96,13 @@ void buildPartialPhase(OpBuilder &b, TileWorkOp work, Value tiles) {
   // Part s of [first, end): [first + s c, min(end, first + (s + 1) c)).
   scf::ForOp keys = points.keys;
   inner.setInsertionPoint(keys);
-  Value first = keys.getLowerBound(), end = keys.getUpperBound();
-  Value length = arith::SubIOp::create(inner, loc, arith::MaxUIOp::create(inner, loc, end, first),
-                                       first);
+  Value first = keys.getLowerBound();
+  Value end = arith::MaxUIOp::create(inner, loc, keys.getUpperBound(), first); // empty: first
+  Value length = arith::SubIOp::create(inner, loc, end, first);
   Value part = arith::CeilDivUIOp::create(inner, loc, length, count);
   Value lo = arith::AddIOp::create(inner, loc, first,
                                    arith::MulIOp::create(inner, loc, split, part));
-  Value hi = arith::MinUIOp::create(inner, loc, arith::AddIOp::create(inner, loc, lo, part),
-                                    arith::MaxUIOp::create(inner, loc, end, first));
+  Value hi = arith::MinUIOp::create(inner, loc, arith::AddIOp::create(inner, loc, lo, part), end);
   keys.getLowerBoundMutable().assign(arith::MinUIOp::create(inner, loc, lo, hi));
   keys.getUpperBoundMutable().assign(hi);
   TileStoreOp store = points.store;

@@ -27,10 +27,6 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
-Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
-  return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
-}
-
 /// What the variant's regions see for key j of a score tile, vectorized
 /// over the rows: the leading (b, h, q, kv) arguments and which lanes are
 /// real (row, key) pairs.

@@ -54,6 +54,9 @@ attn::TilePackedSpanOp packedQuery(mlir::Value qTile);
 mlir::Value laneHead(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,
                      mlir::Value i);
 
+/// Element `i` (a dynamic index) of vector `vec`.
+mlir::Value extractAt(mlir::OpBuilder &b, mlir::Location loc, mlir::Value vec, mlir::Value i);
+
 /// Emits `body(lane, head, token)` for each real lane of `span` (a loop over
 /// its lanes, each under `if real`): the lane's head and token.
 void forRealLanes(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,

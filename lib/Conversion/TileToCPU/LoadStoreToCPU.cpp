@@ -17,10 +17,6 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
-Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
-  return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
-}
-
 /// Keys ahead of the one being staged whose row is prefetched: the staging
 /// loop reads K and V one row at a time, and without prefetches a decode
 /// step (every key read once) waits on memory row by row (docs/decode.md).

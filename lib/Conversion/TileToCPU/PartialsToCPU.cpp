@@ -16,10 +16,6 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
-Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
-  return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
-}
-
 struct StorePartialLowering : OpConversionPattern<TileStorePartialOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileStorePartialOp op, OneToNOpAdaptor adaptor,

@@ -73,6 +73,10 @@ Value laneHead(OpBuilder &b, Location loc, const Span &span, Value head, Value i
   return arith::AddIOp::create(b, loc, head, offset);
 }
 
+Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
+  return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
+}
+
 void forRealLanes(OpBuilder &b, Location loc, const Span &span, Value head, int64_t lanes,
                   llvm::function_ref<void(Value, Value, Value)> body) {
   auto loop = scf::ForOp::create(b, loc, index(b, loc, 0), index(b, loc, lanes),
@@ -80,12 +84,9 @@ void forRealLanes(OpBuilder &b, Location loc, const Span &span, Value head, int6
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value i = loop.getInductionVar();
-  auto lane = [&](Value vec) {
-    return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i}).getResult();
-  };
-  auto real = scf::IfOp::create(b, loc, lane(span.real), false);
+  auto real = scf::IfOp::create(b, loc, extractAt(b, loc, span.real, i), false);
   b.setInsertionPointToStart(&real.getThenRegion().front());
-  body(i, laneHead(b, loc, span, head, i), lane(span.tokens));
+  body(i, laneHead(b, loc, span, head, i), extractAt(b, loc, span.tokens, i));
 }
 
 /// Every lane in its work item's head (spans that do not pack heads).
