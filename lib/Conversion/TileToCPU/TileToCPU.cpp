@@ -277,14 +277,20 @@ struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
 
 StreamingLoads findStreamingLoads(ModuleOp module) {
   StreamingLoads streaming;
+  llvm::DenseMap<Operation *, bool> packedWork; // each work loop asked once
   module.walk([&](TileLoadOp load) {
     auto role = cast<TileType>(load.getResult().getType()).getRole();
     if (role == TileRole::Q || load.getStage())
       return;
-    auto work = load->getParentOfType<TileWorkOp>();
-    bool packed = work && work.getBody()
-                              .walk([](TilePackedSpanOp) { return WalkResult::interrupt(); })
-                              .wasInterrupted();
+    bool packed = false;
+    if (auto work = load->getParentOfType<TileWorkOp>()) {
+      auto [it, fresh] = packedWork.try_emplace(work, false);
+      if (fresh)
+        it->second = work.getBody()
+                         .walk([](TilePackedSpanOp) { return WalkResult::interrupt(); })
+                         .wasInterrupted();
+      packed = it->second;
+    }
     if (packed || load.getPageTable())
       streaming.insert(load);
   });
