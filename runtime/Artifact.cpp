@@ -77,6 +77,8 @@ std::string KernelInfo::serialize() const {
     os << "q_lens 1\n";
   if (splitKV)
     os << "split_kv 1\n";
+  if (packedRows > 0)
+    os << "packed_rows " << packedRows << "\n";
   for (const BufferInfo &b : buffers)
     os << "buffer " << b.name << " " << toString(b.dtype) << " " << joinDims(b.shape) << "\n";
   for (unsigned s : summarized)
@@ -131,6 +133,8 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "split_kv") {
       int v = 0;
       ok = bool(fields >> v), splitKV = v != 0;
+    } else if (key == "packed_rows") {
+      ok = bool(fields >> packedRows) && packedRows > 0;
     } else if (key == "page_size") {
       ok = bool(fields >> pageSize) && pageSize > 0;
     } else if (key == "scale") {

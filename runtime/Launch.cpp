@@ -685,7 +685,8 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   if (c.qLens)
     qLens = entryLengths(args.qLens, dims.batch);
   int64_t splits = c.splitKV ? chooseKVSplits(dims, lens, maxThreads, impl->numQTiles,
-                                              impl->numKVTiles, c.qLens ? &qLens : nullptr)
+                                              impl->numKVTiles, c.qLens ? &qLens : nullptr,
+                                              c.packedRows)
                              : 1;
   SplitWorkspace workspace(c, dims, splits);
   PhaseCounts counts;
@@ -726,7 +727,8 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
 
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
-                       int64_t (*numKVTiles)(int64_t), const std::vector<int64_t> *qLens) {
+                       int64_t (*numKVTiles)(int64_t), const std::vector<int64_t> *qLens,
+                       int64_t packedRows) {
   if (const char *forced = std::getenv("HEED_SPLIT_KV"); forced && *forced) {
     long n = std::strtol(forced, nullptr, 10);
     if (n >= 1)
@@ -740,7 +742,8 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
   int64_t group = dims.headsQ / dims.headsKV;
   // (With q_lens the choice is on the capacity, and an entry with no query
   // runs nothing.)
-  bool packed = group > 1 && numQTiles(group * dims.seqQ) == 1;
+  bool packed = group > 1 && (packedRows > 0 ? group * dims.seqQ <= packedRows
+                                             : numQTiles(group * dims.seqQ) == 1);
   int64_t total = 0, longest = 0;
   for (int64_t b = 0; b < dims.batch; ++b) {
     int64_t queries = qLens ? (*qLens)[size_t(b)] : dims.seqQ;

@@ -9,6 +9,7 @@
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 #include "heed/Compiler/KernelCache.h"
+#include "heed/Conversion/Passes.h"
 #include "heed/Frontend/EmitIR.h"
 #include "heed/Pipelines/Pipelines.h"
 #include "heed/Runtime/BufferSummary.h"
@@ -28,6 +29,10 @@
 namespace heed {
 
 using namespace mlir;
+
+std::pair<int64_t, int64_t> backwardTiles(const KernelConfig &config) {
+  return {config.blockQ ? config.blockQ : kBackwardQueryRows, config.blockKV};
+}
 
 namespace {
 
@@ -113,7 +118,8 @@ OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant 
   ValueRange a = body->getArguments();
   size_t nb = variant.buffers.size(), ns = summarized.size(), ng = gradients.size();
   size_t at = 6 + nb + ns;
-  auto tiling = attn::TilingAttr::getFlat(&ctx, config.blockQ, config.blockKV);
+  auto [tileRows, tileKeys] = backwardTiles(config);
+  auto tiling = attn::TilingAttr::getFlat(&ctx, tileRows, tileKeys);
   attn::AttentionBackwardOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), a[0], a[1], a[2], a[3], a[4], a[5],
       a.slice(6, nb), a.slice(6 + nb, ns), a[at], a[at + 1], a[at + 2], a.slice(at + 3, ng),
@@ -229,7 +235,7 @@ namespace {
 /// What run() takes from a backward binary.
 struct BackwardSymbols {
   PackedFn entry = nullptr;
-  CountFn numKVTiles = nullptr;
+  CountFn numQTiles = nullptr, numKVTiles = nullptr;
   std::vector<unsigned> gradients;
 };
 
@@ -239,8 +245,9 @@ std::string readBackwardSymbols(const LoadedKernel &binary, const spec::Variant 
                                 BackwardSymbols &out) {
   auto listed = reinterpret_cast<CountFn>(binary.symbol(kGradientBufferName));
   out.entry = reinterpret_cast<PackedFn>(binary.symbol("heed_packed_heed_kernel"));
+  out.numQTiles = reinterpret_cast<CountFn>(binary.symbol(detail::kNumQTilesName));
   out.numKVTiles = reinterpret_cast<CountFn>(binary.symbol(detail::kNumKVTilesName));
-  if (!listed || !out.entry || !out.numKVTiles)
+  if (!listed || !out.entry || !out.numQTiles || !out.numKVTiles)
     return "the binary is not a backward kernel (it lacks the backward's entry points)";
   out.gradients.clear();
   for (int64_t i = 0, at; (at = listed(i)) >= 0; ++i) {
@@ -521,7 +528,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     for (const auto &n : counts)
       for (size_t i = 0; i < 3; ++i)
         total[i] += n[i];
-    int64_t qTiles = (Sq + c.blockQ - 1) / c.blockQ;
+    int64_t qTiles = impl->symbols.numQTiles(Sq);
     *stats = RunStats{total[0], total[1], total[2], B * Hq * qTiles * impl->symbols.numKVTiles(Skv), 0};
   }
   for (int32_t s : statuses)

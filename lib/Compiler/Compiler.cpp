@@ -62,8 +62,9 @@ llvm::Error KernelConfig::validate() const {
       return fail(fmt::format("head dims must be multiples of 8 in [8, 1024], got {}", d));
   if (!std::isfinite(scale))
     return fail("scale must be finite");
-  if (blockQ < 1 || blockQ > 64 || (blockQ & (blockQ - 1)))
-    return fail(fmt::format("block-q must be a power of two up to 64, got {}", blockQ));
+  if (blockQ < 0 || blockQ > 64 || (blockQ & (blockQ - 1)))
+    return fail(fmt::format("block-q must be a power of two up to 64 (0: by schedule), got {}",
+                            blockQ));
   if (blockKV < 1 || blockKV > 64)
     return fail(fmt::format("block-kv must be in [1, 64], got {}", blockKV));
   if (pageSize < 0 || pageSize > 4096)
@@ -419,6 +420,11 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
     return shared.takeError();
   KernelInfo info = describeKernel(variant, config);
   info.splitKV = true; // the CPU pipeline's --attn-runtime-abi{split-kv}
+  // --attn-pack-gqa's tile: its rows, or the loop's where fewer (a block-q
+  // of 0 chooses 32-row loops).
+  CPUPipelineOptions pipeline;
+  info.packedRows =
+      config.blockQ ? std::min(config.blockQ, pipeline.packedRows) : pipeline.packedRows;
   return ArtifactEntry{target.artifactTarget(), std::move(info),
                        std::move(*shared)};
 }

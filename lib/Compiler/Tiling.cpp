@@ -53,9 +53,8 @@ std::string KernelTiling::describe() const {
 
 llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
                                           const KernelConfig &config) {
-  KernelTiling tiling{SequenceTiling::flat(config.blockQ), SequenceTiling::flat(config.blockKV)};
-  if (!config.analyzeMask || !config.patchTiling)
-    return tiling;
+  // The pass decides (block-q 0 is its choice per schedule).
+  KernelTiling tiling;
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
   PassManager pm(ctx.get());
@@ -63,7 +62,7 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
   AttnChooseTilingOptions options;
   options.blockQ = config.blockQ;
   options.blockKV = config.blockKV;
-  options.patches = config.patchTiling;
+  options.patches = config.analyzeMask && config.patchTiling;
   pm.addPass(createAttnChooseTiling(options));
   if (failed(pm.run(*module)))
     return llvm::createStringError(llvm::inconvertibleErrorCode(),

@@ -52,7 +52,7 @@ void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) 
   pm.addPass(createAttnSpecializeRoutes());
   // Decode: a GQA group's query heads in one tile when Sq is small (chosen
   // at run time, so the same kernel serves prefill).
-  pm.addPass(createAttnPackGQA());
+  pm.addPass(createAttnPackGQA({options.packedRows}));
   // Long key ranges cut across work items when the call has few of them
   // (the runtime picks the number of parts, 1 by default).
   pm.addPass(createAttnSplitKV());
@@ -108,10 +108,15 @@ void buildCPUToLLVMPipeline(OpPassManager &pm) {
 
 namespace {
 struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
-  Option<int64_t> blockQ{*this, "block-q", llvm::cl::desc("query rows per work item"),
-                         llvm::cl::init(16)};
+  Option<int64_t> blockQ{*this, "block-q",
+                         llvm::cl::desc("query rows per work item (0: by schedule, 32-row "
+                                        "flat tiles, 16-lane patches, 16-row backward)"),
+                         llvm::cl::init(0)};
   Option<int64_t> blockKV{*this, "block-kv", llvm::cl::desc("keys per KV block"),
                           llvm::cl::init(16)};
+  Option<int64_t> packedRows{*this, "packed-rows",
+                             llvm::cl::desc("rows of a packed GQA decode tile"),
+                             llvm::cl::init(16)};
   Option<bool> analyzeMask{*this, "analyze-mask",
                            llvm::cl::desc("skip KV blocks the mask empties"),
                            llvm::cl::init(true)};
@@ -337,12 +342,12 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-tile", "attn -> the tile IR with the CPU's schedule passes",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilePipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
+          buildCPUTilePipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling, o.packedRows});
         });
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-tiling", "attn -> tiled scf/vector code for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling, o.packedRows});
         });
     PassPipelineRegistration<>("heed-cpu-to-llvm",
                                "tiled scf/vector code -> LLVM dialect",
@@ -350,14 +355,14 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-pipeline", "attn -> LLVM dialect for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling});
+          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling, o.packedRows});
           buildCPUToLLVMPipeline(pm);
         });
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-backward-pipeline",
         "attn.attention_backward -> LLVM dialect for the CPU (docs/backward.md)",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUBackwardTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, false});
+          buildCPUBackwardTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, false, o.packedRows});
           buildCPUToLLVMPipeline(pm);
         });
     PassPipelineRegistration<GPUPipelineCLOptions>(

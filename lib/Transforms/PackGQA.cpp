@@ -131,7 +131,39 @@ Packable analyze(TileWorkOp work) {
   return p;
 }
 
-void pack(TileWorkOp work, Packable p) {
+/// Query tiles of `rows` rows in `packed`, the packed loop: the q, s, acc
+/// and row tiles of its body (values and block arguments alike), its query
+/// span and every tiling it carries (the packed count `tiles` included).
+/// Key and value tiles, key spans and everything else keep their types.
+void retileRows(TileWorkOp packed, TilePackedSpanOp span, NumTilesOp tiles, int64_t rows) {
+  MLIRContext *ctx = packed.getContext();
+  auto retype = [&](Value v) {
+    auto tile = dyn_cast<TileType>(v.getType());
+    if (!tile || tile.getRole() == TileRole::K || tile.getRole() == TileRole::V)
+      return;
+    SmallVector<int64_t> shape(tile.getShape());
+    shape[0] = rows;
+    v.setType(TileType::get(ctx, shape, tile.getElementType(), tile.getRole()));
+  };
+  auto retile = [&](Operation *op) {
+    for (NamedAttribute a : op->getAttrs())
+      if (auto t = dyn_cast<TilingAttr>(a.getValue()); t && !t.isPatched())
+        op->setAttr(a.getName(), TilingAttr::getFlat(ctx, rows, t.getKv()[0]));
+  };
+  retile(tiles);
+  packed.getBody().walk([&](Operation *op) {
+    retile(op);
+    for (Value r : op->getResults())
+      retype(r);
+    for (Region &region : op->getRegions())
+      for (Block &block : region)
+        for (BlockArgument arg : block.getArguments())
+          retype(arg);
+  });
+  span.getResult().setType(SpanType::get(ctx, rows));
+}
+
+void pack(TileWorkOp work, Packable p, int64_t maxRows) {
   OpBuilder b(work);
   Location loc = work.getLoc();
   // Hkv from the key tensor, the group, and the run-time choice.
@@ -142,7 +174,9 @@ void pack(TileWorkOp work, Packable p) {
   // The choice reads the loop's query length, the capacity where each batch
   // entry has its own (q_lens: the item's span reads that entry's length).
   Value packedSeq = arith::MulIOp::create(b, loc, p.tiles.getSeq(), group);
-  int64_t rows = p.rows.getResult().getType().getSize();
+  // The packed tile's rows: at most the loop's (its tiles of group * Sq
+  // hold a handful of real rows; see the pass's `rows`).
+  int64_t rows = std::min(p.rows.getResult().getType().getSize(), maxRows);
   Value one = arith::ConstantIndexOp::create(b, loc, 1);
   Value grouped = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, group, one);
   Value fits = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, packedSeq,
@@ -176,6 +210,9 @@ void pack(TileWorkOp work, Packable p) {
                                               span.getTilingAttr());
   span.getResult().replaceAllUsesWith(packedRows);
   span.erase();
+  if (rows != cast<SpanType>(packedRows.getType()).getSize())
+    retileRows(packed, packedRows.getDefiningOp<TilePackedSpanOp>(),
+               tiles.getDefiningOp<NumTilesOp>(), rows);
 
   // Per-head sinks: one logit per row, each for its row's head.
   SmallVector<TileSinkOp> sinks;
@@ -210,12 +247,18 @@ void pack(TileWorkOp work, Packable p) {
 }
 
 struct AttnPackGQAPass : heed::impl::AttnPackGQABase<AttnPackGQAPass> {
+  using Base::Base;
+
   void runOnOperation() override {
+    if (rows < 1) {
+      getOperation().emitError() << "attn-pack-gqa: rows must be at least 1";
+      return signalPassFailure();
+    }
     SmallVector<TileWorkOp> works;
     getOperation().walk([&](TileWorkOp work) { works.push_back(work); });
     for (TileWorkOp work : works)
       if (Packable p = analyze(work))
-        pack(work, p);
+        pack(work, p, rows);
   }
 };
 

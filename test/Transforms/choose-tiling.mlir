@@ -1,9 +1,9 @@
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling --attn-analyze-mask --split-input-file | FileCheck %s
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="patches=false" --attn-analyze-mask --split-input-file | FileCheck %s --check-prefix=FLAT
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=8 block-kv=32" --split-input-file | FileCheck %s --check-prefix=SIZES
-// RUN: not heed-opt %s --attn-choose-tiling="block-q=0" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: not heed-opt %s --attn-choose-tiling="block-q=5000" 2>&1 | FileCheck %s --check-prefix=BAD
 
-// BAD: error: attn-choose-tiling: block-q must be in [1, 4096] and block-kv in [0, 4096] (0: by head dim)
+// BAD: error: attn-choose-tiling: block-q must be in [0, 4096] (0: by schedule) and block-kv in [0, 4096] (0: by head dim)
 
 // A window on a ? x 24 grid: q and kv are read only as row (floordiv 24)
 // and column (remainder 24), so tiles are 4 x 4 patches (the attention op's
@@ -24,7 +24,7 @@
 // FLAT-LABEL: attn.variant @grid2d
 // FLAT-NOT: grid
 // FLAT: sparsity = #attn.sparsity<closed_form>
-// FLAT: tiling = #attn.tiling<q = [16], kv = [16]>
+// FLAT: tiling = #attn.tiling<q = [32], kv = [16]>
 // SIZES-LABEL: attn.variant @grid2d
 // SIZES-SAME: grid = #attn.grid<[24]>
 // SIZES: tiling = #attn.tiling<q = [2, 4], kv = [4, 8], grid = [24]>

@@ -1,4 +1,6 @@
 // RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa --split-input-file | FileCheck %s
+// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa --split-input-file | FileCheck %s --check-prefix=RETILE
+// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa="rows=4" --split-input-file | FileCheck %s --check-prefix=ROWS4
 // --attn-pack-gqa: when a GQA group's queries fit one query tile (decided
 // at run time), one work item per key/value head over a packed query tile.
 
@@ -33,6 +35,30 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK: attn.tile.work %{{.*}}, %[[HQ]], 
 // CHECK: attn.tile.span %[[SQ]]
 // CHECK-NOT: attn.tile.packed_span
+// The packed branch has its own tile (--attn-pack-gqa's rows, 16): the
+// prefill loop keeps choose-tiling's 32 rows, the packed one's q, s, acc and
+// row tiles, its span and its tilings are retyped; key tiles are not.
+// RETILE-LABEL: func.func @decode
+// RETILE: arith.cmpi ule, %{{.*}}, %c16
+// RETILE: scf.if
+// RETILE: attn.num_tiles %{{.*}} of @causal side <q> {tiling = #attn.tiling<q = [16], kv = [16]>}
+// RETILE: attn.tile.packed_span {{.*}} tiling <q = [16], kv = [16]> : <16>
+// RETILE: -> !attn.tile<16x64xbf16, q>
+// RETILE: scf.for {{.*}} -> (!attn.tile<16x64xf32, acc>, !attn.tile<16xf32, row>, !attn.tile<16xf32, row>)
+// RETILE: attn.tile.span {{.*}} tiling <q = [16], kv = [16]> side <kv> : <16>
+// RETILE: -> !attn.tile<16x64xbf16, k>
+// RETILE: attn.tile.qk {{.*}} -> !attn.tile<16x16xf32, s>
+// RETILE: attn.tile.store {{.*}} !attn.tile<16x64xf32, acc>
+// RETILE: } else {
+// RETILE: attn.tile.span {{.*}} tiling <q = [32], kv = [16]> side <q> : <32>
+// RETILE: -> !attn.tile<32x64xbf16, q>
+// RETILE: attn.tile.qk {{.*}} -> !attn.tile<32x16xf32, s>
+// ROWS4-LABEL: func.func @decode
+// ROWS4: arith.cmpi ule, %{{.*}}, %c4
+// ROWS4: attn.tile.packed_span {{.*}} tiling <q = [4], kv = [16]> : <4>
+// ROWS4: attn.tile.qk {{.*}} -> !attn.tile<4x16xf32, s>
+// ROWS4: } else {
+// ROWS4: attn.tile.qk {{.*}} -> !attn.tile<32x16xf32, s>
 func.func @decode(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>, %stats: memref<3xi64>) {
   attn.attention @causal ins(%q, %k, %v : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>) outs(%o : memref<?x?x?x64xbf16>) stats(%stats : memref<3xi64>) {scale = 1.250000e-01 : f32}
   return

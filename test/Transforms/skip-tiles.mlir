@@ -1,4 +1,4 @@
-// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --split-input-file | FileCheck %s
+// RUN: heed-opt %s --attn-choose-tiling="block-q=16" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --split-input-file | FileCheck %s
 // --attn-skip-tiles: key loops narrowed to the tiles the classifier cannot
 // prove EMPTY, and each tile's work guarded by its class.
 

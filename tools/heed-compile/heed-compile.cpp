@@ -45,7 +45,9 @@ cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
 cl::opt<bool> lse("lse", cl::desc("also write the log-sum-exp"), cl::cat(category));
 cl::opt<double> scale("scale", cl::desc("score scale (default 1/sqrt(head-dim))"),
                       cl::init(0), cl::cat(category));
-cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width)"), cl::init(16),
+cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width; 0: by "
+                                 "schedule, 32 for prefill, 16 for patches and packed decode)"),
+                        cl::init(0),
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
                          cl::cat(category));

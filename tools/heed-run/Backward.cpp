@@ -100,7 +100,7 @@ void printJSON(const Report &r) {
                        {"blocks_total", r.stats.totalBlocks},
                        {"blocks_minimum", r.census.nonEmptyBlocks},
                        {"threads", static_cast<int64_t>(r.options.threads)},
-                       {"backward_tiles", fmt::format("{}x{}", r.backwardConfig.blockQ,
+                       {"backward_tiles", fmt::format("{}x{}", backwardTiles(r.backwardConfig).first,
                                                       r.backwardConfig.blockKV)}};
   if (r.options.check) {
     o["grad_max_rel_error"] = number(r.worst);
@@ -123,7 +123,7 @@ void printText(const Report &r) {
                               "{}x{})\n",
                               r.forward.compileSeconds(), toString(r.forward.cacheOutcome()),
                               r.backward.compileSeconds(), toString(r.backward.cacheOutcome()),
-                              r.backwardConfig.blockQ, r.backwardConfig.blockKV);
+                              backwardTiles(r.backwardConfig).first, r.backwardConfig.blockKV);
   llvm::outs() << fmt::format("forward   {:.3f} ms\nbackward  {:.3f} ms ({:.2f}x forward), "
                               "{:.3f} TFLOP/s (2.5x the forward's useful work)\n",
                               r.forwardTime * 1e3, r.backwardTime * 1e3,
@@ -233,7 +233,8 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   bool passed = !options.check || (withinTolerances(errors, worst) && !ref.outOfRange);
 
   AttentionDims dims{B, Hq, Hkv, Sq, Skv};
-  MaskCensus census = maskCensus(variant, dims, buffers, config.blockQ, backwardConfig.blockKV,
+  MaskCensus census = maskCensus(variant, dims, buffers, backwardTiles(backwardConfig).first,
+                                 backwardConfig.blockKV,
                                  options.threads);
   double flops = 2.0 * census.density() * double(B) * Hq * Sq * Skv *
                  (config.headDim + config.valueDim());

@@ -134,7 +134,9 @@ cl::opt<int64_t> pageSize("page-size",
                           cl::desc("k and v in a paged cache of pages of this many keys, in a "
                                    "random page order, read through a page table"),
                           cl::init(0), cl::cat(category));
-cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width)"), cl::init(16),
+cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width; 0: by "
+                                 "schedule, 32 for prefill, 16 for patches and packed decode)"),
+                        cl::init(0),
                         cl::cat(category));
 cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
                          cl::cat(category));

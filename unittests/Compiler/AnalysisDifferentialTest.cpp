@@ -525,7 +525,7 @@ void runVariant(uint64_t seed, Totals &totals, std::vector<std::string> &problem
   config.headDim = 16;
   config.lse = true;
   config.layout = integer(0, 3) ? Layout::BHSD : Layout::BSHD;
-  const int64_t blockQs[] = {16, 16, 8, 32, 4, 64, 1};
+  const int64_t blockQs[] = {0, 16, 8, 32, 4, 64, 1}; // 0: by schedule
   const int64_t blockKVs[] = {16, 16, 7, 13, 32, 64, 1};
   config.blockQ = blockQs[integer(0, 6)];
   config.blockKV = blockKVs[integer(0, 6)];

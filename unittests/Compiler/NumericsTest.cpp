@@ -38,7 +38,7 @@ struct Case {
   /// The mask sees a 2-D/3-D token grid: the kernel must tile it by patches
   /// (and give the numbers of flat tiles).
   bool patched = false;
-  int64_t blockQ = 16, blockKV = 16;
+  int64_t blockQ = 0, blockKV = 16; ///< block-q 0: the schedule's choice
 };
 
 uint64_t freshSeed() {
@@ -159,8 +159,10 @@ void check(const Case &c) {
     for (int64_t i = 0; i < out.size(); ++i)
       patchFlat = std::max(patchFlat, std::fabs(out.get(i) - out3.get(i)));
     EXPECT_LE(patchFlat, c.dtype == DType::F32 ? 1e-6 : 1e-2) << "patch vs flat tiles";
-    MaskCensus flatCensus = maskCensus(*variant, {s.batch, s.heads, s.kvHeads, s.seqQ,
-                                                  s.seqKV}, buffers, c.blockQ, c.blockKV);
+    auto flatTiling = kernelTiling(*variant, flat);
+    ASSERT_TRUE(static_cast<bool>(flatTiling)) << llvm::toString(flatTiling.takeError());
+    MaskCensus flatCensus = tiledMaskCensus(
+        *variant, {s.batch, s.heads, s.kvHeads, s.seqQ, s.seqKV}, buffers, *flatTiling);
     EXPECT_GE(flatStats.visitedBlocks, flatCensus.nonEmptyBlocks);
     EXPECT_LE(flatStats.fullBlocks, flatCensus.fullBlocks);
     EXPECT_EQ(flatStats.totalBlocks, flatCensus.totalBlocks);

@@ -8,6 +8,7 @@
 #include "heed/Compiler/Compiler.h"
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace heed {
@@ -33,6 +34,10 @@ struct BackwardArgs {
 };
 
 class KernelCache;
+
+/// The backward's query rows and keys per tile for `config` (block-q 0: 16
+/// rows, its own schedule's choice).
+std::pair<int64_t, int64_t> backwardTiles(const KernelConfig &config);
 
 class BackwardKernel {
 public:

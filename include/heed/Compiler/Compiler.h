@@ -26,7 +26,10 @@ struct KernelConfig {
   Layout layout = Layout::BHSD;
   bool lse = false;    ///< the kernel also writes log-sum-exp [B, Hq, Sq] (f32)
   double scale = 0;    ///< 0 means 1 / sqrt(headDim)
-  int64_t blockQ = 16; ///< query rows per work item
+  /// Query rows per work item (CPU); 0: by schedule (32-row flat prefill
+  /// tiles, 16-lane neighborhood patches, 16-row packed GQA decode tiles,
+  /// 16-row backward tiles).
+  int64_t blockQ = 0;
   int64_t blockKV = 16; ///< keys per KV block
   bool analyzeMask = true; ///< skip KV blocks the mask empties, and the mask of full ones
   /// With the analysis: tile masks on 2-D/3-D token grids by patches.

@@ -16,6 +16,11 @@
 #include "mlir/Pass/Pass.h"
 
 namespace heed {
+/// The backward's query rows per tile where none is asked for (block-q = 0):
+/// its KV-major loop keeps dK and dV per key tile and walks 16-row query
+/// tiles.
+inline constexpr int64_t kBackwardQueryRows = 16;
+
 #define GEN_PASS_DECL
 #include "heed/Conversion/Passes.h.inc"
 

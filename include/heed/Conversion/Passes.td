@@ -40,7 +40,8 @@ def AttnBackwardToTile : Pass<"attn-backward-to-tile", "mlir::ModuleOp"> {
     unless the op has a `tiling`.
   }];
   let options = [
-    Option<"blockQ", "block-q", "int64_t", "16", "query rows per tile">,
+    Option<"blockQ", "block-q", "int64_t", "0",
+           "query rows per tile (0: heed::kBackwardQueryRows, 16)">,
     Option<"blockKV", "block-kv", "int64_t", "16", "keys per tile">,
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",

@@ -18,10 +18,14 @@ void registerAllDialects(mlir::DialectRegistry &registry);
 void registerAllPasses();
 
 struct CPUPipelineOptions {
-  int64_t blockQ = 16;
+  /// Query rows per tile; 0: by schedule (--attn-choose-tiling: 32-row flat
+  /// tiles, 16-lane patches; the backward: 16 rows).
+  int64_t blockQ = 0;
   int64_t blockKV = 16;
   bool analyzeMask = true; ///< run --attn-analyze-mask (skip EMPTY blocks)
   bool patchTiling = true; ///< let the analysis tile token grids by patches
+  /// Rows of a packed GQA decode tile (--attn-pack-gqa), at most blockQ.
+  int64_t packedRows = 16;
 };
 
 /// attn (variant + attention ops) -> the tile IR after the CPU's schedule

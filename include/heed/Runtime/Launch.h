@@ -97,10 +97,12 @@ std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &be
 /// threads busy. HEED_SPLIT_KV=N in the environment forces N. With
 /// `qLens` (a kernel compiled for q_lens), entry b has qLens[b] queries
 /// (GQA packing is chosen on the capacity, dims.seqQ, as the kernel does).
+/// `packedRows`: the kernel's packed GQA tile (KernelInfo::packedRows; 0:
+/// one query tile of numQTiles).
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
                        int64_t (*numKVTiles)(int64_t),
-                       const std::vector<int64_t> *qLens = nullptr);
+                       const std::vector<int64_t> *qLens = nullptr, int64_t packedRows = 0);
 
 } // namespace heed
 

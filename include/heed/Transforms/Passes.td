@@ -53,7 +53,8 @@ def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
     that form a chain of strides (a 2-D or 3-D token grid, as the
     neighborhood masks do) and `patches` is set, patches of that grid with
     block-q / block-kv lanes each, shaped to waste the fewest lanes past the
-    grid's edges. It then records the grid on the variant (`#attn.grid`), so
+    grid's edges. `block-q = 0` (the default) chooses per schedule: 32
+    query rows for flat tiles, 16 lanes for patches. It then records the grid on the variant (`#attn.grid`), so
     that --attn-analyze-mask (run after it) classifies grid boxes. Gated
     variants keep flat tiles (their query tiles are routed rows).
 
@@ -62,7 +63,9 @@ def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
     ```
   }];
   let options = [
-    Option<"blockQ", "block-q", "int64_t", "16", "query tokens per tile">,
+    Option<"blockQ", "block-q", "int64_t", "0",
+           "query tokens per tile; 0: by schedule, 32-row flat tiles and 16-lane patches "
+           "(the CPU's vectors: a patch of 32 lanes wastes more of a neighborhood)">,
     Option<"blockKV", "block-kv", "int64_t", "16",
            "keys per KV tile; 0: by head dim, 64 up to head dim 64, else 32 (matrix-core "
            "kernels: fewer score registers beside wide accumulators)">,
@@ -125,7 +128,17 @@ def AttnPackGQA : Pass<"attn-pack-gqa", "mlir::ModuleOp"> {
     logit that reads the head becomes one per row (`attn.tile.lane_sinks`).
     Each
     visited block counts once per head of the tile in the statistics.
+
+    The packed tile has its own row count (`rows`, at most the loop's): a
+    packed decode tile holds a handful of real rows (group x Sq), so it is
+    kept narrower than a prefill tile. The packed branch's q, s, acc and row
+    tiles, its span and its tilings are retyped to it (`rows = 16` on a
+    32-row loop: the packed branch computes 16-row tiles).
   }];
+  let options = [
+    Option<"rows", "rows", "int64_t", "16",
+           "query rows of a packed tile (the loop's rows where fewer)">
+  ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }
 

@@ -290,7 +290,8 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       }
       TilingAttr tiling = op.getTilingAttr();
       if (!tiling)
-        tiling = TilingAttr::getFlat(&getContext(), blockQ, blockKV);
+        tiling = TilingAttr::getFlat(&getContext(), blockQ ? int64_t(blockQ) : heed::kBackwardQueryRows,
+                                     blockKV);
       if (tiling.isPatched()) {
         op.emitOpError() << "takes flat tiles (patches are not implemented in the backward)";
         return signalPassFailure();

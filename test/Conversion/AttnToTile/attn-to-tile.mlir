@@ -1,4 +1,4 @@
-// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: heed-opt %s --attn-choose-tiling="block-q=16" --attn-analyze-mask --attn-to-tile --split-input-file --verify-diagnostics | FileCheck %s
 // RUN: heed-opt %s --attn-choose-tiling="block-q=32 block-kv=8" --attn-to-tile --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=NOBLOCKS
 // --attn-to-tile: attn.attention becomes its FlashAttention loop in tile ops.
 

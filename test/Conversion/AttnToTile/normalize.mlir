@@ -1,5 +1,5 @@
-// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --split-input-file --verify-diagnostics | FileCheck %s
-// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --split-input-file | FileCheck %s --check-prefix=CPU
+// RUN: heed-opt %s --attn-choose-tiling="block-q=16" --attn-analyze-mask --attn-to-tile --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: heed-opt %s --attn-choose-tiling="block-q=16" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --split-input-file | FileCheck %s --check-prefix=CPU
 // The normalizations in the tile loop: sigmoid carries only the accumulator
 // (no max, no sum, no rescale); a sink logit enters only the store.
 

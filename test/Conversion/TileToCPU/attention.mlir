@@ -1,5 +1,5 @@
-// RUN: heed-opt %s --attn-choose-tiling --attn-to-tile --attn-skip-tiles --attn-specialize-routes --convert-attn-tile-to-cpu --canonicalize --cse --split-input-file --verify-diagnostics | FileCheck %s
-// RUN: heed-opt %s --attn-choose-tiling="block-kv=8" --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=KV8
+// RUN: heed-opt %s --attn-choose-tiling="block-q=16" --attn-to-tile --attn-skip-tiles --attn-specialize-routes --convert-attn-tile-to-cpu --canonicalize --cse --split-input-file --verify-diagnostics | FileCheck %s
+// RUN: heed-opt %s --attn-choose-tiling="block-q=16 block-kv=8" --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=KV8
 // RUN: heed-opt %s --attn-choose-tiling="block-q=8 block-kv=4" --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --split-input-file --verify-diagnostics | FileCheck %s --check-prefix=Q8
 // attn.attention through the CPU's tile schedule (--attn-to-tile,
 // --attn-skip-tiles, --attn-specialize-routes) and its patterns

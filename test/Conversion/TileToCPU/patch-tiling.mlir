@@ -1,5 +1,5 @@
-// RUN: heed-opt %s --attn-simplify --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --canonicalize --cse | FileCheck %s
-// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --canonicalize --cse | FileCheck %s --check-prefix=FLAT
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --canonicalize --cse | FileCheck %s
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --convert-attn-tile-to-cpu --canonicalize --cse | FileCheck %s --check-prefix=FLAT
 
 // A window on a ? x 24 grid, tiled by 4 x 4 patches. The lowering defines
 // the tile counts the runtime sizes its work with (ceil(ceil(S / 24) / 4)
