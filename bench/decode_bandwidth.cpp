@@ -5,7 +5,7 @@
 // the figures for docs/decode.md.
 //
 //   heed-bench-decode [--batch=8 --heads=32 --kv-heads=8 --seq=1 --seq-kv=32768
-//                      --head-dim=128 --dtype=bf16 --repeat=5 --threads=0
+//                      --head-dim=128 --dtype=bf16 --repeat=5 --threads=0 --block-q=0
 //                      --spec=FILE --check]
 #include "heed/Compiler/Compiler.h"
 #include "heed/Frontend/Parser.h"
@@ -28,6 +28,7 @@ struct Options {
   int64_t batch = 8, heads = 32, kvHeads = 8, seq = 1, seqKV = 32768, headDim = 128;
   std::string dtype = "bf16", spec;
   int repeat = 5;
+  int64_t blockQ = 0;   ///< query rows per tile (0: by schedule)
   unsigned threads = 0; ///< 0: every hardware thread
   bool check = false;   ///< the first batch entry against the float64 reference
 };
@@ -58,6 +59,7 @@ std::string parseArgs(int argc, char **argv, Options &o) {
     else if (name == "seq") o.seq = n;
     else if (name == "seq-kv") o.seqKV = n;
     else if (name == "head-dim") o.headDim = n;
+    else if (name == "block-q") o.blockQ = n;
     else if (name == "repeat") o.repeat = int(n);
     else if (name == "threads") o.threads = unsigned(n);
     else return "unknown option '--" + name + "'";
@@ -121,6 +123,7 @@ int main(int argc, char **argv) {
   config.headDim = headDim;
   config.headDimV = headDim;
   config.lse = true;
+  config.blockQ = o.blockQ;
   auto kernel = Kernel::compile(*variant, config);
   if (!kernel)
     return fail(llvm::toString(kernel.takeError()));

@@ -105,6 +105,57 @@ private:
   int64_t pageSize = 0;
 };
 
+/// Side of the blocks a query tile is transposed by (16 f32 lanes: one
+/// AVX-512 register per block row).
+constexpr int64_t kBlock = 16;
+
+/// Row `row` of `to` (f32) from `width` elements of `tensor` at `where`.
+void stageRow(OpBuilder &b, Location loc, Value tensor, ValueRange where, Value to, Value row,
+              Type elementType, int64_t width) {
+  Value x = vector::LoadOp::create(b, loc, VectorType::get({width}, elementType), tensor, where);
+  if (!elementType.isF32())
+    x = arith::ExtFOp::create(b, loc, VectorType::get({width}, b.getF32Type()), x);
+  vector::StoreOp::create(b, loc, x, to, ValueRange{row, index(b, loc, 0)});
+}
+
+/// to[d][i] = from[i][d] for a rows x width buffer, by 16 x 16 blocks: 4
+/// stages of two-input shuffles in registers (64 per block), each swapping
+/// the off-diagonal sub-blocks of side 8, 4, 2, 1 (a recursive block
+/// transpose), where the scalar copy took a load and a store per element;
+/// the backward loads two such tiles per block. (vector.transpose would
+/// be canonicalized into per-element extracts and inserts.)
+void transposeBlocks(OpBuilder &b, Location loc, Value from, Value to, int64_t rows,
+                     int64_t width) {
+  auto lineType = VectorType::get({kBlock}, b.getF32Type());
+  for (int64_t r0 = 0; r0 < rows; r0 += kBlock)
+    for (int64_t d0 = 0; d0 < width; d0 += kBlock) {
+      SmallVector<Value> line;
+      for (int64_t r = 0; r < kBlock; ++r)
+        line.push_back(vector::LoadOp::create(
+            b, loc, lineType, from, ValueRange{index(b, loc, r0 + r), index(b, loc, d0)}));
+      for (int64_t side = kBlock / 2; side >= 1; side /= 2) {
+        // Lane l of a group of 2 * side lanes at g: the first row keeps its
+        // first half and takes the second row's first half; the second row
+        // takes the first row's second half and keeps its own.
+        SmallVector<int64_t> first, second;
+        for (int64_t l = 0; l < kBlock; ++l) {
+          int64_t g = l / (2 * side) * (2 * side), p = l % (2 * side);
+          first.push_back(p < side ? g + p : kBlock + g + p - side);
+          second.push_back(p < side ? g + side + p : kBlock + g + p);
+        }
+        for (int64_t i = 0; i < kBlock; ++i)
+          if ((i & side) == 0) {
+            Value a = line[i], c = line[i + side];
+            line[i] = vector::ShuffleOp::create(b, loc, a, c, first);
+            line[i + side] = vector::ShuffleOp::create(b, loc, a, c, second);
+          }
+      }
+      for (int64_t d = 0; d < kBlock; ++d)
+        vector::StoreOp::create(b, loc, line[d], to,
+                                ValueRange{index(b, loc, d0 + d), index(b, loc, r0)});
+    }
+}
+
 struct LoadLowering : OpConversionPattern<TileLoadOp> {
   LoadLowering(const CPUTypeConverter &converter, MLIRContext *ctx,
                const StreamingLoads &streaming)
@@ -132,11 +183,27 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     Value zero = index(rewriter, loc, 0);
     auto ifOp = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i),
                                   /*withElseRegion=*/true);
-    if (type.getRole() == TileRole::Q) {
-      // Transposed, element by element: qT[d][i] (done once per work item);
-      // a packed GQA tile row-major instead (see packedQuery).
-      int64_t rows = type.getRows();
-      bool rowMajor = static_cast<bool>(packedQuery(op.getResult()));
+    int64_t rows = type.getRows();
+    bool rowMajor = static_cast<bool>(packedQuery(op.getResult()));
+    if (type.getRole() == TileRole::Q && !rowMajor && rows % kBlock == 0 && width % kBlock == 0) {
+      // Transposed by blocks: the rows as vectors into a row-major buffer,
+      // then 16 x 16 transposes into qT[d][i].
+      auto rowsType = MemRefType::get({rows, width}, rewriter.getF32Type());
+      Value staged = allocaAtEntry(rewriter, op, rowsType);
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value rowHead = laneHead(rewriter, loc, span, head, i);
+      stageRow(rewriter, loc, tensor, at(op.getLayout(), batch, rowHead, token, zero), staged, i,
+               type.getElementType(), width);
+      rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      vector::StoreOp::create(rewriter, loc,
+                              splat(rewriter, loc, VectorType::get({width}, rewriter.getF32Type()), 0),
+                              staged, ValueRange{i, zero});
+      rewriter.setInsertionPointAfter(loop);
+      transposeBlocks(rewriter, loc, staged, buf, rows, width);
+    } else if (type.getRole() == TileRole::Q) {
+      // Transposed, element by element: qT[d][i] (head dims that are not a
+      // multiple of 16); a packed GQA tile row-major instead (see
+      // packedQuery).
       auto slot = [&](int64_t d) -> SmallVector<Value> {
         if (!rowMajor)
           return {index(rewriter, loc, d), i};
@@ -160,17 +227,13 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     } else {
       // A key's row as f32; holes are zero rows, so that 0 * garbage never
       // makes a NaN.
-      auto rowType = VectorType::get({width}, type.getElementType());
       auto f32Row = VectorType::get({width}, rewriter.getF32Type());
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
       if (streaming.contains(op))
         keyRows.prefetchAhead(head, token, width, aheadPage);
       auto [outer, pos] = keyRows.locate(token, tilePage);
-      Value row = vector::LoadOp::create(rewriter, loc, rowType, tensor,
-                                         at(op.getLayout(), outer, head, pos, zero));
-      if (!type.getElementType().isF32())
-        row = arith::ExtFOp::create(rewriter, loc, f32Row, row);
-      vector::StoreOp::create(rewriter, loc, row, buf, ValueRange{i, zero});
+      stageRow(rewriter, loc, tensor, at(op.getLayout(), outer, head, pos, zero), buf, i,
+               type.getElementType(), width);
       rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
       vector::StoreOp::create(rewriter, loc, splat(rewriter, loc, f32Row, 0), buf,
                               ValueRange{i, zero});

@@ -174,8 +174,10 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // CHECK-DAG: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
 // CHECK: %[[HKV:.*]] = arith.divui %[[H]], %{{.*}} : index
 // CHECK: %[[POS:.*]] = vector.extract %{{.*}}[%{{.*}}] : index from vector<16xindex>
-// CHECK: memref.load %[[Q]][%[[B]], %[[POS]], %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>
-// CHECK: arith.extf %{{.*}} : bf16 to f32
+// The query tile: rows as vectors, then 16 x 16 transposes into q^T.
+// CHECK: %[[QROW:.*]] = vector.load %[[Q]][%[[B]], %[[POS]], %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>, vector<64xbf16>
+// CHECK: arith.extf %[[QROW]] : vector<64xbf16> to vector<64xf32>
+// CHECK-COUNT-64: vector.shuffle %{{.*}}, %{{.*}} [{{.*}}] : vector<16xf32>, vector<16xf32>
 // A prefill's K/V rows are reused by every query tile (from cache): no
 // prefetches (decode's streaming loads have them: pipeline.mlir, paged.mlir).
 // CHECK-NOT: memref.prefetch
