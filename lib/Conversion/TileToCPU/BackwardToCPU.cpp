@@ -82,17 +82,9 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
                            : arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
                                                    splat(rewriter, loc, laneType, -INFINITY));
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
-      RegionInlining how = tile.inlining(c);
-      Value s = tile.load(rewriter, sT, c.j);
-      if (!isIdentityScore(variant)) {
-        Value leading[] = {s, c.b, c.h, tile.rows.tokens, c.kv};
-        how.leading = leading;
-        s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
-      }
-      Value leading[] = {c.b, c.h, tile.rows.tokens, c.kv};
       Value valid = live ? arith::AndIOp::create(rewriter, loc, c.laneValid, live) : c.laneValid;
-      Value visible = visibleLanes(rewriter, loc, variant, how, leading, valid,
-                                   adaptor.getMaskIf());
+      auto [s, visible] = tile.applyRegions(rewriter, variant, c, tile.load(rewriter, sT, c.j),
+                                            valid, adaptor.getMaskIf());
       Value p = isSigmoid ? sigmoid(rewriter, loc, s, bias, cpuExp)
                           : exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, s, log2e, shift));
       p = arith::SelectOp::create(rewriter, loc, visible, p, splat(rewriter, loc, laneType, 0));

@@ -80,7 +80,6 @@ llvm::SmallVector<mlir::Value> at(attn::Layout layout, mlir::Value batch, mlir::
 mlir::Value gatherLoad(mlir::OpBuilder &b, mlir::Location loc, mlir::Operation *anchor,
                        attn::LoadOp load, mlir::Value buffer, mlir::ValueRange indices,
                        unsigned which, mlir::Value laneValid, mlir::Value status);
-bool isIdentityScore(attn::VariantOp variant);
 /// The lanes of a key column where the variant's mask holds (its `leading`
 /// arguments b, h, q, kv as vectors) among `laneValid`; with `maskIf`, the
 /// mask is evaluated only when it is true (FULL tiles pass false).
@@ -88,19 +87,6 @@ mlir::Value visibleLanes(mlir::OpBuilder &b, mlir::Location loc, attn::VariantOp
                          RegionInlining &how, mlir::ValueRange leading, mlir::Value laneValid,
                          mlir::ValueRange maskIf);
 bool isConstantTrueMask(attn::VariantOp variant);
-
-/// The first value of an optional operand's converted values, or null.
-inline mlir::Value optionalValue(mlir::ValueRange converted) {
-  return converted.empty() ? mlir::Value() : converted.front();
-}
-
-/// The first value of each operand's converted values (memrefs: one each).
-inline llvm::SmallVector<mlir::Value> firstValues(llvm::ArrayRef<mlir::ValueRange> converted) {
-  llvm::SmallVector<mlir::Value> out;
-  for (mlir::ValueRange r : converted)
-    out.push_back(r.front());
-  return out;
-}
 
 /// A score tile sT (memref<keys x lanes x f32>, key-major) seen by the
 /// patterns that run the variant's regions on it key by key (attn.tile.apply,
@@ -129,6 +115,13 @@ struct ScoreColumns {
   /// How a region is inlined for `column`: its attn.loads gather over the
   /// column's real lanes.
   RegionInlining inlining(const Column &column) const;
+  /// The variant's score region at column `c` of scores `s` and the lanes
+  /// of `valid` where its mask holds (evaluated only where `maskIf`, as in
+  /// visibleLanes): {score'(s), visible}.
+  std::pair<mlir::Value, mlir::Value> applyRegions(mlir::OpBuilder &b, attn::VariantOp variant,
+                                                   const Column &c, mlir::Value s,
+                                                   mlir::Value valid,
+                                                   mlir::ValueRange maskIf) const;
   /// Row j (key j's scores over the rows) of a tile shaped like sT.
   mlir::Value load(mlir::OpBuilder &b, mlir::Value tile, mlir::Value j) const;
   void store(mlir::OpBuilder &b, mlir::Value row, mlir::Value tile, mlir::Value j) const;

@@ -95,11 +95,6 @@ Value gatherLoad(OpBuilder &b, Location loc, Operation *anchor, heed::attn::Load
   return extendLoaded(b, loc, got, load.getResult().getType());
 }
 
-bool isIdentityScore(VariantOp variant) {
-  Block &block = variant.getScore().front();
-  return cast<YieldOp>(block.getTerminator()).getValue() == block.getArgument(0);
-}
-
 bool isConstantTrueMask(VariantOp variant) {
   APInt value;
   Value yielded = cast<YieldOp>(variant.getMask().front().getTerminator()).getValue();
@@ -176,6 +171,15 @@ RegionInlining ScoreColumns::inlining(const Column &column) const {
   return how;
 }
 
+std::pair<Value, Value> ScoreColumns::applyRegions(OpBuilder &b, VariantOp variant,
+                                                   const Column &c, Value s, Value valid,
+                                                   ValueRange maskIf) const {
+  RegionInlining how = inlining(c);
+  Value leading[] = {c.b, c.h, rows.tokens, c.kv};
+  Value score = inlineScore(b, loc, variant, how, s, leading);
+  return {score, visibleLanes(b, loc, variant, how, leading, valid, maskIf)};
+}
+
 Value ScoreColumns::load(OpBuilder &b, Value tile, Value j) const {
   return vector::LoadOp::create(b, loc, laneType, tile, ValueRange{j, zero});
 }
@@ -195,19 +199,9 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
     ScoreColumns tile(rewriter, op, sT, adaptor, optionalValue(adaptor.getStatus()));
     Location loc = tile.loc;
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
-      RegionInlining how = tile.inlining(c);
-      Value s = tile.load(rewriter, sT, c.j);
-      if (!isIdentityScore(variant)) {
-        Value leading[] = {s, c.b, c.h, tile.rows.tokens, c.kv};
-        how.leading = leading;
-        s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
-      }
-      Value leading[] = {c.b, c.h, tile.rows.tokens, c.kv};
-      Value visible = visibleLanes(rewriter, loc, variant, how, leading, c.laneValid,
-                                   adaptor.getMaskIf());
-      s = arith::SelectOp::create(rewriter, loc, visible, s,
-                                  splat(rewriter, loc, tile.laneType, -INFINITY));
-      tile.store(rewriter, s, sT, c.j);
+      auto [s, visible] = tile.applyRegions(rewriter, variant, c, tile.load(rewriter, sT, c.j),
+                                            c.laneValid, adaptor.getMaskIf());
+      tile.store(rewriter, maskedScore(rewriter, loc, visible, s), sT, c.j);
     });
     rewriter.replaceOp(op, sT);
     return success();
