@@ -152,28 +152,13 @@ llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
     if (failed(verify(*module)))
       return diags.error("the generated backward IR does not verify");
     PassManager pm(ctx.get());
-    CPUPipelineOptions options;
-    options.blockQ = config.blockQ;
-    options.blockKV = config.blockKV;
-    options.analyzeMask = config.analyzeMask;
-    options.patchTiling = false;
-    buildCPUBackwardTilingPipeline(pm, options);
+    buildCPUBackwardTilingPipeline(pm, detail::pipelineOptions(config));
     buildCPUToLLVMPipeline(pm);
     if (failed(pm.run(*module)))
       return diags.error("lowering the backward to the CPU failed");
   }
   CPUTarget target = CPUTarget::host();
-  auto tm = detail::targetMachine(target);
-  if (!tm)
-    return tm.takeError();
-  llvm::LLVMContext llvmContext;
-  auto llvmModule = detail::translateAndOptimize(*module, llvmContext, **tm, /*packed=*/true);
-  if (!llvmModule)
-    return llvmModule.takeError();
-  auto object = detail::emitObject(**llvmModule, **tm);
-  if (!object)
-    return object.takeError();
-  auto shared = detail::linkSharedObject(*object);
+  auto shared = detail::compileSharedObject(*module, target);
   if (!shared)
     return shared.takeError();
   KernelInfo info = describeKernel(variant, config);

@@ -210,18 +210,22 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   return module;
 }
 
+CPUPipelineOptions pipelineOptions(const KernelConfig &config) {
+  CPUPipelineOptions options;
+  options.blockQ = config.blockQ;
+  options.blockKV = config.blockKV;
+  options.analyzeMask = config.analyzeMask;
+  options.patchTiling = config.patchTiling;
+  return options;
+}
+
 llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   MLIRContext &ctx = *module.getContext();
   detail::DiagnosticCollector diags(ctx);
   if (failed(verify(module)))
     return diags.error("the generated attn IR does not verify");
   PassManager pm(&ctx);
-  CPUPipelineOptions options;
-  options.blockQ = config.blockQ;
-  options.blockKV = config.blockKV;
-  options.analyzeMask = config.analyzeMask;
-  options.patchTiling = config.patchTiling;
-  buildCPUTilePipeline(pm, options);
+  buildCPUTilePipeline(pm, pipelineOptions(config));
   if (stage != Stage::Tile)
     buildTileToCPUPipeline(pm);
   if (stage != Stage::Tile && stage != Stage::Tiled)
@@ -277,6 +281,20 @@ llvm::Expected<std::string> emitObject(llvm::Module &module, llvm::TargetMachine
                                    "the target cannot emit object files");
   codegen.run(module);
   return std::string(buffer.begin(), buffer.end());
+}
+
+llvm::Expected<std::string> compileSharedObject(ModuleOp module, const CPUTarget &target) {
+  auto tm = targetMachine(target);
+  if (!tm)
+    return tm.takeError();
+  llvm::LLVMContext llvmContext;
+  auto llvmModule = translateAndOptimize(module, llvmContext, **tm, /*packed=*/true);
+  if (!llvmModule)
+    return llvmModule.takeError();
+  auto object = emitObject(**llvmModule, **tm);
+  if (!object)
+    return object.takeError();
+  return linkSharedObject(*object);
 }
 
 } // namespace detail
@@ -405,17 +423,7 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
   if (llvm::Error err = detail::lowerTo(*module, config, Stage::LLVM))
     return std::move(err);
-  auto tm = detail::targetMachine(target);
-  if (!tm)
-    return tm.takeError();
-  llvm::LLVMContext llvmContext;
-  auto llvmModule = translateAndOptimize(*module, llvmContext, **tm, /*packed=*/true);
-  if (!llvmModule)
-    return llvmModule.takeError();
-  auto object = emitObject(**llvmModule, **tm);
-  if (!object)
-    return object.takeError();
-  auto shared = detail::linkSharedObject(*object);
+  auto shared = detail::compileSharedObject(*module, target);
   if (!shared)
     return shared.takeError();
   KernelInfo info = describeKernel(variant, config);

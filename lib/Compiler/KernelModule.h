@@ -4,6 +4,7 @@
 #define HEED_LIB_COMPILER_KERNELMODULE_H
 
 #include "heed/Compiler/Compiler.h"
+#include "heed/Pipelines/Pipelines.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -68,6 +69,9 @@ std::vector<unsigned> summarizedBuffers(const spec::Variant &variant);
 /// The runtime dtype of a buffer element type.
 DType bufferDType(spec::ElemType elem);
 
+/// The CPU pipelines' options for `config`.
+CPUPipelineOptions pipelineOptions(const KernelConfig &config);
+
 /// Runs the CPU pipelines on `module` up to `stage` (Tiled or LLVM).
 llvm::Error lowerTo(mlir::ModuleOp module, const KernelConfig &config, Stage stage);
 
@@ -100,6 +104,10 @@ llvm::Expected<std::string> emitObject(llvm::Module &module, llvm::TargetMachine
 
 /// Links an object file into a shared object with ld.lld; returns its bytes.
 llvm::Expected<std::string> linkSharedObject(llvm::StringRef object);
+
+/// An LLVM-dialect kernel module as a shared object for `target`: LLVM IR
+/// at -O3 with the heed_packed_ wrappers, an object file, ld.lld.
+llvm::Expected<std::string> compileSharedObject(mlir::ModuleOp module, const CPUTarget &target);
 
 } // namespace heed::detail
 

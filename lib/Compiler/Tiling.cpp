@@ -59,11 +59,8 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
   PassManager pm(ctx.get());
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
-  AttnChooseTilingOptions options;
-  options.blockQ = config.blockQ;
-  options.blockKV = config.blockKV;
-  options.patches = config.analyzeMask && config.patchTiling;
-  pm.addPass(createAttnChooseTiling(options));
+  CPUPipelineOptions options = detail::pipelineOptions(config);
+  addChooseTiling(pm, options.blockQ, options.blockKV, options.patches());
   if (failed(pm.run(*module)))
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    "choosing the tiling failed on " + variant.name);

@@ -34,21 +34,41 @@ void registerAllDialects(DialectRegistry &registry) {
                   index::IndexDialect, ub::UBDialect, LLVM::LLVMDialect>();
 }
 
+namespace {
+/// Canonicalize then CSE: the clean-up after each stage of a pipeline.
+void addCleanup(OpPassManager &pm) {
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+/// The tile schedule every forward kernel starts from: choose-tiling, the
+/// mask analysis where asked, attn-to-tile, and skipping the tiles the mask
+/// empties.
+void addTileSchedule(OpPassManager &pm, int64_t blockQ, int64_t blockKV, bool patches,
+                     bool analyzeMask) {
+  addChooseTiling(pm, blockQ, blockKV, patches);
+  if (analyzeMask)
+    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
+  pm.addPass(createAttnToTile());
+  if (analyzeMask)
+    pm.addPass(createAttnSkipTiles());
+}
+} // namespace
+
+void addChooseTiling(OpPassManager &pm, int64_t blockQ, int64_t blockKV, bool patches) {
+  AttnChooseTilingOptions tiling;
+  tiling.blockQ = blockQ;
+  tiling.blockKV = blockKV;
+  tiling.patches = patches;
+  pm.addPass(createAttnChooseTiling(tiling));
+}
+
 void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   AttnRuntimeABIOptions abi;
   abi.splitKV = true; // the CPU runtime runs the split-KV phases
   pm.addPass(createAttnRuntimeABI(abi));
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
-  AttnChooseTilingOptions tiling;
-  tiling.blockQ = options.blockQ;
-  tiling.blockKV = options.blockKV;
-  tiling.patches = options.analyzeMask && options.patchTiling;
-  pm.addPass(createAttnChooseTiling(tiling));
-  if (options.analyzeMask)
-    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
-  pm.addPass(createAttnToTile());
-  if (options.analyzeMask)
-    pm.addPass(createAttnSkipTiles());
+  addTileSchedule(pm, options.blockQ, options.blockKV, options.patches(), options.analyzeMask);
   pm.addPass(createAttnSpecializeRoutes());
   // Decode: a GQA group's query heads in one tile when Sq is small (chosen
   // at run time, so the same kernel serves prefill).
@@ -56,14 +76,12 @@ void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) 
   // Long key ranges cut across work items when the call has few of them
   // (the runtime picks the number of parts, 1 by default).
   pm.addPass(createAttnSplitKV());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addCleanup(pm);
 }
 
 void buildTileToCPUPipeline(OpPassManager &pm) {
   pm.addPass(createConvertAttnTileToCPU());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addCleanup(pm);
 }
 
 void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
@@ -124,6 +142,10 @@ struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
                            llvm::cl::desc("tile 2-D/3-D token grids by patches (with the "
                                           "mask analysis)"),
                            llvm::cl::init(true)};
+
+  CPUPipelineOptions get() const {
+    return {blockQ, blockKV, analyzeMask, patchTiling, packedRows};
+  }
 };
 } // namespace
 
@@ -142,8 +164,7 @@ void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
   rocdl.chipset = chip;
   rocdl.runtime = gpu::amd::Runtime::HIP;
   kernels.addPass(createConvertGpuOpsToROCDLOps(rocdl));
-  kernels.addPass(createCanonicalizerPass());
-  kernels.addPass(createCSEPass());
+  addCleanup(kernels);
   kernels.addPass(createReconcileUnrealizedCastsPass());
   GpuModuleToBinaryPassOptions binary;
   binary.compilationTarget = "isa";
@@ -157,17 +178,10 @@ namespace {
 /// per-key kernel had them; see docs/passes.md).
 void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   constexpr int64_t kSIMTKeys = 1;
-  AttnChooseTilingOptions tiling;
-  tiling.blockQ = options.simtRows;
-  tiling.blockKV = kSIMTKeys;
-  tiling.patches = false;
-  pm.addPass(createAttnChooseTiling(tiling));
-  pm.addPass(createAttnToTile());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addTileSchedule(pm, options.simtRows, kSIMTKeys, /*patches=*/false, /*analyzeMask=*/false);
+  addCleanup(pm);
   pm.addPass(createConvertAttnTileToSIMT());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addCleanup(pm);
 }
 
 /// The matrix-core kernels' schedule after attn-simplify (NVIDIA and AMD
@@ -176,43 +190,43 @@ void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &option
 /// tiles specialized.
 void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &options,
                              int64_t blockQ, int64_t blockKV, int64_t stages) {
-  AttnChooseTilingOptions tiling;
-  tiling.blockQ = blockQ;
-  tiling.blockKV = blockKV;
-  tiling.patches = false;
-  pm.addPass(createAttnChooseTiling(tiling));
-  if (options.analyzeMask)
-    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
-  pm.addPass(createAttnToTile());
-  if (options.analyzeMask)
-    pm.addPass(createAttnSkipTiles());
+  addTileSchedule(pm, blockQ, blockKV, /*patches=*/false, options.analyzeMask);
   AttnPipelineKVOptions pipeline;
   pipeline.stages = stages;
   pm.addPass(createAttnPipelineKV(pipeline));
   if (options.analyzeMask)
     pm.addPass(createAttnSpecializeFullTiles());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addCleanup(pm);
 }
-} // namespace
 
-void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
+/// attn -> a GPU kernel (NVIDIA and AMD alike): the runtime ABI and
+/// attn-simplify, then the SIMT kernel, or the matrix-core schedule and the
+/// target's conversion that `addConversion` adds.
+void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
+                            int64_t blockQ, int64_t blockKV, int64_t stages,
+                            llvm::function_ref<void(OpPassManager &)> addConversion) {
   pm.addPass(createAttnRuntimeABI());
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (!options.matrixCores) {
     buildSIMTKernelPipeline(pm, options);
     return;
   }
+  buildMatrixCoreSchedule(pm, options, blockQ, blockKV, stages);
+  addConversion(pm);
+  addCleanup(pm);
+}
+} // namespace
+
+void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   // Query tiles of 16 rows per warp (wgmma: 64 per warpgroup); keys per
   // tile by head dim unless set.
-  buildMatrixCoreSchedule(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
-                          options.kvStages);
-  if (options.wgmma)
-    pm.addPass(createConvertAttnTileToHopper());
-  else
-    pm.addPass(createConvertAttnTileToNVGPU());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  buildGPUKernelPipeline(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
+                         options.kvStages, [&](OpPassManager &kernel) {
+                           if (options.wgmma)
+                             kernel.addPass(createConvertAttnTileToHopper());
+                           else
+                             kernel.addPass(createConvertAttnTileToNVGPU());
+                         });
 }
 
 void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip, bool tensorMaps) {
@@ -246,17 +260,16 @@ void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip, bool te
   ConvertIndexToLLVMPassOptions index;
   index.indexBitwidth = nvvm.indexBitWidth;
   pm.addPass(createConvertIndexToLLVMPass(index));
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addCleanup(pm);
   pm.addNestedPass<gpu::GPUModuleOp>(createStripDebugInfoPass());
   ConvertGpuOpsToNVVMOpsOptions kernel;
   kernel.useBarePtrCallConv = nvvm.kernelUseBarePtrCallConv;
   kernel.indexBitwidth = nvvm.indexBitWidth;
   pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps(kernel));
   pm.addPass(createHeedTensorMapParams());
-  pm.addNestedPass<gpu::GPUModuleOp>(createCanonicalizerPass());
-  pm.addNestedPass<gpu::GPUModuleOp>(createCSEPass());
-  pm.addNestedPass<gpu::GPUModuleOp>(createReconcileUnrealizedCastsPass());
+  OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  addCleanup(kernels);
+  kernels.addPass(createReconcileUnrealizedCastsPass());
   GpuToLLVMConversionPassOptions host;
   host.hostBarePtrCallConv = nvvm.hostUseBarePtrCallConv;
   host.kernelBarePtrCallConv = nvvm.kernelUseBarePtrCallConv;
@@ -265,27 +278,19 @@ void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip, bool te
   binary.compilationTarget = nvvm.cubinFormat;
   pm.addPass(createGpuModuleToBinaryPass(binary));
   pm.addPass(createConvertMathToLLVMPass());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  addCleanup(pm);
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
 void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
-  pm.addPass(createAttnRuntimeABI());
-  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
-  if (!options.matrixCores) {
-    buildSIMTKernelPipeline(pm, options);
-    return;
-  }
   // Query tiles of 4 waves of `mfma` rows; keys per tile by head dim; one
   // synchronous LDS slot.
-  buildMatrixCoreSchedule(pm, options, /*blockQ=*/4 * options.mfma, /*blockKV=*/0,
-                          /*stages=*/1);
-  ConvertAttnTileToAMDGPUOptions amd;
-  amd.mfma = options.mfma;
-  pm.addPass(createConvertAttnTileToAMDGPU(amd));
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createCSEPass());
+  buildGPUKernelPipeline(pm, options, /*blockQ=*/4 * options.mfma, /*blockKV=*/0,
+                         /*stages=*/1, [&](OpPassManager &kernel) {
+                           ConvertAttnTileToAMDGPUOptions amd;
+                           amd.mfma = options.mfma;
+                           kernel.addPass(createConvertAttnTileToAMDGPU(amd));
+                         });
 }
 
 namespace {
@@ -342,12 +347,12 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-tile", "attn -> the tile IR with the CPU's schedule passes",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilePipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling, o.packedRows});
+          buildCPUTilePipeline(pm, o.get());
         });
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-tiling", "attn -> tiled scf/vector code for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling, o.packedRows});
+          buildCPUTilingPipeline(pm, o.get());
         });
     PassPipelineRegistration<>("heed-cpu-to-llvm",
                                "tiled scf/vector code -> LLVM dialect",
@@ -355,14 +360,14 @@ void registerAllPasses() {
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-pipeline", "attn -> LLVM dialect for the CPU",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, o.patchTiling, o.packedRows});
+          buildCPUTilingPipeline(pm, o.get());
           buildCPUToLLVMPipeline(pm);
         });
     PassPipelineRegistration<CPUPipelineCLOptions>(
         "heed-cpu-backward-pipeline",
         "attn.attention_backward -> LLVM dialect for the CPU (docs/backward.md)",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUBackwardTilingPipeline(pm, {o.blockQ, o.blockKV, o.analyzeMask, false, o.packedRows});
+          buildCPUBackwardTilingPipeline(pm, o.get()); // patch-tiling does not apply
           buildCPUToLLVMPipeline(pm);
         });
     PassPipelineRegistration<GPUPipelineCLOptions>(

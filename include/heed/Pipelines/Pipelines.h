@@ -26,7 +26,14 @@ struct CPUPipelineOptions {
   bool patchTiling = true; ///< let the analysis tile token grids by patches
   /// Rows of a packed GQA decode tile (--attn-pack-gqa), at most blockQ.
   int64_t packedRows = 16;
+
+  /// Whether choose-tiling may tile token grids by patches (it needs the
+  /// mask analysis).
+  bool patches() const { return analyzeMask && patchTiling; }
 };
+
+/// Adds --attn-choose-tiling with these options (0: chosen by the pass).
+void addChooseTiling(mlir::OpPassManager &pm, int64_t blockQ, int64_t blockKV, bool patches);
 
 /// attn (variant + attention ops) -> the tile IR after the CPU's schedule
 /// passes: simplify, choose-tiling, analyze-mask, attn-to-tile, skip-tiles,

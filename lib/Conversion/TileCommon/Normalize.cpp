@@ -22,6 +22,13 @@ Value f32Like(OpBuilder &b, Location loc, Type type, double value) {
   return arith::ConstantOp::create(b, loc, attr);
 }
 
+Value exponentBase(OpBuilder &b, Location loc, Value m) {
+  Type type = m.getType();
+  Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m,
+                                     f32Like(b, loc, type, -INFINITY));
+  return arith::SelectOp::create(b, loc, none, f32Like(b, loc, type, 0), m);
+}
+
 RowFinish finishRow(OpBuilder &b, Location loc, Value m, Value l, Value sink, bool sigmoid,
                     const UnaryMath &exp, const UnaryMath &log) {
   Type type = l.getType();

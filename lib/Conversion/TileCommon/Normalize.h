@@ -20,6 +20,11 @@ mlir::Value mathLog(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 /// A constant of `type` (f32, or a vector of f32 splatted).
 mlir::Value f32Like(mlir::OpBuilder &b, mlir::Location loc, mlir::Type type, double value);
 
+/// What the online softmax takes a row's exponents against when its running
+/// max is `m`: m, or 0 while m is -inf (no visible key yet), so that
+/// -inf - -inf never makes a NaN (alpha and p are then 0).
+mlir::Value exponentBase(mlir::OpBuilder &b, mlir::Location loc, mlir::Value m);
+
 /// What multiplies a row's accumulator and what its lse is.
 struct RowFinish {
   mlir::Value scale, lse;

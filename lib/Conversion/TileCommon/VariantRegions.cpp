@@ -1,6 +1,8 @@
 // Inlining a variant's regions into target code (see VariantRegions.h).
 #include "VariantRegions.h"
 
+#include "Normalize.h"
+
 #include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -9,6 +11,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/TypeUtilities.h"
+
+#include <cmath>
 
 using namespace mlir;
 
@@ -134,6 +138,36 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
         r.setType(widen(r.getType()));
   }
   llvm_unreachable("a variant region ends with attn.yield");
+}
+
+bool isIdentityScore(attn::VariantOp variant) {
+  Block &block = variant.getScore().front();
+  return cast<attn::YieldOp>(block.getTerminator()).getValue() == block.getArgument(0);
+}
+
+Value inlineScore(OpBuilder &b, Location loc, attn::VariantOp variant, const RegionInlining &how,
+                  Value s, ValueRange indices) {
+  if (isIdentityScore(variant))
+    return s;
+  SmallVector<Value, 5> leading = {s};
+  leading.append(indices.begin(), indices.end());
+  RegionInlining withScore = how;
+  withScore.leading = leading;
+  return inlineVariantRegion(b, loc, variant.getScore(), withScore);
+}
+
+Value maskedScore(OpBuilder &b, Location loc, Value visible, Value score) {
+  if (!visible)
+    return score;
+  return arith::SelectOp::create(b, loc, visible, score,
+                                 f32Like(b, loc, score.getType(), -INFINITY));
+}
+
+SmallVector<Value> firstValues(ArrayRef<ValueRange> converted) {
+  SmallVector<Value> out;
+  for (ValueRange r : converted)
+    out.push_back(r.front());
+  return out;
 }
 
 } // namespace heed

@@ -45,6 +45,50 @@ mlir::Value boundShape(mlir::OpBuilder &b, attn::Shape shape);
 mlir::Value inlineVariantRegion(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,
                                 const RegionInlining &how);
 
+/// Whether the variant's score region yields its score argument unchanged.
+bool isIdentityScore(attn::VariantOp variant);
+
+/// The variant's score region at score `s` with the leading (b, h, q, kv)
+/// `indices` and the rest of `how`; `s` itself where the region is the
+/// identity.
+mlir::Value inlineScore(mlir::OpBuilder &b, mlir::Location loc, attn::VariantOp variant,
+                        const RegionInlining &how, mlir::Value s, mlir::ValueRange indices);
+
+/// `score` where `visible` holds, else -inf (scalars or vectors; a null
+/// `visible`: visible everywhere).
+mlir::Value maskedScore(mlir::OpBuilder &b, mlir::Location loc, mlir::Value visible,
+                        mlir::Value score);
+
+/// The first converted value of an optional operand, or null.
+inline mlir::Value optionalValue(mlir::ValueRange converted) {
+  return converted.empty() ? mlir::Value() : converted.front();
+}
+
+/// The first converted value of each operand of a variadic one (memrefs:
+/// one value each).
+llvm::SmallVector<mlir::Value> firstValues(llvm::ArrayRef<mlir::ValueRange> converted);
+
+/// What a tile op hands its variant's regions, converted: its buffers,
+/// route and status (`Adaptor`: a 1:N adaptor of an op with all three).
+struct RegionOperands {
+  template <typename Adaptor>
+  explicit RegionOperands(Adaptor adaptor)
+      : buffers(firstValues(adaptor.getBuffers())), route(optionalValue(adaptor.getRoute())),
+        status(optionalValue(adaptor.getStatus())) {}
+
+  /// Scalar inlining of these operands (the caller sets `leading`).
+  RegionInlining inlining() const {
+    RegionInlining how;
+    how.buffers = buffers;
+    how.route = route;
+    how.status = status;
+    return how;
+  }
+
+  llvm::SmallVector<mlir::Value> buffers;
+  mlir::Value route, status;
+};
+
 /// A scalar attn.load: buffer[indices] where every index is in range
 /// (sign- or zero-extended to i64, or extended to f32, as attn.load
 /// defines), else 0 and `status` (if any) set to `which + 1`.

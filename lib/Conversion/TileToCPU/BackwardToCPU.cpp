@@ -27,65 +27,6 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
-/// What the variant's regions see for key j of a score tile, vectorized
-/// over the rows: the leading (b, h, q, kv) arguments and which lanes are
-/// real (row, key) pairs.
-struct KeyColumn {
-  Value b, h, kv, laneValid;
-};
-
-/// The loop over the keys of a score tile with `body(j, column)` inside.
-void forEachKey(ConversionPatternRewriter &rewriter, Location loc, int64_t keys, Value batch,
-                Value head, const Span &rows, const Span &cols, int64_t lanes,
-                function_ref<void(Value, const KeyColumn &)> body) {
-  auto idxType = VectorType::get({lanes}, rewriter.getIndexType());
-  auto maskType = VectorType::get({lanes}, rewriter.getI1Type());
-  KeyColumn c;
-  c.b = vector::BroadcastOp::create(rewriter, loc, idxType, batch);
-  c.h = vector::BroadcastOp::create(rewriter, loc, idxType, head);
-  auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0), index(rewriter, loc, keys),
-                                 index(rewriter, loc, 1));
-  OpBuilder::InsertionGuard guard(rewriter);
-  rewriter.setInsertionPointToStart(loop.getBody());
-  Value j = loop.getInductionVar();
-  c.kv = vector::BroadcastOp::create(rewriter, loc, idxType, extractAt(rewriter, loc, cols.tokens, j));
-  Value keyReal = extractAt(rewriter, loc, cols.real, j);
-  c.laneValid = arith::AndIOp::create(rewriter, loc, rows.real,
-                                      vector::BroadcastOp::create(rewriter, loc, maskType, keyReal));
-  body(j, c);
-}
-
-/// The inlining of a variant's region for one key column.
-RegionInlining inlining(Operation *op, Location loc, ArrayRef<Value> buffers, Value route,
-                        int64_t lanes, const KeyColumn &c, Value status) {
-  RegionInlining how;
-  how.buffers = buffers;
-  how.route = route;
-  how.width = lanes;
-  how.load = [op, loc, laneValid = c.laneValid, status](OpBuilder &b, heed::attn::LoadOp load,
-                                                        Value buffer, ValueRange indices,
-                                                        unsigned which) {
-    return gatherLoad(b, loc, op, load, buffer, indices, which, laneValid, status);
-  };
-  return how;
-}
-
-SmallVector<Value> firsts(ArrayRef<ValueRange> ranges) {
-  SmallVector<Value> out;
-  for (ValueRange r : ranges)
-    out.push_back(r.front());
-  return out;
-}
-
-Value broadcastRoute(ConversionPatternRewriter &rewriter, Location loc, ValueRange route,
-                     int64_t lanes) {
-  if (route.empty())
-    return Value();
-  return vector::BroadcastOp::create(rewriter, loc,
-                                     VectorType::get({lanes}, rewriter.getI64Type()),
-                                     route.front());
-}
-
 struct LoadRowsLowering : OpConversionPattern<TileLoadRowsOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileLoadRowsOp op, OneToNOpAdaptor adaptor,
@@ -126,16 +67,11 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
   LogicalResult matchAndRewrite(TileProbsOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     VariantOp variant = lookupVariant(op, op.getVariantAttr());
-    Location loc = op.getLoc();
     Value sT = adaptor.getScores().front(), lse = adaptor.getLse().front();
-    Span rows(adaptor.getRows()), cols(adaptor.getCols());
-    auto sType = cast<MemRefType>(sT.getType());
-    int64_t keys = sType.getDimSize(0), lanes = sType.getDimSize(1);
-    auto laneType = VectorType::get({lanes}, rewriter.getF32Type());
-    Value pT = allocaAtEntry(rewriter, op, sType);
-    Value status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
-    SmallVector<Value> buffers = firsts(adaptor.getBuffers());
-    Value route = broadcastRoute(rewriter, loc, adaptor.getRoute(), lanes);
+    ScoreColumns tile(rewriter, op, sT, adaptor, optionalValue(adaptor.getStatus()));
+    Location loc = tile.loc;
+    VectorType laneType = tile.laneType;
+    Value pT = allocaAtEntry(rewriter, op, tile.type);
     // exp(s - lse) = 2^(s log2 e - lse log2 e); rows whose lse is -inf see
     // no key. Sigmoid weights need no lse.
     bool isSigmoid = variant.getNormalization() == Normalization::Sigmoid;
@@ -145,24 +81,14 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
     Value live = isSigmoid ? Value()
                            : arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
                                                    splat(rewriter, loc, laneType, -INFINITY));
-    Value c0 = index(rewriter, loc, 0);
-    forEachKey(rewriter, loc, keys, adaptor.getBatch().front(), adaptor.getHead().front(), rows,
-               cols, lanes, [&](Value j, const KeyColumn &c) {
-      RegionInlining how = inlining(op, loc, buffers, route, lanes, c, status);
-      Value s = vector::LoadOp::create(rewriter, loc, laneType, sT, ValueRange{j, c0});
-      if (!isIdentityScore(variant)) {
-        Value leading[] = {s, c.b, c.h, rows.tokens, c.kv};
-        how.leading = leading;
-        s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
-      }
-      Value leading[] = {c.b, c.h, rows.tokens, c.kv};
+    tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
       Value valid = live ? arith::AndIOp::create(rewriter, loc, c.laneValid, live) : c.laneValid;
-      Value visible = visibleLanes(rewriter, loc, variant, how, leading, valid,
-                                   adaptor.getMaskIf());
+      auto [s, visible] = tile.applyRegions(rewriter, variant, c, tile.load(rewriter, sT, c.j),
+                                            valid, adaptor.getMaskIf());
       Value p = isSigmoid ? sigmoid(rewriter, loc, s, bias, cpuExp)
                           : exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, s, log2e, shift));
       p = arith::SelectOp::create(rewriter, loc, visible, p, splat(rewriter, loc, laneType, 0));
-      vector::StoreOp::create(rewriter, loc, p, pT, ValueRange{j, c0});
+      tile.store(rewriter, p, pT, c.j);
     });
     rewriter.replaceOp(op, pT);
     return success();
@@ -227,28 +153,20 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
   LogicalResult matchAndRewrite(TileGradScoresOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     VariantOp grad = lookupVariant(op, op.getVariantAttr());
-    Location loc = op.getLoc();
     Value sT = adaptor.getScores().front(), pT = adaptor.getProbs().front();
     Value dpT = adaptor.getDp().front(), delta = adaptor.getDelta().front();
-    Span rows(adaptor.getRows()), cols(adaptor.getCols());
-    auto sType = cast<MemRefType>(sT.getType());
-    int64_t keys = sType.getDimSize(0), lanes = sType.getDimSize(1);
-    auto laneType = VectorType::get({lanes}, rewriter.getF32Type());
-    Value dsT = allocaAtEntry(rewriter, op, sType);
-    SmallVector<Value> buffers = firsts(adaptor.getBuffers());
-    Value route = broadcastRoute(rewriter, loc, adaptor.getRoute(), lanes);
-    Value c0 = index(rewriter, loc, 0);
+    ScoreColumns tile(rewriter, op, sT, adaptor, /*status=*/Value());
+    Location loc = tile.loc;
+    VectorType laneType = tile.laneType;
+    Value dsT = allocaAtEntry(rewriter, op, tile.type);
     Block &region = grad.getScore().front();
     bool constantOne = false;
     if (auto cst = cast<YieldOp>(region.getTerminator()).getValue().getDefiningOp<arith::ConstantOp>())
       constantOne = cast<FloatAttr>(cst.getValue()).getValueAsDouble() == 1.0;
     bool hasGradAdds = !region.getOps<GradAddOp>().empty();
     bool isSigmoid = grad.getNormalization() == Normalization::Sigmoid;
-    forEachKey(rewriter, loc, keys, adaptor.getBatch().front(), adaptor.getHead().front(), rows,
-               cols, lanes, [&](Value j, const KeyColumn &c) {
-      auto load = [&](Value t) {
-        return vector::LoadOp::create(rewriter, loc, laneType, t, ValueRange{j, c0}).getResult();
-      };
+    tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
+      auto load = [&](Value t) { return tile.load(rewriter, t, c.j); };
       Value p = load(pT);
       auto mul = [&](Value x, Value y) { return arith::MulFOp::create(rewriter, loc, x, y); };
       auto sub = [&](Value x, Value y) { return arith::SubFOp::create(rewriter, loc, x, y); };
@@ -256,8 +174,8 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
       Value ds = isSigmoid ? mul(load(dpT), mul(p, sub(splat(rewriter, loc, laneType, 1), p)))
                            : mul(p, sub(load(dpT), delta));
       if (!constantOne || hasGradAdds) {
-        RegionInlining how = inlining(op, loc, buffers, route, lanes, c, Value());
-        Value leading[] = {load(sT), c.b, c.h, rows.tokens, c.kv};
+        RegionInlining how = tile.inlining(c);
+        Value leading[] = {load(sT), c.b, c.h, tile.rows.tokens, c.kv};
         how.leading = leading;
         // The region's grad_adds come out as ops on vectors: they become
         // lane-by-lane adds.
@@ -278,7 +196,7 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
                                        arith::MulFOp::create(rewriter, loc, ds, derivative),
                                        splat(rewriter, loc, laneType, 0));
       }
-      vector::StoreOp::create(rewriter, loc, ds, dsT, ValueRange{j, c0});
+      tile.store(rewriter, ds, dsT, c.j);
     });
     rewriter.replaceOp(op, dsT);
     return success();
@@ -297,7 +215,7 @@ struct GradSinkLowering : OpConversionPattern<TileGradSinkOp> {
     Value lse = adaptor.getLse().front(), delta = adaptor.getDelta().front();
     Span rows(adaptor.getRows());
     auto laneType = cast<VectorType>(lse.getType());
-    SmallVector<Value> buffers = firsts(adaptor.getBuffers());
+    SmallVector<Value> buffers = firstValues(adaptor.getBuffers());
     Value leading[] = {adaptor.getBatch().front(), adaptor.getHead().front()};
     RegionInlining how;
     how.leading = leading;

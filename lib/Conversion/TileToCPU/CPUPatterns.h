@@ -80,7 +80,6 @@ llvm::SmallVector<mlir::Value> at(attn::Layout layout, mlir::Value batch, mlir::
 mlir::Value gatherLoad(mlir::OpBuilder &b, mlir::Location loc, mlir::Operation *anchor,
                        attn::LoadOp load, mlir::Value buffer, mlir::ValueRange indices,
                        unsigned which, mlir::Value laneValid, mlir::Value status);
-bool isIdentityScore(attn::VariantOp variant);
 /// The lanes of a key column where the variant's mask holds (its `leading`
 /// arguments b, h, q, kv as vectors) among `laneValid`; with `maskIf`, the
 /// mask is evaluated only when it is true (FULL tiles pass false).
@@ -88,6 +87,59 @@ mlir::Value visibleLanes(mlir::OpBuilder &b, mlir::Location loc, attn::VariantOp
                          RegionInlining &how, mlir::ValueRange leading, mlir::Value laneValid,
                          mlir::ValueRange maskIf);
 bool isConstantTrueMask(attn::VariantOp variant);
+
+/// A score tile sT (memref<keys x lanes x f32>, key-major) seen by the
+/// patterns that run the variant's regions on it key by key (attn.tile.apply,
+/// the backward's probs and grad_scores), vectorized over the rows.
+struct ScoreColumns {
+  /// What the regions see for key `j`: the leading (b, h, kv) arguments as
+  /// vectors over the rows, and which lanes are real (row, key) pairs.
+  struct Column {
+    mlir::Value j, b, h, kv, laneValid;
+  };
+
+  /// `adaptor`: a 1:N adaptor of an op with rows, cols, batch, head,
+  /// buffers and route; `status` where its attn.loads record misses.
+  template <typename Adaptor>
+  ScoreColumns(mlir::OpBuilder &b, mlir::Operation *op, mlir::Value sT, Adaptor adaptor,
+               mlir::Value status)
+      : ScoreColumns(b, op, sT, adaptor.getRows(), adaptor.getCols(),
+                     adaptor.getBatch().front(), adaptor.getHead().front(),
+                     adaptor.getBuffers(), optionalValue(adaptor.getRoute()), status) {}
+  ScoreColumns(mlir::OpBuilder &b, mlir::Operation *op, mlir::Value sT, mlir::ValueRange rows,
+               mlir::ValueRange cols, mlir::Value batch, mlir::Value head,
+               llvm::ArrayRef<mlir::ValueRange> buffers, mlir::Value route, mlir::Value status);
+
+  /// Emits `body(column)` in a loop over the tile's keys.
+  void forEachKey(mlir::OpBuilder &b, llvm::function_ref<void(const Column &)> body) const;
+  /// How a region is inlined for `column`: its attn.loads gather over the
+  /// column's real lanes.
+  RegionInlining inlining(const Column &column) const;
+  /// The variant's score region at column `c` of scores `s` and the lanes
+  /// of `valid` where its mask holds (evaluated only where `maskIf`, as in
+  /// visibleLanes): {score'(s), visible}.
+  std::pair<mlir::Value, mlir::Value> applyRegions(mlir::OpBuilder &b, attn::VariantOp variant,
+                                                   const Column &c, mlir::Value s,
+                                                   mlir::Value valid,
+                                                   mlir::ValueRange maskIf) const;
+  /// Row j (key j's scores over the rows) of a tile shaped like sT.
+  mlir::Value load(mlir::OpBuilder &b, mlir::Value tile, mlir::Value j) const;
+  void store(mlir::OpBuilder &b, mlir::Value row, mlir::Value tile, mlir::Value j) const;
+
+  mlir::Operation *op;
+  mlir::Location loc;
+  mlir::MemRefType type;
+  int64_t keys, lanes;
+  mlir::VectorType laneType;
+  Span rows, cols;
+  /// The batch and the rows' query heads as vectors over the rows.
+  mlir::Value batch, heads;
+  llvm::SmallVector<mlir::Value> buffers;
+  /// The route as a vector over the rows, or null.
+  mlir::Value route;
+  mlir::Value status;
+  mlir::Value zero;
+};
 
 /// What the CPU patterns cannot lower, as errors before any rewriting: a
 /// variant region with non-elementwise ops or strided multi-dim buffers;

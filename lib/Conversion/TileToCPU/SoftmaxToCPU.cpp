@@ -100,11 +100,7 @@ struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
                                                                load(maxLoop.getInductionVar()))});
     }
     Value mNew = maxLoop.getResult(0);
-    // A row that has seen only masked keys keeps max -inf; its exponents are
-    // taken against 0 so that -inf - -inf never makes a NaN.
-    Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew,
-                                       splat(rewriter, loc, laneType, -INFINITY));
-    Value mSafe = arith::SelectOp::create(rewriter, loc, none, splat(rewriter, loc, laneType, 0), mNew);
+    Value mSafe = exponentBase(rewriter, loc, mNew);
     Value log2e = splat(rewriter, loc, laneType, kLog2E);
     Value shift = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, mSafe, log2e));
     Value alpha = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, m, log2e, shift));

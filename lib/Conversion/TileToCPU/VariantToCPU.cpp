@@ -95,11 +95,6 @@ Value gatherLoad(OpBuilder &b, Location loc, Operation *anchor, heed::attn::Load
   return extendLoaded(b, loc, got, load.getResult().getType());
 }
 
-bool isIdentityScore(VariantOp variant) {
-  Block &block = variant.getScore().front();
-  return cast<YieldOp>(block.getTerminator()).getValue() == block.getArgument(0);
-}
-
 bool isConstantTrueMask(VariantOp variant) {
   APInt value;
   Value yielded = cast<YieldOp>(variant.getMask().front().getTerminator()).getValue();
@@ -129,6 +124,70 @@ Value visibleLanes(OpBuilder &b, Location loc, VariantOp variant, RegionInlining
   return ifOp.getResult(0);
 }
 
+ScoreColumns::ScoreColumns(OpBuilder &b, Operation *op, Value sT, ValueRange rows,
+                           ValueRange cols, Value batch, Value head,
+                           ArrayRef<ValueRange> buffers, Value route, Value status)
+    : op(op), loc(op->getLoc()), type(cast<MemRefType>(sT.getType())),
+      keys(type.getDimSize(0)), lanes(type.getDimSize(1)),
+      laneType(VectorType::get({lanes}, b.getF32Type())), rows(rows), cols(cols),
+      buffers(firstValues(buffers)), status(status) {
+  auto idxType = VectorType::get({lanes}, b.getIndexType());
+  this->batch = vector::BroadcastOp::create(b, loc, idxType, batch);
+  heads = arith::AddIOp::create(b, loc, vector::BroadcastOp::create(b, loc, idxType, head),
+                                this->rows.heads);
+  if (route)
+    this->route = vector::BroadcastOp::create(b, loc, VectorType::get({lanes}, b.getI64Type()),
+                                              route);
+  zero = index(b, loc, 0);
+}
+
+void ScoreColumns::forEachKey(OpBuilder &b, function_ref<void(const Column &)> body) const {
+  auto idxType = VectorType::get({lanes}, b.getIndexType());
+  auto maskType = VectorType::get({lanes}, b.getI1Type());
+  auto loop = scf::ForOp::create(b, loc, zero, index(b, loc, keys), index(b, loc, 1));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Column c;
+  c.j = loop.getInductionVar();
+  c.b = batch;
+  c.h = heads;
+  c.kv = vector::BroadcastOp::create(b, loc, idxType, extractAt(b, loc, cols.tokens, c.j));
+  Value keyReal = extractAt(b, loc, cols.real, c.j);
+  c.laneValid = arith::AndIOp::create(b, loc, rows.real,
+                                      vector::BroadcastOp::create(b, loc, maskType, keyReal));
+  body(c);
+}
+
+RegionInlining ScoreColumns::inlining(const Column &column) const {
+  RegionInlining how;
+  how.buffers = buffers;
+  how.route = route;
+  how.width = lanes;
+  how.load = [op = op, loc = loc, laneValid = column.laneValid,
+              status = status](OpBuilder &b, heed::attn::LoadOp load, Value buffer,
+                               ValueRange indices, unsigned which) {
+    return gatherLoad(b, loc, op, load, buffer, indices, which, laneValid, status);
+  };
+  return how;
+}
+
+std::pair<Value, Value> ScoreColumns::applyRegions(OpBuilder &b, VariantOp variant,
+                                                   const Column &c, Value s, Value valid,
+                                                   ValueRange maskIf) const {
+  RegionInlining how = inlining(c);
+  Value leading[] = {c.b, c.h, rows.tokens, c.kv};
+  Value score = inlineScore(b, loc, variant, how, s, leading);
+  return {score, visibleLanes(b, loc, variant, how, leading, valid, maskIf)};
+}
+
+Value ScoreColumns::load(OpBuilder &b, Value tile, Value j) const {
+  return vector::LoadOp::create(b, loc, laneType, tile, ValueRange{j, zero});
+}
+
+void ScoreColumns::store(OpBuilder &b, Value row, Value tile, Value j) const {
+  vector::StoreOp::create(b, loc, row, tile, ValueRange{j, zero});
+}
+
 namespace {
 
 struct ApplyLowering : OpConversionPattern<TileApplyOp> {
@@ -136,56 +195,14 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
   LogicalResult matchAndRewrite(TileApplyOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     VariantOp variant = lookupVariant(op, op.getVariantAttr());
-    Location loc = op.getLoc();
     Value sT = adaptor.getScores().front();
-    Span rows(adaptor.getRows()), cols(adaptor.getCols());
-    auto sType = cast<MemRefType>(sT.getType());
-    int64_t keys = sType.getDimSize(0), lanes = sType.getDimSize(1);
-    auto laneType = VectorType::get({lanes}, rewriter.getF32Type());
-    auto maskType = VectorType::get({lanes}, rewriter.getI1Type());
-    auto idxType = VectorType::get({lanes}, rewriter.getIndexType());
-    Value c0 = index(rewriter, loc, 0);
-    Value bV = vector::BroadcastOp::create(rewriter, loc, idxType, adaptor.getBatch().front());
-    Value hV = arith::AddIOp::create(
-        rewriter, loc, vector::BroadcastOp::create(rewriter, loc, idxType, adaptor.getHead().front()),
-        rows.heads);
-    Value route;
-    if (!adaptor.getRoute().empty())
-      route = vector::BroadcastOp::create(rewriter, loc, VectorType::get({lanes}, rewriter.getI64Type()),
-                                          adaptor.getRoute().front());
-    Value status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
-    SmallVector<Value> buffers;
-    for (ValueRange b : adaptor.getBuffers())
-      buffers.push_back(b.front());
-    auto loop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys),
-                                   index(rewriter, loc, 1));
-    OpBuilder::InsertionGuard guard(rewriter);
-    rewriter.setInsertionPointToStart(loop.getBody());
-    Value j = loop.getInductionVar();
-    Value kv = vector::BroadcastOp::create(
-        rewriter, loc, idxType, vector::ExtractOp::create(rewriter, loc, cols.tokens, ArrayRef<OpFoldResult>{j}));
-    Value keyReal = vector::ExtractOp::create(rewriter, loc, cols.real, ArrayRef<OpFoldResult>{j});
-    Value laneValid = arith::AndIOp::create(rewriter, loc, rows.real,
-                                            vector::BroadcastOp::create(rewriter, loc, maskType, keyReal));
-    RegionInlining how;
-    how.buffers = buffers;
-    how.route = route;
-    how.width = lanes;
-    how.load = [&](OpBuilder &b, heed::attn::LoadOp load, Value buffer, ValueRange indices,
-                   unsigned which) {
-      return gatherLoad(b, loc, op, load, buffer, indices, which, laneValid, status);
-    };
-    Value s = vector::LoadOp::create(rewriter, loc, laneType, sT, ValueRange{j, c0});
-    if (!isIdentityScore(variant)) {
-      Value leading[] = {s, bV, hV, rows.tokens, kv};
-      how.leading = leading;
-      s = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
-    }
-    Value leading[] = {bV, hV, rows.tokens, kv};
-    Value visible = visibleLanes(rewriter, loc, variant, how, leading, laneValid,
-                                 adaptor.getMaskIf());
-    s = arith::SelectOp::create(rewriter, loc, visible, s, splat(rewriter, loc, laneType, -INFINITY));
-    vector::StoreOp::create(rewriter, loc, s, sT, ValueRange{j, c0});
+    ScoreColumns tile(rewriter, op, sT, adaptor, optionalValue(adaptor.getStatus()));
+    Location loc = tile.loc;
+    tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
+      auto [s, visible] = tile.applyRegions(rewriter, variant, c, tile.load(rewriter, sT, c.j),
+                                            c.laneValid, adaptor.getMaskIf());
+      tile.store(rewriter, maskedScore(rewriter, loc, visible, s), sT, c.j);
+    });
     rewriter.replaceOp(op, sT);
     return success();
   }

@@ -198,15 +198,8 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
     bool inBounds = span && span.getInBounds();
     // A dynamic mask_if may be ignored: the mask holds on FULL tiles anyway.
     bool masked = !isConstant(op.getMaskIf(), false);
-    Block &scoreBlock = variant.getScore().front();
-    bool identity = cast<YieldOp>(scoreBlock.getTerminator()).getValue() == scoreBlock.getArgument(0);
-    SmallVector<Value> buffers;
-    for (ValueRange buf : adaptor.getBuffers())
-      buffers.push_back(buf.front());
-    RegionInlining how;
-    how.buffers = buffers;
-    how.route = adaptor.getRoute().empty() ? Value() : adaptor.getRoute().front();
-    how.status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
+    RegionOperands operands(adaptor);
+    RegionInlining how = operands.inlining();
     // A row slot's query token, clamped to the last real row (padding rows
     // are evaluated there), once per slot.
     SmallVector<Value> rowQ;
@@ -216,7 +209,6 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
       for (unsigned s = 0; s < target.shape.rowSlots; ++s)
         rowQ.push_back(rows.clampedToken(rewriter, loc, target.slotRow(rewriter, loc, s)));
     }
-    Value negInf = f32(rewriter, loc, -INFINITY);
     // Every element's visibility first, then each score with its select:
     // the masks' bounds-checked reads do not keep the tile's scores live.
     SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
@@ -234,13 +226,9 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
       visible.push_back(v);
     }
     for (auto [i, e] : llvm::enumerate(elements)) {
-      Value x = e.value;
-      if (!identity) {
-        Value leading[] = {x, batch, head, rowQ[e.slot], kvEval[i]};
-        how.leading = leading;
-        x = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
-      }
-      values.push_back(visible[i] ? Value(arith::SelectOp::create(rewriter, loc, visible[i], x, negInf)) : x);
+      Value indices[] = {batch, head, rowQ[e.slot], kvEval[i]};
+      Value x = inlineScore(rewriter, loc, variant, how, e.value, indices);
+      values.push_back(maskedScore(rewriter, loc, visible[i], x));
     }
     rewriter.replaceOpWithMultiple(op, {target.assemble(rewriter, loc, adaptor.getScores(), values)});
     return success();
@@ -265,9 +253,7 @@ struct SoftmaxLowering : TargetPattern<TileSoftmaxOp> {
     for (unsigned s = 0; s < slots; ++s) {
       mNew[s] = arith::MaximumFOp::create(rewriter, loc, m[s],
                                           target.rowReduce(rewriter, loc, rowMax[s], true));
-      // Nothing visible yet: exponents against 0, so alpha = p = 0, not NaN.
-      Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew[s], negInf);
-      mUse[s] = arith::SelectOp::create(rewriter, loc, none, f32(rewriter, loc, 0), mNew[s]);
+      mUse[s] = exponentBase(rewriter, loc, mNew[s]);
       alpha[s] = math::ExpOp::create(rewriter, loc, arith::SubFOp::create(rewriter, loc, m[s], mUse[s]));
     }
     SmallVector<Value> p;
@@ -340,7 +326,7 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
       Value lFinal = op.isSigmoid() ? adaptor.getSum()[s]
                                     : target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
       RowFinish finish = finishRow(rewriter, loc, adaptor.getMax()[s], lFinal,
-                                   adaptor.getSink().empty() ? Value() : adaptor.getSink().front(),
+                                   optionalValue(adaptor.getSink()),
                                    op.isSigmoid(), mathExp, mathLog);
       Value inv = finish.scale, lse = finish.lse;
       auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, slotRow), false);

@@ -6,6 +6,7 @@
 #include "SIMTPatterns.h"
 
 #include "../TileCommon/Normalize.h"
+#include "../TileCommon/VariantRegions.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -138,7 +139,7 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
     rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
     Value row = rows.token(rewriter, loc, thread);
     RowFinish finish = finishRow(rewriter, loc, m, l,
-                                 adaptor.getSink().empty() ? Value() : adaptor.getSink().front(),
+                                 optionalValue(adaptor.getSink()),
                                  op.isSigmoid(), mathExp, mathLog);
     Value inv = finish.scale, lse = finish.lse;
     if (Value gate = gpu_tile::rowGate(rewriter, loc, op, adaptor.getGate(), batch, head, row)) {

@@ -118,18 +118,13 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
     VariantOp variant = lookupVariant(op, op.getVariantAttr());
     ValueRange rows = adaptor.getRows(), cols = adaptor.getCols();
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
-    RegionInlining how;
-    SmallVector<Value> buffers;
-    for (ValueRange buf : adaptor.getBuffers())
-      buffers.push_back(buf.front());
-    how.buffers = buffers;
-    how.route = adaptor.getRoute().empty() ? Value() : adaptor.getRoute().front();
-    how.status = adaptor.getStatus().empty() ? Value() : adaptor.getStatus().front();
-    Value maskIf = adaptor.getMaskIf().empty() ? Value() : adaptor.getMaskIf().front();
+    RegionOperands operands(adaptor);
+    RegionInlining how = operands.inlining();
+    Value maskIf = optionalValue(adaptor.getMaskIf());
     ValueRange scores = adaptor.getScores();
     scf::IfOp guard = scoreGuard(op, scores);
     SmallVector<Value> inputs = {rows[0], rows[1], cols[0], cols[1], batch, head};
-    inputs.append(buffers.begin(), buffers.end());
+    inputs.append(operands.buffers.begin(), operands.buffers.end());
     for (Value v : {how.route, how.status, maskIf})
       if (v)
         inputs.push_back(v);
@@ -157,19 +152,11 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
         rewriter.modifyOpInPlace(guard, [&] { guard->setOperand(0, any); });
       }
     }
-    Block &scoreBlock = variant.getScore().front();
-    bool identity =
-        cast<YieldOp>(scoreBlock.getTerminator()).getValue() == scoreBlock.getArgument(0);
-    Value negInf = f32(rewriter, loc, -INFINITY);
     SmallVector<Value> values;
     for (auto [j, x] : llvm::enumerate(scores)) {
-      if (!identity) {
-        Value leading[] = {x, batch, head, rowQ, tokens[j]};
-        how.leading = leading;
-        x = inlineVariantRegion(rewriter, loc, variant.getScore(), how);
-      }
-      values.push_back(visible[j] ? Value(arith::SelectOp::create(rewriter, loc, visible[j], x, negInf))
-                                  : x);
+      Value indices[] = {batch, head, rowQ, tokens[j]};
+      values.push_back(
+          maskedScore(rewriter, loc, visible[j], inlineScore(rewriter, loc, variant, how, x, indices)));
     }
     rewriter.replaceOpWithMultiple(op, {values});
     return success();
@@ -239,9 +226,7 @@ struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
     Value mNew = m;
     for (Value s : adaptor.getScores())
       mNew = arith::MaximumFOp::create(rewriter, loc, mNew, s);
-    Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew,
-                                       f32(rewriter, loc, -INFINITY));
-    Value mUse = arith::SelectOp::create(rewriter, loc, none, f32(rewriter, loc, 0), mNew);
+    Value mUse = exponentBase(rewriter, loc, mNew);
     Value alpha = math::ExpOp::create(rewriter, loc, arith::SubFOp::create(rewriter, loc, m, mUse));
     SmallVector<Value> p;
     Value sum;
@@ -278,7 +263,7 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Value acc = adaptor.getAcc().front();
-    Value alpha = adaptor.getAlpha().empty() ? Value() : adaptor.getAlpha().front();
+    Value alpha = optionalValue(adaptor.getAlpha());
     ValueRange p = adaptor.getProbs();
     KeyTile v(adaptor.getV());
     Value zero = f32(rewriter, loc, 0), any;
