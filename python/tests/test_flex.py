@@ -448,7 +448,10 @@ class TraceTest(HeedTestCase):
         kernel(q, k, v)
         st = kernel.last_stats
         print("\n  sliding window 100 at S=512: %s" % st)
-        self.assertLess(st["visited_blocks"], st["total_blocks"] // 4)
+        # Causal alone visits about half the blocks; the band of 100 keys
+        # (plus a tile's width: 32 x 16 tiles give 9 key tiles per query
+        # tile) about a quarter.
+        self.assertLess(st["visited_blocks"], st["total_blocks"] * 3 // 10)
         self.assertGreater(st["full_blocks"], 0)
 
     def test_cache_by_traced_text(self):
