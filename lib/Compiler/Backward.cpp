@@ -31,7 +31,8 @@ namespace heed {
 using namespace mlir;
 
 std::pair<int64_t, int64_t> backwardTiles(const KernelConfig &config) {
-  return {config.blockQ ? config.blockQ : kBackwardQueryRows, config.blockKV};
+  return {config.blockQ ? config.blockQ : kBackwardQueryRows,
+          config.backwardBlockKV ? config.backwardBlockKV : kBackwardKeys};
 }
 
 namespace {

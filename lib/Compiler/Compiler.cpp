@@ -43,12 +43,13 @@ double KernelConfig::effectiveScale() const {
 std::string KernelConfig::canonical() const {
   // A new field changes the size: add it below, then update the size (qLens
   // took padding after kvLens: the size stayed).
-  static_assert(sizeof(KernelConfig) == 72, "KernelConfig changed: update canonical()");
+  static_assert(sizeof(KernelConfig) == 80, "KernelConfig changed: update canonical()");
   return fmt::format(
-      "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} analyze={} patches={} kv_lens={} "
-      "page={} q_lens={}",
+      "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} backward_kv={} analyze={} "
+      "patches={} kv_lens={} page={} q_lens={}",
       toString(dtype), headDim, valueDim(), int(layout), int(lse), effectiveScale(), blockQ,
-      blockKV, int(analyzeMask), int(patchTiling), int(hasKVLens()), pageSize, int(qLens));
+      blockKV, backwardBlockKV, int(analyzeMask), int(patchTiling), int(hasKVLens()), pageSize,
+      int(qLens));
 }
 
 llvm::Error KernelConfig::validate() const {
@@ -67,6 +68,9 @@ llvm::Error KernelConfig::validate() const {
                             blockQ));
   if (blockKV < 1 || blockKV > 64)
     return fail(fmt::format("block-kv must be in [1, 64], got {}", blockKV));
+  if (backwardBlockKV < 0 || backwardBlockKV > 64)
+    return fail(fmt::format("the backward's block-kv must be in [1, 64] (0: by schedule), got {}",
+                            backwardBlockKV));
   if (pageSize < 0 || pageSize > 4096)
     return fail(fmt::format("page size must be in [1, 4096] (0: no paged cache), got {}",
                             pageSize));

@@ -118,6 +118,131 @@ int error(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "heed-compile") << msg << "\n";
   return 1;
 }
+
+/// The kernel configuration the flags ask for; an error text where one is
+/// malformed.
+llvm::Expected<heed::KernelConfig> configFromFlags() {
+  heed::KernelConfig config;
+  auto fail = [](const std::string &msg) {
+    return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
+  };
+  if (!heed::parseDType(dtype, config.dtype))
+    return fail("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
+  if (layout != "bhsd" && layout != "bshd")
+    return fail("unknown --layout=" + layout + " (expected bhsd or bshd)");
+  config.layout = layout == "bshd" ? heed::Layout::BSHD : heed::Layout::BHSD;
+  config.headDim = headDim;
+  config.headDimV = headDimV;
+  config.lse = lse;
+  config.scale = scale;
+  config.blockQ = blockQ;
+  config.blockKV = blockKV;
+  config.analyzeMask = !noAnalysis;
+  config.patchTiling = !noPatchTiling;
+  config.kvLens = kvLens;
+  config.qLens = qLens;
+  config.pageSize = pageSize;
+  return config;
+}
+
+/// Writes `text` to -o (stdout by default), in binary mode for binaries.
+int writeOutput(const std::string &text, bool binary) {
+  std::error_code ec;
+  llvm::ToolOutputFile out(output, ec, binary ? llvm::sys::fs::OF_None : llvm::sys::fs::OF_Text);
+  if (ec)
+    return error("cannot write '" + output + "': " + ec.message());
+  out.os() << text;
+  out.keep();
+  return 0;
+}
+
+/// --aot: the artifact for every --target, packaged with the runtime in -o.
+int exportAot(const heed::spec::Variant &variant, const heed::KernelConfig &config) {
+  if (output == "-")
+    return error("--aot needs an output directory: -o DIR");
+  auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
+  if (!parsedKind)
+    return error(llvm::toString(parsedKind.takeError()));
+  auto artifact = heed::compileExportArtifact(variant, config, targets, {*parsedKind, mfma});
+  if (!artifact)
+    return error(llvm::toString(artifact.takeError()));
+  heed::AotPackageOptions options;
+  options.runtimeArchive = pathSetting("HEED_RUNTIME_ARCHIVE", HEED_RUNTIME_ARCHIVE);
+  options.header = pathSetting("HEED_C_HEADER", HEED_C_HEADER);
+  options.source = llvm::sys::path::filename(input).str();
+  if (llvm::Error err = heed::writeAotPackage(*artifact, output, options))
+    return error(llvm::toString(std::move(err)));
+  std::string list;
+  for (const heed::ArtifactEntry &e : artifact->entries)
+    list += (list.empty() ? "" : ", ") + e.target +
+            (e.info.gpu ? " (" + e.info.gpu->format + ")" : "");
+  llvm::outs() << "heed-compile: exported '" << variant.name << "' (" << list << ") to "
+               << output << "\n";
+  return 0;
+}
+
+/// --emit=amdgcn|hsaco: the AMD ISA or code object, with its resource
+/// report (registers, LDS, scratch) on stderr.
+llvm::Expected<std::string> emitAMD(const heed::spec::Variant &variant,
+                                    const heed::KernelConfig &config, heed::GPUKernelKind kind) {
+  auto target = heed::AMDGPUTarget::parse(targets == "cpu" ? "gfx942" : targets.getValue());
+  if (!target)
+    return target.takeError();
+  target->mfma = mfma;
+  auto binary = heed::compileAMDGPU(variant, config, *target, kind);
+  if (!binary)
+    return binary.takeError();
+  llvm::errs() << "heed-compile: " << binary->resources;
+  if (emitStage != "hsaco")
+    return binary->isa;
+  if (!binary->hsaco)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--emit=hsaco needs ld.lld (apt install lld-22, or set "
+                                   "HEED_LLD); --emit=amdgcn works without it");
+  return *binary->hsaco;
+}
+
+/// --emit=ptx|cubin: the NVIDIA PTX or cubin, with ptxas' resource report
+/// (as nvcc -Xptxas -v gives it) on stderr.
+llvm::Expected<std::string> emitNVIDIA(const heed::spec::Variant &variant,
+                                       const heed::KernelConfig &config,
+                                       heed::GPUKernelKind kind) {
+  auto target = heed::CUDATarget::parse(targets == "cpu" ? "sm_90" : targets.getValue());
+  if (!target)
+    return target.takeError();
+  auto binary = heed::compileCUDA(variant, config, *target, kind);
+  if (!binary)
+    return binary.takeError();
+  if (!binary->resources.empty())
+    llvm::errs() << binary->resources;
+  else
+    llvm::errs() << "heed-compile: ptxas not found: PTX only (the driver JIT-compiles it)\n";
+  if (emitStage != "cubin")
+    return binary->ptx;
+  if (!binary->cubin)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "--emit=cubin needs ptxas (the CUDA toolkit: set CUDA_HOME "
+                                   "or HEED_PTXAS); --emit=ptx works without it");
+  return *binary->cubin;
+}
+
+/// The GPU stages: --emit=gpu (the gpu-dialect module), amdgcn, hsaco,
+/// ptx, cubin.
+int emitGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config) {
+  auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
+  if (!parsedKind)
+    return error(llvm::toString(parsedKind.takeError()));
+  bool amdTarget = llvm::StringRef(targets).starts_with("gfx");
+  llvm::Expected<std::string> text =
+      emitStage == "gpu"
+          ? heed::emitGPUModule(variant, config, *parsedKind,
+                                amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA)
+      : emitStage == "amdgcn" || emitStage == "hsaco" ? emitAMD(variant, config, *parsedKind)
+                                                       : emitNVIDIA(variant, config, *parsedKind);
+  if (!text)
+    return error(llvm::toString(text.takeError()));
+  return writeOutput(*text, emitStage == "cubin" || emitStage == "hsaco");
+}
 } // namespace
 
 int main(int argc, char **argv) {
@@ -127,9 +252,8 @@ int main(int argc, char **argv) {
   if (timeCompile)
     setenv("HEED_TIMING", "1", 1);
 
-  bool amdStage = emitStage == "amdgcn" || emitStage == "hsaco";
-  bool binaryStage = emitStage == "cubin" || emitStage == "hsaco";
-  bool gpuStage = emitStage == "gpu" || emitStage == "ptx" || emitStage == "cubin" || amdStage;
+  bool gpuStage = emitStage == "gpu" || emitStage == "ptx" || emitStage == "cubin" ||
+                  emitStage == "amdgcn" || emitStage == "hsaco";
   static const std::pair<const char *, heed::Stage> stages[] = {
       {"attn", heed::Stage::Attn},     {"tile", heed::Stage::Tile},
       {"tiled", heed::Stage::Tiled},
@@ -143,24 +267,9 @@ int main(int argc, char **argv) {
     return error("unknown --emit=" + emitStage +
                  " (expected attn, tile, tiled, llvm, llvm-ir, obj, gpu, ptx, cubin, amdgcn or hsaco)");
 
-  heed::KernelConfig config;
-  if (!heed::parseDType(dtype, config.dtype))
-    return error("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
-  if (layout != "bhsd" && layout != "bshd")
-    return error("unknown --layout=" + layout + " (expected bhsd or bshd)");
-  config.layout = layout == "bshd" ? heed::Layout::BSHD : heed::Layout::BHSD;
-  config.headDim = headDim;
-  config.headDimV = headDimV;
-  config.lse = lse;
-  config.scale = scale;
-  config.blockQ = blockQ;
-  config.blockKV = blockKV;
-  config.analyzeMask = !noAnalysis;
-  config.patchTiling = !noPatchTiling;
-  config.kvLens = kvLens;
-  config.qLens = qLens;
-  config.pageSize = pageSize;
-
+  auto config = configFromFlags();
+  if (!config)
+    return error(llvm::toString(config.takeError()));
   auto overrides = heed::spec::parseParamAssignments(params);
   if (!overrides)
     return error(llvm::toString(overrides.takeError()));
@@ -173,102 +282,12 @@ int main(int argc, char **argv) {
   if (!variant)
     return error(llvm::toString(variant.takeError()));
 
-  if (aot) {
-    if (output == "-")
-      return error("--aot needs an output directory: -o DIR");
-    auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
-    if (!parsedKind)
-      return error(llvm::toString(parsedKind.takeError()));
-    auto artifact = heed::compileExportArtifact(*variant, config, targets, {*parsedKind, mfma});
-    if (!artifact)
-      return error(llvm::toString(artifact.takeError()));
-    heed::AotPackageOptions options;
-    options.runtimeArchive = pathSetting("HEED_RUNTIME_ARCHIVE", HEED_RUNTIME_ARCHIVE);
-    options.header = pathSetting("HEED_C_HEADER", HEED_C_HEADER);
-    options.source = llvm::sys::path::filename(input).str();
-    if (llvm::Error err = heed::writeAotPackage(*artifact, output, options))
-      return error(llvm::toString(std::move(err)));
-    std::string list;
-    for (const heed::ArtifactEntry &e : artifact->entries)
-      list += (list.empty() ? "" : ", ") + e.target +
-              (e.info.gpu ? " (" + e.info.gpu->format + ")" : "");
-    llvm::outs() << "heed-compile: exported '" << variant->name << "' (" << list << ") to "
-                 << output << "\n";
-    return 0;
-  }
-
-  if (gpuStage) {
-    auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
-    if (!parsedKind)
-      return error(llvm::toString(parsedKind.takeError()));
-    heed::GPUKernelKind kind = *parsedKind;
-    std::string text;
-    bool amdTarget = llvm::StringRef(targets).starts_with("gfx");
-    if (emitStage == "gpu") {
-      auto module = heed::emitGPUModule(*variant, config, kind,
-                                        amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA);
-      if (!module)
-        return error(llvm::toString(module.takeError()));
-      text = *module;
-    } else if (amdStage) {
-      auto target = heed::AMDGPUTarget::parse(targets == "cpu" ? "gfx942" : targets.getValue());
-      if (!target)
-        return error(llvm::toString(target.takeError()));
-      target->mfma = mfma;
-      auto binary = heed::compileAMDGPU(*variant, config, *target, kind);
-      if (!binary)
-        return error(llvm::toString(binary.takeError()));
-      if (emitStage == "hsaco") {
-        if (!binary->hsaco)
-          return error("--emit=hsaco needs ld.lld (apt install lld-22, or set HEED_LLD); "
-                       "--emit=amdgcn works without it");
-        text = *binary->hsaco;
-      } else {
-        text = binary->isa;
-      }
-      // The resource report: registers, LDS, scratch (stderr).
-      llvm::errs() << "heed-compile: " << binary->resources;
-    } else {
-      auto target = heed::CUDATarget::parse(targets == "cpu" ? "sm_90" : targets.getValue());
-      if (!target)
-        return error(llvm::toString(target.takeError()));
-      auto binary = heed::compileCUDA(*variant, config, *target, kind);
-      if (!binary)
-        return error(llvm::toString(binary.takeError()));
-      if (emitStage == "cubin") {
-        if (!binary->cubin)
-          return error("--emit=cubin needs ptxas (the CUDA toolkit: set CUDA_HOME or "
-                       "HEED_PTXAS); --emit=ptx works without it");
-        text = *binary->cubin;
-      } else {
-        text = binary->ptx;
-      }
-      // The resource report, as the users expect from nvcc -Xptxas -v.
-      if (!binary->resources.empty())
-        llvm::errs() << binary->resources;
-      else
-        llvm::errs() << "heed-compile: ptxas not found: PTX only (the driver JIT-compiles it)\n";
-    }
-    std::error_code ec;
-    llvm::ToolOutputFile out(output, ec, binaryStage ? llvm::sys::fs::OF_None
-                                                              : llvm::sys::fs::OF_Text);
-    if (ec)
-      return error("cannot write '" + output + "': " + ec.message());
-    out.os() << text;
-    out.keep();
-    return 0;
-  }
-
-  auto text = heed::emit(*variant, config, *stage);
+  if (aot)
+    return exportAot(*variant, *config);
+  if (gpuStage)
+    return emitGPU(*variant, *config);
+  auto text = heed::emit(*variant, *config, *stage);
   if (!text)
     return error(llvm::toString(text.takeError()));
-  std::error_code ec;
-  llvm::ToolOutputFile out(output, ec,
-                           *stage == heed::Stage::Object ? llvm::sys::fs::OF_None
-                                                         : llvm::sys::fs::OF_Text);
-  if (ec)
-    return error("cannot write '" + output + "': " + ec.message());
-  out.os() << *text;
-  out.keep();
-  return 0;
+  return writeOutput(*text, *stage == heed::Stage::Object);
 }

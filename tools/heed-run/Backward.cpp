@@ -101,7 +101,7 @@ void printJSON(const Report &r) {
                        {"blocks_minimum", r.census.nonEmptyBlocks},
                        {"threads", static_cast<int64_t>(r.options.threads)},
                        {"backward_tiles", fmt::format("{}x{}", backwardTiles(r.backwardConfig).first,
-                                                      r.backwardConfig.blockKV)}};
+                                                      backwardTiles(r.backwardConfig).second)}};
   if (r.options.check) {
     o["grad_max_rel_error"] = number(r.worst);
     o["backward_passed"] = r.passed;
@@ -123,7 +123,8 @@ void printText(const Report &r) {
                               "{}x{})\n",
                               r.forward.compileSeconds(), toString(r.forward.cacheOutcome()),
                               r.backward.compileSeconds(), toString(r.backward.cacheOutcome()),
-                              backwardTiles(r.backwardConfig).first, r.backwardConfig.blockKV);
+                              backwardTiles(r.backwardConfig).first,
+                              backwardTiles(r.backwardConfig).second);
   llvm::outs() << fmt::format("forward   {:.3f} ms\nbackward  {:.3f} ms ({:.2f}x forward), "
                               "{:.3f} TFLOP/s (2.5x the forward's useful work)\n",
                               r.forwardTime * 1e3, r.backwardTime * 1e3,
@@ -151,8 +152,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   if (!forward)
     return error(llvm::toString(forward.takeError()));
   KernelConfig backwardConfig = config;
-  if (options.blockKV)
-    backwardConfig.blockKV = options.blockKV;
+  backwardConfig.backwardBlockKV = options.blockKV;
   if (llvm::Error err = backwardConfig.validate())
     return error("--backward-block-kv: " + llvm::toString(std::move(err)));
   auto backward = BackwardKernel::compile(variant, backwardConfig);
@@ -234,7 +234,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
 
   AttentionDims dims{B, Hq, Hkv, Sq, Skv};
   MaskCensus census = maskCensus(variant, dims, buffers, backwardTiles(backwardConfig).first,
-                                 backwardConfig.blockKV,
+                                 backwardTiles(backwardConfig).second,
                                  options.threads);
   double flops = 2.0 * census.density() * double(B) * Hq * Sq * Skv *
                  (config.headDim + config.valueDim());

@@ -115,9 +115,9 @@ cl::opt<bool> backward("backward",
                        cl::cat(category));
 cl::opt<int64_t> backwardBlockKV(
     "backward-block-kv",
-    cl::desc("with --backward: keys per tile of the backward kernel (default 64: its loads "
-             "per query tile are amortized over more keys; 0: --block-kv)"),
-    cl::init(64), cl::cat(category));
+    cl::desc("with --backward: keys per tile of the backward kernel (0, the default: by "
+             "schedule, 32: a block's query and dO tiles serve twice the forward's keys)"),
+    cl::init(0), cl::cat(category));
 cl::opt<std::string> kvLensSpec(
     "kv-lens",
     cl::desc("a serving call: each batch entry's number of keys, L0,L1,... (one per entry), L "

@@ -31,6 +31,10 @@ struct KernelConfig {
   /// 16-row backward tiles).
   int64_t blockQ = 0;
   int64_t blockKV = 16; ///< keys per KV block
+  /// Keys per tile of the backward kernel (BackwardKernel); 0: by schedule
+  /// (32: each block stages its query and dO tiles once for twice the keys
+  /// of the forward's tile).
+  int64_t backwardBlockKV = 0;
   bool analyzeMask = true; ///< skip KV blocks the mask empties, and the mask of full ones
   /// With the analysis: tile masks on 2-D/3-D token grids by patches.
   bool patchTiling = true;

@@ -291,7 +291,7 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       TilingAttr tiling = op.getTilingAttr();
       if (!tiling)
         tiling = TilingAttr::getFlat(&getContext(), blockQ ? int64_t(blockQ) : heed::kBackwardQueryRows,
-                                     blockKV);
+                                     blockKV ? int64_t(blockKV) : heed::kBackwardKeys);
       if (tiling.isPatched()) {
         op.emitOpError() << "takes flat tiles (patches are not implemented in the backward)";
         return signalPassFailure();
