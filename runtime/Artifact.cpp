@@ -75,6 +75,8 @@ std::string KernelInfo::serialize() const {
     os << "page_size " << pageSize << "\n";
   if (qLens)
     os << "q_lens 1\n";
+  if (outF32)
+    os << "out_f32 1\n";
   if (splitKV)
     os << "split_kv 1\n";
   if (packedRows > 0)
@@ -130,6 +132,9 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "q_lens") {
       int v = 0;
       ok = bool(fields >> v), qLens = v != 0;
+    } else if (key == "out_f32") {
+      int v = 0;
+      ok = bool(fields >> v), outF32 = v != 0;
     } else if (key == "split_kv") {
       int v = 0;
       ok = bool(fields >> v), splitKV = v != 0;

@@ -182,8 +182,9 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
     std::string name = n.name;
     if (n.t->shape.size() != 4)
       return name + " must have rank 4 " + layoutName + ", got " + n.t->describe();
-    if (n.t->dtype != c.dtype)
-      return name + " must be " + toString(c.dtype) + " (the kernel was compiled for it), got " +
+    DType want = name == "out" && c.outF32 ? DType::F32 : c.dtype;
+    if (n.t->dtype != want)
+      return name + " must be " + toString(want) + " (the kernel was compiled for it), got " +
              toString(n.t->dtype);
     if (n.t->shape[3] != n.d)
       return name + " must have head dim " + std::to_string(n.d) + ", got " + n.t->describe();

@@ -345,7 +345,10 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
                   Named{"v", &args.v, c.valueDim()}, Named{"out", &args.out, c.valueDim()},
                   Named{"dout", &args.dout, c.valueDim()}, Named{"dq", &args.dq, c.headDim},
                   Named{"dk", &args.dk, c.headDim}, Named{"dv", &args.dv, c.valueDim()}}) {
-    if (n.t->shape.size() != 4 || n.t->shape[3] != n.dim || n.t->dtype != c.dtype ||
+    // out may also be f32 (a forward with KernelConfig::outF32: delta from
+    // the exact O); it is read only by the delta pre-pass.
+    bool dtypeOk = n.t->dtype == c.dtype || (n.t == &args.out && n.t->dtype == DType::F32);
+    if (n.t->shape.size() != 4 || n.t->shape[3] != n.dim || !dtypeOk ||
         n.t->effectiveStrides()[3] != 1 || !n.t->data)
       return fail(fmt::format("{} must be a {} tensor of rank 4 with head dim {} (contiguous), "
                               "got {}",

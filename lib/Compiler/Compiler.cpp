@@ -46,10 +46,10 @@ std::string KernelConfig::canonical() const {
   static_assert(sizeof(KernelConfig) == 80, "KernelConfig changed: update canonical()");
   return fmt::format(
       "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} backward_kv={} analyze={} "
-      "patches={} kv_lens={} page={} q_lens={}",
+      "patches={} kv_lens={} page={} q_lens={} out_f32={}",
       toString(dtype), headDim, valueDim(), int(layout), int(lse), effectiveScale(), blockQ,
       blockKV, backwardBlockKV, int(analyzeMask), int(patchTiling), int(hasKVLens()), pageSize,
-      int(qLens));
+      int(qLens), int(outF32));
 }
 
 llvm::Error KernelConfig::validate() const {
@@ -180,7 +180,9 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
     args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
-  args.push_back(vo);
+  args.push_back(config.outF32 ? stridedType(ctx, {dyn, dyn, dyn, config.valueDim()},
+                                             b.getF32Type())
+                                : vo);
   if (config.lse)
     args.push_back(stridedType(ctx, {dyn, dyn, dyn}, b.getF32Type()));
   auto func = func::FuncOp::create(b, loc, kKernelName, b.getFunctionType(args, {}));
@@ -408,6 +410,7 @@ KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &conf
   info.kvLens = config.hasKVLens();
   info.pageSize = config.pageSize;
   info.qLens = config.qLens;
+  info.outF32 = config.outF32;
   info.scale = config.effectiveScale();
   for (const spec::BufferDecl &b : variant.buffers)
     info.buffers.push_back({b.name, detail::bufferDType(b.elem), b.shape});

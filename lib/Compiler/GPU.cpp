@@ -206,6 +206,11 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
             int64_t mfma = 32) {
   if (llvm::Error err = config.validate())
     return std::move(err);
+  if (config.outF32)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "an f32 output for a f16/bf16 kernel (KernelConfig::outF32) "
+                                   "is a CPU feature for now: the GPU kernels store out in the "
+                                   "inputs' dtype");
   if (config.hasKVLens() || config.qLens)
     return llvm::createStringError(
         llvm::inconvertibleErrorCode(),

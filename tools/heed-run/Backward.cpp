@@ -148,7 +148,12 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
                 HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
                 const BackwardOptions &options) {
   config.lse = true;
-  auto forward = Kernel::compile(variant, config);
+  // A training forward: O in f32 (for f16/bf16 inputs), so that the
+  // backward's delta = rowsum(dO * O) is not moved by O's rounding
+  // (--backward-out-dtype=storage keeps O in the inputs' dtype).
+  KernelConfig forwardConfig = config;
+  forwardConfig.outF32 = options.outF32 && config.dtype != DType::F32;
+  auto forward = Kernel::compile(variant, forwardConfig);
   if (!forward)
     return error(llvm::toString(forward.takeError()));
   KernelConfig backwardConfig = config;
@@ -166,7 +171,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   outShape[3] = config.valueDim();
   HostTensor out, lse, dout, dq, dk, dv;
   for (auto [name, t, dt, shape] :
-       {std::tuple{"out", &out, config.dtype, outShape},
+       {std::tuple{"out", &out, forwardConfig.outF32 ? DType::F32 : config.dtype, outShape},
         std::tuple{"lse", &lse, DType::F32, std::vector<int64_t>{B, Hq, Sq}},
         std::tuple{"dout", &dout, config.dtype, outShape},
         std::tuple{"dq", &dq, config.dtype, qs}, std::tuple{"dk", &dk, config.dtype, ks},
@@ -210,7 +215,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
         backwardProblem(q, k, v, dout, config.layout, config.effectiveScale(), buffers);
     // Where out is stored in f16/bf16, delta computed from it moves the
     // gradients by more than their own rounding: the tolerance says how much.
-    problem.deltaSensitivity = config.dtype != DType::F32;
+    problem.deltaSensitivity = out.dtype() != DType::F32;
     ref = referenceBackward(variant, problem, options.threads);
   }
   std::vector<Gradient> errors;

@@ -118,6 +118,12 @@ cl::opt<int64_t> backwardBlockKV(
     cl::desc("with --backward: keys per tile of the backward kernel (0, the default: by "
              "schedule, 32: a block's query and dO tiles serve twice the forward's keys)"),
     cl::init(0), cl::cat(category));
+cl::opt<std::string> backwardOutDType(
+    "backward-out-dtype",
+    cl::desc("with --backward and f16/bf16 inputs: the forward's output dtype, f32 (the "
+             "default: the backward's delta = rowsum(dO * O) from the exact O) or storage "
+             "(O rounded to the inputs' dtype, as FlashAttention keeps it)"),
+    cl::init("f32"), cl::cat(category));
 cl::opt<std::string> kvLensSpec(
     "kv-lens",
     cl::desc("a serving call: each batch entry's number of keys, L0,L1,... (one per entry), L "
@@ -810,6 +816,8 @@ int main(int argc, char **argv) {
                  " (expected cpu, cuda, cuda:sm_XX, rocm or rocm:gfxNNN)");
 
   if (backward) {
+    if (backwardOutDType != "f32" && backwardOutDType != "storage")
+      return error("unknown --backward-out-dtype=" + backwardOutDType + " (expected f32 or storage)");
     heed::run::BackwardOptions o;
     o.threads = threads;
     o.repeat = repeat;
@@ -817,6 +825,7 @@ int main(int argc, char **argv) {
     o.json = json;
     o.check = !noCheck;
     o.blockKV = backwardBlockKV;
+    o.outF32 = backwardOutDType == "f32";
     o.seed = usedSeed;
     o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,

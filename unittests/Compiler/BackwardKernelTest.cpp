@@ -1,7 +1,7 @@
 // The CPU backward kernel (BackwardKernel) against the float64 reference
 // backward for each normalization: softmax, softmax with a sink logit
 // (whose buffer gets a gradient), softmax_off_by_one and sigmoid; ALiBi
-// slopes in bf16.
+// slopes in bf16, and bf16 with the forward's f32 output (outF32).
 #include "heed/Compiler/Backward.h"
 #include "heed/Compiler/Compiler.h"
 #include "heed/Runtime/ReferenceBackward.h"
@@ -21,6 +21,10 @@ struct Case {
   const char *name, *spec;
   int64_t headsQ, headsKV, seqQ, seqKV;
   DType dtype;
+  /// The forward writes out in f32 (KernelConfig::outF32): delta is then
+  /// exact, and every gradient must be within the storage's base bound
+  /// (1e-2 for bf16), the buffers' gradients included.
+  bool outF32 = false;
 };
 
 std::vector<double> values(const HostTensor &t) {
@@ -39,7 +43,9 @@ TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
   config.dtype = c.dtype;
   config.headDim = 32;
   config.lse = true;
-  auto forward = Kernel::compile(variant, config);
+  KernelConfig forwardConfig = config;
+  forwardConfig.outF32 = c.outF32;
+  auto forward = Kernel::compile(variant, forwardConfig);
   ASSERT_TRUE(static_cast<bool>(forward)) << llvm::toString(forward.takeError());
   auto backward = BackwardKernel::compile(variant, config);
   ASSERT_TRUE(static_cast<bool>(backward)) << llvm::toString(backward.takeError());
@@ -50,7 +56,8 @@ TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
   const int64_t B = 2, D = config.headDim;
   HostTensor q(c.dtype, {B, c.headsQ, c.seqQ, D}), k(c.dtype, {B, c.headsKV, c.seqKV, D});
   HostTensor v(c.dtype, {B, c.headsKV, c.seqKV, D}), dout(c.dtype, {B, c.headsQ, c.seqQ, D});
-  HostTensor out(c.dtype, {B, c.headsQ, c.seqQ, D}), lse(DType::F32, {B, c.headsQ, c.seqQ});
+  HostTensor out(c.outF32 ? DType::F32 : c.dtype, {B, c.headsQ, c.seqQ, D});
+  HostTensor lse(DType::F32, {B, c.headsQ, c.seqQ});
   HostTensor dq(c.dtype, q.shape()), dk(c.dtype, k.shape()), dv(c.dtype, v.shape());
   for (HostTensor *t : {&q, &k, &v, &dout})
     t->fillUniform(rng, -1, 1);
@@ -88,7 +95,7 @@ TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
   // backward's rounding remains: the base tolerance, for every gradient.
   BackwardProblem problem =
       backwardProblem(q, k, v, dout, Layout::BHSD, config.effectiveScale(), buffers);
-  problem.deltaSensitivity = true;
+  problem.deltaSensitivity = !c.outF32;
   ReferenceGradients exact = referenceBackward(variant, problem);
   problem.storedOut = bhsdValues(out, Layout::BHSD);
   problem.deltaSensitivity = false;
@@ -103,6 +110,9 @@ TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
     std::printf("%s %s: normwise error %.3g (tolerance %.3g); given the stored out %.3g\n",
                 c.name, what.c_str(), err, tolerance, errStored);
     EXPECT_LE(err, tolerance) << what << " of " << c.name << " (seed " << seed << ")";
+    if (c.outF32)
+      EXPECT_LE(err, c.dtype == DType::F32 ? 1e-5 : 1e-2)
+          << what << " of " << c.name << " (seed " << seed << ")";
     EXPECT_LE(errStored, base) << what << " of " << c.name << " (seed " << seed << ")";
   };
   check("dq", bhsdValues(dq, Layout::BHSD), exact.dq, stored.dq, exact.deltaRms.dq);
@@ -149,6 +159,14 @@ const Case cases[] = {
      4, 2, 100, 100, DType::BF16},
     {"sigmoid_bf16", "variant g { normalize = sigmoid(bias = -1.0)\n mask = causal() }", 4, 2, 40,
      40, DType::BF16},
+    // The same slopes, and a learned bias table, with the f32 output.
+    {"alibi_bf16_f32_out",
+     "variant a { buffer slopes: f32[H]\n score = alibi(score, slopes)\n mask = causal() }", 4,
+     2, 100, 100, DType::BF16, /*outF32=*/true},
+    {"relative_bias_bf16_f32_out",
+     "variant r { buffer table: f32[H, 9]\n score = relative_bias(score, table, 4)\n"
+     " mask = causal() }",
+     4, 2, 77, 77, DType::BF16, /*outF32=*/true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Variants, BackwardKernelNormalizations, ::testing::ValuesIn(cases),

@@ -1,11 +1,17 @@
 // Bad input to the compiler and to Kernel::run: each a clear error, never a
 // crash or a wrong answer.
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/GPU.h"
+#include "heed/Runtime/Reference.h"
 #include "heed/Frontend/Parser.h"
 
 #include "TestSpecs.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
 
 using namespace heed;
 
@@ -146,6 +152,51 @@ TEST(KernelArgs, EmitsEveryStage) {
   EXPECT_NE(attn->find("attn.attention @v"), std::string::npos);
   auto obj = emit(v, KernelConfig{}, Stage::Object);
   EXPECT_EQ(obj->substr(0, 4), "\x7f" "ELF");
+}
+
+
+// KernelConfig::outF32: a bf16 kernel that writes out in f32 (a training
+// forward) wants an f32 out, refuses a bf16 one clearly, and its f32 out
+// carries no bf16 rounding: within f32 accuracy of the reference computed
+// from the same bf16 inputs.
+TEST(KernelArgs, F32OutputOfABF16Kernel) {
+  spec::Variant variant = parse("variant c { mask = causal() }");
+  KernelConfig config;
+  config.dtype = DType::BF16;
+  config.headDim = 32;
+  config.outF32 = true;
+  auto kernel = Kernel::compile(variant, config);
+  ASSERT_TRUE(static_cast<bool>(kernel)) << llvm::toString(kernel.takeError());
+  unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937_64 rng(seed);
+  HostTensor q(DType::BF16, {2, 4, 37, 32}), k(DType::BF16, {2, 2, 37, 32}),
+      v(DType::BF16, {2, 2, 37, 32}), out(DType::F32, {2, 4, 37, 32}),
+      outBF16(DType::BF16, {2, 4, 37, 32});
+  for (HostTensor *t : {&q, &k, &v})
+    t->fillUniform(rng, -1, 1);
+  AttentionArgs args{q.ref(), k.ref(), v.ref(), outBF16.ref(), {}, {}};
+  EXPECT_NE(errorOf((*kernel)->run(args)).find("out must be f32"), std::string::npos);
+  args.out = out.ref();
+  out.poison();
+  ASSERT_EQ(errorOf((*kernel)->run(args)), "<no error>");
+  ReferenceResult ref = referenceAttention(variant, q, k, v, Layout::BHSD,
+                                           config.effectiveScale(), {});
+  double worst = 0;
+  for (int64_t i = 0; i < out.size(); ++i)
+    worst = std::max(worst, std::fabs(out.get(i) - ref.out[size_t(i)]));
+  EXPECT_LE(worst, 1e-5) << "seed " << seed; // bf16 rounding of out alone is ~4e-3
+}
+
+TEST(KernelArgs, F32OutputIsACPUFeature) {
+  KernelConfig config;
+  config.dtype = DType::BF16;
+  config.outF32 = true;
+  auto binary = compileCUDA(parse("variant c { mask = causal() }"), config,
+                            *CUDATarget::parse("sm_80"), GPUKernelKind::Auto);
+  ASSERT_FALSE(static_cast<bool>(binary));
+  EXPECT_NE(llvm::toString(binary.takeError()).find("is a CPU feature for now"),
+            std::string::npos);
 }
 
 } // namespace

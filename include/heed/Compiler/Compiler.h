@@ -20,7 +20,7 @@ namespace heed {
 /// What a kernel is specialized for (everything here is compile time; batch,
 /// heads and sequence lengths are run-time arguments).
 struct KernelConfig {
-  DType dtype = DType::F32; ///< storage of q, k, v and out: f32, f16 or bf16
+  DType dtype = DType::F32; ///< storage of q, k, v and out: f32, f16 or bf16 (out: see outF32)
   int64_t headDim = 64;     ///< head dim of q and k
   int64_t headDimV = 0;     ///< head dim of v and out; 0 means headDim
   Layout layout = Layout::BHSD;
@@ -48,6 +48,10 @@ struct KernelConfig {
   /// queries (q holds at least that many; rows of out and lse past them
   /// are not written).
   bool qLens = false;
+  /// out is f32 whatever `dtype` is (CPU): a training forward keeps O exact
+  /// for the backward's delta = rowsum(dO * O), which O rounded to bf16
+  /// moves by more than the gradients' own rounding (docs/backward.md).
+  bool outF32 = false;
   int64_t pageSize = 0;
 
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }

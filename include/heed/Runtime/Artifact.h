@@ -53,6 +53,7 @@ struct KernelInfo {
   bool lse = false;
   bool kvLens = false;  ///< the call passes kv_lens (i32 [B])
   bool qLens = false;   ///< the call passes q_lens (i32 [B])
+  bool outF32 = false;  ///< out is f32 whatever dtype is (KernelConfig::outF32)
   int64_t pageSize = 0; ///< > 0: k and v are a paged cache read through a page table
   /// CPU kernels: the entry takes the split-KV phase, count and workspace
   /// after the work range (docs/decode.md, "Split-KV").
