@@ -298,6 +298,11 @@ int64_t heed_kernel_page_size(const heed_kernel *k) {
 int32_t heed_kernel_has_q_lens(const heed_kernel *k) {
   return isLive(k, "heed_kernel_has_q_lens") ? int32_t(k->info.qLens) : -1;
 }
+int32_t heed_kernel_out_dtype(const heed_kernel *k) {
+  if (!isLive(k, "heed_kernel_out_dtype"))
+    return -1;
+  return k->info.outF32 ? int32_t(DType::F32) : int32_t(k->info.dtype);
+}
 const char *heed_kernel_buffer_name(const heed_kernel *k, int32_t i) {
   if (!isLive(k, "heed_kernel_buffer_name") || i < 0 || size_t(i) >= k->info.buffers.size())
     return nullptr;

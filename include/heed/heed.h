@@ -101,6 +101,9 @@ typedef struct heed_compile_options {
                          * for BHSD) read through a page table; implies kv_lens */
   /* Ragged queries (added after the serving fields; a struct_size that ends before it means 0). */
   int32_t q_lens;       /* nonzero: calls pass q_lens, each batch entry's number of queries */
+  /* Training (added after q_lens; a struct_size that ends before it means 0). */
+  int32_t out_f32;      /* nonzero: out is f32 whatever dtype is, so that the backward's
+                         * delta comes from the exact output (CPU only; docs/backward.md) */
 } heed_compile_options;
 
 void heed_compile_options_init(heed_compile_options *options);
@@ -158,6 +161,9 @@ int32_t heed_kernel_has_kv_lens(const heed_kernel *kernel);
 int64_t heed_kernel_page_size(const heed_kernel *kernel);
 /* 1 when calls pass q_lens, 0 when not (-1 for a handle that is not live). */
 int32_t heed_kernel_has_q_lens(const heed_kernel *kernel);
+/* The dtype of out: HEED_F32 for a kernel compiled with out_f32, else the
+ * kernel's dtype (-1 for a handle that is not live). */
+int32_t heed_kernel_out_dtype(const heed_kernel *kernel);
 /* The buffer's name, dtype, and symbolic shape ("H" or "B,Skv"); NULL when
  * `index` is out of range. */
 const char *heed_kernel_buffer_name(const heed_kernel *kernel, int32_t index);

@@ -34,6 +34,8 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   // Fields a caller's (older) struct ends before keep their defaults.
   bool serving = o->struct_size >= offsetof(heed_compile_options, q_lens);
   bool ragged = o->struct_size >= offsetof(heed_compile_options, q_lens) + sizeof(o->q_lens);
+  bool training =
+      o->struct_size >= offsetof(heed_compile_options, out_f32) + sizeof(o->out_f32);
   switch (o->dtype) {
   case HEED_F32: config.dtype = DType::F32; break;
   case HEED_F16: config.dtype = DType::F16; break;
@@ -54,6 +56,7 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   config.kvLens = serving && o->kv_lens != 0;
   config.pageSize = serving ? o->page_size : 0;
   config.qLens = ragged && o->q_lens != 0;
+  config.outF32 = training && o->out_f32 != 0;
   r.variantName = o->variant ? o->variant : "";
   r.params.clear();
   if (o->params) {

@@ -76,6 +76,7 @@ class heed_compile_options(ctypes.Structure):
         ("kv_lens", ctypes.c_int32),
         ("page_size", ctypes.c_int64),
         ("q_lens", ctypes.c_int32),
+        ("out_f32", ctypes.c_int32),
     ]
 
 
@@ -191,6 +192,7 @@ SIGNATURES = {
     "heed_kernel_has_kv_lens": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_page_size": (ctypes.c_int64, [kernel_p], False),
     "heed_kernel_has_q_lens": (ctypes.c_int32, [kernel_p], False),
+    "heed_kernel_out_dtype": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_buffer_name": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),
     "heed_kernel_buffer_dtype": (ctypes.c_int32, [kernel_p, ctypes.c_int32], False),
     "heed_kernel_buffer_shape": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),

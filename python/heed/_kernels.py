@@ -123,6 +123,11 @@ class Kernel:
         return bool(lib.heed_kernel_has_q_lens(self._h()))
 
     @property
+    def out_dtype_code(self):
+        """The dtype code of out: F32 for a kernel compiled with out_f32."""
+        return int(lib.heed_kernel_out_dtype(self._h()))
+
+    @property
     def page_size(self):
         """Keys per page of a paged-cache kernel; 0 for contiguous keys."""
         return int(lib.heed_kernel_page_size(self._h()))
@@ -227,7 +232,7 @@ class Kernel:
         if out is None or (has_lse and lse is None):
             out_shape, lse_shape = self._shape_out(qt, vt)
             if out is None:
-                out = alloc(q, out_shape, self.dtype_code)
+                out = alloc(q, out_shape, self.out_dtype_code)
             if has_lse and lse is None:
                 lse = alloc(q, lse_shape, F32)
         ot = Tensor(out, "out", writable=True)
@@ -308,7 +313,8 @@ def _is_path(spec):
 
 
 def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, target,
-             analyze_mask, use_cache, kv_lens=False, page_size=0, q_lens=False):
+             analyze_mask, use_cache, kv_lens=False, page_size=0, q_lens=False,
+             out_f32=False):
     """A heed_compile_options (and the byte strings it points to)."""
     need_compiler("heed_compile_options_init")
     o = heed_compile_options()
@@ -329,12 +335,14 @@ def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, t
     o.kv_lens = 1 if kv_lens else 0
     o.page_size = int(page_size or 0)
     o.q_lens = 1 if q_lens else 0
+    o.out_f32 = 1 if out_f32 else 0
     return o, keep
 
 
 def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
             layout="bhsd", lse=False, scale=None, params=None, analyze_mask=True,
-            use_cache=True, target=None, kv_lens=False, page_size=0, q_lens=False):
+            use_cache=True, target=None, kv_lens=False, page_size=0, q_lens=False,
+            out_f32=False):
     """Compiles an attention variant to a :class:`Kernel`, through heed's cache.
 
     spec: spec text (``"variant causal { mask = causal() }"``) or the path of a
@@ -356,6 +364,9 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     read through a ``page_table`` (int32 ``[B, max_pages]``); implies kv_lens
     (docs/decode.md). q_lens: calls pass ``q_lens`` (int32 ``[B]``), each batch
     entry's number of queries (ragged queries on a padded batch; CPU only).
+    out_f32: out is float32 whatever dtype is (a training forward: the
+    backward's delta then comes from the exact output; CPU only,
+    docs/backward.md).
 
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
@@ -363,7 +374,8 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     """
     need_compiler("heed_compile")
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params,
-                          target, analyze_mask, use_cache, kv_lens, page_size, q_lens)
+                          target, analyze_mask, use_cache, kv_lens, page_size, q_lens,
+                          out_f32)
     handle = kernel_p()
     if _is_path(spec):
         status = lib.heed_compile_file(encode(os.fspath(spec), "the spec's path"),

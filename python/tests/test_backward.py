@@ -111,6 +111,28 @@ class BackwardTest(HeedTestCase):
             self.assertLess(normwise(got, ref), 1e-5, name)
         self.assertGreater(backward.last_stats["visited_blocks"], 0)
 
+    def test_float16_with_an_f32_output(self):
+        # A training forward (out_f32): out comes back float32, and the
+        # backward's delta from it leaves every gradient within 1e-2, the
+        # slopes' too (with a float16 out they cancel to ~2e-2).
+        rng = make_rng(self)
+        b, hq, hkv, s, d = 1, 4, 2, 120, 32
+        q, k, v, dout = (randn(rng, shape).astype(np.float16) for shape in
+                         ((b, hq, s, d), (b, hkv, s, d), (b, hkv, s, d), (b, hq, s, d)))
+        slopes = (0.05 + 0.1 * rng.random(hq)).astype(np.float32)
+        forward = heed.compile(ALIBI, head_dim=d, lse=True, dtype="float16", out_f32=True)
+        out, lse = forward(q, k, v, buffers={"slopes": slopes})
+        self.assertEqual(out.dtype, np.float32)
+        with self.assertRaises(heed.InvalidArgumentError):
+            forward(q, k, v, out=np.zeros((b, hq, s, d), np.float16), buffers={"slopes": slopes})
+        backward = heed.compile_backward(ALIBI, head_dim=d, dtype="float16")
+        dq, dk, dv, grads = backward(q, k, v, out, lse, dout, buffers={"slopes": slopes})
+        want = reference_backward(q, k, v, slopes, dout, 1 / np.sqrt(d))
+        for name, got, ref in zip(("dq", "dk", "dv", "dslopes"), (dq, dk, dv, grads["slopes"]),
+                                  want):
+            self.assertLess(normwise(got, ref), 1e-2, name)
+        self.assertLess(normwise(grads["slopes"], want[3]), 1e-3, "dslopes, delta exact")
+
     def test_sink_and_sigmoid_match_float64(self):
         rng = make_rng(self)
         b, hq, hkv, s, d = 2, 4, 2, 37, 32
