@@ -88,6 +88,8 @@ public:
                                  /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
   }
 
+  Value tensorValue() const { return tensor; }
+
 private:
   /// page_table[batch, slot] as an index (negative entries become huge and
   /// are clamped where only a prefetch reads them; the runtime checks the
@@ -174,6 +176,12 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     Value table = adaptor.getPageTable().empty() ? Value() : adaptor.getPageTable().front();
     KeyRows keyRows(rewriter, loc, op, tensor, table, batch);
     auto [tilePage, aheadPage] = keyRows.tilePages(op, span.lo, type.getRows());
+    auto flat = op.getSpan().getDefiningOp<TileSpanOp>();
+    if (type.getRole() != TileRole::Q && flat && !flat.getTiling().isPatched()) {
+      stageFlatKeys(rewriter, loc, op, keyRows, span, head, buf, tilePage, aheadPage);
+      rewriter.replaceOp(op, buf);
+      return success();
+    }
     auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
                                    index(rewriter, loc, type.getRows()), index(rewriter, loc, 1));
     OpBuilder::InsertionGuard guard(rewriter);
@@ -240,6 +248,35 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     }
     rewriter.replaceOp(op, buf);
     return success();
+  }
+
+  /// K or V rows of a flat tile: its real keys are the prefix [0, lanes) of
+  /// consecutive tokens from lo, so the rows are staged by one loop with no
+  /// per-row test or token extraction (decode stages every key once), and
+  /// the holes after them are zero rows.
+  void stageFlatKeys(OpBuilder &b, Location loc, TileLoadOp op, KeyRows &keyRows,
+                     const Span &span, Value head, Value buf, Value tilePage,
+                     Value aheadPage) const {
+    auto type = cast<TileType>(op.getResult().getType());
+    int64_t width = type.getCols();
+    Value zero = index(b, loc, 0), one = index(b, loc, 1);
+    auto real = scf::ForOp::create(b, loc, zero, span.lanes, one);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(real.getBody());
+      Value i = real.getInductionVar();
+      Value token = arith::AddIOp::create(b, loc, span.lo, i);
+      if (streaming.contains(op))
+        keyRows.prefetchAhead(head, token, width, aheadPage);
+      auto [outer, pos] = keyRows.locate(token, tilePage);
+      stageRow(b, loc, keyRows.tensorValue(), at(op.getLayout(), outer, head, pos, zero), buf, i,
+               type.getElementType(), width);
+    }
+    auto holes = scf::ForOp::create(b, loc, span.lanes, index(b, loc, type.getRows()), one);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(holes.getBody());
+    vector::StoreOp::create(b, loc, splat(b, loc, VectorType::get({width}, b.getF32Type()), 0),
+                            buf, ValueRange{holes.getInductionVar(), zero});
   }
 };
 
