@@ -27,7 +27,15 @@ echo "# single-core FMA peak $peak GFLOP/s; base $(git -C "$src" rev-parse --sho
 echo
 echo "| case | base GFLOP/s | new GFLOP/s | new / base | new, % of peak |"
 echo "| --- | --- | --- | --- | --- |"
-gflops() { "$1/heed-run" "${@:2}" --no-check --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["gflops"])'; }
+# The JSON goes to a file first: a python3 reading heed-run's pipe starts up on
+# one of the cores while heed-run times its calls (a 3.5 ms causal S=1024 call
+# read 150-227 GFLOP/s that way against 269-295 without).
+json_out="$(mktemp)"
+trap 'rm -f "$json_out"' EXIT
+gflops() {
+  "$1/heed-run" "${@:2}" --no-check --json > "$json_out"
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["gflops"])' "$json_out"
+}
 run() { # label, then heed-run arguments
   local label="$1"; shift
   local a b

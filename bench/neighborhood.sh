@@ -22,10 +22,15 @@ echo "f32, B=1 H=8 S=8192 D=64:"
 echo
 echo "| tiling | density | time (ms) | useful GFLOP/s | KV blocks visited | compile (ms) |"
 echo "| --- | --- | --- | --- | --- | --- |"
+# The JSON goes to a file first: a python3 on heed-run's pipe would start up
+# on a core while heed-run times its calls (bench/compare-cpu.sh).
+json_out="$(mktemp)"
+trap 'rm -f "$json_out"' EXIT
 row() {
   local label="$1"; shift
   "$bin/heed-run" "$spec" --batch=1 --heads=8 --seq=8192 --head-dim=64 --repeat=7 \
-    --no-check --json "$@" | python3 "$root/bench/row.py" "$label"
+    --no-check --json "$@" > "$json_out"
+  python3 "$root/bench/row.py" "$label" < "$json_out"
 }
 row "4x4 patches (default)"
 row "flat 16-token tiles (--no-patch-tiling)" --no-patch-tiling

@@ -12,9 +12,14 @@ bin="${HEED_BUILD_DIR:-$root/build}/bin"
 seq="${1:-32768}"
 seq2="${2:-8192}"
 common=(--seq="$seq" --heads=4 --head-dim=64 --repeat=3 --no-check)
+# The JSON goes to a file first: a python3 on heed-run's pipe would start up
+# on a core while heed-run times its calls (bench/compare-cpu.sh).
+json_out="$(mktemp)"
+trap 'rm -f "$json_out"' EXIT
 row() { # label, then heed-run arguments
   local label="$1"; shift
-  "$bin/heed-run" "$@" --json | python3 "$root/bench/row.py" "$label"
+  "$bin/heed-run" "$@" --json > "$json_out"
+  python3 "$root/bench/row.py" "$label" < "$json_out"
 }
 echo "## Head routing, f32, B=1 H=4 S=$seq D=64 ($(nproc) cores)"
 echo
