@@ -121,8 +121,7 @@ std::string KernelInfo::parse(const std::string &text) {
       ok = bool(fields >> headDimV);
     } else if (key == "layout") {
       std::string l;
-      ok = bool(fields >> l) && (l == "bhsd" || l == "bshd");
-      layout = l == "bshd" ? Layout::BSHD : Layout::BHSD;
+      ok = bool(fields >> l) && parseLayout(l, layout);
     } else if (key == "lse") {
       int v = 0;
       ok = bool(fields >> v), lse = v != 0;

@@ -182,7 +182,7 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
     std::string name = n.name;
     if (n.t->shape.size() != 4)
       return name + " must have rank 4 " + layoutName + ", got " + n.t->describe();
-    DType want = name == "out" && c.outF32 ? DType::F32 : c.dtype;
+    DType want = n.t == &a.out && c.outF32 ? DType::F32 : c.dtype;
     if (n.t->dtype != want)
       return name + " must be " + toString(want) + " (the kernel was compiled for it), got " +
              toString(n.t->dtype);

@@ -42,6 +42,13 @@ bool parseDType(const std::string &name, DType &out) {
   return false;
 }
 
+bool parseLayout(const std::string &name, Layout &out) {
+  if (name != "bhsd" && name != "bshd")
+    return false;
+  out = name == "bshd" ? Layout::BSHD : Layout::BHSD;
+  return true;
+}
+
 int64_t TensorRef::numElements() const {
   int64_t n = 1;
   for (int64_t d : shape)

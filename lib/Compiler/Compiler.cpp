@@ -435,11 +435,7 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
     return shared.takeError();
   KernelInfo info = describeKernel(variant, config);
   info.splitKV = true; // the CPU pipeline's --attn-runtime-abi{split-kv}
-  // --attn-pack-gqa's tile: its rows, or the loop's where fewer (a block-q
-  // of 0 chooses 32-row loops).
-  CPUPipelineOptions pipeline;
-  info.packedRows =
-      config.blockQ ? std::min(config.blockQ, pipeline.packedRows) : pipeline.packedRows;
+  info.packedRows = detail::pipelineOptions(config).packedTileRows(); // --attn-pack-gqa's tile
   return ArtifactEntry{target.artifactTarget(), std::move(info),
                        std::move(*shared)};
 }

@@ -72,7 +72,7 @@ void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) 
   pm.addPass(createAttnSpecializeRoutes());
   // Decode: a GQA group's query heads in one tile when Sq is small (chosen
   // at run time, so the same kernel serves prefill).
-  pm.addPass(createAttnPackGQA({options.packedRows}));
+  pm.addPass(createAttnPackGQA({options.packedTileRows()}));
   // Long key ranges cut across work items when the call has few of them
   // (the runtime picks the number of parts, 1 by default).
   pm.addPass(createAttnSplitKV());

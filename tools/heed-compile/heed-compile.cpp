@@ -128,9 +128,8 @@ llvm::Expected<heed::KernelConfig> configFromFlags() {
   };
   if (!heed::parseDType(dtype, config.dtype))
     return fail("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
-  if (layout != "bhsd" && layout != "bshd")
+  if (!heed::parseLayout(layout, config.layout))
     return fail("unknown --layout=" + layout + " (expected bhsd or bshd)");
-  config.layout = layout == "bshd" ? heed::Layout::BSHD : heed::Layout::BHSD;
   config.headDim = headDim;
   config.headDimV = headDimV;
   config.lse = lse;

@@ -58,7 +58,7 @@ struct Report {
   const BackwardOptions &options;
   const Kernel &forward;
   const BackwardKernel &backward;
-  KernelConfig backwardConfig;
+  std::pair<int64_t, int64_t> tiles; ///< the backward's query rows and keys per tile
   double forwardTime, backwardTime, backwardFlops;
   MaskCensus census;
   RunStats stats;
@@ -100,8 +100,7 @@ void printJSON(const Report &r) {
                        {"blocks_total", r.stats.totalBlocks},
                        {"blocks_minimum", r.census.nonEmptyBlocks},
                        {"threads", static_cast<int64_t>(r.options.threads)},
-                       {"backward_tiles", fmt::format("{}x{}", backwardTiles(r.backwardConfig).first,
-                                                      backwardTiles(r.backwardConfig).second)}};
+                       {"backward_tiles", fmt::format("{}x{}", r.tiles.first, r.tiles.second)}};
   if (r.options.check) {
     o["grad_max_rel_error"] = number(r.worst);
     o["backward_passed"] = r.passed;
@@ -123,8 +122,7 @@ void printText(const Report &r) {
                               "{}x{})\n",
                               r.forward.compileSeconds(), toString(r.forward.cacheOutcome()),
                               r.backward.compileSeconds(), toString(r.backward.cacheOutcome()),
-                              backwardTiles(r.backwardConfig).first,
-                              backwardTiles(r.backwardConfig).second);
+                              r.tiles.first, r.tiles.second);
   llvm::outs() << fmt::format("forward   {:.3f} ms\nbackward  {:.3f} ms ({:.2f}x forward), "
                               "{:.3f} TFLOP/s (2.5x the forward's useful work)\n",
                               r.forwardTime * 1e3, r.backwardTime * 1e3,
@@ -238,14 +236,14 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   bool passed = !options.check || (withinTolerances(errors, worst) && !ref.outOfRange);
 
   AttentionDims dims{B, Hq, Hkv, Sq, Skv};
-  MaskCensus census = maskCensus(variant, dims, buffers, backwardTiles(backwardConfig).first,
-                                 backwardTiles(backwardConfig).second,
+  std::pair<int64_t, int64_t> tiles = backwardTiles(backwardConfig);
+  MaskCensus census = maskCensus(variant, dims, buffers, tiles.first, tiles.second,
                                  options.threads);
   double flops = 2.0 * census.density() * double(B) * Hq * Sq * Skv *
                  (config.headDim + config.valueDim());
   double backwardFlops = 2.5 * flops;
 
-  Report report{variant,         options,        **forward,      **backward, backwardConfig,
+  Report report{variant,         options,        **forward,      **backward, tiles,
                 *forwardTime,    *backwardTime, backwardFlops, census,     bstats,
                 std::move(errors), worst,       passed,        ref.outOfRange != 0};
   if (options.json)

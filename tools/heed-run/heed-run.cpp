@@ -710,10 +710,9 @@ int main(int argc, char **argv) {
   heed::KernelConfig config;
   if (!heed::parseDType(dtype, config.dtype))
     return error("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
-  if (layout != "bhsd" && layout != "bshd")
+  if (!heed::parseLayout(layout, config.layout))
     return error("unknown --layout=" + layout + " (expected bhsd or bshd)");
-  bool bshd = layout == "bshd";
-  config.layout = bshd ? heed::Layout::BSHD : heed::Layout::BHSD;
+  bool bshd = config.layout == heed::Layout::BSHD;
   config.headDim = headDim;
   config.headDimV = headDimV;
   config.lse = withLse;

@@ -5,6 +5,7 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -30,6 +31,11 @@ struct CPUPipelineOptions {
   /// Whether choose-tiling may tile token grids by patches (it needs the
   /// mask analysis).
   bool patches() const { return analyzeMask && patchTiling; }
+  /// The rows --attn-pack-gqa gives its packed tile: packedRows, or blockQ
+  /// where fewer (by schedule, flat tiles have 32 rows, more than 16).
+  int64_t packedTileRows() const {
+    return blockQ ? std::min(blockQ, packedRows) : packedRows;
+  }
 };
 
 /// Adds --attn-choose-tiling with these options (0: chosen by the pass).

@@ -23,6 +23,8 @@ size_t dtypeSize(DType t);
 const char *toString(DType t);
 /// Parses "f32", "f16", "bf16", "i8", "i32", "i64", "bool"; false if unknown.
 bool parseDType(const std::string &name, DType &out);
+/// Parses "bhsd" and "bshd"; false if unknown.
+bool parseLayout(const std::string &name, Layout &out);
 
 /// A view of a tensor in memory. Strides count elements; empty strides mean
 /// contiguous row-major.

@@ -88,8 +88,6 @@ public:
                                  /*isWrite=*/false, /*localityHint=*/3, /*isDataCache=*/true);
   }
 
-  Value tensorValue() const { return tensor; }
-
 private:
   /// page_table[batch, slot] as an index (negative entries become huge and
   /// are clamped where only a prefetch reads them; the runtime checks the
@@ -181,7 +179,7 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     // query tile) measured 3-6% slower staged this way (bf16 D=128 causal
     // S=2048: 313 against 335 GFLOP/s), for a reason not found yet.
     if (streaming.contains(op) && flat && !flat.getTiling().isPatched()) {
-      stageFlatKeys(rewriter, loc, op, keyRows, span, head, buf, tilePage, aheadPage);
+      stageFlatKeys(rewriter, loc, op, keyRows, tensor, span, head, buf, tilePage, aheadPage);
       rewriter.replaceOp(op, buf);
       return success();
     }
@@ -257,7 +255,7 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
   /// consecutive tokens from lo, so the rows are staged by one loop with no
   /// per-row test or token extraction (decode stages every key once), and
   /// the holes after them are zero rows.
-  void stageFlatKeys(OpBuilder &b, Location loc, TileLoadOp op, KeyRows &keyRows,
+  void stageFlatKeys(OpBuilder &b, Location loc, TileLoadOp op, KeyRows &keyRows, Value tensor,
                      const Span &span, Value head, Value buf, Value tilePage,
                      Value aheadPage) const {
     auto type = cast<TileType>(op.getResult().getType());
@@ -271,7 +269,7 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
       Value token = arith::AddIOp::create(b, loc, span.lo, i);
       keyRows.prefetchAhead(head, token, width, aheadPage);
       auto [outer, pos] = keyRows.locate(token, tilePage);
-      stageRow(b, loc, keyRows.tensorValue(), at(op.getLayout(), outer, head, pos, zero), buf, i,
+      stageRow(b, loc, tensor, at(op.getLayout(), outer, head, pos, zero), buf, i,
                type.getElementType(), width);
     }
     auto holes = scf::ForOp::create(b, loc, span.lanes, index(b, loc, type.getRows()), one);
@@ -296,17 +294,14 @@ struct LaneSinksLowering : OpConversionPattern<TileLaneSinksOp> {
     vector::StoreOp::create(rewriter, loc, splat(rewriter, loc, rowType, 0), buf, ValueRange{zero});
     Span span(adaptor.getRows());
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
-    SmallVector<Value> buffers;
-    for (ValueRange b : adaptor.getBuffers())
-      buffers.push_back(b.front());
+    SmallVector<Value> buffers = firstValues(adaptor.getBuffers());
     auto variant = SymbolTable::lookupNearestSymbolFrom<VariantOp>(op, op.getVariantAttr());
     forRealLanes(rewriter, loc, span, head, lanes, [&](Value i, Value laneHead, Value) {
       Value leading[] = {batch, laneHead};
       RegionInlining how;
       how.leading = leading;
       how.buffers = buffers;
-      if (!adaptor.getStatus().empty())
-        how.status = adaptor.getStatus().front();
+      how.status = optionalValue(adaptor.getStatus());
       Value x = inlineVariantRegion(rewriter, loc, variant.getSink(), how);
       memref::StoreOp::create(rewriter, loc, x, buf, ValueRange{i});
     });
