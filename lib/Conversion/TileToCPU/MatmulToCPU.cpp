@@ -14,6 +14,10 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
+/// f32 vectors of 16 lanes (AVX-512 registers) a product keeps its sums in:
+/// half the register file, the rest for operands and broadcasts.
+constexpr int64_t kAccumulatorVectors = 16;
+
 /// The sums of R vectors of R lanes (R a power of two) as one vector, lane j
 /// the sum of vector j: a transposing tree of shuffles and adds, log2(R)
 /// levels, R - 1 adds in all, where R separate horizontal reductions take
@@ -111,29 +115,39 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
       rewriter.replaceOp(op, sT);
       return success();
     }
-    SmallVector<Value> zeros(keys, splat(rewriter, loc, laneType, 0));
-    auto dot = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
-                                  index(rewriter, loc, depth), index(rewriter, loc, 1), zeros);
-    {
-      OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(dot.getBody());
-      Value d = dot.getInductionVar();
-      Value qv = vector::LoadOp::create(rewriter, loc, laneType, qT,
-                                        ValueRange{d, index(rewriter, loc, 0)});
-      SmallVector<Value> next;
-      for (int64_t j = 0; j < keys; ++j) {
-        Value k = memref::LoadOp::create(rewriter, loc, kS, ValueRange{index(rewriter, loc, j), d});
-        next.push_back(vector::FMAOp::create(
-            rewriter, loc, vector::BroadcastOp::create(rewriter, loc, laneType, k), qv,
-            dot.getRegionIterArgs()[j]));
-      }
-      scf::YieldOp::create(rewriter, loc, next);
-    }
+    // Keys in groups whose accumulators fit the register file with the
+    // query vector and a broadcast: 16 AVX-512 registers of sums (16 keys
+    // of a 16-row tile, 8 of a 32-row one). All the keys at once left LLVM
+    // 32 accumulators for 32 registers: spills and a chain of register
+    // copies per head-dim step, as many instructions as the FMAs.
+    int64_t group = std::max<int64_t>(1, std::min<int64_t>(keys, kAccumulatorVectors * 16 / rows));
     Value scale = splat(rewriter, loc, laneType, op.getScale().convertToDouble());
-    for (int64_t j = 0; j < keys; ++j)
-      vector::StoreOp::create(rewriter, loc,
-                              arith::MulFOp::create(rewriter, loc, dot.getResult(j), scale), sT,
-                              ValueRange{index(rewriter, loc, j), index(rewriter, loc, 0)});
+    for (int64_t j0 = 0; j0 < keys; j0 += group) {
+      int64_t n = std::min(group, keys - j0);
+      SmallVector<Value> zeros(n, splat(rewriter, loc, laneType, 0));
+      auto dot = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                    index(rewriter, loc, depth), index(rewriter, loc, 1), zeros);
+      {
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(dot.getBody());
+        Value d = dot.getInductionVar();
+        Value qv = vector::LoadOp::create(rewriter, loc, laneType, qT,
+                                          ValueRange{d, index(rewriter, loc, 0)});
+        SmallVector<Value> next;
+        for (int64_t j = 0; j < n; ++j) {
+          Value k = memref::LoadOp::create(rewriter, loc, kS,
+                                           ValueRange{index(rewriter, loc, j0 + j), d});
+          next.push_back(vector::FMAOp::create(
+              rewriter, loc, vector::BroadcastOp::create(rewriter, loc, laneType, k), qv,
+              dot.getRegionIterArgs()[j]));
+        }
+        scf::YieldOp::create(rewriter, loc, next);
+      }
+      for (int64_t j = 0; j < n; ++j)
+        vector::StoreOp::create(rewriter, loc,
+                                arith::MulFOp::create(rewriter, loc, dot.getResult(j), scale), sT,
+                                ValueRange{index(rewriter, loc, j0 + j), index(rewriter, loc, 0)});
+    }
     rewriter.replaceOp(op, sT);
     return success();
   }
