@@ -166,10 +166,15 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     auto rowType = VectorType::get({width}, rewriter.getF32Type());
     Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
-    int64_t pair = rows > 1 ? 2 : 1;
+    // Rows in groups whose accumulator rows fill 16 AVX-512 registers (4
+    // rows at Dv = 64, 2 at 128), so that each V row loaded serves them all.
+    int64_t pair = std::min<int64_t>(
+        rows, int64_t(llvm::bit_floor(uint64_t(std::max<int64_t>(1, kAccumulatorVectors * 16 / width)))));
+    while (rows % pair)
+      pair /= 2;
     // Only the rows that can be real (a query tile at the sequence's end, a
-    // decode step's one row); a pair's second row may be a hole: its
-    // weights are 0 and it is never stored.
+    // decode step's one row); the last group's rows past them are holes:
+    // their weights are 0 and they are never stored.
     Value end = adaptor.getRows().empty() ? index(rewriter, loc, rows) : Span(adaptor.getRows()).lanes;
     auto rowLoop = scf::ForOp::create(rewriter, loc, c0, end, index(rewriter, loc, pair));
     OpBuilder::InsertionGuard guard(rewriter);
