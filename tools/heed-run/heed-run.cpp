@@ -116,7 +116,7 @@ cl::opt<bool> backward("backward",
 cl::opt<int64_t> backwardBlockKV(
     "backward-block-kv",
     cl::desc("with --backward: keys per tile of the backward kernel (0, the default: by "
-             "schedule, 32: a block's query and dO tiles serve twice the forward's keys)"),
+             "schedule, 64: a block's query and dO tiles serve 64 keys; at most 64)"),
     cl::init(0), cl::cat(category));
 cl::opt<std::string> backwardOutDType(
     "backward-out-dtype",

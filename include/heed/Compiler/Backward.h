@@ -36,7 +36,7 @@ struct BackwardArgs {
 class KernelCache;
 
 /// The backward's query rows and keys per tile for `config` (blockQ 0: 16
-/// rows; backwardBlockKV 0: 32 keys; its own schedule's choice).
+/// rows; backwardBlockKV 0: 64 keys; its own schedule's choice).
 std::pair<int64_t, int64_t> backwardTiles(const KernelConfig &config);
 
 class BackwardKernel {

@@ -21,9 +21,10 @@ namespace heed {
 /// tiles.
 inline constexpr int64_t kBackwardQueryRows = 16;
 /// ... and keys per tile (block-kv = 0): a block stages its query and dO
-/// tiles once for 32 keys (on a 2-core AVX-512 machine, causal f32 D=64
-/// S=4096: 139-149 ms against 156-169 at 16 keys and 157 at 64).
-inline constexpr int64_t kBackwardKeys = 32;
+/// tiles once for 64 keys (on a 2-core AVX-512 machine, causal f32 D=64
+/// S=4096, with the products in register-sized groups: 128-130 ms against
+/// 131-140 at 32 keys and 172 at 16).
+inline constexpr int64_t kBackwardKeys = 64;
 
 #define GEN_PASS_DECL
 #include "heed/Conversion/Passes.h.inc"

@@ -43,7 +43,7 @@ def AttnBackwardToTile : Pass<"attn-backward-to-tile", "mlir::ModuleOp"> {
     Option<"blockQ", "block-q", "int64_t", "0",
            "query rows per tile (0: heed::kBackwardQueryRows, 16)">,
     Option<"blockKV", "block-kv", "int64_t", "0",
-           "keys per tile (0: heed::kBackwardKeys, 32)">,
+           "keys per tile (0: heed::kBackwardKeys, 64)">,
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
                            "mlir::scf::SCFDialect"];

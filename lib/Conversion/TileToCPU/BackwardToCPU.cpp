@@ -249,6 +249,10 @@ struct GradSinkLowering : OpConversionPattern<TileGradSinkOp> {
 
 struct GradKVLowering : OpConversionPattern<TileGradKVOp> {
   using OpConversionPattern::OpConversionPattern;
+  /// Keys in groups whose accumulator rows fill 16 AVX-512 registers (4
+  /// keys at D = 64): each y row loaded serves the group, and the group's
+  /// independent sums keep both FMA pipes busy (one key at a time was a
+  /// single dependent chain per register).
   LogicalResult matchAndRewrite(TileGradKVOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -257,26 +261,38 @@ struct GradKVLowering : OpConversionPattern<TileGradKVOp> {
     int64_t keys = xType.getDimSize(0), rows = xType.getDimSize(1);
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     auto rowType = VectorType::get({width}, rewriter.getF32Type());
+    int64_t group = std::min<int64_t>(
+        keys, int64_t(llvm::bit_floor(uint64_t(std::max<int64_t>(1, 256 / width)))));
+    while (keys % group)
+      group /= 2;
     Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
-    auto keyLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys), c1);
+    auto keyLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys),
+                                      index(rewriter, loc, group));
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToStart(keyLoop.getBody());
-    Value j = keyLoop.getInductionVar();
-    Value row = vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{j, c0});
-    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, rows), c1,
-                                      ValueRange{row});
+    SmallVector<Value> keyIds, sums;
+    for (int64_t g = 0; g < group; ++g) {
+      keyIds.push_back(
+          arith::AddIOp::create(rewriter, loc, keyLoop.getInductionVar(), index(rewriter, loc, g)));
+      sums.push_back(vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{keyIds[g], c0}));
+    }
+    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, rows), c1, sums);
     {
       OpBuilder::InsertionGuard inner(rewriter);
       rewriter.setInsertionPointToStart(rowLoop.getBody());
       Value i = rowLoop.getInductionVar();
-      Value w = memref::LoadOp::create(rewriter, loc, xT, ValueRange{j, i});
       Value yi = vector::LoadOp::create(rewriter, loc, rowType, y, ValueRange{i, c0});
-      scf::YieldOp::create(rewriter, loc,
-                           ValueRange{vector::FMAOp::create(
-                               rewriter, loc, vector::BroadcastOp::create(rewriter, loc, rowType, w),
-                               yi, rowLoop.getRegionIterArgs()[0])});
+      SmallVector<Value> next;
+      for (int64_t g = 0; g < group; ++g) {
+        Value w = memref::LoadOp::create(rewriter, loc, xT, ValueRange{keyIds[g], i});
+        next.push_back(vector::FMAOp::create(
+            rewriter, loc, vector::BroadcastOp::create(rewriter, loc, rowType, w), yi,
+            rowLoop.getRegionIterArgs()[g]));
+      }
+      scf::YieldOp::create(rewriter, loc, next);
     }
-    vector::StoreOp::create(rewriter, loc, rowLoop.getResult(0), acc, ValueRange{j, c0});
+    for (int64_t g = 0; g < group; ++g)
+      vector::StoreOp::create(rewriter, loc, rowLoop.getResult(g), acc, ValueRange{keyIds[g], c0});
     rewriter.replaceOp(op, acc);
     return success();
   }
