@@ -249,10 +249,9 @@ struct GradSinkLowering : OpConversionPattern<TileGradSinkOp> {
 
 struct GradKVLowering : OpConversionPattern<TileGradKVOp> {
   using OpConversionPattern::OpConversionPattern;
-  /// Keys in groups whose accumulator rows fill 16 AVX-512 registers (4
-  /// keys at D = 64): each y row loaded serves the group, and the group's
-  /// independent sums keep both FMA pipes busy (one key at a time was a
-  /// single dependent chain per register).
+  /// Keys in register-sized groups (registerGroup: 4 at D = 64): each y row
+  /// loaded serves the group, and the group's independent sums keep both
+  /// FMA pipes busy (one key at a time was one dependent chain).
   LogicalResult matchAndRewrite(TileGradKVOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -261,11 +260,8 @@ struct GradKVLowering : OpConversionPattern<TileGradKVOp> {
     int64_t keys = xType.getDimSize(0), rows = xType.getDimSize(1);
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     auto rowType = VectorType::get({width}, rewriter.getF32Type());
-    int64_t group = std::min<int64_t>(
-        keys, int64_t(llvm::bit_floor(uint64_t(std::max<int64_t>(1, 256 / width)))));
-    while (keys % group)
-      group /= 2;
-    Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
+    int64_t group = registerGroup(keys, width);
+    Value c0 = index(rewriter, loc, 0);
     auto keyLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys),
                                       index(rewriter, loc, group));
     OpBuilder::InsertionGuard guard(rewriter);
@@ -276,23 +272,14 @@ struct GradKVLowering : OpConversionPattern<TileGradKVOp> {
           arith::AddIOp::create(rewriter, loc, keyLoop.getInductionVar(), index(rewriter, loc, g)));
       sums.push_back(vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{keyIds[g], c0}));
     }
-    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, rows), c1, sums);
-    {
-      OpBuilder::InsertionGuard inner(rewriter);
-      rewriter.setInsertionPointToStart(rowLoop.getBody());
-      Value i = rowLoop.getInductionVar();
-      Value yi = vector::LoadOp::create(rewriter, loc, rowType, y, ValueRange{i, c0});
-      SmallVector<Value> next;
-      for (int64_t g = 0; g < group; ++g) {
-        Value w = memref::LoadOp::create(rewriter, loc, xT, ValueRange{keyIds[g], i});
-        next.push_back(vector::FMAOp::create(
-            rewriter, loc, vector::BroadcastOp::create(rewriter, loc, rowType, w), yi,
-            rowLoop.getRegionIterArgs()[g]));
-      }
-      scf::YieldOp::create(rewriter, loc, next);
-    }
+    sums = accumulateRows(
+        rewriter, loc, index(rewriter, loc, rows), sums,
+        [&](Value i) { return vector::LoadOp::create(rewriter, loc, rowType, y, ValueRange{i, c0}); },
+        [&](Value i, int64_t g) {
+          return memref::LoadOp::create(rewriter, loc, xT, ValueRange{keyIds[g], i});
+        });
     for (int64_t g = 0; g < group; ++g)
-      vector::StoreOp::create(rewriter, loc, rowLoop.getResult(g), acc, ValueRange{keyIds[g], c0});
+      vector::StoreOp::create(rewriter, loc, sums[g], acc, ValueRange{keyIds[g], c0});
     rewriter.replaceOp(op, acc);
     return success();
   }

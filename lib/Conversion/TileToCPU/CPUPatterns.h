@@ -62,6 +62,21 @@ mlir::Value extractAt(mlir::OpBuilder &b, mlir::Location loc, mlir::Value vec, m
 void forRealLanes(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,
                   int64_t lanes, llvm::function_ref<void(mlir::Value, mlir::Value, mlir::Value)> body);
 
+/// How many f32 rows of `width` lanes a product keeps its sums in at once:
+/// as many as fill 16 AVX-512 registers (half the register file; the rest
+/// holds operands and broadcasts), a power of two dividing `count`, at most
+/// `count` (4 rows of 64, 2 of 128; 8 keys of a 32-row score tile). More
+/// left LLVM spilling and copying registers around every step.
+int64_t registerGroup(int64_t count, int64_t width);
+
+/// sums[g] += weight(i, g) * row(i) for i in [0, n), an scf.for carrying
+/// the group's sums (vectors): each row(i) loaded once for the group, the
+/// scalar weights broadcast. Returns the sums after the loop.
+llvm::SmallVector<mlir::Value>
+accumulateRows(mlir::OpBuilder &b, mlir::Location loc, mlir::Value n, mlir::ValueRange sums,
+               llvm::function_ref<mlir::Value(mlir::Value)> row,
+               llvm::function_ref<mlir::Value(mlir::Value, int64_t)> weight);
+
 /// A stack buffer of `type` at the entry of the function holding `anchor`.
 mlir::Value allocaAtEntry(mlir::OpBuilder &b, mlir::Operation *anchor, mlir::MemRefType type);
 mlir::Value splat(mlir::OpBuilder &b, mlir::Location loc, mlir::VectorType type, double value);

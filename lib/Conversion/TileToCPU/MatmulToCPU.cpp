@@ -14,10 +14,6 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
-/// f32 vectors of 16 lanes (AVX-512 registers) a product keeps its sums in:
-/// half the register file, the rest for operands and broadcasts.
-constexpr int64_t kAccumulatorVectors = 16;
-
 /// The sums of R vectors of R lanes (R a power of two) as one vector, lane j
 /// the sum of vector j: a transposing tree of shuffles and adds, log2(R)
 /// levels, R - 1 adds in all, where R separate horizontal reductions take
@@ -120,7 +116,7 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
     // of a 16-row tile, 8 of a 32-row one). All the keys at once left LLVM
     // 32 accumulators for 32 registers: spills and a chain of register
     // copies per head-dim step, as many instructions as the FMAs.
-    int64_t group = std::max<int64_t>(1, std::min<int64_t>(keys, kAccumulatorVectors * 16 / rows));
+    int64_t group = registerGroup(keys, rows);
     Value scale = splat(rewriter, loc, laneType, op.getScale().convertToDouble());
     for (int64_t j0 = 0; j0 < keys; j0 += group) {
       int64_t n = std::min(group, keys - j0);
@@ -165,22 +161,19 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
     int64_t keys = pType.getDimSize(0), rows = pType.getDimSize(1);
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     auto rowType = VectorType::get({width}, rewriter.getF32Type());
-    Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
-    // Rows in groups whose accumulator rows fill 16 AVX-512 registers (4
-    // rows at Dv = 64, 2 at 128), so that each V row loaded serves them all.
-    int64_t pair = std::min<int64_t>(
-        rows, int64_t(llvm::bit_floor(uint64_t(std::max<int64_t>(1, kAccumulatorVectors * 16 / width)))));
-    while (rows % pair)
-      pair /= 2;
-    // Only the rows that can be real (a query tile at the sequence's end, a
-    // decode step's one row); the last group's rows past them are holes:
-    // their weights are 0 and they are never stored.
+    Value c0 = index(rewriter, loc, 0);
+    // Rows in register-sized groups (registerGroup: 4 rows at Dv = 64, 2 at
+    // 128), each V row loaded serving the group; only the rows that can be
+    // real (a query tile at the sequence's end, a decode step's one row):
+    // the last group's rows past them are holes, with weights 0, never
+    // stored.
+    int64_t group = registerGroup(rows, width);
     Value end = adaptor.getRows().empty() ? index(rewriter, loc, rows) : Span(adaptor.getRows()).lanes;
-    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, end, index(rewriter, loc, pair));
+    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, end, index(rewriter, loc, group));
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToStart(rowLoop.getBody());
     SmallVector<Value> rowIds, accRows;
-    for (int64_t r = 0; r < pair; ++r) {
+    for (int64_t r = 0; r < group; ++r) {
       Value i = arith::AddIOp::create(rewriter, loc, rowLoop.getInductionVar(),
                                       index(rewriter, loc, r));
       rowIds.push_back(i);
@@ -192,23 +185,14 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
       }
       accRows.push_back(row);
     }
-    auto keyLoop = scf::ForOp::create(rewriter, loc, c0, index(rewriter, loc, keys), c1, accRows);
-    {
-      OpBuilder::InsertionGuard inner(rewriter);
-      rewriter.setInsertionPointToStart(keyLoop.getBody());
-      Value j = keyLoop.getInductionVar();
-      Value v = vector::LoadOp::create(rewriter, loc, rowType, vS, ValueRange{j, c0});
-      SmallVector<Value> next;
-      for (int64_t r = 0; r < pair; ++r) {
-        Value w = memref::LoadOp::create(rewriter, loc, pT, ValueRange{j, rowIds[r]});
-        next.push_back(vector::FMAOp::create(
-            rewriter, loc, vector::BroadcastOp::create(rewriter, loc, rowType, w), v,
-            keyLoop.getRegionIterArgs()[r]));
-      }
-      scf::YieldOp::create(rewriter, loc, next);
-    }
-    for (int64_t r = 0; r < pair; ++r)
-      vector::StoreOp::create(rewriter, loc, keyLoop.getResult(r), acc, ValueRange{rowIds[r], c0});
+    SmallVector<Value> sums = accumulateRows(
+        rewriter, loc, index(rewriter, loc, keys), accRows,
+        [&](Value j) { return vector::LoadOp::create(rewriter, loc, rowType, vS, ValueRange{j, c0}); },
+        [&](Value j, int64_t r) {
+          return memref::LoadOp::create(rewriter, loc, pT, ValueRange{j, rowIds[r]});
+        });
+    for (int64_t r = 0; r < group; ++r)
+      vector::StoreOp::create(rewriter, loc, sums[r], acc, ValueRange{rowIds[r], c0});
     rewriter.replaceOp(op, acc);
     return success();
   }

@@ -52,6 +52,31 @@ CPUTypeConverter::CPUTypeConverter(MLIRContext *ctx) {
   });
 }
 
+int64_t registerGroup(int64_t count, int64_t width) {
+  constexpr int64_t kAccumulatorLanes = 16 * 16; // 16 registers of 16 f32
+  int64_t group = std::min<int64_t>(
+      count, int64_t(llvm::bit_floor(uint64_t(std::max<int64_t>(1, kAccumulatorLanes / width)))));
+  while (group > 1 && count % group)
+    group /= 2;
+  return std::max<int64_t>(group, 1);
+}
+
+SmallVector<Value> accumulateRows(OpBuilder &b, Location loc, Value n, ValueRange sums,
+                                  function_ref<Value(Value)> row,
+                                  function_ref<Value(Value, int64_t)> weight) {
+  auto loop = scf::ForOp::create(b, loc, index(b, loc, 0), n, index(b, loc, 1), sums);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value i = loop.getInductionVar();
+  Value x = row(i);
+  SmallVector<Value> next;
+  for (auto [g, sum] : llvm::enumerate(loop.getRegionIterArgs()))
+    next.push_back(vector::FMAOp::create(
+        b, loc, vector::BroadcastOp::create(b, loc, x.getType(), weight(i, int64_t(g))), x, sum));
+  scf::YieldOp::create(b, loc, next);
+  return SmallVector<Value>(loop.getResults());
+}
+
 Value allocaAtEntry(OpBuilder &b, Operation *anchor, MemRefType type) {
   OpBuilder::InsertionGuard guard(b);
   auto func = anchor->getParentOfType<FunctionOpInterface>();
