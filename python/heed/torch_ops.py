@@ -1,11 +1,15 @@
 """heed as a torch operator: ``torch.ops.heed.attention``, registered with torch.library.
 
 The op takes q, k, v, the variant's spec text and its buffers, and returns ``(out, lse)``
-(lse is an empty tensor unless asked for). Its fake (meta) implementation gives the output
-shapes without running anything, so ``torch.compile`` keeps a heed call as one node of
-its graph; the real implementation runs heed's CPU kernel on CPU tensors (read through
+(lse f32 ``[B, Hq, Sq]``, always computed: the backward needs it; the Python wrappers
+return it only when asked). Its fake (meta) implementation gives the output shapes
+without running anything, so ``torch.compile`` keeps a heed call as one node of its
+graph; the real implementation runs heed's CPU kernel on CPU tensors (read through
 DLPack) and its CUDA kernel on CUDA tensors, through the same path as
-:func:`heed.attention`. heed has no backward pass yet: asking for a gradient raises.
+:func:`heed.attention`. Its autograd formula (``torch.library.register_autograd``) runs
+heed's backward kernel (docs/backward.md) on CPU tensors: gradients of q, k, v and of
+the variant's float buffers (a learned bias table, ALiBi slopes), so ``loss.backward()``
+works; GPU tensors and a gradient flowing into lse raise ``NotImplementedError``.
 
 Importing this module needs torch; ``import heed`` alone never imports torch.
 """
@@ -15,6 +19,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from . import _kernels, flex
+from .backward import compile_backward
 
 __all__ = ["attention", "flex_attention"]
 
@@ -23,11 +28,9 @@ __all__ = ["attention", "flex_attention"]
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: str,
                buffers: List[torch.Tensor], scale: Optional[float], return_lse: bool,
                layout: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    result = _kernels.attention(q, k, v, spec, buffers=list(buffers), scale=scale,
-                                return_lse=return_lse, layout=layout)
-    if return_lse:
-        return result
-    return result, q.new_empty((0,), dtype=torch.float32)
+    # lse always: the backward recomputes the probabilities from it.
+    return _kernels.attention(q, k, v, spec, buffers=list(buffers), scale=scale,
+                              return_lse=True, layout=layout)
 
 
 def _shapes(q, v, layout):
@@ -41,18 +44,78 @@ def _shapes(q, v, layout):
 @_attention.register_fake
 def _attention_fake(q, k, v, spec, buffers, scale, return_lse, layout):
     out_shape, lse_shape = _shapes(q, v, layout)
-    lse = q.new_empty(lse_shape if return_lse else (0,), dtype=torch.float32)
-    return q.new_empty(out_shape), lse
+    return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
+
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16",
+                torch.bfloat16: "bfloat16"}
+_backward_kernels = {}
+
+
+def _backward_kernel(spec, q, v, scale, layout):
+    """heed's backward for this spec, dtype, head dims, layout and scale (compiled once
+    per process; the kernel cache keeps it across processes)."""
+    key = (spec, q.dtype, q.shape[-1], v.shape[-1], layout, scale)
+    kernel = _backward_kernels.get(key)
+    if kernel is None:
+        kernel = compile_backward(spec, dtype=_DTYPE_NAMES[q.dtype], head_dim=q.shape[-1],
+                                  head_dim_v=v.shape[-1], layout=layout, scale=scale)
+        _backward_kernels[key] = kernel
+    return kernel
+
+
+@torch.library.custom_op("heed::attention_backward", mutates_args=())
+def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                        lse: torch.Tensor, dout: torch.Tensor, dlse: torch.Tensor, spec: str,
+                        buffers: List[torch.Tensor], scale: Optional[float],
+                        layout: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                              List[torch.Tensor]]:
+    """heed's backward kernel: (dq, dk, dv, one f32 gradient per buffer, zeros for the
+    buffers the score does not differentiate in). An op of its own, so that
+    torch.compile's AOTAutograd traces the backward graph with it as one node. dlse: the
+    gradient flowing into lse (empty for none), refused unless it is all zeros; checked
+    here, on real data, because a compiled backward traces the formula on fake tensors."""
+    if dlse.numel() and bool(dlse.ne(0).any()):
+        raise NotImplementedError(
+            "heed::attention: a gradient through lse is not supported (heed's backward "
+            "takes the gradient of out only)")
+    if q.device.type != "cpu":
+        raise NotImplementedError(
+            "heed::attention: the backward runs on the CPU only (GPU backward kernels are not "
+            "built yet); move the tensors to the CPU or run the GPU forward under "
+            "torch.no_grad()")
+    kernel = _backward_kernel(spec, q, v, scale, layout)
+    dq, dk, dv, grads = kernel(q, k, v, out, lse, dout.contiguous().to(q.dtype),
+                               buffers=list(buffers))
+    buffer_grads = []
+    for name, b in zip(kernel._buffer_names, buffers):
+        g = grads.get(name)
+        buffer_grads.append(g if g is not None else torch.zeros(b.shape, dtype=torch.float32))
+    return dq, dk, dv, buffer_grads
+
+
+@_attention_backward.register_fake
+def _attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout):
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
+            [b.new_empty(b.shape, dtype=torch.float32) for b in buffers])
 
 
 def _setup_context(ctx, inputs, output):
-    pass
+    q, k, v, spec, buffers, scale, return_lse, layout = inputs
+    out, lse = output
+    ctx.spec, ctx.scale, ctx.layout = spec, scale, layout
+    ctx.save_for_backward(q, k, v, out, lse, *buffers)
 
 
 def _backward(ctx, grad_out, grad_lse):
-    raise NotImplementedError(
-        "heed::attention has no backward pass yet (heed computes the forward only); run it "
-        "under torch.no_grad() or detach its inputs")
+    q, k, v, out, lse, *buffers = ctx.saved_tensors
+    dlse = grad_lse if grad_lse is not None else lse.new_empty((0,))
+    dq, dk, dv, grads = torch.ops.heed.attention_backward(q, k, v, out, lse, grad_out, dlse,
+                                                          ctx.spec, list(buffers), ctx.scale,
+                                                          ctx.layout)
+    buffer_grads = [g.to(b.dtype) if b.is_floating_point() else None
+                    for g, b in zip(grads, buffers)]
+    return dq, dk, dv, None, buffer_grads, None, None, None
 
 
 torch.library.register_autograd("heed::attention", _backward, setup_context=_setup_context)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """heed with torch: the ``heed::attention`` torch op (schema, fake implementation,
-torch.compile keeps it as one node, autograd refuses), heed.flex_attention on torch CPU
+torch.compile keeps it as one node, loss.backward() through heed's backward kernel against
+torch's float64 autograd), heed.flex_attention on torch CPU
 tensors against float64 and against torch's own flex_attention (the nine variants of
 python/examples/flex_nine.py), DLPack both ways. CUDA tensors where a GPU is present.
 
@@ -112,13 +113,114 @@ class OpTest(HeedTestCase):
         print("\n  graphs: %d, nodes: %s" % (len(graphs), nodes))
         self.assertEqual(sum("heed" in x for x in nodes), 1, nodes)
 
-    def test_no_backward(self):
+    def test_backward_matches_float64_autograd(self):
+        # loss.backward() through the op: heed's backward kernel against torch's own
+        # autograd of the same attention in float64 (ALiBi, causal, GQA 4:2, odd length),
+        # q, k, v and the slopes' gradient, normwise <= 1e-5 (issue 17's f32 bound).
+        rng = make_rng(self)
+        spec = ("variant a { buffer slopes: f32[H]\n score = alibi(score, slopes)\n"
+                " mask = causal() }")
+        b, hq, hkv, s, d = 2, 4, 2, 37, 16
+        q, dout = (randn(rng, (b, hq, s, d)) for _ in range(2))
+        k, v = (randn(rng, (b, hkv, s, d)) for _ in range(2))
+        slopes = rng.uniform(0, 1, size=hq).astype(np.float32)
+        leaves = [t(x).requires_grad_() for x in (q, k, v, slopes)]
+        out = heed.torch_ops.attention(*leaves[:3], spec, buffers=[leaves[3]])
+        (out * t(dout)).sum().backward()
+        want = [t(x).double().requires_grad_() for x in (q, k, v, slopes)]
+        dq64, dk64, dv64, ds64 = want
+        group = hq // hkv
+        kk, vv = (x.repeat_interleave(group, dim=1) for x in (dk64, dv64))
+        i = torch.arange(s, dtype=torch.float64)[:, None]
+        j = torch.arange(s, dtype=torch.float64)[None, :]
+        score = dq64 @ kk.transpose(-1, -2) / d ** 0.5 + ds64[None, :, None, None] * (j - i)
+        score = score.masked_fill(i < j, float("-inf"))
+        ref = torch.softmax(score, dim=-1) @ vv
+        self.assertLess(((out.detach().double() - ref.detach()).norm() /
+                         ref.detach().norm()).item(), 1e-5)
+        (ref * t(dout).double()).sum().backward()
+        for name, got, exact in zip(("dq", "dk", "dv", "dslopes"), leaves, want):
+            err = ((got.grad.double() - exact.grad).norm() / exact.grad.norm()).item()
+            print("\n  %s: normwise error %.2e" % (name, err))
+            self.assertLess(err, 1e-5, name)
+
+    def test_flex_backward_reaches_captured_tensors(self):
+        # heed.flex_attention with a score_mod capturing a learned per-head bias: the
+        # gradient reaches the captured tensor (torch's own flex_attention has no CPU
+        # backward), against float64 autograd.
+        rng = make_rng(self)
+        b, h, s, d = 1, 2, 33, 16
+        arrays = [randn(rng, (b, h, s, d)) for _ in range(3)]
+        arrays.append(rng.uniform(0, 1, size=h).astype(np.float32))
+        q, k, v, bias = (t(x).requires_grad_() for x in arrays)
+        bm = heed.create_block_mask(ref_causal, 1, 1, s, s)
+        out = heed.flex_attention(q, k, v, block_mask=bm,
+                                  score_mod=lambda sc, bb, hh, qi, kv: sc + bias[hh] * (kv - qi))
+        out.sum().backward()
+        q64, k64, v64, bias64 = (t(x).double().requires_grad_() for x in arrays)
+        i = torch.arange(s, dtype=torch.float64)[:, None]
+        j = torch.arange(s, dtype=torch.float64)[None, :]
+        score = q64 @ k64.transpose(-1, -2) / d ** 0.5 + bias64[None, :, None, None] * (j - i)
+        torch.softmax(score.masked_fill(i < j, float("-inf")), dim=-1).matmul(v64).sum().backward()
+        for name, got, exact in (("dq", q, q64), ("dk", k, k64), ("dv", v, v64),
+                                 ("dbias", bias, bias64)):
+            err = ((got.grad.double() - exact.grad).norm() / exact.grad.norm()).item()
+            self.assertLess(err, 1e-5, name)
+
+    def test_compiled_backward_keeps_one_node_each_way(self):
+        # torch.compile (AOTAutograd) of a training step: heed.attention is one node of
+        # the forward graph, heed.attention_backward one node of the backward graph, and
+        # the gradients are eager heed's.
+        from torch._dynamo.backends.common import aot_autograd
+        from functorch.compile import make_boxed_func
+        rng = make_rng(self)
+        spec = ("variant a { buffer slopes: f32[H]\n score = alibi(score, slopes)\n"
+                " mask = causal() }")
+        arrays = [randn(rng, (1, 2, 33, 16)) for _ in range(3)]
+        arrays.append(rng.uniform(0, 1, size=2).astype(np.float32))
+        graphs = {}
+
+        def keep(kind):
+            def compiler(gm, example_inputs):
+                graphs[kind] = [str(n.target) for n in gm.graph.nodes
+                                if n.op == "call_function"]
+                return make_boxed_func(gm)
+            return compiler
+
+        step = torch.compile(
+            lambda q, k, v, s: heed.torch_ops.attention(q, k, v, spec, buffers=[s]) * 2,
+            backend=aot_autograd(fw_compiler=keep("forward"), bw_compiler=keep("backward")),
+            fullgraph=True)
+        compiled = [t(x).requires_grad_() for x in arrays]
+        step(*compiled).sum().backward()
+        eager = [t(x).requires_grad_() for x in arrays]
+        (heed.torch_ops.attention(*eager[:3], spec, buffers=[eager[3]]) * 2).sum().backward()
+        print("\n  graphs: %s" % graphs)
+        self.assertEqual(sum("heed.attention.default" in n for n in graphs["forward"]), 1)
+        self.assertEqual(sum("heed.attention_backward" in n for n in graphs["backward"]), 1)
+        for a, b in zip(compiled, eager):
+            self.assertTrue(torch.equal(a.grad, b.grad))
+
+    def test_backward_opcheck(self):
+        rng = make_rng(self)
+        q, k, v, dout = (t(randn(rng, (1, 2, 20, 16))) for _ in range(4))
+        out, lse = heed.torch_ops.attention(q, k, v, CAUSAL, return_lse=True)
+        torch.library.opcheck(torch.ops.heed.attention_backward.default,
+                              (q, k, v, out, lse, dout, lse.new_empty((0,)), CAUSAL, [], None,
+                               "bhsd"),
+                              test_utils=("test_schema", "test_faketensor"))
+
+    def test_backward_refusals(self):
+        # A gradient into lse is refused clearly; out alone works with lse returned.
         rng = make_rng(self)
         q = t(randn(rng, (1, 1, 8, 16))).requires_grad_()
-        out = heed.torch_ops.attention(q, q, q, CAUSAL)
+        out, lse = heed.torch_ops.attention(q, q, q, CAUSAL, return_lse=True)
         with self.assertRaises(NotImplementedError) as cm:
-            out.sum().backward()
-        self.assertIn("no backward", str(cm.exception))
+            (out.sum() + lse.sum()).backward()
+        self.assertIn("lse", str(cm.exception))
+        out, lse = heed.torch_ops.attention(q, q, q, CAUSAL, return_lse=True)
+        out.sum().backward()
+        self.assertTrue(torch.isfinite(q.grad).all())
 
     def test_dlpack_both_ways(self):
         rng = make_rng(self)
