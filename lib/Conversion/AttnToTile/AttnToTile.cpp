@@ -70,9 +70,7 @@ private:
   }
 
   void buildItem(Value batch, Value head, Value tileIndex);
-  bool readsShapes() {
-    return variant->walk([](ShapeOp) { return WalkResult::interrupt(); }).wasInterrupted();
-  }
+  bool readsShapes() { return TileBuilder::readsShapes(variant); }
   /// The keys the key tensor holds per batch entry: its length, or for a
   /// paged cache max_pages * page size.
   Value kvCapacity();

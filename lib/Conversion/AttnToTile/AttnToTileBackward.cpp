@@ -109,6 +109,10 @@ void BackwardLoopBuilder::build() {
   Value batches = dim(op.getQuery(), 0), headsKV = dim(op.getKey(), 1);
   Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqKV, op.getVariantAttr(),
                                    SideAttr::get(b.getContext(), Side::KV), tiling);
+  // Sizes the variant or its derivative reads (decode's bottom-right
+  // causal mask: Skv - Sq), bound once above the loop.
+  if (readsShapes(variant) || readsShapes(grad))
+    TileBindShapesOp::create(b, loc, batches, dim(op.getQuery(), 1), headsKV, seqQ, seqKV);
   auto work = TileWorkOp::create(b, loc, batches, headsKV, tiles, op.getWorkBegin(),
                                  op.getWorkEnd(), /*split_phase=*/Value(),
                                  /*split_count=*/Value(), /*partial_acc=*/Value(),

@@ -3,6 +3,7 @@
 #ifndef HEED_LIB_CONVERSION_ATTNTOTILE_TILEBUILDING_H
 #define HEED_LIB_CONVERSION_ATTNTOTILE_TILEBUILDING_H
 
+#include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -46,6 +47,12 @@ protected:
     return tileType(b.getContext(), rows, cols, elt, role);
   }
   mlir::Value fill(attn::TileType type, double value) { return fillTile(b, loc, type, value); }
+  /// Whether `variant`'s regions read run-time sizes (attn.shape): then the
+  /// loop binds them (attn.tile.bind_shapes) where the regions are inlined.
+  static bool readsShapes(attn::VariantOp variant) {
+    return variant->walk([](attn::ShapeOp) { return mlir::WalkResult::interrupt(); })
+        .wasInterrupted();
+  }
 
   mlir::OpBuilder b;
   mlir::Location loc;
