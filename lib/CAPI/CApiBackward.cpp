@@ -71,10 +71,6 @@ heed_status heed_backward_compile(const char *specText, const char *sourceName,
     capi::Request r;
     if (heed_status s = readRequest("heed_backward_compile", specText, sourceName, options, r))
       return s;
-    if (r.variant.gate)
-      return fail(HEED_ERROR_UNSUPPORTED, "heed_backward_compile: variant '" + r.variant.name +
-                                              "' is gated: the backward of gated (MoH) "
-                                              "variants is not implemented yet");
     auto kernel = BackwardKernel::compile(r.variant, r.config,
                                           r.useCache ? &KernelCache::global() : nullptr);
     if (!kernel)

@@ -258,6 +258,16 @@ struct BackwardKernel::Impl {
   KernelConfig config;
   std::vector<unsigned> summarized;
   BackwardSymbols symbols;
+  /// The buffers run() returns gradients of: the kernel's (symbols) and, for
+  /// a gated variant, its float gate buffer, whose gradient the host adds.
+  std::vector<unsigned> gradients;
+  /// A gated variant's [buffer, dim of b, dim of q, dim of h]
+  /// (spec::gateLayout), or empty; gateGradient: its slot in `gradients`.
+  std::vector<int64_t> gate;
+  int gateGradient = -1;
+
+  /// gradients and gate from symbols and the variant.
+  void listGradients();
   double seconds = 0;
   CacheOutcome outcome = CacheOutcome::Compiled;
 
@@ -267,7 +277,19 @@ struct BackwardKernel::Impl {
 BackwardKernel::BackwardKernel(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
 BackwardKernel::~BackwardKernel() = default;
 const std::vector<unsigned> &BackwardKernel::gradientBuffers() const {
-  return impl->symbols.gradients;
+  return impl->gradients;
+}
+
+void BackwardKernel::Impl::listGradients() {
+  gradients = symbols.gradients;
+  if (!variant.gate)
+    return;
+  gate = spec::gateLayout(*variant.gate);
+  unsigned buffer = unsigned(gate[0]);
+  auto at = std::lower_bound(gradients.begin(), gradients.end(), buffer);
+  if (at == gradients.end() || *at != buffer)
+    at = gradients.insert(at, buffer);
+  gateGradient = int(at - gradients.begin());
 }
 double BackwardKernel::compileSeconds() const { return impl->seconds; }
 CacheOutcome BackwardKernel::cacheOutcome() const { return impl->outcome; }
@@ -286,10 +308,6 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   if (config.hasKVLens() || config.qLens)
     return fail("the backward takes contiguous queries and keys of one length: per-sequence "
                 "lengths and paged KV caches are for inference (docs/decode.md)");
-  if (variant.gate)
-    return fail(fmt::format("variant '{}' is gated: the backward of gated (MoH) variants is "
-                            "not implemented yet",
-                            variant.name));
   auto impl = std::make_unique<Impl>();
   impl->variant = variant;
   // What the kernel depends on: lse and patch tiling do not change it, so
@@ -323,6 +341,7 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   }
   if (std::string error = readBackwardSymbols(*loaded, variant, impl->symbols); !error.empty())
     return fail(error);
+  impl->listGradients();
   impl->loaded = std::move(loaded);
   impl->seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -369,15 +388,15 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
   if (args.buffers.size() != variant.buffers.size())
     return fail(fmt::format("the variant takes {} buffers, got {}", variant.buffers.size(),
                             args.buffers.size()));
-  if (args.bufferGrads.size() != symbols.gradients.size())
+  if (args.bufferGrads.size() != gradients.size())
     return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",
-                            symbols.gradients.size(), args.bufferGrads.size()));
-  for (size_t g = 0; g < symbols.gradients.size(); ++g) {
-    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[symbols.gradients[g]];
+                            gradients.size(), args.bufferGrads.size()));
+  for (size_t g = 0; g < gradients.size(); ++g) {
+    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[gradients[g]];
     if (t.dtype != DType::F32 || t.shape != buf.shape || !t.isContiguous())
       return fail(fmt::format("the gradient of buffer '{}' must be contiguous f32 shaped like "
                               "it ({}), got {}",
-                              variant.buffers[symbols.gradients[g]].name, buf.describe(),
+                              variant.buffers[gradients[g]].name, buf.describe(),
                               t.describe()));
   }
   dims = AttentionDims{B, Hq, Hkv, Sq, Skv};
@@ -420,6 +439,44 @@ std::vector<float> rowDeltas(const TensorRef &out, const TensorRef &dout, Layout
   return delta;
 }
 
+/// Each row's gate of a gated variant, g[(b * Hq + h) * Sq + i] =
+/// buffer[b, i, h] through `layout` ([buffer, dim of b, dim of q, dim of h]).
+std::vector<float> gateValues(const TensorRef &buffer, const std::vector<int64_t> &layout,
+                              const AttentionDims &dims) {
+  std::vector<float> g(size_t(dims.batch * dims.headsQ * dims.seqQ));
+  std::vector<int64_t> strides = buffer.effectiveStrides();
+  for (int64_t b = 0; b < dims.batch; ++b)
+    for (int64_t h = 0; h < dims.headsQ; ++h)
+      for (int64_t i = 0; i < dims.seqQ; ++i) {
+        int64_t at = b * strides[size_t(layout[1])] + i * strides[size_t(layout[2])] +
+                     h * strides[size_t(layout[3])];
+        g[size_t((b * dims.headsQ + h) * dims.seqQ + i)] = float(readAt(buffer, at));
+      }
+  return g;
+}
+
+/// dout with each row times its gate, contiguous in dout's dtype and layout
+/// (the bytes in `storage`).
+TensorRef gatedRows(const TensorRef &dout, const std::vector<float> &gates, Layout layout,
+                    const AttentionDims &dims, int64_t Dv, std::vector<char> &storage) {
+  TensorRef scaled{nullptr, dout.dtype, dout.shape, rowMajor(dout.shape)};
+  storage.assign(size_t(dout.numElements()) * dtypeSize(dout.dtype), 0);
+  scaled.data = storage.data();
+  std::vector<int64_t> from = dout.effectiveStrides(), to = scaled.strides;
+  auto at = [&](const std::vector<int64_t> &s, int64_t b, int64_t h, int64_t i) {
+    return layout == Layout::BSHD ? offsetOf(s, {b, i, h, 0}) : offsetOf(s, {b, h, i, 0});
+  };
+  for (int64_t b = 0; b < dims.batch; ++b)
+    for (int64_t h = 0; h < dims.headsQ; ++h)
+      for (int64_t i = 0; i < dims.seqQ; ++i) {
+        double g = gates[size_t((b * dims.headsQ + h) * dims.seqQ + i)];
+        int64_t src = at(from, b, h, i), dst = at(to, b, h, i);
+        for (int64_t d = 0; d < Dv; ++d)
+          writeAt(scaled, dst + d, float(g * readAt(dout, src + d * from.back())));
+      }
+  return scaled;
+}
+
 } // namespace
 
 llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
@@ -431,9 +488,22 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   int64_t B = dims.batch, Hq = dims.headsQ, Hkv = dims.headsKV, Sq = dims.seqQ,
           Skv = dims.seqKV, D = c.headDim;
   // Sigmoid rows are not normalized: no delta (zeros the kernel never reads).
-  std::vector<float> delta = impl->variant.normalize == spec::Normalization::Sigmoid
-                                 ? std::vector<float>(size_t(B * Hq * Sq))
-                                 : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
+  bool sigmoid = impl->variant.normalize == spec::Normalization::Sigmoid;
+  std::vector<float> delta = sigmoid ? std::vector<float>(size_t(B * Hq * Sq))
+                                     : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
+  // A gated variant: out = g * (the attention row), g = the gate buffer's
+  // entry of the row (0: not routed; its lse is -inf, so it sees no key).
+  // The kernel runs on dout scaled by g; delta = rowsum(dout * out) is
+  // already the scaled one's; the gate's gradient, rowsum(dout * out) / g
+  // on routed rows (0 on the others: routing is not differentiated), is
+  // added here.
+  std::vector<float> gates;
+  std::vector<char> scaledStorage;
+  TensorRef dout = args.dout;
+  if (!impl->gate.empty()) {
+    gates = gateValues(args.buffers[size_t(impl->gate[0])], impl->gate, dims);
+    dout = gatedRows(args.dout, gates, c.layout, dims, c.valueDim(), scaledStorage);
+  }
   std::vector<SummaryTable> tables;
   for (unsigned s : impl->summarized)
     tables.push_back(buildSummaryTable(args.buffers[s], attn::VariantOp::kSummaryBlock));
@@ -448,10 +518,16 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   std::vector<std::unique_ptr<float[]>> dqs(tasks);
   for (auto &dq : dqs)
     dq.reset(new float[dqSize]);
+  // The kernel's gradients: their slots among args.bufferGrads.
+  std::vector<size_t> slots;
+  for (unsigned buffer : impl->symbols.gradients)
+    slots.push_back(size_t(std::lower_bound(impl->gradients.begin(), impl->gradients.end(),
+                                            buffer) -
+                           impl->gradients.begin()));
   std::vector<std::vector<std::vector<float>>> grads(tasks);
   for (auto &g : grads)
-    for (const TensorRef &t : args.bufferGrads)
-      g.emplace_back(size_t(t.numElements()), 0.0f);
+    for (size_t slot : slots)
+      g.emplace_back(size_t(args.bufferGrads[slot].numElements()), 0.0f);
   std::vector<int32_t> statuses(tasks, 0);
   std::vector<std::array<int64_t, 3>> counts(tasks, {0, 0, 0});
   auto add = [](std::vector<std::vector<int64_t>> &d, const TensorRef &t) {
@@ -459,7 +535,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   };
   runTasks(tasks, [&](unsigned task) {
     std::vector<std::vector<int64_t>> d;
-    for (const TensorRef *t : {&args.q, &args.k, &args.v, &args.dout, &args.lse})
+    for (const TensorRef *t : {&args.q, &args.k, &args.v, static_cast<const TensorRef *>(&dout), &args.lse})
       add(d, *t);
     d.push_back(descriptor(delta.data(), {B, Hq, Sq}, {Hq * Sq, Sq, 1}));
     for (const TensorRef &t : args.buffers)
@@ -470,9 +546,9 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     d.push_back(descriptor(dqs[task].get(), dqShape, dqStrides));
     add(d, args.dk);
     add(d, args.dv);
-    for (size_t g = 0; g < args.bufferGrads.size(); ++g)
-      d.push_back(descriptor(grads[task][g].data(), args.bufferGrads[g].shape,
-                             rowMajor(args.bufferGrads[g].shape)));
+    for (size_t g = 0; g < slots.size(); ++g)
+      d.push_back(descriptor(grads[task][g].data(), args.bufferGrads[slots[g]].shape,
+                             rowMajor(args.bufferGrads[slots[g]].shape)));
     d.push_back(descriptor(&statuses[task], {1}, {1}));
     d.push_back(descriptor(counts[task].data(), {3}, {1}));
     std::vector<void *> pointers;
@@ -503,14 +579,33 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       }
     }
   });
-  for (size_t g = 0; g < args.bufferGrads.size(); ++g) {
-    auto *out = static_cast<float *>(args.bufferGrads[g].data);
+  for (const TensorRef &t : args.bufferGrads)
+    std::fill_n(static_cast<float *>(t.data), t.numElements(), 0.0f);
+  for (size_t g = 0; g < slots.size(); ++g) {
+    auto *out = static_cast<float *>(args.bufferGrads[slots[g]].data);
     for (size_t e = 0; e < grads[0][g].size(); ++e) {
       float sum = 0;
       for (unsigned t = 0; t < tasks; ++t)
         sum += grads[t][g][e];
       out[e] = sum;
     }
+  }
+  if (impl->gateGradient >= 0) {
+    std::vector<float> dots =
+        sigmoid ? rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim()) : delta;
+    const TensorRef &grad = args.bufferGrads[size_t(impl->gateGradient)];
+    std::vector<int64_t> strides = rowMajor(grad.shape);
+    const std::vector<int64_t> &layout = impl->gate;
+    auto *out = static_cast<float *>(grad.data);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < Hq; ++h)
+        for (int64_t i = 0; i < Sq; ++i) {
+          size_t row = size_t((b * Hq + h) * Sq + i);
+          if (gates[row] == 0)
+            continue;
+          out[b * strides[size_t(layout[1])] + i * strides[size_t(layout[2])] +
+              h * strides[size_t(layout[3])]] += dots[row] / gates[row];
+        }
   }
   if (stats) {
     std::array<int64_t, 3> total = {0, 0, 0};

@@ -180,6 +180,20 @@ const Case cases[] = {
      "variant r { buffer table: f32[H, 9]\n score = relative_bias(score, table, 4)\n"
      " mask = causal() }",
      4, 2, 128, 128, DType::F32},
+    // Per-token head gating (MoH) beside ALiBi: dout scaled by each row's
+    // gate, the router's gradient rowsum(dout * out) / g (the host's).
+    {"gated_alibi",
+     "variant g { buffer router: f32[B, Sq, H]\n buffer slopes: f32[H]\n"
+     " gate = router[b, q, h]\n score = alibi(score, slopes)\n mask = causal() }",
+     4, 2, 41, 41, DType::F32, /*outF32=*/false, /*bufferLo=*/0},
+    {"gated_sigmoid_sink",
+     "variant g { buffer router: f32[B, Sq, H]\n normalize = sigmoid(bias = -1.0)\n"
+     " gate = router[b, q, h]\n mask = sliding_window(13) }",
+     2, 2, 37, 37, DType::F32},
+    {"gated_sink",
+     "variant g { buffer router: f32[B, Sq, H]\n buffer sinks: f32[H]\n"
+     " normalize = softmax(sink = sinks[h])\n gate = router[b, q, h]\n mask = causal() }",
+     4, 2, 39, 39, DType::F32},
     {"relative_bias_bf16_f32_out",
      "variant r { buffer table: f32[H, 9]\n score = relative_bias(score, table, 4)\n"
      " mask = causal() }",

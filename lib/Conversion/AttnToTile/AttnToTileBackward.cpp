@@ -281,12 +281,9 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
                          << "_grad (run --attn-differentiate first)";
         return signalPassFailure();
       }
-      if (variant.isGated()) {
-        op.emitOpError() << "variant '" << op.getVariant()
-                         << "' is gated: the backward of gated (MoH) variants is not "
-                            "implemented yet";
-        return signalPassFailure();
-      }
+      // A gated variant's rows are computed as the ungated ones: the caller
+      // scales dout by each row's gate and gives the rows not routed lse
+      // -inf (heed::BackwardKernel::run; docs/backward.md, "Gated variants").
       if (grad.getNumBuffers() != op.getBuffers().size() + op.getGradients().size()) {
         op.emitOpError() << "takes one gradient buffer per buffer @" << op.getVariant()
                          << "_grad differentiates";
