@@ -167,6 +167,34 @@ class OpTest(HeedTestCase):
             err = ((got.grad.double() - exact.grad).norm() / exact.grad.norm()).item()
             self.assertLess(err, 1e-5, name)
 
+    def test_gated_backward_router_gradient(self):
+        # MoH: out = g * attention with g = router[b, q, h]; the router's gradient on
+        # routed rows is float64 autograd's, and 0 where g is 0 (heed computes no row
+        # that is not routed; a top-k mask upstream gives those rows 0 anyway).
+        rng = make_rng(self)
+        b, h, s, d = 1, 2, 20, 16
+        q, k, v = (randn(rng, (b, h, s, d)) for _ in range(3))
+        router = (rng.uniform(0, 1, size=(b, s, h)) * (rng.uniform(size=(b, s, h)) > 0.5))
+        leaves = [t(x).requires_grad_() for x in (q, k, v, router.astype(np.float32))]
+        with open(os.path.join(REPO, "examples", "moh.attn")) as f:
+            spec = f.read()
+        heed.torch_ops.attention(*leaves[:3], spec, buffers=[leaves[3]]).sum().backward()
+        q64, k64, v64, r64 = (t(x).double().requires_grad_() for x in (q, k, v, router))
+        i = torch.arange(s)[:, None]
+        j = torch.arange(s)[None, :]
+        score = (q64 @ k64.transpose(-1, -2) / d ** 0.5).masked_fill(i < j, float("-inf"))
+        out = r64.permute(0, 2, 1)[..., None] * (torch.softmax(score, dim=-1) @ v64)
+        out.sum().backward()
+        routed = torch.from_numpy(router != 0)
+        for name, got, exact in (("dq", leaves[0], q64), ("dk", leaves[1], k64),
+                                 ("dv", leaves[2], v64)):
+            err = ((got.grad.double() - exact.grad).norm() / exact.grad.norm()).item()
+            self.assertLess(err, 1e-5, name)
+        got, exact = leaves[3].grad.double(), r64.grad
+        err = ((got[routed] - exact[routed]).norm() / exact[routed].norm()).item()
+        self.assertLess(err, 1e-5, "drouter on routed rows")
+        self.assertTrue(bool((got[~routed] == 0).all()), "drouter where the gate is 0")
+
     def test_compiled_backward_keeps_one_node_each_way(self):
         # torch.compile (AOTAutograd) of a training step: heed.attention is one node of
         # the forward graph, heed.attention_backward one node of the backward graph, and
