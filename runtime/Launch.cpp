@@ -236,18 +236,20 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
   return "";
 }
 
-std::string checkBuffers(const AttentionArgs &a, const KernelInfo &info,
+} // namespace
+
+std::string checkBuffers(const std::vector<TensorRef> &buffers, const KernelInfo &info,
                          const AttentionDims &dims) {
-  if (a.buffers.size() != info.buffers.size()) {
+  if (buffers.size() != info.buffers.size()) {
     std::string names;
     for (const BufferInfo &b : info.buffers)
       names += (names.empty() ? "" : ", ") + b.name;
     return "variant '" + info.name + "' reads " + std::to_string(info.buffers.size()) +
-           " buffer(s) (" + names + "), but " + std::to_string(a.buffers.size()) + " were given";
+           " buffer(s) (" + names + "), but " + std::to_string(buffers.size()) + " were given";
   }
   for (size_t i = 0; i < info.buffers.size(); ++i) {
     const BufferInfo &decl = info.buffers[i];
-    const TensorRef &t = a.buffers[i];
+    const TensorRef &t = buffers[i];
     if (t.dtype != decl.dtype)
       return "buffer '" + decl.name + "' must be " + toString(decl.dtype) + ", got " +
              toString(t.dtype);
@@ -266,6 +268,8 @@ std::string checkBuffers(const AttentionArgs &a, const KernelInfo &info,
   }
   return "";
 }
+
+namespace {
 
 /// The memory a tensor of the call occupies, as addresses [lo, hi).
 struct Extent {
@@ -429,7 +433,7 @@ std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info
                                AttentionDims &dims) {
   if (std::string err = checkTensors(args, info, dims); !err.empty())
     return err;
-  if (std::string err = checkBuffers(args, info, dims); !err.empty())
+  if (std::string err = checkBuffers(args.buffers, info, dims); !err.empty())
     return err;
   return checkOutputsApart(args, info);
 }

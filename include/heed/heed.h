@@ -239,8 +239,8 @@ typedef struct heed_backward heed_backward;
 /* Compiles the backward of the spec's variant for this machine's CPU (the
  * options as heed_compile's; lse and target are ignored), through the kernel
  * cache (memory, then disk) unless use_cache = 0. HEED_ERROR_COMPILE names the buffer or
- * op where the score cannot be differentiated; HEED_ERROR_UNSUPPORTED for
- * gated (MoH) variants. */
+ * op where the score cannot be differentiated. Gated (MoH) variants get the
+ * gate buffer's gradient too (docs/backward.md, "Gated variants"). */
 heed_status heed_backward_compile(const char *spec_text, const char *source_name,
                                   const heed_compile_options *options,
                                   heed_backward **backward);
@@ -248,7 +248,8 @@ heed_status heed_backward_compile(const char *spec_text, const char *source_name
 void heed_backward_release(heed_backward *backward);
 /* How many buffer gradients the backward writes (-1 for a bad handle), and
  * the variant buffer (its index) whose gradient is the i-th: the float
- * buffers the score is differentiable in, in declaration order. */
+ * buffers the score (or sink) is differentiable in and a gated variant's gate
+ * buffer, in declaration order. */
 int32_t heed_backward_num_buffer_grads(const heed_backward *backward);
 int32_t heed_backward_buffer_grad_index(const heed_backward *backward, int32_t i);
 

@@ -385,9 +385,13 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
     return fail(fmt::format("query heads ({}) must be a multiple of kv heads ({})", Hq, Hkv));
   if (args.lse.dtype != DType::F32 || args.lse.shape != std::vector<int64_t>{B, Hq, Sq})
     return fail("lse must be f32 [B, Hq, Sq], got " + args.lse.describe());
-  if (args.buffers.size() != variant.buffers.size())
-    return fail(fmt::format("the variant takes {} buffers, got {}", variant.buffers.size(),
-                            args.buffers.size()));
+  // Every buffer as the forward checks it (count, dtype, shape, contiguous):
+  // the kernel reads them bounds-checked, but a gated variant's gate is also
+  // read, and its gradient written, by the host.
+  if (std::string err = checkBuffers(args.buffers, describeKernel(variant, config),
+                                     AttentionDims{B, Hq, Hkv, Sq, Skv});
+      !err.empty())
+    return fail(err);
   if (args.bufferGrads.size() != gradients.size())
     return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",
                             gradients.size(), args.bufferGrads.size()));
@@ -466,14 +470,18 @@ TensorRef gatedRows(const TensorRef &dout, const std::vector<float> &gates, Layo
   auto at = [&](const std::vector<int64_t> &s, int64_t b, int64_t h, int64_t i) {
     return layout == Layout::BSHD ? offsetOf(s, {b, i, h, 0}) : offsetOf(s, {b, h, i, 0});
   };
-  for (int64_t b = 0; b < dims.batch; ++b)
-    for (int64_t h = 0; h < dims.headsQ; ++h)
+  int64_t rows = dims.batch * dims.headsQ;
+  unsigned tasks = unsigned(std::max<int64_t>(1, std::min<int64_t>(hardwareThreads(), rows)));
+  runTasks(tasks, [&](unsigned task) {
+    for (int64_t bh = task; bh < rows; bh += tasks)
       for (int64_t i = 0; i < dims.seqQ; ++i) {
-        double g = gates[size_t((b * dims.headsQ + h) * dims.seqQ + i)];
+        int64_t b = bh / dims.headsQ, h = bh % dims.headsQ;
+        double g = gates[size_t(bh * dims.seqQ + i)];
         int64_t src = at(from, b, h, i), dst = at(to, b, h, i);
         for (int64_t d = 0; d < Dv; ++d)
           writeAt(scaled, dst + d, float(g * readAt(dout, src + d * from.back())));
       }
+  });
   return scaled;
 }
 

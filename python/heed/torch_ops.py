@@ -96,7 +96,9 @@ def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: 
 
 @_attention_backward.register_fake
 def _attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout):
-    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
+    # Contiguous, as the real op allocates them (empty_like would keep a
+    # transposed input's strides).
+    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape),
             [b.new_empty(b.shape, dtype=torch.float32) for b in buffers])
 
 

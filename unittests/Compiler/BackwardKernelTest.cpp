@@ -186,6 +186,12 @@ const Case cases[] = {
      "variant g { buffer router: f32[B, Sq, H]\n buffer slopes: f32[H]\n"
      " gate = router[b, q, h]\n score = alibi(score, slopes)\n mask = causal() }",
      4, 2, 41, 41, DType::F32, /*outF32=*/false, /*bufferLo=*/0},
+    // The router read by the score too: the kernel's gradient of it and the
+    // host's gate term add up in one slot.
+    {"gated_router_in_score",
+     "variant g { buffer router: f32[B, Sq, H]\n gate = router[b, q, h]\n"
+     " score = score + 0.5 * router[b, q, h]\n mask = causal() }",
+     4, 2, 35, 35, DType::F32},
     {"gated_sigmoid_sink",
      "variant g { buffer router: f32[B, Sq, H]\n normalize = sigmoid(bias = -1.0)\n"
      " gate = router[b, q, h]\n mask = sliding_window(13) }",
@@ -202,6 +208,30 @@ const Case cases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Variants, BackwardKernelNormalizations, ::testing::ValuesIn(cases),
                          [](const auto &info) { return std::string(info.param.name); });
+
+TEST(BackwardKernel, BuffersAreCheckedAsTheForwardChecksThem) {
+  // A gated variant's router is read, and its gradient written, by the
+  // host: a router of the wrong shape is an error, not an overflow.
+  spec::Variant v = test::parse(
+      "variant g { buffer router: f32[B, Sq, H]\n gate = router[b, q, h]\n mask = causal() }");
+  KernelConfig config;
+  config.headDim = config.headDimV = 16;
+  auto backward = BackwardKernel::compile(v, config);
+  ASSERT_TRUE(static_cast<bool>(backward)) << llvm::toString(backward.takeError());
+  const int64_t B = 2, H = 2, S = 20;
+  HostTensor q(DType::F32, {B, H, S, 16}), out(q.dtype(), q.shape()), dout(q.dtype(), q.shape());
+  HostTensor dq(q.dtype(), q.shape()), dk(q.dtype(), q.shape()), dv(q.dtype(), q.shape());
+  HostTensor lse(DType::F32, {B, H, S});
+  HostTensor router(DType::F32, {1, S, H}), drouter(DType::F32, {1, S, H});
+  BackwardArgs args{q.ref(), q.ref(), q.ref(), out.ref(), lse.ref(), dout.ref(),
+                    {router.ref()}, dq.ref(), dk.ref(), dv.ref(), {drouter.ref()}};
+  llvm::Error err = (*backward)->run(args, 1);
+  ASSERT_TRUE(static_cast<bool>(err));
+  std::string message = llvm::toString(std::move(err));
+  EXPECT_NE(message.find("buffer 'router' must have shape [B, Sq, H] = [2, 20, 2]"),
+            std::string::npos)
+      << message;
+}
 
 TEST(BackwardKernel, SinkNotDifferentiableInItsBufferIsACompileError) {
   spec::Variant v = test::parse(

@@ -54,8 +54,9 @@ public:
   compile(const spec::Variant &variant, const KernelConfig &config, KernelCache *cache);
   ~BackwardKernel();
 
-  /// The positions of the buffers whose gradients the kernel computes: the
-  /// float buffers the score is differentiable in.
+  /// The positions of the buffers whose gradients run() writes: the float
+  /// buffers the score (or sink) is differentiable in and a gated variant's
+  /// gate buffer (its gradient added by the host), in declaration order.
   const std::vector<unsigned> &gradientBuffers() const;
 
   /// Runs on up to `threads` threads (0 = all cores): delta = rowsum(dout *

@@ -80,6 +80,12 @@ private:
 std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info,
                                AttentionDims &dims);
 
+/// Checks a call's buffers against the variant's declarations in `info`
+/// (count, dtype, shape resolved for `dims`, contiguous); "" or a message
+/// naming the buffer. checkAttentionArgs calls it; so does the backward.
+std::string checkBuffers(const std::vector<TensorRef> &buffers, const KernelInfo &info,
+                         const AttentionDims &dims);
+
 /// Runs fn(0) .. fn(tasks - 1) on a process-wide pool of worker threads and
 /// waits for all of them.
 void runTasks(unsigned tasks, const std::function<void(unsigned)> &fn);
