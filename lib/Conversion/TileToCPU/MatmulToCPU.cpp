@@ -63,34 +63,40 @@ void packedScores(ConversionPatternRewriter &rewriter, Location loc, TilePackedS
   rewriter.setInsertionPointToStart(rowLoop.getBody());
   Value r = rowLoop.getInductionVar();
   Value rowBase = arith::MulIOp::create(rewriter, loc, r, index(rewriter, loc, depth / rows));
-  SmallVector<Value> acc(keys, splat(rewriter, loc, chunkType, 0));
-  for (int64_t c = 0; c < depth / rows; ++c) {
-    Value at = arith::AddIOp::create(rewriter, loc, rowBase, index(rewriter, loc, c));
-    Value q = vector::LoadOp::create(rewriter, loc, chunkType, qRows,
-                                     ValueRange{at, index(rewriter, loc, 0)});
-    for (int64_t j = 0; j < keys; ++j) {
-      Value k = vector::LoadOp::create(rewriter, loc, chunkType, kS,
-                                       ValueRange{index(rewriter, loc, j), index(rewriter, loc, c * rows)});
-      acc[j] = vector::FMAOp::create(rewriter, loc, q, k, acc[j]);
-    }
-  }
   Value factor = arith::ConstantOp::create(rewriter, loc,
                                            rewriter.getF32FloatAttr(static_cast<float>(scale)));
-  int64_t whole = llvm::isPowerOf2_64(rows) && rows > 1 ? keys / rows * rows : 0;
-  // R keys at a time: their R sums in one vector (sumAcross), one multiply.
   Value scaleVec = splat(rewriter, loc, chunkType, scale);
-  for (int64_t j0 = 0; j0 < whole; j0 += rows) {
-    Value dots = arith::MulFOp::create(
-        rewriter, loc, sumAcross(rewriter, loc, ArrayRef<Value>(acc).slice(j0, rows)), scaleVec);
-    for (int64_t j = 0; j < rows; ++j)
-      memref::StoreOp::create(rewriter, loc,
-                              vector::ExtractOp::create(rewriter, loc, dots, ArrayRef<int64_t>{j}),
-                              sT, ValueRange{index(rewriter, loc, j0 + j), r});
-  }
-  for (int64_t j = whole; j < keys; ++j) {
-    Value dot = vector::ReductionOp::create(rewriter, loc, vector::CombiningKind::ADD, acc[j]);
-    memref::StoreOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, dot, factor), sT,
-                            ValueRange{index(rewriter, loc, j), r});
+  // Keys in register-sized groups (16 of a 16-lane tile): a tile of more
+  // keys would otherwise keep one accumulator per key.
+  int64_t group = registerGroup(keys, rows);
+  for (int64_t g0 = 0; g0 < keys; g0 += group) {
+    SmallVector<Value> acc(group, splat(rewriter, loc, chunkType, 0));
+    for (int64_t c = 0; c < depth / rows; ++c) {
+      Value at = arith::AddIOp::create(rewriter, loc, rowBase, index(rewriter, loc, c));
+      Value q = vector::LoadOp::create(rewriter, loc, chunkType, qRows,
+                                       ValueRange{at, index(rewriter, loc, 0)});
+      for (int64_t j = 0; j < group; ++j) {
+        Value k = vector::LoadOp::create(
+            rewriter, loc, chunkType, kS,
+            ValueRange{index(rewriter, loc, g0 + j), index(rewriter, loc, c * rows)});
+        acc[j] = vector::FMAOp::create(rewriter, loc, q, k, acc[j]);
+      }
+    }
+    int64_t whole = llvm::isPowerOf2_64(rows) && rows > 1 ? group / rows * rows : 0;
+    // R keys at a time: their R sums in one vector (sumAcross), one multiply.
+    for (int64_t j0 = 0; j0 < whole; j0 += rows) {
+      Value dots = arith::MulFOp::create(
+          rewriter, loc, sumAcross(rewriter, loc, ArrayRef<Value>(acc).slice(j0, rows)), scaleVec);
+      for (int64_t j = 0; j < rows; ++j)
+        memref::StoreOp::create(rewriter, loc,
+                                vector::ExtractOp::create(rewriter, loc, dots, ArrayRef<int64_t>{j}),
+                                sT, ValueRange{index(rewriter, loc, g0 + j0 + j), r});
+    }
+    for (int64_t j = whole; j < group; ++j) {
+      Value dot = vector::ReductionOp::create(rewriter, loc, vector::CombiningKind::ADD, acc[j]);
+      memref::StoreOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, dot, factor), sT,
+                              ValueRange{index(rewriter, loc, g0 + j), r});
+    }
   }
 }
 
