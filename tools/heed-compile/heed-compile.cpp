@@ -5,6 +5,8 @@
 #include "heed/Compiler/GPU.h"
 #include "heed/Frontend/Parser.h"
 
+#include "../common/KernelFlags.h"
+
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -34,28 +36,7 @@ cl::opt<std::string> emitStage("emit",
                                         "(NVIDIA, --target=sm_XX) | amdgcn | hsaco (AMD, "
                                         "--target=gfxNNN)"),
                                cl::init("attn"), cl::cat(category));
-cl::opt<std::string> dtype("dtype", cl::desc("q/k/v/out storage: f32 | f16 | bf16"),
-                           cl::init("f32"), cl::cat(category));
-cl::opt<int64_t> headDim("head-dim", cl::desc("head dim of q and k"), cl::init(64),
-                         cl::cat(category));
-cl::opt<int64_t> headDimV("head-dim-v", cl::desc("head dim of v (default: --head-dim)"),
-                          cl::init(0), cl::cat(category));
-cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
-                            cl::cat(category));
 cl::opt<bool> lse("lse", cl::desc("also write the log-sum-exp"), cl::cat(category));
-cl::opt<double> scale("scale", cl::desc("score scale (default 1/sqrt(head-dim))"),
-                      cl::init(0), cl::cat(category));
-cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width; 0: by "
-                                 "schedule, 32 for prefill, 16 for patches and packed decode)"),
-                        cl::init(0),
-                        cl::cat(category));
-cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
-                         cl::cat(category));
-cl::opt<bool> noAnalysis("no-analysis", cl::desc("no mask analysis (visit every KV block)"),
-                         cl::cat(category));
-cl::opt<bool> noPatchTiling("no-patch-tiling",
-                            cl::desc("flat tiles even where the mask sees a 2-D/3-D token grid"),
-                            cl::cat(category));
 
 cl::opt<bool> kvLens("kv-lens",
                      cl::desc("the call passes kv_lens (i32 [B]): each batch entry's number of "
@@ -122,25 +103,13 @@ int error(const llvm::Twine &msg) {
 /// The kernel configuration the flags ask for; an error text where one is
 /// malformed.
 llvm::Expected<heed::KernelConfig> configFromFlags() {
-  heed::KernelConfig config;
-  auto fail = [](const std::string &msg) {
-    return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
-  };
-  if (!heed::parseDType(dtype, config.dtype))
-    return fail("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
-  if (!heed::parseLayout(layout, config.layout))
-    return fail("unknown --layout=" + layout + " (expected bhsd or bshd)");
-  config.headDim = headDim;
-  config.headDimV = headDimV;
-  config.lse = lse;
-  config.scale = scale;
-  config.blockQ = blockQ;
-  config.blockKV = blockKV;
-  config.analyzeMask = !noAnalysis;
-  config.patchTiling = !noPatchTiling;
-  config.kvLens = kvLens;
-  config.qLens = qLens;
-  config.pageSize = pageSize;
+  auto config = heed::tools::kernelConfigFromFlags();
+  if (!config)
+    return config.takeError();
+  config->lse = lse;
+  config->kvLens = kvLens;
+  config->qLens = qLens;
+  config->pageSize = pageSize;
   return config;
 }
 
@@ -246,7 +215,7 @@ int emitGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
-  cl::HideUnrelatedOptions(category);
+  cl::HideUnrelatedOptions({&category, &heed::tools::kernelCategory});
   cl::ParseCommandLineOptions(argc, argv, "heed spec compiler\n");
   if (timeCompile)
     setenv("HEED_TIMING", "1", 1);

@@ -14,6 +14,8 @@
 #include "heed/Frontend/Parser.h"
 #include "heed/Runtime/Reference.h"
 
+#include "../common/KernelFlags.h"
+
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
@@ -31,6 +33,16 @@
 #include <tuple>
 
 namespace cl = llvm::cl;
+// The kernel options heed-compile shares (tools/common/KernelFlags.h).
+using heed::tools::blockKV;
+using heed::tools::blockQ;
+using heed::tools::dtype;
+using heed::tools::headDim;
+using heed::tools::headDimV;
+using heed::tools::layout;
+using heed::tools::noAnalysis;
+using heed::tools::noPatchTiling;
+using heed::tools::scale;
 
 namespace {
 cl::OptionCategory category("heed-run options");
@@ -53,10 +65,6 @@ cl::opt<int64_t> kvHeads("kv-heads", cl::desc("key/value heads (default: --heads
 cl::opt<int64_t> seq("seq", cl::desc("query length"), cl::init(1024), cl::cat(category));
 cl::opt<int64_t> seqKV("seq-kv", cl::desc("key/value length (default: --seq)"), cl::init(0),
                        cl::cat(category));
-cl::opt<int64_t> headDim("head-dim", cl::desc("head dim of q and k"), cl::init(64),
-                         cl::cat(category));
-cl::opt<int64_t> headDimV("head-dim-v", cl::desc("head dim of v (default: --head-dim)"),
-                          cl::init(0), cl::cat(category));
 cl::opt<std::string> target("target",
                             cl::desc("cpu (default) | cuda[:sm_XX] (NVIDIA, needs a GPU and "
                                      "driver) | rocm[:gfxNNN] (AMD, needs a GPU and ROCm; "
@@ -72,14 +80,8 @@ cl::opt<std::string> gpuKernel("gpu-kernel",
                                cl::desc("on a GPU: auto (matrix cores where they apply) | "
                                         "tensor-cores (MFMA on AMD) | simt"),
                                cl::init("auto"), cl::cat(category));
-cl::opt<std::string> dtype("dtype", cl::desc("f32 | f16 | bf16"), cl::init("f32"),
-                           cl::cat(category));
-cl::opt<std::string> layout("layout", cl::desc("bhsd | bshd"), cl::init("bhsd"),
-                            cl::cat(category));
 cl::opt<bool> withLse("lse", cl::desc("also compute and check the log-sum-exp"),
                       cl::cat(category));
-cl::opt<double> scale("scale", cl::desc("score scale (default 1/sqrt(head-dim))"),
-                      cl::init(0), cl::cat(category));
 cl::opt<unsigned> threads("num-threads", cl::desc("threads (default: all cores)"), cl::init(0),
                           cl::cat(category));
 cl::opt<uint64_t> seed("seed", cl::desc("random seed (default: from the clock)"),
@@ -97,12 +99,6 @@ cl::opt<int64_t> checkRows(
 cl::opt<double> checkBudget("check-budget",
                             cl::desc("CPU seconds the automatic check may take (default 40)"),
                             cl::init(40), cl::cat(category));
-cl::opt<bool> noAnalysis("no-analysis",
-                         cl::desc("visit every KV block and evaluate the mask everywhere"),
-                         cl::cat(category));
-cl::opt<bool> noPatchTiling("no-patch-tiling",
-                            cl::desc("flat tiles even where the mask sees a 2-D/3-D token grid"),
-                            cl::cat(category));
 cl::opt<double> tolerance("tolerance",
                           cl::desc("max relative error, finite and positive (default: f32 "
                                    "1e-5, more for large scores, at most 1e-2; f16/bf16 1e-2)"),
@@ -140,12 +136,6 @@ cl::opt<int64_t> pageSize("page-size",
                           cl::desc("k and v in a paged cache of pages of this many keys, in a "
                                    "random page order, read through a page table"),
                           cl::init(0), cl::cat(category));
-cl::opt<int64_t> blockQ("block-q", cl::desc("query rows per work item (vector width; 0: by "
-                                 "schedule, 32 for prefill, 16 for patches and packed decode)"),
-                        cl::init(0),
-                        cl::cat(category));
-cl::opt<int64_t> blockKV("block-kv", cl::desc("keys per KV block"), cl::init(16),
-                         cl::cat(category));
 
 int error(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "heed-run") << msg << "\n";
@@ -704,23 +694,15 @@ int runOnCPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
-  cl::HideUnrelatedOptions(category);
+  cl::HideUnrelatedOptions({&category, &heed::tools::kernelCategory});
   cl::ParseCommandLineOptions(argc, argv, "heed: run and check an attention variant\n");
 
-  heed::KernelConfig config;
-  if (!heed::parseDType(dtype, config.dtype))
-    return error("unknown --dtype=" + dtype + " (expected f32, f16 or bf16)");
-  if (!heed::parseLayout(layout, config.layout))
-    return error("unknown --layout=" + layout + " (expected bhsd or bshd)");
+  auto flags = heed::tools::kernelConfigFromFlags();
+  if (!flags)
+    return error(llvm::toString(flags.takeError()));
+  heed::KernelConfig config = *flags;
   bool bshd = config.layout == heed::Layout::BSHD;
-  config.headDim = headDim;
-  config.headDimV = headDimV;
   config.lse = withLse;
-  config.scale = scale;
-  config.blockQ = blockQ;
-  config.blockKV = blockKV;
-  config.analyzeMask = !noAnalysis;
-  config.patchTiling = !noPatchTiling;
   bool serving = kvLensSpec.getNumOccurrences() || pageSize.getNumOccurrences();
   config.kvLens = serving;
   config.pageSize = pageSize;
