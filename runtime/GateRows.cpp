@@ -29,9 +29,7 @@ GateRows buildGateRows(const TensorRef &gate, const std::vector<int64_t> &layout
       int64_t routed = 0, unrouted = 0;
       // First pass counts, second places: routed ascending, then the rest.
       for (int64_t q = 0; q < seq; ++q) {
-        int64_t at[3];
-        at[layout[1]] = b, at[layout[2]] = q, at[layout[3]] = h;
-        on[size_t(q)] = nonzero(at[0] * strides[0] + at[1] * strides[1] + at[2] * strides[2]);
+        on[size_t(q)] = nonzero(gateElement(strides, layout, b, q, h));
         routed += on[size_t(q)];
       }
       for (int64_t q = 0, r = 0; q < seq; ++q)

@@ -13,6 +13,7 @@
 #include "heed/Frontend/EmitIR.h"
 #include "heed/Pipelines/Pipelines.h"
 #include "heed/Runtime/BufferSummary.h"
+#include "heed/Runtime/GateRows.h"
 #include "heed/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -265,6 +266,8 @@ struct BackwardKernel::Impl {
   /// (spec::gateLayout), or empty; gateGradient: its slot in `gradients`.
   std::vector<int64_t> gate;
   int gateGradient = -1;
+  /// The variant's description, for checking the buffers of each call.
+  KernelInfo info;
 
   /// gradients and gate from symbols and the variant.
   void listGradients();
@@ -342,6 +345,7 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   if (std::string error = readBackwardSymbols(*loaded, variant, impl->symbols); !error.empty())
     return fail(error);
   impl->listGradients();
+  impl->info = describeKernel(variant, impl->config);
   impl->loaded = std::move(loaded);
   impl->seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -388,8 +392,7 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
   // Every buffer as the forward checks it (count, dtype, shape, contiguous):
   // the kernel reads them bounds-checked, but a gated variant's gate is also
   // read, and its gradient written, by the host.
-  if (std::string err = checkBuffers(args.buffers, describeKernel(variant, config),
-                                     AttentionDims{B, Hq, Hkv, Sq, Skv});
+  if (std::string err = checkBuffers(args.buffers, info, AttentionDims{B, Hq, Hkv, Sq, Skv});
       !err.empty())
     return fail(err);
   if (args.bufferGrads.size() != gradients.size())
@@ -452,9 +455,8 @@ std::vector<float> gateValues(const TensorRef &buffer, const std::vector<int64_t
   for (int64_t b = 0; b < dims.batch; ++b)
     for (int64_t h = 0; h < dims.headsQ; ++h)
       for (int64_t i = 0; i < dims.seqQ; ++i) {
-        int64_t at = b * strides[size_t(layout[1])] + i * strides[size_t(layout[2])] +
-                     h * strides[size_t(layout[3])];
-        g[size_t((b * dims.headsQ + h) * dims.seqQ + i)] = float(readAt(buffer, at));
+        g[size_t((b * dims.headsQ + h) * dims.seqQ + i)] =
+            float(readAt(buffer, gateElement(strides, layout, b, i, h)));
       }
   return g;
 }
@@ -611,8 +613,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
           size_t row = size_t((b * Hq + h) * Sq + i);
           if (gates[row] == 0)
             continue;
-          out[b * strides[size_t(layout[1])] + i * strides[size_t(layout[2])] +
-              h * strides[size_t(layout[3])]] += dots[row] / gates[row];
+          out[gateElement(strides, layout, b, i, h)] += dots[row] / gates[row];
         }
   }
   if (stats) {

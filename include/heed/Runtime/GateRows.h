@@ -21,6 +21,16 @@ struct GateRows {
   std::vector<int32_t> counts; ///< [b * H + h]
 };
 
+/// The element of the gate buffer (strides `strides`) that row (b, q, h)
+/// reads, `layout` being KernelInfo::gate: (buffer, dim of b, dim of q, dim
+/// of h).
+inline int64_t gateElement(const std::vector<int64_t> &strides,
+                           const std::vector<int64_t> &layout, int64_t b, int64_t q,
+                           int64_t h) {
+  return b * strides[size_t(layout[1])] + q * strides[size_t(layout[2])] +
+         h * strides[size_t(layout[3])];
+}
+
 /// The lists for `batches` x `heads` x `seq` query rows. `gate` is the
 /// variant's gate buffer in host memory (f32, f16 or bf16; any strides);
 /// `layout` is KernelInfo::gate: (buffer, dim of b, dim of q, dim of h).
