@@ -299,6 +299,36 @@ void AttentionBackwardOp::getEffects(Effects &effects) {
 
 void TileLoadRowsOp::getEffects(Effects &effects) { addReads(effects, getTensorMutable()); }
 
+LogicalResult TileLoadRowsOp::verify() {
+  auto tile = cast<TileType>(getResult().getType());
+  if (tile.getRole() != TileRole::Row && tile.getRole() != TileRole::Col)
+    return emitOpError() << "loads a row or col tile";
+  if (tile.getRows() != getSpan().getType().getSize())
+    return emitOpError() << "tile lanes differ from the span's";
+  return success();
+}
+
+/// A score tile and its per-query statistic: a row tile of its rows, or,
+/// `transposed` (key-major), a col tile of its columns.
+static LogicalResult verifyStatistic(Operation *op, Value scores, Value stat, bool transposed) {
+  auto s = cast<TileType>(scores.getType()), t = cast<TileType>(stat.getType());
+  TileRole want = transposed ? TileRole::Col : TileRole::Row;
+  int64_t queries = transposed ? s.getCols() : s.getRows();
+  if (t.getRole() != want || t.getRows() != queries)
+    return op->emitOpError() << "needs a " << stringifyTileRole(want) << " tile of " << queries
+                             << " lanes (one per query of the "
+                             << (transposed ? "transposed " : "") << "score tile), not " << t;
+  return success();
+}
+
+LogicalResult TileProbsOp::verify() {
+  return verifyStatistic(*this, getScores(), getLse(), getTransposed());
+}
+
+LogicalResult TileGradScoresOp::verify() {
+  return verifyStatistic(*this, getScores(), getDelta(), getTransposed());
+}
+
 LogicalResult TileProbsOp::verifySymbolUses(SymbolTableCollection &symbols) {
   return lookupVariant(*this, getVariantAttr(), symbols);
 }

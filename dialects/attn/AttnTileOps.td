@@ -142,6 +142,8 @@ def Attn_TileLoadOp : Attn_TileOp<"load", [AttrSizedOperandSegments,
     `attn.tile.wait_kv`), not a new read of the tensor. With `pages(%table)`
     (k and v only), `tensor` is a paged cache: token t of `batch` is slot
     t % P of page %table[batch, t / P], P the tensor's static sequence dim.
+    A slot holds two tensors' rows (`--attn-pipeline-kv`): `part` says which
+    (0: the key-side tensor of head dim D, 1: the value-side one of Dv).
 
     ```mlir
     %q = attn.tile.load %Q[%b, %h] span(%rows) : memref<?x?x?x64xbf16> -> !attn.tile<16x64xbf16, q>
@@ -150,7 +152,8 @@ def Attn_TileLoadOp : Attn_TileOp<"load", [AttrSizedOperandSegments,
   let arguments = (ins AnyMemRef:$tensor, Index:$batch, Index:$head, Attn_SpanType:$span,
                        Optional<Index>:$stage,
                        Optional<MemRefRankOf<[I32], [2]>>:$page_table,
-                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout,
+                       DefaultValuedAttr<I64Attr, "0">:$part);
   let results = (outs Attn_AnyTile:$result);
   let assemblyFormat = [{
     $tensor `[` $batch `,` $head `]` `span` `(` $span `)` (`stage` `(` $stage^ `)`)?
@@ -619,14 +622,16 @@ def Attn_TileLoadRowsOp : Attn_TileOp<"load_rows", [
   let summary = "A per-row f32 statistic (lse, delta) of a span's rows";
   let description = [{
     Lane i is `tensor[batch, head, token_i]` (a [B, H, S] f32 tensor); holes
-    read 0.
+    read 0. A `row` tile indexes the rows of a score tile, a `col` tile the
+    columns of a transposed one (attn.tile.probs `transposed`).
   }];
   let arguments = (ins AnyMemRef:$tensor, Index:$batch, Index:$head, Attn_SpanType:$span);
-  let results = (outs Attn_TileOf<"Row">:$result);
+  let results = (outs Attn_AnyTile:$result);
   let assemblyFormat = [{
     $tensor `[` $batch `,` $head `]` `span` `(` $span `)` attr-dict
     `:` type($tensor) `,` type($span) `->` type($result)
   }];
+  let hasVerifier = 1;
 }
 
 def Attn_TileProbsOp : Attn_TileOp<"probs", [AttrSizedOperandSegments,
@@ -640,20 +645,25 @@ def Attn_TileProbsOp : Attn_TileOp<"probs", [AttrSizedOperandSegments,
     0 elsewhere, at holes and in rows whose lse is -inf. A sigmoid
     variant's weights are 1 / (1 + exp(-(score' + bias))) and `lse` is not
     read. `scores` is not modified (the backward still needs the raw scores).
+    With `transposed`, the tile is key-major: element (i, j) is key kv_i of
+    `cols` and query q_j of `rows`, and `lse` is a `col` tile (one value per
+    query column); the GPUs' dK/dV kernel computes S^T = K Q^T so.
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores,
-                       Attn_TileOf<"Row">:$lse, Index:$batch, Index:$head,
+                       Attn_AnyTile:$lse, Index:$batch, Index:$head,
                        Attn_SpanType:$rows, Attn_SpanType:$cols,
                        Variadic<AnyMemRef>:$buffers, Optional<I64>:$route,
-                       Optional<MemRefOf<[I32]>>:$status, Optional<I1>:$maskIf);
+                       Optional<MemRefOf<[I32]>>:$status, Optional<I1>:$maskIf,
+                       UnitAttr:$transposed);
   let results = (outs Attn_TileOf<"S">:$result);
   let assemblyFormat = [{
     $variant `(` $scores `)` `lse` `(` $lse `)` `[` $batch `,` $head `]` `rows` `(` $rows `)`
     `cols` `(` $cols `)` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`route` `(` $route^ `)`)? (`status` `(` $status^ `:` type($status) `)`)?
-    (`mask_if` `(` $maskIf^ `)`)?
+    (`mask_if` `(` $maskIf^ `)`)? (`transposed` $transposed^)?
     attr-dict `:` type($scores) `,` type($lse) `,` type($rows) `,` type($cols)
   }];
+  let hasVerifier = 1;
 }
 
 def Attn_TileGradScoresOp : Attn_TileOp<"grad_scores", [AttrSizedOperandSegments,
@@ -667,19 +677,25 @@ def Attn_TileGradScoresOp : Attn_TileOp<"grad_scores", [AttrSizedOperandSegments
     dS * value into the gradient buffers (the last operands of `buffers`).
     Elements whose P is 0 contribute nothing. A sigmoid variant has no row
     normalization: dS = dP * P (1 - P) * d score'/d s, `delta` unused.
+    `transposed` as in attn.tile.probs (key-major tiles, `delta` a `col`
+    tile). With `no_buffer_grads` the grad_adds are dropped (the GPUs' dQ
+    kernel: the dK/dV kernel adds the buffers' gradients, once).
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores,
                        Attn_TileOf<"S">:$probs, Attn_TileOf<"S">:$dp,
-                       Attn_TileOf<"Row">:$delta, Index:$batch, Index:$head,
+                       Attn_AnyTile:$delta, Index:$batch, Index:$head,
                        Attn_SpanType:$rows, Attn_SpanType:$cols,
-                       Variadic<AnyMemRef>:$buffers, Optional<I64>:$route);
+                       Variadic<AnyMemRef>:$buffers, Optional<I64>:$route,
+                       UnitAttr:$transposed, UnitAttr:$no_buffer_grads);
   let results = (outs Attn_TileOf<"S">:$result);
   let assemblyFormat = [{
     $variant `(` $scores `,` $probs `,` $dp `)` `delta` `(` $delta `)` `[` $batch `,` $head `]`
     `rows` `(` $rows `)` `cols` `(` $cols `)` (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
-    (`route` `(` $route^ `)`)?
+    (`route` `(` $route^ `)`)? (`transposed` $transposed^)?
+    (`no_buffer_grads` $no_buffer_grads^)?
     attr-dict `:` type($scores) `,` type($delta) `,` type($rows) `,` type($cols)
   }];
+  let hasVerifier = 1;
 }
 
 def Attn_TileGradSinkOp : Attn_TileOp<"grad_sink", [AllTypesMatch<["lse", "delta"]>,

@@ -48,7 +48,7 @@ void TileType::print(AsmPrinter &printer) const {
 
 LogicalResult TileType::verify(function_ref<InFlightDiagnostic()> emitError,
                                ArrayRef<int64_t> shape, Type element, TileRole role) {
-  size_t rank = role == TileRole::Row ? 1 : 2;
+  size_t rank = role == TileRole::Row || role == TileRole::Col ? 1 : 2;
   if (shape.size() != rank)
     return emitError() << "a tile of role '" << stringifyTileRole(role) << "' has rank " << rank;
   for (int64_t d : shape)

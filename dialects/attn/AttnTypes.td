@@ -13,14 +13,17 @@ def Attn_TileRole : I32EnumAttr<"TileRole", "what a tile holds in the attention 
     I32EnumAttrCase<"V", 2, "v">,
     I32EnumAttrCase<"S", 3, "s">,
     I32EnumAttrCase<"Acc", 4, "acc">,
-    I32EnumAttrCase<"Row", 5, "row">]> {
+    I32EnumAttrCase<"Row", 5, "row">,
+    I32EnumAttrCase<"Col", 6, "col">]> {
   let cppNamespace = "::heed::attn";
   let genSpecializedAttr = 0;
   let description = [{
     q: query rows x head dim; k, v: keys x head dim; s: query rows x keys
     (scores, then probabilities); acc: query rows x value dim (the output
     accumulator); row: one value per query row (running max, running sum,
-    rescale factors). The role, not a layout, is what the IR says: each
+    rescale factors); col: one value per column of a transposed score tile
+    (the backward's key-major blocks: lse and delta of their query
+    columns). The role, not a layout, is what the IR says: each
     target's type converter maps (shape, element type, role) to its own
     representation (memrefs and vectors on the CPU, per-lane fragments on
     matrix cores), as Triton's layouts do, so every target lowers the same

@@ -45,9 +45,10 @@ llvm::Error fail(const std::string &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
 }
 
-/// The float buffers --attn-differentiate gives gradients to, or its error.
-llvm::Expected<std::vector<unsigned>> gradientPositions(MLIRContext &ctx,
-                                                        const spec::Variant &variant) {
+} // namespace
+
+llvm::Expected<std::vector<unsigned>> detail::gradientPositions(MLIRContext &ctx,
+                                                                const spec::Variant &variant) {
   OwningOpRef<ModuleOp> module = emitVariantModule(ctx, variant);
   detail::DiagnosticCollector diags(ctx);
   PassManager pm(&ctx);
@@ -62,6 +63,8 @@ llvm::Expected<std::vector<unsigned>> gradientPositions(MLIRContext &ctx,
       out.push_back(static_cast<unsigned>(p));
   return out;
 }
+
+namespace {
 
 /// The backward's symbol that lists its gradient buffers.
 constexpr const char *kGradientBufferName = "heed_gradient_buffer";
@@ -87,13 +90,14 @@ void buildGradientListFunction(OpBuilder &b, Location loc, ModuleOp module,
   func::ReturnOp::create(b, loc, result);
 }
 
-/// func @heed_kernel(q, k, v, dout, lse, delta, buffers..., summaries...,
-///                   dq, dk, dv, gradients..., status, stats, begin, end)
-/// holding one attn.attention_backward, and the tile-count functions.
-OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant &variant,
-                                          const KernelConfig &config,
-                                          const std::vector<unsigned> &gradients,
-                                          const std::vector<unsigned> &summarized) {
+} // namespace
+
+OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::Variant &variant,
+                                                  const KernelConfig &config,
+                                                  const std::vector<unsigned> &gradients,
+                                                  const std::vector<unsigned> &summarized,
+                                                  int64_t tileRows, int64_t tileKeys,
+                                                  bool dqStorage) {
   OwningOpRef<ModuleOp> module = emitVariantModule(ctx, variant);
   auto b = OpBuilder::atBlockEnd(module->getBody());
   Location loc = module->getLoc();
@@ -102,7 +106,8 @@ OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant 
   MemRefType qk = detail::stridedType(ctx, {dyn, dyn, dyn, config.headDim}, elt);
   MemRefType vo = detail::stridedType(ctx, {dyn, dyn, dyn, config.valueDim()}, elt);
   MemRefType rows = detail::stridedType(ctx, {dyn, dyn, dyn}, f32);
-  MemRefType dqType = detail::stridedType(ctx, {dyn, dyn, dyn, config.headDim}, f32);
+  MemRefType dqType =
+      detail::stridedType(ctx, {dyn, dyn, dyn, config.headDim}, dqStorage ? elt : f32);
   SmallVector<Type> args = {qk, qk, vo, vo, rows, rows};
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
@@ -120,7 +125,6 @@ OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant 
   ValueRange a = body->getArguments();
   size_t nb = variant.buffers.size(), ns = summarized.size(), ng = gradients.size();
   size_t at = 6 + nb + ns;
-  auto [tileRows, tileKeys] = backwardTiles(config);
   auto tiling = attn::TilingAttr::getFlat(&ctx, tileRows, tileKeys);
   attn::AttentionBackwardOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), a[0], a[1], a[2], a[3], a[4], a[5],
@@ -137,18 +141,22 @@ OwningOpRef<ModuleOp> buildBackwardModule(MLIRContext &ctx, const spec::Variant 
   return module;
 }
 
+namespace {
+
 /// The backward of `variant` for this machine's CPU as a cache entry: a
 /// shared object whose KernelInfo names it "<variant>.backward".
 llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
                                                    const KernelConfig &config) {
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
-  auto gradients = gradientPositions(*ctx, variant);
+  auto gradients = detail::gradientPositions(*ctx, variant);
   if (!gradients)
     return gradients.takeError();
   std::vector<unsigned> summarized;
   if (config.analyzeMask)
     summarized = detail::summarizedBuffers(variant);
-  OwningOpRef<ModuleOp> module = buildBackwardModule(*ctx, variant, config, *gradients, summarized);
+  auto [tileRows, tileKeys] = backwardTiles(config);
+  OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
+      *ctx, variant, config, *gradients, summarized, tileRows, tileKeys, /*dqStorage=*/false);
   {
     detail::DiagnosticCollector diags(*ctx);
     if (failed(verify(*module)))

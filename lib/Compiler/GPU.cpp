@@ -9,6 +9,7 @@
 #include "KernelModule.h"
 
 #include "dialects/attn/AttnOps.h"
+#include "dialects/attn/AttnTileOps.h"
 
 #include "heed/Conversion/Passes.h"
 #include "heed/Pipelines/Pipelines.h"
@@ -100,6 +101,50 @@ OwningOpRef<ModuleOp> gpuKernelModule(MLIRContext &ctx, const spec::Variant &var
   SmallVector<func::FuncOp> host;
   module->walk([&](func::FuncOp f) {
     if (f.getOps<heed::attn::AttentionOp>().empty())
+      host.push_back(f);
+  });
+  for (func::FuncOp f : host)
+    f.erase();
+  return module;
+}
+
+/// The GPU backward's tiles (query rows, keys), by ptxas' register counts
+/// on sm_90 (docs/backward.md, "GPU kernels"): the dQ kernel's blocks of
+/// 64 rows (4 warps) step over 64 keys up to D = 64, 32 above; the dK/dV
+/// kernel's blocks of 64 keys step over 32 query rows up to D = 64, 16
+/// above (its dK and dV accumulators hold 4 D floats per thread).
+/// `narrow`: the dK/dV kernel's 16-row steps (compileCUDA retries with them
+/// where the default spills).
+std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config,
+                                             GPUComputation computation, bool narrow) {
+  bool wide = std::max(config.headDim, config.valueDim()) > 64;
+  if (computation == GPUComputation::BackwardDQ)
+    return {64, wide ? 32 : 64};
+  return {wide || narrow ? 16 : 32, 64};
+}
+
+/// The backward kernel module of `computation` for a GPU: the backward's
+/// kernel function (dq in the kernel's dtype) and the variant.
+llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
+                                                              const spec::Variant &variant,
+                                                              const KernelConfig &config,
+                                                              GPUComputation computation,
+                                                              bool narrow) {
+  if (variant.gate)
+    return fail("the GPU backward of gated (MoH) variants is not there yet: their backward runs "
+                "on the CPU (docs/backward.md)");
+  auto gradients = detail::gradientPositions(ctx, variant);
+  if (!gradients)
+    return gradients.takeError();
+  std::vector<unsigned> summarized;
+  if (config.analyzeMask)
+    summarized = detail::summarizedBuffers(variant);
+  auto [rows, keys] = gpuBackwardTiles(config, computation, narrow);
+  OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
+      ctx, variant, config, *gradients, summarized, rows, keys, /*dqStorage=*/true);
+  SmallVector<func::FuncOp> host;
+  module->walk([&](func::FuncOp f) {
+    if (f.getOps<heed::attn::AttentionBackwardOp>().empty())
       host.push_back(f);
   });
   for (func::FuncOp f : host)
@@ -203,7 +248,8 @@ struct LoweredGPUModule {
 llvm::Expected<LoweredGPUModule>
 lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelKind kind,
             GPUVendor vendor, llvm::function_ref<void(OpPassManager &)> then = {},
-            int64_t mfma = 32) {
+            int64_t mfma = 32, GPUComputation computation = GPUComputation::Forward,
+            bool narrow = false) {
   if (llvm::Error err = config.validate())
     return std::move(err);
   if (config.outF32)
@@ -225,14 +271,29 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   // The SIMT kernel: a row a thread, 128 per block.
   constexpr int64_t kSIMTRows = 128;
   out.context = makeGPUContext();
-  out.module = gpuKernelModule(*out.context, variant, config);
+  bool backward = computation != GPUComputation::Forward;
+  if (backward) {
+    if (!*matrixCores || vendor != GPUVendor::NVIDIA || kind == GPUKernelKind::Wgmma)
+      return fail("the GPU backward runs on NVIDIA tensor cores (f16 or bf16, head dims "
+                  "multiples of 16; not the SIMT, wgmma or AMD kernels yet)");
+    auto module = gpuBackwardKernelModule(*out.context, variant, config, computation, narrow);
+    if (!module)
+      return module.takeError();
+    out.module = std::move(*module);
+  } else {
+    out.module = gpuKernelModule(*out.context, variant, config);
+  }
   GPUPipelineOptions options;
   options.matrixCores = out.launch.matrixCores;
   options.wgmma = kind == GPUKernelKind::Wgmma;
   options.simtRows = kSIMTRows;
   options.mfma = mfma;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
-        if (vendor == GPUVendor::AMD)
+        if (backward)
+          buildNVGPUBackwardKernelPipeline(pm, options, computation == GPUComputation::BackwardDQ
+                                                            ? "dq"
+                                                            : "dkdv");
+        else if (vendor == GPUVendor::AMD)
           buildAMDGPUKernelPipeline(pm, options);
         else
           buildNVGPUKernelPipeline(pm, options);
@@ -356,8 +417,8 @@ std::string findPtxas() {
 
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
                                           const KernelConfig &config, GPUKernelKind kind,
-                                          GPUVendor vendor) {
-  auto lowered = lowerForGPU(variant, config, kind, vendor);
+                                          GPUVendor vendor, GPUComputation computation) {
+  auto lowered = lowerForGPU(variant, config, kind, vendor, {}, 32, computation);
   if (!lowered)
     return lowered.takeError();
   std::string text;
@@ -366,9 +427,28 @@ llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
   return text;
 }
 
-llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
-                                            const KernelConfig &config,
-                                            const CUDATarget &device, GPUKernelKind kind) {
+namespace {
+
+/// Whether ptxas' report says the kernel spills.
+bool spills(const std::string &resources) {
+  llvm::SmallVector<llvm::StringRef> lines;
+  llvm::StringRef(resources).split(lines, '\n');
+  for (llvm::StringRef line : lines) {
+    size_t at = line.find(" bytes spill stores");
+    if (at == llvm::StringRef::npos)
+      continue;
+    llvm::StringRef count = line.substr(0, at).rtrim();
+    count = count.substr(count.find_last_of(" ,") + 1);
+    if (count != "0")
+      return true;
+  }
+  return false;
+}
+
+llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
+                                                const KernelConfig &config,
+                                                const CUDATarget &device, GPUKernelKind kind,
+                                                GPUComputation computation, bool narrow) {
   // wgmma is an sm_90a instruction: an sm_90 device runs the sm_90a code
   // (what heed-run and the C API name a compute capability 9.0 device).
   CUDATarget target = device;
@@ -384,9 +464,12 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     return fail("the wgmma kernel needs --target=sm_90a (or sm_90: wgmma is an sm_90a "
                 "feature), not " +
                 target.chip);
-  auto lowered = lowerForGPU(variant, config, kind, GPUVendor::NVIDIA, [&](OpPassManager &pm) {
-    buildNVVMBinaryPipeline(pm, target.chip, kind == GPUKernelKind::Wgmma);
-  });
+  auto lowered = lowerForGPU(
+      variant, config, kind, GPUVendor::NVIDIA,
+      [&](OpPassManager &pm) {
+        buildNVVMBinaryPipeline(pm, target.chip, kind == GPUKernelKind::Wgmma);
+      },
+      32, computation, narrow);
   if (!lowered)
     return lowered.takeError();
   OwningOpRef<ModuleOp> &module = lowered->module;
@@ -439,6 +522,32 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   out.launch.format = "cubin";
   out.resources = std::move(run->log);
   return out;
+}
+
+} // namespace
+
+llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
+                                            const KernelConfig &config,
+                                            const CUDATarget &device, GPUKernelKind kind,
+                                            GPUComputation computation) {
+  auto binary = compileCUDAOnce(variant, config, device, kind, computation, /*narrow=*/false);
+  // The dK/dV kernel of a variant whose mask or score takes many registers
+  // (2-D neighborhoods, per-batch documents) may spill at 32-row steps:
+  // then 16-row ones.
+  if (binary && computation == GPUComputation::BackwardDKDV && spills(binary->resources) &&
+      gpuBackwardTiles(config, computation, false).first > 16)
+    return compileCUDAOnce(variant, config, device, kind, computation, /*narrow=*/true);
+  return binary;
+}
+
+llvm::Expected<GPUComputation> parseGPUComputation(const std::string &name) {
+  if (name == "forward")
+    return GPUComputation::Forward;
+  if (name == "dq")
+    return GPUComputation::BackwardDQ;
+  if (name == "dkdv")
+    return GPUComputation::BackwardDKDV;
+  return fail("unknown GPU kernel '" + name + "' (forward, dq or dkdv)");
 }
 
 llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name) {

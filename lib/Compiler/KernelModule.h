@@ -62,6 +62,23 @@ mlir::OwningOpRef<mlir::ModuleOp> buildKernelModule(mlir::MLIRContext &context,
                                                     const spec::Variant &variant,
                                                     const KernelConfig &config);
 
+/// The float buffers --attn-differentiate gives gradients to, or its error
+/// (the variant cannot be differentiated).
+llvm::Expected<std::vector<unsigned>> gradientPositions(mlir::MLIRContext &ctx,
+                                                        const spec::Variant &variant);
+
+/// The variant plus `func.func @heed_kernel(q, k, v, dout, lse, delta,
+/// buffers..., summaries..., dq, dk, dv, gradients..., status, stats,
+/// begin, end)` holding one attn.attention_backward tiled `tileRows` x
+/// `tileKeys`, the tile-count functions and @heed_gradient_buffer. dq is f32
+/// (the CPU adds into it) unless `dqStorage` (the GPUs write it once, in
+/// the kernel's dtype).
+mlir::OwningOpRef<mlir::ModuleOp>
+buildBackwardModule(mlir::MLIRContext &ctx, const spec::Variant &variant,
+                    const KernelConfig &config, const std::vector<unsigned> &gradients,
+                    const std::vector<unsigned> &summarized, int64_t tileRows, int64_t tileKeys,
+                    bool dqStorage);
+
 /// Positions of the buffers that get a run-time summary (rank-1 integer
 /// buffers: document ids and the like).
 std::vector<unsigned> summarizedBuffers(const spec::Variant &variant);

@@ -229,6 +229,23 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
                          });
 }
 
+void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
+                                      const std::string &kernel) {
+  pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
+  if (options.analyzeMask)
+    pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
+  pm.addPass(createAttnDifferentiate());
+  AttnBackwardToTileOptions tile;
+  tile.kernel = kernel;
+  pm.addPass(createAttnBackwardToTile(tile));
+  AttnPipelineKVOptions pipeline;
+  pipeline.stages = options.kvStages;
+  pm.addPass(createAttnPipelineKV(pipeline));
+  addCleanup(pm);
+  pm.addPass(createConvertAttnTileToNVGPU());
+  addCleanup(pm);
+}
+
 void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip, bool tensorMaps) {
   gpu::GPUToNVVMPipelineOptions nvvm;
   nvvm.cubinChip = chip;

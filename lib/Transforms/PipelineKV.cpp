@@ -9,6 +9,11 @@
 //     most N - 2 groups are in flight (tile t has arrived, everyone is past
 //     tile t - 1, whose slot is reused), issue tile t + N - 1 and commit,
 //     then compute tile t.
+// A slot holds the rows of two tensors (part 0: the tensor of the first k
+// tile, D wide; part 1: the other one): K and V in the forward; in the
+// backward's kernels K and V (dQ, a loop over key tiles) or Q and dO (dK/dV,
+// a loop over query tiles), each tensor read as k and/or v tiles. Every
+// k/v tile of the span gets the slot and its part.
 // Every prefetched tile commits a group, copied or not, so the count of
 // groups in flight always means the same tiles. The class of a prefetched
 // tile comes from a copy of the code that classifies a tile, so EMPTY tiles
@@ -34,11 +39,13 @@ using namespace heed::attn;
 
 namespace {
 
-/// A key loop and what its tiles need.
+/// A loop over tiles and what its staged tiles need.
 struct KeyLoop {
   scf::ForOp loop;
-  TileSpanOp span;            ///< the key tile's span, from the induction variable
-  TileLoadOp k, v;            ///< the tile's K and V loads
+  TileSpanOp span;            ///< the tile's span, from the induction variable
+  TileLoadOp k;               ///< the first k tile (its tensor is part 0)
+  Value tensors[2];           ///< the slot's two tensors
+  SmallVector<TileLoadOp> loads; ///< every k and v tile of the span
   TileClassifyOp classify;    ///< its class, where the tiles are classified
   Operation *firstUse;        ///< the op of the loop body holding the loads
 };
@@ -47,24 +54,34 @@ FailureOr<KeyLoop> match(TileLoadOp k) {
   KeyLoop key;
   key.k = k;
   key.span = k.getSpan().getDefiningOp<TileSpanOp>();
-  if (!key.span || key.span.getSide() != Side::KV || key.span.getCoords().size() != 1 ||
-      key.span.getTiling().isPatched())
+  if (!key.span || key.span.getCoords().size() != 1 || key.span.getTiling().isPatched())
     return failure();
   auto iv = dyn_cast<BlockArgument>(key.span.getCoords()[0]);
   key.loop = iv ? dyn_cast<scf::ForOp>(iv.getOwner()->getParentOp()) : scf::ForOp();
   if (!key.loop || key.loop.getInductionVar() != iv)
     return failure();
+  key.tensors[0] = k.getTensor();
   for (Operation *user : key.span->getUsers()) {
-    if (auto load = dyn_cast<TileLoadOp>(user);
-        load && cast<TileType>(load.getResult().getType()).getRole() == TileRole::V)
-      key.v = load;
+    if (auto load = dyn_cast<TileLoadOp>(user)) {
+      TileRole role = cast<TileType>(load.getResult().getType()).getRole();
+      if (role == TileRole::Q)
+        continue;
+      if (load->getBlock() != k->getBlock() || load.getStage())
+        return failure();
+      Value t = load.getTensor();
+      if (t != key.tensors[0] && key.tensors[1] && t != key.tensors[1])
+        return failure(); // a slot holds two tensors
+      if (t != key.tensors[0])
+        key.tensors[1] = t;
+      key.loads.push_back(load);
+    }
     if (auto box = dyn_cast<TileSpanBoxOp>(user))
       for (Operation *boxUser : box->getUsers())
         if (auto cls = dyn_cast<TileClassifyOp>(boxUser))
           key.classify = cls;
   }
-  if (!key.v || key.v->getBlock() != k->getBlock())
-    return failure();
+  if (!key.tensors[1]) // one tensor as K and V: it fills both parts
+    key.tensors[1] = key.tensors[0];
   key.firstUse = key.loop.getBody()->findAncestorOpInBlock(*k);
   return key;
 }
@@ -106,7 +123,7 @@ void copyUnlessEmpty(OpBuilder &b, KeyLoop key, Value span, Value cls, Value sta
         b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls, empty), false);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
   }
-  TileCopyKVOp::create(b, loc, key.k.getTensor(), key.v.getTensor(), key.k.getBatch(),
+  TileCopyKVOp::create(b, loc, key.tensors[0], key.tensors[1], key.k.getBatch(),
                        key.k.getHead(), span, stage, b.getI64IntegerAttr(stages),
                        /*async=*/stages > 1 ? b.getUnitAttr() : UnitAttr(), key.k.getLayoutAttr());
 }
@@ -180,8 +197,12 @@ void pipeline(KeyLoop key, int64_t stages) {
   Value slot = stages == 1 ? Value(arith::ConstantIndexOp::create(b, loc, 0))
                            : Value(arith::RemUIOp::create(
                                  b, loc, iv, arith::ConstantIndexOp::create(b, loc, stages)));
-  key.k.getStageMutable().assign(slot);
-  key.v.getStageMutable().assign(slot);
+  for (TileLoadOp load : key.loads) {
+    load.getStageMutable().assign(slot);
+    bool v = cast<TileType>(load.getResult().getType()).getRole() == TileRole::V;
+    bool first = load.getTensor() == key.tensors[0] && (key.tensors[0] != key.tensors[1] || !v);
+    load.setPart(first ? 0 : 1);
+  }
   if (stages == 1) {
     TileBarrierOp::create(b, loc); // the previous tile is consumed
     // (No classifier without --attn-analyze-mask: every tile is copied.)
@@ -213,10 +234,12 @@ struct AttnPipelineKVPass : heed::impl::AttnPipelineKVBase<AttnPipelineKVPass> {
         keys.push_back(op);
     });
     for (TileLoadOp k : keys) {
+      if (k.getStage()) // staged with an earlier k tile of its span
+        continue;
       FailureOr<KeyLoop> key = match(k);
       if (failed(key)) {
-        k.emitOpError() << "is not the key tile of a flat key loop: --attn-pipeline-kv "
-                           "cannot stage it";
+        k.emitOpError() << "is not a k tile of a flat tile loop whose k/v tiles read two "
+                           "tensors: --attn-pipeline-kv cannot stage it";
         return signalPassFailure();
       }
       pipeline(*key, stages);

@@ -72,6 +72,12 @@ cl::opt<std::string> gpuKernel("gpu-kernel",
                                         "(Hopper, --target=sm_90a; not yet checked on a GPU)"),
                                cl::init("auto"), cl::cat(category));
 
+cl::opt<std::string> gpuComputation(
+    "gpu-computation",
+    cl::desc("with --emit=gpu|ptx|cubin: which of the variant's kernels: forward (default), "
+             "dq or dkdv (the backward's two tensor-core kernels; docs/backward.md)"),
+    cl::init("forward"), cl::cat(category));
+
 cl::opt<bool> timeCompile("time",
                           cl::desc("print where a GPU compile's time goes (MLIR passes, LLVM "
                                    "IR and NVPTX, ptxas) on stderr; the same as HEED_TIMING=1"),
@@ -174,11 +180,12 @@ llvm::Expected<std::string> emitAMD(const heed::spec::Variant &variant,
 /// (as nvcc -Xptxas -v gives it) on stderr.
 llvm::Expected<std::string> emitNVIDIA(const heed::spec::Variant &variant,
                                        const heed::KernelConfig &config,
-                                       heed::GPUKernelKind kind) {
+                                       heed::GPUKernelKind kind,
+                                       heed::GPUComputation computation) {
   auto target = heed::CUDATarget::parse(targets == "cpu" ? "sm_90" : targets.getValue());
   if (!target)
     return target.takeError();
-  auto binary = heed::compileCUDA(variant, config, *target, kind);
+  auto binary = heed::compileCUDA(variant, config, *target, kind, computation);
   if (!binary)
     return binary.takeError();
   if (!binary->resources.empty())
@@ -200,13 +207,21 @@ int emitGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config
   auto parsedKind = heed::parseGPUKernelKind(gpuKernel);
   if (!parsedKind)
     return error(llvm::toString(parsedKind.takeError()));
+  auto computation = heed::parseGPUComputation(gpuComputation);
+  if (!computation)
+    return error(llvm::toString(computation.takeError()));
   bool amdTarget = llvm::StringRef(targets).starts_with("gfx");
+  bool amdStage = emitStage == "amdgcn" || emitStage == "hsaco";
+  if ((amdTarget || amdStage) && *computation != heed::GPUComputation::Forward)
+    return error("the backward's GPU kernels are NVIDIA tensor-core kernels for now "
+                 "(--emit=gpu|ptx|cubin --target=sm_80|sm_90)");
   llvm::Expected<std::string> text =
       emitStage == "gpu"
           ? heed::emitGPUModule(variant, config, *parsedKind,
-                                amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA)
-      : emitStage == "amdgcn" || emitStage == "hsaco" ? emitAMD(variant, config, *parsedKind)
-                                                       : emitNVIDIA(variant, config, *parsedKind);
+                                amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA,
+                                *computation)
+      : amdStage ? emitAMD(variant, config, *parsedKind)
+                 : emitNVIDIA(variant, config, *parsedKind, *computation);
   if (!text)
     return error(llvm::toString(text.takeError()));
   return writeOutput(*text, emitStage == "cubin" || emitStage == "hsaco");

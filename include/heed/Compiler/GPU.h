@@ -54,6 +54,14 @@ enum class GPUVendor { NVIDIA, AMD };
 /// "auto" | "tensor-cores" (also "matrix-cores") | "simt" | "wgmma".
 llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
 
+/// Which of a variant's GPU kernels: the forward, or one of the backward's
+/// two (docs/backward.md, "GPU kernels"): dQ (one block per query tile,
+/// looping over key tiles) and dK/dV (one block per key tile, looping over
+/// the group's query tiles; it also adds the buffers' gradients).
+enum class GPUComputation { Forward, BackwardDQ, BackwardDKDV };
+/// "forward" | "dq" | "dkdv".
+llvm::Expected<GPUComputation> parseGPUComputation(const std::string &name);
+
 /// A GPU kernel to build: the platform, the chip, which kernel and (AMD) the
 /// MFMA shape; what the kernel cache keys GPU kernels by, beside the variant
 /// and config.
@@ -74,12 +82,15 @@ struct GPUTarget {
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
                                           const KernelConfig &config,
                                           GPUKernelKind kind = GPUKernelKind::Auto,
-                                          GPUVendor vendor = GPUVendor::NVIDIA);
-/// All the way to PTX and, with ptxas, a cubin.
+                                          GPUVendor vendor = GPUVendor::NVIDIA,
+                                          GPUComputation computation = GPUComputation::Forward);
+/// All the way to PTX and, with ptxas, a cubin. The backward's kernels are
+/// tensor-core kernels (NVIDIA, f16/bf16, not Hopper's wgmma yet).
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &target,
-                                            GPUKernelKind kind = GPUKernelKind::Auto);
+                                            GPUKernelKind kind = GPUKernelKind::Auto,
+                                            GPUComputation computation = GPUComputation::Forward);
 
 /// All the way to AMDGCN and, with ld.lld, an HSACO code object.
 llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,

@@ -38,12 +38,25 @@ def AttnBackwardToTile : Pass<"attn-backward-to-tile", "mlir::ModuleOp"> {
     accumulate`); finally dK and dV are written. Needs the derivative
     variant (--attn-differentiate); tiles flat by `block-q` x `block-kv`
     unless the op has a `tiling`.
+
+    `kernel=dq` and `kernel=dkdv` split that loop in two kernels for GPUs,
+    whose threads cannot add into shared dq rows without atomics
+    (docs/backward.md, "GPU kernels"): `dq`, one item per (batch, query
+    head, query tile) looping over key tiles (dQ = sum dS K, written once);
+    `dkdv`, one item per (batch, kv head, key tile) looping over the
+    group's query tiles with key-major tiles (S^T = K Q^T, attn.tile.probs
+    and grad_scores `transposed`, dV += P^T dO and dK += dS^T Q as
+    attn.tile.pv), which also adds the buffers' gradients. Both recompute
+    S and dP; in each the loop's tiles are loaded as k and v tiles, for
+    --attn-pipeline-kv to stage.
   }];
   let options = [
     Option<"blockQ", "block-q", "int64_t", "0",
            "query rows per tile (0: heed::kBackwardQueryRows, 16)">,
     Option<"blockKV", "block-kv", "int64_t", "0",
            "keys per tile (0: heed::kBackwardKeys, 64)">,
+    Option<"kernel", "kernel", "std::string", "\"fused\"",
+           "fused (one KV-major kernel, the CPU's), dq or dkdv (the GPUs' two)">,
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::memref::MemRefDialect",
                            "mlir::scf::SCFDialect"];

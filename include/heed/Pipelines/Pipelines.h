@@ -82,6 +82,14 @@ struct GPUPipelineOptions {
 /// in `attn.launch`. Printable stage `--emit=gpu`.
 void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
 
+/// attn.attention_backward -> one of the GPU backward's tensor-core kernels
+/// (`kernel` "dq" or "dkdv"; docs/backward.md, "GPU kernels"):
+/// attn-simplify, the mask analysis where asked, attn-differentiate,
+/// attn-backward-to-tile{kernel} with the op's tiles, attn-pipeline-kv
+/// staging the loop's tiles, --convert-attn-tile-to-nvgpu.
+void buildNVGPUBackwardKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options,
+                                      const std::string &kernel);
+
 /// gpu-dialect kernels -> PTX for `chip` in a gpu.binary (MLIR's
 /// gpu-lower-to-nvvm-pipeline: NVVM, LLVM's NVPTX backend; PTX ISA 8.0 so
 /// that sm_90 can be targeted). ptxas then makes the cubin (heed::compileCUDA).

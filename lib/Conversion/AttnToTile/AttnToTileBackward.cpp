@@ -47,13 +47,16 @@ using namespace heed::attn;
 
 namespace {
 
+/// Which loop the pass builds (the `kernel` option).
+enum class BackwardKernel { Fused, DQ, DKDV };
+
 class BackwardLoopBuilder : heed::attn_to_tile::TileBuilder {
 public:
   BackwardLoopBuilder(AttentionBackwardOp op, VariantOp variant, VariantOp grad, TilingAttr tiling)
       : TileBuilder(op, op.getLayout() == Layout::BSHD), op(op), variant(variant), grad(grad),
         tiling(tiling) {}
 
-  void build();
+  void build(BackwardKernel kernel);
 
 private:
   Value span(Value seq, Value coord, Side side) {
@@ -70,6 +73,17 @@ private:
   }
 
   void buildItem(Value headKV, Value keyTile);
+  /// The GPUs' kernels (`kernel=dq`, `kernel=dkdv`): an item's loop.
+  void buildDQItem(Value head, Value queryTile);
+  void buildDKDVItem(Value headKV, Value keyTile);
+  /// Visits the block of `rowSpan` x `keySpan` unless EMPTY (`kvBox`,
+  /// `rowBox` their boxes when classified): `body(maskIf)` gives the
+  /// updated `carried`.
+  SmallVector<Value> ifVisible(Value head, Value route, Value rowSpan, ValueRange carried,
+                               function_ref<SmallVector<Value>(Value)> body);
+  /// lse and delta of a span's rows as `role` tiles (row or col); a
+  /// sigmoid variant has neither (zeros).
+  std::pair<Value, Value> rowStatistics(Value head, Value rowSpan, TileRole role);
   /// A (query head, query tile) block, skipped where EMPTY: returns the
   /// updated (dK, dV).
   SmallVector<Value> visitBlock(Value head, Value route, Value rowSpan, ValueRange carried);
@@ -99,7 +113,7 @@ private:
   Value k, kAsV, vAsK;
 };
 
-void BackwardLoopBuilder::build() {
+void BackwardLoopBuilder::build(BackwardKernel kernel) {
   rows = tiling.getTileSize(Side::Q);
   keys = tiling.getTileSize(Side::KV);
   headDim = cast<MemRefType>(op.getQuery().getType()).getDimSize(3);
@@ -107,13 +121,17 @@ void BackwardLoopBuilder::build() {
   seqQ = dim(op.getQuery(), 2);
   seqKV = dim(op.getKey(), 2);
   Value batches = dim(op.getQuery(), 0), headsKV = dim(op.getKey(), 1);
-  Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqKV, op.getVariantAttr(),
-                                   SideAttr::get(b.getContext(), Side::KV), tiling);
+  bool queryMajor = kernel == BackwardKernel::DQ;
+  Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), queryMajor ? seqQ : seqKV,
+                                   op.getVariantAttr(),
+                                   SideAttr::get(b.getContext(), queryMajor ? Side::Q : Side::KV),
+                                   tiling);
   // Sizes the variant or its derivative reads (decode's bottom-right
   // causal mask: Skv - Sq), bound once above the loop.
   if (readsShapes(variant) || readsShapes(grad))
     TileBindShapesOp::create(b, loc, batches, dim(op.getQuery(), 1), headsKV, seqQ, seqKV);
-  auto work = TileWorkOp::create(b, loc, batches, headsKV, tiles, op.getWorkBegin(),
+  auto work = TileWorkOp::create(b, loc, batches, queryMajor ? dim(op.getQuery(), 1) : headsKV,
+                                 tiles, op.getWorkBegin(),
                                  op.getWorkEnd(), /*split_phase=*/Value(),
                                  /*split_count=*/Value(), /*partial_acc=*/Value(),
                                  /*partial_stats=*/Value());
@@ -122,7 +140,144 @@ void BackwardLoopBuilder::build() {
                               {loc, loc, loc});
   b.setInsertionPointToStart(body);
   batch = body->getArgument(0);
-  buildItem(body->getArgument(1), body->getArgument(2));
+  group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), headsKV);
+  switch (kernel) {
+  case BackwardKernel::Fused:
+    return buildItem(body->getArgument(1), body->getArgument(2));
+  case BackwardKernel::DQ:
+    return buildDQItem(body->getArgument(1), body->getArgument(2));
+  case BackwardKernel::DKDV:
+    return buildDKDVItem(body->getArgument(1), body->getArgument(2));
+  }
+}
+
+SmallVector<Value> BackwardLoopBuilder::ifVisible(Value head, Value route, Value rowSpan,
+                                                  ValueRange carried,
+                                                  function_ref<SmallVector<Value>(Value)> body) {
+  if (!classify)
+    return body(Value());
+  auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
+  Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch, head,
+                                     box.getLo(), box.getHi(), kvBox[0], kvBox[1],
+                                     op.getBuffers(), op.getSummaries(), route);
+  Value visit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
+                                      classValue(BlockClass::Empty));
+  Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
+                                        classValue(BlockClass::Partial));
+  auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  scf::YieldOp::create(b, loc, body(partial));
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  scf::YieldOp::create(b, loc, carried);
+  b.setInsertionPointAfter(ifOp);
+  return ifOp.getResults();
+}
+
+std::pair<Value, Value> BackwardLoopBuilder::rowStatistics(Value head, Value rowSpan,
+                                                           TileRole role) {
+  TileType type = tile(rows, 1, b.getF32Type(), role);
+  if (variant.getNormalization() == Normalization::Sigmoid) {
+    Value zero = fill(type, 0);
+    return {zero, zero};
+  }
+  return {TileLoadRowsOp::create(b, loc, type, op.getLse(), batch, head, rowSpan),
+          TileLoadRowsOp::create(b, loc, type, op.getDelta(), batch, head, rowSpan)};
+}
+
+void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
+  Value rowSpan = span(seqQ, queryTile, Side::Q);
+  Value headKV = arith::DivUIOp::create(b, loc, head, group);
+  Value route;
+  if (variant.isRouted())
+    route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
+                                op.getBuffers(), op.getStatus());
+  Value q = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::Q);
+  Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q);
+  auto [lse, delta] = rowStatistics(head, rowSpan, TileRole::Row);
+  Value kTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqKV, op.getVariantAttr(),
+                                    SideAttr::get(b.getContext(), Side::KV), tiling);
+  TileType dqType = tile(rows, headDim, b.getF32Type(), TileRole::Acc);
+  auto loop = scf::ForOp::create(b, loc, idx(0), kTiles, idx(1), ValueRange{fill(dqType, 0)});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    keySpan = span(seqKV, loop.getInductionVar(), Side::KV);
+    if (classify) {
+      auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
+      kvBox[0] = box.getLo();
+      kvBox[1] = box.getHi();
+    }
+    SmallVector<Value> next = ifVisible(
+        head, route, rowSpan, loop.getRegionIterArgs(), [&](Value maskIf) -> SmallVector<Value> {
+          // K first: the slot's part 0 (D wide) is K, part 1 V.
+          Value kT = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
+          Value vT = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
+          Value kV = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::V);
+          TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
+          Value s = TileQKOp::create(b, loc, sType, q, kT, op.getScaleAttr());
+          Value p = TileProbsOp::create(b, loc, sType, op.getVariantAttr(), s, lse, batch, head,
+                                        rowSpan, keySpan, op.getBuffers(), route, op.getStatus(),
+                                        maskIf, /*transposed=*/UnitAttr());
+          Value dp = TileQKOp::create(b, loc, sType, dO, vT, b.getF32FloatAttr(1));
+          auto ds = TileGradScoresOp::create(
+              b, loc, sType, FlatSymbolRefAttr::get(grad.getSymNameAttr()), s, p, dp, delta,
+              batch, head, rowSpan, keySpan, buffersAndGradients(), route,
+              /*transposed=*/UnitAttr(), /*no_buffer_grads=*/b.getUnitAttr());
+          return {TilePVOp::create(b, loc, dqType, ds, kV, loop.getRegionIterArgs()[0],
+                                   /*alpha=*/Value(), rowSpan)};
+        });
+    scf::YieldOp::create(b, loc, next);
+  }
+  TileWriteRowsOp::create(b, loc, loop.getResult(0), op.getDq(), batch, head, rowSpan,
+                          /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
+}
+
+void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
+  keySpan = span(seqKV, keyTile, Side::KV);
+  classify = !variant.getBlocks().empty();
+  if (classify) {
+    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
+    kvBox[0] = box.getLo();
+    kvBox[1] = box.getHi();
+  }
+  // The item's keys as the kernel's operand rows: S^T = K Q^T, dP^T = V dO^T.
+  Value kRows = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::Q);
+  Value vRows = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::Q);
+  qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
+                              SideAttr::get(b.getContext(), Side::Q), tiling);
+  SmallVector<Value> init = {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
+                             fill(tile(keys, valueDim, b.getF32Type(), TileRole::Acc), -0.0)};
+  ValueRange grads = forEachQueryTile(
+      headKV, init, /*withRoute=*/true,
+      [&](Value head, Value route, Value rowSpan, ValueRange carried) {
+        return ifVisible(head, route, rowSpan, carried, [&](Value maskIf) -> SmallVector<Value> {
+          // Q first: the slot's part 0 (D wide) is Q, part 1 dO.
+          Value qT = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::K);
+          Value dOT = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::K);
+          Value qV = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::V);
+          Value dOV = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::V);
+          auto [lse, delta] = rowStatistics(head, rowSpan, TileRole::Col);
+          TileType sType = tile(keys, rows, b.getF32Type(), TileRole::S);
+          Value sT = TileQKOp::create(b, loc, sType, kRows, qT, op.getScaleAttr());
+          Value pT = TileProbsOp::create(b, loc, sType, op.getVariantAttr(), sT, lse, batch,
+                                         head, rowSpan, keySpan, op.getBuffers(), route,
+                                         op.getStatus(), maskIf, /*transposed=*/b.getUnitAttr());
+          Value dv = TilePVOp::create(b, loc, carried[1].getType(), pT, dOV, carried[1],
+                                      /*alpha=*/Value(), /*rows=*/Value());
+          Value dpT = TileQKOp::create(b, loc, sType, vRows, dOT, b.getF32FloatAttr(1));
+          Value dsT = TileGradScoresOp::create(
+              b, loc, sType, FlatSymbolRefAttr::get(grad.getSymNameAttr()), sT, pT, dpT, delta,
+              batch, head, rowSpan, keySpan, buffersAndGradients(), route,
+              /*transposed=*/b.getUnitAttr(), /*no_buffer_grads=*/UnitAttr());
+          Value dk = TilePVOp::create(b, loc, carried[0].getType(), dsT, qV, carried[0],
+                                      /*alpha=*/Value(), /*rows=*/Value());
+          return {dk, dv};
+        });
+      });
+  TileWriteRowsOp::create(b, loc, grads[0], op.getDk(), batch, headKV, keySpan,
+                          /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
+  TileWriteRowsOp::create(b, loc, grads[1], op.getDv(), batch, headKV, keySpan,
+                          /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
 }
 
 void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
@@ -136,7 +291,6 @@ void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
   k = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
   kAsV = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::V);
   vAsK = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
-  group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), dim(op.getKey(), 1));
   qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
                               SideAttr::get(b.getContext(), Side::Q), tiling);
   // dK from +0 and dV from -0: equal types must not make them one value
@@ -265,6 +419,18 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
   using AttnBackwardToTileBase::AttnBackwardToTileBase;
 
   void runOnOperation() override {
+    BackwardKernel which;
+    if (kernel == "fused")
+      which = BackwardKernel::Fused;
+    else if (kernel == "dq")
+      which = BackwardKernel::DQ;
+    else if (kernel == "dkdv")
+      which = BackwardKernel::DKDV;
+    else {
+      getOperation().emitError() << "attn-backward-to-tile: kernel must be fused, dq or dkdv, not '"
+                                 << kernel << "'";
+      return signalPassFailure();
+    }
     SymbolTableCollection symbols;
     SmallVector<AttentionBackwardOp> ops;
     getOperation().walk([&](AttentionBackwardOp op) { ops.push_back(op); });
@@ -289,6 +455,12 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
                          << "_grad differentiates";
         return signalPassFailure();
       }
+      if (which != BackwardKernel::Fused && grad.hasSink() &&
+          !grad.getSink().front().getOps<GradAddOp>().empty()) {
+        op.emitOpError() << "has a sink logit with a gradient: the GPUs' backward kernels do "
+                            "not add it yet (the CPU backward does)";
+        return signalPassFailure();
+      }
       TilingAttr tiling = op.getTilingAttr();
       if (!tiling)
         tiling = TilingAttr::getFlat(&getContext(), blockQ ? int64_t(blockQ) : heed::kBackwardQueryRows,
@@ -303,7 +475,7 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
                             "its block classifier";
         return signalPassFailure();
       }
-      BackwardLoopBuilder(op, variant, grad, tiling).build();
+      BackwardLoopBuilder(op, variant, grad, tiling).build(which);
       op.erase();
     }
   }

@@ -20,10 +20,11 @@ inline mlir::Value logicalDim(mlir::OpBuilder &b, mlir::Location loc, mlir::Valu
   return mlir::memref::DimOp::create(b, loc, tensor, physical);
 }
 
-/// A rows x cols tile of `role` (a row-statistics tile has rows only).
+/// A rows x cols tile of `role` (a row or col statistics tile has rows
+/// only).
 inline attn::TileType tileType(mlir::MLIRContext *ctx, int64_t rows, int64_t cols,
                                mlir::Type elt, attn::TileRole role) {
-  if (role == attn::TileRole::Row)
+  if (role == attn::TileRole::Row || role == attn::TileRole::Col)
     return attn::TileType::get(ctx, {rows}, elt, role);
   return attn::TileType::get(ctx, {rows, cols}, elt, role);
 }

@@ -145,6 +145,19 @@ bool isIdentityScore(attn::VariantOp variant) {
   return cast<attn::YieldOp>(block.getTerminator()).getValue() == block.getArgument(0);
 }
 
+Value inlineDerivative(OpBuilder &b, Location loc, Region &region, const RegionInlining &how,
+                       SmallVectorImpl<attn::GradAddOp> &adds) {
+  Block *block = b.getInsertionBlock();
+  Block::iterator end = b.getInsertionPoint();
+  Operation *before = end == block->begin() ? nullptr : &*std::prev(end);
+  Value result = inlineVariantRegion(b, loc, region, how);
+  for (Operation &inlined :
+       llvm::make_range(before ? std::next(Block::iterator(before)) : block->begin(), end))
+    if (auto add = dyn_cast<attn::GradAddOp>(inlined))
+      adds.push_back(add);
+  return result;
+}
+
 Value inlineScore(OpBuilder &b, Location loc, attn::VariantOp variant, const RegionInlining &how,
                   Value s, ValueRange indices) {
   if (isIdentityScore(variant))

@@ -6,6 +6,7 @@
 #define HEED_LIB_CONVERSION_TILECOMMON_VARIANTREGIONS_H
 
 #include "dialects/attn/AttnOps.h"
+#include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/IR/Builders.h"
 
@@ -44,6 +45,14 @@ mlir::Value boundShape(mlir::OpBuilder &b, attn::Shape shape);
 /// mapping of `how`; returns the value its attn.yield yields.
 mlir::Value inlineVariantRegion(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,
                                 const RegionInlining &how);
+
+/// Inlines a derivative region (--attn-differentiate) like
+/// inlineVariantRegion and returns what it yields; `adds` receives its
+/// attn.grad_adds (inlined right before the insertion point), for the
+/// caller to lower and erase.
+mlir::Value inlineDerivative(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,
+                             const RegionInlining &how,
+                             llvm::SmallVectorImpl<attn::GradAddOp> &adds);
 
 /// Whether the variant's score region yields its score argument unchanged.
 bool isIdentityScore(attn::VariantOp variant);

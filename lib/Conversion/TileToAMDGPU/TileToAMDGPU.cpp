@@ -65,6 +65,8 @@ public:
       : MatrixCoreTarget(shape), M(m), K(4 * (64 / m)), E(m * m / 64) {}
 
   std::string unsupported() const override {
+    if (shape.backward)
+      return "the backward is not lowered to MFMA yet (the tensor-core kernel of sm_80/sm_90 has it)";
     Type elt = shape.elt;
     if (!elt.isF16() && !elt.isBF16())
       return "MFMA takes f16 or bf16";
@@ -112,7 +114,8 @@ public:
   /// The lane's query row as D / K B operands of 4 elements (zeros for a
   /// row that is not real).
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
-                           const QueryRows &rows, Layout layout) const override {
+                           const QueryRows &rows, Layout layout,
+                           int64_t) const override {
     Value in = rows.contains(b, loc, slotRow(b, loc, 0));
     Value row = rows.token(b, loc, slotRow(b, loc, 0), in);
     SmallVector<Value> frags;
@@ -138,7 +141,8 @@ public:
   }
 
   /// S^T = K Q^T: one MxM accumulator per M keys of the tile.
-  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {
+  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage,
+                            int64_t) const override {
     SmallVector<Value> acc;
     for (int64_t t = 0; t < shape.keys / M; ++t) {
       Value c = zeroAcc(b, loc);
@@ -177,7 +181,7 @@ public:
 
   /// O^T += V^T P^T, K keys per MFMA: the B operand for keys [K j, K j + K)
   /// of key tile t is elements 4 j .. 4 j + 3 of S^T accumulator t.
-  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t,
                     MutableArrayRef<Value> o) const override {
     for (int64_t step = 0; step < shape.keys / K; ++step) {
       int64_t t = step / (M / K), j = step % (M / K);

@@ -132,22 +132,6 @@ void scatterAdd(OpBuilder &b, Location loc, GradAddOp add, Value ds, Value activ
              extractAt(b, loc, active, l));
 }
 
-/// Inlines a derivative region at the rewriter's insertion point and
-/// returns what it yields; `adds` receives its attn.grad_adds (inlined
-/// right before the insertion point), for the caller to lower and erase.
-Value inlineDerivative(ConversionPatternRewriter &rewriter, Location loc, Region &region,
-                       const RegionInlining &how, SmallVectorImpl<GradAddOp> &adds) {
-  Block *block = rewriter.getInsertionBlock();
-  Block::iterator end = rewriter.getInsertionPoint();
-  Operation *before = end == block->begin() ? nullptr : &*std::prev(end);
-  Value result = inlineVariantRegion(rewriter, loc, region, how);
-  for (Operation &inlined :
-       llvm::make_range(before ? std::next(Block::iterator(before)) : block->begin(), end))
-    if (auto add = dyn_cast<GradAddOp>(inlined))
-      adds.push_back(add);
-  return result;
-}
-
 struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileGradScoresOp op, OneToNOpAdaptor adaptor,

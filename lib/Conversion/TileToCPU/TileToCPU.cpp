@@ -35,6 +35,7 @@ CPUTypeConverter::CPUTypeConverter(MLIRContext *ctx) {
     case TileRole::S:
       return MemRefType::get({t.getCols(), t.getRows()}, f32);
     case TileRole::Row:
+    case TileRole::Col:
       return VectorType::get({t.getRows()}, f32);
     default: // k, v, acc
       return MemRefType::get({t.getRows(), t.getCols()}, f32);

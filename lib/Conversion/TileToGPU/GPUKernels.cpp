@@ -271,8 +271,10 @@ struct CountLowering : OpConversionPattern<TileCountOp> {
   }
 };
 
-/// The kernel's geometry from its tiles: q [rows x D], k [keys x D], v
-/// [keys x Dv].
+/// The kernel's geometry from its tiles: the rows of its q tiles (loaded
+/// once per item), the staged k/v tiles' rows and each slot part's width
+/// (forward: K [keys x D] and V [keys x Dv]; the backward's kernels stage
+/// K and V, or Q and dO).
 FailureOr<KernelShape> readShape(gpu::GPUFuncOp kernel) {
   KernelShape shape;
   int64_t rows = 0;
@@ -280,16 +282,16 @@ FailureOr<KernelShape> readShape(gpu::GPUFuncOp kernel) {
     auto type = cast<TileType>(load.getResult().getType());
     if (type.getRole() == TileRole::Q) {
       rows = type.getRows();
-      shape.headDim = type.getCols();
       shape.elt = type.getElementType();
-    } else if (type.getRole() == TileRole::K) {
-      shape.keys = type.getRows();
-    } else {
-      shape.valueDim = type.getCols();
+      return;
     }
+    shape.keys = type.getRows();
+    bool part0 = load.getStage() ? load.getPart() == 0 : type.getRole() == TileRole::K;
+    (part0 ? shape.headDim : shape.valueDim) = type.getCols();
   });
   kernel.walk([&](TileCopyKVOp copy) { shape.stages = std::max(shape.stages, static_cast<int64_t>(copy.getStages())); });
-  if (!rows || !shape.valueDim)
+  shape.backward = kernel.walk([](TileProbsOp) { return WalkResult::interrupt(); }).wasInterrupted();
+  if (!rows || !shape.headDim || !shape.valueDim)
     return kernel.emitOpError() << "holds no attention tile loop";
   shape.waves = rows; // completed by the target: rows / rowsPerWave
   return shape;
@@ -394,6 +396,8 @@ LogicalResult lowerMatrixCoreKernels(
     MatrixCoreTypeConverter converter(*target);
     RewritePatternSet patterns(kernel.getContext());
     populateMatrixCorePatterns(converter, *target, patterns);
+    if (shape->backward)
+      populateMatrixCoreBackwardPatterns(converter, *target, patterns);
     if (failed(convertGPUKernel(kernel, converter, std::move(patterns))))
       return failure();
     kernel->setAttr(kLaunchAttrName,

@@ -6,10 +6,13 @@
 // lane holds accumulator elements of `rowSlots` distinct rows. The tiles
 // become per-lane values, 1:N:
 //   q   -> the lane's operand fragments of Q (loaded once per item)
-//   k/v -> the staging slot holding the tile (workgroup memory)
+//   k/v -> (slot, part): the staging slot holding the tile (workgroup
+//          memory) and which of its two tensors (0: D wide, 1: Dv wide)
 //   s   -> the lane's accumulator fragments of S = Q K^T
 //   acc -> the lane's accumulator fragments of O
 //   row -> one f32 per row slot (max: the row's value; sum: this lane's part)
+//   col -> one f32 per distinct column of the lane's accumulator elements
+//          (a transposed score tile's per-query lse or delta)
 //   span -> (first, end): flat tiles (first token, sequence length); a
 //           gated head's tile (list slot of its first row, slot past its
 //           last), the tokens read from the routed-row list (QueryRows)
@@ -20,6 +23,7 @@
 #ifndef HEED_LIB_CONVERSION_TILETOGPU_MATRIXCORE_H
 #define HEED_LIB_CONVERSION_TILETOGPU_MATRIXCORE_H
 
+#include "../TileCommon/VariantRegions.h"
 #include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -42,8 +46,9 @@ struct KernelShape {
   int64_t keys = 64;        ///< keys per key tile
   int64_t stages = 1;       ///< K/V staging slots (attn.tile.copy_kv's `stages`)
   unsigned rowSlots = 1;    ///< distinct query rows a lane holds
-  int64_t headDim = 0, valueDim = 0;
+  int64_t headDim = 0, valueDim = 0; ///< widths of a slot's parts 0 and 1
   mlir::Type elt;           ///< f16 or bf16
+  bool backward = false;    ///< a kernel of the backward (attn.tile.probs)
   int64_t blockRows() const { return waves * rowsPerWave; }
   int64_t threads() const { return waves * waveSize; }
 };
@@ -94,6 +99,12 @@ public:
   /// The per-lane types of a tile: its fragments, the staging slot (K, V)
   /// or one f32 per row slot (row statistics).
   void convertTile(attn::TileType type, llvm::SmallVectorImpl<mlir::Type> &out) const;
+  /// Whether q tiles stay in workgroup memory (converted to one index: which
+  /// of the resident buffers) and scores() reads their fragments at each
+  /// use, instead of holding them in registers across the loop: the
+  /// backward's kernels at large head dims, whose accumulators take the
+  /// registers.
+  virtual bool residentOperands() const { return false; }
   /// Workgroup memory the kernel needs beyond its attributions (bytes of
   /// dynamic shared memory, recorded in its attn.launch).
   virtual int64_t dynamicSharedBytes() const { return 0; }
@@ -103,11 +114,23 @@ public:
 
   /// The block-relative query row of the lane's row `slot`.
   virtual Value slotRow(OpBuilder &b, Location loc, unsigned slot) const = 0;
-  /// The block's query rows of (batch, head) as the lane's fragments
-  /// (zeros for rows that are not real).
+  /// The block's rows of (batch, head) of a tensor `cols` wide as the
+  /// lane's operand fragments (zeros for rows that are not real): Q in the
+  /// forward; Q and dO, or K and V, in the backward.
   virtual llvm::SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch,
-                                         Value head, const QueryRows &rows,
-                                         attn::Layout layout) const = 0;
+                                         Value head, const QueryRows &rows, attn::Layout layout,
+                                         int64_t cols) const = 0;
+  /// A col tile of `count` columns: how many f32 a lane holds (0: the
+  /// target has no col tiles), which of them the element at position `e`
+  /// of elements() reads, and the values of tensor[batch, head, token] for
+  /// the lane's columns of `cols` (0 past the sequence).
+  virtual int64_t columnsPerLane(int64_t count) const { return 0; }
+  virtual unsigned columnOf(unsigned e) const { return 0; }
+  virtual llvm::SmallVector<Value> loadColumns(OpBuilder &b, Location loc, Value tensor,
+                                               Value batch, Value head, const QueryRows &cols,
+                                               int64_t count) const {
+    return {};
+  }
   /// K and V rows [kv0, kv0 + keys) into staging slot `stage` (zeros past
   /// `seq`); may be asynchronous until waitKV().
   virtual void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
@@ -117,9 +140,10 @@ public:
   /// This lane's copy groups but the `pending` newest are done, then every
   /// lane of the block is here.
   virtual void waitKV(OpBuilder &b, Location loc, int64_t pending) const = 0;
-  /// S = Q K^T for the lane's rows and the keys of slot `stage`.
+  /// S = Q K^T for the lane's rows and the keys of slot `stage` (its
+  /// tensor `part`: K in the forward, any row-major tile in the backward).
   virtual llvm::SmallVector<Value> scores(OpBuilder &b, Location loc, mlir::ValueRange q,
-                                          Value stage) const = 0;
+                                          Value stage, int64_t part) const = 0;
   /// The elements of accumulator fragments (S or O), fragment by fragment,
   /// each in its own fixed order; assemble() gives the fragments with their
   /// elements replaced by `values` (that order).
@@ -132,9 +156,10 @@ public:
   /// Each row of an O accumulator fragment times its slot's factor.
   virtual Value scaleRows(OpBuilder &b, Location loc, Value acc,
                           llvm::ArrayRef<Value> perSlot) const = 0;
-  /// O += P V: P per element in elements() order (f32), V in slot `stage`.
+  /// O += P V: P per element in elements() order (f32), V in slot `stage`
+  /// (its tensor `part`).
   virtual void accumulatePV(OpBuilder &b, Location loc, llvm::ArrayRef<Value> p, Value stage,
-                            llvm::MutableArrayRef<Value> o) const = 0;
+                            int64_t part, llvm::MutableArrayRef<Value> o) const = 0;
   /// Whether this lane writes the lse of its rows (one lane per row).
   virtual Value ownsRowStats(OpBuilder &b, Location loc) const = 0;
 
@@ -195,6 +220,26 @@ void populateGPUStructurePatterns(const mlir::TypeConverter &converter,
 void populateMatrixCorePatterns(const mlir::TypeConverter &converter,
                                 const MatrixCoreTarget &target,
                                 mlir::RewritePatternSet &patterns);
+
+/// The backward's tile ops on a matrix-core target (BackwardPatterns.cpp):
+/// load_rows, probs, grad_scores, write_rows.
+void populateMatrixCoreBackwardPatterns(const mlir::TypeConverter &converter,
+                                        const MatrixCoreTarget &target,
+                                        mlir::RewritePatternSet &patterns);
+
+/// Where each accumulator element of a score tile is: its query token (a
+/// row slot's, or in a transposed tile its column's) and key (clamped to
+/// the last real one, so padding evaluates the variant at real positions),
+/// and whether the pair is visible (in bounds and, unless `masked` is
+/// false, under the mask). `rows`/`cols` are the converted query/key spans.
+struct ElementPositions {
+  llvm::SmallVector<Value> q, kv, visible;
+};
+ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTarget &target,
+                                  llvm::ArrayRef<Element> elements, attn::VariantOp variant,
+                                  const QueryRows &rows, mlir::ValueRange cols, bool keysInBounds,
+                                  bool masked, bool transposed, Value batch, Value head,
+                                  const heed::RegionInlining &how);
 
 /// Outlines the kernels of `module` (outlineKernels), rejects what no GPU
 /// kernel has (patch tiles), lowers each kernel's tile ops

@@ -27,13 +27,17 @@ void MatrixCoreTarget::convertTile(TileType t, SmallVectorImpl<Type> &out) const
   MLIRContext *ctx = t.getContext();
   switch (t.getRole()) {
   case TileRole::Q: {
+    if (residentOperands()) {
+      out.push_back(IndexType::get(ctx));
+      return;
+    }
     auto [type, cols] = operandFragment(ctx);
     out.append(t.getCols() / cols, type);
     return;
   }
   case TileRole::K:
   case TileRole::V:
-    out.push_back(IndexType::get(ctx)); // the staging slot
+    out.append(2, IndexType::get(ctx)); // the staging slot, the part
     return;
   case TileRole::S:
   case TileRole::Acc: {
@@ -43,6 +47,9 @@ void MatrixCoreTarget::convertTile(TileType t, SmallVectorImpl<Type> &out) const
   }
   case TileRole::Row:
     out.append(shape.rowSlots, Float32Type::get(ctx));
+    return;
+  case TileRole::Col:
+    out.append(columnsPerLane(t.getRows()), Float32Type::get(ctx));
     return;
   }
 }
@@ -78,6 +85,9 @@ Value f32(OpBuilder &b, Location loc, double v) {
   return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
 }
 
+/// The part of a staged K/V tile's converted (slot, part).
+int64_t slotPart(ValueRange staged) { return *getConstantIntValue(staged[1]); }
+
 /// A pattern with the target at hand.
 template <typename Op> struct TargetPattern : OpConversionPattern<Op> {
   TargetPattern(const TypeConverter &converter, MLIRContext *ctx, const MatrixCoreTarget &target)
@@ -94,13 +104,15 @@ struct LoadLowering : TargetPattern<TileLoadOp> {
       // K and V are read where attn.tile.copy_kv staged them.
       if (adaptor.getStage().empty())
         return op.emitOpError() << "reads K/V without staging: run --attn-pipeline-kv";
-      rewriter.replaceOpWithMultiple(op, {adaptor.getStage()});
+      Value part = index(rewriter, op.getLoc(), op.getPart());
+      rewriter.replaceOpWithMultiple(op, {{adaptor.getStage().front(), part}});
       return success();
     }
     SmallVector<Value> q = target.loadQ(rewriter, op.getLoc(), adaptor.getTensor().front(),
                                         adaptor.getBatch().front(), adaptor.getHead().front(),
                                         QueryRows::of(op.getSpan(), adaptor.getSpan()),
-                                        op.getLayout());
+                                        op.getLayout(),
+                                        cast<TileType>(op.getResult().getType()).getCols());
     rewriter.replaceOpWithMultiple(op, {q});
     return success();
   }
@@ -162,7 +174,8 @@ struct QKLowering : TargetPattern<TileQKOp> {
   LogicalResult matchAndRewrite(TileQKOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    SmallVector<Value> s = target.scores(rewriter, loc, adaptor.getQ(), adaptor.getK().front());
+    SmallVector<Value> s = target.scores(rewriter, loc, adaptor.getQ(), adaptor.getK()[0],
+                                         slotPart(adaptor.getK()));
     for (Value &frag : s) {
       auto type = cast<VectorType>(frag.getType());
       Value scale = arith::ConstantOp::create(
@@ -180,6 +193,63 @@ bool isConstant(Value v, bool value) {
   return v && matchPattern(v, m_ConstantInt(&c)) && c.getBoolValue() == value;
 }
 
+} // namespace
+
+ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTarget &target,
+                                  ArrayRef<Element> elements, VariantOp variant,
+                                  const QueryRows &rows, ValueRange cols, bool keysInBounds,
+                                  bool masked, bool transposed, Value batch, Value head,
+                                  const RegionInlining &regions) {
+  Value lastKV = arith::SubIOp::create(b, loc, cols[1], index(b, loc, 1));
+  auto keyAt = [&](Value offset, Value &inRange) {
+    Value kvPos = arith::AddIOp::create(b, loc, cols[0], offset);
+    if (!keysInBounds)
+      inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, cols[1]);
+    return Value(arith::MinUIOp::create(b, loc, kvPos, lastKV));
+  };
+  // Per row slot, once: its query token (clamped to the last real row;
+  // padding rows are evaluated there), or in a transposed tile its key.
+  SmallVector<Value> slotPos, slotInRange(target.shape.rowSlots);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    if (!transposed)
+      rows.moveToSpan(b);
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value r = target.slotRow(b, loc, s);
+      slotPos.push_back(transposed ? keyAt(r, slotInRange[s]) : rows.clampedToken(b, loc, r));
+    }
+  }
+  // Every element's visibility first: the masks' bounds-checked reads do
+  // not keep the tile's scores live.
+  ElementPositions out;
+  RegionInlining how = regions;
+  for (const Element &e : elements) {
+    Value visible;
+    if (transposed) {
+      // The columns are queries: padding columns are not visible (a
+      // transposed tile's rows are summed over them).
+      out.kv.push_back(slotPos[e.slot]);
+      out.q.push_back(rows.clampedToken(b, loc, e.col));
+      visible = rows.contains(b, loc, e.col);
+      if (slotInRange[e.slot])
+        visible = arith::AndIOp::create(b, loc, visible, slotInRange[e.slot]);
+    } else {
+      out.q.push_back(slotPos[e.slot]);
+      out.kv.push_back(keyAt(e.col, visible));
+    }
+    if (masked) {
+      Value leading[] = {batch, head, out.q.back(), out.kv.back()};
+      how.leading = leading;
+      Value m = inlineVariantRegion(b, loc, variant.getMask(), how);
+      visible = visible ? Value(arith::AndIOp::create(b, loc, visible, m)) : m;
+    }
+    out.visible.push_back(visible);
+  }
+  return out;
+}
+
+namespace {
+
 /// Score modifier and mask per element. Rows past Sq and keys past Skv are
 /// padding: the variant is evaluated at the last real row / key instead
 /// (and the result dropped), so their buffer reads are never reported.
@@ -189,46 +259,22 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     VariantOp variant = lookupVariant(op, op.getVariantAttr());
-    ValueRange cols = adaptor.getCols();
-    QueryRows rows = QueryRows::of(op.getRows(), adaptor.getRows());
-    Value one = index(rewriter, loc, 1);
-    Value lastKV = arith::SubIOp::create(rewriter, loc, cols[1], one);
-    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     auto span = op.getCols().getDefiningOp<TileSpanOp>();
-    bool inBounds = span && span.getInBounds();
     // A dynamic mask_if may be ignored: the mask holds on FULL tiles anyway.
     bool masked = !isConstant(op.getMaskIf(), false);
-    RegionOperands operands(adaptor);
-    RegionInlining how = operands.inlining();
-    // A row slot's query token, clamped to the last real row (padding rows
-    // are evaluated there), once per slot.
-    SmallVector<Value> rowQ;
-    {
-      OpBuilder::InsertionGuard guard(rewriter);
-      rows.moveToSpan(rewriter);
-      for (unsigned s = 0; s < target.shape.rowSlots; ++s)
-        rowQ.push_back(rows.clampedToken(rewriter, loc, target.slotRow(rewriter, loc, s)));
-    }
-    // Every element's visibility first, then each score with its select:
-    // the masks' bounds-checked reads do not keep the tile's scores live.
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
-    SmallVector<Value> values, visible, kvEval;
-    for (Element &e : elements) {
-      Value kvPos = arith::AddIOp::create(rewriter, loc, cols[0], e.col);
-      kvEval.push_back(arith::MinUIOp::create(rewriter, loc, kvPos, lastKV));
-      Value v = inBounds ? Value() : Value(arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, kvPos, cols[1]));
-      if (masked) {
-        Value leading[] = {batch, head, rowQ[e.slot], kvEval.back()};
-        how.leading = leading;
-        Value m = inlineVariantRegion(rewriter, loc, variant.getMask(), how);
-        v = v ? Value(arith::AndIOp::create(rewriter, loc, v, m)) : m;
-      }
-      visible.push_back(v);
-    }
+    RegionOperands operands(adaptor); // what `how` refers to
+    RegionInlining how = operands.inlining();
+    ElementPositions at = elementPositions(
+        rewriter, loc, target, elements, variant, QueryRows::of(op.getRows(), adaptor.getRows()),
+        adaptor.getCols(), span && span.getInBounds(), masked, /*transposed=*/false, batch, head,
+        how);
+    SmallVector<Value> values;
     for (auto [i, e] : llvm::enumerate(elements)) {
-      Value indices[] = {batch, head, rowQ[e.slot], kvEval[i]};
+      Value indices[] = {batch, head, at.q[i], at.kv[i]};
       Value x = inlineScore(rewriter, loc, variant, how, e.value, indices);
-      values.push_back(maskedScore(rewriter, loc, visible[i], x));
+      values.push_back(maskedScore(rewriter, loc, at.visible[i], x));
     }
     rewriter.replaceOpWithMultiple(op, {target.assemble(rewriter, loc, adaptor.getScores(), values)});
     return success();
@@ -299,7 +345,7 @@ struct PVLowering : TargetPattern<TilePVOp> {
     SmallVector<Value> p;
     for (Element &e : target.elements(rewriter, loc, adaptor.getProbs()))
       p.push_back(e.value);
-    target.accumulatePV(rewriter, loc, p, adaptor.getV().front(), acc);
+    target.accumulatePV(rewriter, loc, p, adaptor.getV()[0], slotPart(adaptor.getV()), acc);
     rewriter.replaceOpWithMultiple(op, {acc});
     return success();
   }

@@ -67,6 +67,8 @@ public:
   using WarpFragmentTarget::WarpFragmentTarget;
 
   std::string unsupported() const override {
+    if (shape.backward)
+      return "the backward is not lowered to the wgmma kernel yet (the tensor-core kernel of sm_80/sm_90 has it)";
     Type elt = shape.elt;
     if (!elt.isF16() && !elt.isBF16())
       return "wgmma takes f16 or bf16";
@@ -103,7 +105,8 @@ public:
   /// (Flat tiles: TMA reads rows first .. first + rows; gated tiles, whose
   /// rows come from a list, are refused by the pass.)
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
-                           const QueryRows &queries, Layout layout) const override {
+                           const QueryRows &queries, Layout layout,
+                           int64_t) const override {
     Value q0 = queries.first;
     Value bar = sharedPtr(b, loc, barrier(b, loc, index(b, loc, 0)));
     {
@@ -166,7 +169,8 @@ public:
   }
 
   /// S = Q K^T: m64nKk16 wgmma over the head dim, K by its descriptor.
-  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {
+  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage,
+                            int64_t) const override {
     Value qDesc = vector::ExtractOp::create(b, loc, q.front(), ArrayRef<int64_t>{0});
     Value kDesc = descriptor(b, loc, slotBase(b, loc, kOffset(), kBytes(), stage), 16, kAtomBytes);
     // The first wgmma does not read D (scale-d 0): no registers to zero
@@ -189,7 +193,7 @@ public:
   /// accumulators, V (MN-major: value dims contiguous) by descriptor --
   /// column boxes `keys` rows apart (leading), 8-key groups 1024 bytes
   /// apart (stride).
-  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t,
                     MutableArrayRef<Value> o) const override {
     Value vDesc = descriptor(b, loc, slotBase(b, loc, vOffset(), vBytes(), stage),
                              shape.keys * kRowBytes, kAtomBytes);

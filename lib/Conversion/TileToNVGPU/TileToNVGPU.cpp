@@ -61,22 +61,46 @@ public:
   /// loop, so it has at least blockRows rows.
   int64_t bufferRows() const { return std::max(shape.stages * shape.keys, shape.blockRows()); }
   int64_t kBytes() const { return bufferRows() * (shape.headDim + kPad) * 2; }
+  int64_t vBytes() const { return bufferRows() * (shape.valueDim + kPad) * 2; }
   int64_t dynamicSharedBytes() const override {
-    return kBytes() + bufferRows() * (shape.valueDim + kPad) * 2;
+    int64_t resident = residentOperands() ? shape.blockRows() * (shape.headDim + shape.valueDim +
+                                                                  2 * kPad) * 2
+                                          : 0;
+    return kBytes() + vBytes() + resident;
+  }
+
+  /// The backward's kernels above D = 64 keep their item's rows (Q and dO,
+  /// or K and V) in shared memory, after the slots: in registers with the
+  /// dK/dV (or dQ) accumulators they would spill.
+  bool residentOperands() const override {
+    return shape.backward && std::max(shape.headDim, shape.valueDim) > 64;
   }
 
   /// Q tile -> shared memory -> A fragments in registers (D / 16 of them).
+  /// The backward loads two such tiles (Q and dO, or K and V), each
+  /// through the buffer of its width, after every warp is done with what
+  /// the buffer held.
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
-                           const QueryRows &rows, Layout layout) const override {
-    Value bufA = buffer(b, loc, /*value=*/false);
+                           const QueryRows &rows, Layout layout, int64_t cols) const override {
+    bool part1 = cols != shape.headDim;
+    Value bufA = residentOperands() ? residentBuffer(b, loc, part1) : buffer(b, loc, part1);
+    if (shape.backward)
+      gpu::BarrierOp::create(b, loc);
     stageRows(b, loc, q, bufA, {}, layout, batch, head, rows.first, rows.end, shape.blockRows(),
-              shape.headDim, shape.threads(), /*transposed=*/false, rows.list);
+              cols, shape.threads(), /*transposed=*/false, rows.list);
     gpu::BarrierOp::create(b, loc);
+    if (residentOperands())
+      return {index(b, loc, part1 ? 1 : 0)};
+    return operandFragments(b, loc, bufA, cols);
+  }
+
+  /// The warp's A fragments of rows [warpRow, warpRow + 16) of `buf`.
+  SmallVector<Value> operandFragments(OpBuilder &b, Location loc, Value bufA, int64_t cols) const {
     Value lane = laneId(b, loc);
     Value laneMod16 = arith::RemUIOp::create(b, loc, lane, index(b, loc, 16));
     Value laneDiv16 = arith::DivUIOp::create(b, loc, lane, index(b, loc, 16));
     SmallVector<Value> frags;
-    for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
+    for (int64_t kk = 0; kk < cols / 16; ++kk) {
       Value r = arith::AddIOp::create(b, loc, warpRow(b, loc), laneMod16);
       Value c = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
                                       arith::MulIOp::create(b, loc, laneDiv16, index(b, loc, 8)));
@@ -102,9 +126,16 @@ public:
     gpu::BarrierOp::create(b, loc);
   }
 
-  /// S = Q K^T: keys / 8 n-tiles of 8 keys.
-  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage) const override {
-    Value bufA = buffer(b, loc, false);
+  /// S = Q K^T: keys / 8 n-tiles of 8 keys, |q| k-steps of 16 columns.
+  SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange qIn, Value stage,
+                            int64_t part) const override {
+    SmallVector<Value> q(qIn);
+    if (residentOperands()) { // the fragments, read where they are used
+      bool part1 = *getConstantIntValue(qIn[0]) == 1;
+      q = operandFragments(b, loc, residentBuffer(b, loc, part1),
+                           part1 ? shape.valueDim : shape.headDim);
+    }
+    Value bufA = buffer(b, loc, part == 1);
     Value lane = laneId(b, loc);
     Value laneMod8 = arith::RemUIOp::create(b, loc, lane, index(b, loc, 8));
     Value half = arith::RemUIOp::create(b, loc, arith::DivUIOp::create(b, loc, lane, index(b, loc, 8)),
@@ -112,7 +143,7 @@ public:
     SmallVector<Value> acc;
     for (int64_t n = 0; n < shape.keys / 8; ++n) {
       Value c = zeroC(b, loc);
-      for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
+      for (int64_t kk = 0; kk < int64_t(q.size()); ++kk) {
         Value r = arith::AddIOp::create(b, loc, index(b, loc, n * 8), laneMod8);
         Value col = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
                                           arith::MulIOp::create(b, loc, half, index(b, loc, 8)));
@@ -128,13 +159,13 @@ public:
 
   /// O += P V, k = 16 keys per mma: P's A fragment for keys [16 t, 16 t +
   /// 16) is the S accumulators of n-tiles 2 t and 2 t + 1, converted.
-  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t part,
                     MutableArrayRef<Value> o) const override {
-    Value bufV = buffer(b, loc, true);
+    Value bufV = buffer(b, loc, part == 1);
     Value laneMod16 = arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 16));
     for (int64_t t16 = 0; t16 < shape.keys / 16; ++t16) {
       Value aFrag = vector::FromElementsOp::create(b, loc, aType(), pOperand(b, loc, p, t16));
-      for (int64_t d = 0; d < shape.valueDim / 8; ++d) {
+      for (int64_t d = 0; d < int64_t(o.size()); ++d) {
         Value r = arith::AddIOp::create(b, loc, index(b, loc, t16 * 16), laneMod16);
         Value vFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufV,
                                                 ValueRange{stageRow(b, loc, stage, r), index(b, loc, d * 8)},
@@ -155,6 +186,20 @@ private:
                                 MemRefLayoutAttrInterface{}, space);
     return memref::ViewOp::create(b, loc, type, shared, index(b, loc, value ? kBytes() : 0),
                                   ValueRange{});
+  }
+  /// A resident buffer of the item's rows (part 0: D wide, 1: Dv wide),
+  /// after the K/V slots.
+  Value residentBuffer(OpBuilder &b, Location loc, bool part1) const {
+    auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+    auto bytes = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(), MemRefLayoutAttrInterface{},
+                                 space);
+    Value shared = gpu::DynamicSharedMemoryOp::create(b, loc, bytes);
+    int64_t width = part1 ? shape.valueDim : shape.headDim;
+    int64_t offset = kBytes() + vBytes() +
+                     (part1 ? shape.blockRows() * (shape.headDim + kPad) * 2 : 0);
+    auto type = MemRefType::get({shape.blockRows(), width + kPad}, shape.elt,
+                                MemRefLayoutAttrInterface{}, space);
+    return memref::ViewOp::create(b, loc, type, shared, index(b, loc, offset), ValueRange{});
   }
   /// Row `r` of slot `stage` in a K/V buffer.
   Value stageRow(OpBuilder &b, Location loc, Value stage, Value r) const {

@@ -10,6 +10,7 @@
 
 #include "../TileToGPU/MatrixCore.h"
 
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 namespace heed::gpu_tile {
@@ -68,6 +69,26 @@ public:
         b, loc, cType(b.getContext()),
         mlir::ValueRange{perSlot[0], perSlot[0], perSlot[1], perSlot[1]});
     return mlir::arith::MulFOp::create(b, loc, acc, factors);
+  }
+  /// A col tile: columns 8 n + 2 (l%4) + j of each n-tile, j = 0, 1.
+  int64_t columnsPerLane(int64_t count) const override { return count / 4; }
+  unsigned columnOf(unsigned e) const override { return (e / 4) * 2 + e % 2; }
+  llvm::SmallVector<Value> loadColumns(OpBuilder &b, Location loc, Value tensor, Value batch,
+                                       Value head, const QueryRows &cols,
+                                       int64_t count) const override {
+    Value colPair = mlir::arith::MulIOp::create(
+        b, loc, mlir::arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4)),
+        index(b, loc, 2));
+    Value zero = mlir::arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+    llvm::SmallVector<Value> out;
+    for (int64_t n = 0; n < count / 8; ++n)
+      for (int64_t j = 0; j < 2; ++j) {
+        Value c = mlir::arith::AddIOp::create(b, loc, colPair, index(b, loc, n * 8 + j));
+        Value x = mlir::memref::LoadOp::create(
+            b, loc, tensor, mlir::ValueRange{batch, head, cols.clampedToken(b, loc, c)});
+        out.push_back(mlir::arith::SelectOp::create(b, loc, cols.contains(b, loc, c), x, zero));
+      }
+    return out;
   }
   Value ownsRowStats(OpBuilder &b, Location loc) const override {
     Value quad = mlir::arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4));

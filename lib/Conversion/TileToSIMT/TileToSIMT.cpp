@@ -44,6 +44,8 @@ SIMTTypeConverter::SIMTTypeConverter(const KernelInfo &kernel) : kernel(kernel) 
     case TileRole::Row:
       out.push_back(f32);
       return success();
+    case TileRole::Col: // the backward's: not on the SIMT kernel
+      return failure();
     }
     return failure();
   });

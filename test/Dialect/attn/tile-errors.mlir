@@ -188,3 +188,55 @@ func.func @f(%s: !attn.tile<16x16xf32, s>, %sp: !attn.span<16>, %n: index) {
   %r = attn.tile.apply @w(%s) [%n, %n] rows(%sp) cols(%sp) : !attn.tile<16x16xf32, s>, !attn.span<16>, !attn.span<16>
   return
 }
+
+// -----
+
+// expected-error @+1 {{a tile of role 'col' has rank 1}}
+func.func @f(%t: !attn.tile<16x16xf32, col>) { return }
+
+// -----
+
+func.func @f(%lse: memref<?x?x?xf32>, %b: index, %seq: index) {
+  %rows = attn.tile.span %seq[%b] tiling <q = [16], kv = [32]> side <q> : <16>
+  // expected-error @+1 {{loads a row or col tile}}
+  %x = attn.tile.load_rows %lse[%b, %b] span(%rows) : memref<?x?x?xf32>, <16> -> !attn.tile<16x16xf32, s>
+  return
+}
+
+// -----
+
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+// A transposed (key-major) score tile takes its lse per column.
+func.func @f(%s: !attn.tile<32x16xf32, s>, %lse: !attn.tile<16xf32, row>, %b: index, %seq: index) {
+  %rows = attn.tile.span %seq[%b] tiling <q = [16], kv = [32]> side <q> : <16>
+  %keys = attn.tile.span %seq[%b] tiling <q = [16], kv = [32]> side <kv> : <32>
+  // expected-error @+1 {{needs a col tile of 16 lanes (one per query of the transposed score tile), not '!attn.tile<16xf32, row>'}}
+  %p = attn.tile.probs @v(%s) lse(%lse) [%b, %b] rows(%rows) cols(%keys) transposed : !attn.tile<32x16xf32, s>, !attn.tile<16xf32, row>, <16>, <32>
+  return
+}
+
+// -----
+
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+// A query-major one per row.
+func.func @f(%s: !attn.tile<16x32xf32, s>, %lse: !attn.tile<32xf32, row>, %b: index, %seq: index) {
+  %rows = attn.tile.span %seq[%b] tiling <q = [16], kv = [32]> side <q> : <16>
+  %keys = attn.tile.span %seq[%b] tiling <q = [16], kv = [32]> side <kv> : <32>
+  // expected-error @+1 {{needs a row tile of 16 lanes (one per query of the score tile), not '!attn.tile<32xf32, row>'}}
+  %p = attn.tile.probs @v(%s) lse(%lse) [%b, %b] rows(%rows) cols(%keys) : !attn.tile<16x32xf32, s>, !attn.tile<32xf32, row>, <16>, <32>
+  return
+}

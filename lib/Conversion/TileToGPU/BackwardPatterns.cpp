@@ -1,0 +1,256 @@
+// The backward's tile ops on matrix cores (docs/backward.md, "GPU
+// kernels"), target-neutral as MatrixCorePatterns.cpp: the dQ kernel's
+// score tiles are query-major (rows of the lane's row slots), the dK/dV
+// kernel's key-major (`transposed`: the row slots are keys, the columns
+// queries, and lse/delta are col tiles).
+//   attn.tile.load_rows    lse / delta per row slot (row) or per column (col)
+//   attn.tile.probs        P = exp(score'(s) - lse) where visible (sigmoid:
+//                          the weights), element by element
+//   attn.tile.grad_scores  dS = P (dP - delta) f'(s) (sigmoid: dP P (1 - P)
+//                          f'(s)); the derivative's attn.grad_add become
+//                          bounds-checked atomic adds (unless
+//                          `no_buffer_grads`)
+//   attn.tile.write_rows   an accumulator's rows, scaled, stored
+#include "MatrixCore.h"
+
+#include "../TileCommon/Normalize.h"
+#include "../TileCommon/VariantRegions.h"
+
+#include "dialects/attn/AttnOps.h"
+
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace heed::attn;
+
+namespace heed::gpu_tile {
+namespace {
+
+Value f32(OpBuilder &b, Location loc, double v) {
+  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
+}
+
+template <typename Op> struct TargetPattern : OpConversionPattern<Op> {
+  TargetPattern(const TypeConverter &converter, MLIRContext *ctx, const MatrixCoreTarget &target)
+      : OpConversionPattern<Op>(converter, ctx), target(target) {}
+  const MatrixCoreTarget &target;
+};
+
+struct LoadRowsLowering : TargetPattern<TileLoadRowsOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileLoadRowsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = cast<TileType>(op.getResult().getType());
+    QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value tensor = adaptor.getTensor().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    if (type.getRole() == TileRole::Col) {
+      SmallVector<Value> cols =
+          target.loadColumns(rewriter, loc, tensor, batch, head, rows, type.getRows());
+      if (cols.empty())
+        return rewriter.notifyMatchFailure(op, "the target has no col tiles");
+      rewriter.replaceOpWithMultiple(op, {cols});
+      return success();
+    }
+    SmallVector<Value> values;
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value r = target.slotRow(rewriter, loc, s);
+      Value x = memref::LoadOp::create(rewriter, loc, tensor,
+                                       ValueRange{batch, head, rows.clampedToken(rewriter, loc, r)});
+      values.push_back(arith::SelectOp::create(rewriter, loc, rows.contains(rewriter, loc, r), x,
+                                               f32(rewriter, loc, 0)));
+    }
+    rewriter.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
+/// The per-query statistic (lse or delta) of element `e` (position `i` in
+/// elements() order): its row slot's, or in a transposed tile its column's.
+Value statistic(const MatrixCoreTarget &target, ValueRange stat, const Element &e, unsigned i,
+                bool transposed) {
+  return transposed ? stat[target.columnOf(i)] : stat[e.slot];
+}
+
+bool isFalse(Value v) {
+  auto c = v ? v.getDefiningOp<arith::ConstantIntOp>() : arith::ConstantIntOp();
+  return c && c.value() == 0;
+}
+
+struct ProbsLowering : TargetPattern<TileProbsOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileProbsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    VariantOp variant = lookupVariant(op, op.getVariantAttr());
+    bool transposed = op.getTransposed();
+    auto span = op.getCols().getDefiningOp<TileSpanOp>();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
+    RegionOperands operands(adaptor);
+    RegionInlining how = operands.inlining();
+    // A dynamic mask_if may be ignored: the mask holds on FULL blocks anyway.
+    ElementPositions at = elementPositions(
+        rewriter, loc, target, elements, variant, QueryRows::of(op.getRows(), adaptor.getRows()),
+        adaptor.getCols(), span && span.getInBounds(), !isFalse(op.getMaskIf()), transposed, batch,
+        head, how);
+    bool isSigmoid = variant.getNormalization() == Normalization::Sigmoid;
+    double bias = variant.getSigmoidBiasAttr() ? variant.getSigmoidBiasAttr().getValueAsDouble() : 0;
+    Value zero = f32(rewriter, loc, 0), negInf = f32(rewriter, loc, -INFINITY);
+    SmallVector<Value> p;
+    for (auto [i, e] : llvm::enumerate(elements)) {
+      Value indices[] = {batch, head, at.q[i], at.kv[i]};
+      Value s = inlineScore(rewriter, loc, variant, how, e.value, indices);
+      Value visible = at.visible[i];
+      Value x;
+      if (isSigmoid) {
+        x = sigmoid(rewriter, loc, s, bias, mathExp);
+      } else {
+        // Rows whose lse is -inf (no visible key) see none.
+        Value lse = statistic(target, adaptor.getLse(), e, i, transposed);
+        Value live = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse, negInf);
+        visible = visible ? Value(arith::AndIOp::create(rewriter, loc, visible, live)) : live;
+        x = mathExp(rewriter, loc, arith::SubFOp::create(rewriter, loc, s, lse));
+      }
+      p.push_back(visible ? Value(arith::SelectOp::create(rewriter, loc, visible, x, zero)) : x);
+    }
+    rewriter.replaceOpWithMultiple(op, {target.assemble(rewriter, loc, adaptor.getScores(), p)});
+    return success();
+  }
+};
+
+/// gradient[indices] += value (atomically) where `ok` holds and every index
+/// is in range.
+void atomicAddInRange(OpBuilder &b, Location loc, Value gradient, ValueRange indices, Value value,
+                      Value ok) {
+  Value zero = index(b, loc, 0);
+  for (auto [d, i] : llvm::enumerate(indices)) {
+    Value size = memref::DimOp::create(b, loc, gradient, d);
+    ok = arith::AndIOp::create(
+        b, loc, ok,
+        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
+                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
+  }
+  auto ifOp = scf::IfOp::create(b, loc, ok, false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, value, gradient, indices);
+}
+
+struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileGradScoresOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    VariantOp grad = lookupVariant(op, op.getVariantAttr());
+    bool transposed = op.getTransposed();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    SmallVector<Element> s = target.elements(rewriter, loc, adaptor.getScores());
+    SmallVector<Element> p = target.elements(rewriter, loc, adaptor.getProbs());
+    SmallVector<Element> dp = target.elements(rewriter, loc, adaptor.getDp());
+    Block &region = grad.getScore().front();
+    bool constantOne = false;
+    if (auto cst = cast<YieldOp>(region.getTerminator()).getValue().getDefiningOp<arith::ConstantOp>())
+      constantOne = cast<FloatAttr>(cst.getValue()).getValueAsDouble() == 1.0;
+    bool addBuffers = !op.getNoBufferGrads() && !region.getOps<GradAddOp>().empty();
+    bool isSigmoid = grad.getNormalization() == Normalization::Sigmoid;
+    ElementPositions at;
+    SmallVector<Value> buffers = firstValues(adaptor.getBuffers());
+    RegionInlining how; // (no status: a derivative reads what the forward read)
+    how.buffers = buffers;
+    how.route = optionalValue(adaptor.getRoute());
+    if (!constantOne || addBuffers) {
+      auto span = op.getCols().getDefiningOp<TileSpanOp>();
+      // Positions only (no mask): P is 0 wherever the pair is not visible.
+      at = elementPositions(rewriter, loc, target, s, grad,
+                            QueryRows::of(op.getRows(), adaptor.getRows()), adaptor.getCols(),
+                            span && span.getInBounds(), /*masked=*/false, transposed, batch, head,
+                            how);
+    }
+    Value zero = f32(rewriter, loc, 0), one = f32(rewriter, loc, 1);
+    SmallVector<Value> ds;
+    for (size_t i = 0; i < s.size(); ++i) {
+      Value pi = p[i].value;
+      auto mul = [&](Value x, Value y) { return arith::MulFOp::create(rewriter, loc, x, y); };
+      auto sub = [&](Value x, Value y) { return arith::SubFOp::create(rewriter, loc, x, y); };
+      // Softmax: P (dP - delta); sigmoid: dP P (1 - P), rows not normalized.
+      Value x = isSigmoid ? Value(mul(dp[i].value, mul(pi, sub(one, pi))))
+                          : Value(mul(pi, sub(dp[i].value, statistic(target, adaptor.getDelta(),
+                                                                      s[i], i, transposed))));
+      if (!constantOne || addBuffers) {
+        Value leading[] = {s[i].value, batch, head, at.q[i], at.kv[i]};
+        how.leading = leading;
+        SmallVector<GradAddOp> adds;
+        Value derivative = inlineDerivative(rewriter, loc, grad.getScore(), how, adds);
+        // Pairs with P = 0 (masked, holes) give 0 even where the derivative
+        // is not finite there.
+        Value active = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, pi, zero);
+        if (at.visible[i])
+          active = arith::AndIOp::create(rewriter, loc, active, at.visible[i]);
+        for (GradAddOp add : adds) {
+          if (addBuffers)
+            atomicAddInRange(rewriter, loc, add->getOperand(1), add->getOperands().drop_front(2),
+                             mul(x, add->getOperand(0)), active);
+          rewriter.eraseOp(add);
+        }
+        if (!constantOne)
+          x = arith::SelectOp::create(rewriter, loc, active, mul(x, derivative), zero);
+      }
+      ds.push_back(x);
+    }
+    rewriter.replaceOpWithMultiple(op, {target.assemble(rewriter, loc, adaptor.getScores(), ds)});
+    return success();
+  }
+};
+
+/// Each real row's elements of an accumulator, times `scale`, stored in the
+/// tensor's element type.
+struct WriteRowsLowering : TargetPattern<TileWriteRowsOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileWriteRowsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    if (op.getAccumulate())
+      return op.emitOpError() << "accumulates into shared rows: the GPU backward writes each "
+                                 "row once (kernel=dq, kernel=dkdv)";
+    Location loc = op.getLoc();
+    QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value out = adaptor.getTensor().front(), batch = adaptor.getBatch().front();
+    Value head = adaptor.getHead().front();
+    Type elt = cast<MemRefType>(out.getType()).getElementType();
+    Value scale = f32(rewriter, loc, op.getScale().convertToFloat());
+    bool scaled = op.getScale().convertToFloat() != 1.0f;
+    SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getAcc());
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value slotRow = target.slotRow(rewriter, loc, s);
+      auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, slotRow), false);
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value row = rows.token(rewriter, loc, slotRow);
+      for (const Element &e : elements) {
+        if (e.slot != s)
+          continue;
+        Value x = scaled ? Value(arith::MulFOp::create(rewriter, loc, e.value, scale)) : e.value;
+        if (!elt.isF32())
+          x = arith::TruncFOp::create(rewriter, loc, elt, x);
+        memref::StoreOp::create(rewriter, loc, x, out, at(op.getLayout(), batch, head, row, e.col));
+      }
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
+
+void populateMatrixCoreBackwardPatterns(const TypeConverter &converter,
+                                        const MatrixCoreTarget &target,
+                                        RewritePatternSet &patterns) {
+  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, WriteRowsLowering>(
+      converter, patterns.getContext(), target);
+}
+
+} // namespace heed::gpu_tile
