@@ -146,7 +146,8 @@ namespace {
 /// The backward of `variant` for this machine's CPU as a cache entry: a
 /// shared object whose KernelInfo names it "<variant>.backward".
 llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
-                                                   const KernelConfig &config) {
+                                                   const KernelConfig &config,
+                                                   const std::string &kernel) {
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
   auto gradients = detail::gradientPositions(*ctx, variant);
   if (!gradients)
@@ -162,7 +163,9 @@ llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
     if (failed(verify(*module)))
       return diags.error("the generated backward IR does not verify");
     PassManager pm(ctx.get());
-    buildCPUBackwardTilingPipeline(pm, detail::pipelineOptions(config));
+    CPUPipelineOptions options = detail::pipelineOptions(config);
+    options.backwardKernel = kernel;
+    buildCPUBackwardTilingPipeline(pm, options);
     buildCPUToLLVMPipeline(pm);
     if (failed(pm.run(*module)))
       return diags.error("lowering the backward to the CPU failed");
@@ -172,7 +175,7 @@ llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
   if (!shared)
     return shared.takeError();
   KernelInfo info = describeKernel(variant, config);
-  info.name = variant.name + ".backward"; // what heed-cache lists
+  info.name = variant.name + (kernel == "fused" ? ".backward" : ".backward." + kernel);
   return ArtifactEntry{target.artifactTarget(), std::move(info), std::move(*shared)};
 }
 
@@ -262,7 +265,10 @@ std::string readBackwardSymbols(const LoadedKernel &binary, const spec::Variant 
 } // namespace
 
 struct BackwardKernel::Impl {
-  std::shared_ptr<LoadedKernel> loaded;
+  /// The KV-major kernel (fused, or dK/dV with KernelConfig::backwardSplit)
+  /// and, split, the query-major dQ kernel.
+  std::shared_ptr<LoadedKernel> loaded, loadedDQ;
+  BackwardSymbols symbolsDQ;
   spec::Variant variant;
   KernelConfig config;
   std::vector<unsigned> summarized;
@@ -328,26 +334,44 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   impl->config.patchTiling = false;
   if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
-  auto build = [&] { return compileBackwardEntry(variant, impl->config); };
-  std::shared_ptr<LoadedKernel> loaded;
-  if (cache) {
-    auto got = cache->getKind(
-        "backward", variant, impl->config, build,
-        [&](const LoadedKernel &binary) {
-          BackwardSymbols symbols;
-          return readBackwardSymbols(binary, variant, symbols);
-        },
-        &impl->outcome);
-    if (!got)
-      return got.takeError();
-    loaded = std::move(*got);
-  } else {
+  // One kernel, or the dK/dV and dQ kernels (each its own cache entry).
+  auto load = [&](const std::string &kernel) -> llvm::Expected<std::shared_ptr<LoadedKernel>> {
+    auto build = [&] { return compileBackwardEntry(variant, impl->config, kernel); };
+    if (cache) {
+      CacheOutcome outcome;
+      auto got = cache->getKind(
+          kernel == "fused" ? std::string("backward") : "backward-" + kernel, variant,
+          impl->config, build,
+          [&](const LoadedKernel &binary) {
+            BackwardSymbols symbols;
+            return readBackwardSymbols(binary, variant, symbols);
+          },
+          &outcome);
+      if (got && kernel != "dq")
+        impl->outcome = outcome;
+      return got;
+    }
     auto entry = build();
     if (!entry)
       return entry.takeError();
     std::string error;
-    loaded = LoadedKernel::load(*entry, error);
+    std::shared_ptr<LoadedKernel> loaded = LoadedKernel::load(*entry, error);
     if (!loaded)
+      return fail(error);
+    return loaded;
+  };
+  bool split = impl->config.backwardSplit;
+  auto got = load(split ? "dkdv" : "fused");
+  if (!got)
+    return got.takeError();
+  std::shared_ptr<LoadedKernel> loaded = std::move(*got);
+  if (split) {
+    auto dq = load("dq");
+    if (!dq)
+      return dq.takeError();
+    impl->loadedDQ = std::move(*dq);
+    if (std::string error = readBackwardSymbols(*impl->loadedDQ, variant, impl->symbolsDQ);
+        !error.empty())
       return fail(error);
   }
   if (std::string error = readBackwardSymbols(*loaded, variant, impl->symbols); !error.empty())
@@ -527,13 +551,15 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     tables.push_back(buildSummaryTable(args.buffers[s], attn::VariantOp::kSummaryBlock));
 
   int64_t items = B * Hkv * impl->symbols.numKVTiles(Skv);
+  bool split = impl->loadedDQ != nullptr;
   unsigned tasks = unsigned(std::max<int64_t>(
       1, std::min<int64_t>(threads ? threads : hardwareThreads(), std::max<int64_t>(items, 1))));
   std::vector<int64_t> dqShape = args.dq.shape, dqStrides = rowMajor(dqShape);
   size_t dqSize = size_t(B * Hq * Sq * D);
   // Each task's dq, zeroed by the task itself (in parallel, and its pages
-  // first touched by the thread that adds into them).
-  std::vector<std::unique_ptr<float[]>> dqs(tasks);
+  // first touched by the thread that adds into them). Split, the dQ kernel
+  // writes each row once: one dq for all.
+  std::vector<std::unique_ptr<float[]>> dqs(split ? 1 : tasks);
   for (auto &dq : dqs)
     dq.reset(new float[dqSize]);
   // The kernel's gradients: their slots among args.bufferGrads.
@@ -551,36 +577,52 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   auto add = [](std::vector<std::vector<int64_t>> &d, const TensorRef &t) {
     d.push_back(descriptor(t.data, t.shape, t.effectiveStrides()));
   };
-  runTasks(tasks, [&](unsigned task) {
-    std::vector<std::vector<int64_t>> d;
-    for (const TensorRef *t : {&args.q, &args.k, &args.v, static_cast<const TensorRef *>(&dout), &args.lse})
-      add(d, *t);
-    d.push_back(descriptor(delta.data(), {B, Hq, Sq}, {Hq * Sq, Sq, 1}));
-    for (const TensorRef &t : args.buffers)
-      add(d, t);
-    for (const SummaryTable &s : tables)
-      d.push_back(descriptor(s.data.data(), {s.levels, s.blocks, 2}, {s.blocks * 2, 2, 1}));
-    std::fill_n(dqs[task].get(), dqSize, 0.0f);
-    d.push_back(descriptor(dqs[task].get(), dqShape, dqStrides));
-    add(d, args.dk);
-    add(d, args.dv);
-    for (size_t g = 0; g < slots.size(); ++g)
-      d.push_back(descriptor(grads[task][g].data(), args.bufferGrads[slots[g]].shape,
-                             rowMajor(args.bufferGrads[slots[g]].shape)));
-    d.push_back(descriptor(&statuses[task], {1}, {1}));
-    d.push_back(descriptor(counts[task].data(), {3}, {1}));
-    std::vector<void *> pointers;
-    for (auto &words : d)
-      pointers.push_back(words.data());
-    int64_t begin = 0, end = 0;
-    std::vector<void *> packed = packKernelArgs(pointers, begin, end);
-    // A fixed assignment of items to tasks: each task's dq and gradients
-    // are the same sums on every run.
-    for (begin = task; begin < items; begin += tasks) {
-      end = begin + 1;
-      impl->symbols.entry(packed.data());
-    }
-  });
+  // Runs `entry` over `count` items on the tasks, each task with its dq
+  // (`dq(task)`), gradients, status and counts.
+  auto runItems = [&](PackedFn entry, int64_t count, auto dqOf) {
+    runTasks(tasks, [&](unsigned task) {
+      std::vector<std::vector<int64_t>> d;
+      for (const TensorRef *t : {&args.q, &args.k, &args.v, static_cast<const TensorRef *>(&dout), &args.lse})
+        add(d, *t);
+      d.push_back(descriptor(delta.data(), {B, Hq, Sq}, {Hq * Sq, Sq, 1}));
+      for (const TensorRef &t : args.buffers)
+        add(d, t);
+      for (const SummaryTable &s : tables)
+        d.push_back(descriptor(s.data.data(), {s.levels, s.blocks, 2}, {s.blocks * 2, 2, 1}));
+      d.push_back(descriptor(dqOf(task), dqShape, dqStrides));
+      add(d, args.dk);
+      add(d, args.dv);
+      for (size_t g = 0; g < slots.size(); ++g)
+        d.push_back(descriptor(grads[task][g].data(), args.bufferGrads[slots[g]].shape,
+                               rowMajor(args.bufferGrads[slots[g]].shape)));
+      d.push_back(descriptor(&statuses[task], {1}, {1}));
+      d.push_back(descriptor(counts[task].data(), {3}, {1}));
+      std::vector<void *> pointers;
+      for (auto &words : d)
+        pointers.push_back(words.data());
+      int64_t begin = 0, end = 0;
+      std::vector<void *> packed = packKernelArgs(pointers, begin, end);
+      // A fixed assignment of items to tasks: each task's dq and gradients
+      // are the same sums on every run.
+      for (begin = task; begin < count; begin += tasks) {
+        end = begin + 1;
+        entry(packed.data());
+      }
+    });
+  };
+  if (split) {
+    // dQ first (its items are (b, h, query tile); no gradient of a buffer;
+    // it counts no block), then dK and dV with the buffers' gradients.
+    std::fill_n(dqs[0].get(), dqSize, 0.0f);
+    runItems(impl->symbolsDQ.entry, B * Hq * impl->symbolsDQ.numQTiles(Sq),
+             [&](unsigned) { return dqs[0].get(); });
+    runItems(impl->symbols.entry, items, [&](unsigned) { return dqs[0].get(); });
+  } else {
+    runItems(impl->symbols.entry, items, [&](unsigned task) {
+      std::fill_n(dqs[task].get(), dqSize, 0.0f);
+      return dqs[task].get();
+    });
+  }
   // The reduction, in task order (the same sums on every run), a row of D
   // at a time, rows spread over the tasks.
   std::vector<int64_t> sq = args.dq.effectiveStrides();
@@ -591,8 +633,8 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
                   (r % dqShape[2]) * sq[2];
       for (int64_t d = 0; d < D; ++d) {
         float sum = 0;
-        for (unsigned t = 0; t < tasks; ++t)
-          sum += dqs[t][size_t(r * D + d)];
+        for (const auto &dq : dqs)
+          sum += dq[size_t(r * D + d)];
         writeAt(args.dq, o + d * sq[3], sum);
       }
     }

@@ -45,11 +45,11 @@ std::string KernelConfig::canonical() const {
   // took padding after kvLens: the size stayed).
   static_assert(sizeof(KernelConfig) == 80, "KernelConfig changed: update canonical()");
   return fmt::format(
-      "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} backward_kv={} analyze={} "
-      "patches={} kv_lens={} page={} q_lens={} out_f32={}",
+      "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} backward_kv={} backward_split={} "
+      "analyze={} patches={} kv_lens={} page={} q_lens={} out_f32={}",
       toString(dtype), headDim, valueDim(), int(layout), int(lse), effectiveScale(), blockQ,
-      blockKV, backwardBlockKV, int(analyzeMask), int(patchTiling), int(hasKVLens()), pageSize,
-      int(qLens), int(outF32));
+      blockKV, backwardBlockKV, int(backwardSplit), int(analyzeMask), int(patchTiling),
+      int(hasKVLens()), pageSize, int(qLens), int(outF32));
 }
 
 llvm::Error KernelConfig::validate() const {

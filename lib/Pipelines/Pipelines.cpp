@@ -94,7 +94,7 @@ void buildCPUBackwardTilingPipeline(OpPassManager &pm, const CPUPipelineOptions 
   if (options.analyzeMask)
     pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
   pm.addPass(createAttnDifferentiate());
-  pm.addPass(createAttnBackwardToTile({options.blockQ, options.blockKV}));
+  pm.addPass(createAttnBackwardToTile({options.blockQ, options.blockKV, options.backwardKernel}));
   // No CSE before the lowering: the CPU updates accumulator tiles in place,
   // and CSE would merge two zero fills of one type (dK and dV, or dQ) into
   // one buffer.

@@ -156,6 +156,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
     return error(llvm::toString(forward.takeError()));
   KernelConfig backwardConfig = config;
   backwardConfig.backwardBlockKV = options.blockKV;
+  backwardConfig.backwardSplit = options.split;
   if (llvm::Error err = backwardConfig.validate())
     return error("--backward-block-kv: " + llvm::toString(std::move(err)));
   auto backward = BackwardKernel::compile(variant, backwardConfig);

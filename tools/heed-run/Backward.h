@@ -16,6 +16,7 @@ struct BackwardOptions {
   bool json = false;
   bool check = true; ///< compare with the float64 reference (else time only)
   int64_t blockKV = 0; ///< keys per tile of the backward (0: by schedule, 64)
+  bool split = false;  ///< the GPUs' two kernels on the CPU (KernelConfig::backwardSplit)
   /// The forward writes O in f32 for f16/bf16 inputs (KernelConfig::outF32).
   bool outF32 = true;
   uint64_t seed = 0;

@@ -114,6 +114,11 @@ cl::opt<int64_t> backwardBlockKV(
     cl::desc("with --backward: keys per tile of the backward kernel (0, the default: by "
              "schedule, 64: a block's query and dO tiles serve 64 keys; at most 64)"),
     cl::init(0), cl::cat(category));
+cl::opt<bool> backwardSplit(
+    "backward-split",
+    cl::desc("with --backward: run the GPUs' two backward kernels (dQ, then dK/dV; "
+             "docs/backward.md) on the CPU instead of its one KV-major kernel"),
+    cl::cat(category));
 cl::opt<std::string> backwardOutDType(
     "backward-out-dtype",
     cl::desc("with --backward and f16/bf16 inputs: the forward's output dtype, f32 (the "
@@ -806,6 +811,7 @@ int main(int argc, char **argv) {
     o.json = json;
     o.check = !noCheck;
     o.blockKV = backwardBlockKV;
+    o.split = backwardSplit;
     o.outF32 = backwardOutDType == "f32";
     o.seed = usedSeed;
     o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),

@@ -36,12 +36,16 @@ std::vector<double> values(const HostTensor &t) {
   return out;
 }
 
-class BackwardKernelNormalizations : public ::testing::TestWithParam<Case> {};
+/// Each case with the CPU's one KV-major kernel, and split: the GPUs' two
+/// kernels (dQ, then dK/dV with key-major tiles; docs/backward.md, "GPU
+/// kernels"), the tile IR the GPU lowers, run on the CPU.
+class BackwardKernelNormalizations : public ::testing::TestWithParam<std::tuple<Case, bool>> {};
 
 TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
-  const Case &c = GetParam();
+  const Case &c = std::get<0>(GetParam());
   spec::Variant variant = test::parse(c.spec);
   KernelConfig config;
+  config.backwardSplit = std::get<1>(GetParam());
   config.dtype = c.dtype;
   config.headDim = 32;
   config.lse = true;
@@ -206,8 +210,12 @@ const Case cases[] = {
      4, 2, 77, 77, DType::BF16, /*outF32=*/true},
 };
 
-INSTANTIATE_TEST_SUITE_P(Variants, BackwardKernelNormalizations, ::testing::ValuesIn(cases),
-                         [](const auto &info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Variants, BackwardKernelNormalizations,
+                         ::testing::Combine(::testing::ValuesIn(cases), ::testing::Bool()),
+                         [](const auto &info) {
+                           return std::string(std::get<0>(info.param).name) +
+                                  (std::get<1>(info.param) ? "_split" : "");
+                         });
 
 TEST(BackwardKernel, BuffersAreCheckedAsTheForwardChecksThem) {
   // A gated variant's router is read, and its gradient written, by the

@@ -35,6 +35,11 @@ struct KernelConfig {
   /// (32: each block stages its query and dO tiles once for twice the keys
   /// of the forward's tile).
   int64_t backwardBlockKV = 0;
+  /// The backward as the GPUs' two kernels (a query-major dQ kernel, then a
+  /// key-major dK/dV one; docs/backward.md, "GPU kernels") on the CPU: S and
+  /// dP are computed twice, so it is slower than the one KV-major kernel;
+  /// what the tests check the GPU arrangement with.
+  bool backwardSplit = false;
   bool analyzeMask = true; ///< skip KV blocks the mask empties, and the mask of full ones
   /// With the analysis: tile masks on 2-D/3-D token grids by patches.
   bool patchTiling = true;

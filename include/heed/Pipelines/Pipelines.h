@@ -27,6 +27,9 @@ struct CPUPipelineOptions {
   bool patchTiling = true; ///< let the analysis tile token grids by patches
   /// Rows of a packed GQA decode tile (--attn-pack-gqa), at most blockQ.
   int64_t packedRows = 16;
+  /// The backward's loop: fused (one KV-major kernel), dq or dkdv (the
+  /// GPUs' two, on the CPU: attn-backward-to-tile's `kernel`).
+  std::string backwardKernel = "fused";
 
   /// Whether choose-tiling may tile token grids by patches (it needs the
   /// mask analysis).

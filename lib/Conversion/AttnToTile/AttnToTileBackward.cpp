@@ -76,11 +76,11 @@ private:
   /// The GPUs' kernels (`kernel=dq`, `kernel=dkdv`): an item's loop.
   void buildDQItem(Value head, Value queryTile);
   void buildDKDVItem(Value headKV, Value keyTile);
-  /// Visits the block of `rowSpan` x `keySpan` unless EMPTY (`kvBox`,
-  /// `rowBox` their boxes when classified): `body(maskIf)` gives the
-  /// updated `carried`.
+  /// Visits the block of `rowSpan` x `keySpan` unless EMPTY (`kvBox` the
+  /// keys' box when classified; counted in the statistics where `count`):
+  /// `body(maskIf)` gives the updated `carried`.
   SmallVector<Value> ifVisible(Value head, Value route, Value rowSpan, ValueRange carried,
-                               function_ref<SmallVector<Value>(Value)> body);
+                               bool count, function_ref<SmallVector<Value>(Value)> body);
   /// lse and delta of a span's rows as `role` tiles (row or col); a
   /// sigmoid variant has neither (zeros).
   std::pair<Value, Value> rowStatistics(Value head, Value rowSpan, TileRole role);
@@ -152,10 +152,14 @@ void BackwardLoopBuilder::build(BackwardKernel kernel) {
 }
 
 SmallVector<Value> BackwardLoopBuilder::ifVisible(Value head, Value route, Value rowSpan,
-                                                  ValueRange carried,
+                                                  ValueRange carried, bool count,
                                                   function_ref<SmallVector<Value>(Value)> body) {
-  if (!classify)
+  Value stats = count ? op.getStats() : Value();
+  if (!classify) {
+    if (stats)
+      TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
     return body(Value());
+  }
   auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
   Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch, head,
                                      box.getLo(), box.getHi(), kvBox[0], kvBox[1],
@@ -166,6 +170,8 @@ SmallVector<Value> BackwardLoopBuilder::ifVisible(Value head, Value route, Value
                                         classValue(BlockClass::Partial));
   auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
   b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  if (stats)
+    TileCountOp::create(b, loc, stats, cls);
   scf::YieldOp::create(b, loc, body(partial));
   b.setInsertionPointToStart(&ifOp.getElseRegion().front());
   scf::YieldOp::create(b, loc, carried);
@@ -185,6 +191,7 @@ std::pair<Value, Value> BackwardLoopBuilder::rowStatistics(Value head, Value row
 }
 
 void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
+  classify = !variant.getBlocks().empty();
   Value rowSpan = span(seqQ, queryTile, Side::Q);
   Value headKV = arith::DivUIOp::create(b, loc, head, group);
   Value route;
@@ -208,7 +215,8 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
       kvBox[1] = box.getHi();
     }
     SmallVector<Value> next = ifVisible(
-        head, route, rowSpan, loop.getRegionIterArgs(), [&](Value maskIf) -> SmallVector<Value> {
+        head, route, rowSpan, loop.getRegionIterArgs(), /*count=*/false,
+        [&](Value maskIf) -> SmallVector<Value> {
           // K first: the slot's part 0 (D wide) is K, part 1 V.
           Value kT = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
           Value vT = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
@@ -230,6 +238,11 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
   }
   TileWriteRowsOp::create(b, loc, loop.getResult(0), op.getDq(), batch, head, rowSpan,
                           /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
+  // A sink logit read from buffers: its gradient over the item's rows
+  // (each row is in one dQ item).
+  if (grad.hasSink() && !grad.getSink().front().getOps<GradAddOp>().empty())
+    TileGradSinkOp::create(b, loc, FlatSymbolRefAttr::get(grad.getSymNameAttr()), lse, delta,
+                           batch, head, rowSpan, buffersAndGradients());
 }
 
 void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
@@ -250,7 +263,8 @@ void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
   ValueRange grads = forEachQueryTile(
       headKV, init, /*withRoute=*/true,
       [&](Value head, Value route, Value rowSpan, ValueRange carried) {
-        return ifVisible(head, route, rowSpan, carried, [&](Value maskIf) -> SmallVector<Value> {
+        return ifVisible(head, route, rowSpan, carried, /*count=*/true,
+                         [&](Value maskIf) -> SmallVector<Value> {
           // Q first: the slot's part 0 (D wide) is Q, part 1 dO.
           Value qT = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::K);
           Value dOT = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::K);
@@ -453,12 +467,6 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       if (grad.getNumBuffers() != op.getBuffers().size() + op.getGradients().size()) {
         op.emitOpError() << "takes one gradient buffer per buffer @" << op.getVariant()
                          << "_grad differentiates";
-        return signalPassFailure();
-      }
-      if (which != BackwardKernel::Fused && grad.hasSink() &&
-          !grad.getSink().front().getOps<GradAddOp>().empty()) {
-        op.emitOpError() << "has a sink logit with a gradient: the GPUs' backward kernels do "
-                            "not add it yet (the CPU backward does)";
         return signalPassFailure();
       }
       TilingAttr tiling = op.getTilingAttr();

@@ -27,6 +27,11 @@ using namespace heed::attn;
 namespace heed::cpu {
 namespace {
 
+/// Element j of a per-query vector (a col tile), splatted over the lanes.
+Value columnValue(OpBuilder &b, Location loc, Value perQuery, Value j, VectorType laneType) {
+  return vector::BroadcastOp::create(b, loc, laneType, extractAt(b, loc, perQuery, j));
+}
+
 struct LoadRowsLowering : OpConversionPattern<TileLoadRowsOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileLoadRowsOp op, OneToNOpAdaptor adaptor,
@@ -68,7 +73,8 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     VariantOp variant = lookupVariant(op, op.getVariantAttr());
     Value sT = adaptor.getScores().front(), lse = adaptor.getLse().front();
-    ScoreColumns tile(rewriter, op, sT, adaptor, optionalValue(adaptor.getStatus()));
+    bool transposed = op.getTransposed();
+    ScoreColumns tile(rewriter, op, sT, adaptor, optionalValue(adaptor.getStatus()), transposed);
     Location loc = tile.loc;
     VectorType laneType = tile.laneType;
     Value pT = allocaAtEntry(rewriter, op, tile.type);
@@ -77,11 +83,20 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
     bool isSigmoid = variant.getNormalization() == Normalization::Sigmoid;
     double bias = variant.getSigmoidBiasAttr() ? variant.getSigmoidBiasAttr().getValueAsDouble() : 0;
     Value log2e = splat(rewriter, loc, laneType, M_LOG2E);
-    Value shift = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, lse, log2e));
-    Value live = isSigmoid ? Value()
-                           : arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
-                                                   splat(rewriter, loc, laneType, -INFINITY));
+    auto shiftAndLive = [&](Value lse) -> std::pair<Value, Value> {
+      if (isSigmoid)
+        return {};
+      return {arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, lse, log2e)),
+              arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
+                                    splat(rewriter, loc, laneType, -INFINITY))};
+    };
+    // A row's lse per lane; a transposed tile's per column (its query).
+    Value shift, live;
+    if (!transposed)
+      std::tie(shift, live) = shiftAndLive(lse);
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
+      if (transposed)
+        std::tie(shift, live) = shiftAndLive(columnValue(rewriter, loc, lse, c.j, laneType));
       Value valid = live ? arith::AndIOp::create(rewriter, loc, c.laneValid, live) : c.laneValid;
       auto [s, visible] = tile.applyRegions(rewriter, variant, c, tile.load(rewriter, sT, c.j),
                                             valid, adaptor.getMaskIf());
@@ -139,7 +154,8 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
     VariantOp grad = lookupVariant(op, op.getVariantAttr());
     Value sT = adaptor.getScores().front(), pT = adaptor.getProbs().front();
     Value dpT = adaptor.getDp().front(), delta = adaptor.getDelta().front();
-    ScoreColumns tile(rewriter, op, sT, adaptor, /*status=*/Value());
+    bool transposed = op.getTransposed();
+    ScoreColumns tile(rewriter, op, sT, adaptor, /*status=*/Value(), transposed);
     Location loc = tile.loc;
     VectorType laneType = tile.laneType;
     Value dsT = allocaAtEntry(rewriter, op, tile.type);
@@ -147,7 +163,7 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
     bool constantOne = false;
     if (auto cst = cast<YieldOp>(region.getTerminator()).getValue().getDefiningOp<arith::ConstantOp>())
       constantOne = cast<FloatAttr>(cst.getValue()).getValueAsDouble() == 1.0;
-    bool hasGradAdds = !region.getOps<GradAddOp>().empty();
+    bool hasGradAdds = !region.getOps<GradAddOp>().empty() && !op.getNoBufferGrads();
     bool isSigmoid = grad.getNormalization() == Normalization::Sigmoid;
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
       auto load = [&](Value t) { return tile.load(rewriter, t, c.j); };
@@ -155,11 +171,14 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
       auto mul = [&](Value x, Value y) { return arith::MulFOp::create(rewriter, loc, x, y); };
       auto sub = [&](Value x, Value y) { return arith::SubFOp::create(rewriter, loc, x, y); };
       // Softmax: P (dP - delta); sigmoid: dP P (1 - P), rows not normalized.
+      Value rowDelta =
+          transposed && !isSigmoid ? columnValue(rewriter, loc, delta, c.j, laneType) : delta;
       Value ds = isSigmoid ? mul(load(dpT), mul(p, sub(splat(rewriter, loc, laneType, 1), p)))
-                           : mul(p, sub(load(dpT), delta));
+                           : mul(p, sub(load(dpT), rowDelta));
       if (!constantOne || hasGradAdds) {
         RegionInlining how = tile.inlining(c);
-        Value leading[] = {load(sT), c.b, c.h, tile.rows.tokens, c.kv};
+        SmallVector<Value, 5> leading = {load(sT)};
+        leading.append(tile.positions(c));
         how.leading = leading;
         // The region's grad_adds come out as ops on vectors: they become
         // lane-by-lane adds.
@@ -170,7 +189,8 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
             arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, p,
                                   splat(rewriter, loc, laneType, 0)));
         for (GradAddOp add : adds) {
-          scatterAdd(rewriter, loc, add, ds, active);
+          if (!op.getNoBufferGrads()) // (the dQ kernel: the dK/dV kernel adds them)
+            scatterAdd(rewriter, loc, add, ds, active);
           rewriter.eraseOp(add);
         }
         // Pairs with P = 0 (masked, holes) give 0 even where the derivative

@@ -114,13 +114,18 @@ struct ScoreColumns {
   };
 
   /// `adaptor`: a 1:N adaptor of an op with rows, cols, batch, head,
-  /// buffers and route; `status` where its attn.loads record misses.
+  /// buffers and route; `status` where its attn.loads record misses. A
+  /// `transposed` tile (the backward's key-major tiles: lanes are keys,
+  /// columns queries) is walked by its queries.
   template <typename Adaptor>
   ScoreColumns(mlir::OpBuilder &b, mlir::Operation *op, mlir::Value sT, Adaptor adaptor,
-               mlir::Value status)
-      : ScoreColumns(b, op, sT, adaptor.getRows(), adaptor.getCols(),
+               mlir::Value status, bool transposed = false)
+      : ScoreColumns(b, op, sT, transposed ? adaptor.getCols() : adaptor.getRows(),
+                     transposed ? adaptor.getRows() : adaptor.getCols(),
                      adaptor.getBatch().front(), adaptor.getHead().front(),
-                     adaptor.getBuffers(), optionalValue(adaptor.getRoute()), status) {}
+                     adaptor.getBuffers(), optionalValue(adaptor.getRoute()), status) {
+    this->transposed = transposed;
+  }
   ScoreColumns(mlir::OpBuilder &b, mlir::Operation *op, mlir::Value sT, mlir::ValueRange rows,
                mlir::ValueRange cols, mlir::Value batch, mlir::Value head,
                llvm::ArrayRef<mlir::ValueRange> buffers, mlir::Value route, mlir::Value status);
@@ -137,6 +142,13 @@ struct ScoreColumns {
                                                    const Column &c, mlir::Value s,
                                                    mlir::Value valid,
                                                    mlir::ValueRange maskIf) const;
+  /// The regions' (b, h, q, kv) arguments at column `c`: the lanes' tokens
+  /// are the queries (keys where transposed), the column's the key (query).
+  llvm::SmallVector<mlir::Value, 4> positions(const Column &c) const {
+    if (transposed)
+      return {c.b, c.h, c.kv, rows.tokens};
+    return {c.b, c.h, rows.tokens, c.kv};
+  }
   /// Row j (key j's scores over the rows) of a tile shaped like sT.
   mlir::Value load(mlir::OpBuilder &b, mlir::Value tile, mlir::Value j) const;
   void store(mlir::OpBuilder &b, mlir::Value row, mlir::Value tile, mlir::Value j) const;
@@ -154,6 +166,7 @@ struct ScoreColumns {
   mlir::Value route;
   mlir::Value status;
   mlir::Value zero;
+  bool transposed = false;
 };
 
 /// What the CPU patterns cannot lower, as errors before any rewriting: a

@@ -175,7 +175,7 @@ std::pair<Value, Value> ScoreColumns::applyRegions(OpBuilder &b, VariantOp varia
                                                    const Column &c, Value s, Value valid,
                                                    ValueRange maskIf) const {
   RegionInlining how = inlining(c);
-  Value leading[] = {c.b, c.h, rows.tokens, c.kv};
+  SmallVector<Value, 4> leading = positions(c);
   Value score = inlineScore(b, loc, variant, how, s, leading);
   return {score, visibleLanes(b, loc, variant, how, leading, valid, maskIf)};
 }

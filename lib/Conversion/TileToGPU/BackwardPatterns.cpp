@@ -10,6 +10,8 @@
 //                          f'(s)); the derivative's attn.grad_add become
 //                          bounds-checked atomic adds (unless
 //                          `no_buffer_grads`)
+//   attn.tile.grad_sink    a sink logit's gradient over the dQ item's rows
+//                          (atomic adds, one per row)
 //   attn.tile.write_rows   an accumulator's rows, scaled, stored
 #include "MatrixCore.h"
 
@@ -207,6 +209,48 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
   }
 };
 
+/// The sink logit x of (b, h): each real row i adds a_i = -exp(x - lse_i)
+/// delta_i times each grad_add's value to its gradient element (the lane
+/// that owns the row's statistics, atomically).
+struct GradSinkLowering : TargetPattern<TileGradSinkOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileGradSinkOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    VariantOp grad = lookupVariant(op, op.getVariantAttr());
+    QueryRows rows = QueryRows::of(op.getRows(), adaptor.getRows());
+    SmallVector<Value> buffers = firstValues(adaptor.getBuffers());
+    Value leading[] = {adaptor.getBatch().front(), adaptor.getHead().front()};
+    RegionInlining how;
+    how.leading = leading;
+    how.buffers = buffers;
+    SmallVector<GradAddOp> adds;
+    Value x = inlineDerivative(rewriter, loc, grad.getSink(), how, adds);
+    Value zero = f32(rewriter, loc, 0), negInf = f32(rewriter, loc, -INFINITY);
+    Value owner = target.ownsRowStats(rewriter, loc);
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value lse = adaptor.getLse()[s], delta = adaptor.getDelta()[s];
+      Value live = arith::AndIOp::create(
+          rewriter, loc,
+          arith::AndIOp::create(rewriter, loc, owner,
+                                rows.contains(rewriter, loc, target.slotRow(rewriter, loc, s))),
+          arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse, negInf));
+      // lse >= x up to rounding: the min keeps the exponent <= 0.
+      Value w = mathExp(rewriter, loc,
+                        arith::MinimumFOp::create(
+                            rewriter, loc, arith::SubFOp::create(rewriter, loc, x, lse), zero));
+      Value a = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, w, delta));
+      for (GradAddOp add : adds)
+        atomicAddInRange(rewriter, loc, add.getGradient(), add.getIndices(),
+                         arith::MulFOp::create(rewriter, loc, a, add.getValue()), live);
+    }
+    for (GradAddOp add : adds)
+      rewriter.eraseOp(add);
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
 /// Each real row's elements of an accumulator, times `scale`, stored in the
 /// tensor's element type.
 struct WriteRowsLowering : TargetPattern<TileWriteRowsOp> {
@@ -249,7 +293,8 @@ struct WriteRowsLowering : TargetPattern<TileWriteRowsOp> {
 void populateMatrixCoreBackwardPatterns(const TypeConverter &converter,
                                         const MatrixCoreTarget &target,
                                         RewritePatternSet &patterns) {
-  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, WriteRowsLowering>(
+  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, GradSinkLowering,
+               WriteRowsLowering>(
       converter, patterns.getContext(), target);
 }
 

@@ -1,6 +1,7 @@
 // RUN: heed-opt %s --attn-differentiate --attn-backward-to-tile="block-q=16 block-kv=32 kernel=dq" --attn-pipeline-kv="stages=2" | FileCheck %s --check-prefix=DQ
 // RUN: heed-opt %s --attn-differentiate --attn-backward-to-tile="block-q=16 block-kv=32 kernel=dkdv" --attn-pipeline-kv="stages=2" | FileCheck %s --check-prefix=DKDV
 // RUN: heed-opt %s --attn-analyze-mask --attn-differentiate --attn-backward-to-tile="block-q=16 block-kv=32 kernel=dkdv" | FileCheck %s --check-prefix=SKIP
+// RUN: heed-opt %s --attn-analyze-mask --attn-differentiate --attn-backward-to-tile="block-q=16 block-kv=32 kernel=dq" | FileCheck %s --check-prefix=SKIP
 // RUN: not heed-opt %s --attn-differentiate --attn-backward-to-tile="kernel=dx" 2>&1 | FileCheck %s --check-prefix=NAME
 
 // The GPUs' backward as two kernels (docs/backward.md, "GPU kernels").
@@ -62,13 +63,13 @@
 // DKDV: attn.tile.write_rows %[[GRADS]]#1 to %arg9[%[[B]], %[[HK]]] span(%[[KEYS]])
 
 // With the mask analysis, EMPTY (query tile, key tile) blocks are skipped
-// and FULL ones skip the mask, as in the CPU's loop.
+// and FULL ones skip the mask, as in the CPU's loop, in both kernels.
 // SKIP-LABEL: func.func @backward
 // SKIP: %[[CLS:.*]] = attn.tile.classify @alibi
 // SKIP: %[[VISIT:.*]] = arith.cmpi ne, %[[CLS]], %{{.*}} : i8
 // SKIP: %[[PARTIAL:.*]] = arith.cmpi eq, %[[CLS]], %{{.*}} : i8
 // SKIP: scf.if %[[VISIT]]
-// SKIP: attn.tile.probs @alibi({{.*}} mask_if(%[[PARTIAL]]) transposed
+// SKIP: attn.tile.probs @alibi({{.*}} mask_if(%[[PARTIAL]])
 
 // NAME: error: attn-backward-to-tile: kernel must be fused, dq or dkdv, not 'dx'
 attn.variant @alibi buffers(["slopes"] : [memref<?xf32>]) shapes [["H"]] params {} score {
