@@ -287,8 +287,10 @@ void AttentionBackwardOp::getEffects(Effects &effects) {
   using Range = MutableOperandRange;
   for (Range r : {Range(getQueryMutable()), Range(getKeyMutable()), Range(getValueMutable()),
                   Range(getDoutMutable()), Range(getLseMutable()), Range(getDeltaMutable()),
-                  getBuffersMutable(), getSummariesMutable()})
+                  getBuffersMutable(), getSummariesMutable(), getOutMutable()})
     addReads(effects, r);
+  if (getOut()) // delta is written
+    addWrites(effects, getDeltaMutable());
   for (Range r : {Range(getDqMutable()), getGradientsMutable(), getStatsMutable()}) {
     addReads(effects, r);
     addWrites(effects, r);
@@ -298,6 +300,13 @@ void AttentionBackwardOp::getEffects(Effects &effects) {
 }
 
 void TileLoadRowsOp::getEffects(Effects &effects) { addReads(effects, getTensorMutable()); }
+
+void TileRowDeltaOp::getEffects(Effects &effects) {
+  addReads(effects, getOutMutable());
+  addReads(effects, getDoutMutable());
+}
+
+void TileStoreRowsOp::getEffects(Effects &effects) { addWrites(effects, getTensorMutable()); }
 
 LogicalResult TileLoadRowsOp::verify() {
   auto tile = cast<TileType>(getResult().getType());

@@ -586,7 +586,10 @@ def Attn_AttentionBackwardOp : Attn_Op<"attention_backward", [AttrSizedOperandSe
     buffers the derivative variant `@<variant>_grad` lists in `gradients`).
     `work(begin, end)` restricts it to the items [begin, end) of the
     (batch, kv head, key tile) grid. `stats` counts the (query tile, key
-    tile) blocks visited, as attn.attention's does.
+    tile) blocks visited, as attn.attention's does. With `out` (the
+    forward's output), `delta` is not an input but computed from out and
+    dout and written (the GPUs' dQ kernel does, for the dK/dV kernel after
+    it; docs/backward.md, "GPU kernels").
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value, AnyMemRef:$dout,
@@ -599,6 +602,7 @@ def Attn_AttentionBackwardOp : Attn_Op<"attention_backward", [AttrSizedOperandSe
                        Optional<AnyMemRef>:$stats,
                        Optional<Index>:$work_begin,
                        Optional<Index>:$work_end,
+                       Optional<AnyMemRef>:$out,
                        F32Attr:$scale,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout,
                        OptionalAttr<Attn_TilingAttr>:$tiling);
@@ -613,7 +617,39 @@ def Attn_AttentionBackwardOp : Attn_Op<"attention_backward", [AttrSizedOperandSe
     (`status` `(` $status^ `:` type($status) `)`)?
     (`stats` `(` $stats^ `:` type($stats) `)`)?
     (`work` `(` $work_begin^ `,` $work_end `)`)?
+    (`out` `(` $out^ `:` type($out) `)`)?
     attr-dict
+  }];
+}
+
+def Attn_TileRowDeltaOp : Attn_TileOp<"row_delta", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "delta = rowsum(out * dout) of a span's rows";
+  let description = [{
+    Lane i is sum_d out[batch, head, token_i, d] * dout[batch, head, token_i,
+    d] in f32 (rank-4 tensors in `layout`, the same head dim); holes are 0.
+  }];
+  let arguments = (ins AnyMemRef:$out, AnyMemRef:$dout, Index:$batch, Index:$head,
+                       Attn_SpanType:$span,
+                       DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
+  let results = (outs Attn_TileOf<"Row">:$result);
+  let assemblyFormat = [{
+    $out `,` $dout `[` $batch `,` $head `]` `span` `(` $span `)` attr-dict
+    `:` type($out) `,` type($dout) `,` type($span) `->` type($result)
+  }];
+}
+
+def Attn_TileStoreRowsOp : Attn_TileOp<"store_rows", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Writes a per-row f32 statistic to a [B, H, S] tensor";
+  let description = [{
+    Lane i to `tensor[batch, head, token_i]`; holes are not written.
+  }];
+  let arguments = (ins Attn_TileOf<"Row">:$rows, AnyMemRef:$tensor, Index:$batch, Index:$head,
+                       Attn_SpanType:$span);
+  let assemblyFormat = [{
+    $rows `to` $tensor `[` $batch `,` $head `]` `span` `(` $span `)` attr-dict
+    `:` type($rows) `,` type($tensor) `,` type($span)
   }];
 }
 

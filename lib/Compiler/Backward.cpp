@@ -97,7 +97,7 @@ OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::
                                                   const std::vector<unsigned> &gradients,
                                                   const std::vector<unsigned> &summarized,
                                                   int64_t tileRows, int64_t tileKeys,
-                                                  bool dqStorage) {
+                                                  bool dqStorage, bool deltaFromOut) {
   OwningOpRef<ModuleOp> module = emitVariantModule(ctx, variant);
   auto b = OpBuilder::atBlockEnd(module->getBody());
   Location loc = module->getLoc();
@@ -108,7 +108,11 @@ OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::
   MemRefType rows = detail::stridedType(ctx, {dyn, dyn, dyn}, f32);
   MemRefType dqType =
       detail::stridedType(ctx, {dyn, dyn, dyn, config.headDim}, dqStorage ? elt : f32);
-  SmallVector<Type> args = {qk, qk, vo, vo, rows, rows};
+  SmallVector<Type> args = {qk, qk, vo, vo};
+  if (deltaFromOut) // out: f32 from a forward with KernelConfig::outF32
+    args.push_back(detail::stridedType(ctx, {dyn, dyn, dyn, config.valueDim()},
+                                       config.outF32 ? f32 : elt));
+  args.append({rows, rows});
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
   for (size_t i = 0; i < summarized.size(); ++i)
@@ -122,14 +126,19 @@ OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::
   func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
   Block *body = func.addEntryBlock();
   b.setInsertionPointToStart(body);
-  ValueRange a = body->getArguments();
+  ValueRange all = body->getArguments();
+  Value out = deltaFromOut ? all[4] : Value();
+  SmallVector<Value> a(all.begin(), all.end());
+  if (deltaFromOut)
+    a.erase(a.begin() + 4);
   size_t nb = variant.buffers.size(), ns = summarized.size(), ng = gradients.size();
   size_t at = 6 + nb + ns;
+  auto slice = [&](size_t from, size_t n) { return ValueRange(ArrayRef<Value>(a).slice(from, n)); };
   auto tiling = attn::TilingAttr::getFlat(&ctx, tileRows, tileKeys);
   attn::AttentionBackwardOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), a[0], a[1], a[2], a[3], a[4], a[5],
-      a.slice(6, nb), a.slice(6 + nb, ns), a[at], a[at + 1], a[at + 2], a.slice(at + 3, ng),
-      a[at + 3 + ng], a[at + 4 + ng], a[at + 5 + ng], a[at + 6 + ng],
+      slice(6, nb), slice(6 + nb, ns), a[at], a[at + 1], a[at + 2], slice(at + 3, ng),
+      a[at + 3 + ng], a[at + 4 + ng], a[at + 5 + ng], a[at + 6 + ng], out,
       b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       attn::LayoutAttr::get(&ctx, config.layout == Layout::BSHD ? attn::Layout::BSHD
                                                                 : attn::Layout::BHSD),
@@ -142,6 +151,14 @@ OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::
 }
 
 namespace {
+
+/// Whether the `kernel` of `variant`'s backward computes delta itself from
+/// out (the dQ kernel, as on GPUs), not the host: not for a gated variant,
+/// whose kernel sees dout scaled by the gate (rowsum(dout' * out) would be
+/// g delta).
+bool dqComputesDelta(const spec::Variant &variant, const std::string &kernel) {
+  return kernel == "dq" && !variant.gate;
+}
 
 /// The backward of `variant` for this machine's CPU as a cache entry: a
 /// shared object whose KernelInfo names it "<variant>.backward".
@@ -157,7 +174,8 @@ llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
     summarized = detail::summarizedBuffers(variant);
   auto [tileRows, tileKeys] = backwardTiles(config);
   OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
-      *ctx, variant, config, *gradients, summarized, tileRows, tileKeys, /*dqStorage=*/false);
+      *ctx, variant, config, *gradients, summarized, tileRows, tileKeys, /*dqStorage=*/false,
+      /*deltaFromOut=*/dqComputesDelta(variant, kernel));
   {
     detail::DiagnosticCollector diags(*ctx);
     if (failed(verify(*module)))
@@ -332,6 +350,9 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   impl->config = config;
   impl->config.lse = false;
   impl->config.patchTiling = false;
+  // out's dtype matters only where the dQ kernel reads out (split).
+  if (!(config.backwardSplit && dqComputesDelta(variant, "dq")))
+    impl->config.outF32 = false;
   if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
   // One kernel, or the dK/dV and dQ kernels (each its own cache entry).
@@ -421,6 +442,12 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
     return fail(fmt::format("query heads ({}) must be a multiple of kv heads ({})", Hq, Hkv));
   if (args.lse.dtype != DType::F32 || args.lse.shape != std::vector<int64_t>{B, Hq, Sq})
     return fail("lse must be f32 [B, Hq, Sq], got " + args.lse.describe());
+  if (c.backwardSplit && dqComputesDelta(variant, "dq") &&
+      args.out.dtype != (c.outF32 ? DType::F32 : c.dtype))
+    return fail(fmt::format("the split backward's dQ kernel reads out as {} "
+                            "(KernelConfig::outF32 {}), got {}",
+                            toString(c.outF32 ? DType::F32 : c.dtype), c.outF32 ? "set" : "unset",
+                            args.out.describe()));
   // Every buffer as the forward checks it (count, dtype, shape, contiguous):
   // the kernel reads them bounds-checked, but a gated variant's gate is also
   // read, and its gradient written, by the host.
@@ -531,8 +558,13 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
           Skv = dims.seqKV, D = c.headDim;
   // Sigmoid rows are not normalized: no delta (zeros the kernel never reads).
   bool sigmoid = impl->variant.normalize == spec::Normalization::Sigmoid;
-  std::vector<float> delta = sigmoid ? std::vector<float>(size_t(B * Hq * Sq))
-                                     : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
+  // Split (the GPUs' kernels), the dQ kernel computes delta and writes it
+  // for the dK/dV kernel (but for a gated variant's, docs/backward.md).
+  bool split = impl->loadedDQ != nullptr;
+  bool kernelDelta = split && dqComputesDelta(impl->variant, "dq");
+  std::vector<float> delta = sigmoid || kernelDelta
+                                 ? std::vector<float>(size_t(B * Hq * Sq))
+                                 : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
   // A gated variant: out = g * (the attention row), g = the gate buffer's
   // entry of the row (0: not routed; its lse is -inf, so it sees no key).
   // The kernel runs on dout scaled by g; delta = rowsum(dout * out) is
@@ -551,7 +583,6 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     tables.push_back(buildSummaryTable(args.buffers[s], attn::VariantOp::kSummaryBlock));
 
   int64_t items = B * Hkv * impl->symbols.numKVTiles(Skv);
-  bool split = impl->loadedDQ != nullptr;
   unsigned tasks = unsigned(std::max<int64_t>(
       1, std::min<int64_t>(threads ? threads : hardwareThreads(), std::max<int64_t>(items, 1))));
   std::vector<int64_t> dqShape = args.dq.shape, dqStrides = rowMajor(dqShape);
@@ -579,11 +610,14 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   };
   // Runs `entry` over `count` items on the tasks, each task with its dq
   // (`dq(task)`), gradients, status and counts.
-  auto runItems = [&](PackedFn entry, int64_t count, auto dqOf) {
+  auto runItems = [&](PackedFn entry, int64_t count, bool withOut, auto dqOf) {
     runTasks(tasks, [&](unsigned task) {
       std::vector<std::vector<int64_t>> d;
-      for (const TensorRef *t : {&args.q, &args.k, &args.v, static_cast<const TensorRef *>(&dout), &args.lse})
+      for (const TensorRef *t : {&args.q, &args.k, &args.v, static_cast<const TensorRef *>(&dout)})
         add(d, *t);
+      if (withOut)
+        add(d, args.out);
+      add(d, args.lse);
       d.push_back(descriptor(delta.data(), {B, Hq, Sq}, {Hq * Sq, Sq, 1}));
       for (const TensorRef &t : args.buffers)
         add(d, t);
@@ -614,11 +648,11 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     // dQ first (its items are (b, h, query tile); no gradient of a buffer;
     // it counts no block), then dK and dV with the buffers' gradients.
     std::fill_n(dqs[0].get(), dqSize, 0.0f);
-    runItems(impl->symbolsDQ.entry, B * Hq * impl->symbolsDQ.numQTiles(Sq),
+    runItems(impl->symbolsDQ.entry, B * Hq * impl->symbolsDQ.numQTiles(Sq), kernelDelta,
              [&](unsigned) { return dqs[0].get(); });
-    runItems(impl->symbols.entry, items, [&](unsigned) { return dqs[0].get(); });
+    runItems(impl->symbols.entry, items, false, [&](unsigned) { return dqs[0].get(); });
   } else {
-    runItems(impl->symbols.entry, items, [&](unsigned task) {
+    runItems(impl->symbols.entry, items, false, [&](unsigned task) {
       std::fill_n(dqs[task].get(), dqSize, 0.0f);
       return dqs[task].get();
     });

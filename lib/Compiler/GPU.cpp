@@ -141,7 +141,8 @@ llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
     summarized = detail::summarizedBuffers(variant);
   auto [rows, keys] = gpuBackwardTiles(config, computation, narrow);
   OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
-      ctx, variant, config, *gradients, summarized, rows, keys, /*dqStorage=*/true);
+      ctx, variant, config, *gradients, summarized, rows, keys, /*dqStorage=*/true,
+      /*deltaFromOut=*/computation == GPUComputation::BackwardDQ);
   SmallVector<func::FuncOp> host;
   module->walk([&](func::FuncOp f) {
     if (f.getOps<heed::attn::AttentionBackwardOp>().empty())

@@ -72,12 +72,14 @@ llvm::Expected<std::vector<unsigned>> gradientPositions(mlir::MLIRContext &ctx,
 /// begin, end)` holding one attn.attention_backward tiled `tileRows` x
 /// `tileKeys`, the tile-count functions and @heed_gradient_buffer. dq is f32
 /// (the CPU adds into it) unless `dqStorage` (the GPUs write it once, in
-/// the kernel's dtype).
+/// the kernel's dtype). With `deltaFromOut`, the forward's out (f32 where
+/// config.outF32, else the dtype) follows dout, and the kernel computes
+/// and writes delta (the dQ kernel).
 mlir::OwningOpRef<mlir::ModuleOp>
 buildBackwardModule(mlir::MLIRContext &ctx, const spec::Variant &variant,
                     const KernelConfig &config, const std::vector<unsigned> &gradients,
                     const std::vector<unsigned> &summarized, int64_t tileRows, int64_t tileKeys,
-                    bool dqStorage);
+                    bool dqStorage, bool deltaFromOut = false);
 
 /// Positions of the buffers that get a run-time summary (rank-1 integer
 /// buffers: document ids and the like).

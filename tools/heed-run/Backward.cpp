@@ -157,6 +157,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   KernelConfig backwardConfig = config;
   backwardConfig.backwardBlockKV = options.blockKV;
   backwardConfig.backwardSplit = options.split;
+  backwardConfig.outF32 = forwardConfig.outF32; // the dtype of the out it reads
   if (llvm::Error err = backwardConfig.validate())
     return error("--backward-block-kv: " + llvm::toString(std::move(err)));
   auto backward = BackwardKernel::compile(variant, backwardConfig);

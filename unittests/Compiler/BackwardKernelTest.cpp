@@ -53,7 +53,9 @@ TEST_P(BackwardKernelNormalizations, MatchesTheReference) {
   forwardConfig.outF32 = c.outF32;
   auto forward = Kernel::compile(variant, forwardConfig);
   ASSERT_TRUE(static_cast<bool>(forward)) << llvm::toString(forward.takeError());
-  auto backward = BackwardKernel::compile(variant, config);
+  KernelConfig backwardConfig = config;
+  backwardConfig.outF32 = c.outF32; // the dtype of the out it reads (split)
+  auto backward = BackwardKernel::compile(variant, backwardConfig);
   ASSERT_TRUE(static_cast<bool>(backward)) << llvm::toString(backward.takeError());
 
   unsigned seed = std::random_device{}();

@@ -186,8 +186,11 @@ std::pair<Value, Value> BackwardLoopBuilder::rowStatistics(Value head, Value row
     Value zero = fill(type, 0);
     return {zero, zero};
   }
-  return {TileLoadRowsOp::create(b, loc, type, op.getLse(), batch, head, rowSpan),
-          TileLoadRowsOp::create(b, loc, type, op.getDelta(), batch, head, rowSpan)};
+  Value lse = TileLoadRowsOp::create(b, loc, type, op.getLse(), batch, head, rowSpan);
+  // The dQ kernel computes delta itself where it is given out.
+  if (op.getOut() && role == TileRole::Row)
+    return {lse, Value()};
+  return {lse, TileLoadRowsOp::create(b, loc, type, op.getDelta(), batch, head, rowSpan)};
 }
 
 void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
@@ -201,6 +204,14 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
   Value q = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::Q);
   Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q);
   auto [lse, delta] = rowStatistics(head, rowSpan, TileRole::Row);
+  // delta = rowsum(dout * out) computed here and written for the dK/dV
+  // kernel that runs after this one (sigmoid rows have none).
+  if (op.getOut() && variant.getNormalization() != Normalization::Sigmoid) {
+    delta = TileRowDeltaOp::create(b, loc, tile(rows, 1, b.getF32Type(), TileRole::Row),
+                                   op.getOut(), op.getDout(), batch, head, rowSpan,
+                                   op.getLayoutAttr());
+    TileStoreRowsOp::create(b, loc, delta, op.getDelta(), batch, head, rowSpan);
+  }
   Value kTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqKV, op.getVariantAttr(),
                                     SideAttr::get(b.getContext(), Side::KV), tiling);
   TileType dqType = tile(rows, headDim, b.getF32Type(), TileRole::Acc);

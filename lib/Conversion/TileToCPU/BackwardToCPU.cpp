@@ -1,6 +1,8 @@
 // CPU patterns for the backward's tile ops (docs/backward.md), in the CPU
 // representation of CPUPatterns.h (rows in vector lanes):
 //   attn.tile.load_rows    lse / delta of a span's rows, as a vector
+//   attn.tile.row_delta    delta = rowsum(out * dout) of a span's rows
+//   attn.tile.store_rows   a span's row values written to [B, H, S]
 //   attn.tile.probs        P = exp(score'(s) - lse) (sigmoid: the weights),
 //                          masked, into a new tile
 //   attn.tile.grad_scores  dS = P (dP - delta) f'(s) (sigmoid: dP P (1 - P)
@@ -63,6 +65,86 @@ struct LoadRowsLowering : OpConversionPattern<TileLoadRowsOp> {
       scf::YieldOp::create(rewriter, loc, v);
     }
     rewriter.replaceOp(op, loop.getResult(0));
+    return success();
+  }
+};
+
+/// delta per lane: sum_d out * dout of its row (f32, the tensors' elements
+/// extended), 0 at holes.
+struct RowDeltaLowering : OpConversionPattern<TileRowDeltaOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileRowDeltaOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = cast<VectorType>(getTypeConverter()->convertType(op.getResult().getType()));
+    Span span(adaptor.getSpan());
+    Value out = adaptor.getOut().front(), dout = adaptor.getDout().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    int64_t dim = cast<MemRefType>(out.getType()).getDimSize(3);
+    Type f32 = rewriter.getF32Type();
+    Value zero = arith::ConstantOp::create(rewriter, loc, rewriter.getF32FloatAttr(0));
+    auto widen = [&](Value x) {
+      return x.getType().isF32() ? x : Value(arith::ExtFOp::create(rewriter, loc, f32, x));
+    };
+    auto lanes = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                    index(rewriter, loc, type.getDimSize(0)),
+                                    index(rewriter, loc, 1), ValueRange{splat(rewriter, loc, type, 0)});
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(lanes.getBody());
+      Value i = lanes.getInductionVar();
+      auto ifOp = scf::IfOp::create(rewriter, loc, TypeRange{f32},
+                                    extractAt(rewriter, loc, span.real, i), true);
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value token = extractAt(rewriter, loc, span.tokens, i);
+      auto dims = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0), index(rewriter, loc, dim),
+                                     index(rewriter, loc, 1), ValueRange{zero});
+      {
+        OpBuilder::InsertionGuard inner(rewriter);
+        rewriter.setInsertionPointToStart(dims.getBody());
+        Value d = dims.getInductionVar();
+        SmallVector<Value> at = op.getLayout() == Layout::BSHD
+                                    ? SmallVector<Value>{batch, token, head, d}
+                                    : SmallVector<Value>{batch, head, token, d};
+        Value o = widen(memref::LoadOp::create(rewriter, loc, out, at));
+        Value g = widen(memref::LoadOp::create(rewriter, loc, dout, at));
+        scf::YieldOp::create(rewriter, loc,
+                             ValueRange{math::FmaOp::create(rewriter, loc, o, g,
+                                                            dims.getRegionIterArgs()[0])});
+      }
+      scf::YieldOp::create(rewriter, loc, dims.getResult(0));
+      rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(rewriter, loc, ValueRange{zero});
+      rewriter.setInsertionPointAfter(ifOp);
+      Value v = vector::InsertOp::create(rewriter, loc, ifOp.getResult(0),
+                                         lanes.getRegionIterArgs()[0], ArrayRef<OpFoldResult>{i});
+      scf::YieldOp::create(rewriter, loc, v);
+    }
+    rewriter.replaceOp(op, lanes.getResult(0));
+    return success();
+  }
+};
+
+/// tensor[b, h, token] = lane, for the real lanes.
+struct StoreRowsLowering : OpConversionPattern<TileStoreRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileStoreRowsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value rows = adaptor.getRows().front(), tensor = adaptor.getTensor().front();
+    Span span(adaptor.getSpan());
+    int64_t lanes = cast<VectorType>(rows.getType()).getDimSize(0);
+    auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0), index(rewriter, loc, lanes),
+                                   index(rewriter, loc, 1));
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(loop.getBody());
+    Value i = loop.getInductionVar();
+    auto ifOp = scf::IfOp::create(rewriter, loc, extractAt(rewriter, loc, span.real, i), false);
+    rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    memref::StoreOp::create(rewriter, loc, extractAt(rewriter, loc, rows, i), tensor,
+                            ValueRange{adaptor.getBatch().front(), adaptor.getHead().front(),
+                                       extractAt(rewriter, loc, span.tokens, i)});
+    rewriter.eraseOp(op);
     return success();
   }
 };
@@ -328,8 +410,9 @@ struct WriteRowsLowering : OpConversionPattern<TileWriteRowsOp> {
 } // namespace
 
 void populateBackwardPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, GradSinkLowering,
-               GradKVLowering, WriteRowsLowering>(converter, patterns.getContext());
+  patterns.add<LoadRowsLowering, RowDeltaLowering, StoreRowsLowering, ProbsLowering,
+               GradScoresLowering, GradSinkLowering, GradKVLowering, WriteRowsLowering>(
+      converter, patterns.getContext());
 }
 
 } // namespace heed::cpu

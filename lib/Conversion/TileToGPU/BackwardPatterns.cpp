@@ -4,6 +4,9 @@
 // kernel's key-major (`transposed`: the row slots are keys, the columns
 // queries, and lse/delta are col tiles).
 //   attn.tile.load_rows    lse / delta per row slot (row) or per column (col)
+//   attn.tile.row_delta    delta = rowsum(out * dout) per row slot, the
+//                          lanes of a row each reading chunks of 8 columns
+//   attn.tile.store_rows   a row slot's value, by the lane owning the row
 //   attn.tile.probs        P = exp(score'(s) - lse) where visible (sigmoid:
 //                          the weights), element by element
 //   attn.tile.grad_scores  dS = P (dP - delta) f'(s) (sigmoid: dP P (1 - P)
@@ -20,8 +23,10 @@
 
 #include "dialects/attn/AttnOps.h"
 
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <cmath>
 
@@ -67,6 +72,79 @@ struct LoadRowsLowering : TargetPattern<TileLoadRowsOp> {
                                                f32(rewriter, loc, 0)));
     }
     rewriter.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
+/// delta = rowsum(out * dout) per row slot: the lanes that hold a row
+/// (rowReduce's group) split its columns in chunks of 8, and reduce.
+struct RowDeltaLowering : TargetPattern<TileRowDeltaOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileRowDeltaOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value out = adaptor.getOut().front(), dout = adaptor.getDout().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    int64_t dim = cast<MemRefType>(out.getType()).getDimSize(3);
+    int64_t group = target.rowGroupLanes();
+    if (!group || dim % 8)
+      return rewriter.notifyMatchFailure(op, "needs row groups and a head dim multiple of 8");
+    Type f32 = rewriter.getF32Type();
+    auto f32x8 = VectorType::get({8}, f32);
+    Value part = arith::RemUIOp::create(rewriter, loc, laneId(rewriter, loc, target.shape.waveSize),
+                                        index(rewriter, loc, group));
+    auto chunk = [&](Value tensor, ValueRange at, Value in) {
+      auto type = VectorType::get({8}, cast<MemRefType>(tensor.getType()).getElementType());
+      Value x = loadOrZero(rewriter, loc, type, tensor, at, in);
+      return type.getElementType().isF32() ? x : Value(arith::ExtFOp::create(rewriter, loc, f32x8, x));
+    };
+    SmallVector<Value> values;
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value r = target.slotRow(rewriter, loc, s);
+      Value real = rows.contains(rewriter, loc, r);
+      Value token = rows.clampedToken(rewriter, loc, r);
+      Value sum = arith::ConstantOp::create(rewriter, loc,
+                                            DenseElementsAttr::get(f32x8, rewriter.getF32FloatAttr(0)));
+      for (int64_t c0 = 0; c0 < dim; c0 += 8 * group) {
+        Value col = arith::AddIOp::create(
+            rewriter, loc, index(rewriter, loc, c0),
+            arith::MulIOp::create(rewriter, loc, part, index(rewriter, loc, 8)));
+        Value in = arith::AndIOp::create(
+            rewriter, loc, real,
+            arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult, col,
+                                  index(rewriter, loc, dim)));
+        SmallVector<Value> at = gpu_tile::at(op.getLayout(), batch, head, token, col);
+        sum = math::FmaOp::create(rewriter, loc, chunk(out, at, in), chunk(dout, at, in), sum);
+      }
+      Value lane = vector::ReductionOp::create(rewriter, loc, vector::CombiningKind::ADD, sum);
+      values.push_back(target.rowReduce(rewriter, loc, lane, /*max=*/false));
+    }
+    rewriter.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
+/// Each row slot's value, by the lane that owns the row's statistics.
+struct StoreRowsLowering : TargetPattern<TileStoreRowsOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileStoreRowsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value owner = target.ownsRowStats(rewriter, loc);
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value r = target.slotRow(rewriter, loc, s);
+      auto ifOp = scf::IfOp::create(
+          rewriter, loc, arith::AndIOp::create(rewriter, loc, owner, rows.contains(rewriter, loc, r)),
+          false);
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      memref::StoreOp::create(rewriter, loc, adaptor.getRows()[s], adaptor.getTensor().front(),
+                              ValueRange{adaptor.getBatch().front(), adaptor.getHead().front(),
+                                         rows.token(rewriter, loc, r)});
+    }
+    rewriter.eraseOp(op);
     return success();
   }
 };
@@ -293,8 +371,8 @@ struct WriteRowsLowering : TargetPattern<TileWriteRowsOp> {
 void populateMatrixCoreBackwardPatterns(const TypeConverter &converter,
                                         const MatrixCoreTarget &target,
                                         RewritePatternSet &patterns) {
-  patterns.add<LoadRowsLowering, ProbsLowering, GradScoresLowering, GradSinkLowering,
-               WriteRowsLowering>(
+  patterns.add<LoadRowsLowering, RowDeltaLowering, StoreRowsLowering, ProbsLowering,
+               GradScoresLowering, GradSinkLowering, WriteRowsLowering>(
       converter, patterns.getContext(), target);
 }
 
