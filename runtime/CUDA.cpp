@@ -418,4 +418,20 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
                             options);
 }
 
+std::string KernelModule::launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                                         const std::vector<unsigned> &gradients,
+                                         const KernelModule &dkdv, void *stream,
+                                         const GPULaunchOptions &options) const {
+  if (dkdv.deviceOrdinal != deviceOrdinal)
+    return "the backward's two kernels are loaded on different devices";
+  std::string error;
+  Driver *d = driver(error);
+  if (!d || !(error = d->bind(deviceOrdinal)).empty())
+    return error;
+  StreamDriver dqCalls(*d, stream, function, shape.threads, shape.sharedBytes);
+  StreamDriver dkdvCalls(*d, stream, dkdv.function, dkdv.shape.threads, dkdv.shape.sharedBytes);
+  return launchGPUBackward(info, args, gradients, shape, dqCalls, dkdv.shape, dkdvCalls,
+                           d->streams.get(deviceOrdinal, stream), options);
+}
+
 } // namespace heed::cuda

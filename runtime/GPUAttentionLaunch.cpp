@@ -341,6 +341,153 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   return collect(driver, state, /*waited=*/true, /*thisLaunch=*/true);
 }
 
+namespace {
+
+/// The backward kernels' parameters: each memref expanded as the forward's
+/// (GPUKernelArgs), in buildBackwardModule's order: q, k, v, dout, [out],
+/// lse, delta, buffers, summaries, dq, dk, dv, gradients, status, stats,
+/// the work range.
+class GPUBackwardArgs {
+public:
+  GPUBackwardArgs(const GPUBackwardTensors &t, const std::vector<DeviceSummary> &summaries,
+                  bool withOut, void *status, void *stats) {
+    auto memref = [&](const void *data, const std::vector<int64_t> &shape,
+                      const std::vector<int64_t> &strides) {
+      auto p = reinterpret_cast<int64_t>(data);
+      words.insert(words.end(), {p, p, 0});
+      words.insert(words.end(), shape.begin(), shape.end());
+      words.insert(words.end(), strides.begin(), strides.end());
+    };
+    auto tensor = [&](const TensorRef &x) { memref(x.data, x.shape, x.effectiveStrides()); };
+    const AttentionArgs &f = t.forward;
+    for (const TensorRef *x : {&f.q, &f.k, &f.v, &t.dout})
+      tensor(*x);
+    if (withOut)
+      tensor(f.out);
+    tensor(f.lse);
+    tensor(t.delta);
+    for (const TensorRef &b : f.buffers)
+      tensor(b);
+    for (const DeviceSummary &d : summaries)
+      memref(d.data, {d.levels, d.blocks, 2}, {d.blocks * 2, 2, 1});
+    for (const TensorRef *x : {&t.dq, &t.dk, &t.dv})
+      tensor(*x);
+    for (const TensorRef &g : t.bufferGrads)
+      tensor(g);
+    memref(status, {1}, {1});
+    memref(stats, {3}, {1});
+    words.insert(words.end(), {0, 0});
+    for (int64_t &w : words)
+      pointers.push_back(&w);
+  }
+  void **params() { return pointers.data(); }
+
+private:
+  std::vector<int64_t> words;
+  std::vector<void *> pointers;
+};
+
+/// The backward's own tensors against the forward's dims: "" or the error.
+std::string checkBackwardTensors(const GPUBackwardTensors &t, const KernelInfo &info,
+                                 const std::vector<unsigned> &gradients) {
+  const AttentionArgs &f = t.forward;
+  struct Pair {
+    const char *name;
+    const TensorRef *got, *like;
+  };
+  for (Pair p : {Pair{"dout", &t.dout, &f.out}, Pair{"dq", &t.dq, &f.q}, Pair{"dk", &t.dk, &f.k},
+                 Pair{"dv", &t.dv, &f.v}})
+    if (p.got->shape != p.like->shape || p.got->dtype != info.dtype || !p.got->data ||
+        p.got->effectiveStrides().back() != 1)
+      return std::string(p.name) + " must be a " + toString(info.dtype) +
+             " tensor shaped like " + (p.like == &f.out ? "out" : "its input") +
+             " with a contiguous head dim, got " + p.got->describe();
+  if (t.delta.dtype != DType::F32 || t.delta.shape != f.lse.shape || !t.delta.isContiguous())
+    return "delta must be contiguous f32 shaped like lse, got " + t.delta.describe();
+  if (t.bufferGrads.size() != gradients.size())
+    return "the backward writes " + std::to_string(gradients.size()) +
+           " buffer gradients, got " + std::to_string(t.bufferGrads.size()) + " tensors";
+  for (size_t g = 0; g < gradients.size(); ++g) {
+    const TensorRef &x = t.bufferGrads[g];
+    if (x.dtype != DType::F32 || x.shape != f.buffers[gradients[g]].shape || !x.isContiguous())
+      return "the gradient of buffer '" + info.buffers[gradients[g]].name +
+             "' must be contiguous f32 shaped like it, got " + x.describe();
+  }
+  return "";
+}
+
+} // namespace
+
+std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                              const std::vector<unsigned> &gradients, const GPULaunch &dq,
+                              GPUStreamDriver &dqDriver, const GPULaunch &dkdv,
+                              GPUStreamDriver &dkdvDriver, GPUStreamState &state,
+                              const GPULaunchOptions &options) {
+  AttentionDims dims;
+  if (!info.lse)
+    return "the GPU backward reads the forward's lse: describe the kernel with lse";
+  if (std::string err = checkAttentionArgs(args.forward, info, dims); !err.empty())
+    return err;
+  if (std::string err = checkBackwardTensors(args, info, gradients); !err.empty())
+    return err;
+  // The dQ kernel stages K and V rows with 16-byte copies, the dK/dV
+  // kernel Q and dO rows.
+  AttentionArgs staged = args.forward;
+  staged.k = args.forward.q;
+  staged.v = args.dout;
+  if (std::string err = dqDriver.checkTensors(args.forward); !err.empty())
+    return err;
+  if (std::string err = dkdvDriver.checkTensors(staged); !err.empty())
+    return err;
+  if (dq.blockRows <= 0 || dkdv.blockRows <= 0)
+    return "the GPU backward kernels have no launch shape";
+  std::lock_guard<std::mutex> lock(state.mutex);
+  std::string error;
+  if (!(error = prepare(dqDriver, state)).empty() ||
+      !(error = collect(dqDriver, state, /*waited=*/false, /*thisLaunch=*/false)).empty())
+    return error;
+  for (const TensorRef &g : args.bufferGrads)
+    if (g.numElements() &&
+        !(error = dqDriver.zeroAsync(g.data, size_t(g.numElements()))).empty())
+      return error;
+  if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0 || dims.seqKV == 0)
+    return "";
+  std::vector<DeviceSummary> summaries;
+  DeviceGateRows unused;
+  if (!info.summarized.empty() &&
+      !(error = uploadHostTables(info, args.forward, dims, dqDriver, state, summaries, unused))
+           .empty())
+    return error;
+  void *stats = static_cast<char *>(state.words) + 8;
+  auto grid = [](int64_t n, int64_t rows) { return unsigned((n + rows - 1) / rows); };
+  // The dQ kernel computes delta (softmax rows) and writes it; the dK/dV
+  // kernel after it on the stream reads it.
+  GPUBackwardArgs dqParams(args, summaries, /*withOut=*/true, state.words, stats);
+  if (!(error = dqDriver.launch(grid(dims.seqQ, dq.blockRows), unsigned(dims.headsQ),
+                                unsigned(dims.batch), dqParams.params()))
+           .empty())
+    return error;
+  GPUBackwardArgs dkdvParams(args, summaries, /*withOut=*/false, state.words, stats);
+  if (!(error = dkdvDriver.launch(grid(dims.seqKV, dkdv.blockRows), unsigned(dims.headsKV),
+                                  unsigned(dims.batch), dkdvParams.params()))
+           .empty())
+    return error;
+  std::vector<std::string> bufferNames;
+  for (const BufferInfo &b : info.buffers)
+    bufferNames.push_back(b.name);
+  if (state.launched.size() < kRememberedVariants)
+    state.launched.emplace_back(info.name + " (backward)", std::move(bufferNames));
+  if (!(error = dqDriver.downloadAsync(state.hostStatus, state.words, sizeof(int32_t))).empty() ||
+      !(error = dqDriver.recordEvent(state.event)).empty())
+    return error;
+  state.pending = true;
+  if (!options.synchronous)
+    return "";
+  if (!(error = dqDriver.synchronize()).empty())
+    return error;
+  return collect(dqDriver, state, /*waited=*/true, /*thisLaunch=*/true);
+}
+
 std::string checkGPUStream(GPUStreamDriver &driver, GPUStreamState &state) {
   std::lock_guard<std::mutex> lock(state.mutex);
   if (!state.ready)

@@ -13,6 +13,10 @@
 #                   precompiled artifacts, both kernels
 #   sanitizer 120   compute-sanitizer memcheck, racecheck, synccheck, initcheck
 #                   on cases.txt's sanitize cases
+#   backward   75   cases.txt's backward cases: heed-run --backward on CUDA
+#                   (the forward, then the backward's dQ and dK/dV kernels,
+#                   compiled there: no AOT for the backward yet) against
+#                   float64; memcheck and racecheck on the first one
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
 #   bench    rest   bench/gpu_attention.py (raw JSON rewritten after each row):
@@ -180,6 +184,68 @@ step_sanitizer() {
   done < <(gpu_cases sanitize)
   detail "$runs runs, $clean clean, $((runs - clean)) with errors or failures, $notrun not run (time)${bad:+:$bad}"
   [ -n "$bad" ] && return 1
+  [ $notrun -gt 0 ] && return 124
+  return 0
+}
+
+step_backward() {
+  local name kopts ropts targets k r log rc t0 passed=0 failed=0 notrun=0 failures="" first=""
+  while IFS='|' read -r name kopts ropts targets; do
+    if [ "$(left)" -lt 10 ]; then
+      notrun=$((notrun + 1))
+      case_record backward "$name" NOT-RUN 0
+      continue
+    fi
+    read -ra k <<< "$kopts"
+    read -ra r <<< "$ropts"
+    [ -z "$first" ] && first="$name|$kopts|$ropts"
+    echo "== $name: heed-run $kopts $ropts --backward --target=cuda"
+    t0=$(now)
+    log=$(heed_exec timeout -k 5 "$(item_limit 30)" "$HEED_DIR/bin/heed-run" "${k[@]}" "${r[@]}" \
+            --backward --target=cuda --repeat=3 --seed="$SEED" 2>&1)
+    rc=$?
+    echo "$log"
+    if [ $rc -eq 77 ]; then
+      detail "$(grep -m1 SKIPPED <<< "$log")"
+      case_record backward "$name" SKIPPED $(($(now) - t0))
+      return 77
+    fi
+    local status=PASS
+    [ $rc -eq 0 ] || status=FAIL
+    [ $rc -eq 124 ] || [ $rc -eq 137 ] && status=TIMEOUT
+    if [ $status = PASS ]; then passed=$((passed + 1)); else
+      failed=$((failed + 1))
+      failures+=" $name"
+    fi
+    case_record backward "$name" $status $(($(now) - t0)) rc $rc \
+      errors "$(grep -E 'relative error' <<< "$log" | awk '{print $1 "=" $4}' | tr '\n' ' ')" \
+      time "$(sed -n 's/^backward *\([0-9.]* ms\).*/\1/p' <<< "$log")" seed "$SEED"
+  done < <(gpu_cases backward)
+  # The first case under compute-sanitizer (its kernels now in the cache).
+  local sanitized=""
+  if [ -n "${SANITIZER:-}" ] && [ -n "$first" ]; then
+    IFS='|' read -r name kopts ropts <<< "$first"
+    read -ra k <<< "$kopts"
+    read -ra r <<< "$ropts"
+    for tool in memcheck racecheck; do
+      [ "$(left)" -lt 10 ] && { notrun=$((notrun + 1)); continue; }
+      echo "== $tool $name --backward"
+      t0=$(now)
+      log=$(heed_exec timeout -k 5 "$(item_limit 40)" "$SANITIZER" --tool "$tool" \
+              --error-exitcode 9 --print-limit 20 "$HEED_DIR/bin/heed-run" "${k[@]}" "${r[@]}" \
+              --backward --target=cuda --repeat=1 --seed="$SEED" 2>&1)
+      rc=$?
+      head -c 20000 <<< "$log"
+      echo
+      local st=PASS
+      [ $rc -eq 0 ] || { st=FAIL; failed=$((failed + 1)); failures+=" $name/$tool"; }
+      sanitized+=" $tool:$st"
+      case_record backward "$name $tool" $st $(($(now) - t0)) rc $rc \
+        summary "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' <<< "$log" | tail -1)"
+    done
+  fi
+  detail "$passed passed, $failed failed, $notrun not run (time);${sanitized:- no sanitizer} seed $SEED${failures:+; failed:$failures}"
+  [ $failed -gt 0 ] && return 1
   [ $notrun -gt 0 ] && return 124
   return 0
 }
@@ -390,14 +456,15 @@ yes_no() { [ -n "$1" ] && echo "$1" || echo "$2"; }
 STEP=setup detail "${GPU_NAME:-no GPU ($GPU_WHY)}, $runtime, $(nproc) cores; compute-sanitizer $(yes_no "$SANITIZER" 'NOT FOUND'); ptxas $(yes_no "$PTXAS" 'not found'); bundle $(( $(need bundle_bytes) / 1048576 )) MiB"
 record setup PASS $(($(now) - t0)) "${BUDGET_SETUP:-20}"
 
-steps=${STEPS:-aot,numerics,sanitizer,compile,bench}
-echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, compile ${BUDGET_COMPILE:-20}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
-for step in aot numerics sanitizer compile bench; do
+steps=${STEPS:-aot,numerics,sanitizer,backward,compile,bench}
+echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-75}, compile ${BUDGET_COMPILE:-20}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
+for step in aot numerics sanitizer backward compile bench; do
   [[ ,$steps, == *,$step,* ]] || continue
   case $step in
     aot) budget=${BUDGET_AOT:-15}; log=misc.log ;;
     numerics) budget=${BUDGET_NUMERICS:-90}; log=numerics.log ;;
     sanitizer) budget=${BUDGET_SANITIZER:-120}; log=sanitizer.log ;;
+    backward) budget=${BUDGET_BACKWARD:-75}; log=numerics.log ;;
     compile) budget=${BUDGET_COMPILE:-20}; log=misc.log ;;
     bench) budget=${BUDGET_BENCH:-$((deadline - $(now) - 5))}; log=bench.log ;; # what is left
   esac

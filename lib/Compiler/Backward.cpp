@@ -31,6 +31,11 @@ namespace heed {
 
 using namespace mlir;
 
+llvm::Expected<std::vector<unsigned>> differentiableBuffers(const spec::Variant &variant) {
+  std::unique_ptr<MLIRContext> ctx = detail::makeContext();
+  return detail::gradientPositions(*ctx, variant);
+}
+
 std::pair<int64_t, int64_t> backwardTiles(const KernelConfig &config) {
   return {config.blockQ ? config.blockQ : kBackwardQueryRows,
           config.backwardBlockKV ? config.backwardBlockKV : kBackwardKeys};

@@ -595,7 +595,10 @@ static const std::string &ptxasIdentity() {
 
 std::string GPUTarget::canonical() const {
   const char *kinds[] = {"auto", "tensor-cores", "simt", "wgmma"};
+  const char *computations[] = {"forward", "dq", "dkdv"};
   std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
+  if (computation != GPUComputation::Forward) // (forward keys stay what they were)
+    text += std::string(" computation=") + computations[int(computation)];
   if (vendor == GPUVendor::AMD)
     text += " mfma=" + std::to_string(mfma);
   else
@@ -614,13 +617,18 @@ llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
     auto chip = CUDATarget::parse(target.chip);
     if (!chip)
       return chip.takeError();
-    auto binary = compileCUDA(variant, config, *chip, target.kind);
+    auto binary = compileCUDA(variant, config, *chip, target.kind, target.computation);
     if (!binary)
       return binary.takeError();
     launch = binary->launch;
     entry.binary = binary->cubin ? std::move(*binary->cubin) : std::move(binary->ptx);
+    if (target.computation != GPUComputation::Forward) // what heed-cache lists
+      entry.info.name += target.computation == GPUComputation::BackwardDQ ? ".backward.dq"
+                                                                          : ".backward.dkdv";
     return entry;
   }
+  if (target.computation != GPUComputation::Forward)
+    return fail("the backward's GPU kernels are NVIDIA tensor-core kernels for now");
   auto chip = AMDGPUTarget::parse(target.chip);
   if (!chip)
     return chip.takeError();

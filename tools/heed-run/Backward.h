@@ -23,6 +23,13 @@ struct BackwardOptions {
   std::string shape; ///< for the report
 };
 
+/// The same on device 0 with CUDA (`chip`, "" for the device's): the GPU
+/// forward and the backward's two tensor-core kernels; 77 (SKIPPED) without
+/// a CUDA driver.
+int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTensor &q,
+                      HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
+                      std::mt19937_64 &rng, const BackwardOptions &options, std::string chip);
+
 /// Runs and checks; returns the exit code (0 passed, 2 failed, 1 error).
 int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
                 HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,

@@ -107,7 +107,8 @@ cl::opt<bool> json("json", cl::desc("print one JSON object instead of a table"),
                    cl::cat(category));
 cl::opt<bool> backward("backward",
                        cl::desc("also run the backward pass on a random dout and check dq, dk, "
-                                "dv and the buffers' gradients against float64 (CPU)"),
+                                "dv and the buffers' gradients against float64 (CPU; with "
+                                "--target=cuda the GPU's two backward kernels)"),
                        cl::cat(category));
 cl::opt<int64_t> backwardBlockKV(
     "backward-block-kv",
@@ -793,18 +794,10 @@ int main(int argc, char **argv) {
   if ((serving || ragged) && (platform != "cpu" || backward))
     return error("--kv-lens, --q-lens and --page-size run the forward on the CPU only for now "
                  "(docs/decode.md)");
-  if (platform == "cuda")
-    return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
-  if (platform == "rocm")
-    return runOnGPU<HIPBackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
-  if (target != "cpu")
-    return error("unknown --target=" + target +
-                 " (expected cpu, cuda, cuda:sm_XX, rocm or rocm:gfxNNN)");
-
+  heed::run::BackwardOptions o;
   if (backward) {
     if (backwardOutDType != "f32" && backwardOutDType != "storage")
       return error("unknown --backward-out-dtype=" + backwardOutDType + " (expected f32 or storage)");
-    heed::run::BackwardOptions o;
     o.threads = threads;
     o.repeat = repeat;
     o.tolerance = tolerance.getNumOccurrences() ? tolerance.getValue() : 0;
@@ -817,8 +810,21 @@ int main(int argc, char **argv) {
     o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
                           dtype.getValue(), layout.getValue());
-    return heed::run::runBackward(variant, config, q, k, v, buffers, rng, o);
   }
+  if (platform == "cuda" && backward)
+    return heed::run::runBackwardOnCUDA(variant, config, q, k, v, buffers, rng, o,
+                                        llvm::StringRef(target).split(':').second.str());
+  if (platform == "rocm" && backward)
+    return error("the backward's GPU kernels are NVIDIA's for now (--target=cuda)");
+  if (platform == "cuda")
+    return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
+  if (platform == "rocm")
+    return runOnGPU<HIPBackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
+  if (target != "cpu")
+    return error("unknown --target=" + target +
+                 " (expected cpu, cuda, cuda:sm_XX, rocm or rocm:gfxNNN)");
+  if (backward)
+    return heed::run::runBackward(variant, config, q, k, v, buffers, rng, o);
   return runOnCPU(variant, config, {batch, heads, hkv, seq, skv}, q, k, v, out, lse, buffers,
                   call, serving, ragged, usedSeed);
 }

@@ -35,6 +35,13 @@ struct BackwardArgs {
 
 class KernelCache;
 
+/// The float buffers the variant's score (or sink logit) is differentiable
+/// in, in declaration order: the ones whose gradients the backward's
+/// kernels add (the GPU backward's, as BackwardKernel::gradientBuffers()
+/// less a gated variant's gate). Fails where the variant cannot be
+/// differentiated.
+llvm::Expected<std::vector<unsigned>> differentiableBuffers(const spec::Variant &variant);
+
 /// The backward's query rows and keys per tile for `config` (blockQ 0: 16
 /// rows; backwardBlockKV 0: 64 keys; its own schedule's choice).
 std::pair<int64_t, int64_t> backwardTiles(const KernelConfig &config);

@@ -70,6 +70,8 @@ struct GPUTarget {
   std::string chip; ///< "sm_90", "gfx942"
   GPUKernelKind kind = GPUKernelKind::Auto;
   int64_t mfma = 32; ///< AMD only
+  /// The forward, or one of the backward's two kernels (NVIDIA).
+  GPUComputation computation = GPUComputation::Forward;
 
   /// The artifact entry's target: "cuda:<chip>" or "hip:<chip>".
   std::string entryTarget() const;

@@ -110,6 +110,30 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
                                const GPULaunch &launch, GPUStreamDriver &driver,
                                GPUStreamState &state, const GPULaunchOptions &options);
 
+/// The device tensors of one GPU backward call (docs/backward.md, "GPU
+/// kernels"): the forward's q, k, v, buffers, out and lse [B, Hq, Sq] (f32);
+/// dout shaped like out; dq, dk, dv written, shaped like q, k, v, in the
+/// kernels' dtype; `delta`: f32 [B, Hq, Sq] scratch the dQ kernel writes
+/// and the dK/dV kernel reads; bufferGrads: contiguous f32 tensors shaped
+/// like the buffers `gradients` lists (zeroed here, then added into).
+struct GPUBackwardTensors {
+  AttentionArgs forward; ///< q, k, v, out, lse, buffers
+  TensorRef dout, dq, dk, dv, delta;
+  std::vector<TensorRef> bufferGrads;
+};
+
+/// The backward on the caller's stream, checked like launchGPUAttention:
+/// the buffers' gradients zeroed, the dQ kernel on a grid of
+/// (ceil(Sq / dq.blockRows), Hq, B) blocks, then the dK/dV kernel on
+/// (ceil(Skv / dkdv.blockRows), Hkv, B). Each driver is bound to its
+/// kernel. `info`: the forward's description (with lse); `gradients`: the
+/// buffers whose gradients the kernels add, in order.
+std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                              const std::vector<unsigned> &gradients, const GPULaunch &dq,
+                              GPUStreamDriver &dqDriver, const GPULaunch &dkdv,
+                              GPUStreamDriver &dkdvDriver, GPUStreamState &state,
+                              const GPULaunchOptions &options);
+
 /// Waits for the stream and reports the error a launch on it recorded since
 /// the last report ("" when none).
 std::string checkGPUStream(GPUStreamDriver &driver, GPUStreamState &state);

@@ -1,0 +1,237 @@
+// heed-run --target=cuda --backward (Backward.h): the forward and the
+// backward's two tensor-core kernels (docs/backward.md, "GPU kernels") on
+// device 0, dq, dk, dv and every buffer gradient compared normwise with the
+// float64 reference backward, as the CPU's --backward does.
+#include "Backward.h"
+
+#include "heed/Compiler/Backward.h"
+#include "heed/Compiler/GPU.h"
+#include "heed/Compiler/KernelCache.h"
+#include "heed/Runtime/CUDA.h"
+#include "heed/Runtime/GPUImage.h"
+#include "heed/Runtime/ReferenceBackward.h"
+
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/WithColor.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+
+namespace heed::run {
+namespace {
+
+int error(const std::string &msg) {
+  llvm::WithColor::error(llvm::errs(), "heed-run") << msg << "\n";
+  return 1;
+}
+
+/// Host tensors and their device copies.
+class DeviceTensors {
+public:
+  /// A device copy of `t` (uploaded where `upload`), or an empty ref and
+  /// `error` set.
+  TensorRef copy(HostTensor &t, bool upload) {
+    TensorRef d = t.ref();
+    size_t bytes = size_t(t.size()) * dtypeSize(t.dtype());
+    auto buf = cuda::DeviceBuffer::allocate(std::max<size_t>(bytes, 1), error);
+    if (!buf)
+      return d;
+    if (upload && error.empty())
+      error = buf->upload(t.ref().data, bytes);
+    d.data = buf->data();
+    buffers.push_back({&t, std::move(buf)});
+    return d;
+  }
+  /// Downloads every copy into its host tensor.
+  std::string download() {
+    for (auto &[host, buf] : buffers)
+      if (std::string e = buf->download(host->ref().data, size_t(host->size()) *
+                                                              dtypeSize(host->dtype()));
+          !e.empty())
+        return e;
+    return "";
+  }
+  std::string error;
+
+private:
+  std::vector<std::pair<HostTensor *, std::unique_ptr<cuda::DeviceBuffer>>> buffers;
+};
+
+std::vector<double> values(const HostTensor &t) {
+  std::vector<double> out(size_t(t.size()));
+  for (int64_t i = 0; i < t.size(); ++i)
+    out[size_t(i)] = t.get(i);
+  return out;
+}
+
+} // namespace
+
+int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTensor &q,
+                      HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
+                      std::mt19937_64 &rng, const BackwardOptions &options, std::string chip) {
+  std::string why;
+  if (!cuda::driver(why)) {
+    llvm::outs() << "heed-run: SKIPPED: " << why << "\n";
+    return 77;
+  }
+  if (chip.empty() && (chip = gpuChip(GPUPlatform::CUDA, 0, why)).empty())
+    return error(why);
+  auto cudaChip = CUDATarget::parse(chip);
+  if (!cudaChip)
+    return error(llvm::toString(cudaChip.takeError()));
+  config.lse = true;
+  auto gradients = differentiableBuffers(variant);
+  if (!gradients)
+    return error(llvm::toString(gradients.takeError()));
+  // The forward, then the dQ and dK/dV kernels (each from the kernel cache).
+  std::unique_ptr<cuda::KernelModule> modules[3];
+  GPULaunch launches[3];
+  double compileS = 0;
+  GPUComputation computations[] = {GPUComputation::Forward, GPUComputation::BackwardDQ,
+                                   GPUComputation::BackwardDKDV};
+  for (int i = 0; i < 3; ++i) {
+    GPUTarget target{GPUVendor::NVIDIA, cudaChip->chip, GPUKernelKind::TensorCores};
+    target.computation = computations[i];
+    auto start = std::chrono::steady_clock::now();
+    auto entry = KernelCache::global().getGPU(variant, config, target);
+    if (!entry)
+      return error(llvm::toString(entry.takeError()));
+    compileS += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    launches[i] = *(*entry)->info.gpu;
+    if (!(modules[i] = cuda::KernelModule::load((*entry)->binary, launches[i], 0, why)))
+      return error(why);
+  }
+  bool bshd = config.layout == Layout::BSHD;
+  const std::vector<int64_t> &qs = q.shape(), &ks = k.shape();
+  int64_t B = qs[0], Hq = qs[bshd ? 2 : 1], Sq = qs[bshd ? 1 : 2];
+  int64_t Hkv = ks[bshd ? 2 : 1], Skv = ks[bshd ? 1 : 2];
+  std::vector<int64_t> outShape = qs;
+  outShape[3] = config.valueDim();
+  HostTensor out, lse, dout, dq, dk, dv, delta;
+  for (auto [name, t, dt, shape] :
+       {std::tuple{"out", &out, config.dtype, outShape},
+        std::tuple{"lse", &lse, DType::F32, std::vector<int64_t>{B, Hq, Sq}},
+        std::tuple{"delta", &delta, DType::F32, std::vector<int64_t>{B, Hq, Sq}},
+        std::tuple{"dout", &dout, config.dtype, outShape},
+        std::tuple{"dq", &dq, config.dtype, qs}, std::tuple{"dk", &dk, config.dtype, ks},
+        std::tuple{"dv", &dv, config.dtype, v.shape()}})
+    if (std::string err = HostTensor::create(name, dt, shape, *t); !err.empty())
+      return error(err);
+  dout.fillUniform(rng, -1, 1);
+  std::vector<HostTensor> grads(gradients->size());
+  for (size_t g = 0; g < grads.size(); ++g)
+    if (std::string err = HostTensor::create("gradient", DType::F32,
+                                             buffers[(*gradients)[g]].shape(), grads[g]);
+        !err.empty())
+      return error(err);
+  for (HostTensor *t : {&out, &lse, &delta, &dq, &dk, &dv})
+    t->poison();
+  for (HostTensor &g : grads)
+    g.poison();
+
+  DeviceTensors device;
+  GPUBackwardTensors args;
+  args.forward.q = device.copy(q, true);
+  args.forward.k = device.copy(k, true);
+  args.forward.v = device.copy(v, true);
+  args.forward.out = device.copy(out, true);
+  args.forward.lse = device.copy(lse, true);
+  for (HostTensor &b : buffers)
+    args.forward.buffers.push_back(device.copy(b, true));
+  args.dout = device.copy(dout, true);
+  args.delta = device.copy(delta, true);
+  args.dq = device.copy(dq, true);
+  args.dk = device.copy(dk, true);
+  args.dv = device.copy(dv, true);
+  for (HostTensor &g : grads)
+    args.bufferGrads.push_back(device.copy(g, true));
+  if (!device.error.empty())
+    return error(device.error);
+
+  KernelInfo info = describeKernel(variant, config);
+  GPULaunchOptions synchronous;
+  synchronous.synchronous = true; // each kernel's own error belongs to this run
+  if (std::string err = modules[0]->launchAttention(info, args.forward, nullptr, synchronous);
+      !err.empty())
+    return error("forward: " + err);
+  // The backward's time: the median of `repeat` synchronous launches.
+  std::vector<double> times;
+  for (unsigned r = 0; r < std::max(1u, options.repeat); ++r) {
+    auto start = std::chrono::steady_clock::now();
+    if (std::string err = modules[1]->launchBackward(info, args, *gradients, *modules[2],
+                                                     nullptr, synchronous);
+        !err.empty())
+      return error("backward: " + err);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  double backwardTime = times[times.size() / 2];
+  if (std::string err = device.download(); !err.empty())
+    return error(err);
+
+  BackwardProblem problem =
+      backwardProblem(q, k, v, dout, config.layout, config.effectiveScale(), buffers);
+  problem.deltaSensitivity = true; // out in the kernel's dtype
+  ReferenceGradients ref = referenceBackward(variant, problem, options.threads);
+  struct Row {
+    std::string name;
+    double error, tolerance;
+  };
+  std::vector<Row> rows;
+  auto check = [&](std::string name, const std::vector<double> &got,
+                   const std::vector<double> &want, double deltaRms) {
+    double tolerance = options.tolerance ? options.tolerance
+                                         : gradientTolerance(config.dtype, ref.maxAbsScore,
+                                                             deltaRms, want);
+    rows.push_back({std::move(name), normwiseError(got, want), tolerance});
+  };
+  check("dq", bhsdValues(dq, config.layout), ref.dq, ref.deltaRms.dq);
+  check("dk", bhsdValues(dk, config.layout), ref.dk, ref.deltaRms.dk);
+  check("dv", bhsdValues(dv, config.layout), ref.dv, 0);
+  for (size_t g = 0; g < grads.size(); ++g) {
+    unsigned b = (*gradients)[g];
+    check("d" + variant.buffers[b].name, values(grads[g]), ref.dBuffers[b], ref.deltaRms.dBuffers[b]);
+  }
+  bool passed = ref.outOfRange == 0;
+  double worst = 0;
+  for (const Row &r : rows) {
+    passed = passed && r.error <= r.tolerance; // NaN fails
+    worst = std::isfinite(worst) && !(r.error <= worst) ? r.error : worst;
+  }
+  double flops = 2.5 * 2.0 * double(B) * Hq * Sq * Skv * (config.headDim + config.valueDim());
+  if (options.json) {
+    llvm::json::Object o{{"variant", variant.name},
+                         {"shape", options.shape},
+                         {"target", "cuda:" + cudaChip->chip},
+                         {"seed", static_cast<int64_t>(options.seed)},
+                         {"compile_s", compileS},
+                         {"backward_time_s", backwardTime},
+                         {"backward_tflops_dense", flops / backwardTime / 1e12},
+                         {"grad_max_rel_error", std::isfinite(worst) ? llvm::json::Value(worst)
+                                                                     : llvm::json::Value(nullptr)},
+                         {"backward_passed", passed}};
+    llvm::json::Object per;
+    for (const Row &r : rows)
+      per[r.name] = std::isfinite(r.error) ? llvm::json::Value(r.error) : llvm::json::Value(nullptr);
+    o["grad_rel_errors"] = std::move(per);
+    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+  } else {
+    llvm::outs() << fmt::format("variant   {}\nshape     {}\ntarget    cuda {} (forward, dQ "
+                                "and dK/dV tensor-core kernels)\nseed      {}\n",
+                                variant.name, options.shape, cudaChip->chip, options.seed);
+    llvm::outs() << fmt::format("compile   {:.3f} s (3 kernels)\nbackward  {:.3f} ms (two "
+                                "launches, waited for)\n",
+                                compileS, backwardTime * 1e3);
+    for (const Row &r : rows)
+      llvm::outs() << fmt::format("{:<9} relative error {:.3e} (normwise), tolerance {:.1e}\n",
+                                  r.name, r.error, r.tolerance);
+    llvm::outs() << fmt::format("backward  {}\n", passed ? "PASSED" : "FAILED");
+  }
+  return passed ? 0 : 2;
+}
+
+} // namespace heed::run
