@@ -157,13 +157,10 @@ OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::
 
 namespace {
 
-/// Whether the `kernel` of `variant`'s backward computes delta itself from
-/// out (the dQ kernel, as on GPUs), not the host: not for a gated variant,
-/// whose kernel sees dout scaled by the gate (rowsum(dout' * out) would be
-/// g delta).
-bool dqComputesDelta(const spec::Variant &variant, const std::string &kernel) {
-  return kernel == "dq" && !variant.gate;
-}
+/// Whether the split backward's dQ kernel computes delta itself from out
+/// (as on GPUs), not the host: not for a gated variant, whose kernel sees
+/// dout scaled by the gate (rowsum(dout' * out) would be g delta).
+bool dqComputesDelta(const spec::Variant &variant) { return !variant.gate; }
 
 /// The backward of `variant` for this machine's CPU as a cache entry: a
 /// shared object whose KernelInfo names it "<variant>.backward".
@@ -180,7 +177,7 @@ llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
   auto [tileRows, tileKeys] = backwardTiles(config);
   OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
       *ctx, variant, config, *gradients, summarized, tileRows, tileKeys, /*dqStorage=*/false,
-      /*deltaFromOut=*/dqComputesDelta(variant, kernel));
+      /*deltaFromOut=*/kernel == "dq" && dqComputesDelta(variant));
   {
     detail::DiagnosticCollector diags(*ctx);
     if (failed(verify(*module)))
@@ -356,18 +353,23 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   impl->config.lse = false;
   impl->config.patchTiling = false;
   // out's dtype matters only where the dQ kernel reads out (split).
-  if (!(config.backwardSplit && dqComputesDelta(variant, "dq")))
+  if (!(config.backwardSplit && dqComputesDelta(variant)))
     impl->config.outF32 = false;
   if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
   // One kernel, or the dK/dV and dQ kernels (each its own cache entry).
   auto load = [&](const std::string &kernel) -> llvm::Expected<std::shared_ptr<LoadedKernel>> {
-    auto build = [&] { return compileBackwardEntry(variant, impl->config, kernel); };
+    // Only the dQ kernel reads out: the others' entries do not depend on
+    // its dtype.
+    KernelConfig config = impl->config;
+    if (kernel != "dq")
+      config.outF32 = false;
+    auto build = [&] { return compileBackwardEntry(variant, config, kernel); };
     if (cache) {
       CacheOutcome outcome;
       auto got = cache->getKind(
-          kernel == "fused" ? std::string("backward") : "backward-" + kernel, variant,
-          impl->config, build,
+          kernel == "fused" ? std::string("backward") : "backward-" + kernel, variant, config,
+          build,
           [&](const LoadedKernel &binary) {
             BackwardSymbols symbols;
             return readBackwardSymbols(binary, variant, symbols);
@@ -447,7 +449,7 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
     return fail(fmt::format("query heads ({}) must be a multiple of kv heads ({})", Hq, Hkv));
   if (args.lse.dtype != DType::F32 || args.lse.shape != std::vector<int64_t>{B, Hq, Sq})
     return fail("lse must be f32 [B, Hq, Sq], got " + args.lse.describe());
-  if (c.backwardSplit && dqComputesDelta(variant, "dq") &&
+  if (c.backwardSplit && dqComputesDelta(variant) &&
       args.out.dtype != (c.outF32 ? DType::F32 : c.dtype))
     return fail(fmt::format("the split backward's dQ kernel reads out as {} "
                             "(KernelConfig::outF32 {}), got {}",
@@ -566,7 +568,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   // Split (the GPUs' kernels), the dQ kernel computes delta and writes it
   // for the dK/dV kernel (but for a gated variant's, docs/backward.md).
   bool split = impl->loadedDQ != nullptr;
-  bool kernelDelta = split && dqComputesDelta(impl->variant, "dq");
+  bool kernelDelta = split && dqComputesDelta(impl->variant);
   std::vector<float> delta = sigmoid || kernelDelta
                                  ? std::vector<float>(size_t(B * Hq * Sq))
                                  : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
@@ -650,8 +652,9 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     });
   };
   if (split) {
-    // dQ first (its items are (b, h, query tile); no gradient of a buffer;
-    // it counts no block), then dK and dV with the buffers' gradients.
+    // dQ first (its items are (b, h, query tile); of the buffers' gradients
+    // only a sink logit's; it counts no block), then dK and dV with the
+    // others.
     std::fill_n(dqs[0].get(), dqSize, 0.0f);
     runItems(impl->symbolsDQ.entry, B * Hq * impl->symbolsDQ.numQTiles(Sq), kernelDelta,
              [&](unsigned) { return dqs[0].get(); });

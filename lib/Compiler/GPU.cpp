@@ -287,6 +287,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   GPUPipelineOptions options;
   options.matrixCores = out.launch.matrixCores;
   options.wgmma = kind == GPUKernelKind::Wgmma;
+  if (backward) // (the backward module has the summaries only with the analysis)
+    options.analyzeMask = config.analyzeMask;
   options.simtRows = kSIMTRows;
   options.mfma = mfma;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {

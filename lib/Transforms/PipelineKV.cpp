@@ -82,7 +82,13 @@ FailureOr<KeyLoop> match(TileLoadOp k) {
   }
   if (!key.tensors[1]) // one tensor as K and V: it fills both parts
     key.tensors[1] = key.tensors[0];
-  key.firstUse = key.loop.getBody()->findAncestorOpInBlock(*k);
+  // The slot is computed before the first of the loads.
+  key.firstUse = nullptr;
+  for (TileLoadOp load : key.loads) {
+    Operation *at = key.loop.getBody()->findAncestorOpInBlock(*load);
+    if (!key.firstUse || at->isBeforeInBlock(key.firstUse))
+      key.firstUse = at;
+  }
   return key;
 }
 

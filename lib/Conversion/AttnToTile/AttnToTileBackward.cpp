@@ -48,7 +48,7 @@ using namespace heed::attn;
 namespace {
 
 /// Which loop the pass builds (the `kernel` option).
-enum class BackwardKernel { Fused, DQ, DKDV };
+enum class BackwardLoop { Fused, DQ, DKDV };
 
 class BackwardLoopBuilder : heed::attn_to_tile::TileBuilder {
 public:
@@ -56,17 +56,21 @@ public:
       : TileBuilder(op, op.getLayout() == Layout::BSHD), op(op), variant(variant), grad(grad),
         tiling(tiling) {}
 
-  void build(BackwardKernel kernel);
+  void build(BackwardLoop kernel);
 
 private:
   Value span(Value seq, Value coord, Side side) {
     auto type = SpanType::get(b.getContext(), tiling.getTileSize(side));
     return TileSpanOp::create(b, loc, type, seq, coord, tiling, SideAttr::get(b.getContext(), side));
   }
-  Value load(Value tensor, Value head, Value span, int64_t rows, int64_t cols, TileRole role) {
+  /// A tile of `tensor`; `part` names a q tile's buffer where a target
+  /// keeps the item's rows (0: Q or K, D wide; 1: dO or V, Dv wide).
+  Value load(Value tensor, Value head, Value span, int64_t rows, int64_t cols, TileRole role,
+             int64_t part = 0) {
     Type elt = cast<MemRefType>(tensor.getType()).getElementType();
     return TileLoadOp::create(b, loc, tile(rows, cols, elt, role), tensor, batch, head, span,
-                              /*stage=*/Value(), /*page_table=*/Value(), op.getLayoutAttr());
+                              /*stage=*/Value(), /*page_table=*/Value(), op.getLayoutAttr(),
+                              b.getI64IntegerAttr(part));
   }
   Value classValue(BlockClass c) {
     return arith::ConstantIntOp::create(b, loc, static_cast<int64_t>(c), 8);
@@ -113,7 +117,7 @@ private:
   Value k, kAsV, vAsK;
 };
 
-void BackwardLoopBuilder::build(BackwardKernel kernel) {
+void BackwardLoopBuilder::build(BackwardLoop kernel) {
   rows = tiling.getTileSize(Side::Q);
   keys = tiling.getTileSize(Side::KV);
   headDim = cast<MemRefType>(op.getQuery().getType()).getDimSize(3);
@@ -121,7 +125,7 @@ void BackwardLoopBuilder::build(BackwardKernel kernel) {
   seqQ = dim(op.getQuery(), 2);
   seqKV = dim(op.getKey(), 2);
   Value batches = dim(op.getQuery(), 0), headsKV = dim(op.getKey(), 1);
-  bool queryMajor = kernel == BackwardKernel::DQ;
+  bool queryMajor = kernel == BackwardLoop::DQ;
   Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), queryMajor ? seqQ : seqKV,
                                    op.getVariantAttr(),
                                    SideAttr::get(b.getContext(), queryMajor ? Side::Q : Side::KV),
@@ -142,11 +146,11 @@ void BackwardLoopBuilder::build(BackwardKernel kernel) {
   batch = body->getArgument(0);
   group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), headsKV);
   switch (kernel) {
-  case BackwardKernel::Fused:
+  case BackwardLoop::Fused:
     return buildItem(body->getArgument(1), body->getArgument(2));
-  case BackwardKernel::DQ:
+  case BackwardLoop::DQ:
     return buildDQItem(body->getArgument(1), body->getArgument(2));
-  case BackwardKernel::DKDV:
+  case BackwardLoop::DKDV:
     return buildDKDVItem(body->getArgument(1), body->getArgument(2));
   }
 }
@@ -202,7 +206,7 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
     route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
                                 op.getBuffers(), op.getStatus());
   Value q = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::Q);
-  Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q);
+  Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q, /*part=*/1);
   auto [lse, delta] = rowStatistics(head, rowSpan, TileRole::Row);
   // delta = rowsum(dout * out) computed here and written for the dK/dV
   // kernel that runs after this one (sigmoid rows have none).
@@ -266,7 +270,7 @@ void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
   }
   // The item's keys as the kernel's operand rows: S^T = K Q^T, dP^T = V dO^T.
   Value kRows = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::Q);
-  Value vRows = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::Q);
+  Value vRows = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::Q, /*part=*/1);
   qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
                               SideAttr::get(b.getContext(), Side::Q), tiling);
   SmallVector<Value> init = {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
@@ -444,13 +448,13 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
   using AttnBackwardToTileBase::AttnBackwardToTileBase;
 
   void runOnOperation() override {
-    BackwardKernel which;
+    BackwardLoop which;
     if (kernel == "fused")
-      which = BackwardKernel::Fused;
+      which = BackwardLoop::Fused;
     else if (kernel == "dq")
-      which = BackwardKernel::DQ;
+      which = BackwardLoop::DQ;
     else if (kernel == "dkdv")
-      which = BackwardKernel::DKDV;
+      which = BackwardLoop::DKDV;
     else {
       getOperation().emitError() << "attn-backward-to-tile: kernel must be fused, dq or dkdv, not '"
                                  << kernel << "'";
@@ -474,10 +478,15 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       }
       // A gated variant's rows are computed as the ungated ones: the caller
       // scales dout by each row's gate and gives the rows not routed lse
-      // -inf (heed::BackwardKernel::run; docs/backward.md, "Gated variants").
+      // -inf (heed::BackwardLoop::run; docs/backward.md, "Gated variants").
       if (grad.getNumBuffers() != op.getBuffers().size() + op.getGradients().size()) {
         op.emitOpError() << "takes one gradient buffer per buffer @" << op.getVariant()
                          << "_grad differentiates";
+        return signalPassFailure();
+      }
+      if (op.getOut() && which != BackwardLoop::DQ) {
+        op.emitOpError() << "computes delta from `out` only in kernel=dq (whose dK/dV kernel "
+                            "runs after it); the other loops read delta";
         return signalPassFailure();
       }
       TilingAttr tiling = op.getTilingAttr();

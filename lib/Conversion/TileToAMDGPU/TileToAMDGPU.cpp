@@ -115,7 +115,7 @@ public:
   /// row that is not real).
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
                            const QueryRows &rows, Layout layout,
-                           int64_t) const override {
+                           int64_t, int64_t) const override {
     Value in = rows.contains(b, loc, slotRow(b, loc, 0));
     Value row = rows.token(b, loc, slotRow(b, loc, 0), in);
     SmallVector<Value> frags;

@@ -85,8 +85,9 @@ Value f32(OpBuilder &b, Location loc, double v) {
   return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
 }
 
-/// The part of a staged K/V tile's converted (slot, part).
-int64_t slotPart(ValueRange staged) { return *getConstantIntValue(staged[1]); }
+/// The part of a staged K/V tile's converted (slot, part): a constant
+/// (LoadLowering's), 0 if it is not one.
+int64_t slotPart(ValueRange staged) { return getConstantIntValue(staged[1]).value_or(0); }
 
 /// A pattern with the target at hand.
 template <typename Op> struct TargetPattern : OpConversionPattern<Op> {
@@ -112,7 +113,8 @@ struct LoadLowering : TargetPattern<TileLoadOp> {
                                         adaptor.getBatch().front(), adaptor.getHead().front(),
                                         QueryRows::of(op.getSpan(), adaptor.getSpan()),
                                         op.getLayout(),
-                                        cast<TileType>(op.getResult().getType()).getCols());
+                                        cast<TileType>(op.getResult().getType()).getCols(),
+                                        op.getPart());
     rewriter.replaceOpWithMultiple(op, {q});
     return success();
   }

@@ -106,7 +106,7 @@ public:
   /// rows come from a list, are refused by the pass.)
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
                            const QueryRows &queries, Layout layout,
-                           int64_t) const override {
+                           int64_t, int64_t) const override {
     Value q0 = queries.first;
     Value bar = sharedPtr(b, loc, barrier(b, loc, index(b, loc, 0)));
     {

@@ -77,12 +77,13 @@ public:
   }
 
   /// Q tile -> shared memory -> A fragments in registers (D / 16 of them).
-  /// The backward loads two such tiles (Q and dO, or K and V), each
-  /// through the buffer of its width, after every warp is done with what
-  /// the buffer held.
+  /// The backward loads two such tiles (Q and dO, or K and V: parts 0 and
+  /// 1), each through (or, resident, into) the buffer of its part, after
+  /// every warp is done with what the buffer held.
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
-                           const QueryRows &rows, Layout layout, int64_t cols) const override {
-    bool part1 = cols != shape.headDim;
+                           const QueryRows &rows, Layout layout, int64_t cols,
+                           int64_t part) const override {
+    bool part1 = part == 1;
     Value bufA = residentOperands() ? residentBuffer(b, loc, part1) : buffer(b, loc, part1);
     if (shape.backward)
       gpu::BarrierOp::create(b, loc);
@@ -131,7 +132,7 @@ public:
                             int64_t part) const override {
     SmallVector<Value> q(qIn);
     if (residentOperands()) { // the fragments, read where they are used
-      bool part1 = *getConstantIntValue(qIn[0]) == 1;
+      bool part1 = getConstantIntValue(qIn[0]).value_or(0) == 1;
       q = operandFragments(b, loc, residentBuffer(b, loc, part1),
                            part1 ? shape.valueDim : shape.headDim);
     }
