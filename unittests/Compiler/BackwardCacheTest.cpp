@@ -68,7 +68,11 @@ void expectGradientsRight(const BackwardKernel &backward, const spec::Variant &v
   EXPECT_LE(normwiseError(bhsdValues(dq, Layout::BHSD), ref.dq), tolerance);
   EXPECT_LE(normwiseError(bhsdValues(dk, Layout::BHSD), ref.dk), tolerance);
   EXPECT_LE(normwiseError(bhsdValues(dv, Layout::BHSD), ref.dv), tolerance);
-  EXPECT_LE(normwiseError(bhsdValues(dslopes, Layout::BHSD), ref.dBuffers[0]), tolerance);
+  // The slopes' gradient, 2 sums over every (q, kv) pair of dS (kv - q),
+  // cancels: its f32 error reaches 1.5e-5 on some inputs (1 run in ~15;
+  // docs/backward.md, "Accuracy (f32)"). This test is about the cache;
+  // BackwardKernelTest holds the accuracy bounds.
+  EXPECT_LE(normwiseError(bhsdValues(dslopes, Layout::BHSD), ref.dBuffers[0]), 5 * tolerance);
 }
 
 struct BackwardCacheTest : ::testing::Test {
