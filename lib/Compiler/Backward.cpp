@@ -553,6 +553,45 @@ TensorRef gatedRows(const TensorRef &dout, const std::vector<float> &gates, Layo
   return scaled;
 }
 
+/// dq = the sum of the tasks' f32 rows `dqs` (row-major in dq's shape), in
+/// task order (the same sums on every run), a row of D at a time, rows
+/// spread over the tasks.
+void sumTaskRows(const TensorRef &dq, const std::vector<std::unique_ptr<float[]>> &dqs,
+                 int64_t D, unsigned tasks) {
+  const std::vector<int64_t> &shape = dq.shape;
+  std::vector<int64_t> sq = dq.effectiveStrides();
+  int64_t rows = shape[0] * shape[1] * shape[2];
+  runTasks(tasks, [&](unsigned task) {
+    for (int64_t r = task; r < rows; r += tasks) {
+      int64_t o = (r / (shape[1] * shape[2])) * sq[0] + (r / shape[2] % shape[1]) * sq[1] +
+                  (r % shape[2]) * sq[2];
+      for (int64_t d = 0; d < D; ++d) {
+        float sum = 0;
+        for (const auto &part : dqs)
+          sum += part[size_t(r * D + d)];
+        writeAt(dq, o + d * sq[3], sum);
+      }
+    }
+  });
+}
+
+/// A gated variant's gate gradient: rowsum(dout * out) / g on each routed
+/// row (`dots`, per row as `gates`), 0 on the others (routing is not
+/// differentiated), added into `grad` through the gate's `layout`.
+void addGateGradient(const TensorRef &grad, const std::vector<int64_t> &layout,
+                     const std::vector<float> &gates, const std::vector<float> &dots,
+                     const AttentionDims &dims) {
+  std::vector<int64_t> strides = rowMajor(grad.shape);
+  auto *out = static_cast<float *>(grad.data);
+  for (int64_t b = 0; b < dims.batch; ++b)
+    for (int64_t h = 0; h < dims.headsQ; ++h)
+      for (int64_t i = 0; i < dims.seqQ; ++i) {
+        size_t row = size_t((b * dims.headsQ + h) * dims.seqQ + i);
+        if (gates[row] != 0)
+          out[gateElement(strides, layout, b, i, h)] += dots[row] / gates[row];
+      }
+}
+
 } // namespace
 
 llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
@@ -665,22 +704,7 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       return dqs[task].get();
     });
   }
-  // The reduction, in task order (the same sums on every run), a row of D
-  // at a time, rows spread over the tasks.
-  std::vector<int64_t> sq = args.dq.effectiveStrides();
-  int64_t rows = int64_t(dqSize) / std::max<int64_t>(D, 1);
-  runTasks(tasks, [&](unsigned task) {
-    for (int64_t r = task; r < rows; r += tasks) {
-      int64_t o = (r / (dqShape[1] * dqShape[2])) * sq[0] + (r / dqShape[2] % dqShape[1]) * sq[1] +
-                  (r % dqShape[2]) * sq[2];
-      for (int64_t d = 0; d < D; ++d) {
-        float sum = 0;
-        for (const auto &dq : dqs)
-          sum += dq[size_t(r * D + d)];
-        writeAt(args.dq, o + d * sq[3], sum);
-      }
-    }
-  });
+  sumTaskRows(args.dq, dqs, D, tasks);
   for (const TensorRef &t : args.bufferGrads)
     std::fill_n(static_cast<float *>(t.data), t.numElements(), 0.0f);
   for (size_t g = 0; g < slots.size(); ++g) {
@@ -692,22 +716,10 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       out[e] = sum;
     }
   }
-  if (impl->gateGradient >= 0) {
-    std::vector<float> dots =
-        sigmoid ? rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim()) : delta;
-    const TensorRef &grad = args.bufferGrads[size_t(impl->gateGradient)];
-    std::vector<int64_t> strides = rowMajor(grad.shape);
-    const std::vector<int64_t> &layout = impl->gate;
-    auto *out = static_cast<float *>(grad.data);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < Hq; ++h)
-        for (int64_t i = 0; i < Sq; ++i) {
-          size_t row = size_t((b * Hq + h) * Sq + i);
-          if (gates[row] == 0)
-            continue;
-          out[gateElement(strides, layout, b, i, h)] += dots[row] / gates[row];
-        }
-  }
+  if (impl->gateGradient >= 0)
+    addGateGradient(args.bufferGrads[size_t(impl->gateGradient)], impl->gate, gates,
+                    sigmoid ? rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim()) : delta,
+                    dims);
   if (stats) {
     std::array<int64_t, 3> total = {0, 0, 0};
     for (const auto &n : counts)

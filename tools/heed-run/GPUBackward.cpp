@@ -68,6 +68,78 @@ std::vector<double> values(const HostTensor &t) {
   return out;
 }
 
+/// The forward, then the dQ and dK/dV kernels for `chip` (each from the
+/// kernel cache), loaded on device 0; "" or the error.
+std::string loadKernels(const spec::Variant &variant, const KernelConfig &config,
+                        const std::string &chip, std::unique_ptr<cuda::KernelModule> (&modules)[3],
+                        double &compileS) {
+  GPUComputation computations[] = {GPUComputation::Forward, GPUComputation::BackwardDQ,
+                                   GPUComputation::BackwardDKDV};
+  for (int i = 0; i < 3; ++i) {
+    GPUTarget target{GPUVendor::NVIDIA, chip, GPUKernelKind::TensorCores};
+    target.computation = computations[i];
+    auto start = std::chrono::steady_clock::now();
+    auto entry = KernelCache::global().getGPU(variant, config, target);
+    if (!entry)
+      return llvm::toString(entry.takeError());
+    compileS += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string why;
+    if (!(modules[i] = cuda::KernelModule::load((*entry)->binary, *(*entry)->info.gpu, 0, why)))
+      return why;
+  }
+  return "";
+}
+
+struct GradientError {
+  std::string name;
+  double error, tolerance;
+};
+
+/// The report of a GPU backward run (a table, or JSON); whether it passed.
+bool report(const spec::Variant &variant, const BackwardOptions &options,
+            const std::string &chip, double compileS, double backwardTime, double flops,
+            const std::vector<GradientError> &rows, bool outOfRange) {
+  bool passed = !outOfRange;
+  double worst = 0;
+  for (const GradientError &r : rows) {
+    passed = passed && r.error <= r.tolerance; // NaN fails
+    worst = std::isfinite(worst) && !(r.error <= worst) ? r.error : worst;
+  }
+  auto number = [](double x) {
+    return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
+  };
+  if (options.json) {
+    llvm::json::Object o{{"variant", variant.name},
+                         {"shape", options.shape},
+                         {"target", "cuda:" + chip},
+                         {"seed", static_cast<int64_t>(options.seed)},
+                         {"compile_s", compileS},
+                         {"backward_time_s", backwardTime},
+                         {"backward_tflops_dense", flops / backwardTime / 1e12},
+                         {"grad_max_rel_error", number(worst)},
+                         {"backward_passed", passed}};
+    llvm::json::Object per;
+    for (const GradientError &r : rows)
+      per[r.name] = number(r.error);
+    o["grad_rel_errors"] = std::move(per);
+    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
+    return passed;
+  }
+  llvm::outs() << fmt::format("variant   {}\nshape     {}\ntarget    cuda {} (forward, dQ "
+                              "and dK/dV tensor-core kernels)\nseed      {}\n",
+                              variant.name, options.shape, chip, options.seed);
+  llvm::outs() << fmt::format("compile   {:.3f} s (3 kernels)\nbackward  {:.3f} ms (two "
+                              "launches, waited for)\n",
+                              compileS, backwardTime * 1e3);
+  for (const GradientError &r : rows)
+    llvm::outs() << fmt::format("{:<9} relative error {:.3e} (normwise), tolerance {:.1e}\n",
+                                r.name, r.error, r.tolerance);
+  if (outOfRange)
+    llvm::outs() << "problem   the reference read a buffer out of range\n";
+  llvm::outs() << fmt::format("backward  {}\n", passed ? "PASSED" : "FAILED");
+  return passed;
+}
+
 } // namespace
 
 int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTensor &q,
@@ -87,28 +159,15 @@ int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTen
   auto gradients = differentiableBuffers(variant);
   if (!gradients)
     return error(llvm::toString(gradients.takeError()));
-  // The forward, then the dQ and dK/dV kernels (each from the kernel cache).
   std::unique_ptr<cuda::KernelModule> modules[3];
-  GPULaunch launches[3];
   double compileS = 0;
-  GPUComputation computations[] = {GPUComputation::Forward, GPUComputation::BackwardDQ,
-                                   GPUComputation::BackwardDKDV};
-  for (int i = 0; i < 3; ++i) {
-    GPUTarget target{GPUVendor::NVIDIA, cudaChip->chip, GPUKernelKind::TensorCores};
-    target.computation = computations[i];
-    auto start = std::chrono::steady_clock::now();
-    auto entry = KernelCache::global().getGPU(variant, config, target);
-    if (!entry)
-      return error(llvm::toString(entry.takeError()));
-    compileS += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    launches[i] = *(*entry)->info.gpu;
-    if (!(modules[i] = cuda::KernelModule::load((*entry)->binary, launches[i], 0, why)))
-      return error(why);
-  }
+  if (std::string err = loadKernels(variant, config, cudaChip->chip, modules, compileS);
+      !err.empty())
+    return error(err);
   bool bshd = config.layout == Layout::BSHD;
   const std::vector<int64_t> &qs = q.shape(), &ks = k.shape();
   int64_t B = qs[0], Hq = qs[bshd ? 2 : 1], Sq = qs[bshd ? 1 : 2];
-  int64_t Hkv = ks[bshd ? 2 : 1], Skv = ks[bshd ? 1 : 2];
+  int64_t Skv = ks[bshd ? 1 : 2];
   std::vector<int64_t> outShape = qs;
   outShape[3] = config.valueDim();
   HostTensor out, lse, dout, dq, dk, dv, delta;
@@ -177,11 +236,7 @@ int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTen
       backwardProblem(q, k, v, dout, config.layout, config.effectiveScale(), buffers);
   problem.deltaSensitivity = true; // out in the kernel's dtype
   ReferenceGradients ref = referenceBackward(variant, problem, options.threads);
-  struct Row {
-    std::string name;
-    double error, tolerance;
-  };
-  std::vector<Row> rows;
+  std::vector<GradientError> rows;
   auto check = [&](std::string name, const std::vector<double> &got,
                    const std::vector<double> &want, double deltaRms) {
     double tolerance = options.tolerance ? options.tolerance
@@ -196,42 +251,11 @@ int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTen
     unsigned b = (*gradients)[g];
     check("d" + variant.buffers[b].name, values(grads[g]), ref.dBuffers[b], ref.deltaRms.dBuffers[b]);
   }
-  bool passed = ref.outOfRange == 0;
-  double worst = 0;
-  for (const Row &r : rows) {
-    passed = passed && r.error <= r.tolerance; // NaN fails
-    worst = std::isfinite(worst) && !(r.error <= worst) ? r.error : worst;
-  }
   double flops = 2.5 * 2.0 * double(B) * Hq * Sq * Skv * (config.headDim + config.valueDim());
-  if (options.json) {
-    llvm::json::Object o{{"variant", variant.name},
-                         {"shape", options.shape},
-                         {"target", "cuda:" + cudaChip->chip},
-                         {"seed", static_cast<int64_t>(options.seed)},
-                         {"compile_s", compileS},
-                         {"backward_time_s", backwardTime},
-                         {"backward_tflops_dense", flops / backwardTime / 1e12},
-                         {"grad_max_rel_error", std::isfinite(worst) ? llvm::json::Value(worst)
-                                                                     : llvm::json::Value(nullptr)},
-                         {"backward_passed", passed}};
-    llvm::json::Object per;
-    for (const Row &r : rows)
-      per[r.name] = std::isfinite(r.error) ? llvm::json::Value(r.error) : llvm::json::Value(nullptr);
-    o["grad_rel_errors"] = std::move(per);
-    llvm::outs() << llvm::formatv("{0:2}", llvm::json::Value(std::move(o))) << "\n";
-  } else {
-    llvm::outs() << fmt::format("variant   {}\nshape     {}\ntarget    cuda {} (forward, dQ "
-                                "and dK/dV tensor-core kernels)\nseed      {}\n",
-                                variant.name, options.shape, cudaChip->chip, options.seed);
-    llvm::outs() << fmt::format("compile   {:.3f} s (3 kernels)\nbackward  {:.3f} ms (two "
-                                "launches, waited for)\n",
-                                compileS, backwardTime * 1e3);
-    for (const Row &r : rows)
-      llvm::outs() << fmt::format("{:<9} relative error {:.3e} (normwise), tolerance {:.1e}\n",
-                                  r.name, r.error, r.tolerance);
-    llvm::outs() << fmt::format("backward  {}\n", passed ? "PASSED" : "FAILED");
-  }
-  return passed ? 0 : 2;
+  return report(variant, options, cudaChip->chip, compileS, backwardTime, flops, rows,
+                ref.outOfRange != 0)
+             ? 0
+             : 2;
 }
 
 } // namespace heed::run
