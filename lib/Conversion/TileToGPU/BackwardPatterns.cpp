@@ -12,7 +12,8 @@
 //   attn.tile.grad_scores  dS = P (dP - delta) f'(s) (sigmoid: dP P (1 - P)
 //                          f'(s)); the derivative's attn.grad_add become
 //                          bounds-checked atomic adds (unless
-//                          `no_buffer_grads`)
+//                          `no_buffer_grads`), one per wave for an element
+//                          of the head (ALiBi's slope), else per element
 //   attn.tile.grad_sink    a sink logit's gradient over the dQ item's rows
 //                          (atomic adds, one per row)
 //   attn.tile.write_rows   an accumulator's rows, scaled, stored
@@ -221,6 +222,26 @@ void atomicAddInRange(OpBuilder &b, Location loc, Value gradient, ValueRange ind
   memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, value, gradient, indices);
 }
 
+/// Which of the derivative score region's attn.grad_add (in order) add to
+/// an element that does not depend on the pair (b, h, q, kv) beyond b and h
+/// (ALiBi's slope of head h): every element of a work item adds to the
+/// same one, so the lowering sums the lane's and the wave's contributions
+/// first and adds once per wave.
+SmallVector<bool> perHeadAdds(Block &region) {
+  // The region's arguments: score, b, h, q, kv, buffers...
+  llvm::DenseSet<Value> pairDependent = {region.getArgument(0), region.getArgument(3),
+                                         region.getArgument(4)};
+  for (Operation &op : region)
+    if (llvm::any_of(op.getOperands(), [&](Value v) { return pairDependent.contains(v); }))
+      for (Value r : op.getResults())
+        pairDependent.insert(r);
+  SmallVector<bool> out;
+  for (GradAddOp add : region.getOps<GradAddOp>())
+    out.push_back(llvm::none_of(add.getIndices(),
+                                [&](Value v) { return pairDependent.contains(v); }));
+  return out;
+}
+
 struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileGradScoresOp op, OneToNOpAdaptor adaptor,
@@ -252,6 +273,10 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
                             how);
     }
     Value zero = f32(rewriter, loc, 0), one = f32(rewriter, loc, 1);
+    // Per-head gradient elements: the lane's sum (and the element's
+    // indices, the same for every element), added once per wave below.
+    SmallVector<bool> perHead = perHeadAdds(region);
+    SmallVector<Value> headSums(perHead.size());
     SmallVector<Value> ds;
     for (size_t i = 0; i < s.size(); ++i) {
       Value pi = p[i].value;
@@ -271,16 +296,43 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
         Value active = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, pi, zero);
         if (at.visible[i])
           active = arith::AndIOp::create(rewriter, loc, active, at.visible[i]);
-        for (GradAddOp add : adds) {
-          if (addBuffers)
-            atomicAddInRange(rewriter, loc, add->getOperand(1), add->getOperands().drop_front(2),
-                             mul(x, add->getOperand(0)), active);
+        for (auto [n, add] : llvm::enumerate(adds)) {
+          if (addBuffers && perHead[n]) {
+            Value share = arith::SelectOp::create(rewriter, loc, active,
+                                                  mul(x, add.getValue()), zero);
+            headSums[n] = headSums[n] ? Value(arith::AddFOp::create(rewriter, loc, headSums[n],
+                                                                     share))
+                                      : share;
+          } else if (addBuffers) {
+            atomicAddInRange(rewriter, loc, add.getGradient(), add.getIndices(),
+                             mul(x, add.getValue()), active);
+          }
           rewriter.eraseOp(add);
         }
         if (!constantOne)
           x = arith::SelectOp::create(rewriter, loc, active, mul(x, derivative), zero);
       }
       ds.push_back(x);
+    }
+    // The wave's sum of each per-head element, added by its first lane; the
+    // element's indices from the region evaluated once more (they depend
+    // on b and h only), not kept live across the tile.
+    if (llvm::any_of(headSums, [](Value v) { return static_cast<bool>(v); })) {
+      Value c0 = index(rewriter, loc, 0);
+      Value leading[] = {zero, batch, head, c0, c0};
+      how.leading = leading;
+      SmallVector<GradAddOp> adds;
+      inlineDerivative(rewriter, loc, grad.getScore(), how, adds);
+      int64_t wave = target.shape.waveSize;
+      Value first = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq,
+                                          laneId(rewriter, loc, wave), index(rewriter, loc, 0));
+      for (auto [n, add] : llvm::enumerate(adds)) {
+        if (headSums[n]) {
+          Value sum = xorReduce(rewriter, loc, headSums[n], 1, wave, wave, /*max=*/false);
+          atomicAddInRange(rewriter, loc, add.getGradient(), add.getIndices(), sum, first);
+        }
+        rewriter.eraseOp(add);
+      }
     }
     rewriter.replaceOpWithMultiple(op, {target.assemble(rewriter, loc, adaptor.getScores(), ds)});
     return success();

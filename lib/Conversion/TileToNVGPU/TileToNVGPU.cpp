@@ -95,19 +95,23 @@ public:
     return operandFragments(b, loc, bufA, cols);
   }
 
-  /// The warp's A fragments of rows [warpRow, warpRow + 16) of `buf`.
-  SmallVector<Value> operandFragments(OpBuilder &b, Location loc, Value bufA, int64_t cols) const {
+  /// The warp's A fragment of rows [warpRow, warpRow + 16) of `bufA`,
+  /// columns [16 kk, 16 kk + 16).
+  Value operandFragment(OpBuilder &b, Location loc, Value bufA, int64_t kk) const {
     Value lane = laneId(b, loc);
     Value laneMod16 = arith::RemUIOp::create(b, loc, lane, index(b, loc, 16));
     Value laneDiv16 = arith::DivUIOp::create(b, loc, lane, index(b, loc, 16));
+    Value r = arith::AddIOp::create(b, loc, warpRow(b, loc), laneMod16);
+    Value c = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
+                                    arith::MulIOp::create(b, loc, laneDiv16, index(b, loc, 8)));
+    return nvgpu::LdMatrixOp::create(b, loc, aType(), bufA, ValueRange{r, c},
+                                     /*transpose=*/false, /*numTiles=*/4);
+  }
+  /// All of them (D / 16).
+  SmallVector<Value> operandFragments(OpBuilder &b, Location loc, Value bufA, int64_t cols) const {
     SmallVector<Value> frags;
-    for (int64_t kk = 0; kk < cols / 16; ++kk) {
-      Value r = arith::AddIOp::create(b, loc, warpRow(b, loc), laneMod16);
-      Value c = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
-                                      arith::MulIOp::create(b, loc, laneDiv16, index(b, loc, 8)));
-      frags.push_back(nvgpu::LdMatrixOp::create(b, loc, aType(), bufA, ValueRange{r, c},
-                                                /*transpose=*/false, /*numTiles=*/4));
-    }
+    for (int64_t kk = 0; kk < cols / 16; ++kk)
+      frags.push_back(operandFragment(b, loc, bufA, kk));
     return frags;
   }
 
@@ -130,29 +134,31 @@ public:
   /// S = Q K^T: keys / 8 n-tiles of 8 keys, |q| k-steps of 16 columns.
   SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange qIn, Value stage,
                             int64_t part) const override {
-    SmallVector<Value> q(qIn);
-    if (residentOperands()) { // the fragments, read where they are used
-      bool part1 = getConstantIntValue(qIn[0]).value_or(0) == 1;
-      q = operandFragments(b, loc, residentBuffer(b, loc, part1),
-                           part1 ? shape.valueDim : shape.headDim);
-    }
     Value bufA = buffer(b, loc, part == 1);
     Value lane = laneId(b, loc);
     Value laneMod8 = arith::RemUIOp::create(b, loc, lane, index(b, loc, 8));
     Value half = arith::RemUIOp::create(b, loc, arith::DivUIOp::create(b, loc, lane, index(b, loc, 8)),
                                         index(b, loc, 2));
+    auto kFragment = [&](int64_t n, int64_t kk) {
+      Value r = arith::AddIOp::create(b, loc, index(b, loc, n * 8), laneMod8);
+      Value col = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
+                                        arith::MulIOp::create(b, loc, half, index(b, loc, 8)));
+      return nvgpu::LdMatrixOp::create(b, loc, bType(), bufA,
+                                       ValueRange{stageRow(b, loc, stage, r), col},
+                                       /*transpose=*/false, /*numTiles=*/2);
+    };
+    // Resident rows: each A fragment read (ldmatrix) where it is used, so
+    // that D / 16 of them are not live across the loop (nor here).
+    bool resident = residentOperands();
+    bool part1 = resident && getConstantIntValue(qIn[0]).value_or(0) == 1;
+    Value bufQ = resident ? residentBuffer(b, loc, part1) : Value();
+    int64_t steps = resident ? (part1 ? shape.valueDim : shape.headDim) / 16 : int64_t(qIn.size());
     SmallVector<Value> acc;
     for (int64_t n = 0; n < shape.keys / 8; ++n) {
       Value c = zeroC(b, loc);
-      for (int64_t kk = 0; kk < int64_t(q.size()); ++kk) {
-        Value r = arith::AddIOp::create(b, loc, index(b, loc, n * 8), laneMod8);
-        Value col = arith::AddIOp::create(b, loc, index(b, loc, kk * 16),
-                                          arith::MulIOp::create(b, loc, half, index(b, loc, 8)));
-        Value kFrag = nvgpu::LdMatrixOp::create(b, loc, bType(), bufA,
-                                                ValueRange{stageRow(b, loc, stage, r), col},
-                                                /*transpose=*/false, /*numTiles=*/2);
-        c = mma(b, loc, q[kk], kFrag, c);
-      }
+      for (int64_t kk = 0; kk < steps; ++kk)
+        c = mma(b, loc, resident ? operandFragment(b, loc, bufQ, kk) : qIn[kk], kFragment(n, kk),
+                c);
       acc.push_back(c);
     }
     return acc;

@@ -19,7 +19,9 @@
 // dK/dV: 4 warps own the item's 64 keys; each step stages 16 query rows of
 // Q and dO; lse and delta are loaded per column of the lane's key-major
 // score fragments (16 columns / 4 = 4 per lane, each); the slopes'
-// gradient is added atomically where P is not 0; dK and dV are stored once.
+// gradient (an element of the head) is summed over the lane's elements and
+// the warp (xor shuffles 1..16) and added atomically once per warp; dK and dV
+// are stored once.
 // DKDV: gpu.func @backward({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 64, threads = 128, shared_bytes = 10240>}
 // DKDV: scf.for
 // DKDV: scf.for
@@ -29,7 +31,10 @@
 // DKDV: nvvm.mma.sync
 // DKDV: math.exp
 // DKDV: arith.cmpf une
+// DKDV: gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32 : f32
+// DKDV: gpu.shuffle  xor %{{.*}}, %c16_i32, %c32_i32 : f32
 // DKDV: memref.atomic_rmw addf %{{.*}}, %arg10[%{{.*}}] : (f32, memref<?xf32>) -> f32
+// DKDV-NOT: memref.atomic_rmw
 // DKDV: nvgpu.ldmatrix %{{.*}} {numTiles = 2 : i32, transpose = true}
 // DKDV: memref.store %{{.*}}, %arg8[%block_id_z, %block_id_y, %{{.*}}, %{{.*}}] : memref<?x?x?x32xbf16>
 // DKDV: memref.store %{{.*}}, %arg9[%block_id_z, %block_id_y, %{{.*}}, %{{.*}}] : memref<?x?x?x32xbf16>
