@@ -342,32 +342,10 @@ void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
 
 SmallVector<Value> BackwardLoopBuilder::visitBlock(Value head, Value route, Value rowSpan,
                                                    ValueRange carried) {
-  SmallVector<Value> next;
-  if (classify) {
-    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), rowSpan);
-    Value cls = TileClassifyOp::create(b, loc, b.getI8Type(), op.getVariantAttr(), batch,
-                                       head, box.getLo(), box.getHi(), kvBox[0], kvBox[1],
-                                       op.getBuffers(), op.getSummaries(), route);
-    Value visit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls,
-                                        classValue(BlockClass::Empty));
-    Value partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls,
-                                          classValue(BlockClass::Partial));
-    // EMPTY blocks are never visited; FULL ones skip the mask.
-    auto ifOp = scf::IfOp::create(b, loc, carried.getTypes(), visit, /*withElseRegion=*/true);
-    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-    if (Value stats = op.getStats())
-      TileCountOp::create(b, loc, stats, cls);
-    scf::YieldOp::create(b, loc, buildBlock(head, rowSpan, route, partial, carried));
-    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-    scf::YieldOp::create(b, loc, carried);
-    b.setInsertionPointAfter(ifOp);
-    next = ifOp.getResults();
-  } else {
-    if (Value stats = op.getStats())
-      TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
-    next = buildBlock(head, rowSpan, route, Value(), carried);
-  }
-  return next;
+  // EMPTY blocks are never visited; FULL ones skip the mask.
+  return ifVisible(head, route, rowSpan, carried, /*count=*/true, [&](Value maskIf) {
+    return buildBlock(head, rowSpan, route, maskIf, carried);
+  });
 }
 
 ValueRange BackwardLoopBuilder::forEachQueryTile(Value headKV, ValueRange init, bool withRoute,

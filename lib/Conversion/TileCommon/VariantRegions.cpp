@@ -145,6 +145,18 @@ bool isIdentityScore(attn::VariantOp variant) {
   return cast<attn::YieldOp>(block.getTerminator()).getValue() == block.getArgument(0);
 }
 
+Value indicesInRange(OpBuilder &b, Location loc, Value memref, ValueRange indices, Value ok) {
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  for (auto [d, i] : llvm::enumerate(indices)) {
+    Value size = memref::DimOp::create(b, loc, memref, d);
+    ok = arith::AndIOp::create(
+        b, loc, ok,
+        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
+                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
+  }
+  return ok;
+}
+
 Value inlineDerivative(OpBuilder &b, Location loc, Region &region, const RegionInlining &how,
                        SmallVectorImpl<attn::GradAddOp> &adds) {
   Block *block = b.getInsertionBlock();

@@ -54,6 +54,11 @@ mlir::Value inlineDerivative(mlir::OpBuilder &b, mlir::Location loc, mlir::Regio
                              const RegionInlining &how,
                              llvm::SmallVectorImpl<attn::GradAddOp> &adds);
 
+/// `ok` and every index in [0, dim) of `memref` (an attn.grad_add's
+/// element: out-of-range ones add nothing).
+mlir::Value indicesInRange(mlir::OpBuilder &b, mlir::Location loc, mlir::Value memref,
+                           mlir::ValueRange indices, mlir::Value ok);
+
 /// Whether the variant's score region yields its score argument unchanged.
 bool isIdentityScore(attn::VariantOp variant);
 

@@ -195,15 +195,7 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
 /// gradient[indices] += value where `ok` holds and every index is in range.
 void addInRange(OpBuilder &b, Location loc, Value gradient, ArrayRef<Value> indices, Value value,
                 Value ok) {
-  Value zero = index(b, loc, 0);
-  for (auto [d, i] : llvm::enumerate(indices)) {
-    Value size = memref::DimOp::create(b, loc, gradient, d);
-    ok = arith::AndIOp::create(
-        b, loc, ok,
-        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
-                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
-  }
-  auto ifOp = scf::IfOp::create(b, loc, ok, false);
+  auto ifOp = scf::IfOp::create(b, loc, indicesInRange(b, loc, gradient, indices, ok), false);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&ifOp.getThenRegion().front());
   Value old = memref::LoadOp::create(b, loc, gradient, indices);

@@ -37,15 +37,8 @@ using namespace heed::attn;
 namespace heed::gpu_tile {
 namespace {
 
-Value f32(OpBuilder &b, Location loc, double v) {
-  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
-}
+Value f32(OpBuilder &b, Location loc, double v) { return f32Like(b, loc, b.getF32Type(), v); }
 
-template <typename Op> struct TargetPattern : OpConversionPattern<Op> {
-  TargetPattern(const TypeConverter &converter, MLIRContext *ctx, const MatrixCoreTarget &target)
-      : OpConversionPattern<Op>(converter, ctx), target(target) {}
-  const MatrixCoreTarget &target;
-};
 
 struct LoadRowsLowering : TargetPattern<TileLoadRowsOp> {
   using TargetPattern::TargetPattern;
@@ -208,15 +201,7 @@ struct ProbsLowering : TargetPattern<TileProbsOp> {
 /// is in range.
 void atomicAddInRange(OpBuilder &b, Location loc, Value gradient, ValueRange indices, Value value,
                       Value ok) {
-  Value zero = index(b, loc, 0);
-  for (auto [d, i] : llvm::enumerate(indices)) {
-    Value size = memref::DimOp::create(b, loc, gradient, d);
-    ok = arith::AndIOp::create(
-        b, loc, ok,
-        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
-                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
-  }
-  auto ifOp = scf::IfOp::create(b, loc, ok, false);
+  auto ifOp = scf::IfOp::create(b, loc, indicesInRange(b, loc, gradient, indices, ok), false);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&ifOp.getThenRegion().front());
   memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, value, gradient, indices);

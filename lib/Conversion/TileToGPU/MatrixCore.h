@@ -176,6 +176,15 @@ public:
   explicit MatrixCoreTypeConverter(const MatrixCoreTarget &target);
 };
 
+/// A conversion pattern of a matrix-core target's tile op, the target at
+/// hand (MatrixCorePatterns.cpp, BackwardPatterns.cpp).
+template <typename Op> struct TargetPattern : mlir::OpConversionPattern<Op> {
+  TargetPattern(const mlir::TypeConverter &converter, mlir::MLIRContext *ctx,
+                const MatrixCoreTarget &target)
+      : mlir::OpConversionPattern<Op>(converter, ctx), target(target) {}
+  const MatrixCoreTarget &target;
+};
+
 /// Index helpers every GPU pattern uses.
 Value index(OpBuilder &b, Location loc, int64_t v);
 Value i32(OpBuilder &b, Location loc, int64_t v);

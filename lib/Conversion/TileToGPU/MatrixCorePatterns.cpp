@@ -81,20 +81,12 @@ MatrixCoreTypeConverter::MatrixCoreTypeConverter(const MatrixCoreTarget &target)
 
 namespace {
 
-Value f32(OpBuilder &b, Location loc, double v) {
-  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(static_cast<float>(v)));
-}
+Value f32(OpBuilder &b, Location loc, double v) { return f32Like(b, loc, b.getF32Type(), v); }
 
 /// The part of a staged K/V tile's converted (slot, part): a constant
 /// (LoadLowering's), 0 if it is not one.
 int64_t slotPart(ValueRange staged) { return getConstantIntValue(staged[1]).value_or(0); }
 
-/// A pattern with the target at hand.
-template <typename Op> struct TargetPattern : OpConversionPattern<Op> {
-  TargetPattern(const TypeConverter &converter, MLIRContext *ctx, const MatrixCoreTarget &target)
-      : OpConversionPattern<Op>(converter, ctx), target(target) {}
-  const MatrixCoreTarget &target;
-};
 
 struct LoadLowering : TargetPattern<TileLoadOp> {
   using TargetPattern::TargetPattern;
