@@ -94,12 +94,16 @@ if [ "${VALIDATE:-1}" != 0 ]; then
     done < <(gpu_cases $step)
   done
   say "every case loads and launches its artifact against the stand-in driver"
-  # The backward cases compile there (JIT) and reach their check against
-  # the stand-in driver (which computes nothing: FAILED is expected here).
+  # The backward cases compile here (no AOT backward yet) into the bundle's
+  # kernel cache (cache/, which run.sh's backward step starts from: no
+  # compile on the GPU machine where its ptxas is this one) and reach their
+  # check against the stand-in driver (which computes nothing: FAILED is
+  # expected here).
+  rm -rf "$h/cache"
   while IFS='|' read -r name kopts ropts targets; do
     read -ra k <<< "$kopts"
     read -ra r <<< "$ropts"
-    log=$(LD_LIBRARY_PATH=$fake HEED_CACHE=off timeout 300 "$build/bin/heed-run" "${k[@]}" "${r[@]}" \
+    log=$(LD_LIBRARY_PATH=$fake HEED_CACHE_DIR=$h/cache timeout 300 "$build/bin/heed-run" "${k[@]}" "${r[@]}" \
             --backward --target=cuda --repeat=1 2>&1) || true
     grep -qE '^backward +(PASSED|FAILED)' <<< "$log" ||
       { echo "$log" >&2; say "FAILED: backward case $name does not compile, load and launch"; exit 1; }

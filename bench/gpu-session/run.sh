@@ -15,8 +15,9 @@
 #                   on cases.txt's sanitize cases
 #   backward   75   cases.txt's backward cases: heed-run --backward on CUDA
 #                   (the forward, then the backward's dQ and dK/dV kernels,
-#                   compiled there: no AOT for the backward yet) against
-#                   float64; memcheck and racecheck on the first one
+#                   from the kernel cache pack.sh filled, else compiled there:
+#                   no AOT for the backward yet) against float64; memcheck and
+#                   racecheck on the first one
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
 #   bench    rest   bench/gpu_attention.py (raw JSON rewritten after each row):
@@ -190,6 +191,12 @@ step_sanitizer() {
 
 step_backward() {
   local name kopts ropts targets k r log rc t0 passed=0 failed=0 notrun=0 failures="" first=""
+  # pack.sh's kernel cache of these cases: hits where this machine's ptxas
+  # is the packing machine's (the key names it), else they compile here.
+  if [ -d "$HEED_DIR/cache" ]; then
+    mkdir -p "$WORK/cache"
+    cp -r "$HEED_DIR/cache/." "$WORK/cache/"
+  fi
   while IFS='|' read -r name kopts ropts targets; do
     if [ "$(left)" -lt 10 ]; then
       notrun=$((notrun + 1))
