@@ -77,6 +77,20 @@ private:
   }
 
   void buildItem(Value headKV, Value keyTile);
+  /// keySpan (and its box, where classified) of key tile `keyTile`.
+  void setKeySpan(Value keyTile);
+  /// An item of key tile `keyTile` (fused, dK/dV): its keys and the count
+  /// of query tiles.
+  void beginKeyItem(Value keyTile);
+  /// dK and dV accumulators, zero; written at the item's end.
+  SmallVector<Value> zeroKeyGradients();
+  void writeKeyGradients(ValueRange grads, Value headKV);
+  /// Head `head`'s route value, or null for a variant that is not routed.
+  Value routeOf(Value head);
+  /// Whether the derivative's sink logit adds a buffer gradient.
+  bool sinkHasGradient() {
+    return grad.hasSink() && !grad.getSink().front().getOps<GradAddOp>().empty();
+  }
   /// The GPUs' kernels (`kernel=dq`, `kernel=dkdv`): an item's loop.
   void buildDQItem(Value head, Value queryTile);
   void buildDKDVItem(Value headKV, Value keyTile);
@@ -145,6 +159,7 @@ void BackwardLoopBuilder::build(BackwardLoop kernel) {
   b.setInsertionPointToStart(body);
   batch = body->getArgument(0);
   group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), headsKV);
+  classify = !variant.getBlocks().empty();
   switch (kernel) {
   case BackwardLoop::Fused:
     return buildItem(body->getArgument(1), body->getArgument(2));
@@ -153,6 +168,42 @@ void BackwardLoopBuilder::build(BackwardLoop kernel) {
   case BackwardLoop::DKDV:
     return buildDKDVItem(body->getArgument(1), body->getArgument(2));
   }
+}
+
+void BackwardLoopBuilder::setKeySpan(Value keyTile) {
+  keySpan = span(seqKV, keyTile, Side::KV);
+  if (classify) {
+    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
+    kvBox[0] = box.getLo();
+    kvBox[1] = box.getHi();
+  }
+}
+
+void BackwardLoopBuilder::beginKeyItem(Value keyTile) {
+  setKeySpan(keyTile);
+  qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
+                              SideAttr::get(b.getContext(), Side::Q), tiling);
+}
+
+SmallVector<Value> BackwardLoopBuilder::zeroKeyGradients() {
+  // dK from +0 and dV from -0: equal types must not make them one value
+  // (accumulators are updated in place on the CPU).
+  return {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
+          fill(tile(keys, valueDim, b.getF32Type(), TileRole::Acc), -0.0)};
+}
+
+void BackwardLoopBuilder::writeKeyGradients(ValueRange grads, Value headKV) {
+  TileWriteRowsOp::create(b, loc, grads[0], op.getDk(), batch, headKV, keySpan,
+                          /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
+  TileWriteRowsOp::create(b, loc, grads[1], op.getDv(), batch, headKV, keySpan,
+                          /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
+}
+
+Value BackwardLoopBuilder::routeOf(Value head) {
+  if (!variant.isRouted())
+    return {};
+  return TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
+                             op.getBuffers(), op.getStatus());
 }
 
 SmallVector<Value> BackwardLoopBuilder::ifVisible(Value head, Value route, Value rowSpan,
@@ -198,13 +249,9 @@ std::pair<Value, Value> BackwardLoopBuilder::rowStatistics(Value head, Value row
 }
 
 void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
-  classify = !variant.getBlocks().empty();
   Value rowSpan = span(seqQ, queryTile, Side::Q);
   Value headKV = arith::DivUIOp::create(b, loc, head, group);
-  Value route;
-  if (variant.isRouted())
-    route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
-                                op.getBuffers(), op.getStatus());
+  Value route = routeOf(head);
   Value q = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::Q);
   Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q, /*part=*/1);
   auto [lse, delta] = rowStatistics(head, rowSpan, TileRole::Row);
@@ -223,12 +270,7 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
-    keySpan = span(seqKV, loop.getInductionVar(), Side::KV);
-    if (classify) {
-      auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
-      kvBox[0] = box.getLo();
-      kvBox[1] = box.getHi();
-    }
+    setKeySpan(loop.getInductionVar());
     SmallVector<Value> next = ifVisible(
         head, route, rowSpan, loop.getRegionIterArgs(), /*count=*/false,
         [&](Value maskIf) -> SmallVector<Value> {
@@ -255,28 +297,18 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
                           /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
   // A sink logit read from buffers: its gradient over the item's rows
   // (each row is in one dQ item).
-  if (grad.hasSink() && !grad.getSink().front().getOps<GradAddOp>().empty())
+  if (sinkHasGradient())
     TileGradSinkOp::create(b, loc, FlatSymbolRefAttr::get(grad.getSymNameAttr()), lse, delta,
                            batch, head, rowSpan, buffersAndGradients());
 }
 
 void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
-  keySpan = span(seqKV, keyTile, Side::KV);
-  classify = !variant.getBlocks().empty();
-  if (classify) {
-    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
-    kvBox[0] = box.getLo();
-    kvBox[1] = box.getHi();
-  }
+  beginKeyItem(keyTile);
   // The item's keys as the kernel's operand rows: S^T = K Q^T, dP^T = V dO^T.
   Value kRows = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::Q);
   Value vRows = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::Q, /*part=*/1);
-  qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
-                              SideAttr::get(b.getContext(), Side::Q), tiling);
-  SmallVector<Value> init = {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
-                             fill(tile(keys, valueDim, b.getF32Type(), TileRole::Acc), -0.0)};
   ValueRange grads = forEachQueryTile(
-      headKV, init, /*withRoute=*/true,
+      headKV, zeroKeyGradients(), /*withRoute=*/true,
       [&](Value head, Value route, Value rowSpan, ValueRange carried) {
         return ifVisible(head, route, rowSpan, carried, /*count=*/true,
                          [&](Value maskIf) -> SmallVector<Value> {
@@ -303,40 +335,21 @@ void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
           return {dk, dv};
         });
       });
-  TileWriteRowsOp::create(b, loc, grads[0], op.getDk(), batch, headKV, keySpan,
-                          /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
-  TileWriteRowsOp::create(b, loc, grads[1], op.getDv(), batch, headKV, keySpan,
-                          /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
+  writeKeyGradients(grads, headKV);
 }
 
 void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
-  keySpan = span(seqKV, keyTile, Side::KV);
-  classify = !variant.getBlocks().empty();
-  if (classify) {
-    auto box = TileSpanBoxOp::create(b, loc, b.getIndexType(), b.getIndexType(), keySpan);
-    kvBox[0] = box.getLo();
-    kvBox[1] = box.getHi();
-  }
+  beginKeyItem(keyTile);
   k = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
   kAsV = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::V);
   vAsK = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
-  qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
-                              SideAttr::get(b.getContext(), Side::Q), tiling);
-  // dK from +0 and dV from -0: equal types must not make them one value
-  // (accumulators are updated in place on the CPU).
-  SmallVector<Value> init = {fill(tile(keys, headDim, b.getF32Type(), TileRole::Acc), 0),
-                             fill(tile(keys, valueDim, b.getF32Type(), TileRole::Acc), -0.0)};
   ValueRange grads = forEachQueryTile(
-      headKV, init, /*withRoute=*/true,
+      headKV, zeroKeyGradients(), /*withRoute=*/true,
       [&](Value head, Value route, Value rowSpan, ValueRange carried) {
         return visitBlock(head, route, rowSpan, carried);
       });
-  FloatAttr scale = op.getScaleAttr();
-  TileWriteRowsOp::create(b, loc, grads[0], op.getDk(), batch, headKV, keySpan,
-                          /*accumulate=*/UnitAttr(), scale, op.getLayoutAttr());
-  TileWriteRowsOp::create(b, loc, grads[1], op.getDv(), batch, headKV, keySpan,
-                          /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
-  if (grad.hasSink() && !grad.getSink().front().getOps<GradAddOp>().empty())
+  writeKeyGradients(grads, headKV);
+  if (sinkHasGradient())
     buildSinkGradient(headKV, keyTile);
 }
 
@@ -355,10 +368,7 @@ ValueRange BackwardLoopBuilder::forEachQueryTile(Value headKV, ValueRange init, 
   b.setInsertionPointToStart(heads.getBody());
   Value head = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, headKV, group),
                                      heads.getInductionVar());
-  Value route;
-  if (withRoute && variant.isRouted())
-    route = TileRouteOp::create(b, loc, b.getI64Type(), op.getVariantAttr(), batch, head,
-                                op.getBuffers(), op.getStatus());
+  Value route = withRoute ? routeOf(head) : Value();
   auto qLoop = scf::ForOp::create(b, loc, idx(0), qTiles, idx(1), heads.getRegionIterArgs());
   // A loop without results comes with its (empty) yield.
   if (!init.empty())
