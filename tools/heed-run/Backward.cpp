@@ -47,11 +47,6 @@ std::vector<double> values(const HostTensor &t) {
   return out;
 }
 
-struct Gradient {
-  std::string name;
-  double error, tolerance;
-};
-
 /// What one --backward run measured.
 struct Report {
   const spec::Variant &variant;
@@ -62,21 +57,10 @@ struct Report {
   double forwardTime, backwardTime, backwardFlops;
   MaskCensus census;
   RunStats stats;
-  std::vector<Gradient> errors;
+  std::vector<GradientError> errors;
   double worst;
   bool passed, outOfRange;
 };
-
-/// Is every error finite and within its tolerance? `worst` gets the largest
-/// (the first non-finite one if any).
-bool withinTolerances(const std::vector<Gradient> &errors, double &worst) {
-  bool within = true;
-  for (const Gradient &g : errors) {
-    worst = std::isfinite(worst) && !(g.error <= worst) ? g.error : worst;
-    within = within && g.error <= g.tolerance; // NaN fails
-  }
-  return within && std::isfinite(worst);
-}
 
 llvm::json::Value number(double x) {
   return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
@@ -106,7 +90,7 @@ void printJSON(const Report &r) {
     o["backward_passed"] = r.passed;
   }
   llvm::json::Object per, tolerances;
-  for (const Gradient &g : r.errors) {
+  for (const GradientError &g : r.errors) {
     per[g.name] = number(g.error);
     tolerances[g.name] = number(g.tolerance);
   }
@@ -131,7 +115,7 @@ void printText(const Report &r) {
   llvm::outs() << fmt::format("blocks    {} visited of {} ({} full); minimum {}\n",
                               r.stats.visitedBlocks, r.stats.totalBlocks, r.stats.fullBlocks,
                               r.census.nonEmptyBlocks);
-  for (const Gradient &g : r.errors)
+  for (const GradientError &g : r.errors)
     llvm::outs() << fmt::format("{:<9} relative error {:.3e} (normwise), tolerance {:.1e}\n",
                                 g.name, g.error, g.tolerance);
   if (r.outOfRange)
@@ -141,6 +125,79 @@ void printText(const Report &r) {
 }
 
 } // namespace
+
+bool withinTolerances(const std::vector<GradientError> &errors, double &worst) {
+  bool within = true;
+  for (const GradientError &g : errors) {
+    worst = std::isfinite(worst) && !(g.error <= worst) ? g.error : worst;
+    within = within && g.error <= g.tolerance; // NaN fails
+  }
+  return within && std::isfinite(worst);
+}
+
+std::string BackwardTensors::create(const spec::Variant &variant, const KernelConfig &config,
+                                    DType outDType, const HostTensor &q, const HostTensor &k,
+                                    const HostTensor &v, const std::vector<HostTensor> &buffers,
+                                    const std::vector<unsigned> &gradients,
+                                    std::mt19937_64 &rng) {
+  bool bshd = config.layout == Layout::BSHD;
+  const std::vector<int64_t> &qs = q.shape();
+  std::vector<int64_t> rows = {qs[0], qs[bshd ? 2 : 1], qs[bshd ? 1 : 2]};
+  std::vector<int64_t> outShape = qs;
+  outShape[3] = config.valueDim();
+  for (auto [name, t, dt, shape] :
+       {std::tuple{"out", &out, outDType, outShape}, std::tuple{"lse", &lse, DType::F32, rows},
+        std::tuple{"delta", &delta, DType::F32, rows},
+        std::tuple{"dout", &dout, config.dtype, outShape},
+        std::tuple{"dq", &dq, config.dtype, qs}, std::tuple{"dk", &dk, config.dtype, k.shape()},
+        std::tuple{"dv", &dv, config.dtype, v.shape()}})
+    if (std::string err = HostTensor::create(name, dt, shape, *t); !err.empty())
+      return err;
+  dout.fillUniform(rng, -1, 1);
+  grads.resize(gradients.size());
+  for (size_t g = 0; g < gradients.size(); ++g)
+    if (std::string err =
+            HostTensor::create("gradient of '" + variant.buffers[gradients[g]].name + "'",
+                               DType::F32, buffers[gradients[g]].shape(), grads[g]);
+        !err.empty())
+      return err;
+  for (HostTensor *t : {&out, &lse, &delta, &dq, &dk, &dv})
+    t->poison();
+  for (HostTensor &g : grads)
+    g.poison();
+  return "";
+}
+
+std::vector<GradientError> gradientErrors(const spec::Variant &variant, const KernelConfig &config,
+                                          const HostTensor &q, const HostTensor &k,
+                                          const HostTensor &v,
+                                          const std::vector<HostTensor> &buffers,
+                                          const BackwardTensors &t,
+                                          const std::vector<unsigned> &gradients,
+                                          const BackwardOptions &options, bool &outOfRange) {
+  BackwardProblem problem =
+      backwardProblem(q, k, v, t.dout, config.layout, config.effectiveScale(), buffers);
+  // Where out is stored in f16/bf16, delta computed from it moves the
+  // gradients by more than their own rounding: the tolerance says how much.
+  problem.deltaSensitivity = t.out.dtype() != DType::F32;
+  ReferenceGradients ref = referenceBackward(variant, problem, options.threads);
+  outOfRange = ref.outOfRange != 0;
+  std::vector<GradientError> errors;
+  auto check = [&](std::string name, const std::vector<double> &got,
+                   const std::vector<double> &want, double deltaRms) {
+    double tolerance = options.tolerance ? options.tolerance
+                                         : gradientTolerance(config.dtype, ref.maxAbsScore,
+                                                             deltaRms, want);
+    errors.push_back({std::move(name), normwiseError(got, want), tolerance});
+  };
+  check("dq", bhsdValues(t.dq, config.layout), ref.dq, ref.deltaRms.dq);
+  check("dk", bhsdValues(t.dk, config.layout), ref.dk, ref.deltaRms.dk);
+  check("dv", bhsdValues(t.dv, config.layout), ref.dv, 0);
+  for (size_t g = 0; g < gradients.size(); ++g)
+    check("d" + variant.buffers[gradients[g]].name, values(t.grads[g]),
+          ref.dBuffers[gradients[g]], ref.deltaRms.dBuffers[gradients[g]]);
+  return errors;
+}
 
 int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
                 HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
@@ -167,39 +224,20 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   const std::vector<int64_t> &qs = q.shape(), &ks = k.shape();
   int64_t B = qs[0], Hq = qs[bshd ? 2 : 1], Sq = qs[bshd ? 1 : 2];
   int64_t Hkv = ks[bshd ? 2 : 1], Skv = ks[bshd ? 1 : 2];
-  std::vector<int64_t> outShape = qs;
-  outShape[3] = config.valueDim();
-  HostTensor out, lse, dout, dq, dk, dv;
-  for (auto [name, t, dt, shape] :
-       {std::tuple{"out", &out, forwardConfig.outF32 ? DType::F32 : config.dtype, outShape},
-        std::tuple{"lse", &lse, DType::F32, std::vector<int64_t>{B, Hq, Sq}},
-        std::tuple{"dout", &dout, config.dtype, outShape},
-        std::tuple{"dq", &dq, config.dtype, qs}, std::tuple{"dk", &dk, config.dtype, ks},
-        std::tuple{"dv", &dv, config.dtype, v.shape()}})
-    if (std::string err = HostTensor::create(name, dt, shape, *t); !err.empty())
-      return error(err);
-  dout.fillUniform(rng, -1, 1);
   const std::vector<unsigned> &gradBuffers = (*backward)->gradientBuffers();
-  std::vector<HostTensor> grads(gradBuffers.size());
-  for (size_t g = 0; g < gradBuffers.size(); ++g)
-    if (std::string err = HostTensor::create("gradient of '" + variant.buffers[gradBuffers[g]].name + "'",
-                                             DType::F32, buffers[gradBuffers[g]].shape(), grads[g]);
-        !err.empty())
-      return error(err);
-
-  AttentionArgs fwd{q.ref(), k.ref(), v.ref(), out.ref(), lse.ref(), {}};
+  BackwardTensors t;
+  if (std::string err = t.create(variant, config, forwardConfig.outF32 ? DType::F32 : config.dtype,
+                                 q, k, v, buffers, gradBuffers, rng);
+      !err.empty())
+    return error(err);
+  AttentionArgs fwd{q.ref(), k.ref(), v.ref(), t.out.ref(), t.lse.ref(), {}};
   for (HostTensor &b : buffers)
     fwd.buffers.push_back(b.ref());
   std::vector<TensorRef> gradRefs;
-  for (HostTensor &g : grads)
+  for (HostTensor &g : t.grads)
     gradRefs.push_back(g.ref());
-  BackwardArgs bwd = BackwardArgs::of(fwd, dout.ref(), dq.ref(), dk.ref(), dv.ref(), gradRefs);
-  out.poison();
-  lse.poison();
-  for (HostTensor *t : {&dq, &dk, &dv})
-    t->poison();
-  for (HostTensor &g : grads)
-    g.poison();
+  BackwardArgs bwd =
+      BackwardArgs::of(fwd, t.dout.ref(), t.dq.ref(), t.dk.ref(), t.dv.ref(), gradRefs);
 
   RunStats fstats, bstats;
   auto forwardTime = medianTime(options.repeat, [&] { return (*forward)->run(fwd, options.threads, &fstats); });
@@ -209,33 +247,12 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   if (!backwardTime)
     return error(llvm::toString(backwardTime.takeError()));
 
-  ReferenceGradients ref;
-  if (options.check) {
-    BackwardProblem problem =
-        backwardProblem(q, k, v, dout, config.layout, config.effectiveScale(), buffers);
-    // Where out is stored in f16/bf16, delta computed from it moves the
-    // gradients by more than their own rounding: the tolerance says how much.
-    problem.deltaSensitivity = out.dtype() != DType::F32;
-    ref = referenceBackward(variant, problem, options.threads);
-  }
-  std::vector<Gradient> errors;
-  auto check = [&](std::string name, const std::vector<double> &got,
-                   const std::vector<double> &want, double deltaRms) {
-    double tolerance = options.tolerance ? options.tolerance
-                                         : gradientTolerance(config.dtype, ref.maxAbsScore,
-                                                             deltaRms, want);
-    errors.push_back({std::move(name), normwiseError(got, want), tolerance});
-  };
-  if (options.check) {
-    check("dq", bhsdValues(dq, config.layout), ref.dq, ref.deltaRms.dq);
-    check("dk", bhsdValues(dk, config.layout), ref.dk, ref.deltaRms.dk);
-    check("dv", bhsdValues(dv, config.layout), ref.dv, 0);
-    for (unsigned g = 0; g < gradBuffers.size(); ++g)
-      check("d" + variant.buffers[gradBuffers[g]].name, values(grads[g]),
-            ref.dBuffers[gradBuffers[g]], ref.deltaRms.dBuffers[gradBuffers[g]]);
-  }
+  std::vector<GradientError> errors;
+  bool outOfRange = false;
+  if (options.check)
+    errors = gradientErrors(variant, config, q, k, v, buffers, t, gradBuffers, options, outOfRange);
   double worst = 0;
-  bool passed = !options.check || (withinTolerances(errors, worst) && !ref.outOfRange);
+  bool passed = !options.check || (withinTolerances(errors, worst) && !outOfRange);
 
   AttentionDims dims{B, Hq, Hkv, Sq, Skv};
   std::pair<int64_t, int64_t> tiles = backwardTiles(backwardConfig);
@@ -247,7 +264,7 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
 
   Report report{variant,         options,        **forward,      **backward, tiles,
                 *forwardTime,    *backwardTime, backwardFlops, census,     bstats,
-                std::move(errors), worst,       passed,        ref.outOfRange != 0};
+                std::move(errors), worst,       passed,        outOfRange};
   if (options.json)
     printJSON(report);
   else

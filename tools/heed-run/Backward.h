@@ -4,6 +4,7 @@
 #define HEED_TOOLS_HEED_RUN_BACKWARD_H
 
 #include "heed/Compiler/Compiler.h"
+#include "heed/Runtime/Tensor.h"
 
 #include <random>
 #include <vector>
@@ -22,6 +23,41 @@ struct BackwardOptions {
   uint64_t seed = 0;
   std::string shape; ///< for the report
 };
+
+/// The host tensors of one backward run (shapes from q, k, v): the
+/// forward's out (in `outDType`) and lse, a random dout, dq, dk, dv, f32
+/// delta, and the f32 gradient of each of `gradients`; every output
+/// poisoned. "" or the error.
+struct BackwardTensors {
+  HostTensor out, lse, delta, dout, dq, dk, dv;
+  std::vector<HostTensor> grads;
+  std::string create(const spec::Variant &variant, const KernelConfig &config, DType outDType,
+                     const HostTensor &q, const HostTensor &k, const HostTensor &v,
+                     const std::vector<HostTensor> &buffers,
+                     const std::vector<unsigned> &gradients, std::mt19937_64 &rng);
+};
+
+/// One gradient's normwise error and its tolerance.
+struct GradientError {
+  std::string name;
+  double error, tolerance;
+};
+
+/// dq, dk, dv and the buffers' gradients of `t` against the float64
+/// reference backward (tolerances by dtype, or options.tolerance; with
+/// `deltaSensitivity` where out is stored in f16/bf16); `outOfRange` gets
+/// whether the reference read a buffer out of range.
+std::vector<GradientError> gradientErrors(const spec::Variant &variant, const KernelConfig &config,
+                                          const HostTensor &q, const HostTensor &k,
+                                          const HostTensor &v,
+                                          const std::vector<HostTensor> &buffers,
+                                          const BackwardTensors &t,
+                                          const std::vector<unsigned> &gradients,
+                                          const BackwardOptions &options, bool &outOfRange);
+
+/// Whether every error is finite and within its tolerance; `worst` gets the
+/// largest (the first non-finite one if any).
+bool withinTolerances(const std::vector<GradientError> &errors, double &worst);
 
 /// The same on device 0 with CUDA (`chip`, "" for the device's): the GPU
 /// forward and the backward's two tensor-core kernels; 77 (SKIPPED) without

@@ -61,13 +61,6 @@ private:
   std::vector<std::pair<HostTensor *, std::unique_ptr<cuda::DeviceBuffer>>> buffers;
 };
 
-std::vector<double> values(const HostTensor &t) {
-  std::vector<double> out(size_t(t.size()));
-  for (int64_t i = 0; i < t.size(); ++i)
-    out[size_t(i)] = t.get(i);
-  return out;
-}
-
 /// The forward, then the dQ and dK/dV kernels for `chip` (each from the
 /// kernel cache), loaded on device 0; "" or the error.
 std::string loadKernels(const spec::Variant &variant, const KernelConfig &config,
@@ -90,21 +83,12 @@ std::string loadKernels(const spec::Variant &variant, const KernelConfig &config
   return "";
 }
 
-struct GradientError {
-  std::string name;
-  double error, tolerance;
-};
-
 /// The report of a GPU backward run (a table, or JSON); whether it passed.
 bool report(const spec::Variant &variant, const BackwardOptions &options,
             const std::string &chip, double compileS, double backwardTime, double flops,
             const std::vector<GradientError> &rows, bool outOfRange) {
-  bool passed = !outOfRange;
   double worst = 0;
-  for (const GradientError &r : rows) {
-    passed = passed && r.error <= r.tolerance; // NaN fails
-    worst = std::isfinite(worst) && !(r.error <= worst) ? r.error : worst;
-  }
+  bool passed = withinTolerances(rows, worst) && !outOfRange;
   auto number = [](double x) {
     return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
   };
@@ -168,45 +152,26 @@ int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTen
   const std::vector<int64_t> &qs = q.shape(), &ks = k.shape();
   int64_t B = qs[0], Hq = qs[bshd ? 2 : 1], Sq = qs[bshd ? 1 : 2];
   int64_t Skv = ks[bshd ? 1 : 2];
-  std::vector<int64_t> outShape = qs;
-  outShape[3] = config.valueDim();
-  HostTensor out, lse, dout, dq, dk, dv, delta;
-  for (auto [name, t, dt, shape] :
-       {std::tuple{"out", &out, config.dtype, outShape},
-        std::tuple{"lse", &lse, DType::F32, std::vector<int64_t>{B, Hq, Sq}},
-        std::tuple{"delta", &delta, DType::F32, std::vector<int64_t>{B, Hq, Sq}},
-        std::tuple{"dout", &dout, config.dtype, outShape},
-        std::tuple{"dq", &dq, config.dtype, qs}, std::tuple{"dk", &dk, config.dtype, ks},
-        std::tuple{"dv", &dv, config.dtype, v.shape()}})
-    if (std::string err = HostTensor::create(name, dt, shape, *t); !err.empty())
-      return error(err);
-  dout.fillUniform(rng, -1, 1);
-  std::vector<HostTensor> grads(gradients->size());
-  for (size_t g = 0; g < grads.size(); ++g)
-    if (std::string err = HostTensor::create("gradient", DType::F32,
-                                             buffers[(*gradients)[g]].shape(), grads[g]);
-        !err.empty())
-      return error(err);
-  for (HostTensor *t : {&out, &lse, &delta, &dq, &dk, &dv})
-    t->poison();
-  for (HostTensor &g : grads)
-    g.poison();
+  BackwardTensors t; // out in the kernel's dtype: the GPU forward writes it so
+  if (std::string err = t.create(variant, config, config.dtype, q, k, v, buffers, *gradients, rng);
+      !err.empty())
+    return error(err);
 
   DeviceTensors device;
   GPUBackwardTensors args;
   args.forward.q = device.copy(q, true);
   args.forward.k = device.copy(k, true);
   args.forward.v = device.copy(v, true);
-  args.forward.out = device.copy(out, true);
-  args.forward.lse = device.copy(lse, true);
+  args.forward.out = device.copy(t.out, true);
+  args.forward.lse = device.copy(t.lse, true);
   for (HostTensor &b : buffers)
     args.forward.buffers.push_back(device.copy(b, true));
-  args.dout = device.copy(dout, true);
-  args.delta = device.copy(delta, true);
-  args.dq = device.copy(dq, true);
-  args.dk = device.copy(dk, true);
-  args.dv = device.copy(dv, true);
-  for (HostTensor &g : grads)
+  args.dout = device.copy(t.dout, true);
+  args.delta = device.copy(t.delta, true);
+  args.dq = device.copy(t.dq, true);
+  args.dk = device.copy(t.dk, true);
+  args.dv = device.copy(t.dv, true);
+  for (HostTensor &g : t.grads)
     args.bufferGrads.push_back(device.copy(g, true));
   if (!device.error.empty())
     return error(device.error);
@@ -232,28 +197,12 @@ int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTen
   if (std::string err = device.download(); !err.empty())
     return error(err);
 
-  BackwardProblem problem =
-      backwardProblem(q, k, v, dout, config.layout, config.effectiveScale(), buffers);
-  problem.deltaSensitivity = true; // out in the kernel's dtype
-  ReferenceGradients ref = referenceBackward(variant, problem, options.threads);
-  std::vector<GradientError> rows;
-  auto check = [&](std::string name, const std::vector<double> &got,
-                   const std::vector<double> &want, double deltaRms) {
-    double tolerance = options.tolerance ? options.tolerance
-                                         : gradientTolerance(config.dtype, ref.maxAbsScore,
-                                                             deltaRms, want);
-    rows.push_back({std::move(name), normwiseError(got, want), tolerance});
-  };
-  check("dq", bhsdValues(dq, config.layout), ref.dq, ref.deltaRms.dq);
-  check("dk", bhsdValues(dk, config.layout), ref.dk, ref.deltaRms.dk);
-  check("dv", bhsdValues(dv, config.layout), ref.dv, 0);
-  for (size_t g = 0; g < grads.size(); ++g) {
-    unsigned b = (*gradients)[g];
-    check("d" + variant.buffers[b].name, values(grads[g]), ref.dBuffers[b], ref.deltaRms.dBuffers[b]);
-  }
+  bool outOfRange = false;
+  std::vector<GradientError> rows =
+      gradientErrors(variant, config, q, k, v, buffers, t, *gradients, options, outOfRange);
   double flops = 2.5 * 2.0 * double(B) * Hq * Sq * Skv * (config.headDim + config.valueDim());
   return report(variant, options, cudaChip->chip, compileS, backwardTime, flops, rows,
-                ref.outOfRange != 0)
+                outOfRange)
              ? 0
              : 2;
 }
