@@ -98,8 +98,7 @@ struct RowDeltaLowering : TargetPattern<TileRowDeltaOp> {
       Value r = target.slotRow(rewriter, loc, s);
       Value real = rows.contains(rewriter, loc, r);
       Value token = rows.clampedToken(rewriter, loc, r);
-      Value sum = arith::ConstantOp::create(rewriter, loc,
-                                            DenseElementsAttr::get(f32x8, rewriter.getF32FloatAttr(0)));
+      Value sum = f32Like(rewriter, loc, f32x8, 0);
       for (int64_t c0 = 0; c0 < dim; c0 += 8 * group) {
         Value col = arith::AddIOp::create(
             rewriter, loc, index(rewriter, loc, c0),
