@@ -352,9 +352,6 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   impl->config = config;
   impl->config.lse = false;
   impl->config.patchTiling = false;
-  // out's dtype matters only where the dQ kernel reads out (split).
-  if (!(config.backwardSplit && dqComputesDelta(variant)))
-    impl->config.outF32 = false;
   if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
   // One kernel, or the dK/dV and dQ kernels (each its own cache entry).

@@ -10,6 +10,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/DenseSet.h"
 #include "mlir/IR/TypeUtilities.h"
 
 #include <cmath>
@@ -155,6 +156,21 @@ Value indicesInRange(OpBuilder &b, Location loc, Value memref, ValueRange indice
                               arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
   }
   return ok;
+}
+
+SmallVector<bool> perHeadAdds(Block &region) {
+  // The region's arguments: score, b, h, q, kv, buffers...
+  llvm::DenseSet<Value> pairDependent = {region.getArgument(0), region.getArgument(3),
+                                         region.getArgument(4)};
+  for (Operation &op : region)
+    if (llvm::any_of(op.getOperands(), [&](Value v) { return pairDependent.contains(v); }))
+      for (Value r : op.getResults())
+        pairDependent.insert(r);
+  SmallVector<bool> out;
+  for (attn::GradAddOp add : region.getOps<attn::GradAddOp>())
+    out.push_back(llvm::none_of(add.getIndices(),
+                                [&](Value v) { return pairDependent.contains(v); }));
+  return out;
 }
 
 Value inlineDerivative(OpBuilder &b, Location loc, Region &region, const RegionInlining &how,

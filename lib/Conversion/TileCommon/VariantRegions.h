@@ -59,6 +59,14 @@ mlir::Value inlineDerivative(mlir::OpBuilder &b, mlir::Location loc, mlir::Regio
 mlir::Value indicesInRange(mlir::OpBuilder &b, mlir::Location loc, mlir::Value memref,
                            mlir::ValueRange indices, mlir::Value ok);
 
+/// Which of a derivative score region's attn.grad_add (in order) add to an
+/// element that does not depend on the pair beyond (b, h): its indices use
+/// neither the score nor q nor kv (ALiBi's slope of head h). Every element
+/// of a tile adds to the same one, so the lowerings sum the tile's shares
+/// first (fewer adds; on GPUs fewer atomics to one address; a tree sum
+/// where a sum that cancels needs it) and add once.
+llvm::SmallVector<bool> perHeadAdds(mlir::Block &region);
+
 /// Whether the variant's score region yields its score argument unchanged.
 bool isIdentityScore(attn::VariantOp variant);
 

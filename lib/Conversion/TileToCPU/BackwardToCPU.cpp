@@ -69,8 +69,9 @@ struct LoadRowsLowering : OpConversionPattern<TileLoadRowsOp> {
   }
 };
 
-/// delta per lane: sum_d out * dout of its row (f32, the tensors' elements
-/// extended), 0 at holes.
+/// delta per lane: sum_d out * dout of its row, 0 at holes; summed in f64
+/// as the host's pre-pass does (rowDeltas): the slopes' and sinks'
+/// gradients, sums that cancel, move with delta's rounding.
 struct RowDeltaLowering : OpConversionPattern<TileRowDeltaOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileRowDeltaOp op, OneToNOpAdaptor adaptor,
@@ -81,11 +82,9 @@ struct RowDeltaLowering : OpConversionPattern<TileRowDeltaOp> {
     Value out = adaptor.getOut().front(), dout = adaptor.getDout().front();
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     int64_t dim = cast<MemRefType>(out.getType()).getDimSize(3);
-    Type f32 = rewriter.getF32Type();
+    Type f32 = rewriter.getF32Type(), f64 = rewriter.getF64Type();
     Value zero = arith::ConstantOp::create(rewriter, loc, rewriter.getF32FloatAttr(0));
-    auto widen = [&](Value x) {
-      return x.getType().isF32() ? x : Value(arith::ExtFOp::create(rewriter, loc, f32, x));
-    };
+    auto widen = [&](Value x) { return Value(arith::ExtFOp::create(rewriter, loc, f64, x)); };
     auto lanes = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
                                     index(rewriter, loc, type.getDimSize(0)),
                                     index(rewriter, loc, 1), ValueRange{splat(rewriter, loc, type, 0)});
@@ -97,8 +96,9 @@ struct RowDeltaLowering : OpConversionPattern<TileRowDeltaOp> {
                                     extractAt(rewriter, loc, span.real, i), true);
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
       Value token = extractAt(rewriter, loc, span.tokens, i);
-      auto dims = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0), index(rewriter, loc, dim),
-                                     index(rewriter, loc, 1), ValueRange{zero});
+      auto dims = scf::ForOp::create(
+          rewriter, loc, index(rewriter, loc, 0), index(rewriter, loc, dim), index(rewriter, loc, 1),
+          ValueRange{arith::ConstantOp::create(rewriter, loc, rewriter.getF64FloatAttr(0))});
       {
         OpBuilder::InsertionGuard inner(rewriter);
         rewriter.setInsertionPointToStart(dims.getBody());
@@ -112,7 +112,8 @@ struct RowDeltaLowering : OpConversionPattern<TileRowDeltaOp> {
                              ValueRange{math::FmaOp::create(rewriter, loc, o, g,
                                                             dims.getRegionIterArgs()[0])});
       }
-      scf::YieldOp::create(rewriter, loc, dims.getResult(0));
+      scf::YieldOp::create(rewriter, loc,
+                           ValueRange{arith::TruncFOp::create(rewriter, loc, f32, dims.getResult(0))});
       rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
       scf::YieldOp::create(rewriter, loc, ValueRange{zero});
       rewriter.setInsertionPointAfter(ifOp);
@@ -221,6 +222,22 @@ void scatterAdd(OpBuilder &b, Location loc, GradAddOp add, Value ds, Value activ
              extractAt(b, loc, active, l));
 }
 
+/// attn.grad_add of an element of the head (perHeadAdds: the same indices
+/// in every lane): the active lanes' dS * value summed (a tree reduction),
+/// then one bounds-checked add.
+void addLanesSum(OpBuilder &b, Location loc, GradAddOp add, Value ds, Value active) {
+  auto laneType = cast<VectorType>(ds.getType());
+  Value shares = arith::SelectOp::create(b, loc, active,
+                                         arith::MulFOp::create(b, loc, ds, add->getOperand(0)),
+                                         splat(b, loc, laneType, 0));
+  Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, shares);
+  Value lane0 = index(b, loc, 0);
+  SmallVector<Value> indices;
+  for (Value v : add->getOperands().drop_front(2))
+    indices.push_back(isa<VectorType>(v.getType()) ? extractAt(b, loc, v, lane0) : v);
+  addInRange(b, loc, add->getOperand(1), indices, sum, arith::ConstantIntOp::create(b, loc, 1, 1));
+}
+
 struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileGradScoresOp op, OneToNOpAdaptor adaptor,
@@ -239,6 +256,7 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
       constantOne = cast<FloatAttr>(cst.getValue()).getValueAsDouble() == 1.0;
     bool hasGradAdds = !region.getOps<GradAddOp>().empty() && !op.getNoBufferGrads();
     bool isSigmoid = grad.getNormalization() == Normalization::Sigmoid;
+    SmallVector<bool> perHead = perHeadAdds(region);
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
       auto load = [&](Value t) { return tile.load(rewriter, t, c.j); };
       Value p = load(pT);
@@ -262,8 +280,11 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
             rewriter, loc, c.laneValid,
             arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, p,
                                   splat(rewriter, loc, laneType, 0)));
-        for (GradAddOp add : adds) {
-          if (!op.getNoBufferGrads()) // (the dQ kernel: the dK/dV kernel adds them)
+        for (auto [n, add] : llvm::enumerate(adds)) {
+          // (no_buffer_grads: the dQ kernel; the dK/dV kernel adds them)
+          if (!op.getNoBufferGrads() && perHead[n])
+            addLanesSum(rewriter, loc, add, ds, active);
+          else if (!op.getNoBufferGrads())
             scatterAdd(rewriter, loc, add, ds, active);
           rewriter.eraseOp(add);
         }

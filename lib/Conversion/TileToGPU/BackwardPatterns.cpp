@@ -206,26 +206,6 @@ void atomicAddInRange(OpBuilder &b, Location loc, Value gradient, ValueRange ind
   memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, value, gradient, indices);
 }
 
-/// Which of the derivative score region's attn.grad_add (in order) add to
-/// an element that does not depend on the pair (b, h, q, kv) beyond b and h
-/// (ALiBi's slope of head h): every element of a work item adds to the
-/// same one, so the lowering sums the lane's and the wave's contributions
-/// first and adds once per wave.
-SmallVector<bool> perHeadAdds(Block &region) {
-  // The region's arguments: score, b, h, q, kv, buffers...
-  llvm::DenseSet<Value> pairDependent = {region.getArgument(0), region.getArgument(3),
-                                         region.getArgument(4)};
-  for (Operation &op : region)
-    if (llvm::any_of(op.getOperands(), [&](Value v) { return pairDependent.contains(v); }))
-      for (Value r : op.getResults())
-        pairDependent.insert(r);
-  SmallVector<bool> out;
-  for (GradAddOp add : region.getOps<GradAddOp>())
-    out.push_back(llvm::none_of(add.getIndices(),
-                                [&](Value v) { return pairDependent.contains(v); }));
-  return out;
-}
-
 /// Whether `v` (in a derivative score region, not inlined) is an integer
 /// function of the region's index arguments made float (ALiBi's kv - q):
 /// finite wherever it is evaluated, so that 0 * v is 0.
