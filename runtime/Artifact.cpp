@@ -75,6 +75,10 @@ std::string KernelInfo::serialize() const {
     os << "page_size " << pageSize << "\n";
   if (qLens)
     os << "q_lens 1\n";
+  if (cuSeqlensQ)
+    os << "cu_seqlens_q 1\n";
+  if (cuSeqlensKV)
+    os << "cu_seqlens_kv 1\n";
   if (outF32)
     os << "out_f32 1\n";
   if (splitKV)
@@ -131,6 +135,12 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "q_lens") {
       int v = 0;
       ok = bool(fields >> v), qLens = v != 0;
+    } else if (key == "cu_seqlens_q") {
+      int v = 0;
+      ok = bool(fields >> v), cuSeqlensQ = v != 0;
+    } else if (key == "cu_seqlens_kv") {
+      int v = 0;
+      ok = bool(fields >> v), cuSeqlensKV = v != 0;
     } else if (key == "out_f32") {
       int v = 0;
       ok = bool(fields >> v), outF32 = v != 0;

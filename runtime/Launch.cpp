@@ -168,6 +168,92 @@ std::string checkQLens(const AttentionArgs &a, const KernelInfo &c, const Attent
   return "";
 }
 
+/// The offsets of packed sequences (cu_seqlens_q or cu_seqlens_kv) over a
+/// tensor of `total` rows: i32 [B+1], from >= 0, non-decreasing, at most
+/// `total`. Sets `batch` (B) and `longest` (the longest entry).
+std::string checkCuSeqlens(const std::string &name, const TensorRef &cu, int64_t total,
+                           int64_t &batch, int64_t &longest) {
+  if (cu.dtype != DType::I32 || cu.shape.size() != 1 || cu.shape[0] < 1)
+    return name + " must be i32[B + 1] (each batch entry's first row, then the end), got " +
+           cu.describe();
+  if (std::string err = checkView(name, cu); !err.empty())
+    return err;
+  batch = cu.shape[0] - 1;
+  std::vector<int64_t> at = entryLengths(cu, cu.shape[0]);
+  longest = 0;
+  if (at[0] < 0)
+    return name + "[0] = " + std::to_string(at[0]) + " is negative";
+  for (int64_t b = 0; b < batch; ++b) {
+    if (at[size_t(b + 1)] < at[size_t(b)])
+      return name + " must not decrease: " + name + "[" + std::to_string(b + 1) + "] = " +
+             std::to_string(at[size_t(b + 1)]) + " < " + name + "[" + std::to_string(b) +
+             "] = " + std::to_string(at[size_t(b)]);
+    longest = std::max(longest, at[size_t(b + 1)] - at[size_t(b)]);
+  }
+  if (at.back() > total)
+    return name + "[" + std::to_string(batch) + "] = " + std::to_string(at.back()) +
+           " is past the " + std::to_string(total) + " rows the packed tensor holds";
+  return "";
+}
+
+/// Each entry's length from packed offsets (already checked).
+std::vector<int64_t> packedLengths(const TensorRef &cu) {
+  std::vector<int64_t> at = entryLengths(cu, cu.shape[0]), lens;
+  for (size_t b = 0; b + 1 < at.size(); ++b)
+    lens.push_back(at[b + 1] - at[b]);
+  return lens;
+}
+
+/// Packed sequences (cu_seqlens_q / cu_seqlens_kv): the tensors have batch
+/// 1 and their offsets are valid; dims.batch becomes B and dims.seqQ
+/// (seqKV) the longest entry, the capacity the kernel's grid and `Sq`
+/// (`Skv`) in buffer shapes take.
+std::string checkPacked(const AttentionArgs &a, const KernelInfo &c, AttentionDims &dims) {
+  bool givenQ = a.cuSeqlensQ.data || !a.cuSeqlensQ.shape.empty();
+  bool givenKV = a.cuSeqlensKV.data || !a.cuSeqlensKV.shape.empty();
+  if (givenQ && !c.cuSeqlensQ)
+    return "cu_seqlens_q was given, but the kernel was compiled without it (compile for "
+           "packed queries)";
+  if (givenKV && !c.cuSeqlensKV)
+    return "cu_seqlens_kv was given, but the kernel was compiled without it (compile for "
+           "packed keys)";
+  unsigned sd = c.layout == Layout::BSHD ? 1 : 2;
+  int64_t batch = -1;
+  if (c.cuSeqlensQ) {
+    if (a.q.shape[0] != 1 || a.out.shape[0] != 1)
+      return "packed queries (cu_seqlens_q) take q and out of batch 1, the entries end to end: "
+             "q " + a.q.describe() + ", out " + a.out.describe();
+    if (std::string err = checkCuSeqlens("cu_seqlens_q", a.cuSeqlensQ, a.q.shape[sd], batch,
+                                         dims.seqQ);
+        !err.empty())
+      return err;
+    dims.batch = batch;
+  }
+  if (c.cuSeqlensKV) {
+    if (a.k.shape[0] != 1 || a.v.shape[0] != 1)
+      return "packed keys (cu_seqlens_kv) take k and v of batch 1, the entries end to end: k " +
+             a.k.describe() + ", v " + a.v.describe();
+    int64_t batchKV = -1;
+    if (std::string err = checkCuSeqlens("cu_seqlens_kv", a.cuSeqlensKV, a.k.shape[sd], batchKV,
+                                         dims.seqKV);
+        !err.empty())
+      return err;
+    if (batch >= 0 && batchKV != batch)
+      return "cu_seqlens_q and cu_seqlens_kv must describe the same batch: " +
+             a.cuSeqlensQ.describe() + " and " + a.cuSeqlensKV.describe();
+    if (batch < 0 && a.q.shape[0] != batchKV)
+      return "cu_seqlens_kv describes " + std::to_string(batchKV) + " entries, but q has batch " +
+             std::to_string(a.q.shape[0]);
+    dims.batch = batchKV;
+  } else if (c.cuSeqlensQ && c.pageSize == 0 &&
+             (a.k.shape[0] != batch || a.v.shape[0] != batch)) {
+    return "cu_seqlens_q describes " + std::to_string(batch) + " entries, but k and v have " +
+           "batch " + std::to_string(a.k.shape[0]) + ": k " + a.k.describe() + ", v " +
+           a.v.describe();
+  }
+  return "";
+}
+
 /// Checks q, k, v, out, lse against the kernel; fills the logical sizes.
 std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionDims &dims) {
   bool bshd = c.layout == Layout::BSHD;
@@ -198,20 +284,26 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
   unsigned hd = bshd ? 2 : 1, sd = bshd ? 1 : 2;
   dims = {a.q.shape[0], a.q.shape[hd], a.k.shape[hd], a.q.shape[sd], a.k.shape[sd]};
   bool paged = c.pageSize > 0;
-  if ((!paged && (a.k.shape[0] != dims.batch || a.v.shape[0] != dims.batch)) ||
-      a.out.shape[0] != dims.batch)
+  bool packed = c.cuSeqlensQ || c.cuSeqlensKV;
+  if (!packed && ((!paged && (a.k.shape[0] != dims.batch || a.v.shape[0] != dims.batch)) ||
+                  a.out.shape[0] != dims.batch))
     return "batch sizes differ: q " + a.q.describe() + ", k " + a.k.describe() + ", v " +
            a.v.describe() + ", out " + a.out.describe();
-  if (a.v.shape[hd] != dims.headsKV || a.v.shape[sd] != dims.seqKV ||
+  if (packed && a.out.shape[0] != a.q.shape[0])
+    return "q and out must have the same batch: q " + a.q.describe() + ", out " +
+           a.out.describe();
+  if (a.v.shape[hd] != dims.headsKV || a.v.shape[sd] != a.k.shape[sd] ||
       (paged && a.v.shape[0] != a.k.shape[0]))
     return std::string(paged ? "the k and v caches must have the same pages, heads and page size"
                              : "k and v must have the same heads and length") +
            ": k " + a.k.describe() + ", v " + a.v.describe();
+  if (std::string err = checkPacked(a, c, dims); !err.empty())
+    return err;
   if (std::string err = checkServing(a, c, dims); !err.empty())
     return err;
   if (std::string err = checkQLens(a, c, dims); !err.empty())
     return err;
-  if (a.out.shape[hd] != dims.headsQ || a.out.shape[sd] != dims.seqQ)
+  if (a.out.shape[hd] != dims.headsQ || a.out.shape[sd] != a.q.shape[sd])
     return "out must have the heads and length of q: q " + a.q.describe() + ", out " +
            a.out.describe();
   if (dims.headsKV == 0 ? dims.headsQ != 0 : dims.headsQ % dims.headsKV != 0)
@@ -224,6 +316,8 @@ std::string checkTensors(const AttentionArgs &a, const KernelInfo &c, AttentionD
     return "an lse tensor was given, but the kernel was compiled without lse";
   if (c.lse) {
     std::vector<int64_t> want = {dims.batch, dims.headsQ, dims.seqQ};
+    if (c.cuSeqlensQ) // packed: [1, Hq, total_q]
+      want = {1, dims.headsQ, a.q.shape[sd]};
     if (a.lse.dtype != DType::F32 || a.lse.shape != want)
       return "lse must be f32[" + join(want) + "], got " + a.lse.describe();
     if (std::string err = checkView("lse", a.lse); !err.empty())
@@ -297,6 +391,10 @@ std::string checkOutputsApart(const AttentionArgs &a, const KernelInfo &info) {
     inputs.push_back(extentOf("page_table", a.pageTable));
   if (info.qLens)
     inputs.push_back(extentOf("q_lens", a.qLens));
+  if (info.cuSeqlensQ)
+    inputs.push_back(extentOf("cu_seqlens_q", a.cuSeqlensQ));
+  if (info.cuSeqlensKV)
+    inputs.push_back(extentOf("cu_seqlens_kv", a.cuSeqlensKV));
   for (size_t i = 0; i < a.buffers.size(); ++i)
     inputs.push_back(extentOf("buffer '" + info.buffers[i].name + "'", a.buffers[i]));
   std::vector<Extent> outputs = {extentOf("out", a.out)};
@@ -653,15 +751,30 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   auto add = [&](const TensorRef &t) {
     descs.push_back(describe(t.data, t.shape, t.effectiveStrides()));
   };
-  add(args.q);
-  add(args.k);
-  add(args.v);
+  // Packed sequences: the kernel sees [B, capacity, ...] with batch stride
+  // 0 and views each entry from its first row (cu_seqlens).
+  unsigned sd = c.layout == Layout::BSHD ? 1 : 2;
+  auto addPacked = [&](const TensorRef &t, unsigned seqDim, int64_t capacity) {
+    std::vector<int64_t> shape = t.shape, strides = t.effectiveStrides();
+    shape[0] = dims.batch, shape[seqDim] = capacity, strides[0] = 0;
+    descs.push_back(describe(t.data, shape, strides));
+  };
+  auto addQueries = [&](const TensorRef &t, unsigned seqDim) {
+    c.cuSeqlensQ ? addPacked(t, seqDim, dims.seqQ) : add(t);
+  };
+  addQueries(args.q, sd);
+  for (const TensorRef *t : {&args.k, &args.v})
+    c.cuSeqlensKV ? addPacked(*t, sd, dims.seqKV) : add(*t);
   if (c.kvLens)
     add(args.kvLens);
   if (c.pageSize > 0)
     add(args.pageTable);
   if (c.qLens)
     add(args.qLens);
+  if (c.cuSeqlensQ)
+    add(args.cuSeqlensQ);
+  if (c.cuSeqlensKV)
+    add(args.cuSeqlensKV);
   for (const TensorRef &b : args.buffers)
     add(b);
   std::vector<SummaryEntry> summaries; // keeps the tables alive during the run
@@ -677,9 +790,9 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     descs.push_back(describe(gate.rows.data(), {int64_t(gate.rows.size())}, {1}));
     descs.push_back(describe(gate.counts.data(), {int64_t(gate.counts.size())}, {1}));
   }
-  add(args.out);
+  addQueries(args.out, sd);
   if (c.lse)
-    add(args.lse);
+    addQueries(args.lse, 2);
 
   unsigned maxThreads = threads ? threads : hardwareThreads();
   // Split-KV: phase 1 computes `splits` key ranges per item into the
@@ -687,10 +800,15 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   std::vector<int64_t> lens, qLens;
   if (c.kvLens)
     lens = entryLengths(args.kvLens, dims.batch);
+  if (c.cuSeqlensKV)
+    lens = packedLengths(args.cuSeqlensKV);
   if (c.qLens)
     qLens = entryLengths(args.qLens, dims.batch);
+  if (c.cuSeqlensQ)
+    qLens = packedLengths(args.cuSeqlensQ);
+  bool raggedQ = c.qLens || c.cuSeqlensQ;
   int64_t splits = c.splitKV ? chooseKVSplits(dims, lens, maxThreads, impl->numQTiles,
-                                              impl->numKVTiles, c.qLens ? &qLens : nullptr,
+                                              impl->numKVTiles, raggedQ ? &qLens : nullptr,
                                               c.packedRows)
                              : 1;
   SplitWorkspace workspace(c, dims, splits);
@@ -716,8 +834,8 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     // Each batch entry's own query tiles and keys.
     for (int64_t b = 0; b < dims.batch; ++b)
       runStats->totalBlocks +=
-          dims.headsQ * impl->numQTiles(c.qLens ? qLens[size_t(b)] : dims.seqQ) *
-          impl->numKVTiles(c.kvLens ? lens[size_t(b)] : dims.seqKV);
+          dims.headsQ * impl->numQTiles(raggedQ ? qLens[size_t(b)] : dims.seqQ) *
+          impl->numKVTiles(lens.empty() ? dims.seqKV : lens[size_t(b)]);
   }
   for (int32_t s : counts.statuses)
     if (s > 0 && static_cast<size_t>(s) <= c.buffers.size()) {

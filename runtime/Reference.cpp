@@ -278,6 +278,67 @@ HostTensor gatherPages(const HostTensor &cache, const HostTensor &pageTable,
   return out;
 }
 
+namespace {
+
+/// Walks entry b's first lens[b] rows of a padded tensor (rank 4 in
+/// `layout`, or rank 3 [B, H, S]) and their rows in the packed one:
+/// fn(padded flat index, packed flat index, elements in a row).
+template <typename Fn>
+void forPackedRows(const std::vector<int64_t> &padded, const std::vector<int64_t> &lens,
+                   Layout layout, int64_t packedRows, Fn fn) {
+  unsigned seqDim = padded.size() == 3 || layout == Layout::BHSD ? 2 : 1;
+  int64_t inner = 1; // elements after the sequence dim
+  for (size_t d = seqDim + 1; d < padded.size(); ++d)
+    inner *= padded[d];
+  int64_t middle = seqDim == 2 ? padded[1] : 1; // heads before the sequence dim (BHSD)
+  int64_t first = 0;
+  for (int64_t b = 0; b < padded[0]; ++b) {
+    for (int64_t m = 0; m < middle; ++m)
+      for (int64_t i = 0; i < lens[size_t(b)]; ++i)
+        fn(((b * middle + m) * padded[seqDim] + i) * inner,
+           (m * packedRows + first + i) * inner, inner);
+    first += lens[size_t(b)];
+  }
+}
+
+} // namespace
+
+HostTensor packSequences(const HostTensor &padded, const std::vector<int64_t> &lens,
+                         Layout layout, int64_t slack, HostTensor *cu) {
+  int64_t total = slack;
+  for (int64_t len : lens)
+    total += len;
+  std::vector<int64_t> shape = padded.shape();
+  unsigned seqDim = shape.size() == 3 || layout == Layout::BHSD ? 2 : 1;
+  shape[0] = 1, shape[seqDim] = total;
+  HostTensor packed(padded.dtype(), shape);
+  packed.poison();
+  forPackedRows(padded.shape(), lens, layout, total, [&](int64_t from, int64_t to, int64_t n) {
+    for (int64_t e = 0; e < n; ++e)
+      packed.set(to + e, padded.get(from + e));
+  });
+  if (cu) {
+    *cu = HostTensor(DType::I32, {int64_t(lens.size()) + 1});
+    int64_t at = 0;
+    for (size_t b = 0; b <= lens.size(); ++b) {
+      cu->set(int64_t(b), double(at));
+      if (b < lens.size())
+        at += lens[b];
+    }
+  }
+  return packed;
+}
+
+void unpackSequences(const HostTensor &packed, const std::vector<int64_t> &lens, Layout layout,
+                     HostTensor &padded) {
+  unsigned seqDim = packed.shape().size() == 3 || layout == Layout::BHSD ? 2 : 1;
+  forPackedRows(padded.shape(), lens, layout, packed.shape()[seqDim],
+                [&](int64_t to, int64_t from, int64_t n) {
+                  for (int64_t e = 0; e < n; ++e)
+                    padded.set(to + e, packed.get(from + e));
+                });
+}
+
 double referenceCostSeconds(const spec::Variant &variant, const AttentionDims &dims,
                             int64_t headDim, int64_t headDimV, double density) {
   // Measured on the 3-D neighborhood at 8192 tokens (a 40-node mask): about

@@ -385,6 +385,20 @@ LogicalResult AttentionOp::verify() {
       return emitOpError() << "q_lens must hold one length per batch entry: got " << t
                            << " for query " << q;
   }
+  if (getCuSeqlensQ() && getQLens())
+    return emitOpError() << "takes q_lens or cu_seqlens_q, not both (cu_seqlens_q gives "
+                            "each entry's queries)";
+  if (getCuSeqlensKv() && (getKvLens() || paged))
+    return emitOpError() << "takes cu_seqlens_kv without kv_lens or a page_table (packed "
+                            "keys give each entry's length; a paged cache is not packed)";
+  for (Value cu : {getCuSeqlensQ(), getCuSeqlensKv()}) {
+    if (!cu)
+      continue;
+    auto t = cast<MemRefType>(cu.getType());
+    if (!t.isDynamicDim(0) && !q.isDynamicDim(0) && t.getDimSize(0) != q.getDimSize(0) + 1)
+      return emitOpError() << (cu == getCuSeqlensQ() ? "cu_seqlens_q" : "cu_seqlens_kv")
+                           << " must hold batch + 1 offsets: got " << t << " for query " << q;
+  }
   if (paged && (k.isDynamicDim(sd) || v.isDynamicDim(sd)))
     return emitOpError() << "a paged key/value cache needs a static page size (dim " << sd
                          << " of key and value)";

@@ -209,12 +209,26 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     variant's `Sq` is q_lens[b], and the rows of out and lse past it are
     neither computed nor written (FlashAttention's varlen calls on a padded
     batch: chunked prefill, speculative drafts of different lengths).
+
+    Packed sequences (FlashAttention's `cu_seqlens`; docs/decode.md): with
+    `cu_seqlens_q` (i32 [B+1]), entry b's queries are the rows
+    [cu_seqlens_q[b], cu_seqlens_q[b+1]) of query, out and lse, which hold
+    all entries end to end; the query operand's sequence dim is then the
+    longest entry's length (`max_seqlen_q`, a capacity, as with `q_lens`)
+    and its batch stride 0 (the runtime passes the packed tensor so, and
+    likewise out and lse), so that every entry's view starts at its own
+    rows. `cu_seqlens_kv` does the same for key and value (entry b has
+    cu_seqlens_kv[b+1] - cu_seqlens_kv[b] keys, the variant's `Skv`).
+    `cu_seqlens_q` excludes `q_lens`; `cu_seqlens_kv` excludes `kv_lens`
+    and `page_table`.
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value,
                        Optional<MemRefRankOf<[I32], [1]>>:$kv_lens,
                        Optional<MemRefRankOf<[I32], [2]>>:$page_table,
                        Optional<MemRefRankOf<[I32], [1]>>:$q_lens,
+                       Optional<MemRefRankOf<[I32], [1]>>:$cu_seqlens_q,
+                       Optional<MemRefRankOf<[I32], [1]>>:$cu_seqlens_kv,
                        Variadic<AnyMemRef>:$buffers,
                        Variadic<AnyMemRef>:$summaries,
                        AnyMemRef:$out,
@@ -237,6 +251,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     (`kv_lens` `(` $kv_lens^ `:` type($kv_lens) `)`)?
     (`page_table` `(` $page_table^ `:` type($page_table) `)`)?
     (`q_lens` `(` $q_lens^ `:` type($q_lens) `)`)?
+    (`cu_seqlens_q` `(` $cu_seqlens_q^ `:` type($cu_seqlens_q) `)`)?
+    (`cu_seqlens_kv` `(` $cu_seqlens_kv^ `:` type($cu_seqlens_kv) `)`)?
     (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`summaries` `(` $summaries^ `:` type($summaries) `)`)?
     `outs` `(` $out `:` type($out) `)`

@@ -342,9 +342,10 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   auto start = std::chrono::steady_clock::now();
   if (llvm::Error err = config.validate())
     return std::move(err);
-  if (config.hasKVLens() || config.qLens)
+  if (config.hasKVLens() || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV)
     return fail("the backward takes contiguous queries and keys of one length: per-sequence "
-                "lengths and paged KV caches are for inference (docs/decode.md)");
+                "lengths, packed sequences (cu_seqlens) and paged KV caches are for inference "
+                "for now (docs/decode.md)");
   auto impl = std::make_unique<Impl>();
   impl->variant = variant;
   // What the kernel depends on: lse and patch tiling do not change it, so

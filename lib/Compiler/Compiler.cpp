@@ -41,15 +41,15 @@ double KernelConfig::effectiveScale() const {
 }
 
 std::string KernelConfig::canonical() const {
-  // A new field changes the size: add it below, then update the size (qLens
-  // took padding after kvLens: the size stayed).
+  // A new field changes the size: add it below, then update the size (qLens,
+  // cuSeqlensQ and cuSeqlensKV took padding after kvLens: the size stayed).
   static_assert(sizeof(KernelConfig) == 80, "KernelConfig changed: update canonical()");
   return fmt::format(
       "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} backward_kv={} backward_split={} "
-      "analyze={} patches={} kv_lens={} page={} q_lens={} out_f32={}",
+      "analyze={} patches={} kv_lens={} page={} q_lens={} cu_seqlens={}{} out_f32={}",
       toString(dtype), headDim, valueDim(), int(layout), int(lse), effectiveScale(), blockQ,
       blockKV, backwardBlockKV, int(backwardSplit), int(analyzeMask), int(patchTiling),
-      int(hasKVLens()), pageSize, int(qLens), int(outF32));
+      int(hasKVLens()), pageSize, int(qLens), int(cuSeqlensQ), int(cuSeqlensKV), int(outF32));
 }
 
 llvm::Error KernelConfig::validate() const {
@@ -74,6 +74,12 @@ llvm::Error KernelConfig::validate() const {
   if (pageSize < 0 || pageSize > 4096)
     return fail(fmt::format("page size must be in [1, 4096] (0: no paged cache), got {}",
                             pageSize));
+  if (cuSeqlensQ && qLens)
+    return fail("packed queries (cu_seqlens_q) give each entry's length: q_lens is not taken "
+                "with them");
+  if (cuSeqlensKV && hasKVLens())
+    return fail("packed keys (cu_seqlens_kv) give each entry's length and are not a paged "
+                "cache: kv_lens and a page size are not taken with them");
   return llvm::Error::success();
 }
 
@@ -178,6 +184,11 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
     args.push_back(stridedType(ctx, {dyn, dyn}, b.getI32Type())), ++serving;
   if (config.qLens)
     args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
+  unsigned packed = serving; // cu_seqlens_q, cu_seqlens_kv after them
+  if (config.cuSeqlensQ)
+    args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
+  if (config.cuSeqlensKV)
+    args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
   args.push_back(config.outF32 ? stridedType(ctx, {dyn, dyn, dyn, config.valueDim()},
@@ -199,10 +210,12 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   Value lse = config.lse ? arg(next++) : Value();
   Value kvLens = config.hasKVLens() ? arg(3) : Value();
   Value pageTable = config.paged() ? arg(4) : Value();
-  Value qLens = config.qLens ? arg(2 + serving) : Value();
+  Value qLens = config.qLens ? arg(2 + packed) : Value();
+  Value cuQ = config.cuSeqlensQ ? arg(3 + packed) : Value();
+  Value cuKV = config.cuSeqlensKV ? arg(3 + packed + unsigned(config.cuSeqlensQ)) : Value();
   attn::AttentionOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2), kvLens,
-      pageTable, qLens, buffers,
+      pageTable, qLens, cuQ, cuKV, buffers,
       /*summaries=*/ValueRange{}, out, lse, /*status=*/Value(), /*stats=*/Value(),
       /*gate_rows=*/Value(), /*gate_counts=*/Value(), /*work_begin=*/Value(),
       /*work_end=*/Value(), /*split_phase=*/Value(), /*split_count=*/Value(),
@@ -231,6 +244,9 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   if (failed(verify(module)))
     return diags.error("the generated attn IR does not verify");
   PassManager pm(&ctx);
+  if (std::getenv("HEED_DEBUG_IR_AFTER_FAILURE"))
+    pm.enableIRPrinting([](Pass *, Operation *) { return false; },
+                        [](Pass *, Operation *) { return true; }, true, true, true);
   buildCPUTilePipeline(pm, pipelineOptions(config));
   if (stage != Stage::Tile)
     buildTileToCPUPipeline(pm);
@@ -410,6 +426,8 @@ KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &conf
   info.kvLens = config.hasKVLens();
   info.pageSize = config.pageSize;
   info.qLens = config.qLens;
+  info.cuSeqlensQ = config.cuSeqlensQ;
+  info.cuSeqlensKV = config.cuSeqlensKV;
   info.outF32 = config.outF32;
   info.scale = config.effectiveScale();
   for (const spec::BufferDecl &b : variant.buffers)

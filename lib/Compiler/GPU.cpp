@@ -258,11 +258,11 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
                                    "an f32 output for a f16/bf16 kernel (KernelConfig::outF32) "
                                    "is a CPU feature for now: the GPU kernels store out in the "
                                    "inputs' dtype");
-  if (config.hasKVLens() || config.qLens)
+  if (config.hasKVLens() || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV)
     return llvm::createStringError(
         llvm::inconvertibleErrorCode(),
-        "per-sequence query/key lengths and paged KV caches run on the CPU only for now: the "
-        "GPU targets do not lower them yet (docs/decode.md)");
+        "per-sequence query/key lengths, packed sequences (cu_seqlens) and paged KV caches run "
+        "on the CPU only for now: the GPU targets do not lower them yet (docs/decode.md)");
   auto matrixCores = useMatrixCores(variant, config, kind, vendor);
   if (!matrixCores)
     return matrixCores.takeError();

@@ -168,6 +168,10 @@ void pack(TileWorkOp work, Packable p, int64_t maxRows) {
   Location loc = work.getLoc();
   // Hkv from the key tensor, the group, and the run-time choice.
   Value keys = p.key.getTensor();
+  // Packed keys (cu_seqlens_kv): the item's view of the tensor, whose heads
+  // are the tensor's.
+  if (auto view = keys.getDefiningOp<memref::ReinterpretCastOp>())
+    keys = view.getSource();
   unsigned headDim = p.key.getLayout() == Layout::BSHD ? 2 : 1;
   Value headsKV = memref::DimOp::create(b, loc, keys, headDim);
   Value group = arith::DivUIOp::create(b, loc, work.getHeads(), headsKV);

@@ -46,6 +46,16 @@ cl::opt<bool> qLens("q-lens",
                     cl::desc("the call passes q_lens (i32 [B]): each batch entry's number of "
                              "queries (docs/decode.md)"),
                     cl::cat(category));
+cl::opt<bool> cuSeqlensQ(
+    "cu-seqlens-q",
+    cl::desc("packed queries: q, out and lse hold the batch's sequences end to end and the "
+             "call passes cu_seqlens_q (i32 [B+1]; FlashAttention's varlen layout, "
+             "docs/decode.md)"),
+    cl::cat(category));
+cl::opt<bool> cuSeqlensKV("cu-seqlens-kv",
+                          cl::desc("packed keys: k and v hold the sequences end to end and the "
+                                   "call passes cu_seqlens_kv (i32 [B+1])"),
+                          cl::cat(category));
 cl::opt<int64_t> pageSize("page-size",
                           cl::desc("k and v are a paged cache of pages of this many keys, read "
                                    "through a page table (implies --kv-lens)"),
@@ -115,6 +125,8 @@ llvm::Expected<heed::KernelConfig> configFromFlags() {
   config->lse = lse;
   config->kvLens = kvLens;
   config->qLens = qLens;
+  config->cuSeqlensQ = cuSeqlensQ;
+  config->cuSeqlensKV = cuSeqlensKV;
   config->pageSize = pageSize;
   return config;
 }

@@ -80,11 +80,14 @@ public:
                        " Sq=" + std::to_string(s.seqQ) + " lens=";
     for (int64_t len : s.lens)
       name += std::to_string(len) + ",";
-    if (config.qLens) {
+    if (config.qLens || config.cuSeqlensQ) {
       name += " q_lens=";
       for (int64_t len : s.qLens)
         name += std::to_string(len) + ",";
     }
+    if (config.cuSeqlensQ || config.cuSeqlensKV)
+      name += std::string(" packed") + (config.cuSeqlensQ ? " q" : "") +
+              (config.cuSeqlensKV ? " kv" : "");
     SCOPED_TRACE(name + " seed=" + std::to_string(seed));
     std::printf("[ case     ] %s seed=%llu\n", name.c_str(),
                 static_cast<unsigned long long>(seed));
@@ -101,9 +104,30 @@ public:
       args.pageTable = c.pageTable.ref();
     if (config.qLens)
       args.qLens = c.qLens.ref();
+    // Packed sequences: the same entries end to end (then slack rows of NaN
+    // the kernel must neither read nor write), unpacked after the run.
+    Packed p;
+    if (config.cuSeqlensQ) {
+      p.q = packSequences(c.q, s.qLens, config.layout, kSlack, &p.cuQ);
+      p.out = packSequences(c.out, s.qLens, config.layout, kSlack);
+      p.lse = packSequences(c.lse, s.qLens, config.layout, kSlack);
+      args.q = p.q.ref(), args.out = p.out.ref(), args.lse = p.lse.ref();
+      args.cuSeqlensQ = p.cuQ.ref();
+    }
+    if (config.cuSeqlensKV) {
+      p.k = packSequences(c.k, s.lens, config.layout, kSlack, &p.cuKV);
+      p.v = packSequences(c.v, s.lens, config.layout, kSlack);
+      args.k = p.k.ref(), args.v = p.v.ref();
+      args.cuSeqlensKV = p.cuKV.ref();
+    }
     RunStats stats;
     llvm::Error err = kernel->run(args, 0, &stats);
     ASSERT_FALSE(static_cast<bool>(err)) << llvm::toString(std::move(err));
+    if (config.cuSeqlensQ) {
+      unpackSequences(p.out, s.qLens, config.layout, c.out);
+      unpackSequences(p.lse, s.qLens, config.layout, c.lse);
+      expectSlackUnwritten(p, s);
+    }
     if (const char *forced = std::getenv("HEED_SPLIT_KV"))
       EXPECT_EQ(stats.splits, std::atol(forced)) << "the forced split was not taken";
 
@@ -113,8 +137,9 @@ public:
       k = gatherPages(c.k, c.pageTable, s.lens, config.pageSize, config.layout);
       v = gatherPages(c.v, c.pageTable, s.lens, config.pageSize, config.layout);
     }
-    const std::vector<int64_t> *kvLens = config.hasKVLens() ? &s.lens : nullptr;
-    const std::vector<int64_t> *qLens = config.qLens ? &s.qLens : nullptr;
+    const std::vector<int64_t> *kvLens =
+        config.hasKVLens() || config.cuSeqlensKV ? &s.lens : nullptr;
+    const std::vector<int64_t> *qLens = config.qLens || config.cuSeqlensQ ? &s.qLens : nullptr;
     std::vector<uint8_t> rows = queryRows(s.qLens, s.heads, s.seqQ);
     const std::vector<uint8_t> *only = qLens ? &rows : nullptr;
     ReferenceResult ref = referenceAttention(variant, c.q, k, v, config.layout,
@@ -145,6 +170,27 @@ public:
   Kernel *get() { return kernel.get(); }
 
 private:
+  static constexpr int64_t kSlack = 3;
+  struct Packed {
+    HostTensor q, k, v, out, lse, cuQ, cuKV;
+  };
+
+  /// The rows after the packed entries (out, lse) are still NaN.
+  void expectSlackUnwritten(const Packed &p, const Shape &s) {
+    int64_t total = 0, written = 0;
+    for (int64_t len : s.qLens)
+      total += len;
+    bool bshd = config.layout == Layout::BSHD;
+    for (int64_t h = 0; h < s.heads; ++h)
+      for (int64_t i = total; i < total + kSlack; ++i) {
+        written += !std::isnan(p.lse.get(h * (total + kSlack) + i));
+        for (int64_t d = 0; d < kDim; ++d)
+          written += !std::isnan(p.out.get(
+              (bshd ? i * s.heads + h : h * (total + kSlack) + i) * kDim + d));
+      }
+    EXPECT_EQ(written, 0) << "elements written past cu_seqlens_q[B]";
+  }
+
   /// Rows past an entry's queries are not written: still NaN.
   void expectUnwritten(const Call &c, const Shape &s, const std::vector<uint8_t> &rows) {
     bool bshd = config.layout == Layout::BSHD;
@@ -325,6 +371,46 @@ TEST(Serving, RaggedQueriesSplitKV) {
     checkRagged(c, parse(c.spec));
 }
 
+/// Packed sequences (cu_seqlens): queries and/or keys end to end, on
+/// contiguous and paged keys, each entry with its own lengths; a shape's
+/// capacity is its longest entry (what `Skv` means in buffer shapes then).
+void checkPacked(const Case &c, const spec::Variant &variant) {
+  struct PackedConfig {
+    DType dtype;
+    Layout layout;
+    bool packQ, packKV, kvLens;
+    int64_t page;
+  } configs[] = {{DType::F32, Layout::BHSD, true, true, false, 0},
+                 {DType::BF16, Layout::BSHD, true, true, false, 0},
+                 {DType::F32, Layout::BSHD, true, false, true, 0},
+                 {DType::BF16, Layout::BSHD, true, false, true, 16},
+                 {DType::F32, Layout::BHSD, false, true, false, 0}};
+  for (const PackedConfig &r : configs) {
+    KernelConfig config = servingConfig(r.dtype, r.layout, r.page);
+    config.kvLens = r.kvLens;
+    config.cuSeqlensQ = r.packQ;
+    config.cuSeqlensKV = r.packKV;
+    Serving serving(variant, config);
+    for (Shape s : kRaggedShapes) {
+      if (!r.packQ) // every entry has Sq queries
+        s.qLens.assign(size_t(s.batch), s.seqQ);
+      int64_t capacity = *std::max_element(s.lens.begin(), s.lens.end());
+      serving.check(s, r.packKV ? capacity : 320, c.exact);
+    }
+  }
+}
+
+TEST(Serving, PackedSequencesMatchTheReference) {
+  for (const Case &c : kCases)
+    checkPacked(c, parse(c.spec));
+}
+
+TEST(Serving, PackedSequencesSplitKV) {
+  ForcedSplits forced("3");
+  for (const Case &c : {kCases[0], kCases[3]})
+    checkPacked(c, parse(c.spec));
+}
+
 // q_lens changes the kernel's arguments: it is in the cache key and in the
 // kernel's description (artifacts, the C API).
 TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
@@ -339,6 +425,18 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
   EXPECT_EQ(back.pageSize, 16);
   ASSERT_EQ(back.parse(describeKernel(variant, plain).serialize()), "");
   EXPECT_FALSE(back.qLens);
+  EXPECT_FALSE(back.cuSeqlensQ || back.cuSeqlensKV);
+  // Packed sequences likewise, each side on its own.
+  KernelConfig packedQ = servingConfig(DType::F32, Layout::BHSD, 0), packedKV = packedQ;
+  packedQ.kvLens = packedKV.kvLens = false;
+  packedQ.cuSeqlensQ = true;
+  packedKV.cuSeqlensKV = true;
+  EXPECT_NE(packedQ.canonical(), packedKV.canonical());
+  for (const KernelConfig &c : {packedQ, packedKV}) {
+    ASSERT_EQ(back.parse(describeKernel(variant, c).serialize()), "");
+    EXPECT_EQ(back.cuSeqlensQ, c.cuSeqlensQ);
+    EXPECT_EQ(back.cuSeqlensKV, c.cuSeqlensKV);
+  }
 }
 
 // The split-KV cost model counts each entry's own queries: a long entry with
@@ -392,6 +490,63 @@ TEST(Serving, BadQueryLengthsAreErrors) {
   lens.set(1, 2);
   expectError(run(without.get(), &lens, &kvLens),
               "q_lens was given, but the kernel was compiled without it");
+}
+
+TEST(Serving, BadPackedOffsetsAreErrors) {
+  spec::Variant variant = parse("variant v { mask = causal_bottom_right() }");
+  KernelConfig config = servingConfig(DType::F32, Layout::BSHD, 0);
+  config.kvLens = false;
+  config.cuSeqlensQ = config.cuSeqlensKV = true;
+  Serving serving(variant, config);
+  Serving without(variant, servingConfig(DType::F32, Layout::BSHD, 0));
+  ASSERT_TRUE(serving.get() && without.get());
+  // Two entries: 3 + 4 queries of 7, 5 + 6 keys of 12.
+  HostTensor q(DType::F32, {1, 7, 2, kDim}), out(DType::F32, {1, 7, 2, kDim}),
+      lse(DType::F32, {1, 2, 7}), k(DType::F32, {1, 12, 1, kDim}), cuQ(DType::I32, {3}),
+      cuKV(DType::I32, {3}), rank2(DType::I32, {3, 1}), three(DType::I32, {4});
+  std::mt19937_64 rng(12);
+  q.fillUniform(rng, -1, 1);
+  k.fillUniform(rng, -1, 1);
+  auto set = [](HostTensor &t, std::vector<double> v) {
+    for (size_t i = 0; i < v.size(); ++i)
+      t.set(int64_t(i), v[i]);
+  };
+  set(cuQ, {0, 3, 7});
+  set(cuKV, {0, 5, 11});
+  set(three, {0, 1, 2, 3});
+  auto run = [&](Kernel *kernel, HostTensor *cq, HostTensor *ckv, HostTensor *l = nullptr) {
+    AttentionArgs args{q.ref(), k.ref(), k.ref(), out.ref(), (l ? *l : lse).ref(), {}};
+    if (cq)
+      args.cuSeqlensQ = cq->ref();
+    if (ckv)
+      args.cuSeqlensKV = ckv->ref();
+    llvm::Error err = kernel->run(args);
+    return err ? llvm::toString(std::move(err)) : std::string();
+  };
+  auto expectError = [](const std::string &got, const std::string &want) {
+    EXPECT_NE(got.find(want), std::string::npos) << "got: '" << got << "'";
+  };
+  EXPECT_EQ(run(serving.get(), &cuQ, &cuKV), "");
+  set(cuQ, {0, 3, 8});
+  expectError(run(serving.get(), &cuQ, &cuKV),
+              "cu_seqlens_q[2] = 8 is past the 7 rows the packed tensor holds");
+  set(cuQ, {0, 4, 3});
+  expectError(run(serving.get(), &cuQ, &cuKV),
+              "cu_seqlens_q must not decrease: cu_seqlens_q[2] = 3 < cu_seqlens_q[1] = 4");
+  set(cuQ, {-1, 3, 7});
+  expectError(run(serving.get(), &cuQ, &cuKV), "cu_seqlens_q[0] = -1 is negative");
+  set(cuQ, {0, 3, 7});
+  expectError(run(serving.get(), &cuQ, &three),
+              "cu_seqlens_q and cu_seqlens_kv must describe the same batch");
+  expectError(run(serving.get(), &rank2, &cuKV), "cu_seqlens_q must be i32[B + 1]");
+  expectError(run(serving.get(), nullptr, &cuKV), "cu_seqlens_q must be i32[B + 1]");
+  HostTensor padded(DType::F32, {2, 2, 7});
+  expectError(run(serving.get(), &cuQ, &cuKV, &padded), "lse must be f32[1, 2, 7]");
+  expectError(run(without.get(), &cuQ, nullptr),
+              "cu_seqlens_q was given, but the kernel was compiled without it");
+  // The configuration refuses combinations whose lengths would disagree.
+  config.qLens = true;
+  EXPECT_TRUE(static_cast<bool>(Kernel::compile(variant, config).takeError()));
 }
 
 TEST(Serving, BadLengthsAndPageTablesAreErrors) {

@@ -53,6 +53,14 @@ struct KernelConfig {
   /// queries (q holds at least that many; rows of out and lse past them
   /// are not written).
   bool qLens = false;
+  /// Packed sequences (FlashAttention's varlen layout; docs/decode.md).
+  /// cuSeqlensQ: q, out and lse hold the entries' queries end to end ([1,
+  /// total_q, Hq, D] in bshd, [1, Hq, total_q, D] in bhsd; lse [1, Hq,
+  /// total_q]) and the call passes cu_seqlens_q (i32 [B+1]): entry b's rows
+  /// are [cu[b], cu[b+1]). Excludes qLens. cuSeqlensKV: k and v likewise,
+  /// with cu_seqlens_kv; excludes kvLens and a paged cache.
+  bool cuSeqlensQ = false;
+  bool cuSeqlensKV = false;
   /// out is f32 whatever `dtype` is (CPU): a training forward keeps O exact
   /// for the backward's delta = rowsum(dO * O), which O rounded to bf16
   /// moves by more than the gradients' own rounding (docs/backward.md).

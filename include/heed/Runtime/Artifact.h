@@ -53,6 +53,10 @@ struct KernelInfo {
   bool lse = false;
   bool kvLens = false;  ///< the call passes kv_lens (i32 [B])
   bool qLens = false;   ///< the call passes q_lens (i32 [B])
+  /// Packed sequences (KernelConfig::cuSeqlensQ/KV): the call passes
+  /// cu_seqlens_q (cu_seqlens_kv), i32 [B+1], and q, out, lse (k, v) hold
+  /// the entries end to end in batch 1.
+  bool cuSeqlensQ = false, cuSeqlensKV = false;
   bool outF32 = false;  ///< out is f32 whatever dtype is (KernelConfig::outF32)
   int64_t pageSize = 0; ///< > 0: k and v are a paged cache read through a page table
   /// CPU kernels: the entry takes the split-KV phase, count and workspace

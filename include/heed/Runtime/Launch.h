@@ -30,6 +30,13 @@ struct AttentionArgs {
   /// length is a capacity; out and lse rows past an entry's queries are not
   /// written).
   TensorRef qLens;
+  /// KernelInfo::cuSeqlensQ / cuSeqlensKV (packed sequences, FlashAttention's
+  /// varlen layout): i32 [B+1] offsets, non-decreasing from >= 0; entry b's
+  /// queries (keys) are rows [cu[b], cu[b+1]) of q, out, lse (k, v), which
+  /// then have batch 1: q [1, total_q, Hq, D] (BSHD) or [1, Hq, total_q, D]
+  /// (BHSD), lse [1, Hq, total_q]. Rows past cu[B] are neither read nor
+  /// written. `Sq` (`Skv`) in buffer shapes is the longest entry's length.
+  TensorRef cuSeqlensQ, cuSeqlensKV;
 };
 
 /// What one run did, summed over work items: KV blocks visited, and of them

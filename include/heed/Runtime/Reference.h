@@ -60,6 +60,18 @@ ReferenceResult referenceAttention(const spec::Variant &variant, const HostTenso
 HostTensor gatherPages(const HostTensor &cache, const HostTensor &pageTable,
                        const std::vector<int64_t> &kvLens, int64_t pageSize, Layout layout);
 
+/// Packed sequences (FlashAttention's varlen layout) from a padded batch:
+/// the first lens[b] rows of entry b of `padded` (rank 4 in `layout`, or
+/// rank 3 [B, H, S] like lse) end to end in batch 1, then `slack` rows of
+/// NaN (so that a kernel reading past the entries shows). With `cu`, the
+/// offsets i32 [B+1] (cu_seqlens).
+HostTensor packSequences(const HostTensor &padded, const std::vector<int64_t> &lens,
+                         Layout layout, int64_t slack, HostTensor *cu = nullptr);
+/// The reverse of packSequences: entry b's rows of `packed` into the first
+/// lens[b] rows of entry b of `padded` (its other rows unchanged).
+void unpackSequences(const HostTensor &packed, const std::vector<int64_t> &lens, Layout layout,
+                     HostTensor &padded);
+
 /// How long the float64 check of a shape takes, roughly (CPU seconds over
 /// all threads): the mask at every (row, key) pair it must see (once per
 /// query position when the mask reads neither b nor h) and the products of

@@ -24,7 +24,10 @@
 // reach and skipping EMPTY ones is --attn-skip-tiles' business, specializing
 // routed heads --attn-specialize-routes'. Gated variants take their query
 // tiles from the routed-row lists; a tile past a head's routed rows stores
-// zeros.
+// zeros. Serving operands give each item its entry's lengths (kv_lens,
+// q_lens) and, for packed sequences (cu_seqlens_q/kv), views of q, out, lse
+// (k, v) from the entry's first row: memref.reinterpret_cast of the packed
+// tensor, whose batch stride is 0.
 #include "heed/Conversion/Passes.h"
 
 #include "../TileCommon/IndexExpr.h"
@@ -34,6 +37,8 @@
 #include "dialects/attn/AttnTileOps.h"
 #include "dialects/attn/TileMath.h"
 
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/SymbolTable.h"
@@ -79,8 +84,15 @@ private:
   /// Batch entry `batch`'s length from `lens` (kv_lens or q_lens), clamped
   /// to [0, capacity].
   Value entryLength(Value lens, Value batch, Value capacity);
-  /// Binds the item's sequence lengths where each entry has its own.
+  /// Binds the item's sequence lengths where each entry has its own, and
+  /// with packed sequences (cu_seqlens) the views of its rows.
   void bindItemLengths(Value tileIndex);
+  /// Entry `batch` of packed sequences: (its first row, its length
+  /// clamped to [0, capacity]) from the offsets `cu` (i32 [B+1]).
+  std::pair<Value, Value> packedEntry(Value cu, Value batch, Value capacity);
+  /// `tensor` (batch stride 0: packed sequences) seen from row `start` of
+  /// its dim `seqDim` on.
+  Value rowsFrom(Value tensor, Value start, unsigned seqDim);
   /// The query span of a gated head's tile, and whether the tile is past
   /// the head's routed rows.
   std::pair<Value, Value> gatedRows(Value batch, Value head, Value tileIndex);
@@ -102,6 +114,9 @@ private:
   // Per work item.
   Value batch, head, headKV, queries, route, sink, qBox[2];
   Value q, seqQ, seqKV;
+  // The tensors the item reads and writes: the op's, or with packed
+  // sequences its entry's rows.
+  Value query, key, value, out, lse;
 };
 
 void TileLoopBuilder::build() {
@@ -111,6 +126,8 @@ void TileLoopBuilder::build() {
   headDim = qType.getDimSize(3);
   valueDim = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
   storage = qType.getElementType();
+  query = op.getQuery(), key = op.getKey(), value = op.getValue();
+  out = op.getOut(), lse = op.getLse();
   seqQ = dim(op.getQuery(), 2);
   seqKV = kvCapacity();
   Value batches = dim(op.getQuery(), 0), heads = dim(op.getQuery(), 1);
@@ -149,16 +166,65 @@ Value TileLoopBuilder::entryLength(Value lens, Value batch, Value capacity) {
   return arith::MinUIOp::create(b, loc, len, capacity);
 }
 
+std::pair<Value, Value> TileLoopBuilder::packedEntry(Value cu, Value batch, Value capacity) {
+  Value next = arith::AddIOp::create(b, loc, batch, idx(1));
+  Value first = memref::LoadOp::create(b, loc, cu, ValueRange{batch});
+  Value end = memref::LoadOp::create(b, loc, cu, ValueRange{next});
+  Value zero = arith::ConstantIntOp::create(b, loc, 0, 32);
+  first = arith::MaxSIOp::create(b, loc, first, zero);
+  Value len = arith::MaxSIOp::create(b, loc, arith::SubIOp::create(b, loc, end, first), zero);
+  len = arith::IndexCastUIOp::create(b, loc, b.getIndexType(), len);
+  return {arith::IndexCastUIOp::create(b, loc, b.getIndexType(), first),
+          arith::MinUIOp::create(b, loc, len, capacity)};
+}
+
+Value TileLoopBuilder::rowsFrom(Value tensor, Value start, unsigned seqDim) {
+  auto type = cast<MemRefType>(tensor.getType());
+  auto meta = memref::ExtractStridedMetadataOp::create(b, loc, tensor);
+  auto [staticStrides, staticOffset] = type.getStridesAndOffset();
+  SmallVector<OpFoldResult> sizes, strides;
+  for (int64_t d = 0; d < type.getRank(); ++d) {
+    sizes.push_back(type.isDynamicDim(d) ? OpFoldResult(meta.getSizes()[d])
+                                         : OpFoldResult(b.getIndexAttr(type.getDimSize(d))));
+    strides.push_back(ShapedType::isDynamic(staticStrides[d])
+                          ? OpFoldResult(meta.getStrides()[d])
+                          : OpFoldResult(b.getIndexAttr(staticStrides[d])));
+  }
+  Value stride = getValueOrCreateConstantIndexOp(b, loc, strides[seqDim]);
+  Value offset = arith::AddIOp::create(b, loc, meta.getOffset(),
+                                       arith::MulIOp::create(b, loc, start, stride));
+  return memref::ReinterpretCastOp::create(b, loc, type, tensor, offset, sizes, strides);
+}
+
 void TileLoopBuilder::bindItemLengths(Value tileIndex) {
-  if (!op.getKvLens() && !op.getQLens())
+  Value cuQ = op.getCuSeqlensQ(), cuKV = op.getCuSeqlensKv();
+  if (!op.getKvLens() && !op.getQLens() && !cuQ && !cuKV)
     return;
   if (op.getKvLens())
     seqKV = kvLength(batch);
+  unsigned seqDim = bshd ? 1 : 2;
+  if (cuKV) {
+    auto [first, len] = packedEntry(cuKV, batch, seqKV);
+    seqKV = len;
+    key = rowsFrom(op.getKey(), first, seqDim);
+    value = rowsFrom(op.getValue(), first, seqDim);
+  }
+  Value queriesOfEntry;
   if (op.getQLens()) {
+    queriesOfEntry = entryLength(op.getQLens(), batch, seqQ);
+  } else if (cuQ) {
+    auto [first, len] = packedEntry(cuQ, batch, seqQ);
+    queriesOfEntry = len;
+    query = rowsFrom(op.getQuery(), first, seqDim);
+    out = rowsFrom(op.getOut(), first, seqDim);
+    if (lse)
+      lse = rowsFrom(op.getLse(), first, 2);
+  }
+  if (queriesOfEntry) {
     // The grid covers the query capacity; an item past its entry's queries
     // sees no keys, and its tile is all holes, so it writes nothing (the
     // split-KV phases keep their shape: no branch around the store).
-    seqQ = entryLength(op.getQLens(), batch, seqQ);
+    seqQ = queriesOfEntry;
     Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
                                      SideAttr::get(b.getContext(), Side::Q), tiling);
     Value past = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, tileIndex, tiles);
@@ -223,7 +289,7 @@ void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex
     qBox[0] = box.getLo();
     qBox[1] = box.getHi();
   }
-  q = TileLoadOp::create(b, loc, tile(rows, headDim, storage, TileRole::Q), op.getQuery(),
+  q = TileLoadOp::create(b, loc, tile(rows, headDim, storage, TileRole::Q), query,
                          batch, head, queries, /*stage=*/Value(), /*page_table=*/Value(),
                          op.getLayoutAttr());
   if (!isSigmoid()) {
@@ -284,11 +350,11 @@ SmallVector<Value> TileLoopBuilder::buildKeyTile(Value keySpan, ValueRange carri
   } else if (Value stats = op.getStats()) {
     TileCountOp::create(b, loc, stats, classValue(BlockClass::Partial));
   }
-  Value k = TileLoadOp::create(b, loc, tile(keys, headDim, storage, TileRole::K), op.getKey(),
+  Value k = TileLoadOp::create(b, loc, tile(keys, headDim, storage, TileRole::K), key,
                                batch, headKV, keySpan, /*stage=*/Value(), op.getPageTable(),
                                op.getLayoutAttr());
   Value v = TileLoadOp::create(b, loc, tile(keys, valueDim, storage, TileRole::V),
-                               op.getValue(), batch, headKV, keySpan, /*stage=*/Value(),
+                               value, batch, headKV, keySpan, /*stage=*/Value(),
                                op.getPageTable(), op.getLayoutAttr());
   TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
   Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
@@ -318,8 +384,8 @@ void TileLoopBuilder::store(ValueRange state) {
   NormalizationAttr normalize;
   if (isSigmoid())
     normalize = NormalizationAttr::get(b.getContext(), Normalization::Sigmoid);
-  TileStoreOp::create(b, loc, state[0], state[1], state[2], op.getOut(), batch, head, queries,
-                      op.getLse(), gate, sink, /*lane_sinks=*/Value(), gateDims, normalize,
+  TileStoreOp::create(b, loc, state[0], state[1], state[2], out, batch, head, queries,
+                      lse, gate, sink, /*lane_sinks=*/Value(), gateDims, normalize,
                       op.getLayoutAttr());
 }
 
@@ -356,8 +422,8 @@ struct AttnToTilePass : heed::impl::AttnToTileBase<AttnToTilePass> {
                          << "' is gated (run --attn-runtime-abi)";
         return signalPassFailure();
       }
-      if (variant.isGated() && op.getQLens()) {
-        op.emitOpError() << "cannot take q_lens: variant '" << op.getVariant()
+      if (variant.isGated() && (op.getQLens() || op.getCuSeqlensQ())) {
+        op.emitOpError() << "cannot take q_lens or cu_seqlens_q: variant '" << op.getVariant()
                          << "' is gated (its routed rows are listed over the whole Sq)";
         return signalPassFailure();
       }

@@ -192,6 +192,35 @@ func.func @paged(%q: memref<?x?x?x64xf32>, %k: memref<?x16x?x64xf32>, %v: memref
   return
 }
 
+// Packed sequences: each item reads its entry's offsets, its length is the
+// difference (clamped to the capacity, the tensors' sequence dim), and q, k,
+// v and out are viewed from the entry's first row (the runtime passes them
+// with batch stride 0).
+// CHECK-LABEL: func.func @packed
+// CHECK-SAME: %[[Q:[^:]*]]: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, %[[K:[^:]*]]: memref
+// CHECK-SAME: %[[O:[^:]*]]: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, %[[CQ:[^:]*]]: memref<?xi32>, %[[CK:[^:]*]]: memref<?xi32>
+// CHECK: attn.tile.work
+// CHECK: ^bb0(%[[B:.*]]: index, %{{.*}}: index, %{{.*}}: index):
+// CHECK: %[[B1:.*]] = arith.addi %[[B]], %c1
+// CHECK: %[[K0:.*]] = memref.load %[[CK]][%[[B]]]
+// CHECK: memref.load %[[CK]][%[[B1]]]
+// CHECK: arith.index_castui
+// CHECK-NEXT: %[[KFIRST:.*]] = arith.index_castui
+// CHECK-NEXT: arith.minui
+// CHECK-NEXT: %{{.*}}, %{{.*}}, %{{.*}}:4, %[[KSTRIDES:.*]]:4 = memref.extract_strided_metadata %[[K]]
+// CHECK-NEXT: arith.muli %[[KFIRST]], %[[KSTRIDES]]#1
+// CHECK: %[[KVIEW:.*]] = memref.reinterpret_cast %[[K]] to offset: [%{{.*}}]
+// CHECK: memref.load %[[CQ]][%[[B]]]
+// CHECK: %[[QVIEW:.*]] = memref.reinterpret_cast %[[Q]]
+// CHECK: %[[OVIEW:.*]] = memref.reinterpret_cast %[[O]]
+// CHECK: attn.tile.load %[[QVIEW]][%[[B]], %{{.*}}]
+// CHECK: attn.tile.load %[[KVIEW]][%[[B]], %{{.*}}]
+// CHECK: attn.tile.store {{.*}} to %[[OVIEW]][%[[B]], %{{.*}}]
+func.func @packed(%q: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, %k: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, %o: memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, %cq: memref<?xi32>, %ck: memref<?xi32>) {
+  attn.attention @end_aligned ins(%q, %k, %k : memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>, memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>) cu_seqlens_q(%cq : memref<?xi32>) cu_seqlens_kv(%ck : memref<?xi32>) outs(%o : memref<?x?x?x64xf32, strided<[?, ?, ?, 1], offset: ?>>) {layout = #attn.layout<bshd>, scale = 1.250000e-01 : f32}
+  return
+}
+
 // q_lens: the grid covers the query capacity; each item binds its entry's
 // Sq (and Skv), and an item past its entry's query tiles sees no keys.
 // CHECK-LABEL: func.func @ragged

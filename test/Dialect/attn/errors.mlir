@@ -427,6 +427,24 @@ func.func @h(%q: memref<2x?x?x64xf32>, %k: memref<2x?x?x64xf32>, %o: memref<2x?x
   return
 }
 
+func.func @packed_q_with_q_lens(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lens: memref<?xi32>, %cu: memref<?xi32>) {
+  // expected-error @+1 {{'attn.attention' op takes q_lens or cu_seqlens_q, not both (cu_seqlens_q gives each entry's queries)}}
+  attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) q_lens(%lens : memref<?xi32>) cu_seqlens_q(%cu : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+func.func @packed_kv_with_kv_lens(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lens: memref<?xi32>, %cu: memref<?xi32>) {
+  // expected-error @+1 {{'attn.attention' op takes cu_seqlens_kv without kv_lens or a page_table (packed keys give each entry's length; a paged cache is not packed)}}
+  attn.attention @v ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) kv_lens(%lens : memref<?xi32>) cu_seqlens_kv(%cu : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
+func.func @packed_offsets_per_entry(%q: memref<2x?x?x64xf32>, %o: memref<2x?x?x64xf32>, %cu: memref<2xi32>) {
+  // expected-error @+1 {{'attn.attention' op cu_seqlens_q must hold batch + 1 offsets: got 'memref<2xi32>' for query 'memref<2x?x?x64xf32>'}}
+  attn.attention @v ins(%q, %q, %q : memref<2x?x?x64xf32>, memref<2x?x?x64xf32>, memref<2x?x?x64xf32>) cu_seqlens_q(%cu : memref<2xi32>) outs(%o : memref<2x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
+
 // -----
 
 // The symbol exists but is not a variant.
@@ -1090,7 +1108,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %begin: index) {
   // expected-error @+1 {{'attn.attention' op work needs both a begin and an end}}
-  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0>}>
+  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0>}>
       : (memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, index) -> ()
   return
 }
