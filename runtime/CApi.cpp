@@ -298,6 +298,12 @@ int64_t heed_kernel_page_size(const heed_kernel *k) {
 int32_t heed_kernel_has_q_lens(const heed_kernel *k) {
   return isLive(k, "heed_kernel_has_q_lens") ? int32_t(k->info.qLens) : -1;
 }
+int32_t heed_kernel_has_cu_seqlens_q(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_has_cu_seqlens_q") ? int32_t(k->info.cuSeqlensQ) : -1;
+}
+int32_t heed_kernel_has_cu_seqlens_kv(const heed_kernel *k) {
+  return isLive(k, "heed_kernel_has_cu_seqlens_kv") ? int32_t(k->info.cuSeqlensKV) : -1;
+}
 int32_t heed_kernel_out_dtype(const heed_kernel *k) {
   if (!isLive(k, "heed_kernel_out_dtype"))
     return -1;
@@ -337,6 +343,8 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
   // A caller's (older) struct that ends before the serving tensors has none.
   bool serving = a->struct_size >= offsetof(heed_attention_args, q_lens);
   bool ragged = a->struct_size >= offsetof(heed_attention_args, q_lens) + sizeof(a->q_lens);
+  bool packed = a->struct_size >=
+                offsetof(heed_attention_args, cu_seqlens_kv) + sizeof(a->cu_seqlens_kv);
   try {
     AttentionArgs args;
     std::string err;
@@ -358,6 +366,13 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
         return fail(s, err);
     if (ragged && a->q_lens)
       if (heed_status s = convert(a->q_lens, "q_lens", args.qLens, placed, err))
+        return fail(s, err);
+    if (packed && a->cu_seqlens_q)
+      if (heed_status s = convert(a->cu_seqlens_q, "cu_seqlens_q", args.cuSeqlensQ, placed, err))
+        return fail(s, err);
+    if (packed && a->cu_seqlens_kv)
+      if (heed_status s =
+              convert(a->cu_seqlens_kv, "cu_seqlens_kv", args.cuSeqlensKV, placed, err))
         return fail(s, err);
     // C arrays carry no length: a count other than the kernel's is refused
     // before any element is read, so no more than it declares is read.

@@ -104,6 +104,12 @@ typedef struct heed_compile_options {
   /* Training (added after q_lens; a struct_size that ends before it means 0). */
   int32_t out_f32;      /* nonzero: out is f32 whatever dtype is, so that the backward's
                          * delta comes from the exact output (CPU only; docs/backward.md) */
+  /* Packed sequences, FlashAttention's varlen layout (added after out_f32; a
+   * struct_size that ends before them means 0; CPU only for now). */
+  int32_t cu_seqlens_q;  /* nonzero: q, out and lse hold the entries' queries end to end
+                          * (batch 1) and calls pass cu_seqlens_q; not with q_lens */
+  int32_t cu_seqlens_kv; /* nonzero: k and v hold the entries' keys end to end (batch 1)
+                          * and calls pass cu_seqlens_kv; not with kv_lens or page_size */
 } heed_compile_options;
 
 void heed_compile_options_init(heed_compile_options *options);
@@ -161,6 +167,10 @@ int32_t heed_kernel_has_kv_lens(const heed_kernel *kernel);
 int64_t heed_kernel_page_size(const heed_kernel *kernel);
 /* 1 when calls pass q_lens, 0 when not (-1 for a handle that is not live). */
 int32_t heed_kernel_has_q_lens(const heed_kernel *kernel);
+/* 1 when calls pass cu_seqlens_q (cu_seqlens_kv), 0 when not (-1 for a handle
+ * that is not live). */
+int32_t heed_kernel_has_cu_seqlens_q(const heed_kernel *kernel);
+int32_t heed_kernel_has_cu_seqlens_kv(const heed_kernel *kernel);
 /* The dtype of out: HEED_F32 for a kernel compiled with out_f32, else the
  * kernel's dtype (-1 for a handle that is not live). */
 int32_t heed_kernel_out_dtype(const heed_kernel *kernel);
@@ -199,6 +209,14 @@ typedef struct heed_attention_args {
    * q_lens i32 [B], entry b's queries (at most what q holds per entry); the
    * rows of out and lse past them are not written. */
   const heed_tensor *q_lens;
+  /* Packed sequences (added after q_lens; a struct_size that ends before them
+   * means NULL): i32 [B+1], non-decreasing from >= 0; entry b's queries (keys)
+   * are rows [cu[b], cu[b+1]) of q, out and lse (k and v), which then have
+   * batch 1: q [1, total_q, Hq, D] (BSHD) or [1, Hq, total_q, D] (BHSD), lse
+   * [1, Hq, total_q]. Rows past cu[B] are neither read nor written; `Sq`
+   * (`Skv`) in buffer shapes is the longest entry's length. */
+  const heed_tensor *cu_seqlens_q;
+  const heed_tensor *cu_seqlens_kv;
 } heed_attention_args;
 
 void heed_attention_args_init(heed_attention_args *args);

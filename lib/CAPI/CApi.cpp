@@ -36,6 +36,8 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   bool ragged = o->struct_size >= offsetof(heed_compile_options, q_lens) + sizeof(o->q_lens);
   bool training =
       o->struct_size >= offsetof(heed_compile_options, out_f32) + sizeof(o->out_f32);
+  bool packed = o->struct_size >=
+                offsetof(heed_compile_options, cu_seqlens_kv) + sizeof(o->cu_seqlens_kv);
   switch (o->dtype) {
   case HEED_F32: config.dtype = DType::F32; break;
   case HEED_F16: config.dtype = DType::F16; break;
@@ -57,6 +59,8 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   config.pageSize = serving ? o->page_size : 0;
   config.qLens = ragged && o->q_lens != 0;
   config.outF32 = training && o->out_f32 != 0;
+  config.cuSeqlensQ = packed && o->cu_seqlens_q != 0;
+  config.cuSeqlensKV = packed && o->cu_seqlens_kv != 0;
   r.variantName = o->variant ? o->variant : "";
   r.params.clear();
   if (o->params) {

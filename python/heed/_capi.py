@@ -77,6 +77,8 @@ class heed_compile_options(ctypes.Structure):
         ("page_size", ctypes.c_int64),
         ("q_lens", ctypes.c_int32),
         ("out_f32", ctypes.c_int32),
+        ("cu_seqlens_q", ctypes.c_int32),
+        ("cu_seqlens_kv", ctypes.c_int32),
     ]
 
 
@@ -123,6 +125,8 @@ class heed_attention_args(ctypes.Structure):
         ("kv_lens", ctypes.POINTER(heed_tensor)),
         ("page_table", ctypes.POINTER(heed_tensor)),
         ("q_lens", ctypes.POINTER(heed_tensor)),
+        ("cu_seqlens_q", ctypes.POINTER(heed_tensor)),
+        ("cu_seqlens_kv", ctypes.POINTER(heed_tensor)),
     ]
 
 
@@ -192,6 +196,8 @@ SIGNATURES = {
     "heed_kernel_has_kv_lens": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_page_size": (ctypes.c_int64, [kernel_p], False),
     "heed_kernel_has_q_lens": (ctypes.c_int32, [kernel_p], False),
+    "heed_kernel_has_cu_seqlens_q": (ctypes.c_int32, [kernel_p], False),
+    "heed_kernel_has_cu_seqlens_kv": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_out_dtype": (ctypes.c_int32, [kernel_p], False),
     "heed_kernel_buffer_name": (ctypes.c_char_p, [kernel_p, ctypes.c_int32], False),
     "heed_kernel_buffer_dtype": (ctypes.c_int32, [kernel_p, ctypes.c_int32], False),

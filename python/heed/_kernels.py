@@ -123,6 +123,16 @@ class Kernel:
         return bool(lib.heed_kernel_has_q_lens(self._h()))
 
     @property
+    def has_cu_seqlens_q(self):
+        """Whether q, out and lse are packed sequences (calls pass cu_seqlens_q)."""
+        return bool(lib.heed_kernel_has_cu_seqlens_q(self._h()))
+
+    @property
+    def has_cu_seqlens_kv(self):
+        """Whether k and v are packed sequences (calls pass cu_seqlens_kv)."""
+        return bool(lib.heed_kernel_has_cu_seqlens_kv(self._h()))
+
+    @property
     def out_dtype_code(self):
         """The dtype code of out: F32 for a kernel compiled with out_f32."""
         return int(lib.heed_kernel_out_dtype(self._h()))
@@ -193,7 +203,8 @@ class Kernel:
         return out, (b, hq, sq)
 
     def run(self, q, k, v, out=None, lse=None, buffers=(), num_threads=0, stream=None,
-            kv_lens=None, page_table=None, q_lens=None):
+            kv_lens=None, page_table=None, q_lens=None, cu_seqlens_q=None,
+            cu_seqlens_kv=None):
         """Runs the kernel: ``out = attention(q, k, v)``.
 
         q, k, v: tensors of the kernel's dtype and layout (k, v may have fewer
@@ -217,6 +228,11 @@ class Kernel:
         rows of out and lse past an entry's queries are not written (an ``out``
         allocated here holds whatever the allocator left there: pass ``out``
         to control them).
+        cu_seqlens_q, cu_seqlens_kv: for a kernel compiled with
+        ``cu_seqlens_q=True`` / ``cu_seqlens_kv=True`` (packed sequences,
+        FlashAttention's varlen layout): int32 ``[B+1]`` offsets; entry b's
+        queries (keys) are rows ``cu[b]:cu[b+1]`` of q, out, lse (k, v), which
+        have batch 1 (``[1, total, H, D]`` for bshd; lse ``[1, Hq, total_q]``).
 
         Returns out, or (out, lse) when the kernel writes the log-sum-exp.
         Raises HeedError (InvalidArgumentError for a tensor that does not fit or
@@ -239,7 +255,8 @@ class Kernel:
         lt = Tensor(lse, "lse", writable=True) if lse is not None else None
         st = [Tensor(t, name) if t is not None else None
               for t, name in ((kv_lens, "kv_lens"), (page_table, "page_table"),
-                              (q_lens, "q_lens"))]
+                              (q_lens, "q_lens"), (cu_seqlens_q, "cu_seqlens_q"),
+                              (cu_seqlens_kv, "cu_seqlens_kv"))]
         bts = [Tensor(b, "buffer '%s'" % n if n else "buffer %d" % i)
                for i, (b, n) in enumerate(zip(bufs, self.buffer_names + [None] * len(bufs)))]
         if num_threads is None:
@@ -268,6 +285,10 @@ class Kernel:
             args.page_table = ctypes.pointer(st[1].struct)
         if st[2] is not None:
             args.q_lens = ctypes.pointer(st[2].struct)
+        if st[3] is not None:
+            args.cu_seqlens_q = ctypes.pointer(st[3].struct)
+        if st[4] is not None:
+            args.cu_seqlens_kv = ctypes.pointer(st[4].struct)
         if qt.device_type in (DEVICE_CUDA, DEVICE_ROCM):
             handle_s = stream_handle(stream)
             if handle_s is None:
@@ -314,7 +335,7 @@ def _is_path(spec):
 
 def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, target,
              analyze_mask, use_cache, kv_lens=False, page_size=0, q_lens=False,
-             out_f32=False):
+             out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False):
     """A heed_compile_options (and the byte strings it points to)."""
     need_compiler("heed_compile_options_init")
     o = heed_compile_options()
@@ -336,13 +357,15 @@ def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, t
     o.page_size = int(page_size or 0)
     o.q_lens = 1 if q_lens else 0
     o.out_f32 = 1 if out_f32 else 0
+    o.cu_seqlens_q = 1 if cu_seqlens_q else 0
+    o.cu_seqlens_kv = 1 if cu_seqlens_kv else 0
     return o, keep
 
 
 def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
             layout="bhsd", lse=False, scale=None, params=None, analyze_mask=True,
             use_cache=True, target=None, kv_lens=False, page_size=0, q_lens=False,
-            out_f32=False):
+            out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False):
     """Compiles an attention variant to a :class:`Kernel`, through heed's cache.
 
     spec: spec text (``"variant causal { mask = causal() }"``) or the path of a
@@ -367,7 +390,10 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     out_f32: out is float32 whatever dtype is (a training forward: the
     backward's delta then comes from the exact output; CPU only,
     docs/backward.md).
-
+    cu_seqlens_q / cu_seqlens_kv: packed sequences (FlashAttention's varlen
+    layout): q, out and lse (k and v) hold the batch's sequences end to end in
+    batch 1 and calls pass ``cu_seqlens_q`` (``cu_seqlens_kv``), int32
+    ``[B+1]``; not with q_lens (kv_lens, page_size). CPU only for now.
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.
@@ -375,7 +401,7 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     need_compiler("heed_compile")
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params,
                           target, analyze_mask, use_cache, kv_lens, page_size, q_lens,
-                          out_f32)
+                          out_f32, cu_seqlens_q, cu_seqlens_kv)
     handle = kernel_p()
     if _is_path(spec):
         status = lib.heed_compile_file(encode(os.fspath(spec), "the spec's path"),

@@ -2,7 +2,8 @@
 """Serving calls from Python (docs/decode.md): a kernel compiled with ``page_size``
 reads k and v from a paged cache through ``page_table`` with each batch entry's
 ``kv_lens``, and a kernel compiled with ``q_lens`` takes each entry's number of
-queries (rows past them stay unwritten); checked against a float64 numpy decode
+queries (rows past them stay unwritten), and one compiled with
+``cu_seqlens_q``/``cu_seqlens_kv`` takes packed sequences; checked against a float64 numpy decode
 (bottom-right causal with a window, GQA) on fresh random inputs (seed printed);
 bad lengths raise. Exits 77 (SKIPPED) without numpy."""
 
@@ -108,6 +109,48 @@ class ServingTest(HeedTestCase):
         with self.assertRaises(heed.InvalidArgumentError) as e:
             kernel(q, k, v, kv_lens=lens, q_lens=bad)
         self.assertIn("q_lens[3] = 7 is outside [0, 6]", str(e.exception))
+
+    def test_packed_sequences_match_float64(self):
+        # FlashAttention's varlen layout: every entry's queries and keys end to
+        # end, entry i at rows cu[i]:cu[i+1]; two slack rows after them stay
+        # unread (NaN in q, k, v) and unwritten (NaN in out).
+        rng = make_rng(self)
+        hq, hkv, d = 4, 2, 32
+        q_lens = np.array([6, 1, 0, 4], dtype=np.int32)
+        lens = np.array([50, 3, 20, 41], dtype=np.int32)
+        cu_q = np.concatenate([[0], np.cumsum(q_lens)]).astype(np.int32)
+        cu_kv = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+        kernel = heed.compile(WINDOW, head_dim=d, layout="bshd", lse=True,
+                              cu_seqlens_q=True, cu_seqlens_kv=True)
+        self.assertTrue(kernel.has_cu_seqlens_q and kernel.has_cu_seqlens_kv)
+        self.assertFalse(kernel.has_q_lens or kernel.has_kv_lens)
+        nan = lambda n, h: np.full((1, n + 2, h, d), np.nan, np.float32)
+        q, k, v = nan(cu_q[-1], hq), nan(cu_kv[-1], hkv), nan(cu_kv[-1], hkv)
+        q[:, :cu_q[-1]] = randn(rng, (1, cu_q[-1], hq, d))
+        k[:, :cu_kv[-1]] = randn(rng, (1, cu_kv[-1], hkv, d))
+        v[:, :cu_kv[-1]] = randn(rng, (1, cu_kv[-1], hkv, d))
+        out = nan(cu_q[-1], hq)
+        out, lse = kernel(q, k, v, out=out, cu_seqlens_q=cu_q, cu_seqlens_kv=cu_kv)
+        self.assertEqual(lse.shape, (1, hq, cu_q[-1] + 2))
+        # The reference on the padded batch.
+        capacity = int(q_lens.max())
+        padded = np.zeros((len(q_lens), capacity, hq, d), np.float32)
+        for i in range(len(q_lens)):
+            padded[i, :q_lens[i]] = q[0, cu_q[i]:cu_q[i + 1]]
+        want = reference(padded, [k[0, cu_kv[i]:cu_kv[i + 1]] for i in range(len(lens))],
+                         [v[0, cu_kv[i]:cu_kv[i + 1]] for i in range(len(lens))], lens,
+                         d ** -0.5, q_lens)
+        got = out[0, :cu_q[-1]]
+        want = np.concatenate([want[i, :q_lens[i]] for i in range(len(q_lens))])
+        err = np.abs(got - want).max() / np.abs(want).max()
+        self.assertLess(err, 1e-5)
+        self.assertTrue(np.isnan(out[0, cu_q[-1]:]).all(), "slack rows were written")
+
+        bad = cu_q.copy()
+        bad[2] = bad[3] + 1
+        with self.assertRaises(heed.InvalidArgumentError) as e:
+            kernel(q, k, v, cu_seqlens_q=bad, cu_seqlens_kv=cu_kv)
+        self.assertIn("cu_seqlens_q must not decrease", str(e.exception))
 
 
 if __name__ == "__main__":

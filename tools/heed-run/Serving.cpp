@@ -1,6 +1,8 @@
 // heed-run's serving calls: lengths and paged caches (Serving.h).
 #include "Serving.h"
 
+#include "heed/Runtime/Reference.h"
+
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringRef.h"
 
@@ -157,9 +159,42 @@ double ServingCall::pairs(int64_t heads, int64_t seqQ, int64_t seqKV) const {
   return total * double(heads);
 }
 
+void ServingCall::pack(const HostTensor &q, const HostTensor &k, const HostTensor &v,
+                       const HostTensor &out, const HostTensor &lse, Layout layout) {
+  if (packQ) {
+    packedQ = packSequences(q, queries, layout, 0, &cuSeqlensQ);
+    packedOut = packSequences(out, queries, layout, 0);
+    packedLse = packSequences(lse, queries, layout, 0);
+  }
+  if (packKV) {
+    packedK = packSequences(k, lens, layout, 0, &cuSeqlensKV);
+    packedV = packSequences(v, lens, layout, 0);
+  }
+}
+
+void ServingCall::unpack(HostTensor &out, HostTensor &lse, Layout layout) const {
+  if (!packQ)
+    return;
+  unpackSequences(packedOut, queries, layout, out);
+  unpackSequences(packedLse, queries, layout, lse);
+}
+
 void ServingCall::bind(AttentionArgs &args) {
-  if (!queries.empty())
+  if (packQ) {
+    args.q = packedQ.ref();
+    args.out = packedOut.ref();
+    if (args.lse.data)
+      args.lse = packedLse.ref();
+    args.cuSeqlensQ = cuSeqlensQ.ref();
+  } else if (!queries.empty()) {
     args.qLens = qLens.ref();
+  }
+  if (packKV) {
+    args.k = packedK.ref();
+    args.v = packedV.ref();
+    args.cuSeqlensKV = cuSeqlensKV.ref();
+    return;
+  }
   if (lens.empty())
     return;
   args.kvLens = kvLens.ref();
@@ -189,6 +224,9 @@ std::string ServingCall::describe() const {
   if (!queries.empty())
     parts.push_back(fmt::format("q_lens {} ({} queries in all)", list(queries),
                                 std::accumulate(queries.begin(), queries.end(), int64_t(0))));
+  if (packQ || packKV)
+    parts.push_back(std::string("packed ") + (packQ ? "queries (cu_seqlens_q)" : "") +
+                    (packQ && packKV ? " and " : "") + (packKV ? "keys (cu_seqlens_kv)" : ""));
   return llvm::join(parts, ", ");
 }
 

@@ -1,7 +1,7 @@
-// heed-run --kv-lens / --page-size / --q-lens: a serving call (docs/decode.md)
-// built from contiguous random keys: each batch entry's key length, the keys
-// and values scattered into a paged cache in a random page order, and each
-// entry's number of queries.
+// heed-run --kv-lens / --page-size / --q-lens / --packed: a serving call
+// (docs/decode.md) built from contiguous random keys: each batch entry's key
+// length, the keys and values scattered into a paged cache in a random page
+// order or packed end to end, and each entry's number of queries.
 #ifndef HEED_TOOLS_HEED_RUN_SERVING_H
 #define HEED_TOOLS_HEED_RUN_SERVING_H
 
@@ -36,6 +36,17 @@ struct ServingCall {
   /// Parses --q-lens (the syntax of prepare's, each length in [0, capacity]).
   std::string prepareQueries(const std::string &lensSpec, int64_t batch, int64_t capacity,
                              std::mt19937_64 &rng);
+  /// --packed (FlashAttention's varlen layout): the queries end to end with
+  /// cu_seqlens_q in place of q_lens, and the keys with cu_seqlens_kv in
+  /// place of kv_lens where packKV (not with a paged cache).
+  bool packQ = false, packKV = false;
+  HostTensor cuSeqlensQ, cuSeqlensKV, packedQ, packedK, packedV, packedOut, packedLse;
+  /// Packs the padded q (and k, v) of the call's entries; the packed out
+  /// and lse start as NaN.
+  void pack(const HostTensor &q, const HostTensor &k, const HostTensor &v, const HostTensor &out,
+            const HostTensor &lse, Layout layout);
+  /// The packed outputs' rows into the padded out and lse.
+  void unpack(HostTensor &out, HostTensor &lse, Layout layout) const;
   /// Points `args` at the lengths and, when paged, the pages and table.
   void bind(AttentionArgs &args);
   /// The (query, key) pairs of the call: each entry's queries (`seqQ`

@@ -138,6 +138,13 @@ cl::opt<std::string> qLensSpec(
              "L (all), or random:MIN:MAX; --seq is what an entry can hold; rows past an "
              "entry's queries are not written (docs/decode.md)"),
     cl::cat(category));
+cl::opt<bool> packedFlag(
+    "packed",
+    cl::desc("packed sequences (FlashAttention's varlen layout): the queries end to end with "
+             "cu_seqlens_q (lengths from --q-lens, else --seq each) and, without --page-size, "
+             "the keys with cu_seqlens_kv (--kv-lens, else --seq-kv each); --seq and --seq-kv "
+             "become the longest entry's (docs/decode.md)"),
+    cl::cat(category));
 cl::opt<int64_t> pageSize("page-size",
                           cl::desc("k and v in a paged cache of pages of this many keys, in a "
                                    "random page order, read through a page table"),
@@ -523,6 +530,8 @@ struct RunReport {
     }
     if (ragged)
       o["q_rows"] = std::accumulate(call->queries.begin(), call->queries.end(), int64_t(0));
+    if (ragged && call->packQ)
+      o["packed"] = call->packKV ? "q,kv" : "q";
     if (counted) {
       o["blocks_minimum"] = census.nonEmptyBlocks;
       o["blocks_full_maximum"] = census.fullBlocks;
@@ -605,6 +614,10 @@ int runOnCPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
 
   out.poison();
   lse.poison();
+  if (call.packQ) { // the kernel writes the packed outputs
+    call.packedOut.poison();
+    call.packedLse.poison();
+  }
   if (llvm::Error err = (*kernel)->run(args, threads))
     return error(llvm::toString(std::move(err)));
 
@@ -655,6 +668,7 @@ int runOnCPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   }
   std::sort(times.begin(), times.end());
   double median = times[times.size() / 2];
+  call.unpack(out, lse, config.layout); // packed outputs: into the padded ones checked
 
   // Check the last run's output against float64.
   bool checked = !noCheck, passed = true;
@@ -709,11 +723,14 @@ int main(int argc, char **argv) {
   heed::KernelConfig config = *flags;
   bool bshd = config.layout == heed::Layout::BSHD;
   config.lse = withLse;
-  bool serving = kvLensSpec.getNumOccurrences() || pageSize.getNumOccurrences();
-  config.kvLens = serving;
+  bool packed = packedFlag;
+  bool serving = kvLensSpec.getNumOccurrences() || pageSize.getNumOccurrences() || packed;
   config.pageSize = pageSize;
-  bool ragged = qLensSpec.getNumOccurrences() > 0;
-  config.qLens = ragged;
+  bool ragged = qLensSpec.getNumOccurrences() > 0 || packed;
+  config.cuSeqlensQ = packed;
+  config.cuSeqlensKV = packed && pageSize == 0;
+  config.kvLens = serving && !config.cuSeqlensKV;
+  config.qLens = ragged && !packed;
   // An option given is taken as given: 0 never means "the default".
   if (headDimV.getNumOccurrences() && headDimV < 1)
     return error(fmt::format("--head-dim-v must be positive, got {} (leave it out for "
@@ -761,6 +778,23 @@ int main(int argc, char **argv) {
                                  std::chrono::steady_clock::now().time_since_epoch().count());
   std::mt19937_64 rng(usedSeed);
   int64_t dv = config.valueDim();
+  heed::run::ServingCall call;
+  if (packed) {
+    // The lengths first: a packed call's capacity (what `Sq` and `Skv` mean
+    // in buffer shapes) is its longest entry.
+    call.packQ = true;
+    call.packKV = config.cuSeqlensKV;
+    if (std::string err = call.prepareQueries(qLensSpec, batch, seq, rng); !err.empty())
+      return error(err);
+    seq.setValue(std::max<int64_t>(
+        1, *std::max_element(call.queries.begin(), call.queries.end())));
+    if (call.packKV) {
+      if (std::string err = call.prepare(kvLensSpec, 0, batch, skv, {}, {}, config.layout, rng);
+          !err.empty())
+        return error(err);
+      skv = *std::max_element(call.lens.begin(), call.lens.end());
+    }
+  }
   // Sizes go through heed's limits (checkShape) before anything is allocated.
   heed::HostTensor q, k, v, out, lse;
   for (auto [name, tensor, shape] :
@@ -782,18 +816,19 @@ int main(int argc, char **argv) {
       !err.empty())
     return error(err);
 
-  heed::run::ServingCall call;
-  if (serving)
+  if (serving && !call.packKV)
     if (std::string err = call.prepare(kvLensSpec, pageSize, batch, skv, k, v, config.layout, rng);
         !err.empty())
       return error(err);
-  if (ragged)
+  if (ragged && !call.packQ)
     if (std::string err = call.prepareQueries(qLensSpec, batch, seq, rng); !err.empty())
       return error(err);
+  if (packed)
+    call.pack(q, k, v, out, lse, config.layout);
   llvm::StringRef platform = llvm::StringRef(target).split(':').first;
   if ((serving || ragged) && (platform != "cpu" || backward))
-    return error("--kv-lens, --q-lens and --page-size run the forward on the CPU only for now "
-                 "(docs/decode.md)");
+    return error("--kv-lens, --q-lens, --page-size and --packed run the forward on the CPU only "
+                 "for now (docs/decode.md)");
   heed::run::BackwardOptions o;
   if (backward) {
     if (backwardOutDType != "f32" && backwardOutDType != "storage")
