@@ -4,6 +4,7 @@
 #include "heed/Runtime/DiskCache.h"
 
 #include <exception>
+#include <tuple>
 #include <mutex>
 #include <unordered_set>
 
@@ -358,22 +359,26 @@ heed_status heed_attention(const heed_kernel *kernel, const heed_attention_args 
     if (a->lse)
       if (heed_status s = convert(a->lse, "lse", args.lse, placed, err))
         return fail(s, err);
-    if (serving && a->kv_lens)
-      if (heed_status s = convert(a->kv_lens, "kv_lens", args.kvLens, placed, err))
-        return fail(s, err);
-    if (serving && a->page_table)
-      if (heed_status s = convert(a->page_table, "page_table", args.pageTable, placed, err))
-        return fail(s, err);
-    if (ragged && a->q_lens)
-      if (heed_status s = convert(a->q_lens, "q_lens", args.qLens, placed, err))
-        return fail(s, err);
-    if (packed && a->cu_seqlens_q)
-      if (heed_status s = convert(a->cu_seqlens_q, "cu_seqlens_q", args.cuSeqlensQ, placed, err))
-        return fail(s, err);
-    if (packed && a->cu_seqlens_kv)
-      if (heed_status s =
-              convert(a->cu_seqlens_kv, "cu_seqlens_kv", args.cuSeqlensKV, placed, err))
-        return fail(s, err);
+    // The serving index tensors: on the host for every call (heed plans a
+    // GPU serving call on the host: its grid and checks read the lengths).
+    std::vector<Placement> indexPlaced;
+    const std::tuple<bool, const heed_tensor *, const char *, TensorRef *> index[] = {
+        {serving, a->kv_lens, "kv_lens", &args.kvLens},
+        {serving, a->page_table, "page_table", &args.pageTable},
+        {ragged, a->q_lens, "q_lens", &args.qLens},
+        {packed, a->cu_seqlens_q, "cu_seqlens_q", &args.cuSeqlensQ},
+        {packed, a->cu_seqlens_kv, "cu_seqlens_kv", &args.cuSeqlensKV}};
+    for (const auto &[known, t, name, ref] : index)
+      if (known && t)
+        if (heed_status s = convert(t, name, *ref, indexPlaced, err))
+          return fail(s, err);
+    for (const Placement &p : indexPlaced)
+      if (p.deviceType != HEED_DEVICE_CPU)
+        return fail(HEED_ERROR_INVALID_ARGUMENT,
+                    "heed_attention: " + p.what + " is on " + p.device() +
+                        "; pass kv_lens, page_table, q_lens and cu_seqlens as host (CPU) "
+                        "tensors, for GPU calls too (heed checks them and sizes the launch on "
+                        "the host, then copies them to the device on the call's stream)");
     // C arrays carry no length: a count other than the kernel's is refused
     // before any element is read, so no more than it declares is read.
     const std::vector<BufferInfo> &declared = kernel->info.buffers;

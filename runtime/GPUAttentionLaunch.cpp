@@ -70,8 +70,11 @@ struct alignas(64) TensorMapBytes {
 /// i64), the work range.
 class GPUKernelArgs {
 public:
-  /// `maps`: the wgmma kernel's tensor maps, passed by value after the rest.
-  GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
+  /// `serving`: the call's index tensors in device memory (kv_lens, q_lens,
+  /// cu_seqlens_q/kv; servingTensors' order), after v. `maps`: the wgmma
+  /// kernel's tensor maps, passed by value after the rest.
+  GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args, const AttentionDims &dims,
+                const std::vector<TensorRef> &serving,
                 const std::vector<DeviceSummary> &summaries, const DeviceGateRows &gate,
                 void *status, void *stats, std::vector<TensorMapBytes> &maps);
   GPUKernelArgs(const GPUKernelArgs &) = delete;
@@ -84,6 +87,7 @@ private:
 };
 
 GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
+                             const AttentionDims &dims, const std::vector<TensorRef> &serving,
                              const std::vector<DeviceSummary> &summaries,
                              const DeviceGateRows &gate, void *status, void *stats,
                              std::vector<TensorMapBytes> &maps) {
@@ -97,9 +101,12 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
     words.insert(words.end(), strides.begin(), strides.end());
   };
   auto tensor = [&](const TensorRef &t) { memref(t.data, t.shape, t.effectiveStrides()); };
-  tensor(args.q);
-  tensor(args.k);
-  tensor(args.v);
+  auto view = [&](CallTensor which) { tensor(kernelView(args, info, dims, which)); };
+  view(CallTensor::Q);
+  view(CallTensor::K);
+  view(CallTensor::V);
+  for (const TensorRef &t : serving)
+    tensor(t);
   for (const TensorRef &b : args.buffers)
     tensor(b);
   for (size_t n = 0; n < info.summarized.size(); ++n) {
@@ -110,9 +117,9 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
     memref(gate.rows, {gate.rowCount}, {1});
     memref(gate.counts, {gate.countCount}, {1});
   }
-  tensor(args.out);
+  view(CallTensor::Out);
   if (info.lse)
-    tensor(args.lse);
+    view(CallTensor::Lse);
   memref(status, {1}, {1});
   memref(stats, {3}, {1});
   words.push_back(0);
@@ -277,6 +284,57 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
   return "";
 }
 
+/// The index tensors of a serving call (kv_lens, q_lens, cu_seqlens_q/kv),
+/// host tensors the caller passed and checkAttentionArgs read, copied into
+/// the state's device memory on the caller's stream; `device` receives
+/// their device views. (heed plans a serving call on the host, as
+/// FlashInfer's plan() does: the grid and the checks need the lengths.)
+std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &args,
+                                GPUStreamDriver &driver, GPUStreamState &state,
+                                std::vector<TensorRef> &device) {
+  std::vector<const TensorRef *> host = servingTensors(args, info);
+  std::vector<std::vector<int32_t>> packed;
+  size_t total = 0;
+  for (const TensorRef *t : host) {
+    // Gathered through the view's strides into a contiguous copy.
+    std::vector<int64_t> strides = t->effectiveStrides();
+    std::vector<int32_t> values(size_t(t->numElements()));
+    for (int64_t i = 0; i < t->numElements(); ++i) {
+      int64_t at = 0, rest = i;
+      for (size_t d = t->shape.size(); d-- > 0;) {
+        at += (rest % t->shape[d]) * strides[d];
+        rest /= t->shape[d];
+      }
+      values[size_t(i)] = static_cast<const int32_t *>(t->data)[at];
+    }
+    total += (values.size() * sizeof(int32_t) + 15) / 16 * 16;
+    packed.push_back(std::move(values));
+  }
+  std::string error;
+  if (total > state.tableBytes) {
+    // Kernels queued earlier may still read the old tables.
+    if (!(error = driver.synchronize()).empty())
+      return error;
+    if (state.tables)
+      driver.free(state.tables);
+    state.tables = nullptr;
+    state.tableBytes = 0;
+    if (!(error = driver.allocate(total, &state.tables)).empty())
+      return error;
+    state.tableBytes = total;
+  }
+  size_t offset = 0;
+  for (size_t i = 0; i < host.size(); ++i) {
+    void *at = static_cast<char *>(state.tables) + offset;
+    size_t bytes = packed[i].size() * sizeof(int32_t);
+    if (bytes && !(error = driver.uploadAsync(at, packed[i].data(), bytes)).empty())
+      return error;
+    device.push_back(TensorRef{at, DType::I32, host[i]->shape, {}});
+    offset += (bytes + 15) / 16 * 16;
+  }
+  return "";
+}
+
 } // namespace
 
 std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args,
@@ -313,8 +371,11 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
                .empty())
         return error;
   }
+  std::vector<TensorRef> serving;
+  if (!(error = uploadServingTables(info, args, driver, state, serving)).empty())
+    return error;
   void *stats = static_cast<char *>(state.words) + 8;
-  GPUKernelArgs params(info, args, summaries, gateRows, state.words, stats, maps);
+  GPUKernelArgs params(info, args, dims, serving, summaries, gateRows, state.words, stats, maps);
   unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);
   if (!(error = driver.launch(gridX, unsigned(dims.headsQ), unsigned(dims.batch),
                               params.params()))

@@ -527,6 +527,35 @@ private:
 
 } // namespace
 
+TensorRef kernelView(const AttentionArgs &args, const KernelInfo &info, const AttentionDims &dims,
+                     CallTensor which) {
+  const TensorRef *tensors[] = {&args.q, &args.k, &args.v, &args.out, &args.lse};
+  TensorRef view = *tensors[int(which)];
+  bool keys = which == CallTensor::K || which == CallTensor::V;
+  if (!(keys ? info.cuSeqlensKV : info.cuSeqlensQ))
+    return view;
+  unsigned seqDim = which == CallTensor::Lse || info.layout == Layout::BHSD ? 2 : 1;
+  view.strides = view.effectiveStrides();
+  view.shape[0] = dims.batch, view.strides[0] = 0;
+  view.shape[seqDim] = keys ? dims.seqKV : dims.seqQ;
+  return view;
+}
+
+std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info) {
+  std::vector<const TensorRef *> out;
+  if (info.kvLens)
+    out.push_back(&args.kvLens);
+  if (info.pageSize > 0)
+    out.push_back(&args.pageTable);
+  if (info.qLens)
+    out.push_back(&args.qLens);
+  if (info.cuSeqlensQ)
+    out.push_back(&args.cuSeqlensQ);
+  if (info.cuSeqlensKV)
+    out.push_back(&args.cuSeqlensKV);
+  return out;
+}
+
 std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info,
                                AttentionDims &dims) {
   if (std::string err = checkTensors(args, info, dims); !err.empty())
@@ -751,30 +780,13 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   auto add = [&](const TensorRef &t) {
     descs.push_back(describe(t.data, t.shape, t.effectiveStrides()));
   };
-  // Packed sequences: the kernel sees [B, capacity, ...] with batch stride
-  // 0 and views each entry from its first row (cu_seqlens).
-  unsigned sd = c.layout == Layout::BSHD ? 1 : 2;
-  auto addPacked = [&](const TensorRef &t, unsigned seqDim, int64_t capacity) {
-    std::vector<int64_t> shape = t.shape, strides = t.effectiveStrides();
-    shape[0] = dims.batch, shape[seqDim] = capacity, strides[0] = 0;
-    descs.push_back(describe(t.data, shape, strides));
-  };
-  auto addQueries = [&](const TensorRef &t, unsigned seqDim) {
-    c.cuSeqlensQ ? addPacked(t, seqDim, dims.seqQ) : add(t);
-  };
-  addQueries(args.q, sd);
-  for (const TensorRef *t : {&args.k, &args.v})
-    c.cuSeqlensKV ? addPacked(*t, sd, dims.seqKV) : add(*t);
-  if (c.kvLens)
-    add(args.kvLens);
-  if (c.pageSize > 0)
-    add(args.pageTable);
-  if (c.qLens)
-    add(args.qLens);
-  if (c.cuSeqlensQ)
-    add(args.cuSeqlensQ);
-  if (c.cuSeqlensKV)
-    add(args.cuSeqlensKV);
+  // (Packed sequences: kernelView.)
+  auto view = [&](CallTensor which) { add(kernelView(args, c, dims, which)); };
+  view(CallTensor::Q);
+  view(CallTensor::K);
+  view(CallTensor::V);
+  for (const TensorRef *t : servingTensors(args, c))
+    add(*t);
   for (const TensorRef &b : args.buffers)
     add(b);
   std::vector<SummaryEntry> summaries; // keeps the tables alive during the run
@@ -790,9 +802,9 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
     descs.push_back(describe(gate.rows.data(), {int64_t(gate.rows.size())}, {1}));
     descs.push_back(describe(gate.counts.data(), {int64_t(gate.counts.size())}, {1}));
   }
-  addQueries(args.out, sd);
+  view(CallTensor::Out);
   if (c.lse)
-    addQueries(args.lse, 2);
+    view(CallTensor::Lse);
 
   unsigned maxThreads = threads ? threads : hardwareThreads();
   // Split-KV: phase 1 computes `splits` key ranges per item into the

@@ -22,3 +22,17 @@ gpu_cases() {
 gpu_artifact_name() {
   printf '%s|%s' "$1" "$2" | md5sum | cut -c1-16
 }
+
+# A case's kernel options as heed-run takes them: without heed-compile's
+# serving flags (--kv-lens, --q-lens, --cu-seqlens-q, --cu-seqlens-kv), which
+# heed-run derives from its own run options (--kv-lens=L0,L1,..., --q-lens=...,
+# --packed). One option per line.
+gpu_run_kopts() {
+  local w
+  for w in $1; do
+    case $w in
+      --kv-lens | --q-lens | --cu-seqlens-q | --cu-seqlens-kv) ;;
+      *) printf '%s\n' "$w" ;;
+    esac
+  done
+}

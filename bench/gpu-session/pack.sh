@@ -84,7 +84,7 @@ if [ "${VALIDATE:-1}" != 0 ]; then
   fake=$build/unittests/fake-cuda
   for step in numerics sanitize; do
     while IFS='|' read -r name kopts ropts targets; do
-      read -ra k <<< "$kopts"
+      mapfile -t k < <(gpu_run_kopts "$kopts")
       read -ra r <<< "$ropts"
       art=$h/aot/$(gpu_artifact_name "$targets" "$kopts").heedk
       log=$(LD_LIBRARY_PATH=$fake timeout 300 "$build/bin/heed-run" "${k[@]}" "${r[@]}" \
@@ -101,7 +101,7 @@ if [ "${VALIDATE:-1}" != 0 ]; then
   # expected here).
   rm -rf "$h/cache"
   while IFS='|' read -r name kopts ropts targets; do
-    read -ra k <<< "$kopts"
+    mapfile -t k < <(gpu_run_kopts "$kopts")
     read -ra r <<< "$ropts"
     log=$(LD_LIBRARY_PATH=$fake HEED_CACHE_DIR=$h/cache timeout 300 "$build/bin/heed-run" "${k[@]}" "${r[@]}" \
             --backward --target=cuda --repeat=1 2>&1) || true

@@ -99,7 +99,7 @@ step_numerics() {
       case_record numerics "$name" NOT-RUN 0
       continue
     fi
-    read -ra k <<< "$kopts"
+    mapfile -t k < <(gpu_run_kopts "$kopts")
     read -ra r <<< "$ropts"
     art=$HEED_DIR/aot/$(gpu_artifact_name "$targets" "$kopts").heedk
     echo "== $name: heed-run $kopts $ropts (artifact for $targets)"
@@ -155,7 +155,7 @@ step_sanitizer() {
   esac
   local name kopts ropts targets k r art tool log rc t0 runs=0 clean=0 bad="" notrun=0 summary
   while IFS='|' read -r name kopts ropts targets; do
-    read -ra k <<< "$kopts"
+    mapfile -t k < <(gpu_run_kopts "$kopts")
     read -ra r <<< "$ropts"
     art=$HEED_DIR/aot/$(gpu_artifact_name "$targets" "$kopts").heedk
     for tool in memcheck racecheck synccheck initcheck; do
@@ -203,7 +203,7 @@ step_backward() {
       case_record backward "$name" NOT-RUN 0
       continue
     fi
-    read -ra k <<< "$kopts"
+    mapfile -t k < <(gpu_run_kopts "$kopts")
     read -ra r <<< "$ropts"
     [ -z "$first" ] && first="$name|$kopts|$ropts"
     echo "== $name: heed-run $kopts $ropts --backward --target=cuda"
@@ -232,7 +232,7 @@ step_backward() {
   local sanitized=""
   if [ -n "${SANITIZER:-}" ] && [ -n "$first" ]; then
     IFS='|' read -r name kopts ropts <<< "$first"
-    read -ra k <<< "$kopts"
+    mapfile -t k < <(gpu_run_kopts "$kopts")
     read -ra r <<< "$ropts"
     for tool in memcheck racecheck; do
       [ "$(left)" -lt 10 ] && { notrun=$((notrun + 1)); continue; }

@@ -258,11 +258,21 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
                                    "an f32 output for a f16/bf16 kernel (KernelConfig::outF32) "
                                    "is a CPU feature for now: the GPU kernels store out in the "
                                    "inputs' dtype");
-  if (config.hasKVLens() || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV)
-    return llvm::createStringError(
-        llvm::inconvertibleErrorCode(),
-        "per-sequence query/key lengths, packed sequences (cu_seqlens) and paged KV caches run "
-        "on the CPU only for now: the GPU targets do not lower them yet (docs/decode.md)");
+  // Serving calls (docs/decode.md): per-entry lengths and packed sequences
+  // are the tile IR's (each work item's lengths and views), which every
+  // kernel but wgmma's lowers; the wgmma kernel's tensor maps span the whole
+  // tensors, and no GPU load reads through a page table yet.
+  bool serving = config.kvLens || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV;
+  if (config.paged())
+    return fail("paged KV caches run on the CPU only for now: the GPU kernels' K/V loads do not "
+                "read through a page table yet (docs/decode.md)");
+  if (serving && kind == GPUKernelKind::Wgmma)
+    return fail("the wgmma kernel takes contiguous sequences of one length so far (its tensor "
+                "maps span whole tensors): per-entry lengths and packed sequences run on the "
+                "tensor-core (mma.sync) and SIMT kernels (docs/decode.md)");
+  if (serving && computation != GPUComputation::Forward)
+    return fail("the backward takes contiguous queries and keys of one length: per-sequence "
+                "lengths and packed sequences are for inference for now (docs/decode.md)");
   auto matrixCores = useMatrixCores(variant, config, kind, vendor);
   if (!matrixCores)
     return matrixCores.takeError();

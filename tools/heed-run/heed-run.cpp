@@ -315,6 +315,16 @@ static llvm::Expected<GPUImage> artifactKernel(const heed::spec::Variant &varian
                 heed::toString(want.dtype) + ", D=" + std::to_string(want.headDim) +
                 (want.lse ? ", lse" : "") + "): export it with the same --dtype, "
                 "--head-dim, --layout, --lse, --scale and --param");
+  // The serving operands change the kernel's arguments.
+  if (have.kvLens != want.kvLens || have.qLens != want.qLens ||
+      have.cuSeqlensQ != want.cuSeqlensQ || have.cuSeqlensKV != want.cuSeqlensKV ||
+      have.pageSize != want.pageSize)
+    return fail("its kernel's serving operands (kv_lens " + std::to_string(have.kvLens) +
+                ", q_lens " + std::to_string(have.qLens) + ", cu_seqlens " +
+                std::to_string(have.cuSeqlensQ) + std::to_string(have.cuSeqlensKV) +
+                ", page size " + std::to_string(have.pageSize) +
+                ") are not this run's: export it with heed-compile's --kv-lens, --q-lens, "
+                "--cu-seqlens-q, --cu-seqlens-kv and --page-size as this run needs them");
   GPUImage out;
   out.chip = chip;
   out.entry = std::make_shared<const heed::ArtifactEntry>(*entry);
@@ -365,7 +375,8 @@ template <class Backend>
 int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config,
              heed::HostTensor &q, heed::HostTensor &k, heed::HostTensor &v,
              heed::HostTensor &out, heed::HostTensor &lse,
-             std::vector<heed::HostTensor> &buffers, uint64_t seed) {
+             std::vector<heed::HostTensor> &buffers, uint64_t seed,
+             heed::run::ServingCall *call) {
   auto kind = heed::parseGPUKernelKind(gpuKernel);
   if (!kind)
     return error(llvm::toString(kind.takeError()));
@@ -405,15 +416,29 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     device.push_back(std::move(buf));
     return d;
   };
+  // A serving call: its packed tensors where it packs, its index tensors
+  // as host tensors (heed plans the launch on the host).
+  bool packQ = call && call->packQ, packKV = call && call->packKV;
+  heed::HostTensor &hq = packQ ? call->packedQ : q, &hout = packQ ? call->packedOut : out,
+                   &hlse = packQ ? call->packedLse : lse;
+  heed::HostTensor &hk = packKV ? call->packedK : k, &hv = packKV ? call->packedV : v;
   heed::AttentionArgs args;
-  args.q = toDevice(q, true);
-  args.k = toDevice(k, true);
-  args.v = toDevice(v, true);
+  args.q = toDevice(hq, true);
+  args.k = toDevice(hk, true);
+  args.v = toDevice(hv, true);
   out.poison();
   lse.poison();
-  args.out = toDevice(out, true);
+  hout.poison();
+  hlse.poison();
+  args.out = toDevice(hout, true);
   if (config.lse)
-    args.lse = toDevice(lse, true);
+    args.lse = toDevice(hlse, true);
+  if (call) {
+    heed::AttentionArgs host;
+    call->bind(host);
+    args.kvLens = host.kvLens, args.qLens = host.qLens;
+    args.cuSeqlensQ = host.cuSeqlensQ, args.cuSeqlensKV = host.cuSeqlensKV;
+  }
   for (heed::HostTensor &b : buffers)
     args.buffers.push_back(toDevice(b, true));
   if (!why.empty())
@@ -432,17 +457,23 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
         return buf->download(host.data, size_t(t.size()) * heed::dtypeSize(t.dtype()));
     return std::string("internal: no device copy");
   };
-  if (std::string err = fromDevice(out, args.out); !err.empty())
+  if (std::string err = fromDevice(hout, args.out); !err.empty())
     return error(err);
   if (config.lse)
-    if (std::string err = fromDevice(lse, args.lse); !err.empty())
+    if (std::string err = fromDevice(hlse, args.lse); !err.empty())
       return error(err);
+  if (call)
+    call->unpack(out, lse, config.layout);
   bool bshd = config.layout == heed::Layout::BSHD;
   heed::AttentionDims dims{q.shape()[0], q.shape()[bshd ? 2 : 1], k.shape()[bshd ? 2 : 1],
                            q.shape()[bshd ? 1 : 2], k.shape()[bshd ? 1 : 2]};
   CheckPlan plan = planCheck(variant, dims, buffers, q.shape()[3], v.shape()[3], seed);
+  bool ragged = call && !call->queries.empty(), serving = call && !call->lens.empty();
+  if (ragged) // rows past an entry's queries are not written: not compared
+    restrictToQueries(plan, heed::queryRows(call->queries, dims.headsQ, dims.seqQ));
   heed::ReferenceResult ref = heed::referenceAttention(
-      variant, q, k, v, config.layout, config.effectiveScale(), buffers, 0, plan.flags());
+      variant, q, k, v, config.layout, config.effectiveScale(), buffers, 0, plan.flags(),
+      serving ? &call->lens : nullptr, ragged ? &call->queries : nullptr);
   Check check = checkAgainst(ref, config, out, lse, plan);
   llvm::outs() << fmt::format("variant   {}\ntarget    {} {} ({}, {} kernel{})\nseed      {}\n",
                               variant.name, platform.str(), chip,
@@ -460,6 +491,8 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
                               "launch, waited for)\n",
                               loadS, launch.format == "ptx" ? " and the driver's JIT" : "",
                               runS * 1e3);
+  if (call)
+    llvm::outs() << "serving   " << call->describe() << "\n";
   llvm::outs() << "checked   " << plan.describe(seed) << "\n";
   printCheck(check, config.lse);
   return check.passed ? 0 : 1;
@@ -826,9 +859,9 @@ int main(int argc, char **argv) {
   if (packed)
     call.pack(q, k, v, out, lse, config.layout);
   llvm::StringRef platform = llvm::StringRef(target).split(':').first;
-  if ((serving || ragged) && (platform != "cpu" || backward))
-    return error("--kv-lens, --q-lens, --page-size and --packed run the forward on the CPU only "
-                 "for now (docs/decode.md)");
+  if ((serving || ragged) && backward)
+    return error("--kv-lens, --q-lens, --page-size and --packed run the forward only for now "
+                 "(docs/decode.md)");
   heed::run::BackwardOptions o;
   if (backward) {
     if (backwardOutDType != "f32" && backwardOutDType != "storage")
@@ -852,9 +885,11 @@ int main(int argc, char **argv) {
   if (platform == "rocm" && backward)
     return error("the backward's GPU kernels are NVIDIA's for now (--target=cuda)");
   if (platform == "cuda")
-    return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
+    return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
+                                 serving || ragged ? &call : nullptr);
   if (platform == "rocm")
-    return runOnGPU<HIPBackend>(variant, config, q, k, v, out, lse, buffers, usedSeed);
+    return runOnGPU<HIPBackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
+                                serving || ragged ? &call : nullptr);
   if (target != "cpu")
     return error("unknown --target=" + target +
                  " (expected cpu, cuda, cuda:sm_XX, rocm or rocm:gfxNNN)");

@@ -349,6 +349,69 @@ int main(int argc, char **argv) {
   CHECK(strstr(heed_last_error(), "buffer 'doc_ids' must have shape [B, Skv] = [2, 200]") !=
         NULL);
 
+  /* Serving calls (docs/decode.md): kv_lens and q_lens are host tensors,
+   * checked on the host and copied to the device on the call's stream; the
+   * copies follow v in the kernel's arguments (q, k, v: 33 words). */
+  heed_compile_options so = o;
+  so.kv_lens = 1, so.q_lens = 1;
+  heed_kernel *serving = NULL, *packed = NULL;
+  const char *endSpec = "variant end { mask = causal_bottom_right() }";
+  CHECK(heed_compile(endSpec, "end.attn", &so, &serving) == HEED_OK);
+  int32_t kvl[B] = {150, 7}, ql[B] = {200, 3};
+  int64_t bShape[1] = {B};
+  heed_tensor kvT = {kvl, HEED_DEVICE_CPU, 0, HEED_I32, 1, bShape, NULL};
+  heed_tensor qT = {ql, HEED_DEVICE_CPU, 0, HEED_I32, 1, bShape, NULL};
+  heed_attention_args sa;
+  heed_attention_args_init(&sa);
+  sa.q = &t[0], sa.k = &t[1], sa.v = &t[2], sa.out = &t[3], sa.stream = s;
+  sa.kv_lens = &kvT, sa.q_lens = &qT;
+  launches = log->launches;
+  keepParams(43);
+  CHECK(serving && heed_attention(serving, &sa) == HEED_OK && log->launches == launches + 1);
+  const int64_t *sp = keptParams();
+  const int32_t *dkv = (const int32_t *)(intptr_t)sp[33 + 1];
+  const int32_t *dql = (const int32_t *)(intptr_t)sp[38 + 1];
+  CHECK(dkv && dkv != kvl && sp[33 + 3] == B && dkv[0] == 150 && dkv[1] == 7);
+  CHECK(dql && dql != ql && sp[38 + 3] == B && dql[0] == 200 && dql[1] == 3);
+  CHECK(allOn(s, 0));
+  ql[1] = S + 1;
+  CHECK(heed_attention(serving, &sa) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "q_lens[1] = 201 is outside [0, 200]") != NULL);
+  ql[1] = 3;
+  kvT.device_type = HEED_DEVICE_CUDA; /* lengths in device memory: refused */
+  CHECK(heed_attention(serving, &sa) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "pass kv_lens, page_table, q_lens and cu_seqlens as host") !=
+        NULL);
+  CHECK(log->launches == launches + 1);
+  /* Packed sequences: q, k, v, out of batch 1 hold entries of 120 and 80
+   * rows; the kernel gets them as [B, 120, ...] with batch stride 0 and the
+   * offsets after v. */
+  heed_compile_options po = o;
+  po.cu_seqlens_q = 1, po.cu_seqlens_kv = 1;
+  CHECK(heed_compile(endSpec, "end.attn", &po, &packed) == HEED_OK);
+  int64_t packedShape[4] = {1, H, S, D}, cuShape[1] = {B + 1};
+  int32_t cu[B + 1] = {0, 120, 200};
+  heed_tensor pt[4];
+  memcpy(pt, t, sizeof pt);
+  for (int i = 0; i < 4; ++i) pt[i].shape = packedShape;
+  heed_tensor cuT = {cu, HEED_DEVICE_CPU, 0, HEED_I32, 1, cuShape, NULL};
+  heed_attention_args pa;
+  heed_attention_args_init(&pa);
+  pa.q = &pt[0], pa.k = &pt[1], pa.v = &pt[2], pa.out = &pt[3], pa.stream = s;
+  pa.cu_seqlens_q = &cuT, pa.cu_seqlens_kv = &cuT;
+  keepParams(43);
+  CHECK(packed && heed_attention(packed, &pa) == HEED_OK && log->launches == launches + 2);
+  sp = keptParams();
+  CHECK(log->grid[2] == B && log->grid[1] == H);
+  for (int i = 0; i < 3; ++i) /* q, k, v: sizes [B, H, 120, D], batch stride 0 */
+    CHECK(sp[11 * i + 3] == B && sp[11 * i + 5] == 120 && sp[11 * i + 7] == 0 &&
+          sp[11 * i + 8] == S * D);
+  const int32_t *dcu = (const int32_t *)(intptr_t)sp[38 + 1];
+  CHECK(dcu && sp[38 + 3] == B + 1 && dcu[0] == 0 && dcu[1] == 120 && dcu[2] == 200);
+  cu[2] = S + 1;
+  CHECK(heed_attention(packed, &pa) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "is past the 200 rows the packed tensor holds") != NULL);
+
   /* Artifacts with CUDA entries (heed-compile --aot): argv[1] for
    * --target=sm_80,sm_90 (two cubins and sm_90's PTX), argv[2] for sm_80
    * alone (a cubin and its PTX). The device's chip picks the entry: its own
@@ -411,6 +474,8 @@ int main(int argc, char **argv) {
   heed_kernel_release(moh);
   heed_kernel_release(tables);
   heed_kernel_release(decodeDoc);
+  heed_kernel_release(serving);
+  heed_kernel_release(packed);
   if (failures) {
     fprintf(stderr, "capi_cuda_wiring_test: %d check(s) FAILED\n", failures);
     return 1;

@@ -89,6 +89,10 @@ struct GPUStreamState {
   /// gated kernel's routed rows), grown on demand.
   void *summaries = nullptr;
   size_t summaryBytes = 0;
+  /// Device memory for a serving call's index tensors (kv_lens, q_lens,
+  /// cu_seqlens), uploaded from the host on the stream at each launch.
+  void *tables = nullptr;
+  size_t tableBytes = 0;
 };
 
 /// The states of one runtime, by device and stream; never freed (a stream

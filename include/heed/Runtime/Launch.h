@@ -93,6 +93,20 @@ std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info
 std::string checkBuffers(const std::vector<TensorRef> &buffers, const KernelInfo &info,
                          const AttentionDims &dims);
 
+/// The view a kernel takes of q, k, v, out or lse (`which`) of a call whose
+/// arguments passed checkAttentionArgs: the tensor itself, or for packed
+/// sequences (KernelInfo::cuSeqlensQ for q, out, lse; cuSeqlensKV for k,
+/// v) the packed tensor as [B, longest entry, ...] with batch stride 0,
+/// which the kernel views from each entry's first row.
+enum class CallTensor { Q, K, V, Out, Lse };
+TensorRef kernelView(const AttentionArgs &args, const KernelInfo &info, const AttentionDims &dims,
+                     CallTensor which);
+
+/// The serving index tensors of a call in the kernel's argument order
+/// (after q, k, v): kv_lens, page_table, q_lens, cu_seqlens_q,
+/// cu_seqlens_kv, those the kernel takes.
+std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info);
+
 /// Runs fn(0) .. fn(tasks - 1) on a process-wide pool of worker threads and
 /// waits for all of them.
 void runTasks(unsigned tasks, const std::function<void(unsigned)> &fn);
