@@ -20,6 +20,10 @@
 #                   racecheck on the first one
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
+#   decode     35   bench/gpu_decode.py: decode (B=8 x 32K keys, B=64 ragged
+#                   1K-32K; Hq=32, Hkv=8, D=128, bf16, kv_lens) as K/V GB/s
+#                   against a device copy, heed / SDPA / flex, checked against
+#                   float32; raw JSON as a line of cases.jsonl
 #   bench    rest   bench/gpu_attention.py (raw JSON rewritten after each row):
 #                   what the earlier steps left, at least 150 s when each used
 #                   its whole budget
@@ -307,6 +311,35 @@ step_compile() {
   return 0
 }
 
+step_decode() {
+  local rc budget
+  budget=$(($(left) - 10))
+  [ $budget -lt 5 ] && budget=5
+  rm -rf "$WORK/cache-decode" "$WORK/decode.json"
+  HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_CACHE_DIR=$WORK/cache-decode PYTHONUNBUFFERED=1 \
+    timeout -k 5 "$(left)" python3 bench/gpu_decode.py --json "$WORK/decode.json" \
+    --budget "$budget" --seed "$SEED" < /dev/null 2>&1 | tee "$WORK/decode.out"
+  rc=${PIPESTATUS[0]}
+  if [ $rc -eq 77 ]; then
+    detail "$(grep -m1 SKIPPED "$WORK/decode.out")"
+    return 77
+  fi
+  # The raw results, one line of cases.jsonl (the device tool brings back 8 files).
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["step"] = "decode"; print(json.dumps(d))' \
+    "$WORK/decode.json" >> "$OUT/cases.jsonl" 2>/dev/null
+  detail "$(python3 - "$WORK/decode.json" <<'EOF' 2>/dev/null || echo "no decode.json: $(tail -1 "$WORK/decode.out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+parts = ["%s %s %.0f%%" % (r["shape"].split("-")[0], r["impl"], 100 * r["of_copy"])
+         for r in d["rows"] if "of_copy" in r]
+bad = [r["shape"] + " " + r["impl"] for r in d["rows"] if r.get("passed") is False or "error" in r]
+print("copy %.0f GB/s; K/V of copy: %s%s" % (d["copy_gbps"], ", ".join(parts) or "-",
+      ("; WRONG/ERROR: " + ", ".join(bad)) if bad else ""))
+EOF
+)"
+  return $rc
+}
+
 step_bench() {
   local rc budget
   budget=$(($(left) - 20))
@@ -463,9 +496,9 @@ yes_no() { [ -n "$1" ] && echo "$1" || echo "$2"; }
 STEP=setup detail "${GPU_NAME:-no GPU ($GPU_WHY)}, $runtime, $(nproc) cores; compute-sanitizer $(yes_no "$SANITIZER" 'NOT FOUND'); ptxas $(yes_no "$PTXAS" 'not found'); bundle $(( $(need bundle_bytes) / 1048576 )) MiB"
 record setup PASS $(($(now) - t0)) "${BUDGET_SETUP:-20}"
 
-steps=${STEPS:-aot,numerics,sanitizer,backward,compile,bench}
-echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-75}, compile ${BUDGET_COMPILE:-20}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
-for step in aot numerics sanitizer backward compile bench; do
+steps=${STEPS:-aot,numerics,sanitizer,backward,compile,decode,bench}
+echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-75}, compile ${BUDGET_COMPILE:-20}, decode ${BUDGET_DECODE:-35}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
+for step in aot numerics sanitizer backward compile decode bench; do
   [[ ,$steps, == *,$step,* ]] || continue
   case $step in
     aot) budget=${BUDGET_AOT:-15}; log=misc.log ;;
@@ -473,6 +506,7 @@ for step in aot numerics sanitizer backward compile bench; do
     sanitizer) budget=${BUDGET_SANITIZER:-120}; log=sanitizer.log ;;
     backward) budget=${BUDGET_BACKWARD:-75}; log=numerics.log ;;
     compile) budget=${BUDGET_COMPILE:-20}; log=misc.log ;;
+    decode) budget=${BUDGET_DECODE:-35}; log=bench.log ;;
     bench) budget=${BUDGET_BENCH:-$((deadline - $(now) - 5))}; log=bench.log ;; # what is left
   esac
   allowed=$((deadline - $(now) - 5))
