@@ -9,6 +9,8 @@ query sees all of its sequence's keys.
 
   heed   the tensor-core kernel compiled for this GPU (kv_lens as a host int32
          tensor, docs/decode.md "Serving calls on the GPU")
+  heed-paged  the same keys in a paged cache of 16-key pages in a random
+         order, read through a (host) page table
   flex   torch.compile(flex_attention) with a block mask of each entry's keys
          and enable_gqa
   sdpa   F.scaled_dot_product_attention with the same mask as a boolean tensor
@@ -48,7 +50,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeat", type=int, default=10)
-    p.add_argument("--impls", default="heed,sdpa,flex")
+    p.add_argument("--impls", default="heed,heed-paged,sdpa,flex")
     p.add_argument("--cpu-check", action="store_true")
     return p.parse_args(argv)
 
@@ -134,6 +136,39 @@ def make_impls(torch, heed, device, chip, B, cap, lens_cpu, q, k, v):
             return out
         return setup, call
     impls["heed"] = heed_impl
+
+    def heed_paged_impl():
+        # The same keys in a paged cache of 16-key pages (vLLM's NHD layout),
+        # pages handed out in a random order; the table a host int32 tensor.
+        page = 16
+        t0 = time.perf_counter()
+        counts = [(int(n) + page - 1) // page for n in lens_cpu.tolist()]
+        total = sum(counts)
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(len(counts)))
+        table = torch.full((B, max(1, (cap + page - 1) // page)), -1, dtype=torch.int32)
+        caches = []
+        for src in (k, v):
+            cache = torch.empty(total, page, src.shape[2], src.shape[3], dtype=src.dtype,
+                                device=device)
+            at = 0
+            for b, n in enumerate(counts):
+                ids = order[at:at + n]
+                table[b, :n] = ids.to(torch.int32)
+                rows = src[b, :n * page] if n * page <= cap else torch.nn.functional.pad(
+                    src[b], (0, 0, 0, 0, 0, n * page - cap))
+                cache[ids.to(device)] = rows.reshape(n, page, src.shape[2], src.shape[3])
+                at += n
+            caches.append(cache)
+        kernel = heed.compile(SPEC, dtype="bfloat16", head_dim=q.shape[-1], layout="bshd",
+                              page_size=page,
+                              target=None if chip is None else "cuda:" + chip)
+        setup = time.perf_counter() - t0
+
+        def call():
+            kernel(q, caches[0], caches[1], out=out, kv_lens=lens_cpu, page_table=table)
+            return out
+        return setup, call
+    impls["heed-paged"] = heed_paged_impl
 
     def flex_impl():
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -243,13 +278,13 @@ def main(argv=None):
                 failed = True
             result["rows"].append(row)
             write()
-            print("%-20s %-5s %s" % (name, impl, json.dumps(
+            print("%-20s %-10s %s" % (name, impl, json.dumps(
                 {k_: row[k_] for k_ in ("ms", "kv_gbps", "of_copy", "rel_error", "passed",
                                         "error", "not_run") if k_ in row})))
-    print("\n%-20s %-5s %10s %10s %8s %10s" % ("shape", "impl", "ms", "K/V GB/s", "of copy",
+    print("\n%-20s %-10s %10s %10s %8s %10s" % ("shape", "impl", "ms", "K/V GB/s", "of copy",
                                               "rel err"))
     for r in result["rows"]:
-        print("%-20s %-5s %10s %10s %8s %10s" % (
+        print("%-20s %-10s %10s %10s %8s %10s" % (
             r["shape"], r["impl"], "%.3f" % r["ms"] if "ms" in r else "-",
             "%.1f" % r["kv_gbps"] if "kv_gbps" in r else "-",
             "%.0f%%" % (100 * r["of_copy"]) if "of_copy" in r else "-",

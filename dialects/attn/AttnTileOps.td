@@ -360,16 +360,22 @@ def Attn_TileCopyKVOp : Attn_TileOp<"copy_kv", [
     Copies rows `span` of `key[batch, head]` and `value[batch, head]` into
     staging slot `stage` (of `stages`), where `attn.tile.load ... stage(%s)`
     reads them once an `attn.tile.wait_kv` has completed the copy. With
+    `pages(%table)` key and value are a paged cache: key token t of entry
+    `batch` is slot t % P of page table[batch, t / P] (P, the page size, the
+    caches' static sequence dim). With
     `async`, the copy may still run when the op returns (cp.async on NVIDIA)
     and belongs to the group the next `attn.tile.commit_kv` closes;
     otherwise it is done when every thread has passed the next wait.
     Written by --attn-pipeline-kv.
   }];
   let arguments = (ins AnyMemRef:$key, AnyMemRef:$value, Index:$batch, Index:$head,
-                       Attn_SpanType:$span, Index:$stage, I64Attr:$stages, UnitAttr:$async,
+                       Attn_SpanType:$span, Index:$stage,
+                       Optional<MemRefRankOf<[I32], [2]>>:$page_table, I64Attr:$stages,
+                       UnitAttr:$async,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout);
   let assemblyFormat = [{
     $key `,` $value `[` $batch `,` $head `]` `span` `(` $span `)` `stage` `(` $stage `)`
+    (`pages` `(` $page_table^ `:` type($page_table) `)`)?
     `of` $stages (`async` $async^)? attr-dict `:` type($key) `,` type($value) `,` type($span)
   }];
 }

@@ -262,10 +262,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   // are the tile IR's (each work item's lengths and views), which every
   // kernel but wgmma's lowers; the wgmma kernel's tensor maps span the whole
   // tensors, and no GPU load reads through a page table yet.
-  bool serving = config.kvLens || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV;
-  if (config.paged())
-    return fail("paged KV caches run on the CPU only for now: the GPU kernels' K/V loads do not "
-                "read through a page table yet (docs/decode.md)");
+  bool serving = config.hasKVLens() || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV;
   if (serving && kind == GPUKernelKind::Wgmma)
     return fail("the wgmma kernel takes contiguous sequences of one length so far (its tensor "
                 "maps span whole tensors): per-entry lengths and packed sequences run on the "
@@ -276,6 +273,12 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   auto matrixCores = useMatrixCores(variant, config, kind, vendor);
   if (!matrixCores)
     return matrixCores.takeError();
+  // The matrix-core kernels stage K/V rows through attn.tile.copy_kv, which
+  // reads a page table; the SIMT kernel reads K/V in place and does not.
+  if (config.paged() && !*matrixCores)
+    return fail("a paged KV cache runs on the tensor-core (NVIDIA) and MFMA (AMD) kernels, f16 "
+                "or bf16; the SIMT kernel does not read through a page table yet "
+                "(docs/decode.md)");
   LoweredGPUModule out;
   out.launch.kernelName = detail::kKernelName;
   out.launch.matrixCores = *matrixCores;

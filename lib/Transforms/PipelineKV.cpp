@@ -47,6 +47,7 @@ struct KeyLoop {
   Value tensors[2];           ///< the slot's two tensors
   SmallVector<TileLoadOp> loads; ///< every k and v tile of the span
   TileClassifyOp classify;    ///< its class, where the tiles are classified
+  Value pages;                ///< a paged cache's table (the copies read it), or null
   Operation *firstUse;        ///< the op of the loop body holding the loads
 };
 
@@ -61,12 +62,14 @@ FailureOr<KeyLoop> match(TileLoadOp k) {
   if (!key.loop || key.loop.getInductionVar() != iv)
     return failure();
   key.tensors[0] = k.getTensor();
+  key.pages = k.getPageTable();
   for (Operation *user : key.span->getUsers()) {
     if (auto load = dyn_cast<TileLoadOp>(user)) {
       TileRole role = cast<TileType>(load.getResult().getType()).getRole();
       if (role == TileRole::Q)
         continue;
-      if (load->getBlock() != k->getBlock() || load.getStage())
+      if (load->getBlock() != k->getBlock() || load.getStage() ||
+          load.getPageTable() != k.getPageTable()) // one copy reads K and V
         return failure();
       Value t = load.getTensor();
       if (t != key.tensors[0] && key.tensors[1] && t != key.tensors[1])
@@ -130,7 +133,8 @@ void copyUnlessEmpty(OpBuilder &b, KeyLoop key, Value span, Value cls, Value sta
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
   }
   TileCopyKVOp::create(b, loc, key.tensors[0], key.tensors[1], key.k.getBatch(),
-                       key.k.getHead(), span, stage, b.getI64IntegerAttr(stages),
+                       key.k.getHead(), span, stage, key.pages,
+                       b.getI64IntegerAttr(stages),
                        /*async=*/stages > 1 ? b.getUnitAttr() : UnitAttr(), key.k.getLayoutAttr());
 }
 
@@ -205,6 +209,7 @@ void pipeline(KeyLoop key, int64_t stages) {
                                  b, loc, iv, arith::ConstantIndexOp::create(b, loc, stages)));
   for (TileLoadOp load : key.loads) {
     load.getStageMutable().assign(slot);
+    load.getPageTableMutable().clear(); // the copy reads through the table
     bool v = cast<TileType>(load.getResult().getType()).getRole() == TileRole::V;
     bool first = load.getTensor() == key.tensors[0] && (key.tensors[0] != key.tensors[1] || !v);
     load.setPart(first ? 0 : 1);

@@ -83,3 +83,19 @@ func.func @kernel(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memr
   attn.attention @causal ins(%q, %k, %v : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>) outs(%o : memref<?x?x?x64xbf16>) lse(%lse : memref<?x?x?xf32>) {scale = 1.250000e-01 : f32}
   return
 }
+
+// A paged cache: the copy reads through the page table; the staged loads
+// read the slot, with no table.
+// CHECK-LABEL: func.func @paged
+// CHECK-SAME: %[[TABLE:[^:]*]]: memref<?x?xi32>
+// CHECK: attn.tile.copy_kv {{.*}} pages(%[[TABLE]] : memref<?x?xi32>) of 2 async
+// CHECK: scf.for
+// CHECK: attn.tile.copy_kv {{.*}} pages(%[[TABLE]] : memref<?x?xi32>) of 2 async
+// CHECK-NOT: pages(
+// CHECK: attn.tile.load {{.*}} stage(
+// CHECK-NOT: pages(
+// CHECK: return
+func.func @paged(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x16x64xbf16>, %v: memref<?x?x16x64xbf16>, %lens: memref<?xi32>, %table: memref<?x?xi32>, %o: memref<?x?x?x64xbf16>) {
+  attn.attention @causal ins(%q, %k, %v : memref<?x?x?x64xbf16>, memref<?x?x16x64xbf16>, memref<?x?x16x64xbf16>) kv_lens(%lens : memref<?xi32>) page_table(%table : memref<?x?xi32>) outs(%o : memref<?x?x?x64xbf16>) {scale = 1.250000e-01 : f32}
+  return
+}

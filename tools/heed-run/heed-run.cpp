@@ -421,7 +421,9 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   bool packQ = call && call->packQ, packKV = call && call->packKV;
   heed::HostTensor &hq = packQ ? call->packedQ : q, &hout = packQ ? call->packedOut : out,
                    &hlse = packQ ? call->packedLse : lse;
-  heed::HostTensor &hk = packKV ? call->packedK : k, &hv = packKV ? call->packedV : v;
+  bool paged = call && call->pageSize > 0;
+  heed::HostTensor &hk = packKV ? call->packedK : paged ? call->kPages : k;
+  heed::HostTensor &hv = packKV ? call->packedV : paged ? call->vPages : v;
   heed::AttentionArgs args;
   args.q = toDevice(hq, true);
   args.k = toDevice(hk, true);
@@ -436,7 +438,7 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   if (call) {
     heed::AttentionArgs host;
     call->bind(host);
-    args.kvLens = host.kvLens, args.qLens = host.qLens;
+    args.kvLens = host.kvLens, args.pageTable = host.pageTable, args.qLens = host.qLens;
     args.cuSeqlensQ = host.cuSeqlensQ, args.cuSeqlensKV = host.cuSeqlensKV;
   }
   for (heed::HostTensor &b : buffers)

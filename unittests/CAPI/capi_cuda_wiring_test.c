@@ -383,6 +383,41 @@ int main(int argc, char **argv) {
   CHECK(strstr(heed_last_error(), "pass kv_lens, page_table, q_lens and cu_seqlens as host") !=
         NULL);
   CHECK(log->launches == launches + 1);
+  /* A paged cache ([pages, Hkv, 16, D], BHSD) with kv_lens: the page table,
+   * a host tensor too, follows kv_lens in the kernel's arguments. */
+  heed_compile_options pgo = o;
+  pgo.page_size = 16;
+  heed_kernel *paged = NULL;
+  CHECK(heed_compile(endSpec, "end.attn", &pgo, &paged) == HEED_OK);
+  enum { PAGES = 25, MAX_PAGES = 13 };
+  int64_t cacheShape[4] = {PAGES, H, 16, D}, tableShape[2] = {B, MAX_PAGES};
+  int32_t table[B * MAX_PAGES];
+  for (int i = 0; i < B * MAX_PAGES; ++i) table[i] = -1;
+  for (int p = 0; p < 10; ++p) table[p] = 24 - p;      /* entry 0: 150 keys */
+  table[MAX_PAGES] = 3;                                /* entry 1: 7 keys */
+  heed_tensor cache = {q, HEED_DEVICE_CUDA, 0, HEED_F16, 4, cacheShape, NULL};
+  heed_tensor tableT = {table, HEED_DEVICE_CPU, 0, HEED_I32, 2, tableShape, NULL};
+  heed_attention_args ga;
+  heed_attention_args_init(&ga);
+  ga.q = &t[0], ga.k = &cache, ga.v = &cache, ga.out = &t[3], ga.stream = s;
+  ga.kv_lens = &kvT, ga.page_table = &tableT;
+  kvT.device_type = HEED_DEVICE_CPU;
+  launches = log->launches;
+  keepParams(45);
+  CHECK(paged && heed_attention(paged, &ga) == HEED_OK && log->launches == launches + 1);
+  sp = keptParams();
+  const int32_t *dtable = (const int32_t *)(intptr_t)sp[38 + 1];
+  CHECK(sp[11 + 3] == PAGES && sp[11 + 5] == 16); /* k: the cache itself */
+  CHECK(dtable && dtable != table && sp[38 + 3] == B && sp[38 + 4] == MAX_PAGES &&
+        sp[38 + 5] == MAX_PAGES && dtable[0] == 24 && dtable[9] == 15 &&
+        dtable[MAX_PAGES] == 3);
+  table[MAX_PAGES] = PAGES; /* a page the cache does not have: refused */
+  CHECK(heed_attention(paged, &ga) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "page_table[1, 0] = 25 is not a page of the cache") != NULL);
+  CHECK(log->launches == launches + 1);
+  heed_kernel_release(paged);
+  launches = log->launches;
+
   /* Packed sequences: q, k, v, out of batch 1 hold entries of 120 and 80
    * rows; the kernel gets them as [B, 120, ...] with batch stride 0 and the
    * offsets after v. */
@@ -400,7 +435,7 @@ int main(int argc, char **argv) {
   pa.q = &pt[0], pa.k = &pt[1], pa.v = &pt[2], pa.out = &pt[3], pa.stream = s;
   pa.cu_seqlens_q = &cuT, pa.cu_seqlens_kv = &cuT;
   keepParams(43);
-  CHECK(packed && heed_attention(packed, &pa) == HEED_OK && log->launches == launches + 2);
+  CHECK(packed && heed_attention(packed, &pa) == HEED_OK && log->launches == launches + 1);
   sp = keptParams();
   CHECK(log->grid[2] == B && log->grid[1] == H);
   for (int i = 0; i < 3; ++i) /* q, k, v: sizes [B, H, 120, D], batch stride 0 */

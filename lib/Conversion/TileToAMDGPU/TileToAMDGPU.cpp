@@ -128,11 +128,13 @@ public:
 
   /// Synchronous copies: K row by row, V transposed.
   void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
-              Value seq, Value stage, Layout layout) const override {
+              Value seq, Value stage, Layout layout, Value pages) const override {
     stageRows(b, loc, k, bufK, stage, layout, batch, head, kv0, seq,
-              shape.keys, shape.headDim, shape.threads());
+              shape.keys, shape.headDim, shape.threads(), /*transposed=*/false, /*rowList=*/{},
+              pages);
     stageRows(b, loc, v, bufVT, stage, layout, batch, head, kv0, seq,
-              shape.keys, shape.valueDim, shape.threads(), /*transposed=*/true);
+              shape.keys, shape.valueDim, shape.threads(), /*transposed=*/true, /*rowList=*/{},
+              pages);
   }
   /// The copies are synchronous (nothing stays pending): the block's barrier
   /// is the wait.

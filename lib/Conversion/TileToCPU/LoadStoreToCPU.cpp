@@ -3,6 +3,7 @@
 // (normalize, gate, write the real rows and their lse).
 #include "CPUPatterns.h"
 
+#include "../TileCommon/KeyRows.h"
 #include "../TileCommon/Normalize.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -36,11 +37,7 @@ public:
 
   /// (the index of the batch entry or page, the position in it) of `token`.
   std::pair<Value, Value> locate(Value token, Value page = {}) {
-    if (!table)
-      return {batch, token};
-    if (!page)
-      page = lookup(arith::DivUIOp::create(b, loc, token, index(b, loc, pageSize)));
-    return {page, arith::RemUIOp::create(b, loc, token, index(b, loc, pageSize))};
+    return keyRow(b, loc, table, pageSize, batch, token, page);
   }
 
   /// The pages of a flat tile of `keys` keys from `lo` and of the tile
@@ -89,13 +86,9 @@ public:
   }
 
 private:
-  /// page_table[batch, slot] as an index (negative entries become huge and
-  /// are clamped where only a prefetch reads them; the runtime checks the
-  /// entries a load reads).
-  Value lookup(Value slot) {
-    Value page = memref::LoadOp::create(b, loc, table, ValueRange{batch, slot});
-    return arith::IndexCastUIOp::create(b, loc, b.getIndexType(), page);
-  }
+  /// page_table[batch, slot] (a negative entry, huge as an index, is
+  /// clamped where only a prefetch reads it).
+  Value lookup(Value slot) { return lookupPage(b, loc, table, batch, slot); }
 
   OpBuilder &b;
   Location loc;

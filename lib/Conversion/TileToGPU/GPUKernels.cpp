@@ -3,6 +3,7 @@
 // barriers, and the driver that lowers each kernel with its target.
 #include "MatrixCore.h"
 
+#include "../TileCommon/KeyRows.h"
 #include "../TileCommon/Patterns.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -13,6 +14,8 @@
 #include "mlir/Dialect/SCF/Transforms/Patterns.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
+
+#include <tuple>
 
 using namespace mlir;
 using namespace heed::attn;
@@ -125,7 +128,7 @@ void QueryRows::moveToSpan(OpBuilder &b) const {
 
 void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
                Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
-               int64_t width, int64_t threads, bool transposed, Value rowList) {
+               int64_t width, int64_t threads, bool transposed, Value rowList, Value pages) {
   Type elt = cast<MemRefType>(global.getType()).getElementType();
   int64_t chunks = rows * width / 8;
   auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
@@ -139,8 +142,12 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
   QueryRows map{row0, seq, rowList};
   Value in = map.contains(b, loc, r);
   Value pos = map.token(b, loc, r, in);
+  Value outer = batch;
+  if (pages) // a paged cache: the page of a row the entry holds (a hole reads nothing)
+    std::tie(outer, pos) = keyRow(b, loc, pages, pageSizeOf(global, layout), batch,
+                                  map.clampedToken(b, loc, r));
   Value chunk = loadOrZero(b, loc, VectorType::get({8}, elt), global,
-                           at(layout, batch, head, pos, c), in);
+                           at(layout, outer, head, pos, c), in);
   SmallVector<Value> indices(prefix.begin(), prefix.end());
   if (!transposed) {
     indices.append({r, c});

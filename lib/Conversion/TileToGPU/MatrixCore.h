@@ -133,9 +133,11 @@ public:
     return {};
   }
   /// K and V rows [kv0, kv0 + keys) into staging slot `stage` (zeros past
-  /// `seq`); may be asynchronous until waitKV().
+  /// `seq`); may be asynchronous until waitKV(). `pages`: a paged cache's
+  /// page table (KeyRows.h), or null.
   virtual void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
-                      Value kv0, Value seq, Value stage, attn::Layout layout) const = 0;
+                      Value kv0, Value seq, Value stage, attn::Layout layout,
+                      Value pages) const = 0;
   /// Closes a group of asynchronous copies (nothing for synchronous ones).
   virtual void commitKV(OpBuilder &b, Location loc) const {}
   /// This lane's copy groups but the `pending` newest are done, then every
@@ -217,7 +219,8 @@ Value rowGate(OpBuilder &b, Location loc, attn::TileStoreOp op, mlir::ValueRange
 /// (zeros where row0 + i >= seq).
 void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::ValueRange prefix,
                attn::Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
-               int64_t width, int64_t threads, bool transposed = false, Value rowList = {});
+               int64_t width, int64_t threads, bool transposed = false, Value rowList = {},
+               Value pages = {});
 
 /// Moves each function holding an attn.tile.work into a `gpu.func` kernel
 /// (same arguments) of `gpu.module @heed_gpu`, and erases the host

@@ -117,9 +117,10 @@ struct CopyKVLowering : TargetPattern<TileCopyKVOp> {
   LogicalResult matchAndRewrite(TileCopyKVOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     ValueRange span = adaptor.getSpan();
+    Value pages = adaptor.getPageTable().empty() ? Value() : adaptor.getPageTable().front();
     target.copyKV(rewriter, op.getLoc(), adaptor.getKey().front(), adaptor.getValue().front(),
                   adaptor.getBatch().front(), adaptor.getHead().front(), span[0], span[1],
-                  adaptor.getStage().front(), op.getLayout());
+                  adaptor.getStage().front(), op.getLayout(), pages);
     rewriter.eraseOp(op);
     return success();
   }

@@ -129,8 +129,9 @@ public:
   }
 
   /// Thread 0: the slot's barrier expects the K and V bytes, then the TMAs.
+  /// (No page table: the compiler refuses paged caches for this kernel.)
   void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
-              Value seq, Value stage, Layout layout) const override {
+              Value seq, Value stage, Layout layout, Value) const override {
     auto leader = ifLeader(b, loc);
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(&leader.getThenRegion().front());

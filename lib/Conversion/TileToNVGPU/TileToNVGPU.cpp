@@ -16,6 +16,7 @@
 #include "heed/Conversion/Passes.h"
 
 #include "WarpFragments.h"
+#include "../TileCommon/KeyRows.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
@@ -117,9 +118,11 @@ public:
 
   /// cp.async, 16 bytes per copy (zero-filled past the sequence).
   void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
-              Value seq, Value stage, Layout layout) const override {
-    copyAsync(b, loc, k, buffer(b, loc, false), stage, batch, head, kv0, seq, shape.headDim, layout);
-    copyAsync(b, loc, v, buffer(b, loc, true), stage, batch, head, kv0, seq, shape.valueDim, layout);
+              Value seq, Value stage, Layout layout, Value pages) const override {
+    copyAsync(b, loc, k, buffer(b, loc, false), stage, batch, head, kv0, seq, shape.headDim, layout,
+              pages);
+    copyAsync(b, loc, v, buffer(b, loc, true), stage, batch, head, kv0, seq, shape.valueDim, layout,
+              pages);
   }
   /// cp.async.commit_group (the group may be empty).
   void commitKV(OpBuilder &b, Location loc) const override {
@@ -217,9 +220,11 @@ private:
   /// Rows [row0, row0 + keys) of a K or V tensor into smem[stage]: each
   /// thread copies 8 elements per step (a loop: unrolled, the loop-invariant
   /// addresses of every copy would stay live in registers); rows past the
-  /// sequence read nothing (src-size 0) and are zero-filled.
+  /// sequence read nothing (src-size 0) and are zero-filled. With `pages`
+  /// (a paged cache) each row's page comes from the table.
   void copyAsync(OpBuilder &b, Location loc, Value global, Value smem, Value stage, Value batch,
-                 Value head, Value row0, Value seq, int64_t width, Layout layout) const {
+                 Value head, Value row0, Value seq, int64_t width, Layout layout,
+                 Value pages) const {
     int64_t perRow = width / 8, chunks = shape.keys * perRow;
     Value last = arith::SubIOp::create(b, loc, seq, index(b, loc, 1));
     auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
@@ -234,8 +239,10 @@ private:
     Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
     Value src = arith::SelectOp::create(b, loc, in, pos, last);
     Value count = arith::SelectOp::create(b, loc, in, index(b, loc, 8), index(b, loc, 0));
+    auto [outer, at0] =
+        heed::keyRow(b, loc, pages, pages ? heed::pageSizeOf(global, layout) : 0, batch, src);
     nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(b), smem, ValueRange{stageRow(b, loc, stage, r), c},
-                                     global, at(layout, batch, head, src, c), b.getIndexAttr(8), count,
+                                     global, at(layout, outer, head, at0, c), b.getIndexAttr(8), count,
                                      b.getUnitAttr());
   }
   VectorType aType() const { return VectorType::get({4, 2}, shape.elt); }
