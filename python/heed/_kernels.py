@@ -490,7 +490,8 @@ def _params_key(params):
 
 def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant=None,
               params=None, layout="bhsd", *, out=None, lse=None, num_threads=0,
-              stream=None):
+              stream=None, kv_lens=None, page_table=None, q_lens=None, cu_seqlens_q=None,
+              cu_seqlens_kv=None):
     """Attention with a variant, in the manner of torch's ``flex_attention``.
 
     q: ``[B, Hq, Sq, D]``, k: ``[B, Hkv, Skv, D]``, v: ``[B, Hkv, Skv, Dv]``
@@ -507,19 +508,45 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
     GPU tensors (torch, cupy; torch's ROCm build included) run on the GPU, on
     `stream` or the current stream (see :meth:`Kernel.run`); for them only GPU
     code is compiled.
+    Serving calls (docs/decode.md): kv_lens, page_table (k and v then a paged
+    cache, the page size read from k's shape), q_lens, cu_seqlens_q and
+    cu_seqlens_kv (packed sequences) as :meth:`Kernel.run` takes them; the
+    kernel is compiled for the ones given. They are host (CPU) int32 tensors,
+    for GPU calls too.
     Kernels are kept in a small cache keyed by the spec and the options, so
     repeated calls compile nothing.
     """
     if lse is not None and not return_lse:
         raise invalid("lse= was given but return_lse is False")
-    kernel = kernel_for(q, v, spec, return_lse, scale, variant, params, layout)
+    serving = _serving_options(k, layout, kv_lens, page_table, q_lens, cu_seqlens_q,
+                               cu_seqlens_kv)
+    kernel = kernel_for(q, v, spec, return_lse, scale, variant, params, layout, serving)
     return kernel.run(q, k, v, out=out, lse=lse,
                       buffers=buffers if buffers is not None else (), num_threads=num_threads,
-                      stream=stream)
+                      stream=stream, kv_lens=kv_lens, page_table=page_table, q_lens=q_lens,
+                      cu_seqlens_q=cu_seqlens_q, cu_seqlens_kv=cu_seqlens_kv)
+
+
+def _serving_options(k, layout, kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv):
+    """The compile options a serving call needs: a dict of compile()'s keyword
+    arguments (kv_lens, page_size, q_lens, cu_seqlens_q, cu_seqlens_kv)."""
+    options = {}
+    if page_table is not None:
+        shape = Tensor(k, "k").shape
+        if len(shape) != 4:
+            raise invalid("a paged k must have rank 4, got %s" % list(shape))
+        options["page_size"] = int(shape[1 if layout_code(layout) == LAYOUT_BSHD else 2])
+    if kv_lens is not None and page_table is None:
+        options["kv_lens"] = True
+    for name, value in (("q_lens", q_lens), ("cu_seqlens_q", cu_seqlens_q),
+                        ("cu_seqlens_kv", cu_seqlens_kv)):
+        if value is not None:
+            options[name] = True
+    return options
 
 
 def kernel_for(q, v, spec, return_lse=False, scale=None, variant=None, params=None,
-               layout="bhsd"):
+               layout="bhsd", serving=None):
     """The Kernel :func:`attention` runs for these q and v (dtype and head dims from
     them; a GPU-only kernel for GPU tensors), from a small cache keyed by the spec and
     the options."""
@@ -536,9 +563,10 @@ def kernel_for(q, v, spec, return_lse=False, scale=None, variant=None, params=No
     layout_id = layout_code(layout)
     # GPU tensors: a GPU-only kernel (no CPU code compiled for nothing).
     target = {DEVICE_CUDA: "cuda", DEVICE_ROCM: "rocm"}.get(qt.device_type)
+    serving = dict(serving or {})
     key = (_spec_key(spec), variant, qt.dtype, head_dim, head_dim_v, layout_id,
            bool(return_lse), None if scale is None else float(scale), _params_key(params),
-           target)
+           target, tuple(sorted(serving.items())))
     with _KERNELS_LOCK:
         kernel = _KERNELS.get(key)
         if kernel is not None:
@@ -546,7 +574,7 @@ def kernel_for(q, v, spec, return_lse=False, scale=None, variant=None, params=No
     if kernel is None:
         kernel = compile(spec, variant=variant, dtype=qt.dtype, head_dim=head_dim,
                          head_dim_v=head_dim_v, layout=layout_id, lse=return_lse,
-                         scale=scale, params=params, target=target)
+                         scale=scale, params=params, target=target, **serving)
         with _KERNELS_LOCK:
             _KERNELS[key] = kernel
             while len(_KERNELS) > _KERNELS_MAX:

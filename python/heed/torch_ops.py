@@ -11,6 +11,9 @@ heed's backward kernel (docs/backward.md) on CPU tensors: gradients of q, k, v a
 the variant's float buffers (a learned bias table, ALiBi slopes), so ``loss.backward()``
 works; GPU tensors and a gradient flowing into lse raise ``NotImplementedError``.
 
+``torch.ops.heed.serving_attention`` (:func:`serving_attention`) is the serving call:
+per-entry lengths, paged caches and packed sequences (docs/decode.md), inference only.
+
 Importing this module needs torch; ``import heed`` alone never imports torch.
 """
 
@@ -21,7 +24,7 @@ import torch
 from . import _kernels, flex
 from .backward import compile_backward
 
-__all__ = ["attention", "flex_attention"]
+__all__ = ["attention", "flex_attention", "serving_attention"]
 
 
 @torch.library.custom_op("heed::attention", mutates_args=())
@@ -138,6 +141,50 @@ def attention(q, k, v, spec, buffers=(), scale=None, return_lse=False, layout="b
     out, lse = torch.ops.heed.attention(q, k, v, _spec_text(spec), list(buffers),
                                         None if scale is None else float(scale),
                                         bool(return_lse), str(layout).lower())
+    return (out, lse) if return_lse else out
+
+
+@torch.library.custom_op("heed::serving_attention", mutates_args=())
+def _serving_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: str,
+                       buffers: List[torch.Tensor], scale: Optional[float], layout: str,
+                       kv_lens: Optional[torch.Tensor], page_table: Optional[torch.Tensor],
+                       q_lens: Optional[torch.Tensor], cu_seqlens_q: Optional[torch.Tensor],
+                       cu_seqlens_kv: Optional[torch.Tensor]
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+    # heed reads the index tensors on the host (it checks them and sizes the
+    # launch there): device ones are copied, which waits for the device.
+    host = [None if t is None else t.detach().to("cpu", torch.int32)
+            for t in (kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv)]
+    out_shape, lse_shape = _shapes(q, v, layout)
+    # Rows past an entry's queries are not written: zeros, not whatever the
+    # allocator left (a custom op's outputs must not alias nor leak memory).
+    out = q.new_zeros(out_shape)
+    lse = q.new_full(lse_shape, float("-inf"), dtype=torch.float32)
+    _kernels.attention(q, k, v, spec, buffers=list(buffers), scale=scale, return_lse=True,
+                       layout=layout, out=out, lse=lse, kv_lens=host[0], page_table=host[1],
+                       q_lens=host[2], cu_seqlens_q=host[3], cu_seqlens_kv=host[4])
+    return out, lse
+
+
+@_serving_attention.register_fake
+def _serving_attention_fake(q, k, v, spec, buffers, scale, layout, kv_lens, page_table, q_lens,
+                            cu_seqlens_q, cu_seqlens_kv):
+    out_shape, lse_shape = _shapes(q, v, layout)
+    return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
+
+
+def serving_attention(q, k, v, spec, buffers=(), scale=None, return_lse=False, layout="bshd",
+                      *, kv_lens=None, page_table=None, q_lens=None, cu_seqlens_q=None,
+                      cu_seqlens_kv=None):
+    """A serving call (docs/decode.md) as ``torch.ops.heed.serving_attention``: one
+    node in a torch.compile graph, inference only (no autograd formula). kv_lens,
+    page_table (k, v a paged cache), q_lens, cu_seqlens_q, cu_seqlens_kv (packed
+    sequences) as :meth:`heed.Kernel.run` takes them, int32; CPU tensors avoid a
+    device-to-host copy. Rows of out past an entry's queries are 0 (lse -inf).
+    Returns out, or (out, lse) with return_lse."""
+    out, lse = torch.ops.heed.serving_attention(
+        q, k, v, _spec_text(spec), list(buffers), None if scale is None else float(scale),
+        str(layout).lower(), kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv)
     return (out, lse) if return_lse else out
 
 

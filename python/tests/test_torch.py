@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """heed with torch: the ``heed::attention`` torch op (schema, fake implementation,
 torch.compile keeps it as one node, loss.backward() through heed's backward kernel against
-torch's float64 autograd), heed.flex_attention on torch CPU
+torch's float64 autograd), the ``heed::serving_attention`` op (packed sequences and
+per-entry lengths against float64 per entry), heed.flex_attention on torch CPU
 tensors against float64 and against torch's own flex_attention (the nine variants of
 python/examples/flex_nine.py), DLPack both ways. CUDA tensors where a GPU is present.
 
@@ -264,6 +265,83 @@ class OpTest(HeedTestCase):
         shared = torch.from_dlpack(np_out)
         self.assertEqual(shared.data_ptr(), np_out.__array_interface__["data"][0])
         self.assertClose(shared.numpy(), reference(q, k, v, ref_causal)[0])
+
+
+END = "variant end { mask = causal_bottom_right() }"
+
+
+class ServingOpTest(HeedTestCase):
+    """``torch.ops.heed.serving_attention``: per-entry lengths and packed sequences
+    (docs/decode.md) against float64, each entry on its own."""
+
+    def entries(self, rng, q_lens, kv_lens, h=4, hkv=2, d=16):
+        qs = [randn(rng, (1, h, n, d)) for n in q_lens]
+        ks = [randn(rng, (1, hkv, n, d)) for n in kv_lens]
+        vs = [randn(rng, (1, hkv, n, d)) for n in kv_lens]
+        return qs, ks, vs
+
+    def want(self, qs, ks, vs):
+        """float64 out of each entry (bottom-right causal, GQA by repeating heads)."""
+        outs = []
+        for q, k, v in zip(qs, ks, vs):
+            g = q.shape[1] // k.shape[1]
+            k, v = np.repeat(k, g, axis=1), np.repeat(v, g, axis=1)
+            shift = k.shape[2] - q.shape[2]
+            out, _ = reference(q, k, v, lambda b, hh, i, j: i + shift >= j)
+            outs.append(out)
+        return outs
+
+    def test_packed_sequences_match_float64(self):
+        rng = make_rng(self)
+        q_lens, kv_lens = [5, 1, 0, 9], [40, 3, 17, 9]
+        qs, ks, vs = self.entries(rng, q_lens, kv_lens)
+        cu = lambda lens: torch.tensor(np.concatenate([[0], np.cumsum(lens)]), dtype=torch.int32)
+        packed = lambda xs: t(np.concatenate(xs, axis=2))  # [1, H, total, D]
+        out = heed.torch_ops.serving_attention(
+            packed(qs), packed(ks), packed(vs), END, layout="bhsd",
+            cu_seqlens_q=cu(q_lens), cu_seqlens_kv=cu(kv_lens))
+        self.assertEqual(tuple(out.shape), (1, 4, sum(q_lens), 16))
+        want = np.concatenate(self.want(qs, ks, vs), axis=2)
+        self.assertClose(out.numpy(), want)
+
+    def test_lengths_on_a_padded_batch(self):
+        rng = make_rng(self)
+        q_lens, kv_lens = [3, 0, 2], [30, 4, 2]
+        qs, ks, vs = self.entries(rng, q_lens, kv_lens)
+        pad = lambda xs, n: t(np.concatenate(
+            [np.pad(x, ((0, 0), (0, 0), (0, n - x.shape[2]), (0, 0))) for x in xs]))
+        out, lse = heed.torch_ops.serving_attention(
+            pad(qs, 3), pad(ks, 30), pad(vs, 30), END, layout="bhsd", return_lse=True,
+            kv_lens=torch.tensor(kv_lens, dtype=torch.int32),
+            q_lens=torch.tensor(q_lens, dtype=torch.int32))
+        for b, want in enumerate(self.want(qs, ks, vs)):
+            self.assertClose(out[b:b + 1, :, :q_lens[b]].numpy(), want)
+            # Rows past an entry's queries: 0, lse -inf.
+            self.assertTrue((out[b, :, q_lens[b]:] == 0).all())
+            self.assertTrue(torch.isneginf(lse[b, :, q_lens[b]:]).all())
+
+    def test_opcheck_and_one_node(self):
+        rng = make_rng(self)
+        q, k, v = (t(randn(rng, (1, 2, 12, 16))) for _ in range(3))
+        cu = torch.tensor([0, 5, 12], dtype=torch.int32)
+        torch.library.opcheck(torch.ops.heed.serving_attention.default,
+                              (q, k, v, END, [], None, "bhsd", None, None, None, cu, cu),
+                              test_utils=("test_schema", "test_faketensor"))
+        graphs = []
+
+        def backend(gm, example_inputs):
+            graphs.append(gm)
+            return gm
+        fn = torch.compile(lambda q, k, v: heed.torch_ops.serving_attention(
+            q, k, v, END, layout="bhsd", cu_seqlens_q=cu, cu_seqlens_kv=cu) * 2,
+            backend=backend, fullgraph=True)
+        got = fn(q, k, v)
+        want = heed.torch_ops.serving_attention(q, k, v, END, layout="bhsd", cu_seqlens_q=cu,
+                                                cu_seqlens_kv=cu) * 2
+        self.assertClose(got.numpy(), want.numpy())
+        targets = [str(n.target) for g in graphs for n in g.graph.nodes
+                   if n.op == "call_function"]
+        self.assertEqual(sum("heed" in x for x in targets), 1, targets)
 
 
 class FlexTorchTest(HeedTestCase):
