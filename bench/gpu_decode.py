@@ -33,6 +33,7 @@ GPU).
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -77,7 +78,10 @@ def reference_error(torch, q, k, v, lens, out, pairs):
         vs = v[b, :n, h // group].float()
         p = torch.softmax((ks @ qs) / (q.shape[-1] ** 0.5), dim=0)
         want = p @ vs
-        worst = max(worst, (out[b, 0, h].float() - want).abs().max().item())
+        err = (out[b, 0, h].float() - want).abs().max().item()
+        # NaN (a row not written: out starts as NaN) or inf is a failure,
+        # never dropped by max().
+        worst = math.inf if not math.isfinite(err) else max(worst, err)
         scale = max(scale, want.abs().max().item())
     return worst / max(scale, 1e-30)
 
@@ -121,7 +125,6 @@ def make_impls(torch, heed, device, chip, B, cap, lens_cpu, q, k, v):
     import torch.nn.functional as F
     lens_dev = lens_cpu.to(device)
     qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, S, D] views
-    out = torch.full_like(q, float("nan"))
     impls = {}
 
     def heed_impl():
@@ -130,6 +133,7 @@ def make_impls(torch, heed, device, chip, B, cap, lens_cpu, q, k, v):
                               kv_lens=True,
                               target=None if chip is None else "cuda:" + chip)
         setup = time.perf_counter() - t0
+        out = torch.full_like(q, float("nan"))  # its own, NaN: an unwritten row shows
 
         def call():
             kernel(q, k, v, out=out, kv_lens=lens_cpu)
@@ -163,6 +167,7 @@ def make_impls(torch, heed, device, chip, B, cap, lens_cpu, q, k, v):
                               page_size=page,
                               target=None if chip is None else "cuda:" + chip)
         setup = time.perf_counter() - t0
+        out = torch.full_like(q, float("nan"))
 
         def call():
             kernel(q, caches[0], caches[1], out=out, kv_lens=lens_cpu, page_table=table)

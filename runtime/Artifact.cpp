@@ -230,8 +230,11 @@ std::string Artifact::serialize() const {
     putU64(body, e.binary.size());
     body += e.binary;
   }
+  bool packed = false;
+  for (const ArtifactEntry &e : entries)
+    packed = packed || e.info.cuSeqlensQ || e.info.cuSeqlensKV;
   std::string out(kMagic, 8);
-  putU32(out, kArtifactVersion);
+  putU32(out, packed ? kArtifactVersionPacked : kArtifactVersion);
   putU32(out, uint32_t(entries.size()));
   out.append(reinterpret_cast<const char *>(key.data()), key.size());
   putU64(out, body.size());
@@ -246,9 +249,9 @@ std::string Artifact::parse(const std::string &bytes) {
     return "not a heed kernel artifact (bad magic or shorter than its header)";
   Reader r{bytes, 8};
   uint32_t version = uint32_t(r.take(4));
-  if (version != kArtifactVersion)
-    return "artifact format version " + std::to_string(version) + ", this heed reads version " +
-           std::to_string(kArtifactVersion);
+  if (version != kArtifactVersion && version != kArtifactVersionPacked)
+    return "artifact format version " + std::to_string(version) + ", this heed reads versions " +
+           std::to_string(kArtifactVersion) + " and " + std::to_string(kArtifactVersionPacked);
   uint32_t count = uint32_t(r.take(4));
   std::memcpy(key.data(), bytes.data() + r.pos, 32);
   r.pos += 32;

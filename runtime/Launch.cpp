@@ -6,6 +6,7 @@
 #include "heed/Runtime/BufferSummary.h"
 #include "heed/Runtime/GateRows.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -95,6 +96,10 @@ std::string checkIndexTensor(const std::string &name, const TensorRef &t,
            t.describe();
   if (std::string err = checkView(name, t); !err.empty())
     return err;
+  // The kernel takes the lengths' last dim as contiguous (its argument's
+  // innermost stride is 1).
+  if (!t.shape.empty() && t.shape.back() > 1 && t.effectiveStrides().back() != 1)
+    return name + " must be contiguous in its last dimension, got " + t.describe();
   return "";
 }
 
@@ -178,6 +183,8 @@ std::string checkCuSeqlens(const std::string &name, const TensorRef &cu, int64_t
            cu.describe();
   if (std::string err = checkView(name, cu); !err.empty())
     return err;
+  if (cu.shape[0] > 1 && cu.effectiveStrides()[0] != 1) // the kernel reads it contiguous
+    return name + " must be contiguous, got " + cu.describe();
   batch = cu.shape[0] - 1;
   std::vector<int64_t> at = entryLengths(cu, cu.shape[0]);
   longest = 0;
@@ -718,12 +725,13 @@ struct PhaseCounts {
 };
 
 /// Runs items [0, items) of `phase` on up to `threads` tasks, handed out one
-/// by one (a causal mask's items differ in cost). Each task has its own
+/// by one (a causal mask's items differ in cost), in `order` (a permutation
+/// of [0, items); empty: in index order). Each task has its own
 /// status word, block counts and work range; `workspace` (kernels with the
 /// split-KV operands) adds the phase, the split count and the workspace.
 PhaseCounts runItems(PackedFn entry, const std::vector<Descriptor> &descs,
                      const SplitWorkspace *workspace, int64_t phase, int64_t items,
-                     unsigned threads) {
+                     unsigned threads, const std::vector<int64_t> &order) {
   unsigned numTasks = static_cast<unsigned>(std::min<int64_t>(threads, items));
   std::atomic<int64_t> next{0};
   PhaseCounts out{std::vector<int32_t>(numTasks, 0),
@@ -750,7 +758,8 @@ PhaseCounts runItems(PackedFn entry, const std::vector<Descriptor> &descs,
     }
     std::vector<void *> packed = packKernelArgs(pointers, begin, end);
     packed.insert(packed.end(), after.begin(), after.end());
-    while ((begin = next.fetch_add(1)) < items) {
+    for (int64_t n; (n = next.fetch_add(1)) < items;) {
+      begin = order.empty() ? n : order[size_t(n)];
       end = begin + 1;
       entry(packed.data());
     }
@@ -825,16 +834,26 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
                              : 1;
   SplitWorkspace workspace(c, dims, splits);
   PhaseCounts counts;
-  auto runPhase = [&](int64_t phase, int64_t phaseItems) {
+  auto runPhase = [&](int64_t phase, int64_t phaseItems, const std::vector<int64_t> &order) {
     return runItems(impl->entry, descs, c.splitKV ? &workspace : nullptr, phase, phaseItems,
-                    maxThreads);
+                    maxThreads, order);
   };
+  // Entries with more key tiles first (their items take longest), where the
+  // entries differ (kv_lens, packed keys, ragged queries).
+  std::vector<int64_t> entryTiles;
+  if (!lens.empty() || raggedQ)
+    for (int64_t b = 0; b < dims.batch; ++b)
+      entryTiles.push_back(raggedQ && qLens[size_t(b)] == 0
+                               ? 0
+                               : impl->numKVTiles(lens.empty() ? dims.seqKV : lens[size_t(b)]));
+  int64_t perEntry = kernelItemsPerEntry(dims, impl->numQTiles, c.packedRows);
   if (splits > 1) {
-    counts = runPhase(1, items * splits);
-    PhaseCounts merge = runPhase(2, items); // the merge visits no key tile
+    counts = runPhase(1, items * splits,
+                      longestFirst(items * splits, perEntry * splits, entryTiles));
+    PhaseCounts merge = runPhase(2, items, {}); // the merge visits no key tile
     counts.statuses.insert(counts.statuses.end(), merge.statuses.begin(), merge.statuses.end());
   } else {
-    counts = runPhase(0, items);
+    counts = runPhase(0, items, longestFirst(items, perEntry, entryTiles));
   }
   if (runStats) {
     runStats->splits = splits;
@@ -860,6 +879,41 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   return "";
 }
 
+bool packsGQA(const AttentionDims &dims, int64_t (*numQTiles)(int64_t), int64_t packedRows) {
+  int64_t group = dims.headsKV > 0 ? dims.headsQ / dims.headsKV : 1;
+  return group > 1 && (packedRows > 0 ? group * dims.seqQ <= packedRows
+                                      : numQTiles(group * dims.seqQ) == 1);
+}
+
+int64_t kernelItemsPerEntry(const AttentionDims &dims, int64_t (*numQTiles)(int64_t),
+                            int64_t packedRows) {
+  // A packed kernel's grid: Hkv items of one packed tile each (decode); the
+  // packed tile count of group x Sq rows is 1 whenever it packs.
+  return packsGQA(dims, numQTiles, packedRows) ? dims.headsKV
+                                               : dims.headsQ * numQTiles(dims.seqQ);
+}
+
+std::vector<int64_t> longestFirst(int64_t items, int64_t perEntry,
+                                  const std::vector<int64_t> &entryTiles) {
+  int64_t batch = int64_t(entryTiles.size());
+  if (batch < 2 || perEntry <= 0 || batch * perEntry > items ||
+      std::equal(entryTiles.begin() + 1, entryTiles.end(), entryTiles.begin()))
+    return {};
+  std::vector<int64_t> entries(static_cast<size_t>(batch)), order;
+  for (int64_t b = 0; b < batch; ++b)
+    entries[size_t(b)] = b;
+  std::stable_sort(entries.begin(), entries.end(), [&](int64_t x, int64_t y) {
+    return entryTiles[size_t(x)] > entryTiles[size_t(y)];
+  });
+  order.reserve(size_t(items));
+  for (int64_t b : entries)
+    for (int64_t i = 0; i < perEntry; ++i)
+      order.push_back(b * perEntry + i);
+  for (int64_t i = batch * perEntry; i < items; ++i) // past the kernel's grid: no work
+    order.push_back(i);
+  return order;
+}
+
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
                        int64_t (*numKVTiles)(int64_t), const std::vector<int64_t> *qLens,
@@ -873,12 +927,9 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
     return 1;
   // The items the kernel runs: one per key/value head when --attn-pack-gqa
   // packs the group into one query tile (its condition), else per query
-  // head and query tile.
-  int64_t group = dims.headsQ / dims.headsKV;
-  // (With q_lens the choice is on the capacity, and an entry with no query
-  // runs nothing.)
-  bool packed = group > 1 && (packedRows > 0 ? group * dims.seqQ <= packedRows
-                                             : numQTiles(group * dims.seqQ) == 1);
+  // head and query tile. (With q_lens the choice is on the capacity, and an
+  // entry with no query runs nothing.)
+  bool packed = packsGQA(dims, numQTiles, packedRows);
   int64_t total = 0, longest = 0;
   for (int64_t b = 0; b < dims.batch; ++b) {
     int64_t queries = qLens ? (*qLens)[size_t(b)] : dims.seqQ;

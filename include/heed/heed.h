@@ -93,7 +93,8 @@ typedef struct heed_compile_options {
                          * "cpu:<LLVM CPU name>" one CPU (e.g. "cpu:znver4"). */
   int32_t analyze_mask; /* default 1 */
   int32_t use_cache;    /* default 1: memory and disk cache */
-  /* Serving layouts (docs/decode.md; CPU only for now). Fields added in heed
+  /* Serving layouts (docs/decode.md: the CPU, and the GPU's tensor-core, MFMA and
+   * (without pages) SIMT kernels; not the wgmma kernel). Fields added in heed
    * 0.2: a struct_size that ends before them means 0. */
   int32_t kv_lens;      /* nonzero: calls pass kv_lens, each batch entry's number of keys */
   int64_t page_size;    /* > 0: k and v are a paged cache of pages of this many keys
@@ -105,7 +106,8 @@ typedef struct heed_compile_options {
   int32_t out_f32;      /* nonzero: out is f32 whatever dtype is, so that the backward's
                          * delta comes from the exact output (CPU only; docs/backward.md) */
   /* Packed sequences, FlashAttention's varlen layout (added after out_f32; a
-   * struct_size that ends before them means 0; CPU only for now). */
+   * struct_size that ends before them means 0; the CPU and the GPU kernels the
+   * serving fields run on). */
   int32_t cu_seqlens_q;  /* nonzero: q, out and lse hold the entries' queries end to end
                           * (batch 1) and calls pass cu_seqlens_q; not with q_lens */
   int32_t cu_seqlens_kv; /* nonzero: k and v hold the entries' keys end to end (batch 1)
@@ -199,7 +201,10 @@ typedef struct heed_attention_args {
                                * default stream); the call returns once the kernel is queued
                                * there (see heed_synchronize) */
   heed_run_stats *stats;      /* optional */
-  /* Serving calls (heed 0.2; a struct_size that ends before them means NULL):
+  /* Serving calls (heed 0.2; a struct_size that ends before them means NULL).
+   * kv_lens, page_table, q_lens and cu_seqlens_q/kv are host (CPU) tensors for
+   * every call, GPU calls too (a device tensor is refused): heed checks them and
+   * sizes the launch on the host, then copies them to the device on the stream.
    * kv_lens i32 [B], entry b's keys (at most what k holds per entry, or
    * max_pages * page_size); page_table i32 [B, max_pages], the pages of
    * entry b in order (entries past its keys are not read). */

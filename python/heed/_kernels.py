@@ -382,18 +382,19 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     (ROCm tensors only, for gfx942) or 'rocm:gfx90a' / 'rocm:gfx942' /
     'rocm:gfx950' (ROCm only, compiled now for that chip).
     kv_lens: calls pass ``kv_lens`` (int32 ``[B]``), each batch entry's number
-    of keys (serving; CPU only for now). page_size: k and v are a paged cache
+    of keys (serving; CPU and GPU). page_size: k and v are a paged cache
     ``[pages, page_size, Hkv, D]`` (bshd; bhsd ``[pages, Hkv, page_size, D]``)
     read through a ``page_table`` (int32 ``[B, max_pages]``); implies kv_lens
     (docs/decode.md). q_lens: calls pass ``q_lens`` (int32 ``[B]``), each batch
-    entry's number of queries (ragged queries on a padded batch; CPU only).
+    entry's number of queries (ragged queries on a padded batch).
     out_f32: out is float32 whatever dtype is (a training forward: the
     backward's delta then comes from the exact output; CPU only,
     docs/backward.md).
     cu_seqlens_q / cu_seqlens_kv: packed sequences (FlashAttention's varlen
     layout): q, out and lse (k and v) hold the batch's sequences end to end in
     batch 1 and calls pass ``cu_seqlens_q`` (``cu_seqlens_kv``), int32
-    ``[B+1]``; not with q_lens (kv_lens, page_size). CPU only for now.
+    ``[B+1]``; not with q_lens (kv_lens, page_size). The index tensors a call
+    passes are host (CPU) int32 tensors, for GPU calls too.
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.

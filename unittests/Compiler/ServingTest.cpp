@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -437,6 +438,23 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
     EXPECT_EQ(back.cuSeqlensQ, c.cuSeqlensQ);
     EXPECT_EQ(back.cuSeqlensKV, c.cuSeqlensKV);
   }
+  // An artifact with a packed entry is format version 2 (a version-1 reader
+  // would ignore the packed operands and launch with the wrong arguments:
+  // it refuses version 2); others stay version 1. Both read back.
+  auto version = [](const std::string &bytes) {
+    uint32_t v = 0;
+    std::memcpy(&v, bytes.data() + 8, 4);
+    return v;
+  };
+  for (const KernelConfig &c : {plain, packedQ}) {
+    Artifact artifact;
+    artifact.entries.push_back({"cpu:test", describeKernel(variant, c), "binary"});
+    std::string bytes = artifact.serialize();
+    EXPECT_EQ(version(bytes), c.cuSeqlensQ ? kArtifactVersionPacked : kArtifactVersion);
+    Artifact read;
+    ASSERT_EQ(read.parse(bytes), "");
+    EXPECT_EQ(read.entries.at(0).info.cuSeqlensQ, c.cuSeqlensQ);
+  }
 }
 
 // The split-KV cost model counts each entry's own queries: a long entry with
@@ -542,6 +560,17 @@ TEST(Serving, BadPackedOffsetsAreErrors) {
   expectError(run(serving.get(), nullptr, &cuKV), "cu_seqlens_q must be i32[B + 1]");
   HostTensor padded(DType::F32, {2, 2, 7});
   expectError(run(serving.get(), &cuQ, &cuKV, &padded), "lse must be f32[1, 2, 7]");
+  // A strided view of the right offsets: the kernel reads them contiguous.
+  HostTensor wide(DType::I32, {9});
+  set(wide, {0, 100, 200, 3, 300, 400, 7, 500, 600});
+  {
+    AttentionArgs args{q.ref(), k.ref(), k.ref(), out.ref(), lse.ref(), {}};
+    args.cuSeqlensQ = wide.ref();
+    args.cuSeqlensQ.shape = {3}, args.cuSeqlensQ.strides = {3};
+    args.cuSeqlensKV = cuKV.ref();
+    llvm::Error err = serving.get()->run(args);
+    expectError(err ? llvm::toString(std::move(err)) : "", "cu_seqlens_q must be contiguous");
+  }
   expectError(run(without.get(), &cuQ, nullptr),
               "cu_seqlens_q was given, but the kernel was compiled without it");
   // The configuration refuses combinations whose lengths would disagree.

@@ -5,10 +5,12 @@
 // the same blocks visited as the unsplit run; and the cost model's choices.
 #include "heed/Compiler/Compiler.h"
 #include "heed/Frontend/Parser.h"
+#include "heed/Runtime/Launch.h"
 #include "heed/Runtime/Reference.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -140,3 +142,56 @@ TEST(SplitKV, CostModelSplitsOnlyWhereItemsAreFewOrUneven) {
 }
 
 } // namespace
+
+namespace {
+
+/// The makespan of greedy list scheduling (each item to the thread free
+/// first), items taken in `order` (empty: index order), item i costing
+/// cost[i]: what runItems' atomic counter does with equal-speed threads.
+int64_t makespan(const std::vector<int64_t> &cost, const std::vector<int64_t> &order,
+                 int threads) {
+  std::vector<int64_t> freeAt(size_t(threads), 0);
+  for (size_t n = 0; n < cost.size(); ++n) {
+    auto first = std::min_element(freeAt.begin(), freeAt.end());
+    *first += cost[size_t(order.empty() ? int64_t(n) : order[n])];
+  }
+  return *std::max_element(freeAt.begin(), freeAt.end());
+}
+
+} // namespace
+
+// Work items are handed out longest entry first (runtime/Launch.cpp,
+// longestFirst): a permutation of the items, which on a batch of very
+// different lengths keeps the long entry from starting last.
+TEST(SplitKV, LongestEntriesAreHandedOutFirst) {
+  // Decode, 64 entries x 8 key/value heads (GQA packed: 8 items an entry),
+  // lengths 64 key tiles but the last entry's 2048, 16 threads.
+  int64_t batch = 64, perEntry = 8;
+  std::vector<int64_t> tiles(size_t(batch), 64);
+  tiles.back() = 2048;
+  int64_t items = batch * perEntry + 5; // 5 past the grid: no work
+  std::vector<int64_t> order = heed::longestFirst(items, perEntry, tiles);
+  ASSERT_EQ(int64_t(order.size()), items);
+  std::vector<int64_t> sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < items; ++i)
+    ASSERT_EQ(sorted[size_t(i)], i) << "not a permutation";
+  EXPECT_EQ(order.front(), (batch - 1) * perEntry) << "the long entry's items come first";
+  std::vector<int64_t> cost(size_t(items), 0);
+  int64_t total = 0;
+  for (int64_t i = 0; i < batch * perEntry; ++i)
+    total += cost[size_t(i)] = tiles[size_t(i / perEntry)];
+  int64_t inOrder = makespan(cost, {}, 16), longest = makespan(cost, order, 16);
+  int64_t bound = std::max<int64_t>((total + 15) / 16, 2048);
+  std::printf("[ makespan ] index order %lld, longest first %lld, lower bound %lld\n",
+              (long long)inOrder, (long long)longest, (long long)bound);
+  EXPECT_LT(longest, inOrder);
+  EXPECT_LE(double(longest), 1.05 * double(bound));
+  // Alike entries, or sizes that do not fit the grid: index order.
+  EXPECT_TRUE(heed::longestFirst(items, perEntry, std::vector<int64_t>(64, 7)).empty());
+  EXPECT_TRUE(heed::longestFirst(10, perEntry, tiles).empty());
+  // Split-KV's phase 1: each entry's items times the parts, same blocks.
+  std::vector<int64_t> split = heed::longestFirst(batch * perEntry * 3, perEntry * 3, tiles);
+  ASSERT_EQ(int64_t(split.size()), batch * perEntry * 3);
+  EXPECT_EQ(split.front(), (batch - 1) * perEntry * 3);
+}

@@ -91,7 +91,14 @@ struct ArtifactEntry {
   std::string binary;
 };
 
+/// Artifact format versions. Version 2 is written only for an artifact with
+/// an entry whose arguments a version-1 reader would misread (packed
+/// sequences: KernelInfo::cuSeqlensQ/KV add operands an older heed ignores
+/// as an unknown key), so that such a reader refuses it rather than
+/// launching with the wrong arguments; every other artifact stays version 1.
+/// This heed reads both.
 inline constexpr uint32_t kArtifactVersion = 1;
+inline constexpr uint32_t kArtifactVersionPacked = 2;
 
 struct Artifact {
   Digest key{}; ///< the cache key it was built for (all zero for AOT bundles)

@@ -22,6 +22,9 @@ struct AttentionArgs {
   TensorRef q, k, v, out;
   TensorRef lse; ///< [B, Hq, Sq] f32; required iff the kernel writes it
   std::vector<TensorRef> buffers;
+  /// The index tensors below (kv_lens, page_table, q_lens, cu_seqlens) are
+  /// in host memory for every launch, GPU ones too: checkAttentionArgs reads
+  /// them, and the GPU launch copies them to the device.
   /// Serving layouts (KernelInfo::kvLens, pageSize; docs/decode.md):
   /// kv_lens i32 [B], each batch entry's keys; page_table i32 [B, max_pages]
   /// with k, v as pages [pages, P, Hkv, D] (BSHD) or [pages, Hkv, P, D] (BHSD).
@@ -117,6 +120,24 @@ unsigned hardwareThreads();
 /// (begin, end), which the caller sets before each call.
 std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &begin,
                                    int64_t &end);
+
+/// Whether a kernel with `packedRows` packs this call's GQA groups into one
+/// query tile per key/value head (--attn-pack-gqa; its run-time condition).
+bool packsGQA(const AttentionDims &dims, int64_t (*numQTiles)(int64_t), int64_t packedRows);
+
+/// The work items a CPU kernel's grid has per batch entry (the grid is B x
+/// this, entry-major): Hkv when it packs GQA groups, else Hq x query tiles.
+int64_t kernelItemsPerEntry(const AttentionDims &dims, int64_t (*numQTiles)(int64_t),
+                            int64_t packedRows);
+
+/// The order the threads take a call's `items` in (a permutation of [0,
+/// items)): the blocks of `perEntry` items of each batch entry, entries with
+/// more key tiles (`entryTiles`, one per entry) first, the items past the
+/// kernel's grid (B x perEntry) last: no long entry starts last and leaves
+/// the other threads idle (longest processing time first). Empty (index
+/// order) when the entries are alike or the sizes do not fit.
+std::vector<int64_t> longestFirst(int64_t items, int64_t perEntry,
+                                  const std::vector<int64_t> &entryTiles);
 
 /// Key ranges per work item for a call (split-KV; docs/decode.md): enough
 /// parts of the longest item's key tiles for about four per thread, each
