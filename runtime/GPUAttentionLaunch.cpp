@@ -223,6 +223,21 @@ std::string collect(GPUStreamDriver &driver, GPUStreamState &state, bool waited,
   return message;
 }
 
+/// Device memory `memory` of `bytes` grown to at least `need` (freed and
+/// allocated anew: nothing queued may still use it).
+std::string reserveDevice(GPUStreamDriver &driver, void *&memory, size_t &bytes, size_t need) {
+  if (need <= bytes)
+    return "";
+  if (memory)
+    driver.free(memory);
+  memory = nullptr;
+  bytes = 0;
+  if (std::string error = driver.allocate(need, &memory); !error.empty())
+    return error;
+  bytes = need;
+  return "";
+}
+
 /// The tables built on the host from device buffers, once the caller's
 /// stream has written them, and uploaded into the state's table memory: the
 /// summaries the block classifier reads (document ids) and a gated kernel's
@@ -251,16 +266,9 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
   size_t total = gateBytes;
   for (const SummaryTable &t : built)
     total += t.data.size() * sizeof(int64_t);
-  // The stream is idle (synchronized above): the old memory is unused.
-  if (total > state.summaryBytes) {
-    if (state.summaries)
-      driver.free(state.summaries);
-    state.summaries = nullptr;
-    state.summaryBytes = 0;
-    if (!(error = driver.allocate(total, &state.summaries)).empty())
-      return error;
-    state.summaryBytes = total;
-  }
+  // (The stream is idle, synchronized above: the old memory is unused.)
+  if (!(error = reserveDevice(driver, state.summaries, state.summaryBytes, total)).empty())
+    return error;
   size_t offset = 0;
   for (const SummaryTable &t : built) {
     size_t bytes = t.data.size() * sizeof(int64_t);
@@ -311,18 +319,11 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
     packed.push_back(std::move(values));
   }
   std::string error;
-  if (total > state.tableBytes) {
-    // Kernels queued earlier may still read the old tables.
-    if (!(error = driver.synchronize()).empty())
-      return error;
-    if (state.tables)
-      driver.free(state.tables);
-    state.tables = nullptr;
-    state.tableBytes = 0;
-    if (!(error = driver.allocate(total, &state.tables)).empty())
-      return error;
-    state.tableBytes = total;
-  }
+  // Kernels queued earlier may still read the old tables: wait before growing.
+  if (total > state.tableBytes && !(error = driver.synchronize()).empty())
+    return error;
+  if (!(error = reserveDevice(driver, state.tables, state.tableBytes, total)).empty())
+    return error;
   size_t offset = 0;
   for (size_t i = 0; i < host.size(); ++i) {
     void *at = static_cast<char *>(state.tables) + offset;

@@ -27,4 +27,12 @@ std::pair<Value, Value> keyRow(OpBuilder &b, Location loc, Value table, int64_t 
   return {page, arith::RemUIOp::create(b, loc, token, size)};
 }
 
+Value tilePage(OpBuilder &b, Location loc, Value table, int64_t pageSize, int64_t rows,
+               Value batch, Value row0) {
+  if (!table || rows <= 0 || pageSize % rows != 0)
+    return {};
+  Value size = arith::ConstantIndexOp::create(b, loc, pageSize);
+  return lookupPage(b, loc, table, batch, arith::DivUIOp::create(b, loc, row0, size));
+}
+
 } // namespace heed

@@ -31,6 +31,12 @@ std::pair<mlir::Value, mlir::Value> keyRow(mlir::OpBuilder &b, mlir::Location lo
                                            mlir::Value batch, mlir::Value token,
                                            mlir::Value page = {});
 
+/// The page of a tile of `rows` keys from `row0` (a multiple of `rows`) of
+/// entry `batch`, read once, when pages hold whole tiles (pageSize a multiple
+/// of rows); else null (each row reads its own).
+mlir::Value tilePage(mlir::OpBuilder &b, mlir::Location loc, mlir::Value table,
+                     int64_t pageSize, int64_t rows, mlir::Value batch, mlir::Value row0);
+
 } // namespace heed
 
 #endif

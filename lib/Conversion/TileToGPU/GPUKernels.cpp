@@ -131,6 +131,9 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
                int64_t width, int64_t threads, bool transposed, Value rowList, Value pages) {
   Type elt = cast<MemRefType>(global.getType()).getElementType();
   int64_t chunks = rows * width / 8;
+  int64_t pageSize = pages ? pageSizeOf(global, layout) : 0;
+  // Pages holding whole tiles (a flat span: no row list): one table read.
+  Value page = rowList ? Value() : tilePage(b, loc, pages, pageSize, rows, batch, row0);
   auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
                                  index(b, loc, threads));
   OpBuilder::InsertionGuard g(b);
@@ -144,8 +147,8 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
   Value pos = map.token(b, loc, r, in);
   Value outer = batch;
   if (pages) // a paged cache: the page of a row the entry holds (a hole reads nothing)
-    std::tie(outer, pos) = keyRow(b, loc, pages, pageSizeOf(global, layout), batch,
-                                  map.clampedToken(b, loc, r));
+    std::tie(outer, pos) = keyRow(b, loc, pages, pageSize, batch, map.clampedToken(b, loc, r),
+                                  page);
   Value chunk = loadOrZero(b, loc, VectorType::get({8}, elt), global,
                            at(layout, outer, head, pos, c), in);
   SmallVector<Value> indices(prefix.begin(), prefix.end());

@@ -227,6 +227,9 @@ private:
                  Value pages) const {
     int64_t perRow = width / 8, chunks = shape.keys * perRow;
     Value last = arith::SubIOp::create(b, loc, seq, index(b, loc, 1));
+    int64_t pageSize = pages ? heed::pageSizeOf(global, layout) : 0;
+    // Pages holding whole tiles: the tile's page read once, not per copy.
+    Value page = heed::tilePage(b, loc, pages, pageSize, shape.keys, batch, row0);
     auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
                                    index(b, loc, shape.threads()));
     OpBuilder::InsertionGuard g(b);
@@ -239,8 +242,7 @@ private:
     Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
     Value src = arith::SelectOp::create(b, loc, in, pos, last);
     Value count = arith::SelectOp::create(b, loc, in, index(b, loc, 8), index(b, loc, 0));
-    auto [outer, at0] =
-        heed::keyRow(b, loc, pages, pages ? heed::pageSizeOf(global, layout) : 0, batch, src);
+    auto [outer, at0] = heed::keyRow(b, loc, pages, pageSize, batch, src, page);
     nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(b), smem, ValueRange{stageRow(b, loc, stage, r), c},
                                      global, at(layout, outer, head, at0, c), b.getIndexAttr(8), count,
                                      b.getUnitAttr());
