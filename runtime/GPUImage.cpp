@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 
 namespace heed {
 
@@ -69,6 +70,11 @@ public:
   virtual ~Module() = default;
   virtual std::string launch(const KernelInfo &info, const AttentionArgs &args, void *stream,
                              const GPULaunchOptions &options) const = 0;
+  /// The backward: this module dQ's kernel, `dkdv` dK/dV's (of the same
+  /// platform and device).
+  virtual std::string launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                                     const std::vector<unsigned> &gradients, const Module &dkdv,
+                                     void *stream, const GPULaunchOptions &options) const = 0;
 };
 
 namespace {
@@ -79,6 +85,18 @@ public:
   std::string launch(const KernelInfo &info, const AttentionArgs &args, void *stream,
                      const GPULaunchOptions &options) const override {
     return module->launchAttention(info, args, stream, options);
+  }
+  std::string launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                             const std::vector<unsigned> &gradients, const Module &dkdv,
+                             void *stream, const GPULaunchOptions &options) const override {
+    if constexpr (std::is_same_v<KernelModule, cuda::KernelModule>) {
+      auto *other = dynamic_cast<const PlatformModule *>(&dkdv);
+      if (!other)
+        return "the backward's two kernels are of different platforms";
+      return module->launchBackward(info, args, gradients, *other->module, stream, options);
+    } else {
+      return "the GPU backward's kernels are NVIDIA's (CUDA) for now (docs/backward.md)";
+    }
   }
 
 private:
@@ -126,6 +144,25 @@ std::string GPUImage::launch(const KernelInfo &info, const AttentionArgs &args, 
     module = modules.at(device);
   }
   return module->launch(info, args, stream, options);
+}
+
+std::string GPUImage::launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                                     const std::vector<unsigned> &gradients,
+                                     const GPUImage &dkdv, int device, void *stream,
+                                     const GPULaunchOptions &options) const {
+  for (const GPUImage *image : {this, &dkdv})
+    if (std::string error = image->load(device); !error.empty())
+      return error;
+  std::shared_ptr<const Module> dq, other;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    dq = modules.at(device);
+  }
+  {
+    std::lock_guard<std::mutex> lock(dkdv.mutex);
+    other = dkdv.modules.at(device);
+  }
+  return dq->launchBackward(info, args, gradients, *other, stream, options);
 }
 
 } // namespace heed

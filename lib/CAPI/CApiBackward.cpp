@@ -1,13 +1,18 @@
 // The backward pass in the C API (heed.h, "the backward pass"): compiling a
 // heed::BackwardKernel (through the kernel cache unless use_cache = 0) and
-// running it on CPU tensors.
+// running it on CPU tensors, or on CUDA tensors the GPU backward's dQ and
+// dK/dV kernels, compiled for the device's chip at the first such call.
 #include "Request.h"
 
 #include "heed/Compiler/Backward.h"
+#include "heed/Compiler/GPU.h"
 #include "heed/Compiler/KernelCache.h"
 #include "heed/Runtime/CApiSupport.h"
+#include "heed/Runtime/CUDA.h"
+#include "heed/Runtime/GPUImage.h"
 
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -17,6 +22,18 @@ using heed::capi::fail;
 
 struct heed_backward {
   std::unique_ptr<BackwardKernel> kernel;
+  // The GPU backward, made at the first call on CUDA tensors.
+  spec::Variant variant;
+  KernelConfig config; ///< with lse: the forward's description the kernels take
+  bool useCache = true;
+  std::mutex gpuMutex;
+  /// The dQ and dK/dV images by chip.
+  std::map<std::string, std::pair<std::shared_ptr<const GPUImage>,
+                                  std::shared_ptr<const GPUImage>>> images;
+  /// Per (device, stream): the scratch delta = rowsum(dO * O), f32 [B, Hq,
+  /// Sq], which the dQ kernel writes and the dK/dV kernel reads; reused by
+  /// the next call on the stream (ordered after this one's kernels).
+  std::map<std::pair<int, void *>, std::unique_ptr<cuda::DeviceBuffer>> deltas;
 };
 
 namespace {
@@ -35,12 +52,24 @@ bool isLive(const heed_backward *b, const char *caller) {
   return false;
 }
 
-/// A CPU tensor of f32, f16 or bf16 (or, for buffers, any dtype); "" or why not.
-std::string toRef(const heed_tensor *t, const std::string &what, TensorRef &out) {
+/// A tensor of the call (a CPU or CUDA one; all must be on one device); ""
+/// or why not. `device`: (device type, id) of the first tensor, checked
+/// against the others'.
+std::string toRef(const heed_tensor *t, const std::string &what, TensorRef &out,
+                  std::pair<int32_t, int32_t> &device) {
   if (!t)
     return what + " is missing (NULL)";
-  if (t->device_type != HEED_DEVICE_CPU)
-    return what + " is not a CPU tensor: the backward runs on the CPU only";
+  if (t->device_type != HEED_DEVICE_CPU && t->device_type != HEED_DEVICE_CUDA)
+    return what + " is on device type " + std::to_string(t->device_type) +
+           ": the backward runs on CPU tensors and CUDA tensors";
+  std::pair<int32_t, int32_t> here{t->device_type,
+                                   t->device_type == HEED_DEVICE_CPU ? 0 : t->device_id};
+  if (device.first == 0)
+    device = here;
+  else if (device != here)
+    return what + " is on " + capi::deviceName(here.first, here.second) + ", q on " +
+           capi::deviceName(device.first, device.second) +
+           ": every tensor of the backward must be on one device";
   static const DType codes[] = {DType::F32, DType::F16, DType::BF16, DType::I8,
                                 DType::I32, DType::I64, DType::Bool};
   if (t->dtype < 0 || t->dtype > HEED_BOOL)
@@ -54,6 +83,89 @@ std::string toRef(const heed_tensor *t, const std::string &what, TensorRef &out)
   if (t->strides)
     out.strides.assign(t->strides, t->strides + t->ndim);
   return checkView(what, out);
+}
+
+/// The dQ and dK/dV images of `b` for CUDA `chip` (compiled on first use,
+/// through the kernel cache unless use_cache = 0); HEED_OK or the failure.
+heed_status gpuImages(heed_backward &b, const std::string &chip,
+                      std::pair<std::shared_ptr<const GPUImage>,
+                                std::shared_ptr<const GPUImage>> &out) {
+  auto it = b.images.find(chip);
+  if (it != b.images.end()) {
+    out = it->second;
+    return HEED_OK;
+  }
+  std::shared_ptr<const GPUImage> made[2];
+  GPUComputation computations[] = {GPUComputation::BackwardDQ, GPUComputation::BackwardDKDV};
+  for (int i = 0; i < 2; ++i) {
+    GPUTarget target{GPUVendor::NVIDIA, chip, GPUKernelKind::TensorCores};
+    target.computation = computations[i];
+    auto entry = [&]() -> llvm::Expected<std::shared_ptr<const ArtifactEntry>> {
+      if (b.useCache)
+        return KernelCache::global().getGPU(b.variant, b.config, target);
+      auto compiled = compileGPUEntry(b.variant, b.config, target);
+      if (!compiled)
+        return compiled.takeError();
+      return std::make_shared<const ArtifactEntry>(std::move(*compiled));
+    }();
+    if (!entry)
+      return fail(HEED_ERROR_COMPILE, "heed_attention_backward: compiling the GPU backward of '" +
+                                          b.variant.name + "' for " + chip + ": " +
+                                          llvm::toString(entry.takeError()));
+    made[i] = std::make_shared<const GPUImage>(std::move(*entry));
+  }
+  out = b.images[chip] = {made[0], made[1]};
+  return HEED_OK;
+}
+
+/// The backward on CUDA tensors of `device` (launchGPUBackward through the
+/// runtime's modules); HEED_OK or the failure.
+heed_status runOnCUDA(heed_backward &b, const BackwardArgs &a, int32_t device, void *stream) {
+  if (std::string why = gpuUnavailable(GPUPlatform::CUDA); !why.empty())
+    return fail(HEED_ERROR_UNSUPPORTED, "heed_attention_backward: cannot run on " +
+                                            capi::deviceName(HEED_DEVICE_CUDA, device) + ": " +
+                                            why);
+  GPUBackwardTensors t;
+  t.forward.q = a.q, t.forward.k = a.k, t.forward.v = a.v;
+  t.forward.out = a.out, t.forward.lse = a.lse, t.forward.buffers = a.buffers;
+  t.dout = a.dout, t.dq = a.dq, t.dk = a.dk, t.dv = a.dv, t.bufferGrads = a.bufferGrads;
+  if (std::string why = checkGPUDevice(GPUPlatform::CUDA, t.forward, device); !why.empty())
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + why);
+  std::string why;
+  std::string chip = gpuChip(GPUPlatform::CUDA, device, why);
+  if (chip.empty())
+    return fail(HEED_ERROR_RUN, "heed_attention_backward: " + why);
+  std::lock_guard<std::mutex> lock(b.gpuMutex);
+  std::pair<std::shared_ptr<const GPUImage>, std::shared_ptr<const GPUImage>> images;
+  if (heed_status s = gpuImages(b, chip, images))
+    return s;
+  // The scratch delta, f32 [B, Hq, Sq] (q's dims; checked by the launch).
+  bool bshd = b.config.layout == Layout::BSHD;
+  if (a.q.shape.size() != 4)
+    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: q must have rank 4, got " +
+                                                 a.q.describe());
+  int64_t rows = a.q.shape[0] * a.q.shape[bshd ? 2 : 1] * a.q.shape[bshd ? 1 : 2];
+  size_t bytes = size_t(std::max<int64_t>(rows, 1)) * sizeof(float);
+  std::unique_ptr<cuda::DeviceBuffer> &delta = b.deltas[{device, stream}];
+  if (!delta || delta->size() < bytes) {
+    // The old scratch may still be read by kernels queued on the stream.
+    if (delta)
+      if (std::string err = synchronizeGPU(GPUPlatform::CUDA, device, stream); !err.empty())
+        return fail(HEED_ERROR_RUN, "heed_attention_backward: " + err);
+    delta.reset();
+    delta = cuda::DeviceBuffer::allocate(bytes, why, device);
+    if (!delta)
+      return fail(HEED_ERROR_RUN, "heed_attention_backward: the scratch delta: " + why);
+  }
+  t.delta = TensorRef{delta->data(), DType::F32,
+                      {a.q.shape[0], a.q.shape[bshd ? 2 : 1], a.q.shape[bshd ? 1 : 2]}, {}};
+  KernelInfo info = describeKernel(b.variant, b.config);
+  if (std::string err = images.first->launchBackward(info, t, b.kernel->gradientBuffers(),
+                                                     *images.second, device, stream,
+                                                     GPULaunchOptions::fromEnvironment());
+      !err.empty())
+    return fail(HEED_ERROR_RUN, "heed_attention_backward: " + err);
+  return HEED_OK;
 }
 
 } // namespace
@@ -75,7 +187,12 @@ heed_status heed_backward_compile(const char *specText, const char *sourceName,
                                           r.useCache ? &KernelCache::global() : nullptr);
     if (!kernel)
       return fail(HEED_ERROR_COMPILE, llvm::toString(kernel.takeError()));
-    auto *handle = new heed_backward{std::move(*kernel)};
+    auto *handle = new heed_backward{};
+    handle->kernel = std::move(*kernel);
+    handle->variant = r.variant;
+    handle->config = r.config;
+    handle->config.lse = true; // the kernels read the forward's lse
+    handle->useCache = r.useCache;
     {
       std::lock_guard<std::mutex> lock(liveMutex);
       live.insert(handle);
@@ -130,33 +247,47 @@ heed_status heed_attention_backward(const heed_backward *backward,
                                     const heed_backward_args *args) {
   if (!isLive(backward, "heed_attention_backward"))
     return HEED_ERROR_INVALID_ARGUMENT;
-  if (!args || args->struct_size < sizeof(heed_backward_args))
+  if (!args || args->struct_size < offsetof(heed_backward_args, stream))
     return fail(HEED_ERROR_INVALID_ARGUMENT,
                 "heed_attention_backward: NULL args or struct_size not set (call "
                 "heed_backward_args_init)");
+  void *stream = args->struct_size >= offsetof(heed_backward_args, stream) + sizeof(void *)
+                     ? args->stream
+                     : nullptr;
   BackwardArgs a;
   std::string err;
+  std::pair<int32_t, int32_t> device{0, 0};
   const std::pair<const heed_tensor *, std::pair<const char *, TensorRef *>> tensors[] = {
       {args->q, {"q", &a.q}},       {args->k, {"k", &a.k}},   {args->v, {"v", &a.v}},
       {args->out, {"out", &a.out}}, {args->lse, {"lse", &a.lse}}, {args->dout, {"dout", &a.dout}},
       {args->dq, {"dq", &a.dq}},    {args->dk, {"dk", &a.dk}}, {args->dv, {"dv", &a.dv}}};
   for (const auto &[t, named] : tensors)
     if (err.empty())
-      err = toRef(t, named.first, *named.second);
+      err = toRef(t, named.first, *named.second, device);
   if (args->num_buffers < 0 || (args->num_buffers > 0 && !args->buffers) ||
       args->num_buffer_grads < 0 || (args->num_buffer_grads > 0 && !args->buffer_grads))
     err = "bad buffers or buffer_grads (a negative count, or NULL with a positive count)";
   for (int32_t i = 0; err.empty() && i < args->num_buffers; ++i) {
     a.buffers.emplace_back();
-    err = toRef(&args->buffers[i], "buffer " + std::to_string(i), a.buffers.back());
+    err = toRef(&args->buffers[i], "buffer " + std::to_string(i), a.buffers.back(), device);
   }
   for (int32_t i = 0; err.empty() && i < args->num_buffer_grads; ++i) {
     a.bufferGrads.emplace_back();
     err = toRef(&args->buffer_grads[i], "buffer gradient " + std::to_string(i),
-                a.bufferGrads.back());
+                a.bufferGrads.back(), device);
   }
   if (!err.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + err);
+  if (device.first == HEED_DEVICE_CUDA) {
+    try {
+      heed_status s = runOnCUDA(*const_cast<heed_backward *>(backward), a, device.second, stream);
+      if (s == HEED_OK && args->stats)
+        *args->stats = {-1, -1, -1, -1};
+      return s == HEED_OK ? capi::ok() : s;
+    } catch (const std::exception &e) {
+      return fail(HEED_ERROR_RUN, std::string("heed_attention_backward: ") + e.what());
+    }
+  }
   RunStats stats;
   if (llvm::Error e = backward->kernel->run(a, unsigned(std::max(0, args->num_threads)), &stats))
     // A buffer read out of range is the kernel's error; the rest are the arguments'.

@@ -149,6 +149,7 @@ class heed_backward_args(ctypes.Structure):
         ("num_buffer_grads", ctypes.c_int32),
         ("num_threads", ctypes.c_int32),
         ("stats", ctypes.POINTER(heed_run_stats)),
+        ("stream", ctypes.c_void_p),
     ]
 
 

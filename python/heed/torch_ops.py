@@ -7,9 +7,10 @@ without running anything, so ``torch.compile`` keeps a heed call as one node of 
 graph; the real implementation runs heed's CPU kernel on CPU tensors (read through
 DLPack) and its CUDA kernel on CUDA tensors, through the same path as
 :func:`heed.attention`. Its autograd formula (``torch.library.register_autograd``) runs
-heed's backward kernel (docs/backward.md) on CPU tensors: gradients of q, k, v and of
-the variant's float buffers (a learned bias table, ALiBi slopes), so ``loss.backward()``
-works; GPU tensors and a gradient flowing into lse raise ``NotImplementedError``.
+heed's backward kernels (docs/backward.md) on CPU and CUDA tensors: gradients of q, k, v
+and of the variant's float buffers (a learned bias table, ALiBi slopes), so
+``loss.backward()`` works (on CUDA through the GPU backward's two kernels, not run on a GPU
+yet); a gradient flowing into lse raises ``NotImplementedError``.
 
 ``torch.ops.heed.serving_attention`` (:func:`serving_attention`) is the serving call:
 per-entry lengths, paged caches and packed sequences (docs/decode.md), inference only.
@@ -82,18 +83,18 @@ def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: 
         raise NotImplementedError(
             "heed::attention: a gradient through lse is not supported (heed's backward "
             "takes the gradient of out only)")
-    if q.device.type != "cpu":
+    if q.device.type not in ("cpu", "cuda"):
         raise NotImplementedError(
-            "heed::attention: the backward runs on the CPU only (GPU backward kernels are not "
-            "built yet); move the tensors to the CPU or run the GPU forward under "
-            "torch.no_grad()")
+            "heed::attention: the backward runs on CPU and CUDA tensors only; move the tensors "
+            "or run the forward under torch.no_grad()")
     kernel = _backward_kernel(spec, q, v, scale, layout)
     dq, dk, dv, grads = kernel(q, k, v, out, lse, dout.contiguous().to(q.dtype),
                                buffers=list(buffers))
     buffer_grads = []
     for name, b in zip(kernel._buffer_names, buffers):
         g = grads.get(name)
-        buffer_grads.append(g if g is not None else torch.zeros(b.shape, dtype=torch.float32))
+        buffer_grads.append(g if g is not None else torch.zeros(b.shape, dtype=torch.float32,
+                                                                device=b.device))
     return dq, dk, dv, buffer_grads
 
 

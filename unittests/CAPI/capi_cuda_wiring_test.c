@@ -447,6 +447,59 @@ int main(int argc, char **argv) {
   CHECK(heed_attention(packed, &pa) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "is past the 200 rows the packed tensor holds") != NULL);
 
+  /* The backward on CUDA tensors: the dQ and dK/dV kernels compiled for the
+   * device's chip at the first call, both queued on the caller's stream (with
+   * the buffer gradients zeroed there first); the scratch delta made once per
+   * stream; tensors of two devices refused. */
+  {
+    static unsigned short dout[B * H * S * D], dq[B * H * S * D], dk[B * H * S * D],
+        dv[B * H * S * D];
+    static float lse[B * H * S], dslopes[H];
+    static float slopes[H];
+    place(dout, sizeof dout, 0), place(dq, sizeof dq, 0), place(dk, sizeof dk, 0);
+    place(dv, sizeof dv, 0), place(lse, sizeof lse, 0), place(slopes, sizeof slopes, 0);
+    place(dslopes, sizeof dslopes, 0);
+    int64_t lseShape[3] = {B, H, S}, slopeShape[1] = {H};
+    heed_tensor lt = {lse, HEED_DEVICE_CUDA, 0, HEED_F32, 3, lseShape, NULL};
+    heed_tensor g[3] = {t[0], t[0], t[0]};
+    g[0].data = dq, g[1].data = dk, g[2].data = dv;
+    heed_tensor dO = t[3];
+    dO.data = dout;
+    heed_tensor slopeT = {slopes, HEED_DEVICE_CUDA, 0, HEED_F32, 1, slopeShape, NULL};
+    heed_tensor dslopeT = {dslopes, HEED_DEVICE_CUDA, 0, HEED_F32, 1, slopeShape, NULL};
+    heed_backward *bw = NULL;
+    CHECK(heed_backward_compile("variant alibi { buffer slopes: f32[H]\n"
+                                " score = score - slopes[h] * f32(q - kv)\n mask = causal() }",
+                                "alibi.attn", &o, &bw) == HEED_OK);
+    CHECK(bw && heed_backward_num_buffer_grads(bw) == 1);
+    heed_backward_args ba;
+    heed_backward_args_init(&ba);
+    ba.q = &t[0], ba.k = &t[1], ba.v = &t[2], ba.out = &t[3], ba.lse = &lt, ba.dout = &dO;
+    ba.dq = &g[0], ba.dk = &g[1], ba.dv = &g[2];
+    ba.buffers = &slopeT, ba.num_buffers = 1, ba.buffer_grads = &dslopeT, ba.num_buffer_grads = 1;
+    ba.stream = s;
+    heed_run_stats bstats = {0, 0, 0, 0};
+    ba.stats = &bstats;
+    int loads = log->loads, launches = log->launches;
+    clearCalls();
+    CHECK(bw && heed_attention_backward(bw, &ba) == HEED_OK);
+    if (log->launches != launches + 2 || log->loads != loads + 2)
+      fprintf(stderr, "backward: %d launches, %d loads (expected 2 and 2); %s\n",
+              log->launches - launches, log->loads - loads, heed_last_error());
+    CHECK(log->launches == launches + 2 && log->loads == loads + 2);
+    CHECK(log->stream == s && allOn(s, 0));
+    CHECK(bstats.visited_blocks == -1);
+    int allocs = log->allocs;
+    CHECK(heed_attention_backward(bw, &ba) == HEED_OK);
+    CHECK(log->loads == loads + 2 && log->launches == launches + 4 && log->allocs == allocs);
+    heed_tensor other = g[0];
+    other.device_id = 1;
+    ba.dq = &other;
+    CHECK(heed_attention_backward(bw, &ba) == HEED_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(heed_last_error(), "every tensor of the backward must be on one device") != NULL);
+    heed_backward_release(bw);
+  }
+
   /* Artifacts with CUDA entries (heed-compile --aot): argv[1] for
    * --target=sm_80,sm_90 (two cubins and sm_90's PTX), argv[2] for sm_80
    * alone (a cubin and its PTX). The device's chip picks the entry: its own

@@ -57,6 +57,12 @@ public:
   /// Queues the kernel on tensors of `device` (loaded first if needed).
   std::string launch(const KernelInfo &info, const AttentionArgs &args, int device, void *stream,
                      const GPULaunchOptions &options) const;
+  /// Queues the backward (launchGPUBackward): this image the dQ kernel,
+  /// `dkdv` the dK/dV kernel, both loaded on `device` first if needed. CUDA
+  /// only (an HIP image says so).
+  std::string launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                             const std::vector<unsigned> &gradients, const GPUImage &dkdv,
+                             int device, void *stream, const GPULaunchOptions &options) const;
 
   const ArtifactEntry &entry() const { return *image; }
   GPUPlatform platform() const { return kind; }
