@@ -13,11 +13,12 @@
 #                   precompiled artifacts, both kernels
 #   sanitizer 120   compute-sanitizer memcheck, racecheck, synccheck, initcheck
 #                   on cases.txt's sanitize cases
-#   backward   75   cases.txt's backward cases: heed-run --backward on CUDA
+#   backward  100   cases.txt's backward cases: heed-run --backward on CUDA
 #                   (the forward, then the backward's dQ and dK/dV kernels,
 #                   from the kernel cache pack.sh filled, else compiled there:
 #                   no AOT for the backward yet) against float64; memcheck and
-#                   racecheck on the first one
+#                   racecheck on the first one; then torch's CUDA forward and
+#                   loss.backward() through the C API (test_torch.py, 60 s)
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
 #   decode     35   bench/gpu_decode.py: decode (B=8 x 32K keys, B=64 ragged
@@ -255,7 +256,30 @@ step_backward() {
         summary "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' <<< "$log" | tail -1)"
     done
   fi
-  detail "$passed passed, $failed failed, $notrun not run (time);${sanitized:- no sanitizer} seed $SEED${failures:+; failed:$failures}"
+  # The C API's GPU backward through torch (loss.backward() on CUDA tensors
+  # against float64 autograd) and torch's CUDA forward, python/tests/test_torch.py.
+  local torchrun="not run"
+  if [ "$(left)" -ge 15 ]; then
+    echo "== torch CUDA forward and autograd (python/tests/test_torch.py)"
+    t0=$(now)
+    log=$(HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_CACHE_DIR=$WORK/cache \
+          timeout -k 5 "$(item_limit 60)" python3 python/tests/test_torch.py \
+          FlexTorchTest.test_cuda FlexTorchTest.test_cuda_backward < /dev/null 2>&1)
+    rc=$?
+    echo "$log"
+    local st=PASS
+    case $rc in
+      0) grep -q "skipped" <<< "$log" && st=SKIPPED ;;
+      77) st=SKIPPED ;;
+      *) st=FAIL; failed=$((failed + 1)); failures+=" torch-cuda" ;;
+    esac
+    torchrun=$st
+    case_record backward torch-cuda-autograd $st $(($(now) - t0)) rc $rc \
+      errors "$(grep -E 'normwise error' <<< "$log" | tr '\n' ' ')"
+  else
+    notrun=$((notrun + 1))
+  fi
+  detail "$passed passed, $failed failed, $notrun not run (time);${sanitized:- no sanitizer}; torch CUDA autograd $torchrun; seed $SEED${failures:+; failed:$failures}"
   [ $failed -gt 0 ] && return 1
   [ $notrun -gt 0 ] && return 124
   return 0
@@ -498,14 +522,14 @@ STEP=setup detail "${GPU_NAME:-no GPU ($GPU_WHY)}, $runtime, $(nproc) cores; com
 record setup PASS $(($(now) - t0)) "${BUDGET_SETUP:-20}"
 
 steps=${STEPS:-aot,numerics,sanitizer,backward,compile,decode,bench}
-echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-75}, compile ${BUDGET_COMPILE:-20}, decode ${BUDGET_DECODE:-35}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
+echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-100}, compile ${BUDGET_COMPILE:-20}, decode ${BUDGET_DECODE:-35}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
 for step in aot numerics sanitizer backward compile decode bench; do
   [[ ,$steps, == *,$step,* ]] || continue
   case $step in
     aot) budget=${BUDGET_AOT:-15}; log=misc.log ;;
     numerics) budget=${BUDGET_NUMERICS:-90}; log=numerics.log ;;
     sanitizer) budget=${BUDGET_SANITIZER:-120}; log=sanitizer.log ;;
-    backward) budget=${BUDGET_BACKWARD:-75}; log=numerics.log ;;
+    backward) budget=${BUDGET_BACKWARD:-100}; log=numerics.log ;;
     compile) budget=${BUDGET_COMPILE:-20}; log=misc.log ;;
     decode) budget=${BUDGET_DECODE:-35}; log=bench.log ;;
     bench) budget=${BUDGET_BENCH:-$((deadline - $(now) - 5))}; log=bench.log ;; # what is left

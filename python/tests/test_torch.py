@@ -443,6 +443,38 @@ class FlexTorchTest(HeedTestCase):
         heed.flex_attention(q, k, v, block_mask=bm, out=poisoned)  # heed's own path
         self.assertClose(poisoned.float().cpu().numpy(), want, atol=3e-2, rtol=3e-2)
 
+    @unittest.skipUnless(torch is not None and torch.cuda.is_available()
+                         and not torch.version.hip, "no CUDA GPU")
+    def test_cuda_backward(self):
+        # loss.backward() on CUDA tensors: the GPU backward's dQ and dK/dV kernels
+        # through the C API, against torch's float64 autograd of the same attention
+        # (ALiBi, causal, GQA 4:2, bf16 storage; issue 17's bf16 bound 1e-2 normwise).
+        rng = make_rng(self)
+        spec = ("variant a { buffer slopes: f32[H]\n score = alibi(score, slopes)\n"
+                " mask = causal() }")
+        b, hq, hkv, s, d = 2, 4, 2, 77, 64
+        q, dout = (randn(rng, (b, hq, s, d)) for _ in range(2))
+        k, v = (randn(rng, (b, hkv, s, d)) for _ in range(2))
+        slopes = rng.uniform(0, 1, size=hq).astype(np.float32)
+        leaves = [t(x).cuda().to(torch.bfloat16).requires_grad_() for x in (q, k, v)]
+        leaves.append(t(slopes).cuda().requires_grad_())
+        out = heed.torch_ops.attention(*leaves[:3], spec, buffers=[leaves[3]])
+        (out.float() * t(dout).cuda()).sum().backward()
+        exact = [x.detach().double().cpu().requires_grad_() for x in leaves]
+        group = hq // hkv
+        kk, vv = (x.repeat_interleave(group, dim=1) for x in exact[1:3])
+        i = torch.arange(s, dtype=torch.float64)[:, None]
+        j = torch.arange(s, dtype=torch.float64)[None, :]
+        score = (exact[0] @ kk.transpose(-1, -2) / d ** 0.5
+                 + exact[3][None, :, None, None] * (j - i))
+        ref = torch.softmax(score.masked_fill(i < j, float("-inf")), dim=-1) @ vv
+        (ref * t(dout).double()).sum().backward()
+        for name, got, want in zip(("dq", "dk", "dv", "dslopes"), leaves, exact):
+            self.assertEqual(got.grad.device.type, "cuda", name)
+            err = ((got.grad.double().cpu() - want.grad).norm() / want.grad.norm()).item()
+            print("\n  %s (CUDA): normwise error %.2e" % (name, err))
+            self.assertLess(err, 1e-2, name)
+
 
 if __name__ == "__main__":
     unittest.main()
