@@ -83,7 +83,7 @@ std::string KernelInfo::serialize() const {
     os << "out_f32 1\n";
   if (splitKV)
     os << "split_kv 1\n";
-  if (packedRows > 0)
+  if (packedRows != 0)
     os << "packed_rows " << packedRows << "\n";
   for (const BufferInfo &b : buffers)
     os << "buffer " << b.name << " " << toString(b.dtype) << " " << joinDims(b.shape) << "\n";
@@ -148,7 +148,7 @@ std::string KernelInfo::parse(const std::string &text) {
       int v = 0;
       ok = bool(fields >> v), splitKV = v != 0;
     } else if (key == "packed_rows") {
-      ok = bool(fields >> packedRows) && packedRows > 0;
+      ok = bool(fields >> packedRows) && (packedRows > 0 || packedRows == -1);
     } else if (key == "page_size") {
       ok = bool(fields >> pageSize) && pageSize > 0;
     } else if (key == "scale") {

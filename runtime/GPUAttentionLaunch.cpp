@@ -512,8 +512,21 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
     if (g.numElements() &&
         !(error = dqDriver.zeroAsync(g.data, size_t(g.numElements()))).empty())
       return error;
-  if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0 || dims.seqKV == 0)
+  if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0 || dims.seqKV == 0) {
+    // No key (dQ is 0) or no query (dK and dV are 0): nothing to launch, but
+    // every gradient is written, as the kernels would.
+    for (const TensorRef *g : {&args.dq, &args.dk, &args.dv}) {
+      if (!g->numElements())
+        continue;
+      size_t bytes = size_t(g->numElements()) * dtypeSize(g->dtype);
+      if (!g->isContiguous() || bytes % 4)
+        return "an empty attention's gradients are zeroed: dq, dk and dv must then be "
+               "contiguous, got " + g->describe();
+      if (!(error = dqDriver.zeroAsync(g->data, bytes / 4)).empty())
+        return error;
+    }
     return "";
+  }
   std::vector<DeviceSummary> summaries;
   DeviceGateRows unused;
   if (!info.summarized.empty() &&

@@ -30,13 +30,14 @@ public:
     dBuf.resize(r.dBuffers.size());
     for (size_t i = 0; i < dBuf.size(); ++i)
       dBuf[i].assign(r.dBuffers[i].size(), 0);
+    absBuf = dBuf;
     sensitivity.dBuffers.assign(r.dBuffers.size(), 0);
   }
 
   /// Row i of query head h in batch b, whose kv head is hk.
   void row(int64_t b, int64_t h, int64_t hk, int64_t i);
 
-  std::vector<std::vector<double>> dBuf;
+  std::vector<std::vector<double>> dBuf, absBuf; ///< the gradients, their terms' squares
   DeltaSensitivity sensitivity; ///< sums of squares until the reduction
   int oob = 0;
   double maxScore = 0;
@@ -52,8 +53,10 @@ private:
                            const double *K, double lse, double sink);
   void addEntries(const spec::ScoreGradient &grad) {
     for (const spec::ScoreGradient::Entry &e : grad.buffers)
-      if (!dBuf[e.buffer].empty())
+      if (!dBuf[e.buffer].empty()) {
         dBuf[e.buffer][e.element] += e.value;
+        absBuf[e.buffer][e.element] += e.value * e.value;
+      }
   }
 
   const spec::Variant &variant;
@@ -209,6 +212,7 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
   for (size_t i = 0; i < variant.buffers.size() && i < p.buffers.size(); ++i)
     if (isFloatBuffer(variant.buffers[i].elem))
       r.dBuffers[i].assign(p.buffers[i].values.size(), 0);
+  r.dBufferMagnitudes = r.dBuffers;
 
   // One task per (b, kv head): it owns dK, dV of that head and dQ of the
   // group's query heads, so only buffer gradients need a reduction.
@@ -233,8 +237,10 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
     for (size_t i = 0; i < rows.sensitivity.dBuffers.size(); ++i)
       r.deltaRms.dBuffers[i] += rows.sensitivity.dBuffers[i];
     for (size_t i = 0; i < rows.dBuf.size(); ++i)
-      for (size_t e = 0; e < rows.dBuf[i].size(); ++e)
+      for (size_t e = 0; e < rows.dBuf[i].size(); ++e) {
         r.dBuffers[i][e] += rows.dBuf[i][e];
+        r.dBufferMagnitudes[i][e] += rows.absBuf[i][e];
+      }
   };
   unsigned n = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
   n = unsigned(std::min<int64_t>(n, std::max<int64_t>(1, B * Hkv)));
@@ -249,6 +255,9 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
   r.deltaRms.dk = std::sqrt(r.deltaRms.dk);
   for (double &x : r.deltaRms.dBuffers)
     x = std::sqrt(x);
+  for (std::vector<double> &terms : r.dBufferMagnitudes)
+    for (double &x : terms)
+      x = std::sqrt(x);
   return r;
 }
 
@@ -291,7 +300,7 @@ BackwardProblem backwardProblem(const HostTensor &q, const HostTensor &k, const 
 }
 
 double gradientTolerance(DType dtype, double maxAbsScore, double deltaRms,
-                         const std::vector<double> &ref) {
+                         const std::vector<double> &ref, const std::vector<double> *magnitudes) {
   double u = dtype == DType::F32 ? 0x1p-24 : dtype == DType::F16 ? 0x1p-11 : 0x1p-8;
   double base = dtype == DType::F32
                     ? std::min(kMaxTolerance, std::max(1e-5, 16 * maxAbsScore * 0x1p-24))
@@ -300,7 +309,16 @@ double gradientTolerance(DType dtype, double maxAbsScore, double deltaRms,
   for (double x : ref)
     norm += x * x;
   norm = std::sqrt(norm);
-  return norm > 0 ? base + 4 * u * deltaRms / norm : base;
+  if (norm == 0)
+    return base;
+  double tolerance = base + 4 * u * deltaRms / norm;
+  if (magnitudes) {
+    double terms = 0;
+    for (double x : *magnitudes)
+      terms += x * x;
+    tolerance += 4 * 4 * 0x1p-24 * std::sqrt(terms) / norm;
+  }
+  return tolerance;
 }
 
 double normwiseError(const std::vector<double> &got, const std::vector<double> &ref) {

@@ -262,7 +262,7 @@ step_backward() {
   if [ "$(left)" -ge 15 ]; then
     echo "== torch CUDA forward and autograd (python/tests/test_torch.py)"
     t0=$(now)
-    log=$(HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_CACHE_DIR=$WORK/cache \
+    log=$(HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_TEST_CACHE_DIR=$WORK/cache \
           timeout -k 5 "$(item_limit 60)" python3 python/tests/test_torch.py \
           FlexTorchTest.test_cuda FlexTorchTest.test_cuda_backward < /dev/null 2>&1)
     rc=$?
@@ -271,6 +271,7 @@ step_backward() {
     case $rc in
       0) grep -q "skipped" <<< "$log" && st=SKIPPED ;;
       77) st=SKIPPED ;;
+      124|137) st=TIMEOUT; notrun=$((notrun + 1)) ;;
       *) st=FAIL; failed=$((failed + 1)); failures+=" torch-cuda" ;;
     esac
     torchrun=$st

@@ -30,10 +30,6 @@ struct heed_backward {
   /// The dQ and dK/dV images by chip.
   std::map<std::string, std::pair<std::shared_ptr<const GPUImage>,
                                   std::shared_ptr<const GPUImage>>> images;
-  /// Per (device, stream): the scratch delta = rowsum(dO * O), f32 [B, Hq,
-  /// Sq], which the dQ kernel writes and the dK/dV kernel reads; reused by
-  /// the next call on the stream (ordered after this one's kernels).
-  std::map<std::pair<int, void *>, std::unique_ptr<cuda::DeviceBuffer>> deltas;
 };
 
 namespace {
@@ -83,6 +79,34 @@ std::string toRef(const heed_tensor *t, const std::string &what, TensorRef &out,
   if (t->strides)
     out.strides.assign(t->strides, t->strides + t->ndim);
   return checkView(what, out);
+}
+
+/// The scratch delta = rowsum(dO * O) (f32, at least `bytes`) of the calls
+/// on (device, stream), which the dQ kernel writes and the dK/dV kernel
+/// reads: one per stream for the process, as the stream's launch state (a
+/// call on the stream is ordered after the earlier ones' kernels; freed
+/// never, as a handle's release could not know them finished). Null with
+/// `error` set on failure.
+void *scratchDelta(int device, void *stream, size_t bytes, std::string &error) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, void *>, std::unique_ptr<cuda::DeviceBuffer>> deltas;
+  std::lock_guard<std::mutex> lock(mutex);
+  std::unique_ptr<cuda::DeviceBuffer> &delta = deltas[{device, stream}];
+  if (!delta || delta->size() < bytes) {
+    // The old scratch may still be read by kernels queued on the stream.
+    if (delta)
+      if (std::string err = synchronizeGPU(GPUPlatform::CUDA, device, stream); !err.empty()) {
+        error = err;
+        return nullptr;
+      }
+    delta.reset();
+    delta = cuda::DeviceBuffer::allocate(bytes, error, device);
+    if (!delta) {
+      error = "the scratch delta: " + error;
+      return nullptr;
+    }
+  }
+  return delta->data();
 }
 
 /// The dQ and dK/dV images of `b` for CUDA `chip` (compiled on first use,
@@ -146,18 +170,10 @@ heed_status runOnCUDA(heed_backward &b, const BackwardArgs &a, int32_t device, v
                                                  a.q.describe());
   int64_t rows = a.q.shape[0] * a.q.shape[bshd ? 2 : 1] * a.q.shape[bshd ? 1 : 2];
   size_t bytes = size_t(std::max<int64_t>(rows, 1)) * sizeof(float);
-  std::unique_ptr<cuda::DeviceBuffer> &delta = b.deltas[{device, stream}];
-  if (!delta || delta->size() < bytes) {
-    // The old scratch may still be read by kernels queued on the stream.
-    if (delta)
-      if (std::string err = synchronizeGPU(GPUPlatform::CUDA, device, stream); !err.empty())
-        return fail(HEED_ERROR_RUN, "heed_attention_backward: " + err);
-    delta.reset();
-    delta = cuda::DeviceBuffer::allocate(bytes, why, device);
-    if (!delta)
-      return fail(HEED_ERROR_RUN, "heed_attention_backward: the scratch delta: " + why);
-  }
-  t.delta = TensorRef{delta->data(), DType::F32,
+  void *delta = scratchDelta(device, stream, bytes, why);
+  if (!delta)
+    return fail(HEED_ERROR_RUN, "heed_attention_backward: " + why);
+  t.delta = TensorRef{delta, DType::F32,
                       {a.q.shape[0], a.q.shape[bshd ? 2 : 1], a.q.shape[bshd ? 1 : 2]}, {}};
   KernelInfo info = describeKernel(b.variant, b.config);
   if (std::string err = images.first->launchBackward(info, t, b.kernel->gradientBuffers(),

@@ -4,6 +4,7 @@
 #include "dialects/attn/AttnOps.h"
 #include "heed/Frontend/EmitIR.h"
 #include "heed/Pipelines/Pipelines.h"
+#include "heed/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -448,12 +449,19 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
   if (llvm::Error err = detail::lowerTo(*module, config, Stage::LLVM))
     return std::move(err);
+  // --attn-pack-gqa's tile where it packed the loop (it declines some
+  // variants: a mask reading h, routing); -1 where it did not.
+  int64_t packedRows = -1;
+  if (auto rows = (*module)->getAttrOfType<IntegerAttr>(kPackedRowsAttr)) {
+    packedRows = rows.getInt();
+    (*module)->removeAttr(kPackedRowsAttr);
+  }
   auto shared = detail::compileSharedObject(*module, target);
   if (!shared)
     return shared.takeError();
   KernelInfo info = describeKernel(variant, config);
   info.splitKV = true; // the CPU pipeline's --attn-runtime-abi{split-kv}
-  info.packedRows = detail::pipelineOptions(config).packedTileRows(); // --attn-pack-gqa's tile
+  info.packedRows = packedRows;
   return ArtifactEntry{target.artifactTarget(), std::move(info),
                        std::move(*shared)};
 }

@@ -260,9 +260,17 @@ struct AttnPackGQAPass : heed::impl::AttnPackGQABase<AttnPackGQAPass> {
     }
     SmallVector<TileWorkOp> works;
     getOperation().walk([&](TileWorkOp work) { works.push_back(work); });
+    bool packed = false;
     for (TileWorkOp work : works)
-      if (Packable p = analyze(work))
+      if (Packable p = analyze(work)) {
         pack(work, p, rows);
+        packed = true;
+      }
+    // What the runtime's scheduling reads (KernelInfo::packedRows): whether
+    // this kernel packs at all, and with which tile.
+    if (packed)
+      getOperation()->setAttr(heed::kPackedRowsAttr,
+                              IntegerAttr::get(IntegerType::get(&getContext(), 64), rows));
   }
 };
 

@@ -83,10 +83,14 @@ def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: 
         raise NotImplementedError(
             "heed::attention: a gradient through lse is not supported (heed's backward "
             "takes the gradient of out only)")
-    if q.device.type not in ("cpu", "cuda"):
+    if q.device.type not in ("cpu", "cuda") or (q.device.type == "cuda" and torch.version.hip):
         raise NotImplementedError(
-            "heed::attention: the backward runs on CPU and CUDA tensors only; move the tensors "
-            "or run the forward under torch.no_grad()")
+            "heed::attention: the backward runs on CPU and CUDA (NVIDIA) tensors only; move "
+            "the tensors or run the forward under torch.no_grad()")
+    if q.device.type == "cuda" and q.dtype not in (torch.float16, torch.bfloat16):
+        raise NotImplementedError(
+            "heed::attention: the GPU backward runs on tensor cores, f16 or bf16 (got %s); "
+            "cast, or run the backward on the CPU" % q.dtype)
     kernel = _backward_kernel(spec, q, v, scale, layout)
     dq, dk, dv, grads = kernel(q, k, v, out, lse, dout.contiguous().to(q.dtype),
                                buffers=list(buffers))
@@ -154,7 +158,7 @@ def _serving_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: 
                        ) -> Tuple[torch.Tensor, torch.Tensor]:
     # heed reads the index tensors on the host (it checks them and sizes the
     # launch there): device ones are copied, which waits for the device.
-    host = [None if t is None else t.detach().to("cpu", torch.int32)
+    host = [None if t is None else t.detach().to("cpu", torch.int32).contiguous()
             for t in (kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv)]
     out_shape, lse_shape = _shapes(q, v, layout)
     # Rows past an entry's queries are not written: zeros, not whatever the

@@ -16,9 +16,13 @@ import unittest
 
 # The disk cache goes to a private directory, never ~/.cache: set before the
 # library is loaded (it reads $HEED_CACHE_DIR when the cache is first used).
-CACHE_DIR = tempfile.mkdtemp(prefix="heed-py-test-cache-")
+# HEED_TEST_CACHE_DIR names one to use instead (the GPU session's, which pack.sh
+# filled), kept after the run.
+CACHE_DIR = os.environ.get("HEED_TEST_CACHE_DIR") or tempfile.mkdtemp(
+    prefix="heed-py-test-cache-")
 os.environ["HEED_CACHE_DIR"] = CACHE_DIR
-atexit.register(shutil.rmtree, CACHE_DIR, True)
+if not os.environ.get("HEED_TEST_CACHE_DIR"):
+    atexit.register(shutil.rmtree, CACHE_DIR, True)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))

@@ -184,10 +184,11 @@ std::vector<GradientError> gradientErrors(const spec::Variant &variant, const Ke
   outOfRange = ref.outOfRange != 0;
   std::vector<GradientError> errors;
   auto check = [&](std::string name, const std::vector<double> &got,
-                   const std::vector<double> &want, double deltaRms) {
+                   const std::vector<double> &want, double deltaRms,
+                   const std::vector<double> *magnitudes = nullptr) {
     double tolerance = options.tolerance ? options.tolerance
                                          : gradientTolerance(config.dtype, ref.maxAbsScore,
-                                                             deltaRms, want);
+                                                             deltaRms, want, magnitudes);
     errors.push_back({std::move(name), normwiseError(got, want), tolerance});
   };
   check("dq", bhsdValues(t.dq, config.layout), ref.dq, ref.deltaRms.dq);
@@ -195,7 +196,8 @@ std::vector<GradientError> gradientErrors(const spec::Variant &variant, const Ke
   check("dv", bhsdValues(t.dv, config.layout), ref.dv, 0);
   for (size_t g = 0; g < gradients.size(); ++g)
     check("d" + variant.buffers[gradients[g]].name, values(t.grads[g]),
-          ref.dBuffers[gradients[g]], ref.deltaRms.dBuffers[gradients[g]]);
+          ref.dBuffers[gradients[g]], ref.deltaRms.dBuffers[gradients[g]],
+          &ref.dBufferMagnitudes[gradients[g]]);
   return errors;
 }
 

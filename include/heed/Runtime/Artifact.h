@@ -63,8 +63,10 @@ struct KernelInfo {
   /// after the work range (docs/decode.md, "Split-KV").
   bool splitKV = false;
   /// CPU kernels: a GQA group's queries share one tile of this many rows
-  /// when group x Sq fits it (--attn-pack-gqa); 0: not recorded (cache
-  /// entries from before it), the runtime then reads the query tile's rows.
+  /// when group x Sq fits it (--attn-pack-gqa); -1: the kernel never packs
+  /// (the pass declined its loop: a mask reading h, routing); 0: not
+  /// recorded (entries from before it), the runtime then reads the query
+  /// tile's rows.
   int64_t packedRows = 0;
   double scale = 0; ///< the scale compiled in
   std::vector<BufferInfo> buffers;

@@ -45,6 +45,11 @@ struct DeltaSensitivity {
 struct ReferenceGradients {
   std::vector<double> out, lse, dq, dk, dv;
   std::vector<std::vector<double>> dBuffers;
+  /// Per buffer element, the root sum of squares of the terms its gradient
+  /// adds (over (row, key) of dS * df/dbuffer): beside dBuffers, how much a
+  /// sum that cancels magnifies its terms' rounding (an ALiBi slope's
+  /// gradient sums dS (j - i), whose row sums of dS are 0).
+  std::vector<std::vector<double>> dBufferMagnitudes;
   int outOfRange = 0; ///< 1-based buffer number read out of range, or 0
   double maxAbsScore = 0; ///< largest finite |modified score| of a visible pair
   DeltaSensitivity deltaRms; ///< with BackwardProblem::deltaSensitivity
@@ -74,8 +79,14 @@ std::vector<double> bhsdValues(const HostTensor &t, Layout layout);
 /// kMaxTolerance); f16 and bf16, 1e-2 plus 4 standard deviations of the
 /// change that computing delta from the stored output causes
 /// (`deltaRms` * u / ||ref||, u = 2^-11 for f16, 2^-8 for bf16; 0 for dv).
+/// With `magnitudes` (a buffer gradient's ReferenceGradients::dBufferMagnitudes):
+/// plus 4 standard deviations of the terms' f32 rounding (each off by about
+/// 4 roundings, 4 * 2^-24 relative, independently: they add as the root sum
+/// of squares) over ||ref||, whatever the storage (the kernel computes in
+/// f32). (The terms' |s|-dependent error is in the base.)
 double gradientTolerance(DType dtype, double maxAbsScore, double deltaRms,
-                         const std::vector<double> &ref);
+                         const std::vector<double> &ref,
+                         const std::vector<double> *magnitudes = nullptr);
 
 /// Is a buffer of this element type differentiated (f32, f16, bf16)?
 bool isFloatBuffer(spec::ElemType elem);

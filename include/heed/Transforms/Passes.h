@@ -18,6 +18,12 @@ namespace heed {
 
 #define GEN_PASS_REGISTRATION
 #include "heed/Transforms/Passes.h.inc"
+
+/// The module attribute --attn-pack-gqa sets when it packed a loop: the
+/// packed tile's rows (i64). The CPU compiler records it in
+/// KernelInfo::packedRows (the runtime's item count and order read it), then
+/// drops it.
+inline constexpr llvm::StringLiteral kPackedRowsAttr = "heed.packed_rows";
 } // namespace heed
 
 #endif
