@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -324,14 +325,46 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
     return error;
   if (!(error = reserveDevice(driver, state.tables, state.tableBytes, total)).empty())
     return error;
+  if (host.empty())
+    return "";
+  // The tables side by side in a page-locked staging slot (one copy, no wait
+  // for the stream), where they fit one; else from pageable memory.
+  char *staging = nullptr;
+  int slot = state.nextTableSlot;
+  if (total <= GPUStreamState::kTableSlotBytes) {
+    state.nextTableSlot = (slot + 1) % GPUStreamState::kTableSlots;
+    if (!state.tableStaging[slot] &&
+        (!(error = driver.allocateHost(GPUStreamState::kTableSlotBytes,
+                                       &state.tableStaging[slot]))
+              .empty() ||
+         !(error = driver.createEvent(&state.tableEvents[slot])).empty()))
+      return error;
+    if (state.tableCopying[slot]) { // the slot's last copy may not have run yet
+      bool done = false;
+      if (!(error = driver.queryEvent(state.tableEvents[slot], done)).empty() ||
+          (!done && !(error = driver.synchronize()).empty()))
+        return error;
+    }
+    staging = static_cast<char *>(state.tableStaging[slot]);
+  }
   size_t offset = 0;
   for (size_t i = 0; i < host.size(); ++i) {
-    void *at = static_cast<char *>(state.tables) + offset;
     size_t bytes = packed[i].size() * sizeof(int32_t);
-    if (bytes && !(error = driver.uploadAsync(at, packed[i].data(), bytes)).empty())
+    if (staging)
+      std::memcpy(staging + offset, packed[i].data(), bytes);
+    else if (bytes && !(error = driver.uploadAsync(static_cast<char *>(state.tables) + offset,
+                                                   packed[i].data(), bytes))
+                          .empty())
       return error;
-    device.push_back(TensorRef{at, DType::I32, host[i]->shape, {}});
+    device.push_back(TensorRef{static_cast<char *>(state.tables) + offset, DType::I32,
+                               host[i]->shape, {}});
     offset += (bytes + 15) / 16 * 16;
+  }
+  if (staging) {
+    if (!(error = driver.uploadAsync(state.tables, staging, total)).empty() ||
+        !(error = driver.recordEvent(state.tableEvents[slot])).empty())
+      return error;
+    state.tableCopying[slot] = true;
   }
   return "";
 }

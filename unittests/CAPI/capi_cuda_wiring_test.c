@@ -366,14 +366,33 @@ int main(int argc, char **argv) {
   sa.q = &t[0], sa.k = &t[1], sa.v = &t[2], sa.out = &t[3], sa.stream = s;
   sa.kv_lens = &kvT, sa.q_lens = &qT;
   launches = log->launches;
+  int hostBefore = log->hostAllocs;
   keepParams(43);
   CHECK(serving && heed_attention(serving, &sa) == HEED_OK && log->launches == launches + 1);
+  CHECK(log->hostAllocs > hostBefore); /* a page-locked staging slot for the tables */
   const int64_t *sp = keptParams();
   const int32_t *dkv = (const int32_t *)(intptr_t)sp[33 + 1];
   const int32_t *dql = (const int32_t *)(intptr_t)sp[38 + 1];
   CHECK(dkv && dkv != kvl && sp[33 + 3] == B && dkv[0] == 150 && dkv[1] == 7);
   CHECK(dql && dql != ql && sp[38 + 3] == B && dql[0] == 200 && dql[1] == 3);
   CHECK(allOn(s, 0));
+  /* The steady state of serving calls: the tables go through page-locked
+   * staging (a ring of slots, made once), so nothing waits for the stream
+   * and nothing is allocated. */
+  {
+    int syncs0 = log->syncs, host0 = log->hostAllocs, allocs0 = log->allocs,
+        copies0 = log->blockingCopies;
+    for (int i = 0; i < 6; ++i)
+      CHECK(heed_attention(serving, &sa) == HEED_OK);
+    if (log->syncs != syncs0 || log->allocs != allocs0)
+      fprintf(stderr, "serving steady state: %d syncs, %d allocations\n",
+              log->syncs - syncs0, log->allocs - allocs0);
+    CHECK(log->syncs == syncs0 && log->allocs == allocs0 && log->blockingCopies == copies0);
+    CHECK(log->hostAllocs <= host0 + 3); /* the ring's other slots, once */
+    int host1 = log->hostAllocs;
+    CHECK(heed_attention(serving, &sa) == HEED_OK && log->hostAllocs == host1);
+    launches = log->launches - 1; /* the counts below are relative to the last call */
+  }
   ql[1] = S + 1;
   CHECK(heed_attention(serving, &sa) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "q_lens[1] = 201 is outside [0, 200]") != NULL);

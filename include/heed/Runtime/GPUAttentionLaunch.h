@@ -90,9 +90,19 @@ struct GPUStreamState {
   void *summaries = nullptr;
   size_t summaryBytes = 0;
   /// Device memory for a serving call's index tensors (kv_lens, q_lens,
-  /// cu_seqlens), uploaded from the host on the stream at each launch.
+  /// cu_seqlens, page_table), uploaded from the host on the stream at each
+  /// launch.
   void *tables = nullptr;
   size_t tableBytes = 0;
+  /// Page-locked staging for those uploads, a ring of slots (a copy from
+  /// pageable memory would wait for the stream): slot i is reused once its
+  /// event says its copy is done (else the launch waits for the stream).
+  static constexpr int kTableSlots = 4;
+  static constexpr size_t kTableSlotBytes = 256 * 1024;
+  void *tableStaging[kTableSlots] = {};
+  void *tableEvents[kTableSlots] = {};
+  bool tableCopying[kTableSlots] = {};
+  int nextTableSlot = 0;
 };
 
 /// The states of one runtime, by device and stream; never freed (a stream
