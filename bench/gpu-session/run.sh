@@ -26,8 +26,9 @@
 #                   against a device copy, heed / SDPA / flex, checked against
 #                   float32; raw JSON as a line of cases.jsonl
 #   bench    rest   bench/gpu_attention.py (raw JSON rewritten after each row):
-#                   what the earlier steps left, at least 150 s when each used
-#                   its whole budget
+#                   what the earlier steps left: at least 40 s when each used
+#                   its whole budget (they rarely do: a step stops when its
+#                   cases are done; more when the sanitizer is SKIPPED)
 # TOTAL_BUDGET (420 s: with a machine start, one call of at most 9 minutes)
 # caps the whole; a step gets what is left of it if that is less, and one
 # with under 5 s left is NOT RUN. STEPS=numerics,bench selects (setup always
