@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <random>
 
@@ -41,8 +42,14 @@ struct Case {
   int64_t blockQ = 0, blockKV = 16; ///< block-q 0: the schedule's choice
 };
 
+/// Fresh seeds, one per case (printed); HEED_TEST_SEED=N starts them at N, to
+/// replay a run (with --gtest_filter on the test that printed N first).
 uint64_t freshSeed() {
-  static uint64_t base = std::random_device{}();
+  static uint64_t base = [] {
+    const char *fixed = std::getenv("HEED_TEST_SEED");
+    return fixed && *fixed ? uint64_t(std::strtoull(fixed, nullptr, 10))
+                           : uint64_t(std::random_device{}());
+  }();
   return base++;
 }
 
@@ -139,7 +146,12 @@ void check(const Case &c) {
   double onOff = 0;
   for (int64_t i = 0; i < out.size(); ++i)
     onOff = std::max(onOff, std::fabs(out.get(i) - out2.get(i)));
-  EXPECT_LE(onOff, c.dtype == DType::F32 ? 1e-6 : 1e-2) << "analysis on vs off";
+  // Not bitwise: the analysis gives FULL tiles their own score code (no mask
+  // select), which LLVM may round apart from the PARTIAL tiles' by an ulp of
+  // a score, a few ulps of out after the exponential (1.07e-6 on
+  // window_257x257, HEED_TEST_SEED=2882177907 with --gtest_filter=
+  // Numerics.OddSizes, before this bound was 4e-6).
+  EXPECT_LE(onOff, c.dtype == DType::F32 ? 4e-6 : 1e-2) << "analysis on vs off";
   if (c.patched) {
     // Flat tiles with the analysis: the same numbers again.
     KernelConfig flat = config;
@@ -158,7 +170,7 @@ void check(const Case &c) {
     double patchFlat = 0;
     for (int64_t i = 0; i < out.size(); ++i)
       patchFlat = std::max(patchFlat, std::fabs(out.get(i) - out3.get(i)));
-    EXPECT_LE(patchFlat, c.dtype == DType::F32 ? 1e-6 : 1e-2) << "patch vs flat tiles";
+    EXPECT_LE(patchFlat, c.dtype == DType::F32 ? 4e-6 : 1e-2) << "patch vs flat tiles"; // as above
     auto flatTiling = kernelTiling(*variant, flat);
     ASSERT_TRUE(static_cast<bool>(flatTiling)) << llvm::toString(flatTiling.takeError());
     MaskCensus flatCensus = tiledMaskCensus(
