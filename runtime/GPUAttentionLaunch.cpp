@@ -293,7 +293,8 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
   return "";
 }
 
-/// The index tensors of a serving call (kv_lens, q_lens, cu_seqlens_q/kv),
+/// The index tensors of a serving call (servingTensors: kv_lens, page_table,
+/// q_lens, cu_seqlens_q/kv),
 /// host tensors the caller passed and checkAttentionArgs read, copied into
 /// the state's device memory on the caller's stream; `device` receives
 /// their device views. (heed plans a serving call on the host, as
@@ -302,22 +303,14 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
                                 GPUStreamDriver &driver, GPUStreamState &state,
                                 std::vector<TensorRef> &device) {
   std::vector<const TensorRef *> host = servingTensors(args, info);
-  std::vector<std::vector<int32_t>> packed;
+  if (host.empty())
+    return "";
+  // Each table's place in the device memory: side by side, 16-byte aligned.
+  std::vector<size_t> at;
   size_t total = 0;
   for (const TensorRef *t : host) {
-    // Gathered through the view's strides into a contiguous copy.
-    std::vector<int64_t> strides = t->effectiveStrides();
-    std::vector<int32_t> values(size_t(t->numElements()));
-    for (int64_t i = 0; i < t->numElements(); ++i) {
-      int64_t at = 0, rest = i;
-      for (size_t d = t->shape.size(); d-- > 0;) {
-        at += (rest % t->shape[d]) * strides[d];
-        rest /= t->shape[d];
-      }
-      values[size_t(i)] = static_cast<const int32_t *>(t->data)[at];
-    }
-    total += (values.size() * sizeof(int32_t) + 15) / 16 * 16;
-    packed.push_back(std::move(values));
+    at.push_back(total);
+    total += (size_t(t->numElements()) * sizeof(int32_t) + 15) / 16 * 16;
   }
   std::string error;
   // Kernels queued earlier may still read the old tables: wait before growing.
@@ -325,10 +318,10 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
     return error;
   if (!(error = reserveDevice(driver, state.tables, state.tableBytes, total)).empty())
     return error;
-  if (host.empty())
-    return "";
-  // The tables side by side in a page-locked staging slot (one copy, no wait
-  // for the stream), where they fit one; else from pageable memory.
+  // The tables gathered (through their views' strides) into a page-locked
+  // staging slot, one copy that waits for nothing; past a slot, into
+  // pageable memory, whose copy waits for the stream.
+  std::vector<char> pageable;
   char *staging = nullptr;
   int slot = state.nextTableSlot;
   if (total <= GPUStreamState::kTableSlotBytes) {
@@ -346,23 +339,28 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
         return error;
     }
     staging = static_cast<char *>(state.tableStaging[slot]);
+  } else {
+    pageable.resize(total);
+    staging = pageable.data();
   }
-  size_t offset = 0;
   for (size_t i = 0; i < host.size(); ++i) {
-    size_t bytes = packed[i].size() * sizeof(int32_t);
-    if (staging)
-      std::memcpy(staging + offset, packed[i].data(), bytes);
-    else if (bytes && !(error = driver.uploadAsync(static_cast<char *>(state.tables) + offset,
-                                                   packed[i].data(), bytes))
-                          .empty())
-      return error;
-    device.push_back(TensorRef{static_cast<char *>(state.tables) + offset, DType::I32,
-                               host[i]->shape, {}});
-    offset += (bytes + 15) / 16 * 16;
+    const TensorRef &t = *host[i];
+    std::vector<int64_t> strides = t.effectiveStrides();
+    auto *to = reinterpret_cast<int32_t *>(staging + at[i]);
+    for (int64_t e = 0; e < t.numElements(); ++e) {
+      int64_t from = 0, rest = e;
+      for (size_t d = t.shape.size(); d-- > 0;) {
+        from += (rest % t.shape[d]) * strides[d];
+        rest /= t.shape[d];
+      }
+      to[e] = static_cast<const int32_t *>(t.data)[from];
+    }
+    device.push_back(TensorRef{static_cast<char *>(state.tables) + at[i], DType::I32, t.shape, {}});
   }
-  if (staging) {
-    if (!(error = driver.uploadAsync(state.tables, staging, total)).empty() ||
-        !(error = driver.recordEvent(state.tableEvents[slot])).empty())
+  if (!(error = driver.uploadAsync(state.tables, staging, total)).empty())
+    return error;
+  if (pageable.empty()) {
+    if (!(error = driver.recordEvent(state.tableEvents[slot])).empty())
       return error;
     state.tableCopying[slot] = true;
   }

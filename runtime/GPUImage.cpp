@@ -134,35 +134,28 @@ std::string GPUImage::load(int device) const {
   return "";
 }
 
+std::shared_ptr<const GPUImage::Module> GPUImage::loaded(int device, std::string &error) const {
+  if (!(error = load(device)).empty())
+    return nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  return modules.at(device);
+}
+
 std::string GPUImage::launch(const KernelInfo &info, const AttentionArgs &args, int device,
                              void *stream, const GPULaunchOptions &options) const {
-  if (std::string error = load(device); !error.empty())
-    return error;
-  std::shared_ptr<const Module> module;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    module = modules.at(device);
-  }
-  return module->launch(info, args, stream, options);
+  std::string error;
+  auto module = loaded(device, error);
+  return module ? module->launch(info, args, stream, options) : error;
 }
 
 std::string GPUImage::launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
                                      const std::vector<unsigned> &gradients,
                                      const GPUImage &dkdv, int device, void *stream,
                                      const GPULaunchOptions &options) const {
-  for (const GPUImage *image : {this, &dkdv})
-    if (std::string error = image->load(device); !error.empty())
-      return error;
-  std::shared_ptr<const Module> dq, other;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    dq = modules.at(device);
-  }
-  {
-    std::lock_guard<std::mutex> lock(dkdv.mutex);
-    other = dkdv.modules.at(device);
-  }
-  return dq->launchBackward(info, args, gradients, *other, stream, options);
+  std::string error;
+  auto dq = loaded(device, error);
+  auto other = dq ? dkdv.loaded(device, error) : nullptr;
+  return other ? dq->launchBackward(info, args, gradients, *other, stream, options) : error;
 }
 
 } // namespace heed

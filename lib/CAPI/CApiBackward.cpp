@@ -163,18 +163,12 @@ heed_status runOnCUDA(heed_backward &b, const BackwardArgs &a, int32_t device, v
   std::pair<std::shared_ptr<const GPUImage>, std::shared_ptr<const GPUImage>> images;
   if (heed_status s = gpuImages(b, chip, images))
     return s;
-  // The scratch delta, f32 [B, Hq, Sq] (q's dims; checked by the launch).
-  bool bshd = b.config.layout == Layout::BSHD;
-  if (a.q.shape.size() != 4)
-    return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: q must have rank 4, got " +
-                                                 a.q.describe());
-  int64_t rows = a.q.shape[0] * a.q.shape[bshd ? 2 : 1] * a.q.shape[bshd ? 1 : 2];
-  size_t bytes = size_t(std::max<int64_t>(rows, 1)) * sizeof(float);
+  // The scratch delta, shaped like lse (the launch checks lse against q).
+  size_t bytes = size_t(std::max<int64_t>(a.lse.numElements(), 1)) * sizeof(float);
   void *delta = scratchDelta(device, stream, bytes, why);
   if (!delta)
     return fail(HEED_ERROR_RUN, "heed_attention_backward: " + why);
-  t.delta = TensorRef{delta, DType::F32,
-                      {a.q.shape[0], a.q.shape[bshd ? 2 : 1], a.q.shape[bshd ? 1 : 2]}, {}};
+  t.delta = TensorRef{delta, DType::F32, a.lse.shape, {}};
   KernelInfo info = describeKernel(b.variant, b.config);
   if (std::string err = images.first->launchBackward(info, t, b.kernel->gradientBuffers(),
                                                      *images.second, device, stream,

@@ -245,9 +245,6 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   if (failed(verify(module)))
     return diags.error("the generated attn IR does not verify");
   PassManager pm(&ctx);
-  if (std::getenv("HEED_DEBUG_IR_AFTER_FAILURE"))
-    pm.enableIRPrinting([](Pass *, Operation *) { return false; },
-                        [](Pass *, Operation *) { return true; }, true, true, true);
   buildCPUTilePipeline(pm, pipelineOptions(config));
   if (stage != Stage::Tile)
     buildTileToCPUPipeline(pm);

@@ -70,6 +70,9 @@ public:
   class Module; ///< the image loaded on one device (CUDA or HIP)
 
 private:
+  /// The module on `device`, loaded first if needed; null with `error`.
+  std::shared_ptr<const Module> loaded(int device, std::string &error) const;
+
   std::shared_ptr<const ArtifactEntry> image;
   GPUPlatform kind;
   mutable std::mutex mutex;

@@ -29,10 +29,9 @@ class KeyRows {
 public:
   KeyRows(OpBuilder &b, Location loc, TileLoadOp op, Value tensor, Value table, Value batch)
       : b(b), loc(loc), layout(op.getLayout()), tensor(tensor), table(table), batch(batch) {
-    auto type = cast<MemRefType>(tensor.getType());
     seqDim = layout == Layout::BSHD ? 1 : 2;
     if (table)
-      pageSize = type.getDimSize(seqDim);
+      pageSize = pageSizeOf(tensor, layout);
   }
 
   /// (the index of the batch entry or page, the position in it) of `token`.
