@@ -108,6 +108,17 @@ OwningOpRef<ModuleOp> gpuKernelModule(MLIRContext &ctx, const spec::Variant &var
   return module;
 }
 
+/// How a backward kernel is fitted into the register file when the default
+/// spills (compileCUDA's retries, in this order): the dK/dV kernel's 16-row
+/// query steps (`narrow`), then one staging slot instead of two
+/// (`oneStage`: no tile in flight while one is computed, so neither the next
+/// tile's copy addresses nor its class, computed ahead, are live beside the
+/// dK and dV accumulators; per-batch document masks at D = 128 need it).
+struct BackwardFit {
+  bool narrow = false;
+  bool oneStage = false;
+};
+
 /// The GPU backward's tiles (query rows, keys), by ptxas' register counts
 /// on sm_90 (docs/backward.md, "GPU kernels"): the dQ kernel's blocks of
 /// 64 rows (4 warps) step over 64 keys up to D = 64, 32 above; the dK/dV
@@ -250,7 +261,7 @@ llvm::Expected<LoweredGPUModule>
 lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelKind kind,
             GPUVendor vendor, llvm::function_ref<void(OpPassManager &)> then = {},
             int64_t mfma = 32, GPUComputation computation = GPUComputation::Forward,
-            bool narrow = false) {
+            BackwardFit fit = {}) {
   if (llvm::Error err = config.validate())
     return std::move(err);
   if (config.outF32)
@@ -290,7 +301,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
     if (!*matrixCores || vendor != GPUVendor::NVIDIA || kind == GPUKernelKind::Wgmma)
       return fail("the GPU backward runs on NVIDIA tensor cores (f16 or bf16, head dims "
                   "multiples of 16; not the SIMT, wgmma or AMD kernels yet)");
-    auto module = gpuBackwardKernelModule(*out.context, variant, config, computation, narrow);
+    auto module =
+        gpuBackwardKernelModule(*out.context, variant, config, computation, fit.narrow);
     if (!module)
       return module.takeError();
     out.module = std::move(*module);
@@ -304,6 +316,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
     options.analyzeMask = config.analyzeMask;
   options.simtRows = kSIMTRows;
   options.mfma = mfma;
+  if (fit.oneStage)
+    options.kvStages = 1;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
         if (backward)
           buildNVGPUBackwardKernelPipeline(pm, options, computation == GPUComputation::BackwardDQ
@@ -464,7 +478,8 @@ bool spills(const std::string &resources) {
 llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
                                                 const KernelConfig &config,
                                                 const CUDATarget &device, GPUKernelKind kind,
-                                                GPUComputation computation, bool narrow) {
+                                                GPUComputation computation,
+                                                BackwardFit fit) {
   // wgmma is an sm_90a instruction: an sm_90 device runs the sm_90a code
   // (what heed-run and the C API name a compute capability 9.0 device).
   CUDATarget target = device;
@@ -485,7 +500,7 @@ llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
       [&](OpPassManager &pm) {
         buildNVVMBinaryPipeline(pm, target.chip, kind == GPUKernelKind::Wgmma);
       },
-      32, computation, narrow);
+      32, computation, fit);
   if (!lowered)
     return lowered.takeError();
   OwningOpRef<ModuleOp> &module = lowered->module;
@@ -546,13 +561,22 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &device, GPUKernelKind kind,
                                             GPUComputation computation) {
-  auto binary = compileCUDAOnce(variant, config, device, kind, computation, /*narrow=*/false);
+  auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
+  if (computation != GPUComputation::BackwardDKDV)
+    return binary;
   // The dK/dV kernel of a variant whose mask or score takes many registers
-  // (2-D neighborhoods, per-batch documents) may spill at 32-row steps:
-  // then 16-row ones.
-  if (binary && computation == GPUComputation::BackwardDKDV && spills(binary->resources) &&
-      gpuBackwardTiles(config, computation, false).first > 16)
-    return compileCUDAOnce(variant, config, device, kind, computation, /*narrow=*/true);
+  // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
+  // then one staging slot (BackwardFit); the last try is kept, spilling or
+  // not (ptxas' report says so).
+  BackwardFit fit;
+  if (binary && spills(binary->resources) && gpuBackwardTiles(config, computation, false).first > 16) {
+    fit.narrow = true;
+    binary = compileCUDAOnce(variant, config, device, kind, computation, fit);
+  }
+  if (binary && spills(binary->resources)) {
+    fit.oneStage = true;
+    binary = compileCUDAOnce(variant, config, device, kind, computation, fit);
+  }
   return binary;
 }
 
