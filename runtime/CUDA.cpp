@@ -47,6 +47,7 @@ struct Driver {
   CUresult (*cuMemAlloc)(CUdeviceptr *, size_t) = nullptr;
   CUresult (*cuMemFree)(CUdeviceptr) = nullptr;
   CUresult (*cuMemAllocHost)(void **, size_t) = nullptr;
+  CUresult (*cuMemFreeHost)(void *) = nullptr;
   CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t) = nullptr;
   CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t) = nullptr;
   CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream) = nullptr;
@@ -139,6 +140,7 @@ Driver *driver(std::string &error) {
     resolve(d->cuMemAlloc, "cuMemAlloc", "cuMemAlloc_v2");
     resolve(d->cuMemFree, "cuMemFree", "cuMemFree_v2");
     resolve(d->cuMemAllocHost, "cuMemAllocHost", "cuMemAllocHost_v2");
+    resolve(d->cuMemFreeHost, "cuMemFreeHost");
     resolve(d->cuMemcpyHtoD, "cuMemcpyHtoD", "cuMemcpyHtoD_v2");
     resolve(d->cuMemcpyDtoH, "cuMemcpyDtoH", "cuMemcpyDtoH_v2");
     resolve(d->cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync", "cuMemcpyHtoDAsync_v2");
@@ -221,6 +223,7 @@ public:
   std::string allocateHost(size_t bytes, void **p) override {
     return d.check(d.cuMemAllocHost(p, bytes), "cuMemAllocHost");
   }
+  void freeHost(void *p) override { d.cuMemFreeHost(p); }
   std::string createEvent(void **event) override {
     constexpr unsigned kDisableTiming = 2; // CU_EVENT_DISABLE_TIMING
     return d.check(d.cuEventCreate(event, kDisableTiming), "cuEventCreate");

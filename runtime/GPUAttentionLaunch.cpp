@@ -319,30 +319,31 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
   if (!(error = reserveDevice(driver, state.tables, state.tableBytes, total)).empty())
     return error;
   // The tables gathered (through their views' strides) into a page-locked
-  // staging slot, one copy that waits for nothing; past a slot, into
-  // pageable memory, whose copy waits for the stream.
-  std::vector<char> pageable;
-  char *staging = nullptr;
+  // staging slot, one copy that waits for nothing.
   int slot = state.nextTableSlot;
-  if (total <= GPUStreamState::kTableSlotBytes) {
-    state.nextTableSlot = (slot + 1) % GPUStreamState::kTableSlots;
-    if (!state.tableStaging[slot] &&
-        (!(error = driver.allocateHost(GPUStreamState::kTableSlotBytes,
-                                       &state.tableStaging[slot]))
-              .empty() ||
-         !(error = driver.createEvent(&state.tableEvents[slot])).empty()))
+  state.nextTableSlot = (slot + 1) % GPUStreamState::kTableSlots;
+  if (state.tableCopying[slot]) { // the slot's last copy may not have run yet
+    bool done = false;
+    if (!(error = driver.queryEvent(state.tableEvents[slot], done)).empty() ||
+        (!done && !(error = driver.synchronize()).empty()))
       return error;
-    if (state.tableCopying[slot]) { // the slot's last copy may not have run yet
-      bool done = false;
-      if (!(error = driver.queryEvent(state.tableEvents[slot], done)).empty() ||
-          (!done && !(error = driver.synchronize()).empty()))
-        return error;
-    }
-    staging = static_cast<char *>(state.tableStaging[slot]);
-  } else {
-    pageable.resize(total);
-    staging = pageable.data();
+    state.tableCopying[slot] = false;
   }
+  if (!state.tableEvents[slot] && !(error = driver.createEvent(&state.tableEvents[slot])).empty())
+    return error;
+  if (state.tableSlotBytes[slot] < total) { // made, or grown: its copy is done (above)
+    size_t bytes = GPUStreamState::kTableSlotBytes;
+    while (bytes < total)
+      bytes *= 2;
+    if (state.tableStaging[slot])
+      driver.freeHost(state.tableStaging[slot]);
+    state.tableStaging[slot] = nullptr;
+    state.tableSlotBytes[slot] = 0;
+    if (!(error = driver.allocateHost(bytes, &state.tableStaging[slot])).empty())
+      return error;
+    state.tableSlotBytes[slot] = bytes;
+  }
+  char *staging = static_cast<char *>(state.tableStaging[slot]);
   for (size_t i = 0; i < host.size(); ++i) {
     const TensorRef &t = *host[i];
     std::vector<int64_t> strides = t.effectiveStrides();
@@ -357,13 +358,10 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
     }
     device.push_back(TensorRef{static_cast<char *>(state.tables) + at[i], DType::I32, t.shape, {}});
   }
-  if (!(error = driver.uploadAsync(state.tables, staging, total)).empty())
+  if (!(error = driver.uploadAsync(state.tables, staging, total)).empty() ||
+      !(error = driver.recordEvent(state.tableEvents[slot])).empty())
     return error;
-  if (pageable.empty()) {
-    if (!(error = driver.recordEvent(state.tableEvents[slot])).empty())
-      return error;
-    state.tableCopying[slot] = true;
-  }
+  state.tableCopying[slot] = true;
   return "";
 }
 

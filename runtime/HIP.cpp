@@ -39,6 +39,7 @@ struct Runtime {
   hipError_t (*hipMalloc)(void **, size_t) = nullptr;
   hipError_t (*hipFree)(void *) = nullptr;
   hipError_t (*hipHostMalloc)(void **, size_t, unsigned) = nullptr;
+  hipError_t (*hipHostFree)(void *) = nullptr;
   hipError_t (*hipMemcpyHtoD)(void *, const void *, size_t) = nullptr;
   hipError_t (*hipMemcpyDtoH)(void *, void *, size_t) = nullptr;
   hipError_t (*hipMemcpyHtoDAsync)(void *, const void *, size_t, hipStream_t) = nullptr;
@@ -108,6 +109,7 @@ Runtime *runtime(std::string &error) {
     resolve(r->hipMalloc, "hipMalloc");
     resolve(r->hipFree, "hipFree");
     resolve(r->hipHostMalloc, "hipHostMalloc");
+    resolve(r->hipHostFree, "hipHostFree");
     resolve(r->hipMemcpyHtoD, "hipMemcpyHtoD");
     resolve(r->hipMemcpyDtoH, "hipMemcpyDtoH");
     resolve(r->hipMemcpyHtoDAsync, "hipMemcpyHtoDAsync");
@@ -162,6 +164,7 @@ public:
   std::string allocateHost(size_t bytes, void **p) override {
     return r.check(r.hipHostMalloc(p, bytes, 0), "hipHostMalloc");
   }
+  void freeHost(void *p) override { r.hipHostFree(p); }
   std::string createEvent(void **event) override {
     constexpr unsigned kDisableTiming = 2; // hipEventDisableTiming
     return r.check(r.hipEventCreateWithFlags(event, kDisableTiming), "hipEventCreateWithFlags");

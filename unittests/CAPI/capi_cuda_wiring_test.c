@@ -30,7 +30,7 @@ typedef struct {
   void *stream;
   int64_t q;
   int launchDevice;
-  int allocs, hostAllocs, events, syncs, blockingCopies;
+  int allocs, hostAllocs, events, hostFrees, syncs, blockingCopies;
   int calls;
   FakeCudaCall call[256];
 } FakeCudaLog;
@@ -434,6 +434,39 @@ int main(int argc, char **argv) {
   CHECK(heed_attention(paged, &ga) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "page_table[1, 0] = 25 is not a page of the cache") != NULL);
   CHECK(log->launches == launches + 1);
+  table[MAX_PAGES] = 3;
+  /* A page table larger than a staging slot (256 KB): each slot of the ring
+   * grows once (page-locked, the old one freed), and the calls after that
+   * neither wait for the stream nor allocate nor copy from pageable memory. */
+  {
+    enum { BIG = 40000 }; /* 2 x 40000 entries: 320 KB */
+    int32_t *big = (int32_t *)malloc(sizeof(int32_t) * B * BIG);
+    CHECK(big != NULL);
+    for (int i = 0; i < B * BIG; ++i) big[i] = -1;
+    for (int p = 0; p < 10; ++p) big[p] = 24 - p;
+    big[BIG] = 3;
+    int64_t bigShape[2] = {B, BIG};
+    heed_tensor bigT = {big, HEED_DEVICE_CPU, 0, HEED_I32, 2, bigShape, NULL};
+    ga.page_table = &bigT;
+    int host0 = log->hostAllocs, frees0 = log->hostFrees;
+    for (int i = 0; i < 4; ++i)
+      CHECK(heed_attention(paged, &ga) == HEED_OK);
+    CHECK(log->hostAllocs - host0 == 4 && log->hostFrees - frees0 == 4); /* made at 256 KB above */
+    int syncs0 = log->syncs, host1 = log->hostAllocs, allocs0 = log->allocs,
+        copies0 = log->blockingCopies;
+    for (int i = 0; i < 6; ++i)
+      CHECK(heed_attention(paged, &ga) == HEED_OK);
+    CHECK(log->syncs == syncs0 && log->hostAllocs == host1 && log->allocs == allocs0 &&
+          log->blockingCopies == copies0);
+    keepParams(45);
+    CHECK(heed_attention(paged, &ga) == HEED_OK);
+    sp = keptParams();
+    dtable = (const int32_t *)(intptr_t)sp[38 + 1];
+    CHECK(dtable && sp[38 + 4] == BIG && dtable[0] == 24 && dtable[9] == 15 &&
+          dtable[BIG] == 3 && dtable[2 * BIG - 1] == -1);
+    ga.page_table = &tableT;
+    free(big);
+  }
   heed_kernel_release(paged);
   launches = log->launches;
 

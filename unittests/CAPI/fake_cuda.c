@@ -34,6 +34,7 @@ typedef struct {
   int64_t q;           /* the first kernel argument: q's device pointer */
   int launchDevice;    /* the device whose context was current at the last launch */
   int allocs, hostAllocs, events; /* cuMemAlloc, cuMemAllocHost, cuEventCreate */
+  int hostFrees;       /* cuMemFreeHost */
   int syncs;           /* cuStreamSynchronize */
   int blockingCopies;  /* cuMemcpyHtoD/DtoH and cuMemsetD8: ordered on no stream */
   int calls;           /* entries in `call` since the last fake_cuda_clear_calls */
@@ -212,6 +213,11 @@ int cuMemAllocHost_v2(void **p, size_t n) {
   ++fakeLog.hostAllocs;
   *p = calloc(1, n ? n : 1);
   return *p ? 0 : 2;
+}
+int cuMemFreeHost(void *p) {
+  ++fakeLog.hostFrees;
+  free(p);
+  return 0;
 }
 int cuMemcpyHtoD_v2(unsigned long long d, const void *h, size_t n) {
   ++fakeLog.blockingCopies;

@@ -107,6 +107,10 @@ int hipHostMalloc(void **p, size_t n, unsigned flags) {
   *p = calloc(1, n ? n : 1);
   return *p ? 0 : 2;
 }
+int hipHostFree(void *p) {
+  free(p);
+  return 0;
+}
 int hipMemcpyHtoD(void *d, const void *h, size_t n) {
   ++fakeLog.blockingCopies;
   memcpy(d, h, n);

@@ -49,6 +49,7 @@ public:
   virtual std::string allocate(size_t bytes, void **device) = 0;
   virtual void free(void *device) = 0;
   virtual std::string allocateHost(size_t bytes, void **host) = 0; ///< page-locked
+  virtual void freeHost(void *host) = 0;
   virtual std::string createEvent(void **event) = 0;
   // Ordered on the caller's stream.
   virtual std::string zeroAsync(void *device, size_t words32) = 0;
@@ -97,9 +98,13 @@ struct GPUStreamState {
   /// Page-locked staging for those uploads, a ring of slots (a copy from
   /// pageable memory would wait for the stream): slot i is reused once its
   /// event says its copy is done (else the launch waits for the stream).
+  /// A slot is made at kTableSlotBytes and grown (to a power of two) the
+  /// first time a call's tables do not fit it (a page table of B=64 entries
+  /// of 32K keys in pages of 16 is 512 KB).
   static constexpr int kTableSlots = 4;
   static constexpr size_t kTableSlotBytes = 256 * 1024;
   void *tableStaging[kTableSlots] = {};
+  size_t tableSlotBytes[kTableSlots] = {};
   void *tableEvents[kTableSlots] = {};
   bool tableCopying[kTableSlots] = {};
   int nextTableSlot = 0;
