@@ -239,7 +239,18 @@ CPUPipelineOptions pipelineOptions(const KernelConfig &config) {
   return options;
 }
 
-llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
+bool hasBF16Dot(const CPUTarget &target) {
+  auto tm = targetMachine(target);
+  if (!tm) {
+    llvm::consumeError(tm.takeError());
+    return false;
+  }
+  const llvm::MCSubtargetInfo *sti = (*tm)->getMCSubtargetInfo();
+  return sti && sti->checkFeatures("+avx512bf16");
+}
+
+llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage,
+                    const CPUTarget &target) {
   MLIRContext &ctx = *module.getContext();
   detail::DiagnosticCollector diags(ctx);
   if (failed(verify(module)))
@@ -247,7 +258,7 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage) {
   PassManager pm(&ctx);
   buildCPUTilePipeline(pm, pipelineOptions(config));
   if (stage != Stage::Tile)
-    buildTileToCPUPipeline(pm);
+    buildTileToCPUPipeline(pm, hasBF16Dot(target));
   if (stage != Stage::Tile && stage != Stage::Tiled)
     buildCPUToLLVMPipeline(pm);
   if (failed(pm.run(module)))
@@ -335,7 +346,8 @@ llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfi
     return text;
   }
   bool textStage = stage == Stage::Tile || stage == Stage::Tiled || stage == Stage::LLVM;
-  if (llvm::Error err = detail::lowerTo(*module, config, textStage ? stage : Stage::LLVM))
+  if (llvm::Error err = detail::lowerTo(*module, config, textStage ? stage : Stage::LLVM,
+                                       CPUTarget::host()))
     return std::move(err);
   if (textStage) {
     module->print(os);
@@ -444,7 +456,7 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
     return std::move(err);
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
-  if (llvm::Error err = detail::lowerTo(*module, config, Stage::LLVM))
+  if (llvm::Error err = detail::lowerTo(*module, config, Stage::LLVM, target))
     return std::move(err);
   // --attn-pack-gqa's tile where it packed the loop (it declines some
   // variants: a mask reading h, routing); -1 where it did not.

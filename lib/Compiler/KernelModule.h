@@ -91,8 +91,13 @@ DType bufferDType(spec::ElemType elem);
 /// The CPU pipelines' options for `config`.
 CPUPipelineOptions pipelineOptions(const KernelConfig &config);
 
-/// Runs the CPU pipelines on `module` up to `stage` (Tiled or LLVM).
-llvm::Error lowerTo(mlir::ModuleOp module, const KernelConfig &config, Stage stage);
+/// Runs the CPU pipelines on `module` up to `stage` (Tiled or LLVM) for
+/// `target` (the products of packed decode tiles use its AVX-512 BF16).
+llvm::Error lowerTo(mlir::ModuleOp module, const KernelConfig &config, Stage stage,
+                    const CPUTarget &target);
+
+/// Whether `target` has AVX-512 BF16 (vdpbf16ps).
+bool hasBF16Dot(const CPUTarget &target);
 
 /// Registers the host target with LLVM (once per process).
 void initializeNativeTarget();

@@ -79,14 +79,16 @@ void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) 
   addCleanup(pm);
 }
 
-void buildTileToCPUPipeline(OpPassManager &pm) {
-  pm.addPass(createConvertAttnTileToCPU());
+void buildTileToCPUPipeline(OpPassManager &pm, bool bf16Dot) {
+  ConvertAttnTileToCPUOptions cpu;
+  cpu.bf16Dot = bf16Dot;
+  pm.addPass(createConvertAttnTileToCPU(cpu));
   addCleanup(pm);
 }
 
 void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   buildCPUTilePipeline(pm, options);
-  buildTileToCPUPipeline(pm);
+  buildTileToCPUPipeline(pm, options.bf16Dot);
 }
 
 void buildCPUBackwardTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
@@ -111,7 +113,9 @@ void buildCPUToLLVMPipeline(OpPassManager &pm) {
   expand.includeBf16 = true;
   pm.addPass(arith::createArithExpandOpsPass(expand));
   pm.addPass(createSCFToControlFlowPass());
-  pm.addPass(createConvertVectorToLLVMPass());
+  ConvertVectorToLLVMPassOptions vectorToLLVM;
+  vectorToLLVM.x86Vector = true; // x86vector.avx512.dot where bf16-dot used it
+  pm.addPass(createConvertVectorToLLVMPass(vectorToLLVM));
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createConvertMathToLLVMPass());
@@ -143,8 +147,15 @@ struct CPUPipelineCLOptions : PassPipelineOptions<CPUPipelineCLOptions> {
                                           "mask analysis)"),
                            llvm::cl::init(true)};
 
+  Option<bool> bf16Dot{*this, "bf16-dot",
+                       llvm::cl::desc("the target has AVX-512 BF16 (convert-attn-tile-to-cpu's "
+                                      "bf16-dot)"),
+                       llvm::cl::init(false)};
+
   CPUPipelineOptions get() const {
-    return {blockQ, blockKV, analyzeMask, patchTiling, packedRows};
+    CPUPipelineOptions o{blockQ, blockKV, analyzeMask, patchTiling, packedRows};
+    o.bf16Dot = bf16Dot;
+    return o;
   }
 };
 } // namespace

@@ -9,6 +9,9 @@
 #include "heed/Runtime/Artifact.h"
 #include "heed/Runtime/Reference.h"
 
+#include "llvm/ADT/StringMap.h"
+#include "llvm/TargetParser/Host.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -27,11 +30,13 @@ uint64_t freshSeed() {
   return base++;
 }
 
-std::unique_ptr<Kernel> compileOnce(const spec::Variant &variant, DType dtype) {
+std::unique_ptr<Kernel> compileOnce(const spec::Variant &variant, DType dtype,
+                                    int64_t headDim = 64, Layout layout = Layout::BHSD) {
   KernelConfig config;
   config.dtype = dtype;
-  config.headDim = 64;
-  config.headDimV = 64;
+  config.headDim = headDim;
+  config.headDimV = headDim;
+  config.layout = layout;
   config.lse = true;
   auto kernel = Kernel::compile(variant, config);
   EXPECT_TRUE(static_cast<bool>(kernel)) << llvm::toString(kernel.takeError());
@@ -51,16 +56,24 @@ spec::Variant parse(const std::string &text) {
 void runAt(Kernel &kernel, const spec::Variant &variant, DType dtype, const Sizes &s,
            const std::string &fill, bool exactBlocks) {
   uint64_t seed = freshSeed();
+  const int64_t d = kernel.config().headDim;
+  const Layout layout = kernel.config().layout;
   std::string name = variant.name + " B=" + std::to_string(s.batch) + " H=" +
                      std::to_string(s.heads) + ":" + std::to_string(s.kvHeads) + " Sq=" +
-                     std::to_string(s.seqQ) + " Skv=" + std::to_string(s.seqKV);
+                     std::to_string(s.seqQ) + " Skv=" + std::to_string(s.seqKV) + " D=" +
+                     std::to_string(d) + (layout == Layout::BSHD ? " bshd" : "");
   SCOPED_TRACE(name + " seed=" + std::to_string(seed));
   std::printf("[ case     ] %s seed=%llu\n", name.c_str(), static_cast<unsigned long long>(seed));
   std::mt19937_64 rng(seed);
-  HostTensor q(dtype, {s.batch, s.heads, s.seqQ, 64});
-  HostTensor k(dtype, {s.batch, s.kvHeads, s.seqKV, 64});
-  HostTensor v(dtype, {s.batch, s.kvHeads, s.seqKV, 64});
-  HostTensor out(dtype, {s.batch, s.heads, s.seqQ, 64});
+  auto shape = [&](int64_t heads, int64_t seq) -> std::vector<int64_t> {
+    if (layout == Layout::BSHD)
+      return {s.batch, seq, heads, d};
+    return {s.batch, heads, seq, d};
+  };
+  HostTensor q(dtype, shape(s.heads, s.seqQ));
+  HostTensor k(dtype, shape(s.kvHeads, s.seqKV));
+  HostTensor v(dtype, shape(s.kvHeads, s.seqKV));
+  HostTensor out(dtype, shape(s.heads, s.seqQ));
   HostTensor lse(DType::F32, {s.batch, s.heads, s.seqQ});
   q.fillUniform(rng, -2, 2);
   k.fillUniform(rng, -2, 2);
@@ -83,10 +96,10 @@ void runAt(Kernel &kernel, const spec::Variant &variant, DType dtype, const Size
       kernel.run(AttentionArgs{q.ref(), k.ref(), v.ref(), out.ref(), lse.ref(), views}, 0, &stats);
   ASSERT_FALSE(static_cast<bool>(err)) << llvm::toString(std::move(err));
 
-  ReferenceResult ref = referenceAttention(variant, q, k, v, Layout::BHSD,
+  ReferenceResult ref = referenceAttention(variant, q, k, v, layout,
                                            kernel.config().effectiveScale(), buffers);
   ASSERT_EQ(ref.outOfRange, 0);
-  ErrorStats e = compareOutput(out, ref.out, Layout::BHSD);
+  ErrorStats e = compareOutput(out, ref.out, layout);
   EXPECT_TRUE(e.passes(dtype == DType::F32 ? ref.f32Tolerance() : 1e-2))
       << e.problem() << " max abs error " << e.maxAbs;
   ErrorStats l = compareLse(lse, ref.lse);
@@ -137,6 +150,48 @@ TEST(Decode, MasksOverLengthsFromOneKernel) {
         runAt(*kernel, variant, dtype, s, c.fill, c.exact);
     }
   }
+}
+
+// Packed decode tiles of bf16 K/V read in place by AVX-512 BF16 products
+// (InPlaceTiles: whole tiles in place, a sequence's last partial tile
+// staged): head dims 64 to 256, GQA groups of 4 and 8 (one and two groups of
+// 4 rows), speculative tails filling the 16-row tile, BSHD caches, masks with
+// PARTIAL tiles. The numerics run on every CPU (elsewhere the general
+// products); that the in-place products were compiled is checked only where
+// the host has AVX-512 BF16, and reported SKIPPED elsewhere.
+TEST(Decode, InPlaceBF16Tiles) {
+  const char *specs[] = {"variant end { mask = causal_bottom_right() }",
+                         "variant sinks_window { mask = causal_bottom_right() && (sinks(4) || "
+                         "kv > q + (Skv - Sq) - 33) }"};
+  const Sizes shapes[] = {{2, 8, 2, 1, 300}, {1, 16, 2, 1, 64}, {2, 8, 2, 4, 129},
+                          {1, 4, 1, 4, 17},  {2, 8, 1, 1, 95}};
+  for (const char *text : specs) {
+    spec::Variant variant = parse(text);
+    for (int64_t d : {64, 128, 256})
+      for (Layout layout : {Layout::BHSD, Layout::BSHD}) {
+        if (d == 256 && layout == Layout::BSHD)
+          continue;
+        std::unique_ptr<Kernel> kernel = compileOnce(variant, DType::BF16, d, layout);
+        ASSERT_TRUE(kernel);
+        for (const Sizes &s : shapes)
+          runAt(*kernel, variant, DType::BF16, s, "", false);
+      }
+  }
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  if (!features.lookup("avx512bf16"))
+    GTEST_SKIP() << "SKIPPED: the host has no AVX-512 BF16: the numerics above ran the general "
+                    "products; the in-place ones (x86vector.avx512.dot) are checked by "
+                    "test/Conversion/TileToCPU/in-place-decode.mlir only";
+  KernelConfig config;
+  config.dtype = DType::BF16;
+  config.headDim = config.headDimV = 128;
+  auto tiled = emit(parse(specs[0]), config, Stage::Tiled);
+  ASSERT_TRUE(static_cast<bool>(tiled)) << llvm::toString(tiled.takeError());
+  EXPECT_NE(tiled->find("x86vector.avx512.dot"), std::string::npos);
+  config.dtype = DType::F16; // no bf16 storage: the general products
+  tiled = emit(parse(specs[0]), config, Stage::Tiled);
+  ASSERT_TRUE(static_cast<bool>(tiled)) << llvm::toString(tiled.takeError());
+  EXPECT_EQ(tiled->find("x86vector"), std::string::npos);
 }
 
 TEST(Decode, BufferShapedByTheLengths) {

@@ -77,7 +77,13 @@ def ConvertAttnTileToCPU : Pass<"convert-attn-tile-to-cpu", "mlir::ModuleOp"> {
     are erased.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
-    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::vector::VectorDialect"];
+    "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::vector::VectorDialect",
+    "mlir::x86vector::X86VectorDialect"];
+  let options = [
+    Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
+           "the target has AVX-512 BF16: a packed decode tile's products read whole bf16 "
+           "K/V tiles in place and run on vdpbf16ps (x86vector.avx512.dot)">,
+  ];
 }
 
 def ConvertAttnTileToNVGPU : Pass<"convert-attn-tile-to-nvgpu", "mlir::ModuleOp"> {

@@ -30,6 +30,8 @@ struct CPUPipelineOptions {
   /// The backward's loop: fused (one KV-major kernel), dq or dkdv (the
   /// GPUs' two, on the CPU: attn-backward-to-tile's `kernel`).
   std::string backwardKernel = "fused";
+  /// The target has AVX-512 BF16 (convert-attn-tile-to-cpu's bf16-dot).
+  bool bf16Dot = false;
 
   /// Whether choose-tiling may tile token grids by patches (it needs the
   /// mask analysis).
@@ -51,7 +53,7 @@ void buildCPUTilePipeline(mlir::OpPassManager &pm, const CPUPipelineOptions &opt
 
 /// The tile IR -> scf/vector/memref code (convert-attn-tile-to-cpu,
 /// canonicalize, CSE).
-void buildTileToCPUPipeline(mlir::OpPassManager &pm);
+void buildTileToCPUPipeline(mlir::OpPassManager &pm, bool bf16Dot = false);
 
 /// The two above: attn -> tiled scf/vector code. Printable stage
 /// `--emit=tiled`.

@@ -27,6 +27,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Transforms/DialectConversion.h"
 
+#include <functional>
+
 namespace heed::cpu {
 
 class CPUTypeConverter : public mlir::TypeConverter {
@@ -182,9 +184,61 @@ void populateStructurePatterns(const CPUTypeConverter &converter, mlir::RewriteP
 /// would only cost instructions.
 using StreamingLoads = llvm::DenseSet<mlir::Operation *>;
 StreamingLoads findStreamingLoads(mlir::ModuleOp module);
+
+/// Whole K/V tiles of a packed decode loop read in place (PackedDecodeToCPU.cpp):
+/// where the target has AVX-512 BF16 (bf16-dot) and K/V are bf16, a
+/// streaming k tile read only by packed attn.tile.qk and a v tile read only
+/// by attn.tile.pv are not staged when every key of the tile is real; the
+/// products read the tensor's rows and run on vdpbf16ps, with the rows ahead
+/// prefetched between the dot products. A tile with holes (a sequence's last)
+/// is staged as f32 and takes the products' general code.
+struct InPlaceTile {
+  mlir::Value whole; ///< i1: every key of the tile is real (then it was not staged)
+  /// The indices of element d of the tile's key `key` (index values) in the
+  /// tensor, and the tensor.
+  std::function<llvm::SmallVector<mlir::Value>(mlir::OpBuilder &, mlir::Location, mlir::Value key,
+                                               int64_t d)>
+      at;
+  mlir::Value tensor;
+  /// Prefetches the row of the key kPrefetchKeys after the tile's key `key`.
+  std::function<void(mlir::OpBuilder &, mlir::Location, mlir::Value key)> prefetchAhead;
+};
+
+class InPlaceTiles {
+public:
+  explicit InPlaceTiles(bool bf16Dot) : bf16Dot(bf16Dot) {}
+  /// Whether the streaming flat k/v load `load` is read in place where whole.
+  bool takes(attn::TileLoadOp load) const;
+  void add(mlir::Operation *load, InPlaceTile tile) { tiles[load] = std::move(tile); }
+  /// The in-place tile `tile` (an original tile value) was loaded as, or null.
+  const InPlaceTile *lookup(mlir::Value tile) const;
+
+private:
+  bool bf16Dot;
+  llvm::DenseMap<mlir::Operation *, InPlaceTile> tiles;
+};
+
+/// S^T of a whole in-place k tile for a packed query tile (see
+/// packedQuery) on vdpbf16ps: rows in groups of 4, keys in groups of 4, 16
+/// sums reduced by one transposing tree (sumAcross), stored into sT's
+/// [key][row] lanes.
+void inPlaceScores(mlir::ConversionPatternRewriter &rewriter, mlir::Location loc,
+                   attn::TilePackedSpanOp packed, mlir::Value qRows, const InPlaceTile &k,
+                   mlir::Value sT, int64_t keys, int64_t rows, int64_t depth, double scale);
+/// acc[r] = acc[r] * alpha[r] + sum_j P[j][r] V[j] for a whole in-place v
+/// tile on vdpbf16ps (keys in pairs: V rows interleaved, P rounded to bf16),
+/// rows in groups of 4 up to `realRows`.
+void inPlacePV(mlir::ConversionPatternRewriter &rewriter, mlir::Operation *op, mlir::Value pT,
+               const InPlaceTile &v, mlir::Value acc, mlir::Value alpha, mlir::Value realRows,
+               int64_t keys, int64_t width);
+/// The sums of R vectors of R lanes as one vector, lane j the sum of
+/// vector j (MatmulToCPU.cpp).
+mlir::Value sumAcross(mlir::OpBuilder &b, mlir::Location loc, llvm::ArrayRef<mlir::Value> vectors);
+
 void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns,
-                               const StreamingLoads &streaming);
-void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+                               const StreamingLoads &streaming, InPlaceTiles &inPlace);
+void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns,
+                            const InPlaceTiles &inPlace);
 void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 void populateVariantPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 /// The split-KV schedule's partial states (PartialsToCPU.cpp).

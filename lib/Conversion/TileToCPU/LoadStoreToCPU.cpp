@@ -22,13 +22,18 @@ namespace {
 /// loop reads K and V one row at a time, and without prefetches a decode
 /// step (every key read once) waits on memory row by row (docs/decode.md).
 constexpr int64_t kPrefetchKeys = 64;
+/// The same for whole tiles read in place (InPlaceTiles), whose products
+/// prefetch between their dot products: two tiles ahead measured best (63-65%
+/// of the copy on this VM's slower memory placement, 64% on its faster one,
+/// against 53-62% at 16 keys and 59-64% at 64 and 128; docs/benchmarks.md).
+constexpr int64_t kInPlacePrefetchKeys = 32;
 
 /// Where key token t of a batch entry lives in a K or V tensor: contiguous
 /// ([batch][t]), or a paged cache ([page_table[batch, t / P]][t % P]).
 class KeyRows {
 public:
-  KeyRows(OpBuilder &b, Location loc, TileLoadOp op, Value tensor, Value table, Value batch)
-      : b(b), loc(loc), layout(op.getLayout()), tensor(tensor), table(table), batch(batch) {
+  KeyRows(OpBuilder &b, Location loc, Layout layout, Value tensor, Value table, Value batch)
+      : b(b), loc(loc), layout(layout), tensor(tensor), table(table), batch(batch) {
     seqDim = layout == Layout::BSHD ? 1 : 2;
     if (table)
       pageSize = pageSizeOf(tensor, layout);
@@ -40,12 +45,12 @@ public:
   }
 
   /// The pages of a flat tile of `keys` keys from `lo` and of the tile
-  /// kPrefetchKeys ahead, if pages hold whole tiles: one page-table read per
-  /// tile instead of one per key; else null.
-  std::pair<Value, Value> tilePages(TileLoadOp op, Value lo, int64_t keys) {
+  /// `ahead` keys after it, if pages hold whole tiles: one page-table read
+  /// per tile instead of one per key; else null.
+  std::pair<Value, Value> tilePages(TileLoadOp op, Value lo, int64_t keys, int64_t ahead) {
     auto span = op.getSpan().getDefiningOp<TileSpanOp>();
     if (!table || !span || span.getCoords().size() != 1 || pageSize % keys != 0 ||
-        kPrefetchKeys % keys != 0)
+        ahead % keys != 0)
       return {};
     Value last = arith::SubIOp::create(b, loc, memref::DimOp::create(b, loc, table, 1),
                                        index(b, loc, 1));
@@ -54,21 +59,21 @@ public:
       return lookup(arith::MinUIOp::create(b, loc, slot, last));
     };
     return {pageOf(lo),
-            pageOf(arith::AddIOp::create(b, loc, lo, index(b, loc, kPrefetchKeys)))};
+            pageOf(arith::AddIOp::create(b, loc, lo, index(b, loc, ahead)))};
   }
 
-  /// Prefetches the row of key `token + kPrefetchKeys` (clamped to the last
+  /// Prefetches the row of key `token + distance` (clamped to the last
   /// key the tensor or page table can hold; a page number read from the
   /// table clamped to the cache), one prefetch per 64-byte line. `page`:
   /// that key's page where the caller read it already.
-  void prefetchAhead(Value head, Value token, int64_t width, Value page = {}) {
+  void prefetchAhead(Value head, Value token, int64_t width, Value page, int64_t distance) {
     Value capacity = memref::DimOp::create(b, loc, tensor, seqDim);
     if (table)
       capacity = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, table, 1),
                                        index(b, loc, pageSize));
     Value last = arith::SubIOp::create(b, loc, capacity, index(b, loc, 1));
     Value ahead = arith::MinUIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, token, index(b, loc, kPrefetchKeys)), last);
+        b, loc, arith::AddIOp::create(b, loc, token, index(b, loc, distance)), last);
     if (table) {
       if (!page)
         page = lookup(arith::DivUIOp::create(b, loc, ahead, index(b, loc, pageSize)));
@@ -150,9 +155,10 @@ void transposeBlocks(OpBuilder &b, Location loc, Value from, Value to, int64_t r
 
 struct LoadLowering : OpConversionPattern<TileLoadOp> {
   LoadLowering(const CPUTypeConverter &converter, MLIRContext *ctx,
-               const StreamingLoads &streaming)
-      : OpConversionPattern(converter, ctx), streaming(streaming) {}
+               const StreamingLoads &streaming, InPlaceTiles &inPlace)
+      : OpConversionPattern(converter, ctx), streaming(streaming), inPlace(inPlace) {}
   const StreamingLoads &streaming;
+  InPlaceTiles &inPlace;
   LogicalResult matchAndRewrite(TileLoadOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -164,14 +170,50 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     Span span(adaptor.getSpan());
     int64_t width = type.getCols();
     Value table = adaptor.getPageTable().empty() ? Value() : adaptor.getPageTable().front();
-    KeyRows keyRows(rewriter, loc, op, tensor, table, batch);
-    auto [tilePage, aheadPage] = keyRows.tilePages(op, span.lo, type.getRows());
+    KeyRows keyRows(rewriter, loc, op.getLayout(), tensor, table, batch);
     auto flat = op.getSpan().getDefiningOp<TileSpanOp>();
+    bool streamingFlat = streaming.contains(op) && flat && !flat.getTiling().isPatched();
+    bool inPlaceTile = streamingFlat && inPlace.takes(op);
+    int64_t ahead = inPlaceTile ? kInPlacePrefetchKeys : kPrefetchKeys;
+    auto [tilePage, aheadPage] = keyRows.tilePages(op, span.lo, type.getRows(), ahead);
     // Streaming loads only: prefill's K/V tiles (read from cache by every
     // query tile) measured 3-6% slower staged this way (bf16 D=128 causal
     // S=2048: 313 against 335 GFLOP/s), for a reason not found yet.
-    if (streaming.contains(op) && flat && !flat.getTiling().isPatched()) {
-      stageFlatKeys(rewriter, loc, op, keyRows, tensor, span, head, buf, tilePage, aheadPage);
+    if (streamingFlat) {
+      // Read in place where the tile is whole (InPlaceTiles): a paged cache
+      // only where a tile lies in one page.
+      if (inPlaceTile && (!table || tilePage)) {
+        Value whole = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq, span.lanes,
+                                            index(rewriter, loc, type.getRows()));
+        auto [outer, pos0] = keyRows.locate(span.lo, tilePage);
+        Layout layout = op.getLayout();
+        Value lo = span.lo;
+        InPlaceTile tile;
+        tile.whole = whole;
+        tile.tensor = tensor;
+        tile.at = [=](OpBuilder &b, Location loc, Value key, int64_t d) {
+          return at(layout, outer, head, arith::AddIOp::create(b, loc, pos0, key),
+                    index(b, loc, d));
+        };
+        tile.prefetchAhead = [=](OpBuilder &b, Location loc, Value key) {
+          KeyRows rows(b, loc, layout, tensor, table, batch);
+          rows.prefetchAhead(head, arith::AddIOp::create(b, loc, lo, key), width, aheadPage,
+                             kInPlacePrefetchKeys);
+        };
+        inPlace.add(op, std::move(tile));
+        auto partial = scf::IfOp::create(
+            rewriter, loc, arith::XOrIOp::create(rewriter, loc, whole,
+                                                 arith::ConstantIntOp::create(rewriter, loc, 1, 1)),
+            /*withElseRegion=*/false);
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(&partial.getThenRegion().front());
+        stageFlatKeys(rewriter, loc, op, keyRows, tensor, span, head, buf, tilePage, aheadPage,
+                      ahead);
+        rewriter.replaceOp(op, buf);
+        return success();
+      }
+      stageFlatKeys(rewriter, loc, op, keyRows, tensor, span, head, buf, tilePage, aheadPage,
+                      ahead);
       rewriter.replaceOp(op, buf);
       return success();
     }
@@ -231,7 +273,7 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
       auto f32Row = VectorType::get({width}, rewriter.getF32Type());
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
       if (streaming.contains(op))
-        keyRows.prefetchAhead(head, token, width, aheadPage);
+        keyRows.prefetchAhead(head, token, width, aheadPage, kPrefetchKeys);
       auto [outer, pos] = keyRows.locate(token, tilePage);
       stageRow(rewriter, loc, tensor, at(op.getLayout(), outer, head, pos, zero), buf, i,
                type.getElementType(), width);
@@ -249,7 +291,7 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
   /// the holes after them are zero rows.
   void stageFlatKeys(OpBuilder &b, Location loc, TileLoadOp op, KeyRows &keyRows, Value tensor,
                      const Span &span, Value head, Value buf, Value tilePage,
-                     Value aheadPage) const {
+                     Value aheadPage, int64_t ahead) const {
     auto type = cast<TileType>(op.getResult().getType());
     int64_t width = type.getCols();
     Value zero = index(b, loc, 0), one = index(b, loc, 1);
@@ -259,7 +301,7 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
       b.setInsertionPointToStart(real.getBody());
       Value i = real.getInductionVar();
       Value token = arith::AddIOp::create(b, loc, span.lo, i);
-      keyRows.prefetchAhead(head, token, width, aheadPage);
+      keyRows.prefetchAhead(head, token, width, aheadPage, ahead);
       auto [outer, pos] = keyRows.locate(token, tilePage);
       stageRow(b, loc, tensor, at(op.getLayout(), outer, head, pos, zero), buf, i,
                type.getElementType(), width);
@@ -405,8 +447,8 @@ LogicalResult checkHeadDimContiguous(Operation *op, Value tensor) {
 }
 
 void populateLoadStorePatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns,
-                               const StreamingLoads &streaming) {
-  patterns.add<LoadLowering>(converter, patterns.getContext(), streaming);
+                               const StreamingLoads &streaming, InPlaceTiles &inPlace) {
+  patterns.add<LoadLowering>(converter, patterns.getContext(), streaming, inPlace);
   patterns.add<FillLowering, StoreLowering, LaneSinksLowering>(converter, patterns.getContext());
 }
 

@@ -12,7 +12,6 @@ using namespace mlir;
 using namespace heed::attn;
 
 namespace heed::cpu {
-namespace {
 
 /// The sums of R vectors of R lanes (R a power of two) as one vector, lane j
 /// the sum of vector j: a transposing tree of shuffles and adds, log2(R)
@@ -41,6 +40,8 @@ Value sumAcross(OpBuilder &b, Location loc, ArrayRef<Value> vectors) {
   }
   return level.front();
 }
+
+namespace {
 
 /// S^T for a packed GQA query tile (see packedQuery): per real row, the N
 /// dot products along the head dim, R elements at a time, then one
@@ -101,7 +102,9 @@ void packedScores(ConversionPatternRewriter &rewriter, Location loc, TilePackedS
 }
 
 struct QKLowering : OpConversionPattern<TileQKOp> {
-  using OpConversionPattern::OpConversionPattern;
+  QKLowering(const TypeConverter &converter, MLIRContext *ctx, const InPlaceTiles &inPlace)
+      : OpConversionPattern(converter, ctx), inPlace(inPlace) {}
+  const InPlaceTiles &inPlace;
   LogicalResult matchAndRewrite(TileQKOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -112,8 +115,21 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
     auto laneType = VectorType::get({rows}, rewriter.getF32Type());
     Value sT = allocaAtEntry(rewriter, op, sType);
     if (TilePackedSpanOp packed = packedQuery(op.getQ())) {
-      packedScores(rewriter, loc, packed, qT, kS, sT, keys, rows, depth,
-                   op.getScale().convertToDouble());
+      double scale = op.getScale().convertToDouble();
+      const InPlaceTile *k = inPlace.lookup(op.getK());
+      if (!k) {
+        packedScores(rewriter, loc, packed, qT, kS, sT, keys, rows, depth, scale);
+        rewriter.replaceOp(op, sT);
+        return success();
+      }
+      // A whole tile in place, else the staged one.
+      auto whole = scf::IfOp::create(rewriter, loc, k->whole, /*withElseRegion=*/true);
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(&whole.getThenRegion().front());
+      inPlaceScores(rewriter, loc, packed, qT, *k, sT, keys, rows, depth, scale);
+      rewriter.setInsertionPointToStart(&whole.getElseRegion().front());
+      packedScores(rewriter, loc, packed, qT, kS, sT, keys, rows, depth, scale);
+      rewriter.setInsertionPointAfter(whole);
       rewriter.replaceOp(op, sT);
       return success();
     }
@@ -155,8 +171,44 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
   }
 };
 
+/// acc = acc * alpha + P V on staged V rows (vS), rows [0, end) in
+/// register-sized groups (registerGroup: 4 rows at Dv = 64, 2 at 128), each
+/// V row loaded serving the group; only the rows that can be real (a query
+/// tile at the sequence's end, a decode step's one row): the last group's
+/// rows past them are holes, with weights 0, never stored.
+void stagedPV(OpBuilder &b, Location loc, Value pT, Value vS, Value acc, Value alpha, Value end,
+              int64_t keys, int64_t rows, int64_t width) {
+  auto rowType = VectorType::get({width}, b.getF32Type());
+  Value c0 = index(b, loc, 0);
+  int64_t group = registerGroup(rows, width);
+  auto rowLoop = scf::ForOp::create(b, loc, c0, end, index(b, loc, group));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(rowLoop.getBody());
+  SmallVector<Value> rowIds, accRows;
+  for (int64_t r = 0; r < group; ++r) {
+    Value i = arith::AddIOp::create(b, loc, rowLoop.getInductionVar(), index(b, loc, r));
+    rowIds.push_back(i);
+    Value row = vector::LoadOp::create(b, loc, rowType, acc, ValueRange{i, c0});
+    if (alpha) {
+      Value a = vector::ExtractOp::create(b, loc, alpha, ArrayRef<OpFoldResult>{i});
+      row = arith::MulFOp::create(b, loc, row, vector::BroadcastOp::create(b, loc, rowType, a));
+    }
+    accRows.push_back(row);
+  }
+  SmallVector<Value> sums = accumulateRows(
+      b, loc, index(b, loc, keys), accRows,
+      [&](Value j) { return vector::LoadOp::create(b, loc, rowType, vS, ValueRange{j, c0}); },
+      [&](Value j, int64_t r) {
+        return memref::LoadOp::create(b, loc, pT, ValueRange{j, rowIds[r]});
+      });
+  for (int64_t r = 0; r < group; ++r)
+    vector::StoreOp::create(b, loc, sums[r], acc, ValueRange{rowIds[r], c0});
+}
+
 struct PVLowering : OpConversionPattern<TilePVOp> {
-  using OpConversionPattern::OpConversionPattern;
+  PVLowering(const TypeConverter &converter, MLIRContext *ctx, const InPlaceTiles &inPlace)
+      : OpConversionPattern(converter, ctx), inPlace(inPlace) {}
+  const InPlaceTiles &inPlace;
   LogicalResult matchAndRewrite(TilePVOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -166,39 +218,22 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
     auto pType = cast<MemRefType>(pT.getType());
     int64_t keys = pType.getDimSize(0), rows = pType.getDimSize(1);
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
-    auto rowType = VectorType::get({width}, rewriter.getF32Type());
-    Value c0 = index(rewriter, loc, 0);
-    // Rows in register-sized groups (registerGroup: 4 rows at Dv = 64, 2 at
-    // 128), each V row loaded serving the group; only the rows that can be
-    // real (a query tile at the sequence's end, a decode step's one row):
-    // the last group's rows past them are holes, with weights 0, never
-    // stored.
-    int64_t group = registerGroup(rows, width);
     Value end = adaptor.getRows().empty() ? index(rewriter, loc, rows) : Span(adaptor.getRows()).lanes;
-    auto rowLoop = scf::ForOp::create(rewriter, loc, c0, end, index(rewriter, loc, group));
-    OpBuilder::InsertionGuard guard(rewriter);
-    rewriter.setInsertionPointToStart(rowLoop.getBody());
-    SmallVector<Value> rowIds, accRows;
-    for (int64_t r = 0; r < group; ++r) {
-      Value i = arith::AddIOp::create(rewriter, loc, rowLoop.getInductionVar(),
-                                      index(rewriter, loc, r));
-      rowIds.push_back(i);
-      Value row = vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{i, c0});
-      if (alpha) {
-        Value a = vector::ExtractOp::create(rewriter, loc, alpha, ArrayRef<OpFoldResult>{i});
-        row = arith::MulFOp::create(rewriter, loc, row,
-                                    vector::BroadcastOp::create(rewriter, loc, rowType, a));
-      }
-      accRows.push_back(row);
+    const InPlaceTile *v = inPlace.lookup(op.getV());
+    if (!v) {
+      stagedPV(rewriter, loc, pT, vS, acc, alpha, end, keys, rows, width);
+      rewriter.replaceOp(op, acc);
+      return success();
     }
-    SmallVector<Value> sums = accumulateRows(
-        rewriter, loc, index(rewriter, loc, keys), accRows,
-        [&](Value j) { return vector::LoadOp::create(rewriter, loc, rowType, vS, ValueRange{j, c0}); },
-        [&](Value j, int64_t r) {
-          return memref::LoadOp::create(rewriter, loc, pT, ValueRange{j, rowIds[r]});
-        });
-    for (int64_t r = 0; r < group; ++r)
-      vector::StoreOp::create(rewriter, loc, sums[r], acc, ValueRange{rowIds[r], c0});
+    // A whole tile in place, else the staged one.
+    auto whole = scf::IfOp::create(rewriter, loc, v->whole, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(&whole.getThenRegion().front());
+      inPlacePV(rewriter, op, pT, *v, acc, alpha, end, keys, width);
+      rewriter.setInsertionPointToStart(&whole.getElseRegion().front());
+      stagedPV(rewriter, loc, pT, vS, acc, alpha, end, keys, rows, width);
+    }
     rewriter.replaceOp(op, acc);
     return success();
   }
@@ -217,8 +252,9 @@ TilePackedSpanOp packedQuery(Value qTile) {
   return packed;
 }
 
-void populateMatmulPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<QKLowering, PVLowering>(converter, patterns.getContext());
+void populateMatmulPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns,
+                            const InPlaceTiles &inPlace) {
+  patterns.add<QKLowering, PVLowering>(converter, patterns.getContext(), inPlace);
 }
 
 } // namespace heed::cpu

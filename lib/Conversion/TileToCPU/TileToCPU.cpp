@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/SCF/Transforms/Patterns.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 
 namespace heed {
 #define GEN_PASS_DEF_CONVERTATTNTILETOCPU
@@ -335,6 +336,7 @@ namespace {
 
 struct ConvertAttnTileToCPUPass
     : heed::impl::ConvertAttnTileToCPUBase<ConvertAttnTileToCPUPass> {
+  using Base::Base;
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *ctx = &getContext();
@@ -357,15 +359,17 @@ struct ConvertAttnTileToCPUPass
     RewritePatternSet patterns(ctx);
     heed::populateTileCommonPatterns(converter, patterns);
     heed::cpu::populateStructurePatterns(converter, patterns);
-    heed::cpu::populateLoadStorePatterns(converter, patterns, streaming);
-    heed::cpu::populateMatmulPatterns(converter, patterns);
+    heed::cpu::InPlaceTiles inPlace(bf16Dot);
+    heed::cpu::populateLoadStorePatterns(converter, patterns, streaming, inPlace);
+    heed::cpu::populateMatmulPatterns(converter, patterns, inPlace);
     heed::cpu::populateSoftmaxPatterns(converter, patterns);
     heed::cpu::populateVariantPatterns(converter, patterns);
     heed::cpu::populatePartialPatterns(converter, patterns);
     heed::cpu::populateBackwardPatterns(converter, patterns);
     ConversionTarget target(*ctx);
     target.addLegalDialect<arith::ArithDialect, math::MathDialect, memref::MemRefDialect,
-                           vector::VectorDialect, scf::SCFDialect, func::FuncDialect>();
+                           vector::VectorDialect, scf::SCFDialect, func::FuncDialect,
+                           x86vector::X86VectorDialect>();
     target.addIllegalDialect<AttnDialect>();
     // Variants stay until no op refers to them (their regions were inlined).
     target.addLegalOp<VariantOp, heed::attn::YieldOp, heed::attn::LoadOp, heed::attn::RouteOp,
