@@ -129,32 +129,37 @@ void inPlaceScores(ConversionPatternRewriter &rewriter, Location loc, TilePacked
     }
   }
   Value scaleVec = splat(b, loc, f32s(b, kLanes), scale);
-  for (int64_t k0 = 0; k0 < keys; k0 += kKeyGroup) {
-    emitIf(b, loc, firstGroup, [&] {
-      for (int64_t j = 0; j < kKeyGroup; ++j)
-        k.prefetchAhead(b, loc, index(b, loc, k0 + j));
-    });
-    SmallVector<Value> acc(kKeyGroup * kRowGroup, splat(b, loc, f32s(b, kLanes), 0));
-    for (int64_t c = 0; c < depth; c += 32) {
-      SmallVector<Value> q;
-      for (int64_t r = 0; r < kRowGroup; ++r)
-        q.push_back(vector::LoadOp::create(b, loc, bf16s(b, 32), qb,
-                                           ValueRange{index(b, loc, r), index(b, loc, c)}));
-      for (int64_t j = 0; j < kKeyGroup; ++j) {
-        Value key = vector::LoadOp::create(b, loc, bf16s(b, 32), k.tensor,
-                                           k.at(b, loc, index(b, loc, k0 + j), c));
-        for (int64_t r = 0; r < kRowGroup; ++r)
-          acc[j * kRowGroup + r] = dot(b, loc, acc[j * kRowGroup + r], q[r], key);
-      }
-    }
-    // Lane j * 4 + r: key k0 + j, row r0 + r.
-    Value dots = arith::MulFOp::create(b, loc, sumAcross(b, loc, acc), scaleVec);
+  // The key groups as a loop, not unrolled: unrolled, LLVM issued all the
+  // tile's K loads up front and spilled them to the stack (a staging copy
+  // by another name: a quarter of the kernel's samples).
+  auto groups = scf::ForOp::create(b, loc, index(b, loc, 0), index(b, loc, keys),
+                                   index(b, loc, kKeyGroup));
+  b.setInsertionPointToStart(groups.getBody());
+  Value k0 = groups.getInductionVar();
+  auto key = [&](int64_t j) { return arith::AddIOp::create(b, loc, k0, index(b, loc, j)); };
+  emitIf(b, loc, firstGroup, [&] {
+    for (int64_t j = 0; j < kKeyGroup; ++j)
+      k.prefetchAhead(b, loc, key(j));
+  });
+  SmallVector<Value> acc(kKeyGroup * kRowGroup, splat(b, loc, f32s(b, kLanes), 0));
+  for (int64_t c = 0; c < depth; c += 32) {
+    SmallVector<Value> q;
+    for (int64_t r = 0; r < kRowGroup; ++r)
+      q.push_back(vector::LoadOp::create(b, loc, bf16s(b, 32), qb,
+                                         ValueRange{index(b, loc, r), index(b, loc, c)}));
     for (int64_t j = 0; j < kKeyGroup; ++j) {
-      Value part = vector::ExtractStridedSliceOp::create(
-          b, loc, dots, ArrayRef<int64_t>{j * kRowGroup}, ArrayRef<int64_t>{kRowGroup},
-          ArrayRef<int64_t>{1});
-      vector::StoreOp::create(b, loc, part, sT, ValueRange{index(b, loc, k0 + j), r0});
+      Value row = vector::LoadOp::create(b, loc, bf16s(b, 32), k.tensor, k.at(b, loc, key(j), c));
+      for (int64_t r = 0; r < kRowGroup; ++r)
+        acc[j * kRowGroup + r] = dot(b, loc, acc[j * kRowGroup + r], q[r], row);
     }
+  }
+  // Lane j * 4 + r: key k0 + j, row r0 + r.
+  Value dots = arith::MulFOp::create(b, loc, sumAcross(b, loc, acc), scaleVec);
+  for (int64_t j = 0; j < kKeyGroup; ++j) {
+    Value part = vector::ExtractStridedSliceOp::create(
+        b, loc, dots, ArrayRef<int64_t>{j * kRowGroup}, ArrayRef<int64_t>{kRowGroup},
+        ArrayRef<int64_t>{1});
+    vector::StoreOp::create(b, loc, part, sT, ValueRange{key(j), r0});
   }
 }
 

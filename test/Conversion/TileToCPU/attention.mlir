@@ -50,7 +50,9 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // The mask inlined on a vector of query rows; masked scores become -inf.
 // CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: arith.select %{{.*}}, %{{.*}}, %{{.*}} : vector<16xi1>, vector<16xf32>
-// CHECK: arith.maxnumf %{{.*}}, %{{.*}} : vector<16xf32>
+// The row max, key by key: s > m ? s : m (one vmaxps; a NaN score leaves it).
+// CHECK: %[[GT:.*]] = arith.cmpf ogt, %{{.*}}, %{{.*}} : vector<16xf32>
+// CHECK-NEXT: arith.select %[[GT]], %{{.*}}, %{{.*}} : vector<16xi1>, vector<16xf32>
 // exp2 by range reduction (no libm call).
 // CHECK: math.roundeven %{{.*}} : vector<16xf32>
 // CHECK: arith.bitcast %{{.*}} : vector<16xi32> to vector<16xf32>
@@ -196,7 +198,7 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // Q8: arith.addi %{{.*}}, %{{.*}} : vector<8xindex>
 // Q8: iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (memref<8x64xf32>, vector<8xf32>, vector<8xf32>)
 // Q8-COUNT-4: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<8xf32>
-// Q8: arith.maxnumf %{{.*}}, %{{.*}} : vector<8xf32>
+// Q8: arith.cmpf ogt, %{{.*}}, %{{.*}} : vector<8xf32>
 func.func @lower_bshd(%q: memref<?x?x8x64xbf16>, %k: memref<?x?x2x64xbf16>, %v: memref<?x?x2x64xbf16>,
                       %o: memref<?x?x8x64xbf16>) {
   attn.attention @dense ins(%q, %k, %v : memref<?x?x8x64xbf16>, memref<?x?x2x64xbf16>, memref<?x?x2x64xbf16>)
