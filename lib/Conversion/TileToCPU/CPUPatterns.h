@@ -51,6 +51,9 @@ struct Span {
 /// [r * D/R + c, 0], and attn.tile.qk runs along the head dim over its real
 /// rows only (decode: few rows, every key read once).
 attn::TilePackedSpanOp packedQuery(mlir::Value qTile);
+/// The real rows of a packed tile of `rows` rows: min(R, group * Sq - tile * R).
+mlir::Value packedRealRows(mlir::ConversionPatternRewriter &rewriter, mlir::Location loc,
+                           attn::TilePackedSpanOp packed, int64_t rows);
 
 /// The query head of lane `i` of `span`: `head` plus the lane's offset.
 mlir::Value laneHead(mlir::OpBuilder &b, mlir::Location loc, const Span &span, mlir::Value head,

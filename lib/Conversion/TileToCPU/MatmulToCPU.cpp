@@ -51,13 +51,7 @@ void packedScores(ConversionPatternRewriter &rewriter, Location loc, TilePackedS
                   Value qRows, Value kS, Value sT, int64_t keys, int64_t rows, int64_t depth,
                   double scale) {
   auto chunkType = VectorType::get({rows}, rewriter.getF32Type());
-  // The tile's real rows: min(R, group * Sq - tile * R).
-  Value seq = rewriter.getRemappedValue(packed.getSeq());
-  Value total = arith::MulIOp::create(rewriter, loc, seq, rewriter.getRemappedValue(packed.getGroup()));
-  Value first = arith::MulIOp::create(rewriter, loc, rewriter.getRemappedValue(packed.getTile()),
-                                      index(rewriter, loc, rows));
-  Value real = arith::MinUIOp::create(rewriter, loc, index(rewriter, loc, rows),
-                                      arith::SubIOp::create(rewriter, loc, total, first));
+  Value real = packedRealRows(rewriter, loc, packed, rows);
   auto rowLoop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0), real,
                                     index(rewriter, loc, 1));
   OpBuilder::InsertionGuard guard(rewriter);
@@ -240,6 +234,16 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
 };
 
 } // namespace
+
+Value packedRealRows(ConversionPatternRewriter &rewriter, Location loc, TilePackedSpanOp packed,
+                     int64_t rows) {
+  Value seq = rewriter.getRemappedValue(packed.getSeq());
+  Value total = arith::MulIOp::create(rewriter, loc, seq, rewriter.getRemappedValue(packed.getGroup()));
+  Value first = arith::MulIOp::create(rewriter, loc, rewriter.getRemappedValue(packed.getTile()),
+                                      index(rewriter, loc, rows));
+  return arith::MinUIOp::create(rewriter, loc, index(rewriter, loc, rows),
+                                arith::SubIOp::create(rewriter, loc, total, first));
+}
 
 TilePackedSpanOp packedQuery(Value qTile) {
   auto load = qTile.getDefiningOp<TileLoadOp>();

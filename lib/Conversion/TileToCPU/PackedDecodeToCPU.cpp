@@ -100,14 +100,9 @@ void inPlaceScores(ConversionPatternRewriter &rewriter, Location loc, TilePacked
                    Value qRows, const InPlaceTile &k, Value sT, int64_t keys, int64_t rows,
                    int64_t depth, double scale) {
   OpBuilder &b = rewriter;
-  // The tile's real rows: min(R, group * Sq - tile * R), in groups of 4
-  // (rows past them are zero rows of the query tile: their scores are 0).
-  Value seq = rewriter.getRemappedValue(packed.getSeq());
-  Value total = arith::MulIOp::create(b, loc, seq, rewriter.getRemappedValue(packed.getGroup()));
-  Value first = arith::MulIOp::create(b, loc, rewriter.getRemappedValue(packed.getTile()),
-                                      index(b, loc, rows));
-  Value real = arith::MinUIOp::create(b, loc, index(b, loc, rows),
-                                      arith::SubIOp::create(b, loc, total, first));
+  // The real rows in groups of 4 (rows past them are zero rows of the
+  // query tile: their scores are 0).
+  Value real = packedRealRows(rewriter, loc, packed, rows);
   // The group's query rows as bf16 (exact: they were stored as bf16).
   Value qb = allocaAtEntry(b, packed, MemRefType::get({kRowGroup, depth}, b.getBF16Type()));
   auto rowLoop = scf::ForOp::create(b, loc, index(b, loc, 0), real, index(b, loc, kRowGroup));
