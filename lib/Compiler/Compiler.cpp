@@ -240,6 +240,9 @@ CPUPipelineOptions pipelineOptions(const KernelConfig &config) {
 }
 
 bool hasBF16Dot(const CPUTarget &target) {
+  // (checkFeatures aborts on a feature the target does not know.)
+  if (llvm::Triple(target.triple).getArch() != llvm::Triple::x86_64)
+    return false;
   auto tm = targetMachine(target);
   if (!tm) {
     llvm::consumeError(tm.takeError());
