@@ -234,6 +234,17 @@ void inPlaceScores(mlir::ConversionPatternRewriter &rewriter, mlir::Location loc
 void inPlacePV(mlir::ConversionPatternRewriter &rewriter, mlir::Operation *op, mlir::Value pT,
                const InPlaceTile &v, mlir::Value acc, mlir::Value alpha, mlir::Value realRows,
                int64_t keys, int64_t width);
+/// The online softmax step of a packed tile whose k tile was read in place
+/// and whole, over its real rows in groups of 4: the scores of 4 keys x 4
+/// rows in one vector (lane 4 j + r), so that a tile of 16 keys takes 4
+/// exponentials per row group where the general step takes 16 (one per
+/// key, each over 16 lanes of which a GQA group fills 4). Reads and writes
+/// sT ([key][row]); m and l are the rows' statistics; returns {m', l',
+/// alpha} as row vectors (rows past the groups keep m and l, alpha 1).
+llvm::SmallVector<mlir::Value, 3> inPlaceSoftmax(mlir::ConversionPatternRewriter &rewriter,
+                                                 mlir::Operation *op, mlir::Value sT,
+                                                 mlir::Value m, mlir::Value l,
+                                                 mlir::Value realRows);
 /// The sums of R vectors of R lanes as one vector, lane j the sum of
 /// vector j (MatmulToCPU.cpp).
 mlir::Value sumAcross(mlir::OpBuilder &b, mlir::Location loc, llvm::ArrayRef<mlir::Value> vectors);
@@ -242,7 +253,8 @@ void populateLoadStorePatterns(const CPUTypeConverter &converter, mlir::RewriteP
                                const StreamingLoads &streaming, InPlaceTiles &inPlace);
 void populateMatmulPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns,
                             const InPlaceTiles &inPlace);
-void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
+void populateSoftmaxPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns,
+                             const InPlaceTiles &inPlace);
 void populateVariantPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);
 /// The split-KV schedule's partial states (PartialsToCPU.cpp).
 void populatePartialPatterns(const CPUTypeConverter &converter, mlir::RewritePatternSet &patterns);

@@ -13,6 +13,9 @@
 // (4 K rows per 4-key group, 2 V rows per key pair), not in a burst.
 #include "CPUPatterns.h"
 
+#include "../TileCommon/Normalize.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/X86Vector/X86VectorDialect.h"
@@ -234,6 +237,102 @@ void inPlacePV(ConversionPatternRewriter &rewriter, Operation *op, Value pT, con
         vector::StoreOp::create(b, loc, keyLoop.getResult(r * (kSpan / kLanes) + (d - d0) / kLanes),
                                 acc, ValueRange{rowIds[r], index(b, loc, d)});
   }
+}
+
+
+SmallVector<Value, 3> inPlaceSoftmax(ConversionPatternRewriter &rewriter, Operation *op, Value sT,
+                                     Value m, Value l, Value realRows) {
+  OpBuilder &b = rewriter;
+  Location loc = op->getLoc();
+  constexpr double kLog2E = 1.4426950408889634;
+  int64_t keys = cast<MemRefType>(sT.getType()).getDimSize(0);
+  Value c0 = index(b, loc, 0);
+  // The statistics go through the stack: a row group's 4 lanes at a
+  // dynamic offset.
+  auto statType = MemRefType::get({kLanes}, b.getF32Type());
+  Value mBuf = allocaAtEntry(b, op, statType), lBuf = allocaAtEntry(b, op, statType),
+        aBuf = allocaAtEntry(b, op, statType);
+  vector::StoreOp::create(b, loc, m, mBuf, ValueRange{c0});
+  vector::StoreOp::create(b, loc, l, lBuf, ValueRange{c0});
+  vector::StoreOp::create(b, loc, splat(b, loc, f32s(b, kLanes), 1), aBuf, ValueRange{c0});
+  auto rowLoop = scf::ForOp::create(b, loc, c0, realRows, index(b, loc, kRowGroup));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(rowLoop.getBody());
+    Value r0 = rowLoop.getInductionVar();
+    auto vec = [&](int64_t n) { return f32s(b, n); };
+    auto concat = [&](Value x, Value y) {
+      int64_t n = cast<VectorType>(x.getType()).getDimSize(0);
+      SmallVector<int64_t> mask;
+      for (int64_t i = 0; i < 2 * n; ++i)
+        mask.push_back(i);
+      return vector::ShuffleOp::create(b, loc, x, y, mask).getResult();
+    };
+    // Group g: lane 4 j + r holds the score of key 4 g + j, row r0 + r.
+    SmallVector<Value> groups;
+    for (int64_t g = 0; g < keys / kKeyGroup; ++g) {
+      SmallVector<Value> parts;
+      for (int64_t j = 0; j < kKeyGroup; ++j)
+        parts.push_back(vector::LoadOp::create(b, loc, vec(kRowGroup), sT,
+                                               ValueRange{index(b, loc, 4 * g + j), r0}));
+      groups.push_back(concat(concat(parts[0], parts[1]), concat(parts[2], parts[3])));
+    }
+    auto maxOf = [&](Value x, Value y) -> Value { // x > y ? x : y (as the general step)
+      return arith::SelectOp::create(
+          b, loc, arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, x, y), x, y);
+    };
+    // Lane 4 j + r of the result combines lanes r, 4 + r, 8 + r, 12 + r.
+    auto acrossKeys = [&](Value x, function_ref<Value(Value, Value)> combine) {
+      SmallVector<int64_t> swap8, swap4;
+      for (int64_t i = 0; i < kLanes; ++i) {
+        swap8.push_back((i + 8) % kLanes);
+        swap4.push_back(i / 8 * 8 + (i % 8 + 4) % 8);
+      }
+      x = combine(x, vector::ShuffleOp::create(b, loc, x, x, swap8));
+      return combine(x, vector::ShuffleOp::create(b, loc, x, x, swap4));
+    };
+    Value top = groups[0];
+    for (size_t g = 1; g < groups.size(); ++g)
+      top = maxOf(groups[g], top);
+    top = acrossKeys(top, maxOf);
+    // The rows' statistics repeated in the four key slots.
+    auto spread = [&](Value buf) {
+      Value four = vector::LoadOp::create(b, loc, vec(kRowGroup), buf, ValueRange{r0});
+      return concat(concat(four, four), concat(four, four));
+    };
+    Value mOld = spread(mBuf), lOld = spread(lBuf);
+    Value mNew = maxOf(top, mOld);
+    Value log2e = splat(b, loc, vec(kLanes), kLog2E);
+    Value shift = arith::NegFOp::create(
+        b, loc, arith::MulFOp::create(b, loc, exponentBase(b, loc, mNew), log2e));
+    Value alpha = exp2(b, loc, math::FmaOp::create(b, loc, mOld, log2e, shift));
+    Value sum = splat(b, loc, vec(kLanes), 0);
+    for (auto [g, x] : llvm::enumerate(groups)) {
+      Value p = exp2(b, loc, math::FmaOp::create(b, loc, x, log2e, shift));
+      sum = arith::AddFOp::create(b, loc, sum, p);
+      for (int64_t j = 0; j < kKeyGroup; ++j)
+        vector::StoreOp::create(
+            b, loc,
+            vector::ExtractStridedSliceOp::create(b, loc, p, ArrayRef<int64_t>{j * kRowGroup},
+                                                  ArrayRef<int64_t>{kRowGroup},
+                                                  ArrayRef<int64_t>{1}),
+            sT, ValueRange{index(b, loc, 4 * int64_t(g) + j), r0});
+    }
+    sum = acrossKeys(sum, [&](Value x, Value y) -> Value { return arith::AddFOp::create(b, loc, x, y); });
+    Value lNew = arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, lOld, alpha), sum);
+    auto firstFour = [&](Value x) {
+      return vector::ExtractStridedSliceOp::create(b, loc, x, ArrayRef<int64_t>{0},
+                                                   ArrayRef<int64_t>{kRowGroup},
+                                                   ArrayRef<int64_t>{1});
+    };
+    vector::StoreOp::create(b, loc, firstFour(mNew), mBuf, ValueRange{r0});
+    vector::StoreOp::create(b, loc, firstFour(lNew), lBuf, ValueRange{r0});
+    vector::StoreOp::create(b, loc, firstFour(alpha), aBuf, ValueRange{r0});
+  }
+  auto load = [&](Value buf) {
+    return vector::LoadOp::create(b, loc, f32s(b, kLanes), buf, ValueRange{c0}).getResult();
+  };
+  return {load(mBuf), load(lBuf), load(aBuf)};
 }
 
 } // namespace heed::cpu

@@ -77,60 +77,100 @@ struct SigmoidLowering : OpConversionPattern<TileSigmoidOp> {
   }
 };
 
+/// The online softmax step on sT ([key][row]), a key at a time over the
+/// rows' lanes: {m', l', alpha}.
+SmallVector<Value, 3> generalSoftmax(OpBuilder &b, Location loc, Value sT, Value m, Value l) {
+  auto laneType = cast<VectorType>(m.getType());
+  int64_t keys = cast<MemRefType>(sT.getType()).getDimSize(0);
+  Value c0 = index(b, loc, 0), c1 = index(b, loc, 1);
+  Value end = index(b, loc, keys);
+  auto load = [&](Value j) {
+    return vector::LoadOp::create(b, loc, laneType, sT, ValueRange{j, c0}).getResult();
+  };
+  // m' = s > m ? s : m per key: a NaN score leaves the max as it is (as
+  // maxnum would; the NaN reaches the output through its weight) and the
+  // compare-and-select is one vmaxps, where maxnum's NaN handling cost
+  // four instructions per key (compares, mask or, blend).
+  auto maxLoop = scf::ForOp::create(b, loc, c0, end, c1, ValueRange{m});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(maxLoop.getBody());
+    Value old = maxLoop.getRegionIterArgs()[0], s = load(maxLoop.getInductionVar());
+    Value greater = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, s, old);
+    scf::YieldOp::create(b, loc, ValueRange{arith::SelectOp::create(b, loc, greater, s, old)});
+  }
+  Value mNew = maxLoop.getResult(0);
+  Value mSafe = exponentBase(b, loc, mNew);
+  Value log2e = splat(b, loc, laneType, kLog2E);
+  Value shift = arith::NegFOp::create(b, loc, arith::MulFOp::create(b, loc, mSafe, log2e));
+  Value alpha = exp2(b, loc, math::FmaOp::create(b, loc, m, log2e, shift));
+  auto probLoop = scf::ForOp::create(b, loc, c0, end, c1, ValueRange{splat(b, loc, laneType, 0)});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(probLoop.getBody());
+    Value j = probLoop.getInductionVar();
+    Value p = exp2(b, loc, math::FmaOp::create(b, loc, load(j), log2e, shift));
+    vector::StoreOp::create(b, loc, p, sT, ValueRange{j, c0});
+    scf::YieldOp::create(b, loc,
+                         ValueRange{arith::AddFOp::create(b, loc, probLoop.getRegionIterArgs()[0], p)});
+  }
+  Value lNew = arith::AddFOp::create(b, loc, arith::MulFOp::create(b, loc, l, alpha),
+                                     probLoop.getResult(0));
+  return {mNew, lNew, alpha};
+}
+
+/// The packed query tile a score tile was computed for, where its k tile
+/// was read in place (through attn.tile.apply), else null.
+std::pair<TilePackedSpanOp, const InPlaceTile *> inPlaceScoresOf(Value scores,
+                                                                  const InPlaceTiles &inPlace) {
+  while (auto apply = scores.getDefiningOp<TileApplyOp>())
+    scores = apply.getScores();
+  auto qk = scores.getDefiningOp<TileQKOp>();
+  if (!qk)
+    return {};
+  TilePackedSpanOp packed = packedQuery(qk.getQ());
+  const InPlaceTile *k = packed ? inPlace.lookup(qk.getK()) : nullptr;
+  return {k ? packed : TilePackedSpanOp(), k};
+}
+
 struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
-  using OpConversionPattern::OpConversionPattern;
+  SoftmaxLowering(const TypeConverter &converter, MLIRContext *ctx, const InPlaceTiles &inPlace)
+      : OpConversionPattern(converter, ctx), inPlace(inPlace) {}
+  const InPlaceTiles &inPlace;
   LogicalResult matchAndRewrite(TileSoftmaxOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Value sT = adaptor.getScores(), m = adaptor.getMax(), l = adaptor.getSum();
-    auto laneType = cast<VectorType>(m.getType());
-    int64_t keys = cast<MemRefType>(sT.getType()).getDimSize(0);
-    Value c0 = index(rewriter, loc, 0), c1 = index(rewriter, loc, 1);
-    Value end = index(rewriter, loc, keys);
-    auto load = [&](Value j) {
-      return vector::LoadOp::create(rewriter, loc, laneType, sT, ValueRange{j, c0}).getResult();
-    };
-    // m' = s > m ? s : m per key: a NaN score leaves the max as it is (as
-    // maxnum would; the NaN reaches the output through its weight) and the
-    // compare-and-select is one vmaxps, where maxnum's NaN handling cost
-    // four instructions per key (compares, mask or, blend).
-    auto maxLoop = scf::ForOp::create(rewriter, loc, c0, end, c1, ValueRange{m});
+    auto [packed, k] = inPlaceScoresOf(op.getScores(), inPlace);
+    auto sType = cast<MemRefType>(sT.getType());
+    if (!k || sType.getDimSize(0) % 4 || sType.getDimSize(1) != 16) {
+      SmallVector<Value, 3> r = generalSoftmax(rewriter, loc, sT, m, l);
+      rewriter.replaceOp(op, {r[0], r[1], sT, r[2]});
+      return success();
+    }
+    // A whole in-place tile: by groups of 4 rows; else the general step.
+    Value real = packedRealRows(rewriter, loc, packed, sType.getDimSize(1));
+    auto laneType = m.getType();
+    auto ifOp = scf::IfOp::create(rewriter, loc, TypeRange{laneType, laneType, laneType},
+                                  k->whole, /*withElseRegion=*/true);
     {
       OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(maxLoop.getBody());
-      Value old = maxLoop.getRegionIterArgs()[0], s = load(maxLoop.getInductionVar());
-      Value greater = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, s, old);
-      scf::YieldOp::create(rewriter, loc,
-                           ValueRange{arith::SelectOp::create(rewriter, loc, greater, s, old)});
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      scf::YieldOp::create(rewriter, loc, inPlaceSoftmax(rewriter, op, sT, m, l, real));
+      rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      scf::YieldOp::create(rewriter, loc, generalSoftmax(rewriter, loc, sT, m, l));
     }
-    Value mNew = maxLoop.getResult(0);
-    Value mSafe = exponentBase(rewriter, loc, mNew);
-    Value log2e = splat(rewriter, loc, laneType, kLog2E);
-    Value shift = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, mSafe, log2e));
-    Value alpha = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, m, log2e, shift));
-    auto probLoop = scf::ForOp::create(rewriter, loc, c0, end, c1,
-                                       ValueRange{splat(rewriter, loc, laneType, 0)});
-    {
-      OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(probLoop.getBody());
-      Value j = probLoop.getInductionVar();
-      Value p = exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, load(j), log2e, shift));
-      vector::StoreOp::create(rewriter, loc, p, sT, ValueRange{j, c0});
-      scf::YieldOp::create(rewriter, loc,
-                           ValueRange{arith::AddFOp::create(rewriter, loc,
-                                                            probLoop.getRegionIterArgs()[0], p)});
-    }
-    Value lNew = arith::AddFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, l, alpha),
-                                       probLoop.getResult(0));
-    rewriter.replaceOp(op, {mNew, lNew, sT, alpha});
+    rewriter.replaceOp(op, {ifOp.getResult(0), ifOp.getResult(1), sT, ifOp.getResult(2)});
     return success();
   }
 };
 
 } // namespace
 
-void populateSoftmaxPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<SoftmaxLowering, SigmoidLowering>(converter, patterns.getContext());
+void populateSoftmaxPatterns(const CPUTypeConverter &converter, RewritePatternSet &patterns,
+                             const InPlaceTiles &inPlace) {
+  patterns.add<SoftmaxLowering>(converter, patterns.getContext(), inPlace);
+  patterns.add<SigmoidLowering>(converter, patterns.getContext());
 }
 
 } // namespace heed::cpu

@@ -362,7 +362,7 @@ struct ConvertAttnTileToCPUPass
     heed::cpu::InPlaceTiles inPlace(bf16Dot);
     heed::cpu::populateLoadStorePatterns(converter, patterns, streaming, inPlace);
     heed::cpu::populateMatmulPatterns(converter, patterns, inPlace);
-    heed::cpu::populateSoftmaxPatterns(converter, patterns);
+    heed::cpu::populateSoftmaxPatterns(converter, patterns, inPlace);
     heed::cpu::populateVariantPatterns(converter, patterns);
     heed::cpu::populatePartialPatterns(converter, patterns);
     heed::cpu::populateBackwardPatterns(converter, patterns);
