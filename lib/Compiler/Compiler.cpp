@@ -239,17 +239,22 @@ CPUPipelineOptions pipelineOptions(const KernelConfig &config) {
   return options;
 }
 
+std::unique_ptr<llvm::MCSubtargetInfo> x86Subtarget(const CPUTarget &t) {
+  // (Only x86-64: checkFeatures aborts on a feature the target does not know.)
+  if (llvm::Triple(t.triple).getArch() != llvm::Triple::x86_64)
+    return nullptr;
+  initializeNativeTarget();
+  std::string error;
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(llvm::Triple(t.triple), error);
+  if (!target)
+    return nullptr;
+  return std::unique_ptr<llvm::MCSubtargetInfo>(
+      target->createMCSubtargetInfo(llvm::Triple(t.triple), t.cpu, t.features));
+}
+
 bool hasBF16Dot(const CPUTarget &target) {
-  // (checkFeatures aborts on a feature the target does not know.)
-  if (llvm::Triple(target.triple).getArch() != llvm::Triple::x86_64)
-    return false;
-  auto tm = targetMachine(target);
-  if (!tm) {
-    llvm::consumeError(tm.takeError());
-    return false;
-  }
-  const llvm::MCSubtargetInfo *sti = (*tm)->getMCSubtargetInfo();
-  return sti && sti->checkFeatures("+avx512bf16");
+  std::unique_ptr<llvm::MCSubtargetInfo> info = x86Subtarget(target);
+  return info && info->checkFeatures("+avx512bf16");
 }
 
 llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage,
@@ -259,9 +264,11 @@ llvm::Error lowerTo(ModuleOp module, const KernelConfig &config, Stage stage,
   if (failed(verify(module)))
     return diags.error("the generated attn IR does not verify");
   PassManager pm(&ctx);
-  buildCPUTilePipeline(pm, pipelineOptions(config));
+  CPUPipelineOptions options = pipelineOptions(config);
+  options.bf16Dot = hasBF16Dot(target);
+  buildCPUTilePipeline(pm, options);
   if (stage != Stage::Tile)
-    buildTileToCPUPipeline(pm, hasBF16Dot(target));
+    buildTileToCPUPipeline(pm, options.bf16Dot);
   if (stage != Stage::Tile && stage != Stage::Tiled)
     buildCPUToLLVMPipeline(pm);
   if (failed(pm.run(module)))
@@ -412,13 +419,7 @@ std::string CPUTarget::artifactTarget() const {
   // The instruction-set extensions the code may use that the runtime can
   // check for (hostRuns): a kernel for a CPU this machine is not refuses to
   // load instead of dying on an illegal instruction.
-  detail::initializeNativeTarget();
-  std::string error;
-  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(llvm::Triple(triple), error);
-  if (!target || llvm::Triple(triple).getArch() != llvm::Triple::x86_64)
-    return out;
-  std::unique_ptr<llvm::MCSubtargetInfo> info(
-      target->createMCSubtargetInfo(llvm::Triple(triple), cpu, features));
+  std::unique_ptr<llvm::MCSubtargetInfo> info = detail::x86Subtarget(*this);
   if (!info)
     return out;
   std::string used;

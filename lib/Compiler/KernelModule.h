@@ -96,6 +96,9 @@ CPUPipelineOptions pipelineOptions(const KernelConfig &config);
 llvm::Error lowerTo(mlir::ModuleOp module, const KernelConfig &config, Stage stage,
                     const CPUTarget &target);
 
+/// The subtarget of an x86-64 `target` (its CPU and features), else null.
+std::unique_ptr<llvm::MCSubtargetInfo> x86Subtarget(const CPUTarget &target);
+
 /// Whether `target` has AVX-512 BF16 (vdpbf16ps).
 bool hasBF16Dot(const CPUTarget &target);
 

@@ -88,6 +88,10 @@ mlir::Value splat(mlir::OpBuilder &b, mlir::Location loc, mlir::VectorType type,
 mlir::Value index(mlir::OpBuilder &b, mlir::Location loc, int64_t value);
 /// 2^x on f32 vectors by a polynomial (x <= -127, -inf included, gives 0).
 mlir::Value exp2(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
+inline constexpr double kLog2E = 1.4426950408889634;
+/// The online softmax's running max, s > m ? s : m (one vmaxps; a NaN score
+/// leaves m, as maxnum would, and reaches the output through its weight).
+mlir::Value runningMax(mlir::OpBuilder &b, mlir::Location loc, mlir::Value s, mlir::Value m);
 /// e^x (x <= 0) and ln x on f32 vectors: exp2 and log2 scaled.
 mlir::Value cpuExp(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
 mlir::Value cpuLog(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x);
@@ -207,6 +211,13 @@ struct InPlaceTile {
   std::function<void(mlir::OpBuilder &, mlir::Location, mlir::Value key)> prefetchAhead;
 };
 
+/// `inPlace()` where `tile` is whole, else `staged()` (each yields values of
+/// `types`, maybe none): the results.
+llvm::SmallVector<mlir::Value> ifWhole(mlir::OpBuilder &b, mlir::Location loc,
+                                       const InPlaceTile &tile, mlir::TypeRange types,
+                                       llvm::function_ref<llvm::SmallVector<mlir::Value>()> inPlace,
+                                       llvm::function_ref<llvm::SmallVector<mlir::Value>()> staged);
+
 class InPlaceTiles {
 public:
   explicit InPlaceTiles(bool bf16Dot) : bf16Dot(bf16Dot) {}
@@ -241,10 +252,9 @@ void inPlacePV(mlir::ConversionPatternRewriter &rewriter, mlir::Operation *op, m
 /// key, each over 16 lanes of which a GQA group fills 4). Reads and writes
 /// sT ([key][row]); m and l are the rows' statistics; returns {m', l',
 /// alpha} as row vectors (rows past the groups keep m and l, alpha 1).
-llvm::SmallVector<mlir::Value, 3> inPlaceSoftmax(mlir::ConversionPatternRewriter &rewriter,
-                                                 mlir::Operation *op, mlir::Value sT,
-                                                 mlir::Value m, mlir::Value l,
-                                                 mlir::Value realRows);
+llvm::SmallVector<mlir::Value> inPlaceSoftmax(mlir::ConversionPatternRewriter &rewriter,
+                                              mlir::Operation *op, mlir::Value sT, mlir::Value m,
+                                              mlir::Value l, mlir::Value realRows);
 /// The sums of R vectors of R lanes as one vector, lane j the sum of
 /// vector j (MatmulToCPU.cpp).
 mlir::Value sumAcross(mlir::OpBuilder &b, mlir::Location loc, llvm::ArrayRef<mlir::Value> vectors);

@@ -110,20 +110,17 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
     Value sT = allocaAtEntry(rewriter, op, sType);
     if (TilePackedSpanOp packed = packedQuery(op.getQ())) {
       double scale = op.getScale().convertToDouble();
-      const InPlaceTile *k = inPlace.lookup(op.getK());
-      if (!k) {
+      auto staged = [&] {
         packedScores(rewriter, loc, packed, qT, kS, sT, keys, rows, depth, scale);
-        rewriter.replaceOp(op, sT);
-        return success();
-      }
-      // A whole tile in place, else the staged one.
-      auto whole = scf::IfOp::create(rewriter, loc, k->whole, /*withElseRegion=*/true);
-      OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(&whole.getThenRegion().front());
-      inPlaceScores(rewriter, loc, packed, qT, *k, sT, keys, rows, depth, scale);
-      rewriter.setInsertionPointToStart(&whole.getElseRegion().front());
-      packedScores(rewriter, loc, packed, qT, kS, sT, keys, rows, depth, scale);
-      rewriter.setInsertionPointAfter(whole);
+        return SmallVector<Value>();
+      };
+      if (const InPlaceTile *k = inPlace.lookup(op.getK()))
+        ifWhole(rewriter, loc, *k, {}, [&] {
+          inPlaceScores(rewriter, loc, packed, qT, *k, sT, keys, rows, depth, scale);
+          return SmallVector<Value>();
+        }, staged);
+      else
+        staged();
       rewriter.replaceOp(op, sT);
       return success();
     }
@@ -213,21 +210,17 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
     int64_t keys = pType.getDimSize(0), rows = pType.getDimSize(1);
     int64_t width = cast<MemRefType>(acc.getType()).getDimSize(1);
     Value end = adaptor.getRows().empty() ? index(rewriter, loc, rows) : Span(adaptor.getRows()).lanes;
-    const InPlaceTile *v = inPlace.lookup(op.getV());
-    if (!v) {
+    auto staged = [&] {
       stagedPV(rewriter, loc, pT, vS, acc, alpha, end, keys, rows, width);
-      rewriter.replaceOp(op, acc);
-      return success();
-    }
-    // A whole tile in place, else the staged one.
-    auto whole = scf::IfOp::create(rewriter, loc, v->whole, /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(&whole.getThenRegion().front());
-      inPlacePV(rewriter, op, pT, *v, acc, alpha, end, keys, width);
-      rewriter.setInsertionPointToStart(&whole.getElseRegion().front());
-      stagedPV(rewriter, loc, pT, vS, acc, alpha, end, keys, rows, width);
-    }
+      return SmallVector<Value>();
+    };
+    if (const InPlaceTile *v = inPlace.lookup(op.getV()))
+      ifWhole(rewriter, loc, *v, {}, [&] {
+        inPlacePV(rewriter, op, pT, *v, acc, alpha, end, keys, width);
+        return SmallVector<Value>();
+      }, staged);
+    else
+      staged();
     rewriter.replaceOp(op, acc);
     return success();
   }

@@ -94,6 +94,26 @@ bool InPlaceTiles::takes(TileLoadOp load) const {
          });
 }
 
+SmallVector<Value> ifWhole(OpBuilder &b, Location loc, const InPlaceTile &tile, TypeRange types,
+                           function_ref<SmallVector<Value>()> inPlace,
+                           function_ref<SmallVector<Value>()> staged) {
+  auto ifOp = scf::IfOp::create(b, loc, types, tile.whole, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  for (auto [region, body] : {std::pair(&ifOp.getThenRegion(), inPlace),
+                              std::pair(&ifOp.getElseRegion(), staged)}) {
+    Block &block = region->front();
+    // Without results the builder made the (empty) terminator.
+    if (types.empty())
+      b.setInsertionPoint(block.getTerminator());
+    else
+      b.setInsertionPointToEnd(&block);
+    SmallVector<Value> results = body();
+    if (!types.empty())
+      scf::YieldOp::create(b, loc, results);
+  }
+  return SmallVector<Value>(ifOp.getResults());
+}
+
 const InPlaceTile *InPlaceTiles::lookup(Value tile) const {
   auto it = tiles.find(tile.getDefiningOp());
   return it == tiles.end() ? nullptr : &it->second;
@@ -240,11 +260,10 @@ void inPlacePV(ConversionPatternRewriter &rewriter, Operation *op, Value pT, con
 }
 
 
-SmallVector<Value, 3> inPlaceSoftmax(ConversionPatternRewriter &rewriter, Operation *op, Value sT,
-                                     Value m, Value l, Value realRows) {
+SmallVector<Value> inPlaceSoftmax(ConversionPatternRewriter &rewriter, Operation *op, Value sT,
+                                  Value m, Value l, Value realRows) {
   OpBuilder &b = rewriter;
   Location loc = op->getLoc();
-  constexpr double kLog2E = 1.4426950408889634;
   int64_t keys = cast<MemRefType>(sT.getType()).getDimSize(0);
   Value c0 = index(b, loc, 0);
   // The statistics go through the stack: a row group's 4 lanes at a
@@ -277,10 +296,7 @@ SmallVector<Value, 3> inPlaceSoftmax(ConversionPatternRewriter &rewriter, Operat
                                                ValueRange{index(b, loc, 4 * g + j), r0}));
       groups.push_back(concat(concat(parts[0], parts[1]), concat(parts[2], parts[3])));
     }
-    auto maxOf = [&](Value x, Value y) -> Value { // x > y ? x : y (as the general step)
-      return arith::SelectOp::create(
-          b, loc, arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, x, y), x, y);
-    };
+    auto maxOf = [&](Value x, Value y) { return runningMax(b, loc, x, y); };
     // Lane 4 j + r of the result combines lanes r, 4 + r, 8 + r, 12 + r.
     auto acrossKeys = [&](Value x, function_ref<Value(Value, Value)> combine) {
       SmallVector<int64_t> swap8, swap4;

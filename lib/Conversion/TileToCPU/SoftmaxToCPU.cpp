@@ -17,7 +17,6 @@ using namespace heed::attn;
 
 namespace heed::cpu {
 
-constexpr double kLog2E = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 
 /// 2^x for x <= 0 (all softmax exponents are): x = n + f with n = round(x),
@@ -40,6 +39,11 @@ Value exp2(OpBuilder &b, Location loc, Value x) {
   Value biased = arith::AddIOp::create(b, loc, arith::FPToSIOp::create(b, loc, it, n), intSplat(127));
   Value bits = arith::ShLIOp::create(b, loc, biased, intSplat(23));
   return arith::MulFOp::create(b, loc, p, arith::BitcastOp::create(b, loc, vt, bits));
+}
+
+Value runningMax(OpBuilder &b, Location loc, Value s, Value m) {
+  return arith::SelectOp::create(
+      b, loc, arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, s, m), s, m);
 }
 
 Value cpuExp(OpBuilder &b, Location loc, Value x) {
@@ -79,7 +83,7 @@ struct SigmoidLowering : OpConversionPattern<TileSigmoidOp> {
 
 /// The online softmax step on sT ([key][row]), a key at a time over the
 /// rows' lanes: {m', l', alpha}.
-SmallVector<Value, 3> generalSoftmax(OpBuilder &b, Location loc, Value sT, Value m, Value l) {
+SmallVector<Value> generalSoftmax(OpBuilder &b, Location loc, Value sT, Value m, Value l) {
   auto laneType = cast<VectorType>(m.getType());
   int64_t keys = cast<MemRefType>(sT.getType()).getDimSize(0);
   Value c0 = index(b, loc, 0), c1 = index(b, loc, 1);
@@ -87,17 +91,14 @@ SmallVector<Value, 3> generalSoftmax(OpBuilder &b, Location loc, Value sT, Value
   auto load = [&](Value j) {
     return vector::LoadOp::create(b, loc, laneType, sT, ValueRange{j, c0}).getResult();
   };
-  // m' = s > m ? s : m per key: a NaN score leaves the max as it is (as
-  // maxnum would; the NaN reaches the output through its weight) and the
-  // compare-and-select is one vmaxps, where maxnum's NaN handling cost
-  // four instructions per key (compares, mask or, blend).
+  // (runningMax: maxnum's NaN handling cost four instructions per key.)
   auto maxLoop = scf::ForOp::create(b, loc, c0, end, c1, ValueRange{m});
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(maxLoop.getBody());
-    Value old = maxLoop.getRegionIterArgs()[0], s = load(maxLoop.getInductionVar());
-    Value greater = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, s, old);
-    scf::YieldOp::create(b, loc, ValueRange{arith::SelectOp::create(b, loc, greater, s, old)});
+    scf::YieldOp::create(b, loc,
+                         ValueRange{runningMax(b, loc, load(maxLoop.getInductionVar()),
+                                               maxLoop.getRegionIterArgs()[0])});
   }
   Value mNew = maxLoop.getResult(0);
   Value mSafe = exponentBase(b, loc, mNew);
@@ -142,25 +143,20 @@ struct SoftmaxLowering : OpConversionPattern<TileSoftmaxOp> {
     Location loc = op.getLoc();
     Value sT = adaptor.getScores(), m = adaptor.getMax(), l = adaptor.getSum();
     auto [packed, k] = inPlaceScoresOf(op.getScores(), inPlace);
-    auto sType = cast<MemRefType>(sT.getType());
-    if (!k || sType.getDimSize(0) % 4 || sType.getDimSize(1) != 16) {
-      SmallVector<Value, 3> r = generalSoftmax(rewriter, loc, sT, m, l);
-      rewriter.replaceOp(op, {r[0], r[1], sT, r[2]});
-      return success();
+    auto general = [&] { return generalSoftmax(rewriter, loc, sT, m, l); };
+    SmallVector<Value> r;
+    if (!k) {
+      r = general();
+    } else {
+      // A whole in-place tile (InPlaceTiles::takes made it 16 rows of key
+      // groups of 4): by groups of 4 rows; else the general step.
+      Value real = packedRealRows(rewriter, loc, packed, cast<MemRefType>(sT.getType()).getDimSize(1));
+      Type lane = m.getType();
+      r = ifWhole(
+          rewriter, loc, *k, TypeRange{lane, lane, lane},
+          [&] { return inPlaceSoftmax(rewriter, op, sT, m, l, real); }, general);
     }
-    // A whole in-place tile: by groups of 4 rows; else the general step.
-    Value real = packedRealRows(rewriter, loc, packed, sType.getDimSize(1));
-    auto laneType = m.getType();
-    auto ifOp = scf::IfOp::create(rewriter, loc, TypeRange{laneType, laneType, laneType},
-                                  k->whole, /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      scf::YieldOp::create(rewriter, loc, inPlaceSoftmax(rewriter, op, sT, m, l, real));
-      rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
-      scf::YieldOp::create(rewriter, loc, generalSoftmax(rewriter, loc, sT, m, l));
-    }
-    rewriter.replaceOp(op, {ifOp.getResult(0), ifOp.getResult(1), sT, ifOp.getResult(2)});
+    rewriter.replaceOp(op, {r[0], r[1], sT, r[2]});
     return success();
   }
 };
