@@ -98,6 +98,8 @@ std::string KernelInfo::serialize() const {
        << " " << (gpu->matrixCores ? 1 : 0) << "\n";
   if (gpu && gpu->tensorMapRowsQ > 0)
     os << "gpu_tensor_maps " << gpu->tensorMapRowsQ << " " << gpu->tensorMapRowsKV << "\n";
+  if (gpu && gpu->splitKV)
+    os << "gpu_split_kv 1\n";
   return os.str();
 }
 
@@ -191,6 +193,9 @@ std::string KernelInfo::parse(const std::string &text) {
       GPULaunch &g = gpuLaunch();
       ok = bool(fields >> g.tensorMapRowsQ >> g.tensorMapRowsKV) && g.tensorMapRowsQ > 0 &&
            g.tensorMapRowsKV > 0;
+    } else if (key == "gpu_split_kv") {
+      int v = 0;
+      ok = bool(fields >> v), gpuLaunch().splitKV = v != 0;
     } else if (key == "summarized") {
       unsigned s = 0;
       ok = bool(fields >> s);

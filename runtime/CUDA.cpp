@@ -56,6 +56,9 @@ struct Driver {
   CUresult (*cuEventCreate)(CUevent *, unsigned) = nullptr;
   CUresult (*cuEventRecord)(CUevent, CUstream) = nullptr;
   CUresult (*cuEventQuery)(CUevent) = nullptr;
+  /// Optional: the resident blocks split-KV is chosen from (null: 1 per
+  /// multiprocessor).
+  CUresult (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction, int, size_t) = nullptr;
   /// CUDA 12+ (the wgmma kernel's TMA descriptors); null on older drivers.
   CUresult (*cuTensorMapEncodeTiled)(void *, int, unsigned, void *, const uint64_t *,
                                      const uint64_t *, const unsigned *, const unsigned *, int,
@@ -149,6 +152,9 @@ Driver *driver(std::string &error) {
     resolve(d->cuEventCreate, "cuEventCreate");
     resolve(d->cuEventRecord, "cuEventRecord");
     resolve(d->cuEventQuery, "cuEventQuery");
+    d->cuOccupancyMaxActiveBlocksPerMultiprocessor =
+        reinterpret_cast<decltype(d->cuOccupancyMaxActiveBlocksPerMultiprocessor)>(
+            dlsym(d->library, "cuOccupancyMaxActiveBlocksPerMultiprocessor"));
     if (!ok)
       return;
     d->cuTensorMapEncodeTiled = reinterpret_cast<decltype(d->cuTensorMapEncodeTiled)>(
@@ -210,8 +216,11 @@ namespace {
 class StreamDriver final : public GPUStreamDriver {
 public:
   StreamDriver(Driver &d, CUstream stream, CUfunction function = nullptr, int64_t threads = 0,
-               int64_t sharedBytes = 0)
-      : d(d), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes) {}
+               int64_t sharedBytes = 0, int64_t resident = 0)
+      : d(d), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes),
+        resident(resident) {}
+
+  int64_t residentBlocks() override { return resident; }
 
   std::string allocate(size_t bytes, void **p) override {
     CUdeviceptr x = 0;
@@ -315,6 +324,7 @@ private:
   CUstream stream;
   CUfunction function;
   int64_t threads, sharedBytes;
+  int64_t resident; ///< blocks of the kernel the device holds at once (0: unknown)
 };
 
 } // namespace
@@ -401,6 +411,19 @@ std::unique_ptr<KernelModule> KernelModule::load(const std::string &image,
                          "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"))
            .empty())
     return nullptr;
+  // Split-KV's measure of the device (CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+  // times the kernel's occupancy); unknown (0) is no split.
+  constexpr int kMultiprocessors = 16;
+  int sms = 0, perSM = 1;
+  CUdevice dev = 0;
+  if (d->cuDeviceGet(&dev, device) == 0 &&
+      d->cuDeviceGetAttribute(&sms, kMultiprocessors, dev) == 0 && sms > 0) {
+    if (d->cuOccupancyMaxActiveBlocksPerMultiprocessor &&
+        d->cuOccupancyMaxActiveBlocksPerMultiprocessor(&perSM, m->function, int(launch.threads),
+                                                       size_t(launch.sharedBytes)) != 0)
+      perSM = 1;
+    m->resident = int64_t(sms) * std::max(perSM, 1);
+  }
   return m;
 }
 
@@ -416,7 +439,7 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   Driver *d = driver(error);
   if (!d || !(error = d->bind(deviceOrdinal)).empty())
     return error;
-  StreamDriver calls(*d, stream, function, shape.threads, shape.sharedBytes);
+  StreamDriver calls(*d, stream, function, shape.threads, shape.sharedBytes, resident);
   return launchGPUAttention(info, args, shape, calls, d->streams.get(deviceOrdinal, stream),
                             options);
 }

@@ -65,10 +65,19 @@ struct alignas(64) TensorMapBytes {
   unsigned char bytes[128];
 };
 
+/// Split-KV's run-time operands of a kernel that takes them: the phase,
+/// the parts per item and the workspace (null and empty in phase 0).
+struct SplitArgs {
+  int64_t phase = 0, count = 1;
+  void *workspace = nullptr;
+  std::vector<int64_t> accShape, statShape; ///< [S, B, Hq, Sq, Dv], [S, B, Hq, Sq, 2]
+};
+
 /// The kernel's arguments, a pointer per scalar as the driver APIs take them:
 /// q, k, v, the buffers, the summaries, the gate rows and counts of a gated
 /// kernel, out, lse if written, the status word (i32) and the stats (3 x
-/// i64), the work range.
+/// i64), the work range, split-KV's phase, count and workspace (kernels
+/// with launch.splitKV).
 class GPUKernelArgs {
 public:
   /// `serving`: the call's index tensors in device memory (kv_lens, q_lens,
@@ -77,21 +86,26 @@ public:
   GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args, const AttentionDims &dims,
                 const std::vector<TensorRef> &serving,
                 const std::vector<DeviceSummary> &summaries, const DeviceGateRows &gate,
-                void *status, void *stats, std::vector<TensorMapBytes> &maps);
+                void *status, void *stats, const SplitArgs *split,
+                std::vector<TensorMapBytes> &maps);
   GPUKernelArgs(const GPUKernelArgs &) = delete;
   GPUKernelArgs &operator=(const GPUKernelArgs &) = delete;
   void **params() { return pointers.data(); }
+  /// Split-KV's phase word, changed between the launches of one call (the
+  /// driver copies the parameters at each launch).
+  void setPhase(int64_t phase) { words[phaseWord] = phase; }
 
 private:
   std::vector<int64_t> words;
   std::vector<void *> pointers;
+  size_t phaseWord = 0;
 };
 
 GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
                              const AttentionDims &dims, const std::vector<TensorRef> &serving,
                              const std::vector<DeviceSummary> &summaries,
                              const DeviceGateRows &gate, void *status, void *stats,
-                             std::vector<TensorMapBytes> &maps) {
+                             const SplitArgs *split, std::vector<TensorMapBytes> &maps) {
   auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                     const std::vector<int64_t> &strides) {
     auto p = reinterpret_cast<int64_t>(data);
@@ -125,6 +139,20 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
   memref(stats, {3}, {1});
   words.push_back(0);
   words.push_back(0);
+  if (split) {
+    phaseWord = words.size();
+    words.push_back(split->phase);
+    words.push_back(split->count);
+    auto rowMajor = [](const std::vector<int64_t> &shape) {
+      return TensorRef{nullptr, DType::F32, shape, {}}.effectiveStrides();
+    };
+    int64_t accElements = 1;
+    for (int64_t d : split->accShape)
+      accElements *= d;
+    memref(split->workspace, split->accShape, rowMajor(split->accShape));
+    memref(split->workspace ? static_cast<float *>(split->workspace) + accElements : nullptr,
+           split->statShape, rowMajor(split->statShape));
+  }
   for (int64_t &w : words)
     pointers.push_back(&w);
   for (TensorMapBytes &m : maps)
@@ -369,7 +397,8 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
 
 std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args,
                                const GPULaunch &launch, GPUStreamDriver &driver,
-                               GPUStreamState &state, const GPULaunchOptions &options) {
+                               GPUStreamState &state, const GPULaunchOptions &options,
+                               int64_t *splitsOut) {
   AttentionDims dims;
   if (std::string err = checkAttentionArgs(args, info, dims); !err.empty())
     return err;
@@ -405,12 +434,50 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   if (!(error = uploadServingTables(info, args, driver, state, serving)).empty())
     return error;
   void *stats = static_cast<char *>(state.words) + 8;
-  GPUKernelArgs params(info, args, dims, serving, summaries, gateRows, state.words, stats, maps);
   unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);
-  if (!(error = driver.launch(gridX, unsigned(dims.headsQ), unsigned(dims.batch),
-                              params.params()))
+  // Split-KV (docs/decode.md, "Split-KV on the GPU"): phase 1 computes
+  // `count` parts of each item's key range into the workspace, phase 2
+  // merges them; phase 0 (count 1) is the item at once.
+  SplitArgs split;
+  if (launch.splitKV) {
+    split.count = chooseGPUKVSplits(int64_t(gridX) * dims.headsQ * dims.batch,
+                                    longestKeys(args, info, dims), driver.residentBlocks());
+    int64_t dv = info.headDimV > 0 ? info.headDimV : info.headDim;
+    split.accShape = {split.count, dims.batch, dims.headsQ, dims.seqQ, dv};
+    split.statShape = {split.count, dims.batch, dims.headsQ, dims.seqQ, 2};
+    if (split.count > 1) {
+      size_t bytes = size_t(split.count * dims.batch * dims.headsQ * dims.seqQ) *
+                     size_t(dv + 2) * sizeof(float);
+      // Kernels queued earlier may still use the old workspace: wait before
+      // growing it.
+      if (bytes > state.splitWorkspaceBytes && state.splitWorkspace &&
+          !(error = driver.synchronize()).empty())
+        return error;
+      if (!(error = reserveDevice(driver, state.splitWorkspace, state.splitWorkspaceBytes,
+                                  bytes))
+               .empty())
+        return error;
+      split.workspace = state.splitWorkspace;
+      split.phase = 1;
+    } else {
+      split.accShape.assign(5, 0), split.statShape.assign(5, 0);
+    }
+  }
+  if (splitsOut)
+    *splitsOut = split.count;
+  GPUKernelArgs params(info, args, dims, serving, summaries, gateRows, state.words, stats,
+                       launch.splitKV ? &split : nullptr, maps);
+  if (!(error = driver.launch(gridX * unsigned(split.count), unsigned(dims.headsQ),
+                              unsigned(dims.batch), params.params()))
            .empty())
     return error;
+  if (split.count > 1) {
+    params.setPhase(2);
+    if (!(error = driver.launch(gridX, unsigned(dims.headsQ), unsigned(dims.batch),
+                                params.params()))
+             .empty())
+      return error;
+  }
   std::vector<std::string> bufferNames;
   for (const BufferInfo &b : info.buffers)
     bufferNames.push_back(b.name);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -916,15 +917,24 @@ std::vector<int64_t> longestFirst(int64_t items, int64_t perEntry,
   return order;
 }
 
-int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
-                       unsigned threads, int64_t (*numQTiles)(int64_t),
-                       int64_t (*numKVTiles)(int64_t), const std::vector<int64_t> *qLens,
-                       int64_t packedRows) {
+namespace {
+/// HEED_SPLIT_KV=N: the split the environment forces (0: none).
+int64_t forcedKVSplits() {
   if (const char *forced = std::getenv("HEED_SPLIT_KV"); forced && *forced) {
     long n = std::strtol(forced, nullptr, 10);
     if (n >= 1)
       return std::min<long>(n, 256);
   }
+  return 0;
+}
+} // namespace
+
+int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
+                       unsigned threads, int64_t (*numQTiles)(int64_t),
+                       int64_t (*numKVTiles)(int64_t), const std::vector<int64_t> *qLens,
+                       int64_t packedRows) {
+  if (int64_t forced = forcedKVSplits())
+    return forced;
   if (dims.batch <= 0 || dims.headsKV <= 0)
     return 1;
   // The items the kernel runs: one per key/value head when --attn-pack-gqa
@@ -947,6 +957,41 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
   int64_t chunk = std::max<int64_t>(8, total / (4 * int64_t(std::max(1u, threads))));
   int64_t splits = std::min<int64_t>(32, (longest + chunk - 1) / chunk);
   return std::max<int64_t>(1, splits);
+}
+
+int64_t chooseGPUKVSplits(int64_t blocks, int64_t longestKeys, int64_t residentBlocks) {
+  if (int64_t forced = forcedKVSplits())
+    return forced;
+  if (residentBlocks <= 0 || blocks <= 0 || blocks * 5 >= residentBlocks * 4)
+    return 1;
+  // Parts of at least 256 keys: the merge reads each part's state once
+  // per row, which must stay small beside the part's keys.
+  constexpr int64_t kMinPartKeys = 256, kMaxSplits = 64;
+  int64_t most = std::clamp<int64_t>(longestKeys / kMinPartKeys, 1, kMaxSplits);
+  auto efficiency = [&](int64_t s) {
+    double waves = double(blocks * s) / double(residentBlocks);
+    return waves / std::ceil(waves);
+  };
+  double best = 0;
+  for (int64_t s = 1; s <= most; ++s)
+    best = std::max(best, efficiency(s));
+  for (int64_t s = 1; s <= most; ++s)
+    if (efficiency(s) >= 0.85 * best)
+      return s;
+  return 1;
+}
+
+int64_t longestKeys(const AttentionArgs &args, const KernelInfo &info,
+                    const AttentionDims &dims) {
+  std::vector<int64_t> lens;
+  if (info.kvLens)
+    lens = entryLengths(args.kvLens, dims.batch);
+  else if (info.cuSeqlensKV)
+    lens = packedLengths(args.cuSeqlensKV);
+  int64_t longest = lens.empty() ? dims.seqKV : 0;
+  for (int64_t n : lens)
+    longest = std::max(longest, std::min(n, dims.seqKV));
+  return longest;
 }
 
 std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &begin,

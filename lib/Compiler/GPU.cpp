@@ -329,6 +329,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
           buildNVGPUKernelPipeline(pm, options);
       }))
     return std::move(err);
+  out.launch.splitKV = !backward && options.splitsKV();
   out.module->walk([&](gpu::GPUFuncOp kernel) {
     if (auto shape = kernel->getAttrOfType<attn::LaunchAttr>(attn::kLaunchAttrName)) {
       out.launch.blockRows = shape.getBlockRows();

@@ -183,6 +183,16 @@ void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
 }
 
 namespace {
+/// Split-KV on a GPU kernel (docs/decode.md): its phases 0 and 1 in one key
+/// loop, after the tile schedule and before the loop is pipelined.
+void addGPUSplitKV(OpPassManager &pm, const GPUPipelineOptions &options) {
+  if (!options.splitsKV())
+    return;
+  AttnSplitKVOptions split;
+  split.oneLoop = true;
+  pm.addPass(createAttnSplitKV(split));
+}
+
 /// The SIMT kernel's schedule after attn-simplify (NVIDIA and AMD alike): a
 /// block of `simtRows` threads owns a query tile, a thread a row; keys one
 /// at a time (a tile of one key keeps the kernel's registers where the
@@ -190,6 +200,7 @@ namespace {
 void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   constexpr int64_t kSIMTKeys = 1;
   addTileSchedule(pm, options.simtRows, kSIMTKeys, /*patches=*/false, /*analyzeMask=*/false);
+  addGPUSplitKV(pm, options);
   addCleanup(pm);
   pm.addPass(createConvertAttnTileToSIMT());
   addCleanup(pm);
@@ -202,6 +213,7 @@ void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &option
 void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &options,
                              int64_t blockQ, int64_t blockKV, int64_t stages) {
   addTileSchedule(pm, blockQ, blockKV, /*patches=*/false, options.analyzeMask);
+  addGPUSplitKV(pm, options);
   AttnPipelineKVOptions pipeline;
   pipeline.stages = stages;
   pm.addPass(createAttnPipelineKV(pipeline));
@@ -216,7 +228,9 @@ void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &option
 void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
                             int64_t blockQ, int64_t blockKV, int64_t stages,
                             llvm::function_ref<void(OpPassManager &)> addConversion) {
-  pm.addPass(createAttnRuntimeABI());
+  AttnRuntimeABIOptions abi;
+  abi.splitKV = options.splitsKV();
+  pm.addPass(createAttnRuntimeABI(abi));
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (!options.matrixCores) {
     buildSIMTKernelPipeline(pm, options);

@@ -24,6 +24,24 @@
 //   }
 //
 // The runtime picks `count` per call and runs phase 1 then 2, or 0 alone.
+//
+// With `one-loop` (the GPU kernels' form) the three phases share one work
+// loop, one key loop and one store, so the kernel holds each once: the
+// runtime runs phase 0 with count = 1 (the item's one part is its whole
+// range), and phase 2 over the loop's own items:
+//
+//   %parts = %phase == 2 ? 1 : %count
+//   attn.tile.work %B, %H, %T * %parts {
+//   ^bb0(%b, %h, %ts):
+//     %t = %ts / %parts, %s = %ts % %parts
+//     ... the item's code up to its key loop ...
+//     %acc, %max, %sum = scf.if (%phase == 2) { merge_partials ... splits(%count) }
+//                        else { the key loop over part %s }
+//     scf.if (%phase == 1) { store_partial ... [%s, %b, %h] } else { store ... }
+//   }
+//
+// A loop of another shape runs part 0 of its items whole (the other parts
+// do nothing) in phases 0 and 1, nothing in phase 2.
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -32,6 +50,8 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/IRMapping.h"
+
+#include <tuple>
 
 namespace heed {
 #define GEN_PASS_DEF_ATTNSPLITKV
@@ -80,11 +100,11 @@ std::pair<TileWorkOp, SplitPoints> copyWork(OpBuilder &b, TileWorkOp work, Value
   return {copy, findSplitPoints(copy.getBody().front())};
 }
 
-/// Phase 1: item (b, h, t * count + s) runs part s of its key range and
-/// stores its state.
-void buildPartialPhase(OpBuilder &b, TileWorkOp work, Value tiles) {
+/// A copy of `work` over `tiles * count` items whose item (b, h, t * count
+/// + s) sees tile t; returns it, its split points and s.
+std::tuple<TileWorkOp, SplitPoints, Value> copyWorkPerPart(OpBuilder &b, TileWorkOp work,
+                                                           Value tiles, Value count) {
   Location loc = work.getLoc();
-  Value count = work.getSplitCount();
   auto [copy, points] = copyWork(b, work, arith::MulIOp::create(b, loc, tiles, count));
   Block &body = copy.getBody().front();
   BlockArgument item = body.getArgument(2);
@@ -93,9 +113,15 @@ void buildPartialPhase(OpBuilder &b, TileWorkOp work, Value tiles) {
   Value split = arith::RemUIOp::create(inner, loc, item, count);
   item.replaceAllUsesExcept(tile, llvm::SmallPtrSet<Operation *, 2>{tile.getDefiningOp(),
                                                                     split.getDefiningOp()});
-  // Part s of [first, end): [first + s c, min(end, first + (s + 1) c)).
-  scf::ForOp keys = points.keys;
-  inner.setInsertionPoint(keys);
+  return {copy, points, split};
+}
+
+/// Narrows `keys` to part `split` of `count` parts of its range [first,
+/// end): [first + s c, min(end, first + (s + 1) c)), c = ceil((end -
+/// first) / count).
+void narrowToPart(scf::ForOp keys, Value split, Value count) {
+  Location loc = keys.getLoc();
+  OpBuilder inner(keys);
   Value first = keys.getLowerBound();
   Value end = arith::MaxUIOp::create(inner, loc, keys.getUpperBound(), first); // empty: first
   Value length = arith::SubIOp::create(inner, loc, end, first);
@@ -105,12 +131,51 @@ void buildPartialPhase(OpBuilder &b, TileWorkOp work, Value tiles) {
   Value hi = arith::MinUIOp::create(inner, loc, arith::AddIOp::create(inner, loc, lo, part), end);
   keys.getLowerBoundMutable().assign(arith::MinUIOp::create(inner, loc, lo, hi));
   keys.getUpperBoundMutable().assign(hi);
-  TileStoreOp store = points.store;
-  inner.setInsertionPoint(store);
-  TileStorePartialOp::create(inner, loc, store.getAcc(), store.getMax(), store.getSum(),
+}
+
+/// The partial store of `store`'s state, for split `split`, before `b`'s
+/// insertion point.
+void storePartial(OpBuilder &b, TileWorkOp work, TileStoreOp store, Value split) {
+  TileStorePartialOp::create(b, store.getLoc(), store.getAcc(), store.getMax(), store.getSum(),
                              work.getPartialAcc(), work.getPartialStats(), split,
                              store.getBatch(), store.getHead(), store.getSpan());
-  store.erase();
+}
+
+/// The merged state of `store`'s rows, before `b`'s insertion point.
+TileMergePartialsOp mergePartials(OpBuilder &b, TileWorkOp work, TileStoreOp store) {
+  return TileMergePartialsOp::create(
+      b, store.getLoc(), store.getAcc().getType(), store.getMax().getType(),
+      store.getSum().getType(), work.getPartialAcc(), work.getPartialStats(),
+      work.getSplitCount(), store.getBatch(), store.getHead(), store.getSpan(),
+      store.isSigmoid());
+}
+
+/// Phase 1: item (b, h, t * count + s) runs part s of its key range and
+/// stores its state.
+void buildPartialPhase(OpBuilder &b, TileWorkOp work, Value tiles) {
+  Value count = work.getSplitCount();
+  auto [copy, points, split] = copyWorkPerPart(b, work, tiles, count);
+  narrowToPart(points.keys, split, count);
+  OpBuilder inner(points.store);
+  storePartial(inner, work, points.store, split);
+  points.store.erase();
+}
+
+/// One loop, a loop of another shape: part 0 of each tile's items runs the
+/// item whole, the other parts nothing.
+void buildWholeInPartZero(OpBuilder &b, TileWorkOp work, Value tiles) {
+  Location loc = work.getLoc();
+  auto [copy, points, split] = copyWorkPerPart(b, work, tiles, work.getSplitCount());
+  Block &body = copy.getBody().front();
+  OpBuilder inner(copy.getContext());
+  inner.setInsertionPointAfterValue(split);
+  Value first = arith::CmpIOp::create(inner, loc, arith::CmpIPredicate::eq, split,
+                                      arith::ConstantIndexOp::create(inner, loc, 0));
+  auto ifOp = scf::IfOp::create(inner, loc, first, /*withElseRegion=*/false);
+  Block *then = ifOp.thenBlock();
+  for (Operation &op : llvm::make_early_inc_range(
+           llvm::make_range(std::next(ifOp->getIterator()), body.end())))
+    op.moveBefore(then->getTerminator());
 }
 
 /// Phase 2: each item merges its splits' states and stores them.
@@ -118,15 +183,60 @@ void buildMergePhase(OpBuilder &b, TileWorkOp work, Value tiles) {
   auto [copy, points] = copyWork(b, work, tiles);
   TileStoreOp store = points.store;
   OpBuilder inner(store);
-  auto merged = TileMergePartialsOp::create(
-      inner, store.getLoc(), store.getAcc().getType(), store.getMax().getType(),
-      store.getSum().getType(), work.getPartialAcc(), work.getPartialStats(),
-      work.getSplitCount(), store.getBatch(), store.getHead(), store.getSpan(),
-      store.isSigmoid());
+  TileMergePartialsOp merged = mergePartials(inner, work, store);
   store.getAccMutable().assign(merged.getAcc());
   store.getMaxMutable().assign(merged.getMax());
   store.getSumMutable().assign(merged.getSum());
   points.keys.erase();
+}
+
+/// The one-loop form (see the header).
+void splitWorkOneLoop(TileWorkOp work) {
+  OpBuilder b(work);
+  Location loc = work.getLoc();
+  Value phase = work.getSplitPhase(), count = work.getSplitCount();
+  Value tiles = work.getTiles();
+  auto isPhase = [&](OpBuilder &at, int64_t n) -> Value {
+    return arith::CmpIOp::create(at, loc, arith::CmpIPredicate::eq, phase,
+                                 arith::ConstantIndexOp::create(at, loc, n));
+  };
+  Value merge = isPhase(b, 2);
+  if (!findSplitPoints(work.getBody().front())) {
+    auto ifOp = scf::IfOp::create(b, loc, merge, /*withElseRegion=*/true);
+    b.setInsertionPoint(ifOp.elseBlock()->getTerminator());
+    buildWholeInPartZero(b, work, tiles);
+    work.erase();
+    return;
+  }
+  // Phase 2 runs the loop's own items: one part each.
+  Value parts = arith::SelectOp::create(b, loc, merge, arith::ConstantIndexOp::create(b, loc, 1),
+                                        count);
+  auto [copy, points, split] = copyWorkPerPart(b, work, tiles, parts);
+  scf::ForOp keys = points.keys;
+  TileStoreOp store = points.store;
+  narrowToPart(keys, split, parts);
+  // The store's state: merged (phase 2) or computed over part s (phases 0
+  // and 1; a sigmoid loop carries its accumulator only).
+  OpBuilder inner(keys);
+  SmallVector<Value> computed = {store.getAcc(), store.getMax(), store.getSum()};
+  auto state = scf::IfOp::create(inner, loc, ValueRange(computed).getTypes(), merge,
+                                 /*withElse=*/true);
+  inner.setInsertionPointToStart(state.thenBlock());
+  TileMergePartialsOp merged = mergePartials(inner, work, store);
+  scf::YieldOp::create(inner, loc, merged.getResults());
+  keys->moveBefore(state.elseBlock(), state.elseBlock()->end());
+  inner.setInsertionPointToEnd(state.elseBlock());
+  scf::YieldOp::create(inner, loc, computed);
+  store.getAccMutable().assign(state.getResult(0));
+  store.getMaxMutable().assign(state.getResult(1));
+  store.getSumMutable().assign(state.getResult(2));
+  // The store: partial in phase 1, final in phases 0 and 2.
+  inner.setInsertionPoint(store);
+  auto stores = scf::IfOp::create(inner, loc, isPhase(inner, 1), /*withElseRegion=*/true);
+  store->moveBefore(stores.elseBlock()->getTerminator());
+  inner.setInsertionPoint(stores.thenBlock()->getTerminator());
+  storePartial(inner, work, store, split);
+  work.erase();
 }
 
 void splitWork(TileWorkOp work) {
@@ -146,13 +256,14 @@ void splitWork(TileWorkOp work) {
     auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{}, phase,
                                          b.getDenseI64ArrayAttr({1, 2}), /*caseRegions=*/2);
     Value tiles = work.getTiles();
-    for (auto [region, build] :
-         {std::pair{&sw.getCaseRegions()[0], &buildPartialPhase},
-          std::pair{&sw.getCaseRegions()[1], &buildMergePhase}}) {
-      Block *block = b.createBlock(region);
+    for (int phaseCase : {1, 2}) {
+      Block *block = b.createBlock(&sw.getCaseRegions()[phaseCase - 1]);
       scf::YieldOp::create(b, loc);
       b.setInsertionPointToStart(block);
-      build(b, work, tiles);
+      if (phaseCase == 1)
+        buildPartialPhase(b, work, tiles);
+      else
+        buildMergePhase(b, work, tiles);
     }
     Block *fallback = b.createBlock(&sw.getDefaultRegion());
     scf::YieldOp::create(b, loc);
@@ -165,6 +276,7 @@ void splitWork(TileWorkOp work) {
 }
 
 struct AttnSplitKVPass : heed::impl::AttnSplitKVBase<AttnSplitKVPass> {
+  using AttnSplitKVBase::AttnSplitKVBase;
   void runOnOperation() override {
     SmallVector<TileWorkOp> works;
     getOperation().walk([&](TileWorkOp work) {
@@ -172,7 +284,7 @@ struct AttnSplitKVPass : heed::impl::AttnSplitKVBase<AttnSplitKVPass> {
         works.push_back(work);
     });
     for (TileWorkOp work : works)
-      splitWork(work);
+      oneLoop ? splitWorkOneLoop(work) : splitWork(work);
   }
 };
 

@@ -33,6 +33,7 @@ typedef struct {
   int allocs, hostAllocs, events, hostFrees, syncs, blockingCopies;
   int calls;
   FakeCudaCall call[256];
+  unsigned prevGrid[3];
 } FakeCudaLog;
 
 enum { B = 2, H = 3, S = 200, D = 64 };
@@ -469,6 +470,64 @@ int main(int argc, char **argv) {
   }
   heed_kernel_release(paged);
   launches = log->launches;
+
+  /* Split-KV on the GPU (docs/decode.md): a decode call of B x H = 6 blocks
+   * over 4096 keys, on the stand-in's 132 multiprocessors x 2 blocks, is
+   * cut into 14 parts (the fewest within 85% of the best wave efficiency):
+   * phase 1 on 14 x the grid, then phase 2 (the merge) on the grid, both on
+   * the caller's stream; the workspace ([14, B, H, 1, D] accumulators, then
+   * [14, B, H, 1, 2] statistics) is allocated at the first such call and
+   * reused. A prefill call runs phase 0 with count 1 and no workspace. */
+  {
+    enum { SKV = 4096 };
+    static unsigned short qd[B * H * D], od[B * H * D];
+    unsigned short *kd = (unsigned short *)calloc((size_t)B * H * SKV * D, 2);
+    unsigned short *vd = (unsigned short *)calloc((size_t)B * H * SKV * D, 2);
+    CHECK(kd && vd);
+    place(qd, sizeof qd, 0), place(od, sizeof od, 0);
+    place(kd, (size_t)B * H * SKV * D * 2, 0), place(vd, (size_t)B * H * SKV * D * 2, 0);
+    int64_t qShape[4] = {B, H, 1, D}, kvShape[4] = {B, H, SKV, D};
+    heed_tensor dt[4] = {{qd, HEED_DEVICE_CUDA, 0, HEED_F16, 4, qShape, NULL},
+                         {kd, HEED_DEVICE_CUDA, 0, HEED_F16, 4, kvShape, NULL},
+                         {vd, HEED_DEVICE_CUDA, 0, HEED_F16, 4, kvShape, NULL},
+                         {od, HEED_DEVICE_CUDA, 0, HEED_F16, 4, qShape, NULL}};
+    heed_kernel *dec = NULL;
+    CHECK(heed_compile("variant dec { mask = causal_bottom_right() }", "dec.attn", &o, &dec) ==
+          HEED_OK);
+    int allocs0 = log->allocs;
+    clearCalls();
+    keepParams(84);
+    CHECK(dec && runWith(dec, dt, NULL, 0, s) == HEED_OK);
+    CHECK(log->launches == launches + 2);
+    CHECK(log->prevGrid[0] == 14 && log->prevGrid[1] == H && log->prevGrid[2] == B);
+    CHECK(log->grid[0] == 1 && log->grid[1] == H && log->grid[2] == B);
+    CHECK(allOn(s, 0));
+    /* After the work range (q, k, v, out: 44 words; status, stats: 10;
+     * range: 2): phase 1, 14 parts, the workspace's two memrefs. */
+    const int64_t *wp = keptParams();
+    CHECK(wp[56] == 1 && wp[57] == 14);
+    CHECK(wp[58] != 0 && wp[61] == 14 && wp[62] == B && wp[63] == H && wp[64] == 1 &&
+          wp[65] == D && wp[70] == 1);
+    CHECK(wp[71] == wp[58] + 14 * B * H * D * 4 && wp[74] == 14 && wp[78] == 2);
+    CHECK(log->allocs == allocs0 + 1);
+    for (int i = 0; i < 3; ++i)
+      CHECK(runWith(dec, dt, NULL, 0, s) == HEED_OK);
+    CHECK(log->launches == launches + 8 && log->allocs == allocs0 + 1);
+    /* HEED_SPLIT_KV forces the count. */
+    setenv("HEED_SPLIT_KV", "3", 1);
+    CHECK(runWith(dec, dt, NULL, 0, s) == HEED_OK);
+    CHECK(log->prevGrid[0] == 3 && log->grid[0] == 1 && log->launches == launches + 10);
+    unsetenv("HEED_SPLIT_KV");
+    /* Prefill (the 200-query tensors above): enough blocks, phase 0. */
+    keepParams(84);
+    CHECK(runWith(dec, t, NULL, 0, s) == HEED_OK);
+    CHECK(log->launches == launches + 11);
+    wp = keptParams();
+    CHECK(wp[56] == 0 && wp[57] == 1 && wp[58] == 0 && wp[61] == 0);
+    heed_kernel_release(dec);
+    free(kd), free(vd);
+    launches = log->launches;
+  }
 
   /* Packed sequences: q, k, v, out of batch 1 hold entries of 120 and 80
    * rows; the kernel gets them as [B, 120, ...] with batch stride 0 and the

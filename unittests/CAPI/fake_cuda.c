@@ -3,7 +3,8 @@
  * (cuTensorMapEncodeTiled) and stream-ordered call is recorded so the test can see what heed asked of the driver: on which
  * stream, in which device's context, and whether anything allocated or waited.
  * $FAKE_CUDA_CC is the compute capability (e.g. 86, default 90),
- * $FAKE_CUDA_DEVICES the device count (default 1). The test places its own
+ * $FAKE_CUDA_DEVICES the device count (default 1), $FAKE_CUDA_SMS the
+ * multiprocessors (default 132; two blocks of any kernel each). The test places its own
  * "device" arrays on a device with fake_cuda_place (cuPointerGetAttribute
  * fails for other host memory, as the real driver does), makes the next launch
  * record a kernel error with fake_cuda_fail_next_launch, and holds events
@@ -39,6 +40,7 @@ typedef struct {
   int blockingCopies;  /* cuMemcpyHtoD/DtoH and cuMemsetD8: ordered on no stream */
   int calls;           /* entries in `call` since the last fake_cuda_clear_calls */
   FakeCudaCall call[MAX_CALLS];
+  unsigned prevGrid[3]; /* the grid of the launch before the last */
 } FakeCudaLog;
 
 static FakeCudaLog fakeLog;
@@ -94,7 +96,18 @@ int cuDeviceGet(int *d, int i) {
 }
 int cuDeviceGetAttribute(int *v, int attribute, int d) {
   (void)d;
-  *v = attribute == 75 ? capability() / 10 : attribute == 76 ? capability() % 10 : 0;
+  /* 75/76: compute capability; 16: multiprocessors ($FAKE_CUDA_SMS, 132). */
+  const char *sms = getenv("FAKE_CUDA_SMS");
+  *v = attribute == 75   ? capability() / 10
+       : attribute == 76 ? capability() % 10
+       : attribute == 16 ? (sms && *sms ? atoi(sms) : 132)
+                         : 0;
+  return 0;
+}
+/* Two blocks of any kernel per multiprocessor. */
+int cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void *f, int threads, size_t shared) {
+  (void)f, (void)threads, (void)shared;
+  *n = 2;
   return 0;
 }
 int cuDevicePrimaryCtxRetain(void **c, int d) { *c = (void *)(uintptr_t)(0x42 + d); return 0; }
@@ -178,6 +191,7 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
                      memcmp(params[mapParam + i], &i, sizeof i) == 0;
   pendingMaps = 0;
   record('L', stream);
+  memcpy(fakeLog.prevGrid, fakeLog.grid, sizeof fakeLog.grid);
   fakeLog.grid[0] = gx, fakeLog.grid[1] = gy, fakeLog.grid[2] = gz, fakeLog.block = bx;
   fakeLog.stream = stream;
   fakeLog.launchDevice = current;

@@ -42,6 +42,10 @@ struct GPULaunch {
   /// maps (cuTensorMapEncodeTiled), passed by value after the other
   /// parameters; 0 when the kernel takes none.
   int64_t tensorMapRowsQ = 0, tensorMapRowsKV = 0;
+  /// The kernel takes split-KV's phase, count and workspace after the work
+  /// range (--attn-split-kv{one-loop}; docs/decode.md, "Split-KV on the
+  /// GPU"): the runtime runs phase 0 with count 1, or phases 1 and 2.
+  bool splitKV = false;
 };
 
 /// Everything the runtime checks and launches a kernel by.

@@ -67,6 +67,10 @@ public:
   virtual std::string download(void *host, const void *device, size_t bytes) = 0;
   /// What this kernel needs of the tensors beyond checkAttentionArgs.
   virtual std::string checkTensors(const AttentionArgs &) { return ""; }
+  /// How many blocks of the kernel the device runs at once
+  /// (multiprocessors times the blocks one holds); 0 when unknown. Split-KV
+  /// is chosen from it (chooseGPUKVSplits).
+  virtual int64_t residentBlocks() { return 0; }
   /// The wgmma kernel's tensor map (128 bytes at `map`) of a [B, H, S, D]
   /// or [B, S, H, D] f16/bf16 tensor: boxes of 64 columns (128 bytes,
   /// 128B-swizzled) by `rows` sequence rows, zeros outside the tensor.
@@ -95,6 +99,10 @@ struct GPUStreamState {
   /// launch.
   void *tables = nullptr;
   size_t tableBytes = 0;
+  /// Device memory for split-KV's partial states (f32 accumulators [S, B,
+  /// Hq, Sq, Dv] then statistics [S, B, Hq, Sq, 2]), grown on demand.
+  void *splitWorkspace = nullptr;
+  size_t splitWorkspaceBytes = 0;
   /// Page-locked staging for those uploads, a ring of slots (a copy from
   /// pageable memory would wait for the stream): slot i is reused once its
   /// event says its copy is done (else the launch waits for the stream).
@@ -124,10 +132,15 @@ private:
 /// Checks the tensors against `info`, reports an error an earlier launch on
 /// this stream recorded (then launches nothing), and queues the kernel on a
 /// grid of (ceil(Sq / launch.blockRows), Hq, B) blocks of launch.threads.
-/// "" or an error.
+/// A kernel with split-KV's operands (launch.splitKV) runs phase 0 with
+/// count 1, or, when chooseGPUKVSplits (or HEED_SPLIT_KV) cuts the key
+/// ranges into S > 1 parts, phase 1 on (S ceil(Sq / blockRows), Hq, B)
+/// blocks then phase 2 on the usual grid, both on the stream; `splits`
+/// (if given) receives S. "" or an error.
 std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args,
                                const GPULaunch &launch, GPUStreamDriver &driver,
-                               GPUStreamState &state, const GPULaunchOptions &options);
+                               GPUStreamState &state, const GPULaunchOptions &options,
+                               int64_t *splits = nullptr);
 
 /// The device tensors of one GPU backward call (docs/backward.md, "GPU
 /// kernels"): the forward's q, k, v, buffers, out and lse [B, Hq, Sq] (f32);

@@ -153,6 +153,20 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
                        int64_t (*numKVTiles)(int64_t),
                        const std::vector<int64_t> *qLens = nullptr, int64_t packedRows = 0);
 
+/// Key ranges per work item for a GPU call of `blocks` thread blocks whose
+/// longest entry has `longestKeys` keys, on a device that runs
+/// `residentBlocks` of the kernel's blocks at once (multiprocessors times
+/// blocks per multiprocessor; 0 when unknown: no split). 1 when the blocks
+/// already fill 80% of one wave; else the fewest parts (of at least 256
+/// keys, at most 64) whose waves are within 85% of the best wave
+/// efficiency (FlashAttention-2's heuristic). HEED_SPLIT_KV=N forces N.
+int64_t chooseGPUKVSplits(int64_t blocks, int64_t longestKeys, int64_t residentBlocks);
+
+/// The keys of the call's longest batch entry: kv_lens' or cu_seqlens_kv's
+/// longest where the kernel takes them (checked by checkAttentionArgs),
+/// else dims.seqKV.
+int64_t longestKeys(const AttentionArgs &args, const KernelInfo &info, const AttentionDims &dims);
+
 } // namespace heed
 
 #endif

@@ -161,7 +161,17 @@ def AttnSplitKV : Pass<"attn-split-kv", "mlir::ModuleOp"> {
     runs phase 1 then phase 2 (or phase 0 alone). Work loops whose shape it
     does not know (a gated item's idle branch, a routed item's switch) run
     whole in phase 0 and 1 and do nothing in phase 2.
+
+    With `one-loop` (the GPU kernels' form), phases 0 and 1 share one copy
+    of the loop (`scf.if (phase == 2) { merge } else { ... }`): the runtime
+    runs phase 0 with count = 1, and the store is the partial one in phase 1
+    and the final one in phase 0. A loop of another shape runs part 0 of
+    its items whole there.
   }];
+  let options = [
+    Option<"oneLoop", "one-loop", "bool", /*default=*/"false",
+           "phases 0 and 1 in one loop (phase 0 with count = 1): one key loop per kernel">
+  ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }
 

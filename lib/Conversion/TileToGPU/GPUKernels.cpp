@@ -168,7 +168,9 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
 SmallVector<gpu::GPUFuncOp> outlineKernels(ModuleOp module) {
   SmallVector<func::FuncOp> withWork, host;
   module.walk([&](func::FuncOp f) {
-    (f.getOps<TileWorkOp>().empty() ? host : withWork).push_back(f);
+    // The work may sit in split-KV's phase branches.
+    bool work = f.walk([](TileWorkOp) { return WalkResult::interrupt(); }).wasInterrupted();
+    (work ? withWork : host).push_back(f);
   });
   SmallVector<gpu::GPUFuncOp> kernels;
   if (withWork.empty())

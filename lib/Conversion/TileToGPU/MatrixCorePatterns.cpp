@@ -402,13 +402,147 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
   }
 };
 
+/// Split-KV's partial phase: the lane's unnormalized elements of O and (one
+/// lane per row) the row's max and whole sum, at [split, batch, head, row]
+/// of the workspace; rows that are not real are not written.
+struct StorePartialLowering : TargetPattern<TileStorePartialOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileStorePartialOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value pacc = adaptor.getPartialAcc().front(), pstats = adaptor.getPartialStats().front();
+    Value split = adaptor.getSplit().front(), batch = adaptor.getBatch().front();
+    Value head = adaptor.getHead().front();
+    SmallVector<Element> outputs = target.elements(rewriter, loc, adaptor.getAcc());
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value slotRow = target.slotRow(rewriter, loc, s);
+      // Every lane takes part in the reduction; the row's owner writes it.
+      Value l = target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
+      auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, slotRow), false);
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      Value row = rows.token(rewriter, loc, slotRow);
+      for (const Element &e : outputs)
+        if (e.slot == s)
+          memref::StoreOp::create(rewriter, loc, e.value, pacc,
+                                  ValueRange{split, batch, head, row, e.col});
+      auto once = scf::IfOp::create(rewriter, loc, target.ownsRowStats(rewriter, loc), false);
+      rewriter.setInsertionPointToStart(&once.getThenRegion().front());
+      for (auto [at, x] : {std::pair{0, adaptor.getMax()[s]}, std::pair{1, l}})
+        memref::StoreOp::create(rewriter, loc, x, pstats,
+                                ValueRange{split, batch, head, row, index(rewriter, loc, at)});
+    }
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// Split-KV's merge phase: for each row slot in turn, a loop over the
+/// splits reads the row's state back (real rows only: holes read nothing,
+/// so no unwritten workspace is read) and merges it as one online-softmax
+/// step (sums for sigmoid); one slot at a time keeps the loop's registers
+/// to one slot's elements. The sum is given to the row's owner lane alone,
+/// so the store's reduction over the row's lanes gives it back whole.
+struct MergePartialsLowering : TargetPattern<TileMergePartialsOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileMergePartialsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value pacc = adaptor.getPartialAcc().front(), pstats = adaptor.getPartialStats().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    Value negInf = f32(rewriter, loc, -INFINITY), zero = f32(rewriter, loc, 0);
+    Value one = f32(rewriter, loc, 1);
+    SmallVector<Type> fragTypes;
+    target.convertTile(cast<TileType>(op.getAcc().getType()), fragTypes);
+    SmallVector<Value> zeros;
+    for (Type t : fragTypes)
+      zeros.push_back(arith::ConstantOp::create(
+          rewriter, loc, DenseElementsAttr::get(cast<VectorType>(t), rewriter.getF32FloatAttr(0))));
+    SmallVector<Element> elements = target.elements(rewriter, loc, zeros);
+    SmallVector<Value> merged(elements.size()), m, l;
+    Value owner = target.ownsRowStats(rewriter, loc);
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value slotRow = target.slotRow(rewriter, loc, s);
+      Value real = rows.contains(rewriter, loc, slotRow);
+      Value token = rows.token(rewriter, loc, slotRow, real);
+      SmallVector<unsigned> mine;
+      for (auto [i, e] : llvm::enumerate(elements))
+        if (e.slot == s)
+          mine.push_back(i);
+      // Carried: max, sum, then the slot's elements.
+      SmallVector<Value> init = {negInf, zero};
+      init.append(mine.size(), zero);
+      auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                     adaptor.getCount().front(), index(rewriter, loc, 1), init);
+      {
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(loop.getBody());
+        Value split = loop.getInductionVar();
+        ValueRange carried = loop.getRegionIterArgs();
+        SmallVector<Type> types(init.size(), rewriter.getF32Type());
+        auto read = scf::IfOp::create(rewriter, loc, types, real, /*withElse=*/true);
+        {
+          OpBuilder::InsertionGuard inner(rewriter);
+          rewriter.setInsertionPointToStart(&read.getThenRegion().front());
+          SmallVector<Value> values;
+          for (int64_t k : {0, 1})
+            values.push_back(memref::LoadOp::create(
+                rewriter, loc, pstats, ValueRange{split, batch, head, token, index(rewriter, loc, k)}));
+          for (unsigned i : mine)
+            values.push_back(memref::LoadOp::create(
+                rewriter, loc, pacc, ValueRange{split, batch, head, token, elements[i].col}));
+          scf::YieldOp::create(rewriter, loc, values);
+          rewriter.setInsertionPointToStart(&read.getElseRegion().front());
+          scf::YieldOp::create(rewriter, loc, init);
+        }
+        Value ms = read.getResult(0), ls = read.getResult(1);
+        Value mOld = carried[0], lOld = carried[1];
+        Value a = one, as = one, mNew = mOld;
+        if (!op.getSigmoid()) {
+          // One online-softmax step; 0 where nothing was seen on either side.
+          mNew = arith::MaximumFOp::create(rewriter, loc, mOld, ms);
+          Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew, negInf);
+          auto factor = [&](Value from) {
+            Value e = math::ExpOp::create(rewriter, loc,
+                                          arith::SubFOp::create(rewriter, loc, from, mNew));
+            return arith::SelectOp::create(rewriter, loc, none, zero, e).getResult();
+          };
+          a = factor(mOld);
+          as = factor(ms);
+        }
+        auto step = [&](Value x, Value y) -> Value {
+          return arith::AddFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, x, a),
+                                       arith::MulFOp::create(rewriter, loc, y, as));
+        };
+        SmallVector<Value> next = {mNew, step(lOld, ls)};
+        for (size_t k = 0; k < mine.size(); ++k)
+          next.push_back(step(carried[2 + k], read.getResult(2 + k)));
+        scf::YieldOp::create(rewriter, loc, next);
+      }
+      m.push_back(loop.getResult(0));
+      l.push_back(op.getSigmoid()
+                      ? loop.getResult(1)
+                      : arith::SelectOp::create(rewriter, loc, owner, loop.getResult(1), zero)
+                            .getResult());
+      for (auto [k, i] : llvm::enumerate(mine))
+        merged[i] = loop.getResult(2 + k);
+    }
+    SmallVector<Value> acc = target.assemble(rewriter, loc, zeros, merged);
+    rewriter.replaceOpWithMultiple(op, {acc, m, l});
+    return success();
+  }
+};
+
 } // namespace
 
 void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCoreTarget &target,
                                 RewritePatternSet &patterns) {
   patterns.add<LoadLowering, CopyKVLowering, CommitKVLowering, WaitKVLowering, FillLowering,
                QKLowering,
-               ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering>(
+               ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering,
+               StorePartialLowering, MergePartialsLowering>(
       converter, patterns.getContext(), target);
 }
 

@@ -2,7 +2,7 @@
 // attn.tile.work (a thread past the query sequence leaves), attn.tile.load
 // (the thread's query row into private memory; k/v tiles stay in global
 // memory), attn.tile.fill, attn.tile.store (normalize, write the row and its
-// lse).
+// lse), and split-KV's attn.tile.store_partial / merge_partials.
 #include "SIMTPatterns.h"
 
 #include "../TileCommon/Normalize.h"
@@ -38,17 +38,30 @@ struct WorkLowering : OpConversionPattern<TileWorkOp> {
     Location loc = op.getLoc();
     Block &body = op.getBody().front();
     // The item's query span: its tile and Sq (defined outside the item).
+    // The tile is the item's t, or t / count under split-KV's parts
+    // (--attn-split-kv{one-loop}).
+    auto outside = [&](Value v) { return v.getParentRegion()->isProperAncestor(&op.getBody()); };
+    Value parts;
+    auto tileOfItem = [&](Value coord) {
+      if (coord == body.getArgument(2))
+        return true;
+      auto div = coord.getDefiningOp<arith::DivUIOp>();
+      if (!div || div.getLhs() != body.getArgument(2) || !outside(div.getRhs()))
+        return false;
+      parts = div.getRhs();
+      return true;
+    };
     TileSpanOp rows;
     for (auto span : body.getOps<TileSpanOp>())
       if (span.getSide() == Side::Q && span.getCoords().size() == 1 &&
-          span.getCoords()[0] == body.getArgument(2) &&
-          span.getSeq().getParentRegion()->isProperAncestor(&op.getBody()))
+          tileOfItem(span.getCoords()[0]) && outside(span.getSeq()))
         rows = span;
     if (!rows)
       return rewriter.notifyMatchFailure(op, "no query span");
     SmallVector<Value, 3> ids = gpu_tile::workItemIds(rewriter, loc);
     int64_t lanes = rows.getResult().getType().getSize();
-    Value first = arith::MulIOp::create(rewriter, loc, ids[2], index(rewriter, loc, lanes)), row;
+    Value tile = parts ? arith::DivUIOp::create(rewriter, loc, ids[2], parts).getResult() : ids[2];
+    Value first = arith::MulIOp::create(rewriter, loc, tile, index(rewriter, loc, lanes)), row;
     auto ifOp = ifRowInSequence(rewriter, loc, first, rows.getSeq(), row);
     rewriter.inlineBlockBefore(&body, ifOp.getThenRegion().front().getTerminator(), ids);
     rewriter.eraseOp(op);
@@ -164,11 +177,116 @@ struct StoreLowering : OpConversionPattern<TileStoreOp> {
   }
 };
 
+/// Split-KV's partial phase: the thread's row's unnormalized accumulator,
+/// max and sum at [split, batch, head, row] of the workspace.
+struct StorePartialLowering : OpConversionPattern<TileStorePartialOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileStorePartialOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value acc = adaptor.getAcc().front();
+    Value pacc = adaptor.getPartialAcc().front(), pstats = adaptor.getPartialStats().front();
+    Value split = adaptor.getSplit().front(), batch = adaptor.getBatch().front();
+    Value head = adaptor.getHead().front();
+    auto rows = gpu_tile::QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value thread = gpu_tile::threadId(rewriter, loc);
+    auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, thread), false);
+    rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    Value row = rows.token(rewriter, loc, thread);
+    forEach(rewriter, loc, cast<MemRefType>(acc.getType()).getDimSize(0), [&](Value d) {
+      memref::StoreOp::create(rewriter, loc,
+                              memref::LoadOp::create(rewriter, loc, acc, ValueRange{d}), pacc,
+                              ValueRange{split, batch, head, row, d});
+    });
+    for (auto [at, x] : {std::pair{0, adaptor.getMax().front()}, std::pair{1, adaptor.getSum().front()}})
+      memref::StoreOp::create(rewriter, loc, x, pstats,
+                              ValueRange{split, batch, head, row, index(rewriter, loc, at)});
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// Split-KV's merge phase: the splits' states of the thread's row read
+/// back (a row that is not real reads nothing) and merged as online-softmax
+/// steps (summed for sigmoid).
+struct MergePartialsLowering : OpConversionPattern<TileMergePartialsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileMergePartialsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Type accType = getTypeConverter()->convertType(op.getAcc().getType());
+    int64_t width = cast<MemRefType>(accType).getDimSize(0);
+    Value pacc = adaptor.getPartialAcc().front(), pstats = adaptor.getPartialStats().front();
+    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    auto rows = gpu_tile::QueryRows::of(op.getSpan(), adaptor.getSpan());
+    Value thread = gpu_tile::threadId(rewriter, loc);
+    Value real = rows.contains(rewriter, loc, thread);
+    Value row = rows.token(rewriter, loc, thread, real);
+    Value negInf = f32(rewriter, loc, -INFINITY), zero = f32(rewriter, loc, 0);
+    Value acc = allocaAtEntry(rewriter, op, accType);
+    forEach(rewriter, loc, width,
+            [&](Value d) { memref::StoreOp::create(rewriter, loc, zero, acc, ValueRange{d}); });
+    Type f32Type = rewriter.getF32Type();
+    auto loop = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
+                                   adaptor.getCount().front(), index(rewriter, loc, 1),
+                                   ValueRange{negInf, zero});
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(loop.getBody());
+      Value split = loop.getInductionVar();
+      Value m = loop.getRegionIterArgs()[0], l = loop.getRegionIterArgs()[1];
+      auto read = scf::IfOp::create(rewriter, loc, TypeRange{f32Type, f32Type}, real, true);
+      {
+        OpBuilder::InsertionGuard inner(rewriter);
+        rewriter.setInsertionPointToStart(&read.getThenRegion().front());
+        SmallVector<Value> stats;
+        for (int64_t k : {0, 1})
+          stats.push_back(memref::LoadOp::create(
+              rewriter, loc, pstats, ValueRange{split, batch, head, row, index(rewriter, loc, k)}));
+        scf::YieldOp::create(rewriter, loc, stats);
+        rewriter.setInsertionPointToStart(&read.getElseRegion().front());
+        scf::YieldOp::create(rewriter, loc, ValueRange{negInf, zero});
+      }
+      Value ms = read.getResult(0), ls = read.getResult(1);
+      Value a = f32(rewriter, loc, 1), as = a, mNew = m;
+      if (!op.getSigmoid()) {
+        mNew = arith::MaximumFOp::create(rewriter, loc, m, ms);
+        Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew, negInf);
+        auto factor = [&](Value from) {
+          Value e = math::ExpOp::create(rewriter, loc, arith::SubFOp::create(rewriter, loc, from, mNew));
+          return arith::SelectOp::create(rewriter, loc, none, zero, e).getResult();
+        };
+        a = factor(m);
+        as = factor(ms);
+      }
+      auto update = scf::IfOp::create(rewriter, loc, real, false);
+      {
+        OpBuilder::InsertionGuard inner(rewriter);
+        rewriter.setInsertionPointToStart(&update.getThenRegion().front());
+        forEach(rewriter, loc, width, [&](Value d) {
+          Value x = memref::LoadOp::create(rewriter, loc, acc, ValueRange{d});
+          Value y = memref::LoadOp::create(rewriter, loc, pacc, ValueRange{split, batch, head, row, d});
+          memref::StoreOp::create(
+              rewriter, loc,
+              arith::AddFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, x, a),
+                                    arith::MulFOp::create(rewriter, loc, y, as)),
+              acc, ValueRange{d});
+        });
+      }
+      Value lNew = arith::AddFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, l, a),
+                                         arith::MulFOp::create(rewriter, loc, ls, as));
+      scf::YieldOp::create(rewriter, loc, ValueRange{mNew, lNew});
+    }
+    rewriter.replaceOpWithMultiple(op, {{acc}, {loop.getResult(0)}, {loop.getResult(1)}});
+    return success();
+  }
+};
+
 } // namespace
 
 void populateLoadStorePatterns(const SIMTTypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<WorkLowering, LoadLowering, FillLowering, StoreLowering>(converter,
-                                                                       patterns.getContext());
+  patterns.add<WorkLowering, LoadLowering, FillLowering, StoreLowering, StorePartialLowering,
+               MergePartialsLowering>(converter, patterns.getContext());
 }
 
 } // namespace heed::simt
