@@ -44,13 +44,14 @@ double KernelConfig::effectiveScale() const {
 std::string KernelConfig::canonical() const {
   // A new field changes the size: add it below, then update the size (qLens,
   // cuSeqlensQ and cuSeqlensKV took padding after kvLens: the size stayed).
-  static_assert(sizeof(KernelConfig) == 80, "KernelConfig changed: update canonical()");
+  static_assert(sizeof(KernelConfig) == 88, "KernelConfig changed: update canonical()");
   return fmt::format(
       "{} d={} dv={} layout={} lse={} scale={:a} block={}x{} backward_kv={} backward_split={} "
-      "analyze={} patches={} kv_lens={} page={} q_lens={} cu_seqlens={}{} out_f32={}",
+      "analyze={} patches={} kv_lens={} page={} q_lens={} cu_seqlens={}{} out_f32={}{}",
       toString(dtype), headDim, valueDim(), int(layout), int(lse), effectiveScale(), blockQ,
       blockKV, backwardBlockKV, int(backwardSplit), int(analyzeMask), int(patchTiling),
-      int(hasKVLens()), pageSize, int(qLens), int(cuSeqlensQ), int(cuSeqlensKV), int(outF32));
+      int(hasKVLens()), pageSize, int(qLens), int(cuSeqlensQ), int(cuSeqlensKV), int(outF32),
+      splitOneLoop ? " split_one_loop=1" : "");
 }
 
 llvm::Error KernelConfig::validate() const {
@@ -236,6 +237,7 @@ CPUPipelineOptions pipelineOptions(const KernelConfig &config) {
   options.blockKV = config.blockKV;
   options.analyzeMask = config.analyzeMask;
   options.patchTiling = config.patchTiling;
+  options.splitOneLoop = config.splitOneLoop;
   return options;
 }
 

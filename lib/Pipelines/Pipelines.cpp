@@ -75,7 +75,9 @@ void buildCPUTilePipeline(OpPassManager &pm, const CPUPipelineOptions &options) 
   pm.addPass(createAttnPackGQA({options.packedTileRows()}));
   // Long key ranges cut across work items when the call has few of them
   // (the runtime picks the number of parts, 1 by default).
-  pm.addPass(createAttnSplitKV());
+  AttnSplitKVOptions split;
+  split.oneLoop = options.splitOneLoop;
+  pm.addPass(createAttnSplitKV(split));
   addCleanup(pm);
 }
 

@@ -1,4 +1,5 @@
 // RUN: heed-opt %s --attn-runtime-abi="split-kv=true" --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-split-kv --canonicalize --split-input-file | FileCheck %s
+// RUN: heed-opt %s --attn-runtime-abi="split-kv=true" --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-split-kv="one-loop=true" --canonicalize --split-input-file | FileCheck %s --check-prefix=ONE
 // --attn-runtime-abi{split-kv} gives the kernel the split-KV phase, count and
 // workspace; --attn-split-kv makes the three phases of each work loop.
 
@@ -45,6 +46,31 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 // CHECK: attn.tile.work %{{.*}}, %{{.*}}, %[[T]] range(%[[BEGIN]], %[[END]]) {
 // CHECK: scf.for
 // CHECK: attn.tile.store
+// The GPU kernels' form: one work loop over T * parts (parts = 1 in phase
+// 2), the state merged or computed over part s, one store.
+// ONE-LABEL: func.func @split(
+// ONE-SAME: %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %[[PACC:[^:]*]]: memref<?x?x?x?x?xf32>, %[[PSTATS:[^:]*]]: memref<?x?x?x?x?xf32>)
+// ONE: %[[T:.*]] = attn.num_tiles
+// ONE: %[[MERGE:.*]] = arith.cmpi eq, %[[PHASE]], %c2 : index
+// ONE: %[[PARTS:.*]] = arith.select %[[MERGE]], %c1, %[[COUNT]] : index
+// ONE: %[[TS:.*]] = arith.muli %[[T]], %[[PARTS]] : index
+// ONE-NOT: index_switch
+// ONE: attn.tile.work %{{.*}}, %{{.*}}, %[[TS]] range(
+// ONE: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[I:.*]]: index):
+// ONE: %[[TILE:.*]] = arith.divui %[[I]], %[[PARTS]] : index
+// ONE: %[[PART:.*]] = arith.remui %[[I]], %[[PARTS]] : index
+// ONE: attn.tile.span %{{.*}}[%[[TILE]]] {{.*}} side <q>
+// ONE: %[[SIZE:.*]] = arith.ceildivui %{{.*}}, %[[PARTS]] : index
+// ONE: %[[STATE:.*]]:3 = scf.if %[[MERGE]] -> (
+// ONE: attn.tile.merge_partials %[[PACC]], %[[PSTATS]][%[[B]], %[[H]]] splits(%[[COUNT]])
+// ONE: } else {
+// ONE: scf.for
+// ONE: %[[PARTIAL:.*]] = arith.cmpi eq, %[[PHASE]], %c1 : index
+// ONE: scf.if %[[PARTIAL]] {
+// ONE: attn.tile.store_partial %[[STATE]]#0, %[[STATE]]#1, %[[STATE]]#2 to %[[PACC]], %[[PSTATS]][%[[PART]], %[[B]], %[[H]]]
+// ONE: } else {
+// ONE: attn.tile.store %[[STATE]]#0, %[[STATE]]#1, %[[STATE]]#2 to
+// ONE-NOT: attn.tile.work
 func.func @split(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
   attn.attention @plain ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return
@@ -70,6 +96,17 @@ attn.variant @gated buffers(["router"] : [memref<?x?x?xf32>]) shapes [["B", "Sq"
 // CHECK: scf.if %[[NOT]] {
 // CHECK-NEXT: attn.tile.work
 // CHECK-NOT: store_partial
+// One loop: part 0 of each tile's items runs it whole, phase 2 nothing.
+// ONE-LABEL: func.func @gated_kernel(
+// ONE-SAME: %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %{{[^:]*}}: memref<?x?x?x?x?xf32>, %{{[^:]*}}: memref<?x?x?x?x?xf32>)
+// ONE: %[[MERGE:.*]] = arith.cmpi eq, %[[PHASE]], %c2 : index
+// ONE: scf.if %[[MERGE]] {
+// ONE-NEXT: } else {
+// ONE: attn.tile.work
+// ONE: %[[PART:.*]] = arith.remui %{{.*}}, %[[COUNT]] : index
+// ONE: %[[FIRST:.*]] = arith.cmpi eq, %[[PART]], %c0 : index
+// ONE: scf.if %[[FIRST]] {
+// ONE-NOT: store_partial
 func.func @gated_kernel(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %router: memref<?x?x?xf32>, %o: memref<?x?x?x64xf32>) {
   attn.attention @gated ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) buffers(%router : memref<?x?x?xf32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return

@@ -91,7 +91,7 @@ void checkSplit(Kernel &kernel, const spec::Variant &variant, const Shape &s, in
   EXPECT_EQ(stats[0].fullBlocks, stats[1].fullBlocks);
 }
 
-TEST(SplitKV, ForcedSplitsMatchTheReference) {
+void forcedSplitsMatchTheReference(bool oneLoop) {
   const char *specs[] = {
       "variant causal_end { mask = causal_bottom_right() }",
       "variant sinks_window { buffer sinks: f32[H]\n normalize = softmax(sink = sinks[h])\n"
@@ -114,12 +114,21 @@ TEST(SplitKV, ForcedSplitsMatchTheReference) {
     KernelConfig config;
     config.headDim = config.headDimV = 32;
     config.lse = true;
+    config.splitOneLoop = oneLoop;
     auto kernel = Kernel::compile(*variant, config);
     ASSERT_TRUE(static_cast<bool>(kernel)) << llvm::toString(kernel.takeError());
     for (const Shape &s : shapes)
       checkSplit(**kernel, *variant, s, splits[n++ % 3]);
   }
 }
+
+TEST(SplitKV, ForcedSplitsMatchTheReference) { forcedSplitsMatchTheReference(false); }
+
+// The GPU kernels' form of the schedule (--attn-split-kv{one-loop}: the
+// three phases in one work loop, phase 0 with count 1) run by the CPU
+// runtime, which calls it as the GPU runtime does: the pass's IR checked
+// numerically where no GPU runs it.
+TEST(SplitKV, OneLoopFormMatchesTheReference) { forcedSplitsMatchTheReference(true); }
 
 int64_t tiles16(int64_t n) { return (n + 15) / 16; }
 
@@ -139,6 +148,29 @@ TEST(SplitKV, CostModelSplitsOnlyWhereItemsAreFewOrUneven) {
   EXPECT_EQ(chooseKVSplits({1, 1, 1, 1, 100}, {}, 64, tiles16, tiles16), 1);
   ForcedSplits forced("5");
   EXPECT_EQ(chooseKVSplits({8, 32, 8, 1, 32768}, {}, 2, tiles16, tiles16), 5);
+}
+
+TEST(SplitKV, GPUCostModelFillsTheDevice) {
+  ForcedSplits none("");
+  const int64_t h100 = 132 * 2; // multiprocessors x blocks each
+  // The decode (B = 8, Hq = 32, one query tile): 256 blocks fill
+  // 97% of a wave already.
+  EXPECT_EQ(chooseGPUKVSplits(256, 32768, h100), 1);
+  // Prefill: thousands of blocks.
+  EXPECT_EQ(chooseGPUKVSplits(8 * 64 * 32, 8192, h100), 1);
+  // One sequence, 8 heads, 32K keys: enough parts for most of a wave, and
+  // no more than the fewest within 85% of the best efficiency.
+  int64_t s = chooseGPUKVSplits(8, 32768, h100);
+  EXPECT_GE(8 * s, int64_t(0.85 * h100));
+  EXPECT_LE(8 * s, h100);
+  // Parts of at least 256 keys: 300 keys stay whole; 1024 keys at most 4.
+  EXPECT_EQ(chooseGPUKVSplits(8, 300, h100), 1);
+  EXPECT_LE(chooseGPUKVSplits(8, 1024, h100), 4);
+  EXPECT_GT(chooseGPUKVSplits(8, 1024, h100), 1);
+  // An unknown device (no multiprocessor count): never split.
+  EXPECT_EQ(chooseGPUKVSplits(8, 32768, 0), 1);
+  ForcedSplits forced("5");
+  EXPECT_EQ(chooseGPUKVSplits(256, 32768, h100), 5);
 }
 
 } // namespace

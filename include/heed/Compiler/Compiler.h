@@ -40,6 +40,9 @@ struct KernelConfig {
   /// dP are computed twice, so it is slower than the one KV-major kernel;
   /// what the tests check the GPU arrangement with.
   bool backwardSplit = false;
+  /// Split-KV in the GPU kernels' one-loop form (--attn-split-kv{one-loop})
+  /// on the CPU: what the tests check that form's numerics with.
+  bool splitOneLoop = false;
   bool analyzeMask = true; ///< skip KV blocks the mask empties, and the mask of full ones
   /// With the analysis: tile masks on 2-D/3-D token grids by patches.
   bool patchTiling = true;

@@ -32,6 +32,8 @@ struct CPUPipelineOptions {
   std::string backwardKernel = "fused";
   /// The target has AVX-512 BF16 (convert-attn-tile-to-cpu's bf16-dot).
   bool bf16Dot = false;
+  /// Split-KV in the GPU kernels' one-loop form (KernelConfig::splitOneLoop).
+  bool splitOneLoop = false;
 
   /// Whether choose-tiling may tile token grids by patches (it needs the
   /// mask analysis).
