@@ -289,14 +289,15 @@ KernelModule::~KernelModule() {
 }
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
-                                          void *stream, const GPULaunchOptions &options) const {
+                                          void *stream, const GPULaunchOptions &options,
+                                          int64_t *splits) const {
   std::string error;
   Runtime *r = runtime(error);
   if (!r || !(error = r->bind(deviceOrdinal)).empty())
     return error;
   StreamDriver calls(*r, stream, function, shape.threads, shape.sharedBytes);
   return launchGPUAttention(info, args, shape, calls, r->streams.get(deviceOrdinal, stream),
-                            options);
+                            options, splits);
 }
 
 } // namespace heed::hip

@@ -449,7 +449,9 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   start = std::chrono::steady_clock::now();
   heed::GPULaunchOptions synchronous;
   synchronous.synchronous = true; // the kernel's own error belongs to this check
-  if (std::string err = module->launchAttention(info, args, nullptr, synchronous); !err.empty())
+  int64_t splits = 1;
+  if (std::string err = module->launchAttention(info, args, nullptr, synchronous, &splits);
+      !err.empty())
     return error(err);
   double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   auto fromDevice = [&](heed::HostTensor &t, const heed::TensorRef &d) {
@@ -495,6 +497,9 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
                               runS * 1e3);
   if (call)
     llvm::outs() << "serving   " << call->describe() << "\n";
+  if (splits > 1)
+    llvm::outs() << fmt::format("split-KV  {} key ranges per work item, merged (two launches)\n",
+                                splits);
   llvm::outs() << "checked   " << plan.describe(seed) << "\n";
   printCheck(check, config.lse);
   return check.passed ? 0 : 1;

@@ -65,7 +65,8 @@ public:
   /// null stream): grid (ceil(Sq / blockRows), Hq, B). Checks the tensors
   /// against `info`. "" or an error (see launchGPUAttention).
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args, void *stream,
-                              const GPULaunchOptions &options = {}) const;
+                              const GPULaunchOptions &options = {},
+                              int64_t *splits = nullptr) const;
   int device() const { return deviceOrdinal; }
 
 private:
