@@ -284,12 +284,6 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   auto matrixCores = useMatrixCores(variant, config, kind, vendor);
   if (!matrixCores)
     return matrixCores.takeError();
-  // The matrix-core kernels stage K/V rows through attn.tile.copy_kv, which
-  // reads a page table; the SIMT kernel reads K/V in place and does not.
-  if (config.paged() && !*matrixCores)
-    return fail("a paged KV cache runs on the tensor-core (NVIDIA) and MFMA (AMD) kernels, f16 "
-                "or bf16; the SIMT kernel does not read through a page table yet "
-                "(docs/decode.md)");
   LoweredGPUModule out;
   out.launch.kernelName = detail::kKernelName;
   out.launch.matrixCores = *matrixCores;

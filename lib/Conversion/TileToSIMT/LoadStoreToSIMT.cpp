@@ -79,8 +79,12 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     auto type = cast<TileType>(op.getResult().getType());
     if (type.getRole() != TileRole::Q) {
-      // Nothing to stage: qk and pv read the rows where they are.
-      rewriter.replaceOpWithMultiple(op, {{tensor, batch, head, span[0], span[1]}});
+      // Nothing to stage: qk and pv read the rows where they are (a paged
+      // cache's through its table).
+      SmallVector<Value> key = {tensor, batch, head, span[0], span[1]};
+      if (!adaptor.getPageTable().empty())
+        key.push_back(adaptor.getPageTable().front());
+      rewriter.replaceOpWithMultiple(op, {key});
       return success();
     }
     // The thread's row in f32; a row that is not real (a hole) reads zeros.

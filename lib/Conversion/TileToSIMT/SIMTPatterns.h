@@ -5,8 +5,9 @@
 // x owns row x of the tile, walks the key tiles (N keys each) alone and
 // keeps its row's softmax statistics in registers. Per thread:
 //   q   [R x D]  -> its query row in f32: memref<D x f32, private>
-//   k/v [N x D]  -> nothing staged: (tensor, batch, head, first key, Skv);
-//                   qk and pv read the keys' rows from global memory
+//   k/v [N x D]  -> nothing staged: (tensor, batch, head, first key, Skv
+//                   [, page table]); qk and pv read the keys' rows from
+//                   global memory (through the page table of a paged cache)
 //   s   [R x N]  -> N f32: the row's scores
 //   acc [R x Dv] -> memref<Dv x f32, private>, updated in place
 //   row [R]      -> one f32
@@ -36,6 +37,9 @@ using gpu_tile::index;
 /// layouts (a k/v tile's converted values include its tensor).
 struct KernelInfo {
   mlir::Type keyType, valueType;
+  /// A paged cache's page table (i32 [B, max_pages]) that k and v tiles
+  /// read through; null for contiguous K/V.
+  mlir::Type pageTable;
   attn::Layout keyLayout = attn::Layout::BHSD, valueLayout = attn::Layout::BHSD;
   int64_t rows = 0; ///< the query tile's rows: threads per block
 };
@@ -56,11 +60,20 @@ mlir::Value keyToken(mlir::OpBuilder &b, mlir::Location loc, mlir::Value first, 
 /// A k or v tile's converted values.
 struct KeyTile {
   mlir::Value tensor, batch, head, first, seq;
+  mlir::Value pages; ///< a paged cache's page table, or null
   explicit KeyTile(mlir::ValueRange converted)
       : tensor(converted[0]), batch(converted[1]), head(converted[2]), first(converted[3]),
-        seq(converted[4]) {}
+        seq(converted[4]), pages(converted.size() > 5 ? converted[5] : mlir::Value()) {}
   mlir::Value token(mlir::OpBuilder &b, mlir::Location loc, int64_t j) const {
     return keyToken(b, loc, first, seq, j);
+  }
+  /// The indices of element `d` of key `token`'s row in `tensor` (a paged
+  /// cache: through its page; `row` from rowOf, read once per key).
+  std::pair<mlir::Value, mlir::Value> rowOf(mlir::OpBuilder &b, mlir::Location loc,
+                                            attn::Layout layout, mlir::Value token) const;
+  llvm::SmallVector<mlir::Value> at(attn::Layout layout, std::pair<mlir::Value, mlir::Value> row,
+                                    mlir::Value d) const {
+    return gpu_tile::at(layout, row.first, head, row.second, d);
   }
 };
 

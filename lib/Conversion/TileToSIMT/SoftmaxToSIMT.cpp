@@ -40,9 +40,10 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
     KeyTile k(adaptor.getK());
     int64_t keys = cast<TileType>(op.getResult().getType()).getCols();
     int64_t depth = cast<MemRefType>(q.getType()).getDimSize(0);
-    SmallVector<Value> tokens;
+    SmallVector<std::pair<Value, Value>> rows; // each key's row, its page read once
+    Layout layout = kernelOf(this).keyLayout;
     for (int64_t j = 0; j < keys; ++j)
-      tokens.push_back(k.token(rewriter, loc, j));
+      rows.push_back(k.rowOf(rewriter, loc, layout, k.token(rewriter, loc, j)));
     Value zero = f32(rewriter, loc, 0);
     SmallVector<Type> types(keys, rewriter.getF32Type());
     auto guard = scf::IfOp::create(rewriter, loc, types,
@@ -63,8 +64,7 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
       Value x = memref::LoadOp::create(rewriter, loc, q, ValueRange{d});
       SmallVector<Value> next;
       for (int64_t j = 0; j < keys; ++j) {
-        Value y = memref::LoadOp::create(rewriter, loc, k.tensor,
-                                         at(kernelOf(this).keyLayout, k.batch, k.head, tokens[j], d));
+        Value y = memref::LoadOp::create(rewriter, loc, k.tensor, k.at(layout, rows[j], d));
         next.push_back(math::FmaOp::create(rewriter, loc, x, toF32(rewriter, loc, y),
                                            dot.getRegionIterArgs()[j]));
       }
@@ -267,9 +267,10 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
     ValueRange p = adaptor.getProbs();
     KeyTile v(adaptor.getV());
     Value zero = f32(rewriter, loc, 0), any;
-    SmallVector<Value> tokens;
+    Layout layout = kernelOf(this).valueLayout;
+    SmallVector<std::pair<Value, Value>> rows; // each key's row, its page read once
     for (auto [j, w] : llvm::enumerate(p)) {
-      tokens.push_back(v.token(rewriter, loc, j));
+      rows.push_back(v.rowOf(rewriter, loc, layout, v.token(rewriter, loc, j)));
       Value nonzero = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, w, zero);
       any = any ? Value(arith::OrIOp::create(rewriter, loc, any, nonzero)) : nonzero;
     }
@@ -280,9 +281,8 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
       Value x = memref::LoadOp::create(rewriter, loc, acc, ValueRange{d});
       if (alpha)
         x = arith::MulFOp::create(rewriter, loc, x, alpha);
-      for (auto [w, token] : llvm::zip(p, tokens)) {
-        Value y = memref::LoadOp::create(rewriter, loc, v.tensor,
-                                         at(kernelOf(this).valueLayout, v.batch, v.head, token, d));
+      for (auto [w, row] : llvm::zip(p, rows)) {
+        Value y = memref::LoadOp::create(rewriter, loc, v.tensor, v.at(layout, row, d));
         x = math::FmaOp::create(rewriter, loc, w, toF32(rewriter, loc, y), x);
       }
       memref::StoreOp::create(rewriter, loc, x, acc, ValueRange{d});

@@ -9,6 +9,8 @@
 
 #include "SIMTPatterns.h"
 
+#include "../TileCommon/KeyRows.h"
+
 #include "dialects/attn/AttnOps.h"
 
 namespace heed {
@@ -37,6 +39,8 @@ SIMTTypeConverter::SIMTTypeConverter(const KernelInfo &kernel) : kernel(kernel) 
     case TileRole::V:
       out.push_back(t.getRole() == TileRole::K ? kernel.keyType : kernel.valueType);
       out.append(4, indexType); // batch, head, first key, Skv
+      if (kernel.pageTable)
+        out.push_back(kernel.pageTable);
       return success();
     case TileRole::S:
       out.append(t.getCols(), f32);
@@ -63,6 +67,12 @@ Value keyToken(OpBuilder &b, Location loc, Value first, Value seq, int64_t j) {
     return first;
   Value t = arith::AddIOp::create(b, loc, first, index(b, loc, j));
   return arith::MinUIOp::create(b, loc, t, arith::SubIOp::create(b, loc, seq, index(b, loc, 1)));
+}
+
+std::pair<Value, Value> KeyTile::rowOf(OpBuilder &b, Location loc, Layout layout,
+                                       Value token) const {
+  int64_t pageSize = pages ? pageSizeOf(tensor, layout) : 0;
+  return keyRow(b, loc, pages, pageSize, batch, token);
 }
 
 Value f32(OpBuilder &b, Location loc, double value) {
@@ -109,6 +119,13 @@ FailureOr<KernelInfo> readKernel(gpu::GPUFuncOp kernel) {
     Type tensor = load.getTensor().getType();
     if (type.getRole() == TileRole::Q)
       info.rows = type.getRows();
+    if (Value table = load.getPageTable()) {
+      if (info.pageTable && info.pageTable != table.getType()) {
+        op->emitOpError() << "reads a second page table: one paged cache per kernel";
+        return WalkResult::interrupt();
+      }
+      info.pageTable = table.getType();
+    }
     Type &known = type.getRole() == TileRole::K ? info.keyType : info.valueType;
     if (type.getRole() != TileRole::Q && known && known != tensor) {
       op->emitOpError() << "reads a second K or V tensor: one attention per kernel";
