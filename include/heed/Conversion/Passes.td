@@ -129,7 +129,7 @@ def ConvertAttnTileToAMDGPU : Pass<"convert-attn-tile-to-amdgpu", "mlir::ModuleO
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
-    "mlir::amdgpu::AMDGPUDialect", "mlir::vector::VectorDialect"];
+    "mlir::amdgpu::AMDGPUDialect", "mlir::vector::VectorDialect", "mlir::ROCDL::ROCDLDialect"];
   let options = [
     Option<"mfma", "mfma", "int64_t", "32",
            "MFMA shape: 32 (32x32x8) or 16 (16x16x16)">,

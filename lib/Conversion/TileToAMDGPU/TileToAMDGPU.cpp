@@ -22,6 +22,7 @@
 #include "../TileToGPU/MatrixCore.h"
 
 #include "mlir/Dialect/AMDGPU/IR/AMDGPUDialect.h"
+#include "mlir/Dialect/LLVMIR/ROCDLDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -200,6 +201,12 @@ public:
     }
   }
   /// Lanes l < M: the first lane of each query column.
+  /// 2^x as v_exp_f32 (rocdl.exp2): math.exp2 and llvm.exp2 would become
+  /// the device library's __ocml_exp2_f32, bitcode heed does not link.
+  Value exp2(OpBuilder &b, Location loc, Value x) const override {
+    return ROCDL::ROCDLExp2::create(b, loc, x.getType(), x);
+  }
+
   Value ownsRowStats(OpBuilder &b, Location loc) const override {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, laneId(b, loc), index(b, loc, M));
   }

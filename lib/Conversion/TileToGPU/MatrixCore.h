@@ -168,6 +168,9 @@ public:
                             int64_t part, llvm::MutableArrayRef<Value> o) const = 0;
   /// Whether this lane writes the lse of its rows (one lane per row).
   virtual Value ownsRowStats(OpBuilder &b, Location loc) const = 0;
+  /// 2^x in f32 for the online softmax's weights (x <= 0 or -inf): math.exp2
+  /// by default; NVIDIA and AMD use their hardware instruction.
+  virtual Value exp2(OpBuilder &b, Location loc, Value x) const;
 
   const KernelShape shape;
 };
@@ -199,6 +202,14 @@ Value laneId(OpBuilder &b, Location loc, int64_t waveSize);
 /// the bits `from`, 2 `from`, ... below `to` (xor shuffles of `width` lanes).
 Value xorReduce(OpBuilder &b, Location loc, Value x, int64_t from, int64_t to, int64_t width,
                 bool max);
+/// e^(x - m) as 2^(x log2(e) - mLog2) with mLog2 = m log2(e) (kLog2E):
+/// one FMA and the target's exp2 per element, where math.exp costs about
+/// ten instructions through the device library.
+Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x,
+               Value mLog2);
+/// x log2(e).
+Value timesLog2E(OpBuilder &b, Location loc, Value x);
+
 /// Indices of (batch, head, pos, d) in `layout`.
 llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value pos, Value d);
 

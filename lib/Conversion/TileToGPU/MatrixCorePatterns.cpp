@@ -66,6 +66,21 @@ SmallVector<Value> MatrixCoreTarget::assemble(OpBuilder &b, Location loc, ValueR
   return out;
 }
 
+Value MatrixCoreTarget::exp2(OpBuilder &b, Location loc, Value x) const {
+  return math::Exp2Op::create(b, loc, x);
+}
+
+Value timesLog2E(OpBuilder &b, Location loc, Value x) {
+  return arith::MulFOp::create(b, loc, x, f32Like(b, loc, b.getF32Type(), M_LOG2E));
+}
+
+Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x,
+               Value mLog2) {
+  Value y = math::FmaOp::create(b, loc, x, f32Like(b, loc, b.getF32Type(), M_LOG2E),
+                                arith::NegFOp::create(b, loc, mLog2));
+  return target.exp2(b, loc, y);
+}
+
 MatrixCoreTypeConverter::MatrixCoreTypeConverter(const MatrixCoreTarget &target) {
   addConversion([](Type t) { return t; });
   addConversion([&target](TileType t, SmallVectorImpl<Type> &out) -> LogicalResult {
@@ -82,6 +97,7 @@ MatrixCoreTypeConverter::MatrixCoreTypeConverter(const MatrixCoreTarget &target)
 namespace {
 
 Value f32(OpBuilder &b, Location loc, double v) { return f32Like(b, loc, b.getF32Type(), v); }
+
 
 /// The part of a staged K/V tile's converted (slot, part): a constant
 /// (LoadLowering's), 0 if it is not one.
@@ -290,17 +306,18 @@ struct SoftmaxLowering : TargetPattern<TileSoftmaxOp> {
     SmallVector<Value> rowMax(slots, negInf);
     for (Element &e : elements)
       rowMax[e.slot] = arith::MaximumFOp::create(rewriter, loc, rowMax[e.slot], e.value);
-    SmallVector<Value> mNew(slots), mUse(slots), alpha(slots), rowSum(slots, f32(rewriter, loc, 0));
+    // e^(x - m) as 2^(x log2(e) - m log2(e)) (expMinus): one FMA and the
+    // hardware's base-2 exponential per element.
+    SmallVector<Value> mNew(slots), mLog2(slots), alpha(slots), rowSum(slots, f32(rewriter, loc, 0));
     for (unsigned s = 0; s < slots; ++s) {
       mNew[s] = arith::MaximumFOp::create(rewriter, loc, m[s],
                                           target.rowReduce(rewriter, loc, rowMax[s], true));
-      mUse[s] = exponentBase(rewriter, loc, mNew[s]);
-      alpha[s] = math::ExpOp::create(rewriter, loc, arith::SubFOp::create(rewriter, loc, m[s], mUse[s]));
+      mLog2[s] = timesLog2E(rewriter, loc, exponentBase(rewriter, loc, mNew[s]));
+      alpha[s] = expMinus(target, rewriter, loc, m[s], mLog2[s]);
     }
     SmallVector<Value> p;
     for (Element &e : elements) {
-      Value x = math::ExpOp::create(rewriter, loc,
-                                    arith::SubFOp::create(rewriter, loc, e.value, mUse[e.slot]));
+      Value x = expMinus(target, rewriter, loc, e.value, mLog2[e.slot]);
       rowSum[e.slot] = arith::AddFOp::create(rewriter, loc, rowSum[e.slot], x);
       p.push_back(x);
     }

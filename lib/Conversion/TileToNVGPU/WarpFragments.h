@@ -10,6 +10,7 @@
 
 #include "../TileToGPU/MatrixCore.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -27,6 +28,17 @@ public:
     shape.rowsPerWave = 16;
     shape.waves = std::max<int64_t>(rows / 16, 1);
     shape.rowSlots = 2;
+  }
+
+  /// 2^x as one ex2.approx.ftz.f32 (MUFU.EX2), as FlashAttention's fast-math
+  /// build has it: math.exp2 becomes libdevice's __nv_exp2f, the non-ftz
+  /// ex2.approx with a subnormal fix-up around it. x is a softmax exponent
+  /// (<= 0): a weight below 2^-126 flushed to 0 changes no sum.
+  mlir::Value exp2(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x) const override {
+    return mlir::LLVM::CallIntrinsicOp::create(b, loc, b.getF32Type(),
+                                               b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f"),
+                                               mlir::ValueRange{x})
+        .getResult(0);
   }
 
   /// Accumulators of 8-column n-tiles.

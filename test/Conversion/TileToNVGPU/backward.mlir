@@ -29,7 +29,9 @@
 // DKDV-COUNT-4: memref.load %arg4[%block_id_z, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
 // DKDV-COUNT-4: memref.load %arg5[%block_id_z, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
 // DKDV: nvvm.mma.sync
-// DKDV: math.exp
+// P = e^(S - lse) as one FMA and ex2.approx.ftz per element.
+// DKDV: math.fma
+// DKDV: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
 // DKDV: arith.cmpf une
 // DKDV: gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32 : f32
 // DKDV: gpu.shuffle  xor %{{.*}}, %c16_i32, %c32_i32 : f32
