@@ -99,7 +99,7 @@ std::string KernelInfo::serialize() const {
   if (gpu && gpu->tensorMapRowsQ > 0)
     os << "gpu_tensor_maps " << gpu->tensorMapRowsQ << " " << gpu->tensorMapRowsKV << "\n";
   if (gpu && gpu->splitKV)
-    os << "gpu_split_kv 1\n";
+    os << "gpu_split_kv 1 " << (gpu->splitKVWhole ? 1 : 0) << "\n";
   return os.str();
 }
 
@@ -194,8 +194,10 @@ std::string KernelInfo::parse(const std::string &text) {
       ok = bool(fields >> g.tensorMapRowsQ >> g.tensorMapRowsKV) && g.tensorMapRowsQ > 0 &&
            g.tensorMapRowsKV > 0;
     } else if (key == "gpu_split_kv") {
-      int v = 0;
-      ok = bool(fields >> v), gpuLaunch().splitKV = v != 0;
+      int v = 0, whole = 0;
+      ok = bool(fields >> v >> whole);
+      gpuLaunch().splitKV = v != 0;
+      gpuLaunch().splitKVWhole = whole != 0;
     } else if (key == "summarized") {
       unsigned s = 0;
       ok = bool(fields >> s);

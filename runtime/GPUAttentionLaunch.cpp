@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
+#include <thread>
 #include <vector>
 
 namespace heed {
@@ -169,8 +171,15 @@ GPULaunchOptions GPULaunchOptions::fromEnvironment() {
 }
 
 GPUStreamState &GPUStreamStates::get(int device, void *stream) {
+  // CU_STREAM_PER_THREAD and hipStreamPerThread (handle 2) name each host
+  // thread's own default stream: one state per thread, or two threads'
+  // launches would share a workspace across two streams.
+  constexpr uintptr_t kPerThreadStream = 2;
+  std::thread::id thread = reinterpret_cast<uintptr_t>(stream) == kPerThreadStream
+                               ? std::this_thread::get_id()
+                               : std::thread::id();
   std::lock_guard<std::mutex> lock(mutex);
-  auto &state = states[{device, stream}];
+  auto &state = states[{device, stream, thread}];
   if (!state)
     state = std::make_unique<GPUStreamState>();
   return *state;
@@ -179,6 +188,8 @@ GPUStreamState &GPUStreamStates::get(int device, void *stream) {
 namespace {
 
 constexpr size_t kWordBytes = 32; ///< status i32 at 0, stats 3 x i64 at 8
+/// The most device memory a call's split-KV workspace may take.
+constexpr int64_t kMaxSplitWorkspace = int64_t(512) << 20;
 constexpr size_t kRememberedVariants = 8;
 
 /// Makes `state` at the first launch on its stream: the kernel's words
@@ -440,9 +451,16 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   // merges them; phase 0 (count 1) is the item at once.
   SplitArgs split;
   if (launch.splitKV) {
-    split.count = chooseGPUKVSplits(int64_t(gridX) * dims.headsQ * dims.batch,
-                                    longestKeys(args, info, dims), driver.residentBlocks());
     int64_t dv = info.headDimV > 0 ? info.headDimV : info.headDim;
+    if (!launch.splitKVWhole) // (a gated kernel's loops run whole: never split)
+      split.count = chooseGPUKVSplits(int64_t(gridX) * dims.headsQ * dims.batch,
+                                      longestKeys(args, info, dims), driver.residentBlocks());
+    // Bounded by the grid's x (2^31 - 1 blocks) and a workspace of at most
+    // kMaxSplitWorkspace (a forced count on a prefill call would ask for
+    // gigabytes): fewer parts where either would be exceeded.
+    int64_t perPart = dims.batch * dims.headsQ * dims.seqQ * (dv + 2) * int64_t(sizeof(float));
+    split.count = std::min<int64_t>(split.count, std::numeric_limits<int32_t>::max() / gridX);
+    split.count = std::min<int64_t>(split.count, std::max<int64_t>(1, kMaxSplitWorkspace / perPart));
     split.accShape = {split.count, dims.batch, dims.headsQ, dims.seqQ, dv};
     split.statShape = {split.count, dims.batch, dims.headsQ, dims.seqQ, 2};
     if (split.count > 1) {

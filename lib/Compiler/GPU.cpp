@@ -324,6 +324,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
       }))
     return std::move(err);
   out.launch.splitKV = !backward && options.splitsKV();
+  out.launch.splitKVWhole = out.launch.splitKV && (*out.module)->hasAttr(kSplitKVWholeAttr);
   out.module->walk([&](gpu::GPUFuncOp kernel) {
     if (auto shape = kernel->getAttrOfType<attn::LaunchAttr>(attn::kLaunchAttrName)) {
       out.launch.blockRows = shape.getBlockRows();

@@ -202,6 +202,8 @@ void splitWorkOneLoop(TileWorkOp work) {
   };
   Value merge = isPhase(b, 2);
   if (!findSplitPoints(work.getBody().front())) {
+    // The runtime reads this off the module: such a kernel is never split.
+    work->getParentOfType<ModuleOp>()->setAttr(heed::kSplitKVWholeAttr, b.getUnitAttr());
     auto ifOp = scf::IfOp::create(b, loc, merge, /*withElseRegion=*/true);
     b.setInsertionPoint(ifOp.elseBlock()->getTerminator());
     buildWholeInPartZero(b, work, tiles);

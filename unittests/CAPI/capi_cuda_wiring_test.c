@@ -45,6 +45,8 @@ static void (*failNextLaunch)(int);
 static void (*holdEvents)(int);
 static void (*keepParams)(int);
 static const int64_t *(*keptParams)(void);
+static void (*keepParams2)(int);
+static const int64_t *(*keptParamsSecond)(void);
 
 /* Every stream-ordered call since the last clear was on `stream` in device
  * `device`'s context, and there were some. */
@@ -86,6 +88,8 @@ int main(int argc, char **argv) {
   *(void **)&holdEvents = dlsym(lib, "fake_cuda_hold_events");
   *(void **)&keepParams = dlsym(lib, "fake_cuda_keep_params");
   *(void **)&keptParams = dlsym(lib, "fake_cuda_params");
+  *(void **)&keepParams2 = dlsym(lib, "fake_cuda_keep_params2");
+  *(void **)&keptParamsSecond = dlsym(lib, "fake_cuda_params_second");
   const FakeCudaLog *log = log_ = logOf();
   const char *spec = "variant win { param W: i64 = 16\n mask = sliding_window(W) }";
   static unsigned short q[B * H * S * D], out[B * H * S * D];
@@ -268,6 +272,18 @@ int main(int argc, char **argv) {
   CHECK(heed_compile("variant moh { buffer router: f16[B, Sq, H]\n gate = router[b, q, h]\n"
                      " mask = causal() }",
                      "moh.attn", &o, &moh) == HEED_OK);
+  /* A gated kernel's loops run whole (split-KV's fallback): it is never
+   * split, not even when HEED_SPLIT_KV asks: one launch, phase 0, count 1
+   * (after out at 52..62, status, stats and the work range). */
+  {
+    int launches0 = log->launches;
+    setenv("HEED_SPLIT_KV", "4", 1);
+    keepParams(77);
+    CHECK(moh && runWith(moh, t, &routerBuffer, 1, s) == HEED_OK);
+    unsetenv("HEED_SPLIT_KV");
+    CHECK(log->launches == launches0 + 1 && log->grid[0] == (S + 63) / 64);
+    CHECK(keptParams()[75] == 0 && keptParams()[76] == 1);
+  }
   syncs = log->syncs;
   keepParams(75);
   CHECK(moh && runWith(moh, t, &routerBuffer, 1, s) == HEED_OK);
@@ -496,7 +512,7 @@ int main(int argc, char **argv) {
           HEED_OK);
     int allocs0 = log->allocs;
     clearCalls();
-    keepParams(84);
+    keepParams2(84);
     CHECK(dec && runWith(dec, dt, NULL, 0, s) == HEED_OK);
     CHECK(log->launches == launches + 2);
     CHECK(log->prevGrid[0] == 14 && log->prevGrid[1] == H && log->prevGrid[2] == B);
@@ -509,6 +525,10 @@ int main(int argc, char **argv) {
     CHECK(wp[58] != 0 && wp[61] == 14 && wp[62] == B && wp[63] == H && wp[64] == 1 &&
           wp[65] == D && wp[70] == 1);
     CHECK(wp[71] == wp[58] + 14 * B * H * D * 4 && wp[74] == 14 && wp[78] == 2);
+    /* Phase 2: the same arguments but the phase word. */
+    const int64_t *wp2 = keptParamsSecond();
+    CHECK(wp2[56] == 2 && wp2[57] == 14 && wp2[58] == wp[58] && wp2[71] == wp[71]);
+    CHECK(wp2[0] == wp[0] && wp2[55] == wp[55]);
     CHECK(log->allocs == allocs0 + 1);
     for (int i = 0; i < 3; ++i)
       CHECK(runWith(dec, dt, NULL, 0, s) == HEED_OK);

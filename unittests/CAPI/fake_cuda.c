@@ -54,10 +54,19 @@ void fake_cuda_place(const void *p, size_t bytes, int device) { fakePlace(p, byt
  * a 64-bit word or smaller scalar), for a test that knows the kernel's
  * argument list. */
 enum { MAX_PARAMS = 128 };
-static int keepParams;
-static int64_t keptParams[MAX_PARAMS];
-void fake_cuda_keep_params(int n) { keepParams = n < MAX_PARAMS ? n : MAX_PARAMS; }
-const int64_t *fake_cuda_params(void) { return keptParams; }
+static int keepParams, keepLaunches, keptLaunches;
+static int64_t keptParams[2][MAX_PARAMS];
+void fake_cuda_keep_params(int n) {
+  keepParams = n < MAX_PARAMS ? n : MAX_PARAMS;
+  keepLaunches = 1, keptLaunches = 0;
+}
+/* The same for the next two launches (a split-KV call's phases 1 and 2). */
+void fake_cuda_keep_params2(int n) {
+  fake_cuda_keep_params(n);
+  keepLaunches = 2;
+}
+const int64_t *fake_cuda_params(void) { return keptParams[0]; }
+const int64_t *fake_cuda_params_second(void) { return keptParams[1]; }
 
 static int failNext;
 void fake_cuda_fail_next_launch(int status) { failNext = status; }
@@ -197,8 +206,9 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   fakeLog.launchDevice = current;
   memcpy(&fakeLog.q, params[0], sizeof fakeLog.q);
   for (int i = 0; i < keepParams; ++i)
-    memcpy(&keptParams[i], params[i], sizeof keptParams[i]);
-  keepParams = 0;
+    memcpy(&keptParams[keptLaunches][i], params[i], sizeof keptParams[0][i]);
+  if (keepParams && ++keptLaunches == keepLaunches)
+    keepParams = 0;
   if (failNext)
     for (int i = 0; i < numStatus; ++i)
       if (statusOf[i].stream == stream && statusOf[i].device == current) {

@@ -46,6 +46,9 @@ struct GPULaunch {
   /// range (--attn-split-kv{one-loop}; docs/decode.md, "Split-KV on the
   /// GPU"): the runtime runs phase 0 with count 1, or phases 1 and 2.
   bool splitKV = false;
+  /// Some work loop of the kernel runs whole in split-KV's phase 1 (a gated
+  /// item: the pass's fallback): the runtime runs phase 0 alone (count 1).
+  bool splitKVWhole = false;
 };
 
 /// Everything the runtime checks and launches a kernel by.

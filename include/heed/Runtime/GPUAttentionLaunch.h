@@ -25,6 +25,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -118,15 +120,16 @@ struct GPUStreamState {
   int nextTableSlot = 0;
 };
 
-/// The states of one runtime, by device and stream; never freed (a stream
-/// handle may come back). Thread-safe.
+/// The states of one runtime, by device and stream (and host thread for
+/// the per-thread default stream, handle 2); never freed (a stream handle
+/// may come back). Thread-safe.
 class GPUStreamStates {
 public:
   GPUStreamState &get(int device, void *stream);
 
 private:
   std::mutex mutex;
-  std::map<std::pair<int, void *>, std::unique_ptr<GPUStreamState>> states;
+  std::map<std::tuple<int, void *, std::thread::id>, std::unique_ptr<GPUStreamState>> states;
 };
 
 /// Checks the tensors against `info`, reports an error an earlier launch on

@@ -24,6 +24,9 @@ namespace heed {
 /// KernelInfo::packedRows (the runtime's item count and order read it), then
 /// drops it.
 inline constexpr llvm::StringLiteral kPackedRowsAttr = "heed.packed_rows";
+/// Set on the module by --attn-split-kv{one-loop} when a work loop runs
+/// whole in phase 1 (its fallback): the runtime then never splits the kernel.
+inline constexpr llvm::StringLiteral kSplitKVWholeAttr = "heed.split_kv_whole";
 } // namespace heed
 
 #endif
