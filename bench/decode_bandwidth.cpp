@@ -31,6 +31,7 @@ struct Options {
   std::string dtype = "bf16", spec;
   int repeat = 5;
   int64_t blockQ = 0;   ///< query rows per tile (0: by schedule)
+  int64_t blockKV = 16; ///< keys per key tile
   unsigned threads = 0; ///< 0: every hardware thread
   bool check = false;   ///< the first batch entry against the float64 reference
 };
@@ -62,6 +63,7 @@ std::string parseArgs(int argc, char **argv, Options &o) {
     else if (name == "seq-kv") o.seqKV = n;
     else if (name == "head-dim") o.headDim = n;
     else if (name == "block-q") o.blockQ = n;
+    else if (name == "block-kv") o.blockKV = n;
     else if (name == "repeat") o.repeat = int(n);
     else if (name == "threads") o.threads = unsigned(n);
     else return "unknown option '--" + name + "'";
@@ -159,6 +161,7 @@ int main(int argc, char **argv) {
   config.headDimV = headDim;
   config.lse = true;
   config.blockQ = o.blockQ;
+  config.blockKV = o.blockKV;
   auto kernel = Kernel::compile(*variant, config);
   if (!kernel)
     return fail(llvm::toString(kernel.takeError()));

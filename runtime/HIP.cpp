@@ -9,6 +9,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+
 #include <mutex>
 
 namespace heed::hip {
@@ -48,6 +50,11 @@ struct Runtime {
   hipError_t (*hipEventCreateWithFlags)(hipEvent_t *, unsigned) = nullptr;
   hipError_t (*hipEventRecord)(hipEvent_t, hipStream_t) = nullptr;
   hipError_t (*hipEventQuery)(hipEvent_t) = nullptr;
+  /// Optional: split-KV's measure of the device (compute units x the
+  /// kernel's occupancy); unknown without them.
+  hipError_t (*hipDeviceGetAttribute)(int *, int, int) = nullptr;
+  hipError_t (*hipModuleOccupancyMaxActiveBlocksPerMultiprocessor)(int *, hipFunction_t, int,
+                                                                    size_t) = nullptr;
 
   GPUStreamStates streams;
 
@@ -118,6 +125,9 @@ Runtime *runtime(std::string &error) {
     resolve(r->hipEventCreateWithFlags, "hipEventCreateWithFlags");
     resolve(r->hipEventRecord, "hipEventRecord");
     resolve(r->hipEventQuery, "hipEventQuery");
+    resolve(r->hipDeviceGetAttribute, "hipDeviceGetAttribute", /*required=*/false);
+    resolve(r->hipModuleOccupancyMaxActiveBlocksPerMultiprocessor,
+            "hipModuleOccupancyMaxActiveBlocksPerMultiprocessor", /*required=*/false);
     if (!ok)
       return;
     if ((why = r->check(r->hipInit(0), "hipInit")).size())
@@ -154,8 +164,11 @@ namespace {
 class StreamDriver final : public GPUStreamDriver {
 public:
   StreamDriver(Runtime &r, hipStream_t stream, hipFunction_t function = nullptr,
-               int64_t threads = 0, int64_t sharedBytes = 0)
-      : r(r), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes) {}
+               int64_t threads = 0, int64_t sharedBytes = 0, int64_t resident = 0)
+      : r(r), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes),
+        resident(resident) {}
+
+  int64_t residentBlocks() override { return resident; }
 
   std::string allocate(size_t bytes, void **p) override {
     return r.check(r.hipMalloc(p, bytes), "hipMalloc");
@@ -205,6 +218,7 @@ private:
   hipStream_t stream;
   hipFunction_t function;
   int64_t threads, sharedBytes;
+  int64_t resident; ///< blocks of the kernel the device holds at once (0: unknown)
 };
 
 } // namespace
@@ -279,6 +293,19 @@ std::unique_ptr<KernelModule> KernelModule::load(const std::string &image,
                          "hipModuleGetFunction"))
            .empty())
     return nullptr;
+  // Split-KV's measure: hipDeviceAttributeMultiprocessorCount (63 in HIP's
+  // hipDeviceAttribute_t) times the kernel's occupancy; unknown (0) where
+  // the runtime lacks either call: no split.
+  constexpr int kMultiprocessorCount = 63;
+  int units = 0, perUnit = 1;
+  if (r->hipDeviceGetAttribute &&
+      r->hipDeviceGetAttribute(&units, kMultiprocessorCount, device) == 0 && units > 0) {
+    if (r->hipModuleOccupancyMaxActiveBlocksPerMultiprocessor &&
+        r->hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(
+            &perUnit, m->function, int(launch.threads), size_t(launch.sharedBytes)) != 0)
+      perUnit = 1;
+    m->resident = int64_t(units) * std::max(perUnit, 1);
+  }
   return m;
 }
 
@@ -295,7 +322,7 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   Runtime *r = runtime(error);
   if (!r || !(error = r->bind(deviceOrdinal)).empty())
     return error;
-  StreamDriver calls(*r, stream, function, shape.threads, shape.sharedBytes);
+  StreamDriver calls(*r, stream, function, shape.threads, shape.sharedBytes, resident);
   return launchGPUAttention(info, args, shape, calls, r->streams.get(deviceOrdinal, stream),
                             options, splits);
 }

@@ -176,6 +176,34 @@ int main(void) {
   heed_kernel *kernels[] = {k, k2, k3, own, gfx942, gfx90a, simt, cudaOnly};
   for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
     heed_kernel_release(kernels[i]);
+  /* Split-KV on AMD: the device's compute units (hipDeviceAttributeMultiprocessorCount:
+   * 304 on the stand-in) times the kernel's occupancy (2) against a decode call of
+   * B x H = 6 blocks over 4096 keys: two launches, the merge last on the grid. */
+  {
+    enum { SKV = 4096 };
+    static unsigned short qd[B * H * D], od[B * H * D];
+    unsigned short *kd = (unsigned short *)calloc((size_t)B * H * SKV * D, 2);
+    unsigned short *vd = (unsigned short *)calloc((size_t)B * H * SKV * D, 2);
+    CHECK(kd && vd);
+    place(qd, sizeof qd, 0), place(od, sizeof od, 0);
+    place(kd, (size_t)B * H * SKV * D * 2, 0), place(vd, (size_t)B * H * SKV * D * 2, 0);
+    int64_t qShape[4] = {B, H, 1, D}, kvShape[4] = {B, H, SKV, D};
+    heed_tensor dt[4] = {{qd, HEED_DEVICE_ROCM, 0, HEED_F16, 4, qShape, NULL},
+                         {kd, HEED_DEVICE_ROCM, 0, HEED_F16, 4, kvShape, NULL},
+                         {vd, HEED_DEVICE_ROCM, 0, HEED_F16, 4, kvShape, NULL},
+                         {od, HEED_DEVICE_ROCM, 0, HEED_F16, 4, qShape, NULL}};
+    heed_kernel *dec = NULL;
+    o.target = NULL;
+    o.dtype = HEED_F16;
+    CHECK(heed_compile("variant dec { mask = causal_bottom_right() }", "dec.attn", &o, &dec) ==
+          HEED_OK);
+    int launches0 = log->launches;
+    CHECK(dec && runOn(dec, dt, NULL) == HEED_OK);
+    CHECK(log->launches == launches0 + 2 && log->grid[0] == 1 && log->grid[1] == H &&
+          log->grid[2] == B);
+    heed_kernel_release(dec);
+    free(kd), free(vd);
+  }
   if (failures) {
     fprintf(stderr, "capi_rocm_wiring_test: %d check(s) FAILED\n", failures);
     return 1;

@@ -47,6 +47,19 @@ static void record(char kind, void *stream) {
 
 int hipInit(unsigned flags) { (void)flags; return 0; }
 int hipGetDeviceCount(int *n) { *n = 1; return 0; }
+/* 63: hipDeviceAttributeMultiprocessorCount (304 compute units, an MI300X);
+ * two blocks of any kernel per unit. */
+int hipDeviceGetAttribute(int *v, int attribute, int device) {
+  (void)device;
+  *v = attribute == 63 ? 304 : 0;
+  return 0;
+}
+int hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void *f, int threads,
+                                                       size_t shared) {
+  (void)f, (void)threads, (void)shared;
+  *n = 2;
+  return 0;
+}
 int hipSetDevice(int d) {
   if (d != 0) return 101; /* invalid device */
   current = d;

@@ -74,6 +74,9 @@ private:
   GPULaunch shape;
   int deviceOrdinal = 0;
   void *module = nullptr, *function = nullptr;
+  /// Blocks of the kernel the device holds at once (split-KV's measure; 0:
+  /// unknown).
+  int64_t resident = 0;
 };
 
 } // namespace heed::hip
