@@ -4,7 +4,8 @@
 One decode step (Sq = 1) of a GQA model (Hq = 32, Hkv = 8, D = 128, bf16, BSHD)
 over a KV cache with each sequence's own length (kv_lens), in two shapes of
 issue 18: B = 8 sequences of 32768 keys, and B = 64 sequences of 1K to 32K keys
-(ragged, drawn from --seed). The mask is bottom-right causal, so a decode
+(ragged, drawn from --seed); then B = 1 of 32768 keys, where split-KV fills the
+device. The mask is bottom-right causal, so a decode
 query sees all of its sequence's keys.
 
   heed   the tensor-core kernel compiled for this GPU (kv_lens as a host int32
@@ -62,8 +63,12 @@ def shapes(rng_seed, cpu):
     rng = random.Random(rng_seed)
     if cpu:
         return [("cpu-b3", 3, 200, [200, 37, 1])]
+    # b1-skv32k: one sequence, 32 blocks for the whole device: split-KV's
+    # case (docs/decode.md, "Split-KV on the GPU"), last so a short budget
+    # drops it first.
     return [("b8-skv32k", 8, 32768, [32768] * 8),
-            ("b64-ragged-1k-32k", 64, 32768, [rng.randint(1024, 32768) for _ in range(64)])]
+            ("b64-ragged-1k-32k", 64, 32768, [rng.randint(1024, 32768) for _ in range(64)]),
+            ("b1-skv32k", 1, 32768, [32768])]
 
 
 def reference_error(torch, q, k, v, lens, out, pairs):
