@@ -24,6 +24,7 @@
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
 
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
@@ -138,6 +139,17 @@ void copyUnlessEmpty(OpBuilder &b, KeyLoop key, Value span, Value cls, Value sta
                        /*async=*/stages > 1 ? b.getUnitAttr() : UnitAttr(), key.k.getLayoutAttr());
 }
 
+/// Whether the loop walks consecutive tiles (step 1, the usual case).
+bool unitStep(KeyLoop key) { return getConstantIntValue(key.loop.getStep()) == 1; }
+
+/// The staging slot of tile `tile`: (tile / step) mod stages, the loop's
+/// iterations in turn (a loop of stride `step`, split-KV's parts, visits
+/// tiles lb, lb + step, ...; step 1 folds away).
+Value slotOf(OpBuilder &b, Location loc, KeyLoop key, Value tile, int64_t stages) {
+  Value index = unitStep(key) ? tile : arith::DivUIOp::create(b, loc, tile, key.loop.getStep());
+  return arith::RemUIOp::create(b, loc, index, arith::ConstantIndexOp::create(b, loc, stages));
+}
+
 /// Issues tile `tile` into its slot if it is before the loop's end (and not
 /// EMPTY), then commits a group either way. Returns the tile's class (EMPTY
 /// past the end), or null without a classifier.
@@ -151,7 +163,7 @@ Value prefetch(OpBuilder &b, KeyLoop key, Value tile, int64_t stages) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     auto [span, cls] = cloneTileHeader(b, key, tile);
-    Value slot = arith::RemUIOp::create(b, loc, tile, arith::ConstantIndexOp::create(b, loc, stages));
+    Value slot = slotOf(b, loc, key, tile, stages);
     copyUnlessEmpty(b, key, span, cls, slot, stages);
     if (key.classify) {
       scf::YieldOp::create(b, loc, cls);
@@ -191,8 +203,14 @@ void pipeline(KeyLoop key, int64_t stages) {
   OpBuilder b(key.loop);
   Location loc = key.k.getLoc();
   Value iv = key.loop.getInductionVar();
+  // Tile k iterations after t: t + k step.
   auto offset = [&](Value t, int64_t k) -> Value {
-    return k ? Value(arith::AddIOp::create(b, loc, t, arith::ConstantIndexOp::create(b, loc, k))) : t;
+    if (!k)
+      return t;
+    Value by = arith::ConstantIndexOp::create(b, loc, k);
+    if (!unitStep(key))
+      by = arith::MulIOp::create(b, loc, key.loop.getStep(), by);
+    return arith::AddIOp::create(b, loc, t, by);
   };
   SmallVector<Value> inFlight; // the classes of the prologue's tiles
   if (stages > 1) {
@@ -205,8 +223,7 @@ void pipeline(KeyLoop key, int64_t stages) {
   }
   b.setInsertionPoint(key.firstUse);
   Value slot = stages == 1 ? Value(arith::ConstantIndexOp::create(b, loc, 0))
-                           : Value(arith::RemUIOp::create(
-                                 b, loc, iv, arith::ConstantIndexOp::create(b, loc, stages)));
+                           : slotOf(b, loc, key, iv, stages);
   for (TileLoadOp load : key.loads) {
     load.getStageMutable().assign(slot);
     load.getPageTableMutable().clear(); // the copy reads through the table

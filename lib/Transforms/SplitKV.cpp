@@ -36,7 +36,7 @@
 //     %t = %ts / %parts, %s = %ts % %parts
 //     ... the item's code up to its key loop ...
 //     %acc, %max, %sum = scf.if (%phase == 2) { merge_partials ... splits(%count) }
-//                        else { the key loop over part %s }
+//                        else { the key loop over tiles first + %s, first + %s + %parts, ... }
 //     scf.if (%phase == 1) { store_partial ... [%s, %b, %h] } else { store ... }
 //   }
 //
@@ -133,6 +133,22 @@ void narrowToPart(scf::ForOp keys, Value split, Value count) {
   keys.getUpperBoundMutable().assign(hi);
 }
 
+/// Part `split` of `count` of the loop's tiles [first, end) as the tiles
+/// first + split, first + split + count, ...: every part gets its share of
+/// any run of visited tiles, where contiguous parts would leave the
+/// EMPTY tiles inside a range (a sink block and a distant window) to some
+/// parts and the work to others. The one-loop (GPU) form's parts.
+void strideByParts(scf::ForOp keys, Value split, Value count) {
+  Location loc = keys.getLoc();
+  OpBuilder inner(keys);
+  Value first = keys.getLowerBound();
+  Value end = arith::MaxUIOp::create(inner, loc, keys.getUpperBound(), first); // empty: first
+  keys.getLowerBoundMutable().assign(
+      arith::MinUIOp::create(inner, loc, arith::AddIOp::create(inner, loc, first, split), end));
+  keys.getUpperBoundMutable().assign(end);
+  keys.getStepMutable().assign(count);
+}
+
 /// The partial store of `store`'s state, for split `split`, before `b`'s
 /// insertion point.
 void storePartial(OpBuilder &b, TileWorkOp work, TileStoreOp store, Value split) {
@@ -216,7 +232,7 @@ void splitWorkOneLoop(TileWorkOp work) {
   auto [copy, points, split] = copyWorkPerPart(b, work, tiles, parts);
   scf::ForOp keys = points.keys;
   TileStoreOp store = points.store;
-  narrowToPart(keys, split, parts);
+  strideByParts(keys, split, parts);
   // The store's state: merged (phase 2) or computed over part s (phases 0
   // and 1; a sigmoid loop carries its accumulator only).
   OpBuilder inner(keys);

@@ -60,11 +60,15 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 // ONE: %[[TILE:.*]] = arith.divui %[[I]], %[[PARTS]] : index
 // ONE: %[[PART:.*]] = arith.remui %[[I]], %[[PARTS]] : index
 // ONE: attn.tile.span %{{.*}}[%[[TILE]]] {{.*}} side <q>
-// ONE: %[[SIZE:.*]] = arith.ceildivui %{{.*}}, %[[PARTS]] : index
+// Part s: tiles first + s, first + s + parts, ... of [first, end).
+// ONE: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
+// ONE: %[[LAST:.*]] = arith.maxui %[[END]], %[[FIRST]] : index
+// ONE: %[[FROM:.*]] = arith.addi %[[FIRST]], %[[PART]] : index
+// ONE: %[[LO:.*]] = arith.minui %[[FROM]], %[[LAST]] : index
 // ONE: %[[STATE:.*]]:3 = scf.if %[[MERGE]] -> (
 // ONE: attn.tile.merge_partials %[[PACC]], %[[PSTATS]][%[[B]], %[[H]]] splits(%[[COUNT]])
 // ONE: } else {
-// ONE: scf.for
+// ONE: scf.for %{{.*}} = %[[LO]] to %[[LAST]] step %[[PARTS]]
 // ONE: %[[PARTIAL:.*]] = arith.cmpi eq, %[[PHASE]], %c1 : index
 // ONE: scf.if %[[PARTIAL]] {
 // ONE: attn.tile.store_partial %[[STATE]]#0, %[[STATE]]#1, %[[STATE]]#2 to %[[PACC]], %[[PSTATS]][%[[PART]], %[[B]], %[[H]]]

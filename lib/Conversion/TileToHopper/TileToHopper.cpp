@@ -145,7 +145,8 @@ public:
   }
 
   /// The barrier of the tile this iteration of the key loop computes (tile
-  /// t in slot t % stages, its (t - first) / stages-th use: that parity),
+  /// t in slot (t / step) % stages, its ((t - first) / step) / stages-th use:
+  /// that parity),
   /// then the block's barrier.
   void waitKV(OpBuilder &b, Location loc, int64_t pending) const override {
     Value slot = index(b, loc, 0), use = index(b, loc, 0);
@@ -158,7 +159,12 @@ public:
       Value n = index(b, loc, shape.stages);
       Value tile = arith::DivUIOp::create(
           b, loc, arith::SubIOp::create(b, loc, iv, loop.getLowerBound()), loop.getStep());
-      slot = arith::RemUIOp::create(b, loc, iv, n);
+      // As --attn-pipeline-kv's slotOf: (t / step) mod stages (step 1 here:
+      // the wgmma kernel is not split).
+      Value index = getConstantIntValue(loop.getStep()) == 1
+                        ? iv
+                        : Value(arith::DivUIOp::create(b, loc, iv, loop.getStep()));
+      slot = arith::RemUIOp::create(b, loc, index, n);
       use = arith::DivUIOp::create(b, loc, tile, n);
     }
     Value parity = arith::IndexCastOp::create(
