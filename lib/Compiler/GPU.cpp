@@ -323,7 +323,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
           buildNVGPUKernelPipeline(pm, options);
       }))
     return std::move(err);
-  out.launch.splitKV = !backward && options.splitsKV();
+  out.launch.splitKV = !backward; // every forward kernel takes split-KV's operands
   out.launch.splitKVWhole = out.launch.splitKV && (*out.module)->hasAttr(kSplitKVWholeAttr);
   out.module->walk([&](gpu::GPUFuncOp kernel) {
     if (auto shape = kernel->getAttrOfType<attn::LaunchAttr>(attn::kLaunchAttrName)) {

@@ -185,11 +185,10 @@ void buildGPUToROCDLPipeline(OpPassManager &pm, const std::string &chip) {
 }
 
 namespace {
-/// Split-KV on a GPU kernel (docs/decode.md): its phases 0 and 1 in one key
-/// loop, after the tile schedule and before the loop is pipelined.
-void addGPUSplitKV(OpPassManager &pm, const GPUPipelineOptions &options) {
-  if (!options.splitsKV())
-    return;
+/// Split-KV on a GPU kernel (docs/decode.md, "Split-KV on the GPU"): its
+/// three phases in one key loop, after the tile schedule and before the
+/// loop is pipelined.
+void addGPUSplitKV(OpPassManager &pm) {
   AttnSplitKVOptions split;
   split.oneLoop = true;
   pm.addPass(createAttnSplitKV(split));
@@ -202,7 +201,7 @@ void addGPUSplitKV(OpPassManager &pm, const GPUPipelineOptions &options) {
 void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   constexpr int64_t kSIMTKeys = 1;
   addTileSchedule(pm, options.simtRows, kSIMTKeys, /*patches=*/false, /*analyzeMask=*/false);
-  addGPUSplitKV(pm, options);
+  addGPUSplitKV(pm);
   addCleanup(pm);
   pm.addPass(createConvertAttnTileToSIMT());
   addCleanup(pm);
@@ -215,7 +214,7 @@ void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &option
 void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &options,
                              int64_t blockQ, int64_t blockKV, int64_t stages) {
   addTileSchedule(pm, blockQ, blockKV, /*patches=*/false, options.analyzeMask);
-  addGPUSplitKV(pm, options);
+  addGPUSplitKV(pm);
   AttnPipelineKVOptions pipeline;
   pipeline.stages = stages;
   pm.addPass(createAttnPipelineKV(pipeline));
@@ -231,7 +230,7 @@ void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options
                             int64_t blockQ, int64_t blockKV, int64_t stages,
                             llvm::function_ref<void(OpPassManager &)> addConversion) {
   AttnRuntimeABIOptions abi;
-  abi.splitKV = options.splitsKV();
+  abi.splitKV = true; // the GPU runtime runs split-KV's phases too
   pm.addPass(createAttnRuntimeABI(abi));
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (!options.matrixCores) {

@@ -80,10 +80,6 @@ struct GPUPipelineOptions {
   int64_t kvStages = 2;     ///< NVIDIA: K/V tiles in flight (attn-pipeline-kv stages, 1..4)
   int64_t mfma = 32;        ///< AMD: the MFMA shape, 32 or 16
   int64_t simtRows = 128;   ///< SIMT: query rows (threads) per block
-  /// Whether the kernel takes split-KV's run-time operands and phases
-  /// (--attn-split-kv{one-loop}): every GPU kernel but the wgmma one, whose
-  /// schedule has one pipelined key loop and no partial store yet.
-  bool splitsKV() const { return !(matrixCores && wgmma); }
 };
 
 /// attn -> a gpu.func kernel in `gpu.module @heed_gpu` for NVIDIA
