@@ -29,6 +29,23 @@ Value exponentBase(OpBuilder &b, Location loc, Value m) {
   return arith::SelectOp::create(b, loc, none, f32Like(b, loc, type, 0), m);
 }
 
+MergeFactors mergeFactors(OpBuilder &b, Location loc, Value m, Value ms, bool sigmoid,
+                          const UnaryMath &exp) {
+  Type type = m.getType();
+  if (sigmoid) {
+    Value one = f32Like(b, loc, type, 1);
+    return {m, one, one};
+  }
+  Value negInf = f32Like(b, loc, type, -INFINITY), zero = f32Like(b, loc, type, 0);
+  Value mNew = arith::MaximumFOp::create(b, loc, m, ms);
+  Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mNew, negInf);
+  auto factor = [&](Value from) {
+    Value e = exp(b, loc, arith::SubFOp::create(b, loc, from, mNew));
+    return arith::SelectOp::create(b, loc, none, zero, e).getResult();
+  };
+  return {mNew, factor(m), factor(ms)};
+}
+
 RowFinish finishRow(OpBuilder &b, Location loc, Value m, Value l, Value sink, bool sigmoid,
                     const UnaryMath &exp, const UnaryMath &log) {
   Type type = l.getType();

@@ -40,6 +40,17 @@ RowFinish finishRow(mlir::OpBuilder &b, mlir::Location loc, mlir::Value m, mlir:
                     mlir::Value sink, bool sigmoid, const UnaryMath &exp,
                     const UnaryMath &log);
 
+/// Split-KV's merge of a row's state (max m, sum l, accumulator acc) with a
+/// part's (ms, ls, accs): m' = max(m, ms), and each side scaled by e^(its
+/// max - m'), 0 where m' is -inf (nothing seen on either side), so the
+/// merged state is (m', l a + ls as, acc a + accs as). Sigmoid has no
+/// statistics: a = as = 1 and m' = m.
+struct MergeFactors {
+  mlir::Value max, mine, theirs; ///< m', a, as
+};
+MergeFactors mergeFactors(mlir::OpBuilder &b, mlir::Location loc, mlir::Value m, mlir::Value ms,
+                          bool sigmoid, const UnaryMath &exp);
+
 /// 1 / (1 + e^-(x + bias)) on f32 scalars or vectors, as e = e^-|z| (z =
 /// x + bias): 1 / (1 + e) for z >= 0, e / (1 + e) below, so `exp` only
 /// sees exponents <= 0; -inf (a masked score) gives 0, never NaN.

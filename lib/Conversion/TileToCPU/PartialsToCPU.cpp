@@ -5,6 +5,8 @@
 //     by lane as online-softmax steps (sums of accumulators for sigmoid).
 #include "CPUPatterns.h"
 
+#include "../TileCommon/Normalize.h"
+
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
@@ -89,16 +91,8 @@ struct MergePartialsLowering : OpConversionPattern<TileMergePartialsOp> {
       });
       Value ms = vector::LoadOp::create(rewriter, loc, laneType, maxes, ValueRange{c0});
       Value ls = vector::LoadOp::create(rewriter, loc, laneType, sums, ValueRange{c0});
-      // One online-softmax step: m' = max(m, m_s), each side rescaled by
-      // e^(its max - m'); 0 where m' is -inf (nothing seen on either side).
-      Value mNew = arith::MaximumFOp::create(rewriter, loc, m, ms);
-      Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew, m0);
-      auto factor = [&](Value from) {
-        Value e = cpuExp(rewriter, loc, arith::SubFOp::create(rewriter, loc, from, mNew));
-        return arith::SelectOp::create(rewriter, loc, none, l0, e).getResult();
-      };
-      Value a = op.getSigmoid() ? splat(rewriter, loc, laneType, 1) : factor(m);
-      Value as = op.getSigmoid() ? splat(rewriter, loc, laneType, 1) : factor(ms);
+      // One online-softmax step (mergeFactors).
+      auto [mNew, a, as] = mergeFactors(rewriter, loc, m, ms, op.getSigmoid(), cpuExp);
       forRealLanes(rewriter, loc, span, head, lanes, [&](Value i, Value h, Value token) {
         Value mine = vector::LoadOp::create(rewriter, loc, rowType, acc, ValueRange{i, c0});
         Value theirs = vector::LoadOp::create(rewriter, loc, rowType, pacc,

@@ -470,7 +470,6 @@ struct MergePartialsLowering : TargetPattern<TileMergePartialsOp> {
     Value pacc = adaptor.getPartialAcc().front(), pstats = adaptor.getPartialStats().front();
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     Value negInf = f32(rewriter, loc, -INFINITY), zero = f32(rewriter, loc, 0);
-    Value one = f32(rewriter, loc, 1);
     SmallVector<Type> fragTypes;
     target.convertTile(cast<TileType>(op.getAcc().getType()), fragTypes);
     SmallVector<Value> zeros;
@@ -515,20 +514,8 @@ struct MergePartialsLowering : TargetPattern<TileMergePartialsOp> {
           scf::YieldOp::create(rewriter, loc, init);
         }
         Value ms = read.getResult(0), ls = read.getResult(1);
-        Value mOld = carried[0], lOld = carried[1];
-        Value a = one, as = one, mNew = mOld;
-        if (!op.getSigmoid()) {
-          // One online-softmax step; 0 where nothing was seen on either side.
-          mNew = arith::MaximumFOp::create(rewriter, loc, mOld, ms);
-          Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew, negInf);
-          auto factor = [&](Value from) {
-            Value e = math::ExpOp::create(rewriter, loc,
-                                          arith::SubFOp::create(rewriter, loc, from, mNew));
-            return arith::SelectOp::create(rewriter, loc, none, zero, e).getResult();
-          };
-          a = factor(mOld);
-          as = factor(ms);
-        }
+        Value lOld = carried[1];
+        auto [mNew, a, as] = mergeFactors(rewriter, loc, carried[0], ms, op.getSigmoid(), mathExp);
         auto step = [&](Value x, Value y) -> Value {
           return arith::AddFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, x, a),
                                        arith::MulFOp::create(rewriter, loc, y, as));

@@ -252,17 +252,7 @@ struct MergePartialsLowering : OpConversionPattern<TileMergePartialsOp> {
         scf::YieldOp::create(rewriter, loc, ValueRange{negInf, zero});
       }
       Value ms = read.getResult(0), ls = read.getResult(1);
-      Value a = f32(rewriter, loc, 1), as = a, mNew = m;
-      if (!op.getSigmoid()) {
-        mNew = arith::MaximumFOp::create(rewriter, loc, m, ms);
-        Value none = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, mNew, negInf);
-        auto factor = [&](Value from) {
-          Value e = math::ExpOp::create(rewriter, loc, arith::SubFOp::create(rewriter, loc, from, mNew));
-          return arith::SelectOp::create(rewriter, loc, none, zero, e).getResult();
-        };
-        a = factor(m);
-        as = factor(ms);
-      }
+      auto [mNew, a, as] = mergeFactors(rewriter, loc, m, ms, op.getSigmoid(), mathExp);
       auto update = scf::IfOp::create(rewriter, loc, real, false);
       {
         OpBuilder::InsertionGuard inner(rewriter);
