@@ -195,7 +195,9 @@ std::string KernelInfo::parse(const std::string &text) {
            g.tensorMapRowsKV > 0;
     } else if (key == "gpu_split_kv") {
       int v = 0, whole = 0;
-      ok = bool(fields >> v >> whole);
+      ok = bool(fields >> v);
+      if (!(fields >> whole)) // (written by 51a8326 without it: never split then)
+        whole = 0;
       gpuLaunch().splitKV = v != 0;
       gpuLaunch().splitKVWhole = whole != 0;
     } else if (key == "summarized") {

@@ -3,12 +3,14 @@
 // (`attn.tile.load ... stage(%s)`).
 //   stages=1: each tile is copied, waited for and computed in turn
 //     (barrier; copy unless EMPTY; wait; compute).
-//   stages=N>1: tiles t + 1 .. t + N - 1 are in flight (asynchronously, in
-//     their slots) while tile t is computed: a prologue issues the first
-//     N - 1 tiles, one commit (copy group) each; in the loop, wait until at
-//     most N - 2 groups are in flight (tile t has arrived, everyone is past
-//     tile t - 1, whose slot is reused), issue tile t + N - 1 and commit,
-//     then compute tile t.
+//   stages=N>1: the next N - 1 tiles of the loop are in flight
+//     (asynchronously, in their slots) while tile t is computed: a prologue
+//     issues the first N - 1 tiles, one commit (copy group) each; in the
+//     loop, wait until at most N - 2 groups are in flight (tile t has
+//     arrived, everyone is past the previous tile, whose slot is reused),
+//     issue tile t + (N - 1) step and commit, then compute tile t. Tile t
+//     takes slot (t / step) mod N: a strided loop (split-KV's GPU parts)
+//     rotates its slots by iteration as a unit-step one does.
 // A slot holds the rows of two tensors (part 0: the tensor of the first k
 // tile, D wide; part 1: the other one): K and V in the forward; in the
 // backward's kernels K and V (dQ, a loop over key tiles) or Q and dO (dK/dV,

@@ -141,12 +141,13 @@ void narrowToPart(scf::ForOp keys, Value split, Value count) {
 void strideByParts(scf::ForOp keys, Value split, Value count) {
   Location loc = keys.getLoc();
   OpBuilder inner(keys);
-  Value first = keys.getLowerBound();
+  Value first = keys.getLowerBound(), step = keys.getStep();
   Value end = arith::MaxUIOp::create(inner, loc, keys.getUpperBound(), first); // empty: first
-  keys.getLowerBoundMutable().assign(
-      arith::MinUIOp::create(inner, loc, arith::AddIOp::create(inner, loc, first, split), end));
+  Value from = arith::AddIOp::create(inner, loc, first,
+                                     arith::MulIOp::create(inner, loc, split, step));
+  keys.getLowerBoundMutable().assign(arith::MinUIOp::create(inner, loc, from, end));
   keys.getUpperBoundMutable().assign(end);
-  keys.getStepMutable().assign(count);
+  keys.getStepMutable().assign(arith::MulIOp::create(inner, loc, step, count));
 }
 
 /// The partial store of `store`'s state, for split `split`, before `b`'s

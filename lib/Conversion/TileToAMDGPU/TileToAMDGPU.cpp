@@ -200,13 +200,13 @@ public:
       }
     }
   }
-  /// Lanes l < M: the first lane of each query column.
   /// 2^x as v_exp_f32 (rocdl.exp2): math.exp2 and llvm.exp2 would become
   /// the device library's __ocml_exp2_f32, bitcode heed does not link.
   Value exp2(OpBuilder &b, Location loc, Value x) const override {
     return ROCDL::ROCDLExp2::create(b, loc, x.getType(), x);
   }
 
+  /// Lanes l < M: the first lane of each query column.
   Value ownsRowStats(OpBuilder &b, Location loc) const override {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, laneId(b, loc), index(b, loc, M));
   }

@@ -161,30 +161,28 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
     Location loc = tile.loc;
     VectorType laneType = tile.laneType;
     Value pT = allocaAtEntry(rewriter, op, tile.type);
-    // exp(s - lse) = 2^(s log2 e - lse log2 e); rows whose lse is -inf see
-    // no key. Sigmoid weights need no lse.
+    // exp(s - lse) = 2^((s - lse) log2 e); rows whose lse is -inf see no
+    // key. Sigmoid weights need no lse.
     bool isSigmoid = variant.getNormalization() == Normalization::Sigmoid;
     double bias = variant.getSigmoidBiasAttr() ? variant.getSigmoidBiasAttr().getValueAsDouble() : 0;
-    Value log2e = splat(rewriter, loc, laneType, M_LOG2E);
-    auto shiftAndLive = [&](Value lse) -> std::pair<Value, Value> {
+    auto lseAndLive = [&](Value lse) -> std::pair<Value, Value> {
       if (isSigmoid)
         return {};
-      return {arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, lse, log2e)),
-              arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
-                                    splat(rewriter, loc, laneType, -INFINITY))};
+      return {lse, arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse,
+                                         splat(rewriter, loc, laneType, -INFINITY))};
     };
     // A row's lse per lane; a transposed tile's per column (its query).
-    Value shift, live;
+    Value rowLse, live;
     if (!transposed)
-      std::tie(shift, live) = shiftAndLive(lse);
+      std::tie(rowLse, live) = lseAndLive(lse);
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
       if (transposed)
-        std::tie(shift, live) = shiftAndLive(columnValue(rewriter, loc, lse, c.j, laneType));
+        std::tie(rowLse, live) = lseAndLive(columnValue(rewriter, loc, lse, c.j, laneType));
       Value valid = live ? arith::AndIOp::create(rewriter, loc, c.laneValid, live) : c.laneValid;
       auto [s, visible] = tile.applyRegions(rewriter, variant, c, tile.load(rewriter, sT, c.j),
                                             valid, adaptor.getMaskIf());
       Value p = isSigmoid ? sigmoid(rewriter, loc, s, bias, cpuExp)
-                          : exp2(rewriter, loc, math::FmaOp::create(rewriter, loc, s, log2e, shift));
+                          : cpuExp(rewriter, loc, arith::SubFOp::create(rewriter, loc, s, rowLse));
       p = arith::SelectOp::create(rewriter, loc, visible, p, splat(rewriter, loc, laneType, 0));
       tile.store(rewriter, p, pT, c.j);
     });

@@ -318,13 +318,12 @@ SmallVector<Value> inPlaceSoftmax(ConversionPatternRewriter &rewriter, Operation
     };
     Value mOld = spread(mBuf), lOld = spread(lBuf);
     Value mNew = maxOf(top, mOld);
-    Value log2e = splat(b, loc, vec(kLanes), kLog2E);
-    Value shift = arith::NegFOp::create(
-        b, loc, arith::MulFOp::create(b, loc, exponentBase(b, loc, mNew), log2e));
-    Value alpha = exp2(b, loc, math::FmaOp::create(b, loc, mOld, log2e, shift));
+    // 2^((x - m) log2 e), as the general step (softmaxStep) has it.
+    Value base = exponentBase(b, loc, mNew);
+    Value alpha = cpuExp(b, loc, arith::SubFOp::create(b, loc, mOld, base));
     Value sum = splat(b, loc, vec(kLanes), 0);
     for (auto [g, x] : llvm::enumerate(groups)) {
-      Value p = exp2(b, loc, math::FmaOp::create(b, loc, x, log2e, shift));
+      Value p = cpuExp(b, loc, arith::SubFOp::create(b, loc, x, base));
       sum = arith::AddFOp::create(b, loc, sum, p);
       for (int64_t j = 0; j < kKeyGroup; ++j)
         vector::StoreOp::create(

@@ -101,16 +101,17 @@ SmallVector<Value> generalSoftmax(OpBuilder &b, Location loc, Value sT, Value m,
                                                maxLoop.getRegionIterArgs()[0])});
   }
   Value mNew = maxLoop.getResult(0);
+  // e^(x - m) as 2^((x - m) log2 e): the difference first, so that an
+  // unchanged max gives alpha exactly 1 and scores near -FLT_MAX (an
+  // additive mask of the lowest float) never overflow m log2 e.
   Value mSafe = exponentBase(b, loc, mNew);
-  Value log2e = splat(b, loc, laneType, kLog2E);
-  Value shift = arith::NegFOp::create(b, loc, arith::MulFOp::create(b, loc, mSafe, log2e));
-  Value alpha = exp2(b, loc, math::FmaOp::create(b, loc, m, log2e, shift));
+  Value alpha = cpuExp(b, loc, arith::SubFOp::create(b, loc, m, mSafe));
   auto probLoop = scf::ForOp::create(b, loc, c0, end, c1, ValueRange{splat(b, loc, laneType, 0)});
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(probLoop.getBody());
     Value j = probLoop.getInductionVar();
-    Value p = exp2(b, loc, math::FmaOp::create(b, loc, load(j), log2e, shift));
+    Value p = cpuExp(b, loc, arith::SubFOp::create(b, loc, load(j), mSafe));
     vector::StoreOp::create(b, loc, p, sT, ValueRange{j, c0});
     scf::YieldOp::create(b, loc,
                          ValueRange{arith::AddFOp::create(b, loc, probLoop.getRegionIterArgs()[0], p)});

@@ -187,7 +187,7 @@ struct ProbsLowering : TargetPattern<TileProbsOp> {
         Value lse = statistic(target, adaptor.getLse(), e, i, transposed);
         Value live = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OGT, lse, negInf);
         visible = visible ? Value(arith::AndIOp::create(rewriter, loc, visible, live)) : live;
-        x = expMinus(target, rewriter, loc, s, timesLog2E(rewriter, loc, lse));
+        x = expMinus(target, rewriter, loc, s, lse);
       }
       p.push_back(visible ? Value(arith::SelectOp::create(rewriter, loc, visible, x, zero)) : x);
     }

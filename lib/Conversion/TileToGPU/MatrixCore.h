@@ -202,13 +202,12 @@ Value laneId(OpBuilder &b, Location loc, int64_t waveSize);
 /// the bits `from`, 2 `from`, ... below `to` (xor shuffles of `width` lanes).
 Value xorReduce(OpBuilder &b, Location loc, Value x, int64_t from, int64_t to, int64_t width,
                 bool max);
-/// e^(x - m) as 2^(x log2(e) - mLog2) with mLog2 = m log2(e) (kLog2E):
-/// one FMA and the target's exp2 per element, where math.exp costs about
-/// ten instructions through the device library.
-Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x,
-               Value mLog2);
-/// x log2(e).
-Value timesLog2E(OpBuilder &b, Location loc, Value x);
+/// e^(x - m) as 2^((x - m) log2 e): a subtraction, a multiplication and
+/// the target's exp2 per element, where math.exp costs about ten
+/// instructions through the device library. The difference comes first (not
+/// FlashAttention's x log2 e - m log2 e in one FMA): an unchanged max gives
+/// exactly 1, and m log2 e cannot overflow for scores near -FLT_MAX.
+Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x, Value m);
 
 /// Indices of (batch, head, pos, d) in `layout`.
 llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value pos, Value d);

@@ -15,6 +15,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Matchers.h"
+#include "llvm/Support/MathExtras.h"
 
 #include <cmath>
 
@@ -70,14 +71,9 @@ Value MatrixCoreTarget::exp2(OpBuilder &b, Location loc, Value x) const {
   return math::Exp2Op::create(b, loc, x);
 }
 
-Value timesLog2E(OpBuilder &b, Location loc, Value x) {
-  return arith::MulFOp::create(b, loc, x, f32Like(b, loc, b.getF32Type(), M_LOG2E));
-}
-
-Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x,
-               Value mLog2) {
-  Value y = math::FmaOp::create(b, loc, x, f32Like(b, loc, b.getF32Type(), M_LOG2E),
-                                arith::NegFOp::create(b, loc, mLog2));
+Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x, Value m) {
+  Value y = arith::MulFOp::create(b, loc, arith::SubFOp::create(b, loc, x, m),
+                                  f32Like(b, loc, b.getF32Type(), llvm::numbers::log2e));
   return target.exp2(b, loc, y);
 }
 
@@ -306,18 +302,17 @@ struct SoftmaxLowering : TargetPattern<TileSoftmaxOp> {
     SmallVector<Value> rowMax(slots, negInf);
     for (Element &e : elements)
       rowMax[e.slot] = arith::MaximumFOp::create(rewriter, loc, rowMax[e.slot], e.value);
-    // e^(x - m) as 2^(x log2(e) - m log2(e)) (expMinus): one FMA and the
-    // hardware's base-2 exponential per element.
-    SmallVector<Value> mNew(slots), mLog2(slots), alpha(slots), rowSum(slots, f32(rewriter, loc, 0));
+    // e^(x - m) through the hardware's base-2 exponential (expMinus).
+    SmallVector<Value> mNew(slots), mUse(slots), alpha(slots), rowSum(slots, f32(rewriter, loc, 0));
     for (unsigned s = 0; s < slots; ++s) {
       mNew[s] = arith::MaximumFOp::create(rewriter, loc, m[s],
                                           target.rowReduce(rewriter, loc, rowMax[s], true));
-      mLog2[s] = timesLog2E(rewriter, loc, exponentBase(rewriter, loc, mNew[s]));
-      alpha[s] = expMinus(target, rewriter, loc, m[s], mLog2[s]);
+      mUse[s] = exponentBase(rewriter, loc, mNew[s]);
+      alpha[s] = expMinus(target, rewriter, loc, m[s], mUse[s]);
     }
     SmallVector<Value> p;
     for (Element &e : elements) {
-      Value x = expMinus(target, rewriter, loc, e.value, mLog2[e.slot]);
+      Value x = expMinus(target, rewriter, loc, e.value, mUse[e.slot]);
       rowSum[e.slot] = arith::AddFOp::create(rewriter, loc, rowSum[e.slot], x);
       p.push_back(x);
     }

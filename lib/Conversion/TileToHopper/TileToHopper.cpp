@@ -159,8 +159,8 @@ public:
       Value n = index(b, loc, shape.stages);
       Value tile = arith::DivUIOp::create(
           b, loc, arith::SubIOp::create(b, loc, iv, loop.getLowerBound()), loop.getStep());
-      // As --attn-pipeline-kv's slotOf: (t / step) mod stages (step 1 here:
-      // the wgmma kernel is not split).
+      // As --attn-pipeline-kv's slotOf: (t / step) mod stages (a strided
+      // loop: split-KV's parts).
       Value index = getConstantIntValue(loop.getStep()) == 1
                         ? iv
                         : Value(arith::DivUIOp::create(b, loc, iv, loop.getStep()));

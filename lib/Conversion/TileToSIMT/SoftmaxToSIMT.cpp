@@ -40,10 +40,7 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
     KeyTile k(adaptor.getK());
     int64_t keys = cast<TileType>(op.getResult().getType()).getCols();
     int64_t depth = cast<MemRefType>(q.getType()).getDimSize(0);
-    SmallVector<std::pair<Value, Value>> rows; // each key's row, its page read once
     Layout layout = kernelOf(this).keyLayout;
-    for (int64_t j = 0; j < keys; ++j)
-      rows.push_back(k.rowOf(rewriter, loc, layout, k.token(rewriter, loc, j)));
     Value zero = f32(rewriter, loc, 0);
     SmallVector<Type> types(keys, rewriter.getF32Type());
     auto guard = scf::IfOp::create(rewriter, loc, types,
@@ -54,6 +51,11 @@ struct QKLowering : OpConversionPattern<TileQKOp> {
     rewriter.setInsertionPointToStart(&guard.getElseRegion().front());
     scf::YieldOp::create(rewriter, loc, SmallVector<Value>(keys, zero));
     rewriter.setInsertionPointToStart(&guard.getThenRegion().front());
+    // Each key's row (a paged cache's page read once), where some key is
+    // visible only.
+    SmallVector<std::pair<Value, Value>> rows;
+    for (int64_t j = 0; j < keys; ++j)
+      rows.push_back(k.rowOf(rewriter, loc, layout, k.token(rewriter, loc, j)));
     auto dot = scf::ForOp::create(rewriter, loc, index(rewriter, loc, 0),
                                   index(rewriter, loc, depth), index(rewriter, loc, 1),
                                   SmallVector<Value>(keys, zero));
@@ -268,15 +270,16 @@ struct PVLowering : OpConversionPattern<TilePVOp> {
     KeyTile v(adaptor.getV());
     Value zero = f32(rewriter, loc, 0), any;
     Layout layout = kernelOf(this).valueLayout;
-    SmallVector<std::pair<Value, Value>> rows; // each key's row, its page read once
-    for (auto [j, w] : llvm::enumerate(p)) {
-      rows.push_back(v.rowOf(rewriter, loc, layout, v.token(rewriter, loc, j)));
+    for (Value w : p) {
       Value nonzero = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, w, zero);
       any = any ? Value(arith::OrIOp::create(rewriter, loc, any, nonzero)) : nonzero;
     }
     auto ifOp = scf::IfOp::create(rewriter, loc, any, /*withElseRegion=*/false);
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    SmallVector<std::pair<Value, Value>> rows; // each key's row, its page read once
+    for (int64_t j = 0; j < int64_t(p.size()); ++j)
+      rows.push_back(v.rowOf(rewriter, loc, layout, v.token(rewriter, loc, j)));
     forEach(rewriter, loc, cast<MemRefType>(acc.getType()).getDimSize(0), [&](Value d) {
       Value x = memref::LoadOp::create(rewriter, loc, acc, ValueRange{d});
       if (alpha)

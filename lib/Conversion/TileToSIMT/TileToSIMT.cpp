@@ -105,6 +105,7 @@ namespace {
 /// what the SIMT kernel does not do.
 FailureOr<KernelInfo> readKernel(gpu::GPUFuncOp kernel) {
   KernelInfo info;
+  bool contiguous = false; // a k/v tile read without a page table
   WalkResult result = kernel.walk([&](Operation *op) {
     if (isa<TileCopyKVOp, TileWaitKVOp>(op) ||
         (isa<TileLoadOp>(op) && cast<TileLoadOp>(op).getStage())) {
@@ -119,12 +120,20 @@ FailureOr<KernelInfo> readKernel(gpu::GPUFuncOp kernel) {
     Type tensor = load.getTensor().getType();
     if (type.getRole() == TileRole::Q)
       info.rows = type.getRows();
-    if (Value table = load.getPageTable()) {
-      if (info.pageTable && info.pageTable != table.getType()) {
-        op->emitOpError() << "reads a second page table: one paged cache per kernel";
+    if (type.getRole() != TileRole::Q) {
+      // Every k/v tile through one page table, or none through any.
+      Value table = load.getPageTable();
+      bool mixed = table ? (contiguous || (info.pageTable && info.pageTable != table.getType()))
+                         : bool(info.pageTable);
+      if (mixed) {
+        op->emitOpError() << "reads K/V through a second page table, or with and without "
+                             "one: one paged cache per kernel";
         return WalkResult::interrupt();
       }
-      info.pageTable = table.getType();
+      if (table)
+        info.pageTable = table.getType();
+      else
+        contiguous = true;
     }
     Type &known = type.getRole() == TileRole::K ? info.keyType : info.valueType;
     if (type.getRole() != TileRole::Q && known && known != tensor) {
