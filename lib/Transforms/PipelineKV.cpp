@@ -148,8 +148,23 @@ bool unitStep(KeyLoop key) { return getConstantIntValue(key.loop.getStep()) == 1
 /// iterations in turn (a loop of stride `step`, split-KV's parts, visits
 /// tiles lb, lb + step, ...; step 1 folds away).
 Value slotOf(OpBuilder &b, Location loc, KeyLoop key, Value tile, int64_t stages) {
-  Value index = unitStep(key) ? tile : arith::DivUIOp::create(b, loc, tile, key.loop.getStep());
-  return arith::RemUIOp::create(b, loc, index, arith::ConstantIndexOp::create(b, loc, stages));
+  Value n = arith::ConstantIndexOp::create(b, loc, stages);
+  if (unitStep(key))
+    return arith::RemUIOp::create(b, loc, tile, n);
+  // A run-time step (split-KV's parts) is 1 in an unsplit call: a branch,
+  // uniform over the block, keeps the division out of that case (a 64-bit
+  // division per tile would cost a compute-bound kernel).
+  Value step = key.loop.getStep();
+  Value unit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, step,
+                                     arith::ConstantIndexOp::create(b, loc, 1));
+  auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()}, unit, /*withElse=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+  scf::YieldOp::create(b, loc, Value(arith::RemUIOp::create(b, loc, tile, n)));
+  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  Value index = arith::DivUIOp::create(b, loc, tile, step);
+  scf::YieldOp::create(b, loc, Value(arith::RemUIOp::create(b, loc, index, n)));
+  return ifOp.getResult(0);
 }
 
 /// Issues tile `tile` into its slot if it is before the loop's end (and not

@@ -155,16 +155,27 @@ public:
     if (!loop)
       loop = parent->getParentOfType<scf::ForOp>();
     if (loop) {
-      Value iv = loop.getInductionVar();
+      Value iv = loop.getInductionVar(), step = loop.getStep();
       Value n = index(b, loc, shape.stages);
-      Value tile = arith::DivUIOp::create(
-          b, loc, arith::SubIOp::create(b, loc, iv, loop.getLowerBound()), loop.getStep());
-      // As --attn-pipeline-kv's slotOf: (t / step) mod stages (a strided
-      // loop: split-KV's parts).
-      Value index = getConstantIntValue(loop.getStep()) == 1
-                        ? iv
-                        : Value(arith::DivUIOp::create(b, loc, iv, loop.getStep()));
-      slot = arith::RemUIOp::create(b, loc, index, n);
+      // x / step; a run-time step (split-KV's parts) is 1 in an unsplit
+      // call, where a uniform branch skips the 64-bit division.
+      auto byStep = [&](Value x) -> Value {
+        if (getConstantIntValue(step) == 1)
+          return x;
+        Value unit =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, step, index(b, loc, 1));
+        auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()}, unit, true);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        scf::YieldOp::create(b, loc, x);
+        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+        scf::YieldOp::create(b, loc, Value(arith::DivUIOp::create(b, loc, x, step)));
+        return ifOp.getResult(0);
+      };
+      // Tile t's iteration and, as --attn-pipeline-kv's slotOf, its slot
+      // (t / step) mod stages.
+      Value tile = byStep(arith::SubIOp::create(b, loc, iv, loop.getLowerBound()));
+      slot = arith::RemUIOp::create(b, loc, byStep(iv), n);
       use = arith::DivUIOp::create(b, loc, tile, n);
     }
     Value parity = arith::IndexCastOp::create(
