@@ -25,8 +25,8 @@
 
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
+#include "heed/Transforms/StagedKeyLoop.h"
 
-#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
@@ -144,29 +144,6 @@ void copyUnlessEmpty(OpBuilder &b, KeyLoop key, Value span, Value cls, Value sta
 /// Whether the loop walks consecutive tiles (step 1, the usual case).
 bool unitStep(KeyLoop key) { return getConstantIntValue(key.loop.getStep()) == 1; }
 
-/// The staging slot of tile `tile`: (tile / step) mod stages, the loop's
-/// iterations in turn (a loop of stride `step`, split-KV's parts, visits
-/// tiles lb, lb + step, ...; step 1 folds away).
-Value slotOf(OpBuilder &b, Location loc, KeyLoop key, Value tile, int64_t stages) {
-  Value n = arith::ConstantIndexOp::create(b, loc, stages);
-  if (unitStep(key))
-    return arith::RemUIOp::create(b, loc, tile, n);
-  // A run-time step (split-KV's parts) is 1 in an unsplit call: a branch,
-  // uniform over the block, keeps the division out of that case (a 64-bit
-  // division per tile would cost a compute-bound kernel).
-  Value step = key.loop.getStep();
-  Value unit = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, step,
-                                     arith::ConstantIndexOp::create(b, loc, 1));
-  auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()}, unit, /*withElse=*/true);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-  scf::YieldOp::create(b, loc, Value(arith::RemUIOp::create(b, loc, tile, n)));
-  b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-  Value index = arith::DivUIOp::create(b, loc, tile, step);
-  scf::YieldOp::create(b, loc, Value(arith::RemUIOp::create(b, loc, index, n)));
-  return ifOp.getResult(0);
-}
-
 /// Issues tile `tile` into its slot if it is before the loop's end (and not
 /// EMPTY), then commits a group either way. Returns the tile's class (EMPTY
 /// past the end), or null without a classifier.
@@ -180,7 +157,7 @@ Value prefetch(OpBuilder &b, KeyLoop key, Value tile, int64_t stages) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
     auto [span, cls] = cloneTileHeader(b, key, tile);
-    Value slot = slotOf(b, loc, key, tile, stages);
+    Value slot = heed::stagedSlot(b, loc, key.loop, tile, stages);
     copyUnlessEmpty(b, key, span, cls, slot, stages);
     if (key.classify) {
       scf::YieldOp::create(b, loc, cls);
@@ -240,7 +217,7 @@ void pipeline(KeyLoop key, int64_t stages) {
   }
   b.setInsertionPoint(key.firstUse);
   Value slot = stages == 1 ? Value(arith::ConstantIndexOp::create(b, loc, 0))
-                           : slotOf(b, loc, key, iv, stages);
+                           : heed::stagedSlot(b, loc, key.loop, iv, stages);
   for (TileLoadOp load : key.loads) {
     load.getStageMutable().assign(slot);
     load.getPageTableMutable().clear(); // the copy reads through the table

@@ -32,6 +32,7 @@
 // one phase per tile, so the parity a tile waits for follows from its index.
 // EMPTY tiles are still not computed.
 #include "heed/Conversion/Passes.h"
+#include "heed/Transforms/StagedKeyLoop.h"
 
 #include "../TileToNVGPU/WarpFragments.h"
 
@@ -146,8 +147,7 @@ public:
 
   /// The barrier of the tile this iteration of the key loop computes (tile
   /// t in slot (t / step) % stages, its ((t - first) / step) / stages-th use:
-  /// that parity),
-  /// then the block's barrier.
+  /// that parity), then the block's barrier.
   void waitKV(OpBuilder &b, Location loc, int64_t pending) const override {
     Value slot = index(b, loc, 0), use = index(b, loc, 0);
     Operation *parent = b.getInsertionBlock()->getParentOp();
@@ -155,27 +155,12 @@ public:
     if (!loop)
       loop = parent->getParentOfType<scf::ForOp>();
     if (loop) {
-      Value iv = loop.getInductionVar(), step = loop.getStep();
+      Value iv = loop.getInductionVar();
       Value n = index(b, loc, shape.stages);
-      // x / step; a run-time step (split-KV's parts) is 1 in an unsplit
-      // call, where a uniform branch skips the 64-bit division.
-      auto byStep = [&](Value x) -> Value {
-        if (getConstantIntValue(step) == 1)
-          return x;
-        Value unit =
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, step, index(b, loc, 1));
-        auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getIndexType()}, unit, true);
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-        scf::YieldOp::create(b, loc, x);
-        b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-        scf::YieldOp::create(b, loc, Value(arith::DivUIOp::create(b, loc, x, step)));
-        return ifOp.getResult(0);
-      };
-      // Tile t's iteration and, as --attn-pipeline-kv's slotOf, its slot
-      // (t / step) mod stages.
-      Value tile = byStep(arith::SubIOp::create(b, loc, iv, loop.getLowerBound()));
-      slot = arith::RemUIOp::create(b, loc, byStep(iv), n);
+      // Tile t's iteration and slot (--attn-pipeline-kv's convention).
+      Value tile =
+          heed::divideByStep(b, loc, loop, arith::SubIOp::create(b, loc, iv, loop.getLowerBound()));
+      slot = heed::stagedSlot(b, loc, loop, iv, shape.stages);
       use = arith::DivUIOp::create(b, loc, tile, n);
     }
     Value parity = arith::IndexCastOp::create(
