@@ -72,7 +72,7 @@ struct alignas(64) TensorMapBytes {
 struct SplitArgs {
   int64_t phase = 0, count = 1;
   void *workspace = nullptr;
-  std::vector<int64_t> accShape, statShape; ///< [S, B, Hq, Sq, Dv], [S, B, Hq, Sq, 2]
+  SplitWorkspaceLayout layout;
 };
 
 /// The kernel's arguments, a pointer per scalar as the driver APIs take them:
@@ -148,12 +148,10 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
     auto rowMajor = [](const std::vector<int64_t> &shape) {
       return TensorRef{nullptr, DType::F32, shape, {}}.effectiveStrides();
     };
-    int64_t accElements = 1;
-    for (int64_t d : split->accShape)
-      accElements *= d;
-    memref(split->workspace, split->accShape, rowMajor(split->accShape));
-    memref(split->workspace ? static_cast<float *>(split->workspace) + accElements : nullptr,
-           split->statShape, rowMajor(split->statShape));
+    const SplitWorkspaceLayout &l = split->layout;
+    memref(split->workspace, l.acc, rowMajor(l.acc));
+    memref(split->workspace ? static_cast<float *>(split->workspace) + l.accElements() : nullptr,
+           l.stats, rowMajor(l.stats));
   }
   for (int64_t &w : words)
     pointers.push_back(&w);
@@ -449,37 +447,31 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   // Split-KV (docs/decode.md, "Split-KV on the GPU"): phase 1 computes
   // `count` parts of each item's key range into the workspace, phase 2
   // merges them; phase 0 (count 1) is the item at once.
-  SplitArgs split;
-  if (launch.splitKV) {
-    int64_t dv = info.headDimV > 0 ? info.headDimV : info.headDim;
-    if (!launch.splitKVWhole) // (a gated kernel's loops run whole: never split)
-      split.count = chooseGPUKVSplits(int64_t(gridX) * dims.headsQ * dims.batch,
-                                      longestKeys(args, info, dims), driver.residentBlocks());
+  int64_t count = 1;
+  if (launch.splitKV && !launch.splitKVWhole) { // (a gated kernel's loops run whole)
+    count = chooseGPUKVSplits(int64_t(gridX) * dims.headsQ * dims.batch,
+                              longestKeys(args, info, dims), driver.residentBlocks());
     // Bounded by the grid's x (2^31 - 1 blocks) and a workspace of at most
     // kMaxSplitWorkspace (a forced count on a prefill call would ask for
     // gigabytes): fewer parts where either would be exceeded.
-    int64_t perPart = dims.batch * dims.headsQ * dims.seqQ * (dv + 2) * int64_t(sizeof(float));
-    split.count = std::min<int64_t>(split.count, std::numeric_limits<int32_t>::max() / gridX);
-    split.count = std::min<int64_t>(split.count, std::max<int64_t>(1, kMaxSplitWorkspace / perPart));
-    split.accShape = {split.count, dims.batch, dims.headsQ, dims.seqQ, dv};
-    split.statShape = {split.count, dims.batch, dims.headsQ, dims.seqQ, 2};
-    if (split.count > 1) {
-      size_t bytes = size_t(split.count * dims.batch * dims.headsQ * dims.seqQ) *
-                     size_t(dv + 2) * sizeof(float);
-      // Kernels queued earlier may still use the old workspace: wait before
-      // growing it.
-      if (bytes > state.splitWorkspaceBytes && state.splitWorkspace &&
-          !(error = driver.synchronize()).empty())
-        return error;
-      if (!(error = reserveDevice(driver, state.splitWorkspace, state.splitWorkspaceBytes,
-                                  bytes))
-               .empty())
-        return error;
-      split.workspace = state.splitWorkspace;
-      split.phase = 1;
-    } else {
-      split.accShape.assign(5, 0), split.statShape.assign(5, 0);
-    }
+    int64_t perPart =
+        SplitWorkspaceLayout::partElements(dims, info.headDimV) * int64_t(sizeof(float));
+    count = std::min<int64_t>(count, std::numeric_limits<int32_t>::max() / gridX);
+    count = std::min<int64_t>(count, std::max<int64_t>(1, kMaxSplitWorkspace / perPart));
+  }
+  SplitArgs split{/*phase=*/count > 1 ? 1 : 0, count, /*workspace=*/nullptr,
+                  SplitWorkspaceLayout(count, dims, info.headDimV)};
+  if (count > 1) {
+    size_t bytes = size_t(split.layout.elements()) * sizeof(float);
+    // Kernels queued earlier may still use the old workspace: wait before
+    // growing it.
+    if (bytes > state.splitWorkspaceBytes && state.splitWorkspace &&
+        !(error = driver.synchronize()).empty())
+      return error;
+    if (!(error = reserveDevice(driver, state.splitWorkspace, state.splitWorkspaceBytes, bytes))
+             .empty())
+      return error;
+    split.workspace = state.splitWorkspace;
   }
   if (splitsOut)
     *splitsOut = split.count;

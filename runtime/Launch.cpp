@@ -702,19 +702,14 @@ struct SplitWorkspace {
   std::vector<Descriptor> descriptors;
 
   SplitWorkspace(const KernelInfo &c, const AttentionDims &dims, int64_t splits) : splits(splits) {
-    std::vector<int64_t> accShape = {splits, dims.batch, dims.headsQ, dims.seqQ, c.headDimV};
-    std::vector<int64_t> statShape = {splits, dims.batch, dims.headsQ, dims.seqQ, 2};
-    if (splits > 1) {
-      acc.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * c.headDimV));
-      stats.resize(size_t(splits * dims.batch * dims.headsQ * dims.seqQ * 2));
-    } else {
-      accShape.assign(5, 0), statShape.assign(5, 0);
-    }
+    SplitWorkspaceLayout layout(splits, dims, c.headDimV);
+    acc.resize(size_t(layout.accElements()));
+    stats.resize(size_t(layout.elements() - layout.accElements()));
     auto rowMajor = [](const std::vector<int64_t> &shape) {
       return TensorRef{nullptr, DType::F32, shape, {}}.effectiveStrides();
     };
-    descriptors.push_back(describe(acc.data(), accShape, rowMajor(accShape)));
-    descriptors.push_back(describe(stats.data(), statShape, rowMajor(statShape)));
+    descriptors.push_back(describe(acc.data(), layout.acc, rowMajor(layout.acc)));
+    descriptors.push_back(describe(stats.data(), layout.stats, rowMajor(layout.stats)));
   }
 };
 
@@ -819,11 +814,7 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   unsigned maxThreads = threads ? threads : hardwareThreads();
   // Split-KV: phase 1 computes `splits` key ranges per item into the
   // workspace, phase 2 merges them; phase 0 is the whole item at once.
-  std::vector<int64_t> lens, qLens;
-  if (c.kvLens)
-    lens = entryLengths(args.kvLens, dims.batch);
-  if (c.cuSeqlensKV)
-    lens = packedLengths(args.cuSeqlensKV);
+  std::vector<int64_t> lens = entryKeyLengths(args, c, dims), qLens;
   if (c.qLens)
     qLens = entryLengths(args.qLens, dims.batch);
   if (c.cuSeqlensQ)
@@ -981,13 +972,40 @@ int64_t chooseGPUKVSplits(int64_t blocks, int64_t longestKeys, int64_t residentB
   return 1;
 }
 
+SplitWorkspaceLayout::SplitWorkspaceLayout(int64_t splits, const AttentionDims &dims,
+                                           int64_t valueDim)
+    : acc{splits, dims.batch, dims.headsQ, dims.seqQ, valueDim},
+      stats{splits, dims.batch, dims.headsQ, dims.seqQ, 2} {
+  if (splits <= 1)
+    acc.assign(5, 0), stats.assign(5, 0);
+}
+
+int64_t SplitWorkspaceLayout::accElements() const {
+  int64_t n = 1;
+  for (int64_t d : acc)
+    n *= d;
+  return n;
+}
+
+int64_t SplitWorkspaceLayout::elements() const {
+  int64_t n = 1;
+  for (int64_t d : stats)
+    n *= d;
+  return accElements() + n;
+}
+
+std::vector<int64_t> entryKeyLengths(const AttentionArgs &args, const KernelInfo &info,
+                                     const AttentionDims &dims) {
+  if (info.cuSeqlensKV)
+    return packedLengths(args.cuSeqlensKV);
+  if (info.kvLens)
+    return entryLengths(args.kvLens, dims.batch);
+  return {};
+}
+
 int64_t longestKeys(const AttentionArgs &args, const KernelInfo &info,
                     const AttentionDims &dims) {
-  std::vector<int64_t> lens;
-  if (info.kvLens)
-    lens = entryLengths(args.kvLens, dims.batch);
-  else if (info.cuSeqlensKV)
-    lens = packedLengths(args.cuSeqlensKV);
+  std::vector<int64_t> lens = entryKeyLengths(args, info, dims);
   int64_t longest = lens.empty() ? dims.seqKV : 0;
   for (int64_t n : lens)
     longest = std::max(longest, std::min(n, dims.seqKV));

@@ -153,6 +153,25 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
                        int64_t (*numKVTiles)(int64_t),
                        const std::vector<int64_t> *qLens = nullptr, int64_t packedRows = 0);
 
+/// Split-KV's workspace of a call cut into `splits` parts: f32 partial
+/// accumulators [S, B, Hq, Sq, Dv], then the rows' statistics [S, B, Hq, Sq,
+/// 2] (max, sum). Every dim is 0 for an unsplit call (never read).
+struct SplitWorkspaceLayout {
+  std::vector<int64_t> acc, stats;
+  SplitWorkspaceLayout(int64_t splits, const AttentionDims &dims, int64_t valueDim);
+  int64_t accElements() const;
+  int64_t elements() const; ///< accumulators and statistics
+  /// The f32 elements one part takes.
+  static int64_t partElements(const AttentionDims &dims, int64_t valueDim) {
+    return dims.batch * dims.headsQ * dims.seqQ * (valueDim + 2);
+  }
+};
+
+/// Each batch entry's keys where the call gives them (kv_lens, or the
+/// lengths of cu_seqlens_kv; checked by checkAttentionArgs), else empty.
+std::vector<int64_t> entryKeyLengths(const AttentionArgs &args, const KernelInfo &info,
+                                     const AttentionDims &dims);
+
 /// Key ranges per work item for a GPU call of `blocks` thread blocks whose
 /// longest entry has `longestKeys` keys, on a device that runs
 /// `residentBlocks` of the kernel's blocks at once (multiprocessors times
@@ -162,9 +181,8 @@ int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kv
 /// efficiency (FlashAttention-2's heuristic). HEED_SPLIT_KV=N forces N.
 int64_t chooseGPUKVSplits(int64_t blocks, int64_t longestKeys, int64_t residentBlocks);
 
-/// The keys of the call's longest batch entry: kv_lens' or cu_seqlens_kv's
-/// longest where the kernel takes them (checked by checkAttentionArgs),
-/// else dims.seqKV.
+/// The keys of the call's longest batch entry (entryKeyLengths' longest,
+/// else dims.seqKV).
 int64_t longestKeys(const AttentionArgs &args, const KernelInfo &info, const AttentionDims &dims);
 
 } // namespace heed
