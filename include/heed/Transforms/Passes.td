@@ -162,15 +162,17 @@ def AttnSplitKV : Pass<"attn-split-kv", "mlir::ModuleOp"> {
     does not know (a gated item's idle branch, a routed item's switch) run
     whole in phase 0 and 1 and do nothing in phase 2.
 
-    With `one-loop` (the GPU kernels' form), phases 0 and 1 share one copy
-    of the loop (`scf.if (phase == 2) { merge } else { ... }`): the runtime
-    runs phase 0 with count = 1, and the store is the partial one in phase 1
-    and the final one in phase 0. A loop of another shape runs part 0 of
-    its items whole there.
+    With `one-loop` (the GPU kernels' form) the three phases share one work
+    loop over `tiles * parts` items (parts = 1 in phase 2, count otherwise;
+    the runtime runs phase 0 with count = 1), one key loop and one store:
+    the state is `scf.if (phase == 2) { merge } else { the key loop over
+    part s: tiles first + s, first + s + parts, ... }`, the store partial in
+    phase 1 and final in phases 0 and 2. A loop of another shape runs part
+    0 of its items whole there (the module gets `heed.split_kv_whole`).
   }];
   let options = [
     Option<"oneLoop", "one-loop", "bool", /*default=*/"false",
-           "phases 0 and 1 in one loop (phase 0 with count = 1): one key loop per kernel">
+           "the three phases in one work loop, one key loop and one store (GPU kernels)">
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }

@@ -77,6 +77,24 @@ Value loadOrZero(OpBuilder &b, Location loc, VectorType type, Value memref, Valu
   return ifOp.getResult(0);
 }
 
+/// stats[at..., k]: k = 0 the max, 1 the sum.
+static SmallVector<Value> statIndices(OpBuilder &b, Location loc, ValueRange at, int64_t k) {
+  SmallVector<Value> indices(at.begin(), at.end());
+  indices.push_back(index(b, loc, k));
+  return indices;
+}
+
+void storeRowStats(OpBuilder &b, Location loc, Value stats, ValueRange at, Value max,
+                   Value sum) {
+  memref::StoreOp::create(b, loc, max, stats, statIndices(b, loc, at, 0));
+  memref::StoreOp::create(b, loc, sum, stats, statIndices(b, loc, at, 1));
+}
+
+std::pair<Value, Value> loadRowStats(OpBuilder &b, Location loc, Value stats, ValueRange at) {
+  return {memref::LoadOp::create(b, loc, stats, statIndices(b, loc, at, 0)),
+          memref::LoadOp::create(b, loc, stats, statIndices(b, loc, at, 1))};
+}
+
 /// The token at slot `slot` of a routed-row list.
 static Value listToken(OpBuilder &b, Location loc, Value list, Value slot) {
   Value row = memref::LoadOp::create(b, loc, list, ValueRange{slot});

@@ -202,6 +202,13 @@ Value laneId(OpBuilder &b, Location loc, int64_t waveSize);
 /// the bits `from`, 2 `from`, ... below `to` (xor shuffles of `width` lanes).
 Value xorReduce(OpBuilder &b, Location loc, Value x, int64_t from, int64_t to, int64_t width,
                 bool max);
+/// Split-KV's row statistics in its workspace: the (max, sum) of a part's
+/// row at [split, batch, head, row, 0 and 1] (`at`: the first four).
+void storeRowStats(OpBuilder &b, Location loc, Value stats, mlir::ValueRange at, Value max,
+                   Value sum);
+std::pair<Value, Value> loadRowStats(OpBuilder &b, Location loc, Value stats,
+                                     mlir::ValueRange at);
+
 /// e^(x - m) as 2^((x - m) log2 e): a subtraction, a multiplication and
 /// the target's exp2 per element, where math.exp costs about ten
 /// instructions through the device library. The difference comes first (not

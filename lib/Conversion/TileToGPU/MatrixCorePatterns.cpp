@@ -441,9 +441,7 @@ struct StorePartialLowering : TargetPattern<TileStorePartialOp> {
                                   ValueRange{split, batch, head, row, e.col});
       auto once = scf::IfOp::create(rewriter, loc, target.ownsRowStats(rewriter, loc), false);
       rewriter.setInsertionPointToStart(&once.getThenRegion().front());
-      for (auto [at, x] : {std::pair{0, adaptor.getMax()[s]}, std::pair{1, l}})
-        memref::StoreOp::create(rewriter, loc, x, pstats,
-                                ValueRange{split, batch, head, row, index(rewriter, loc, at)});
+      storeRowStats(rewriter, loc, pstats, {split, batch, head, row}, adaptor.getMax()[s], l);
     }
     rewriter.eraseOp(op);
     return success();
@@ -497,10 +495,8 @@ struct MergePartialsLowering : TargetPattern<TileMergePartialsOp> {
         {
           OpBuilder::InsertionGuard inner(rewriter);
           rewriter.setInsertionPointToStart(&read.getThenRegion().front());
-          SmallVector<Value> values;
-          for (int64_t k : {0, 1})
-            values.push_back(memref::LoadOp::create(
-                rewriter, loc, pstats, ValueRange{split, batch, head, token, index(rewriter, loc, k)}));
+          auto [ms, ls] = loadRowStats(rewriter, loc, pstats, {split, batch, head, token});
+          SmallVector<Value> values = {ms, ls};
           for (unsigned i : mine)
             values.push_back(memref::LoadOp::create(
                 rewriter, loc, pacc, ValueRange{split, batch, head, token, elements[i].col}));

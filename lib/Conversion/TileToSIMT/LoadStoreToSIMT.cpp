@@ -202,9 +202,8 @@ struct StorePartialLowering : OpConversionPattern<TileStorePartialOp> {
                               memref::LoadOp::create(rewriter, loc, acc, ValueRange{d}), pacc,
                               ValueRange{split, batch, head, row, d});
     });
-    for (auto [at, x] : {std::pair{0, adaptor.getMax().front()}, std::pair{1, adaptor.getSum().front()}})
-      memref::StoreOp::create(rewriter, loc, x, pstats,
-                              ValueRange{split, batch, head, row, index(rewriter, loc, at)});
+    gpu_tile::storeRowStats(rewriter, loc, pstats, {split, batch, head, row},
+                            adaptor.getMax().front(), adaptor.getSum().front());
     rewriter.eraseOp(op);
     return success();
   }
@@ -243,11 +242,8 @@ struct MergePartialsLowering : OpConversionPattern<TileMergePartialsOp> {
       {
         OpBuilder::InsertionGuard inner(rewriter);
         rewriter.setInsertionPointToStart(&read.getThenRegion().front());
-        SmallVector<Value> stats;
-        for (int64_t k : {0, 1})
-          stats.push_back(memref::LoadOp::create(
-              rewriter, loc, pstats, ValueRange{split, batch, head, row, index(rewriter, loc, k)}));
-        scf::YieldOp::create(rewriter, loc, stats);
+        auto [ms, ls] = gpu_tile::loadRowStats(rewriter, loc, pstats, {split, batch, head, row});
+        scf::YieldOp::create(rewriter, loc, ValueRange{ms, ls});
         rewriter.setInsertionPointToStart(&read.getElseRegion().front());
         scf::YieldOp::create(rewriter, loc, ValueRange{negInf, zero});
       }
