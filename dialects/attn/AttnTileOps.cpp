@@ -127,6 +127,15 @@ LogicalResult TileLoadOp::verify() {
   return success();
 }
 
+LogicalResult TileWaitKVOp::verify() {
+  if (static_cast<bool>(getStage()) != static_cast<bool>(getRound()))
+    return emitOpError() << "takes a stage and a round together";
+  if (getStage() && getPending() != 0)
+    return emitOpError() << "waits for one slot's fill (stage, round) or for copy groups "
+                            "(pending), not both";
+  return success();
+}
+
 void TileCopyKVOp::getEffects(Effects &effects) {
   addReads(effects, getKeyMutable());
   addReads(effects, getValueMutable());

@@ -392,15 +392,70 @@ def Attn_TileCommitKVOp : Attn_TileOp<"commit_kv"> {
   let assemblyFormat = "attr-dict";
 }
 
-def Attn_TileWaitKVOp : Attn_TileOp<"wait_kv"> {
+def Attn_TileWaitKVOp : Attn_TileOp<"wait_kv", [AttrSizedOperandSegments]> {
   let summary = "Waits for K/V copies, then for every thread of the work item";
   let description = [{
     After it, the slots filled by the copies of every group but the
     `pending` newest hold their rows for every thread (cp.async.wait_group
     `pending` and a workgroup barrier on GPUs).
+
+    With `stage(%s) round(%r)` (a warp-specialized loop,
+    --attn-warp-specialize): after it, slot `s` holds its `r`-th fill (the
+    producer's copy has landed); no barrier between the consumer threads.
   }];
-  let arguments = (ins DefaultValuedAttr<I64Attr, "0">:$pending);
-  let assemblyFormat = "attr-dict";
+  let arguments = (ins DefaultValuedAttr<I64Attr, "0">:$pending, Optional<Index>:$stage,
+                       Optional<Index>:$round);
+  let assemblyFormat = "(`stage` `(` $stage^ `)` `round` `(` $round `)`)? attr-dict";
+  let hasVerifier = 1;
+}
+
+def Attn_TileWarpSpecializeOp : Attn_TileOp<"warp_specialize", [SingleBlock, NoTerminator,
+    RecursiveMemoryEffects]> {
+  let summary = "A work item's code split between a producer and consumer warps";
+  let description = [{
+    The `producer` region runs on one extra warpgroup of the block (one of
+    its threads: it issues copies), the `consumer` region on the warps that
+    own the query rows. They meet only at the K/V staging slots: the
+    producer `attn.tile.acquire_kv`s a slot and `attn.tile.copy_kv`s a tile
+    into it, the consumers `attn.tile.wait_kv stage(..) round(..)` for it
+    and `attn.tile.release_kv` it once read. `producer_registers` /
+    `consumer_registers` (0: unchanged) are the per-thread register budgets
+    each side moves to at its start (setmaxnreg on Hopper). Written by
+    --attn-warp-specialize.
+
+    ```mlir
+    attn.tile.warp_specialize producer {
+      // the key loop's tiles: acquire a slot, copy into it
+    } consumer {
+      // the work item's code: wait for a slot, compute, release it
+    } {producer_registers = 24 : i64, consumer_registers = 240 : i64}
+    ```
+  }];
+  let arguments = (ins DefaultValuedAttr<I64Attr, "0">:$producer_registers,
+                       DefaultValuedAttr<I64Attr, "0">:$consumer_registers);
+  let regions = (region SizedRegion<1>:$producer, SizedRegion<1>:$consumer);
+  let assemblyFormat = "`producer` $producer `consumer` $consumer attr-dict";
+}
+
+def Attn_TileAcquireKVOp : Attn_TileOp<"acquire_kv"> {
+  let summary = "The producer waits until a staging slot is free for a fill";
+  let description = [{
+    Returns once staging slot `stage` may take its `round`-th fill (0, 1,
+    ...): at once for round 0, otherwise once every consumer thread has
+    `attn.tile.release_kv`d the slot's previous fill.
+  }];
+  let arguments = (ins Index:$stage, Index:$round);
+  let assemblyFormat = "`stage` `(` $stage `)` `round` `(` $round `)` attr-dict";
+}
+
+def Attn_TileReleaseKVOp : Attn_TileOp<"release_kv"> {
+  let summary = "A consumer thread is done with a staging slot's tiles";
+  let description = [{
+    Once every consumer thread has released the slot, the producer's
+    `attn.tile.acquire_kv` of its next round returns.
+  }];
+  let arguments = (ins Index:$stage);
+  let assemblyFormat = "`stage` `(` $stage `)` attr-dict";
 }
 
 def Attn_TileBarrierOp : Attn_TileOp<"barrier"> {

@@ -108,15 +108,22 @@ OwningOpRef<ModuleOp> gpuKernelModule(MLIRContext &ctx, const spec::Variant &var
   return module;
 }
 
-/// How a backward kernel is fitted into the register file when the default
-/// spills (compileCUDA's retries, in this order): the dK/dV kernel's 16-row
-/// query steps (`narrow`), then one staging slot instead of two
-/// (`oneStage`: no tile in flight while one is computed, so neither the next
-/// tile's copy addresses nor its class, computed ahead, are live beside the
-/// dK and dV accumulators; per-batch document masks at D = 128 need it).
-struct BackwardFit {
+/// How a kernel is fitted into the register file when the default spills
+/// (compileCUDA's retries). The backward's, in this order: the dK/dV
+/// kernel's 16-row query steps (`narrow`), then one staging slot instead of
+/// two (`oneStage`: no tile in flight while one is computed, so neither the
+/// next tile's copy addresses nor its class, computed ahead, are live beside
+/// the dK and dV accumulators; per-batch document masks at D = 128 need it).
+/// The warp-specialized wgmma kernel's: how the block's registers are split
+/// between the producer (`producerRegisters`: a heavy classifier, per-batch
+/// documents, needs more than FlashAttention-3's 24) and the consumers, and
+/// keys per tile (`keysPerTile`: a heavy score or mask per element, 2-D
+/// neighborhoods, needs fewer); 0: the defaults.
+struct KernelFit {
   bool narrow = false;
   bool oneStage = false;
+  int64_t producerRegisters = 0;
+  int64_t keysPerTile = 0;
 };
 
 /// The GPU backward's tiles (query rows, keys), by ptxas' register counts
@@ -126,6 +133,11 @@ struct BackwardFit {
 /// above (its dK and dV accumulators hold 4 D floats per thread).
 /// `narrow`: the dK/dV kernel's 16-row steps (compileCUDA retries with them
 /// where the default spills).
+/// The warp-specialized wgmma kernel's keys per tile: 64 (FlashAttention-3
+/// takes 128 at D = 128, but heed's variant code on 128-key score tiles
+/// spills at 240 registers; to be measured on a GPU).
+int64_t wgmmaKeysPerTile(const KernelConfig &) { return 64; }
+
 std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config,
                                              GPUComputation computation, bool narrow) {
   bool wide = std::max(config.headDim, config.valueDim()) > 64;
@@ -234,7 +246,7 @@ bool matrixCoresApply(const spec::Variant &variant, const KernelConfig &config,
 llvm::Expected<bool> useMatrixCores(const spec::Variant &variant, const KernelConfig &config,
                                     GPUKernelKind kind, GPUVendor vendor) {
   bool applies = matrixCoresApply(variant, config, vendor);
-  if (kind == GPUKernelKind::Wgmma &&
+  if (isWgmma(kind) &&
       (vendor != GPUVendor::NVIDIA || !applies || config.headDim % 64 ||
        config.valueDim() % 64))
     return fail("the wgmma kernel is NVIDIA's (sm_90a) and needs f16 or bf16, head dims that "
@@ -261,7 +273,7 @@ llvm::Expected<LoweredGPUModule>
 lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelKind kind,
             GPUVendor vendor, llvm::function_ref<void(OpPassManager &)> then = {},
             int64_t mfma = 32, GPUComputation computation = GPUComputation::Forward,
-            BackwardFit fit = {}) {
+            KernelFit fit = {}) {
   if (llvm::Error err = config.validate())
     return std::move(err);
   if (config.outF32)
@@ -274,7 +286,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   // kernel but wgmma's lowers; the wgmma kernel's tensor maps span the whole
   // tensors, and no GPU load reads through a page table yet.
   bool serving = config.hasKVLens() || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV;
-  if (serving && kind == GPUKernelKind::Wgmma)
+  if (serving && isWgmma(kind))
     return fail("the wgmma kernel takes contiguous sequences of one length so far (its tensor "
                 "maps span whole tensors): per-entry lengths and packed sequences run on the "
                 "tensor-core (mma.sync) and SIMT kernels (docs/decode.md)");
@@ -292,7 +304,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   out.context = makeGPUContext();
   bool backward = computation != GPUComputation::Forward;
   if (backward) {
-    if (!*matrixCores || vendor != GPUVendor::NVIDIA || kind == GPUKernelKind::Wgmma)
+    if (!*matrixCores || vendor != GPUVendor::NVIDIA || isWgmma(kind))
       return fail("the GPU backward runs on NVIDIA tensor cores (f16 or bf16, head dims "
                   "multiples of 16; not the SIMT, wgmma or AMD kernels yet)");
     auto module =
@@ -305,13 +317,26 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   }
   GPUPipelineOptions options;
   options.matrixCores = out.launch.matrixCores;
-  options.wgmma = kind == GPUKernelKind::Wgmma;
+  options.wgmma = isWgmma(kind);
+  if (kind == GPUKernelKind::Wgmma) {
+    // FlashAttention-3's CTA tiles: two consumer warpgroups of 64 rows, 128
+    // keys per tile (64 at D = 256, where the slots would outgrow shared
+    // memory); 2 stages.
+    options.warps = 8;
+    options.keysPerTile = wgmmaKeysPerTile(config);
+  } else if (kind == GPUKernelKind::WgmmaPipelined) {
+    options.warpSpecialize = false;
+  }
   if (backward) // (the backward module has the summaries only with the analysis)
     options.analyzeMask = config.analyzeMask;
   options.simtRows = kSIMTRows;
   options.mfma = mfma;
   if (fit.oneStage)
     options.kvStages = 1;
+  if (fit.producerRegisters)
+    options.producerRegisters = fit.producerRegisters;
+  if (fit.keysPerTile)
+    options.keysPerTile = fit.keysPerTile;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
         if (backward)
           buildNVGPUBackwardKernelPipeline(pm, options, computation == GPUComputation::BackwardDQ
@@ -455,31 +480,35 @@ llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
 
 namespace {
 
-/// Whether ptxas' report says the kernel spills.
-bool spills(const std::string &resources) {
-  llvm::SmallVector<llvm::StringRef> lines;
-  llvm::StringRef(resources).split(lines, '\n');
-  for (llvm::StringRef line : lines) {
-    size_t at = line.find(" bytes spill stores");
-    if (at == llvm::StringRef::npos)
-      continue;
-    llvm::StringRef count = line.substr(0, at).rtrim();
-    count = count.substr(count.find_last_of(" ,") + 1);
-    if (count != "0")
-      return true;
-  }
-  return false;
+/// The bytes ptxas' report says the kernel spills (stores and loads).
+int64_t spillBytes(const std::string &resources) {
+  int64_t bytes = 0;
+  for (llvm::StringRef line : llvm::split(resources, '\n'))
+    for (llvm::StringRef what : {" bytes spill stores", " bytes spill loads"}) {
+      size_t at = line.find(what);
+      if (at == llvm::StringRef::npos)
+        continue;
+      llvm::StringRef count = line.substr(0, at).rtrim();
+      count = count.substr(count.find_last_of(" ,") + 1);
+      int64_t n = 0;
+      if (!count.getAsInteger(10, n))
+        bytes += n;
+    }
+  return bytes;
 }
+
+/// Whether ptxas' report says the kernel spills.
+bool spills(const std::string &resources) { return spillBytes(resources) > 0; }
 
 llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
                                                 const KernelConfig &config,
                                                 const CUDATarget &device, GPUKernelKind kind,
                                                 GPUComputation computation,
-                                                BackwardFit fit) {
+                                                KernelFit fit) {
   // wgmma is an sm_90a instruction: an sm_90 device runs the sm_90a code
   // (what heed-run and the C API name a compute capability 9.0 device).
   CUDATarget target = device;
-  if (kind == GPUKernelKind::Wgmma && target.chip == "sm_90")
+  if (isWgmma(kind) && target.chip == "sm_90")
     target.chip = "sm_90a";
   CompileTimes times;
   bool timed = timingRequested();
@@ -487,14 +516,14 @@ llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
   if (timed)
     timedCompile = &times;
   auto stopTiming = llvm::make_scope_exit([] { timedCompile = nullptr; });
-  if (kind == GPUKernelKind::Wgmma && target.chip != "sm_90a")
+  if (isWgmma(kind) && target.chip != "sm_90a")
     return fail("the wgmma kernel needs --target=sm_90a (or sm_90: wgmma is an sm_90a "
                 "feature), not " +
                 target.chip);
   auto lowered = lowerForGPU(
       variant, config, kind, GPUVendor::NVIDIA,
       [&](OpPassManager &pm) {
-        buildNVVMBinaryPipeline(pm, target.chip, kind == GPUKernelKind::Wgmma);
+        buildNVVMBinaryPipeline(pm, target.chip, isWgmma(kind));
       },
       32, computation, fit);
   if (!lowered)
@@ -553,18 +582,59 @@ llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
 
 } // namespace
 
+/// The warp-specialized wgmma kernel where `first` (the defaults) spills:
+/// other splits of the registers between producer and consumers, then half
+/// the keys per tile; the first that does not spill, else the one that
+/// spills least. The fit is appended to the ptxas report (`resources`).
+llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
+                                                   const KernelConfig &config,
+                                                   const CUDATarget &device,
+                                                   llvm::Expected<GPUKernelBinary> first) {
+  if (!first || !spills(first->resources))
+    return first;
+  GPUKernelBinary best = std::move(*first);
+  int64_t least = spillBytes(best.resources);
+  int64_t keys = wgmmaKeysPerTile(config);
+  for (int64_t k : {keys, keys / 2}) {
+    for (int64_t producer : {kHopperProducerRegisters, int64_t(24), int64_t(88), int64_t(120)}) {
+      if (k == keys && producer == kHopperProducerRegisters)
+        continue; // the first try
+      KernelFit fit;
+      fit.producerRegisters = producer;
+      fit.keysPerTile = k;
+      auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
+                                    GPUComputation::Forward, fit);
+      if (!binary)
+        return binary.takeError();
+      int64_t bytes = spillBytes(binary->resources);
+      binary->resources += fmt::format("heed: warp-specialized fit: producer {} registers, "
+                                       "{} keys per tile\n",
+                                       producer, k);
+      if (bytes < least) {
+        least = bytes;
+        best = std::move(*binary);
+      }
+      if (!bytes)
+        return best;
+    }
+  }
+  return best;
+}
+
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &device, GPUKernelKind kind,
                                             GPUComputation computation) {
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
+  if (kind == GPUKernelKind::Wgmma && computation == GPUComputation::Forward)
+    return fitWarpSpecialized(variant, config, device, std::move(binary));
   if (computation != GPUComputation::BackwardDKDV)
     return binary;
   // The dK/dV kernel of a variant whose mask or score takes many registers
   // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
   // then one staging slot (BackwardFit); the last try is kept, spilling or
   // not (ptxas' report says so).
-  BackwardFit fit;
+  KernelFit fit;
   if (binary && spills(binary->resources) && gpuBackwardTiles(config, computation, false).first > 16) {
     fit.narrow = true;
     binary = compileCUDAOnce(variant, config, device, kind, computation, fit);
@@ -595,7 +665,10 @@ llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name) {
     return GPUKernelKind::SIMT;
   if (name == "wgmma")
     return GPUKernelKind::Wgmma;
-  return fail("unknown --gpu-kernel=" + name + " (expected auto, tensor-cores, simt or wgmma)");
+  if (name == "wgmma-pipelined")
+    return GPUKernelKind::WgmmaPipelined;
+  return fail("unknown --gpu-kernel=" + name +
+              " (expected auto, tensor-cores, simt, wgmma or wgmma-pipelined)");
 }
 
 std::string GPUTarget::entryTarget() const {
@@ -629,7 +702,7 @@ static const std::string &ptxasIdentity() {
 }
 
 std::string GPUTarget::canonical() const {
-  const char *kinds[] = {"auto", "tensor-cores", "simt", "wgmma"};
+  const char *kinds[] = {"auto", "tensor-cores", "simt", "wgmma", "wgmma-pipelined"};
   const char *computations[] = {"forward", "dq", "dkdv"};
   std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
   if (computation != GPUComputation::Forward) // (forward keys stay what they were)

@@ -215,9 +215,17 @@ void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &option
                              int64_t blockQ, int64_t blockKV, int64_t stages) {
   addTileSchedule(pm, blockQ, blockKV, /*patches=*/false, options.analyzeMask);
   addGPUSplitKV(pm);
-  AttnPipelineKVOptions pipeline;
-  pipeline.stages = stages;
-  pm.addPass(createAttnPipelineKV(pipeline));
+  if (options.wgmma && options.warpSpecialize) {
+    AttnWarpSpecializeOptions specialize;
+    specialize.stages = stages;
+    std::tie(specialize.producerRegisters, specialize.consumerRegisters) =
+        hopperRegisterBudget(std::max<int64_t>(blockQ / 64, 1), options.producerRegisters);
+    pm.addPass(createAttnWarpSpecialize(specialize));
+  } else {
+    AttnPipelineKVOptions pipeline;
+    pipeline.stages = stages;
+    pm.addPass(createAttnPipelineKV(pipeline));
+  }
   if (options.analyzeMask)
     pm.addPass(createAttnSpecializeFullTiles());
   addCleanup(pm);
@@ -242,6 +250,17 @@ void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options
   addCleanup(pm);
 }
 } // namespace
+
+std::pair<int64_t, int64_t> hopperRegisterBudget(int64_t consumers, int64_t producer) {
+  constexpr int64_t kMost = 240, kWarpgroup = 128;
+  int64_t threads = (consumers + 1) * kWarpgroup;
+  int64_t atLaunch = std::min<int64_t>(255, 65536 / threads) / 8 * 8;
+  int64_t consumer =
+      std::min<int64_t>(kMost, (atLaunch * (consumers + 1) - producer) / consumers / 8 * 8);
+  if (consumer <= atLaunch || producer >= atLaunch)
+    return {0, 0};
+  return {producer, consumer};
+}
 
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   // Query tiles of 16 rows per warp (wgmma: 64 per warpgroup); keys per
@@ -355,6 +374,14 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
   Option<int64_t> kvStages{*this, "kv-stages",
                            llvm::cl::desc("NVIDIA: K/V tiles in flight, 1..4 (attn-pipeline-kv)"),
                            llvm::cl::init(2)};
+  Option<bool> warpSpecialize{*this, "warp-specialize",
+                              llvm::cl::desc("wgmma: a producer warpgroup stages K/V "
+                                             "(attn-warp-specialize)"),
+                              llvm::cl::init(true)};
+  Option<int64_t> producerRegisters{
+      *this, "producer-registers",
+      llvm::cl::desc("wgmma, warp-specialized: the producer's registers per thread"),
+      llvm::cl::init(kHopperProducerRegisters)};
   Option<int64_t> mfma{*this, "mfma", llvm::cl::desc("AMD: MFMA shape, 32 or 16"),
                        llvm::cl::init(32)};
   Option<int64_t> simtRows{*this, "simt-rows",
@@ -370,6 +397,8 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     o.keysPerTile = keysPerTile;
     o.warps = warps;
     o.kvStages = kvStages;
+    o.warpSpecialize = warpSpecialize;
+    o.producerRegisters = producerRegisters;
     o.mfma = mfma;
     o.simtRows = simtRows;
     return o;

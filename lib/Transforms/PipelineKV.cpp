@@ -25,12 +25,12 @@
 
 #include "dialects/attn/AttnOps.h"
 #include "dialects/attn/AttnTileOps.h"
+#include "heed/Transforms/KeyLoop.h"
 #include "heed/Transforms/StagedKeyLoop.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
-#include "llvm/ADT/SetVector.h"
 
 namespace heed {
 #define GEN_PASS_DEF_ATTNPIPELINEKV
@@ -42,84 +42,17 @@ using namespace heed::attn;
 
 namespace {
 
-/// A loop over tiles and what its staged tiles need.
-struct KeyLoop {
-  scf::ForOp loop;
-  TileSpanOp span;            ///< the tile's span, from the induction variable
-  TileLoadOp k;               ///< the first k tile (its tensor is part 0)
-  Value tensors[2];           ///< the slot's two tensors
-  SmallVector<TileLoadOp> loads; ///< every k and v tile of the span
-  TileClassifyOp classify;    ///< its class, where the tiles are classified
-  Value pages;                ///< a paged cache's table (the copies read it), or null
-  Operation *firstUse;        ///< the op of the loop body holding the loads
-};
-
-FailureOr<KeyLoop> match(TileLoadOp k) {
-  KeyLoop key;
-  key.k = k;
-  key.span = k.getSpan().getDefiningOp<TileSpanOp>();
-  if (!key.span || key.span.getCoords().size() != 1 || key.span.getTiling().isPatched())
-    return failure();
-  auto iv = dyn_cast<BlockArgument>(key.span.getCoords()[0]);
-  key.loop = iv ? dyn_cast<scf::ForOp>(iv.getOwner()->getParentOp()) : scf::ForOp();
-  if (!key.loop || key.loop.getInductionVar() != iv)
-    return failure();
-  key.tensors[0] = k.getTensor();
-  key.pages = k.getPageTable();
-  for (Operation *user : key.span->getUsers()) {
-    if (auto load = dyn_cast<TileLoadOp>(user)) {
-      TileRole role = cast<TileType>(load.getResult().getType()).getRole();
-      if (role == TileRole::Q)
-        continue;
-      if (load->getBlock() != k->getBlock() || load.getStage() ||
-          load.getPageTable() != k.getPageTable()) // one copy reads K and V
-        return failure();
-      Value t = load.getTensor();
-      if (t != key.tensors[0] && key.tensors[1] && t != key.tensors[1])
-        return failure(); // a slot holds two tensors
-      if (t != key.tensors[0])
-        key.tensors[1] = t;
-      key.loads.push_back(load);
-    }
-    if (auto box = dyn_cast<TileSpanBoxOp>(user))
-      for (Operation *boxUser : box->getUsers())
-        if (auto cls = dyn_cast<TileClassifyOp>(boxUser))
-          key.classify = cls;
-  }
-  if (!key.tensors[1]) // one tensor as K and V: it fills both parts
-    key.tensors[1] = key.tensors[0];
-  // The slot is computed before the first of the loads.
-  key.firstUse = nullptr;
-  for (TileLoadOp load : key.loads) {
-    Operation *at = key.loop.getBody()->findAncestorOpInBlock(*load);
-    if (!key.firstUse || at->isBeforeInBlock(key.firstUse))
-      key.firstUse = at;
-  }
-  return key;
-}
+using heed::KeyLoop;
 
 /// The ops of the loop body that the span (and the class) of tile `iv` are
 /// computed with, cloned at the builder's insertion point for tile `tile`;
 /// returns the clone's span and class (null without a classifier).
 std::pair<Value, Value> cloneTileHeader(OpBuilder &b, KeyLoop key, Value tile) {
-  llvm::SetVector<Operation *> slice;
-  SmallVector<Operation *> work = {key.span};
-  if (key.classify)
-    work.push_back(key.classify);
-  Block *body = key.loop.getBody();
-  while (!work.empty()) {
-    Operation *op = work.pop_back_val();
-    if (op->getBlock() != body || !slice.insert(op))
-      continue;
-    for (Value operand : op->getOperands())
-      if (Operation *def = operand.getDefiningOp())
-        work.push_back(def);
-  }
   IRMapping map;
-  map.map(key.loop.getInductionVar(), tile);
-  for (Operation &op : *body)
-    if (slice.contains(&op))
-      b.clone(op, map);
+  SmallVector<Value> values = {key.span.getResult()};
+  if (key.classify)
+    values.push_back(key.classify.getResult());
+  heed::cloneTileSlice(b, key, tile, values, map);
   return {map.lookup(key.span.getResult()),
           key.classify ? map.lookup(key.classify.getResult()) : Value()};
 }
@@ -135,10 +68,7 @@ void copyUnlessEmpty(OpBuilder &b, KeyLoop key, Value span, Value cls, Value sta
         b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cls, empty), false);
     b.setInsertionPointToStart(&ifOp.getThenRegion().front());
   }
-  TileCopyKVOp::create(b, loc, key.tensors[0], key.tensors[1], key.k.getBatch(),
-                       key.k.getHead(), span, stage, key.pages,
-                       b.getI64IntegerAttr(stages),
-                       /*async=*/stages > 1 ? b.getUnitAttr() : UnitAttr(), key.k.getLayoutAttr());
+  heed::copyKV(b, key, span, stage, stages, /*async=*/stages > 1);
 }
 
 /// Whether the loop walks consecutive tiles (step 1, the usual case).
@@ -218,25 +148,19 @@ void pipeline(KeyLoop key, int64_t stages) {
   b.setInsertionPoint(key.firstUse);
   Value slot = stages == 1 ? Value(arith::ConstantIndexOp::create(b, loc, 0))
                            : heed::stagedSlot(b, loc, key.loop, iv, stages);
-  for (TileLoadOp load : key.loads) {
-    load.getStageMutable().assign(slot);
-    load.getPageTableMutable().clear(); // the copy reads through the table
-    bool v = cast<TileType>(load.getResult().getType()).getRole() == TileRole::V;
-    bool first = load.getTensor() == key.tensors[0] && (key.tensors[0] != key.tensors[1] || !v);
-    load.setPart(first ? 0 : 1);
-  }
+  heed::readFromSlot(key, slot);
   if (stages == 1) {
     TileBarrierOp::create(b, loc); // the previous tile is consumed
     // (No classifier without --attn-analyze-mask: every tile is copied.)
     copyUnlessEmpty(b, key, key.span, key.classify ? key.classify.getResult() : Value(), slot,
                     stages);
     TileCommitKVOp::create(b, loc);
-    TileWaitKVOp::create(b, loc, /*pending=*/0);
+    TileWaitKVOp::create(b, loc, /*pending=*/0, Value(), Value());
     return;
   }
   // Tile t's copies are done everywhere and every thread is past tile
   // t - 1, whose slot tile t + N - 1 takes.
-  TileWaitKVOp::create(b, loc, /*pending=*/stages - 2);
+  TileWaitKVOp::create(b, loc, /*pending=*/stages - 2, Value(), Value());
   Value next = prefetch(b, key, offset(iv, stages - 1), stages);
   if (key.classify)
     carryClasses(key, inFlight, next);
@@ -258,7 +182,7 @@ struct AttnPipelineKVPass : heed::impl::AttnPipelineKVBase<AttnPipelineKVPass> {
     for (TileLoadOp k : keys) {
       if (k.getStage()) // staged with an earlier k tile of its span
         continue;
-      FailureOr<KeyLoop> key = match(k);
+      FailureOr<KeyLoop> key = heed::matchKeyLoop(k);
       if (failed(key)) {
         k.emitOpError() << "is not a k tile of a flat tile loop whose k/v tiles read two "
                            "tensors: --attn-pipeline-kv cannot stage it";

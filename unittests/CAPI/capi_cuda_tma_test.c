@@ -5,7 +5,9 @@
  * innermost first with byte strides, boxes of 64 columns (128 bytes, 128B
  * swizzle) by the kernel's rows, zeros out of bounds -- and passes each by
  * value after heed's other parameters; a BSHD tensor puts the box rows on its
- * sequence dim. Nothing runs: numerics are the GPU session's. */
+ * sequence dim. The kernel is the warp-specialized one: blocks of 384 threads
+ * (two consumer warpgroups of 64 query rows, 128 rows per Q box, and a
+ * producer warpgroup). Nothing runs: numerics are the GPU session's. */
 #include "heed/heed.h"
 
 #include "capi_check.h"
@@ -75,9 +77,10 @@ int main(int argc, char **argv) {
     CHECK(log->maps == 3);
     CHECK(log->passed == 3);
     CHECK(log->sharedBytes > 48 * 1024);
+    CHECK(log->block == 384);
     if (log->maps == 3) {
       unsigned kvRows = log->map[1].box[bshd ? 2 : 1];
-      CHECK(describes(&log->map[0], q, bshd, 64));
+      CHECK(describes(&log->map[0], q, bshd, 128));
       CHECK(kvRows >= 16 && kvRows % 16 == 0);
       CHECK(describes(&log->map[1], kk, bshd, kvRows));
       CHECK(describes(&log->map[2], v, bshd, kvRows));

@@ -195,6 +195,7 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   ++fakeLog.launches;
   mapLog.passed = 0;
   mapLog.sharedBytes = shared;
+  mapLog.block = bx;
   for (int i = 0; pendingMaps && mapParam >= 0 && i < mapLog.maps; ++i)
     mapLog.passed += params[mapParam + i] == mapAt[i] &&
                      memcmp(params[mapParam + i], &i, sizeof i) == 0;

@@ -19,6 +19,7 @@ typedef struct {
   FakeTensorMap map[FAKE_MAX_MAPS];
   int passed;                   /* of those, the last launch's parameters holding them */
   unsigned sharedBytes;         /* that launch's dynamic shared memory */
+  unsigned block;               /* and its threads per block */
 } FakeTensorMapLog;
 
 #endif

@@ -47,11 +47,19 @@ struct AMDGPUKernelBinary {
 /// Which kernel: the matrix-core one where it applies (f16 or bf16, head
 /// dims multiples of 16 up to 256 (AMD: v multiples of 32)), else
 /// the SIMT baseline; or forced. TensorCores means MFMA on AMD. Wgmma is the
-/// Hopper kernel (sm_90a: wgmma, TMA, mbarriers), only when asked for: it has
-/// not passed numerics on a GPU yet.
-enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma };
+/// Hopper kernel (sm_90a: wgmma, TMA, mbarriers; a producer warpgroup staging
+/// K/V for two consumer warpgroups), only when asked for: it has not passed
+/// numerics on a GPU yet. WgmmaPipelined is its first form (one warpgroup
+/// per 64 rows issuing its own copies, --attn-pipeline-kv), kept to tell a
+/// fault of the warp specialization from one of the wgmma lowering.
+enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma, WgmmaPipelined };
 enum class GPUVendor { NVIDIA, AMD };
-/// "auto" | "tensor-cores" (also "matrix-cores") | "simt" | "wgmma".
+/// Whether `kind` is one of the Hopper (wgmma) kernels.
+inline bool isWgmma(GPUKernelKind kind) {
+  return kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaPipelined;
+}
+/// "auto" | "tensor-cores" (also "matrix-cores") | "simt" | "wgmma" |
+/// "wgmma-pipelined".
 llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
 
 /// Which of a variant's GPU kernels: the forward, or one of the backward's

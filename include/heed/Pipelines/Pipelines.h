@@ -70,6 +70,12 @@ void buildCPUBackwardTilingPipeline(mlir::OpPassManager &pm, const CPUPipelineOp
 void buildCPUToLLVMPipeline(mlir::OpPassManager &pm);
 
 /// Options of the GPU pipelines. The dtype and head dims come from the IR.
+/// The warp-specialized wgmma kernel's default producer budget (registers
+/// per thread): FlashAttention-3's producer, which only issues TMA, takes
+/// 24; heed's also classifies each key tile (to copy no EMPTY one), which
+/// spills at 24 for document masks; 56 leaves two consumer warpgroups 224.
+constexpr int64_t kHopperProducerRegisters = 56;
+
 struct GPUPipelineOptions {
   std::string chip;         ///< "sm_90", "gfx942", ...
   bool matrixCores = true;  ///< the tensor-core / MFMA kernel, else the SIMT one
@@ -78,16 +84,29 @@ struct GPUPipelineOptions {
   int64_t keysPerTile = 0;  ///< NVIDIA: keys per KV tile (0: by head dim)
   int64_t warps = 4;        ///< NVIDIA: warps per block, 16 query rows each
   int64_t kvStages = 2;     ///< NVIDIA: K/V tiles in flight (attn-pipeline-kv stages, 1..4)
+  /// wgmma: a producer warpgroup stages K/V (attn-warp-specialize) for the
+  /// warps / 4 consumer warpgroups, instead of attn-pipeline-kv
+  bool warpSpecialize = true;
+  /// wgmma, warp-specialized: the producer's registers per thread (the
+  /// consumers get what is left of the block's 65536, at most 240)
+  int64_t producerRegisters = kHopperProducerRegisters;
   int64_t mfma = 32;        ///< AMD: the MFMA shape, 32 or 16
   int64_t simtRows = 128;   ///< SIMT: query rows (threads) per block
 };
 
 /// attn -> a gpu.func kernel in `gpu.module @heed_gpu` for NVIDIA
 /// (the tile schedule -- choose-tiling, attn-to-tile, skip-tiles,
-/// pipeline-kv{stages=kvStages}, specialize-full-tiles -- then
+/// pipeline-kv{stages=kvStages} (wgmma: warp-specialize), specialize-full-tiles -- then
 /// --convert-attn-tile-to-nvgpu; or the SIMT schedule and --convert-attn-tile-to-simt), its launch shape
 /// in `attn.launch`. Printable stage `--emit=gpu`.
 void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
+
+/// The registers per thread (producer, consumer) a warp-specialized Hopper
+/// block of `consumers` consumer warpgroups and one producer moves to
+/// (setmaxnreg): the producer to `producer`, the consumers to what the
+/// block's 65536 then leaves them (at most 240); (0, 0) where that would not
+/// raise the consumers' budget (one consumer warpgroup: 248 at launch).
+std::pair<int64_t, int64_t> hopperRegisterBudget(int64_t consumers, int64_t producer);
 
 /// attn.attention_backward -> one of the GPU backward's tensor-core kernels
 /// (`kernel` "dq" or "dkdv"; docs/backward.md, "GPU kernels"):

@@ -208,6 +208,32 @@ def AttnPipelineKV : Pass<"attn-pipeline-kv", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }
 
+def AttnWarpSpecialize : Pass<"attn-warp-specialize", "mlir::ModuleOp"> {
+  let summary = "Stage the key loop's K/V tiles from a producer warpgroup (Hopper)";
+  let description = [{
+    The K/V schedule of FlashAttention-3: a work item's code becomes an
+    `attn.tile.warp_specialize` whose consumer region is the code as it was
+    and whose producer region walks the same key tiles, copying each tile
+    the consumers compute (and no other: EMPTY tiles are never copied) into
+    the next of `stages` slots: `attn.tile.acquire_kv` (the slot is free),
+    `attn.tile.copy_kv`. The consumers' loop counts the tiles it computes;
+    tile n is in slot n mod N, fill n / N: `attn.tile.wait_kv stage round`
+    before its code, `attn.tile.release_kv` after it. The producer's copy
+    of the loop's bounds, the tile's span and the test that guards the
+    tile's code are clones of the consumers' (pure code only; anything
+    else is an error). One key loop per work item. In place of
+    --attn-pipeline-kv.
+  }];
+  let options = [
+    Option<"stages", "stages", "int64_t", "2", "staging slots, 1 to 4">,
+    Option<"producerRegisters", "producer-registers", "int64_t", "0",
+           "the producer's registers per thread (setmaxnreg; 0: unchanged)">,
+    Option<"consumerRegisters", "consumer-registers", "int64_t", "0",
+           "the consumers' registers per thread (setmaxnreg; 0: unchanged)">,
+  ];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
 def AttnSpecializeFullTiles : Pass<"attn-specialize-full-tiles", "mlir::ModuleOp"> {
   let summary = "A mask-free copy of the tile's code for FULL tiles inside the sequence";
   let description = [{

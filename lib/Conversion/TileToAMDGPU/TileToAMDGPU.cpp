@@ -91,7 +91,7 @@ public:
   /// The LDS slots: K as [stages][keys][D + 4], V transposed as
   /// [stages][Dv][keys + 4] (V^T rows are contiguous for the A operand),
   /// one slot per staging slot the kernel's copies use.
-  void prepareKernel(gpu::GPUFuncOp kernel) override {
+  LogicalResult prepareKernel(gpu::GPUFuncOp kernel) override {
     hoistBranchInvariants(kernel);
     int64_t stages = 1;
     kernel.walk([&](heed::attn::TileCopyKVOp copy) {
@@ -104,6 +104,7 @@ public:
     };
     bufK = kernel.addWorkgroupAttribution(lds(shape.keys, shape.headDim), kernel.getLoc());
     bufVT = kernel.addWorkgroupAttribution(lds(shape.valueDim, shape.keys), kernel.getLoc());
+    return success();
   }
 
   Value slotRow(OpBuilder &b, Location loc, unsigned) const override {

@@ -422,7 +422,8 @@ LogicalResult lowerMatrixCoreKernels(
     std::unique_ptr<MatrixCoreTarget> target = makeTarget(*shape);
     if (std::string why = target->unsupported(); !why.empty())
       return kernel.emitOpError() << name << ": " << why << "; use the SIMT kernel";
-    target->prepareKernel(kernel);
+    if (failed(target->prepareKernel(kernel)))
+      return failure();
     MatrixCoreTypeConverter converter(*target);
     RewritePatternSet patterns(kernel.getContext());
     populateMatrixCorePatterns(converter, *target, patterns);
@@ -431,7 +432,7 @@ LogicalResult lowerMatrixCoreKernels(
     if (failed(convertGPUKernel(kernel, converter, std::move(patterns))))
       return failure();
     kernel->setAttr(kLaunchAttrName,
-                    LaunchAttr::get(kernel.getContext(), shape->blockRows(), shape->threads(),
+                    LaunchAttr::get(kernel.getContext(), shape->blockRows(), target->launchThreads(),
                                     target->dynamicSharedBytes()));
     return success();
   });

@@ -109,8 +109,10 @@ public:
   /// dynamic shared memory, recorded in its attn.launch).
   virtual int64_t dynamicSharedBytes() const { return 0; }
   /// Called once per kernel before the patterns run (e.g. to add workgroup
-  /// attributions and keep them for the lowering).
-  virtual void prepareKernel(mlir::gpu::GPUFuncOp kernel) {}
+  /// attributions and keep them for the lowering); a failure has said why.
+  virtual mlir::LogicalResult prepareKernel(mlir::gpu::GPUFuncOp kernel) {
+    return mlir::success();
+  }
 
   /// The block-relative query row of the lane's row `slot`.
   virtual Value slotRow(OpBuilder &b, Location loc, unsigned slot) const = 0;
@@ -143,6 +145,25 @@ public:
   /// This lane's copy groups but the `pending` newest are done, then every
   /// lane of the block is here.
   virtual void waitKV(OpBuilder &b, Location loc, int64_t pending) const = 0;
+  /// Warp-specialized staging (--attn-warp-specialize; docs/passes.md): the
+  /// producer waits until slot `stage` may take its fill `round`; a
+  /// consumer waits until fill `round` of slot `stage` has landed; a
+  /// consumer thread is done with slot `stage`. Only a target with a
+  /// producer warpgroup has them (the default: failure, an error).
+  virtual mlir::LogicalResult acquireKV(OpBuilder &b, Location loc, Value stage,
+                                        Value round) const {
+    return mlir::failure();
+  }
+  virtual mlir::LogicalResult waitFill(OpBuilder &b, Location loc, Value stage,
+                                       Value round) const {
+    return mlir::failure();
+  }
+  virtual mlir::LogicalResult releaseKV(OpBuilder &b, Location loc, Value stage) const {
+    return mlir::failure();
+  }
+  /// Threads per block (the kernel's attn.launch): the waves that own the
+  /// query rows, plus a producer's where the target adds one.
+  virtual int64_t launchThreads() const { return shape.threads(); }
   /// S = Q K^T for the lane's rows and the keys of slot `stage` (its
   /// tensor `part`: K in the forward, any row-major tile in the backward).
   virtual llvm::SmallVector<Value> scores(OpBuilder &b, Location loc, mlir::ValueRange q,

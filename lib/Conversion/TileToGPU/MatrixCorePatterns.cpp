@@ -148,11 +148,54 @@ struct CommitKVLowering : TargetPattern<TileCommitKVOp> {
   }
 };
 
+LogicalResult noWarpSpecialization(Operation *op);
+
 struct WaitKVLowering : TargetPattern<TileWaitKVOp> {
   using TargetPattern::TargetPattern;
-  LogicalResult matchAndRewrite(TileWaitKVOp op, OpAdaptor,
+  LogicalResult matchAndRewrite(TileWaitKVOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    target.waitKV(rewriter, op.getLoc(), op.getPending());
+    if (!op.getStage())
+      target.waitKV(rewriter, op.getLoc(), op.getPending());
+    else if (failed(target.waitFill(rewriter, op.getLoc(), adaptor.getStage(), adaptor.getRound())))
+      return noWarpSpecialization(op);
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// The error of a warp-specialized op on a target without a producer.
+LogicalResult noWarpSpecialization(Operation *op) {
+  return op->emitOpError() << "is warp-specialized code (--attn-warp-specialize): only the "
+                              "wgmma kernel (Hopper) runs it";
+}
+
+/// A target with a producer warpgroup replaces the op before the patterns
+/// run (prepareKernel); any other refuses it.
+struct WarpSpecializeLowering : TargetPattern<TileWarpSpecializeOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileWarpSpecializeOp op, OpAdaptor,
+                                ConversionPatternRewriter &) const override {
+    return noWarpSpecialization(op);
+  }
+};
+
+struct AcquireKVLowering : TargetPattern<TileAcquireKVOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileAcquireKVOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    if (failed(target.acquireKV(rewriter, op.getLoc(), adaptor.getStage(), adaptor.getRound())))
+      return noWarpSpecialization(op);
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+struct ReleaseKVLowering : TargetPattern<TileReleaseKVOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileReleaseKVOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    if (failed(target.releaseKV(rewriter, op.getLoc(), adaptor.getStage())))
+      return noWarpSpecialization(op);
     rewriter.eraseOp(op);
     return success();
   }
@@ -534,7 +577,8 @@ struct MergePartialsLowering : TargetPattern<TileMergePartialsOp> {
 
 void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCoreTarget &target,
                                 RewritePatternSet &patterns) {
-  patterns.add<LoadLowering, CopyKVLowering, CommitKVLowering, WaitKVLowering, FillLowering,
+  patterns.add<LoadLowering, CopyKVLowering, CommitKVLowering, WaitKVLowering,
+               WarpSpecializeLowering, AcquireKVLowering, ReleaseKVLowering, FillLowering,
                QKLowering,
                ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering,
                StorePartialLowering, MergePartialsLowering>(

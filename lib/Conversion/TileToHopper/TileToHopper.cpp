@@ -61,6 +61,7 @@ constexpr int64_t kBoxCols = 64;    ///< f16/bf16 columns of a 128-byte swizzled
 constexpr int64_t kRowBytes = 128;  ///< a row of a TMA box
 constexpr int64_t kAtomBytes = 1024; ///< 8 rows: the 128B swizzle pattern's period
 constexpr int64_t kMapBytes = 128;  ///< a CUtensorMap
+constexpr int64_t kWarpgroup = 128; ///< threads of a warpgroup
 constexpr llvm::StringLiteral kTensorMapsAttr = "heed.tensor_maps";
 
 class HopperTarget : public WarpFragmentTarget {
@@ -94,14 +95,22 @@ public:
   int64_t vBytes() const { return shape.keys * shape.valueDim * 2; }
   int64_t kOffset() const { return qBytes(); }
   int64_t vOffset() const { return qBytes() + shape.stages * kBytes(); }
-  /// Barrier 0 is Q's, 1 + s slot s's.
+  /// Barrier 0 is Q's, 1 + s slot s's (its fill has landed); warp-specialized,
+  /// 1 + stages + s slot s's release (every consumer thread is done with it).
   int64_t barrierOffset() const { return vOffset() + shape.stages * vBytes(); }
+  int64_t barriers() const { return 1 + shape.stages * (specialized ? 2 : 1); }
   /// One swizzle period more than the layout: the base is aligned at run time.
   int64_t dynamicSharedBytes() const override {
-    return barrierOffset() + 8 * (1 + shape.stages) + kAtomBytes;
+    return barrierOffset() + 8 * barriers() + kAtomBytes;
   }
+  /// The threads of the consumer warpgroups (the query rows' owners).
+  int64_t consumerThreads() const { return shape.threads(); }
 
-  void prepareKernel(gpu::GPUFuncOp kernel) override;
+  LogicalResult prepareKernel(gpu::GPUFuncOp kernel) override;
+
+  int64_t launchThreads() const override {
+    return shape.threads() + (specialized ? kWarpgroup : 0);
+  }
 
   /// (Flat tiles: TMA reads rows first .. first + rows; gated tiles, whose
   /// rows come from a list, are refused by the pass.)
@@ -131,11 +140,14 @@ public:
 
   /// Thread 0: the slot's barrier expects the K and V bytes, then the TMAs.
   /// (No page table: the compiler refuses paged caches for this kernel.)
+  /// Warp-specialized, the producer's one thread runs the copies as they are.
   void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
               Value seq, Value stage, Layout layout, Value) const override {
-    auto leader = ifLeader(b, loc);
     OpBuilder::InsertionGuard g(b);
-    b.setInsertionPointToStart(&leader.getThenRegion().front());
+    if (!specialized) {
+      auto leader = ifLeader(b, loc);
+      b.setInsertionPointToStart(&leader.getThenRegion().front());
+    }
     Value slot = arith::AddIOp::create(b, loc, stage, index(b, loc, 1));
     Value bar = sharedPtr(b, loc, barrier(b, loc, slot));
     expectBytes(b, loc, bar, kBytes() + vBytes());
@@ -169,6 +181,32 @@ public:
          sharedPtr(b, loc, barrier(b, loc, arith::AddIOp::create(b, loc, slot, index(b, loc, 1)))),
          parity);
     gpu::BarrierOp::create(b, loc);
+  }
+
+  /// The producer: slot `stage`'s release barrier has completed the phase
+  /// of fill round - 1 (parity (round - 1) mod 2, i.e. (round mod 2) xor 1:
+  /// a fresh barrier counts the phase before its first as complete, so
+  /// round 0 passes at once).
+  LogicalResult acquireKV(OpBuilder &b, Location loc, Value stage, Value round) const override {
+    wait(b, loc, sharedPtr(b, loc, barrier(b, loc, releaseBarrier(b, loc, stage))),
+         arith::XOrIOp::create(b, loc, parityOf(b, loc, round), i32(b, loc, 1)));
+    return success();
+  }
+  /// A consumer: slot `stage`'s fill barrier has completed phase `round`.
+  LogicalResult waitFill(OpBuilder &b, Location loc, Value stage, Value round) const override {
+    wait(b, loc, sharedPtr(b, loc, barrier(b, loc, arith::AddIOp::create(b, loc, stage,
+                                                                         index(b, loc, 1)))),
+         parityOf(b, loc, round));
+    return success();
+  }
+  /// A consumer thread arrives on slot `stage`'s release barrier (it counts
+  /// every consumer thread); the wgmma reading the slot have completed
+  /// (scores and accumulatePV wait for their groups).
+  LogicalResult releaseKV(OpBuilder &b, Location loc, Value stage) const override {
+    NVVM::MBarrierArriveOp::create(b, loc, Type(),
+                                   sharedPtr(b, loc, barrier(b, loc, releaseBarrier(b, loc, stage))),
+                                   Value());
+    return success();
   }
 
   /// S = Q K^T: m64nKk16 wgmma over the head dim, K by its descriptor.
@@ -220,6 +258,20 @@ public:
 private:
   /// The kernel's tensor map parameter of each tensor (prepareKernel).
   llvm::DenseMap<Value, Value> tensorMaps;
+  /// Whether the kernel has a producer warpgroup (attn.tile.warp_specialize).
+  bool specialized = false;
+
+  /// Replaces the kernel's attn.tile.warp_specialize by the branch on the
+  /// thread's warpgroup (prepareKernel).
+  LogicalResult lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp op);
+
+  Value releaseBarrier(OpBuilder &b, Location loc, Value stage) const {
+    return arith::AddIOp::create(b, loc, stage, index(b, loc, 1 + shape.stages));
+  }
+  static Value parityOf(OpBuilder &b, Location loc, Value round) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(),
+                                      arith::AndIOp::create(b, loc, round, index(b, loc, 1)));
+  }
 
   /// The 1024-aligned base of the layout in dynamic shared memory (a
   /// shared-window address), plus `offset`.
@@ -408,8 +460,13 @@ private:
 
 /// The tensor maps as parameters, the barriers initialized at the kernel's
 /// entry, and the copies out of their EMPTY guards (see the file comment).
-void HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
+LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
   MLIRContext *ctx = kernel.getContext();
+  SmallVector<heed::attn::TileWarpSpecializeOp> specializations;
+  kernel.walk([&](heed::attn::TileWarpSpecializeOp op) { specializations.push_back(op); });
+  if (specializations.size() > 1)
+    return specializations[1].emitOpError()
+           << "--convert-attn-tile-to-hopper: one warp-specialized work item per kernel";
   SmallVector<Value> tensors;
   kernel.walk([&](heed::attn::TileLoadOp load) {
     if (cast<heed::attn::TileType>(load.getResult().getType()).getRole() ==
@@ -436,11 +493,18 @@ void HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     described.push_back(i == 0 ? shape.blockRows() : shape.keys);
   }
   kernel->setAttr(kTensorMapsAttr, DenseI64ArrayAttr::get(ctx, described));
-  for (heed::attn::TileCopyKVOp copy : copies) {
-    auto guard = dyn_cast<scf::IfOp>(copy->getParentOp());
-    auto test = guard ? guard.getCondition().getDefiningOp<arith::CmpIOp>() : arith::CmpIOp();
-    if (test && test.getLhs().getDefiningOp<heed::attn::TileClassifyOp>())
-      copy->moveBefore(guard);
+  if (!specializations.empty()) {
+    // The producer copies exactly the tiles the consumers compute and
+    // counts them: its copies stay in their guards.
+    if (failed(lowerWarpSpecialize(specializations.front())))
+      return failure();
+  } else {
+    for (heed::attn::TileCopyKVOp copy : copies) {
+      auto guard = dyn_cast<scf::IfOp>(copy->getParentOp());
+      auto test = guard ? guard.getCondition().getDefiningOp<arith::CmpIOp>() : arith::CmpIOp();
+      if (test && test.getLhs().getDefiningOp<heed::attn::TileClassifyOp>())
+        copy->moveBefore(guard);
+    }
   }
   OpBuilder b(ctx);
   b.setInsertionPointToStart(&kernel.getBody().front());
@@ -449,14 +513,93 @@ void HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     auto leader = ifLeader(b, loc);
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(&leader.getThenRegion().front());
-    for (int64_t i = 0; i <= shape.stages; ++i)
+    for (int64_t i = 0; i < barriers(); ++i) {
+      // A release barrier counts every consumer thread; the others one
+      // arrival (the thread that posts the TMA's bytes).
+      int64_t count = i > shape.stages ? consumerThreads() : 1;
       NVVM::MBarrierInitOp::create(b, loc, sharedPtr(b, loc, barrier(b, loc, index(b, loc, i))),
-                                   i32(b, loc, 1), Value());
+                                   i32(b, loc, count), Value());
+    }
     // The initialized barriers are visible to the TMA unit (the async proxy).
     NVVM::FenceProxyOp::create(b, loc, NVVM::ProxyKind::async_shared,
                                NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
   }
   gpu::BarrierOp::create(b, loc);
+  return success();
+}
+
+/// The consumer warpgroups (threads 0 .. consumers x 128 - 1, so that the
+/// fragment layouts' thread ids stay as they are) run the consumer region
+/// after raising their register budget; the producer warpgroup (the last)
+/// lowers its budget and one of its threads runs the producer region. No
+/// barrier of the whole block may follow: the producer's other threads have
+/// left, so the consumer region must hold no attn.tile.barrier. The kernel
+/// is marked with its block size (.maxntid), from which ptxas gives each
+/// thread 65536 / threads registers at launch, the pool setmaxnreg shares
+/// out: 128 x (producer + consumers x consumer budget) must fit in it.
+LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp op) {
+  int64_t producer = op.getProducerRegisters(), consumer = op.getConsumerRegisters();
+  int64_t threads = consumerThreads() + kWarpgroup;
+  int64_t consumers = consumerThreads() / kWarpgroup;
+  auto valid = [](int64_t r) { return r == 0 || (r >= 24 && r <= 256 && r % 8 == 0); };
+  if (!valid(producer) || !valid(consumer))
+    return op.emitOpError() << "--convert-attn-tile-to-hopper: register budgets are multiples "
+                               "of 8 in [24, 256] (or 0: unchanged), not "
+                            << producer << " and " << consumer;
+  int64_t atLaunch = std::min<int64_t>(255, 65536 / threads) / 8 * 8;
+  int64_t pool = atLaunch * threads;
+  int64_t asked = kWarpgroup * ((producer ? producer : atLaunch) +
+                                consumers * (consumer ? consumer : atLaunch));
+  if (asked > pool || (producer && producer > atLaunch) || (consumer && consumer < atLaunch))
+    return op.emitOpError() << "--convert-attn-tile-to-hopper: a producer at " << producer
+                            << " and " << consumers << " consumer warpgroups at " << consumer
+                            << " registers per thread do not fit the " << atLaunch
+                            << " per thread a block of " << threads
+                            << " threads has at launch (the producer lowers its budget, the "
+                               "consumers raise theirs, within 65536 per block)";
+  WalkResult barrier = op.getConsumer().walk([&](heed::attn::TileBarrierOp inner) {
+    inner.emitOpError() << "is a barrier of the whole block in warp-specialized code: the "
+                           "producer warpgroup does not take part";
+    return WalkResult::interrupt();
+  });
+  if (barrier.wasInterrupted())
+    return failure();
+  specialized = true;
+  MLIRContext *ctx = op.getContext();
+  Location loc = op.getLoc();
+  OpBuilder b(op);
+  auto kernel = op->getParentOfType<gpu::GPUFuncOp>();
+  kernel->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
+                  DenseI32ArrayAttr::get(ctx, {int32_t(threads), 1, 1}));
+  // One block per multiprocessor: ptxas gives the kernel 65536 / threads
+  // registers at entry (without it setmaxnreg is ignored: "unable to
+  // determine register count at entry").
+  kernel->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(), b.getI32IntegerAttr(1));
+  Value tid = threadId(b, loc);
+  Value first = index(b, loc, consumerThreads()); // the producer's first thread
+  auto role = scf::IfOp::create(
+      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid, first),
+      /*withElseRegion=*/true);
+  auto budget = [&](OpBuilder &at, int64_t registers, NVVM::SetMaxRegisterAction action) {
+    if (registers)
+      NVVM::SetMaxRegisterOp::create(at, loc, at.getI32IntegerAttr(int32_t(registers)),
+                                     NVVM::SetMaxRegisterActionAttr::get(ctx, action));
+  };
+  Block *consumerBlock = &role.getThenRegion().front();
+  OpBuilder cb = OpBuilder::atBlockTerminator(consumerBlock);
+  budget(cb, consumer, NVVM::SetMaxRegisterAction::increase);
+  consumerBlock->getOperations().splice(consumerBlock->getTerminator()->getIterator(),
+                                        op.getConsumer().front().getOperations());
+  OpBuilder pb = OpBuilder::atBlockTerminator(&role.getElseRegion().front());
+  budget(pb, producer, NVVM::SetMaxRegisterAction::decrease);
+  auto one = scf::IfOp::create(pb, loc,
+                               arith::CmpIOp::create(pb, loc, arith::CmpIPredicate::eq, tid, first),
+                               /*withElseRegion=*/false);
+  Block *producerBlock = &one.getThenRegion().front();
+  producerBlock->getOperations().splice(producerBlock->getTerminator()->getIterator(),
+                                        op.getProducer().front().getOperations());
+  op.erase();
+  return success();
 }
 
 struct ConvertAttnTileToHopperPass
