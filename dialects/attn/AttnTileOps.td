@@ -420,19 +420,23 @@ def Attn_TileWarpSpecializeOp : Attn_TileOp<"warp_specialize", [SingleBlock, NoT
     into it, the consumers `attn.tile.wait_kv stage(..) round(..)` for it
     and `attn.tile.release_kv` it once read. `producer_registers` /
     `consumer_registers` (0: unchanged) are the per-thread register budgets
-    each side moves to at its start (setmaxnreg on Hopper). Written by
-    --attn-warp-specialize.
+    each side moves to at its start (setmaxnreg on Hopper). With
+    `pingpong`, the consumer warpgroups take turns at the matrix units: one
+    issues its products (this tile's P V, the next tile's Q K^T) while the
+    others compute their softmax (FlashAttention-3's ping-pong schedule).
+    Written by --attn-warp-specialize.
 
     ```mlir
     attn.tile.warp_specialize producer {
       // the key loop's tiles: acquire a slot, copy into it
     } consumer {
       // the work item's code: wait for a slot, compute, release it
-    } {producer_registers = 24 : i64, consumer_registers = 240 : i64}
+    } {producer_registers = 24 : i64, consumer_registers = 240 : i64, pingpong}
     ```
   }];
   let arguments = (ins DefaultValuedAttr<I64Attr, "0">:$producer_registers,
-                       DefaultValuedAttr<I64Attr, "0">:$consumer_registers);
+                       DefaultValuedAttr<I64Attr, "0">:$consumer_registers,
+                       UnitAttr:$pingpong);
   let regions = (region SizedRegion<1>:$producer, SizedRegion<1>:$consumer);
   let assemblyFormat = "`producer` $producer `consumer` $consumer attr-dict";
 }

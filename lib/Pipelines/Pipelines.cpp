@@ -218,8 +218,10 @@ void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &option
   if (options.wgmma && options.warpSpecialize) {
     AttnWarpSpecializeOptions specialize;
     specialize.stages = stages;
+    int64_t consumers = std::max<int64_t>(blockQ / 64, 1);
     std::tie(specialize.producerRegisters, specialize.consumerRegisters) =
-        hopperRegisterBudget(std::max<int64_t>(blockQ / 64, 1), options.producerRegisters);
+        hopperRegisterBudget(consumers, options.producerRegisters);
+    specialize.pingpong = options.pingpong && consumers > 1;
     pm.addPass(createAttnWarpSpecialize(specialize));
   } else {
     AttnPipelineKVOptions pipeline;
@@ -378,6 +380,10 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
                               llvm::cl::desc("wgmma: a producer warpgroup stages K/V "
                                              "(attn-warp-specialize)"),
                               llvm::cl::init(true)};
+  Option<bool> pingpong{*this, "pingpong",
+                        llvm::cl::desc("wgmma, warp-specialized: the consumer warpgroups take "
+                                       "turns at the matrix units"),
+                        llvm::cl::init(true)};
   Option<int64_t> producerRegisters{
       *this, "producer-registers",
       llvm::cl::desc("wgmma, warp-specialized: the producer's registers per thread"),
@@ -399,6 +405,7 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     o.kvStages = kvStages;
     o.warpSpecialize = warpSpecialize;
     o.producerRegisters = producerRegisters;
+    o.pingpong = pingpong;
     o.mfma = mfma;
     o.simtRows = simtRows;
     return o;

@@ -223,7 +223,8 @@ struct AttnWarpSpecializePass : heed::impl::AttnWarpSpecializeBase<AttnWarpSpeci
     // The consumers: the work item's code, counting the tiles it computes.
     OpBuilder b(work.getContext());
     b.setInsertionPointToStart(workBody);
-    auto ws = TileWarpSpecializeOp::create(b, loc, producerRegisters, consumerRegisters);
+    auto ws = TileWarpSpecializeOp::create(b, loc, uint64_t(int64_t(producerRegisters)),
+                                           uint64_t(int64_t(consumerRegisters)), bool(pingpong));
     Block *producer = b.createBlock(&ws.getProducer());
     Block *consumer = b.createBlock(&ws.getConsumer());
     while (&workBody->back() != ws.getOperation())

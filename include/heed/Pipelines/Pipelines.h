@@ -90,6 +90,9 @@ struct GPUPipelineOptions {
   /// wgmma, warp-specialized: the producer's registers per thread (the
   /// consumers get what is left of the block's 65536, at most 240)
   int64_t producerRegisters = kHopperProducerRegisters;
+  /// wgmma, warp-specialized, several consumer warpgroups: they take turns at
+  /// the matrix units (ping-pong)
+  bool pingpong = true;
   int64_t mfma = 32;        ///< AMD: the MFMA shape, 32 or 16
   int64_t simtRows = 128;   ///< SIMT: query rows (threads) per block
 };

@@ -230,6 +230,8 @@ def AttnWarpSpecialize : Pass<"attn-warp-specialize", "mlir::ModuleOp"> {
            "the producer's registers per thread (setmaxnreg; 0: unchanged)">,
     Option<"consumerRegisters", "consumer-registers", "int64_t", "0",
            "the consumers' registers per thread (setmaxnreg; 0: unchanged)">,
+    Option<"pingpong", "pingpong", "bool", "false",
+           "the consumer warpgroups take turns at the matrix units">,
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }

@@ -227,7 +227,10 @@ public:
     }
     NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
-    return unpack(b, loc, pinAfterWait(b, loc, acc), shape.keys);
+    Value s = pinAfterWait(b, loc, acc);
+    if (pingpong) // the next warpgroup's turn: its P V, then its next Q K^T
+      passTurn(b, loc);
+    return unpack(b, loc, s, shape.keys);
   }
 
   /// O += P V, 16 keys per RS wgmma m64nDk16: P's A registers from the S
@@ -236,6 +239,8 @@ public:
   /// apart (stride).
   void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t,
                     MutableArrayRef<Value> o) const override {
+    if (pingpong) // this warpgroup's turn: its P V, then its next Q K^T
+      takeTurn(b, loc);
     Value vDesc = descriptor(b, loc, slotBase(b, loc, vOffset(), vBytes(), stage),
                              shape.keys * kRowBytes, kAtomBytes);
     SmallVector<Value> d;
@@ -260,6 +265,38 @@ private:
   llvm::DenseMap<Value, Value> tensorMaps;
   /// Whether the kernel has a producer warpgroup (attn.tile.warp_specialize).
   bool specialized = false;
+  /// Whether its consumer warpgroups take turns at the matrix units.
+  bool pingpong = false;
+
+  /// Ping-pong (FlashAttention-3's): consumer warpgroup w's turn is named
+  /// barrier 1 + w of 256 threads -- w's 128 waiting (bar.sync) and the
+  /// previous warpgroup's 128 arriving (bar.arrive) once it has issued its
+  /// products -- so the warpgroups' products run in turn, each one's
+  /// softmax beside the other's products. A turn spans this tile's P V and
+  /// the next tile's Q K^T (no softmax between them): it is taken before
+  /// accumulatePV and passed after scores, taken once before the first Q K^T
+  /// (warpgroup 0 arrives on its own barrier first) and passed once after
+  /// the last P V (but by the last warpgroup, whose turn nobody takes).
+  Value warpgroup(OpBuilder &b, Location loc) const {
+    return arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, kWarpgroup));
+  }
+  Value turnBarrier(OpBuilder &b, Location loc, Value group) const {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(),
+                                      arith::AddIOp::create(b, loc, group, index(b, loc, 1)));
+  }
+  Value nextGroup(OpBuilder &b, Location loc) const {
+    return arith::RemUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, warpgroup(b, loc), index(b, loc, 1)),
+        index(b, loc, consumerThreads() / kWarpgroup));
+  }
+  void takeTurn(OpBuilder &b, Location loc) const {
+    NVVM::BarrierOp::create(b, loc, TypeRange{}, turnBarrier(b, loc, warpgroup(b, loc)),
+                            i32(b, loc, 2 * kWarpgroup), NVVM::BarrierReductionAttr(), Value());
+  }
+  void passTurn(OpBuilder &b, Location loc) const {
+    NVVM::BarrierArriveOp::create(b, loc, turnBarrier(b, loc, nextGroup(b, loc)),
+                                  i32(b, loc, 2 * kWarpgroup));
+  }
 
   /// Replaces the kernel's attn.tile.warp_specialize by the branch on the
   /// thread's warpgroup (prepareKernel).
@@ -588,8 +625,28 @@ LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp
   Block *consumerBlock = &role.getThenRegion().front();
   OpBuilder cb = OpBuilder::atBlockTerminator(consumerBlock);
   budget(cb, consumer, NVVM::SetMaxRegisterAction::increase);
+  pingpong = op.getPingpong() && consumers > 1;
+  auto ifGroup = [&](arith::CmpIPredicate pred, int64_t group) {
+    auto branch = scf::IfOp::create(
+        cb, loc, arith::CmpIOp::create(cb, loc, pred, warpgroup(cb, loc), index(cb, loc, group)),
+        /*withElseRegion=*/false);
+    return OpBuilder::atBlockTerminator(&branch.getThenRegion().front());
+  };
+  if (pingpong) {
+    // Warpgroup 0 has the first turn; every warpgroup takes its turn
+    // before its first Q K^T.
+    OpBuilder first = ifGroup(arith::CmpIPredicate::eq, 0);
+    NVVM::BarrierArriveOp::create(first, loc, i32(first, loc, 1), i32(first, loc, 2 * kWarpgroup));
+    takeTurn(cb, loc);
+  }
   consumerBlock->getOperations().splice(consumerBlock->getTerminator()->getIterator(),
                                         op.getConsumer().front().getOperations());
+  if (pingpong) {
+    // After the last P V, the next warpgroup's last turn (the last
+    // warpgroup's next would be warpgroup 0, which is done).
+    OpBuilder last = ifGroup(arith::CmpIPredicate::ult, consumers - 1);
+    passTurn(last, loc);
+  }
   OpBuilder pb = OpBuilder::atBlockTerminator(&role.getElseRegion().front());
   budget(pb, producer, NVVM::SetMaxRegisterAction::decrease);
   auto one = scf::IfOp::create(pb, loc,
