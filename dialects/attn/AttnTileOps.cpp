@@ -133,6 +133,8 @@ LogicalResult TileWaitKVOp::verify() {
   if (getStage() && getPending() != 0)
     return emitOpError() << "waits for one slot's fill (stage, round) or for copy groups "
                             "(pending), not both";
+  if (std::optional<int64_t> part = getPart(); part && (!getStage() || *part < 0 || *part > 1))
+    return emitOpError() << "waits for part 0 or 1 of a slot's fill (with stage and round)";
   return success();
 }
 

@@ -402,9 +402,11 @@ def Attn_TileWaitKVOp : Attn_TileOp<"wait_kv", [AttrSizedOperandSegments]> {
     With `stage(%s) round(%r)` (a warp-specialized loop,
     --attn-warp-specialize): after it, slot `s` holds its `r`-th fill (the
     producer's copy has landed); no barrier between the consumer threads.
+    With `part`, only that tensor of the fill (0: the slot's first, K in the
+    forward; 1: the other, V), so that Q K^T need not wait for V.
   }];
   let arguments = (ins DefaultValuedAttr<I64Attr, "0">:$pending, Optional<Index>:$stage,
-                       Optional<Index>:$round);
+                       Optional<Index>:$round, OptionalAttr<I64Attr>:$part);
   let assemblyFormat = "(`stage` `(` $stage^ `)` `round` `(` $round `)`)? attr-dict";
   let hasVerifier = 1;
 }

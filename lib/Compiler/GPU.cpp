@@ -319,9 +319,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   options.matrixCores = out.launch.matrixCores;
   options.wgmma = isWgmma(kind);
   if (kind == GPUKernelKind::Wgmma) {
-    // FlashAttention-3's CTA tiles: two consumer warpgroups of 64 rows, 128
-    // keys per tile (64 at D = 256, where the slots would outgrow shared
-    // memory); 2 stages.
+    // Two consumer warpgroups of 64 rows (FlashAttention-3's 128-row CTA
+    // tiles), wgmmaKeysPerTile keys per tile, 2 stages.
     options.warps = 8;
     options.keysPerTile = wgmmaKeysPerTile(config);
   } else if (kind == GPUKernelKind::WgmmaPipelined) {
@@ -604,8 +603,10 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
       fit.keysPerTile = k;
       auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
                                     GPUComputation::Forward, fit);
-      if (!binary)
-        return binary.takeError();
+      if (!binary) { // (this fit does not lower: keep the best so far)
+        llvm::consumeError(binary.takeError());
+        continue;
+      }
       int64_t bytes = spillBytes(binary->resources);
       binary->resources += fmt::format("heed: warp-specialized fit: producer {} registers, "
                                        "{} keys per tile\n",

@@ -221,7 +221,9 @@ void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &option
     int64_t consumers = std::max<int64_t>(blockQ / 64, 1);
     std::tie(specialize.producerRegisters, specialize.consumerRegisters) =
         hopperRegisterBudget(consumers, options.producerRegisters);
-    specialize.pingpong = options.pingpong && consumers > 1;
+    // (With one slot a turn would wait, holding the turn, for a fill that
+    // needs the other warpgroup's release after its turn: a deadlock.)
+    specialize.pingpong = options.pingpong && consumers > 1 && stages > 1;
     pm.addPass(createAttnWarpSpecialize(specialize));
   } else {
     AttnPipelineKVOptions pipeline;

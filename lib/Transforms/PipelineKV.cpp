@@ -155,12 +155,12 @@ void pipeline(KeyLoop key, int64_t stages) {
     copyUnlessEmpty(b, key, key.span, key.classify ? key.classify.getResult() : Value(), slot,
                     stages);
     TileCommitKVOp::create(b, loc);
-    TileWaitKVOp::create(b, loc, /*pending=*/0, Value(), Value());
+    TileWaitKVOp::create(b, loc, /*pending=*/0, Value(), Value(), IntegerAttr());
     return;
   }
   // Tile t's copies are done everywhere and every thread is past tile
   // t - 1, whose slot tile t + N - 1 takes.
-  TileWaitKVOp::create(b, loc, /*pending=*/stages - 2, Value(), Value());
+  TileWaitKVOp::create(b, loc, /*pending=*/stages - 2, Value(), Value(), IntegerAttr());
   Value next = prefetch(b, key, offset(iv, stages - 1), stages);
   if (key.classify)
     carryClasses(key, inFlight, next);

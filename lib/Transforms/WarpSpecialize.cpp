@@ -91,7 +91,8 @@ void cloneForProducer(OpBuilder &b, Operation &op, IRMapping &map) {
 /// way to the key loop (`blocks`) that `seeds` depend on.
 class ProducerSlice {
 public:
-  ProducerSlice(KeyLoop &key, Block *work) : key(key) {
+  ProducerSlice(KeyLoop &key, TileWorkOp workOp) : key(key), workOp(workOp) {
+    Block *work = &workOp.getBody().front();
     for (Operation *op = key.loop; op->getBlock() != work; op = op->getParentOp())
       path.insert(op->getParentOp());
     path.insert(key.loop);
@@ -108,11 +109,14 @@ public:
         return key.loop.emitOpError()
                << "carries a value a key tile's span or guard is computed with: "
                   "--attn-warp-specialize cannot copy it into the producer";
-    if (!def || path.contains(def))
-      return success(); // an argument or induction variable, or defined outside
+    if (!def || path.contains(def) || !workOp->isAncestor(def))
+      return success(); // an argument or induction variable, or defined above
+                        // the work item: visible to both sides
     bool inBody = def->getBlock() == key.loop.getBody();
     if (!inBody && !blocks.contains(def->getBlock()))
-      return success(); // defined above the work item: visible to both sides
+      return def->emitOpError()
+             << "computes the key loop's bounds or a key tile's span or guard inside a region "
+                "of its own: --attn-warp-specialize cannot copy it into the producer";
     if (!(inBody ? body : outer).insert(def))
       return success();
     if (!copyable(def))
@@ -168,6 +172,7 @@ public:
 
 private:
   KeyLoop &key;
+  TileWorkOp workOp;
   llvm::SetVector<Operation *> outer, body;
 };
 
@@ -201,7 +206,7 @@ struct AttnWarpSpecializePass : heed::impl::AttnWarpSpecializeBase<AttnWarpSpeci
         guardIf = {};
     Value guard = guardIf ? guardIf.getCondition() : Value();
 
-    ProducerSlice slice(key, workBody);
+    ProducerSlice slice(key, work);
     for (Operation *op : slice.path)
       if (op != key.loop.getOperation() && !isa<scf::IfOp>(op))
         return op->emitOpError() << "holds the key loop: --attn-warp-specialize takes a key loop "
@@ -246,13 +251,32 @@ struct AttnWarpSpecializePass : heed::impl::AttnWarpSpecializeBase<AttnWarpSpeci
     b.setInsertionPoint(key.firstUse);
     auto [stage, round] = slotOf(b, loc, n, stages);
     heed::readFromSlot(key, stage);
+    // K (part 0) before the tile's code, V (part 1) before the first op
+    // that reads a v tile: Q K^T need not wait for V. Without a guard (no
+    // classifier), both before the op holding the loads.
+    auto waitFor = [&](int64_t part) {
+      TileWaitKVOp::create(b, loc, /*pending=*/0, stage, round, b.getI64IntegerAttr(part));
+    };
     if (guardIf) {
-      b.setInsertionPointToStart(&guardIf.getThenRegion().front());
-      TileWaitKVOp::create(b, loc, /*pending=*/0, stage, round);
-      b.setInsertionPoint(guardIf.getThenRegion().front().getTerminator());
+      Block *code = &guardIf.getThenRegion().front();
+      b.setInsertionPointToStart(code);
+      waitFor(0);
+      Operation *firstRead = code->getTerminator();
+      for (TileLoadOp load : key.loads)
+        if (load.getPart() == 1)
+          for (Operation *user : load->getUsers())
+            if (Operation *at = code->findAncestorOpInBlock(*user);
+                at && at->isBeforeInBlock(firstRead))
+              firstRead = at;
+      b.setInsertionPoint(firstRead);
+      waitFor(1);
+      b.setInsertionPoint(code->getTerminator());
     } else {
-      TileWaitKVOp::create(b, loc, /*pending=*/0, stage, round);
-      b.setInsertionPointAfter(key.firstUse);
+      // The loads' users may follow the op holding them anywhere in the
+      // body: the slot is released at the body's end.
+      waitFor(0);
+      waitFor(1);
+      b.setInsertionPoint(loop.getBody()->getTerminator());
     }
     TileReleaseKVOp::create(b, loc, stage);
 
@@ -267,7 +291,7 @@ struct AttnWarpSpecializePass : heed::impl::AttnWarpSpecializeBase<AttnWarpSpeci
           [&](OpBuilder &in, Location, Value tile, ValueRange carried) {
             slice.emitHeader(in, tile, m);
             Value count = carried[0];
-            Value visit = guard ? m.lookup(guard) : Value();
+            Value visit = guard ? m.lookupOrDefault(guard) : Value();
             {
               OpBuilder::InsertionGuard g(in);
               if (visit) {
@@ -276,7 +300,7 @@ struct AttnWarpSpecializePass : heed::impl::AttnWarpSpecializeBase<AttnWarpSpeci
               }
               auto [slot, fill] = slotOf(in, loc, count, stages);
               TileAcquireKVOp::create(in, loc, slot, fill);
-              heed::copyKV(in, key, m.lookup(key.span.getResult()), slot, stages,
+              heed::copyKV(in, key, m.lookupOrDefault(key.span.getResult()), slot, stages,
                            /*async=*/true, &m);
             }
             scf::YieldOp::create(in, loc, nextCount(in, loc, count, visit));

@@ -1,6 +1,7 @@
 // RUN: heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="producer-registers=24 consumer-registers=240" --split-input-file | FileCheck %s
 // RUN: heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="producer-registers=24 consumer-registers=240" --split-input-file | FileCheck %s --check-prefix=CONS
 // RUN: heed-opt %s --attn-runtime-abi="split-kv=true" --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-split-kv="one-loop=true" --attn-warp-specialize="stages=3" --canonicalize --split-input-file | FileCheck %s --check-prefix=SPLIT
+// RUN: heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-to-tile --attn-warp-specialize --split-input-file | FileCheck %s --check-prefix=NOGUARD
 // RUN: not heed-opt %s --attn-choose-tiling --attn-to-tile --attn-warp-specialize="stages=0" 2>&1 | FileCheck %s --check-prefix=BAD
 // --attn-warp-specialize: the work item's code becomes the consumers' side
 // of an attn.tile.warp_specialize; the producer walks the same key tiles and
@@ -45,11 +46,16 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK: scf.for %{{.*}} iter_args({{.*}}, %[[CN:.*]] = %c0{{.*}}) -> ({{.*}}, index) {
 // CHECK: %[[CSLOT:.*]] = arith.remui %[[CN]], %{{.*}} : index
 // CHECK: %[[CFILL:.*]] = arith.divui %[[CN]], %{{.*}} : index
+// K's fill before the tile's code, V's before P V (Q K^T need not wait for
+// V), the release after it.
 // CHECK: scf.if %[[CGUARD:[0-9]+]] ->
-// CHECK-NEXT: attn.tile.wait_kv stage(%[[CSLOT]]) round(%[[CFILL]])
+// CHECK-NEXT: attn.tile.wait_kv stage(%[[CSLOT]]) round(%[[CFILL]]) {part = 0 : i64}
 // CHECK: attn.tile.load %arg1{{.*}} stage(%[[CSLOT]])
 // CHECK: attn.tile.load %arg2{{.*}} stage(%[[CSLOT]]) {part = 1 : i64}
-// CHECK: attn.tile.pv
+// CHECK: attn.tile.qk
+// CHECK: attn.tile.softmax
+// CHECK-NEXT: attn.tile.wait_kv stage(%[[CSLOT]]) round(%[[CFILL]]) {part = 1 : i64}
+// CHECK-NEXT: attn.tile.pv
 // CHECK-NEXT: attn.tile.release_kv stage(%[[CSLOT]])
 // CHECK-NEXT: scf.yield
 // CHECK: arith.select %[[CGUARD]]
@@ -87,5 +93,21 @@ func.func @causal_kernel(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %
 // SPLIT: attn.tile.wait_kv stage
 // SPLIT: attn.tile.release_kv
 // SPLIT: attn.tile.store_partial
+
+// Without the mask analysis no guard holds the tile's code: the producer
+// copies every tile, the consumers wait for both parts before the loads and
+// release the slot at the loop body's end, after P V (not after the op that
+// holds the first load).
+// NOGUARD: attn.tile.warp_specialize producer {
+// NOGUARD: scf.for
+// NOGUARD-NOT: scf.if
+// NOGUARD: attn.tile.acquire_kv
+// NOGUARD: attn.tile.copy_kv
+// NOGUARD: } consumer {
+// NOGUARD: attn.tile.wait_kv stage(%[[S:.*]]) round(%{{.*}}) {part = 0 : i64}
+// NOGUARD-NEXT: attn.tile.wait_kv stage(%[[S]]) round(%{{.*}}) {part = 1 : i64}
+// NOGUARD: attn.tile.pv
+// NOGUARD: attn.tile.release_kv stage(%[[S]])
+// NOGUARD-NEXT: scf.yield
 
 // BAD: attn-warp-specialize: stages must be in [1, 4], not 0

@@ -154,8 +154,9 @@ public:
                                         Value round) const {
     return mlir::failure();
   }
-  virtual mlir::LogicalResult waitFill(OpBuilder &b, Location loc, Value stage,
-                                       Value round) const {
+  /// (`part`: only the slot's tensor 0 or 1; none: both.)
+  virtual mlir::LogicalResult waitFill(OpBuilder &b, Location loc, Value stage, Value round,
+                                       std::optional<int64_t> part) const {
     return mlir::failure();
   }
   virtual mlir::LogicalResult releaseKV(OpBuilder &b, Location loc, Value stage) const {

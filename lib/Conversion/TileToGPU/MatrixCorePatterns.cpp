@@ -156,7 +156,8 @@ struct WaitKVLowering : TargetPattern<TileWaitKVOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     if (!op.getStage())
       target.waitKV(rewriter, op.getLoc(), op.getPending());
-    else if (failed(target.waitFill(rewriter, op.getLoc(), adaptor.getStage(), adaptor.getRound())))
+    else if (failed(target.waitFill(rewriter, op.getLoc(), adaptor.getStage(), adaptor.getRound(),
+                                    op.getPart())))
       return noWarpSpecialization(op);
     rewriter.eraseOp(op);
     return success();

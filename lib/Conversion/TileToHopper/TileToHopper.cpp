@@ -95,10 +95,12 @@ public:
   int64_t vBytes() const { return shape.keys * shape.valueDim * 2; }
   int64_t kOffset() const { return qBytes(); }
   int64_t vOffset() const { return qBytes() + shape.stages * kBytes(); }
-  /// Barrier 0 is Q's, 1 + s slot s's (its fill has landed); warp-specialized,
-  /// 1 + stages + s slot s's release (every consumer thread is done with it).
+  /// Barrier 0 is Q's, 1 + s slot s's (its fill has landed). Warp-specialized,
+  /// 1 + s slot s's K, 1 + stages + s its V (so that Q K^T need not wait
+  /// for V), 1 + 2 stages + s its release (every consumer thread is done
+  /// with it).
   int64_t barrierOffset() const { return vOffset() + shape.stages * vBytes(); }
-  int64_t barriers() const { return 1 + shape.stages * (specialized ? 2 : 1); }
+  int64_t barriers() const { return 1 + shape.stages * (specialized ? 3 : 1); }
   /// One swizzle period more than the layout: the base is aligned at run time.
   int64_t dynamicSharedBytes() const override {
     return barrierOffset() + 8 * barriers() + kAtomBytes;
@@ -148,12 +150,15 @@ public:
       auto leader = ifLeader(b, loc);
       b.setInsertionPointToStart(&leader.getThenRegion().front());
     }
-    Value slot = arith::AddIOp::create(b, loc, stage, index(b, loc, 1));
-    Value bar = sharedPtr(b, loc, barrier(b, loc, slot));
-    expectBytes(b, loc, bar, kBytes() + vBytes());
-    tileByTMA(b, loc, tensorMaps.lookup(k), slotBase(b, loc, kOffset(), kBytes(), stage), bar,
+    Value kBar = sharedPtr(b, loc, barrier(b, loc, fillBarrier(b, loc, stage, 0)));
+    Value vBar = specialized ? sharedPtr(b, loc, barrier(b, loc, fillBarrier(b, loc, stage, 1)))
+                             : kBar;
+    expectBytes(b, loc, kBar, specialized ? kBytes() : kBytes() + vBytes());
+    tileByTMA(b, loc, tensorMaps.lookup(k), slotBase(b, loc, kOffset(), kBytes(), stage), kBar,
               shape.keys, shape.headDim, layout, batch, head, kv0);
-    tileByTMA(b, loc, tensorMaps.lookup(v), slotBase(b, loc, vOffset(), vBytes(), stage), bar,
+    if (specialized)
+      expectBytes(b, loc, vBar, vBytes());
+    tileByTMA(b, loc, tensorMaps.lookup(v), slotBase(b, loc, vOffset(), vBytes(), stage), vBar,
               shape.keys, shape.valueDim, layout, batch, head, kv0);
   }
 
@@ -192,11 +197,14 @@ public:
          arith::XOrIOp::create(b, loc, parityOf(b, loc, round), i32(b, loc, 1)));
     return success();
   }
-  /// A consumer: slot `stage`'s fill barrier has completed phase `round`.
-  LogicalResult waitFill(OpBuilder &b, Location loc, Value stage, Value round) const override {
-    wait(b, loc, sharedPtr(b, loc, barrier(b, loc, arith::AddIOp::create(b, loc, stage,
-                                                                         index(b, loc, 1)))),
-         parityOf(b, loc, round));
+  /// A consumer: slot `stage`'s fill barrier of `part` (K, V; none: both)
+  /// has completed phase `round`.
+  LogicalResult waitFill(OpBuilder &b, Location loc, Value stage, Value round,
+                         std::optional<int64_t> part) const override {
+    for (int64_t p = 0; p < 2; ++p)
+      if (!part || *part == p)
+        wait(b, loc, sharedPtr(b, loc, barrier(b, loc, fillBarrier(b, loc, stage, p))),
+             parityOf(b, loc, round));
     return success();
   }
   /// A consumer thread arrives on slot `stage`'s release barrier (it counts
@@ -226,11 +234,10 @@ public:
       acc = wgmma(b, loc, acc, a, bDesc, shape.keys, /*accumulate=*/kk > 0);
     }
     NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
-    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
-    Value s = pinAfterWait(b, loc, acc);
-    if (pingpong) // the next warpgroup's turn: its P V, then its next Q K^T
+    if (pingpong) // issued: the next warpgroup's turn (its P V, its next Q K^T)
       passTurn(b, loc);
-    return unpack(b, loc, s, shape.keys);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
+    return unpack(b, loc, pinAfterWait(b, loc, acc), shape.keys);
   }
 
   /// O += P V, 16 keys per RS wgmma m64nDk16: P's A registers from the S
@@ -303,7 +310,13 @@ private:
   LogicalResult lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp op);
 
   Value releaseBarrier(OpBuilder &b, Location loc, Value stage) const {
-    return arith::AddIOp::create(b, loc, stage, index(b, loc, 1 + shape.stages));
+    return arith::AddIOp::create(b, loc, stage, index(b, loc, 1 + 2 * shape.stages));
+  }
+  /// Slot `stage`'s fill barrier: of K (part 0) or V (part 1) warp-specialized,
+  /// of both otherwise.
+  Value fillBarrier(OpBuilder &b, Location loc, Value stage, int64_t part) const {
+    int64_t first = 1 + (specialized ? part * shape.stages : 0);
+    return arith::AddIOp::create(b, loc, stage, index(b, loc, first));
   }
   static Value parityOf(OpBuilder &b, Location loc, Value round) {
     return arith::IndexCastOp::create(b, loc, b.getI32Type(),
@@ -553,7 +566,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     for (int64_t i = 0; i < barriers(); ++i) {
       // A release barrier counts every consumer thread; the others one
       // arrival (the thread that posts the TMA's bytes).
-      int64_t count = i > shape.stages ? consumerThreads() : 1;
+      int64_t count = specialized && i > 2 * shape.stages ? consumerThreads() : 1;
       NVVM::MBarrierInitOp::create(b, loc, sharedPtr(b, loc, barrier(b, loc, index(b, loc, i))),
                                    i32(b, loc, count), Value());
     }
@@ -626,6 +639,11 @@ LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp
   OpBuilder cb = OpBuilder::atBlockTerminator(consumerBlock);
   budget(cb, consumer, NVVM::SetMaxRegisterAction::increase);
   pingpong = op.getPingpong() && consumers > 1;
+  if (pingpong && shape.stages < 2)
+    return op.emitOpError() << "--convert-attn-tile-to-hopper: ping-pong needs two staging "
+                               "slots or more (with one, a warpgroup would wait for the next "
+                               "fill while holding its turn, and that fill for the other's "
+                               "release after its turn)";
   auto ifGroup = [&](arith::CmpIPredicate pred, int64_t group) {
     auto branch = scf::IfOp::create(
         cb, loc, arith::CmpIOp::create(cb, loc, pred, warpgroup(cb, loc), index(cb, loc, group)),

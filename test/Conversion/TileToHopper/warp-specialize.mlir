@@ -1,24 +1,27 @@
 // RUN: heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="producer-registers=24 consumer-registers=240" --attn-specialize-full-tiles --convert-attn-tile-to-hopper --canonicalize --cse | FileCheck %s
 // RUN: not heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="producer-registers=40 consumer-registers=240" --convert-attn-tile-to-hopper 2>&1 | FileCheck %s --check-prefix=BUDGET
 // RUN: not heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize --convert-attn-tile-to-nvgpu 2>&1 | FileCheck %s --check-prefix=MMA
+// RUN: not heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="stages=1 pingpong=true" --convert-attn-tile-to-hopper 2>&1 | FileCheck %s --check-prefix=ONESLOT
 // --convert-attn-tile-to-hopper on a warp-specialized work item (causal bf16,
 // D = 64, 128 query rows: two consumer warpgroups and a producer).
 
 // 384 threads, one block per multiprocessor (ptxas then knows the registers
 // at entry, 65536 / 384 = 168, and applies setmaxnreg).
-// CHECK: gpu.func @causal_kernel({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 384, shared_bytes = 50216>, {{.*}}nvvm.maxntid = array<i32: 384, 1, 1>, nvvm.minctasm = 1 : i32}
-// Q's barrier and the two slots' fill barriers take one arrival (the
-// thread that posts the TMA bytes); the two release barriers every consumer
-// thread's.
+// CHECK: gpu.func @causal_kernel({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 384, shared_bytes = 50232>, {{.*}}nvvm.maxntid = array<i32: 384, 1, 1>, nvvm.minctasm = 1 : i32}
+// Q's barrier and the two slots' K and V fill barriers take one arrival
+// (the thread that posts the TMA bytes); the two release barriers every
+// consumer thread's.
 // CHECK: %[[TID:.*]] = gpu.thread_id x
 // CHECK: scf.if
-// CHECK-COUNT-3: nvvm.mbarrier.init {{.*}}, %c1_i32
+// CHECK-COUNT-5: nvvm.mbarrier.init {{.*}}, %c1_i32
 // CHECK-COUNT-2: nvvm.mbarrier.init {{.*}}, %c256_i32
+// CHECK-NOT: nvvm.mbarrier.init
 // CHECK: nvvm.fence.proxy
 // CHECK: gpu.barrier
 // The consumers (threads 0-255) raise their registers, load Q (thread 0
-// posts it), and per computed tile wait for its slot's fill (parity: the
-// fill's round mod 2), compute, and arrive on the slot's release barrier.
+// posts it), and per computed tile wait for its slot's K fill (parity: the
+// fill's round mod 2), compute S, wait for the V fill, accumulate P V, and
+// arrive on the slot's release barrier.
 // CHECK: %[[CONSUMER:.*]] = arith.cmpi ult, %[[TID]], %c256 : index
 // CHECK-NEXT: scf.if %[[CONSUMER]] {
 // CHECK-NEXT: nvvm.setmaxregister increase 240
@@ -28,15 +31,16 @@
 // CHECK: %[[ROUND:.*]] = arith.divui %{{.*}}, %c2 : index
 // CHECK: %[[ODD:.*]] = arith.andi %[[ROUND]], %c1 : index
 // CHECK: %[[PARITY:.*]] = arith.index_cast %[[ODD]] : index to i32
-// CHECK: nvvm.mbarrier.try_wait.parity %{{.*}}, %[[PARITY]]
+// CHECK: nvvm.mbarrier.try_wait.parity %[[KFULL:.*]], %[[PARITY]]
 // CHECK: nvvm.wgmma.mma_async
+// CHECK: nvvm.mbarrier.try_wait.parity %[[VFULL:.*]], %[[PARITY]]
 // CHECK: llvm.inline_asm
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: nvvm.mbarrier.arrive %{{.*}} : !llvm.ptr<3>
 // The producer lowers its registers; its thread 256 alone walks the tiles:
 // it waits until the slot is released (parity of the previous round: (round
-// mod 2) xor 1, which a fresh barrier passes), then posts the K and V bytes
-// on the fill barrier and issues the two TMA boxes.
+// mod 2) xor 1, which a fresh barrier passes), then posts K's bytes on its
+// fill barrier and issues its TMA box, and V's likewise on its own.
 // CHECK: nvvm.setmaxregister decrease 24
 // CHECK-NEXT: %[[ONE:.*]] = arith.cmpi eq, %[[TID]], %c256 : index
 // CHECK-NEXT: scf.if %[[ONE]] {
@@ -46,15 +50,18 @@
 // CHECK: %[[PPAR:.*]] = arith.index_cast %[[PODD]] : index to i32
 // CHECK: %[[FREE:.*]] = arith.xori %[[PPAR]], %c1_i32 : i32
 // CHECK: nvvm.mbarrier.try_wait.parity %{{.*}}, %[[FREE]]
-// CHECK: nvvm.mbarrier.arrive.expect_tx %[[FULL:.*]], %c16384_i32
-// CHECK: nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.*}}, %arg5, %[[FULL]]
-// CHECK: nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.*}}, %arg6, %[[FULL]]
+// CHECK: nvvm.mbarrier.arrive.expect_tx %[[KBAR:.*]], %c8192_i32
+// CHECK: nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.*}}, %arg5, %[[KBAR]]
+// CHECK: nvvm.mbarrier.arrive.expect_tx %[[VBAR:.*]], %c8192_i32
+// CHECK: nvvm.cp.async.bulk.tensor.shared.cluster.global %{{.*}}, %arg6, %[[VBAR]]
 // CHECK-NOT: gpu.barrier
 // CHECK-NOT: attn.tile
 
 // A producer at 40 and two consumer warpgroups at 240 registers do not fit
 // the block's 65536.
 // BUDGET: error: 'attn.tile.warp_specialize' op --convert-attn-tile-to-hopper: a producer at 40 and 2 consumer warpgroups at 240 registers per thread do not fit the 168 per thread a block of 384 threads has at launch
+// Ping-pong over one slot would deadlock: refused.
+// ONESLOT: error: 'attn.tile.warp_specialize' op --convert-attn-tile-to-hopper: ping-pong needs two staging slots or more
 // The mma.sync kernel has no producer warpgroup.
 // MMA: error: 'attn.tile.warp_specialize' op is warp-specialized code (--attn-warp-specialize): only the wgmma kernel (Hopper) runs it
 
