@@ -72,6 +72,10 @@ def parse_args(argv):
                    help="start no new row after this many seconds (the rest: not run)")
     p.add_argument("--no-compile-hits", action="store_true",
                    help="skip heed's memory-hit and disk-hit compile timings")
+    p.add_argument("--wgmma", choices=("auto", "on", "off"), default="auto",
+                   help="also run heed's Hopper kernel (gpu_kernel='wgmma': wgmma, TMA, a "
+                        "producer warpgroup), checked like the default one; auto: on sm_90 "
+                        "devices (default)"),
     p.add_argument("--warm-compile-cache", action="store_true",
                    help="keep torch's on-disk Inductor/Triton caches (default: a fresh one, so "
                         "flex's compile time is cold)")
@@ -367,16 +371,19 @@ def compile_hits(heed, v, D, target, r):
         r["disk_hit_error"] = done.stderr.strip()[-400:]
 
 
-def run_heed(torch, heed, v, q, k, val, chip, a):
-    """heed: cold compile for this GPU's chip, first call, steady time, output."""
+def run_heed(torch, heed, v, q, k, val, chip, a, gpu_kernel=None):
+    """heed: cold compile for this GPU's chip, first call, steady time, output.
+    gpu_kernel: None (the default kernel) or which one ('wgmma')."""
     r = {}
     D = q.shape[-1]
     target = "cuda:" + chip
     t0 = time.perf_counter()
     kernel = heed.compile(v.spec, dtype="bfloat16", head_dim=D, params=v.params or None,
-                          target=target)
+                          target=target, gpu_kernel=gpu_kernel)
     r["compile_s"] = time.perf_counter() - t0
-    if not a.no_compile_hits:
+    if gpu_kernel:
+        r["gpu_kernel"] = gpu_kernel
+    elif not a.no_compile_hits:
         compile_hits(heed, v, D, target, r)
     out = torch.full_like(q, float("nan"))
     torch.cuda.synchronize()
@@ -494,6 +501,11 @@ def gpu_main(a):
     print("# bf16 forward, B=%d H=%d S=%d; median of %d calls after %d warm-up; TFLOP/s of "
           "useful work 4*B*H*S*S*D*density" % (B, H, S, a.repeat, a.warmup))
 
+    # heed's Hopper kernel beside its default one (issue 16), on sm_90.
+    kinds = [("heed", None)]
+    if a.wgmma == "on" or (a.wgmma == "auto" and major == 9):
+        kinds.append(("heed_wgmma", "wgmma"))
+    info["heed_kernels"] = [name for name, _ in kinds]
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     densities = {v.name: density(torch, v, H, S, device) for v in variants}
     results, failed = [], False
@@ -518,11 +530,13 @@ def gpu_main(a):
         print()
         print("## D=%d" % D)
         print()
-        print("| variant | density | heed TFLOP/s | flex TFLOP/s | heed/flex | sdpa flash | "
+        wg = len(kinds) > 1
+        print("| variant | density | heed TFLOP/s | " + ("heed wgmma TFLOP/s | " if wg else "") +
+              "flex TFLOP/s | heed/flex | sdpa flash | "
               "sdpa cuDNN | heed ms | flex ms | heed compile s | flex compile s | "
               "flex block mask ms | heed first-call overhead ms | max abs heed-flex | "
               "max abs vs f32 ref (heed / flex) |")
-        print("| --- " * 15 + "|")
+        print("| --- " * (16 if wg else 15) + "|")
         for v in variants:
             if a.budget is not None and time.perf_counter() - started > a.budget:
                 not_run.append({"variant": v.name, "D": D})
@@ -540,21 +554,26 @@ def gpu_main(a):
             except Exception as e:  # report and go on: one broken variant is not the run
                 row["flex"] = {"error": "%s: %s" % (type(e).__name__, e)}
                 failed = True
-            try:
-                row["heed"], out_h = run_heed(torch, heed, v, q, k, val, chip, a)
-                h = row["heed"]
-                h["nan"] = bool(torch.isnan(out_h).any())
-                h["ref_error"] = sampled_error(torch, v, q, k, val, out_h, a.seed)
-                if out_f is not None:
-                    h["flex_error"] = float((out_h.float() - out_f.float()).abs().max())
-                # Against flex when flex ran, else against the sampled reference.
-                err = h.get("flex_error", h["ref_error"])
-                h["check"] = "PASSED" if not h["nan"] and err <= a.tol else "FAILED"
-                h["tflops"] = tflops(flops, h["ms"]) if h["check"] == "PASSED" else None
-                failed |= h["check"] != "PASSED"
-            except Exception as e:
-                row["heed"] = {"error": "%s: %s" % (type(e).__name__, e)}
-                failed = True
+            for name, kind in kinds:
+                try:
+                    row[name], out = run_heed(torch, heed, v, q, k, val, chip, a, kind)
+                    h = row[name]
+                    h["nan"] = bool(torch.isnan(out).any())
+                    h["ref_error"] = sampled_error(torch, v, q, k, val, out, a.seed)
+                    if out_f is not None:
+                        h["flex_error"] = float((out.float() - out_f.float()).abs().max())
+                    # Against flex when flex ran, else against the sampled reference.
+                    err = h.get("flex_error", h["ref_error"])
+                    h["check"] = "PASSED" if not h["nan"] and err <= a.tol else "FAILED"
+                    h["tflops"] = tflops(flops, h["ms"]) if h["check"] == "PASSED" else None
+                    failed |= h["check"] != "PASSED"
+                    if kind is None:
+                        out_h = out
+                    else:
+                        del out
+                except Exception as e:
+                    row[name] = {"error": "%s: %s" % (type(e).__name__, e)}
+                    failed = True
             for backend in ("flash", "cudnn"):
                 if v.sdpa is None:
                     continue
@@ -571,9 +590,13 @@ def gpu_main(a):
             h, f = row["heed"], row["flex"]
             ratio = (h["tflops"] / f["tflops"]) if h.get("tflops") and f.get("tflops") else None
             row["heed_over_flex"] = ratio
-            heed_cell = fmt(h.get("tflops")) if "error" not in h else "ERROR"
-            if h.get("check") == "FAILED":
-                heed_cell = "WRONG"
+            def cell(r):
+                if r.get("check") == "FAILED":
+                    return "WRONG"
+                return fmt(r.get("tflops")) if "error" not in r else "ERROR"
+            heed_cell = cell(h)
+            if wg:
+                heed_cell += " | " + cell(row.get("heed_wgmma", {"error": "not run"}))
             print("| %s | %.4f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | "
                   "%s / %s |" % (
                       v.label, dens, heed_cell,
@@ -592,16 +615,17 @@ def gpu_main(a):
         del q, k, val
         torch.cuda.empty_cache()
     errors = [(r["variant"], r["D"], impl, r[impl]["error"]) for r in results
-              for impl in ("heed", "flex", "sdpa_flash", "sdpa_cudnn")
+              for impl in ("heed", "heed_wgmma", "flex", "sdpa_flash", "sdpa_cudnn")
               if impl in r and "error" in r[impl]]
     if errors:
         print()
         for name, D, impl, msg in errors:
             print("error: %s D=%d %s: %s" % (name, D, impl, msg))
-    wrong = [(r["variant"], r["D"]) for r in results if r["heed"].get("check") == "FAILED"]
-    for name, D in wrong:
-        print("FAILED: heed %s D=%d differs from flex by more than %g (or NaN); no figure "
-              "posted" % (name, D, a.tol))
+    wrong = [(r["variant"], r["D"], impl) for r in results for impl in ("heed", "heed_wgmma")
+             if r.get(impl, {}).get("check") == "FAILED"]
+    for name, D, impl in wrong:
+        print("FAILED: %s %s D=%d differs from flex by more than %g (or NaN); no figure "
+              "posted" % (impl.replace("_", " "), name, D, a.tol))
     if a.json:
         write_json()
         print("wrote %s" % a.json)
@@ -629,6 +653,11 @@ def cpu_check(a):
     import heed
     B, H, S, D = 1, 4, 1024, 32
     device = torch.device("cpu")
+    # heed's Hopper kernel beside its default one (issue 16), on sm_90.
+    kinds = [("heed", None)]
+    if a.wgmma == "on" or (a.wgmma == "auto" and major == 9):
+        kinds.append(("heed_wgmma", "wgmma"))
+    info["heed_kernels"] = [name for name, _ in kinds]
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     g = torch.Generator().manual_seed(a.seed)
     q, k, val = (torch.randn(B, H, S, D, generator=g) for _ in range(3))

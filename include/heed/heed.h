@@ -112,6 +112,13 @@ typedef struct heed_compile_options {
                           * (batch 1) and calls pass cu_seqlens_q; not with q_lens */
   int32_t cu_seqlens_kv; /* nonzero: k and v hold the entries' keys end to end (batch 1)
                           * and calls pass cu_seqlens_kv; not with kv_lens or page_size */
+  /* Which GPU kernel (added after cu_seqlens_kv; a struct_size that ends before it means
+   * NULL; heed_compile only): NULL or "auto" (matrix cores where they apply, else SIMT),
+   * "tensor-cores" (mma.sync on NVIDIA, MFMA on AMD), "simt", "wgmma" (Hopper, sm_90:
+   * wgmma, TMA, a producer warpgroup; not yet checked on a GPU) or "wgmma-pipelined"
+   * (its first, unspecialized form). A kind the call's device or the options cannot
+   * take is an error at the compile (for "cuda:sm_XX" targets) or at the first call. */
+  const char *gpu_kernel;
 } heed_compile_options;
 
 void heed_compile_options_init(heed_compile_options *options);

@@ -38,6 +38,8 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
       o->struct_size >= offsetof(heed_compile_options, out_f32) + sizeof(o->out_f32);
   bool packed = o->struct_size >=
                 offsetof(heed_compile_options, cu_seqlens_kv) + sizeof(o->cu_seqlens_kv);
+  bool kernelKind =
+      o->struct_size >= offsetof(heed_compile_options, gpu_kernel) + sizeof(o->gpu_kernel);
   switch (o->dtype) {
   case HEED_F32: config.dtype = DType::F32; break;
   case HEED_F16: config.dtype = DType::F16; break;
@@ -78,6 +80,13 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   }
   r.target = o->target ? o->target : "";
   r.useCache = o->use_cache != 0;
+  r.gpuKernel = GPUKernelKind::Auto;
+  if (kernelKind && o->gpu_kernel) {
+    auto kind = parseGPUKernelKind(o->gpu_kernel);
+    if (!kind)
+      return "options.gpu_kernel: " + llvm::toString(kind.takeError());
+    r.gpuKernel = *kind;
+  }
   if (llvm::Error err = config.validate())
     return "options: " + llvm::toString(std::move(err));
   return "";
@@ -135,7 +144,7 @@ heed_status heed_compile(const char *specText, const char *sourceName,
         return fail(HEED_ERROR_UNSUPPORTED,
                     "heed_compile: target '" + r.target + "': " + badChip);
       auto launcher = std::make_shared<capi::GPULauncher>(
-          r.variant, r.config, std::vector<capi::GPUChoice>{gpu}, r.useCache);
+          r.variant, r.config, std::vector<capi::GPUChoice>{gpu}, r.useCache, r.gpuKernel);
       if (heed_status s = launcher->compileNow())
         return s;
       KernelInfo info = launcher->info();
@@ -167,7 +176,7 @@ heed_status heed_compile(const char *specText, const char *sourceName,
     // The same kernel runs on GPU tensors: compiled for the GPU at the first such call.
     *kernel = capi::wrap(std::move(loaded), std::make_shared<capi::GPULauncher>(
                                                 r.variant, r.config, capi::everyGPU(),
-                                                r.useCache));
+                                                r.useCache, r.gpuKernel));
     return capi::ok();
   } catch (const std::exception &e) {
     return fail(HEED_ERROR_COMPILE, std::string("heed_compile: ") + e.what());
@@ -198,6 +207,10 @@ heed_status heed_export(const char *specText, const char *sourceName,
     if (heed_status s = readRequest("heed_export", specText, sourceName, options, r))
       return s;
     std::string targets = r.target.empty() ? "cpu" : r.target;
+    if (r.gpuKernel != GPUKernelKind::Auto)
+      return fail(HEED_ERROR_UNSUPPORTED,
+                  "heed_export writes CPU artifacts: options.gpu_kernel is for heed_compile "
+                  "(GPU artifacts: heed-compile --aot --target=sm_90 --gpu-kernel=...)");
     // An unknown target is unsupported; anything else that fails is the compile.
     for (llvm::StringRef t : llvm::split(targets, ','))
       if (t.trim() != "cpu")

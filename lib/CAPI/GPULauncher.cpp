@@ -59,8 +59,9 @@ ModuleTable &table() {
 /// The kernel cache's key of the GPU kernel: the canonical variant, config,
 /// platform, chip and compiler identity.
 std::string moduleKey(const spec::Variant &variant, const KernelConfig &config,
-                      const PlatformCompiler &platform, const std::string &chip) {
-  return toHex(KernelCache::key(variant, config, GPUTarget{platform.vendor, chip}));
+                      const PlatformCompiler &platform, const std::string &chip,
+                      GPUKernelKind kind) {
+  return toHex(KernelCache::key(variant, config, GPUTarget{platform.vendor, chip, kind}));
 }
 
 } // namespace
@@ -97,9 +98,9 @@ std::vector<GPUChoice> everyGPU() {
 }
 
 GPULauncher::GPULauncher(spec::Variant variant, KernelConfig config,
-                         std::vector<GPUChoice> choices, bool shared)
+                         std::vector<GPUChoice> choices, bool shared, GPUKernelKind kind)
     : ImageLauncher(describeKernel(variant, config)), variant(std::move(variant)),
-      config(config), choices(std::move(choices)), shared(shared) {}
+      config(config), choices(std::move(choices)), shared(shared), kind(kind) {}
 
 std::string GPULauncher::devices() const {
   std::string text;
@@ -133,7 +134,7 @@ std::shared_ptr<GPUModuleSlot> GPULauncher::slot(GPUPlatform platform,
     return mine;
   if (shared) {
     ModuleTable &t = table();
-    std::string key = moduleKey(variant, config, compilerOf(platform), chip);
+    std::string key = moduleKey(variant, config, compilerOf(platform), chip, kind);
     std::lock_guard<std::mutex> tableLock(t.mutex);
     auto &entry = t.slots[key];
     if (!entry)
@@ -154,7 +155,7 @@ heed_status GPULauncher::compile(GPUModuleSlot &slot, GPUPlatform platform,
   if (std::string why = p.checkChip(chip); !why.empty())
     return fail(HEED_ERROR_UNSUPPORTED, why);
   // Through the kernel cache (memory, disk) unless use_cache = 0.
-  GPUTarget target{p.vendor, chip};
+  GPUTarget target{p.vendor, chip, kind};
   auto entry = [&]() -> llvm::Expected<std::shared_ptr<const ArtifactEntry>> {
     if (shared)
       return KernelCache::global().getGPU(variant, config, target);

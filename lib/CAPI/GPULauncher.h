@@ -7,6 +7,7 @@
 #define HEED_CAPI_GPULAUNCHER_H
 
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/GPU.h"
 #include "heed/Runtime/CApiSupport.h"
 
 #include "llvm/ADT/StringRef.h"
@@ -49,8 +50,9 @@ public:
   /// the modules in the process-wide table and the images in the kernel
   /// cache, memory and disk (heed_compile's use_cache), else this launcher
   /// compiles and keeps its own.
+  /// `kind`: which GPU kernel (heed_compile_options.gpu_kernel).
   GPULauncher(spec::Variant variant, KernelConfig config, std::vector<GPUChoice> choices,
-              bool shared);
+              bool shared, GPUKernelKind kind = GPUKernelKind::Auto);
 
   /// Compiles for every chip given now, so heed_compile reports what fails
   /// (modules are loaded at the first launch). HEED_OK or the failure.
@@ -73,6 +75,7 @@ private:
   KernelConfig config;
   std::vector<GPUChoice> choices;
   bool shared;
+  GPUKernelKind kind;
   mutable std::mutex mutex;
   /// By platform and chip.
   mutable std::map<std::pair<GPUPlatform, std::string>, std::shared_ptr<GPUModuleSlot>>

@@ -4,6 +4,7 @@
 #define HEED_LIB_CAPI_REQUEST_H
 
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/GPU.h"
 #include "heed/heed.h"
 
 #include <string>
@@ -18,6 +19,7 @@ struct Request {
   std::string variantName, target;
   std::vector<std::string> params;
   bool useCache = true;
+  GPUKernelKind gpuKernel = GPUKernelKind::Auto; ///< options.gpu_kernel
   spec::Variant variant;
 };
 

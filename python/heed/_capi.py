@@ -79,6 +79,7 @@ class heed_compile_options(ctypes.Structure):
         ("out_f32", ctypes.c_int32),
         ("cu_seqlens_q", ctypes.c_int32),
         ("cu_seqlens_kv", ctypes.c_int32),
+        ("gpu_kernel", ctypes.c_char_p),
     ]
 
 

@@ -335,7 +335,7 @@ def _is_path(spec):
 
 def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, target,
              analyze_mask, use_cache, kv_lens=False, page_size=0, q_lens=False,
-             out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False):
+             out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False, gpu_kernel=None):
     """A heed_compile_options (and the byte strings it points to)."""
     need_compiler("heed_compile_options_init")
     o = heed_compile_options()
@@ -359,13 +359,16 @@ def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, t
     o.out_f32 = 1 if out_f32 else 0
     o.cu_seqlens_q = 1 if cu_seqlens_q else 0
     o.cu_seqlens_kv = 1 if cu_seqlens_kv else 0
+    kernel = encode(gpu_kernel, "gpu_kernel")
+    keep.append(kernel)
+    o.gpu_kernel = kernel
     return o, keep
 
 
 def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
             layout="bhsd", lse=False, scale=None, params=None, analyze_mask=True,
             use_cache=True, target=None, kv_lens=False, page_size=0, q_lens=False,
-            out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False):
+            out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False, gpu_kernel=None):
     """Compiles an attention variant to a :class:`Kernel`, through heed's cache.
 
     spec: spec text (``"variant causal { mask = causal() }"``) or the path of a
@@ -395,6 +398,10 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     batch 1 and calls pass ``cu_seqlens_q`` (``cu_seqlens_kv``), int32
     ``[B+1]``; not with q_lens (kv_lens, page_size). The index tensors a call
     passes are host (CPU) int32 tensors, for GPU calls too.
+    gpu_kernel: which GPU kernel: None or 'auto' (tensor cores where they
+    apply), 'tensor-cores', 'simt', 'wgmma' (Hopper: wgmma, TMA, a producer
+    warpgroup; sm_90 only, f16/bf16, head dims multiples of 64; not yet
+    checked on a GPU) or 'wgmma-pipelined' (its first, unspecialized form).
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.
@@ -402,7 +409,7 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     need_compiler("heed_compile")
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params,
                           target, analyze_mask, use_cache, kv_lens, page_size, q_lens,
-                          out_f32, cu_seqlens_q, cu_seqlens_kv)
+                          out_f32, cu_seqlens_q, cu_seqlens_kv, gpu_kernel)
     handle = kernel_p()
     if _is_path(spec):
         status = lib.heed_compile_file(encode(os.fspath(spec), "the spec's path"),

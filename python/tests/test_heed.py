@@ -464,6 +464,14 @@ class KernelTest(HeedTestCase):
             heed.compile(os.path.join(EXAMPLES, "sliding_window.attn"),
                          params={"widow": 5})
         self.assertIn("window", str(cm.exception))
+        # The GPU kernel asked for by name: an unknown one is refused at once;
+        # a known one leaves the CPU kernel as it is.
+        with self.assertRaises(heed.InvalidArgumentError) as cm:
+            heed.compile(CAUSAL, gpu_kernel="wgmma-fast")
+        self.assertIn("gpu_kernel", str(cm.exception))
+        self.assertIn("wgmma-pipelined", str(cm.exception))
+        kernel = heed.compile(CAUSAL, head_dim=16, gpu_kernel="tensor-cores")
+        self.assertEqual(kernel.target, heed.compile(CAUSAL, head_dim=16).target)
 
     def test_float64_input(self):
         rng = make_rng(self)

@@ -93,6 +93,45 @@ int main(int argc, char **argv) {
     CHECK(strstr(heed_last_error(), "16 bytes") != NULL);
     heed_kernel_release(k);
   }
+  /* The kernel asked for through the C API (heed_compile_options.gpu_kernel):
+   * "wgmma" is the warp-specialized kernel (384 threads, 128-row Q boxes),
+   * "wgmma-pipelined" its first form (one warpgroup: 128 threads, 64 rows). */
+  {
+    static const char spec[] = "variant causal { mask = causal() }";
+    heed_compile_options o;
+    heed_compile_options_init(&o);
+    o.dtype = HEED_BF16;
+    o.head_dim = D;
+    o.target = "cuda:sm_90";
+    const char *kinds[2] = {"wgmma", "wgmma-pipelined"};
+    unsigned threads[2] = {384, 128}, qRows[2] = {128, 64};
+    for (int i = 0; i < 2; ++i) {
+      o.gpu_kernel = kinds[i];
+      heed_kernel *k = NULL;
+      CHECK(heed_compile(spec, "causal.attn", &o, &k) == HEED_OK);
+      if (!k) {
+        fprintf(stderr, "%s: %s\n", kinds[i], heed_last_error());
+        continue;
+      }
+      int64_t shape[4] = {B, H, S, D};
+      heed_tensor t[4];
+      tensors(t, shape);
+      CHECK(runOn(k, t, NULL) == HEED_OK);
+      CHECK(log->maps == 3 && log->passed == 3);
+      CHECK(log->block == threads[i]);
+      CHECK(log->maps == 3 && describes(&log->map[0], q, 0, qRows[i]));
+      heed_kernel_release(k);
+    }
+    /* A kind heed does not have, and heed_export (CPU artifacts) given one. */
+    o.gpu_kernel = "wgmma-fast";
+    heed_kernel *bad = NULL;
+    CHECK(heed_compile(spec, "causal.attn", &o, &bad) == HEED_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(heed_last_error(), "options.gpu_kernel: unknown --gpu-kernel=wgmma-fast") != NULL);
+    o.gpu_kernel = "wgmma";
+    o.target = NULL;
+    CHECK(heed_export(spec, "causal.attn", &o, "/nonexistent/x.heedk") == HEED_ERROR_UNSUPPORTED);
+    CHECK(strstr(heed_last_error(), "options.gpu_kernel is for heed_compile") != NULL);
+  }
   if (failures)
     fprintf(stderr, "capi_cuda_tma_test: %d failure(s)\n", failures);
   return failures ? 1 : 0;
