@@ -133,10 +133,12 @@ struct KernelFit {
 /// above (its dK and dV accumulators hold 4 D floats per thread).
 /// `narrow`: the dK/dV kernel's 16-row steps (compileCUDA retries with them
 /// where the default spills).
-/// The warp-specialized wgmma kernel's keys per tile: 64 (FlashAttention-3
-/// takes 128 at D = 128, but heed's variant code on 128-key score tiles
-/// spills at 240 registers; to be measured on a GPU).
-int64_t wgmmaKeysPerTile(const KernelConfig &) { return 64; }
+/// The warp-specialized wgmma kernel's keys per tile: FlashAttention-3's 128
+/// up to D = 128, 64 above (its O accumulator takes the registers); where a
+/// variant's code spills, compileCUDA fits half (fitWarpSpecialized).
+int64_t wgmmaKeysPerTile(const KernelConfig &config) {
+  return std::max(config.headDim, config.valueDim()) > 128 ? 64 : 128;
+}
 
 std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config,
                                              GPUComputation computation, bool narrow) {
@@ -594,30 +596,35 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   GPUKernelBinary best = std::move(*first);
   int64_t least = spillBytes(best.resources);
   int64_t keys = wgmmaKeysPerTile(config);
-  for (int64_t k : {keys, keys / 2}) {
-    for (int64_t producer : {kHopperProducerRegisters, int64_t(24), int64_t(88), int64_t(120)}) {
-      if (k == keys && producer == kHopperProducerRegisters)
-        continue; // the first try
-      KernelFit fit;
-      fit.producerRegisters = producer;
-      fit.keysPerTile = k;
-      auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
-                                    GPUComputation::Forward, fit);
-      if (!binary) { // (this fit does not lower: keep the best so far)
-        llvm::consumeError(binary.takeError());
-        continue;
-      }
-      int64_t bytes = spillBytes(binary->resources);
-      binary->resources += fmt::format("heed: warp-specialized fit: producer {} registers, "
-                                       "{} keys per tile\n",
-                                       producer, k);
-      if (bytes < least) {
-        least = bytes;
-        best = std::move(*binary);
-      }
-      if (!bytes)
-        return best;
+  // More registers for the consumers first (their score tile at these keys),
+  // then half the keys with each producer budget (a heavy classifier needs
+  // more in the producer whatever the tile), then a quarter (a heavy mask
+  // per score: 2-D neighborhoods).
+  std::vector<std::pair<int64_t, int64_t>> fits = {{keys, 24}};
+  for (int64_t producer : {kHopperProducerRegisters, int64_t(24), int64_t(88), int64_t(120)})
+    fits.push_back({keys / 2, producer});
+  if (keys / 4 >= 16)
+    fits.push_back({keys / 4, kHopperProducerRegisters});
+  for (auto [k, producer] : fits) {
+    KernelFit fit;
+    fit.producerRegisters = producer;
+    fit.keysPerTile = k;
+    auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
+                                  GPUComputation::Forward, fit);
+    if (!binary) { // (this fit does not lower: keep the best so far)
+      llvm::consumeError(binary.takeError());
+      continue;
     }
+    int64_t bytes = spillBytes(binary->resources);
+    binary->resources += fmt::format("heed: warp-specialized fit: producer {} registers, "
+                                     "{} keys per tile\n",
+                                     producer, k);
+    if (bytes < least) {
+      least = bytes;
+      best = std::move(*binary);
+    }
+    if (!bytes)
+      return best;
   }
   return best;
 }
