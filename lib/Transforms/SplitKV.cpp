@@ -50,6 +50,8 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "llvm/ADT/SmallPtrSet.h"
 
 #include <tuple>
 
@@ -208,6 +210,38 @@ void buildMergePhase(OpBuilder &b, TileWorkOp work, Value tiles) {
 }
 
 /// The one-loop form (see the header).
+/// The ops above `state` (split-KV's merge-or-compute branch) that only its
+/// compute side uses and that write nothing -- the query tile's load, the key
+/// range, their spans and the accumulators' fills -- moved into that side:
+/// the merge phase's items then read no query tile (on Hopper: no TMA and no
+/// barrier wait for it).
+void sinkIntoComputeSide(scf::IfOp state) {
+  Region &compute = state.getElseRegion();
+  llvm::SmallPtrSet<Operation *, 16> sunk;
+  SmallVector<Operation *> order;
+  auto writes = [](Operation *op) {
+    if (isMemoryEffectFree(op))
+      return false;
+    auto effects = dyn_cast<MemoryEffectOpInterface>(op);
+    return !effects || effects.hasEffect<MemoryEffects::Write>() ||
+           effects.hasEffect<MemoryEffects::Allocate>() || effects.hasEffect<MemoryEffects::Free>();
+  };
+  for (Operation *op = state->getPrevNode(); op; op = op->getPrevNode()) {
+    if (op->getNumRegions() || op->use_empty() || writes(op))
+      continue;
+    bool onlyThere = llvm::all_of(op->getUsers(), [&](Operation *user) {
+      return sunk.contains(user) || compute.isAncestor(user->getParentRegion());
+    });
+    if (onlyThere) {
+      sunk.insert(op);
+      order.push_back(op);
+    }
+  }
+  Block *into = &compute.front();
+  for (Operation *op : order) // (reverse order: each before the ones after it)
+    op->moveBefore(into, into->begin());
+}
+
 void splitWorkOneLoop(TileWorkOp work) {
   OpBuilder b(work);
   Location loc = work.getLoc();
@@ -255,6 +289,7 @@ void splitWorkOneLoop(TileWorkOp work) {
   store->moveBefore(stores.elseBlock()->getTerminator());
   inner.setInsertionPoint(stores.thenBlock()->getTerminator());
   storePartial(inner, work, store, split);
+  sinkIntoComputeSide(state);
   work.erase();
 }
 

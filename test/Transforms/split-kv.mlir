@@ -60,14 +60,17 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 // ONE: %[[TILE:.*]] = arith.divui %[[I]], %[[PARTS]] : index
 // ONE: %[[PART:.*]] = arith.remui %[[I]], %[[PARTS]] : index
 // ONE: attn.tile.span %{{.*}}[%[[TILE]]] {{.*}} side <q>
+// The merge phase reads back the parts' states; what only the key loop
+// needs (the query tile, the key range) is computed on the other side.
+// ONE: %[[STATE:.*]]:3 = scf.if %[[MERGE]] -> (
+// ONE-NEXT: attn.tile.merge_partials %[[PACC]], %[[PSTATS]][%[[B]], %[[H]]] splits(%[[COUNT]])
+// ONE: } else {
+// ONE: attn.tile.load %arg0
 // Part s: tiles first + s, first + s + parts, ... of [first, end).
 // ONE: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
 // ONE: %[[LAST:.*]] = arith.maxui %[[END]], %[[FIRST]] : index
 // ONE: %[[FROM:.*]] = arith.addi %[[FIRST]], %[[PART]] : index
 // ONE: %[[LO:.*]] = arith.minui %[[FROM]], %[[LAST]] : index
-// ONE: %[[STATE:.*]]:3 = scf.if %[[MERGE]] -> (
-// ONE: attn.tile.merge_partials %[[PACC]], %[[PSTATS]][%[[B]], %[[H]]] splits(%[[COUNT]])
-// ONE: } else {
 // ONE: scf.for %{{.*}} = %[[LO]] to %[[LAST]] step %[[PARTS]]
 // ONE: %[[PARTIAL:.*]] = arith.cmpi eq, %[[PHASE]], %c1 : index
 // ONE: scf.if %[[PARTIAL]] {

@@ -78,10 +78,10 @@ func.func @causal_kernel(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %
 // SPLIT-LABEL: func.func @causal_kernel
 // SPLIT: attn.tile.warp_specialize producer {
 // SPLIT: %[[PART:.*]] = arith.remui
-// SPLIT: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
 // SPLIT: scf.if %[[MERGE:.*]] {
 // SPLIT-NEXT: } else {
-// SPLIT-NEXT: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %[[PARTS:.*]] iter_args
+// SPLIT: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
+// SPLIT: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %[[PARTS:.*]] iter_args
 // SPLIT: arith.remui %{{.*}}, %c3 : index
 // SPLIT: attn.tile.acquire_kv
 // SPLIT: attn.tile.copy_kv {{.*}} of 3 async
