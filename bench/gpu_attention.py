@@ -401,6 +401,61 @@ def run_heed(torch, heed, v, q, k, val, chip, a, gpu_kernel=None):
     return r, out
 
 
+def cell(r):
+    """A TFLOP/s table cell: the figure, WRONG (failed its check) or ERROR."""
+    if r.get("check") == "FAILED":
+        return "WRONG"
+    return fmt(r.get("tflops")) if "error" not in r else "ERROR"
+
+
+def run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, started,
+                   not_run, write_json):
+    """heed's Hopper kernel (gpu_kernel='wgmma') on every row already run, the
+    same inputs (same seed), checked against the sampled float64 reference
+    (flex's output is gone by now), recorded as the row's `heed_wgmma`."""
+    by_name = {v.name: v for v in variants}
+    print()
+    print("## heed's Hopper kernel (gpu_kernel='wgmma': wgmma, TMA, a producer warpgroup)")
+    print()
+    print("| variant | D | heed wgmma TFLOP/s | heed TFLOP/s | flex TFLOP/s | wgmma/heed | "
+          "wgmma compile s | max abs vs f32 ref |")
+    print("| --- " * 8 + "|")
+    for D in a.dims:
+        rows = [r for r in results if r["D"] == D]
+        if not rows:
+            continue
+        g = torch.Generator(device=device).manual_seed(a.seed + D)
+        q, k, val = (torch.randn(B, H, S, D, device=device, dtype=torch.bfloat16, generator=g)
+                     for _ in range(3))
+        for row in rows:
+            v = by_name[row["variant"]]
+            if a.budget is not None and time.perf_counter() - started > a.budget:
+                row["heed_wgmma"] = {"error": "not run: the budget is spent"}
+                not_run.append({"variant": v.name, "D": D, "kernel": "wgmma"})
+                continue
+            try:
+                r, out = run_heed(torch, heed, v, q, k, val, chip, a, "wgmma")
+                r["nan"] = bool(torch.isnan(out).any())
+                r["ref_error"] = sampled_error(torch, v, q, k, val, out, a.seed)
+                r["check"] = "PASSED" if not r["nan"] and r["ref_error"] <= a.tol else "FAILED"
+                r["tflops"] = (tflops(row["useful_flops"], r["ms"])
+                               if r["check"] == "PASSED" else None)
+                del out
+            except Exception as e:
+                r = {"error": "%s: %s" % (type(e).__name__, e)}
+            row["heed_wgmma"] = r
+            h = row.get("heed", {})
+            ratio = r["tflops"] / h["tflops"] if r.get("tflops") and h.get("tflops") else None
+            print("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+                row["label"], D, cell(r), cell(h), cell(row.get("flex", {})),
+                fmt(ratio, "%.2fx"), fmt(r.get("compile_s"), "%.2f"),
+                fmt(r.get("ref_error"), "%.2e")))
+            sys.stdout.flush()
+            write_json()
+        del q, k, val
+        torch.cuda.empty_cache()
+
+
 def run_flex(torch, v, q, k, val, a):
     """flex: block mask build time, cold compile (fresh dynamo state), steady time."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -501,11 +556,11 @@ def gpu_main(a):
     print("# bf16 forward, B=%d H=%d S=%d; median of %d calls after %d warm-up; TFLOP/s of "
           "useful work 4*B*H*S*S*D*density" % (B, H, S, a.repeat, a.warmup))
 
-    # heed's Hopper kernel beside its default one (issue 16), on sm_90.
+    # heed's Hopper kernel (issue 16), on sm_90: its rows come after every
+    # other row, so that a kernel that hangs takes none of them with it.
     kinds = [("heed", None)]
-    if a.wgmma == "on" or (a.wgmma == "auto" and major == 9):
-        kinds.append(("heed_wgmma", "wgmma"))
-    info["heed_kernels"] = [name for name, _ in kinds]
+    wgmma = a.wgmma == "on" or (a.wgmma == "auto" and major == 9)
+    info["heed_kernels"] = ["heed"] + (["heed_wgmma"] if wgmma else [])
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     densities = {v.name: density(torch, v, H, S, device) for v in variants}
     results, failed = [], False
@@ -530,13 +585,11 @@ def gpu_main(a):
         print()
         print("## D=%d" % D)
         print()
-        wg = len(kinds) > 1
-        print("| variant | density | heed TFLOP/s | " + ("heed wgmma TFLOP/s | " if wg else "") +
-              "flex TFLOP/s | heed/flex | sdpa flash | "
+        print("| variant | density | heed TFLOP/s | flex TFLOP/s | heed/flex | sdpa flash | "
               "sdpa cuDNN | heed ms | flex ms | heed compile s | flex compile s | "
               "flex block mask ms | heed first-call overhead ms | max abs heed-flex | "
               "max abs vs f32 ref (heed / flex) |")
-        print("| --- " * (16 if wg else 15) + "|")
+        print("| --- " * 15 + "|")
         for v in variants:
             if a.budget is not None and time.perf_counter() - started > a.budget:
                 not_run.append({"variant": v.name, "D": D})
@@ -590,13 +643,7 @@ def gpu_main(a):
             h, f = row["heed"], row["flex"]
             ratio = (h["tflops"] / f["tflops"]) if h.get("tflops") and f.get("tflops") else None
             row["heed_over_flex"] = ratio
-            def cell(r):
-                if r.get("check") == "FAILED":
-                    return "WRONG"
-                return fmt(r.get("tflops")) if "error" not in r else "ERROR"
             heed_cell = cell(h)
-            if wg:
-                heed_cell += " | " + cell(row.get("heed_wgmma", {"error": "not run"}))
             print("| %s | %.4f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | "
                   "%s / %s |" % (
                       v.label, dens, heed_cell,
@@ -614,6 +661,11 @@ def gpu_main(a):
             write_json()
         del q, k, val
         torch.cuda.empty_cache()
+    if wgmma:
+        run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, started,
+                       not_run, write_json)
+        failed |= any(r.get("heed_wgmma", {}).get("check") == "FAILED" or
+                      "error" in r.get("heed_wgmma", {}) for r in results)
     errors = [(r["variant"], r["D"], impl, r[impl]["error"]) for r in results
               for impl in ("heed", "heed_wgmma", "flex", "sdpa_flash", "sdpa_cudnn")
               if impl in r and "error" in r[impl]]
@@ -653,11 +705,11 @@ def cpu_check(a):
     import heed
     B, H, S, D = 1, 4, 1024, 32
     device = torch.device("cpu")
-    # heed's Hopper kernel beside its default one (issue 16), on sm_90.
+    # heed's Hopper kernel (issue 16), on sm_90: its rows come after every
+    # other row, so that a kernel that hangs takes none of them with it.
     kinds = [("heed", None)]
-    if a.wgmma == "on" or (a.wgmma == "auto" and major == 9):
-        kinds.append(("heed_wgmma", "wgmma"))
-    info["heed_kernels"] = [name for name, _ in kinds]
+    wgmma = a.wgmma == "on" or (a.wgmma == "auto" and major == 9)
+    info["heed_kernels"] = ["heed"] + (["heed_wgmma"] if wgmma else [])
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     g = torch.Generator().manual_seed(a.seed)
     q, k, val = (torch.randn(B, H, S, D, generator=g) for _ in range(3))
