@@ -75,7 +75,7 @@ def parse_args(argv):
     p.add_argument("--wgmma", choices=("auto", "on", "off"), default="auto",
                    help="also run heed's Hopper kernel (gpu_kernel='wgmma': wgmma, TMA, a "
                         "producer warpgroup), checked like the default one; auto: on sm_90 "
-                        "devices (default)"),
+                        "devices (default)")
     p.add_argument("--warm-compile-cache", action="store_true",
                    help="keep torch's on-disk Inductor/Triton caches (default: a fresh one, so "
                         "flex's compile time is cold)")
@@ -430,9 +430,10 @@ def run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, sta
         for row in rows:
             v = by_name[row["variant"]]
             if a.budget is not None and time.perf_counter() - started > a.budget:
-                row["heed_wgmma"] = {"error": "not run: the budget is spent"}
+                row["heed_wgmma"] = {"not_run": "the budget is spent"}
                 not_run.append({"variant": v.name, "D": D, "kernel": "wgmma"})
                 continue
+            out = None
             try:
                 r, out = run_heed(torch, heed, v, q, k, val, chip, a, "wgmma")
                 r["nan"] = bool(torch.isnan(out).any())
@@ -440,9 +441,10 @@ def run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, sta
                 r["check"] = "PASSED" if not r["nan"] and r["ref_error"] <= a.tol else "FAILED"
                 r["tflops"] = (tflops(row["useful_flops"], r["ms"])
                                if r["check"] == "PASSED" else None)
-                del out
             except Exception as e:
                 r = {"error": "%s: %s" % (type(e).__name__, e)}
+            finally:
+                del out
             row["heed_wgmma"] = r
             h = row.get("heed", {})
             ratio = r["tflops"] / h["tflops"] if r.get("tflops") and h.get("tflops") else None
@@ -688,8 +690,9 @@ def gpu_main(a):
                       for name, key in (("memory hit", "memory_hit_s"), ("disk hit", "disk_hit_s"))
                       if all(key in r["heed"] for r in heed_rows)))
     if not_run:
-        print("NOT RUN (budget): %s" % ", ".join("%s D=%d" % (n["variant"], n["D"])
-                                                for n in not_run))
+        print("NOT RUN (budget): %s" % ", ".join(
+            "%s D=%d%s" % (n["variant"], n["D"], " (wgmma)" if n.get("kernel") else "")
+            for n in not_run))
     return 1 if failed or not_run else 0
 
 
@@ -705,11 +708,6 @@ def cpu_check(a):
     import heed
     B, H, S, D = 1, 4, 1024, 32
     device = torch.device("cpu")
-    # heed's Hopper kernel (issue 16), on sm_90: its rows come after every
-    # other row, so that a kernel that hangs takes none of them with it.
-    kinds = [("heed", None)]
-    wgmma = a.wgmma == "on" or (a.wgmma == "auto" and major == 9)
-    info["heed_kernels"] = ["heed"] + (["heed_wgmma"] if wgmma else [])
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     g = torch.Generator().manual_seed(a.seed)
     q, k, val = (torch.randn(B, H, S, D, generator=g) for _ in range(3))

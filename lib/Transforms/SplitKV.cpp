@@ -209,7 +209,6 @@ void buildMergePhase(OpBuilder &b, TileWorkOp work, Value tiles) {
   points.keys.erase();
 }
 
-/// The one-loop form (see the header).
 /// The ops above `state` (split-KV's merge-or-compute branch) that only its
 /// compute side uses and that write nothing -- the query tile's load, the key
 /// range, their spans and the accumulators' fills -- moved into that side:
@@ -242,6 +241,7 @@ void sinkIntoComputeSide(scf::IfOp state) {
     op->moveBefore(into, into->begin());
 }
 
+/// The one-loop form (see the header).
 void splitWorkOneLoop(TileWorkOp work) {
   OpBuilder b(work);
   Location loc = work.getLoc();
