@@ -255,17 +255,6 @@ void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options
 }
 } // namespace
 
-std::pair<int64_t, int64_t> hopperRegisterBudget(int64_t consumers, int64_t producer) {
-  constexpr int64_t kMost = 240, kWarpgroup = 128;
-  int64_t threads = (consumers + 1) * kWarpgroup;
-  int64_t atLaunch = std::min<int64_t>(255, 65536 / threads) / 8 * 8;
-  int64_t consumer =
-      std::min<int64_t>(kMost, (atLaunch * (consumers + 1) - producer) / consumers / 8 * 8);
-  if (consumer <= atLaunch || producer >= atLaunch)
-    return {0, 0};
-  return {producer, consumer};
-}
-
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   // Query tiles of 16 rows per warp (wgmma: 64 per warpgroup); keys per
   // tile by head dim unless set.

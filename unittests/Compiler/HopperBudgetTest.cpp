@@ -1,9 +1,9 @@
 // The warp-specialized Hopper kernel's register budgets (hopperRegisterBudget,
-// heed/Pipelines/Pipelines.h): what setmaxnreg moves the producer and the
+// heed/Conversion/HopperRegisters.h): what setmaxnreg moves the producer and the
 // consumer warpgroups to must fit the block's 65536 registers as ptxas hands
 // them out at launch (65536 / threads, in multiples of 8, at most 255), each
 // budget a multiple of 8 in [24, 256], the consumers' above what they had.
-#include "heed/Pipelines/Pipelines.h"
+#include "heed/Conversion/HopperRegisters.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +14,7 @@ namespace {
 TEST(HopperBudget, FitsTheBlocksRegisters) {
   for (int64_t consumers = 1; consumers <= 4; ++consumers) {
     int64_t threads = 128 * (consumers + 1);
-    int64_t atLaunch = std::min<int64_t>(255, 65536 / threads) / 8 * 8;
+    int64_t atLaunch = heed::hopperRegistersAtLaunch(threads);
     for (int64_t producer : {24, 56, 88, 120, 160, 168, 200}) {
       auto [p, c] = heed::hopperRegisterBudget(consumers, producer);
       SCOPED_TRACE(::testing::Message() << consumers << " consumer warpgroups, producer "
@@ -31,6 +31,13 @@ TEST(HopperBudget, FitsTheBlocksRegisters) {
       EXPECT_LE(128 * (p + consumers * c), atLaunch * threads);
     }
   }
+}
+
+TEST(HopperBudget, RegistersAtLaunch) {
+  // What ptxas reports for .maxntid 384 / 256 / 512 with .minnctapersm 1.
+  EXPECT_EQ(heed::hopperRegistersAtLaunch(384), 168);
+  EXPECT_EQ(heed::hopperRegistersAtLaunch(256), 248);
+  EXPECT_EQ(heed::hopperRegistersAtLaunch(512), 128);
 }
 
 TEST(HopperBudget, FlashAttention3Splits) {

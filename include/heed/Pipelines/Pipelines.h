@@ -2,6 +2,7 @@
 #ifndef HEED_PIPELINES_PIPELINES_H
 #define HEED_PIPELINES_PIPELINES_H
 
+#include "heed/Conversion/HopperRegisters.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Pass/PassManager.h"
 
@@ -70,11 +71,6 @@ void buildCPUBackwardTilingPipeline(mlir::OpPassManager &pm, const CPUPipelineOp
 void buildCPUToLLVMPipeline(mlir::OpPassManager &pm);
 
 /// Options of the GPU pipelines. The dtype and head dims come from the IR.
-/// The warp-specialized wgmma kernel's default producer budget (registers
-/// per thread): FlashAttention-3's producer, which only issues TMA, takes
-/// 24; heed's also classifies each key tile (to copy no EMPTY one), which
-/// spills at 24 for document masks; 56 leaves two consumer warpgroups 224.
-constexpr int64_t kHopperProducerRegisters = 56;
 
 struct GPUPipelineOptions {
   std::string chip;         ///< "sm_90", "gfx942", ...
@@ -104,12 +100,6 @@ struct GPUPipelineOptions {
 /// in `attn.launch`. Printable stage `--emit=gpu`.
 void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options);
 
-/// The registers per thread (producer, consumer) a warp-specialized Hopper
-/// block of `consumers` consumer warpgroups and one producer moves to
-/// (setmaxnreg): the producer to `producer`, the consumers to what the
-/// block's 65536 then leaves them (at most 240); (0, 0) where that would not
-/// raise the consumers' budget (one consumer warpgroup: 248 at launch).
-std::pair<int64_t, int64_t> hopperRegisterBudget(int64_t consumers, int64_t producer);
 
 /// attn.attention_backward -> one of the GPU backward's tensor-core kernels
 /// (`kernel` "dq" or "dkdv"; docs/backward.md, "GPU kernels"):

@@ -148,7 +148,11 @@ struct CommitKVLowering : TargetPattern<TileCommitKVOp> {
   }
 };
 
-LogicalResult noWarpSpecialization(Operation *op);
+/// The error of a warp-specialized op on a target without a producer.
+LogicalResult noWarpSpecialization(Operation *op) {
+  return op->emitOpError() << "is warp-specialized code (--attn-warp-specialize): only the "
+                              "wgmma kernel (Hopper) runs it";
+}
 
 struct WaitKVLowering : TargetPattern<TileWaitKVOp> {
   using TargetPattern::TargetPattern;
@@ -163,12 +167,6 @@ struct WaitKVLowering : TargetPattern<TileWaitKVOp> {
     return success();
   }
 };
-
-/// The error of a warp-specialized op on a target without a producer.
-LogicalResult noWarpSpecialization(Operation *op) {
-  return op->emitOpError() << "is warp-specialized code (--attn-warp-specialize): only the "
-                              "wgmma kernel (Hopper) runs it";
-}
 
 /// A target with a producer warpgroup replaces the op before the patterns
 /// run (prepareKernel); any other refuses it.

@@ -31,6 +31,7 @@
 // taken out of the pipeline's EMPTY guard): each slot's barrier then completes
 // one phase per tile, so the parity a tile waits for follows from its index.
 // EMPTY tiles are still not computed.
+#include "heed/Conversion/HopperRegisters.h"
 #include "heed/Conversion/Passes.h"
 #include "heed/Transforms/StagedKeyLoop.h"
 
@@ -111,7 +112,7 @@ public:
   LogicalResult prepareKernel(gpu::GPUFuncOp kernel) override;
 
   int64_t launchThreads() const override {
-    return shape.threads() + (specialized ? kWarpgroup : 0);
+    return consumerThreads() + (specialized ? kWarpgroup : 0);
   }
 
   /// (Flat tiles: TMA reads rows first .. first + rows; gated tiles, whose
@@ -596,7 +597,7 @@ LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp
     return op.emitOpError() << "--convert-attn-tile-to-hopper: register budgets are multiples "
                                "of 8 in [24, 256] (or 0: unchanged), not "
                             << producer << " and " << consumer;
-  int64_t atLaunch = std::min<int64_t>(255, 65536 / threads) / 8 * 8;
+  int64_t atLaunch = heed::hopperRegistersAtLaunch(threads);
   int64_t pool = atLaunch * threads;
   int64_t asked = kWarpgroup * ((producer ? producer : atLaunch) +
                                 consumers * (consumer ? consumer : atLaunch));
@@ -614,7 +615,13 @@ LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp
   });
   if (barrier.wasInterrupted())
     return failure();
+  if (op.getPingpong() && consumers > 1 && shape.stages < 2)
+    return op.emitOpError() << "--convert-attn-tile-to-hopper: ping-pong needs two staging "
+                               "slots or more (with one, a warpgroup would wait for the next "
+                               "fill while holding its turn, and that fill for the other's "
+                               "release after its turn)";
   specialized = true;
+  pingpong = op.getPingpong() && consumers > 1;
   MLIRContext *ctx = op.getContext();
   Location loc = op.getLoc();
   OpBuilder b(op);
@@ -638,12 +645,6 @@ LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp
   Block *consumerBlock = &role.getThenRegion().front();
   OpBuilder cb = OpBuilder::atBlockTerminator(consumerBlock);
   budget(cb, consumer, NVVM::SetMaxRegisterAction::increase);
-  pingpong = op.getPingpong() && consumers > 1;
-  if (pingpong && shape.stages < 2)
-    return op.emitOpError() << "--convert-attn-tile-to-hopper: ping-pong needs two staging "
-                               "slots or more (with one, a warpgroup would wait for the next "
-                               "fill while holding its turn, and that fill for the other's "
-                               "release after its turn)";
   auto ifGroup = [&](arith::CmpIPredicate pred, int64_t group) {
     auto branch = scf::IfOp::create(
         cb, loc, arith::CmpIOp::create(cb, loc, pred, warpgroup(cb, loc), index(cb, loc, group)),
@@ -742,3 +743,18 @@ struct TensorMapParamsPass : heed::impl::HeedTensorMapParamsBase<TensorMapParams
 };
 
 } // namespace
+
+int64_t heed::hopperRegistersAtLaunch(int64_t threads) {
+  return std::min<int64_t>(255, 65536 / threads) / 8 * 8;
+}
+
+std::pair<int64_t, int64_t> heed::hopperRegisterBudget(int64_t consumers, int64_t producer) {
+  constexpr int64_t kMost = 240;
+  int64_t threads = (consumers + 1) * kWarpgroup;
+  int64_t atLaunch = hopperRegistersAtLaunch(threads);
+  int64_t consumer =
+      std::min<int64_t>(kMost, (atLaunch * (consumers + 1) - producer) / consumers / 8 * 8);
+  if (consumer <= atLaunch || producer >= atLaunch)
+    return {0, 0};
+  return {producer, consumer};
+}

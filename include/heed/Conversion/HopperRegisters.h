@@ -1,0 +1,34 @@
+// The register file of a warp-specialized Hopper block (the wgmma kernel,
+// lib/Conversion/TileToHopper): what ptxas gives each thread at launch and
+// how setmaxnreg shares it out between the producer warpgroup and the
+// consumer warpgroups. The schedule (lib/Pipelines) picks budgets with it,
+// the lowering checks them with it.
+#ifndef HEED_CONVERSION_HOPPERREGISTERS_H
+#define HEED_CONVERSION_HOPPERREGISTERS_H
+
+#include <cstdint>
+#include <utility>
+
+namespace heed {
+
+/// The warp-specialized wgmma kernel's default producer budget (registers
+/// per thread): FlashAttention-3's producer, which only issues TMA, takes
+/// 24; heed's also classifies each key tile (to copy no EMPTY one), which
+/// spills at 24 for document masks; 56 leaves two consumer warpgroups 224.
+constexpr int64_t kHopperProducerRegisters = 56;
+
+/// The registers per thread ptxas gives a block of `threads` at launch when
+/// the kernel says `.maxntid threads` and `.minnctapersm 1`: 65536 / threads
+/// in multiples of 8, at most 255.
+int64_t hopperRegistersAtLaunch(int64_t threads);
+
+/// The registers per thread (producer, consumer) a warp-specialized block of
+/// `consumers` consumer warpgroups and one producer moves to (setmaxnreg):
+/// the producer to `producer`, the consumers to what the block's 65536 then
+/// leaves them (at most 240); (0, 0) where that would not raise the
+/// consumers' budget (one consumer warpgroup: 248 at launch).
+std::pair<int64_t, int64_t> hopperRegisterBudget(int64_t consumers, int64_t producer);
+
+} // namespace heed
+
+#endif
