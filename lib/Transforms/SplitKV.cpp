@@ -218,15 +218,9 @@ void sinkIntoComputeSide(scf::IfOp state) {
   Region &compute = state.getElseRegion();
   llvm::SmallPtrSet<Operation *, 16> sunk;
   SmallVector<Operation *> order;
-  auto writes = [](Operation *op) {
-    if (isMemoryEffectFree(op))
-      return false;
-    auto effects = dyn_cast<MemoryEffectOpInterface>(op);
-    return !effects || effects.hasEffect<MemoryEffects::Write>() ||
-           effects.hasEffect<MemoryEffects::Allocate>() || effects.hasEffect<MemoryEffects::Free>();
-  };
   for (Operation *op = state->getPrevNode(); op; op = op->getPrevNode()) {
-    if (op->getNumRegions() || op->use_empty() || writes(op))
+    if (op->getNumRegions() || op->use_empty() ||
+        !(isMemoryEffectFree(op) || hasSingleEffect<MemoryEffects::Read>(op)))
       continue;
     bool onlyThere = llvm::all_of(op->getUsers(), [&](Operation *user) {
       return sunk.contains(user) || compute.isAncestor(user->getParentRegion());

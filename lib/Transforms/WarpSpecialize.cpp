@@ -67,16 +67,8 @@ namespace {
 /// only the status word, which the copy leaves to the consumers' original
 /// (cloneForProducer).
 bool copyable(Operation *op) {
-  if (isMemoryEffectFree(op) || isa<TileRouteOp>(op))
-    return true;
-  auto effects = dyn_cast<MemoryEffectOpInterface>(op);
-  if (!effects)
-    return false;
-  SmallVector<MemoryEffects::EffectInstance> list;
-  effects.getEffects(list);
-  return llvm::all_of(list, [](const MemoryEffects::EffectInstance &e) {
-    return isa<MemoryEffects::Read>(e.getEffect());
-  });
+  return isMemoryEffectFree(op) || isa<TileRouteOp>(op) ||
+         hasSingleEffect<MemoryEffects::Read>(op);
 }
 
 /// A copy of `op` for the producer: a route value's copy does not report
