@@ -52,7 +52,7 @@ public:
   /// compiles and keeps its own.
   /// `kind`: which GPU kernel (heed_compile_options.gpu_kernel).
   GPULauncher(spec::Variant variant, KernelConfig config, std::vector<GPUChoice> choices,
-              bool shared, GPUKernelKind kind = GPUKernelKind::Auto);
+              bool shared, GPUKernelKind kind);
 
   /// Compiles for every chip given now, so heed_compile reports what fails
   /// (modules are loaded at the first launch). HEED_OK or the failure.

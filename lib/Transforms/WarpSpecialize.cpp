@@ -159,6 +159,13 @@ public:
         cloneForProducer(b, op, map);
   }
 
+  /// The key loop is now `loop` (rebuilt with another iter_arg).
+  void replaceLoop(scf::ForOp loop) {
+    path.remove(key.loop);
+    path.insert(loop);
+    key.loop = loop;
+  }
+
   llvm::SetVector<Operation *> path; ///< the branches to the loop, and the loop
   llvm::SetVector<Block *> blocks;   ///< the blocks holding them
 
@@ -236,9 +243,7 @@ struct AttnWarpSpecializePass : heed::impl::AttnWarpSpecializeBase<AttnWarpSpeci
         [&](OpBuilder &yb, Location, ArrayRef<BlockArgument> carried) -> SmallVector<Value> {
           return {nextCount(yb, loc, carried[0], guard)};
         }));
-    slice.path.remove(key.loop);
-    slice.path.insert(loop);
-    key.loop = loop;
+    slice.replaceLoop(loop);
     Value n = loop.getRegionIterArgs()[counter];
     b.setInsertionPoint(key.firstUse);
     auto [stage, round] = slotOf(b, loc, n, stages);
