@@ -560,7 +560,6 @@ def gpu_main(a):
 
     # heed's Hopper kernel (issue 16), on sm_90: its rows come after every
     # other row, so that a kernel that hangs takes none of them with it.
-    kinds = [("heed", None)]
     wgmma = a.wgmma == "on" or (a.wgmma == "auto" and major == 9)
     info["heed_kernels"] = ["heed"] + (["heed_wgmma"] if wgmma else [])
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
@@ -609,26 +608,21 @@ def gpu_main(a):
             except Exception as e:  # report and go on: one broken variant is not the run
                 row["flex"] = {"error": "%s: %s" % (type(e).__name__, e)}
                 failed = True
-            for name, kind in kinds:
-                try:
-                    row[name], out = run_heed(torch, heed, v, q, k, val, chip, a, kind)
-                    h = row[name]
-                    h["nan"] = bool(torch.isnan(out).any())
-                    h["ref_error"] = sampled_error(torch, v, q, k, val, out, a.seed)
-                    if out_f is not None:
-                        h["flex_error"] = float((out.float() - out_f.float()).abs().max())
-                    # Against flex when flex ran, else against the sampled reference.
-                    err = h.get("flex_error", h["ref_error"])
-                    h["check"] = "PASSED" if not h["nan"] and err <= a.tol else "FAILED"
-                    h["tflops"] = tflops(flops, h["ms"]) if h["check"] == "PASSED" else None
-                    failed |= h["check"] != "PASSED"
-                    if kind is None:
-                        out_h = out
-                    else:
-                        del out
-                except Exception as e:
-                    row[name] = {"error": "%s: %s" % (type(e).__name__, e)}
-                    failed = True
+            try:
+                row["heed"], out_h = run_heed(torch, heed, v, q, k, val, chip, a)
+                h = row["heed"]
+                h["nan"] = bool(torch.isnan(out_h).any())
+                h["ref_error"] = sampled_error(torch, v, q, k, val, out_h, a.seed)
+                if out_f is not None:
+                    h["flex_error"] = float((out_h.float() - out_f.float()).abs().max())
+                # Against flex when flex ran, else against the sampled reference.
+                err = h.get("flex_error", h["ref_error"])
+                h["check"] = "PASSED" if not h["nan"] and err <= a.tol else "FAILED"
+                h["tflops"] = tflops(flops, h["ms"]) if h["check"] == "PASSED" else None
+                failed |= h["check"] != "PASSED"
+            except Exception as e:
+                row["heed"] = {"error": "%s: %s" % (type(e).__name__, e)}
+                failed = True
             for backend in ("flash", "cudnn"):
                 if v.sdpa is None:
                     continue
