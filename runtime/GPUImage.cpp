@@ -89,14 +89,10 @@ public:
   std::string launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
                              const std::vector<unsigned> &gradients, const Module &dkdv,
                              void *stream, const GPULaunchOptions &options) const override {
-    if constexpr (std::is_same_v<KernelModule, cuda::KernelModule>) {
-      auto *other = dynamic_cast<const PlatformModule *>(&dkdv);
-      if (!other)
-        return "the backward's two kernels are of different platforms";
-      return module->launchBackward(info, args, gradients, *other->module, stream, options);
-    } else {
-      return "the GPU backward's kernels are NVIDIA's (CUDA) for now (docs/backward.md)";
-    }
+    auto *other = dynamic_cast<const PlatformModule *>(&dkdv);
+    if (!other)
+      return "the backward's two kernels are of different platforms";
+    return module->launchBackward(info, args, gradients, *other->module, stream, options);
   }
 
 private:

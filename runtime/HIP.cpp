@@ -327,4 +327,20 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
                             options, splits);
 }
 
+std::string KernelModule::launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                                         const std::vector<unsigned> &gradients,
+                                         const KernelModule &dkdv, void *stream,
+                                         const GPULaunchOptions &options) const {
+  if (dkdv.deviceOrdinal != deviceOrdinal)
+    return "the backward's two kernels are loaded on different devices";
+  std::string error;
+  Runtime *r = runtime(error);
+  if (!r || !(error = r->bind(deviceOrdinal)).empty())
+    return error;
+  StreamDriver dqCalls(*r, stream, function, shape.threads, shape.sharedBytes);
+  StreamDriver dkdvCalls(*r, stream, dkdv.function, dkdv.shape.threads, dkdv.shape.sharedBytes);
+  return launchGPUBackward(info, args, gradients, shape, dqCalls, dkdv.shape, dkdvCalls,
+                           r->streams.get(deviceOrdinal, stream), options);
+}
+
 } // namespace heed::hip

@@ -267,8 +267,8 @@ heed_status heed_synchronize(int32_t device_type, int32_t device_id, void *strea
 typedef struct heed_backward heed_backward;
 
 /* Compiles the backward of the spec's variant for this machine's CPU (the
- * options as heed_compile's; lse and target are ignored; on CUDA tensors the
- * two GPU kernels are compiled at the first call, for the device's chip), through the kernel
+ * options as heed_compile's; lse and target are ignored; on CUDA or ROCm tensors
+ * the two GPU kernels are compiled at the first call, for the device's chip), through the kernel
  * cache (memory, then disk) unless use_cache = 0. HEED_ERROR_COMPILE names the buffer or
  * op where the score cannot be differentiated. Gated (MoH) variants get the
  * gate buffer's gradient too (docs/backward.md, "Gated variants"). */
@@ -286,8 +286,8 @@ int32_t heed_backward_buffer_grad_index(const heed_backward *backward, int32_t i
 
 typedef struct heed_backward_args {
   uint32_t struct_size;
-  /* All on the CPU, or all on one CUDA device (the GPU backward's dQ and dK/dV
-   * kernels, docs/backward.md "GPU kernels"; buffer gradients there are summed
+  /* All on the CPU, or all on one CUDA or ROCm device (the GPU backward's dQ and
+   * dK/dV kernels, docs/backward.md "GPU kernels"; buffer gradients there are summed
    * with float atomics: not bitwise reproducible). q, k, v, buffers as given
    * to heed_attention; out and lse (f32 [B, Hq, Sq]) as the forward (compiled
    * with lse) wrote them; dout shaped like out. */
@@ -301,7 +301,7 @@ typedef struct heed_backward_args {
   int32_t num_buffer_grads;
   int32_t num_threads; /* 0 = all cores; the result is bitwise reproducible per count */
   heed_run_stats *stats; /* optional; all -1 after a GPU run */
-  /* CUDA tensors: the stream (NULL: the default one); the call returns once both
+  /* GPU tensors: the stream (NULL: the default one); the call returns once both
    * kernels are queued there (see heed_synchronize). Added after `stats`: a
    * struct_size that ends before it means NULL. */
   void *stream;

@@ -1,7 +1,8 @@
 // The backward pass in the C API (heed.h, "the backward pass"): compiling a
 // heed::BackwardKernel (through the kernel cache unless use_cache = 0) and
-// running it on CPU tensors, or on CUDA tensors the GPU backward's dQ and
-// dK/dV kernels, compiled for the device's chip at the first such call.
+// running it on CPU tensors, or on CUDA or ROCm tensors the GPU backward's
+// dQ and dK/dV kernels, compiled for the device's chip at the first such
+// call.
 #include "Request.h"
 
 #include "heed/Compiler/Backward.h"
@@ -10,6 +11,7 @@
 #include "heed/Runtime/CApiSupport.h"
 #include "heed/Runtime/CUDA.h"
 #include "heed/Runtime/GPUImage.h"
+#include "heed/Runtime/HIP.h"
 
 #include <exception>
 #include <map>
@@ -22,12 +24,12 @@ using heed::capi::fail;
 
 struct heed_backward {
   std::unique_ptr<BackwardKernel> kernel;
-  // The GPU backward, made at the first call on CUDA tensors.
+  // The GPU backward, made at the first call on GPU tensors.
   spec::Variant variant;
   KernelConfig config; ///< with lse: the forward's description the kernels take
   bool useCache = true;
   std::mutex gpuMutex;
-  /// The dQ and dK/dV images by chip.
+  /// The dQ and dK/dV images by chip (CUDA's sm_*, ROCm's gfx*).
   std::map<std::string, std::pair<std::shared_ptr<const GPUImage>,
                                   std::shared_ptr<const GPUImage>>> images;
 };
@@ -48,16 +50,16 @@ bool isLive(const heed_backward *b, const char *caller) {
   return false;
 }
 
-/// A tensor of the call (a CPU or CUDA one; all must be on one device); ""
+/// A tensor of the call (a CPU, CUDA or ROCm one; all must be on one device); ""
 /// or why not. `device`: (device type, id) of the first tensor, checked
 /// against the others'.
 std::string toRef(const heed_tensor *t, const std::string &what, TensorRef &out,
                   std::pair<int32_t, int32_t> &device) {
   if (!t)
     return what + " is missing (NULL)";
-  if (t->device_type != HEED_DEVICE_CPU && t->device_type != HEED_DEVICE_CUDA)
+  if (t->device_type != HEED_DEVICE_CPU && !capi::platformOfDevice(t->device_type))
     return what + " is on device type " + std::to_string(t->device_type) +
-           ": the backward runs on CPU tensors and CUDA tensors";
+           ": the backward runs on CPU, CUDA and ROCm tensors";
   std::pair<int32_t, int32_t> here{t->device_type,
                                    t->device_type == HEED_DEVICE_CPU ? 0 : t->device_id};
   if (device.first == 0)
@@ -82,25 +84,27 @@ std::string toRef(const heed_tensor *t, const std::string &what, TensorRef &out,
 }
 
 /// The scratch delta = rowsum(dO * O) (f32, at least `bytes`) of the calls
-/// on (device, stream), which the dQ kernel writes and the dK/dV kernel
-/// reads: one per stream for the process, as the stream's launch state (a
-/// call on the stream is ordered after the earlier ones' kernels; freed
-/// never, as a handle's release could not know them finished). Null with
-/// `error` set on failure.
-void *scratchDelta(int device, void *stream, size_t bytes, std::string &error) {
+/// on (platform, device, stream), which the dQ kernel writes and the dK/dV
+/// kernel reads: one per stream for the process, as the stream's launch
+/// state (a call on the stream is ordered after the earlier ones' kernels;
+/// freed never, as a handle's release could not know them finished). Null
+/// with `error` set on failure.
+template <typename DeviceBuffer>
+void *scratchDeltaOf(GPUPlatform platform, int device, void *stream, size_t bytes,
+                     std::string &error) {
   static std::mutex mutex;
-  static std::map<std::pair<int, void *>, std::unique_ptr<cuda::DeviceBuffer>> deltas;
+  static std::map<std::pair<int, void *>, std::unique_ptr<DeviceBuffer>> deltas;
   std::lock_guard<std::mutex> lock(mutex);
-  std::unique_ptr<cuda::DeviceBuffer> &delta = deltas[{device, stream}];
+  std::unique_ptr<DeviceBuffer> &delta = deltas[{device, stream}];
   if (!delta || delta->size() < bytes) {
     // The old scratch may still be read by kernels queued on the stream.
     if (delta)
-      if (std::string err = synchronizeGPU(GPUPlatform::CUDA, device, stream); !err.empty()) {
+      if (std::string err = synchronizeGPU(platform, device, stream); !err.empty()) {
         error = err;
         return nullptr;
       }
     delta.reset();
-    delta = cuda::DeviceBuffer::allocate(bytes, error, device);
+    delta = DeviceBuffer::allocate(bytes, error, device);
     if (!delta) {
       error = "the scratch delta: " + error;
       return nullptr;
@@ -109,9 +113,17 @@ void *scratchDelta(int device, void *stream, size_t bytes, std::string &error) {
   return delta->data();
 }
 
-/// The dQ and dK/dV images of `b` for CUDA `chip` (compiled on first use,
-/// through the kernel cache unless use_cache = 0); HEED_OK or the failure.
-heed_status gpuImages(heed_backward &b, const std::string &chip,
+void *scratchDelta(GPUPlatform platform, int device, void *stream, size_t bytes,
+                   std::string &error) {
+  return platform == GPUPlatform::CUDA
+             ? scratchDeltaOf<cuda::DeviceBuffer>(platform, device, stream, bytes, error)
+             : scratchDeltaOf<hip::DeviceBuffer>(platform, device, stream, bytes, error);
+}
+
+/// The dQ and dK/dV images of `b` for `chip` of `platform` (compiled on
+/// first use, through the kernel cache unless use_cache = 0); HEED_OK or the
+/// failure.
+heed_status gpuImages(heed_backward &b, GPUPlatform platform, const std::string &chip,
                       std::pair<std::shared_ptr<const GPUImage>,
                                 std::shared_ptr<const GPUImage>> &out) {
   auto it = b.images.find(chip);
@@ -122,7 +134,8 @@ heed_status gpuImages(heed_backward &b, const std::string &chip,
   std::shared_ptr<const GPUImage> made[2];
   GPUComputation computations[] = {GPUComputation::BackwardDQ, GPUComputation::BackwardDKDV};
   for (int i = 0; i < 2; ++i) {
-    GPUTarget target{GPUVendor::NVIDIA, chip, GPUKernelKind::TensorCores};
+    GPUTarget target{platform == GPUPlatform::CUDA ? GPUVendor::NVIDIA : GPUVendor::AMD, chip,
+                     GPUKernelKind::TensorCores};
     target.computation = computations[i];
     auto entry = [&]() -> llvm::Expected<std::shared_ptr<const ArtifactEntry>> {
       if (b.useCache)
@@ -142,30 +155,31 @@ heed_status gpuImages(heed_backward &b, const std::string &chip,
   return HEED_OK;
 }
 
-/// The backward on CUDA tensors of `device` (launchGPUBackward through the
-/// runtime's modules); HEED_OK or the failure.
-heed_status runOnCUDA(heed_backward &b, const BackwardArgs &a, int32_t device, void *stream) {
-  if (std::string why = gpuUnavailable(GPUPlatform::CUDA); !why.empty())
+/// The backward on GPU tensors of (`deviceType`, `device`) (launchGPUBackward
+/// through the runtime's modules); HEED_OK or the failure.
+heed_status runOnGPU(heed_backward &b, const BackwardArgs &a, int32_t deviceType, int32_t device,
+                     void *stream) {
+  GPUPlatform platform = *capi::platformOfDevice(deviceType);
+  if (std::string why = gpuUnavailable(platform); !why.empty())
     return fail(HEED_ERROR_UNSUPPORTED, "heed_attention_backward: cannot run on " +
-                                            capi::deviceName(HEED_DEVICE_CUDA, device) + ": " +
-                                            why);
+                                            capi::deviceName(deviceType, device) + ": " + why);
   GPUBackwardTensors t;
   t.forward.q = a.q, t.forward.k = a.k, t.forward.v = a.v;
   t.forward.out = a.out, t.forward.lse = a.lse, t.forward.buffers = a.buffers;
   t.dout = a.dout, t.dq = a.dq, t.dk = a.dk, t.dv = a.dv, t.bufferGrads = a.bufferGrads;
-  if (std::string why = checkGPUDevice(GPUPlatform::CUDA, t.forward, device); !why.empty())
+  if (std::string why = checkGPUDevice(platform, t.forward, device); !why.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + why);
   std::string why;
-  std::string chip = gpuChip(GPUPlatform::CUDA, device, why);
+  std::string chip = gpuChip(platform, device, why);
   if (chip.empty())
     return fail(HEED_ERROR_RUN, "heed_attention_backward: " + why);
   std::lock_guard<std::mutex> lock(b.gpuMutex);
   std::pair<std::shared_ptr<const GPUImage>, std::shared_ptr<const GPUImage>> images;
-  if (heed_status s = gpuImages(b, chip, images))
+  if (heed_status s = gpuImages(b, platform, chip, images))
     return s;
   // The scratch delta, shaped like lse (the launch checks lse against q).
   size_t bytes = size_t(std::max<int64_t>(a.lse.numElements(), 1)) * sizeof(float);
-  void *delta = scratchDelta(device, stream, bytes, why);
+  void *delta = scratchDelta(platform, device, stream, bytes, why);
   if (!delta)
     return fail(HEED_ERROR_RUN, "heed_attention_backward: " + why);
   t.delta = TensorRef{delta, DType::F32, a.lse.shape, {}};
@@ -288,9 +302,10 @@ heed_status heed_attention_backward(const heed_backward *backward,
   }
   if (!err.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + err);
-  if (device.first == HEED_DEVICE_CUDA) {
+  if (device.first != HEED_DEVICE_CPU) {
     try {
-      heed_status s = runOnCUDA(*const_cast<heed_backward *>(backward), a, device.second, stream);
+      heed_status s = runOnGPU(*const_cast<heed_backward *>(backward), a, device.first,
+                               device.second, stream);
       if (s == HEED_OK && args->stats)
         *args->stats = {-1, -1, -1, -1};
       return s == HEED_OK ? capi::ok() : s;

@@ -140,9 +140,21 @@ int64_t wgmmaKeysPerTile(const KernelConfig &config) {
   return std::max(config.headDim, config.valueDim()) > 128 ? 64 : 128;
 }
 
+/// On AMD (`mfma`: the MFMA size M): both kernels' blocks are 4 waves of M
+/// rows (queries for dQ, keys for dK/dV); the dQ kernel steps over 64 keys
+/// up to D = 64, 32 above (its LDS holds K both ways and V: 35 KB at D =
+/// 128), the dK/dV kernel over 32 query rows (a multiple of M, and its LDS
+/// holds Q and dO both ways).
 std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config,
-                                             GPUComputation computation, bool narrow) {
+                                             GPUComputation computation, bool narrow,
+                                             GPUVendor vendor = GPUVendor::NVIDIA,
+                                             int64_t mfma = 32) {
   bool wide = std::max(config.headDim, config.valueDim()) > 64;
+  if (vendor == GPUVendor::AMD) {
+    if (computation == GPUComputation::BackwardDQ)
+      return {4 * mfma, wide ? 32 : 64};
+    return {32, 4 * mfma};
+  }
   if (computation == GPUComputation::BackwardDQ)
     return {64, wide ? 32 : 64};
   return {wide || narrow ? 16 : 32, 64};
@@ -154,7 +166,8 @@ llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
                                                               const spec::Variant &variant,
                                                               const KernelConfig &config,
                                                               GPUComputation computation,
-                                                              bool narrow) {
+                                                              bool narrow, GPUVendor vendor,
+                                                              int64_t mfma) {
   if (variant.gate)
     return fail("the GPU backward of gated (MoH) variants is not there yet: their backward runs "
                 "on the CPU (docs/backward.md)");
@@ -164,7 +177,7 @@ llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
   std::vector<unsigned> summarized;
   if (config.analyzeMask)
     summarized = detail::summarizedBuffers(variant);
-  auto [rows, keys] = gpuBackwardTiles(config, computation, narrow);
+  auto [rows, keys] = gpuBackwardTiles(config, computation, narrow, vendor, mfma);
   OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
       ctx, variant, config, *gradients, summarized, rows, keys, /*dqStorage=*/true,
       /*deltaFromOut=*/computation == GPUComputation::BackwardDQ);
@@ -306,11 +319,11 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   out.context = makeGPUContext();
   bool backward = computation != GPUComputation::Forward;
   if (backward) {
-    if (!*matrixCores || vendor != GPUVendor::NVIDIA || isWgmma(kind))
-      return fail("the GPU backward runs on NVIDIA tensor cores (f16 or bf16, head dims "
-                  "multiples of 16; not the SIMT, wgmma or AMD kernels yet)");
-    auto module =
-        gpuBackwardKernelModule(*out.context, variant, config, computation, fit.narrow);
+    if (!*matrixCores || isWgmma(kind))
+      return fail("the GPU backward runs on matrix cores: NVIDIA tensor cores or AMD MFMA (f16 "
+                  "or bf16, head dims multiples of 16; not the SIMT or wgmma kernels yet)");
+    auto module = gpuBackwardKernelModule(*out.context, variant, config, computation,
+                                          fit.narrow, vendor, mfma);
     if (!module)
       return module.takeError();
     out.module = std::move(*module);
@@ -339,10 +352,11 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   if (fit.keysPerTile)
     options.keysPerTile = fit.keysPerTile;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
-        if (backward)
-          buildNVGPUBackwardKernelPipeline(pm, options, computation == GPUComputation::BackwardDQ
-                                                            ? "dq"
-                                                            : "dkdv");
+        std::string which = computation == GPUComputation::BackwardDQ ? "dq" : "dkdv";
+        if (backward && vendor == GPUVendor::AMD)
+          buildAMDGPUBackwardKernelPipeline(pm, options, which);
+        else if (backward)
+          buildNVGPUBackwardKernelPipeline(pm, options, which);
         else if (vendor == GPUVendor::AMD)
           buildAMDGPUKernelPipeline(pm, options);
         else
@@ -743,19 +757,20 @@ llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
                                                                           : ".backward.dkdv";
     return entry;
   }
-  if (target.computation != GPUComputation::Forward)
-    return fail("the backward's GPU kernels are NVIDIA tensor-core kernels for now");
   auto chip = AMDGPUTarget::parse(target.chip);
   if (!chip)
     return chip.takeError();
   chip->mfma = target.mfma;
-  auto binary = compileAMDGPU(variant, config, *chip, target.kind);
+  auto binary = compileAMDGPU(variant, config, *chip, target.kind, target.computation);
   if (!binary)
     return binary.takeError();
   if (!binary->hsaco)
     return fail("no ld.lld to link the HSACO code object (install lld or set HEED_LLD)");
   launch = binary->launch;
   entry.binary = std::move(*binary->hsaco);
+  if (target.computation != GPUComputation::Forward)
+    entry.info.name += target.computation == GPUComputation::BackwardDQ ? ".backward.dq"
+                                                                        : ".backward.dkdv";
   return entry;
 }
 
@@ -785,12 +800,14 @@ std::string findLld() {
 llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
                                                  const KernelConfig &config,
                                                  const AMDGPUTarget &target,
-                                                 GPUKernelKind kind) {
+                                                 GPUKernelKind kind,
+                                                 GPUComputation computation) {
   if (target.mfma != 32 && target.mfma != 16)
     return fail("the MFMA shape is 32 (32x32x8) or 16 (16x16x16)");
   auto lowered = lowerForGPU(
       variant, config, kind, GPUVendor::AMD,
-      [&](OpPassManager &pm) { buildGPUToROCDLPipeline(pm, target.chip); }, target.mfma);
+      [&](OpPassManager &pm) { buildGPUToROCDLPipeline(pm, target.chip); }, target.mfma,
+      computation);
   if (!lowered)
     return lowered.takeError();
   AMDGPUKernelBinary out;

@@ -267,8 +267,12 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
                          });
 }
 
-void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
-                                      const std::string &kernel) {
+namespace {
+/// The GPU backward's schedule (NVIDIA and AMD alike), then the target's
+/// conversion that `addConversion` adds.
+void buildGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
+                                    const std::string &kernel, int64_t stages,
+                                    llvm::function_ref<void(OpPassManager &)> addConversion) {
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   if (options.analyzeMask)
     pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
@@ -277,11 +281,29 @@ void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOption
   tile.kernel = kernel;
   pm.addPass(createAttnBackwardToTile(tile));
   AttnPipelineKVOptions pipeline;
-  pipeline.stages = options.kvStages;
+  pipeline.stages = stages;
   pm.addPass(createAttnPipelineKV(pipeline));
   addCleanup(pm);
-  pm.addPass(createConvertAttnTileToNVGPU());
+  addConversion(pm);
   addCleanup(pm);
+}
+} // namespace
+
+void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
+                                      const std::string &kernel) {
+  buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, [](OpPassManager &pm) {
+    pm.addPass(createConvertAttnTileToNVGPU());
+  });
+}
+
+void buildAMDGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
+                                       const std::string &kernel) {
+  // One synchronous LDS slot, as the forward's.
+  buildGPUBackwardKernelPipeline(pm, options, kernel, /*stages=*/1, [&](OpPassManager &pm) {
+    ConvertAttnTileToAMDGPUOptions amd;
+    amd.mfma = options.mfma;
+    pm.addPass(createConvertAttnTileToAMDGPU(amd));
+  });
 }
 
 void buildNVVMBinaryPipeline(OpPassManager &pm, const std::string &chip, bool tensorMaps) {

@@ -1,11 +1,12 @@
-"""The backward pass on CPU and CUDA tensors (docs/backward.md): gradients of attention with
+"""The backward pass on CPU, CUDA and ROCm tensors (docs/backward.md): gradients of attention with
 respect to q, k, v and the variant's float buffers, through heed_backward_* of the
 C API."""
 
 import ctypes
 import os
 
-from ._capi import DEVICE_CUDA, F32, backward_p, heed_backward_args, heed_run_stats, heed_tensor
+from ._capi import (DEVICE_CUDA, DEVICE_ROCM, F32, backward_p, heed_backward_args,
+                    heed_run_stats, heed_tensor)
 from ._kernels import _is_path, _options
 from ._library import check, lib, need_compiler
 from ._tensors import Tensor, alloc, current_stream, encode, stream_handle
@@ -41,7 +42,7 @@ class Backward:
         buffer name -> f32 gradient shaped like the buffer. out and lse (f32
         [B, Hq, Sq]) are the forward's (a kernel compiled with ``lse=True``); buffers a
         dict name -> tensor or a sequence in declaration order. Tensors are numpy
-        arrays or torch tensors on the CPU, or torch CUDA tensors (the GPU backward's
+        arrays or torch tensors on the CPU, or torch CUDA/ROCm tensors (the GPU backward's
         kernels, on `stream` or torch's current stream; docs/backward.md "GPU
         kernels"; not run on a GPU yet)."""
         if not self._handle:
@@ -79,7 +80,7 @@ class Backward:
                 setattr(args, field, ctypes.cast(array, ctypes.POINTER(heed_tensor)))
             setattr(args, count, len(tensors))
         args.num_threads = int(num_threads or 0)
-        if ts["q"].device_type == DEVICE_CUDA:
+        if ts["q"].device_type in (DEVICE_CUDA, DEVICE_ROCM):
             handle_s = stream_handle(stream)
             args.stream = handle_s if handle_s is not None else current_stream(
                 list(ts.values()))

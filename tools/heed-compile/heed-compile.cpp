@@ -84,8 +84,8 @@ cl::opt<std::string> gpuKernel("gpu-kernel",
 
 cl::opt<std::string> gpuComputation(
     "gpu-computation",
-    cl::desc("with --emit=gpu|ptx|cubin: which of the variant's kernels: forward (default), "
-             "dq or dkdv (the backward's two tensor-core kernels; docs/backward.md)"),
+    cl::desc("with the GPU stages: which of the variant's kernels: forward (default), "
+             "dq or dkdv (the backward's two matrix-core kernels; docs/backward.md)"),
     cl::init("forward"), cl::cat(category));
 
 cl::opt<bool> timeCompile("time",
@@ -170,12 +170,13 @@ int exportAot(const heed::spec::Variant &variant, const heed::KernelConfig &conf
 /// --emit=amdgcn|hsaco: the AMD ISA or code object, with its resource
 /// report (registers, LDS, scratch) on stderr.
 llvm::Expected<std::string> emitAMD(const heed::spec::Variant &variant,
-                                    const heed::KernelConfig &config, heed::GPUKernelKind kind) {
+                                    const heed::KernelConfig &config, heed::GPUKernelKind kind,
+                                    heed::GPUComputation computation) {
   auto target = heed::AMDGPUTarget::parse(targets == "cpu" ? "gfx942" : targets.getValue());
   if (!target)
     return target.takeError();
   target->mfma = mfma;
-  auto binary = heed::compileAMDGPU(variant, config, *target, kind);
+  auto binary = heed::compileAMDGPU(variant, config, *target, kind, computation);
   if (!binary)
     return binary.takeError();
   llvm::errs() << "heed-compile: " << binary->resources;
@@ -224,15 +225,12 @@ int emitGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config
     return error(llvm::toString(computation.takeError()));
   bool amdTarget = llvm::StringRef(targets).starts_with("gfx");
   bool amdStage = emitStage == "amdgcn" || emitStage == "hsaco";
-  if ((amdTarget || amdStage) && *computation != heed::GPUComputation::Forward)
-    return error("the backward's GPU kernels are NVIDIA tensor-core kernels for now "
-                 "(--emit=gpu|ptx|cubin --target=sm_80|sm_90)");
   llvm::Expected<std::string> text =
       emitStage == "gpu"
           ? heed::emitGPUModule(variant, config, *parsedKind,
                                 amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA,
                                 *computation)
-      : amdStage ? emitAMD(variant, config, *parsedKind)
+      : amdStage ? emitAMD(variant, config, *parsedKind, *computation)
                  : emitNVIDIA(variant, config, *parsedKind, *computation);
   if (!text)
     return error(llvm::toString(text.takeError()));

@@ -4,6 +4,7 @@
 #define HEED_TOOLS_HEED_RUN_BACKWARD_H
 
 #include "heed/Compiler/Compiler.h"
+#include "heed/Runtime/GPUImage.h"
 #include "heed/Runtime/Tensor.h"
 
 #include <random>
@@ -59,12 +60,12 @@ std::vector<GradientError> gradientErrors(const spec::Variant &variant, const Ke
 /// largest (the first non-finite one if any).
 bool withinTolerances(const std::vector<GradientError> &errors, double &worst);
 
-/// The same on device 0 with CUDA (`chip`, "" for the device's): the GPU
-/// forward and the backward's two tensor-core kernels; 77 (SKIPPED) without
-/// a CUDA driver.
-int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTensor &q,
-                      HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
-                      std::mt19937_64 &rng, const BackwardOptions &options, std::string chip);
+/// The same on device 0 of `platform` (CUDA or ROCm; `chip`, "" for the
+/// device's): the GPU forward and the backward's two matrix-core kernels; 77
+/// (SKIPPED) without the platform's driver or runtime.
+int runBackwardOnGPU(GPUPlatform platform, const spec::Variant &variant, KernelConfig config,
+                     HostTensor &q, HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
+                     std::mt19937_64 &rng, const BackwardOptions &options, std::string chip);
 
 /// Runs and checks; returns the exit code (0 passed, 2 failed, 1 error).
 int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,

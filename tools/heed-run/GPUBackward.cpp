@@ -1,5 +1,5 @@
-// heed-run --target=cuda --backward (Backward.h): the forward and the
-// backward's two tensor-core kernels (docs/backward.md, "GPU kernels") on
+// heed-run --target=cuda|rocm --backward (Backward.h): the forward and the
+// backward's two matrix-core kernels (docs/backward.md, "GPU kernels") on
 // device 0, dq, dk, dv and every buffer gradient compared normwise with the
 // float64 reference backward, as the CPU's --backward does.
 #include "Backward.h"
@@ -9,6 +9,7 @@
 #include "heed/Compiler/KernelCache.h"
 #include "heed/Runtime/CUDA.h"
 #include "heed/Runtime/GPUImage.h"
+#include "heed/Runtime/HIP.h"
 #include "heed/Runtime/ReferenceBackward.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -29,15 +30,41 @@ int error(const std::string &msg) {
   return 1;
 }
 
+/// What differs per platform: its buffers, modules, runtime and compiler.
+struct CUDAPlatform {
+  using Buffer = cuda::DeviceBuffer;
+  using Module = cuda::KernelModule;
+  static constexpr GPUPlatform kPlatform = GPUPlatform::CUDA;
+  static bool available(std::string &why) { return cuda::driver(why) != nullptr; }
+  static llvm::Expected<GPUTarget> target(const std::string &chip) {
+    auto parsed = CUDATarget::parse(chip);
+    if (!parsed)
+      return parsed.takeError();
+    return GPUTarget{GPUVendor::NVIDIA, parsed->chip, GPUKernelKind::TensorCores};
+  }
+};
+struct HIPPlatform {
+  using Buffer = hip::DeviceBuffer;
+  using Module = hip::KernelModule;
+  static constexpr GPUPlatform kPlatform = GPUPlatform::HIP;
+  static bool available(std::string &why) { return hip::runtime(why) != nullptr; }
+  static llvm::Expected<GPUTarget> target(const std::string &chip) {
+    auto parsed = AMDGPUTarget::parse(chip);
+    if (!parsed)
+      return parsed.takeError();
+    return GPUTarget{GPUVendor::AMD, parsed->chip, GPUKernelKind::TensorCores, parsed->mfma};
+  }
+};
+
 /// Host tensors and their device copies.
-class DeviceTensors {
+template <typename Buffer> class DeviceTensors {
 public:
   /// A device copy of `t` (uploaded where `upload`), or an empty ref and
   /// `error` set.
   TensorRef copy(HostTensor &t, bool upload) {
     TensorRef d = t.ref();
     size_t bytes = size_t(t.size()) * dtypeSize(t.dtype());
-    auto buf = cuda::DeviceBuffer::allocate(std::max<size_t>(bytes, 1), error);
+    auto buf = Buffer::allocate(std::max<size_t>(bytes, 1), error);
     if (!buf)
       return d;
     if (upload && error.empty())
@@ -58,18 +85,19 @@ public:
   std::string error;
 
 private:
-  std::vector<std::pair<HostTensor *, std::unique_ptr<cuda::DeviceBuffer>>> buffers;
+  std::vector<std::pair<HostTensor *, std::unique_ptr<Buffer>>> buffers;
 };
 
-/// The forward, then the dQ and dK/dV kernels for `chip` (each from the
-/// kernel cache), loaded on device 0; "" or the error.
+/// The forward, then the dQ and dK/dV kernels for `base`'s chip (each from
+/// the kernel cache), loaded on device 0; "" or the error.
+template <typename Module>
 std::string loadKernels(const spec::Variant &variant, const KernelConfig &config,
-                        const std::string &chip, std::unique_ptr<cuda::KernelModule> (&modules)[3],
+                        const GPUTarget &base, std::unique_ptr<Module> (&modules)[3],
                         double &compileS) {
   GPUComputation computations[] = {GPUComputation::Forward, GPUComputation::BackwardDQ,
                                    GPUComputation::BackwardDKDV};
   for (int i = 0; i < 3; ++i) {
-    GPUTarget target{GPUVendor::NVIDIA, chip, GPUKernelKind::TensorCores};
+    GPUTarget target = base;
     target.computation = computations[i];
     auto start = std::chrono::steady_clock::now();
     auto entry = KernelCache::global().getGPU(variant, config, target);
@@ -77,7 +105,7 @@ std::string loadKernels(const spec::Variant &variant, const KernelConfig &config
       return llvm::toString(entry.takeError());
     compileS += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::string why;
-    if (!(modules[i] = cuda::KernelModule::load((*entry)->binary, *(*entry)->info.gpu, 0, why)))
+    if (!(modules[i] = Module::load((*entry)->binary, *(*entry)->info.gpu, 0, why)))
       return why;
   }
   return "";
@@ -124,28 +152,28 @@ bool report(const spec::Variant &variant, const BackwardOptions &options,
   return passed;
 }
 
-} // namespace
 
-int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTensor &q,
-                      HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
-                      std::mt19937_64 &rng, const BackwardOptions &options, std::string chip) {
+template <typename Platform>
+int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
+                  HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
+                  const BackwardOptions &options, std::string chip) {
   std::string why;
-  if (!cuda::driver(why)) {
+  if (!Platform::available(why)) {
     llvm::outs() << "heed-run: SKIPPED: " << why << "\n";
     return 77;
   }
-  if (chip.empty() && (chip = gpuChip(GPUPlatform::CUDA, 0, why)).empty())
+  if (chip.empty() && (chip = gpuChip(Platform::kPlatform, 0, why)).empty())
     return error(why);
-  auto cudaChip = CUDATarget::parse(chip);
-  if (!cudaChip)
-    return error(llvm::toString(cudaChip.takeError()));
+  auto target = Platform::target(chip);
+  if (!target)
+    return error(llvm::toString(target.takeError()));
   config.lse = true;
   auto gradients = differentiableBuffers(variant);
   if (!gradients)
     return error(llvm::toString(gradients.takeError()));
-  std::unique_ptr<cuda::KernelModule> modules[3];
+  std::unique_ptr<typename Platform::Module> modules[3];
   double compileS = 0;
-  if (std::string err = loadKernels(variant, config, cudaChip->chip, modules, compileS);
+  if (std::string err = loadKernels(variant, config, *target, modules, compileS);
       !err.empty())
     return error(err);
   bool bshd = config.layout == Layout::BSHD;
@@ -157,7 +185,7 @@ int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTen
       !err.empty())
     return error(err);
 
-  DeviceTensors device;
+  DeviceTensors<typename Platform::Buffer> device;
   GPUBackwardTensors args;
   args.forward.q = device.copy(q, true);
   args.forward.k = device.copy(k, true);
@@ -201,10 +229,19 @@ int runBackwardOnCUDA(const spec::Variant &variant, KernelConfig config, HostTen
   std::vector<GradientError> rows =
       gradientErrors(variant, config, q, k, v, buffers, t, *gradients, options, outOfRange);
   double flops = 2.5 * 2.0 * double(B) * Hq * Sq * Skv * (config.headDim + config.valueDim());
-  return report(variant, options, cudaChip->chip, compileS, backwardTime, flops, rows,
-                outOfRange)
+  return report(variant, options, target->chip, compileS, backwardTime, flops, rows, outOfRange)
              ? 0
              : 2;
+}
+
+} // namespace
+
+int runBackwardOnGPU(GPUPlatform platform, const spec::Variant &variant, KernelConfig config,
+                     HostTensor &q, HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
+                     std::mt19937_64 &rng, const BackwardOptions &options, std::string chip) {
+  return platform == GPUPlatform::CUDA
+             ? runBackwardOn<CUDAPlatform>(variant, config, q, k, v, buffers, rng, options, chip)
+             : runBackwardOn<HIPPlatform>(variant, config, q, k, v, buffers, rng, options, chip);
 }
 
 } // namespace heed::run

@@ -108,7 +108,7 @@ cl::opt<bool> json("json", cl::desc("print one JSON object instead of a table"),
 cl::opt<bool> backward("backward",
                        cl::desc("also run the backward pass on a random dout and check dq, dk, "
                                 "dv and the buffers' gradients against float64 (CPU; with "
-                                "--target=cuda the GPU's two backward kernels)"),
+                                "--target=cuda or rocm the GPU's two backward kernels)"),
                        cl::cat(category));
 cl::opt<int64_t> backwardBlockKV(
     "backward-block-kv",
@@ -886,11 +886,10 @@ int main(int argc, char **argv) {
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
                           dtype.getValue(), layout.getValue());
   }
-  if (platform == "cuda" && backward)
-    return heed::run::runBackwardOnCUDA(variant, config, q, k, v, buffers, rng, o,
-                                        llvm::StringRef(target).split(':').second.str());
-  if (platform == "rocm" && backward)
-    return error("the backward's GPU kernels are NVIDIA's for now (--target=cuda)");
+  if ((platform == "cuda" || platform == "rocm") && backward)
+    return heed::run::runBackwardOnGPU(
+        platform == "cuda" ? heed::GPUPlatform::CUDA : heed::GPUPlatform::HIP, variant, config, q,
+        k, v, buffers, rng, o, llvm::StringRef(target).split(':').second.str());
   if (platform == "cuda")
     return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
                                  serving || ragged ? &call : nullptr);

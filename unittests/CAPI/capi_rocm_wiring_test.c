@@ -4,7 +4,8 @@
  * shared by kernel handles, the launch shape of the MFMA and SIMT kernels,
  * the caller's stream and pointers in hipModuleLaunchKernel and every other
  * call of a launch, nothing allocated or waited for after the first launch on
- * a stream, HIP's errors, and heed_cache_clear dropping the table. Nothing runs on a GPU: no AMD GPU
+ * a stream, HIP's errors, heed_cache_clear dropping the table, and the
+ * backward's two MFMA kernels. Nothing runs on a GPU: no AMD GPU
  * exists where heed is developed. */
 #include "heed/heed.h"
 
@@ -203,6 +204,68 @@ int main(void) {
           log->grid[2] == B);
     heed_kernel_release(dec);
     free(kd), free(vd);
+  }
+  /* The backward on ROCm tensors: the MFMA dQ and dK/dV kernels compiled for
+   * the device's chip at the first call (4 waves of 64 lanes, blocks of 128
+   * query rows, then of 128 keys), both queued on the caller's stream after
+   * the buffer gradients are zeroed there; the scratch delta made once per
+   * stream; tensors of two devices refused. */
+  {
+    static unsigned short bq[B * H * S * D], bk[B * H * S * D], bv[B * H * S * D],
+        bo[B * H * S * D], dout[B * H * S * D], dq[B * H * S * D], dk[B * H * S * D],
+        dv[B * H * S * D];
+    static float lse[B * H * S], slopes[H], dslopes[H];
+    unsigned short *all[] = {bq, bk, bv, bo, dout, dq, dk, dv};
+    for (int i = 0; i < 8; ++i) place(all[i], sizeof bq, 0);
+    place(lse, sizeof lse, 0), place(slopes, sizeof slopes, 0), place(dslopes, sizeof dslopes, 0);
+    int64_t lseShape[3] = {B, H, S}, slopeShape[1] = {H};
+    heed_tensor bt[8];
+    for (int i = 0; i < 8; ++i) {
+      heed_tensor x = {all[i], HEED_DEVICE_ROCM, 0, HEED_F16, 4, shape, NULL};
+      bt[i] = x;
+    }
+    heed_tensor lt = {lse, HEED_DEVICE_ROCM, 0, HEED_F32, 3, lseShape, NULL};
+    heed_tensor slopeT = {slopes, HEED_DEVICE_ROCM, 0, HEED_F32, 1, slopeShape, NULL};
+    heed_tensor dslopeT = {dslopes, HEED_DEVICE_ROCM, 0, HEED_F32, 1, slopeShape, NULL};
+    heed_backward *bw = NULL;
+    o.target = NULL;
+    o.dtype = HEED_F16;
+    CHECK(heed_backward_compile("variant alibi { buffer slopes: f32[H]\n"
+                                " score = score - slopes[h] * f32(q - kv)\n mask = causal() }",
+                                "alibi.attn", &o, &bw) == HEED_OK);
+    CHECK(bw && heed_backward_num_buffer_grads(bw) == 1);
+    heed_backward_args ba;
+    heed_backward_args_init(&ba);
+    ba.q = &bt[0], ba.k = &bt[1], ba.v = &bt[2], ba.out = &bt[3], ba.lse = &lt;
+    ba.dout = &bt[4], ba.dq = &bt[5], ba.dk = &bt[6], ba.dv = &bt[7];
+    ba.buffers = &slopeT, ba.num_buffers = 1, ba.buffer_grads = &dslopeT, ba.num_buffer_grads = 1;
+    ba.stream = (void *)0x5678;
+    heed_run_stats bstats = {0, 0, 0, 0};
+    ba.stats = &bstats;
+    int loads0 = log->loads, launches0 = log->launches;
+    clearCalls();
+    CHECK(bw && heed_attention_backward(bw, &ba) == HEED_OK);
+    if (log->launches != launches0 + 2 || log->loads != loads0 + 2)
+      fprintf(stderr, "backward: %d launches, %d loads (expected 2 and 2); %s\n",
+              log->launches - launches0, log->loads - loads0, heed_last_error());
+    CHECK(log->launches == launches0 + 2 && log->loads == loads0 + 2);
+    int onStream = log->calls > 0;
+    for (int i = 0; i < log->calls; ++i)
+      onStream = onStream && log->call[i].stream == (void *)0x5678 && log->call[i].device == 0;
+    CHECK(onStream && log->syncs == 0);
+    /* The last launch is the dK/dV kernel's: blocks of 128 keys, 256 threads. */
+    CHECK(log->lastMach == GFX942 && log->block == 256);
+    CHECK(log->grid[0] == (S + 127) / 128 && log->grid[1] == H && log->grid[2] == B);
+    CHECK(bstats.visited_blocks == -1);
+    int allocs0 = log->allocs;
+    CHECK(heed_attention_backward(bw, &ba) == HEED_OK);
+    CHECK(log->loads == loads0 + 2 && log->launches == launches0 + 4 && log->allocs == allocs0);
+    heed_tensor other = bt[5];
+    other.device_id = 1;
+    ba.dq = &other;
+    CHECK(heed_attention_backward(bw, &ba) == HEED_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(heed_last_error(), "every tensor of the backward must be on one device") != NULL);
+    heed_backward_release(bw);
   }
   if (failures) {
     fprintf(stderr, "capi_rocm_wiring_test: %d check(s) FAILED\n", failures);

@@ -78,7 +78,7 @@ struct GPUTarget {
   std::string chip; ///< "sm_90", "gfx942"
   GPUKernelKind kind = GPUKernelKind::Auto;
   int64_t mfma = 32; ///< AMD only
-  /// The forward, or one of the backward's two kernels (NVIDIA).
+  /// The forward, or one of the backward's two kernels.
   GPUComputation computation = GPUComputation::Forward;
 
   /// The artifact entry's target: "cuda:<chip>" or "hip:<chip>".
@@ -102,11 +102,13 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             GPUKernelKind kind = GPUKernelKind::Auto,
                                             GPUComputation computation = GPUComputation::Forward);
 
-/// All the way to AMDGCN and, with ld.lld, an HSACO code object.
+/// All the way to AMDGCN and, with ld.lld, an HSACO code object; the
+/// backward's kernels are MFMA kernels (f16/bf16).
 llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
                                                  const KernelConfig &config,
                                                  const AMDGPUTarget &target,
-                                                 GPUKernelKind kind = GPUKernelKind::Auto);
+                                                 GPUKernelKind kind = GPUKernelKind::Auto,
+                                                 GPUComputation computation = GPUComputation::Forward);
 
 /// compileCUDA or compileAMDGPU as an artifact entry: target
 /// target.entryTarget(), binary the image the platform's module loader takes

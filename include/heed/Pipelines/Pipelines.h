@@ -109,6 +109,11 @@ void buildNVGPUKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions 
 void buildNVGPUBackwardKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options,
                                       const std::string &kernel);
 
+/// The same for AMD: attn-pipeline-kv with one synchronous slot, then
+/// --convert-attn-tile-to-amdgpu{mfma} (docs/backward.md, "On AMD").
+void buildAMDGPUBackwardKernelPipeline(mlir::OpPassManager &pm, const GPUPipelineOptions &options,
+                                       const std::string &kernel);
+
 /// gpu-dialect kernels -> PTX for `chip` in a gpu.binary (MLIR's
 /// gpu-lower-to-nvvm-pipeline: NVVM, LLVM's NVPTX backend; PTX ISA 8.0 so
 /// that sm_90 can be targeted). ptxas then makes the cubin (heed::compileCUDA).

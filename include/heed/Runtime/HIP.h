@@ -67,6 +67,12 @@ public:
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args, void *stream,
                               const GPULaunchOptions &options = {},
                               int64_t *splits = nullptr) const;
+  /// Queues the backward (this module: its dQ kernel, `dkdv` the dK/dV
+  /// kernel of the same variant and options, both on this device) on
+  /// `stream`; see launchGPUBackward.
+  std::string launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,
+                             const std::vector<unsigned> &gradients, const KernelModule &dkdv,
+                             void *stream, const GPULaunchOptions &options = {}) const;
   int device() const { return deviceOrdinal; }
 
 private:

@@ -61,13 +61,13 @@ void hoistBranchInvariants(gpu::GPUFuncOp kernel) {
 class AMDGPUTarget : public MatrixCoreTarget {
 public:
   static constexpr int64_t kPad = 4;
+  /// LDS a workgroup may take on gfx90a and gfx942 (gfx950 has more).
+  static constexpr int64_t kLDSBytes = 65536;
   /// `m`: the MFMA shape (M = N).
   AMDGPUTarget(const KernelShape &shape, int64_t m)
       : MatrixCoreTarget(shape), M(m), K(4 * (64 / m)), E(m * m / 64) {}
 
   std::string unsupported() const override {
-    if (shape.backward)
-      return "the backward is not lowered to MFMA yet (the tensor-core kernel of sm_80/sm_90 has it)";
     Type elt = shape.elt;
     if (!elt.isF16() && !elt.isBF16())
       return "MFMA takes f16 or bf16";
@@ -88,22 +88,56 @@ public:
     return {accType(ctx), M};
   }
 
-  /// The LDS slots: K as [stages][keys][D + 4], V transposed as
-  /// [stages][Dv][keys + 4] (V^T rows are contiguous for the A operand),
-  /// one slot per staging slot the kernel's copies use.
+  /// The LDS slots, one per staging slot the kernel's copies use, rows
+  /// padded by 4: a slot part read by attn.tile.qk (the A operand of S^T =
+  /// K Q^T) row-major as [stages][keys][width + 4], one read by attn.tile.pv
+  /// (the A operand of O^T += V^T P^T) transposed as [stages][width][keys +
+  /// 4] (V^T rows are contiguous). The forward stages K row-major and V
+  /// transposed; the backward's kernels read a part both ways (the dQ
+  /// kernel K, the dK/dV kernel Q and dO) and get both.
   LogicalResult prepareKernel(gpu::GPUFuncOp kernel) override {
     hoistBranchInvariants(kernel);
     int64_t stages = 1;
     kernel.walk([&](heed::attn::TileCopyKVOp copy) {
       stages = std::max<int64_t>(stages, copy.getStages());
     });
+    // Which parts each product reads (a tile not traced to its load: both).
+    bool rowMajor[2] = {false, false}, transposed[2] = {false, false};
+    auto mark = [](Value tile, bool (&used)[2]) {
+      auto load = tile.getDefiningOp<heed::attn::TileLoadOp>();
+      if (load && load.getStage() && load.getPart() < 2)
+        used[load.getPart()] = true;
+      else
+        used[0] = used[1] = true;
+    };
+    kernel.walk([&](heed::attn::TileQKOp op) { mark(op.getK(), rowMajor); });
+    kernel.walk([&](heed::attn::TilePVOp op) { mark(op.getV(), transposed); });
     auto space = gpu::AddressSpaceAttr::get(kernel.getContext(), gpu::AddressSpace::Workgroup);
     auto lds = [&](int64_t rows, int64_t cols) {
-      return MemRefType::get({stages, rows, cols + kPad}, shape.elt, MemRefLayoutAttrInterface{},
-                             space);
+      return kernel.addWorkgroupAttribution(
+          MemRefType::get({stages, rows, cols + kPad}, shape.elt, MemRefLayoutAttrInterface{},
+                          space),
+          kernel.getLoc());
     };
-    bufK = kernel.addWorkgroupAttribution(lds(shape.keys, shape.headDim), kernel.getLoc());
-    bufVT = kernel.addWorkgroupAttribution(lds(shape.valueDim, shape.keys), kernel.getLoc());
+    int64_t width[2] = {shape.headDim, shape.valueDim};
+    // (In this order: the forward's K, then V^T.)
+    if (rowMajor[0])
+      bufRows[0] = lds(shape.keys, width[0]);
+    if (transposed[1])
+      bufCols[1] = lds(width[1], shape.keys);
+    if (transposed[0])
+      bufCols[0] = lds(width[0], shape.keys);
+    if (rowMajor[1])
+      bufRows[1] = lds(shape.keys, width[1]);
+    int64_t bytes = 0;
+    for (int p = 0; p < 2; ++p)
+      bytes += stages * (width[p] + kPad) * shape.keys *
+               ((rowMajor[p] ? 1 : 0) + (transposed[p] ? 1 : 0)) * 2;
+    if (bytes > kLDSBytes)
+      return kernel.emitOpError()
+             << "--convert-attn-tile-to-amdgpu: the staging slots take " << bytes
+             << " bytes of LDS, over the " << kLDSBytes
+             << " of a workgroup: head dims too large for this kernel's tiles";
     return success();
   }
 
@@ -113,30 +147,33 @@ public:
                                  col(b, loc));
   }
 
-  /// The lane's query row as D / K B operands of 4 elements (zeros for a
-  /// row that is not real).
+  /// The lane's query row as cols / K B operands of 4 elements (zeros for
+  /// a row that is not real): Q in the forward; Q and dO, or K and V, in
+  /// the backward.
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
                            const QueryRows &rows, Layout layout,
-                           int64_t, int64_t) const override {
+                           int64_t cols, int64_t) const override {
     Value in = rows.contains(b, loc, slotRow(b, loc, 0));
     Value row = rows.token(b, loc, slotRow(b, loc, 0), in);
     SmallVector<Value> frags;
-    for (int64_t kk = 0; kk < shape.headDim / K; ++kk) {
+    for (int64_t kk = 0; kk < cols / K; ++kk) {
       Value d = arith::AddIOp::create(b, loc, index(b, loc, kk * K), group4(b, loc));
       frags.push_back(loadOrZero(b, loc, operandType(), q, at(layout, batch, head, row, d), in));
     }
     return frags;
   }
 
-  /// Synchronous copies: K row by row, V transposed.
+  /// Synchronous copies of each part into its buffers: row by row, or
+  /// transposed.
   void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
               Value seq, Value stage, Layout layout, Value pages) const override {
-    stageRows(b, loc, k, bufK, stage, layout, batch, head, kv0, seq,
-              shape.keys, shape.headDim, shape.threads(), /*transposed=*/false, /*rowList=*/{},
-              pages);
-    stageRows(b, loc, v, bufVT, stage, layout, batch, head, kv0, seq,
-              shape.keys, shape.valueDim, shape.threads(), /*transposed=*/true, /*rowList=*/{},
-              pages);
+    Value tensors[2] = {k, v};
+    int64_t width[2] = {shape.headDim, shape.valueDim};
+    for (int p = 0; p < 2; ++p)
+      for (bool transposed : {false, true})
+        if (Value buf = transposed ? bufCols[p] : bufRows[p])
+          stageRows(b, loc, tensors[p], buf, stage, layout, batch, head, kv0, seq, shape.keys,
+                    width[p], shape.threads(), transposed, /*rowList=*/{}, pages);
   }
   /// The copies are synchronous (nothing stays pending): the block's barrier
   /// is the wait.
@@ -144,17 +181,19 @@ public:
     gpu::BarrierOp::create(b, loc);
   }
 
-  /// S^T = K Q^T: one MxM accumulator per M keys of the tile.
+  /// S^T = K Q^T: one MxM accumulator per M keys of the tile (the slot's
+  /// part `part`, row-major; q.size() K columns wide).
   SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage,
-                            int64_t) const override {
+                            int64_t part) const override {
+    Value buf = bufRows[part];
     SmallVector<Value> acc;
     for (int64_t t = 0; t < shape.keys / M; ++t) {
       Value c = zeroAcc(b, loc);
       Value r = arith::AddIOp::create(b, loc, index(b, loc, t * M), col(b, loc));
-      for (int64_t kk = 0; kk < shape.headDim / K; ++kk) {
-        Value d = arith::AddIOp::create(b, loc, index(b, loc, kk * K), group4(b, loc));
-        Value a = vector::LoadOp::create(b, loc, operandType(), bufK, ValueRange{stage, r, d});
-        c = mfma(b, loc, a, q[kk], c);
+      for (auto [kk, qk] : llvm::enumerate(q)) {
+        Value d = arith::AddIOp::create(b, loc, index(b, loc, int64_t(kk) * K), group4(b, loc));
+        Value a = vector::LoadOp::create(b, loc, operandType(), buf, ValueRange{stage, r, d});
+        c = mfma(b, loc, a, qk, c);
       }
       acc.push_back(c);
     }
@@ -178,15 +217,23 @@ public:
   Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
     return xorReduce(b, loc, x, M, 64, 64, max);
   }
+  /// A row's lanes l % M + M g, g < 64 / M: this lane is its g-th.
+  int64_t rowLanes() const override { return 64 / M; }
+  Value rowLane(OpBuilder &b, Location loc) const override {
+    return arith::DivUIOp::create(b, loc, laneId(b, loc), index(b, loc, M));
+  }
   Value scaleRows(OpBuilder &b, Location loc, Value acc, ArrayRef<Value> perSlot) const override {
     return arith::MulFOp::create(
         b, loc, acc, vector::BroadcastOp::create(b, loc, accType(b.getContext()), perSlot[0]));
   }
 
   /// O^T += V^T P^T, K keys per MFMA: the B operand for keys [K j, K j + K)
-  /// of key tile t is elements 4 j .. 4 j + 3 of S^T accumulator t.
-  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t,
+  /// of key tile t is elements 4 j .. 4 j + 3 of S^T accumulator t; V^T
+  /// is the slot's part `part`, transposed (the backward: dQ^T += K^T dS^T,
+  /// dV^T += dO^T P, dK^T += Q^T dS).
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t part,
                     MutableArrayRef<Value> o) const override {
+    Value buf = bufCols[part];
     for (int64_t step = 0; step < shape.keys / K; ++step) {
       int64_t t = step / (M / K), j = step % (M / K);
       SmallVector<Value> parts;
@@ -194,13 +241,33 @@ public:
         parts.push_back(arith::TruncFOp::create(b, loc, shape.elt, p[t * E + 4 * j + e]));
       Value bOp = vector::FromElementsOp::create(b, loc, operandType(), parts);
       Value key = arith::AddIOp::create(b, loc, index(b, loc, step * K), group4(b, loc));
-      for (int64_t dt = 0; dt < shape.valueDim / M; ++dt) {
+      for (int64_t dt = 0; dt < int64_t(o.size()); ++dt) {
         Value dv = arith::AddIOp::create(b, loc, index(b, loc, dt * M), col(b, loc));
-        Value a = vector::LoadOp::create(b, loc, operandType(), bufVT, ValueRange{stage, dv, key});
+        Value a = vector::LoadOp::create(b, loc, operandType(), buf, ValueRange{stage, dv, key});
         o[dt] = mfma(b, loc, a, bOp, o[dt]);
       }
     }
   }
+  /// A col tile (the dK/dV kernel's lse and delta per query): the lane's
+  /// elements are E distinct rows of each M x M accumulator, so one value
+  /// per element, in elements() order.
+  int64_t columnsPerLane(int64_t count) const override { return count / M * E; }
+  unsigned columnOf(unsigned e) const override { return e; }
+  SmallVector<Value> loadColumns(OpBuilder &b, Location loc, Value tensor, Value batch, Value head,
+                                 const QueryRows &cols, int64_t count) const override {
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+    SmallVector<Value> out;
+    for (int64_t t = 0; t < count / M; ++t)
+      for (int64_t i = 0; i < E; ++i) {
+        Value c = arith::AddIOp::create(b, loc, group4(b, loc),
+                                        index(b, loc, t * M + (i / 4) * K + i % 4));
+        Value x = memref::LoadOp::create(b, loc, tensor,
+                                         ValueRange{batch, head, cols.clampedToken(b, loc, c)});
+        out.push_back(arith::SelectOp::create(b, loc, cols.contains(b, loc, c), x, zero));
+      }
+    return out;
+  }
+
   /// 2^x as v_exp_f32 (rocdl.exp2): math.exp2 and llvm.exp2 would become
   /// the device library's __ocml_exp2_f32, bitcode heed does not link.
   Value exp2(OpBuilder &b, Location loc, Value x) const override {
@@ -236,7 +303,8 @@ private:
   }
 
   const int64_t M, K, E; ///< MFMA M = N, K; accumulator elements per lane
-  Value bufK, bufVT;     ///< the LDS slots (workgroup attributions)
+  /// The LDS slots of each part (workgroup attributions; null: not read so).
+  Value bufRows[2], bufCols[2];
 };
 
 struct ConvertAttnTileToAMDGPUPass

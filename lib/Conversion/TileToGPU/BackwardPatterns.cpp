@@ -71,7 +71,8 @@ struct LoadRowsLowering : TargetPattern<TileLoadRowsOp> {
 };
 
 /// delta = rowsum(out * dout) per row slot: the lanes that hold a row
-/// (rowReduce's group) split its columns in chunks of 8, and reduce.
+/// (rowReduce's group, rowLanes()) split its columns in chunks of 8, and
+/// reduce.
 struct RowDeltaLowering : TargetPattern<TileRowDeltaOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileRowDeltaOp op, OneToNOpAdaptor adaptor,
@@ -81,13 +82,12 @@ struct RowDeltaLowering : TargetPattern<TileRowDeltaOp> {
     Value out = adaptor.getOut().front(), dout = adaptor.getDout().front();
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     int64_t dim = cast<MemRefType>(out.getType()).getDimSize(3);
-    int64_t group = target.rowGroupLanes();
+    int64_t group = target.rowLanes();
     if (!group || dim % 8)
       return rewriter.notifyMatchFailure(op, "needs row groups and a head dim multiple of 8");
     Type f32 = rewriter.getF32Type();
     auto f32x8 = VectorType::get({8}, f32);
-    Value part = arith::RemUIOp::create(rewriter, loc, laneId(rewriter, loc, target.shape.waveSize),
-                                        index(rewriter, loc, group));
+    Value part = target.rowLane(rewriter, loc);
     auto chunk = [&](Value tensor, ValueRange at, Value in) {
       auto type = VectorType::get({8}, cast<MemRefType>(tensor.getType()).getElementType());
       Value x = loadOrZero(rewriter, loc, type, tensor, at, in);

@@ -178,9 +178,10 @@ public:
                                     llvm::ArrayRef<Value> values) const;
   /// Max or sum of `x` over the lanes that hold the same row.
   virtual Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const = 0;
-  /// How many lanes hold a row (rowReduce's group: lanes l with equal l /
-  /// rowGroupLanes()); 0 where rows are not grouped so.
-  virtual int64_t rowGroupLanes() const { return 0; }
+  /// How many lanes hold a row (rowReduce's group; 0 where rows are not
+  /// shared so), and which of them this lane is (0 .. rowLanes() - 1).
+  virtual int64_t rowLanes() const { return 0; }
+  virtual Value rowLane(OpBuilder &b, Location loc) const { return {}; }
   /// Each row of an O accumulator fragment times its slot's factor.
   virtual Value scaleRows(OpBuilder &b, Location loc, Value acc,
                           llvm::ArrayRef<Value> perSlot) const = 0;

@@ -75,7 +75,10 @@ public:
   Value rowReduce(OpBuilder &b, Location loc, Value x, bool max) const override {
     return xorReduce(b, loc, x, 1, 4, 32, max);
   }
-  int64_t rowGroupLanes() const override { return 4; }
+  int64_t rowLanes() const override { return 4; }
+  Value rowLane(OpBuilder &b, Location loc) const override {
+    return mlir::arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4));
+  }
   Value scaleRows(OpBuilder &b, Location loc, Value acc,
                   llvm::ArrayRef<Value> perSlot) const override {
     Value factors = mlir::vector::FromElementsOp::create(
