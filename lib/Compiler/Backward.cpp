@@ -185,6 +185,9 @@ llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
     PassManager pm(ctx.get());
     CPUPipelineOptions options = detail::pipelineOptions(config);
     options.backwardKernel = kernel;
+    // The backward's tiles (choose-tiling's, where it makes patches).
+    options.blockQ = tileRows;
+    options.blockKV = tileKeys;
     buildCPUBackwardTilingPipeline(pm, options);
     buildCPUToLLVMPipeline(pm);
     if (failed(pm.run(*module)))
@@ -348,11 +351,11 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
                 "for now (docs/decode.md)");
   auto impl = std::make_unique<Impl>();
   impl->variant = variant;
-  // What the kernel depends on: lse and patch tiling do not change it, so
-  // configs that differ in them share one cache entry.
+  // What the kernel depends on: lse does not change it, so configs that
+  // differ in it share one cache entry (patch tiling does: the one loop
+  // walks a neighborhood mask's patches).
   impl->config = config;
   impl->config.lse = false;
-  impl->config.patchTiling = false;
   if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
   // One kernel, or the dK/dV and dQ kernels (each its own cache entry).

@@ -142,9 +142,9 @@ int64_t wgmmaKeysPerTile(const KernelConfig &config) {
 
 /// On AMD (`mfma`: the MFMA size M): both kernels' blocks are 4 waves of M
 /// rows (queries for dQ, keys for dK/dV); the dQ kernel steps over 64 keys
-/// up to D = 64, 32 above (its LDS holds K both ways and V: 35 KB at D =
-/// 128), the dK/dV kernel over 32 query rows (a multiple of M, and its LDS
-/// holds Q and dO both ways).
+/// up to D = 64, 32 above (its LDS holds K both ways and V: 26 KB at D =
+/// 64 and 128), the dK/dV kernel over 32 query rows (a multiple of M, and
+/// its LDS holds Q and dO both ways: 35 KB at D = 128).
 std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config,
                                              GPUComputation computation, bool narrow,
                                              GPUVendor vendor = GPUVendor::NVIDIA,
@@ -288,7 +288,7 @@ llvm::Expected<LoweredGPUModule>
 lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelKind kind,
             GPUVendor vendor, llvm::function_ref<void(OpPassManager &)> then = {},
             int64_t mfma = 32, GPUComputation computation = GPUComputation::Forward,
-            KernelFit fit = {}) {
+            KernelFit fit = {}, const std::string &chip = "") {
   if (llvm::Error err = config.validate())
     return std::move(err);
   if (config.outF32)
@@ -345,6 +345,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
     options.analyzeMask = config.analyzeMask;
   options.simtRows = kSIMTRows;
   options.mfma = mfma;
+  options.chip = chip;
   if (fit.oneStage)
     options.kvStages = 1;
   if (fit.producerRegisters)
@@ -483,8 +484,9 @@ std::string findPtxas() {
 
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
                                           const KernelConfig &config, GPUKernelKind kind,
-                                          GPUVendor vendor, GPUComputation computation) {
-  auto lowered = lowerForGPU(variant, config, kind, vendor, {}, 32, computation);
+                                          GPUVendor vendor, GPUComputation computation,
+                                          int64_t mfma) {
+  auto lowered = lowerForGPU(variant, config, kind, vendor, {}, mfma, computation);
   if (!lowered)
     return lowered.takeError();
   std::string text;
@@ -540,7 +542,7 @@ llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
       [&](OpPassManager &pm) {
         buildNVVMBinaryPipeline(pm, target.chip, isWgmma(kind));
       },
-      32, computation, fit);
+      32, computation, fit, target.chip);
   if (!lowered)
     return lowered.takeError();
   OwningOpRef<ModuleOp> &module = lowered->module;
@@ -807,7 +809,7 @@ llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
   auto lowered = lowerForGPU(
       variant, config, kind, GPUVendor::AMD,
       [&](OpPassManager &pm) { buildGPUToROCDLPipeline(pm, target.chip); }, target.mfma,
-      computation);
+      computation, KernelFit{}, target.chip);
   if (!lowered)
     return lowered.takeError();
   AMDGPUKernelBinary out;

@@ -1,6 +1,8 @@
 // The kernel's tiling seen from C++.
 #include "heed/Compiler/Tiling.h"
 
+#include "heed/Compiler/Backward.h"
+
 #include "KernelModule.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -51,16 +53,18 @@ std::string KernelTiling::describe() const {
                      join(q.grid));
 }
 
-llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
-                                          const KernelConfig &config) {
-  // The pass decides (block-q 0 is its choice per schedule).
+namespace {
+/// --attn-choose-tiling's choice for `variant` (after simplification) with
+/// these options.
+llvm::Expected<KernelTiling> chooseTiling(const spec::Variant &variant,
+                                          const KernelConfig &config, int64_t blockQ,
+                                          int64_t blockKV, bool patches) {
   KernelTiling tiling;
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
   PassManager pm(ctx.get());
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
-  CPUPipelineOptions options = detail::pipelineOptions(config);
-  addChooseTiling(pm, options.blockQ, options.blockKV, options.patches());
+  addChooseTiling(pm, blockQ, blockKV, patches);
   if (failed(pm.run(*module)))
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    "choosing the tiling failed on " + variant.name);
@@ -70,6 +74,23 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
     tiling.kv = {t.getGrid().vec(), t.getKv().vec()};
   });
   return tiling;
+}
+} // namespace
+
+llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
+                                          const KernelConfig &config) {
+  // The pass decides (block-q 0 is its choice per schedule).
+  CPUPipelineOptions options = detail::pipelineOptions(config);
+  return chooseTiling(variant, config, options.blockQ, options.blockKV, options.patches());
+}
+
+llvm::Expected<KernelTiling> backwardTiling(const spec::Variant &variant,
+                                            const KernelConfig &config) {
+  auto [rows, keys] = backwardTiles(config);
+  // The GPUs' two kernels (and their run on the CPU) take flat tiles.
+  if (!detail::pipelineOptions(config).patches() || config.backwardSplit)
+    return KernelTiling{SequenceTiling::flat(rows), SequenceTiling::flat(keys)};
+  return chooseTiling(variant, config, rows, keys, /*patches=*/true);
 }
 
 TokenTiles SequenceTiling::tiles(int64_t seq) const {

@@ -95,6 +95,12 @@ void buildCPUTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options
 
 void buildCPUBackwardTilingPipeline(OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
+  // Patches of a neighborhood mask's grid, in the one loop (before the
+  // analysis, which then classifies grid boxes): patches of block-q
+  // queries (16 by default) and block-kv keys (64).
+  if (options.patches() && options.backwardKernel == "fused")
+    addChooseTiling(pm, options.blockQ ? options.blockQ : kBackwardQueryRows,
+                    options.blockKV ? options.blockKV : kBackwardKeys, /*patches=*/true);
   if (options.analyzeMask)
     pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
   pm.addPass(createAttnDifferentiate());
@@ -268,6 +274,15 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
 }
 
 namespace {
+/// --convert-attn-tile-to-amdgpu's options for the chip: the MFMA shape and
+/// the LDS a workgroup may take (gfx950: 160 KiB, earlier chips 64 KiB).
+ConvertAttnTileToAMDGPUOptions amdOptions(const GPUPipelineOptions &options) {
+  ConvertAttnTileToAMDGPUOptions amd;
+  amd.mfma = options.mfma;
+  amd.ldsBytes = options.chip == "gfx950" ? 160 * 1024 : 64 * 1024;
+  return amd;
+}
+
 /// The GPU backward's schedule (NVIDIA and AMD alike), then the target's
 /// conversion that `addConversion` adds.
 void buildGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
@@ -300,9 +315,7 @@ void buildAMDGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptio
                                        const std::string &kernel) {
   // One synchronous LDS slot, as the forward's.
   buildGPUBackwardKernelPipeline(pm, options, kernel, /*stages=*/1, [&](OpPassManager &pm) {
-    ConvertAttnTileToAMDGPUOptions amd;
-    amd.mfma = options.mfma;
-    pm.addPass(createConvertAttnTileToAMDGPU(amd));
+    pm.addPass(createConvertAttnTileToAMDGPU(amdOptions(options)));
   });
 }
 
@@ -364,9 +377,7 @@ void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &opti
   // synchronous LDS slot.
   buildGPUKernelPipeline(pm, options, /*blockQ=*/4 * options.mfma, /*blockKV=*/0,
                          /*stages=*/1, [&](OpPassManager &kernel) {
-                           ConvertAttnTileToAMDGPUOptions amd;
-                           amd.mfma = options.mfma;
-                           kernel.addPass(createConvertAttnTileToAMDGPU(amd));
+                           kernel.addPass(createConvertAttnTileToAMDGPU(amdOptions(options)));
                          });
 }
 

@@ -1,6 +1,6 @@
-// --attn-choose-tiling: how each attention op cuts the query and key
-// sequences into tiles, recorded as `#attn.tiling` on the op (and on the
-// `attn.num_tiles` ops of its variant).
+// --attn-choose-tiling: how each attention op (forward or backward) cuts
+// the query and key sequences into tiles, recorded as `#attn.tiling` on the
+// op (and on the `attn.num_tiles` ops of its variant).
 //
 // Flat tiles of `block-q` queries and `block-kv` keys by default. Where the
 // variant's mask reads q and kv only through floor divisions and remainders
@@ -13,6 +13,7 @@
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
+#include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Matchers.h"
@@ -276,6 +277,8 @@ struct AttnChooseTilingPass : heed::impl::AttnChooseTilingBase<AttnChooseTilingP
       FlatSymbolRefAttr name;
       if (auto attention = dyn_cast<heed::attn::AttentionOp>(op))
         name = attention.getVariantAttr();
+      else if (auto backward = dyn_cast<heed::attn::AttentionBackwardOp>(op))
+        name = backward.getVariantAttr();
       else if (auto count = dyn_cast<heed::attn::NumTilesOp>(op))
         name = count.getVariantAttr();
       else
@@ -287,6 +290,8 @@ struct AttnChooseTilingPass : heed::impl::AttnChooseTilingBase<AttnChooseTilingP
       }
       if (auto attention = dyn_cast<heed::attn::AttentionOp>(op))
         attention.setTilingAttr(t);
+      else if (auto backward = dyn_cast<heed::attn::AttentionBackwardOp>(op))
+        backward.setTilingAttr(t);
       else
         cast<heed::attn::NumTilesOp>(op).setTilingAttr(t);
       return WalkResult::advance();

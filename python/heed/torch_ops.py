@@ -7,7 +7,7 @@ without running anything, so ``torch.compile`` keeps a heed call as one node of 
 graph; the real implementation runs heed's CPU kernel on CPU tensors (read through
 DLPack) and its CUDA kernel on CUDA tensors, through the same path as
 :func:`heed.attention`. Its autograd formula (``torch.library.register_autograd``) runs
-heed's backward kernels (docs/backward.md) on CPU and CUDA tensors: gradients of q, k, v
+heed's backward kernels (docs/backward.md) on CPU and CUDA (or ROCm) tensors: gradients of q, k, v
 and of the variant's float buffers (a learned bias table, ALiBi slopes), so
 ``loss.backward()`` works (on CUDA through the GPU backward's two kernels, not run on a GPU
 yet); a gradient flowing into lse raises ``NotImplementedError``.
@@ -83,14 +83,14 @@ def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: 
         raise NotImplementedError(
             "heed::attention: a gradient through lse is not supported (heed's backward "
             "takes the gradient of out only)")
-    if q.device.type not in ("cpu", "cuda") or (q.device.type == "cuda" and torch.version.hip):
+    if q.device.type not in ("cpu", "cuda"):
         raise NotImplementedError(
-            "heed::attention: the backward runs on CPU and CUDA (NVIDIA) tensors only; move "
+            "heed::attention: the backward runs on CPU, CUDA and ROCm tensors only; move "
             "the tensors or run the forward under torch.no_grad()")
     if q.device.type == "cuda" and q.dtype not in (torch.float16, torch.bfloat16):
         raise NotImplementedError(
-            "heed::attention: the GPU backward runs on tensor cores, f16 or bf16 (got %s); "
-            "cast, or run the backward on the CPU" % q.dtype)
+            "heed::attention: the GPU backward runs on matrix cores (tensor cores, MFMA), "
+            "f16 or bf16 (got %s); cast, or run the backward on the CPU" % q.dtype)
     kernel = _backward_kernel(spec, q, v, scale, layout)
     dq, dk, dv, grads = kernel(q, k, v, out, lse, dout.contiguous().to(q.dtype),
                                buffers=list(buffers))

@@ -94,7 +94,7 @@ cl::opt<bool> timeCompile("time",
                           cl::cat(category));
 
 cl::opt<int64_t> mfma("mfma",
-                      cl::desc("with --emit=amdgcn|hsaco: the MFMA shape, 32 (32x32x8) or 16 "
+                      cl::desc("with an AMD target (--emit=gpu|amdgcn|hsaco): the MFMA shape, 32 (32x32x8) or 16 "
                                "(16x16x16)"),
                       cl::init(32), cl::cat(category));
 
@@ -229,7 +229,7 @@ int emitGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config
       emitStage == "gpu"
           ? heed::emitGPUModule(variant, config, *parsedKind,
                                 amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA,
-                                *computation)
+                                *computation, mfma)
       : amdStage ? emitAMD(variant, config, *parsedKind, *computation)
                  : emitNVIDIA(variant, config, *parsedKind, *computation);
   if (!text)

@@ -53,7 +53,7 @@ struct Report {
   const BackwardOptions &options;
   const Kernel &forward;
   const BackwardKernel &backward;
-  std::pair<int64_t, int64_t> tiles; ///< the backward's query rows and keys per tile
+  KernelTiling tiles; ///< the backward's tiles (flat, or patches of a grid)
   double forwardTime, backwardTime, backwardFlops;
   MaskCensus census;
   RunStats stats;
@@ -84,7 +84,7 @@ void printJSON(const Report &r) {
                        {"blocks_total", r.stats.totalBlocks},
                        {"blocks_minimum", r.census.nonEmptyBlocks},
                        {"threads", static_cast<int64_t>(r.options.threads)},
-                       {"backward_tiles", fmt::format("{}x{}", r.tiles.first, r.tiles.second)}};
+                       {"backward_tiles", r.tiles.describe()}};
   if (r.options.check) {
     o["grad_max_rel_error"] = number(r.worst);
     o["backward_passed"] = r.passed;
@@ -103,10 +103,10 @@ void printText(const Report &r) {
   llvm::outs() << fmt::format("variant   {}\nshape     {}\nseed      {}\n", r.variant.name,
                               r.options.shape, r.options.seed);
   llvm::outs() << fmt::format("compile   {:.3f} s forward ({}), {:.3f} s backward ({}, tiles "
-                              "{}x{})\n",
+                              "{})\n",
                               r.forward.compileSeconds(), toString(r.forward.cacheOutcome()),
                               r.backward.compileSeconds(), toString(r.backward.cacheOutcome()),
-                              r.tiles.first, r.tiles.second);
+                              r.tiles.describe());
   llvm::outs() << fmt::format("forward   {:.3f} ms\nbackward  {:.3f} ms ({:.2f}x forward), "
                               "{:.3f} TFLOP/s (2.5x the forward's useful work)\n",
                               r.forwardTime * 1e3, r.backwardTime * 1e3,
@@ -257,14 +257,15 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   bool passed = !options.check || (withinTolerances(errors, worst) && !outOfRange);
 
   AttentionDims dims{B, Hq, Hkv, Sq, Skv};
-  std::pair<int64_t, int64_t> tiles = backwardTiles(backwardConfig);
-  MaskCensus census = maskCensus(variant, dims, buffers, tiles.first, tiles.second,
-                                 options.threads);
+  auto tiles = backwardTiling(variant, backwardConfig);
+  if (!tiles)
+    return error(llvm::toString(tiles.takeError()));
+  MaskCensus census = tiledMaskCensus(variant, dims, buffers, *tiles, options.threads);
   double flops = 2.0 * census.density() * double(B) * Hq * Sq * Skv *
                  (config.headDim + config.valueDim());
   double backwardFlops = 2.5 * flops;
 
-  Report report{variant,         options,        **forward,      **backward, tiles,
+  Report report{variant,         options,        **forward,      **backward, *tiles,
                 *forwardTime,    *backwardTime, backwardFlops, census,     bstats,
                 std::move(errors), worst,       passed,        outOfRange};
   if (options.json)

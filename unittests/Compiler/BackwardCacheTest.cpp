@@ -124,14 +124,20 @@ TEST_F(BackwardCacheTest, CompiledThenMemoryThenDiskHits) {
   ASSERT_TRUE(static_cast<bool>(second));
   EXPECT_EQ((*second)->cacheOutcome(), CacheOutcome::MemoryHit);
   EXPECT_LT((*second)->compileSeconds(), (*first)->compileSeconds());
-  // lse and patch tiling do not change the backward: the same kernel.
+  // lse does not change the backward: the same kernel. Patch tiling does
+  // (the one loop walks a neighborhood's patches): another entry.
   KernelConfig withLse = config;
   withLse.lse = true;
-  withLse.patchTiling = !config.patchTiling;
   auto third = BackwardKernel::compile(variant, withLse, &cache);
   ASSERT_TRUE(static_cast<bool>(third));
   EXPECT_EQ((*third)->cacheOutcome(), CacheOutcome::MemoryHit);
   EXPECT_EQ(cache.stats().compiles, 1u);
+  KernelConfig flat = config;
+  flat.patchTiling = !config.patchTiling;
+  auto fourth = BackwardKernel::compile(variant, flat, &cache);
+  ASSERT_TRUE(static_cast<bool>(fourth));
+  EXPECT_EQ((*fourth)->cacheOutcome(), CacheOutcome::Compiled);
+  EXPECT_EQ(cache.stats().compiles, 2u);
 
   std::unique_ptr<BackwardKernel> fromDisk = compileFresh();
   ASSERT_TRUE(fromDisk);
@@ -143,7 +149,7 @@ TEST_F(BackwardCacheTest, CompiledThenMemoryThenDiskHits) {
 
 TEST_F(BackwardCacheTest, ForwardAndBackwardKeysDiffer) {
   KernelConfig keyed = config;
-  keyed.patchTiling = false; // what the backward keys on (it ignores lse and patch tiling)
+  keyed.lse = false; // what the backward keys on (it ignores lse)
   Digest forwardKey = KernelCache::key(variant, keyed, CPUTarget::host());
   Digest backwardKey = KernelCache::key(variant, keyed, CPUTarget::host(), "backward");
   EXPECT_NE(forwardKey, backwardKey);
@@ -189,7 +195,7 @@ TEST_F(BackwardCacheTest, AForwardBinaryUnderTheBackwardsKeyIsNotTrusted) {
   Artifact backwardArtifact;
   ASSERT_EQ(DiskCache::decodeEntry(readBytes(path), key, request, backwardArtifact), "");
   KernelConfig keyed = config;
-  keyed.patchTiling = false;
+  keyed.lse = false;
   auto forward = compileEntry(variant, keyed, CPUTarget::host());
   ASSERT_TRUE(static_cast<bool>(forward)) << llvm::toString(forward.takeError());
   Artifact foreign;

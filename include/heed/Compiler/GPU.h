@@ -88,12 +88,13 @@ struct GPUTarget {
 };
 
 /// Lowers `variant` to the gpu-dialect module of the kernel chosen (stage
-/// "gpu").
+/// "gpu"; `mfma`: AMD's MFMA shape).
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
                                           const KernelConfig &config,
                                           GPUKernelKind kind = GPUKernelKind::Auto,
                                           GPUVendor vendor = GPUVendor::NVIDIA,
-                                          GPUComputation computation = GPUComputation::Forward);
+                                          GPUComputation computation = GPUComputation::Forward,
+                                          int64_t mfma = 32);
 /// All the way to PTX and, with ptxas, a cubin. The backward's kernels are
 /// tensor-core kernels (NVIDIA, f16/bf16, not Hopper's wgmma yet).
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,

@@ -42,6 +42,13 @@ struct KernelTiling {
 llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
                                           const KernelConfig &config);
 
+/// The tiling BackwardKernel::compile(variant, config) uses: its one loop's
+/// (patches of a neighborhood mask's grid where the forward's would be
+/// patched: block-q and block-kv of backwardTiles), or flat backwardTiles for
+/// the GPUs' two kernels (KernelConfig::backwardSplit).
+llvm::Expected<KernelTiling> backwardTiling(const spec::Variant &variant,
+                                            const KernelConfig &config);
+
 /// maskCensus over the blocks of `tiling`: every (q-tile, kv-tile) pair of
 /// every (b, h), brute force. totalBlocks matches RunStats::totalBlocks.
 /// (Defined in HeedReference: link it to call this.)

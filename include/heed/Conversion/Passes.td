@@ -125,7 +125,10 @@ def ConvertAttnTileToAMDGPU : Pass<"convert-attn-tile-to-amdgpu", "mlir::ModuleO
     so the key loop must have gone through --attn-pipeline-kv (stages=1 on
     heed-amdgpu-pipeline); Q's B operands are loaded from global memory once.
     Head dims: multiples of 16 (v: of `mfma`) up to 256, q/k and v apart
-    (MLA's 192/128).
+    (MLA's 192/128); the backward's kernels (attn.tile.probs) stage the slot
+    parts each product reads (row by row for qk, transposed for pv) and need
+    q/k head dims that are multiples of `mfma` too (dQ and dK are
+    accumulators). The slots must fit `lds-bytes`.
   }];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
@@ -133,6 +136,8 @@ def ConvertAttnTileToAMDGPU : Pass<"convert-attn-tile-to-amdgpu", "mlir::ModuleO
   let options = [
     Option<"mfma", "mfma", "int64_t", "32",
            "MFMA shape: 32 (32x32x8) or 16 (16x16x16)">,
+    Option<"ldsBytes", "lds-bytes", "int64_t", "65536",
+           "LDS a workgroup may take (gfx90a, gfx942: 64 KiB; gfx950: 160 KiB)">,
   ];
 }
 

@@ -47,7 +47,8 @@ def AttnRuntimeABI : Pass<"attn-runtime-abi", "mlir::ModuleOp"> {
 def AttnChooseTiling : Pass<"attn-choose-tiling", "mlir::ModuleOp"> {
   let summary = "Choose how each attention op cuts q and kv into tiles (#attn.tiling)";
   let description = [{
-    Sets `tiling` on every `attn.attention` (and `attn.num_tiles`): flat tiles
+    Sets `tiling` on every `attn.attention` and `attn.attention_backward` (and
+    `attn.num_tiles`): flat tiles
     of `block-q` queries and `block-kv` keys, or, where the variant's mask
     reads q and kv only through floor divisions and remainders by constants
     that form a chain of strides (a 2-D or 3-D token grid, as the

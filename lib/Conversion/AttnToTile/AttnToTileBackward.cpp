@@ -481,8 +481,12 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       if (!tiling)
         tiling = TilingAttr::getFlat(&getContext(), blockQ ? int64_t(blockQ) : heed::kBackwardQueryRows,
                                      blockKV ? int64_t(blockKV) : heed::kBackwardKeys);
-      if (tiling.isPatched()) {
-        op.emitOpError() << "takes flat tiles (patches are not implemented in the backward)";
+      // Patches (--attn-choose-tiling on a neighborhood mask) in the CPU's
+      // one loop: items are key patches, the inner loop walks the query
+      // patches by number; the GPUs' kernels take flat tiles.
+      if (tiling.isPatched() && which != BackwardLoop::Fused) {
+        op.emitOpError() << "takes flat tiles in kernel=dq and kernel=dkdv (the GPUs' "
+                            "kernels); patches only in the fused loop";
         return signalPassFailure();
       }
       if (!variant.getBlocks().empty() &&

@@ -61,11 +61,9 @@ void hoistBranchInvariants(gpu::GPUFuncOp kernel) {
 class AMDGPUTarget : public MatrixCoreTarget {
 public:
   static constexpr int64_t kPad = 4;
-  /// LDS a workgroup may take on gfx90a and gfx942 (gfx950 has more).
-  static constexpr int64_t kLDSBytes = 65536;
-  /// `m`: the MFMA shape (M = N).
-  AMDGPUTarget(const KernelShape &shape, int64_t m)
-      : MatrixCoreTarget(shape), M(m), K(4 * (64 / m)), E(m * m / 64) {}
+  /// `m`: the MFMA shape (M = N); `ldsBytes`: the LDS a workgroup may take.
+  AMDGPUTarget(const KernelShape &shape, int64_t m, int64_t ldsBytes)
+      : MatrixCoreTarget(shape), M(m), K(4 * (64 / m)), E(m * m / 64), ldsBytes(ldsBytes) {}
 
   std::string unsupported() const override {
     Type elt = shape.elt;
@@ -77,6 +75,10 @@ public:
     if (shape.waves < 1 || shape.keys % M)
       return "MFMA " + std::to_string(M) + " needs query and key tiles of a multiple of " +
              std::to_string(M) + " rows";
+    // The backward's dQ and dK are accumulators, D wide: M x M fragments.
+    if (shape.backward && shape.headDim % M)
+      return "the MFMA " + std::to_string(M) + " backward needs q/k head dims that are "
+             "multiples of " + std::to_string(M) + " (dQ and dK are accumulators)";
     return "";
   }
 
@@ -129,14 +131,17 @@ public:
       bufCols[0] = lds(width[0], shape.keys);
     if (rowMajor[1])
       bufRows[1] = lds(shape.keys, width[1]);
+    // 2-byte elements; rows padded by kPad: [keys][width + 4] row by row,
+    // [width][keys + 4] transposed.
     int64_t bytes = 0;
     for (int p = 0; p < 2; ++p)
-      bytes += stages * (width[p] + kPad) * shape.keys *
-               ((rowMajor[p] ? 1 : 0) + (transposed[p] ? 1 : 0)) * 2;
-    if (bytes > kLDSBytes)
+      bytes += stages * 2 *
+               ((rowMajor[p] ? shape.keys * (width[p] + kPad) : 0) +
+                (transposed[p] ? width[p] * (shape.keys + kPad) : 0));
+    if (bytes > ldsBytes)
       return kernel.emitOpError()
              << "--convert-attn-tile-to-amdgpu: the staging slots take " << bytes
-             << " bytes of LDS, over the " << kLDSBytes
+             << " bytes of LDS, over the " << ldsBytes
              << " of a workgroup: head dims too large for this kernel's tiles";
     return success();
   }
@@ -303,6 +308,7 @@ private:
   }
 
   const int64_t M, K, E; ///< MFMA M = N, K; accumulator elements per lane
+  const int64_t ldsBytes;
   /// The LDS slots of each part (workgroup attributions; null: not read so).
   Value bufRows[2], bufCols[2];
 };
@@ -330,8 +336,9 @@ struct ConvertAttnTileToAMDGPUPass
     };
     if (failed(lowerMatrixCoreKernels(
             module, "--convert-attn-tile-to-amdgpu",
-            [m](const KernelShape &shape) {
-              return std::unique_ptr<MatrixCoreTarget>(std::make_unique<AMDGPUTarget>(shape, m));
+            [m, lds = int64_t(ldsBytes)](const KernelShape &shape) {
+              return std::unique_ptr<MatrixCoreTarget>(
+                  std::make_unique<AMDGPUTarget>(shape, m, lds));
             },
             complete)))
       signalPassFailure();

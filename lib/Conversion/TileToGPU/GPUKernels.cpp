@@ -421,7 +421,9 @@ LogicalResult lowerMatrixCoreKernels(
     completeShape(*shape);
     std::unique_ptr<MatrixCoreTarget> target = makeTarget(*shape);
     if (std::string why = target->unsupported(); !why.empty())
-      return kernel.emitOpError() << name << ": " << why << "; use the SIMT kernel";
+      return kernel.emitOpError() << name << ": " << why
+                                  << (shape->backward ? "; run the backward on the CPU"
+                                                      : "; use the SIMT kernel");
     if (failed(target->prepareKernel(kernel)))
       return failure();
     MatrixCoreTypeConverter converter(*target);
