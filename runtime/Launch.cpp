@@ -448,26 +448,35 @@ struct MappedObject {
 };
 
 /// Maps a shared object held in memory: an anonymous memory file where the
-/// kernel supports it, else a temporary file.
+/// kernel supports it, else a temporary file. With $HEED_KERNEL_DIR set, a
+/// file kept in that directory (heed-kernel-XXXXXX.so), so that a profiler
+/// (perf report, perf annotate) can read the kernel's code after the run.
 bool openSharedObject(const std::string &bytes, MappedObject &object, std::string &error) {
   std::string path;
+  const char *keep = std::getenv("HEED_KERNEL_DIR");
+  bool kept = keep && *keep;
 #ifdef MFD_CLOEXEC
-  object.fd = memfd_create("heed-kernel", MFD_CLOEXEC);
-  if (object.fd >= 0)
-    path = "/proc/self/fd/" + std::to_string(object.fd);
+  if (!kept) {
+    object.fd = memfd_create("heed-kernel", MFD_CLOEXEC);
+    if (object.fd >= 0)
+      path = "/proc/self/fd/" + std::to_string(object.fd);
+  }
 #endif
   if (object.fd < 0) {
     const char *tmp = std::getenv("TMPDIR");
-    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/heed-kernel-XXXXXX";
+    std::string pattern = kept ? std::string(keep) + "/heed-kernel-XXXXXX.so"
+                               : std::string(tmp && *tmp ? tmp : "/tmp") + "/heed-kernel-XXXXXX";
     std::vector<char> name(pattern.begin(), pattern.end());
     name.push_back('\0');
-    object.fd = mkstemp(name.data());
+    object.fd = kept ? mkstemps(name.data(), 3) : mkstemp(name.data());
     if (object.fd < 0) {
-      error = std::string("cannot create a file to load the kernel from: ") +
-              std::strerror(errno);
+      error = std::string("cannot create a file to load the kernel from (") + name.data() +
+              "): " + std::strerror(errno);
       return false;
     }
-    path = object.temporaryPath = name.data();
+    path = name.data();
+    if (!kept)
+      object.temporaryPath = path;
   }
   size_t done = 0;
   while (done < bytes.size()) {

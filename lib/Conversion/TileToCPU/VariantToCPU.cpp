@@ -144,6 +144,17 @@ ScoreColumns::ScoreColumns(OpBuilder &b, Operation *op, Value sT, ValueRange row
 void ScoreColumns::forEachKey(OpBuilder &b, function_ref<void(const Column &)> body) const {
   auto idxType = VectorType::get({lanes}, b.getIndexType());
   auto maskType = VectorType::get({lanes}, b.getI1Type());
+  // The columns' tokens and reality go to the stack once, before the loop,
+  // and are read back per key: extracting lane j of a vector at a dynamic j
+  // in the loop makes LLVM store the whole vector in every iteration (8 zmm
+  // stores per key for the backward's 64-key tiles).
+  Value tokens = allocaAtEntry(b, op, MemRefType::get({keys}, b.getIndexType()));
+  Value real = allocaAtEntry(b, op, MemRefType::get({keys}, b.getI8Type()));
+  vector::StoreOp::create(b, loc, cols.tokens, tokens, ValueRange{zero});
+  vector::StoreOp::create(
+      b, loc,
+      arith::ExtUIOp::create(b, loc, VectorType::get({keys}, b.getI8Type()), cols.real), real,
+      ValueRange{zero});
   auto loop = scf::ForOp::create(b, loc, zero, index(b, loc, keys), index(b, loc, 1));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
@@ -151,8 +162,10 @@ void ScoreColumns::forEachKey(OpBuilder &b, function_ref<void(const Column &)> b
   c.j = loop.getInductionVar();
   c.b = batch;
   c.h = heads;
-  c.kv = vector::BroadcastOp::create(b, loc, idxType, extractAt(b, loc, cols.tokens, c.j));
-  Value keyReal = extractAt(b, loc, cols.real, c.j);
+  c.kv = vector::BroadcastOp::create(b, loc, idxType,
+                                     memref::LoadOp::create(b, loc, tokens, ValueRange{c.j}));
+  Value keyReal = arith::TruncIOp::create(
+      b, loc, b.getI1Type(), memref::LoadOp::create(b, loc, real, ValueRange{c.j}));
   c.laneValid = arith::AndIOp::create(b, loc, rows.real,
                                       vector::BroadcastOp::create(b, loc, maskType, keyReal));
   body(c);
