@@ -36,8 +36,14 @@ std::string gpuChip(GPUPlatform platform, int device, std::string &error) {
   }
   if (!hip::runtime(error))
     return "";
-  const char *chip = std::getenv("HEED_HIP_CHIP");
-  return chip && *chip ? chip : "gfx942";
+  // $HEED_HIP_CHIP first (a chip the device's properties do not name right),
+  // then the device's own, else gfx942.
+  if (const char *chip = std::getenv("HEED_HIP_CHIP"); chip && *chip)
+    return chip;
+  std::string chip = hip::deviceChip(device, error);
+  if (!error.empty())
+    return "";
+  return chip.empty() ? "gfx942" : chip;
 }
 
 std::string checkGPUDevice(GPUPlatform platform, const AttentionArgs &args, int device) {

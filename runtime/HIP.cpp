@@ -10,6 +10,9 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <vector>
 
 #include <mutex>
 
@@ -55,6 +58,9 @@ struct Runtime {
   hipError_t (*hipDeviceGetAttribute)(int *, int, int) = nullptr;
   hipError_t (*hipModuleOccupancyMaxActiveBlocksPerMultiprocessor)(int *, hipFunction_t, int,
                                                                     size_t) = nullptr;
+  /// Optional: the device's properties (ROCm 6's R0600 struct, else the
+  /// unversioned call), read only for the gcnArchName in them (deviceChip).
+  hipError_t (*hipGetDeviceProperties)(void *, int) = nullptr;
 
   GPUStreamStates streams;
 
@@ -128,6 +134,9 @@ Runtime *runtime(std::string &error) {
     resolve(r->hipDeviceGetAttribute, "hipDeviceGetAttribute", /*required=*/false);
     resolve(r->hipModuleOccupancyMaxActiveBlocksPerMultiprocessor,
             "hipModuleOccupancyMaxActiveBlocksPerMultiprocessor", /*required=*/false);
+    resolve(r->hipGetDeviceProperties, "hipGetDevicePropertiesR0600", /*required=*/false);
+    if (!r->hipGetDeviceProperties)
+      resolve(r->hipGetDeviceProperties, "hipGetDeviceProperties", /*required=*/false);
     if (!ok)
       return;
     if ((why = r->check(r->hipInit(0), "hipInit")).size())
@@ -143,6 +152,36 @@ Runtime *runtime(std::string &error) {
   if (!loaded)
     error = why;
   return loaded;
+}
+
+std::string deviceChip(int device, std::string &error) {
+  Runtime *r = runtime(error);
+  if (!r || !r->hipGetDeviceProperties)
+    return "";
+  if (device < 0 || device >= r->deviceCount) {
+    error = "ROCm device " + std::to_string(device) + " does not exist";
+    return "";
+  }
+  // hipDeviceProp_t's layout changes between ROCm releases, but its
+  // gcnArchName ("gfx942:sramecc+:xnack-") is the one string in it that
+  // starts with "gfx" and a digit: found by scanning, in a buffer far larger
+  // than any release's struct.
+  std::vector<char> props(size_t(64) << 10, 0);
+  if (!(error = r->check(r->hipGetDeviceProperties(props.data(), device),
+                         "hipGetDeviceProperties"))
+           .empty())
+    return "";
+  for (size_t i = 0; i + 4 < props.size(); ++i) {
+    if (std::strncmp(&props[i], "gfx", 3) != 0 || !std::isdigit((unsigned char)props[i + 3]) ||
+        (i > 0 && props[i - 1] != 0))
+      continue;
+    size_t end = i + 3;
+    while (end < props.size() && std::isalnum((unsigned char)props[end]))
+      ++end;
+    if (end < props.size() && (props[end] == 0 || props[end] == ':'))
+      return std::string(&props[i], end - i);
+  }
+  return "";
 }
 
 int deviceOf(const void *pointer, std::string &error) {

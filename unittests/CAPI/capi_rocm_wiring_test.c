@@ -1,6 +1,6 @@
 /* heed_attention on ROCm tensors against a stand-in HIP runtime (fake_hip.c,
- * found through LD_LIBRARY_PATH): the chip (gfx942 unless the target names
- * one), a module compiled and loaded once per (variant, options, chip) and
+ * found through LD_LIBRARY_PATH): the chip (the device's gcnArchName, gfx942
+ * on the stand-in, unless the target names one), a module compiled and loaded once per (variant, options, chip) and
  * shared by kernel handles, the launch shape of the MFMA and SIMT kernels,
  * the caller's stream and pointers in hipModuleLaunchKernel and every other
  * call of a launch, nothing allocated or waited for after the first launch on
@@ -205,6 +205,20 @@ int main(void) {
     heed_kernel_release(dec);
     free(kd), free(vd);
   }
+  /* The device's chip from its properties (gcnArchName, target features
+   * dropped): a device that says gfx90a gets gfx90a's code object. */
+  {
+    setenv("FAKE_HIP_ARCH", "gfx90a:sramecc+:xnack-", 1);
+    heed_kernel *mi200 = NULL;
+    o.target = NULL;
+    o.dtype = HEED_F16;
+    CHECK(heed_compile("variant mi200 { mask = causal() }", "mi200.attn", &o, &mi200) == HEED_OK);
+    CHECK(mi200 && runOn(mi200, t, NULL) == HEED_OK);
+    CHECK(log->lastMach == GFX90A);
+    heed_kernel_release(mi200);
+    unsetenv("FAKE_HIP_ARCH");
+  }
+
   /* The backward on ROCm tensors: the MFMA dQ and dK/dV kernels compiled for
    * the device's chip at the first call (4 waves of 64 lanes, blocks of 128
    * query rows, then of 128 keys), both queued on the caller's stream after

@@ -54,6 +54,15 @@ int hipDeviceGetAttribute(int *v, int attribute, int device) {
   *v = attribute == 63 ? 304 : 0;
   return 0;
 }
+/* The properties' gcnArchName ($FAKE_HIP_ARCH, else an MI300X's) at an
+ * offset of this stand-in's choosing, after the marketing name. */
+int hipGetDevicePropertiesR0600(void *props, int device) {
+  (void)device;
+  const char *arch = getenv("FAKE_HIP_ARCH");
+  strcpy((char *)props, "AMD Instinct MI300X");
+  strcpy((char *)props + 1160, arch && *arch ? arch : "gfx942:sramecc+:xnack-");
+  return 0;
+}
 int hipModuleOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void *f, int threads,
                                                        size_t shared) {
   (void)f, (void)threads, (void)shared;

@@ -31,6 +31,12 @@ Runtime *runtime(std::string &error);
 /// no hipPointerGetAttribute (the caller's device id then stands).
 int deviceOf(const void *pointer, std::string &error);
 
+/// The device's chip ("gfx942") from its properties' gcnArchName (the
+/// target features after ':' dropped), or "": `error` set when the call
+/// failed, empty when this HIP runtime has no hipGetDeviceProperties or
+/// names no chip.
+std::string deviceChip(int device, std::string &error);
+
 /// Waits for `stream` on `device` and reports the first error a heed kernel
 /// launched on it recorded since the last report. "" or that error.
 std::string synchronize(int device, void *stream);
