@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <fcntl.h>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -450,13 +451,30 @@ struct MappedObject {
 /// Maps a shared object held in memory: an anonymous memory file where the
 /// kernel supports it, else a temporary file. With $HEED_KERNEL_DIR set, a
 /// file kept in that directory (heed-kernel-XXXXXX.so), so that a profiler
-/// (perf report, perf annotate) can read the kernel's code after the run.
+/// (perf report, perf annotate) can read the kernel's code after the run;
+/// where that directory takes no file, a warning and the usual memory file
+/// (an environment problem is no reason to call a cached kernel broken).
 bool openSharedObject(const std::string &bytes, MappedObject &object, std::string &error) {
   std::string path;
-  const char *keep = std::getenv("HEED_KERNEL_DIR");
-  bool kept = keep && *keep;
+  if (const char *keep = std::getenv("HEED_KERNEL_DIR"); keep && *keep) {
+    std::string pattern = std::string(keep) + "/heed-kernel-XXXXXX.so";
+    std::vector<char> name(pattern.begin(), pattern.end());
+    name.push_back('\0');
+    object.fd = mkostemps(name.data(), 3, O_CLOEXEC);
+    if (object.fd >= 0) {
+      path = "/proc/self/fd/" + std::to_string(object.fd); // what was written is loaded
+    } else {
+      static std::once_flag warned;
+      std::call_once(warned, [&] {
+        std::fprintf(stderr,
+                     "heed: warning: HEED_KERNEL_DIR: cannot create %s (%s); kernels are "
+                     "loaded from memory\n",
+                     name.data(), std::strerror(errno));
+      });
+    }
+  }
 #ifdef MFD_CLOEXEC
-  if (!kept) {
+  if (object.fd < 0) {
     object.fd = memfd_create("heed-kernel", MFD_CLOEXEC);
     if (object.fd >= 0)
       path = "/proc/self/fd/" + std::to_string(object.fd);
@@ -464,19 +482,16 @@ bool openSharedObject(const std::string &bytes, MappedObject &object, std::strin
 #endif
   if (object.fd < 0) {
     const char *tmp = std::getenv("TMPDIR");
-    std::string pattern = kept ? std::string(keep) + "/heed-kernel-XXXXXX.so"
-                               : std::string(tmp && *tmp ? tmp : "/tmp") + "/heed-kernel-XXXXXX";
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/heed-kernel-XXXXXX";
     std::vector<char> name(pattern.begin(), pattern.end());
     name.push_back('\0');
-    object.fd = kept ? mkstemps(name.data(), 3) : mkstemp(name.data());
+    object.fd = mkostemp(name.data(), O_CLOEXEC);
     if (object.fd < 0) {
-      error = std::string("cannot create a file to load the kernel from (") + name.data() +
-              "): " + std::strerror(errno);
+      error = std::string("cannot create a file to load the kernel from: ") +
+              std::strerror(errno);
       return false;
     }
-    path = name.data();
-    if (!kept)
-      object.temporaryPath = path;
+    path = object.temporaryPath = name.data();
   }
   size_t done = 0;
   while (done < bytes.size()) {

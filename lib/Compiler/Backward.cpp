@@ -327,6 +327,7 @@ struct BackwardKernel::Impl {
       if (kept.size() >= count && keptFloats >= floats) {
         DQScratch out = std::move(kept);
         kept.clear();
+        keptFloats = 0;
         out.resize(count);
         return out;
       }
@@ -340,7 +341,7 @@ struct BackwardKernel::Impl {
     if (scratch.size() * floats * sizeof(float) > kKeptScratchBytes)
       return;
     std::lock_guard<std::mutex> lock(scratchMutex);
-    if (scratch.size() >= kept.size() && floats >= keptFloats) {
+    if (kept.empty() || (scratch.size() >= kept.size() && floats >= keptFloats)) {
       kept = std::move(scratch);
       keptFloats = floats;
     }
@@ -388,10 +389,11 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   auto impl = std::make_unique<Impl>();
   impl->variant = variant;
   // What the kernel depends on: lse does not change it, so configs that
-  // differ in it share one cache entry (patch tiling does: the one loop
-  // walks a neighborhood mask's patches).
+  // differ in it share one cache entry; patch tiling does where it applies
+  // (the one loop, with the analysis, walks a neighborhood mask's patches).
   impl->config = config;
   impl->config.lse = false;
+  impl->config.patchTiling = config.patchTiling && config.analyzeMask && !config.backwardSplit;
   if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
   // One kernel, or the dK/dV and dQ kernels (each its own cache entry).

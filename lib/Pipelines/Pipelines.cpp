@@ -470,7 +470,9 @@ void registerAllPasses() {
         "heed-cpu-backward-pipeline",
         "attn.attention_backward -> LLVM dialect for the CPU (docs/backward.md)",
         [](OpPassManager &pm, const CPUPipelineCLOptions &o) {
-          buildCPUBackwardTilingPipeline(pm, o.get()); // patch-tiling does not apply
+          // (block-kv: this pipeline's option, 16 by default; the library's
+          // BackwardKernel gives its 64. Patches where the mask allows.)
+          buildCPUBackwardTilingPipeline(pm, o.get());
           buildCPUToLLVMPipeline(pm);
         });
     PassPipelineRegistration<GPUPipelineCLOptions>(

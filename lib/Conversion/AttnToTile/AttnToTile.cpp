@@ -404,13 +404,8 @@ struct AttnToTilePass : heed::impl::AttnToTileBase<AttnToTilePass> {
         op.emitOpError() << "has no tiling: run --attn-choose-tiling first";
         return signalPassFailure();
       }
-      if (op.getTilingAttr().isPatched() &&
-          (!variant.getGridAttr() ||
-           variant.getGridAttr().getExtents() != op.getTilingAttr().getGrid())) {
-        op.emitOpError() << "is tiled by patches of a grid its variant's classifier does not "
-                            "use (run --attn-choose-tiling before --attn-analyze-mask)";
+      if (failed(heed::attn_to_tile::checkTilingMatchesGrid(op, op.getTilingAttr(), variant)))
         return signalPassFailure();
-      }
       if (!variant.getBlocks().empty() && op.getSummaries().size() !=
                                                variant.getSummarizedBuffers().size()) {
         op.emitOpError() << "needs the summaries of the variant's rank-1 integer buffers for "

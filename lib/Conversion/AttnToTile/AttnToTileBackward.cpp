@@ -484,6 +484,8 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       // Patches (--attn-choose-tiling on a neighborhood mask) in the CPU's
       // one loop: items are key patches, the inner loop walks the query
       // patches by number; the GPUs' kernels take flat tiles.
+      if (failed(heed::attn_to_tile::checkTilingMatchesGrid(op, tiling, variant)))
+        return signalPassFailure();
       if (tiling.isPatched() && which != BackwardLoop::Fused) {
         op.emitOpError() << "takes flat tiles in kernel=dq and kernel=dkdv (the GPUs' "
                             "kernels); patches only in the fused loop";

@@ -34,6 +34,24 @@ inline mlir::Value fillTile(mlir::OpBuilder &b, mlir::Location loc, attn::TileTy
   return attn::TileFillOp::create(b, loc, type, b.getF32FloatAttr(static_cast<float>(value)));
 }
 
+/// Whether `op`'s `tiling` and `variant`'s grid agree (an error on `op`
+/// if not): patches must be of the grid the variant's classifier decodes
+/// (--attn-choose-tiling before --attn-analyze-mask), and a classifier that
+/// decodes grid boxes must not see flat tiles (a flat tile crossing a grid
+/// row is no box of the grid: it could be called EMPTY wrongly).
+inline mlir::LogicalResult checkTilingMatchesGrid(mlir::Operation *op, attn::TilingAttr tiling,
+                                                  attn::VariantOp variant) {
+  if (tiling.isPatched() && (!variant.getGridAttr() ||
+                             variant.getGridAttr().getExtents() != tiling.getGrid()))
+    return op->emitOpError() << "is tiled by patches of a grid its variant's classifier does "
+                                "not use (run --attn-choose-tiling before --attn-analyze-mask)";
+  if (!tiling.isPatched() && variant.getGridAttr() && !variant.getBlocks().empty())
+    return op->emitOpError() << "is tiled flat, but its variant's classifier decodes boxes of a "
+                                "grid (run --attn-choose-tiling with patches before "
+                                "--attn-analyze-mask, or without patches)";
+  return mlir::success();
+}
+
 /// The builder both lowerings build their loops with, and its helpers.
 class TileBuilder {
 protected:

@@ -1,6 +1,7 @@
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask --attn-differentiate --attn-backward-to-tile | FileCheck %s
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask --attn-differentiate --attn-backward-to-tile --convert-attn-tile-to-cpu | FileCheck %s --check-prefix=CPU
 // RUN: not heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-differentiate --attn-backward-to-tile="kernel=dkdv" 2>&1 | FileCheck %s --check-prefix=SPLIT
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask | sed 's/tiling = #attn.tiling<q = \[4, 4\], kv = \[8, 8\], grid = \[24\]>/tiling = #attn.tiling<q = [16], kv = [64]>/' | not heed-opt --attn-differentiate --attn-backward-to-tile 2>&1 | FileCheck %s --check-prefix=FLATGRID
 // The backward's one loop on patches of a token grid (docs/backward.md,
 // "Patches"): --attn-choose-tiling sets the backward op's tiling as the
 // forward's (4 x 4 query and 8 x 8 key patches of a ? x 24 grid), the items
@@ -27,6 +28,9 @@
 // CPU-LABEL: func.func @backward
 // CPU-NOT: attn.tile.
 // CPU: return
+// A flat tiling beside a classifier of grid boxes (a flat tile crossing a
+// grid row is no box): refused, as the forward's --attn-to-tile refuses it.
+// FLATGRID: error: 'attn.attention_backward' op is tiled flat, but its variant's classifier decodes boxes of a grid
 // SPLIT: error: 'attn.attention_backward' op takes flat tiles in kernel=dq and kernel=dkdv (the GPUs' kernels); patches only in the fused loop
 
 attn.variant @grid2d buffers([] : []) shapes [] params {} score {
