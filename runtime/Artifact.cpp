@@ -79,6 +79,8 @@ std::string KernelInfo::serialize() const {
     os << "cu_seqlens_q 1\n";
   if (cuSeqlensKV)
     os << "cu_seqlens_kv 1\n";
+  if (entryOrder)
+    os << "entry_order 1\n";
   if (outF32)
     os << "out_f32 1\n";
   if (splitKV)
@@ -143,6 +145,9 @@ std::string KernelInfo::parse(const std::string &text) {
     } else if (key == "cu_seqlens_kv") {
       int v = 0;
       ok = bool(fields >> v), cuSeqlensKV = v != 0;
+    } else if (key == "entry_order") {
+      int v = 0;
+      ok = bool(fields >> v), entryOrder = v != 0;
     } else if (key == "out_f32") {
       int v = 0;
       ok = bool(fields >> v), outF32 = v != 0;
@@ -239,11 +244,16 @@ std::string Artifact::serialize() const {
     putU64(body, e.binary.size());
     body += e.binary;
   }
-  bool packed = false;
-  for (const ArtifactEntry &e : entries)
-    packed = packed || e.info.cuSeqlensQ || e.info.cuSeqlensKV;
+  // The oldest version whose readers take every entry's arguments right.
+  uint32_t version = kArtifactVersion;
+  for (const ArtifactEntry &e : entries) {
+    if (e.info.cuSeqlensQ || e.info.cuSeqlensKV)
+      version = std::max(version, kArtifactVersionPacked);
+    if (e.info.entryOrder)
+      version = std::max(version, kArtifactVersionEntryOrder);
+  }
   std::string out(kMagic, 8);
-  putU32(out, packed ? kArtifactVersionPacked : kArtifactVersion);
+  putU32(out, version);
   putU32(out, uint32_t(entries.size()));
   out.append(reinterpret_cast<const char *>(key.data()), key.size());
   putU64(out, body.size());
@@ -258,9 +268,9 @@ std::string Artifact::parse(const std::string &bytes) {
     return "not a heed kernel artifact (bad magic or shorter than its header)";
   Reader r{bytes, 8};
   uint32_t version = uint32_t(r.take(4));
-  if (version != kArtifactVersion && version != kArtifactVersionPacked)
+  if (version < kArtifactVersion || version > kArtifactVersionEntryOrder)
     return "artifact format version " + std::to_string(version) + ", this heed reads versions " +
-           std::to_string(kArtifactVersion) + " and " + std::to_string(kArtifactVersionPacked);
+           std::to_string(kArtifactVersion) + " to " + std::to_string(kArtifactVersionEntryOrder);
   uint32_t count = uint32_t(r.take(4));
   std::memcpy(key.data(), bytes.data() + r.pos, 32);
   r.pos += 32;

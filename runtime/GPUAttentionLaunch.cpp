@@ -331,15 +331,21 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
 }
 
 /// The index tensors of a serving call (servingTensors: kv_lens, page_table,
-/// q_lens, cu_seqlens_q/kv),
+/// q_lens, cu_seqlens_q/kv, the entry order),
 /// host tensors the caller passed and checkAttentionArgs read, copied into
 /// the state's device memory on the caller's stream; `device` receives
 /// their device views. (heed plans a serving call on the host, as
 /// FlashInfer's plan() does: the grid and the checks need the lengths.)
 std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &args,
-                                GPUStreamDriver &driver, GPUStreamState &state,
-                                std::vector<TensorRef> &device) {
-  std::vector<const TensorRef *> host = servingTensors(args, info);
+                                const AttentionDims &dims, GPUStreamDriver &driver,
+                                GPUStreamState &state, std::vector<TensorRef> &device) {
+  // The entries longest first (the blocks of item b compute entry order[b]):
+  // the GPU starts blocks in grid order.
+  std::vector<int32_t> order;
+  if (info.entryOrder)
+    order = entryOrder(args, info, dims);
+  TensorRef orderRef{order.data(), DType::I32, {dims.batch}, {}};
+  std::vector<const TensorRef *> host = servingTensors(args, info, &orderRef);
   if (host.empty())
     return "";
   // Each table's place in the device memory: side by side, 16-byte aligned.
@@ -440,7 +446,7 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
         return error;
   }
   std::vector<TensorRef> serving;
-  if (!(error = uploadServingTables(info, args, driver, state, serving)).empty())
+  if (!(error = uploadServingTables(info, args, dims, driver, state, serving)).empty())
     return error;
   void *stats = static_cast<char *>(state.words) + 8;
   unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);

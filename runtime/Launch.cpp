@@ -573,7 +573,8 @@ TensorRef kernelView(const AttentionArgs &args, const KernelInfo &info, const At
   return view;
 }
 
-std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info) {
+std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info,
+                                              const TensorRef *entryOrder) {
   std::vector<const TensorRef *> out;
   if (info.kvLens)
     out.push_back(&args.kvLens);
@@ -585,7 +586,29 @@ std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const K
     out.push_back(&args.cuSeqlensQ);
   if (info.cuSeqlensKV)
     out.push_back(&args.cuSeqlensKV);
+  if (info.entryOrder)
+    out.push_back(entryOrder);
   return out;
+}
+
+std::vector<int32_t> entryOrder(const AttentionArgs &args, const KernelInfo &info,
+                                const AttentionDims &dims) {
+  std::vector<int32_t> order(size_t(std::max<int64_t>(dims.batch, 0)));
+  for (size_t b = 0; b < order.size(); ++b)
+    order[b] = int32_t(b);
+  std::vector<int64_t> keys = entryKeyLengths(args, info, dims), queries;
+  if (info.qLens)
+    queries = entryLengths(args.qLens, dims.batch);
+  if (info.cuSeqlensQ)
+    queries = packedLengths(args.cuSeqlensQ);
+  auto work = [&](int32_t b) -> int64_t {
+    if (!queries.empty() && queries[size_t(b)] == 0)
+      return 0;
+    return keys.empty() ? dims.seqKV : keys[size_t(b)];
+  };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t x, int32_t y) { return work(x) > work(y); });
+  return order;
 }
 
 std::string checkAttentionArgs(const AttentionArgs &args, const KernelInfo &info,
@@ -814,7 +837,13 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   view(CallTensor::Q);
   view(CallTensor::K);
   view(CallTensor::V);
-  for (const TensorRef *t : servingTensors(args, c))
+  // The kernel's work item b computes entry order[b] (longest first): the
+  // threads, taking items in index order, start the longest entries first.
+  std::vector<int32_t> order;
+  if (c.entryOrder)
+    order = entryOrder(args, c, dims);
+  TensorRef orderRef{order.data(), DType::I32, {dims.batch}, {}};
+  for (const TensorRef *t : servingTensors(args, c, &orderRef))
     add(*t);
   for (const TensorRef &b : args.buffers)
     add(b);
@@ -855,9 +884,11 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
                     maxThreads, order);
   };
   // Entries with more key tiles first (their items take longest), where the
-  // entries differ (kv_lens, packed keys, ragged queries).
+  // entries differ (kv_lens, packed keys, ragged queries): the kernel's
+  // entry order does it (above), or for a kernel from before it, the order
+  // the threads take the items in.
   std::vector<int64_t> entryTiles;
-  if (!lens.empty() || raggedQ)
+  if ((!lens.empty() || raggedQ) && !c.entryOrder)
     for (int64_t b = 0; b < dims.batch; ++b)
       entryTiles.push_back(raggedQ && qLens[size_t(b)] == 0
                                ? 0

@@ -221,6 +221,13 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     cu_seqlens_kv[b+1] - cu_seqlens_kv[b] keys, the variant's `Skv`).
     `cu_seqlens_q` excludes `q_lens`; `cu_seqlens_kv` excludes `kv_lens`
     and `page_table`.
+
+    `entry_order` (i32 [B], a permutation of 0..B-1; serving calls, whose
+    entries differ in length): work item (b, h, t) computes batch entry
+    entry_order[b] (clamped to B - 1). The runtime passes the entries longest
+    first, so that a GPU, which starts blocks in grid order, starts the
+    longest entries' blocks first (no long entry left to run alone at the
+    end); the CPU's threads take items in the same order.
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value,
@@ -229,6 +236,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
                        Optional<MemRefRankOf<[I32], [1]>>:$q_lens,
                        Optional<MemRefRankOf<[I32], [1]>>:$cu_seqlens_q,
                        Optional<MemRefRankOf<[I32], [1]>>:$cu_seqlens_kv,
+                       Optional<MemRefRankOf<[I32], [1]>>:$entry_order,
                        Variadic<AnyMemRef>:$buffers,
                        Variadic<AnyMemRef>:$summaries,
                        AnyMemRef:$out,
@@ -253,6 +261,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     (`q_lens` `(` $q_lens^ `:` type($q_lens) `)`)?
     (`cu_seqlens_q` `(` $cu_seqlens_q^ `:` type($cu_seqlens_q) `)`)?
     (`cu_seqlens_kv` `(` $cu_seqlens_kv^ `:` type($cu_seqlens_kv) `)`)?
+    (`entry_order` `(` $entry_order^ `:` type($entry_order) `)`)?
     (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`summaries` `(` $summaries^ `:` type($summaries) `)`)?
     `outs` `(` $out `:` type($out) `)`

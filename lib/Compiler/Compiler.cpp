@@ -191,6 +191,10 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
     args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
   if (config.cuSeqlensKV)
     args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
+  // Entries of different lengths: the order the runtime starts them in.
+  bool ordered = config.ragged();
+  if (ordered)
+    args.push_back(stridedType(ctx, {dyn}, b.getI32Type())), ++serving;
   for (const spec::BufferDecl &buf : variant.buffers)
     args.push_back(bufferType(ctx, buf));
   args.push_back(config.outF32 ? stridedType(ctx, {dyn, dyn, dyn, config.valueDim()},
@@ -215,9 +219,10 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
   Value qLens = config.qLens ? arg(2 + packed) : Value();
   Value cuQ = config.cuSeqlensQ ? arg(3 + packed) : Value();
   Value cuKV = config.cuSeqlensKV ? arg(3 + packed + unsigned(config.cuSeqlensQ)) : Value();
+  Value order = ordered ? arg(2 + serving) : Value();
   attn::AttentionOp::create(
       b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), arg(0), arg(1), arg(2), kvLens,
-      pageTable, qLens, cuQ, cuKV, buffers,
+      pageTable, qLens, cuQ, cuKV, order, buffers,
       /*summaries=*/ValueRange{}, out, lse, /*status=*/Value(), /*stats=*/Value(),
       /*gate_rows=*/Value(), /*gate_counts=*/Value(), /*work_begin=*/Value(),
       /*work_end=*/Value(), /*split_phase=*/Value(), /*split_count=*/Value(),
@@ -440,6 +445,7 @@ KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &conf
   info.layout = config.layout;
   info.lse = config.lse;
   info.kvLens = config.hasKVLens();
+  info.entryOrder = config.ragged();
   info.pageSize = config.pageSize;
   info.qLens = config.qLens;
   info.cuSeqlensQ = config.cuSeqlensQ;

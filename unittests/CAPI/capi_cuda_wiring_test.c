@@ -549,14 +549,15 @@ int main(int argc, char **argv) {
     launches = log->launches;
   }
 
-  /* Packed sequences: q, k, v, out of batch 1 hold entries of 120 and 80
-   * rows; the kernel gets them as [B, 120, ...] with batch stride 0 and the
-   * offsets after v. */
+  /* Packed sequences: q, k, v, out of batch 1 hold entries of 80 and 120
+   * rows; the kernel gets them as [B, 120, ...] with batch stride 0, the
+   * offsets after v, then the entry order (the longest entry, 1, first: the
+   * GPU starts the blocks of grid z with entry order[z]). */
   heed_compile_options po = o;
   po.cu_seqlens_q = 1, po.cu_seqlens_kv = 1;
   CHECK(heed_compile(endSpec, "end.attn", &po, &packed) == HEED_OK);
   int64_t packedShape[4] = {1, H, S, D}, cuShape[1] = {B + 1};
-  int32_t cu[B + 1] = {0, 120, 200};
+  int32_t cu[B + 1] = {0, 80, 200};
   heed_tensor pt[4];
   memcpy(pt, t, sizeof pt);
   for (int i = 0; i < 4; ++i) pt[i].shape = packedShape;
@@ -565,7 +566,7 @@ int main(int argc, char **argv) {
   heed_attention_args_init(&pa);
   pa.q = &pt[0], pa.k = &pt[1], pa.v = &pt[2], pa.out = &pt[3], pa.stream = s;
   pa.cu_seqlens_q = &cuT, pa.cu_seqlens_kv = &cuT;
-  keepParams(43);
+  keepParams(48);
   CHECK(packed && heed_attention(packed, &pa) == HEED_OK && log->launches == launches + 1);
   sp = keptParams();
   CHECK(log->grid[2] == B && log->grid[1] == H);
@@ -573,7 +574,9 @@ int main(int argc, char **argv) {
     CHECK(sp[11 * i + 3] == B && sp[11 * i + 5] == 120 && sp[11 * i + 7] == 0 &&
           sp[11 * i + 8] == S * D);
   const int32_t *dcu = (const int32_t *)(intptr_t)sp[38 + 1];
-  CHECK(dcu && sp[38 + 3] == B + 1 && dcu[0] == 0 && dcu[1] == 120 && dcu[2] == 200);
+  CHECK(dcu && sp[38 + 3] == B + 1 && dcu[0] == 0 && dcu[1] == 80 && dcu[2] == 200);
+  const int32_t *dorder = (const int32_t *)(intptr_t)sp[43 + 1];
+  CHECK(dorder && sp[43 + 3] == B && sp[43 + 4] == 1 && dorder[0] == 1 && dorder[1] == 0);
   cu[2] = S + 1;
   CHECK(heed_attention(packed, &pa) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "is past the 200 rows the packed tensor holds") != NULL);

@@ -440,20 +440,38 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
   }
   // An artifact with a packed entry is format version 2 (a version-1 reader
   // would ignore the packed operands and launch with the wrong arguments:
-  // it refuses version 2); others stay version 1. Both read back.
+  // it refuses version 2), one whose entry takes the entry order (every
+  // kernel of entries that may differ in length, since entry_order) version
+  // 3 (a version-2 reader would miss that operand); others stay version 1.
+  // All read back.
   auto version = [](const std::string &bytes) {
     uint32_t v = 0;
     std::memcpy(&v, bytes.data() + 8, 4);
     return v;
   };
-  for (const KernelConfig &c : {plain, packedQ}) {
+  KernelInfo packedBefore = describeKernel(variant, packedQ); // an entry from before it
+  packedBefore.entryOrder = false;
+  KernelConfig contiguous = plain; // one length for every entry
+  contiguous.kvLens = false;
+  contiguous.pageSize = 0;
+  EXPECT_TRUE(describeKernel(variant, packedQ).entryOrder);
+  EXPECT_TRUE(describeKernel(variant, plain).entryOrder); // kv_lens and pages
+  EXPECT_FALSE(describeKernel(variant, contiguous).entryOrder);
+  struct Expected {
+    KernelInfo info;
+    uint32_t version;
+  };
+  for (const Expected &e : {Expected{describeKernel(variant, contiguous), kArtifactVersion},
+                            Expected{packedBefore, kArtifactVersionPacked},
+                            Expected{describeKernel(variant, packedQ), kArtifactVersionEntryOrder}}) {
     Artifact artifact;
-    artifact.entries.push_back({"cpu:test", describeKernel(variant, c), "binary"});
+    artifact.entries.push_back({"cpu:test", e.info, "binary"});
     std::string bytes = artifact.serialize();
-    EXPECT_EQ(version(bytes), c.cuSeqlensQ ? kArtifactVersionPacked : kArtifactVersion);
+    EXPECT_EQ(version(bytes), e.version);
     Artifact read;
     ASSERT_EQ(read.parse(bytes), "");
-    EXPECT_EQ(read.entries.at(0).info.cuSeqlensQ, c.cuSeqlensQ);
+    EXPECT_EQ(read.entries.at(0).info.cuSeqlensQ, e.info.cuSeqlensQ);
+    EXPECT_EQ(read.entries.at(0).info.entryOrder, e.info.entryOrder);
   }
 }
 

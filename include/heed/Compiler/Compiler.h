@@ -73,6 +73,10 @@ struct KernelConfig {
   int64_t valueDim() const { return headDimV ? headDimV : headDim; }
   bool paged() const { return pageSize > 0; }
   bool hasKVLens() const { return kvLens || paged(); }
+  /// Entries may differ in length (kv_lens, a paged cache, q_lens, packed
+  /// sequences): the kernel then takes the order to start them in
+  /// (attn.attention's entry_order, KernelInfo::entryOrder).
+  bool ragged() const { return hasKVLens() || qLens || cuSeqlensQ || cuSeqlensKV; }
   double effectiveScale() const;
   llvm::Error validate() const;
   /// Every field, in one line: what the kernel cache keys on. Two configs

@@ -64,6 +64,11 @@ struct KernelInfo {
   /// cu_seqlens_q (cu_seqlens_kv), i32 [B+1], and q, out, lse (k, v) hold
   /// the entries end to end in batch 1.
   bool cuSeqlensQ = false, cuSeqlensKV = false;
+  /// The call passes the order to start the batch entries in (i32 [B],
+  /// after the other index tensors; the runtime computes it: longest first).
+  /// Kernels of entries that may differ in length take it
+  /// (KernelConfig::ragged()); entries from before it do not.
+  bool entryOrder = false;
   bool outF32 = false;  ///< out is f32 whatever dtype is (KernelConfig::outF32)
   int64_t pageSize = 0; ///< > 0: k and v are a paged cache read through a page table
   /// CPU kernels: the entry takes the split-KV phase, count and workspace
@@ -104,10 +109,13 @@ struct ArtifactEntry {
 /// an entry whose arguments a version-1 reader would misread (packed
 /// sequences: KernelInfo::cuSeqlensQ/KV add operands an older heed ignores
 /// as an unknown key), so that such a reader refuses it rather than
-/// launching with the wrong arguments; every other artifact stays version 1.
-/// This heed reads both.
+/// launching with the wrong arguments; version 3 likewise for an entry that
+/// takes the entry order (KernelInfo::entryOrder), which a version-2 reader
+/// would misread; every other artifact stays version 1. This heed reads all
+/// three.
 inline constexpr uint32_t kArtifactVersion = 1;
 inline constexpr uint32_t kArtifactVersionPacked = 2;
+inline constexpr uint32_t kArtifactVersionEntryOrder = 3;
 
 struct Artifact {
   Digest key{}; ///< the cache key it was built for (all zero for AOT bundles)

@@ -107,8 +107,18 @@ TensorRef kernelView(const AttentionArgs &args, const KernelInfo &info, const At
 
 /// The serving index tensors of a call in the kernel's argument order
 /// (after q, k, v): kv_lens, page_table, q_lens, cu_seqlens_q,
-/// cu_seqlens_kv, those the kernel takes.
-std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info);
+/// cu_seqlens_kv, those the kernel takes, then `entryOrder` (the call's
+/// entryOrder() as i32 [B]) where it takes that (KernelInfo::entryOrder).
+std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info,
+                                              const TensorRef *entryOrder);
+
+/// The order to start a call's batch entries in: the entries with the most
+/// keys first (stable: equal ones in index order), an entry with no query
+/// last. The kernel's work item b computes entry order[b] (attn.attention's
+/// entry_order), so a GPU, which starts blocks in grid order, and the CPU's
+/// threads start the longest entries first.
+std::vector<int32_t> entryOrder(const AttentionArgs &args, const KernelInfo &info,
+                                const AttentionDims &dims);
 
 /// Runs fn(0) .. fn(tasks - 1) on a process-wide pool of worker threads and
 /// waits for all of them.

@@ -27,7 +27,8 @@
 // zeros. Serving operands give each item its entry's lengths (kv_lens,
 // q_lens) and, for packed sequences (cu_seqlens_q/kv), views of q, out, lse
 // (k, v) from the entry's first row: memref.reinterpret_cast of the packed
-// tensor, whose batch stride is 0.
+// tensor, whose batch stride is 0; with entry_order, item b is entry
+// entry_order[b].
 #include "heed/Conversion/Passes.h"
 
 #include "../TileCommon/IndexExpr.h"
@@ -257,6 +258,14 @@ std::pair<Value, Value> TileLoopBuilder::gatedRows(Value batch, Value head, Valu
 
 void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex) {
   batch = itemBatch;
+  if (Value order = op.getEntryOrder()) {
+    // The runtime's order of the entries (longest first): item b computes
+    // entry order[b], clamped into the batch.
+    Value entry = memref::LoadOp::create(b, loc, order, ValueRange{itemBatch});
+    entry = arith::IndexCastUIOp::create(b, loc, b.getIndexType(), entry);
+    Value last = arith::SubIOp::create(b, loc, dim(op.getQuery(), 0), idx(1));
+    batch = arith::MinUIOp::create(b, loc, entry, last);
+  }
   head = itemHead;
   bindItemLengths(tileIndex);
   Value group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), dim(op.getKey(), 1));

@@ -245,3 +245,31 @@ func.func @ragged(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref
   attn.attention @end_aligned ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) kv_lens(%kl : memref<?xi32>) q_lens(%ql : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
   return
 }
+
+// -----
+
+// entry_order (the runtime's longest-first order of the entries): item b
+// computes entry order[b], clamped to B - 1; the entry's lengths, loads and
+// stores all take that entry.
+// CHECK-LABEL: func.func @ordered
+// CHECK-SAME: %[[KL:[^:]*]]: memref<?xi32>, %[[ORD:[^:]*]]: memref<?xi32>
+// CHECK: attn.tile.work
+// CHECK: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %{{.*}}: index):
+// CHECK: %[[E:.*]] = memref.load %[[ORD]][%[[B]]]
+// CHECK: %[[EI:.*]] = arith.index_castui %[[E]]
+// CHECK: %[[ENTRY:.*]] = arith.minui %[[EI]], %{{.*}}
+// CHECK: memref.load %[[KL]][%[[ENTRY]]]
+// CHECK: attn.tile.load %{{.*}}[%[[ENTRY]], %[[H]]]
+// CHECK: attn.tile.store {{.*}}[%[[ENTRY]], %[[H]]]
+attn.variant @plain buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+func.func @ordered(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>, %kl: memref<?xi32>, %ord: memref<?xi32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention @plain ins(%q, %k, %v : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>) kv_lens(%kl : memref<?xi32>) entry_order(%ord : memref<?xi32>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.250000e-01 : f32}
+  return
+}
