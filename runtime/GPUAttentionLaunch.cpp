@@ -82,8 +82,9 @@ struct SplitArgs {
 /// with launch.splitKV).
 class GPUKernelArgs {
 public:
-  /// `serving`: the call's index tensors in device memory (kv_lens, q_lens,
-  /// cu_seqlens_q/kv; servingTensors' order), after v. `maps`: the wgmma
+  /// `serving`: the call's index tensors in device memory (kv_lens,
+  /// page_table, q_lens, cu_seqlens_q/kv, the entry order: servingTensors'
+  /// order), after v. `maps`: the wgmma
   /// kernel's tensor maps, passed by value after the rest.
   GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args, const AttentionDims &dims,
                 const std::vector<TensorRef> &serving,

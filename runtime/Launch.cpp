@@ -11,6 +11,7 @@
 #include <cmath>
 #include <atomic>
 #include <condition_variable>
+#include <cassert>
 #include <cstdio>
 #include <fcntl.h>
 #include <cstdlib>
@@ -586,8 +587,10 @@ std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const K
     out.push_back(&args.cuSeqlensQ);
   if (info.cuSeqlensKV)
     out.push_back(&args.cuSeqlensKV);
-  if (info.entryOrder)
+  if (info.entryOrder) {
+    assert(entryOrder && "a kernel that takes the entry order needs it");
     out.push_back(entryOrder);
+  }
   return out;
 }
 

@@ -445,7 +445,10 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     args.buffers.push_back(toDevice(b, true));
   if (!why.empty())
     return error(why);
-  heed::KernelInfo info = heed::describeKernel(variant, config);
+  // The kernel's own description (an artifact's entry may predate an
+  // argument this heed's kernels take: the entry order).
+  heed::KernelInfo info = binary->entry->info;
+  info.gpu.reset();
   start = std::chrono::steady_clock::now();
   heed::GPULaunchOptions synchronous;
   synchronous.synchronous = true; // the kernel's own error belongs to this check
