@@ -385,6 +385,12 @@ LogicalResult AttentionOp::verify() {
       return emitOpError() << "q_lens must hold one length per batch entry: got " << t
                            << " for query " << q;
   }
+  if (Value order = getEntryOrder()) {
+    auto t = cast<MemRefType>(order.getType());
+    if (!t.isDynamicDim(0) && !q.isDynamicDim(0) && t.getDimSize(0) != q.getDimSize(0))
+      return emitOpError() << "entry_order must name one entry per batch entry: got " << t
+                           << " for query " << q;
+  }
   if (getCuSeqlensQ() && getQLens())
     return emitOpError() << "takes q_lens or cu_seqlens_q, not both (cu_seqlens_q gives "
                             "each entry's queries)";

@@ -1155,3 +1155,20 @@ func.func @f(%n: index) -> index {
   %c = attn.num_tiles %n of @w side <q> : index
   return %c : index
 }
+
+// -----
+
+attn.variant @v buffers([] : []) shapes [] params {} score {
+^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
+  attn.yield %s : f32
+} mask {
+^bb0(%b: index, %h: index, %q: index, %kv: index):
+  %t = arith.constant true
+  attn.yield %t : i1
+}
+
+func.func @f(%q: memref<2x4x16x64xf32>, %o: memref<2x4x16x64xf32>, %kl: memref<2xi32>, %ord: memref<3xi32>) {
+  // expected-error @+1 {{'attn.attention' op entry_order must name one entry per batch entry: got 'memref<3xi32>' for query 'memref<2x4x16x64xf32>'}}
+  attn.attention @v ins(%q, %q, %q : memref<2x4x16x64xf32>, memref<2x4x16x64xf32>, memref<2x4x16x64xf32>) kv_lens(%kl : memref<2xi32>) entry_order(%ord : memref<3xi32>) outs(%o : memref<2x4x16x64xf32>) {scale = 1.0 : f32}
+  return
+}
