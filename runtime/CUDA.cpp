@@ -59,6 +59,8 @@ struct Driver {
   /// Optional: the resident blocks split-KV is chosen from (null: 1 per
   /// multiprocessor).
   CUresult (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction, int, size_t) = nullptr;
+  /// Optional: whether a stream is being captured (CUstreamCaptureStatus).
+  CUresult (*cuStreamIsCapturing)(CUstream, int *) = nullptr;
   /// CUDA 12+ (the wgmma kernel's TMA descriptors); null on older drivers.
   CUresult (*cuTensorMapEncodeTiled)(void *, int, unsigned, void *, const uint64_t *,
                                      const uint64_t *, const unsigned *, const unsigned *, int,
@@ -155,6 +157,8 @@ Driver *driver(std::string &error) {
     d->cuOccupancyMaxActiveBlocksPerMultiprocessor =
         reinterpret_cast<decltype(d->cuOccupancyMaxActiveBlocksPerMultiprocessor)>(
             dlsym(d->library, "cuOccupancyMaxActiveBlocksPerMultiprocessor"));
+    d->cuStreamIsCapturing = reinterpret_cast<decltype(d->cuStreamIsCapturing)>(
+        dlsym(d->library, "cuStreamIsCapturing"));
     if (!ok)
       return;
     d->cuTensorMapEncodeTiled = reinterpret_cast<decltype(d->cuTensorMapEncodeTiled)>(
@@ -256,6 +260,15 @@ public:
   }
   std::string synchronize() override {
     return d.check(d.cuStreamSynchronize(stream), "cuStreamSynchronize");
+  }
+  std::string capturing(bool &active) override {
+    int status = 0; // CU_STREAM_CAPTURE_STATUS_NONE
+    active = false;
+    if (!d.cuStreamIsCapturing)
+      return "";
+    std::string e = d.check(d.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
+    active = status != 0; // active, or invalidated
+    return e;
   }
   std::string queryEvent(void *event, bool &done) override {
     constexpr CUresult kNotReady = 600; // CUDA_ERROR_NOT_READY

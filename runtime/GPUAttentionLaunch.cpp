@@ -411,6 +411,23 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
 
 } // namespace
 
+/// "" unless the caller's stream is being captured into a graph: heed plans
+/// each call on the host (index tables through a staging ring, split-KV
+/// parts, the status word read back after the fact, a workspace grown on
+/// demand), which a graph would replay stale, and some of it (allocations,
+/// event queries) would invalidate the capture. Refused before any call on
+/// the stream, so the caller's capture stays valid.
+static std::string refuseCapture(GPUStreamDriver &driver) {
+  bool active = false;
+  if (std::string err = driver.capturing(active); !err.empty())
+    return err;
+  if (!active)
+    return "";
+  return "the stream is being captured into a graph: heed plans each call on the host "
+         "(index tables, split-KV parts, the status read back) and cannot be captured yet; "
+         "launch it outside the capture (docs/runtime.md, \"Graphs\")";
+}
+
 std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args,
                                const GPULaunch &launch, GPUStreamDriver &driver,
                                GPUStreamState &state, const GPULaunchOptions &options,
@@ -422,6 +439,8 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
     return err;
   if (launch.blockRows <= 0 || launch.threads <= 0)
     return "the GPU kernel has no launch shape";
+  if (std::string err = refuseCapture(driver); !err.empty())
+    return err;
   if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0)
     return "";
   std::lock_guard<std::mutex> lock(state.mutex);
@@ -616,6 +635,8 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
     return err;
   if (dq.blockRows <= 0 || dkdv.blockRows <= 0)
     return "the GPU backward kernels have no launch shape";
+  if (std::string err = refuseCapture(dqDriver); !err.empty())
+    return err;
   std::lock_guard<std::mutex> lock(state.mutex);
   std::string error;
   if (!(error = prepare(dqDriver, state)).empty() ||

@@ -53,6 +53,8 @@ struct Runtime {
   hipError_t (*hipEventCreateWithFlags)(hipEvent_t *, unsigned) = nullptr;
   hipError_t (*hipEventRecord)(hipEvent_t, hipStream_t) = nullptr;
   hipError_t (*hipEventQuery)(hipEvent_t) = nullptr;
+  /// Optional: whether a stream is being captured (hipStreamCaptureStatus).
+  hipError_t (*hipStreamIsCapturing)(hipStream_t, int *) = nullptr;
   /// Optional: split-KV's measure of the device (compute units x the
   /// kernel's occupancy); unknown without them.
   hipError_t (*hipDeviceGetAttribute)(int *, int, int) = nullptr;
@@ -131,6 +133,7 @@ Runtime *runtime(std::string &error) {
     resolve(r->hipEventCreateWithFlags, "hipEventCreateWithFlags");
     resolve(r->hipEventRecord, "hipEventRecord");
     resolve(r->hipEventQuery, "hipEventQuery");
+    resolve(r->hipStreamIsCapturing, "hipStreamIsCapturing", /*required=*/false);
     resolve(r->hipDeviceGetAttribute, "hipDeviceGetAttribute", /*required=*/false);
     resolve(r->hipModuleOccupancyMaxActiveBlocksPerMultiprocessor,
             "hipModuleOccupancyMaxActiveBlocksPerMultiprocessor", /*required=*/false);
@@ -241,6 +244,15 @@ public:
   }
   std::string synchronize() override {
     return r.check(r.hipStreamSynchronize(stream), "hipStreamSynchronize");
+  }
+  std::string capturing(bool &active) override {
+    int status = 0; // hipStreamCaptureStatusNone
+    active = false;
+    if (!r.hipStreamIsCapturing)
+      return "";
+    std::string e = r.check(r.hipStreamIsCapturing(stream, &status), "hipStreamIsCapturing");
+    active = status != 0;
+    return e;
   }
   std::string queryEvent(void *event, bool &done) override {
     constexpr hipError_t kNotReady = 600; // hipErrorNotReady

@@ -581,6 +581,19 @@ int main(int argc, char **argv) {
   CHECK(heed_attention(packed, &pa) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "is past the 200 rows the packed tensor holds") != NULL);
 
+  /* A stream being captured into a CUDA graph: refused with the reason, before
+   * any call on the stream (the caller's capture stays valid). */
+  {
+    cu[2] = 200;
+    int launches0 = log->launches, calls0 = log->calls;
+    setenv("FAKE_CUDA_CAPTURING", "1", 1);
+    CHECK(heed_attention(packed, &pa) == HEED_ERROR_RUN);
+    CHECK(strstr(heed_last_error(), "captured into a graph") != NULL);
+    CHECK(log->launches == launches0 && log->calls == calls0);
+    unsetenv("FAKE_CUDA_CAPTURING");
+    CHECK(heed_attention(packed, &pa) == HEED_OK && log->launches == launches0 + 1);
+  }
+
   /* The backward on CUDA tensors: the dQ and dK/dV kernels compiled for the
    * device's chip at the first call, both queued on the caller's stream (with
    * the buffer gradients zeroed there first); the scratch delta made once per

@@ -295,3 +295,11 @@ int cuEventQuery(void *e) {
   (void)e;
   return holdEvents ? 600 : 0; /* CUDA_ERROR_NOT_READY */
 }
+/* A capture in progress on every stream while $FAKE_CUDA_CAPTURING is set
+ * (CU_STREAM_CAPTURE_STATUS_ACTIVE). */
+int cuStreamIsCapturing(void *s, int *status) {
+  (void)s;
+  const char *c = getenv("FAKE_CUDA_CAPTURING");
+  *status = c && *c ? 1 : 0;
+  return 0;
+}

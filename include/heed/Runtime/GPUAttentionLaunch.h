@@ -64,6 +64,12 @@ public:
   virtual std::string synchronize() = 0;
   /// Whether the work before the event's last record has finished; never waits.
   virtual std::string queryEvent(void *event, bool &done) = 0;
+  /// Whether the caller's stream is being captured into a graph (a runtime
+  /// without the query: never).
+  virtual std::string capturing(bool &active) {
+    active = false;
+    return "";
+  }
   /// A blocking copy out of device memory (the buffers a summary is built
   /// from, once the stream has been synchronized).
   virtual std::string download(void *host, const void *device, size_t bytes) = 0;
