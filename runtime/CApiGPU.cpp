@@ -39,6 +39,9 @@ heed_status ImageLauncher::launch(const AttentionArgs &args, int32_t deviceType,
                                             "): " + why);
   if (std::string why = checkGPUDevice(*platform, args, deviceId); !why.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: " + why);
+  // Before anything that would invalidate a capture (a module's first load).
+  if (std::string why = gpuCaptureRefusal(*platform, deviceId, stream); !why.empty())
+    return fail(HEED_ERROR_UNSUPPORTED, "heed_attention: " + why);
   if (chip.empty()) {
     std::string why;
     chip = gpuChip(*platform, deviceId, why);
@@ -141,6 +144,8 @@ extern "C" heed_status heed_synchronize(int32_t deviceType, int32_t deviceId, vo
     return capi::fail(HEED_ERROR_INVALID_ARGUMENT,
                       "heed_synchronize: negative device id " + std::to_string(deviceId));
   if (std::string why = gpuUnavailable(*platform); !why.empty())
+    return capi::fail(HEED_ERROR_UNSUPPORTED, "heed_synchronize: " + why);
+  if (std::string why = gpuCaptureRefusal(*platform, deviceId, stream); !why.empty())
     return capi::fail(HEED_ERROR_UNSUPPORTED, "heed_synchronize: " + why);
   if (std::string err = synchronizeGPU(*platform, deviceId, stream); !err.empty())
     return capi::fail(HEED_ERROR_RUN, "heed_synchronize: " + err);

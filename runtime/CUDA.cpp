@@ -266,9 +266,12 @@ public:
     active = false;
     if (!d.cuStreamIsCapturing)
       return "";
-    std::string e = d.check(d.cuStreamIsCapturing(stream, &status), "cuStreamIsCapturing");
-    active = status != 0; // active, or invalidated
-    return e;
+    CUresult r = d.cuStreamIsCapturing(stream, &status);
+    // CUDA_ERROR_STREAM_CAPTURE_IMPLICIT: the legacy stream while another
+    // stream of the context captures (the query itself is harmless).
+    constexpr CUresult kCaptureImplicit = 906;
+    active = r == kCaptureImplicit || (r == 0 && status != 0); // active, or invalidated
+    return r == kCaptureImplicit ? "" : d.check(r, "cuStreamIsCapturing");
   }
   std::string queryEvent(void *event, bool &done) override {
     constexpr CUresult kNotReady = 600; // CUDA_ERROR_NOT_READY
@@ -341,6 +344,15 @@ private:
 };
 
 } // namespace
+
+std::string captureRefusal(int device, void *stream) {
+  std::string error;
+  Driver *d = driver(error);
+  if (!d || !d->bind(device).empty())
+    return ""; // (what fails here fails, and is reported, at the launch)
+  StreamDriver calls(*d, stream);
+  return refuseGraphCapture(calls);
+}
 
 std::string synchronize(int device, void *stream) {
   std::string error;

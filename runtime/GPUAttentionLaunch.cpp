@@ -411,13 +411,13 @@ std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &arg
 
 } // namespace
 
-/// "" unless the caller's stream is being captured into a graph: heed plans
-/// each call on the host (index tables through a staging ring, split-KV
+/// (GPUAttentionLaunch.h) "" unless the caller's stream is being captured
+/// into a graph: heed plans each call on the host (index tables through a staging ring, split-KV
 /// parts, the status word read back after the fact, a workspace grown on
 /// demand), which a graph would replay stale, and some of it (allocations,
 /// event queries) would invalidate the capture. Refused before any call on
 /// the stream, so the caller's capture stays valid.
-static std::string refuseCapture(GPUStreamDriver &driver) {
+std::string refuseGraphCapture(GPUStreamDriver &driver) {
   bool active = false;
   if (std::string err = driver.capturing(active); !err.empty())
     return err;
@@ -439,7 +439,7 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
     return err;
   if (launch.blockRows <= 0 || launch.threads <= 0)
     return "the GPU kernel has no launch shape";
-  if (std::string err = refuseCapture(driver); !err.empty())
+  if (std::string err = refuseGraphCapture(driver); !err.empty())
     return err;
   if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0)
     return "";
@@ -635,7 +635,7 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
     return err;
   if (dq.blockRows <= 0 || dkdv.blockRows <= 0)
     return "the GPU backward kernels have no launch shape";
-  if (std::string err = refuseCapture(dqDriver); !err.empty())
+  if (std::string err = refuseGraphCapture(dqDriver); !err.empty())
     return err;
   std::lock_guard<std::mutex> lock(state.mutex);
   std::string error;
@@ -698,6 +698,9 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
 }
 
 std::string checkGPUStream(GPUStreamDriver &driver, GPUStreamState &state) {
+  // (A synchronize would invalidate a capture on the stream.)
+  if (std::string err = refuseGraphCapture(driver); !err.empty())
+    return err;
   std::lock_guard<std::mutex> lock(state.mutex);
   if (!state.ready)
     return "";

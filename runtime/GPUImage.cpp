@@ -65,6 +65,11 @@ std::string checkGPUDevice(GPUPlatform platform, const AttentionArgs &args, int 
   return "";
 }
 
+std::string gpuCaptureRefusal(GPUPlatform platform, int device, void *stream) {
+  return platform == GPUPlatform::CUDA ? cuda::captureRefusal(device, stream)
+                                       : hip::captureRefusal(device, stream);
+}
+
 std::string synchronizeGPU(GPUPlatform platform, int device, void *stream) {
   return platform == GPUPlatform::CUDA ? cuda::synchronize(device, stream)
                                        : hip::synchronize(device, stream);

@@ -274,6 +274,15 @@ private:
 
 } // namespace
 
+std::string captureRefusal(int device, void *stream) {
+  std::string error;
+  Runtime *r = runtime(error);
+  if (!r || !r->bind(device).empty())
+    return ""; // (what fails here fails, and is reported, at the launch)
+  StreamDriver calls(*r, stream);
+  return refuseGraphCapture(calls);
+}
+
 std::string synchronize(int device, void *stream) {
   std::string error;
   Runtime *r = runtime(error);

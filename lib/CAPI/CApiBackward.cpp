@@ -169,6 +169,10 @@ heed_status runOnGPU(heed_backward &b, const BackwardArgs &a, int32_t deviceType
   t.dout = a.dout, t.dq = a.dq, t.dk = a.dk, t.dv = a.dv, t.bufferGrads = a.bufferGrads;
   if (std::string why = checkGPUDevice(platform, t.forward, device); !why.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + why);
+  // Before the modules' first load and the scratch delta's allocation,
+  // which would invalidate a capture on the stream.
+  if (std::string why = gpuCaptureRefusal(platform, device, stream); !why.empty())
+    return fail(HEED_ERROR_UNSUPPORTED, "heed_attention_backward: " + why);
   std::string why;
   std::string chip = gpuChip(platform, device, why);
   if (chip.empty())

@@ -581,17 +581,29 @@ int main(int argc, char **argv) {
   CHECK(heed_attention(packed, &pa) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "is past the 200 rows the packed tensor holds") != NULL);
 
-  /* A stream being captured into a CUDA graph: refused with the reason, before
-   * any call on the stream (the caller's capture stays valid). */
+  /* A stream being captured into a CUDA graph: refused with the reason
+   * (HEED_ERROR_UNSUPPORTED) before any call on the stream, a first one too
+   * (no module load, allocation or event), so the caller's capture stays
+   * valid; heed_synchronize likewise. */
   {
     cu[2] = 200;
-    int launches0 = log->launches, calls0 = log->calls;
+    clearCalls();
+    int launches0 = log->launches, allocs0 = log->allocs, loads0 = log->loads;
     setenv("FAKE_CUDA_CAPTURING", "1", 1);
-    CHECK(heed_attention(packed, &pa) == HEED_ERROR_RUN);
+    CHECK(heed_attention(packed, &pa) == HEED_ERROR_UNSUPPORTED);
     CHECK(strstr(heed_last_error(), "captured into a graph") != NULL);
-    CHECK(log->launches == launches0 && log->calls == calls0);
+    heed_kernel *cold = NULL;
+    CHECK(heed_compile("variant cold { mask = causal() }", "cold.attn", &o, &cold) == HEED_OK);
+    heed_attention_args ca;
+    heed_attention_args_init(&ca);
+    ca.q = &t[0], ca.k = &t[1], ca.v = &t[2], ca.out = &t[3], ca.stream = (void *)0x7777;
+    CHECK(cold && heed_attention(cold, &ca) == HEED_ERROR_UNSUPPORTED);
+    CHECK(heed_synchronize(HEED_DEVICE_CUDA, 0, (void *)0x7777) == HEED_ERROR_UNSUPPORTED);
+    CHECK(log->launches == launches0 && log->calls == 0 && log->allocs == allocs0 &&
+          log->loads == loads0);
     unsetenv("FAKE_CUDA_CAPTURING");
     CHECK(heed_attention(packed, &pa) == HEED_OK && log->launches == launches0 + 1);
+    heed_kernel_release(cold);
   }
 
   /* The backward on CUDA tensors: the dQ and dK/dV kernels compiled for the
@@ -628,6 +640,13 @@ int main(int argc, char **argv) {
     heed_run_stats bstats = {0, 0, 0, 0};
     ba.stats = &bstats;
     int loads = log->loads, launches = log->launches;
+    /* Refused during a capture before its modules load or its scratch is made. */
+    setenv("FAKE_CUDA_CAPTURING", "1", 1);
+    int allocsBefore = log->allocs;
+    CHECK(bw && heed_attention_backward(bw, &ba) == HEED_ERROR_UNSUPPORTED);
+    CHECK(strstr(heed_last_error(), "captured into a graph") != NULL);
+    CHECK(log->loads == loads && log->launches == launches && log->allocs == allocsBefore);
+    unsetenv("FAKE_CUDA_CAPTURING");
     clearCalls();
     CHECK(bw && heed_attention_backward(bw, &ba) == HEED_OK);
     if (log->launches != launches + 2 || log->loads != loads + 2)

@@ -36,6 +36,10 @@ int computeCapability(int device, std::string &error);
 /// last report. "" or that error.
 std::string synchronize(int device, void *stream);
 
+/// "" unless `stream` of `device` is being captured into a graph: then why
+/// heed refuses work on it (refuseGraphCapture).
+std::string captureRefusal(int device, void *stream);
+
 /// Device memory of one device (freed on destruction).
 class DeviceBuffer {
 public:

@@ -138,6 +138,13 @@ private:
   std::map<std::tuple<int, void *, std::thread::id>, std::unique_ptr<GPUStreamState>> states;
 };
 
+/// "" unless `driver`'s stream is being captured into a CUDA/HIP graph
+/// (GPUStreamDriver::capturing): then why heed refuses the call. Every entry
+/// point that issues work on a caller's stream asks it first (launches, the
+/// C API's backward and module loads, heed_synchronize), so that a refusal
+/// leaves the caller's capture valid.
+std::string refuseGraphCapture(GPUStreamDriver &driver);
+
 /// Checks the tensors against `info`, reports an error an earlier launch on
 /// this stream recorded (then launches nothing), and queues the kernel on a
 /// grid of (ceil(Sq / launch.blockRows), Hq, B) blocks of launch.threads.

@@ -43,6 +43,10 @@ std::string checkGPUDevice(GPUPlatform platform, const AttentionArgs &args, int 
 /// Waits for `stream` of `device` and reports the first kernel error heed
 /// launches on it recorded since the last report.
 std::string synchronizeGPU(GPUPlatform platform, int device, void *stream);
+/// "" unless `stream` of `device` is being captured into a graph: then why
+/// heed refuses to issue work on it (the C API asks before loading modules or
+/// allocating for a call).
+std::string gpuCaptureRefusal(GPUPlatform platform, int device, void *stream);
 
 /// One image, a module per device, loaded at the first use on that device.
 /// Thread-safe.

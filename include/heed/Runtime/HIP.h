@@ -41,6 +41,10 @@ std::string deviceChip(int device, std::string &error);
 /// launched on it recorded since the last report. "" or that error.
 std::string synchronize(int device, void *stream);
 
+/// "" unless `stream` of `device` is being captured into a graph: then why
+/// heed refuses work on it (refuseGraphCapture).
+std::string captureRefusal(int device, void *stream);
+
 /// Device memory of one device (freed on destruction).
 class DeviceBuffer {
 public:

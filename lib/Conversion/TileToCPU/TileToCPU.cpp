@@ -107,11 +107,18 @@ Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
   // dynamic i: LLVM would store the whole vector to the stack in every
   // iteration (two zmm per 16 indices) to read one lane. Stored once, right
   // after the vector is made, and read back per lane instead.
+  // Every lane of a broadcast is its scalar.
+  if (auto broadcast = vec.getDefiningOp<vector::BroadcastOp>();
+      broadcast && !isa<VectorType>(broadcast.getSource().getType()))
+    return broadcast.getSource();
   Operation *at = b.getInsertionBlock()->getParentOp();
   auto loop = at ? (isa<scf::ForOp>(at) ? cast<scf::ForOp>(at) : at->getParentOfType<scf::ForOp>())
                  : scf::ForOp();
-  bool outside = loop && !loop->isAncestor(vec.getParentRegion()->getParentOp()) &&
-                 !(vec.getDefiningOp() && loop->isAncestor(vec.getDefiningOp()));
+  Operation *definedIn = vec.getParentRegion() ? vec.getParentRegion()->getParentOp() : nullptr;
+  bool entryArgument = isa<BlockArgument>(vec) && isa_and_nonnull<FunctionOpInterface>(definedIn);
+  bool outside = loop && definedIn && !entryArgument && !loop->isAncestor(definedIn) &&
+                 !(vec.getDefiningOp() && loop->isAncestor(vec.getDefiningOp())) &&
+                 loop->getParentOfType<FunctionOpInterface>();
   // (A constant vector's lane folds: no copy for it.)
   if (getConstantIntValue(i) || !outside || type.getRank() != 1 || type.isScalable() ||
       matchPattern(vec, m_Constant()))
