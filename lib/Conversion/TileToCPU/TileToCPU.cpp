@@ -12,8 +12,6 @@
 #include "dialects/attn/TileMath.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/Dialect/Utils/StaticValueUtils.h"
-#include "mlir/IR/Matchers.h"
 #include "mlir/Dialect/SCF/Transforms/Patterns.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 #include "mlir/Dialect/X86Vector/X86VectorDialect.h"
@@ -102,42 +100,11 @@ Value laneHead(OpBuilder &b, Location loc, const Span &span, Value head, Value i
 }
 
 Value extractAt(OpBuilder &b, Location loc, Value vec, Value i) {
-  auto type = cast<VectorType>(vec.getType());
-  // Lane i of a vector defined outside the loop the extraction is in, at a
-  // dynamic i: LLVM would store the whole vector to the stack in every
-  // iteration (two zmm per 16 indices) to read one lane. Stored once, right
-  // after the vector is made, and read back per lane instead.
   // Every lane of a broadcast is its scalar.
   if (auto broadcast = vec.getDefiningOp<vector::BroadcastOp>();
       broadcast && !isa<VectorType>(broadcast.getSource().getType()))
     return broadcast.getSource();
-  Operation *at = b.getInsertionBlock()->getParentOp();
-  auto loop = at ? (isa<scf::ForOp>(at) ? cast<scf::ForOp>(at) : at->getParentOfType<scf::ForOp>())
-                 : scf::ForOp();
-  Operation *definedIn = vec.getParentRegion() ? vec.getParentRegion()->getParentOp() : nullptr;
-  bool entryArgument = isa<BlockArgument>(vec) && isa_and_nonnull<FunctionOpInterface>(definedIn);
-  bool outside = loop && definedIn && !entryArgument && !loop->isAncestor(definedIn) &&
-                 !(vec.getDefiningOp() && loop->isAncestor(vec.getDefiningOp())) &&
-                 loop->getParentOfType<FunctionOpInterface>();
-  // (A constant vector's lane folds: no copy for it.)
-  if (getConstantIntValue(i) || !outside || type.getRank() != 1 || type.isScalable() ||
-      matchPattern(vec, m_Constant()))
-    return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
-  Type elt = type.getElementType();
-  bool mask = elt.isInteger(1);
-  Type stored = mask ? b.getI8Type() : elt;
-  Value memory = allocaAtEntry(b, loop, MemRefType::get({type.getDimSize(0)}, stored));
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointAfterValue(vec);
-    Value zero = index(b, loc, 0);
-    Value value = mask ? Value(arith::ExtUIOp::create(
-                             b, loc, VectorType::get(type.getShape(), stored), vec))
-                       : vec;
-    vector::StoreOp::create(b, loc, value, memory, ValueRange{zero});
-  }
-  Value lane = memref::LoadOp::create(b, loc, memory, ValueRange{i});
-  return mask ? Value(arith::TruncIOp::create(b, loc, b.getI1Type(), lane)) : lane;
+  return vector::ExtractOp::create(b, loc, vec, ArrayRef<OpFoldResult>{i});
 }
 
 void forRealLanes(OpBuilder &b, Location loc, const Span &span, Value head, int64_t lanes,

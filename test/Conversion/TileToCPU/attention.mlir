@@ -175,9 +175,7 @@ attn.variant @dense buffers([] : []) shapes [] params {} score {
 // CHECK-DAG: %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
 // CHECK-DAG: %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
 // CHECK: %[[HKV:.*]] = arith.divui %[[H]], %{{.*}} : index
-// The row's token, from the span's tokens stored on the stack once (not a
-// dynamic vector.extract, which LLVM spills every iteration).
-// CHECK: %[[POS:.*]] = memref.load %{{.*}}[%{{.*}}] : memref<16xindex>
+// CHECK: %[[POS:.*]] = vector.extract %{{.*}}[%{{.*}}] : index from vector<16xindex>
 // The query tile: rows as vectors, then 16 x 16 transposes into q^T.
 // CHECK: %[[QROW:.*]] = vector.load %[[Q]][%[[B]], %[[POS]], %[[H]], %{{.*}}] : memref<?x?x8x64xbf16>, vector<64xbf16>
 // CHECK: arith.extf %[[QROW]] : vector<64xbf16> to vector<64xf32>
