@@ -39,18 +39,24 @@ heed_status ImageLauncher::launch(const AttentionArgs &args, int32_t deviceType,
                                             "): " + why);
   if (std::string why = checkGPUDevice(*platform, args, deviceId); !why.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention: " + why);
-  // Before anything that would invalidate a capture (a module's first load).
-  if (std::string why = gpuCaptureRefusal(*platform, deviceId, stream); !why.empty())
-    return fail(HEED_ERROR_UNSUPPORTED, "heed_attention: " + why);
   if (chip.empty()) {
-    std::string why;
-    chip = gpuChip(*platform, deviceId, why);
-    if (chip.empty())
-      return fail(HEED_ERROR_RUN, "heed_attention: " + why);
+    std::lock_guard<std::mutex> lock(chipsMutex);
+    std::string &known = chips[{*platform, deviceId}];
+    if (known.empty()) {
+      std::string why;
+      known = gpuChip(*platform, deviceId, why);
+      if (known.empty())
+        return fail(HEED_ERROR_RUN, "heed_attention: " + why);
+    }
+    chip = known;
   }
   std::shared_ptr<const GPUImage> img;
   if (heed_status status = image(*platform, chip, img))
     return status;
+  // Before anything that would invalidate a capture on the stream (a
+  // module's first load); HEED_ERROR_UNSUPPORTED, not the launch's RUN.
+  if (std::string why = gpuCaptureRefusal(*platform, deviceId, stream); !why.empty())
+    return fail(HEED_ERROR_UNSUPPORTED, "heed_attention: " + why);
   if (std::string why = img->load(deviceId); !why.empty())
     return fail(HEED_ERROR_LOAD, "heed_attention: loading variant '" + kernelInfo.name + "' (" +
                                      img->entry().target + ", " +

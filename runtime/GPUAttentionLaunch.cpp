@@ -83,7 +83,7 @@ struct SplitArgs {
 class GPUKernelArgs {
 public:
   /// `serving`: the call's index tensors in device memory (kv_lens,
-  /// page_table, q_lens, cu_seqlens_q/kv, the entry order: servingTensors'
+  /// page_table, q_lens, cu_seqlens_q/kv, the entry order: ServingTensors'
   /// order), after v. `maps`: the wgmma
   /// kernel's tensor maps, passed by value after the rest.
   GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args, const AttentionDims &dims,
@@ -331,7 +331,7 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
   return "";
 }
 
-/// The index tensors of a serving call (servingTensors: kv_lens, page_table,
+/// The index tensors of a serving call (ServingTensors: kv_lens, page_table,
 /// q_lens, cu_seqlens_q/kv, the entry order),
 /// host tensors the caller passed and checkAttentionArgs read, copied into
 /// the state's device memory on the caller's stream; `device` receives
@@ -340,13 +340,10 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
 std::string uploadServingTables(const KernelInfo &info, const AttentionArgs &args,
                                 const AttentionDims &dims, GPUStreamDriver &driver,
                                 GPUStreamState &state, std::vector<TensorRef> &device) {
-  // The entries longest first (the blocks of item b compute entry order[b]):
-  // the GPU starts blocks in grid order.
-  std::vector<int32_t> order;
-  if (info.entryOrder)
-    order = entryOrder(args, info, dims);
-  TensorRef orderRef{order.data(), DType::I32, {dims.batch}, {}};
-  std::vector<const TensorRef *> host = servingTensors(args, info, &orderRef);
+  // (With the entry order, the blocks of item b compute entry order[b],
+  // longest first: the GPU starts blocks in grid order.)
+  ServingTensors serving(args, info, dims);
+  const std::vector<const TensorRef *> &host = serving.tensors;
   if (host.empty())
     return "";
   // Each table's place in the device memory: side by side, 16-byte aligned.

@@ -11,7 +11,6 @@
 #include <cmath>
 #include <atomic>
 #include <condition_variable>
-#include <cassert>
 #include <cstdio>
 #include <fcntl.h>
 #include <cstdlib>
@@ -574,24 +573,23 @@ TensorRef kernelView(const AttentionArgs &args, const KernelInfo &info, const At
   return view;
 }
 
-std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info,
-                                              const TensorRef *entryOrder) {
-  std::vector<const TensorRef *> out;
+ServingTensors::ServingTensors(const AttentionArgs &args, const KernelInfo &info,
+                               const AttentionDims &dims) {
   if (info.kvLens)
-    out.push_back(&args.kvLens);
+    tensors.push_back(&args.kvLens);
   if (info.pageSize > 0)
-    out.push_back(&args.pageTable);
+    tensors.push_back(&args.pageTable);
   if (info.qLens)
-    out.push_back(&args.qLens);
+    tensors.push_back(&args.qLens);
   if (info.cuSeqlensQ)
-    out.push_back(&args.cuSeqlensQ);
+    tensors.push_back(&args.cuSeqlensQ);
   if (info.cuSeqlensKV)
-    out.push_back(&args.cuSeqlensKV);
+    tensors.push_back(&args.cuSeqlensKV);
   if (info.entryOrder) {
-    assert(entryOrder && "a kernel that takes the entry order needs it");
-    out.push_back(entryOrder);
+    order = entryOrder(args, info, dims);
+    orderTensor = TensorRef{order.data(), DType::I32, {dims.batch}, {}};
+    tensors.push_back(&orderTensor);
   }
-  return out;
 }
 
 std::vector<int32_t> entryOrder(const AttentionArgs &args, const KernelInfo &info,
@@ -840,13 +838,11 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   view(CallTensor::Q);
   view(CallTensor::K);
   view(CallTensor::V);
-  // The kernel's work item b computes entry order[b] (longest first): the
-  // threads, taking items in index order, start the longest entries first.
-  std::vector<int32_t> order;
-  if (c.entryOrder)
-    order = entryOrder(args, c, dims);
-  TensorRef orderRef{order.data(), DType::I32, {dims.batch}, {}};
-  for (const TensorRef *t : servingTensors(args, c, &orderRef))
+  // (With the entry order, the kernel's item b computes entry order[b],
+  // longest first: the threads, taking items in index order, start the
+  // longest entries first.)
+  ServingTensors serving(args, c, dims);
+  for (const TensorRef *t : serving.tensors)
     add(*t);
   for (const TensorRef &b : args.buffers)
     add(b);

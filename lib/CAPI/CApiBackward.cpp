@@ -32,6 +32,9 @@ struct heed_backward {
   /// The dQ and dK/dV images by chip (CUDA's sm_*, ROCm's gfx*).
   std::map<std::string, std::pair<std::shared_ptr<const GPUImage>,
                                   std::shared_ptr<const GPUImage>>> images;
+  /// Each device's chip (gpuChip), asked once: a ROCm device's is read from
+  /// its properties, too dear for every call.
+  std::map<std::pair<GPUPlatform, int32_t>, std::string> chips;
 };
 
 namespace {
@@ -174,10 +177,10 @@ heed_status runOnGPU(heed_backward &b, const BackwardArgs &a, int32_t deviceType
   if (std::string why = gpuCaptureRefusal(platform, device, stream); !why.empty())
     return fail(HEED_ERROR_UNSUPPORTED, "heed_attention_backward: " + why);
   std::string why;
-  std::string chip = gpuChip(platform, device, why);
-  if (chip.empty())
-    return fail(HEED_ERROR_RUN, "heed_attention_backward: " + why);
   std::lock_guard<std::mutex> lock(b.gpuMutex);
+  std::string &chip = b.chips[{platform, device}];
+  if (chip.empty() && (chip = gpuChip(platform, device, why)).empty())
+    return fail(HEED_ERROR_RUN, "heed_attention_backward: " + why);
   std::pair<std::shared_ptr<const GPUImage>, std::shared_ptr<const GPUImage>> images;
   if (heed_status s = gpuImages(b, platform, chip, images))
     return s;

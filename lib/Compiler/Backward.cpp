@@ -382,7 +382,7 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   auto start = std::chrono::steady_clock::now();
   if (llvm::Error err = config.validate())
     return std::move(err);
-  if (config.hasKVLens() || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV)
+  if (config.ragged())
     return fail("the backward takes contiguous queries and keys of one length: per-sequence "
                 "lengths, packed sequences (cu_seqlens) and paged KV caches are for inference "
                 "for now (docs/decode.md)");
@@ -393,7 +393,7 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   // (the one loop, with the analysis, walks a neighborhood mask's patches).
   impl->config = config;
   impl->config.lse = false;
-  impl->config.patchTiling = config.patchTiling && config.analyzeMask && !config.backwardSplit;
+  impl->config.patchTiling = config.backwardPatches();
   if (impl->config.analyzeMask)
     impl->summarized = detail::summarizedBuffers(variant);
   // One kernel, or the dK/dV and dQ kernels (each its own cache entry).

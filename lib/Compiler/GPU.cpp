@@ -126,13 +126,6 @@ struct KernelFit {
   int64_t keysPerTile = 0;
 };
 
-/// The GPU backward's tiles (query rows, keys), by ptxas' register counts
-/// on sm_90 (docs/backward.md, "GPU kernels"): the dQ kernel's blocks of
-/// 64 rows (4 warps) step over 64 keys up to D = 64, 32 above; the dK/dV
-/// kernel's blocks of 64 keys step over 32 query rows up to D = 64, 16
-/// above (its dK and dV accumulators hold 4 D floats per thread).
-/// `narrow`: the dK/dV kernel's 16-row steps (compileCUDA retries with them
-/// where the default spills).
 /// The warp-specialized wgmma kernel's keys per tile: FlashAttention-3's 128
 /// up to D = 128, 64 above (its O accumulator takes the registers); where a
 /// variant's code spills, compileCUDA fits half (fitWarpSpecialized).
@@ -140,22 +133,26 @@ int64_t wgmmaKeysPerTile(const KernelConfig &config) {
   return std::max(config.headDim, config.valueDim()) > 128 ? 64 : 128;
 }
 
-/// On AMD (`mfma`: the MFMA size M): both kernels' blocks are 4 waves of M
-/// rows (queries for dQ, keys for dK/dV); the dQ kernel steps over 64 keys
-/// up to D = 64, 32 above (its LDS holds K both ways and V: 26 KB at D =
-/// 64 and 128), the dK/dV kernel over 32 query rows (a multiple of M, and
-/// its LDS holds Q and dO both ways: 35 KB at D = 128).
-std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config,
-                                             GPUComputation computation, bool narrow,
-                                             GPUVendor vendor = GPUVendor::NVIDIA,
-                                             int64_t mfma = 32) {
+/// The GPU backward's tiles (query rows, keys) for `target`'s vendor and
+/// computation. NVIDIA, by ptxas' register counts on sm_90 (docs/backward.md,
+/// "GPU kernels"): the dQ kernel's blocks of 64 rows (4 warps) step over 64
+/// keys up to D = 64, 32 above; the dK/dV kernel's blocks of 64 keys step
+/// over 32 query rows up to D = 64, 16 above (its dK and dV accumulators
+/// hold 4 D floats per thread); `narrow`: the dK/dV kernel's 16-row steps
+/// (compileCUDA retries with them where the default spills). AMD (MFMA size
+/// M): both kernels' blocks are 4 waves of M rows (queries for dQ, keys for
+/// dK/dV); the dQ kernel steps over 64 keys up to D = 64, 32 above (its LDS
+/// holds K both ways and V: 26 KB at D = 64 and 128), the dK/dV kernel over
+/// 32 query rows (a multiple of M; its LDS holds Q and dO both ways: 35 KB
+/// at D = 128).
+std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config, const GPUTarget &target,
+                                             bool narrow) {
   bool wide = std::max(config.headDim, config.valueDim()) > 64;
-  if (vendor == GPUVendor::AMD) {
-    if (computation == GPUComputation::BackwardDQ)
-      return {4 * mfma, wide ? 32 : 64};
-    return {32, 4 * mfma};
-  }
-  if (computation == GPUComputation::BackwardDQ)
+  bool dq = target.computation == GPUComputation::BackwardDQ;
+  if (target.vendor == GPUVendor::AMD)
+    return dq ? std::pair<int64_t, int64_t>{4 * target.mfma, wide ? 32 : 64}
+              : std::pair<int64_t, int64_t>{32, 4 * target.mfma};
+  if (dq)
     return {64, wide ? 32 : 64};
   return {wide || narrow ? 16 : 32, 64};
 }
@@ -165,9 +162,8 @@ std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config,
 llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
                                                               const spec::Variant &variant,
                                                               const KernelConfig &config,
-                                                              GPUComputation computation,
-                                                              bool narrow, GPUVendor vendor,
-                                                              int64_t mfma) {
+                                                              const GPUTarget &target,
+                                                              bool narrow) {
   if (variant.gate)
     return fail("the GPU backward of gated (MoH) variants is not there yet: their backward runs "
                 "on the CPU (docs/backward.md)");
@@ -177,10 +173,10 @@ llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
   std::vector<unsigned> summarized;
   if (config.analyzeMask)
     summarized = detail::summarizedBuffers(variant);
-  auto [rows, keys] = gpuBackwardTiles(config, computation, narrow, vendor, mfma);
+  auto [rows, keys] = gpuBackwardTiles(config, target, narrow);
   OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
       ctx, variant, config, *gradients, summarized, rows, keys, /*dqStorage=*/true,
-      /*deltaFromOut=*/computation == GPUComputation::BackwardDQ);
+      /*deltaFromOut=*/target.computation == GPUComputation::BackwardDQ);
   SmallVector<func::FuncOp> host;
   module->walk([&](func::FuncOp f) {
     if (f.getOps<heed::attn::AttentionBackwardOp>().empty())
@@ -285,10 +281,11 @@ struct LoweredGPUModule {
 };
 
 llvm::Expected<LoweredGPUModule>
-lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelKind kind,
-            GPUVendor vendor, llvm::function_ref<void(OpPassManager &)> then = {},
-            int64_t mfma = 32, GPUComputation computation = GPUComputation::Forward,
-            KernelFit fit = {}, const std::string &chip = "") {
+lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUTarget &target,
+            llvm::function_ref<void(OpPassManager &)> then = {}, KernelFit fit = {}) {
+  GPUKernelKind kind = target.kind;
+  GPUVendor vendor = target.vendor;
+  GPUComputation computation = target.computation;
   if (llvm::Error err = config.validate())
     return std::move(err);
   if (config.outF32)
@@ -300,7 +297,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   // are the tile IR's (each work item's lengths and views), which every
   // kernel but wgmma's lowers; the wgmma kernel's tensor maps span the whole
   // tensors, and no GPU load reads through a page table yet.
-  bool serving = config.hasKVLens() || config.qLens || config.cuSeqlensQ || config.cuSeqlensKV;
+  bool serving = config.ragged();
   if (serving && isWgmma(kind))
     return fail("the wgmma kernel takes contiguous sequences of one length so far (its tensor "
                 "maps span whole tensors): per-entry lengths and packed sequences run on the "
@@ -322,8 +319,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
     if (!*matrixCores || isWgmma(kind))
       return fail("the GPU backward runs on matrix cores: NVIDIA tensor cores or AMD MFMA (f16 "
                   "or bf16, head dims multiples of 16; not the SIMT or wgmma kernels yet)");
-    auto module = gpuBackwardKernelModule(*out.context, variant, config, computation,
-                                          fit.narrow, vendor, mfma);
+    auto module = gpuBackwardKernelModule(*out.context, variant, config, target, fit.narrow);
     if (!module)
       return module.takeError();
     out.module = std::move(*module);
@@ -344,8 +340,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, GPUKernelK
   if (backward) // (the backward module has the summaries only with the analysis)
     options.analyzeMask = config.analyzeMask;
   options.simtRows = kSIMTRows;
-  options.mfma = mfma;
-  options.chip = chip;
+  options.mfma = target.mfma;
+  options.chip = target.chip;
   if (fit.oneStage)
     options.kvStages = 1;
   if (fit.producerRegisters)
@@ -483,10 +479,8 @@ std::string findPtxas() {
 }
 
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
-                                          const KernelConfig &config, GPUKernelKind kind,
-                                          GPUVendor vendor, GPUComputation computation,
-                                          int64_t mfma) {
-  auto lowered = lowerForGPU(variant, config, kind, vendor, {}, mfma, computation);
+                                          const KernelConfig &config, const GPUTarget &target) {
+  auto lowered = lowerForGPU(variant, config, target);
   if (!lowered)
     return lowered.takeError();
   std::string text;
@@ -537,12 +531,11 @@ llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
     return fail("the wgmma kernel needs --target=sm_90a (or sm_90: wgmma is an sm_90a "
                 "feature), not " +
                 target.chip);
+  GPUTarget gpu{GPUVendor::NVIDIA, target.chip, kind};
+  gpu.computation = computation;
   auto lowered = lowerForGPU(
-      variant, config, kind, GPUVendor::NVIDIA,
-      [&](OpPassManager &pm) {
-        buildNVVMBinaryPipeline(pm, target.chip, isWgmma(kind));
-      },
-      32, computation, fit, target.chip);
+      variant, config, gpu,
+      [&](OpPassManager &pm) { buildNVVMBinaryPipeline(pm, target.chip, isWgmma(kind)); }, fit);
   if (!lowered)
     return lowered.takeError();
   OwningOpRef<ModuleOp> &module = lowered->module;
@@ -659,7 +652,9 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   // then one staging slot (BackwardFit); the last try is kept, spilling or
   // not (ptxas' report says so).
   KernelFit fit;
-  if (binary && spills(binary->resources) && gpuBackwardTiles(config, computation, false).first > 16) {
+  GPUTarget dkdv{GPUVendor::NVIDIA, device.chip, kind};
+  dkdv.computation = computation;
+  if (binary && spills(binary->resources) && gpuBackwardTiles(config, dkdv, false).first > 16) {
     fit.narrow = true;
     binary = compileCUDAOnce(variant, config, device, kind, computation, fit);
   }
@@ -806,10 +801,11 @@ llvm::Expected<AMDGPUKernelBinary> compileAMDGPU(const spec::Variant &variant,
                                                  GPUComputation computation) {
   if (target.mfma != 32 && target.mfma != 16)
     return fail("the MFMA shape is 32 (32x32x8) or 16 (16x16x16)");
-  auto lowered = lowerForGPU(
-      variant, config, kind, GPUVendor::AMD,
-      [&](OpPassManager &pm) { buildGPUToROCDLPipeline(pm, target.chip); }, target.mfma,
-      computation, KernelFit{}, target.chip);
+  GPUTarget gpu{GPUVendor::AMD, target.chip, kind, target.mfma};
+  gpu.computation = computation;
+  auto lowered = lowerForGPU(variant, config, gpu, [&](OpPassManager &pm) {
+    buildGPUToROCDLPipeline(pm, target.chip);
+  });
   if (!lowered)
     return lowered.takeError();
   AMDGPUKernelBinary out;

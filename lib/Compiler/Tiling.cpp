@@ -87,8 +87,7 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
 llvm::Expected<KernelTiling> backwardTiling(const spec::Variant &variant,
                                             const KernelConfig &config) {
   auto [rows, keys] = backwardTiles(config);
-  // The GPUs' two kernels (and their run on the CPU) take flat tiles.
-  if (!detail::pipelineOptions(config).patches() || config.backwardSplit)
+  if (!config.backwardPatches())
     return KernelTiling{SequenceTiling::flat(rows), SequenceTiling::flat(keys)};
   return chooseTiling(variant, config, rows, keys, /*patches=*/true);
 }

@@ -225,11 +225,12 @@ int emitGPU(const heed::spec::Variant &variant, const heed::KernelConfig &config
     return error(llvm::toString(computation.takeError()));
   bool amdTarget = llvm::StringRef(targets).starts_with("gfx");
   bool amdStage = emitStage == "amdgcn" || emitStage == "hsaco";
+  heed::GPUTarget gpu{amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA,
+                      targets == "cpu" ? "" : targets.getValue(), *parsedKind, mfma};
+  gpu.computation = *computation;
   llvm::Expected<std::string> text =
       emitStage == "gpu"
-          ? heed::emitGPUModule(variant, config, *parsedKind,
-                                amdTarget ? heed::GPUVendor::AMD : heed::GPUVendor::NVIDIA,
-                                *computation, mfma)
+          ? heed::emitGPUModule(variant, config, gpu)
       : amdStage ? emitAMD(variant, config, *parsedKind, *computation)
                  : emitNVIDIA(variant, config, *parsedKind, *computation);
   if (!text)

@@ -77,6 +77,9 @@ struct KernelConfig {
   /// sequences): the kernel then takes the order to start them in
   /// (attn.attention's entry_order, KernelInfo::entryOrder).
   bool ragged() const { return hasKVLens() || qLens || cuSeqlensQ || cuSeqlensKV; }
+  /// The backward's one loop walks a neighborhood mask's patches (patch
+  /// tiling with the analysis; the split kernels, the GPUs', take flat tiles).
+  bool backwardPatches() const { return patchTiling && analyzeMask && !backwardSplit; }
   double effectiveScale() const;
   llvm::Error validate() const;
   /// Every field, in one line: what the kernel cache keys on. Two configs

@@ -87,14 +87,11 @@ struct GPUTarget {
   std::string canonical() const;
 };
 
-/// Lowers `variant` to the gpu-dialect module of the kernel chosen (stage
-/// "gpu"; `mfma`: AMD's MFMA shape).
+/// Lowers `variant` to the gpu-dialect module of `target`'s kernel (stage
+/// "gpu": the platform, its chip where the lowering depends on it, the
+/// kernel kind, AMD's MFMA shape, forward or a backward kernel).
 llvm::Expected<std::string> emitGPUModule(const spec::Variant &variant,
-                                          const KernelConfig &config,
-                                          GPUKernelKind kind = GPUKernelKind::Auto,
-                                          GPUVendor vendor = GPUVendor::NVIDIA,
-                                          GPUComputation computation = GPUComputation::Forward,
-                                          int64_t mfma = 32);
+                                          const KernelConfig &config, const GPUTarget &target);
 /// All the way to PTX and, with ptxas, a cubin. The backward's kernels are
 /// tensor-core kernels (NVIDIA, f16/bf16, not Hopper's wgmma yet).
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,

@@ -7,7 +7,9 @@
 #include "heed/Runtime/Launch.h"
 #include "heed/heed.h"
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace heed::capi {
@@ -66,6 +68,11 @@ protected:
 
 private:
   KernelInfo kernelInfo;
+  /// Each device's chip (platform, device -> gpuChip), asked once per
+  /// launcher: a ROCm device's is read from its properties, too dear for
+  /// every call.
+  mutable std::mutex chipsMutex;
+  mutable std::map<std::pair<GPUPlatform, int32_t>, std::string> chips;
 };
 
 /// The launcher of a kernel loaded from `artifact`: each device takes the

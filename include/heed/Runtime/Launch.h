@@ -107,10 +107,20 @@ TensorRef kernelView(const AttentionArgs &args, const KernelInfo &info, const At
 
 /// The serving index tensors of a call in the kernel's argument order
 /// (after q, k, v): kv_lens, page_table, q_lens, cu_seqlens_q,
-/// cu_seqlens_kv, those the kernel takes, then `entryOrder` (the call's
-/// entryOrder() as i32 [B]) where it takes that (KernelInfo::entryOrder).
-std::vector<const TensorRef *> servingTensors(const AttentionArgs &args, const KernelInfo &info,
-                                              const TensorRef *entryOrder);
+/// cu_seqlens_kv, those the kernel takes, then the call's entryOrder() as
+/// i32 [B] where it takes that (KernelInfo::entryOrder), held here. Made in
+/// place: `tensors` points into it.
+struct ServingTensors {
+  ServingTensors(const AttentionArgs &args, const KernelInfo &info, const AttentionDims &dims);
+  ServingTensors(const ServingTensors &) = delete;
+  ServingTensors &operator=(const ServingTensors &) = delete;
+
+  std::vector<const TensorRef *> tensors;
+
+private:
+  std::vector<int32_t> order;
+  TensorRef orderTensor;
+};
 
 /// The order to start a call's batch entries in: the entries with the most
 /// keys first (stable: equal ones in index order), an entry with no query
