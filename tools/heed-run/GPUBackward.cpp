@@ -3,6 +3,7 @@
 // device 0, dq, dk, dv and every buffer gradient compared normwise with the
 // float64 reference backward, as the CPU's --backward does.
 #include "Backward.h"
+#include "GPUBackends.h"
 
 #include "heed/Compiler/Backward.h"
 #include "heed/Compiler/GPU.h"
@@ -29,32 +30,6 @@ int error(const std::string &msg) {
   llvm::WithColor::error(llvm::errs(), "heed-run") << msg << "\n";
   return 1;
 }
-
-/// What differs per platform: its buffers, modules, runtime and compiler.
-struct CUDAPlatform {
-  using Buffer = cuda::DeviceBuffer;
-  using Module = cuda::KernelModule;
-  static constexpr GPUPlatform kPlatform = GPUPlatform::CUDA;
-  static bool available(std::string &why) { return cuda::driver(why) != nullptr; }
-  static llvm::Expected<GPUTarget> target(const std::string &chip) {
-    auto parsed = CUDATarget::parse(chip);
-    if (!parsed)
-      return parsed.takeError();
-    return GPUTarget{GPUVendor::NVIDIA, parsed->chip, GPUKernelKind::TensorCores};
-  }
-};
-struct HIPPlatform {
-  using Buffer = hip::DeviceBuffer;
-  using Module = hip::KernelModule;
-  static constexpr GPUPlatform kPlatform = GPUPlatform::HIP;
-  static bool available(std::string &why) { return hip::runtime(why) != nullptr; }
-  static llvm::Expected<GPUTarget> target(const std::string &chip) {
-    auto parsed = AMDGPUTarget::parse(chip);
-    if (!parsed)
-      return parsed.takeError();
-    return GPUTarget{GPUVendor::AMD, parsed->chip, GPUKernelKind::TensorCores, parsed->mfma};
-  }
-};
 
 /// Host tensors and their device copies.
 template <typename Buffer> class DeviceTensors {
@@ -162,9 +137,9 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
     llvm::outs() << "heed-run: SKIPPED: " << why << "\n";
     return 77;
   }
-  if (chip.empty() && (chip = gpuChip(Platform::kPlatform, 0, why)).empty())
+  if (chip.empty() && (chip = Platform::deviceChip(why)).empty())
     return error(why);
-  auto target = Platform::target(chip);
+  auto target = Platform::target(chip, GPUKernelKind::TensorCores);
   if (!target)
     return error(llvm::toString(target.takeError()));
   config.lse = true;
@@ -240,8 +215,8 @@ int runBackwardOnGPU(GPUPlatform platform, const spec::Variant &variant, KernelC
                      HostTensor &q, HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
                      std::mt19937_64 &rng, const BackwardOptions &options, std::string chip) {
   return platform == GPUPlatform::CUDA
-             ? runBackwardOn<CUDAPlatform>(variant, config, q, k, v, buffers, rng, options, chip)
-             : runBackwardOn<HIPPlatform>(variant, config, q, k, v, buffers, rng, options, chip);
+             ? runBackwardOn<CUDABackend>(variant, config, q, k, v, buffers, rng, options, chip)
+             : runBackwardOn<HIPBackend>(variant, config, q, k, v, buffers, rng, options, chip);
 }
 
 } // namespace heed::run

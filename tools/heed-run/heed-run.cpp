@@ -1,6 +1,7 @@
 // heed-run: compile a spec, run it on random inputs, check it against the
 // float64 reference, and report errors, time and throughput.
 #include "Backward.h"
+#include "GPUBackends.h"
 #include "Serving.h"
 
 #include "heed/Compiler/Compiler.h"
@@ -331,44 +332,6 @@ static llvm::Expected<GPUImage> artifactKernel(const heed::spec::Variant &varian
   return out;
 }
 
-/// The two GPU runtimes, for runOnGPU.
-struct CUDABackend {
-  using Buffer = heed::cuda::DeviceBuffer;
-  using Module = heed::cuda::KernelModule;
-  static constexpr const char *kPlatform = "cuda";
-  static bool available(std::string &why) { return heed::cuda::driver(why) != nullptr; }
-  static std::string deviceChip(std::string &why) {
-    return heed::gpuChip(heed::GPUPlatform::CUDA, 0, why);
-  }
-  static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
-                                          const heed::KernelConfig &config,
-                                          llvm::StringRef chip, heed::GPUKernelKind kind) {
-    auto target = heed::CUDATarget::parse(chip.str());
-    if (!target)
-      return target.takeError();
-    return cachedGPUKernel(variant, config, {heed::GPUVendor::NVIDIA, target->chip, kind});
-  }
-};
-struct HIPBackend {
-  using Buffer = heed::hip::DeviceBuffer;
-  using Module = heed::hip::KernelModule;
-  static constexpr const char *kPlatform = "hip";
-  static bool available(std::string &why) { return heed::hip::runtime(why) != nullptr; }
-  static std::string deviceChip(std::string &why) {
-    return heed::gpuChip(heed::GPUPlatform::HIP, 0, why);
-  }
-  static llvm::Expected<GPUImage> compile(const heed::spec::Variant &variant,
-                                          const heed::KernelConfig &config,
-                                          llvm::StringRef chip, heed::GPUKernelKind kind) {
-    auto target = heed::AMDGPUTarget::parse(chip.empty() ? "gfx942" : chip.str());
-    if (!target)
-      return target.takeError();
-    // Without ld.lld, compileGPUEntry says so: ROCm loads only code objects.
-    return cachedGPUKernel(variant, config,
-                           {heed::GPUVendor::AMD, target->chip, kind, target->mfma});
-  }
-};
-
 /// --target=cuda|rocm: the kernel on device 0, checked like the CPU kernel.
 /// Exit code 77 (SKIPPED for ctest) when there is no GPU or runtime.
 template <class Backend>
@@ -390,8 +353,14 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   if (chip.empty() && (chip = Backend::deviceChip(why)).empty())
     return error(why);
   auto start = std::chrono::steady_clock::now();
-  auto binary = artifactPath.empty() ? Backend::compile(variant, config, chip, *kind)
-                                     : artifactKernel(variant, config, Backend::kPlatform, chip);
+  auto binary = [&]() -> llvm::Expected<GPUImage> {
+    if (!artifactPath.empty())
+      return artifactKernel(variant, config, Backend::kName, chip);
+    auto target = Backend::target(chip, *kind);
+    if (!target)
+      return target.takeError();
+    return cachedGPUKernel(variant, config, *target);
+  }();
   if (!binary)
     return error(llvm::toString(binary.takeError()));
   double compileS =
@@ -894,10 +863,10 @@ int main(int argc, char **argv) {
         platform == "cuda" ? heed::GPUPlatform::CUDA : heed::GPUPlatform::HIP, variant, config, q,
         k, v, buffers, rng, o, llvm::StringRef(target).split(':').second.str());
   if (platform == "cuda")
-    return runOnGPU<CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
+    return runOnGPU<heed::run::CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
                                  serving || ragged ? &call : nullptr);
   if (platform == "rocm")
-    return runOnGPU<HIPBackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
+    return runOnGPU<heed::run::HIPBackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
                                 serving || ragged ? &call : nullptr);
   if (target != "cpu")
     return error("unknown --target=" + target +
