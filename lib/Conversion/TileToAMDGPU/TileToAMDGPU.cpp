@@ -115,11 +115,12 @@ public:
     kernel.walk([&](heed::attn::TileQKOp op) { mark(op.getK(), rowMajor); });
     kernel.walk([&](heed::attn::TilePVOp op) { mark(op.getV(), transposed); });
     auto space = gpu::AddressSpaceAttr::get(kernel.getContext(), gpu::AddressSpace::Workgroup);
+    int64_t bytes = 0; // what the attributions take (2-byte elements)
     auto lds = [&](int64_t rows, int64_t cols) {
-      return kernel.addWorkgroupAttribution(
-          MemRefType::get({stages, rows, cols + kPad}, shape.elt, MemRefLayoutAttrInterface{},
-                          space),
-          kernel.getLoc());
+      auto type = MemRefType::get({stages, rows, cols + kPad}, shape.elt,
+                                  MemRefLayoutAttrInterface{}, space);
+      bytes += type.getNumElements() * 2;
+      return kernel.addWorkgroupAttribution(type, kernel.getLoc());
     };
     int64_t width[2] = {shape.headDim, shape.valueDim};
     // (In this order: the forward's K, then V^T.)
@@ -131,13 +132,6 @@ public:
       bufCols[0] = lds(width[0], shape.keys);
     if (rowMajor[1])
       bufRows[1] = lds(shape.keys, width[1]);
-    // 2-byte elements; rows padded by kPad: [keys][width + 4] row by row,
-    // [width][keys + 4] transposed.
-    int64_t bytes = 0;
-    for (int p = 0; p < 2; ++p)
-      bytes += stages * 2 *
-               ((rowMajor[p] ? shape.keys * (width[p] + kPad) : 0) +
-                (transposed[p] ? width[p] * (shape.keys + kPad) : 0));
     if (bytes > ldsBytes)
       return kernel.emitOpError()
              << "--convert-attn-tile-to-amdgpu: the staging slots take " << bytes
