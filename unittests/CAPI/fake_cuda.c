@@ -1,5 +1,7 @@
 /* A stand-in libcuda.so.1 for capi_cuda_wiring_test.c: "device" memory is host
- * memory, kernels do nothing, and every module load, launch, tensor map
+ * memory, kernels do nothing (with $FAKE_CUDA_EXECUTE=1 a PTX module's
+ * kernels run on the CPU through ptx_emulator.h instead, and a cubin is
+ * refused), and every module load, launch, tensor map
  * (cuTensorMapEncodeTiled) and stream-ordered call is recorded so the test can see what heed asked of the driver: on which
  * stream, in which device's context, and whether anything allocated or waited.
  * $FAKE_CUDA_CC is the compute capability (e.g. 86, default 90),
@@ -13,6 +15,9 @@
  * the test's LD_LIBRARY_PATH. */
 #include "fake_placed.h"
 #include "fake_tensor_maps.h"
+#include "ptx_emulator.h"
+
+#include <stdio.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -126,7 +131,18 @@ int cuCtxSetCurrent(void *c) {
   current = d;
   return 0;
 }
-int cuGetErrorString(int r, const char **s) { (void)r; *s = "fake CUDA error"; return 0; }
+/* FAKE_CUDA_EXECUTE=1: kernels run in the PTX emulator; its last error. */
+static int execute(void) {
+  const char *e = getenv("FAKE_CUDA_EXECUTE");
+  return e && *e && *e != '0';
+}
+static char emuError[2048];
+enum { EMU_INVALID_PTX = 218, EMU_LAUNCH_FAILED = 719 };
+int cuGetErrorString(int r, const char **s) {
+  *s = (r == EMU_INVALID_PTX || r == EMU_LAUNCH_FAILED) && emuError[0] ? emuError
+                                                                       : "fake CUDA error";
+  return 0;
+}
 
 int cuPointerGetAttribute(void *data, int attribute, unsigned long long p) {
   return fakeDeviceOrdinal(data, attribute, (uintptr_t)p); /* 1: CUDA_ERROR_INVALID_VALUE */
@@ -148,12 +164,31 @@ int cuModuleLoadData(void **m, const void *image) {
     fakeLog.lastPTX = strstr((const char *)image, ".version") != NULL;
   }
   *m = (void *)0x77;
+  if (execute()) {
+    if (!fakeLog.lastPTX) {
+      snprintf(emuError, sizeof emuError,
+               "the PTX emulator takes PTX, not a cubin (set HEED_PTXAS=none)");
+      fprintf(stderr, "fake CUDA: %s\n", emuError);
+      return EMU_INVALID_PTX;
+    }
+    *m = ptxemu_load((const char *)image, emuError, sizeof emuError);
+    if (!*m) {
+      fprintf(stderr, "fake CUDA: %s\n", emuError);
+      return EMU_INVALID_PTX;
+    }
+  }
   return 0;
 }
-int cuModuleUnload(void *m) { (void)m; return 0; }
+int cuModuleUnload(void *m) {
+  if (execute() && m != (void *)0x77) ptxemu_unload(m);
+  return 0;
+}
 int cuModuleGetFunction(void **f, void *m, const char *name) {
-  (void)m, (void)name;
   *f = (void *)0x88;
+  if (execute() && m != (void *)0x77) {
+    *f = ptxemu_function(m, name);
+    if (!*f) return 500; /* CUDA_ERROR_NOT_FOUND */
+  }
   return 0;
 }
 /* The tensor maps encoded since the last launch (fake_cuda_tensor_maps), and
@@ -191,7 +226,7 @@ int cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address,
 
 int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                    unsigned bz, unsigned shared, void *stream, void **params, void **extra) {
-  (void)f, (void)by, (void)bz, (void)shared, (void)extra;
+  (void)extra;
   ++fakeLog.launches;
   mapLog.passed = 0;
   mapLog.sharedBytes = shared;
@@ -210,6 +245,13 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     memcpy(&keptParams[keptLaunches][i], params[i], sizeof keptParams[0][i]);
   if (keepParams && ++keptLaunches == keepLaunches)
     keepParams = 0;
+  if (execute() && f != (void *)0x88) {
+    unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+    if (ptxemu_launch(f, grid, block, shared, params, emuError, sizeof emuError)) {
+      fprintf(stderr, "fake CUDA: %s\n", emuError);
+      return EMU_LAUNCH_FAILED;
+    }
+  }
   if (failNext)
     for (int i = 0; i < numStatus; ++i)
       if (statusOf[i].stream == stream && statusOf[i].device == current) {

@@ -1,0 +1,1663 @@
+// An interpreter for the PTX of heed's sm_80 kernels (ptx_emulator.h says
+// what it covers). Written from the PTX ISA (the instruction descriptions,
+// "Matrix Fragments for mma.m16n8k16", ldmatrix, shfl.sync), not from heed's
+// lowering, so that running a kernel here checks the lowering's fragment
+// layouts, staging and synchronization against the ISA.
+#include "ptx_emulator.h"
+
+#include <cfenv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+unsigned long long executed = 0;
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fail(int line, const std::string &what) {
+  throw Error("PTX line " + std::to_string(line) + ": " + what);
+}
+
+// Addresses of the shared and local windows as the kernel sees them (the
+// values of their symbols); global addresses are host pointers.
+constexpr uint64_t kSharedWindow = 0x10000, kLocalWindow = 0x20000000;
+
+enum class Kind : uint8_t { None, Reg, Imm, Vec, Mem, Sym, Special, Label };
+enum Special : int { TidX, TidY, TidZ, NtidX, NtidY, NtidZ, CtaidX, CtaidY, CtaidZ, NctaidX,
+                     NctaidY, NctaidZ, LaneId, WarpId };
+
+struct Operand {
+  Kind kind = Kind::None;
+  int reg = -1;            // Reg; Mem's base register (-1: a symbol or absolute)
+  int reg2 = -1;           // a second destination (setp d|q, shfl d|p)
+  uint64_t imm = 0;        // Imm bits; Mem offset; Sym value
+  bool immFloat = false;   // 0fXXXXXXXX / 0dXXXXXXXXXXXXXXXX
+  std::vector<int> regs;   // Vec (-1: '_')
+  int special = -1;
+  int label = -1;
+  bool param = false;      // Mem/Sym of the parameter space (imm: its offset)
+  bool negate = false;     // !%p
+  bool dynamicShared = false; // Mem/Sym of the extern dynamic shared array (placed at launch)
+};
+
+enum class Op : uint8_t {
+  Add, Sub, Mul, Mad, Div, Rem, Min, Max, Neg, Abs, And, Or, Xor, Not, Shl, Shr, Setp, Selp,
+  Mov, Cvt, Cvta, Ld, St, Atom, Red, Bra, Ret, Fma, Ex2, Lg2, Rcp, Sqrt, Rsqrt, Tanh, Sin, Cos,
+  Bfe, Bfi, Popc, Clz, Brev, Prmt, Shf, Lop3, Copysign, Testp, Mma, Ldmatrix, Shfl, Vote, Bar,
+  WarpSync, CpAsync, CpCommit, CpWait, Nop, Activemask
+};
+
+enum class Coll : uint8_t { No, Warp, Barrier, Exit };
+
+struct Type {
+  char c = 'b'; // s, u, b, f, p (pred)
+  int bits = 32;
+  bool x2 = false; // f16x2, bf16x2
+  bool bf = false; // bf16
+};
+
+struct Inst {
+  int line = 0;
+  std::string text;
+  Op op = Op::Nop;
+  std::vector<std::string> mods;
+  Type t, t2; // main type (the destination's for cvt), the source's for cvt
+  int pred = -1;
+  bool predNeg = false;
+  std::vector<Operand> ops;
+  Coll coll = Coll::No;
+  int vec = 1;        // ld/st .v2/.v4
+  char space = 'g';   // ld/st/atom: g global, s shared, p param, l local, ' ' generic
+  std::string cmp;    // setp's comparison; atom's operation; shfl's mode
+  std::string combine;
+  std::string rnd;    // rn rm rp rz, or rni rzi rmi rpi for cvt
+  bool sat = false, approx = false, hi = false, wide = false, lo = false, nanProp = false;
+  bool trans = false;
+  int count = 0; // ldmatrix .x1/.x2/.x4
+};
+
+struct Param {
+  std::string name;
+  size_t offset = 0, size = 0;
+};
+
+struct Function {
+  std::string name;
+  std::vector<Param> params;
+  size_t paramBytes = 0;
+  std::vector<Inst> code;
+  std::vector<int> labels; // label id -> instruction index
+  int regs = 0;
+  size_t staticShared = 0, localBytes = 0;
+};
+
+struct Module {
+  std::vector<std::unique_ptr<Function>> functions;
+};
+
+bool isTypeName(const std::string &s, Type &t) {
+  static const char *names[] = {"s8", "s16", "s32", "s64", "u8", "u16", "u32", "u64", "b8", "b16",
+                                "b32", "b64", "f16", "f32", "f64", "bf16", "pred", "f16x2",
+                                "bf16x2"};
+  for (const char *n : names)
+    if (s == n) {
+      t = Type();
+      if (s == "pred") {
+        t.c = 'p';
+        t.bits = 1;
+      } else if (s == "bf16" || s == "bf16x2") {
+        t.c = 'f';
+        t.bf = true;
+        t.bits = s == "bf16" ? 16 : 32;
+        t.x2 = s == "bf16x2";
+      } else if (s == "f16x2") {
+        t.c = 'f';
+        t.bits = 32;
+        t.x2 = true;
+      } else {
+        t.c = s[0];
+        t.bits = std::stoi(s.substr(1));
+      }
+      return true;
+    }
+  return false;
+}
+
+std::string trim(const std::string &s) {
+  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+std::vector<std::string> splitOperands(const std::string &s) {
+  std::vector<std::string> out;
+  int depth = 0;
+  std::string cur;
+  for (char c : s) {
+    if (c == '{' || c == '[')
+      ++depth;
+    if (c == '}' || c == ']')
+      --depth;
+    if (c == ',' && depth == 0) {
+      out.push_back(trim(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!trim(cur).empty())
+    out.push_back(trim(cur));
+  return out;
+}
+
+/// Parsing of one module.
+struct Parser {
+  Module &module;
+  std::unordered_map<std::string, uint64_t> sharedSyms; // module-level .shared
+  std::vector<std::pair<std::string, size_t>> sharedDecls; // name, alignment (in order)
+  std::unordered_map<std::string, size_t> sharedSize;
+  std::string dynamicShared;
+
+  explicit Parser(Module &m) : module(m) {}
+
+  Function *fn = nullptr;
+  std::unordered_map<std::string, int> regIds, labelIds, paramIds;
+  std::unordered_map<std::string, uint64_t> localSyms;
+
+  int regId(const std::string &name) {
+    auto [it, fresh] = regIds.emplace(name, fn->regs);
+    if (fresh)
+      ++fn->regs;
+    return it->second;
+  }
+  int labelId(const std::string &name) {
+    auto [it, fresh] = labelIds.emplace(name, int(fn->labels.size()));
+    if (fresh)
+      fn->labels.push_back(-1);
+    return it->second;
+  }
+
+  uint64_t parseImm(const std::string &s, bool &isFloat, int line) {
+    isFloat = false;
+    if (s.size() == 10 && (s[0] == '0') && (s[1] == 'f' || s[1] == 'F')) {
+      isFloat = true;
+      return std::stoull(s.substr(2), nullptr, 16);
+    }
+    if (s.size() == 18 && (s[0] == '0') && (s[1] == 'd' || s[1] == 'D')) {
+      isFloat = true;
+      return std::stoull(s.substr(2), nullptr, 16);
+    }
+    try {
+      if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+        return std::stoull(s.substr(2), nullptr, 16);
+      if (s[0] == '-')
+        return uint64_t(std::stoll(s));
+      return std::stoull(s);
+    } catch (...) {
+      fail(line, "cannot read the immediate '" + s + "'");
+    }
+  }
+
+  Operand parseOperand(const std::string &text, int line) {
+    Operand o;
+    std::string s = trim(text);
+    if (s.empty())
+      fail(line, "empty operand");
+    if (s[0] == '!') {
+      o = parseOperand(s.substr(1), line);
+      o.negate = true;
+      return o;
+    }
+    if (s[0] == '{') {
+      o.kind = Kind::Vec;
+      for (const std::string &e : splitOperands(s.substr(1, s.size() - 2)))
+        o.regs.push_back(e == "_" ? -1 : regId(e));
+      return o;
+    }
+    if (s[0] == '[') {
+      o.kind = Kind::Mem;
+      std::string in = trim(s.substr(1, s.size() - 2));
+      size_t plus = in.find_first_of("+-", 1);
+      std::string base = trim(plus == std::string::npos ? in : in.substr(0, plus));
+      if (plus != std::string::npos) {
+        bool f;
+        std::string off = trim(in.substr(plus + 1));
+        o.imm = parseImm(off, f, line);
+        if (in[plus] == '-')
+          o.imm = uint64_t(-int64_t(o.imm));
+      }
+      if (base[0] == '%') {
+        o.reg = regId(base);
+      } else if (auto p = paramIds.find(base); p != paramIds.end()) {
+        o.param = true;
+        o.imm += fn->params[p->second].offset;
+      } else if (auto sh = sharedSyms.find(base); sh != sharedSyms.end()) {
+        o.dynamicShared = base == dynamicShared;
+        o.imm += o.dynamicShared ? 0 : sh->second;
+      } else if (auto l = localSyms.find(base); l != localSyms.end()) {
+        o.imm += l->second;
+      } else if (isdigit(static_cast<unsigned char>(base[0]))) {
+        bool f;
+        o.imm += parseImm(base, f, line);
+      } else {
+        fail(line, "unknown address '" + base + "'");
+      }
+      return o;
+    }
+    if (s[0] == '%') {
+      static const std::pair<const char *, int> specials[] = {
+          {"%tid.x", TidX},     {"%tid.y", TidY},       {"%tid.z", TidZ},
+          {"%ntid.x", NtidX},   {"%ntid.y", NtidY},     {"%ntid.z", NtidZ},
+          {"%ctaid.x", CtaidX}, {"%ctaid.y", CtaidY},   {"%ctaid.z", CtaidZ},
+          {"%nctaid.x", NctaidX}, {"%nctaid.y", NctaidY}, {"%nctaid.z", NctaidZ},
+          {"%laneid", LaneId},  {"%warpid", WarpId}};
+      for (auto [name, id] : specials)
+        if (s == name) {
+          o.kind = Kind::Special;
+          o.special = id;
+          return o;
+        }
+      size_t bar = s.find('|');
+      o.kind = Kind::Reg;
+      o.reg = regId(trim(s.substr(0, bar)));
+      if (bar != std::string::npos)
+        o.reg2 = regId(trim(s.substr(bar + 1)));
+      return o;
+    }
+    if (s[0] == '$' || (isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
+      if (auto sh = sharedSyms.find(s); sh != sharedSyms.end()) {
+        o.kind = Kind::Sym;
+        o.dynamicShared = s == dynamicShared;
+        o.imm = o.dynamicShared ? 0 : sh->second;
+        return o;
+      }
+      if (auto l = localSyms.find(s); l != localSyms.end()) {
+        o.kind = Kind::Sym;
+        o.imm = l->second;
+        return o;
+      }
+      if (auto p = paramIds.find(s); p != paramIds.end()) {
+        o.kind = Kind::Sym;
+        o.param = true;
+        o.imm = fn->params[p->second].offset;
+        return o;
+      }
+      o.kind = Kind::Label;
+      o.label = labelId(s);
+      return o;
+    }
+    o.kind = Kind::Imm;
+    o.imm = parseImm(s, o.immFloat, line);
+    return o;
+  }
+
+  void decode(Inst &in, const std::string &opcode) {
+    std::vector<std::string> parts;
+    size_t start = 0;
+    for (size_t i = 0; i <= opcode.size(); ++i)
+      if (i == opcode.size() || opcode[i] == '.') {
+        parts.push_back(opcode.substr(start, i - start));
+        start = i + 1;
+      }
+    std::string base = parts[0];
+    std::vector<Type> types;
+    for (size_t i = 1; i < parts.size(); ++i) {
+      Type t;
+      const std::string &p = parts[i];
+      if (isTypeName(p, t)) {
+        types.push_back(t);
+        continue;
+      }
+      in.mods.push_back(p);
+      if (p == "rn" || p == "rm" || p == "rp" || p == "rz" || p == "rni" || p == "rzi" ||
+          p == "rmi" || p == "rpi")
+        in.rnd = p;
+      else if (p == "sat" || p == "satfinite")
+        in.sat = true;
+      else if (p == "approx")
+        in.approx = true;
+      else if (p == "hi")
+        in.hi = true;
+      else if (p == "lo")
+        in.lo = true;
+      else if (p == "wide")
+        in.wide = true;
+      else if (p == "NaN")
+        in.nanProp = true;
+      else if (p == "trans")
+        in.trans = true;
+      else if (p == "global")
+        in.space = 'g';
+      else if (p == "shared")
+        in.space = 's';
+      else if (p == "param")
+        in.space = 'p';
+      else if (p == "local")
+        in.space = 'l';
+      else if (p == "v2")
+        in.vec = 2;
+      else if (p == "v4")
+        in.vec = 4;
+      else if (p == "x1" || p == "x2" || p == "x4")
+        in.count = p[1] - '0';
+    }
+    if (!types.empty())
+      in.t = types.front();
+    if (types.size() > 1)
+      in.t2 = types[1];
+    auto has = [&](const char *m) {
+      for (const std::string &x : in.mods)
+        if (x == m)
+          return true;
+      return false;
+    };
+    static const std::unordered_map<std::string, Op> simple = {
+        {"add", Op::Add},   {"sub", Op::Sub},     {"mul", Op::Mul},     {"mad", Op::Mad},
+        {"div", Op::Div},   {"rem", Op::Rem},     {"min", Op::Min},     {"max", Op::Max},
+        {"neg", Op::Neg},   {"abs", Op::Abs},     {"and", Op::And},     {"or", Op::Or},
+        {"xor", Op::Xor},   {"not", Op::Not},     {"shl", Op::Shl},     {"shr", Op::Shr},
+        {"selp", Op::Selp}, {"mov", Op::Mov},     {"cvt", Op::Cvt},     {"cvta", Op::Cvta},
+        {"ld", Op::Ld},     {"st", Op::St},       {"atom", Op::Atom},   {"red", Op::Red},
+        {"bra", Op::Bra},   {"ret", Op::Ret},     {"exit", Op::Ret},    {"fma", Op::Fma},
+        {"ex2", Op::Ex2},   {"lg2", Op::Lg2},     {"rcp", Op::Rcp},     {"sqrt", Op::Sqrt},
+        {"rsqrt", Op::Rsqrt}, {"tanh", Op::Tanh}, {"sin", Op::Sin},     {"cos", Op::Cos},
+        {"bfe", Op::Bfe},   {"bfi", Op::Bfi},     {"popc", Op::Popc},   {"clz", Op::Clz},
+        {"brev", Op::Brev}, {"prmt", Op::Prmt},   {"shf", Op::Shf},     {"lop3", Op::Lop3},
+        {"copysign", Op::Copysign}, {"testp", Op::Testp}, {"mma", Op::Mma},
+        {"ldmatrix", Op::Ldmatrix}, {"shfl", Op::Shfl}, {"vote", Op::Vote},
+        {"membar", Op::Nop}, {"fence", Op::Nop},  {"prefetch", Op::Nop}, {"prefetchu", Op::Nop},
+        {"nanosleep", Op::Nop}, {"activemask", Op::Activemask}, {"setp", Op::Setp},
+        {"mad24", Op::Mad}, {"mul24", Op::Mul}};
+    if (base == "bar" || base == "barrier") {
+      in.op = has("warp") ? Op::WarpSync : Op::Bar;
+      in.coll = has("warp") ? Coll::Warp : Coll::Barrier;
+      if (has("arrive") || has("red"))
+        fail(in.line, "bar." + parts[1] + " is not supported by the emulator");
+      return;
+    }
+    if (base == "cp") {
+      if (has("bulk") || has("tensor"))
+        fail(in.line, "TMA (cp.async.bulk) is not supported by the emulator (sm_90 kernels)");
+      if (has("commit_group"))
+        in.op = Op::CpCommit;
+      else if (has("wait_group") || has("wait_all"))
+        in.op = Op::CpWait;
+      else
+        in.op = Op::CpAsync;
+      if (in.op == Op::CpWait && has("wait_all"))
+        in.count = -1;
+      return;
+    }
+    auto it = simple.find(base);
+    if (it == simple.end())
+      fail(in.line, "instruction '" + opcode + "' is not supported by the emulator");
+    in.op = it->second;
+    if (in.op == Op::Ret)
+      in.coll = Coll::Exit;
+    if (in.op == Op::Mma || in.op == Op::Ldmatrix || in.op == Op::Shfl || in.op == Op::Vote ||
+        in.op == Op::Activemask)
+      in.coll = Coll::Warp;
+    if (in.op == Op::Setp || in.op == Op::Shfl || in.op == Op::Vote) {
+      in.cmp = parts[1];
+      if (in.op == Op::Shfl && in.cmp == "sync")
+        in.cmp = parts[2];
+      if (in.op == Op::Vote && in.cmp == "sync")
+        in.cmp = parts[2];
+      for (const char *c : {"and", "or", "xor"})
+        if (in.op == Op::Setp && has(c))
+          in.combine = c;
+    }
+    if (in.op == Op::Atom || in.op == Op::Red) {
+      for (const char *c : {"add", "min", "max", "exch", "cas", "and", "or", "xor", "inc", "dec"})
+        if (has(c))
+          in.cmp = c;
+      if (in.space != 's')
+        in.space = has("global") ? 'g' : ' ';
+    }
+    if (in.op == Op::Ld || in.op == Op::St) {
+      bool spaced = has("global") || has("shared") || has("param") || has("local");
+      if (!spaced)
+        in.space = ' ';
+    }
+    if (in.op == Op::Mma) {
+      if (!has("m16n8k16") || !has("row") || !has("col") || types.size() != 4 ||
+          types[0].c != 'f' || types[0].bits != 32 || types[3].bits != 32)
+        fail(in.line, "mma form '" + opcode +
+                          "' is not supported by the emulator (m16n8k16.row.col, f32 "
+                          "accumulators)");
+      in.t2 = types[1]; // the A/B element type
+    }
+    if (in.op == Op::Ldmatrix && (!has("m8n8") || in.t.bits != 16 || in.count == 0))
+      fail(in.line, "ldmatrix form '" + opcode + "' is not supported by the emulator");
+  }
+
+  Module *parse(const std::string &text) {
+    std::vector<std::string> lines;
+    size_t start = 0;
+    for (size_t i = 0; i <= text.size(); ++i)
+      if (i == text.size() || text[i] == '\n') {
+        lines.push_back(text.substr(start, i - start));
+        start = i + 1;
+      }
+    size_t sharedEnd = 0;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      int lineNo = int(i) + 1;
+      std::string l = lines[i];
+      if (size_t c = l.find("//"); c != std::string::npos)
+        l = l.substr(0, c);
+      l = trim(l);
+      if (l.empty())
+        continue;
+      // Module- or function-level shared and local arrays.
+      auto arrayDecl = [&](const std::string &d, size_t &align, std::string &name,
+                           size_t &bytes) {
+        align = 1;
+        if (size_t a = d.find(".align"); a != std::string::npos)
+          align = std::stoul(d.substr(a + 6));
+        size_t open = d.find('['), close = d.find(']');
+        size_t nameEnd = open == std::string::npos ? d.find(';') : open;
+        size_t nameStart = d.find_last_of(" \t", nameEnd - 1) + 1;
+        name = d.substr(nameStart, nameEnd - nameStart);
+        bytes = 0;
+        if (open != std::string::npos && close > open + 1)
+          bytes = std::stoul(d.substr(open + 1, close - open - 1));
+        Type t;
+        size_t dot = d.find(" .", d.find(".b") == std::string::npos ? 0 : 0);
+        (void)dot;
+        for (const char *ty : {".b8", ".b16", ".b32", ".b64", ".u8", ".u32", ".f32", ".u64"})
+          if (d.find(std::string(ty) + " ") != std::string::npos) {
+            int bits = std::atoi(ty + 2);
+            if (bytes)
+              bytes *= size_t(bits / 8);
+            else if (open == std::string::npos)
+              bytes = size_t(bits / 8);
+          }
+      };
+      if (l.rfind(".extern .shared", 0) == 0 || l.rfind(".shared", 0) == 0) {
+        size_t align, bytes;
+        std::string name;
+        arrayDecl(l, align, name, bytes);
+        if (l.rfind(".extern", 0) == 0) {
+          dynamicShared = name;
+          sharedSyms[name] = 0; // placed after the static ones at launch
+        } else {
+          sharedEnd = (sharedEnd + align - 1) / align * align;
+          sharedSyms[name] = kSharedWindow + sharedEnd;
+          sharedEnd += bytes;
+        }
+        continue;
+      }
+      if (l.find(".entry") != std::string::npos) {
+        auto f = std::make_unique<Function>();
+        fn = f.get();
+        regIds.clear();
+        labelIds.clear();
+        paramIds.clear();
+        localSyms.clear();
+        size_t e = l.find(".entry") + 6, paren = l.find('(', e);
+        fn->name = trim(l.substr(e, paren == std::string::npos ? std::string::npos : paren - e));
+        // Parameters up to ')'.
+        size_t j = i + 1;
+        for (; j < lines.size(); ++j) {
+          std::string p = trim(lines[j]);
+          if (p.rfind(")", 0) == 0)
+            break;
+          if (p.rfind(".param", 0) != 0)
+            continue;
+          if (!p.empty() && p.back() == ',')
+            p.pop_back();
+          Param param;
+          size_t align = 1;
+          if (size_t a = p.find(".align"); a != std::string::npos)
+            align = std::stoul(p.substr(a + 6));
+          size_t open = p.find('[');
+          size_t nameEnd = open == std::string::npos ? p.size() : open;
+          size_t nameStart = p.find_last_of(" \t", nameEnd - 1) + 1;
+          param.name = p.substr(nameStart, nameEnd - nameStart);
+          if (open != std::string::npos) {
+            param.size = std::stoul(p.substr(open + 1));
+          } else {
+            Type t;
+            std::string ty;
+            for (const char *cand : {".u64", ".s64", ".b64", ".u32", ".s32", ".b32", ".f32",
+                                     ".f64", ".u16", ".b16", ".u8", ".b8"})
+              if (p.find(std::string(cand) + " ") != std::string::npos) {
+                ty = cand + 1;
+                break;
+              }
+            if (ty.empty() || !isTypeName(ty, t))
+              fail(int(j) + 1, "cannot read the parameter '" + p + "'");
+            param.size = size_t(t.bits / 8);
+            align = std::max(align, param.size);
+          }
+          fn->paramBytes = (fn->paramBytes + align - 1) / align * align;
+          param.offset = fn->paramBytes;
+          fn->paramBytes += param.size;
+          paramIds[param.name] = int(fn->params.size());
+          fn->params.push_back(param);
+        }
+        i = j;
+        fn->staticShared = sharedEnd;
+        module.functions.push_back(std::move(f));
+        continue;
+      }
+      if (!fn)
+        continue;
+      if (l == "{" || l == "}" || l.rfind(".reg", 0) == 0 || l.rfind(".maxntid", 0) == 0 ||
+          l.rfind(".reqntid", 0) == 0 || l.rfind(".minnctapersm", 0) == 0 ||
+          l.rfind(".maxnreg", 0) == 0 || l.rfind(".pragma", 0) == 0)
+        continue;
+      if (l.rfind(".local", 0) == 0) {
+        size_t align, bytes;
+        std::string name;
+        arrayDecl(l, align, name, bytes);
+        fn->localBytes = (fn->localBytes + align - 1) / align * align;
+        localSyms[name] = kLocalWindow + fn->localBytes;
+        fn->localBytes += bytes;
+        continue;
+      }
+      if (l[0] == '.')
+        fail(lineNo, "directive '" + l + "' is not supported by the emulator");
+      if (l.back() == ':') {
+        fn->labels[size_t(labelId(l.substr(0, l.size() - 1)))] = int(fn->code.size());
+        continue;
+      }
+      // An instruction may span lines (mma's operand lists).
+      while (l.back() != ';' && i + 1 < lines.size()) {
+        std::string next = lines[++i];
+        if (size_t c = next.find("//"); c != std::string::npos)
+          next = next.substr(0, c);
+        l += " " + trim(next);
+        l = trim(l);
+      }
+      if (l.back() != ';')
+        fail(lineNo, "expected ';' at the end of '" + l + "'");
+      l.pop_back();
+      Inst in;
+      in.line = lineNo;
+      in.text = l;
+      if (l[0] == '@') {
+        size_t sp = l.find_first_of(" \t");
+        std::string p = l.substr(1, sp - 1);
+        in.predNeg = p[0] == '!';
+        in.pred = regId(in.predNeg ? p.substr(1) : p);
+        l = trim(l.substr(sp));
+      }
+      size_t sp = l.find_first_of(" \t");
+      std::string opcode = l.substr(0, sp);
+      decode(in, opcode);
+      if (sp != std::string::npos)
+        for (const std::string &o : splitOperands(l.substr(sp)))
+          in.ops.push_back(parseOperand(o, lineNo));
+      fn->code.push_back(std::move(in));
+    }
+    if (!dynamicShared.empty())
+      for (auto &f : module.functions)
+        f->staticShared = std::max(f->staticShared, sharedEnd);
+    for (auto &f : module.functions)
+      for (const Inst &in : f->code)
+        for (const Operand &o : in.ops)
+          if (o.kind == Kind::Label && f->labels[size_t(o.label)] < 0 && in.op == Op::Bra)
+            fail(in.line, "branch to an unknown label");
+    return &module;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Values.
+
+float asF32(uint64_t v) {
+  float f;
+  uint32_t u = uint32_t(v);
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint64_t fromF32(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+double asF64(uint64_t v) {
+  double d;
+  std::memcpy(&d, &v, 8);
+  return d;
+}
+uint64_t fromF64(double d) {
+  uint64_t u;
+  std::memcpy(&u, &d, 8);
+  return u;
+}
+float bf16ToF32(uint16_t h) { return asF32(uint64_t(h) << 16); }
+uint16_t f32ToBF16(float f) { // round to nearest even
+  uint32_t u = uint32_t(fromF32(f));
+  if (std::isnan(f))
+    return uint16_t((u >> 16) | 0x40);
+  u += 0x7fff + ((u >> 16) & 1);
+  return uint16_t(u >> 16);
+}
+float f16ToF32(uint16_t h) {
+  uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  if (exp == 0x1f)
+    return asF32(sign | 0x7f800000 | (man << 13));
+  if (exp == 0) {
+    if (!man)
+      return asF32(sign);
+    float m = std::ldexp(float(man), -24);
+    return sign ? -m : m;
+  }
+  return asF32(sign | ((exp + 112) << 23) | (man << 13));
+}
+uint16_t f32ToF16(float f) { // round to nearest even
+  uint32_t u = uint32_t(fromF32(f));
+  uint16_t sign = uint16_t((u >> 16) & 0x8000);
+  if (std::isnan(f))
+    return uint16_t(sign | 0x7e00);
+  float a = std::fabs(f);
+  if (a >= 65520.f)
+    return uint16_t(sign | 0x7c00);
+  if (a < 6.103515625e-05f) { // subnormal: units of 2^-24
+    float q = std::nearbyint(a * 16777216.f);
+    return uint16_t(sign | uint16_t(q));
+  }
+  int e;
+  float m = std::frexp(a, &e); // a = m 2^e, m in [0.5, 1)
+  float q = std::nearbyint(m * 2048.f); // 11 significant bits
+  if (q >= 2048.f) {
+    q /= 2;
+    ++e;
+  }
+  int exp = e - 1 + 15;
+  if (exp >= 31)
+    return uint16_t(sign | 0x7c00);
+  return uint16_t(sign | (exp << 10) | (uint16_t(q) & 0x3ff));
+}
+
+/// One thread.
+struct Thread {
+  int pc = 0;
+  enum State : uint8_t { Running, AtWarp, AtBarrier, Done } state = Running;
+  unsigned tid[3] = {0, 0, 0};
+  unsigned lane = 0, warp = 0;
+  std::vector<uint64_t> r;
+  std::vector<uint8_t> local;
+  struct Copy {
+    uint64_t dst;
+    const uint8_t *src;
+    unsigned bytes, srcBytes;
+  };
+  std::vector<Copy> pending;              // not yet committed
+  std::vector<std::vector<Copy>> groups;  // committed, oldest first
+};
+
+struct Launch {
+  const Function &f;
+  std::vector<uint8_t> params;
+  std::vector<uint8_t> shared;
+  size_t dynamicBase = 0; // offset of the dynamic shared memory
+  unsigned grid[3], block[3], ctaid[3] = {0, 0, 0};
+  std::vector<Thread> threads;
+
+  Launch(const Function &fn) : f(fn) {}
+
+  [[noreturn]] void error(const Inst &in, const std::string &what) {
+    fail(in.line, what + " (in '" + in.text + "', block (" + std::to_string(ctaid[0]) + ", " +
+                      std::to_string(ctaid[1]) + ", " + std::to_string(ctaid[2]) + "))");
+  }
+
+  uint64_t special(const Thread &t, int s) const {
+    switch (s) {
+    case TidX: return t.tid[0];
+    case TidY: return t.tid[1];
+    case TidZ: return t.tid[2];
+    case NtidX: return block[0];
+    case NtidY: return block[1];
+    case NtidZ: return block[2];
+    case CtaidX: return ctaid[0];
+    case CtaidY: return ctaid[1];
+    case CtaidZ: return ctaid[2];
+    case NctaidX: return grid[0];
+    case NctaidY: return grid[1];
+    case NctaidZ: return grid[2];
+    case LaneId: return t.lane;
+    case WarpId: return t.warp;
+    }
+    return 0;
+  }
+
+  uint64_t value(const Thread &t, const Operand &o, const Inst &in) {
+    switch (o.kind) {
+    case Kind::Reg: {
+      uint64_t v = t.r[size_t(o.reg)];
+      return o.negate ? !v : v;
+    }
+    case Kind::Imm: {
+      if (o.immFloat && in.t.c == 'f' && in.t.bits == 32 && (o.imm >> 32))
+        return fromF32(float(asF64(o.imm))); // a 0d constant of an f32 op
+      return o.imm;
+    }
+    case Kind::Sym:
+      if (o.param)
+        error(in, "the address of a parameter is not supported by the emulator");
+      return o.dynamicShared ? kSharedWindow + dynamicBase : o.imm;
+    case Kind::Special: return special(t, o.special);
+    default: error(in, "unexpected operand");
+    }
+  }
+
+  /// Sign- or zero-extends the low `bits` of v by the type.
+  static int64_t sext(uint64_t v, int bits) {
+    if (bits >= 64)
+      return int64_t(v);
+    uint64_t m = uint64_t(1) << (bits - 1);
+    v &= (uint64_t(1) << bits) - 1;
+    return int64_t((v ^ m) - m);
+  }
+  static uint64_t zext(uint64_t v, int bits) {
+    return bits >= 64 ? v : v & ((uint64_t(1) << bits) - 1);
+  }
+  static uint64_t mask(uint64_t v, int bits) { return zext(v, bits); }
+
+  // Memory.
+  uint8_t *sharedAt(uint64_t addr, size_t bytes, const Inst &in) {
+    uint64_t off = addr - kSharedWindow;
+    if (addr < kSharedWindow || off + bytes > shared.size())
+      error(in, "shared memory access at offset " + std::to_string(int64_t(off)) + " of " +
+                    std::to_string(bytes) + " bytes outside the block's " +
+                    std::to_string(shared.size()) + " bytes");
+    return shared.data() + off;
+  }
+  uint8_t *localAt(Thread &t, uint64_t addr, size_t bytes, const Inst &in) {
+    uint64_t off = addr - kLocalWindow;
+    if (addr < kLocalWindow || off + bytes > t.local.size())
+      error(in, "local memory access outside the thread's frame");
+    return t.local.data() + off;
+  }
+  uint8_t *memAt(Thread &t, char space, uint64_t addr, size_t bytes, const Inst &in) {
+    switch (space) {
+    case 's': return sharedAt(addr, bytes, in);
+    case 'l': return localAt(t, addr, bytes, in);
+    case 'p':
+      if (addr + bytes > params.size())
+        error(in, "parameter read outside the parameters");
+      return params.data() + addr;
+    case ' ':
+      if (addr >= kLocalWindow && addr < kLocalWindow + t.local.size())
+        return localAt(t, addr, bytes, in);
+      if (addr >= kSharedWindow && addr < kSharedWindow + shared.size())
+        error(in, "generic addressing of shared memory is not supported by the emulator");
+      [[fallthrough]];
+    default:
+      if (addr < 4096)
+        error(in, "global access at address " + std::to_string(addr) + " (null pointer)");
+      return reinterpret_cast<uint8_t *>(uintptr_t(addr));
+    }
+  }
+  uint64_t address(const Thread &t, const Operand &o, const Inst &in) {
+    if (o.kind != Kind::Mem)
+      error(in, "expected an address");
+    uint64_t base = o.reg >= 0                ? t.r[size_t(o.reg)]
+                    : o.dynamicShared ? kSharedWindow + dynamicBase
+                                      : 0;
+    return base + o.imm;
+  }
+
+  static uint64_t load(const uint8_t *p, int bytes) {
+    uint64_t v = 0;
+    std::memcpy(&v, p, size_t(bytes));
+    return v;
+  }
+  static void store(uint8_t *p, uint64_t v, int bytes) { std::memcpy(p, &v, size_t(bytes)); }
+
+  void set(Thread &t, const Operand &o, uint64_t v) {
+    if (o.kind != Kind::Reg)
+      throw Error("destination is not a register");
+    t.r[size_t(o.reg)] = v;
+  }
+
+  // Floating point with a rounding mode.
+  template <typename F> static float rounded(const std::string &rnd, F f) {
+    int mode = rnd == "rm" ? FE_DOWNWARD : rnd == "rp" ? FE_UPWARD : rnd == "rz" ? FE_TOWARDZERO
+                                                                                 : FE_TONEAREST;
+    if (mode == FE_TONEAREST)
+      return f();
+    int old = std::fegetround();
+    std::fesetround(mode);
+    volatile float r = f();
+    std::fesetround(old);
+    return r;
+  }
+
+  void exec(Thread &t, const Inst &in);
+  void collective(std::vector<Thread *> &lanes, const Inst &in);
+  void cpWait(Thread &t, int keep);
+  void runBlock();
+};
+
+bool compare(const std::string &cmp, const Type &t, uint64_t a, uint64_t b, int line) {
+  if (t.c == 'f') {
+    double x = t.bits == 64 ? asF64(a) : asF32(a), y = t.bits == 64 ? asF64(b) : asF32(b);
+    bool unordered = std::isnan(x) || std::isnan(y);
+    std::string c = cmp;
+    bool u = c.size() == 3 && c.back() == 'u';
+    if (u)
+      c.pop_back();
+    if (c == "nan")
+      return unordered;
+    if (c == "num")
+      return !unordered;
+    if (unordered)
+      return u;
+    if (c == "eq") return x == y;
+    if (c == "ne") return x != y;
+    if (c == "lt") return x < y;
+    if (c == "le") return x <= y;
+    if (c == "gt") return x > y;
+    if (c == "ge") return x >= y;
+    fail(line, "unknown comparison " + cmp);
+  }
+  if (t.c == 'p') {
+    if (cmp == "eq") return (a != 0) == (b != 0);
+    if (cmp == "ne") return (a != 0) != (b != 0);
+  }
+  bool isSigned = t.c == 's' && cmp != "lo" && cmp != "ls" && cmp != "hi" && cmp != "hs";
+  if (isSigned || (t.c == 'b' && false)) {
+    int64_t x = Launch::sext(a, t.bits), y = Launch::sext(b, t.bits);
+    if (cmp == "eq") return x == y;
+    if (cmp == "ne") return x != y;
+    if (cmp == "lt") return x < y;
+    if (cmp == "le") return x <= y;
+    if (cmp == "gt") return x > y;
+    if (cmp == "ge") return x >= y;
+  }
+  uint64_t x = Launch::zext(a, t.bits), y = Launch::zext(b, t.bits);
+  if (cmp == "eq") return x == y;
+  if (cmp == "ne") return x != y;
+  if (cmp == "lt" || cmp == "lo") return x < y;
+  if (cmp == "le" || cmp == "ls") return x <= y;
+  if (cmp == "gt" || cmp == "hi") return x > y;
+  if (cmp == "ge" || cmp == "hs") return x >= y;
+  fail(line, "unknown comparison " + cmp);
+}
+
+void Launch::exec(Thread &t, const Inst &in) {
+  const Type &ty = in.t;
+  const std::vector<Operand> &o = in.ops;
+  auto v = [&](size_t i) { return value(t, o.at(i), in); };
+  auto f32 = [&](size_t i) { return asF32(v(i)); };
+  bool isF = ty.c == 'f';
+  bool f64 = isF && ty.bits == 64;
+  int bits = ty.bits;
+  auto setInt = [&](uint64_t x) { set(t, o[0], mask(x, bits)); };
+  auto setF = [&](double x) { set(t, o[0], f64 ? fromF64(x) : fromF32(float(x))); };
+  switch (in.op) {
+  case Op::Nop:
+    break;
+  case Op::Add:
+  case Op::Sub:
+    if (isF && ty.x2)
+      error(in, "packed half arithmetic is not supported by the emulator");
+    if (f64)
+      setF(in.op == Op::Add ? asF64(v(1)) + asF64(v(2)) : asF64(v(1)) - asF64(v(2)));
+    else if (isF) {
+      float a = f32(1), b = f32(2);
+      float r = rounded(in.rnd, [&] { return in.op == Op::Add ? a + b : a - b; });
+      if (in.sat)
+        r = std::isnan(r) ? 0.f : std::fmin(std::fmax(r, 0.f), 1.f);
+      setF(r);
+    } else
+      setInt(in.op == Op::Add ? v(1) + v(2) : v(1) - v(2));
+    break;
+  case Op::Mul:
+    if (f64)
+      setF(asF64(v(1)) * asF64(v(2)));
+    else if (isF) {
+      float a = f32(1), b = f32(2);
+      setF(rounded(in.rnd, [&] { return a * b; }));
+    } else if (in.wide) {
+      if (ty.c == 's')
+        set(t, o[0], uint64_t(sext(v(1), bits) * sext(v(2), bits)));
+      else
+        set(t, o[0], zext(v(1), bits) * zext(v(2), bits));
+    } else if (in.hi) {
+      if (bits == 64) {
+        if (ty.c == 's')
+          set(t, o[0], uint64_t((__int128(int64_t(v(1))) * __int128(int64_t(v(2)))) >> 64));
+        else
+          set(t, o[0],
+              uint64_t((unsigned __int128)(v(1)) * (unsigned __int128)(v(2)) >> 64));
+      } else {
+        uint64_t p = ty.c == 's' ? uint64_t(sext(v(1), bits) * sext(v(2), bits))
+                                 : zext(v(1), bits) * zext(v(2), bits);
+        setInt(p >> bits);
+      }
+    } else
+      setInt(v(1) * v(2));
+    break;
+  case Op::Mad:
+    if (isF)
+      error(in, "mad on floats is not supported by the emulator");
+    if (in.wide) {
+      uint64_t p = ty.c == 's' ? uint64_t(sext(v(1), bits) * sext(v(2), bits))
+                               : zext(v(1), bits) * zext(v(2), bits);
+      set(t, o[0], p + v(3));
+    } else if (in.hi) {
+      error(in, "mad.hi is not supported by the emulator");
+    } else
+      setInt(v(1) * v(2) + v(3));
+    break;
+  case Op::Div:
+    if (f64)
+      setF(asF64(v(1)) / asF64(v(2)));
+    else if (isF)
+      setF(f32(1) / f32(2));
+    else {
+      if (zext(v(2), bits) == 0)
+        error(in, "integer division by zero");
+      if (ty.c == 's')
+        setInt(uint64_t(sext(v(1), bits) / sext(v(2), bits)));
+      else
+        setInt(zext(v(1), bits) / zext(v(2), bits));
+    }
+    break;
+  case Op::Rem:
+    if (zext(v(2), bits) == 0)
+      error(in, "integer remainder by zero");
+    if (ty.c == 's')
+      setInt(uint64_t(sext(v(1), bits) % sext(v(2), bits)));
+    else
+      setInt(zext(v(1), bits) % zext(v(2), bits));
+    break;
+  case Op::Min:
+  case Op::Max: {
+    bool mx = in.op == Op::Max;
+    if (isF) {
+      double a = f64 ? asF64(v(1)) : f32(1), b = f64 ? asF64(v(2)) : f32(2);
+      double r;
+      if (std::isnan(a) || std::isnan(b))
+        r = in.nanProp ? std::nan("") : (std::isnan(a) ? b : a);
+      else if (a == 0 && b == 0)
+        r = mx ? (std::signbit(a) ? b : a) : (std::signbit(a) ? a : b);
+      else
+        r = mx ? std::max(a, b) : std::min(a, b);
+      setF(r);
+    } else if (ty.c == 's') {
+      int64_t a = sext(v(1), bits), b = sext(v(2), bits);
+      setInt(uint64_t(mx ? std::max(a, b) : std::min(a, b)));
+    } else {
+      uint64_t a = zext(v(1), bits), b = zext(v(2), bits);
+      setInt(mx ? std::max(a, b) : std::min(a, b));
+    }
+    break;
+  }
+  case Op::Neg:
+    if (isF)
+      set(t, o[0], f64 ? v(1) ^ (uint64_t(1) << 63) : uint32_t(v(1)) ^ 0x80000000u);
+    else
+      setInt(uint64_t(-sext(v(1), bits)));
+    break;
+  case Op::Abs:
+    if (isF)
+      set(t, o[0], f64 ? v(1) & ~(uint64_t(1) << 63) : uint32_t(v(1)) & 0x7fffffffu);
+    else
+      setInt(uint64_t(std::llabs(sext(v(1), bits))));
+    break;
+  case Op::And:
+  case Op::Or:
+  case Op::Xor: {
+    uint64_t a = v(1), b = v(2);
+    uint64_t r = in.op == Op::And ? a & b : in.op == Op::Or ? a | b : a ^ b;
+    set(t, o[0], ty.c == 'p' ? (r & 1) : mask(r, bits));
+    break;
+  }
+  case Op::Not:
+    set(t, o[0], ty.c == 'p' ? !v(1) : mask(~v(1), bits));
+    break;
+  case Op::Shl:
+  case Op::Shr: {
+    uint64_t s = zext(v(2), 32);
+    uint64_t a = v(1);
+    uint64_t r;
+    if (in.op == Op::Shl)
+      r = s >= uint64_t(bits) ? 0 : a << s;
+    else if (ty.c == 's')
+      r = uint64_t(sext(a, bits) >> std::min<uint64_t>(s, uint64_t(bits - 1)));
+    else
+      r = s >= uint64_t(bits) ? 0 : zext(a, bits) >> s;
+    setInt(r);
+    break;
+  }
+  case Op::Setp: {
+    bool r = compare(in.cmp, ty, v(1), v(2), in.line);
+    if (!in.combine.empty()) {
+      bool c = v(3) != 0;
+      r = in.combine == "and" ? (r && c) : in.combine == "or" ? (r || c) : (r != c);
+    }
+    set(t, o[0], r);
+    if (o[0].reg2 >= 0) {
+      bool n = !compare(in.cmp, ty, v(1), v(2), in.line);
+      if (!in.combine.empty()) {
+        bool c = v(3) != 0;
+        n = in.combine == "and" ? (n && c) : in.combine == "or" ? (n || c) : (n != c);
+      }
+      t.r[size_t(o[0].reg2)] = n;
+    }
+    break;
+  }
+  case Op::Selp:
+    set(t, o[0], v(3) ? v(1) : v(2));
+    break;
+  case Op::Mov:
+    if (o[0].kind == Kind::Vec) { // unpack
+      uint64_t x = v(1);
+      int n = int(o[0].regs.size()), w = bits / n;
+      for (int i = 0; i < n; ++i)
+        if (o[0].regs[size_t(i)] >= 0)
+          t.r[size_t(o[0].regs[size_t(i)])] = zext(x >> (i * w), w);
+    } else if (o[1].kind == Kind::Vec) { // pack
+      int n = int(o[1].regs.size()), w = bits / n;
+      uint64_t x = 0;
+      for (int i = 0; i < n; ++i)
+        x |= zext(t.r[size_t(o[1].regs[size_t(i)])], w) << (i * w);
+      set(t, o[0], x);
+    } else {
+      uint64_t x = v(1);
+      if (o[1].kind == Kind::Imm && o[1].immFloat && bits == 32 && (o[1].imm >> 32))
+        x = fromF32(float(asF64(o[1].imm)));
+      set(t, o[0], ty.c == 'p' ? (x & 1) : mask(x, bits));
+    }
+    break;
+  case Op::Cvt: {
+    const Type &d = in.t, &s = in.t2;
+    uint64_t x = v(1);
+    if (d.c == 'f' && d.x2) { // cvt.rn.{bf16x2,f16x2}.f32 d, a, b: a in the upper half
+      float a = f32(1), b = f32(2);
+      uint16_t ha = d.bf ? f32ToBF16(a) : f32ToF16(a), hb = d.bf ? f32ToBF16(b) : f32ToF16(b);
+      set(t, o[0], (uint64_t(ha) << 16) | hb);
+      break;
+    }
+    double val = 0;
+    bool fromFloat = s.c == 'f';
+    if (fromFloat)
+      val = s.bits == 64   ? asF64(x)
+            : s.bits == 32 ? asF32(x)
+            : s.bf         ? bf16ToF32(uint16_t(x))
+                           : f16ToF32(uint16_t(x));
+    if (d.c == 'f') {
+      if (!fromFloat)
+        val = s.c == 's' ? double(sext(x, s.bits)) : double(zext(x, s.bits));
+      if (in.sat)
+        val = std::isnan(val) ? 0.0 : std::fmin(std::fmax(val, 0.0), 1.0);
+      if (d.bits == 64)
+        set(t, o[0], fromF64(val));
+      else if (d.bits == 32) {
+        float r = rounded(in.rnd == "rz" || in.rnd == "rm" || in.rnd == "rp" ? in.rnd : "rn",
+                          [&] { return float(val); });
+        set(t, o[0], fromF32(r));
+      } else
+        set(t, o[0], d.bf ? f32ToBF16(float(val)) : f32ToF16(float(val)));
+    } else if (fromFloat) { // float -> int
+      double r = val;
+      if (in.rnd == "rni" || in.rnd.empty())
+        r = std::nearbyint(val);
+      else if (in.rnd == "rzi")
+        r = std::trunc(val);
+      else if (in.rnd == "rmi")
+        r = std::floor(val);
+      else if (in.rnd == "rpi")
+        r = std::ceil(val);
+      if (std::isnan(r))
+        r = 0;
+      double lo = d.c == 's' ? -std::ldexp(1.0, d.bits - 1) : 0;
+      double hi = d.c == 's' ? std::ldexp(1.0, d.bits - 1) - 1 : std::ldexp(1.0, d.bits) - 1;
+      r = std::fmin(std::fmax(r, lo), hi);
+      set(t, o[0], mask(d.c == 's' ? uint64_t(int64_t(r)) : uint64_t(r), d.bits));
+    } else { // int -> int
+      uint64_t r = s.c == 's' ? uint64_t(sext(x, s.bits)) : zext(x, s.bits);
+      if (in.sat)
+        error(in, "saturating integer conversion is not supported by the emulator");
+      set(t, o[0], mask(r, d.bits));
+    }
+    break;
+  }
+  case Op::Cvta:
+    set(t, o[0], v(1)); // global and local windows are their own generic addresses
+    for (const std::string &m : in.mods)
+      if (m == "shared")
+        error(in, "generic addressing of shared memory is not supported by the emulator");
+    break;
+  case Op::Ld:
+  case Op::St: {
+    bool ld = in.op == Op::Ld;
+    const Operand &mem = ld ? o[1] : o[0];
+    const Operand &val = ld ? o[0] : o[1];
+    int bytes = std::max(1, bits / 8);
+    uint64_t addr = address(t, mem, in);
+    uint8_t *p = memAt(t, in.space, addr, size_t(bytes * in.vec), in);
+    if (in.vec == 1) {
+      if (ld) {
+        uint64_t x = load(p, bytes);
+        if (ty.c == 's')
+          x = mask(uint64_t(sext(x, bits)), 64);
+        set(t, val, x);
+      } else {
+        store(p, value(t, val, in), bytes);
+      }
+    } else {
+      if (val.kind != Kind::Vec || int(val.regs.size()) != in.vec)
+        error(in, "vector access without a vector operand");
+      for (int i = 0; i < in.vec; ++i) {
+        int reg = val.regs[size_t(i)];
+        if (ld) {
+          if (reg >= 0)
+            t.r[size_t(reg)] = load(p + i * bytes, bytes);
+        } else {
+          store(p + i * bytes, reg >= 0 ? t.r[size_t(reg)] : 0, bytes);
+        }
+      }
+    }
+    break;
+  }
+  case Op::Atom:
+  case Op::Red: {
+    bool atom = in.op == Op::Atom;
+    const Operand &mem = atom ? o[1] : o[0];
+    size_t a = atom ? 2 : 1;
+    int bytes = bits / 8;
+    uint8_t *p = memAt(t, in.space, address(t, mem, in), size_t(bytes), in);
+    uint64_t old = load(p, bytes), x = v(a), r = old;
+    const std::string &op = in.cmp;
+    if (op == "add")
+      r = isF ? (f64 ? fromF64(asF64(old) + asF64(x)) : fromF32(asF32(old) + asF32(x)))
+              : old + x;
+    else if (op == "exch")
+      r = x;
+    else if (op == "cas")
+      r = mask(old, bits) == mask(x, bits) ? v(a + 1) : old;
+    else if (op == "and")
+      r = old & x;
+    else if (op == "or")
+      r = old | x;
+    else if (op == "xor")
+      r = old ^ x;
+    else if (op == "min" || op == "max") {
+      bool mx = op == "max";
+      if (isF)
+        error(in, "atomic float min/max is not supported by the emulator");
+      if (ty.c == 's')
+        r = uint64_t(mx ? std::max(sext(old, bits), sext(x, bits))
+                        : std::min(sext(old, bits), sext(x, bits)));
+      else
+        r = mx ? std::max(zext(old, bits), zext(x, bits)) : std::min(zext(old, bits), zext(x, bits));
+    } else
+      error(in, "atomic operation '" + op + "' is not supported by the emulator");
+    store(p, r, bytes);
+    if (atom)
+      set(t, o[0], old);
+    break;
+  }
+  case Op::Fma: {
+    if (f64) {
+      setF(std::fma(asF64(v(1)), asF64(v(2)), asF64(v(3))));
+      break;
+    }
+    float a = f32(1), b = f32(2), c = f32(3);
+    float r = rounded(in.rnd, [&] { return std::fma(a, b, c); });
+    if (in.sat)
+      r = std::isnan(r) ? 0.f : std::fmin(std::fmax(r, 0.f), 1.f);
+    setF(r);
+    break;
+  }
+  case Op::Ex2: setF(std::exp2(f32(1))); break;
+  case Op::Lg2: setF(std::log2(f32(1))); break;
+  case Op::Rcp: f64 ? setF(1.0 / asF64(v(1))) : setF(1.f / f32(1)); break;
+  case Op::Sqrt: f64 ? setF(std::sqrt(asF64(v(1)))) : setF(std::sqrt(f32(1))); break;
+  case Op::Rsqrt: setF(1.f / std::sqrt(f32(1))); break;
+  case Op::Tanh: setF(std::tanh(f32(1))); break;
+  case Op::Sin: setF(std::sin(f32(1))); break;
+  case Op::Cos: setF(std::cos(f32(1))); break;
+  case Op::Copysign:
+    setF(std::copysign(f32(2), f32(1)));
+    break;
+  case Op::Testp: {
+    float x = f32(1);
+    const std::string &m = in.mods.at(0);
+    bool r = m == "finite"      ? std::isfinite(x)
+             : m == "infinite"  ? std::isinf(x)
+             : m == "number"    ? !std::isnan(x)
+             : m == "notanumber" ? std::isnan(x)
+             : m == "normal"    ? std::isnormal(x)
+                                : (x != 0 && !std::isnormal(x) && std::isfinite(x));
+    set(t, o[0], r);
+    break;
+  }
+  case Op::Bfe: {
+    uint64_t a = v(1), pos = zext(v(2), 8), len = zext(v(3), 8);
+    uint64_t r = 0;
+    for (uint64_t i = 0; i < len && i < uint64_t(bits); ++i) {
+      uint64_t bit = pos + i < uint64_t(bits) ? (a >> (pos + i)) & 1
+                     : ty.c == 's'          ? (a >> (bits - 1)) & 1
+                                            : 0;
+      r |= bit << i;
+    }
+    if (ty.c == 's' && len > 0 && len < uint64_t(bits)) {
+      uint64_t sign = pos + len - 1 < uint64_t(bits) ? (a >> (pos + len - 1)) & 1
+                                                   : (a >> (bits - 1)) & 1;
+      if (sign)
+        r |= ~uint64_t(0) << len;
+    }
+    setInt(r);
+    break;
+  }
+  case Op::Bfi: {
+    uint64_t a = v(1), b = v(2), pos = zext(v(3), 8), len = zext(v(4), 8);
+    uint64_t r = b;
+    for (uint64_t i = 0; i < len && pos + i < uint64_t(bits); ++i)
+      r = (r & ~(uint64_t(1) << (pos + i))) | (((a >> i) & 1) << (pos + i));
+    setInt(r);
+    break;
+  }
+  case Op::Popc: set(t, o[0], uint64_t(__builtin_popcountll(zext(v(1), bits)))); break;
+  case Op::Clz: {
+    uint64_t x = zext(v(1), bits);
+    set(t, o[0], x == 0 ? uint64_t(bits) : uint64_t(__builtin_clzll(x) - (64 - bits)));
+    break;
+  }
+  case Op::Brev: {
+    uint64_t x = v(1), r = 0;
+    for (int i = 0; i < bits; ++i)
+      r |= ((x >> i) & 1) << (bits - 1 - i);
+    setInt(r);
+    break;
+  }
+  case Op::Prmt: {
+    if (in.mods.size() > 1)
+      error(in, "prmt modes are not supported by the emulator");
+    uint64_t bytes = (zext(v(2), 32) << 32) | zext(v(1), 32);
+    uint32_t sel = uint32_t(v(3)), r = 0;
+    for (int i = 0; i < 4; ++i) {
+      uint32_t s = (sel >> (4 * i)) & 0xf;
+      uint32_t byte = uint32_t(bytes >> (8 * (s & 7))) & 0xff;
+      if (s & 8)
+        byte = (byte & 0x80) ? 0xff : 0;
+      r |= byte << (8 * i);
+    }
+    set(t, o[0], r);
+    break;
+  }
+  case Op::Shf: {
+    bool left = in.mods.at(0) == "l", clamp = in.mods.size() > 1 && in.mods[1] == "clamp";
+    uint64_t lo = zext(v(1), 32), hi = zext(v(2), 32), n = zext(v(3), 32);
+    n = clamp ? std::min<uint64_t>(n, 32) : n & 31;
+    uint64_t both = (hi << 32) | lo;
+    set(t, o[0], left ? zext((both << n) >> 32, 32) : zext(both >> n, 32));
+    break;
+  }
+  case Op::Lop3: {
+    uint32_t a = uint32_t(v(1)), b = uint32_t(v(2)), c = uint32_t(v(3)),
+             lut = uint32_t(v(4)), r = 0;
+    for (int i = 0; i < 32; ++i) {
+      uint32_t idx = (((a >> i) & 1) << 2) | (((b >> i) & 1) << 1) | ((c >> i) & 1);
+      r |= ((lut >> idx) & 1) << i;
+    }
+    set(t, o[0], r);
+    break;
+  }
+  case Op::CpAsync: {
+    // cp.async.{ca,cg}.shared.global [dst], [src], cp-size{, src-size}
+    uint64_t dst = address(t, o[0], in);
+    uint64_t src = address(t, o[1], in);
+    unsigned bytes = unsigned(v(2)), srcBytes = o.size() > 3 ? unsigned(v(3)) : bytes;
+    if (srcBytes > bytes)
+      error(in, "cp.async src-size larger than cp-size");
+    sharedAt(dst, bytes, in); // checked now, written at the wait
+    const uint8_t *from = srcBytes ? memAt(t, 'g', src, srcBytes, in) : nullptr;
+    t.pending.push_back({dst, from, bytes, srcBytes});
+    break;
+  }
+  case Op::CpCommit:
+    t.groups.push_back(std::move(t.pending));
+    t.pending.clear();
+    break;
+  case Op::CpWait:
+    cpWait(t, in.count < 0 ? 0 : int(v(0)));
+    if (in.count < 0) { // wait_all: the uncommitted copies too
+      t.groups.push_back(std::move(t.pending));
+      t.pending.clear();
+      cpWait(t, 0);
+    }
+    break;
+  case Op::Bra:
+  case Op::Ret:
+  case Op::Mma:
+  case Op::Ldmatrix:
+  case Op::Shfl:
+  case Op::Vote:
+  case Op::Bar:
+  case Op::WarpSync:
+  case Op::Activemask:
+    error(in, "internal: control or collective instruction in exec");
+  }
+}
+
+void Launch::cpWait(Thread &t, int keep) {
+  while (int(t.groups.size()) > keep) {
+    for (const Thread::Copy &c : t.groups.front()) {
+      uint8_t *d = shared.data() + (c.dst - kSharedWindow);
+      if (c.srcBytes)
+        std::memcpy(d, c.src, c.srcBytes);
+      std::memset(d + c.srcBytes, 0, c.bytes - c.srcBytes);
+    }
+    t.groups.erase(t.groups.begin());
+  }
+}
+
+void Launch::collective(std::vector<Thread *> &lanes, const Inst &in) {
+  auto reg = [&](Thread *t, int r) -> uint64_t & { return t->r[size_t(r)]; };
+  switch (in.op) {
+  case Op::Mma: {
+    // D (16x8 f32) = A (16x16, row) B (16x8, col) + C; PTX ISA fragment layouts.
+    const Operand &d = in.ops[0], &a = in.ops[1], &b = in.ops[2], &c = in.ops[3];
+    if (d.regs.size() != 4 || a.regs.size() != 4 || b.regs.size() != 2 || c.regs.size() != 4)
+      error(in, "mma m16n8k16 expects 4, 4, 2 and 4 registers");
+    float A[16][16], B[16][8], C[16][8];
+    auto elt = [&](uint64_t word, int half) {
+      uint16_t h = uint16_t(word >> (16 * half));
+      return in.t2.bf ? bf16ToF32(h) : f16ToF32(h);
+    };
+    for (unsigned l = 0; l < 32; ++l) {
+      Thread *t = lanes[l];
+      unsigned g = l >> 2, tig = l & 3;
+      for (int i = 0; i < 8; ++i) { // a0..a7
+        unsigned row = g + ((i >> 1) & 1) * 8, col = tig * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+        A[row][col] = elt(reg(t, a.regs[size_t(i / 2)]), i & 1);
+      }
+      for (int i = 0; i < 4; ++i) { // b0..b3
+        unsigned k = tig * 2 + (i & 1) + (i >= 2 ? 8 : 0);
+        B[k][g] = elt(reg(t, b.regs[size_t(i / 2)]), i & 1);
+      }
+      for (int i = 0; i < 4; ++i) { // c0..c3
+        unsigned row = g + (i >= 2 ? 8 : 0), col = tig * 2 + (i & 1);
+        C[row][col] = asF32(reg(t, c.regs[size_t(i)]));
+      }
+    }
+    float D[16][8];
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 8; ++j) {
+        double s = 0;
+        for (int k = 0; k < 16; ++k)
+          s += double(A[i][k]) * double(B[k][j]);
+        D[i][j] = float(s + double(C[i][j]));
+      }
+    for (unsigned l = 0; l < 32; ++l) {
+      unsigned g = l >> 2, tig = l & 3;
+      for (int i = 0; i < 4; ++i)
+        reg(lanes[l], d.regs[size_t(i)]) = fromF32(D[g + (i >= 2 ? 8 : 0)][tig * 2 + (i & 1)]);
+    }
+    break;
+  }
+  case Op::Ldmatrix: {
+    int n = in.count;
+    const Operand &d = in.ops[0], &m = in.ops[1];
+    if (int(d.regs.size()) != n)
+      error(in, "ldmatrix destination count differs from .x" + std::to_string(n));
+    uint16_t M[4][8][8];
+    for (int j = 0; j < n; ++j)
+      for (int r = 0; r < 8; ++r) {
+        uint64_t addr = address(*lanes[size_t(8 * j + r)], m, in);
+        if (addr % 16)
+          error(in, "ldmatrix row address not 16-byte aligned");
+        std::memcpy(M[j][r], sharedAt(addr, 16, in), 16);
+      }
+    for (unsigned l = 0; l < 32; ++l)
+      for (int j = 0; j < n; ++j) {
+        unsigned row = l / 4, col = 2 * (l % 4);
+        uint16_t lo = in.trans ? M[j][col][row] : M[j][row][col];
+        uint16_t hi = in.trans ? M[j][col + 1][row] : M[j][row][col + 1];
+        reg(lanes[l], d.regs[size_t(j)]) = uint64_t(lo) | (uint64_t(hi) << 16);
+      }
+    break;
+  }
+  case Op::Shfl: {
+    // shfl.sync.mode.b32 d[|p], a, b, c, membermask
+    const Operand &d = in.ops[0];
+    uint64_t src[32];
+    for (unsigned l = 0; l < 32; ++l)
+      src[l] = value(*lanes[l], in.ops[1], in);
+    for (unsigned l = 0; l < 32; ++l) {
+      Thread &t = *lanes[l];
+      if (uint32_t(value(t, in.ops[4], in)) != 0xffffffffu)
+        error(in, "shfl.sync with a partial member mask is not supported by the emulator");
+      unsigned bval = unsigned(value(t, in.ops[2], in)) & 31, cv = unsigned(value(t, in.ops[3], in));
+      unsigned cval = cv & 31, seg = (cv >> 8) & 31;
+      unsigned maxLane = (l & seg) | (cval & ~seg), minLane = l & seg;
+      int j;
+      bool p;
+      if (in.cmp == "up") {
+        j = int(l) - int(bval);
+        p = j >= int(maxLane);
+      } else if (in.cmp == "down") {
+        j = int(l + bval);
+        p = j <= int(maxLane);
+      } else if (in.cmp == "bfly") {
+        j = int(l ^ bval);
+        p = j <= int(maxLane);
+      } else if (in.cmp == "idx") {
+        j = int(minLane | (bval & ~seg));
+        p = j <= int(maxLane);
+      } else
+        error(in, "unknown shfl mode " + in.cmp);
+      if (!p)
+        j = int(l);
+      t.r[size_t(d.reg)] = zext(src[j], 32);
+      if (d.reg2 >= 0)
+        t.r[size_t(d.reg2)] = p;
+    }
+    break;
+  }
+  case Op::Vote: {
+    bool vals[32];
+    for (unsigned l = 0; l < 32; ++l)
+      vals[l] = value(*lanes[l], in.ops[1], in) != 0;
+    uint32_t ballot = 0;
+    for (unsigned l = 0; l < 32; ++l)
+      ballot |= uint32_t(vals[l]) << l;
+    for (unsigned l = 0; l < 32; ++l) {
+      uint64_t r = in.cmp == "ballot" ? ballot
+                   : in.cmp == "all"  ? ballot == 0xffffffffu
+                   : in.cmp == "any"  ? ballot != 0
+                   : in.cmp == "uni"  ? (ballot == 0 || ballot == 0xffffffffu)
+                                      : 0;
+      lanes[l]->r[size_t(in.ops[0].reg)] = r;
+    }
+    break;
+  }
+  case Op::Activemask:
+    for (Thread *t : lanes)
+      t->r[size_t(in.ops[0].reg)] = 0xffffffffu;
+    break;
+  case Op::WarpSync:
+    break;
+  default:
+    error(in, "internal: not a warp collective");
+  }
+}
+
+void Launch::runBlock() {
+  size_t n = threads.size();
+  for (size_t i = 0; i < n; ++i) {
+    Thread &t = threads[i];
+    t = Thread();
+    t.tid[0] = unsigned(i % block[0]);
+    t.tid[1] = unsigned(i / block[0] % block[1]);
+    t.tid[2] = unsigned(i / (block[0] * block[1]));
+    t.lane = unsigned(i % 32);
+    t.warp = unsigned(i / 32);
+    t.r.assign(size_t(f.regs), 0);
+    t.local.assign(f.localBytes, 0);
+  }
+  std::fill(shared.begin(), shared.end(), uint8_t(0xcd)); // not zero: stale reads show
+  const std::vector<Inst> &code = f.code;
+  auto runThread = [&](Thread &t) {
+    while (t.state == Thread::Running) {
+      if (t.pc < 0 || size_t(t.pc) >= code.size()) {
+        t.state = Thread::Done;
+        break;
+      }
+      const Inst &in = code[size_t(t.pc)];
+      ++executed;
+      if (in.pred >= 0 && (t.r[size_t(in.pred)] != 0) == in.predNeg) {
+        ++t.pc;
+        continue;
+      }
+      if (in.op == Op::Bra) {
+        t.pc = f.labels[size_t(in.ops.at(0).label)];
+        continue;
+      }
+      switch (in.coll) {
+      case Coll::No:
+        exec(t, in);
+        ++t.pc;
+        continue;
+      case Coll::Exit:
+        t.state = Thread::Done;
+        break;
+      case Coll::Warp:
+        t.state = Thread::AtWarp;
+        break;
+      case Coll::Barrier:
+        t.state = Thread::AtBarrier;
+        break;
+      }
+    }
+  };
+  size_t warps = (n + 31) / 32;
+  while (true) {
+    for (size_t w = 0; w < warps; ++w) {
+      size_t first = w * 32, last = std::min(n, first + 32);
+      while (true) {
+        for (size_t i = first; i < last; ++i)
+          runThread(threads[i]);
+        size_t atWarp = 0, done = 0;
+        for (size_t i = first; i < last; ++i) {
+          atWarp += threads[i].state == Thread::AtWarp;
+          done += threads[i].state == Thread::Done;
+        }
+        if (!atWarp)
+          break;
+        const Inst &in = code[size_t(threads[first].pc)];
+        if (atWarp != 32) {
+          const Thread &t = threads[first + (threads[first].state == Thread::AtWarp ? 0 : 0)];
+          (void)t;
+          error(in, "a warp-collective instruction reached by " + std::to_string(atWarp) +
+                        " of the warp's lanes (" + std::to_string(done) +
+                        " exited; .sync.aligned needs all 32)");
+        }
+        std::vector<Thread *> lanes;
+        for (size_t i = first; i < last; ++i) {
+          if (threads[i].pc != threads[first].pc)
+            error(in, "the lanes of warp " + std::to_string(w) +
+                          " reached different collective instructions (lines " +
+                          std::to_string(in.line) + " and " +
+                          std::to_string(code[size_t(threads[i].pc)].line) + ")");
+          lanes.push_back(&threads[i]);
+        }
+        ++executed;
+        collective(lanes, in);
+        for (Thread *t : lanes) {
+          t->state = Thread::Running;
+          ++t->pc;
+        }
+      }
+    }
+    size_t atBarrier = 0, done = 0;
+    for (const Thread &t : threads) {
+      atBarrier += t.state == Thread::AtBarrier;
+      done += t.state == Thread::Done;
+    }
+    if (done == n)
+      break;
+    if (atBarrier + done != n || done) {
+      // bar.sync counts the block's threads: one that exited never arrives.
+      const Thread *waiting = nullptr;
+      for (const Thread &t : threads)
+        if (t.state == Thread::AtBarrier)
+          waiting = &t;
+      error(code[size_t(waiting ? waiting->pc : 0)],
+            "bar.sync reached by " + std::to_string(atBarrier) + " of the block's " +
+                std::to_string(n) + " threads (" + std::to_string(done) + " exited)");
+    }
+    int pc = threads[0].pc;
+    for (Thread &t : threads) {
+      if (t.pc != pc && code[size_t(t.pc)].ops.size() && code[size_t(pc)].ops.size() &&
+          code[size_t(t.pc)].ops[0].imm != code[size_t(pc)].ops[0].imm)
+        error(code[size_t(t.pc)], "threads wait at different barriers");
+      t.state = Thread::Running;
+      ++t.pc;
+    }
+  }
+}
+
+} // namespace
+
+extern "C" {
+
+void *ptxemu_load(const char *ptx, char *err, size_t errLen) {
+  auto module = std::make_unique<Module>();
+  try {
+    Parser(*module).parse(ptx);
+  } catch (const std::exception &e) {
+    std::snprintf(err, errLen, "%s", e.what());
+    return nullptr;
+  }
+  return module.release();
+}
+
+void ptxemu_unload(void *module) { delete static_cast<Module *>(module); }
+
+void *ptxemu_function(void *module, const char *name) {
+  for (auto &f : static_cast<Module *>(module)->functions)
+    if (f->name == name)
+      return f.get();
+  return nullptr;
+}
+
+int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3],
+                  unsigned sharedBytes, void **params, char *err, size_t errLen) {
+  const Function &f = *static_cast<const Function *>(function);
+  try {
+    Launch l(f);
+    for (int i = 0; i < 3; ++i) {
+      l.grid[i] = grid[i];
+      l.block[i] = block[i];
+    }
+    l.params.assign(f.paramBytes, 0);
+    for (size_t i = 0; i < f.params.size(); ++i)
+      std::memcpy(l.params.data() + f.params[i].offset, params[i], f.params[i].size);
+    l.dynamicBase = (f.staticShared + 15) / 16 * 16;
+    l.shared.assign(l.dynamicBase + sharedBytes, 0);
+    l.threads.resize(size_t(block[0]) * block[1] * block[2]);
+    for (unsigned z = 0; z < grid[2]; ++z)
+      for (unsigned y = 0; y < grid[1]; ++y)
+        for (unsigned x = 0; x < grid[0]; ++x) {
+          l.ctaid[0] = x, l.ctaid[1] = y, l.ctaid[2] = z;
+          l.runBlock();
+        }
+  } catch (const std::exception &e) {
+    std::snprintf(err, errLen, "%s", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+unsigned long long ptxemu_instructions(void) { return executed; }
+
+} // extern "C"
