@@ -72,7 +72,7 @@ Value boundShape(OpBuilder &b, attn::Shape shape) {
   Block *block = b.getInsertionBlock();
   Block::iterator end = b.getInsertionPoint();
   while (block) {
-    for (Operation &op : llvm::make_range(block->begin(), end))
+    for (Operation &op : llvm::reverse(llvm::make_range(block->begin(), end)))
       if (auto bind = dyn_cast<attn::TileBindShapesOp>(op))
         return bind->getOperand(static_cast<unsigned>(shape));
     Operation *parent = block->getParentOp();

@@ -1,0 +1,46 @@
+#!/bin/sh
+# heed's sm_80 kernels run on the CPU: heed-run --target=cuda:sm_80 against
+# the stand-in driver with FAKE_CUDA_EXECUTE=1 (ptx_emulator.h), kernels kept
+# as PTX (HEED_PTXAS=none), every output checked against float64 as on a GPU.
+# Usage: gpu_emulated_numerics.sh HEED_RUN EXAMPLES_DIR
+run=$1 ex=$2
+export FAKE_CUDA_EXECUTE=1 HEED_PTXAS=none FAKE_CUDA_CC=80 HEED_CACHE=off
+fails=0
+check() {
+  out=$("$run" "$@" --target=cuda:sm_80 --repeat=1 2>&1)
+  if printf '%s\n' "$out" | grep -Eq '^(check|backward) +PASSED'; then
+    echo "PASSED  $*"
+  else
+    echo "FAILED  $*"
+    printf '%s\n' "$out" | tail -8
+    fails=$((fails + 1))
+  fi
+}
+# Forward: tensor-core kernels (bf16, f16), the SIMT kernel (f32), masks,
+# score modifiers, GQA, BSHD, D = 64, 128, 256, sizes off the tiles.
+check "$ex/causal.attn" --seq=200 --heads=2 --dtype=bf16 --head-dim=128
+check "$ex/causal.attn" --seq=77 --heads=2 --kv-heads=1 --dtype=f16
+check "$ex/causal.attn" --seq=70 --heads=1 --dtype=bf16 --head-dim=256
+check "$ex/causal.attn" --seq=100 --heads=2 --dtype=f32
+check "$ex/sliding_window.attn" --seq=300 --heads=2 --dtype=bf16 --param window=50
+check "$ex/document.attn" --seq=301 --heads=2 --dtype=bf16 --buffer doc_ids=docs:10:90
+check "$ex/alibi.attn" --seq=99 --heads=4 --kv-heads=2 --dtype=bf16 --layout=bshd
+check "$ex/softcap.attn" --seq=65 --heads=2 --dtype=f16
+check "$ex/neighborhood_2d.attn" --seq=256 --heads=1 --dtype=bf16
+check "$ex/sink_logits.attn" --seq=97 --heads=2 --dtype=bf16 --param window=40
+# Serving: per-entry lengths, packed sequences, a paged cache (tensor cores
+# and SIMT), split-KV, per-batch documents.
+check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=5 --lse --kv-lens=300,17,64
+check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=5 --lse --kv-lens=300,17,64 --q-lens=5,1,0 --packed --layout=bshd
+check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=5 --lse --kv-lens=300,17,64 --page-size=16
+check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=3 --lse --kv-lens=300,17,64 --page-size=16 --gpu-kernel=simt
+check "$ex/decode.attn" --dtype=bf16 --head-dim=128 --batch=1 --heads=4 --kv-heads=1 --seq=1 --seq-kv=2048
+check "$ex/decode_document.attn" --dtype=bf16 --batch=2 --heads=4 --kv-heads=2 --seq=3 --seq-kv=77 --buffer doc_ids=docs:1:40 --kv-lens=77,30
+# Backward: the dQ and dK/dV kernels, buffer gradients (atomics).
+check "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16
+check "$ex/causal.attn" --backward --seq=100 --heads=2 --dtype=bf16 --head-dim=128
+check "$ex/relative_bias.attn" --backward --seq=90 --heads=2 --dtype=bf16
+check "$ex/sink_logits.attn" --backward --seq=97 --heads=2 --dtype=bf16
+check "$ex/document.attn" --backward --seq=130 --heads=2 --dtype=bf16 --buffer doc_ids=docs:10:90
+echo "$fails failed"
+[ "$fails" -eq 0 ]
