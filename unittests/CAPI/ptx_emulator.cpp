@@ -505,16 +505,19 @@ struct Parser {
         localSyms.clear();
         size_t e = l.find(".entry") + 6, paren = l.find('(', e);
         fn->name = trim(l.substr(e, paren == std::string::npos ? std::string::npos : paren - e));
-        // Parameters up to ')'.
-        size_t j = i + 1;
-        for (; j < lines.size(); ++j) {
-          std::string p = trim(lines[j]);
-          if (p.rfind(")", 0) == 0)
-            break;
+        // The parameter list, from '(' to ')' (on this line or the next ones).
+        std::string header = l.substr(paren == std::string::npos ? l.size() : paren + 1);
+        size_t j = i;
+        while (header.find(')') == std::string::npos && j + 1 < lines.size())
+          header += " " + lines[++j];
+        if (header.find(')') == std::string::npos)
+          fail(lineNo, "the entry's parameter list has no ')'");
+        header = header.substr(0, header.find(')'));
+        for (std::string p : splitOperands(header)) {
+          if (size_t c = p.find("//"); c != std::string::npos)
+            p = trim(p.substr(0, c));
           if (p.rfind(".param", 0) != 0)
-            continue;
-          if (!p.empty() && p.back() == ',')
-            p.pop_back();
+            fail(lineNo, "cannot read the parameter '" + p + "'");
           Param param;
           size_t align = 1;
           if (size_t a = p.find(".align"); a != std::string::npos)
@@ -535,7 +538,7 @@ struct Parser {
                 break;
               }
             if (ty.empty() || !isTypeName(ty, t))
-              fail(int(j) + 1, "cannot read the parameter '" + p + "'");
+              fail(lineNo, "cannot read the parameter '" + p + "'");
             param.size = size_t(t.bits / 8);
             align = std::max(align, param.size);
           }
@@ -693,6 +696,7 @@ struct Thread {
     uint64_t dst;
     const uint8_t *src;
     unsigned bytes, srcBytes;
+    const Inst *issue;
   };
   std::vector<Copy> pending;              // not yet committed
   std::vector<std::vector<Copy>> groups;  // committed, oldest first
@@ -706,7 +710,64 @@ struct Launch {
   unsigned grid[3], block[3], ctaid[3] = {0, 0, 0};
   std::vector<Thread> threads;
 
+  // Racecheck of shared memory (as compute-sanitizer's racecheck): two
+  // threads' accesses to a byte, one a write, in the same barrier interval
+  // (`epoch`, advanced by bar.sync) are a hazard unless both threads are in
+  // one warp and a warp-collective instruction (mma, ldmatrix, shfl, ...)
+  // of that warp lies between them (`warpEpochs`). Atomics are not checked.
+  struct Access {
+    uint32_t epoch = 0;
+    int32_t thread = -1; // -2: several threads
+    int32_t warp = -1;   // -2: several warps
+    uint32_t warpEpoch = 0;
+  };
+  std::vector<Access> lastWrite, lastRead; // per byte of shared memory
+  uint32_t epoch = 1;
+  std::vector<uint32_t> warpEpochs;
+
   Launch(const Function &fn) : f(fn) {}
+
+  static int index(const Thread &t) { return int(t.warp * 32 + t.lane); }
+  bool ordered(const Access &a, const Thread &t) const {
+    return a.epoch != epoch || a.thread == index(t) ||
+           (a.warp == int(t.warp) && a.warpEpoch < warpEpochs[t.warp]);
+  }
+  void race(const Thread &t, const Access &a, uint64_t off, const char *mine,
+            const char *theirs, const Inst &in) {
+    std::string other = a.thread == -2 ? "other threads"
+                                       : "thread " + std::to_string(a.thread) + " (warp " +
+                                             std::to_string(a.warp) + ")";
+    error(in, "shared memory race: thread " + std::to_string(index(t)) + " (warp " +
+                  std::to_string(t.warp) + ") " + mine + " byte " + std::to_string(off) +
+                  " that " + other + " " + theirs +
+                  " since the last bar.sync, with no barrier between");
+  }
+  /// Checks and records thread t's access to shared bytes [off, off + bytes).
+  void track(const Thread &t, uint64_t off, size_t bytes, bool write, const Inst &in,
+             bool record = true) {
+    Access me{epoch, index(t), int(t.warp), warpEpochs[t.warp]};
+    for (uint64_t b = off; b < off + bytes; ++b) {
+      Access &w = lastWrite[b], &r = lastRead[b];
+      if (!ordered(w, t))
+        race(t, w, b, write ? "writes" : "reads", "wrote", in);
+      if (write) {
+        if (!ordered(r, t))
+          race(t, r, b, "writes", "read", in);
+        if (record)
+          w = me;
+      } else if (record) {
+        if (r.epoch != epoch || r.thread == me.thread) {
+          r = me;
+        } else {
+          if (r.thread != me.thread)
+            r.thread = -2;
+          if (r.warp != me.warp)
+            r.warp = -2;
+          r.warpEpoch = std::max(r.warpEpoch, me.warpEpoch);
+        }
+      }
+    }
+  }
 
   [[noreturn]] void error(const Inst &in, const std::string &what) {
     fail(in.line, what + " (in '" + in.text + "', block (" + std::to_string(ctaid[0]) + ", " +
@@ -1142,6 +1203,8 @@ void Launch::exec(Thread &t, const Inst &in) {
     int bytes = std::max(1, bits / 8);
     uint64_t addr = address(t, mem, in);
     uint8_t *p = memAt(t, in.space, addr, size_t(bytes * in.vec), in);
+    if (in.space == 's')
+      track(t, addr - kSharedWindow, size_t(bytes * in.vec), !ld, in);
     if (in.vec == 1) {
       if (ld) {
         uint64_t x = load(p, bytes);
@@ -1319,8 +1382,11 @@ void Launch::exec(Thread &t, const Inst &in) {
     if (srcBytes > bytes)
       error(in, "cp.async src-size larger than cp-size");
     sharedAt(dst, bytes, in); // checked now, written at the wait
+    // The copy may land any time until its wait: a read by another thread
+    // in this interval races with it.
+    track(t, dst - kSharedWindow, bytes, /*write=*/true, in, /*record=*/false);
     const uint8_t *from = srcBytes ? memAt(t, 'g', src, srcBytes, in) : nullptr;
-    t.pending.push_back({dst, from, bytes, srcBytes});
+    t.pending.push_back({dst, from, bytes, srcBytes, &in});
     break;
   }
   case Op::CpCommit:
@@ -1352,6 +1418,7 @@ void Launch::cpWait(Thread &t, int keep) {
   while (int(t.groups.size()) > keep) {
     for (const Thread::Copy &c : t.groups.front()) {
       uint8_t *d = shared.data() + (c.dst - kSharedWindow);
+      track(t, c.dst - kSharedWindow, c.bytes, /*write=*/true, *c.issue);
       if (c.srcBytes)
         std::memcpy(d, c.src, c.srcBytes);
       std::memset(d + c.srcBytes, 0, c.bytes - c.srcBytes);
@@ -1416,6 +1483,7 @@ void Launch::collective(std::vector<Thread *> &lanes, const Inst &in) {
         if (addr % 16)
           error(in, "ldmatrix row address not 16-byte aligned");
         std::memcpy(M[j][r], sharedAt(addr, 16, in), 16);
+        track(*lanes[size_t(8 * j + r)], addr - kSharedWindow, 16, /*write=*/false, in);
       }
     for (unsigned l = 0; l < 32; ++l)
       for (int j = 0; j < n; ++j) {
@@ -1505,6 +1573,10 @@ void Launch::runBlock() {
     t.local.assign(f.localBytes, 0);
   }
   std::fill(shared.begin(), shared.end(), uint8_t(0xcd)); // not zero: stale reads show
+  lastWrite.assign(shared.size(), Access());
+  lastRead.assign(shared.size(), Access());
+  epoch = 1;
+  warpEpochs.assign((n + 31) / 32, 0);
   const std::vector<Inst> &code = f.code;
   auto runThread = [&](Thread &t) {
     while (t.state == Thread::Running) {
@@ -1571,7 +1643,9 @@ void Launch::runBlock() {
           lanes.push_back(&threads[i]);
         }
         ++executed;
+        ++warpEpochs[w]; // the collective orders the lanes' accesses before and after it
         collective(lanes, in);
+        ++warpEpochs[w];
         for (Thread *t : lanes) {
           t->state = Thread::Running;
           ++t->pc;
@@ -1595,6 +1669,7 @@ void Launch::runBlock() {
             "bar.sync reached by " + std::to_string(atBarrier) + " of the block's " +
                 std::to_string(n) + " threads (" + std::to_string(done) + " exited)");
     }
+    ++epoch;
     int pc = threads[0].pc;
     for (Thread &t : threads) {
       if (t.pc != pc && code[size_t(t.pc)].ops.size() && code[size_t(pc)].ops.size() &&

@@ -1,0 +1,240 @@
+// The PTX emulator's own checks (ptx_emulator.h), on small hand-written
+// kernels: that it reports what it must (shared-memory races, collectives
+// reached by part of a warp, accesses outside shared memory, a barrier not
+// reached by all), that a cp.async copy lands only at its wait, and that
+// mma.sync and ldmatrix compute what the PTX ISA's fragment tables say.
+#include "ptx_emulator.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const std::string &what) {
+  std::printf("%s  %s\n", ok ? "ok    " : "FAILED", what.c_str());
+  failures += !ok;
+}
+
+const char *kHeader = ".version 8.0\n.target sm_80\n.address_size 64\n"
+                      ".extern .shared .align 16 .b8 smem[];\n";
+
+/// Loads `body` as the entry `k` (one u64 parameter per pointer) and runs it;
+/// "" on success, else the emulator's message.
+std::string run(const std::string &params, const std::string &body, unsigned threads,
+                unsigned sharedBytes, std::vector<void *> args) {
+  std::string ptx = std::string(kHeader) + ".visible .entry k(" + params + ")\n{\n" +
+                    "  .reg .pred %p<8>;\n  .reg .b32 %r<64>;\n  .reg .b64 %rd<32>;\n" + body +
+                    "}\n";
+  char err[1024] = "";
+  void *m = ptxemu_load(ptx.c_str(), err, sizeof err);
+  if (!m)
+    return err;
+  void *f = ptxemu_function(m, "k");
+  unsigned grid[3] = {1, 1, 1}, block[3] = {threads, 1, 1};
+  std::vector<void *> pointers;
+  for (void *&a : args)
+    pointers.push_back(&a);
+  int rc = ptxemu_launch(f, grid, block, sharedBytes, pointers.data(), err, sizeof err);
+  ptxemu_unload(m);
+  return rc ? std::string(err) : "";
+}
+
+bool contains(const std::string &s, const char *what) { return s.find(what) != std::string::npos; }
+
+uint16_t bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return uint16_t(u >> 16); // exact for the small integers used here
+}
+
+} // namespace
+
+int main() {
+  const std::string oneParam = ".param .u64 out";
+  // 1. Every thread writes shared word 0 in one barrier interval: a race.
+  {
+    std::string e = run(oneParam,
+                        "  mov.u32 %r1, %tid.x;\n  mov.u64 %rd1, smem;\n"
+                        "  st.shared.b32 [%rd1], %r1;\n  ret;\n",
+                        64, 16, {nullptr});
+    expect(contains(e, "shared memory race"), "a write-write race is reported: " + e);
+  }
+  // 2. Each thread writes its word, bar.sync, reads its neighbour's: no race,
+  //    and the values arrive.
+  {
+    std::vector<uint32_t> out(64, 0);
+    std::string e = run(oneParam,
+                        "  ld.param.b64 %rd9, [out];\n"
+                        "  mov.u32 %r1, %tid.x;\n  mov.u64 %rd1, smem;\n"
+                        "  mul.wide.u32 %rd2, %r1, 4;\n  add.s64 %rd3, %rd1, %rd2;\n"
+                        "  st.shared.b32 [%rd3], %r1;\n  bar.sync 0;\n"
+                        "  add.s32 %r2, %r1, 1;\n  rem.u32 %r2, %r2, 64;\n"
+                        "  mul.wide.u32 %rd4, %r2, 4;\n  add.s64 %rd5, %rd1, %rd4;\n"
+                        "  ld.shared.b32 %r3, [%rd5];\n"
+                        "  add.s64 %rd6, %rd9, %rd2;\n  st.global.b32 [%rd6], %r3;\n  ret;\n",
+                        64, 256, {out.data()});
+    bool values = e.empty();
+    for (unsigned i = 0; i < 64; ++i)
+      values = values && out[i] == (i + 1) % 64;
+    expect(values, "a barrier orders a neighbour's write and read" + (e.empty() ? "" : ": " + e));
+  }
+  // 3. The same without the barrier: a read-after-write race across warps.
+  {
+    std::vector<uint32_t> out(64, 0);
+    std::string e = run(oneParam,
+                        "  mov.u32 %r1, %tid.x;\n  mov.u64 %rd1, smem;\n"
+                        "  mul.wide.u32 %rd2, %r1, 4;\n  add.s64 %rd3, %rd1, %rd2;\n"
+                        "  st.shared.b32 [%rd3], %r1;\n"
+                        "  add.s32 %r2, %r1, 32;\n  rem.u32 %r2, %r2, 64;\n"
+                        "  mul.wide.u32 %rd4, %r2, 4;\n  add.s64 %rd5, %rd1, %rd4;\n"
+                        "  ld.shared.b32 %r3, [%rd5];\n  ret;\n",
+                        64, 256, {out.data()});
+    expect(contains(e, "shared memory race"), "a missing barrier is reported: " + e);
+  }
+  // 4. cp.async: the copy lands at its wait, not before.
+  {
+    std::vector<uint32_t> src = {0x11111111, 0x22222222, 0x33333333, 0x44444444};
+    std::vector<uint32_t> out(2, 0);
+    std::string e = run(".param .u64 src, .param .u64 out",
+                        "  ld.param.b64 %rd1, [src];\n  ld.param.b64 %rd2, [out];\n"
+                        "  mov.u64 %rd3, smem;\n"
+                        "  cp.async.cg.shared.global [%rd3], [%rd1], 16;\n"
+                        "  cp.async.commit_group;\n"
+                        "  ld.shared.b32 %r1, [%rd3+4];\n"
+                        "  cp.async.wait_group 0;\n"
+                        "  ld.shared.b32 %r2, [%rd3+4];\n"
+                        "  st.global.b32 [%rd2], %r1;\n  st.global.b32 [%rd2+4], %r2;\n  ret;\n",
+                        1, 16, {src.data(), out.data()});
+    expect(e.empty() && out[0] == 0xcdcdcdcdu && out[1] == 0x22222222u,
+           "cp.async lands at cp.async.wait_group" + (e.empty() ? "" : ": " + e));
+  }
+  // 5. A collective reached by half a warp.
+  {
+    std::string e = run(oneParam,
+                        "  mov.u32 %r1, %tid.x;\n  setp.lt.u32 %p1, %r1, 16;\n"
+                        "  @%p1 shfl.sync.bfly.b32 %r2, %r1, 1, 31, -1;\n  ret;\n",
+                        32, 0, {nullptr});
+    expect(contains(e, "reached by 16 of the warp's lanes"),
+           "a collective reached by part of a warp is reported: " + e);
+  }
+  // 6. Shared memory past the launch's bytes.
+  {
+    std::string e = run(oneParam,
+                        "  mov.u64 %rd1, smem;\n  st.shared.b32 [%rd1+64], %r1;\n  ret;\n", 1,
+                        64, {nullptr});
+    expect(contains(e, "outside the block's 64 bytes"), "an access past shared memory: " + e);
+  }
+  // 7. A barrier that a thread never reaches (it exited).
+  {
+    std::string e = run(oneParam,
+                        "  mov.u32 %r1, %tid.x;\n  setp.eq.u32 %p1, %r1, 3;\n  @%p1 ret;\n"
+                        "  bar.sync 0;\n  ret;\n",
+                        64, 0, {nullptr});
+    expect(contains(e, "bar.sync reached by 63 of the block's 64 threads"),
+           "a barrier some thread never reaches: " + e);
+  }
+  // 8. mma.sync m16n8k16 bf16 on random integer matrices, fragments loaded
+  //    from arrays laid out by the ISA's tables, against a plain product; and
+  //    ldmatrix .x4 / .x2.trans of a 16x16 tile in shared memory giving the
+  //    same A and B fragments.
+  {
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> d(-4, 4);
+    float A[16][16], B[16][8], C[16][8];
+    for (auto &row : A)
+      for (float &x : row)
+        x = float(d(rng));
+    for (auto &row : B)
+      for (float &x : row)
+        x = float(d(rng));
+    for (auto &row : C)
+      for (float &x : row)
+        x = float(d(rng));
+    // Fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
+    // point type"): a_i: row g + 8 * (i % 4 >= 2), col 2 t + i % 2 + 8 * (i >= 4);
+    // b_i: row 2 t + i % 2 + 8 * (i >= 2), col g; c_i: row g + 8 * (i >= 2),
+    // col 2 t + i % 2 (g = lane / 4, t = lane % 4).
+    std::vector<uint16_t> a(32 * 8), b(32 * 4);
+    std::vector<float> c(32 * 4), out(32 * 4, 0), outLd(32 * 4, 0);
+    for (int l = 0; l < 32; ++l) {
+      int g = l / 4, t = l % 4;
+      for (int i = 0; i < 8; ++i)
+        a[size_t(l * 8 + i)] = bf16(A[g + 8 * ((i % 4) >= 2)][2 * t + i % 2 + 8 * (i >= 4)]);
+      for (int i = 0; i < 4; ++i)
+        b[size_t(l * 4 + i)] = bf16(B[2 * t + i % 2 + 8 * (i >= 2)][g]);
+      for (int i = 0; i < 4; ++i)
+        c[size_t(l * 4 + i)] = C[g + 8 * (i >= 2)][2 * t + i % 2];
+    }
+    // Row-major A (16 x 16) and B as a row-major K x N tile padded to 16
+    // columns, for ldmatrix.
+    std::vector<uint16_t> rowA(256), rowB(256, 0);
+    for (int i = 0; i < 16; ++i)
+      for (int j = 0; j < 16; ++j)
+        rowA[size_t(i * 16 + j)] = bf16(A[i][j]);
+    for (int k = 0; k < 16; ++k)
+      for (int n = 0; n < 8; ++n)
+        rowB[size_t(k * 16 + n)] = bf16(B[k][n]);
+    std::string params = ".param .u64 pa, .param .u64 pb, .param .u64 pc, .param .u64 pd, "
+                         ".param .u64 prow, .param .u64 prowb, .param .u64 pdl";
+    std::string body =
+        "  ld.param.b64 %rd1, [pa];\n  ld.param.b64 %rd2, [pb];\n  ld.param.b64 %rd3, [pc];\n"
+        "  ld.param.b64 %rd4, [pd];\n  ld.param.b64 %rd20, [prow];\n"
+        "  ld.param.b64 %rd21, [prowb];\n  ld.param.b64 %rd22, [pdl];\n"
+        "  mov.u32 %r1, %tid.x;\n"
+        "  mul.wide.u32 %rd5, %r1, 16;\n  add.s64 %rd6, %rd1, %rd5;\n"
+        "  ld.global.v4.b32 {%r10, %r11, %r12, %r13}, [%rd6];\n"
+        "  mul.wide.u32 %rd7, %r1, 8;\n  add.s64 %rd8, %rd2, %rd7;\n"
+        "  ld.global.v2.b32 {%r14, %r15}, [%rd8];\n"
+        "  add.s64 %rd9, %rd3, %rd5;\n"
+        "  ld.global.v4.b32 {%r16, %r17, %r18, %r19}, [%rd9];\n"
+        "  mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%r20, %r21, %r22, %r23},\n"
+        "    {%r10, %r11, %r12, %r13}, {%r14, %r15}, {%r16, %r17, %r18, %r19};\n"
+        "  add.s64 %rd10, %rd4, %rd5;\n"
+        "  st.global.v4.b32 [%rd10], {%r20, %r21, %r22, %r23};\n"
+        // Stage row-major A at smem[0..512) and B at smem[512..1024), 16
+        // bytes a thread per tile.
+        "  mov.u64 %rd11, smem;\n"
+        "  add.s64 %rd12, %rd20, %rd5;\n  ld.global.v4.b32 {%r30, %r31, %r32, %r33}, [%rd12];\n"
+        "  add.s64 %rd13, %rd11, %rd5;\n  st.shared.v4.b32 [%rd13], {%r30, %r31, %r32, %r33};\n"
+        "  add.s64 %rd14, %rd21, %rd5;\n  ld.global.v4.b32 {%r34, %r35, %r36, %r37}, [%rd14];\n"
+        "  add.s64 %rd15, %rd13, 512;\n  st.shared.v4.b32 [%rd15], {%r34, %r35, %r36, %r37};\n"
+        "  bar.sync 0;\n"
+        // ldmatrix.x4 of A: matrix j = (rows 8 (j % 2).., cols 8 (j / 2)..):
+        // lane l gives row (l % 16), column block (l / 16).
+        "  and.b32 %r40, %r1, 15;\n  shr.u32 %r41, %r1, 4;\n"
+        "  mul.wide.u32 %rd16, %r40, 32;\n  mul.wide.u32 %rd17, %r41, 16;\n"
+        "  add.s64 %rd18, %rd11, %rd16;\n  add.s64 %rd18, %rd18, %rd17;\n"
+        "  ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%r42, %r43, %r44, %r45}, [%rd18];\n"
+        // ldmatrix.x2.trans of B (K x N row-major): matrices k 0..7 and 8..15.
+        "  mul.wide.u32 %rd19, %r40, 32;\n  add.s64 %rd23, %rd11, 512;\n"
+        "  add.s64 %rd23, %rd23, %rd19;\n"
+        "  ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%r46, %r47}, [%rd23];\n"
+        "  mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%r50, %r51, %r52, %r53},\n"
+        "    {%r42, %r43, %r44, %r45}, {%r46, %r47}, {%r16, %r17, %r18, %r19};\n"
+        "  add.s64 %rd24, %rd22, %rd5;\n"
+        "  st.global.v4.b32 [%rd24], {%r50, %r51, %r52, %r53};\n  ret;\n";
+    std::string e = run(params, body, 32, 1024,
+                        {a.data(), b.data(), c.data(), out.data(), rowA.data(), rowB.data(),
+                         outLd.data()});
+    bool direct = e.empty(), viaLdmatrix = e.empty();
+    for (int l = 0; l < 32 && e.empty(); ++l)
+      for (int i = 0; i < 4; ++i) {
+        int row = l / 4 + 8 * (i >= 2), col = 2 * (l % 4) + i % 2;
+        float want = C[row][col];
+        for (int k = 0; k < 16; ++k)
+          want += A[row][k] * B[k][col];
+        direct = direct && out[size_t(l * 4 + i)] == want;
+        viaLdmatrix = viaLdmatrix && outLd[size_t(l * 4 + i)] == want;
+      }
+    expect(direct, "mma.sync m16n8k16 bf16 with the ISA's fragments" + (e.empty() ? "" : ": " + e));
+    expect(viaLdmatrix, "ldmatrix .x4 and .x2.trans give mma's fragments");
+  }
+  std::printf("%d failed\n", failures);
+  return failures ? 1 : 0;
+}
