@@ -131,6 +131,7 @@ int cuCtxSetCurrent(void *c) {
   current = d;
   return 0;
 }
+static int optedIn(void *f);
 /* FAKE_CUDA_EXECUTE=1: kernels run in the PTX emulator; its last error. */
 static int execute(void) {
   const char *e = getenv("FAKE_CUDA_EXECUTE");
@@ -247,6 +248,15 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     keepParams = 0;
   if (execute() && f != (void *)0x88) {
     unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+    /* sm_80: 163 KB of shared memory a block at most, sm_90 227 KB. */
+    unsigned limit = capability() >= 90 ? 232448 : capability() >= 80 ? 166912 : 49152;
+    if ((shared > 49152 && (unsigned)optedIn(f) < shared) || shared > limit) {
+      snprintf(emuError, sizeof emuError,
+               "a launch with %u bytes of dynamic shared memory (opted in: %d, device limit "
+               "%u)", shared, optedIn(f), limit);
+      fprintf(stderr, "fake CUDA: %s\n", emuError);
+      return EMU_LAUNCH_FAILED;
+    }
     if (ptxemu_launch(f, grid, block, shared, params, emuError, sizeof emuError)) {
       fprintf(stderr, "fake CUDA: %s\n", emuError);
       return EMU_LAUNCH_FAILED;
@@ -265,17 +275,43 @@ int cuStreamSynchronize(void *s) {
   record('S', s);
   return 0;
 }
+/* The dynamic shared memory each function was opted into (attribute 8,
+ * CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES): a launch above 48 KB
+ * without it fails on a GPU, and with FAKE_CUDA_EXECUTE here. */
+enum { MAX_FUNCS = 64 };
+static struct { void *f; int sharedBytes; } optIn[MAX_FUNCS];
+static int numOptIn;
 int cuFuncSetAttribute(void *f, int attribute, int value) {
-  (void)f, (void)attribute, (void)value;
+  if (attribute == 8) {
+    int i = 0;
+    while (i < numOptIn && optIn[i].f != f) ++i;
+    if (i == numOptIn && numOptIn < MAX_FUNCS) ++numOptIn;
+    if (i < MAX_FUNCS) optIn[i].f = f, optIn[i].sharedBytes = value;
+  }
+  return 0;
+}
+static int optedIn(void *f) {
+  for (int i = 0; i < numOptIn; ++i)
+    if (optIn[i].f == f) return optIn[i].sharedBytes;
   return 0;
 }
 int cuMemAlloc_v2(unsigned long long *p, size_t n) {
   ++fakeLog.allocs;
   *p = (unsigned long long)(uintptr_t)calloc(1, n ? n : 1);
   if (*p) fakePlace((void *)(uintptr_t)*p, n ? n : 1, current);
+  if (*p && execute()) {
+    /* Device memory is not zeroed by the driver: kernels that executed see
+     * 0xcd until something writes it, and accesses outside allocations fail. */
+    memset((void *)(uintptr_t)*p, 0xcd, n);
+    ptxemu_allocation((void *)(uintptr_t)*p, n ? n : 1, 1);
+  }
   return *p ? 0 : 2; /* out of memory */
 }
-int cuMemFree_v2(unsigned long long p) { free((void *)(uintptr_t)p); return 0; }
+int cuMemFree_v2(unsigned long long p) {
+  if (execute()) ptxemu_allocation((void *)(uintptr_t)p, 0, 0);
+  free((void *)(uintptr_t)p);
+  return 0;
+}
 int cuMemAllocHost_v2(void **p, size_t n) {
   ++fakeLog.hostAllocs;
   *p = calloc(1, n ? n : 1);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,9 @@
 namespace {
 
 unsigned long long executed = 0;
+/// Device allocations (ptxemu_allocation): begin -> bytes. Global accesses
+/// must lie inside one when any is registered.
+std::map<uintptr_t, size_t> globalAllocations;
 
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -48,6 +52,7 @@ struct Operand {
   bool param = false;      // Mem/Sym of the parameter space (imm: its offset)
   bool negate = false;     // !%p
   bool dynamicShared = false; // Mem/Sym of the extern dynamic shared array (placed at launch)
+  bool predicate = false;      // Reg declared .pred
 };
 
 enum class Op : uint8_t {
@@ -173,7 +178,41 @@ struct Parser {
   std::unordered_map<std::string, int> regIds, labelIds, paramIds;
   std::unordered_map<std::string, uint64_t> localSyms;
 
+  // Registers declared by .reg: a prefix with a count (%r<64>) or a name.
+  std::unordered_map<std::string, long> declaredRanges;
+  std::unordered_map<std::string, bool> declaredNames; // name -> declared .pred
+  std::unordered_map<std::string, bool> rangeIsPred;
+  int currentLine = 0;
+  void declare(const std::string &decl) {
+    // ".reg .b32 %r<64>;" or ".reg .pred %p, %q;"
+    std::string rest = trim(decl.substr(decl.find_first_of(" \t")));
+    rest = trim(rest.substr(rest.find_first_of(" \t") == std::string::npos
+                                ? rest.size()
+                                : rest.find_first_of(" \t")));
+    if (!rest.empty() && rest.back() == ';')
+      rest.pop_back();
+    bool pred = decl.find(".pred") != std::string::npos;
+    for (const std::string &n : splitOperands(rest)) {
+      size_t lt = n.find('<');
+      if (lt != std::string::npos) {
+        declaredRanges[n.substr(0, lt)] = std::stol(n.substr(lt + 1));
+        rangeIsPred[n.substr(0, lt)] = pred;
+      } else {
+        declaredNames[n] = pred;
+      }
+    }
+  }
   int regId(const std::string &name) {
+    if (!declaredNames.count(name)) {
+      size_t digits = name.find_last_not_of("0123456789");
+      auto range = declaredRanges.find(name.substr(0, digits + 1));
+      bool ok = range != declaredRanges.end() && digits + 1 < name.size() &&
+                std::stol(name.substr(digits + 1)) < range->second;
+      if (!ok)
+        fail(currentLine, "'" + name +
+                              "' is neither a declared register nor a special register the "
+                              "emulator knows");
+    }
     auto [it, fresh] = regIds.emplace(name, fn->regs);
     if (fresh)
       ++fn->regs;
@@ -188,23 +227,36 @@ struct Parser {
 
   uint64_t parseImm(const std::string &s, bool &isFloat, int line) {
     isFloat = false;
-    if (s.size() == 10 && (s[0] == '0') && (s[1] == 'f' || s[1] == 'F')) {
+    // The whole string must be the number (no text after it dropped).
+    auto whole = [&](const std::string &digits, int base, bool isSigned) -> uint64_t {
+      size_t used = 0;
+      uint64_t v = 0;
+      try {
+        v = isSigned ? uint64_t(std::stoll(digits, &used, base))
+                     : std::stoull(digits, &used, base);
+      } catch (...) {
+        used = 0;
+      }
+      if (digits.empty() || used != digits.size())
+        fail(line, "cannot read the immediate '" + s + "'");
+      return v;
+    };
+    if (s.size() == 10 && s[0] == '0' && (s[1] == 'f' || s[1] == 'F')) {
       isFloat = true;
-      return std::stoull(s.substr(2), nullptr, 16);
+      return whole(s.substr(2), 16, false);
     }
-    if (s.size() == 18 && (s[0] == '0') && (s[1] == 'd' || s[1] == 'D')) {
+    if (s.size() == 18 && s[0] == '0' && (s[1] == 'd' || s[1] == 'D')) {
       isFloat = true;
-      return std::stoull(s.substr(2), nullptr, 16);
+      return whole(s.substr(2), 16, false);
     }
-    try {
-      if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-        return std::stoull(s.substr(2), nullptr, 16);
-      if (s[0] == '-')
-        return uint64_t(std::stoll(s));
-      return std::stoull(s);
-    } catch (...) {
-      fail(line, "cannot read the immediate '" + s + "'");
-    }
+    std::string t = s;
+    if (!t.empty() && (t.back() == 'U' || t.back() == 'u'))
+      t.pop_back();
+    if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X'))
+      return whole(t.substr(2), 16, false);
+    if (!t.empty() && t[0] == '-')
+      return whole(t, 10, true);
+    return whole(t, 10, false);
   }
 
   Operand parseOperand(const std::string &text, int line) {
@@ -268,7 +320,12 @@ struct Parser {
         }
       size_t bar = s.find('|');
       o.kind = Kind::Reg;
-      o.reg = regId(trim(s.substr(0, bar)));
+      std::string name = trim(s.substr(0, bar));
+      o.reg = regId(name);
+      if (auto d = declaredNames.find(name); d != declaredNames.end())
+        o.predicate = d->second;
+      else
+        o.predicate = rangeIsPred[name.substr(0, name.find_last_not_of("0123456789") + 1)];
       if (bar != std::string::npos)
         o.reg2 = regId(trim(s.substr(bar + 1)));
       return o;
@@ -321,7 +378,7 @@ struct Parser {
       if (p == "rn" || p == "rm" || p == "rp" || p == "rz" || p == "rni" || p == "rzi" ||
           p == "rmi" || p == "rpi")
         in.rnd = p;
-      else if (p == "sat" || p == "satfinite")
+      else if (p == "sat")
         in.sat = true;
       else if (p == "approx")
         in.approx = true;
@@ -360,6 +417,25 @@ struct Parser {
           return true;
       return false;
     };
+    // Modifiers the emulator implements (or that do not change a result:
+    // cache and scope hints); any other is refused rather than ignored.
+    static const char *known[] = {
+        "rn", "rm", "rp", "rz", "rni", "rzi", "rmi", "rpi", "sat", "approx", "ftz", "full",
+        "hi", "lo", "wide", "NaN", "trans", "global", "shared", "param", "local", "v2", "v4",
+        "x1", "x2", "x4", "sync", "aligned", "m8n8", "m16n8k16", "row", "col", "bfly", "up",
+        "down", "idx", "ballot", "all", "any", "uni", "ca", "cg", "to", "nc", "eq", "ne", "lt",
+        "le", "gt", "ge", "lo", "ls", "hs", "equ", "neu", "ltu", "leu", "gtu", "geu", "nan",
+        "num", "and", "or", "xor", "add", "min", "max", "exch", "cas", "inc", "dec",
+        "commit_group", "wait_group", "wait_all", "async", "cta", "gl", "sys", "relaxed",
+        "acquire", "release", "acq_rel", "gpu", "warp", "l", "r", "wrap", "clamp", "finite",
+        "infinite", "number", "notanumber", "normal", "subnormal", "L1", "L2", "ptr", "b"};
+    for (const std::string &m : in.mods) {
+      bool ok = false;
+      for (const char *k : known)
+        ok = ok || m == k;
+      if (!ok)
+        fail(in.line, "modifier ." + m + " of '" + opcode + "' is not supported by the emulator");
+    }
     static const std::unordered_map<std::string, Op> simple = {
         {"add", Op::Add},   {"sub", Op::Sub},     {"mul", Op::Mul},     {"mad", Op::Mad},
         {"div", Op::Div},   {"rem", Op::Rem},     {"min", Op::Min},     {"max", Op::Max},
@@ -376,7 +452,7 @@ struct Parser {
         {"ldmatrix", Op::Ldmatrix}, {"shfl", Op::Shfl}, {"vote", Op::Vote},
         {"membar", Op::Nop}, {"fence", Op::Nop},  {"prefetch", Op::Nop}, {"prefetchu", Op::Nop},
         {"nanosleep", Op::Nop}, {"activemask", Op::Activemask}, {"setp", Op::Setp},
-        {"mad24", Op::Mad}, {"mul24", Op::Mul}};
+    };
     if (base == "bar" || base == "barrier") {
       in.op = has("warp") ? Op::WarpSync : Op::Bar;
       in.coll = has("warp") ? Coll::Warp : Coll::Barrier;
@@ -436,6 +512,17 @@ struct Parser {
                           "accumulators)");
       in.t2 = types[1]; // the A/B element type
     }
+    // 16-bit and packed floats: only moved, converted, selected or fed to mma.
+    bool halfFloat = in.t.c == 'f' && (in.t.bits == 16 || in.t.x2);
+    if (halfFloat && in.op != Op::Mov && in.op != Op::Ld && in.op != Op::St &&
+        in.op != Op::Cvt && in.op != Op::Selp && in.op != Op::Mma && in.op != Op::Atom &&
+        in.op != Op::Red)
+      fail(in.line, "'" + opcode + "': 16-bit and packed float arithmetic is not supported by "
+                    "the emulator");
+    if ((in.op == Op::Atom || in.op == Op::Red) && halfFloat)
+      fail(in.line, "'" + opcode + "': 16-bit float atomics are not supported by the emulator");
+    if (in.sat && in.t.c != 'f' && in.op != Op::Cvt)
+      fail(in.line, "'" + opcode + "': integer saturation is not supported by the emulator");
     if (in.op == Op::Ldmatrix && (!has("m8n8") || in.t.bits != 16 || in.count == 0))
       fail(in.line, "ldmatrix form '" + opcode + "' is not supported by the emulator");
   }
@@ -500,6 +587,8 @@ struct Parser {
         auto f = std::make_unique<Function>();
         fn = f.get();
         regIds.clear();
+        declaredRanges.clear();
+        declaredNames.clear();
         labelIds.clear();
         paramIds.clear();
         localSyms.clear();
@@ -555,7 +644,15 @@ struct Parser {
       }
       if (!fn)
         continue;
-      if (l == "{" || l == "}" || l.rfind(".reg", 0) == 0 || l.rfind(".maxntid", 0) == 0 ||
+      currentLine = lineNo;
+      if (l.rfind(".reg", 0) == 0) {
+        declare(l);
+        continue;
+      }
+      std::string directive = l.substr(0, l.find_first_of(" \t"));
+      if (directive == ".loc" || directive == ".file") // line information
+        continue;
+      if (l == "{" || l == "}" || l.rfind(".maxntid", 0) == 0 ||
           l.rfind(".reqntid", 0) == 0 || l.rfind(".minnctapersm", 0) == 0 ||
           l.rfind(".maxnreg", 0) == 0 || l.rfind(".pragma", 0) == 0)
         continue;
@@ -585,6 +682,9 @@ struct Parser {
       if (l.back() != ';')
         fail(lineNo, "expected ';' at the end of '" + l + "'");
       l.pop_back();
+      if (l.find(';') != std::string::npos || l[0] == '{')
+        fail(lineNo, "several statements on one line, or a { } block: not supported by the "
+                     "emulator");
       Inst in;
       in.line = lineNo;
       in.text = l;
@@ -724,6 +824,12 @@ struct Launch {
   std::vector<Access> lastWrite, lastRead; // per byte of shared memory
   uint32_t epoch = 1;
   std::vector<uint32_t> warpEpochs;
+  // cp.async copies issued and not yet waited for: per shared byte, the
+  // issuing thread (-1: none). Any access by another thread, or a read by
+  // the issuer, before the wait is a race (the copy lands at any time).
+  std::vector<int32_t> inFlight;
+  static constexpr unsigned long long kStepLimit = 20000000000ull;
+  unsigned long long steps = 0;
 
   Launch(const Function &fn) : f(fn) {}
 
@@ -747,6 +853,11 @@ struct Launch {
              bool record = true) {
     Access me{epoch, index(t), int(t.warp), warpEpochs[t.warp]};
     for (uint64_t b = off; b < off + bytes; ++b) {
+      if (inFlight[b] >= 0 && (inFlight[b] != me.thread || !write))
+        error(in, "shared memory race: thread " + std::to_string(me.thread) + " " +
+                      (write ? "writes" : "reads") + " byte " + std::to_string(b) +
+                      " while a cp.async of thread " + std::to_string(inFlight[b]) +
+                      " into it is in flight (before its cp.async.wait_group)");
       Access &w = lastWrite[b], &r = lastRead[b];
       if (!ordered(w, t))
         race(t, w, b, write ? "writes" : "reads", "wrote", in);
@@ -859,6 +970,19 @@ struct Launch {
     default:
       if (addr < 4096)
         error(in, "global access at address " + std::to_string(addr) + " (null pointer)");
+      if (!globalAllocations.empty()) {
+        auto it = globalAllocations.upper_bound(uintptr_t(addr));
+        if (it == globalAllocations.begin() ||
+            uintptr_t(addr) + bytes > std::prev(it)->first + std::prev(it)->second)
+          error(in, "global access of " + std::to_string(bytes) +
+                        " bytes outside every device allocation (at 0x" +
+                        [&] {
+                          char b[32];
+                          std::snprintf(b, sizeof b, "%llx", (unsigned long long)addr);
+                          return std::string(b);
+                        }() +
+                        ")");
+      }
       return reinterpret_cast<uint8_t *>(uintptr_t(addr));
     }
   }
@@ -1023,7 +1147,9 @@ void Launch::exec(Thread &t, const Inst &in) {
     else {
       if (zext(v(2), bits) == 0)
         error(in, "integer division by zero");
-      if (ty.c == 's')
+      if (ty.c == 's' && sext(v(2), bits) == -1)
+        setInt(uint64_t(-sext(v(1), bits))); // INT_MIN / -1 wraps, as on the GPU
+      else if (ty.c == 's')
         setInt(uint64_t(sext(v(1), bits) / sext(v(2), bits)));
       else
         setInt(zext(v(1), bits) / zext(v(2), bits));
@@ -1032,7 +1158,9 @@ void Launch::exec(Thread &t, const Inst &in) {
   case Op::Rem:
     if (zext(v(2), bits) == 0)
       error(in, "integer remainder by zero");
-    if (ty.c == 's')
+    if (ty.c == 's' && sext(v(2), bits) == -1)
+      setInt(0);
+    else if (ty.c == 's')
       setInt(uint64_t(sext(v(1), bits) % sext(v(2), bits)));
     else
       setInt(zext(v(1), bits) % zext(v(2), bits));
@@ -1160,6 +1288,11 @@ void Launch::exec(Thread &t, const Inst &in) {
       if (d.bits == 64)
         set(t, o[0], fromF64(val));
       else if (d.bits == 32) {
+        if (fromFloat && in.rnd.size() == 3) // rni rzi rmi rpi: to an integral value
+          val = in.rnd == "rni"   ? std::nearbyint(val)
+                : in.rnd == "rzi" ? std::trunc(val)
+                : in.rnd == "rmi" ? std::floor(val)
+                                  : std::ceil(val);
         float r = rounded(in.rnd == "rz" || in.rnd == "rm" || in.rnd == "rp" ? in.rnd : "rn",
                           [&] { return float(val); });
         set(t, o[0], fromF32(r));
@@ -1202,6 +1335,8 @@ void Launch::exec(Thread &t, const Inst &in) {
     const Operand &val = ld ? o[0] : o[1];
     int bytes = std::max(1, bits / 8);
     uint64_t addr = address(t, mem, in);
+    if (addr % uint64_t(bytes * in.vec))
+      error(in, "misaligned " + std::to_string(bytes * in.vec) + "-byte access");
     uint8_t *p = memAt(t, in.space, addr, size_t(bytes * in.vec), in);
     if (in.space == 's')
       track(t, addr - kSharedWindow, size_t(bytes * in.vec), !ld, in);
@@ -1235,7 +1370,10 @@ void Launch::exec(Thread &t, const Inst &in) {
     const Operand &mem = atom ? o[1] : o[0];
     size_t a = atom ? 2 : 1;
     int bytes = bits / 8;
-    uint8_t *p = memAt(t, in.space, address(t, mem, in), size_t(bytes), in);
+    uint64_t at = address(t, mem, in);
+    if (at % uint64_t(bytes))
+      error(in, "misaligned atomic");
+    uint8_t *p = memAt(t, in.space, at, size_t(bytes), in);
     uint64_t old = load(p, bytes), x = v(a), r = old;
     const std::string &op = in.cmp;
     if (op == "add")
@@ -1342,7 +1480,7 @@ void Launch::exec(Thread &t, const Inst &in) {
     break;
   }
   case Op::Prmt: {
-    if (in.mods.size() > 1)
+    if (!in.mods.empty())
       error(in, "prmt modes are not supported by the emulator");
     uint64_t bytes = (zext(v(2), 32) << 32) | zext(v(1), 32);
     uint32_t sel = uint32_t(v(3)), r = 0;
@@ -1378,13 +1516,19 @@ void Launch::exec(Thread &t, const Inst &in) {
     // cp.async.{ca,cg}.shared.global [dst], [src], cp-size{, src-size}
     uint64_t dst = address(t, o[0], in);
     uint64_t src = address(t, o[1], in);
+    if (o.size() > 4 || (o.size() == 4 && o[3].kind == Kind::Reg && o[3].predicate))
+      error(in, "cp.async with ignore-src or a cache policy is not supported by the emulator");
     unsigned bytes = unsigned(v(2)), srcBytes = o.size() > 3 ? unsigned(v(3)) : bytes;
+    if (dst % bytes || src % bytes)
+      error(in, "cp.async addresses not aligned to the copy size");
     if (srcBytes > bytes)
       error(in, "cp.async src-size larger than cp-size");
     sharedAt(dst, bytes, in); // checked now, written at the wait
     // The copy may land any time until its wait: a read by another thread
     // in this interval races with it.
     track(t, dst - kSharedWindow, bytes, /*write=*/true, in, /*record=*/false);
+    for (uint64_t b = dst - kSharedWindow; b < dst - kSharedWindow + bytes; ++b)
+      inFlight[b] = index(t);
     const uint8_t *from = srcBytes ? memAt(t, 'g', src, srcBytes, in) : nullptr;
     t.pending.push_back({dst, from, bytes, srcBytes, &in});
     break;
@@ -1418,6 +1562,8 @@ void Launch::cpWait(Thread &t, int keep) {
   while (int(t.groups.size()) > keep) {
     for (const Thread::Copy &c : t.groups.front()) {
       uint8_t *d = shared.data() + (c.dst - kSharedWindow);
+      for (uint64_t b = c.dst - kSharedWindow; b < c.dst - kSharedWindow + c.bytes; ++b)
+        inFlight[b] = -1;
       track(t, c.dst - kSharedWindow, c.bytes, /*write=*/true, *c.issue);
       if (c.srcBytes)
         std::memcpy(d, c.src, c.srcBytes);
@@ -1569,12 +1715,14 @@ void Launch::runBlock() {
     t.tid[2] = unsigned(i / (block[0] * block[1]));
     t.lane = unsigned(i % 32);
     t.warp = unsigned(i / 32);
-    t.r.assign(size_t(f.regs), 0);
-    t.local.assign(f.localBytes, 0);
+    // Not zero: a register or local slot read before it is written shows.
+    t.r.assign(size_t(f.regs), 0xffffffff7fc00000ull);
+    t.local.assign(f.localBytes, 0xcd);
   }
   std::fill(shared.begin(), shared.end(), uint8_t(0xcd)); // not zero: stale reads show
   lastWrite.assign(shared.size(), Access());
   lastRead.assign(shared.size(), Access());
+  inFlight.assign(shared.size(), -1);
   epoch = 1;
   warpEpochs.assign((n + 31) / 32, 0);
   const std::vector<Inst> &code = f.code;
@@ -1586,6 +1734,9 @@ void Launch::runBlock() {
       }
       const Inst &in = code[size_t(t.pc)];
       ++executed;
+      if (++steps > kStepLimit)
+        error(in, "more than " + std::to_string(kStepLimit) +
+                      " instructions in one launch: a kernel that does not end?");
       if (in.pred >= 0 && (t.r[size_t(in.pred)] != 0) == in.predNeg) {
         ++t.pc;
         continue;
@@ -1657,27 +1808,35 @@ void Launch::runBlock() {
       atBarrier += t.state == Thread::AtBarrier;
       done += t.state == Thread::Done;
     }
-    if (done == n)
+    if (done == n) {
+      for (const Thread &t : threads) {
+        const Thread::Copy *unwaited = t.pending.empty() ? nullptr : &t.pending.front();
+        for (const auto &g : t.groups)
+          if (!unwaited && !g.empty())
+            unwaited = &g.front();
+        if (unwaited) // (empty groups left at the end are harmless)
+          error(*unwaited->issue, "thread " + std::to_string(index(t)) +
+                                      " exited with cp.async copies never waited for");
+      }
       break;
-    if (atBarrier + done != n || done) {
-      // bar.sync counts the block's threads: one that exited never arrives.
-      const Thread *waiting = nullptr;
-      for (const Thread &t : threads)
-        if (t.state == Thread::AtBarrier)
-          waiting = &t;
-      error(code[size_t(waiting ? waiting->pc : 0)],
-            "bar.sync reached by " + std::to_string(atBarrier) + " of the block's " +
-                std::to_string(n) + " threads (" + std::to_string(done) + " exited)");
     }
+    // Every live thread waits at a barrier (exited threads count as
+    // arrived, as on the GPU). bar.sync is .aligned: all at the same one.
+    int pc = -1;
+    for (Thread &t : threads)
+      if (t.state == Thread::AtBarrier) {
+        if (pc >= 0 && t.pc != pc)
+          error(code[size_t(t.pc)], "threads wait at different bar.sync instructions (lines " +
+                                        std::to_string(code[size_t(pc)].line) + " and " +
+                                        std::to_string(code[size_t(t.pc)].line) + ")");
+        pc = t.pc;
+      }
     ++epoch;
-    int pc = threads[0].pc;
-    for (Thread &t : threads) {
-      if (t.pc != pc && code[size_t(t.pc)].ops.size() && code[size_t(pc)].ops.size() &&
-          code[size_t(t.pc)].ops[0].imm != code[size_t(pc)].ops[0].imm)
-        error(code[size_t(t.pc)], "threads wait at different barriers");
-      t.state = Thread::Running;
-      ++t.pc;
-    }
+    for (Thread &t : threads)
+      if (t.state == Thread::AtBarrier) {
+        t.state = Thread::Running;
+        ++t.pc;
+      }
   }
 }
 
@@ -1709,6 +1868,9 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
                   unsigned sharedBytes, void **params, char *err, size_t errLen) {
   const Function &f = *static_cast<const Function *>(function);
   try {
+    if (size_t(block[0]) * block[1] * block[2] > 1024 || !block[0] || !block[1] || !block[2])
+      throw Error("a block of " + std::to_string(size_t(block[0]) * block[1] * block[2]) +
+                  " threads (1 to 1024)");
     Launch l(f);
     for (int i = 0; i < 3; ++i) {
       l.grid[i] = grid[i];
@@ -1734,5 +1896,12 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
 }
 
 unsigned long long ptxemu_instructions(void) { return executed; }
+
+void ptxemu_allocation(const void *p, size_t bytes, int live) {
+  if (live)
+    globalAllocations[uintptr_t(p)] = bytes;
+  else
+    globalAllocations.erase(uintptr_t(p));
+}
 
 } // extern "C"

@@ -39,6 +39,10 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
                   unsigned sharedBytes, void **params, char *err, size_t errLen);
 /* Instructions executed by every launch so far (all threads). */
 unsigned long long ptxemu_instructions(void);
+/* Declares device memory [p, p + bytes) allocated (live) or freed (!live).
+ * Once any is declared, a kernel's global accesses outside all of them are
+ * errors. */
+void ptxemu_allocation(const void *p, size_t bytes, int live);
 
 #ifdef __cplusplus
 }

@@ -97,22 +97,27 @@ int main() {
                         64, 256, {out.data()});
     expect(contains(e, "shared memory race"), "a missing barrier is reported: " + e);
   }
-  // 4. cp.async: the copy lands at its wait, not before.
+  // 4. cp.async: the copy lands at its wait; reading the destination before
+  //    the wait is reported (the copy may land at any time until then).
   {
     std::vector<uint32_t> src = {0x11111111, 0x22222222, 0x33333333, 0x44444444};
     std::vector<uint32_t> out(2, 0);
-    std::string e = run(".param .u64 src, .param .u64 out",
-                        "  ld.param.b64 %rd1, [src];\n  ld.param.b64 %rd2, [out];\n"
+    std::string params = ".param .u64 src, .param .u64 out";
+    std::string issue = "  ld.param.b64 %rd1, [src];\n  ld.param.b64 %rd2, [out];\n"
                         "  mov.u64 %rd3, smem;\n"
                         "  cp.async.cg.shared.global [%rd3], [%rd1], 16;\n"
-                        "  cp.async.commit_group;\n"
-                        "  ld.shared.b32 %r1, [%rd3+4];\n"
-                        "  cp.async.wait_group 0;\n"
-                        "  ld.shared.b32 %r2, [%rd3+4];\n"
-                        "  st.global.b32 [%rd2], %r1;\n  st.global.b32 [%rd2+4], %r2;\n  ret;\n",
+                        "  cp.async.commit_group;\n";
+    std::string e = run(params,
+                        issue + "  cp.async.wait_group 0;\n  ld.shared.b32 %r2, [%rd3+4];\n"
+                                "  st.global.b32 [%rd2+4], %r2;\n  ret;\n",
                         1, 16, {src.data(), out.data()});
-    expect(e.empty() && out[0] == 0xcdcdcdcdu && out[1] == 0x22222222u,
+    expect(e.empty() && out[1] == 0x22222222u,
            "cp.async lands at cp.async.wait_group" + (e.empty() ? "" : ": " + e));
+    e = run(params, issue + "  ld.shared.b32 %r1, [%rd3+4];\n  cp.async.wait_group 0;\n  ret;\n",
+            1, 16, {src.data(), out.data()});
+    expect(contains(e, "in flight"), "a read before cp.async.wait_group is reported: " + e);
+    e = run(params, issue + "  ret;\n", 1, 16, {src.data(), out.data()});
+    expect(contains(e, "never waited for"), "a copy never waited for is reported: " + e);
   }
   // 5. A collective reached by half a warp.
   {
@@ -130,14 +135,44 @@ int main() {
                         64, {nullptr});
     expect(contains(e, "outside the block's 64 bytes"), "an access past shared memory: " + e);
   }
-  // 7. A barrier that a thread never reaches (it exited).
+  // 7. Exited threads count as arrived at a barrier (as on the GPU); threads
+  //    at two different bar.sync instructions are reported (bar.sync is
+  //    .aligned).
   {
     std::string e = run(oneParam,
                         "  mov.u32 %r1, %tid.x;\n  setp.eq.u32 %p1, %r1, 3;\n  @%p1 ret;\n"
                         "  bar.sync 0;\n  ret;\n",
                         64, 0, {nullptr});
-    expect(contains(e, "bar.sync reached by 63 of the block's 64 threads"),
-           "a barrier some thread never reaches: " + e);
+    expect(e.empty(), "a barrier after an exited thread releases" + (e.empty() ? "" : ": " + e));
+    e = run(oneParam,
+            "  mov.u32 %r1, %tid.x;\n  setp.lt.u32 %p1, %r1, 32;\n  @%p1 bra $L1;\n"
+            "  bar.sync 0;\n  ret;\n$L1:\n  bar.sync 0;\n  ret;\n",
+            64, 0, {nullptr});
+    expect(contains(e, "different bar.sync instructions"),
+           "threads at different bar.sync instructions: " + e);
+  }
+  // 7b. Misaligned accesses, global accesses outside every allocation,
+  //     undeclared registers and unknown modifiers.
+  {
+    std::vector<uint32_t> buf(4, 0);
+    ptxemu_allocation(buf.data(), buf.size() * 4, 1);
+    std::string e = run(oneParam,
+                        "  ld.param.b64 %rd1, [out];\n  st.global.b32 [%rd1+2], %r1;\n  ret;\n",
+                        1, 0, {buf.data()});
+    expect(contains(e, "misaligned"), "a misaligned store: " + e);
+    e = run(oneParam, "  ld.param.b64 %rd1, [out];\n  st.global.b32 [%rd1+16], %r1;\n  ret;\n",
+            1, 0, {buf.data()});
+    expect(contains(e, "outside every device allocation"), "a store past an allocation: " + e);
+    e = run(oneParam, "  ld.param.b64 %rd1, [out];\n  st.global.b32 [%rd1+12], %r1;\n  ret;\n",
+            1, 0, {buf.data()});
+    expect(e.empty(), "a store inside the allocation" + (e.empty() ? "" : ": " + e));
+    ptxemu_allocation(buf.data(), 0, 0);
+    e = run(oneParam, "  mov.u32 %q1, %tid.x;\n  ret;\n", 1, 0, {nullptr});
+    expect(contains(e, "neither a declared register"), "an undeclared register: " + e);
+    e = run(oneParam, "  max.relu.f32 %r1, %r2, %r3;\n  ret;\n", 1, 0, {nullptr});
+    expect(contains(e, "modifier .relu"), "an unknown modifier: " + e);
+    e = run(oneParam, "  add.s32 %r1, %r2, 5junk;\n  ret;\n", 1, 0, {nullptr});
+    expect(contains(e, "cannot read the immediate"), "a malformed immediate: " + e);
   }
   // 8. mma.sync m16n8k16 bf16 on random integer matrices, fragments loaded
   //    from arrays laid out by the ISA's tables, against a plain product; and
