@@ -34,6 +34,7 @@ check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=5 --
 check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=5 --lse --kv-lens=300,17,64 --q-lens=5,1,0 --packed --layout=bshd
 check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=5 --lse --kv-lens=300,17,64 --page-size=16
 check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=3 --lse --kv-lens=300,17,64 --page-size=16 --gpu-kernel=simt
+check "$ex/decode.attn" --gpu-kernel=simt --batch=3 --seq=4 --seq-kv=500 --heads=4 --kv-heads=2 --kv-lens=500,3,250 --q-lens=4,0,2
 check "$ex/decode.attn" --dtype=bf16 --head-dim=128 --batch=1 --heads=4 --kv-heads=1 --seq=1 --seq-kv=2048
 check "$ex/decode_document.attn" --dtype=bf16 --batch=2 --heads=4 --kv-heads=2 --seq=3 --seq-kv=77 --buffer doc_ids=docs:1:40 --kv-lens=77,30
 # Backward: the dQ and dK/dV kernels, buffer gradients (atomics).

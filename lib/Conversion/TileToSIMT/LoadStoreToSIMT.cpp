@@ -10,6 +10,7 @@
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 
 #include <cmath>
 
@@ -92,15 +93,25 @@ struct LoadLowering : OpConversionPattern<TileLoadOp> {
     auto rows = gpu_tile::QueryRows::of(op.getSpan(), span);
     Value thread = gpu_tile::threadId(rewriter, loc);
     Value real = rows.contains(rewriter, loc, thread);
+    // Loaded only where real: a hole's row may lie past the tensor (the rows
+    // after a short entry, a packed batch's end), which a GPU must not read.
     Value src = rows.token(rewriter, loc, thread, real);
     Value zero = f32(rewriter, loc, 0);
-    forEach(rewriter, loc, type.getCols(), [&](Value d) {
-      Value x = toF32(rewriter, loc,
-                      memref::LoadOp::create(rewriter, loc, tensor,
-                                             at(op.getLayout(), batch, head, src, d)));
-      memref::StoreOp::create(rewriter, loc, arith::SelectOp::create(rewriter, loc, real, x, zero),
-                              buf, ValueRange{d});
-    });
+    auto ifReal = scf::IfOp::create(rewriter, loc, real, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPoint(ifReal.thenYield());
+      forEach(rewriter, loc, type.getCols(), [&](Value d) {
+        Value x = toF32(rewriter, loc,
+                        memref::LoadOp::create(rewriter, loc, tensor,
+                                               at(op.getLayout(), batch, head, src, d)));
+        memref::StoreOp::create(rewriter, loc, x, buf, ValueRange{d});
+      });
+      rewriter.setInsertionPoint(ifReal.elseYield());
+      forEach(rewriter, loc, type.getCols(), [&](Value d) {
+        memref::StoreOp::create(rewriter, loc, zero, buf, ValueRange{d});
+      });
+    }
     rewriter.replaceOp(op, buf);
     return success();
   }
