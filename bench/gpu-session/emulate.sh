@@ -1,6 +1,6 @@
 #!/bin/bash
 # The GPU session's kernel cases (cases.txt: numerics, sanitize, backward;
-# not the wgmma kernel's, which the emulator does not run) on the CPU: heed-run
+# the mma.sync, SIMT and sm_90a wgmma kernels) on the CPU: heed-run
 # --target=cuda against the stand-in driver's PTX emulator (FAKE_CUDA_EXECUTE=1;
 # docs/testing.md, "GPU kernels on the CPU"), each checked against float64 as
 # on the GPU, the emulator also checking shared-memory races, cp.async waits,
@@ -18,10 +18,6 @@ while IFS='|' read -r step name kopts ropts targets; do
   step=$(echo $step) name=$(echo $name)
   case "$step" in numerics|sanitize|backward) ;; *) continue;; esac
   [[ "$name" =~ $filter ]] || continue
-  if [[ "$kopts" == *"--gpu-kernel=wgmma"* ]]; then
-    echo "SKIPPED $name (the wgmma kernel: the emulator runs sm_80-class PTX only)"
-    skipped=$((skipped + 1)); continue
-  fi
   extra=""; [ "$step" = backward ] && extra="--backward"
   # heed-compile's flags for per-entry lengths: heed-run takes the lengths themselves.
   kopts=$(echo "$kopts" | sed -E "s/--(kv-lens|q-lens|cu-seqlens-q|cu-seqlens-kv)( |$)/ /g")

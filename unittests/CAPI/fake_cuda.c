@@ -132,6 +132,7 @@ int cuCtxSetCurrent(void *c) {
   return 0;
 }
 static int optedIn(void *f);
+static int resolveTensorMap(const void *map, PtxemuTensorMap *out);
 /* FAKE_CUDA_EXECUTE=1: kernels run in the PTX emulator; its last error. */
 static int execute(void) {
   const char *e = getenv("FAKE_CUDA_EXECUTE");
@@ -172,6 +173,7 @@ int cuModuleLoadData(void **m, const void *image) {
       fprintf(stderr, "fake CUDA: %s\n", emuError);
       return EMU_INVALID_PTX;
     }
+    ptxemu_set_tensor_maps(resolveTensorMap);
     *m = ptxemu_load((const char *)image, emuError, sizeof emuError);
     if (!*m) {
       fprintf(stderr, "fake CUDA: %s\n", emuError);
@@ -201,6 +203,26 @@ static void *mapAt[FAKE_MAX_MAPS];
 const FakeTensorMapLog *fake_cuda_tensor_maps(void) { return &mapLog; }
 void fake_cuda_expect_map_params(int first) { mapParam = first; }
 
+enum { MAX_ENCODED = 4096 };
+static FakeTensorMap encoded[MAX_ENCODED];
+static int numEncoded;
+static int resolveTensorMap(const void *map, PtxemuTensorMap *out) {
+  uint32_t magic;
+  int i;
+  memcpy(&magic, (const char *)map + 16, 4);
+  memcpy(&i, (const char *)map + 20, 4);
+  if (magic != 0x54454d41u || i < 0 || i >= numEncoded) return 1;
+  const FakeTensorMap *m = &encoded[i];
+  memset(out, 0, sizeof *out);
+  out->address = m->address, out->type = m->type, out->rank = (unsigned)m->rank;
+  for (int d = 0; d < m->rank; ++d) {
+    out->dims[d] = m->dims[d], out->box[d] = m->box[d];
+    if (d + 1 < m->rank) out->strides[d] = m->strides[d];
+  }
+  out->swizzle = m->swizzle, out->oobFill = m->oobFill;
+  return 0;
+}
+
 int cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address,
                            const uint64_t *dims, const uint64_t *strides, const unsigned *box,
                            const unsigned *elementStrides, int interleave, int swizzle, int l2,
@@ -216,10 +238,19 @@ int cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address,
     m->dims[i] = dims[i], m->box[i] = box[i], m->elementStrides[i] = elementStrides[i];
     if (i + 1 < rank) m->strides[i] = strides[i];
   }
-  /* The map's bytes: its index and address, so a launch can tell them apart. */
+  /* The map's bytes: its index and address, so a launch can tell them apart;
+   * then a magic word and its entry in the list every encode call appends
+   * to, which the PTX emulator's TMA copies read (FAKE_CUDA_EXECUTE). */
   memset(map, 0, 128);
   memcpy(map, &mapLog.maps, sizeof(int));
   memcpy((char *)map + 8, &address, sizeof address);
+  if (numEncoded < MAX_ENCODED) {
+    encoded[numEncoded] = *m;
+    uint32_t magic = 0x54454d41u; /* "AMET" */
+    memcpy((char *)map + 16, &magic, 4);
+    memcpy((char *)map + 20, &numEncoded, 4);
+    ++numEncoded;
+  }
   mapAt[mapLog.maps++] = map;
   ++pendingMaps;
   return 0;

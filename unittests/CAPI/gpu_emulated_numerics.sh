@@ -1,13 +1,15 @@
 #!/bin/sh
-# heed's sm_80 kernels run on the CPU: heed-run --target=cuda:sm_80 against
+# heed's NVIDIA kernels run on the CPU (sm_80: mma.sync and SIMT; sm_90a:
+# wgmma): heed-run --target=cuda:sm_80 / sm_90a against
 # the stand-in driver with FAKE_CUDA_EXECUTE=1 (ptx_emulator.h), kernels kept
 # as PTX (HEED_PTXAS=none), every output checked against float64 as on a GPU.
 # Usage: gpu_emulated_numerics.sh HEED_RUN EXAMPLES_DIR
 run=$1 ex=$2
 export FAKE_CUDA_EXECUTE=1 HEED_PTXAS=none FAKE_CUDA_CC=80 HEED_CACHE=off
 fails=0
+target=cuda:sm_80
 check() {
-  out=$("$run" "$@" --target=cuda:sm_80 --repeat=1 2>&1)
+  out=$("$run" "$@" --target=$target --repeat=1 2>&1)
   if printf '%s\n' "$out" | grep -Eq '^(check|backward) +PASSED'; then
     echo "PASSED  $*"
   else
@@ -43,5 +45,16 @@ check "$ex/causal.attn" --backward --seq=100 --heads=2 --dtype=bf16 --head-dim=1
 check "$ex/relative_bias.attn" --backward --seq=90 --heads=2 --dtype=bf16
 check "$ex/sink_logits.attn" --backward --seq=97 --heads=2 --dtype=bf16
 check "$ex/document.attn" --backward --seq=130 --heads=2 --dtype=bf16 --buffer doc_ids=docs:10:90
+# Hopper (sm_90a): the warp-specialized wgmma kernel (TMA into swizzled
+# shared memory, mbarriers, SS and RS wgmma, named barriers) and the
+# pipelined one without warp specialization.
+target=cuda:sm_90a
+export FAKE_CUDA_CC=90
+check "$ex/causal.attn" --gpu-kernel=wgmma --seq=200 --heads=2 --dtype=bf16 --head-dim=128 --lse
+check "$ex/causal.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --kv-heads=1 --dtype=f16 --head-dim=64
+check "$ex/document.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --head-dim=128 --buffer doc_ids=docs:10:90
+check "$ex/block_sparse.attn" --gpu-kernel=wgmma --seq=256 --heads=2 --dtype=bf16 --head-dim=128 --buffer layout=bits:0.3
+check "$ex/alibi.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd
+check "$ex/causal.attn" --gpu-kernel=wgmma-pipelined --seq=200 --heads=2 --dtype=bf16 --head-dim=128
 echo "$fails failed"
 [ "$fails" -eq 0 ]

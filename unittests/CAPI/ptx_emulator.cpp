@@ -35,6 +35,9 @@ struct Error : std::runtime_error {
 // Addresses of the shared and local windows as the kernel sees them (the
 // values of their symbols); global addresses are host pointers.
 constexpr uint64_t kSharedWindow = 0x10000, kLocalWindow = 0x20000000;
+// Generic addresses of shared memory (cvta.shared) and of the kernel's
+// parameters (mov of a parameter's name, cvta.param: sm_90 tensor maps).
+constexpr uint64_t kGenericShared = 0x300000000000ull, kGenericParam = 0x310000000000ull;
 
 enum class Kind : uint8_t { None, Reg, Imm, Vec, Mem, Sym, Special, Label };
 enum Special : int { TidX, TidY, TidZ, NtidX, NtidY, NtidZ, CtaidX, CtaidY, CtaidZ, NctaidX,
@@ -59,10 +62,14 @@ enum class Op : uint8_t {
   Add, Sub, Mul, Mad, Div, Rem, Min, Max, Neg, Abs, And, Or, Xor, Not, Shl, Shr, Setp, Selp,
   Mov, Cvt, Cvta, Ld, St, Atom, Red, Bra, Ret, Fma, Ex2, Lg2, Rcp, Sqrt, Rsqrt, Tanh, Sin, Cos,
   Bfe, Bfi, Popc, Clz, Brev, Prmt, Shf, Lop3, Copysign, Testp, Mma, Ldmatrix, Shfl, Vote, Bar,
-  WarpSync, CpAsync, CpCommit, CpWait, Nop, Activemask
+  WarpSync, CpAsync, CpCommit, CpWait, Nop, Activemask,
+  // sm_90: named barriers' arrive, mbarriers, TMA, wgmma
+  BarArrive, MbarInit, MbarArrive, MbarTryWait, Tma, Wgmma
 };
 
-enum class Coll : uint8_t { No, Warp, Barrier, Exit };
+// Where a thread stops: a warp collective, a warpgroup collective (wgmma),
+// a barrier, an mbarrier wait that may block, its end.
+enum class Coll : uint8_t { No, Warp, Group, Barrier, Wait, Exit };
 
 struct Type {
   char c = 'b'; // s, u, b, f, p (pred)
@@ -192,6 +199,15 @@ struct Parser {
     if (!rest.empty() && rest.back() == ';')
       rest.pop_back();
     bool pred = decl.find(".pred") != std::string::npos;
+    if (scopeStack.size() > 1) { // an inner scope's registers
+      for (const std::string &n : splitOperands(rest)) {
+        if (n.find('<') != std::string::npos)
+          fail(currentLine, "a register range in an inner scope is not supported by the emulator");
+        scopedRegs[{scopeStack.back(), n}] = true;
+        declaredNames[n + "@" + std::to_string(scopeStack.back())] = pred;
+      }
+      return;
+    }
     for (const std::string &n : splitOperands(rest)) {
       size_t lt = n.find('<');
       if (lt != std::string::npos) {
@@ -202,7 +218,8 @@ struct Parser {
       }
     }
   }
-  int regId(const std::string &name) {
+  int regId(const std::string &unresolved) {
+    std::string name = resolve(scopedRegs, unresolved);
     if (!declaredNames.count(name)) {
       size_t digits = name.find_last_not_of("0123456789");
       auto range = declaredRanges.find(name.substr(0, digits + 1));
@@ -218,7 +235,21 @@ struct Parser {
       ++fn->regs;
     return it->second;
   }
-  int labelId(const std::string &name) {
+  // Scoped blocks ({ } inside a function: inline asm) declare their own
+  // registers and labels; a name resolves to the innermost scope declaring
+  // it (mangled name@scope). Scope ids follow the order of the '{' lines.
+  std::vector<int> scopeStack;
+  int scopeCounter = 0;
+  std::map<std::pair<int, std::string>, bool> scopedRegs, scopedLabels;
+  std::string resolve(const std::map<std::pair<int, std::string>, bool> &scoped,
+                      const std::string &name) const {
+    for (size_t i = scopeStack.size(); i > 1; --i)
+      if (scoped.count({scopeStack[i - 1], name}))
+        return name + "@" + std::to_string(scopeStack[i - 1]);
+    return name;
+  }
+  int labelId(const std::string &unresolved) {
+    std::string name = resolve(scopedLabels, unresolved);
     auto [it, fresh] = labelIds.emplace(name, int(fn->labels.size()));
     if (fresh)
       fn->labels.push_back(-1);
@@ -275,6 +306,22 @@ struct Parser {
         o.regs.push_back(e == "_" ? -1 : regId(e));
       return o;
     }
+    if (s[0] == '[' && s.find('{') != std::string::npos) {
+      // [tensorMap, {c0, c1, ...}]: TMA's map and coordinates.
+      o.kind = Kind::Mem;
+      std::string in = trim(s.substr(1, s.size() - 2));
+      size_t comma = in.find(',');
+      std::string base = trim(in.substr(0, comma));
+      if (base[0] != '%')
+        fail(line, "a tensor map operand must be a register");
+      o.reg = regId(base);
+      Operand coords = parseOperand(trim(in.substr(comma + 1)), line);
+      o.regs = coords.regs;
+      for (int r : o.regs)
+        if (r < 0)
+          fail(line, "'_' in TMA coordinates");
+      return o;
+    }
     if (s[0] == '[') {
       o.kind = Kind::Mem;
       std::string in = trim(s.substr(1, s.size() - 2));
@@ -320,14 +367,20 @@ struct Parser {
         }
       size_t bar = s.find('|');
       o.kind = Kind::Reg;
-      std::string name = trim(s.substr(0, bar));
-      o.reg = regId(name);
+      std::string name = resolve(scopedRegs, trim(s.substr(0, bar)));
+      o.reg = regId(trim(s.substr(0, bar)));
       if (auto d = declaredNames.find(name); d != declaredNames.end())
         o.predicate = d->second;
       else
         o.predicate = rangeIsPred[name.substr(0, name.find_last_not_of("0123456789") + 1)];
       if (bar != std::string::npos)
         o.reg2 = regId(trim(s.substr(bar + 1)));
+      return o;
+    }
+    if (std::string r = resolve(scopedRegs, s); declaredNames.count(r) && s[0] != '%') {
+      o.kind = Kind::Reg; // a register an inline-asm scope declared without '%'
+      o.reg = regId(s);
+      o.predicate = declaredNames[r];
       return o;
     }
     if (s[0] == '$' || (isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
@@ -428,9 +481,12 @@ struct Parser {
         "num", "and", "or", "xor", "add", "min", "max", "exch", "cas", "inc", "dec",
         "commit_group", "wait_group", "wait_all", "async", "cta", "gl", "sys", "relaxed",
         "acquire", "release", "acq_rel", "gpu", "warp", "l", "r", "wrap", "clamp", "finite",
-        "infinite", "number", "notanumber", "normal", "subnormal", "L1", "L2", "ptr", "b"};
+        "infinite", "number", "notanumber", "normal", "subnormal", "L1", "L2", "ptr", "b",
+        "shared::cta", "shared::cluster", "proxy", "init", "arrive", "expect_tx", "try_wait",
+        "parity", "bulk", "tensor", "tile", "mbarrier::complete_tx::bytes", "1d", "2d", "3d",
+        "4d", "5d", "mma_async", "fence", "commit_group", "wait_group", "setmaxnreg"};
     for (const std::string &m : in.mods) {
-      bool ok = false;
+      bool ok = m.rfind("m64n", 0) == 0; // wgmma shapes
       for (const char *k : known)
         ok = ok || m == k;
       if (!ok)
@@ -454,15 +510,27 @@ struct Parser {
         {"nanosleep", Op::Nop}, {"activemask", Op::Activemask}, {"setp", Op::Setp},
     };
     if (base == "bar" || base == "barrier") {
+      if (has("red"))
+        fail(in.line, "bar.red is not supported by the emulator");
+      if (has("arrive")) {
+        in.op = Op::BarArrive;
+        return;
+      }
       in.op = has("warp") ? Op::WarpSync : Op::Bar;
       in.coll = has("warp") ? Coll::Warp : Coll::Barrier;
-      if (has("arrive") || has("red"))
-        fail(in.line, "bar." + parts[1] + " is not supported by the emulator");
       return;
     }
     if (base == "cp") {
+      if (has("bulk") && has("tensor") && has("tile") && has("mbarrier::complete_tx::bytes") &&
+          has("global")) {
+        in.op = Op::Tma;
+        for (const std::string &m : in.mods)
+          if (m.size() == 2 && m[1] == 'd' && isdigit(static_cast<unsigned char>(m[0])))
+            in.count = m[0] - '0';
+        return;
+      }
       if (has("bulk") || has("tensor"))
-        fail(in.line, "TMA (cp.async.bulk) is not supported by the emulator (sm_90 kernels)");
+        fail(in.line, "'" + opcode + "' is not supported by the emulator");
       if (has("commit_group"))
         in.op = Op::CpCommit;
       else if (has("wait_group") || has("wait_all"))
@@ -471,6 +539,45 @@ struct Parser {
         in.op = Op::CpAsync;
       if (in.op == Op::CpWait && has("wait_all"))
         in.count = -1;
+      return;
+    }
+    if (base == "bar" && has("arrive")) {
+      in.op = Op::BarArrive;
+      return;
+    }
+    if (base == "setmaxnreg" || (base == "fence" && has("proxy"))) {
+      in.op = Op::Nop; // register reallocation and proxy fences: nothing to emulate
+      return;
+    }
+    if (base == "mbarrier") {
+      if (has("init"))
+        in.op = Op::MbarInit;
+      else if (has("try_wait") && has("parity"))
+        in.op = Op::MbarTryWait, in.coll = Coll::Wait;
+      else if (has("arrive") && !has("expect_tx"))
+        in.op = Op::MbarArrive;
+      else if (has("arrive") && has("expect_tx"))
+        in.op = Op::MbarArrive, in.count = 1;
+      else
+        fail(in.line, "'" + opcode + "' is not supported by the emulator");
+      return;
+    }
+    if (base == "wgmma") {
+      if (has("mma_async")) {
+        in.op = Op::Wgmma;
+        in.coll = Coll::Group;
+        if (types.size() != 3 || types[0].c != 'f' || types[0].bits != 32)
+          fail(in.line, "wgmma form '" + opcode + "' is not supported by the emulator (f32 "
+                        "accumulators, f16/bf16 inputs)");
+        in.t2 = types[1];
+        for (const std::string &m : in.mods)
+          if (m.rfind("m64n", 0) == 0)
+            in.count = std::stoi(m.substr(4)); // N
+        if (!in.count)
+          fail(in.line, "wgmma without an m64nNk16 shape");
+      } else {
+        in.op = Op::Nop; // fence, commit_group, wait_group: the product is done at issue
+      }
       return;
     }
     auto it = simple.find(base);
@@ -536,6 +643,23 @@ struct Parser {
         start = i + 1;
       }
     size_t sharedEnd = 0;
+    { // Labels defined in inner scopes, by scope (the same numbering as below).
+      std::vector<int> stack;
+      int counter = 0;
+      for (const std::string &raw : lines) {
+        std::string l = trim(raw.substr(0, raw.find("//")));
+        if (l.find(".entry") != std::string::npos) {
+          stack.clear();
+          counter = 0;
+        } else if (l == "{") {
+          stack.push_back(counter++);
+        } else if (l == "}" && !stack.empty()) {
+          stack.pop_back();
+        } else if (stack.size() > 1 && !l.empty() && l.back() == ':') {
+          scopedLabels[{stack.back(), l.substr(0, l.size() - 1)}] = true;
+        }
+      }
+    }
     for (size_t i = 0; i < lines.size(); ++i) {
       int lineNo = int(i) + 1;
       std::string l = lines[i];
@@ -587,6 +711,8 @@ struct Parser {
         auto f = std::make_unique<Function>();
         fn = f.get();
         regIds.clear();
+        scopeStack.clear();
+        scopeCounter = 0;
         declaredRanges.clear();
         declaredNames.clear();
         labelIds.clear();
@@ -652,7 +778,17 @@ struct Parser {
       std::string directive = l.substr(0, l.find_first_of(" \t"));
       if (directive == ".loc" || directive == ".file") // line information
         continue;
-      if (l == "{" || l == "}" || l.rfind(".maxntid", 0) == 0 ||
+      if (l == "{") {
+        scopeStack.push_back(scopeCounter++);
+        continue;
+      }
+      if (l == "}") {
+        if (scopeStack.empty())
+          fail(lineNo, "unbalanced '}'");
+        scopeStack.pop_back();
+        continue;
+      }
+      if (l.rfind(".maxntid", 0) == 0 ||
           l.rfind(".reqntid", 0) == 0 || l.rfind(".minnctapersm", 0) == 0 ||
           l.rfind(".maxnreg", 0) == 0 || l.rfind(".pragma", 0) == 0)
         continue;
@@ -787,7 +923,8 @@ uint16_t f32ToF16(float f) { // round to nearest even
 /// One thread.
 struct Thread {
   int pc = 0;
-  enum State : uint8_t { Running, AtWarp, AtBarrier, Done } state = Running;
+  enum State : uint8_t { Running, AtWarp, AtGroup, AtBarrier, Blocked, Done } state = Running;
+  int barrier = 0; // the barrier id it waits at
   unsigned tid[3] = {0, 0, 0};
   unsigned lane = 0, warp = 0;
   std::vector<uint64_t> r;
@@ -829,6 +966,57 @@ struct Launch {
   // the issuer, before the wait is a race (the copy lands at any time).
   std::vector<int32_t> inFlight;
   static constexpr unsigned long long kStepLimit = 20000000000ull;
+
+  // Named barriers (bar.sync / bar.arrive id, count).
+  static constexpr unsigned kNamedBarriers = 16;
+  struct NamedBarrier {
+    unsigned arrived = 0, expected = 0;
+  };
+  NamedBarrier named[kNamedBarriers];
+  void arrive(unsigned id, unsigned count, const Inst &in) {
+    if (id >= kNamedBarriers)
+      error(in, "barrier id " + std::to_string(id) + " (0 to 15)");
+    if (count == 0 || count % 32 || count > threads.size())
+      error(in, "barrier thread count " + std::to_string(count) +
+                    " (a multiple of 32, at most the block's)");
+    NamedBarrier &b = named[id];
+    if (b.expected && b.expected != count)
+      error(in, "barrier " + std::to_string(id) + " used with counts " +
+                    std::to_string(b.expected) + " and " + std::to_string(count));
+    b.expected = count;
+    ++b.arrived;
+  }
+
+  // mbarriers (by shared offset) and the TMA copies in flight to them.
+  struct Mbarrier {
+    uint32_t expected = 0, pending = 0, phase = 0;
+    int64_t tx = 0;
+  };
+  std::map<uint64_t, Mbarrier> mbarriers;
+  struct TmaCopy {
+    uint64_t mbar, dst; // shared offsets
+    std::vector<uint8_t> data; // the box, in box order
+    int swizzle;        // 0, 32, 64, 128 bytes
+    int issuer;
+    const Inst *issue;
+  };
+  std::vector<TmaCopy> tmaInFlight;
+  Mbarrier &mbarrierAt(uint64_t off, const Inst &in) {
+    auto it = mbarriers.find(off);
+    if (it == mbarriers.end())
+      error(in, "an mbarrier never initialized (shared offset " + std::to_string(off) + ")");
+    return it->second;
+  }
+  void completeIfDone(Mbarrier &m) {
+    if (m.pending == 0 && m.tx == 0) {
+      ++m.phase;
+      m.pending = m.expected;
+    }
+  }
+  void landTma(uint64_t mbar);
+  bool tryWait(Thread &t, const Inst &in);
+  void tma(Thread &t, const Inst &in);
+  void wgmma(std::vector<Thread *> &group, const Inst &in);
   unsigned long long steps = 0;
 
   Launch(const Function &fn) : f(fn) {}
@@ -917,8 +1105,8 @@ struct Launch {
       return o.imm;
     }
     case Kind::Sym:
-      if (o.param)
-        error(in, "the address of a parameter is not supported by the emulator");
+      if (o.param) // a parameter's (generic) address: sm_90's tensor maps
+        return kGenericParam + o.imm;
       return o.dynamicShared ? kSharedWindow + dynamicBase : o.imm;
     case Kind::Special: return special(t, o.special);
     default: error(in, "unexpected operand");
@@ -964,8 +1152,13 @@ struct Launch {
     case ' ':
       if (addr >= kLocalWindow && addr < kLocalWindow + t.local.size())
         return localAt(t, addr, bytes, in);
-      if (addr >= kSharedWindow && addr < kSharedWindow + shared.size())
-        error(in, "generic addressing of shared memory is not supported by the emulator");
+      if (addr >= kGenericShared && addr < kGenericShared + shared.size())
+        return sharedAt(addr - kGenericShared + kSharedWindow, bytes, in);
+      if (addr >= kGenericParam && addr < kGenericParam + params.size()) {
+        if (addr + bytes > kGenericParam + params.size())
+          error(in, "parameter read outside the parameters");
+        return params.data() + (addr - kGenericParam);
+      }
       [[fallthrough]];
     default:
       if (addr < 4096)
@@ -1002,9 +1195,10 @@ struct Launch {
   }
   static void store(uint8_t *p, uint64_t v, int bytes) { std::memcpy(p, &v, size_t(bytes)); }
 
+  const Inst *current = nullptr; // the instruction being executed (for errors)
   void set(Thread &t, const Operand &o, uint64_t v) {
     if (o.kind != Kind::Reg)
-      throw Error("destination is not a register");
+      error(*current, "the destination is not a register");
     t.r[size_t(o.reg)] = v;
   }
 
@@ -1074,6 +1268,7 @@ bool compare(const std::string &cmp, const Type &t, uint64_t a, uint64_t b, int 
 }
 
 void Launch::exec(Thread &t, const Inst &in) {
+  current = &in;
   const Type &ty = in.t;
   const std::vector<Operand> &o = in.ops;
   auto v = [&](size_t i) { return value(t, o.at(i), in); };
@@ -1322,12 +1517,25 @@ void Launch::exec(Thread &t, const Inst &in) {
     }
     break;
   }
-  case Op::Cvta:
-    set(t, o[0], v(1)); // global and local windows are their own generic addresses
-    for (const std::string &m : in.mods)
-      if (m == "shared")
-        error(in, "generic addressing of shared memory is not supported by the emulator");
+  case Op::Cvta: {
+    // Global, local and parameter addresses are their own generic ones;
+    // shared memory's generic window is kGenericShared.
+    bool to = false, sharedSpace = false;
+    for (const std::string &m : in.mods) {
+      to = to || m == "to";
+      sharedSpace = sharedSpace || m == "shared" || m == "shared::cta" || m == "shared::cluster";
+    }
+    uint64_t x = v(1);
+    if (sharedSpace && to) {
+      if (x < kGenericShared || x >= kGenericShared + shared.size())
+        error(in, "cvta.to.shared of an address outside shared memory");
+      x = x - kGenericShared + kSharedWindow;
+    } else if (sharedSpace) {
+      x = x - kSharedWindow + kGenericShared;
+    }
+    set(t, o[0], mask(x, bits));
     break;
+  }
   case Op::Ld:
   case Op::St: {
     bool ld = in.op == Op::Ld;
@@ -1340,6 +1548,8 @@ void Launch::exec(Thread &t, const Inst &in) {
     uint8_t *p = memAt(t, in.space, addr, size_t(bytes * in.vec), in);
     if (in.space == 's')
       track(t, addr - kSharedWindow, size_t(bytes * in.vec), !ld, in);
+    else if (in.space == ' ' && addr >= kGenericShared && addr < kGenericShared + shared.size())
+      track(t, addr - kGenericShared, size_t(bytes * in.vec), !ld, in);
     if (in.vec == 1) {
       if (ld) {
         uint64_t x = load(p, bytes);
@@ -1533,6 +1743,46 @@ void Launch::exec(Thread &t, const Inst &in) {
     t.pending.push_back({dst, from, bytes, srcBytes, &in});
     break;
   }
+  case Op::BarArrive: {
+    unsigned id = unsigned(v(0));
+    unsigned count = o.size() > 1 ? unsigned(v(1)) : unsigned(threads.size());
+    arrive(id, count, in);
+    break;
+  }
+  case Op::MbarInit: {
+    uint64_t off = address(t, o[0], in) - kSharedWindow;
+    sharedAt(off + kSharedWindow, 8, in);
+    if (off % 8)
+      error(in, "a misaligned mbarrier");
+    Mbarrier m;
+    m.expected = m.pending = uint32_t(v(1));
+    if (!m.expected)
+      error(in, "an mbarrier with an arrival count of 0");
+    mbarriers[off] = m;
+    break;
+  }
+  case Op::MbarArrive: {
+    // mbarrier.arrive{.expect_tx}.shared.b64 state, [addr]{, txCount}
+    size_t mem = 0;
+    while (mem < o.size() && o[mem].kind != Kind::Mem)
+      ++mem;
+    if (mem == o.size())
+      error(in, "mbarrier.arrive without an address");
+    Mbarrier &m = mbarrierAt(address(t, o[mem], in) - kSharedWindow, in);
+    if (in.count == 1) // expect_tx
+      m.tx += int64_t(value(t, o.at(mem + 1), in));
+    if (m.pending == 0)
+      error(in, "an mbarrier arrival beyond its count");
+    --m.pending;
+    uint64_t state = m.phase;
+    completeIfDone(m);
+    if (mem > 0 && o[0].kind == Kind::Reg)
+      set(t, o[0], state);
+    break;
+  }
+  case Op::Tma:
+    tma(t, in);
+    break;
   case Op::CpCommit:
     t.groups.push_back(std::move(t.pending));
     t.pending.clear();
@@ -1545,6 +1795,8 @@ void Launch::exec(Thread &t, const Inst &in) {
       cpWait(t, 0);
     }
     break;
+  case Op::MbarTryWait:
+  case Op::Wgmma:
   case Op::Bra:
   case Op::Ret:
   case Op::Mma:
@@ -1570,6 +1822,212 @@ void Launch::cpWait(Thread &t, int keep) {
       std::memset(d + c.srcBytes, 0, c.bytes - c.srcBytes);
     }
     t.groups.erase(t.groups.begin());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// sm_90: TMA, mbarriers, wgmma.
+
+PtxemuTensorMapResolver tensorMapResolver = nullptr;
+
+/// The byte offset a swizzle mode (0, 32, 64, 128 bytes) moves `off` to:
+/// its 16-byte chunk index XORed with bits 7.. of the offset (CUTLASS's
+/// Swizzle<1|2|3, 4, 3>), relative to 1024-byte aligned shared memory.
+uint64_t swizzled(uint64_t off, int swizzle) {
+  if (!swizzle)
+    return off;
+  uint64_t mask = uint64_t(swizzle / 16 - 1);
+  return off ^ (((off >> 7) & mask) << 4);
+}
+
+void Launch::tma(Thread &t, const Inst &in) {
+  // cp.async.bulk.tensor.Nd.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+  //   [dst], [map, {c0, ...}], [mbar]
+  const std::vector<Operand> &o = in.ops;
+  if (o.size() != 3 || int(o[1].regs.size()) != in.count)
+    error(in, "unexpected TMA operands");
+  uint64_t dst = address(t, o[0], in) - kSharedWindow;
+  uint64_t mbar = address(t, o[2], in) - kSharedWindow;
+  mbarrierAt(mbar, in);
+  uint64_t mapAt = t.r[size_t(o[1].reg)];
+  const uint8_t *map = memAt(t, ' ', mapAt, 128, in);
+  PtxemuTensorMap m;
+  if (!tensorMapResolver || tensorMapResolver(map, &m))
+    error(in, "a tensor map the driver did not encode");
+  if (m.rank != unsigned(in.count))
+    error(in, "a " + std::to_string(in.count) + "-d copy with a rank-" + std::to_string(m.rank) +
+                  " tensor map");
+  static const int sizes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
+  if (m.type < 0 || m.type > 12)
+    error(in, "tensor map data type " + std::to_string(m.type));
+  size_t elt = size_t(sizes[m.type]);
+  int swizzle = m.swizzle == 0 ? 0 : m.swizzle == 1 ? 32 : m.swizzle == 2 ? 64 : 128;
+  size_t inner = m.box[0] * elt;
+  if (inner % 16 || (swizzle && inner > size_t(swizzle)))
+    error(in, "a TMA box whose inner dimension is " + std::to_string(inner) +
+                  " bytes (a multiple of 16, at most the swizzle span " +
+                  std::to_string(swizzle) + ")");
+  if (dst % (swizzle ? 1024 : 128))
+    error(in, "a TMA destination not aligned to " + std::to_string(swizzle ? 1024 : 128) +
+                  " bytes (shared offset " + std::to_string(dst) + ")");
+  int64_t coord[5] = {0, 0, 0, 0, 0};
+  size_t volume = 1;
+  for (unsigned d = 0; d < m.rank; ++d) {
+    coord[d] = int64_t(int32_t(t.r[size_t(o[1].regs[d])]));
+    volume *= m.box[d];
+  }
+  TmaCopy c;
+  c.mbar = mbar;
+  c.dst = dst;
+  c.swizzle = swizzle;
+  c.issuer = index(t);
+  c.issue = &in;
+  c.data.assign(volume * elt, 0);
+  bool nanFill = m.oobFill == 1 && (m.type >= 6 && m.type <= 12);
+  for (size_t i = 0; i < volume; ++i) {
+    size_t rest = i;
+    bool inside = true;
+    uint64_t at = uint64_t(uintptr_t(m.address));
+    for (unsigned d = 0; d < m.rank; ++d) {
+      int64_t g = coord[d] + int64_t(rest % m.box[d]);
+      rest /= m.box[d];
+      if (g < 0 || uint64_t(g) >= m.dims[d]) {
+        inside = false;
+        break;
+      }
+      at += uint64_t(g) * (d == 0 ? elt : m.strides[d - 1]);
+    }
+    uint8_t *out = c.data.data() + i * elt;
+    if (inside)
+      std::memcpy(out, memAt(t, 'g', at, elt, in), elt);
+    else if (nanFill)
+      std::memset(out, 0xff, elt);
+  }
+  for (size_t l = 0; l < c.data.size(); l += 16) {
+    uint64_t chunk = swizzled(dst + l, swizzle);
+    sharedAt(chunk + kSharedWindow, 16, in);
+    for (uint64_t b = chunk; b < chunk + 16; ++b) {
+      if (inFlight[b] >= 0)
+        error(in, "a TMA copy into shared bytes another copy has not landed in yet");
+      inFlight[b] = c.issuer;
+    }
+  }
+  tmaInFlight.push_back(std::move(c));
+}
+
+void Launch::landTma(uint64_t mbar) {
+  for (size_t i = 0; i < tmaInFlight.size();) {
+    TmaCopy &c = tmaInFlight[i];
+    if (c.mbar != mbar) {
+      ++i;
+      continue;
+    }
+    for (size_t l = 0; l < c.data.size(); l += 16) {
+      uint64_t chunk = swizzled(c.dst + l, c.swizzle);
+      std::memcpy(shared.data() + chunk, c.data.data() + l, 16);
+      for (uint64_t b = chunk; b < chunk + 16; ++b)
+        inFlight[b] = -1;
+    }
+    Mbarrier &m = mbarrierAt(mbar, *c.issue);
+    m.tx -= int64_t(c.data.size());
+    completeIfDone(m);
+    tmaInFlight.erase(tmaInFlight.begin() + long(i));
+  }
+}
+
+bool Launch::tryWait(Thread &t, const Inst &in) {
+  current = &in;
+  // mbarrier.try_wait.parity.shared.b64 p, [addr], parity{, hint}
+  const std::vector<Operand> &o = in.ops;
+  uint64_t off = address(t, o.at(1), in) - kSharedWindow;
+  landTma(off); // the copies this barrier waits for land now (any time until here)
+  Mbarrier &m = mbarrierAt(off, in);
+  uint64_t parity = value(t, o.at(2), in) & 1;
+  if ((m.phase & 1) == parity)
+    return false; // the phase of that parity has not completed
+  set(t, o[0], 1);
+  return true;
+}
+
+void Launch::wgmma(std::vector<Thread *> &group, const Inst &in) {
+  // SS: d, descA, descB, scale-d, scale-a, scale-b, trans-a, trans-b
+  // RS: d, {a0..a3}, descB, scale-d, scale-a, scale-b, trans-b
+  const std::vector<Operand> &o = in.ops;
+  int N = in.count;
+  bool rs = o.size() > 1 && o[1].kind == Kind::Vec;
+  if (o.size() != (rs ? 7u : 8u) || o[0].kind != Kind::Vec || int(o[0].regs.size()) != N / 2)
+    error(in, "unexpected wgmma operands");
+  Thread &t0 = *group[0];
+  auto imm = [&](size_t i) { return int64_t(value(t0, o[i], in)); };
+  for (Thread *t : group) // uniform operands
+    for (size_t i = rs ? 2 : 1; i < o.size(); ++i)
+      if (value(*t, o[i], in) != value(t0, o[i], in))
+        error(in, "wgmma operands differ between the warpgroup's threads");
+  bool accumulate = imm(3) != 0;
+  float scaleA = imm(4) < 0 ? -1.f : 1.f, scaleB = imm(5) < 0 ? -1.f : 1.f;
+  bool transA = !rs && imm(6) != 0, transB = imm(rs ? 6 : 7) != 0;
+  auto element = [&](uint64_t desc, bool trans, int mn, int k) -> float {
+    uint64_t start = (desc & 0x3fff) << 4, lbo = ((desc >> 16) & 0x3fff) << 4,
+             sbo = ((desc >> 32) & 0x3fff) << 4;
+    if ((desc >> 49) & 7)
+      error(in, "a wgmma descriptor with a base offset");
+    int mode = int(desc >> 62);
+    int width = mode == 0 ? 0 : mode == 1 ? 128 : mode == 2 ? 64 : 32;
+    if (start < kSharedWindow)
+      error(in, "a wgmma descriptor outside shared memory");
+    uint64_t a;
+    if (!width) {
+      if (trans)
+        error(in, "an MN-major wgmma operand without swizzling is not supported by the emulator");
+      a = start + uint64_t(mn / 8) * sbo + uint64_t(mn % 8) * 16 + uint64_t(k / 8) * lbo +
+          uint64_t(k % 8) * 2;
+    } else {
+      int row = width / 2; // elements of a swizzle row
+      a = trans ? start + uint64_t(mn / row) * lbo + uint64_t(k / 8) * sbo +
+                      uint64_t(k % 8) * uint64_t(width) + uint64_t(mn % row) * 2
+                : start + uint64_t(mn / 8) * sbo + uint64_t(mn % 8) * uint64_t(width) +
+                      uint64_t(k / row) * lbo + uint64_t(k % row) * 2;
+    }
+    uint64_t off = swizzled(a - kSharedWindow, width);
+    uint8_t *p = sharedAt(off + kSharedWindow, 2, in);
+    if (inFlight[off] >= 0 || inFlight[off + 1] >= 0)
+      error(in, "wgmma reads shared memory whose copy has not landed (no wait before it)");
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return in.t2.bf ? bf16ToF32(h) : f16ToF32(h);
+  };
+  std::vector<float> A(64 * 16), B(size_t(N) * 16);
+  for (int m = 0; m < 64; ++m)
+    for (int k = 0; k < 16; ++k)
+      if (!rs)
+        A[size_t(m * 16 + k)] = element(value(t0, o[1], in), transA, m, k);
+  if (rs) { // A's rows 16 w.. in warp w's registers, as mma.m16n8k16's A
+    for (size_t i = 0; i < group.size(); ++i) {
+      Thread &t = *group[i];
+      int w = int(i / 32), l = int(i % 32), g = l / 4, tg = l % 4;
+      for (int e = 0; e < 8; ++e) {
+        int row = 16 * w + g + ((e >> 1) & 1) * 8, col = tg * 2 + (e & 1) + (e >= 4 ? 8 : 0);
+        uint16_t h = uint16_t(t.r[size_t(o[1].regs[size_t(e / 2)])] >> (16 * (e & 1)));
+        A[size_t(row * 16 + col)] = in.t2.bf ? bf16ToF32(h) : f16ToF32(h);
+      }
+    }
+  }
+  uint64_t descB = value(t0, o[2], in);
+  for (int nn = 0; nn < N; ++nn)
+    for (int k = 0; k < 16; ++k)
+      B[size_t(nn * 16 + k)] = element(descB, transB, nn, k);
+  for (size_t i = 0; i < group.size(); ++i) {
+    Thread &t = *group[i];
+    int w = int(i / 32), l = int(i % 32), g = l / 4, tg = l % 4;
+    for (int j = 0; j < N / 8; ++j)
+      for (int e = 0; e < 4; ++e) {
+        int row = 16 * w + g + (e >= 2 ? 8 : 0), col = 8 * j + 2 * tg + (e & 1);
+        double sum = 0;
+        for (int k = 0; k < 16; ++k)
+          sum += double(scaleA * A[size_t(row * 16 + k)]) * double(scaleB * B[size_t(col * 16 + k)]);
+        uint64_t &d = t.r[size_t(o[0].regs[size_t(j * 4 + e)])];
+        d = fromF32(float(sum + (accumulate ? double(asF32(d)) : 0.0)));
+      }
   }
 }
 
@@ -1725,11 +2183,21 @@ void Launch::runBlock() {
   inFlight.assign(shared.size(), -1);
   epoch = 1;
   warpEpochs.assign((n + 31) / 32, 0);
+  mbarriers.clear();
+  tmaInFlight.clear();
+  for (NamedBarrier &b : named)
+    b = NamedBarrier();
   const std::vector<Inst> &code = f.code;
+  unsigned long long progress = 0;
+  // Runs t until it stops at a collective, a barrier, a wait that does not
+  // pass, or its end.
   auto runThread = [&](Thread &t) {
+    if (t.state == Thread::Blocked)
+      t.state = Thread::Running; // retry its wait
     while (t.state == Thread::Running) {
       if (t.pc < 0 || size_t(t.pc) >= code.size()) {
         t.state = Thread::Done;
+        ++progress;
         break;
       }
       const Inst &in = code[size_t(t.pc)];
@@ -1739,31 +2207,54 @@ void Launch::runBlock() {
                       " instructions in one launch: a kernel that does not end?");
       if (in.pred >= 0 && (t.r[size_t(in.pred)] != 0) == in.predNeg) {
         ++t.pc;
+        ++progress;
         continue;
       }
       if (in.op == Op::Bra) {
         t.pc = f.labels[size_t(in.ops.at(0).label)];
+        ++progress;
         continue;
       }
       switch (in.coll) {
       case Coll::No:
         exec(t, in);
         ++t.pc;
+        ++progress;
         continue;
       case Coll::Exit:
         t.state = Thread::Done;
+        ++progress;
         break;
       case Coll::Warp:
         t.state = Thread::AtWarp;
         break;
-      case Coll::Barrier:
+      case Coll::Group:
+        t.state = Thread::AtGroup;
+        break;
+      case Coll::Barrier: {
+        // bar.sync id{, count}: count threads (all the block's by default).
+        unsigned id = in.ops.empty() ? 0 : unsigned(value(t, in.ops[0], in));
+        unsigned count = in.ops.size() > 1 ? unsigned(value(t, in.ops[1], in)) : unsigned(n);
+        arrive(id, count, in);
+        t.barrier = int(id);
         t.state = Thread::AtBarrier;
+        ++progress;
+        break;
+      }
+      case Coll::Wait:
+        if (tryWait(t, in)) {
+          ++t.pc;
+          ++progress;
+          continue;
+        }
+        t.state = Thread::Blocked;
         break;
       }
     }
   };
   size_t warps = (n + 31) / 32;
   while (true) {
+    unsigned long long before = progress;
     for (size_t w = 0; w < warps; ++w) {
       size_t first = w * 32, last = std::min(n, first + 32);
       while (true) {
@@ -1776,17 +2267,27 @@ void Launch::runBlock() {
         }
         if (!atWarp)
           break;
-        const Inst &in = code[size_t(threads[first].pc)];
+        size_t firstAt = first;
+        while (threads[firstAt].state != Thread::AtWarp)
+          ++firstAt;
+        const Inst &in = code[size_t(threads[firstAt].pc)];
         if (atWarp != 32) {
-          const Thread &t = threads[first + (threads[first].state == Thread::AtWarp ? 0 : 0)];
-          (void)t;
+          // The other lanes may still be blocked (an mbarrier) or at a
+          // barrier: wait for them, unless they exited.
+          bool waiting = false;
+          for (size_t i = first; i < last; ++i)
+            waiting = waiting || threads[i].state == Thread::Blocked ||
+                      threads[i].state == Thread::AtBarrier ||
+                      threads[i].state == Thread::AtGroup;
+          if (waiting)
+            break;
           error(in, "a warp-collective instruction reached by " + std::to_string(atWarp) +
                         " of the warp's lanes (" + std::to_string(done) +
                         " exited; .sync.aligned needs all 32)");
         }
         std::vector<Thread *> lanes;
         for (size_t i = first; i < last; ++i) {
-          if (threads[i].pc != threads[first].pc)
+          if (threads[i].pc != threads[firstAt].pc)
             error(in, "the lanes of warp " + std::to_string(w) +
                           " reached different collective instructions (lines " +
                           std::to_string(in.line) + " and " +
@@ -1797,16 +2298,83 @@ void Launch::runBlock() {
         ++warpEpochs[w]; // the collective orders the lanes' accesses before and after it
         collective(lanes, in);
         ++warpEpochs[w];
+        ++progress;
         for (Thread *t : lanes) {
           t->state = Thread::Running;
           ++t->pc;
         }
       }
     }
-    size_t atBarrier = 0, done = 0;
+    // Warpgroup collectives (wgmma): the 4 warps' 128 threads at one.
+    for (size_t g = 0; g * 128 < n; ++g) {
+      size_t first = g * 128, last = std::min(n, first + 128);
+      size_t at = 0;
+      for (size_t i = first; i < last; ++i)
+        at += threads[i].state == Thread::AtGroup;
+      if (!at)
+        continue;
+      if (at != 128) {
+        bool done = false;
+        for (size_t i = first; i < last; ++i)
+          done = done || threads[i].state == Thread::Done;
+        if (done || last - first != 128)
+          error(code[size_t(threads[first].pc)],
+                "a warpgroup instruction reached by " + std::to_string(at) +
+                    " of the warpgroup's 128 threads");
+        continue;
+      }
+      const Inst &in = code[size_t(threads[first].pc)];
+      std::vector<Thread *> group;
+      for (size_t i = first; i < last; ++i) {
+        if (threads[i].pc != threads[first].pc)
+          error(in, "the threads of warpgroup " + std::to_string(g) +
+                        " reached different wgmma instructions");
+        group.push_back(&threads[i]);
+      }
+      ++executed;
+      for (size_t w = first / 32; w < last / 32; ++w)
+        ++warpEpochs[w];
+      wgmma(group, in);
+      for (size_t w = first / 32; w < last / 32; ++w)
+        ++warpEpochs[w];
+      ++progress;
+      for (Thread *t : group) {
+        t->state = Thread::Running;
+        ++t->pc;
+      }
+    }
+    // Barriers whose count has arrived release their waiters (for a count
+    // of the whole block, exited threads count as arrived, as on the GPU).
+    size_t exited = 0;
+    for (const Thread &t : threads)
+      exited += t.state == Thread::Done;
+    for (unsigned id = 0; id < kNamedBarriers; ++id) {
+      NamedBarrier &b = named[id];
+      if (!b.expected ||
+          b.arrived + (b.expected == n ? exited : 0) < b.expected)
+        continue;
+      if (b.arrived > b.expected)
+        error(code[0], "barrier " + std::to_string(id) + " saw " + std::to_string(b.arrived) +
+                           " arrivals for a count of " + std::to_string(b.expected));
+      int pc = -1;
+      for (Thread &t : threads)
+        if (t.state == Thread::AtBarrier && t.barrier == int(id)) {
+          if (pc >= 0 && t.pc != pc)
+            error(code[size_t(t.pc)], "threads wait at different bar.sync instructions (lines " +
+                                          std::to_string(code[size_t(pc)].line) + " and " +
+                                          std::to_string(code[size_t(t.pc)].line) + ")");
+          pc = t.pc;
+          t.state = Thread::Running;
+          ++t.pc;
+        }
+      b = NamedBarrier();
+      ++epoch; // (one interval for all barriers: conservative for named ones)
+      ++progress;
+    }
+    size_t done = 0, atBarrier = 0;
     for (const Thread &t : threads) {
-      atBarrier += t.state == Thread::AtBarrier;
       done += t.state == Thread::Done;
+      atBarrier += t.state == Thread::AtBarrier;
     }
     if (done == n) {
       for (const Thread &t : threads) {
@@ -1818,28 +2386,27 @@ void Launch::runBlock() {
           error(*unwaited->issue, "thread " + std::to_string(index(t)) +
                                       " exited with cp.async copies never waited for");
       }
+      if (!tmaInFlight.empty())
+        error(*tmaInFlight.front().issue, "the block ended with a TMA copy nobody waited for");
       break;
     }
-    // Every live thread waits at a barrier (exited threads count as
-    // arrived, as on the GPU). bar.sync is .aligned: all at the same one.
-    int pc = -1;
-    for (Thread &t : threads)
-      if (t.state == Thread::AtBarrier) {
-        if (pc >= 0 && t.pc != pc)
-          error(code[size_t(t.pc)], "threads wait at different bar.sync instructions (lines " +
-                                        std::to_string(code[size_t(pc)].line) + " and " +
-                                        std::to_string(code[size_t(t.pc)].line) + ")");
-        pc = t.pc;
+    (void)atBarrier;
+    if (progress == before) {
+      std::string states;
+      for (size_t w = 0; w < warps; ++w) {
+        const Thread &t = threads[w * 32];
+        static const char *names[] = {"running", "at a warp collective", "at a warpgroup collective",
+                                      "at a barrier", "waiting on an mbarrier", "done"};
+        states += " warp " + std::to_string(w) + " " + names[int(t.state)] +
+                  (t.state == Thread::Done ? std::string()
+                                           : " (line " + std::to_string(code[size_t(t.pc)].line) + ")") +
+                  ";";
       }
-    ++epoch;
-    for (Thread &t : threads)
-      if (t.state == Thread::AtBarrier) {
-        t.state = Thread::Running;
-        ++t.pc;
-      }
+      error(code[size_t(threads[0].state == Thread::Done ? 0 : threads[0].pc)],
+            "deadlock: no thread can go on:" + states);
+    }
   }
 }
-
 } // namespace
 
 extern "C" {
@@ -1896,6 +2463,8 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
 }
 
 unsigned long long ptxemu_instructions(void) { return executed; }
+
+void ptxemu_set_tensor_maps(PtxemuTensorMapResolver resolver) { tensorMapResolver = resolver; }
 
 void ptxemu_allocation(const void *p, size_t bytes, int live) {
   if (live)

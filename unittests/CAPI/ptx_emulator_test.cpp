@@ -174,6 +174,25 @@ int main() {
     e = run(oneParam, "  add.s32 %r1, %r2, 5junk;\n  ret;\n", 1, 0, {nullptr});
     expect(contains(e, "cannot read the immediate"), "a malformed immediate: " + e);
   }
+  // 7c. sm_90 synchronization: an mbarrier wait nobody completes is a
+  //     deadlock; two warps through a named barrier of 64 threads and an
+  //     mbarrier of 32 arrivals pass.
+  {
+    std::string wait = "  mov.u64 %rd1, smem;\n  mov.u32 %r1, %tid.x;\n  mov.b32 %r2, 32;\n"
+                       "  setp.eq.u32 %p1, %r1, 0;\n"
+                       "  @%p1 mbarrier.init.shared.b64 [%rd1], %r2;\n  bar.sync 0;\n";
+    std::string spin = "$W:\n  mbarrier.try_wait.parity.shared.b64 %p2, [%rd1], 0;\n"
+                       "  @!%p2 bra $W;\n  ret;\n";
+    std::string e = run(oneParam, wait + spin, 64, 16, {nullptr});
+    expect(contains(e, "deadlock"), "an mbarrier never completed is a deadlock: " + e);
+    e = run(oneParam,
+            wait + "  setp.lt.u32 %p3, %r1, 32;\n"
+                   "  @%p3 mbarrier.arrive.shared.b64 %rd2, [%rd1];\n"
+                   "  @%p3 bar.arrive 1, 64;\n  @!%p3 bar.sync 1, 64;\n" + spin,
+            64, 16, {nullptr});
+    expect(e.empty(), "an mbarrier's 32 arrivals and a named barrier release their waiters" +
+                          (e.empty() ? "" : ": " + e));
+  }
   // 8. mma.sync m16n8k16 bf16 on random integer matrices, fragments loaded
   //    from arrays laid out by the ISA's tables, against a plain product; and
   //    ldmatrix .x4 / .x2.trans of a 16x16 tile in shared memory giving the
