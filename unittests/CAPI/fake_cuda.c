@@ -228,6 +228,22 @@ int cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address,
                            const unsigned *elementStrides, int interleave, int swizzle, int l2,
                            int oobFill) {
   if (rank < 1 || rank > 5 || ((uintptr_t)map % 64)) return 1; /* CUDA_ERROR_INVALID_VALUE */
+  /* What the driver checks (CUDA_ERROR_INVALID_VALUE otherwise): a 16-byte
+   * aligned address, strides multiples of 16 below 2^40, dims 1..2^32,
+   * boxes of 1..256 with an inner extent of whole 16-byte units, element
+   * strides 1..8 (only 1 here: the emulator copies dense boxes), no
+   * interleave (not emulated), swizzle modes 0..3. */
+  static const int sizes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
+  if (type < 0 || type > 12 || ((uintptr_t)address % 16) || interleave != 0 || swizzle < 0 ||
+      swizzle > 3 || oobFill < 0 || oobFill > 1)
+    return 1;
+  if ((box[0] * (unsigned)sizes[type]) % 16) return 1;
+  for (unsigned i = 0; i < rank; ++i) {
+    if (dims[i] < 1 || dims[i] > (1ull << 32) || box[i] < 1 || box[i] > 256 ||
+        elementStrides[i] != 1)
+      return 1;
+    if (i + 1 < rank && (strides[i] % 16 || strides[i] >= (1ull << 40))) return 1;
+  }
   if (pendingMaps == 0) mapLog.maps = 0;
   if (mapLog.maps >= FAKE_MAX_MAPS) return 1;
   FakeTensorMap *m = &mapLog.map[mapLog.maps];

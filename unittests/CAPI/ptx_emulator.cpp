@@ -64,7 +64,7 @@ enum class Op : uint8_t {
   Bfe, Bfi, Popc, Clz, Brev, Prmt, Shf, Lop3, Copysign, Testp, Mma, Ldmatrix, Shfl, Vote, Bar,
   WarpSync, CpAsync, CpCommit, CpWait, Nop, Activemask,
   // sm_90: named barriers' arrive, mbarriers, TMA, wgmma
-  BarArrive, MbarInit, MbarArrive, MbarTryWait, Tma, Wgmma
+  BarArrive, MbarInit, MbarArrive, MbarTryWait, Tma, Wgmma, WgCommit, WgWait
 };
 
 // Where a thread stops: a warp collective, a warpgroup collective (wgmma),
@@ -111,6 +111,7 @@ struct Function {
   std::vector<int> labels; // label id -> instruction index
   int regs = 0;
   size_t staticShared = 0, localBytes = 0;
+  size_t dynamicAlign = 16; // the .extern .shared array's alignment
 };
 
 struct Module {
@@ -178,6 +179,7 @@ struct Parser {
   std::vector<std::pair<std::string, size_t>> sharedDecls; // name, alignment (in order)
   std::unordered_map<std::string, size_t> sharedSize;
   std::string dynamicShared;
+  size_t dynamicAlign = 16;
 
   explicit Parser(Module &m) : module(m) {}
 
@@ -575,8 +577,12 @@ struct Parser {
             in.count = std::stoi(m.substr(4)); // N
         if (!in.count)
           fail(in.line, "wgmma without an m64nNk16 shape");
+      } else if (has("commit_group")) {
+        in.op = Op::WgCommit;
+      } else if (has("wait_group")) {
+        in.op = Op::WgWait;
       } else {
-        in.op = Op::Nop; // fence, commit_group, wait_group: the product is done at issue
+        in.op = Op::Nop; // wgmma.fence
       }
       return;
     }
@@ -699,6 +705,7 @@ struct Parser {
         arrayDecl(l, align, name, bytes);
         if (l.rfind(".extern", 0) == 0) {
           dynamicShared = name;
+          dynamicAlign = std::max<size_t>(align, 16);
           sharedSyms[name] = 0; // placed after the static ones at launch
         } else {
           sharedEnd = (sharedEnd + align - 1) / align * align;
@@ -839,9 +846,11 @@ struct Parser {
           in.ops.push_back(parseOperand(o, lineNo));
       fn->code.push_back(std::move(in));
     }
-    if (!dynamicShared.empty())
-      for (auto &f : module.functions)
+    for (auto &f : module.functions) {
+      f->dynamicAlign = dynamicAlign;
+      if (!dynamicShared.empty())
         f->staticShared = std::max(f->staticShared, sharedEnd);
+    }
     for (auto &f : module.functions)
       for (const Inst &in : f->code)
         for (const Operand &o : in.ops)
@@ -925,6 +934,16 @@ struct Thread {
   int pc = 0;
   enum State : uint8_t { Running, AtWarp, AtGroup, AtBarrier, Blocked, Done } state = Running;
   int barrier = 0; // the barrier id it waits at
+  int failedWait = -1; // the mbarrier try_wait that last returned false
+  // wgmma results not yet waited for: per register the value it will hold
+  // and the number of pending groups writing it; the uncommitted and the
+  // committed groups' registers, oldest first. Such a register is not to be
+  // read or written but by wgmma until its wgmma.wait_group.
+  std::vector<uint64_t> shadow;
+  std::vector<uint16_t> pendingWrites;
+  unsigned lockedRegs = 0;
+  std::vector<int> wgUncommitted;
+  std::vector<std::vector<int>> wgGroups;
   unsigned tid[3] = {0, 0, 0};
   unsigned lane = 0, warp = 0;
   std::vector<uint64_t> r;
@@ -971,9 +990,10 @@ struct Launch {
   static constexpr unsigned kNamedBarriers = 16;
   struct NamedBarrier {
     unsigned arrived = 0, expected = 0;
+    bool wholeBlock = false; // no count given: exited threads count as arrived
   };
   NamedBarrier named[kNamedBarriers];
-  void arrive(unsigned id, unsigned count, const Inst &in) {
+  void arrive(unsigned id, unsigned count, const Inst &in, bool wholeBlock = false) {
     if (id >= kNamedBarriers)
       error(in, "barrier id " + std::to_string(id) + " (0 to 15)");
     if (count == 0 || count % 32 || count > threads.size())
@@ -984,6 +1004,7 @@ struct Launch {
       error(in, "barrier " + std::to_string(id) + " used with counts " +
                     std::to_string(b.expected) + " and " + std::to_string(count));
     b.expected = count;
+    b.wholeBlock = wholeBlock;
     ++b.arrived;
   }
 
@@ -997,6 +1018,7 @@ struct Launch {
     uint64_t mbar, dst; // shared offsets
     std::vector<uint8_t> data; // the box, in box order
     int swizzle;        // 0, 32, 64, 128 bytes
+    uint32_t phase;     // the mbarrier's phase at the issue
     int issuer;
     const Inst *issue;
   };
@@ -1007,11 +1029,19 @@ struct Launch {
       error(in, "an mbarrier never initialized (shared offset " + std::to_string(off) + ")");
     return it->second;
   }
-  void completeIfDone(Mbarrier &m) {
+  void completeIfDone(Mbarrier &m, uint64_t off, const Inst &in) {
     if (m.pending == 0 && m.tx == 0) {
+      // A copy issued in this phase and not landed would land in the next
+      // one: its bytes were not expected (expect_tx short or missing).
+      for (const TmaCopy &c : tmaInFlight)
+        if (c.mbar == off && c.phase == m.phase)
+          error(*c.issue, "an mbarrier phase completed while a TMA copy issued in it is still "
+                          "in flight: its bytes were not counted by expect_tx");
       ++m.phase;
       m.pending = m.expected;
     }
+    if (m.tx < 0)
+      error(in, "an mbarrier received more TMA bytes than expect_tx announced");
   }
   void landTma(uint64_t mbar);
   bool tryWait(Thread &t, const Inst &in);
@@ -1096,6 +1126,9 @@ struct Launch {
   uint64_t value(const Thread &t, const Operand &o, const Inst &in) {
     switch (o.kind) {
     case Kind::Reg: {
+      if (t.lockedRegs && t.pendingWrites[size_t(o.reg)])
+        error(in, "reads a wgmma accumulator register before the wgmma.wait_group that "
+                  "completes it");
       uint64_t v = t.r[size_t(o.reg)];
       return o.negate ? !v : v;
     }
@@ -1199,6 +1232,9 @@ struct Launch {
   void set(Thread &t, const Operand &o, uint64_t v) {
     if (o.kind != Kind::Reg)
       error(*current, "the destination is not a register");
+    if (t.lockedRegs && t.pendingWrites[size_t(o.reg)])
+      error(*current, "writes a wgmma accumulator register before the wgmma.wait_group that "
+                      "completes it");
     t.r[size_t(o.reg)] = v;
   }
 
@@ -1564,6 +1600,10 @@ void Launch::exec(Thread &t, const Inst &in) {
         error(in, "vector access without a vector operand");
       for (int i = 0; i < in.vec; ++i) {
         int reg = val.regs[size_t(i)];
+        if (reg >= 0 && t.lockedRegs && t.pendingWrites[size_t(reg)])
+          error(in, std::string(ld ? "writes" : "reads") +
+                        " a wgmma accumulator register before the wgmma.wait_group that "
+                        "completes it");
         if (ld) {
           if (reg >= 0)
             t.r[size_t(reg)] = load(p + i * bytes, bytes);
@@ -1744,9 +1784,9 @@ void Launch::exec(Thread &t, const Inst &in) {
     break;
   }
   case Op::BarArrive: {
-    unsigned id = unsigned(v(0));
-    unsigned count = o.size() > 1 ? unsigned(v(1)) : unsigned(threads.size());
-    arrive(id, count, in);
+    if (o.size() < 2)
+      error(in, "bar.arrive without a thread count");
+    arrive(unsigned(v(0)), unsigned(v(1)), in);
     break;
   }
   case Op::MbarInit: {
@@ -1768,14 +1808,17 @@ void Launch::exec(Thread &t, const Inst &in) {
       ++mem;
     if (mem == o.size())
       error(in, "mbarrier.arrive without an address");
-    Mbarrier &m = mbarrierAt(address(t, o[mem], in) - kSharedWindow, in);
+    uint64_t off = address(t, o[mem], in) - kSharedWindow;
+    Mbarrier &m = mbarrierAt(off, in);
     if (in.count == 1) // expect_tx
       m.tx += int64_t(value(t, o.at(mem + 1), in));
+    else if (o.size() > mem + 1)
+      error(in, "mbarrier.arrive with a count is not supported by the emulator");
     if (m.pending == 0)
       error(in, "an mbarrier arrival beyond its count");
     --m.pending;
     uint64_t state = m.phase;
-    completeIfDone(m);
+    completeIfDone(m, off, in);
     if (mem > 0 && o[0].kind == Kind::Reg)
       set(t, o[0], state);
     break;
@@ -1783,6 +1826,22 @@ void Launch::exec(Thread &t, const Inst &in) {
   case Op::Tma:
     tma(t, in);
     break;
+  case Op::WgCommit:
+    t.wgGroups.push_back(std::move(t.wgUncommitted));
+    t.wgUncommitted.clear();
+    break;
+  case Op::WgWait: {
+    size_t keep = size_t(v(0));
+    while (t.wgGroups.size() > keep) {
+      for (int r : t.wgGroups.front())
+        if (--t.pendingWrites[size_t(r)] == 0) {
+          t.r[size_t(r)] = t.shadow[size_t(r)];
+          --t.lockedRegs;
+        }
+      t.wgGroups.erase(t.wgGroups.begin());
+    }
+    break;
+  }
   case Op::CpCommit:
     t.groups.push_back(std::move(t.pending));
     t.pending.clear();
@@ -1867,9 +1926,11 @@ void Launch::tma(Thread &t, const Inst &in) {
     error(in, "a TMA box whose inner dimension is " + std::to_string(inner) +
                   " bytes (a multiple of 16, at most the swizzle span " +
                   std::to_string(swizzle) + ")");
-  if (dst % (swizzle ? 1024 : 128))
-    error(in, "a TMA destination not aligned to " + std::to_string(swizzle ? 1024 : 128) +
-                  " bytes (shared offset " + std::to_string(dst) + ")");
+  if (dst % 128)
+    error(in, "a TMA destination not aligned to 128 bytes (shared offset " +
+                  std::to_string(dst) + ")");
+  if (m.swizzle > 3)
+    error(in, "tensor map swizzle mode " + std::to_string(m.swizzle));
   int64_t coord[5] = {0, 0, 0, 0, 0};
   size_t volume = 1;
   for (unsigned d = 0; d < m.rank; ++d) {
@@ -1877,6 +1938,7 @@ void Launch::tma(Thread &t, const Inst &in) {
     volume *= m.box[d];
   }
   TmaCopy c;
+  c.phase = mbarrierAt(mbar, in).phase;
   c.mbar = mbar;
   c.dst = dst;
   c.swizzle = swizzle;
@@ -1929,9 +1991,13 @@ void Launch::landTma(uint64_t mbar) {
         inFlight[b] = -1;
     }
     Mbarrier &m = mbarrierAt(mbar, *c.issue);
+    if (m.phase != c.phase)
+      error(*c.issue, "a TMA copy completing in a later phase of its mbarrier than the one it "
+                      "was issued in");
+    const Inst *issue = c.issue;
     m.tx -= int64_t(c.data.size());
-    completeIfDone(m);
     tmaInFlight.erase(tmaInFlight.begin() + long(i));
+    completeIfDone(m, mbar, *issue);
   }
 }
 
@@ -1943,8 +2009,17 @@ bool Launch::tryWait(Thread &t, const Inst &in) {
   landTma(off); // the copies this barrier waits for land now (any time until here)
   Mbarrier &m = mbarrierAt(off, in);
   uint64_t parity = value(t, o.at(2), in) & 1;
-  if ((m.phase & 1) == parity)
-    return false; // the phase of that parity has not completed
+  if ((m.phase & 1) == parity) {
+    // Not complete: try_wait returns false the first time (it may time out
+    // on a GPU: code must retry), and blocks when the thread retries.
+    if (t.failedWait != t.pc) {
+      t.failedWait = t.pc;
+      set(t, o[0], 0);
+      return true;
+    }
+    return false;
+  }
+  t.failedWait = -1;
   set(t, o[0], 1);
   return true;
 }
@@ -1967,14 +2042,19 @@ void Launch::wgmma(std::vector<Thread *> &group, const Inst &in) {
   float scaleA = imm(4) < 0 ? -1.f : 1.f, scaleB = imm(5) < 0 ? -1.f : 1.f;
   bool transA = !rs && imm(6) != 0, transB = imm(rs ? 6 : 7) != 0;
   auto element = [&](uint64_t desc, bool trans, int mn, int k) -> float {
-    uint64_t start = (desc & 0x3fff) << 4, lbo = ((desc >> 16) & 0x3fff) << 4,
-             sbo = ((desc >> 32) & 0x3fff) << 4;
+    // The start address is the shared address's bits 4..17 (a window of
+    // 256 KB: offsets wrap there).
+    uint64_t start = ((((desc & 0x3fff) << 4) - kSharedWindow) & 0x3ffff) + kSharedWindow,
+             lbo = ((desc >> 16) & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
     if ((desc >> 49) & 7)
       error(in, "a wgmma descriptor with a base offset");
     int mode = int(desc >> 62);
     int width = mode == 0 ? 0 : mode == 1 ? 128 : mode == 2 ? 64 : 32;
-    if (start < kSharedWindow)
-      error(in, "a wgmma descriptor outside shared memory");
+    // With a base offset of 0 the swizzle pattern must start at a pattern
+    // boundary (the k steps inside a 128-byte row keep bits 7.. unchanged).
+    if (width && (((start - kSharedWindow) >> 7) & uint64_t(width / 16 - 1)))
+      error(in, "a swizzled wgmma operand starting inside its swizzle pattern with a base "
+                "offset of 0");
     uint64_t a;
     if (!width) {
       if (trans)
@@ -2007,7 +2087,10 @@ void Launch::wgmma(std::vector<Thread *> &group, const Inst &in) {
       int w = int(i / 32), l = int(i % 32), g = l / 4, tg = l % 4;
       for (int e = 0; e < 8; ++e) {
         int row = 16 * w + g + ((e >> 1) & 1) * 8, col = tg * 2 + (e & 1) + (e >= 4 ? 8 : 0);
-        uint16_t h = uint16_t(t.r[size_t(o[1].regs[size_t(e / 2)])] >> (16 * (e & 1)));
+        size_t ra = size_t(o[1].regs[size_t(e / 2)]);
+        if (t.lockedRegs && t.pendingWrites[ra])
+          error(in, "a wgmma reads A from a register a pending wgmma writes");
+        uint16_t h = uint16_t(t.r[ra] >> (16 * (e & 1)));
         A[size_t(row * 16 + col)] = in.t2.bf ? bf16ToF32(h) : f16ToF32(h);
       }
     }
@@ -2025,8 +2108,18 @@ void Launch::wgmma(std::vector<Thread *> &group, const Inst &in) {
         double sum = 0;
         for (int k = 0; k < 16; ++k)
           sum += double(scaleA * A[size_t(row * 16 + k)]) * double(scaleB * B[size_t(col * 16 + k)]);
-        uint64_t &d = t.r[size_t(o[0].regs[size_t(j * 4 + e)])];
-        d = fromF32(float(sum + (accumulate ? double(asF32(d)) : 0.0)));
+        // Asynchronous: the result is the register's once a wgmma.wait_group
+        // covers this wgmma's group (a chained wgmma reads the pending one).
+        size_t r = size_t(o[0].regs[size_t(j * 4 + e)]);
+        if (t.shadow.empty()) {
+          t.shadow.assign(t.r.size(), 0);
+          t.pendingWrites.assign(t.r.size(), 0);
+        }
+        double c = accumulate ? double(asF32(t.pendingWrites[r] ? t.shadow[r] : t.r[r])) : 0.0;
+        t.shadow[r] = fromF32(float(sum + c));
+        if (t.pendingWrites[r]++ == 0)
+          ++t.lockedRegs;
+        t.wgUncommitted.push_back(int(r));
       }
   }
 }
@@ -2235,7 +2328,7 @@ void Launch::runBlock() {
         // bar.sync id{, count}: count threads (all the block's by default).
         unsigned id = in.ops.empty() ? 0 : unsigned(value(t, in.ops[0], in));
         unsigned count = in.ops.size() > 1 ? unsigned(value(t, in.ops[1], in)) : unsigned(n);
-        arrive(id, count, in);
+        arrive(id, count, in, in.ops.size() < 2);
         t.barrier = int(id);
         t.state = Thread::AtBarrier;
         ++progress;
@@ -2350,8 +2443,7 @@ void Launch::runBlock() {
       exited += t.state == Thread::Done;
     for (unsigned id = 0; id < kNamedBarriers; ++id) {
       NamedBarrier &b = named[id];
-      if (!b.expected ||
-          b.arrived + (b.expected == n ? exited : 0) < b.expected)
+      if (!b.expected || b.arrived + (b.wholeBlock ? exited : 0) < b.expected)
         continue;
       if (b.arrived > b.expected)
         error(code[0], "barrier " + std::to_string(id) + " saw " + std::to_string(b.arrived) +
@@ -2388,6 +2480,15 @@ void Launch::runBlock() {
       }
       if (!tmaInFlight.empty())
         error(*tmaInFlight.front().issue, "the block ended with a TMA copy nobody waited for");
+      for (const Thread &t : threads)
+        if (t.lockedRegs)
+          error(code[0], "thread " + std::to_string(index(t)) +
+                             " ended with wgmma results never waited for (no wgmma.wait_group)");
+      for (const auto &[off, m] : mbarriers)
+        if (m.tx != 0)
+          error(code[0], "the block ended with an mbarrier expecting " + std::to_string(m.tx) +
+                             " TMA bytes that never came (shared offset " +
+                             std::to_string(off) + ")");
       break;
     }
     (void)atBarrier;
@@ -2446,7 +2547,7 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
     l.params.assign(f.paramBytes, 0);
     for (size_t i = 0; i < f.params.size(); ++i)
       std::memcpy(l.params.data() + f.params[i].offset, params[i], f.params[i].size);
-    l.dynamicBase = (f.staticShared + 15) / 16 * 16;
+    l.dynamicBase = (f.staticShared + f.dynamicAlign - 1) / f.dynamicAlign * f.dynamicAlign;
     l.shared.assign(l.dynamicBase + sharedBytes, 0);
     l.threads.resize(size_t(block[0]) * block[1] * block[2]);
     for (unsigned z = 0; z < grid[2]; ++z)

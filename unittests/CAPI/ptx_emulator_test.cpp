@@ -193,6 +193,63 @@ int main() {
     expect(e.empty(), "an mbarrier's 32 arrivals and a named barrier release their waiters" +
                           (e.empty() ? "" : ": " + e));
   }
+  // 7d. wgmma m64n8k16 (both operands from shared memory, K-major without
+  //     swizzle: core matrices of 8 rows x 16 bytes, LBO 128 between the two
+  //     along K, SBO 256 between 8-row groups) against a plain product, and a
+  //     read of its accumulators before wgmma.wait_group reported.
+  {
+    std::mt19937 rng(11);
+    std::uniform_int_distribution<int> d(-3, 3);
+    float A[64][16], B[8][16]; // B as N x K
+    std::vector<uint16_t> image(1152, 0); // A: 2048 bytes, then B: 256
+    for (int m = 0; m < 64; ++m)
+      for (int k = 0; k < 16; ++k) {
+        A[m][k] = float(d(rng));
+        image[size_t(((m / 8) * 256 + (m % 8) * 16 + (k / 8) * 128 + (k % 8) * 2) / 2)] =
+            bf16(A[m][k]);
+      }
+    for (int n = 0; n < 8; ++n)
+      for (int k = 0; k < 16; ++k) {
+        B[n][k] = float(d(rng));
+        image[size_t((2048 + (n % 8) * 16 + (k / 8) * 128 + (k % 8) * 2) / 2)] = bf16(B[n][k]);
+      }
+    std::vector<float> out(128 * 4, 0);
+    std::string params = ".param .u64 img, .param .u64 out";
+    std::string stage =
+        "  ld.param.b64 %rd1, [img];\n  ld.param.b64 %rd2, [out];\n  mov.u64 %rd3, smem;\n"
+        "  mov.u32 %r1, %tid.x;\n  mul.wide.u32 %rd4, %r1, 16;\n"
+        "  add.s64 %rd5, %rd1, %rd4;\n  ld.global.v4.b32 {%r2, %r3, %r4, %r5}, [%rd5];\n"
+        "  add.s64 %rd6, %rd3, %rd4;\n  st.shared.v4.b32 [%rd6], {%r2, %r3, %r4, %r5};\n"
+        "  setp.lt.u32 %p1, %r1, 16;\n"
+        "  @%p1 ld.global.v4.b32 {%r2, %r3, %r4, %r5}, [%rd5+2048];\n"
+        "  @%p1 st.shared.v4.b32 [%rd6+2048], {%r2, %r3, %r4, %r5};\n"
+        "  bar.sync 0;\n  fence.proxy.async.shared::cta;\n"
+        "  shr.u64 %rd7, %rd3, 4;\n  and.b64 %rd7, %rd7, 16383;\n"
+        "  or.b64 %rd8, %rd7, 68720001024;\n" // LBO 128 (8 << 16), SBO 256 (16 << 32)
+        "  add.s64 %rd9, %rd8, 128;\n"       // B: 2048 bytes on
+        "  setp.ne.b32 %p2, 0, 0;\n  wgmma.fence.sync.aligned;\n"
+        "  wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%r10, %r11, %r12, %r13},"
+        " %rd8, %rd9, %p2, 1, 1, 0, 0;\n"
+        "  wgmma.commit_group.sync.aligned;\n";
+    std::string store = "  mul.wide.u32 %rd10, %r1, 16;\n  add.s64 %rd11, %rd2, %rd10;\n"
+                        "  st.global.v4.b32 [%rd11], {%r10, %r11, %r12, %r13};\n  ret;\n";
+    std::string e = run(params, stage + "  wgmma.wait_group.sync.aligned 0;\n" + store, 128,
+                        2304, {image.data(), out.data()});
+    bool ok = e.empty();
+    for (int l = 0; l < 128 && ok; ++l)
+      for (int i = 0; i < 4; ++i) {
+        int w = l / 32, g = (l % 32) / 4, t = l % 4;
+        int row = 16 * w + g + 8 * (i >= 2), col = 2 * t + (i & 1);
+        float want = 0;
+        for (int k = 0; k < 16; ++k)
+          want += A[row][k] * B[col][k];
+        ok = ok && out[size_t(l * 4 + i)] == want;
+      }
+    expect(ok, "wgmma m64n8k16 from shared-memory descriptors" + (e.empty() ? "" : ": " + e));
+    e = run(params, stage + store, 128, 2304, {image.data(), out.data()});
+    expect(contains(e, "before the wgmma.wait_group"),
+           "reading wgmma accumulators before wgmma.wait_group is reported: " + e);
+  }
   // 8. mma.sync m16n8k16 bf16 on random integer matrices, fragments loaded
   //    from arrays laid out by the ISA's tables, against a plain product; and
   //    ldmatrix .x4 / .x2.trans of a 16x16 tile in shared memory giving the
