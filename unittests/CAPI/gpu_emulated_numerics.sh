@@ -56,5 +56,14 @@ check "$ex/document.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --
 check "$ex/block_sparse.attn" --gpu-kernel=wgmma --seq=256 --heads=2 --dtype=bf16 --head-dim=128 --buffer layout=bits:0.3
 check "$ex/alibi.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd
 check "$ex/causal.attn" --gpu-kernel=wgmma-pipelined --seq=200 --heads=2 --dtype=bf16 --head-dim=128
+# The warps in the other order (the consumers before the producer): another
+# interleaving of the same kernels.
+export PTXEMU_REVERSE_WARPS=1
+check "$ex/document.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --head-dim=128 --buffer doc_ids=docs:10:90
+target=cuda:sm_80
+export FAKE_CUDA_CC=80
+check "$ex/causal.attn" --seq=200 --heads=2 --dtype=bf16 --head-dim=128
+check "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16
+unset PTXEMU_REVERSE_WARPS
 echo "$fails failed"
 [ "$fails" -eq 0 ]

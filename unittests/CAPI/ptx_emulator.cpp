@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -20,6 +21,10 @@
 namespace {
 
 unsigned long long executed = 0;
+const bool reverseWarps = [] {
+  const char *e = std::getenv("PTXEMU_REVERSE_WARPS");
+  return e && *e && *e != '0';
+}();
 /// Device allocations (ptxemu_allocation): begin -> bytes. Global accesses
 /// must lie inside one when any is registered.
 std::map<uintptr_t, size_t> globalAllocations;
@@ -2348,7 +2353,10 @@ void Launch::runBlock() {
   size_t warps = (n + 31) / 32;
   while (true) {
     unsigned long long before = progress;
-    for (size_t w = 0; w < warps; ++w) {
+    for (size_t step = 0; step < warps; ++step) {
+      // PTXEMU_REVERSE_WARPS=1: the warps in the other order (another
+      // interleaving: a race that one order hides may show in the other).
+      size_t w = reverseWarps ? warps - 1 - step : step;
       size_t first = w * 32, last = std::min(n, first + 32);
       while (true) {
         for (size_t i = first; i < last; ++i)
