@@ -18,10 +18,15 @@
 # compressed with xz (gzip where xz is missing) into .gpu/heed-gpu.tar.xz, and
 # .gpu/requirements.txt: the highest GLIBC_/GLIBCXX_/CXXABI_ versions the
 # bundle needs (objdump -T), which run.sh's first line checks.
-#   bench/gpu-session/pack.sh             VALIDATE=0 skips the case check
+#   bench/gpu-session/pack.sh             VALIDATE=0 skips the case checks,
+#                                         EMULATE=0 only the emulated run
 # Each case is first run here against the stand-in CUDA driver
 # (unittests/CAPI/fake_cuda.c): its artifact must load and launch (the output
 # stays NaN there: no kernel runs), so a wrong case fails here, not on the GPU.
+# Then every case runs in the stand-in driver's PTX emulator (emulate.sh: the
+# same kernels compiled here as PTX, checked against float64, races, bounds
+# and waits checked; about 5 minutes): a kernel wrong by the PTX ISA stops the
+# pack instead of spending device minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/gpu-session/common.sh
@@ -109,6 +114,11 @@ if [ "${VALIDATE:-1}" != 0 ]; then
       { echo "$log" >&2; say "FAILED: backward case $name does not compile, load and launch"; exit 1; }
   done < <(gpu_cases backward)
   say "every backward case compiles, loads and launches against the stand-in driver"
+  if [ "${EMULATE:-1}" != 0 ]; then
+    bash bench/gpu-session/emulate.sh "$build" > "$stage/emulate.log" 2>&1 ||
+      { cat "$stage/emulate.log" >&2; say "FAILED: a case fails in the PTX emulator"; exit 1; }
+    say "every case passes in the PTX emulator: $(tail -1 "$stage/emulate.log")"
+  fi
 fi
 
 # Only heed's own processes look in the bundle: RPATH (not RUNPATH, so that
