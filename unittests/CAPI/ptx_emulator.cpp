@@ -866,7 +866,9 @@ struct Parser {
 };
 
 // ---------------------------------------------------------------------------
-// Values.
+// Values. (The emulator keeps its own bf16/f16 conversions rather than
+// runtime/Tensor.cpp's: it is part of a stand-in driver library that links
+// nothing of heed's, and it is meant to read the ISA independently of it.)
 
 float asF32(uint64_t v) {
   float f;
