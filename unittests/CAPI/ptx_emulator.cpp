@@ -98,6 +98,8 @@ struct Inst {
   std::string cmp;    // setp's comparison; atom's operation; shfl's mode
   std::string combine;
   std::string rnd;    // rn rm rp rz, or rni rzi rmi rpi for cvt
+  int fround = FE_TONEAREST; // rnd as a <cfenv> mode (rm, rp, rz; else to nearest)
+  int cmpCode = 0;    // setp's comparison, decoded once (compareCode)
   bool sat = false, approx = false, hi = false, wide = false, lo = false, nanProp = false;
   bool trans = false;
   int count = 0; // ldmatrix .x1/.x2/.x4
@@ -176,6 +178,8 @@ std::vector<std::string> splitOperands(const std::string &s) {
     out.push_back(trim(cur));
   return out;
 }
+
+int compareCode(const std::string &cmp, int line);
 
 /// Parsing of one module.
 struct Parser {
@@ -467,6 +471,10 @@ struct Parser {
       else if (p == "x1" || p == "x2" || p == "x4")
         in.count = p[1] - '0';
     }
+    in.fround = in.rnd == "rm"   ? FE_DOWNWARD
+                : in.rnd == "rp" ? FE_UPWARD
+                : in.rnd == "rz" ? FE_TOWARDZERO
+                                 : FE_TONEAREST;
     if (!types.empty())
       in.t = types.front();
     if (types.size() > 1)
@@ -609,6 +617,8 @@ struct Parser {
       for (const char *c : {"and", "or", "xor"})
         if (in.op == Op::Setp && has(c))
           in.combine = c;
+      if (in.op == Op::Setp)
+        in.cmpCode = compareCode(in.cmp, in.line);
     }
     if (in.op == Op::Atom || in.op == Op::Red) {
       for (const char *c : {"add", "min", "max", "exch", "cas", "and", "or", "xor", "inc", "dec"})
@@ -1246,9 +1256,7 @@ struct Launch {
   }
 
   // Floating point with a rounding mode.
-  template <typename F> static float rounded(const std::string &rnd, F f) {
-    int mode = rnd == "rm" ? FE_DOWNWARD : rnd == "rp" ? FE_UPWARD : rnd == "rz" ? FE_TOWARDZERO
-                                                                                 : FE_TONEAREST;
+  template <typename F> static float rounded(int mode, F f) {
     if (mode == FE_TONEAREST)
       return f();
     int old = std::fegetround();
@@ -1264,50 +1272,64 @@ struct Launch {
   void runBlock();
 };
 
-bool compare(const std::string &cmp, const Type &t, uint64_t a, uint64_t b, int line) {
+// setp's comparisons, decoded once: the code's low bits the relation, 16 the
+// unordered-true float form (equ, ltu, ...), 32 unsigned integer forms.
+enum : int { CmpEq = 1, CmpNe, CmpLt, CmpLe, CmpGt, CmpGe, CmpNan, CmpNum, CmpU = 16, CmpUnsigned = 32 };
+int compareCode(const std::string &cmp, int line) {
+  static const std::pair<const char *, int> codes[] = {
+      {"eq", CmpEq}, {"ne", CmpNe}, {"lt", CmpLt}, {"le", CmpLe}, {"gt", CmpGt}, {"ge", CmpGe},
+      {"lo", CmpLt | CmpUnsigned}, {"ls", CmpLe | CmpUnsigned}, {"hi", CmpGt | CmpUnsigned},
+      {"hs", CmpGe | CmpUnsigned}, {"equ", CmpEq | CmpU}, {"neu", CmpNe | CmpU},
+      {"ltu", CmpLt | CmpU}, {"leu", CmpLe | CmpU}, {"gtu", CmpGt | CmpU}, {"geu", CmpGe | CmpU},
+      {"nan", CmpNan}, {"num", CmpNum}};
+  for (auto [name, code] : codes)
+    if (cmp == name)
+      return code;
+  fail(line, "unknown comparison " + cmp);
+}
+
+bool compare(int code, const Type &t, uint64_t a, uint64_t b) {
+  int rel = code & 15;
   if (t.c == 'f') {
     double x = t.bits == 64 ? asF64(a) : asF32(a), y = t.bits == 64 ? asF64(b) : asF32(b);
     bool unordered = std::isnan(x) || std::isnan(y);
-    std::string c = cmp;
-    bool u = c.size() == 3 && c.back() == 'u';
-    if (u)
-      c.pop_back();
-    if (c == "nan")
+    if (rel == CmpNan)
       return unordered;
-    if (c == "num")
+    if (rel == CmpNum)
       return !unordered;
     if (unordered)
-      return u;
-    if (c == "eq") return x == y;
-    if (c == "ne") return x != y;
-    if (c == "lt") return x < y;
-    if (c == "le") return x <= y;
-    if (c == "gt") return x > y;
-    if (c == "ge") return x >= y;
-    fail(line, "unknown comparison " + cmp);
+      return code & CmpU;
+    switch (rel) {
+    case CmpEq: return x == y;
+    case CmpNe: return x != y;
+    case CmpLt: return x < y;
+    case CmpLe: return x <= y;
+    case CmpGt: return x > y;
+    default: return x >= y;
+    }
   }
-  if (t.c == 'p') {
-    if (cmp == "eq") return (a != 0) == (b != 0);
-    if (cmp == "ne") return (a != 0) != (b != 0);
-  }
-  bool isSigned = t.c == 's' && cmp != "lo" && cmp != "ls" && cmp != "hi" && cmp != "hs";
-  if (isSigned || (t.c == 'b' && false)) {
+  if (t.c == 'p')
+    return rel == CmpEq ? (a != 0) == (b != 0) : (a != 0) != (b != 0);
+  if (t.c == 's' && !(code & CmpUnsigned)) {
     int64_t x = Launch::sext(a, t.bits), y = Launch::sext(b, t.bits);
-    if (cmp == "eq") return x == y;
-    if (cmp == "ne") return x != y;
-    if (cmp == "lt") return x < y;
-    if (cmp == "le") return x <= y;
-    if (cmp == "gt") return x > y;
-    if (cmp == "ge") return x >= y;
+    switch (rel) {
+    case CmpEq: return x == y;
+    case CmpNe: return x != y;
+    case CmpLt: return x < y;
+    case CmpLe: return x <= y;
+    case CmpGt: return x > y;
+    default: return x >= y;
+    }
   }
   uint64_t x = Launch::zext(a, t.bits), y = Launch::zext(b, t.bits);
-  if (cmp == "eq") return x == y;
-  if (cmp == "ne") return x != y;
-  if (cmp == "lt" || cmp == "lo") return x < y;
-  if (cmp == "le" || cmp == "ls") return x <= y;
-  if (cmp == "gt" || cmp == "hi") return x > y;
-  if (cmp == "ge" || cmp == "hs") return x >= y;
-  fail(line, "unknown comparison " + cmp);
+  switch (rel) {
+  case CmpEq: return x == y;
+  case CmpNe: return x != y;
+  case CmpLt: return x < y;
+  case CmpLe: return x <= y;
+  case CmpGt: return x > y;
+  default: return x >= y;
+  }
 }
 
 void Launch::exec(Thread &t, const Inst &in) {
@@ -1332,7 +1354,7 @@ void Launch::exec(Thread &t, const Inst &in) {
       setF(in.op == Op::Add ? asF64(v(1)) + asF64(v(2)) : asF64(v(1)) - asF64(v(2)));
     else if (isF) {
       float a = f32(1), b = f32(2);
-      float r = rounded(in.rnd, [&] { return in.op == Op::Add ? a + b : a - b; });
+      float r = rounded(in.fround, [&] { return in.op == Op::Add ? a + b : a - b; });
       if (in.sat)
         r = std::isnan(r) ? 0.f : std::fmin(std::fmax(r, 0.f), 1.f);
       setF(r);
@@ -1344,7 +1366,7 @@ void Launch::exec(Thread &t, const Inst &in) {
       setF(asF64(v(1)) * asF64(v(2)));
     else if (isF) {
       float a = f32(1), b = f32(2);
-      setF(rounded(in.rnd, [&] { return a * b; }));
+      setF(rounded(in.fround, [&] { return a * b; }));
     } else if (in.wide) {
       if (ty.c == 's')
         set(t, o[0], uint64_t(sext(v(1), bits) * sext(v(2), bits)));
@@ -1463,14 +1485,14 @@ void Launch::exec(Thread &t, const Inst &in) {
     break;
   }
   case Op::Setp: {
-    bool r = compare(in.cmp, ty, v(1), v(2), in.line);
+    bool r = compare(in.cmpCode, ty, v(1), v(2));
     if (!in.combine.empty()) {
       bool c = v(3) != 0;
       r = in.combine == "and" ? (r && c) : in.combine == "or" ? (r || c) : (r != c);
     }
     set(t, o[0], r);
     if (o[0].reg2 >= 0) {
-      bool n = !compare(in.cmp, ty, v(1), v(2), in.line);
+      bool n = !compare(in.cmpCode, ty, v(1), v(2));
       if (!in.combine.empty()) {
         bool c = v(3) != 0;
         n = in.combine == "and" ? (n && c) : in.combine == "or" ? (n || c) : (n != c);
@@ -1531,7 +1553,7 @@ void Launch::exec(Thread &t, const Inst &in) {
                 : in.rnd == "rzi" ? std::trunc(val)
                 : in.rnd == "rmi" ? std::floor(val)
                                   : std::ceil(val);
-        float r = rounded(in.rnd == "rz" || in.rnd == "rm" || in.rnd == "rp" ? in.rnd : "rn",
+        float r = rounded(in.rnd.size() == 2 ? in.fround : FE_TONEAREST,
                           [&] { return float(val); });
         set(t, o[0], fromF32(r));
       } else
@@ -1668,7 +1690,7 @@ void Launch::exec(Thread &t, const Inst &in) {
       break;
     }
     float a = f32(1), b = f32(2), c = f32(3);
-    float r = rounded(in.rnd, [&] { return std::fma(a, b, c); });
+    float r = rounded(in.fround, [&] { return std::fma(a, b, c); });
     if (in.sat)
       r = std::isnan(r) ? 0.f : std::fmin(std::fmax(r, 0.f), 1.f);
     setF(r);
