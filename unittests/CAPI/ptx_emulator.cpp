@@ -961,6 +961,10 @@ struct Thread {
   unsigned lockedRegs = 0;
   std::vector<int> wgUncommitted;
   std::vector<std::vector<int>> wgGroups;
+  // The shared bytes those wgmma groups read (kept by the warpgroup's first
+  // thread): not to be overwritten until the group's wgmma.wait_group.
+  std::vector<uint32_t> wgUncommittedBytes;
+  std::vector<std::vector<uint32_t>> wgGroupBytes;
   unsigned tid[3] = {0, 0, 0};
   unsigned lane = 0, warp = 0;
   std::vector<uint64_t> r;
@@ -1001,6 +1005,14 @@ struct Launch {
   // issuing thread (-1: none). Any access by another thread, or a read by
   // the issuer, before the wait is a race (the copy lands at any time).
   std::vector<int32_t> inFlight;
+  // Per shared byte: how many pending wgmma groups read it.
+  std::vector<uint16_t> wgmmaReaders;
+  void checkNotReadByWgmma(uint64_t off, size_t bytes, const Inst &in) {
+    for (uint64_t b = off; b < off + bytes; ++b)
+      if (wgmmaReaders[b])
+        error(in, "overwrites shared byte " + std::to_string(b) +
+                      " that a pending wgmma reads (before its wgmma.wait_group)");
+  }
   static constexpr unsigned long long kStepLimit = 20000000000ull;
 
   // Named barriers (bar.sync / bar.arrive id, count).
@@ -1087,6 +1099,8 @@ struct Launch {
   void track(const Thread &t, uint64_t off, size_t bytes, bool write, const Inst &in,
              bool record = true) {
     Access me{epoch, index(t), int(t.warp), warpEpochs[t.warp]};
+    if (write)
+      checkNotReadByWgmma(off, bytes, in);
     for (uint64_t b = off; b < off + bytes; ++b) {
       if (inFlight[b] >= 0 && (inFlight[b] != me.thread || !write))
         error(in, "shared memory race: thread " + std::to_string(me.thread) + " " +
@@ -1858,6 +1872,8 @@ void Launch::exec(Thread &t, const Inst &in) {
   case Op::WgCommit:
     t.wgGroups.push_back(std::move(t.wgUncommitted));
     t.wgUncommitted.clear();
+    t.wgGroupBytes.push_back(std::move(t.wgUncommittedBytes));
+    t.wgUncommittedBytes.clear();
     break;
   case Op::WgWait: {
     size_t keep = size_t(v(0));
@@ -1868,6 +1884,11 @@ void Launch::exec(Thread &t, const Inst &in) {
           --t.lockedRegs;
         }
       t.wgGroups.erase(t.wgGroups.begin());
+      for (uint32_t off : t.wgGroupBytes.front()) {
+        wgmmaReaders[off]--;
+        wgmmaReaders[off + 1]--;
+      }
+      t.wgGroupBytes.erase(t.wgGroupBytes.begin());
     }
     break;
   }
@@ -1997,6 +2018,7 @@ void Launch::tma(Thread &t, const Inst &in) {
   for (size_t l = 0; l < c.data.size(); l += 16) {
     uint64_t chunk = swizzled(dst + l, swizzle);
     sharedAt(chunk + kSharedWindow, 16, in);
+    checkNotReadByWgmma(chunk, 16, in);
     for (uint64_t b = chunk; b < chunk + 16; ++b) {
       if (inFlight[b] >= 0)
         error(in, "a TMA copy into shared bytes another copy has not landed in yet");
@@ -2099,6 +2121,11 @@ void Launch::wgmma(std::vector<Thread *> &group, const Inst &in) {
     }
     uint64_t off = swizzled(a - kSharedWindow, width);
     uint8_t *p = sharedAt(off + kSharedWindow, 2, in);
+    // Read at issue here; on a GPU any time until the wait: the bytes stay
+    // protected until then.
+    group[0]->wgUncommittedBytes.push_back(uint32_t(off));
+    wgmmaReaders[off]++;
+    wgmmaReaders[off + 1]++;
     if (inFlight[off] >= 0 || inFlight[off + 1] >= 0)
       error(in, "wgmma reads shared memory whose copy has not landed (no wait before it)");
     uint16_t h;
@@ -2303,6 +2330,7 @@ void Launch::runBlock() {
   lastWrite.assign(shared.size(), Access());
   lastRead.assign(shared.size(), Access());
   inFlight.assign(shared.size(), -1);
+  wgmmaReaders.assign(shared.size() + 1, 0);
   epoch = 1;
   warpEpochs.assign((n + 31) / 32, 0);
   mbarriers.clear();

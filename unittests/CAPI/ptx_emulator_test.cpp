@@ -249,6 +249,12 @@ int main() {
     e = run(params, stage + store, 128, 2304, {image.data(), out.data()});
     expect(contains(e, "before the wgmma.wait_group"),
            "reading wgmma accumulators before wgmma.wait_group is reported: " + e);
+    e = run(params,
+            stage + "  @%p1 st.shared.b32 [%rd6], %r1;\n  wgmma.wait_group.sync.aligned 0;\n" +
+                store,
+            128, 2304, {image.data(), out.data()});
+    expect(contains(e, "a pending wgmma reads"),
+           "overwriting a wgmma operand before wgmma.wait_group is reported: " + e);
   }
   // 8. mma.sync m16n8k16 bf16 on random integer matrices, fragments loaded
   //    from arrays laid out by the ISA's tables, against a plain product; and
