@@ -10,7 +10,7 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
 filter=${2:-.}
-export LD_LIBRARY_PATH=$build/unittests/fake-cuda FAKE_CUDA_EXECUTE=1 HEED_PTXAS=none \
+export LD_LIBRARY_PATH=$build/unittests/fake-cuda FAKE_CUDA_EXECUTE=1 HEED_CUDA_LOAD_PTX=1 \
   FAKE_CUDA_CC=${FAKE_CUDA_CC:-90} HEED_CACHE=off
 cd "$root"
 passed=0 failed=0 skipped=0

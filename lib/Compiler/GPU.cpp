@@ -124,6 +124,7 @@ struct KernelFit {
   bool oneStage = false;
   int64_t producerRegisters = 0;
   int64_t keysPerTile = 0;
+  int64_t warps = 0; ///< wgmma: 4 = one consumer warpgroup (twice its registers)
 };
 
 /// The warp-specialized wgmma kernel's keys per tile: FlashAttention-3's 128
@@ -348,6 +349,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
     options.producerRegisters = fit.producerRegisters;
   if (fit.keysPerTile)
     options.keysPerTile = fit.keysPerTile;
+  if (fit.warps)
+    options.warps = fit.warps;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
         std::string which = computation == GPUComputation::BackwardDQ ? "dq" : "dkdv";
         if (backward && vendor == GPUVendor::AMD)
@@ -609,15 +612,23 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   // then half the keys with each producer budget (a heavy classifier needs
   // more in the producer whatever the tile), then a quarter (a heavy mask
   // per score: 2-D neighborhoods).
-  std::vector<std::pair<int64_t, int64_t>> fits = {{keys, 24}};
+  // Last, one consumer warpgroup instead of two (no ping-pong): each
+  // thread may then take twice the registers (D = 256 with a heavy mask:
+  // O alone is 128 f32 a thread).
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> fits = {{keys, 24, 0}};
   for (int64_t producer : {kHopperProducerRegisters, int64_t(24), int64_t(88), int64_t(120)})
-    fits.push_back({keys / 2, producer});
+    fits.push_back({keys / 2, producer, 0});
   if (keys / 4 >= 16)
-    fits.push_back({keys / 4, kHopperProducerRegisters});
-  for (auto [k, producer] : fits) {
+    fits.push_back({keys / 4, kHopperProducerRegisters, 0});
+  fits.push_back({keys, kHopperProducerRegisters, 4});
+  fits.push_back({keys / 2, kHopperProducerRegisters, 4});
+  if (keys / 4 >= 16)
+    fits.push_back({keys / 4, kHopperProducerRegisters, 4});
+  for (auto [k, producer, warps] : fits) {
     KernelFit fit;
     fit.producerRegisters = producer;
     fit.keysPerTile = k;
+    fit.warps = warps;
     auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
                                   GPUComputation::Forward, fit);
     if (!binary) { // (this fit does not lower: keep the best so far)
@@ -626,8 +637,8 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     }
     int64_t bytes = spillBytes(binary->resources);
     binary->resources += fmt::format("heed: warp-specialized fit: producer {} registers, "
-                                     "{} keys per tile\n",
-                                     producer, k);
+                                     "{} keys per tile, {} consumer warpgroup{}\n",
+                                     producer, k, warps == 4 ? 1 : 2, warps == 4 ? "" : "s");
     if (bytes < least) {
       least = bytes;
       best = std::move(*binary);
@@ -638,10 +649,39 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   return best;
 }
 
+/// HEED_CUDA_LOAD_PTX=1: kernels are loaded from their PTX (the driver
+/// compiles it) even where ptxas made a cubin; ptxas still runs, for its
+/// report and the fits. For the stand-in driver's PTX emulator, which runs
+/// PTX only (docs/testing.md): it then runs the kernels a GPU would, fits
+/// included.
+static bool loadPTX() {
+  const char *e = std::getenv("HEED_CUDA_LOAD_PTX");
+  return e && *e && std::string(e) != "0";
+}
+
+static llvm::Expected<GPUKernelBinary> compileCUDAFitted(const spec::Variant &variant,
+                                                         const KernelConfig &config,
+                                                         const CUDATarget &device,
+                                                         GPUKernelKind kind,
+                                                         GPUComputation computation);
+
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &device, GPUKernelKind kind,
                                             GPUComputation computation) {
+  auto binary = compileCUDAFitted(variant, config, device, kind, computation);
+  if (binary && loadPTX() && binary->cubin) {
+    binary->cubin.reset();
+    binary->launch.format = "ptx";
+  }
+  return binary;
+}
+
+static llvm::Expected<GPUKernelBinary> compileCUDAFitted(const spec::Variant &variant,
+                                                         const KernelConfig &config,
+                                                         const CUDATarget &device,
+                                                         GPUKernelKind kind,
+                                                         GPUComputation computation) {
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
   if (kind == GPUKernelKind::Wgmma && computation == GPUComputation::Forward)
     return fitWarpSpecialized(variant, config, device, std::move(binary));
@@ -729,7 +769,8 @@ std::string GPUTarget::canonical() const {
   if (vendor == GPUVendor::AMD)
     text += " mfma=" + std::to_string(mfma);
   else
-    text += " ptxas=" + ptxasIdentity() + " options=" + ptxasOptions();
+    text += " ptxas=" + ptxasIdentity() + " options=" + ptxasOptions() +
+            (loadPTX() ? " load=ptx" : "");
   return text;
 }
 

@@ -169,7 +169,7 @@ int cuModuleLoadData(void **m, const void *image) {
   if (execute()) {
     if (!fakeLog.lastPTX) {
       snprintf(emuError, sizeof emuError,
-               "the PTX emulator takes PTX, not a cubin (set HEED_PTXAS=none)");
+               "the PTX emulator takes PTX, not a cubin (set HEED_CUDA_LOAD_PTX=1)");
       fprintf(stderr, "fake CUDA: %s\n", emuError);
       return EMU_INVALID_PTX;
     }

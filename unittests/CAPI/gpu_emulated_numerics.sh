@@ -2,10 +2,10 @@
 # heed's NVIDIA kernels run on the CPU (sm_80: mma.sync and SIMT; sm_90a:
 # wgmma): heed-run --target=cuda:sm_80 / sm_90a against
 # the stand-in driver with FAKE_CUDA_EXECUTE=1 (ptx_emulator.h), kernels kept
-# as PTX (HEED_PTXAS=none), every output checked against float64 as on a GPU.
+# as PTX (HEED_CUDA_LOAD_PTX=1), every output checked against float64 as on a GPU.
 # Usage: gpu_emulated_numerics.sh HEED_RUN EXAMPLES_DIR
 run=$1 ex=$2
-export FAKE_CUDA_EXECUTE=1 HEED_PTXAS=none FAKE_CUDA_CC=80 HEED_CACHE=off
+export FAKE_CUDA_EXECUTE=1 HEED_CUDA_LOAD_PTX=1 FAKE_CUDA_CC=80 HEED_CACHE=off
 fails=0
 target=cuda:sm_80
 check() {
@@ -56,6 +56,9 @@ check "$ex/document.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --
 check "$ex/block_sparse.attn" --gpu-kernel=wgmma --seq=256 --heads=2 --dtype=bf16 --head-dim=128 --buffer layout=bits:0.3
 check "$ex/alibi.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd
 check "$ex/causal.attn" --gpu-kernel=wgmma-pipelined --seq=200 --heads=2 --dtype=bf16 --head-dim=128
+# D = 256 with a document mask: compileCUDA's fit (with ptxas present) takes
+# one consumer warpgroup; the emulator runs the fitted kernel.
+check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=256 --buffer doc_ids=docs:5:60
 # The warps in the other order (the consumers before the producer): another
 # interleaving of the same kernels.
 export PTXEMU_REVERSE_WARPS=1
