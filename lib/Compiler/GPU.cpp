@@ -636,9 +636,13 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
       continue;
     }
     int64_t bytes = spillBytes(binary->resources);
-    binary->resources += fmt::format("heed: warp-specialized fit: producer {} registers, "
-                                     "{} keys per tile, {} consumer warpgroup{}\n",
-                                     producer, k, warps == 4 ? 1 : 2, warps == 4 ? "" : "s");
+    binary->resources +=
+        warps == 4 ? fmt::format("heed: warp-specialized fit: one consumer warpgroup (no "
+                                 "register split), {} keys per tile\n",
+                                 k)
+                   : fmt::format("heed: warp-specialized fit: producer {} registers, "
+                                 "{} keys per tile\n",
+                                 producer, k);
     if (bytes < least) {
       least = bytes;
       best = std::move(*binary);
@@ -654,34 +658,17 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
 /// report and the fits. For the stand-in driver's PTX emulator, which runs
 /// PTX only (docs/testing.md): it then runs the kernels a GPU would, fits
 /// included.
+/// (Only the entries the runtime loads: compileGPUEntry. AOT exports and
+/// heed-compile keep their cubins.)
 static bool loadPTX() {
   const char *e = std::getenv("HEED_CUDA_LOAD_PTX");
-  return e && *e && std::string(e) != "0";
+  return e && std::string(e) == "1";
 }
-
-static llvm::Expected<GPUKernelBinary> compileCUDAFitted(const spec::Variant &variant,
-                                                         const KernelConfig &config,
-                                                         const CUDATarget &device,
-                                                         GPUKernelKind kind,
-                                                         GPUComputation computation);
 
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const KernelConfig &config,
                                             const CUDATarget &device, GPUKernelKind kind,
                                             GPUComputation computation) {
-  auto binary = compileCUDAFitted(variant, config, device, kind, computation);
-  if (binary && loadPTX() && binary->cubin) {
-    binary->cubin.reset();
-    binary->launch.format = "ptx";
-  }
-  return binary;
-}
-
-static llvm::Expected<GPUKernelBinary> compileCUDAFitted(const spec::Variant &variant,
-                                                         const KernelConfig &config,
-                                                         const CUDATarget &device,
-                                                         GPUKernelKind kind,
-                                                         GPUComputation computation) {
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
   if (kind == GPUKernelKind::Wgmma && computation == GPUComputation::Forward)
     return fitWarpSpecialized(variant, config, device, std::move(binary));
@@ -789,6 +776,10 @@ llvm::Expected<ArtifactEntry> compileGPUEntry(const spec::Variant &variant,
     if (!binary)
       return binary.takeError();
     launch = binary->launch;
+    if (binary->cubin && loadPTX()) {
+      binary->cubin.reset();
+      launch.format = "ptx";
+    }
     entry.binary = binary->cubin ? std::move(*binary->cubin) : std::move(binary->ptx);
     if (target.computation != GPUComputation::Forward) // what heed-cache lists
       entry.info.name += target.computation == GPUComputation::BackwardDQ ? ".backward.dq"
