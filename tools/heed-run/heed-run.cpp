@@ -823,8 +823,12 @@ int main(int argc, char **argv) {
   k.fillUniform(rng, -1, 1);
   v.fillUniform(rng, -1, 1);
 
+  // A paged call's key capacity (what `Skv` means in buffer shapes) is its
+  // page table's: whole pages (docs/decode.md).
+  int64_t skvCapacity = pageSize > 0 ? (skv + pageSize - 1) / pageSize * pageSize : skv;
   std::vector<heed::HostTensor> buffers;
-  if (std::string err = makeBuffers(variant, {batch, heads, hkv, seq, skv}, rng, buffers);
+  if (std::string err =
+          makeBuffers(variant, {batch, heads, hkv, seq, skvCapacity}, rng, buffers);
       !err.empty())
     return error(err);
 

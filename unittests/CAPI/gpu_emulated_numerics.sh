@@ -39,6 +39,7 @@ check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=3 --
 check "$ex/decode.attn" --gpu-kernel=simt --batch=3 --seq=4 --seq-kv=500 --heads=4 --kv-heads=2 --kv-lens=500,3,250 --q-lens=4,0,2
 check "$ex/decode.attn" --dtype=bf16 --head-dim=128 --batch=1 --heads=4 --kv-heads=1 --seq=1 --seq-kv=2048
 check "$ex/decode_document.attn" --dtype=bf16 --batch=2 --heads=4 --kv-heads=2 --seq=3 --seq-kv=77 --buffer doc_ids=docs:1:40 --kv-lens=77,30
+check "$ex/decode_document.attn" --dtype=bf16 --batch=3 --heads=4 --kv-heads=2 --seq=2 --kv-lens=300,33,129 --page-size=16 --buffer doc_ids=docs:1:40
 # Backward: the dQ and dK/dV kernels, buffer gradients (atomics).
 check "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16
 check "$ex/causal.attn" --backward --seq=100 --heads=2 --dtype=bf16 --head-dim=128
