@@ -25,7 +25,7 @@
 # stays NaN there: no kernel runs), so a wrong case fails here, not on the GPU.
 # Then every case runs in the stand-in driver's PTX emulator (emulate.sh: the
 # same kernels compiled here as PTX, checked against float64, races, bounds
-# and waits checked; about 5 minutes): a kernel wrong by the PTX ISA stops the
+# and waits checked; about 3 minutes): a kernel wrong by the PTX ISA stops the
 # pack instead of spending device minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
