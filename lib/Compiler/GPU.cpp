@@ -661,8 +661,11 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
 /// (Only the entries the runtime loads: compileGPUEntry. AOT exports and
 /// heed-compile keep their cubins.)
 static bool loadPTX() {
-  const char *e = std::getenv("HEED_CUDA_LOAD_PTX");
-  return e && std::string(e) == "1";
+  static const bool load = [] {
+    const char *e = std::getenv("HEED_CUDA_LOAD_PTX");
+    return e && std::string(e) == "1";
+  }(); // (read once: the cache key asks on every launch)
+  return load;
 }
 
 llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,

@@ -96,7 +96,7 @@ std::string ServingCall::prepare(const std::string &lensSpec, int64_t pageSizeIn
     return "";
   // Every entry's pages from one pool, handed out in a random order; table
   // entries past an entry's keys hold -1 (never read).
-  int64_t maxPages = (capacity + pageSize - 1) / pageSize, used = 0;
+  int64_t maxPages = pagesPerEntry(capacity, pageSize), used = 0;
   for (int64_t len : lens)
     used += (len + pageSize - 1) / pageSize;
   int64_t pool = std::max<int64_t>(used, 1);

@@ -26,6 +26,10 @@ struct ServingCall {
   std::vector<int64_t> queries; ///< queries per batch entry (with --q-lens)
   HostTensor qLens;             ///< i32 [B] (with --q-lens)
 
+  /// The pages of an entry's table row for `capacity` keys (whole pages).
+  static int64_t pagesPerEntry(int64_t capacity, int64_t pageSize) {
+    return (capacity + pageSize - 1) / pageSize;
+  }
   /// Parses `lensSpec` ("" = every entry `capacity` keys; "L" for every
   /// entry; "L0,L1,..." one per entry; "random:MIN:MAX" drawn from `rng`),
   /// each length in [0, capacity]; with pageSize > 0 scatters k and v

@@ -825,7 +825,8 @@ int main(int argc, char **argv) {
 
   // A paged call's key capacity (what `Skv` means in buffer shapes) is its
   // page table's: whole pages (docs/decode.md).
-  int64_t skvCapacity = pageSize > 0 ? (skv + pageSize - 1) / pageSize * pageSize : skv;
+  int64_t skvCapacity =
+      pageSize > 0 ? heed::run::ServingCall::pagesPerEntry(skv, pageSize) * pageSize : skv;
   std::vector<heed::HostTensor> buffers;
   if (std::string err =
           makeBuffers(variant, {batch, heads, hkv, seq, skvCapacity}, rng, buffers);

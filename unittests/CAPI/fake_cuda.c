@@ -203,6 +203,8 @@ static void *mapAt[FAKE_MAX_MAPS];
 const FakeTensorMapLog *fake_cuda_tensor_maps(void) { return &mapLog; }
 void fake_cuda_expect_map_params(int first) { mapParam = first; }
 
+/* Bytes of an element of each CUtensorMapDataType (UINT8 .. TFLOAT32_FTZ). */
+static const unsigned elementBytes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
 enum { MAX_ENCODED = 4096 };
 static FakeTensorMap encoded[MAX_ENCODED];
 static int numEncoded;
@@ -215,6 +217,7 @@ static int resolveTensorMap(const void *map, PtxemuTensorMap *out) {
   const FakeTensorMap *m = &encoded[i];
   memset(out, 0, sizeof *out);
   out->address = m->address, out->type = m->type, out->rank = (unsigned)m->rank;
+  out->elementBytes = elementBytes[m->type];
   for (int d = 0; d < m->rank; ++d) {
     out->dims[d] = m->dims[d], out->box[d] = m->box[d];
     if (d + 1 < m->rank) out->strides[d] = m->strides[d];
@@ -233,11 +236,10 @@ int cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address,
    * boxes of 1..256 with an inner extent of whole 16-byte units, element
    * strides 1..8 (only 1 here: the emulator copies dense boxes), no
    * interleave (not emulated), swizzle modes 0..3. */
-  static const int sizes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
   if (type < 0 || type > 12 || ((uintptr_t)address % 16) || interleave != 0 || swizzle < 0 ||
       swizzle > 3 || oobFill < 0 || oobFill > 1)
     return 1;
-  if ((box[0] * (unsigned)sizes[type]) % 16) return 1;
+  if ((box[0] * (unsigned)elementBytes[type]) % 16) return 1;
   for (unsigned i = 0; i < rank; ++i) {
     if (dims[i] < 1 || dims[i] > (1ull << 32) || box[i] < 1 || box[i] > 256 ||
         elementStrides[i] != 1)

@@ -100,7 +100,7 @@ struct Inst {
   std::string rnd;    // rn rm rp rz, or rni rzi rmi rpi for cvt
   int fround = FE_TONEAREST; // rnd as a <cfenv> mode (rm, rp, rz; else to nearest)
   int cmpCode = 0;    // setp's comparison, decoded once (compareCode)
-  bool sat = false, approx = false, hi = false, wide = false, lo = false, nanProp = false;
+  bool sat = false, hi = false, wide = false, nanProp = false;
   bool trans = false;
   int count = 0; // ldmatrix .x1/.x2/.x4
 };
@@ -444,12 +444,8 @@ struct Parser {
         in.rnd = p;
       else if (p == "sat")
         in.sat = true;
-      else if (p == "approx")
-        in.approx = true;
       else if (p == "hi")
         in.hi = true;
-      else if (p == "lo")
-        in.lo = true;
       else if (p == "wide")
         in.wide = true;
       else if (p == "NaN")
@@ -702,9 +698,6 @@ struct Parser {
         bytes = 0;
         if (open != std::string::npos && close > open + 1)
           bytes = std::stoul(d.substr(open + 1, close - open - 1));
-        Type t;
-        size_t dot = d.find(" .", d.find(".b") == std::string::npos ? 0 : 0);
-        (void)dot;
         for (const char *ty : {".b8", ".b16", ".b32", ".b64", ".u8", ".u32", ".f32", ".u64"})
           if (d.find(std::string(ty) + " ") != std::string::npos) {
             int bits = std::atoi(ty + 2);
@@ -1188,7 +1181,6 @@ struct Launch {
   static uint64_t zext(uint64_t v, int bits) {
     return bits >= 64 ? v : v & ((uint64_t(1) << bits) - 1);
   }
-  static uint64_t mask(uint64_t v, int bits) { return zext(v, bits); }
 
   // Memory.
   uint8_t *sharedAt(uint64_t addr, size_t bytes, const Inst &in) {
@@ -1355,7 +1347,7 @@ void Launch::exec(Thread &t, const Inst &in) {
   bool isF = ty.c == 'f';
   bool f64 = isF && ty.bits == 64;
   int bits = ty.bits;
-  auto setInt = [&](uint64_t x) { set(t, o[0], mask(x, bits)); };
+  auto setInt = [&](uint64_t x) { set(t, o[0], zext(x, bits)); };
   auto setF = [&](double x) { set(t, o[0], f64 ? fromF64(x) : fromF32(float(x))); };
   switch (in.op) {
   case Op::Nop:
@@ -1478,11 +1470,11 @@ void Launch::exec(Thread &t, const Inst &in) {
   case Op::Xor: {
     uint64_t a = v(1), b = v(2);
     uint64_t r = in.op == Op::And ? a & b : in.op == Op::Or ? a | b : a ^ b;
-    set(t, o[0], ty.c == 'p' ? (r & 1) : mask(r, bits));
+    set(t, o[0], ty.c == 'p' ? (r & 1) : zext(r, bits));
     break;
   }
   case Op::Not:
-    set(t, o[0], ty.c == 'p' ? !v(1) : mask(~v(1), bits));
+    set(t, o[0], ty.c == 'p' ? !v(1) : zext(~v(1), bits));
     break;
   case Op::Shl:
   case Op::Shr: {
@@ -1535,7 +1527,7 @@ void Launch::exec(Thread &t, const Inst &in) {
       uint64_t x = v(1);
       if (o[1].kind == Kind::Imm && o[1].immFloat && bits == 32 && (o[1].imm >> 32))
         x = fromF32(float(asF64(o[1].imm)));
-      set(t, o[0], ty.c == 'p' ? (x & 1) : mask(x, bits));
+      set(t, o[0], ty.c == 'p' ? (x & 1) : zext(x, bits));
     }
     break;
   case Op::Cvt: {
@@ -1587,12 +1579,12 @@ void Launch::exec(Thread &t, const Inst &in) {
       double lo = d.c == 's' ? -std::ldexp(1.0, d.bits - 1) : 0;
       double hi = d.c == 's' ? std::ldexp(1.0, d.bits - 1) - 1 : std::ldexp(1.0, d.bits) - 1;
       r = std::fmin(std::fmax(r, lo), hi);
-      set(t, o[0], mask(d.c == 's' ? uint64_t(int64_t(r)) : uint64_t(r), d.bits));
+      set(t, o[0], zext(d.c == 's' ? uint64_t(int64_t(r)) : uint64_t(r), d.bits));
     } else { // int -> int
       uint64_t r = s.c == 's' ? uint64_t(sext(x, s.bits)) : zext(x, s.bits);
       if (in.sat)
         error(in, "saturating integer conversion is not supported by the emulator");
-      set(t, o[0], mask(r, d.bits));
+      set(t, o[0], zext(r, d.bits));
     }
     break;
   }
@@ -1612,7 +1604,7 @@ void Launch::exec(Thread &t, const Inst &in) {
     } else if (sharedSpace) {
       x = x - kSharedWindow + kGenericShared;
     }
-    set(t, o[0], mask(x, bits));
+    set(t, o[0], zext(x, bits));
     break;
   }
   case Op::Ld:
@@ -1633,7 +1625,7 @@ void Launch::exec(Thread &t, const Inst &in) {
       if (ld) {
         uint64_t x = load(p, bytes);
         if (ty.c == 's')
-          x = mask(uint64_t(sext(x, bits)), 64);
+          x = zext(uint64_t(sext(x, bits)), 64);
         set(t, val, x);
       } else {
         store(p, value(t, val, in), bytes);
@@ -1675,7 +1667,7 @@ void Launch::exec(Thread &t, const Inst &in) {
     else if (op == "exch")
       r = x;
     else if (op == "cas")
-      r = mask(old, bits) == mask(x, bits) ? v(a + 1) : old;
+      r = zext(old, bits) == zext(x, bits) ? v(a + 1) : old;
     else if (op == "and")
       r = old & x;
     else if (op == "or")
@@ -1966,10 +1958,7 @@ void Launch::tma(Thread &t, const Inst &in) {
   if (m.rank != unsigned(in.count))
     error(in, "a " + std::to_string(in.count) + "-d copy with a rank-" + std::to_string(m.rank) +
                   " tensor map");
-  static const int sizes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
-  if (m.type < 0 || m.type > 12)
-    error(in, "tensor map data type " + std::to_string(m.type));
-  size_t elt = size_t(sizes[m.type]);
+  size_t elt = m.elementBytes;
   int swizzle = m.swizzle == 0 ? 0 : m.swizzle == 1 ? 32 : m.swizzle == 2 ? 64 : 128;
   size_t inner = m.box[0] * elt;
   if (inner % 16 || (swizzle && inner > size_t(swizzle)))
@@ -2523,11 +2512,9 @@ void Launch::runBlock() {
       ++epoch; // (one interval for all barriers: conservative for named ones)
       ++progress;
     }
-    size_t done = 0, atBarrier = 0;
-    for (const Thread &t : threads) {
+    size_t done = 0;
+    for (const Thread &t : threads)
       done += t.state == Thread::Done;
-      atBarrier += t.state == Thread::AtBarrier;
-    }
     if (done == n) {
       for (const Thread &t : threads) {
         const Thread::Copy *unwaited = t.pending.empty() ? nullptr : &t.pending.front();
@@ -2551,7 +2538,6 @@ void Launch::runBlock() {
                              std::to_string(off) + ")");
       break;
     }
-    (void)atBarrier;
     if (progress == before) {
       std::string states;
       for (size_t w = 0; w < warps; ++w) {

@@ -50,12 +50,13 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
                   unsigned sharedBytes, void **params, char *err, size_t errLen);
 /* Instructions executed by every launch so far (all threads). */
 unsigned long long ptxemu_instructions(void);
-/* A tensor map as cuTensorMapEncodeTiled was given it (CUtensorMapDataType,
- * rank, global address, dims, byte strides of dims 1.., box, swizzle 0 none
+/* A tensor map as cuTensorMapEncodeTiled was given it (CUtensorMapDataType
+ * and its element size, rank, global address, dims, byte strides of dims 1.., box, swizzle 0 none
  * 1 32B 2 64B 3 128B, oobFill 0 zeros 1 NaN), for TMA copies (sm_90). */
 typedef struct {
   const void *address;
   int type;
+  unsigned elementBytes; /* of `type` */
   unsigned rank;
   unsigned long long dims[5], strides[4];
   unsigned box[5];
