@@ -102,6 +102,8 @@ std::string KernelInfo::serialize() const {
     os << "gpu_tensor_maps " << gpu->tensorMapRowsQ << " " << gpu->tensorMapRowsKV << "\n";
   if (gpu && gpu->splitKV)
     os << "gpu_split_kv 1 " << (gpu->splitKVWhole ? 1 : 0) << "\n";
+  if (gpu && gpu->packedRows > 0)
+    os << "gpu_packed_rows " << gpu->packedRows << "\n";
   return os.str();
 }
 
@@ -205,6 +207,9 @@ std::string KernelInfo::parse(const std::string &text) {
         whole = 0;
       gpuLaunch().splitKV = v != 0;
       gpuLaunch().splitKVWhole = whole != 0;
+    } else if (key == "gpu_packed_rows") {
+      GPULaunch &g = gpuLaunch();
+      ok = bool(fields >> g.packedRows) && g.packedRows > 0;
     } else if (key == "summarized") {
       unsigned s = 0;
       ok = bool(fields >> s);

@@ -467,12 +467,20 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
     return error;
   void *stats = static_cast<char *>(state.words) + 8;
   unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);
+  unsigned gridY = unsigned(dims.headsQ);
+  // A kernel that packs a GQA group's queries into one tile (decode:
+  // --attn-pack-gqa, the kernel's own run-time condition): one block per
+  // key/value head.
+  if (packsGQA(dims, nullptr, launch.packedRows)) {
+    gridX = 1;
+    gridY = unsigned(dims.headsKV);
+  }
   // Split-KV (docs/decode.md, "Split-KV on the GPU"): phase 1 computes
   // `count` parts of each item's key range into the workspace, phase 2
   // merges them; phase 0 (count 1) is the item at once.
   int64_t count = 1;
   if (launch.splitKV && !launch.splitKVWhole) { // (a gated kernel's loops run whole)
-    count = chooseGPUKVSplits(int64_t(gridX) * dims.headsQ * dims.batch,
+    count = chooseGPUKVSplits(int64_t(gridX) * gridY * dims.batch,
                               longestKeys(args, info, dims), driver.residentBlocks());
     // Bounded by the grid's x (2^31 - 1 blocks) and a workspace of at most
     // kMaxSplitWorkspace (a forced count on a prefill call would ask for
@@ -500,13 +508,13 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
     *splitsOut = split.count;
   GPUKernelArgs params(info, args, dims, serving, summaries, gateRows, state.words, stats,
                        launch.splitKV ? &split : nullptr, maps);
-  if (!(error = driver.launch(gridX * unsigned(split.count), unsigned(dims.headsQ),
+  if (!(error = driver.launch(gridX * unsigned(split.count), gridY,
                               unsigned(dims.batch), params.params()))
            .empty())
     return error;
   if (split.count > 1) {
     params.setPhase(2);
-    if (!(error = driver.launch(gridX, unsigned(dims.headsQ), unsigned(dims.batch),
+    if (!(error = driver.launch(gridX, gridY, unsigned(dims.batch),
                                 params.params()))
              .empty())
       return error;
@@ -621,6 +629,24 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
     return err;
   if (std::string err = checkBackwardTensors(args, info, gradients); !err.empty())
     return err;
+  // The kernels address one (batch, head)'s rows of q, k, v, dout (and
+  // lse, delta) with 32-bit offsets (docs/backward.md, "GPU kernels").
+  unsigned pos = info.layout == Layout::BSHD ? 1 : 2;
+  auto span = [](const TensorRef &t, unsigned dim) {
+    std::vector<int64_t> strides = t.effectiveStrides();
+    return (t.shape[dim] - 1) * strides[dim] + (dim + 1 < t.shape.size() ? t.shape.back() : 1);
+  };
+  for (auto [name, t] : {std::pair<const char *, const TensorRef *>{"q", &args.forward.q},
+                         {"k", &args.forward.k}, {"v", &args.forward.v}, {"dout", &args.dout}})
+    if (t->shape.size() == 4 && t->shape[pos] > 0 &&
+        span(*t, pos) > std::numeric_limits<int32_t>::max())
+      return std::string("the GPU backward addresses a head's rows of ") + name +
+             " with 32-bit offsets: its rows span " + std::to_string(span(*t, pos)) +
+             " elements, more than 2^31 - 1 (" + t->describe() + ")";
+  for (const TensorRef *t : {&args.forward.lse, &args.delta})
+    if (t->shape.size() == 3 && t->shape[2] > 0 && span(*t, 2) > std::numeric_limits<int32_t>::max())
+      return "the GPU backward addresses lse and delta rows with 32-bit offsets: " +
+             t->describe() + " spans more than 2^31 - 1 elements";
   // The dQ kernel stages K and V rows with 16-byte copies, the dK/dV
   // kernel Q and dO rows.
   AttentionArgs staged = args.forward;

@@ -929,6 +929,8 @@ bool packsGQA(const AttentionDims &dims, int64_t (*numQTiles)(int64_t), int64_t 
   int64_t group = dims.headsKV > 0 ? dims.headsQ / dims.headsKV : 1;
   if (packedRows < 0) // the kernel never packs
     return false;
+  if (packedRows == 0 && !numQTiles) // (GPU kernels always say)
+    return false;
   return group > 1 && (packedRows > 0 ? group * dims.seqQ <= packedRows
                                       : numQTiles(group * dims.seqQ) == 1);
 }

@@ -220,6 +220,15 @@ void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &option
 void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &options,
                              int64_t blockQ, int64_t blockKV, int64_t stages) {
   addTileSchedule(pm, blockQ, blockKV, /*patches=*/false, options.analyzeMask);
+  // Decode: a GQA group's query heads in one block's tile when group x Sq
+  // fits it (chosen at run time in one loop; the runtime's grid follows).
+  // Not the wgmma kernel: its Q tensor map reads one head's rows.
+  if (!options.wgmma) {
+    AttnPackGQAOptions pack;
+    pack.rows = blockQ;
+    pack.oneLoop = true;
+    pm.addPass(createAttnPackGQA(pack));
+  }
   addGPUSplitKV(pm);
   if (options.wgmma && options.warpSpecialize) {
     AttnWarpSpecializeOptions specialize;

@@ -259,6 +259,21 @@ std::pair<Value, Value> MaskInterpreter::exactRange(Value buffer, Value row, Val
   Value headEnd = sel(hasFull, fullLo, arith::AddIOp::create(b, loc, hi, one));
   Value tailLo = sel(hasFull, fullEnd, headEnd);
   Type t64 = b.getI64Type();
+  Type elem = cast<MemRefType>(buffer.getType()).getElementType();
+  bool narrow = elem.isSignlessInteger() && elem.getIntOrFloatBitWidth() > 1 &&
+                elem.getIntOrFloatBitWidth() < 64;
+  Type scanType = narrow ? elem : t64;
+  auto extend = [&](Value v) -> Value {
+    if (v.getType() == t64)
+      return v;
+    return v.getType().isInteger(1) ? Value(arith::ExtUIOp::create(b, loc, t64, v))
+                                    : Value(arith::ExtSIOp::create(b, loc, t64, v));
+  };
+  auto constant = [&](bool largest) -> Value {
+    unsigned w = scanType.getIntOrFloatBitWidth();
+    APInt v = largest ? APInt::getSignedMaxValue(w) : APInt::getSignedMinValue(w);
+    return arith::ConstantOp::create(b, loc, IntegerAttr::get(scanType, v));
+  };
   auto idx = [&](Value v) { return arith::IndexCastOp::create(b, loc, b.getIndexType(), v).getResult(); };
   auto scan = [&](Value from, Value to, Value mn, Value mx) -> std::pair<Value, Value> {
     auto loop = scf::ForOp::create(b, loc, idx(from), idx(to), idx(one), ValueRange{mn, mx});
@@ -269,16 +284,16 @@ std::pair<Value, Value> MaskInterpreter::exactRange(Value buffer, Value row, Val
       at.push_back(idx(row));
     at.push_back(loop.getInductionVar());
     Value v = memref::LoadOp::create(b, loc, buffer, at);
-    if (v.getType() != t64)
-      v = v.getType().isInteger(1) ? Value(arith::ExtUIOp::create(b, loc, t64, v))
-                                   : Value(arith::ExtSIOp::create(b, loc, t64, v));
+    if (!narrow)
+      v = extend(v);
     Value args[] = {min(loop.getRegionIterArgs()[0], v), max(loop.getRegionIterArgs()[1], v)};
     scf::YieldOp::create(b, loc, args);
     return {loop.getResult(0), loop.getResult(1)};
   };
-  auto [mn, mx] = scan(lo, headEnd, i64(std::numeric_limits<int64_t>::max()),
-                       i64(std::numeric_limits<int64_t>::min()));
+  auto [mn, mx] = scan(lo, headEnd, constant(true), constant(false));
   std::tie(mn, mx) = scan(tailLo, arith::AddIOp::create(b, loc, hi, one), mn, mx);
+  mn = extend(mn);
+  mx = extend(mx);
   auto full = scf::IfOp::create(b, loc, TypeRange{t64, t64}, hasFull, true);
   {
     OpBuilder::InsertionGuard guard(b);

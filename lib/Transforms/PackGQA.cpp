@@ -163,7 +163,43 @@ void retileRows(TileWorkOp packed, TilePackedSpanOp span, NumTilesOp tiles, int6
   span.getResult().setType(SpanType::get(ctx, rows));
 }
 
-void pack(TileWorkOp work, Packable p, int64_t maxRows) {
+/// The packed tile's rows' per-head sinks (attn.tile.lane_sinks) and the
+/// per-head statistics of a packed loop `packed` whose span is `packedRows`
+/// and whose items hold `group` heads.
+void packHeads(OpBuilder &b, Location loc, TileWorkOp packed, Value packedRows, Value group);
+
+/// --attn-pack-gqa{one-loop}: the same loop for both, its sizes chosen at run
+/// time (g heads an item: the group where it packs, else 1).
+void packOneLoop(TileWorkOp work, Packable p, Value headsKV, Value group, Value choose) {
+  OpBuilder b(work);
+  Location loc = work.getLoc();
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  Value g = arith::SelectOp::create(b, loc, choose, group, one);
+  Value heads = arith::SelectOp::create(b, loc, choose, headsKV, work.getHeads());
+  Value seq = arith::MulIOp::create(b, loc, p.tiles.getSeq(), g);
+  Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seq, p.tiles.getVariantAttr(),
+                                   p.tiles.getSideAttr(), p.tiles.getTilingAttr());
+  work.getHeadsMutable().assign(heads);
+  work.getTilesMutable().assign(tiles);
+  if (p.tiles->use_empty())
+    p.tiles.erase();
+
+  Block &body = work.getBody().front();
+  BlockArgument item = body.getArgument(1);
+  b.setInsertionPointToStart(&body);
+  Value first = arith::MulIOp::create(b, loc, item, g);
+  item.replaceAllUsesExcept(first, first.getDefiningOp());
+  b.setInsertionPoint(p.rows);
+  Value packedRows = TilePackedSpanOp::create(b, loc, p.rows.getResult().getType(),
+                                              p.rows.getSeq(), g, p.rows.getCoords()[0],
+                                              p.rows.getTilingAttr());
+  p.rows.getResult().replaceAllUsesWith(packedRows);
+  p.rows.erase();
+  b.setInsertionPointAfterValue(packedRows);
+  packHeads(b, loc, work, packedRows, g);
+}
+
+void pack(TileWorkOp work, Packable p, int64_t maxRows, bool oneLoop) {
   OpBuilder b(work);
   Location loc = work.getLoc();
   // Hkv from the key tensor, the group, and the run-time choice.
@@ -186,6 +222,8 @@ void pack(TileWorkOp work, Packable p, int64_t maxRows) {
   Value fits = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, packedSeq,
                                      arith::ConstantIndexOp::create(b, loc, rows));
   Value choose = arith::AndIOp::create(b, loc, grouped, fits);
+  if (oneLoop)
+    return packOneLoop(work, p, headsKV, group, choose);
   auto ifOp = scf::IfOp::create(b, loc, choose, /*withElseRegion=*/true);
 
   // The loop as it was, when the group's queries do not fit one tile.
@@ -217,7 +255,10 @@ void pack(TileWorkOp work, Packable p, int64_t maxRows) {
   if (rows != cast<SpanType>(packedRows.getType()).getSize())
     retileRows(packed, packedRows.getDefiningOp<TilePackedSpanOp>(),
                tiles.getDefiningOp<NumTilesOp>(), rows);
+  packHeads(b, loc, packed, packedRows, group);
+}
 
+void packHeads(OpBuilder &b, Location loc, TileWorkOp packed, Value packedRows, Value group) {
   // Per-head sinks: one logit per row, each for its row's head.
   SmallVector<TileSinkOp> sinks;
   packed.walk([&](TileSinkOp sink) {
@@ -245,7 +286,8 @@ void pack(TileWorkOp work, Packable p, int64_t maxRows) {
   packed.walk([&](TileCountOp count) { counts.push_back(count); });
   for (TileCountOp count : counts) {
     b.setInsertionPoint(count);
-    auto perHead = scf::ForOp::create(b, loc, arith::ConstantIndexOp::create(b, loc, 0), group, one);
+    auto perHead = scf::ForOp::create(b, loc, arith::ConstantIndexOp::create(b, loc, 0), group,
+                                      arith::ConstantIndexOp::create(b, loc, 1));
     count->moveBefore(perHead.getBody()->getTerminator());
   }
 }
@@ -261,16 +303,19 @@ struct AttnPackGQAPass : heed::impl::AttnPackGQABase<AttnPackGQAPass> {
     SmallVector<TileWorkOp> works;
     getOperation().walk([&](TileWorkOp work) { works.push_back(work); });
     bool packed = false;
+    int64_t tileRows = rows;
     for (TileWorkOp work : works)
       if (Packable p = analyze(work)) {
-        pack(work, p, rows);
+        if (oneLoop) // (one loop: the loop's own tile)
+          tileRows = p.rows.getResult().getType().getSize();
+        pack(work, p, rows, oneLoop);
         packed = true;
       }
     // What the runtime's scheduling reads (KernelInfo::packedRows): whether
     // this kernel packs at all, and with which tile.
     if (packed)
       getOperation()->setAttr(heed::kPackedRowsAttr,
-                              IntegerAttr::get(IntegerType::get(&getContext(), 64), rows));
+                              IntegerAttr::get(IntegerType::get(&getContext(), 64), tileRows));
   }
 };
 

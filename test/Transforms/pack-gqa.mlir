@@ -1,6 +1,7 @@
 // RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa --split-input-file | FileCheck %s
 // RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa --split-input-file | FileCheck %s --check-prefix=RETILE
 // RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa="rows=4" --split-input-file | FileCheck %s --check-prefix=ROWS4
+// RUN: heed-opt %s --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-pack-gqa="one-loop=1" --split-input-file | FileCheck %s --check-prefix=ONE
 // --attn-pack-gqa: when a GQA group's queries fit one query tile (decided
 // at run time), one work item per key/value head over a packed query tile.
 
@@ -35,6 +36,29 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // CHECK: attn.tile.work %{{.*}}, %[[HQ]], 
 // CHECK: attn.tile.span %[[SQ]]
 // CHECK-NOT: attn.tile.packed_span
+// one-loop (the GPU kernels): no copy; the loop's items, heads per item
+// and tile count are chosen at run time, and its query tile is always a
+// packed span (of one head where it does not pack), in the loop's own rows.
+// ONE-LABEL: func.func @decode
+// ONE-SAME: (%[[Q:[a-z0-9]+]]: memref<?x?x?x64xbf16>, %[[K:[a-z0-9]+]]: memref<?x?x?x64xbf16>
+// ONE-DAG: %[[SQ:.*]] = memref.dim %[[Q]], %c2
+// ONE-DAG: %[[HQ:.*]] = memref.dim %[[Q]], %c1
+// ONE-DAG: %[[HKV:.*]] = memref.dim %[[K]], %c1
+// ONE: %[[G:.*]] = arith.divui %[[HQ]], %[[HKV]]
+// ONE: %[[CHOOSE:.*]] = arith.andi
+// ONE-NOT: scf.if
+// ONE: %[[GE:.*]] = arith.select %[[CHOOSE]], %[[G]], %c1
+// ONE: %[[HEADS:.*]] = arith.select %[[CHOOSE]], %[[HKV]], %[[HQ]]
+// ONE: %[[ROWS:.*]] = arith.muli %[[SQ]], %[[GE]]
+// ONE: %[[TILES:.*]] = attn.num_tiles %[[ROWS]] of @causal side <q> {tiling = #attn.tiling<q = [32]
+// ONE: attn.tile.work %{{.*}}, %[[HEADS]], %[[TILES]]
+// ONE: ^bb0(%{{[a-z0-9]+}}: index, %[[ITEM:[a-z0-9]+]]: index, %[[T:[a-z0-9]+]]: index):
+// ONE: %[[FIRST:.*]] = arith.muli %[[ITEM]], %[[GE]]
+// ONE: attn.tile.packed_span %[[SQ]] group %[[GE]][%[[T]]] tiling <q = [32], kv = [16]> : <32>
+// ONE: attn.tile.load %[[Q]][%{{.*}}, %[[FIRST]]]
+// ONE: scf.for %{{.*}} = %c0{{.*}} to %[[GE]] step %c1{{.*}} {
+// ONE-NEXT: attn.tile.count
+
 // The packed branch has its own tile (--attn-pack-gqa's rows, 16): the
 // prefill loop keeps choose-tiling's 32 rows, the packed one's q, s, acc and
 // row tiles, its span and its tilings are retyped; key tiles are not.

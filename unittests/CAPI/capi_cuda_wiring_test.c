@@ -719,6 +719,33 @@ int main(int argc, char **argv) {
     unsetenv("FAKE_CUDA_CC");
   }
 
+  /* GQA decode (--attn-pack-gqa on the GPU, docs/decode.md): the kernel
+   * packs a group's query heads into one block's tile, and the C API
+   * launches by the kernel's launch shape: (1, Hkv, B) blocks. (A first
+   * version launched Hq blocks there, past the query heads.) */
+  {
+    enum { GH = 4, GKV = 2, GS = 100 };
+    static unsigned short gq[GH * D], gk[GKV * GS * D], gv[GKV * GS * D], go[GH * D];
+    place(gq, sizeof gq, 0), place(gk, sizeof gk, 0), place(gv, sizeof gv, 0);
+    place(go, sizeof go, 0);
+    int64_t qs[4] = {1, GH, 1, D}, ks[4] = {1, GKV, GS, D};
+    heed_tensor gt[4] = {{gq, HEED_DEVICE_CUDA, 0, HEED_F16, 4, qs, NULL},
+                         {gk, HEED_DEVICE_CUDA, 0, HEED_F16, 4, ks, NULL},
+                         {gv, HEED_DEVICE_CUDA, 0, HEED_F16, 4, ks, NULL},
+                         {go, HEED_DEVICE_CUDA, 0, HEED_F16, 4, qs, NULL}};
+    heed_compile_options gopts;
+    heed_compile_options_init(&gopts);
+    gopts.dtype = HEED_F16;
+    heed_kernel *gqa = NULL;
+    CHECK(heed_compile("variant gqa { mask = causal_bottom_right() }", "gqa.attn", &gopts, &gqa) ==
+          HEED_OK);
+    setenv("HEED_SPLIT_KV", "1", 1);
+    CHECK(gqa && runWith(gqa, gt, NULL, 0, s) == HEED_OK);
+    CHECK(log->grid[0] == 1 && log->grid[1] == GKV && log->grid[2] == 1);
+    unsetenv("HEED_SPLIT_KV");
+    heed_kernel_release(gqa);
+  }
+
   heed_kernel_release(k);
   heed_kernel_release(k2);
   heed_kernel_release(own);

@@ -53,7 +53,13 @@ const FakeCudaLog *fake_cuda_log(void) { return &fakeLog; }
 void fake_cuda_clear_calls(void) { fakeLog.calls = 0; }
 
 /* Host memory the test uses as device `device`'s. */
-void fake_cuda_place(const void *p, size_t bytes, int device) { fakePlace(p, bytes, device); }
+static int execute(void);
+/* (Executing kernels, a placed array is device memory the emulator may
+ * access too.) */
+void fake_cuda_place(const void *p, size_t bytes, int device) {
+  fakePlace(p, bytes, device);
+  if (execute()) ptxemu_allocation((void *)(uintptr_t)p, bytes ? bytes : 1, 1);
+}
 
 /* The values of the first n parameters of the next launch (each a pointer to
  * a 64-bit word or smaller scalar), for a test that knows the kernel's
@@ -288,6 +294,10 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   record('L', stream);
   memcpy(fakeLog.prevGrid, fakeLog.grid, sizeof fakeLog.grid);
   fakeLog.grid[0] = gx, fakeLog.grid[1] = gy, fakeLog.grid[2] = gz, fakeLog.block = bx;
+  /* FAKE_CUDA_TRACE=1: each launch's shape on stderr (tests read the grid). */
+  if (getenv("FAKE_CUDA_TRACE"))
+    fprintf(stderr, "fake-cuda: launch grid %u %u %u block %u shared %u\n", gx, gy, gz, bx,
+            shared);
   fakeLog.stream = stream;
   fakeLog.launchDevice = current;
   memcpy(&fakeLog.q, params[0], sizeof fakeLog.q);

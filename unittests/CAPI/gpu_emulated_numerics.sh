@@ -40,6 +40,41 @@ check "$ex/decode.attn" --gpu-kernel=simt --batch=3 --seq=4 --seq-kv=500 --heads
 check "$ex/decode.attn" --dtype=bf16 --head-dim=128 --batch=1 --heads=4 --kv-heads=1 --seq=1 --seq-kv=2048
 check "$ex/decode_document.attn" --dtype=bf16 --batch=2 --heads=4 --kv-heads=2 --seq=3 --seq-kv=77 --buffer doc_ids=docs:1:40 --kv-lens=77,30
 check "$ex/decode_document.attn" --dtype=bf16 --batch=3 --heads=4 --kv-heads=2 --seq=2 --kv-lens=300,33,129 --page-size=16 --buffer doc_ids=docs:1:40
+# GQA packing (decode, --attn-pack-gqa{one-loop}): a group's query heads in
+# one block's tile, one block per key/value head: every launch's grid y is
+# Hkv (the stand-in driver prints each launch with FAKE_CUDA_TRACE=1), and
+# the numerics pass. Per-head sinks (lane sinks), a score reading h (ALiBi),
+# speculative Sq = 3 and 16 (a whole 64-row tile), ragged, packed and paged.
+packed() {
+  want=$1
+  shift
+  out=$(FAKE_CUDA_TRACE=1 "$run" "$@" --target=$target --repeat=1 2>&1)
+  ys=$(printf '%s\n' "$out" | awk '/^fake-cuda: launch grid/ {print $5}' | sort -u | tr '\n' ' ')
+  if printf '%s\n' "$out" | grep -Eq '^check +PASSED' && [ "$ys" = "$want " ]; then
+    echo "PASSED  (grid y $ys) $*"
+  else
+    echo "FAILED  (grid y '$ys', want '$want ') $*"
+    printf '%s\n' "$out" | tail -8
+    fails=$((fails + 1))
+  fi
+}
+packed 2 "$ex/sink_logits.attn" --dtype=bf16 --batch=2 --heads=8 --kv-heads=2 --seq=1 --seq-kv=300 --lse
+packed 3 "$ex/alibi.attn" --dtype=bf16 --head-dim=128 --batch=1 --heads=12 --kv-heads=3 --seq=3 --seq-kv=300 --lse
+packed 2 "$ex/decode.attn" --dtype=f16 --batch=2 --heads=8 --kv-heads=2 --seq=16 --seq-kv=200 --layout=bshd --lse
+packed 8 "$ex/decode.attn" --dtype=f16 --batch=2 --heads=8 --kv-heads=2 --seq=17 --seq-kv=200 --lse
+packed 2 "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=4 --lse --kv-lens=300,64,77 --q-lens=4,1,2 --packed --layout=bshd
+packed 2 "$ex/decode_paged.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=1 --seq-kv=300 --lse --kv-lens=300,1,77 --page-size=16 --layout=bshd
+# The same from an AOT artifact (its gpu_packed_rows line gives the grid).
+aot=$(mktemp -d)
+if HEED_PTXAS=none "$(dirname "$run")/heed-compile" "$ex/decode.attn" --aot --target=sm_80 \
+     --dtype=bf16 --head-dim=64 -o "$aot" > /dev/null 2>&1 &&
+   grep -q '^gpu_packed_rows 64$' "$aot/decode.heedk"; then
+  packed 2 "$ex/decode.attn" --artifact="$aot/decode.heedk" --dtype=bf16 --head-dim=64 --heads=4 --kv-heads=2 --seq=1 --seq-kv=100
+else
+  echo "FAILED  the AOT artifact of decode.attn (sm_80) has no gpu_packed_rows 64"
+  fails=$((fails + 1))
+fi
+rm -rf "$aot"
 # Backward: the dQ and dK/dV kernels, buffer gradients (atomics).
 check "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16
 check "$ex/causal.attn" --backward --seq=100 --heads=2 --dtype=bf16 --head-dim=128

@@ -49,6 +49,11 @@ struct GPULaunch {
   /// Some work loop of the kernel runs whole in split-KV's phase 1 (a gated
   /// item: the pass's fallback): the runtime runs phase 0 alone (count 1).
   bool splitKVWhole = false;
+  /// The kernel packs a GQA group's queries into one tile of this many rows
+  /// where group x Sq fits it (--attn-pack-gqa{one-loop}; docs/decode.md,
+  /// "GQA packing on the GPU"): the runtime then launches (1, Hkv, B)
+  /// blocks. -1: it never packs (and artifacts from before it).
+  int64_t packedRows = -1;
 };
 
 /// Everything the runtime checks and launches a kernel by.

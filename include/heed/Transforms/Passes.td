@@ -135,10 +135,20 @@ def AttnPackGQA : Pass<"attn-pack-gqa", "mlir::ModuleOp"> {
     kept narrower than a prefill tile. The packed branch's q, s, acc and row
     tiles, its span and its tilings are retyped to it (`rows = 16` on a
     32-row loop: the packed branch computes 16-row tiles).
+
+    `one-loop` (the GPU kernels): the loop is not copied; its sizes are
+    chosen at run time instead. Its items are (B, packs ? Hkv : H) with
+    `g = packs ? group : 1` heads per item, its tiles those of g x Sq rows,
+    and every query tile is an `attn.tile.packed_span` of g heads (g = 1:
+    the item's own head, row v token v). One copy of the kernel's code, so
+    compile time and code size stay those of the unpacked kernel; `rows`
+    is then the loop's own.
   }];
   let options = [
     Option<"rows", "rows", "int64_t", "16",
-           "query rows of a packed tile (the loop's rows where fewer)">
+           "query rows of a packed tile (the loop's rows where fewer)">,
+    Option<"oneLoop", "one-loop", "bool", "false",
+           "choose the packing inside one loop (GPU kernels) instead of copying it">
   ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }

@@ -157,7 +157,10 @@ public:
     SmallVector<Value> frags;
     for (int64_t kk = 0; kk < cols / K; ++kk) {
       Value d = arith::AddIOp::create(b, loc, index(b, loc, kk * K), group4(b, loc));
-      frags.push_back(loadOrZero(b, loc, operandType(), q, at(layout, batch, head, row, d), in));
+      frags.push_back(loadOrZero(b, loc, operandType(), q,
+                                 at(layout, batch, rows.head(b, loc, head, slotRow(b, loc, 0)),
+                                    row, d),
+                                 in));
     }
     return frags;
   }
@@ -260,8 +263,9 @@ public:
       for (int64_t i = 0; i < E; ++i) {
         Value c = arith::AddIOp::create(b, loc, group4(b, loc),
                                         index(b, loc, t * M + (i / 4) * K + i % 4));
-        Value x = memref::LoadOp::create(b, loc, tensor,
-                                         ValueRange{batch, head, cols.clampedToken(b, loc, c)});
+        Value x = memref::LoadOp::create(
+            b, loc, tensor,
+            ValueRange{batch, cols.head(b, loc, head, c), cols.clampedToken(b, loc, c)});
         out.push_back(arith::SelectOp::create(b, loc, cols.contains(b, loc, c), x, zero));
       }
     return out;

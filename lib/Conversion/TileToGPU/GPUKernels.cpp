@@ -103,7 +103,24 @@ static Value listToken(OpBuilder &b, Location loc, Value list, Value slot) {
 
 QueryRows QueryRows::of(Value span, ValueRange converted) {
   auto routed = span.getDefiningOp<TileRoutedSpanOp>();
-  return {converted[0], converted[1], routed ? routed.getRows() : Value()};
+  // A packed tile's per-head length: its third converted value.
+  bool packed = span.getDefiningOp<TilePackedSpanOp>() && converted.size() > 2;
+  return {converted[0], converted[1], routed ? routed.getRows() : Value(),
+          packed ? converted[2] : Value()};
+}
+
+/// A packed tile's virtual row first + r as (head offset, token). In 32
+/// bits: v < group x seq + the tile's rows, and the tensors' lengths are
+/// far below 2^32 (a 64-bit division is a long instruction sequence on
+/// GPUs, and its temporaries would sit beside the accumulators).
+static std::pair<Value, Value> unpack(OpBuilder &b, Location loc, Value v, Value seq) {
+  Type i32 = b.getI32Type();
+  Value v32 = arith::IndexCastUIOp::create(b, loc, i32, v);
+  Value seq32 = arith::IndexCastUIOp::create(b, loc, i32, seq);
+  Value h32 = arith::DivUIOp::create(b, loc, v32, seq32);
+  Value t32 = arith::SubIOp::create(b, loc, v32, arith::MulIOp::create(b, loc, h32, seq32));
+  return {arith::IndexCastUIOp::create(b, loc, b.getIndexType(), h32),
+          arith::IndexCastUIOp::create(b, loc, b.getIndexType(), t32)};
 }
 
 Value QueryRows::contains(OpBuilder &b, Location loc, Value r) const {
@@ -113,6 +130,8 @@ Value QueryRows::contains(OpBuilder &b, Location loc, Value r) const {
 
 Value QueryRows::token(OpBuilder &b, Location loc, Value r, Value real) const {
   Value slot = arith::AddIOp::create(b, loc, first, r);
+  if (seq)
+    return unpack(b, loc, slot, seq).second;
   if (!list)
     return slot;
   if (real)
@@ -123,7 +142,17 @@ Value QueryRows::token(OpBuilder &b, Location loc, Value r, Value real) const {
 Value QueryRows::clampedToken(OpBuilder &b, Location loc, Value r) const {
   Value last = arith::SubIOp::create(b, loc, end, index(b, loc, 1));
   Value slot = arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, first, r), last);
+  if (seq)
+    return unpack(b, loc, slot, seq).second;
   return list ? listToken(b, loc, list, slot) : slot;
+}
+
+Value QueryRows::head(OpBuilder &b, Location loc, Value head, Value r) const {
+  if (!seq)
+    return head;
+  Value last = arith::SubIOp::create(b, loc, end, index(b, loc, 1));
+  Value slot = arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, first, r), last);
+  return arith::AddIOp::create(b, loc, head, unpack(b, loc, slot, seq).first);
 }
 
 Value rowGate(OpBuilder &b, Location loc, TileStoreOp op, ValueRange gate, Value batch,
@@ -144,14 +173,15 @@ void QueryRows::moveToSpan(OpBuilder &b) const {
     b.setInsertionPointAfterValue(end);
 }
 
-void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
-               Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
-               int64_t width, int64_t threads, bool transposed, Value rowList, Value pages) {
+static void stageRowsOf(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
+                        Layout layout, Value batch, Value head, const QueryRows &map,
+                        int64_t rows, int64_t width, int64_t threads, bool transposed,
+                        Value pages) {
   Type elt = cast<MemRefType>(global.getType()).getElementType();
   int64_t chunks = rows * width / 8;
   int64_t pageSize = pages ? pageSizeOf(global, layout) : 0;
   // Pages holding whole tiles (a flat span: no row list): one table read.
-  Value page = rowList ? Value() : tilePage(b, loc, pages, pageSize, rows, batch, row0);
+  Value page = map.list ? Value() : tilePage(b, loc, pages, pageSize, rows, batch, map.first);
   auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
                                  index(b, loc, threads));
   OpBuilder::InsertionGuard g(b);
@@ -160,7 +190,6 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
   Value r = arith::DivUIOp::create(b, loc, i, index(b, loc, width / 8));
   Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, index(b, loc, width / 8)),
                                   index(b, loc, 8));
-  QueryRows map{row0, seq, rowList};
   Value in = map.contains(b, loc, r);
   Value pos = map.token(b, loc, r, in);
   Value outer = batch;
@@ -168,7 +197,7 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
     std::tie(outer, pos) = keyRow(b, loc, pages, pageSize, batch, map.clampedToken(b, loc, r),
                                   page);
   Value chunk = loadOrZero(b, loc, VectorType::get({8}, elt), global,
-                           at(layout, outer, head, pos, c), in);
+                           at(layout, outer, map.head(b, loc, head, r), pos, c), in);
   SmallVector<Value> indices(prefix.begin(), prefix.end());
   if (!transposed) {
     indices.append({r, c});
@@ -181,6 +210,20 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
     memref::StoreOp::create(
         b, loc, vector::ExtractOp::create(b, loc, chunk, ArrayRef<int64_t>{e}), smem, to);
   }
+}
+
+void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
+               Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
+               int64_t width, int64_t threads, bool transposed, Value rowList, Value pages) {
+  stageRowsOf(b, loc, global, smem, prefix, layout, batch, head, QueryRows{row0, seq, rowList},
+              rows, width, threads, transposed, pages);
+}
+
+void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange prefix,
+               Layout layout, Value batch, Value head, const QueryRows &queryRows, int64_t rows,
+               int64_t width, int64_t threads, bool transposed) {
+  stageRowsOf(b, loc, global, smem, prefix, layout, batch, head, queryRows, rows, width, threads,
+              transposed, /*pages=*/{});
 }
 
 SmallVector<gpu::GPUFuncOp> outlineKernels(ModuleOp module) {
@@ -217,6 +260,19 @@ SmallVector<gpu::GPUFuncOp> outlineKernels(ModuleOp module) {
 
 namespace {
 
+/// Replaces a span op by (first, end) and, where the target's converter
+/// gives spans a third value (matrix cores), `seq` (a packed GQA tile's
+/// per-head length; 0 for other tiles).
+void replaceSpan(ConversionPatternRewriter &rewriter, const TypeConverter &converter,
+                 Operation *op, Value first, Value end, Value seq = {}) {
+  SmallVector<Type> types;
+  (void)converter.convertType(op->getResult(0).getType(), types);
+  SmallVector<Value> values = {first, end};
+  if (types.size() > 2)
+    values.push_back(seq ? seq : index(rewriter, op->getLoc(), 0));
+  rewriter.replaceOpWithMultiple(op, {values});
+}
+
 /// A work item per thread block: (b, h, t) = the block's (z, y, x).
 struct WorkLowering : OpConversionPattern<TileWorkOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -238,7 +294,29 @@ struct SpanLowering : OpConversionPattern<TileSpanOp> {
     int64_t lanes = op.getResult().getType().getSize();
     Value lo = arith::MulIOp::create(rewriter, op.getLoc(), adaptor.getCoords()[0],
                                      index(rewriter, op.getLoc(), lanes));
-    rewriter.replaceOpWithMultiple(op, {{lo, adaptor.getSeq()}});
+    replaceSpan(rewriter, *getTypeConverter(), op, lo, adaptor.getSeq());
+    return success();
+  }
+};
+
+/// A packed GQA tile (attn.tile.packed_span, --attn-pack-gqa): virtual rows
+/// [tile x lanes, group x seq), row v token v % seq of head v / seq of the
+/// group (QueryRows). Only where spans carry the per-head length.
+struct PackedSpanLowering : OpConversionPattern<TilePackedSpanOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TilePackedSpanOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    SmallVector<Type> types;
+    if (failed(getTypeConverter()->convertType(op.getResult().getType(), types)) ||
+        types.size() < 3)
+      return rewriter.notifyMatchFailure(op, "packed GQA tiles need the matrix-core kernels");
+    Location loc = op.getLoc();
+    int64_t lanes = op.getResult().getType().getSize();
+    Value lo = arith::MulIOp::create(rewriter, loc, adaptor.getTile(), index(rewriter, loc, lanes));
+    Value end = arith::MulIOp::create(rewriter, loc, adaptor.getSeq(), adaptor.getGroup());
+    // (A zero length has no real row; the divisor stays non-zero.)
+    Value seq = arith::MaxUIOp::create(rewriter, loc, adaptor.getSeq(), index(rewriter, loc, 1));
+    replaceSpan(rewriter, *getTypeConverter(), op, lo, end, seq);
     return success();
   }
 };
@@ -250,7 +328,7 @@ struct RoutedSpanLowering : OpConversionPattern<TileRoutedSpanOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     Value end = arith::AddIOp::create(rewriter, op.getLoc(), adaptor.getOffset(),
                                       adaptor.getLanes());
-    rewriter.replaceOpWithMultiple(op, {{adaptor.getOffset(), end}});
+    replaceSpan(rewriter, *getTypeConverter(), op, adaptor.getOffset(), end);
     return success();
   }
 };
@@ -274,6 +352,30 @@ struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
       return success();
     }
     int64_t lanes = op.getSpan().getType().getSize();
+    if (op.getSpan().getDefiningOp<TilePackedSpanOp>()) {
+      // A packed tile's queries: exact within one head, the whole sequence
+      // where the tile crosses into the next head (as on the CPU).
+      Value seqOne = adaptor.getSpan()[2], end = seq;
+      Value one = index(rewriter, loc, 1);
+      Value last = arith::SubIOp::create(
+          rewriter, loc,
+          arith::MinUIOp::create(rewriter, loc,
+                                 arith::AddIOp::create(rewriter, loc, lo, index(rewriter, loc, lanes)),
+                                 end),
+          one);
+      Value firstHead = arith::DivUIOp::create(rewriter, loc, lo, seqOne);
+      Value lastHead = arith::DivUIOp::create(rewriter, loc, last, seqOne);
+      Value same = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq, firstHead, lastHead);
+      Value base = arith::MulIOp::create(rewriter, loc, firstHead, seqOne);
+      Value qLo = arith::SelectOp::create(rewriter, loc, same,
+                                          arith::SubIOp::create(rewriter, loc, lo, base),
+                                          index(rewriter, loc, 0));
+      Value qHi = arith::SelectOp::create(rewriter, loc, same,
+                                          arith::SubIOp::create(rewriter, loc, last, base),
+                                          arith::SubIOp::create(rewriter, loc, seqOne, one));
+      rewriter.replaceOp(op, {qLo, qHi});
+      return success();
+    }
     Value hi = arith::MinUIOp::create(
         rewriter, loc, arith::AddIOp::create(rewriter, loc, lo, index(rewriter, loc, lanes - 1)),
         arith::SubIOp::create(rewriter, loc, seq, index(rewriter, loc, 1)));
@@ -342,7 +444,8 @@ LogicalResult checkKernel(gpu::GPUFuncOp kernel) {
 } // namespace
 
 void populateGPUStructurePatterns(const TypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, SpanBoxLowering, BarrierLowering, CountLowering>(
+  patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, PackedSpanLowering, SpanBoxLowering,
+               BarrierLowering, CountLowering>(
       converter, patterns.getContext());
   populateTileCommonPatterns(converter, patterns, /*statistics=*/false);
 }

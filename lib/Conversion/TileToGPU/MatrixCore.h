@@ -64,9 +64,12 @@ struct Element {
 /// A tile's query rows: block-relative row r is real where first + r <
 /// end and is token first + r, or, for a gated head's tile (`list`, the
 /// head's routed-row list), token list[first + r] (`first` is then the list
-/// slot of the tile's first row).
+/// slot of the tile's first row), or, for a packed GQA tile (`seq`, the
+/// length of one head's queries: attn.tile.packed_span), virtual row v =
+/// first + r of group x seq: token v % seq of the item's head + v / seq.
 struct QueryRows {
   Value first, end, list;
+  Value seq; ///< packed GQA tiles: one head's queries (at least 1)
   /// The rows of `span` (the op's original operand) from its converted
   /// values.
   static QueryRows of(Value span, mlir::ValueRange converted);
@@ -78,6 +81,9 @@ struct QueryRows {
   /// Row r's token, or the last real row's past it (padding rows evaluate
   /// the variant there).
   Value clampedToken(OpBuilder &b, Location loc, Value r) const;
+  /// Row r's head: `head` (the work item's), or in a packed GQA tile the
+  /// head of row r (clamped to the last real row's, as clampedToken).
+  Value head(OpBuilder &b, Location loc, Value head, Value r) const;
   /// For a gated tile, moves `b` to where the span is defined, so that what
   /// is read from the list there is read once per work item, not per key
   /// tile (LLVM keeps loads below barriers); else leaves `b` where it is.
@@ -261,6 +267,11 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::Value
                attn::Layout layout, Value batch, Value head, Value row0, Value seq, int64_t rows,
                int64_t width, int64_t threads, bool transposed = false, Value rowList = {},
                Value pages = {});
+/// The same for a query tile's `queryRows` (a gated or packed GQA tile's
+/// rows too; never paged).
+void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::ValueRange prefix,
+               attn::Layout layout, Value batch, Value head, const QueryRows &queryRows,
+               int64_t rows, int64_t width, int64_t threads, bool transposed = false);
 
 /// Moves each function holding an attn.tile.work into a `gpu.func` kernel
 /// (same arguments) of `gpu.module @heed_gpu`, and erases the host
@@ -289,7 +300,7 @@ void populateMatrixCoreBackwardPatterns(const mlir::TypeConverter &converter,
 /// and whether the pair is visible (in bounds and, unless `masked` is
 /// false, under the mask). `rows`/`cols` are the converted query/key spans.
 struct ElementPositions {
-  llvm::SmallVector<Value> q, kv, visible;
+  llvm::SmallVector<Value> q, kv, head, visible; ///< head: the element's query's
 };
 ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTarget &target,
                                   llvm::ArrayRef<Element> elements, attn::VariantOp variant,

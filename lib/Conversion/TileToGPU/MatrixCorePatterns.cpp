@@ -85,7 +85,9 @@ MatrixCoreTypeConverter::MatrixCoreTypeConverter(const MatrixCoreTarget &target)
   });
   addConversion([](SpanType t, SmallVectorImpl<Type> &out) -> LogicalResult {
     Type index = IndexType::get(t.getContext());
-    out.append({index, index}); // first token, sequence length
+    // first token, sequence length, and a packed GQA tile's per-head
+    // length (0 for other tiles; QueryRows)
+    out.append({index, index, index});
     return success();
   });
 }
@@ -258,7 +260,7 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
   };
   // Per row slot, once: its query token (clamped to the last real row;
   // padding rows are evaluated there), or in a transposed tile its key.
-  SmallVector<Value> slotPos, slotInRange(target.shape.rowSlots);
+  SmallVector<Value> slotPos, slotHead, slotInRange(target.shape.rowSlots);
   {
     OpBuilder::InsertionGuard guard(b);
     if (!transposed)
@@ -266,6 +268,8 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
     for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
       Value r = target.slotRow(b, loc, s);
       slotPos.push_back(transposed ? keyAt(r, slotInRange[s]) : rows.clampedToken(b, loc, r));
+      // (A packed GQA tile's rows are of several heads.)
+      slotHead.push_back(transposed ? head : rows.head(b, loc, head, r));
     }
   }
   // Every element's visibility first: the masks' bounds-checked reads do
@@ -279,15 +283,17 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
       // transposed tile's rows are summed over them).
       out.kv.push_back(slotPos[e.slot]);
       out.q.push_back(rows.clampedToken(b, loc, e.col));
+      out.head.push_back(rows.head(b, loc, head, e.col));
       visible = rows.contains(b, loc, e.col);
       if (slotInRange[e.slot])
         visible = arith::AndIOp::create(b, loc, visible, slotInRange[e.slot]);
     } else {
       out.q.push_back(slotPos[e.slot]);
       out.kv.push_back(keyAt(e.col, visible));
+      out.head.push_back(slotHead[e.slot]);
     }
     if (masked) {
-      Value leading[] = {batch, head, out.q.back(), out.kv.back()};
+      Value leading[] = {batch, out.head.back(), out.q.back(), out.kv.back()};
       how.leading = leading;
       Value m = inlineVariantRegion(b, loc, variant.getMask(), how);
       visible = visible ? Value(arith::AndIOp::create(b, loc, visible, m)) : m;
@@ -321,7 +327,7 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
         how);
     SmallVector<Value> values;
     for (auto [i, e] : llvm::enumerate(elements)) {
-      Value indices[] = {batch, head, at.q[i], at.kv[i]};
+      Value indices[] = {batch, at.head[i], at.q[i], at.kv[i]};
       Value x = inlineScore(rewriter, loc, variant, how, e.value, indices);
       values.push_back(maskedScore(rewriter, loc, at.visible[i], x));
     }
@@ -407,12 +413,10 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    if (op.getLaneSinks()) // --attn-pack-gqa's per-row sinks: a CPU schedule
-      return rewriter.notifyMatchFailure(op, "per-row sink logits are lowered on the CPU only");
     Location loc = op.getLoc();
     QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
     Value out = adaptor.getOut().front(), batch = adaptor.getBatch().front();
-    Value head = adaptor.getHead().front();
+    Value itemHead = adaptor.getHead().front();
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
     SmallVector<Element> outputs = target.elements(rewriter, loc, adaptor.getAcc());
     for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
@@ -420,14 +424,17 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
       // The lanes' parts of the sum, reduced once (sigmoid rows have none).
       Value lFinal = op.isSigmoid() ? adaptor.getSum()[s]
                                     : target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
-      RowFinish finish = finishRow(rewriter, loc, adaptor.getMax()[s], lFinal,
-                                   optionalValue(adaptor.getSink()),
+      // A packed GQA tile's per-head sinks: one per row slot (LaneSinksLowering).
+      Value sink = adaptor.getLaneSinks().empty() ? optionalValue(adaptor.getSink())
+                                                  : adaptor.getLaneSinks()[s];
+      RowFinish finish = finishRow(rewriter, loc, adaptor.getMax()[s], lFinal, sink,
                                    op.isSigmoid(), mathExp, mathLog);
       Value inv = finish.scale, lse = finish.lse;
       auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, slotRow), false);
       OpBuilder::InsertionGuard guard(rewriter);
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
       Value row = rows.token(rewriter, loc, slotRow);
+      Value head = rows.head(rewriter, loc, itemHead, slotRow);
       if (Value gate = rowGate(rewriter, loc, op, adaptor.getGate(), batch, head, row)) {
         // Scaled by its gate; a row not routed (gate 0) has lse -inf.
         inv = arith::MulFOp::create(rewriter, loc, inv, gate);
@@ -456,6 +463,35 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
   }
 };
 
+/// A packed GQA tile's sink logits (--attn-pack-gqa): the variant's sink
+/// region on each row slot's head (a padding row's: the last real row's).
+struct LaneSinksLowering : TargetPattern<TileLaneSinksOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileLaneSinksOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    QueryRows rows = QueryRows::of(op.getRows(), adaptor.getRows());
+    VariantOp variant = lookupVariant(op, op.getVariantAttr());
+    SmallVector<Value> buffers;
+    for (ValueRange b : adaptor.getBuffers())
+      buffers.push_back(b.front());
+    RegionInlining how;
+    how.buffers = buffers;
+    if (!adaptor.getStatus().empty())
+      how.status = adaptor.getStatus().front();
+    SmallVector<Value> sinks;
+    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
+      Value head = rows.head(rewriter, loc, adaptor.getHead().front(),
+                             target.slotRow(rewriter, loc, s));
+      Value leading[] = {adaptor.getBatch().front(), head};
+      how.leading = leading;
+      sinks.push_back(inlineVariantRegion(rewriter, loc, variant.getSink(), how));
+    }
+    rewriter.replaceOpWithMultiple(op, {sinks});
+    return success();
+  }
+};
+
 /// Split-KV's partial phase: the lane's unnormalized elements of O and (one
 /// lane per row) the row's max and whole sum, at [split, batch, head, row]
 /// of the workspace; rows that are not real are not written.
@@ -467,7 +503,7 @@ struct StorePartialLowering : TargetPattern<TileStorePartialOp> {
     QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
     Value pacc = adaptor.getPartialAcc().front(), pstats = adaptor.getPartialStats().front();
     Value split = adaptor.getSplit().front(), batch = adaptor.getBatch().front();
-    Value head = adaptor.getHead().front();
+    Value itemHead = adaptor.getHead().front();
     SmallVector<Element> outputs = target.elements(rewriter, loc, adaptor.getAcc());
     for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
       Value slotRow = target.slotRow(rewriter, loc, s);
@@ -477,6 +513,7 @@ struct StorePartialLowering : TargetPattern<TileStorePartialOp> {
       OpBuilder::InsertionGuard guard(rewriter);
       rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
       Value row = rows.token(rewriter, loc, slotRow);
+      Value head = rows.head(rewriter, loc, itemHead, slotRow);
       for (const Element &e : outputs)
         if (e.slot == s)
           memref::StoreOp::create(rewriter, loc, e.value, pacc,
@@ -503,7 +540,7 @@ struct MergePartialsLowering : TargetPattern<TileMergePartialsOp> {
     Location loc = op.getLoc();
     QueryRows rows = QueryRows::of(op.getSpan(), adaptor.getSpan());
     Value pacc = adaptor.getPartialAcc().front(), pstats = adaptor.getPartialStats().front();
-    Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
+    Value batch = adaptor.getBatch().front(), itemHead = adaptor.getHead().front();
     Value negInf = f32(rewriter, loc, -INFINITY), zero = f32(rewriter, loc, 0);
     SmallVector<Type> fragTypes;
     target.convertTile(cast<TileType>(op.getAcc().getType()), fragTypes);
@@ -518,6 +555,7 @@ struct MergePartialsLowering : TargetPattern<TileMergePartialsOp> {
       Value slotRow = target.slotRow(rewriter, loc, s);
       Value real = rows.contains(rewriter, loc, slotRow);
       Value token = rows.token(rewriter, loc, slotRow, real);
+      Value head = rows.head(rewriter, loc, itemHead, slotRow);
       SmallVector<unsigned> mine;
       for (auto [i, e] : llvm::enumerate(elements))
         if (e.slot == s)
@@ -580,7 +618,7 @@ void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCore
                WarpSpecializeLowering, AcquireKVLowering, ReleaseKVLowering, FillLowering,
                QKLowering,
                ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering,
-               StorePartialLowering, MergePartialsLowering>(
+               LaneSinksLowering, StorePartialLowering, MergePartialsLowering>(
       converter, patterns.getContext(), target);
 }
 

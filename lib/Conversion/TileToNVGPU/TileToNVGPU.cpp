@@ -25,6 +25,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <limits>
+
 namespace heed {
 #define GEN_PASS_DEF_CONVERTATTNTILETONVGPU
 #include "heed/Conversion/Passes.h.inc"
@@ -88,8 +90,8 @@ public:
     Value bufA = residentOperands() ? residentBuffer(b, loc, part1) : buffer(b, loc, part1);
     if (shape.backward)
       gpu::BarrierOp::create(b, loc);
-    stageRows(b, loc, q, bufA, {}, layout, batch, head, rows.first, rows.end, shape.blockRows(),
-              cols, shape.threads(), /*transposed=*/false, rows.list);
+    stageRows(b, loc, q, bufA, {}, layout, batch, head, rows, shape.blockRows(), cols,
+              shape.threads());
     gpu::BarrierOp::create(b, loc);
     if (residentOperands())
       return {index(b, loc, part1 ? 1 : 0)};
@@ -242,10 +244,57 @@ private:
     Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
     Value src = arith::SelectOp::create(b, loc, in, pos, last);
     Value count = arith::SelectOp::create(b, loc, in, index(b, loc, 8), index(b, loc, 0));
+    Value dst[] = {stageRow(b, loc, stage, r), c};
+    if (!pages && shape.backward) {
+      // The (batch, head) rows as a flat view (its base once per item) and
+      // the row's offset in 32 bits: a row's stride (D or H D elements) and
+      // the sequence fit, so the copies keep one 64-bit base beside the
+      // dK and dV accumulators, not 64-bit strides and bounds
+      // (docs/backward.md; the forward's kernels took more registers so).
+      auto [view, rowStride] = rowsView(b, loc, global, batch, head, layout);
+      Type i32 = b.getI32Type();
+      auto to32 = [&](Value v) { return arith::IndexCastUIOp::create(b, loc, i32, v).getResult(); };
+      Value pos32 = arith::AddIOp::create(b, loc, to32(row0), to32(r));
+      Value seq32 = to32(seq);
+      Value in32 = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos32, seq32);
+      Value src32 = arith::SelectOp::create(
+          b, loc, in32, pos32, arith::SubIOp::create(b, loc, seq32, arith::ConstantIntOp::create(b, loc, 1, 32)));
+      count = arith::SelectOp::create(b, loc, in32, index(b, loc, 8), index(b, loc, 0));
+      Value off = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, src32, rowStride),
+                                        to32(c));
+      nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, tokenType(b), smem, dst, view,
+          ValueRange{arith::IndexCastUIOp::create(b, loc, b.getIndexType(), off)},
+          b.getIndexAttr(8), count, b.getUnitAttr());
+      return;
+    }
     auto [outer, at0] = heed::keyRow(b, loc, pages, pageSize, batch, src, page);
-    nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(b), smem, ValueRange{stageRow(b, loc, stage, r), c},
-                                     global, at(layout, outer, head, at0, c), b.getIndexAttr(8), count,
+    nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(b), smem, dst, global,
+                                     at(layout, outer, head, at0, c), b.getIndexAttr(8), count,
                                      b.getUnitAttr());
+  }
+  /// The rows of (batch, head) of a [B, H, S, D] (BSHD: [B, S, H, D]) tensor
+  /// as a 1-D view from its row 0 and the row stride in 32 bits.
+  static std::pair<Value, Value> rowsView(OpBuilder &b, Location loc, Value global, Value batch,
+                                          Value head, Layout layout) {
+    auto meta = memref::ExtractStridedMetadataOp::create(b, loc, global);
+    ValueRange strides = meta.getStrides();
+    unsigned headDim = layout == Layout::BSHD ? 2 : 1, posDim = layout == Layout::BSHD ? 1 : 2;
+    Value offset = arith::AddIOp::create(
+        b, loc, meta.getOffset(),
+        arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, batch, strides[0]),
+                              arith::MulIOp::create(b, loc, head, strides[headDim])));
+    auto elt = cast<MemRefType>(global.getType()).getElementType();
+    auto type = MemRefType::get({ShapedType::kDynamic}, elt,
+                                StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
+                                cast<MemRefType>(global.getType()).getMemorySpace());
+    // (The view's size is not read: the copies' bounds are the sequence's.)
+    Value view = memref::ReinterpretCastOp::create(
+        b, loc, type, meta.getBaseBuffer(), OpFoldResult(offset),
+        ArrayRef<OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+    Value stride = arith::IndexCastUIOp::create(b, loc, b.getI32Type(), strides[posDim]);
+    return {view, stride};
   }
   VectorType aType() const { return VectorType::get({4, 2}, shape.elt); }
   VectorType bType() const { return VectorType::get({2, 2}, shape.elt); }

@@ -14,6 +14,8 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <limits>
+
 namespace heed::gpu_tile {
 
 class WarpFragmentTarget : public MatrixCoreTarget {
@@ -97,11 +99,48 @@ public:
         index(b, loc, 2));
     Value zero = mlir::arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
     llvm::SmallVector<Value> out;
+    if (!cols.list && !cols.seq) {
+      // Flat columns: tensor[batch, head, :] as a 1-D view (its base once
+      // per item) and the token in 32 bits (a dK/dV kernel's step reads
+      // these beside dK and dV: no 64-bit strides and bounds there).
+      namespace arith = mlir::arith;
+      auto meta = mlir::memref::ExtractStridedMetadataOp::create(b, loc, tensor);
+      mlir::ValueRange strides = meta.getStrides();
+      Value offset = arith::AddIOp::create(
+          b, loc, meta.getOffset(),
+          arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, batch, strides[0]),
+                                arith::MulIOp::create(b, loc, head, strides[1])));
+      auto type = mlir::MemRefType::get(
+          {mlir::ShapedType::kDynamic}, b.getF32Type(),
+          mlir::StridedLayoutAttr::get(b.getContext(), mlir::ShapedType::kDynamic, {1}),
+          llvm::cast<mlir::MemRefType>(tensor.getType()).getMemorySpace());
+      Value view = mlir::memref::ReinterpretCastOp::create(
+          b, loc, type, meta.getBaseBuffer(), mlir::OpFoldResult(offset),
+          llvm::ArrayRef<mlir::OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
+          llvm::ArrayRef<mlir::OpFoldResult>{b.getIndexAttr(1)});
+      mlir::Type i32 = b.getI32Type();
+      auto to32 = [&](Value v) { return arith::IndexCastUIOp::create(b, loc, i32, v).getResult(); };
+      Value first = to32(cols.first), end = to32(cols.end), stride = to32(strides[2]);
+      Value last = arith::SubIOp::create(b, loc, end, arith::ConstantIntOp::create(b, loc, 1, 32));
+      for (int64_t n = 0; n < count / 8; ++n)
+        for (int64_t j = 0; j < 2; ++j) {
+          Value c = to32(mlir::arith::AddIOp::create(b, loc, colPair, index(b, loc, n * 8 + j)));
+          Value pos = arith::AddIOp::create(b, loc, first, c);
+          Value token = arith::MinUIOp::create(b, loc, pos, last);
+          Value at = arith::IndexCastUIOp::create(b, loc, b.getIndexType(),
+                                                  arith::MulIOp::create(b, loc, token, stride));
+          Value x = mlir::memref::LoadOp::create(b, loc, view, mlir::ValueRange{at});
+          Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, end);
+          out.push_back(arith::SelectOp::create(b, loc, in, x, zero));
+        }
+      return out;
+    }
     for (int64_t n = 0; n < count / 8; ++n)
       for (int64_t j = 0; j < 2; ++j) {
         Value c = mlir::arith::AddIOp::create(b, loc, colPair, index(b, loc, n * 8 + j));
         Value x = mlir::memref::LoadOp::create(
-            b, loc, tensor, mlir::ValueRange{batch, head, cols.clampedToken(b, loc, c)});
+            b, loc, tensor,
+            mlir::ValueRange{batch, cols.head(b, loc, head, c), cols.clampedToken(b, loc, c)});
         out.push_back(mlir::arith::SelectOp::create(b, loc, cols.contains(b, loc, c), x, zero));
       }
     return out;

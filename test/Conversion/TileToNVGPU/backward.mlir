@@ -26,8 +26,11 @@
 // DKDV: scf.for
 // DKDV: scf.for
 // DKDV: nvgpu.device_async_copy
-// DKDV-COUNT-4: memref.load %arg4[%block_id_z, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
-// DKDV-COUNT-4: memref.load %arg5[%block_id_z, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
+// (each through a 1-D view of its (batch, head) row, 32-bit offsets)
+// DKDV: %[[LSE:.*]] = memref.reinterpret_cast %arg4 to offset: [%{{.*}}], sizes: [2147483647], strides: [1] : memref<?x?x?xf32> to memref<?xf32, strided<[1], offset: ?>>
+// DKDV-COUNT-4: memref.load %[[LSE]][%{{.*}}] : memref<?xf32, strided<[1], offset: ?>>
+// DKDV: %[[DELTA:.*]] = memref.reinterpret_cast %arg5 to offset: [%{{.*}}], sizes: [2147483647], strides: [1] : memref<?x?x?xf32> to memref<?xf32, strided<[1], offset: ?>>
+// DKDV-COUNT-4: memref.load %[[DELTA]][%{{.*}}] : memref<?xf32, strided<[1], offset: ?>>
 // DKDV: nvvm.mma.sync
 // P = e^(S - lse) as 2^((S - lse) log2 e), ex2.approx.ftz per element.
 // DKDV: arith.subf
