@@ -256,6 +256,8 @@ std::string Artifact::serialize() const {
       version = std::max(version, kArtifactVersionPacked);
     if (e.info.entryOrder)
       version = std::max(version, kArtifactVersionEntryOrder);
+    if (e.info.gpu && e.info.gpu->packedRows > 0)
+      version = std::max(version, kArtifactVersionGPUPacking);
   }
   std::string out(kMagic, 8);
   putU32(out, version);
@@ -273,9 +275,9 @@ std::string Artifact::parse(const std::string &bytes) {
     return "not a heed kernel artifact (bad magic or shorter than its header)";
   Reader r{bytes, 8};
   uint32_t version = uint32_t(r.take(4));
-  if (version < kArtifactVersion || version > kArtifactVersionEntryOrder)
+  if (version < kArtifactVersion || version > kArtifactVersionNewest)
     return "artifact format version " + std::to_string(version) + ", this heed reads versions " +
-           std::to_string(kArtifactVersion) + " to " + std::to_string(kArtifactVersionEntryOrder);
+           std::to_string(kArtifactVersion) + " to " + std::to_string(kArtifactVersionNewest);
   uint32_t count = uint32_t(r.take(4));
   std::memcpy(key.data(), bytes.data() + r.pos, 32);
   r.pos += 32;

@@ -632,9 +632,11 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
   // The kernels address one (batch, head)'s rows of q, k, v, dout (and
   // lse, delta) with 32-bit offsets (docs/backward.md, "GPU kernels").
   unsigned pos = info.layout == Layout::BSHD ? 1 : 2;
+  // (Either way: a view may step backwards through its rows.)
   auto span = [](const TensorRef &t, unsigned dim) {
     std::vector<int64_t> strides = t.effectiveStrides();
-    return (t.shape[dim] - 1) * strides[dim] + (dim + 1 < t.shape.size() ? t.shape.back() : 1);
+    return (t.shape[dim] - 1) * std::abs(strides[dim]) +
+           (dim + 1 < t.shape.size() ? t.shape.back() : 1);
   };
   for (auto [name, t] : {std::pair<const char *, const TensorRef *>{"q", &args.forward.q},
                          {"k", &args.forward.k}, {"v", &args.forward.v}, {"dout", &args.dout}})

@@ -473,6 +473,26 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
     EXPECT_EQ(read.entries.at(0).info.cuSeqlensQ, e.info.cuSeqlensQ);
     EXPECT_EQ(read.entries.at(0).info.entryOrder, e.info.entryOrder);
   }
+  // A GPU entry that packs GQA groups (gpu_packed_rows) is version 4: a
+  // reader from before it would launch Hq blocks on a kernel taking Hkv
+  // items. Its packed rows read back; one that never packs reads -1.
+  for (int64_t rows : {int64_t(64), int64_t(-1)}) {
+    KernelInfo info = describeKernel(variant, contiguous);
+    GPULaunch &g = info.gpu.emplace();
+    g.format = "ptx";
+    g.kernelName = "heed_kernel";
+    g.blockRows = 64;
+    g.threads = 128;
+    g.packedRows = rows;
+    Artifact artifact;
+    artifact.entries.push_back({"cuda:sm_80", info, "// PTX .version 8.0 heed_kernel"});
+    std::string bytes = artifact.serialize();
+    EXPECT_EQ(version(bytes), rows > 0 ? kArtifactVersionGPUPacking : kArtifactVersion);
+    Artifact read;
+    ASSERT_EQ(read.parse(bytes), "");
+    ASSERT_TRUE(read.entries.at(0).info.gpu.has_value());
+    EXPECT_EQ(read.entries.at(0).info.gpu->packedRows, rows);
+  }
 }
 
 // The split-KV cost model counts each entry's own queries: a long entry with

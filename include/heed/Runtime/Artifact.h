@@ -116,11 +116,17 @@ struct ArtifactEntry {
 /// as an unknown key), so that such a reader refuses it rather than
 /// launching with the wrong arguments; version 3 likewise for an entry that
 /// takes the entry order (KernelInfo::entryOrder), which a version-2 reader
-/// would misread; every other artifact stays version 1. This heed reads all
-/// three.
+/// would misread; version 4 for a GPU entry that packs GQA groups
+/// (GPULaunch::packedRows); every other artifact stays version 1. This heed
+/// reads all four.
 inline constexpr uint32_t kArtifactVersion = 1;
 inline constexpr uint32_t kArtifactVersionPacked = 2;
 inline constexpr uint32_t kArtifactVersionEntryOrder = 3;
+/// A GPU entry packs GQA groups (gpu_packed_rows): an older reader would
+/// launch Hq blocks on a kernel that takes Hkv items, past the heads.
+inline constexpr uint32_t kArtifactVersionGPUPacking = 4;
+/// The newest version this heed reads.
+inline constexpr uint32_t kArtifactVersionNewest = kArtifactVersionGPUPacking;
 
 struct Artifact {
   Digest key{}; ///< the cache key it was built for (all zero for AOT bundles)

@@ -262,9 +262,10 @@ private:
       count = arith::SelectOp::create(b, loc, in32, index(b, loc, 8), index(b, loc, 0));
       Value off = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, src32, rowStride),
                                         to32(c));
+      // (Signed: a view may step backwards through its rows.)
       nvgpu::DeviceAsyncCopyOp::create(
           b, loc, tokenType(b), smem, dst, view,
-          ValueRange{arith::IndexCastUIOp::create(b, loc, b.getIndexType(), off)},
+          ValueRange{arith::IndexCastOp::create(b, loc, b.getIndexType(), off)},
           b.getIndexAttr(8), count, b.getUnitAttr());
       return;
     }
@@ -293,7 +294,7 @@ private:
         b, loc, type, meta.getBaseBuffer(), OpFoldResult(offset),
         ArrayRef<OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
         ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
-    Value stride = arith::IndexCastUIOp::create(b, loc, b.getI32Type(), strides[posDim]);
+    Value stride = arith::IndexCastOp::create(b, loc, b.getI32Type(), strides[posDim]);
     return {view, stride};
   }
   VectorType aType() const { return VectorType::get({4, 2}, shape.elt); }

@@ -120,15 +120,17 @@ public:
           llvm::ArrayRef<mlir::OpFoldResult>{b.getIndexAttr(1)});
       mlir::Type i32 = b.getI32Type();
       auto to32 = [&](Value v) { return arith::IndexCastUIOp::create(b, loc, i32, v).getResult(); };
-      Value first = to32(cols.first), end = to32(cols.end), stride = to32(strides[2]);
+      // (The stride signed: a view may step backwards through its tokens.)
+      Value first = to32(cols.first), end = to32(cols.end);
+      Value stride = arith::IndexCastOp::create(b, loc, i32, strides[2]);
       Value last = arith::SubIOp::create(b, loc, end, arith::ConstantIntOp::create(b, loc, 1, 32));
       for (int64_t n = 0; n < count / 8; ++n)
         for (int64_t j = 0; j < 2; ++j) {
           Value c = to32(mlir::arith::AddIOp::create(b, loc, colPair, index(b, loc, n * 8 + j)));
           Value pos = arith::AddIOp::create(b, loc, first, c);
           Value token = arith::MinUIOp::create(b, loc, pos, last);
-          Value at = arith::IndexCastUIOp::create(b, loc, b.getIndexType(),
-                                                  arith::MulIOp::create(b, loc, token, stride));
+          Value at = arith::IndexCastOp::create(b, loc, b.getIndexType(),
+                                                arith::MulIOp::create(b, loc, token, stride));
           Value x = mlir::memref::LoadOp::create(b, loc, view, mlir::ValueRange{at});
           Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, end);
           out.push_back(arith::SelectOp::create(b, loc, in, x, zero));
