@@ -460,14 +460,14 @@ KernelModule::~KernelModule() {
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
                                           void *stream, const GPULaunchOptions &options,
-                                          int64_t *splits) const {
+                                          GPULaunchChoice *choice) const {
   std::string error;
   Driver *d = driver(error);
   if (!d || !(error = d->bind(deviceOrdinal)).empty())
     return error;
   StreamDriver calls(*d, stream, function, shape.threads, shape.sharedBytes, resident);
   return launchGPUAttention(info, args, shape, calls, d->streams.get(deviceOrdinal, stream),
-                            options, splits);
+                            options, choice);
 }
 
 std::string KernelModule::launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,

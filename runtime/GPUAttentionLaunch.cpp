@@ -428,7 +428,7 @@ std::string refuseGraphCapture(GPUStreamDriver &driver) {
 std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args,
                                const GPULaunch &launch, GPUStreamDriver &driver,
                                GPUStreamState &state, const GPULaunchOptions &options,
-                               int64_t *splitsOut) {
+                               GPULaunchChoice *choice) {
   AttentionDims dims;
   if (std::string err = checkAttentionArgs(args, info, dims); !err.empty())
     return err;
@@ -504,8 +504,10 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
       return error;
     split.workspace = state.splitWorkspace;
   }
-  if (splitsOut)
-    *splitsOut = split.count;
+  if (choice) {
+    choice->splits = split.count;
+    choice->packedGQA = gridY != unsigned(dims.headsQ);
+  }
   GPUKernelArgs params(info, args, dims, serving, summaries, gateRows, state.words, stats,
                        launch.splitKV ? &split : nullptr, maps);
   if (!(error = driver.launch(gridX * unsigned(split.count), gridY,

@@ -377,14 +377,14 @@ KernelModule::~KernelModule() {
 
 std::string KernelModule::launchAttention(const KernelInfo &info, const AttentionArgs &args,
                                           void *stream, const GPULaunchOptions &options,
-                                          int64_t *splits) const {
+                                          GPULaunchChoice *choice) const {
   std::string error;
   Runtime *r = runtime(error);
   if (!r || !(error = r->bind(deviceOrdinal)).empty())
     return error;
   StreamDriver calls(*r, stream, function, shape.threads, shape.sharedBytes, resident);
   return launchGPUAttention(info, args, shape, calls, r->streams.get(deviceOrdinal, stream),
-                            options, splits);
+                            options, choice);
 }
 
 std::string KernelModule::launchBackward(const KernelInfo &info, const GPUBackwardTensors &args,

@@ -421,8 +421,8 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   start = std::chrono::steady_clock::now();
   heed::GPULaunchOptions synchronous;
   synchronous.synchronous = true; // the kernel's own error belongs to this check
-  int64_t splits = 1;
-  if (std::string err = module->launchAttention(info, args, nullptr, synchronous, &splits);
+  heed::GPULaunchChoice choice;
+  if (std::string err = module->launchAttention(info, args, nullptr, synchronous, &choice);
       !err.empty())
     return error(err);
   double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -469,9 +469,13 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
                               runS * 1e3);
   if (call)
     llvm::outs() << "serving   " << call->describe() << "\n";
-  if (splits > 1)
+  if (choice.packedGQA)
+    llvm::outs() << fmt::format("GQA       {} query heads a block, one block per key/value head "
+                                "(packed tile of {} rows)\n",
+                                dims.headsQ / dims.headsKV, launch.packedRows);
+  if (choice.splits > 1)
     llvm::outs() << fmt::format("split-KV  {} key ranges per work item, merged (two launches)\n",
-                                splits);
+                                choice.splits);
   llvm::outs() << "checked   " << plan.describe(seed) << "\n";
   printCheck(check, config.lse);
   return check.passed ? 0 : 1;

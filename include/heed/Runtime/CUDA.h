@@ -74,10 +74,10 @@ public:
   /// (ceil(Sq / blockRows), Hq, B). Checks the tensors against `info` like
   /// LoadedKernel::run. "" or an error (see launchGPUAttention for when a
   /// kernel's own error is reported).
-  /// `splits` (if given) receives the key ranges per item split-KV ran.
+  /// `choice` (if given) receives what the launch chose (split-KV, GQA packing).
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args, void *stream,
                               const GPULaunchOptions &options = {},
-                              int64_t *splits = nullptr) const;
+                              GPULaunchChoice *choice = nullptr) const;
   /// Queues the backward (this module: its dQ kernel, `dkdv` the dK/dV
   /// kernel of the same variant and options, both on this device) on
   /// `stream`; see launchGPUBackward.

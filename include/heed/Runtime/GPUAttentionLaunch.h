@@ -32,6 +32,12 @@
 
 namespace heed {
 
+/// What a forward launch chose for the call (heed-run prints it).
+struct GPULaunchChoice {
+  int64_t splits = 1;     ///< split-KV's key ranges per work item (1: not split)
+  bool packedGQA = false; ///< a GQA group's query heads in one block's tile
+};
+
 struct GPULaunchOptions {
   /// Wait for the kernel and report its error in this call (heed-run, and
   /// every C API launch when HEED_GPU_SYNC=1). Otherwise the call returns
@@ -151,12 +157,14 @@ std::string refuseGraphCapture(GPUStreamDriver &driver);
 /// A kernel with split-KV's operands (launch.splitKV) runs phase 0 with
 /// count 1, or, when chooseGPUKVSplits (or HEED_SPLIT_KV) cuts the key
 /// ranges into S > 1 parts, phase 1 on (S ceil(Sq / blockRows), Hq, B)
-/// blocks then phase 2 on the usual grid, both on the stream; `splits`
-/// (if given) receives S. "" or an error.
+/// blocks then phase 2 on the usual grid, both on the stream. A kernel
+/// that packs GQA groups (launch.packedRows) runs (1, Hkv, B) blocks where
+/// group x Sq fits its tile. `choice` (if given) receives what the launch
+/// chose. "" or an error.
 std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args,
                                const GPULaunch &launch, GPUStreamDriver &driver,
                                GPUStreamState &state, const GPULaunchOptions &options,
-                               int64_t *splits = nullptr);
+                               GPULaunchChoice *choice = nullptr);
 
 /// The device tensors of one GPU backward call (docs/backward.md, "GPU
 /// kernels"): the forward's q, k, v, buffers, out and lse [B, Hq, Sq] (f32);

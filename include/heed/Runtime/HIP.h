@@ -76,7 +76,7 @@ public:
   /// against `info`. "" or an error (see launchGPUAttention).
   std::string launchAttention(const KernelInfo &info, const AttentionArgs &args, void *stream,
                               const GPULaunchOptions &options = {},
-                              int64_t *splits = nullptr) const;
+                              GPULaunchChoice *choice = nullptr) const;
   /// Queues the backward (this module: its dQ kernel, `dkdv` the dK/dV
   /// kernel of the same variant and options, both on this device) on
   /// `stream`; see launchGPUBackward.
