@@ -903,6 +903,7 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   }
   if (runStats) {
     runStats->splits = splits;
+    runStats->packedGQA = packsGQA(dims, impl->numQTiles, c.packedRows);
     for (const auto &n : counts.blocks) {
       runStats->visitedBlocks += n[0];
       runStats->fullBlocks += n[1];

@@ -539,7 +539,8 @@ struct RunReport {
                          {"blocks_full", stats.fullBlocks},
                          {"blocks_partial", stats.partialBlocks},
                          {"blocks_total", stats.totalBlocks},
-                         {"kv_splits", stats.splits}};
+                         {"kv_splits", stats.splits},
+                         {"gqa_packed", stats.packedGQA}};
     if (serving) {
       o["kv_keys"] = call->totalKeys();
       o["page_size"] = pageSize.getValue();
@@ -586,6 +587,9 @@ struct RunReport {
     llvm::outs() << fmt::format("K/V       {:.2f} GB/s (each key and value read once)\n",
                                 kvBytes / median / 1e9);
     llvm::outs() << fmt::format("tiling    {}\n", tiling);
+    if (stats.packedGQA)
+      llvm::outs() << "GQA       a group's query heads in one tile, one work item per "
+                      "key/value head\n";
     if (stats.splits > 1)
       llvm::outs() << fmt::format("split-KV  {} key ranges per work item, merged\n",
                                   stats.splits);

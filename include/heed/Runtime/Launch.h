@@ -50,6 +50,9 @@ struct RunStats {
   int outOfRangeBuffer = 0; ///< 1-based buffer the variant read out of range, or 0
   /// Key ranges per work item (split-KV, chosen per call; 1: not split).
   int64_t splits = 1;
+  /// The kernel packed each GQA group's query heads into one tile
+  /// (--attn-pack-gqa's run-time condition held for the call).
+  bool packedGQA = false;
 };
 
 /// A kernel binary mapped into this process. Thread-safe: run() may be
