@@ -467,14 +467,13 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
     return error;
   void *stats = static_cast<char *>(state.words) + 8;
   unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);
-  unsigned gridY = unsigned(dims.headsQ);
   // A kernel that packs a GQA group's queries into one tile (decode:
   // --attn-pack-gqa, the kernel's own run-time condition): one block per
   // key/value head.
-  if (packsGQA(dims, nullptr, launch.packedRows)) {
+  bool packed = packsGQA(dims, nullptr, launch.packedRows);
+  if (packed)
     gridX = 1;
-    gridY = unsigned(dims.headsKV);
-  }
+  unsigned gridY = unsigned(packed ? dims.headsKV : dims.headsQ);
   // Split-KV (docs/decode.md, "Split-KV on the GPU"): phase 1 computes
   // `count` parts of each item's key range into the workspace, phase 2
   // merges them; phase 0 (count 1) is the item at once.
@@ -506,7 +505,7 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   }
   if (choice) {
     choice->splits = split.count;
-    choice->packedGQA = gridY != unsigned(dims.headsQ);
+    choice->packedGQA = packed;
   }
   GPUKernelArgs params(info, args, dims, serving, summaries, gateRows, state.words, stats,
                        launch.splitKV ? &split : nullptr, maps);

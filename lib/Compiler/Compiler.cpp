@@ -472,11 +472,7 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
     return std::move(err);
   // --attn-pack-gqa's tile where it packed the loop (it declines some
   // variants: a mask reading h, routing); -1 where it did not.
-  int64_t packedRows = -1;
-  if (auto rows = (*module)->getAttrOfType<IntegerAttr>(kPackedRowsAttr)) {
-    packedRows = rows.getInt();
-    (*module)->removeAttr(kPackedRowsAttr);
-  }
+  int64_t packedRows = takePackedRows(*module);
   auto shared = detail::compileSharedObject(*module, target);
   if (!shared)
     return shared.takeError();

@@ -365,10 +365,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
     return std::move(err);
   // --attn-pack-gqa's tile where it packed a loop: the runtime's grid is
   // then (1, Hkv, B) when group x Sq fits it.
-  if (auto rows = (*out.module)->getAttrOfType<IntegerAttr>(kPackedRowsAttr)) {
-    out.launch.packedRows = rows.getInt();
-    (*out.module)->removeAttr(kPackedRowsAttr);
-  }
+  out.launch.packedRows = takePackedRows(*out.module);
   out.launch.splitKV = !backward; // every forward kernel takes split-KV's operands
   out.launch.splitKVWhole = out.launch.splitKV && (*out.module)->hasAttr(kSplitKVWholeAttr);
   out.module->walk([&](gpu::GPUFuncOp kernel) {

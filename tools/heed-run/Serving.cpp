@@ -98,7 +98,7 @@ std::string ServingCall::prepare(const std::string &lensSpec, int64_t pageSizeIn
   // entries past an entry's keys hold -1 (never read).
   int64_t maxPages = pagesPerEntry(capacity, pageSize), used = 0;
   for (int64_t len : lens)
-    used += (len + pageSize - 1) / pageSize;
+    used += pagesPerEntry(len, pageSize);
   int64_t pool = std::max<int64_t>(used, 1);
   std::vector<int64_t> order(static_cast<size_t>(pool));
   std::iota(order.begin(), order.end(), 0);

@@ -1294,6 +1294,18 @@ int compareCode(const std::string &cmp, int line) {
   fail(line, "unknown comparison " + cmp);
 }
 
+/// x rel y for an ordered relation (eq, ne, lt, le, gt, ge).
+template <typename T> bool relate(int rel, T x, T y) {
+  switch (rel) {
+  case CmpEq: return x == y;
+  case CmpNe: return x != y;
+  case CmpLt: return x < y;
+  case CmpLe: return x <= y;
+  case CmpGt: return x > y;
+  default: return x >= y;
+  }
+}
+
 bool compare(int code, const Type &t, uint64_t a, uint64_t b) {
   int rel = code & 15;
   if (t.c == 'f') {
@@ -1305,37 +1317,14 @@ bool compare(int code, const Type &t, uint64_t a, uint64_t b) {
       return !unordered;
     if (unordered)
       return code & CmpU;
-    switch (rel) {
-    case CmpEq: return x == y;
-    case CmpNe: return x != y;
-    case CmpLt: return x < y;
-    case CmpLe: return x <= y;
-    case CmpGt: return x > y;
-    default: return x >= y;
-    }
+    return relate(rel, x, y);
   }
   if (t.c == 'p')
     return rel == CmpEq ? (a != 0) == (b != 0) : (a != 0) != (b != 0);
   if (t.c == 's' && !(code & CmpUnsigned)) {
-    int64_t x = Launch::sext(a, t.bits), y = Launch::sext(b, t.bits);
-    switch (rel) {
-    case CmpEq: return x == y;
-    case CmpNe: return x != y;
-    case CmpLt: return x < y;
-    case CmpLe: return x <= y;
-    case CmpGt: return x > y;
-    default: return x >= y;
-    }
+    return relate(rel, Launch::sext(a, t.bits), Launch::sext(b, t.bits));
   }
-  uint64_t x = Launch::zext(a, t.bits), y = Launch::zext(b, t.bits);
-  switch (rel) {
-  case CmpEq: return x == y;
-  case CmpNe: return x != y;
-  case CmpLt: return x < y;
-  case CmpLe: return x <= y;
-  case CmpGt: return x > y;
-  default: return x >= y;
-  }
+  return relate(rel, Launch::zext(a, t.bits), Launch::zext(b, t.bits));
 }
 
 void Launch::exec(Thread &t, const Inst &in) {

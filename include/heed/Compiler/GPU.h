@@ -48,10 +48,11 @@ struct AMDGPUKernelBinary {
 /// dims multiples of 16 up to 256 (AMD: v multiples of 32)), else
 /// the SIMT baseline; or forced. TensorCores means MFMA on AMD. Wgmma is the
 /// Hopper kernel (sm_90a: wgmma, TMA, mbarriers; a producer warpgroup staging
-/// K/V for two consumer warpgroups, or one where a variant's registers need it), only when asked for: it has not passed
-/// numerics on a GPU yet. WgmmaPipelined is its first form (one warpgroup
-/// per 64 rows issuing its own copies, --attn-pipeline-kv), kept to tell a
-/// fault of the warp specialization from one of the wgmma lowering.
+/// K/V for two consumer warpgroups, or one where a variant's registers need
+/// it), only when asked for: it has not passed numerics on a GPU yet.
+/// WgmmaPipelined is its first form (one warpgroup per 64 rows issuing its
+/// own copies, --attn-pipeline-kv), kept to tell a fault of the warp
+/// specialization from one of the wgmma lowering.
 enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma, WgmmaPipelined };
 enum class GPUVendor { NVIDIA, AMD };
 /// Whether `kind` is one of the Hopper (wgmma) kernels.

@@ -144,9 +144,11 @@ unsigned hardwareThreads();
 std::vector<void *> packKernelArgs(std::vector<void *> &descriptors, int64_t &begin,
                                    int64_t &end);
 
-/// Whether a kernel with `packedRows` (KernelInfo::packedRows: -1 never, 0
-/// unknown) packs this call's GQA groups into one query tile per key/value
-/// head (--attn-pack-gqa; its run-time condition).
+/// Whether a kernel with `packedRows` (KernelInfo::packedRows or, for GPU
+/// kernels, GPULaunch::packedRows: -1 never, 0 unknown) packs this call's
+/// GQA groups into one query tile per key/value head (--attn-pack-gqa; its
+/// run-time condition). `numQTiles` decides where packedRows is 0 (older
+/// CPU kernels); without it, 0 means no.
 bool packsGQA(const AttentionDims &dims, int64_t (*numQTiles)(int64_t), int64_t packedRows);
 
 /// The work items a CPU kernel's grid has per batch entry (the grid is B x

@@ -20,10 +20,19 @@ namespace heed {
 #include "heed/Transforms/Passes.h.inc"
 
 /// The module attribute --attn-pack-gqa sets when it packed a loop: the
-/// packed tile's rows (i64). The CPU compiler records it in
-/// KernelInfo::packedRows (the runtime's item count and order read it), then
-/// drops it.
+/// packed tile's rows (i64). The compiler records it (takePackedRows) in
+/// KernelInfo::packedRows for CPU kernels (the runtime's item count and
+/// order read it) and in GPULaunch::packedRows for GPU kernels (the grid).
 inline constexpr llvm::StringLiteral kPackedRowsAttr = "heed.packed_rows";
+/// Removes kPackedRowsAttr from `module`: its rows, or -1 where no loop was
+/// packed (a mask reading h, routing, or a kernel without the pass).
+inline int64_t takePackedRows(mlir::ModuleOp module) {
+  auto rows = module->getAttrOfType<mlir::IntegerAttr>(kPackedRowsAttr);
+  if (!rows)
+    return -1;
+  module->removeAttr(kPackedRowsAttr);
+  return rows.getInt();
+}
 /// Set on the module by --attn-split-kv{one-loop} when a work loop runs
 /// whole in phase 1 (its fallback): the runtime then never splits the kernel.
 inline constexpr llvm::StringLiteral kSplitKVWholeAttr = "heed.split_kv_whole";

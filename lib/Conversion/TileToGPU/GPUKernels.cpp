@@ -15,6 +15,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
 
+#include <limits>
+
 #include <tuple>
 
 using namespace mlir;
@@ -224,6 +226,25 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
                int64_t width, int64_t threads, bool transposed) {
   stageRowsOf(b, loc, global, smem, prefix, layout, batch, head, queryRows, rows, width, threads,
               transposed, /*pages=*/{});
+}
+
+std::pair<Value, Value> headRowsView(OpBuilder &b, Location loc, Value tensor, Value batch,
+                                     Value head, unsigned headDim, unsigned posDim) {
+  auto meta = memref::ExtractStridedMetadataOp::create(b, loc, tensor);
+  ValueRange strides = meta.getStrides();
+  Value offset = arith::AddIOp::create(
+      b, loc, meta.getOffset(),
+      arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, batch, strides[0]),
+                            arith::MulIOp::create(b, loc, head, strides[headDim])));
+  auto tensorType = cast<MemRefType>(tensor.getType());
+  auto type = MemRefType::get({ShapedType::kDynamic}, tensorType.getElementType(),
+                              StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
+                              tensorType.getMemorySpace());
+  Value view = memref::ReinterpretCastOp::create(
+      b, loc, type, meta.getBaseBuffer(), OpFoldResult(offset),
+      ArrayRef<OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+  return {view, arith::IndexCastOp::create(b, loc, b.getI32Type(), strides[posDim])};
 }
 
 SmallVector<gpu::GPUFuncOp> outlineKernels(ModuleOp module) {

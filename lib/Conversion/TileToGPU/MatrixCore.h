@@ -273,6 +273,14 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::Value
                attn::Layout layout, Value batch, Value head, const QueryRows &queryRows,
                int64_t rows, int64_t width, int64_t threads, bool transposed = false);
 
+/// The rows of (batch, head) of `tensor` (batch dim 0, head dim `headDim`)
+/// as a 1-D view from its row 0, and the stride between rows (dim
+/// `posDim`) as a signed i32: for addressing one head's rows with 32-bit
+/// offsets (the caller makes sure they fit; a view may step backwards).
+/// The view's size is not meant to be read.
+std::pair<Value, Value> headRowsView(OpBuilder &b, Location loc, Value tensor, Value batch,
+                                     Value head, unsigned headDim, unsigned posDim);
+
 /// Moves each function holding an attn.tile.work into a `gpu.func` kernel
 /// (same arguments) of `gpu.module @heed_gpu`, and erases the host
 /// functions that name no kernel. Returns the kernels.

@@ -25,8 +25,6 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
-#include <limits>
-
 namespace heed {
 #define GEN_PASS_DEF_CONVERTATTNTILETONVGPU
 #include "heed/Conversion/Passes.h.inc"
@@ -251,7 +249,9 @@ private:
       // the sequence fit, so the copies keep one 64-bit base beside the
       // dK and dV accumulators, not 64-bit strides and bounds
       // (docs/backward.md; the forward's kernels took more registers so).
-      auto [view, rowStride] = rowsView(b, loc, global, batch, head, layout);
+      bool bshd = layout == Layout::BSHD;
+      auto [view, rowStride] =
+          headRowsView(b, loc, global, batch, head, bshd ? 2 : 1, bshd ? 1 : 2);
       Type i32 = b.getI32Type();
       auto to32 = [&](Value v) { return arith::IndexCastUIOp::create(b, loc, i32, v).getResult(); };
       Value pos32 = arith::AddIOp::create(b, loc, to32(row0), to32(r));
@@ -273,29 +273,6 @@ private:
     nvgpu::DeviceAsyncCopyOp::create(b, loc, tokenType(b), smem, dst, global,
                                      at(layout, outer, head, at0, c), b.getIndexAttr(8), count,
                                      b.getUnitAttr());
-  }
-  /// The rows of (batch, head) of a [B, H, S, D] (BSHD: [B, S, H, D]) tensor
-  /// as a 1-D view from its row 0 and the row stride in 32 bits.
-  static std::pair<Value, Value> rowsView(OpBuilder &b, Location loc, Value global, Value batch,
-                                          Value head, Layout layout) {
-    auto meta = memref::ExtractStridedMetadataOp::create(b, loc, global);
-    ValueRange strides = meta.getStrides();
-    unsigned headDim = layout == Layout::BSHD ? 2 : 1, posDim = layout == Layout::BSHD ? 1 : 2;
-    Value offset = arith::AddIOp::create(
-        b, loc, meta.getOffset(),
-        arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, batch, strides[0]),
-                              arith::MulIOp::create(b, loc, head, strides[headDim])));
-    auto elt = cast<MemRefType>(global.getType()).getElementType();
-    auto type = MemRefType::get({ShapedType::kDynamic}, elt,
-                                StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
-                                cast<MemRefType>(global.getType()).getMemorySpace());
-    // (The view's size is not read: the copies' bounds are the sequence's.)
-    Value view = memref::ReinterpretCastOp::create(
-        b, loc, type, meta.getBaseBuffer(), OpFoldResult(offset),
-        ArrayRef<OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
-        ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
-    Value stride = arith::IndexCastOp::create(b, loc, b.getI32Type(), strides[posDim]);
-    return {view, stride};
   }
   VectorType aType() const { return VectorType::get({4, 2}, shape.elt); }
   VectorType bType() const { return VectorType::get({2, 2}, shape.elt); }

@@ -14,8 +14,6 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
-#include <limits>
-
 namespace heed::gpu_tile {
 
 class WarpFragmentTarget : public MatrixCoreTarget {
@@ -104,25 +102,10 @@ public:
       // per item) and the token in 32 bits (a dK/dV kernel's step reads
       // these beside dK and dV: no 64-bit strides and bounds there).
       namespace arith = mlir::arith;
-      auto meta = mlir::memref::ExtractStridedMetadataOp::create(b, loc, tensor);
-      mlir::ValueRange strides = meta.getStrides();
-      Value offset = arith::AddIOp::create(
-          b, loc, meta.getOffset(),
-          arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, batch, strides[0]),
-                                arith::MulIOp::create(b, loc, head, strides[1])));
-      auto type = mlir::MemRefType::get(
-          {mlir::ShapedType::kDynamic}, b.getF32Type(),
-          mlir::StridedLayoutAttr::get(b.getContext(), mlir::ShapedType::kDynamic, {1}),
-          llvm::cast<mlir::MemRefType>(tensor.getType()).getMemorySpace());
-      Value view = mlir::memref::ReinterpretCastOp::create(
-          b, loc, type, meta.getBaseBuffer(), mlir::OpFoldResult(offset),
-          llvm::ArrayRef<mlir::OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
-          llvm::ArrayRef<mlir::OpFoldResult>{b.getIndexAttr(1)});
+      auto [view, stride] = headRowsView(b, loc, tensor, batch, head, 1, 2);
       mlir::Type i32 = b.getI32Type();
       auto to32 = [&](Value v) { return arith::IndexCastUIOp::create(b, loc, i32, v).getResult(); };
-      // (The stride signed: a view may step backwards through its tokens.)
       Value first = to32(cols.first), end = to32(cols.end);
-      Value stride = arith::IndexCastOp::create(b, loc, i32, strides[2]);
       Value last = arith::SubIOp::create(b, loc, end, arith::ConstantIntOp::create(b, loc, 1, 32));
       for (int64_t n = 0; n < count / 8; ++n)
         for (int64_t j = 0; j < 2; ++j) {
