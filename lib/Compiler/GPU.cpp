@@ -125,6 +125,7 @@ struct KernelFit {
   int64_t producerRegisters = 0;
   int64_t keysPerTile = 0;
   int64_t warps = 0; ///< wgmma: 4 = one consumer warpgroup (twice its registers)
+  bool elementStores = false; ///< forward: O element by element (no 16-byte stores)
 };
 
 /// The warp-specialized wgmma kernel's keys per tile: FlashAttention-3's 128
@@ -351,6 +352,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
     options.keysPerTile = fit.keysPerTile;
   if (fit.warps)
     options.warps = fit.warps;
+  options.wideStores = !fit.elementStores;
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
         std::string which = computation == GPUComputation::BackwardDQ ? "dq" : "dkdv";
         if (backward && vendor == GPUVendor::AMD)
@@ -627,31 +629,40 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   fits.push_back({keys / 2, kHopperProducerRegisters, 4});
   if (keys / 4 >= 16)
     fits.push_back({keys / 4, kHopperProducerRegisters, 4});
+  KernelFit bestFit;
+  auto tryFit = [&](const KernelFit &fit) {
+    auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
+                                  GPUComputation::Forward, fit);
+    if (!binary) { // (this fit does not lower: keep the best so far)
+      llvm::consumeError(binary.takeError());
+      return false;
+    }
+    int64_t bytes = spillBytes(binary->resources);
+    binary->resources +=
+        fmt::format("heed: warp-specialized fit: {}, {} keys per tile{}\n",
+                    fit.warps == 4 ? std::string("one consumer warpgroup (no register split)")
+                                   : fmt::format("producer {} registers", fit.producerRegisters),
+                    fit.keysPerTile, fit.elementStores ? ", O in element stores" : "");
+    if (bytes < least) {
+      least = bytes;
+      best = std::move(*binary);
+      bestFit = fit;
+    }
+    return bytes == 0;
+  };
   for (auto [k, producer, warps] : fits) {
     KernelFit fit;
     fit.producerRegisters = producer;
     fit.keysPerTile = k;
     fit.warps = warps;
-    auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
-                                  GPUComputation::Forward, fit);
-    if (!binary) { // (this fit does not lower: keep the best so far)
-      llvm::consumeError(binary.takeError());
-      continue;
-    }
-    int64_t bytes = spillBytes(binary->resources);
-    binary->resources +=
-        warps == 4 ? fmt::format("heed: warp-specialized fit: one consumer warpgroup (no "
-                                 "register split), {} keys per tile\n",
-                                 k)
-                   : fmt::format("heed: warp-specialized fit: producer {} registers, "
-                                 "{} keys per tile\n",
-                                 producer, k);
-    if (bytes < least) {
-      least = bytes;
-      best = std::move(*binary);
-    }
-    if (!bytes)
+    if (tryFit(fit))
       return best;
+  }
+  // Last, the least spilling fit without the 16-byte epilogue (its quad
+  // transposes hold a few more registers while O is live).
+  if (bestFit.keysPerTile) {
+    bestFit.elementStores = true;
+    tryFit(bestFit);
   }
   return best;
 }
@@ -678,6 +689,22 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
   if (kind == GPUKernelKind::Wgmma && computation == GPUComputation::Forward)
     return fitWarpSpecialized(variant, config, device, std::move(binary));
+  if (computation == GPUComputation::Forward) {
+    // A forward kernel that spills: without the 16-byte epilogue, if that
+    // spills less.
+    if (binary && binary->launch.matrixCores && spills(binary->resources)) {
+      KernelFit fit;
+      fit.elementStores = true;
+      auto narrow = compileCUDAOnce(variant, config, device, kind, computation, fit);
+      if (narrow && spillBytes(narrow->resources) < spillBytes(binary->resources)) {
+        narrow->resources += "heed: fit: O in element stores\n";
+        return narrow;
+      }
+      if (!narrow)
+        llvm::consumeError(narrow.takeError());
+    }
+    return binary;
+  }
   if (computation != GPUComputation::BackwardDKDV)
     return binary;
   // The dK/dV kernel of a variant whose mask or score takes many registers

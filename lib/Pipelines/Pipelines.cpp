@@ -276,9 +276,9 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
   buildGPUKernelPipeline(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
                          options.kvStages, [&](OpPassManager &kernel) {
                            if (options.wgmma)
-                             kernel.addPass(createConvertAttnTileToHopper());
+                             kernel.addPass(createConvertAttnTileToHopper({options.wideStores}));
                            else
-                             kernel.addPass(createConvertAttnTileToNVGPU());
+                             kernel.addPass(createConvertAttnTileToNVGPU({options.wideStores}));
                          });
 }
 
@@ -421,6 +421,10 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
       *this, "producer-registers",
       llvm::cl::desc("wgmma, warp-specialized: the producer's registers per thread"),
       llvm::cl::init(kHopperProducerRegisters)};
+  Option<bool> wideStores{*this, "wide-stores",
+                          llvm::cl::desc("NVIDIA matrix cores: f16/bf16 O in 16-byte stores "
+                                         "where its rows are aligned"),
+                          llvm::cl::init(true)};
   Option<int64_t> mfma{*this, "mfma", llvm::cl::desc("AMD: MFMA shape, 32 or 16"),
                        llvm::cl::init(32)};
   Option<int64_t> simtRows{*this, "simt-rows",
@@ -439,6 +443,7 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     o.warpSpecialize = warpSpecialize;
     o.producerRegisters = producerRegisters;
     o.pingpong = pingpong;
+    o.wideStores = wideStores;
     o.mfma = mfma;
     o.simtRows = simtRows;
     return o;

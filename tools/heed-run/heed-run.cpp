@@ -150,6 +150,12 @@ cl::opt<int64_t> pageSize("page-size",
                           cl::desc("k and v in a paged cache of pages of this many keys, in a "
                                    "random page order, read through a page table"),
                           cl::init(0), cl::cat(category));
+cl::opt<int64_t> outOffset(
+    "out-offset",
+    cl::desc("GPU targets: place out (and lse) this many elements past the start of their "
+             "device allocations, as a view into a larger tensor would (1: rows not 16-byte "
+             "aligned, so the kernels' 16-byte stores give way to element stores)"),
+    cl::init(0), cl::cat(category));
 
 int error(const llvm::Twine &msg) {
   llvm::WithColor::error(llvm::errs(), "heed-run") << msg << "\n";
@@ -373,16 +379,23 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   double loadS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Device copies of every tensor, same shapes and layouts.
   std::vector<std::unique_ptr<typename Backend::Buffer>> device;
-  auto toDevice = [&](heed::HostTensor &t, bool upload) -> heed::TensorRef {
+  // (--out-offset: `skip` elements of poison before the tensor.)
+  std::vector<size_t> skipped; // bytes before each device copy's tensor
+  auto toDevice = [&](heed::HostTensor &t, bool upload, int64_t skip = 0) -> heed::TensorRef {
     heed::TensorRef host = t.ref(), d = host;
     size_t bytes = size_t(t.size()) * heed::dtypeSize(t.dtype());
-    auto buf = Backend::Buffer::allocate(std::max<size_t>(bytes, 1), why);
+    size_t before = size_t(skip) * heed::dtypeSize(t.dtype());
+    auto buf = Backend::Buffer::allocate(std::max<size_t>(before + bytes, 1), why);
     if (!buf)
       return d;
-    if (upload)
-      why = buf->upload(host.data, bytes);
-    d.data = buf->data();
+    if (upload) {
+      std::vector<uint8_t> staged(before + bytes, 0xff); // NaN in every float type
+      std::memcpy(staged.data() + before, host.data, bytes);
+      why = buf->upload(staged.data(), staged.size());
+    }
+    d.data = static_cast<uint8_t *>(buf->data()) + before;
     device.push_back(std::move(buf));
+    skipped.push_back(before);
     return d;
   };
   // A serving call: its packed tensors where it packs, its index tensors
@@ -401,9 +414,9 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   lse.poison();
   hout.poison();
   hlse.poison();
-  args.out = toDevice(hout, true);
+  args.out = toDevice(hout, true, outOffset);
   if (config.lse)
-    args.lse = toDevice(hlse, true);
+    args.lse = toDevice(hlse, true, outOffset);
   if (call) {
     heed::AttentionArgs host;
     call->bind(host);
@@ -428,9 +441,14 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   double runS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   auto fromDevice = [&](heed::HostTensor &t, const heed::TensorRef &d) {
     heed::TensorRef host = t.ref();
-    for (auto &buf : device)
-      if (buf->data() == d.data)
-        return buf->download(host.data, size_t(t.size()) * heed::dtypeSize(t.dtype()));
+    for (size_t i = 0; i < device.size(); ++i)
+      if (static_cast<uint8_t *>(device[i]->data()) + skipped[i] == d.data) {
+        size_t bytes = size_t(t.size()) * heed::dtypeSize(t.dtype());
+        std::vector<uint8_t> staged(skipped[i] + bytes);
+        std::string err = device[i]->download(staged.data(), staged.size());
+        std::memcpy(host.data, staged.data() + skipped[i], bytes);
+        return err;
+      }
     return std::string("internal: no device copy");
   };
   if (std::string err = fromDevice(hout, args.out); !err.empty())
@@ -871,6 +889,10 @@ int main(int argc, char **argv) {
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
                           dtype.getValue(), layout.getValue());
   }
+  if (outOffset < 0 || outOffset > (int64_t(1) << 20))
+    return error("--out-offset must be between 0 and 2^20 elements");
+  if (outOffset && ((platform != "cuda" && platform != "rocm") || backward))
+    return error("--out-offset applies to forward runs on GPU targets (cuda, rocm)");
   if ((platform == "cuda" || platform == "rocm") && backward)
     return heed::run::runBackwardOnGPU(
         platform == "cuda" ? heed::GPUPlatform::CUDA : heed::GPUPlatform::HIP, variant, config, q,

@@ -30,6 +30,15 @@ check "$ex/alibi.attn" --seq=99 --heads=4 --kv-heads=2 --dtype=bf16 --layout=bsh
 check "$ex/softcap.attn" --seq=65 --heads=2 --dtype=f16
 check "$ex/neighborhood_2d.attn" --seq=256 --heads=1 --dtype=bf16
 check "$ex/sink_logits.attn" --seq=97 --heads=2 --dtype=bf16 --param window=40
+# O in 16-byte stores (every f16/bf16 case above) or, where its rows are not
+# 16-byte aligned (one element into its allocation), element by element;
+# the emulator faults a misaligned 16-byte store. Split-KV's merge phase too.
+check "$ex/causal.attn" --seq=77 --heads=2 --dtype=bf16 --head-dim=128 --lse --out-offset=1
+check "$ex/alibi.attn" --seq=99 --heads=4 --kv-heads=2 --dtype=f16 --layout=bshd --out-offset=1
+export HEED_SPLIT_KV=3
+check "$ex/decode.attn" --dtype=bf16 --batch=2 --heads=8 --kv-heads=2 --seq=1 --seq-kv=300 --lse --out-offset=1
+check "$ex/decode.attn" --dtype=bf16 --batch=2 --heads=8 --kv-heads=2 --seq=1 --seq-kv=300 --lse --out-offset=8
+unset HEED_SPLIT_KV
 # Serving: per-entry lengths, packed sequences, a paged cache (tensor cores
 # and SIMT), split-KV, per-batch documents.
 check "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=5 --lse --kv-lens=300,17,64
@@ -91,6 +100,7 @@ check "$ex/causal.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --kv-heads=1 --dt
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --head-dim=128 --buffer doc_ids=docs:10:90
 check "$ex/block_sparse.attn" --gpu-kernel=wgmma --seq=256 --heads=2 --dtype=bf16 --head-dim=128 --buffer layout=bits:0.3
 check "$ex/alibi.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd
+check "$ex/alibi.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd --out-offset=1
 check "$ex/causal.attn" --gpu-kernel=wgmma-pipelined --seq=200 --heads=2 --dtype=bf16 --head-dim=128
 # D = 256 with a document mask: compileCUDA's fit (with ptxas present) takes
 # one consumer warpgroup; the emulator runs the fitted kernel.

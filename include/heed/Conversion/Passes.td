@@ -101,6 +101,11 @@ def ConvertAttnTileToNVGPU : Pass<"convert-attn-tile-to-nvgpu", "mlir::ModuleOp"
     quads. The kernel's `attn.launch` records the block shape and the
     dynamic shared memory. Head dims multiples of 16 up to 256.
   }];
+  let options = [
+    Option<"wideStores", "wide-stores", "bool", "true",
+           "f16/bf16 O in 16-byte stores (a quad transpose by shuffles) where its rows are "
+           "16-byte aligned at run time; false: element stores only">
+  ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
     "mlir::nvgpu::NVGPUDialect", "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",
@@ -179,6 +184,11 @@ def ConvertAttnTileToHopper : Pass<"convert-attn-tile-to-hopper", "mlir::ModuleO
     convert-gpu-to-nvvm. f16/bf16, head dims multiples of 64 up to 256, key
     tiles of a multiple of 16 keys. Needs sm_90a.
   }];
+  let options = [
+    Option<"wideStores", "wide-stores", "bool", "true",
+           "f16/bf16 O in 16-byte stores (a quad transpose by shuffles) where its rows are "
+           "16-byte aligned at run time; false: element stores only">
+  ];
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::memref::MemRefDialect", "mlir::scf::SCFDialect", "mlir::gpu::GPUDialect",
     "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect", "mlir::vector::VectorDialect"];

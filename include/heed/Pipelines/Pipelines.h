@@ -89,6 +89,9 @@ struct GPUPipelineOptions {
   /// wgmma, warp-specialized, several consumer warpgroups: they take turns at
   /// the matrix units (ping-pong)
   bool pingpong = true;
+  /// NVIDIA matrix cores: f16/bf16 O in 16-byte stores where aligned
+  /// (convert-attn-tile-to-nvgpu/hopper's `wide-stores`)
+  bool wideStores = true;
   int64_t mfma = 32;        ///< AMD: the MFMA shape, 32 or 16
   int64_t simtRows = 128;   ///< SIMT: query rows (threads) per block
 };

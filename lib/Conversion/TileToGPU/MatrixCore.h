@@ -197,6 +197,17 @@ public:
                             int64_t part, llvm::MutableArrayRef<Value> o) const = 0;
   /// Whether this lane writes the lse of its rows (one lane per row).
   virtual Value ownsRowStats(OpBuilder &b, Location loc) const = 0;
+  /// 16-byte output stores: whether rowRuns() regroups `fragments` O
+  /// accumulator fragments into runs of 8 consecutive columns of `elt`.
+  virtual bool hasRowRuns(int64_t fragments, mlir::Type elt) const { return false; }
+  /// Row slot `slot` of the O fragments `acc`, times `scale`, in `elt`,
+  /// regrouped across the lanes that hold the row so that this lane holds
+  /// whole runs of 8 columns: `write(first column, vector<8 x elt>)` per run,
+  /// as soon as it is formed. Every lane must call it (it shuffles); only
+  /// where hasRowRuns().
+  virtual void rowRuns(OpBuilder &b, Location loc, mlir::ValueRange acc, unsigned slot,
+                       Value scale, mlir::Type elt,
+                       llvm::function_ref<void(Value, Value)> write) const {}
   /// 2^x in f32 for the online softmax's weights (x <= 0 or -inf): math.exp2
   /// by default; NVIDIA and AMD use their hardware instruction.
   virtual Value exp2(OpBuilder &b, Location loc, Value x) const;

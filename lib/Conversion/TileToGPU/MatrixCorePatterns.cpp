@@ -406,9 +406,52 @@ struct PVLowering : TargetPattern<TilePVOp> {
   }
 };
 
+/// Whether `out` (rank 4, 16-bit) takes 16-byte stores of 8 consecutive
+/// head-dim elements: the head dim contiguous and every row's first element
+/// 16-byte aligned (the base and the other strides multiples of 16 bytes).
+/// Decided at run time, once per store: a caller's tensor may be a view.
+Value alignedForRuns(OpBuilder &b, Location loc, Value out) {
+  auto meta = memref::ExtractStridedMetadataOp::create(b, loc, out);
+  ValueRange strides = meta.getStrides();
+  Value bits = arith::AddIOp::create(
+      b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, out),
+      arith::MulIOp::create(b, loc, meta.getOffset(), index(b, loc, 2)));
+  for (Value s : strides.drop_back())
+    bits = arith::OrIOp::create(b, loc, bits, arith::MulIOp::create(b, loc, s, index(b, loc, 2)));
+  Value aligned = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::eq,
+      arith::AndIOp::create(b, loc, bits, index(b, loc, 15)), index(b, loc, 0));
+  Value contiguous =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, strides.back(), index(b, loc, 1));
+  return arith::AndIOp::create(b, loc, aligned, contiguous);
+}
+
+/// `out` (rank 4) as a 1-D view with unit stride from its base, and the
+/// element offset of [batch, head, row, 0] in it.
+std::pair<Value, Value> rowStart(OpBuilder &b, Location loc, Value out, Layout layout,
+                                 Value batch, Value head, Value row) {
+  auto meta = memref::ExtractStridedMetadataOp::create(b, loc, out);
+  auto type = cast<MemRefType>(out.getType());
+  auto flat = MemRefType::get({ShapedType::kDynamic}, type.getElementType(),
+                              StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
+                              type.getMemorySpace());
+  Value view = memref::ReinterpretCastOp::create(
+      b, loc, flat, meta.getBaseBuffer(), OpFoldResult(meta.getOffset()),
+      ArrayRef<OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+  SmallVector<Value> indices = at(layout, batch, head, row, index(b, loc, 0));
+  Value offset = index(b, loc, 0);
+  for (auto [i, s] : llvm::zip(ArrayRef<Value>(indices).drop_back(), meta.getStrides()))
+    offset = arith::AddIOp::create(b, loc, offset, arith::MulIOp::create(b, loc, i, s));
+  return {view, offset};
+}
+
 /// Normalizes and writes the lane's elements of O and (one lane per row)
 /// the lse; rows that are not real are not written. With a gate, a row is
-/// scaled by its gate, and a row whose gate is 0 has lse -inf.
+/// scaled by its gate, and a row whose gate is 0 has lse -inf. Where the
+/// target regroups a row's elements into runs of 8 columns (hasRowRuns: f16
+/// and bf16 O on NVIDIA) and the tensor allows it at run time, O is written
+/// in 16-byte stores, else element by element.
 struct StoreLowering : TargetPattern<TileStoreOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileStoreOp op, OneToNOpAdaptor adaptor,
@@ -418,45 +461,95 @@ struct StoreLowering : TargetPattern<TileStoreOp> {
     Value out = adaptor.getOut().front(), batch = adaptor.getBatch().front();
     Value itemHead = adaptor.getHead().front();
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
-    SmallVector<Element> outputs = target.elements(rewriter, loc, adaptor.getAcc());
-    for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
-      Value slotRow = target.slotRow(rewriter, loc, s);
+    unsigned slots = target.shape.rowSlots;
+    // A slot's scale and lse, where its elements are written (every lane:
+    // the sum's reduction shuffles).
+    auto finishSlot = [&](OpBuilder &b, unsigned s) {
       // The lanes' parts of the sum, reduced once (sigmoid rows have none).
       Value lFinal = op.isSigmoid() ? adaptor.getSum()[s]
-                                    : target.rowReduce(rewriter, loc, adaptor.getSum()[s], false);
+                                    : target.rowReduce(b, loc, adaptor.getSum()[s], false);
       // A packed GQA tile's per-head sinks: one per row slot (LaneSinksLowering).
       Value sink = adaptor.getLaneSinks().empty() ? optionalValue(adaptor.getSink())
                                                   : adaptor.getLaneSinks()[s];
-      RowFinish finish = finishRow(rewriter, loc, adaptor.getMax()[s], lFinal, sink,
-                                   op.isSigmoid(), mathExp, mathLog);
-      Value inv = finish.scale, lse = finish.lse;
-      auto ifOp = scf::IfOp::create(rewriter, loc, rows.contains(rewriter, loc, slotRow), false);
+      return finishRow(b, loc, adaptor.getMax()[s], lFinal, sink, op.isSigmoid(), mathExp,
+                       mathLog);
+    };
+    auto storeLse = [&](OpBuilder &b, Value lse, Value head, Value row) {
+      if (adaptor.getLse().empty())
+        return;
+      auto once = scf::IfOp::create(b, loc, target.ownsRowStats(b, loc), false);
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&once.getThenRegion().front());
+      memref::StoreOp::create(b, loc, lse, adaptor.getLse().front(), ValueRange{batch, head, row});
+    };
+    // Element by element (a gate read per real row).
+    auto storeElements = [&](OpBuilder &b) {
+      SmallVector<Element> outputs = target.elements(b, loc, adaptor.getAcc());
+      for (unsigned s = 0; s < slots; ++s) {
+        Value slotRow = target.slotRow(b, loc, s);
+        RowFinish finish = finishSlot(b, s);
+        Value inv = finish.scale, lse = finish.lse;
+        auto ifOp = scf::IfOp::create(b, loc, rows.contains(b, loc, slotRow), false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        Value row = rows.token(b, loc, slotRow);
+        Value head = rows.head(b, loc, itemHead, slotRow);
+        if (Value gate = rowGate(b, loc, op, adaptor.getGate(), batch, head, row)) {
+          // Scaled by its gate; a row not routed (gate 0) has lse -inf.
+          inv = arith::MulFOp::create(b, loc, inv, gate);
+          Value notRouted =
+              arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, gate, f32(b, loc, 0));
+          lse = arith::SelectOp::create(b, loc, notRouted, f32(b, loc, -INFINITY), lse);
+        }
+        for (const Element &e : outputs) {
+          if (e.slot != s)
+            continue;
+          Value x = arith::MulFOp::create(b, loc, e.value, inv);
+          if (!outElt.isF32())
+            x = arith::TruncFOp::create(b, loc, outElt, x);
+          memref::StoreOp::create(b, loc, x, out, at(op.getLayout(), batch, head, row, e.col));
+        }
+        storeLse(b, lse, head, row);
+      }
+    };
+    // Runs of 8 columns, 16 bytes each, each stored as soon as the lanes
+    // have exchanged its words (no gate: it would be read per real row).
+    // The row's token and head are plain arithmetic without a row list, so
+    // they are computed for every lane; the stores are guarded.
+    auto storeRuns = [&](OpBuilder &b) {
+      for (unsigned s = 0; s < slots; ++s) {
+        Value slotRow = target.slotRow(b, loc, s);
+        RowFinish finish = finishSlot(b, s);
+        Value real = rows.contains(b, loc, slotRow);
+        Value row = rows.token(b, loc, slotRow);
+        Value head = rows.head(b, loc, itemHead, slotRow);
+        auto [view, start] = rowStart(b, loc, out, op.getLayout(), batch, head, row);
+        target.rowRuns(b, loc, adaptor.getAcc(), s, finish.scale, outElt,
+                       [&](Value col, Value run) {
+                         auto ifOp = scf::IfOp::create(b, loc, real, false);
+                         OpBuilder::InsertionGuard guard(b);
+                         b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+                         Value at = arith::AddIOp::create(b, loc, start, col);
+                         vector::StoreOp::create(b, loc, run, view, ValueRange{at})
+                             .setAlignment(16);
+                       });
+        auto ifOp = scf::IfOp::create(b, loc, real, false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        storeLse(b, finish.lse, head, row);
+      }
+    };
+    if (adaptor.getGate().empty() && !rows.list &&
+        target.hasRowRuns(adaptor.getAcc().size(), outElt)) {
+      auto wide = scf::IfOp::create(rewriter, loc, alignedForRuns(rewriter, loc, out),
+                                    /*withElseRegion=*/true);
       OpBuilder::InsertionGuard guard(rewriter);
-      rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      Value row = rows.token(rewriter, loc, slotRow);
-      Value head = rows.head(rewriter, loc, itemHead, slotRow);
-      if (Value gate = rowGate(rewriter, loc, op, adaptor.getGate(), batch, head, row)) {
-        // Scaled by its gate; a row not routed (gate 0) has lse -inf.
-        inv = arith::MulFOp::create(rewriter, loc, inv, gate);
-        Value notRouted = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::OEQ, gate,
-                                                f32(rewriter, loc, 0));
-        lse = arith::SelectOp::create(rewriter, loc, notRouted,
-                                      f32(rewriter, loc, -INFINITY), lse);
-      }
-      for (const Element &e : outputs) {
-        if (e.slot != s)
-          continue;
-        Value x = arith::MulFOp::create(rewriter, loc, e.value, inv);
-        if (!outElt.isF32())
-          x = arith::TruncFOp::create(rewriter, loc, outElt, x);
-        memref::StoreOp::create(rewriter, loc, x, out, at(op.getLayout(), batch, head, row, e.col));
-      }
-      if (!adaptor.getLse().empty()) {
-        auto once = scf::IfOp::create(rewriter, loc, target.ownsRowStats(rewriter, loc), false);
-        rewriter.setInsertionPointToStart(&once.getThenRegion().front());
-        memref::StoreOp::create(rewriter, loc, lse, adaptor.getLse().front(),
-                                ValueRange{batch, head, row});
-      }
+      rewriter.setInsertionPointToStart(&wide.getThenRegion().front());
+      storeRuns(rewriter);
+      rewriter.setInsertionPointToStart(&wide.getElseRegion().front());
+      storeElements(rewriter);
+    } else {
+      storeElements(rewriter);
     }
     rewriter.eraseOp(op);
     return success();

@@ -680,9 +680,12 @@ LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp
 
 struct ConvertAttnTileToHopperPass
     : heed::impl::ConvertAttnTileToHopperBase<ConvertAttnTileToHopperPass> {
+  using ConvertAttnTileToHopperBase::ConvertAttnTileToHopperBase;
   void runOnOperation() override {
-    auto make = [](const KernelShape &shape) {
-      return std::unique_ptr<MatrixCoreTarget>(std::make_unique<HopperTarget>(shape));
+    auto make = [&](const KernelShape &shape) {
+      auto target = std::make_unique<HopperTarget>(shape);
+      target->wideStores = wideStores;
+      return std::unique_ptr<MatrixCoreTarget>(std::move(target));
     };
     // A slot's barrier counts its phases from the kernel's start, the waits
     // from their loop's first tile: one pipelined key loop per kernel.

@@ -313,9 +313,12 @@ Value NVGPUTarget::mma(OpBuilder &b, Location loc, Value a, Value bFrag, Value c
 
 struct ConvertAttnTileToNVGPUPass
     : heed::impl::ConvertAttnTileToNVGPUBase<ConvertAttnTileToNVGPUPass> {
+  using ConvertAttnTileToNVGPUBase::ConvertAttnTileToNVGPUBase;
   void runOnOperation() override {
-    auto make = [](const KernelShape &shape) {
-      return std::unique_ptr<MatrixCoreTarget>(std::make_unique<NVGPUTarget>(shape));
+    auto make = [&](const KernelShape &shape) {
+      auto target = std::make_unique<NVGPUTarget>(shape);
+      target->wideStores = wideStores;
+      return std::unique_ptr<MatrixCoreTarget>(std::move(target));
     };
     if (failed(lowerMatrixCoreKernels(getOperation(), "--convert-attn-tile-to-nvgpu", make,
                                       WarpFragmentTarget::completeShape)))

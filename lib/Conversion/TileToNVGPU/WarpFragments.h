@@ -136,6 +136,74 @@ public:
                                        index(b, loc, 0));
   }
 
+  /// Whether O may go out in 16-byte stores (the passes' `wide-stores`).
+  bool wideStores = true;
+
+  /// Groups of 4 n-tiles, 16-bit elements.
+  bool hasRowRuns(int64_t fragments, mlir::Type elt) const override {
+    return wideStores && fragments > 0 && fragments % 4 == 0 && elt.isIntOrFloat() &&
+           elt.getIntOrFloatBitWidth() == 16;
+  }
+  /// A quad holds a row: lane u of it has columns 2u, 2u + 1 of each n-tile
+  /// (one 32-bit word of two elements). Per 4 n-tiles the quad transposes
+  /// its 4 x 4 words (lane t gets word u of n-tile t from lane u) in two
+  /// butterfly steps, exchanging the words whose index differs from the
+  /// lane in bit k with lane ^ 2^k: 4 shuffles, then lane t holds columns
+  /// 8 (4 g + t) .. + 7 of its row in order.
+  void rowRuns(OpBuilder &b, Location loc, mlir::ValueRange acc, unsigned slot, Value scale,
+               mlir::Type elt, llvm::function_ref<void(Value, Value)> write) const override {
+    namespace arith = mlir::arith;
+    mlir::Type i32 = b.getI32Type();
+    auto pairType = mlir::VectorType::get({2}, elt);
+    auto wordType = mlir::VectorType::get({1}, i32);
+    Value quadLane = arith::RemUIOp::create(b, loc, laneId(b, loc), index(b, loc, 4));
+    Value lane32 = arith::IndexCastUIOp::create(b, loc, i32, quadLane);
+    auto bitSet = [&](int64_t m) -> Value {
+      Value bit = arith::AndIOp::create(b, loc, lane32, heed::gpu_tile::i32(b, loc, m));
+      return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, bit,
+                                   heed::gpu_tile::i32(b, loc, 0));
+    };
+    Value bits[] = {bitSet(1), bitSet(2)};
+    for (size_t g = 0; g + 4 <= acc.size(); g += 4) {
+      Value w[4];
+      for (int64_t v = 0; v < 4; ++v) {
+        Value halves[2];
+        for (int64_t j = 0; j < 2; ++j) {
+          Value x = mlir::vector::ExtractOp::create(b, loc, acc[g + v],
+                                                    llvm::ArrayRef<int64_t>{slot, j});
+          halves[j] = arith::TruncFOp::create(b, loc, elt,
+                                              arith::MulFOp::create(b, loc, x, scale));
+        }
+        Value pair = mlir::vector::FromElementsOp::create(b, loc, pairType, halves);
+        w[v] = mlir::vector::ExtractOp::create(
+            b, loc, mlir::vector::BitCastOp::create(b, loc, wordType, pair),
+            llvm::ArrayRef<int64_t>{0});
+      }
+      for (int64_t k = 0; k < 2; ++k) {
+        int64_t m = int64_t(1) << k;
+        for (int64_t a = 0; a < 4; ++a) {
+          if (a & m)
+            continue;
+          // Bit k set: send w[a], receive into w[a]; clear: the same with w[a | m].
+          Value send = arith::SelectOp::create(b, loc, bits[k], w[a], w[a | m]);
+          Value recv = mlir::gpu::ShuffleOp::create(b, loc, send, heed::gpu_tile::i32(b, loc, m),
+                                                    heed::gpu_tile::i32(b, loc, 32),
+                                                    mlir::gpu::ShuffleMode::XOR)
+                           .getShuffleResult();
+          w[a | m] = arith::SelectOp::create(b, loc, bits[k], w[a | m], recv);
+          w[a] = arith::SelectOp::create(b, loc, bits[k], recv, w[a]);
+        }
+      }
+      Value words = mlir::vector::FromElementsOp::create(
+          b, loc, mlir::VectorType::get({4}, i32), mlir::ValueRange(w));
+      Value run = mlir::vector::BitCastOp::create(b, loc, mlir::VectorType::get({8}, elt), words);
+      Value first = arith::MulIOp::create(
+          b, loc, arith::AddIOp::create(b, loc, index(b, loc, int64_t(g)), quadLane),
+          index(b, loc, 8));
+      write(first, run);
+    }
+  }
+
 protected:
   /// The A operand (register layout of mma m16n8k16 and of wgmma's k16) of
   /// P for keys [16 t, 16 t + 16), in shape.elt: the elements of S n-tiles

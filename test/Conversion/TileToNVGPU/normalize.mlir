@@ -2,8 +2,9 @@
 // RUN: FileCheck %s < %t
 // RUN: FileCheck %s --check-prefix=NOSTATS < %t
 // --convert-attn-tile-to-nvgpu on the normalizations: the sigmoid kernel has
-// no row statistics at all (no shuffle across the lanes of a row, no max,
-// no log: no rescale of the accumulator); the sink kernel is the online
+// no row statistics at all (no f32 shuffle across the lanes of a row, no
+// max, no log: no rescale of the accumulator; the i32 shuffles are the
+// 16-byte epilogue's regrouping of O); the sink kernel is the online
 // softmax with the sink joining the denominator in the store.
 
 // CHECK-LABEL: gpu.func @sigmoid_kernel
@@ -14,7 +15,7 @@
 // CHECK: nvgpu.mma.sync
 // CHECK: gpu.return
 // NOSTATS-LABEL: gpu.func @sigmoid_kernel
-// NOSTATS-NOT: gpu.shuffle
+// NOSTATS-NOT: gpu.shuffle {{.*}} : f32
 // NOSTATS-NOT: arith.maximumf
 // NOSTATS-NOT: math.log
 // NOSTATS: gpu.return
