@@ -550,7 +550,8 @@ namespace {
 class GPUBackwardArgs {
 public:
   GPUBackwardArgs(const GPUBackwardTensors &t, const std::vector<DeviceSummary> &summaries,
-                  bool withOut, void *status, void *stats) {
+                  bool withOut, void *status, void *stats, void *gradWorkspace,
+                  int64_t gradWords) {
     auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                       const std::vector<int64_t> &strides) {
       auto p = reinterpret_cast<int64_t>(data);
@@ -577,10 +578,16 @@ public:
     memref(status, {1}, {1});
     memref(stats, {3}, {1});
     words.insert(words.end(), {0, 0});
+    // The buffer gradients' accumulators and the finalize flag (the
+    // kernels' last two arguments: GradientAccumulators.cpp).
+    memref(gradWorkspace, {gradWords}, {1});
+    words.push_back(0);
     for (int64_t &w : words)
       pointers.push_back(&w);
   }
   void **params() { return pointers.data(); }
+  /// The finalizing launch: each thread writes one gradient element.
+  void setFinalize() { words.back() = 1; }
 
 private:
   std::vector<int64_t> words;
@@ -668,13 +675,13 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
   if (!(error = prepare(dqDriver, state)).empty() ||
       !(error = collect(dqDriver, state, /*waited=*/false, /*thisLaunch=*/false)).empty())
     return error;
-  for (const TensorRef &g : args.bufferGrads)
-    if (g.numElements() &&
-        !(error = dqDriver.zeroAsync(g.data, size_t(g.numElements()))).empty())
-      return error;
   if (dims.batch == 0 || dims.headsQ == 0 || dims.seqQ == 0 || dims.seqKV == 0) {
     // No key (dQ is 0) or no query (dK and dV are 0): nothing to launch, but
     // every gradient is written, as the kernels would.
+    for (const TensorRef &g : args.bufferGrads)
+      if (g.numElements() &&
+          !(error = dqDriver.zeroAsync(g.data, size_t(g.numElements()))).empty())
+        return error;
     for (const TensorRef *g : {&args.dq, &args.dk, &args.dv}) {
       if (!g->numElements())
         continue;
@@ -695,18 +702,56 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
     return error;
   void *stats = static_cast<char *>(state.words) + 8;
   auto grid = [](int64_t n, int64_t rows) { return unsigned((n + rows - 1) / rows); };
+  // The buffers' gradients: fixed-point accumulators (8 words an element),
+  // zeroed on the stream, turned into the f32 gradients by a last launch of
+  // the dK/dV kernel (docs/backward.md, "Deterministic buffer gradients on
+  // GPUs").
+  int64_t gradElements = 0;
+  for (const TensorRef &g : args.bufferGrads)
+    gradElements += g.numElements();
+  constexpr int64_t kGradWordsPerElement = 8; // (GradientAccumulators.cpp)
+  int64_t gradWords = kGradWordsPerElement * gradElements;
+  if (gradElements > 0) {
+    size_t bytes = size_t(gradWords) * sizeof(int64_t);
+    // The kernels address the words with 32-bit offsets.
+    if (gradElements > (int64_t(std::numeric_limits<int32_t>::max()) - 1) / kGradWordsPerElement)
+      return "the buffers' gradients have " + std::to_string(gradElements) +
+             " elements: the GPU backward accumulates at most " +
+             std::to_string((int64_t(std::numeric_limits<int32_t>::max()) - 1) /
+                            kGradWordsPerElement) +
+             " (8 words each, 32-bit offsets)";
+    // Kernels queued earlier may still use the old workspace: wait before
+    // growing it.
+    if (bytes > state.gradWorkspaceBytes && state.gradWorkspace &&
+        !(error = dqDriver.synchronize()).empty())
+      return error;
+    if (!(error = reserveDevice(dqDriver, state.gradWorkspace, state.gradWorkspaceBytes, bytes))
+             .empty() ||
+        !(error = dqDriver.zeroAsync(state.gradWorkspace, bytes / 4)).empty())
+      return error;
+  }
+  void *gradWorkspace = gradElements > 0 ? state.gradWorkspace : nullptr;
   // The dQ kernel computes delta (softmax rows) and writes it; the dK/dV
   // kernel after it on the stream reads it.
-  GPUBackwardArgs dqParams(args, summaries, /*withOut=*/true, state.words, stats);
+  GPUBackwardArgs dqParams(args, summaries, /*withOut=*/true, state.words, stats, gradWorkspace,
+                           gradWords);
   if (!(error = dqDriver.launch(grid(dims.seqQ, dq.blockRows), unsigned(dims.headsQ),
                                 unsigned(dims.batch), dqParams.params()))
            .empty())
     return error;
-  GPUBackwardArgs dkdvParams(args, summaries, /*withOut=*/false, state.words, stats);
+  GPUBackwardArgs dkdvParams(args, summaries, /*withOut=*/false, state.words, stats,
+                             gradWorkspace, gradWords);
   if (!(error = dkdvDriver.launch(grid(dims.seqKV, dkdv.blockRows), unsigned(dims.headsKV),
                                   unsigned(dims.batch), dkdvParams.params()))
            .empty())
     return error;
+  if (gradElements > 0) {
+    dkdvParams.setFinalize();
+    if (!(error = dkdvDriver.launch(grid(gradElements, dkdv.threads), 1, 1,
+                                    dkdvParams.params()))
+             .empty())
+      return error;
+  }
   std::vector<std::string> bufferNames;
   for (const BufferInfo &b : info.buffers)
     bufferNames.push_back(b.name);

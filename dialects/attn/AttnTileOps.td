@@ -781,8 +781,8 @@ def Attn_TileGradScoresOp : Attn_TileOp<"grad_scores", [AttrSizedOperandSegments
     Elements whose P is 0 contribute nothing. A sigmoid variant has no row
     normalization: dS = dP * P (1 - P) * d score'/d s, `delta` unused.
     `transposed` as in attn.tile.probs (key-major tiles, `delta` a `col`
-    tile). With `no_buffer_grads` the grad_adds are dropped (the GPUs' dQ
-    kernel: the dK/dV kernel adds the buffers' gradients, once).
+    tile). With `no_buffer_grads` the grad_adds are dropped (the split
+    backward's dK/dV kernel: the dQ kernel adds the buffers' gradients, once).
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant, Attn_TileOf<"S">:$scores,
                        Attn_TileOf<"S">:$probs, Attn_TileOf<"S">:$dp,

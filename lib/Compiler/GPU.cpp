@@ -154,8 +154,8 @@ std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config, const G
   if (target.vendor == GPUVendor::AMD)
     return dq ? std::pair<int64_t, int64_t>{4 * target.mfma, wide ? 32 : 64}
               : std::pair<int64_t, int64_t>{32, 4 * target.mfma};
-  if (dq)
-    return {64, wide ? 32 : 64};
+  if (dq) // (narrow: the fit of a dQ kernel whose buffer-gradient adds spill at 64 keys)
+    return {64, wide || narrow ? 32 : 64};
   return {wide || narrow ? 16 : 32, 64};
 }
 
@@ -650,6 +650,16 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     }
     return bytes == 0;
   };
+  // First the defaults with O in element stores: the 16-byte epilogue's
+  // quad transposes hold a few registers more while O is live, which costs
+  // less to give up (once per work item) than smaller key tiles (every
+  // iteration).
+  KernelFit defaults;
+  defaults.keysPerTile = keys;
+  defaults.producerRegisters = kHopperProducerRegisters;
+  defaults.elementStores = true;
+  if (tryFit(defaults))
+    return best;
   for (auto [k, producer, warps] : fits) {
     KernelFit fit;
     fit.producerRegisters = producer;
@@ -658,10 +668,11 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     if (tryFit(fit))
       return best;
   }
-  // Last, the least spilling fit without the 16-byte epilogue (its quad
-  // transposes hold a few more registers while O is live).
-  if (bestFit.keysPerTile) {
+  // Last, the least spilling fit so far without the 16-byte epilogue.
+  if (!bestFit.elementStores) {
     bestFit.elementStores = true;
+    if (!bestFit.keysPerTile) // (the defaults)
+      bestFit.keysPerTile = keys, bestFit.producerRegisters = kHopperProducerRegisters;
     tryFit(bestFit);
   }
   return best;
@@ -698,6 +709,26 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
       auto narrow = compileCUDAOnce(variant, config, device, kind, computation, fit);
       if (narrow && spillBytes(narrow->resources) < spillBytes(binary->resources)) {
         narrow->resources += "heed: fit: O in element stores\n";
+        return narrow;
+      }
+      if (!narrow)
+        llvm::consumeError(narrow.takeError());
+    }
+    return binary;
+  }
+  if (computation == GPUComputation::BackwardDQ) {
+    // The dQ kernel adds the buffers' gradients (fixed point: a few dozen
+    // instructions per element): where that spills at 64 keys per step,
+    // 32 (gpuBackwardTiles' narrow); the one that spills less is kept.
+    KernelFit fit;
+    fit.narrow = true;
+    GPUTarget dq{GPUVendor::NVIDIA, device.chip, kind};
+    dq.computation = computation;
+    if (binary && spills(binary->resources) &&
+        gpuBackwardTiles(config, dq, true).second < gpuBackwardTiles(config, dq, false).second) {
+      auto narrow = compileCUDAOnce(variant, config, device, kind, computation, fit);
+      if (narrow && spillBytes(narrow->resources) < spillBytes(binary->resources)) {
+        narrow->resources += "heed: fit: the dQ kernel steps over 32 keys\n";
         return narrow;
       }
       if (!narrow)

@@ -86,12 +86,33 @@ std::string loadKernels(const spec::Variant &variant, const KernelConfig &config
   return "";
 }
 
+/// FNV-1a over the bytes of every gradient (dq, dk, dv, the buffers'): two
+/// runs that print the same digest wrote the same bits.
+uint64_t gradientDigest(BackwardTensors &t) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&](HostTensor &x) {
+    const auto *p = static_cast<const uint8_t *>(x.ref().data);
+    for (size_t i = 0, n = size_t(x.size()) * dtypeSize(x.dtype()); i < n; ++i)
+      h = (h ^ p[i]) * 0x100000001b3ull;
+  };
+  for (HostTensor *x : {&t.dq, &t.dk, &t.dv})
+    mix(*x);
+  for (HostTensor &g : t.grads)
+    mix(g);
+  return h;
+}
+
+/// Whether the gradients' bits were the same in the first and the last of
+/// `repeat` runs (the kernels are deterministic: no float atomics).
+enum class Repeatable { Unknown, Yes, No };
+
 /// The report of a GPU backward run (a table, or JSON); whether it passed.
 bool report(const spec::Variant &variant, const BackwardOptions &options,
             const std::string &chip, double compileS, double backwardTime, double flops,
-            const std::vector<GradientError> &rows, bool outOfRange) {
+            const std::vector<GradientError> &rows, bool outOfRange, uint64_t digest,
+            Repeatable repeatable) {
   double worst = 0;
-  bool passed = withinTolerances(rows, worst) && !outOfRange;
+  bool passed = withinTolerances(rows, worst) && !outOfRange && repeatable != Repeatable::No;
   auto number = [](double x) {
     return std::isfinite(x) ? llvm::json::Value(x) : llvm::json::Value(nullptr);
   };
@@ -104,7 +125,10 @@ bool report(const spec::Variant &variant, const BackwardOptions &options,
                          {"backward_time_s", backwardTime},
                          {"backward_tflops_dense", flops / backwardTime / 1e12},
                          {"grad_max_rel_error", number(worst)},
+                         {"grad_digest", fmt::format("{:016x}", digest)},
                          {"backward_passed", passed}};
+    if (repeatable != Repeatable::Unknown)
+      o["grads_bitwise_repeatable"] = repeatable == Repeatable::Yes;
     llvm::json::Object per;
     for (const GradientError &r : rows)
       per[r.name] = number(r.error);
@@ -115,12 +139,19 @@ bool report(const spec::Variant &variant, const BackwardOptions &options,
   llvm::outs() << fmt::format("variant   {}\nshape     {}\ntarget    cuda {} (forward, dQ "
                               "and dK/dV tensor-core kernels)\nseed      {}\n",
                               variant.name, options.shape, chip, options.seed);
-  llvm::outs() << fmt::format("compile   {:.3f} s (3 kernels)\nbackward  {:.3f} ms (two "
-                              "launches, waited for)\n",
+  llvm::outs() << fmt::format("compile   {:.3f} s (3 kernels)\nbackward  {:.3f} ms (dQ and "
+                              "dK/dV launches, with buffer gradients a third that finalizes "
+                              "them; waited for)\n",
                               compileS, backwardTime * 1e3);
   for (const GradientError &r : rows)
     llvm::outs() << fmt::format("{:<9} relative error {:.3e} (normwise), tolerance {:.1e}\n",
                                 r.name, r.error, r.tolerance);
+  llvm::outs() << fmt::format("digest    {:016x} (of every gradient's bits)\n", digest);
+  if (repeatable != Repeatable::Unknown)
+    llvm::outs() << fmt::format("repeat    {} over {} runs\n",
+                                repeatable == Repeatable::Yes ? "bitwise identical gradients"
+                                                              : "gradients DIFFER between runs",
+                                options.repeat);
   if (outOfRange)
     llvm::outs() << "problem   the reference read a buffer out of range\n";
   llvm::outs() << fmt::format("backward  {}\n", passed ? "PASSED" : "FAILED");
@@ -186,25 +217,39 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
       !err.empty())
     return error("forward: " + err);
   // The backward's time: the median of `repeat` synchronous launches.
+  // With two runs or more, the first run's gradients are kept to compare
+  // bitwise with the last's.
   std::vector<double> times;
-  for (unsigned r = 0; r < std::max(1u, options.repeat); ++r) {
+  unsigned runs = std::max(1u, options.repeat);
+  uint64_t firstDigest = 0;
+  for (unsigned r = 0; r < runs; ++r) {
     auto start = std::chrono::steady_clock::now();
     if (std::string err = modules[1]->launchBackward(info, args, *gradients, *modules[2],
                                                      nullptr, synchronous);
         !err.empty())
       return error("backward: " + err);
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (r == 0 && runs > 1) {
+      if (std::string err = device.download(); !err.empty())
+        return error(err);
+      firstDigest = gradientDigest(t);
+    }
   }
   std::sort(times.begin(), times.end());
   double backwardTime = times[times.size() / 2];
   if (std::string err = device.download(); !err.empty())
     return error(err);
+  uint64_t digest = gradientDigest(t);
+  Repeatable repeatable = runs < 2              ? Repeatable::Unknown
+                          : digest == firstDigest ? Repeatable::Yes
+                                                  : Repeatable::No;
 
   bool outOfRange = false;
   std::vector<GradientError> rows =
       gradientErrors(variant, config, q, k, v, buffers, t, *gradients, options, outOfRange);
   double flops = 2.5 * 2.0 * double(B) * Hq * Sq * Skv * (config.headDim + config.valueDim());
-  return report(variant, options, target->chip, compileS, backwardTime, flops, rows, outOfRange)
+  return report(variant, options, target->chip, compileS, backwardTime, flops, rows, outOfRange,
+                digest, repeatable)
              ? 0
              : 2;
 }

@@ -445,9 +445,15 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
       if (static_cast<uint8_t *>(device[i]->data()) + skipped[i] == d.data) {
         size_t bytes = size_t(t.size()) * heed::dtypeSize(t.dtype());
         std::vector<uint8_t> staged(skipped[i] + bytes);
-        std::string err = device[i]->download(staged.data(), staged.size());
+        if (std::string err = device[i]->download(staged.data(), staged.size()); !err.empty())
+          return err;
         std::memcpy(host.data, staged.data() + skipped[i], bytes);
-        return err;
+        // (--out-offset: the elements before the tensor are not its.)
+        if (std::any_of(staged.begin(), staged.begin() + ptrdiff_t(skipped[i]),
+                        [](uint8_t x) { return x != 0xff; }))
+          return std::string("the kernel wrote into the --out-offset elements before the "
+                             "tensor");
+        return std::string();
       }
     return std::string("internal: no device copy");
   };

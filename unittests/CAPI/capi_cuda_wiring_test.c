@@ -649,15 +649,18 @@ int main(int argc, char **argv) {
     unsetenv("FAKE_CUDA_CAPTURING");
     clearCalls();
     CHECK(bw && heed_attention_backward(bw, &ba) == HEED_OK);
-    if (log->launches != launches + 2 || log->loads != loads + 2)
-      fprintf(stderr, "backward: %d launches, %d loads (expected 2 and 2); %s\n",
+    /* dQ, dK/dV, then the dK/dV kernel finalizing the slopes' gradient
+     * (one thread per element: one block). */
+    if (log->launches != launches + 3 || log->loads != loads + 2)
+      fprintf(stderr, "backward: %d launches, %d loads (expected 3 and 2); %s\n",
               log->launches - launches, log->loads - loads, heed_last_error());
-    CHECK(log->launches == launches + 2 && log->loads == loads + 2);
+    CHECK(log->launches == launches + 3 && log->loads == loads + 2);
+    CHECK(log->grid[0] == 1 && log->grid[1] == 1 && log->grid[2] == 1 && log->prevGrid[1] == H);
     CHECK(log->stream == s && allOn(s, 0));
     CHECK(bstats.visited_blocks == -1);
     int allocs = log->allocs;
     CHECK(heed_attention_backward(bw, &ba) == HEED_OK);
-    CHECK(log->loads == loads + 2 && log->launches == launches + 4 && log->allocs == allocs);
+    CHECK(log->loads == loads + 2 && log->launches == launches + 6 && log->allocs == allocs);
     heed_tensor other = g[0];
     other.device_id = 1;
     ba.dq = &other;

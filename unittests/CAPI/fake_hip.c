@@ -29,6 +29,7 @@ typedef struct {
   int allocs, syncs, blockingCopies; /* hipMalloc, hipStreamSynchronize, hipMemcpy*D/H */
   int calls;
   FakeHipCall call[MAX_CALLS];
+  unsigned prevGrid[3]; /* the grid of the launch before the last */
 } FakeHipLog;
 
 static FakeHipLog fakeLog;
@@ -107,6 +108,7 @@ int hipModuleLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsign
   if (getenv("FAKE_HIP_LAUNCH_ERROR")) return 98; /* invalid image */
   ++fakeLog.launches;
   record('L', stream);
+  memcpy(fakeLog.prevGrid, fakeLog.grid, sizeof fakeLog.grid);
   fakeLog.grid[0] = gx, fakeLog.grid[1] = gy, fakeLog.grid[2] = gz, fakeLog.block = bx;
   fakeLog.stream = stream;
   memcpy(&fakeLog.q, params[0], sizeof fakeLog.q);

@@ -84,11 +84,32 @@ else
   fails=$((fails + 1))
 fi
 rm -rf "$aot"
-# Backward: the dQ and dK/dV kernels, buffer gradients (atomics).
+# Backward: the dQ and dK/dV kernels, buffer gradients (fixed-point
+# accumulators, then the finalizing launch).
 check "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16
 check "$ex/causal.attn" --backward --seq=100 --heads=2 --dtype=bf16 --head-dim=128
 check "$ex/relative_bias.attn" --backward --seq=90 --heads=2 --dtype=bf16
 check "$ex/sink_logits.attn" --backward --seq=97 --heads=2 --dtype=bf16
+# Deterministic: every gradient's bits are the same with the warps run in
+# the other order (each block's adds into a slope, a table entry or a sink
+# logit then come in another order; float atomics would round differently).
+same_bits() {
+  one=$("$run" "$@" --target=$target --repeat=1 --seed=7 2>&1)
+  two=$(PTXEMU_REVERSE_WARPS=1 "$run" "$@" --target=$target --repeat=1 --seed=7 2>&1)
+  d1=$(printf '%s\n' "$one" | awk '/^digest/ {print $2}')
+  d2=$(printf '%s\n' "$two" | awk '/^digest/ {print $2}')
+  if [ -n "$d1" ] && [ "$d1" = "$d2" ] && printf '%s\n' "$one" | grep -q '^backward  PASSED' &&
+     printf '%s\n' "$two" | grep -q '^backward  PASSED'; then
+    echo "PASSED  (digest $d1 both warp orders) $*"
+  else
+    echo "FAILED  (digests '$d1' and '$d2') $*"
+    printf '%s\n' "$one" "$two" | tail -8
+    fails=$((fails + 1))
+  fi
+}
+same_bits "$ex/relative_bias.attn" --backward --seq=90 --heads=2 --dtype=bf16
+same_bits "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16
+same_bits "$ex/sink_logits.attn" --backward --seq=97 --heads=2 --dtype=bf16
 check "$ex/document.attn" --backward --seq=130 --heads=2 --dtype=bf16 --buffer doc_ids=docs:10:90
 # Hopper (sm_90a): the warp-specialized wgmma kernel (TMA into swizzled
 # shared memory, mbarriers, SS and RS wgmma, named barriers) and the

@@ -1540,14 +1540,14 @@ void Launch::exec(Thread &t, const Inst &in) {
         val = s.c == 's' ? double(sext(x, s.bits)) : double(zext(x, s.bits));
       if (in.sat)
         val = std::isnan(val) ? 0.0 : std::fmin(std::fmax(val, 0.0), 1.0);
+      if (fromFloat && in.rnd.size() == 3) // rni rzi rmi rpi: to an integral value
+        val = in.rnd == "rni"   ? std::nearbyint(val)
+              : in.rnd == "rzi" ? std::trunc(val)
+              : in.rnd == "rmi" ? std::floor(val)
+                                : std::ceil(val);
       if (d.bits == 64)
         set(t, o[0], fromF64(val));
       else if (d.bits == 32) {
-        if (fromFloat && in.rnd.size() == 3) // rni rzi rmi rpi: to an integral value
-          val = in.rnd == "rni"   ? std::nearbyint(val)
-                : in.rnd == "rzi" ? std::trunc(val)
-                : in.rnd == "rmi" ? std::floor(val)
-                                  : std::ceil(val);
         float r = rounded(in.rnd.size() == 2 ? in.fround : FE_TONEAREST,
                           [&] { return float(val); });
         set(t, o[0], fromF32(r));

@@ -65,6 +65,28 @@ int main() {
                         64, 16, {nullptr});
     expect(contains(e, "shared memory race"), "a write-write race is reported: " + e);
   }
+  // 1b. cvt to an integral value in the same float type (rmi, rzi, rni,
+  //     rpi .f64.f64 and .f32.f32) rounds: the GPU backward's fixed-point
+  //     adds were wrong while cvt.rmi.f64.f64 returned its input.
+  {
+    std::vector<double> out(8, 0);
+    std::string e = run(oneParam,
+                        "  .reg .f64 %fd<8>;\n  .reg .f32 %f<8>;\n"
+                        "  ld.param.b64 %rd9, [out];\n"
+                        "  mov.f64 %fd1, 0dC004000000000000;\n" // -2.5
+                        "  cvt.rmi.f64.f64 %fd2, %fd1;\n  st.global.f64 [%rd9], %fd2;\n"
+                        "  cvt.rzi.f64.f64 %fd3, %fd1;\n  st.global.f64 [%rd9+8], %fd3;\n"
+                        "  cvt.rpi.f64.f64 %fd4, %fd1;\n  st.global.f64 [%rd9+16], %fd4;\n"
+                        "  mov.f64 %fd5, 0d400C000000000000;\n" // 3.5
+                        "  cvt.rni.f64.f64 %fd6, %fd5;\n  st.global.f64 [%rd9+24], %fd6;\n"
+                        "  mov.f32 %f1, 0fC0200000;\n" // -2.5f
+                        "  cvt.rmi.f32.f32 %f2, %f1;\n  cvt.f64.f32 %fd7, %f2;\n"
+                        "  st.global.f64 [%rd9+32], %fd7;\n  ret;\n",
+                        1, 0, {out.data()});
+    expect(e.empty() && out[0] == -3.0 && out[1] == -2.0 && out[2] == -2.0 && out[3] == 4.0 &&
+               out[4] == -3.0,
+           "cvt.rmi/rzi/rpi/rni to an integral f64 and f32" + (e.empty() ? "" : ": " + e));
+  }
   // 2. Each thread writes its word, bar.sync, reads its neighbour's: no race,
   //    and the values arrive.
   {

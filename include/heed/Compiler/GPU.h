@@ -65,8 +65,8 @@ llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
 
 /// Which of a variant's GPU kernels: the forward, or one of the backward's
 /// two (docs/backward.md, "GPU kernels"): dQ (one block per query tile,
-/// looping over key tiles) and dK/dV (one block per key tile, looping over
-/// the group's query tiles; it also adds the buffers' gradients).
+/// looping over key tiles; it also adds the buffers' gradients) and dK/dV
+/// (one block per key tile, looping over the group's query tiles).
 enum class GPUComputation { Forward, BackwardDQ, BackwardDKDV };
 /// "forward" | "dq" | "dkdv".
 llvm::Expected<GPUComputation> parseGPUComputation(const std::string &name);

@@ -42,11 +42,12 @@ def AttnBackwardToTile : Pass<"attn-backward-to-tile", "mlir::ModuleOp"> {
     `kernel=dq` and `kernel=dkdv` split that loop in two kernels for GPUs,
     whose threads cannot add into shared dq rows without atomics
     (docs/backward.md, "GPU kernels"): `dq`, one item per (batch, query
-    head, query tile) looping over key tiles (dQ = sum dS K, written once);
+    head, query tile) looping over key tiles (dQ = sum dS K, written once;
+    it also adds the buffers' gradients: its registers hold dQ only);
     `dkdv`, one item per (batch, kv head, key tile) looping over the
     group's query tiles with key-major tiles (S^T = K Q^T, attn.tile.probs
     and grad_scores `transposed`, dV += P^T dO and dK += dS^T Q as
-    attn.tile.pv), which also adds the buffers' gradients. Both recompute
+    attn.tile.pv; its grad_scores `no_buffer_grads`). Both recompute
     S and dP; in each the loop's tiles are loaded as k and v tiles, for
     --attn-pipeline-kv to stage.
   }];

@@ -117,6 +117,10 @@ struct GPUStreamState {
   /// Hq, Sq, Dv] then statistics [S, B, Hq, Sq, 2]), grown on demand.
   void *splitWorkspace = nullptr;
   size_t splitWorkspaceBytes = 0;
+  /// Device memory for the backward's buffer-gradient accumulators (5 i64
+  /// words per gradient element, docs/backward.md), grown on demand.
+  void *gradWorkspace = nullptr;
+  size_t gradWorkspaceBytes = 0;
   /// Page-locked staging for those uploads, a ring of slots (a copy from
   /// pageable memory would wait for the stream): slot i is reused once its
   /// event says its copy is done (else the launch waits for the stream).

@@ -287,7 +287,7 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
           auto ds = TileGradScoresOp::create(
               b, loc, sType, FlatSymbolRefAttr::get(grad.getSymNameAttr()), s, p, dp, delta,
               batch, head, rowSpan, keySpan, buffersAndGradients(), route,
-              /*transposed=*/UnitAttr(), /*no_buffer_grads=*/b.getUnitAttr());
+              /*transposed=*/UnitAttr(), /*no_buffer_grads=*/UnitAttr());
           return {TilePVOp::create(b, loc, dqType, ds, kV, loop.getRegionIterArgs()[0],
                                    /*alpha=*/Value(), rowSpan)};
         });
@@ -329,7 +329,7 @@ void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
           Value dsT = TileGradScoresOp::create(
               b, loc, sType, FlatSymbolRefAttr::get(grad.getSymNameAttr()), sT, pT, dpT, delta,
               batch, head, rowSpan, keySpan, buffersAndGradients(), route,
-              /*transposed=*/b.getUnitAttr(), /*no_buffer_grads=*/UnitAttr());
+              /*transposed=*/b.getUnitAttr(), /*no_buffer_grads=*/b.getUnitAttr());
           Value dk = TilePVOp::create(b, loc, carried[0].getType(), dsT, qV, carried[0],
                                       /*alpha=*/Value(), /*rows=*/Value());
           return {dk, dv};

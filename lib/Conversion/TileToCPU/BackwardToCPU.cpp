@@ -279,7 +279,7 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
             arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, p,
                                   splat(rewriter, loc, laneType, 0)));
         for (auto [n, add] : llvm::enumerate(adds)) {
-          // (no_buffer_grads: the dQ kernel; the dK/dV kernel adds them)
+          // (no_buffer_grads: the split dK/dV kernel; the dQ kernel adds them)
           if (!op.getNoBufferGrads() && perHead[n])
             addLanesSum(rewriter, loc, add, ds, active);
           else if (!op.getNoBufferGrads())

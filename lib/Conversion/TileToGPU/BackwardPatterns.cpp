@@ -11,11 +11,12 @@
 //                          the weights), element by element
 //   attn.tile.grad_scores  dS = P (dP - delta) f'(s) (sigmoid: dP P (1 - P)
 //                          f'(s)); the derivative's attn.grad_add become
-//                          bounds-checked atomic adds (unless
+//                          bounds-checked deterministic fixed-point adds
+//                          (GradientAccumulators.cpp; unless
 //                          `no_buffer_grads`), one per wave for an element
 //                          of the head (ALiBi's slope), else per element
 //   attn.tile.grad_sink    a sink logit's gradient over the dQ item's rows
-//                          (atomic adds, one per row)
+//                          (the same adds, one per row)
 //   attn.tile.write_rows   an accumulator's rows, scaled, stored
 #include "MatrixCore.h"
 
@@ -196,15 +197,6 @@ struct ProbsLowering : TargetPattern<TileProbsOp> {
   }
 };
 
-/// gradient[indices] += value (atomically) where `ok` holds and every index
-/// is in range.
-void atomicAddInRange(OpBuilder &b, Location loc, Value gradient, ValueRange indices, Value value,
-                      Value ok) {
-  auto ifOp = scf::IfOp::create(b, loc, indicesInRange(b, loc, gradient, indices, ok), false);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-  memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, value, gradient, indices);
-}
 
 /// Whether `v` (in a derivative score region, not inlined) is an integer
 /// function of the region's index arguments made float (ALiBi's kv - q):
@@ -291,8 +283,8 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
                                                                      share))
                                       : share;
           } else if (addBuffers) {
-            atomicAddInRange(rewriter, loc, add.getGradient(), add.getIndices(),
-                             mul(x, add.getValue()), active);
+            target.gradients.add(rewriter, loc, add.getGradient(), add.getIndices(),
+                                 mul(x, add.getValue()), active);
           }
           rewriter.eraseOp(add);
         }
@@ -316,7 +308,7 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
       for (auto [n, add] : llvm::enumerate(adds)) {
         if (headSums[n]) {
           Value sum = xorReduce(rewriter, loc, headSums[n], 1, wave, wave, /*max=*/false);
-          atomicAddInRange(rewriter, loc, add.getGradient(), add.getIndices(), sum, first);
+          target.gradients.add(rewriter, loc, add.getGradient(), add.getIndices(), sum, first);
         }
         rewriter.eraseOp(add);
       }
@@ -328,7 +320,7 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
 
 /// The sink logit x of (b, h): each real row i adds a_i = -exp(x - lse_i)
 /// delta_i times each grad_add's value to its gradient element (the lane
-/// that owns the row's statistics, atomically).
+/// that owns the row's statistics, into its fixed-point accumulator).
 struct GradSinkLowering : TargetPattern<TileGradSinkOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileGradSinkOp op, OneToNOpAdaptor adaptor,
@@ -358,8 +350,8 @@ struct GradSinkLowering : TargetPattern<TileGradSinkOp> {
                             rewriter, loc, arith::SubFOp::create(rewriter, loc, x, lse), zero));
       Value a = arith::NegFOp::create(rewriter, loc, arith::MulFOp::create(rewriter, loc, w, delta));
       for (GradAddOp add : adds)
-        atomicAddInRange(rewriter, loc, add.getGradient(), add.getIndices(),
-                         arith::MulFOp::create(rewriter, loc, a, add.getValue()), live);
+        target.gradients.add(rewriter, loc, add.getGradient(), add.getIndices(),
+                             arith::MulFOp::create(rewriter, loc, a, add.getValue()), live);
     }
     for (GradAddOp add : adds)
       rewriter.eraseOp(add);

@@ -550,6 +550,8 @@ LogicalResult lowerMatrixCoreKernels(
                                                       : "; use the SIMT kernel");
     if (failed(target->prepareKernel(kernel)))
       return failure();
+    if (shape->backward && failed(prepareGradientAccumulators(kernel, target->gradients)))
+      return failure();
     MatrixCoreTypeConverter converter(*target);
     RewritePatternSet patterns(kernel.getContext());
     populateMatrixCorePatterns(converter, *target, patterns);
@@ -557,6 +559,8 @@ LogicalResult lowerMatrixCoreKernels(
       populateMatrixCoreBackwardPatterns(converter, *target, patterns);
     if (failed(convertGPUKernel(kernel, converter, std::move(patterns))))
       return failure();
+    if (shape->backward)
+      addGradientFinalize(kernel, target->gradients, target->launchThreads());
     kernel->setAttr(kLaunchAttrName,
                     LaunchAttr::get(kernel.getContext(), shape->blockRows(), target->launchThreads(),
                                     target->dynamicSharedBytes()));

@@ -90,6 +90,32 @@ struct QueryRows {
   void moveToSpan(OpBuilder &b) const;
 };
 
+/// A backward kernel's buffer gradients, accumulated deterministically in
+/// fixed point (GradientAccumulators.cpp; docs/backward.md).
+struct GradientAccumulators {
+  Value workspace;                  ///< i64 words, 5 per gradient element
+  Value finalize;                   ///< index: nonzero for the finalizing launch
+  llvm::SmallVector<Value> buffers; ///< the kernel's gradient buffers (f32), in order
+  llvm::SmallVector<Value> offsets; ///< each buffer's first word in the workspace
+  /// Whether `gradient` is one of the kernel's gradient buffers.
+  bool accumulates(Value gradient) const;
+  /// gradient[indices] += value where `ok` holds and every index is in
+  /// range (`gradient` one of `buffers`).
+  void add(OpBuilder &b, Location loc, Value gradient, mlir::ValueRange indices, Value value,
+           Value ok) const;
+};
+
+/// Appends a backward kernel's last two arguments (the workspace and the
+/// finalize flag) and finds its gradient buffers (the derivative ops'
+/// last buffers); computes their offsets at the kernel's entry.
+mlir::LogicalResult prepareGradientAccumulators(mlir::gpu::GPUFuncOp kernel,
+                                                GradientAccumulators &out);
+/// After the kernel's lowering: a branch at its entry that, with the
+/// finalize flag, turns element (block x * `threads` + thread x)'s
+/// accumulator into its f32 in its gradient buffer and returns.
+void addGradientFinalize(mlir::gpu::GPUFuncOp kernel, const GradientAccumulators &grads,
+                         int64_t threads);
+
 /// The target interface of the matrix-core kernels.
 class MatrixCoreTarget {
 public:
@@ -213,6 +239,8 @@ public:
   virtual Value exp2(OpBuilder &b, Location loc, Value x) const;
 
   const KernelShape shape;
+  /// A backward kernel's gradient buffers (lowerMatrixCoreKernels sets them).
+  GradientAccumulators gradients;
 };
 
 /// The tile-level type converter of a matrix-core target.

@@ -9,7 +9,8 @@
 // dQ: an item per (batch, query head, query tile); Q and dO are the item's
 // operand rows (q tiles); the key loop stages K (part 0) and V (part 1),
 // read as k tiles for S = Q K^T and dP = dO V^T and K as v tiles for
-// dQ += dS K; dS adds no buffer gradient here; dQ is written once.
+// dQ += dS K; dS adds the slopes' gradient here (the lighter kernel: its
+// registers hold dQ only); dQ is written once.
 // DQ-LABEL: func.func @backward
 // DQ: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[QT:.*]]: index):
 // DQ: %[[ROWS:.*]] = attn.tile.span %{{.*}}[%[[QT]]] {{.*}} side <q> : <16>
@@ -27,7 +28,8 @@
 // DQ: %[[S:.*]] = attn.tile.qk %[[Q]], %[[K]] {scale = 2.500000e-01 : f32}
 // DQ: %[[P:.*]] = attn.tile.probs @alibi(%[[S]]) lse(%[[LSE]])
 // DQ: %[[DP:.*]] = attn.tile.qk %[[DO]], %[[VK]] {scale = 1.000000e+00 : f32}
-// DQ: %[[DS:.*]] = attn.tile.grad_scores @alibi_grad(%[[S]], %[[P]], %[[DP]]) delta(%[[DELTA]]) {{.*}} no_buffer_grads
+// DQ: %[[DS:.*]] = attn.tile.grad_scores @alibi_grad(%[[S]], %[[P]], %[[DP]]) delta(%[[DELTA]]) {{.*}} buffers(%arg6, %arg10 : memref<?xf32>, memref<?xf32>) :
+// DQ-NOT: no_buffer_grads
 // DQ: attn.tile.pv %[[DS]], %[[KV]], %{{.*}} rows(%[[ROWS]] : !attn.span<16>)
 // DQ: attn.tile.write_rows %[[DQ]] to %arg7[%[[B]], %[[H]]] span(%[[ROWS]]) {scale = 2.500000e-01 : f32}
 // DQ-NOT: accumulate
@@ -36,7 +38,7 @@
 // operand rows; for each query head of the group the query loop stages Q
 // (part 0) and dO (part 1); the tiles are key-major: S^T = K Q^T, probs and
 // grad_scores `transposed` with lse and delta as col tiles, dV += P^T dO
-// and dK += dS^T Q as attn.tile.pv; this kernel adds the slopes' gradient.
+// and dK += dS^T Q as attn.tile.pv; this kernel adds no buffer gradient.
 // DKDV-LABEL: func.func @backward
 // DKDV: ^bb0(%[[B:.*]]: index, %[[HK:.*]]: index, %[[KT:.*]]: index):
 // DKDV: %[[KEYS:.*]] = attn.tile.span %{{.*}}[%[[KT]]] {{.*}} side <kv> : <32>
@@ -57,7 +59,7 @@
 // DKDV: %[[PT:.*]] = attn.tile.probs @alibi(%[[ST]]) lse(%[[LSE]]) [%[[B]], %[[H]]] rows(%[[ROWS]]) cols(%[[KEYS]]) {{.*}} transposed
 // DKDV: attn.tile.pv %[[PT]], %[[DOV]], %{{.*}} : {{.*}}, !attn.tile<32x8xf32, acc>
 // DKDV: %[[DPT:.*]] = attn.tile.qk %[[VR]], %[[DOK]] {scale = 1.000000e+00 : f32}
-// DKDV: %[[DST:.*]] = attn.tile.grad_scores @alibi_grad(%[[ST]], %[[PT]], %[[DPT]]) delta(%[[DELTA]]) {{.*}} buffers(%arg6, %arg10 : memref<?xf32>, memref<?xf32>) transposed :
+// DKDV: %[[DST:.*]] = attn.tile.grad_scores @alibi_grad(%[[ST]], %[[PT]], %[[DPT]]) delta(%[[DELTA]]) {{.*}} buffers(%arg6, %arg10 : memref<?xf32>, memref<?xf32>) transposed no_buffer_grads :
 // DKDV: attn.tile.pv %[[DST]], %[[QV]], %{{.*}} : {{.*}}, !attn.tile<32x16xf32, acc>
 // DKDV: attn.tile.write_rows %[[GRADS]]#0 to %arg8[%[[B]], %[[HK]]] span(%[[KEYS]]) {scale = 2.500000e-01 : f32}
 // DKDV: attn.tile.write_rows %[[GRADS]]#1 to %arg9[%[[B]], %[[HK]]] span(%[[KEYS]])

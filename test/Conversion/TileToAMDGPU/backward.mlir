@@ -11,9 +11,13 @@
 // dQ: 4 waves own 128 query rows; lse and delta one per lane; a step
 // stages 32 keys of K row by row ([32][64 + 4]: S^T = K Q^T), K transposed
 // ([64][32 + 4]: dQ^T += K^T dS^T) and V row by row (dP^T = V dO^T): the
-// LDS buffers of the parts each product reads. dQ is stored once per real
-// row, 32 elements a lane; no buffer gradient here.
-// DQ: gpu.func @backward({{.*}}) workgroup(%[[K:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>, %[[KT:.*]] : memref<1x64x36xbf16, #gpu.address_space<workgroup>>, %[[V:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 256>}
+// LDS buffers of the parts each product reads. The slopes' gradient (an
+// element of the head) is summed over the lane's elements and the wave (xor
+// shuffles 1..32 of 64 lanes) and added once per wave into its fixed-point
+// digit words (64-bit integer atomics; docs/backward.md); the kernel's entry
+// branches to the finalizing code on its last argument. dQ is stored once
+// per real row, 32 elements a lane.
+// DQ: gpu.func @backward({{.*}}, %arg11: memref<?xi64>, %arg12: index) workgroup(%[[K:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>, %[[KT:.*]] : memref<1x64x36xbf16, #gpu.address_space<workgroup>>, %[[V:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 256>}
 // DQ-COUNT-1: memref.load %arg4[%block_id_z, %block_id_y, %{{.*}}] : memref<?x?x?xf32>
 // DQ-COUNT-1: memref.load %arg5[%block_id_z, %block_id_y, %{{.*}}] : memref<?x?x?xf32>
 // DQ: scf.for
@@ -24,6 +28,10 @@
 // DQ: rocdl.exp2
 // DQ: vector.load %[[V]]
 // DQ-NEXT: amdgpu.mfma 32x32x8
+// DQ: gpu.shuffle  xor %{{.*}}, %c1_i32, %c64_i32 : f32
+// DQ: gpu.shuffle  xor %{{.*}}, %c32_i32, %c64_i32 : f32
+// DQ: memref.atomic_rmw ori %{{.*}}, %arg11[%{{.*}}] : (i64, memref<?xi64>) -> i64
+// DQ-COUNT-3: memref.atomic_rmw addi %{{.*}}, %arg11[%{{.*}}] : (i64, memref<?xi64>) -> i64
 // DQ-NOT: memref.atomic_rmw
 // DQ: vector.load %[[KT]][%c0, %{{.*}}, %{{.*}}] : memref<1x64x36xbf16, #gpu.address_space<workgroup>>, vector<4xbf16>
 // DQ-NEXT: amdgpu.mfma 32x32x8 %{{.*}} * %{{.*}} + %arg{{[0-9]+}}
@@ -33,10 +41,8 @@
 // dK/dV: 4 waves own the item's 128 keys; each step stages 32 query rows of
 // Q and of dO, each row by row ([32][64 + 4]) and transposed ([64][32 + 4]):
 // 4 buffers; lse and delta are loaded per element (the lane's 16 queries of
-// its key column); the slopes' gradient (an element of the head) is summed
-// over the lane's elements and the wave (xor shuffles 1..32 of 64 lanes) and
-// added atomically once per wave; dK and dV are stored once, 32 elements
-// each a lane.
+// its key column); no buffer gradient (the dQ kernel adds them); dK and dV
+// are stored once, 32 elements each a lane.
 // DKDV: gpu.func @backward({{.*}}) workgroup(%[[Q:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>, %[[DOT:.*]] : memref<1x64x36xbf16, #gpu.address_space<workgroup>>, %[[QT:.*]] : memref<1x64x36xbf16, #gpu.address_space<workgroup>>, %[[DO:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 256>}
 // DKDV: scf.for
 // DKDV: scf.for
@@ -56,10 +62,6 @@
 // dP^T = V dO^T: dO row by row.
 // DKDV: vector.load %[[DO]]
 // DKDV-NEXT: amdgpu.mfma 32x32x8
-// DKDV: arith.cmpf une
-// DKDV: gpu.shuffle  xor %{{.*}}, %c1_i32, %c64_i32 : f32
-// DKDV: gpu.shuffle  xor %{{.*}}, %c32_i32, %c64_i32 : f32
-// DKDV: memref.atomic_rmw addf %{{.*}}, %arg10[%{{.*}}] : (f32, memref<?xf32>) -> f32
 // DKDV-NOT: memref.atomic_rmw
 // dK^T += Q^T dS: Q transposed.
 // DKDV: vector.load %[[QT]]
@@ -69,12 +71,12 @@
 // DKDV-NOT: memref.atomic_rmw
 
 // MFMA 16x16x16: 4 waves of 16 keys; 4 elements of each of the 4 16x16
-// accumulators of a 64-row step, so 16 lse per lane; the row's lanes l,
-// l + 16, l + 32, l + 48.
+// accumulators of a 64-row step, so 16 lse per lane (no buffer gradient in
+// the dK/dV kernel).
 // MFMA16: attn.launch = #attn.launch<block_rows = 64, threads = 256>
 // MFMA16-COUNT-16: memref.load %arg4
 // MFMA16: amdgpu.mfma 16x16x16 {{.*}} : vector<4xbf16>, vector<4xbf16>, vector<4xf32>
-// MFMA16: gpu.shuffle  xor %{{.*}}, %c1_i32, %c64_i32 : f32
+// MFMA16-NOT: memref.atomic_rmw
 
 // A query step that is not a multiple of the MFMA size is refused; so are
 // staging slots over the LDS a workgroup may take (dQ with 128 keys: K and V

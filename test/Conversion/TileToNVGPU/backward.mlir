@@ -4,25 +4,46 @@
 // bf16 at head dim 32 with ALiBi (a buffer gradient) and a causal mask.
 
 // dQ: 4 warps own the 64 query rows; lse and delta one per row slot; two
-// slots of 64 keys of K and of V: 2 x 64 x (32 + 8) x 2 bytes, twice. dQ is
-// stored once per real row, in bf16; no buffer gradient here.
-// DQ: gpu.func @backward({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 64, threads = 128, shared_bytes = 20480>}
+// slots of 64 keys of K and of V: 2 x 64 x (32 + 8) x 2 bytes, twice. The
+// kernel's last two arguments are the buffer gradients' fixed-point words and
+// the finalize flag (docs/backward.md, "Deterministic buffer gradients on
+// GPUs"): with the flag, each thread turns one element's 8 words into its
+// f32 and returns. Else the slopes' gradient (an element of the head) is
+// summed over the lane's elements and the warp (xor shuffles 1..16) and added
+// once per warp in base-2^24 digits (two digit words and the count; the
+// flags word for NaN and infinities), never as a float atomic; dQ is stored
+// once per real row, in bf16.
+// DQ: gpu.func @backward({{.*}}, %arg10: memref<?xf32>, %arg11: memref<?xi64>, %arg12: index) kernel attributes {attn.launch = #attn.launch<block_rows = 64, threads = 128, shared_bytes = 20480>}
+// DQ: %[[FIN:.*]] = arith.cmpi ne, %arg12, %c0 : index
+// DQ: cf.cond_br %[[FIN]], ^bb1, ^bb2
+// DQ: ^bb1:
+// DQ-COUNT-8: memref.load %arg11[%{{.*}}] : memref<?xi64>
+// DQ: arith.shrsi
+// DQ: arith.sitofp %{{.*}} : i64 to f64
+// DQ: arith.truncf %{{.*}} : f64 to f32
+// DQ: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<?xf32, strided<[1]>>
+// DQ: gpu.return
+// DQ: ^bb2:
 // DQ-COUNT-2: memref.load %arg4[%block_id_z, %block_id_y, %{{.*}}] : memref<?x?x?xf32>
 // DQ-COUNT-2: memref.load %arg5[%block_id_z, %block_id_y, %{{.*}}] : memref<?x?x?xf32>
 // DQ: nvgpu.device_async_copy
 // DQ: nvvm.mma.sync
-// DQ-NOT: memref.atomic_rmw
+// DQ: gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32 : f32
+// DQ: gpu.shuffle  xor %{{.*}}, %c16_i32, %c32_i32 : f32
+// DQ: memref.atomic_rmw ori %{{.*}}, %arg11[%{{.*}}] : (i64, memref<?xi64>) -> i64
+// DQ-COUNT-3: memref.atomic_rmw addi %{{.*}}, %arg11[%{{.*}}] : (i64, memref<?xi64>) -> i64
+// DQ-NOT: memref.atomic_rmw addf
 // DQ: arith.truncf %{{.*}} : f32 to bf16
 // DQ: memref.store %{{.*}}, %arg7[%block_id_z, %block_id_y, %{{.*}}, %{{.*}}] : memref<?x?x?x32xbf16>
 // DQ-NOT: memref.atomic_rmw
 
 // dK/dV: 4 warps own the item's 64 keys; each step stages 16 query rows of
 // Q and dO; lse and delta are loaded per column of the lane's key-major
-// score fragments (16 columns / 4 = 4 per lane, each); the slopes'
-// gradient (an element of the head) is summed over the lane's elements and
-// the warp (xor shuffles 1..16) and added atomically once per warp; dK and dV
-// are stored once.
+// score fragments (16 columns / 4 = 4 per lane, each); no buffer gradient
+// here (the dQ kernel adds them); dK and dV are stored once.
 // DKDV: gpu.func @backward({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 64, threads = 128, shared_bytes = 10240>}
+// DKDV: cf.cond_br
+// DKDV: gpu.return
 // DKDV: scf.for
 // DKDV: scf.for
 // DKDV: nvgpu.device_async_copy
@@ -36,14 +57,11 @@
 // DKDV: arith.subf
 // DKDV: arith.mulf
 // DKDV: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f"
-// DKDV: arith.cmpf une
-// DKDV: gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32 : f32
-// DKDV: gpu.shuffle  xor %{{.*}}, %c16_i32, %c32_i32 : f32
-// DKDV: memref.atomic_rmw addf %{{.*}}, %arg10[%{{.*}}] : (f32, memref<?xf32>) -> f32
 // DKDV-NOT: memref.atomic_rmw
 // DKDV: nvgpu.ldmatrix %{{.*}} {numTiles = 2 : i32, transpose = true}
 // DKDV: memref.store %{{.*}}, %arg8[%block_id_z, %block_id_y, %{{.*}}, %{{.*}}] : memref<?x?x?x32xbf16>
 // DKDV: memref.store %{{.*}}, %arg9[%block_id_z, %block_id_y, %{{.*}}, %{{.*}}] : memref<?x?x?x32xbf16>
+// DKDV-NOT: memref.atomic_rmw
 
 attn.variant @alibi buffers(["slopes"] : [memref<?xf32>]) shapes [["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %sl: memref<?xf32>):
