@@ -16,7 +16,9 @@
 #   backward  100   cases.txt's backward cases: heed-run --backward on CUDA
 #                   (the forward, then the backward's dQ and dK/dV kernels,
 #                   from the kernel cache pack.sh filled, else compiled there:
-#                   no AOT for the backward yet) against float64; memcheck and
+#                   no AOT for the backward yet) against float64, three runs
+#                   whose gradients must be bitwise identical (the buffer
+#                   gradients' fixed-point accumulators); memcheck and
 #                   racecheck on the first one; then torch's CUDA forward and
 #                   loss.backward() through the C API (test_torch.py, 60 s)
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
@@ -232,7 +234,8 @@ step_backward() {
     fi
     case_record backward "$name" $status $(($(now) - t0)) rc $rc \
       errors "$(grep -E 'relative error' <<< "$log" | awk '{print $1 "=" $4}' | tr '\n' ' ')" \
-      time "$(sed -n 's/^backward *\([0-9.]* ms\).*/\1/p' <<< "$log")" seed "$SEED"
+      time "$(sed -n 's/^backward *\([0-9.]* ms\).*/\1/p' <<< "$log")" seed "$SEED" \
+      repeat "$(sed -n 's/^repeat *//p' <<< "$log")"
   done < <(gpu_cases backward)
   # The first case under compute-sanitizer (its kernels now in the cache).
   local sanitized=""

@@ -737,9 +737,8 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     });
   };
   if (split) {
-    // dQ first (its items are (b, h, query tile); of the buffers' gradients
-    // only a sink logit's; it counts no block), then dK and dV with the
-    // others.
+    // dQ first (its items are (b, h, query tile); it adds every buffer
+    // gradient, as on GPUs; it counts no block), then dK and dV.
     std::fill_n(dqs[0].get(), dqSize, 0.0f);
     runItems(impl->symbolsDQ.entry, B * Hq * impl->symbolsDQ.numQTiles(Sq), kernelDelta,
              [&](unsigned) { return dqs[0].get(); });

@@ -613,23 +613,32 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   GPUKernelBinary best = std::move(*first);
   int64_t least = spillBytes(best.resources);
   int64_t keys = wgmmaKeysPerTile(config);
-  // More registers for the consumers first (their score tile at these keys),
-  // then half the keys with each producer budget (a heavy classifier needs
-  // more in the producer whatever the tile), then a quarter (a heavy mask
-  // per score: 2-D neighborhoods).
-  // Last, one consumer warpgroup instead of two (no ping-pong): each
-  // thread may then take twice the registers (D = 256 with a heavy mask:
-  // O alone is 128 f32 a thread).
-  std::vector<std::tuple<int64_t, int64_t, int64_t>> fits = {{keys, 24, 0}};
+  // Every fit writes O in element stores: the 16-byte epilogue's quad
+  // transposes hold a few registers more while O is live, which costs less
+  // to give up (once per work item) than smaller key tiles (every
+  // iteration). First the default tiles so, then more registers for the
+  // consumers (their score tile at these keys), then half the keys with
+  // each producer budget (a heavy classifier needs more in the producer
+  // whatever the tile), then a quarter (a heavy mask per score: 2-D
+  // neighborhoods). Last, one consumer warpgroup instead of two (no
+  // ping-pong): each thread may then take twice the registers (D = 256 with
+  // a heavy mask: O alone is 128 f32 a thread).
+  auto fitOf = [](int64_t k, int64_t producer, int64_t warps) {
+    KernelFit fit;
+    fit.keysPerTile = k;
+    fit.producerRegisters = producer;
+    fit.warps = warps;
+    fit.elementStores = true;
+    return fit;
+  };
+  std::vector<KernelFit> fits = {fitOf(keys, kHopperProducerRegisters, 0), fitOf(keys, 24, 0)};
   for (int64_t producer : {kHopperProducerRegisters, int64_t(24), int64_t(88), int64_t(120)})
-    fits.push_back({keys / 2, producer, 0});
+    fits.push_back(fitOf(keys / 2, producer, 0));
   if (keys / 4 >= 16)
-    fits.push_back({keys / 4, kHopperProducerRegisters, 0});
-  fits.push_back({keys, kHopperProducerRegisters, 4});
-  fits.push_back({keys / 2, kHopperProducerRegisters, 4});
-  if (keys / 4 >= 16)
-    fits.push_back({keys / 4, kHopperProducerRegisters, 4});
-  KernelFit bestFit;
+    fits.push_back(fitOf(keys / 4, kHopperProducerRegisters, 0));
+  for (int64_t k : {keys, keys / 2, keys / 4})
+    if (k >= 16)
+      fits.push_back(fitOf(k, kHopperProducerRegisters, 4));
   auto tryFit = [&](const KernelFit &fit) {
     auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
                                   GPUComputation::Forward, fit);
@@ -646,35 +655,12 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     if (bytes < least) {
       least = bytes;
       best = std::move(*binary);
-      bestFit = fit;
     }
     return bytes == 0;
   };
-  // First the defaults with O in element stores: the 16-byte epilogue's
-  // quad transposes hold a few registers more while O is live, which costs
-  // less to give up (once per work item) than smaller key tiles (every
-  // iteration).
-  KernelFit defaults;
-  defaults.keysPerTile = keys;
-  defaults.producerRegisters = kHopperProducerRegisters;
-  defaults.elementStores = true;
-  if (tryFit(defaults))
-    return best;
-  for (auto [k, producer, warps] : fits) {
-    KernelFit fit;
-    fit.producerRegisters = producer;
-    fit.keysPerTile = k;
-    fit.warps = warps;
+  for (const KernelFit &fit : fits)
     if (tryFit(fit))
       return best;
-  }
-  // Last, the least spilling fit so far without the 16-byte epilogue.
-  if (!bestFit.elementStores) {
-    bestFit.elementStores = true;
-    if (!bestFit.keysPerTile) // (the defaults)
-      bestFit.keysPerTile = keys, bestFit.producerRegisters = kHopperProducerRegisters;
-    tryFit(bestFit);
-  }
   return best;
 }
 
@@ -700,41 +686,40 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
   if (kind == GPUKernelKind::Wgmma && computation == GPUComputation::Forward)
     return fitWarpSpecialized(variant, config, device, std::move(binary));
-  if (computation == GPUComputation::Forward) {
-    // A forward kernel that spills: without the 16-byte epilogue, if that
-    // spills less.
-    if (binary && binary->launch.matrixCores && spills(binary->resources)) {
-      KernelFit fit;
-      fit.elementStores = true;
-      auto narrow = compileCUDAOnce(variant, config, device, kind, computation, fit);
-      if (narrow && spillBytes(narrow->resources) < spillBytes(binary->resources)) {
-        narrow->resources += "heed: fit: O in element stores\n";
-        return narrow;
-      }
-      if (!narrow)
-        llvm::consumeError(narrow.takeError());
+  // `binary`, or where it spills, the compile with `fit` if that spills
+  // less (its report then says which fit).
+  auto spillingLess = [&](KernelFit fit, const char *note) -> llvm::Expected<GPUKernelBinary> {
+    auto other = compileCUDAOnce(variant, config, device, kind, computation, fit);
+    if (!other) {
+      llvm::consumeError(other.takeError());
+      return std::move(binary);
     }
+    if (spillBytes(other->resources) >= spillBytes(binary->resources))
+      return std::move(binary);
+    other->resources += note;
+    return other;
+  };
+  if (!binary || !spills(binary->resources))
     return binary;
+  GPUTarget gpu{GPUVendor::NVIDIA, device.chip, kind};
+  gpu.computation = computation;
+  KernelFit fit;
+  if (computation == GPUComputation::Forward) {
+    // Without the 16-byte epilogue (its quad transposes hold a few more
+    // registers while O is live).
+    if (!binary->launch.matrixCores)
+      return binary;
+    fit.elementStores = true;
+    return spillingLess(fit, "heed: fit: O in element stores\n");
   }
   if (computation == GPUComputation::BackwardDQ) {
     // The dQ kernel adds the buffers' gradients (fixed point: a few dozen
     // instructions per element): where that spills at 64 keys per step,
-    // 32 (gpuBackwardTiles' narrow); the one that spills less is kept.
-    KernelFit fit;
+    // 32 (gpuBackwardTiles' narrow).
+    if (gpuBackwardTiles(config, gpu, true).second >= gpuBackwardTiles(config, gpu, false).second)
+      return binary;
     fit.narrow = true;
-    GPUTarget dq{GPUVendor::NVIDIA, device.chip, kind};
-    dq.computation = computation;
-    if (binary && spills(binary->resources) &&
-        gpuBackwardTiles(config, dq, true).second < gpuBackwardTiles(config, dq, false).second) {
-      auto narrow = compileCUDAOnce(variant, config, device, kind, computation, fit);
-      if (narrow && spillBytes(narrow->resources) < spillBytes(binary->resources)) {
-        narrow->resources += "heed: fit: the dQ kernel steps over 32 keys\n";
-        return narrow;
-      }
-      if (!narrow)
-        llvm::consumeError(narrow.takeError());
-    }
-    return binary;
+    return spillingLess(fit, "heed: fit: the dQ kernel steps over 32 keys\n");
   }
   if (computation != GPUComputation::BackwardDKDV)
     return binary;
@@ -742,10 +727,7 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
   // then one staging slot (BackwardFit); the last try is kept, spilling or
   // not (ptxas' report says so).
-  KernelFit fit;
-  GPUTarget dkdv{GPUVendor::NVIDIA, device.chip, kind};
-  dkdv.computation = computation;
-  if (binary && spills(binary->resources) && gpuBackwardTiles(config, dkdv, false).first > 16) {
+  if (gpuBackwardTiles(config, gpu, false).first > 16) {
     fit.narrow = true;
     binary = compileCUDAOnce(variant, config, device, kind, computation, fit);
   }

@@ -117,7 +117,7 @@ struct GPUStreamState {
   /// Hq, Sq, Dv] then statistics [S, B, Hq, Sq, 2]), grown on demand.
   void *splitWorkspace = nullptr;
   size_t splitWorkspaceBytes = 0;
-  /// Device memory for the backward's buffer-gradient accumulators (5 i64
+  /// Device memory for the backward's buffer-gradient accumulators (8 i64
   /// words per gradient element, docs/backward.md), grown on demand.
   void *gradWorkspace = nullptr;
   size_t gradWorkspaceBytes = 0;

@@ -250,6 +250,16 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
     for (GradAddOp add : region.getOps<GradAddOp>())
       finiteValue.push_back(finiteFromIndices(add.getValue()));
     SmallVector<Value> headSums(perHead.size());
+    // A query-major tile's padding rows (past Sq) read lse 0 and zero Q and
+    // dO rows: their P may overflow where the score is large (inf times 0 is
+    // NaN), so they add nothing to the buffers' gradients (the key-major
+    // tile's positions already test its columns' queries).
+    SmallVector<Value> realRow;
+    if (addBuffers && !transposed) {
+      QueryRows rows = QueryRows::of(op.getRows(), adaptor.getRows());
+      for (unsigned slot = 0; slot < target.shape.rowSlots; ++slot)
+        realRow.push_back(rows.contains(rewriter, loc, target.slotRow(rewriter, loc, slot)));
+    }
     SmallVector<Value> ds;
     for (size_t i = 0; i < s.size(); ++i) {
       Value pi = p[i].value;
@@ -269,6 +279,8 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
         Value active = arith::CmpFOp::create(rewriter, loc, arith::CmpFPredicate::UNE, pi, zero);
         if (at.visible[i])
           active = arith::AndIOp::create(rewriter, loc, active, at.visible[i]);
+        if (!realRow.empty())
+          active = arith::AndIOp::create(rewriter, loc, active, realRow[s[i].slot]);
         for (auto [n, add] : llvm::enumerate(adds)) {
           if (addBuffers && perHead[n]) {
             // 0 where inactive; where the value is finite everywhere (a

@@ -6,25 +6,25 @@
 //
 //   [d0, d1, d2, d3, d4, d5, flags, count]
 //
-// A contribution x is |x| 2^64 as an integer (exact for any f32 of
-// magnitude at least 2^-64; smaller bits are dropped) in base 2^24: its
-// 24-bit mantissa m shifted by s = e - 86 spans at most two digits k, k + 1,
-// which it adds to words k and k + 1, negated for a negative x (signed
-// digits: no carries, so the adds need no result: `red`), and count gets 1.
+// A contribution x is |x| 2^64 truncated to an integer (exact for |x| >=
+// 2^-41; bits below 2^-64 are dropped) in base 2^24: its 24-bit mantissa m
+// shifted by s = e - 86 spans at most two digits k, k + 1, which it adds to
+// words k and k + 1, negated for a negative x (signed digits: no carries,
+// so no add waits for another's result), and count gets 1.
 // Integer addition is associative, so the words -- and the f32 each element
 // becomes -- are the same whatever the order. A word stays exact for 2^39
 // contributions (|digit| < 2^24); an element that counts more becomes NaN.
-// NaN and |x| >= 2^63 (infinity included) set flag bits instead (1: NaN, 2:
-// +inf, 4: -inf), which the element then becomes (NaN for both infinities),
-// as a float sum would.
+// NaN and |x| >= 2^63 (infinity included: outside the accumulator) set flag
+// bits instead (1: NaN, 2: +inf, 4: -inf), which the element then becomes
+// (NaN for both infinities).
 //
 // The kernels take the workspace and a `finalize` flag as their last two
 // arguments. The runtime zeroes the workspace on the stream, runs the dQ
 // and dK/dV kernels (finalize 0), then the dK/dV kernel once more with
 // finalize 1 over ceil(elements / threads) blocks: each thread propagates
 // one element's carries (digits back in [0, 2^24), the top word signed),
-// sums the digits from the top in f64 (the one rounding) and writes the
-// f32 into the gradient buffer.
+// sums the digits from the top in f64 and writes the f32 into the gradient
+// buffer (within one f32 ulp of the exact sum: f64 then f32 roundings).
 #include "MatrixCore.h"
 
 #include "../TileCommon/VariantRegions.h"

@@ -93,7 +93,7 @@ struct QueryRows {
 /// A backward kernel's buffer gradients, accumulated deterministically in
 /// fixed point (GradientAccumulators.cpp; docs/backward.md).
 struct GradientAccumulators {
-  Value workspace;                  ///< i64 words, 5 per gradient element
+  Value workspace;                  ///< i64 words, 8 per gradient element
   Value finalize;                   ///< index: nonzero for the finalizing launch
   llvm::SmallVector<Value> buffers; ///< the kernel's gradient buffers (f32), in order
   llvm::SmallVector<Value> offsets; ///< each buffer's first word in the workspace
