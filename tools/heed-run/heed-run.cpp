@@ -154,7 +154,8 @@ cl::opt<int64_t> outOffset(
     "out-offset",
     cl::desc("GPU targets: place out (and lse) this many elements past the start of their "
              "device allocations, as a view into a larger tensor would (1: rows not 16-byte "
-             "aligned, so the kernels' 16-byte stores give way to element stores)"),
+             "aligned, so the kernels' 16-byte stores give way to element stores), with as "
+             "many after them; a write into those fails the run"),
     cl::init(0), cl::cat(category));
 
 int error(const llvm::Twine &msg) {
@@ -379,17 +380,18 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
   double loadS = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Device copies of every tensor, same shapes and layouts.
   std::vector<std::unique_ptr<typename Backend::Buffer>> device;
-  // (--out-offset: `skip` elements of poison before the tensor.)
-  std::vector<size_t> skipped; // bytes before each device copy's tensor
+  // (--out-offset: `skip` elements of poison before the tensor, and as many
+  // after it.)
+  std::vector<size_t> skipped; // bytes before (and after) each device copy's tensor
   auto toDevice = [&](heed::HostTensor &t, bool upload, int64_t skip = 0) -> heed::TensorRef {
     heed::TensorRef host = t.ref(), d = host;
     size_t bytes = size_t(t.size()) * heed::dtypeSize(t.dtype());
     size_t before = size_t(skip) * heed::dtypeSize(t.dtype());
-    auto buf = Backend::Buffer::allocate(std::max<size_t>(before + bytes, 1), why);
+    auto buf = Backend::Buffer::allocate(std::max<size_t>(before + bytes + before, 1), why);
     if (!buf)
       return d;
     if (upload) {
-      std::vector<uint8_t> staged(before + bytes, 0xff); // NaN in every float type
+      std::vector<uint8_t> staged(before + bytes + before, 0xff); // NaN in every float type
       std::memcpy(staged.data() + before, host.data, bytes);
       why = buf->upload(staged.data(), staged.size());
     }
@@ -444,14 +446,18 @@ int runOnGPU(const heed::spec::Variant &variant, const heed::KernelConfig &confi
     for (size_t i = 0; i < device.size(); ++i)
       if (static_cast<uint8_t *>(device[i]->data()) + skipped[i] == d.data) {
         size_t bytes = size_t(t.size()) * heed::dtypeSize(t.dtype());
-        std::vector<uint8_t> staged(skipped[i] + bytes);
+        size_t pad = skipped[i];
+        std::vector<uint8_t> staged(pad + bytes + pad);
         if (std::string err = device[i]->download(staged.data(), staged.size()); !err.empty())
           return err;
-        std::memcpy(host.data, staged.data() + skipped[i], bytes);
-        // (--out-offset: the elements before the tensor are not its.)
-        if (std::any_of(staged.begin(), staged.begin() + ptrdiff_t(skipped[i]),
-                        [](uint8_t x) { return x != 0xff; }))
-          return std::string("the kernel wrote into the --out-offset elements before the "
+        std::memcpy(host.data, staged.data() + pad, bytes);
+        // (--out-offset: the elements around the tensor are not its.)
+        auto untouched = [](auto from, auto to) {
+          return std::all_of(from, to, [](uint8_t x) { return x == 0xff; });
+        };
+        if (!untouched(staged.begin(), staged.begin() + ptrdiff_t(pad)) ||
+            !untouched(staged.end() - ptrdiff_t(pad), staged.end()))
+          return std::string("the kernel wrote into the --out-offset elements around the "
                              "tensor");
         return std::string();
       }
