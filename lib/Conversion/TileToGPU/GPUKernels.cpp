@@ -228,6 +228,19 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, ValueRange 
               transposed, /*pages=*/{});
 }
 
+Value unitStrideView(OpBuilder &b, Location loc, Value tensor,
+                     memref::ExtractStridedMetadataOp meta, Value offset, Value size) {
+  auto tensorType = cast<MemRefType>(tensor.getType());
+  auto type = MemRefType::get({ShapedType::kDynamic}, tensorType.getElementType(),
+                              StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
+                              tensorType.getMemorySpace());
+  OpFoldResult length = size ? OpFoldResult(size)
+                             : OpFoldResult(b.getIndexAttr(std::numeric_limits<int32_t>::max()));
+  return memref::ReinterpretCastOp::create(b, loc, type, meta.getBaseBuffer(), OpFoldResult(offset),
+                                           ArrayRef<OpFoldResult>{length},
+                                           ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+}
+
 std::pair<Value, Value> headRowsView(OpBuilder &b, Location loc, Value tensor, Value batch,
                                      Value head, unsigned headDim, unsigned posDim) {
   auto meta = memref::ExtractStridedMetadataOp::create(b, loc, tensor);
@@ -236,15 +249,8 @@ std::pair<Value, Value> headRowsView(OpBuilder &b, Location loc, Value tensor, V
       b, loc, meta.getOffset(),
       arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, batch, strides[0]),
                             arith::MulIOp::create(b, loc, head, strides[headDim])));
-  auto tensorType = cast<MemRefType>(tensor.getType());
-  auto type = MemRefType::get({ShapedType::kDynamic}, tensorType.getElementType(),
-                              StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
-                              tensorType.getMemorySpace());
-  Value view = memref::ReinterpretCastOp::create(
-      b, loc, type, meta.getBaseBuffer(), OpFoldResult(offset),
-      ArrayRef<OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
-      ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
-  return {view, arith::IndexCastOp::create(b, loc, b.getI32Type(), strides[posDim])};
+  return {unitStrideView(b, loc, tensor, meta, offset),
+          arith::IndexCastOp::create(b, loc, b.getI32Type(), strides[posDim])};
 }
 
 SmallVector<gpu::GPUFuncOp> outlineKernels(ModuleOp module) {

@@ -36,7 +36,6 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
 #include <cmath>
-#include <cstdlib>
 
 using namespace mlir;
 using namespace heed::attn;
@@ -56,29 +55,6 @@ Value elementsOf(OpBuilder &b, Location loc, Value buffer) {
   for (int64_t d = 0; d < type.getRank(); ++d)
     n = arith::MulIOp::create(b, loc, n, memref::DimOp::create(b, loc, buffer, d));
   return n;
-}
-
-/// Row-major position of `indices` in `buffer`.
-Value linearIndex(OpBuilder &b, Location loc, Value buffer, ValueRange indices) {
-  Value at = index(b, loc, 0);
-  for (auto [d, i] : llvm::enumerate(indices)) {
-    at = arith::MulIOp::create(b, loc, at, memref::DimOp::create(b, loc, buffer, int64_t(d)));
-    at = arith::AddIOp::create(b, loc, at, i);
-  }
-  return at;
-}
-
-/// `buffer` (contiguous) as a 1-D memref.
-Value flatView(OpBuilder &b, Location loc, Value buffer, Value elements) {
-  auto type = cast<MemRefType>(buffer.getType());
-  auto meta = memref::ExtractStridedMetadataOp::create(b, loc, buffer);
-  auto strided = MemRefType::get({ShapedType::kDynamic}, type.getElementType(),
-                                 StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
-                                 type.getMemorySpace());
-  return memref::ReinterpretCastOp::create(b, loc, strided, meta.getBaseBuffer(),
-                                           OpFoldResult(meta.getOffset()),
-                                           ArrayRef<OpFoldResult>{OpFoldResult(elements)},
-                                           ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
 }
 
 Value i64c(OpBuilder &b, Location loc, int64_t v) {
@@ -307,7 +283,9 @@ void addGradientFinalize(gpu::GPUFuncOp kernel, const GradientAccumulators &grad
       x = arith::SelectOp::create(
           b, loc, arith::OrIOp::create(b, loc, nan, arith::AndIOp::create(b, loc, pos, neg)),
           f32c(NAN), x);
-      memref::StoreOp::create(b, loc, x, flatView(b, loc, buffer, n), ValueRange{local});
+      auto meta = memref::ExtractStridedMetadataOp::create(b, loc, buffer);
+      memref::StoreOp::create(b, loc, x, unitStrideView(b, loc, buffer, meta, meta.getOffset(), n),
+                              ValueRange{local});
     }
     first = end;
   }

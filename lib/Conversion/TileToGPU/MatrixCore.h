@@ -28,6 +28,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Transforms/DialectConversion.h"
 
 #include <memory>
@@ -311,6 +312,13 @@ void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::Value
 void stageRows(OpBuilder &b, Location loc, Value global, Value smem, mlir::ValueRange prefix,
                attn::Layout layout, Value batch, Value head, const QueryRows &queryRows,
                int64_t rows, int64_t width, int64_t threads, bool transposed = false);
+
+/// The memory of `tensor` (its `meta`) as a 1-D memref of unit stride
+/// starting at element `offset` of its base, `size` elements long (null:
+/// INT32_MAX, a size not meant to be read).
+Value unitStrideView(OpBuilder &b, Location loc, Value tensor,
+                     mlir::memref::ExtractStridedMetadataOp meta, Value offset,
+                     Value size = {});
 
 /// The rows of (batch, head) of `tensor` (batch dim 0, head dim `headDim`)
 /// as a 1-D view from its row 0, and the stride between rows (dim

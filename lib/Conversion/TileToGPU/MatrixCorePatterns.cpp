@@ -431,14 +431,7 @@ Value alignedForRuns(OpBuilder &b, Location loc, Value out) {
 std::pair<Value, Value> rowStart(OpBuilder &b, Location loc, Value out, Layout layout,
                                  Value batch, Value head, Value row) {
   auto meta = memref::ExtractStridedMetadataOp::create(b, loc, out);
-  auto type = cast<MemRefType>(out.getType());
-  auto flat = MemRefType::get({ShapedType::kDynamic}, type.getElementType(),
-                              StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
-                              type.getMemorySpace());
-  Value view = memref::ReinterpretCastOp::create(
-      b, loc, flat, meta.getBaseBuffer(), OpFoldResult(meta.getOffset()),
-      ArrayRef<OpFoldResult>{b.getIndexAttr(std::numeric_limits<int32_t>::max())},
-      ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+  Value view = unitStrideView(b, loc, out, meta, meta.getOffset());
   SmallVector<Value> indices = at(layout, batch, head, row, index(b, loc, 0));
   Value offset = index(b, loc, 0);
   for (auto [i, s] : llvm::zip(ArrayRef<Value>(indices).drop_back(), meta.getStrides()))
