@@ -169,6 +169,46 @@ void TileApplyOp::getEffects(Effects &effects) {
   addWrites(effects, getStatusMutable());
 }
 
+/// The matrix units' queue of asynchronous products (wgmma's groups): an
+/// async attn.tile.qk / pv writes it, attn.tile.mma_wait too, so that none
+/// of them moves across another (the waits count the products in order).
+namespace heed::attn {
+struct MatrixUnits : SideEffects::Resource::Base<MatrixUnits> {
+  StringRef getName() override { return "attn.matrix_units"; }
+};
+} // namespace heed::attn
+
+namespace {
+void addAsyncProduct(Effects &effects, bool async) {
+  if (async)
+    effects.emplace_back(MemoryEffects::Write::get(), MatrixUnits::get());
+}
+} // namespace
+
+void TileQKOp::getEffects(Effects &effects) { addAsyncProduct(effects, getAsync()); }
+Speculation::Speculatability TileQKOp::getSpeculatability() {
+  return getAsync() ? Speculation::NotSpeculatable : Speculation::Speculatable;
+}
+void TilePVOp::getEffects(Effects &effects) { addAsyncProduct(effects, getAsync()); }
+Speculation::Speculatability TilePVOp::getSpeculatability() {
+  return getAsync() ? Speculation::NotSpeculatable : Speculation::Speculatable;
+}
+void TileMMAWaitOp::getEffects(Effects &effects) { addAsyncProduct(effects, true); }
+
+LogicalResult TileMMAWaitOp::verify() {
+  if (getTiles().getTypes() != getResults().getTypes())
+    return emitOpError() << "returns its operands' types";
+  if (getPending() < 0)
+    return emitOpError() << "needs a pending count >= 0";
+  for (Value t : getTiles()) {
+    auto qk = t.getDefiningOp<TileQKOp>();
+    auto pv = t.getDefiningOp<TilePVOp>();
+    if (!(qk && qk.getAsync()) && !(pv && pv.getAsync()))
+      return emitOpError() << "waits for results of async attn.tile.qk / attn.tile.pv only";
+  }
+  return success();
+}
+
 LogicalResult TilePVOp::verify() {
   auto p = cast<TileType>(getProbs().getType()), v = cast<TileType>(getV().getType());
   auto acc = cast<TileType>(getAcc().getType());

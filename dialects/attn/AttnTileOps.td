@@ -170,9 +170,18 @@ def Attn_TileFillOp : Attn_TileOp<"fill", [Pure]> {
   let assemblyFormat = "$value attr-dict `:` type($result)";
 }
 
-def Attn_TileQKOp : Attn_TileOp<"qk", [Pure]> {
+def Attn_TileQKOp : Attn_TileOp<"qk", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>,
+    DeclareOpInterfaceMethods<ConditionallySpeculatable>]> {
   let summary = "Scores S = scale * Q K^T";
-  let arguments = (ins Attn_TileOf<"Q">:$q, Attn_TileOf<"K">:$k, F32Attr:$scale);
+  let description = [{
+    With `async` (--attn-overlap-softmax), the product may still run when
+    the op returns: its result may be used only by an `attn.tile.mma_wait`,
+    which returns it complete (and scaled). Targets whose products are
+    synchronous treat `async` as absent.
+  }];
+  let arguments = (ins Attn_TileOf<"Q">:$q, Attn_TileOf<"K">:$k, F32Attr:$scale,
+                       UnitAttr:$async);
   let results = (outs Attn_TileOf<"S">:$result);
   let assemblyFormat = [{
     $q `,` $k attr-dict `:` type($q) `,` type($k) `->` type($result)
@@ -230,25 +239,71 @@ def Attn_TileSoftmaxOp : Attn_TileOp<"softmax", [Pure, AllTypesMatch<["scores", 
   }];
 }
 
-def Attn_TilePVOp : Attn_TileOp<"pv", [Pure, AttrSizedOperandSegments,
-    AllTypesMatch<["acc", "result"]>]> {
+def Attn_TilePVOp : Attn_TileOp<"pv", [AttrSizedOperandSegments,
+    AllTypesMatch<["acc", "result"]>,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>,
+    DeclareOpInterfaceMethods<ConditionallySpeculatable>]> {
   let summary = "acc' = acc * alpha (per row) + P V";
   let description = [{
     Lowered in place on targets whose accumulators live in memory: `acc`
     must not be used after this op (attn-to-tile's loops only carry it).
     Without `alpha` (sigmoid: weights are not rescaled), acc' = acc + P V.
     With `rows(%span)`, only the rows that are real lanes of the span matter
-    (the others are never stored): a target may skip them.
+    (the others are never stored): a target may skip them. With `async`
+    (--attn-overlap-softmax), the product may still run when the op
+    returns: the result may be used only by an `attn.tile.mma_wait`.
   }];
   let arguments = (ins Attn_TileOf<"S">:$probs, Attn_TileOf<"V">:$v,
                        Attn_TileOf<"Acc">:$acc, Optional<Attn_TileOf<"Row">>:$alpha,
-                       Optional<Attn_SpanType>:$rows);
+                       Optional<Attn_SpanType>:$rows, UnitAttr:$async);
   let results = (outs Attn_TileOf<"Acc">:$result);
   let assemblyFormat = [{
     $probs `,` $v `,` $acc (`,` $alpha^)? (`rows` `(` $rows^ `:` type($rows) `)`)? attr-dict `:`
     type($probs) `,` type($v) `,` type($acc) (`,` type($alpha)^)?
   }];
   let hasVerifier = 1;
+}
+
+def Attn_TileMMAWaitOp : Attn_TileOp<"mma_wait", [
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "Waits for the asynchronous products but the `pending` newest";
+  let description = [{
+    The `async` `attn.tile.qk` / `attn.tile.pv` issued by this thread's
+    warpgroup complete in order; after this op every one of them but the
+    `pending` newest has, and `results` are `tiles` (results of such
+    products, now complete) to be used in their place (wgmma.wait_group on
+    Hopper; nothing on targets whose products are synchronous). Written by
+    --attn-overlap-softmax.
+
+    ```mlir
+    %s = attn.tile.qk %q, %k {async, scale = 0.125 : f32} : ...
+    %o = attn.tile.pv %p, %v, %acc, %alpha {async} : ...
+    %s2 = attn.tile.mma_wait %s {pending = 1 : i64} : !attn.tile<64x128xf32, s> -> !attn.tile<64x128xf32, s>
+    ```
+  }];
+  let arguments = (ins Variadic<Attn_AnyTile>:$tiles, I64Attr:$pending);
+  let results = (outs Variadic<Attn_AnyTile>:$results);
+  let assemblyFormat = "$tiles attr-dict `:` type($tiles) `->` type($results)";
+  let hasVerifier = 1;
+}
+
+def Attn_TileTakeTurnOp : Attn_TileOp<"take_turn"> {
+  let summary = "Ping-pong: waits for this consumer warpgroup's turn at the matrix units";
+  let description = [{
+    In the consumer region of an `attn.tile.warp_specialize {pingpong}`
+    whose products --attn-overlap-softmax made asynchronous, the turns are
+    explicit: a warpgroup takes its turn before it issues its products and
+    passes it (`attn.tile.pass_turn`) once they are issued, so that one
+    warpgroup's softmax runs beside the other's products. Nothing without
+    ping-pong.
+  }];
+  let assemblyFormat = "attr-dict";
+}
+
+def Attn_TilePassTurnOp : Attn_TileOp<"pass_turn"> {
+  let summary = "Ping-pong: hands the matrix units to the next consumer warpgroup";
+  let description = [{ See `attn.tile.take_turn`. }];
+  let assemblyFormat = "attr-dict";
 }
 
 def Attn_TileSigmoidOp : Attn_TileOp<"sigmoid", [Pure, AllTypesMatch<["scores", "probs"]>]> {

@@ -240,6 +240,8 @@ void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &option
     // needs the other warpgroup's release after its turn: a deadlock.)
     specialize.pingpong = options.pingpong && consumers > 1 && stages > 1;
     pm.addPass(createAttnWarpSpecialize(specialize));
+    if (options.overlapSoftmax)
+      pm.addPass(createAttnOverlapSoftmax());
   } else {
     AttnPipelineKVOptions pipeline;
     pipeline.stages = stages;
@@ -417,6 +419,11 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
                         llvm::cl::desc("wgmma, warp-specialized: the consumer warpgroups take "
                                        "turns at the matrix units"),
                         llvm::cl::init(true)};
+  Option<bool> overlapSoftmax{
+      *this, "overlap-softmax",
+      llvm::cl::desc("wgmma, warp-specialized: each tile's softmax beside the previous "
+                     "tile's P V (attn-overlap-softmax)"),
+      llvm::cl::init(true)};
   Option<int64_t> producerRegisters{
       *this, "producer-registers",
       llvm::cl::desc("wgmma, warp-specialized: the producer's registers per thread"),
@@ -443,6 +450,7 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     o.warpSpecialize = warpSpecialize;
     o.producerRegisters = producerRegisters;
     o.pingpong = pingpong;
+    o.overlapSoftmax = overlapSoftmax;
     o.wideStores = wideStores;
     o.mfma = mfma;
     o.simtRows = simtRows;

@@ -91,9 +91,11 @@ struct AttnSpecializeFullTilesPass
     getOperation().walk([&](TileApplyOp op) { applies.push_back(op); });
     for (TileApplyOp apply : applies) {
       auto [cls, span] = tileOf(apply);
-      // The tile's code: the then-branch of the EMPTY check around it.
+      // The tile's code: the then-branch of the EMPTY check around it, or
+      // either form of it --attn-overlap-softmax made (the first computed
+      // tile's, the others').
       auto guard = dyn_cast<scf::IfOp>(apply->getParentOp());
-      if (!cls || !guard || apply->getBlock() != &guard.getThenRegion().front())
+      if (!cls || !guard || !isa<scf::YieldOp>(apply->getBlock()->getTerminator()))
         continue;
       specialize(apply->getBlock(), apply, cls, span);
     }

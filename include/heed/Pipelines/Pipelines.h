@@ -89,6 +89,9 @@ struct GPUPipelineOptions {
   /// wgmma, warp-specialized, several consumer warpgroups: they take turns at
   /// the matrix units (ping-pong)
   bool pingpong = true;
+  /// wgmma, warp-specialized: each tile's softmax beside the previous tile's
+  /// P V (attn-overlap-softmax: FlashAttention-3's intra-warpgroup overlap)
+  bool overlapSoftmax = true;
   /// NVIDIA matrix cores: f16/bf16 O in 16-byte stores where aligned
   /// (convert-attn-tile-to-nvgpu/hopper's `wide-stores`)
   bool wideStores = true;

@@ -247,6 +247,23 @@ def AttnWarpSpecialize : Pass<"attn-warp-specialize", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }
 
+def AttnOverlapSoftmax : Pass<"attn-overlap-softmax", "mlir::ModuleOp"> {
+  let summary = "Each tile's softmax beside the previous tile's P V (Hopper)";
+  let description = [{
+    FlashAttention-3's intra-warpgroup overlap on --attn-warp-specialize's
+    consumers: a computed tile issues its Q K^T and then the previous
+    computed tile's P V as asynchronous products (`async` attn.tile.qk /
+    pv), waits for the Q K^T alone (`attn.tile.mma_wait {pending = 1}`) and
+    runs its softmax while the P V runs; the loop carries the previous
+    tile's probabilities, rescale, slot and key tile, and the last tile's
+    P V follows the loop. A slot is released one tile later, so it needs
+    two staging slots or more. With ping-pong the consumer warpgroups'
+    turns become explicit (attn.tile.take_turn / pass_turn). Loops it does
+    not recognize are left as they are (docs/passes.md).
+  }];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
+}
+
 def AttnSpecializeFullTiles : Pass<"attn-specialize-full-tiles", "mlir::ModuleOp"> {
   let summary = "A mask-free copy of the tile's code for FULL tiles inside the sequence";
   let description = [{

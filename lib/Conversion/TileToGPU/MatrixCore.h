@@ -222,6 +222,29 @@ public:
   /// (its tensor `part`).
   virtual void accumulatePV(OpBuilder &b, Location loc, llvm::ArrayRef<Value> p, Value stage,
                             int64_t part, llvm::MutableArrayRef<Value> o) const = 0;
+  /// Asynchronous products (`async` attn.tile.qk / pv, --attn-overlap-softmax):
+  /// scoresAsync / accumulatePVAsync issue the products and give their
+  /// results, which may be read only once waitProducts has returned them
+  /// (every product issued but the `pending` newest complete; the fragments
+  /// replaced by ones that are). Targets whose products are synchronous keep
+  /// the defaults: the synchronous forms and a wait that does nothing.
+  /// scoresAsync's scores are not yet scaled (the wait's lowering scales
+  /// them once complete).
+  virtual bool asyncProducts() const { return false; }
+  virtual llvm::SmallVector<Value> scoresAsync(OpBuilder &b, Location loc, mlir::ValueRange q,
+                                               Value stage, int64_t part) const {
+    return scores(b, loc, q, stage, part);
+  }
+  virtual void accumulatePVAsync(OpBuilder &b, Location loc, llvm::ArrayRef<Value> p,
+                                 Value stage, int64_t part,
+                                 llvm::MutableArrayRef<Value> o) const {
+    accumulatePV(b, loc, p, stage, part, o);
+  }
+  virtual void waitProducts(OpBuilder &b, Location loc, int64_t pending,
+                            llvm::MutableArrayRef<Value> fragments) const {}
+  /// Ping-pong (attn.tile.take_turn / pass_turn): this warpgroup waits for
+  /// its turn at the matrix units (`take`) or hands it on. Nothing by default.
+  virtual void turn(OpBuilder &b, Location loc, bool take) const {}
   /// Whether this lane writes the lse of its rows (one lane per row).
   virtual Value ownsRowStats(OpBuilder &b, Location loc) const = 0;
   /// 16-byte output stores: whether rowRuns() regroups `fragments` O

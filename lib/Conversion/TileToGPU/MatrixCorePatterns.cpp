@@ -225,16 +225,64 @@ struct QKLowering : TargetPattern<TileQKOp> {
   LogicalResult matchAndRewrite(TileQKOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
+    if (op.getAsync() && target.asyncProducts()) {
+      // (Scaled where attn.tile.mma_wait returns them: MMAWaitLowering.)
+      rewriter.replaceOpWithMultiple(
+          op, {target.scoresAsync(rewriter, loc, adaptor.getQ(), adaptor.getK()[0],
+                                  slotPart(adaptor.getK()))});
+      return success();
+    }
     SmallVector<Value> s = target.scores(rewriter, loc, adaptor.getQ(), adaptor.getK()[0],
                                          slotPart(adaptor.getK()));
+    scale(rewriter, loc, s, op.getScale().convertToFloat());
+    rewriter.replaceOpWithMultiple(op, {s});
+    return success();
+  }
+
+  static void scale(OpBuilder &b, Location loc, MutableArrayRef<Value> s, float factor) {
     for (Value &frag : s) {
       auto type = cast<VectorType>(frag.getType());
       Value scale = arith::ConstantOp::create(
-          rewriter, loc, DenseElementsAttr::get(type, rewriter.getF32FloatAttr(
-                                                          op.getScale().convertToFloat())));
-      frag = arith::MulFOp::create(rewriter, loc, frag, scale);
+          b, loc, DenseElementsAttr::get(type, b.getF32FloatAttr(factor)));
+      frag = arith::MulFOp::create(b, loc, frag, scale);
     }
-    rewriter.replaceOpWithMultiple(op, {s});
+  }
+};
+
+/// The asynchronous products' results, complete: the target's wait, then
+/// the scale of scores (QKLowering leaves async scores unscaled).
+struct MMAWaitLowering : TargetPattern<TileMMAWaitOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileMMAWaitOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    SmallVector<Value> all;
+    for (ValueRange tile : adaptor.getTiles())
+      llvm::append_range(all, tile);
+    target.waitProducts(rewriter, loc, op.getPending(), all);
+    SmallVector<SmallVector<Value>> results;
+    ArrayRef<Value> rest = all;
+    for (auto [tile, converted] : llvm::zip(op.getTiles(), adaptor.getTiles())) {
+      SmallVector<Value> frags(rest.take_front(converted.size()));
+      rest = rest.drop_front(converted.size());
+      if (auto qk = tile.getDefiningOp<TileQKOp>(); qk && target.asyncProducts())
+        QKLowering::scale(rewriter, loc, frags, qk.getScale().convertToFloat());
+      results.push_back(std::move(frags));
+    }
+    SmallVector<ValueRange> ranges(results.begin(), results.end());
+    rewriter.replaceOpWithMultiple(op, ranges);
+    return success();
+  }
+};
+
+/// Ping-pong's explicit turns (attn.tile.take_turn / pass_turn).
+template <typename Op, bool Take>
+struct TurnLowering : TargetPattern<Op> {
+  using TargetPattern<Op>::TargetPattern;
+  LogicalResult matchAndRewrite(Op op, typename Op::Adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    this->target.turn(rewriter, op.getLoc(), Take);
+    rewriter.eraseOp(op);
     return success();
   }
 };
@@ -400,7 +448,11 @@ struct PVLowering : TargetPattern<TilePVOp> {
     SmallVector<Value> p;
     for (Element &e : target.elements(rewriter, loc, adaptor.getProbs()))
       p.push_back(e.value);
-    target.accumulatePV(rewriter, loc, p, adaptor.getV()[0], slotPart(adaptor.getV()), acc);
+    if (op.getAsync())
+      target.accumulatePVAsync(rewriter, loc, p, adaptor.getV()[0], slotPart(adaptor.getV()),
+                               acc);
+    else
+      target.accumulatePV(rewriter, loc, p, adaptor.getV()[0], slotPart(adaptor.getV()), acc);
     rewriter.replaceOpWithMultiple(op, {acc});
     return success();
   }
@@ -702,8 +754,8 @@ void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCore
                                 RewritePatternSet &patterns) {
   patterns.add<LoadLowering, CopyKVLowering, CommitKVLowering, WaitKVLowering,
                WarpSpecializeLowering, AcquireKVLowering, ReleaseKVLowering, FillLowering,
-               QKLowering,
-               ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering,
+               QKLowering, MMAWaitLowering, TurnLowering<TileTakeTurnOp, true>,
+               TurnLowering<TilePassTurnOp, false>, ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering,
                LaneSinksLowering, StorePartialLowering, MergePartialsLowering>(
       converter, patterns.getContext(), target);
 }

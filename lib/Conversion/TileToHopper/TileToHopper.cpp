@@ -221,20 +221,7 @@ public:
   /// S = Q K^T: m64nKk16 wgmma over the head dim, K by its descriptor.
   SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage,
                             int64_t) const override {
-    Value qDesc = vector::ExtractOp::create(b, loc, q.front(), ArrayRef<int64_t>{0});
-    Value kDesc = descriptor(b, loc, slotBase(b, loc, kOffset(), kBytes(), stage), 16, kAtomBytes);
-    // The first wgmma does not read D (scale-d 0): no registers to zero
-    // after the fence.
-    Value acc = LLVM::PoisonOp::create(b, loc, accumulatorStruct(b.getContext(), shape.keys));
-    NVVM::WgmmaFenceAlignedOp::create(b, loc);
-    for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
-      // Column box kk / 4, 32 bytes (16 columns) into its swizzled rows.
-      int64_t inBox = (kk % 4) * 32;
-      Value a = advance(b, loc, qDesc, (kk / 4) * shape.blockRows() * kRowBytes + inBox);
-      Value bDesc = advance(b, loc, kDesc, (kk / 4) * shape.keys * kRowBytes + inBox);
-      acc = wgmma(b, loc, acc, a, bDesc, shape.keys, /*accumulate=*/kk > 0);
-    }
-    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    Value acc = issueScores(b, loc, q, stage);
     if (pingpong) // issued: the next warpgroup's turn (its P V, its next Q K^T)
       passTurn(b, loc);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
@@ -249,23 +236,56 @@ public:
                     MutableArrayRef<Value> o) const override {
     if (pingpong) // this warpgroup's turn: its P V, then its next Q K^T
       takeTurn(b, loc);
-    Value vDesc = descriptor(b, loc, slotBase(b, loc, vOffset(), vBytes(), stage),
-                             shape.keys * kRowBytes, kAtomBytes);
-    SmallVector<Value> d;
-    for (Value frag : o)
-      for (int64_t i = 0; i < 2; ++i)
-        for (int64_t j = 0; j < 2; ++j)
-          d.push_back(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i, j}));
-    SmallVector<Value> a, descs;
-    for (int64_t t = 0; t < shape.keys / 16; ++t) {
-      llvm::append_range(a, packPairs(b, loc, pOperand(b, loc, p, t)));
-      descs.push_back(advance(b, loc, vDesc, t * 16 * kRowBytes));
-    }
-    Value out = wgmmaRS(b, loc, d, a, descs);
-    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    Value out = issuePV(b, loc, p, stage, o);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
     SmallVector<Value> frags = unpack(b, loc, pinAfterWait(b, loc, out), shape.valueDim);
     llvm::copy(frags, o.begin());
+  }
+
+  /// --attn-overlap-softmax: the products issued and committed, not waited
+  /// for (the turns are explicit ops then: `turn`). The fragments read the
+  /// wgmma's results directly; only waitProducts' pinned copies may be
+  /// read (the emulator faults a read of a register a pending wgmma writes).
+  bool asyncProducts() const override { return true; }
+  SmallVector<Value> scoresAsync(OpBuilder &b, Location loc, ValueRange q, Value stage,
+                                 int64_t) const override {
+    return unpack(b, loc, issueScores(b, loc, q, stage), shape.keys);
+  }
+  void accumulatePVAsync(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t,
+                         MutableArrayRef<Value> o) const override {
+    Value out = issuePV(b, loc, p, stage, o);
+    llvm::copy(unpack(b, loc, out, shape.valueDim), o.begin());
+  }
+  /// wgmma.wait_group `pending`, then every element of `fragments` through
+  /// one empty asm statement (pinAfterWait), so that no read of them moves
+  /// above the wait.
+  void waitProducts(OpBuilder &b, Location loc, int64_t pending,
+                    MutableArrayRef<Value> fragments) const override {
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(pending));
+    SmallVector<Value> elements;
+    for (Value frag : fragments)
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 2; ++j)
+          elements.push_back(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i, j}));
+    if (elements.empty())
+      return;
+    auto type = LLVM::LLVMStructType::getLiteral(
+        b.getContext(), SmallVector<Type>(elements.size(), b.getF32Type()));
+    Value done = pinned(b, loc, type, elements);
+    for (auto [f, frag] : llvm::enumerate(fragments)) {
+      SmallVector<Value> e;
+      for (int64_t i = 0; i < 4; ++i)
+        e.push_back(LLVM::ExtractValueOp::create(b, loc, done, ArrayRef<int64_t>{int64_t(f) * 4 + i}));
+      frag = vector::FromElementsOp::create(b, loc, cType(b.getContext()), e);
+    }
+  }
+  void turn(OpBuilder &b, Location loc, bool take) const override {
+    if (!pingpong)
+      return;
+    if (take)
+      takeTurn(b, loc);
+    else
+      passTurn(b, loc);
   }
 
 private:
@@ -304,6 +324,46 @@ private:
   void passTurn(OpBuilder &b, Location loc) const {
     NVVM::BarrierArriveOp::create(b, loc, turnBarrier(b, loc, nextGroup(b, loc)),
                                   i32(b, loc, 2 * kWarpgroup));
+  }
+
+  /// Q K^T's wgmma issued and committed (fence, one per 16 head-dim
+  /// columns, commit): the accumulator struct, not yet complete.
+  Value issueScores(OpBuilder &b, Location loc, ValueRange q, Value stage) const {
+    Value qDesc = vector::ExtractOp::create(b, loc, q.front(), ArrayRef<int64_t>{0});
+    Value kDesc = descriptor(b, loc, slotBase(b, loc, kOffset(), kBytes(), stage), 16, kAtomBytes);
+    // The first wgmma does not read D (scale-d 0): no registers to zero
+    // after the fence.
+    Value acc = LLVM::PoisonOp::create(b, loc, accumulatorStruct(b.getContext(), shape.keys));
+    NVVM::WgmmaFenceAlignedOp::create(b, loc);
+    for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
+      // Column box kk / 4, 32 bytes (16 columns) into its swizzled rows.
+      int64_t inBox = (kk % 4) * 32;
+      Value a = advance(b, loc, qDesc, (kk / 4) * shape.blockRows() * kRowBytes + inBox);
+      Value bDesc = advance(b, loc, kDesc, (kk / 4) * shape.keys * kRowBytes + inBox);
+      acc = wgmma(b, loc, acc, a, bDesc, shape.keys, /*accumulate=*/kk > 0);
+    }
+    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    return acc;
+  }
+  /// P V's RS wgmma issued and committed into `o`: the accumulator struct,
+  /// not yet complete.
+  Value issuePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+                ArrayRef<Value> o) const {
+    Value vDesc = descriptor(b, loc, slotBase(b, loc, vOffset(), vBytes(), stage),
+                             shape.keys * kRowBytes, kAtomBytes);
+    SmallVector<Value> d;
+    for (Value frag : o)
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 2; ++j)
+          d.push_back(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i, j}));
+    SmallVector<Value> a, descs;
+    for (int64_t t = 0; t < shape.keys / 16; ++t) {
+      llvm::append_range(a, packPairs(b, loc, pOperand(b, loc, p, t)));
+      descs.push_back(advance(b, loc, vDesc, t * 16 * kRowBytes));
+    }
+    Value out = wgmmaRS(b, loc, d, a, descs);
+    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    return out;
   }
 
   /// Replaces the kernel's attn.tile.warp_specialize by the branch on the
@@ -496,13 +556,18 @@ private:
   /// their first reads above the wait.
   static Value pinAfterWait(OpBuilder &b, Location loc, Value acc) {
     auto type = cast<LLVM::LLVMStructType>(acc.getType());
-    int64_t n = int64_t(type.getBody().size());
     SmallVector<Value> values;
-    std::string constraints;
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < int64_t(type.getBody().size()); ++i)
       values.push_back(LLVM::ExtractValueOp::create(b, loc, acc, ArrayRef<int64_t>{i}));
+    return pinned(b, loc, type, values);
+  }
+  /// `values` (f32) through an empty asm statement with side effects, each
+  /// tied in and out: the struct `type` of them.
+  static Value pinned(OpBuilder &b, Location loc, Type type, ArrayRef<Value> values) {
+    int64_t n = int64_t(values.size());
+    std::string constraints;
+    for (int64_t i = 0; i < n; ++i)
       constraints += i ? ",=f" : "=f";
-    }
     for (int64_t i = 0; i < n; ++i)
       constraints += "," + std::to_string(i);
     return inlineAsm(b, loc, type, values, "", constraints);
@@ -689,8 +754,12 @@ struct ConvertAttnTileToHopperPass
     };
     // A slot's barrier counts its phases from the kernel's start, the waits
     // from their loop's first tile: one pipelined key loop per kernel.
+    // (Warp-specialized waits name their fill: --attn-overlap-softmax's
+    // last P V waits after the loop.)
     llvm::DenseMap<Operation *, Operation *> loopOf; // function -> its key loop
     WalkResult walk = getOperation().walk([&](heed::attn::TileWaitKVOp wait) {
+      if (wait.getStage())
+        return WalkResult::advance();
       auto loop = wait->getParentOfType<scf::ForOp>();
       Operation *func = wait->getParentOfType<FunctionOpInterface>();
       auto [it, inserted] = loopOf.try_emplace(func, loop);
