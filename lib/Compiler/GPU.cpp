@@ -136,6 +136,20 @@ int64_t wgmmaKeysPerTile(const KernelConfig &config) {
   return std::max(config.headDim, config.valueDim()) > 128 ? 64 : 128;
 }
 
+/// The warp-specialized wgmma kernel's K/V slots where its softmax
+/// overlaps the previous tile's P V: a slot is then released one tile later
+/// (after that P V), so with two slots a tile's copy would start only once
+/// the tile before it is done; a third keeps it a tile ahead. Three where
+/// they fit Hopper's 227 KB of shared memory per block (Q's rows, the
+/// slots' K and V, the barriers, the swizzle alignment), else two.
+int64_t wgmmaOverlapStages(const KernelConfig &config, int64_t rows, int64_t keys) {
+  constexpr int64_t kSharedPerBlock = 232448; // sm_90's opt-in maximum
+  int64_t stages = 3;
+  int64_t bytes = rows * config.headDim * 2 + stages * keys * (config.headDim + config.valueDim()) * 2 +
+                  8 * (1 + 3 * stages) + 1024;
+  return bytes <= kSharedPerBlock ? stages : 2;
+}
+
 /// The GPU backward's tiles (query rows, keys) for `target`'s vendor and
 /// computation. NVIDIA, by ptxas' register counts on sm_90 (docs/backward.md,
 /// "GPU kernels"): the dQ kernel's blocks of 64 rows (4 warps) step over 64
@@ -332,11 +346,13 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   GPUPipelineOptions options;
   options.matrixCores = out.launch.matrixCores;
   options.wgmma = isWgmma(kind);
-  if (kind == GPUKernelKind::Wgmma) {
+  if (kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaSerial) {
     // Two consumer warpgroups of 64 rows (FlashAttention-3's 128-row CTA
-    // tiles), wgmmaKeysPerTile keys per tile, 2 stages.
+    // tiles), wgmmaKeysPerTile keys per tile, 2 stages (overlapped: 3 where
+    // they fit, wgmmaOverlapStages).
     options.warps = 8;
     options.keysPerTile = wgmmaKeysPerTile(config);
+    options.overlapSoftmax = kind == GPUKernelKind::Wgmma;
   } else if (kind == GPUKernelKind::WgmmaPipelined) {
     options.warpSpecialize = false;
   }
@@ -356,6 +372,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   options.wideStores = !fit.elementStores;
   if (fit.serialSoftmax)
     options.overlapSoftmax = false;
+  if (options.wgmma && options.warpSpecialize && options.overlapSoftmax && !fit.oneStage)
+    options.kvStages = wgmmaOverlapStages(config, options.warps / 4 * 64, options.keysPerTile);
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
         std::string which = computation == GPUComputation::BackwardDQ ? "dq" : "dkdv";
         if (backward && vendor == GPUVendor::AMD)
@@ -617,6 +635,7 @@ llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
 llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
                                                    const KernelConfig &config,
                                                    const CUDATarget &device,
+                                                   GPUKernelKind kind,
                                                    llvm::Expected<GPUKernelBinary> first) {
   // (A kernel whose wgmma ptxas serialized is taken only where every fit
   // spills or is serialized too.)
@@ -655,9 +674,12 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   };
   std::vector<KernelFit> fits;
   auto both = [&](int64_t k, std::initializer_list<int64_t> producers, int64_t warps) {
-    for (bool serial : {false, true})
+    for (bool serial : {false, true}) {
+      if (!serial && kind == GPUKernelKind::WgmmaSerial)
+        continue;
       for (int64_t producer : producers)
         fits.push_back(fitOf(k, producer, warps, serial));
+    }
   };
   both(keys, {kHopperProducerRegisters, 24}, 0);
   both(keys / 2, {kHopperProducerRegisters, 24, 88, 120}, 0);
@@ -667,8 +689,7 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     if (k >= 16)
       both(k, {kHopperProducerRegisters}, 4);
   auto tryFit = [&](const KernelFit &fit) {
-    auto binary = compileCUDAOnce(variant, config, device, GPUKernelKind::Wgmma,
-                                  GPUComputation::Forward, fit);
+    auto binary = compileCUDAOnce(variant, config, device, kind, GPUComputation::Forward, fit);
     if (!binary) { // (this fit does not lower: keep the best so far)
       llvm::consumeError(binary.takeError());
       return false;
@@ -713,8 +734,9 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const CUDATarget &device, GPUKernelKind kind,
                                             GPUComputation computation) {
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
-  if (kind == GPUKernelKind::Wgmma && computation == GPUComputation::Forward)
-    return fitWarpSpecialized(variant, config, device, std::move(binary));
+  if ((kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaSerial) &&
+      computation == GPUComputation::Forward)
+    return fitWarpSpecialized(variant, config, device, kind, std::move(binary));
   // `binary`, or where it spills, the compile with `fit` if that spills
   // less (its report then says which fit).
   auto spillingLess = [&](KernelFit fit, const char *note) -> llvm::Expected<GPUKernelBinary> {
@@ -788,8 +810,10 @@ llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name) {
     return GPUKernelKind::Wgmma;
   if (name == "wgmma-pipelined")
     return GPUKernelKind::WgmmaPipelined;
+  if (name == "wgmma-serial")
+    return GPUKernelKind::WgmmaSerial;
   return fail("unknown --gpu-kernel=" + name +
-              " (expected auto, tensor-cores, simt, wgmma or wgmma-pipelined)");
+              " (expected auto, tensor-cores, simt, wgmma, wgmma-pipelined or wgmma-serial)");
 }
 
 std::string GPUTarget::entryTarget() const {
@@ -823,7 +847,8 @@ static const std::string &ptxasIdentity() {
 }
 
 std::string GPUTarget::canonical() const {
-  const char *kinds[] = {"auto", "tensor-cores", "simt", "wgmma", "wgmma-pipelined"};
+  const char *kinds[] = {"auto", "tensor-cores", "simt", "wgmma", "wgmma-pipelined",
+                         "wgmma-serial"};
   const char *computations[] = {"forward", "dq", "dkdv"};
   std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
   if (computation != GPUComputation::Forward) // (forward keys stay what they were)

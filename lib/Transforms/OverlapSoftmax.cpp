@@ -35,8 +35,11 @@
 //   %acc_final = scf.if %has { the last computed tile's P V, waited, released }
 // The softmax of tile n runs beside the P V of tile n - 1 on the matrix units
 // (FlashAttention-3, section 3.2). Rescaling the accumulator by alpha' stays
-// with the P V op (before its products are issued), so the loop's values
-// mean what they meant. A slot is released one tile later than before, so
+// with the P V op (before its products are issued). Inside the loop the
+// carried accumulator is one computed tile behind the row statistics (it
+// holds the tiles before n - 1, scaled to tile n - 1's max), so the tile's
+// other code may not read it (such a loop is left as it is); after the
+// last P V, past the loop, it is in step again. A slot is released one tile later than before, so
 // this needs two slots or more (with one, a tile's fill would wait for its
 // own predecessor's release). With ping-pong the turns become explicit: a
 // warpgroup holds its turn from the end of one tile's code (take_turn)
@@ -107,7 +110,7 @@ FailureOr<TileCode> matchTileCode(TilePVOp pv) {
         return failure();
       code.qk = qk;
     } else if (auto w = dyn_cast<TileWaitKVOp>(op)) {
-      if (!w.getStage() || !w.getPart())
+      if (!w.getStage() || !w.getRound() || !w.getPart())
         return failure();
       (*w.getPart() == 0 ? code.waitK : code.waitV) = w;
     } else if (isa<TilePVOp>(op) && &op != pv.getOperation()) {
@@ -164,11 +167,18 @@ FailureOr<TileCode> matchTileCode(TilePVOp pv) {
       continue;
     (op.isBeforeInBlock(code.qk) ? code.before : code.softmax).push_back(&op);
   }
-  // The softmax part may not read the v tile (it is the previous tile's now).
-  for (Operation *op : code.softmax)
-    for (Value v : op->getOperands())
-      if (v == code.vLoad.getResult())
-        return failure();
+  // The tile's other code may not read the v tile (it is the previous
+  // tile's now) nor the accumulator (a tile behind, see the file comment),
+  // at any depth.
+  auto reads = [&](Operation *op, Value v) {
+    return op->walk([&](Operation *inner) {
+               return llvm::is_contained(inner->getOperands(), v) ? WalkResult::interrupt()
+                                                                   : WalkResult::advance();
+             }).wasInterrupted();
+  };
+  for (Operation *op : llvm::concat<Operation *>(code.before, code.softmax))
+    if (reads(op, code.vLoad.getResult()) || reads(op, pv.getAcc()))
+      return failure();
   return code;
 }
 

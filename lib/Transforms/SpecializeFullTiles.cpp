@@ -91,11 +91,10 @@ struct AttnSpecializeFullTilesPass
     getOperation().walk([&](TileApplyOp op) { applies.push_back(op); });
     for (TileApplyOp apply : applies) {
       auto [cls, span] = tileOf(apply);
-      // The tile's code: the then-branch of the EMPTY check around it, or
-      // either form of it --attn-overlap-softmax made (the first computed
-      // tile's, the others').
-      auto guard = dyn_cast<scf::IfOp>(apply->getParentOp());
-      if (!cls || !guard || !isa<scf::YieldOp>(apply->getBlock()->getTerminator()))
+      // The tile's code: a branch of an scf.if -- the then-branch of the
+      // EMPTY check around it, or either form of it --attn-overlap-softmax
+      // made (the first computed tile's, the others').
+      if (!cls || !isa_and_nonnull<scf::IfOp>(apply->getParentOp()))
         continue;
       specialize(apply->getBlock(), apply, cls, span);
     }

@@ -79,7 +79,9 @@ cl::opt<std::string> targets("target",
 cl::opt<std::string> gpuKernel("gpu-kernel",
                                cl::desc("with a GPU --emit: auto (matrix cores where they "
                                         "apply) | tensor-cores (MFMA on AMD) | simt | wgmma "
-                                        "(Hopper, --target=sm_90a; not yet checked on a GPU)"),
+                                        "(Hopper, --target=sm_90a; not yet checked on a GPU) | "
+                                        "wgmma-pipelined | wgmma-serial (wgmma without "
+                                        "the softmax overlap)"),
                                cl::init("auto"), cl::cat(category));
 
 cl::opt<std::string> gpuComputation(

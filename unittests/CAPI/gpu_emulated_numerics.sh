@@ -126,6 +126,16 @@ check "$ex/block_sparse.attn" --gpu-kernel=wgmma --seq=256 --heads=2 --dtype=bf1
 check "$ex/alibi.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd
 check "$ex/alibi.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=128 --layout=bshd --out-offset=1
 check "$ex/causal.attn" --gpu-kernel=wgmma-pipelined --seq=200 --heads=2 --dtype=bf16 --head-dim=128
+# The softmax overlap (--attn-overlap-softmax; every wgmma case above has it):
+# one tile (no P V in the loop), EMPTY tiles between computed ones, sigmoid
+# (no rescale carried), split-KV's parts; without it (wgmma-serial). The
+# emulator faults a read of a register a pending wgmma writes.
+check "$ex/causal.attn" --gpu-kernel=wgmma --seq=60 --heads=2 --dtype=bf16 --head-dim=64
+check "$ex/sigmoid.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --head-dim=64
+export HEED_SPLIT_KV=3
+check "$ex/causal.attn" --gpu-kernel=wgmma --seq=100 --seq-kv=700 --heads=2 --dtype=bf16 --head-dim=64 --lse
+unset HEED_SPLIT_KV
+check "$ex/causal.attn" --gpu-kernel=wgmma-serial --seq=200 --heads=2 --dtype=bf16 --head-dim=128
 # D = 256 with a document mask: compileCUDA's fit (with ptxas present) takes
 # one consumer warpgroup; the emulator runs the fitted kernel.
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=256 --buffer doc_ids=docs:5:60

@@ -52,15 +52,18 @@ struct AMDGPUKernelBinary {
 /// it), only when asked for: it has not passed numerics on a GPU yet.
 /// WgmmaPipelined is its first form (one warpgroup per 64 rows issuing its
 /// own copies, --attn-pipeline-kv), kept to tell a fault of the warp
-/// specialization from one of the wgmma lowering.
-enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma, WgmmaPipelined };
+/// specialization from one of the wgmma lowering. WgmmaSerial is Wgmma
+/// without the softmax overlap (--attn-overlap-softmax), to tell a fault of
+/// the overlap from the rest and to measure what it gains.
+enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma, WgmmaPipelined, WgmmaSerial };
 enum class GPUVendor { NVIDIA, AMD };
 /// Whether `kind` is one of the Hopper (wgmma) kernels.
 inline bool isWgmma(GPUKernelKind kind) {
-  return kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaPipelined;
+  return kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaPipelined ||
+         kind == GPUKernelKind::WgmmaSerial;
 }
 /// "auto" | "tensor-cores" (also "matrix-cores") | "simt" | "wgmma" |
-/// "wgmma-pipelined".
+/// "wgmma-pipelined" | "wgmma-serial".
 llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
 
 /// Which of a variant's GPU kernels: the forward, or one of the backward's

@@ -63,6 +63,7 @@ constexpr int64_t kRowBytes = 128;  ///< a row of a TMA box
 constexpr int64_t kAtomBytes = 1024; ///< 8 rows: the 128B swizzle pattern's period
 constexpr int64_t kMapBytes = 128;  ///< a CUtensorMap
 constexpr int64_t kWarpgroup = 128; ///< threads of a warpgroup
+constexpr int64_t kSharedPerBlock = 232448; ///< sm_90's dynamic shared memory per block (opt-in)
 constexpr llvm::StringLiteral kTensorMapsAttr = "heed.tensor_maps";
 
 class HopperTarget : public WarpFragmentTarget {
@@ -82,6 +83,12 @@ public:
       return "the wgmma kernel needs key tiles of a multiple of 16 keys, at most 256";
     if (shape.blockRows() % 64 || shape.blockRows() > 256)
       return "the wgmma kernel needs query tiles of 64 rows per warpgroup (at most 4)";
+    // (`specialized` is not known yet: count the warp-specialized barriers.)
+    int64_t bytes = barrierOffset() + 8 * (1 + 3 * shape.stages) + kAtomBytes;
+    if (bytes > kSharedPerBlock)
+      return "the wgmma kernel's tiles need " + std::to_string(bytes) +
+             " bytes of shared memory, more than a Hopper block's " +
+             std::to_string(kSharedPerBlock) + " (fewer keys per tile or staging slots)";
     return "";
   }
 
@@ -210,7 +217,8 @@ public:
   }
   /// A consumer thread arrives on slot `stage`'s release barrier (it counts
   /// every consumer thread); the wgmma reading the slot have completed
-  /// (scores and accumulatePV wait for their groups).
+  /// (scores and accumulatePV wait for their groups; async products are
+  /// waited for by the attn.tile.mma_wait before the release).
   LogicalResult releaseKV(OpBuilder &b, Location loc, Value stage) const override {
     NVVM::MBarrierArriveOp::create(b, loc, Type(),
                                    sharedPtr(b, loc, barrier(b, loc, releaseBarrier(b, loc, stage))),
@@ -300,9 +308,11 @@ private:
   /// barrier 1 + w of 256 threads -- w's 128 waiting (bar.sync) and the
   /// previous warpgroup's 128 arriving (bar.arrive) once it has issued its
   /// products -- so the warpgroups' products run in turn, each one's
-  /// softmax beside the other's products. A turn spans this tile's P V and
-  /// the next tile's Q K^T (no softmax between them): it is taken before
-  /// accumulatePV and passed after scores, taken once before the first Q K^T
+  /// softmax beside the other's products. Synchronous products: a turn
+  /// spans this tile's P V and the next tile's Q K^T (no softmax between
+  /// them): it is taken before accumulatePV and passed after scores. Async
+  /// products (--attn-overlap-softmax): the turns are attn.tile.take_turn /
+  /// pass_turn ops (`turn`). Either way, taken once before the first Q K^T
   /// (warpgroup 0 arrives on its own barrier first) and passed once after
   /// the last P V (but by the last warpgroup, whose turn nobody takes).
   Value warpgroup(OpBuilder &b, Location loc) const {
