@@ -659,10 +659,13 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   // ping-pong): each thread may then take twice the registers (D = 256 with
   // a heavy mask: O alone is 128 f32 a thread).
   //
+  //
   // Each tile size is tried with the softmax overlapping the previous
   // tile's P V (attn-overlap-softmax: its probabilities carried across
   // the loop, a score tile's registers more) and then without, so that
-  // the overlap never costs a smaller tile.
+  // the overlap never costs a smaller tile; without it, the default tiles
+  // are tried with the 16-byte stores first (the kernel as it was before
+  // the overlap).
   auto fitOf = [](int64_t k, int64_t producer, int64_t warps, bool serial) {
     KernelFit fit;
     fit.keysPerTile = k;
@@ -682,6 +685,13 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     }
   };
   both(keys, {kHopperProducerRegisters, 24}, 0);
+  // Without the overlap, the defaults first: O in 16-byte stores (the
+  // wgmma-serial kernel compiled those already).
+  if (kind == GPUKernelKind::Wgmma) {
+    KernelFit serialDefaults = fitOf(keys, kHopperProducerRegisters, 0, true);
+    serialDefaults.elementStores = false;
+    fits.insert(fits.begin() + 2, serialDefaults);
+  }
   both(keys / 2, {kHopperProducerRegisters, 24, 88, 120}, 0);
   if (keys / 4 >= 16)
     both(keys / 4, {kHopperProducerRegisters}, 0);
