@@ -143,11 +143,10 @@ int64_t wgmmaKeysPerTile(const KernelConfig &config) {
 /// they fit Hopper's 227 KB of shared memory per block (Q's rows, the
 /// slots' K and V, the barriers, the swizzle alignment), else two.
 int64_t wgmmaOverlapStages(const KernelConfig &config, int64_t rows, int64_t keys) {
-  constexpr int64_t kSharedPerBlock = 232448; // sm_90's opt-in maximum
-  int64_t stages = 3;
-  int64_t bytes = rows * config.headDim * 2 + stages * keys * (config.headDim + config.valueDim()) * 2 +
-                  8 * (1 + 3 * stages) + 1024;
-  return bytes <= kSharedPerBlock ? stages : 2;
+  constexpr int64_t kStages = 3; // (warp-specialized: 3 barriers a slot, and Q's)
+  int64_t bytes = hopperSharedBytes(rows, config.headDim, config.valueDim(), keys, kStages,
+                                    1 + 3 * kStages);
+  return bytes <= kHopperSharedPerBlock ? kStages : 2;
 }
 
 /// The GPU backward's tiles (query rows, keys) for `target`'s vendor and

@@ -1,8 +1,9 @@
 // The register file of a warp-specialized Hopper block (the wgmma kernel,
 // lib/Conversion/TileToHopper): what ptxas gives each thread at launch and
 // how setmaxnreg shares it out between the producer warpgroup and the
-// consumer warpgroups. The schedule (lib/Pipelines) picks budgets with it,
-// the lowering checks them with it.
+// consumer warpgroups; and its dynamic shared memory. The schedule
+// (lib/Pipelines) and compileCUDA pick budgets and staging slots with it, the
+// lowering checks them with it.
 #ifndef HEED_CONVERSION_HOPPERREGISTERS_H
 #define HEED_CONVERSION_HOPPERREGISTERS_H
 
@@ -28,6 +29,18 @@ int64_t hopperRegistersAtLaunch(int64_t threads);
 /// leaves them (at most 240); (0, 0) where that would not raise the
 /// consumers' budget (one consumer warpgroup: 248 at launch).
 std::pair<int64_t, int64_t> hopperRegisterBudget(int64_t consumers, int64_t producer);
+
+/// sm_90's dynamic shared memory per block (the opt-in maximum, 227 KB).
+constexpr int64_t kHopperSharedPerBlock = 232448;
+
+/// The wgmma kernel's dynamic shared memory: `rows` query rows of Q, `stages`
+/// staging slots of `keys` K and V rows (16-bit elements), `barriers`
+/// mbarriers, and one 1024-byte swizzle period (the base is aligned at run
+/// time).
+constexpr int64_t hopperSharedBytes(int64_t rows, int64_t headDim, int64_t valueDim,
+                                    int64_t keys, int64_t stages, int64_t barriers) {
+  return rows * headDim * 2 + stages * keys * (headDim + valueDim) * 2 + 8 * barriers + 1024;
+}
 
 } // namespace heed
 

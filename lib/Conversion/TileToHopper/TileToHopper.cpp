@@ -63,7 +63,6 @@ constexpr int64_t kRowBytes = 128;  ///< a row of a TMA box
 constexpr int64_t kAtomBytes = 1024; ///< 8 rows: the 128B swizzle pattern's period
 constexpr int64_t kMapBytes = 128;  ///< a CUtensorMap
 constexpr int64_t kWarpgroup = 128; ///< threads of a warpgroup
-constexpr int64_t kSharedPerBlock = 232448; ///< sm_90's dynamic shared memory per block (opt-in)
 constexpr llvm::StringLiteral kTensorMapsAttr = "heed.tensor_maps";
 
 class HopperTarget : public WarpFragmentTarget {
@@ -84,11 +83,12 @@ public:
     if (shape.blockRows() % 64 || shape.blockRows() > 256)
       return "the wgmma kernel needs query tiles of 64 rows per warpgroup (at most 4)";
     // (`specialized` is not known yet: count the warp-specialized barriers.)
-    int64_t bytes = barrierOffset() + 8 * (1 + 3 * shape.stages) + kAtomBytes;
-    if (bytes > kSharedPerBlock)
+    int64_t bytes = sharedBytes(1 + 3 * shape.stages);
+    if (bytes > heed::kHopperSharedPerBlock)
       return "the wgmma kernel's tiles need " + std::to_string(bytes) +
              " bytes of shared memory, more than a Hopper block's " +
-             std::to_string(kSharedPerBlock) + " (fewer keys per tile or staging slots)";
+             std::to_string(heed::kHopperSharedPerBlock) +
+             " (fewer keys per tile or staging slots)";
     return "";
   }
 
@@ -109,10 +109,13 @@ public:
   /// with it).
   int64_t barrierOffset() const { return vOffset() + shape.stages * vBytes(); }
   int64_t barriers() const { return 1 + shape.stages * (specialized ? 3 : 1); }
-  /// One swizzle period more than the layout: the base is aligned at run time.
-  int64_t dynamicSharedBytes() const override {
-    return barrierOffset() + 8 * barriers() + kAtomBytes;
+  /// The layout above (heed::hopperSharedBytes, which compileCUDA sizes the
+  /// staging slots with) with `barriers` mbarriers.
+  int64_t sharedBytes(int64_t barriers) const {
+    return heed::hopperSharedBytes(shape.blockRows(), shape.headDim, shape.valueDim, shape.keys,
+                                   shape.stages, barriers);
   }
+  int64_t dynamicSharedBytes() const override { return sharedBytes(barriers()); }
   /// The threads of the consumer warpgroups (the query rows' owners).
   int64_t consumerThreads() const { return shape.threads(); }
 
@@ -270,11 +273,7 @@ public:
   void waitProducts(OpBuilder &b, Location loc, int64_t pending,
                     MutableArrayRef<Value> fragments) const override {
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(pending));
-    SmallVector<Value> elements;
-    for (Value frag : fragments)
-      for (int64_t i = 0; i < 2; ++i)
-        for (int64_t j = 0; j < 2; ++j)
-          elements.push_back(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i, j}));
+    SmallVector<Value> elements = elementsOf(b, loc, fragments);
     if (elements.empty())
       return;
     auto type = LLVM::LLVMStructType::getLiteral(
@@ -361,11 +360,7 @@ private:
                 ArrayRef<Value> o) const {
     Value vDesc = descriptor(b, loc, slotBase(b, loc, vOffset(), vBytes(), stage),
                              shape.keys * kRowBytes, kAtomBytes);
-    SmallVector<Value> d;
-    for (Value frag : o)
-      for (int64_t i = 0; i < 2; ++i)
-        for (int64_t j = 0; j < 2; ++j)
-          d.push_back(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i, j}));
+    SmallVector<Value> d = elementsOf(b, loc, o);
     SmallVector<Value> a, descs;
     for (int64_t t = 0; t < shape.keys / 16; ++t) {
       llvm::append_range(a, packPairs(b, loc, pOperand(b, loc, p, t)));
@@ -497,6 +492,16 @@ private:
       frags.push_back(vector::FromElementsOp::create(b, loc, cType(b.getContext()), e));
     }
     return frags;
+  }
+  /// The f32 elements of m16n8 accumulator fragments (vector<2x2xf32>), in
+  /// the order of the accumulator struct (unpack's inverse).
+  static SmallVector<Value> elementsOf(OpBuilder &b, Location loc, ArrayRef<Value> fragments) {
+    SmallVector<Value> elements;
+    for (Value frag : fragments)
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 2; ++j)
+          elements.push_back(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i, j}));
+    return elements;
   }
   /// Pairs of 16-bit elements as the i32 registers wgmma's A takes.
   SmallVector<Value> packPairs(OpBuilder &b, Location loc, ArrayRef<Value> halves) const {
