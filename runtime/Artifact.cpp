@@ -104,6 +104,8 @@ std::string KernelInfo::serialize() const {
     os << "gpu_split_kv 1 " << (gpu->splitKVWhole ? 1 : 0) << "\n";
   if (gpu && gpu->packedRows > 0)
     os << "gpu_packed_rows " << gpu->packedRows << "\n";
+  if (gpu && gpu->persistent)
+    os << "gpu_persistent 1\n";
   return os.str();
 }
 
@@ -207,6 +209,10 @@ std::string KernelInfo::parse(const std::string &text) {
         whole = 0;
       gpuLaunch().splitKV = v != 0;
       gpuLaunch().splitKVWhole = whole != 0;
+    } else if (key == "gpu_persistent") {
+      int v = 0;
+      ok = bool(fields >> v) && (v == 0 || v == 1);
+      gpuLaunch().persistent = v != 0;
     } else if (key == "gpu_packed_rows") {
       GPULaunch &g = gpuLaunch();
       ok = bool(fields >> g.packedRows) && g.packedRows > 0;
@@ -258,6 +264,8 @@ std::string Artifact::serialize() const {
       version = std::max(version, kArtifactVersionEntryOrder);
     if (e.info.gpu && e.info.gpu->packedRows > 0)
       version = std::max(version, kArtifactVersionGPUPacking);
+    if (e.info.gpu && e.info.gpu->persistent)
+      version = std::max(version, kArtifactVersionPersistent);
   }
   std::string out(kMagic, 8);
   putU32(out, version);

@@ -5,6 +5,7 @@
 #include "heed/Runtime/GateRows.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -509,15 +510,24 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   }
   GPUKernelArgs params(info, args, dims, serving, summaries, gateRows, state.words, stats,
                        launch.splitKV ? &split : nullptr, maps);
-  if (!(error = driver.launch(gridX * unsigned(split.count), gridY,
-                              unsigned(dims.batch), params.params()))
-           .empty())
+  // Persistent workers (--attn-persistent-workers): (workers, 1, 1) blocks,
+  // the device's resident blocks and at most one per item (unknown: one
+  // per item); each walks the items x, x + workers, ...
+  auto grid = [&](unsigned x) -> std::array<unsigned, 3> {
+    if (!launch.persistent)
+      return {x, gridY, unsigned(dims.batch)};
+    int64_t items = int64_t(x) * gridY * dims.batch;
+    int64_t resident = driver.residentBlocks();
+    int64_t workers = resident > 0 ? std::min(items, resident) : items;
+    return {unsigned(std::min<int64_t>(workers, std::numeric_limits<int32_t>::max())), 1, 1};
+  };
+  auto [x1, y1, z1] = grid(gridX * unsigned(split.count));
+  if (!(error = driver.launch(x1, y1, z1, params.params())).empty())
     return error;
   if (split.count > 1) {
     params.setPhase(2);
-    if (!(error = driver.launch(gridX, gridY, unsigned(dims.batch),
-                                params.params()))
-             .empty())
+    auto [x2, y2, z2] = grid(gridX);
+    if (!(error = driver.launch(x2, y2, z2, params.params())).empty())
       return error;
   }
   std::vector<std::string> bufferNames;

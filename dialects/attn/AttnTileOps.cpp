@@ -75,8 +75,17 @@ FailureOr<VariantOp> variantTaking(Operation *op, FlatSymbolRefAttr name, size_t
 
 LogicalResult TileWorkOp::verify() {
   Block &body = getBody().front();
-  if (body.getNumArguments() != 3 ||
-      !llvm::all_of(body.getArgumentTypes(), [](Type t) { return t.isIndex(); }))
+  if (!llvm::all_of(body.getArgumentTypes(), [](Type t) { return t.isIndex(); }))
+    return emitOpError() << "body must take index arguments";
+  if (getPersistent()) {
+    if (body.getNumArguments() != 2)
+      return emitOpError() << "persistent body must take two index arguments (worker, workers)";
+    if (getBegin() || getEnd() || getSplitPhase() || getSplitCount() || getPartialAcc() ||
+        getPartialStats())
+      return emitOpError() << "persistent work takes no range and no split";
+    return success();
+  }
+  if (body.getNumArguments() != 3)
     return emitOpError() << "body must take three index arguments (batch, head, tile)";
   if (static_cast<bool>(getBegin()) != static_cast<bool>(getEnd()))
     return emitOpError() << "range needs both a begin and an end";
@@ -116,6 +125,8 @@ LogicalResult TileLoadOp::verify() {
     return emitOpError() << "tile " << tile << " does not match the tensor's head dim and type";
   if (tile.getRows() != getSpan().getType().getSize())
     return emitOpError() << "tile rows differ from the span's lanes";
+  if (getRound() && tile.getRole() != TileRole::Q)
+    return emitOpError() << "takes a round for q tiles only";
   if (getPageTable()) {
     if (tile.getRole() == TileRole::Q || getStage())
       return emitOpError() << "reads pages for k and v tiles loaded from the tensor only";

@@ -39,12 +39,20 @@ def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedO
       ...
     }
     ```
+
+    With `persistent` (--attn-persistent-workers), the body runs
+    once per worker instead, taking (worker, workers): a GPU launches as
+    many workers as it holds blocks at once (at most one per item), the
+    block's x and the grid's x, and the body walks the items itself
+    (worker, worker + workers, ..., each decoded by `attn.tile.work_item`).
+    No range or split then.
   }];
   let arguments = (ins Index:$batches, Index:$heads, Index:$tiles,
                        Optional<Index>:$begin, Optional<Index>:$end,
                        Optional<Index>:$split_phase, Optional<Index>:$split_count,
                        Optional<MemRefRankOf<[F32], [5]>>:$partial_acc,
-                       Optional<MemRefRankOf<[F32], [5]>>:$partial_stats);
+                       Optional<MemRefRankOf<[F32], [5]>>:$partial_stats,
+                       UnitAttr:$persistent);
   let regions = (region SizedRegion<1>:$body);
   let assemblyFormat = [{
     $batches `,` $heads `,` $tiles (`range` `(` $begin^ `,` $end `)`)?
@@ -52,6 +60,29 @@ def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedO
      $partial_stats `:` type($partial_acc) `,` type($partial_stats) `)`)? $body attr-dict
   }];
   let hasVerifier = 1;
+}
+
+def Attn_TileWorkItemOp : Attn_TileOp<"work_item", [Pure]> {
+  let summary = "A persistent worker's item: (b, h, t) of item number `index`";
+  let description = [{
+    The items of the grid B x H x T in the order persistent workers take
+    them: the (b, h) pairs (b major) in sections of `section` pairs (the
+    last may be smaller), a section's items before the next's; within a
+    section, the last query tile first (t = T - 1 down to 0), its pairs in
+    order. Under a causal-like mask a later query tile has more keys, so
+    the longest items start first and the short ones fill the workers'
+    tails; a section's K/V are meant to fit the L2 cache while its items
+    run (FlashAttention-3's scheduler). `section` 0 counts as 1.
+
+    ```mlir
+    %b, %h, %t = attn.tile.work_item %i of %B, %H, %T section(%pairs)
+    ```
+  }];
+  let arguments = (ins Index:$index, Index:$batches, Index:$heads, Index:$tiles, Index:$section);
+  let results = (outs Index:$batch, Index:$head, Index:$tile);
+  let assemblyFormat = [{
+    $index `of` $batches `,` $heads `,` $tiles `section` `(` $section `)` attr-dict
+  }];
 }
 
 def Attn_TileSpanOp : Attn_TileOp<"span", [Pure]> {
@@ -144,6 +175,10 @@ def Attn_TileLoadOp : Attn_TileOp<"load", [AttrSizedOperandSegments,
     t % P of page %table[batch, t / P], P the tensor's static sequence dim.
     A slot holds two tensors' rows (`--attn-pipeline-kv`): `part` says which
     (0: the key-side tensor of head dim D, 1: the value-side one of Dv).
+    With `round(%j)` (q tiles of a persistent worker, --attn-persistent-workers),
+    the load is the worker's j-th into the same q buffer: a
+    target that loads q asynchronously waits for phase j of its barrier and
+    lets the load start only once the previous q tile's readers are done.
 
     ```mlir
     %q = attn.tile.load %Q[%b, %h] span(%rows) : memref<?x?x?x64xbf16> -> !attn.tile<16x64xbf16, q>
@@ -153,10 +188,12 @@ def Attn_TileLoadOp : Attn_TileOp<"load", [AttrSizedOperandSegments,
                        Optional<Index>:$stage,
                        Optional<MemRefRankOf<[I32], [2]>>:$page_table,
                        DefaultValuedAttr<Attn_LayoutAttr, "::heed::attn::Layout::BHSD">:$layout,
-                       DefaultValuedAttr<I64Attr, "0">:$part);
+                       DefaultValuedAttr<I64Attr, "0">:$part,
+                       Optional<Index>:$round);
   let results = (outs Attn_AnyTile:$result);
   let assemblyFormat = [{
     $tensor `[` $batch `,` $head `]` `span` `(` $span `)` (`stage` `(` $stage^ `)`)?
+    (`round` `(` $round^ `)`)?
     (`pages` `(` $page_table^ `:` type($page_table) `)`)? attr-dict
     `:` type($tensor) `,` type($span) `->` type($result)
   }];

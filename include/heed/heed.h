@@ -116,8 +116,9 @@ typedef struct heed_compile_options {
    * NULL; heed_compile only): NULL or "auto" (matrix cores where they apply, else SIMT),
    * "tensor-cores" (mma.sync on NVIDIA, MFMA on AMD), "simt", "wgmma" (Hopper, sm_90:
    * wgmma, TMA, a producer warpgroup; not yet checked on a GPU), "wgmma-pipelined"
-   * (its first, unspecialized form) or "wgmma-serial" ("wgmma" without the softmax
-   * overlap). A kind the call's device or the options cannot
+   * (its first, unspecialized form), "wgmma-serial" ("wgmma" without the softmax
+   * overlap) or "wgmma-grid" ("wgmma" with a block per work item instead of
+   * persistent workers). A kind the call's device or the options cannot
    * take is an error at the compile (for "cuda:sm_XX" targets) or at the first call. */
   const char *gpu_kernel;
 } heed_compile_options;

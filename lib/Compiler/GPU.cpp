@@ -127,6 +127,7 @@ struct KernelFit {
   int64_t warps = 0; ///< wgmma: 4 = one consumer warpgroup (twice its registers)
   bool elementStores = false; ///< forward: O element by element (no 16-byte stores)
   bool serialSoftmax = false; ///< wgmma: no attn-overlap-softmax (P is not carried)
+  bool blockPerItem = false;  ///< wgmma: no attn-persistent-workers
 };
 
 /// The warp-specialized wgmma kernel's keys per tile: FlashAttention-3's 128
@@ -143,9 +144,9 @@ int64_t wgmmaKeysPerTile(const KernelConfig &config) {
 /// they fit Hopper's 227 KB of shared memory per block (Q's rows, the
 /// slots' K and V, the barriers, the swizzle alignment), else two.
 int64_t wgmmaOverlapStages(const KernelConfig &config, int64_t rows, int64_t keys) {
-  constexpr int64_t kStages = 3; // (warp-specialized: 3 barriers a slot, and Q's)
+  constexpr int64_t kStages = 3;
   int64_t bytes = hopperSharedBytes(rows, config.headDim, config.valueDim(), keys, kStages,
-                                    1 + 3 * kStages);
+                                    hopperBarriers(rows, kStages, /*specialized=*/true));
   return bytes <= kHopperSharedPerBlock ? kStages : 2;
 }
 
@@ -345,13 +346,14 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   GPUPipelineOptions options;
   options.matrixCores = out.launch.matrixCores;
   options.wgmma = isWgmma(kind);
-  if (kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaSerial) {
+  if (isWarpSpecializedWgmma(kind)) {
     // Two consumer warpgroups of 64 rows (FlashAttention-3's 128-row CTA
     // tiles), wgmmaKeysPerTile keys per tile, 2 stages (overlapped: 3 where
-    // they fit, wgmmaOverlapStages).
+    // they fit, wgmmaOverlapStages); persistent workers but for wgmma-grid.
     options.warps = 8;
     options.keysPerTile = wgmmaKeysPerTile(config);
-    options.overlapSoftmax = kind == GPUKernelKind::Wgmma;
+    options.overlapSoftmax = kind != GPUKernelKind::WgmmaSerial;
+    options.persistent = kind != GPUKernelKind::WgmmaGrid;
   } else if (kind == GPUKernelKind::WgmmaPipelined) {
     options.warpSpecialize = false;
   }
@@ -369,6 +371,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   if (fit.warps)
     options.warps = fit.warps;
   options.wideStores = !fit.elementStores;
+  if (fit.blockPerItem)
+    options.persistent = false;
   if (fit.serialSoftmax)
     options.overlapSoftmax = false;
   if (options.wgmma && options.warpSpecialize && options.overlapSoftmax && !fit.oneStage)
@@ -390,6 +394,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   out.launch.packedRows = takePackedRows(*out.module);
   out.launch.splitKV = !backward; // every forward kernel takes split-KV's operands
   out.launch.splitKVWhole = out.launch.splitKV && (*out.module)->hasAttr(kSplitKVWholeAttr);
+  out.launch.persistent = (*out.module)->hasAttr(kPersistentAttr);
   out.module->walk([&](gpu::GPUFuncOp kernel) {
     if (auto shape = kernel->getAttrOfType<attn::LaunchAttr>(attn::kLaunchAttrName)) {
       out.launch.blockRows = shape.getBlockRows();
@@ -686,7 +691,7 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   both(keys, {kHopperProducerRegisters, 24}, 0);
   // Without the overlap, the defaults first: O in 16-byte stores (the
   // wgmma-serial kernel compiled those already).
-  if (kind == GPUKernelKind::Wgmma) {
+  if (kind != GPUKernelKind::WgmmaSerial) {
     KernelFit serialDefaults = fitOf(keys, kHopperProducerRegisters, 0, true);
     serialDefaults.elementStores = false;
     fits.insert(fits.begin() + 2, serialDefaults);
@@ -697,6 +702,21 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
   for (int64_t k : {keys, keys / 2, keys / 4})
     if (k >= 16)
       both(k, {kHopperProducerRegisters}, 4);
+  // Persistent workers only in the kernel with the default options (the
+  // compile before the fits): their item loop keeps more registers live
+  // (causal bf16 D = 128 overlapped spills 116 bytes with it, none
+  // without), and the overlap, the tile size and the 16-byte stores come
+  // first; the fits are the kernels as they were, a block per work item.
+  for (KernelFit &fit : fits)
+    fit.blockPerItem = true;
+  // First the default kernel itself with a block per work item.
+  if (kind != GPUKernelKind::WgmmaGrid) {
+    KernelFit defaults = fitOf(keys, kHopperProducerRegisters, 0,
+                               kind == GPUKernelKind::WgmmaSerial);
+    defaults.elementStores = false;
+    defaults.blockPerItem = true;
+    fits.insert(fits.begin(), defaults);
+  }
   auto tryFit = [&](const KernelFit &fit) {
     auto binary = compileCUDAOnce(variant, config, device, kind, GPUComputation::Forward, fit);
     if (!binary) { // (this fit does not lower: keep the best so far)
@@ -705,11 +725,13 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     }
     std::pair<int64_t, bool> c = cost(*binary);
     binary->resources +=
-        fmt::format("heed: warp-specialized fit: {}, {} keys per tile{}{}\n",
+        fmt::format("heed: warp-specialized fit: {}, {} keys per tile{}{}{}\n",
                     fit.warps == 4 ? std::string("one consumer warpgroup (no register split)")
                                    : fmt::format("producer {} registers", fit.producerRegisters),
                     fit.keysPerTile, fit.elementStores ? ", O in element stores" : "",
-                    fit.serialSoftmax ? ", softmax not overlapped" : "");
+                    fit.serialSoftmax ? ", softmax not overlapped" : "",
+                    binary->launch.persistent ? ", persistent workers"
+                                              : ", a block per work item");
     bool fits = c == std::pair<int64_t, bool>(0, false);
     if (c < least) { // (fewer bytes spilled, then not serialized)
       least = c;
@@ -743,8 +765,7 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
                                             const CUDATarget &device, GPUKernelKind kind,
                                             GPUComputation computation) {
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
-  if ((kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaSerial) &&
-      computation == GPUComputation::Forward)
+  if (isWarpSpecializedWgmma(kind) && computation == GPUComputation::Forward)
     return fitWarpSpecialized(variant, config, device, kind, std::move(binary));
   // `binary`, or where it spills, the compile with `fit` if that spills
   // less (its report then says which fit).
@@ -821,8 +842,11 @@ llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name) {
     return GPUKernelKind::WgmmaPipelined;
   if (name == "wgmma-serial")
     return GPUKernelKind::WgmmaSerial;
+  if (name == "wgmma-grid")
+    return GPUKernelKind::WgmmaGrid;
   return fail("unknown --gpu-kernel=" + name +
-              " (expected auto, tensor-cores, simt, wgmma, wgmma-pipelined or wgmma-serial)");
+              " (expected auto, tensor-cores, simt, wgmma, wgmma-pipelined, wgmma-serial or "
+              "wgmma-grid)");
 }
 
 std::string GPUTarget::entryTarget() const {
@@ -856,8 +880,8 @@ static const std::string &ptxasIdentity() {
 }
 
 std::string GPUTarget::canonical() const {
-  const char *kinds[] = {"auto", "tensor-cores", "simt", "wgmma", "wgmma-pipelined",
-                         "wgmma-serial"};
+  const char *kinds[] = {"auto",         "tensor-cores", "simt",      "wgmma",
+                         "wgmma-pipelined", "wgmma-serial", "wgmma-grid"};
   const char *computations[] = {"forward", "dq", "dkdv"};
   std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
   if (computation != GPUComputation::Forward) // (forward keys stay what they were)

@@ -240,6 +240,13 @@ void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &option
     // needs the other warpgroup's release after its turn: a deadlock.)
     specialize.pingpong = options.pingpong && consumers > 1 && stages > 1;
     pm.addPass(createAttnWarpSpecialize(specialize));
+    if (options.persistent) {
+      // FlashAttention-3's section of K/V meant to stay in L2 (32 MiB of
+      // the H100's 50 MB).
+      AttnPersistentWorkersOptions persistent;
+      persistent.l2Bytes = kPersistentL2Bytes;
+      pm.addPass(createAttnPersistentWorkers(persistent));
+    }
     if (options.overlapSoftmax)
       pm.addPass(createAttnOverlapSoftmax());
   } else {
@@ -424,6 +431,10 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
       llvm::cl::desc("wgmma, warp-specialized: each tile's softmax beside the previous "
                      "tile's P V (attn-overlap-softmax)"),
       llvm::cl::init(true)};
+  Option<bool> persistent{*this, "persistent",
+                          llvm::cl::desc("wgmma, warp-specialized: persistent workers walking the "
+                                         "items longest first (attn-persistent-workers)"),
+                          llvm::cl::init(true)};
   Option<int64_t> producerRegisters{
       *this, "producer-registers",
       llvm::cl::desc("wgmma, warp-specialized: the producer's registers per thread"),
@@ -451,6 +462,7 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     o.producerRegisters = producerRegisters;
     o.pingpong = pingpong;
     o.overlapSoftmax = overlapSoftmax;
+    o.persistent = persistent;
     o.wideStores = wideStores;
     o.mfma = mfma;
     o.simtRows = simtRows;

@@ -401,8 +401,9 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     gpu_kernel: which GPU kernel: None or 'auto' (tensor cores where they
     apply), 'tensor-cores', 'simt', 'wgmma' (Hopper: wgmma, TMA, a producer
     warpgroup; sm_90 only, f16/bf16, head dims multiples of 64; not yet
-    checked on a GPU), 'wgmma-pipelined' (its first, unspecialized form) or
-    'wgmma-serial' ('wgmma' without the softmax overlap).
+    checked on a GPU), 'wgmma-pipelined' (its first, unspecialized form),
+    'wgmma-serial' ('wgmma' without the softmax overlap) or 'wgmma-grid'
+    ('wgmma' with a block per work item instead of persistent workers).
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.

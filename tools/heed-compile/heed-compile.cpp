@@ -81,7 +81,8 @@ cl::opt<std::string> gpuKernel("gpu-kernel",
                                         "apply) | tensor-cores (MFMA on AMD) | simt | wgmma "
                                         "(Hopper, --target=sm_90a; not yet checked on a GPU) | "
                                         "wgmma-pipelined | wgmma-serial (wgmma without "
-                                        "the softmax overlap)"),
+                                        "the softmax overlap) | wgmma-grid (wgmma with a "
+                                        "block per work item, not persistent workers)"),
                                cl::init("auto"), cl::cat(category));
 
 cl::opt<std::string> gpuComputation(

@@ -80,7 +80,7 @@ cl::opt<std::string> artifactPath(
 cl::opt<std::string> gpuKernel("gpu-kernel",
                                cl::desc("on a GPU: auto (matrix cores where they apply) | "
                                         "tensor-cores (MFMA on AMD) | simt | wgmma | "
-                                        "wgmma-pipelined | wgmma-serial (Hopper)"),
+                                        "wgmma-pipelined | wgmma-serial | wgmma-grid (Hopper)"),
                                cl::init("auto"), cl::cat(category));
 cl::opt<bool> withLse("lse", cl::desc("also compute and check the log-sum-exp"),
                       cl::cat(category));

@@ -6,8 +6,9 @@
  * swizzle) by the kernel's rows, zeros out of bounds -- and passes each by
  * value after heed's other parameters; a BSHD tensor puts the box rows on its
  * sequence dim. The kernel is the warp-specialized one: blocks of 384 threads
- * (two consumer warpgroups of 64 query rows, 128 rows per Q box, and a
- * producer warpgroup). Nothing runs: numerics are the GPU session's. */
+ * (two consumer warpgroups of 64 query rows, each loading its own 64 rows:
+ * 64 rows per Q box, and a producer warpgroup). Nothing runs: numerics are
+ * the GPU session's. */
 #include "heed/heed.h"
 
 #include "capi_check.h"
@@ -80,7 +81,7 @@ int main(int argc, char **argv) {
     CHECK(log->block == 384);
     if (log->maps == 3) {
       unsigned kvRows = log->map[1].box[bshd ? 2 : 1];
-      CHECK(describes(&log->map[0], q, bshd, 128));
+      CHECK(describes(&log->map[0], q, bshd, 64));
       CHECK(kvRows >= 16 && kvRows % 16 == 0);
       CHECK(describes(&log->map[1], kk, bshd, kvRows));
       CHECK(describes(&log->map[2], v, bshd, kvRows));
@@ -94,8 +95,9 @@ int main(int argc, char **argv) {
     heed_kernel_release(k);
   }
   /* The kernel asked for through the C API (heed_compile_options.gpu_kernel):
-   * "wgmma" is the warp-specialized kernel (384 threads, 128-row Q boxes),
-   * "wgmma-pipelined" its first form (one warpgroup: 128 threads, 64 rows). */
+   * "wgmma" is the warp-specialized kernel (384 threads, a Q box per
+   * consumer warpgroup's 64 rows), "wgmma-pipelined" its first form (one
+   * warpgroup: 128 threads, 64 rows). */
   {
     static const char spec[] = "variant causal { mask = causal() }";
     heed_compile_options o;
@@ -104,7 +106,7 @@ int main(int argc, char **argv) {
     o.head_dim = D;
     o.target = "cuda:sm_90";
     const char *kinds[2] = {"wgmma", "wgmma-pipelined"};
-    unsigned threads[2] = {384, 128}, qRows[2] = {128, 64};
+    unsigned threads[2] = {384, 128}, qRows[2] = {64, 64};
     for (int i = 0; i < 2; ++i) {
       o.gpu_kernel = kinds[i];
       heed_kernel *k = NULL;

@@ -136,6 +136,37 @@ export HEED_SPLIT_KV=3
 check "$ex/causal.attn" --gpu-kernel=wgmma --seq=100 --seq-kv=700 --heads=2 --dtype=bf16 --head-dim=64 --lse
 unset HEED_SPLIT_KV
 check "$ex/causal.attn" --gpu-kernel=wgmma-serial --seq=200 --heads=2 --dtype=bf16 --head-dim=128
+# Persistent workers (--attn-persistent-workers; every wgmma case above runs
+# them, but with the stand-in's 132 multiprocessors each worker takes one
+# item; persistent where the default kernel fits, e.g. causal at D = 64):
+# with one multiprocessor (two workers) each walks several items, so
+# the K/V tile counts carry across items, Q's barriers go through their
+# phases and the ping-pong turns across items' ends; causal items of every
+# length, GQA with routing (DuoAttention's streaming heads: sliding-window
+# EMPTY tiles), split-KV's parts and merges, and the
+# kernel with a block per item (wgmma-grid).
+export FAKE_CUDA_SMS=1
+check "$ex/causal.attn" --gpu-kernel=wgmma --seq=333 --heads=2 --dtype=bf16 --head-dim=64 --lse
+check "$ex/duo_attention.attn" --gpu-kernel=wgmma --seq=300 --batch=2 --heads=4 --kv-heads=2 --dtype=f16 --head-dim=64 --buffer streaming=bits:0.5
+export HEED_SPLIT_KV=3
+check "$ex/causal.attn" --gpu-kernel=wgmma --seq=100 --seq-kv=700 --heads=2 --dtype=bf16 --head-dim=64 --lse
+unset HEED_SPLIT_KV
+check "$ex/causal.attn" --gpu-kernel=wgmma-grid --seq=200 --heads=2 --dtype=bf16 --head-dim=64
+# The grid: as many workers as the device holds (3 multiprocessors x the
+# stand-in's 2 blocks each), at most one per item; a block per item without.
+grid() {
+  FAKE_CUDA_SMS=3 FAKE_CUDA_TRACE=1 "$run" "$ex/causal.attn" --seq=500 --heads=4 --dtype=bf16 \
+    --head-dim=64 --target=$target --repeat=1 "$@" 2>&1 | grep -m1 'launch grid'
+}
+for expect in "wgmma:launch grid 6 1 1 " "wgmma-grid:launch grid 4 4 1 "; do
+  kind=${expect%%:*} want=${expect#*:}
+  got=$(grid --gpu-kernel=$kind)
+  case "$got" in
+    *"$want"*) echo "PASSED  grid of --gpu-kernel=$kind: $got" ;;
+    *) echo "FAILED  grid of --gpu-kernel=$kind: '$got', expected '$want'"; fails=$((fails + 1)) ;;
+  esac
+done
+unset FAKE_CUDA_SMS
 # D = 256 with a document mask: compileCUDA's fit (with ptxas present) takes
 # one consumer warpgroup; the emulator runs the fitted kernel.
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=256 --buffer doc_ids=docs:5:60
@@ -143,6 +174,7 @@ check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --
 # interleaving of the same kernels.
 export PTXEMU_REVERSE_WARPS=1
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --head-dim=128 --buffer doc_ids=docs:10:90
+FAKE_CUDA_SMS=1 check "$ex/causal.attn" --gpu-kernel=wgmma --seq=333 --heads=2 --dtype=bf16 --head-dim=64
 target=cuda:sm_80
 export FAKE_CUDA_CC=80
 check "$ex/causal.attn" --seq=200 --heads=2 --dtype=bf16 --head-dim=128

@@ -493,6 +493,26 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
     ASSERT_TRUE(read.entries.at(0).info.gpu.has_value());
     EXPECT_EQ(read.entries.at(0).info.gpu->packedRows, rows);
   }
+  // A GPU entry of persistent workers (gpu_persistent) is version 5: a
+  // reader from before it would launch a block per item, each block then a
+  // worker walking the items again. The flag reads back.
+  for (bool persistent : {true, false}) {
+    KernelInfo info = describeKernel(variant, contiguous);
+    GPULaunch &g = info.gpu.emplace();
+    g.format = "ptx";
+    g.kernelName = "heed_kernel";
+    g.blockRows = 128;
+    g.threads = 384;
+    g.persistent = persistent;
+    Artifact artifact;
+    artifact.entries.push_back({"cuda:sm_90a", info, "// PTX .version 8.0 heed_kernel"});
+    std::string bytes = artifact.serialize();
+    EXPECT_EQ(version(bytes), persistent ? kArtifactVersionPersistent : kArtifactVersion);
+    Artifact read;
+    ASSERT_EQ(read.parse(bytes), "");
+    ASSERT_TRUE(read.entries.at(0).info.gpu.has_value());
+    EXPECT_EQ(read.entries.at(0).info.gpu->persistent, persistent);
+  }
 }
 
 // The split-KV cost model counts each entry's own queries: a long entry with

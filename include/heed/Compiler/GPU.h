@@ -54,16 +54,22 @@ struct AMDGPUKernelBinary {
 /// own copies, --attn-pipeline-kv), kept to tell a fault of the warp
 /// specialization from one of the wgmma lowering. WgmmaSerial is Wgmma
 /// without the softmax overlap (--attn-overlap-softmax), to tell a fault of
-/// the overlap from the rest and to measure what it gains.
-enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma, WgmmaPipelined, WgmmaSerial };
+/// the overlap from the rest and to measure what it gains. WgmmaGrid is Wgmma
+/// with one block per work item instead of persistent workers
+/// (--attn-persistent-workers), likewise.
+enum class GPUKernelKind { Auto, TensorCores, SIMT, Wgmma, WgmmaPipelined, WgmmaSerial, WgmmaGrid };
 enum class GPUVendor { NVIDIA, AMD };
 /// Whether `kind` is one of the Hopper (wgmma) kernels.
 inline bool isWgmma(GPUKernelKind kind) {
   return kind == GPUKernelKind::Wgmma || kind == GPUKernelKind::WgmmaPipelined ||
-         kind == GPUKernelKind::WgmmaSerial;
+         kind == GPUKernelKind::WgmmaSerial || kind == GPUKernelKind::WgmmaGrid;
+}
+/// Whether `kind` is one of the warp-specialized Hopper kernels.
+inline bool isWarpSpecializedWgmma(GPUKernelKind kind) {
+  return isWgmma(kind) && kind != GPUKernelKind::WgmmaPipelined;
 }
 /// "auto" | "tensor-cores" (also "matrix-cores") | "simt" | "wgmma" |
-/// "wgmma-pipelined" | "wgmma-serial".
+/// "wgmma-pipelined" | "wgmma-serial" | "wgmma-grid".
 llvm::Expected<GPUKernelKind> parseGPUKernelKind(const std::string &name);
 
 /// Which of a variant's GPU kernels: the forward, or one of the backward's

@@ -42,6 +42,18 @@ constexpr int64_t hopperSharedBytes(int64_t rows, int64_t headDim, int64_t value
   return rows * headDim * 2 + stages * keys * (headDim + valueDim) * 2 + 8 * barriers + 1024;
 }
 
+/// The K/V bytes of a section of (b, h) pairs that persistent workers walk
+/// together (--attn-persistent-workers' l2-bytes): FlashAttention-3's 32
+/// MiB, of the H100's and H200's 50 MB of L2.
+constexpr int64_t kPersistentL2Bytes = 32 << 20;
+
+/// The wgmma kernel's mbarriers: one per consumer warpgroup's Q rows (64
+/// of the `rows`), then per staging slot one (its fill), or three
+/// warp-specialized (its K, its V, its release).
+constexpr int64_t hopperBarriers(int64_t rows, int64_t stages, bool specialized) {
+  return rows / 64 + stages * (specialized ? 3 : 1);
+}
+
 } // namespace heed
 
 #endif

@@ -92,6 +92,9 @@ struct GPUPipelineOptions {
   /// wgmma, warp-specialized: each tile's softmax beside the previous tile's
   /// P V (attn-overlap-softmax: FlashAttention-3's intra-warpgroup overlap)
   bool overlapSoftmax = true;
+  /// wgmma, warp-specialized: persistent workers walking the items longest
+  /// first (attn-persistent-workers), as many as the device holds at once
+  bool persistent = true;
   /// NVIDIA matrix cores: f16/bf16 O in 16-byte stores where aligned
   /// (convert-attn-tile-to-nvgpu/hopper's `wide-stores`)
   bool wideStores = true;

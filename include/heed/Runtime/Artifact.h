@@ -54,6 +54,10 @@ struct GPULaunch {
   /// "GQA packing on the GPU"): the runtime then launches (1, Hkv, B)
   /// blocks. -1: it never packs (and artifacts from before it).
   int64_t packedRows = -1;
+  /// Persistent workers (--attn-persistent-workers): the runtime launches
+  /// (workers, 1, 1) blocks, the device's resident blocks and at most one
+  /// per work item; each walks the items itself.
+  bool persistent = false;
 };
 
 /// Everything the runtime checks and launches a kernel by.
@@ -117,16 +121,20 @@ struct ArtifactEntry {
 /// launching with the wrong arguments; version 3 likewise for an entry that
 /// takes the entry order (KernelInfo::entryOrder), which a version-2 reader
 /// would misread; version 4 for a GPU entry that packs GQA groups
-/// (GPULaunch::packedRows); every other artifact stays version 1. This heed
-/// reads all four.
+/// (GPULaunch::packedRows); version 5 for a GPU entry of persistent workers
+/// (GPULaunch::persistent); every other artifact stays version 1. This heed
+/// reads all five.
 inline constexpr uint32_t kArtifactVersion = 1;
 inline constexpr uint32_t kArtifactVersionPacked = 2;
 inline constexpr uint32_t kArtifactVersionEntryOrder = 3;
 /// A GPU entry packs GQA groups (gpu_packed_rows): an older reader would
 /// launch Hq blocks on a kernel that takes Hkv items, past the heads.
 inline constexpr uint32_t kArtifactVersionGPUPacking = 4;
+/// A GPU entry of persistent workers (gpu_persistent): an older reader
+/// would launch a block per item, each worker walking all items again.
+inline constexpr uint32_t kArtifactVersionPersistent = 5;
 /// The newest version this heed reads.
-inline constexpr uint32_t kArtifactVersionNewest = kArtifactVersionGPUPacking;
+inline constexpr uint32_t kArtifactVersionNewest = kArtifactVersionPersistent;
 
 struct Artifact {
   Digest key{}; ///< the cache key it was built for (all zero for AOT bundles)

@@ -36,6 +36,10 @@ inline int64_t takePackedRows(mlir::ModuleOp module) {
 /// Set on the module by --attn-split-kv{one-loop} when a work loop runs
 /// whole in phase 1 (its fallback): the runtime then never splits the kernel.
 inline constexpr llvm::StringLiteral kSplitKVWholeAttr = "heed.split_kv_whole";
+/// Set on the module by --attn-persistent-workers when it made a work item
+/// persistent: the runtime launches (workers, 1, 1) blocks, as many as the
+/// device holds at once and at most one per item (GPULaunch::persistent).
+inline constexpr llvm::StringLiteral kPersistentAttr = "heed.persistent";
 } // namespace heed
 
 #endif

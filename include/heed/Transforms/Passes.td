@@ -247,6 +247,27 @@ def AttnWarpSpecialize : Pass<"attn-warp-specialize", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }
 
+def AttnPersistentWorkers : Pass<"attn-persistent-workers", "mlir::ModuleOp"> {
+  let summary = "Persistent, longest-first work items of warp-specialized kernels (Hopper)";
+  let description = [{
+    FlashAttention-3's tile scheduler on --attn-warp-specialize's work
+    items: the `attn.tile.work` becomes `persistent` (one body per worker,
+    as many workers as the device holds blocks at once), and the producer
+    and the consumers each walk the items worker, worker + workers, ...
+    (`attn.tile.work_item`: the last query tiles first, in sections of
+    (b, h) pairs whose K and V fit `l2-bytes`), carrying their count of
+    K/V tiles across items (tile n of the walk in slot n mod N); the q
+    tile's load gets its round (the worker's how-many-th). Work items it
+    does not recognize stay one per block (docs/passes.md).
+  }];
+  let options = [
+    Option<"l2Bytes", "l2-bytes", "int64_t", "0",
+           "the K/V bytes of a section of (b, h) pairs (0: one section)">,
+  ];
+  let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect",
+                           "mlir::memref::MemRefDialect"];
+}
+
 def AttnOverlapSoftmax : Pass<"attn-overlap-softmax", "mlir::ModuleOp"> {
   let summary = "Each tile's softmax beside the previous tile's P V (Hopper)";
   let description = [{

@@ -300,7 +300,7 @@ void TileLoopBuilder::buildItem(Value itemBatch, Value itemHead, Value tileIndex
   }
   q = TileLoadOp::create(b, loc, tile(rows, headDim, storage, TileRole::Q), query,
                          batch, head, queries, /*stage=*/Value(), /*page_table=*/Value(),
-                         op.getLayoutAttr());
+                         op.getLayoutAttr(), b.getI64IntegerAttr(0), /*round=*/Value());
   if (!isSigmoid()) {
     store(buildKeyLoops(emptyState()));
     return;
@@ -361,10 +361,11 @@ SmallVector<Value> TileLoopBuilder::buildKeyTile(Value keySpan, ValueRange carri
   }
   Value k = TileLoadOp::create(b, loc, tile(keys, headDim, storage, TileRole::K), key,
                                batch, headKV, keySpan, /*stage=*/Value(), op.getPageTable(),
-                               op.getLayoutAttr());
+                               op.getLayoutAttr(), b.getI64IntegerAttr(0), /*round=*/Value());
   Value v = TileLoadOp::create(b, loc, tile(keys, valueDim, storage, TileRole::V),
                                value, batch, headKV, keySpan, /*stage=*/Value(),
-                               op.getPageTable(), op.getLayoutAttr());
+                               op.getPageTable(), op.getLayoutAttr(), b.getI64IntegerAttr(0),
+                               /*round=*/Value());
   TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
   Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
   s = TileApplyOp::create(b, loc, sType, op.getVariantAttr(), s, batch, head, queries, keySpan,

@@ -70,7 +70,7 @@ private:
     Type elt = cast<MemRefType>(tensor.getType()).getElementType();
     return TileLoadOp::create(b, loc, tile(rows, cols, elt, role), tensor, batch, head, span,
                               /*stage=*/Value(), /*page_table=*/Value(), op.getLayoutAttr(),
-                              b.getI64IntegerAttr(part));
+                              b.getI64IntegerAttr(part), /*round=*/Value());
   }
   Value classValue(BlockClass c) {
     return arith::ConstantIntOp::create(b, loc, static_cast<int64_t>(c), 8);

@@ -151,7 +151,7 @@ public:
   /// the backward.
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
                            const QueryRows &rows, Layout layout,
-                           int64_t cols, int64_t) const override {
+                           int64_t cols, int64_t, Value) const override {
     Value in = rows.contains(b, loc, slotRow(b, loc, 0));
     Value row = rows.token(b, loc, slotRow(b, loc, 0), in);
     SmallVector<Value> frags;

@@ -138,6 +138,8 @@ struct WorkLowering : OpConversionPattern<TileWorkOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
+    if (op.getPersistent())
+      return op.emitOpError() << "is persistent (--attn-persistent-workers): a GPU schedule";
     Location loc = op.getLoc();
     IndexExpr tiles(rewriter, loc, adaptor.getTiles()), heads(rewriter, loc, adaptor.getHeads());
     Value total = arith::MulIOp::create(

@@ -301,12 +301,55 @@ void replaceSpan(ConversionPatternRewriter &rewriter, const TypeConverter &conve
 }
 
 /// A work item per thread block: (b, h, t) = the block's (z, y, x).
+/// Persistent (--attn-persistent-workers): a worker per block, (worker,
+/// workers) = (the block's x, the grid's x); the runtime launches as many
+/// as the device holds at once (the module's heed::kPersistentAttr).
 struct WorkLowering : OpConversionPattern<TileWorkOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    rewriter.inlineBlockBefore(&op.getBody().front(), op, workItemIds(rewriter, op.getLoc()));
+    Location loc = op.getLoc();
+    SmallVector<Value, 3> ids;
+    if (op.getPersistent()) {
+      ids = {gpu::BlockIdOp::create(rewriter, loc, gpu::Dimension::x),
+             gpu::GridDimOp::create(rewriter, loc, gpu::Dimension::x)};
+    } else {
+      ids = workItemIds(rewriter, loc);
+    }
+    rewriter.inlineBlockBefore(&op.getBody().front(), op, ids);
     rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+/// A persistent worker's item (attn.tile.work_item): sections of S (b, h)
+/// pairs, each section's items t = T - 1 down to 0, its pairs in order.
+struct WorkItemLowering : OpConversionPattern<TileWorkItemOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TileWorkItemOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto c = [&](int64_t v) { return index(rewriter, loc, v); };
+    Value heads = adaptor.getHeads(), tiles = adaptor.getTiles();
+    Value pairs = arith::MulIOp::create(rewriter, loc, adaptor.getBatches(), heads);
+    Value size = arith::MaxUIOp::create(
+        rewriter, loc, arith::MinUIOp::create(rewriter, loc, adaptor.getSection(), pairs), c(1));
+    Value perSection = arith::MulIOp::create(rewriter, loc, size, tiles);
+    Value section = arith::DivUIOp::create(rewriter, loc, adaptor.getIndex(), perSection);
+    Value within = arith::RemUIOp::create(rewriter, loc, adaptor.getIndex(), perSection);
+    Value first = arith::MulIOp::create(rewriter, loc, section, size);
+    // (The last section may hold fewer pairs.)
+    Value here = arith::MinUIOp::create(rewriter, loc, size,
+                                        arith::SubIOp::create(rewriter, loc, pairs, first));
+    here = arith::MaxUIOp::create(rewriter, loc, here, c(1));
+    Value fromLast = arith::DivUIOp::create(rewriter, loc, within, here);
+    Value tile = arith::SubIOp::create(
+        rewriter, loc, arith::SubIOp::create(rewriter, loc, tiles, c(1)), fromLast);
+    Value pair = arith::AddIOp::create(rewriter, loc, first,
+                                       arith::RemUIOp::create(rewriter, loc, within, here));
+    Value safeHeads = arith::MaxUIOp::create(rewriter, loc, heads, c(1));
+    rewriter.replaceOp(op, {arith::DivUIOp::create(rewriter, loc, pair, safeHeads),
+                            arith::RemUIOp::create(rewriter, loc, pair, safeHeads), tile});
     return success();
   }
 };
@@ -471,7 +514,7 @@ LogicalResult checkKernel(gpu::GPUFuncOp kernel) {
 } // namespace
 
 void populateGPUStructurePatterns(const TypeConverter &converter, RewritePatternSet &patterns) {
-  patterns.add<WorkLowering, SpanLowering, RoutedSpanLowering, PackedSpanLowering, SpanBoxLowering,
+  patterns.add<WorkLowering, WorkItemLowering, SpanLowering, RoutedSpanLowering, PackedSpanLowering, SpanBoxLowering,
                BarrierLowering, CountLowering>(
       converter, patterns.getContext());
   populateTileCommonPatterns(converter, patterns, /*statistics=*/false);

@@ -152,10 +152,12 @@ public:
   /// The block's rows of (batch, head) of a tensor `cols` wide as the
   /// lane's operand fragments (zeros for rows that are not real): Q in the
   /// forward; Q and dO, or K and V, in the backward (`part` 0 and 1: the
-  /// load's, which buffer the rows go through or stay in).
+  /// load's, which buffer the rows go through or stay in). `round`: a
+  /// persistent worker's how-many-th load of Q (attn.tile.load's round),
+  /// or null.
   virtual llvm::SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch,
                                          Value head, const QueryRows &rows, attn::Layout layout,
-                                         int64_t cols, int64_t part) const = 0;
+                                         int64_t cols, int64_t part, Value round) const = 0;
   /// A col tile of `count` columns: how many f32 a lane holds (0: the
   /// target has no col tiles), which of them the element at position `e`
   /// of elements() reads, and the values of tensor[batch, head, token] for

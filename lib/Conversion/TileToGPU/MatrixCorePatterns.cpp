@@ -120,7 +120,9 @@ struct LoadLowering : TargetPattern<TileLoadOp> {
                                         QueryRows::of(op.getSpan(), adaptor.getSpan()),
                                         op.getLayout(),
                                         cast<TileType>(op.getResult().getType()).getCols(),
-                                        op.getPart());
+                                        op.getPart(),
+                                        adaptor.getRound().empty() ? Value()
+                                                                   : adaptor.getRound().front());
     rewriter.replaceOpWithMultiple(op, {q});
     return success();
   }

@@ -4,11 +4,13 @@
 // One consumer warpgroup (4 warps) owns 64 query rows; a block holds
 // blockRows / 64 of them. Q, K and V tiles come by TMA (cp.async.bulk.tensor,
 // one 64-column box of 128-byte rows per TMA) into 128B-swizzled dynamic
-// shared memory, each load completing on an mbarrier: one for Q (loaded once
-// per block), one per K/V staging slot of --attn-pipeline-kv. Thread 0 issues
-// the copies (arrive.expect_tx, then the TMAs); every thread waits on the
-// slot's barrier (try_wait.parity) where attn.tile.wait_kv stands, then on the
-// block's barrier (the slot the next prefetch takes is free).
+// shared memory, each load completing on an mbarrier: one per consumer
+// warpgroup for its 64 rows of Q (issued by the warpgroup's first thread;
+// once per block, or once per item of a persistent worker), one per K/V
+// staging slot of --attn-pipeline-kv. Thread 0 issues the K/V copies
+// (arrive.expect_tx, then the TMAs); every thread waits on the slot's barrier
+// (try_wait.parity) where attn.tile.wait_kv stands, then on the block's
+// barrier (the slot the next prefetch takes is free).
 //
 // S = Q K^T is SS wgmma (both operands by shared-memory descriptor,
 // nvvm.wgmma.mma_async m64nKk16, one per 16 head-dim columns, then one commit
@@ -83,7 +85,7 @@ public:
     if (shape.blockRows() % 64 || shape.blockRows() > 256)
       return "the wgmma kernel needs query tiles of 64 rows per warpgroup (at most 4)";
     // (`specialized` is not known yet: count the warp-specialized barriers.)
-    int64_t bytes = sharedBytes(1 + 3 * shape.stages);
+    int64_t bytes = sharedBytes(heed::hopperBarriers(shape.blockRows(), shape.stages, true));
     if (bytes > heed::kHopperSharedPerBlock)
       return "the wgmma kernel's tiles need " + std::to_string(bytes) +
              " bytes of shared memory, more than a Hopper block's " +
@@ -103,12 +105,15 @@ public:
   int64_t vBytes() const { return shape.keys * shape.valueDim * 2; }
   int64_t kOffset() const { return qBytes(); }
   int64_t vOffset() const { return qBytes() + shape.stages * kBytes(); }
-  /// Barrier 0 is Q's, 1 + s slot s's (its fill has landed). Warp-specialized,
-  /// 1 + s slot s's K, 1 + stages + s its V (so that Q K^T need not wait
-  /// for V), 1 + 2 stages + s its release (every consumer thread is done
-  /// with it).
+  /// Barrier w (w < qBarriers()) is consumer warpgroup w's Q rows', then
+  /// Q_n + s slot s's (its fill has landed). Warp-specialized, Q_n + s slot
+  /// s's K, Q_n + stages + s its V (so that Q K^T need not wait for V),
+  /// Q_n + 2 stages + s its release (every consumer thread is done with it).
   int64_t barrierOffset() const { return vOffset() + shape.stages * vBytes(); }
-  int64_t barriers() const { return 1 + shape.stages * (specialized ? 3 : 1); }
+  int64_t qBarriers() const { return consumerThreads() / kWarpgroup; }
+  int64_t barriers() const {
+    return heed::hopperBarriers(shape.blockRows(), shape.stages, specialized);
+  }
   /// The layout above (heed::hopperSharedBytes, which compileCUDA sizes the
   /// staging slots with) with `barriers` mbarriers.
   int64_t sharedBytes(int64_t barriers) const {
@@ -125,27 +130,43 @@ public:
     return consumerThreads() + (specialized ? kWarpgroup : 0);
   }
 
-  /// (Flat tiles: TMA reads rows first .. first + rows; gated tiles, whose
-  /// rows come from a list, are refused by the pass.)
+  /// Each consumer warpgroup loads its own 64 rows (a TMA box of 64 rows
+  /// per 64 columns, issued by its first thread) onto its own barrier, so
+  /// that a persistent worker's warpgroups move on to the next item's Q
+  /// independently. `round` (a persistent worker's j-th Q): the barrier's
+  /// phase j; before the load the warpgroup's threads meet (named barrier
+  /// 1 + consumers + w), so that the previous Q's wgmma have completed in
+  /// all four warps. (Flat tiles: TMA reads rows first .. first + rows;
+  /// gated tiles, whose rows come from a list, are refused by the pass.)
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
-                           const QueryRows &queries, Layout layout,
-                           int64_t, int64_t) const override {
-    Value q0 = queries.first;
-    Value bar = sharedPtr(b, loc, barrier(b, loc, index(b, loc, 0)));
+                           const QueryRows &queries, Layout layout, int64_t, int64_t,
+                           Value round) const override {
+    Value group = warpgroup(b, loc);
+    Value rows = arith::AddIOp::create(
+        b, loc, base(b, loc, 0), arith::MulIOp::create(b, loc, group, index(b, loc, 64 * kRowBytes)));
+    Value bar = sharedPtr(b, loc, barrier(b, loc, group));
+    if (round)
+      NVVM::BarrierOp::create(
+          b, loc, TypeRange{},
+          arith::IndexCastOp::create(
+              b, loc, b.getI32Type(),
+              arith::AddIOp::create(b, loc, group, index(b, loc, 1 + qBarriers()))),
+          i32(b, loc, kWarpgroup), NVVM::BarrierReductionAttr(), Value());
     {
-      auto leader = ifLeader(b, loc);
+      Value lane = arith::RemUIOp::create(b, loc, threadId(b, loc), index(b, loc, kWarpgroup));
+      auto leader = scf::IfOp::create(
+          b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, index(b, loc, 0)),
+          /*withElseRegion=*/false);
       OpBuilder::InsertionGuard g(b);
       b.setInsertionPointToStart(&leader.getThenRegion().front());
-      expectBytes(b, loc, bar, qBytes());
-      tileByTMA(b, loc, tensorMaps.lookup(q), base(b, loc, 0), bar, shape.blockRows(),
-                shape.headDim, layout, batch, head, q0);
+      expectBytes(b, loc, bar, 64 * shape.headDim * 2);
+      Value row0 = arith::AddIOp::create(b, loc, queries.first,
+                                         arith::MulIOp::create(b, loc, group, index(b, loc, 64)));
+      tileByTMA(b, loc, tensorMaps.lookup(q), rows, bar, 64, shape.headDim, layout, batch, head,
+                row0, /*boxStride=*/shape.blockRows() * kRowBytes);
     }
-    wait(b, loc, bar, i32(b, loc, 0));
+    wait(b, loc, bar, round ? parityOf(b, loc, round) : i32(b, loc, 0));
     // This warpgroup's 64 rows of each column box.
-    Value warpgroup = arith::DivUIOp::create(b, loc, threadId(b, loc), index(b, loc, 128));
-    Value rows = arith::AddIOp::create(
-        b, loc, base(b, loc, 0),
-        arith::MulIOp::create(b, loc, warpgroup, index(b, loc, 64 * kRowBytes)));
     Value desc = descriptor(b, loc, rows, /*leading=*/16, /*stride=*/kAtomBytes);
     return {vector::FromElementsOp::create(b, loc, VectorType::get({1}, b.getI64Type()),
                                            ValueRange{desc})};
@@ -194,7 +215,8 @@ public:
     Value parity = arith::IndexCastOp::create(
         b, loc, b.getI32Type(), arith::AndIOp::create(b, loc, use, index(b, loc, 1)));
     wait(b, loc,
-         sharedPtr(b, loc, barrier(b, loc, arith::AddIOp::create(b, loc, slot, index(b, loc, 1)))),
+         sharedPtr(b, loc,
+                   barrier(b, loc, arith::AddIOp::create(b, loc, slot, index(b, loc, qBarriers())))),
          parity);
     gpu::BarrierOp::create(b, loc);
   }
@@ -376,12 +398,12 @@ private:
   LogicalResult lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp op);
 
   Value releaseBarrier(OpBuilder &b, Location loc, Value stage) const {
-    return arith::AddIOp::create(b, loc, stage, index(b, loc, 1 + 2 * shape.stages));
+    return arith::AddIOp::create(b, loc, stage, index(b, loc, qBarriers() + 2 * shape.stages));
   }
   /// Slot `stage`'s fill barrier: of K (part 0) or V (part 1) warp-specialized,
   /// of both otherwise.
   Value fillBarrier(OpBuilder &b, Location loc, Value stage, int64_t part) const {
-    int64_t first = 1 + (specialized ? part * shape.stages : 0);
+    int64_t first = qBarriers() + (specialized ? part * shape.stages : 0);
     return arith::AddIOp::create(b, loc, stage, index(b, loc, first));
   }
   static Value parityOf(OpBuilder &b, Location loc, Value round) {
@@ -426,16 +448,20 @@ private:
     NVVM::MBarrierTryWaitParityOp::create(b, loc, bar, parity, i32(b, loc, 10000000));
   }
   /// Rows [row0, row0 + rows) x `width` columns of (batch, head) into `dst`,
-  /// one TMA box of 64 columns after another (`rows` x 128 bytes each).
+  /// one TMA box of 64 columns after another (`rows` x 128 bytes each;
+  /// `boxStride` bytes apart, 0: back to back).
   /// The tensor map's dims are the tensor's, innermost first.
   static void tileByTMA(OpBuilder &b, Location loc, Value map, Value dst, Value bar, int64_t rows,
-                        int64_t width, Layout layout, Value batch, Value head, Value row0) {
+                        int64_t width, Layout layout, Value batch, Value head, Value row0,
+                        int64_t boxStride = 0) {
+    if (!boxStride)
+      boxStride = rows * kRowBytes;
     auto cluster = LLVM::LLVMPointerType::get(b.getContext(), 7);
     for (int64_t c = 0; c < width / kBoxCols; ++c) {
       Value to = LLVM::AddrSpaceCastOp::create(
           b, loc, cluster,
           sharedPtr(b, loc,
-                    arith::AddIOp::create(b, loc, dst, index(b, loc, c * rows * kRowBytes))));
+                    arith::AddIOp::create(b, loc, dst, index(b, loc, c * boxStride))));
       SmallVector<Value> coords;
       for (Value x : llvm::reverse(at(layout, batch, head, row0, index(b, loc, c * kBoxCols))))
         coords.push_back(arith::IndexCastOp::create(b, loc, b.getI32Type(), x));
@@ -621,7 +647,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     tensorMaps[t] = kernel.getArgument(at);
     auto arg = dyn_cast<BlockArgument>(t);
     described.push_back(arg ? int64_t(arg.getArgNumber()) : -1);
-    described.push_back(i == 0 ? shape.blockRows() : shape.keys);
+    described.push_back(i == 0 ? 64 : shape.keys); // (Q: a warpgroup's rows)
   }
   kernel->setAttr(kTensorMapsAttr, DenseI64ArrayAttr::get(ctx, described));
   if (!specializations.empty()) {
@@ -647,7 +673,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     for (int64_t i = 0; i < barriers(); ++i) {
       // A release barrier counts every consumer thread; the others one
       // arrival (the thread that posts the TMA's bytes).
-      int64_t count = specialized && i > 2 * shape.stages ? consumerThreads() : 1;
+      int64_t count = specialized && i >= qBarriers() + 2 * shape.stages ? consumerThreads() : 1;
       NVVM::MBarrierInitOp::create(b, loc, sharedPtr(b, loc, barrier(b, loc, index(b, loc, i))),
                                    i32(b, loc, count), Value());
     }
@@ -731,20 +757,63 @@ LogicalResult HopperTarget::lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp
         /*withElseRegion=*/false);
     return OpBuilder::atBlockTerminator(&branch.getThenRegion().front());
   };
+  // The key loop the turns bracket (the loop of the Q K^T products): taken
+  // before it, passed after its last P V (the overlap's tail P V after it,
+  // if any), so that neither the epilogue nor a persistent worker's next Q
+  // holds the turn. Without one found, the whole consumer region.
+  scf::ForOp keyLoop;
+  if (pingpong) {
+    bool one = true;
+    op.getConsumer().walk([&](heed::attn::TileQKOp qk) {
+      auto loop = qk->getParentOfType<scf::ForOp>();
+      one = one && loop && (!keyLoop || keyLoop == loop);
+      keyLoop = loop;
+    });
+    if (!one)
+      keyLoop = {};
+  }
   if (pingpong) {
     // Warpgroup 0 has the first turn; every warpgroup takes its turn
     // before its first Q K^T.
     OpBuilder first = ifGroup(arith::CmpIPredicate::eq, 0);
     NVVM::BarrierArriveOp::create(first, loc, i32(first, loc, 1), i32(first, loc, 2 * kWarpgroup));
-    takeTurn(cb, loc);
+    if (!keyLoop)
+      takeTurn(cb, loc);
   }
   consumerBlock->getOperations().splice(consumerBlock->getTerminator()->getIterator(),
                                         op.getConsumer().front().getOperations());
-  if (pingpong) {
+  if (pingpong && !keyLoop) {
     // After the last P V, the next warpgroup's last turn (the last
     // warpgroup's next would be warpgroup 0, which is done).
     OpBuilder last = ifGroup(arith::CmpIPredicate::ult, consumers - 1);
     passTurn(last, loc);
+  }
+  if (keyLoop) {
+    OpBuilder before(keyLoop);
+    takeTurn(before, loc);
+    Operation *lastPV = keyLoop;
+    if (Operation *next = keyLoop->getNextNode();
+        next && next->walk([](heed::attn::TilePVOp) { return WalkResult::interrupt(); })
+                    .wasInterrupted())
+      lastPV = next;
+    OpBuilder after(lastPV->getBlock(), std::next(lastPV->getIterator()));
+    // Passed but by the last warpgroup at its last item (warpgroup 0, next,
+    // takes no more turns): a persistent worker's item loop has a next item.
+    Value pass = arith::CmpIOp::create(after, loc, arith::CmpIPredicate::ult, warpgroup(after, loc),
+                                       index(after, loc, consumers - 1));
+    for (Operation *p = keyLoop->getParentOp(); p && p != role.getOperation(); p = p->getParentOp())
+      if (auto items = dyn_cast<scf::ForOp>(p);
+          items && isa<heed::attn::TileWorkItemOp>(items.getBody()->front())) {
+        Value next = arith::AddIOp::create(after, loc, items.getInductionVar(), items.getStep());
+        pass = arith::OrIOp::create(
+            after, loc, pass,
+            arith::CmpIOp::create(after, loc, arith::CmpIPredicate::ult, next,
+                                  items.getUpperBound()));
+        break;
+      }
+    auto branch = scf::IfOp::create(after, loc, pass, /*withElseRegion=*/false);
+    OpBuilder in = OpBuilder::atBlockTerminator(&branch.getThenRegion().front());
+    passTurn(in, loc);
   }
   OpBuilder pb = OpBuilder::atBlockTerminator(&role.getElseRegion().front());
   budget(pb, producer, NVVM::SetMaxRegisterAction::decrease);

@@ -83,7 +83,7 @@ public:
   /// every warp is done with what the buffer held.
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
                            const QueryRows &rows, Layout layout, int64_t cols,
-                           int64_t part) const override {
+                           int64_t part, Value) const override {
     bool part1 = part == 1;
     Value bufA = residentOperands() ? residentBuffer(b, loc, part1) : buffer(b, loc, part1);
     if (shape.backward)

@@ -36,6 +36,9 @@ struct WorkLowering : OpConversionPattern<TileWorkOp> {
       : OpConversionPattern(converter, ctx, /*benefit=*/2) {}
   LogicalResult matchAndRewrite(TileWorkOp op, OpAdaptor,
                                 ConversionPatternRewriter &rewriter) const override {
+    if (op.getPersistent())
+      return op.emitOpError() << "is persistent (--attn-persistent-workers): the warp-specialized "
+                                 "matrix-core schedule's";
     Location loc = op.getLoc();
     Block &body = op.getBody().front();
     // The item's query span: its tile and Sq (defined outside the item).

@@ -7,13 +7,13 @@
 
 // 384 threads, one block per multiprocessor (ptxas then knows the registers
 // at entry, 65536 / 384 = 168, and applies setmaxnreg).
-// CHECK: gpu.func @causal_kernel({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 384, shared_bytes = 50232>, {{.*}}nvvm.maxntid = array<i32: 384, 1, 1>, nvvm.minctasm = 1 : i32}
-// Q's barrier and the two slots' K and V fill barriers take one arrival
-// (the thread that posts the TMA bytes); the two release barriers every
-// consumer thread's.
+// CHECK: gpu.func @causal_kernel({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 384, shared_bytes = 50240>, {{.*}}nvvm.maxntid = array<i32: 384, 1, 1>, nvvm.minctasm = 1 : i32}
+// The two consumer warpgroups' Q barriers and the two slots' K and V fill
+// barriers take one arrival (the thread that posts the TMA bytes); the two
+// release barriers every consumer thread's.
 // CHECK: %[[TID:.*]] = gpu.thread_id x
 // CHECK: scf.if
-// CHECK-COUNT-5: nvvm.mbarrier.init {{.*}}, %c1_i32
+// CHECK-COUNT-6: nvvm.mbarrier.init {{.*}}, %c1_i32
 // CHECK-COUNT-2: nvvm.mbarrier.init {{.*}}, %c256_i32
 // CHECK-NOT: nvvm.mbarrier.init
 // CHECK: nvvm.fence.proxy
