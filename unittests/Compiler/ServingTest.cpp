@@ -473,45 +473,44 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
     EXPECT_EQ(read.entries.at(0).info.cuSeqlensQ, e.info.cuSeqlensQ);
     EXPECT_EQ(read.entries.at(0).info.entryOrder, e.info.entryOrder);
   }
+  // A GPU entry's launch written and read back: the artifact's version and
+  // the launch as read.
+  auto roundTrip = [&](const GPULaunch &launch, uint32_t expectedVersion) {
+    KernelInfo info = describeKernel(variant, contiguous);
+    GPULaunch &g = info.gpu.emplace(launch);
+    g.format = "ptx";
+    g.kernelName = "heed_kernel";
+    Artifact artifact;
+    artifact.entries.push_back({"cuda:sm_90a", info, "// PTX .version 8.0 heed_kernel"});
+    std::string bytes = artifact.serialize();
+    EXPECT_EQ(version(bytes), expectedVersion);
+    Artifact read;
+    EXPECT_EQ(read.parse(bytes), "");
+    return read.entries.empty() || !read.entries[0].info.gpu ? GPULaunch{}
+                                                             : *read.entries[0].info.gpu;
+  };
   // A GPU entry that packs GQA groups (gpu_packed_rows) is version 4: a
   // reader from before it would launch Hq blocks on a kernel taking Hkv
   // items. Its packed rows read back; one that never packs reads -1.
   for (int64_t rows : {int64_t(64), int64_t(-1)}) {
-    KernelInfo info = describeKernel(variant, contiguous);
-    GPULaunch &g = info.gpu.emplace();
-    g.format = "ptx";
-    g.kernelName = "heed_kernel";
+    GPULaunch g;
     g.blockRows = 64;
     g.threads = 128;
     g.packedRows = rows;
-    Artifact artifact;
-    artifact.entries.push_back({"cuda:sm_80", info, "// PTX .version 8.0 heed_kernel"});
-    std::string bytes = artifact.serialize();
-    EXPECT_EQ(version(bytes), rows > 0 ? kArtifactVersionGPUPacking : kArtifactVersion);
-    Artifact read;
-    ASSERT_EQ(read.parse(bytes), "");
-    ASSERT_TRUE(read.entries.at(0).info.gpu.has_value());
-    EXPECT_EQ(read.entries.at(0).info.gpu->packedRows, rows);
+    EXPECT_EQ(roundTrip(g, rows > 0 ? kArtifactVersionGPUPacking : kArtifactVersion).packedRows,
+              rows);
   }
   // A GPU entry of persistent workers (gpu_persistent) is version 5: a
   // reader from before it would launch a block per item, each block then a
   // worker walking the items again. The flag reads back.
   for (bool persistent : {true, false}) {
-    KernelInfo info = describeKernel(variant, contiguous);
-    GPULaunch &g = info.gpu.emplace();
-    g.format = "ptx";
-    g.kernelName = "heed_kernel";
+    GPULaunch g;
     g.blockRows = 128;
     g.threads = 384;
     g.persistent = persistent;
-    Artifact artifact;
-    artifact.entries.push_back({"cuda:sm_90a", info, "// PTX .version 8.0 heed_kernel"});
-    std::string bytes = artifact.serialize();
-    EXPECT_EQ(version(bytes), persistent ? kArtifactVersionPersistent : kArtifactVersion);
-    Artifact read;
-    ASSERT_EQ(read.parse(bytes), "");
-    ASSERT_TRUE(read.entries.at(0).info.gpu.has_value());
-    EXPECT_EQ(read.entries.at(0).info.gpu->persistent, persistent);
+    EXPECT_EQ(
+        roundTrip(g, persistent ? kArtifactVersionPersistent : kArtifactVersion).persistent,
+        persistent);
   }
 }
 
