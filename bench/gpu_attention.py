@@ -409,19 +409,25 @@ def cell(r):
 
 
 def run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, started,
-                   not_run, write_json):
-    """heed's Hopper kernel (gpu_kernel='wgmma') on every row already run, the
-    same inputs (same seed), checked against the sampled float64 reference
-    (flex's output is gone by now), recorded as the row's `heed_wgmma`."""
+                   not_run, write_json, kind="wgmma", only=None):
+    """heed's Hopper kernel (gpu_kernel=kind, 'wgmma' or one of its forms) on
+    every row already run (or the variants named in `only`), the same inputs
+    (same seed), checked against the sampled float64 reference (flex's output
+    is gone by now), recorded as the row's `heed_wgmma` ('heed_' + kind with
+    '-' as '_' for another form). 'wgmma-grid' is the kernel with a block per
+    work item instead of persistent workers: its rows time what the
+    persistent walk gains (the ratio column is then wgmma-grid/wgmma)."""
+    key = "heed_" + kind.replace("-", "_")
+    base = "heed_wgmma" if kind != "wgmma" else "heed"
     by_name = {v.name: v for v in variants}
     print()
-    print("## heed's Hopper kernel (gpu_kernel='wgmma': wgmma, TMA, a producer warpgroup)")
+    print("## heed's Hopper kernel (gpu_kernel='%s': wgmma, TMA, a producer warpgroup)" % kind)
     print()
-    print("| variant | D | heed wgmma TFLOP/s | heed TFLOP/s | flex TFLOP/s | wgmma/heed | "
-          "wgmma compile s | max abs vs f32 ref |")
+    print("| variant | D | heed %s TFLOP/s | %s TFLOP/s | flex TFLOP/s | ratio | "
+          "compile s | max abs vs f32 ref |" % (kind, base.replace("_", " ")))
     print("| --- " * 8 + "|")
     for D in a.dims:
-        rows = [r for r in results if r["D"] == D]
+        rows = [r for r in results if r["D"] == D and (only is None or r["variant"] in only)]
         if not rows:
             continue
         g = torch.Generator(device=device).manual_seed(a.seed + D)
@@ -430,12 +436,12 @@ def run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, sta
         for row in rows:
             v = by_name[row["variant"]]
             if a.budget is not None and time.perf_counter() - started > a.budget:
-                row["heed_wgmma"] = {"not_run": "the budget is spent"}
-                not_run.append({"variant": v.name, "D": D, "kernel": "wgmma"})
+                row[key] = {"not_run": "the budget is spent"}
+                not_run.append({"variant": v.name, "D": D, "kernel": kind})
                 continue
             out = None
             try:
-                r, out = run_heed(torch, heed, v, q, k, val, chip, a, "wgmma")
+                r, out = run_heed(torch, heed, v, q, k, val, chip, a, kind)
                 r["nan"] = bool(torch.isnan(out).any())
                 r["ref_error"] = sampled_error(torch, v, q, k, val, out, a.seed)
                 r["check"] = "PASSED" if not r["nan"] and r["ref_error"] <= a.tol else "FAILED"
@@ -445,8 +451,8 @@ def run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, sta
                 r = {"error": "%s: %s" % (type(e).__name__, e)}
             finally:
                 del out
-            row["heed_wgmma"] = r
-            h = row.get("heed", {})
+            row[key] = r
+            h = row.get(base, {})
             ratio = r["tflops"] / h["tflops"] if r.get("tflops") and h.get("tflops") else None
             print("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
                 row["label"], D, cell(r), cell(h), cell(row.get("flex", {})),
@@ -561,7 +567,7 @@ def gpu_main(a):
     # heed's Hopper kernel (issue 16), on sm_90: its rows come after every
     # other row, so that a kernel that hangs takes none of them with it.
     wgmma = a.wgmma == "on" or (a.wgmma == "auto" and major == 9)
-    info["heed_kernels"] = ["heed"] + (["heed_wgmma"] if wgmma else [])
+    info["heed_kernels"] = ["heed"] + (["heed_wgmma", "heed_wgmma_grid"] if wgmma else [])
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     densities = {v.name: density(torch, v, H, S, device) for v in variants}
     results, failed = [], False
@@ -660,16 +666,22 @@ def gpu_main(a):
     if wgmma:
         run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, started,
                        not_run, write_json)
-        failed |= any(r.get("heed_wgmma", {}).get("check") == "FAILED" or
-                      "error" in r.get("heed_wgmma", {}) for r in results)
+        # The persistent workers against a block per item, where they differ
+        # (the default kernel fits them: D = 64 for these two).
+        run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, started,
+                       not_run, write_json, kind="wgmma-grid", only=("causal", "full"))
+        failed |= any(r.get(key, {}).get("check") == "FAILED" or "error" in r.get(key, {})
+                      for r in results for key in ("heed_wgmma", "heed_wgmma_grid"))
     errors = [(r["variant"], r["D"], impl, r[impl]["error"]) for r in results
-              for impl in ("heed", "heed_wgmma", "flex", "sdpa_flash", "sdpa_cudnn")
+              for impl in ("heed", "heed_wgmma", "heed_wgmma_grid", "flex", "sdpa_flash",
+                           "sdpa_cudnn")
               if impl in r and "error" in r[impl]]
     if errors:
         print()
         for name, D, impl, msg in errors:
             print("error: %s D=%d %s: %s" % (name, D, impl, msg))
-    wrong = [(r["variant"], r["D"], impl) for r in results for impl in ("heed", "heed_wgmma")
+    wrong = [(r["variant"], r["D"], impl) for r in results
+             for impl in ("heed", "heed_wgmma", "heed_wgmma_grid")
              if r.get(impl, {}).get("check") == "FAILED"]
     for name, D, impl in wrong:
         print("FAILED: %s %s D=%d differs from flex by more than %g (or NaN); no figure "
@@ -685,7 +697,7 @@ def gpu_main(a):
                       if all(key in r["heed"] for r in heed_rows)))
     if not_run:
         print("NOT RUN (budget): %s" % ", ".join(
-            "%s D=%d%s" % (n["variant"], n["D"], " (wgmma)" if n.get("kernel") else "")
+            "%s D=%d%s" % (n["variant"], n["D"], " (%s)" % n["kernel"] if n.get("kernel") else "")
             for n in not_run))
     return 1 if failed or not_run else 0
 
