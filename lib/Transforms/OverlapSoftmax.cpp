@@ -49,6 +49,7 @@
 // Loops it does not recognize (no guard, several P V ops -- routed variants
 // specialized per route --, ops after the P V but its release) are left as
 // they are.
+#include "heed/Transforms/BranchResults.h"
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -272,41 +273,29 @@ public:
     emitTile(OpBuilder::atBlockBegin(branch.elseBlock()), yield, acc, prev, next, false);
     SmallVector<Value> out(branch.getResults());
     out.push_back(arith::ConstantIntOp::create(b, loc, 1, 1));
-    yield->setOperands(out);
+    // The tile's own values in place; the carried ones leave the
+    // enclosing branches as more results (the other sides keep what came
+    // in), into the loop's carried operands.
+    SmallVector<Value> carriedIn = prev.values();
+    size_t kept = out.size() - carriedIn.size();
+    SmallVector<Value> extra(ArrayRef<Value>(out).drop_front(kept));
+    yield->setOperands(ArrayRef<Value>(out).take_front(kept));
     for (Operation *op : llvm::reverse(old))
       op->erase();
-
-    // Out through the enclosing branches (the others keep what came in).
-    SmallVector<Value> carriedIn = prev.values();
-    Block *block = code.block;
-    while (block != loop.getBody()) {
+    for (Block *block = code.block; block != loop.getBody();) {
       auto parent = cast<scf::IfOp>(block->getParentOp());
-      Block *other = block == parent.thenBlock() ? parent.elseBlock() : parent.thenBlock();
-      auto otherYield = cast<scf::YieldOp>(other->getTerminator());
-      SmallVector<Value> operands(otherYield.getOperands());
-      llvm::append_range(operands, carriedIn);
-      otherYield->setOperands(operands);
-      SmallVector<Type> resultTypes(parent.getResultTypes());
-      for (Value v : carriedIn)
-        resultTypes.push_back(v.getType());
-      OpBuilder pb(parent);
-      auto grown = scf::IfOp::create(pb, parent.getLoc(), resultTypes, parent.getCondition(),
-                                     /*addThenBlock=*/false, /*addElseBlock=*/false);
-      grown.getThenRegion().takeBody(parent.getThenRegion());
-      grown.getElseRegion().takeBody(parent.getElseRegion());
-      parent.replaceAllUsesWith(grown.getResults().take_front(parent.getNumResults()));
-      parent.erase();
+      bool inThen = block == parent.thenBlock();
+      ValueRange mine(extra), theirs(carriedIn);
+      auto grown = heed::addBranchResults(parent, inThen ? mine : theirs, inThen ? theirs : mine);
       block = grown->getBlock();
-      auto up = cast<scf::YieldOp>(block->getTerminator());
-      SmallVector<Value> upOperands(up.getOperands());
-      ValueRange extra = grown.getResults().drop_front(resultTypes.size() - carriedIn.size());
-      if (block == loop.getBody()) {
-        for (auto [i, v] : llvm::enumerate(extra))
-          upOperands[first + i] = v;
-      } else {
-        llvm::append_range(upOperands, extra);
+      ValueRange up = grown.getResults().take_back(carriedIn.size());
+      if (block != loop.getBody()) {
+        extra.assign(up.begin(), up.end());
+        continue;
       }
-      up->setOperands(upOperands);
+      auto loopYield = cast<scf::YieldOp>(block->getTerminator());
+      for (auto [i, v] : llvm::enumerate(up))
+        loopYield->setOperand(first + i, v);
     }
 
   }

@@ -47,6 +47,7 @@
 // loop, two q loads, split-KV's operands not yet consumed) stay one per
 // block, and then every work item of the module does (the runtime launches
 // the module's kernel one way or the other).
+#include "heed/Transforms/BranchResults.h"
 #include "heed/Transforms/Passes.h"
 
 #include "dialects/attn/AttnOps.h"
@@ -110,37 +111,11 @@ bool onlyBranchesBetween(Operation *op, Block *top) {
 /// carried out to `top`: each branch on the way gets one more result, its
 /// other side yielding `passThrough`.
 Value carryOut(Value v, Operation *from, Value passThrough, Block *top) {
-  Operation *op = from;
-  while (op->getBlock() != top) {
+  for (Operation *op = from; op->getBlock() != top;) {
     auto branch = cast<scf::IfOp>(op->getParentOp());
     bool inThen = branch.getThenRegion().isAncestor(op->getParentRegion());
-    OpBuilder b(branch);
-    SmallVector<Type> types(branch.getResultTypes());
-    types.push_back(b.getIndexType());
-    auto grown = scf::IfOp::create(b, branch.getLoc(), types, branch.getCondition(),
-                                   /*withElseRegion=*/true);
-    grown.getThenRegion().takeBody(branch.getThenRegion());
-    if (branch.getElseRegion().empty()) {
-      // (A new else side: yields the pass-through alone.)
-      if (grown.getElseRegion().empty())
-        b.createBlock(&grown.getElseRegion());
-      Block *block = &grown.getElseRegion().front();
-      if (block->empty())
-        {
-        OpBuilder yb = OpBuilder::atBlockEnd(block);
-        scf::YieldOp::create(yb, branch.getLoc());
-      }
-    } else {
-      grown.getElseRegion().takeBody(branch.getElseRegion());
-    }
-    for (bool then : {true, false}) {
-      Block *block = then ? grown.thenBlock() : grown.elseBlock();
-      auto yield = cast<scf::YieldOp>(block->getTerminator());
-      yield.getResultsMutable().append(then == inThen ? v : passThrough);
-    }
-    grown->setDiscardableAttrs(branch->getDiscardableAttrDictionary());
-    branch.replaceAllUsesWith(grown.getResults().drop_back());
-    branch.erase();
+    auto grown = heed::addBranchResults(branch, inThen ? v : passThrough,
+                                        inThen ? passThrough : v);
     v = grown.getResults().back();
     op = grown;
   }
