@@ -31,10 +31,13 @@ for f in "$root"/examples/*.attn "$tmp/full.attn"; do
       echo "| $name | $d | error: $(grep -m1 error <<< "$out" | cut -c1-80) | | | | |"
       continue
     }
-    frame="$(sed -n 's/^ *\([0-9]*\) bytes stack frame.*/\1/p' <<< "$out" | head -1)"
-    stores="$(sed -n 's/.* \([0-9]*\) bytes spill stores.*/\1/p' <<< "$out" | head -1)"
-    loads="$(sed -n 's/.* \([0-9]*\) bytes spill loads.*/\1/p' <<< "$out" | head -1)"
-    regs="$(sed -n 's/.*Used \([0-9]*\) registers.*/\1/p' <<< "$out" | head -1)"
+    # heed_kernel's lines only (a variant with summarized buffers has its
+    # heed_summary_<n> kernels in the image too).
+    kern="$(awk -v name="'heed_kernel'" '/Compiling entry function/ { f = index($0, name) > 0 } f' <<< "$out")"
+    frame="$(sed -n 's/^ *\([0-9]*\) bytes stack frame.*/\1/p' <<< "$kern" | head -1)"
+    stores="$(sed -n 's/.* \([0-9]*\) bytes spill stores.*/\1/p' <<< "$kern" | head -1)"
+    loads="$(sed -n 's/.* \([0-9]*\) bytes spill loads.*/\1/p' <<< "$kern" | head -1)"
+    regs="$(sed -n 's/.*Used \([0-9]*\) registers.*/\1/p' <<< "$kern" | head -1)"
     fit="$(sed -n 's/^heed: warp-specialized fit: //p' <<< "$out" | tail -1)"
     echo "| $name | $d | $frame | $stores | $loads | $regs | ${fit:--} |"
   done

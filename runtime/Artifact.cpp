@@ -84,7 +84,7 @@ std::string KernelInfo::serialize() const {
   if (outF32)
     os << "out_f32 1\n";
   if (splitKV)
-    os << "split_kv 1\n";
+    os << "split_kv 1" << (splitPartKeys ? " 1" : "") << "\n";
   if (packedRows != 0)
     os << "packed_rows " << packedRows << "\n";
   for (const BufferInfo &b : buffers)
@@ -101,7 +101,8 @@ std::string KernelInfo::serialize() const {
   if (gpu && gpu->tensorMapRowsQ > 0)
     os << "gpu_tensor_maps " << gpu->tensorMapRowsQ << " " << gpu->tensorMapRowsKV << "\n";
   if (gpu && gpu->splitKV)
-    os << "gpu_split_kv 1 " << (gpu->splitKVWhole ? 1 : 0) << "\n";
+    os << "gpu_split_kv 1 " << (gpu->splitKVWhole ? 1 : 0) << (gpu->splitPartKeys ? " 1" : "")
+       << "\n";
   if (gpu && gpu->packedRows > 0)
     os << "gpu_packed_rows " << gpu->packedRows << "\n";
   if (gpu && gpu->persistent)
@@ -156,8 +157,10 @@ std::string KernelInfo::parse(const std::string &text) {
       int v = 0;
       ok = bool(fields >> v), outF32 = v != 0;
     } else if (key == "split_kv") {
-      int v = 0;
+      int v = 0, parts = 0;
       ok = bool(fields >> v), splitKV = v != 0;
+      if (ok && (fields >> parts)) // (before version 6: no part tiles)
+        splitPartKeys = parts != 0;
     } else if (key == "packed_rows") {
       ok = bool(fields >> packedRows) && (packedRows > 0 || packedRows == -1);
     } else if (key == "page_size") {
@@ -203,12 +206,15 @@ std::string KernelInfo::parse(const std::string &text) {
       ok = bool(fields >> g.tensorMapRowsQ >> g.tensorMapRowsKV) && g.tensorMapRowsQ > 0 &&
            g.tensorMapRowsKV > 0;
     } else if (key == "gpu_split_kv") {
-      int v = 0, whole = 0;
+      int v = 0, whole = 0, parts = 0;
       ok = bool(fields >> v);
       if (!(fields >> whole)) // (written by 51a8326 without it: never split then)
         whole = 0;
+      else if (!(fields >> parts)) // (before version 6: no part tiles)
+        parts = 0;
       gpuLaunch().splitKV = v != 0;
       gpuLaunch().splitKVWhole = whole != 0;
+      gpuLaunch().splitPartKeys = parts != 0;
     } else if (key == "gpu_persistent") {
       int v = 0;
       ok = bool(fields >> v) && (v == 0 || v == 1);
@@ -266,6 +272,9 @@ std::string Artifact::serialize() const {
       version = std::max(version, kArtifactVersionGPUPacking);
     if (e.info.gpu && e.info.gpu->persistent)
       version = std::max(version, kArtifactVersionPersistent);
+    if ((e.info.splitKV && e.info.splitPartKeys) ||
+        (e.info.gpu && e.info.gpu->splitKV && e.info.gpu->splitPartKeys))
+      version = std::max(version, kArtifactVersionSplitParts);
   }
   std::string out(kMagic, 8);
   putU32(out, version);

@@ -26,14 +26,26 @@ int64_t summarySpan(const TensorRef &buffer) {
   return length > 0 ? summaryOffset(buffer, length - 1) + 1 : 0;
 }
 
-SummaryTable buildSummaryTable(const TensorRef &buffer, int64_t g) {
-  int64_t length = buffer.numElements();
+SummaryLayout summaryLayout(const TensorRef &buffer, int64_t g) {
+  SummaryLayout l;
+  l.block = g;
+  l.length = buffer.numElements();
   // Rank 2: rows end to end, each padded to whole blocks with its last entry
   // (so a block never mixes two rows and the padding widens no range).
-  int64_t rowLength = buffer.shape.size() == 2 ? buffer.shape[1] : length;
-  int64_t rowStride = buffer.shape.size() == 2 ? (rowLength + g - 1) / g * g : length;
-  if (buffer.shape.size() == 2 && rowLength > 0)
-    length = buffer.shape[0] * rowStride;
+  l.rowLength = buffer.shape.size() == 2 ? buffer.shape[1] : l.length;
+  l.rowStride = buffer.shape.size() == 2 ? (l.rowLength + g - 1) / g * g : l.length;
+  if (buffer.shape.size() == 2 && l.rowLength > 0)
+    l.length = buffer.shape[0] * l.rowStride;
+  l.blocks = std::max<int64_t>((l.length + g - 1) / g, 1);
+  l.levels = 1;
+  while ((int64_t(1) << l.levels) <= l.blocks)
+    ++l.levels;
+  return l;
+}
+
+SummaryTable buildSummaryTable(const TensorRef &buffer, int64_t g) {
+  SummaryLayout l = summaryLayout(buffer, g);
+  int64_t length = l.length, rowLength = l.rowLength, rowStride = l.rowStride;
   auto value = [&](int64_t i) -> int64_t {
     if (rowStride > 0 && rowLength > 0)
       i = i / rowStride * rowLength + std::min(i % rowStride, rowLength - 1);
@@ -48,10 +60,8 @@ SummaryTable buildSummaryTable(const TensorRef &buffer, int64_t g) {
     }
   };
   SummaryTable t;
-  t.blocks = std::max<int64_t>((length + g - 1) / g, 1);
-  t.levels = 1;
-  while ((int64_t(1) << t.levels) <= t.blocks)
-    ++t.levels;
+  t.blocks = l.blocks;
+  t.levels = l.levels;
   t.data.assign(size_t(t.levels * t.blocks * 2), 0);
   auto at = [&](int64_t level, int64_t blk, int64_t which) -> int64_t & {
     return t.data[size_t((level * t.blocks + blk) * 2 + which)];

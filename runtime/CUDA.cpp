@@ -220,9 +220,9 @@ namespace {
 class StreamDriver final : public GPUStreamDriver {
 public:
   StreamDriver(Driver &d, CUstream stream, CUfunction function = nullptr, int64_t threads = 0,
-               int64_t sharedBytes = 0, int64_t resident = 0)
+               int64_t sharedBytes = 0, int64_t resident = 0, CUmodule module = nullptr)
       : d(d), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes),
-        resident(resident) {}
+        resident(resident), module(module) {}
 
   int64_t residentBlocks() override { return resident; }
 
@@ -256,6 +256,21 @@ public:
   std::string launch(unsigned x, unsigned y, unsigned z, void **params) override {
     return d.check(d.cuLaunchKernel(function, x, y, z, unsigned(threads), 1, 1,
                                     unsigned(sharedBytes), stream, params, nullptr),
+                   "cuLaunchKernel");
+  }
+  bool hasKernel(const std::string &name) override {
+    CUfunction f = nullptr;
+    return module && d.cuModuleGetFunction(&f, module, name.c_str()) == 0 && f;
+  }
+  std::string launchKernel(const std::string &name, unsigned blocks, unsigned threadsPerBlock,
+                           void **params) override {
+    CUfunction f = nullptr;
+    if (std::string e = d.check(module ? d.cuModuleGetFunction(&f, module, name.c_str()) : 500,
+                                "cuModuleGetFunction");
+        !e.empty())
+      return e;
+    return d.check(d.cuLaunchKernel(f, blocks, 1, 1, threadsPerBlock, 1, 1, 0, stream, params,
+                                    nullptr),
                    "cuLaunchKernel");
   }
   std::string synchronize() override {
@@ -341,6 +356,7 @@ private:
   CUfunction function;
   int64_t threads, sharedBytes;
   int64_t resident; ///< blocks of the kernel the device holds at once (0: unknown)
+  CUmodule module;  ///< the kernel's module (its other kernels: buffer summaries)
 };
 
 } // namespace
@@ -465,7 +481,7 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   Driver *d = driver(error);
   if (!d || !(error = d->bind(deviceOrdinal)).empty())
     return error;
-  StreamDriver calls(*d, stream, function, shape.threads, shape.sharedBytes, resident);
+  StreamDriver calls(*d, stream, function, shape.threads, shape.sharedBytes, resident, module);
   return launchGPUAttention(info, args, shape, calls, d->streams.get(deviceOrdinal, stream),
                             options, choice);
 }
@@ -480,7 +496,7 @@ std::string KernelModule::launchBackward(const KernelInfo &info, const GPUBackwa
   Driver *d = driver(error);
   if (!d || !(error = d->bind(deviceOrdinal)).empty())
     return error;
-  StreamDriver dqCalls(*d, stream, function, shape.threads, shape.sharedBytes);
+  StreamDriver dqCalls(*d, stream, function, shape.threads, shape.sharedBytes, 0, module);
   StreamDriver dkdvCalls(*d, stream, dkdv.function, dkdv.shape.threads, dkdv.shape.sharedBytes);
   return launchGPUBackward(info, args, gradients, shape, dqCalls, dkdv.shape, dkdvCalls,
                            d->streams.get(deviceOrdinal, stream), options);

@@ -37,20 +37,6 @@ std::string downloadBuffer(const KernelInfo &info, const AttentionArgs &args, un
   return "";
 }
 
-/// The summaries of `info.summarized` from device buffers, built on the host.
-std::string summarizeDeviceBuffers(const KernelInfo &info, const AttentionArgs &args,
-                                   GPUStreamDriver &driver, std::vector<SummaryTable> &out) {
-  for (unsigned which : info.summarized) {
-    std::vector<char> host;
-    TensorRef copy;
-    if (std::string err = downloadBuffer(info, args, which, driver, host, copy, "summary");
-        !err.empty())
-      return err;
-    out.push_back(buildSummaryTable(copy, info.summaryBlock));
-  }
-  return "";
-}
-
 /// A summary table in device memory.
 struct DeviceSummary {
   const void *data = nullptr;
@@ -72,6 +58,10 @@ struct alignas(64) TensorMapBytes {
 /// the parts per item and the workspace (null and empty in phase 0).
 struct SplitArgs {
   int64_t phase = 0, count = 1;
+  /// Keys per part (splitPartKeys), for kernels that take it
+  /// (GPULaunch::splitPartKeys).
+  int64_t partKeys = 0;
+  bool takesPartKeys = false;
   void *workspace = nullptr;
   SplitWorkspaceLayout layout;
 };
@@ -79,8 +69,8 @@ struct SplitArgs {
 /// The kernel's arguments, a pointer per scalar as the driver APIs take them:
 /// q, k, v, the buffers, the summaries, the gate rows and counts of a gated
 /// kernel, out, lse if written, the status word (i32) and the stats (3 x
-/// i64), the work range, split-KV's phase, count and workspace (kernels
-/// with launch.splitKV).
+/// i64), the work range, split-KV's phase, count[, keys per part] and
+/// workspace (kernels with launch.splitKV).
 class GPUKernelArgs {
 public:
   /// `serving`: the call's index tensors in device memory (kv_lens,
@@ -147,6 +137,8 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
     phaseWord = words.size();
     words.push_back(split->phase);
     words.push_back(split->count);
+    if (split->takesPartKeys)
+      words.push_back(split->partKeys);
     auto rowMajor = [](const std::vector<int64_t> &shape) {
       return TensorRef{nullptr, DType::F32, shape, {}}.effectiveStrides();
     };
@@ -278,20 +270,76 @@ std::string reserveDevice(GPUStreamDriver &driver, void *&memory, size_t &bytes,
   return "";
 }
 
-/// The tables built on the host from device buffers, once the caller's
-/// stream has written them, and uploaded into the state's table memory: the
-/// summaries the block classifier reads (document ids) and a gated kernel's
-/// routed-row lists.
+/// Buffer `which`'s summary table at `table` (device memory of layout `l`),
+/// built on the caller's stream by the image's summary kernel
+/// (summaryKernelName): the table zeroed (entries past a level's end stay
+/// 0, as buildSummaryTable leaves them), then one launch per level.
+std::string summarizeOnDevice(const AttentionArgs &args, unsigned which, const SummaryLayout &l,
+                              void *table, GPUStreamDriver &driver) {
+  if (std::string error = driver.zeroAsync(table, size_t(l.bytes() / 4)); !error.empty())
+    return error;
+  const TensorRef &buffer = args.buffers[which];
+  constexpr unsigned kThreads = unsigned(kSummaryThreads);
+  unsigned blocks = unsigned((l.blocks + kThreads - 1) / kThreads);
+  for (int64_t level = 0; level < l.levels; ++level) {
+    std::vector<int64_t> words;
+    auto memref = [&](const void *data, const std::vector<int64_t> &shape,
+                      const std::vector<int64_t> &strides) {
+      auto p = reinterpret_cast<int64_t>(data);
+      words.insert(words.end(), {p, p, 0});
+      words.insert(words.end(), shape.begin(), shape.end());
+      words.insert(words.end(), strides.begin(), strides.end());
+    };
+    memref(buffer.data, buffer.shape, buffer.effectiveStrides());
+    memref(table, {l.levels, l.blocks, 2}, {l.blocks * 2, 2, 1});
+    words.insert(words.end(), {level, l.length, l.rowLength, l.rowStride, l.block,
+                               int64_t(buffer.dtype == DType::Bool)});
+    std::vector<void *> params;
+    for (int64_t &w : words)
+      params.push_back(&w);
+    // (The driver copies the parameters at the launch.)
+    if (std::string error =
+            driver.launchKernel(summaryKernelName(which), blocks, kThreads, params.data());
+        !error.empty())
+      return "building the summary of buffer " + std::to_string(which) + ": " + error;
+  }
+  return "";
+}
+
+/// The tables the kernel reads beside the tensors, in the state's table
+/// memory: the summaries the block classifier reads (document ids), built
+/// on the caller's stream by the image's summary kernels where it has them
+/// (no wait), else on the host from the buffers once the stream has written
+/// them; and a gated kernel's routed-row lists, built on the host.
 std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
                              const AttentionDims &dims, GPUStreamDriver &driver,
                              GPUStreamState &state, std::vector<DeviceSummary> &summaries,
                              DeviceGateRows &gateRows) {
   std::string error;
-  if (!(error = driver.synchronize()).empty())
+  std::vector<SummaryLayout> layouts;
+  std::vector<bool> onDevice;
+  bool onHost = !info.gate.empty();
+  for (unsigned which : info.summarized) {
+    layouts.push_back(summaryLayout(args.buffers[which], info.summaryBlock));
+    // (The kernel indexes entries in 32 bits.)
+    onDevice.push_back(layouts.back().length <= std::numeric_limits<int32_t>::max() &&
+                       driver.hasKernel(summaryKernelName(which)));
+    onHost = onHost || !onDevice.back();
+  }
+  // What the host builds, once the caller's stream has written the buffers.
+  if (onHost && !(error = driver.synchronize()).empty())
     return error;
-  std::vector<SummaryTable> built;
-  if (!(error = summarizeDeviceBuffers(info, args, driver, built)).empty())
-    return error;
+  std::vector<SummaryTable> built(layouts.size());
+  for (size_t n = 0; n < layouts.size(); ++n) {
+    if (onDevice[n])
+      continue;
+    std::vector<char> host;
+    TensorRef copy;
+    if (!(error = downloadBuffer(info, args, info.summarized[n], driver, host, copy, "summary"))
+             .empty())
+      return error;
+    built[n] = buildSummaryTable(copy, info.summaryBlock);
+  }
   GateRows gate;
   if (!info.gate.empty()) {
     std::vector<char> host;
@@ -304,19 +352,27 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
   }
   size_t gateBytes = (gate.rows.size() + gate.counts.size()) * sizeof(int32_t);
   size_t total = gateBytes;
-  for (const SummaryTable &t : built)
-    total += t.data.size() * sizeof(int64_t);
-  // (The stream is idle, synchronized above: the old memory is unused.)
+  for (const SummaryLayout &l : layouts)
+    total += size_t(l.bytes());
+  // Kernels queued earlier may still read the old tables: wait before
+  // growing them (after the wait above, the stream is idle already).
+  if (total > state.summaryBytes && state.summaries && !onHost &&
+      !(error = driver.synchronize()).empty())
+    return error;
   if (!(error = reserveDevice(driver, state.summaries, state.summaryBytes, total)).empty())
     return error;
   size_t offset = 0;
-  for (const SummaryTable &t : built) {
-    size_t bytes = t.data.size() * sizeof(int64_t);
+  for (size_t n = 0; n < layouts.size(); ++n) {
+    const SummaryLayout &l = layouts[n];
     void *at = static_cast<char *>(state.summaries) + offset;
-    if (!(error = driver.uploadAsync(at, t.data.data(), bytes)).empty())
+    if (onDevice[n])
+      error = summarizeOnDevice(args, info.summarized[n], l, at, driver);
+    else
+      error = driver.uploadAsync(at, built[n].data.data(), size_t(l.bytes()));
+    if (!error.empty())
       return error;
-    summaries.push_back({at, t.levels, t.blocks});
-    offset += bytes;
+    summaries.push_back({at, l.levels, l.blocks});
+    offset += size_t(l.bytes());
   }
   if (!gateBytes)
     return "";
@@ -478,10 +534,10 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   // Split-KV (docs/decode.md, "Split-KV on the GPU"): phase 1 computes
   // `count` parts of each item's key range into the workspace, phase 2
   // merges them; phase 0 (count 1) is the item at once.
-  int64_t count = 1;
+  int64_t count = 1, longest = longestKeys(args, info, dims);
   if (launch.splitKV && !launch.splitKVWhole) { // (a gated kernel's loops run whole)
-    count = chooseGPUKVSplits(int64_t(gridX) * gridY * dims.batch,
-                              longestKeys(args, info, dims), driver.residentBlocks());
+    count = chooseGPUKVSplits(int64_t(gridX) * gridY * dims.batch, longest,
+                              driver.residentBlocks());
     // Bounded by the grid's x (2^31 - 1 blocks) and a workspace of at most
     // kMaxSplitWorkspace (a forced count on a prefill call would ask for
     // gigabytes): fewer parts where either would be exceeded.
@@ -490,7 +546,9 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
     count = std::min<int64_t>(count, std::numeric_limits<int32_t>::max() / gridX);
     count = std::min<int64_t>(count, std::max<int64_t>(1, kMaxSplitWorkspace / perPart));
   }
-  SplitArgs split{/*phase=*/count > 1 ? 1 : 0, count, /*workspace=*/nullptr,
+  // Parts of equal work: a short entry's items in fewer parts.
+  SplitArgs split{/*phase=*/count > 1 ? 1 : 0, count, splitPartKeys(longest, count),
+                  launch.splitPartKeys, /*workspace=*/nullptr,
                   SplitWorkspaceLayout(count, dims, info.headDimV)};
   if (count > 1) {
     size_t bytes = size_t(split.layout.elements()) * sizeof(float);

@@ -206,9 +206,10 @@ namespace {
 class StreamDriver final : public GPUStreamDriver {
 public:
   StreamDriver(Runtime &r, hipStream_t stream, hipFunction_t function = nullptr,
-               int64_t threads = 0, int64_t sharedBytes = 0, int64_t resident = 0)
+               int64_t threads = 0, int64_t sharedBytes = 0, int64_t resident = 0,
+               hipModule_t module = nullptr)
       : r(r), stream(stream), function(function), threads(threads), sharedBytes(sharedBytes),
-        resident(resident) {}
+        resident(resident), module(module) {}
 
   int64_t residentBlocks() override { return resident; }
 
@@ -242,6 +243,23 @@ public:
                                            unsigned(sharedBytes), stream, params, nullptr),
                    "hipModuleLaunchKernel");
   }
+  bool hasKernel(const std::string &name) override {
+    hipFunction_t f = nullptr;
+    return module && r.hipModuleGetFunction(&f, module, name.c_str()) == 0 && f;
+  }
+  std::string launchKernel(const std::string &name, unsigned blocks, unsigned threadsPerBlock,
+                           void **params) override {
+    hipFunction_t f = nullptr;
+    constexpr hipError_t kNotFound = 500; // hipErrorNotFound
+    if (std::string e = r.check(module ? r.hipModuleGetFunction(&f, module, name.c_str())
+                                       : kNotFound,
+                                "hipModuleGetFunction");
+        !e.empty())
+      return e;
+    return r.check(r.hipModuleLaunchKernel(f, blocks, 1, 1, threadsPerBlock, 1, 1, 0, stream,
+                                           params, nullptr),
+                   "hipModuleLaunchKernel");
+  }
   std::string synchronize() override {
     return r.check(r.hipStreamSynchronize(stream), "hipStreamSynchronize");
   }
@@ -270,6 +288,7 @@ private:
   hipFunction_t function;
   int64_t threads, sharedBytes;
   int64_t resident; ///< blocks of the kernel the device holds at once (0: unknown)
+  hipModule_t module; ///< the kernel's module (its other kernels: buffer summaries)
 };
 
 } // namespace
@@ -382,7 +401,7 @@ std::string KernelModule::launchAttention(const KernelInfo &info, const Attentio
   Runtime *r = runtime(error);
   if (!r || !(error = r->bind(deviceOrdinal)).empty())
     return error;
-  StreamDriver calls(*r, stream, function, shape.threads, shape.sharedBytes, resident);
+  StreamDriver calls(*r, stream, function, shape.threads, shape.sharedBytes, resident, module);
   return launchGPUAttention(info, args, shape, calls, r->streams.get(deviceOrdinal, stream),
                             options, choice);
 }
@@ -397,7 +416,7 @@ std::string KernelModule::launchBackward(const KernelInfo &info, const GPUBackwa
   Runtime *r = runtime(error);
   if (!r || !(error = r->bind(deviceOrdinal)).empty())
     return error;
-  StreamDriver dqCalls(*r, stream, function, shape.threads, shape.sharedBytes);
+  StreamDriver dqCalls(*r, stream, function, shape.threads, shape.sharedBytes, 0, module);
   StreamDriver dkdvCalls(*r, stream, dkdv.function, dkdv.shape.threads, dkdv.shape.sharedBytes);
   return launchGPUBackward(info, args, gradients, shape, dqCalls, dkdv.shape, dkdvCalls,
                            r->streams.get(deviceOrdinal, stream), options);

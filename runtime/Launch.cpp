@@ -746,10 +746,15 @@ namespace {
 /// (never read) when the call is not split.
 struct SplitWorkspace {
   int64_t splits;
+  /// Keys per part (splitPartKeys), passed to kernels that take it
+  /// (KernelInfo::splitPartKeys).
+  int64_t partKeys;
+  bool takesPartKeys;
   std::vector<float> acc, stats;
   std::vector<Descriptor> descriptors;
 
-  SplitWorkspace(const KernelInfo &c, const AttentionDims &dims, int64_t splits) : splits(splits) {
+  SplitWorkspace(const KernelInfo &c, const AttentionDims &dims, int64_t splits, int64_t partKeys)
+      : splits(splits), partKeys(partKeys), takesPartKeys(c.splitPartKeys) {
     SplitWorkspaceLayout layout(splits, dims, c.headDimV);
     acc.resize(size_t(layout.accElements()));
     stats.resize(size_t(layout.elements() - layout.accElements()));
@@ -793,10 +798,13 @@ PhaseCounts runItems(PackedFn entry, const std::vector<Descriptor> &descs,
     pointers.push_back(statusDesc.pointer());
     pointers.push_back(statsDesc.pointer());
     int64_t begin = 0, end = 0, phaseArg = phase, splitsArg = workspace ? workspace->splits : 1;
+    int64_t partKeysArg = workspace ? workspace->partKeys : 0;
     for (Descriptor &d : work)
       workPointers.push_back(d.pointer());
     if (workspace) {
       after = {&phaseArg, &splitsArg};
+      if (workspace->takesPartKeys)
+        after.push_back(&partKeysArg);
       for (void *&p : workPointers)
         after.push_back(&p);
     }
@@ -872,11 +880,12 @@ std::string LoadedKernel::run(const AttentionArgs &args, unsigned threads,
   if (c.cuSeqlensQ)
     qLens = packedLengths(args.cuSeqlensQ);
   bool raggedQ = c.qLens || c.cuSeqlensQ;
+  int64_t partKeys = 0;
   int64_t splits = c.splitKV ? chooseKVSplits(dims, lens, maxThreads, impl->numQTiles,
                                               impl->numKVTiles, raggedQ ? &qLens : nullptr,
-                                              c.packedRows)
+                                              c.packedRows, &partKeys)
                              : 1;
-  SplitWorkspace workspace(c, dims, splits);
+  SplitWorkspace workspace(c, dims, splits, partKeys);
   PhaseCounts counts;
   auto runPhase = [&](int64_t phase, int64_t phaseItems, const std::vector<int64_t> &order) {
     return runItems(impl->entry, descs, c.splitKV ? &workspace : nullptr, phase, phaseItems,
@@ -980,31 +989,45 @@ int64_t forcedKVSplits() {
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
                        int64_t (*numKVTiles)(int64_t), const std::vector<int64_t> *qLens,
-                       int64_t packedRows) {
-  if (int64_t forced = forcedKVSplits())
-    return forced;
+                       int64_t packedRows, int64_t *partKeys) {
+  if (partKeys)
+    *partKeys = 0;
   if (dims.batch <= 0 || dims.headsKV <= 0)
-    return 1;
+    return std::max<int64_t>(1, forcedKVSplits());
   // The items the kernel runs: one per key/value head when --attn-pack-gqa
   // packs the group into one query tile (its condition), else per query
   // head and query tile. (With q_lens the choice is on the capacity, and an
   // entry with no query runs nothing.)
   bool packed = packsGQA(dims, numQTiles, packedRows);
-  int64_t total = 0, longest = 0;
+  int64_t total = 0, longest = 0, longestKeys = 0;
   for (int64_t b = 0; b < dims.batch; ++b) {
     int64_t queries = qLens ? (*qLens)[size_t(b)] : dims.seqQ;
     int64_t perEntry = packed ? (queries > 0 ? dims.headsKV : 0)
                               : dims.headsQ * numQTiles(queries);
-    int64_t tiles = numKVTiles(kvLens.empty() ? dims.seqKV : kvLens[size_t(b)]);
+    int64_t keys = kvLens.empty() ? dims.seqKV : kvLens[size_t(b)];
+    int64_t tiles = numKVTiles(keys);
     total += tiles * perEntry;
-    if (perEntry > 0) // an entry with no queries runs no key tile
+    if (perEntry > 0) { // an entry with no queries runs no key tile
       longest = std::max(longest, tiles);
+      longestKeys = std::max(longestKeys, keys);
+    }
   }
-  // About four parts per thread, none under 8 key tiles (the merge reads
-  // each part's state once per row: it must stay small beside the part).
-  int64_t chunk = std::max<int64_t>(8, total / (4 * int64_t(std::max(1u, threads))));
-  int64_t splits = std::min<int64_t>(32, (longest + chunk - 1) / chunk);
-  return std::max<int64_t>(1, splits);
+  int64_t splits = forcedKVSplits();
+  if (!splits) {
+    // About four parts per thread, none under 8 key tiles (the merge reads
+    // each part's state once per row: it must stay small beside the part).
+    int64_t chunk = std::max<int64_t>(8, total / (4 * int64_t(std::max(1u, threads))));
+    splits = std::max<int64_t>(1, std::min<int64_t>(32, (longest + chunk - 1) / chunk));
+  }
+  if (partKeys)
+    *partKeys = splitPartKeys(longestKeys, splits);
+  return splits;
+}
+
+int64_t splitPartKeys(int64_t longestKeys, int64_t splits) {
+  if (const char *parts = std::getenv("HEED_SPLIT_KV_PARTS"); parts && std::strcmp(parts, "even") == 0)
+    return 0;
+  return splits > 1 && longestKeys > 0 ? (longestKeys + splits - 1) / splits : 0;
 }
 
 int64_t chooseGPUKVSplits(int64_t blocks, int64_t longestKeys, int64_t residentBlocks) {
@@ -1062,10 +1085,16 @@ std::vector<int64_t> entryKeyLengths(const AttentionArgs &args, const KernelInfo
 
 int64_t longestKeys(const AttentionArgs &args, const KernelInfo &info,
                     const AttentionDims &dims) {
-  std::vector<int64_t> lens = entryKeyLengths(args, info, dims);
+  std::vector<int64_t> lens = entryKeyLengths(args, info, dims), queries;
+  // (An entry with no query this call runs no key tile: as chooseKVSplits.)
+  if (info.qLens && args.qLens.data)
+    queries = entryLengths(args.qLens, dims.batch);
+  if (info.cuSeqlensQ && args.cuSeqlensQ.data)
+    queries = packedLengths(args.cuSeqlensQ);
   int64_t longest = lens.empty() ? dims.seqKV : 0;
-  for (int64_t n : lens)
-    longest = std::max(longest, std::min(n, dims.seqKV));
+  for (size_t b = 0; b < lens.size(); ++b)
+    if (queries.empty() || (b < queries.size() && queries[b] > 0))
+      longest = std::max(longest, std::min(lens[b], dims.seqKV));
   return longest;
 }
 

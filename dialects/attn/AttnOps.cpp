@@ -450,6 +450,8 @@ LogicalResult AttentionOp::verify() {
     return emitOpError() << "work needs both a begin and an end";
   if (static_cast<bool>(getSplitPhase()) != static_cast<bool>(getPartialStats()))
     return emitOpError() << "split needs its phase, count and partials together";
+  if (getSplitPartKeys() && !getSplitPhase())
+    return emitOpError() << "part_keys needs a split";
   return success();
 }
 

@@ -193,7 +193,12 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     --attn-split-kv; docs/decode.md): phase 0 computes the op whole, phase 1
     the partial state of `count` key ranges per work item into the
     workspace (f32 [count, B, Hq, Sq, Dv] and [count, B, Hq, Sq, 2]),
-    phase 2 merges them into out and lse.
+    phase 2 merges them into out and lse. `part_keys(n)` (kernels from
+    before it lack it): parts of about n keys (ceil(n / keys per tile)
+    tiles), the same for every item, so that the parts are of equal work (a
+    short item's later parts are empty); a part is never smaller than the
+    item's range divided by `count`, so `count` parts always cover it; 0:
+    each item's range in `count` equal parts.
 
     Serving layouts (docs/decode.md): with `kv_lens` (i32 [B]), batch entry
     b has kv_lens[b] keys (the key tensor's length is a capacity), and the
@@ -249,6 +254,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
                        Optional<Index>:$work_end,
                        Optional<Index>:$split_phase,
                        Optional<Index>:$split_count,
+                       Optional<Index>:$split_part_keys,
                        Optional<MemRefRankOf<[F32], [5]>>:$partial_acc,
                        Optional<MemRefRankOf<[F32], [5]>>:$partial_stats,
                        F32Attr:$scale,
@@ -273,6 +279,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments,
     (`work` `(` $work_begin^ `,` $work_end `)`)?
     (`split` `(` $split_phase^ `,` $split_count `)` `partials` `(` $partial_acc `,`
      $partial_stats `:` type($partial_acc) `,` type($partial_stats) `)`)?
+    (`part_keys` `(` $split_part_keys^ `)`)?
     attr-dict
   }];
   let hasVerifier = 1;

@@ -80,8 +80,8 @@ LogicalResult TileWorkOp::verify() {
   if (getPersistent()) {
     if (body.getNumArguments() != 2)
       return emitOpError() << "persistent body must take two index arguments (worker, workers)";
-    if (getBegin() || getEnd() || getSplitPhase() || getSplitCount() || getPartialAcc() ||
-        getPartialStats())
+    if (getBegin() || getEnd() || getSplitPhase() || getSplitCount() || getSplitPartKeys() ||
+        getPartialAcc() || getPartialStats())
       return emitOpError() << "persistent work takes no range and no split";
     return success();
   }
@@ -91,6 +91,8 @@ LogicalResult TileWorkOp::verify() {
     return emitOpError() << "range needs both a begin and an end";
   if (static_cast<bool>(getSplitPhase()) != static_cast<bool>(getPartialStats()))
     return emitOpError() << "split needs its phase, count and partials together";
+  if (getSplitPartKeys() && !getSplitPhase())
+    return emitOpError() << "part_keys needs a split";
   return success();
 }
 

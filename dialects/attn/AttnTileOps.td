@@ -29,8 +29,10 @@ def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedO
     the flattened items [begin, end) of that grid (t fastest), for callers
     that split the work across threads. `split(phase, count) partials(acc,
     stats)` are the run-time operands of the split-KV schedule (the call's
-    phase, its key ranges per work item, the workspace of partial states):
-    --attn-split-kv consumes them. The CPU runs the items as a loop;
+    phase, its key ranges per work item, the workspace of partial states),
+    `part_keys(n)` the keys per part (equal work across items; 0 or
+    absent: each item's range in `count` equal parts): --attn-split-kv
+    consumes them. The CPU runs the items as a loop;
     a GPU runs one per thread block, with t, h, b the block's x, y, z.
 
     ```mlir
@@ -50,6 +52,7 @@ def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedO
   let arguments = (ins Index:$batches, Index:$heads, Index:$tiles,
                        Optional<Index>:$begin, Optional<Index>:$end,
                        Optional<Index>:$split_phase, Optional<Index>:$split_count,
+                       Optional<Index>:$split_part_keys,
                        Optional<MemRefRankOf<[F32], [5]>>:$partial_acc,
                        Optional<MemRefRankOf<[F32], [5]>>:$partial_stats,
                        UnitAttr:$persistent);
@@ -57,7 +60,8 @@ def Attn_TileWorkOp : Attn_TileOp<"work", [SingleBlock, NoTerminator, AttrSizedO
   let assemblyFormat = [{
     $batches `,` $heads `,` $tiles (`range` `(` $begin^ `,` $end `)`)?
     (`split` `(` $split_phase^ `,` $split_count `)` `partials` `(` $partial_acc `,`
-     $partial_stats `:` type($partial_acc) `,` type($partial_stats) `)`)? $body attr-dict
+     $partial_stats `:` type($partial_acc) `,` type($partial_stats) `)`)?
+    (`part_keys` `(` $split_part_keys^ `)`)? $body attr-dict
   }];
   let hasVerifier = 1;
 }

@@ -226,6 +226,7 @@ OwningOpRef<ModuleOp> buildKernelModule(MLIRContext &ctx, const spec::Variant &v
       /*summaries=*/ValueRange{}, out, lse, /*status=*/Value(), /*stats=*/Value(),
       /*gate_rows=*/Value(), /*gate_counts=*/Value(), /*work_begin=*/Value(),
       /*work_end=*/Value(), /*split_phase=*/Value(), /*split_count=*/Value(),
+      /*split_part_keys=*/Value(),
       /*partial_acc=*/Value(), /*partial_stats=*/Value(), b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       attn::LayoutAttr::get(&ctx, config.layout == Layout::BSHD ? attn::Layout::BSHD
                                                                 : attn::Layout::BHSD),
@@ -478,6 +479,7 @@ llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
     return shared.takeError();
   KernelInfo info = describeKernel(variant, config);
   info.splitKV = true; // the CPU pipeline's --attn-runtime-abi{split-kv}
+  info.splitPartKeys = true;
   info.packedRows = packedRows;
   return ArtifactEntry{target.artifactTarget(), std::move(info),
                        std::move(*shared)};

@@ -393,6 +393,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   // then (1, Hkv, B) when group x Sq fits it.
   out.launch.packedRows = takePackedRows(*out.module);
   out.launch.splitKV = !backward; // every forward kernel takes split-KV's operands
+  out.launch.splitPartKeys = out.launch.splitKV;
   out.launch.splitKVWhole = out.launch.splitKV && (*out.module)->hasAttr(kSplitKVWholeAttr);
   out.launch.persistent = (*out.module)->hasAttr(kPersistentAttr);
   out.module->walk([&](gpu::GPUFuncOp kernel) {

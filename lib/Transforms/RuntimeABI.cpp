@@ -6,7 +6,8 @@
 // routed rows, the status word, the block statistics and the work range --
 // is one contract, written here once, not threaded through every producer:
 //   (q, k, v, buffers..., summaries..., [gate_rows, gate_counts,] out, [lse,]
-//    status, stats, begin, end[, phase, splits, partial_acc, partial_stats])
+//    status, stats, begin, end[, phase, splits, part_keys, partial_acc,
+//    partial_stats])
 // The runtime (and the AOT loader) calls kernels with exactly this order.
 #include "heed/Transforms/Passes.h"
 
@@ -54,14 +55,14 @@ LogicalResult addABI(func::FuncOp func, AttentionOp op, VariantOp variant, bool 
   unsigned summaries = before.size();
   if (variant.isGated())
     before.append(2, MemRefType::get({dyn}, b.getI32Type()));
-  // At the end: status, stats, begin, end[, phase, splits, partial acc,
-  // partial stats].
+  // At the end: status, stats, begin, end[, phase, splits, keys per part,
+  // partial acc, partial stats].
   SmallVector<Type> after = {MemRefType::get({1}, b.getI32Type()),
                              MemRefType::get({3}, b.getI64Type()), b.getIndexType(),
                              b.getIndexType()};
   auto partialType = MemRefType::get({dyn, dyn, dyn, dyn, dyn}, b.getF32Type());
   if (splitKV)
-    after.append({b.getIndexType(), b.getIndexType(), partialType, partialType});
+    after.append({b.getIndexType(), b.getIndexType(), b.getIndexType(), partialType, partialType});
   unsigned end = func.getNumArguments() + before.size();
   SmallVector<unsigned> at(before.size(), *out);
   at.append(after.size(), func.getNumArguments());
@@ -87,8 +88,9 @@ LogicalResult addABI(func::FuncOp func, AttentionOp op, VariantOp variant, bool 
   if (splitKV) {
     op.getSplitPhaseMutable().assign(arg(end + 4));
     op.getSplitCountMutable().assign(arg(end + 5));
-    op.getPartialAccMutable().assign(arg(end + 6));
-    op.getPartialStatsMutable().assign(arg(end + 7));
+    op.getSplitPartKeysMutable().assign(arg(end + 6));
+    op.getPartialAccMutable().assign(arg(end + 7));
+    op.getPartialStatsMutable().assign(arg(end + 8));
   }
   return success();
 }

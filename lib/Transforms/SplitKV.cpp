@@ -53,6 +53,7 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/SmallPtrSet.h"
 
+#include <cstdint>
 #include <tuple>
 
 namespace heed {
@@ -97,6 +98,7 @@ std::pair<TileWorkOp, SplitPoints> copyWork(OpBuilder &b, TileWorkOp work, Value
   copy.getTilesMutable().assign(tiles);
   copy.getSplitPhaseMutable().clear();
   copy.getSplitCountMutable().clear();
+  copy.getSplitPartKeysMutable().clear();
   copy.getPartialAccMutable().clear();
   copy.getPartialStatsMutable().clear();
   return {copy, findSplitPoints(copy.getBody().front())};
@@ -118,16 +120,42 @@ std::tuple<TileWorkOp, SplitPoints, Value> copyWorkPerPart(OpBuilder &b, TileWor
   return {copy, points, split};
 }
 
-/// Narrows `keys` to part `split` of `count` parts of its range [first,
-/// end): [first + s c, min(end, first + (s + 1) c)), c = ceil((end -
-/// first) / count).
-void narrowToPart(scf::ForOp keys, Value split, Value count) {
+/// The key tiles of a part of about `partKeys` keys (the call's parts of
+/// equal work; 0: none) for the loop `keys`, whose kv spans give its keys
+/// per tile; null where no span says (then the parts divide each range).
+Value tilesPerPart(OpBuilder &b, scf::ForOp keys, Value partKeys) {
+  if (!partKeys)
+    return {};
+  int64_t lanes = 0;
+  keys.walk([&](TileSpanOp span) {
+    if (!lanes && span.getSide() == Side::KV)
+      lanes = span.getTiling().getTileSize(Side::KV);
+  });
+  if (lanes <= 0)
+    return {};
+  return arith::CeilDivUIOp::create(b, keys.getLoc(), partKeys,
+                                    arith::ConstantIndexOp::create(b, keys.getLoc(), lanes));
+}
+
+/// Narrows `keys` to part `split` of its range [first, end): [first + s c,
+/// min(end, first + (s + 1) c)), c = ceil((end - first) / count), or, with
+/// `partKeys` (the runtime's parts of equal work; 0: none), c = max(that,
+/// tiles of `partKeys` keys): every item's parts then take the same number
+/// of tiles, a short item's later parts none.
+void narrowToPart(scf::ForOp keys, Value split, Value count, Value partKeys) {
   Location loc = keys.getLoc();
   OpBuilder inner(keys);
   Value first = keys.getLowerBound();
   Value end = arith::MaxUIOp::create(inner, loc, keys.getUpperBound(), first); // empty: first
   Value length = arith::SubIOp::create(inner, loc, end, first);
   Value part = arith::CeilDivUIOp::create(inner, loc, length, count);
+  if (Value tiles = tilesPerPart(inner, keys, partKeys)) {
+    // (Clamped to the range first: any part keys, however large, leave
+    // s * part and lo + part without wrapping.)
+    Value wide = arith::MinUIOp::create(inner, loc, tiles, length);
+    part = arith::MaxUIOp::create(inner, loc, part,
+                                  arith::MulIOp::create(inner, loc, wide, keys.getStep()));
+  }
   Value lo = arith::AddIOp::create(inner, loc, first,
                                    arith::MulIOp::create(inner, loc, split, part));
   Value hi = arith::MinUIOp::create(inner, loc, arith::AddIOp::create(inner, loc, lo, part), end);
@@ -135,16 +163,54 @@ void narrowToPart(scf::ForOp keys, Value split, Value count) {
   keys.getUpperBoundMutable().assign(hi);
 }
 
+/// The one-loop form's parts of equal work: the tiles of a part of
+/// `partKeys` keys, at least 1, in 32 bits, computed once before the work
+/// loop (null where no span gives the keys per tile). Part keys 0 give 1:
+/// an item's tiles dealt to min(count, its tiles) parts, the parts as they
+/// were without them (a tile each where tiles < count, the others empty).
+Value equalPartTiles(OpBuilder &b, Location loc, scf::ForOp keys, Value partKeys) {
+  Value tiles = tilesPerPart(b, keys, partKeys);
+  if (!tiles)
+    return {};
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  Value capped = arith::MinUIOp::create(b, loc, arith::MaxUIOp::create(b, loc, tiles, one),
+                                        arith::ConstantIndexOp::create(b, loc, INT32_MAX));
+  return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), capped);
+}
+
 /// Part `split` of `count` of the loop's tiles [first, end) as the tiles
 /// first + split, first + split + count, ...: every part gets its share of
 /// any run of visited tiles, where contiguous parts would leave the
 /// EMPTY tiles inside a range (a sink block and a distant window) to some
-/// parts and the work to others. The one-loop (GPU) form's parts.
-void strideByParts(scf::ForOp keys, Value split, Value count) {
+/// parts and the work to others. The one-loop (GPU) form's parts. With
+/// `partTiles32` (parts of equal work, equalPartTiles), the item's n tiles
+/// are dealt to min(count, max(1, ceil(n / partTiles32))) parts, the others
+/// empty.
+void strideByParts(scf::ForOp keys, Value split, Value count, Value partTiles32) {
   Location loc = keys.getLoc();
   OpBuilder inner(keys);
   Value first = keys.getLowerBound(), step = keys.getStep();
   Value end = arith::MaxUIOp::create(inner, loc, keys.getUpperBound(), first); // empty: first
+  if (partTiles32) {
+    Value one = arith::ConstantIndexOp::create(inner, loc, 1);
+    Value tiles = arith::CeilDivUIOp::create(
+        inner, loc, arith::SubIOp::create(inner, loc, end, first), step);
+    // ceil(tiles / part tiles) in 32 bits (tile counts fit; a GPU divides
+    // 64-bit integers in a subroutine that can take a stack frame).
+    Value tiles32 = arith::IndexCastUIOp::create(
+        inner, loc, inner.getI32Type(),
+        arith::MinUIOp::create(inner, loc, tiles,
+                               arith::ConstantIndexOp::create(inner, loc, INT32_MAX)));
+    Value wanted = arith::IndexCastUIOp::create(
+        inner, loc, inner.getIndexType(),
+        arith::CeilDivUIOp::create(inner, loc, tiles32, partTiles32));
+    Value used = arith::MinUIOp::create(inner, loc, count,
+                                        arith::MaxUIOp::create(inner, loc, wanted, one));
+    // Parts s >= used are empty (their range ends where it starts).
+    Value idle = arith::CmpIOp::create(inner, loc, arith::CmpIPredicate::uge, split, used);
+    end = arith::SelectOp::create(inner, loc, idle, first, end);
+    count = used;
+  }
   Value from = arith::AddIOp::create(inner, loc, first,
                                      arith::MulIOp::create(inner, loc, split, step));
   keys.getLowerBoundMutable().assign(arith::MinUIOp::create(inner, loc, from, end));
@@ -174,7 +240,7 @@ TileMergePartialsOp mergePartials(OpBuilder &b, TileWorkOp work, TileStoreOp sto
 void buildPartialPhase(OpBuilder &b, TileWorkOp work, Value tiles) {
   Value count = work.getSplitCount();
   auto [copy, points, split] = copyWorkPerPart(b, work, tiles, count);
-  narrowToPart(points.keys, split, count);
+  narrowToPart(points.keys, split, count, work.getSplitPartKeys());
   OpBuilder inner(points.store);
   storePartial(inner, work, points.store, split);
   points.store.erase();
@@ -258,10 +324,13 @@ void splitWorkOneLoop(TileWorkOp work) {
   // Phase 2 runs the loop's own items: one part each.
   Value parts = arith::SelectOp::create(b, loc, merge, arith::ConstantIndexOp::create(b, loc, 1),
                                         count);
+  Value equal;
+  if (Value partKeys = work.getSplitPartKeys())
+    equal = equalPartTiles(b, loc, findSplitPoints(work.getBody().front()).keys, partKeys);
   auto [copy, points, split] = copyWorkPerPart(b, work, tiles, parts);
   scf::ForOp keys = points.keys;
   TileStoreOp store = points.store;
-  strideByParts(keys, split, parts);
+  strideByParts(keys, split, parts, equal);
   // The store's state: merged (phase 2) or computed over part s (phases 0
   // and 1; a sigmoid loop carries its accumulator only).
   OpBuilder inner(keys);
@@ -319,6 +388,7 @@ void splitWork(TileWorkOp work) {
   }
   work.getSplitPhaseMutable().clear();
   work.getSplitCountMutable().clear();
+  work.getSplitPartKeysMutable().clear();
   work.getPartialAccMutable().clear();
   work.getPartialStatsMutable().clear();
 }

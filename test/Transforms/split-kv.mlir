@@ -1,7 +1,8 @@
 // RUN: heed-opt %s --attn-runtime-abi="split-kv=true" --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-split-kv --canonicalize --split-input-file | FileCheck %s
 // RUN: heed-opt %s --attn-runtime-abi="split-kv=true" --attn-choose-tiling --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-split-kv="one-loop=true" --canonicalize --split-input-file | FileCheck %s --check-prefix=ONE
-// --attn-runtime-abi{split-kv} gives the kernel the split-KV phase, count and
-// workspace; --attn-split-kv makes the three phases of each work loop.
+// --attn-runtime-abi{split-kv} gives the kernel the split-KV phase, count,
+// keys per part and workspace; --attn-split-kv makes the three phases of
+// each work loop.
 
 attn.variant @plain buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
@@ -13,7 +14,7 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 }
 
 // CHECK-LABEL: func.func @split(
-// CHECK-SAME: %[[STATS:[^:]*]]: memref<3xi64>, %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index, %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %[[PACC:[^:]*]]: memref<?x?x?x?x?xf32>, %[[PSTATS:[^:]*]]: memref<?x?x?x?x?xf32>)
+// CHECK-SAME: %[[STATS:[^:]*]]: memref<3xi64>, %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index, %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %[[PKEYS:[^:]*]]: index, %[[PACC:[^:]*]]: memref<?x?x?x?x?xf32>, %[[PSTATS:[^:]*]]: memref<?x?x?x?x?xf32>)
 // CHECK: %[[T:.*]] = attn.num_tiles
 // CHECK: scf.index_switch %[[PHASE]]
 // Phase 1: count items per query tile, each over part of the key range.
@@ -25,7 +26,12 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 // CHECK: %[[PART:.*]] = arith.remui %[[I]], %[[COUNT]] : index
 // CHECK: attn.tile.span %{{.*}}[%[[TILE]]] {{.*}} side <q>
 // CHECK: %[[FIRST:.*]], %[[LAST:.*]] = attn.tile.kv_range
-// CHECK: %[[SIZE:.*]] = arith.ceildivui %{{.*}}, %[[COUNT]] : index
+// A part: the range's count-th, or the tiles of the part's keys (16 keys a
+// tile) where more (parts of equal work).
+// CHECK: %[[EVEN:.*]] = arith.ceildivui %{{.*}}, %[[COUNT]] : index
+// CHECK: %[[PTILES:.*]] = arith.ceildivui %[[PKEYS]], %c16 : index
+// CHECK: %[[CLAMPED:.*]] = arith.minui %[[PTILES]], %{{.*}} : index
+// CHECK: %[[SIZE:.*]] = arith.maxui %[[EVEN]], %[[CLAMPED]] : index
 // CHECK: %[[OFF:.*]] = arith.muli %[[PART]], %[[SIZE]] : index
 // CHECK: %[[LO:.*]] = arith.addi %[[FIRST]], %[[OFF]] : index
 // CHECK: %[[HI:.*]] = arith.minui
@@ -49,10 +55,15 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 // The GPU kernels' form: one work loop over T * parts (parts = 1 in phase
 // 2), the state merged or computed over part s, one store.
 // ONE-LABEL: func.func @split(
-// ONE-SAME: %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %[[PACC:[^:]*]]: memref<?x?x?x?x?xf32>, %[[PSTATS:[^:]*]]: memref<?x?x?x?x?xf32>)
+// ONE-SAME: %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %[[PKEYS:[^:]*]]: index, %[[PACC:[^:]*]]: memref<?x?x?x?x?xf32>, %[[PSTATS:[^:]*]]: memref<?x?x?x?x?xf32>)
 // ONE: %[[T:.*]] = attn.num_tiles
 // ONE: %[[MERGE:.*]] = arith.cmpi eq, %[[PHASE]], %c2 : index
 // ONE: %[[PARTS:.*]] = arith.select %[[MERGE]], %c1, %[[COUNT]] : index
+// The tiles of a part of the call's part keys (16 keys a tile), at least
+// 1 (part keys 0: a tile, i.e. each item in min(parts, its tiles) parts,
+// as without them), in 32 bits.
+// ONE: %[[PTILES:.*]] = arith.ceildivui %[[PKEYS]], %c16 : index
+// ONE: %[[PT32:.*]] = arith.index_castui %{{.*}} : index to i32
 // ONE: %[[TS:.*]] = arith.muli %[[T]], %[[PARTS]] : index
 // ONE-NOT: index_switch
 // ONE: attn.tile.work %{{.*}}, %{{.*}}, %[[TS]] range(
@@ -66,12 +77,23 @@ attn.variant @plain buffers([] : []) shapes [] params {} score {
 // ONE-NEXT: attn.tile.merge_partials %[[PACC]], %[[PSTATS]][%[[B]], %[[H]]] splits(%[[COUNT]])
 // ONE: } else {
 // ONE: attn.tile.load %arg0
-// Part s: tiles first + s, first + s + parts, ... of [first, end).
+// Part s: tiles first + s, first + s + used, ... of [first, end), where
+// the item uses min(parts, ceil(its tiles / the part keys' tiles)) parts
+// (parts of equal work); parts past them are empty (the part keys' tiles
+// are computed once, before the work loop: above).
 // ONE: %[[FIRST:.*]], %[[END:.*]] = attn.tile.kv_range
 // ONE: %[[LAST:.*]] = arith.maxui %[[END]], %[[FIRST]] : index
+// ONE: %[[LEN:.*]] = arith.subi %[[LAST]], %[[FIRST]] : index
+// ONE: %[[LEN32:.*]] = arith.index_castui %{{.*}} : index to i32
+// ONE: %[[WANT32:.*]] = arith.ceildivui %[[LEN32]], %[[PT32]] : i32
+// ONE: %[[WANT:.*]] = arith.index_castui %[[WANT32]] : i32 to index
+// ONE: %[[WANT1:.*]] = arith.maxui %[[WANT]], %c1 : index
+// ONE: %[[USED:.*]] = arith.minui %[[PARTS]], %[[WANT1]] : index
+// ONE: %[[IDLE:.*]] = arith.cmpi uge, %[[PART]], %[[USED]] : index
+// ONE: %[[STOP:.*]] = arith.select %[[IDLE]], %[[FIRST]], %[[LAST]] : index
 // ONE: %[[FROM:.*]] = arith.addi %[[FIRST]], %[[PART]] : index
-// ONE: %[[LO:.*]] = arith.minui %[[FROM]], %[[LAST]] : index
-// ONE: scf.for %{{.*}} = %[[LO]] to %[[LAST]] step %[[PARTS]]
+// ONE: %[[LO:.*]] = arith.minui %[[FROM]], %[[STOP]] : index
+// ONE: scf.for %{{.*}} = %[[LO]] to %[[STOP]] step %[[USED]]
 // ONE: %[[PARTIAL:.*]] = arith.cmpi eq, %[[PHASE]], %c1 : index
 // ONE: scf.if %[[PARTIAL]] {
 // ONE: attn.tile.store_partial %[[STATE]]#0, %[[STATE]]#1, %[[STATE]]#2 to %[[PACC]], %[[PSTATS]][%[[PART]], %[[B]], %[[H]]]
@@ -97,7 +119,7 @@ attn.variant @gated buffers(["router"] : [memref<?x?x?xf32>]) shapes [["B", "Sq"
 }
 
 // CHECK-LABEL: func.func @gated_kernel(
-// CHECK-SAME: %[[PHASE:[^:]*]]: index, %{{[^:]*}}: index, %{{[^:]*}}: memref<?x?x?x?x?xf32>, %{{[^:]*}}: memref<?x?x?x?x?xf32>)
+// CHECK-SAME: %[[PHASE:[^:]*]]: index, %{{[^:]*}}: index, %{{[^:]*}}: index, %{{[^:]*}}: memref<?x?x?x?x?xf32>, %{{[^:]*}}: memref<?x?x?x?x?xf32>)
 // CHECK-NOT: index_switch
 // CHECK: %[[NOT:.*]] = arith.cmpi ne, %[[PHASE]], %c2 : index
 // CHECK: scf.if %[[NOT]] {
@@ -105,7 +127,7 @@ attn.variant @gated buffers(["router"] : [memref<?x?x?xf32>]) shapes [["B", "Sq"
 // CHECK-NOT: store_partial
 // One loop: part 0 of each tile's items runs it whole, phase 2 nothing.
 // ONE-LABEL: func.func @gated_kernel(
-// ONE-SAME: %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %{{[^:]*}}: memref<?x?x?x?x?xf32>, %{{[^:]*}}: memref<?x?x?x?x?xf32>)
+// ONE-SAME: %[[PHASE:[^:]*]]: index, %[[COUNT:[^:]*]]: index, %{{[^:]*}}: index, %{{[^:]*}}: memref<?x?x?x?x?xf32>, %{{[^:]*}}: memref<?x?x?x?x?xf32>)
 // ONE: %[[MERGE:.*]] = arith.cmpi eq, %[[PHASE]], %c2 : index
 // ONE: scf.if %[[MERGE]] {
 // ONE-NEXT: } else {

@@ -89,7 +89,11 @@ func.func @causal_kernel(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %
 // SPLIT: scf.if %[[MERGE]] -> (
 // SPLIT: attn.tile.merge_partials
 // SPLIT: } else {
-// SPLIT: scf.for {{.*}} step %[[PARTS]] iter_args
+// (each side computes the parts its item uses, the same min of the same
+// operands: parts of equal work, docs/decode.md)
+// SPLIT: arith.ceildivui %{{.*}}, %{{.*}} : i32
+// SPLIT: %[[USED:.*]] = arith.minui %{{.*}}, %{{.*}} : index
+// SPLIT: scf.for {{.*}} step %[[USED]] iter_args
 // SPLIT: attn.tile.wait_kv stage
 // SPLIT: attn.tile.release_kv
 // SPLIT: attn.tile.store_partial

@@ -22,8 +22,9 @@
 enum { B = 2, H = 3, S = 200, D = 128 };
 /* heed's parameters before the maps: q, k, v, out (4-D memref descriptors of
  * 11 words), the status and the stats (1-D, 5 words), the work range (2),
- * split-KV's phase and count (2) and workspace (two 5-D descriptors of 13). */
-enum { kMapParam = 4 * 11 + 2 * 5 + 2 + 2 + 2 * 13 };
+ * split-KV's phase, count and keys per part (3) and workspace (two 5-D
+ * descriptors of 13). */
+enum { kMapParam = 4 * 11 + 2 * 5 + 2 + 3 + 2 * 13 };
 
 static unsigned short q[B * H * S * D], kk[B * H * S * D], v[B * H * S * D], out[B * H * S * D];
 

@@ -240,8 +240,11 @@ int main(int argc, char **argv) {
   CHECK(log->syncs == syncs + 1);
   unsetenv("HEED_GPU_SYNC");
 
-  /* A kernel that reads a buffer summary (document ids) waits for the stream
-   * to read the buffer: the one exception; its summary memory is reused. */
+  /* A kernel that reads a buffer summary (document ids) has the summary built
+   * on the stream by the image's heed_summary_0 kernel (docs/runtime.md): the
+   * table zeroed, then one launch per level (200 ids: 13 blocks of 16, 4
+   * levels), then the attention kernel; no wait, and the table's memory is
+   * reused. */
   static int32_t docs[S];
   for (int i = 0; i < S; ++i) docs[i] = i / 50;
   place(docs, sizeof docs, 0);
@@ -252,9 +255,17 @@ int main(int argc, char **argv) {
                      "doc.attn", &o, &doc) == HEED_OK);
   CHECK(doc && runWith(doc, t, &docBuffer, 1, s) == HEED_OK);
   allocs = log->allocs, syncs = log->syncs;
+  int docLaunches = log->launches;
   clearCalls();
+  keepParams(20); /* the summary kernel's first launch: level 0 */
   CHECK(doc && runWith(doc, t, &docBuffer, 1, s) == HEED_OK);
-  CHECK(log->syncs == syncs + 1 && log->allocs == allocs && allOn(s, 0));
+  CHECK(log->syncs == syncs && log->allocs == allocs && allOn(s, 0));
+  CHECK(log->launches == docLaunches + 5);
+  /* (buffer: 5 words, table: 9, then level 0, 200 entries, row length and
+   * stride 200, blocks of 16, not bool) */
+  CHECK(keptParams()[1] == (int64_t)(intptr_t)docs && keptParams()[3] == S &&
+        keptParams()[8] == 4 && keptParams()[9] == 13 && keptParams()[14] == 0 &&
+        keptParams()[15] == S && keptParams()[18] == 16 && keptParams()[19] == 0);
 
   /* A gated kernel (MoH: gate = router[b, q, h]) gets each (b, h)'s routed
    * rows, ascending, then the others, and the routed counts, built from the
@@ -273,16 +284,16 @@ int main(int argc, char **argv) {
                      " mask = causal() }",
                      "moh.attn", &o, &moh) == HEED_OK);
   /* A gated kernel's loops run whole (split-KV's fallback): it is never
-   * split, not even when HEED_SPLIT_KV asks: one launch, phase 0, count 1
-   * (after out at 52..62, status, stats and the work range). */
+   * split, not even when HEED_SPLIT_KV asks: one launch, phase 0, count 1,
+   * no keys per part (after out at 52..62, status, stats and the work range). */
   {
     int launches0 = log->launches;
     setenv("HEED_SPLIT_KV", "4", 1);
-    keepParams(77);
+    keepParams(78);
     CHECK(moh && runWith(moh, t, &routerBuffer, 1, s) == HEED_OK);
     unsetenv("HEED_SPLIT_KV");
     CHECK(log->launches == launches0 + 1 && log->grid[0] == (S + 63) / 64);
-    CHECK(keptParams()[75] == 0 && keptParams()[76] == 1);
+    CHECK(keptParams()[75] == 0 && keptParams()[76] == 1 && keptParams()[77] == 0);
   }
   syncs = log->syncs;
   keepParams(75);
@@ -360,7 +371,7 @@ int main(int argc, char **argv) {
                      "decode_document.attn", &o, &decodeDoc) == HEED_OK);
   syncs = log->syncs;
   CHECK(decodeDoc && runWith(decodeDoc, t, &docRowsBuffer, 1, s) == HEED_OK);
-  CHECK(log->syncs == syncs + 1);
+  CHECK(log->syncs == syncs); /* (summarized on the device) */
   docRowsShape[1] = S - 1;
   CHECK(runWith(decodeDoc, t, &docRowsBuffer, 1, s) == HEED_ERROR_INVALID_ARGUMENT);
   CHECK(strstr(heed_last_error(), "buffer 'doc_ids' must have shape [B, Skv] = [2, 200]") !=
@@ -493,7 +504,8 @@ int main(int argc, char **argv) {
    * phase 1 on 14 x the grid, then phase 2 (the merge) on the grid, both on
    * the caller's stream; the workspace ([14, B, H, 1, D] accumulators, then
    * [14, B, H, 1, 2] statistics) is allocated at the first such call and
-   * reused. A prefill call runs phase 0 with count 1 and no workspace. */
+   * reused; each part takes ceil(4096 / 14) = 293 keys (parts of equal
+   * work). A prefill call runs phase 0 with count 1 and no workspace. */
   {
     enum { SKV = 4096 };
     static unsigned short qd[B * H * D], od[B * H * D];
@@ -512,22 +524,24 @@ int main(int argc, char **argv) {
           HEED_OK);
     int allocs0 = log->allocs;
     clearCalls();
-    keepParams2(84);
+    keepParams2(85);
     CHECK(dec && runWith(dec, dt, NULL, 0, s) == HEED_OK);
     CHECK(log->launches == launches + 2);
     CHECK(log->prevGrid[0] == 14 && log->prevGrid[1] == H && log->prevGrid[2] == B);
     CHECK(log->grid[0] == 1 && log->grid[1] == H && log->grid[2] == B);
     CHECK(allOn(s, 0));
     /* After the work range (q, k, v, out: 44 words; status, stats: 10;
-     * range: 2): phase 1, 14 parts, the workspace's two memrefs. */
+     * range: 2): phase 1, 14 parts, 293 keys per part, the workspace's two
+     * memrefs. */
     const int64_t *wp = keptParams();
-    CHECK(wp[56] == 1 && wp[57] == 14);
-    CHECK(wp[58] != 0 && wp[61] == 14 && wp[62] == B && wp[63] == H && wp[64] == 1 &&
-          wp[65] == D && wp[70] == 1);
-    CHECK(wp[71] == wp[58] + 14 * B * H * D * 4 && wp[74] == 14 && wp[78] == 2);
+    CHECK(wp[56] == 1 && wp[57] == 14 && wp[58] == 293);
+    CHECK(wp[59] != 0 && wp[62] == 14 && wp[63] == B && wp[64] == H && wp[65] == 1 &&
+          wp[66] == D && wp[71] == 1);
+    CHECK(wp[72] == wp[59] + 14 * B * H * D * 4 && wp[75] == 14 && wp[79] == 2);
     /* Phase 2: the same arguments but the phase word. */
     const int64_t *wp2 = keptParamsSecond();
-    CHECK(wp2[56] == 2 && wp2[57] == 14 && wp2[58] == wp[58] && wp2[71] == wp[71]);
+    CHECK(wp2[56] == 2 && wp2[57] == 14 && wp2[58] == 293 && wp2[59] == wp[59] &&
+          wp2[72] == wp[72]);
     CHECK(wp2[0] == wp[0] && wp2[55] == wp[55]);
     CHECK(log->allocs == allocs0 + 1);
     for (int i = 0; i < 3; ++i)
@@ -539,11 +553,11 @@ int main(int argc, char **argv) {
     CHECK(log->prevGrid[0] == 3 && log->grid[0] == 1 && log->launches == launches + 10);
     unsetenv("HEED_SPLIT_KV");
     /* Prefill (the 200-query tensors above): enough blocks, phase 0. */
-    keepParams(84);
+    keepParams(85);
     CHECK(runWith(dec, t, NULL, 0, s) == HEED_OK);
     CHECK(log->launches == launches + 11);
     wp = keptParams();
-    CHECK(wp[56] == 0 && wp[57] == 1 && wp[58] == 0 && wp[61] == 0);
+    CHECK(wp[56] == 0 && wp[57] == 1 && wp[58] == 0 && wp[59] == 0 && wp[62] == 0);
     heed_kernel_release(dec);
     free(kd), free(vd);
     launches = log->launches;

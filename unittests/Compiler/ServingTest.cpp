@@ -364,12 +364,22 @@ TEST(Serving, RaggedQueriesMatchTheReference) {
     checkRagged(c, parse(c.spec));
 }
 
+/// Sets HEED_SPLIT_KV_PARTS=even for the scope: split-KV's parts divide each
+/// item's range evenly instead of taking equal work (docs/decode.md).
+struct EvenParts {
+  EvenParts() { setenv("HEED_SPLIT_KV_PARTS", "even", 1); }
+  ~EvenParts() { unsetenv("HEED_SPLIT_KV_PARTS"); }
+};
+
 // The split-KV phases with ragged queries: the merge must leave the rows past
-// q_lens unwritten too.
+// q_lens unwritten too. Parts of equal work (the entries of 1 and 5 keys
+// then run in one part, the others empty) and parts dividing each range.
 TEST(Serving, RaggedQueriesSplitKV) {
   ForcedSplits forced("3");
   for (const Case &c : {kCases[0], kCases[3]})
     checkRagged(c, parse(c.spec));
+  EvenParts even;
+  checkRagged(kCases[0], parse(kCases[0].spec));
 }
 
 /// Packed sequences (cu_seqlens): queries and/or keys end to end, on
@@ -410,6 +420,8 @@ TEST(Serving, PackedSequencesSplitKV) {
   ForcedSplits forced("3");
   for (const Case &c : {kCases[0], kCases[3]})
     checkPacked(c, parse(c.spec));
+  EvenParts even;
+  checkPacked(kCases[0], parse(kCases[0].spec));
 }
 
 // q_lens changes the kernel's arguments: it is in the cache key and in the
@@ -511,6 +523,33 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
     EXPECT_EQ(
         roundTrip(g, persistent ? kArtifactVersionPersistent : kArtifactVersion).persistent,
         persistent);
+  }
+  // Split-KV's keys per part (split_kv / gpu_split_kv's last number) is
+  // version 6: a reader from before it would pass the workspace in its
+  // place. Entries without it (an older heed's) read back without it.
+  for (bool parts : {true, false}) {
+    KernelInfo info = describeKernel(variant, contiguous);
+    info.splitKV = true;
+    info.splitPartKeys = parts;
+    Artifact artifact;
+    artifact.entries.push_back({"cpu:test", info, "binary"});
+    std::string bytes = artifact.serialize();
+    EXPECT_EQ(version(bytes), parts ? kArtifactVersionSplitParts : kArtifactVersion);
+    Artifact read;
+    ASSERT_EQ(read.parse(bytes), "");
+    EXPECT_TRUE(read.entries.at(0).info.splitKV);
+    EXPECT_EQ(read.entries.at(0).info.splitPartKeys, parts);
+
+    GPULaunch g;
+    g.blockRows = 64;
+    g.threads = 128;
+    g.splitKV = true;
+    g.splitKVWhole = !parts;
+    g.splitPartKeys = parts;
+    GPULaunch back = roundTrip(g, parts ? kArtifactVersionSplitParts : kArtifactVersion);
+    EXPECT_TRUE(back.splitKV);
+    EXPECT_EQ(back.splitKVWhole, !parts);
+    EXPECT_EQ(back.splitPartKeys, parts);
   }
 }
 

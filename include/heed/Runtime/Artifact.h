@@ -46,6 +46,10 @@ struct GPULaunch {
   /// range (--attn-split-kv{one-loop}; docs/decode.md, "Split-KV on the
   /// GPU"): the runtime runs phase 0 with count 1, or phases 1 and 2.
   bool splitKV = false;
+  /// With splitKV: the kernel also takes the keys per part after the
+  /// count (parts of equal work; docs/decode.md, "Parts of equal work");
+  /// kernels from before it do not.
+  bool splitPartKeys = false;
   /// Some work loop of the kernel runs whole in split-KV's phase 1 (a gated
   /// item: the pass's fallback): the runtime runs phase 0 alone (count 1).
   bool splitKVWhole = false;
@@ -83,6 +87,9 @@ struct KernelInfo {
   /// CPU kernels: the entry takes the split-KV phase, count and workspace
   /// after the work range (docs/decode.md, "Split-KV").
   bool splitKV = false;
+  /// CPU kernels with splitKV: the entry also takes the keys per part
+  /// after the count (parts of equal work); entries from before it do not.
+  bool splitPartKeys = false;
   /// CPU kernels: a GQA group's queries share one tile of this many rows
   /// when group x Sq fits it (--attn-pack-gqa); -1: the kernel never packs
   /// (the pass declined its loop: a mask reading h, routing); 0: not
@@ -122,8 +129,9 @@ struct ArtifactEntry {
 /// takes the entry order (KernelInfo::entryOrder), which a version-2 reader
 /// would misread; version 4 for a GPU entry that packs GQA groups
 /// (GPULaunch::packedRows); version 5 for a GPU entry of persistent workers
-/// (GPULaunch::persistent); every other artifact stays version 1. This heed
-/// reads all five.
+/// (GPULaunch::persistent); version 6 for an entry whose split-KV operands
+/// include the keys per part (KernelInfo/GPULaunch::splitPartKeys);
+/// every other artifact stays version 1. This heed reads all six.
 inline constexpr uint32_t kArtifactVersion = 1;
 inline constexpr uint32_t kArtifactVersionPacked = 2;
 inline constexpr uint32_t kArtifactVersionEntryOrder = 3;
@@ -133,8 +141,11 @@ inline constexpr uint32_t kArtifactVersionGPUPacking = 4;
 /// A GPU entry of persistent workers (gpu_persistent): an older reader
 /// would launch a block per item, each worker walking all items again.
 inline constexpr uint32_t kArtifactVersionPersistent = 5;
+/// An entry takes split-KV's keys per part (split_kv / gpu_split_kv's
+/// last number): an older reader would pass the workspace in its place.
+inline constexpr uint32_t kArtifactVersionSplitParts = 6;
 /// The newest version this heed reads.
-inline constexpr uint32_t kArtifactVersionNewest = kArtifactVersionPersistent;
+inline constexpr uint32_t kArtifactVersionNewest = kArtifactVersionSplitParts;
 
 struct Artifact {
   Digest key{}; ///< the cache key it was built for (all zero for AOT bundles)

@@ -9,6 +9,7 @@
 #include "heed/Runtime/Tensor.h"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace heed {
@@ -22,6 +23,30 @@ struct SummaryTable {
   std::vector<int64_t> data;
   int64_t levels = 1, blocks = 1;
 };
+
+/// The shape of a buffer's table and how its entries are ordered: `length`
+/// entries (rank 2: rows x rowStride, each row padded from rowLength to
+/// rowStride, a whole number of blocks, with its last entry; rank 1:
+/// rowLength = rowStride = length), `blocks` blocks of `block` entries
+/// (at least 1), `levels` levels (2^(levels - 1) <= blocks < 2^levels).
+/// buildSummaryTable and the device's summary kernels
+/// (heed_summary_<n>) follow it alike.
+struct SummaryLayout {
+  int64_t length = 0, rowLength = 0, rowStride = 0, block = 16, blocks = 1, levels = 1;
+  /// Bytes of the table (levels x blocks x 2 x i64).
+  int64_t bytes() const { return levels * blocks * 2 * 8; }
+};
+SummaryLayout summaryLayout(const TensorRef &buffer, int64_t block);
+
+/// The GPU kernel that builds buffer `buffer`'s table on the device, beside
+/// the attention kernel in its image (lib/Conversion/TileToGPU/SummaryKernels.cpp):
+/// one launch per level, on ceil(blocks / kSummaryThreads) blocks of
+/// kSummaryThreads threads (the kernel's block size), with (buffer, table,
+/// level, length, rowLength, rowStride, block, asBool).
+inline constexpr int64_t kSummaryThreads = 128;
+inline std::string summaryKernelName(unsigned buffer) {
+  return "heed_summary_" + std::to_string(buffer);
+}
 
 /// The table of a rank-1 or rank-2 integer or bool buffer in host memory
 /// (any strides). Rank 2: over its rows end to end, each padded to a whole

@@ -66,6 +66,19 @@ public:
   virtual std::string recordEvent(void *event) = 0;
   /// The kernel, grid (x, y, z), with these parameters.
   virtual std::string launch(unsigned x, unsigned y, unsigned z, void **params) = 0;
+  /// Whether the kernel's module holds another kernel `name` (a buffer
+  /// summary's, heed_summary_<n>: images from before them do not).
+  virtual bool hasKernel(const std::string &name) {
+    (void)name;
+    return false;
+  }
+  /// That kernel on `blocks` blocks of `threads` threads (no dynamic shared
+  /// memory), with these parameters.
+  virtual std::string launchKernel(const std::string &name, unsigned blocks, unsigned threads,
+                                   void **params) {
+    (void)blocks, (void)threads, (void)params;
+    return "this GPU module has no kernel '" + name + "'";
+  }
   /// Waits for everything queued on the caller's stream.
   virtual std::string synchronize() = 0;
   /// Whether the work before the event's last record has finished; never waits.

@@ -172,11 +172,22 @@ std::vector<int64_t> longestFirst(int64_t items, int64_t perEntry,
 /// `qLens` (a kernel compiled for q_lens), entry b has qLens[b] queries
 /// (GQA packing is chosen on the capacity, dims.seqQ, as the kernel does).
 /// `packedRows`: the kernel's packed GQA tile (KernelInfo::packedRows; 0:
-/// one query tile of numQTiles).
+/// one query tile of numQTiles). `partKeys` (optional): the keys per part
+/// the kernel is to take (splitPartKeys of the longest entry with queries).
 int64_t chooseKVSplits(const AttentionDims &dims, const std::vector<int64_t> &kvLens,
                        unsigned threads, int64_t (*numQTiles)(int64_t),
                        int64_t (*numKVTiles)(int64_t),
-                       const std::vector<int64_t> *qLens = nullptr, int64_t packedRows = 0);
+                       const std::vector<int64_t> *qLens = nullptr, int64_t packedRows = 0,
+                       int64_t *partKeys = nullptr);
+
+/// Split-KV's parts of equal work (docs/decode.md, "Parts of equal work"):
+/// the keys per part when the call's longest entry, of `longestKeys` keys,
+/// is cut into `splits` parts. Every item's parts take that many keys (its
+/// range never in more than `splits` parts), so a short entry's item runs
+/// in fewer parts, none of them larger than a long one's; 0 (unsplit, or
+/// HEED_SPLIT_KV_PARTS=even in the environment, to compare): the kernel
+/// divides each item's range into `splits` equal parts.
+int64_t splitPartKeys(int64_t longestKeys, int64_t splits);
 
 /// Split-KV's workspace of a call cut into `splits` parts: f32 partial
 /// accumulators [S, B, Hq, Sq, Dv], then the rows' statistics [S, B, Hq, Sq,
@@ -206,8 +217,9 @@ std::vector<int64_t> entryKeyLengths(const AttentionArgs &args, const KernelInfo
 /// efficiency (FlashAttention-2's heuristic). HEED_SPLIT_KV=N forces N.
 int64_t chooseGPUKVSplits(int64_t blocks, int64_t longestKeys, int64_t residentBlocks);
 
-/// The keys of the call's longest batch entry (entryKeyLengths' longest,
-/// else dims.seqKV).
+/// The keys of the call's longest batch entry with queries (entryKeyLengths'
+/// longest over the entries q_lens or cu_seqlens_q give queries, else
+/// dims.seqKV).
 int64_t longestKeys(const AttentionArgs &args, const KernelInfo &info, const AttentionDims &dims);
 
 } // namespace heed

@@ -33,14 +33,14 @@ def AttnRuntimeABI : Pass<"attn-runtime-abi", "mlir::ModuleOp"> {
     frontend and the builder API emit the op without them; every heed
     pipeline starts with this pass.
 
-    With `split-kv` (the CPU pipeline), four more at the very end: the
-    call's split-KV phase and number of key ranges (`index`, `index`) and
-    the workspace of partial states (`memref<?x?x?x?x?xf32>` twice), which
+    With `split-kv` (the CPU and GPU pipelines), five more at the very end:
+    the call's split-KV phase, number of key ranges and keys per range
+    (`index` each; 0 keys: each item's range in equal parts) and the workspace of partial states (`memref<?x?x?x?x?xf32>` twice), which
     --attn-split-kv turns into the three phases (docs/decode.md).
   }];
   let options = [
     Option<"splitKV", "split-kv", "bool", /*default=*/"false",
-           "also pass the split-KV phase, count and workspace">,
+           "also pass the split-KV phase, count, part keys and workspace">,
   ];
 }
 

@@ -140,7 +140,8 @@ void TileLoopBuilder::build() {
     TileBindShapesOp::create(b, loc, batches, heads, dim(op.getKey(), 1), seqQ, seqKV);
   auto work = TileWorkOp::create(b, loc, batches, heads, tiles, op.getWorkBegin(),
                                  op.getWorkEnd(), op.getSplitPhase(), op.getSplitCount(),
-                                 op.getPartialAcc(), op.getPartialStats());
+                                 op.getSplitPartKeys(), op.getPartialAcc(),
+                                 op.getPartialStats());
   Block *body = b.createBlock(&work.getBody(), {}, {b.getIndexType(), b.getIndexType(),
                                                    b.getIndexType()},
                               {loc, loc, loc});

@@ -151,7 +151,8 @@ void BackwardLoopBuilder::build(BackwardLoop kernel) {
   auto work = TileWorkOp::create(b, loc, batches, queryMajor ? dim(op.getQuery(), 1) : headsKV,
                                  tiles, op.getWorkBegin(),
                                  op.getWorkEnd(), /*split_phase=*/Value(),
-                                 /*split_count=*/Value(), /*partial_acc=*/Value(),
+                                 /*split_count=*/Value(), /*split_part_keys=*/Value(),
+                                 /*partial_acc=*/Value(),
                                  /*partial_stats=*/Value());
   Block *body = b.createBlock(&work.getBody(), {}, {b.getIndexType(), b.getIndexType(),
                                                    b.getIndexType()},

@@ -564,6 +564,7 @@ LogicalResult lowerGPUKernels(ModuleOp module,
   for (gpu::GPUFuncOp kernel : outlineKernels(module))
     if (failed(checkKernel(kernel)) || failed(lowerKernel(kernel)))
       return failure();
+  addSummaryKernels(module);
   // Host code: the tile counts (attn.num_tiles) of the tiling used.
   TypeConverter identity;
   identity.addConversion([](Type t) { return t; });

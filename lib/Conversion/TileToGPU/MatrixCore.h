@@ -358,6 +358,11 @@ std::pair<Value, Value> headRowsView(OpBuilder &b, Location loc, Value tensor, V
 /// functions that name no kernel. Returns the kernels.
 llvm::SmallVector<mlir::gpu::GPUFuncOp> outlineKernels(mlir::ModuleOp module);
 
+/// The device kernels that build the buffer summaries the classifier reads
+/// (SummaryKernels.cpp): `heed_summary_<n>` for each summarized buffer n of
+/// the module's variants, in `gpu.module @heed_gpu`.
+void addSummaryKernels(mlir::ModuleOp module);
+
 /// The patterns of every GPU target: work items on block ids, flat spans,
 /// barriers, statistics (not kept on GPUs), and TileCommon's.
 void populateGPUStructurePatterns(const mlir::TypeConverter &converter,

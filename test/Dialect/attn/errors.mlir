@@ -1108,7 +1108,7 @@ attn.variant @v buffers([] : []) shapes [] params {} score {
 
 func.func @f(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %begin: index) {
   // expected-error @+1 {{'attn.attention' op work needs both a begin and an end}}
-  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0>}>
+  "attn.attention"(%q, %q, %q, %o, %begin) <{variant = @v, scale = 1.0 : f32, operandSegmentSizes = array<i32: 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0>}>
       : (memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, index) -> ()
   return
 }
