@@ -37,6 +37,17 @@ std::string downloadBuffer(const KernelInfo &info, const AttentionArgs &args, un
   return "";
 }
 
+/// A memref descriptor as a kernel parameter list takes it (MLIR's
+/// lowering: allocated and aligned pointers, offset 0, the sizes, the
+/// strides), appended to `words`.
+void appendMemref(std::vector<int64_t> &words, const void *data,
+                  const std::vector<int64_t> &shape, const std::vector<int64_t> &strides) {
+  auto p = reinterpret_cast<int64_t>(data);
+  words.insert(words.end(), {p, p, 0});
+  words.insert(words.end(), shape.begin(), shape.end());
+  words.insert(words.end(), strides.begin(), strides.end());
+}
+
 /// A summary table in device memory.
 struct DeviceSummary {
   const void *data = nullptr;
@@ -102,12 +113,7 @@ GPUKernelArgs::GPUKernelArgs(const KernelInfo &info, const AttentionArgs &args,
                              const SplitArgs *split, std::vector<TensorMapBytes> &maps) {
   auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                     const std::vector<int64_t> &strides) {
-    auto p = reinterpret_cast<int64_t>(data);
-    words.push_back(p);
-    words.push_back(p);
-    words.push_back(0);
-    words.insert(words.end(), shape.begin(), shape.end());
-    words.insert(words.end(), strides.begin(), strides.end());
+    appendMemref(words, data, shape, strides);
   };
   auto tensor = [&](const TensorRef &t) { memref(t.data, t.shape, t.effectiveStrides()); };
   auto view = [&](CallTensor which) { tensor(kernelView(args, info, dims, which)); };
@@ -283,15 +289,8 @@ std::string summarizeOnDevice(const AttentionArgs &args, unsigned which, const S
   unsigned blocks = unsigned((l.blocks + kThreads - 1) / kThreads);
   for (int64_t level = 0; level < l.levels; ++level) {
     std::vector<int64_t> words;
-    auto memref = [&](const void *data, const std::vector<int64_t> &shape,
-                      const std::vector<int64_t> &strides) {
-      auto p = reinterpret_cast<int64_t>(data);
-      words.insert(words.end(), {p, p, 0});
-      words.insert(words.end(), shape.begin(), shape.end());
-      words.insert(words.end(), strides.begin(), strides.end());
-    };
-    memref(buffer.data, buffer.shape, buffer.effectiveStrides());
-    memref(table, {l.levels, l.blocks, 2}, {l.blocks * 2, 2, 1});
+    appendMemref(words, buffer.data, buffer.shape, buffer.effectiveStrides());
+    appendMemref(words, table, {l.levels, l.blocks, 2}, {l.blocks * 2, 2, 1});
     words.insert(words.end(), {level, l.length, l.rowLength, l.rowStride, l.block,
                                int64_t(buffer.dtype == DType::Bool)});
     std::vector<void *> params;
@@ -622,10 +621,7 @@ public:
                   int64_t gradWords) {
     auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                       const std::vector<int64_t> &strides) {
-      auto p = reinterpret_cast<int64_t>(data);
-      words.insert(words.end(), {p, p, 0});
-      words.insert(words.end(), shape.begin(), shape.end());
-      words.insert(words.end(), strides.begin(), strides.end());
+      appendMemref(words, data, shape, strides);
     };
     auto tensor = [&](const TensorRef &x) { memref(x.data, x.shape, x.effectiveStrides()); };
     const AttentionArgs &f = t.forward;
