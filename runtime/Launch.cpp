@@ -1083,6 +1083,15 @@ std::vector<int64_t> entryKeyLengths(const AttentionArgs &args, const KernelInfo
   return {};
 }
 
+std::vector<int64_t> entryQueryLengths(const AttentionArgs &args, const KernelInfo &info,
+                                       const AttentionDims &dims) {
+  if (info.cuSeqlensQ)
+    return packedLengths(args.cuSeqlensQ);
+  if (info.qLens)
+    return entryLengths(args.qLens, dims.batch);
+  return {};
+}
+
 int64_t longestKeys(const AttentionArgs &args, const KernelInfo &info,
                     const AttentionDims &dims) {
   std::vector<int64_t> lens = entryKeyLengths(args, info, dims), queries;

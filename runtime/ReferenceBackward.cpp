@@ -76,9 +76,13 @@ void RowBackward::row(int64_t b, int64_t h, int64_t hk, int64_t i) {
   const double *V = &p.v[size_t((b * p.headsKV + hk) * Skv * Dv)];
   double *dK = &r.dk[size_t((b * p.headsKV + hk) * Skv * D)];
   double *dV = &r.dv[size_t((b * p.headsKV + hk) * Skv * Dv)];
+  // A ragged entry's own lengths; its keys past kvLens[b] are not seen.
+  int64_t keys = p.kvLens.empty() ? Skv : p.kvLens[size_t(b)];
+  shape.seqKV = keys;
+  shape.seqQ = p.qLens.empty() ? p.seqQ : p.qLens[size_t(b)];
   for (int64_t j = 0; j < Skv; ++j) {
     spec::EvalPoint at{b, h, i, j, dotQK(Q, K, j), shape};
-    bool visible = spec::evaluate(*variant.mask, at, p.buffers, &oob) != 0;
+    bool visible = j < keys && spec::evaluate(*variant.mask, at, p.buffers, &oob) != 0;
     s[size_t(j)] = visible ? spec::evaluateExact(*variant.score, at, p.buffers, &oob) : -inf;
     if (visible && std::isfinite(s[size_t(j)]))
       maxScore = std::max(maxScore, std::fabs(s[size_t(j)]));
@@ -224,8 +228,9 @@ ReferenceGradients referenceBackward(const spec::Variant &variant, const Backwar
     int64_t task;
     while ((task = next.fetch_add(1)) < B * Hkv) {
       int64_t b = task / Hkv, hk = task % Hkv;
+      int64_t queries = p.qLens.empty() ? Sq : p.qLens[size_t(b)];
       for (int64_t h = hk * group; h < (hk + 1) * group; ++h)
-        for (int64_t i = 0; i < Sq; ++i)
+        for (int64_t i = 0; i < queries; ++i)
           rows.row(b, h, hk, i);
     }
     if (rows.oob)

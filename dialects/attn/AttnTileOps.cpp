@@ -351,7 +351,9 @@ void AttentionBackwardOp::getEffects(Effects &effects) {
   using Range = MutableOperandRange;
   for (Range r : {Range(getQueryMutable()), Range(getKeyMutable()), Range(getValueMutable()),
                   Range(getDoutMutable()), Range(getLseMutable()), Range(getDeltaMutable()),
-                  getBuffersMutable(), getSummariesMutable(), getOutMutable()})
+                  getBuffersMutable(), getSummariesMutable(), getOutMutable(),
+                  getKvLensMutable(), getQLensMutable(), getCuSeqlensQMutable(),
+                  getCuSeqlensKvMutable()})
     addReads(effects, r);
   if (getOut()) // delta is written
     addWrites(effects, getDeltaMutable());

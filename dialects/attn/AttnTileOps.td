@@ -753,9 +753,24 @@ def Attn_AttentionBackwardOp : Attn_Op<"attention_backward", [AttrSizedOperandSe
     forward's output), `delta` is not an input but computed from out and
     dout and written (the GPUs' dQ kernel does, for the dK/dV kernel after
     it; docs/backward.md, "GPU kernels").
+
+    Entries of different lengths (docs/backward.md, "Ragged batches"), as
+    attn.attention takes them: `kv_lens` / `q_lens` (i32 [B]) give entry
+    b's keys / queries within the tensors' lengths (capacities); with
+    `cu_seqlens_q` (i32 [B+1]) query, dout, out, lse, delta and dq hold
+    the entries' rows end to end (entry b's are [cu[b], cu[b+1]); the
+    caller passes them as [B, longest, ...] views of batch stride 0), with
+    `cu_seqlens_kv` key, value, dk and dv likewise. The variant's `Sq` and
+    `Skv` are the entry's. Rows past an entry's length are neither read nor
+    written (dk and dv there keep what they held; dq gets nothing added).
+    `cu_seqlens_q` excludes `q_lens`, `cu_seqlens_kv` `kv_lens`.
   }];
   let arguments = (ins FlatSymbolRefAttr:$variant,
                        AnyMemRef:$query, AnyMemRef:$key, AnyMemRef:$value, AnyMemRef:$dout,
+                       Optional<MemRefRankOf<[I32], [1]>>:$kv_lens,
+                       Optional<MemRefRankOf<[I32], [1]>>:$q_lens,
+                       Optional<MemRefRankOf<[I32], [1]>>:$cu_seqlens_q,
+                       Optional<MemRefRankOf<[I32], [1]>>:$cu_seqlens_kv,
                        AnyMemRef:$lse, AnyMemRef:$delta,
                        Variadic<AnyMemRef>:$buffers,
                        Variadic<AnyMemRef>:$summaries,
@@ -772,6 +787,10 @@ def Attn_AttentionBackwardOp : Attn_Op<"attention_backward", [AttrSizedOperandSe
   let assemblyFormat = [{
     $variant `ins` `(` $query `,` $key `,` $value `,` $dout `:` type($query) `,` type($key) `,`
     type($value) `,` type($dout) `)`
+    (`kv_lens` `(` $kv_lens^ `:` type($kv_lens) `)`)?
+    (`q_lens` `(` $q_lens^ `:` type($q_lens) `)`)?
+    (`cu_seqlens_q` `(` $cu_seqlens_q^ `:` type($cu_seqlens_q) `)`)?
+    (`cu_seqlens_kv` `(` $cu_seqlens_kv^ `:` type($cu_seqlens_kv) `)`)?
     `lse` `(` $lse `,` $delta `:` type($lse) `,` type($delta) `)`
     (`buffers` `(` $buffers^ `:` type($buffers) `)`)?
     (`summaries` `(` $summaries^ `:` type($summaries) `)`)?

@@ -307,6 +307,14 @@ typedef struct heed_backward_args {
    * kernels are queued there (see heed_synchronize). Added after `stats`: a
    * struct_size that ends before it means NULL. */
   void *stream;
+  /* A ragged batch (docs/backward.md, "Ragged batches"; added after `stream`: a
+   * struct_size that ends before them means NULL), for a backward compiled with
+   * the options kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv (not page_size): the
+   * forward's lengths, host (CPU) tensors as heed_attention takes them. Packed
+   * (cu_seqlens), dout and dq hold the entries' rows end to end as q does, dk and
+   * dv as k does. Rows past an entry's length get zero gradients. CPU tensors only
+   * for now. */
+  const heed_tensor *kv_lens, *q_lens, *cu_seqlens_q, *cu_seqlens_kv;
 } heed_backward_args;
 
 void heed_backward_args_init(heed_backward_args *args);

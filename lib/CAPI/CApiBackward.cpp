@@ -14,6 +14,7 @@
 #include "heed/Runtime/HIP.h"
 
 #include <exception>
+#include <tuple>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -307,6 +308,28 @@ heed_status heed_attention_backward(const heed_backward *backward,
     err = toRef(&args->buffer_grads[i], "buffer gradient " + std::to_string(i),
                 a.bufferGrads.back(), device);
   }
+  // A ragged batch's lengths: host tensors, where the struct has them.
+  const std::tuple<const heed_tensor *, const char *, TensorRef *> lengths[] = {
+      {args->kv_lens, "kv_lens", &a.kvLens},
+      {args->q_lens, "q_lens", &a.qLens},
+      {args->cu_seqlens_q, "cu_seqlens_q", &a.cuSeqlensQ},
+      {args->cu_seqlens_kv, "cu_seqlens_kv", &a.cuSeqlensKV}};
+  bool hasLengths = args->struct_size >= offsetof(heed_backward_args, cu_seqlens_kv) +
+                                             sizeof(const heed_tensor *);
+  bool ragged = false;
+  for (const auto &[t, name, ref] : lengths) {
+    if (!hasLengths || !t || !err.empty())
+      continue;
+    std::pair<int32_t, int32_t> host{0, 0};
+    err = toRef(t, name, *ref, host);
+    if (err.empty() && host.first != HEED_DEVICE_CPU)
+      err = std::string(name) + " is on " + capi::deviceName(host.first, host.second) +
+            "; pass the lengths as host (CPU) tensors";
+    ragged = true;
+  }
+  if (err.empty() && ragged && device.first != HEED_DEVICE_CPU)
+    err = "the GPU backward takes batches of one length for now: kv_lens, q_lens and "
+          "cu_seqlens with CPU tensors only";
   if (!err.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + err);
   if (device.first != HEED_DEVICE_CPU) {

@@ -126,6 +126,12 @@ OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::
   args.append({dqType, qk, vo});
   for (unsigned g : gradients)
     args.push_back(MemRefType::get(bufferType(ctx, variant.buffers[g]).getShape(), f32));
+  // A ragged batch's lengths (docs/backward.md): kv_lens, q_lens,
+  // cu_seqlens_q, cu_seqlens_kv, those the config takes.
+  bool serving[] = {config.kvLens, config.qLens, config.cuSeqlensQ, config.cuSeqlensKV};
+  for (bool taken : serving)
+    if (taken)
+      args.push_back(detail::stridedType(ctx, {dyn}, b.getI32Type()));
   args.append({MemRefType::get({1}, b.getI32Type()), MemRefType::get({3}, b.getI64Type()),
                b.getIndexType(), b.getIndexType()});
   auto func = func::FuncOp::create(b, loc, detail::kKernelName, b.getFunctionType(args, {}));
@@ -141,10 +147,16 @@ OwningOpRef<ModuleOp> detail::buildBackwardModule(MLIRContext &ctx, const spec::
   size_t at = 6 + nb + ns;
   auto slice = [&](size_t from, size_t n) { return ValueRange(ArrayRef<Value>(a).slice(from, n)); };
   auto tiling = attn::TilingAttr::getFlat(&ctx, tileRows, tileKeys);
+  size_t lens = at + 3 + ng;
+  Value entryLengths[4];
+  for (size_t i = 0; i < 4; ++i)
+    if (serving[i])
+      entryLengths[i] = a[lens++];
   attn::AttentionBackwardOp::create(
-      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), a[0], a[1], a[2], a[3], a[4], a[5],
+      b, loc, FlatSymbolRefAttr::get(&ctx, variant.name), a[0], a[1], a[2], a[3],
+      entryLengths[0], entryLengths[1], entryLengths[2], entryLengths[3], a[4], a[5],
       slice(6, nb), slice(6 + nb, ns), a[at], a[at + 1], a[at + 2], slice(at + 3, ng),
-      a[at + 3 + ng], a[at + 4 + ng], a[at + 5 + ng], a[at + 6 + ng], out,
+      a[lens], a[lens + 1], a[lens + 2], a[lens + 3], out,
       b.getF32FloatAttr(static_cast<float>(config.effectiveScale())),
       attn::LayoutAttr::get(&ctx, config.layout == Layout::BSHD ? attn::Layout::BSHD
                                                                 : attn::Layout::BHSD),
@@ -313,6 +325,8 @@ struct BackwardKernel::Impl {
   CacheOutcome outcome = CacheOutcome::Compiled;
 
   llvm::Error checkArgs(const BackwardArgs &args, AttentionDims &dims) const;
+  llvm::Error checkTensors(const BackwardArgs &args, AttentionDims &dims) const;
+  llvm::Error checkRaggedTensors(const BackwardArgs &args, AttentionDims &dims) const;
 
   /// The tasks' dq arrays (f32, `floats` each), kept between calls up to
   /// kKeptScratchBytes in all: a new allocation per call cost its page
@@ -380,12 +394,11 @@ llvm::Expected<std::unique_ptr<BackwardKernel>>
 BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config,
                         KernelCache *cache) {
   auto start = std::chrono::steady_clock::now();
-  if (llvm::Error err = config.validate())
+  if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
-  if (config.ragged())
-    return fail("the backward takes contiguous queries and keys of one length: per-sequence "
-                "lengths, packed sequences (cu_seqlens) and paged KV caches are for inference "
-                "for now (docs/decode.md)");
+  if (config.paged())
+    return fail("the backward takes keys and values as tensors, not as a paged KV cache (a "
+                "cache for inference; kv_lens and packed sequences (cu_seqlens) are taken)");
   auto impl = std::make_unique<Impl>();
   impl->variant = variant;
   // What the kernel depends on: lse does not change it, so configs that
@@ -451,8 +464,75 @@ BackwardKernel::compile(const spec::Variant &variant, const KernelConfig &config
   return std::unique_ptr<BackwardKernel>(new BackwardKernel(std::move(impl)));
 }
 
+/// The forward call a backward call is of (its lengths included).
+static AttentionArgs forwardArgs(const BackwardArgs &a) {
+  AttentionArgs fwd{a.q, a.k, a.v, a.out, a.lse, a.buffers};
+  fwd.kvLens = a.kvLens, fwd.qLens = a.qLens;
+  fwd.cuSeqlensQ = a.cuSeqlensQ, fwd.cuSeqlensKV = a.cuSeqlensKV;
+  return fwd;
+}
+
+/// A ragged call's tensors: q, k, v, out, lse, the buffers and the
+/// lengths as the forward takes them (checkAttentionArgs), dout, dq, dk and
+/// dv shaped like out, q, k and v. dims gets the entries and their longest
+/// lengths.
+llvm::Error BackwardKernel::Impl::checkRaggedTensors(const BackwardArgs &args,
+                                                     AttentionDims &dims) const {
+  const KernelConfig &c = config;
+  AttentionArgs fwd = forwardArgs(args);
+  KernelInfo call = info;
+  call.lse = true;
+  // out in f32 (a training forward) or in the inputs' dtype
+  call.outF32 = args.out.dtype == DType::F32 && c.dtype != DType::F32;
+  if (std::string err = checkAttentionArgs(fwd, call, dims); !err.empty())
+    return fail(err);
+  struct Like {
+    const char *name;
+    const TensorRef *t, *like;
+  };
+  for (Like n : {Like{"dout", &args.dout, &args.out}, Like{"dq", &args.dq, &args.q},
+                 Like{"dk", &args.dk, &args.k}, Like{"dv", &args.dv, &args.v}})
+    if (n.t->dtype != c.dtype || n.t->shape != n.like->shape ||
+        (!n.t->data && n.t->numElements() > 0) ||
+        n.t->effectiveStrides()[3] != 1)
+      return fail(fmt::format("{} must be a {} tensor shaped like {} ({}), contiguous in its "
+                              "last dim, got {}",
+                              n.name, toString(c.dtype), n.like == &args.out ? "out" : "its input",
+                              n.like->describe(), n.t->describe()));
+  return llvm::Error::success();
+}
+
 /// Checks every tensor of a call against the kernel; fills the sizes.
 llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionDims &dims) const {
+  const KernelConfig &c = config;
+  if (c.backwardSplit && dqComputesDelta(variant) &&
+      args.out.dtype != (c.outF32 ? DType::F32 : c.dtype))
+    return fail(fmt::format("the split backward's dQ kernel reads out as {} "
+                            "(KernelConfig::outF32 {}), got {}",
+                            toString(c.outF32 ? DType::F32 : c.dtype), c.outF32 ? "set" : "unset",
+                            args.out.describe()));
+  if (c.ragged()) {
+    if (llvm::Error err = checkRaggedTensors(args, dims))
+      return err;
+  } else if (llvm::Error err = checkTensors(args, dims)) {
+    return err;
+  }
+  if (args.bufferGrads.size() != gradients.size())
+    return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",
+                            gradients.size(), args.bufferGrads.size()));
+  for (size_t g = 0; g < gradients.size(); ++g) {
+    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[gradients[g]];
+    if (t.dtype != DType::F32 || t.shape != buf.shape || !t.isContiguous())
+      return fail(fmt::format("the gradient of buffer '{}' must be contiguous f32 shaped like "
+                              "it ({}), got {}",
+                              variant.buffers[gradients[g]].name, buf.describe(),
+                              t.describe()));
+  }
+  return llvm::Error::success();
+}
+
+/// One length's tensors (q, k, v, out, lse, dout, dq, dk, dv, buffers).
+llvm::Error BackwardKernel::Impl::checkTensors(const BackwardArgs &args, AttentionDims &dims) const {
   const KernelConfig &c = config;
   bool bshd = c.layout == Layout::BSHD;
   auto logical = [&](const TensorRef &t, int d) { // 0 batch, 1 heads, 2 sequence, 3 dim
@@ -471,7 +551,7 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
     // the exact O); it is read only by the delta pre-pass.
     bool dtypeOk = n.t->dtype == c.dtype || (n.t == &args.out && n.t->dtype == DType::F32);
     if (n.t->shape.size() != 4 || n.t->shape[3] != n.dim || !dtypeOk ||
-        n.t->effectiveStrides()[3] != 1 || !n.t->data)
+        n.t->effectiveStrides()[3] != 1 || (!n.t->data && n.t->numElements() > 0))
       return fail(fmt::format("{} must be a {} tensor of rank 4 with head dim {} (contiguous), "
                               "got {}",
                               n.name, toString(c.dtype), n.dim, n.t->describe()));
@@ -488,34 +568,29 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
     return fail(fmt::format("query heads ({}) must be a multiple of kv heads ({})", Hq, Hkv));
   if (args.lse.dtype != DType::F32 || args.lse.shape != std::vector<int64_t>{B, Hq, Sq})
     return fail("lse must be f32 [B, Hq, Sq], got " + args.lse.describe());
-  if (c.backwardSplit && dqComputesDelta(variant) &&
-      args.out.dtype != (c.outF32 ? DType::F32 : c.dtype))
-    return fail(fmt::format("the split backward's dQ kernel reads out as {} "
-                            "(KernelConfig::outF32 {}), got {}",
-                            toString(c.outF32 ? DType::F32 : c.dtype), c.outF32 ? "set" : "unset",
-                            args.out.describe()));
   // Every buffer as the forward checks it (count, dtype, shape, contiguous):
   // the kernel reads them bounds-checked, but a gated variant's gate is also
   // read, and its gradient written, by the host.
   if (std::string err = checkBuffers(args.buffers, info, AttentionDims{B, Hq, Hkv, Sq, Skv});
       !err.empty())
     return fail(err);
-  if (args.bufferGrads.size() != gradients.size())
-    return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",
-                            gradients.size(), args.bufferGrads.size()));
-  for (size_t g = 0; g < gradients.size(); ++g) {
-    const TensorRef &t = args.bufferGrads[g], &buf = args.buffers[gradients[g]];
-    if (t.dtype != DType::F32 || t.shape != buf.shape || !t.isContiguous())
-      return fail(fmt::format("the gradient of buffer '{}' must be contiguous f32 shaped like "
-                              "it ({}), got {}",
-                              variant.buffers[gradients[g]].name, buf.describe(),
-                              t.describe()));
-  }
   dims = AttentionDims{B, Hq, Hkv, Sq, Skv};
   return llvm::Error::success();
 }
 
 namespace {
+
+/// Zeros every element of a rank-4 tensor contiguous in its last dim.
+void zeroRows(const TensorRef &t) {
+  std::vector<int64_t> s = t.effectiveStrides();
+  size_t row = size_t(t.shape[3]) * dtypeSize(t.dtype);
+  for (int64_t i = 0; i < t.shape[0]; ++i)
+    for (int64_t j = 0; j < t.shape[1]; ++j)
+      for (int64_t k = 0; k < t.shape[2]; ++k)
+        std::memset(static_cast<char *>(t.data) +
+                        (i * s[0] + j * s[1] + k * s[2]) * int64_t(dtypeSize(t.dtype)),
+                    0, row);
+}
 
 /// delta = rowsum(dout * out), [B, Hq, Sq], each summed in double on the
 /// host threads.
@@ -656,9 +731,15 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   // for the dK/dV kernel (but for a gated variant's, docs/backward.md).
   bool split = impl->loadedDQ != nullptr;
   bool kernelDelta = split && dqComputesDelta(impl->variant);
+  // The rows the tensors hold: dims' but for packed queries ([1, Hq,
+  // total_q]: delta and dq are sized by them, and the kernel views them
+  // from each entry's first row).
+  AttentionDims held = dims;
+  if (c.cuSeqlensQ)
+    held.batch = args.lse.shape[0], held.seqQ = args.lse.shape[2];
   std::vector<float> delta = sigmoid || kernelDelta
-                                 ? std::vector<float>(size_t(B * Hq * Sq))
-                                 : rowDeltas(args.out, args.dout, c.layout, dims, c.valueDim());
+                                 ? std::vector<float>(size_t(held.batch * Hq * held.seqQ))
+                                 : rowDeltas(args.out, args.dout, c.layout, held, c.valueDim());
   // A gated variant: out = g * (the attention row), g = the gate buffer's
   // entry of the row (0: not routed; its lse is -inf, so it sees no key).
   // The kernel runs on dout scaled by g; delta = rowsum(dout * out) is
@@ -680,7 +761,12 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
   unsigned tasks = unsigned(std::max<int64_t>(
       1, std::min<int64_t>(threads ? threads : hardwareThreads(), std::max<int64_t>(items, 1))));
   std::vector<int64_t> dqShape = args.dq.shape, dqStrides = rowMajor(dqShape);
-  size_t dqSize = size_t(B * Hq * Sq * D);
+  size_t dqSize = size_t(args.dq.numElements());
+  // A ragged batch: rows past an entry's keys get no gradient from the
+  // kernel (dq's rows come from the zeroed task arrays).
+  if (c.ragged())
+    for (const TensorRef *t : {&args.dk, &args.dv})
+      zeroRows(*t);
   // Each task's dq, zeroed by the task itself (in parallel, and its pages
   // first touched by the thread that adds into them). Split, the dQ kernel
   // writes each row once: one dq for all.
@@ -697,30 +783,50 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
       g.emplace_back(size_t(args.bufferGrads[slot].numElements()), 0.0f);
   std::vector<int32_t> statuses(tasks, 0);
   std::vector<std::array<int64_t, 3>> counts(tasks, {0, 0, 0});
-  auto add = [](std::vector<std::vector<int64_t>> &d, const TensorRef &t) {
-    d.push_back(descriptor(t.data, t.shape, t.effectiveStrides()));
+  // A tensor as the kernel takes it: packed sequences as [B, longest, ...]
+  // of batch stride 0 (the kernel views each entry from its first row).
+  auto add = [&](std::vector<std::vector<int64_t>> &d, const TensorRef &t, bool packed = false,
+                 int64_t longest = 0) {
+    std::vector<int64_t> shape = t.shape, strides = t.effectiveStrides();
+    if (packed) {
+      size_t seqDim = shape.size() == 3 || c.layout == Layout::BHSD ? 2 : 1;
+      shape[0] = B, strides[0] = 0, shape[seqDim] = longest;
+    }
+    d.push_back(descriptor(t.data, shape, strides));
   };
+  bool packedQ = c.cuSeqlensQ, packedKV = c.cuSeqlensKV;
+  TensorRef deltaRef{delta.data(), DType::F32, {held.batch, Hq, held.seqQ}, {}};
+  std::vector<const TensorRef *> lengths;
+  for (auto [taken, t] : {std::pair{c.kvLens, &args.kvLens}, std::pair{c.qLens, &args.qLens},
+                          std::pair{c.cuSeqlensQ, &args.cuSeqlensQ},
+                          std::pair{c.cuSeqlensKV, &args.cuSeqlensKV}})
+    if (taken)
+      lengths.push_back(t);
   // Runs `entry` over `count` items on the tasks, each task with its dq
   // (`dq(task)`), gradients, status and counts.
   auto runItems = [&](PackedFn entry, int64_t count, bool withOut, auto dqOf) {
     runTasks(tasks, [&](unsigned task) {
       std::vector<std::vector<int64_t>> d;
-      for (const TensorRef *t : {&args.q, &args.k, &args.v, static_cast<const TensorRef *>(&dout)})
-        add(d, *t);
+      add(d, args.q, packedQ, Sq);
+      add(d, args.k, packedKV, Skv);
+      add(d, args.v, packedKV, Skv);
+      add(d, dout, packedQ, Sq);
       if (withOut)
-        add(d, args.out);
-      add(d, args.lse);
-      d.push_back(descriptor(delta.data(), {B, Hq, Sq}, {Hq * Sq, Sq, 1}));
+        add(d, args.out, packedQ, Sq);
+      add(d, args.lse, packedQ, Sq);
+      add(d, deltaRef, packedQ, Sq);
       for (const TensorRef &t : args.buffers)
         add(d, t);
       for (const SummaryTable &s : tables)
         d.push_back(descriptor(s.data.data(), {s.levels, s.blocks, 2}, {s.blocks * 2, 2, 1}));
-      d.push_back(descriptor(dqOf(task), dqShape, dqStrides));
-      add(d, args.dk);
-      add(d, args.dv);
+      add(d, TensorRef{dqOf(task), DType::F32, dqShape, dqStrides}, packedQ, Sq);
+      add(d, args.dk, packedKV, Skv);
+      add(d, args.dv, packedKV, Skv);
       for (size_t g = 0; g < slots.size(); ++g)
         d.push_back(descriptor(grads[task][g].data(), args.bufferGrads[slots[g]].shape,
                                rowMajor(args.bufferGrads[slots[g]].shape)));
+      for (const TensorRef *t : lengths)
+        add(d, *t);
       d.push_back(descriptor(&statuses[task], {1}, {1}));
       d.push_back(descriptor(counts[task].data(), {3}, {1}));
       std::vector<void *> pointers;
@@ -771,8 +877,17 @@ llvm::Error BackwardKernel::run(const BackwardArgs &args, unsigned threads,
     for (const auto &n : counts)
       for (size_t i = 0; i < 3; ++i)
         total[i] += n[i];
-    int64_t qTiles = impl->symbols.numQTiles(Sq);
-    *stats = RunStats{total[0], total[1], total[2], B * Hq * qTiles * impl->symbols.numKVTiles(Skv), 0};
+    int64_t blocks = B * Hq * impl->symbols.numQTiles(Sq) * impl->symbols.numKVTiles(Skv);
+    if (c.ragged()) { // each entry's own tiles
+      AttentionArgs fwd = forwardArgs(args);
+      std::vector<int64_t> queries = entryQueryLengths(fwd, impl->info, dims),
+                           keys = entryKeyLengths(fwd, impl->info, dims);
+      blocks = 0;
+      for (size_t b = 0; b < size_t(B); ++b)
+        blocks += Hq * impl->symbols.numQTiles(queries.empty() ? Sq : queries[b]) *
+                  impl->symbols.numKVTiles(keys.empty() ? Skv : keys[b]);
+    }
+    *stats = RunStats{total[0], total[1], total[2], blocks, 0};
   }
   for (int32_t s : statuses)
     if (s > 0 && size_t(s) <= impl->variant.buffers.size()) {

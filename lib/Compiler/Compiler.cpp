@@ -54,6 +54,18 @@ std::string KernelConfig::canonical() const {
       splitOneLoop ? " split_one_loop=1" : "");
 }
 
+llvm::Error KernelConfig::validateFor(const spec::Variant &variant) const {
+  if (llvm::Error err = validate())
+    return err;
+  if (variant.gate && (qLens || cuSeqlensQ))
+    return llvm::createStringError(
+        llvm::inconvertibleErrorCode(),
+        fmt::format("variant '{}' gates its rows (its routed rows are listed over the whole Sq): "
+                    "it takes no q_lens or cu_seqlens_q",
+                    variant.name));
+  return llvm::Error::success();
+}
+
 llvm::Error KernelConfig::validate() const {
   auto fail = [](std::string msg) {
     return llvm::createStringError(llvm::inconvertibleErrorCode(), msg);
@@ -353,7 +365,7 @@ using detail::translateAndOptimize;
 
 llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfig &config,
                                  Stage stage) {
-  if (llvm::Error err = config.validate())
+  if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);
@@ -465,7 +477,7 @@ KernelInfo describeKernel(const spec::Variant &variant, const KernelConfig &conf
 llvm::Expected<ArtifactEntry> compileEntry(const spec::Variant &variant,
                                            const KernelConfig &config,
                                            const CPUTarget &target) {
-  if (llvm::Error err = config.validate())
+  if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
   std::unique_ptr<MLIRContext> ctx = detail::makeContext();
   OwningOpRef<ModuleOp> module = detail::buildKernelModule(*ctx, variant, config);

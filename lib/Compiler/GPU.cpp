@@ -303,7 +303,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   GPUKernelKind kind = target.kind;
   GPUVendor vendor = target.vendor;
   GPUComputation computation = target.computation;
-  if (llvm::Error err = config.validate())
+  if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
   if (config.outF32)
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
@@ -320,8 +320,9 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
                 "maps span whole tensors): per-entry lengths and packed sequences run on the "
                 "tensor-core (mma.sync) and SIMT kernels (docs/decode.md)");
   if (serving && computation != GPUComputation::Forward)
-    return fail("the backward takes contiguous queries and keys of one length: per-sequence "
-                "lengths and packed sequences are for inference for now (docs/decode.md)");
+    return fail("the GPU backward takes batches of one length for now: per-entry lengths and "
+                "packed sequences (kv_lens, q_lens, cu_seqlens) run the backward on the CPU "
+                "(docs/backward.md, \"Ragged batches\")");
   auto matrixCores = useMatrixCores(variant, config, kind, vendor);
   if (!matrixCores)
     return matrixCores.takeError();

@@ -354,7 +354,7 @@ KernelCache::lookup(const Digest &k, const std::string &request, Recent<T> &memo
 llvm::Expected<std::shared_ptr<LoadedKernel>>
 KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
                  CacheOutcome *outcome) {
-  if (llvm::Error err = config.validate())
+  if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
   std::string text = requestOf(hostDigest, keyText(variant, config));
   Digest k = memoKey(text);
@@ -372,7 +372,7 @@ KernelCache::getKind(llvm::StringRef kind, const spec::Variant &variant,
                      llvm::function_ref<llvm::Expected<ArtifactEntry>()> compile,
                      llvm::function_ref<std::string(const LoadedKernel &)> check,
                      CacheOutcome *outcome) {
-  if (llvm::Error err = config.validate())
+  if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
   if (kind.empty())
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
@@ -392,7 +392,7 @@ KernelCache::getKind(llvm::StringRef kind, const spec::Variant &variant,
 llvm::Expected<std::shared_ptr<const ArtifactEntry>>
 KernelCache::getGPU(const spec::Variant &variant, const KernelConfig &config,
                     const GPUTarget &target, CacheOutcome *outcome) {
-  if (llvm::Error err = config.validate())
+  if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
   // GPU images are looked up once per process and launcher (the C API and
   // heed-run keep the loaded module), so the key is hashed every time.

@@ -174,9 +174,13 @@ std::vector<GradientError> gradientErrors(const spec::Variant &variant, const Ke
                                           const std::vector<HostTensor> &buffers,
                                           const BackwardTensors &t,
                                           const std::vector<unsigned> &gradients,
-                                          const BackwardOptions &options, bool &outOfRange) {
+                                          const BackwardOptions &options, bool &outOfRange,
+                                          const std::vector<int64_t> &kvLens,
+                                          const std::vector<int64_t> &qLens) {
   BackwardProblem problem =
       backwardProblem(q, k, v, t.dout, config.layout, config.effectiveScale(), buffers);
+  problem.kvLens = kvLens;
+  problem.qLens = qLens;
   // Where out is stored in f16/bf16, delta computed from it moves the
   // gradients by more than their own rounding: the tolerance says how much.
   problem.deltaSensitivity = t.out.dtype() != DType::F32;
@@ -203,7 +207,7 @@ std::vector<GradientError> gradientErrors(const spec::Variant &variant, const Ke
 
 int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
                 HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
-                const BackwardOptions &options) {
+                const BackwardOptions &options, ServingCall *call) {
   config.lse = true;
   // A training forward: O in f32 (for f16/bf16 inputs), so that the
   // backward's delta = rowsum(dO * O) is not moved by O's rounding
@@ -240,6 +244,26 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
     gradRefs.push_back(g.ref());
   BackwardArgs bwd =
       BackwardArgs::of(fwd, t.dout.ref(), t.dq.ref(), t.dk.ref(), t.dv.ref(), gradRefs);
+  // A ragged batch: its lengths; packed, every row tensor end to end (dout
+  // and the gradients too, poisoned as the padded ones).
+  HostTensor packedDout, packedDq, packedDk, packedDv;
+  Layout layout = config.layout;
+  if (call) {
+    if (call->packQ)
+      call->pack(q, k, v, t.out, t.lse, layout);
+    call->bind(fwd);
+    bwd = BackwardArgs::of(fwd, t.dout.ref(), t.dq.ref(), t.dk.ref(), t.dv.ref(), gradRefs);
+    if (call->packQ) {
+      packedDout = packSequences(t.dout, call->queries, layout, 0);
+      packedDq = packSequences(t.dq, call->queries, layout, 0);
+      bwd.dout = packedDout.ref(), bwd.dq = packedDq.ref();
+    }
+    if (call->packKV) {
+      packedDk = packSequences(t.dk, call->lens, layout, 0);
+      packedDv = packSequences(t.dv, call->lens, layout, 0);
+      bwd.dk = packedDk.ref(), bwd.dv = packedDv.ref();
+    }
+  }
 
   RunStats fstats, bstats;
   auto forwardTime = medianTime(options.repeat, [&] { return (*forward)->run(fwd, options.threads, &fstats); });
@@ -249,10 +273,30 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   if (!backwardTime)
     return error(llvm::toString(backwardTime.takeError()));
 
+  // Packed gradients into the padded tensors the check reads (zero past
+  // each entry, as the kernel leaves a padded call's rows).
+  auto zero = [](HostTensor &h) {
+    for (int64_t i = 0; i < h.size(); ++i)
+      h.set(i, 0);
+  };
+  if (call && call->packQ) {
+    zero(t.out);
+    zero(t.dq);
+    call->unpack(t.out, t.lse, layout);
+    unpackSequences(packedDq, call->queries, layout, t.dq);
+  }
+  if (call && call->packKV) {
+    zero(t.dk);
+    zero(t.dv);
+    unpackSequences(packedDk, call->lens, layout, t.dk);
+    unpackSequences(packedDv, call->lens, layout, t.dv);
+  }
   std::vector<GradientError> errors;
   bool outOfRange = false;
+  std::vector<int64_t> noLengths;
   if (options.check)
-    errors = gradientErrors(variant, config, q, k, v, buffers, t, gradBuffers, options, outOfRange);
+    errors = gradientErrors(variant, config, q, k, v, buffers, t, gradBuffers, options, outOfRange,
+                            call ? call->lens : noLengths, call ? call->queries : noLengths);
   double worst = 0;
   bool passed = !options.check || (withinTolerances(errors, worst) && !outOfRange);
 
@@ -260,9 +304,13 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   auto tiles = backwardTiling(variant, backwardConfig);
   if (!tiles)
     return error(llvm::toString(tiles.takeError()));
-  MaskCensus census = tiledMaskCensus(variant, dims, buffers, *tiles, options.threads);
-  double flops = 2.0 * census.density() * double(B) * Hq * Sq * Skv *
-                 (config.headDim + config.valueDim());
+  MaskCensus census =
+      call ? servingMaskCensus(variant, dims, buffers, *tiles, call->lens, options.threads,
+                               call->queries)
+           : tiledMaskCensus(variant, dims, buffers, *tiles, options.threads);
+  // Useful work: the visible (query, key) pairs of each entry.
+  double pairs = call ? call->pairs(1, Sq, Skv) : double(B) * Sq * Skv;
+  double flops = 2.0 * census.density() * pairs * Hq * (config.headDim + config.valueDim());
   double backwardFlops = 2.5 * flops;
 
   Report report{variant,         options,        **forward,      **backward, *tiles,

@@ -7,6 +7,8 @@
 #include "heed/Runtime/GPUImage.h"
 #include "heed/Runtime/Tensor.h"
 
+#include "Serving.h"
+
 #include <random>
 #include <vector>
 
@@ -47,14 +49,17 @@ struct GradientError {
 /// dq, dk, dv and the buffers' gradients of `t` against the float64
 /// reference backward (tolerances by dtype, or options.tolerance; with
 /// `deltaSensitivity` where out is stored in f16/bf16); `outOfRange` gets
-/// whether the reference read a buffer out of range.
+/// whether the reference read a buffer out of range. A ragged batch's
+/// lengths (kvLens, qLens; padded tensors) where not empty.
 std::vector<GradientError> gradientErrors(const spec::Variant &variant, const KernelConfig &config,
                                           const HostTensor &q, const HostTensor &k,
                                           const HostTensor &v,
                                           const std::vector<HostTensor> &buffers,
                                           const BackwardTensors &t,
                                           const std::vector<unsigned> &gradients,
-                                          const BackwardOptions &options, bool &outOfRange);
+                                          const BackwardOptions &options, bool &outOfRange,
+                                          const std::vector<int64_t> &kvLens = {},
+                                          const std::vector<int64_t> &qLens = {});
 
 /// Whether every error is finite and within its tolerance; `worst` gets the
 /// largest (the first non-finite one if any).
@@ -68,9 +73,12 @@ int runBackwardOnGPU(GPUPlatform platform, const spec::Variant &variant, KernelC
                      std::mt19937_64 &rng, const BackwardOptions &options, std::string chip);
 
 /// Runs and checks; returns the exit code (0 passed, 2 failed, 1 error).
+/// With `call` (--kv-lens, --q-lens, --packed; no page size): a ragged
+/// batch, q, k, v padded to its capacities (packed for the kernels where
+/// call->packQ), checked entry by entry.
 int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
                 HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
-                const BackwardOptions &options);
+                const BackwardOptions &options, ServingCall *call = nullptr);
 
 } // namespace heed::run
 

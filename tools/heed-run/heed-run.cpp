@@ -882,9 +882,9 @@ int main(int argc, char **argv) {
   if (packed)
     call.pack(q, k, v, out, lse, config.layout);
   llvm::StringRef platform = llvm::StringRef(target).split(':').first;
-  if ((serving || ragged) && backward)
-    return error("--kv-lens, --q-lens, --page-size and --packed run the forward only for now "
-                 "(docs/decode.md)");
+  if (pageSize > 0 && backward)
+    return error("--backward takes keys and values as tensors, not a paged cache (--page-size); "
+                 "--kv-lens, --q-lens and --packed are taken (docs/backward.md)");
   heed::run::BackwardOptions o;
   if (backward) {
     if (backwardOutDType != "f32" && backwardOutDType != "storage")
@@ -901,11 +901,16 @@ int main(int argc, char **argv) {
     o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
                           dtype.getValue(), layout.getValue());
+    if (serving || ragged)
+      o.shape += ", " + call.describe();
   }
   if (outOffset < 0 || outOffset > (int64_t(1) << 20))
     return error("--out-offset must be between 0 and 2^20 elements");
   if (outOffset && ((platform != "cuda" && platform != "rocm") || backward))
     return error("--out-offset applies to forward runs on GPU targets (cuda, rocm)");
+  if ((platform == "cuda" || platform == "rocm") && backward && (serving || ragged))
+    return error("the GPU backward takes batches of one length for now: --kv-lens, --q-lens and "
+                 "--packed with --backward run on the CPU (docs/backward.md)");
   if ((platform == "cuda" || platform == "rocm") && backward)
     return heed::run::runBackwardOnGPU(
         platform == "cuda" ? heed::GPUPlatform::CUDA : heed::GPUPlatform::HIP, variant, config, q,
@@ -920,7 +925,8 @@ int main(int argc, char **argv) {
     return error("unknown --target=" + target +
                  " (expected cpu, cuda, cuda:sm_XX, rocm or rocm:gfxNNN)");
   if (backward)
-    return heed::run::runBackward(variant, config, q, k, v, buffers, rng, o);
+    return heed::run::runBackward(variant, config, q, k, v, buffers, rng, o,
+                                  serving || ragged ? &call : nullptr);
   return runOnCPU(variant, config, {batch, heads, hkv, seq, skv}, q, k, v, out, lse, buffers,
                   call, serving, ragged, usedSeed);
 }

@@ -1,6 +1,7 @@
 /* The backward pass through the C API (heed_backward_*): ALiBi on random
  * inputs (seed printed), gradients of q, k, v and the slopes against central
- * finite differences of the compiled forward, and the error paths. */
+ * finite differences of the compiled forward, for one sequence and for two
+ * packed ones (cu_seqlens), and the error paths. */
 #include "heed/heed.h"
 
 #include "capi_check.h"
@@ -27,6 +28,10 @@ static const char *spec = "variant alibi {\n  buffer slopes: f32[H]\n"
 static float q[NQ], k[NQ], v[NQ], out[NQ], dout[NQ], lse[H * S], slopes[H];
 static float dq[NQ], dk[NQ], dv[NQ], dslopes[H];
 static int64_t shape4[4] = {1, H, S, D}, shape3[3] = {1, H, S}, shape1[1] = {H};
+/* Packed: the S rows are two sequences, [0, 20) and [20, 37). */
+static int32_t cu[3] = {0, 20, S};
+static int64_t shapeCu[1] = {3};
+static int packed;
 
 static heed_tensor tensor(void *data, int32_t ndim, int64_t *shape) {
   heed_tensor t = {data, HEED_DEVICE_CPU, 0, HEED_F32, ndim, shape, NULL};
@@ -41,6 +46,9 @@ static double loss(heed_kernel *forward) {
   heed_attention_args a;
   heed_attention_args_init(&a);
   a.q = &tq, a.k = &tk, a.v = &tv, a.out = &to, a.lse = &tl, a.buffers = &tb, a.num_buffers = 1;
+  heed_tensor tcu = {cu, HEED_DEVICE_CPU, 0, HEED_I32, 1, shapeCu, NULL};
+  if (packed)
+    a.cu_seqlens_q = &tcu, a.cu_seqlens_kv = &tcu;
   if (heed_attention(forward, &a) != HEED_OK)
     return NAN;
   double total = 0;
@@ -111,6 +119,42 @@ int main(void) {
   }
   for (int h = 0; h < H; ++h)
     CHECK(matches(forward, slopes, dslopes[h], "dslopes", h));
+
+  /* Two packed sequences (FlashAttention's varlen layout): the same tensors
+   * as entries [0, 20) and [20, 37) of their own, each causal from its
+   * first row. */
+  heed_compile_options po = o;
+  po.cu_seqlens_q = po.cu_seqlens_kv = 1;
+  heed_kernel *packedForward = NULL;
+  heed_backward *packedBackward = NULL;
+  CHECK(heed_compile(spec, "alibi.attn", &po, &packedForward) == HEED_OK);
+  CHECK(heed_backward_compile(spec, "alibi.attn", &po, &packedBackward) == HEED_OK);
+  if (!packedForward || !packedBackward)
+    return 1;
+  packed = 1;
+  CHECK(!isnan(loss(packedForward)));
+  for (int i = 0; i < NQ; ++i)
+    dq[i] = dk[i] = dv[i] = NAN;
+  heed_tensor tcu = {cu, HEED_DEVICE_CPU, 0, HEED_I32, 1, shapeCu, NULL};
+  heed_backward_args pa = a;
+  pa.cu_seqlens_q = pa.cu_seqlens_kv = &tcu;
+  CHECK(heed_attention_backward(packedBackward, &pa) == HEED_OK);
+  /* Entry 0 (20 rows): 2 query tiles; entry 1 (17): 2; one key tile each. */
+  CHECK(stats.visited_blocks == 2 * (2 + 2));
+  for (int i = 0; i < NQ; i += 37) {
+    CHECK(matches(packedForward, q, dq[i], "packed dq", i));
+    CHECK(matches(packedForward, k, dk[i], "packed dk", i));
+    CHECK(matches(packedForward, v, dv[i], "packed dv", i));
+  }
+  for (int h = 0; h < H; ++h)
+    CHECK(matches(packedForward, slopes, dslopes[h], "packed dslopes", h));
+  /* Without its offsets, the packed backward is refused. */
+  pa.cu_seqlens_kv = NULL;
+  CHECK(heed_attention_backward(packedBackward, &pa) == HEED_ERROR_INVALID_ARGUMENT);
+  CHECK(strstr(heed_last_error(), "cu_seqlens_kv") != NULL);
+  heed_backward_release(packedBackward);
+  heed_kernel_release(packedForward);
+  packed = 0;
 
   /* Errors: a missing gradient tensor, a released handle, a score that is not
    * differentiable in its buffer. */

@@ -23,13 +23,22 @@ struct BackwardArgs {
   std::vector<TensorRef> buffers;
   TensorRef dq, dk, dv;
   std::vector<TensorRef> bufferGrads;
+  /// A ragged batch (KernelConfig::kvLens, qLens, cuSeqlensQ, cuSeqlensKV;
+  /// docs/backward.md, "Ragged batches"), as AttentionArgs takes it: the
+  /// forward's kv_lens, q_lens (i32 [B]) or offsets of packed sequences
+  /// (i32 [B+1]); packed, dout and dq are packed like q, dk and dv like k.
+  /// Rows past an entry's length get zero gradients.
+  TensorRef kvLens, qLens, cuSeqlensQ, cuSeqlensKV;
 
-  /// The backward of the forward call `fwd` (its q, k, v, out, lse and
-  /// buffers), with the incoming gradient and where the gradients go.
+  /// The backward of the forward call `fwd` (its q, k, v, out, lse,
+  /// buffers and lengths), with the incoming gradient and where the
+  /// gradients go.
   static BackwardArgs of(const AttentionArgs &fwd, TensorRef dout, TensorRef dq, TensorRef dk,
                          TensorRef dv, std::vector<TensorRef> bufferGrads) {
-    return {fwd.q, fwd.k, fwd.v, fwd.out, fwd.lse, dout, fwd.buffers,
-            dq,    dk,    dv,    std::move(bufferGrads)};
+    return {fwd.q,      fwd.k,       fwd.v,         fwd.out,      fwd.lse,
+            dout,       fwd.buffers, dq,            dk,           dv,
+            std::move(bufferGrads),  fwd.kvLens,    fwd.qLens,    fwd.cuSeqlensQ,
+            fwd.cuSeqlensKV};
   }
 };
 
@@ -49,7 +58,8 @@ std::pair<int64_t, int64_t> backwardTiles(const KernelConfig &config);
 class BackwardKernel {
 public:
   /// Finds the backward of `variant` for `config` (its dtype, head dims,
-  /// layout, scale, tiles, analysis; `lse` and `patchTiling` are ignored)
+  /// layout, scale, tiles, analysis, ragged operands but a paged cache;
+  /// `lse` and `patchTiling` are ignored)
   /// in the process-wide KernelCache (memory, then disk) or compiles it for
   /// this machine. Fails with the compiler's message where the score is not
   /// differentiable.

@@ -79,9 +79,17 @@ struct KernelConfig {
   bool ragged() const { return hasKVLens() || qLens || cuSeqlensQ || cuSeqlensKV; }
   /// The backward's one loop walks a neighborhood mask's patches (patch
   /// tiling with the analysis; the split kernels, the GPUs', take flat tiles).
-  bool backwardPatches() const { return patchTiling && analyzeMask && !backwardSplit; }
+  /// (Flat tiles for a ragged batch: --attn-backward-to-tile takes patches
+  /// for one length only.)
+  bool backwardPatches() const {
+    return patchTiling && analyzeMask && !backwardSplit && !ragged();
+  }
   double effectiveScale() const;
   llvm::Error validate() const;
+  /// validate(), then what `variant` needs of the config (a gated variant
+  /// takes no q_lens or cu_seqlens_q: its routed rows are listed over the
+  /// whole Sq).
+  llvm::Error validateFor(const spec::Variant &variant) const;
   /// Every field, in one line: what the kernel cache keys on. Two configs
   /// that compile to different kernels never share it.
   std::string canonical() const;

@@ -208,6 +208,11 @@ struct SplitWorkspaceLayout {
 std::vector<int64_t> entryKeyLengths(const AttentionArgs &args, const KernelInfo &info,
                                      const AttentionDims &dims);
 
+/// Each batch entry's queries where the call gives them (q_lens, or the
+/// lengths of cu_seqlens_q; checked by checkAttentionArgs), else empty.
+std::vector<int64_t> entryQueryLengths(const AttentionArgs &args, const KernelInfo &info,
+                                       const AttentionDims &dims);
+
 /// Key ranges per work item for a GPU call of `blocks` thread blocks whose
 /// longest entry has `longestKeys` keys, on a device that runs
 /// `residentBlocks` of the kernel's blocks at once (multiprocessors times

@@ -26,6 +26,10 @@ struct BackwardProblem {
   std::vector<double> storedOut;
   /// Also compute ReferenceGradients::deltaRms (about doubles the time).
   bool deltaSensitivity = false;
+  /// A ragged batch (padded: the tensors hold seqQ / seqKV rows per
+  /// entry): entry b's first qLens[b] queries see its first kvLens[b] keys,
+  /// with Sq and Skv its own; the other rows get zero gradients. Empty: all.
+  std::vector<int64_t> kvLens, qLens;
 };
 
 /// How far rounding the output moves the gradients of a kernel that

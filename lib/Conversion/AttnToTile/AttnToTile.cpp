@@ -82,18 +82,9 @@ private:
   Value kvCapacity();
   /// Batch entry `batch`'s keys: kv_lens[batch] clamped to [0, capacity].
   Value kvLength(Value batch);
-  /// Batch entry `batch`'s length from `lens` (kv_lens or q_lens), clamped
-  /// to [0, capacity].
-  Value entryLength(Value lens, Value batch, Value capacity);
   /// Binds the item's sequence lengths where each entry has its own, and
   /// with packed sequences (cu_seqlens) the views of its rows.
   void bindItemLengths(Value tileIndex);
-  /// Entry `batch` of packed sequences: (its first row, its length
-  /// clamped to [0, capacity]) from the offsets `cu` (i32 [B+1]).
-  std::pair<Value, Value> packedEntry(Value cu, Value batch, Value capacity);
-  /// `tensor` (batch stride 0: packed sequences) seen from row `start` of
-  /// its dim `seqDim` on.
-  Value rowsFrom(Value tensor, Value start, unsigned seqDim);
   /// The query span of a gated head's tile, and whether the tile is past
   /// the head's routed rows.
   std::pair<Value, Value> gatedRows(Value batch, Value head, Value tileIndex);
@@ -159,43 +150,6 @@ Value TileLoopBuilder::kvCapacity() {
 
 Value TileLoopBuilder::kvLength(Value batch) {
   return entryLength(op.getKvLens(), batch, seqKV);
-}
-
-Value TileLoopBuilder::entryLength(Value lens, Value batch, Value capacity) {
-  Value len = memref::LoadOp::create(b, loc, lens, ValueRange{batch});
-  len = arith::MaxSIOp::create(b, loc, len, arith::ConstantIntOp::create(b, loc, 0, 32));
-  len = arith::IndexCastUIOp::create(b, loc, b.getIndexType(), len);
-  return arith::MinUIOp::create(b, loc, len, capacity);
-}
-
-std::pair<Value, Value> TileLoopBuilder::packedEntry(Value cu, Value batch, Value capacity) {
-  Value next = arith::AddIOp::create(b, loc, batch, idx(1));
-  Value first = memref::LoadOp::create(b, loc, cu, ValueRange{batch});
-  Value end = memref::LoadOp::create(b, loc, cu, ValueRange{next});
-  Value zero = arith::ConstantIntOp::create(b, loc, 0, 32);
-  first = arith::MaxSIOp::create(b, loc, first, zero);
-  Value len = arith::MaxSIOp::create(b, loc, arith::SubIOp::create(b, loc, end, first), zero);
-  len = arith::IndexCastUIOp::create(b, loc, b.getIndexType(), len);
-  return {arith::IndexCastUIOp::create(b, loc, b.getIndexType(), first),
-          arith::MinUIOp::create(b, loc, len, capacity)};
-}
-
-Value TileLoopBuilder::rowsFrom(Value tensor, Value start, unsigned seqDim) {
-  auto type = cast<MemRefType>(tensor.getType());
-  auto meta = memref::ExtractStridedMetadataOp::create(b, loc, tensor);
-  auto [staticStrides, staticOffset] = type.getStridesAndOffset();
-  SmallVector<OpFoldResult> sizes, strides;
-  for (int64_t d = 0; d < type.getRank(); ++d) {
-    sizes.push_back(type.isDynamicDim(d) ? OpFoldResult(meta.getSizes()[d])
-                                         : OpFoldResult(b.getIndexAttr(type.getDimSize(d))));
-    strides.push_back(ShapedType::isDynamic(staticStrides[d])
-                          ? OpFoldResult(meta.getStrides()[d])
-                          : OpFoldResult(b.getIndexAttr(staticStrides[d])));
-  }
-  Value stride = getValueOrCreateConstantIndexOp(b, loc, strides[seqDim]);
-  Value offset = arith::AddIOp::create(b, loc, meta.getOffset(),
-                                       arith::MulIOp::create(b, loc, start, stride));
-  return memref::ReinterpretCastOp::create(b, loc, type, tensor, offset, sizes, strides);
 }
 
 void TileLoopBuilder::bindItemLengths(Value tileIndex) {

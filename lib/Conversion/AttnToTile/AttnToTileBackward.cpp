@@ -26,6 +26,11 @@
 // fixed order), so only dq and the buffers' gradients are shared between
 // items; their accumulations are plain adds that a caller makes
 // deterministic by giving each thread its own (docs/backward.md).
+//
+// Ragged batches (kv_lens, q_lens, cu_seqlens) as in --attn-to-tile: each
+// item sees its entry's lengths (and, packed, views of the tensors from its
+// entry's first row); an item whose tile is past its entry's keys (or, in
+// the dQ loop, queries) visits no block.
 #include "heed/Conversion/Passes.h"
 
 #include "TileBuilding.h"
@@ -127,6 +132,19 @@ private:
   TilingAttr tiling;
   int64_t rows = 0, keys = 0, headDim = 0, valueDim = 0;
   Value batch, seqQ, seqKV, keySpan, kvBox[2], group, qTiles;
+  /// The tensors an item reads and writes: the op's, or with packed
+  /// sequences (cu_seqlens) its entry's rows.
+  struct EntryTensors {
+    Value query, key, value, dout, out, lse, delta, dq, dk, dv;
+  } ent;
+  /// Ragged batches: whether the item's tile is past its entry's tiles
+  /// (it then visits no block), and the entry's query tiles (key-major
+  /// items: qTiles is 0 past the entry's keys).
+  Value pastEntry, entryQTiles;
+  /// Binds the item's entry: its lengths (kv_lens, q_lens, cu_seqlens)
+  /// and, packed, the views of its rows; `itemTile` is the item's query
+  /// tile (`queryMajor`) or key tile.
+  void bindEntry(Value itemTile, bool queryMajor);
   bool classify = false;
   Value k, kAsV, vAsK;
 };
@@ -161,6 +179,9 @@ void BackwardLoopBuilder::build(BackwardLoop kernel) {
   batch = body->getArgument(0);
   group = arith::DivUIOp::create(b, loc, dim(op.getQuery(), 1), headsKV);
   classify = !variant.getBlocks().empty();
+  ent = {op.getQuery(), op.getKey(), op.getValue(), op.getDout(), op.getOut(),
+         op.getLse(),   op.getDelta(), op.getDq(),  op.getDk(),    op.getDv()};
+  bindEntry(body->getArgument(2), queryMajor);
   switch (kernel) {
   case BackwardLoop::Fused:
     return buildItem(body->getArgument(1), body->getArgument(2));
@@ -169,6 +190,41 @@ void BackwardLoopBuilder::build(BackwardLoop kernel) {
   case BackwardLoop::DKDV:
     return buildDKDVItem(body->getArgument(1), body->getArgument(2));
   }
+}
+
+void BackwardLoopBuilder::bindEntry(Value itemTile, bool queryMajor) {
+  Value cuQ = op.getCuSeqlensQ(), cuKV = op.getCuSeqlensKv();
+  if (!op.getKvLens() && !op.getQLens() && !cuQ && !cuKV)
+    return;
+  unsigned seqDim = bshd ? 1 : 2;
+  if (op.getKvLens())
+    seqKV = entryLength(op.getKvLens(), batch, seqKV);
+  if (cuKV) {
+    auto [first, len] = packedEntry(cuKV, batch, seqKV);
+    seqKV = len;
+    for (Value *t : {&ent.key, &ent.value, &ent.dk, &ent.dv})
+      *t = rowsFrom(*t, first, seqDim);
+  }
+  if (op.getQLens())
+    seqQ = entryLength(op.getQLens(), batch, seqQ);
+  if (cuQ) {
+    auto [first, len] = packedEntry(cuQ, batch, seqQ);
+    seqQ = len;
+    for (Value *t : {&ent.query, &ent.dout, &ent.out, &ent.dq})
+      if (*t)
+        *t = rowsFrom(*t, first, seqDim);
+    ent.lse = rowsFrom(ent.lse, first, 2);
+    ent.delta = rowsFrom(ent.delta, first, 2);
+  }
+  Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), queryMajor ? seqQ : seqKV,
+                                   op.getVariantAttr(),
+                                   SideAttr::get(b.getContext(), queryMajor ? Side::Q : Side::KV),
+                                   tiling);
+  pastEntry = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, itemTile, tiles);
+  // The entry's own Sq and Skv where the variant reads them.
+  if (readsShapes(variant) || readsShapes(grad))
+    TileBindShapesOp::create(b, loc, dim(op.getQuery(), 0), dim(op.getQuery(), 1),
+                             dim(op.getKey(), 1), seqQ, seqKV);
 }
 
 void BackwardLoopBuilder::setKeySpan(Value keyTile) {
@@ -182,8 +238,11 @@ void BackwardLoopBuilder::setKeySpan(Value keyTile) {
 
 void BackwardLoopBuilder::beginKeyItem(Value keyTile) {
   setKeySpan(keyTile);
-  qTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
-                              SideAttr::get(b.getContext(), Side::Q), tiling);
+  qTiles = entryQTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
+                                            SideAttr::get(b.getContext(), Side::Q), tiling);
+  // A key tile past its entry's keys visits no block.
+  if (pastEntry)
+    qTiles = arith::SelectOp::create(b, loc, pastEntry, idx(0), qTiles);
 }
 
 SmallVector<Value> BackwardLoopBuilder::zeroKeyGradients() {
@@ -194,9 +253,9 @@ SmallVector<Value> BackwardLoopBuilder::zeroKeyGradients() {
 }
 
 void BackwardLoopBuilder::writeKeyGradients(ValueRange grads, Value headKV) {
-  TileWriteRowsOp::create(b, loc, grads[0], op.getDk(), batch, headKV, keySpan,
+  TileWriteRowsOp::create(b, loc, grads[0], ent.dk, batch, headKV, keySpan,
                           /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
-  TileWriteRowsOp::create(b, loc, grads[1], op.getDv(), batch, headKV, keySpan,
+  TileWriteRowsOp::create(b, loc, grads[1], ent.dv, batch, headKV, keySpan,
                           /*accumulate=*/UnitAttr(), b.getF32FloatAttr(1), op.getLayoutAttr());
 }
 
@@ -242,30 +301,33 @@ std::pair<Value, Value> BackwardLoopBuilder::rowStatistics(Value head, Value row
     Value zero = fill(type, 0);
     return {zero, zero};
   }
-  Value lse = TileLoadRowsOp::create(b, loc, type, op.getLse(), batch, head, rowSpan);
+  Value lse = TileLoadRowsOp::create(b, loc, type, ent.lse, batch, head, rowSpan);
   // The dQ kernel computes delta itself where it is given out.
   if (op.getOut() && role == TileRole::Row)
     return {lse, Value()};
-  return {lse, TileLoadRowsOp::create(b, loc, type, op.getDelta(), batch, head, rowSpan)};
+  return {lse, TileLoadRowsOp::create(b, loc, type, ent.delta, batch, head, rowSpan)};
 }
 
 void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
   Value rowSpan = span(seqQ, queryTile, Side::Q);
   Value headKV = arith::DivUIOp::create(b, loc, head, group);
   Value route = routeOf(head);
-  Value q = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::Q);
-  Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q, /*part=*/1);
+  Value q = load(ent.query, head, rowSpan, rows, headDim, TileRole::Q);
+  Value dO = load(ent.dout, head, rowSpan, rows, valueDim, TileRole::Q, /*part=*/1);
   auto [lse, delta] = rowStatistics(head, rowSpan, TileRole::Row);
   // delta = rowsum(dout * out) computed here and written for the dK/dV
   // kernel that runs after this one (sigmoid rows have none).
   if (op.getOut() && variant.getNormalization() != Normalization::Sigmoid) {
     delta = TileRowDeltaOp::create(b, loc, tile(rows, 1, b.getF32Type(), TileRole::Row),
-                                   op.getOut(), op.getDout(), batch, head, rowSpan,
+                                   ent.out, ent.dout, batch, head, rowSpan,
                                    op.getLayoutAttr());
-    TileStoreRowsOp::create(b, loc, delta, op.getDelta(), batch, head, rowSpan);
+    TileStoreRowsOp::create(b, loc, delta, ent.delta, batch, head, rowSpan);
   }
   Value kTiles = NumTilesOp::create(b, loc, b.getIndexType(), seqKV, op.getVariantAttr(),
                                     SideAttr::get(b.getContext(), Side::KV), tiling);
+  // A query tile past its entry's queries visits no block.
+  if (pastEntry)
+    kTiles = arith::SelectOp::create(b, loc, pastEntry, idx(0), kTiles);
   TileType dqType = tile(rows, headDim, b.getF32Type(), TileRole::Acc);
   auto loop = scf::ForOp::create(b, loc, idx(0), kTiles, idx(1), ValueRange{fill(dqType, 0)});
   {
@@ -276,9 +338,9 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
         head, route, rowSpan, loop.getRegionIterArgs(), /*count=*/false,
         [&](Value maskIf) -> SmallVector<Value> {
           // K first: the slot's part 0 (D wide) is K, part 1 V.
-          Value kT = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
-          Value vT = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
-          Value kV = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::V);
+          Value kT = load(ent.key, headKV, keySpan, keys, headDim, TileRole::K);
+          Value vT = load(ent.value, headKV, keySpan, keys, valueDim, TileRole::K);
+          Value kV = load(ent.key, headKV, keySpan, keys, headDim, TileRole::V);
           TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
           Value s = TileQKOp::create(b, loc, sType, q, kT, op.getScaleAttr());
           Value p = TileProbsOp::create(b, loc, sType, op.getVariantAttr(), s, lse, batch, head,
@@ -294,7 +356,7 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
         });
     scf::YieldOp::create(b, loc, next);
   }
-  TileWriteRowsOp::create(b, loc, loop.getResult(0), op.getDq(), batch, head, rowSpan,
+  TileWriteRowsOp::create(b, loc, loop.getResult(0), ent.dq, batch, head, rowSpan,
                           /*accumulate=*/UnitAttr(), op.getScaleAttr(), op.getLayoutAttr());
   // A sink logit read from buffers: its gradient over the item's rows
   // (each row is in one dQ item).
@@ -306,18 +368,18 @@ void BackwardLoopBuilder::buildDQItem(Value head, Value queryTile) {
 void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
   beginKeyItem(keyTile);
   // The item's keys as the kernel's operand rows: S^T = K Q^T, dP^T = V dO^T.
-  Value kRows = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::Q);
-  Value vRows = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::Q, /*part=*/1);
+  Value kRows = load(ent.key, headKV, keySpan, keys, headDim, TileRole::Q);
+  Value vRows = load(ent.value, headKV, keySpan, keys, valueDim, TileRole::Q, /*part=*/1);
   ValueRange grads = forEachQueryTile(
       headKV, zeroKeyGradients(), /*withRoute=*/true,
       [&](Value head, Value route, Value rowSpan, ValueRange carried) {
         return ifVisible(head, route, rowSpan, carried, /*count=*/true,
                          [&](Value maskIf) -> SmallVector<Value> {
           // Q first: the slot's part 0 (D wide) is Q, part 1 dO.
-          Value qT = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::K);
-          Value dOT = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::K);
-          Value qV = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::V);
-          Value dOV = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::V);
+          Value qT = load(ent.query, head, rowSpan, rows, headDim, TileRole::K);
+          Value dOT = load(ent.dout, head, rowSpan, rows, valueDim, TileRole::K);
+          Value qV = load(ent.query, head, rowSpan, rows, headDim, TileRole::V);
+          Value dOV = load(ent.dout, head, rowSpan, rows, valueDim, TileRole::V);
           auto [lse, delta] = rowStatistics(head, rowSpan, TileRole::Col);
           TileType sType = tile(keys, rows, b.getF32Type(), TileRole::S);
           Value sT = TileQKOp::create(b, loc, sType, kRows, qT, op.getScaleAttr());
@@ -341,15 +403,18 @@ void BackwardLoopBuilder::buildDKDVItem(Value headKV, Value keyTile) {
 
 void BackwardLoopBuilder::buildItem(Value headKV, Value keyTile) {
   beginKeyItem(keyTile);
-  k = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::K);
-  kAsV = load(op.getKey(), headKV, keySpan, keys, headDim, TileRole::V);
-  vAsK = load(op.getValue(), headKV, keySpan, keys, valueDim, TileRole::K);
+  k = load(ent.key, headKV, keySpan, keys, headDim, TileRole::K);
+  kAsV = load(ent.key, headKV, keySpan, keys, headDim, TileRole::V);
+  vAsK = load(ent.value, headKV, keySpan, keys, valueDim, TileRole::K);
   ValueRange grads = forEachQueryTile(
       headKV, zeroKeyGradients(), /*withRoute=*/true,
       [&](Value head, Value route, Value rowSpan, ValueRange carried) {
         return visitBlock(head, route, rowSpan, carried);
       });
   writeKeyGradients(grads, headKV);
+  // (Every query row of the entry, whatever its keys: an entry without
+  // keys still has its rows' sink.)
+  qTiles = entryQTiles;
   if (sinkHasGradient())
     buildSinkGradient(headKV, keyTile);
 }
@@ -392,8 +457,8 @@ void BackwardLoopBuilder::buildSinkGradient(Value headKV, Value keyTile) {
   SmallVector<Value> buffers = buffersAndGradients();
   forEachQueryTile(headKV, {}, /*withRoute=*/false, [&](Value head, Value, Value rowSpan,
                                                        ValueRange) {
-    Value lse = TileLoadRowsOp::create(b, loc, rowType, op.getLse(), batch, head, rowSpan);
-    Value delta = TileLoadRowsOp::create(b, loc, rowType, op.getDelta(), batch, head, rowSpan);
+    Value lse = TileLoadRowsOp::create(b, loc, rowType, ent.lse, batch, head, rowSpan);
+    Value delta = TileLoadRowsOp::create(b, loc, rowType, ent.delta, batch, head, rowSpan);
     TileGradSinkOp::create(b, loc, FlatSymbolRefAttr::get(grad.getSymNameAttr()), lse, delta,
                            batch, head, rowSpan, buffers);
     return SmallVector<Value>{};
@@ -403,18 +468,18 @@ void BackwardLoopBuilder::buildSinkGradient(Value headKV, Value keyTile) {
 SmallVector<Value> BackwardLoopBuilder::buildBlock(Value head, Value rowSpan, Value route,
                                                    Value maskIf, ValueRange carried) {
   Value dk = carried[0], dv = carried[1];
-  Value q = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::Q);
-  Value qRows = load(op.getQuery(), head, rowSpan, rows, headDim, TileRole::K);
-  Value dO = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::Q);
-  Value dORows = load(op.getDout(), head, rowSpan, rows, valueDim, TileRole::K);
+  Value q = load(ent.query, head, rowSpan, rows, headDim, TileRole::Q);
+  Value qRows = load(ent.query, head, rowSpan, rows, headDim, TileRole::K);
+  Value dO = load(ent.dout, head, rowSpan, rows, valueDim, TileRole::Q);
+  Value dORows = load(ent.dout, head, rowSpan, rows, valueDim, TileRole::K);
   TileType rowType = tile(rows, 1, b.getF32Type(), TileRole::Row);
   // Sigmoid rows have no lse (the forward writes NaN) and no delta.
   bool sigmoid = variant.getNormalization() == Normalization::Sigmoid;
   Value lse = sigmoid ? fill(rowType, 0)
-                      : TileLoadRowsOp::create(b, loc, rowType, op.getLse(), batch, head, rowSpan);
+                      : TileLoadRowsOp::create(b, loc, rowType, ent.lse, batch, head, rowSpan);
   Value delta = sigmoid
                     ? lse
-                    : TileLoadRowsOp::create(b, loc, rowType, op.getDelta(), batch, head, rowSpan);
+                    : TileLoadRowsOp::create(b, loc, rowType, ent.delta, batch, head, rowSpan);
   TileType sType = tile(rows, keys, b.getF32Type(), TileRole::S);
   Value s = TileQKOp::create(b, loc, sType, q, k, op.getScaleAttr());
   Value p = TileProbsOp::create(b, loc, sType, op.getVariantAttr(), s, lse, batch, head, rowSpan,
@@ -428,7 +493,7 @@ SmallVector<Value> BackwardLoopBuilder::buildBlock(Value head, Value rowSpan, Va
   dk = TileGradKVOp::create(b, loc, dk.getType(), ds, qRows, dk);
   TileType dqType = tile(rows, headDim, b.getF32Type(), TileRole::Acc);
   Value dq = TilePVOp::create(b, loc, dqType, ds, kAsV, fill(dqType, 0), fill(rowType, 1), rowSpan);
-  TileWriteRowsOp::create(b, loc, dq, op.getDq(), batch, head, rowSpan, b.getUnitAttr(),
+  TileWriteRowsOp::create(b, loc, dq, ent.dq, batch, head, rowSpan, b.getUnitAttr(),
                           op.getScaleAttr(), op.getLayoutAttr());
   return {dk, dv};
 }
@@ -490,6 +555,22 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       if (tiling.isPatched() && which != BackwardLoop::Fused) {
         op.emitOpError() << "takes flat tiles in kernel=dq and kernel=dkdv (the GPUs' "
                             "kernels); patches only in the fused loop";
+        return signalPassFailure();
+      }
+      bool ragged = op.getKvLens() || op.getQLens() || op.getCuSeqlensQ() || op.getCuSeqlensKv();
+      if ((op.getQLens() && op.getCuSeqlensQ()) || (op.getKvLens() && op.getCuSeqlensKv())) {
+        op.emitOpError() << "takes an entry's lengths either as lengths (q_lens, kv_lens) or "
+                            "as packed offsets (cu_seqlens_q, cu_seqlens_kv), not both";
+        return signalPassFailure();
+      }
+      if (ragged && variant.isGated() && (op.getQLens() || op.getCuSeqlensQ())) {
+        op.emitOpError() << "cannot take q_lens or cu_seqlens_q: variant '" << op.getVariant()
+                         << "' gates its rows (as attn.attention)";
+        return signalPassFailure();
+      }
+      if (ragged && tiling.isPatched()) {
+        op.emitOpError() << "takes flat tiles with entries of their own lengths (kv_lens, "
+                            "q_lens, cu_seqlens); patches only for one length";
         return signalPassFailure();
       }
       if (!variant.getBlocks().empty() &&
