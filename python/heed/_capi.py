@@ -151,6 +151,10 @@ class heed_backward_args(ctypes.Structure):
         ("num_threads", ctypes.c_int32),
         ("stats", ctypes.POINTER(heed_run_stats)),
         ("stream", ctypes.c_void_p),
+        ("kv_lens", ctypes.POINTER(heed_tensor)),
+        ("q_lens", ctypes.POINTER(heed_tensor)),
+        ("cu_seqlens_q", ctypes.POINTER(heed_tensor)),
+        ("cu_seqlens_kv", ctypes.POINTER(heed_tensor)),
     ]
 
 

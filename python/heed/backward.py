@@ -37,14 +37,18 @@ class Backward:
     def __del__(self):
         self.close()
 
-    def run(self, q, k, v, out, lse, dout, buffers=None, num_threads=0, stream=None):
+    def run(self, q, k, v, out, lse, dout, buffers=None, num_threads=0, stream=None,
+            kv_lens=None, q_lens=None, cu_seqlens_q=None, cu_seqlens_kv=None):
         """The gradients of ``sum(dout * out)``: returns (dq, dk, dv, grads), grads a dict
         buffer name -> f32 gradient shaped like the buffer. out and lse (f32
         [B, Hq, Sq]) are the forward's (a kernel compiled with ``lse=True``); buffers a
         dict name -> tensor or a sequence in declaration order. Tensors are numpy
         arrays or torch tensors on the CPU, or torch CUDA/ROCm tensors (the GPU backward's
         kernels, on `stream` or torch's current stream; docs/backward.md "GPU
-        kernels"; not run on a GPU yet)."""
+        kernels"; not run on a GPU yet). A ragged batch (a backward compiled with
+        ``kv_lens``, ``q_lens``, ``cu_seqlens_q`` / ``cu_seqlens_kv``; CPU tensors only):
+        the forward's lengths; packed, dq comes back packed like q and dk, dv like k and
+        v (docs/backward.md, "Ragged batches")."""
         if not self._handle:
             raise invalid("the backward kernel was closed")
         if buffers is None:
@@ -61,6 +65,9 @@ class Backward:
                      "dv": alloc(q, tuple(v.shape), self._dtype)}
         gts = {name: Tensor(x, name, writable=True) for name, x in grads_out.items()}
         bts = [Tensor(b, "buffer %d" % i) for i, b in enumerate(buffers)]
+        lts = {name: Tensor(x, name) for name, x in
+               (("kv_lens", kv_lens), ("q_lens", q_lens), ("cu_seqlens_q", cu_seqlens_q),
+                ("cu_seqlens_kv", cu_seqlens_kv)) if x is not None}
         index = {n: i for i, n in enumerate(self._buffer_names)}
         bgrads = [alloc(q, tuple(buffers[index[n]].shape), F32) for n in self.gradient_buffers]
         bgts = [Tensor(g, "gradient of '%s'" % n, writable=True)
@@ -70,6 +77,8 @@ class Backward:
         for name, t in ts.items():
             setattr(args, name, ctypes.pointer(t.struct))
         for name, t in gts.items():
+            setattr(args, name, ctypes.pointer(t.struct))
+        for name, t in lts.items():
             setattr(args, name, ctypes.pointer(t.struct))
         arrays = []
         for field, count, tensors in (("buffers", "num_buffers", bts),
@@ -89,7 +98,7 @@ class Backward:
         stats = heed_run_stats()
         args.stats = ctypes.pointer(stats)
         status = lib.heed_attention_backward(self._handle, ctypes.byref(args))
-        keep = (ts, gts, bts, bgts, arrays)
+        keep = (ts, gts, bts, bgts, lts, arrays)
         del keep
         check(status)
         self.last_stats = {"visited_blocks": int(stats.visited_blocks),
@@ -105,12 +114,14 @@ Backward._release = lib.heed_backward_release
 
 def compile_backward(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
                      layout="bhsd", scale=None, params=None, analyze_mask=True,
-                     use_cache=True):
+                     use_cache=True, kv_lens=False, q_lens=False, cu_seqlens_q=False,
+                     cu_seqlens_kv=False):
     """Compiles the backward of a variant for this machine's CPU (the options of
     :func:`heed.compile`; the forward to pair it with is compiled with ``lse=True``).
     use_cache: find it in (and add it to) the kernel cache, memory then disk, as the
-    forward. Raises CompileError naming the buffer where the score is not
-    differentiable."""
+    forward. kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv: a ragged batch's backward,
+    as the forward compiled with them (its calls then pass the lengths). Raises
+    CompileError naming the buffer where the score is not differentiable."""
     need_compiler("heed_backward_compile")
     from ._kernels import compile as compile_forward
     names = compile_forward(spec, variant=variant, dtype=dtype, head_dim=head_dim,
@@ -118,7 +129,8 @@ def compile_backward(spec, *, variant=None, dtype="float32", head_dim=64, head_d
                             params=params, analyze_mask=analyze_mask,
                             use_cache=use_cache).buffer_names
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, False, scale, variant, params,
-                          None, analyze_mask, use_cache)
+                          None, analyze_mask, use_cache, kv_lens=kv_lens, q_lens=q_lens,
+                          cu_seqlens_q=cu_seqlens_q, cu_seqlens_kv=cu_seqlens_kv)
     if _is_path(spec):
         with open(os.fspath(spec)) as f:
             text = encode(f.read(), "the spec")

@@ -111,6 +111,40 @@ class BackwardTest(HeedTestCase):
             self.assertLess(normwise(got, ref), 1e-5, name)
         self.assertGreater(backward.last_stats["visited_blocks"], 0)
 
+    def test_packed_sequences_match_float64_entry_by_entry(self):
+        # FlashAttention's varlen layout (docs/backward.md, "Ragged batches"):
+        # three sequences end to end; each entry's gradients are those of that
+        # sequence alone, the slopes' summed over the entries.
+        rng = make_rng(self)
+        hq, hkv, d, lens = 4, 2, 32, [37, 5, 60]
+        total = sum(lens)
+        cu = np.array([0] + list(np.cumsum(lens)), np.int32)
+        q, k, v = (randn(rng, (1, h, total, d)) for h in (hq, hkv, hkv))
+        dout = randn(rng, (1, hq, total, d))
+        slopes = (0.05 + 0.1 * rng.random(hq)).astype(np.float32)
+        forward = heed.compile(ALIBI, head_dim=d, lse=True, cu_seqlens_q=True,
+                               cu_seqlens_kv=True)
+        out, lse = forward(q, k, v, buffers={"slopes": slopes}, cu_seqlens_q=cu,
+                           cu_seqlens_kv=cu)
+        backward = heed.compile_backward(ALIBI, head_dim=d, cu_seqlens_q=True,
+                                         cu_seqlens_kv=True)
+        dq, dk, dv, grads = backward(q, k, v, out, lse, dout, buffers={"slopes": slopes},
+                                     cu_seqlens_q=cu, cu_seqlens_kv=cu)
+        self.assertEqual(dq.shape, q.shape)
+        want = [np.zeros(t.shape) for t in (q, k, v)] + [np.zeros(hq)]
+        for b in range(len(lens)):
+            rows = slice(int(cu[b]), int(cu[b + 1]))
+            got = reference_backward(q[:, :, rows], k[:, :, rows], v[:, :, rows], slopes,
+                                     dout[:, :, rows], 1 / np.sqrt(d))
+            for i in range(3):
+                want[i][:, :, rows] = got[i]
+            want[3] += got[3]
+        for name, got, ref in zip(("dq", "dk", "dv", "dslopes"), (dq, dk, dv, grads["slopes"]),
+                                  want):
+            self.assertLess(normwise(got, ref), 1e-5, name)
+        with self.assertRaises(heed.InvalidArgumentError):  # the offsets are required
+            backward(q, k, v, out, lse, dout, buffers={"slopes": slopes}, cu_seqlens_q=cu)
+
     def test_float16_with_an_f32_output(self):
         # A training forward (out_f32): out comes back float32, and the
         # backward's delta from it leaves every gradient within 1e-2, the
