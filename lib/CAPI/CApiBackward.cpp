@@ -13,6 +13,7 @@
 #include "heed/Runtime/GPUImage.h"
 #include "heed/Runtime/HIP.h"
 
+#include <cstring>
 #include <exception>
 #include <tuple>
 #include <map>
@@ -308,17 +309,23 @@ heed_status heed_attention_backward(const heed_backward *backward,
     err = toRef(&args->buffer_grads[i], "buffer gradient " + std::to_string(i),
                 a.bufferGrads.back(), device);
   }
-  // A ragged batch's lengths: host tensors, where the struct has them.
+  // A ragged batch's lengths: host tensors, each read only where the
+  // caller's struct has its field (an older caller's struct ends before).
+  auto given = [&](size_t offset) -> const heed_tensor * {
+    if (args->struct_size < offset + sizeof(const heed_tensor *))
+      return nullptr;
+    const heed_tensor *t;
+    std::memcpy(&t, reinterpret_cast<const char *>(args) + offset, sizeof t);
+    return t;
+  };
   const std::tuple<const heed_tensor *, const char *, TensorRef *> lengths[] = {
-      {args->kv_lens, "kv_lens", &a.kvLens},
-      {args->q_lens, "q_lens", &a.qLens},
-      {args->cu_seqlens_q, "cu_seqlens_q", &a.cuSeqlensQ},
-      {args->cu_seqlens_kv, "cu_seqlens_kv", &a.cuSeqlensKV}};
-  bool hasLengths = args->struct_size >= offsetof(heed_backward_args, cu_seqlens_kv) +
-                                             sizeof(const heed_tensor *);
+      {given(offsetof(heed_backward_args, kv_lens)), "kv_lens", &a.kvLens},
+      {given(offsetof(heed_backward_args, q_lens)), "q_lens", &a.qLens},
+      {given(offsetof(heed_backward_args, cu_seqlens_q)), "cu_seqlens_q", &a.cuSeqlensQ},
+      {given(offsetof(heed_backward_args, cu_seqlens_kv)), "cu_seqlens_kv", &a.cuSeqlensKV}};
   bool ragged = false;
   for (const auto &[t, name, ref] : lengths) {
-    if (!hasLengths || !t || !err.empty())
+    if (!t || !err.empty())
       continue;
     std::pair<int32_t, int32_t> host{0, 0};
     err = toRef(t, name, *ref, host);

@@ -514,8 +514,17 @@ llvm::Error BackwardKernel::Impl::checkArgs(const BackwardArgs &args, AttentionD
   if (c.ragged()) {
     if (llvm::Error err = checkRaggedTensors(args, dims))
       return err;
-  } else if (llvm::Error err = checkTensors(args, dims)) {
-    return err;
+  } else {
+    // Lengths given to a kernel of one length would be ignored: refused.
+    for (auto [t, name] : {std::pair{&args.kvLens, "kv_lens"}, std::pair{&args.qLens, "q_lens"},
+                           std::pair{&args.cuSeqlensQ, "cu_seqlens_q"},
+                           std::pair{&args.cuSeqlensKV, "cu_seqlens_kv"}})
+      if (t->data || !t->shape.empty())
+        return fail(std::string(name) + " was given, but the backward was compiled for batches "
+                                        "of one length (compile it with the lengths the "
+                                        "forward takes)");
+    if (llvm::Error err = checkTensors(args, dims))
+      return err;
   }
   if (args.bufferGrads.size() != gradients.size())
     return fail(fmt::format("the backward writes {} buffer gradients, got {} tensors",

@@ -51,7 +51,11 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cstdlib>
+#include <optional>
+#include <thread>
+#include <vector>
 
 using namespace mlir;
 
@@ -634,6 +638,17 @@ llvm::Expected<GPUKernelBinary> compileCUDAOnce(const spec::Variant &variant,
 
 } // namespace
 
+/// How many register fits fitWarpSpecialized compiles at once: the cores
+/// (at most 8), or HEED_FIT_THREADS (1: one after the other).
+static size_t fitThreads() {
+  if (const char *e = std::getenv("HEED_FIT_THREADS"); e && *e) {
+    long n = std::strtol(e, nullptr, 10);
+    if (n >= 1)
+      return size_t(std::min(n, 64L));
+  }
+  return std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+}
+
 /// The warp-specialized wgmma kernel where `first` (the defaults) spills:
 /// other splits of the registers between producer and consumers, then half
 /// the keys per tile; the first that does not spill, else the one that
@@ -719,8 +734,7 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     defaults.blockPerItem = true;
     fits.insert(fits.begin(), defaults);
   }
-  auto tryFit = [&](const KernelFit &fit) {
-    auto binary = compileCUDAOnce(variant, config, device, kind, GPUComputation::Forward, fit);
+  auto tryFit = [&](const KernelFit &fit, llvm::Expected<GPUKernelBinary> binary) {
     if (!binary) { // (this fit does not lower: keep the best so far)
       llvm::consumeError(binary.takeError());
       return false;
@@ -741,9 +755,37 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     }
     return fits;
   };
-  for (const KernelFit &fit : fits)
-    if (tryFit(fit))
+  // The fits in list order, a window of them compiled at once where the
+  // machine has the cores (each compile is its own context and ptxas run):
+  // the result is the serial search's (the first that fits, else the least
+  // spilling, the earliest of equals); only the wall time differs (a 20-fit
+  // search of ~1.5 s each takes two windows of 8 cores).
+  size_t window = fitThreads();
+  for (size_t at = 0; at < fits.size(); at += window) {
+    size_t n = std::min(window, fits.size() - at);
+    std::vector<std::optional<llvm::Expected<GPUKernelBinary>>> got(n);
+    auto compileFit = [&](size_t i) {
+      got[i].emplace(
+          compileCUDAOnce(variant, config, device, kind, GPUComputation::Forward, fits[at + i]));
+    };
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < n; ++i)
+      threads.emplace_back(compileFit, i);
+    compileFit(0);
+    for (std::thread &t : threads)
+      t.join();
+    bool found = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (found) { // (compiled ahead of the one taken)
+        if (!*got[i])
+          llvm::consumeError(got[i]->takeError());
+        continue;
+      }
+      found = tryFit(fits[at + i], std::move(*got[i]));
+    }
+    if (found)
       return best;
+  }
   return best;
 }
 

@@ -66,8 +66,6 @@ protected:
     return tileType(b.getContext(), rows, cols, elt, role);
   }
   mlir::Value fill(attn::TileType type, double value) { return fillTile(b, loc, type, value); }
-  /// Whether `variant`'s regions read run-time sizes (attn.shape): then the
-  /// loop binds them (attn.tile.bind_shapes) where the regions are inlined.
   /// Batch entry `batch`'s length from `lens` (kv_lens or q_lens, i32
   /// [B]), clamped to [0, capacity].
   mlir::Value entryLength(mlir::Value lens, mlir::Value batch, mlir::Value capacity);
@@ -78,6 +76,8 @@ protected:
   /// `tensor` (batch stride 0: packed sequences) seen from row `start` of
   /// its dim `seqDim` on.
   mlir::Value rowsFrom(mlir::Value tensor, mlir::Value start, unsigned seqDim);
+  /// Whether `variant`'s regions read run-time sizes (attn.shape): then the
+  /// loop binds them (attn.tile.bind_shapes) where the regions are inlined.
   static bool readsShapes(attn::VariantOp variant) {
     return variant->walk([](attn::ShapeOp) { return mlir::WalkResult::interrupt(); })
         .wasInterrupted();
