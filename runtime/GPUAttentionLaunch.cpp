@@ -612,33 +612,48 @@ namespace {
 
 /// The backward kernels' parameters: each memref expanded as the forward's
 /// (GPUKernelArgs), in buildBackwardModule's order: q, k, v, dout, [out],
-/// lse, delta, buffers, summaries, dq, dk, dv, gradients, status, stats,
-/// the work range.
+/// lse, delta, buffers, summaries, dq, dk, dv, gradients, a ragged batch's
+/// lengths (`lengths`, device tensors: kv_lens, q_lens, cu_seqlens_q,
+/// cu_seqlens_kv, those the kernel takes), status, stats, the work range.
+/// Packed sequences' row tensors go as the forward's (kernelView: [B,
+/// longest, ...] of batch stride 0), dout and dq as q, dk and dv as k.
 class GPUBackwardArgs {
 public:
-  GPUBackwardArgs(const GPUBackwardTensors &t, const std::vector<DeviceSummary> &summaries,
-                  bool withOut, void *status, void *stats, void *gradWorkspace,
-                  int64_t gradWords) {
+  GPUBackwardArgs(const KernelInfo &info, const AttentionDims &dims, const GPUBackwardTensors &t,
+                  const std::vector<TensorRef> &lengths,
+                  const std::vector<DeviceSummary> &summaries, bool withOut, void *status,
+                  void *stats, void *gradWorkspace, int64_t gradWords) {
     auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                       const std::vector<int64_t> &strides) {
       appendMemref(words, data, shape, strides);
     };
     auto tensor = [&](const TensorRef &x) { memref(x.data, x.shape, x.effectiveStrides()); };
     const AttentionArgs &f = t.forward;
-    for (const TensorRef *x : {&f.q, &f.k, &f.v, &t.dout})
-      tensor(*x);
+    // `x` as the kernel views `like` (packed: from each entry's first row).
+    auto viewed = [&](const TensorRef &x, CallTensor like) {
+      AttentionArgs as = f;
+      (like == CallTensor::Q ? as.q : like == CallTensor::K ? as.k : as.lse) = x;
+      tensor(kernelView(as, info, dims, like));
+    };
+    viewed(f.q, CallTensor::Q);
+    viewed(f.k, CallTensor::K);
+    viewed(f.v, CallTensor::K);
+    viewed(t.dout, CallTensor::Q);
     if (withOut)
-      tensor(f.out);
-    tensor(f.lse);
-    tensor(t.delta);
+      viewed(f.out, CallTensor::Q);
+    viewed(f.lse, CallTensor::Lse);
+    viewed(t.delta, CallTensor::Lse);
     for (const TensorRef &b : f.buffers)
       tensor(b);
     for (const DeviceSummary &d : summaries)
       memref(d.data, {d.levels, d.blocks, 2}, {d.blocks * 2, 2, 1});
-    for (const TensorRef *x : {&t.dq, &t.dk, &t.dv})
-      tensor(*x);
+    viewed(t.dq, CallTensor::Q);
+    viewed(t.dk, CallTensor::K);
+    viewed(t.dv, CallTensor::K);
     for (const TensorRef &g : t.bufferGrads)
       tensor(g);
+    for (const TensorRef &l : lengths)
+      tensor(l);
     memref(status, {1}, {1});
     memref(stats, {3}, {1});
     words.insert(words.end(), {0, 0});
@@ -764,6 +779,30 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
       !(error = uploadHostTables(info, args.forward, dims, dqDriver, state, summaries, unused))
            .empty())
     return error;
+  // A ragged batch: its lengths on the device (the forward's tables but
+  // the entry order, which the backward does not take), and the gradients'
+  // rows past each entry zeroed first (the kernels write only the
+  // entries').
+  std::vector<TensorRef> lengths;
+  bool ragged = info.kvLens || info.qLens || info.cuSeqlensQ || info.cuSeqlensKV;
+  if (ragged) {
+    if (info.pageSize > 0)
+      return "the backward takes keys and values as tensors, not as a paged KV cache";
+    if (!(error = uploadServingTables(info, args.forward, dims, dqDriver, state, lengths))
+             .empty())
+      return error;
+    if (info.entryOrder && !lengths.empty())
+      lengths.pop_back();
+    for (const TensorRef *g : {&args.dq, &args.dk, &args.dv}) {
+      size_t bytes = size_t(g->numElements()) * dtypeSize(g->dtype);
+      if (!g->isContiguous() || bytes % 4)
+        return "a ragged batch's gradients are zeroed past each entry: dq, dk and dv must "
+               "be contiguous (of an even number of f16/bf16 elements), got " +
+               g->describe();
+      if (bytes && !(error = dqDriver.zeroAsync(g->data, bytes / 4)).empty())
+        return error;
+    }
+  }
   void *stats = static_cast<char *>(state.words) + 8;
   auto grid = [](int64_t n, int64_t rows) { return unsigned((n + rows - 1) / rows); };
   // The buffers' gradients: fixed-point accumulators (8 words an element),
@@ -797,14 +836,14 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
   void *gradWorkspace = gradElements > 0 ? state.gradWorkspace : nullptr;
   // The dQ kernel computes delta (softmax rows) and writes it; the dK/dV
   // kernel after it on the stream reads it.
-  GPUBackwardArgs dqParams(args, summaries, /*withOut=*/true, state.words, stats, gradWorkspace,
-                           gradWords);
+  GPUBackwardArgs dqParams(info, dims, args, lengths, summaries, /*withOut=*/true, state.words,
+                           stats, gradWorkspace, gradWords);
   if (!(error = dqDriver.launch(grid(dims.seqQ, dq.blockRows), unsigned(dims.headsQ),
                                 unsigned(dims.batch), dqParams.params()))
            .empty())
     return error;
-  GPUBackwardArgs dkdvParams(args, summaries, /*withOut=*/false, state.words, stats,
-                             gradWorkspace, gradWords);
+  GPUBackwardArgs dkdvParams(info, dims, args, lengths, summaries, /*withOut=*/false,
+                             state.words, stats, gradWorkspace, gradWords);
   if (!(error = dkdvDriver.launch(grid(dims.seqKV, dkdv.blockRows), unsigned(dims.headsKV),
                                   unsigned(dims.batch), dkdvParams.params()))
            .empty())

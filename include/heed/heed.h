@@ -312,8 +312,8 @@ typedef struct heed_backward_args {
    * the options kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv (not page_size): the
    * forward's lengths, host (CPU) tensors as heed_attention takes them. Packed
    * (cu_seqlens), dout and dq hold the entries' rows end to end as q does, dk and
-   * dv as k does. Rows past an entry's length get zero gradients. CPU tensors only
-   * for now. */
+   * dv as k does. Rows past an entry's length get zero gradients (on GPUs dq, dk
+   * and dv must then be contiguous). */
   const heed_tensor *kv_lens, *q_lens, *cu_seqlens_q, *cu_seqlens_kv;
 } heed_backward_args;
 

@@ -172,6 +172,8 @@ heed_status runOnGPU(heed_backward &b, const BackwardArgs &a, int32_t deviceType
   t.forward.q = a.q, t.forward.k = a.k, t.forward.v = a.v;
   t.forward.out = a.out, t.forward.lse = a.lse, t.forward.buffers = a.buffers;
   t.dout = a.dout, t.dq = a.dq, t.dk = a.dk, t.dv = a.dv, t.bufferGrads = a.bufferGrads;
+  t.forward.kvLens = a.kvLens, t.forward.qLens = a.qLens;
+  t.forward.cuSeqlensQ = a.cuSeqlensQ, t.forward.cuSeqlensKV = a.cuSeqlensKV;
   if (std::string why = checkGPUDevice(platform, t.forward, device); !why.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + why);
   // Before the modules' first load and the scratch delta's allocation,
@@ -323,7 +325,6 @@ heed_status heed_attention_backward(const heed_backward *backward,
       {given(offsetof(heed_backward_args, q_lens)), "q_lens", &a.qLens},
       {given(offsetof(heed_backward_args, cu_seqlens_q)), "cu_seqlens_q", &a.cuSeqlensQ},
       {given(offsetof(heed_backward_args, cu_seqlens_kv)), "cu_seqlens_kv", &a.cuSeqlensKV}};
-  bool ragged = false;
   for (const auto &[t, name, ref] : lengths) {
     if (!t || !err.empty())
       continue;
@@ -331,12 +332,9 @@ heed_status heed_attention_backward(const heed_backward *backward,
     err = toRef(t, name, *ref, host);
     if (err.empty() && host.first != HEED_DEVICE_CPU)
       err = std::string(name) + " is on " + capi::deviceName(host.first, host.second) +
-            "; pass the lengths as host (CPU) tensors";
-    ragged = true;
+            "; pass the lengths as host (CPU) tensors, for GPU calls too (heed checks "
+            "them and sizes the launch on the host)";
   }
-  if (err.empty() && ragged && device.first != HEED_DEVICE_CPU)
-    err = "the GPU backward takes batches of one length for now: kv_lens, q_lens and "
-          "cu_seqlens with CPU tensors only";
   if (!err.empty())
     return fail(HEED_ERROR_INVALID_ARGUMENT, "heed_attention_backward: " + err);
   if (device.first != HEED_DEVICE_CPU) {

@@ -323,10 +323,9 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
     return fail("the wgmma kernel takes contiguous sequences of one length so far (its tensor "
                 "maps span whole tensors): per-entry lengths and packed sequences run on the "
                 "tensor-core (mma.sync) and SIMT kernels (docs/decode.md)");
-  if (serving && computation != GPUComputation::Forward)
-    return fail("the GPU backward takes batches of one length for now: per-entry lengths and "
-                "packed sequences (kv_lens, q_lens, cu_seqlens) run the backward on the CPU "
-                "(docs/backward.md, \"Ragged batches\")");
+  if (config.paged() && computation != GPUComputation::Forward)
+    return fail("the backward takes keys and values as tensors, not as a paged KV cache (a "
+                "cache for inference; kv_lens and packed sequences (cu_seqlens) are taken)");
   auto matrixCores = useMatrixCores(variant, config, kind, vendor);
   if (!matrixCores)
     return matrixCores.takeError();

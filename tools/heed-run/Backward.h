@@ -67,10 +67,12 @@ bool withinTolerances(const std::vector<GradientError> &errors, double &worst);
 
 /// The same on device 0 of `platform` (CUDA or ROCm; `chip`, "" for the
 /// device's): the GPU forward and the backward's two matrix-core kernels; 77
-/// (SKIPPED) without the platform's driver or runtime.
+/// (SKIPPED) without the platform's driver or runtime. `call`: a ragged
+/// batch, as runBackward takes it.
 int runBackwardOnGPU(GPUPlatform platform, const spec::Variant &variant, KernelConfig config,
                      HostTensor &q, HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
-                     std::mt19937_64 &rng, const BackwardOptions &options, std::string chip);
+                     std::mt19937_64 &rng, const BackwardOptions &options, std::string chip,
+                     ServingCall *call = nullptr);
 
 /// Runs and checks; returns the exit code (0 passed, 2 failed, 1 error).
 /// With `call` (--kv-lens, --q-lens, --packed; no page size): a ragged

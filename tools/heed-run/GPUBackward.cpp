@@ -11,6 +11,7 @@
 #include "heed/Runtime/CUDA.h"
 #include "heed/Runtime/GPUImage.h"
 #include "heed/Runtime/HIP.h"
+#include "heed/Runtime/Reference.h"
 #include "heed/Runtime/ReferenceBackward.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -162,7 +163,7 @@ bool report(const spec::Variant &variant, const BackwardOptions &options,
 template <typename Platform>
 int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor &q, HostTensor &k,
                   HostTensor &v, std::vector<HostTensor> &buffers, std::mt19937_64 &rng,
-                  const BackwardOptions &options, std::string chip) {
+                  const BackwardOptions &options, std::string chip, ServingCall *call) {
   std::string why;
   if (!Platform::available(why)) {
     llvm::outs() << "heed-run: SKIPPED: " << why << "\n";
@@ -191,20 +192,46 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
       !err.empty())
     return error(err);
 
+  // A ragged batch (--kv-lens, --q-lens, --packed): its lengths (host
+  // tensors, as the launch takes them); packed, every row tensor end to end.
+  Layout layout = config.layout;
+  HostTensor packedDout, packedDq, packedDk, packedDv, packedDelta;
+  HostTensor *rowsQ = &q, *rowsK = &k, *rowsV = &v, *rowsOut = &t.out, *rowsLse = &t.lse;
+  HostTensor *rowsDout = &t.dout, *rowsDelta = &t.delta, *rowsDq = &t.dq, *rowsDk = &t.dk,
+             *rowsDv = &t.dv;
+  AttentionArgs lengths;
+  if (call) {
+    if (call->packQ) {
+      call->pack(q, k, v, t.out, t.lse, layout);
+      packedDout = packSequences(t.dout, call->queries, layout, 0);
+      packedDq = packSequences(t.dq, call->queries, layout, 0);
+      packedDelta = packSequences(t.delta, call->queries, layout, 0);
+      rowsQ = &call->packedQ, rowsOut = &call->packedOut, rowsLse = &call->packedLse;
+      rowsDout = &packedDout, rowsDq = &packedDq, rowsDelta = &packedDelta;
+    }
+    if (call->packKV) {
+      packedDk = packSequences(t.dk, call->lens, layout, 0);
+      packedDv = packSequences(t.dv, call->lens, layout, 0);
+      rowsK = &call->packedK, rowsV = &call->packedV, rowsDk = &packedDk, rowsDv = &packedDv;
+    }
+    call->bind(lengths);
+  }
   DeviceTensors<typename Platform::Buffer> device;
   GPUBackwardTensors args;
-  args.forward.q = device.copy(q, true);
-  args.forward.k = device.copy(k, true);
-  args.forward.v = device.copy(v, true);
-  args.forward.out = device.copy(t.out, true);
-  args.forward.lse = device.copy(t.lse, true);
+  args.forward.q = device.copy(*rowsQ, true);
+  args.forward.k = device.copy(*rowsK, true);
+  args.forward.v = device.copy(*rowsV, true);
+  args.forward.out = device.copy(*rowsOut, true);
+  args.forward.lse = device.copy(*rowsLse, true);
+  args.forward.kvLens = lengths.kvLens, args.forward.qLens = lengths.qLens;
+  args.forward.cuSeqlensQ = lengths.cuSeqlensQ, args.forward.cuSeqlensKV = lengths.cuSeqlensKV;
   for (HostTensor &b : buffers)
     args.forward.buffers.push_back(device.copy(b, true));
-  args.dout = device.copy(t.dout, true);
-  args.delta = device.copy(t.delta, true);
-  args.dq = device.copy(t.dq, true);
-  args.dk = device.copy(t.dk, true);
-  args.dv = device.copy(t.dv, true);
+  args.dout = device.copy(*rowsDout, true);
+  args.delta = device.copy(*rowsDelta, true);
+  args.dq = device.copy(*rowsDq, true);
+  args.dk = device.copy(*rowsDk, true);
+  args.dv = device.copy(*rowsDv, true);
   for (HostTensor &g : t.grads)
     args.bufferGrads.push_back(device.copy(g, true));
   if (!device.error.empty())
@@ -244,10 +271,29 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
                           : digest == firstDigest ? Repeatable::Yes
                                                   : Repeatable::No;
 
+  // Packed gradients into the padded tensors the check reads (zero past
+  // each entry, as the launch leaves a padded call's rows).
+  auto zero = [](HostTensor &h) {
+    for (int64_t i = 0; i < h.size(); ++i)
+      h.set(i, 0);
+  };
+  if (call && call->packQ) {
+    zero(t.dq);
+    unpackSequences(packedDq, call->queries, layout, t.dq);
+  }
+  if (call && call->packKV) {
+    zero(t.dk);
+    zero(t.dv);
+    unpackSequences(packedDk, call->lens, layout, t.dk);
+    unpackSequences(packedDv, call->lens, layout, t.dv);
+  }
   bool outOfRange = false;
+  std::vector<int64_t> none;
   std::vector<GradientError> rows =
-      gradientErrors(variant, config, q, k, v, buffers, t, *gradients, options, outOfRange);
-  double flops = 2.5 * 2.0 * double(B) * Hq * Sq * Skv * (config.headDim + config.valueDim());
+      gradientErrors(variant, config, q, k, v, buffers, t, *gradients, options, outOfRange,
+                     call ? call->lens : none, call ? call->queries : none);
+  double pairs = call ? call->pairs(1, Sq, Skv) : double(B) * Sq * Skv;
+  double flops = 2.5 * 2.0 * pairs * Hq * (config.headDim + config.valueDim());
   return report(variant, options, target->chip, compileS, backwardTime, flops, rows, outOfRange,
                 digest, repeatable)
              ? 0
@@ -258,10 +304,13 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
 
 int runBackwardOnGPU(GPUPlatform platform, const spec::Variant &variant, KernelConfig config,
                      HostTensor &q, HostTensor &k, HostTensor &v, std::vector<HostTensor> &buffers,
-                     std::mt19937_64 &rng, const BackwardOptions &options, std::string chip) {
+                     std::mt19937_64 &rng, const BackwardOptions &options, std::string chip,
+                     ServingCall *call) {
   return platform == GPUPlatform::CUDA
-             ? runBackwardOn<CUDABackend>(variant, config, q, k, v, buffers, rng, options, chip)
-             : runBackwardOn<HIPBackend>(variant, config, q, k, v, buffers, rng, options, chip);
+             ? runBackwardOn<CUDABackend>(variant, config, q, k, v, buffers, rng, options, chip,
+                                          call)
+             : runBackwardOn<HIPBackend>(variant, config, q, k, v, buffers, rng, options, chip,
+                                         call);
 }
 
 } // namespace heed::run

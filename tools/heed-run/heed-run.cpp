@@ -908,13 +908,11 @@ int main(int argc, char **argv) {
     return error("--out-offset must be between 0 and 2^20 elements");
   if (outOffset && ((platform != "cuda" && platform != "rocm") || backward))
     return error("--out-offset applies to forward runs on GPU targets (cuda, rocm)");
-  if ((platform == "cuda" || platform == "rocm") && backward && (serving || ragged))
-    return error("the GPU backward takes batches of one length for now: --kv-lens, --q-lens and "
-                 "--packed with --backward run on the CPU (docs/backward.md)");
   if ((platform == "cuda" || platform == "rocm") && backward)
     return heed::run::runBackwardOnGPU(
         platform == "cuda" ? heed::GPUPlatform::CUDA : heed::GPUPlatform::HIP, variant, config, q,
-        k, v, buffers, rng, o, llvm::StringRef(target).split(':').second.str());
+        k, v, buffers, rng, o, llvm::StringRef(target).split(':').second.str(),
+        serving || ragged ? &call : nullptr);
   if (platform == "cuda")
     return runOnGPU<heed::run::CUDABackend>(variant, config, q, k, v, out, lse, buffers, usedSeed,
                                  serving || ragged ? &call : nullptr);

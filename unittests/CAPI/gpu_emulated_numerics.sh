@@ -114,6 +114,12 @@ same_bits "$ex/relative_bias.attn" --backward --seq=90 --heads=2 --dtype=bf16
 same_bits "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16
 same_bits "$ex/sink_logits.attn" --backward --seq=97 --heads=2 --dtype=bf16
 check "$ex/document.attn" --backward --seq=130 --heads=2 --dtype=bf16 --buffer doc_ids=docs:10:90
+# Ragged batches (docs/backward.md, "Ragged batches"): per-entry lengths on
+# padded tensors and packed sequences, the lengths uploaded as the
+# forward's, the gradients' rows past each entry zeroed; an entry without
+# keys, one without queries, buffer gradients summed over the entries.
+check "$ex/alibi.attn" --backward --batch=3 --seq=40 --heads=2 --dtype=bf16 --kv-lens=40,17,0 --q-lens=40,21,3 --layout=bshd
+check "$ex/decode.attn" --backward --batch=3 --seq=9 --heads=2 --dtype=f16 --packed --q-lens=9,0,4 --kv-lens=70,3,33 --param window=20
 # Hopper (sm_90a): the warp-specialized wgmma kernel (TMA into swizzled
 # shared memory, mbarriers, SS and RS wgmma, named barriers) and the
 # pipelined one without warp specialization.

@@ -58,13 +58,23 @@ struct LoadRowsLowering : TargetPattern<TileLoadRowsOp> {
       rewriter.replaceOpWithMultiple(op, {cols});
       return success();
     }
+    // Only real rows are read: a tile may have none (a ragged batch's entry
+    // without queries), and then no row of the view is in bounds to clamp to.
     SmallVector<Value> values;
     for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
       Value r = target.slotRow(rewriter, loc, s);
-      Value x = memref::LoadOp::create(rewriter, loc, tensor,
-                                       ValueRange{batch, head, rows.clampedToken(rewriter, loc, r)});
-      values.push_back(arith::SelectOp::create(rewriter, loc, rows.contains(rewriter, loc, r), x,
-                                               f32(rewriter, loc, 0)));
+      Value real = rows.contains(rewriter, loc, r);
+      auto ifOp = scf::IfOp::create(rewriter, loc, TypeRange{rewriter.getF32Type()}, real, true);
+      {
+        OpBuilder::InsertionGuard guard(rewriter);
+        rewriter.setInsertionPointToStart(&ifOp.getThenRegion().front());
+        Value x = memref::LoadOp::create(rewriter, loc, tensor,
+                                         ValueRange{batch, head, rows.token(rewriter, loc, r)});
+        scf::YieldOp::create(rewriter, loc, x);
+        rewriter.setInsertionPointToStart(&ifOp.getElseRegion().front());
+        scf::YieldOp::create(rewriter, loc, f32(rewriter, loc, 0));
+      }
+      values.push_back(ifOp.getResult(0));
     }
     rewriter.replaceOpWithMultiple(op, {values});
     return success();
