@@ -168,6 +168,32 @@ std::string BackwardTensors::create(const spec::Variant &variant, const KernelCo
   return "";
 }
 
+void PackedBackward::pack(const ServingCall &call, const BackwardTensors &t, Layout layout) {
+  if (call.packQ) {
+    dout = packSequences(t.dout, call.queries, layout, 0);
+    delta = packSequences(t.delta, call.queries, layout, 0);
+    dq = packSequences(t.dq, call.queries, layout, 0);
+  }
+  if (call.packKV) {
+    dk = packSequences(t.dk, call.lens, layout, 0);
+    dv = packSequences(t.dv, call.lens, layout, 0);
+  }
+}
+
+void PackedBackward::unpack(const ServingCall &call, BackwardTensors &t, Layout layout) const {
+  auto into = [&](const HostTensor &packed, const std::vector<int64_t> &lens, HostTensor &padded) {
+    for (int64_t i = 0; i < padded.size(); ++i)
+      padded.set(i, 0);
+    unpackSequences(packed, lens, layout, padded);
+  };
+  if (call.packQ)
+    into(dq, call.queries, t.dq);
+  if (call.packKV) {
+    into(dk, call.lens, t.dk);
+    into(dv, call.lens, t.dv);
+  }
+}
+
 std::vector<GradientError> gradientErrors(const spec::Variant &variant, const KernelConfig &config,
                                           const HostTensor &q, const HostTensor &k,
                                           const HostTensor &v,
@@ -246,23 +272,18 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
       BackwardArgs::of(fwd, t.dout.ref(), t.dq.ref(), t.dk.ref(), t.dv.ref(), gradRefs);
   // A ragged batch: its lengths; packed, every row tensor end to end (dout
   // and the gradients too, poisoned as the padded ones).
-  HostTensor packedDout, packedDq, packedDk, packedDv;
+  PackedBackward packed;
   Layout layout = config.layout;
   if (call) {
     if (call->packQ)
       call->pack(q, k, v, t.out, t.lse, layout);
     call->bind(fwd);
     bwd = BackwardArgs::of(fwd, t.dout.ref(), t.dq.ref(), t.dk.ref(), t.dv.ref(), gradRefs);
-    if (call->packQ) {
-      packedDout = packSequences(t.dout, call->queries, layout, 0);
-      packedDq = packSequences(t.dq, call->queries, layout, 0);
-      bwd.dout = packedDout.ref(), bwd.dq = packedDq.ref();
-    }
-    if (call->packKV) {
-      packedDk = packSequences(t.dk, call->lens, layout, 0);
-      packedDv = packSequences(t.dv, call->lens, layout, 0);
-      bwd.dk = packedDk.ref(), bwd.dv = packedDv.ref();
-    }
+    packed.pack(*call, t, layout);
+    if (call->packQ)
+      bwd.dout = packed.dout.ref(), bwd.dq = packed.dq.ref();
+    if (call->packKV)
+      bwd.dk = packed.dk.ref(), bwd.dv = packed.dv.ref();
   }
 
   RunStats fstats, bstats;
@@ -273,24 +294,8 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   if (!backwardTime)
     return error(llvm::toString(backwardTime.takeError()));
 
-  // Packed gradients into the padded tensors the check reads (zero past
-  // each entry, as the kernel leaves a padded call's rows).
-  auto zero = [](HostTensor &h) {
-    for (int64_t i = 0; i < h.size(); ++i)
-      h.set(i, 0);
-  };
-  if (call && call->packQ) {
-    zero(t.out);
-    zero(t.dq);
-    call->unpack(t.out, t.lse, layout);
-    unpackSequences(packedDq, call->queries, layout, t.dq);
-  }
-  if (call && call->packKV) {
-    zero(t.dk);
-    zero(t.dv);
-    unpackSequences(packedDk, call->lens, layout, t.dk);
-    unpackSequences(packedDv, call->lens, layout, t.dv);
-  }
+  if (call)
+    packed.unpack(*call, t, layout);
   std::vector<GradientError> errors;
   bool outOfRange = false;
   std::vector<int64_t> noLengths;

@@ -40,6 +40,16 @@ struct BackwardTensors {
                      const std::vector<unsigned> &gradients, std::mt19937_64 &rng);
 };
 
+/// A ragged batch's packed row tensors of a backward run (--packed): dout,
+/// delta, dq (queries) and dk, dv (keys) end to end as the call packs q and
+/// k, made from `t`'s padded ones; unpack() puts the gradients back into
+/// `t`'s padded tensors, zero past each entry (what the check reads).
+struct PackedBackward {
+  HostTensor dout, delta, dq, dk, dv;
+  void pack(const ServingCall &call, const BackwardTensors &t, Layout layout);
+  void unpack(const ServingCall &call, BackwardTensors &t, Layout layout) const;
+};
+
 /// One gradient's normwise error and its tolerance.
 struct GradientError {
   std::string name;

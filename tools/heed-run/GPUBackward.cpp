@@ -195,24 +195,21 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
   // A ragged batch (--kv-lens, --q-lens, --packed): its lengths (host
   // tensors, as the launch takes them); packed, every row tensor end to end.
   Layout layout = config.layout;
-  HostTensor packedDout, packedDq, packedDk, packedDv, packedDelta;
+  PackedBackward packed;
   HostTensor *rowsQ = &q, *rowsK = &k, *rowsV = &v, *rowsOut = &t.out, *rowsLse = &t.lse;
   HostTensor *rowsDout = &t.dout, *rowsDelta = &t.delta, *rowsDq = &t.dq, *rowsDk = &t.dk,
              *rowsDv = &t.dv;
   AttentionArgs lengths;
   if (call) {
+    packed.pack(*call, t, layout);
     if (call->packQ) {
       call->pack(q, k, v, t.out, t.lse, layout);
-      packedDout = packSequences(t.dout, call->queries, layout, 0);
-      packedDq = packSequences(t.dq, call->queries, layout, 0);
-      packedDelta = packSequences(t.delta, call->queries, layout, 0);
       rowsQ = &call->packedQ, rowsOut = &call->packedOut, rowsLse = &call->packedLse;
-      rowsDout = &packedDout, rowsDq = &packedDq, rowsDelta = &packedDelta;
+      rowsDout = &packed.dout, rowsDq = &packed.dq, rowsDelta = &packed.delta;
     }
     if (call->packKV) {
-      packedDk = packSequences(t.dk, call->lens, layout, 0);
-      packedDv = packSequences(t.dv, call->lens, layout, 0);
-      rowsK = &call->packedK, rowsV = &call->packedV, rowsDk = &packedDk, rowsDv = &packedDv;
+      rowsK = &call->packedK, rowsV = &call->packedV;
+      rowsDk = &packed.dk, rowsDv = &packed.dv;
     }
     call->bind(lengths);
   }
@@ -271,22 +268,8 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
                           : digest == firstDigest ? Repeatable::Yes
                                                   : Repeatable::No;
 
-  // Packed gradients into the padded tensors the check reads (zero past
-  // each entry, as the launch leaves a padded call's rows).
-  auto zero = [](HostTensor &h) {
-    for (int64_t i = 0; i < h.size(); ++i)
-      h.set(i, 0);
-  };
-  if (call && call->packQ) {
-    zero(t.dq);
-    unpackSequences(packedDq, call->queries, layout, t.dq);
-  }
-  if (call && call->packKV) {
-    zero(t.dk);
-    zero(t.dv);
-    unpackSequences(packedDk, call->lens, layout, t.dk);
-    unpackSequences(packedDv, call->lens, layout, t.dv);
-  }
+  if (call)
+    packed.unpack(*call, t, layout);
   bool outOfRange = false;
   std::vector<int64_t> none;
   std::vector<GradientError> rows =
