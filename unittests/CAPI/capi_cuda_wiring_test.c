@@ -681,6 +681,37 @@ int main(int argc, char **argv) {
     CHECK(heed_attention_backward(bw, &ba) == HEED_ERROR_INVALID_ARGUMENT);
     CHECK(strstr(heed_last_error(), "every tensor of the backward must be on one device") != NULL);
     heed_backward_release(bw);
+
+    /* A ragged batch (kv_lens, q_lens): its lengths are host tensors, uploaded
+     * on the stream with the gradients zeroed first; then the same three
+     * launches. Lengths on the device are refused. */
+    heed_compile_options ro = o;
+    ro.kv_lens = ro.q_lens = 1;
+    heed_backward *rbw = NULL;
+    CHECK(heed_backward_compile("variant alibi { buffer slopes: f32[H]\n"
+                                " score = score - slopes[h] * f32(q - kv)\n mask = causal() }",
+                                "alibi.attn", &ro, &rbw) == HEED_OK);
+    static int32_t kvLens[B], qLens[B];
+    for (int b = 0; b < B; ++b)
+      kvLens[b] = S - b, qLens[b] = b % 2 ? S : 1;
+    int64_t lensShape[1] = {B};
+    heed_tensor kvl = {kvLens, HEED_DEVICE_CPU, 0, HEED_I32, 1, lensShape, NULL};
+    heed_tensor ql = {qLens, HEED_DEVICE_CPU, 0, HEED_I32, 1, lensShape, NULL};
+    ba.dq = &g[0];
+    ba.kv_lens = &kvl, ba.q_lens = &ql;
+    launches = log->launches;
+    CHECK(rbw && heed_attention_backward(rbw, &ba) == HEED_OK);
+    if (log->launches != launches + 3)
+      fprintf(stderr, "ragged backward: %d launches (expected 3); %s\n", log->launches - launches,
+              heed_last_error());
+    CHECK(log->launches == launches + 3 && log->stream == s && allOn(s, 0));
+    heed_tensor onDevice = kvl;
+    onDevice.device_type = HEED_DEVICE_CUDA;
+    ba.kv_lens = &onDevice;
+    CHECK(rbw && heed_attention_backward(rbw, &ba) == HEED_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(heed_last_error(), "pass the lengths as host (CPU) tensors") != NULL);
+    ba.kv_lens = ba.q_lens = NULL;
+    heed_backward_release(rbw);
   }
 
   /* Artifacts with CUDA entries (heed-compile --aot): argv[1] for
