@@ -795,9 +795,9 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
       lengths.pop_back();
     for (const TensorRef *g : {&args.dq, &args.dk, &args.dv}) {
       size_t bytes = size_t(g->numElements()) * dtypeSize(g->dtype);
-      if (!g->isContiguous() || bytes % 4)
-        return "a ragged batch's gradients are zeroed past each entry: dq, dk and dv must "
-               "be contiguous (of an even number of f16/bf16 elements), got " +
+      if (!g->isContiguous() || bytes % 4 || reinterpret_cast<uintptr_t>(g->data) % 4)
+        return "a ragged batch's gradients are zeroed past each entry (in 4-byte words): dq, "
+               "dk and dv must be contiguous and 4-byte aligned, got " +
                g->describe();
       if (bytes && !(error = dqDriver.zeroAsync(g->data, bytes / 4)).empty())
         return error;
