@@ -602,6 +602,14 @@ LogicalResult lowerMatrixCoreKernels(
       return failure();
     if (shape->backward && failed(prepareGradientAccumulators(kernel, target->gradients)))
       return failure();
+    // Only the dK/dV kernel (key-major: transposed score tiles) is launched
+    // to finalize the buffers' gradients; the dQ kernel needs no such branch.
+    bool keyMajor = kernel
+                        .walk([](TileProbsOp p) {
+                          return p.getTransposed() ? WalkResult::interrupt()
+                                                   : WalkResult::advance();
+                        })
+                        .wasInterrupted();
     MatrixCoreTypeConverter converter(*target);
     RewritePatternSet patterns(kernel.getContext());
     populateMatrixCorePatterns(converter, *target, patterns);
@@ -609,7 +617,7 @@ LogicalResult lowerMatrixCoreKernels(
       populateMatrixCoreBackwardPatterns(converter, *target, patterns);
     if (failed(convertGPUKernel(kernel, converter, std::move(patterns))))
       return failure();
-    if (shape->backward)
+    if (shape->backward && keyMajor)
       addGradientFinalize(kernel, target->gradients, target->launchThreads());
     kernel->setAttr(kLaunchAttrName,
                     LaunchAttr::get(kernel.getContext(), shape->blockRows(), target->launchThreads(),

@@ -7,23 +7,14 @@
 // slots of 64 keys of K and of V: 2 x 64 x (32 + 8) x 2 bytes, twice. The
 // kernel's last two arguments are the buffer gradients' fixed-point words and
 // the finalize flag (docs/backward.md, "Deterministic buffer gradients on
-// GPUs"): with the flag, each thread turns one element's 8 words into its
-// f32 and returns. Else the slopes' gradient (an element of the head) is
+// GPUs"), which only the dK/dV kernel reads (it is the one launched to
+// finalize): the dQ kernel has no branch on it. The slopes' gradient (an element of the head) is
 // summed over the lane's elements and the warp (xor shuffles 1..16) and added
 // once per warp in base-2^24 digits (two digit words and the count; the
 // flags word for NaN and infinities), never as a float atomic; dQ is stored
 // once per real row, in bf16.
 // DQ: gpu.func @backward({{.*}}, %arg10: memref<?xf32>, %arg11: memref<?xi64>, %arg12: index) kernel attributes {attn.launch = #attn.launch<block_rows = 64, threads = 128, shared_bytes = 20480>}
-// DQ: %[[FIN:.*]] = arith.cmpi ne, %arg12, %c0 : index
-// DQ: cf.cond_br %[[FIN]], ^bb1, ^bb2
-// DQ: ^bb1:
-// DQ-COUNT-8: memref.load %arg11[%{{.*}}] : memref<?xi64>
-// DQ: arith.shrsi
-// DQ: arith.sitofp %{{.*}} : i64 to f64
-// DQ: arith.truncf %{{.*}} : f64 to f32
-// DQ: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<?xf32, strided<[1]>>
-// DQ: gpu.return
-// DQ: ^bb2:
+// DQ-NOT: cf.cond_br
 // DQ-COUNT-2: memref.load %arg4[%block_id_z, %block_id_y, %{{.*}}] : memref<?x?x?xf32>
 // DQ-COUNT-2: memref.load %arg5[%block_id_z, %block_id_y, %{{.*}}] : memref<?x?x?xf32>
 // DQ: nvgpu.device_async_copy
@@ -42,8 +33,18 @@
 // score fragments (16 columns / 4 = 4 per lane, each); no buffer gradient
 // here (the dQ kernel adds them); dK and dV are stored once.
 // DKDV: gpu.func @backward({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 64, threads = 128, shared_bytes = 10240>}
-// DKDV: cf.cond_br
+// With the flag, each thread turns one element's 8 words into its f32 and
+// returns.
+// DKDV: %[[FIN:.*]] = arith.cmpi ne, %arg{{[0-9]+}}, %c0 : index
+// DKDV: cf.cond_br %[[FIN]], ^bb1, ^bb2
+// DKDV: ^bb1:
+// DKDV-COUNT-8: memref.load %arg{{[0-9]+}}[%{{.*}}] : memref<?xi64>
+// DKDV: arith.shrsi
+// DKDV: arith.sitofp %{{.*}} : i64 to f64
+// DKDV: arith.truncf %{{.*}} : f64 to f32
+// DKDV: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<?xf32, strided<[1]>>
 // DKDV: gpu.return
+// DKDV: ^bb2:
 // DKDV: scf.for
 // DKDV: scf.for
 // DKDV: nvgpu.device_async_copy
