@@ -14,8 +14,9 @@
 // LDS buffers of the parts each product reads. The slopes' gradient (an
 // element of the head) is summed over the lane's elements and the wave (xor
 // shuffles 1..32 of 64 lanes) and added once per wave into its fixed-point
-// digit words (64-bit integer atomics; docs/backward.md); the kernel's entry
-// branches to the finalizing code on its last argument. dQ is stored once
+// digit words (64-bit integer atomics; docs/backward.md); only the dK/dV
+// kernel's entry branches to the finalizing code on its last argument (the
+// dQ kernel is never launched to finalize). dQ is stored once
 // per real row, 32 elements a lane.
 // DQ: gpu.func @backward({{.*}}, %arg11: memref<?xi64>, %arg12: index) workgroup(%[[K:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>, %[[KT:.*]] : memref<1x64x36xbf16, #gpu.address_space<workgroup>>, %[[V:.*]] : memref<1x32x68xbf16, #gpu.address_space<workgroup>>) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 256>}
 // DQ-COUNT-1: memref.load %arg4[%block_id_z, %block_id_y, %{{.*}}] : memref<?x?x?xf32>
