@@ -780,7 +780,7 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
            .empty())
     return error;
   // A ragged batch: its lengths on the device (the forward's tables but
-  // the entry order, which the backward does not take), and the gradients'
+  // the entry order, which the backward does not take: not computed), and the gradients'
   // rows past each entry zeroed first (the kernels write only the
   // entries').
   std::vector<TensorRef> lengths;
@@ -788,11 +788,11 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
   if (ragged) {
     if (info.pageSize > 0)
       return "the backward takes keys and values as tensors, not as a paged KV cache";
-    if (!(error = uploadServingTables(info, args.forward, dims, dqDriver, state, lengths))
+    KernelInfo tables = info; // (no entry order: the backward's grid takes none)
+    tables.entryOrder = false;
+    if (!(error = uploadServingTables(tables, args.forward, dims, dqDriver, state, lengths))
              .empty())
       return error;
-    if (info.entryOrder && !lengths.empty())
-      lengths.pop_back();
     for (const TensorRef *g : {&args.dq, &args.dk, &args.dv}) {
       size_t bytes = size_t(g->numElements()) * dtypeSize(g->dtype);
       if (!g->isContiguous() || bytes % 4 || reinterpret_cast<uintptr_t>(g->data) % 4)

@@ -80,8 +80,6 @@ private:
   /// The keys the key tensor holds per batch entry: its length, or for a
   /// paged cache max_pages * page size.
   Value kvCapacity();
-  /// Batch entry `batch`'s keys: kv_lens[batch] clamped to [0, capacity].
-  Value kvLength(Value batch);
   /// Binds the item's sequence lengths where each entry has its own, and
   /// with packed sequences (cu_seqlens) the views of its rows.
   void bindItemLengths(Value tileIndex);
@@ -148,39 +146,30 @@ Value TileLoopBuilder::kvCapacity() {
   return arith::MulIOp::create(b, loc, pages, idx(pageSize));
 }
 
-Value TileLoopBuilder::kvLength(Value batch) {
-  return entryLength(op.getKvLens(), batch, seqKV);
-}
 
 void TileLoopBuilder::bindItemLengths(Value tileIndex) {
   Value cuQ = op.getCuSeqlensQ(), cuKV = op.getCuSeqlensKv();
   if (!op.getKvLens() && !op.getQLens() && !cuQ && !cuKV)
     return;
-  if (op.getKvLens())
-    seqKV = kvLength(batch);
   unsigned seqDim = bshd ? 1 : 2;
-  if (cuKV) {
-    auto [first, len] = packedEntry(cuKV, batch, seqKV);
-    seqKV = len;
-    key = rowsFrom(op.getKey(), first, seqDim);
-    value = rowsFrom(op.getValue(), first, seqDim);
+  EntrySide keys = entrySide(op.getKvLens(), cuKV, batch, seqKV);
+  seqKV = keys.length;
+  if (keys.first) {
+    key = rowsFrom(op.getKey(), keys.first, seqDim);
+    value = rowsFrom(op.getValue(), keys.first, seqDim);
   }
-  Value queriesOfEntry;
-  if (op.getQLens()) {
-    queriesOfEntry = entryLength(op.getQLens(), batch, seqQ);
-  } else if (cuQ) {
-    auto [first, len] = packedEntry(cuQ, batch, seqQ);
-    queriesOfEntry = len;
-    query = rowsFrom(op.getQuery(), first, seqDim);
-    out = rowsFrom(op.getOut(), first, seqDim);
+  EntrySide queries = entrySide(op.getQLens(), cuQ, batch, seqQ);
+  if (queries.first) {
+    query = rowsFrom(op.getQuery(), queries.first, seqDim);
+    out = rowsFrom(op.getOut(), queries.first, seqDim);
     if (lse)
-      lse = rowsFrom(op.getLse(), first, 2);
+      lse = rowsFrom(op.getLse(), queries.first, 2);
   }
-  if (queriesOfEntry) {
+  if (op.getQLens() || cuQ) {
     // The grid covers the query capacity; an item past its entry's queries
     // sees no keys, and its tile is all holes, so it writes nothing (the
     // split-KV phases keep their shape: no branch around the store).
-    seqQ = queriesOfEntry;
+    seqQ = queries.length;
     Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), seqQ, op.getVariantAttr(),
                                      SideAttr::get(b.getContext(), Side::Q), tiling);
     Value past = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, tileIndex, tiles);

@@ -197,24 +197,19 @@ void BackwardLoopBuilder::bindEntry(Value itemTile, bool queryMajor) {
   if (!op.getKvLens() && !op.getQLens() && !cuQ && !cuKV)
     return;
   unsigned seqDim = bshd ? 1 : 2;
-  if (op.getKvLens())
-    seqKV = entryLength(op.getKvLens(), batch, seqKV);
-  if (cuKV) {
-    auto [first, len] = packedEntry(cuKV, batch, seqKV);
-    seqKV = len;
+  EntrySide keys = entrySide(op.getKvLens(), cuKV, batch, seqKV);
+  seqKV = keys.length;
+  if (keys.first)
     for (Value *t : {&ent.key, &ent.value, &ent.dk, &ent.dv})
-      *t = rowsFrom(*t, first, seqDim);
-  }
-  if (op.getQLens())
-    seqQ = entryLength(op.getQLens(), batch, seqQ);
-  if (cuQ) {
-    auto [first, len] = packedEntry(cuQ, batch, seqQ);
-    seqQ = len;
+      *t = rowsFrom(*t, keys.first, seqDim);
+  EntrySide queries = entrySide(op.getQLens(), cuQ, batch, seqQ);
+  seqQ = queries.length;
+  if (queries.first) {
     for (Value *t : {&ent.query, &ent.dout, &ent.out, &ent.dq})
       if (*t)
-        *t = rowsFrom(*t, first, seqDim);
-    ent.lse = rowsFrom(ent.lse, first, 2);
-    ent.delta = rowsFrom(ent.delta, first, 2);
+        *t = rowsFrom(*t, queries.first, seqDim);
+    ent.lse = rowsFrom(ent.lse, queries.first, 2);
+    ent.delta = rowsFrom(ent.delta, queries.first, 2);
   }
   Value tiles = NumTilesOp::create(b, loc, b.getIndexType(), queryMajor ? seqQ : seqKV,
                                    op.getVariantAttr(),

@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 
+
 using namespace mlir;
 
 namespace heed::attn_to_tile {
@@ -43,6 +44,15 @@ Value TileBuilder::rowsFrom(Value tensor, Value start, unsigned seqDim) {
   Value offset = arith::AddIOp::create(b, loc, meta.getOffset(),
                                        arith::MulIOp::create(b, loc, start, stride));
   return memref::ReinterpretCastOp::create(b, loc, type, tensor, offset, sizes, strides);
+}
+
+TileBuilder::EntrySide TileBuilder::entrySide(Value lens, Value cu, Value batch, Value capacity) {
+  if (lens)
+    return {entryLength(lens, batch, capacity), Value()};
+  if (!cu)
+    return {capacity, Value()};
+  auto [first, length] = packedEntry(cu, batch, capacity);
+  return {length, first};
 }
 
 } // namespace heed::attn_to_tile

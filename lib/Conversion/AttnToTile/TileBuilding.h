@@ -76,6 +76,14 @@ protected:
   /// `tensor` (batch stride 0: packed sequences) seen from row `start` of
   /// its dim `seqDim` on.
   mlir::Value rowsFrom(mlir::Value tensor, mlir::Value start, unsigned seqDim);
+  /// One side (queries or keys) of batch entry `batch`, from the operands an
+  /// attention op has for it (either may be null): its length (`lens`, or
+  /// the length the packed offsets `cu` give, clamped to `capacity`; the
+  /// capacity where neither) and, packed, its first row (else null).
+  struct EntrySide {
+    mlir::Value length, first;
+  };
+  EntrySide entrySide(mlir::Value lens, mlir::Value cu, mlir::Value batch, mlir::Value capacity);
   /// Whether `variant`'s regions read run-time sizes (attn.shape): then the
   /// loop binds them (attn.tile.bind_shapes) where the regions are inlined.
   static bool readsShapes(attn::VariantOp variant) {
