@@ -20,7 +20,8 @@
 #                   whose gradients must be bitwise identical (the buffer
 #                   gradients' fixed-point accumulators); memcheck and
 #                   racecheck on the first one; then torch's CUDA forward and
-#                   loss.backward() through the C API (test_torch.py, 60 s)
+#                   loss.backward() through the C API, packed sequences too
+#                   (test_torch.py, 60 s)
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
 #   decode     35   bench/gpu_decode.py: decode (B=8 x 32K keys, B=64 ragged
@@ -268,7 +269,8 @@ step_backward() {
     t0=$(now)
     log=$(HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_TEST_CACHE_DIR=$WORK/cache \
           timeout -k 5 "$(item_limit 60)" python3 python/tests/test_torch.py \
-          FlexTorchTest.test_cuda FlexTorchTest.test_cuda_backward < /dev/null 2>&1)
+          FlexTorchTest.test_cuda FlexTorchTest.test_cuda_backward \
+          ServingBackwardTest.test_cuda_packed_sequences < /dev/null 2>&1)
     rc=$?
     echo "$log"
     local st=PASS

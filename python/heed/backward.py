@@ -46,7 +46,8 @@ class Backward:
         arrays or torch tensors on the CPU, or torch CUDA/ROCm tensors (the GPU backward's
         kernels, on `stream` or torch's current stream; docs/backward.md "GPU
         kernels"; not run on a GPU yet). A ragged batch (a backward compiled with
-        ``kv_lens``, ``q_lens``, ``cu_seqlens_q`` / ``cu_seqlens_kv``; CPU tensors only):
+        ``kv_lens``, ``q_lens``, ``cu_seqlens_q`` / ``cu_seqlens_kv``; host int32 tensors, for
+        GPU calls too):
         the forward's lengths; packed, dq comes back packed like q and dk, dv like k and
         v (docs/backward.md, "Ragged batches")."""
         if not self._handle:

@@ -13,7 +13,9 @@ and of the variant's float buffers (a learned bias table, ALiBi slopes), so
 yet); a gradient flowing into lse raises ``NotImplementedError``.
 
 ``torch.ops.heed.serving_attention`` (:func:`serving_attention`) is the serving call:
-per-entry lengths, paged caches and packed sequences (docs/decode.md), inference only.
+per-entry lengths, paged caches and packed sequences (docs/decode.md). Its autograd
+formula runs the backward of a ragged batch (``heed::serving_attention_backward``), so
+packed or length-padded training batches get gradients; a paged cache is inference only.
 
 Importing this module needs torch; ``import heed`` alone never imports torch.
 """
@@ -54,18 +56,58 @@ def _attention_fake(q, k, v, spec, buffers, scale, return_lse, layout):
 _DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16",
                 torch.bfloat16: "bfloat16"}
 _backward_kernels = {}
+_LENGTHS = ("kv_lens", "q_lens", "cu_seqlens_q", "cu_seqlens_kv")
 
 
-def _backward_kernel(spec, q, v, scale, layout):
-    """heed's backward for this spec, dtype, head dims, layout and scale (compiled once
-    per process; the kernel cache keeps it across processes)."""
-    key = (spec, q.dtype, q.shape[-1], v.shape[-1], layout, scale)
+def _backward_kernel(spec, q, v, scale, layout, ragged=()):
+    """heed's backward for this spec, dtype, head dims, layout, scale and ragged
+    lengths (the names of _LENGTHS a call passes; compiled once per process; the kernel
+    cache keeps it across processes)."""
+    key = (spec, q.dtype, q.shape[-1], v.shape[-1], layout, scale, tuple(ragged))
     kernel = _backward_kernels.get(key)
     if kernel is None:
         kernel = compile_backward(spec, dtype=_DTYPE_NAMES[q.dtype], head_dim=q.shape[-1],
-                                  head_dim_v=v.shape[-1], layout=layout, scale=scale)
+                                  head_dim_v=v.shape[-1], layout=layout, scale=scale,
+                                  **{name: True for name in ragged})
         _backward_kernels[key] = kernel
     return kernel
+
+
+def _host_lengths(*tensors):
+    """Index tensors as heed reads them: host int32, contiguous (None stays None);
+    device ones are copied, which waits for the device."""
+    return [None if x is None else x.detach().to("cpu", torch.int32).contiguous()
+            for x in tensors]
+
+
+def _run_backward(op, q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout,
+                  lengths=None):
+    """The body of both backward ops: (dq, dk, dv, one f32 gradient per buffer, zeros
+    for the buffers the score does not differentiate in). lengths: a dict name of
+    _LENGTHS -> host int32 tensor, for a ragged batch."""
+    if dlse.numel() and bool(dlse.ne(0).any()):
+        raise NotImplementedError(
+            "%s: a gradient through lse is not supported (heed's backward takes the "
+            "gradient of out only)" % op)
+    if q.device.type not in ("cpu", "cuda"):
+        raise NotImplementedError(
+            "%s: the backward runs on CPU, CUDA and ROCm tensors only; move the tensors "
+            "or run the forward under torch.no_grad()" % op)
+    if q.device.type == "cuda" and q.dtype not in (torch.float16, torch.bfloat16):
+        raise NotImplementedError(
+            "%s: the GPU backward runs on matrix cores (tensor cores, MFMA), f16 or bf16 "
+            "(got %s); cast, or run the backward on the CPU" % (op, q.dtype))
+    lengths = lengths or {}
+    kernel = _backward_kernel(spec, q, v, scale, layout,
+                              [n for n in _LENGTHS if n in lengths])
+    dq, dk, dv, grads = kernel(q, k, v, out, lse, dout.contiguous().to(q.dtype),
+                               buffers=list(buffers), **lengths)
+    buffer_grads = []
+    for name, b in zip(kernel._buffer_names, buffers):
+        g = grads.get(name)
+        buffer_grads.append(g if g is not None else torch.zeros(b.shape, dtype=torch.float32,
+                                                                device=b.device))
+    return dq, dk, dv, buffer_grads
 
 
 @torch.library.custom_op("heed::attention_backward", mutates_args=())
@@ -79,35 +121,20 @@ def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: 
     torch.compile's AOTAutograd traces the backward graph with it as one node. dlse: the
     gradient flowing into lse (empty for none), refused unless it is all zeros; checked
     here, on real data, because a compiled backward traces the formula on fake tensors."""
-    if dlse.numel() and bool(dlse.ne(0).any()):
-        raise NotImplementedError(
-            "heed::attention: a gradient through lse is not supported (heed's backward "
-            "takes the gradient of out only)")
-    if q.device.type not in ("cpu", "cuda"):
-        raise NotImplementedError(
-            "heed::attention: the backward runs on CPU, CUDA and ROCm tensors only; move "
-            "the tensors or run the forward under torch.no_grad()")
-    if q.device.type == "cuda" and q.dtype not in (torch.float16, torch.bfloat16):
-        raise NotImplementedError(
-            "heed::attention: the GPU backward runs on matrix cores (tensor cores, MFMA), "
-            "f16 or bf16 (got %s); cast, or run the backward on the CPU" % q.dtype)
-    kernel = _backward_kernel(spec, q, v, scale, layout)
-    dq, dk, dv, grads = kernel(q, k, v, out, lse, dout.contiguous().to(q.dtype),
-                               buffers=list(buffers))
-    buffer_grads = []
-    for name, b in zip(kernel._buffer_names, buffers):
-        g = grads.get(name)
-        buffer_grads.append(g if g is not None else torch.zeros(b.shape, dtype=torch.float32,
-                                                                device=b.device))
-    return dq, dk, dv, buffer_grads
+    return _run_backward("heed::attention", q, k, v, out, lse, dout, dlse, spec, buffers,
+                         scale, layout)
 
 
-@_attention_backward.register_fake
-def _attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout):
+def _backward_fake(q, k, v, buffers):
     # Contiguous, as the real op allocates them (empty_like would keep a
     # transposed input's strides).
     return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape),
             [b.new_empty(b.shape, dtype=torch.float32) for b in buffers])
+
+
+@_attention_backward.register_fake
+def _attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout):
+    return _backward_fake(q, k, v, buffers)
 
 
 def _setup_context(ctx, inputs, output):
@@ -157,9 +184,8 @@ def _serving_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: 
                        cu_seqlens_kv: Optional[torch.Tensor]
                        ) -> Tuple[torch.Tensor, torch.Tensor]:
     # heed reads the index tensors on the host (it checks them and sizes the
-    # launch there): device ones are copied, which waits for the device.
-    host = [None if t is None else t.detach().to("cpu", torch.int32).contiguous()
-            for t in (kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv)]
+    # launch there).
+    host = _host_lengths(kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv)
     out_shape, lse_shape = _shapes(q, v, layout)
     # Rows past an entry's queries are not written: zeros, not whatever the
     # allocator left (a custom op's outputs must not alias nor leak memory).
@@ -178,11 +204,73 @@ def _serving_attention_fake(q, k, v, spec, buffers, scale, layout, kv_lens, page
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
 
 
+@torch.library.custom_op("heed::serving_attention_backward", mutates_args=())
+def _serving_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                out: torch.Tensor, lse: torch.Tensor, dout: torch.Tensor,
+                                dlse: torch.Tensor, spec: str, buffers: List[torch.Tensor],
+                                scale: Optional[float], layout: str,
+                                kv_lens: Optional[torch.Tensor], q_lens: Optional[torch.Tensor],
+                                cu_seqlens_q: Optional[torch.Tensor],
+                                cu_seqlens_kv: Optional[torch.Tensor]
+                                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                           List[torch.Tensor]]:
+    """The backward of a ragged batch (docs/backward.md, "Ragged batches"):
+    heed::attention_backward with the forward's lengths. Gradients of rows past an
+    entry's length are 0."""
+    host = _host_lengths(kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv)
+    lengths = {n: x for n, x in zip(_LENGTHS, host) if x is not None}
+    return _run_backward("heed::serving_attention", q, k, v, out, lse, dout, dlse, spec,
+                         buffers, scale, layout, lengths)
+
+
+@_serving_attention_backward.register_fake
+def _serving_attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale,
+                                     layout, kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv):
+    return _backward_fake(q, k, v, buffers)
+
+
+def _serving_setup_context(ctx, inputs, output):
+    (q, k, v, spec, buffers, scale, layout, kv_lens, page_table, q_lens, cu_seqlens_q,
+     cu_seqlens_kv) = inputs
+    out, lse = output
+    ctx.spec, ctx.scale, ctx.layout = spec, scale, layout
+    ctx.paged = page_table is not None
+    lengths = (kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv)
+    ctx.given = [x is not None for x in lengths]
+    ctx.num_buffers = len(buffers)
+    ctx.save_for_backward(q, k, v, out, lse, *buffers, *[x for x in lengths if x is not None])
+
+
+def _serving_backward(ctx, grad_out, grad_lse):
+    if ctx.paged:
+        raise NotImplementedError(
+            "heed::serving_attention: no backward through a paged KV cache (a paged cache "
+            "is for inference); pass k and v padded with kv_lens, or packed with "
+            "cu_seqlens_kv, or run the forward under torch.no_grad()")
+    q, k, v, out, lse, *rest = ctx.saved_tensors
+    buffers, saved = rest[:ctx.num_buffers], iter(rest[ctx.num_buffers:])
+    lengths = [next(saved) if given else None for given in ctx.given]
+    dlse = grad_lse if grad_lse is not None else lse.new_empty((0,))
+    dq, dk, dv, grads = torch.ops.heed.serving_attention_backward(
+        q, k, v, out, lse, grad_out, dlse, ctx.spec, list(buffers), ctx.scale, ctx.layout,
+        *lengths)
+    buffer_grads = [g.to(b.dtype) if b.is_floating_point() else None
+                    for g, b in zip(grads, buffers)]
+    return (dq, dk, dv, None, buffer_grads, None, None, None, None, None, None, None)
+
+
+torch.library.register_autograd("heed::serving_attention", _serving_backward,
+                                setup_context=_serving_setup_context)
+
+
 def serving_attention(q, k, v, spec, buffers=(), scale=None, return_lse=False, layout="bshd",
                       *, kv_lens=None, page_table=None, q_lens=None, cu_seqlens_q=None,
                       cu_seqlens_kv=None):
     """A serving call (docs/decode.md) as ``torch.ops.heed.serving_attention``: one
-    node in a torch.compile graph, inference only (no autograd formula). kv_lens,
+    node in a torch.compile graph. Its autograd formula runs heed's backward of a ragged
+    batch (docs/backward.md, "Ragged batches"), so ``loss.backward()`` trains on packed
+    sequences (FlashAttention's varlen layout) or a padded batch with lengths; a paged
+    cache is for inference (its backward raises NotImplementedError). kv_lens,
     page_table (k, v a paged cache), q_lens, cu_seqlens_q, cu_seqlens_kv (packed
     sequences) as :meth:`heed.Kernel.run` takes them, int32; CPU tensors avoid a
     device-to-host copy. Rows of out past an entry's queries are 0 (lse -inf).
