@@ -222,6 +222,13 @@ LogicalResult TileMMAWaitOp::verify() {
   return success();
 }
 
+LogicalResult TileConvertOp::verify() {
+  auto from = cast<TileType>(getSource().getType()), to = cast<TileType>(getResult().getType());
+  if (from.getShape() != to.getShape())
+    return emitOpError() << "converts a tile's elements, not its shape";
+  return success();
+}
+
 LogicalResult TilePVOp::verify() {
   auto p = cast<TileType>(getProbs().getType()), v = cast<TileType>(getV().getType());
   auto acc = cast<TileType>(getAcc().getType());

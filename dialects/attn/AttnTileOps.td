@@ -292,9 +292,11 @@ def Attn_TilePVOp : Attn_TileOp<"pv", [AttrSizedOperandSegments,
     With `rows(%span)`, only the rows that are real lanes of the span matter
     (the others are never stored): a target may skip them. With `async`
     (--attn-overlap-softmax), the product may still run when the op
-    returns: the result may be used only by an `attn.tile.mma_wait`.
+    returns: the result may be used only by an `attn.tile.mma_wait`. `probs`
+    is f32, or already in a 16-bit type (`attn.tile.convert`): the product
+    takes P in V's type either way.
   }];
-  let arguments = (ins Attn_TileOf<"S">:$probs, Attn_TileOf<"V">:$v,
+  let arguments = (ins Attn_ProbsTile:$probs, Attn_TileOf<"V">:$v,
                        Attn_TileOf<"Acc">:$acc, Optional<Attn_TileOf<"Row">>:$alpha,
                        Optional<Attn_SpanType>:$rows, UnitAttr:$async);
   let results = (outs Attn_TileOf<"Acc">:$result);
@@ -302,6 +304,21 @@ def Attn_TilePVOp : Attn_TileOp<"pv", [AttrSizedOperandSegments,
     $probs `,` $v `,` $acc (`,` $alpha^)? (`rows` `(` $rows^ `:` type($rows) `)`)? attr-dict `:`
     type($probs) `,` type($v) `,` type($acc) (`,` type($alpha)^)?
   }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileConvertOp : Attn_TileOp<"convert", [Pure]> {
+  let summary = "The tile's elements in another float type";
+  let description = [{
+    An s tile of probabilities rounded (to nearest even) to f16 or bf16, or
+    back to f32; same shape and role. `--attn-overlap-softmax` carries the
+    previous tile's P from one key tile to the next in V's type, as the
+    product reads it: half the registers of f32 P, the same rounded values.
+    Lowered by the matrix-core targets (NVIDIA, Hopper, AMD).
+  }];
+  let arguments = (ins Attn_ProbsTile:$source);
+  let results = (outs Attn_ProbsTile:$result);
+  let assemblyFormat = "$source attr-dict `:` type($source) `to` type($result)";
   let hasVerifier = 1;
 }
 

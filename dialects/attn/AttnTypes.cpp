@@ -54,7 +54,9 @@ LogicalResult TileType::verify(function_ref<InFlightDiagnostic()> emitError,
   for (int64_t d : shape)
     if (d < 1 || d > 4096)
       return emitError() << "tile dims must be in [1, 4096]";
-  bool storage = role == TileRole::Q || role == TileRole::K || role == TileRole::V;
+  // s tiles: f32, or probabilities narrowed for a product (attn.tile.convert).
+  bool storage = role == TileRole::Q || role == TileRole::K || role == TileRole::V ||
+                 role == TileRole::S;
   if (storage ? !(element.isF32() || element.isF16() || element.isBF16()) : !element.isF32())
     return emitError() << "a tile of role '" << stringifyTileRole(role) << "' holds "
                        << (storage ? "f32, f16 or bf16" : "f32");

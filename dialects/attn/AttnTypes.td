@@ -40,7 +40,9 @@ def Attn_TileType : Attn_Type<"Tile", "tile"> {
   let summary = "A tile of the attention loop: a value of static shape and a role";
   let description = [{
     `!attn.tile<16x64xbf16, q>`: a rank-1 (`row`) or rank-2 tile with value
-    semantics. q/k/v tiles hold the storage type, s/acc/row tiles f32.
+    semantics. q/k/v tiles hold the storage type, acc/row/col tiles f32, s
+    tiles f32 (or, narrowed by `attn.tile.convert` for P V's product, f16 or
+    bf16).
   }];
   let parameters = (ins ArrayRefParameter<"int64_t">:$shape, "::mlir::Type":$elementType,
                         "TileRole":$role);
@@ -65,9 +67,18 @@ def Attn_SpanType : Attn_Type<"Span", "span"> {
 }
 
 def Attn_AnyTile : Type<CPred<"::llvm::isa<::heed::attn::TileType>($_self)">, "attn tile">;
+// A tile of one role; an s tile holds f32 (scores, probabilities computed on).
 class Attn_TileOf<string role> : Type<
     CPred<"::llvm::isa<::heed::attn::TileType>($_self) && "
-          "::llvm::cast<::heed::attn::TileType>($_self).getRole() == ::heed::attn::TileRole::" # role>,
-    "attn tile of role " # role>;
+          "::llvm::cast<::heed::attn::TileType>($_self).getRole() == ::heed::attn::TileRole::" # role #
+          !if(!eq(role, "S"),
+              " && ::llvm::cast<::heed::attn::TileType>($_self).getElementType().isF32()", "")>,
+    "attn tile of role " # role # !if(!eq(role, "S"), " (f32)", "")>;
+// An s tile of f32, or of probabilities narrowed to a 16-bit type for a
+// product (attn.tile.convert; attn.tile.pv's operand).
+def Attn_ProbsTile : Type<
+    CPred<"::llvm::isa<::heed::attn::TileType>($_self) && "
+          "::llvm::cast<::heed::attn::TileType>($_self).getRole() == ::heed::attn::TileRole::S">,
+    "attn tile of role S">;
 
 #endif // HEED_ATTN_TYPES

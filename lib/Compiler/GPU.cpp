@@ -663,6 +663,12 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
     return std::pair<int64_t, bool>(spillBytes(binary.resources),
                                     serializesWgmma(binary.resources));
   };
+  // HEED_FIT_TRACE=1: each kernel tried and what ptxas made of it, on
+  // stderr (docs/passes.md).
+  bool trace = std::getenv("HEED_FIT_TRACE") != nullptr;
+  if (first && trace)
+    llvm::errs() << "heed: fit trace: the default kernel spills " << cost(*first).first
+                 << " bytes" << (cost(*first).second ? ", its wgmma serialized" : "") << "\n";
   if (!first || cost(*first) == std::pair<int64_t, bool>(0, false))
     return first;
   GPUKernelBinary best = std::move(*first);
@@ -748,6 +754,11 @@ llvm::Expected<GPUKernelBinary> fitWarpSpecialized(const spec::Variant &variant,
                     binary->launch.persistent ? ", persistent workers"
                                               : ", a block per work item");
     bool fits = c == std::pair<int64_t, bool>(0, false);
+    if (trace)
+      llvm::errs() << "heed: fit trace: spills " << c.first << " bytes"
+                   << (c.second ? ", wgmma serialized" : "") << ": "
+                   << llvm::StringRef(binary->resources)
+                          .substr(binary->resources.rfind("heed: warp-specialized fit: ") + 28);
     if (c < least) { // (fewer bytes spilled, then not serialized)
       least = c;
       best = std::move(*binary);

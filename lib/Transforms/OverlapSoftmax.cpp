@@ -34,7 +34,10 @@
 //   }
 //   %acc_final = scf.if %has { the last computed tile's P V, waited, released }
 // The softmax of tile n runs beside the P V of tile n - 1 on the matrix units
-// (FlashAttention-3, section 3.2). Rescaling the accumulator by alpha' stays
+// (FlashAttention-3, section 3.2). The carried P is in V's type where V is
+// 16-bit (attn.tile.convert after the softmax, as FlashAttention-3 converts
+// it): the product reads it so, and f32 P would hold twice the registers
+// across the back edge. Rescaling the accumulator by alpha' stays
 // with the P V op (before its products are issued). Inside the loop the
 // carried accumulator is one computed tile behind the row statistics (it
 // holds the tiles before n - 1, scaled to tile n - 1's max), so the tile's
@@ -217,8 +220,7 @@ public:
     rewriter.setInsertionPoint(code.loop);
     bool withAlpha = static_cast<bool>(code.pv.getAlpha());
     Carried init;
-    init.probs = TileFillOp::create(rewriter, loc, code.pv.getProbs().getType(),
-                                    rewriter.getF32FloatAttr(0));
+    init.probs = TileFillOp::create(rewriter, loc, carriedProbs(), rewriter.getF32FloatAttr(0));
     if (withAlpha)
       init.alpha = TileFillOp::create(rewriter, loc, code.pv.getAlpha().getType(),
                                       rewriter.getF32FloatAttr(1));
@@ -267,7 +269,7 @@ public:
     SmallVector<Value> nextValues = next.values();
     nextValues.pop_back(); // (whether a tile came: true, below)
     for (Value v : nextValues)
-      types.push_back(v.getType());
+      types.push_back(v == next.probs ? carriedProbs() : v.getType());
     auto branch = scf::IfOp::create(b, loc, types, prev.has, /*withElseRegion=*/true);
     emitTile(OpBuilder::atBlockBegin(branch.thenBlock()), yield, acc, prev, next, true);
     emitTile(OpBuilder::atBlockBegin(branch.elseBlock()), yield, acc, prev, next, false);
@@ -303,6 +305,17 @@ public:
 private:
   TileCode &code;
   bool pingpong;
+
+  /// The type of the P the loop carries: V's where V is 16-bit (the
+  /// product reads P so: half the registers of f32 P across the loop's
+  /// back edge, the same rounded values), else P's own.
+  TileType carriedProbs() const {
+    auto p = cast<TileType>(code.pv.getProbs().getType());
+    Type v = cast<TileType>(code.pv.getV().getType()).getElementType();
+    if (!v.isF16() && !v.isBF16())
+      return p;
+    return TileType::get(p.getContext(), p.getShape(), v, p.getRole());
+  }
 
   static Value wait(OpBuilder &b, Value v, int64_t pending) {
     return TileMMAWaitOp::create(b, v.getLoc(), TypeRange{v.getType()}, ValueRange{v},
@@ -361,6 +374,12 @@ private:
       accOut = wait(b, issued, 0);
       cloneWithStage(b, code.release, prev.slot);
     }
+    // P narrowed once the previous P V is done: not before, where the new P
+    // could take the registers of the P that product still reads (ptxas
+    // then serializes every wgmma, C7513).
+    Value probs = map.lookupOrDefault(next.probs);
+    if (probs.getType() != carriedProbs())
+      probs = TileConvertOp::create(b, loc, carriedProbs(), probs);
     if (pingpong)
       TileTakeTurnOp::create(b, loc);
     SmallVector<Value> out;
@@ -369,7 +388,7 @@ private:
     SmallVector<Value> nextValues = next.values();
     nextValues.pop_back();
     for (Value v : nextValues)
-      out.push_back(map.lookupOrDefault(v));
+      out.push_back(v == next.probs ? probs : map.lookupOrDefault(v));
     scf::YieldOp::create(b, loc, out);
   }
 };

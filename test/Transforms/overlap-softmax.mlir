@@ -21,7 +21,8 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // whether there is one (false before the first computed tile).
 // CHECK-LABEL: func.func @causal_kernel
 // CHECK: } consumer {
-// CHECK: %[[P0:.*]] = attn.tile.fill 0.000000e+00 : !attn.tile<128x64xf32, s>
+// The carried P is in V's type (bf16), as the product reads it.
+// CHECK: %[[P0:.*]] = attn.tile.fill 0.000000e+00 : !attn.tile<128x64xbf16, s>
 // CHECK: %[[A0:.*]] = attn.tile.fill 1.000000e+00 : !attn.tile<128xf32, row>
 // CHECK: %[[NONE:.*]] = arith.constant false
 // CHECK: %[[LOOP:.*]]:10 = scf.for %[[T:.*]] = {{.*}} iter_args(%[[ACC:.*]] = %{{.*}}, %[[M:.*]] = %{{.*}}, %[[L:.*]] = %{{.*}}, %[[N:.*]] = %{{.*}}, %[[PP:.*]] = %[[P0]], %[[PA:.*]] = %[[A0]], %[[PS:.*]] = %{{.*}}, %[[PR:.*]] = %{{.*}}, %[[PT:.*]] = %{{.*}}, %[[HAS:.*]] = %[[NONE]])
@@ -41,9 +42,11 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // Q K^T complete (P V may still run): the softmax.
 // CHECK-NEXT: %[[SC:.*]] = attn.tile.mma_wait %[[QK]] {pending = 1 : i64}
 // CHECK-NEXT: attn.tile.apply @causal(%[[SC]])
-// CHECK-NEXT: %[[NM:.*]], %[[NL:.*]], %[[P:.*]], %[[A:.*]] = attn.tile.softmax
+// CHECK-NEXT: %[[NM:.*]], %[[NL:.*]], %[[P32:.*]], %[[A:.*]] = attn.tile.softmax
 // CHECK-NEXT: %[[O:.*]] = attn.tile.mma_wait %[[PV]] {pending = 0 : i64}
 // CHECK-NEXT: attn.tile.release_kv stage(%[[PS]])
+// P in V's type once the previous P V is done (not while it still reads its P).
+// CHECK-NEXT: %[[P:.*]] = attn.tile.convert %[[P32]] : !attn.tile<128x64xf32, s> to !attn.tile<128x64xbf16, s>
 // CHECK-NEXT: attn.tile.take_turn
 // CHECK-NEXT: scf.yield %[[O]], %[[NM]], %[[NL]], %[[P]], %[[A]], %[[S]], %[[R]], %[[T]]
 // The first computed tile: its Q K^T alone.

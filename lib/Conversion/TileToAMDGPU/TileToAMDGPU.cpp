@@ -240,7 +240,7 @@ public:
       int64_t t = step / (M / K), j = step % (M / K);
       SmallVector<Value> parts;
       for (int64_t e = 0; e < 4; ++e)
-        parts.push_back(arith::TruncFOp::create(b, loc, shape.elt, p[t * E + 4 * j + e]));
+        parts.push_back(probIn(b, loc, shape.elt, p[t * E + 4 * j + e]));
       Value bOp = vector::FromElementsOp::create(b, loc, operandType(), parts);
       Value key = arith::AddIOp::create(b, loc, index(b, loc, step * K), group4(b, loc));
       for (int64_t dt = 0; dt < int64_t(o.size()); ++dt) {

@@ -130,7 +130,8 @@ public:
   virtual std::pair<mlir::VectorType, int64_t> operandFragment(mlir::MLIRContext *ctx) const = 0;
   virtual std::pair<mlir::VectorType, int64_t> accumulatorFragment(mlir::MLIRContext *ctx) const = 0;
   /// The per-lane types of a tile: its fragments, the staging slot (K, V)
-  /// or one f32 per row slot (row statistics).
+  /// or one f32 per row slot (row statistics). An s tile narrowed to 16 bits
+  /// (attn.tile.convert) has the f32 tile's fragments in its element type.
   void convertTile(attn::TileType type, llvm::SmallVectorImpl<mlir::Type> &out) const;
   /// Whether q tiles stay in workgroup memory (converted to one index: which
   /// of the resident buffers) and scores() reads their fragments at each
@@ -309,6 +310,10 @@ std::pair<Value, Value> loadRowStats(OpBuilder &b, Location loc, Value stats,
 /// FlashAttention's x log2 e - m log2 e in one FMA): an unchanged max gives
 /// exactly 1, and m log2 e cannot overflow for scores near -FLT_MAX.
 Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x, Value m);
+
+/// A probability `p` (f32, or already narrowed by attn.tile.convert) in the
+/// product's operand type `elt`: rounded where it is wider, as it is.
+Value probIn(OpBuilder &b, Location loc, mlir::Type elt, Value p);
 
 /// Indices of (batch, head, pos, d) in `layout`.
 llvm::SmallVector<Value> at(attn::Layout layout, Value batch, Value head, Value pos, Value d);

@@ -43,7 +43,7 @@ void MatrixCoreTarget::convertTile(TileType t, SmallVectorImpl<Type> &out) const
   case TileRole::S:
   case TileRole::Acc: {
     auto [type, cols] = accumulatorFragment(ctx);
-    out.append(t.getCols() / cols, type);
+    out.append(t.getCols() / cols, type.clone(t.getElementType()));
     return;
   }
   case TileRole::Row:
@@ -69,6 +69,12 @@ SmallVector<Value> MatrixCoreTarget::assemble(OpBuilder &b, Location loc, ValueR
 
 Value MatrixCoreTarget::exp2(OpBuilder &b, Location loc, Value x) const {
   return math::Exp2Op::create(b, loc, x);
+}
+
+Value probIn(OpBuilder &b, Location loc, Type elt, Value p) {
+  if (p.getType() == elt)
+    return p;
+  return arith::TruncFOp::create(b, loc, elt, p);
 }
 
 Value expMinus(const MatrixCoreTarget &target, OpBuilder &b, Location loc, Value x, Value m) {
@@ -210,14 +216,39 @@ struct FillLowering : TargetPattern<TileFillOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     SmallVector<Type> types;
     target.convertTile(cast<TileType>(op.getResult().getType()), types);
-    auto value = rewriter.getF32FloatAttr(op.getValue().convertToFloat());
     SmallVector<Value> values;
     for (Type t : types) {
       auto vec = dyn_cast<VectorType>(t);
+      auto value = rewriter.getFloatAttr(vec ? vec.getElementType() : t,
+                                         op.getValue().convertToDouble());
       values.push_back(arith::ConstantOp::create(
           rewriter, op.getLoc(), vec ? TypedAttr(DenseElementsAttr::get(vec, value)) : value));
     }
     rewriter.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
+/// Each fragment rounded (or widened) to the result's element type: the
+/// fragments keep their shape and element order.
+struct ConvertLowering : TargetPattern<TileConvertOp> {
+  using TargetPattern::TargetPattern;
+  LogicalResult matchAndRewrite(TileConvertOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rewriter) const override {
+    Type to = cast<TileType>(op.getResult().getType()).getElementType();
+    SmallVector<Value> out;
+    for (Value frag : adaptor.getSource()) {
+      auto type = cast<VectorType>(frag.getType());
+      Type want = type.clone(to);
+      unsigned from = type.getElementType().getIntOrFloatBitWidth();
+      if (want == type)
+        out.push_back(frag);
+      else if (from > to.getIntOrFloatBitWidth())
+        out.push_back(arith::TruncFOp::create(rewriter, op.getLoc(), want, frag));
+      else
+        out.push_back(arith::ExtFOp::create(rewriter, op.getLoc(), want, frag));
+    }
+    rewriter.replaceOpWithMultiple(op, {out});
     return success();
   }
 };
@@ -756,7 +787,7 @@ void populateMatrixCorePatterns(const TypeConverter &converter, const MatrixCore
                                 RewritePatternSet &patterns) {
   patterns.add<LoadLowering, CopyKVLowering, CommitKVLowering, WaitKVLowering,
                WarpSpecializeLowering, AcquireKVLowering, ReleaseKVLowering, FillLowering,
-               QKLowering, MMAWaitLowering, TurnLowering<TileTakeTurnOp, true>,
+               ConvertLowering, QKLowering, MMAWaitLowering, TurnLowering<TileTakeTurnOp, true>,
                TurnLowering<TilePassTurnOp, false>, ApplyLowering, SoftmaxLowering, SigmoidLowering, PVLowering, StoreLowering,
                LaneSinksLowering, StorePartialLowering, MergePartialsLowering>(
       converter, patterns.getContext(), target);

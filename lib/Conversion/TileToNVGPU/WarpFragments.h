@@ -208,13 +208,13 @@ protected:
   /// The A operand (register layout of mma m16n8k16 and of wgmma's k16) of
   /// P for keys [16 t, 16 t + 16), in shape.elt: the elements of S n-tiles
   /// 2 t and 2 t + 1 (elements() order) -- rows r and r + 8 of the first 8
-  /// keys, then of the next 8.
+  /// keys, then of the next 8. (P may come narrowed already: probIn.)
   llvm::SmallVector<Value> pOperand(OpBuilder &b, Location loc, llvm::ArrayRef<Value> p,
                                     int64_t t) const {
     llvm::SmallVector<Value> a;
     for (int64_t n : {2 * t, 2 * t + 1})
       for (int64_t e = 0; e < 4; ++e)
-        a.push_back(mlir::arith::TruncFOp::create(b, loc, shape.elt, p[n * 4 + e]));
+        a.push_back(probIn(b, loc, shape.elt, p[n * 4 + e]));
     return a;
   }
   static Value laneId(OpBuilder &b, Location loc) { return heed::gpu_tile::laneId(b, loc, 32); }

@@ -2,6 +2,7 @@
 // RUN: not heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="producer-registers=40 consumer-registers=240" --convert-attn-tile-to-hopper 2>&1 | FileCheck %s --check-prefix=BUDGET
 // RUN: not heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize --convert-attn-tile-to-nvgpu 2>&1 | FileCheck %s --check-prefix=MMA
 // RUN: not heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="stages=1 pingpong=true" --convert-attn-tile-to-hopper 2>&1 | FileCheck %s --check-prefix=ONESLOT
+// RUN: heed-opt %s --attn-choose-tiling="block-q=128 block-kv=64 patches=false" --attn-analyze-mask --attn-to-tile --attn-skip-tiles --attn-warp-specialize="producer-registers=24 consumer-registers=240 pingpong=true" --attn-overlap-softmax --convert-attn-tile-to-hopper --canonicalize --cse | FileCheck %s --check-prefix=OVERLAP
 // --convert-attn-tile-to-hopper on a warp-specialized work item (causal bf16,
 // D = 64, 128 query rows: two consumer warpgroups and a producer).
 
@@ -77,3 +78,14 @@ func.func @causal_kernel(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %
   attn.attention @causal ins(%q, %k, %v : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>) outs(%o : memref<?x?x?x64xbf16>) {scale = 1.250000e-01 : f32}
   return
 }
+
+// With the softmax overlap, the key loop carries the previous tile's P as
+// its 16-bit fragments (8 of 64 keys, half the registers of f32 P),
+// converted once the previous P V is done (its wgmma.wait_group 0), so
+// that the new P never takes registers that product still reads.
+// OVERLAP: scf.for {{.*}} -> ({{.*}}index, vector<2x2xbf16>, vector<2x2xbf16>, vector<2x2xbf16>, vector<2x2xbf16>, vector<2x2xbf16>, vector<2x2xbf16>, vector<2x2xbf16>, vector<2x2xbf16>, f32, f32, index
+// OVERLAP: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// OVERLAP: nvvm.wgmma.wait.group.sync.aligned 1
+// OVERLAP: nvvm.wgmma.wait.group.sync.aligned 0
+// OVERLAP-NOT: wgmma
+// OVERLAP: arith.truncf %{{.*}} : vector<2x2xf32> to vector<2x2xbf16>

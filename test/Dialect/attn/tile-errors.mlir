@@ -16,6 +16,29 @@ func.func @f(%t: !attn.tile<16x16xi32, q>) { return }
 
 // -----
 
+// expected-error @+1 {{a tile of role 's' holds f32, f16 or bf16}}
+func.func @f(%t: !attn.tile<16x16xi32, s>) { return }
+
+// -----
+
+// Only pv and convert take narrowed probabilities: the ops that compute on
+// scores take f32.
+func.func @f(%s: !attn.tile<16x16xbf16, s>, %m: !attn.tile<16xf32, row>) {
+  // expected-error @+1 {{operand #0 must be attn tile of role S (f32)}}
+  %m2, %l2, %p, %a = attn.tile.softmax %s, %m, %m : !attn.tile<16x16xbf16, s>, !attn.tile<16xf32, row>
+  return
+}
+
+// -----
+
+func.func @f(%p: !attn.tile<16x16xf32, s>) {
+  // expected-error @+1 {{converts a tile's elements, not its shape}}
+  %r = attn.tile.convert %p : !attn.tile<16x16xf32, s> to !attn.tile<16x32xbf16, s>
+  return
+}
+
+// -----
+
 // expected-error @+1 {{unknown tile role 'w'}}
 func.func @f(%t: !attn.tile<16x16xf32, w>) { return }
 

@@ -35,7 +35,8 @@ attn.variant @v buffers(["bias", "kind"] : [memref<?xf32>, memref<?xi32>]) shape
 // CHECK: attn.tile.qk %{{.*}}, %{{.*}} {scale = 1.250000e-01 : f32} : !attn.tile<16x64xbf16, q>, !attn.tile<16x64xbf16, k> -> !attn.tile<16x16xf32, s>
 // CHECK: attn.tile.apply @v(%{{.*}}) [%{{.*}}, %{{.*}}] rows(%{{.*}}) cols(%{{.*}}) buffers({{.*}}) route(%{{.*}}) status(%{{.*}} : memref<1xi32>) mask_if(%{{.*}})
 // CHECK: attn.tile.softmax %{{.*}}, %{{.*}}, %{{.*}} : !attn.tile<16x16xf32, s>, !attn.tile<16xf32, row>
-// CHECK: attn.tile.pv
+// CHECK: %[[P16:.*]] = attn.tile.convert %{{.*}} : !attn.tile<16x16xf32, s> to !attn.tile<16x16xbf16, s>
+// CHECK: attn.tile.pv %[[P16]], {{.*}} : !attn.tile<16x16xbf16, s>, !attn.tile<16x64xbf16, v>
 // CHECK: attn.tile.store %{{.*}}, %{{.*}}, %{{.*}} to %{{.*}}[%{{.*}}, %{{.*}}] span(%{{.*}}) lse(%{{.*}} : memref<?x?x?xf32>) {layout = #attn.layout<bshd>}
 func.func @tile_ops(%Q: memref<?x?x?x64xbf16>, %O: memref<?x?x?x64xbf16>, %L: memref<?x?x?xf32>,
                     %bias: memref<?xf32>, %kind: memref<?xi32>, %sum: memref<?x?x2xi64>,
@@ -62,7 +63,8 @@ func.func @tile_ops(%Q: memref<?x?x?x64xbf16>, %O: memref<?x?x?x64xbf16>, %L: me
     %p1 = arith.constant true
     %s2 = attn.tile.apply @v(%s) [%b, %h] rows(%qs) cols(%ks) buffers(%bias, %kind : memref<?xf32>, memref<?xi32>) route(%r) status(%st : memref<1xi32>) mask_if(%p1) : !attn.tile<16x16xf32, s>, !attn.span<16>, !attn.span<16>
     %m2, %l2, %p, %alpha = attn.tile.softmax %s2, %m, %l : !attn.tile<16x16xf32, s>, !attn.tile<16xf32, row>
-    %acc2 = attn.tile.pv %p, %v, %acc, %alpha : !attn.tile<16x16xf32, s>, !attn.tile<16x64xbf16, v>, !attn.tile<16x64xf32, acc>, !attn.tile<16xf32, row>
+    %p16 = attn.tile.convert %p : !attn.tile<16x16xf32, s> to !attn.tile<16x16xbf16, s>
+    %acc2 = attn.tile.pv %p16, %v, %acc, %alpha : !attn.tile<16x16xbf16, s>, !attn.tile<16x64xbf16, v>, !attn.tile<16x64xf32, acc>, !attn.tile<16xf32, row>
     attn.tile.store %acc2, %m2, %l2 to %O[%b, %h] span(%qs) lse(%L : memref<?x?x?xf32>) {layout = #attn.layout<bshd>} : !attn.tile<16x64xf32, acc>, !attn.tile<16xf32, row>, !attn.tile<16xf32, row>, memref<?x?x?x64xbf16>, !attn.span<16>
   }
   return
