@@ -567,7 +567,8 @@ def gpu_main(a):
     # heed's Hopper kernel (issue 16), on sm_90: its rows come after every
     # other row, so that a kernel that hangs takes none of them with it.
     wgmma = a.wgmma == "on" or (a.wgmma == "auto" and major == 9)
-    info["heed_kernels"] = ["heed"] + (["heed_wgmma", "heed_wgmma_grid"] if wgmma else [])
+    info["heed_kernels"] = ["heed"] + (["heed_wgmma", "heed_wgmma_grid", "heed_wgmma_serial"]
+                                       if wgmma else [])
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
     densities = {v.name: density(torch, v, H, S, device) for v in variants}
     results, failed = [], False
@@ -670,10 +671,18 @@ def gpu_main(a):
         # (the default kernel fits them: D = 64 for these two).
         run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, started,
                        not_run, write_json, kind="wgmma-grid", only=("causal", "full"))
+        # The softmax overlap against persistence where ptxas gives only one
+        # of them (D = 128: the default fit is overlapped with a block per
+        # item; without the overlap the kernel stays persistent; docs/passes.md).
+        run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, started,
+                       not_run, write_json, kind="wgmma-serial",
+                       only=("causal", "full", "sliding_window"))
         failed |= any(r.get(key, {}).get("check") == "FAILED" or "error" in r.get(key, {})
-                      for r in results for key in ("heed_wgmma", "heed_wgmma_grid"))
+                      for r in results
+                      for key in ("heed_wgmma", "heed_wgmma_grid", "heed_wgmma_serial"))
     errors = [(r["variant"], r["D"], impl, r[impl]["error"]) for r in results
-              for impl in ("heed", "heed_wgmma", "heed_wgmma_grid", "flex", "sdpa_flash",
+              for impl in ("heed", "heed_wgmma", "heed_wgmma_grid", "heed_wgmma_serial", "flex",
+                           "sdpa_flash",
                            "sdpa_cudnn")
               if impl in r and "error" in r[impl]]
     if errors:
@@ -681,7 +690,7 @@ def gpu_main(a):
         for name, D, impl, msg in errors:
             print("error: %s D=%d %s: %s" % (name, D, impl, msg))
     wrong = [(r["variant"], r["D"], impl) for r in results
-             for impl in ("heed", "heed_wgmma", "heed_wgmma_grid")
+             for impl in ("heed", "heed_wgmma", "heed_wgmma_grid", "heed_wgmma_serial")
              if r.get(impl, {}).get("check") == "FAILED"]
     for name, D, impl in wrong:
         print("FAILED: %s %s D=%d differs from flex by more than %g (or NaN); no figure "
