@@ -305,19 +305,50 @@ std::string summarizeOnDevice(const AttentionArgs &args, unsigned which, const S
   return "";
 }
 
+/// A gated kernel's routed-row lists at `rows` and `counts` (device memory
+/// of B * Hq * Sq and B * Hq words), built on the caller's stream by the
+/// image's heed_gate_rows kernel from the gate buffer `gate` (GateRows.h):
+/// one block per (b, h).
+std::string routeOnDevice(const TensorRef &gate, void *rows, void *counts,
+                          const AttentionDims &dims, GPUStreamDriver &driver) {
+  std::vector<int64_t> words;
+  appendMemref(words, gate.data, gate.shape, gate.effectiveStrides());
+  int64_t n = dims.batch * dims.headsQ * dims.seqQ, m = dims.batch * dims.headsQ;
+  appendMemref(words, rows, {n}, {1});
+  appendMemref(words, counts, {m}, {1});
+  words.insert(words.end(), {dims.headsQ, dims.seqQ});
+  std::vector<void *> params;
+  for (int64_t &w : words)
+    params.push_back(&w);
+  // (The driver copies the parameters at the launch.)
+  if (std::string error = driver.launchKernel(kGateRowsKernel, unsigned(m),
+                                              unsigned(kGateRowsThreads), params.data());
+      !error.empty())
+    return "building the routed rows: " + error;
+  return "";
+}
+
 /// The tables the kernel reads beside the tensors, in the state's table
 /// memory: the summaries the block classifier reads (document ids), built
 /// on the caller's stream by the image's summary kernels where it has them
 /// (no wait), else on the host from the buffers once the stream has written
-/// them; and a gated kernel's routed-row lists, built on the host.
+/// them; and a gated kernel's routed-row lists, likewise (the image's
+/// heed_gate_rows kernel, else the host).
 std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
                              const AttentionDims &dims, GPUStreamDriver &driver,
                              GPUStreamState &state, std::vector<DeviceSummary> &summaries,
-                             DeviceGateRows &gateRows) {
+                             DeviceGateRows &gateRowsOut) {
   std::string error;
   std::vector<SummaryLayout> layouts;
   std::vector<bool> onDevice;
-  bool onHost = !info.gate.empty();
+  // Routed rows: by the image's kernel where it has one (rank-3 gates; the
+  // list entries are 32-bit).
+  bool gated = !info.gate.empty();
+  bool gateOnDevice = gated && driver.hasKernel(kGateRowsKernel) &&
+                      args.buffers[size_t(info.gate[0])].shape.size() == 3 &&
+                      dims.batch * dims.headsQ * dims.seqQ <=
+                          std::numeric_limits<int32_t>::max();
+  bool onHost = gated && !gateOnDevice;
   for (unsigned which : info.summarized) {
     layouts.push_back(summaryLayout(args.buffers[which], info.summaryBlock));
     // (The kernel indexes entries in 32 bits.)
@@ -340,7 +371,7 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
     built[n] = buildSummaryTable(copy, info.summaryBlock);
   }
   GateRows gate;
-  if (!info.gate.empty()) {
+  if (gated && !gateOnDevice) {
     std::vector<char> host;
     TensorRef copy;
     if (!(error = downloadBuffer(info, args, unsigned(info.gate[0]), driver, host, copy,
@@ -349,7 +380,9 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
       return error;
     gate = buildGateRows(copy, info.gate, dims.batch, dims.headsQ, dims.seqQ);
   }
-  size_t gateBytes = (gate.rows.size() + gate.counts.size()) * sizeof(int32_t);
+  size_t gateRows = gated ? size_t(dims.batch * dims.headsQ * dims.seqQ) : 0,
+         gateCounts = gated ? size_t(dims.batch * dims.headsQ) : 0;
+  size_t gateBytes = (gateRows + gateCounts) * sizeof(int32_t);
   size_t total = gateBytes;
   for (const SummaryLayout &l : layouts)
     total += size_t(l.bytes());
@@ -376,14 +409,15 @@ std::string uploadHostTables(const KernelInfo &info, const AttentionArgs &args,
   if (!gateBytes)
     return "";
   void *rows = static_cast<char *>(state.summaries) + offset;
-  void *counts = static_cast<char *>(rows) + gate.rows.size() * sizeof(int32_t);
-  if (!(error = driver.uploadAsync(rows, gate.rows.data(), gate.rows.size() * sizeof(int32_t)))
-           .empty() ||
-      !(error = driver.uploadAsync(counts, gate.counts.data(),
-                                   gate.counts.size() * sizeof(int32_t)))
-           .empty())
+  void *counts = static_cast<char *>(rows) + gateRows * sizeof(int32_t);
+  if (gateOnDevice)
+    error = routeOnDevice(args.buffers[size_t(info.gate[0])], rows, counts, dims, driver);
+  else if ((error = driver.uploadAsync(rows, gate.rows.data(), gateRows * sizeof(int32_t)))
+               .empty())
+    error = driver.uploadAsync(counts, gate.counts.data(), gateCounts * sizeof(int32_t));
+  if (!error.empty())
     return error;
-  gateRows = {rows, counts, int64_t(gate.rows.size()), int64_t(gate.counts.size())};
+  gateRowsOut = {rows, counts, int64_t(gateRows), int64_t(gateCounts)};
   return "";
 }
 

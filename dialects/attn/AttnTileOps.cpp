@@ -226,6 +226,9 @@ LogicalResult TileConvertOp::verify() {
   auto from = cast<TileType>(getSource().getType()), to = cast<TileType>(getResult().getType());
   if (from.getShape() != to.getShape())
     return emitOpError() << "converts a tile's elements, not its shape";
+  Type a = from.getElementType(), b = to.getElementType();
+  if (a != b && !a.isF32() && !b.isF32())
+    return emitOpError() << "converts between f32 and a 16-bit type, not " << a << " to " << b;
   return success();
 }
 
@@ -237,6 +240,8 @@ LogicalResult TilePVOp::verify() {
       acc.getCols() != v.getCols() || !alphaFits ||
       getResult().getType() != acc)
     return emitOpError() << "needs p [R x N], v [N x Dv], acc [R x Dv] and alpha [R]";
+  if (!p.getElementType().isF32() && p.getElementType() != v.getElementType())
+    return emitOpError() << "takes p in f32 or in v's type (" << v.getElementType() << ")";
   return success();
 }
 

@@ -376,11 +376,12 @@ class ServingBackwardTest(HeedTestCase):
         self.assertLess(err, bound, name)
 
     def test_packed_sequences_match_float64_autograd(self):
-        # Four packed entries (one with no queries, one with a single query), GQA
-        # 4:2, bottom-right causal with ALiBi: dq, dk, dv of every entry and the
+        # Five packed entries (one with no queries, one with a single query, one
+        # with more queries than keys: its first rows see no key), GQA 4:2,
+        # bottom-right causal with ALiBi: dq, dk, dv of every entry and the
         # slopes' gradient (the sum over entries), normwise <= 1e-5.
         rng = make_rng(self)
-        q_lens, kv_lens, hq, hkv, d = [5, 1, 0, 19], [40, 3, 17, 19], 4, 2, 16
+        q_lens, kv_lens, hq, hkv, d = [5, 1, 0, 19, 12], [40, 3, 17, 19, 4], 4, 2, 16
         cu = lambda lens: torch.tensor(np.concatenate([[0], np.cumsum(lens)]),
                                        dtype=torch.int32)
         q = t(randn(rng, (1, hq, sum(q_lens), d))).requires_grad_()
@@ -435,6 +436,9 @@ class ServingBackwardTest(HeedTestCase):
                 self.check("entry %d dq" % b, bhsd(q.grad[b:b + 1, :nq]), dq)
                 self.check("entry %d dk" % b, bhsd(k.grad[b:b + 1, :nk]), dk)
                 self.check("entry %d dv" % b, bhsd(v.grad[b:b + 1, :nk]), dv)
+            else:  # no queries: no gradient reaches its keys
+                for name, g in (("dk", k.grad), ("dv", v.grad)):
+                    self.assertTrue(bool((g[b, :nk] == 0).all()), "entry %d %s" % (b, name))
             for name, g, n in (("dq", q.grad, nq), ("dk", k.grad, nk), ("dv", v.grad, nk)):
                 self.assertTrue(bool((g[b, n:] == 0).all()),
                                 "entry %d %s past its length" % (b, name))

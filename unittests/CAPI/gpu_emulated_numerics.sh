@@ -73,6 +73,32 @@ packed 2 "$ex/decode.attn" --dtype=f16 --batch=2 --heads=8 --kv-heads=2 --seq=16
 packed 8 "$ex/decode.attn" --dtype=f16 --batch=2 --heads=8 --kv-heads=2 --seq=17 --seq-kv=200 --lse
 packed 2 "$ex/decode.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=4 --lse --kv-lens=300,64,77 --q-lens=4,1,2 --packed --layout=bshd
 packed 2 "$ex/decode_paged.attn" --dtype=bf16 --batch=3 --heads=8 --kv-heads=2 --seq=1 --seq-kv=300 --lse --kv-lens=300,1,77 --page-size=16 --layout=bshd
+# Gated (MoH) variants: the routed-row lists built on the stream by the
+# image's heed_gate_rows kernel (one block of 128 threads per (b, h), run
+# before the attention kernel; docs/runtime.md, "Routed rows on the device"),
+# in both warp orders; f32 and bf16 gates, a sequence over one thread's run.
+gated() {
+  want=$1
+  shift
+  for reverse in 0 1; do
+    out=$(FAKE_CUDA_TRACE=1 PTXEMU_REVERSE_WARPS=$reverse "$run" "$@" --target=$target \
+          --repeat=1 2>&1)
+    first=$(printf '%s\n' "$out" | awk '/^fake-cuda: launch grid/ {print $4, $5, $6, $8; exit}')
+    if printf '%s\n' "$out" | grep -Eq '^check +PASSED' && [ "$first" = "$want 1 1 128" ]; then
+      echo "PASSED  (routed rows: grid $first, warps reversed $reverse) $*"
+    else
+      echo "FAILED  (first launch '$first', want '$want 1 1 128'; warps reversed $reverse) $*"
+      printf '%s\n' "$out" | tail -8
+      fails=$((fails + 1))
+    fi
+  done
+}
+gated 4 "$ex/moh.attn" --seq=150 --heads=2 --batch=2 --dtype=bf16 --buffer router=bits:0.3
+gated 3 "$ex/moh.attn" --seq=333 --heads=3 --dtype=f16 --layout=bshd --lse --buffer router=bits:0.5
+bf16gate=$(mktemp)
+sed 's/router: f32/router: bf16/' "$ex/moh.attn" > "$bf16gate"
+gated 2 "$bf16gate" --seq=200 --heads=1 --batch=2 --dtype=bf16 --head-dim=128 --buffer router=bits:0.1
+rm -f "$bf16gate"
 # The same from an AOT artifact (its gpu_packed_rows line gives the grid).
 aot=$(mktemp -d)
 if HEED_PTXAS=none "$(dirname "$run")/heed-compile" "$ex/decode.attn" --aot --target=sm_80 \

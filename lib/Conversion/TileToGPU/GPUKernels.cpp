@@ -565,6 +565,7 @@ LogicalResult lowerGPUKernels(ModuleOp module,
     if (failed(checkKernel(kernel)) || failed(lowerKernel(kernel)))
       return failure();
   addSummaryKernels(module);
+  addGateRowsKernel(module);
   // Host code: the tile counts (attn.num_tiles) of the tiling used.
   TypeConverter identity;
   identity.addConversion([](Type t) { return t; });

@@ -368,6 +368,11 @@ llvm::SmallVector<mlir::gpu::GPUFuncOp> outlineKernels(mlir::ModuleOp module);
 /// the module's variants, in `gpu.module @heed_gpu`.
 void addSummaryKernels(mlir::ModuleOp module);
 
+/// The device kernel that builds a gated variant's routed-row lists
+/// (GateRowsKernel.cpp, heed/Runtime/GateRows.h): `heed_gate_rows` in
+/// `gpu.module @heed_gpu` where the module's variant is gated.
+void addGateRowsKernel(mlir::ModuleOp module);
+
 /// The patterns of every GPU target: work items on block ids, flat spans,
 /// barriers, statistics (not kept on GPUs), and TileCommon's.
 void populateGPUStructurePatterns(const mlir::TypeConverter &converter,

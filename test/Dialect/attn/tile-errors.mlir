@@ -39,6 +39,22 @@ func.func @f(%p: !attn.tile<16x16xf32, s>) {
 
 // -----
 
+func.func @f(%p: !attn.tile<16x16xf16, s>) {
+  // expected-error @+1 {{converts between f32 and a 16-bit type, not 'f16' to 'bf16'}}
+  %r = attn.tile.convert %p : !attn.tile<16x16xf16, s> to !attn.tile<16x16xbf16, s>
+  return
+}
+
+// -----
+
+func.func @f(%p: !attn.tile<16x16xf16, s>, %v: !attn.tile<16x64xbf16, v>, %acc: !attn.tile<16x64xf32, acc>) {
+  // expected-error @+1 {{takes p in f32 or in v's type ('bf16')}}
+  %r = attn.tile.pv %p, %v, %acc : !attn.tile<16x16xf16, s>, !attn.tile<16x64xbf16, v>, !attn.tile<16x64xf32, acc>
+  return
+}
+
+// -----
+
 // expected-error @+1 {{unknown tile role 'w'}}
 func.func @f(%t: !attn.tile<16x16xf32, w>) { return }
 
