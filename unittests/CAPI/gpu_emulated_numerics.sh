@@ -95,6 +95,9 @@ gated() {
 }
 gated 4 "$ex/moh.attn" --seq=150 --heads=2 --batch=2 --dtype=bf16 --buffer router=bits:0.3
 gated 3 "$ex/moh.attn" --seq=333 --heads=3 --dtype=f16 --layout=bshd --lse --buffer router=bits:0.5
+# f32: the SIMT kernel (no dynamic shared memory: the routed rows' own
+# workgroup words are the block's only shared memory).
+gated 3 "$ex/moh.attn" --seq=200 --heads=3 --lse --buffer router=bits:0.3
 bf16gate=$(mktemp)
 sed 's/router: f32/router: bf16/' "$ex/moh.attn" > "$bf16gate"
 gated 2 "$bf16gate" --seq=200 --heads=1 --batch=2 --dtype=bf16 --head-dim=128 --buffer router=bits:0.1

@@ -719,6 +719,10 @@ struct Parser {
           sharedEnd = (sharedEnd + align - 1) / align * align;
           sharedSyms[name] = kSharedWindow + sharedEnd;
           sharedEnd += bytes;
+          // A .shared declared in a function's body (LLVM demotes a
+          // kernel's own workgroup memory there) is that function's too.
+          if (fn)
+            fn->staticShared = std::max(fn->staticShared, sharedEnd);
         }
         continue;
       }
