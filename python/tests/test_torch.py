@@ -46,6 +46,19 @@ def ref_causal(b, h, q, kv):
     return q >= kv
 
 
+def graph_keeper(graphs):
+    """keep(kind): an AOTAutograd compiler that records, in graphs[kind], the
+    targets of the graph's calls (for aot_autograd's fw_compiler and bw_compiler)."""
+    from functorch.compile import make_boxed_func
+
+    def keep(kind):
+        def compiler(gm, example_inputs):
+            graphs[kind] = [str(n.target) for n in gm.graph.nodes if n.op == "call_function"]
+            return make_boxed_func(gm)
+        return compiler
+    return keep
+
+
 class OpTest(HeedTestCase):
 
     def test_op_matches_reference(self):
@@ -201,20 +214,13 @@ class OpTest(HeedTestCase):
         # the forward graph, heed.attention_backward one node of the backward graph, and
         # the gradients are eager heed's.
         from torch._dynamo.backends.common import aot_autograd
-        from functorch.compile import make_boxed_func
         rng = make_rng(self)
         spec = ("variant a { buffer slopes: f32[H]\n score = alibi(score, slopes)\n"
                 " mask = causal() }")
         arrays = [randn(rng, (1, 2, 33, 16)) for _ in range(3)]
         arrays.append(rng.uniform(0, 1, size=2).astype(np.float32))
         graphs = {}
-
-        def keep(kind):
-            def compiler(gm, example_inputs):
-                graphs[kind] = [str(n.target) for n in gm.graph.nodes
-                                if n.op == "call_function"]
-                return make_boxed_func(gm)
-            return compiler
+        keep = graph_keeper(graphs)
 
         step = torch.compile(
             lambda q, k, v, s: heed.torch_ops.attention(q, k, v, spec, buffers=[s]) * 2,
@@ -501,7 +507,6 @@ class ServingBackwardTest(HeedTestCase):
         # a torch.compile'd training step on packed sequences: one serving node in
         # each graph, and eager's gradients.
         from torch._dynamo.backends.common import aot_autograd
-        from functorch.compile import make_boxed_func
         rng = make_rng(self)
         arrays = [randn(rng, (1, 2, 12, 16)) for _ in range(3)]
         arrays.append(rng.uniform(0, 1, size=2).astype(np.float32))
@@ -520,13 +525,7 @@ class ServingBackwardTest(HeedTestCase):
                                None, "bhsd", None, None, cu, cu),
                               test_utils=("test_schema", "test_faketensor"))
         graphs = {}
-
-        def keep(kind):
-            def compiler(gm, example_inputs):
-                graphs[kind] = [str(n.target) for n in gm.graph.nodes
-                                if n.op == "call_function"]
-                return make_boxed_func(gm)
-            return compiler
+        keep = graph_keeper(graphs)
 
         step = torch.compile(
             lambda q, k, v, s: heed.torch_ops.serving_attention(

@@ -7,12 +7,10 @@
 // and counts it writes are the host's (buildGateRows) word for word: what
 // the runtime launches instead of copying the gate to the host
 // (docs/runtime.md, "Routed rows on the device").
-#include "heed/Compiler/GPU.h"
-#include "heed/Frontend/Parser.h"
+#include "EmulatedKernel.h"
+
 #include "heed/Runtime/GateRows.h"
 #include "heed/Runtime/Tensor.h"
-
-#include "../CAPI/ptx_emulator.h"
 
 #include <gtest/gtest.h>
 
@@ -74,23 +72,10 @@ TEST(GateRowsKernel, DeviceListsAreTheHostLists) {
                                {1, 2, 1029}, {2, 2, 0}};
   for (const Case &c : cases) {
     SCOPED_TRACE(c.spec);
-    auto parsed = spec::parseSpec(c.spec, "gate.attn");
-    ASSERT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
-    auto variant = spec::selectVariant(std::move(*parsed), "");
-    ASSERT_TRUE(static_cast<bool>(variant)) << llvm::toString(variant.takeError());
-    KernelConfig config;
-    config.dtype = DType::BF16;
-    config.headDim = config.headDimV = 64;
-    auto target = CUDATarget::parse("sm_80");
-    ASSERT_TRUE(static_cast<bool>(target)) << llvm::toString(target.takeError());
-    auto binary = compileCUDA(*variant, config, *target);
-    ASSERT_TRUE(static_cast<bool>(binary)) << llvm::toString(binary.takeError());
-    ASSERT_NE(binary->ptx.find(std::string(".entry ") + kGateRowsKernel), std::string::npos);
+    emulated::EmulatedKernel kernel;
+    ASSERT_TRUE(kernel.load(c.spec, kGateRowsKernel));
+    void *function = kernel.function;
     char err[512] = {0};
-    void *module = ptxemu_load(binary->ptx.c_str(), err, sizeof err);
-    ASSERT_NE(module, nullptr) << err;
-    void *function = ptxemu_function(module, kGateRowsKernel);
-    ASSERT_NE(function, nullptr);
     for (const auto &s : shapes) {
         int64_t batches = s[0], heads = s[1], seq = s[2];
         uint64_t seed = freshSeed();
@@ -143,7 +128,6 @@ TEST(GateRowsKernel, DeviceListsAreTheHostLists) {
         EXPECT_EQ(rows, host.rows);
         EXPECT_EQ(counts, host.counts);
       }
-    ptxemu_unload(module);
   }
 }
 

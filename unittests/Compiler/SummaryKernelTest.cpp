@@ -6,12 +6,10 @@
 // block edges, the table it writes is the host's (buildSummaryTable) bit
 // for bit: what the runtime launches instead of copying the buffer to the
 // host (docs/runtime.md, "Buffer summaries on the device").
-#include "heed/Compiler/GPU.h"
-#include "heed/Frontend/Parser.h"
+#include "EmulatedKernel.h"
+
 #include "heed/Runtime/BufferSummary.h"
 #include "heed/Runtime/Tensor.h"
-
-#include "../CAPI/ptx_emulator.h"
 
 #include <gtest/gtest.h>
 
@@ -72,24 +70,11 @@ TEST(SummaryKernel, DeviceTablesAreTheHostTables) {
   const std::vector<int64_t> shapes2[] = {{1, 1}, {2, 16}, {3, 77}, {5, 130}, {2, 0}};
   for (const Case &c : cases) {
     SCOPED_TRACE(c.spec);
-    auto parsed = spec::parseSpec(c.spec, "summary.attn");
-    ASSERT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
-    auto variant = spec::selectVariant(std::move(*parsed), "");
-    ASSERT_TRUE(static_cast<bool>(variant)) << llvm::toString(variant.takeError());
-    KernelConfig config;
-    config.dtype = DType::BF16;
-    config.headDim = config.headDimV = 64;
-    auto target = CUDATarget::parse("sm_80");
-    ASSERT_TRUE(static_cast<bool>(target)) << llvm::toString(target.takeError());
-    auto binary = compileCUDA(*variant, config, *target);
-    ASSERT_TRUE(static_cast<bool>(binary)) << llvm::toString(binary.takeError());
     std::string name = summaryKernelName(0);
-    ASSERT_NE(binary->ptx.find(".entry " + name), std::string::npos) << "no " << name;
+    emulated::EmulatedKernel kernel;
+    ASSERT_TRUE(kernel.load(c.spec, name));
+    void *function = kernel.function;
     char err[512] = {0};
-    void *module = ptxemu_load(binary->ptx.c_str(), err, sizeof err);
-    ASSERT_NE(module, nullptr) << err;
-    void *function = ptxemu_function(module, name.c_str());
-    ASSERT_NE(function, nullptr);
     for (const std::vector<int64_t> &shape :
          c.rank2 ? std::vector<std::vector<int64_t>>(std::begin(shapes2), std::end(shapes2))
                  : std::vector<std::vector<int64_t>>(std::begin(shapes), std::end(shapes))) {
@@ -136,7 +121,6 @@ TEST(SummaryKernel, DeviceTablesAreTheHostTables) {
       ptxemu_allocation(table.data(), 0, 0);
       EXPECT_EQ(table, host.data);
     }
-    ptxemu_unload(module);
   }
 }
 
