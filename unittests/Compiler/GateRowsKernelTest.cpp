@@ -104,15 +104,9 @@ TEST(GateRowsKernel, DeviceListsAreTheHostLists) {
         ptxemu_allocation(rows.data(), rows.size() * 4, 1);
         ptxemu_allocation(counts.data(), counts.size() * 4, 1);
         std::vector<int64_t> words;
-        auto memref = [&](const void *p, const std::vector<int64_t> &sizes,
-                          const std::vector<int64_t> &strides) {
-          words.insert(words.end(), {int64_t(p), int64_t(p), 0});
-          words.insert(words.end(), sizes.begin(), sizes.end());
-          words.insert(words.end(), strides.begin(), strides.end());
-        };
-        memref(data.data(), shape, gate.effectiveStrides());
-        memref(rows.data(), {int64_t(n)}, {1});
-        memref(counts.data(), {batches * heads}, {1});
+        emulated::appendMemref(words, data.data(), shape, gate.effectiveStrides());
+        emulated::appendMemref(words, rows.data(), {int64_t(n)}, {1});
+        emulated::appendMemref(words, counts.data(), {batches * heads}, {1});
         words.insert(words.end(), {heads, seq});
         std::vector<void *> params;
         for (int64_t &w : words)

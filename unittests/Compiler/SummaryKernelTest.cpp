@@ -98,14 +98,8 @@ TEST(SummaryKernel, DeviceTablesAreTheHostTables) {
       ptxemu_allocation(table.data(), table.size() * 8, 1);
       for (int64_t level = 0; level < l.levels; ++level) {
         std::vector<int64_t> words;
-        auto memref = [&](const void *p, const std::vector<int64_t> &sizes,
-                          const std::vector<int64_t> &strides) {
-          words.insert(words.end(), {int64_t(p), int64_t(p), 0});
-          words.insert(words.end(), sizes.begin(), sizes.end());
-          words.insert(words.end(), strides.begin(), strides.end());
-        };
-        memref(data.data(), shape, buffer.effectiveStrides());
-        memref(table.data(), {l.levels, l.blocks, 2}, {l.blocks * 2, 2, 1});
+        emulated::appendMemref(words, data.data(), shape, buffer.effectiveStrides());
+        emulated::appendMemref(words, table.data(), {l.levels, l.blocks, 2}, {l.blocks * 2, 2, 1});
         words.insert(words.end(), {level, l.length, l.rowLength, l.rowStride, l.block,
                                    int64_t(c.dtype == DType::Bool)});
         std::vector<void *> params;
