@@ -648,7 +648,9 @@ namespace {
 /// (GPUKernelArgs), in buildBackwardModule's order: q, k, v, dout, [out],
 /// lse, delta, buffers, summaries, dq, dk, dv, gradients, a ragged batch's
 /// lengths (`lengths`, device tensors: kv_lens, q_lens, cu_seqlens_q,
-/// cu_seqlens_kv, those the kernel takes), status, stats, the work range.
+/// cu_seqlens_kv, those the kernel takes), status, stats, the work range,
+/// the buffer gradients' words and the finalize flag, then a wgmma
+/// kernel's tensor maps by value (`maps`).
 /// Packed sequences' row tensors go as the forward's (kernelView: [B,
 /// longest, ...] of batch stride 0), dout and dq as q, dk and dv as k.
 class GPUBackwardArgs {
@@ -656,7 +658,8 @@ public:
   GPUBackwardArgs(const KernelInfo &info, const AttentionDims &dims, const GPUBackwardTensors &t,
                   const std::vector<TensorRef> &lengths,
                   const std::vector<DeviceSummary> &summaries, bool withOut, void *status,
-                  void *stats, void *gradWorkspace, int64_t gradWords) {
+                  void *stats, void *gradWorkspace, int64_t gradWords,
+                  std::vector<TensorMapBytes> &maps) {
     auto memref = [&](const void *data, const std::vector<int64_t> &shape,
                       const std::vector<int64_t> &strides) {
       appendMemref(words, data, shape, strides);
@@ -697,6 +700,8 @@ public:
     words.push_back(0);
     for (int64_t &w : words)
       pointers.push_back(&w);
+    for (TensorMapBytes &m : maps)
+      pointers.push_back(m.bytes);
   }
   void **params() { return pointers.data(); }
   /// The finalizing launch: each thread writes one gradient element.
@@ -868,16 +873,42 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
       return error;
   }
   void *gradWorkspace = gradElements > 0 ? state.gradWorkspace : nullptr;
+  // The wgmma kernels' TMA descriptors: of the item's two operand tiles
+  // (64 rows), then of the slots' two tensors: the dQ kernel's q and dout,
+  // then k and v; the dK/dV kernel's k and v, then q and dout.
+  std::vector<TensorMapBytes> dqMaps, dkdvMaps;
+  auto encode = [&](const GPULaunch &launch, GPUStreamDriver &driver,
+                    std::array<const TensorRef *, 4> tensors,
+                    std::vector<TensorMapBytes> &maps) -> std::string {
+    if (launch.tensorMapRowsQ <= 0)
+      return "";
+    maps.resize(4);
+    for (int i = 0; i < 4; ++i)
+      if (std::string err = driver.encodeTensorMap(
+              maps[i].bytes, *tensors[i], info.layout,
+              i < 2 ? launch.tensorMapRowsQ : launch.tensorMapRowsKV);
+          !err.empty())
+        return err;
+    return "";
+  };
+  if (!(error = encode(dq, dqDriver, {&args.forward.q, &args.dout, &args.forward.k, &args.forward.v},
+                       dqMaps))
+           .empty())
+    return error;
   // The dQ kernel computes delta (softmax rows) and writes it; the dK/dV
   // kernel after it on the stream reads it.
   GPUBackwardArgs dqParams(info, dims, args, lengths, summaries, /*withOut=*/true, state.words,
-                           stats, gradWorkspace, gradWords);
+                           stats, gradWorkspace, gradWords, dqMaps);
   if (!(error = dqDriver.launch(grid(dims.seqQ, dq.blockRows), unsigned(dims.headsQ),
                                 unsigned(dims.batch), dqParams.params()))
            .empty())
     return error;
+  if (!(error = encode(dkdv, dkdvDriver,
+                       {&args.forward.k, &args.forward.v, &args.forward.q, &args.dout}, dkdvMaps))
+           .empty())
+    return error;
   GPUBackwardArgs dkdvParams(info, dims, args, lengths, summaries, /*withOut=*/false,
-                             state.words, stats, gradWorkspace, gradWords);
+                             state.words, stats, gradWorkspace, gradWords, dkdvMaps);
   if (!(error = dkdvDriver.launch(grid(dims.seqKV, dkdv.blockRows), unsigned(dims.headsKV),
                                   unsigned(dims.batch), dkdvParams.params()))
            .empty())

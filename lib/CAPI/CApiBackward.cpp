@@ -30,6 +30,9 @@ struct heed_backward {
   spec::Variant variant;
   KernelConfig config; ///< with lse: the forward's description the kernels take
   bool useCache = true;
+  /// The GPU kernels (options.gpu_kernel): tensor cores (also for auto), or
+  /// a wgmma kind (Hopper, sm_90a).
+  GPUKernelKind kind = GPUKernelKind::TensorCores;
   std::mutex gpuMutex;
   /// The dQ and dK/dV images by chip (CUDA's sm_*, ROCm's gfx*).
   std::map<std::string, std::pair<std::shared_ptr<const GPUImage>,
@@ -140,7 +143,7 @@ heed_status gpuImages(heed_backward &b, GPUPlatform platform, const std::string 
   GPUComputation computations[] = {GPUComputation::BackwardDQ, GPUComputation::BackwardDKDV};
   for (int i = 0; i < 2; ++i) {
     GPUTarget target{platform == GPUPlatform::CUDA ? GPUVendor::NVIDIA : GPUVendor::AMD, chip,
-                     GPUKernelKind::TensorCores};
+                     b.kind};
     target.computation = computations[i];
     auto entry = [&]() -> llvm::Expected<std::shared_ptr<const ArtifactEntry>> {
       if (b.useCache)
@@ -218,6 +221,10 @@ heed_status heed_backward_compile(const char *specText, const char *sourceName,
     capi::Request r;
     if (heed_status s = readRequest("heed_backward_compile", specText, sourceName, options, r))
       return s;
+    if (r.gpuKernel == GPUKernelKind::SIMT)
+      return fail(HEED_ERROR_INVALID_ARGUMENT,
+                  "heed_backward_compile: options.gpu_kernel: the GPU backward runs on matrix "
+                  "cores (tensor-cores, the default, or a wgmma kind on sm_90a), not simt");
     auto kernel = BackwardKernel::compile(r.variant, r.config,
                                           r.useCache ? &KernelCache::global() : nullptr);
     if (!kernel)
@@ -228,6 +235,8 @@ heed_status heed_backward_compile(const char *specText, const char *sourceName,
     handle->config = r.config;
     handle->config.lse = true; // the kernels read the forward's lse
     handle->useCache = r.useCache;
+    if (r.gpuKernel != GPUKernelKind::Auto)
+      handle->kind = r.gpuKernel;
     {
       std::lock_guard<std::mutex> lock(liveMutex);
       live.insert(handle);

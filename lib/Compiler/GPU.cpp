@@ -165,11 +165,17 @@ int64_t wgmmaOverlapStages(const KernelConfig &config, int64_t rows, int64_t key
 /// dK/dV); the dQ kernel steps over 64 keys up to D = 64, 32 above (its LDS
 /// holds K both ways and V: 26 KB at D = 64 and 128), the dK/dV kernel over
 /// 32 query rows (a multiple of M; its LDS holds Q and dO both ways: 35 KB
-/// at D = 128).
+/// at D = 128). Hopper's wgmma kernels (one warpgroup: 64 rows or keys a
+/// block): the dQ kernel steps over 64 keys, the dK/dV kernel over 64 query
+/// rows up to D = 64, 32 above (its dK and dV accumulators hold D floats a
+/// thread); `narrow`: 32 keys, 16 query rows.
 std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config, const GPUTarget &target,
                                              bool narrow) {
   bool wide = std::max(config.headDim, config.valueDim()) > 64;
   bool dq = target.computation == GPUComputation::BackwardDQ;
+  if (isWgmma(target.kind))
+    return dq ? std::pair<int64_t, int64_t>{64, narrow ? 32 : 64}
+              : std::pair<int64_t, int64_t>{narrow ? 16 : wide ? 32 : 64, 64};
   if (target.vendor == GPUVendor::AMD)
     return dq ? std::pair<int64_t, int64_t>{4 * target.mfma, wide ? 32 : 64}
               : std::pair<int64_t, int64_t>{32, 4 * target.mfma};
@@ -337,9 +343,10 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   out.context = makeGPUContext();
   bool backward = computation != GPUComputation::Forward;
   if (backward) {
-    if (!*matrixCores || isWgmma(kind))
-      return fail("the GPU backward runs on matrix cores: NVIDIA tensor cores or AMD MFMA (f16 "
-                  "or bf16, head dims multiples of 16; not the SIMT or wgmma kernels yet)");
+    if (!*matrixCores)
+      return fail("the GPU backward runs on matrix cores: NVIDIA tensor cores (mma.sync, or "
+                  "wgmma on sm_90a) or AMD MFMA (f16 or bf16, head dims multiples of 16; not "
+                  "the SIMT kernel)");
     auto module = gpuBackwardKernelModule(*out.context, variant, config, target, fit.narrow);
     if (!module)
       return module.takeError();
@@ -350,7 +357,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   GPUPipelineOptions options;
   options.matrixCores = out.launch.matrixCores;
   options.wgmma = isWgmma(kind);
-  if (isWarpSpecializedWgmma(kind)) {
+  if (isWarpSpecializedWgmma(kind) && !backward) {
     // Two consumer warpgroups of 64 rows (FlashAttention-3's 128-row CTA
     // tiles), wgmmaKeysPerTile keys per tile, 2 stages (overlapped: 3 where
     // they fit, wgmmaOverlapStages); persistent workers but for wgmma-grid.
@@ -407,11 +414,12 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
       out.launch.sharedBytes = shape.getSharedBytes();
     }
     // The wgmma kernel's tensor maps: (described argument, box rows) of Q,
-    // then of K and V.
+    // then of K and V; a backward kernel's of its two operand tiles (64
+    // rows), then of its slots' two tensors.
     if (auto maps = kernel->getAttrOfType<DenseI64ArrayAttr>("heed.tensor_maps");
-        maps && maps.size() == 6) {
+        maps && maps.size() == (backward ? 8 : 6)) {
       out.launch.tensorMapRowsQ = maps[1];
-      out.launch.tensorMapRowsKV = maps[3];
+      out.launch.tensorMapRowsKV = maps[maps.size() - 1];
     }
   });
   if (then)

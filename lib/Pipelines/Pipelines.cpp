@@ -324,8 +324,14 @@ void buildGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions 
 
 void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
                                       const std::string &kernel) {
-  buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, [](OpPassManager &pm) {
-    pm.addPass(createConvertAttnTileToNVGPU());
+  // mma.sync (cp.async staging), or on Hopper wgmma (TMA staging onto
+  // mbarriers, SS wgmma for S and dP, RS wgmma for the accumulators):
+  // docs/backward.md, "On Hopper (wgmma)".
+  buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, [&](OpPassManager &pm) {
+    if (options.wgmma)
+      pm.addPass(createConvertAttnTileToHopper({options.wideStores}));
+    else
+      pm.addPass(createConvertAttnTileToNVGPU());
   });
 }
 

@@ -4,6 +4,7 @@
 #define HEED_TOOLS_HEED_RUN_BACKWARD_H
 
 #include "heed/Compiler/Compiler.h"
+#include "heed/Compiler/GPU.h"
 #include "heed/Runtime/GPUImage.h"
 #include "heed/Runtime/Tensor.h"
 
@@ -25,6 +26,9 @@ struct BackwardOptions {
   bool outF32 = true;
   uint64_t seed = 0;
   std::string shape; ///< for the report
+  /// The GPU kernels (--gpu-kernel): tensor cores (mma.sync; also for
+  /// auto), or a wgmma kind (Hopper, sm_90a).
+  GPUKernelKind kind = GPUKernelKind::TensorCores;
 };
 
 /// The host tensors of one backward run (shapes from q, k, v): the

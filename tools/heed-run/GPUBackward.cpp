@@ -138,8 +138,9 @@ bool report(const spec::Variant &variant, const BackwardOptions &options,
     return passed;
   }
   llvm::outs() << fmt::format("variant   {}\nshape     {}\ntarget    cuda {} (forward, dQ "
-                              "and dK/dV tensor-core kernels)\nseed      {}\n",
-                              variant.name, options.shape, chip, options.seed);
+                              "and dK/dV {} kernels)\nseed      {}\n",
+                              variant.name, options.shape, chip,
+                              isWgmma(options.kind) ? "wgmma" : "tensor-core", options.seed);
   llvm::outs() << fmt::format("compile   {:.3f} s (3 kernels)\nbackward  {:.3f} ms (dQ and "
                               "dK/dV launches, with buffer gradients a third that finalizes "
                               "them; waited for)\n",
@@ -171,7 +172,7 @@ int runBackwardOn(const spec::Variant &variant, KernelConfig config, HostTensor 
   }
   if (chip.empty() && (chip = Platform::deviceChip(why)).empty())
     return error(why);
-  auto target = Platform::target(chip, GPUKernelKind::TensorCores);
+  auto target = Platform::target(chip, options.kind);
   if (!target)
     return error(llvm::toString(target.takeError()));
   config.lse = true;

@@ -898,6 +898,14 @@ int main(int argc, char **argv) {
     o.split = backwardSplit;
     o.outF32 = backwardOutDType == "f32";
     o.seed = usedSeed;
+    auto kind = heed::parseGPUKernelKind(gpuKernel);
+    if (!kind)
+      return error(llvm::toString(kind.takeError()));
+    if (*kind == heed::GPUKernelKind::SIMT)
+      return error("--backward runs on matrix cores: --gpu-kernel=tensor-cores (the default) or "
+                   "a wgmma kind (sm_90a), not simt");
+    if (*kind != heed::GPUKernelKind::Auto)
+      o.kind = *kind;
     o.shape = fmt::format("B={} Hq={} Hkv={} Sq={} Skv={} D={} Dv={} {} {}", batch.getValue(),
                           heads.getValue(), hkv, seq.getValue(), skv, headDim.getValue(), dv,
                           dtype.getValue(), layout.getValue());

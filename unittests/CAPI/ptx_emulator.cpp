@@ -69,7 +69,7 @@ enum class Op : uint8_t {
   Bfe, Bfi, Popc, Clz, Brev, Prmt, Shf, Lop3, Copysign, Testp, Mma, Ldmatrix, Shfl, Vote, Bar,
   WarpSync, CpAsync, CpCommit, CpWait, Nop, Activemask,
   // sm_90: named barriers' arrive, mbarriers, TMA, wgmma
-  BarArrive, MbarInit, MbarArrive, MbarTryWait, Tma, Wgmma, WgCommit, WgWait
+  BarArrive, MbarInit, MbarInval, MbarArrive, MbarTryWait, Tma, Wgmma, WgCommit, WgWait
 };
 
 // Where a thread stops: a warp collective, a warpgroup collective (wgmma),
@@ -493,7 +493,7 @@ struct Parser {
         "commit_group", "wait_group", "wait_all", "async", "cta", "gl", "sys", "relaxed",
         "acquire", "release", "acq_rel", "gpu", "warp", "l", "r", "wrap", "clamp", "finite",
         "infinite", "number", "notanumber", "normal", "subnormal", "L1", "L2", "ptr", "b",
-        "shared::cta", "shared::cluster", "proxy", "init", "arrive", "expect_tx", "try_wait",
+        "shared::cta", "shared::cluster", "proxy", "init", "inval", "arrive", "expect_tx", "try_wait",
         "parity", "bulk", "tensor", "tile", "mbarrier::complete_tx::bytes", "1d", "2d", "3d",
         "4d", "5d", "mma_async", "fence", "commit_group", "wait_group", "setmaxnreg"};
     for (const std::string &m : in.mods) {
@@ -563,6 +563,8 @@ struct Parser {
     if (base == "mbarrier") {
       if (has("init"))
         in.op = Op::MbarInit;
+      else if (has("inval"))
+        in.op = Op::MbarInval;
       else if (has("try_wait") && has("parity"))
         in.op = Op::MbarTryWait, in.coll = Coll::Wait;
       else if (has("arrive") && !has("expect_tx"))
@@ -1826,7 +1828,23 @@ void Launch::exec(Thread &t, const Inst &in) {
     m.expected = m.pending = uint32_t(v(1));
     if (!m.expected)
       error(in, "an mbarrier with an arrival count of 0");
+    // (PTX ISA: init on a valid mbarrier object is undefined; inval first.)
+    if (auto it = mbarriers.find(off); it != mbarriers.end() && it->second.phase > 0)
+      error(in, "mbarrier.init of an mbarrier in use (past its first phase): mbarrier.inval "
+                "it first");
     mbarriers[off] = m;
+    break;
+  }
+  case Op::MbarInval: {
+    uint64_t off = address(t, o[0], in) - kSharedWindow;
+    Mbarrier &m = mbarrierAt(off, in);
+    for (const TmaCopy &c : tmaInFlight)
+      if (c.mbar == off)
+        error(in, "mbarrier.inval of an mbarrier a TMA copy in flight completes on");
+    if (m.pending != m.expected || m.tx != 0)
+      error(in, "mbarrier.inval of an mbarrier whose phase is under way (arrivals or "
+                "transaction bytes pending)");
+    mbarriers.erase(off);
     break;
   }
   case Op::MbarArrive: {

@@ -36,10 +36,14 @@ constexpr int64_t kHopperSharedPerBlock = 232448;
 /// The wgmma kernel's dynamic shared memory: `rows` query rows of Q, `stages`
 /// staging slots of `keys` K and V rows (16-bit elements), `barriers`
 /// mbarriers, and one 1024-byte swizzle period (the base is aligned at run
-/// time).
+/// time). A backward kernel's item holds two operand tiles (`backward`: K
+/// and V rows, or Q and dO rows, headDim + valueDim wide) and its slots the
+/// other two (Q and dO, or K and V).
 constexpr int64_t hopperSharedBytes(int64_t rows, int64_t headDim, int64_t valueDim,
-                                    int64_t keys, int64_t stages, int64_t barriers) {
-  return rows * headDim * 2 + stages * keys * (headDim + valueDim) * 2 + 8 * barriers + 1024;
+                                    int64_t keys, int64_t stages, int64_t barriers,
+                                    bool backward = false) {
+  return rows * (backward ? headDim + valueDim : headDim) * 2 +
+         stages * keys * (headDim + valueDim) * 2 + 8 * barriers + 1024;
 }
 
 /// The K/V bytes of a section of (b, h) pairs that persistent workers walk
@@ -48,10 +52,12 @@ constexpr int64_t hopperSharedBytes(int64_t rows, int64_t headDim, int64_t value
 constexpr int64_t kPersistentL2Bytes = 32 << 20;
 
 /// The wgmma kernel's mbarriers: one per consumer warpgroup's Q rows (64
-/// of the `rows`), then per staging slot one (its fill), or three
-/// warp-specialized (its K, its V, its release).
-constexpr int64_t hopperBarriers(int64_t rows, int64_t stages, bool specialized) {
-  return rows / 64 + stages * (specialized ? 3 : 1);
+/// of the `rows`; a backward kernel's two operand tiles: two), then per
+/// staging slot one (its fill), or three warp-specialized (its K, its V,
+/// its release).
+constexpr int64_t hopperBarriers(int64_t rows, int64_t stages, bool specialized,
+                                 bool backward = false) {
+  return rows / 64 * (backward ? 2 : 1) + stages * (specialized ? 3 : 1);
 }
 
 } // namespace heed

@@ -599,9 +599,11 @@ LogicalResult lowerMatrixCoreKernels(
       return kernel.emitOpError() << name << ": " << why
                                   << (shape->backward ? "; run the backward on the CPU"
                                                       : "; use the SIMT kernel");
-    if (failed(target->prepareKernel(kernel)))
-      return failure();
+    // (The gradients' two arguments first: a target's own parameters, the
+    // wgmma kernel's tensor maps, come last.)
     if (shape->backward && failed(prepareGradientAccumulators(kernel, target->gradients)))
+      return failure();
+    if (failed(target->prepareKernel(kernel)))
       return failure();
     // Only the dK/dV kernel (key-major: transposed score tiles) is launched
     // to finalize the buffers' gradients; the dQ kernel needs no such branch.

@@ -48,6 +48,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
+#include "llvm/ADT/SetVector.h"
+
 namespace heed {
 #define GEN_PASS_DEF_CONVERTATTNTILETOHOPPER
 #define GEN_PASS_DEF_HEEDTENSORMAPPARAMS
@@ -72,8 +74,6 @@ public:
   using WarpFragmentTarget::WarpFragmentTarget;
 
   std::string unsupported() const override {
-    if (shape.backward)
-      return "the backward is not lowered to the wgmma kernel yet (the tensor-core kernel of sm_80/sm_90 has it)";
     Type elt = shape.elt;
     if (!elt.isF16() && !elt.isBF16())
       return "wgmma takes f16 or bf16";
@@ -84,8 +84,12 @@ public:
       return "the wgmma kernel needs key tiles of a multiple of 16 keys, at most 256";
     if (shape.blockRows() % 64 || shape.blockRows() > 256)
       return "the wgmma kernel needs query tiles of 64 rows per warpgroup (at most 4)";
+    // (A tile's operand fragments are one descriptor per headDim columns.)
+    if (shape.backward && shape.headDim != shape.valueDim)
+      return "the wgmma backward needs the same head dim for q/k and v";
     // (`specialized` is not known yet: count the warp-specialized barriers.)
-    int64_t bytes = sharedBytes(heed::hopperBarriers(shape.blockRows(), shape.stages, true));
+    int64_t bytes = sharedBytes(heed::hopperBarriers(shape.blockRows(), shape.stages,
+                                                     !shape.backward, shape.backward));
     if (bytes > heed::kHopperSharedPerBlock)
       return "the wgmma kernel's tiles need " + std::to_string(bytes) +
              " bytes of shared memory, more than a Hopper block's " +
@@ -100,25 +104,43 @@ public:
     return {VectorType::get({1}, IntegerType::get(ctx, 64)), shape.headDim};
   }
 
-  int64_t qBytes() const { return shape.blockRows() * shape.headDim * 2; }
+  /// The item's operand tiles ("q" tiles), each in its own buffer: Q in
+  /// the forward; in the backward part 0 (K, or Q: headDim wide) and part 1
+  /// (V, or dO: valueDim wide). Then the staging slots' tensors 0 and 1
+  /// (K and V; in the backward Q and dO, or K and V).
+  int64_t operandParts() const { return shape.backward ? 2 : 1; }
+  int64_t operandWidth(int64_t part) const { return part ? shape.valueDim : shape.headDim; }
+  int64_t operandOffset(int64_t part) const {
+    return part ? shape.blockRows() * shape.headDim * 2 : 0;
+  }
+  int64_t qBytes() const {
+    return shape.blockRows() * (shape.backward ? shape.headDim + shape.valueDim : shape.headDim) *
+           2;
+  }
   int64_t kBytes() const { return shape.keys * shape.headDim * 2; }
   int64_t vBytes() const { return shape.keys * shape.valueDim * 2; }
   int64_t kOffset() const { return qBytes(); }
   int64_t vOffset() const { return qBytes() + shape.stages * kBytes(); }
-  /// Barrier w (w < qBarriers()) is consumer warpgroup w's Q rows', then
-  /// Q_n + s slot s's (its fill has landed). Warp-specialized, Q_n + s slot
-  /// s's K, Q_n + stages + s its V (so that Q K^T need not wait for V),
-  /// Q_n + 2 stages + s its release (every consumer thread is done with it).
+  /// Slot tensor `part`'s buffer and width.
+  int64_t slotOffset(int64_t part) const { return part ? vOffset() : kOffset(); }
+  int64_t slotBytes(int64_t part) const { return part ? vBytes() : kBytes(); }
+  /// Barrier p Q_w + w (p < operandParts(), w < Q_w = warpgroups()) is
+  /// consumer warpgroup w's rows of operand tile p, then Q_n + s (Q_n =
+  /// qBarriers()) slot s's (its fill has landed). Warp-specialized, Q_n + s
+  /// slot s's K, Q_n + stages + s its V (so that Q K^T need not wait for
+  /// V), Q_n + 2 stages + s its release (every consumer thread is done
+  /// with it).
   int64_t barrierOffset() const { return vOffset() + shape.stages * vBytes(); }
-  int64_t qBarriers() const { return consumerThreads() / kWarpgroup; }
+  int64_t warpgroups() const { return consumerThreads() / kWarpgroup; }
+  int64_t qBarriers() const { return warpgroups() * operandParts(); }
   int64_t barriers() const {
-    return heed::hopperBarriers(shape.blockRows(), shape.stages, specialized);
+    return heed::hopperBarriers(shape.blockRows(), shape.stages, specialized, shape.backward);
   }
   /// The layout above (heed::hopperSharedBytes, which compileCUDA sizes the
   /// staging slots with) with `barriers` mbarriers.
   int64_t sharedBytes(int64_t barriers) const {
     return heed::hopperSharedBytes(shape.blockRows(), shape.headDim, shape.valueDim, shape.keys,
-                                   shape.stages, barriers);
+                                   shape.stages, barriers, shape.backward);
   }
   int64_t dynamicSharedBytes() const override { return sharedBytes(barriers()); }
   /// The threads of the consumer warpgroups (the query rows' owners).
@@ -138,19 +160,26 @@ public:
   /// 1 + consumers + w), so that the previous Q's wgmma have completed in
   /// all four warps. (Flat tiles: TMA reads rows first .. first + rows;
   /// gated tiles, whose rows come from a list, are refused by the pass.)
+  /// A backward kernel's operand tile `part` goes to its own buffer, on
+  /// its own barriers.
   SmallVector<Value> loadQ(OpBuilder &b, Location loc, Value q, Value batch, Value head,
-                           const QueryRows &queries, Layout layout, int64_t, int64_t,
+                           const QueryRows &queries, Layout layout, int64_t, int64_t part,
                            Value round) const override {
     Value group = warpgroup(b, loc);
-    Value rows = arith::AddIOp::create(
-        b, loc, base(b, loc, 0), arith::MulIOp::create(b, loc, group, index(b, loc, 64 * kRowBytes)));
-    Value bar = sharedPtr(b, loc, barrier(b, loc, group));
+    int64_t width = operandWidth(part);
+    Value rows = arith::AddIOp::create(b, loc, base(b, loc, operandOffset(part)),
+                                       arith::MulIOp::create(b, loc, group,
+                                                             index(b, loc, 64 * kRowBytes)));
+    Value bar = sharedPtr(
+        b, loc,
+        barrier(b, loc,
+                arith::AddIOp::create(b, loc, group, index(b, loc, part * warpgroups()))));
     if (round)
       NVVM::BarrierOp::create(
           b, loc, TypeRange{},
           arith::IndexCastOp::create(
               b, loc, b.getI32Type(),
-              arith::AddIOp::create(b, loc, group, index(b, loc, 1 + qBarriers()))),
+              arith::AddIOp::create(b, loc, group, index(b, loc, 1 + warpgroups()))),
           i32(b, loc, kWarpgroup), NVVM::BarrierReductionAttr(), Value());
     {
       Value lane = arith::RemUIOp::create(b, loc, threadId(b, loc), index(b, loc, kWarpgroup));
@@ -159,11 +188,11 @@ public:
           /*withElseRegion=*/false);
       OpBuilder::InsertionGuard g(b);
       b.setInsertionPointToStart(&leader.getThenRegion().front());
-      expectBytes(b, loc, bar, 64 * shape.headDim * 2);
+      expectBytes(b, loc, bar, 64 * width * 2);
       Value row0 = arith::AddIOp::create(b, loc, queries.first,
                                          arith::MulIOp::create(b, loc, group, index(b, loc, 64)));
-      tileByTMA(b, loc, tensorMaps.lookup(q), rows, bar, 64, shape.headDim, layout, batch, head,
-                row0, /*boxStride=*/shape.blockRows() * kRowBytes);
+      tileByTMA(b, loc, tensorMaps.lookup(q), rows, bar, 64, width, layout, batch, head, row0,
+                /*boxStride=*/shape.blockRows() * kRowBytes);
     }
     wait(b, loc, bar, round ? parityOf(b, loc, round) : i32(b, loc, 0));
     // This warpgroup's 64 rows of each column box.
@@ -251,10 +280,12 @@ public:
     return success();
   }
 
-  /// S = Q K^T: m64nKk16 wgmma over the head dim, K by its descriptor.
+  /// S = Q K^T: m64nKk16 wgmma over the head dim, K by its descriptor
+  /// (slot tensor `part`: the backward's S^T = K Q^T, dP^T = V dO^T, S = Q
+  /// K^T and dP = dO V^T alike).
   SmallVector<Value> scores(OpBuilder &b, Location loc, ValueRange q, Value stage,
-                            int64_t) const override {
-    Value acc = issueScores(b, loc, q, stage);
+                            int64_t part) const override {
+    Value acc = issueScores(b, loc, q, stage, part);
     if (pingpong) // issued: the next warpgroup's turn (its P V, its next Q K^T)
       passTurn(b, loc);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
@@ -264,14 +295,15 @@ public:
   /// O += P V, 16 keys per RS wgmma m64nDk16: P's A registers from the S
   /// accumulators, V (MN-major: value dims contiguous) by descriptor --
   /// column boxes `keys` rows apart (leading), 8-key groups 1024 bytes
-  /// apart (stride).
-  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t,
+  /// apart (stride). (The backward's dV += P^T dO, dK += dS^T Q and dQ +=
+  /// dS K: slot tensor `part` as V.)
+  void accumulatePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t part,
                     MutableArrayRef<Value> o) const override {
     if (pingpong) // this warpgroup's turn: its P V, then its next Q K^T
       takeTurn(b, loc);
-    Value out = issuePV(b, loc, p, stage, o);
+    Value out = issuePV(b, loc, p, stage, part, o);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, b.getI64IntegerAttr(0));
-    SmallVector<Value> frags = unpack(b, loc, pinAfterWait(b, loc, out), shape.valueDim);
+    SmallVector<Value> frags = unpack(b, loc, pinAfterWait(b, loc, out), 8 * int64_t(o.size()));
     llvm::copy(frags, o.begin());
   }
 
@@ -281,13 +313,13 @@ public:
   /// read (the emulator faults a read of a register a pending wgmma writes).
   bool asyncProducts() const override { return true; }
   SmallVector<Value> scoresAsync(OpBuilder &b, Location loc, ValueRange q, Value stage,
-                                 int64_t) const override {
-    return unpack(b, loc, issueScores(b, loc, q, stage), shape.keys);
+                                 int64_t part) const override {
+    return unpack(b, loc, issueScores(b, loc, q, stage, part), shape.keys);
   }
-  void accumulatePVAsync(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t,
-                         MutableArrayRef<Value> o) const override {
-    Value out = issuePV(b, loc, p, stage, o);
-    llvm::copy(unpack(b, loc, out, shape.valueDim), o.begin());
+  void accumulatePVAsync(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+                         int64_t part, MutableArrayRef<Value> o) const override {
+    Value out = issuePV(b, loc, p, stage, part, o);
+    llvm::copy(unpack(b, loc, out, 8 * int64_t(o.size())), o.begin());
   }
   /// wgmma.wait_group `pending`, then every element of `fragments` through
   /// one empty asm statement (pinAfterWait), so that no read of them moves
@@ -358,15 +390,17 @@ private:
   }
 
   /// Q K^T's wgmma issued and committed (fence, one per 16 head-dim
-  /// columns, commit): the accumulator struct, not yet complete.
-  Value issueScores(OpBuilder &b, Location loc, ValueRange q, Value stage) const {
+  /// columns, commit): the accumulator struct, not yet complete. K: slot
+  /// tensor `part`.
+  Value issueScores(OpBuilder &b, Location loc, ValueRange q, Value stage, int64_t part) const {
     Value qDesc = vector::ExtractOp::create(b, loc, q.front(), ArrayRef<int64_t>{0});
-    Value kDesc = descriptor(b, loc, slotBase(b, loc, kOffset(), kBytes(), stage), 16, kAtomBytes);
+    Value kDesc = descriptor(b, loc, slotBase(b, loc, slotOffset(part), slotBytes(part), stage), 16,
+                             kAtomBytes);
     // The first wgmma does not read D (scale-d 0): no registers to zero
     // after the fence.
     Value acc = LLVM::PoisonOp::create(b, loc, accumulatorStruct(b.getContext(), shape.keys));
     NVVM::WgmmaFenceAlignedOp::create(b, loc);
-    for (int64_t kk = 0; kk < shape.headDim / 16; ++kk) {
+    for (int64_t kk = 0; kk < operandWidth(part) / 16; ++kk) {
       // Column box kk / 4, 32 bytes (16 columns) into its swizzled rows.
       int64_t inBox = (kk % 4) * 32;
       Value a = advance(b, loc, qDesc, (kk / 4) * shape.blockRows() * kRowBytes + inBox);
@@ -377,10 +411,10 @@ private:
     return acc;
   }
   /// P V's RS wgmma issued and committed into `o`: the accumulator struct,
-  /// not yet complete.
-  Value issuePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage,
+  /// not yet complete. V: slot tensor `part`.
+  Value issuePV(OpBuilder &b, Location loc, ArrayRef<Value> p, Value stage, int64_t part,
                 ArrayRef<Value> o) const {
-    Value vDesc = descriptor(b, loc, slotBase(b, loc, vOffset(), vBytes(), stage),
+    Value vDesc = descriptor(b, loc, slotBase(b, loc, slotOffset(part), slotBytes(part), stage),
                              shape.keys * kRowBytes, kAtomBytes);
     SmallVector<Value> d = elementsOf(b, loc, o);
     SmallVector<Value> a, descs;
@@ -396,6 +430,9 @@ private:
   /// Replaces the kernel's attn.tile.warp_specialize by the branch on the
   /// thread's warpgroup (prepareKernel).
   LogicalResult lowerWarpSpecialize(heed::attn::TileWarpSpecializeOp op);
+  /// Key loops nested in another loop restart their slots' barriers
+  /// (prepareKernel, without warp specialization).
+  void restartNestedKeyLoops(gpu::GPUFuncOp kernel);
 
   Value releaseBarrier(OpBuilder &b, Location loc, Value stage) const {
     return arith::AddIOp::create(b, loc, stage, index(b, loc, qBarriers() + 2 * shape.stages));
@@ -624,12 +661,23 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
   if (specializations.size() > 1)
     return specializations[1].emitOpError()
            << "--convert-attn-tile-to-hopper: one warp-specialized work item per kernel";
-  SmallVector<Value> tensors;
-  kernel.walk([&](heed::attn::TileLoadOp load) {
-    if (cast<heed::attn::TileType>(load.getResult().getType()).getRole() ==
+  // The maps: the operand tiles' (by part: Q; the backward's K and V, or Q
+  // and dO), then the slots' two tensors.
+  SmallVector<Value> tensors(operandParts());
+  WalkResult operands = kernel.walk([&](heed::attn::TileLoadOp load) {
+    if (cast<heed::attn::TileType>(load.getResult().getType()).getRole() !=
         heed::attn::TileRole::Q)
-      tensors.push_back(load.getTensor());
+      return WalkResult::advance();
+    int64_t part = shape.backward ? load.getPart() : 0;
+    if (part >= operandParts() || (tensors[part] && tensors[part] != load.getTensor())) {
+      load.emitOpError() << "--convert-attn-tile-to-hopper: one tensor per operand tile";
+      return WalkResult::interrupt();
+    }
+    tensors[part] = load.getTensor();
+    return WalkResult::advance();
   });
+  if (operands.wasInterrupted() || llvm::is_contained(tensors, Value()))
+    return kernel.emitOpError() << "--convert-attn-tile-to-hopper: an operand tile is missing";
   SmallVector<heed::attn::TileCopyKVOp> copies;
   kernel.walk([&](heed::attn::TileCopyKVOp copy) { copies.push_back(copy); });
   if (!copies.empty()) {
@@ -647,7 +695,8 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     tensorMaps[t] = kernel.getArgument(at);
     auto arg = dyn_cast<BlockArgument>(t);
     described.push_back(arg ? int64_t(arg.getArgNumber()) : -1);
-    described.push_back(i == 0 ? 64 : shape.keys); // (Q: a warpgroup's rows)
+    // (An operand tile: a warpgroup's rows.)
+    described.push_back(int64_t(i) < operandParts() ? 64 : shape.keys);
   }
   kernel->setAttr(kTensorMapsAttr, DenseI64ArrayAttr::get(ctx, described));
   if (!specializations.empty()) {
@@ -662,6 +711,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
       if (test && test.getLhs().getDefiningOp<heed::attn::TileClassifyOp>())
         copy->moveBefore(guard);
     }
+    restartNestedKeyLoops(kernel);
   }
   OpBuilder b(ctx);
   b.setInsertionPointToStart(&kernel.getBody().front());
@@ -683,6 +733,50 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
   }
   gpu::BarrierOp::create(b, loc);
   return success();
+}
+
+/// waitKV counts a slot's fills from its key loop's first tile, its
+/// barrier's phases count from the kernel's start: the same where the key
+/// loop runs once per block. A key loop inside another loop (the backward's
+/// dK/dV kernel walks the query heads of a GQA group, a key loop each)
+/// starts each run with its slots' barriers made anew: after every thread
+/// has waited for the last fill of the run before (a block barrier), thread
+/// 0 invalidates and initializes them, and a second block barrier keeps
+/// every wait after that.
+void HopperTarget::restartNestedKeyLoops(gpu::GPUFuncOp kernel) {
+  llvm::SetVector<scf::ForOp> loops;
+  kernel.walk([&](heed::attn::TileWaitKVOp wait) {
+    if (auto loop = wait->getParentOfType<scf::ForOp>())
+      loops.insert(loop);
+  });
+  for (scf::ForOp loop : loops) {
+    auto outer = loop->getParentOfType<scf::ForOp>();
+    if (!outer || !kernel->isProperAncestor(outer))
+      continue;
+    // Before the loop's prologue (the copies ahead of it in its block).
+    Operation *at = loop;
+    for (Operation *p = loop->getPrevNode(); p; p = p->getPrevNode())
+      if (p->walk([](heed::attn::TileCopyKVOp) { return WalkResult::interrupt(); })
+              .wasInterrupted())
+        at = p;
+    OpBuilder b(at);
+    Location loc = loop.getLoc();
+    gpu::BarrierOp::create(b, loc);
+    {
+      auto leader = ifLeader(b, loc);
+      OpBuilder::InsertionGuard g(b);
+      b.setInsertionPointToStart(&leader.getThenRegion().front());
+      for (int64_t s = 0; s < shape.stages; ++s) {
+        Value bar = sharedPtr(b, loc, barrier(b, loc, index(b, loc, qBarriers() + s)));
+        NVVM::MBarrierInvalOp::create(b, loc, bar);
+        NVVM::MBarrierInitOp::create(b, loc, bar, i32(b, loc, 1), Value());
+      }
+      NVVM::FenceProxyOp::create(
+          b, loc, NVVM::ProxyKind::async_shared,
+          NVVM::SharedSpaceAttr::get(b.getContext(), NVVM::SharedSpace::shared_cta));
+    }
+    gpu::BarrierOp::create(b, loc);
+  }
 }
 
 /// The consumer warpgroups (threads 0 .. consumers x 128 - 1, so that the
