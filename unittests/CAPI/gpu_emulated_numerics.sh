@@ -205,6 +205,20 @@ unset FAKE_CUDA_SMS
 # D = 256 with a document mask: compileCUDA's fit (with ptxas present) takes
 # one consumer warpgroup; the emulator runs the fitted kernel.
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=256 --buffer doc_ids=docs:5:60
+# The backward on wgmma (docs/backward.md, "On Hopper (wgmma)"): the dQ and
+# dK/dV kernels' two operand tiles by TMA, S and dP as SS wgmma over either
+# slot tensor, dV, dK and dQ as RS wgmma; D = 64 and 128, f16 and bf16, BSHD;
+# GQA (the dK/dV kernel's key loop per query head of the group restarts its
+# slots' mbarriers: without that the emulator deadlocks), EMPTY tiles
+# (documents, block-sparse), buffer gradients (ALiBi slopes, a bias table,
+# sink logits), the same bits with the warps in either order.
+check "$ex/causal.attn" --gpu-kernel=wgmma --backward --seq=150 --heads=2 --dtype=bf16 --head-dim=128
+check "$ex/causal.attn" --gpu-kernel=wgmma --backward --seq=130 --heads=4 --kv-heads=1 --dtype=f16 --head-dim=64 --layout=bshd
+check "$ex/alibi.attn" --gpu-kernel=wgmma --backward --seq=99 --heads=4 --kv-heads=2 --dtype=bf16 --head-dim=64
+check "$ex/document.attn" --gpu-kernel=wgmma --backward --seq=200 --heads=2 --dtype=bf16 --head-dim=64 --buffer doc_ids=docs:10:90
+check "$ex/block_sparse.attn" --gpu-kernel=wgmma --backward --seq=256 --heads=2 --dtype=bf16 --head-dim=64 --buffer layout=bits:0.3
+check "$ex/sink_logits.attn" --gpu-kernel=wgmma --backward --seq=97 --heads=2 --dtype=bf16 --head-dim=64
+same_bits "$ex/relative_bias.attn" --gpu-kernel=wgmma --backward --seq=90 --heads=2 --dtype=bf16 --head-dim=64
 # The warps in the other order (the consumers before the producer): another
 # interleaving of the same kernels.
 export PTXEMU_REVERSE_WARPS=1
