@@ -386,7 +386,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
     options.persistent = false;
   if (fit.serialSoftmax)
     options.overlapSoftmax = false;
-  if (options.wgmma && options.warpSpecialize && options.overlapSoftmax && !fit.oneStage)
+  if (options.wgmma && options.warpSpecialize && options.overlapSoftmax && !fit.oneStage &&
+      !backward)
     options.kvStages = wgmmaOverlapStages(config, options.warps / 4 * 64, options.keysPerTile);
   if (llvm::Error err = lower(*out.module, [&](OpPassManager &pm) {
         std::string which = computation == GPUComputation::BackwardDQ ? "dq" : "dkdv";
@@ -855,28 +856,51 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     fit.elementStores = true;
     return spillingLess(fit, "heed: fit: O in element stores\n");
   }
+  // The backward's fits: the try that spills least is kept (ptxas' report
+  // says so, and which fit; HEED_FIT_TRACE=1 prints each).
+  bool trace = std::getenv("HEED_FIT_TRACE") != nullptr;
+  if (trace)
+    llvm::errs() << "heed: fit trace: the default kernel spills " << spillBytes(binary->resources)
+                 << " bytes\n";
+  auto tryFit = [&](KernelFit next, const char *note) {
+    auto other = compileCUDAOnce(variant, config, device, kind, computation, next);
+    if (!other) {
+      llvm::consumeError(other.takeError());
+      return;
+    }
+    if (trace)
+      llvm::errs() << "heed: fit trace: " << note << ": spills " << spillBytes(other->resources)
+                   << " bytes\n";
+    if (spillBytes(other->resources) < spillBytes(binary->resources)) {
+      other->resources += std::string("heed: fit: ") + note + "\n";
+      binary = std::move(other);
+    }
+  };
   if (computation == GPUComputation::BackwardDQ) {
     // The dQ kernel adds the buffers' gradients (fixed point: a few dozen
     // instructions per element): where that spills at 64 keys per step,
-    // 32 (gpuBackwardTiles' narrow).
+    // 32 (gpuBackwardTiles' narrow); on Hopper then one staging slot.
     if (gpuBackwardTiles(config, gpu, true).second >= gpuBackwardTiles(config, gpu, false).second)
       return binary;
     fit.narrow = true;
-    return spillingLess(fit, "heed: fit: the dQ kernel steps over 32 keys\n");
-  }
-  if (computation != GPUComputation::BackwardDKDV)
+    tryFit(fit, "the dQ kernel steps over 32 keys");
+    if (isWgmma(kind) && spills(binary->resources)) {
+      fit.oneStage = true;
+      tryFit(fit, "the dQ kernel steps over 32 keys, one staging slot");
+    }
     return binary;
+  }
   // The dK/dV kernel of a variant whose mask or score takes many registers
   // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
-  // then one staging slot (BackwardFit); the last try is kept, spilling or
-  // not (ptxas' report says so).
+  // then one staging slot (BackwardFit).
   if (gpuBackwardTiles(config, gpu, false).first > 16) {
     fit.narrow = true;
-    binary = compileCUDAOnce(variant, config, device, kind, computation, fit);
+    tryFit(fit, "the dK/dV kernel steps over 16 query rows");
   }
-  if (binary && spills(binary->resources)) {
+  if (spills(binary->resources)) {
     fit.oneStage = true;
-    binary = compileCUDAOnce(variant, config, device, kind, computation, fit);
+    tryFit(fit, fit.narrow ? "the dK/dV kernel steps over 16 query rows, one staging slot"
+                           : "the dK/dV kernel has one staging slot");
   }
   return binary;
 }

@@ -215,6 +215,8 @@ check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --
 check "$ex/causal.attn" --gpu-kernel=wgmma --backward --seq=150 --heads=2 --dtype=bf16 --head-dim=128
 check "$ex/causal.attn" --gpu-kernel=wgmma --backward --seq=130 --heads=4 --kv-heads=1 --dtype=f16 --head-dim=64 --layout=bshd
 check "$ex/alibi.attn" --gpu-kernel=wgmma --backward --seq=99 --heads=4 --kv-heads=2 --dtype=bf16 --head-dim=64
+# (D = 128: ptxas' fit takes 16-row steps and one staging slot for its dK/dV kernel.)
+check "$ex/alibi.attn" --gpu-kernel=wgmma --backward --seq=99 --heads=4 --kv-heads=2 --dtype=bf16 --head-dim=128
 check "$ex/document.attn" --gpu-kernel=wgmma --backward --seq=200 --heads=2 --dtype=bf16 --head-dim=64 --buffer doc_ids=docs:10:90
 check "$ex/block_sparse.attn" --gpu-kernel=wgmma --backward --seq=256 --heads=2 --dtype=bf16 --head-dim=64 --buffer layout=bits:0.3
 check "$ex/sink_logits.attn" --gpu-kernel=wgmma --backward --seq=97 --heads=2 --dtype=bf16 --head-dim=64

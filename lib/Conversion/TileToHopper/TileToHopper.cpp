@@ -356,6 +356,8 @@ private:
   bool specialized = false;
   /// Whether its consumer warpgroups take turns at the matrix units.
   bool pingpong = false;
+  /// Whether it is the backward's dK/dV kernel (transposed score tiles).
+  bool keyMajor = false;
 
   /// Ping-pong (FlashAttention-3's): consumer warpgroup w's turn is named
   /// barrier 1 + w of 256 threads -- w's 128 waiting (bar.sync) and the
@@ -394,6 +396,12 @@ private:
   /// tensor `part`.
   Value issueScores(OpBuilder &b, Location loc, ValueRange q, Value stage, int64_t part) const {
     Value qDesc = vector::ExtractOp::create(b, loc, q.front(), ArrayRef<int64_t>{0});
+    // (The dK/dV kernel's: through an asm statement here, so that LLVM does
+    // not hoist the operand's per-step descriptors (2 registers each, 16
+    // steps at D = 128 for S^T and dP^T) out of the query loop, live beside
+    // dK and dV. ptxas: fewer spills at D = 128, docs/backward.md.)
+    if (keyMajor)
+      qDesc = inlineAsm(b, loc, b.getI64Type(), ValueRange{qDesc}, "mov.b64 $0, $1;", "=l,l");
     Value kDesc = descriptor(b, loc, slotBase(b, loc, slotOffset(part), slotBytes(part), stage), 16,
                              kAtomBytes);
     // The first wgmma does not read D (scale-d 0): no registers to zero
@@ -658,6 +666,11 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
   MLIRContext *ctx = kernel.getContext();
   SmallVector<heed::attn::TileWarpSpecializeOp> specializations;
   kernel.walk([&](heed::attn::TileWarpSpecializeOp op) { specializations.push_back(op); });
+  keyMajor = kernel
+                 .walk([](heed::attn::TileProbsOp p) {
+                   return p.getTransposed() ? WalkResult::interrupt() : WalkResult::advance();
+                 })
+                 .wasInterrupted();
   if (specializations.size() > 1)
     return specializations[1].emitOpError()
            << "--convert-attn-tile-to-hopper: one warp-specialized work item per kernel";
