@@ -13,13 +13,15 @@
 #                   precompiled artifacts, both kernels
 #   sanitizer 120   compute-sanitizer memcheck, racecheck, synccheck, initcheck
 #                   on cases.txt's sanitize cases
-#   backward  100   cases.txt's backward cases: heed-run --backward on CUDA
-#                   (the forward, then the backward's dQ and dK/dV kernels,
+#   backward  130   cases.txt's backward cases: heed-run --backward on CUDA
+#                   (the forward, then the backward's dQ and dK/dV kernels:
+#                   tensor-core ones, and Hopper's wgmma ones where asked,
 #                   from the kernel cache pack.sh filled, else compiled there:
 #                   no AOT for the backward yet) against float64, three runs
 #                   whose gradients must be bitwise identical (the buffer
 #                   gradients' fixed-point accumulators); memcheck and
-#                   racecheck on the first one; then torch's CUDA forward and
+#                   racecheck on the first one and the first wgmma one;
+#                   then torch's CUDA forward and
 #                   loss.backward() through the C API, packed sequences too
 #                   (test_torch.py, 60 s)
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
@@ -200,6 +202,7 @@ step_sanitizer() {
 
 step_backward() {
   local name kopts ropts targets k r log rc t0 passed=0 failed=0 notrun=0 failures="" first=""
+  local firstWgmma=""
   # pack.sh's kernel cache of these cases: hits where this machine's ptxas
   # is the packing machine's (the key names it), else they compile here.
   if [ -d "$HEED_DIR/cache" ]; then
@@ -215,6 +218,7 @@ step_backward() {
     mapfile -t k < <(gpu_run_kopts "$kopts")
     read -ra r <<< "$ropts"
     [ -z "$first" ] && first="$name|$kopts|$ropts"
+    [ -z "$firstWgmma" ] && [[ $kopts == *--gpu-kernel=wgmma* ]] && firstWgmma="$name|$kopts|$ropts"
     echo "== $name: heed-run $kopts $ropts --backward --target=cuda"
     t0=$(now)
     log=$(heed_exec timeout -k 5 "$(item_limit 30)" "$HEED_DIR/bin/heed-run" "${k[@]}" "${r[@]}" \
@@ -238,10 +242,12 @@ step_backward() {
       time "$(sed -n 's/^backward *\([0-9.]* ms\).*/\1/p' <<< "$log")" seed "$SEED" \
       repeat "$(sed -n 's/^repeat *//p' <<< "$log")"
   done < <(gpu_cases backward)
-  # The first case under compute-sanitizer (its kernels now in the cache).
-  local sanitized=""
-  if [ -n "${SANITIZER:-}" ] && [ -n "$first" ]; then
-    IFS='|' read -r name kopts ropts <<< "$first"
+  # The first case and the first wgmma case under compute-sanitizer (their
+  # kernels now in the cache).
+  local sanitized="" one
+  for one in "$first" "$firstWgmma"; do
+  if [ -n "${SANITIZER:-}" ] && [ -n "$one" ]; then
+    IFS='|' read -r name kopts ropts <<< "$one"
     mapfile -t k < <(gpu_run_kopts "$kopts")
     read -ra r <<< "$ropts"
     for tool in memcheck racecheck; do
@@ -256,11 +262,12 @@ step_backward() {
       echo
       local st=PASS
       [ $rc -eq 0 ] || { st=FAIL; failed=$((failed + 1)); failures+=" $name/$tool"; }
-      sanitized+=" $tool:$st"
+      sanitized+=" $name/$tool:$st"
       case_record backward "$name $tool" $st $(($(now) - t0)) rc $rc \
         summary "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' <<< "$log" | tail -1)"
     done
   fi
+  done
   # The C API's GPU backward through torch (loss.backward() on CUDA tensors
   # against float64 autograd) and torch's CUDA forward, python/tests/test_torch.py.
   local torchrun="not run"
@@ -543,14 +550,14 @@ STEP=setup detail "${GPU_NAME:-no GPU ($GPU_WHY)}, $runtime, $(nproc) cores; com
 record setup PASS $(($(now) - t0)) "${BUDGET_SETUP:-20}"
 
 steps=${STEPS:-aot,numerics,sanitizer,backward,compile,decode,bench}
-echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-100}, compile ${BUDGET_COMPILE:-20}, decode ${BUDGET_DECODE:-35}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
+echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-130}, compile ${BUDGET_COMPILE:-20}, decode ${BUDGET_DECODE:-35}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
 for step in aot numerics sanitizer backward compile decode bench; do
   [[ ,$steps, == *,$step,* ]] || continue
   case $step in
     aot) budget=${BUDGET_AOT:-15}; log=misc.log ;;
     numerics) budget=${BUDGET_NUMERICS:-90}; log=numerics.log ;;
     sanitizer) budget=${BUDGET_SANITIZER:-120}; log=sanitizer.log ;;
-    backward) budget=${BUDGET_BACKWARD:-100}; log=numerics.log ;;
+    backward) budget=${BUDGET_BACKWARD:-130}; log=numerics.log ;;
     compile) budget=${BUDGET_COMPILE:-20}; log=misc.log ;;
     decode) budget=${BUDGET_DECODE:-35}; log=bench.log ;;
     bench) budget=${BUDGET_BENCH:-$((deadline - $(now) - 5))}; log=bench.log ;; # what is left

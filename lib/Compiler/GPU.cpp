@@ -126,6 +126,7 @@ OwningOpRef<ModuleOp> gpuKernelModule(MLIRContext &ctx, const spec::Variant &var
 struct KernelFit {
   bool narrow = false;
   bool oneStage = false;
+  int64_t queryRows = 0; ///< the dK/dV kernel's query rows per step (0: gpuBackwardTiles')
   int64_t producerRegisters = 0;
   int64_t keysPerTile = 0;
   int64_t warps = 0; ///< wgmma: 4 = one consumer warpgroup (twice its registers)
@@ -190,7 +191,7 @@ llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
                                                               const spec::Variant &variant,
                                                               const KernelConfig &config,
                                                               const GPUTarget &target,
-                                                              bool narrow) {
+                                                              const KernelFit &fit) {
   if (variant.gate)
     return fail("the GPU backward of gated (MoH) variants is not there yet: their backward runs "
                 "on the CPU (docs/backward.md)");
@@ -200,7 +201,9 @@ llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
   std::vector<unsigned> summarized;
   if (config.analyzeMask)
     summarized = detail::summarizedBuffers(variant);
-  auto [rows, keys] = gpuBackwardTiles(config, target, narrow);
+  auto [rows, keys] = gpuBackwardTiles(config, target, fit.narrow);
+  if (fit.queryRows && target.computation == GPUComputation::BackwardDKDV)
+    rows = fit.queryRows;
   OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
       ctx, variant, config, *gradients, summarized, rows, keys, /*dqStorage=*/true,
       /*deltaFromOut=*/target.computation == GPUComputation::BackwardDQ);
@@ -347,7 +350,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
       return fail("the GPU backward runs on matrix cores: NVIDIA tensor cores (mma.sync, or "
                   "wgmma on sm_90a) or AMD MFMA (f16 or bf16, head dims multiples of 16; not "
                   "the SIMT kernel)");
-    auto module = gpuBackwardKernelModule(*out.context, variant, config, target, fit.narrow);
+    auto module = gpuBackwardKernelModule(*out.context, variant, config, target, fit);
     if (!module)
       return module.takeError();
     out.module = std::move(*module);
@@ -893,7 +896,13 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   // The dK/dV kernel of a variant whose mask or score takes many registers
   // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
   // then one staging slot (BackwardFit).
-  if (gpuBackwardTiles(config, gpu, false).first > 16) {
+  // (On Hopper, 32 query rows first where the default is 64.)
+  if (isWgmma(kind) && gpuBackwardTiles(config, gpu, false).first > 32) {
+    KernelFit half = fit;
+    half.queryRows = 32;
+    tryFit(half, "the dK/dV kernel steps over 32 query rows");
+  }
+  if (spills(binary->resources) && gpuBackwardTiles(config, gpu, false).first > 16) {
     fit.narrow = true;
     tryFit(fit, "the dK/dV kernel steps over 16 query rows");
   }

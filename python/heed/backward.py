@@ -116,13 +116,16 @@ Backward._release = lib.heed_backward_release
 def compile_backward(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
                      layout="bhsd", scale=None, params=None, analyze_mask=True,
                      use_cache=True, kv_lens=False, q_lens=False, cu_seqlens_q=False,
-                     cu_seqlens_kv=False):
+                     cu_seqlens_kv=False, gpu_kernel=None):
     """Compiles the backward of a variant for this machine's CPU (the options of
     :func:`heed.compile`; the forward to pair it with is compiled with ``lse=True``).
     use_cache: find it in (and add it to) the kernel cache, memory then disk, as the
     forward. kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv: a ragged batch's backward,
-    as the forward compiled with them (its calls then pass the lengths). Raises
-    CompileError naming the buffer where the score is not differentiable."""
+    as the forward compiled with them (its calls then pass the lengths). gpu_kernel:
+    the kernels on CUDA tensors: None, 'auto' or 'tensor-cores' (mma.sync), or a
+    wgmma kind ('wgmma', on sm_90: docs/backward.md, "On Hopper (wgmma)"); 'simt'
+    is refused. Raises CompileError naming the buffer where the score is not
+    differentiable."""
     need_compiler("heed_backward_compile")
     from ._kernels import compile as compile_forward
     names = compile_forward(spec, variant=variant, dtype=dtype, head_dim=head_dim,
@@ -131,7 +134,8 @@ def compile_backward(spec, *, variant=None, dtype="float32", head_dim=64, head_d
                             use_cache=use_cache).buffer_names
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, False, scale, variant, params,
                           None, analyze_mask, use_cache, kv_lens=kv_lens, q_lens=q_lens,
-                          cu_seqlens_q=cu_seqlens_q, cu_seqlens_kv=cu_seqlens_kv)
+                          cu_seqlens_q=cu_seqlens_q, cu_seqlens_kv=cu_seqlens_kv,
+                          gpu_kernel=gpu_kernel)
     if _is_path(spec):
         with open(os.fspath(spec)) as f:
             text = encode(f.read(), "the spec")

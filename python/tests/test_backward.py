@@ -204,6 +204,19 @@ class BackwardTest(HeedTestCase):
             heed.compile_backward(spec, head_dim=32)
         self.assertIn("not differentiable in buffer 'w'", str(ctx.exception))
 
+    def test_gpu_kernel_option(self):
+        # The GPU kernels are chosen at compile time (used on CUDA tensors):
+        # a wgmma kind is taken (the CPU backward still runs), simt refused,
+        # an unknown name refused with the known ones.
+        bw = heed.compile_backward(ALIBI, head_dim=64, gpu_kernel="wgmma")
+        self.assertEqual(bw.gradient_buffers, ["slopes"])
+        with self.assertRaises(heed.HeedError) as ctx:
+            heed.compile_backward(ALIBI, head_dim=64, gpu_kernel="simt")
+        self.assertIn("the GPU backward runs on matrix cores", str(ctx.exception))
+        with self.assertRaises(heed.HeedError) as ctx:
+            heed.compile_backward(ALIBI, head_dim=64, gpu_kernel="wgmma-fast")
+        self.assertIn("unknown --gpu-kernel=wgmma-fast", str(ctx.exception))
+
 
 if __name__ == "__main__":
     unittest.main()

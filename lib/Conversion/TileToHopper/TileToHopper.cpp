@@ -396,11 +396,12 @@ private:
   /// tensor `part`.
   Value issueScores(OpBuilder &b, Location loc, ValueRange q, Value stage, int64_t part) const {
     Value qDesc = vector::ExtractOp::create(b, loc, q.front(), ArrayRef<int64_t>{0});
-    // (The dK/dV kernel's: through an asm statement here, so that LLVM does
-    // not hoist the operand's per-step descriptors (2 registers each, 16
-    // steps at D = 128 for S^T and dP^T) out of the query loop, live beside
-    // dK and dV. ptxas: fewer spills at D = 128, docs/backward.md.)
-    if (keyMajor)
+    // (The dK/dV kernel's above D = 64: through an asm statement here, so
+    // that LLVM does not hoist the operand's per-step descriptors (2
+    // registers each, 16 steps at D = 128 for S^T and dP^T) out of the query
+    // loop, live beside dK and dV. ptxas: fewer spills at D = 128, more at
+    // D = 64; docs/backward.md.)
+    if (keyMajor && shape.headDim > 64)
       qDesc = inlineAsm(b, loc, b.getI64Type(), ValueRange{qDesc}, "mov.b64 $0, $1;", "=l,l");
     Value kDesc = descriptor(b, loc, slotBase(b, loc, slotOffset(part), slotBytes(part), stage), 16,
                              kAtomBytes);
