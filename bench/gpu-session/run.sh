@@ -30,6 +30,10 @@
 #                   1K-32K; Hq=32, Hkv=8, D=128, bf16, kv_lens) as K/V GB/s
 #                   against a device copy, heed / SDPA / flex, checked against
 #                   float32; raw JSON as a line of cases.jsonl
+#   bwbench    45   bench/gpu_backward.py: the backward (dQ, dK/dV; tensor
+#                   cores and wgmma) against flex's, B=4 H=16 S=8192 D=128
+#                   bf16, gradients checked against flex's; raw JSON as a
+#                   line of cases.jsonl
 #   bench    rest   bench/gpu_attention.py (raw JSON rewritten after each row):
 #                   what the earlier steps left: at least 40 s when each used
 #                   its whole budget (they rarely do: a step stops when its
@@ -423,6 +427,51 @@ EOF
   return $rc
 }
 
+# The backward against flex's (bench/gpu_backward.py: issue 17's shape, B=4
+# H=16 S=8192 D=128 bf16; causal, sliding window, document, 2-D neighborhood,
+# ALiBi), the wgmma backward only where the backward step's bw-wgmma-* cases
+# all passed.
+step_bwbench() {
+  local rc budget wgmma=() wgnote=""
+  budget=$(($(left) - 15))
+  [ $budget -lt 10 ] && budget=10
+  if ! grep -q '"step":"backward","case":"bw-wgmma-' "$OUT/cases.jsonl" 2>/dev/null ||
+     grep '"step":"backward","case":"bw-wgmma-' "$OUT/cases.jsonl" | grep -qv '"status":"PASS"'; then
+    wgmma=(--wgmma off)
+    wgnote="wgmma backward not benchmarked (its bw-wgmma-* cases did not all pass); "
+    echo "$wgnote"
+  fi
+  rm -rf "$WORK/cache-bwbench" "$WORK/bench-backward.json"
+  HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_CACHE_DIR=$WORK/cache-bwbench PYTHONUNBUFFERED=1 \
+    timeout -k 5 "$(left)" python3 bench/gpu_backward.py --json "$WORK/bench-backward.json" \
+    --budget "$budget" --seed "$SEED" "${wgmma[@]}" ${BWBENCH_ARGS:-} < /dev/null 2>&1 |
+    tee "$WORK/bwbench.out"
+  rc=${PIPESTATUS[0]}
+  if [ $rc -eq 77 ]; then
+    detail "$(grep -m1 SKIPPED "$WORK/bwbench.out")"
+    return 77
+  fi
+  # The raw results, one line of cases.jsonl (the device tool brings back 8 files).
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["step"] = "bwbench"; print(json.dumps(d))' \
+    "$WORK/bench-backward.json" >> "$OUT/cases.jsonl" 2>/dev/null
+  detail "$wgnote$(python3 - "$WORK/bench-backward.json" <<'EOF' 2>/dev/null || echo "no bench-backward.json: $(tail -1 "$WORK/bwbench.out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = [r for r in d["rows"] if "not_run" not in r]
+def tf(r, k):
+    t = (r.get(k) or {}).get("tflops")
+    return "%.0f" % t if t else "-"
+bad = [r["variant"] + (" wgmma" if k == "heed_wgmma" else "") for r in rows
+       for k in ("heed", "heed_wgmma") if k in r and not r[k].get("passed")]
+print("%d rows (%d not run), %d FAILED%s; heed/wgmma/flex backward TFLOP/s: %s" % (
+    len(rows), len(d["rows"]) - len(rows), len(bad), (" (" + ", ".join(bad) + ")") if bad else "",
+    "; ".join("%s D=%d %s/%s/%s" % (r["variant"], r["D"], tf(r, "heed"), tf(r, "heed_wgmma"),
+                                    tf(r, "flex")) for r in rows) or "-"))
+EOF
+)"
+  return $rc
+}
+
 if [ "${1:-}" = --step ]; then
   STEP=$2
   "step_$STEP"
@@ -549,9 +598,9 @@ yes_no() { [ -n "$1" ] && echo "$1" || echo "$2"; }
 STEP=setup detail "${GPU_NAME:-no GPU ($GPU_WHY)}, $runtime, $(nproc) cores; compute-sanitizer $(yes_no "$SANITIZER" 'NOT FOUND'); ptxas $(yes_no "$PTXAS" 'not found'); bundle $(( $(need bundle_bytes) / 1048576 )) MiB"
 record setup PASS $(($(now) - t0)) "${BUDGET_SETUP:-20}"
 
-steps=${STEPS:-aot,numerics,sanitizer,backward,compile,decode,bench}
-echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-130}, compile ${BUDGET_COMPILE:-20}, decode ${BUDGET_DECODE:-35}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
-for step in aot numerics sanitizer backward compile decode bench; do
+steps=${STEPS:-aot,numerics,sanitizer,backward,compile,decode,bwbench,bench}
+echo "plan: $steps within ${total} s (budgets: aot ${BUDGET_AOT:-15}, numerics ${BUDGET_NUMERICS:-90}, sanitizer ${BUDGET_SANITIZER:-120}, backward ${BUDGET_BACKWARD:-130}, compile ${BUDGET_COMPILE:-20}, decode ${BUDGET_DECODE:-35}, bwbench ${BUDGET_BWBENCH:-45}, bench ${BUDGET_BENCH:-the rest}; s)" | tee -a "$OUT/misc.log"
+for step in aot numerics sanitizer backward compile decode bwbench bench; do
   [[ ,$steps, == *,$step,* ]] || continue
   case $step in
     aot) budget=${BUDGET_AOT:-15}; log=misc.log ;;
@@ -560,6 +609,7 @@ for step in aot numerics sanitizer backward compile decode bench; do
     backward) budget=${BUDGET_BACKWARD:-130}; log=numerics.log ;;
     compile) budget=${BUDGET_COMPILE:-20}; log=misc.log ;;
     decode) budget=${BUDGET_DECODE:-35}; log=bench.log ;;
+    bwbench) budget=${BUDGET_BWBENCH:-45}; log=bench.log ;;
     bench) budget=${BUDGET_BENCH:-$((deadline - $(now) - 5))}; log=bench.log ;; # what is left
   esac
   allowed=$((deadline - $(now) - 5))
