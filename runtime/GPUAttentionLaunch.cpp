@@ -875,7 +875,8 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
   void *gradWorkspace = gradElements > 0 ? state.gradWorkspace : nullptr;
   // The wgmma kernels' TMA descriptors: of the item's two operand tiles
   // (64 rows), then of the slots' two tensors: the dQ kernel's q and dout,
-  // then k and v; the dK/dV kernel's k and v, then q and dout.
+  // then k and v; the dK/dV kernel's k and v, then q and dout. Both before
+  // the first launch: a map that cannot be encoded launches nothing.
   std::vector<TensorMapBytes> dqMaps, dkdvMaps;
   auto encode = [&](const GPULaunch &launch, GPUStreamDriver &driver,
                     std::array<const TensorRef *, 4> tensors,
@@ -893,6 +894,9 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
   };
   if (!(error = encode(dq, dqDriver, {&args.forward.q, &args.dout, &args.forward.k, &args.forward.v},
                        dqMaps))
+           .empty() ||
+      !(error = encode(dkdv, dkdvDriver,
+                       {&args.forward.k, &args.forward.v, &args.forward.q, &args.dout}, dkdvMaps))
            .empty())
     return error;
   // The dQ kernel computes delta (softmax rows) and writes it; the dK/dV
@@ -901,10 +905,6 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
                            stats, gradWorkspace, gradWords, dqMaps);
   if (!(error = dqDriver.launch(grid(dims.seqQ, dq.blockRows), unsigned(dims.headsQ),
                                 unsigned(dims.batch), dqParams.params()))
-           .empty())
-    return error;
-  if (!(error = encode(dkdv, dkdvDriver,
-                       {&args.forward.k, &args.forward.v, &args.forward.q, &args.dout}, dkdvMaps))
            .empty())
     return error;
   GPUBackwardArgs dkdvParams(info, dims, args, lengths, summaries, /*withOut=*/false,

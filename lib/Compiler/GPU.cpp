@@ -411,6 +411,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   out.launch.splitPartKeys = out.launch.splitKV;
   out.launch.splitKVWhole = out.launch.splitKV && (*out.module)->hasAttr(kSplitKVWholeAttr);
   out.launch.persistent = (*out.module)->hasAttr(kPersistentAttr);
+  bool unreadMaps = false;
   out.module->walk([&](gpu::GPUFuncOp kernel) {
     if (auto shape = kernel->getAttrOfType<attn::LaunchAttr>(attn::kLaunchAttrName)) {
       out.launch.blockRows = shape.getBlockRows();
@@ -420,12 +421,19 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
     // The wgmma kernel's tensor maps: (described argument, box rows) of Q,
     // then of K and V; a backward kernel's of its two operand tiles (64
     // rows), then of its slots' two tensors.
-    if (auto maps = kernel->getAttrOfType<DenseI64ArrayAttr>("heed.tensor_maps");
-        maps && maps.size() == (backward ? 8 : 6)) {
-      out.launch.tensorMapRowsQ = maps[1];
-      out.launch.tensorMapRowsKV = maps[maps.size() - 1];
+    if (auto maps = kernel->getAttrOfType<DenseI64ArrayAttr>("heed.tensor_maps")) {
+      unreadMaps = maps.size() != (backward ? 8 : 6);
+      if (!unreadMaps) {
+        out.launch.tensorMapRowsQ = maps[1];
+        out.launch.tensorMapRowsKV = maps[maps.size() - 1];
+      }
     }
   });
+  // (The runtime passes the maps it knows of: a kernel with others would
+  // read parameters nobody passed.)
+  if (unreadMaps)
+    return fail("the wgmma kernel takes tensor maps the runtime does not pass (heed.tensor_maps "
+                "of an unexpected size)");
   if (then)
     if (llvm::Error err = lower(*out.module, then))
       return std::move(err);
@@ -862,8 +870,9 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   // The backward's fits: the try that spills least is kept (ptxas' report
   // says so, and which fit; HEED_FIT_TRACE=1 prints each).
   bool trace = std::getenv("HEED_FIT_TRACE") != nullptr;
+  GPUKernelBinary best = std::move(*binary); // (checked above)
   if (trace)
-    llvm::errs() << "heed: fit trace: the default kernel spills " << spillBytes(binary->resources)
+    llvm::errs() << "heed: fit trace: the default kernel spills " << spillBytes(best.resources)
                  << " bytes\n";
   auto tryFit = [&](KernelFit next, const char *note) {
     auto other = compileCUDAOnce(variant, config, device, kind, computation, next);
@@ -874,9 +883,9 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     if (trace)
       llvm::errs() << "heed: fit trace: " << note << ": spills " << spillBytes(other->resources)
                    << " bytes\n";
-    if (spillBytes(other->resources) < spillBytes(binary->resources)) {
+    if (spillBytes(other->resources) < spillBytes(best.resources)) {
       other->resources += std::string("heed: fit: ") + note + "\n";
-      binary = std::move(other);
+      best = std::move(*other);
     }
   };
   if (computation == GPUComputation::BackwardDQ) {
@@ -884,14 +893,14 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     // instructions per element): where that spills at 64 keys per step,
     // 32 (gpuBackwardTiles' narrow); on Hopper then one staging slot.
     if (gpuBackwardTiles(config, gpu, true).second >= gpuBackwardTiles(config, gpu, false).second)
-      return binary;
+      return std::move(best);
     fit.narrow = true;
     tryFit(fit, "the dQ kernel steps over 32 keys");
-    if (isWgmma(kind) && spills(binary->resources)) {
+    if (isWgmma(kind) && spills(best.resources)) {
       fit.oneStage = true;
       tryFit(fit, "the dQ kernel steps over 32 keys, one staging slot");
     }
-    return binary;
+    return std::move(best);
   }
   // The dK/dV kernel of a variant whose mask or score takes many registers
   // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
@@ -902,16 +911,16 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
     half.queryRows = 32;
     tryFit(half, "the dK/dV kernel steps over 32 query rows");
   }
-  if (spills(binary->resources) && gpuBackwardTiles(config, gpu, false).first > 16) {
+  if (spills(best.resources) && gpuBackwardTiles(config, gpu, false).first > 16) {
     fit.narrow = true;
     tryFit(fit, "the dK/dV kernel steps over 16 query rows");
   }
-  if (spills(binary->resources)) {
+  if (spills(best.resources)) {
     fit.oneStage = true;
     tryFit(fit, fit.narrow ? "the dK/dV kernel steps over 16 query rows, one staging slot"
                            : "the dK/dV kernel has one staging slot");
   }
-  return binary;
+  return std::move(best);
 }
 
 llvm::Expected<GPUComputation> parseGPUComputation(const std::string &name) {
@@ -978,7 +987,10 @@ std::string GPUTarget::canonical() const {
   const char *kinds[] = {"auto",         "tensor-cores", "simt",      "wgmma",
                          "wgmma-pipelined", "wgmma-serial", "wgmma-grid"};
   const char *computations[] = {"forward", "dq", "dkdv"};
-  std::string text = entryTarget() + " kernel=" + kinds[int(kind)];
+  // (The backward's kernels are the same for every wgmma kind: one entry.)
+  GPUKernelKind keyed =
+      computation != GPUComputation::Forward && isWgmma(kind) ? GPUKernelKind::Wgmma : kind;
+  std::string text = entryTarget() + " kernel=" + kinds[int(keyed)];
   if (computation != GPUComputation::Forward) // (forward keys stay what they were)
     text += std::string(" computation=") + computations[int(computation)];
   if (vendor == GPUVendor::AMD)

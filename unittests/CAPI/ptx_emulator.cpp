@@ -1829,9 +1829,8 @@ void Launch::exec(Thread &t, const Inst &in) {
     if (!m.expected)
       error(in, "an mbarrier with an arrival count of 0");
     // (PTX ISA: init on a valid mbarrier object is undefined; inval first.)
-    if (auto it = mbarriers.find(off); it != mbarriers.end() && it->second.phase > 0)
-      error(in, "mbarrier.init of an mbarrier in use (past its first phase): mbarrier.inval "
-                "it first");
+    if (mbarriers.count(off))
+      error(in, "mbarrier.init of a valid mbarrier: mbarrier.inval it first");
     mbarriers[off] = m;
     break;
   }

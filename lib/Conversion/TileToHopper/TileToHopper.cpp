@@ -25,7 +25,8 @@
 // The accumulators (S, O) keep mma.sync's per-warp m16n8 fragments
 // (WarpFragmentTarget), so the variant, the softmax and the epilogue are the
 // NVIDIA patterns'. The tensor maps are three kernel parameters appended
-// after the others (Q, K, V, listed in `heed.tensor_maps`), which
+// after the others (Q, K, V, listed in `heed.tensor_maps`; a backward
+// kernel's four: its two operand tiles' tensors, then its slots' two), which
 // --heed-tensor-map-params makes byval `nvvm.grid_constant` parameters once
 // the kernel is an llvm.func; the runtime builds them (cuTensorMapEncodeTiled).
 //
@@ -690,7 +691,9 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     tensors[part] = load.getTensor();
     return WalkResult::advance();
   });
-  if (operands.wasInterrupted() || llvm::is_contained(tensors, Value()))
+  if (operands.wasInterrupted())
+    return failure();
+  if (llvm::is_contained(tensors, Value()))
     return kernel.emitOpError() << "--convert-attn-tile-to-hopper: an operand tile is missing";
   SmallVector<heed::attn::TileCopyKVOp> copies;
   kernel.walk([&](heed::attn::TileCopyKVOp copy) { copies.push_back(copy); });
