@@ -501,7 +501,7 @@ def _params_key(params):
 def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant=None,
               params=None, layout="bhsd", *, out=None, lse=None, num_threads=0,
               stream=None, kv_lens=None, page_table=None, q_lens=None, cu_seqlens_q=None,
-              cu_seqlens_kv=None):
+              cu_seqlens_kv=None, gpu_kernel=None):
     """Attention with a variant, in the manner of torch's ``flex_attention``.
 
     q: ``[B, Hq, Sq, D]``, k: ``[B, Hkv, Skv, D]``, v: ``[B, Hkv, Skv, Dv]``
@@ -517,7 +517,8 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
     allocating (lse only with return_lse). num_threads: 0 = all cores.
     GPU tensors (torch, cupy; torch's ROCm build included) run on the GPU, on
     `stream` or the current stream (see :meth:`Kernel.run`); for them only GPU
-    code is compiled.
+    code is compiled. gpu_kernel: which GPU kernel (:func:`compile`'s; None: the
+    default).
     Serving calls (docs/decode.md): kv_lens, page_table (k and v then a paged
     cache, the page size read from k's shape), q_lens, cu_seqlens_q and
     cu_seqlens_kv (packed sequences) as :meth:`Kernel.run` takes them; the
@@ -530,7 +531,8 @@ def attention(q, k, v, spec, buffers=None, scale=None, return_lse=False, variant
         raise invalid("lse= was given but return_lse is False")
     serving = _serving_options(k, layout, kv_lens, page_table, q_lens, cu_seqlens_q,
                                cu_seqlens_kv)
-    kernel = kernel_for(q, v, spec, return_lse, scale, variant, params, layout, serving)
+    kernel = kernel_for(q, v, spec, return_lse, scale, variant, params, layout, serving,
+                        gpu_kernel)
     return kernel.run(q, k, v, out=out, lse=lse,
                       buffers=buffers if buffers is not None else (), num_threads=num_threads,
                       stream=stream, kv_lens=kv_lens, page_table=page_table, q_lens=q_lens,
@@ -556,7 +558,7 @@ def _serving_options(k, layout, kv_lens, page_table, q_lens, cu_seqlens_q, cu_se
 
 
 def kernel_for(q, v, spec, return_lse=False, scale=None, variant=None, params=None,
-               layout="bhsd", serving=None):
+               layout="bhsd", serving=None, gpu_kernel=None):
     """The Kernel :func:`attention` runs for these q and v (dtype and head dims from
     them; a GPU-only kernel for GPU tensors), from a small cache keyed by the spec and
     the options."""
@@ -576,7 +578,7 @@ def kernel_for(q, v, spec, return_lse=False, scale=None, variant=None, params=No
     serving = dict(serving or {})
     key = (_spec_key(spec), variant, qt.dtype, head_dim, head_dim_v, layout_id,
            bool(return_lse), None if scale is None else float(scale), _params_key(params),
-           target, tuple(sorted(serving.items())))
+           target, tuple(sorted(serving.items())), gpu_kernel)
     with _KERNELS_LOCK:
         kernel = _KERNELS.get(key)
         if kernel is not None:
@@ -584,7 +586,8 @@ def kernel_for(q, v, spec, return_lse=False, scale=None, variant=None, params=No
     if kernel is None:
         kernel = compile(spec, variant=variant, dtype=qt.dtype, head_dim=head_dim,
                          head_dim_v=head_dim_v, layout=layout_id, lse=return_lse,
-                         scale=scale, params=params, target=target, **serving)
+                         scale=scale, params=params, target=target, gpu_kernel=gpu_kernel,
+                         **serving)
         with _KERNELS_LOCK:
             _KERNELS[key] = kernel
             while len(_KERNELS) > _KERNELS_MAX:

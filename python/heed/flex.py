@@ -35,7 +35,9 @@ _FLEX_TUNING_OPTIONS = {
     "bwd_num_stages",
 }
 #: heed's own kernel_options.
-_HEED_OPTIONS = {"num_threads", "stream"}
+_HEED_OPTIONS = {"num_threads", "stream", "gpu_kernel"}
+# (Options the torch operator does not take: a call with them runs directly.)
+_DIRECT_OPTIONS = {"num_threads", "stream"}
 _warned = set()
 
 
@@ -336,7 +338,9 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     ``AuxRequest(lse=True)``) returns ``(out, aux)`` with ``aux.lse``.
 
     kernel_options: FlexAttention's tuning keys are accepted and have no effect here;
-    heed reads ``num_threads`` (CPU threads, 0 = all cores) and ``stream``. ``out`` and
+    heed reads ``num_threads`` (CPU threads, 0 = all cores), ``stream`` and
+    ``gpu_kernel`` (:func:`heed.compile`'s: which GPU kernels, forward and, through
+    torch's autograd, backward; 'wgmma' for Hopper's). ``out`` and
     ``lse`` (heed's additions): tensors to write into instead of allocating. ``sinks``
     (heed's addition): a float tensor ``[Hq]`` of learned sink logits, one per query
     head, that join each row's softmax denominator only (as gpt-oss); the lse then
@@ -346,7 +350,7 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
         raise invalid("sinks must have shape [%d] (one logit per query head), got %s"
                       % (qs[1], list(_shape(sinks, "sinks"))))
     if sinks is None and out is None and lse is None and _is_torch(query) and not (
-            kernel_options and any(k in _HEED_OPTIONS for k in kernel_options)):
+            kernel_options and any(k in _DIRECT_OPTIONS for k in kernel_options)):
         torch_ops = _torch_ops()
         if torch_ops is not None:
             return torch_ops.flex_attention(query, key, value, score_mod, block_mask, scale,
@@ -358,7 +362,8 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     buffers = [_convert_buffer(b, query) for b in emitted.buffers]
     result = _kernels.attention(query, key, value, emitted.text, buffers=buffers, scale=scale,
                                 return_lse=want_lse, num_threads=num_threads, stream=stream,
-                                out=out, lse=lse)
+                                out=out, lse=lse,
+                                gpu_kernel=(kernel_options or {}).get("gpu_kernel"))
     if return_aux is not None:
         out, lse = result if want_lse else (result, None)
         return out, _Aux(lse)

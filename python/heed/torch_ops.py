@@ -33,10 +33,12 @@ __all__ = ["attention", "flex_attention", "serving_attention"]
 @torch.library.custom_op("heed::attention", mutates_args=())
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: str,
                buffers: List[torch.Tensor], scale: Optional[float], return_lse: bool,
-               layout: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    # lse always: the backward recomputes the probabilities from it.
+               layout: str, gpu_kernel: Optional[str] = None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
+    # lse always: the backward recomputes the probabilities from it. gpu_kernel:
+    # which GPU kernels, forward and backward (heed.compile's; None: the default).
     return _kernels.attention(q, k, v, spec, buffers=list(buffers), scale=scale,
-                              return_lse=True, layout=layout)
+                              return_lse=True, layout=layout, gpu_kernel=gpu_kernel)
 
 
 def _shapes(q, v, layout):
@@ -48,7 +50,7 @@ def _shapes(q, v, layout):
 
 
 @_attention.register_fake
-def _attention_fake(q, k, v, spec, buffers, scale, return_lse, layout):
+def _attention_fake(q, k, v, spec, buffers, scale, return_lse, layout, gpu_kernel=None):
     out_shape, lse_shape = _shapes(q, v, layout)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
 
@@ -59,16 +61,16 @@ _backward_kernels = {}
 _LENGTHS = ("kv_lens", "q_lens", "cu_seqlens_q", "cu_seqlens_kv")
 
 
-def _backward_kernel(spec, q, v, scale, layout, ragged=()):
-    """heed's backward for this spec, dtype, head dims, layout, scale and ragged
-    lengths (the names of _LENGTHS a call passes; compiled once per process; the kernel
-    cache keeps it across processes)."""
-    key = (spec, q.dtype, q.shape[-1], v.shape[-1], layout, scale, tuple(ragged))
+def _backward_kernel(spec, q, v, scale, layout, ragged=(), gpu_kernel=None):
+    """heed's backward for this spec, dtype, head dims, layout, scale, ragged
+    lengths (the names of _LENGTHS a call passes) and GPU kernel kind (compiled once per
+    process; the kernel cache keeps it across processes)."""
+    key = (spec, q.dtype, q.shape[-1], v.shape[-1], layout, scale, tuple(ragged), gpu_kernel)
     kernel = _backward_kernels.get(key)
     if kernel is None:
         kernel = compile_backward(spec, dtype=_DTYPE_NAMES[q.dtype], head_dim=q.shape[-1],
                                   head_dim_v=v.shape[-1], layout=layout, scale=scale,
-                                  **{name: True for name in ragged})
+                                  gpu_kernel=gpu_kernel, **{name: True for name in ragged})
         _backward_kernels[key] = kernel
     return kernel
 
@@ -81,7 +83,7 @@ def _host_lengths(*tensors):
 
 
 def _run_backward(op, q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout,
-                  lengths=None):
+                  lengths=None, gpu_kernel=None):
     """The body of both backward ops: (dq, dk, dv, one f32 gradient per buffer, zeros
     for the buffers the score does not differentiate in). lengths: a dict name of
     _LENGTHS -> host int32 tensor, for a ragged batch."""
@@ -99,7 +101,7 @@ def _run_backward(op, q, k, v, out, lse, dout, dlse, spec, buffers, scale, layou
             "(got %s); cast, or run the backward on the CPU" % (op, q.dtype))
     lengths = lengths or {}
     kernel = _backward_kernel(spec, q, v, scale, layout,
-                              [n for n in _LENGTHS if n in lengths])
+                              [n for n in _LENGTHS if n in lengths], gpu_kernel)
     dq, dk, dv, grads = kernel(q, k, v, out, lse, dout.contiguous().to(q.dtype),
                                buffers=list(buffers), **lengths)
     buffer_grads = []
@@ -114,15 +116,16 @@ def _run_backward(op, q, k, v, out, lse, dout, dlse, spec, buffers, scale, layou
 def _attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                         lse: torch.Tensor, dout: torch.Tensor, dlse: torch.Tensor, spec: str,
                         buffers: List[torch.Tensor], scale: Optional[float],
-                        layout: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                              List[torch.Tensor]]:
+                        layout: str, gpu_kernel: Optional[str] = None
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                   List[torch.Tensor]]:
     """heed's backward kernel: (dq, dk, dv, one f32 gradient per buffer, zeros for the
     buffers the score does not differentiate in). An op of its own, so that
     torch.compile's AOTAutograd traces the backward graph with it as one node. dlse: the
     gradient flowing into lse (empty for none), refused unless it is all zeros; checked
     here, on real data, because a compiled backward traces the formula on fake tensors."""
     return _run_backward("heed::attention", q, k, v, out, lse, dout, dlse, spec, buffers,
-                         scale, layout)
+                         scale, layout, gpu_kernel=gpu_kernel)
 
 
 def _backward_fake(q, k, v, buffers):
@@ -133,14 +136,16 @@ def _backward_fake(q, k, v, buffers):
 
 
 @_attention_backward.register_fake
-def _attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout):
+def _attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale, layout,
+                             gpu_kernel=None):
     return _backward_fake(q, k, v, buffers)
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, spec, buffers, scale, return_lse, layout = inputs
+    q, k, v, spec, buffers, scale, return_lse, layout, *rest = inputs
     out, lse = output
     ctx.spec, ctx.scale, ctx.layout = spec, scale, layout
+    ctx.gpu_kernel = rest[0] if rest else None
     ctx.save_for_backward(q, k, v, out, lse, *buffers)
 
 
@@ -149,10 +154,10 @@ def _backward(ctx, grad_out, grad_lse):
     dlse = grad_lse if grad_lse is not None else lse.new_empty((0,))
     dq, dk, dv, grads = torch.ops.heed.attention_backward(q, k, v, out, lse, grad_out, dlse,
                                                           ctx.spec, list(buffers), ctx.scale,
-                                                          ctx.layout)
+                                                          ctx.layout, ctx.gpu_kernel)
     buffer_grads = [g.to(b.dtype) if b.is_floating_point() else None
                     for g, b in zip(grads, buffers)]
-    return dq, dk, dv, None, buffer_grads, None, None, None
+    return dq, dk, dv, None, buffer_grads, None, None, None, None
 
 
 torch.library.register_autograd("heed::attention", _backward, setup_context=_setup_context)
@@ -166,13 +171,17 @@ def _spec_text(spec):
     return spec.decode("utf-8") if isinstance(spec, bytes) else spec
 
 
-def attention(q, k, v, spec, buffers=(), scale=None, return_lse=False, layout="bhsd"):
+def attention(q, k, v, spec, buffers=(), scale=None, return_lse=False, layout="bhsd",
+              gpu_kernel=None):
     """:func:`heed.attention` as ``torch.ops.heed.attention``: one node in a
     torch.compile graph. `spec` is spec text or a ``.attn`` path; `buffers` a sequence in
-    declaration order. Returns out, or (out, lse) with return_lse."""
+    declaration order. gpu_kernel: the GPU kernels of the forward and of its autograd
+    backward on CUDA tensors (:func:`heed.compile`'s; None: the default, tensor cores;
+    'wgmma': Hopper's). Returns out, or (out, lse) with return_lse."""
     out, lse = torch.ops.heed.attention(q, k, v, _spec_text(spec), list(buffers),
                                         None if scale is None else float(scale),
-                                        bool(return_lse), str(layout).lower())
+                                        bool(return_lse), str(layout).lower(),
+                                        None if gpu_kernel is None else str(gpu_kernel))
     return (out, lse) if return_lse else out
 
 
@@ -297,10 +306,11 @@ def flex_attention(query, key, value, score_mod=None, block_mask=None, scale=Non
     flex.check_call(query, key, value, block_mask, enable_gqa)
     want_lse = bool(return_lse) or bool(getattr(return_aux, "lse", False))
     flex._kernel_options(kernel_options)
+    gpu_kernel = (kernel_options or {}).get("gpu_kernel")
     text, buffers = _build(score_mod, block_mask, query)
     out, lse = torch.ops.heed.attention(query, key, value, text, buffers,
                                         None if scale is None else float(scale), want_lse,
-                                        "bhsd")
+                                        "bhsd", None if gpu_kernel is None else str(gpu_kernel))
     if return_aux is not None:
         return out, flex._Aux(lse if want_lse else None)
     return (out, lse) if want_lse else out

@@ -87,6 +87,30 @@ class OpTest(HeedTestCase):
                                   test_utils=("test_schema", "test_faketensor",
                                               "test_autograd_registration"))
 
+    def test_gpu_kernel_option(self):
+        # gpu_kernel picks the GPU kernels (forward and autograd backward on CUDA
+        # tensors): in the op's schema (opcheck), a key of the kernels compiled; on CPU
+        # tensors the CPU kernels run, gradients as without it; an unknown kind fails.
+        rng = make_rng(self)
+        q, k, v = (t(randn(rng, (1, 2, 20, 16))) for _ in range(3))
+        torch.library.opcheck(torch.ops.heed.attention.default,
+                              (q, k, v, CAUSAL, [], None, True, "bhsd", "wgmma"),
+                              test_utils=("test_schema", "test_faketensor",
+                                          "test_autograd_registration"))
+        grads = []
+        for kind in (None, "wgmma"):
+            leaves = [x.clone().requires_grad_() for x in (q, k, v)]
+            heed.torch_ops.attention(*leaves, CAUSAL, gpu_kernel=kind).sum().backward()
+            grads.append([x.grad for x in leaves])
+        for a, b in zip(*grads):
+            self.assertTrue(torch.equal(a, b))
+        with self.assertRaises(heed.HeedError) as ctx:
+            heed.torch_ops.attention(q, k, v, CAUSAL, gpu_kernel="wgmma-fast")
+        self.assertIn("unknown --gpu-kernel=wgmma-fast", str(ctx.exception))
+        # Through flex_attention's kernel_options (still the torch op: one graph node).
+        out = heed.flex_attention(q, k, v, kernel_options={"gpu_kernel": "wgmma"})
+        self.assertTrue(torch.equal(out, heed.torch_ops.attention(q, k, v, "variant f {}")))
+
     def compiled(self, body, **compile_kwargs):
         """(fn compiled with torch.compile, the FX graphs it made, q, k, v)."""
         graphs = []
@@ -647,16 +671,14 @@ class FlexTorchTest(HeedTestCase):
         heed.flex_attention(q, k, v, block_mask=bm, out=poisoned)  # heed's own path
         self.assertClose(poisoned.float().cpu().numpy(), want, atol=3e-2, rtol=3e-2)
 
-    @unittest.skipUnless(torch is not None and torch.cuda.is_available()
-                         and not torch.version.hip, "no CUDA GPU")
-    def test_cuda_backward(self):
-        # loss.backward() on CUDA tensors: the GPU backward's dQ and dK/dV kernels
-        # through the C API, against torch's float64 autograd of the same attention
-        # (ALiBi, causal, GQA 4:2, bf16 storage; issue 17's bf16 bound 1e-2 normwise).
+    def cuda_backward(self, gpu_kernel=None, d=64):
+        """loss.backward() on CUDA tensors: the GPU backward's dQ and dK/dV kernels
+        through the C API, against torch's float64 autograd of the same attention
+        (ALiBi, causal, GQA 4:2, bf16 storage; issue 17's bf16 bound 1e-2 normwise)."""
         rng = make_rng(self)
         spec = ("variant a { buffer slopes: f32[H]\n score = alibi(score, slopes)\n"
                 " mask = causal() }")
-        b, hq, hkv, s, d = 2, 4, 2, 77, 64
+        b, hq, hkv, s = 2, 4, 2, 77
         q, dout = (randn(rng, (b, hq, s, d)) for _ in range(2))
         k, v = (randn(rng, (b, hkv, s, d)) for _ in range(2))
         slopes = rng.uniform(0, 1, size=hq).astype(np.float32)
@@ -665,7 +687,8 @@ class FlexTorchTest(HeedTestCase):
         # dout rounded to bf16 once: heed's backward takes it in the storage dtype,
         # and the reference the same values.
         dout = t(dout).cuda().to(torch.bfloat16)
-        out = heed.torch_ops.attention(*leaves[:3], spec, buffers=[leaves[3]])
+        out = heed.torch_ops.attention(*leaves[:3], spec, buffers=[leaves[3]],
+                                       gpu_kernel=gpu_kernel)
         (out * dout).sum().backward()
         exact = [x.detach().double().cpu().requires_grad_() for x in leaves]
         group = hq // hkv
@@ -679,9 +702,22 @@ class FlexTorchTest(HeedTestCase):
         for name, got, want in zip(("dq", "dk", "dv", "dslopes"), leaves, exact):
             self.assertEqual(got.grad.device.type, "cuda", name)
             err = ((got.grad.double().cpu() - want.grad).norm() / want.grad.norm()).item()
-            print("\n  %s (CUDA): normwise error %.2e" % (name, err))
+            print("\n  %s (CUDA, %s): normwise error %.2e" % (name, gpu_kernel or "default", err))
             self.assertLess(err, 1e-2, name)
 
+    @unittest.skipUnless(torch is not None and torch.cuda.is_available()
+                         and not torch.version.hip, "no CUDA GPU")
+    def test_cuda_backward(self):
+        self.cuda_backward()
+
+    @unittest.skipUnless(torch is not None and torch.cuda.is_available()
+                         and not torch.version.hip
+                         and torch.cuda.get_device_capability()[0] == 9, "no sm_90 GPU")
+    def test_cuda_wgmma_backward(self):
+        # The same through Hopper's wgmma kernels (forward and backward: gpu_kernel),
+        # D = 64 and 128.
+        self.cuda_backward("wgmma")
+        self.cuda_backward("wgmma", d=128)
 
 if __name__ == "__main__":
     unittest.main()
