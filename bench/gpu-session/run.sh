@@ -281,6 +281,7 @@ step_backward() {
     log=$(HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_TEST_CACHE_DIR=$WORK/cache \
           timeout -k 5 "$(item_limit 60)" python3 python/tests/test_torch.py \
           FlexTorchTest.test_cuda FlexTorchTest.test_cuda_backward \
+          FlexTorchTest.test_cuda_wgmma_backward \
           ServingBackwardTest.test_cuda_packed_sequences < /dev/null 2>&1)
     rc=$?
     echo "$log"
