@@ -332,12 +332,8 @@ def tflops(flops, ms):
 def heed_synchronize(torch, heed, device):
     """Waits for torch's current stream and raises the error a heed kernel
     recorded on it (heed_synchronize: launches return once queued)."""
-    import ctypes
-    fn = heed._lib.heed_synchronize
-    fn.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p]
-    fn.restype = ctypes.c_int
     stream = torch.cuda.current_stream(device).cuda_stream
-    heed._check(fn(2, device.index or 0, stream))
+    heed.synchronize("cuda", device.index or 0, stream)
 
 
 # Compiles in a fresh process against the same disk cache: the disk hit, timed

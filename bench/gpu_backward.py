@@ -6,7 +6,8 @@ times, for each attention variant (bench/gpu_attention.py's definitions):
   heed       the backward's two kernels (dQ with delta, then dK/dV) through
              heed.compile_backward on torch CUDA tensors, given the forward's
              out and lse (the default tensor-core kernels, and with --wgmma
-             Hopper's wgmma kernels: gpu_kernel='wgmma')
+             Hopper's wgmma kernels: gpu_kernel='wgmma', dP issued beside S,
+             and 'wgmma-serial', without that overlap)
   flex       torch.compile(flex_attention): forward + backward minus forward
              (torch.autograd.grad of the output with dout), same block mask
 and prints useful backward TFLOP/s (2.5 x the forward's 4*B*H*S*S*D*density,
@@ -192,8 +193,8 @@ def gpu_main(a):
             except Exception as e:  # noqa: BLE001 (a broken baseline is reported)
                 row["flex"] = {"error": str(e)[-400:]}
                 fg = None
-            for kind in [None] + (["wgmma"] if wgmma else []):
-                key = "heed_wgmma" if kind else "heed"
+            for kind in [None] + (["wgmma", "wgmma-serial"] if wgmma else []):
+                key = "heed" + ("_" + kind.replace("-", "_") if kind else "")
                 try:
                     hr, hg = run_heed(torch, heed, v, q, k, val, dout, chip, a, kind)
                     if fg is not None:
@@ -212,7 +213,7 @@ def gpu_main(a):
             results["rows"].append(row)
             write_json()
             line = "D=%-3d %-36s density %.3f" % (D, v.label, dens)
-            for key in ("heed", "heed_wgmma", "flex"):
+            for key in ("heed", "heed_wgmma", "heed_wgmma_serial", "flex"):
                 r = row.get(key)
                 if r is None:
                     continue
@@ -221,15 +222,16 @@ def gpu_main(a):
                                      ("ERROR" if "error" in r else "FAILED"))
             print(line, flush=True)
     print()
-    print("%-5s %-36s %10s %12s %10s %10s" % ("D", "variant", "heed TF/s", "wgmma TF/s",
-                                              "flex TF/s", "heed/flex"))
+    print("%-5s %-36s %10s %11s %11s %10s %10s" % ("D", "variant", "heed TF/s", "wgmma",
+                                                   "wgmma-ser.", "flex TF/s", "heed/flex"))
     for row in results["rows"]:
         h = (row.get("heed") or {}).get("tflops")
         w = (row.get("heed_wgmma") or {}).get("tflops")
+        ws = (row.get("heed_wgmma_serial") or {}).get("tflops")
         f = (row.get("flex") or {}).get("tflops")
-        best = max([x for x in (h, w) if x] or [0])
-        print("%-5d %-36s %10s %12s %10s %10s"
-              % (row["D"], row["label"][:36], fwd.fmt(h), fwd.fmt(w), fwd.fmt(f),
+        best = max([x for x in (h, w, ws) if x] or [0])
+        print("%-5d %-36s %10s %11s %11s %10s %10s"
+              % (row["D"], row["label"][:36], fwd.fmt(h), fwd.fmt(w), fwd.fmt(ws), fwd.fmt(f),
                  fwd.fmt(best / f if best and f else None, "%.2f")))
     write_json()
     return 1 if failed else 0

@@ -462,12 +462,13 @@ rows = [r for r in d["rows"] if "not_run" not in r]
 def tf(r, k):
     t = (r.get(k) or {}).get("tflops")
     return "%.0f" % t if t else "-"
-bad = [r["variant"] + (" wgmma" if k == "heed_wgmma" else "") for r in rows
-       for k in ("heed", "heed_wgmma") if k in r and not r[k].get("passed")]
-print("%d rows (%d not run), %d FAILED%s; heed/wgmma/flex backward TFLOP/s: %s" % (
+bad = [r["variant"] + " " + k for r in rows
+       for k in ("heed", "heed_wgmma", "heed_wgmma_serial") if k in r and not r[k].get("passed")]
+print("%d rows (%d not run), %d FAILED%s; heed/wgmma/wgmma-serial/flex backward TFLOP/s: %s" % (
     len(rows), len(d["rows"]) - len(rows), len(bad), (" (" + ", ".join(bad) + ")") if bad else "",
-    "; ".join("%s D=%d %s/%s/%s" % (r["variant"], r["D"], tf(r, "heed"), tf(r, "heed_wgmma"),
-                                    tf(r, "flex")) for r in rows) or "-"))
+    "; ".join("%s D=%d %s/%s/%s/%s" % (r["variant"], r["D"], tf(r, "heed"), tf(r, "heed_wgmma"),
+                                       tf(r, "heed_wgmma_serial"), tf(r, "flex"))
+              for r in rows) or "-"))
 EOF
 )"
   return $rc

@@ -371,8 +371,12 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   } else if (kind == GPUKernelKind::WgmmaPipelined) {
     options.warpSpecialize = false;
   }
-  if (backward) // (the backward module has the summaries only with the analysis)
+  if (backward) { // (the backward module has the summaries only with the analysis)
     options.analyzeMask = config.analyzeMask;
+    // The wgmma backward: dP issued beside S (attn-overlap-backward) but
+    // for wgmma-serial.
+    options.overlapSoftmax = kind != GPUKernelKind::WgmmaSerial;
+  }
   options.simtRows = kSIMTRows;
   options.mfma = target.mfma;
   options.chip = target.chip;
@@ -888,7 +892,8 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
       best = std::move(*other);
     }
   };
-  if (computation == GPUComputation::BackwardDQ) {
+  bool dq = computation == GPUComputation::BackwardDQ;
+  if (dq) {
     // The dQ kernel adds the buffers' gradients (fixed point: a few dozen
     // instructions per element): where that spills at 64 keys per step,
     // 32 (gpuBackwardTiles' narrow); on Hopper then one staging slot.
@@ -900,25 +905,41 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
       fit.oneStage = true;
       tryFit(fit, "the dQ kernel steps over 32 keys, one staging slot");
     }
-    return std::move(best);
+  } else {
+    // The dK/dV kernel of a variant whose mask or score takes many registers
+    // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
+    // then one staging slot (BackwardFit).
+    // (On Hopper, 32 query rows first where the default is 64.)
+    if (isWgmma(kind) && gpuBackwardTiles(config, gpu, false).first > 32) {
+      KernelFit half = fit;
+      half.queryRows = 32;
+      tryFit(half, "the dK/dV kernel steps over 32 query rows");
+    }
+    if (spills(best.resources) && gpuBackwardTiles(config, gpu, false).first > 16) {
+      fit.narrow = true;
+      tryFit(fit, "the dK/dV kernel steps over 16 query rows");
+    }
+    if (spills(best.resources)) {
+      fit.oneStage = true;
+      tryFit(fit, fit.narrow ? "the dK/dV kernel steps over 16 query rows, one staging slot"
+                             : "the dK/dV kernel has one staging slot");
+    }
   }
-  // The dK/dV kernel of a variant whose mask or score takes many registers
-  // (2-D neighborhoods, per-batch documents) may spill: then 16-row steps,
-  // then one staging slot (BackwardFit).
-  // (On Hopper, 32 query rows first where the default is 64.)
-  if (isWgmma(kind) && gpuBackwardTiles(config, gpu, false).first > 32) {
-    KernelFit half = fit;
-    half.queryRows = 32;
-    tryFit(half, "the dK/dV kernel steps over 32 query rows");
-  }
-  if (spills(best.resources) && gpuBackwardTiles(config, gpu, false).first > 16) {
-    fit.narrow = true;
-    tryFit(fit, "the dK/dV kernel steps over 16 query rows");
-  }
-  if (spills(best.resources)) {
-    fit.oneStage = true;
-    tryFit(fit, fit.narrow ? "the dK/dV kernel steps over 16 query rows, one staging slot"
-                           : "the dK/dV kernel has one staging slot");
+  // On Hopper, last, the same without dP issued beside S
+  // (attn-overlap-backward: its accumulators are live while P is computed).
+  if (isWgmma(kind) && kind != GPUKernelKind::WgmmaSerial && spills(best.resources)) {
+    KernelFit serial = fit;
+    serial.serialSoftmax = true;
+    serial.oneStage = false;
+    tryFit(serial, dq ? "the dQ kernel steps over 32 keys, without the overlap"
+                      : "the dK/dV kernel steps over 16 query rows, without the overlap");
+    if (spills(best.resources)) {
+      serial.oneStage = true;
+      tryFit(serial, dq ? "the dQ kernel steps over 32 keys, one staging slot, without the "
+                          "overlap"
+                        : "the dK/dV kernel steps over 16 query rows, one staging slot, "
+                          "without the overlap");
+    }
   }
   return std::move(best);
 }
@@ -987,9 +1008,12 @@ std::string GPUTarget::canonical() const {
   const char *kinds[] = {"auto",         "tensor-cores", "simt",      "wgmma",
                          "wgmma-pipelined", "wgmma-serial", "wgmma-grid"};
   const char *computations[] = {"forward", "dq", "dkdv"};
-  // (The backward's kernels are the same for every wgmma kind: one entry.)
-  GPUKernelKind keyed =
-      computation != GPUComputation::Forward && isWgmma(kind) ? GPUKernelKind::Wgmma : kind;
+  // (The backward's kernels are the same for every wgmma kind but
+  // wgmma-serial, without the overlap: one entry for them.)
+  GPUKernelKind keyed = computation != GPUComputation::Forward && isWgmma(kind) &&
+                                kind != GPUKernelKind::WgmmaSerial
+                            ? GPUKernelKind::Wgmma
+                            : kind;
   std::string text = entryTarget() + " kernel=" + kinds[int(keyed)];
   if (computation != GPUComputation::Forward) // (forward keys stay what they were)
     text += std::string(" computation=") + computations[int(computation)];

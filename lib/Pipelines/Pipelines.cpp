@@ -328,10 +328,13 @@ void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOption
   // mbarriers, SS wgmma for S and dP, RS wgmma for the accumulators):
   // docs/backward.md, "On Hopper (wgmma)".
   buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, [&](OpPassManager &pm) {
-    if (options.wgmma)
+    if (options.wgmma) {
+      if (options.overlapSoftmax)
+        pm.addPass(createAttnOverlapBackward());
       pm.addPass(createConvertAttnTileToHopper({options.wideStores}));
-    else
+    } else {
       pm.addPass(createConvertAttnTileToNVGPU());
+    }
   });
 }
 

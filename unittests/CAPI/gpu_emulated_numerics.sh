@@ -207,7 +207,8 @@ unset FAKE_CUDA_SMS
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=256 --buffer doc_ids=docs:5:60
 # The backward on wgmma (docs/backward.md, "On Hopper (wgmma)"): the dQ and
 # dK/dV kernels' two operand tiles by TMA, S and dP as SS wgmma over either
-# slot tensor, dV, dK and dQ as RS wgmma; D = 64 and 128, f16 and bf16, BSHD;
+# slot tensor (dP issued beside S, S waited for first: the emulator faults a
+# read of a register a pending wgmma writes), dV, dK and dQ as RS wgmma; D = 64 and 128, f16 and bf16, BSHD;
 # GQA (the dK/dV kernel's key loop per query head of the group restarts its
 # slots' mbarriers: without that the emulator deadlocks), EMPTY tiles
 # (documents, block-sparse), buffer gradients (ALiBi slopes, a bias table,
@@ -221,6 +222,8 @@ check "$ex/document.attn" --gpu-kernel=wgmma --backward --seq=200 --heads=2 --dt
 check "$ex/block_sparse.attn" --gpu-kernel=wgmma --backward --seq=256 --heads=2 --dtype=bf16 --head-dim=64 --buffer layout=bits:0.3
 check "$ex/sink_logits.attn" --gpu-kernel=wgmma --backward --seq=97 --heads=2 --dtype=bf16 --head-dim=64
 same_bits "$ex/relative_bias.attn" --gpu-kernel=wgmma --backward --seq=90 --heads=2 --dtype=bf16 --head-dim=64
+# (Every case above issues dP beside S, attn-overlap-backward; wgmma-serial does not.)
+check "$ex/alibi.attn" --gpu-kernel=wgmma-serial --backward --seq=99 --heads=4 --kv-heads=2 --dtype=bf16 --head-dim=64
 # The warps in the other order (the consumers before the producer): another
 # interleaving of the same kernels.
 export PTXEMU_REVERSE_WARPS=1

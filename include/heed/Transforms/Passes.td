@@ -285,6 +285,18 @@ def AttnOverlapSoftmax : Pass<"attn-overlap-softmax", "mlir::ModuleOp"> {
   let dependentDialects = ["mlir::arith::ArithDialect", "mlir::scf::SCFDialect"];
 }
 
+def AttnOverlapBackward : Pass<"attn-overlap-backward", "mlir::ModuleOp"> {
+  let summary = "The backward's dP product issued beside S, P computed while it runs (Hopper)";
+  let description = [{
+    In a backward kernel's tile (attn.tile.grad_scores of an S and a dP
+    from attn.tile.qk, the probabilities of S between them), the dP
+    product moves right after S's; both become `async`; S is waited for
+    with dP in flight (`attn.tile.mma_wait {pending = 1}`), so P is
+    computed beside dP on the matrix units, and dP before its first use.
+    Tiles of another shape are left as they are (docs/backward.md).
+  }];
+}
+
 def AttnSpecializeFullTiles : Pass<"attn-specialize-full-tiles", "mlir::ModuleOp"> {
   let summary = "A mask-free copy of the tile's code for FULL tiles inside the sequence";
   let description = [{
