@@ -354,23 +354,36 @@ step_compile() {
   return 0
 }
 
+# A benchmark script of the step: `python3 SCRIPT ARGS --json $WORK/NAME.json`
+# with heed's library and a fresh kernel cache, under `timeout LIMIT`, its
+# output in $WORK/NAME.out; SKIPPED (77) becomes the step's detail; the raw
+# JSON (the rows finished, if killed by the timeout) becomes one line of
+# cases.jsonl with "step": NAME (the device tool brings back 8 files).
+# Returns the script's exit status.
+bench_script() {
+  local name=$1 limit=$2 rc
+  shift 2
+  rm -rf "$WORK/cache-$name" "$WORK/$name.json"
+  HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_CACHE_DIR=$WORK/cache-$name PYTHONUNBUFFERED=1 \
+    timeout -k 3 "$limit" python3 "$@" --json "$WORK/$name.json" < /dev/null 2>&1 |
+    tee "$WORK/$name.out"
+  rc=${PIPESTATUS[0]}
+  if [ $rc -eq 77 ]; then
+    detail "$(grep -m1 SKIPPED "$WORK/$name.out")"
+    return 77
+  fi
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[2])); d["step"] = sys.argv[1]; print(json.dumps(d))' \
+    "$name" "$WORK/$name.json" >> "$OUT/cases.jsonl" 2>/dev/null
+  return $rc
+}
+
 step_decode() {
   local rc budget
   budget=$(($(left) - 10))
   [ $budget -lt 5 ] && budget=5
-  rm -rf "$WORK/cache-decode" "$WORK/decode.json"
-  HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_CACHE_DIR=$WORK/cache-decode PYTHONUNBUFFERED=1 \
-    timeout -k 3 "$(( $(left) - 8 ))" python3 bench/gpu_decode.py --json "$WORK/decode.json" \
-    --budget "$budget" --seed "$SEED" < /dev/null 2>&1 | tee "$WORK/decode.out"
-  rc=${PIPESTATUS[0]}
-  if [ $rc -eq 77 ]; then
-    detail "$(grep -m1 SKIPPED "$WORK/decode.out")"
-    return 77
-  fi
-  # (Killed by its timeout, 124/137: decode.json holds the rows it finished.)
-  # The raw results, one line of cases.jsonl (the device tool brings back 8 files).
-  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["step"] = "decode"; print(json.dumps(d))' \
-    "$WORK/decode.json" >> "$OUT/cases.jsonl" 2>/dev/null
+  bench_script decode "$(( $(left) - 8 ))" bench/gpu_decode.py --budget "$budget" --seed "$SEED"
+  rc=$?
+  [ $rc -eq 77 ] && return 77
   detail "$(python3 - "$WORK/decode.json" <<'EOF' 2>/dev/null || echo "no decode.json: $(tail -1 "$WORK/decode.out")"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -442,20 +455,12 @@ step_bwbench() {
     wgnote="wgmma backward not benchmarked (its bw-wgmma-* cases did not all pass); "
     echo "$wgnote"
   fi
-  rm -rf "$WORK/cache-bwbench" "$WORK/bench-backward.json"
-  HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_CACHE_DIR=$WORK/cache-bwbench PYTHONUNBUFFERED=1 \
-    timeout -k 5 "$(left)" python3 bench/gpu_backward.py --json "$WORK/bench-backward.json" \
-    --budget "$budget" --seed "$SEED" "${wgmma[@]}" ${BWBENCH_ARGS:-} < /dev/null 2>&1 |
-    tee "$WORK/bwbench.out"
-  rc=${PIPESTATUS[0]}
-  if [ $rc -eq 77 ]; then
-    detail "$(grep -m1 SKIPPED "$WORK/bwbench.out")"
-    return 77
-  fi
-  # The raw results, one line of cases.jsonl (the device tool brings back 8 files).
-  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["step"] = "bwbench"; print(json.dumps(d))' \
-    "$WORK/bench-backward.json" >> "$OUT/cases.jsonl" 2>/dev/null
-  detail "$wgnote$(python3 - "$WORK/bench-backward.json" <<'EOF' 2>/dev/null || echo "no bench-backward.json: $(tail -1 "$WORK/bwbench.out")"
+  # shellcheck disable=SC2086 # (BWBENCH_ARGS: words)
+  bench_script bwbench "$(( $(left) - 3 ))" bench/gpu_backward.py --budget "$budget" \
+    --seed "$SEED" "${wgmma[@]}" ${BWBENCH_ARGS:-}
+  rc=$?
+  [ $rc -eq 77 ] && return 77
+  detail "$wgnote$(python3 - "$WORK/bwbench.json" <<'EOF' 2>/dev/null || echo "no bwbench.json: $(tail -1 "$WORK/bwbench.out")"
 import json, sys
 d = json.load(open(sys.argv[1]))
 rows = [r for r in d["rows"] if "not_run" not in r]
