@@ -517,19 +517,11 @@ def gpu_main(a):
         cache = tempfile.mkdtemp(prefix="heed-bench-inductor-")
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cache)
         os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache, "triton"))
-    try:
-        import torch
-    except ImportError:
-        print("SKIPPED: no CUDA GPU (torch is not installed)")
+    modules = torch_and_heed(gpu=True)
+    if modules is None:
         return 77
-    if not torch.cuda.is_available() or getattr(torch.version, "hip", None):
-        print("SKIPPED: no CUDA GPU (torch %s sees none)" % torch.__version__)
-        return 77
-    sys.path.insert(0, os.path.join(REPO, "python"))
-    try:
-        import heed
-    except ImportError as e:
-        print("error: %s" % e, file=sys.stderr)
+    torch, heed = modules
+    if heed is None:
         return 1
     for knob in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit",
                  "accumulated_recompile_limit"):
@@ -707,16 +699,36 @@ def gpu_main(a):
     return 1 if failed or not_run else 0
 
 
-def cpu_check(a):
-    """heed's CPU kernels (f32, small) against this script's reference from the
-    same definitions flex gets: a wrong definition shows up here, without a GPU."""
+def torch_and_heed(gpu):
+    """(torch, heed) for a run (heed None, with the error printed, where it does not
+    load); None, with SKIPPED printed, without torch or, `gpu`, without a CUDA GPU."""
     try:
         import torch
     except ImportError:
-        print("SKIPPED: --cpu-check needs torch")
-        return 77
+        print("SKIPPED: no CUDA GPU (torch is not installed)" if gpu
+              else "SKIPPED: --cpu-check needs torch")
+        return None
+    if gpu and (not torch.cuda.is_available() or getattr(torch.version, "hip", None)):
+        print("SKIPPED: no CUDA GPU (torch %s sees none)" % torch.__version__)
+        return None
     sys.path.insert(0, os.path.join(REPO, "python"))
-    import heed
+    try:
+        import heed
+    except ImportError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return torch, None
+    return torch, heed
+
+
+def cpu_check(a):
+    """heed's CPU kernels (f32, small) against this script's reference from the
+    same definitions flex gets: a wrong definition shows up here, without a GPU."""
+    modules = torch_and_heed(gpu=False)
+    if modules is None:
+        return 77
+    torch, heed = modules
+    if heed is None:
+        return 1
     B, H, S, D = 1, 4, 1024, 32
     device = torch.device("cpu")
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)
@@ -735,9 +747,14 @@ def cpu_check(a):
     return 1 if bad else 0
 
 
+def run_main(parse, cpu, gpu, argv=None):
+    """A benchmark script's main: its arguments, then --cpu-check's run or the GPU's."""
+    a = parse(sys.argv[1:] if argv is None else argv)
+    return cpu(a) if a.cpu_check else gpu(a)
+
+
 def main(argv=None):
-    a = parse_args(sys.argv[1:] if argv is None else argv)
-    return cpu_check(a) if a.cpu_check else gpu_main(a)
+    return run_main(parse_args, cpu_check, gpu_main, argv)
 
 
 if __name__ == "__main__":

@@ -144,16 +144,12 @@ def run_flex(torch, v, q, k, val, dout, a):
 
 
 def gpu_main(a):
-    try:
-        import torch
-    except ImportError:
-        print("SKIPPED: no CUDA GPU (torch is not installed)")
+    modules = fwd.torch_and_heed(gpu=True)
+    if modules is None:
         return 77
-    if not torch.cuda.is_available():
-        print("SKIPPED: no CUDA GPU (torch sees none)")
-        return 77
-    sys.path.insert(0, os.path.join(REPO, "python"))
-    import heed
+    torch, heed = modules
+    if heed is None:
+        return 1
     device = torch.device("cuda", 0)
     major, minor = torch.cuda.get_device_capability(device)
     chip = "sm_%d%d" % (major, minor)
@@ -258,13 +254,12 @@ def reference_backward(torch, v, q, k, val, dout):
 def cpu_check(a):
     """heed's CPU backward (f32, small) against float64 autograd of this script's
     definitions: a wrong definition or argument order shows up without a GPU."""
-    try:
-        import torch
-    except ImportError:
-        print("SKIPPED: --cpu-check needs torch")
+    modules = fwd.torch_and_heed(gpu=False)
+    if modules is None:
         return 77
-    sys.path.insert(0, os.path.join(REPO, "python"))
-    import heed
+    torch, heed = modules
+    if heed is None:
+        return 1
     B, H, S, D = 1, 2, 256, 32
     device = torch.device("cpu")
     variants = fwd.make_variants(torch, a.variants, B, H, S, device, a.seed)
@@ -286,8 +281,7 @@ def cpu_check(a):
 
 
 def main(argv=None):
-    a = parse_args(sys.argv[1:] if argv is None else argv)
-    return cpu_check(a) if a.cpu_check else gpu_main(a)
+    return fwd.run_main(parse_args, cpu_check, gpu_main, argv)
 
 
 if __name__ == "__main__":
