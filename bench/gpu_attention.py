@@ -517,12 +517,10 @@ def gpu_main(a):
         cache = tempfile.mkdtemp(prefix="heed-bench-inductor-")
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", cache)
         os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache, "triton"))
-    modules = torch_and_heed(gpu=True)
-    if modules is None:
-        return 77
-    torch, heed = modules
-    if heed is None:
-        return 1
+    got = torch_and_heed(gpu=True)
+    if isinstance(got, int):
+        return got
+    torch, heed = got
     for knob in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit",
                  "accumulated_recompile_limit"):
         if hasattr(torch._dynamo.config, knob):
@@ -700,35 +698,33 @@ def gpu_main(a):
 
 
 def torch_and_heed(gpu):
-    """(torch, heed) for a run (heed None, with the error printed, where it does not
-    load); None, with SKIPPED printed, without torch or, `gpu`, without a CUDA GPU."""
+    """(torch, heed) for a run, or the exit status after printing why not: 77
+    (SKIPPED) without torch or, `gpu`, without a CUDA GPU; 1 where heed does not load."""
     try:
         import torch
     except ImportError:
         print("SKIPPED: no CUDA GPU (torch is not installed)" if gpu
               else "SKIPPED: --cpu-check needs torch")
-        return None
+        return 77
     if gpu and (not torch.cuda.is_available() or getattr(torch.version, "hip", None)):
         print("SKIPPED: no CUDA GPU (torch %s sees none)" % torch.__version__)
-        return None
+        return 77
     sys.path.insert(0, os.path.join(REPO, "python"))
     try:
         import heed
     except ImportError as e:
         print("error: %s" % e, file=sys.stderr)
-        return torch, None
+        return 1
     return torch, heed
 
 
 def cpu_check(a):
     """heed's CPU kernels (f32, small) against this script's reference from the
     same definitions flex gets: a wrong definition shows up here, without a GPU."""
-    modules = torch_and_heed(gpu=False)
-    if modules is None:
-        return 77
-    torch, heed = modules
-    if heed is None:
-        return 1
+    got = torch_and_heed(gpu=False)
+    if isinstance(got, int):
+        return got
+    torch, heed = got
     B, H, S, D = 1, 4, 1024, 32
     device = torch.device("cpu")
     variants = make_variants(torch, a.variants, B, H, S, device, a.seed)

@@ -144,12 +144,10 @@ def run_flex(torch, v, q, k, val, dout, a):
 
 
 def gpu_main(a):
-    modules = fwd.torch_and_heed(gpu=True)
-    if modules is None:
-        return 77
-    torch, heed = modules
-    if heed is None:
-        return 1
+    got = fwd.torch_and_heed(gpu=True)
+    if isinstance(got, int):
+        return got
+    torch, heed = got
     device = torch.device("cuda", 0)
     major, minor = torch.cuda.get_device_capability(device)
     chip = "sm_%d%d" % (major, minor)
@@ -254,12 +252,10 @@ def reference_backward(torch, v, q, k, val, dout):
 def cpu_check(a):
     """heed's CPU backward (f32, small) against float64 autograd of this script's
     definitions: a wrong definition or argument order shows up without a GPU."""
-    modules = fwd.torch_and_heed(gpu=False)
-    if modules is None:
-        return 77
-    torch, heed = modules
-    if heed is None:
-        return 1
+    got = fwd.torch_and_heed(gpu=False)
+    if isinstance(got, int):
+        return got
+    torch, heed = got
     B, H, S, D = 1, 2, 256, 32
     device = torch.device("cpu")
     variants = fwd.make_variants(torch, a.variants, B, H, S, device, a.seed)
