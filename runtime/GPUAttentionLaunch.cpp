@@ -15,6 +15,14 @@
 
 namespace heed {
 
+void appendMemref(std::vector<int64_t> &words, const void *data,
+                  const std::vector<int64_t> &shape, const std::vector<int64_t> &strides) {
+  auto p = reinterpret_cast<int64_t>(data);
+  words.insert(words.end(), {p, p, 0});
+  words.insert(words.end(), shape.begin(), shape.end());
+  words.insert(words.end(), strides.begin(), strides.end());
+}
+
 namespace {
 
 /// Buffer `which` copied out of device memory (every element its strides
@@ -35,17 +43,6 @@ std::string downloadBuffer(const KernelInfo &info, const AttentionArgs &args, un
   copy = device;
   copy.data = host.data();
   return "";
-}
-
-/// A memref descriptor as a kernel parameter list takes it (MLIR's
-/// lowering: allocated and aligned pointers, offset 0, the sizes, the
-/// strides), appended to `words`.
-void appendMemref(std::vector<int64_t> &words, const void *data,
-                  const std::vector<int64_t> &shape, const std::vector<int64_t> &strides) {
-  auto p = reinterpret_cast<int64_t>(data);
-  words.insert(words.end(), {p, p, 0});
-  words.insert(words.end(), shape.begin(), shape.end());
-  words.insert(words.end(), strides.begin(), strides.end());
 }
 
 /// A summary table in device memory.

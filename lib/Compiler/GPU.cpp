@@ -845,34 +845,13 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
   auto binary = compileCUDAOnce(variant, config, device, kind, computation, {});
   if (isWarpSpecializedWgmma(kind) && computation == GPUComputation::Forward)
     return fitWarpSpecialized(variant, config, device, kind, std::move(binary));
-  // `binary`, or where it spills, the compile with `fit` if that spills
-  // less (its report then says which fit).
-  auto spillingLess = [&](KernelFit fit, const char *note) -> llvm::Expected<GPUKernelBinary> {
-    auto other = compileCUDAOnce(variant, config, device, kind, computation, fit);
-    if (!other) {
-      llvm::consumeError(other.takeError());
-      return std::move(binary);
-    }
-    if (spillBytes(other->resources) >= spillBytes(binary->resources))
-      return std::move(binary);
-    other->resources += note;
-    return other;
-  };
   if (!binary || !spills(binary->resources))
     return binary;
   GPUTarget gpu{GPUVendor::NVIDIA, device.chip, kind};
   gpu.computation = computation;
   KernelFit fit;
-  if (computation == GPUComputation::Forward) {
-    // Without the 16-byte epilogue (its quad transposes hold a few more
-    // registers while O is live).
-    if (!binary->launch.matrixCores)
-      return binary;
-    fit.elementStores = true;
-    return spillingLess(fit, "heed: fit: O in element stores\n");
-  }
-  // The backward's fits: the try that spills least is kept (ptxas' report
-  // says so, and which fit; HEED_FIT_TRACE=1 prints each).
+  // The fits: the try that spills least is kept (ptxas' report says so, and
+  // which fit; HEED_FIT_TRACE=1 prints each).
   bool trace = std::getenv("HEED_FIT_TRACE") != nullptr;
   GPUKernelBinary best = std::move(*binary); // (checked above)
   if (trace)
@@ -892,6 +871,15 @@ llvm::Expected<GPUKernelBinary> compileCUDA(const spec::Variant &variant,
       best = std::move(*other);
     }
   };
+  if (computation == GPUComputation::Forward) {
+    // Without the 16-byte epilogue (its quad transposes hold a few more
+    // registers while O is live).
+    if (best.launch.matrixCores) {
+      fit.elementStores = true;
+      tryFit(fit, "O in element stores");
+    }
+    return std::move(best);
+  }
   bool dq = computation == GPUComputation::BackwardDQ;
   if (dq) {
     // The dQ kernel adds the buffers' gradients (fixed point: a few dozen

@@ -54,18 +54,26 @@ check "$ex/decode_document.attn" --dtype=bf16 --batch=3 --heads=4 --kv-heads=2 -
 # Hkv (the stand-in driver prints each launch with FAKE_CUDA_TRACE=1), and
 # the numerics pass. Per-head sinks (lane sinks), a score reading h (ALiBi),
 # speculative Sq = 3 and 16 (a whole 64-row tile), ragged, packed and paged.
+# A traced case's verdict: PASSED where heed-run's output ($1) says check
+# PASSED and what the trace showed ($2) is what is wanted ($3), both named
+# by $4; the case's arguments follow.
+traced() {
+  out=$1 seen=$2 want=$3 what=$4
+  shift 4
+  if printf '%s\n' "$out" | grep -Eq '^check +PASSED' && [ "$seen" = "$want" ]; then
+    echo "PASSED  ($what $seen) $*"
+  else
+    echo "FAILED  ($what '$seen', want '$want') $*"
+    printf '%s\n' "$out" | tail -8
+    fails=$((fails + 1))
+  fi
+}
 packed() {
   want=$1
   shift
   out=$(FAKE_CUDA_TRACE=1 "$run" "$@" --target=$target --repeat=1 2>&1)
   ys=$(printf '%s\n' "$out" | awk '/^fake-cuda: launch grid/ {print $5}' | sort -u | tr '\n' ' ')
-  if printf '%s\n' "$out" | grep -Eq '^check +PASSED' && [ "$ys" = "$want " ]; then
-    echo "PASSED  (grid y $ys) $*"
-  else
-    echo "FAILED  (grid y '$ys', want '$want ') $*"
-    printf '%s\n' "$out" | tail -8
-    fails=$((fails + 1))
-  fi
+  traced "$out" "$ys" "$want " "grid y" "$@"
 }
 packed 2 "$ex/sink_logits.attn" --dtype=bf16 --batch=2 --heads=8 --kv-heads=2 --seq=1 --seq-kv=300 --lse
 packed 3 "$ex/alibi.attn" --dtype=bf16 --head-dim=128 --batch=1 --heads=12 --kv-heads=3 --seq=3 --seq-kv=300 --lse
@@ -84,13 +92,7 @@ gated() {
     out=$(FAKE_CUDA_TRACE=1 PTXEMU_REVERSE_WARPS=$reverse "$run" "$@" --target=$target \
           --repeat=1 2>&1)
     first=$(printf '%s\n' "$out" | awk '/^fake-cuda: launch grid/ {print $4, $5, $6, $8; exit}')
-    if printf '%s\n' "$out" | grep -Eq '^check +PASSED' && [ "$first" = "$want 1 1 128" ]; then
-      echo "PASSED  (routed rows: grid $first, warps reversed $reverse) $*"
-    else
-      echo "FAILED  (first launch '$first', want '$want 1 1 128'; warps reversed $reverse) $*"
-      printf '%s\n' "$out" | tail -8
-      fails=$((fails + 1))
-    fi
+    traced "$out" "$first" "$want 1 1 128" "warps reversed $reverse, routed rows' launch" "$@"
   done
 }
 gated 4 "$ex/moh.attn" --seq=150 --heads=2 --batch=2 --dtype=bf16 --buffer router=bits:0.3

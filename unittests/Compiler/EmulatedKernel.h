@@ -6,6 +6,7 @@
 
 #include "heed/Compiler/GPU.h"
 #include "heed/Frontend/Parser.h"
+#include "heed/Runtime/GPUAttentionLaunch.h"
 
 #include "../CAPI/ptx_emulator.h"
 
@@ -16,15 +17,8 @@
 
 namespace heed::emulated {
 
-/// A memref argument's words as a kernel takes them (allocated and aligned
-/// pointer, offset 0, sizes, strides), appended to `words` (the runtime's
-/// launches build the same).
-inline void appendMemref(std::vector<int64_t> &words, const void *p,
-                         const std::vector<int64_t> &sizes, const std::vector<int64_t> &strides) {
-  words.insert(words.end(), {int64_t(p), int64_t(p), 0});
-  words.insert(words.end(), sizes.begin(), sizes.end());
-  words.insert(words.end(), strides.begin(), strides.end());
-}
+/// A memref argument's words: the runtime's (every launch builds them so).
+using heed::appendMemref;
 
 /// The kernel `name` of `spec`'s sm_80 image (bf16, D = 64) in the emulator;
 /// unloaded with the object.

@@ -211,6 +211,12 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
 /// the last report ("" when none).
 std::string checkGPUStream(GPUStreamDriver &driver, GPUStreamState &state);
 
+/// A memref descriptor as a kernel parameter list takes it (MLIR's
+/// lowering: allocated and aligned pointers, offset 0, the sizes, the
+/// strides), appended to `words`: every GPU launch's arguments are these.
+void appendMemref(std::vector<int64_t> &words, const void *data,
+                  const std::vector<int64_t> &shape, const std::vector<int64_t> &strides);
+
 } // namespace heed
 
 #endif

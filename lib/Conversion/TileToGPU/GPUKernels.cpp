@@ -493,6 +493,12 @@ FailureOr<KernelShape> readShape(gpu::GPUFuncOp kernel) {
   });
   kernel.walk([&](TileCopyKVOp copy) { shape.stages = std::max(shape.stages, static_cast<int64_t>(copy.getStages())); });
   shape.backward = kernel.walk([](TileProbsOp) { return WalkResult::interrupt(); }).wasInterrupted();
+  shape.keyMajor = kernel
+                       .walk([](TileProbsOp p) {
+                         return p.getTransposed() ? WalkResult::interrupt()
+                                                  : WalkResult::advance();
+                       })
+                       .wasInterrupted();
   if (!rows || !shape.headDim || !shape.valueDim)
     return kernel.emitOpError() << "holds no attention tile loop";
   shape.waves = rows; // completed by the target: rows / rowsPerWave
@@ -605,14 +611,6 @@ LogicalResult lowerMatrixCoreKernels(
       return failure();
     if (failed(target->prepareKernel(kernel)))
       return failure();
-    // Only the dK/dV kernel (key-major: transposed score tiles) is launched
-    // to finalize the buffers' gradients; the dQ kernel needs no such branch.
-    bool keyMajor = kernel
-                        .walk([](TileProbsOp p) {
-                          return p.getTransposed() ? WalkResult::interrupt()
-                                                   : WalkResult::advance();
-                        })
-                        .wasInterrupted();
     MatrixCoreTypeConverter converter(*target);
     RewritePatternSet patterns(kernel.getContext());
     populateMatrixCorePatterns(converter, *target, patterns);
@@ -620,7 +618,9 @@ LogicalResult lowerMatrixCoreKernels(
       populateMatrixCoreBackwardPatterns(converter, *target, patterns);
     if (failed(convertGPUKernel(kernel, converter, std::move(patterns))))
       return failure();
-    if (shape->backward && keyMajor)
+    // Only the dK/dV kernel (key-major: transposed score tiles) is launched
+    // to finalize the buffers' gradients; the dQ kernel needs no such branch.
+    if (shape->keyMajor)
       addGradientFinalize(kernel, target->gradients, target->launchThreads());
     kernel->setAttr(kLaunchAttrName,
                     LaunchAttr::get(kernel.getContext(), shape->blockRows(), target->launchThreads(),

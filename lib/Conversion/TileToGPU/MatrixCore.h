@@ -50,6 +50,7 @@ struct KernelShape {
   int64_t headDim = 0, valueDim = 0; ///< widths of a slot's parts 0 and 1
   mlir::Type elt;           ///< f16 or bf16
   bool backward = false;    ///< a kernel of the backward (attn.tile.probs)
+  bool keyMajor = false;    ///< the backward's dK/dV kernel (transposed probs)
   int64_t blockRows() const { return waves * rowsPerWave; }
   int64_t threads() const { return waves * waveSize; }
 };

@@ -357,8 +357,6 @@ private:
   bool specialized = false;
   /// Whether its consumer warpgroups take turns at the matrix units.
   bool pingpong = false;
-  /// Whether it is the backward's dK/dV kernel (transposed score tiles).
-  bool keyMajor = false;
 
   /// Ping-pong (FlashAttention-3's): consumer warpgroup w's turn is named
   /// barrier 1 + w of 256 threads -- w's 128 waiting (bar.sync) and the
@@ -402,7 +400,7 @@ private:
     // registers each, 16 steps at D = 128 for S^T and dP^T) out of the query
     // loop, live beside dK and dV. ptxas: fewer spills at D = 128, more at
     // D = 64; docs/backward.md.)
-    if (keyMajor && shape.headDim > 64)
+    if (shape.keyMajor && shape.headDim > 64)
       qDesc = inlineAsm(b, loc, b.getI64Type(), ValueRange{qDesc}, "mov.b64 $0, $1;", "=l,l");
     Value kDesc = descriptor(b, loc, slotBase(b, loc, slotOffset(part), slotBytes(part), stage), 16,
                              kAtomBytes);
@@ -668,11 +666,6 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
   MLIRContext *ctx = kernel.getContext();
   SmallVector<heed::attn::TileWarpSpecializeOp> specializations;
   kernel.walk([&](heed::attn::TileWarpSpecializeOp op) { specializations.push_back(op); });
-  keyMajor = kernel
-                 .walk([](heed::attn::TileProbsOp p) {
-                   return p.getTransposed() ? WalkResult::interrupt() : WalkResult::advance();
-                 })
-                 .wasInterrupted();
   if (specializations.size() > 1)
     return specializations[1].emitOpError()
            << "--convert-attn-tile-to-hopper: one warp-specialized work item per kernel";
