@@ -57,14 +57,15 @@ check "$ex/decode_document.attn" --dtype=bf16 --batch=3 --heads=4 --kv-heads=2 -
 # A traced case's verdict: PASSED where heed-run's output ($1) says check
 # PASSED and what the trace showed ($2) is what is wanted ($3), both named
 # by $4; the case's arguments follow.
+# (Its own variable names: sh has no locals, and the callers loop on theirs.)
 traced() {
-  out=$1 seen=$2 want=$3 what=$4
+  t_out=$1 t_seen=$2 t_want=$3 t_what=$4
   shift 4
-  if printf '%s\n' "$out" | grep -Eq '^check +PASSED' && [ "$seen" = "$want" ]; then
-    echo "PASSED  ($what $seen) $*"
+  if printf '%s\n' "$t_out" | grep -Eq '^check +PASSED' && [ "$t_seen" = "$t_want" ]; then
+    echo "PASSED  ($t_what $t_seen) $*"
   else
-    echo "FAILED  ($what '$seen', want '$want') $*"
-    printf '%s\n' "$out" | tail -8
+    echo "FAILED  ($t_what '$t_seen', want '$t_want') $*"
+    printf '%s\n' "$t_out" | tail -8
     fails=$((fails + 1))
   fi
 }
