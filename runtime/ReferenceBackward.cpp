@@ -100,7 +100,7 @@ void RowBackward::row(int64_t b, int64_t h, int64_t hk, int64_t i) {
   if (!sigmoid && lse == -inf)
     return; // nothing visible and no sink
   std::fill(o.begin(), o.end(), 0);
-  for (int64_t j = 0; j < Skv; ++j)
+  for (int64_t j = 0; j < keys; ++j) // (rows past the entry may hold anything)
     for (int64_t d = 0; d < Dv; ++d)
       o[size_t(d)] += w[size_t(j)] * V[j * Dv + d];
   double dGate = 0, delta = 0;

@@ -323,15 +323,11 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
                                    "an f32 output for a f16/bf16 kernel (KernelConfig::outF32) "
                                    "is a CPU feature for now: the GPU kernels store out in the "
                                    "inputs' dtype");
-  // Serving calls (docs/decode.md): per-entry lengths and packed sequences
-  // are the tile IR's (each work item's lengths and views), which every
-  // kernel but wgmma's lowers; the wgmma kernel's tensor maps span the whole
-  // tensors, and no GPU load reads through a page table yet.
-  bool serving = config.ragged();
-  if (serving && isWgmma(kind))
-    return fail("the wgmma kernel takes contiguous sequences of one length so far (its tensor "
-                "maps span whole tensors): per-entry lengths and packed sequences run on the "
-                "tensor-core (mma.sync) and SIMT kernels (docs/decode.md)");
+  // Serving calls (docs/decode.md): per-entry lengths, packed sequences and
+  // paged caches are the tile IR's (each work item's lengths, views and
+  // page table), which every kernel lowers (the wgmma kernel's TMA reads a
+  // packed view's rows from its entry's first and a paged cache a box per
+  // page; rows past an entry are cleared in shared memory).
   if (config.paged() && computation != GPUComputation::Forward)
     return fail("the backward takes keys and values as tensors, not as a paged KV cache (a "
                 "cache for inference; kv_lens and packed sequences (cu_seqlens) are taken)");

@@ -137,8 +137,12 @@ struct AttnPersistentWorkers : heed::impl::AttnPersistentWorkersBase<AttnPersist
     unsigned headDim = copy.getLayout() == Layout::BSHD ? 2 : 1;
     int64_t rowBytes = key.getDimSize(3) * (key.getElementTypeBitWidth() / 8) +
                        value.getDimSize(3) * (value.getElementTypeBitWidth() / 8);
-    Value seq = memref::DimOp::create(b, loc, copy.getKey(), seqDim);
-    Value headsKV = memref::DimOp::create(b, loc, copy.getKey(), headDim);
+    // (A packed sequence's view, made in its item, has its tensor's sizes.)
+    Value keys = copy.getKey();
+    if (auto view = keys.getDefiningOp<memref::ReinterpretCastOp>())
+      keys = view.getSource();
+    Value seq = memref::DimOp::create(b, loc, keys, seqDim);
+    Value headsKV = memref::DimOp::create(b, loc, keys, headDim);
     Value one = constIndex(b, loc, 1);
     Value group = arith::MaxUIOp::create(
         b, loc, arith::DivUIOp::create(b, loc, work.getHeads(), arith::MaxUIOp::create(b, loc, headsKV, one)),

@@ -49,6 +49,10 @@ struct ServingCall {
   /// and lse start as NaN.
   void pack(const HostTensor &q, const HostTensor &k, const HostTensor &v, const HostTensor &out,
             const HostTensor &lse, Layout layout);
+  /// Rows past each entry's length in the padded tensors the kernel reads
+  /// (k and v past kv_lens, q past q_lens) set to NaN: a serving cache's
+  /// unused rows hold anything, and no kernel may let them into a result.
+  void poisonPadding(HostTensor &q, HostTensor &k, HostTensor &v, Layout layout) const;
   /// The packed outputs' rows into the padded out and lse.
   void unpack(HostTensor &out, HostTensor &lse, Layout layout) const;
   /// Points `args` at the lengths and, when paged, the pages and table.

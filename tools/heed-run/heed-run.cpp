@@ -881,6 +881,8 @@ int main(int argc, char **argv) {
       return error(err);
   if (packed)
     call.pack(q, k, v, out, lse, config.layout);
+  if (serving || ragged)
+    call.poisonPadding(q, k, v, config.layout);
   llvm::StringRef platform = llvm::StringRef(target).split(':').first;
   if (pageSize > 0 && backward)
     return error("--backward takes keys and values as tensors, not a paged cache (--page-size); "

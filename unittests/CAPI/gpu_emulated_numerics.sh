@@ -208,6 +208,28 @@ unset FAKE_CUDA_SMS
 # D = 256 with a document mask: compileCUDA's fit (with ptxas present) takes
 # one consumer warpgroup; the emulator runs the fitted kernel.
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=150 --heads=2 --dtype=bf16 --head-dim=256 --buffer doc_ids=docs:5:60
+# Serving calls on wgmma (docs/decode.md, "Serving calls on the GPU"):
+# per-entry lengths (heed-run sets K, V and Q rows past each entry to NaN:
+# a tile that ends past its entry has V's rows past it cleared in shared
+# memory, by the block or, warp-specialized, by the producer before the
+# consumers may read it), packed sequences (TMA from the entry's first
+# row of the whole tensor), an entry without keys and one without queries;
+# persistent workers walking items of several entries (the producer's own
+# barrier made anew for each cleared tile); the backward's dQ and dK/dV
+# kernels (both slot tensors cleared).
+check "$ex/causal.attn" --gpu-kernel=wgmma-pipelined --batch=3 --seq=100 --seq-kv=200 --heads=2 --dtype=bf16 --head-dim=64 --kv-lens=200,17,130 --q-lens=100,3,70 --lse
+check "$ex/causal.attn" --gpu-kernel=wgmma --batch=3 --seq=100 --seq-kv=200 --heads=2 --dtype=bf16 --head-dim=128 --kv-lens=200,17,130 --q-lens=100,3,70 --lse
+check "$ex/sliding_window.attn" --gpu-kernel=wgmma --batch=3 --seq=5 --seq-kv=300 --heads=4 --kv-heads=2 --dtype=f16 --head-dim=64 --kv-lens=300,0,77 --param window=100 --lse
+check "$ex/causal.attn" --gpu-kernel=wgmma --batch=3 --seq=100 --seq-kv=200 --heads=2 --dtype=bf16 --head-dim=64 --kv-lens=200,17,130 --q-lens=100,0,70 --packed --layout=bshd --lse
+FAKE_CUDA_SMS=1 check "$ex/document.attn" --gpu-kernel=wgmma --batch=3 --seq=150 --heads=2 --dtype=bf16 --head-dim=64 --kv-lens=150,40,99 --q-lens=150,20,99 --buffer doc_ids=docs:10:60
+# A paged cache on wgmma: a TMA box per page from the table (pages of 16
+# keys in a random order: 8 boxes per 128-key tile, only those inside the
+# entry), pages of whole tiles (256 keys), the pipelined form.
+check "$ex/decode_paged.attn" --gpu-kernel=wgmma --batch=3 --seq=4 --seq-kv=300 --heads=4 --kv-heads=2 --dtype=bf16 --head-dim=128 --kv-lens=300,1,77 --q-lens=4,1,3 --page-size=16 --layout=bshd --lse
+check "$ex/decode_paged.attn" --gpu-kernel=wgmma --batch=2 --seq=3 --seq-kv=600 --heads=2 --dtype=f16 --head-dim=64 --kv-lens=600,300 --page-size=256 --lse
+check "$ex/decode_paged.attn" --gpu-kernel=wgmma-pipelined --batch=3 --seq=2 --seq-kv=300 --heads=4 --kv-heads=2 --dtype=bf16 --head-dim=64 --kv-lens=300,9,130 --page-size=8
+check "$ex/causal.attn" --gpu-kernel=wgmma --backward --batch=3 --seq=70 --seq-kv=150 --heads=2 --dtype=bf16 --head-dim=64 --kv-lens=150,17,90 --q-lens=70,3,40
+check "$ex/alibi.attn" --gpu-kernel=wgmma --backward --batch=3 --seq=70 --seq-kv=150 --heads=4 --kv-heads=2 --dtype=bf16 --head-dim=64 --kv-lens=150,17,90 --q-lens=70,0,40 --packed --layout=bshd
 # The backward on wgmma (docs/backward.md, "On Hopper (wgmma)"): the dQ and
 # dK/dV kernels' two operand tiles by TMA, S and dP as SS wgmma over either
 # slot tensor (dP issued beside S, S waited for first: the emulator faults a
@@ -232,6 +254,7 @@ check "$ex/alibi.attn" --gpu-kernel=wgmma-serial --backward --seq=99 --heads=4 -
 export PTXEMU_REVERSE_WARPS=1
 check "$ex/document.attn" --gpu-kernel=wgmma --seq=300 --heads=2 --dtype=bf16 --head-dim=128 --buffer doc_ids=docs:10:90
 FAKE_CUDA_SMS=1 check "$ex/causal.attn" --gpu-kernel=wgmma --seq=333 --heads=2 --dtype=bf16 --head-dim=64
+check "$ex/causal.attn" --gpu-kernel=wgmma --batch=3 --seq=100 --seq-kv=200 --heads=2 --dtype=bf16 --head-dim=64 --kv-lens=200,17,130 --q-lens=100,3,70 --lse
 target=cuda:sm_80
 export FAKE_CUDA_CC=80
 check "$ex/causal.attn" --seq=200 --heads=2 --dtype=bf16 --head-dim=128

@@ -5,6 +5,7 @@
 // layouts, staging and synchronization against the ISA.
 #include "ptx_emulator.h"
 
+#include <algorithm>
 #include <cfenv>
 #include <cmath>
 #include <cstdint>
@@ -54,7 +55,8 @@ struct Operand {
   int reg2 = -1;           // a second destination (setp d|q, shfl d|p)
   uint64_t imm = 0;        // Imm bits; Mem offset; Sym value
   bool immFloat = false;   // 0fXXXXXXXX / 0dXXXXXXXXXXXXXXXX
-  std::vector<int> regs;   // Vec (-1: '_')
+  std::vector<int> regs;   // Vec (-1: '_'; -2: an immediate, in vecImms)
+  std::vector<uint64_t> vecImms; // Vec: each element's immediate bits (for -2)
   int special = -1;
   int label = -1;
   bool param = false;      // Mem/Sym of the parameter space (imm: its offset)
@@ -301,6 +303,9 @@ struct Parser {
     return whole(t, 10, false);
   }
 
+  static bool hasImmediateElement(const Operand &o) {
+    return o.kind == Kind::Vec && std::find(o.regs.begin(), o.regs.end(), -2) != o.regs.end();
+  }
   Operand parseOperand(const std::string &text, int line) {
     Operand o;
     std::string s = trim(text);
@@ -313,8 +318,12 @@ struct Parser {
     }
     if (s[0] == '{') {
       o.kind = Kind::Vec;
-      for (const std::string &e : splitOperands(s.substr(1, s.size() - 2)))
-        o.regs.push_back(e == "_" ? -1 : regId(e));
+      for (const std::string &e : splitOperands(s.substr(1, s.size() - 2))) {
+        bool imm = !e.empty() && e[0] != '%' && e != "_";
+        bool f = false;
+        o.vecImms.push_back(imm ? parseImm(e, f, line) : 0);
+        o.regs.push_back(e == "_" ? -1 : imm ? -2 : regId(e));
+      }
       return o;
     }
     if (s[0] == '[' && s.find('{') != std::string::npos) {
@@ -858,6 +867,9 @@ struct Parser {
       if (sp != std::string::npos)
         for (const std::string &o : splitOperands(l.substr(sp)))
           in.ops.push_back(parseOperand(o, lineNo));
+      for (const Operand &o : in.ops)
+        if (in.op != Op::St && hasImmediateElement(o))
+          fail(lineNo, "an immediate in a vector operand (the emulator takes them in st only)");
       fn->code.push_back(std::move(in));
     }
     for (auto &f : module.functions) {
@@ -1635,10 +1647,13 @@ void Launch::exec(Thread &t, const Inst &in) {
                         " a wgmma accumulator register before the wgmma.wait_group that "
                         "completes it");
         if (ld) {
+          if (reg == -2)
+            error(in, "an immediate in a load's destination vector");
           if (reg >= 0)
             t.r[size_t(reg)] = load(p + i * bytes, bytes);
         } else {
-          store(p + i * bytes, reg >= 0 ? t.r[size_t(reg)] : 0, bytes);
+          store(p + i * bytes,
+                reg >= 0 ? t.r[size_t(reg)] : reg == -2 ? val.vecImms[size_t(i)] : 0, bytes);
         }
       }
     }

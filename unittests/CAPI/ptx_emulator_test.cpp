@@ -374,6 +374,22 @@ int main() {
     expect(direct, "mma.sync m16n8k16 bf16 with the ISA's fragments" + (e.empty() ? "" : ": " + e));
     expect(viaLdmatrix, "ldmatrix .x4 and .x2.trans give mma's fragments");
   }
+  // Immediates in a store's vector ({0, 0, 0, 0}: the wgmma kernel clears
+  // V's rows past a ragged entry so) store their bits; in any other
+  // instruction's vector they are refused at load.
+  {
+    std::vector<uint32_t> out = {7, 7, 7, 7, 7};
+    std::string e = run(oneParam,
+                        "  ld.param.b64 %rd9, [out];\n"
+                        "  st.global.v4.b32 [%rd9], {0, 5, 0, -1};\n  ret;\n",
+                        1, 0, {out.data()});
+    expect(e.empty() && out[0] == 0 && out[1] == 5 && out[2] == 0 && out[3] == 0xffffffffu &&
+               out[4] == 7,
+           "st.v4 of immediates" + (e.empty() ? "" : ": " + e));
+    e = run(oneParam, "  mov.b64 %rd1, {1, %r2};\n  ret;\n", 1, 0, {nullptr});
+    expect(contains(e, "an immediate in a vector operand"),
+           "an immediate in another instruction's vector is refused: " + e);
+  }
   std::printf("%d failed\n", failures);
   return failures ? 1 : 0;
 }

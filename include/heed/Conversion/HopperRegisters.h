@@ -54,10 +54,10 @@ constexpr int64_t kPersistentL2Bytes = 32 << 20;
 /// The wgmma kernel's mbarriers: one per consumer warpgroup's Q rows (64
 /// of the `rows`; a backward kernel's two operand tiles: two), then per
 /// staging slot one (its fill), or three warp-specialized (its K, its V,
-/// its release).
+/// its release) and the producer's own (a ragged entry's last V tile).
 constexpr int64_t hopperBarriers(int64_t rows, int64_t stages, bool specialized,
                                  bool backward = false) {
-  return rows / 64 * (backward ? 2 : 1) + stages * (specialized ? 3 : 1);
+  return rows / 64 * (backward ? 2 : 1) + stages * (specialized ? 3 : 1) + (specialized ? 1 : 0);
 }
 
 } // namespace heed

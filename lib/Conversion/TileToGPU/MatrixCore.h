@@ -177,6 +177,14 @@ public:
   virtual void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
                       Value kv0, Value seq, Value stage, attn::Layout layout,
                       Value pages) const = 0;
+  /// Slot `stage`'s tensor `part` is about to be read (attn.tile.load of a
+  /// staged tile of rows [kv0, kv0 + keys) of a sequence of `seq`, where
+  /// its span is not known to be in bounds; every thread of the block is
+  /// here). copyKV promises zeros past `seq`: a target whose copies cannot
+  /// (TMA zero-fills past the tensor's extent only, not past a ragged
+  /// entry's length) clears those rows here. The default: nothing.
+  virtual void readStaged(OpBuilder &b, Location loc, Value tensor, Value stage, int64_t part,
+                          Value kv0, Value seq) const {}
   /// Closes a group of asynchronous copies (nothing for synchronous ones).
   virtual void commitKV(OpBuilder &b, Location loc) const {}
   /// This lane's copy groups but the `pending` newest are done, then every

@@ -117,6 +117,11 @@ struct LoadLowering : TargetPattern<TileLoadOp> {
       // K and V are read where attn.tile.copy_kv staged them.
       if (adaptor.getStage().empty())
         return op.emitOpError() << "reads K/V without staging: run --attn-pipeline-kv";
+      auto span = op.getSpan().getDefiningOp<TileSpanOp>();
+      if (!(span && span.getInBounds()) && adaptor.getSpan().size() >= 2)
+        target.readStaged(rewriter, op.getLoc(), adaptor.getTensor().front(),
+                          adaptor.getStage().front(), op.getPart(), adaptor.getSpan()[0],
+                          adaptor.getSpan()[1]);
       Value part = index(rewriter, op.getLoc(), op.getPart());
       rewriter.replaceOpWithMultiple(op, {{adaptor.getStage().front(), part}});
       return success();

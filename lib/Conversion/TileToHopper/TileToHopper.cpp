@@ -38,6 +38,7 @@
 #include "heed/Conversion/Passes.h"
 #include "heed/Transforms/StagedKeyLoop.h"
 
+#include "../TileCommon/KeyRows.h"
 #include "../TileToNVGPU/WarpFragments.h"
 
 #include "dialects/attn/AttnTileOps.h"
@@ -137,6 +138,10 @@ public:
   int64_t barriers() const {
     return heed::hopperBarriers(shape.blockRows(), shape.stages, specialized, shape.backward);
   }
+  /// Warp-specialized, the last barrier is the producer's own (copyKV's clearing),
+  /// initialized where it is used, not at the kernel's entry.
+  int64_t scratchBarrier() const { return barriers() - 1; }
+  int64_t enteredBarriers() const { return specialized ? barriers() - 1 : barriers(); }
   /// The layout above (heed::hopperSharedBytes, which compileCUDA sizes the
   /// staging slots with) with `barriers` mbarriers.
   int64_t sharedBytes(int64_t barriers) const {
@@ -192,8 +197,8 @@ public:
       expectBytes(b, loc, bar, 64 * width * 2);
       Value row0 = arith::AddIOp::create(b, loc, queries.first,
                                          arith::MulIOp::create(b, loc, group, index(b, loc, 64)));
-      tileByTMA(b, loc, tensorMaps.lookup(q), rows, bar, 64, width, layout, batch, head, row0,
-                /*boxStride=*/shape.blockRows() * kRowBytes);
+      tma(b, loc, q, rows, bar, 64, width, layout, batch, head, row0,
+          /*boxStride=*/shape.blockRows() * kRowBytes);
     }
     wait(b, loc, bar, round ? parityOf(b, loc, round) : i32(b, loc, 0));
     // This warpgroup's 64 rows of each column box.
@@ -203,10 +208,14 @@ public:
   }
 
   /// Thread 0: the slot's barrier expects the K and V bytes, then the TMAs.
-  /// (No page table: the compiler refuses paged caches for this kernel.)
-  /// Warp-specialized, the producer's one thread runs the copies as they are.
+  /// Warp-specialized, the producer's one thread runs the copies as they
+  /// are; where V's rows past `seq` are not zeros already (zeroFilled),
+  /// the producer clears them before the consumers may read V. A paged
+  /// cache (`pages`): a TMA box per page of the tile (pagedRows), each
+  /// from its page's rows, and only the boxes that start inside the entry
+  /// (the table holds no page past it).
   void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
-              Value seq, Value stage, Layout layout, Value) const override {
+              Value seq, Value stage, Layout layout, Value pages) const override {
     OpBuilder::InsertionGuard g(b);
     if (!specialized) {
       auto leader = ifLeader(b, loc);
@@ -215,13 +224,107 @@ public:
     Value kBar = sharedPtr(b, loc, barrier(b, loc, fillBarrier(b, loc, stage, 0)));
     Value vBar = specialized ? sharedPtr(b, loc, barrier(b, loc, fillBarrier(b, loc, stage, 1)))
                              : kBar;
-    expectBytes(b, loc, kBar, specialized ? kBytes() : kBytes() + vBytes());
-    tileByTMA(b, loc, tensorMaps.lookup(k), slotBase(b, loc, kOffset(), kBytes(), stage), kBar,
-              shape.keys, shape.headDim, layout, batch, head, kv0);
-    if (specialized)
-      expectBytes(b, loc, vBar, vBytes());
-    tileByTMA(b, loc, tensorMaps.lookup(v), slotBase(b, loc, vOffset(), vBytes(), stage), vBar,
-              shape.keys, shape.valueDim, layout, batch, head, kv0);
+    Value boxes = pageBoxes(b, loc, pages, kv0, seq);
+    Value kTx = tileBytes(b, loc, pages, boxes, shape.headDim);
+    Value vTx = tileBytes(b, loc, pages, boxes, shape.valueDim);
+    expectBytes(b, loc, kBar, specialized ? kTx : Value(arith::AddIOp::create(b, loc, kTx, vTx)));
+    tileRows(b, loc, k, slotBase(b, loc, kOffset(), kBytes(), stage), kBar, shape.headDim, layout,
+             batch, head, kv0, pages, boxes);
+    Value vSlot = slotBase(b, loc, vOffset(), vBytes(), stage);
+    auto copyV = [&](OpBuilder &at) {
+      if (specialized)
+        expectBytes(at, loc, vBar, vTx);
+      tileRows(at, loc, v, vSlot, vBar, shape.valueDim, layout, batch, head, kv0, pages, boxes);
+    };
+    if (!specialized || zeroFilled(seq))
+      return copyV(b);
+    Value kept = keptRows(b, loc, kv0, seq);
+    auto partial = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kept,
+                                      index(b, loc, shape.keys)),
+        /*withElseRegion=*/true);
+    OpBuilder whole = OpBuilder::atBlockTerminator(&partial.getElseRegion().front());
+    copyV(whole);
+    OpBuilder in = OpBuilder::atBlockTerminator(&partial.getThenRegion().front());
+    // A V tile that ends past its entry: onto the producer's own barrier
+    // (made anew for it: one thread uses it, one phase a time), waited for,
+    // the rows from `kept` cleared, the clearing fenced for the async proxy
+    // (the consumers' wgmma), then one plain arrival completes the slot's V
+    // barrier: the consumers see the cleared tile or none.
+    Value own = sharedPtr(in, loc, barrier(in, loc, index(in, loc, scratchBarrier())));
+    NVVM::MBarrierInitOp::create(in, loc, own, i32(in, loc, 1), Value());
+    fenceAsync(in, loc);
+    expectBytes(in, loc, own, vTx);
+    tileRows(in, loc, v, vSlot, own, shape.valueDim, layout, batch, head, kv0, pages, boxes);
+    wait(in, loc, own, i32(in, loc, 0));
+    clearRows(in, loc, vSlot, shape.valueDim, kept, index(in, loc, 0), 1);
+    fenceAsync(in, loc);
+    NVVM::MBarrierInvalOp::create(in, loc, own);
+    NVVM::MBarrierArriveOp::create(in, loc, Type(), vBar, Value());
+  }
+
+  /// The TMA boxes of a tile at kv0 (per 64 columns): one, or with a page
+  /// table and pages smaller than the tile those of its pages that start
+  /// inside the entry (a page past the entry's keys has no table entry).
+  Value pageBoxes(OpBuilder &b, Location loc, Value pages, Value kv0, Value seq) const {
+    if (!pages || pagedRows >= shape.keys)
+      return index(b, loc, 1);
+    Value kept =
+        arith::MinUIOp::create(b, loc, keptRows(b, loc, kv0, seq), index(b, loc, shape.keys));
+    return arith::CeilDivUIOp::create(b, loc, kept, index(b, loc, pagedRows));
+  }
+  /// The bytes `boxes` boxes of a tensor `width` columns wide bring (i32).
+  Value tileBytes(OpBuilder &b, Location loc, Value pages, Value boxes, int64_t width) const {
+    int64_t rows = pages ? pagedRows : shape.keys;
+    Value bytes = arith::MulIOp::create(b, loc, boxes, index(b, loc, rows * width * 2));
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), bytes);
+  }
+  /// Rows [kv0, kv0 + keys) of `tensor` into the slot at `dst`: one box of
+  /// the tile, or `boxes` boxes of pagedRows rows from the pages the table
+  /// gives (box j: token kv0 + j pagedRows, at its page's row token mod P,
+  /// pagedRows x 128 bytes further into each 64-column box; pagedRows >= 8
+  /// keeps the 128B swizzle's 1024-byte period).
+  void tileRows(OpBuilder &b, Location loc, Value tensor, Value dst, Value bar, int64_t width,
+                Layout layout, Value batch, Value head, Value kv0, Value pages,
+                Value boxes) const {
+    if (!pages) {
+      tma(b, loc, tensor, dst, bar, shape.keys, width, layout, batch, head, kv0);
+      return;
+    }
+    int64_t pageSize = heed::pageSizeOf(tensor, layout);
+    auto loop = scf::ForOp::create(b, loc, index(b, loc, 0), boxes, index(b, loc, 1));
+    OpBuilder in = OpBuilder::atBlockTerminator(loop.getBody());
+    Value j = loop.getInductionVar();
+    Value token = arith::AddIOp::create(
+        in, loc, kv0, arith::MulIOp::create(in, loc, j, index(in, loc, pagedRows)));
+    auto [page, row] = heed::keyRow(in, loc, pages, pageSize, batch, token);
+    Value at = arith::AddIOp::create(
+        in, loc, dst, arith::MulIOp::create(in, loc, j, index(in, loc, pagedRows * kRowBytes)));
+    tileByTMA(in, loc, tensorMaps.lookup(tensor), at, bar, pagedRows, width, layout, page, head,
+              row, /*boxStride=*/shape.keys * kRowBytes);
+  }
+
+  /// Without warp specialization every thread has waited for the slot: a
+  /// tile that ends past its entry has the rows from `kept` cleared by the
+  /// block (fenced for the async proxy, then the block's barrier) before
+  /// any wgmma reads them. The forward clears V (K's rows past the entry
+  /// give scores the mask drops; V's would give 0 x NaN in P V); the
+  /// backward clears both of its slot tensors (V and dO reach dP and dV).
+  void readStaged(OpBuilder &b, Location loc, Value, Value stage, int64_t part, Value kv0,
+                  Value seq) const override {
+    if (specialized || (!shape.backward && part != 1) || zeroFilled(seq))
+      return;
+    Value kept = keptRows(b, loc, kv0, seq);
+    auto partial = scf::IfOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kept,
+                                      index(b, loc, shape.keys)),
+        /*withElseRegion=*/false);
+    OpBuilder in = OpBuilder::atBlockTerminator(&partial.getThenRegion().front());
+    clearRows(in, loc, slotBase(in, loc, slotOffset(part), slotBytes(part), stage),
+              part ? shape.valueDim : shape.headDim, kept, threadId(in, loc),
+              consumerThreads());
+    fenceAsync(in, loc);
+    gpu::BarrierOp::create(in, loc);
   }
 
   /// The barrier of the tile this iteration of the key loop computes (tile
@@ -355,6 +458,9 @@ private:
   llvm::DenseMap<Value, Value> tensorMaps;
   /// Whether the kernel has a producer warpgroup (attn.tile.warp_specialize).
   bool specialized = false;
+  /// A paged cache's rows per TMA box: a page's, or the tile's where pages
+  /// hold whole tiles (prepareKernel); the tile's without pages.
+  int64_t pagedRows = 0;
   /// Whether its consumer warpgroups take turns at the matrix units.
   bool pingpong = false;
 
@@ -486,11 +592,88 @@ private:
     return scf::IfOp::create(b, loc, first, /*withElseRegion=*/false);
   }
   static void expectBytes(OpBuilder &b, Location loc, Value bar, int64_t bytes) {
-    NVVM::MBarrierArriveExpectTxOp::create(b, loc, Type(), bar, i32(b, loc, bytes),
-                                           NVVM::MemScopeKindAttr(), BoolAttr(), Value());
+    expectBytes(b, loc, bar, i32(b, loc, bytes));
+  }
+  static void expectBytes(OpBuilder &b, Location loc, Value bar, Value bytes) {
+    NVVM::MBarrierArriveExpectTxOp::create(b, loc, Type(), bar, bytes, NVVM::MemScopeKindAttr(),
+                                           BoolAttr(), Value());
   }
   static void wait(OpBuilder &b, Location loc, Value bar, Value parity) {
     NVVM::MBarrierTryWaitParityOp::create(b, loc, bar, parity, i32(b, loc, 10000000));
+  }
+  /// A tensor's TMA map: its kernel argument's (prepareKernel), and for a
+  /// packed sequence's view the row its entry starts at (null otherwise).
+  std::pair<Value, Value> mapOf(Value tensor) const {
+    auto [base, start] = rowsView(tensor);
+    return {tensorMaps.lookup(base), start};
+  }
+  /// tileByTMA through `tensor`'s map: a packed view's rows are rows start
+  /// + row0 of the whole tensor, whose batch dim is 1 (docs/decode.md).
+  void tma(OpBuilder &b, Location loc, Value tensor, Value dst, Value bar, int64_t rows,
+           int64_t width, Layout layout, Value batch, Value head, Value row0,
+           int64_t boxStride = 0) const {
+    auto [map, start] = mapOf(tensor);
+    if (start) {
+      batch = index(b, loc, 0);
+      row0 = arith::AddIOp::create(b, loc, start, row0);
+    }
+    tileByTMA(b, loc, map, dst, bar, rows, width, layout, batch, head, row0, boxStride);
+  }
+  /// A packed sequence's view of `tensor` (attn-to-tile's rowsFrom: a
+  /// reinterpret_cast whose offset is the tensor's plus start x its row
+  /// stride): the tensor and start. Other values: themselves and null; a
+  /// cast of another form: null and null.
+  static std::pair<Value, Value> rowsView(Value tensor) {
+    auto cast = tensor.getDefiningOp<memref::ReinterpretCastOp>();
+    if (!cast)
+      return {tensor, Value()};
+    auto offsets = cast.getOffsets();
+    auto add = offsets.size() == 1 ? offsets[0].getDefiningOp<arith::AddIOp>() : arith::AddIOp();
+    auto meta = add ? add.getLhs().getDefiningOp<memref::ExtractStridedMetadataOp>()
+                    : memref::ExtractStridedMetadataOp();
+    auto mul = add ? add.getRhs().getDefiningOp<arith::MulIOp>() : arith::MulIOp();
+    if (!meta || !mul || meta.getSource() != cast.getSource() ||
+        add.getLhs() != meta.getOffset())
+      return {Value(), Value()};
+    return {cast.getSource(), mul.getLhs()};
+  }
+  /// Whether a staged tile's rows past `seq` are zeros as TMA reads them:
+  /// `seq` is a kernel tensor's extent (TMA fills past it with zeros). A
+  /// ragged entry's length is not: its rows are the padding of a cache or
+  /// the next entry's (copyKV and readStaged clear them).
+  static bool zeroFilled(Value seq) {
+    auto dim = seq.getDefiningOp<memref::DimOp>();
+    return dim && isa<BlockArgument>(dim.getSource());
+  }
+  /// The rows of a tile at kv0 inside a sequence of `seq` (at least 0).
+  static Value keptRows(OpBuilder &b, Location loc, Value kv0, Value seq) {
+    return arith::SubIOp::create(b, loc, arith::MaxUIOp::create(b, loc, seq, kv0), kv0);
+  }
+  /// Rows [from, keys) of the slot tensor at `slot` (`width` columns: one
+  /// box of `keys` 128-byte rows per 64 columns) set to zero, 16 bytes a
+  /// store, by `threads` threads (this one: `tid`). The 128B swizzle moves
+  /// 16-byte chunks within their row only: a row is its 128 bytes.
+  void clearRows(OpBuilder &b, Location loc, Value slot, int64_t width, Value from, Value tid,
+                 int64_t threads) const {
+    int64_t perRow = kRowBytes / 16;
+    auto zeros = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(VectorType::get({4}, b.getI32Type()), b.getI32IntegerAttr(0)));
+    Value first = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, from, index(b, loc, perRow)), tid);
+    for (int64_t c = 0; c < width / kBoxCols; ++c) {
+      Value box = arith::AddIOp::create(b, loc, slot, index(b, loc, c * shape.keys * kRowBytes));
+      auto loop = scf::ForOp::create(b, loc, first, index(b, loc, shape.keys * perRow),
+                                     index(b, loc, threads));
+      OpBuilder in = OpBuilder::atBlockTerminator(loop.getBody());
+      Value at = arith::AddIOp::create(
+          in, loc, box, arith::MulIOp::create(in, loc, loop.getInductionVar(), index(in, loc, 16)));
+      LLVM::StoreOp::create(in, loc, zeros, sharedPtr(in, loc, at), /*alignment=*/16);
+    }
+  }
+  static void fenceAsync(OpBuilder &b, Location loc) {
+    NVVM::FenceProxyOp::create(
+        b, loc, NVVM::ProxyKind::async_shared,
+        NVVM::SharedSpaceAttr::get(b.getContext(), NVVM::SharedSpace::shared_cta));
   }
   /// Rows [row0, row0 + rows) x `width` columns of (batch, head) into `dst`,
   /// one TMA box of 64 columns after another (`rows` x 128 bytes each;
@@ -690,13 +873,34 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     return kernel.emitOpError() << "--convert-attn-tile-to-hopper: an operand tile is missing";
   SmallVector<heed::attn::TileCopyKVOp> copies;
   kernel.walk([&](heed::attn::TileCopyKVOp copy) { copies.push_back(copy); });
+  pagedRows = shape.keys;
   if (!copies.empty()) {
-    tensors.push_back(copies.front().getKey());
-    tensors.push_back(copies.front().getValue());
+    heed::attn::TileCopyKVOp copy = copies.front();
+    tensors.push_back(copy.getKey());
+    tensors.push_back(copy.getValue());
+    if (copy.getPageTable()) {
+      // A box per page, or per tile where pages hold whole tiles; a box of
+      // at least 8 rows, so that each keeps the 128B swizzle's period.
+      int64_t pageSize = heed::pageSizeOf(copy.getKey(), copy.getLayout());
+      pagedRows = std::min(shape.keys, pageSize);
+      if (pagedRows < 8 || pageSize % pagedRows || shape.keys % pagedRows)
+        return copy.emitOpError()
+               << "--convert-attn-tile-to-hopper: the wgmma kernel reads a paged cache a TMA "
+                  "box per page, which takes pages of a multiple of 8 keys that divide its "
+                  "key tile ("
+               << shape.keys << " keys) or are multiples of it, not " << pageSize
+               << "; the tensor-core kernel takes any page size";
+    }
   }
   SmallVector<int64_t> described; // (kernel argument, box rows) per map
   auto ptr = LLVM::LLVMPointerType::get(ctx);
-  for (auto [i, t] : llvm::enumerate(tensors)) {
+  for (auto [i, view] : llvm::enumerate(tensors)) {
+    // (A packed sequence's view: its whole tensor's map.)
+    Value t = rowsView(view).first;
+    if (!t)
+      return view.getDefiningOp()->emitOpError()
+             << "--convert-attn-tile-to-hopper: a view TMA cannot read (only a packed "
+                "sequence's rows from its entry's first)";
     if (tensorMaps.count(t))
       continue;
     unsigned at = kernel.getNumArguments();
@@ -706,7 +910,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     auto arg = dyn_cast<BlockArgument>(t);
     described.push_back(arg ? int64_t(arg.getArgNumber()) : -1);
     // (An operand tile: a warpgroup's rows.)
-    described.push_back(int64_t(i) < operandParts() ? 64 : shape.keys);
+    described.push_back(int64_t(i) < operandParts() ? 64 : pagedRows);
   }
   kernel->setAttr(kTensorMapsAttr, DenseI64ArrayAttr::get(ctx, described));
   if (!specializations.empty()) {
@@ -730,7 +934,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
     auto leader = ifLeader(b, loc);
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(&leader.getThenRegion().front());
-    for (int64_t i = 0; i < barriers(); ++i) {
+    for (int64_t i = 0; i < enteredBarriers(); ++i) {
       // A release barrier counts every consumer thread; the others one
       // arrival (the thread that posts the TMA's bytes).
       int64_t count = specialized && i >= qBarriers() + 2 * shape.stages ? consumerThreads() : 1;

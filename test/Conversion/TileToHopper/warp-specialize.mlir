@@ -7,8 +7,10 @@
 // D = 64, 128 query rows: two consumer warpgroups and a producer).
 
 // 384 threads, one block per multiprocessor (ptxas then knows the registers
-// at entry, 65536 / 384 = 168, and applies setmaxnreg).
-// CHECK: gpu.func @causal_kernel({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 384, shared_bytes = 50240>, {{.*}}nvvm.maxntid = array<i32: 384, 1, 1>, nvvm.minctasm = 1 : i32}
+// at entry, 65536 / 384 = 168, and applies setmaxnreg). Shared memory: Q,
+// the slots' K and V, and 9 mbarriers (the producer's own one of them,
+// for a ragged entry's last V tile, not initialized at entry).
+// CHECK: gpu.func @causal_kernel({{.*}}) kernel attributes {attn.launch = #attn.launch<block_rows = 128, threads = 384, shared_bytes = 50248>, {{.*}}nvvm.maxntid = array<i32: 384, 1, 1>, nvvm.minctasm = 1 : i32}
 // The two consumer warpgroups' Q barriers and the two slots' K and V fill
 // barriers take one arrival (the thread that posts the TMA bytes); the two
 // release barriers every consumer thread's.
