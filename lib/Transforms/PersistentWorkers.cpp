@@ -142,6 +142,9 @@ struct AttnPersistentWorkers : heed::impl::AttnPersistentWorkersBase<AttnPersist
     if (auto view = keys.getDefiningOp<memref::ReinterpretCastOp>())
       keys = view.getSource();
     Value seq = memref::DimOp::create(b, loc, keys, seqDim);
+    // (A paged cache's: its page table's pages per entry x the page size.)
+    if (Value table = copy.getPageTable())
+      seq = arith::MulIOp::create(b, loc, memref::DimOp::create(b, loc, table, 1), seq);
     Value headsKV = memref::DimOp::create(b, loc, keys, headDim);
     Value one = constIndex(b, loc, 1);
     Value group = arith::MaxUIOp::create(

@@ -190,7 +190,7 @@ def _serving_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: 
                        buffers: List[torch.Tensor], scale: Optional[float], layout: str,
                        kv_lens: Optional[torch.Tensor], page_table: Optional[torch.Tensor],
                        q_lens: Optional[torch.Tensor], cu_seqlens_q: Optional[torch.Tensor],
-                       cu_seqlens_kv: Optional[torch.Tensor]
+                       cu_seqlens_kv: Optional[torch.Tensor], gpu_kernel: Optional[str] = None
                        ) -> Tuple[torch.Tensor, torch.Tensor]:
     # heed reads the index tensors on the host (it checks them and sizes the
     # launch there).
@@ -202,13 +202,14 @@ def _serving_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spec: 
     lse = q.new_full(lse_shape, float("-inf"), dtype=torch.float32)
     _kernels.attention(q, k, v, spec, buffers=list(buffers), scale=scale, return_lse=True,
                        layout=layout, out=out, lse=lse, kv_lens=host[0], page_table=host[1],
-                       q_lens=host[2], cu_seqlens_q=host[3], cu_seqlens_kv=host[4])
+                       q_lens=host[2], cu_seqlens_q=host[3], cu_seqlens_kv=host[4],
+                       gpu_kernel=gpu_kernel)
     return out, lse
 
 
 @_serving_attention.register_fake
 def _serving_attention_fake(q, k, v, spec, buffers, scale, layout, kv_lens, page_table, q_lens,
-                            cu_seqlens_q, cu_seqlens_kv):
+                            cu_seqlens_q, cu_seqlens_kv, gpu_kernel=None):
     out_shape, lse_shape = _shapes(q, v, layout)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=torch.float32)
 
@@ -220,7 +221,8 @@ def _serving_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
                                 scale: Optional[float], layout: str,
                                 kv_lens: Optional[torch.Tensor], q_lens: Optional[torch.Tensor],
                                 cu_seqlens_q: Optional[torch.Tensor],
-                                cu_seqlens_kv: Optional[torch.Tensor]
+                                cu_seqlens_kv: Optional[torch.Tensor],
+                                gpu_kernel: Optional[str] = None
                                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                            List[torch.Tensor]]:
     """The backward of a ragged batch (docs/backward.md, "Ragged batches"):
@@ -229,20 +231,22 @@ def _serving_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     host = _host_lengths(kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv)
     lengths = {n: x for n, x in zip(_LENGTHS, host) if x is not None}
     return _run_backward("heed::serving_attention", q, k, v, out, lse, dout, dlse, spec,
-                         buffers, scale, layout, lengths)
+                         buffers, scale, layout, lengths, gpu_kernel)
 
 
 @_serving_attention_backward.register_fake
 def _serving_attention_backward_fake(q, k, v, out, lse, dout, dlse, spec, buffers, scale,
-                                     layout, kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv):
+                                     layout, kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv,
+                                     gpu_kernel=None):
     return _backward_fake(q, k, v, buffers)
 
 
 def _serving_setup_context(ctx, inputs, output):
     (q, k, v, spec, buffers, scale, layout, kv_lens, page_table, q_lens, cu_seqlens_q,
-     cu_seqlens_kv) = inputs
+     cu_seqlens_kv, *rest) = inputs
     out, lse = output
     ctx.spec, ctx.scale, ctx.layout = spec, scale, layout
+    ctx.gpu_kernel = rest[0] if rest else None
     ctx.paged = page_table is not None
     lengths = (kv_lens, q_lens, cu_seqlens_q, cu_seqlens_kv)
     ctx.given = [x is not None for x in lengths]
@@ -262,10 +266,10 @@ def _serving_backward(ctx, grad_out, grad_lse):
     dlse = grad_lse if grad_lse is not None else lse.new_empty((0,))
     dq, dk, dv, grads = torch.ops.heed.serving_attention_backward(
         q, k, v, out, lse, grad_out, dlse, ctx.spec, list(buffers), ctx.scale, ctx.layout,
-        *lengths)
+        *lengths, ctx.gpu_kernel)
     buffer_grads = [g.to(b.dtype) if b.is_floating_point() else None
                     for g, b in zip(grads, buffers)]
-    return (dq, dk, dv, None, buffer_grads, None, None, None, None, None, None, None)
+    return (dq, dk, dv, None, buffer_grads, None, None, None, None, None, None, None, None)
 
 
 torch.library.register_autograd("heed::serving_attention", _serving_backward,
@@ -274,7 +278,7 @@ torch.library.register_autograd("heed::serving_attention", _serving_backward,
 
 def serving_attention(q, k, v, spec, buffers=(), scale=None, return_lse=False, layout="bshd",
                       *, kv_lens=None, page_table=None, q_lens=None, cu_seqlens_q=None,
-                      cu_seqlens_kv=None):
+                      cu_seqlens_kv=None, gpu_kernel=None):
     """A serving call (docs/decode.md) as ``torch.ops.heed.serving_attention``: one
     node in a torch.compile graph. Its autograd formula runs heed's backward of a ragged
     batch (docs/backward.md, "Ragged batches"), so ``loss.backward()`` trains on packed
@@ -283,10 +287,13 @@ def serving_attention(q, k, v, spec, buffers=(), scale=None, return_lse=False, l
     page_table (k, v a paged cache), q_lens, cu_seqlens_q, cu_seqlens_kv (packed
     sequences) as :meth:`heed.Kernel.run` takes them, int32; CPU tensors avoid a
     device-to-host copy. Rows of out past an entry's queries are 0 (lse -inf).
-    Returns out, or (out, lse) with return_lse."""
+    gpu_kernel: the GPU kernels of the forward and of its autograd backward (None: the
+    default; 'wgmma' for Hopper's, which takes lengths, packed sequences and paged
+    caches of 8 keys a page or more). Returns out, or (out, lse) with return_lse."""
     out, lse = torch.ops.heed.serving_attention(
         q, k, v, _spec_text(spec), list(buffers), None if scale is None else float(scale),
-        str(layout).lower(), kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv)
+        str(layout).lower(), kv_lens, page_table, q_lens, cu_seqlens_q, cu_seqlens_kv,
+        None if gpu_kernel is None else str(gpu_kernel))
     return (out, lse) if return_lse else out
 
 

@@ -571,6 +571,43 @@ class ServingBackwardTest(HeedTestCase):
         for a, b in zip(compiled, eager):
             self.assertTrue(torch.equal(a.grad, b.grad))
 
+    def test_serving_gpu_kernel_option(self):
+        # gpu_kernel in the serving op (forward and its backward op): in their schemas
+        # (opcheck), on CPU tensors the CPU kernels with the same gradients; an unknown
+        # kind fails.
+        rng = make_rng(self)
+        arrays = [randn(rng, (1, 2, 12, 16)) for _ in range(3)]
+        arrays.append(rng.uniform(0, 1, size=2).astype(np.float32))
+        cu = torch.tensor([0, 5, 12], dtype=torch.int32)
+        q, k, v, s = (t(x) for x in arrays)
+        torch.library.opcheck(torch.ops.heed.serving_attention.default,
+                              (q, k, v, self.SPEC, [s], None, "bhsd", None, None, None, cu,
+                               cu, "wgmma"),
+                              test_utils=("test_schema", "test_faketensor",
+                                          "test_autograd_registration"))
+        out, lse = heed.torch_ops.serving_attention(q, k, v, self.SPEC, buffers=[s],
+                                                    layout="bhsd", return_lse=True,
+                                                    cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                                    gpu_kernel="wgmma")
+        torch.library.opcheck(torch.ops.heed.serving_attention_backward.default,
+                              (q, k, v, out, lse, q, lse.new_empty((0,)), self.SPEC, [s],
+                               None, "bhsd", None, None, cu, cu, "wgmma"),
+                              test_utils=("test_schema", "test_faketensor"))
+        grads = []
+        for kind in (None, "wgmma"):
+            leaves = [t(x).requires_grad_() for x in arrays]
+            heed.torch_ops.serving_attention(*leaves[:3], self.SPEC, buffers=[leaves[3]],
+                                             layout="bhsd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                             gpu_kernel=kind).sum().backward()
+            grads.append([x.grad for x in leaves])
+        for a, b in zip(*grads):
+            self.assertTrue(torch.equal(a, b))
+        with self.assertRaises(heed.HeedError) as ctx:
+            heed.torch_ops.serving_attention(q, k, v, self.SPEC, buffers=[s], layout="bhsd",
+                                             cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                             gpu_kernel="wgmma-fast")
+        self.assertIn("unknown --gpu-kernel=wgmma-fast", str(ctx.exception))
+
 
 class FlexTorchTest(HeedTestCase):
 

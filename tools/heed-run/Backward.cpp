@@ -275,6 +275,9 @@ int runBackward(const spec::Variant &variant, KernelConfig config, HostTensor &q
   PackedBackward packed;
   Layout layout = config.layout;
   if (call) {
+    // dO past an entry's queries: NaN (as q's; no kernel may read it).
+    if (!call->packQ && !call->queries.empty())
+      ServingCall::poisonRowsPast(t.dout, call->queries, layout);
     if (call->packQ)
       call->pack(q, k, v, t.out, t.lse, layout);
     call->bind(fwd);

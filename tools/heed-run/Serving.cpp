@@ -173,25 +173,27 @@ void ServingCall::pack(const HostTensor &q, const HostTensor &k, const HostTenso
   }
 }
 
+void ServingCall::poisonRowsPast(HostTensor &t, const std::vector<int64_t> &kept,
+                                 Layout layout) {
+  bool bshd = layout == Layout::BSHD;
+  const std::vector<int64_t> &shape = t.shape();
+  int64_t heads = shape[bshd ? 2 : 1], seq = shape[bshd ? 1 : 2], dim = shape[3];
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t b = 0; b < int64_t(kept.size()); ++b)
+    for (int64_t s = kept[size_t(b)]; s < seq; ++s)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t d = 0, row = rowIndex(layout, heads, seq, b, h, s); d < dim; ++d)
+          t.set(row * dim + d, nan);
+}
+
 void ServingCall::poisonPadding(HostTensor &q, HostTensor &k, HostTensor &v,
                                 Layout layout) const {
-  bool bshd = layout == Layout::BSHD;
-  auto poisonRows = [&](HostTensor &t, const std::vector<int64_t> &kept) {
-    const std::vector<int64_t> &shape = t.shape();
-    int64_t heads = shape[bshd ? 2 : 1], seq = shape[bshd ? 1 : 2], dim = shape[3];
-    double nan = std::numeric_limits<double>::quiet_NaN();
-    for (int64_t b = 0; b < int64_t(kept.size()); ++b)
-      for (int64_t s = kept[size_t(b)]; s < seq; ++s)
-        for (int64_t h = 0; h < heads; ++h)
-          for (int64_t d = 0, row = rowIndex(layout, heads, seq, b, h, s); d < dim; ++d)
-            t.set(row * dim + d, nan);
-  };
   if (!packKV && pageSize == 0 && !lens.empty()) {
-    poisonRows(k, lens);
-    poisonRows(v, lens);
+    poisonRowsPast(k, lens, layout);
+    poisonRowsPast(v, lens, layout);
   }
   if (!packQ && !queries.empty())
-    poisonRows(q, queries);
+    poisonRowsPast(q, queries, layout);
 }
 
 void ServingCall::unpack(HostTensor &out, HostTensor &lse, Layout layout) const {

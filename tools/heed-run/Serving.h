@@ -53,6 +53,9 @@ struct ServingCall {
   /// (k and v past kv_lens, q past q_lens) set to NaN: a serving cache's
   /// unused rows hold anything, and no kernel may let them into a result.
   void poisonPadding(HostTensor &q, HostTensor &k, HostTensor &v, Layout layout) const;
+  /// Rows past kept[b] of each entry b of a padded [B, S, H, D] (BSHD) or
+  /// [B, H, S, D] tensor set to NaN.
+  static void poisonRowsPast(HostTensor &t, const std::vector<int64_t> &kept, Layout layout);
   /// The packed outputs' rows into the padded out and lse.
   void unpack(HostTensor &out, HostTensor &lse, Layout layout) const;
   /// Points `args` at the lengths and, when paged, the pages and table.

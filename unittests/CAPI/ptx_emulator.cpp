@@ -2619,7 +2619,10 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
     for (size_t i = 0; i < f.params.size(); ++i)
       std::memcpy(l.params.data() + f.params[i].offset, params[i], f.params[i].size);
     l.dynamicBase = (f.staticShared + f.dynamicAlign - 1) / f.dynamicAlign * f.dynamicAlign;
-    l.shared.assign(l.dynamicBase + sharedBytes, 0);
+    // Shared memory starts as all-ones bytes (NaN in every float type): a
+    // GPU's holds what ran before, and a kernel that reads bytes it never
+    // wrote shows it (the wgmma kernel's clearing of rows past an entry).
+    l.shared.assign(l.dynamicBase + sharedBytes, 0xff);
     l.threads.resize(size_t(block[0]) * block[1] * block[2]);
     for (unsigned z = 0; z < grid[2]; ++z)
       for (unsigned y = 0; y < grid[1]; ++y)

@@ -310,9 +310,12 @@ public:
   /// any wgmma reads them. The forward clears V (K's rows past the entry
   /// give scores the mask drops; V's would give 0 x NaN in P V); the
   /// backward clears both of its slot tensors (V and dO reach dP and dV).
+  /// (Once per slot and tile: the first of the tile's staged loads clears
+  /// every tensor that needs it; the backward reads a slot tensor twice.)
   void readStaged(OpBuilder &b, Location loc, Value, Value stage, int64_t part, Value kv0,
                   Value seq) const override {
-    if (specialized || (!shape.backward && part != 1) || zeroFilled(seq))
+    if (specialized || (!shape.backward && part != 1) || zeroFilled(seq) ||
+        !clearedSlots.insert({b.getInsertionBlock(), stage}).second)
       return;
     Value kept = keptRows(b, loc, kv0, seq);
     auto partial = scf::IfOp::create(
@@ -320,9 +323,9 @@ public:
                                       index(b, loc, shape.keys)),
         /*withElseRegion=*/false);
     OpBuilder in = OpBuilder::atBlockTerminator(&partial.getThenRegion().front());
-    clearRows(in, loc, slotBase(in, loc, slotOffset(part), slotBytes(part), stage),
-              part ? shape.valueDim : shape.headDim, kept, threadId(in, loc),
-              consumerThreads());
+    for (int64_t p = shape.backward ? 0 : 1; p < 2; ++p)
+      clearRows(in, loc, slotBase(in, loc, slotOffset(p), slotBytes(p), stage),
+                p ? shape.valueDim : shape.headDim, kept, threadId(in, loc), consumerThreads());
     fenceAsync(in, loc);
     gpu::BarrierOp::create(in, loc);
   }
@@ -461,6 +464,8 @@ private:
   /// A paged cache's rows per TMA box: a page's, or the tile's where pages
   /// hold whole tiles (prepareKernel); the tile's without pages.
   int64_t pagedRows = 0;
+  /// (block, slot) pairs whose tile readStaged cleared already.
+  mutable llvm::DenseSet<std::pair<Block *, Value>> clearedSlots;
   /// Whether its consumer warpgroups take turns at the matrix units.
   bool pingpong = false;
 
@@ -634,6 +639,12 @@ private:
     auto mul = add ? add.getRhs().getDefiningOp<arith::MulIOp>() : arith::MulIOp();
     if (!meta || !mul || meta.getSource() != cast.getSource() ||
         add.getLhs() != meta.getOffset())
+      return {Value(), Value()};
+    // (start x a stride of the tensor: one of its metadata's, or a constant.)
+    Value stride = mul.getRhs();
+    if (!(stride.getDefiningOp() == meta.getOperation() ||
+          stride.getDefiningOp<arith::ConstantIndexOp>()) ||
+        mul.getLhs().getDefiningOp() == meta.getOperation())
       return {Value(), Value()};
     return {cast.getSource(), mul.getLhs()};
   }
@@ -876,6 +887,14 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
   pagedRows = shape.keys;
   if (!copies.empty()) {
     heed::attn::TileCopyKVOp copy = copies.front();
+    // (One map per tensor: every copy of the kernel reads the same two.)
+    for (heed::attn::TileCopyKVOp other : copies)
+      if (rowsView(other.getKey()).first != rowsView(copy.getKey()).first ||
+          rowsView(other.getValue()).first != rowsView(copy.getValue()).first ||
+          other.getPageTable() != copy.getPageTable())
+        return other.emitOpError()
+               << "--convert-attn-tile-to-hopper: every K/V copy of a kernel reads the same "
+                  "tensors (one tensor map each)";
     tensors.push_back(copy.getKey());
     tensors.push_back(copy.getValue());
     if (copy.getPageTable()) {
@@ -883,7 +902,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
       // at least 8 rows, so that each keeps the 128B swizzle's period.
       int64_t pageSize = heed::pageSizeOf(copy.getKey(), copy.getLayout());
       pagedRows = std::min(shape.keys, pageSize);
-      if (pagedRows < 8 || pageSize % pagedRows || shape.keys % pagedRows)
+      if (pagedRows % 8 || pageSize % pagedRows || shape.keys % pagedRows)
         return copy.emitOpError()
                << "--convert-attn-tile-to-hopper: the wgmma kernel reads a paged cache a TMA "
                   "box per page, which takes pages of a multiple of 8 keys that divide its "
