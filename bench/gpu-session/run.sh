@@ -22,8 +22,8 @@
 #                   gradients' fixed-point accumulators); memcheck and
 #                   racecheck on the first one and the first wgmma one;
 #                   then torch's CUDA forward and
-#                   loss.backward() through the C API, packed sequences too
-#                   (test_torch.py, 60 s)
+#                   loss.backward() through the C API, packed sequences too,
+#                   and serving calls on wgmma (test_torch.py, 90 s)
 #   compile    20   a cold compile there (MLIR / NVPTX / ptxas), a disk hit,
 #                   PTX through the driver's JIT, ptxas -O3..-O0
 #   decode     35   bench/gpu_decode.py: decode (B=8 x 32K keys, B=64 ragged
@@ -279,9 +279,9 @@ step_backward() {
     echo "== torch CUDA forward and autograd (python/tests/test_torch.py)"
     t0=$(now)
     log=$(HEED_LIBRARY=$HEED_DIR/lib/libheed.so.0 HEED_TEST_CACHE_DIR=$WORK/cache \
-          timeout -k 5 "$(item_limit 60)" python3 python/tests/test_torch.py \
+          timeout -k 5 "$(item_limit 90)" python3 python/tests/test_torch.py \
           FlexTorchTest.test_cuda FlexTorchTest.test_cuda_backward \
-          FlexTorchTest.test_cuda_wgmma_backward \
+          FlexTorchTest.test_cuda_wgmma_backward FlexTorchTest.test_cuda_wgmma_serving \
           ServingBackwardTest.test_cuda_packed_sequences < /dev/null 2>&1)
     rc=$?
     echo "$log"

@@ -526,11 +526,11 @@ class ServingBackwardTest(HeedTestCase):
                     self.assertTrue(bool((got == 0).all()), "entry %d %s" % (e, name))
         self.check("dslopes (CUDA)", host(slopes.grad), dslopes, 1e-2)
 
-    def test_opcheck_and_compiled_training_step(self):
-        # torch's own checks (schema, fake tensors, the autograd registration), then
-        # a torch.compile'd training step on packed sequences: one serving node in
-        # each graph, and eager's gradients.
-        from torch._dynamo.backends.common import aot_autograd
+    def packed_opchecks(self, *gpu_kernel):
+        """torch's own checks (schema, fake tensors, the autograd registration) of the
+        serving op and its backward op on two packed sequences (the ops' trailing
+        gpu_kernel argument given where `gpu_kernel` is); (q, k, v, slopes as numpy
+        arrays, cu_seqlens)."""
         rng = make_rng(self)
         arrays = [randn(rng, (1, 2, 12, 16)) for _ in range(3)]
         arrays.append(rng.uniform(0, 1, size=2).astype(np.float32))
@@ -538,16 +538,24 @@ class ServingBackwardTest(HeedTestCase):
         q, k, v, s = (t(x) for x in arrays)
         torch.library.opcheck(torch.ops.heed.serving_attention.default,
                               (q, k, v, self.SPEC, [s], None, "bhsd", None, None, None, cu,
-                               cu),
+                               cu, *gpu_kernel),
                               test_utils=("test_schema", "test_faketensor",
                                           "test_autograd_registration"))
         out, lse = heed.torch_ops.serving_attention(q, k, v, self.SPEC, buffers=[s],
                                                     layout="bhsd", return_lse=True,
-                                                    cu_seqlens_q=cu, cu_seqlens_kv=cu)
+                                                    cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                                    gpu_kernel=(gpu_kernel or [None])[0])
         torch.library.opcheck(torch.ops.heed.serving_attention_backward.default,
                               (q, k, v, out, lse, q, lse.new_empty((0,)), self.SPEC, [s],
-                               None, "bhsd", None, None, cu, cu),
+                               None, "bhsd", None, None, cu, cu, *gpu_kernel),
                               test_utils=("test_schema", "test_faketensor"))
+        return arrays, cu
+
+    def test_opcheck_and_compiled_training_step(self):
+        # The ops' checks, then a torch.compile'd training step on packed sequences:
+        # one serving node in each graph, and eager's gradients.
+        from torch._dynamo.backends.common import aot_autograd
+        arrays, cu = self.packed_opchecks()
         graphs = {}
         keep = graph_keeper(graphs)
 
@@ -575,24 +583,8 @@ class ServingBackwardTest(HeedTestCase):
         # gpu_kernel in the serving op (forward and its backward op): in their schemas
         # (opcheck), on CPU tensors the CPU kernels with the same gradients; an unknown
         # kind fails.
-        rng = make_rng(self)
-        arrays = [randn(rng, (1, 2, 12, 16)) for _ in range(3)]
-        arrays.append(rng.uniform(0, 1, size=2).astype(np.float32))
-        cu = torch.tensor([0, 5, 12], dtype=torch.int32)
+        arrays, cu = self.packed_opchecks("wgmma")
         q, k, v, s = (t(x) for x in arrays)
-        torch.library.opcheck(torch.ops.heed.serving_attention.default,
-                              (q, k, v, self.SPEC, [s], None, "bhsd", None, None, None, cu,
-                               cu, "wgmma"),
-                              test_utils=("test_schema", "test_faketensor",
-                                          "test_autograd_registration"))
-        out, lse = heed.torch_ops.serving_attention(q, k, v, self.SPEC, buffers=[s],
-                                                    layout="bhsd", return_lse=True,
-                                                    cu_seqlens_q=cu, cu_seqlens_kv=cu,
-                                                    gpu_kernel="wgmma")
-        torch.library.opcheck(torch.ops.heed.serving_attention_backward.default,
-                              (q, k, v, out, lse, q, lse.new_empty((0,)), self.SPEC, [s],
-                               None, "bhsd", None, None, cu, cu, "wgmma"),
-                              test_utils=("test_schema", "test_faketensor"))
         grads = []
         for kind in (None, "wgmma"):
             leaves = [t(x).requires_grad_() for x in arrays]
@@ -741,6 +733,86 @@ class FlexTorchTest(HeedTestCase):
             err = ((got.grad.double().cpu() - want.grad).norm() / want.grad.norm()).item()
             print("\n  %s (CUDA, %s): normwise error %.2e" % (name, gpu_kernel or "default", err))
             self.assertLess(err, 1e-2, name)
+
+    def serving_check(self, device, gpu_kernel=None):
+        """Serving calls through torch.ops.heed.serving_attention on `device` against
+        float64 per entry: packed sequences (causal, GQA 4:2, bf16, BSHD) forward and
+        backward, and a decode step over a paged cache of 16-key pages in a random page
+        order (entries of their own lengths, unowned table entries -1)."""
+        rng = make_rng(self)
+        lens, hq, hkv, d = [77, 1, 130, 40], 4, 2, 64
+        cu = torch.tensor(np.cumsum([0] + lens), dtype=torch.int32)
+        total = sum(lens)
+        q, dout = (randn(rng, (1, total, hq, d)) for _ in range(2))
+        k, v = (randn(rng, (1, total, hkv, d)) for _ in range(2))
+        leaves = [t(x).to(device, torch.bfloat16).requires_grad_() for x in (q, k, v)]
+        dout = t(dout).to(device, torch.bfloat16)
+        out = heed.torch_ops.serving_attention(*leaves, CAUSAL, layout="bshd",
+                                               cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                               gpu_kernel=gpu_kernel)
+        (out * dout).sum().backward()
+        exact = [x.detach().double().cpu().requires_grad_() for x in leaves]
+
+        def attend(qq, kk, vv, causal):
+            # one entry, [n, H, D] each: softmax(q k^T / sqrt(D)) v over its keys
+            qq, kk, vv = (x.transpose(0, 1) for x in (qq, kk, vv))
+            kk, vv = (x.repeat_interleave(hq // hkv, dim=0) for x in (kk, vv))
+            s = qq @ kk.transpose(-1, -2) / d ** 0.5
+            if causal:
+                n = s.shape[-1]
+                s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+            return (torch.softmax(s, -1) @ vv).transpose(0, 1)
+        ref = torch.cat([attend(*(x[0, a:a + n] for x in exact), True)
+                         for a, n in zip(cu[:-1].tolist(), lens)])[None]
+        (ref * dout.double().cpu()).sum().backward()
+
+        def close(name, got, want):
+            err = ((got.detach().double().cpu() - want.detach()).norm() / want.norm()).item()
+            print("\n  %s (%s, %s): normwise error %.2e" % (name, device, gpu_kernel, err))
+            self.assertLess(err, 1e-2, name)
+        close("packed out", out, ref)
+        for name, got, want in zip(("dq", "dk", "dv"), leaves, exact):
+            close("packed " + name, got.grad, want.grad)
+        # Decode over a paged cache: Sq = 1, kv_lens 300, 1, 77 in pages of 16.
+        kv_lens, page = [300, 1, 77], 16
+        pages = [(n + page - 1) // page for n in kv_lens]
+        order = rng.permutation(sum(pages))
+        table = np.full((3, max(pages)), -1, dtype=np.int32)
+        keys = [randn(rng, (n, hkv, d)) for n in kv_lens]
+        values = [randn(rng, (n, hkv, d)) for n in kv_lens]
+        k_pages = np.zeros((sum(pages), page, hkv, d), np.float32)
+        v_pages = np.zeros_like(k_pages)
+        used = 0
+        for b, n in enumerate(kv_lens):
+            for p in range(pages[b]):
+                table[b, p] = order[used]
+                rows = slice(p * page, min(n, (p + 1) * page))
+                k_pages[order[used], :rows.stop - rows.start] = keys[b][rows]
+                v_pages[order[used], :rows.stop - rows.start] = values[b][rows]
+                used += 1
+        qd = randn(rng, (3, 1, hq, d))
+        to = lambda x: t(x).to(device, torch.bfloat16)
+        got = heed.torch_ops.serving_attention(
+            to(qd), to(k_pages), to(v_pages), "variant f {}", layout="bshd",
+            kv_lens=torch.tensor(kv_lens, dtype=torch.int32), page_table=t(table),
+            gpu_kernel=gpu_kernel)
+        dbl = lambda x: to(x).double().cpu()
+        want = torch.stack([attend(dbl(qd[b]), dbl(keys[b]), dbl(values[b]), False)
+                            for b in range(3)])
+        close("paged decode", got, want)
+
+    def test_serving(self):
+        # The check's CPU run (the CUDA ones below on a GPU).
+        self.serving_check("cpu")
+
+    @unittest.skipUnless(torch is not None and torch.cuda.is_available()
+                         and not torch.version.hip
+                         and torch.cuda.get_device_capability()[0] == 9, "no sm_90 GPU")
+    def test_cuda_wgmma_serving(self):
+        # Hopper's wgmma kernels (decode.md, "On the wgmma kernel"): packed views by
+        # TMA, V rows past an entry cleared, a paged cache a TMA box per page.
+        self.serving_check("cuda", "wgmma")
+        self.serving_check("cuda")
 
     @unittest.skipUnless(torch is not None and torch.cuda.is_available()
                          and not torch.version.hip, "no CUDA GPU")
