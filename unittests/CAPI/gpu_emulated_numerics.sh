@@ -221,6 +221,7 @@ check "$ex/causal.attn" --gpu-kernel=wgmma-pipelined --batch=3 --seq=100 --seq-k
 check "$ex/causal.attn" --gpu-kernel=wgmma --batch=3 --seq=100 --seq-kv=200 --heads=2 --dtype=bf16 --head-dim=128 --kv-lens=200,17,130 --q-lens=100,3,70 --lse
 check "$ex/sliding_window.attn" --gpu-kernel=wgmma --batch=3 --seq=5 --seq-kv=300 --heads=4 --kv-heads=2 --dtype=f16 --head-dim=64 --kv-lens=300,0,77 --param window=100 --lse
 check "$ex/causal.attn" --gpu-kernel=wgmma --batch=3 --seq=100 --seq-kv=200 --heads=2 --dtype=bf16 --head-dim=64 --kv-lens=200,17,130 --q-lens=100,0,70 --packed --layout=bshd --lse
+check "$ex/causal.attn" --gpu-kernel=wgmma --batch=3 --seq=100 --heads=2 --dtype=bf16 --head-dim=64 --q-lens=100,0,70 --lse
 FAKE_CUDA_SMS=1 check "$ex/document.attn" --gpu-kernel=wgmma --batch=3 --seq=150 --heads=2 --dtype=bf16 --head-dim=64 --kv-lens=150,40,99 --q-lens=150,20,99 --buffer doc_ids=docs:10:60
 # A paged cache on wgmma: a TMA box per page from the table (pages of 16
 # keys in a random order: 8 boxes per 128-key tile, only those inside the

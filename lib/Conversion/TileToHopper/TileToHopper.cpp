@@ -47,6 +47,7 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
@@ -652,7 +653,16 @@ private:
   /// `seq` is a kernel tensor's extent (TMA fills past it with zeros). A
   /// ragged entry's length is not: its rows are the padding of a cache or
   /// the next entry's (copyKV and readStaged clear them).
+  /// (An entry without queries reads no keys: `select(past, 0, extent)`,
+  /// a call with q_lens only, counts as the extent.)
   static bool zeroFilled(Value seq) {
+    if (auto select = seq.getDefiningOp<arith::SelectOp>()) {
+      if (isConstantIntValue(select.getTrueValue(), 0))
+        return zeroFilled(select.getFalseValue());
+      if (isConstantIntValue(select.getFalseValue(), 0))
+        return zeroFilled(select.getTrueValue());
+      return false;
+    }
     auto dim = seq.getDefiningOp<memref::DimOp>();
     return dim && isa<BlockArgument>(dim.getSource());
   }
