@@ -2340,7 +2340,10 @@ void Launch::runBlock() {
     t.r.assign(size_t(f.regs), 0xffffffff7fc00000ull);
     t.local.assign(f.localBytes, 0xcd);
   }
-  std::fill(shared.begin(), shared.end(), uint8_t(0xcd)); // not zero: stale reads show
+  // All-ones bytes, NaN in every float type (a GPU's shared memory holds
+  // what ran before): a kernel that reads bytes it never wrote shows it in
+  // its result (0xcd bytes, finite, vanished in a product with P = 0).
+  std::fill(shared.begin(), shared.end(), uint8_t(0xff));
   lastWrite.assign(shared.size(), Access());
   lastRead.assign(shared.size(), Access());
   inFlight.assign(shared.size(), -1);
@@ -2619,10 +2622,7 @@ int ptxemu_launch(void *function, const unsigned grid[3], const unsigned block[3
     for (size_t i = 0; i < f.params.size(); ++i)
       std::memcpy(l.params.data() + f.params[i].offset, params[i], f.params[i].size);
     l.dynamicBase = (f.staticShared + f.dynamicAlign - 1) / f.dynamicAlign * f.dynamicAlign;
-    // Shared memory starts as all-ones bytes (NaN in every float type): a
-    // GPU's holds what ran before, and a kernel that reads bytes it never
-    // wrote shows it (the wgmma kernel's clearing of rows past an entry).
-    l.shared.assign(l.dynamicBase + sharedBytes, 0xff);
+    l.shared.assign(l.dynamicBase + sharedBytes, 0);
     l.threads.resize(size_t(block[0]) * block[1] * block[2]);
     for (unsigned z = 0; z < grid[2]; ++z)
       for (unsigned y = 0; y < grid[1]; ++y)
