@@ -607,18 +607,14 @@ private:
   static void wait(OpBuilder &b, Location loc, Value bar, Value parity) {
     NVVM::MBarrierTryWaitParityOp::create(b, loc, bar, parity, i32(b, loc, 10000000));
   }
-  /// A tensor's TMA map: its kernel argument's (prepareKernel), and for a
-  /// packed sequence's view the row its entry starts at (null otherwise).
-  std::pair<Value, Value> mapOf(Value tensor) const {
-    auto [base, start] = rowsView(tensor);
-    return {tensorMaps.lookup(base), start};
-  }
-  /// tileByTMA through `tensor`'s map: a packed view's rows are rows start
-  /// + row0 of the whole tensor, whose batch dim is 1 (docs/decode.md).
+  /// tileByTMA through `tensor`'s map (its kernel argument's, prepareKernel):
+  /// a packed view's rows are rows start + row0 of the whole tensor, whose
+  /// batch dim is 1 (docs/decode.md).
   void tma(OpBuilder &b, Location loc, Value tensor, Value dst, Value bar, int64_t rows,
            int64_t width, Layout layout, Value batch, Value head, Value row0,
            int64_t boxStride = 0) const {
-    auto [map, start] = mapOf(tensor);
+    auto [base, start] = rowsView(tensor);
+    Value map = tensorMaps.lookup(base);
     if (start) {
       batch = index(b, loc, 0);
       row0 = arith::AddIOp::create(b, loc, start, row0);
@@ -971,8 +967,7 @@ LogicalResult HopperTarget::prepareKernel(gpu::GPUFuncOp kernel) {
                                    i32(b, loc, count), Value());
     }
     // The initialized barriers are visible to the TMA unit (the async proxy).
-    NVVM::FenceProxyOp::create(b, loc, NVVM::ProxyKind::async_shared,
-                               NVVM::SharedSpaceAttr::get(ctx, NVVM::SharedSpace::shared_cta));
+    fenceAsync(b, loc);
   }
   gpu::BarrierOp::create(b, loc);
   return success();
@@ -1014,9 +1009,7 @@ void HopperTarget::restartNestedKeyLoops(gpu::GPUFuncOp kernel) {
         NVVM::MBarrierInvalOp::create(b, loc, bar);
         NVVM::MBarrierInitOp::create(b, loc, bar, i32(b, loc, 1), Value());
       }
-      NVVM::FenceProxyOp::create(
-          b, loc, NVVM::ProxyKind::async_shared,
-          NVVM::SharedSpaceAttr::get(b.getContext(), NVVM::SharedSpace::shared_cta));
+      fenceAsync(b, loc);
     }
     gpu::BarrierOp::create(b, loc);
   }
