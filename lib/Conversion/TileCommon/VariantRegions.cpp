@@ -10,6 +10,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/DenseSet.h"
 #include "mlir/IR/TypeUtilities.h"
 
@@ -84,6 +85,42 @@ Value boundShape(OpBuilder &b, attn::Shape shape) {
   return {};
 }
 
+/// Whether the value `v` dominates the builder's insertion point (defined
+/// before it in its block or in a block around it).
+static bool dominatesInsertion(OpBuilder &b, Value v) {
+  Block *block = b.getInsertionBlock();
+  Block::iterator at = b.getInsertionPoint();
+  Block *defBlock = v.getParentBlock();
+  Operation *def = v.getDefiningOp();
+  while (block) {
+    if (block == defBlock)
+      return !def || at == block->end() || def->isBeforeInBlock(&*at);
+    Operation *parent = block->getParentOp();
+    if (!parent || !parent->getBlock())
+      return false;
+    block = parent->getBlock();
+    at = Block::iterator(parent);
+  }
+  return false;
+}
+
+std::optional<SmallVector<Value, 1>> RegionMemo::lookup(OpBuilder &b, Operation *op,
+                                                        ArrayRef<Value> operands) const {
+  auto it = entries.find(op);
+  if (it == entries.end())
+    return std::nullopt;
+  for (const Entry &e : it->second)
+    if (ArrayRef<Value>(e.operands) == operands &&
+        llvm::all_of(e.results, [&](Value r) { return dominatesInsertion(b, r); }))
+      return e.results;
+  return std::nullopt;
+}
+
+void RegionMemo::record(Operation *op, ArrayRef<Value> operands, ValueRange results) {
+  entries[op].push_back(
+      Entry{SmallVector<Value, 4>(operands), SmallVector<Value, 1>(results.begin(), results.end())});
+}
+
 Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const RegionInlining &how) {
   Block &block = region.front();
   IRMapping map;
@@ -92,27 +129,32 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
     map.map(arg, value);
   for (auto [arg, value] : llvm::zip(block.getArguments().drop_front(numLeading), how.buffers))
     map.map(arg, value);
+  // The region's values that depend on a varying argument (RegionMemo).
+  llvm::DenseSet<Value> varying;
+  if (how.memo)
+    for (auto [arg, value] : llvm::zip(block.getArguments().take_front(numLeading), how.leading))
+      if (how.memo->varies(value))
+        varying.insert(arg);
   auto widen = [&](Type t) -> Type {
     return how.width ? VectorType::get({how.width}, t) : t;
   };
-  for (Operation &inner : block) {
-    if (auto yield = dyn_cast<attn::YieldOp>(inner))
-      return map.lookup(yield.getValue());
+  // One op of the region at the insertion point, its results mapped.
+  auto emit = [&](Operation &inner) {
     if (auto route = dyn_cast<attn::RouteOp>(inner)) {
       map.map(route.getResult(), how.route);
-      continue;
+      return;
     }
     if (auto shape = dyn_cast<attn::ShapeOp>(inner)) {
       Value size = boundShape(b, shape.getShape());
       if (!size) { // no binding in scope: left for the target to reject
         map.map(shape.getResult(), b.clone(inner)->getResult(0));
-        continue;
+        return;
       }
       Value v = arith::IndexCastOp::create(b, loc, b.getI64Type(), size);
       if (how.width)
         v = vector::BroadcastOp::create(b, loc, widen(b.getI64Type()), v);
       map.map(shape.getResult(), v);
-      continue;
+      return;
     }
     if (auto load = dyn_cast<attn::LoadOp>(inner)) {
       unsigned which = cast<BlockArgument>(load.getBuffer()).getArgNumber() - numLeading;
@@ -123,7 +165,7 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
       Value got = how.load ? how.load(b, load, buffer, indices, which)
                            : scalarLoad(b, loc, load, buffer, indices, which, how.status);
       map.map(load.getResult(), got);
-      continue;
+      return;
     }
     if (auto cst = dyn_cast<arith::ConstantOp>(inner); cst && how.width) {
       auto attr = cast<TypedAttr>(cst.getValue());
@@ -131,12 +173,37 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
               arith::ConstantOp::create(
                   b, loc, DenseElementsAttr::get(cast<ShapedType>(widen(attr.getType())), attr))
                   .getResult());
-      continue;
+      return;
     }
     Operation *clone = b.clone(inner, map);
     if (how.width)
       for (OpResult r : clone->getResults())
         r.setType(widen(r.getType()));
+  };
+  for (Operation &inner : block) {
+    if (auto yield = dyn_cast<attn::YieldOp>(inner))
+      return map.lookup(yield.getValue());
+    bool varies = llvm::any_of(inner.getOperands(), [&](Value v) { return varying.contains(v); });
+    if (varies)
+      varying.insert(inner.result_begin(), inner.result_end());
+    bool memoized = how.memo && !varies && inner.getNumRegions() == 0 &&
+                    (isa<attn::LoadOp, attn::ShapeOp>(inner) || isMemoryEffectFree(&inner));
+    SmallVector<Value, 4> operands;
+    if (memoized) {
+      for (Value v : inner.getOperands())
+        operands.push_back(map.lookupOrDefault(v));
+      if (auto got = how.memo->lookup(b, &inner, operands)) {
+        map.map(inner.getResults(), *got);
+        continue;
+      }
+    }
+    emit(inner);
+    if (memoized) {
+      SmallVector<Value, 1> results;
+      for (Value r : inner.getResults())
+        results.push_back(map.lookup(r));
+      how.memo->record(&inner, operands, results);
+    }
   }
   llvm_unreachable("a variant region ends with attn.yield");
 }

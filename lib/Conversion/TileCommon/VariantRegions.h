@@ -9,8 +9,48 @@
 #include "dialects/attn/AttnTileOps.h"
 
 #include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/SmallVector.h"
+
+#include <functional>
+#include <optional>
 
 namespace heed {
+
+/// The values a target's inlinings of variant regions produced, for the
+/// later inlinings at the same place to reuse: an op of a region whose
+/// operands map to the same values as at an earlier inlining yields the
+/// same values (ops free of memory effects, and attn.load: a bounds-checked
+/// read is idempotent, its status store too). A target that inlines a
+/// region once per element of a tile (GPU fragments) thus reads a buffer
+/// element the tile shares (ALiBi's slopes[h]) once and computes each
+/// row's terms once per row, not per element; LLVM cannot merge the
+/// reads itself (each sits in its own branch with a status store).
+/// Reused only where the earlier value dominates the insertion point.
+/// Values the caller marks as varying (`vary`: a fragment element's column
+/// position) make every op that depends on them inlined afresh: shared,
+/// their many results would stay live across the whole tile's code (the
+/// dK/dV kernel of per-batch documents spilled), where recomputing them
+/// beside each use keeps one live at a time.
+class RegionMemo {
+public:
+  /// Marks `v` (a value the inlinings are given) as varying.
+  void vary(mlir::Value v) { varying.insert(v); }
+  bool varies(mlir::Value v) const { return varying.contains(v); }
+  /// The results of an earlier inlining of `op` with these operands.
+  std::optional<llvm::SmallVector<mlir::Value, 1>>
+  lookup(mlir::OpBuilder &b, mlir::Operation *op, llvm::ArrayRef<mlir::Value> operands) const;
+  void record(mlir::Operation *op, llvm::ArrayRef<mlir::Value> operands, mlir::ValueRange results);
+
+private:
+  struct Entry {
+    llvm::SmallVector<mlir::Value, 4> operands;
+    llvm::SmallVector<mlir::Value, 1> results;
+  };
+  llvm::DenseMap<mlir::Operation *, llvm::SmallVector<Entry, 2>> entries;
+  llvm::DenseSet<mlir::Value> varying;
+};
 
 struct RegionInlining {
   /// The values of the region's leading (index/score) arguments.
@@ -30,6 +70,8 @@ struct RegionInlining {
       load;
   /// Where an out-of-range read records the buffer's 1-based number.
   mlir::Value status;
+  /// Shared by the inlinings of one tile op (RegionMemo); null: none.
+  RegionMemo *memo = nullptr;
 };
 
 /// The variant `name` refers to, searched in every symbol table around `op`
@@ -98,17 +140,20 @@ struct RegionOperands {
       : buffers(firstValues(adaptor.getBuffers())), route(optionalValue(adaptor.getRoute())),
         status(optionalValue(adaptor.getStatus())) {}
 
-  /// Scalar inlining of these operands (the caller sets `leading`).
-  RegionInlining inlining() const {
+  /// Scalar inlining of these operands (the caller sets `leading`), its
+  /// inlinings sharing `memo`.
+  RegionInlining inlining() {
     RegionInlining how;
     how.buffers = buffers;
     how.route = route;
     how.status = status;
+    how.memo = &memo;
     return how;
   }
 
   llvm::SmallVector<mlir::Value> buffers;
   mlir::Value route, status;
+  RegionMemo memo;
 };
 
 /// A scalar attn.load: buffer[indices] where every index is in range

@@ -244,6 +244,8 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
     RegionInlining how; // (no status: a derivative reads what the forward read)
     how.buffers = buffers;
     how.route = optionalValue(adaptor.getRoute());
+    RegionMemo memo;
+    how.memo = &memo;
     if (!constantOne || addBuffers) {
       auto span = op.getCols().getDefiningOp<TileSpanOp>();
       // Positions only (no mask): P is 0 wherever the pair is not visible.

@@ -370,6 +370,16 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
       out.kv.push_back(slotPos[e.slot]);
       out.q.push_back(rows.clampedToken(b, loc, e.col));
       out.head.push_back(rows.head(b, loc, head, e.col));
+      // Terms of a position are recomputed beside each use (RegionMemo):
+      // a column's, and in the transposed tiles a row's too (shared, the
+      // rows' doc ids of per-batch documents made the dK/dV kernel spill
+      // 12 bytes on sm_80 at D = 128).
+      if (how.memo) {
+        how.memo->vary(out.q.back());
+        how.memo->vary(out.kv.back());
+        if (out.head.back() != head) // (a packed GQA tile's: per column)
+          how.memo->vary(out.head.back());
+      }
       visible = rows.contains(b, loc, e.col);
       if (slotInRange[e.slot])
         visible = arith::AndIOp::create(b, loc, visible, slotInRange[e.slot]);
@@ -377,6 +387,8 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
       out.q.push_back(slotPos[e.slot]);
       out.kv.push_back(keyAt(e.col, visible));
       out.head.push_back(slotHead[e.slot]);
+      if (how.memo)
+        how.memo->vary(out.kv.back());
     }
     if (masked) {
       Value leading[] = {batch, out.head.back(), out.q.back(), out.kv.back()};
