@@ -71,7 +71,8 @@ enum class Op : uint8_t {
   Bfe, Bfi, Popc, Clz, Brev, Prmt, Shf, Lop3, Copysign, Testp, Mma, Ldmatrix, Shfl, Vote, Bar,
   WarpSync, CpAsync, CpCommit, CpWait, Nop, Activemask,
   // sm_90: named barriers' arrive, mbarriers, TMA, wgmma
-  BarArrive, MbarInit, MbarInval, MbarArrive, MbarTryWait, Tma, Wgmma, WgCommit, WgWait
+  BarArrive, MbarInit, MbarInval, MbarArrive, MbarTryWait, Tma, Wgmma, WgCommit, WgWait,
+  FenceProxyAsync
 };
 
 // Where a thread stops: a warp collective, a warpgroup collective (wgmma),
@@ -565,8 +566,12 @@ struct Parser {
       in.op = Op::BarArrive;
       return;
     }
+    if (base == "fence" && has("proxy") && has("async")) {
+      in.op = Op::FenceProxyAsync; // orders this thread's generic writes for the async proxy
+      return;
+    }
     if (base == "setmaxnreg" || (base == "fence" && has("proxy"))) {
-      in.op = Op::Nop; // register reallocation and proxy fences: nothing to emulate
+      in.op = Op::Nop; // register reallocation, other proxy fences: nothing to emulate
       return;
     }
     if (base == "mbarrier") {
@@ -1018,6 +1023,31 @@ struct Launch {
   std::vector<int32_t> inFlight;
   // Per shared byte: how many pending wgmma groups read it.
   std::vector<uint16_t> wgmmaReaders;
+  // The async proxy (a TMA's writes and its complete_tx on the mbarrier,
+  // wgmma's operand reads) sees a thread's generic-proxy writes to shared
+  // memory (st, mbarrier.init) only after a fence.proxy.async of that
+  // thread (PTX ISA, "Proxies"): per shared byte its last generic writer
+  // (-1: none, or the async proxy wrote it since) and that thread's count
+  // of such fences at the write; per thread its count.
+  std::vector<int32_t> genericWriter;
+  std::vector<uint32_t> genericWriterFences, proxyFences;
+  void markGeneric(const Thread &t, uint64_t off, size_t bytes) {
+    int32_t me = index(t);
+    for (uint64_t b = off; b < off + bytes; ++b) {
+      genericWriter[b] = me;
+      genericWriterFences[b] = proxyFences[size_t(me)];
+    }
+  }
+  void checkFenced(uint64_t off, size_t bytes, const Inst &in, const char *what) {
+    for (uint64_t b = off; b < off + bytes; ++b) {
+      int32_t w = genericWriter[b];
+      if (w >= 0 && proxyFences[size_t(w)] == genericWriterFences[b])
+        error(in, std::string(what) + " shared byte " + std::to_string(b) + " that thread " +
+                      std::to_string(w) +
+                      " wrote through the generic proxy with no fence.proxy.async of that "
+                      "thread since (the async proxy may not see the write)");
+    }
+  }
   void checkNotReadByWgmma(uint64_t off, size_t bytes, const Inst &in) {
     for (uint64_t b = off; b < off + bytes; ++b)
       if (wgmmaReaders[b])
@@ -1359,6 +1389,9 @@ void Launch::exec(Thread &t, const Inst &in) {
   switch (in.op) {
   case Op::Nop:
     break;
+  case Op::FenceProxyAsync:
+    ++proxyFences[size_t(index(t))];
+    break;
   case Op::Add:
   case Op::Sub:
     if (isF && ty.x2)
@@ -1628,6 +1661,11 @@ void Launch::exec(Thread &t, const Inst &in) {
       track(t, addr - kSharedWindow, size_t(bytes * in.vec), !ld, in);
     else if (in.space == ' ' && addr >= kGenericShared && addr < kGenericShared + shared.size())
       track(t, addr - kGenericShared, size_t(bytes * in.vec), !ld, in);
+    if (!ld && in.space == 's')
+      markGeneric(t, addr - kSharedWindow, size_t(bytes * in.vec));
+    else if (!ld && in.space == ' ' && addr >= kGenericShared &&
+             addr < kGenericShared + shared.size())
+      markGeneric(t, addr - kGenericShared, size_t(bytes * in.vec));
     if (in.vec == 1) {
       if (ld) {
         uint64_t x = load(p, bytes);
@@ -1847,6 +1885,7 @@ void Launch::exec(Thread &t, const Inst &in) {
     if (mbarriers.count(off))
       error(in, "mbarrier.init of a valid mbarrier: mbarrier.inval it first");
     mbarriers[off] = m;
+    markGeneric(t, off, 8);
     break;
   }
   case Op::MbarInval: {
@@ -1975,6 +2014,7 @@ void Launch::tma(Thread &t, const Inst &in) {
   uint64_t dst = address(t, o[0], in) - kSharedWindow;
   uint64_t mbar = address(t, o[2], in) - kSharedWindow;
   mbarrierAt(mbar, in);
+  checkFenced(mbar, 8, in, "a TMA completes on the mbarrier at");
   uint64_t mapAt = t.r[size_t(o[1].reg)];
   const uint8_t *map = memAt(t, ' ', mapAt, 128, in);
   PtxemuTensorMap m;
@@ -2033,6 +2073,7 @@ void Launch::tma(Thread &t, const Inst &in) {
     uint64_t chunk = swizzled(dst + l, swizzle);
     sharedAt(chunk + kSharedWindow, 16, in);
     checkNotReadByWgmma(chunk, 16, in);
+    checkFenced(chunk, 16, in, "a TMA writes");
     for (uint64_t b = chunk; b < chunk + 16; ++b) {
       if (inFlight[b] >= 0)
         error(in, "a TMA copy into shared bytes another copy has not landed in yet");
@@ -2052,8 +2093,10 @@ void Launch::landTma(uint64_t mbar) {
     for (size_t l = 0; l < c.data.size(); l += 16) {
       uint64_t chunk = swizzled(c.dst + l, c.swizzle);
       std::memcpy(shared.data() + chunk, c.data.data() + l, 16);
-      for (uint64_t b = chunk; b < chunk + 16; ++b)
+      for (uint64_t b = chunk; b < chunk + 16; ++b) {
         inFlight[b] = -1;
+        genericWriter[b] = -1; // (the async proxy's bytes now)
+      }
     }
     Mbarrier &m = mbarrierAt(mbar, *c.issue);
     if (m.phase != c.phase)
@@ -2142,6 +2185,7 @@ void Launch::wgmma(std::vector<Thread *> &group, const Inst &in) {
     wgmmaReaders[off + 1]++;
     if (inFlight[off] >= 0 || inFlight[off + 1] >= 0)
       error(in, "wgmma reads shared memory whose copy has not landed (no wait before it)");
+    checkFenced(off, 2, in, "wgmma reads");
     uint16_t h;
     std::memcpy(&h, p, 2);
     return in.t2.bf ? bf16ToF32(h) : f16ToF32(h);
@@ -2348,6 +2392,9 @@ void Launch::runBlock() {
   lastRead.assign(shared.size(), Access());
   inFlight.assign(shared.size(), -1);
   wgmmaReaders.assign(shared.size() + 1, 0);
+  genericWriter.assign(shared.size() + 1, -1);
+  genericWriterFences.assign(shared.size() + 1, 0);
+  proxyFences.assign(threads.size(), 0);
   epoch = 1;
   warpEpochs.assign((n + 31) / 32, 0);
   mbarriers.clear();

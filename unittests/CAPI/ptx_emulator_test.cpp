@@ -277,6 +277,15 @@ int main() {
             128, 2304, {image.data(), out.data()});
     expect(contains(e, "a pending wgmma reads"),
            "overwriting a wgmma operand before wgmma.wait_group is reported: " + e);
+    // The operands written by st.shared (the generic proxy) and read by
+    // wgmma (the async proxy) with no fence.proxy.async between.
+    std::string unfenced = stage;
+    unfenced.erase(unfenced.find("  fence.proxy.async.shared::cta;\n"),
+                   std::string("  fence.proxy.async.shared::cta;\n").size());
+    e = run(params, unfenced + "  wgmma.wait_group.sync.aligned 0;\n" + store, 128, 2304,
+            {image.data(), out.data()});
+    expect(contains(e, "wgmma reads shared byte") && contains(e, "no fence.proxy.async"),
+           "a wgmma reading st.shared bytes with no proxy fence between is reported: " + e);
   }
   // 8. mma.sync m16n8k16 bf16 on random integer matrices, fragments loaded
   //    from arrays laid out by the ISA's tables, against a plain product; and
