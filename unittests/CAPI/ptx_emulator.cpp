@@ -566,7 +566,7 @@ struct Parser {
       in.op = Op::BarArrive;
       return;
     }
-    if (base == "fence" && has("proxy") && has("async")) {
+    if (base == "fence" && has("proxy") && has("async") && !has("global")) {
       in.op = Op::FenceProxyAsync; // orders this thread's generic writes for the async proxy
       return;
     }

@@ -27,7 +27,9 @@ namespace heed {
 /// element the tile shares (ALiBi's slopes[h]) once and computes each
 /// row's terms once per row, not per element; LLVM cannot merge the
 /// reads itself (each sits in its own branch with a status store).
-/// Reused only where the earlier value dominates the insertion point.
+/// Reused only where the earlier value dominates the insertion point. One
+/// memo serves the inlinings of one tile op (the same buffers, route,
+/// status, width and loads): the key is the region's op and its operands.
 /// Values the caller marks as varying (`vary`: a fragment element's column
 /// position) make every op that depends on them inlined afresh: shared,
 /// their many results would stay live across the whole tile's code (the

@@ -324,6 +324,7 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
       Value c0 = index(rewriter, loc, 0);
       Value leading[] = {zero, batch, head, c0, c0};
       how.leading = leading;
+      how.memo = nullptr; // (afresh: the elements' values would stay live)
       SmallVector<GradAddOp> adds;
       inlineDerivative(rewriter, loc, grad.getScore(), how, adds);
       int64_t wave = target.shape.waveSize;
