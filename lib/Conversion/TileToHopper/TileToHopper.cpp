@@ -239,11 +239,7 @@ public:
     };
     if (!specialized || zeroFilled(seq))
       return copyV(b);
-    Value kept = keptRows(b, loc, kv0, seq);
-    auto partial = scf::IfOp::create(
-        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kept,
-                                      index(b, loc, shape.keys)),
-        /*withElseRegion=*/true);
+    auto [kept, partial] = ifEndsPastEntry(b, loc, kv0, seq, /*withElse=*/true);
     OpBuilder whole = OpBuilder::atBlockTerminator(&partial.getElseRegion().front());
     copyV(whole);
     OpBuilder in = OpBuilder::atBlockTerminator(&partial.getThenRegion().front());
@@ -318,11 +314,7 @@ public:
     if (specialized || (!shape.backward && part != 1) || zeroFilled(seq) ||
         !clearedSlots.insert({b.getInsertionBlock(), stage}).second)
       return;
-    Value kept = keptRows(b, loc, kv0, seq);
-    auto partial = scf::IfOp::create(
-        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kept,
-                                      index(b, loc, shape.keys)),
-        /*withElseRegion=*/false);
+    auto [kept, partial] = ifEndsPastEntry(b, loc, kv0, seq, /*withElse=*/false);
     OpBuilder in = OpBuilder::atBlockTerminator(&partial.getThenRegion().front());
     for (int64_t p = shape.backward ? 0 : 1; p < 2; ++p)
       clearRows(in, loc, slotBase(in, loc, slotOffset(p), slotBytes(p), stage),
@@ -665,6 +657,18 @@ private:
   /// The rows of a tile at kv0 inside a sequence of `seq` (at least 0).
   static Value keptRows(OpBuilder &b, Location loc, Value kv0, Value seq) {
     return arith::SubIOp::create(b, loc, arith::MaxUIOp::create(b, loc, seq, kv0), kv0);
+  }
+  /// The tile at kv0's rows inside a sequence of `seq`, and an scf.if on
+  /// whether the tile ends past it (fewer rows than the tile's keys): where
+  /// copyKV and readStaged clear the rest.
+  std::pair<Value, scf::IfOp> ifEndsPastEntry(OpBuilder &b, Location loc, Value kv0, Value seq,
+                                              bool withElse) const {
+    Value kept = keptRows(b, loc, kv0, seq);
+    auto ends = scf::IfOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kept, index(b, loc, shape.keys)),
+        withElse);
+    return {kept, ends};
   }
   /// Rows [from, keys) of the slot tensor at `slot` (`width` columns: one
   /// box of `keys` 128-byte rows per 64 columns) set to zero, 16 bytes a
