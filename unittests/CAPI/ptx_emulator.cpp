@@ -1707,6 +1707,10 @@ void Launch::exec(Thread &t, const Inst &in) {
     if (at % uint64_t(bytes))
       error(in, "misaligned atomic");
     uint8_t *p = memAt(t, in.space, at, size_t(bytes), in);
+    if (in.space == 's')
+      markGeneric(t, at - kSharedWindow, size_t(bytes));
+    else if (in.space == ' ' && at >= kGenericShared && at < kGenericShared + shared.size())
+      markGeneric(t, at - kGenericShared, size_t(bytes));
     uint64_t old = load(p, bytes), x = v(a), r = old;
     const std::string &op = in.cmp;
     if (op == "add")
@@ -1982,6 +1986,7 @@ void Launch::cpWait(Thread &t, int keep) {
       for (uint64_t b = c.dst - kSharedWindow; b < c.dst - kSharedWindow + c.bytes; ++b)
         inFlight[b] = -1;
       track(t, c.dst - kSharedWindow, c.bytes, /*write=*/true, *c.issue);
+      markGeneric(t, c.dst - kSharedWindow, c.bytes); // (cp.async: the generic proxy)
       if (c.srcBytes)
         std::memcpy(d, c.src, c.srcBytes);
       std::memset(d + c.srcBytes, 0, c.bytes - c.srcBytes);
