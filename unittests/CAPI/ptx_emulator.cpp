@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -1239,6 +1240,15 @@ struct Launch {
                     std::to_string(shared.size()) + " bytes");
     return shared.data() + off;
   }
+  /// The shared-memory offset an access of `space` at `addr` reaches (a
+  /// .shared address, or a generic one in shared memory's window), if any.
+  std::optional<uint64_t> sharedOffset(char space, uint64_t addr) const {
+    if (space == 's')
+      return addr - kSharedWindow;
+    if (space == ' ' && addr >= kGenericShared && addr < kGenericShared + shared.size())
+      return addr - kGenericShared;
+    return std::nullopt;
+  }
   uint8_t *localAt(Thread &t, uint64_t addr, size_t bytes, const Inst &in) {
     uint64_t off = addr - kLocalWindow;
     if (addr < kLocalWindow || off + bytes > t.local.size())
@@ -1657,15 +1667,11 @@ void Launch::exec(Thread &t, const Inst &in) {
     if (addr % uint64_t(bytes * in.vec))
       error(in, "misaligned " + std::to_string(bytes * in.vec) + "-byte access");
     uint8_t *p = memAt(t, in.space, addr, size_t(bytes * in.vec), in);
-    if (in.space == 's')
-      track(t, addr - kSharedWindow, size_t(bytes * in.vec), !ld, in);
-    else if (in.space == ' ' && addr >= kGenericShared && addr < kGenericShared + shared.size())
-      track(t, addr - kGenericShared, size_t(bytes * in.vec), !ld, in);
-    if (!ld && in.space == 's')
-      markGeneric(t, addr - kSharedWindow, size_t(bytes * in.vec));
-    else if (!ld && in.space == ' ' && addr >= kGenericShared &&
-             addr < kGenericShared + shared.size())
-      markGeneric(t, addr - kGenericShared, size_t(bytes * in.vec));
+    if (std::optional<uint64_t> off = sharedOffset(in.space, addr)) {
+      track(t, *off, size_t(bytes * in.vec), !ld, in);
+      if (!ld)
+        markGeneric(t, *off, size_t(bytes * in.vec));
+    }
     if (in.vec == 1) {
       if (ld) {
         uint64_t x = load(p, bytes);
@@ -1707,10 +1713,8 @@ void Launch::exec(Thread &t, const Inst &in) {
     if (at % uint64_t(bytes))
       error(in, "misaligned atomic");
     uint8_t *p = memAt(t, in.space, at, size_t(bytes), in);
-    if (in.space == 's')
-      markGeneric(t, at - kSharedWindow, size_t(bytes));
-    else if (in.space == ' ' && at >= kGenericShared && at < kGenericShared + shared.size())
-      markGeneric(t, at - kGenericShared, size_t(bytes));
+    if (std::optional<uint64_t> off = sharedOffset(in.space, at))
+      markGeneric(t, *off, size_t(bytes));
     uint64_t old = load(p, bytes), x = v(a), r = old;
     const std::string &op = in.cmp;
     if (op == "add")

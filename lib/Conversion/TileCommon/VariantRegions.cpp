@@ -183,7 +183,8 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
   for (Operation &inner : block) {
     if (auto yield = dyn_cast<attn::YieldOp>(inner))
       return map.lookup(yield.getValue());
-    bool varies = llvm::any_of(inner.getOperands(), [&](Value v) { return varying.contains(v); });
+    bool varies = how.memo && llvm::any_of(inner.getOperands(),
+                                           [&](Value v) { return varying.contains(v); });
     if (varies)
       varying.insert(inner.result_begin(), inner.result_end());
     bool memoized = how.memo && !varies && inner.getNumRegions() == 0 &&
