@@ -10,6 +10,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/Interfaces/InferIntRangeInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/DenseSet.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -43,21 +45,21 @@ Value extendLoaded(OpBuilder &b, Location loc, Value v, Type resultType) {
 }
 
 Value scalarLoad(OpBuilder &b, Location loc, attn::LoadOp load, Value buffer,
-                 ValueRange indices, unsigned which, Value status) {
-  Value ok = arith::ConstantIntOp::create(b, loc, 1, 1);
+                 ValueRange indices, unsigned which, Value status, Type resultType) {
+  Value ok = indicesInRange(b, loc, buffer, indices, arith::ConstantIntOp::create(b, loc, 1, 1));
   Value zero = arith::ConstantIndexOp::create(b, loc, 0);
-  for (auto [d, i] : llvm::enumerate(indices)) {
-    Value size = memref::DimOp::create(b, loc, buffer, d);
-    Value in = arith::AndIOp::create(
-        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size));
-    ok = arith::AndIOp::create(b, loc, ok, in);
-  }
-  Type result = load.getResult().getType();
+  Type result = resultType ? resultType : load.getResult().getType();
   auto ifOp = scf::IfOp::create(b, loc, TypeRange{result}, ok, /*withElseRegion=*/true);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-  Value v = memref::LoadOp::create(b, loc, buffer, indices);
+  // An i32 index extended where it is read: extended beside its definition,
+  // LLVM's CodeGenPrepare would make the index's other uses read the 64-bit
+  // value truncated, keeping two registers live to them instead of one.
+  SmallVector<Value> at;
+  for (Value i : indices)
+    at.push_back(i.getType().isIndex() ? i
+                                       : Value(arith::IndexCastOp::create(b, loc, b.getIndexType(), i)));
+  Value v = memref::LoadOp::create(b, loc, buffer, at);
   scf::YieldOp::create(b, loc, extendLoaded(b, loc, v, result));
   b.setInsertionPointToStart(&ifOp.getElseRegion().front());
   if (status)
@@ -121,12 +123,131 @@ void RegionMemo::record(Operation *op, ArrayRef<Value> operands, ValueRange resu
       Entry{SmallVector<Value, 4>(operands), SmallVector<Value, 1>(results.begin(), results.end())});
 }
 
+Value RegionMemo::cast(OpBuilder &b, Value v, Type type, function_ref<Value()> make) {
+  SmallVector<Value, 1> &made = casts[{v, type}];
+  for (Value c : made)
+    if (dominatesInsertion(b, c))
+      return c;
+  made.push_back(make());
+  return made.back();
+}
+
+namespace {
+
+/// 64-bit integers (and index) are what RegionInlining::narrow narrows.
+bool isWide(Type t) {
+  t = getElementTypeOrSelf(t);
+  return t.isIndex() || (t.isInteger() && t.getIntOrFloatBitWidth() > 32);
+}
+
+/// Range inference for RegionInlining::narrow: the signed and unsigned
+/// ranges of a region's integer values, from its index arguments' (in
+/// [0, 2^31 - 1): positions and b, h), the element types of the buffers
+/// read, the shapes (at most 2^31 - 1) and each op's InferIntRangeInterface.
+/// An op whose 64-bit operands and results all fit in i32 computes in i32.
+class Narrowing {
+public:
+  Narrowing(Block &block, unsigned numLeading, Value route) {
+    constexpr int64_t kMaxPosition = (int64_t(1) << 31) - 2, kMaxShape = kMaxPosition + 1;
+    for (BlockArgument arg : block.getArguments().take_front(numLeading))
+      if (arg.getType().isIndex())
+        ranges.insert_or_assign(arg, signedRange(0, kMaxPosition));
+    for (Operation &op : block) {
+      if (op.getNumResults() != 1 || !getElementTypeOrSelf(op.getResult(0).getType()).isIntOrIndex())
+        continue;
+      Value r = op.getResult(0);
+      if (auto load = dyn_cast<attn::LoadOp>(op)) {
+        Type elt = cast<MemRefType>(load.getBuffer().getType()).getElementType();
+        if (elt.isInteger(1))
+          ranges.insert_or_assign(r, signedRange(0, 1));
+        else if (elt.isInteger() && elt.getIntOrFloatBitWidth() <= 32) {
+          unsigned w = elt.getIntOrFloatBitWidth();
+          ranges.insert_or_assign(r, signedRange(-(int64_t(1) << (w - 1)), (int64_t(1) << (w - 1)) - 1));
+        }
+      } else if (isa<attn::ShapeOp>(op)) {
+        ranges.insert_or_assign(r, signedRange(0, kMaxShape));
+      } else if (isa<attn::RouteOp>(op)) {
+        APInt c;
+        if (route && matchPattern(route, m_ConstantInt(&c)))
+          ranges.insert_or_assign(r, ConstantIntRanges::constant(c.sextOrTrunc(64)));
+      } else if (auto infer = dyn_cast<InferIntRangeInterface>(op)) {
+        if (!llvm::all_of(op.getOperandTypes(), [](Type t) { return t.isIntOrIndex(); }))
+          continue;
+        SmallVector<ConstantIntRanges> args;
+        for (Value v : op.getOperands())
+          args.push_back(rangeOf(v));
+        infer.inferResultRanges(args, [&](Value v, const ConstantIntRanges &range) {
+          ranges.insert_or_assign(v, range);
+        });
+      }
+    }
+  }
+
+  /// Whether `v` is 64-bit with a range within i32's.
+  bool fits(Value v) const {
+    auto it = ranges.find(v);
+    return isWide(v.getType()) && it != ranges.end() &&
+           it->second.smin().getSExtValue() >= INT32_MIN &&
+           it->second.smax().getSExtValue() <= INT32_MAX;
+  }
+
+  /// Whether `op` computes in i32 (its 64-bit values narrowed).
+  bool narrows(Operation &op) const {
+    bool unsignedOp = isa<arith::DivUIOp, arith::RemUIOp, arith::CeilDivUIOp, arith::MinUIOp,
+                          arith::MaxUIOp, arith::IndexCastUIOp, arith::UIToFPOp>(op);
+    if (!unsignedOp &&
+        !isa<arith::AddIOp, arith::SubIOp, arith::MulIOp, arith::DivSIOp, arith::RemSIOp,
+             arith::FloorDivSIOp, arith::CeilDivSIOp, arith::MinSIOp, arith::MaxSIOp,
+             arith::AndIOp, arith::OrIOp, arith::XOrIOp, arith::CmpIOp, arith::SelectOp,
+             arith::ExtSIOp, arith::ExtUIOp, arith::TruncIOp, arith::IndexCastOp,
+             arith::SIToFPOp>(op))
+      return false;
+    bool any = false;
+    auto fits = [&](Value v) {
+      if (!isWide(v.getType()))
+        return true;
+      any = true;
+      auto it = ranges.find(v);
+      if (it == ranges.end())
+        return false;
+      int64_t lo = it->second.smin().getSExtValue(), hi = it->second.smax().getSExtValue();
+      return lo >= (unsignedOp ? 0 : INT32_MIN) && hi <= INT32_MAX;
+    };
+    return llvm::all_of(op.getOperands(), fits) && llvm::all_of(op.getResults(), fits) && any;
+  }
+
+private:
+  static ConstantIntRanges signedRange(int64_t lo, int64_t hi) {
+    return ConstantIntRanges::fromSigned(APInt(64, lo, true), APInt(64, hi, true));
+  }
+  ConstantIntRanges rangeOf(Value v) const {
+    auto it = ranges.find(v);
+    if (it != ranges.end())
+      return it->second;
+    if (auto c = v.getDefiningOp<arith::ConstantOp>())
+      if (auto i = dyn_cast<IntegerAttr>(c.getValue()))
+        return ConstantIntRanges::constant(
+            v.getType().isIndex() ? i.getValue().sextOrTrunc(64) : i.getValue());
+    return ConstantIntRanges::maxRange(v.getType().isIndex() ? 64 : v.getType().getIntOrFloatBitWidth());
+  }
+
+  llvm::DenseMap<Value, ConstantIntRanges> ranges;
+};
+
+} // namespace
+
 Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const RegionInlining &how) {
   Block &block = region.front();
-  IRMapping map;
+  // `map`: a region value's value at this inlining, in its own type;
+  // `narrow`: its i32 value, where narrowed (RegionInlining::narrow). A
+  // value has either or both; the other is made on demand.
+  IRMapping map, narrow;
   unsigned numLeading = how.leading.size();
+  std::optional<Narrowing> narrowing;
+  if (how.narrow)
+    narrowing.emplace(block, numLeading, how.route);
   for (auto [arg, value] : llvm::zip(block.getArguments().take_front(numLeading), how.leading))
-    map.map(arg, value);
+    (isWide(value.getType()) || !isWide(arg.getType()) ? map : narrow).map(arg, value);
   for (auto [arg, value] : llvm::zip(block.getArguments().drop_front(numLeading), how.buffers))
     map.map(arg, value);
   // The region's values that depend on a varying argument (RegionMemo).
@@ -138,8 +259,125 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
   auto widen = [&](Type t) -> Type {
     return how.width ? VectorType::get({how.width}, t) : t;
   };
+  Type i32 = widen(b.getI32Type());
+  auto castOnce = [&](Value v, Type type, function_ref<Value()> make) {
+    return how.memo ? how.memo->cast(b, v, type, make) : make();
+  };
+  // Region value `v` in its own type (widened from its i32 value).
+  // Of an index_cast between index and i64: its source.
+  llvm::DenseMap<Value, Value> castFrom;
+  if (narrowing)
+    for (auto cast : block.getOps<arith::IndexCastOp>())
+      if (isWide(cast.getIn().getType()) && isWide(cast.getType()))
+        castFrom[cast.getResult()] = cast.getIn();
+  std::function<Value(Value)> wide = [&](Value v) -> Value {
+    if (Value got = map.lookupOrNull(v))
+      return got;
+    Value n = narrow.lookupOrNull(v);
+    if (!n)
+      return v; // (not the region's)
+    Type type = widen(v.getType());
+    if (Value src = castFrom.lookup(v); src && map.contains(src)) {
+      // (The cast of the source's own value, not the i32's extended.)
+      Value got = castOnce(map.lookup(src), type, [&]() -> Value {
+        return arith::IndexCastOp::create(b, loc, type, map.lookup(src));
+      });
+      map.map(v, got);
+      return got;
+    }
+    Value got = castOnce(n, type, [&]() -> Value {
+      if (getElementTypeOrSelf(type).isIndex())
+        return arith::IndexCastOp::create(b, loc, type, n);
+      return arith::ExtSIOp::create(b, loc, type, n);
+    });
+    map.map(v, got);
+    return got;
+  };
+  // Region value `v` (64-bit, its range within i32's) as an i32.
+  auto narrowed = [&](Value v) -> Value {
+    if (Value got = narrow.lookupOrNull(v))
+      return got;
+    Value got;
+    APInt c;
+    if (matchPattern(v, m_ConstantInt(&c))) {
+      Attribute attr = b.getI32IntegerAttr(c.getSExtValue());
+      if (how.width)
+        attr = DenseElementsAttr::get(cast<ShapedType>(i32), attr);
+      got = arith::ConstantOp::create(b, loc, cast<TypedAttr>(attr));
+    } else {
+      Value w = wide(v);
+      got = castOnce(w, i32, [&]() -> Value {
+        if (getElementTypeOrSelf(w.getType()).isIndex())
+          return arith::IndexCastOp::create(b, loc, i32, w);
+        return arith::TruncIOp::create(b, loc, i32, w);
+      });
+    }
+    narrow.map(v, got);
+    return got;
+  };
+  // `op` in i32 (Narrowing::narrows): its results mapped in `narrow` where
+  // 64-bit, else in `map`.
+  auto emitNarrowed = [&](Operation &op) {
+    Value result = op.getResult(0);
+    if (isa<arith::IndexCastOp, arith::IndexCastUIOp, arith::ExtSIOp, arith::ExtUIOp,
+            arith::TruncIOp>(op)) {
+      Value src = op.getOperand(0);
+      bool signExtends = !isa<arith::IndexCastUIOp, arith::ExtUIOp>(op);
+      if (isWide(src.getType()) && isWide(result.getType())) {
+        narrow.map(result, narrowed(src));
+      } else if (isWide(result.getType())) { // from i32 or narrower
+        Value from = map.lookup(src);
+        if (getElementTypeOrSelf(src.getType()).getIntOrFloatBitWidth() < 32)
+          from = signExtends ? Value(arith::ExtSIOp::create(b, loc, i32, from))
+                             : Value(arith::ExtUIOp::create(b, loc, i32, from));
+        narrow.map(result, from);
+      } else { // to i32 or narrower
+        Value from = narrowed(src);
+        Type to = widen(result.getType());
+        map.map(result, to == i32 ? from : Value(arith::TruncIOp::create(b, loc, to, from)));
+      }
+      return;
+    }
+    IRMapping operands;
+    for (Value v : op.getOperands())
+      operands.map(v, isWide(v.getType()) ? narrowed(v) : wide(v));
+    Operation *clone = b.clone(op, operands);
+    for (auto [r, c] : llvm::zip(op.getResults(), clone->getResults())) {
+      if (isWide(r.getType())) {
+        c.setType(i32);
+        narrow.map(r, c);
+      } else {
+        c.setType(widen(r.getType()));
+        map.map(r, c);
+      }
+    }
+  };
+  // Which operands and results an op takes and gives in i32 (`narrow`):
+  // a narrowed op's 64-bit ones; a scalar attn.load's indices that fit,
+  // and its value where read from an integer buffer of at most 32 bits.
+  auto narrowedOperand = [&](Operation &op, Value v) {
+    if (!narrowing)
+      return false;
+    if (isa<attn::LoadOp>(op))
+      return !how.load && narrowing->fits(v);
+    return isWide(v.getType()) && narrowing->narrows(op);
+  };
+  auto narrowedResult = [&](Operation &op, Value r) {
+    if (!narrowing || !isWide(r.getType()))
+      return false;
+    if (auto load = dyn_cast<attn::LoadOp>(op)) {
+      Type elt = cast<MemRefType>(load.getBuffer().getType()).getElementType();
+      return !how.load && elt.isInteger() && elt.getIntOrFloatBitWidth() <= 32;
+    }
+    return narrowing->narrows(op);
+  };
   // One op of the region at the insertion point, its results mapped.
   auto emit = [&](Operation &inner) {
+    if (narrowing && narrowing->narrows(inner))
+      return emitNarrowed(inner);
+    for (Value v : inner.getOperands())
+      if (!narrowedOperand(inner, v))
+        wide(v);
     if (auto route = dyn_cast<attn::RouteOp>(inner)) {
       map.map(route.getResult(), how.route);
       return;
@@ -160,11 +398,13 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
       unsigned which = cast<BlockArgument>(load.getBuffer()).getArgNumber() - numLeading;
       SmallVector<Value> indices;
       for (Value i : load.getIndices())
-        indices.push_back(map.lookup(i));
+        indices.push_back(narrowedOperand(inner, i) ? narrowed(i) : map.lookup(i));
       Value buffer = how.buffers[which];
+      bool narrowResult = narrowedResult(inner, load.getResult());
       Value got = how.load ? how.load(b, load, buffer, indices, which)
-                           : scalarLoad(b, loc, load, buffer, indices, which, how.status);
-      map.map(load.getResult(), got);
+                           : scalarLoad(b, loc, load, buffer, indices, which, how.status,
+                                        narrowResult ? b.getI32Type() : Type());
+      (narrowResult ? narrow : map).map(load.getResult(), got);
       return;
     }
     if (auto cst = dyn_cast<arith::ConstantOp>(inner); cst && how.width) {
@@ -182,7 +422,7 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
   };
   for (Operation &inner : block) {
     if (auto yield = dyn_cast<attn::YieldOp>(inner))
-      return map.lookup(yield.getValue());
+      return wide(yield.getValue());
     bool varies = how.memo && llvm::any_of(inner.getOperands(),
                                            [&](Value v) { return varying.contains(v); });
     if (varies)
@@ -192,18 +432,19 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
     SmallVector<Value, 4> operands;
     if (memoized) {
       for (Value v : inner.getOperands())
-        operands.push_back(map.lookupOrDefault(v));
+        operands.push_back(narrowedOperand(inner, v) ? narrowed(v) : wide(v));
       if (auto got = how.memo->lookup(b, &inner, operands)) {
-        map.map(inner.getResults(), *got);
+        for (auto [r, g] : llvm::zip(inner.getResults(), *got))
+          (narrowedResult(inner, r) ? narrow : map).map(r, g);
         continue;
       }
     }
     emit(inner);
     if (memoized) {
-      SmallVector<Value, 1> results;
+      SmallVector<Value, 1> out;
       for (Value r : inner.getResults())
-        results.push_back(map.lookup(r));
-      how.memo->record(&inner, operands, results);
+        out.push_back(narrowedResult(inner, r) ? narrow.lookup(r) : map.lookup(r));
+      how.memo->record(&inner, operands, out);
     }
   }
   llvm_unreachable("a variant region ends with attn.yield");
@@ -215,13 +456,13 @@ bool isIdentityScore(attn::VariantOp variant) {
 }
 
 Value indicesInRange(OpBuilder &b, Location loc, Value memref, ValueRange indices, Value ok) {
-  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  // 0 <= i < size as one unsigned compare (sizes are not negative).
   for (auto [d, i] : llvm::enumerate(indices)) {
     Value size = memref::DimOp::create(b, loc, memref, d);
-    ok = arith::AndIOp::create(
-        b, loc, ok,
-        arith::AndIOp::create(b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, i, zero),
-                              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, size)));
+    if (!i.getType().isIndex()) // (i32: a dimension is below 2^31)
+      size = arith::IndexCastUIOp::create(b, loc, i.getType(), size);
+    ok = arith::AndIOp::create(b, loc, ok,
+                               arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, i, size));
   }
   return ok;
 }

@@ -44,6 +44,10 @@ public:
   std::optional<llvm::SmallVector<mlir::Value, 1>>
   lookup(mlir::OpBuilder &b, mlir::Operation *op, llvm::ArrayRef<mlir::Value> operands) const;
   void record(mlir::Operation *op, llvm::ArrayRef<mlir::Value> operands, mlir::ValueRange results);
+  /// `v` converted to `type` (an integer width change: RegionInlining's
+  /// narrow), made by `make` once per value and type where it dominates.
+  mlir::Value cast(mlir::OpBuilder &b, mlir::Value v, mlir::Type type,
+                   llvm::function_ref<mlir::Value()> make);
 
 private:
   struct Entry {
@@ -51,6 +55,7 @@ private:
     llvm::SmallVector<mlir::Value, 1> results;
   };
   llvm::DenseMap<mlir::Operation *, llvm::SmallVector<Entry, 2>> entries;
+  llvm::DenseMap<std::pair<mlir::Value, mlir::Type>, llvm::SmallVector<mlir::Value, 1>> casts;
   llvm::DenseSet<mlir::Value> varying;
 };
 
@@ -74,6 +79,16 @@ struct RegionInlining {
   mlir::Value status;
   /// Shared by the inlinings of one tile op (RegionMemo); null: none.
   RegionMemo *memo = nullptr;
+  /// Integer code in 32 bits wherever that is exact (GPU targets: 64-bit
+  /// integer ops take two instructions and two registers). The region's
+  /// index arguments (b, h and the positions q, kv) are taken to lie in
+  /// [0, 2^31 - 1), heed's limit on a dimension (callers clamp padding
+  /// positions to real ones); from these, the buffers' element types and
+  /// the shapes, each integer op's range is inferred, and an op whose
+  /// operands and results provably fit in i32 computes in i32. The rest
+  /// stays 64-bit (a product of two positions, a value read from an i64
+  /// buffer). Leading index values may then be given as i32.
+  bool narrow = false;
 };
 
 /// The variant `name` refers to, searched in every symbol table around `op`
@@ -99,7 +114,8 @@ mlir::Value inlineDerivative(mlir::OpBuilder &b, mlir::Location loc, mlir::Regio
                              llvm::SmallVectorImpl<attn::GradAddOp> &adds);
 
 /// `ok` and every index in [0, dim) of `memref` (an attn.grad_add's
-/// element: out-of-range ones add nothing).
+/// element: out-of-range ones add nothing; an attn.load's). Indices are
+/// index values or i32 (RegionInlining::narrow).
 mlir::Value indicesInRange(mlir::OpBuilder &b, mlir::Location loc, mlir::Value memref,
                            mlir::ValueRange indices, mlir::Value ok);
 
@@ -143,13 +159,15 @@ struct RegionOperands {
         status(optionalValue(adaptor.getStatus())) {}
 
   /// Scalar inlining of these operands (the caller sets `leading`), its
-  /// inlinings sharing `memo`.
-  RegionInlining inlining() {
+  /// inlinings sharing `memo`; `narrow` as RegionInlining's (the caller's
+  /// positions clamped to real ones).
+  RegionInlining inlining(bool narrow = false) {
     RegionInlining how;
     how.buffers = buffers;
     how.route = route;
     how.status = status;
     how.memo = &memo;
+    how.narrow = narrow;
     return how;
   }
 
@@ -160,10 +178,13 @@ struct RegionOperands {
 
 /// A scalar attn.load: buffer[indices] where every index is in range
 /// (sign- or zero-extended to i64, or extended to f32, as attn.load
-/// defines), else 0 and `status` (if any) set to `which + 1`.
+/// defines), else 0 and `status` (if any) set to `which + 1`. Indices may
+/// be i32 (RegionInlining::narrow: compared in 32 bits); `resultType`, if
+/// given, replaces the load's (i32 for an integer buffer of at most 32
+/// bits, narrowed).
 mlir::Value scalarLoad(mlir::OpBuilder &b, mlir::Location loc, attn::LoadOp load,
                        mlir::Value buffer, mlir::ValueRange indices, unsigned which,
-                       mlir::Value status);
+                       mlir::Value status, mlir::Type resultType = {});
 
 /// Extends a value read from a buffer (scalar or vector) to attn.load's
 /// result type: floats to f32, i1 zero-extended, other integers

@@ -149,6 +149,16 @@ Value QueryRows::clampedToken(OpBuilder &b, Location loc, Value r) const {
   return list ? listToken(b, loc, list, slot) : slot;
 }
 
+Value QueryRows::clampedToken32(OpBuilder &b, Location loc, Value r) const {
+  if (seq || list) // (unpack computes in 32 bits; a list's tokens are i32)
+    return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), clampedToken(b, loc, r));
+  Type i32 = b.getI32Type();
+  auto narrow = [&](Value v) { return arith::IndexCastUIOp::create(b, loc, i32, v); };
+  Value last = arith::SubIOp::create(b, loc, narrow(end), arith::ConstantIntOp::create(b, loc, 1, 32));
+  return arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, narrow(first), narrow(r)),
+                                last);
+}
+
 Value QueryRows::head(OpBuilder &b, Location loc, Value head, Value r) const {
   if (!seq)
     return head;

@@ -83,6 +83,9 @@ struct QueryRows {
   /// Row r's token, or the last real row's past it (padding rows evaluate
   /// the variant there).
   Value clampedToken(OpBuilder &b, Location loc, Value r) const;
+  /// clampedToken as an i32 (RegionInlining::narrow), computed in 32 bits
+  /// (tokens are below 2^31 and first + r below 2^32).
+  Value clampedToken32(OpBuilder &b, Location loc, Value r) const;
   /// Row r's head: `head` (the work item's), or in a packed GQA tile the
   /// head of row r (clamped to the last real row's, as clampedToken).
   Value head(OpBuilder &b, Location loc, Value head, Value r) const;

@@ -337,11 +337,21 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
                                   const QueryRows &rows, ValueRange cols, bool keysInBounds,
                                   bool masked, bool transposed, Value batch, Value head,
                                   const RegionInlining &regions) {
-  Value lastKV = arith::SubIOp::create(b, loc, cols[1], index(b, loc, 1));
+  // With regions.narrow, the positions are i32, computed in 32 bits: keys
+  // are below 2^31 and a tile's first key plus an offset below 2^32, so
+  // the unsigned compare and clamp are exact.
+  bool narrow = regions.narrow;
+  auto narrowed = [&](Value v) -> Value {
+    return narrow ? arith::IndexCastUIOp::create(b, loc, b.getI32Type(), v) : v;
+  };
+  Value firstKV = narrowed(cols[0]), endKV = narrowed(cols[1]);
+  Value lastKV = arith::SubIOp::create(
+      b, loc, endKV,
+      narrow ? Value(arith::ConstantIntOp::create(b, loc, 1, 32)) : index(b, loc, 1));
   auto keyAt = [&](Value offset, Value &inRange) {
-    Value kvPos = arith::AddIOp::create(b, loc, cols[0], offset);
+    Value kvPos = arith::AddIOp::create(b, loc, firstKV, narrowed(offset));
     if (!keysInBounds)
-      inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, cols[1]);
+      inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, endKV);
     return Value(arith::MinUIOp::create(b, loc, kvPos, lastKV));
   };
   // Per row slot, once: its query token (clamped to the last real row;
@@ -353,7 +363,9 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
       rows.moveToSpan(b);
     for (unsigned s = 0; s < target.shape.rowSlots; ++s) {
       Value r = target.slotRow(b, loc, s);
-      slotPos.push_back(transposed ? keyAt(r, slotInRange[s]) : rows.clampedToken(b, loc, r));
+      slotPos.push_back(transposed ? keyAt(r, slotInRange[s])
+                        : narrow   ? rows.clampedToken32(b, loc, r)
+                                   : rows.clampedToken(b, loc, r));
       // (A packed GQA tile's rows are of several heads.)
       slotHead.push_back(transposed ? head : rows.head(b, loc, head, r));
     }
@@ -368,7 +380,8 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
       // The columns are queries: padding columns are not visible (a
       // transposed tile's rows are summed over them).
       out.kv.push_back(slotPos[e.slot]);
-      out.q.push_back(rows.clampedToken(b, loc, e.col));
+      out.q.push_back(narrow ? rows.clampedToken32(b, loc, e.col)
+                             : rows.clampedToken(b, loc, e.col));
       out.head.push_back(rows.head(b, loc, head, e.col));
       // Terms of a position are recomputed beside each use (RegionMemo):
       // a column's, and in the transposed tiles a row's too (shared, the
@@ -418,7 +431,7 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
     RegionOperands operands(adaptor); // what `how` refers to
-    RegionInlining how = operands.inlining();
+    RegionInlining how = operands.inlining(/*narrow=*/true);
     ElementPositions at = elementPositions(
         rewriter, loc, target, elements, variant, QueryRows::of(op.getRows(), adaptor.getRows()),
         adaptor.getCols(), span && span.getInBounds(), masked, /*transposed=*/false, batch, head,

@@ -121,7 +121,7 @@ struct ApplyLowering : OpConversionPattern<TileApplyOp> {
     ValueRange rows = adaptor.getRows(), cols = adaptor.getCols();
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     RegionOperands operands(adaptor);
-    RegionInlining how = operands.inlining();
+    RegionInlining how = operands.inlining(/*narrow=*/true);
     Value maskIf = optionalValue(adaptor.getMaskIf());
     ValueRange scores = adaptor.getScores();
     scf::IfOp guard = scoreGuard(op, scores);

@@ -31,37 +31,50 @@
 // NVGPU: nvvm.mma.sync
 // AMDGPU: amdgpu.mfma
 // HOPPER: nvvm.wgmma.mma_async
+// The region's integers are narrowed (RegionInlining::narrow): Skv - kv
+// fits in 32 bits, the positions are i32 already.
 // MC: %[[FSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
-// MC-NEXT: %[[FKV:.*]] = arith.index_cast %{{.*}} : index to i64
-// MC-NEXT: %[[FBACK:.*]] = arith.subi %[[FSKV]], %[[FKV]] : i64
-// MC-NEXT: arith.sitofp %[[FBACK]] : i64 to f32
-// PARTIAL tiles: the mask on the fragments (q + (Skv - Sq) >= kv).
+// MC-NEXT: %[[FSKV32:.*]] = arith.trunci %[[FSKV]] : i64 to i32
+// MC-NEXT: %[[FBACK:.*]] = arith.subi %[[FSKV32]], %{{.*}} : i32
+// MC-NEXT: arith.sitofp %[[FBACK]] : i32 to f32
+// PARTIAL tiles: the mask on the fragments (q + (Skv - Sq) >= kv). Skv -
+// Sq fits in 32 bits, q + (Skv - Sq) may not: the sum and the compare
+// stay 64-bit.
 // MC: } else {
 // NVGPU: nvvm.mma.sync
 // AMDGPU: amdgpu.mfma
 // HOPPER: nvvm.wgmma.mma_async
 // MC: %[[MSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
 // MC-NEXT: %[[MSQ:.*]] = arith.index_cast %[[SQ]] : index to i64
-// MC-NEXT: %[[SHIFT:.*]] = arith.subi %[[MSKV]], %[[MSQ]] : i64
-// MC-NEXT: %[[LAST:.*]] = arith.addi %{{.*}}, %[[SHIFT]] : i64
-// MC-NEXT: arith.cmpi sge, %[[LAST]], %{{.*}} : i64
+// MC-NEXT: %[[MSKV32:.*]] = arith.trunci %[[MSKV]] : i64 to i32
+// MC-NEXT: %[[MSQ32:.*]] = arith.trunci %[[MSQ]] : i64 to i32
+// MC-NEXT: %[[SHIFT:.*]] = arith.subi %[[MSKV32]], %[[MSQ32]] : i32
+// MC-NEXT: %[[MQ64:.*]] = arith.extsi %{{.*}} : i32 to i64
+// MC-NEXT: %[[SHIFT64:.*]] = arith.extsi %[[SHIFT]] : i32 to i64
+// MC-NEXT: %[[LAST:.*]] = arith.addi %[[MQ64]], %[[SHIFT64]] : i64
+// MC-NEXT: %[[MKV64:.*]] = arith.extsi %{{.*}} : i32 to i64
+// MC-NEXT: arith.cmpi sge, %[[LAST]], %[[MKV64]] : i64
 
 // The SIMT kernel, each key's mask where the tile is PARTIAL, then its score.
 // SIMT: scf.for
 // SIMT: scf.if
-// SIMT: %[[MQ:.*]] = arith.index_cast %{{.*}} : index to i64
-// SIMT-NEXT: %[[MKV:.*]] = arith.index_cast %{{.*}} : index to i64
-// SIMT-NEXT: %[[TSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
+// SIMT: %[[TSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
 // SIMT-NEXT: %[[TSQ:.*]] = arith.index_cast %[[SQ]] : index to i64
-// SIMT-NEXT: %[[TSHIFT:.*]] = arith.subi %[[TSKV]], %[[TSQ]] : i64
-// SIMT-NEXT: %[[TLAST:.*]] = arith.addi %[[MQ]], %[[TSHIFT]] : i64
+// SIMT-NEXT: %[[TSKV32:.*]] = arith.trunci %[[TSKV]] : i64 to i32
+// SIMT-NEXT: %[[TSQ32:.*]] = arith.trunci %[[TSQ]] : i64 to i32
+// SIMT-NEXT: %[[TSHIFT:.*]] = arith.subi %[[TSKV32]], %[[TSQ32]] : i32
+// SIMT-NEXT: %[[MQ:.*]] = arith.index_cast %{{.*}} : index to i64
+// SIMT-NEXT: %[[TSHIFT64:.*]] = arith.extsi %[[TSHIFT]] : i32 to i64
+// SIMT-NEXT: %[[TLAST:.*]] = arith.addi %[[MQ]], %[[TSHIFT64]] : i64
+// SIMT-NEXT: %[[MKV:.*]] = arith.index_cast %{{.*}} : index to i64
 // SIMT-NEXT: arith.cmpi sge, %[[TLAST]], %[[MKV]] : i64
 // Past the masks (every key visible where the tile is FULL), the scores.
 // SIMT: scf.yield %true, %true
 // SIMT: %[[SSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
-// SIMT-NEXT: %[[SKVI:.*]] = arith.index_cast %{{.*}} : index to i64
-// SIMT-NEXT: %[[SBACK:.*]] = arith.subi %[[SSKV]], %[[SKVI]] : i64
-// SIMT-NEXT: arith.sitofp %[[SBACK]] : i64 to f32
+// SIMT-NEXT: %[[SKVI:.*]] = arith.index_cast %{{.*}} : index to i32
+// SIMT-NEXT: %[[SSKV32:.*]] = arith.trunci %[[SSKV]] : i64 to i32
+// SIMT-NEXT: %[[SBACK:.*]] = arith.subi %[[SSKV32]], %[[SKVI]] : i32
+// SIMT-NEXT: arith.sitofp %[[SBACK]] : i32 to f32
 
 // Nothing of the tile IR or of the sizes is left.
 // CHECK-NOT: attn.tile
