@@ -136,8 +136,9 @@ namespace {
 
 /// 64-bit integers (and index) are what RegionInlining::narrow narrows.
 bool isWide(Type t) {
-  t = getElementTypeOrSelf(t);
-  return t.isIndex() || (t.isInteger() && t.getIntOrFloatBitWidth() > 32);
+  if (auto vec = dyn_cast<VectorType>(t))
+    t = vec.getElementType();
+  return t.isIndex() || (isa<IntegerType>(t) && t.getIntOrFloatBitWidth() > 32);
 }
 
 /// Range inference for RegionInlining::narrow: the signed and unsigned
@@ -189,6 +190,30 @@ public:
     return isWide(v.getType()) && it != ranges.end() &&
            it->second.smin().getSExtValue() >= INT32_MIN &&
            it->second.smax().getSExtValue() <= INT32_MAX;
+  }
+
+  /// A signed division or remainder of non-negative values (a position
+  /// divided by a block size) as its unsigned form, which needs no
+  /// rounding fix-up (a shift where the divisor is a power of 2), built
+  /// on the mapped `operands`; null where the op is not such.
+  Operation *unsignedForm(OpBuilder &b, Operation &op, IRMapping &operands) const {
+    if (!isa<arith::DivSIOp, arith::FloorDivSIOp, arith::CeilDivSIOp, arith::RemSIOp>(op) ||
+        !llvm::all_of(op.getOperands(), [&](Value v) {
+          auto it = ranges.find(v);
+          if (it == ranges.end()) {
+            APInt c;
+            return matchPattern(v, m_ConstantInt(&c)) && !c.isNegative();
+          }
+          return !it->second.smin().isNegative();
+        }))
+      return nullptr;
+    Value lhs = operands.lookup(op.getOperand(0)), rhs = operands.lookup(op.getOperand(1));
+    Location loc = op.getLoc();
+    if (isa<arith::DivSIOp, arith::FloorDivSIOp>(op))
+      return arith::DivUIOp::create(b, loc, lhs, rhs);
+    if (isa<arith::CeilDivSIOp>(op))
+      return arith::CeilDivUIOp::create(b, loc, lhs, rhs);
+    return arith::RemUIOp::create(b, loc, lhs, rhs);
   }
 
   /// Whether `op` computes in i32 (its 64-bit values narrowed).
@@ -300,10 +325,14 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
     Value got;
     APInt c;
     if (matchPattern(v, m_ConstantInt(&c))) {
-      Attribute attr = b.getI32IntegerAttr(c.getSExtValue());
-      if (how.width)
-        attr = DenseElementsAttr::get(cast<ShapedType>(i32), attr);
-      got = arith::ConstantOp::create(b, loc, cast<TypedAttr>(attr));
+      // (Made once per constant where it dominates: a fresh one per
+      // inlining would defeat the memo of the ops that read it.)
+      got = castOnce(wide(v), i32, [&]() -> Value {
+        Attribute attr = b.getI32IntegerAttr(c.getSExtValue());
+        if (how.width)
+          attr = DenseElementsAttr::get(cast<ShapedType>(i32), attr);
+        return arith::ConstantOp::create(b, loc, cast<TypedAttr>(attr));
+      });
     } else {
       Value w = wide(v);
       got = castOnce(w, i32, [&]() -> Value {
@@ -341,7 +370,12 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
     IRMapping operands;
     for (Value v : op.getOperands())
       operands.map(v, isWide(v.getType()) ? narrowed(v) : wide(v));
-    Operation *clone = b.clone(op, operands);
+    Operation *clone;
+    if (Operation *unsignedOp = narrowing->unsignedForm(b, op, operands)) {
+      clone = unsignedOp;
+    } else {
+      clone = b.clone(op, operands);
+    }
     for (auto [r, c] : llvm::zip(op.getResults(), clone->getResults())) {
       if (isWide(r.getType())) {
         c.setType(i32);
@@ -378,6 +412,14 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
     for (Value v : inner.getOperands())
       if (!narrowedOperand(inner, v))
         wide(v);
+    // (An op with regions, cloned with `map`: the region's values its
+    // nested ops read, in their own type.)
+    if (inner.getNumRegions())
+      inner.walk([&](Operation *nested) {
+        for (Value v : nested->getOperands())
+          if (v.getParentBlock() == &block)
+            wide(v);
+      });
     if (auto route = dyn_cast<attn::RouteOp>(inner)) {
       map.map(route.getResult(), how.route);
       return;

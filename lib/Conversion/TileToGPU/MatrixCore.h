@@ -143,6 +143,10 @@ public:
   /// backward's kernels at large head dims, whose accumulators take the
   /// registers.
   virtual bool residentOperands() const { return false; }
+  /// Whether the variant's integer code and the element positions are
+  /// 32-bit where that is exact (RegionInlining::narrow; not in the
+  /// backward's key-major tiles, see ProbsLowering).
+  virtual bool narrowIntegers() const { return true; }
   /// Workgroup memory the kernel needs beyond its attributions (bytes of
   /// dynamic shared memory, recorded in its attn.launch).
   virtual int64_t dynamicSharedBytes() const { return 0; }

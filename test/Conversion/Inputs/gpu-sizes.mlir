@@ -8,7 +8,8 @@
 // (lib/Conversion/TileToGPU): each attn.shape becomes the memref.dim of the
 // kernel's own q or k argument, so no length is compiled into the kernel.
 // Prefixes: CHECK (all), MC (matrix cores) with NVGPU, AMDGPU or HOPPER (the
-// matrix instruction), SIMT, UNBOUND (no binding in scope).
+// matrix instruction) and MC32 (NVIDIA: 32-bit integer code) or MC64 (AMD),
+// SIMT, UNBOUND (no binding in scope).
 
 // CHECK-LABEL: gpu.module @heed_gpu
 // CHECK: gpu.func @heed_kernel(%[[Q:[a-z0-9]+]]: memref<?x?x?x64x{{bf16|f32}}>, %[[K:[a-z0-9]+]]: memref<?x?x?x64x{{bf16|f32}}>
@@ -31,12 +32,16 @@
 // NVGPU: nvvm.mma.sync
 // AMDGPU: amdgpu.mfma
 // HOPPER: nvvm.wgmma.mma_async
-// The region's integers are narrowed (RegionInlining::narrow): Skv - kv
-// fits in 32 bits, the positions are i32 already.
-// MC: %[[FSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
-// MC-NEXT: %[[FSKV32:.*]] = arith.trunci %[[FSKV]] : i64 to i32
-// MC-NEXT: %[[FBACK:.*]] = arith.subi %[[FSKV32]], %{{.*}} : i32
-// MC-NEXT: arith.sitofp %[[FBACK]] : i32 to f32
+// NVIDIA (MC32) narrows the region's integers (RegionInlining::narrow): Skv - kv
+// fits in 32 bits, the positions are i32 already; AMD (MC64) does not.
+// MC32: %[[FSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
+// MC32-NEXT: %[[FSKV32:.*]] = arith.trunci %[[FSKV]] : i64 to i32
+// MC32-NEXT: %[[FBACK:.*]] = arith.subi %[[FSKV32]], %{{.*}} : i32
+// MC32-NEXT: arith.sitofp %[[FBACK]] : i32 to f32
+// MC64: %[[FSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
+// MC64-NEXT: %[[FKV:.*]] = arith.index_cast %{{.*}} : index to i64
+// MC64-NEXT: %[[FBACK:.*]] = arith.subi %[[FSKV]], %[[FKV]] : i64
+// MC64-NEXT: arith.sitofp %[[FBACK]] : i64 to f32
 // PARTIAL tiles: the mask on the fragments (q + (Skv - Sq) >= kv). Skv -
 // Sq fits in 32 bits, q + (Skv - Sq) may not: the sum and the compare
 // stay 64-bit.
@@ -44,16 +49,21 @@
 // NVGPU: nvvm.mma.sync
 // AMDGPU: amdgpu.mfma
 // HOPPER: nvvm.wgmma.mma_async
-// MC: %[[MSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
-// MC-NEXT: %[[MSQ:.*]] = arith.index_cast %[[SQ]] : index to i64
-// MC-NEXT: %[[MSKV32:.*]] = arith.trunci %[[MSKV]] : i64 to i32
-// MC-NEXT: %[[MSQ32:.*]] = arith.trunci %[[MSQ]] : i64 to i32
-// MC-NEXT: %[[SHIFT:.*]] = arith.subi %[[MSKV32]], %[[MSQ32]] : i32
-// MC-NEXT: %[[MQ64:.*]] = arith.extsi %{{.*}} : i32 to i64
-// MC-NEXT: %[[SHIFT64:.*]] = arith.extsi %[[SHIFT]] : i32 to i64
-// MC-NEXT: %[[LAST:.*]] = arith.addi %[[MQ64]], %[[SHIFT64]] : i64
-// MC-NEXT: %[[MKV64:.*]] = arith.extsi %{{.*}} : i32 to i64
-// MC-NEXT: arith.cmpi sge, %[[LAST]], %[[MKV64]] : i64
+// MC32: %[[MSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
+// MC32-NEXT: %[[MSQ:.*]] = arith.index_cast %[[SQ]] : index to i64
+// MC32-NEXT: %[[MSKV32:.*]] = arith.trunci %[[MSKV]] : i64 to i32
+// MC32-NEXT: %[[MSQ32:.*]] = arith.trunci %[[MSQ]] : i64 to i32
+// MC32-NEXT: %[[SHIFT:.*]] = arith.subi %[[MSKV32]], %[[MSQ32]] : i32
+// MC32-NEXT: %[[MQ64:.*]] = arith.extsi %{{.*}} : i32 to i64
+// MC32-NEXT: %[[SHIFT64:.*]] = arith.extsi %[[SHIFT]] : i32 to i64
+// MC32-NEXT: %[[LAST:.*]] = arith.addi %[[MQ64]], %[[SHIFT64]] : i64
+// MC32-NEXT: %[[MKV64:.*]] = arith.extsi %{{.*}} : i32 to i64
+// MC32-NEXT: arith.cmpi sge, %[[LAST]], %[[MKV64]] : i64
+// MC64: %[[MSKV:.*]] = arith.index_cast %[[SKV]] : index to i64
+// MC64-NEXT: %[[MSQ:.*]] = arith.index_cast %[[SQ]] : index to i64
+// MC64-NEXT: %[[SHIFT:.*]] = arith.subi %[[MSKV]], %[[MSQ]] : i64
+// MC64-NEXT: %[[LAST:.*]] = arith.addi %{{.*}}, %[[SHIFT]] : i64
+// MC64-NEXT: arith.cmpi sge, %[[LAST]], %{{.*}} : i64
 
 // The SIMT kernel, each key's mask where the tile is PARTIAL, then its score.
 // SIMT: scf.for

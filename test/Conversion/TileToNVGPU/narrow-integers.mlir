@@ -14,7 +14,8 @@
 // CHECK: arith.cmpi eq, %{{.*}}, %{{.*}} : i32
 // CHECK: arith.cmpi eq, %{{.*}}, %{{.*}} : i64
 // CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : i32
-// The score: kv - q and kv floordiv 128 in 32 bits; q * kv and
+// The score: kv - q and kv floordiv 128 in 32 bits (a non-negative
+// dividend: unsigned, a shift), (kv - q) floordiv 128 signed; q * kv and
 // kv + 2147483647 in 64.
 // CHECK: %[[D:.*]] = arith.subi %[[KV:.*]], %[[Q:.*]] : i32
 // CHECK-NEXT: arith.sitofp %[[D]] : i32 to f32
@@ -24,8 +25,10 @@
 // CHECK-NEXT: arith.sitofp %[[P]] : i64 to f32
 // CHECK-NEXT: %[[FAR:.*]] = arith.addi %[[KV64]], %{{.*}} : i64
 // CHECK-NEXT: arith.sitofp %[[FAR]] : i64 to f32
-// CHECK-NEXT: %[[BLK:.*]] = arith.floordivsi %[[KV]], %{{.*}} : i32
+// CHECK-NEXT: %[[BLK:.*]] = arith.divui %[[KV]], %{{.*}} : i32
 // CHECK-NEXT: arith.sitofp %[[BLK]] : i32 to f32
+// CHECK-NEXT: %[[RB:.*]] = arith.floordivsi %[[D]], %{{.*}} : i32
+// CHECK-NEXT: arith.sitofp %[[RB]] : i32 to f32
 // CHECK: gpu.return
 
 module {
@@ -43,11 +46,14 @@ module {
     %c128 = arith.constant 128 : i64
     %blk = arith.floordivsi %kvi, %c128 : i64
     %blkf = arith.sitofp %blk : i64 to f32
+    %rb = arith.floordivsi %d, %c128 : i64
+    %rbf = arith.sitofp %rb : i64 to f32
     %x0 = arith.addf %s, %df : f32
     %x1 = arith.addf %x0, %pf : f32
     %x2 = arith.addf %x1, %farf : f32
     %x3 = arith.addf %x2, %blkf : f32
-    attn.yield %x3 : f32
+    %x4 = arith.addf %x3, %rbf : f32
+    attn.yield %x4 : f32
   } mask {
   ^bb0(%b: index, %h: index, %q: index, %kv: index, %ids: memref<?xi32>, %ids64: memref<?xi64>):
     %qi = arith.index_cast %q : index to i64
