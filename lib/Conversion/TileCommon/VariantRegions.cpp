@@ -288,14 +288,14 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
   auto castOnce = [&](Value v, Type type, function_ref<Value()> make) {
     return how.memo ? how.memo->cast(b, v, type, make) : make();
   };
-  // Region value `v` in its own type (widened from its i32 value).
   // Of an index_cast between index and i64: its source.
   llvm::DenseMap<Value, Value> castFrom;
   if (narrowing)
     for (auto cast : block.getOps<arith::IndexCastOp>())
       if (isWide(cast.getIn().getType()) && isWide(cast.getType()))
         castFrom[cast.getResult()] = cast.getIn();
-  std::function<Value(Value)> wide = [&](Value v) -> Value {
+  // Region value `v` in its own type (widened from its i32 value).
+  auto wide = [&](Value v) -> Value {
     if (Value got = map.lookupOrNull(v))
       return got;
     Value n = narrow.lookupOrNull(v);
