@@ -184,11 +184,12 @@ public:
     }
   }
 
-  /// Whether `v` is 64-bit with a range within i32's.
-  bool fits(Value v) const {
+  /// Whether `v` is 64-bit with a range within i32's (and, if
+  /// `nonNegative`, not below 0).
+  bool fits(Value v, bool nonNegative = false) const {
     auto it = ranges.find(v);
     return isWide(v.getType()) && it != ranges.end() &&
-           it->second.smin().getSExtValue() >= INT32_MIN &&
+           it->second.smin().getSExtValue() >= (nonNegative ? 0 : INT32_MIN) &&
            it->second.smax().getSExtValue() <= INT32_MAX;
   }
 
@@ -198,14 +199,7 @@ public:
   /// on the mapped `operands`; null where the op is not such.
   Operation *unsignedForm(OpBuilder &b, Operation &op, IRMapping &operands) const {
     if (!isa<arith::DivSIOp, arith::FloorDivSIOp, arith::CeilDivSIOp, arith::RemSIOp>(op) ||
-        !llvm::all_of(op.getOperands(), [&](Value v) {
-          auto it = ranges.find(v);
-          if (it == ranges.end()) {
-            APInt c;
-            return matchPattern(v, m_ConstantInt(&c)) && !c.isNegative();
-          }
-          return !it->second.smin().isNegative();
-        }))
+        llvm::any_of(op.getOperands(), [&](Value v) { return rangeOf(v).smin().isNegative(); }))
       return nullptr;
     Value lhs = operands.lookup(op.getOperand(0)), rhs = operands.lookup(op.getOperand(1));
     Location loc = op.getLoc();
@@ -227,18 +221,12 @@ public:
              arith::ExtSIOp, arith::ExtUIOp, arith::TruncIOp, arith::IndexCastOp,
              arith::SIToFPOp>(op))
       return false;
-    bool any = false;
-    auto fits = [&](Value v) {
-      if (!isWide(v.getType()))
-        return true;
-      any = true;
-      auto it = ranges.find(v);
-      if (it == ranges.end())
-        return false;
-      int64_t lo = it->second.smin().getSExtValue(), hi = it->second.smax().getSExtValue();
-      return lo >= (unsignedOp ? 0 : INT32_MIN) && hi <= INT32_MAX;
+    auto wideFits = [&](Value v) { return !isWide(v.getType()) || fits(v, unsignedOp); };
+    auto anyWide = [](auto values) {
+      return llvm::any_of(values, [](Value v) { return isWide(v.getType()); });
     };
-    return llvm::all_of(op.getOperands(), fits) && llvm::all_of(op.getResults(), fits) && any;
+    return (anyWide(op.getOperands()) || anyWide(op.getResults())) &&
+           llvm::all_of(op.getOperands(), wideFits) && llvm::all_of(op.getResults(), wideFits);
   }
 
 private:
@@ -370,12 +358,9 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
     IRMapping operands;
     for (Value v : op.getOperands())
       operands.map(v, isWide(v.getType()) ? narrowed(v) : wide(v));
-    Operation *clone;
-    if (Operation *unsignedOp = narrowing->unsignedForm(b, op, operands)) {
-      clone = unsignedOp;
-    } else {
+    Operation *clone = narrowing->unsignedForm(b, op, operands);
+    if (!clone)
       clone = b.clone(op, operands);
-    }
     for (auto [r, c] : llvm::zip(op.getResults(), clone->getResults())) {
       if (isWide(r.getType())) {
         c.setType(i32);

@@ -69,7 +69,7 @@ public:
   /// gfx942's causal kernel at D = 256 spilled a VGPR (439 VGPRs where it
   /// had 420), though documents and relative bias took fewer; not yet
   /// weighed on an AMD GPU.
-  bool narrowIntegers() const override { return false; }
+  bool narrowIntegers(bool) const override { return false; }
 
   std::string unsupported() const override {
     Type elt = shape.elt;

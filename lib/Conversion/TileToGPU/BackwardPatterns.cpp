@@ -176,10 +176,7 @@ struct ProbsLowering : TargetPattern<TileProbsOp> {
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
     RegionOperands operands(adaptor);
-    // 32-bit integer code in query-major tiles only (narrowed, the
-    // key-major dK/dV tiles, whose positions vary along both axes, spilled:
-    // per-batch documents 12 bytes on sm_80 at D = 128).
-    RegionInlining how = operands.inlining(/*narrow=*/target.narrowIntegers() && !transposed);
+    RegionInlining how = operands.inlining(target.narrowIntegers(transposed));
     // A dynamic mask_if may be ignored: the mask holds on FULL blocks anyway.
     ElementPositions at = elementPositions(
         rewriter, loc, target, elements, variant, QueryRows::of(op.getRows(), adaptor.getRows()),
@@ -249,7 +246,7 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
     how.route = optionalValue(adaptor.getRoute());
     RegionMemo memo;
     how.memo = &memo;
-    how.narrow = target.narrowIntegers() && !transposed; // (as TileProbs' inlining)
+    how.narrow = target.narrowIntegers(transposed);
     if (!constantOne || addBuffers) {
       auto span = op.getCols().getDefiningOp<TileSpanOp>();
       // Positions only (no mask): P is 0 wherever the pair is not visible.

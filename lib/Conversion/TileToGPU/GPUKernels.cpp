@@ -141,9 +141,18 @@ Value QueryRows::token(OpBuilder &b, Location loc, Value r, Value real) const {
   return listToken(b, loc, list, slot);
 }
 
+Value QueryRows::clampedSlot(OpBuilder &b, Location loc, Value r, Type type) const {
+  auto in = [&](Value v) -> Value {
+    return type.isIndex() ? v : Value(arith::IndexCastUIOp::create(b, loc, type, v));
+  };
+  Value one = type.isIndex() ? index(b, loc, 1)
+                             : Value(arith::ConstantIntOp::create(b, loc, type, 1));
+  Value last = arith::SubIOp::create(b, loc, in(end), one);
+  return arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, in(first), in(r)), last);
+}
+
 Value QueryRows::clampedToken(OpBuilder &b, Location loc, Value r) const {
-  Value last = arith::SubIOp::create(b, loc, end, index(b, loc, 1));
-  Value slot = arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, first, r), last);
+  Value slot = clampedSlot(b, loc, r, b.getIndexType());
   if (seq)
     return unpack(b, loc, slot, seq).second;
   return list ? listToken(b, loc, list, slot) : slot;
@@ -152,18 +161,13 @@ Value QueryRows::clampedToken(OpBuilder &b, Location loc, Value r) const {
 Value QueryRows::clampedToken32(OpBuilder &b, Location loc, Value r) const {
   if (seq || list) // (unpack computes in 32 bits; a list's tokens are i32)
     return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), clampedToken(b, loc, r));
-  Type i32 = b.getI32Type();
-  auto narrow = [&](Value v) { return arith::IndexCastUIOp::create(b, loc, i32, v); };
-  Value last = arith::SubIOp::create(b, loc, narrow(end), arith::ConstantIntOp::create(b, loc, 1, 32));
-  return arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, narrow(first), narrow(r)),
-                                last);
+  return clampedSlot(b, loc, r, b.getI32Type());
 }
 
 Value QueryRows::head(OpBuilder &b, Location loc, Value head, Value r) const {
   if (!seq)
     return head;
-  Value last = arith::SubIOp::create(b, loc, end, index(b, loc, 1));
-  Value slot = arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, first, r), last);
+  Value slot = clampedSlot(b, loc, r, b.getIndexType());
   return arith::AddIOp::create(b, loc, head, unpack(b, loc, slot, seq).first);
 }
 

@@ -89,6 +89,9 @@ struct QueryRows {
   /// Row r's head: `head` (the work item's), or in a packed GQA tile the
   /// head of row r (clamped to the last real row's, as clampedToken).
   Value head(OpBuilder &b, Location loc, Value head, Value r) const;
+  /// first + r clamped to the last real slot, computed in `type` (index,
+  /// or i32: slots are below 2^31 and first + r below 2^32).
+  Value clampedSlot(OpBuilder &b, Location loc, Value r, mlir::Type type) const;
   /// For a gated tile, moves `b` to where the span is defined, so that what
   /// is read from the list there is read once per work item, not per key
   /// tile (LLVM keeps loads below barriers); else leaves `b` where it is.
@@ -143,10 +146,12 @@ public:
   /// backward's kernels at large head dims, whose accumulators take the
   /// registers.
   virtual bool residentOperands() const { return false; }
-  /// Whether the variant's integer code and the element positions are
-  /// 32-bit where that is exact (RegionInlining::narrow; not in the
-  /// backward's key-major tiles, see ProbsLowering).
-  virtual bool narrowIntegers() const { return true; }
+  /// Whether the variant's integer code and the element positions of a
+  /// tile are 32-bit where that is exact (RegionInlining::narrow): not in
+  /// the backward's key-major (`transposed`) tiles, whose positions vary
+  /// along both axes (narrowed, per-batch documents' dK/dV kernel spilled
+  /// 12 bytes on sm_80 at D = 128).
+  virtual bool narrowIntegers(bool transposed) const { return !transposed; }
   /// Workgroup memory the kernel needs beyond its attributions (bytes of
   /// dynamic shared memory, recorded in its attn.launch).
   virtual int64_t dynamicSharedBytes() const { return 0; }

@@ -431,7 +431,7 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
     Value batch = adaptor.getBatch().front(), head = adaptor.getHead().front();
     SmallVector<Element> elements = target.elements(rewriter, loc, adaptor.getScores());
     RegionOperands operands(adaptor); // what `how` refers to
-    RegionInlining how = operands.inlining(target.narrowIntegers());
+    RegionInlining how = operands.inlining(target.narrowIntegers(/*transposed=*/false));
     ElementPositions at = elementPositions(
         rewriter, loc, target, elements, variant, QueryRows::of(op.getRows(), adaptor.getRows()),
         adaptor.getCols(), span && span.getInBounds(), masked, /*transposed=*/false, batch, head,
