@@ -249,7 +249,11 @@ private:
 
 } // namespace
 
-Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const RegionInlining &how) {
+/// inlineVariantRegion, or with `invariantOnly` inlineInvariants: then the
+/// ops that depend on a null leading value (or on an op left out) are left
+/// out, and null is returned.
+static Value inlineRegion(OpBuilder &b, Location loc, Region &region, const RegionInlining &how,
+                          bool invariantOnly) {
   Block &block = region.front();
   // `map`: a region value's value at this inlining, in its own type;
   // `narrow`: its i32 value, where narrowed (RegionInlining::narrow). A
@@ -260,14 +264,15 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
   if (how.narrow)
     narrowing.emplace(block, numLeading, how.route);
   for (auto [arg, value] : llvm::zip(block.getArguments().take_front(numLeading), how.leading))
-    (isWide(value.getType()) || !isWide(arg.getType()) ? map : narrow).map(arg, value);
+    if (value)
+      (isWide(value.getType()) || !isWide(arg.getType()) ? map : narrow).map(arg, value);
   for (auto [arg, value] : llvm::zip(block.getArguments().drop_front(numLeading), how.buffers))
     map.map(arg, value);
   // The region's values that depend on a varying argument (RegionMemo).
   llvm::DenseSet<Value> varying;
   if (how.memo)
     for (auto [arg, value] : llvm::zip(block.getArguments().take_front(numLeading), how.leading))
-      if (how.memo->varies(value))
+      if (!value || how.memo->varies(value))
         varying.insert(arg);
   auto widen = [&](Type t) -> Type {
     return how.width ? VectorType::get({how.width}, t) : t;
@@ -449,13 +454,18 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
   };
   for (Operation &inner : block) {
     if (auto yield = dyn_cast<attn::YieldOp>(inner))
-      return wide(yield.getValue());
+      return invariantOnly ? Value() : wide(yield.getValue());
     bool varies = how.memo && llvm::any_of(inner.getOperands(),
                                            [&](Value v) { return varying.contains(v); });
     if (varies)
       varying.insert(inner.result_begin(), inner.result_end());
     bool memoized = how.memo && !varies && inner.getNumRegions() == 0 &&
                     (isa<attn::LoadOp, attn::ShapeOp>(inner) || isMemoryEffectFree(&inner));
+    if (invariantOnly && !memoized) {
+      // (Left out: what depends on it too.)
+      varying.insert(inner.result_begin(), inner.result_end());
+      continue;
+    }
     SmallVector<Value, 4> operands;
     if (memoized) {
       for (Value v : inner.getOperands())
@@ -475,6 +485,15 @@ Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const Regi
     }
   }
   llvm_unreachable("a variant region ends with attn.yield");
+}
+
+Value inlineVariantRegion(OpBuilder &b, Location loc, Region &region, const RegionInlining &how) {
+  return inlineRegion(b, loc, region, how, /*invariantOnly=*/false);
+}
+
+void inlineInvariants(OpBuilder &b, Location loc, Region &region, const RegionInlining &how) {
+  assert(how.memo && "the invariant ops are inlined for the memo's later lookups");
+  inlineRegion(b, loc, region, how, /*invariantOnly=*/true);
 }
 
 bool isIdentityScore(attn::VariantOp variant) {

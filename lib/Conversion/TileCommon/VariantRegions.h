@@ -105,6 +105,17 @@ mlir::Value boundShape(mlir::OpBuilder &b, attn::Shape shape);
 mlir::Value inlineVariantRegion(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,
                                 const RegionInlining &how);
 
+/// The loop-invariant part of `region`, hoisted: inlines at the builder's
+/// insertion point the ops that depend on none of the leading values given
+/// as null (the ones a loop below varies: a key's position, the score) and
+/// records them in `how.memo` (required), so that the inlinings in the loop
+/// (with the same memo, the same non-null values) reuse them: ALiBi's
+/// slopes[h] and a document mask's doc[b, q] read once per tile, not per
+/// key. Only memoizable ops are hoisted (free of memory effects, attn.load,
+/// attn.shape): what depends on another op is left in place.
+void inlineInvariants(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,
+                      const RegionInlining &how);
+
 /// Inlines a derivative region (--attn-differentiate) like
 /// inlineVariantRegion and returns what it yields; `adds` receives its
 /// attn.grad_adds (inlined right before the insertion point), for the

@@ -175,6 +175,7 @@ struct ProbsLowering : OpConversionPattern<TileProbsOp> {
     Value rowLse, live;
     if (!transposed)
       std::tie(rowLse, live) = lseAndLive(lse);
+    tile.hoistInvariants(rewriter, variant, adaptor.getMaskIf());
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
       if (transposed)
         std::tie(rowLse, live) = lseAndLive(columnValue(rewriter, loc, lse, c.j, laneType));
@@ -255,6 +256,8 @@ struct GradScoresLowering : OpConversionPattern<TileGradScoresOp> {
     bool hasGradAdds = !region.getOps<GradAddOp>().empty() && !op.getNoBufferGrads();
     bool isSigmoid = grad.getNormalization() == Normalization::Sigmoid;
     SmallVector<bool> perHead = perHeadAdds(region);
+    if (!constantOne || hasGradAdds)
+      tile.hoistInvariants(rewriter, grad.getScore(), /*withScore=*/true);
     tile.forEachKey(rewriter, [&](const ScoreColumns::Column &c) {
       auto load = [&](Value t) { return tile.load(rewriter, t, c.j); };
       Value p = load(pT);

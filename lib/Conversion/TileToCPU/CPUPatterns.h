@@ -117,7 +117,8 @@ bool isConstantTrueMask(attn::VariantOp variant);
 /// the backward's probs and grad_scores), vectorized over the rows.
 struct ScoreColumns {
   /// What the regions see for key `j`: the leading (b, h, kv) arguments as
-  /// vectors over the rows, and which lanes are real (row, key) pairs.
+  /// vectors over the rows (kv in i32), and which lanes are real (row, key)
+  /// pairs.
   struct Column {
     mlir::Value j, b, h, kv, laneValid;
   };
@@ -142,8 +143,21 @@ struct ScoreColumns {
   /// Emits `body(column)` in a loop over the tile's keys.
   void forEachKey(mlir::OpBuilder &b, llvm::function_ref<void(const Column &)> body) const;
   /// How a region is inlined for `column`: its attn.loads gather over the
-  /// column's real lanes.
+  /// column's real lanes; the inlinings share `memo`.
   RegionInlining inlining(const Column &column) const;
+  /// Before forEachKey: what `region` computes without the column's key
+  /// (nor the score, `withScore`: its first argument), inlined once for the
+  /// loop's inlinings to reuse (inlineInvariants): ALiBi's slopes[h], a
+  /// document mask's doc[b, q]. Its reads gather over the real rows where
+  /// the tile has a real key (the lanes the loop's reads would check) and,
+  /// given `onlyIf`, only where it holds (the mask of a tile that FULL tiles
+  /// skip: no read, no miss there).
+  void hoistInvariants(mlir::OpBuilder &b, mlir::Region &region, bool withScore,
+                       mlir::Value onlyIf = {}) const;
+  /// hoistInvariants of the variant's score and mask regions, the mask's
+  /// under `maskIf` as applyRegions evaluates it.
+  void hoistInvariants(mlir::OpBuilder &b, attn::VariantOp variant,
+                       mlir::ValueRange maskIf) const;
   /// The variant's score region at column `c` of scores `s` and the lanes
   /// of `valid` where its mask holds (evaluated only where `maskIf`, as in
   /// visibleLanes): {score'(s), visible}.
@@ -153,10 +167,11 @@ struct ScoreColumns {
                                                    mlir::ValueRange maskIf) const;
   /// The regions' (b, h, q, kv) arguments at column `c`: the lanes' tokens
   /// are the queries (keys where transposed), the column's the key (query).
+  /// Positions are i32 vectors (RegionInlining::narrow).
   llvm::SmallVector<mlir::Value, 4> positions(const Column &c) const {
     if (transposed)
-      return {c.b, c.h, c.kv, rows.tokens};
-    return {c.b, c.h, rows.tokens, c.kv};
+      return {c.b, c.h, c.kv, rowTokens};
+    return {c.b, c.h, rowTokens, c.kv};
   }
   /// Row j (key j's scores over the rows) of a tile shaped like sT.
   mlir::Value load(mlir::OpBuilder &b, mlir::Value tile, mlir::Value j) const;
@@ -170,12 +185,17 @@ struct ScoreColumns {
   Span rows, cols;
   /// The batch and the rows' query heads as vectors over the rows.
   mlir::Value batch, heads;
+  /// The rows' tokens in i32, padding lanes' clamped below 2^31 - 1 (what
+  /// RegionInlining::narrow takes positions to be).
+  mlir::Value rowTokens;
   llvm::SmallVector<mlir::Value> buffers;
   /// The route as a vector over the rows, or null.
   mlir::Value route;
   mlir::Value status;
   mlir::Value zero;
   bool transposed = false;
+  /// The inlinings' shared values (the hoisted ones; RegionMemo).
+  mutable RegionMemo memo;
 };
 
 /// What the CPU patterns cannot lower, as errors before any rewriting: a

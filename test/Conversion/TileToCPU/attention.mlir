@@ -47,8 +47,9 @@ attn.variant @causal buffers([] : []) shapes [] params {} score {
 // Scores by outer products over the head dim, then the scale.
 // CHECK: vector.fma %{{.*}}, %{{.*}}, %{{.*}} : vector<16xf32>
 // CHECK: arith.mulf %{{.*}}, %{{.*}} : vector<16xf32>
-// The mask inlined on a vector of query rows; masked scores become -inf.
-// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
+// The mask inlined on a vector of query rows, positions in i32
+// (RegionInlining::narrow); masked scores become -inf.
+// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK: arith.select %{{.*}}, %{{.*}}, %{{.*}} : vector<16xi1>, vector<16xf32>
 // The row max, key by key: s > m ? s : m (one vmaxps; a NaN score leaves it).
 // CHECK: %[[GT:.*]] = arith.cmpf ogt, %{{.*}}, %{{.*}} : vector<16xf32>
@@ -118,31 +119,37 @@ attn.variant @buffers buffers(["slopes", "layout"] : [memref<?xf32>, memref<?x?x
 // CHECK-LABEL: func.func @lower_buffers(
 // CHECK-SAME: %[[SLOPES:[^:]*]]: memref<?xf32>, %[[LAYOUT:[^:]*]]: memref<?x?xi8>, %[[STATUS:[^:]*]]: memref<1xi32>)
 // CHECK: %[[FLAT:.*]] = memref.collapse_shape %[[LAYOUT]] {{\[}}[0, 1]] : memref<?x?xi8> into memref<?xi8>
-// ALiBi slope: bounds check of h against the buffer size, gather, status.
-// CHECK-DAG: %[[LO:.*]] = arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
-// CHECK-DAG: %[[HI:.*]] = arith.cmpi slt, %{{.*}}, %{{.*}} : vector<16xindex>
-// CHECK: %[[OK:.*]] = arith.andi %{{.*}}, %{{.*}} : vector<16xi1>
-// CHECK: vector.gather %[[SLOPES]][%{{.*}}] [%{{.*}}], %[[OK]], %{{.*}} : memref<?xf32>, vector<16xindex>, vector<16xi1>, vector<16xf32> into vector<16xf32>
+// ALiBi slope, read once per tile before the key loop (it does not depend
+// on the key: ScoreColumns::hoistInvariants), and as one scalar read (h is
+// the same in every lane): bounds check of h against the buffer size, a
+// load, the status word where a real row's read misses.
+// CHECK: %[[HIN:.*]] = arith.cmpi ult, %{{.*}}, %{{.*}} : index
+// CHECK: scf.if %[[HIN]] -> (f32) {
+// CHECK: memref.load %[[SLOPES]][%{{.*}}] : memref<?xf32>
 // CHECK: %[[BAD:.*]] = vector.reduction <or>, %{{.*}} : vector<16xi1> into i1
 // CHECK: scf.if %[[BAD]] {
 // CHECK: memref.store %c1_i32, %[[STATUS]][%{{.*}}] : memref<1xi32>
-// The score modifier on vectors.
-// CHECK: arith.index_cast %{{.*}} : vector<16xindex> to vector<16xi64>
-// CHECK: arith.sitofp %{{.*}} : vector<16xi64> to vector<16xf32>
-// The block-layout mask: two bounds checks, a linear index, an i8 gather
-// sign-extended to i64, and buffer number 2 on error.
-// CHECK: arith.divui %{{.*}}, %{{.*}} : vector<16xindex>
+// The key loop: the score modifier on vectors, q - kv in i32.
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK-NOT: %[[SLOPES]]
+// CHECK: arith.subi %{{.*}}, %{{.*}} : vector<16xi32>
+// CHECK: arith.sitofp %{{.*}} : vector<16xi32> to vector<16xf32>
+// The block-layout mask: kv / 64 in i32, two bounds checks (one unsigned
+// compare each), a linear index, an i8 gather (q varies across the lanes)
+// sign-extended (to i32: narrowed), and buffer number 2 on error.
+// CHECK: arith.divui %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK: arith.muli %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: %[[LIN:.*]] = arith.addi %{{.*}}, %{{.*}} : vector<16xindex>
 // CHECK: %[[G:.*]] = vector.gather %[[FLAT]][%{{.*}}] [%[[LIN]]], %{{.*}}, %{{.*}} : memref<?xi8>, vector<16xindex>, vector<16xi1>, vector<16xi8> into vector<16xi8>
 // CHECK: vector.reduction <or>
 // CHECK: memref.store %c2_i32, %[[STATUS]][%{{.*}}] : memref<1xi32>
-// CHECK: arith.extsi %[[G]] : vector<16xi8> to vector<16xi64>
-// CHECK: arith.cmpi ne, %{{.*}}, %{{.*}} : vector<16xi64>
+// CHECK: arith.extsi %[[G]] : vector<16xi8> to vector<16xi32>
+// CHECK: arith.cmpi ne, %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK-NOT: {{^ *attn\.}}
 // Q8-LABEL: func.func @lower_buffers
-// Q8: vector.gather {{.*}} : memref<?xf32>, vector<8xindex>, vector<8xi1>, vector<8xf32> into vector<8xf32>
+// Q8: memref.load {{.*}} : memref<?xf32>
 // Q8: vector.reduction <or>, %{{.*}} : vector<8xi1> into i1
+// Q8: vector.gather {{.*}} : memref<?xi8>, vector<8xindex>, vector<8xi1>, vector<8xi8> into vector<8xi8>
 func.func @lower_buffers(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %slopes: memref<?xf32>,
                          %layout: memref<?x?xi8>, %status: memref<1xi32>) {
   attn.attention @buffers ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
@@ -246,12 +253,12 @@ attn.variant @classified buffers([] : []) shapes [] params {} score {
 // CHECK: memref.load %[[STATS]][%{{.*}}] : memref<3xi64>
 // CHECK: memref.store %{{.*}}, %[[STATS]][%{{.*}}] : memref<3xi64>
 // CHECK: scf.if %[[PARTIAL]] -> (vector<16xi1>) {
-// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xindex>
+// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<16xi32>
 // CHECK: } else {
 // CHECK: scf.yield %{{.*}}, %{{.*}} : vector<16xf32>, vector<16xf32>
 // CHECK-NOT: {{^ *attn\.}}
 // Q8-LABEL: func.func @lower_classified
-// Q8: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<8xindex>
+// Q8: arith.cmpi sge, %{{.*}}, %{{.*}} : vector<8xi32>
 func.func @lower_classified(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %stats: memref<3xi64>,
                             %begin: index, %end: index) {
   attn.attention @classified ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
@@ -387,8 +394,8 @@ func.func @lower_missing_summaries(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64
 
 // -----
 
-// A rank-0 buffer is read through a one-element view; an i1 buffer reads
-// true as 1 (zero-extended), not -1.
+// A rank-0 buffer is read as a scalar; an i1 buffer reads true as 1
+// (zero-extended), not -1.
 attn.variant @scalar_and_bits buffers(["bias", "on"] : [memref<f32>, memref<?xi1>]) shapes [[], ["H"]] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index, %bias: memref<f32>, %on: memref<?xi1>):
   %x = attn.load %bias[] : memref<f32> -> f32
@@ -402,8 +409,11 @@ attn.variant @scalar_and_bits buffers(["bias", "on"] : [memref<f32>, memref<?xi1
   attn.yield %m : i1
 }
 // CHECK-LABEL: func.func @lower_scalar_and_bits
-// CHECK: memref.reinterpret_cast %{{.*}} to offset: [0], sizes: [1], strides: [1] : memref<f32> to memref<1xf32>
-// CHECK: arith.extui %{{.*}} : vector<16xi1> to vector<16xi64>
+// CHECK: memref.load %{{.*}}[] : memref<f32>
+// CHECK: %[[ON:.*]] = scf.if %{{.*}} -> (i1) {
+// CHECK: memref.load %{{.*}}[%{{.*}}] : memref<?xi1>
+// CHECK: %[[ONS:.*]] = vector.broadcast %[[ON]] : i1 to vector<16xi1>
+// CHECK: arith.extui %[[ONS]] : vector<16xi1> to vector<16xi32>
 func.func @lower_scalar_and_bits(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %bias: memref<f32>, %on: memref<?xi1>) {
   attn.attention @scalar_and_bits ins(%q, %q, %q : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>)
       buffers(%bias, %on : memref<f32>, memref<?xi1>) outs(%o : memref<?x?x?x64xf32>) {scale = 1.0 : f32}
