@@ -17,7 +17,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.heed_tools_dir, append_path=True)
 tools = ["heed-opt", "heed-compile", "heed-run", "heed-cache", "FileCheck", "not", "count",
-         "llvm-readobj"]
+         "llvm-readobj", "llvm-objdump"]
 llvm_config.add_tool_substitutions(tools, [config.heed_tools_dir, config.llvm_tools_dir])
 
 # Tests never touch the user's kernel cache: they get one under the build dir.

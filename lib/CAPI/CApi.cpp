@@ -165,7 +165,7 @@ heed_status heed_compile(const char *specText, const char *sourceName,
         return fail(HEED_ERROR_COMPILE, llvm::toString(got.takeError()));
       loaded = std::move(*got);
     } else {
-      auto entry = compileEntry(r.variant, r.config, CPUTarget::host());
+      auto entry = compileEntry(r.variant, r.config, CPUTarget::jit());
       if (!entry)
         return fail(HEED_ERROR_COMPILE, llvm::toString(entry.takeError()));
       std::string error;

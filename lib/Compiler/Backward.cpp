@@ -206,7 +206,7 @@ llvm::Expected<ArtifactEntry> compileBackwardEntry(const spec::Variant &variant,
     if (failed(pm.run(*module)))
       return diags.error("lowering the backward to the CPU failed");
   }
-  CPUTarget target = CPUTarget::host();
+  CPUTarget target = CPUTarget::jit();
   auto shared = detail::compileSharedObject(*module, target);
   if (!shared)
     return shared.takeError();

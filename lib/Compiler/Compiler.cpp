@@ -3,6 +3,7 @@
 
 #include "dialects/attn/AttnOps.h"
 #include "heed/Frontend/EmitIR.h"
+#include "heed/Runtime/Artifact.h"
 #include "heed/Pipelines/Pipelines.h"
 #include "heed/Transforms/Passes.h"
 
@@ -29,6 +30,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -377,13 +379,13 @@ llvm::Expected<std::string> emit(const spec::Variant &variant, const KernelConfi
   }
   bool textStage = stage == Stage::Tile || stage == Stage::Tiled || stage == Stage::LLVM;
   if (llvm::Error err = detail::lowerTo(*module, config, textStage ? stage : Stage::LLVM,
-                                       CPUTarget::host()))
+                                       CPUTarget::jit()))
     return std::move(err);
   if (textStage) {
     module->print(os);
     return text;
   }
-  auto tm = detail::targetMachine(CPUTarget::host());
+  auto tm = detail::targetMachine(CPUTarget::jit());
   if (!tm)
     return tm.takeError();
   llvm::LLVMContext llvmContext;
@@ -406,6 +408,27 @@ CPUTarget CPUTarget::host() {
     features.AddFeature(name, enabled);
   t.features = features.getString();
   return t;
+}
+
+CPUTarget CPUTarget::jit() {
+  static const CPUTarget target = [] {
+    const char *name = std::getenv("HEED_JIT_CPU");
+    if (!name || !*name)
+      return host();
+    auto parsed = parse(std::string("cpu:") + name);
+    std::string problem;
+    if (!parsed)
+      problem = llvm::toString(parsed.takeError());
+    else if (std::string why; !hostRuns(parsed->artifactTarget(), why))
+      problem = why;
+    if (!problem.empty()) {
+      llvm::errs() << "heed: warning: HEED_JIT_CPU=" << name << ": " << problem
+                   << "; compiling for this machine's CPU\n";
+      return host();
+    }
+    return *parsed;
+  }();
+  return target;
 }
 
 llvm::Expected<CPUTarget> CPUTarget::parse(const std::string &name) {

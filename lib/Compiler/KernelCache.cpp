@@ -207,8 +207,8 @@ KernelCache &KernelCache::global() {
 
 KernelCache::KernelCache(std::string directory, uint64_t maxDiskBytes, size_t memoryEntries)
     : dir(std::move(directory)), maxDiskBytes(maxDiskBytes),
-      memoryEntries(std::max<size_t>(memoryEntries, 1)), host(CPUTarget::host()),
-      hostDigest(targetDigest(host)) {}
+      memoryEntries(std::max<size_t>(memoryEntries, 1)), target(CPUTarget::jit()),
+      targetKey(targetDigest(target)) {}
 
 void KernelCache::setDirectory(const std::string &directory) {
   std::lock_guard<std::mutex> lock(mutex);
@@ -356,14 +356,14 @@ KernelCache::get(const spec::Variant &variant, const KernelConfig &config,
                  CacheOutcome *outcome) {
   if (llvm::Error err = config.validateFor(variant))
     return std::move(err);
-  std::string text = requestOf(hostDigest, keyText(variant, config));
+  std::string text = requestOf(targetKey, keyText(variant, config));
   Digest k = memoKey(text);
   return lookup<LoadedKernel>(
       k, text, kernels,
       [](const Artifact &artifact, std::string &error) {
         return LoadedKernel::load(artifact, error); // CPU entries only (hostRuns)
       },
-      [&] { return compileEntry(variant, config, host); }, outcome);
+      [&] { return compileEntry(variant, config, target); }, outcome);
 }
 
 llvm::Expected<std::shared_ptr<LoadedKernel>>
@@ -377,7 +377,7 @@ KernelCache::getKind(llvm::StringRef kind, const spec::Variant &variant,
   if (kind.empty())
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    "KernelCache::getKind: a kernel kind needs a name");
-  std::string text = requestOf(hostDigest, keyText(variant, config, kind));
+  std::string text = requestOf(targetKey, keyText(variant, config, kind));
   return lookup<LoadedKernel>(
       memoKey(text), text, kernels,
       [&](const Artifact &artifact, std::string &error) -> std::shared_ptr<LoadedKernel> {

@@ -111,8 +111,13 @@ struct CPUTarget {
   std::string cpu;      ///< LLVM CPU name: znver4, x86-64-v3, ...
   std::string features; ///< LLVM feature string ("" = the CPU's defaults)
 
-  /// This machine's CPU with every feature it has (what the JIT uses).
+  /// This machine's CPU with every feature it has.
   static CPUTarget host();
+  /// What the JIT compiles for: host(), or the LLVM CPU that HEED_JIT_CPU
+  /// names (e.g. x86-64-v3: to run here the code a portable AOT target
+  /// gets; a name LLVM does not know, or a CPU this machine cannot run,
+  /// warns once and compiles for the host).
+  static CPUTarget jit();
   /// "cpu" (this machine) or "cpu:<cpu name>", e.g. "cpu:x86-64-v3" for any
   /// x86-64 with AVX2/FMA; an error for anything else.
   static llvm::Expected<CPUTarget> parse(const std::string &name);

@@ -131,8 +131,8 @@ private:
   Recent<LoadedKernel> kernels;         ///< CPU
   Recent<const ArtifactEntry> gpuImages; ///< GPU
   CacheStats counters;
-  CPUTarget host;
-  Digest hostDigest;
+  CPUTarget target; ///< what CPU kernels are compiled for (CPUTarget::jit)
+  Digest targetKey;  ///< its digest, in every CPU key
   std::unordered_map<std::string, Digest> keyMemo; ///< key text -> key, recent ones
 };
 
