@@ -150,10 +150,10 @@ TEST_F(BackwardCacheTest, CompiledThenMemoryThenDiskHits) {
 TEST_F(BackwardCacheTest, ForwardAndBackwardKeysDiffer) {
   KernelConfig keyed = config;
   keyed.lse = false; // what the backward keys on (it ignores lse)
-  Digest forwardKey = KernelCache::key(variant, keyed, CPUTarget::host());
-  Digest backwardKey = KernelCache::key(variant, keyed, CPUTarget::host(), "backward");
+  Digest forwardKey = KernelCache::key(variant, keyed, CPUTarget::jit());
+  Digest backwardKey = KernelCache::key(variant, keyed, CPUTarget::jit(), "backward");
   EXPECT_NE(forwardKey, backwardKey);
-  EXPECT_NE(KernelCache::key(variant, keyed, CPUTarget::host(), "other"), backwardKey);
+  EXPECT_NE(KernelCache::key(variant, keyed, CPUTarget::jit(), "other"), backwardKey);
   ASSERT_TRUE(compileFresh());
   EXPECT_EQ(entryPath(), DiskCache(dir.path, 1 << 30).pathFor(backwardKey));
   // The forward of the same variant and config is compiled, not served the
@@ -196,7 +196,7 @@ TEST_F(BackwardCacheTest, AForwardBinaryUnderTheBackwardsKeyIsNotTrusted) {
   ASSERT_EQ(DiskCache::decodeEntry(readBytes(path), key, request, backwardArtifact), "");
   KernelConfig keyed = config;
   keyed.lse = false;
-  auto forward = compileEntry(variant, keyed, CPUTarget::host());
+  auto forward = compileEntry(variant, keyed, CPUTarget::jit());
   ASSERT_TRUE(static_cast<bool>(forward)) << llvm::toString(forward.takeError());
   Artifact foreign;
   foreign.key = key;

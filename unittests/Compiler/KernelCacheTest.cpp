@@ -71,9 +71,9 @@ struct KernelCacheTest : ::testing::Test {
   TempDir dir;
   spec::Variant variant = parse("variant causal_test { mask = causal() }");
   KernelConfig config;
-  Digest key = KernelCache::key(variant, config, CPUTarget::host());
+  Digest key = KernelCache::key(variant, config, CPUTarget::jit());
   std::string request =
-      KernelCache::request(KernelCache::targetDigest(CPUTarget::host()), variant, config);
+      KernelCache::request(KernelCache::targetDigest(CPUTarget::jit()), variant, config);
 
   std::string entryPath() const { return DiskCache(dir.path, 1 << 30).pathFor(key); }
 
@@ -126,17 +126,17 @@ TEST_F(KernelCacheTest, ColdDiskAndMemoryHits) {
 TEST_F(KernelCacheTest, KeyCoversWhatChangesTheKernel) {
   KernelConfig other = config;
   other.patchTiling = false;
-  EXPECT_NE(KernelCache::key(variant, other, CPUTarget::host()), key);
+  EXPECT_NE(KernelCache::key(variant, other, CPUTarget::jit()), key);
   other = config;
   other.scale = 0.5;
-  EXPECT_NE(KernelCache::key(variant, other, CPUTarget::host()), key);
+  EXPECT_NE(KernelCache::key(variant, other, CPUTarget::jit()), key);
   spec::Variant window = parse("variant causal_test { mask = sliding_window(64) }");
-  EXPECT_NE(KernelCache::key(window, config, CPUTarget::host()), key);
+  EXPECT_NE(KernelCache::key(window, config, CPUTarget::jit()), key);
   auto v3 = CPUTarget::parse("cpu:x86-64-v3");
   ASSERT_TRUE(static_cast<bool>(v3));
   EXPECT_NE(KernelCache::key(variant, config, *v3), key);
   EXPECT_EQ(KernelCache::key(parse("variant causal_test { mask = causal() }"), config,
-                             CPUTarget::host()),
+                             CPUTarget::jit()),
             key);
 }
 
@@ -190,7 +190,7 @@ TEST_F(KernelCacheTest, AnEntryCopiedOntoAnotherKeyIsNeverServed) {
   // copied onto the second one's file.
   spec::Variant window =
       parse("variant causal_test { mask = sliding_window(3) && causal() }");
-  Digest windowKey = KernelCache::key(window, config, CPUTarget::host());
+  Digest windowKey = KernelCache::key(window, config, CPUTarget::jit());
   std::string windowPath = DiskCache(dir.path, 1 << 30).pathFor(windowKey);
   {
     KernelCache cache(dir.path, 1 << 30, 4);
@@ -597,7 +597,7 @@ TEST_F(GPUKernelCacheTest, KeyCoversPlatformChipKindAndMFMA) {
   EXPECT_NE(KernelCache::key(variant, f32, gfx942),
             KernelCache::key(variant, f32, GPUTarget{GPUVendor::AMD, "gfx90a"}));
   EXPECT_NE(KernelCache::key(variant, f16, sm90), base);
-  EXPECT_NE(KernelCache::key(variant, f32, CPUTarget::host()), base);
+  EXPECT_NE(KernelCache::key(variant, f32, CPUTarget::jit()), base);
   EXPECT_EQ(KernelCache::key(parse("variant causal_test { mask = causal() }"), f32, sm90), base);
   // CUDA keys name the ptxas that makes the cubin (or that there is none).
   std::string canonical = sm90.canonical();
@@ -643,7 +643,7 @@ TEST_F(GPUKernelCacheTest, EntriesOfTheWrongKindAreNeverUsed) {
   CacheOutcome outcome;
   auto gpu = getFresh(f32, sm90, outcome);
   ASSERT_TRUE(gpu);
-  Digest cpuKey = KernelCache::key(variant, f32, CPUTarget::host());
+  Digest cpuKey = KernelCache::key(variant, f32, CPUTarget::jit());
   Digest gpuKey = KernelCache::key(variant, f32, sm90);
 
   // The CPU loader never opens a GPU image ...
@@ -657,7 +657,7 @@ TEST_F(GPUKernelCacheTest, EntriesOfTheWrongKindAreNeverUsed) {
   forged.entries.push_back(*gpu);
   std::string cpuPath = pathOf(cpuKey);
   std::string cpuRequest =
-      KernelCache::request(KernelCache::targetDigest(CPUTarget::host()), variant, f32);
+      KernelCache::request(KernelCache::targetDigest(CPUTarget::jit()), variant, f32);
   ASSERT_TRUE(DiskCache(dir.path, 1 << 30).store(cpuKey, cpuRequest, forged, error)) << error;
   {
     KernelCache cache(dir.path, 1 << 30, 4);

@@ -530,8 +530,8 @@ TEST(Numerics, BuilderRoutesLikeText) {
       "duo.attn");
   ASSERT_TRUE(static_cast<bool>(parsed)) << llvm::toString(parsed.takeError());
   KernelConfig config;
-  EXPECT_EQ(KernelCache::key(*built, config, CPUTarget::host()),
-            KernelCache::key(parsed->front(), config, CPUTarget::host()));
+  EXPECT_EQ(KernelCache::key(*built, config, CPUTarget::jit()),
+            KernelCache::key(parsed->front(), config, CPUTarget::jit()));
   // Gating from the builder: the same key as the text.
   build::VariantBuilder gb("moh");
   auto router = gb.buffer("router", spec::ElemType::F32, {"B", "Sq", "H"});
@@ -543,8 +543,8 @@ TEST(Numerics, BuilderRoutesLikeText) {
                                    " gate = router[b, q, h]\n mask = causal()\n}\n",
                                    "moh.attn");
   ASSERT_TRUE(static_cast<bool>(gatedText)) << llvm::toString(gatedText.takeError());
-  EXPECT_EQ(KernelCache::key(*gated, config, CPUTarget::host()),
-            KernelCache::key(gatedText->front(), config, CPUTarget::host()));
+  EXPECT_EQ(KernelCache::key(*gated, config, CPUTarget::jit()),
+            KernelCache::key(gatedText->front(), config, CPUTarget::jit()));
   build::VariantBuilder badGate("bg");
   auto r2 = badGate.buffer("r", spec::ElemType::F32, {"B", "Skv", "H"});
   badGate.setGate(r2({build::b(), build::kv(), build::h()}));

@@ -461,7 +461,11 @@ static Value inlineRegion(OpBuilder &b, Location loc, Region &region, const Regi
       varying.insert(inner.result_begin(), inner.result_end());
     bool memoized = how.memo && !varies && inner.getNumRegions() == 0 &&
                     (isa<attn::LoadOp, attn::ShapeOp>(inner) || isMemoryEffectFree(&inner));
-    if (invariantOnly && !memoized) {
+    // Hoisted ops run where the loop's might not (a FULL tile's mask):
+    // only those that cannot fault (a division by a value that may be 0
+    // stays in place; reads are bounds-checked).
+    if (invariantOnly && (!memoized || !(isa<attn::LoadOp, attn::ShapeOp>(inner) ||
+                                         isSpeculatable(&inner)))) {
       // (Left out: what depends on it too.)
       varying.insert(inner.result_begin(), inner.result_end());
       continue;

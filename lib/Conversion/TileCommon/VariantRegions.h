@@ -111,8 +111,10 @@ mlir::Value inlineVariantRegion(mlir::OpBuilder &b, mlir::Location loc, mlir::Re
 /// records them in `how.memo` (required), so that the inlinings in the loop
 /// (with the same memo, the same non-null values) reuse them: ALiBi's
 /// slopes[h] and a document mask's doc[b, q] read once per tile, not per
-/// key. Only memoizable ops are hoisted (free of memory effects, attn.load,
-/// attn.shape): what depends on another op is left in place.
+/// key. Only memoizable ops that cannot fault are hoisted (speculatable
+/// ones, attn.load: a bounds-checked read, attn.shape; a division by a
+/// value that may be 0 is not): what depends on another op is left in
+/// place.
 void inlineInvariants(mlir::OpBuilder &b, mlir::Location loc, mlir::Region &region,
                       const RegionInlining &how);
 

@@ -171,12 +171,15 @@ Value visibleLanes(OpBuilder &b, Location loc, VariantOp variant, RegionInlining
 
 /// Positions (index vectors) as i32 vectors, each at most 2^31 - 2: the
 /// range RegionInlining::narrow assumes of positions (real ones are below
-/// heed's limit on a dimension, kMaxDim; padding lanes are clamped).
+/// heed's limit on a dimension, kMaxDim; padding lanes, a tile's first
+/// position plus at most its size, are below 2^32: truncated exactly, then
+/// clamped in 32 bits, which AVX2 does in one instruction and 64-bit lanes
+/// in several).
 static Value positions32(OpBuilder &b, Location loc, Value tokens) {
-  auto type = cast<VectorType>(tokens.getType());
-  Value limit = vector::BroadcastOp::create(b, loc, type, index(b, loc, (int64_t(1) << 31) - 2));
-  return arith::IndexCastUIOp::create(b, loc, VectorType::get(type.getShape(), b.getI32Type()),
-                                      arith::MinUIOp::create(b, loc, tokens, limit));
+  auto type = VectorType::get(cast<VectorType>(tokens.getType()).getShape(), b.getI32Type());
+  Value limit = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(type, b.getI32IntegerAttr(int32_t((int64_t(1) << 31) - 2))));
+  return arith::MinUIOp::create(b, loc, arith::IndexCastUIOp::create(b, loc, type, tokens), limit);
 }
 
 ScoreColumns::ScoreColumns(OpBuilder &b, Operation *op, Value sT, ValueRange rows,
