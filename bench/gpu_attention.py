@@ -367,19 +367,22 @@ def compile_hits(heed, v, D, target, r):
         r["disk_hit_error"] = done.stderr.strip()[-400:]
 
 
-def run_heed(torch, heed, v, q, k, val, chip, a, gpu_kernel=None):
+def run_heed(torch, heed, v, q, k, val, chip, a, gpu_kernel=None, patch_tiling=True):
     """heed: cold compile for this GPU's chip, first call, steady time, output.
-    gpu_kernel: None (the default kernel) or which one ('wgmma')."""
+    gpu_kernel: None (the default kernel) or which one ('wgmma'). patch_tiling:
+    False for flat tiles where the default takes patches of a token grid."""
     r = {}
     D = q.shape[-1]
     target = "cuda:" + chip
     t0 = time.perf_counter()
     kernel = heed.compile(v.spec, dtype="bfloat16", head_dim=D, params=v.params or None,
-                          target=target, gpu_kernel=gpu_kernel)
+                          target=target, gpu_kernel=gpu_kernel, patch_tiling=patch_tiling)
     r["compile_s"] = time.perf_counter() - t0
     if gpu_kernel:
         r["gpu_kernel"] = gpu_kernel
-    elif not a.no_compile_hits:
+    if not patch_tiling:
+        r["patch_tiling"] = False
+    elif not gpu_kernel and not a.no_compile_hits:
         compile_hits(heed, v, D, target, r)
     out = torch.full_like(q, float("nan"))
     torch.cuda.synchronize()
@@ -454,6 +457,10 @@ def run_wgmma_rows(torch, heed, a, variants, results, chip, B, H, S, device, sta
                 row["label"], D, cell(r), cell(h), cell(row.get("flex", {})),
                 fmt(ratio, "%.2fx"), fmt(r.get("compile_s"), "%.2f"),
                 fmt(r.get("ref_error"), "%.2e")))
+            if "heed_flat_tiles" in row:
+                ft = row["heed_flat_tiles"]
+                print("|   (heed, flat tiles) | | %s | | | | | %s | | %s | | | | | | |"
+                      % (cell(ft), fmt(ft.get("ms"), "%.3f"), fmt(ft.get("compile_s"), "%.2f")))
             sys.stdout.flush()
             write_json()
         del q, k, val
@@ -616,6 +623,20 @@ def gpu_main(a):
             except Exception as e:
                 row["heed"] = {"error": "%s: %s" % (type(e).__name__, e)}
                 failed = True
+            if v.name == "neighborhood_2d":
+                # The default kernel tiles the grid by patches (docs/passes.md,
+                # "Patch tiling"): the same kernel with flat tiles beside it.
+                try:
+                    r, out_p = run_heed(torch, heed, v, q, k, val, chip, a, patch_tiling=False)
+                    err = float((out_p.float() - out_h.float()).abs().max()) \
+                        if out_h is not None else float("nan")
+                    r["patch_error"] = err
+                    r["check"] = "PASSED" if err <= a.tol else "FAILED"
+                    r["tflops"] = tflops(flops, r["ms"])
+                    row["heed_flat_tiles"] = r
+                    del out_p
+                except Exception as e:
+                    row["heed_flat_tiles"] = {"error": "%s: %s" % (type(e).__name__, e)}
             for backend in ("flash", "cudnn"):
                 if v.sdpa is None:
                     continue

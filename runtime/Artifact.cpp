@@ -57,6 +57,22 @@ std::string joinDims(const std::vector<std::string> &dims) {
 
 } // namespace
 
+int64_t GPULaunch::queryTiles(int64_t seqQ) const {
+  if (blockRows <= 0 || seqQ <= 0)
+    return 0;
+  if (queryPatch.empty())
+    return (seqQ + blockRows - 1) / blockRows;
+  // (dialects/attn/TileMath.h's numTiles, without LLVM.)
+  auto ceilDiv = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  int64_t stride = 1;
+  for (int64_t e : queryGrid)
+    stride *= e;
+  int64_t tiles = ceilDiv(ceilDiv(seqQ, stride), queryPatch[0]);
+  for (size_t k = 1; k < queryPatch.size(); ++k)
+    tiles *= ceilDiv(queryGrid[k - 1], queryPatch[k]);
+  return tiles;
+}
+
 std::string KernelInfo::serialize() const {
   std::ostringstream os;
   os.precision(17);
@@ -107,6 +123,14 @@ std::string KernelInfo::serialize() const {
     os << "gpu_packed_rows " << gpu->packedRows << "\n";
   if (gpu && gpu->persistent)
     os << "gpu_persistent 1\n";
+  if (gpu && !gpu->queryPatch.empty()) {
+    os << "gpu_patches " << gpu->queryGrid.size();
+    for (int64_t e : gpu->queryGrid)
+      os << " " << e;
+    for (int64_t p : gpu->queryPatch)
+      os << " " << p;
+    os << "\n";
+  }
   return os.str();
 }
 
@@ -219,6 +243,17 @@ std::string KernelInfo::parse(const std::string &text) {
       int v = 0;
       ok = bool(fields >> v) && (v == 0 || v == 1);
       gpuLaunch().persistent = v != 0;
+    } else if (key == "gpu_patches") {
+      // The grid's rank n (0..2), its n extents, then the patch's n + 1 sides.
+      GPULaunch &g = gpuLaunch();
+      size_t n = 0;
+      ok = bool(fields >> n) && n <= 2;
+      g.queryGrid.assign(n, 0);
+      g.queryPatch.assign(ok ? n + 1 : 0, 0);
+      for (int64_t &e : g.queryGrid)
+        ok = ok && bool(fields >> e) && e > 1 && e <= (int64_t(1) << 31);
+      for (int64_t &p : g.queryPatch)
+        ok = ok && bool(fields >> p) && p > 0 && p <= 1024;
     } else if (key == "gpu_packed_rows") {
       GPULaunch &g = gpuLaunch();
       ok = bool(fields >> g.packedRows) && g.packedRows > 0;
@@ -247,6 +282,13 @@ std::string KernelInfo::parse(const std::string &text) {
               gpu->kernelName.empty() || gpu->blockRows <= 0 || gpu->threads <= 0 ||
               gpu->sharedBytes < 0))
     return "kernel description has a malformed GPU launch (gpu_image, gpu_kernel, gpu_launch)";
+  if (gpu && !gpu->queryPatch.empty()) {
+    int64_t lanes = 1;
+    for (int64_t p : gpu->queryPatch)
+      lanes *= p;
+    if (lanes != gpu->blockRows)
+      return "kernel description's query patches (gpu_patches) are not its block's rows";
+  }
   return "";
 }
 
@@ -275,6 +317,8 @@ std::string Artifact::serialize() const {
     if ((e.info.splitKV && e.info.splitPartKeys) ||
         (e.info.gpu && e.info.gpu->splitKV && e.info.gpu->splitPartKeys))
       version = std::max(version, kArtifactVersionSplitParts);
+    if (e.info.gpu && !e.info.gpu->queryPatch.empty())
+      version = std::max(version, kArtifactVersionGPUPatches);
   }
   std::string out(kMagic, 8);
   putU32(out, version);

@@ -553,7 +553,11 @@ std::string launchGPUAttention(const KernelInfo &info, const AttentionArgs &args
   if (!(error = uploadServingTables(info, args, dims, driver, state, serving)).empty())
     return error;
   void *stats = static_cast<char *>(state.words) + 8;
-  unsigned gridX = unsigned((dims.seqQ + launch.blockRows - 1) / launch.blockRows);
+  // (Patches of a token grid: their count, docs/passes.md "Patch tiling".)
+  int64_t queryTiles = launch.queryTiles(dims.seqQ);
+  if (queryTiles > std::numeric_limits<int32_t>::max())
+    return "the query sequence needs more than 2^31 - 1 blocks";
+  unsigned gridX = unsigned(queryTiles);
   // A kernel that packs a GQA group's queries into one tile (decode:
   // --attn-pack-gqa, the kernel's own run-time condition): one block per
   // key/value head.

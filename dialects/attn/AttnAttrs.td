@@ -159,13 +159,19 @@ def Attn_LaunchAttr : Attn_Attr<"Launch", "launch"> {
   let summary = "The launch shape of a GPU kernel, recorded by its lowering";
   let description = [{
     A grid of (ceil(Sq / block_rows), Hq, B) blocks of `threads` threads,
-    with `shared_bytes` of dynamic shared memory (LDS) per block.
+    with `shared_bytes` of dynamic shared memory (LDS) per block. Where the
+    query tiles are patches of a token grid (`grid`: its inner extents,
+    `patch`: the patch's sides, block_rows lanes), grid x is the number of
+    patches instead (docs/passes.md, "Patch tiling").
   }];
   let parameters = (ins "int64_t":$blockRows, "int64_t":$threads,
-                        DefaultValuedParameter<"int64_t", "0">:$sharedBytes);
+                        DefaultValuedParameter<"int64_t", "0">:$sharedBytes,
+                        OptionalArrayRefParameter<"int64_t">:$grid,
+                        OptionalArrayRefParameter<"int64_t">:$patch);
   let assemblyFormat = [{
     `<` `block_rows` `=` $blockRows `,` `threads` `=` $threads
-    (`,` `shared_bytes` `=` $sharedBytes^)? `>`
+    (`,` `shared_bytes` `=` $sharedBytes^)?
+    (`,` `grid` `=` `[` $grid^ `]`)? (`,` `patch` `=` `[` $patch^ `]`)? `>`
   }];
 }
 

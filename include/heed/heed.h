@@ -121,6 +121,11 @@ typedef struct heed_compile_options {
    * persistent workers). A kind the call's device or the options cannot
    * take is an error at the compile (for "cuda:sm_XX" targets) or at the first call. */
   const char *gpu_kernel;
+  /* Patch tiling (added after gpu_kernel; a struct_size that ends before it means 1):
+   * nonzero (the default) tiles a mask on a 2-D/3-D token grid (neighborhood_2d/_3d)
+   * by patches of the grid on the CPU and NVIDIA's tensor-core (mma.sync) kernel;
+   * 0 keeps flat tiles (docs/passes.md, "Patch tiling"). */
+  int32_t patch_tiling;
 } heed_compile_options;
 
 void heed_compile_options_init(heed_compile_options *options);

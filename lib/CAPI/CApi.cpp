@@ -40,6 +40,8 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
                 offsetof(heed_compile_options, cu_seqlens_kv) + sizeof(o->cu_seqlens_kv);
   bool kernelKind =
       o->struct_size >= offsetof(heed_compile_options, gpu_kernel) + sizeof(o->gpu_kernel);
+  bool tiling =
+      o->struct_size >= offsetof(heed_compile_options, patch_tiling) + sizeof(o->patch_tiling);
   switch (o->dtype) {
   case HEED_F32: config.dtype = DType::F32; break;
   case HEED_F16: config.dtype = DType::F16; break;
@@ -57,6 +59,7 @@ std::string readOptions(const heed_compile_options *o, Request &r) {
   config.lse = o->lse != 0;
   config.scale = o->scale;
   config.analyzeMask = o->analyze_mask != 0;
+  config.patchTiling = !tiling || o->patch_tiling != 0;
   config.kvLens = serving && o->kv_lens != 0;
   config.pageSize = serving ? o->page_size : 0;
   config.qLens = ragged && o->q_lens != 0;
@@ -124,6 +127,7 @@ void heed_compile_options_init(heed_compile_options *o) {
   o->layout = HEED_LAYOUT_BHSD;
   o->analyze_mask = 1;
   o->use_cache = 1;
+  o->patch_tiling = 1;
 }
 
 heed_status heed_compile(const char *specText, const char *sourceName,

@@ -374,6 +374,7 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
     options.overlapSoftmax = kind != GPUKernelKind::WgmmaSerial;
   }
   options.simtRows = kSIMTRows;
+  options.patchTiling = config.patchTiling;
   options.mfma = target.mfma;
   options.chip = target.chip;
   if (fit.oneStage)
@@ -417,6 +418,8 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
       out.launch.blockRows = shape.getBlockRows();
       out.launch.threads = shape.getThreads();
       out.launch.sharedBytes = shape.getSharedBytes();
+      out.launch.queryGrid.assign(shape.getGrid().begin(), shape.getGrid().end());
+      out.launch.queryPatch.assign(shape.getPatch().begin(), shape.getPatch().end());
     }
     // The wgmma kernel's tensor maps: (described argument, box rows) of Q,
     // then of K and V; a backward kernel's of its two operand tiles (64

@@ -236,8 +236,8 @@ void buildSIMTKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &option
 /// analysis and tile skipping where asked, `stages` K/V tiles in flight, FULL
 /// tiles specialized.
 void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &options,
-                             int64_t blockQ, int64_t blockKV, int64_t stages) {
-  addTileSchedule(pm, blockQ, blockKV, /*patches=*/false, options.analyzeMask);
+                             int64_t blockQ, int64_t blockKV, int64_t stages, bool patches) {
+  addTileSchedule(pm, blockQ, blockKV, patches, options.analyzeMask);
   // Decode: a GQA group's query heads in one block's tile when group x Sq
   // fits it (chosen at run time in one loop; the runtime's grid follows).
   // Not the wgmma kernel: its Q tensor map reads one head's rows.
@@ -281,7 +281,7 @@ void buildMatrixCoreSchedule(OpPassManager &pm, const GPUPipelineOptions &option
 /// attn-simplify, then the SIMT kernel, or the matrix-core schedule and the
 /// target's conversion that `addConversion` adds.
 void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
-                            int64_t blockQ, int64_t blockKV, int64_t stages,
+                            int64_t blockQ, int64_t blockKV, int64_t stages, bool patches,
                             llvm::function_ref<void(OpPassManager &)> addConversion) {
   AttnRuntimeABIOptions abi;
   abi.splitKV = true; // the GPU runtime runs split-KV's phases too
@@ -291,7 +291,7 @@ void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options
     buildSIMTKernelPipeline(pm, options);
     return;
   }
-  buildMatrixCoreSchedule(pm, options, blockQ, blockKV, stages);
+  buildMatrixCoreSchedule(pm, options, blockQ, blockKV, stages, patches);
   addConversion(pm);
   addCleanup(pm);
 }
@@ -300,8 +300,11 @@ void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   // Query tiles of 16 rows per warp (wgmma: 64 per warpgroup); keys per
   // tile by head dim unless set.
+  // Patches on mma.sync only (cp.async copies a row at a time; the wgmma
+  // kernel's TMA boxes are runs of tokens).
+  bool patches = options.patchTiling && !options.wgmma;
   buildGPUKernelPipeline(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
-                         options.kvStages, [&](OpPassManager &kernel) {
+                         options.kvStages, patches, [&](OpPassManager &kernel) {
                            if (options.wgmma)
                              kernel.addPass(createConvertAttnTileToHopper({options.wideStores}));
                            else
@@ -421,7 +424,7 @@ void buildAMDGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &opti
   // Query tiles of 4 waves of `mfma` rows; keys per tile by head dim; one
   // synchronous LDS slot.
   buildGPUKernelPipeline(pm, options, /*blockQ=*/4 * options.mfma, /*blockKV=*/0,
-                         /*stages=*/1, [&](OpPassManager &kernel) {
+                         /*stages=*/1, /*patches=*/false, [&](OpPassManager &kernel) {
                            kernel.addPass(createConvertAttnTileToAMDGPU(amdOptions(options)));
                          });
 }
@@ -466,6 +469,9 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
       *this, "producer-registers",
       llvm::cl::desc("wgmma, warp-specialized: the producer's registers per thread"),
       llvm::cl::init(kHopperProducerRegisters)};
+  Option<bool> patchTiling{*this, "patch-tiling",
+                           llvm::cl::desc("NVIDIA mma.sync: tile 2-D/3-D token grids by patches"),
+                           llvm::cl::init(true)};
   Option<bool> wideStores{*this, "wide-stores",
                           llvm::cl::desc("NVIDIA matrix cores: f16/bf16 O in 16-byte stores "
                                          "where its rows are aligned"),
@@ -491,6 +497,7 @@ struct GPUPipelineCLOptions : PassPipelineOptions<GPUPipelineCLOptions> {
     o.overlapSoftmax = overlapSoftmax;
     o.persistent = persistent;
     o.wideStores = wideStores;
+    o.patchTiling = patchTiling;
     o.mfma = mfma;
     o.simtRows = simtRows;
     return o;

@@ -16,12 +16,22 @@ FailureOr<KeyLoop> matchKeyLoop(TileLoadOp k) {
   KeyLoop key;
   key.k = k;
   key.span = k.getSpan().getDefiningOp<TileSpanOp>();
-  if (!key.span || key.span.getCoords().size() != 1 || key.span.getTiling().isPatched())
+  if (!key.span)
     return failure();
-  auto iv = dyn_cast<BlockArgument>(key.span.getCoords()[0]);
+  // A flat tile's one coordinate, or a patch's digit along the innermost
+  // grid dim (its loop is the staged one; the outer digits are fixed
+  // around it).
+  OperandRange coords = key.span.getCoords();
+  bool patched = key.span.getTiling().isPatched();
+  if (coords.empty() || (!patched && coords.size() != 1))
+    return failure();
+  auto iv = dyn_cast<BlockArgument>(coords.back());
   key.loop = iv ? dyn_cast<scf::ForOp>(iv.getOwner()->getParentOp()) : scf::ForOp();
   if (!key.loop || key.loop.getInductionVar() != iv)
     return failure();
+  for (Value outer : coords.drop_back())
+    if (key.loop->isAncestor(outer.getParentBlock()->getParentOp()))
+      return failure();
   key.tensors[0] = k.getTensor();
   key.pages = k.getPageTable();
   for (Operation *user : key.span->getUsers()) {

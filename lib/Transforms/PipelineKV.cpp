@@ -184,8 +184,9 @@ struct AttnPipelineKVPass : heed::impl::AttnPipelineKVBase<AttnPipelineKVPass> {
         continue;
       FailureOr<KeyLoop> key = heed::matchKeyLoop(k);
       if (failed(key)) {
-        k.emitOpError() << "is not a k tile of a flat tile loop whose k/v tiles read two "
-                           "tensors: --attn-pipeline-kv cannot stage it";
+        k.emitOpError() << "is not a k tile of a flat tile loop (or of a patch's innermost "
+                           "loop) whose k/v tiles read two tensors: --attn-pipeline-kv cannot "
+                           "stage it";
         return signalPassFailure();
       }
       pipeline(*key, stages);

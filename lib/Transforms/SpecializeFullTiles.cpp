@@ -1,7 +1,10 @@
 // --attn-specialize-full-tiles: a key tile the classifier proves FULL and
 // that lies wholly inside the key sequence runs a copy of the tile's code
 // in which the mask is not evaluated (`mask_if` false) and the key span is
-// `in_bounds` (no hole to mask). The whole tile's code is copied, not only
+// `in_bounds` (no hole to mask). A FULL patch of a token grid runs the copy
+// without the mask too, its span not in bounds: its holes (lanes past the
+// grid's inner edges or the sequence) stay masked by the bounds check.
+// The whole tile's code is copied, not only
 // the mask: on matrix cores, merging masked and unmasked scores at a join
 // would keep every score of the tile live across it. (The CPU keeps one
 // copy and branches around the mask alone: attn.tile.apply's mask_if.)
@@ -35,14 +38,15 @@ std::pair<Value, TileSpanOp> tileOf(TileApplyOp apply) {
   if (!known)
     return {};
   auto span = apply.getCols().getDefiningOp<TileSpanOp>();
-  if (!span || span.getInBounds() || span.getCoords().size() != 1 ||
-      span.getTiling().isPatched())
+  if (!span || span.getInBounds() ||
+      (span.getCoords().size() != 1 && !span.getTiling().isPatched()))
     return {};
   return {cls, span};
 }
 
 /// Replaces the ops of `block` (but its terminator) by `scf.if (full) {a
-/// copy with the mask off and the span in bounds} else {the ops}`.
+/// copy with the mask off and the span in bounds (not a patch's)} else {the
+/// ops}`.
 void specialize(Block *block, TileApplyOp apply, Value cls, TileSpanOp span) {
   auto yield = cast<scf::YieldOp>(block->getTerminator());
   SmallVector<Operation *> ops;
@@ -50,15 +54,20 @@ void specialize(Block *block, TileApplyOp apply, Value cls, TileSpanOp span) {
     ops.push_back(&op);
   OpBuilder b(block, block->begin());
   Location loc = apply.getLoc();
-  // FULL, and every key of the tile before the sequence's end.
+  // FULL, and (flat tiles) every key of the tile before the sequence's end.
   auto index = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
-  int64_t keys = span.getResult().getType().getSize();
-  Value end = arith::MulIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, span.getCoords()[0], index(1)), index(keys));
+  bool patched = span.getTiling().isPatched();
+  Value end;
+  if (!patched) {
+    int64_t keys = span.getResult().getType().getSize();
+    end = arith::MulIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, span.getCoords()[0], index(1)), index(keys));
+  }
   Value full = arith::ConstantIntOp::create(b, loc, static_cast<int64_t>(BlockClass::Full), 8);
-  Value cond = arith::AndIOp::create(
-      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls, full),
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, end, span.getSeq()));
+  Value cond = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, cls, full);
+  if (!patched)
+    cond = arith::AndIOp::create(
+        b, loc, cond, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, end, span.getSeq()));
   b.setInsertionPoint(yield);
   auto ifOp = scf::IfOp::create(b, loc, yield.getOperandTypes(), cond, /*withElseRegion=*/true);
   // Else: the ops as they are.
@@ -67,12 +76,14 @@ void specialize(Block *block, TileApplyOp apply, Value cls, TileSpanOp span) {
     op->moveBefore(otherwise, otherwise->end());
   OpBuilder inner = OpBuilder::atBlockEnd(otherwise);
   scf::YieldOp::create(inner, loc, yield.getOperands());
-  // Then: a copy, the key span in bounds and the mask off.
+  // Then: a copy, the key span in bounds (but a patch's) and the mask off.
   inner.setInsertionPointToStart(&ifOp.getThenRegion().front());
   IRMapping map;
-  Operation *inBounds = inner.clone(*span);
-  cast<TileSpanOp>(inBounds).setInBounds(true);
-  map.map(span.getResult(), inBounds->getResult(0));
+  if (!patched) {
+    Operation *inBounds = inner.clone(*span);
+    cast<TileSpanOp>(inBounds).setInBounds(true);
+    map.map(span.getResult(), inBounds->getResult(0));
+  }
   Value off = arith::ConstantIntOp::create(inner, loc, 0, 1);
   for (Operation *op : ops)
     inner.clone(*op, map);

@@ -321,6 +321,11 @@ struct AttnWarpSpecializePass : heed::impl::AttnWarpSpecializeBase<AttnWarpSpeci
     for (auto &[op, ks] : keysOf) {
       auto work = cast<TileWorkOp>(op);
       FailureOr<KeyLoop> key = heed::matchKeyLoop(ks.front());
+      if (succeeded(key) && key->span.getTiling().isPatched()) {
+        ks.front().emitOpError() << "is a k tile of a patch: --attn-warp-specialize takes flat "
+                                    "tiles (patch-tiling=false)";
+        return signalPassFailure();
+      }
       if (failed(key)) {
         ks.front().emitOpError() << "is not a k tile of a flat tile loop whose k/v tiles read two "
                                     "tensors: --attn-warp-specialize cannot stage it";

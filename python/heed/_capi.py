@@ -80,6 +80,7 @@ class heed_compile_options(ctypes.Structure):
         ("cu_seqlens_q", ctypes.c_int32),
         ("cu_seqlens_kv", ctypes.c_int32),
         ("gpu_kernel", ctypes.c_char_p),
+        ("patch_tiling", ctypes.c_int32),
     ]
 
 

@@ -335,7 +335,8 @@ def _is_path(spec):
 
 def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, target,
              analyze_mask, use_cache, kv_lens=False, page_size=0, q_lens=False,
-             out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False, gpu_kernel=None):
+             out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False, gpu_kernel=None,
+             patch_tiling=True):
     """A heed_compile_options (and the byte strings it points to)."""
     need_compiler("heed_compile_options_init")
     o = heed_compile_options()
@@ -362,13 +363,15 @@ def _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params, t
     kernel = encode(gpu_kernel, "gpu_kernel")
     keep.append(kernel)
     o.gpu_kernel = kernel
+    o.patch_tiling = 1 if patch_tiling else 0
     return o, keep
 
 
 def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
             layout="bhsd", lse=False, scale=None, params=None, analyze_mask=True,
             use_cache=True, target=None, kv_lens=False, page_size=0, q_lens=False,
-            out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False, gpu_kernel=None):
+            out_f32=False, cu_seqlens_q=False, cu_seqlens_kv=False, gpu_kernel=None,
+            patch_tiling=True):
     """Compiles an attention variant to a :class:`Kernel`, through heed's cache.
 
     spec: spec text (``"variant causal { mask = causal() }"``) or the path of a
@@ -404,6 +407,9 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     checked on a GPU), 'wgmma-pipelined' (its first, unspecialized form),
     'wgmma-serial' ('wgmma' without the softmax overlap) or 'wgmma-grid'
     ('wgmma' with a block per work item instead of persistent workers).
+    patch_tiling: tile a mask on a 2-D/3-D token grid (neighborhood_2d/_3d) by
+    patches of the grid, on the CPU and the tensor-core (mma.sync) GPU kernel
+    (default); False keeps flat tiles (docs/passes.md, "Patch tiling").
 
     Raises SpecError (with ``file:line:col: error:`` messages) for a bad spec,
     InvalidArgumentError for bad options, CompileError if code generation fails.
@@ -411,7 +417,7 @@ def compile(spec, *, variant=None, dtype="float32", head_dim=64, head_dim_v=0,
     need_compiler("heed_compile")
     opts, keep = _options(dtype, head_dim, head_dim_v, layout, lse, scale, variant, params,
                           target, analyze_mask, use_cache, kv_lens, page_size, q_lens,
-                          out_f32, cu_seqlens_q, cu_seqlens_kv, gpu_kernel)
+                          out_f32, cu_seqlens_q, cu_seqlens_kv, gpu_kernel, patch_tiling)
     handle = kernel_p()
     if _is_path(spec):
         status = lib.heed_compile_file(encode(os.fspath(spec), "the spec's path"),

@@ -339,6 +339,30 @@ class NumericsTest(HeedTestCase):
         self.assertClose(out, want)
         self.assertEqual(kernel.last_stats["visited_blocks"], kernel.last_stats["total_blocks"])
 
+    def test_patch_tiling_option(self):
+        # A 2-D neighborhood on a 16 x 24 grid: patch tiles (the default) and
+        # flat tiles (patch_tiling=False) give the reference's output, the
+        # patches in fewer visited blocks.
+        rng = make_rng(self)
+        B, H, S, D = 1, 2, 384, 16
+        q, k, v = (randn(rng, (B, H, S, D)) for _ in range(3))
+        spec = "variant nb { mask = neighborhood_2d(16, 24, kh=5, kw=5) }"
+
+        def visible(b, h, qi, kv):  # NATTEN's windows, shifted inward at the borders
+            def axis(i, j, n):
+                start = np.clip(i - 2, 0, n - 5)
+                return (j >= start) & (j < start + 5)
+            return axis(qi // 24, kv // 24, 16) & axis(qi % 24, kv % 24, 24)
+
+        want, _ = reference(q, k, v, visible)
+        density = {}  # the fraction of all blocks visited (the tiles differ in size)
+        for patches in (True, False):
+            kernel = heed.compile(spec, head_dim=D, patch_tiling=patches, use_cache=False)
+            self.assertClose(kernel(q, k, v, out=nans((B, H, S, D))), want)
+            stats = kernel.last_stats
+            density[patches] = stats["visited_blocks"] / stats["total_blocks"]
+        self.assertLess(density[True], density[False])
+
     def test_export_and_load(self):
         rng = make_rng(self)
         B, H, S, D = 1, 2, 27, 32

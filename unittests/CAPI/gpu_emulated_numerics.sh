@@ -116,6 +116,52 @@ else
   fails=$((fails + 1))
 fi
 rm -rf "$aot"
+# Patch tiles (the mma.sync kernel tiles 2-D/3-D token grids by patches:
+# Q, K and V gathered and O scattered by row, holes past the grid's edges
+# and the sequence masked, FULL patches without the mask): non-dilated,
+# dilated and causal axes, 3-D, GQA, D = 128 and 256, BSHD, lse, per-entry
+# lengths; the launch's grid x is the number of query patches, from the
+# compiled kernel and from an AOT artifact's gpu_patches line.
+nbdir=$(mktemp -d)
+cat > "$nbdir/nb2d.attn" <<'SPEC'
+variant nb2d {
+  mask = neighborhood_2d(20, 40, kh=7, kw=9)
+}
+SPEC
+cat > "$nbdir/nb2dc.attn" <<'SPEC'
+variant nb2dc {
+  mask = neighborhood_2d(24, 30, kh=5, kw=11, dw=2, causal_h=true)
+}
+SPEC
+cat > "$nbdir/nb3d.attn" <<'SPEC'
+variant nb3d {
+  mask = neighborhood_3d(6, 10, 12, 3, 5, 5, dil1=2)
+}
+SPEC
+check "$nbdir/nb2d.attn" --seq=777 --heads=4 --kv-heads=2 --dtype=f16 --head-dim=128 --lse
+check "$nbdir/nb2dc.attn" --seq=700 --heads=2 --dtype=bf16 --layout=bshd
+check "$nbdir/nb3d.attn" --seq=700 --heads=1 --dtype=bf16 --head-dim=64
+check "$ex/neighborhood_2d.attn" --seq=384 --heads=2 --dtype=bf16 --head-dim=256
+check "$ex/neighborhood_2d.attn" --seq=300 --heads=2 --batch=2 --dtype=bf16 --kv-lens=300,120 --q-lens=250,7 --lse
+# (The last launch: split-KV's merge, or the only one, has grid x = the
+# query patches: 20 x 40 in 8 x 8 patches, 3 x 5 of them.)
+patches() {
+  want=$1
+  shift
+  out=$(FAKE_CUDA_TRACE=1 "$run" "$@" --target=$target --repeat=1 2>&1)
+  xs=$(printf '%s\n' "$out" | awk '/^fake-cuda: launch grid/ {x = $4} END {print x}')
+  traced "$out" "$xs" "$want" "grid x" "$@"
+}
+aot=$(mktemp -d)
+if HEED_PTXAS=none "$(dirname "$run")/heed-compile" "$nbdir/nb2d.attn" --aot --target=sm_80 \
+     --dtype=bf16 --head-dim=64 -o "$aot" > /dev/null 2>&1 &&
+   grep -q '^gpu_patches 1 40 8 8$' "$aot/nb2d.heedk"; then
+  patches 15 "$nbdir/nb2d.attn" --artifact="$aot/nb2d.heedk" --dtype=bf16 --head-dim=64 --heads=2 --seq=800
+else
+  echo "FAILED  the AOT artifact of nb2d.attn (sm_80) has no gpu_patches 1 40 8 8"
+  fails=$((fails + 1))
+fi
+rm -rf "$aot" "$nbdir"
 # Backward: the dQ and dK/dV kernels, buffer gradients (fixed-point
 # accumulators, then the finalizing launch).
 check "$ex/alibi.attn" --backward --seq=70 --heads=4 --kv-heads=2 --dtype=bf16

@@ -10,6 +10,7 @@
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Parser.h"
 #include "heed/Runtime/Reference.h"
+#include "dialects/attn/TileMath.h"
 
 #include <gtest/gtest.h>
 
@@ -550,6 +551,37 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
     EXPECT_TRUE(back.splitKV);
     EXPECT_EQ(back.splitKVWhole, !parts);
     EXPECT_EQ(back.splitPartKeys, parts);
+  }
+  // Query patches of a token grid (gpu_patches) are version 7: a reader
+  // from before it would launch ceil(Sq / blockRows) blocks, fewer than the
+  // patches. The grid and patch read back, and grid x counts the patches
+  // (TileMath.h's numTiles): 8 x 8 patches of a ? x 40 grid, 5 per row band.
+  {
+    GPULaunch g;
+    g.blockRows = 64;
+    g.threads = 128;
+    g.queryGrid = {40};
+    g.queryPatch = {8, 8};
+    GPULaunch back = roundTrip(g, kArtifactVersionGPUPatches);
+    EXPECT_EQ(back.queryGrid, g.queryGrid);
+    EXPECT_EQ(back.queryPatch, g.queryPatch);
+    for (int64_t seq : {int64_t(1), int64_t(320), int64_t(321), int64_t(800), int64_t(801)})
+      EXPECT_EQ(back.queryTiles(seq),
+                heed::attn::numTiles<int64_t>(g.queryGrid, g.queryPatch, seq))
+          << seq;
+    EXPECT_EQ(back.queryTiles(800), 15); // 20 rows: 3 bands of 8 rows, 5 patches each
+    GPULaunch flat;
+    flat.blockRows = 64;
+    flat.threads = 128;
+    EXPECT_EQ(roundTrip(flat, kArtifactVersion).queryTiles(130), 3);
+    // A patch whose lanes are not the block's rows is refused.
+    KernelInfo info = describeKernel(variant, contiguous);
+    info.gpu = g;
+    info.gpu->format = "ptx";
+    info.gpu->kernelName = "heed_kernel";
+    info.gpu->queryPatch = {8, 4};
+    KernelInfo parsed;
+    EXPECT_NE(parsed.parse(info.serialize()), "");
   }
 }
 

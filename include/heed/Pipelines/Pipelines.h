@@ -77,6 +77,9 @@ struct GPUPipelineOptions {
   bool matrixCores = true;  ///< the tensor-core / MFMA kernel, else the SIMT one
   bool wgmma = false;       ///< NVIDIA matrix cores: the Hopper kernel (sm_90a; wgmma, TMA)
   bool analyzeMask = true;  ///< matrix cores: skip the KV tiles the mask empties
+  /// NVIDIA mma.sync: 2-D/3-D token grids tiled by patches (docs/passes.md,
+  /// "Patch tiling"); the wgmma, AMD and SIMT kernels take flat tiles
+  bool patchTiling = true;
   int64_t keysPerTile = 0;  ///< NVIDIA: keys per KV tile (0: by head dim)
   int64_t warps = 4;        ///< NVIDIA: warps per block, 16 query rows each
   int64_t kvStages = 2;     ///< NVIDIA: K/V tiles in flight (attn-pipeline-kv stages, 1..4)

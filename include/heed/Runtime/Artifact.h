@@ -62,6 +62,13 @@ struct GPULaunch {
   /// (workers, 1, 1) blocks, the device's resident blocks and at most one
   /// per work item; each walks the items itself.
   bool persistent = false;
+  /// Query tiles that are patches of a token grid (docs/passes.md, "Patch
+  /// tiling"): the grid's inner extents and the patch's sides (1 to 3,
+  /// their product blockRows); empty for flat tiles.
+  std::vector<int64_t> queryGrid, queryPatch;
+  /// Grid x of a sequence of `seqQ` queries: its query tiles, ceil(Sq /
+  /// blockRows) for flat tiles, the patches covering its grid rows else.
+  int64_t queryTiles(int64_t seqQ) const;
 };
 
 /// Everything the runtime checks and launches a kernel by.
@@ -131,7 +138,9 @@ struct ArtifactEntry {
 /// (GPULaunch::packedRows); version 5 for a GPU entry of persistent workers
 /// (GPULaunch::persistent); version 6 for an entry whose split-KV operands
 /// include the keys per part (KernelInfo/GPULaunch::splitPartKeys);
-/// every other artifact stays version 1. This heed reads all six.
+/// version 7 for a GPU entry whose query tiles are patches
+/// (GPULaunch::queryPatch); every other artifact stays version 1. This heed
+/// reads all seven.
 inline constexpr uint32_t kArtifactVersion = 1;
 inline constexpr uint32_t kArtifactVersionPacked = 2;
 inline constexpr uint32_t kArtifactVersionEntryOrder = 3;
@@ -144,8 +153,11 @@ inline constexpr uint32_t kArtifactVersionPersistent = 5;
 /// An entry takes split-KV's keys per part (split_kv / gpu_split_kv's
 /// last number): an older reader would pass the workspace in its place.
 inline constexpr uint32_t kArtifactVersionSplitParts = 6;
+/// A GPU entry tiles queries by patches (gpu_patches): an older reader
+/// would launch ceil(Sq / blockRows) blocks, fewer than the patches.
+inline constexpr uint32_t kArtifactVersionGPUPatches = 7;
 /// The newest version this heed reads.
-inline constexpr uint32_t kArtifactVersionNewest = kArtifactVersionSplitParts;
+inline constexpr uint32_t kArtifactVersionNewest = kArtifactVersionGPUPatches;
 
 struct Artifact {
   Digest key{}; ///< the cache key it was built for (all zero for AOT bundles)

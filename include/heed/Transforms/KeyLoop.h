@@ -26,7 +26,9 @@ struct KeyLoop {
 };
 
 /// The key loop of k tile `k` (unstaged), or failure if `k` is not a k
-/// tile of a flat tile loop whose k/v tiles read at most two tensors.
+/// tile of a flat tile loop, or of the innermost loop of a patch's (its
+/// outer digits defined outside it), whose k/v tiles read at most two
+/// tensors.
 mlir::FailureOr<KeyLoop> matchKeyLoop(attn::TileLoadOp k);
 
 /// Clones, at the builder's insertion point, the ops of `key`'s loop body

@@ -173,8 +173,9 @@ public:
 
   /// Synchronous copies of each part into its buffers: row by row, or
   /// transposed.
-  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
-              Value seq, Value stage, Layout layout, Value pages) const override {
+  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
+              const QueryRows &keys, Value stage, Layout layout, Value pages) const override {
+    Value kv0 = keys.first, seq = keys.end;
     Value tensors[2] = {k, v};
     int64_t width[2] = {shape.headDim, shape.valueDim};
     for (int p = 0; p < 2; ++p)

@@ -180,8 +180,8 @@ struct ProbsLowering : TargetPattern<TileProbsOp> {
     // A dynamic mask_if may be ignored: the mask holds on FULL blocks anyway.
     ElementPositions at = elementPositions(
         rewriter, loc, target, elements, variant, QueryRows::of(op.getRows(), adaptor.getRows()),
-        adaptor.getCols(), span && span.getInBounds(), !isFalse(op.getMaskIf()), transposed, batch,
-        head, how);
+        QueryRows::of(op.getCols(), adaptor.getCols()), span && span.getInBounds(),
+        !isFalse(op.getMaskIf()), transposed, batch, head, how);
     bool isSigmoid = variant.getNormalization() == Normalization::Sigmoid;
     double bias = variant.getSigmoidBiasAttr() ? variant.getSigmoidBiasAttr().getValueAsDouble() : 0;
     Value zero = f32(rewriter, loc, 0), negInf = f32(rewriter, loc, -INFINITY);
@@ -251,7 +251,8 @@ struct GradScoresLowering : TargetPattern<TileGradScoresOp> {
       auto span = op.getCols().getDefiningOp<TileSpanOp>();
       // Positions only (no mask): P is 0 wherever the pair is not visible.
       at = elementPositions(rewriter, loc, target, s, grad,
-                            QueryRows::of(op.getRows(), adaptor.getRows()), adaptor.getCols(),
+                            QueryRows::of(op.getRows(), adaptor.getRows()),
+                            QueryRows::of(op.getCols(), adaptor.getCols()),
                             span && span.getInBounds(), /*masked=*/false, transposed, batch, head,
                             how);
     }

@@ -3,10 +3,12 @@
 // barriers, and the driver that lowers each kernel with its target.
 #include "MatrixCore.h"
 
+#include "../TileCommon/IndexExpr.h"
 #include "../TileCommon/KeyRows.h"
 #include "../TileCommon/Patterns.h"
 
 #include "dialects/attn/AttnOps.h"
+#include "dialects/attn/TileMath.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -16,6 +18,7 @@
 #include "mlir/IR/IRMapping.h"
 
 #include <limits>
+#include <optional>
 
 #include <tuple>
 
@@ -107,8 +110,141 @@ QueryRows QueryRows::of(Value span, ValueRange converted) {
   auto routed = span.getDefiningOp<TileRoutedSpanOp>();
   // A packed tile's per-head length: its third converted value.
   bool packed = span.getDefiningOp<TilePackedSpanOp>() && converted.size() > 2;
-  return {converted[0], converted[1], routed ? routed.getRows() : Value(),
-          packed ? converted[2] : Value()};
+  QueryRows rows{converted[0], converted[1], routed ? routed.getRows() : Value(),
+                 packed ? converted[2] : Value()};
+  // (checkKernel made sure a patched span reaches its users directly.)
+  if (auto tile = span.getDefiningOp<TileSpanOp>(); tile && tile.getTiling().isPatched()) {
+    rows.grid.assign(tile.getTiling().getGrid().begin(), tile.getTiling().getGrid().end());
+    ArrayRef<int64_t> patch = tile.getTiling().getPatch(tile.getSide());
+    rows.patch.assign(patch.begin(), patch.end());
+  }
+  return rows;
+}
+
+/// `v` (index) in `type` (index, or an integer type: unsigned truncation),
+/// and the constant `c` in `type`.
+static Value inType(OpBuilder &b, Location loc, Value v, Type type) {
+  return type.isIndex() ? v : Value(arith::IndexCastUIOp::create(b, loc, type, v));
+}
+static Value constantIn(OpBuilder &b, Location loc, int64_t c, Type type) {
+  return type.isIndex() ? index(b, loc, c) : Value(arith::ConstantIntOp::create(b, loc, type, c));
+}
+
+/// An exclusive upper bound of `v` where its IR shows one: constants and
+/// the lane arithmetic of the fragments' rows and columns (rem, mul, add
+/// and div by constants).
+static std::optional<int64_t> boundOf(Value v) {
+  APInt c;
+  if (matchPattern(v, m_ConstantInt(&c)))
+    return c.getZExtValue() + 1;
+  Operation *op = v.getDefiningOp();
+  if (!op || op->getNumOperands() != 2)
+    return std::nullopt;
+  std::optional<int64_t> x = boundOf(op->getOperand(0));
+  APInt rhs;
+  bool constRhs = matchPattern(op->getOperand(1), m_ConstantInt(&rhs)) && rhs.getZExtValue() > 0;
+  int64_t r = constRhs ? int64_t(rhs.getZExtValue()) : 0;
+  if (isa<arith::RemUIOp>(op) && constRhs)
+    return x ? std::min(*x, r) : r;
+  if (isa<arith::DivUIOp>(op) && constRhs && x)
+    return (*x - 1) / r + 1;
+  if (isa<arith::MulIOp>(op) && constRhs && x)
+    return (*x - 1) * r + 1;
+  std::optional<int64_t> y = boundOf(op->getOperand(1));
+  if (isa<arith::AddIOp>(op) && x && y)
+    return *x + *y - 1;
+  return std::nullopt;
+}
+
+/// Patch row r (lane r of the patch) as its token's offset from the
+/// patch's origin token `first` and whether its grid digits lie inside the
+/// grid (digit k >= 1 below the extent), in `type` (index, or i32: offsets
+/// and tokens are below 2^31). The origin's digits come from its token
+/// (d_k = first / s_k mod E_k). Where r = base + K (K a constant, base
+/// below a bound: a fragment's column 8 n + j + 2 (lane mod 4)) and the
+/// inner dims m.. of the patch hold M >= base + K mod M lanes, the outer
+/// digits are those of the constant K / M and only the inner ones depend on
+/// the lane: with a patch's innermost side a multiple of 8, a column's
+/// token is the lane's base plus constants, as in a flat tile (otherwise
+/// the per-column digits, the same in every tile, stay in registers across
+/// the key loop).
+static std::pair<Value, Value> patchLane(OpBuilder &b, Location loc, const QueryRows &rows,
+                                         Value r, Type type) {
+  auto cst = [&](int64_t v) { return constantIn(b, loc, v, type); };
+  auto cast = [&](Value v) { return inType(b, loc, v, type); };
+  ArrayRef<int64_t> patch = rows.patch;
+  size_t n = patch.size();
+  // r = base + constant.
+  Value base = r;
+  int64_t constant = 0;
+  if (auto add = r.getDefiningOp<arith::AddIOp>()) {
+    APInt c;
+    for (int i = 0; i < 2; ++i)
+      if (matchPattern(add->getOperand(i), m_ConstantInt(&c))) {
+        constant = int64_t(c.getZExtValue());
+        base = add->getOperand(1 - i);
+        break;
+      }
+  }
+  // The outermost dim m whose suffix of sides (M lanes) takes base + K mod M.
+  size_t m = 0;
+  int64_t lanesFrom = tileSize(patch);
+  if (std::optional<int64_t> bound = boundOf(base)) {
+    int64_t suffix = 1;
+    for (size_t k = n; k-- > 0;) {
+      suffix *= patch[k];
+      if (constant % suffix + *bound <= suffix) {
+        m = k;
+        lanesFrom = suffix;
+        break;
+      }
+    }
+  } else {
+    base = r;
+    constant = 0;
+  }
+  // Lane digits: constants along dims < m, of x = base + K mod M along the others.
+  int64_t outerLane = constant / lanesFrom;
+  Value x = arith::AddIOp::create(b, loc, cast(base), cst(constant % lanesFrom));
+  SmallVector<int64_t> strides = gridStrides(rows.grid);
+  Value first = cast(rows.first);
+  Value offset = cst(0), inside;
+  int64_t inner = lanesFrom, outerInner = tileSize(patch) / lanesFrom;
+  for (size_t k = 0; k < n; ++k) {
+    Value digit;
+    if (k < m) {
+      outerInner /= patch[k];
+      digit = cst(outerLane / outerInner % patch[k]);
+    } else {
+      inner /= patch[k];
+      digit = inner == 1 ? x : Value(arith::DivUIOp::create(b, loc, x, cst(inner)));
+      if (k > m)
+        digit = arith::RemUIOp::create(b, loc, digit, cst(patch[k]));
+    }
+    offset = arith::AddIOp::create(b, loc, offset,
+                                   arith::MulIOp::create(b, loc, digit, cst(strides[k])));
+    if (k == 0)
+      continue;
+    int64_t extent = rows.grid[k - 1];
+    Value origin = arith::RemUIOp::create(
+        b, loc, arith::DivUIOp::create(b, loc, first, cst(strides[k])), cst(extent));
+    Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                     arith::AddIOp::create(b, loc, origin, digit), cst(extent));
+    inside = inside ? Value(arith::AndIOp::create(b, loc, inside, in)) : in;
+  }
+  return {offset, inside};
+}
+
+/// A patch row's token and whether it is real, in `type`.
+static std::pair<Value, Value> patchToken(OpBuilder &b, Location loc, const QueryRows &rows,
+                                          Value r, Type type) {
+  auto [offset, inside] = patchLane(b, loc, rows, r, type);
+  Value token = arith::AddIOp::create(b, loc, inType(b, loc, rows.first, type), offset);
+  Value real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, token,
+                                     inType(b, loc, rows.end, type));
+  if (inside)
+    real = arith::AndIOp::create(b, loc, real, inside);
+  return {token, real};
 }
 
 /// A packed tile's virtual row first + r as (head offset, token). In 32
@@ -126,11 +262,15 @@ static std::pair<Value, Value> unpack(OpBuilder &b, Location loc, Value v, Value
 }
 
 Value QueryRows::contains(OpBuilder &b, Location loc, Value r) const {
+  if (patched())
+    return patchToken(b, loc, *this, r, b.getIndexType()).second;
   return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                arith::AddIOp::create(b, loc, first, r), end);
 }
 
 Value QueryRows::token(OpBuilder &b, Location loc, Value r, Value real) const {
+  if (patched())
+    return patchToken(b, loc, *this, r, b.getIndexType()).first;
   Value slot = arith::AddIOp::create(b, loc, first, r);
   if (seq)
     return unpack(b, loc, slot, seq).second;
@@ -142,16 +282,27 @@ Value QueryRows::token(OpBuilder &b, Location loc, Value r, Value real) const {
 }
 
 Value QueryRows::clampedSlot(OpBuilder &b, Location loc, Value r, Type type) const {
-  auto in = [&](Value v) -> Value {
-    return type.isIndex() ? v : Value(arith::IndexCastUIOp::create(b, loc, type, v));
-  };
-  Value one = type.isIndex() ? index(b, loc, 1)
-                             : Value(arith::ConstantIntOp::create(b, loc, type, 1));
+  auto in = [&](Value v) { return inType(b, loc, v, type); };
+  Value one = constantIn(b, loc, 1, type);
   Value last = arith::SubIOp::create(b, loc, in(end), one);
   return arith::MinUIOp::create(b, loc, arith::AddIOp::create(b, loc, in(first), in(r)), last);
 }
 
+/// A patch row's token, or where it is a hole the origin's clamped to the
+/// last token (the origin is real wherever the tile's code runs; a copy may
+/// be issued for a patch past a sequence that ends mid-row).
+static Value clampedPatchToken(OpBuilder &b, Location loc, const QueryRows &rows, Value r,
+                               Type type) {
+  auto [token, real] = patchToken(b, loc, rows, r, type);
+  Value last = arith::SubIOp::create(b, loc, inType(b, loc, rows.end, type),
+                                     constantIn(b, loc, 1, type));
+  Value origin = arith::MinUIOp::create(b, loc, inType(b, loc, rows.first, type), last);
+  return arith::SelectOp::create(b, loc, real, token, origin);
+}
+
 Value QueryRows::clampedToken(OpBuilder &b, Location loc, Value r) const {
+  if (patched())
+    return clampedPatchToken(b, loc, *this, r, b.getIndexType());
   Value slot = clampedSlot(b, loc, r, b.getIndexType());
   if (seq)
     return unpack(b, loc, slot, seq).second;
@@ -159,6 +310,8 @@ Value QueryRows::clampedToken(OpBuilder &b, Location loc, Value r) const {
 }
 
 Value QueryRows::clampedToken32(OpBuilder &b, Location loc, Value r) const {
+  if (patched())
+    return clampedPatchToken(b, loc, *this, r, b.getI32Type());
   if (seq || list) // (unpack computes in 32 bits; a list's tokens are i32)
     return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), clampedToken(b, loc, r));
   return clampedSlot(b, loc, r, b.getI32Type());
@@ -373,8 +526,23 @@ struct SpanLowering : OpConversionPattern<TileSpanOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(TileSpanOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    if (op.getTiling().isPatched() || adaptor.getCoords().size() != 1)
-      return rewriter.notifyMatchFailure(op, "patch tiles are not lowered to GPUs");
+    if (op.getTiling().isPatched()) {
+      // A patch: its origin token (QueryRows maps the lanes).
+      ArrayRef<int64_t> grid = op.getTiling().getGrid();
+      ArrayRef<int64_t> patch = op.getTiling().getPatch(op.getSide());
+      IndexExpr seq(rewriter, op.getLoc(), adaptor.getSeq());
+      SmallVector<IndexExpr> origin;
+      if (adaptor.getCoords().size() == 1)
+        origin = tileOrigin(grid, patch, seq.with(adaptor.getCoords()[0]));
+      else
+        for (auto [k, c] : llvm::enumerate(adaptor.getCoords()))
+          origin.push_back(seq.with(c) * patch[k]);
+      replaceSpan(rewriter, *getTypeConverter(), op, tokenOf<IndexExpr>(grid, origin).value,
+                  adaptor.getSeq());
+      return success();
+    }
+    if (adaptor.getCoords().size() != 1)
+      return rewriter.notifyMatchFailure(op, "a flat tile has one coordinate");
     int64_t lanes = op.getResult().getType().getSize();
     Value lo = arith::MulIOp::create(rewriter, op.getLoc(), adaptor.getCoords()[0],
                                      index(rewriter, op.getLoc(), lanes));
@@ -460,6 +628,23 @@ struct SpanBoxLowering : OpConversionPattern<TileSpanBoxOp> {
       rewriter.replaceOp(op, {qLo, qHi});
       return success();
     }
+    if (auto span = op.getSpan().getDefiningOp<TileSpanOp>(); span && span.getTiling().isPatched()) {
+      // A patch's box: its origin's digits (from its token) to the last
+      // point of the patch inside the grid, as on the CPU.
+      ArrayRef<int64_t> grid = span.getTiling().getGrid();
+      ArrayRef<int64_t> patch = span.getTiling().getPatch(span.getSide());
+      SmallVector<int64_t> strides = gridStrides(grid);
+      IndexExpr first(rewriter, loc, lo), length(rewriter, loc, seq);
+      IndexExpr rows = gridRows(grid, length);
+      SmallVector<IndexExpr> end;
+      for (size_t k = 0; k < patch.size(); ++k) {
+        IndexExpr digit = k == 0 ? first / strides[0] : first / strides[k] % grid[k - 1];
+        IndexExpr last = k == 0 ? rows - first.constant(1) : first.constant(grid[k - 1] - 1);
+        end.push_back(min(digit + (patch[k] - 1), last));
+      }
+      rewriter.replaceOp(op, {lo, tokenOf<IndexExpr>(grid, end).value});
+      return success();
+    }
     Value hi = arith::MinUIOp::create(
         rewriter, loc, arith::AddIOp::create(rewriter, loc, lo, index(rewriter, loc, lanes - 1)),
         arith::SubIOp::create(rewriter, loc, seq, index(rewriter, loc, 1)));
@@ -519,19 +704,37 @@ FailureOr<KernelShape> readShape(gpu::GPUFuncOp kernel) {
   return shape;
 }
 
-/// What a GPU kernel cannot have, as errors before any rewriting.
+/// What a GPU kernel cannot have, as errors before any rewriting: a patch's
+/// span must reach the tile ops that read it directly (QueryRows::of takes
+/// the patch's shape from the span op, not through a loop's or a branch's
+/// values).
 LogicalResult checkKernel(gpu::GPUFuncOp kernel) {
-  WalkResult result = kernel.walk([&](Operation *op) {
-    if (auto span = dyn_cast<TileSpanOp>(op); span && span.getTiling().isPatched()) {
-      op->emitOpError() << "patch tiles are not lowered to the GPU (choose flat tiles)";
-      return WalkResult::interrupt();
-    }
+  WalkResult result = kernel.walk([&](TileSpanOp span) {
+    if (!span.getTiling().isPatched())
+      return WalkResult::advance();
+    for (Operation *user : span->getUsers())
+      if (!isa<AttnDialect>(user->getDialect())) {
+        span.emitOpError() << "is a patch whose span reaches '" << user->getName()
+                           << "': GPU kernels read a patch's span only in tile ops";
+        return WalkResult::interrupt();
+      }
     return WalkResult::advance();
   });
   return failure(result.wasInterrupted());
 }
 
 } // namespace
+
+TileSpanOp firstPatchedSpan(gpu::GPUFuncOp kernel) {
+  TileSpanOp found;
+  kernel.walk([&](TileSpanOp span) {
+    if (!span.getTiling().isPatched())
+      return WalkResult::advance();
+    found = span;
+    return WalkResult::interrupt();
+  });
+  return found;
+}
 
 void populateGPUStructurePatterns(const TypeConverter &converter, RewritePatternSet &patterns) {
   patterns.add<WorkLowering, WorkItemLowering, SpanLowering, RoutedSpanLowering, PackedSpanLowering, SpanBoxLowering,
@@ -619,6 +822,20 @@ LogicalResult lowerMatrixCoreKernels(
       return kernel.emitOpError() << name << ": " << why
                                   << (shape->backward ? "; run the backward on the CPU"
                                                       : "; use the SIMT kernel");
+    // Patches: the grid and the query patch go into the launch (grid x is
+    // the number of patches).
+    SmallVector<int64_t> grid, queryPatch;
+    if (TileSpanOp span = firstPatchedSpan(kernel)) {
+      if (!target->takesPatches())
+        return span.emitOpError() << name << ": patch tiles are not lowered to this kernel "
+                                  << "(choose flat tiles: patch-tiling=false)";
+      TilingAttr tiling = span.getTiling();
+      grid.assign(tiling.getGrid().begin(), tiling.getGrid().end());
+      queryPatch.assign(tiling.getQ().begin(), tiling.getQ().end());
+      if (tileSize(queryPatch) != shape->blockRows())
+        return span.emitOpError() << name << ": a query patch of " << tileSize(queryPatch)
+                                  << " lanes in a block of " << shape->blockRows() << " rows";
+    }
     // (The gradients' two arguments first: a target's own parameters, the
     // wgmma kernel's tensor maps, come last.)
     if (shape->backward && failed(prepareGradientAccumulators(kernel, target->gradients)))
@@ -638,7 +855,7 @@ LogicalResult lowerMatrixCoreKernels(
       addGradientFinalize(kernel, target->gradients, target->launchThreads());
     kernel->setAttr(kLaunchAttrName,
                     LaunchAttr::get(kernel.getContext(), shape->blockRows(), target->launchThreads(),
-                                    target->dynamicSharedBytes()));
+                                    target->dynamicSharedBytes(), grid, queryPatch));
     return success();
   });
 }

@@ -68,10 +68,21 @@ struct Element {
 /// head's routed-row list), token list[first + r] (`first` is then the list
 /// slot of the tile's first row), or, for a packed GQA tile (`seq`, the
 /// length of one head's queries: attn.tile.packed_span), virtual row v =
-/// first + r of group x seq: token v % seq of the item's head + v / seq.
+/// first + r of group x seq: token v % seq of the item's head + v / seq,
+/// or, for a patch of a token grid (`patch`, docs/passes.md "Patch
+/// tiling"), row r = lane r of the patch: token first + the lane's offset
+/// (`first` is the patch's origin token), real where its grid digits lie
+/// inside the grid and the token before `end`.
 struct QueryRows {
   Value first, end, list;
   Value seq; ///< packed GQA tiles: one head's queries (at least 1)
+  /// Patches: the grid's inner extents and the patch's sides (the span's
+  /// #attn.tiling); empty for every other tile.
+  llvm::SmallVector<int64_t, 2> grid;
+  llvm::SmallVector<int64_t, 3> patch;
+  /// Whether row r is token first + r (and real where that is before end).
+  bool flat() const { return !list && !seq && patch.empty(); }
+  bool patched() const { return !patch.empty(); }
   /// The rows of `span` (the op's original operand) from its converted
   /// values.
   static QueryRows of(Value span, mlir::ValueRange converted);
@@ -132,6 +143,9 @@ public:
 
   /// Why this target cannot take the kernel ("" if it can).
   virtual std::string unsupported() const = 0;
+  /// Whether its loads, copies and stores take patches of a token grid
+  /// (QueryRows::patch: rows that are not consecutive tokens).
+  virtual bool takesPatches() const { return false; }
   /// A Q tile is one operand fragment of this type per `second` head-dim
   /// columns; an S or O tile one accumulator fragment per `second` columns.
   virtual std::pair<mlir::VectorType, int64_t> operandFragment(mlir::MLIRContext *ctx) const = 0;
@@ -183,11 +197,13 @@ public:
                                                int64_t count) const {
     return {};
   }
-  /// K and V rows [kv0, kv0 + keys) into staging slot `stage` (zeros past
-  /// `seq`); may be asynchronous until waitKV(). `pages`: a paged cache's
+  /// The K and V rows of key tile `keys` into staging slot `stage` (zeros
+  /// for rows that are not real: past the sequence, a patch's holes); may be
+  /// asynchronous until waitKV(). `keys` is flat (rows [first, first + keys)
+  /// of a sequence of `end`) unless takesPatches(). `pages`: a paged cache's
   /// page table (KeyRows.h), or null.
   virtual void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
-                      Value kv0, Value seq, Value stage, attn::Layout layout,
+                      const QueryRows &keys, Value stage, attn::Layout layout,
                       Value pages) const = 0;
   /// Slot `stage`'s tensor `part` is about to be read (attn.tile.load of a
   /// staged tile of rows [kv0, kv0 + keys) of a sequence of `seq`, where
@@ -420,12 +436,16 @@ struct ElementPositions {
 };
 ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTarget &target,
                                   llvm::ArrayRef<Element> elements, attn::VariantOp variant,
-                                  const QueryRows &rows, mlir::ValueRange cols, bool keysInBounds,
+                                  const QueryRows &rows, const QueryRows &cols, bool keysInBounds,
                                   bool masked, bool transposed, Value batch, Value head,
                                   const heed::RegionInlining &how);
 
+/// The kernel's first span of a patch tile, or null (flat tiles only).
+attn::TileSpanOp firstPatchedSpan(mlir::gpu::GPUFuncOp kernel);
+
 /// Outlines the kernels of `module` (outlineKernels), rejects what no GPU
-/// kernel has (patch tiles), lowers each kernel's tile ops
+/// kernel has (a patch's span carried through loops or branches), lowers
+/// each kernel's tile ops
 /// with `lowerKernel`, then the host code's tile counts, and erases the
 /// variants no op names any more.
 mlir::LogicalResult

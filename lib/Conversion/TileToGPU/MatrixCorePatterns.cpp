@@ -143,11 +143,11 @@ struct CopyKVLowering : TargetPattern<TileCopyKVOp> {
   using TargetPattern::TargetPattern;
   LogicalResult matchAndRewrite(TileCopyKVOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rewriter) const override {
-    ValueRange span = adaptor.getSpan();
     Value pages = adaptor.getPageTable().empty() ? Value() : adaptor.getPageTable().front();
     target.copyKV(rewriter, op.getLoc(), adaptor.getKey().front(), adaptor.getValue().front(),
-                  adaptor.getBatch().front(), adaptor.getHead().front(), span[0], span[1],
-                  adaptor.getStage().front(), op.getLayout(), pages);
+                  adaptor.getBatch().front(), adaptor.getHead().front(),
+                  QueryRows::of(op.getSpan(), adaptor.getSpan()), adaptor.getStage().front(),
+                  op.getLayout(), pages);
     rewriter.eraseOp(op);
     return success();
   }
@@ -334,9 +334,9 @@ bool isConstant(Value v, bool value) {
 
 ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTarget &target,
                                   ArrayRef<Element> elements, VariantOp variant,
-                                  const QueryRows &rows, ValueRange cols, bool keysInBounds,
-                                  bool masked, bool transposed, Value batch, Value head,
-                                  const RegionInlining &regions) {
+                                  const QueryRows &rows, const QueryRows &cols,
+                                  bool keysInBounds, bool masked, bool transposed, Value batch,
+                                  Value head, const RegionInlining &regions) {
   // With regions.narrow, the positions are i32, computed in 32 bits: keys
   // are below 2^31 and a tile's first key plus an offset below 2^32, so
   // the unsigned compare and clamp are exact.
@@ -344,11 +344,15 @@ ElementPositions elementPositions(OpBuilder &b, Location loc, const MatrixCoreTa
   auto narrowed = [&](Value v) -> Value {
     return narrow ? arith::IndexCastUIOp::create(b, loc, b.getI32Type(), v) : v;
   };
-  Value firstKV = narrowed(cols[0]), endKV = narrowed(cols[1]);
+  Value firstKV = narrowed(cols.first), endKV = narrowed(cols.end);
   Value lastKV = arith::SubIOp::create(
       b, loc, endKV,
       narrow ? Value(arith::ConstantIntOp::create(b, loc, 1, 32)) : index(b, loc, 1));
   auto keyAt = [&](Value offset, Value &inRange) {
+    if (cols.patched()) { // (a patch's holes are not in range)
+      inRange = cols.contains(b, loc, offset);
+      return narrow ? cols.clampedToken32(b, loc, offset) : cols.clampedToken(b, loc, offset);
+    }
     Value kvPos = arith::AddIOp::create(b, loc, firstKV, narrowed(offset));
     if (!keysInBounds)
       inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, kvPos, endKV);
@@ -434,8 +438,8 @@ struct ApplyLowering : TargetPattern<TileApplyOp> {
     RegionInlining how = operands.inlining(target.narrowIntegers(/*transposed=*/false));
     ElementPositions at = elementPositions(
         rewriter, loc, target, elements, variant, QueryRows::of(op.getRows(), adaptor.getRows()),
-        adaptor.getCols(), span && span.getInBounds(), masked, /*transposed=*/false, batch, head,
-        how);
+        QueryRows::of(op.getCols(), adaptor.getCols()), span && span.getInBounds(), masked,
+        /*transposed=*/false, batch, head, how);
     SmallVector<Value> values;
     for (auto [i, e] : llvm::enumerate(elements)) {
       Value indices[] = {batch, at.head[i], at.q[i], at.kv[i]};

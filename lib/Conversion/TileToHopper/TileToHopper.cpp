@@ -215,8 +215,9 @@ public:
   /// cache (`pages`): a TMA box per page of the tile (pagedRows), each
   /// from its page's rows, and only the boxes that start inside the entry
   /// (the table holds no page past it).
-  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
-              Value seq, Value stage, Layout layout, Value pages) const override {
+  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
+              const QueryRows &keys, Value stage, Layout layout, Value pages) const override {
+    Value kv0 = keys.first, seq = keys.end;
     OpBuilder::InsertionGuard g(b);
     if (!specialized) {
       auto leader = ifLeader(b, loc);

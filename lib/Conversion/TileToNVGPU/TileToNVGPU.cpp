@@ -117,13 +117,14 @@ public:
   }
 
   /// cp.async, 16 bytes per copy (zero-filled past the sequence).
-  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head, Value kv0,
-              Value seq, Value stage, Layout layout, Value pages) const override {
-    copyAsync(b, loc, k, buffer(b, loc, false), stage, batch, head, kv0, seq, shape.headDim, layout,
+  void copyKV(OpBuilder &b, Location loc, Value k, Value v, Value batch, Value head,
+              const QueryRows &keys, Value stage, Layout layout, Value pages) const override {
+    copyAsync(b, loc, k, buffer(b, loc, false), stage, batch, head, keys, shape.headDim, layout,
               pages);
-    copyAsync(b, loc, v, buffer(b, loc, true), stage, batch, head, kv0, seq, shape.valueDim, layout,
+    copyAsync(b, loc, v, buffer(b, loc, true), stage, batch, head, keys, shape.valueDim, layout,
               pages);
   }
+  bool takesPatches() const override { return true; }
   /// cp.async.commit_group (the group may be empty).
   void commitKV(OpBuilder &b, Location loc) const override {
     nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType(b), ValueRange{});
@@ -217,19 +218,23 @@ private:
                                  r);
   }
   static Type tokenType(OpBuilder &b) { return nvgpu::DeviceAsyncTokenType::get(b.getContext()); }
-  /// Rows [row0, row0 + keys) of a K or V tensor into smem[stage]: each
+  /// The rows of key tile `keys` of a K or V tensor into smem[stage]: each
   /// thread copies 8 elements per step (a loop: unrolled, the loop-invariant
-  /// addresses of every copy would stay live in registers); rows past the
-  /// sequence read nothing (src-size 0) and are zero-filled. With `pages`
-  /// (a paged cache) each row's page comes from the table.
+  /// addresses of every copy would stay live in registers); rows that are
+  /// not real (past the sequence, a patch's holes) read nothing (src-size
+  /// 0) and are zero-filled. With `pages` (a paged cache) each row's page
+  /// comes from the table.
   void copyAsync(OpBuilder &b, Location loc, Value global, Value smem, Value stage, Value batch,
-                 Value head, Value row0, Value seq, int64_t width, Layout layout,
+                 Value head, const QueryRows &keys, int64_t width, Layout layout,
                  Value pages) const {
+    Value row0 = keys.first, seq = keys.end;
     int64_t perRow = width / 8, chunks = shape.keys * perRow;
     Value last = arith::SubIOp::create(b, loc, seq, index(b, loc, 1));
     int64_t pageSize = pages ? heed::pageSizeOf(global, layout) : 0;
-    // Pages holding whole tiles: the tile's page read once, not per copy.
-    Value page = heed::tilePage(b, loc, pages, pageSize, shape.keys, batch, row0);
+    // Pages holding whole tiles: the tile's page read once, not per copy
+    // (a patch's rows are not one run of tokens: per row).
+    Value page = keys.patched() ? Value()
+                                : heed::tilePage(b, loc, pages, pageSize, shape.keys, batch, row0);
     auto loop = scf::ForOp::create(b, loc, threadId(b, loc), index(b, loc, chunks),
                                    index(b, loc, shape.threads()));
     OpBuilder::InsertionGuard g(b);
@@ -238,12 +243,18 @@ private:
     Value r = arith::DivUIOp::create(b, loc, i, index(b, loc, perRow));
     Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, index(b, loc, perRow)),
                                     index(b, loc, 8));
-    Value pos = arith::AddIOp::create(b, loc, row0, r);
-    Value in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
-    Value src = arith::SelectOp::create(b, loc, in, pos, last);
+    Value in, src;
+    if (keys.patched()) {
+      in = keys.contains(b, loc, r);
+      src = keys.clampedToken(b, loc, r);
+    } else {
+      Value pos = arith::AddIOp::create(b, loc, row0, r);
+      in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
+      src = arith::SelectOp::create(b, loc, in, pos, last);
+    }
     Value count = arith::SelectOp::create(b, loc, in, index(b, loc, 8), index(b, loc, 0));
     Value dst[] = {stageRow(b, loc, stage, r), c};
-    if (!pages && shape.backward) {
+    if (!pages && shape.backward && !keys.patched()) {
       // The (batch, head) rows as a flat view (its base once per item) and
       // the row's offset in 32 bits: a row's stride (D or H D elements) and
       // the sequence fit, so the copies keep one 64-bit base beside the

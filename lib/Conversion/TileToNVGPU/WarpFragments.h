@@ -97,7 +97,7 @@ public:
         index(b, loc, 2));
     Value zero = mlir::arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
     llvm::SmallVector<Value> out;
-    if (!cols.list && !cols.seq) {
+    if (cols.flat()) {
       // Flat columns: tensor[batch, head, :] as a 1-D view (its base once
       // per item) and the token in 32 bits (a dK/dV kernel's step reads
       // these beside dK and dV: no 64-bit strides and bounds there).

@@ -163,6 +163,9 @@ struct ConvertAttnTileToSIMTPass
       FailureOr<KernelInfo> info = readKernel(kernel);
       if (failed(info))
         return failure();
+      if (attn::TileSpanOp span = gpu_tile::firstPatchedSpan(kernel))
+        return span.emitOpError() << "patch tiles are not lowered to the SIMT kernel (choose "
+                                     "flat tiles)";
       SIMTTypeConverter converter(*info);
       RewritePatternSet patterns(kernel.getContext());
       populateLoadStorePatterns(converter, patterns);
@@ -170,7 +173,7 @@ struct ConvertAttnTileToSIMTPass
       if (failed(gpu_tile::convertGPUKernel(kernel, converter, std::move(patterns))))
         return failure();
       kernel->setAttr(kLaunchAttrName,
-                      LaunchAttr::get(kernel.getContext(), info->rows, info->rows, 0));
+                      LaunchAttr::get(kernel.getContext(), info->rows, info->rows, 0, {}, {}));
       return success();
     };
     if (failed(gpu_tile::lowerGPUKernels(getOperation(), lower)))
