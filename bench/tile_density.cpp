@@ -1,7 +1,8 @@
 // Visited-block density of a mask under different tilings, by brute force
 // over the actual tiles (every (q, kv) pair evaluated): the patches heed
-// chooses, heed's flat 16-token tiles, and flat 128-token tiles as
-// FlexAttention uses. Prints a markdown table.
+// chooses, heed's flat 16-token tiles, the GPU mma.sync kernel's 64-row
+// blocks as patches and flat, and flat 128-token tiles as FlexAttention
+// uses. Prints a markdown table.
 //   heed-bench-tile-density SPEC.attn SEQ
 #include "heed/Compiler/Tiling.h"
 #include "heed/Frontend/Parser.h"
@@ -35,6 +36,19 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "%s\n", llvm::toString(patches.takeError()).c_str());
     return 1;
   }
+  // The GPU's mma.sync kernel: 64-row blocks, 64 keys per tile (32 above
+  // head dim 64), patches where the CPU takes them.
+  auto gpuTiling = [&](int64_t keys) {
+    heed::KernelConfig gpu;
+    gpu.blockQ = 64;
+    gpu.blockKV = keys;
+    return heed::kernelTiling(*variant, gpu);
+  };
+  auto gpu64 = gpuTiling(64), gpu32 = gpuTiling(32);
+  if (!gpu64 || !gpu32) {
+    std::fprintf(stderr, "%s\n", llvm::toString(gpu64 ? gpu32.takeError() : gpu64.takeError()).c_str());
+    return 1;
+  }
   struct Row {
     const char *label;
     heed::KernelTiling tiling;
@@ -42,6 +56,12 @@ int main(int argc, char **argv) {
       {"heed, patch tiles", *patches},
       {"heed, flat 16-token tiles",
        {heed::SequenceTiling::flat(16), heed::SequenceTiling::flat(16)}},
+      {"GPU mma.sync D <= 64, patch tiles", *gpu64},
+      {"GPU mma.sync D <= 64, flat tiles",
+       {heed::SequenceTiling::flat(64), heed::SequenceTiling::flat(64)}},
+      {"GPU mma.sync D > 64, patch tiles", *gpu32},
+      {"GPU mma.sync D > 64, flat tiles",
+       {heed::SequenceTiling::flat(64), heed::SequenceTiling::flat(32)}},
       {"flat 128-token tiles (FlexAttention's block size)",
        {heed::SequenceTiling::flat(128), heed::SequenceTiling::flat(128)}},
   };

@@ -248,7 +248,7 @@ std::string KernelInfo::parse(const std::string &text) {
       GPULaunch &g = gpuLaunch();
       size_t n = 0;
       ok = bool(fields >> n) && n <= 2;
-      g.queryGrid.assign(n, 0);
+      g.queryGrid.assign(ok ? n : 0, 0);
       g.queryPatch.assign(ok ? n + 1 : 0, 0);
       for (int64_t &e : g.queryGrid)
         ok = ok && bool(fields >> e) && e > 1 && e <= (int64_t(1) << 31);

@@ -302,7 +302,8 @@ void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &optio
   // tile by head dim unless set.
   // Patches on mma.sync only (cp.async copies a row at a time; the wgmma
   // kernel's TMA boxes are runs of tokens).
-  bool patches = options.patchTiling && !options.wgmma;
+  // (Patches need the analysis: without it they only add lanes.)
+  bool patches = options.patchTiling && options.analyzeMask && !options.wgmma;
   buildGPUKernelPipeline(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
                          options.kvStages, patches, [&](OpPassManager &kernel) {
                            if (options.wgmma)

@@ -582,6 +582,13 @@ TEST(Serving, QueryLengthsAreInTheKeyAndTheDescription) {
     info.gpu->queryPatch = {8, 4};
     KernelInfo parsed;
     EXPECT_NE(parsed.parse(info.serialize()), "");
+    // Malformed lines are errors, not crashes (a rank of 2^64 - 1 or 10^11).
+    info.gpu->queryPatch = {8, 8};
+    std::string text = info.serialize();
+    EXPECT_EQ(parsed.parse(text), "");
+    for (const char *bad : {"gpu_patches 18446744073709551615\n", "gpu_patches 100000000000\n",
+                            "gpu_patches 1 40 8\n", "gpu_patches 1 1 64 1\n"})
+      EXPECT_NE(parsed.parse(text + bad), "") << bad;
   }
 }
 

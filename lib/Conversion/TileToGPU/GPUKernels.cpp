@@ -132,27 +132,37 @@ static Value constantIn(OpBuilder &b, Location loc, int64_t c, Type type) {
 
 /// An exclusive upper bound of `v` where its IR shows one: constants and
 /// the lane arithmetic of the fragments' rows and columns (rem, mul, add
-/// and div by constants).
+/// and div by constants). Bounds past 2^32 (and constants from 2^32 on) are
+/// none: the arithmetic stays exact.
 static std::optional<int64_t> boundOf(Value v) {
-  APInt c;
-  if (matchPattern(v, m_ConstantInt(&c)))
-    return c.getZExtValue() + 1;
+  constexpr int64_t kLimit = int64_t(1) << 32;
+  auto constant = [](Value c) -> std::optional<int64_t> {
+    APInt value;
+    if (!matchPattern(c, m_ConstantInt(&value)) || value.getActiveBits() > 32)
+      return std::nullopt;
+    return int64_t(value.getZExtValue());
+  };
+  auto within = [&](int64_t b) -> std::optional<int64_t> {
+    return b <= kLimit ? std::optional<int64_t>(b) : std::nullopt;
+  };
+  if (std::optional<int64_t> c = constant(v))
+    return *c + 1;
   Operation *op = v.getDefiningOp();
   if (!op || op->getNumOperands() != 2)
     return std::nullopt;
   std::optional<int64_t> x = boundOf(op->getOperand(0));
-  APInt rhs;
-  bool constRhs = matchPattern(op->getOperand(1), m_ConstantInt(&rhs)) && rhs.getZExtValue() > 0;
-  int64_t r = constRhs ? int64_t(rhs.getZExtValue()) : 0;
-  if (isa<arith::RemUIOp>(op) && constRhs)
-    return x ? std::min(*x, r) : r;
-  if (isa<arith::DivUIOp>(op) && constRhs && x)
-    return (*x - 1) / r + 1;
-  if (isa<arith::MulIOp>(op) && constRhs && x)
-    return (*x - 1) * r + 1;
+  std::optional<int64_t> r = constant(op->getOperand(1));
+  if (r && *r == 0)
+    r = std::nullopt;
+  if (isa<arith::RemUIOp>(op) && r)
+    return x ? std::min(*x, *r) : *r;
+  if (isa<arith::DivUIOp>(op) && r && x)
+    return (*x - 1) / *r + 1;
+  if (isa<arith::MulIOp>(op) && r && x)
+    return *x - 1 <= kLimit / *r ? within((*x - 1) * *r + 1) : std::nullopt;
   std::optional<int64_t> y = boundOf(op->getOperand(1));
   if (isa<arith::AddIOp>(op) && x && y)
-    return *x + *y - 1;
+    return within(*x + *y - 1);
   return std::nullopt;
 }
 
