@@ -904,13 +904,18 @@ std::string launchGPUBackward(const KernelInfo &info, const GPUBackwardTensors &
   // kernel after it on the stream reads it.
   GPUBackwardArgs dqParams(info, dims, args, lengths, summaries, /*withOut=*/true, state.words,
                            stats, gradWorkspace, gradWords, dqMaps);
-  if (!(error = dqDriver.launch(grid(dims.seqQ, dq.blockRows), unsigned(dims.headsQ),
+  // (Patches of a token grid: their count, GPULaunch::queryTiles; the dK/dV
+  // kernel's items are key tiles.)
+  if (dq.queryTiles(dims.seqQ) > std::numeric_limits<int32_t>::max() ||
+      dkdv.queryTiles(dims.seqKV) > std::numeric_limits<int32_t>::max())
+    return "the sequences need more than 2^31 - 1 blocks";
+  if (!(error = dqDriver.launch(unsigned(dq.queryTiles(dims.seqQ)), unsigned(dims.headsQ),
                                 unsigned(dims.batch), dqParams.params()))
            .empty())
     return error;
   GPUBackwardArgs dkdvParams(info, dims, args, lengths, summaries, /*withOut=*/false,
                              state.words, stats, gradWorkspace, gradWords, dkdvMaps);
-  if (!(error = dkdvDriver.launch(grid(dims.seqKV, dkdv.blockRows), unsigned(dims.headsKV),
+  if (!(error = dkdvDriver.launch(unsigned(dkdv.queryTiles(dims.seqKV)), unsigned(dims.headsKV),
                                   unsigned(dims.batch), dkdvParams.params()))
            .empty())
     return error;

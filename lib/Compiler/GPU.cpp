@@ -187,6 +187,15 @@ std::pair<int64_t, int64_t> gpuBackwardTiles(const KernelConfig &config, const G
 
 /// The backward kernel module of `computation` for a GPU: the backward's
 /// kernel function (dq in the kernel's dtype) and the variant.
+/// The (query rows, keys) of a GPU backward kernel's tiles.
+std::pair<int64_t, int64_t> backwardKernelTiles(const KernelConfig &config,
+                                                const GPUTarget &target, const KernelFit &fit) {
+  auto [rows, keys] = gpuBackwardTiles(config, target, fit.narrow);
+  if (fit.queryRows && target.computation == GPUComputation::BackwardDKDV)
+    rows = fit.queryRows;
+  return {rows, keys};
+}
+
 llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
                                                               const spec::Variant &variant,
                                                               const KernelConfig &config,
@@ -201,9 +210,7 @@ llvm::Expected<OwningOpRef<ModuleOp>> gpuBackwardKernelModule(MLIRContext &ctx,
   std::vector<unsigned> summarized;
   if (config.analyzeMask)
     summarized = detail::summarizedBuffers(variant);
-  auto [rows, keys] = gpuBackwardTiles(config, target, fit.narrow);
-  if (fit.queryRows && target.computation == GPUComputation::BackwardDKDV)
-    rows = fit.queryRows;
+  auto [rows, keys] = backwardKernelTiles(config, target, fit);
   OwningOpRef<ModuleOp> module = detail::buildBackwardModule(
       ctx, variant, config, *gradients, summarized, rows, keys, /*dqStorage=*/true,
       /*deltaFromOut=*/target.computation == GPUComputation::BackwardDQ);
@@ -369,6 +376,11 @@ lowerForGPU(const spec::Variant &variant, const KernelConfig &config, const GPUT
   }
   if (backward) { // (the backward module has the summaries only with the analysis)
     options.analyzeMask = config.analyzeMask;
+    // Patches of a neighborhood mask's grid, of the kernel's tile sizes (one
+    // length per call: ragged calls keep flat tiles, as on the CPU).
+    if (!config.ragged())
+      std::tie(options.backwardRows, options.backwardKeys) =
+          backwardKernelTiles(config, target, fit);
     // The wgmma backward: dP issued beside S (attn-overlap-backward) but
     // for wgmma-serial.
     options.overlapSoftmax = kind != GPUKernelKind::WgmmaSerial;

@@ -326,9 +326,13 @@ ConvertAttnTileToAMDGPUOptions amdOptions(const GPUPipelineOptions &options) {
 /// The GPU backward's schedule (NVIDIA and AMD alike), then the target's
 /// conversion that `addConversion` adds.
 void buildGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
-                                    const std::string &kernel, int64_t stages,
+                                    const std::string &kernel, int64_t stages, bool patches,
                                     llvm::function_ref<void(OpPassManager &)> addConversion) {
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
+  // Patches of a neighborhood mask's grid (before the analysis, which then
+  // classifies grid boxes), of the kernel's own tile sizes.
+  if (patches && options.analyzeMask && options.backwardRows > 0 && options.backwardKeys > 0)
+    addChooseTiling(pm, options.backwardRows, options.backwardKeys, /*patches=*/true);
   if (options.analyzeMask)
     pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
   pm.addPass(createAttnDifferentiate());
@@ -349,7 +353,10 @@ void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOption
   // mma.sync (cp.async staging), or on Hopper wgmma (TMA staging onto
   // mbarriers, SS wgmma for S and dP, RS wgmma for the accumulators):
   // docs/backward.md, "On Hopper (wgmma)".
-  buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, [&](OpPassManager &pm) {
+  // (Patches on mma.sync only, as the forward's.)
+  bool patches = options.patchTiling && !options.wgmma;
+  buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, patches,
+                                 [&](OpPassManager &pm) {
     if (options.wgmma) {
       if (options.overlapSoftmax)
         pm.addPass(createAttnOverlapBackward());
@@ -363,7 +370,8 @@ void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOption
 void buildAMDGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options,
                                        const std::string &kernel) {
   // One synchronous LDS slot, as the forward's.
-  buildGPUBackwardKernelPipeline(pm, options, kernel, /*stages=*/1, [&](OpPassManager &pm) {
+  buildGPUBackwardKernelPipeline(pm, options, kernel, /*stages=*/1, /*patches=*/false,
+                                 [&](OpPassManager &pm) {
     pm.addPass(createConvertAttnTileToAMDGPU(amdOptions(options)));
   });
 }

@@ -120,8 +120,9 @@ rm -rf "$aot"
 # Q, K and V gathered and O scattered by row, holes past the grid's edges
 # and the sequence masked, FULL patches without the mask): non-dilated,
 # dilated and causal axes, 3-D, GQA, D = 128 and 256, BSHD, lse, per-entry
-# lengths; the launch's grid x is the number of query patches, from the
-# compiled kernel and from an AOT artifact's gpu_patches line.
+# lengths, the backward; the launch's grid x is the number of query
+# patches, from the compiled kernel and from an AOT artifact's gpu_patches
+# line.
 nbdir=$(mktemp -d)
 cat > "$nbdir/nb2d.attn" <<'SPEC'
 variant nb2d {
@@ -143,6 +144,10 @@ check "$nbdir/nb2dc.attn" --seq=700 --heads=2 --dtype=bf16 --layout=bshd
 check "$nbdir/nb3d.attn" --seq=700 --heads=1 --dtype=bf16 --head-dim=64
 check "$ex/neighborhood_2d.attn" --seq=384 --heads=2 --dtype=bf16 --head-dim=256
 check "$ex/neighborhood_2d.attn" --seq=300 --heads=2 --batch=2 --dtype=bf16 --kv-lens=300,120 --q-lens=250,7 --lse
+# The backward's dQ (query patches) and dK/dV (key patches) kernels.
+check "$nbdir/nb2d.attn" --backward --seq=800 --heads=2 --dtype=bf16
+check "$nbdir/nb3d.attn" --backward --seq=700 --heads=4 --kv-heads=2 --dtype=f16 --head-dim=64
+check "$ex/neighborhood_2d.attn" --backward --seq=300 --heads=2 --dtype=bf16 --head-dim=128
 # (The last launch: split-KV's merge, or the only one, has grid x = the
 # query patches: 20 x 40 in 8 x 8 patches, 3 x 5 of them.)
 patches() {

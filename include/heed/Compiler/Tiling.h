@@ -45,7 +45,8 @@ llvm::Expected<KernelTiling> kernelTiling(const spec::Variant &variant,
 /// The tiling BackwardKernel::compile(variant, config) uses: its one loop's
 /// (patches of a neighborhood mask's grid where the forward's would be
 /// patched: block-q and block-kv of backwardTiles), or flat backwardTiles for
-/// the GPUs' two kernels (KernelConfig::backwardSplit).
+/// KernelConfig::backwardSplit (the GPUs' two kernels choose their own:
+/// patches of their tile sizes on NVIDIA's mma.sync, docs/backward.md).
 llvm::Expected<KernelTiling> backwardTiling(const spec::Variant &variant,
                                             const KernelConfig &config);
 

@@ -80,6 +80,10 @@ struct GPUPipelineOptions {
   /// NVIDIA mma.sync: 2-D/3-D token grids tiled by patches (docs/passes.md,
   /// "Patch tiling"); the wgmma, AMD and SIMT kernels take flat tiles
   bool patchTiling = true;
+  /// The GPU backward's tiles (query rows, keys) where its mma.sync kernels
+  /// may take patches of a token grid (with patchTiling); 0: the op's flat
+  /// tiles as given
+  int64_t backwardRows = 0, backwardKeys = 0;
   int64_t keysPerTile = 0;  ///< NVIDIA: keys per KV tile (0: by head dim)
   int64_t warps = 4;        ///< NVIDIA: warps per block, 16 query rows each
   int64_t kvStages = 2;     ///< NVIDIA: K/V tiles in flight (attn-pipeline-kv stages, 1..4)

@@ -542,16 +542,12 @@ struct AttnBackwardToTilePass : heed::impl::AttnBackwardToTileBase<AttnBackwardT
       if (!tiling)
         tiling = TilingAttr::getFlat(&getContext(), blockQ ? int64_t(blockQ) : heed::kBackwardQueryRows,
                                      blockKV ? int64_t(blockKV) : heed::kBackwardKeys);
-      // Patches (--attn-choose-tiling on a neighborhood mask) in the CPU's
-      // one loop: items are key patches, the inner loop walks the query
-      // patches by number; the GPUs' kernels take flat tiles.
+      // Patches (--attn-choose-tiling on a neighborhood mask): items are
+      // patches (key patches in the one loop and kernel=dkdv, query patches
+      // in kernel=dq), the inner loop walks the other side's patches by
+      // number.
       if (failed(heed::attn_to_tile::checkTilingMatchesGrid(op, tiling, variant)))
         return signalPassFailure();
-      if (tiling.isPatched() && which != BackwardLoop::Fused) {
-        op.emitOpError() << "takes flat tiles in kernel=dq and kernel=dkdv (the GPUs' "
-                            "kernels); patches only in the fused loop";
-        return signalPassFailure();
-      }
       bool ragged = op.getKvLens() || op.getQLens() || op.getCuSeqlensQ() || op.getCuSeqlensKv();
       if ((op.getQLens() && op.getCuSeqlensQ()) || (op.getKvLens() && op.getCuSeqlensKv())) {
         op.emitOpError() << "takes an entry's lengths either as lengths (q_lens, kv_lens) or "

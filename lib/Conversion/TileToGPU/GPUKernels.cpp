@@ -832,8 +832,9 @@ LogicalResult lowerMatrixCoreKernels(
       return kernel.emitOpError() << name << ": " << why
                                   << (shape->backward ? "; run the backward on the CPU"
                                                       : "; use the SIMT kernel");
-    // Patches: the grid and the query patch go into the launch (grid x is
-    // the number of patches).
+    // Patches: the grid and the work item's patch (the query patch; the key
+    // patch in the backward's key-major dK/dV kernel) go into the launch
+    // (grid x is the number of patches).
     SmallVector<int64_t> grid, queryPatch;
     if (TileSpanOp span = firstPatchedSpan(kernel)) {
       if (!target->takesPatches())
@@ -841,9 +842,10 @@ LogicalResult lowerMatrixCoreKernels(
                                   << "(choose flat tiles: patch-tiling=false)";
       TilingAttr tiling = span.getTiling();
       grid.assign(tiling.getGrid().begin(), tiling.getGrid().end());
-      queryPatch.assign(tiling.getQ().begin(), tiling.getQ().end());
+      ArrayRef<int64_t> itemPatch = shape->keyMajor ? tiling.getKv() : tiling.getQ();
+      queryPatch.assign(itemPatch.begin(), itemPatch.end());
       if (tileSize(queryPatch) != shape->blockRows())
-        return span.emitOpError() << name << ": a query patch of " << tileSize(queryPatch)
+        return span.emitOpError() << name << ": a work item's patch of " << tileSize(queryPatch)
                                   << " lanes in a block of " << shape->blockRows() << " rows";
     }
     // (The gradients' two arguments first: a target's own parameters, the

@@ -1,6 +1,7 @@
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask --attn-differentiate --attn-backward-to-tile | FileCheck %s
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask --attn-differentiate --attn-backward-to-tile --convert-attn-tile-to-cpu | FileCheck %s --check-prefix=CPU
-// RUN: not heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-differentiate --attn-backward-to-tile="kernel=dkdv" 2>&1 | FileCheck %s --check-prefix=SPLIT
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask --attn-differentiate --attn-backward-to-tile="kernel=dkdv" | FileCheck %s --check-prefix=DKDV
+// RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask --attn-differentiate --attn-backward-to-tile="kernel=dq" | FileCheck %s --check-prefix=DQ
 // RUN: heed-opt %s --attn-simplify --attn-choose-tiling="block-q=16 block-kv=64" --attn-analyze-mask | sed 's/tiling = #attn.tiling<q = \[4, 4\], kv = \[8, 8\], grid = \[24\]>/tiling = #attn.tiling<q = [16], kv = [64]>/' | not heed-opt --attn-differentiate --attn-backward-to-tile 2>&1 | FileCheck %s --check-prefix=FLATGRID
 // The backward's one loop on patches of a token grid (docs/backward.md,
 // "Patches"): --attn-choose-tiling sets the backward op's tiling as the
@@ -31,7 +32,25 @@
 // A flat tiling beside a classifier of grid boxes (a flat tile crossing a
 // grid row is no box): refused, as the forward's --attn-to-tile refuses it.
 // FLATGRID: error: 'attn.attention_backward' op is tiled flat, but its variant's classifier decodes boxes of a grid
-// SPLIT: error: 'attn.attention_backward' op takes flat tiles in kernel=dq and kernel=dkdv (the GPUs' kernels); patches only in the fused loop
+// The GPUs' two kernels on the same patches: dK/dV's items are key patches,
+// its loop walks the query patches by number (dK and dV written once, not
+// accumulated); dQ's items are query patches, its loop walks the key patches.
+// DKDV: attn.num_tiles %{{.*}} of @grid2d side <kv> {tiling = #attn.tiling<q = [4, 4], kv = [8, 8], grid = [24]>}
+// DKDV: attn.tile.work
+// DKDV: %[[DKEYS:.*]] = attn.tile.span %{{.*}}[%{{.*}}] tiling <q = [4, 4], kv = [8, 8], grid = [24]> side <kv> : <64>
+// DKDV: scf.for
+// DKDV: attn.tile.span %{{.*}}[%{{.*}}] tiling <q = [4, 4], kv = [8, 8], grid = [24]> side <q> : <16>
+// DKDV: attn.tile.classify @grid2d
+// DKDV-NOT: accumulate
+// DKDV: attn.tile.write_rows {{.*}} span(%[[DKEYS]])
+// DKDV: attn.tile.write_rows {{.*}} span(%[[DKEYS]])
+// DQ: attn.num_tiles %{{.*}} of @grid2d side <q> {tiling = #attn.tiling<q = [4, 4], kv = [8, 8], grid = [24]>}
+// DQ: attn.tile.work
+// DQ: %[[DROWS:.*]] = attn.tile.span %{{.*}}[%{{.*}}] tiling <q = [4, 4], kv = [8, 8], grid = [24]> side <q> : <16>
+// DQ: scf.for
+// DQ: attn.tile.span %{{.*}}[%{{.*}}] tiling <q = [4, 4], kv = [8, 8], grid = [24]> side <kv> : <64>
+// DQ: attn.tile.classify @grid2d
+// DQ: attn.tile.write_rows {{.*}} span(%[[DROWS]])
 
 attn.variant @grid2d buffers([] : []) shapes [] params {} score {
 ^bb0(%s: f32, %b: index, %h: index, %q: index, %kv: index):
