@@ -16,6 +16,18 @@ using namespace mlir;
 using namespace heed::attn;
 
 namespace heed {
+
+llvm::SmallVector<IndexExpr> spanOrigin(TileSpanOp span, IndexExpr seq, ValueRange coords) {
+  ArrayRef<int64_t> grid = span.getTiling().getGrid();
+  ArrayRef<int64_t> patch = span.getTiling().getPatch(span.getSide());
+  if (coords.size() == 1)
+    return tileOrigin(grid, patch, seq.with(coords[0]));
+  SmallVector<IndexExpr> origin;
+  for (auto [k, c] : llvm::enumerate(coords))
+    origin.push_back(seq.with(c) * patch[k]);
+  return origin;
+}
+
 namespace {
 
 /// The variant an op names (its verifier made sure it exists).

@@ -171,12 +171,7 @@ struct SpanLowering : OpConversionPattern<TileSpanOp> {
     ArrayRef<int64_t> patch = op.getTiling().getPatch(op.getSide());
     int64_t lanes = tileSize(patch);
     IndexExpr seq(rewriter, loc, adaptor.getSeq());
-    SmallVector<IndexExpr> origin;
-    if (adaptor.getCoords().size() == 1)
-      origin = tileOrigin(grid, patch, seq.with(adaptor.getCoords()[0]));
-    else
-      for (auto [k, c] : llvm::enumerate(adaptor.getCoords()))
-        origin.push_back(seq.with(c) * patch[k]);
+    SmallVector<IndexExpr> origin = spanOrigin(op, seq, adaptor.getCoords());
     IndexExpr rows = gridRows(grid, seq);
     SmallVector<IndexExpr> end;
     for (size_t k = 0; k < patch.size(); ++k) {

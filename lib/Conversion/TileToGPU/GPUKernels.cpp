@@ -538,17 +538,10 @@ struct SpanLowering : OpConversionPattern<TileSpanOp> {
                                 ConversionPatternRewriter &rewriter) const override {
     if (op.getTiling().isPatched()) {
       // A patch: its origin token (QueryRows maps the lanes).
-      ArrayRef<int64_t> grid = op.getTiling().getGrid();
-      ArrayRef<int64_t> patch = op.getTiling().getPatch(op.getSide());
       IndexExpr seq(rewriter, op.getLoc(), adaptor.getSeq());
-      SmallVector<IndexExpr> origin;
-      if (adaptor.getCoords().size() == 1)
-        origin = tileOrigin(grid, patch, seq.with(adaptor.getCoords()[0]));
-      else
-        for (auto [k, c] : llvm::enumerate(adaptor.getCoords()))
-          origin.push_back(seq.with(c) * patch[k]);
-      replaceSpan(rewriter, *getTypeConverter(), op, tokenOf<IndexExpr>(grid, origin).value,
-                  adaptor.getSeq());
+      SmallVector<IndexExpr> origin = spanOrigin(op, seq, adaptor.getCoords());
+      replaceSpan(rewriter, *getTypeConverter(), op,
+                  tokenOf<IndexExpr>(op.getTiling().getGrid(), origin).value, adaptor.getSeq());
       return success();
     }
     if (adaptor.getCoords().size() != 1)
