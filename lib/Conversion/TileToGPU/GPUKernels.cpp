@@ -190,26 +190,29 @@ static std::pair<Value, Value> patchLane(OpBuilder &b, Location loc, const Query
   if (auto add = r.getDefiningOp<arith::AddIOp>()) {
     APInt c;
     for (int i = 0; i < 2; ++i)
-      if (matchPattern(add->getOperand(i), m_ConstantInt(&c))) {
+      if (matchPattern(add->getOperand(i), m_ConstantInt(&c)) && c.getActiveBits() <= 32) {
         constant = int64_t(c.getZExtValue());
         base = add->getOperand(1 - i);
         break;
       }
   }
-  // The outermost dim m whose suffix of sides (M lanes) takes base + K mod M.
+  // The innermost dim m whose suffix of sides (M lanes) takes base + K mod M;
+  // without one (or without a bound on base), every digit from r itself.
   size_t m = 0;
   int64_t lanesFrom = tileSize(patch);
+  bool split = false;
   if (std::optional<int64_t> bound = boundOf(base)) {
     int64_t suffix = 1;
-    for (size_t k = n; k-- > 0;) {
+    for (size_t k = n; k-- > 0 && !split;) {
       suffix *= patch[k];
       if (constant % suffix + *bound <= suffix) {
         m = k;
         lanesFrom = suffix;
-        break;
+        split = true;
       }
     }
-  } else {
+  }
+  if (!split) {
     base = r;
     constant = 0;
   }
