@@ -297,15 +297,19 @@ void buildGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options
 }
 } // namespace
 
+/// Whether the NVIDIA schedules tile token grids by patches: mma.sync only
+/// (cp.async copies a row at a time; the wgmma kernel's TMA boxes are runs
+/// of tokens), and only with the mask analysis (without it patches only add
+/// lanes).
+static bool nvgpuPatches(const GPUPipelineOptions &options) {
+  return options.patchTiling && options.analyzeMask && !options.wgmma;
+}
+
 void buildNVGPUKernelPipeline(OpPassManager &pm, const GPUPipelineOptions &options) {
   // Query tiles of 16 rows per warp (wgmma: 64 per warpgroup); keys per
   // tile by head dim unless set.
-  // Patches on mma.sync only (cp.async copies a row at a time; the wgmma
-  // kernel's TMA boxes are runs of tokens).
-  // (Patches need the analysis: without it they only add lanes.)
-  bool patches = options.patchTiling && options.analyzeMask && !options.wgmma;
   buildGPUKernelPipeline(pm, options, /*blockQ=*/16 * options.warps, options.keysPerTile,
-                         options.kvStages, patches, [&](OpPassManager &kernel) {
+                         options.kvStages, nvgpuPatches(options), [&](OpPassManager &kernel) {
                            if (options.wgmma)
                              kernel.addPass(createConvertAttnTileToHopper({options.wideStores}));
                            else
@@ -331,7 +335,7 @@ void buildGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOptions 
   pm.addNestedPass<attn::VariantOp>(createAttnSimplify());
   // Patches of a neighborhood mask's grid (before the analysis, which then
   // classifies grid boxes), of the kernel's own tile sizes.
-  if (patches && options.analyzeMask && options.backwardRows > 0 && options.backwardKeys > 0)
+  if (patches && options.backwardRows > 0 && options.backwardKeys > 0)
     addChooseTiling(pm, options.backwardRows, options.backwardKeys, /*patches=*/true);
   if (options.analyzeMask)
     pm.addNestedPass<attn::VariantOp>(createAttnAnalyzeMask());
@@ -353,9 +357,7 @@ void buildNVGPUBackwardKernelPipeline(OpPassManager &pm, const GPUPipelineOption
   // mma.sync (cp.async staging), or on Hopper wgmma (TMA staging onto
   // mbarriers, SS wgmma for S and dP, RS wgmma for the accumulators):
   // docs/backward.md, "On Hopper (wgmma)".
-  // (Patches on mma.sync only, as the forward's.)
-  bool patches = options.patchTiling && !options.wgmma;
-  buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, patches,
+  buildGPUBackwardKernelPipeline(pm, options, kernel, options.kvStages, nvgpuPatches(options),
                                  [&](OpPassManager &pm) {
     if (options.wgmma) {
       if (options.overlapSoftmax)

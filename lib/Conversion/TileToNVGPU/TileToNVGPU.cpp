@@ -229,7 +229,6 @@ private:
                  Value pages) const {
     Value row0 = keys.first, seq = keys.end;
     int64_t perRow = width / 8, chunks = shape.keys * perRow;
-    Value last = arith::SubIOp::create(b, loc, seq, index(b, loc, 1));
     int64_t pageSize = pages ? heed::pageSizeOf(global, layout) : 0;
     // Pages holding whole tiles: the tile's page read once, not per copy
     // (a patch's rows are not one run of tokens: per row).
@@ -243,15 +242,8 @@ private:
     Value r = arith::DivUIOp::create(b, loc, i, index(b, loc, perRow));
     Value c = arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, i, index(b, loc, perRow)),
                                     index(b, loc, 8));
-    Value in, src;
-    if (keys.patched()) {
-      in = keys.contains(b, loc, r);
-      src = keys.clampedToken(b, loc, r);
-    } else {
-      Value pos = arith::AddIOp::create(b, loc, row0, r);
-      in = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, pos, seq);
-      src = arith::SelectOp::create(b, loc, in, pos, last);
-    }
+    Value in = keys.contains(b, loc, r);
+    Value src = keys.clampedToken(b, loc, r);
     Value count = arith::SelectOp::create(b, loc, in, index(b, loc, 8), index(b, loc, 0));
     Value dst[] = {stageRow(b, loc, stage, r), c};
     if (!pages && shape.backward && !keys.patched()) {
